@@ -1,0 +1,138 @@
+"""One error shape for every error the API can answer, DRF's and Django's own.
+
+`exception_handler` is DRF's; the `handler4xx/500` functions are Django's URLconf handlers for
+errors raised outside DRF views (unknown URLs, a crash in middleware). A 500 never carries a
+stack trace, SQL or a secret: the detail goes to the (masked) log with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from payera.core.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PayeraError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+
+logger = logging.getLogger("payera.api")
+
+
+def error_body(type_: str, code: str, message: str, param: str | None = None) -> dict:
+    body = {"type": type_, "code": code, "message": message}
+    if param:
+        body["param"] = param
+    return {"error": body}
+
+
+def _first_validation_error(detail, prefix: str = "") -> tuple[str | None, str, str]:
+    """(param, code, message) of the first field error in a DRF ValidationError detail."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            param = f"{prefix}[{name}]" if prefix and name else (name or prefix)
+            found = _first_validation_error(value, param)
+            if found[1]:
+                return found
+        return (prefix or None, "", "")
+    if isinstance(detail, list):
+        for item in detail:
+            found = _first_validation_error(item, prefix)
+            if found[1]:
+                return found
+        return (prefix or None, "", "")
+    code = getattr(detail, "code", None) or "invalid"
+    return (prefix or None, _normalize_code(code), str(detail))
+
+
+def _normalize_code(code: str) -> str:
+    return {
+        "required": "parameter_missing",
+        "null": "parameter_missing",
+        "blank": "parameter_missing",
+        "invalid": "parameter_invalid",
+    }.get(code, code)
+
+
+def exception_handler(exc, context) -> Response | None:
+    headers = {}
+    if isinstance(exc, PayeraError):
+        return Response(exc.to_dict(), status=exc.http_status)
+    if isinstance(exc, DjangoValidationError):
+        exc = drf.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    if isinstance(exc, Http404):
+        err: PayeraError = NotFoundError()
+    elif isinstance(exc, DjangoPermissionDenied):
+        err = PermissionDeniedError()
+    elif isinstance(exc, drf.ValidationError):
+        param, code, message = _first_validation_error(exc.detail)
+        if param and message:
+            message = f"{param}: {message}"
+        return Response(
+            error_body("invalid_request_error", code or "parameter_invalid", message or "Invalid request.", param),
+            status=400,
+        )
+    elif isinstance(exc, drf.ParseError):
+        err = InvalidRequestError("The request body is not valid JSON.", code="invalid_json")
+    elif isinstance(exc, drf.UnsupportedMediaType):
+        err = InvalidRequestError("Send the request body as application/json.", code="unsupported_media_type")
+    elif isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        err = AuthenticationError(str(exc.detail) if isinstance(exc, drf.AuthenticationFailed) else None)
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    elif isinstance(exc, drf.PermissionDenied):
+        err = PermissionDeniedError()
+    elif isinstance(exc, drf.NotFound):
+        err = NotFoundError()
+    elif isinstance(exc, drf.MethodNotAllowed):
+        resp = Response(
+            error_body("invalid_request_error", "method_not_allowed", str(exc.detail)), status=405
+        )
+        return resp
+    elif isinstance(exc, drf.NotAcceptable):
+        return Response(error_body("invalid_request_error", "not_acceptable", str(exc.detail)), status=406)
+    elif isinstance(exc, drf.Throttled):
+        err = RateLimitError()
+        if exc.wait:
+            headers["Retry-After"] = str(int(exc.wait) + 1)
+    elif isinstance(exc, drf.APIException):
+        # Any other DRF error: keep its status, but never its internals.
+        status = exc.status_code
+        kind = "invalid_request_error" if status < 500 else "api_error"
+        return Response(error_body(kind, exc.default_code, str(exc.detail)), status=status)
+    else:
+        logger.exception("unhandled error in API view", extra={"view": type(context.get("view")).__name__})
+        err = PayeraError()
+    return Response(err.to_dict(), status=err.http_status, headers=headers)
+
+
+def _json(status: int, type_: str, code: str, message: str) -> JsonResponse:
+    return JsonResponse(error_body(type_, code, message), status=status)
+
+
+def handler400(request, exception=None):
+    return _json(400, "invalid_request_error", "bad_request", "The request is invalid.")
+
+
+def handler403(request, exception=None):
+    return _json(403, "permission_error", "permission_denied", "You do not have permission for this request.")
+
+
+def handler404(request, exception=None):
+    return _json(404, "invalid_request_error", "resource_missing", "Unrecognized request URL or no such object.")
+
+
+def handler500(request):
+    return _json(500, "api_error", "api_error", "An internal error occurred. Quote the Request-Id header to support.")
+
+
+def csrf_failure(request, reason=""):
+    return _json(403, "permission_error", "csrf_failed", "CSRF verification failed.")

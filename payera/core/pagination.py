@@ -1,0 +1,54 @@
+"""Cursor pagination of the contract: `?limit=` (1-100, default 10), `?starting_after=<id>`,
+newest first, answered as `{"object": "list", "data": [...], "has_more": bool}`.
+
+Ordering is by (`created`, `id`) descending, so ties on `created` are stable; a cursor is an
+object id the caller saw, looked up inside the same (merchant-scoped) queryset, so another
+merchant's id is as unknown as a made-up one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.db.models import Q, QuerySet
+
+from payera.core.errors import InvalidRequestError
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except (TypeError, ValueError):
+        raise InvalidRequestError("limit must be an integer between 1 and 100.", param="limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequestError("limit must be an integer between 1 and 100.", param="limit")
+    return limit
+
+
+def paginate(
+    queryset: QuerySet,
+    *,
+    params,
+    render: Callable[[object], dict],
+    created_field: str = "created_at",
+) -> dict:
+    limit = parse_limit(params.get("limit"))
+    qs = queryset.order_by(f"-{created_field}", "-pk")
+    cursor = params.get("starting_after")
+    if cursor:
+        anchor = queryset.filter(pk=cursor).values(created_field, "pk").first()
+        if anchor is None:
+            raise InvalidRequestError(f"No such object for starting_after: '{cursor}'.", param="starting_after")
+        at = anchor[created_field]
+        qs = qs.filter(Q(**{f"{created_field}__lt": at}) | Q(**{created_field: at, "pk__lt": anchor["pk"]}))
+    rows = list(qs[: limit + 1])
+    return {
+        "object": "list",
+        "data": [render(row) for row in rows[:limit]],
+        "has_more": len(rows) > limit,
+    }

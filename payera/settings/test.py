@@ -1,0 +1,12 @@
+"""Test settings: the served setup (PostgreSQL, Redis) unless env vars say otherwise."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("LOG_JSON", "true")
+os.environ.setdefault("PAYERA_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "var", "test"))
+
+from payera.settings.base import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in base

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from payera.core import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Each app mounts its public API under /v1/ through its own api/urls.py.
+    path("v1/", include("payera.core.api_urls")),
+    path("v1/", include("payera.merchants.api.urls")),
+    path("v1/", include("payera.events.api.urls")),
+    path("v1/", include("ledger.api.urls")),
+    path("v1/", include("payments.api.urls")),
+    path("v1/", include("reconciliation.api.urls")),
+    path("webhooks/", include("psp_adapters.webhook_urls")),
+]
+
+handler400 = "payera.core.api.handler400"
+handler403 = "payera.core.api.handler403"
+handler404 = "payera.core.api.handler404"
+handler500 = "payera.core.api.handler500"
