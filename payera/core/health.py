@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 
 from django.db import connections
-from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 logger = logging.getLogger(__name__)
 
-
-@require_GET
-def healthz(request):
-    return JsonResponse({"status": "ok"})
+_health = inline_serializer("Health", {"status": serializers.CharField(), "checks": serializers.DictField()})
 
 
 def check_database() -> str | None:
@@ -37,13 +36,34 @@ def check_broker() -> str | None:
     return None
 
 
-@require_GET
-def readyz(request):
-    checks = {"database": check_database(), "broker": check_broker()}
-    failed = {name: reason for name, reason in checks.items() if reason}
-    if failed:
-        logger.warning("not ready", extra={"failed_checks": failed})
-        return JsonResponse({"status": "unavailable", "checks": {k: v or "ok" for k, v in checks.items()}}, status=503)
-    return JsonResponse({"status": "ok", "checks": dict.fromkeys(checks, "ok")})
+class HealthzApi(APIView):
+    """The process is up. Checks nothing else, so a slow database never restarts web pods."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(responses=_health, tags=["operations"])
+    def get(self, request):
+        return Response({"status": "ok"})
 
 
+class ReadyzApi(APIView):
+    """Ready to serve: the database answers and the task broker accepts connections."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(responses={200: _health, 503: _health}, tags=["operations"])
+    def get(self, request):
+        checks = {"database": check_database(), "broker": check_broker()}
+        failed = {name: reason for name, reason in checks.items() if reason}
+        body = {"status": "unavailable" if failed else "ok", "checks": {k: v or "ok" for k, v in checks.items()}}
+        if failed:
+            logger.warning("not ready", extra={"failed_checks": failed})
+        return Response(body, status=503 if failed else 200)
+
+
+healthz = HealthzApi.as_view()
+readyz = ReadyzApi.as_view()

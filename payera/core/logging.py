@@ -1,8 +1,8 @@
 """Structured JSON logs with a request id on every line, masked whatever logger they come from.
 
 The masking runs twice, on purpose: `MaskingFilter` cleans the record (message, args, extras)
-before any handler sees it, and the formatters mask the final text, which also covers
-tracebacks and anything a third-party library formatted itself.
+before any handler sees it, and the formatters mask what they output (the JSON formatter field
+by field, so lines stay valid JSON), which also covers tracebacks.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "requ
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
+            # django.request logs after the middleware has returned: read the id off the request.
+            request = getattr(record, "request", None)
+            record.request_id = getattr(request, "request_id", None) or request_id_var.get()
         return True
 
 
@@ -36,7 +38,7 @@ class MaskingFilter(logging.Filter):
         record.args = None
         for key, value in list(vars(record).items()):
             if key not in _STD_ATTRS and not key.startswith("_"):
-                setattr(record, key, mask_value(value))
+                setattr(record, key, mask_value(value, stringify=True))
         return True
 
 
@@ -46,8 +48,9 @@ class MaskingJsonFormatter(JsonFormatter):
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         super().__init__("%(levelname)s %(name)s %(message)s %(request_id)s", *args, **kwargs)
 
-    def format(self, record: logging.LogRecord) -> str:
-        return mask_text(super().format(record))
+    def process_log_record(self, log_record: dict) -> dict:
+        # Mask field by field (tracebacks included) so the line stays valid JSON.
+        return mask_value(super().process_log_record(log_record), stringify=True)
 
 
 class MaskingFormatter(logging.Formatter):

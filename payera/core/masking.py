@@ -20,10 +20,10 @@ _SENSITIVE_KEYS = (
 )
 # "key": "value" (JSON), 'key': 'value' (repr), key=value (forms, logfmt)
 _KV_JSON_RE = re.compile(
-    r"""(?P<k>["'](?:""" + _SENSITIVE_KEYS + r""")["']\s*:\s*)(?P<q>["']?)(?P<v>[^"',}\]\s]*)(?P=q)""",
+    r"""(?P<k>["'](?:""" + _SENSITIVE_KEYS + r""")["']\s*:\s*)(?:"[^"]*"|'[^']*'|[^"',}\]\s]+)""",
     re.IGNORECASE,
 )
-_KV_FORM_RE = re.compile(r"(?P<k>\b(?:" + _SENSITIVE_KEYS + r")=)(?P<v>[^&\s,;]+)", re.IGNORECASE)
+_KV_FORM_RE = re.compile(r"(?P<k>\b(?:" + _SENSITIVE_KEYS + r")=)(?P<v>[^&\s,;\"'<>]+)", re.IGNORECASE)
 _BEARER_RE = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9_.~+/=*-]+", re.IGNORECASE)
 _SECRET_TOKEN_RE = re.compile(r"\b(sk_live|sk_test|rk_live|rk_test|whsec)_[A-Za-z0-9]+|\bhv[sbr]\.[A-Za-z0-9._-]+")
 
@@ -53,14 +53,18 @@ def mask_text(text: str) -> str:
         return text
     text = _SECRET_TOKEN_RE.sub(lambda m: (m.group(1) + "_***") if m.group(1) else "hvs.***", text)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)} ***", text)
-    text = _KV_JSON_RE.sub(lambda m: f"{m.group('k')}{m.group('q')}***{m.group('q')}", text)
+    text = _KV_JSON_RE.sub(lambda m: f'{m.group("k")}"***"', text)
     text = _KV_FORM_RE.sub(lambda m: f"{m.group('k')}***", text)
     text = _PAN_RE.sub(_mask_pan, text)
     return text
 
 
-def mask_value(value):
-    """Mask a structured value (dict/list/str) recursively, keys included in the decision."""
+def mask_value(value, *, stringify: bool = False):
+    """Mask a structured value (dict/list/str) recursively, keys included in the decision.
+
+    With `stringify`, any other object (a request, an exception) becomes its masked `str()`,
+    as a log line would render it anyway.
+    """
     if isinstance(value, str):
         return mask_text(value)
     if isinstance(value, dict):
@@ -69,8 +73,10 @@ def mask_value(value):
             if isinstance(k, str) and re.fullmatch(_SENSITIVE_KEYS, k, re.IGNORECASE) and v not in (None, ""):
                 out[k] = "***"
             else:
-                out[k] = mask_value(v)
+                out[k] = mask_value(v, stringify=stringify)
         return out
     if isinstance(value, (list, tuple)):
-        return type(value)(mask_value(v) for v in value)
+        return type(value)(mask_value(v, stringify=stringify) for v in value)
+    if stringify and not isinstance(value, (int, float, bool, type(None))):
+        return mask_text(str(value))
     return value

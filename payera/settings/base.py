@@ -228,6 +228,8 @@ if PRODUCTION:
         problems.append("SECRET_KEY must be set to a random value of 50+ characters")
     if not ALLOWED_HOSTS or any(h == "*" or h.startswith("*") for h in ALLOWED_HOSTS):
         problems.append("ALLOWED_HOSTS must list the real host names (no wildcard)")
+    if env("SECRETS_BACKEND") == "memory":
+        problems.append("SECRETS_BACKEND=memory keeps keys in one process's memory; use vault (or local)")
     if problems:
         raise ImproperlyConfigured("Refusing to start in production: " + "; ".join(problems))
     SECURE_SSL_REDIRECT = env("SECURE_SSL_REDIRECT")

@@ -1,0 +1,21 @@
+import pytest
+from django.db import transaction
+
+from payera.core.db import outside_transaction
+from payera.core.ids import has_prefix, new_id
+
+
+def test_ids_carry_their_prefix_and_are_random():
+    ids = [new_id("pay") for _ in range(2000)]
+    assert all(i.startswith("pay_") and len(i) == 28 for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert sorted(ids) != ids  # not sequential
+    assert has_prefix(ids[0], "pay") and not has_prefix(ids[0], "re")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_transaction_refuses_to_run_inside_one():
+    with outside_transaction():
+        pass  # fine at top level
+    with pytest.raises(RuntimeError), transaction.atomic(), outside_transaction():
+        pass
