@@ -15,6 +15,7 @@ test: venv
 
 lint: venv
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
 
 bench: venv
 	.venv/bin/python -m bench
