@@ -1,0 +1,38 @@
+"""The deploy files set only variables the settings read, and .env.example lists them all."""
+
+import re
+from pathlib import Path
+
+from payera import env as env_module
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def declared_variables() -> set[str]:
+    declared = set(env_module.env.scheme)
+    # Variables read directly with a default in settings (env.str("X", default=...) and the like).
+    for path in (ROOT / "payera" / "settings").glob("*.py"):
+        declared |= set(re.findall(r"env\.\w+\(\s*\"([A-Z][A-Z0-9_]+)\"", path.read_text()))
+        declared |= set(re.findall(r"os\.environ\.setdefault\(\s*\"([A-Z][A-Z0-9_]+)\"", path.read_text()))
+    return declared
+
+
+def compose_payera_variables() -> set[str]:
+    text = (ROOT / "compose.yaml").read_text()
+    block = text.split("x-payera-env: &payera-env", 1)[1].split("\nservices:", 1)[0]
+    return set(re.findall(r"^\s{2}([A-Z][A-Z0-9_]+):", block, re.MULTILINE))
+
+
+def test_compose_sets_only_variables_the_settings_read():
+    compose = compose_payera_variables()
+    assert {"DATABASE_URL", "REDIS_URL", "SECRETS_BACKEND", "VAULT_ADDR"} <= compose
+    unknown = compose - declared_variables()
+    assert not unknown, f"compose.yaml sets variables no setting reads: {sorted(unknown)}"
+
+
+def test_env_example_lists_every_declared_variable():
+    example = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    missing = set(env_module.env.scheme) - example
+    assert not missing, f".env.example misses: {sorted(missing)}"
+    unknown = example - declared_variables()
+    assert not unknown, f".env.example lists variables no setting reads: {sorted(unknown)}"
