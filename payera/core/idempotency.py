@@ -1,0 +1,115 @@
+"""`Idempotency-Key` for every POST of the merchant API, in one place.
+
+`MerchantApiView.dispatch` calls `idempotency_begin` before the handler of every POST and
+`idempotency_end` with its final answer; endpoints do nothing to get it. With a key:
+
+1. the key (1-255 characters) is claimed for (merchant, key) in its own committed row, with a
+   fingerprint of the method, the path and the body, before any work;
+2. a repeat with the same fingerprint gets the stored answer again (status and exact bytes) with
+   `Idempotent-Replayed: true`; with another fingerprint 422; while the first runs 409
+   (both `idempotency_error`);
+3. the answer is stored once the view returns, whatever it is (5xx included), except a 400: a
+   request rejected by validation did nothing, so its key is released and may be used again;
+4. a claim whose request crashed is taken over by a retry after `IDEMPOTENCY_LOCK_TIMEOUT`.
+
+The services (`payera.idempotency.services`) hold the database side; this module is the HTTP side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse
+
+from payera.core.errors import InvalidRequestError
+from payera.idempotency.services import (
+    Claim,
+    StoredResponse,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+)
+
+logger = logging.getLogger("payera.idempotency")
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+IDEMPOTENT_METHODS = frozenset({"POST"})
+NOT_STORED_STATUSES = frozenset({400})
+
+
+class IdempotencyKeyInvalidError(InvalidRequestError):
+    code = "idempotency_key_invalid"
+    default_message = f"The Idempotency-Key header must be 1-{MAX_KEY_LENGTH} printable characters."
+
+
+def parse_key(raw: str | None) -> str | None:
+    """The header's value, or None if absent; 400 if malformed (empty, too long, control chars)."""
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= MAX_KEY_LENGTH or not raw.isprintable():
+        raise IdempotencyKeyInvalidError(param=HEADER)
+    return raw
+
+
+def canonical_body(body: bytes) -> bytes:
+    """JSON bodies compare by meaning (key order and whitespace do not matter); others by bytes."""
+    if not body:
+        return b""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except (ValueError, UnicodeDecodeError):
+        return body
+
+
+def fingerprint(*, method: str, path: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), canonical_body(body)):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def replay(stored: StoredResponse) -> HttpResponse:
+    response = HttpResponse(stored.body, status=stored.status, content_type=stored.content_type or None)
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResponse | None:
+    """Claim the request's key, if it carries one. None: no key, or not an idempotent method."""
+    if django_request.method not in IDEMPOTENT_METHODS:
+        return None
+    key = parse_key(django_request.headers.get(HEADER))
+    if key is None:
+        return None
+    try:
+        body = django_request.body
+    except RequestDataTooBig:
+        raise InvalidRequestError("The request body is too large.", code="request_too_large") from None
+    return idempotency_claim(
+        merchant_id=merchant_id,
+        key=key,
+        fingerprint=fingerprint(method=django_request.method, path=django_request.path, body=body),
+        method=django_request.method,
+        path=django_request.path,
+    )
+
+
+def idempotency_end(*, claim: Claim, response: HttpResponse) -> None:
+    """Store the final (rendered) answer for replay, or release the key after a 400."""
+    if response.status_code in NOT_STORED_STATUSES:
+        idempotency_release(claim=claim)
+        return
+    if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+        response.render()
+    idempotency_complete(
+        claim=claim,
+        status=response.status_code,
+        content_type=response.get("Content-Type", ""),
+        body=bytes(response.content),
+    )
