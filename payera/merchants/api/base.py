@@ -84,15 +84,17 @@ class MerchantApiView(APIView):
         try:
             try:
                 self.initial(request, *args, **kwargs)
-                outcome = idempotency_begin(django_request=request._request, merchant_id=request.merchant.id)
+                if request.method.lower() in self.http_method_names:
+                    handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
+                else:
+                    handler = self.http_method_not_allowed
+                outcome = None
+                if handler != self.http_method_not_allowed:
+                    outcome = idempotency_begin(django_request=request._request, merchant_id=request.merchant.id)
                 if isinstance(outcome, StoredResponse):
                     response = replay(outcome)
                 else:
                     claim = outcome
-                    if request.method.lower() in self.http_method_names:
-                        handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
-                    else:
-                        handler = self.http_method_not_allowed
                     response = handler(request, *args, **kwargs)
             except Exception as exc:
                 response = self.handle_exception(exc)
