@@ -24,7 +24,8 @@ import logging
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 
-from payera.core.errors import InvalidRequestError
+from payera.core.api import error_body
+from payera.core.errors import InvalidRequestError, PayeraError
 from payera.idempotency.services import (
     Claim,
     StoredResponse,
@@ -40,6 +41,9 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 IDEMPOTENT_METHODS = frozenset({"POST"})
 NOT_STORED_STATUSES = frozenset({400})
+# Data key (secrets backend) for stored answers that carry a secret shown once.
+ENCRYPTION_KEY = "idempotency-responses"
+UNAVAILABLE_STATUS = 409
 
 
 class IdempotencyKeyInvalidError(InvalidRequestError):
@@ -75,7 +79,12 @@ def fingerprint(*, method: str, path: str, body: bytes) -> str:
 
 
 def replay(stored: StoredResponse) -> HttpResponse:
-    response = HttpResponse(stored.body, status=stored.status, content_type=stored.content_type or None)
+    body = stored.body
+    if stored.encrypted:
+        from payera.secrets.services import decrypt
+
+        body = decrypt(key=ENCRYPTION_KEY, ciphertext=body.decode())  # fails closed (503) if unavailable
+    response = HttpResponse(body, status=stored.status, content_type=stored.content_type or None)
     response[REPLAYED_HEADER] = "true"
     return response
 
@@ -100,16 +109,37 @@ def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResp
     )
 
 
-def idempotency_end(*, claim: Claim, response: HttpResponse) -> None:
-    """Store the final (rendered) answer for replay, or release the key after a 400."""
+def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = False) -> None:
+    """Store the final (rendered) answer for replay, or release the key after a 400.
+
+    `sensitive`: the answer carries a secret shown once; it is stored encrypted through the
+    secrets backend. If that is unavailable, what is stored is a 409 saying the first request
+    ran but its answer can not be shown again — never the secret in clear, never a second effect.
+    """
     if response.status_code in NOT_STORED_STATUSES:
         idempotency_release(claim=claim)
         return
     if hasattr(response, "render") and not getattr(response, "is_rendered", True):
         response.render()
-    idempotency_complete(
-        claim=claim,
-        status=response.status_code,
-        content_type=response.get("Content-Type", ""),
-        body=bytes(response.content),
+    status, content_type, body, encrypted = (
+        response.status_code,
+        response.get("Content-Type", ""),
+        bytes(response.content),
+        False,
     )
+    if sensitive:
+        from payera.secrets.services import encrypt
+
+        try:
+            body, encrypted = encrypt(key=ENCRYPTION_KEY, plaintext=body).encode(), True
+        except PayeraError:
+            logger.exception("could not encrypt an idempotent answer; storing a placeholder")
+            status, content_type, encrypted = UNAVAILABLE_STATUS, "application/json", False
+            body = json.dumps(
+                error_body(
+                    "idempotency_error",
+                    "idempotency_response_unavailable",
+                    "The request with this Idempotency-Key was processed, but its answer can not be shown again.",
+                )
+            ).encode()
+    idempotency_complete(claim=claim, status=status, content_type=content_type, body=body, encrypted=encrypted)

@@ -31,6 +31,9 @@ class IdempotencyKey(models.Model):
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_content_type = models.CharField(max_length=100, blank=True, default="")
     response_body = models.BinaryField(null=True, blank=True)
+    # The body holds a secret shown once (e.g. a webhook endpoint's secret): stored encrypted
+    # through the secrets backend, never in clear.
+    response_encrypted = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 

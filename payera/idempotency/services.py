@@ -53,6 +53,7 @@ class StoredResponse:
     status: int
     content_type: str
     body: bytes
+    encrypted: bool = False
 
 
 def _ttl() -> dt.timedelta:
@@ -104,7 +105,10 @@ def idempotency_claim(
         raise IdempotencyKeyMismatchError()
     if row.state == IdempotencyState.COMPLETED:
         return StoredResponse(
-            status=row.response_status, content_type=row.response_content_type, body=bytes(row.response_body)
+            status=row.response_status,
+            content_type=row.response_content_type,
+            body=bytes(row.response_body),
+            encrypted=row.response_encrypted,
         )
     if row.locked_until is not None and row.locked_until > now:
         raise IdempotencyKeyInUseError()
@@ -125,13 +129,16 @@ def _reset(row: IdempotencyKey, *, now, owner, fingerprint, method, path) -> Non
     row.response_status = None
     row.response_content_type = ""
     row.response_body = None
+    row.response_encrypted = False
     row.created_at = now
     row.completed_at = None
     row.save()
 
 
 @transaction.atomic(durable=True)
-def idempotency_complete(*, claim: Claim, status: int, content_type: str, body: bytes) -> bool:
+def idempotency_complete(
+    *, claim: Claim, status: int, content_type: str, body: bytes, encrypted: bool = False
+) -> bool:
     """Store the answer for replay. False if this request no longer holds the claim (its lock
     expired and a retry took it over): then the retry's answer is the one that counts."""
     updated = IdempotencyKey.objects.filter(
@@ -141,6 +148,7 @@ def idempotency_complete(*, claim: Claim, status: int, content_type: str, body: 
         response_status=status,
         response_content_type=content_type[:100],
         response_body=body,
+        response_encrypted=encrypted,
         completed_at=timezone.now(),
         locked_until=None,
     )

@@ -6,7 +6,8 @@
             return Response(CustomerOutputSerializer(customer).data)
 
 - `request.merchant` (also `self.merchant`) is the authenticated merchant; `request.api_key` the key.
-- Every POST honours `Idempotency-Key` (payera.core.idempotency) without any code in the view.
+- Every POST honours `Idempotency-Key` (payera.core.idempotency) without any code in the view;
+  set `idempotency_sensitive = True` when the answer carries a secret shown once.
 - Selectors take `merchant=` so another merchant's ids answer 404; the route-walking tenant test
   (tests/merchants/test_tenant_isolation.py) fails for a /v1/ route with no entry in
   tests/merchants/tenant_routes.py, and for a /v1/ view that does not inherit from this class.
@@ -61,6 +62,9 @@ class MerchantApiView(APIView):
     permission_classes = [ApiKeyPermission]
     throttle_classes = [ApiKeyRateThrottle]
     schema = MerchantApiSchema()
+    # True for endpoints whose answer carries a secret shown once (webhook endpoint secrets):
+    # the stored idempotent answer is then encrypted through the secrets backend.
+    idempotency_sensitive = False
 
     @property
     def merchant(self) -> Merchant:
@@ -103,7 +107,7 @@ class MerchantApiView(APIView):
                 self.response["WWW-Authenticate"] = ApiKeyAuthentication().authenticate_header(request)
             if claim is not None:
                 # If storing fails, the claim stays in flight until its lock times out.
-                idempotency_end(claim=claim, response=self.response)
+                idempotency_end(claim=claim, response=self.response, sensitive=self.idempotency_sensitive)
             return self.response
         finally:
             token = getattr(request._request, "payera_actor_token", None)
