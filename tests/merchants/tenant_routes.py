@@ -11,8 +11,10 @@ parameters, a dict of URL kwargs. The test then proves, for every method of the 
   cursor for A.
 
 For a POST action on an object (`/v1/payments/{id}/capture`) give `post_body` if an empty body
-is not valid; views must look the object up through a merchant-scoped selector. A route that
-serves no merchant-owned ids (e.g. `/v1/balance`) is `NotOwned("why")`.
+is not valid; views must look the object up through a merchant-scoped selector. For a route
+whose body names another object (`POST /v1/payments` with `customer`), list
+`references=(Ref("customer-detail", lambda cus: {..., "customer": cus}),)`: A naming B's object
+must get 404. A route that serves no merchant-owned ids (e.g. `/v1/balance`) is `NotOwned("why")`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,19 @@ from payera.merchants.models import Merchant
 
 
 @dataclass(frozen=True)
+class Ref:
+    """A body that names an object made by `TENANT_ROUTES[target].create` (its id is passed in)."""
+
+    target: str
+    body: Callable[[str], dict]
+    method: str = "post"
+
+
+@dataclass(frozen=True)
 class Owned:
     create: Callable[[Merchant], str | dict[str, str]]
     post_body: dict = field(default_factory=dict)
+    references: tuple[Ref, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, path, reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from payera.merchants.api.base import MerchantApiView
 from tests.conftest import client_for
@@ -86,46 +86,39 @@ def _kwargs(route: Route, created) -> dict[str, str]:
     return {route.params[0]: created}
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize("route", [r for r in ROUTES if r.params], ids=str)
-def test_another_merchants_object_answers_404(route):
-    entry = TENANT_ROUTES.get(route.name)
-    if entry is None:
-        pytest.fail(f"{route} has no entry in tests/merchants/tenant_routes.py")
-    if isinstance(entry, NotOwned):
-        pytest.skip(entry.reason)
+def _two_merchants():
     merchant_a, merchant_b = MerchantFactory(), MerchantFactory()
-    client_a = client_for(make_api_key(merchant_a).secret)
+    return merchant_a, merchant_b, client_for(make_api_key(merchant_a).secret)
+
+
+def _assert_404(response, what: str) -> None:
+    assert response.status_code == 404, f"{what}: {response.status_code} {response.content[:200]!r}"
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "resource_missing"), what
+
+
+def check_object_route(route: Route, entry: Owned) -> None:
+    """Merchant A gets 404 for B's object on every method, and 200 on GET of its own."""
+    merchant_a, merchant_b, client_a = _two_merchants()
     url_b = reverse(route.name, kwargs=_kwargs(route, entry.create(merchant_b)))
     url_a = reverse(route.name, kwargs=_kwargs(route, entry.create(merchant_a)))
     assert route.methods, f"{route}: no HTTP methods"
     for method in route.methods:
         call = getattr(client_a, method)
-        response = call(url_b, entry.post_body, format="json") if method != "get" else call(url_b)
-        assert response.status_code == 404, f"{method.upper()} {url_b} as another merchant: {response.status_code}"
-        error = response.json()["error"]
-        assert error["type"] == "invalid_request_error"
-        assert error["code"] == "resource_missing"
+        response = call(url_b) if method == "get" else call(url_b, entry.post_body, format="json")
+        _assert_404(response, f"{method.upper()} {url_b} as another merchant")
     if "get" in route.methods:
         assert client_a.get(url_a).status_code == 200, f"GET {url_a}: the owner must see its own object"
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize("route", [r for r in ROUTES if not r.params and "get" in r.methods], ids=str)
-def test_lists_never_show_another_merchants_objects(route):
-    entry = TENANT_ROUTES.get(route.name)
-    if entry is None:
-        pytest.fail(f"{route} has no entry in tests/merchants/tenant_routes.py")
-    if isinstance(entry, NotOwned):
-        pytest.skip(entry.reason)
-    assert isinstance(entry, Owned)
-    merchant_a, merchant_b = MerchantFactory(), MerchantFactory()
-    client_a = client_for(make_api_key(merchant_a).secret)
+def check_list_route(route: Route, entry: Owned) -> None:
+    """A's list shows A's object and never B's; B's id is no cursor for A."""
+    merchant_a, merchant_b, client_a = _two_merchants()
     own_id = entry.create(merchant_a)
     other_id = entry.create(merchant_b)
     url = reverse(route.name)
     response = client_a.get(url, {"limit": 100})
-    assert response.status_code == 200
+    assert response.status_code == 200, f"GET {url}: {response.status_code}"
     body = response.json()
     assert body["object"] == "list"
     ids = [obj["id"] for obj in body["data"]]
@@ -135,21 +128,46 @@ def test_lists_never_show_another_merchants_objects(route):
     assert cursor.status_code == 400, f"{url}: another merchant's id must not work as a cursor"
 
 
-# --- the walker itself: an unregistered route is reported --------------------------------------
-class _Unregistered(MerchantApiView):
-    def get(self, request, id):  # pragma: no cover - never called
-        raise AssertionError
+def check_references(route: Route, entry: Owned, registry) -> None:
+    """A request naming B's object in its body is 404 for A."""
+    for ref in entry.references:
+        target = registry[ref.target]
+        assert isinstance(target, Owned), f"{route}: reference target {ref.target} must be Owned"
+        merchant_a, merchant_b, client_a = _two_merchants()
+        foreign = target.create(merchant_b)
+        foreign_id = foreign if isinstance(foreign, str) else next(iter(foreign.values()))
+        kwargs = _kwargs(route, entry.create(merchant_a)) if route.params else {}
+        url = reverse(route.name, kwargs=kwargs)
+        response = getattr(client_a, ref.method)(url, ref.body(foreign_id), format="json")
+        _assert_404(response, f"{ref.method.upper()} {url} naming another merchant's {ref.target}")
 
 
-urlpatterns = [
-    path("v1/widgets/<str:id>", _Unregistered.as_view(), name="widget-detail"),
-    path("v1/customers", _Unregistered.as_view(), name="customer-list"),
-    path("healthz", _Unregistered.as_view(), name="not-api"),
-]
+def _entry(route: Route) -> Owned | None:
+    entry = TENANT_ROUTES.get(route.name)
+    if entry is None:
+        pytest.fail(f"{route} has no entry in tests/merchants/tenant_routes.py")
+    if isinstance(entry, NotOwned):
+        pytest.skip(entry.reason)
+    return entry
 
 
-def test_the_walker_reports_a_route_without_a_registry_entry():
-    routes = v1_routes(urlconf=__name__)
-    assert {r.name for r in routes} == {"widget-detail", "customer-list"}
-    assert [r.name for r in missing_entries(routes)] == ["widget-detail"]
-    assert next(r for r in routes if r.name == "widget-detail").params == ("id",)
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.params], ids=str)
+def test_another_merchants_object_answers_404(route):
+    check_object_route(route, _entry(route))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", [r for r in ROUTES if not r.params and "get" in r.methods], ids=str)
+def test_lists_never_show_another_merchants_objects(route):
+    check_list_route(route, _entry(route))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "route",
+    [r for r in ROUTES if isinstance(TENANT_ROUTES.get(r.name), Owned) and TENANT_ROUTES[r.name].references],
+    ids=str,
+)
+def test_naming_another_merchants_object_in_a_body_answers_404(route):
+    check_references(route, _entry(route), TENANT_ROUTES)
