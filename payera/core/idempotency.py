@@ -100,12 +100,13 @@ def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResp
         body = django_request.body
     except RequestDataTooBig:
         raise InvalidRequestError("The request body is too large.", code="request_too_large") from None
+    full_path = django_request.get_full_path()  # a different query string is a different request
     return idempotency_claim(
         merchant_id=merchant_id,
         key=key,
-        fingerprint=fingerprint(method=django_request.method, path=django_request.path, body=body),
+        fingerprint=fingerprint(method=django_request.method, path=full_path, body=body),
         method=django_request.method,
-        path=django_request.path,
+        path=full_path,
     )
 
 

@@ -207,3 +207,12 @@ def test_pruning_is_scheduled_by_beat(settings):
     assert entry["schedule"] <= 24 * 3600
     app.loader.import_default_modules()
     assert entry["task"] in app.tasks
+
+
+def test_same_key_on_another_path_or_query_is_422(merchant_client):
+    assert post(merchant_client, {"name": "x"}).status_code == 201
+    other = merchant_client.post(
+        URL + "?expand=x", data=json.dumps({"name": "x"}), content_type="application/json", HTTP_IDEMPOTENCY_KEY="key-1"
+    )
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
