@@ -33,6 +33,7 @@ from payera.core.idempotency import (
 from payera.merchants.api.authentication import ApiKeyAuthentication
 from payera.merchants.api.permissions import ApiKeyPermission
 from payera.merchants.api.throttling import ApiKeyRateThrottle
+from payera.merchants.errors import ApiKeyMissingError
 from payera.merchants.models import ApiKey, Merchant
 
 
@@ -73,7 +74,8 @@ class MerchantApiView(APIView):
     def initial(self, request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
         api_key = request.auth
-        assert isinstance(api_key, ApiKey)  # ApiKeyPermission guarantees it
+        if not isinstance(api_key, ApiKey):  # ApiKeyPermission already refused; never run unscoped
+            raise ApiKeyMissingError()
         request.merchant = request._request.merchant = api_key.merchant
         request.api_key = request._request.api_key = api_key
 
