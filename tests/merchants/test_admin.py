@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 
 from payera.merchants.models import ApiKey, Merchant
 
@@ -16,9 +17,9 @@ def staff_client(client, django_user_model):
 
 def test_admin_pages_never_show_the_secret_or_its_hash(staff_client, merchant, api_key):
     for url in (
-        f"/admin/merchants/merchant/{merchant.pk}/change/",
+        f"/admin/merchants/merchant/{quote(merchant.pk)}/change/"  # ids like mer_5B… need admin quoting,
         "/admin/merchants/apikey/",
-        f"/admin/merchants/apikey/{api_key.api_key.pk}/change/",
+        f"/admin/merchants/apikey/{quote(api_key.api_key.pk)}/change/",
     ):
         response = staff_client.get(url)
         assert response.status_code == 200, url
