@@ -195,3 +195,15 @@ def test_merchant_status_is_protected_and_changes_only_by_transition(merchant):
         merchant.status = "suspended"
     merchant_suspend(merchant_id=merchant.id)
     assert Merchant.objects.get(pk=merchant.pk).status == "suspended"
+
+
+def test_rate_limiter_fails_open_when_the_cache_is_down(monkeypatch, settings, api_key):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": "1/d"}}
+
+    def down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr("payera.merchants.api.throttling.cache.add", down)
+    client = client_for(api_key.secret)
+    assert client.get(URL).status_code == 200
+    assert client.get(URL).status_code == 200
