@@ -267,3 +267,28 @@ PSP_CONNECTORS = {
     "alpha": {"ADAPTER": "psp_adapters.alpha.AlphaAdapter", "OPTIONS": {"base_url": SANDBOX_ALPHA_URL}},
     "beta": {"ADAPTER": "psp_adapters.beta.BetaAdapter", "OPTIONS": {"base_url": SANDBOX_BETA_URL}},
 }
+
+# --- Merchants, API keys, rate limits, idempotency (issue 3) ----------------------------
+INSTALLED_APPS += ["payera.idempotency"]
+REST_FRAMEWORK.update(
+    {
+        # Deny by default: any API view needs a key unless it says otherwise (the schema and
+        # docs views do); merchant endpoints subclass payera.merchants.api.base.MerchantApiView.
+        "DEFAULT_AUTHENTICATION_CLASSES": ["payera.merchants.api.authentication.ApiKeyAuthentication"],
+        "DEFAULT_PERMISSION_CLASSES": ["payera.merchants.api.permissions.ApiKeyPermission"],
+        "DEFAULT_THROTTLE_CLASSES": ["payera.merchants.api.throttling.ApiKeyRateThrottle"],
+        # Per API key, on the cache (Redis when REDIS_URL is set): "<n>/<s|m|h|d>".
+        "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="100/s")},
+    }
+)
+# last_used_at is written at most once per this many seconds per key (not on every request).
+API_KEY_LAST_USED_RESOLUTION = env.int("API_KEY_LAST_USED_RESOLUTION", default=60)
+# Idempotency keys are kept (and honoured) this long, then pruned by the beat task.
+IDEMPOTENCY_KEY_TTL = env.int("IDEMPOTENCY_KEY_TTL", default=24 * 3600)
+# An in-flight claim older than this is taken to be a crashed request: a retry may take it over.
+# Longer than any request can run (PSP timeouts and cascades included).
+IDEMPOTENCY_LOCK_TIMEOUT = env.int("IDEMPOTENCY_LOCK_TIMEOUT", default=120)
+CELERY_BEAT_SCHEDULE["idempotency-prune"] = {
+    "task": "payera.idempotency.tasks.idempotency_prune_task",
+    "schedule": 3600.0,
+}

@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from payments.api.customers import CustomerDetailApi, CustomerListCreateApi
+
+urlpatterns: list = [
+    path("customers", CustomerListCreateApi.as_view(), name="customer-list"),
+    path("customers/<str:id>", CustomerDetailApi.as_view(), name="customer-detail"),
+]

@@ -1,0 +1,146 @@
+"""`Idempotency-Key` for every POST of the merchant API, in one place.
+
+`MerchantApiView.dispatch` calls `idempotency_begin` before the handler of every POST and
+`idempotency_end` with its final answer; endpoints do nothing to get it. With a key:
+
+1. the key (1-255 characters) is claimed for (merchant, key) in its own committed row, with a
+   fingerprint of the method, the path and the body, before any work;
+2. a repeat with the same fingerprint gets the stored answer again (status and exact bytes) with
+   `Idempotent-Replayed: true`; with another fingerprint 422; while the first runs 409
+   (both `idempotency_error`);
+3. the answer is stored once the view returns, whatever it is (5xx included), except a 400: a
+   request rejected by validation did nothing, so its key is released and may be used again;
+4. a claim whose request crashed is taken over by a retry after `IDEMPOTENCY_LOCK_TIMEOUT`.
+
+The services (`payera.idempotency.services`) hold the database side; this module is the HTTP side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse
+
+from payera.core.api import error_body
+from payera.core.errors import InvalidRequestError, PayeraError
+from payera.idempotency.services import (
+    Claim,
+    StoredResponse,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+)
+
+logger = logging.getLogger("payera.idempotency")
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+IDEMPOTENT_METHODS = frozenset({"POST"})
+NOT_STORED_STATUSES = frozenset({400})
+# Data key (secrets backend) for stored answers that carry a secret shown once.
+ENCRYPTION_KEY = "idempotency-responses"
+UNAVAILABLE_STATUS = 409
+
+
+class IdempotencyKeyInvalidError(InvalidRequestError):
+    code = "idempotency_key_invalid"
+    default_message = f"The Idempotency-Key header must be 1-{MAX_KEY_LENGTH} printable characters."
+
+
+def parse_key(raw: str | None) -> str | None:
+    """The header's value, or None if absent; 400 if malformed (empty, too long, control chars)."""
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= MAX_KEY_LENGTH or not raw.isprintable():
+        raise IdempotencyKeyInvalidError(param=HEADER)
+    return raw
+
+
+def canonical_body(body: bytes) -> bytes:
+    """JSON bodies compare by meaning (key order and whitespace do not matter); others by bytes."""
+    if not body:
+        return b""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except (ValueError, UnicodeDecodeError):
+        return body
+
+
+def fingerprint(*, method: str, path: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), canonical_body(body)):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def replay(stored: StoredResponse) -> HttpResponse:
+    body = stored.body
+    if stored.encrypted:
+        from payera.secrets.services import decrypt
+
+        body = decrypt(key=ENCRYPTION_KEY, ciphertext=body.decode())  # fails closed (503) if unavailable
+    response = HttpResponse(body, status=stored.status, content_type=stored.content_type or None)
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResponse | None:
+    """Claim the request's key, if it carries one. None: no key, or not an idempotent method."""
+    if django_request.method not in IDEMPOTENT_METHODS:
+        return None
+    key = parse_key(django_request.headers.get(HEADER))
+    if key is None:
+        return None
+    try:
+        body = django_request.body
+    except RequestDataTooBig:
+        raise InvalidRequestError("The request body is too large.", code="request_too_large") from None
+    full_path = django_request.get_full_path()  # a different query string is a different request
+    return idempotency_claim(
+        merchant_id=merchant_id,
+        key=key,
+        fingerprint=fingerprint(method=django_request.method, path=full_path, body=body),
+        method=django_request.method,
+        path=full_path,
+    )
+
+
+def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = False) -> None:
+    """Store the final (rendered) answer for replay, or release the key after a 400.
+
+    `sensitive`: the answer carries a secret shown once; it is stored encrypted through the
+    secrets backend. If that is unavailable, what is stored is a 409 saying the first request
+    ran but its answer can not be shown again — never the secret in clear, never a second effect.
+    """
+    if response.status_code in NOT_STORED_STATUSES:
+        idempotency_release(claim=claim)
+        return
+    if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+        response.render()
+    status, content_type, body, encrypted = (
+        response.status_code,
+        response.get("Content-Type", ""),
+        bytes(response.content),
+        False,
+    )
+    if sensitive:
+        from payera.secrets.services import encrypt
+
+        try:
+            body, encrypted = encrypt(key=ENCRYPTION_KEY, plaintext=body).encode(), True
+        except PayeraError:
+            logger.exception("could not encrypt an idempotent answer; storing a placeholder")
+            status, content_type, encrypted = UNAVAILABLE_STATUS, "application/json", False
+            body = json.dumps(
+                error_body(
+                    "idempotency_error",
+                    "idempotency_response_unavailable",
+                    "The request with this Idempotency-Key was processed, but its answer can not be shown again.",
+                )
+            ).encode()
+    idempotency_complete(claim=claim, status=status, content_type=content_type, body=body, encrypted=encrypted)

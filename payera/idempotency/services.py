@@ -1,0 +1,179 @@
+"""Writes of the idempotency app: claim a key, store or release the answer, prune old keys.
+
+Each function commits on its own (`atomic(durable=True)`): a claim must be visible to every
+other connection before the request does any work, and must never be rolled back with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from payera.core.errors import IdempotencyError
+from payera.idempotency.models import IdempotencyKey, IdempotencyState
+
+logger = logging.getLogger("payera.idempotency")
+
+
+class IdempotencyKeyInUseError(IdempotencyError):
+    code = "idempotency_key_in_use"
+    http_status = 409
+    default_message = (
+        "A request with this Idempotency-Key is still being processed. Retry after it has finished."
+    )
+
+
+class IdempotencyKeyMismatchError(IdempotencyError):
+    code = "idempotency_key_reused"
+    http_status = 422
+    default_message = (
+        "This Idempotency-Key was already used with a different request (method, path or body). "
+        "Use a new key for a different request."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """This request holds the key: do the work, then `idempotency_complete` or `idempotency_release`."""
+
+    row_id: int
+    owner: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """The key was used before with the same request: answer this again."""
+
+    status: int
+    content_type: str
+    body: bytes
+    encrypted: bool = False
+
+
+def _ttl() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
+
+
+def _lock_timeout() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.IDEMPOTENCY_LOCK_TIMEOUT)
+
+
+@transaction.atomic(durable=True)
+def idempotency_claim(
+    *, merchant_id: str, key: str, fingerprint: str, method: str, path: str
+) -> Claim | StoredResponse:
+    """Claim `key` for this request, or say what to answer instead.
+
+    - no row (or one older than the retention): insert an in-flight claim → `Claim`;
+    - a different fingerprint → `IdempotencyKeyMismatchError` (422);
+    - completed → `StoredResponse` to replay;
+    - in flight and its lock still running → `IdempotencyKeyInUseError` (409);
+    - in flight but its lock expired (the first request crashed) → taken over → `Claim`.
+    """
+    now = timezone.now()
+    owner = uuid.uuid4()
+    try:
+        with transaction.atomic():
+            row = IdempotencyKey.objects.create(
+                merchant_id=merchant_id,
+                key=key,
+                fingerprint=fingerprint,
+                method=method,
+                path=path[:2048],
+                owner=owner,
+                locked_until=now + _lock_timeout(),
+                created_at=now,
+            )
+        return Claim(row_id=row.pk, owner=owner)
+    except IntegrityError:
+        pass  # the key exists (committed: the unique index waited for its transaction)
+
+    row = IdempotencyKey.objects.select_for_update().filter(merchant_id=merchant_id, key=key).first()
+    if row is None:  # pruned or released in between: let the client retry
+        raise IdempotencyKeyInUseError()
+    if row.created_at <= now - _ttl():
+        # Past retention (not yet pruned): the key is fresh again.
+        _reset(row, now=now, owner=owner, fingerprint=fingerprint, method=method, path=path)
+        return Claim(row_id=row.pk, owner=owner)
+    if row.fingerprint != fingerprint:
+        raise IdempotencyKeyMismatchError()
+    if row.state == IdempotencyState.COMPLETED:
+        return StoredResponse(
+            status=row.response_status,
+            content_type=row.response_content_type,
+            body=bytes(row.response_body),
+            encrypted=row.response_encrypted,
+        )
+    if row.locked_until is not None and row.locked_until > now:
+        raise IdempotencyKeyInUseError()
+    logger.warning("idempotency claim taken over after lock timeout", extra={"idempotency_key_id": row.pk})
+    row.owner = owner
+    row.locked_until = now + _lock_timeout()
+    row.save(update_fields=["owner", "locked_until"])
+    return Claim(row_id=row.pk, owner=owner)
+
+
+def _reset(row: IdempotencyKey, *, now, owner, fingerprint, method, path) -> None:
+    row.fingerprint = fingerprint
+    row.method = method
+    row.path = path[:2048]
+    row.state = IdempotencyState.IN_FLIGHT
+    row.owner = owner
+    row.locked_until = now + _lock_timeout()
+    row.response_status = None
+    row.response_content_type = ""
+    row.response_body = None
+    row.response_encrypted = False
+    row.created_at = now
+    row.completed_at = None
+    row.save()
+
+
+@transaction.atomic(durable=True)
+def idempotency_complete(
+    *, claim: Claim, status: int, content_type: str, body: bytes, encrypted: bool = False
+) -> bool:
+    """Store the answer for replay. False if this request no longer holds the claim (its lock
+    expired and a retry took it over): then the retry's answer is the one that counts."""
+    updated = IdempotencyKey.objects.filter(
+        pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT
+    ).update(
+        state=IdempotencyState.COMPLETED,
+        response_status=status,
+        response_content_type=content_type[:100],
+        response_body=body,
+        response_encrypted=encrypted,
+        completed_at=timezone.now(),
+        locked_until=None,
+    )
+    if not updated:
+        logger.warning("idempotency claim lost before completion", extra={"idempotency_key_id": claim.row_id})
+    return bool(updated)
+
+
+@transaction.atomic(durable=True)
+def idempotency_release(*, claim: Claim) -> None:
+    """Forget the claim (the request was rejected before any work): the key may be used again."""
+    IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT).delete()
+
+
+def idempotency_prune(*, now: dt.datetime | None = None, batch_size: int = 5000) -> int:
+    """Delete keys past their retention, in batches (short transactions). Returns how many."""
+    cutoff = (now or timezone.now()) - _ttl()
+    total = 0
+    while True:
+        with transaction.atomic(durable=True):
+            ids = list(
+                IdempotencyKey.objects.filter(created_at__lte=cutoff).order_by("pk").values_list("pk", flat=True)[
+                    :batch_size
+                ]
+            )
+            if not ids:
+                return total
+            total += IdempotencyKey.objects.filter(pk__in=ids, created_at__lte=cutoff).delete()[0]

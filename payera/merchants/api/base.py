@@ -1,0 +1,118 @@
+"""The base of every merchant endpoint: API key auth, scope check, rate limit, idempotency.
+
+    class CustomerDetailApi(MerchantApiView):
+        def get(self, request, id):
+            customer = customer_get(merchant=request.merchant, customer_id=id)   # 404 if not theirs
+            return Response(CustomerOutputSerializer(customer).data)
+
+- `request.merchant` (also `self.merchant`) is the authenticated merchant; `request.api_key` the key.
+- Every POST honours `Idempotency-Key` (payera.core.idempotency) without any code in the view;
+  set `idempotency_sensitive = True` when the answer carries a secret shown once.
+- Selectors take `merchant=` so another merchant's ids answer 404; the route-walking tenant test
+  (tests/merchants/test_tenant_isolation.py) fails for a /v1/ route with no entry in
+  tests/merchants/tenant_routes.py, and for a /v1/ view that does not inherit from this class.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.views import APIView
+
+from payera.audit.context import clear_actor
+from payera.core.idempotency import (
+    HEADER as IDEMPOTENCY_HEADER,
+)
+from payera.core.idempotency import (
+    MAX_KEY_LENGTH,
+    StoredResponse,
+    idempotency_begin,
+    idempotency_end,
+    replay,
+)
+from payera.merchants.api.authentication import ApiKeyAuthentication
+from payera.merchants.api.permissions import ApiKeyPermission
+from payera.merchants.api.throttling import ApiKeyRateThrottle
+from payera.merchants.errors import ApiKeyMissingError
+from payera.merchants.models import ApiKey, Merchant
+
+
+class MerchantApiSchema(AutoSchema):
+    """Documents the `Idempotency-Key` header on every POST."""
+
+    def get_override_parameters(self):
+        params = list(super().get_override_parameters())
+        if self.method == "POST":
+            params.append(
+                OpenApiParameter(
+                    name=IDEMPOTENCY_HEADER,
+                    type=str,
+                    location=OpenApiParameter.HEADER,
+                    required=False,
+                    description=(
+                        f"1-{MAX_KEY_LENGTH} characters, unique per request you mean to make once. A repeat "
+                        "with the same body returns the first answer with `Idempotent-Replayed: true`."
+                    ),
+                )
+            )
+        return params
+
+
+class MerchantApiView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [ApiKeyPermission]
+    throttle_classes = [ApiKeyRateThrottle]
+    schema = MerchantApiSchema()
+    # True for endpoints whose answer carries a secret shown once (webhook endpoint secrets):
+    # the stored idempotent answer is then encrypted through the secrets backend.
+    idempotency_sensitive = False
+
+    @property
+    def merchant(self) -> Merchant:
+        return self.request.merchant
+
+    def initial(self, request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
+        api_key = request.auth
+        if not isinstance(api_key, ApiKey):  # ApiKeyPermission already refused; never run unscoped
+            raise ApiKeyMissingError()
+        request.merchant = request._request.merchant = api_key.merchant
+        request.api_key = request._request.api_key = api_key
+
+    def dispatch(self, request, *args, **kwargs):
+        # APIView.dispatch, with the handler run under the request's Idempotency-Key claim.
+        self.args = args
+        self.kwargs = kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        claim = None
+        try:
+            try:
+                self.initial(request, *args, **kwargs)
+                if request.method.lower() in self.http_method_names:
+                    handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
+                else:
+                    handler = self.http_method_not_allowed
+                outcome = None
+                if handler != self.http_method_not_allowed:
+                    outcome = idempotency_begin(django_request=request._request, merchant_id=request.merchant.id)
+                if isinstance(outcome, StoredResponse):
+                    response = replay(outcome)
+                else:
+                    claim = outcome
+                    response = handler(request, *args, **kwargs)
+            except Exception as exc:
+                response = self.handle_exception(exc)
+            self.response = self.finalize_response(request, response, *args, **kwargs)
+            if response.status_code == 401:
+                self.response["WWW-Authenticate"] = ApiKeyAuthentication().authenticate_header(request)
+            if claim is not None:
+                # If storing fails, the claim stays in flight until its lock times out.
+                idempotency_end(claim=claim, response=self.response, sensitive=self.idempotency_sensitive)
+            return self.response
+        finally:
+            token = getattr(request._request, "payera_actor_token", None)
+            if token is not None:
+                clear_actor(token)
+                request._request.payera_actor_token = None

@@ -1,0 +1,58 @@
+"""Tenant isolation registry: one entry per named route under /v1/.
+
+tests/merchants/test_tenant_isolation.py walks the URLconf and FAILS for any /v1/ route that has
+no entry here, so every new endpoint is covered the day it is added. For a route serving objects
+a merchant owns, give `Owned(create=...)`: a function that makes one such object for the given
+merchant (through services/factories) and returns its id — or, for a route with several URL
+parameters, a dict of URL kwargs. The test then proves, for every method of the view:
+
+- a route with parameters: merchant A gets 404 for merchant B's object (and 200 on GET of its own);
+- a list route (GET, no parameters): A's list shows A's object and never B's, and B's id is no
+  cursor for A.
+
+For a POST action on an object (`/v1/payments/{id}/capture`) give `post_body` if an empty body
+is not valid; views must look the object up through a merchant-scoped selector. For a route
+whose body names another object (`POST /v1/payments` with `customer`), list
+`references=(Ref("customer-detail", lambda cus: {..., "customer": cus}),)`: A naming B's object
+must get 404. A route that serves no merchant-owned ids (e.g. `/v1/balance`) is `NotOwned("why")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from payera.merchants.models import Merchant
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A body that names an object made by `TENANT_ROUTES[target].create` (its id is passed in)."""
+
+    target: str
+    body: Callable[[str], dict]
+    method: str = "post"
+
+
+@dataclass(frozen=True)
+class Owned:
+    create: Callable[[Merchant], str | dict[str, str]]
+    post_body: dict = field(default_factory=dict)
+    references: tuple[Ref, ...] = ()
+
+
+@dataclass(frozen=True)
+class NotOwned:
+    reason: str
+
+
+def _customer(merchant: Merchant) -> str:
+    from payments.services import customer_create
+
+    return customer_create(merchant=merchant, email="tenant@example.com").id
+
+
+TENANT_ROUTES: dict[str, Owned | NotOwned] = {
+    "customer-list": Owned(create=_customer),
+    "customer-detail": Owned(create=_customer),
+}
