@@ -15,31 +15,39 @@ class _Input(serializers.Serializer):
     currency = serializers.CharField(max_length=3)
 
 
-class ValidatingApi(APIView):
+class OpenApiView(APIView):
+    """No key needed: these views test the plumbing under the merchant API's auth."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes: list = []
+
+
+class ValidatingApi(OpenApiView):
     def post(self, request):
         data = _Input(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(data.validated_data, status=201)
 
 
-class NeedsAuthApi(APIView):
+class NeedsAuthApi(OpenApiView):
     def get(self, request):
         raise NotAuthenticated()
 
 
-class CrashingApi(APIView):
+class CrashingApi(OpenApiView):
     def get(self, request):
         with connection.cursor() as cursor:
             cursor.execute("SELECT * FROM table_that_does_not_exist WHERE secret = 'sk_test_abcdef123456'")
         return Response({})
 
 
-class PlainCrashApi(APIView):
+class PlainCrashApi(OpenApiView):
     def get(self, request):
         raise RuntimeError("card 4242424242424242 blew up")
 
 
-class UserListApi(APIView):
+class UserListApi(OpenApiView):
     """A real list endpoint over a real table, to test the shared cursor pagination."""
 
     def get(self, request):
