@@ -188,6 +188,9 @@ def test_key_comparison_is_constant_time(monkeypatch, api_key):
 
 def test_schema_and_docs_stay_public(api_client):
     assert api_client.get("/v1/schema/").status_code == 200
+    assert api_client.get("/v1/docs/").status_code == 200
+    api_client.credentials(HTTP_AUTHORIZATION="Bearer not-a-key")
+    assert api_client.get("/v1/schema/").status_code == 200
 
 
 def test_merchant_status_is_protected_and_changes_only_by_transition(merchant):
