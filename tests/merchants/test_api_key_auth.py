@@ -140,6 +140,7 @@ def test_successful_auth_binds_the_audit_actor(monkeypatch, merchant, api_key):
     assert response.status_code == 200
     assert seen == [
         {
+            "user_id": None,
             "api_key_id": api_key.api_key.id,
             "merchant_id": merchant.id,
             "remote_addr": "10.9.8.7",
@@ -147,6 +148,28 @@ def test_successful_auth_binds_the_audit_actor(monkeypatch, merchant, api_key):
         }
     ]
     assert context.current_actor() is None  # cleared at the end of the request
+
+
+def test_auth_keeps_the_client_address_an_outer_middleware_bound(monkeypatch, api_key):
+    """Behind proxies the audit middleware knows the real client address: keep it."""
+    from payera.audit import context
+
+    calls = []
+    monkeypatch.setattr("payera.merchants.api.authentication.record_auth_failure", lambda **kw: calls.append(kw))
+    token = context.bind_actor(remote_addr="203.0.113.9", request_id="req_outer")
+    try:
+        seen = []
+        real_bind = context.bind_actor
+        monkeypatch.setattr(
+            "payera.merchants.api.authentication.bind_actor", lambda **kw: seen.append(kw) or real_bind(**kw)
+        )
+        assert client_for(api_key.secret).get(URL, REMOTE_ADDR="10.0.0.1").status_code == 200
+        assert seen[0]["remote_addr"] == "203.0.113.9"
+        assert context.current_actor().remote_addr == "203.0.113.9"  # the outer binding is restored
+        client_for(api_key.secret + "x").get(URL, REMOTE_ADDR="10.0.0.1")
+        assert calls[0]["remote_addr"] == "203.0.113.9"
+    finally:
+        context.clear_actor(token)
 
 
 def test_last_used_at_is_written_at_most_once_per_resolution(settings, api_key):
