@@ -292,3 +292,5 @@ CELERY_BEAT_SCHEDULE["idempotency-prune"] = {
     "task": "payera.idempotency.tasks.idempotency_prune_task",
     "schedule": 3600.0,
 }
+# The schema and docs UI are public: a stray Authorization header must not make them 401.
+SPECTACULAR_SETTINGS["SERVE_AUTHENTICATION"] = []

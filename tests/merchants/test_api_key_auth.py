@@ -140,6 +140,7 @@ def test_successful_auth_binds_the_audit_actor(monkeypatch, merchant, api_key):
     assert response.status_code == 200
     assert seen == [
         {
+            "user_id": None,
             "api_key_id": api_key.api_key.id,
             "merchant_id": merchant.id,
             "remote_addr": "10.9.8.7",
@@ -147,6 +148,33 @@ def test_successful_auth_binds_the_audit_actor(monkeypatch, merchant, api_key):
         }
     ]
     assert context.current_actor() is None  # cleared at the end of the request
+
+
+def test_auth_uses_the_client_address_the_audit_middleware_bound():
+    """Behind proxies the audit middleware knows the real client address: the auth class keeps it."""
+    from django.test import RequestFactory
+
+    from payera.audit import context
+    from payera.merchants.api.authentication import _remote_addr
+
+    request = RequestFactory().get(URL, REMOTE_ADDR="10.0.0.1")
+    assert _remote_addr(request) == "10.0.0.1"
+    token = context.bind_actor(remote_addr="203.0.113.9", request_id="req_outer")
+    try:
+        assert _remote_addr(request) == "203.0.113.9"
+    finally:
+        context.clear_actor(token)
+
+
+def test_the_actor_bound_before_the_request_is_restored_after_it(api_key):
+    from payera.audit import context
+
+    token = context.bind_actor(remote_addr="203.0.113.9", request_id="req_outer")
+    try:
+        assert client_for(api_key.secret).get(URL).status_code == 200
+        assert context.current_actor() == context.Actor(remote_addr="203.0.113.9", request_id="req_outer")
+    finally:
+        context.clear_actor(token)
 
 
 def test_last_used_at_is_written_at_most_once_per_resolution(settings, api_key):
@@ -187,6 +215,9 @@ def test_key_comparison_is_constant_time(monkeypatch, api_key):
 
 
 def test_schema_and_docs_stay_public(api_client):
+    assert api_client.get("/v1/schema/").status_code == 200
+    assert api_client.get("/v1/docs/").status_code == 200
+    api_client.credentials(HTTP_AUTHORIZATION="Bearer not-a-key")
     assert api_client.get("/v1/schema/").status_code == 200
 
 

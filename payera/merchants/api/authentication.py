@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 
-from payera.audit.context import bind_actor
+from payera.audit.context import bind_actor, current_actor
 from payera.audit.services import record_auth_failure
 from payera.merchants import keys
 from payera.merchants.errors import (
@@ -46,6 +46,11 @@ class ApiKeyPrincipal:
 
 
 def _remote_addr(request) -> str | None:
+    """The client address the audit middleware already worked out (it knows the trusted proxies),
+    else REMOTE_ADDR."""
+    actor = current_actor()
+    if actor is not None and actor.remote_addr:
+        return actor.remote_addr
     return request.META.get("REMOTE_ADDR")
 
 
@@ -82,7 +87,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not merchant.is_active:
             _fail(request, MerchantSuspendedError, identifier=identifier, reason="merchant_suspended")
         api_key_mark_used(api_key=api_key, now=now)
+        previous = current_actor()
         token_ctx = bind_actor(
+            user_id=previous.user_id if previous is not None else None,
             api_key_id=api_key.id,
             merchant_id=merchant.id,
             remote_addr=_remote_addr(request),
