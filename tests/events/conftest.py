@@ -10,6 +10,11 @@ from tests.events.shared_secrets import DOTTED_PATH
 from tests.events.worker import WorkerProcess, route_to_queue, start_worker
 
 
+def pytest_configure(config):
+    # Registered here too, so runs with `-p no:xdist` (the embedded scenarios) still collect us.
+    config.addinivalue_line("markers", "xdist_group(name): run in the same xdist worker")
+
+
 @pytest.fixture(autouse=True)
 def _shared_secrets(settings):
     settings.SECRETS_BACKEND = DOTTED_PATH
@@ -50,6 +55,8 @@ def celery_worker(django_db_setup, django_db_blocker) -> WorkerProcess:
 
     from payera.celery import app
 
+    if connection.vendor != "postgresql" or not app.conf.broker_url.startswith("redis"):
+        pytest.skip("the worker tests run on the served setup (PostgreSQL + Redis)")
     with django_db_blocker.unblock():
         settings_dict = dict(connection.settings_dict)
     worker = start_worker(settings_dict=settings_dict)
