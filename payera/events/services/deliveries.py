@@ -314,7 +314,12 @@ def webhook_deliver(*, delivery_id: str) -> str:
     claim = _claim(delivery_id)
     if isinstance(claim, str):
         return claim
-    return _record(claim, _send(claim))
+    try:
+        result = _send(claim)
+    except Exception as exc:  # a bug of ours must not leave the lease to expire unrecorded
+        logger.exception("webhook delivery %s: unexpected error while sending", delivery_id)
+        result = SendResult(clock.now(), False, error=f"internal error: {type(exc).__name__}", endpoint_fault=False)
+    return _record(claim, result)
 
 
 def webhook_retry_due(*, limit: int = 1000) -> int:
