@@ -163,7 +163,9 @@ def test_endpoint_at_its_concurrency_limit_defers_without_sending(settings, fake
     [other_delivery] = event_relay(event_id=record("mer_other").id)
     assert webhook_deliver(delivery_id=other_delivery) == "succeeded"
     WebhookDelivery.objects.filter(pk=first).update(lease_until=None)
-    fake_clock.advance(seconds=5)
+    deferred_to = WebhookDelivery.objects.get(pk=second).next_attempt_at
+    assert timedelta(0) < deferred_to - fake_clock.at <= timedelta(seconds=60)
+    fake_clock.to(deferred_to)
     assert webhook_deliver(delivery_id=second) == "succeeded"
     assert created.endpoint.deliveries.filter(status=DeliveryStatus.SUCCEEDED).count() == 1
 

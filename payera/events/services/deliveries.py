@@ -51,6 +51,7 @@ from payera.events.types import ENDPOINT_DISABLED
 
 logger = logging.getLogger("payera.events")
 
+MAX_DEFER_SECONDS = 60.0
 USER_AGENT = "Payera-Webhooks/1.0 (+https://github.com/payera)"
 
 
@@ -131,9 +132,17 @@ def _claim(delivery_id: str) -> Claim | str:
         in_flight = (
             WebhookDelivery.objects.filter(endpoint_id=endpoint.pk, lease_until__gt=now).exclude(pk=delivery.pk).count()
         )
-        if in_flight >= settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT:
-            # No slot: step aside without holding a worker; try again shortly.
-            wait = settings.WEBHOOK_CONCURRENCY_RETRY_SECONDS * random.uniform(1.0, 1.5)
+        limit = settings.WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT
+        if in_flight >= limit:
+            # No slot: step aside without holding a worker and try again later: the longer the
+            # endpoint's queue, the later, so a big backlog does not poll the endpoint row.
+            waiting = WebhookDelivery.objects.filter(
+                endpoint_id=endpoint.pk, status__in=DeliveryStatus.open(), next_attempt_at__lte=now
+            ).count()
+            wait = min(
+                settings.WEBHOOK_CONCURRENCY_RETRY_SECONDS * max(1.0, waiting / limit) * random.uniform(1.0, 1.5),
+                MAX_DEFER_SECONDS,
+            )
             delivery.next_attempt_at = now + timedelta(seconds=wait)
             delivery.save(update_fields=["next_attempt_at"])
             _schedule(delivery.pk, delivery.next_attempt_at, now)
