@@ -5,3 +5,14 @@ class EventsConfig(AppConfig):
     name = "payera.events"
     label = "events"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from payera.events.models import WebhookEndpoint
+
+        # Who changed a merchant's endpoints, and when; never the (encrypted) secrets.
+        auditlog.register(
+            WebhookEndpoint,
+            exclude_fields=["secret_ciphertext", "previous_secret_ciphertext", "updated_at"],
+        )

@@ -294,3 +294,31 @@ CELERY_BEAT_SCHEDULE["idempotency-prune"] = {
 }
 # The schema and docs UI are public: a stray Authorization header must not make them 401.
 SPECTACULAR_SETTINGS["SERVE_AUTHENTICATION"] = []
+
+# --- Events: outbox and merchant webhooks (payera.events; docs/webhooks.md) -------------
+EVENTS_API_VERSION = "2026-11-01"
+EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=30)
+# The relay sweep leaves events younger than this to the on-commit relay.
+EVENTS_RELAY_SWEEP_MIN_AGE_SECONDS = env.float("EVENTS_RELAY_SWEEP_MIN_AGE_SECONDS", default=10.0)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3.0)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Exponential backoff with jitter: base, base*2, base*4, ... capped, for the horizon, then dead letter.
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=60.0)
+WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600.0)
+WEBHOOK_RETRY_HORIZON_SECONDS = env.float("WEBHOOK_RETRY_HORIZON_SECONDS", default=3 * 86400.0)
+WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.25)
+# Retries due within this many seconds are queued with a countdown; later ones by the sweep.
+WEBHOOK_COUNTDOWN_MAX_SECONDS = env.float("WEBHOOK_COUNTDOWN_MAX_SECONDS", default=120.0)
+# At most this many attempts in flight per endpoint; a delivery finding no slot steps aside.
+WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT = env.int("WEBHOOK_MAX_CONCURRENCY_PER_ENDPOINT", default=4)
+WEBHOOK_CONCURRENCY_RETRY_SECONDS = env.float("WEBHOOK_CONCURRENCY_RETRY_SECONDS", default=2.0)
+# An endpoint failing without a single success this long (and this many times) is disabled.
+WEBHOOK_ENDPOINT_DISABLE_AFTER_SECONDS = env.float("WEBHOOK_ENDPOINT_DISABLE_AFTER_SECONDS", default=3 * 86400.0)
+WEBHOOK_ENDPOINT_DISABLE_MIN_FAILURES = env.int("WEBHOOK_ENDPOINT_DISABLE_MIN_FAILURES", default=10)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "events-relay-sweep": {"task": "payera.events.tasks.event_relay_sweep_task", "schedule": 15.0},
+        "events-webhook-retry-sweep": {"task": "payera.events.tasks.webhook_retry_sweep_task", "schedule": 10.0},
+        "events-prune": {"task": "payera.events.tasks.event_prune_task", "schedule": 3600.0},
+    }
+)

@@ -1,0 +1,61 @@
+"""Reads of the events app. Every selector takes the merchant, so another merchant's id is
+answered as missing (404) by construction."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from payera.events.errors import EventNotFoundError, WebhookDeliveryNotFoundError, WebhookEndpointNotFoundError
+from payera.events.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
+
+
+def event_get(*, merchant_id: str, event_id: str) -> Event:
+    event = Event.objects.filter(merchant_id=merchant_id, pk=event_id).first()
+    if event is None:
+        raise EventNotFoundError(f"No such event: '{event_id}'.", param="id")
+    return event
+
+
+def event_list(*, merchant_id: str, type: str | None = None) -> QuerySet[Event]:  # noqa: A002 - API name
+    """The merchant's events, newest first; `type` may be exact or a `family.*` pattern."""
+    qs = Event.objects.filter(merchant_id=merchant_id)
+    if type:
+        qs = qs.filter(type__startswith=type[:-1]) if type.endswith(".*") else qs.filter(type=type)
+    return qs.order_by("-created_at", "-id")
+
+
+def webhook_endpoint_get(*, merchant_id: str, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.filter(merchant_id=merchant_id, pk=endpoint_id).first()
+    if endpoint is None:
+        raise WebhookEndpointNotFoundError(f"No such webhook endpoint: '{endpoint_id}'.", param="id")
+    return endpoint
+
+
+def webhook_endpoint_list(*, merchant_id: str) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(merchant_id=merchant_id).order_by("-created_at", "-id")
+
+
+def webhook_delivery_get(*, merchant_id: str, delivery_id: str) -> WebhookDelivery:
+    delivery = WebhookDelivery.objects.filter(merchant_id=merchant_id, pk=delivery_id).first()
+    if delivery is None:
+        raise WebhookDeliveryNotFoundError(f"No such webhook delivery: '{delivery_id}'.", param="id")
+    return delivery
+
+
+def webhook_delivery_list(
+    *, merchant_id: str, endpoint_id: str | None = None, event_id: str | None = None, status: str | None = None
+) -> QuerySet[WebhookDelivery]:
+    qs = WebhookDelivery.objects.filter(merchant_id=merchant_id)
+    if endpoint_id:
+        qs = qs.filter(endpoint_id=endpoint_id)
+    if event_id:
+        qs = qs.filter(event_id=event_id)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.order_by("-created_at", "-id")
+
+
+def delivery_attempt_list(*, merchant_id: str, delivery_id: str) -> QuerySet[DeliveryAttempt]:
+    """The attempt log of one delivery, oldest first."""
+    delivery = webhook_delivery_get(merchant_id=merchant_id, delivery_id=delivery_id)
+    return DeliveryAttempt.objects.filter(delivery=delivery).order_by("number", "id")

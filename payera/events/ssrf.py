@@ -1,0 +1,151 @@
+"""SSRF guard for merchant webhook URLs.
+
+A URL is refused when its host is, or resolves to, an address that is not globally routable:
+loopback, private (RFC 1918, ULA), link-local (incl. 169.254.169.254 metadata), shared
+(100.64/10), multicast, reserved, unspecified, and the IPv6 forms that embed such an IPv4
+(mapped, 6to4, NAT64 well-known). Every address a name resolves to must pass, and the sender then
+connects to one of exactly those addresses (no second lookup, so no DNS rebinding between check
+and connect), keeping the original Host header and TLS SNI.
+
+`settings.WEBHOOK_ALLOW_PRIVATE_URLS` (the embedded default; forced off in production) lets a
+developer receive webhooks on localhost.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from payera.events.errors import WebhookUrlForbiddenError, WebhookUrlInvalidError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_URL_LENGTH = 2048
+# Cloud metadata services (most are link-local or private already; listed for clarity).
+METADATA_ADDRESSES = {
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("169.254.170.2"),
+    ipaddress.ip_address("100.100.100.200"),
+    ipaddress.ip_address("fd00:ec2::254"),
+}
+METADATA_HOSTNAMES = {"metadata", "metadata.google.internal", "metadata.goog"}
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedUrl:
+    scheme: str
+    host: str  # lower case, no brackets
+    port: int
+    path: str  # path + query, at least "/"
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+    def url_for(self, address: IPAddress) -> str:
+        host = f"[{address}]" if address.version == 6 else str(address)
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
+
+def parse_url(url: object) -> ParsedUrl:
+    if not isinstance(url, str) or not url.strip():
+        raise WebhookUrlInvalidError("url is required.", param="url")
+    if len(url) > MAX_URL_LENGTH:
+        raise WebhookUrlInvalidError(f"url must be at most {MAX_URL_LENGTH} characters.", param="url")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise WebhookUrlInvalidError("url must not contain whitespace.", param="url")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise WebhookUrlInvalidError("url is not a valid URL.", param="url") from None
+    if parts.scheme not in ("http", "https"):
+        raise WebhookUrlInvalidError("url must start with https:// or http://.", param="url")
+    if parts.username is not None or parts.password is not None:
+        raise WebhookUrlInvalidError("url must not contain credentials.", param="url")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise WebhookUrlInvalidError("url must name a host.", param="url")
+    if parts.fragment:
+        raise WebhookUrlInvalidError("url must not contain a fragment.", param="url")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return ParsedUrl(
+        scheme=parts.scheme, host=host.lower(), port=port or (443 if parts.scheme == "https" else 80), path=path
+    )
+
+
+def is_forbidden_address(address: IPAddress) -> bool:
+    if address in METADATA_ADDRESSES:
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None and is_forbidden_address(embedded):
+            return True
+        if address.teredo:
+            return True
+    return (
+        not address.is_global
+        or address.is_multicast
+        or address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """All addresses of `host` (a separate function so tests can stand in for DNS)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: list[IPAddress] = []
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+def literal_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def private_allowed() -> bool:
+    return bool(getattr(settings, "WEBHOOK_ALLOW_PRIVATE_URLS", False))
+
+
+def check_url(url: str, *, allow_private: bool | None = None) -> tuple[ParsedUrl, list[IPAddress]]:
+    """Validate `url` and resolve it; raise unless every address is allowed.
+
+    Returns the parsed URL and the addresses to connect to (in resolver order).
+    """
+    parsed = parse_url(url)
+    allow = private_allowed() if allow_private is None else allow_private
+    if not allow and (
+        parsed.host in METADATA_HOSTNAMES or parsed.host == "localhost" or parsed.host.endswith(".localhost")
+    ):
+        raise WebhookUrlForbiddenError(param="url")
+    literal = literal_address(parsed.host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            addresses = resolve_host(parsed.host, parsed.port)
+        except (OSError, UnicodeError, ValueError):
+            raise WebhookUrlInvalidError(f"url host '{parsed.host}' does not resolve.", param="url") from None
+        if not addresses:
+            raise WebhookUrlInvalidError(f"url host '{parsed.host}' does not resolve.", param="url")
+    if not allow and any(is_forbidden_address(a) for a in addresses):
+        raise WebhookUrlForbiddenError(param="url")
+    return parsed, addresses

@@ -1,0 +1,36 @@
+"""Plain values other apps may import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from payera.events.models import WebhookEndpoint
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+WILDCARD = "*"
+
+# Event types of the contract; `family.*` patterns are accepted in enabled_events too.
+KNOWN_EVENT_TYPES = (
+    "payment.succeeded",
+    "payment.failed",
+    "payment.requires_action",
+    "payment.canceled",
+    "payment.captured",
+    "refund.succeeded",
+    "refund.failed",
+    "dispute.created",
+    "dispute.closed",
+    "payout.paid",
+    "webhook_endpoint.disabled",
+)
+ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointWithSecret:
+    """What create and roll answer: the endpoint and its new secret, shown this one time."""
+
+    endpoint: WebhookEndpoint
+    secret: str

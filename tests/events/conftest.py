@@ -1,0 +1,69 @@
+"""Fixtures of the events tests: shared signing keys, captured task publishing, a real Celery
+worker (session) and real local HTTP endpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.events.receiver import Receiver
+from tests.events.shared_secrets import DOTTED_PATH
+from tests.events.worker import WorkerProcess, route_to_queue, start_worker
+
+
+def pytest_configure(config):
+    # Registered here too, so runs with `-p no:xdist` (the embedded scenarios) still collect us.
+    config.addinivalue_line("markers", "xdist_group(name): run in the same xdist worker")
+
+
+@pytest.fixture(autouse=True)
+def _shared_secrets(settings):
+    settings.SECRETS_BACKEND = DOTTED_PATH
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> list[tuple[str, tuple, float | None]]:
+    """Capture what would be published (task name, args, countdown) instead of publishing."""
+    calls: list[tuple[str, tuple, float | None]] = []
+
+    def fake(task, *args, countdown=None):
+        calls.append((task.name.rsplit(".", 1)[-1], args, countdown))
+        return True
+
+    monkeypatch.setattr("payera.events.dispatch.enqueue", fake)
+    return calls
+
+
+@pytest.fixture
+def receivers():
+    """`receivers(statuses=[500, 500], delay=0)` makes a live local endpoint; closed at the end."""
+    made: list[Receiver] = []
+
+    def make(**kwargs) -> Receiver:
+        receiver = Receiver(**kwargs)
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker) -> WorkerProcess:
+    """A real `celery worker --pool=threads` on the test database, for the whole session."""
+    from django.db import connection
+
+    from payera.celery import app
+
+    if connection.vendor != "postgresql" or not app.conf.broker_url.startswith("redis"):
+        pytest.skip("the worker tests run on the served setup (PostgreSQL + Redis)")
+    with django_db_blocker.unblock():
+        settings_dict = dict(connection.settings_dict)
+    worker = start_worker(settings_dict=settings_dict)
+    saved_queue = app.conf.task_default_queue
+    route_to_queue(app, worker.queue)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        route_to_queue(app, saved_queue)
