@@ -52,7 +52,27 @@ def _customer(merchant: Merchant) -> str:
     return customer_create(merchant=merchant, email="tenant@example.com").id
 
 
+def _event(merchant: Merchant) -> str:
+    from django.db import transaction
+
+    from payera.events.services import event_record
+
+    with transaction.atomic():
+        return event_record(merchant_id=merchant.id, type="customer.created", data={"id": "cus_x"}).id
+
+
+def _webhook_endpoint(merchant: Merchant) -> str:
+    from payera.events.services import webhook_endpoint_create
+
+    return webhook_endpoint_create(merchant_id=merchant.id, url="http://127.0.0.1:9/hook", enabled_events=["*"]).endpoint.id
+
+
 TENANT_ROUTES: dict[str, Owned | NotOwned] = {
+    "event-list": Owned(create=_event),
+    "event-detail": Owned(create=_event),
+    "webhook-endpoint-list": Owned(create=_webhook_endpoint),
+    "webhook-endpoint-detail": Owned(create=_webhook_endpoint),
+    "webhook-endpoint-roll-secret": Owned(create=_webhook_endpoint),
     "customer-list": Owned(create=_customer),
     "customer-detail": Owned(create=_customer),
 }
