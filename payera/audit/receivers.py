@@ -40,10 +40,10 @@ def fill_entry(sender, instance, **kwargs):  # pre_save of AuditLogEntry
     pending = _pending_object.get()
     if pending is not None:
         model, pk, merchant_id = pending
-        if instance.object_pk == pk and content_type.model_class() is model:
+        if str(instance.object_pk) == pk and content_type.model_class() is model:
             instance.object_merchant_id = merchant_id
     if not instance.object_merchant_id and (content_type.app_label, content_type.model) == ("merchants", "merchant"):
-        instance.object_merchant_id = instance.object_pk
+        instance.object_merchant_id = str(instance.object_pk)
 
 
 def staff_login_failed(sender, credentials, request=None, **kwargs):  # user_login_failed

@@ -71,7 +71,11 @@ def staff_merchant_ids(user) -> set[str] | None:
         return None
     if not _is_staff(user):
         return set()
-    return object_ids_granted(user, merchant_model())
+    try:
+        model = merchant_model()
+    except LookupError:  # the merchant model is not installed: nothing to grant, fail closed
+        return set()
+    return object_ids_granted(user, model)
 
 
 def staff_can_access_merchant(user, merchant_id: str) -> bool:
