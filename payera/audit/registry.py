@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 
 from auditlog.registry import auditlog
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 SENSITIVE_FIELD_RE = re.compile(
@@ -47,15 +48,10 @@ def register(
     """Record every create, update and delete of `model` (and changes of `m2m_fields`)."""
     exclude = set(exclude_fields) | set(sensitive_fields(model))
     include = [f for f in include_fields if f not in exclude] if include_fields is not None else None
-    if model._meta.label_lower == "merchants.merchant":
-        _merchant_attr[model] = "pk"
-    elif merchant_field is not None:
+    if merchant_field is not None:
         _merchant_attr[model] = model._meta.get_field(merchant_field).attname
     else:
-        try:
-            _merchant_attr[model] = model._meta.get_field("merchant").attname
-        except Exception:
-            _merchant_attr[model] = None
+        _merchant_attr[model] = _default_merchant_attr(model)
     auditlog.register(
         model,
         include_fields=include,
@@ -70,8 +66,22 @@ def is_registered(model: type[models.Model]) -> bool:
     return auditlog.contains(model)
 
 
+def _default_merchant_attr(model: type[models.Model]) -> str | None:
+    if model._meta.label_lower == "merchants.merchant":
+        return "pk"
+    try:
+        return model._meta.get_field("merchant").attname
+    except FieldDoesNotExist:
+        return None
+
+
 def merchant_id_of(instance: models.Model) -> str:
-    attr = _merchant_attr.get(type(instance))
+    """The merchant an audited object belongs to ("" if none), also for models registered with
+    auditlog directly rather than through `register`."""
+    model = type(instance)
+    if model not in _merchant_attr:
+        _merchant_attr[model] = _default_merchant_attr(model)
+    attr = _merchant_attr[model]
     if not attr:
         return ""
     value = getattr(instance, attr, None)
