@@ -13,10 +13,17 @@ from payera.core.masking import mask_text
 logger = logging.getLogger("payera.audit")
 
 
-def _clean_identifier(identifier: str | None) -> str:
-    # Callers pass a key *prefix* or a username; masking is the belt to those braces, so that a
-    # full key pasted into a username field is never stored.
-    return mask_text(str(identifier or ""))[:150]
+API_KEY_PREFIX_LENGTH = 16  # "sk_test_" + 8: the visible prefix of an API key, never more
+
+
+def _clean_identifier(identifier: str | None, kind: str = "") -> str:
+    """Callers pass a key *prefix* or a username; this is the belt to those braces: an API key
+    identifier is cut to the visible prefix length (a full key can not survive), and anything
+    else is masked (a key, card number or password pasted into a username field)."""
+    text = str(identifier or "")
+    if kind == "api_key":
+        return text[:API_KEY_PREFIX_LENGTH]
+    return mask_text(text)[:150]
 
 
 def _record(*, event: str, kind: str, identifier: str, reason: str, user_id, remote_addr, request_id) -> None:
@@ -33,7 +40,7 @@ def _record(*, event: str, kind: str, identifier: str, reason: str, user_id, rem
             SecurityEvent.objects.create(
                 event=event,
                 kind=kind[:32],
-                identifier=_clean_identifier(identifier),
+                identifier=_clean_identifier(identifier, kind),
                 reason=(reason or "")[:100],
                 user_id=user_id,
                 remote_addr=remote_addr or None,
@@ -50,7 +57,10 @@ def record_auth_failure(
     or a username, never a secret. Stored in the audit trail (SecurityEvent) and logged."""
     logger.warning(
         "authentication failure",
-        extra={"kind": kind, "identifier": _clean_identifier(identifier), "reason": reason, "remote_addr": remote_addr},
+        extra={
+            "kind": kind, "identifier": _clean_identifier(identifier, kind), "reason": reason,
+            "remote_addr": remote_addr,
+        },
     )
     _record(
         event="auth_failure", kind=kind, identifier=identifier, reason=reason, user_id=None,

@@ -20,14 +20,22 @@ def test_bad_api_key_is_recorded():
     assert (event.event, event.kind, event.reason, event.remote_addr, event.request_id) == (
         "auth_failure", "api_key", "unknown_key", "203.0.113.9", "req_auth_1",
     )
-    assert event.identifier.startswith("sk_test_")
+    assert event.identifier == "sk_test_4eC3"
 
 
-def test_a_full_key_passed_as_identifier_is_masked(caplog):
+def test_a_full_key_passed_as_identifier_keeps_only_its_visible_prefix(caplog):
     full_key = "sk_test_" + "Z9" * 20
     record_auth_failure(kind="api_key", identifier=full_key, reason="revoked", remote_addr=None, request_id=None)
-    assert full_key not in SecurityEvent.objects.get().identifier
+    assert SecurityEvent.objects.get().identifier == "sk_test_Z9Z9Z9Z9"
     assert full_key not in caplog.text
+
+
+def test_secrets_typed_into_a_username_are_masked():
+    record_auth_failure(
+        kind="staff_login", identifier="4242424242424242", reason="invalid_credentials", remote_addr=None,
+        request_id=None,
+    )
+    assert SecurityEvent.objects.get().identifier == "424242******4242"
 
 
 def test_request_context_fills_missing_address_and_request_id():
