@@ -158,3 +158,11 @@ def test_unavailable_secrets_render_as_503_api_error(bao_disposable, settings):
     }
     response.render()
     _assert_no_secret_in(response.content.decode(), creds.secret_id, "4242424242424242", bao_disposable.addr)
+
+
+def test_static_token_without_lookup_self_still_works(bao, key_name):
+    token = bao.client().auth.token.create(policies=["payera-app"], no_default_policy=True, ttl="1h")["auth"][
+        "client_token"
+    ]
+    backend = vault_backend_for(bao, token=token)
+    assert backend.decrypt(key_name, backend.encrypt(key_name, b"x")) == b"x"

@@ -119,7 +119,10 @@ class VaultBackend(SecretsBackend):
                         logger.error("vault: no token and no AppRole configured")
                         raise SecretsUnavailableError()
                     self._client.token = self._static_token
-                    data = self._client.auth.token.lookup_self()["data"]
+                    try:
+                        data = self._client.auth.token.lookup_self()["data"]
+                    except _REFUSED:
+                        data = {}  # a token without lookup-self: no proactive renewal, calls decide
                     self._remember_lease({"lease_duration": data.get("ttl"), "renewable": data.get("renewable")})
             except (*_OUTAGE, *_REFUSED, hvac_errors.InvalidRequest, hvac_errors.InvalidPath) as exc:
                 self._authenticated = False
