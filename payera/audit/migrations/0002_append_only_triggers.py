@@ -2,7 +2,7 @@
 
 On the embedded SQLite default the model and queryset guards stand alone: SQLite's flush is a
 DELETE, which a trigger would break. TRUNCATE is not covered by row triggers: the production
-database role of the application must not own these tables (docs/decisions/0102-audit-trail.md).
+database role of the application must not own these tables (docs/decisions/audit-trail.md).
 """
 
 from django.db import migrations

@@ -6,7 +6,7 @@
 - Data keys are random 256-bit keys, one row per (name, version) in `secrets_datakey`, wrapped by
   AES-GCM under the master key with the name and version as associated data, so a row can not be
   moved to another name or version. The database (not a file) holds them because every web and
-  worker process, on every machine, must see the same versions (docs/decisions/0101-secrets.md).
+  worker process, on every machine, must see the same versions (docs/decisions/secrets-backends.md).
 - Ciphertexts are `local:<key name>:v<version>:<base64url(nonce | ciphertext | tag)>`; the
   associated data binds them to their key name and version.
 - Rotation adds a version; old versions keep decrypting. Re-encryption is lazy: `rewrap` (and
