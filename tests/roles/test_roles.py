@@ -110,3 +110,19 @@ class TestSync:
         sync_roles()
         ct = ContentType.objects.get_for_model(Group)
         assert AuditLogEntry.objects.filter(content_type=ct, object_pk=str(support.pk)).count() >= 2
+
+
+@pytest.mark.django_db
+def test_the_data_migration_alone_creates_the_groups():
+    import importlib
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    migration = importlib.import_module("payera.staff.migrations.0002_role_groups")
+    Group.objects.filter(name__in=ROLE_NAMES).delete()
+    state_apps = MigrationExecutor(connection).loader.project_state(("staff", "0002_role_groups")).apps
+    with connection.schema_editor(atomic=False) as schema_editor:
+        migration.create_role_groups(state_apps, schema_editor)
+    assert set(Group.objects.filter(name__in=ROLE_NAMES).values_list("name", flat=True)) == set(ROLE_NAMES)
+    assert Group.objects.get(name="admin").permissions.filter(codename="add_user").exists()
