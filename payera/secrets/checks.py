@@ -33,7 +33,9 @@ def check_secrets_backend(app_configs=None, **kwargs):
 @register("security", deploy=True)
 def check_dev_master_key(app_configs=None, **kwargs):
     """`manage.py check --deploy`: the public dev master key protects nothing."""
-    if settings.SECRETS_BACKEND == "local" and not (settings.LOCAL_MASTER_KEYS or "").strip():
+    # (In production a missing master key is already the error E001.)
+    unset = not (settings.LOCAL_MASTER_KEYS or "").strip()
+    if settings.SECRETS_BACKEND == "local" and unset and not settings.PRODUCTION:
         return [
             Warning(
                 "The local secrets backend uses the public dev master key; set LOCAL_MASTER_KEYS.",

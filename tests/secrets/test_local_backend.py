@@ -164,3 +164,28 @@ class TestSystemChecks:
         settings.SECRETS_BACKEND, settings.VAULT_ADDR = "vault", ""
         settings.VAULT_TOKEN = settings.VAULT_ROLE_ID = settings.VAULT_SECRET_ID = ""
         assert {e.id for e in check_secrets_backend()} == {"payera.secrets.E002", "payera.secrets.E003"}
+
+
+def test_documented_production_setup_passes_check_deploy_and_local_without_key_fails():
+    """docs/deploy.md: production runs SECRETS_BACKEND=vault; local without LOCAL_MASTER_KEYS is refused."""
+    import os
+    import secrets as pysecrets
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, DJANGO_ENV="production", SECRET_KEY=pysecrets.token_urlsafe(64),
+               ALLOWED_HOSTS="pay.example.com", DJANGO_SETTINGS_MODULE="payera.settings.base")
+    env.pop("DEBUG", None)
+    vault = dict(env, SECRETS_BACKEND="vault", VAULT_ADDR="https://vault.internal:8200", VAULT_ROLE_ID="r",
+                 VAULT_SECRET_ID="s")
+    run = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    ok = subprocess.run(run, cwd=root, env=vault, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    local = dict(env, SECRETS_BACKEND="local", LOCAL_MASTER_KEYS="")
+    refused = subprocess.run(run, cwd=root, env=local, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "payera.secrets.E001" in refused.stderr, refused.stdout + refused.stderr
+    with_key = dict(local, LOCAL_MASTER_KEYS=new_master_key_entry("prod1"))
+    accepted = subprocess.run(run, cwd=root, env=with_key, capture_output=True, text=True, timeout=120)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
