@@ -1,18 +1,82 @@
-"""Writes of the audit app. (Interface fixed; the audit app persists these records.)"""
+"""Writes of the audit app: authentication events. (Record of model changes is automatic for
+models registered through `payera.audit.registry.register`.)"""
 
 from __future__ import annotations
 
 import logging
 
+from django.db import DatabaseError, transaction
+
+from payera.audit.context import current_actor
+from payera.core.masking import mask_text
+
 logger = logging.getLogger("payera.audit")
+
+
+API_KEY_PREFIX_LENGTH = 16  # "sk_test_" + 8: the visible prefix of an API key, never more
+
+
+def _clean_identifier(identifier: str | None, kind: str = "") -> str:
+    """Callers pass a key *prefix* or a username; this is the belt to those braces: an API key
+    identifier is cut to the visible prefix length (a full key can not survive), and anything
+    else is masked (a key, card number or password pasted into a username field)."""
+    text = str(identifier or "")
+    if kind == "api_key":
+        return text[:API_KEY_PREFIX_LENGTH]
+    return mask_text(text)[:150]
+
+
+def _record(*, event: str, kind: str, identifier: str, reason: str, user_id, remote_addr, request_id) -> None:
+    from payera.audit.models import SecurityEvent
+
+    actor = current_actor()
+    if remote_addr is None and actor is not None:
+        remote_addr = actor.remote_addr
+    if request_id is None and actor is not None:
+        request_id = actor.request_id
+    try:
+        # A savepoint: a failure to write the record never breaks the caller's transaction.
+        with transaction.atomic():
+            SecurityEvent.objects.create(
+                event=event,
+                kind=kind[:32],
+                identifier=_clean_identifier(identifier, kind),
+                reason=(reason or "")[:100],
+                user_id=user_id,
+                remote_addr=remote_addr or None,
+                request_id=(request_id or "")[:64],
+            )
+    except DatabaseError:
+        logger.exception("could not store a security event", extra={"event": event, "kind": kind})
 
 
 def record_auth_failure(
     *, kind: str, identifier: str, reason: str, remote_addr: str | None, request_id: str | None
 ) -> None:
     """An authentication failure: kind `api_key` or `staff_login`; identifier is a key *prefix*
-    or a username, never a secret."""
+    or a username, never a secret. Stored in the audit trail (SecurityEvent) and logged."""
     logger.warning(
         "authentication failure",
-        extra={"kind": kind, "identifier": identifier, "reason": reason, "remote_addr": remote_addr},
+        extra={
+            "kind": kind, "identifier": _clean_identifier(identifier, kind), "reason": reason,
+            "remote_addr": remote_addr,
+        },
+    )
+    _record(
+        event="auth_failure", kind=kind, identifier=identifier, reason=reason, user_id=None,
+        remote_addr=remote_addr, request_id=request_id,
+    )
+
+
+def record_staff_login(*, user, remote_addr: str | None, request_id: str | None) -> None:
+    _record(
+        event="login", kind="staff_login", identifier=user.get_username(), reason="", user_id=user.pk,
+        remote_addr=remote_addr, request_id=request_id,
+    )
+
+
+def record_staff_logout(*, user, remote_addr: str | None, request_id: str | None) -> None:
+    _record(
+        event="logout", kind="staff_login", identifier=user.get_username() if user else "", reason="",
+        user_id=getattr(user, "pk", None), remote_addr=remote_addr, request_id=request_id,
     )

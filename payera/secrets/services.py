@@ -1,4 +1,8 @@
-"""Public functions of the secrets app; other apps import only these."""
+"""Public functions of the secrets app; other apps import only these.
+
+Every function may raise `SecretsUnavailableError` (a 503 `api_error` through the API's
+exception handler): callers fail closed and never store the clear value instead.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,32 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from payera.secrets.backends.base import SecretsBackend
+from payera.secrets.backends.base import (  # noqa: F401 - re-exported for callers
+    CiphertextInvalidError,
+    KeyNotFoundError,
+    SecretNotFoundError,
+    SecretsBackend,
+    SecretsUnavailableError,
+)
 
 BACKENDS = {
     "local": "payera.secrets.backends.local.LocalBackend",
     "vault": "payera.secrets.backends.vault.VaultBackend",
     "memory": "payera.secrets.backends.memory.MemoryBackend",
+}
+_SETTINGS = {
+    "SECRETS_BACKEND",
+    "LOCAL_MASTER_KEYS",
+    "VAULT_ADDR",
+    "VAULT_TOKEN",
+    "VAULT_ROLE_ID",
+    "VAULT_SECRET_ID",
+    "VAULT_APPROLE_MOUNT",
+    "VAULT_KV_MOUNT",
+    "VAULT_KV_PREFIX",
+    "VAULT_TRANSIT_MOUNT",
+    "VAULT_TIMEOUT",
+    "VAULT_CACERT",
 }
 
 
@@ -24,7 +48,7 @@ def get_backend() -> SecretsBackend:
 
 
 def _clear(**kwargs) -> None:
-    if kwargs.get("setting") in {"SECRETS_BACKEND", "VAULT_ADDR", "VAULT_TOKEN"}:
+    if kwargs.get("setting") in _SETTINGS:
         get_backend.cache_clear()
 
 
@@ -47,6 +71,12 @@ def decrypt(*, key: str, ciphertext: str) -> bytes:
     return get_backend().decrypt(key, ciphertext)
 
 
+def decrypt_refresh(*, key: str, ciphertext: str) -> tuple[bytes, str | None]:
+    """Decrypt, and if the ciphertext is under an old key version also return it rewrapped under
+    the newest one (store it: lazy re-encryption after a rotation); None when already current."""
+    return get_backend().decrypt_refresh(key, ciphertext)
+
+
 def rotate_key(*, key: str) -> int:
     return get_backend().rotate_key(key)
 
@@ -57,3 +87,8 @@ def rewrap(*, key: str, ciphertext: str) -> str:
 
 def keyed_hash(*, key: str, data: bytes) -> str:
     return get_backend().keyed_hash(key, data)
+
+
+def key_delete_material(*, key: str) -> None:
+    """Crypto-shred a key: everything it encrypted becomes unreadable for good."""
+    get_backend().delete_key_material(key)

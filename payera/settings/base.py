@@ -322,3 +322,35 @@ CELERY_BEAT_SCHEDULE.update(
         "events-prune": {"task": "payera.events.tasks.event_prune_task", "schedule": 3600.0},
     }
 )
+
+# --- Platform: secrets, audit trail, staff roles (appended by the platform work) ---------
+# Local secrets backend: "id:base64-32-bytes[,id:key...]", the first key wraps new data keys,
+# the others only unwrap older ones (master-key rotation). Empty = a fixed dev key, refused in
+# production (docs/secrets.md).
+LOCAL_MASTER_KEYS = env("LOCAL_MASTER_KEYS")
+VAULT_ADDR = env("VAULT_ADDR")
+VAULT_TOKEN = env("VAULT_TOKEN")
+VAULT_ROLE_ID = env("VAULT_ROLE_ID")
+VAULT_SECRET_ID = env("VAULT_SECRET_ID")
+VAULT_APPROLE_MOUNT = env.str("VAULT_APPROLE_MOUNT", default="approle")
+VAULT_KV_MOUNT = env("VAULT_KV_MOUNT")
+VAULT_KV_PREFIX = env.str("VAULT_KV_PREFIX", default="payera")  # our secrets live at <mount>/payera/...
+VAULT_TRANSIT_MOUNT = env("VAULT_TRANSIT_MOUNT")
+VAULT_TIMEOUT = env.float("VAULT_TIMEOUT", default=5.0)
+VAULT_CACERT = env.str("VAULT_CACERT", default="")  # CA bundle path for a TLS Vault; empty = system CAs
+
+# Audit trail: our LogEntry carries the API key, merchant and request id beside the staff actor.
+AUDITLOG_LOGENTRY_MODEL = "audit.AuditLogEntry"
+AUDITLOG_DISABLE_REMOTE_ADDR = False
+# How many reverse proxies in front of us append to X-Forwarded-For (0: trust only REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# auditlog's middleware trusts X-Forwarded-For blindly and knows no API keys; ours binds the
+# payera.audit actor (staff user, remote address, request id) that every audit record reads.
+MIDDLEWARE = [
+    "payera.audit.middleware.AuditContextMiddleware" if m == "auditlog.middleware.AuditlogMiddleware" else m
+    for m in MIDDLEWARE
+]
+
+# Back-office roles (payera.staff): groups defined in payera/staff/roles.py, synced on migrate.
+INSTALLED_APPS += ["payera.staff"]
+STAFF_MERCHANT_MODEL = "merchants.Merchant"

@@ -11,9 +11,13 @@ callers fail closed (503), they never fall back to storing in clear.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 
-from payera.core.errors import ServiceUnavailableError
+from payera.core.errors import PayeraError, ServiceUnavailableError
+
+# Key names are path segments in Vault (transit/encrypt/<name>) and part of local ciphertexts.
+KEY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class SecretsUnavailableError(ServiceUnavailableError):
@@ -23,6 +27,27 @@ class SecretsUnavailableError(ServiceUnavailableError):
 
 class SecretNotFoundError(KeyError):
     pass
+
+
+class CiphertextInvalidError(PayeraError):
+    """A ciphertext that is malformed, tampered with, or made by another key. A data problem
+    (500), not an outage: retrying will not help."""
+
+    code = "ciphertext_invalid"
+    default_message = "Stored encrypted data could not be decrypted."
+
+
+class KeyNotFoundError(CiphertextInvalidError):
+    """The key (or the key version) the ciphertext names does not exist, e.g. it was shredded."""
+
+    code = "key_not_found"
+    default_message = "The encryption key for this data does not exist."
+
+
+def check_key_name(key_name: str) -> str:
+    if not isinstance(key_name, str) or not KEY_NAME_RE.match(key_name):
+        raise ValueError("key names are 1-63 characters of a-z, 0-9, '_' and '-'")
+    return key_name
 
 
 class SecretsBackend(ABC):
@@ -53,3 +78,26 @@ class SecretsBackend(ABC):
     def delete_key_material(self, key_name: str) -> None:
         """Crypto-shred: destroy a key so what it encrypted can never be read again."""
         raise NotImplementedError
+
+    # --- lazy re-encryption support (not abstract: derived from the methods above) ---------
+    def key_version_latest(self, key_name: str) -> int:
+        """The version new encryptions use (0 if the key does not exist yet)."""
+        raise NotImplementedError
+
+    def ciphertext_version(self, ciphertext: str) -> int:
+        """The key version a ciphertext names (both formats end `...:v<version>:<payload>`)."""
+        try:
+            version = ciphertext.rsplit(":", 2)[-2]
+            if not version.startswith("v"):
+                raise ValueError
+            return int(version[1:])
+        except (ValueError, IndexError, AttributeError):
+            raise CiphertextInvalidError() from None
+
+    def decrypt_refresh(self, key_name: str, ciphertext: str) -> tuple[bytes, str | None]:
+        """Decrypt; if the ciphertext is under an older key version, also return it rewrapped
+        under the newest one so the caller can store it (lazy re-encryption), else None."""
+        plaintext = self.decrypt(key_name, ciphertext)
+        if self.ciphertext_version(ciphertext) < self.key_version_latest(key_name):
+            return plaintext, self.rewrap(key_name, ciphertext)
+        return plaintext, None

@@ -4,15 +4,23 @@ keys live only in this process's memory."""
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import hashlib
 import hmac
 import os
 import threading
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from payera.secrets.backends.base import SecretNotFoundError, SecretsBackend
+from payera.secrets.backends.base import (
+    CiphertextInvalidError,
+    KeyNotFoundError,
+    SecretNotFoundError,
+    SecretsBackend,
+    check_key_name,
+)
 
 
 class MemoryBackend(SecretsBackend):
@@ -22,6 +30,7 @@ class MemoryBackend(SecretsBackend):
         self._lock = threading.Lock()
 
     def _versions(self, key_name: str) -> list[bytes]:
+        check_key_name(key_name)
         with self._lock:
             return self._keys.setdefault(key_name, [AESGCM.generate_key(bit_length=256)])
 
@@ -38,25 +47,44 @@ class MemoryBackend(SecretsBackend):
         versions = self._versions(key_name)
         version = len(versions)
         nonce = os.urandom(12)
-        ct = AESGCM(versions[-1]).encrypt(nonce, plaintext, key_name.encode())
+        ct = AESGCM(versions[-1]).encrypt(nonce, bytes(plaintext), f"{key_name}:{version}".encode())
         return f"mem:v{version}:" + base64.b64encode(nonce + ct).decode()
 
     def decrypt(self, key_name: str, ciphertext: str) -> bytes:
-        _, version, blob = ciphertext.split(":", 2)
-        raw = base64.b64decode(blob)
-        key = self._versions(key_name)[int(version[1:]) - 1]
-        return AESGCM(key).decrypt(raw[:12], raw[12:], key_name.encode())
+        check_key_name(key_name)
+        try:
+            prefix, version_text, blob = ciphertext.split(":", 2)
+            if prefix != "mem" or not version_text.startswith("v"):
+                raise ValueError
+            version = int(version_text[1:])
+            raw = base64.b64decode(blob)
+        except (ValueError, AttributeError, binascii.Error):
+            raise CiphertextInvalidError() from None
+        versions = self._keys.get(key_name, [])
+        if not 1 <= version <= len(versions):
+            raise KeyNotFoundError()
+        try:
+            return AESGCM(versions[version - 1]).decrypt(raw[:12], raw[12:], f"{key_name}:{version}".encode())
+        except InvalidTag:
+            raise CiphertextInvalidError() from None
 
     def rotate_key(self, key_name: str) -> int:
-        versions = self._versions(key_name)
-        versions.append(AESGCM.generate_key(bit_length=256))
-        return len(versions)
+        check_key_name(key_name)
+        with self._lock:
+            if key_name not in self._keys:  # rotating a missing key creates version 1
+                self._keys[key_name] = [AESGCM.generate_key(bit_length=256)]
+            else:
+                self._keys[key_name].append(AESGCM.generate_key(bit_length=256))
+            return len(self._keys[key_name])
 
     def rewrap(self, key_name: str, ciphertext: str) -> str:
         return self.encrypt(key_name, self.decrypt(key_name, ciphertext))
 
     def keyed_hash(self, key_name: str, data: bytes) -> str:
-        return hmac.new(self._versions(key_name)[0], data, hashlib.sha256).hexdigest()
+        return hmac.new(self._versions(key_name)[0], bytes(data), hashlib.sha256).hexdigest()
 
     def delete_key_material(self, key_name: str) -> None:
         self._keys.pop(key_name, None)
+
+    def key_version_latest(self, key_name: str) -> int:
+        return len(self._keys.get(key_name, []))

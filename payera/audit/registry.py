@@ -1,0 +1,88 @@
+"""The one door other apps use to put their models in the audit trail, from `apps.py ready()`:
+
+    from payera.audit import registry
+    registry.register(ApiKey, exclude_fields=["secret_hash"])
+
+Fields whose names say they hold a secret (password, secret, hash, token, pepper, ciphertext,
+...) are never recorded, whether listed or not. `merchant_field` names the field that says which
+merchant an object belongs to (default: `merchant` if the model has it; a Merchant is its own);
+it fills `object_merchant_id` so staff limited to some merchants see only their records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from auditlog.registry import auditlog
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+
+SENSITIVE_FIELD_RE = re.compile(
+    r"(password|passwd|secret|hash|token|pepper|ciphertext|private|cvc|cvv|pan|card_number|api_key$|^key$)",
+    re.IGNORECASE,
+)
+
+# model -> attribute name holding the merchant id ("pk" for the Merchant model itself)
+_merchant_attr: dict[type[models.Model], str | None] = {}
+
+
+def sensitive_fields(model: type[models.Model]) -> list[str]:
+    names = []
+    for field in model._meta.get_fields():
+        if field.concrete or field.many_to_many:
+            if SENSITIVE_FIELD_RE.search(field.name) or SENSITIVE_FIELD_RE.search(getattr(field, "attname", "")):
+                names.append(field.name)
+    return names
+
+
+def register(
+    model: type[models.Model],
+    *,
+    exclude_fields: Iterable[str] = (),
+    include_fields: Iterable[str] | None = None,
+    mask_fields: Iterable[str] = (),
+    m2m_fields: Iterable[str] = (),
+    merchant_field: str | None = None,
+) -> type[models.Model]:
+    """Record every create, update and delete of `model` (and changes of `m2m_fields`)."""
+    exclude = set(exclude_fields) | set(sensitive_fields(model))
+    include = [f for f in include_fields if f not in exclude] if include_fields is not None else None
+    if merchant_field is not None:
+        _merchant_attr[model] = model._meta.get_field(merchant_field).attname
+    else:
+        _merchant_attr[model] = _default_merchant_attr(model)
+    auditlog.register(
+        model,
+        include_fields=include,
+        exclude_fields=sorted(exclude),
+        mask_fields=list(mask_fields),
+        m2m_fields=set(m2m_fields) - exclude,
+    )
+    return model
+
+
+def is_registered(model: type[models.Model]) -> bool:
+    return auditlog.contains(model)
+
+
+def _default_merchant_attr(model: type[models.Model]) -> str | None:
+    if model._meta.label_lower == "merchants.merchant":
+        return "pk"
+    try:
+        return model._meta.get_field("merchant").attname
+    except FieldDoesNotExist:
+        return None
+
+
+def merchant_id_of(instance: models.Model) -> str:
+    """The merchant an audited object belongs to ("" if none), also for models registered with
+    auditlog directly rather than through `register`."""
+    model = type(instance)
+    if model not in _merchant_attr:
+        _merchant_attr[model] = _default_merchant_attr(model)
+    attr = _merchant_attr[model]
+    if not attr:
+        return ""
+    value = getattr(instance, attr, None)
+    return "" if value is None else str(value)

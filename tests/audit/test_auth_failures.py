@@ -1,0 +1,83 @@
+"""Authentication failures are stored: bad API keys (record_auth_failure, called by the API
+auth class) and bad staff logins (Django's user_login_failed), never with a secret."""
+
+import pytest
+
+from payera.audit.context import bind_actor, clear_actor
+from payera.audit.models import SecurityEvent
+from payera.audit.services import record_auth_failure
+from tests.audit.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def test_bad_api_key_is_recorded():
+    record_auth_failure(
+        kind="api_key", identifier="sk_test_4eC3", reason="unknown_key", remote_addr="203.0.113.9",
+        request_id="req_auth_1",
+    )
+    event = SecurityEvent.objects.get()
+    assert (event.event, event.kind, event.reason, event.remote_addr, event.request_id) == (
+        "auth_failure", "api_key", "unknown_key", "203.0.113.9", "req_auth_1",
+    )
+    assert event.identifier == "sk_test_4eC3"
+
+
+def test_a_full_key_passed_as_identifier_keeps_only_its_visible_prefix(caplog):
+    full_key = "sk_test_" + "Z9" * 20
+    record_auth_failure(kind="api_key", identifier=full_key, reason="revoked", remote_addr=None, request_id=None)
+    assert SecurityEvent.objects.get().identifier == "sk_test_Z9Z9Z9Z9"
+    assert full_key not in caplog.text
+
+
+def test_secrets_typed_into_a_username_are_masked():
+    record_auth_failure(
+        kind="staff_login", identifier="4242424242424242", reason="invalid_credentials", remote_addr=None,
+        request_id=None,
+    )
+    assert SecurityEvent.objects.get().identifier == "424242******4242"
+
+
+def test_request_context_fills_missing_address_and_request_id():
+    token = bind_actor(remote_addr="192.0.2.4", request_id="req_ctx_1")
+    try:
+        record_auth_failure(kind="api_key", identifier="sk_test_x", reason="expired", remote_addr=None, request_id=None)
+    finally:
+        clear_actor(token)
+    event = SecurityEvent.objects.get()
+    assert (event.remote_addr, event.request_id) == ("192.0.2.4", "req_ctx_1")
+
+
+def test_failed_staff_login_through_the_admin_is_recorded(client, staff_admin):
+    response = client.post(
+        "/admin/login/?next=/admin/", {"username": "ada", "password": "wrong-password-!!"},
+        REMOTE_ADDR="198.51.100.50", HTTP_X_REQUEST_ID="req_login_fail1",
+    )
+    assert response.status_code == 200  # the form again
+    event = SecurityEvent.objects.get(event="auth_failure")
+    assert (event.kind, event.identifier, event.reason, event.remote_addr, event.request_id) == (
+        "staff_login", "ada", "invalid_credentials", "198.51.100.50", "req_login_fail1",
+    )
+    assert "wrong-password" not in str(SecurityEvent.objects.values())
+
+
+def test_staff_sign_in_and_out_are_recorded(client, staff_admin):
+    assert client.post("/admin/login/?next=/admin/", {"username": "ada", "password": PASSWORD},
+                       REMOTE_ADDR="198.51.100.51").status_code == 302
+    client.post("/admin/logout/", REMOTE_ADDR="198.51.100.51")
+    events = list(SecurityEvent.objects.order_by("pk").values_list("event", "user_id", "remote_addr"))
+    assert events == [("login", staff_admin.pk, "198.51.100.51"), ("logout", staff_admin.pk, "198.51.100.51")]
+
+
+def test_a_failure_to_store_does_not_break_the_callers_transaction(monkeypatch):
+    from django.contrib.auth.models import Group
+    from django.db import DatabaseError, transaction
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("down")
+
+    monkeypatch.setattr(SecurityEvent.objects, "create", broken)
+    with transaction.atomic():
+        record_auth_failure(kind="api_key", identifier="sk_test_x", reason="r", remote_addr=None, request_id=None)
+        Group.objects.create(name="still-works")
+    assert Group.objects.filter(name="still-works").exists()

@@ -1,0 +1,93 @@
+"""Audit records can not be changed or deleted: not by the models, querysets, admin, or SQL."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import DatabaseError, connection, transaction
+
+from payera.audit.models import AuditLogEntry, AuditRecordImmutableError, SecurityEvent
+from payera.audit.services import record_auth_failure
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def records():
+    Group.objects.create(name="audited")
+    record_auth_failure(
+        kind="api_key", identifier="sk_test_ab", reason="unknown_key", remote_addr=None, request_id=None
+    )
+    return AuditLogEntry.objects.latest("pk"), SecurityEvent.objects.latest("pk")
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_models_and_querysets_refuse_change_and_delete(records, index):
+    record = records[index]
+    model = type(record)
+    with pytest.raises(AuditRecordImmutableError):
+        record.save()
+    with pytest.raises(AuditRecordImmutableError):
+        record.delete()
+    with pytest.raises(AuditRecordImmutableError):
+        model.objects.filter(pk=record.pk).update(remote_addr="10.0.0.1")
+    with pytest.raises(AuditRecordImmutableError):
+        model.objects.filter(pk=record.pk).delete()
+    with pytest.raises(AuditRecordImmutableError):
+        model.objects.bulk_update([record], ["remote_addr"])
+
+
+@pytest.mark.parametrize("table", ["audit_auditlogentry", "audit_securityevent"])
+@pytest.mark.parametrize("statement", ["UPDATE {t} SET remote_addr = '10.0.0.1'", "DELETE FROM {t}"])
+def test_database_refuses_update_and_delete(records, table, statement):
+    assert connection.vendor == "postgresql"
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement.format(t=table))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed table names
+        assert cursor.fetchone()[0] >= 1
+
+
+def test_deleting_an_actor_does_not_rewrite_history(client, django_user_model, records):
+    from django.db.models import ProtectedError
+
+    from payera.audit.context import bind_actor, clear_actor
+
+    user = django_user_model.objects.create_user("eve", password="a-long-password-123", is_staff=True)
+    token = bind_actor(user_id=user.pk)
+    Group.objects.create(name="by-eve")
+    clear_actor(token)
+    with pytest.raises(ProtectedError):
+        user.delete()
+
+
+def test_admin_is_read_only_and_reading_is_a_permission(client, auditor, staff_admin, django_user_model, records):
+    entry, event = records
+    pages = [
+        ("/admin/audit/auditlogentry/", f"/admin/audit/auditlogentry/{entry.pk}/"),
+        ("/admin/audit/securityevent/", f"/admin/audit/securityevent/{event.pk}/"),
+    ]
+    for user in (auditor, staff_admin):
+        client.force_login(user)
+        for list_url, object_url in pages:
+            assert client.get(list_url).status_code == 200
+            page = client.get(object_url + "change/")
+            assert page.status_code == 200
+            assert b'name="_save"' not in page.content  # a view page, no form to submit
+            assert client.post(object_url + "change/", {"remote_addr": "10.0.0.1"}).status_code == 403
+            assert client.get(list_url + "add/").status_code == 403
+            assert client.post(object_url + "delete/", {"post": "yes"}).status_code == 403
+            changelist = client.post(list_url, {"action": "delete_selected", "_selected_action": [entry.pk]})
+            assert changelist.status_code in (200, 302)  # no such action: nothing happens
+    assert AuditLogEntry.objects.filter(pk=entry.pk).exists() and SecurityEvent.objects.filter(pk=event.pk).exists()
+
+    nobody = django_user_model.objects.create_user("sam", password="a-long-password-123", is_staff=True)
+    client.force_login(nobody)
+    for list_url, object_url in pages:
+        assert client.get(list_url).status_code == 403
+        assert client.get(object_url + "change/").status_code == 403
+
+
+def test_only_the_view_permission_exists():
+    from django.contrib.auth.models import Permission
+
+    codenames = set(Permission.objects.filter(content_type__app_label="audit").values_list("codename", flat=True))
+    assert codenames == {"view_auditlogentry", "view_securityevent"}
