@@ -54,19 +54,19 @@ LIST_PARAMETERS = [
 
 
 class CustomerListCreateApi(MerchantApiView):
-    class InputSerializer(serializers.Serializer):
+    class CustomerCreateInput(serializers.Serializer):
         email = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=254)
         name = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=256)
         metadata = serializers.DictField(required=False, allow_null=True, child=serializers.JSONField())
 
     @extend_schema(
         operation_id="customers_create",
-        request=InputSerializer,
+        request=CustomerCreateInput,
         responses={201: CustomerOutputSerializer},
         summary="Create a customer",
     )
     def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.CustomerCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         customer = customer_create(merchant=request.merchant, **serializer.validated_data)
         return Response(render_customer(customer), status=status.HTTP_201_CREATED)

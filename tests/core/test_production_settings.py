@@ -21,6 +21,10 @@ def production_env(**overrides) -> dict:
         ALLOWED_HOSTS="pay.example.com",
         DATABASE_URL=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
         REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        SECRETS_BACKEND="vault",
+        VAULT_ADDR="https://vault.internal:8200",
+        VAULT_ROLE_ID="payera-web",
+        VAULT_SECRET_ID="set-by-the-deployment",
         DJANGO_SETTINGS_MODULE="payera.settings.base",
     )
     env.update(overrides)

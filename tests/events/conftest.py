@@ -1,4 +1,4 @@
-"""Fixtures of the events tests: shared signing keys, captured task publishing, a real Celery
+"""Fixtures of the events tests: the local secrets backend, captured task publishing, a real Celery
 worker (session) and real local HTTP endpoints."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from tests.events.receiver import Receiver
-from tests.events.shared_secrets import DOTTED_PATH
 from tests.events.worker import WorkerProcess, route_to_queue, start_worker
 
 
@@ -17,7 +16,9 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _shared_secrets(settings):
-    settings.SECRETS_BACKEND = DOTTED_PATH
+    # The real local backend: its wrapped data keys live in the test database, so the worker
+    # process decrypts what this process encrypted.
+    settings.SECRETS_BACKEND = "local"
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.events.shared_secrets import DOTTED_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,7 +85,7 @@ def start_worker(*, settings_dict: dict, extra_env: dict | None = None, concurre
         "DJANGO_SETTINGS_MODULE": "payera.settings.test",
         "DATABASE_URL": database_url(settings_dict),
         "DB_CONN_MAX_AGE": "0",
-        "SECRETS_BACKEND": DOTTED_PATH,
+        "SECRETS_BACKEND": "local",  # the real backend: keys live in the shared test database
         "PAYERA_TEST_CELERY_QUEUE": queue,
         "LOG_JSON": "false",
         "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),

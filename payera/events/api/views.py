@@ -82,19 +82,19 @@ class EventDetailApi(MerchantApiView):
 class WebhookEndpointListCreateApi(MerchantApiView):
     idempotency_sensitive = True  # the stored answer holds the secret: kept encrypted
 
-    class InputSerializer(serializers.Serializer):
+    class WebhookEndpointCreateInput(serializers.Serializer):
         url = serializers.CharField(max_length=2048)
         enabled_events = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False)
         description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
     @extend_schema(
         operation_id="webhook_endpoints_create",
-        request=InputSerializer,
+        request=WebhookEndpointCreateInput,
         responses={201: EndpointSerializer},
         summary="Create a webhook endpoint (its secret is shown once)",
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.WebhookEndpointCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         created = webhook_endpoint_create(merchant_id=request.merchant.id, **data.validated_data)
         return Response(created.endpoint.to_object() | {"secret": created.secret}, status=status.HTTP_201_CREATED)
@@ -111,7 +111,7 @@ class WebhookEndpointListCreateApi(MerchantApiView):
 
 
 class WebhookEndpointDetailApi(MerchantApiView):
-    class UpdateSerializer(serializers.Serializer):
+    class WebhookEndpointUpdateInput(serializers.Serializer):
         url = serializers.CharField(max_length=2048, required=False)
         enabled_events = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
         description = serializers.CharField(required=False, allow_blank=True, max_length=500)
@@ -122,11 +122,11 @@ class WebhookEndpointDetailApi(MerchantApiView):
         return Response(webhook_endpoint_get(merchant_id=request.merchant.id, endpoint_id=id).to_object())
 
     @extend_schema(
-        operation_id="webhook_endpoints_update", request=UpdateSerializer, responses={200: EndpointSerializer}
+        operation_id="webhook_endpoints_update", request=WebhookEndpointUpdateInput, responses={200: EndpointSerializer}
     )
     def post(self, request, id: str):
         webhook_endpoint_get(merchant_id=request.merchant.id, endpoint_id=id)  # 404 before 400
-        data = self.UpdateSerializer(data=request.data)
+        data = self.WebhookEndpointUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         endpoint = webhook_endpoint_update(merchant_id=request.merchant.id, endpoint_id=id, **data.validated_data)
         return Response(endpoint.to_object())
@@ -142,18 +142,18 @@ class WebhookEndpointDetailApi(MerchantApiView):
 class WebhookEndpointRollSecretApi(MerchantApiView):
     idempotency_sensitive = True
 
-    class InputSerializer(serializers.Serializer):
+    class WebhookEndpointRollSecretInput(serializers.Serializer):
         overlap_hours = serializers.FloatField(required=False, default=24, min_value=0, max_value=168)
 
     @extend_schema(
         operation_id="webhook_endpoints_roll_secret",
-        request=InputSerializer,
+        request=WebhookEndpointRollSecretInput,
         responses={200: EndpointSerializer},
         summary="Roll the signing secret; the old one keeps signing during the overlap",
     )
     def post(self, request, id: str):
         webhook_endpoint_get(merchant_id=request.merchant.id, endpoint_id=id)
-        data = self.InputSerializer(data=request.data)
+        data = self.WebhookEndpointRollSecretInput(data=request.data)
         data.is_valid(raise_exception=True)
         rolled = webhook_endpoint_roll_secret(merchant_id=request.merchant.id, endpoint_id=id, **data.validated_data)
         return Response(rolled.endpoint.to_object() | {"secret": rolled.secret})
