@@ -57,7 +57,9 @@ def test_roll_secret_answers_a_new_secret_and_the_old_keeps_signing(merchant_cli
     created = merchant_client.post(
         "/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/h", "enabled_events": ["*"]}, format="json"
     ).json()
-    rolled = merchant_client.post(f"/v1/webhook_endpoints/{created['id']}/roll_secret", {"overlap_hours": 1}, format="json")
+    rolled = merchant_client.post(
+        f"/v1/webhook_endpoints/{created['id']}/roll_secret", {"overlap_hours": 1}, format="json"
+    )
     assert rolled.status_code == 200
     assert rolled.json()["secret"] != created["secret"]
     endpoint = WebhookEndpoint.objects.get(pk=created["id"])
@@ -77,8 +79,12 @@ def test_update_and_delete_endpoint(merchant_client):
 
 def test_events_list_and_detail(merchant_client, merchant):
     with transaction.atomic():
-        first = event_record(merchant_id=merchant.id, type="customer.created", data={"id": "cus_1", "object": "customer"})
-        second = event_record(merchant_id=merchant.id, type="payment.succeeded", data={"id": "pay_1", "object": "payment"})
+        first = event_record(
+            merchant_id=merchant.id, type="customer.created", data={"id": "cus_1", "object": "customer"}
+        )
+        second = event_record(
+            merchant_id=merchant.id, type="payment.succeeded", data={"id": "pay_1", "object": "payment"}
+        )
     listed = merchant_client.get("/v1/events").json()
     assert [e["id"] for e in listed["data"]][:2] == [second.id, first.id]
     only = merchant_client.get("/v1/events", {"type": "customer.created"}).json()

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-
 REPO = Path(__file__).resolve().parents[2]
 
 # Worker-side settings for fast tests (env vars read at the end of payera/settings/base.py).

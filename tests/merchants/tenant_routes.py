@@ -64,7 +64,9 @@ def _event(merchant: Merchant) -> str:
 def _webhook_endpoint(merchant: Merchant) -> str:
     from payera.events.services import webhook_endpoint_create
 
-    return webhook_endpoint_create(merchant_id=merchant.id, url="http://127.0.0.1:9/hook", enabled_events=["*"]).endpoint.id
+    return webhook_endpoint_create(
+        merchant_id=merchant.id, url="http://127.0.0.1:9/hook", enabled_events=["*"]
+    ).endpoint.id
 
 
 TENANT_ROUTES: dict[str, Owned | NotOwned] = {
