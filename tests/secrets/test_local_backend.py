@@ -189,3 +189,17 @@ def test_documented_production_setup_passes_check_deploy_and_local_without_key_f
     with_key = dict(local, LOCAL_MASTER_KEYS=new_master_key_entry("prod1"))
     accepted = subprocess.run(run, cwd=root, env=with_key, capture_output=True, text=True, timeout=120)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+
+def test_storage_outage_is_secrets_unavailable(monkeypatch, key_name):
+    from django.db import OperationalError
+
+    backend = LocalBackend(master_keys=new_master_key_entry("m1"))
+
+    def down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(DataKey.objects, "filter", down)
+    with pytest.raises(SecretsUnavailableError) as info:
+        backend.encrypt(key_name, PAN)
+    assert info.value.__cause__ is None
