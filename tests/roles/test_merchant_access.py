@@ -135,3 +135,20 @@ class TestWithRealMerchant:
         staff_grant_merchant(user=staff, merchant_id=a.pk)
         assert staff_can_access_merchant(staff, a.pk) and not staff_can_access_merchant(staff, b.pk)
         assert list(staff_filter_merchants(staff, Merchant.objects.all(), field="pk")) == [a]
+
+
+def test_staff_merchant_access_command(staff, capsys):
+    import json
+
+    from django.core.management import CommandError, call_command
+
+    Merchant = apps.get_model("merchants", "Merchant")
+    a, b = Merchant.objects.create(name="A"), Merchant.objects.create(name="B")
+    call_command("staff_merchant_access", "grant", "sue", a.pk, b.pk)
+    assert json.loads(capsys.readouterr().out)["merchants"] == sorted([a.pk, b.pk])
+    call_command("staff_merchant_access", "revoke", "sue", b.pk)
+    assert json.loads(capsys.readouterr().out)["merchants"] == [a.pk]
+    with pytest.raises(CommandError):
+        call_command("staff_merchant_access", "grant", "sue", "mer_doesnotexist")
+    with pytest.raises(CommandError):
+        call_command("staff_merchant_access", "list", "nobody")

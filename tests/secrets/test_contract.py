@@ -25,3 +25,19 @@ class TestMemoryBackend(SecretsBackendContract):
     @pytest.fixture
     def backend(self):
         return MemoryBackend()
+
+
+def test_memory_backend_reaches_keys_only_through_the_versions_hook():
+    """Subclasses (e.g. tests.events.shared_secrets) make keys deterministic by overriding
+    `_versions`; every operation must go through it."""
+    import hashlib
+
+    class Deterministic(MemoryBackend):
+        def _versions(self, key_name):
+            with self._lock:
+                return self._keys.setdefault(key_name, [hashlib.sha256(key_name.encode()).digest()])
+
+    ciphertext = Deterministic().encrypt("shared", b"x")
+    assert Deterministic().decrypt("shared", ciphertext) == b"x"  # another "process"
+    assert Deterministic().keyed_hash("shared", b"x") == Deterministic().keyed_hash("shared", b"x")
+    assert Deterministic().rotate_key("fresh") == 1

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 
 from payera.secrets.backends.base import (
     CiphertextInvalidError,
@@ -311,7 +311,7 @@ class _db_errors:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, OperationalError):
+        if exc_type is not None and issubclass(exc_type, (OperationalError, InterfaceError)):
             logger.error("secrets storage unavailable", extra={"error": exc_type.__name__})
             raise SecretsUnavailableError() from None
         return False

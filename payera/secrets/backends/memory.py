@@ -24,9 +24,13 @@ from payera.secrets.backends.base import (
 
 
 class MemoryBackend(SecretsBackend):
+    """All key material is reached through `_versions()`, the hook subclasses override (e.g. a
+    test backend whose keys are deterministic so several processes share them)."""
+
     def __init__(self) -> None:
         self._kv: dict[str, dict] = {}
         self._keys: dict[str, list[bytes]] = {}
+        self._shredded: set[str] = set()
         self._lock = threading.Lock()
 
     def _versions(self, key_name: str) -> list[bytes]:
@@ -60,7 +64,9 @@ class MemoryBackend(SecretsBackend):
             raw = base64.b64decode(blob)
         except (ValueError, AttributeError, binascii.Error):
             raise CiphertextInvalidError() from None
-        versions = self._keys.get(key_name, [])
+        if key_name in self._shredded and key_name not in self._keys:
+            raise KeyNotFoundError()
+        versions = self._versions(key_name)
         if not 1 <= version <= len(versions):
             raise KeyNotFoundError()
         try:
@@ -69,13 +75,12 @@ class MemoryBackend(SecretsBackend):
             raise CiphertextInvalidError() from None
 
     def rotate_key(self, key_name: str) -> int:
-        check_key_name(key_name)
-        with self._lock:
-            if key_name not in self._keys:  # rotating a missing key creates version 1
-                self._keys[key_name] = [AESGCM.generate_key(bit_length=256)]
-            else:
-                self._keys[key_name].append(AESGCM.generate_key(bit_length=256))
-            return len(self._keys[key_name])
+        existed = key_name in self._keys
+        versions = self._versions(key_name)  # rotating a missing key creates version 1
+        if existed:
+            with self._lock:
+                versions.append(AESGCM.generate_key(bit_length=256))
+        return len(versions)
 
     def rewrap(self, key_name: str, ciphertext: str) -> str:
         return self.encrypt(key_name, self.decrypt(key_name, ciphertext))
@@ -84,7 +89,9 @@ class MemoryBackend(SecretsBackend):
         return hmac.new(self._versions(key_name)[0], bytes(data), hashlib.sha256).hexdigest()
 
     def delete_key_material(self, key_name: str) -> None:
-        self._keys.pop(key_name, None)
+        with self._lock:
+            self._keys.pop(key_name, None)
+            self._shredded.add(key_name)
 
     def key_version_latest(self, key_name: str) -> int:
         return len(self._keys.get(key_name, []))
