@@ -157,3 +157,21 @@ def from_transport_error(exc: httpx.HTTPError, *, connector: str) -> PspError:
     if isinstance(exc, httpx.TimeoutException):
         return PspTimeoutError(f"{connector}: {name}", connector=connector)
     return PspTimeoutError(f"{connector}: {name}: {exc}", connector=connector)
+
+
+class PaymentMethodUnsupportedError(PspError):
+    """The connector does not take this payment method or currency: nothing was sent.
+    Routing should not have offered it (see `PspAdapter.capabilities`)."""
+
+    type = "invalid_request_error"
+    code = "payment_method_unsupported"
+    http_status = 400
+    may_have_processed = False
+
+
+class PspConfigurationError(PspError):
+    """A connector that is not configured (unknown name, missing credentials)."""
+
+    code = "psp_not_configured"
+    http_status = 500
+    may_have_processed = False

@@ -255,6 +255,7 @@ class PspEvent:
     operation_psp_reference: str | None = None
     decline: Decline | None = None
     action: NextAction | None = None
+    amount_captured: int = 0  # AUTHORIZATION events of payments captured at once (SEPA, bank, auto)
     dispute: DisputeInfo | None = None
     network_transaction_id: str | None = None
     payment_method_token: str | None = None
