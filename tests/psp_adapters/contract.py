@@ -153,6 +153,14 @@ class PspAdapterContract:
         assert again.outcome == Outcome.APPROVED
         assert adapter.inquire(PspReference(reference)).payment.psp_reference == first.payment.psp_reference
 
+    def test_concurrent_authorize_retries_make_one_authorization(self, adapter):
+        from concurrent.futures import ThreadPoolExecutor
+
+        reference = ref()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            results = list(pool.map(lambda _: self.authorize(adapter, reference=reference), range(6)))
+        assert len({r.payment.psp_reference for r in results}) == 1
+
     def test_same_reference_other_parameters_is_rejected(self, adapter):
         reference = ref()
         self.authorize(adapter, reference=reference, amount=1000)

@@ -58,19 +58,21 @@ class ReceivedWebhook:
 
 
 class WebhookReceiver:
-    """A tiny HTTP server that records every POST. `fail_next(n)` answers 500 to the next n."""
+    """A tiny HTTP server that records every POST. `fail_next(n, match)` answers 500 to the next
+    n POSTs whose body contains `match` (any POST when match is empty)."""
 
     def __init__(self) -> None:
         self.received: list[ReceivedWebhook] = []
         self._cond = threading.Condition()
         self._fail = 0
+        self._fail_match = b""
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._cond:
-                    failing = receiver._fail > 0
+                    failing = receiver._fail > 0 and receiver._fail_match in body
                     if failing:
                         receiver._fail -= 1
                     receiver.attempts.append(ReceivedWebhook(self.path, dict(self.headers.items()), body))
@@ -91,9 +93,10 @@ class WebhookReceiver:
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()
 
-    def fail_next(self, n: int) -> None:
+    def fail_next(self, n: int, match: str = "") -> None:
         with self._cond:
             self._fail = n
+            self._fail_match = match.encode()
 
     def wait_for(self, pred: Callable[[ReceivedWebhook], bool], timeout: float = 10.0) -> ReceivedWebhook:
         deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from psp_adapters.port import (
     PspState,
     SepaDebitData,
 )
-from tests.psp_adapters.contract import PspAdapterContract
+from tests.psp_adapters.contract import PspAdapterContract, ref
 
 
 class TestBetaContract(PspAdapterContract):
@@ -62,12 +62,13 @@ class TestBetaContract(PspAdapterContract):
             adapter.parse_webhook(body=hook.body, headers={"Beta-Signature": old})
 
     def test_webhooks_are_retried_until_delivered(self, adapter, psp_webhooks, sandboxes):
-        psp_webhooks.fail_next(2)
-        r = self.authorize(adapter)
+        reference = ref()
+        psp_webhooks.fail_next(2, match=reference)
+        r = self.authorize(adapter, reference=reference)
         hook = psp_webhooks.wait_for(lambda h: h.json().get("merchantReference") == r.payment.reference)
         event_id = hook.json()["eventId"]
         attempts = [a for a in psp_webhooks.attempts if a.json().get("eventId") == event_id]
-        assert len(attempts) >= 2  # failed ones, then the successful delivery
+        assert len(attempts) == 3  # two failed, then the successful delivery
         sent = {e["id"]: e for e in sandboxes["beta"].events()}
         assert sent[event_id]["delivered_at"] is not None
 
