@@ -74,7 +74,11 @@ def test_decline_maps_are_data_with_a_hard_default():
 
 
 # --- settlement parsing -------------------------------------------------------------------
-ALPHA_REPORT = b"""record_type,settlement_date,payout_batch,authorization_id,merchant_reference,operation_id,operation_reference,currency,gross_minor,fee_minor,net_minor,booked_at
+ALPHA_HEADER = (
+    b"record_type,settlement_date,payout_batch,authorization_id,merchant_reference,operation_id,"
+    b"operation_reference,currency,gross_minor,fee_minor,net_minor,booked_at\n"
+)
+ALPHA_REPORT = ALPHA_HEADER + b"""\
 capture,2026-11-23,PB-20261123-EUR,auth_1,att_1,op_1,cap_1,EUR,1000,39,961,2026-11-23T10:00:00Z
 refund,2026-11-23,PB-20261123-EUR,auth_1,att_1,op_2,re_1,EUR,-500,0,-500,2026-11-23T11:00:00Z
 capture,2026-11-23,PB-20261123-EUR,auth_2,att_2,op_3,cap_2,EUR,ten,39,961,2026-11-23T10:00:00Z
@@ -103,13 +107,13 @@ def test_alpha_report_with_wrong_columns_is_rejected_whole():
 
 
 BETA_REPORT = (
-    "Beta Payments Settlement Report\r\nReport Date;23.11.2026\r\nMerchant Account;PayeraSandbox\r\n\r\n"
-    "Batch Number;Booking Date;Record Type;Beta Reference;Modification Reference;Payment Reference;"
-    "Merchant Reference;Currency;Gross;Commission;Net\r\n"
-    "BATCH-20261123;23.11.2026 10:00:00;Settled;BP1;BM1;att_1;cap_1;EUR;10.00;0.19;9.81\r\n"
-    "BATCH-20261123;23.11.2026 10:00:00;Refunded;BP1;BM2;att_1;re_1;KWD;-1.050;0.000;-1.050\r\n"
-    "BATCH-20261123;23.11.2026 10:00:00;Settled;BP2;BM3;att_2;cap_2;EUR;10.001;0.19;9.81\r\n"
-).encode()
+    b"Beta Payments Settlement Report\r\nReport Date;23.11.2026\r\nMerchant Account;PayeraSandbox\r\n\r\n"
+    b"Batch Number;Booking Date;Record Type;Beta Reference;Modification Reference;Payment Reference;"
+    b"Merchant Reference;Currency;Gross;Commission;Net\r\n"
+    b"BATCH-20261123;23.11.2026 10:00:00;Settled;BP1;BM1;att_1;cap_1;EUR;10.00;0.19;9.81\r\n"
+    b"BATCH-20261123;23.11.2026 10:00:00;Refunded;BP1;BM2;att_1;re_1;KWD;-1.050;0.000;-1.050\r\n"
+    b"BATCH-20261123;23.11.2026 10:00:00;Settled;BP2;BM3;att_2;cap_2;EUR;10.001;0.19;9.81\r\n"
+)
 
 
 def test_beta_report_rows_errors_and_period():
