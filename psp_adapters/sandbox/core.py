@@ -213,7 +213,7 @@ class Core:
                         409, "idempotency_conflict", "This reference was used with different parameters."
                     )
                 return existing, False, 0.0
-            fail = inp.metadata.get("sandbox_fail")
+            fail = inp.metadata.get(f"sandbox_fail_{self.psp}") or inp.metadata.get("sandbox_fail")
             if fail:
                 # test hook: answer an error without recording anything (nothing was processed)
                 raise SandboxError(int(fail), "sandbox_failure", f"Sandbox failure {fail} requested.")
@@ -611,6 +611,23 @@ class Core:
             except Exception:
                 log.exception("sandbox webhook loop error")
                 self._stop.wait(0.5)
+
+    def payments_debug(self, reference: str | None = None) -> list[Row]:
+        """Every authorization (for tests: "exactly one authorization at the PSP"); no PAN."""
+        sql = "SELECT * FROM payments" + (" WHERE reference = ?" if reference else "") + " ORDER BY created_at"
+        rows = self.store.all(sql, (reference,) if reference else ())
+        for r in rows:
+            r.pop("card_number", None)
+            r.pop("request_hash", None)
+            r["operations"] = self.operations(r["id"])
+            r["disputes"] = self.disputes(r["id"])
+        return rows
+
+    def reset(self) -> None:
+        """Forget everything (tests that need a clean day, e.g. a report that reconciles 100 %)."""
+        with self.store.tx() as c:
+            for table in ("events", "jobs", "disputes", "operations", "tokens", "payments"):
+                c.execute(f"DELETE FROM {table}")  # noqa: S608
 
     def events(self) -> list[Row]:
         rows = self.store.all("SELECT * FROM events ORDER BY created_at")

@@ -5,7 +5,9 @@ Shared by both sandboxes:
   = pass | fail); `GET|POST /bank/<token>`: the sandbox bank's page, the same form. After the
   POST the shopper is redirected (303) to the `return_url` of the payment.
 - `GET /_sandbox/health` (no auth), `GET /_sandbox/events` (webhooks sent and their delivery
-  state), `PUT /_sandbox/config` (`{"webhook_url": …}`, changes the webhook target at runtime).
+  state), `GET /_sandbox/payments[?reference=…]` (authorizations with their operations and
+  disputes, no PAN), `POST /_sandbox/reset` (forget everything), `PUT /_sandbox/config`
+  (`{"webhook_url": …}`, changes the webhook target at runtime). All but health need the API key.
 Everything else is the wire format of the PSP (`alpha.py`, `beta.py`).
 """
 
@@ -126,12 +128,21 @@ class SandboxServer(ThreadingHTTPServer):
             ),
             r("GET", r"/_sandbox/events", self._events),
             r("PUT", r"/_sandbox/config", self._config),
+            r("GET", r"/_sandbox/payments", self._payments),
+            r("POST", r"/_sandbox/reset", self._reset),
             r("GET", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page, False),
             r("POST", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page_submit, False),
         ]
 
     def _events(self, req: Request) -> Response:
         return Response.json(200, {"events": self.core.events()})
+
+    def _payments(self, req: Request) -> Response:
+        return Response.json(200, {"payments": self.core.payments_debug(req.query.get("reference"))})
+
+    def _reset(self, req: Request) -> Response:
+        self.core.reset()
+        return Response.json(200, {"reset": True})
 
     def _config(self, req: Request) -> Response:
         data = req.json()

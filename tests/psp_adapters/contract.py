@@ -153,13 +153,14 @@ class PspAdapterContract:
         assert again.outcome == Outcome.APPROVED
         assert adapter.inquire(PspReference(reference)).payment.psp_reference == first.payment.psp_reference
 
-    def test_concurrent_authorize_retries_make_one_authorization(self, adapter):
+    def test_concurrent_authorize_retries_make_one_authorization(self, adapter, sandboxes):
         from concurrent.futures import ThreadPoolExecutor
 
         reference = ref()
         with ThreadPoolExecutor(max_workers=6) as pool:
             results = list(pool.map(lambda _: self.authorize(adapter, reference=reference), range(6)))
         assert len({r.payment.psp_reference for r in results}) == 1
+        assert len(sandboxes[self.connector].payments(reference)) == 1
 
     def test_same_reference_other_parameters_is_rejected(self, adapter):
         reference = ref()
@@ -323,6 +324,12 @@ class PspAdapterContract:
         assert exc.value.may_have_processed is False
         with pytest.raises(PspReferenceNotFoundError):
             adapter.inquire(PspReference(reference))
+
+    def test_failure_hook_targets_one_psp(self, adapter):
+        other = "beta" if self.connector == "alpha" else "alpha"
+        self.approved(adapter, metadata={f"sandbox_fail_{other}": "503"})
+        with pytest.raises(PspUnavailableError):
+            self.authorize(adapter, metadata={f"sandbox_fail_{self.connector}": "502"})
 
     def test_connection_refused_is_unavailable(self, adapter):
         import socket

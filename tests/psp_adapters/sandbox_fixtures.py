@@ -9,7 +9,8 @@ Use it from any test package with `pytest_plugins = ["tests.psp_adapters.sandbox
   test session (per xdist worker), each with its own data dir, stopped at the end.
   `SandboxProcess` has `url`, `api_key`, `webhook_secret`, `data_dir`, `restart()`,
   `set_webhook_url(url)` (e.g. to Payera's `live_server` + `/webhooks/psp/beta/`),
-  `events()` (what it sent and the delivery state), `submit_challenge(url, result)`.
+  `events()` (what it sent and the delivery state), `payments(reference)` (what it holds: "one
+  authorization, never two"), `reset()`, `submit_challenge(url, result)` (acts as the shopper).
 - `psp_settings` (function): points `settings.PSP_CONNECTORS` and `SANDBOX_DATA_DIR` at the
   running sandboxes with short timeouts, writes their credentials to the configured secrets
   backend at `psp/alpha` and `psp/beta`, and resets the adapter registry. Returns the sandboxes.
@@ -198,6 +199,17 @@ class SandboxProcess:
         response = httpx.get(self.url + "/_sandbox/events", headers=self._auth())
         response.raise_for_status()
         return response.json()["events"]
+
+    def payments(self, reference: str | None = None) -> list[dict[str, Any]]:
+        """The authorizations the sandbox holds (with operations and disputes)."""
+        params = {"reference": reference} if reference else None
+        response = httpx.get(self.url + "/_sandbox/payments", params=params, headers=self._auth())
+        response.raise_for_status()
+        return response.json()["payments"]
+
+    def reset(self) -> None:
+        """Forget all state (e.g. before a day whose settlement report must reconcile 100 %)."""
+        httpx.post(self.url + "/_sandbox/reset", headers=self._auth()).raise_for_status()
 
     @staticmethod
     def submit_challenge(url: str, result: str) -> httpx.Response:

@@ -61,3 +61,17 @@ class TestAlphaContract(PspAdapterContract):
         sandboxes["alpha"].restart()
         found = adapter.inquire(PspReference(r.payment.reference))
         assert found.payment == r.payment and found.state == PspState.CAPTURED
+
+
+@pytest.mark.django_db(databases=[])
+def test_reset_forgets_everything(psp_settings):
+    from psp_adapters.registry import get_adapter
+
+    sandbox = psp_settings["alpha"]
+    reference = ref()
+    get_adapter("alpha").authorize(
+        AuthorizeRequest(reference=reference, amount=100, currency="EUR", payment_method=card())
+    )
+    assert len(sandbox.payments(reference)) == 1
+    sandbox.reset()
+    assert sandbox.payments() == [] and sandbox.events() == []

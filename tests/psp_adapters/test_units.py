@@ -78,13 +78,16 @@ ALPHA_HEADER = (
     b"record_type,settlement_date,payout_batch,authorization_id,merchant_reference,operation_id,"
     b"operation_reference,currency,gross_minor,fee_minor,net_minor,booked_at\n"
 )
-ALPHA_REPORT = ALPHA_HEADER + b"""\
+ALPHA_REPORT = (
+    ALPHA_HEADER
+    + b"""\
 capture,2026-11-23,PB-20261123-EUR,auth_1,att_1,op_1,cap_1,EUR,1000,39,961,2026-11-23T10:00:00Z
 refund,2026-11-23,PB-20261123-EUR,auth_1,att_1,op_2,re_1,EUR,-500,0,-500,2026-11-23T11:00:00Z
 capture,2026-11-23,PB-20261123-EUR,auth_2,att_2,op_3,cap_2,EUR,ten,39,961,2026-11-23T10:00:00Z
 chargeback,2026-11-23,PB-20261123-JPY,auth_3,att_3,dp_1,,jpy,-1500,0,-1500,2026-11-23T12:00:00Z
 end_of_report,2026-11-23,,,,,,,,,,
 """
+)
 
 
 def test_alpha_report_rows_errors_and_period():
