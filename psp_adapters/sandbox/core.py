@@ -614,8 +614,10 @@ class Core:
 
     def payments_debug(self, reference: str | None = None) -> list[Row]:
         """Every authorization (for tests: "exactly one authorization at the PSP"); no PAN."""
-        sql = "SELECT * FROM payments" + (" WHERE reference = ?" if reference else "") + " ORDER BY created_at"
-        rows = self.store.all(sql, (reference,) if reference else ())
+        if reference:
+            rows = self.store.all("SELECT * FROM payments WHERE reference = ?", (reference,))
+        else:
+            rows = self.store.all("SELECT * FROM payments ORDER BY created_at")
         for r in rows:
             r.pop("card_number", None)
             r.pop("request_hash", None)
