@@ -3,12 +3,16 @@ timeouts, and one `request()` that turns every transport or HTTP failure into a 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from psp_adapters.errors import PspProtocolError, from_response, from_transport_error
+
+log = logging.getLogger("psp_adapters.http")
 
 DEFAULTS: dict[str, float | int] = {
     "connect_timeout": 2.0,  # no connection in 2 s: surely not sent -> PspUnavailableError
@@ -63,10 +67,18 @@ class PspHttp:
         headers = dict(self.headers)
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
+        started = time.monotonic()
+        # never log bodies or query strings: they carry card data and references
+        fields = {"connector": self.connector, "method": method, "path": path}
         try:
             response = self.http.request(method, self.base_url + path, json=json, params=params, headers=headers)
         except httpx.HTTPError as exc:
-            raise from_transport_error(exc, connector=self.connector) from exc
+            error = from_transport_error(exc, connector=self.connector)
+            ms = round((time.monotonic() - started) * 1000, 1)
+            log.warning("psp call failed", extra={**fields, "error": error.code, "ms": ms})
+            raise error from exc
+        ms = round((time.monotonic() - started) * 1000, 1)
+        log.info("psp call", extra={**fields, "status": response.status_code, "ms": ms})
         if response.status_code >= 300:
             raise from_response(response, connector=self.connector)
         return response
