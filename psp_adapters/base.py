@@ -9,11 +9,16 @@ import httpx
 
 from psp_adapters.errors import PspConfigurationError
 from psp_adapters.http import PspHttp
-from psp_adapters.port import PspReference
+from psp_adapters.port import FeeSchedule, PspReference
+
+
+def _fields(schedule: FeeSchedule) -> dict[str, int]:
+    return {f: getattr(schedule, f) for f in FeeSchedule.__slots__}  # type: ignore[attr-defined]
 
 
 class BaseAdapter:
     name: str
+    default_fee_schedule = FeeSchedule()
 
     def __init__(
         self,
@@ -33,6 +38,8 @@ class BaseAdapter:
         # a list during a secret roll: a webhook signed with any of them is accepted
         self._webhook_secrets = [str(s) for s in secret] if isinstance(secret, list | tuple) else [str(secret)]
         self.webhook_tolerance = int(options.get("webhook_tolerance") or 300)
+        # OPTIONS["fees"] (FeeSchedule fields) overrides the provider's list price
+        self.fee_schedule = FeeSchedule(**{**_fields(self.default_fee_schedule), **(options.get("fees") or {})})
         self.client = PspHttp(
             connector=name, http=http, base_url=str(options.get("base_url") or ""), headers=self.auth_headers()
         )

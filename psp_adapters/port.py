@@ -310,6 +310,31 @@ class SettlementReport:
 
 
 @dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """What the PSP charges per settled line (the merchant agreement), to check report fees.
+    Percentages in per mille (14 = 1.4 %), fixed parts in hundredths of the major unit (25 =
+    0.25 EUR, scaled to the currency's ISO exponent: 0 for JPY). Rounds half up."""
+
+    capture_per_mille: int = 0
+    capture_fixed: int = 0
+    refund_fixed: int = 0
+    chargeback_fixed: int = 0
+
+    def fee(self, kind: SettlementKind | str, gross: int, currency: str) -> int:
+        from psp_adapters.currency import exponent
+
+        scale = 10 ** exponent(currency)
+        kind = SettlementKind(kind)
+        if kind == SettlementKind.CAPTURE:
+            return (abs(gross) * self.capture_per_mille + 500) // 1000 + self.capture_fixed * scale // 100
+        if kind == SettlementKind.REFUND:
+            return self.refund_fixed * scale // 100
+        if kind == SettlementKind.CHARGEBACK:
+            return self.chargeback_fixed * scale // 100
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     payment_methods: frozenset[PaymentMethodType]
     currencies: frozenset[str] | None = None  # None: every currency with an ISO 4217 minor unit
@@ -325,6 +350,7 @@ class Capabilities:
 class PspAdapter(Protocol):
     name: str
     capabilities: Capabilities
+    fee_schedule: FeeSchedule
 
     def authorize(self, req: AuthorizeRequest) -> AuthorizeResult: ...
 

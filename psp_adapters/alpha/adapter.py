@@ -22,6 +22,7 @@ from psp_adapters.port import (
     DisputeInfo,
     DisputeReason,
     DisputeStatus,
+    FeeSchedule,
     NextAction,
     OperationKind,
     OperationResult,
@@ -65,6 +66,7 @@ def _outcome_of(state: PspState, decline: Decline | None) -> Outcome:
 
 class AlphaAdapter(BaseAdapter):
     capabilities = Capabilities(payment_methods=frozenset({PaymentMethodType.CARD}), asynchronous=False)
+    default_fee_schedule = FeeSchedule(capture_per_mille=14, capture_fixed=25, chargeback_fixed=1500)
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}

@@ -26,6 +26,7 @@ from psp_adapters.port import (
     DisputeInfo,
     DisputeReason,
     DisputeStatus,
+    FeeSchedule,
     NextAction,
     OperationKind,
     OperationResult,
@@ -81,6 +82,7 @@ class BetaAdapter(BaseAdapter):
         ),
         asynchronous=True,
     )
+    default_fee_schedule = FeeSchedule(capture_per_mille=19, refund_fixed=10, chargeback_fixed=1000)
 
     def auth_headers(self) -> dict[str, str]:
         return {"X-Api-Key": self._api_key, "Accept": "application/json"}

@@ -395,6 +395,8 @@ class PspAdapterContract:
         assert (cap.gross, cap.currency, cap.psp_reference) == (4321, "EUR", captured.payment.psp_reference)
         assert cap.fee > 0 and cap.net == cap.gross - cap.fee
         assert cap.payout_batch_id and cap.settled_on == today and cap.line_number > 1
+        for row in mine:  # the agreed fee schedule explains every fee in the report
+            assert row.fee == adapter.fee_schedule.fee(row.kind, row.gross, row.currency)
         ref_row = by_kind[SettlementKind.REFUND]
         assert ref_row.gross == -321 and ref_row.operation_reference == refund.reference
         # the running sandbox serves the same report over HTTP
