@@ -321,9 +321,9 @@ class FeeSchedule:
     chargeback_fixed: int = 0
 
     def fee(self, kind: SettlementKind | str, gross: int, currency: str) -> int:
-        from psp_adapters.currency import exponent
+        from payera.core.money import currency_exponent
 
-        scale = 10 ** exponent(currency)
+        scale = 10 ** currency_exponent(currency)
         kind = SettlementKind(kind)
         if kind == SettlementKind.CAPTURE:
             return (abs(gross) * self.capture_per_mille + 500) // 1000 + self.capture_fixed * scale // 100

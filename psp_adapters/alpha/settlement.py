@@ -7,7 +7,7 @@ import csv
 import datetime as dt
 import io
 
-from psp_adapters.currency import UnknownCurrencyError, normalize_currency
+from payera.core.money import UnknownCurrencyError, currency_normalize
 from psp_adapters.errors import SettlementReportError
 from psp_adapters.port import SettlementKind, SettlementReport, SettlementRow, SettlementRowError
 
@@ -57,7 +57,7 @@ def read(raw: bytes) -> SettlementReport:
             if not rec.get("merchant_reference") or not rec.get("authorization_id"):
                 raise ValueError("merchant_reference and authorization_id are required")
             try:
-                currency = normalize_currency(rec.get("currency") or "")
+                currency = currency_normalize(rec.get("currency") or "")
             except UnknownCurrencyError:
                 raise ValueError(f"unknown currency {rec.get('currency')!r}") from None
             rows.append(

@@ -8,12 +8,12 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from payera.core.money import minor_from_decimal_string, minor_to_decimal_string
 from psp_adapters.base import BaseAdapter
 from psp_adapters.beta import settlement, webhooks
 from psp_adapters.beta.client import BetaClient
 from psp_adapters.beta.codes import DECLINE_CODES, DISPUTE_REASONS
 from psp_adapters.codes import decline_for
-from psp_adapters.currency import from_decimal_string, to_decimal_string
 from psp_adapters.errors import PaymentMethodUnsupportedError, PspProtocolError, WebhookPayloadError
 from psp_adapters.port import (
     AuthorizeRequest,
@@ -64,7 +64,7 @@ EVENT_KINDS = {
 
 def _money(data: Any) -> tuple[int, str]:
     currency = str(data["currency"]).upper()
-    return from_decimal_string(str(data["value"]), currency), currency
+    return minor_from_decimal_string(str(data["value"]), currency), currency
 
 
 def _decline(code: str | None, reason: str | None) -> Decline:
@@ -177,7 +177,7 @@ class BetaAdapter(BaseAdapter):
             raise PaymentMethodUnsupportedError(f"beta does not take {pm!r}", connector=self.name)
         body: dict[str, Any] = {
             "reference": req.reference,
-            "amount": {"value": to_decimal_string(req.amount, currency), "currency": currency},
+            "amount": {"value": minor_to_decimal_string(req.amount, currency), "currency": currency},
             "paymentMethod": method,
             "captureMode": "immediate" if req.capture else "manual",
             "shopperInteraction": "ContAuth" if req.off_session else "Ecommerce",
@@ -230,14 +230,14 @@ class BetaAdapter(BaseAdapter):
             raise PspProtocolError(f"unexpected modification answer: {exc!r}", connector=self.name) from None
 
     def capture(self, req: CaptureRequest) -> OperationResult:
-        amount = {"value": to_decimal_string(req.amount, req.currency), "currency": req.currency.upper()}
+        amount = {"value": minor_to_decimal_string(req.amount, req.currency), "currency": req.currency.upper()}
         return self._modify(req.payment, "captures", {"reference": req.reference, "amount": amount})
 
     def void(self, req: VoidRequest) -> OperationResult:
         return self._modify(req.payment, "cancels", {"reference": req.reference})
 
     def refund(self, req: RefundRequest) -> OperationResult:
-        amount = {"value": to_decimal_string(req.amount, req.currency), "currency": req.currency.upper()}
+        amount = {"value": minor_to_decimal_string(req.amount, req.currency), "currency": req.currency.upper()}
         return self._modify(req.payment, "refunds", {"reference": req.reference, "amount": amount})
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PspEvent:
@@ -269,7 +269,7 @@ class BetaAdapter(BaseAdapter):
                     outcome=Outcome.APPROVED if success else _refused(decline),  # type: ignore[arg-type]
                     payment=PspReference(e["merchantReference"], e["pspReference"]),
                     decline=decline,
-                    amount_captured=from_decimal_string(captured, currency) if captured else 0,
+                    amount_captured=minor_from_decimal_string(captured, currency) if captured else 0,
                     network_transaction_id=extra.get("networkTxReference"),
                     payment_method_token=extra.get("storedPaymentMethodId"),
                 )

@@ -7,7 +7,7 @@ import csv
 import datetime as dt
 import io
 
-from psp_adapters.currency import UnknownCurrencyError, from_decimal_string, normalize_currency
+from payera.core.money import UnknownCurrencyError, currency_normalize, minor_from_decimal_string
 from psp_adapters.errors import SettlementReportError
 from psp_adapters.port import SettlementKind, SettlementReport, SettlementRow, SettlementRowError
 
@@ -61,7 +61,7 @@ def read(raw: bytes) -> SettlementReport:
             if kind is None:
                 raise ValueError(f"unknown Record Type {rec.get('Record Type')!r}")
             try:
-                currency = normalize_currency(rec.get("Currency") or "")
+                currency = currency_normalize(rec.get("Currency") or "")
             except UnknownCurrencyError:
                 raise ValueError(f"unknown currency {rec.get('Currency')!r}") from None
             payment_ref = (rec.get("Payment Reference") or "").strip()
@@ -74,9 +74,9 @@ def read(raw: bytes) -> SettlementReport:
                     kind=kind,
                     reference=payment_ref,
                     psp_reference=psp_ref,
-                    gross=from_decimal_string(rec.get("Gross") or "", currency),
-                    fee=from_decimal_string(rec.get("Commission") or "", currency),
-                    net=from_decimal_string(rec.get("Net") or "", currency),
+                    gross=minor_from_decimal_string(rec.get("Gross") or "", currency),
+                    fee=minor_from_decimal_string(rec.get("Commission") or "", currency),
+                    net=minor_from_decimal_string(rec.get("Net") or "", currency),
                     currency=currency,
                     settled_on=_date(rec.get("Booking Date") or ""),
                     payout_batch_id=(rec.get("Batch Number") or "").strip(),

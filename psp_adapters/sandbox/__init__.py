@@ -1,5 +1,5 @@
 """Sandbox PSPs `alpha` and `beta`: real HTTP servers that stand for payment providers outside
-Payera (docs/sandbox.md). Standard library only; state in `<data dir>/<psp>.sqlite3`.
+Payera (docs/sandbox.md). Standard library (plus `iso4217`), no Payera imports; state in `<data dir>/<psp>.sqlite3`.
 
 Start one: `python -m psp_adapters.sandbox alpha --port 8101 --data-dir var/sandbox`.
 `sandbox_command()` builds that command line for launchers (`make run`, test fixtures).

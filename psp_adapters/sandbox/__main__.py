@@ -1,14 +1,16 @@
 """`python -m psp_adapters.sandbox {alpha,beta} --port N --data-dir DIR [options]`.
 
-Credentials: `--api-key` / `--webhook-secret`, or the environment variables
-`SANDBOX_ALPHA_API_KEY`, `SANDBOX_ALPHA_WEBHOOK_SECRET` (`BETA` likewise); defaults are the
-development values of docs/sandbox.md. Prints `<psp> sandbox listening on <url>` once ready
+Credentials, first found wins: `--api-key` / `--webhook-secret`; `--credentials-file` (JSON
+`{"api_key", "webhook_secret"}`, what the launcher writes); the environment variables
+`SANDBOX_ALPHA_API_KEY`, `SANDBOX_ALPHA_WEBHOOK_SECRET` (`BETA` likewise); the development
+values of docs/sandbox.md. Prints `<psp> sandbox listening on <url>` once ready
 (with `--port 0` the OS picks the port; read it from that line).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -33,6 +35,7 @@ def build(argv: list[str] | None = None) -> tuple[SandboxServer, Core]:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--api-key", default=None)
     p.add_argument("--webhook-secret", default=None)
+    p.add_argument("--credentials-file", default=None, help='JSON {"api_key", "webhook_secret"}')
     p.add_argument(
         "--webhook-url", default="", help="where webhooks are POSTed (may be set later: PUT /_sandbox/config)"
     )
@@ -50,10 +53,17 @@ def build(argv: list[str] | None = None) -> tuple[SandboxServer, Core]:
 
     env = a.psp.upper()
     dev_key, dev_secret = DEV_CREDENTIALS[a.psp]
+    from_file: dict[str, str] = {}
+    if a.credentials_file:
+        with open(a.credentials_file) as fh:
+            from_file = json.load(fh)
     opts = Options(
         psp=a.psp,
-        api_key=a.api_key or os.environ.get(f"SANDBOX_{env}_API_KEY") or dev_key,
-        webhook_secret=a.webhook_secret or os.environ.get(f"SANDBOX_{env}_WEBHOOK_SECRET") or dev_secret,
+        api_key=a.api_key or from_file.get("api_key") or os.environ.get(f"SANDBOX_{env}_API_KEY") or dev_key,
+        webhook_secret=a.webhook_secret
+        or from_file.get("webhook_secret")
+        or os.environ.get(f"SANDBOX_{env}_WEBHOOK_SECRET")
+        or dev_secret,
         webhook_url=a.webhook_url,
         public_url=a.public_url.rstrip("/"),
         hold_seconds=a.hold_seconds,

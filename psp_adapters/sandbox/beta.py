@@ -33,9 +33,14 @@ import re
 import time
 from typing import Any
 
-from psp_adapters.currency import UnknownCurrencyError, from_decimal_string, normalize_currency, to_decimal_string
 from psp_adapters.sandbox import reports
 from psp_adapters.sandbox.core import AuthInput, Core, Row, SandboxError
+from psp_adapters.sandbox.money import (
+    UnknownCurrencyError,
+    currency_normalize,
+    minor_from_decimal_string,
+    minor_to_decimal_string,
+)
 from psp_adapters.sandbox.server import Request, Response, Route
 
 # normalized decline name -> (beta refusal reason code, reason text)
@@ -77,7 +82,7 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _money(minor: int, currency: str) -> dict[str, str]:
-    return {"value": to_decimal_string(minor, currency), "currency": currency}
+    return {"value": minor_to_decimal_string(minor, currency), "currency": currency}
 
 
 class BetaWire:
@@ -163,7 +168,7 @@ class BetaWire:
                 "reasonCode": code,
                 "additionalData": {
                     "paymentMethodType": payment["method"],
-                    "capturedAmount": to_decimal_string(payment["amount_captured"], payment["currency"]),
+                    "capturedAmount": minor_to_decimal_string(payment["amount_captured"], payment["currency"]),
                     "networkTxReference": payment["network_transaction_id"],
                     "storedPaymentMethodId": payment["token"] if payment["store_method"] else None,
                 },
@@ -218,11 +223,11 @@ class BetaWire:
         if not isinstance(data, dict):
             raise SandboxError(422, "invalid_amount", "amount must be {value, currency}.", field)
         try:
-            currency = normalize_currency(str(data.get("currency") or ""))
+            currency = currency_normalize(str(data.get("currency") or ""))
         except UnknownCurrencyError:
             raise SandboxError(422, "invalid_currency", "Unknown currency.", f"{field}.currency") from None
         try:
-            return from_decimal_string(str(data.get("value")), currency), currency
+            return minor_from_decimal_string(str(data.get("value")), currency), currency
         except ValueError as exc:
             raise SandboxError(422, "invalid_amount", str(exc), f"{field}.value") from None
 

@@ -4,7 +4,7 @@ A `Core` owns the store, decides outcomes from the card/IBAN tables, runs delaye
 (asynchronous outcomes, disputes, returns, refund failures) in a worker thread and delivers
 webhooks with retries in another. Wire modules (`alpha.py`, `beta.py`) parse requests into
 `AuthInput`, render rows in their own format and build and sign their webhook bodies.
-Standard library only (plus `psp_adapters.currency`): the sandbox stands for a system outside Payera.
+Standard library plus `iso4217`, no Payera imports: the sandbox stands for a system outside Payera.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from psp_adapters.currency import UnknownCurrencyError, exponent, normalize_currency
 from psp_adapters.sandbox.cards import card_behaviour, iban_behaviour, iban_ok
+from psp_adapters.sandbox.money import UnknownCurrencyError, currency_exponent, currency_normalize
 from psp_adapters.sandbox.store import Store, new_id
 
 log = logging.getLogger("psp_adapters.sandbox")
@@ -92,7 +92,7 @@ class Wire(Protocol):
 
 def fixed_minor(cents_of_major: int, currency: str) -> int:
     """A fixed fee given in hundredths of the major unit, in the currency's minor unit."""
-    return cents_of_major * 10 ** exponent(currency) // 100
+    return cents_of_major * 10 ** currency_exponent(currency) // 100
 
 
 FEES = {
@@ -179,7 +179,7 @@ class Core:
         if isinstance(inp.amount, bool) or not isinstance(inp.amount, int) or inp.amount <= 0:
             raise SandboxError(400, "invalid_amount", "The amount must be a positive integer.", "amount")
         try:
-            inp.currency = normalize_currency(inp.currency)
+            inp.currency = currency_normalize(inp.currency)
         except UnknownCurrencyError:
             raise SandboxError(400, "invalid_currency", "Unknown currency.", "currency") from None
         if inp.method not in self.wire.methods:
@@ -219,7 +219,7 @@ class Core:
                 raise SandboxError(int(fail), "sandbox_failure", f"Sandbox failure {fail} requested.")
             try:
                 amount = inp.amount + int(inp.metadata.get("sandbox_amount_delta", "0"))
-                currency = normalize_currency(inp.metadata.get("sandbox_currency", inp.currency))
+                currency = currency_normalize(inp.metadata.get("sandbox_currency", inp.currency))
             except (ValueError, UnknownCurrencyError):
                 raise SandboxError(400, "invalid_metadata", "Bad sandbox test hook.") from None
             card_number, exp_month, exp_year = inp.card_number, inp.exp_month, inp.exp_year

@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from psp_adapters.currency import to_decimal_string
+from psp_adapters.sandbox.money import minor_to_decimal_string
 
 ALPHA_COLUMNS = [
     "record_type", "settlement_date", "payout_batch", "authorization_id", "merchant_reference",
@@ -109,8 +109,8 @@ def _beta(day: dt.date, rows: list[dict[str, Any]]) -> bytes:
             [
                 f"BATCH-{day:%Y%m%d}", f"{at:%d.%m.%Y %H:%M:%S}", record[e["kind"]], e["payment_id"],
                 e["operation_id"], e["payment_reference"], e["operation_reference"] or e["payment_reference"], cur,
-                to_decimal_string(e["gross"], cur), to_decimal_string(e["fee"], cur),
-                to_decimal_string(e["gross"] - e["fee"], cur),
+                minor_to_decimal_string(e["gross"], cur), minor_to_decimal_string(e["fee"], cur),
+                minor_to_decimal_string(e["gross"] - e["fee"], cur),
             ]
         )  # fmt: skip
     return buf.getvalue().encode("utf-8")

@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from psp_adapters.currency import to_decimal_string
 from psp_adapters.sandbox.core import Core, SandboxError
+from psp_adapters.sandbox.money import minor_to_decimal_string
 
 log = logging.getLogger("psp_adapters.sandbox")
 
@@ -157,7 +157,7 @@ class SandboxServer(ThreadingHTTPServer):
             title=title,
             psp=html.escape(self.core.psp),
             reference=html.escape(row["reference"]),
-            amount=html.escape(to_decimal_string(row["amount"], row["currency"])),
+            amount=html.escape(minor_to_decimal_string(row["amount"], row["currency"])),
             currency=html.escape(row["currency"]),
             action=html.escape(f"/{req.params['page']}/{req.params['token']}"),
         )

@@ -1,4 +1,4 @@
-"""Pure parts without network: currency exponents, decline maps, settlement parsing, webhook
+"""Pure parts without network: decline maps, fee schedules, settlement parsing, webhook
 signatures, the registry."""
 
 from __future__ import annotations
@@ -7,10 +7,7 @@ import datetime as dt
 import json
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from psp_adapters import currency
 from psp_adapters.alpha import settlement as alpha_settlement
 from psp_adapters.alpha import webhooks as alpha_webhooks
 from psp_adapters.alpha.codes import DECLINE_CODES as ALPHA_CODES
@@ -24,38 +21,6 @@ from psp_adapters.errors import (
     WebhookSignatureError,
 )
 from psp_adapters.port import DeclineClass, DeclineCode, SettlementKind
-
-CODES = sorted(c for c in currency._known_codes() if c not in currency.NO_MINOR_UNIT)
-
-
-@pytest.mark.parametrize("code, exp", [("EUR", 2), ("jpy", 0), ("KWD", 3), ("CLF", 4), ("USD", 2), ("ISK", 0)])
-def test_iso_4217_exponents(code, exp):
-    assert currency.exponent(code) == exp
-
-
-@pytest.mark.parametrize("code", ["XXX", "XAU", "EURO", "", "ZZZ"])
-def test_unknown_or_unpayable_currency(code):
-    with pytest.raises(currency.UnknownCurrencyError):
-        currency.normalize_currency(code)
-
-
-@given(minor=st.integers(min_value=-(10**15), max_value=10**15), code=st.sampled_from(CODES))
-def test_decimal_round_trip_is_exact(minor, code):
-    assert currency.from_decimal_string(currency.to_decimal_string(minor, code), code) == minor
-
-
-def test_decimal_strings():
-    assert currency.to_decimal_string(1234, "EUR") == "12.34"
-    assert currency.to_decimal_string(-5, "EUR") == "-0.05"
-    assert currency.to_decimal_string(1050, "KWD") == "1.050"
-    assert currency.to_decimal_string(1500, "JPY") == "1500"
-    assert currency.from_decimal_string("10", "EUR") == 1000
-    with pytest.raises(ValueError):
-        currency.from_decimal_string("1.234", "EUR")  # never rounds
-    with pytest.raises(ValueError):
-        currency.from_decimal_string("1.5", "JPY")
-    with pytest.raises(ValueError):
-        currency.from_decimal_string("NaN", "EUR")
 
 
 def test_decline_maps_are_data_with_a_hard_default():
@@ -71,6 +36,17 @@ def test_decline_maps_are_data_with_a_hard_default():
     rows = seed_rows()
     assert {"psp": "alpha", "psp_code": "51", "code": "insufficient_funds", "decline_class": "hard"} in rows
     assert {r["psp"] for r in rows} == {"alpha", "beta"}
+
+
+def test_fee_schedule_scales_fixed_fees_to_the_currency():
+    from psp_adapters.port import FeeSchedule
+
+    fees = FeeSchedule(capture_per_mille=14, capture_fixed=25, refund_fixed=10, chargeback_fixed=1500)
+    assert fees.fee(SettlementKind.CAPTURE, 1000, "EUR") == 14 + 25
+    assert fees.fee(SettlementKind.CAPTURE, 1000, "JPY") == 14
+    assert fees.fee(SettlementKind.CAPTURE, 1000, "KWD") == 14 + 250
+    assert fees.fee(SettlementKind.REFUND, -500, "EUR") == 10
+    assert fees.fee(SettlementKind.CHARGEBACK, -500, "EUR") == 1500
 
 
 # --- settlement parsing -------------------------------------------------------------------

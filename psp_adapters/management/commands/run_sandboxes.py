@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from psp_adapters.sandbox import PSPS
-from psp_adapters.sandbox.launch import sandbox_processes
+from psp_adapters.sandbox.launcher import sandbox_commands
 
 
 class Command(BaseCommand):
@@ -30,7 +31,8 @@ class Command(BaseCommand):
         unknown = set(names) - set(PSPS)
         if unknown:
             raise CommandError(f"unknown sandbox(es): {', '.join(sorted(unknown))}")
-        procs = sandbox_processes(webhook_base_url=webhook_base_url, psps=names)
+        commands = sandbox_commands(webhook_base_url=webhook_base_url, psps=names)
+        procs = [subprocess.Popen(cmd) for cmd in commands.values()]
         stopping = False
 
         def stop(signum: int, frame: object) -> None:
