@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from psp_adapters.sandbox.core import Core, Options
 from psp_adapters.sandbox.server import SandboxServer
@@ -48,6 +49,7 @@ def build(argv: list[str] | None = None) -> tuple[SandboxServer, Core]:
     p.add_argument("--return-delay", type=float, default=2.0)
     p.add_argument("--webhook-max-attempts", type=int, default=12)
     p.add_argument("--webhook-backoff", type=float, default=0.5)
+    p.add_argument("--exit-with-parent", action="store_true", help="stop when the launching process dies")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
 
@@ -87,7 +89,16 @@ def build(argv: list[str] | None = None) -> tuple[SandboxServer, Core]:
     if not opts.public_url:
         host, port = server.server_address[:2]
         opts.public_url = f"http://{host}:{port}"
+    server.exit_with_parent = a.exit_with_parent  # type: ignore[attr-defined]
     return server, core
+
+
+def _watch_parent(server: SandboxServer) -> None:
+    """No orphans: a test run killed with SIGKILL must not leave sandboxes behind."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    server.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    if getattr(server, "exit_with_parent", False):
+        threading.Thread(target=_watch_parent, args=(server,), daemon=True).start()
     host, port = server.server_address[:2]
     print(f"{core.psp} sandbox listening on http://{host}:{port}", flush=True)  # noqa: T201
     try:

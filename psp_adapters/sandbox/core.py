@@ -625,6 +625,14 @@ class Core:
             r["disputes"] = self.disputes(r["id"])
         return rows
 
+    def resend(self, event_id: str) -> None:
+        """Deliver an event again, as a PSP does when it is unsure the first one arrived."""
+        if self.store.one("SELECT id FROM events WHERE id = ?", (event_id,)) is None:
+            raise SandboxError(404, "not_found", "No such event.")
+        self.store.update(
+            "events", event_id, {"delivered_at": None, "given_up": 0, "next_attempt_at": time.time(), "attempts": 0}
+        )
+
     def reset(self) -> None:
         """Forget everything (tests that need a clean day, e.g. a report that reconciles 100 %)."""
         with self.store.tx() as c:

@@ -6,8 +6,9 @@ Shared by both sandboxes:
   POST the shopper is redirected (303) to the `return_url` of the payment.
 - `GET /_sandbox/health` (no auth), `GET /_sandbox/events` (webhooks sent and their delivery
   state), `GET /_sandbox/payments[?reference=…]` (authorizations with their operations and
-  disputes, no PAN), `POST /_sandbox/reset` (forget everything), `PUT /_sandbox/config`
-  (`{"webhook_url": …}`, changes the webhook target at runtime). All but health need the API key.
+  disputes, no PAN), `POST /_sandbox/events/<id>/resend` (deliver again), `POST /_sandbox/reset`
+  (forget everything), `PUT /_sandbox/config` (`{"webhook_url": …}`, changes the webhook target
+  at runtime). All but health need the API key.
 Everything else is the wire format of the PSP (`alpha.py`, `beta.py`).
 """
 
@@ -129,6 +130,7 @@ class SandboxServer(ThreadingHTTPServer):
             r("GET", r"/_sandbox/events", self._events),
             r("PUT", r"/_sandbox/config", self._config),
             r("GET", r"/_sandbox/payments", self._payments),
+            r("POST", r"/_sandbox/events/(?P<id>[A-Za-z0-9_]+)/resend", self._resend),
             r("POST", r"/_sandbox/reset", self._reset),
             r("GET", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page, False),
             r("POST", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page_submit, False),
@@ -139,6 +141,10 @@ class SandboxServer(ThreadingHTTPServer):
 
     def _payments(self, req: Request) -> Response:
         return Response.json(200, {"payments": self.core.payments_debug(req.query.get("reference"))})
+
+    def _resend(self, req: Request) -> Response:
+        self.core.resend(req.params["id"])
+        return Response.json(202, {"resent": req.params["id"]})
 
     def _reset(self, req: Request) -> Response:
         self.core.reset()

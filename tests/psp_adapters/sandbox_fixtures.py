@@ -9,7 +9,7 @@ Use it from any test package with `pytest_plugins = ["tests.psp_adapters.sandbox
   test session (per xdist worker), each with its own data dir, stopped at the end.
   `SandboxProcess` has `url`, `api_key`, `webhook_secret`, `data_dir`, `restart()`,
   `set_webhook_url(url)` (e.g. to Payera's `live_server` + `/webhooks/psp/beta/`),
-  `events()` (what it sent and the delivery state), `payments(reference)` (what it holds: "one
+  `events()` (what it sent and the delivery state), `resend(event_id)`, `payments(reference)` (what it holds: "one
   authorization, never two"), `reset()`, `submit_challenge(url, result)` (acts as the shopper).
 - `psp_settings` (function): points `settings.PSP_CONNECTORS` and `SANDBOX_DATA_DIR` at the
   running sandboxes with short timeouts, writes their credentials to the configured secrets
@@ -146,7 +146,8 @@ class SandboxProcess:
             hold_seconds=SANDBOX_HOLD_SECONDS,
         )
         log = open(self.data_dir / f"{self.psp}.log", "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(cmd + TEST_TIMINGS, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
+        cmd += [*TEST_TIMINGS, "--exit-with-parent"]
+        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
         log.close()
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], 20)
@@ -206,6 +207,10 @@ class SandboxProcess:
         response = httpx.get(self.url + "/_sandbox/payments", params=params, headers=self._auth())
         response.raise_for_status()
         return response.json()["payments"]
+
+    def resend(self, event_id: str) -> None:
+        """Deliver an event again (duplicate-webhook tests)."""
+        httpx.post(f"{self.url}/_sandbox/events/{event_id}/resend", headers=self._auth()).raise_for_status()
 
     def reset(self) -> None:
         """Forget all state (e.g. before a day whose settlement report must reconcile 100 %)."""

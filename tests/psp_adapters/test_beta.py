@@ -4,6 +4,7 @@ redirect, SEPA Direct Debit)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -71,6 +72,19 @@ class TestBetaContract(PspAdapterContract):
         assert len(attempts) == 3  # two failed, then the successful delivery
         sent = {e["id"]: e for e in sandboxes["beta"].events()}
         assert sent[event_id]["delivered_at"] is not None
+
+    def test_an_event_can_be_delivered_again(self, adapter, psp_webhooks, sandboxes):
+        r = self.authorize(adapter)
+        hook = psp_webhooks.wait_for(lambda h: h.json().get("merchantReference") == r.payment.reference)
+        event_id = hook.json()["eventId"]
+        sandboxes["beta"].resend(event_id)
+        deadline = 50
+        while deadline and len([h for h in psp_webhooks.received if h.json().get("eventId") == event_id]) < 2:
+            deadline -= 1
+            time.sleep(0.1)
+        copies = [h for h in psp_webhooks.received if h.json().get("eventId") == event_id]
+        assert len(copies) == 2 and copies[0].body == copies[1].body
+        assert adapter.parse_webhook(body=copies[1].body, headers=copies[1].headers).event_id == event_id
 
     # --- bank redirect ----------------------------------------------------------------
     @pytest.mark.parametrize("result, outcome", [("pass", Outcome.APPROVED), ("fail", Outcome.DECLINED)])
