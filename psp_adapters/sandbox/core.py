@@ -29,6 +29,16 @@ log = logging.getLogger("psp_adapters.sandbox")
 Row = dict[str, Any]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook answered with a redirect is not delivered (urllib would re-send it as a GET)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class SandboxError(Exception):
     def __init__(self, status: int, code: str, message: str = "", param: str | None = None):
         super().__init__(message or code)
@@ -216,7 +226,8 @@ class Core:
             fail = inp.metadata.get(f"sandbox_fail_{self.psp}") or inp.metadata.get("sandbox_fail")
             if fail:
                 # test hook: answer an error without recording anything (nothing was processed)
-                raise SandboxError(int(fail), "sandbox_failure", f"Sandbox failure {fail} requested.")
+                status = int(fail) if fail.isdigit() and 400 <= int(fail) <= 599 else 503
+                raise SandboxError(status, "sandbox_failure", f"Sandbox failure {fail} requested.")
             try:
                 amount = inp.amount + int(inp.metadata.get("sandbox_amount_delta", "0"))
                 currency = currency_normalize(inp.metadata.get("sandbox_currency", inp.currency))
@@ -534,7 +545,7 @@ class Core:
                 job_id, kind, payload = job
                 try:
                     self.run_job(kind, payload)
-                except SandboxError:
+                except Exception:  # a failing job is logged and dropped, never retried in a loop
                     log.exception("sandbox job %s failed", kind)
                 self.store.job_done(job_id)
             except Exception:  # keep the loop alive whatever happens
@@ -567,7 +578,7 @@ class Core:
         error = None
         try:
             req = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
-            with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - configured URL
+            with _OPENER.open(req, timeout=5) as resp:
                 ok = 200 <= resp.status < 300
                 if not ok:
                     error = f"HTTP {resp.status}"

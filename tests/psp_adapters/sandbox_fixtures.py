@@ -274,6 +274,12 @@ def psp_settings(sandboxes: dict[str, SandboxProcess], settings: Any) -> Iterato
     settings.PSP_CONNECTORS = connectors_for(sandboxes)
     # one data dir holds <psp>.sqlite3 of both, as in `make run`: the report command reads it
     settings.SANDBOX_DATA_DIR = str(sandboxes["alpha"].data_dir)
+    try:
+        from payera.secrets.services import get_backend
+
+        get_backend()
+    except ImportError:  # the configured backend is not built yet: keep the credentials in memory
+        settings.SECRETS_BACKEND = "memory"
     for psp, sb in sandboxes.items():
         secret_put(f"psp/{psp}", {"api_key": sb.api_key, "webhook_secret": sb.webhook_secret})
     adapters_reset()
