@@ -75,3 +75,15 @@ def test_reset_forgets_everything(psp_settings):
     assert len(sandbox.payments(reference)) == 1
     sandbox.reset()
     assert sandbox.payments() == [] and sandbox.events() == []
+
+
+@pytest.mark.django_db(databases=[])
+def test_psp_settings_works_whatever_secrets_backend_is_configured(settings, request):
+    from psp_adapters.registry import get_adapter
+
+    settings.SECRETS_BACKEND = "local"  # as in base settings, whether or not that backend exists yet
+    request.getfixturevalue("psp_settings")
+    r = get_adapter("alpha").authorize(
+        AuthorizeRequest(reference=ref(), amount=100, currency="EUR", payment_method=card())
+    )
+    assert r.outcome == Outcome.APPROVED
