@@ -183,6 +183,10 @@ class PspAdapterContract:
         inquired = adapter.inquire(r.payment)
         assert (inquired.amount, inquired.currency) == (999, "EUR")
 
+    def test_currency_mismatch_test_hook(self, adapter):
+        r = self.approved(adapter, amount=1000, metadata={"sandbox_currency": "USD"})
+        assert adapter.inquire(r.payment).currency == "USD"
+
     def test_zero_decimal_currency(self, adapter):
         r = self.approved(adapter, amount=1500, currency="jpy")
         assert (r.amount, r.currency) == (1500, "JPY")
@@ -220,6 +224,13 @@ class PspAdapterContract:
     def test_3ds_challenge_passed_approves(self, adapter, sandboxes):
         r = self._challenge(adapter, sandboxes, "4000000000003220", "pass")
         assert r.outcome == Outcome.APPROVED and r.state == PspState.AUTHORIZED
+
+    def test_3ds_form_submitted_twice_changes_nothing(self, adapter, sandboxes):
+        r = self.authorize(adapter, "4000000000003220", return_url="https://shop.example/r")
+        sandboxes[self.connector].submit_challenge(r.action.redirect_url, "pass")
+        again = httpx.post(r.action.redirect_url, data={"result": "fail"})
+        assert again.status_code == 303
+        assert self.settled(adapter, adapter.inquire(r.payment)).outcome == Outcome.APPROVED
 
     def test_3ds_challenge_failed_declines(self, adapter, sandboxes):
         r = self._challenge(adapter, sandboxes, "4000000000003220", "fail")
