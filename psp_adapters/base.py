@@ -13,7 +13,7 @@ from psp_adapters.port import FeeSchedule, PspReference
 
 
 def _fields(schedule: FeeSchedule) -> dict[str, int]:
-    return {f: getattr(schedule, f) for f in FeeSchedule.__slots__}  # type: ignore[attr-defined]
+    return {f: getattr(schedule, f) for f in FeeSchedule.__slots__}
 
 
 class BaseAdapter:

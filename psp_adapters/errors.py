@@ -134,18 +134,20 @@ def from_response(response: httpx.Response, *, connector: str) -> PspError:
     status = response.status_code
     code, message = _psp_code(response)
     message = message or f"HTTP {status} from {connector}"
-    kwargs = {"connector": connector, "status_code": status, "psp_code": code}
+    cls: type[PspError]
     if status in (401, 403):
-        return PspAuthenticationError(message, **kwargs)
-    if status == 404:
-        return PspReferenceNotFoundError(message, **kwargs)
-    if status == 429 or status in (500, 502, 503):
-        return PspUnavailableError(message, **kwargs)
-    if status == 504 or status >= 500:
-        return PspTimeoutError(message, **kwargs)
-    if 400 <= status < 500:
-        return PspRequestRejectedError(message, **kwargs)
-    return PspProtocolError(message, **kwargs)
+        cls = PspAuthenticationError
+    elif status == 404:
+        cls = PspReferenceNotFoundError
+    elif status == 429 or status in (500, 502, 503):
+        cls = PspUnavailableError
+    elif status >= 500:  # 504 and the rest: a gateway may have forwarded it
+        cls = PspTimeoutError
+    elif 400 <= status < 500:
+        cls = PspRequestRejectedError
+    else:
+        cls = PspProtocolError
+    return cls(message, connector=connector, status_code=status, psp_code=code)
 
 
 def from_transport_error(exc: httpx.HTTPError, *, connector: str) -> PspError:

@@ -323,7 +323,7 @@ class FeeSchedule:
     def fee(self, kind: SettlementKind | str, gross: int, currency: str) -> int:
         from payera.core.money import currency_exponent
 
-        scale = 10 ** currency_exponent(currency)
+        scale: int = pow(10, currency_exponent(currency))
         kind = SettlementKind(kind)
         if kind == SettlementKind.CAPTURE:
             return (abs(gross) * self.capture_per_mille + 500) // 1000 + self.capture_fixed * scale // 100

@@ -39,7 +39,8 @@ def get_adapter(name: str) -> PspAdapter:
         credentials = secret_get(f"psp/{name}")
     except SecretNotFoundError:
         raise PspConfigurationError(f"no credentials at psp/{name} in the secrets backend", connector=name) from None
-    return cls(name=name, options=options, credentials=credentials, http=build_http_client(options))
+    adapter: PspAdapter = cls(name=name, options=options, credentials=credentials, http=build_http_client(options))
+    return adapter
 
 
 def adapters_reset() -> None:

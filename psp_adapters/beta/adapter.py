@@ -266,7 +266,7 @@ class BetaAdapter(BaseAdapter):
                 captured = extra.get("capturedAmount")
                 return PspEvent(
                     **common,
-                    outcome=Outcome.APPROVED if success else _refused(decline),  # type: ignore[arg-type]
+                    outcome=Outcome.APPROVED if decline is None else _refused(decline),
                     payment=PspReference(e["merchantReference"], e["pspReference"]),
                     decline=decline,
                     amount_captured=minor_from_decimal_string(captured, currency) if captured else 0,

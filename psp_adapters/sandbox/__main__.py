@@ -87,9 +87,8 @@ def build(argv: list[str] | None = None) -> tuple[SandboxServer, Core]:
     wire.core = core
     server = SandboxServer((a.host, a.port), core, wire.routes(), verbose=a.verbose)
     if not opts.public_url:
-        host, port = server.server_address[:2]
-        opts.public_url = f"http://{host}:{port}"
-    server.exit_with_parent = a.exit_with_parent  # type: ignore[attr-defined]
+        opts.public_url = f"http://{a.host}:{server.server_address[1]}"
+    server.exit_with_parent = a.exit_with_parent
     return server, core
 
 
@@ -111,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    if getattr(server, "exit_with_parent", False):
+    if server.exit_with_parent:
         threading.Thread(target=_watch_parent, args=(server,), daemon=True).start()
-    host, port = server.server_address[:2]
-    print(f"{core.psp} sandbox listening on http://{host}:{port}", flush=True)  # noqa: T201
+    host = server.server_address[0]
+    port = server.server_address[1]
+    print(f"{core.psp} sandbox listening on http://{host!s}:{port}", flush=True)  # noqa: T201
     try:
         server.serve_forever(poll_interval=0.1)
     finally:

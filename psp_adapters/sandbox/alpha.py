@@ -180,7 +180,7 @@ class AlphaWire:
         if initiator not in ("customer", "merchant"):
             raise SandboxError(400, "invalid_initiator", "initiator is customer or merchant.", "initiator")
         inp = AuthInput(
-            reference=data.get("merchant_reference"),  # type: ignore[arg-type]
+            reference=data.get("merchant_reference") or "",
             amount=data.get("amount"),  # type: ignore[arg-type]
             currency=str(data.get("currency") or ""),
             method=method,
@@ -222,19 +222,19 @@ class AlphaWire:
     def capture(self, req: Request) -> Response:
         data = req.json()
         op, created = self.core.capture(
-            req.params["id"], reference=data.get("merchant_reference"), amount=data.get("amount"), currency=None
+            req.params["id"], reference=data.get("merchant_reference") or "", amount=data.get("amount"), currency=None
         )
         return self._op_response(op, created)
 
     def void(self, req: Request) -> Response:
         data = req.json()
-        op, created = self.core.void(req.params["id"], reference=data.get("merchant_reference"))
+        op, created = self.core.void(req.params["id"], reference=data.get("merchant_reference") or "")
         return self._op_response(op, created)
 
     def refund(self, req: Request) -> Response:
         data = req.json()
         op, created = self.core.refund(
-            req.params["id"], reference=data.get("merchant_reference"), amount=data.get("amount"), currency=None
+            req.params["id"], reference=data.get("merchant_reference") or "", amount=data.get("amount"), currency=None
         )
         return self._op_response(op, created)
 

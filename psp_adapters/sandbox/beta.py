@@ -244,8 +244,8 @@ class BetaWire:
                 fields = {
                     "method": "card",
                     "card_number": str(pm.get("number") or ""),
-                    "exp_month": int(pm.get("expiryMonth")),
-                    "exp_year": int(pm.get("expiryYear")),
+                    "exp_month": int(str(pm.get("expiryMonth"))),
+                    "exp_year": int(str(pm.get("expiryYear"))),
                 }
             except (TypeError, ValueError):
                 raise SandboxError(422, "invalid_expiry", "expiryMonth/expiryYear required.", "paymentMethod") from None
@@ -311,13 +311,13 @@ class BetaWire:
         payment = self.core.payment(req.params["id"])
         try:
             if kind == "void":
-                op, created = self.core.void(payment["id"], reference=data.get("reference"))
+                op, created = self.core.void(payment["id"], reference=data.get("reference") or "")
             else:
                 amount = currency = None
                 if data.get("amount") is not None:
                     amount, currency = self._amount(data.get("amount"), "amount")
                 fn = self.core.capture if kind == "capture" else self.core.refund
-                op, created = fn(payment["id"], reference=data.get("reference"), amount=amount, currency=currency)
+                op, created = fn(payment["id"], reference=data.get("reference") or "", amount=amount, currency=currency)
         except SandboxError as err:
             if err.status == 400:
                 err.status = 422

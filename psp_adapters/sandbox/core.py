@@ -18,11 +18,14 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from psp_adapters.sandbox.cards import card_behaviour, iban_behaviour, iban_ok
 from psp_adapters.sandbox.money import UnknownCurrencyError, currency_exponent, currency_normalize
 from psp_adapters.sandbox.store import Store, new_id
+
+if TYPE_CHECKING:
+    from psp_adapters.sandbox.server import Response, Route
 
 log = logging.getLogger("psp_adapters.sandbox")
 
@@ -99,10 +102,17 @@ class Wire(Protocol):
 
     def sign(self, body: bytes, secret: str) -> dict[str, str]: ...
 
+    def api_key_from(self, headers: Any) -> str: ...
+
+    def error(self, err: SandboxError) -> Response: ...
+
+    def routes(self) -> list[Route]: ...
+
 
 def fixed_minor(cents_of_major: int, currency: str) -> int:
     """A fixed fee given in hundredths of the major unit, in the currency's minor unit."""
-    return cents_of_major * 10 ** currency_exponent(currency) // 100
+    scale: int = pow(10, currency_exponent(currency))
+    return cents_of_major * scale // 100
 
 
 FEES = {

@@ -101,6 +101,7 @@ PAGE = """<!doctype html>
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    exit_with_parent = False
 
     def __init__(self, address: tuple[str, int], core: Core, routes: list[Route], *, verbose: bool = False):
         self.core = core
@@ -109,11 +110,11 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(address, SandboxHandler)
 
     def authenticate(self, headers: Any) -> bool:
-        presented = self.core.wire.api_key_from(headers)  # type: ignore[attr-defined]
+        presented = self.core.wire.api_key_from(headers)
         return bool(presented) and hmac.compare_digest(presented, self.core.opts.api_key)
 
     def error_response(self, err: SandboxError) -> Response:
-        return self.core.wire.error(err)  # type: ignore[attr-defined]
+        return self.core.wire.error(err)
 
     # --- shared routes ----------------------------------------------------------------
     def _shared_routes(self) -> list[Route]:

@@ -143,12 +143,12 @@ class Store:
                 raise
             self._conn.execute("COMMIT")
 
-    def one(self, sql: str, params: tuple = ()) -> dict[str, Any] | None:
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
         with self._lock:
             row = self._conn.execute(sql, params).fetchone()
         return dict(row) if row else None
 
-    def all(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+    def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
 
