@@ -216,7 +216,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
             try:
                 if route.auth and not self.server.authenticate(self.headers):
                     raise SandboxError(401, "unauthorized", "Missing or invalid API key.")
-                response = route.handler(req)
+                if method == "GET":
+                    response = route.handler(req)
+                else:
+                    # the whole request is one transaction: any error (a 4xx, or a 500 from a
+                    # bug) rolls back, so "5xx = not processed" holds for this PSP
+                    with self.server.core.store.tx():
+                        response = route.handler(req)
             except SandboxError as err:
                 response = self.server.error_response(err)
             except Exception:
