@@ -98,16 +98,42 @@ PAGE = """<!doctype html>
 """
 
 
-class SandboxServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    exit_with_parent = False
+class SandboxApp:
+    """The sandbox's routes and request handling, without sockets: served by `SandboxServer`
+    over HTTP, or in process through an httpx transport (`inprocess.py`)."""
 
-    def __init__(self, address: tuple[str, int], core: Core, routes: list[Route], *, verbose: bool = False):
+    def __init__(self, core: Core, routes: list[Route]):
         self.core = core
-        self.verbose = verbose
         self.routes = [*self._shared_routes(), *routes]
-        super().__init__(address, SandboxHandler)
+
+    def dispatch(self, method: str, target: str, headers: Any, body: bytes) -> Response:
+        split = urlsplit(target)
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        path_matched = False
+        for route in self.routes:
+            m = route.pattern.fullmatch(split.path)
+            if m is None:
+                continue
+            path_matched = True
+            if route.method != method:
+                continue
+            req = Request(method, split.path, m.groupdict(), query, headers, body)
+            try:
+                if route.auth and not self.authenticate(headers):
+                    raise SandboxError(401, "unauthorized", "Missing or invalid API key.")
+                if method == "GET":
+                    return route.handler(req)
+                # the whole request is one transaction: any error (a 4xx, or a 500 from a bug)
+                # rolls back, so "5xx = not processed" holds for this PSP
+                with self.core.store.tx():
+                    return route.handler(req)
+            except SandboxError as err:
+                return self.error_response(err)
+            except Exception:
+                log.exception("sandbox handler error")
+                return self.error_response(SandboxError(500, "internal_error", "Internal error."))
+        code = 405 if path_matched else 404
+        return self.error_response(SandboxError(code, "not_found", "No such endpoint."))
 
     def authenticate(self, headers: Any) -> bool:
         presented = self.core.wire.api_key_from(headers)
@@ -180,6 +206,18 @@ class SandboxServer(ThreadingHTTPServer):
         return Response(200, text.encode(), content_type="text/html; charset=utf-8")
 
 
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    exit_with_parent = False
+
+    def __init__(self, address: tuple[str, int], core: Core, routes: list[Route], *, verbose: bool = False):
+        self.core = core
+        self.app = SandboxApp(core, routes)
+        self.verbose = verbose
+        super().__init__(address, SandboxHandler)
+
+
 class SandboxHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the adapters' pooled connections are reused
     disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
@@ -201,37 +239,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        split = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
-        response: Response | None = None
-        path_matched = False
-        for route in self.server.routes:
-            m = route.pattern.fullmatch(split.path)
-            if m is None:
-                continue
-            path_matched = True
-            if route.method != method:
-                continue
-            req = Request(method, split.path, m.groupdict(), query, self.headers, body)
-            try:
-                if route.auth and not self.server.authenticate(self.headers):
-                    raise SandboxError(401, "unauthorized", "Missing or invalid API key.")
-                if method == "GET":
-                    response = route.handler(req)
-                else:
-                    # the whole request is one transaction: any error (a 4xx, or a 500 from a
-                    # bug) rolls back, so "5xx = not processed" holds for this PSP
-                    with self.server.core.store.tx():
-                        response = route.handler(req)
-            except SandboxError as err:
-                response = self.server.error_response(err)
-            except Exception:
-                log.exception("sandbox handler error")
-                response = self.server.error_response(SandboxError(500, "internal_error", "Internal error."))
-            break
-        if response is None:
-            code = 405 if path_matched else 404
-            response = self.server.error_response(SandboxError(code, "not_found", "No such endpoint."))
+        response = self.server.app.dispatch(method, self.path, self.headers, body)
         if response.hold:
             time.sleep(response.hold)
         try:
