@@ -30,7 +30,7 @@ def option(options: Mapping[str, Any], key: str) -> Any:
     return DEFAULTS[key] if value is None else value
 
 
-def build_http_client(options: Mapping[str, Any]) -> httpx.Client:
+def build_http_client(options: Mapping[str, Any], *, transport: httpx.BaseTransport | None = None) -> httpx.Client:
     timeout = httpx.Timeout(
         connect=float(option(options, "connect_timeout")),
         read=float(option(options, "read_timeout")),
@@ -43,7 +43,7 @@ def build_http_client(options: Mapping[str, Any]) -> httpx.Client:
         keepalive_expiry=float(option(options, "keepalive_expiry")),
     )
     # follow_redirects off: a PSP API never redirects; trust_env off: no proxy surprises.
-    return httpx.Client(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+    return httpx.Client(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False, transport=transport)
 
 
 class PspHttp:

@@ -1,7 +1,8 @@
 """`get_adapter(name)`: the configured adapter of a connector, built once per process.
 
 `settings.PSP_CONNECTORS[name]` gives the class (`ADAPTER`, a dotted path) and `OPTIONS`
-(base_url, timeouts, pool sizes); credentials come from the secrets backend at `psp/<name>`
+(base_url, timeouts, pool sizes; `in_process: True` runs the sandbox PSP inside this process,
+for benchmarks and fast tests); credentials come from the secrets backend at `psp/<name>`
 (`{"api_key": …, "webhook_secret": …}`, the secret may be a list during a roll), never from
 settings. The cache is cleared when PSP_CONNECTORS or SECRETS_BACKEND change (tests) and by
 `adapters_reset()` (after rotating credentials).
@@ -39,7 +40,22 @@ def get_adapter(name: str) -> PspAdapter:
         credentials = secret_get(f"psp/{name}")
     except SecretNotFoundError:
         raise PspConfigurationError(f"no credentials at psp/{name} in the secrets backend", connector=name) from None
-    adapter: PspAdapter = cls(name=name, options=options, credentials=credentials, http=build_http_client(options))
+    transport = None
+    if options.get("in_process"):  # benchmarks and fast tests: the sandbox inside this process
+        from psp_adapters.sandbox.inprocess import in_process_sandbox
+
+        sandbox = in_process_sandbox(
+            name,
+            settings.SANDBOX_DATA_DIR,
+            api_key=str(credentials.get("api_key") or ""),
+            webhook_secret=str(credentials.get("webhook_secret") or ""),
+            webhook_url=str(options.get("webhook_url") or ""),
+            **dict(options.get("sandbox_options") or {}),  # e.g. dispute_delay
+        )
+        transport = sandbox.transport
+        options["base_url"] = options.get("base_url") or sandbox.url
+    http = build_http_client(options, transport=transport)
+    adapter: PspAdapter = cls(name=name, options=options, credentials=credentials, http=http)
     return adapter
 
 
