@@ -13,7 +13,9 @@ Use it from any test package with `pytest_plugins = ["tests.psp_adapters.sandbox
   authorization, never two"), `reset()`, `submit_challenge(url, result)` (acts as the shopper).
 - `psp_settings` (function): points `settings.PSP_CONNECTORS` and `SANDBOX_DATA_DIR` at the
   running sandboxes with short timeouts, writes their credentials to the configured secrets
-  backend at `psp/alpha` and `psp/beta`, and resets the adapter registry. Returns the sandboxes.
+  backend at `psp/alpha` and `psp/beta` (the `local` backend keeps them in the database, so the
+  test needs `db`; or set `settings.SECRETS_BACKEND = "memory"` first), and resets the adapter
+  registry. Returns the sandboxes.
 
 Timings are shortened for tests: alpha's slow card holds 3 s against a 1.5 s adapter read
 timeout; disputes and SEPA returns arrive after 0.5 s.

@@ -77,11 +77,11 @@ def test_reset_forgets_everything(psp_settings):
     assert sandbox.payments() == [] and sandbox.events() == []
 
 
-@pytest.mark.django_db(databases=[])
-def test_psp_settings_works_whatever_secrets_backend_is_configured(settings, request):
+@pytest.mark.django_db
+def test_psp_settings_works_with_the_base_settings_secrets_backend(settings, request):
     from psp_adapters.registry import get_adapter
 
-    settings.SECRETS_BACKEND = "local"  # as in base settings, whether or not that backend exists yet
+    settings.SECRETS_BACKEND = "local"  # as in base settings (it keeps secrets in the database)
     request.getfixturevalue("psp_settings")
     r = get_adapter("alpha").authorize(
         AuthorizeRequest(reference=ref(), amount=100, currency="EUR", payment_method=card())
