@@ -1,0 +1,61 @@
+"""What both adapters share: construction from the registry's config, credentials checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from psp_adapters.errors import PspConfigurationError
+from psp_adapters.http import PspHttp
+from psp_adapters.port import FeeSchedule, PspReference
+
+
+def _fields(schedule: FeeSchedule) -> dict[str, int]:
+    return {f: getattr(schedule, f) for f in FeeSchedule.__slots__}
+
+
+class BaseAdapter:
+    name: str
+    default_fee_schedule = FeeSchedule()
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        options: Mapping[str, Any],
+        credentials: Mapping[str, Any],
+        http: httpx.Client,
+    ) -> None:
+        self.name = name
+        self.options = dict(options)
+        missing = [k for k in ("api_key", "webhook_secret") if not credentials.get(k)]
+        if missing:
+            raise PspConfigurationError(f"{name}: credentials lack {', '.join(missing)}", connector=name)
+        self._api_key = str(credentials["api_key"])
+        secret = credentials["webhook_secret"]
+        # a list during a secret roll: a webhook signed with any of them is accepted
+        self._webhook_secrets = [str(s) for s in secret] if isinstance(secret, list | tuple) else [str(secret)]
+        self.webhook_tolerance = int(options.get("webhook_tolerance") or 300)
+        # OPTIONS["fees"] (FeeSchedule fields) overrides the provider's list price
+        self.fee_schedule = FeeSchedule(**{**_fields(self.default_fee_schedule), **(options.get("fees") or {})})
+        self.client = PspHttp(
+            connector=name, http=http, base_url=str(options.get("base_url") or ""), headers=self.auth_headers()
+        )
+
+    def auth_headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.client.http.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.client.base_url}>"
+
+    @staticmethod
+    def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+        return {str(k).lower(): str(v) for k, v in headers.items()}
+
+    def _ref(self, ref: PspReference) -> PspReference:
+        return ref

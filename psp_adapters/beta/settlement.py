@@ -1,0 +1,93 @@
+"""Beta's settlement report: a title block (`Report Date;DD.MM.YYYY`), a blank line, then
+semicolon-separated rows with decimal amounts in major units and DD.MM.YYYY dates."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+from payera.core.money import UnknownCurrencyError, currency_normalize, minor_from_decimal_string
+from psp_adapters.errors import SettlementReportError
+from psp_adapters.port import SettlementKind, SettlementReport, SettlementRow, SettlementRowError
+
+TITLE = "Beta Payments Settlement Report"
+COLUMNS = (
+    "Batch Number", "Booking Date", "Record Type", "Beta Reference", "Modification Reference",
+    "Payment Reference", "Merchant Reference", "Currency", "Gross", "Commission", "Net",
+)  # fmt: skip
+KINDS = {
+    "Settled": SettlementKind.CAPTURE,
+    "Refunded": SettlementKind.REFUND,
+    "Chargeback": SettlementKind.CHARGEBACK,
+    "Fee": SettlementKind.FEE,
+    "Adjustment": SettlementKind.ADJUSTMENT,
+}
+
+
+def _date(value: str) -> dt.date:
+    return dt.datetime.strptime(value.strip()[:10], "%d.%m.%Y").date()
+
+
+def read(raw: bytes) -> SettlementReport:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SettlementReportError(f"not UTF-8: {exc}", connector="beta") from None
+    lines = text.splitlines()
+    if not lines or lines[0].strip().strip(";") != TITLE:
+        raise SettlementReportError("not a beta settlement report (title line missing)", connector="beta")
+    report_date: dt.date | None = None
+    i = 1
+    while i < len(lines) and lines[i].strip():
+        key, _, value = lines[i].partition(";")
+        if key.strip() == "Report Date":
+            try:
+                report_date = _date(value)
+            except ValueError:
+                raise SettlementReportError(f"bad Report Date {value!r}", connector="beta") from None
+        i += 1
+    header_line = i + 2  # 1-based line number of the column header
+    reader = csv.DictReader(io.StringIO("\n".join(lines[i + 1 :])), delimiter=";")
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise SettlementReportError(f"not a beta settlement report: missing columns {missing}", connector="beta")
+    rows: list[SettlementRow] = []
+    errors: list[SettlementRowError] = []
+    for rec in reader:
+        line = header_line + reader.line_num - 1
+        try:
+            kind = KINDS.get((rec.get("Record Type") or "").strip())
+            if kind is None:
+                raise ValueError(f"unknown Record Type {rec.get('Record Type')!r}")
+            try:
+                currency = currency_normalize(rec.get("Currency") or "")
+            except UnknownCurrencyError:
+                raise ValueError(f"unknown currency {rec.get('Currency')!r}") from None
+            payment_ref = (rec.get("Payment Reference") or "").strip()
+            psp_ref = (rec.get("Beta Reference") or "").strip()
+            if not payment_ref or not psp_ref:
+                raise ValueError("Payment Reference and Beta Reference are required")
+            merchant_ref = (rec.get("Merchant Reference") or "").strip()
+            rows.append(
+                SettlementRow(
+                    kind=kind,
+                    reference=payment_ref,
+                    psp_reference=psp_ref,
+                    gross=minor_from_decimal_string(rec.get("Gross") or "", currency),
+                    fee=minor_from_decimal_string(rec.get("Commission") or "", currency),
+                    net=minor_from_decimal_string(rec.get("Net") or "", currency),
+                    currency=currency,
+                    settled_on=_date(rec.get("Booking Date") or ""),
+                    payout_batch_id=(rec.get("Batch Number") or "").strip(),
+                    operation_reference=None if kind == SettlementKind.CHARGEBACK else (merchant_ref or None),
+                    operation_psp_reference=(rec.get("Modification Reference") or "").strip() or None,
+                    line_number=line,
+                )
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            errors.append(SettlementRowError(line_number=line, message=str(exc), raw=";".join(map(str, rec.values()))))
+    dates = {r.settled_on for r in rows}
+    start = report_date or (min(dates) if dates else None)
+    end = report_date or (max(dates) if dates else None)
+    return SettlementReport(psp="beta", period_start=start, period_end=end, rows=tuple(rows), errors=tuple(errors))

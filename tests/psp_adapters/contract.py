@@ -1,0 +1,423 @@
+"""One contract every PSP adapter passes (as Django's BaseCacheTests for cache backends).
+
+Subclass `PspAdapterContract` with `connector = "<name>"`. Tests talk real HTTP to the sandbox
+subprocesses. Asynchronous adapters answer PENDING first: `settled()` polls `inquire` until
+the outcome is known, as recovery would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from psp_adapters.errors import (
+    PspAuthenticationError,
+    PspReferenceNotFoundError,
+    PspRequestRejectedError,
+    PspUnavailableError,
+    WebhookSignatureError,
+)
+from psp_adapters.port import (
+    AuthorizeRequest,
+    AuthorizeResult,
+    CaptureRequest,
+    CardData,
+    DeclineClass,
+    DeclineCode,
+    DisputeReason,
+    OperationKind,
+    OperationResult,
+    Outcome,
+    PspAdapter,
+    PspEventKind,
+    PspReference,
+    PspState,
+    RefundRequest,
+    SettlementKind,
+    StoredCardData,
+    VoidRequest,
+)
+from psp_adapters.registry import get_adapter
+
+VISA = "4242424242424242"
+
+
+def ref(prefix: str = "att") -> str:
+    return f"{prefix}_{os.urandom(9).hex()}"
+
+
+def card(number: str = VISA, *, exp_year: int | None = None) -> CardData:
+    return CardData(number=number, exp_month=12, exp_year=exp_year or dt.date.today().year + 3, cvc="123")
+
+
+def eventually(fn: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 8.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if until(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db(databases=[])
+@pytest.mark.usefixtures("psp_settings")
+class PspAdapterContract:
+    connector: str
+
+    @pytest.fixture
+    def adapter(self) -> PspAdapter:
+        return get_adapter(self.connector)
+
+    # --- helpers ----------------------------------------------------------------------
+    def authorize(self, adapter: PspAdapter, number: str = VISA, **kwargs: Any) -> AuthorizeResult:
+        req = AuthorizeRequest(
+            reference=kwargs.pop("reference", None) or ref(),
+            amount=kwargs.pop("amount", 1000),
+            currency=kwargs.pop("currency", "EUR"),
+            payment_method=kwargs.pop("payment_method", None) or card(number),
+            **kwargs,
+        )
+        return adapter.authorize(req)
+
+    def settled(self, adapter: PspAdapter, result: AuthorizeResult) -> AuthorizeResult:
+        if result.outcome != Outcome.PENDING:
+            return result
+        return eventually(lambda: adapter.inquire(result.payment), lambda r: r.outcome != Outcome.PENDING)
+
+    def op_settled(self, adapter: PspAdapter, op: OperationResult) -> OperationResult:
+        if op.outcome != Outcome.PENDING:
+            return op
+
+        def find() -> OperationResult:
+            r = adapter.inquire(op.payment)
+            return next(o for o in r.operations if o.reference == op.reference and o.kind == op.kind)
+
+        return eventually(find, lambda o: o.outcome != Outcome.PENDING)
+
+    def approved(self, adapter: PspAdapter, number: str = VISA, **kwargs: Any) -> AuthorizeResult:
+        result = self.settled(adapter, self.authorize(adapter, number, **kwargs))
+        assert result.outcome == Outcome.APPROVED, result
+        return result
+
+    def declined(self, adapter: PspAdapter, number: str, **kwargs: Any) -> AuthorizeResult:
+        result = self.settled(adapter, self.authorize(adapter, number, **kwargs))
+        assert result.outcome in (Outcome.DECLINED, Outcome.SOFT_DECLINED), result
+        assert result.decline is not None
+        return result
+
+    # --- authorization ----------------------------------------------------------------
+    def test_approved_cards_authorize(self, adapter):
+        for number in (VISA, "5555555555554444"):
+            r = self.approved(adapter, number, amount=1234)
+            assert r.state == PspState.AUTHORIZED
+            assert (r.amount, r.currency) == (1234, "EUR")
+            assert r.payment.psp_reference
+            assert r.network_transaction_id
+
+    @pytest.mark.parametrize(
+        "number, code",
+        [
+            ("4000000000000002", DeclineCode.GENERIC_DECLINE),
+            ("4000000000009995", DeclineCode.INSUFFICIENT_FUNDS),
+            ("4000000000000069", DeclineCode.EXPIRED_CARD),
+        ],
+    )
+    def test_hard_declines(self, adapter, number, code):
+        r = self.declined(adapter, number)
+        assert r.outcome == Outcome.DECLINED
+        assert r.decline.code == code
+        assert r.decline.decline_class == DeclineClass.HARD
+        assert r.decline.psp_code  # the PSP's own code is kept
+
+    def test_expired_card_by_date_declines(self, adapter):
+        r = self.declined(adapter, VISA, payment_method=card(exp_year=2020))
+        assert r.decline.code == DeclineCode.EXPIRED_CARD
+
+    def test_capture_at_authorization(self, adapter):
+        r = self.approved(adapter, capture=True, amount=700)
+        assert r.state == PspState.CAPTURED
+        assert r.amount_captured == 700
+
+    def test_authorize_retry_with_same_reference_is_one_authorization(self, adapter, sandboxes):
+        reference = ref()
+        first = self.approved(adapter, reference=reference)
+        again = self.settled(adapter, self.authorize(adapter, reference=reference))
+        assert again.payment == first.payment
+        assert again.outcome == Outcome.APPROVED
+        assert adapter.inquire(PspReference(reference)).payment.psp_reference == first.payment.psp_reference
+
+    def test_concurrent_authorize_retries_make_one_authorization(self, adapter, sandboxes):
+        from concurrent.futures import ThreadPoolExecutor
+
+        reference = ref()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            results = list(pool.map(lambda _: self.authorize(adapter, reference=reference), range(6)))
+        assert len({r.payment.psp_reference for r in results}) == 1
+        assert len(sandboxes[self.connector].payments(reference)) == 1
+
+    def test_same_reference_other_parameters_is_rejected(self, adapter):
+        reference = ref()
+        self.authorize(adapter, reference=reference, amount=1000)
+        with pytest.raises(PspRequestRejectedError):
+            self.authorize(adapter, reference=reference, amount=2000)
+
+    def test_inquire_by_reference_only(self, adapter):
+        r = self.approved(adapter)
+        found = adapter.inquire(PspReference(r.payment.reference))
+        assert found.payment == r.payment and found.state == PspState.AUTHORIZED
+
+    def test_inquire_unknown_reference_is_not_found(self, adapter):
+        with pytest.raises(PspReferenceNotFoundError) as exc:
+            adapter.inquire(PspReference(ref()))
+        assert exc.value.may_have_processed is False
+
+    def test_amount_mismatch_test_hook(self, adapter):
+        r = self.approved(adapter, amount=1000, metadata={"sandbox_amount_delta": "-1"})
+        inquired = adapter.inquire(r.payment)
+        assert (inquired.amount, inquired.currency) == (999, "EUR")
+
+    def test_currency_mismatch_test_hook(self, adapter):
+        r = self.approved(adapter, amount=1000, metadata={"sandbox_currency": "USD"})
+        assert adapter.inquire(r.payment).currency == "USD"
+
+    def test_zero_decimal_currency(self, adapter):
+        r = self.approved(adapter, amount=1500, currency="jpy")
+        assert (r.amount, r.currency) == (1500, "JPY")
+
+    # --- off-session, saved cards ------------------------------------------------------
+    def test_off_session_card_declines_insufficient_funds_but_on_session_approves(self, adapter):
+        self.approved(adapter, "4000000000000341")
+        r = self.declined(adapter, "4000000000000341", off_session=True)
+        assert r.decline.code == DeclineCode.INSUFFICIENT_FUNDS
+
+    def test_saved_card_charged_off_session(self, adapter):
+        first = self.approved(adapter, store_payment_method=True)
+        assert first.payment_method_token
+        again = self.approved(
+            adapter,
+            payment_method=StoredCardData(token=first.payment_method_token),
+            off_session=True,
+            network_transaction_id=first.network_transaction_id,
+        )
+        assert again.network_transaction_id == first.network_transaction_id
+
+    # --- 3-D Secure ---------------------------------------------------------------------
+    def _challenge(self, adapter, sandboxes, number: str, result: str) -> AuthorizeResult:
+        return_url = "https://shop.example/return?x=1"
+        r = self.authorize(adapter, number, return_url=return_url)
+        assert r.outcome == Outcome.REQUIRES_ACTION, r
+        assert r.action is not None
+        response = sandboxes[self.connector].submit_challenge(r.action.redirect_url, result)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith(return_url)
+        assert r.payment.reference in response.headers["location"]
+        done = adapter.complete_authentication(r.payment)
+        return self.settled(adapter, done)
+
+    def test_3ds_challenge_passed_approves(self, adapter, sandboxes):
+        r = self._challenge(adapter, sandboxes, "4000000000003220", "pass")
+        assert r.outcome == Outcome.APPROVED and r.state == PspState.AUTHORIZED
+
+    def test_3ds_form_submitted_twice_changes_nothing(self, adapter, sandboxes):
+        r = self.authorize(adapter, "4000000000003220", return_url="https://shop.example/r")
+        sandboxes[self.connector].submit_challenge(r.action.redirect_url, "pass")
+        again = sandboxes[self.connector].submit_challenge(r.action.redirect_url, "fail")
+        assert again.status_code == 303
+        assert self.settled(adapter, adapter.inquire(r.payment)).outcome == Outcome.APPROVED
+
+    def test_3ds_challenge_failed_declines(self, adapter, sandboxes):
+        r = self._challenge(adapter, sandboxes, "4000000000003220", "fail")
+        assert r.outcome == Outcome.DECLINED
+        assert r.decline.code == DeclineCode.AUTHENTICATION_FAILED
+
+    def test_3ds_card_declined_after_passed_challenge(self, adapter, sandboxes):
+        r = self._challenge(adapter, sandboxes, "4000008400001629", "pass")
+        assert r.outcome == Outcome.DECLINED
+        assert r.decline.code == DeclineCode.GENERIC_DECLINE
+
+    def test_3ds_outcome_also_arrives_by_webhook(self, adapter, sandboxes, psp_webhooks):
+        r = self._challenge(adapter, sandboxes, "4000000000003220", "pass")
+        hook = psp_webhooks.wait_for(lambda h: r.payment.reference in h.body.decode() and self.connector in h.path)
+        event = adapter.parse_webhook(body=hook.body, headers=hook.headers)
+        assert event.kind == PspEventKind.AUTHORIZATION
+        assert event.outcome == Outcome.APPROVED
+        assert event.payment == r.payment
+
+    # --- capture, void, refund -----------------------------------------------------------
+    def test_partial_capture(self, adapter):
+        r = self.approved(adapter, amount=1000)
+        op = adapter.capture(CaptureRequest(payment=r.payment, reference=ref("cap"), amount=600, currency="EUR"))
+        assert op.kind == OperationKind.CAPTURE
+        op = self.op_settled(adapter, op)
+        assert op.outcome == Outcome.APPROVED and op.amount == 600
+        after = adapter.inquire(r.payment)
+        assert after.state == PspState.CAPTURED and after.amount_captured == 600
+
+    def test_capture_retry_is_one_capture(self, adapter):
+        r = self.approved(adapter, amount=1000)
+        req = CaptureRequest(payment=r.payment, reference=ref("cap"), amount=1000, currency="EUR")
+        a = adapter.capture(req)
+        b = adapter.capture(req)
+        assert a.psp_reference == b.psp_reference
+        self.op_settled(adapter, a)
+        assert len([o for o in adapter.inquire(r.payment).operations if o.kind == OperationKind.CAPTURE]) == 1
+
+    def test_capture_more_than_authorized_is_rejected(self, adapter):
+        r = self.approved(adapter, amount=1000)
+        with pytest.raises(PspRequestRejectedError):
+            adapter.capture(CaptureRequest(payment=r.payment, reference=ref("cap"), amount=1001, currency="EUR"))
+
+    def test_void(self, adapter):
+        r = self.approved(adapter)
+        op = self.op_settled(adapter, adapter.void(VoidRequest(payment=r.payment, reference=ref("void"))))
+        assert op.outcome == Outcome.APPROVED
+        assert adapter.inquire(r.payment).state == PspState.VOIDED
+
+    def test_capture_by_reference_without_psp_reference(self, adapter):
+        r = self.approved(adapter)
+        payment = PspReference(r.payment.reference)
+        op = adapter.capture(CaptureRequest(payment=payment, reference=ref("cap"), amount=1000, currency="EUR"))
+        assert self.op_settled(adapter, op).outcome == Outcome.APPROVED
+
+    def _captured(self, adapter, number: str = VISA, amount: int = 1000) -> AuthorizeResult:
+        r = self.approved(adapter, number, amount=amount)
+        op = adapter.capture(CaptureRequest(payment=r.payment, reference=ref("cap"), amount=amount, currency="EUR"))
+        assert self.op_settled(adapter, op).outcome == Outcome.APPROVED
+        return r
+
+    def test_partial_refunds_up_to_the_captured_amount(self, adapter):
+        r = self._captured(adapter)
+        for amount in (300, 700):
+            op = adapter.refund(RefundRequest(payment=r.payment, reference=ref("re"), amount=amount, currency="EUR"))
+            assert self.op_settled(adapter, op).outcome == Outcome.APPROVED
+        with pytest.raises(PspRequestRejectedError):
+            adapter.refund(RefundRequest(payment=r.payment, reference=ref("re"), amount=1, currency="EUR"))
+        assert adapter.inquire(r.payment).amount_refunded == 1000
+
+    def test_refund_fails_asynchronously(self, adapter, psp_webhooks):
+        r = self._captured(adapter, "4000000000005126")
+        op = adapter.refund(RefundRequest(payment=r.payment, reference=ref("re"), amount=500, currency="EUR"))
+        assert op.outcome == Outcome.PENDING
+        hook = psp_webhooks.wait_for(lambda h: op.reference in h.body.decode())
+        event = adapter.parse_webhook(body=hook.body, headers=hook.headers)
+        assert event.kind == PspEventKind.REFUND
+        assert event.outcome == Outcome.DECLINED
+        assert event.operation_reference == op.reference
+        assert event.payment.reference == r.payment.reference
+        assert self.op_settled(adapter, op).outcome == Outcome.DECLINED
+        assert adapter.inquire(r.payment).amount_refunded == 0
+
+    def test_dispute_arrives_by_webhook_after_capture(self, adapter, psp_webhooks):
+        r = self._captured(adapter, "4000000000000259", amount=2500)
+
+        def is_dispute(h):
+            return r.payment.reference in h.body.decode() and (b"dispute" in h.body or b"CHARGEBACK" in h.body)
+
+        hook = psp_webhooks.wait_for(is_dispute)
+        event = adapter.parse_webhook(body=hook.body, headers=hook.headers)
+        assert event.kind == PspEventKind.DISPUTE
+        assert event.dispute is not None and event.dispute.reason == DisputeReason.FRAUDULENT
+        assert (event.amount, event.currency) == (2500, "EUR")
+        assert event.payment == r.payment
+
+    # --- transport errors ----------------------------------------------------------------
+    def test_psp_5xx_before_processing_is_unavailable(self, adapter):
+        reference = ref()
+        with pytest.raises(PspUnavailableError) as exc:
+            self.authorize(adapter, reference=reference, metadata={"sandbox_fail": "503"})
+        assert exc.value.may_have_processed is False
+        with pytest.raises(PspReferenceNotFoundError):
+            adapter.inquire(PspReference(reference))
+
+    def test_failure_hook_targets_one_psp(self, adapter):
+        other = "beta" if self.connector == "alpha" else "alpha"
+        self.approved(adapter, metadata={f"sandbox_fail_{other}": "503"})
+        with pytest.raises(PspUnavailableError):
+            self.authorize(adapter, metadata={f"sandbox_fail_{self.connector}": "502"})
+
+    def test_connection_refused_is_unavailable(self, adapter):
+        import socket
+
+        from psp_adapters.http import build_http_client
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        broken = type(adapter)(
+            name=self.connector,
+            options={"base_url": f"http://127.0.0.1:{port}"},
+            credentials={"api_key": "x", "webhook_secret": "y"},
+            http=build_http_client({"connect_timeout": 1}),
+        )
+        with pytest.raises(PspUnavailableError):
+            self.authorize(broken)
+
+    def test_wrong_api_key_is_refused(self, adapter):
+        wrong = type(adapter)(
+            name=self.connector,
+            options={"base_url": adapter.client.base_url},
+            credentials={"api_key": "wrong", "webhook_secret": "y"},
+            http=adapter.client.http,
+        )
+        with pytest.raises(PspAuthenticationError):
+            self.authorize(wrong)
+        path = "/v1/authorizations" if self.connector == "alpha" else "/api/payments"
+        assert adapter.client.http.post(adapter.client.base_url + path, json={}).status_code == 401
+
+    # --- webhooks ---------------------------------------------------------------------------
+    def _some_webhook(self, adapter, psp_webhooks):
+        r = self._captured(adapter, "4000000000005126")
+        op = adapter.refund(RefundRequest(payment=r.payment, reference=ref("re"), amount=100, currency="EUR"))
+        return psp_webhooks.wait_for(lambda h: op.reference in h.body.decode())
+
+    def test_webhook_with_bad_signature_is_rejected(self, adapter, psp_webhooks):
+        hook = self._some_webhook(adapter, psp_webhooks)
+        adapter.parse_webhook(body=hook.body, headers=hook.headers)  # genuine: accepted
+        with pytest.raises(WebhookSignatureError):
+            adapter.parse_webhook(body=hook.body.replace(b"EUR", b"USD"), headers=hook.headers)
+        with pytest.raises(WebhookSignatureError):
+            adapter.parse_webhook(body=hook.body, headers={})
+        forged = {k: v[:-4] + "0000" for k, v in hook.headers.items() if "signature" in k.lower()}
+        with pytest.raises(WebhookSignatureError):
+            adapter.parse_webhook(body=hook.body, headers=forged)
+
+    # --- settlement ---------------------------------------------------------------------------
+    def test_settlement_report_round_trip(self, adapter, capsys):
+        captured = self._captured(adapter, amount=4321)
+        refund = adapter.refund(
+            RefundRequest(payment=captured.payment, reference=ref("re"), amount=321, currency="EUR")
+        )
+        self.op_settled(adapter, refund)
+        today = dt.datetime.now(dt.UTC).date()
+        call_command("sandbox_settlement_report", psp=self.connector, date=today.isoformat())
+        raw = capsys.readouterr().out.encode()
+        report = adapter.read_settlement_report(raw)
+        assert report.errors == ()
+        assert report.period_start == report.period_end == today
+        mine = [r for r in adapter.parse_settlement_report(raw) if r.reference == captured.payment.reference]
+        by_kind = {r.kind: r for r in mine}
+        cap = by_kind[SettlementKind.CAPTURE]
+        assert (cap.gross, cap.currency, cap.psp_reference) == (4321, "EUR", captured.payment.psp_reference)
+        assert cap.fee > 0 and cap.net == cap.gross - cap.fee
+        assert cap.payout_batch_id and cap.settled_on == today and cap.line_number > 1
+        for row in mine:  # the agreed fee schedule explains every fee in the report
+            assert row.fee == adapter.fee_schedule.fee(row.kind, row.gross, row.currency)
+        ref_row = by_kind[SettlementKind.REFUND]
+        assert ref_row.gross == -321 and ref_row.operation_reference == refund.reference
+        # the running sandbox serves the same report over HTTP
+        fetched = adapter.parse_settlement_report(adapter.fetch_settlement_report(today))
+        assert {(r.kind, r.gross) for r in fetched if r.reference == captured.payment.reference} == {
+            (r.kind, r.gross) for r in mine
+        }
+
+    def test_settlement_report_for_a_quiet_day_is_empty_but_dated(self, adapter, capsys):
+        day = dt.date(2001, 1, 1)
+        call_command("sandbox_settlement_report", psp=self.connector, date=day.isoformat())
+        report = adapter.read_settlement_report(capsys.readouterr().out.encode())
+        assert report.rows == () and report.period_start == day
