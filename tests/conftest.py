@@ -7,6 +7,9 @@ from rest_framework.test import APIClient
 
 from tests.merchants.factories import MerchantFactory, make_api_key
 
+# Sandbox PSP processes (session), their webhook receiver and settings that point at them.
+pytest_plugins = ["tests.psp_adapters.sandbox_fixtures"]
+
 
 @pytest.fixture
 def api_client() -> APIClient:

@@ -1,8 +1,7 @@
 import pytest
 
-# The sandbox fixtures are a plugin other test packages can load too; pytest only honours
-# `pytest_plugins` in the root conftest, so this package imports them.
-from tests.psp_adapters.sandbox_fixtures import psp_settings, psp_webhooks, sandboxes  # noqa: F401
+# The sandbox fixtures (sandboxes, psp_webhooks, psp_settings) come from the plugin that the
+# root conftest loads: tests/psp_adapters/sandbox_fixtures.py.
 
 
 @pytest.fixture(autouse=True)
