@@ -354,3 +354,28 @@ MIDDLEWARE = [
 # Back-office roles (payera.staff): groups defined in payera/staff/roles.py, synced on migrate.
 INSTALLED_APPS += ["payera.staff"]
 STAFF_MERCHANT_MODEL = "merchants.Merchant"
+
+# --- Back office: staff sign-in and the admin site (payera.backoffice; docs/backoffice.md) --
+# PCI DSS 8.3/8.4/8.2.8 for the admin: TOTP second factor (django-otp) for every staff account,
+# lockout after 10 failures for 30 minutes (django-axes, in the database: PostgreSQL or SQLite),
+# 15 idle minutes per session (SESSION_COOKIE_AGE + SESSION_SAVE_EVERY_REQUEST above), 12+
+# character passwords (AUTH_PASSWORD_VALIDATORS above). `admin.site` is BackofficeAdminSite.
+INSTALLED_APPS = [
+    "payera.backoffice.apps.BackofficeAdminConfig" if app == "django.contrib.admin" else app for app in INSTALLED_APPS
+]
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "axes", "payera.backoffice"]
+_auth_at = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+MIDDLEWARE.insert(_auth_at + 1, "django_otp.middleware.OTPMiddleware")
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last: turns a lockout into its own answer
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", *AUTHENTICATION_BACKENDS]
+OTP_TOTP_ISSUER = "Payera back office"  # the name authenticator apps show
+AXES_FAILURE_LIMIT = 10
+AXES_COOLOFF_TIME = 0.5  # hours: 30 minutes
+# An account is locked after 10 failures from anywhere (8.3.4); an address after 10 failures
+# over any accounts (password spraying).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True  # consecutive failures count
+AXES_CLIENT_IP_CALLABLE = "payera.audit.middleware.client_ip"  # same rule as the audit trail
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
+AXES_DISABLE_ACCESS_LOG = True  # sign-ins are in the audit trail (audit.SecurityEvent)
+AXES_HTTP_RESPONSE_CODE = 429
