@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import transaction
+
 from payera.events.models import DeliveryStatus, WebhookDelivery
 from payera.events.services import event_record, event_relay, webhook_endpoint_create
 from tests.merchants.factories import MerchantFactory, make_api_key
@@ -24,11 +26,12 @@ def merchant_world(name: str, *, card_number: str = "4242424242424242") -> Merch
     merchant = MerchantFactory(name=name)
     api_key = make_api_key(merchant)
     endpoint = webhook_endpoint_create(merchant_id=merchant.pk, url="http://127.0.0.1:9/hook", enabled_events=["*"])
-    event = event_record(
-        merchant_id=merchant.pk,
-        type="payment.succeeded",
-        data={"id": "pay_test", "object": "payment", "card": {"last4": card_number[-4:], "brand": "visa"}},
-    )
+    with transaction.atomic():  # an event is recorded in the transaction of its change
+        event = event_record(
+            merchant_id=merchant.pk,
+            type="payment.succeeded",
+            data={"id": "pay_test", "object": "payment", "card": {"last4": card_number[-4:], "brand": "visa"}},
+        )
     [delivery_id] = event_relay(event_id=event.pk)
     WebhookDelivery.objects.filter(pk=delivery_id).update(
         status=DeliveryStatus.DEAD, next_attempt_at=None, last_error="HTTP 500"
