@@ -376,6 +376,8 @@ AXES_COOLOFF_TIME = 0.5  # hours: 30 minutes
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True  # consecutive failures count
 AXES_CLIENT_IP_CALLABLE = "payera.audit.middleware.client_ip"  # same rule as the audit trail
-AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
+AXES_USERNAME_CALLABLE = "payera.backoffice.auth.axes_username"  # masks a card number typed as a username
+# Kept out of the failure records axes stores (its username column holds the masked username).
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "username", "csrfmiddlewaretoken"]
 AXES_DISABLE_ACCESS_LOG = True  # sign-ins are in the audit trail (audit.SecurityEvent)
 AXES_HTTP_RESPONSE_CODE = 429

@@ -46,6 +46,7 @@ def make_rows(client) -> tuple[str, ...]:
     # POST data of failures: it must be redacted), and a wrong code.
     client.post("/admin/login/", {"username": "olga", "password": f"{PAN} {a.api_key.secret}"})
     client.post("/admin/login/", {"username": "olga", "password": PASSWORD, "otp_token": "000000"})
+    client.post("/admin/login/", {"username": PAN, "password": "x" * 12, "otp_token": "000000"})  # wrong field
     device = totp_device(staff)
     secrets = (
         a.api_key.secret, b.api_key.secret, a.api_key.api_key.secret_hash, a.endpoint.secret, b.endpoint.secret,
