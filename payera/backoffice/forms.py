@@ -3,7 +3,8 @@
 A wrong, missing or unusable second factor (after a right password) is a failed sign-in like a
 wrong password: it counts towards the lockout (django-axes: 10 failures, 30 minutes) and is stored
 in the audit trail with its reason. Wrong passwords reach both through Django's
-`user_login_failed` signal.
+`user_login_failed` signal. The page gives the same answer to every failure, so it never
+confirms a password without its code.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from payera.audit.middleware import client_ip
 from payera.audit.services import record_auth_failure
+
+SIGN_IN_REFUSED = (
+    "Please enter the correct username, password and authenticator code of a staff account. "
+    "All three are case-sensitive; an account without an authenticator device needs one from an administrator."
+)
 
 # django-otp error code -> reason stored in the audit trail.
 OTP_FAILURE_REASONS = {
@@ -34,13 +40,6 @@ class StaffAuthenticationForm(OTPAdminAuthenticationForm):
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 
-    otp_error_messages = {
-        **OTPAdminAuthenticationForm.otp_error_messages,
-        "token_required": "Enter the code from your authenticator app.",
-        "invalid_token": "Invalid code. Please try again.",
-        "device_required": "This account has no authenticator device: ask an administrator to enrol one.",
-    }
-
     def _chosen_device(self, user):
         # Staff have one TOTP device; choose it rather than ask (the chosen id is still checked
         # to belong to this user by django-otp).
@@ -56,7 +55,8 @@ class StaffAuthenticationForm(OTPAdminAuthenticationForm):
             user = self.user_cache
             if user is not None:  # the password was right: the second factor failed
                 self._second_factor_failed(user, getattr(exc, "code", None))
-            raise
+            # One answer for every failure: the page never tells that the password was right.
+            raise ValidationError(SIGN_IN_REFUSED, code="invalid_login") from None
 
     def _second_factor_failed(self, user, code: str | None) -> None:
         reason = OTP_FAILURE_REASONS.get(code or "", "otp_refused")

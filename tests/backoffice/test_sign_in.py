@@ -57,7 +57,7 @@ def signed_in(client) -> bool:
 
 
 def failures(reason=None):
-    events = SecurityEvent.objects.filter(event="auth_failure", kind="staff_login")
+    events = SecurityEvent.objects.filter(event="auth_failure", kind="staff_login").order_by("pk")
     return list(events.filter(reason=reason) if reason else events)
 
 
@@ -90,6 +90,19 @@ def test_a_wrong_code_is_refused_and_recorded(client, ops):
     assert [f.reason for f in failures()] == ["otp_invalid"]
 
 
+def test_the_page_never_tells_that_the_password_was_right(client, ops):
+    device = totp_device(ops)
+    right_password = sign_in(client, "olga", token="000000")
+    wrong_password = sign_in(client, "olga", password="not-the-password-123", token=totp_token(device))
+    no_code = sign_in(client, "olga")
+
+    def errors(page):
+        return page.context["form"].errors
+
+    assert errors(right_password) == errors(wrong_password) == errors(no_code)
+    assert [f.reason for f in failures()] == ["otp_invalid", "invalid_credentials", "otp_missing"]
+
+
 def test_a_wrong_password_is_recorded_without_the_password(client, ops):
     token = totp_token(totp_device(ops))
     assert sign_in(client, "olga", password="not-the-password-123", token=token).status_code == 200
@@ -100,7 +113,8 @@ def test_a_wrong_password_is_recorded_without_the_password(client, ops):
 def test_an_account_without_a_device_can_not_sign_in(client, ops):
     totp_device(ops).delete()
     response = sign_in(client, "olga", token="123456")
-    assert response.status_code == 200 and b"no authenticator device" in response.content
+    assert response.status_code == 200
+    assert b"authenticator device needs one from an administrator" in response.content
     assert not signed_in(client)
     assert [f.reason for f in failures()] == ["otp_no_device"]
 

@@ -118,6 +118,6 @@ def test_support_sees_no_replay_action(browser, live_server, role_users, world):
 def test_a_wrong_code_keeps_the_browser_on_the_sign_in_page(browser, live_server, role_users):
     sign_in(browser, live_server, role_users["support"], token="000000")
     wait_for(browser, ".errornote")
-    assert "Invalid code" in text(browser)
+    assert "correct username, password and authenticator code" in text(browser)
     browser.get(f"{live_server.url}/admin/")
     assert "/admin/login/" in browser.current_url
