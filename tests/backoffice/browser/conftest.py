@@ -1,6 +1,7 @@
 """Headless Chromium (Debian's `chromium` + `chromium-driver`) through Selenium, against
 pytest-django's live server. Skipped, with the reason, where the browser is not installed;
-`.ci/run` installs it, so CI runs them."""
+`.ci/run` installs it, so CI runs them; with PAYERA_REQUIRE_BROWSER=1 (CI sets it) a missing
+browser is an error instead of a skip."""
 
 from __future__ import annotations
 
@@ -20,15 +21,24 @@ CHROMIUM_FLAGS = (
 )
 
 
+def _is_browser_test(item) -> bool:
+    return "tests/backoffice/browser/" in str(item.fspath).replace(os.sep, "/")
+
+
 def pytest_collection_modifyitems(config, items):
     if CHROMIUM and CHROMEDRIVER:
         return
+    if os.environ.get("PAYERA_REQUIRE_BROWSER") == "1" and any(_is_browser_test(item) for item in items):
+        raise pytest.UsageError(
+            "PAYERA_REQUIRE_BROWSER=1 but chromium or chromedriver is missing: "
+            "apt-get install -y chromium chromium-driver"
+        )
     skip = pytest.mark.skip(
         reason="headless browser tests need Debian's chromium and chromium-driver "
         "(apt-get install -y chromium chromium-driver; .ci/run installs them)"
     )
     for item in items:
-        if "tests/backoffice/browser/" in str(item.fspath).replace(os.sep, "/"):
+        if _is_browser_test(item):
             item.add_marker(skip)
 
 
