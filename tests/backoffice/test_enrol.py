@@ -42,6 +42,22 @@ def test_enrol_refuses_a_second_device_unless_replacing(db):
     assert answer["device_id"] != old.pk
 
 
+def test_enrolment_and_removal_are_audited_without_the_key(db):
+    from django.contrib.contenttypes.models import ContentType
+
+    from payera.audit.models import AuditLogEntry
+
+    make_staff("lee")
+    answer = enrol("lee", "--replace")
+    device = TOTPDevice.objects.get(pk=answer["device_id"])
+    records = AuditLogEntry.objects.filter(content_type=ContentType.objects.get_for_model(TOTPDevice))
+    assert records.filter(action=AuditLogEntry.Action.CREATE, object_pk=str(device.pk)).exists()
+    assert records.filter(action=AuditLogEntry.Action.DELETE).count() == 1  # the replaced device
+    assert device.key not in str(list(records.values()))
+    device.throttle_increment()  # what a wrong code does: not an audit record
+    assert records.filter(action=AuditLogEntry.Action.UPDATE).count() == 0
+
+
 def test_enrol_refuses_non_staff_and_unknown_accounts(django_user_model):
     django_user_model.objects.create_user("customer", "c@payera.test", PASSWORD)
     for username in ("customer", "ghost"):
