@@ -381,3 +381,10 @@ AXES_USERNAME_CALLABLE = "payera.backoffice.auth.axes_username"  # masks a card 
 AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "username", "csrfmiddlewaretoken"]
 AXES_DISABLE_ACCESS_LOG = True  # sign-ins are in the audit trail (audit.SecurityEvent)
 AXES_HTTP_RESPONSE_CODE = 429
+
+# --- Ledger (ledger app) ----------------------------------------------------------------
+# Sub-accounts per hot account (docs/decisions/0004-ledger-hot-accounts.md); the posting engine
+# ("auto": the PL/pgSQL function on PostgreSQL, the portable Python engine on SQLite).
+LEDGER_HOT_SHARDS = env.int("LEDGER_HOT_SHARDS", default=16)
+LEDGER_ENGINE = env.str("LEDGER_ENGINE", default="auto")
+CELERY_BEAT_SCHEDULE["ledger-pending-expire"] = {"task": "ledger.tasks.pending_expire_task", "schedule": 60.0}
