@@ -6,11 +6,17 @@ ALTER TABLE ledger_entry DROP CONSTRAINT IF EXISTS ledger_entry_account_currency
 ALTER TABLE ledger_entry ADD CONSTRAINT ledger_entry_account_currency_fk
     FOREIGN KEY (account_id, currency) REFERENCES ledger_account (id, currency);
 
--- 2. A journal's entries sum to zero per currency, checked at commit (hordak's approach).
+-- 2. A journal's entries sum to zero per currency, checked at commit (hordak's approach);
+--    the same deferred check makes sure the journal exists (in place of a foreign key).
 CREATE OR REPLACE FUNCTION ledger_check_journal_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad text;
 BEGIN
+    PERFORM 1 FROM ledger_journal WHERE id = NEW.journal_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'ledger: entry % names no journal (%)', NEW.id, NEW.journal_id
+            USING ERRCODE = '23503', CONSTRAINT = 'ledger_entry_journal_exists';
+    END IF;
     SELECT currency INTO bad FROM ledger_entry WHERE journal_id = NEW.journal_id
         GROUP BY currency HAVING sum(amount) <> 0 LIMIT 1;
     IF FOUND THEN

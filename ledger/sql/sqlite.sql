@@ -18,6 +18,10 @@ DROP TRIGGER IF EXISTS ledger_entry_currency;
 CREATE TRIGGER ledger_entry_currency BEFORE INSERT ON ledger_entry
 WHEN NEW.currency IS NOT (SELECT currency FROM ledger_account WHERE id = NEW.account_id)
 BEGIN SELECT RAISE(ABORT, 'ledger: an entry''s currency must be its account''s'); END;
+DROP TRIGGER IF EXISTS ledger_entry_journal;
+CREATE TRIGGER ledger_entry_journal BEFORE INSERT ON ledger_entry
+WHEN NOT EXISTS (SELECT 1 FROM ledger_journal WHERE id = NEW.journal_id)
+BEGIN SELECT RAISE(ABORT, 'ledger: an entry must name a journal'); END;
 DROP TRIGGER IF EXISTS ledger_account_identity;
 CREATE TRIGGER ledger_account_identity BEFORE UPDATE OF owner, code, currency, type, hot, parent_id, shard
 ON ledger_account
