@@ -35,7 +35,9 @@ def url(db: str) -> str:
 def psql(sql: str, db: str = "postgres") -> str:
     return subprocess.run(
         ["psql", "-qAt", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "-d", db, "-c", sql],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -56,7 +58,9 @@ def run_pgbench(clients: int, seconds: float) -> float:
     subprocess.run([pgbench_bin(), "-q", "-i", "-s", "8", *conn, PGBENCH_DB], check=True, capture_output=True)
     out = subprocess.run(
         [pgbench_bin(), "-N", "-n", "-c", str(clients), "-j", "2", "-T", str(int(seconds)), *conn, PGBENCH_DB],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
@@ -86,8 +90,11 @@ def warm_up() -> None:
     accounts = [Accounts.merchant_available(f"mer_bench{i:05d}", "EUR") for i in range(N_ACCOUNTS)]
     now = datetime.now(UTC)
     reqs = [
-        JournalRequest(reference=f"warm:{i}", occurred_at=now,
-                       lines=(PostingLine(Accounts.fee_revenue("EUR"), 1), PostingLine(a, -1)))
+        JournalRequest(
+            reference=f"warm:{i}",
+            occurred_at=now,
+            lines=(PostingLine(Accounts.fee_revenue("EUR"), 1), PostingLine(a, -1)),
+        )
         for i, a in enumerate(accounts)
     ]
     journal_post_many(reqs)
@@ -154,11 +161,23 @@ def run_hordak(python: str, clients: int, seconds: float) -> float | None:
     if not os.path.exists(python):
         return None
     recreate(HORDAK_DB)
-    out = subprocess.run(
-        [python, str(Path(__file__).with_name("hordak_runner.py")), url(HORDAK_DB), str(clients), str(seconds),
-         str(N_ACCOUNTS)],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            [
+                python,
+                str(Path(__file__).with_name("hordak_runner.py")),
+                url(HORDAK_DB),
+                str(clients),
+                str(seconds),
+                str(N_ACCOUNTS),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     data = json.loads(out)
     return data["journals"] / data["seconds"]
 
@@ -173,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
-        "--install-hordak", action="store_true",
+        "--install-hordak",
+        action="store_true",
         help="create the separate django-hordak venv at --hordak-python's location first (never Payera's venv)",
     )
     args = parser.parse_args(argv)
@@ -181,8 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         venv = Path(args.hordak_python).parent.parent
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run(
-            [args.hordak_python, "-m", "pip", "install", "-q", "django-hordak>=2,<3", "Django==5.2.19",
-             "psycopg[binary]==3.3.9"],
+            [
+                args.hordak_python,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "django-hordak>=2,<3",
+                "Django==5.2.19",
+                "psycopg[binary]==3.3.9",
+            ],
             check=True,
         )
     s = args.seconds
@@ -199,23 +227,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  pgbench -N, 16 clients:                       {r['pgbench_N_16']:>10,.0f} tps", flush=True)
     for clients in (8, 16):
         r[f"uniform_{clients}"] = ledger_rate("uniform", clients, s)
-        print(f"  journal_post, uniform accounts, {clients:>2} clients:   {r[f'uniform_{clients}']:>10,.0f} journals/s",
-              flush=True)
+        print(
+            f"  journal_post, uniform accounts, {clients:>2} clients:   {r[f'uniform_{clients}']:>10,.0f} journals/s",
+            flush=True,
+        )
     for clients in (8, 16):
         r[f"hot_{clients}"] = ledger_rate("hot", clients, s)
-        print(f"  journal_post, one hot account, {clients:>2} clients:    {r[f'hot_{clients}']:>10,.0f} journals/s",
-              flush=True)
+        print(
+            f"  journal_post, one hot account, {clients:>2} clients:    {r[f'hot_{clients}']:>10,.0f} journals/s",
+            flush=True,
+        )
     for clients in (8, 16):
         r[f"naive_{clients}"] = ledger_rate("naive", clients, s)
-        print(f"  journal_post, one locked row (naive), {clients:>2} cl.: {r[f'naive_{clients}']:>10,.0f} journals/s",
-              flush=True)
+        print(
+            f"  journal_post, one locked row (naive), {clients:>2} cl.: {r[f'naive_{clients}']:>10,.0f} journals/s",
+            flush=True,
+        )
     r["batch_1"] = batch_rate(1, 5, 1000)
     print(f"  journal_post_many x1000, 1 client:            {r['batch_1']:>10,.0f} journals/s", flush=True)
     r["batch_2"] = batch_rate(2, 5, 1000)
     print(f"  journal_post_many x1000, 2 clients:           {r['batch_2']:>10,.0f} journals/s", flush=True)
     r["verify_rate"], entries, ok = verify_rate()
-    print(f"  ledger_verify over {entries:,} entries:          {r['verify_rate']:>10,.0f} entries/s (clean: {ok})",
-          flush=True)
+    print(
+        f"  ledger_verify over {entries:,} entries:          {r['verify_rate']:>10,.0f} entries/s (clean: {ok})",
+        flush=True,
+    )
     r["bytes_per_journal"] = storage_per_journal()
     print(f"  storage per two-entry journal (with indexes): {r['bytes_per_journal']:>10,.0f} bytes", flush=True)
     r["hordak_8"] = run_hordak(args.hordak_python, 8, s)
@@ -231,13 +267,25 @@ def main(argv: list[str] | None = None) -> int:
 
     print("ratios (same run):")
     ratio("journals/s at 8 clients", r["uniform_8"], ">= 1,000", r["uniform_8"] >= 1000)
-    ratio("uniform 8 clients / pgbench -N 8 clients", r["uniform_8"] / r["pgbench_N_8"], ">= 0.40",
-          r["uniform_8"] / r["pgbench_N_8"] >= 0.40)
+    ratio(
+        "uniform 8 clients / pgbench -N 8 clients",
+        r["uniform_8"] / r["pgbench_N_8"],
+        ">= 0.40",
+        r["uniform_8"] / r["pgbench_N_8"] >= 0.40,
+    )
     h = r["hordak_8"]
-    ratio("uniform 8 clients / django-hordak 8 clients", None if h is None else r["uniform_8"] / h, ">= 5",
-          None if h is None else r["uniform_8"] / h >= 5)
-    ratio("hot 16 clients / uniform 16 clients", r["hot_16"] / r["uniform_16"], ">= 0.80",
-          r["hot_16"] / r["uniform_16"] >= 0.8)
+    ratio(
+        "uniform 8 clients / django-hordak 8 clients",
+        None if h is None else r["uniform_8"] / h,
+        ">= 5",
+        None if h is None else r["uniform_8"] / h >= 5,
+    )
+    ratio(
+        "hot 16 clients / uniform 16 clients",
+        r["hot_16"] / r["uniform_16"],
+        ">= 0.80",
+        r["hot_16"] / r["uniform_16"] >= 0.8,
+    )
     ratio("naive 16 clients / uniform 16 clients (for contrast)", r["naive_16"] / r["uniform_16"], "-", None)
     ratio("journal_post_many journals/s (1 client)", r["batch_1"], ">= 10,000", r["batch_1"] >= 10_000)
     ratio("ledger_verify entries/s", r["verify_rate"], ">= 200,000", r["verify_rate"] >= 200_000)
