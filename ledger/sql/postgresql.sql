@@ -228,7 +228,16 @@ BEGIN
                     FOR k IN 1..n_acc LOOP
                         IF lk_id[k] = rec.account_id THEN a := k; EXIT; END IF;
                     END LOOP;
-                    IF a IS NULL OR s_hot[a] THEN
+                    IF a IS NULL THEN
+                        -- only a hot shard may be missing from the batch: pending amounts are not
+                        -- tracked there; anything else would leave a projection wrong
+                        IF NOT EXISTS (SELECT 1 FROM ledger_account WHERE id = rec.account_id AND hot) THEN
+                            RAISE EXCEPTION 'ledger: account % of pending journal % is not in the call',
+                                rec.account_id, j_pending[j] USING ERRCODE = 'P0001';
+                        END IF;
+                        CONTINUE;
+                    END IF;
+                    IF s_hot[a] THEN
                         CONTINUE;  -- a hot shard: pending amounts are not tracked there
                     END IF;
                     u_n := u_n + 1; u_acc[u_n] := a;
