@@ -66,6 +66,17 @@ def run_pgbench(clients: int, seconds: float) -> float:
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
+def run_pgbench_posting(clients: int, seconds: float) -> float:
+    """ledger_post_batch() driven by pgbench itself (C client): the database side alone."""
+    conn = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
+    script = str(Path(__file__).with_name("pgbench_post.sql"))
+    out = subprocess.run(
+        [pgbench_bin(), "-n", "-f", script, "-c", str(clients), "-j", "2", "-T", str(int(seconds)), *conn, LEDGER_DB],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
 def setup_django() -> None:
     os.environ["DATABASE_URL"] = url(LEDGER_DB)
     os.environ.setdefault("REDIS_URL", "")
@@ -225,18 +236,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ledger bench: {os.cpu_count()} cores, {s:.0f}s per run, {N_ACCOUNTS} merchant accounts", flush=True)
     # The machine may be shared: the figures that make a ratio are measured in alternating rounds,
     # side by side, and the median of the rounds is kept.
-    rounds: dict[str, list[float]] = {k: [] for k in ("pgbench_N_8", "uniform_8", "hordak_8")}
+    rounds: dict[str, list[float]] = {k: [] for k in ("pgbench_N_8", "uniform_8", "hordak_8", "sql_8")}
     for n in range(args.rounds):
         rounds["pgbench_N_8"].append(run_pgbench(8, s))
+        rounds["sql_8"].append(run_pgbench_posting(8, s))
         rounds["uniform_8"].append(ledger_rate("uniform", 8, s))
         h = run_hordak(args.hordak_python, 8, s)
         if h is not None:
             rounds["hordak_8"].append(h)
-        print(f"  round {n + 1}: pgbench -N {rounds['pgbench_N_8'][-1]:,.0f} tps, journal_post "
+        print(f"  round {n + 1}: pgbench -N {rounds['pgbench_N_8'][-1]:,.0f} tps, "
+              f"ledger_post_batch() from pgbench {rounds['sql_8'][-1]:,.0f}/s, journal_post "
               f"{rounds['uniform_8'][-1]:,.0f}/s, hordak {'n/a' if h is None else f'{h:,.0f}/s'} (8 clients)",
               flush=True)
     r["pgbench_N_8"] = statistics.median(rounds["pgbench_N_8"])
     r["uniform_8"] = statistics.median(rounds["uniform_8"])
+    r["sql_8"] = statistics.median(rounds["sql_8"])
+    r["ratio_sql"] = statistics.median(q / p for q, p in zip(rounds["sql_8"], rounds["pgbench_N_8"], strict=True))
     r["hordak_8"] = statistics.median(rounds["hordak_8"]) if rounds["hordak_8"] else None
     r["ratio_pgbench"] = statistics.median(
         u / p for u, p in zip(rounds["uniform_8"], rounds["pgbench_N_8"], strict=True)
@@ -246,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         if rounds["hordak_8"] else None
     )
     print(f"  pgbench -N, 8 clients (median):               {r['pgbench_N_8']:>10,.0f} tps", flush=True)
+    print(f"  ledger_post_batch() from pgbench, 8 clients:  {r['sql_8']:>10,.0f} journals/s", flush=True)
     print(f"  journal_post, uniform accounts, 8 clients:    {r['uniform_8']:>10,.0f} journals/s", flush=True)
     if r["hordak_8"] is None:
         print(f"  django-hordak: skipped ({args.hordak_python} missing; --install-hordak creates it)")
@@ -282,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     print("ratios (same run; medians of side-by-side rounds):")
     ratio("journals/s at 8 clients", r["uniform_8"], ">= 1,000", r["uniform_8"] >= 1000)
     ratio("uniform 8 clients / pgbench -N 8 clients", r["ratio_pgbench"], ">= 0.40", r["ratio_pgbench"] >= 0.40)
+    ratio("(database side only) SQL posting / pgbench -N, 8 cl.", r["ratio_sql"], "-", None)
     ratio("uniform 8 clients / django-hordak 8 clients", r["ratio_hordak"], ">= 5",
           None if r["ratio_hordak"] is None else r["ratio_hordak"] >= 5)
     ratio("hot 16 clients / uniform 16 clients", r["ratio_hot"], ">= 0.80", r["ratio_hot"] >= 0.8)
