@@ -127,4 +127,7 @@ assert ledger_verify().problems["projection_mismatch"] == [account.id]
 services.ledger_rebuild()
 assert ledger_verify().ok
 assert Entry.objects.count() > 0
+# Django's flush (the test runner's teardown) may empty the ledger; a raw DELETE may not (above).
+call_command("flush", interactive=False, verbosity=0)
+assert not Entry.objects.exists()
 print("OK")
