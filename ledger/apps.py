@@ -10,7 +10,6 @@ class LedgerConfig(AppConfig):
         # (ledger/db.py). No effect on PostgreSQL.
         from django.db.backends.signals import connection_created
 
-        from ledger.db import patch_sqlite_flush, register_sqlite_function
+        from ledger.db import register_sqlite_function
 
         connection_created.connect(register_sqlite_function, dispatch_uid="ledger_sqlite_functions")
-        patch_sqlite_flush()

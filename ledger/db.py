@@ -21,14 +21,14 @@ def flush_allowed() -> int:
 
 
 def register_sqlite_function(sender, connection, **kwargs) -> None:
+    """connection_created receiver: SQLite connections get the function (and flush is wrapped)."""
     if connection.vendor == "sqlite":
+        _patch_flush(type(connection.ops))
         connection.connection.create_function("ledger_flush_allowed", 0, flush_allowed, deterministic=False)
 
 
-def patch_sqlite_flush() -> None:
-    from django.db.backends.sqlite3.operations import DatabaseOperations
-
-    original = DatabaseOperations.execute_sql_flush
+def _patch_flush(operations_class) -> None:
+    original = operations_class.execute_sql_flush
     if getattr(original, "_ledger_wrapped", False):
         return
 
@@ -41,4 +41,4 @@ def patch_sqlite_flush() -> None:
             _state.flushing = False
 
     execute_sql_flush._ledger_wrapped = True  # type: ignore[attr-defined]
-    DatabaseOperations.execute_sql_flush = execute_sql_flush
+    operations_class.execute_sql_flush = execute_sql_flush
