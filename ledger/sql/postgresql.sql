@@ -10,16 +10,18 @@ ALTER TABLE ledger_entry ADD CONSTRAINT ledger_entry_account_currency_fk
 --    the same deferred check makes sure the journal exists (in place of a foreign key).
 CREATE OR REPLACE FUNCTION ledger_check_journal_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
+    has_journal boolean;
     bad text;
 BEGIN
-    PERFORM 1 FROM ledger_journal WHERE id = NEW.journal_id;
-    IF NOT FOUND THEN
+    SELECT EXISTS (SELECT 1 FROM ledger_journal WHERE id = NEW.journal_id),
+           (SELECT currency FROM ledger_entry WHERE journal_id = NEW.journal_id
+             GROUP BY currency HAVING sum(amount) <> 0 LIMIT 1)
+      INTO has_journal, bad;
+    IF NOT has_journal THEN
         RAISE EXCEPTION 'ledger: entry % names no journal (%)', NEW.id, NEW.journal_id
             USING ERRCODE = '23503', CONSTRAINT = 'ledger_entry_journal_exists';
     END IF;
-    SELECT currency INTO bad FROM ledger_entry WHERE journal_id = NEW.journal_id
-        GROUP BY currency HAVING sum(amount) <> 0 LIMIT 1;
-    IF FOUND THEN
+    IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'ledger: journal % does not balance in %', NEW.journal_id, bad
             USING ERRCODE = '23514', CONSTRAINT = 'ledger_journal_balanced';
     END IF;
