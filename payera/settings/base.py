@@ -385,6 +385,6 @@ AXES_HTTP_RESPONSE_CODE = 429
 # --- Ledger (ledger app) ----------------------------------------------------------------
 # Sub-accounts per hot account (docs/decisions/ledger-hot-accounts.md); the posting engine
 # ("auto": the PL/pgSQL function on PostgreSQL, the portable Python engine on SQLite).
-LEDGER_HOT_SHARDS = env.int("LEDGER_HOT_SHARDS", default=16)
-LEDGER_ENGINE = env.str("LEDGER_ENGINE", default="auto")
+LEDGER_HOT_SHARDS = 16
+LEDGER_ENGINE = "auto"
 CELERY_BEAT_SCHEDULE["ledger-pending-expire"] = {"task": "ledger.tasks.pending_expire_task", "schedule": 60.0}
