@@ -252,3 +252,10 @@ PSP_CONNECTORS = {
     "alpha": {"ADAPTER": "psp_adapters.alpha.AlphaAdapter", "OPTIONS": {"base_url": SANDBOX_ALPHA_URL}},
     "beta": {"ADAPTER": "psp_adapters.beta.BetaAdapter", "OPTIONS": {"base_url": SANDBOX_BETA_URL}},
 }
+
+# --- Ledger (ledger app) ----------------------------------------------------------------
+# Sub-accounts per hot account (docs/decisions/0004-ledger-hot-accounts.md); the posting engine
+# ("auto": the PL/pgSQL function on PostgreSQL, the portable Python engine on SQLite).
+LEDGER_HOT_SHARDS = env.int("LEDGER_HOT_SHARDS", default=16)
+LEDGER_ENGINE = env.str("LEDGER_ENGINE", default="auto")
+CELERY_BEAT_SCHEDULE["ledger-pending-expire"] = {"task": "ledger.tasks.pending_expire_task", "schedule": 60.0}
