@@ -24,6 +24,8 @@ from ledger.errors import AccountNotFoundError, InvalidPostingError, UnbalancedJ
 from ledger.types import AccountKey, JournalPhase, PostingLine, PostResult, PostStatus, chart_spec
 
 DEFAULT_HOT_SHARDS = 16
+# Deadlock/serialization retries taken (outside transactions only); the tests assert none happen.
+stats = {"retries": 0}
 MAX_REFERENCE = 255
 
 
@@ -91,6 +93,7 @@ def post(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
         except DatabaseError as exc:
             sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
             if sqlstate in ("40P01", "40001") and attempt + 1 < attempts:
+                stats["retries"] += 1
                 time.sleep(0.005 * (attempt + 1))
                 continue
             raise
