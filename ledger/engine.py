@@ -221,13 +221,25 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
         state = {key: [row.balance, row.debits_pending, row.credits_pending, row.version] for key, row in rows.items()}
         original = {key: list(v) for key, v in state.items()}
         entries: list[Entry] = []
+        created_here: dict[str, tuple[Item, int]] = {}
         sid = transaction.savepoint() if atomic and len(items) > 1 else None
         failed: int | None = None
         for n, item in enumerate(items):
             undo = {key: list(v) for key, v in state.items()}
             status = PostStatus.CREATED
+            journal_id = None
             new_entries: list[tuple[AccountKey, int, int, int, bool]] = []
-            if item.pending_id is not None:
+            # Idempotency first: a known reference answers exists or conflict.
+            earlier = created_here.get(item.reference)
+            existing = None if earlier else Journal.objects.filter(reference=item.reference).first()
+            if earlier is not None:
+                journal_id = earlier[1]
+                status = PostStatus.EXISTS if _same_item(earlier[0], item) else PostStatus.REFERENCE_CONFLICT
+            elif existing is not None:
+                journal_id = existing.id
+                ids = {k: a.id for k, a in logical.items()}
+                status = PostStatus.EXISTS if _same(existing, item, ids) else PostStatus.REFERENCE_CONFLICT
+            if status is PostStatus.CREATED and item.pending_id is not None:
                 pj = Journal.objects.filter(id=item.pending_id).first()
                 if pj is None or pj.phase != JournalPhase.PENDING:
                     status = PostStatus.NOT_PENDING
@@ -242,7 +254,7 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                         "account_id", "amount"
                     ):
                         key = by_row_id.get(account_id)
-                        if key is None:
+                        if key is None or rows[key].hot:
                             continue  # a hot shard: pending amounts are not tracked there
                         if amount > 0:
                             state[key][1] -= amount
@@ -266,7 +278,7 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                     st[3] += 1
                     new_entries.append((line.account, line.amount, st[0], st[3], pend))
             if status is PostStatus.CREATED:
-                for key in {line.account for line in item.lines} | set(item.extra_accounts):
+                for key in dict.fromkeys([*item.extra_accounts, *(line.account for line in item.lines)]):
                     row, st = rows[key], state[key]
                     if row.debits_must_not_exceed_credits and st[0] + st[1] > 0:
                         status = PostStatus.EXCEEDS_CREDITS
@@ -274,55 +286,53 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                     if row.credits_must_not_exceed_debits and st[2] - st[0] > 0:
                         status = PostStatus.EXCEEDS_DEBITS
                         break
-            journal_id = None
             if status is PostStatus.CREATED:
-                existing = Journal.objects.filter(reference=item.reference).first()
-                if existing is None:
-                    clash = (item.pending_id and Journal.objects.filter(pending_id=item.pending_id).exists()) or (
-                        item.reverses_id and Journal.objects.filter(reverses_id=item.reverses_id).exists()
-                    )
-                    if clash:
-                        status = PostStatus.PENDING_ALREADY_RESOLVED if item.pending_id else PostStatus.ALREADY_REVERSED
-                    else:
-                        try:
-                            with transaction.atomic():
-                                journal = Journal.objects.create(
-                                    reference=item.reference,
-                                    kind=str(item.kind),
-                                    phase=int(item.phase),
-                                    memo=item.memo,
-                                    metadata=item.metadata or {},
-                                    occurred_at=item.occurred_at,
-                                    reverses_id=item.reverses_id,
-                                    pending_id=item.pending_id,
-                                    expires_at=item.expires_at,
-                                )
-                        except IntegrityError:
-                            existing = Journal.objects.filter(reference=item.reference).first()
-                            if existing is None:
-                                status = PostStatus.PENDING_ALREADY_RESOLVED
+                clash = (item.pending_id and Journal.objects.filter(pending_id=item.pending_id).exists()) or (
+                    item.reverses_id and Journal.objects.filter(reverses_id=item.reverses_id).exists()
+                )
+                if clash:
+                    status = PostStatus.PENDING_ALREADY_RESOLVED if item.pending_id else PostStatus.ALREADY_REVERSED
+                else:
+                    try:
+                        with transaction.atomic():
+                            journal = Journal.objects.create(
+                                reference=item.reference,
+                                kind=str(item.kind),
+                                phase=int(item.phase),
+                                memo=item.memo,
+                                metadata=item.metadata or {},
+                                occurred_at=item.occurred_at,
+                                reverses_id=item.reverses_id,
+                                pending_id=item.pending_id,
+                                expires_at=item.expires_at,
+                            )
+                    except IntegrityError:
+                        # a concurrent writer (PostgreSQL only) took the reference or resolution
+                        existing = Journal.objects.filter(reference=item.reference).first()
+                        if existing is None:
+                            status = (
+                                PostStatus.PENDING_ALREADY_RESOLVED if item.pending_id else PostStatus.ALREADY_REVERSED
+                            )
                         else:
-                            journal_id = journal.id
-                            for key, amount, bal, ver, pend in new_entries:
-                                row = rows[key]
-                                entries.append(
-                                    Entry(
-                                        journal_id=journal.id,
-                                        account_id=row.id,
-                                        currency=key.currency,
-                                        amount=amount,
-                                        balance_after=bal,
-                                        version=ver,
-                                        is_pending=pend,
-                                    )
+                            journal_id = existing.id
+                            ids = {k: a.id for k, a in logical.items()}
+                            ok = _same(existing, item, ids)
+                            status = PostStatus.EXISTS if ok else PostStatus.REFERENCE_CONFLICT
+                    else:
+                        journal_id = journal.id
+                        created_here[item.reference] = (item, journal.id)
+                        for key, amount, bal, ver, pend in new_entries:
+                            entries.append(
+                                Entry(
+                                    journal_id=journal.id,
+                                    account_id=rows[key].id,
+                                    currency=key.currency,
+                                    amount=amount,
+                                    balance_after=bal,
+                                    version=ver,
+                                    is_pending=pend,
                                 )
-                if existing is not None:
-                    journal_id = existing.id
-                    status = (
-                        PostStatus.EXISTS
-                        if _same(existing, item, {k: a.id for k, a in logical.items()})
-                        else PostStatus.REFERENCE_CONFLICT
-                    )
+                            )
             results[n] = PostResult(n, status, journal_id, item.reference)
             if status is not PostStatus.CREATED:
                 state = undo
@@ -361,3 +371,11 @@ def _same(existing, item: Item, ids: dict[AccountKey, int]) -> bool:
         )
     )
     return stored == sorted((ids[line.account], line.amount) for line in item.lines)
+
+
+def _same_item(a: Item, b: Item) -> bool:
+    def norm(item: Item):
+        return sorted((line.account, line.amount) for line in item.lines)
+
+    links = (int(a.phase), a.pending_id, a.reverses_id) == (int(b.phase), b.pending_id, b.reverses_id)
+    return links and norm(a) == norm(b)

@@ -116,7 +116,7 @@ DECLARE
     u_dp bigint[];
     u_cp bigint[];
     u_ver bigint[];
-    i integer; j integer; k integer; a integer; ls integer; le integer := 0;
+    i integer; j integer; jj integer; k integer; a integer; ls integer; le integer := 0;
     e_start integer;
     rec record;
     v_id bigint; v_hot boolean; v_dmnec boolean; v_cmned boolean; v_status text; v_shards integer;
@@ -207,7 +207,7 @@ BEGIN
                         FOR k IN 1..n_acc LOOP
                             IF lk_id[k] = rec.account_id THEN a := k; EXIT; END IF;
                         END LOOP;
-                        IF a IS NULL THEN
+                        IF a IS NULL OR s_hot[a] THEN
                             CONTINUE;  -- a hot shard: pending amounts are not tracked there
                         END IF;
                         u_n := u_n + 1; u_acc[u_n] := a;
@@ -243,6 +243,7 @@ BEGIN
                     IF s_cmned[a] AND s_cp[a] - s_bal[a] > 0 THEN st := 'exceeds_debits'; EXIT; END IF;
                 END LOOP;
             END IF;
+            jid := NULL;
             IF st = 'created' THEN
                 INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, reverses_id,
                                             pending_id, expires_at)
@@ -250,10 +251,42 @@ BEGIN
                         j_reverses[j], j_pending[j], j_expires[j])
                 ON CONFLICT DO NOTHING RETURNING id INTO jid;
                 IF jid IS NULL THEN
-                    SELECT id INTO jid FROM ledger_journal WHERE reference = j_reference[j];
-                    IF jid IS NULL THEN
+                    st := 'duplicate';
+                ELSE
+                    r_journal[j] := jid;
+                    FOR k IN e_start + 1..e_n LOOP
+                        e_journal[k] := jid;
+                    END LOOP;
+                END IF;
+            END IF;
+            IF st <> 'created' THEN
+                -- Idempotency first (as TigerBeetle): a known reference answers exists or conflict,
+                -- whatever the balances say now.
+                SELECT id INTO jid FROM ledger_journal WHERE reference = j_reference[j];
+                IF jid IS NULL THEN
+                    IF st = 'duplicate' THEN
                         st := CASE WHEN j_pending[j] IS NOT NULL THEN 'pending_already_resolved'
                                    ELSE 'already_reversed' END;
+                    END IF;
+                ELSE
+                    r_journal[j] := jid;
+                    jj := array_position(r_journal, jid);
+                    IF jj < j AND r_status[jj] = 'created' THEN
+                        -- the first journal with this reference is earlier in this batch (its entries
+                        -- are not written yet): compare with its input lines
+                        IF j_phase[jj] = j_phase[j] AND j_pending[jj] IS NOT DISTINCT FROM j_pending[j]
+                           AND j_reverses[jj] IS NOT DISTINCT FROM j_reverses[j]
+                           AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+                                  FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
+                                          FROM generate_series(CASE WHEN jj = 1 THEN 1 ELSE j_line_end[jj - 1] + 1 END,
+                                                               j_line_end[jj]) g) t)
+                             = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+                                  FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
+                                          FROM generate_series(ls, le) g) t) THEN
+                            st := 'exists';
+                        ELSE
+                            st := 'reference_conflict';
+                        END IF;
                     ELSIF EXISTS (
                         SELECT 1 FROM ledger_journal x WHERE x.id = jid
                            AND x.phase = j_phase[j]
@@ -270,12 +303,6 @@ BEGIN
                     ELSE
                         st := 'reference_conflict';
                     END IF;
-                    r_journal[j] := jid;
-                ELSE
-                    r_journal[j] := jid;
-                    FOR k IN e_start + 1..e_n LOOP
-                        e_journal[k] := jid;
-                    END LOOP;
                 END IF;
             END IF;
             r_status[j] := st;

@@ -57,8 +57,10 @@ def test_16_writers_among_10_accounts_totals_exact_no_deadlock(owner):
             if n % 10 == 0:  # sometimes a batch of two
                 from ledger.types import JournalRequest
 
-                reqs = [JournalRequest(reference=f"w:{owner}:{t}:{n}:{b}", lines=tuple(lines), occurred_at=now)
-                        for b in range(2)]
+                reqs = [
+                    JournalRequest(reference=f"w:{owner}:{t}:{n}:{b}", lines=tuple(lines), occurred_at=now)
+                    for b in range(2)
+                ]
                 results = services.journal_post_many(reqs)
                 assert all(r.status is PostStatus.CREATED for r in results)
                 times = 2
@@ -83,16 +85,21 @@ def test_16_writers_among_10_accounts_totals_exact_no_deadlock(owner):
 def test_50_concurrent_withdrawals_from_an_account_that_affords_10(owner):
     wallet = make_account(owner, "wallet", type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
     sink = make_account(owner, "sink")
-    services.journal_post(reference=f"fund:{owner}", lines=transfer_lines(debit=sink, credit=wallet, amount=100),
-                          occurred_at=datetime.now(UTC))
+    services.journal_post(
+        reference=f"fund:{owner}",
+        lines=transfer_lines(debit=sink, credit=wallet, amount=100),
+        occurred_at=datetime.now(UTC),
+    )
     outcomes: Counter = Counter()
     lock = threading.Lock()
 
     def withdraw(i: int) -> None:
         try:
-            services.journal_post(reference=f"wd:{owner}:{i}",
-                                  lines=transfer_lines(debit=wallet, credit=sink, amount=10),
-                                  occurred_at=datetime.now(UTC))
+            services.journal_post(
+                reference=f"wd:{owner}:{i}",
+                lines=transfer_lines(debit=wallet, credit=sink, amount=10),
+                occurred_at=datetime.now(UTC),
+            )
             outcome = "ok"
         except LimitExceededError:
             outcome = "refused"
@@ -107,13 +114,15 @@ def test_50_concurrent_withdrawals_from_an_account_that_affords_10(owner):
 
 
 def test_same_reference_from_16_threads_posts_once(owner):
-    lines = transfer_lines(debit=Accounts.merchant_pending(owner, "EUR"),
-                           credit=Accounts.merchant_available(owner, "EUR"), amount=7)
+    lines = transfer_lines(
+        debit=Accounts.merchant_pending(owner, "EUR"), credit=Accounts.merchant_available(owner, "EUR"), amount=7
+    )
     statuses: list[PostStatus] = []
 
     def post(i: int) -> None:
-        statuses.append(services.journal_post(reference=f"once:{owner}", lines=lines,
-                                              occurred_at=datetime.now(UTC)).status)
+        statuses.append(
+            services.journal_post(reference=f"once:{owner}", lines=lines, occurred_at=datetime.now(UTC)).status
+        )
 
     assert run_threads(16, post) == []
     assert Counter(statuses) == {PostStatus.CREATED: 1, PostStatus.EXISTS: 15}
@@ -129,8 +138,10 @@ def test_16_writers_on_one_hot_account(owner):
             merchant = f"{owner}{t % 4}"
             services.journal_post(
                 reference=f"h:{owner}:{t}:{n}",
-                lines=(PostingLine.debit(Accounts.merchant_pending(merchant, currency), 10),
-                       PostingLine.credit(Accounts.fee_revenue(currency), 10)),
+                lines=(
+                    PostingLine.debit(Accounts.merchant_pending(merchant, currency), 10),
+                    PostingLine.credit(Accounts.fee_revenue(currency), 10),
+                ),
                 occurred_at=datetime.now(UTC),
             )
 
@@ -143,10 +154,14 @@ def test_16_writers_on_one_hot_account(owner):
 
 def test_concurrent_post_and_void_of_one_pending_resolve_it_once(owner):
     src, dst = Accounts.merchant_available(owner, "EUR"), Accounts.payouts_in_transit("EUR")
-    services.journal_post(reference=f"fund:{owner}", lines=transfer_lines(debit=Accounts.bank_cash("EUR"),
-                          credit=src, amount=100), occurred_at=datetime.now(UTC))
-    p = services.pending_create(reference=f"p:{owner}", lines=transfer_lines(debit=src, credit=dst, amount=60),
-                                occurred_at=datetime.now(UTC))
+    services.journal_post(
+        reference=f"fund:{owner}",
+        lines=transfer_lines(debit=Accounts.bank_cash("EUR"), credit=src, amount=100),
+        occurred_at=datetime.now(UTC),
+    )
+    p = services.pending_create(
+        reference=f"p:{owner}", lines=transfer_lines(debit=src, credit=dst, amount=60), occurred_at=datetime.now(UTC)
+    )
     ok: list[str] = []
 
     def resolve(i: int) -> None:
@@ -154,12 +169,14 @@ def test_concurrent_post_and_void_of_one_pending_resolve_it_once(owner):
 
         try:
             if i % 2:
-                services.pending_post(pending_id=p.journal_id, reference=f"post:{owner}:{i}",
-                                      occurred_at=datetime.now(UTC))
+                services.pending_post(
+                    pending_id=p.journal_id, reference=f"post:{owner}:{i}", occurred_at=datetime.now(UTC)
+                )
                 ok.append("post")
             else:
-                services.pending_void(pending_id=p.journal_id, reference=f"void:{owner}:{i}",
-                                      occurred_at=datetime.now(UTC))
+                services.pending_void(
+                    pending_id=p.journal_id, reference=f"void:{owner}:{i}", occurred_at=datetime.now(UTC)
+                )
                 ok.append("void")
         except PendingStateError:
             pass

@@ -16,7 +16,8 @@ from tests.ledger.conftest import make_account
 def _post(owner, now, amount=100):
     src, dst = Accounts.merchant_pending(owner, "EUR"), Accounts.merchant_available(owner, "EUR")
     return services.journal_post(
-        reference=f"t:{owner}:{uuid.uuid4().hex}", lines=transfer_lines(debit=src, credit=dst, amount=amount),
+        reference=f"t:{owner}:{uuid.uuid4().hex}",
+        lines=transfer_lines(debit=src, credit=dst, amount=amount),
         occurred_at=now,
     )
 

@@ -103,13 +103,16 @@ def test_unknown_non_chart_account_is_not_created(owner, now):
 def test_limited_account_refuses_overdraft_and_writes_nothing(owner, now):
     wallet = make_account(owner, "wallet", type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
     source = make_account(owner, "source")
-    services.journal_post(reference=f"fund:{owner}", lines=transfer_lines(debit=source, credit=wallet, amount=100),
-                          occurred_at=now)
-    services.journal_post(reference=f"w1:{owner}", lines=transfer_lines(debit=wallet, credit=source, amount=60),
-                          occurred_at=now)
+    services.journal_post(
+        reference=f"fund:{owner}", lines=transfer_lines(debit=source, credit=wallet, amount=100), occurred_at=now
+    )
+    services.journal_post(
+        reference=f"w1:{owner}", lines=transfer_lines(debit=wallet, credit=source, amount=60), occurred_at=now
+    )
     with pytest.raises(LimitExceededError) as err:
-        services.journal_post(reference=f"w2:{owner}", lines=transfer_lines(debit=wallet, credit=source, amount=41),
-                              occurred_at=now)
+        services.journal_post(
+            reference=f"w2:{owner}", lines=transfer_lines(debit=wallet, credit=source, amount=41), occurred_at=now
+        )
     assert err.value.status is PostStatus.EXCEEDS_CREDITS
     assert not Journal.objects.filter(reference=f"w2:{owner}").exists()
     assert selectors.account_balance(key=wallet).posted == -40
@@ -119,8 +122,9 @@ def test_credits_must_not_exceed_debits(owner, now):
     asset = make_account(owner, "cash", credits_must_not_exceed_debits=True)
     other = make_account(owner, "other", type=AccountType.EQUITY)
     with pytest.raises(LimitExceededError) as err:
-        services.journal_post(reference=f"x:{owner}", lines=transfer_lines(debit=other, credit=asset, amount=1),
-                              occurred_at=now)
+        services.journal_post(
+            reference=f"x:{owner}", lines=transfer_lines(debit=other, credit=asset, amount=1), occurred_at=now
+        )
     assert err.value.status is PostStatus.EXCEEDS_DEBITS
 
 
@@ -131,9 +135,11 @@ def test_frozen_account_refuses_postings(owner, now):
     services.account_get_or_create(key=key)
     services.account_set_status(key=key, status=AccountStatus.FROZEN)
     with pytest.raises(AccountFrozenError):
-        services.journal_post(reference=f"f:{owner}",
-                              lines=transfer_lines(debit=Accounts.bank_cash("EUR"), credit=key, amount=1),
-                              occurred_at=now)
+        services.journal_post(
+            reference=f"f:{owner}",
+            lines=transfer_lines(debit=Accounts.bank_cash("EUR"), credit=key, amount=1),
+            occurred_at=now,
+        )
 
 
 def test_reverse_posts_mirror_once(owner, now):
@@ -151,8 +157,9 @@ def test_reverse_posts_mirror_once(owner, now):
 def _requests(owner, now, n, amount=10):
     src, dst = Accounts.merchant_pending(owner, "EUR"), Accounts.merchant_available(owner, "EUR")
     return [
-        JournalRequest(reference=f"b:{owner}:{i}", lines=transfer_lines(debit=src, credit=dst, amount=amount),
-                       occurred_at=now)
+        JournalRequest(
+            reference=f"b:{owner}:{i}", lines=transfer_lines(debit=src, credit=dst, amount=amount), occurred_at=now
+        )
         for i in range(n)
     ]
 
@@ -172,12 +179,15 @@ def test_atomic_batch_failure_posts_nothing(owner, now):
     wallet = make_account(owner, "wallet", type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
     src = make_account(owner, "src")
     reqs = [
-        JournalRequest(reference=f"a:{owner}:1", lines=transfer_lines(debit=src, credit=wallet, amount=10),
-                       occurred_at=now),
-        JournalRequest(reference=f"a:{owner}:2", lines=transfer_lines(debit=wallet, credit=src, amount=11),
-                       occurred_at=now),
-        JournalRequest(reference=f"a:{owner}:3", lines=transfer_lines(debit=src, credit=wallet, amount=10),
-                       occurred_at=now),
+        JournalRequest(
+            reference=f"a:{owner}:1", lines=transfer_lines(debit=src, credit=wallet, amount=10), occurred_at=now
+        ),
+        JournalRequest(
+            reference=f"a:{owner}:2", lines=transfer_lines(debit=wallet, credit=src, amount=11), occurred_at=now
+        ),
+        JournalRequest(
+            reference=f"a:{owner}:3", lines=transfer_lines(debit=src, credit=wallet, amount=10), occurred_at=now
+        ),
     ]
     with pytest.raises(LimitExceededError):
         services.journal_post_many(reqs)
@@ -201,10 +211,12 @@ def test_caller_can_catch_a_refusal_and_continue_its_transaction(owner, now):
     src = make_account(owner, "src")
     with transaction.atomic():
         with pytest.raises(LimitExceededError):
-            services.journal_post(reference=f"w:{owner}", lines=transfer_lines(debit=wallet, credit=src, amount=1),
-                                  occurred_at=now)
-        services.journal_post(reference=f"d:{owner}", lines=transfer_lines(debit=src, credit=wallet, amount=1),
-                              occurred_at=now)
+            services.journal_post(
+                reference=f"w:{owner}", lines=transfer_lines(debit=wallet, credit=src, amount=1), occurred_at=now
+            )
+        services.journal_post(
+            reference=f"d:{owner}", lines=transfer_lines(debit=src, credit=wallet, amount=1), occurred_at=now
+        )
     assert selectors.account_balance(key=wallet).posted == -1
 
 
@@ -223,10 +235,14 @@ def test_hot_account_spreads_over_shards_and_sums(owner, now):
 def test_entries_carry_balance_after_and_gapless_versions(owner, now):
     src, dst = Accounts.merchant_pending(owner, "EUR"), Accounts.merchant_available(owner, "EUR")
     for i, amount in enumerate([5, 7, 11]):
-        services.journal_post(reference=f"v:{owner}:{i}", lines=transfer_lines(debit=src, credit=dst, amount=amount),
-                              occurred_at=now)
-    rows = list(Entry.objects.filter(account__owner=owner, account__code="merchant_available")
-                .order_by("version").values_list("version", "balance_after"))
+        services.journal_post(
+            reference=f"v:{owner}:{i}", lines=transfer_lines(debit=src, credit=dst, amount=amount), occurred_at=now
+        )
+    rows = list(
+        Entry.objects.filter(account__owner=owner, account__code="merchant_available")
+        .order_by("version")
+        .values_list("version", "balance_after")
+    )
     assert rows == [(1, -5), (2, -12), (3, -23)]
     assert selectors.account_balance_at_version(key=dst, version=2) == -12
     assert selectors.account_balance_at(key=dst, at=now + timedelta(days=1)) == -23
@@ -245,31 +261,46 @@ def test_balance_transaction_list_newest_first(owner, now):
 def test_pending_post_partial_and_release(owner, now):
     wallet = make_account(owner, "wallet", type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
     out = make_account(owner, "out")
-    services.journal_post(reference=f"fund:{owner}", lines=transfer_lines(debit=out, credit=wallet, amount=100),
-                          occurred_at=now)
-    p = services.pending_create(reference=f"p:{owner}", lines=transfer_lines(debit=wallet, credit=out, amount=80),
-                                occurred_at=now, expires_at=now + timedelta(hours=1))
+    services.journal_post(
+        reference=f"fund:{owner}", lines=transfer_lines(debit=out, credit=wallet, amount=100), occurred_at=now
+    )
+    p = services.pending_create(
+        reference=f"p:{owner}",
+        lines=transfer_lines(debit=wallet, credit=out, amount=80),
+        occurred_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
     assert selectors.account_balance(key=wallet).debits_pending == 80
     with pytest.raises(LimitExceededError):  # the reservation counts against the limit
-        services.journal_post(reference=f"w:{owner}", lines=transfer_lines(debit=wallet, credit=out, amount=21),
-                              occurred_at=now)
-    posted = services.pending_post(pending_id=p.journal_id, reference=f"pp:{owner}", occurred_at=now,
-                                   lines=transfer_lines(debit=wallet, credit=out, amount=50))
+        services.journal_post(
+            reference=f"w:{owner}", lines=transfer_lines(debit=wallet, credit=out, amount=21), occurred_at=now
+        )
+    posted = services.pending_post(
+        pending_id=p.journal_id,
+        reference=f"pp:{owner}",
+        occurred_at=now,
+        lines=transfer_lines(debit=wallet, credit=out, amount=50),
+    )
     assert posted.status is PostStatus.CREATED
     bal = selectors.account_balance(key=wallet)
     assert (bal.posted, bal.debits_pending) == (-50, 0)
     with pytest.raises(PendingStateError):
         services.pending_void(pending_id=p.journal_id, reference=f"pv:{owner}", occurred_at=now)
     with pytest.raises(InvalidPostingError):
-        services.pending_post(pending_id=p.journal_id, reference=f"pp2:{owner}", occurred_at=now,
-                              lines=transfer_lines(debit=wallet, credit=out, amount=81))
+        services.pending_post(
+            pending_id=p.journal_id,
+            reference=f"pp2:{owner}",
+            occurred_at=now,
+            lines=transfer_lines(debit=wallet, credit=out, amount=81),
+        )
     assert ledger_verify().ok
 
 
 def test_pending_void_releases(owner, now):
     src, dst = Accounts.merchant_available(owner, "EUR"), Accounts.payouts_in_transit("EUR")
-    p = services.pending_create(reference=f"p:{owner}", lines=transfer_lines(debit=src, credit=dst, amount=30),
-                                occurred_at=now)
+    p = services.pending_create(
+        reference=f"p:{owner}", lines=transfer_lines(debit=src, credit=dst, amount=30), occurred_at=now
+    )
     assert selectors.balance_get(owner=owner).available[0].amount == -30
     services.pending_void(pending_id=p.journal_id, reference=f"v:{owner}", occurred_at=now)
     assert selectors.account_balance(key=src).debits_pending == 0
@@ -280,8 +311,12 @@ def test_expired_pending_cannot_post_and_is_voided_by_the_task(owner, now):
     from ledger.tasks import pending_expire_task
 
     src, dst = Accounts.merchant_escrow(owner, "EUR"), Accounts.merchant_available(owner, "EUR")
-    p = services.pending_create(reference=f"p:{owner}", lines=transfer_lines(debit=src, credit=dst, amount=30),
-                                occurred_at=now, expires_at=now - timedelta(seconds=1))
+    p = services.pending_create(
+        reference=f"p:{owner}",
+        lines=transfer_lines(debit=src, credit=dst, amount=30),
+        occurred_at=now,
+        expires_at=now - timedelta(seconds=1),
+    )
     with pytest.raises(PendingStateError) as err:
         services.pending_post(pending_id=p.journal_id, reference=f"pp:{owner}", occurred_at=now)
     assert err.value.status is PostStatus.PENDING_EXPIRED
