@@ -111,11 +111,23 @@ def _accounts(items: Sequence[Item]) -> list[AccountKey]:
 # --- PostgreSQL --------------------------------------------------------------------------
 
 _PG_SQL = (
-    "SELECT r_status, r_journal FROM ledger_post_batch("
+    "SELECT r_status, r_journal FROM {function}("
     "%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[], %s::boolean[], %s::boolean[], %s::boolean[],"
     " %s::integer, %s::text[], %s::text[], %s::text[], %s::text[]::jsonb[], %s::timestamptz[], %s::smallint[],"
     " %s::bigint[], %s::bigint[], %s::timestamptz[], %s::integer[], %s::integer[], %s::bigint[], %s::boolean)"
 )
+
+
+def _bound_cursor():
+    """A Django cursor over a server-side-binding psycopg cursor: the call's parameters travel as
+    bound values (no SQL literal to build and parse; Django's default cursor binds client-side).
+    Django's execute wrappers and query logging still apply. (Forcing a prepared statement was
+    measured slower for this one-call function.)"""
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
 def _post_pg(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
@@ -154,9 +166,10 @@ def _post_pg(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
         line_amount,
         atomic,
     ]
+    function = "ledger_post_batch_atomic" if atomic and len(items) > 1 else "ledger_post_batch"
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_PG_SQL, params)
+        with _bound_cursor() as cursor:
+            cursor.execute(_PG_SQL.format(function=function), params)
             statuses, journal_ids = cursor.fetchone()
     except DatabaseError as exc:
         cause = exc.__cause__

@@ -24,6 +24,7 @@ def unapply(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
         schema_editor.execute(
+            "DROP FUNCTION IF EXISTS ledger_post_batch_atomic CASCADE;"
             "DROP FUNCTION IF EXISTS ledger_post_batch CASCADE;"
             "DROP TRIGGER IF EXISTS ledger_entry_balanced ON ledger_entry;"
             "DROP TRIGGER IF EXISTS ledger_journal_append_only ON ledger_journal;"

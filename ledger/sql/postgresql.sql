@@ -72,8 +72,8 @@ CREATE TRIGGER ledger_account_guard BEFORE UPDATE OR DELETE ON ledger_account
 -- Locking: hot accounts first, one free shard each (SKIP LOCKED; waits on one shard only when all
 -- are busy), then every other account with SELECT .. ORDER BY id FOR UPDATE: one fixed order.
 -- Returns one status per journal; nothing of a failed journal is written. With p_atomic, the
--- first failure undoes the whole batch (TigerBeetle's linked chain) and the other journals
--- answer 'linked_event_failed'.
+-- first failure of a multi-journal batch aborts the statement (TigerBeetle's linked chain);
+-- ledger_post_batch_atomic() turns that into statuses ('linked_event_failed' for the others).
 CREATE OR REPLACE FUNCTION ledger_post_batch(
     a_owner text[], a_code text[], a_currency text[], a_type text[],
     a_dmnec boolean[], a_cmned boolean[], a_hot boolean[], a_create boolean[], a_shards integer,
@@ -184,153 +184,145 @@ BEGIN
     END IF;
     o_bal := s_bal; o_dp := s_dp; o_cp := s_cp; o_ver := s_ver;
 
-    <<batch>>
-    BEGIN
-        FOR j IN 1..n_j LOOP
-            ls := le + 1;
-            le := j_line_end[j];
-            st := 'created';
-            u_n := 0; u_acc := '{}'; u_bal := '{}'; u_dp := '{}'; u_cp := '{}'; u_ver := '{}';
-            e_start := e_n;
-            pend := j_phase[j] = 1;
-            -- A post or void must name an open pending journal; a post must come before its expiry.
-            IF j_pending[j] IS NOT NULL THEN
-                SELECT phase, expires_at INTO p_phase, p_expires FROM ledger_journal WHERE id = j_pending[j];
-                IF NOT FOUND OR p_phase <> 1 THEN
-                    st := 'not_pending';
-                ELSIF j_phase[j] = 2 AND p_expires IS NOT NULL AND p_expires <= clock_timestamp() THEN
-                    st := 'pending_expired';
-                ELSE
-                    -- Release the reservation (not tracked on hot accounts).
-                    FOR rec IN SELECT account_id, amount FROM ledger_entry WHERE journal_id = j_pending[j] LOOP
-                        a := NULL;
-                        FOR k IN 1..n_acc LOOP
-                            IF lk_id[k] = rec.account_id THEN a := k; EXIT; END IF;
-                        END LOOP;
-                        IF a IS NULL OR s_hot[a] THEN
-                            CONTINUE;  -- a hot shard: pending amounts are not tracked there
-                        END IF;
-                        u_n := u_n + 1; u_acc[u_n] := a;
-                        u_bal[u_n] := s_bal[a]; u_dp[u_n] := s_dp[a]; u_cp[u_n] := s_cp[a]; u_ver[u_n] := s_ver[a];
-                        IF rec.amount > 0 THEN s_dp[a] := s_dp[a] - rec.amount;
-                        ELSE s_cp[a] := s_cp[a] + rec.amount; END IF;
+    FOR j IN 1..n_j LOOP
+        ls := le + 1;
+        le := j_line_end[j];
+        st := 'created';
+        u_n := 0; u_acc := '{}'; u_bal := '{}'; u_dp := '{}'; u_cp := '{}'; u_ver := '{}';
+        e_start := e_n;
+        pend := j_phase[j] = 1;
+        -- A post or void must name an open pending journal; a post must come before its expiry.
+        IF j_pending[j] IS NOT NULL THEN
+            SELECT phase, expires_at INTO p_phase, p_expires FROM ledger_journal WHERE id = j_pending[j];
+            IF NOT FOUND OR p_phase <> 1 THEN
+                st := 'not_pending';
+            ELSIF j_phase[j] = 2 AND p_expires IS NOT NULL AND p_expires <= clock_timestamp() THEN
+                st := 'pending_expired';
+            ELSE
+                -- Release the reservation (not tracked on hot accounts).
+                FOR rec IN SELECT account_id, amount FROM ledger_entry WHERE journal_id = j_pending[j] LOOP
+                    a := NULL;
+                    FOR k IN 1..n_acc LOOP
+                        IF lk_id[k] = rec.account_id THEN a := k; EXIT; END IF;
                     END LOOP;
-                END IF;
-            END IF;
-            IF st = 'created' THEN
-                FOR k IN ls..le LOOP
-                    a := l_account[k]; amt := l_amount[k];
-                    IF s_frozen[a] THEN st := 'account_frozen'; EXIT; END IF;
+                    IF a IS NULL OR s_hot[a] THEN
+                        CONTINUE;  -- a hot shard: pending amounts are not tracked there
+                    END IF;
                     u_n := u_n + 1; u_acc[u_n] := a;
                     u_bal[u_n] := s_bal[a]; u_dp[u_n] := s_dp[a]; u_cp[u_n] := s_cp[a]; u_ver[u_n] := s_ver[a];
-                    IF pend THEN
-                        IF NOT s_hot[a] THEN
-                            IF amt > 0 THEN s_dp[a] := s_dp[a] + amt; ELSE s_cp[a] := s_cp[a] - amt; END IF;
-                        END IF;
-                    ELSE
-                        s_bal[a] := s_bal[a] + amt;
+                    IF rec.amount > 0 THEN s_dp[a] := s_dp[a] - rec.amount;
+                    ELSE s_cp[a] := s_cp[a] + rec.amount; END IF;
+                END LOOP;
+            END IF;
+        END IF;
+        IF st = 'created' THEN
+            FOR k IN ls..le LOOP
+                a := l_account[k]; amt := l_amount[k];
+                IF s_frozen[a] THEN st := 'account_frozen'; EXIT; END IF;
+                u_n := u_n + 1; u_acc[u_n] := a;
+                u_bal[u_n] := s_bal[a]; u_dp[u_n] := s_dp[a]; u_cp[u_n] := s_cp[a]; u_ver[u_n] := s_ver[a];
+                IF pend THEN
+                    IF NOT s_hot[a] THEN
+                        IF amt > 0 THEN s_dp[a] := s_dp[a] + amt; ELSE s_cp[a] := s_cp[a] - amt; END IF;
                     END IF;
-                    s_ver[a] := s_ver[a] + 1;
-                    e_n := e_n + 1;
-                    e_journal[e_n] := j; e_account[e_n] := lk_id[a]; e_currency[e_n] := a_currency[a];
-                    e_amount[e_n] := amt; e_bal[e_n] := s_bal[a]; e_ver[e_n] := s_ver[a]; e_pending[e_n] := pend;
-                END LOOP;
-            END IF;
-            IF st = 'created' THEN
-                FOR k IN 1..u_n LOOP
-                    a := u_acc[k];
-                    IF s_dmnec[a] AND s_bal[a] + s_dp[a] > 0 THEN st := 'exceeds_credits'; EXIT; END IF;
-                    IF s_cmned[a] AND s_cp[a] - s_bal[a] > 0 THEN st := 'exceeds_debits'; EXIT; END IF;
-                END LOOP;
-            END IF;
-            jid := NULL;
-            IF st = 'created' THEN
-                INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, reverses_id,
-                                            pending_id, expires_at)
-                VALUES (j_reference[j], j_kind[j], j_phase[j], j_memo[j], j_metadata[j], j_occurred[j],
-                        j_reverses[j], j_pending[j], j_expires[j])
-                ON CONFLICT DO NOTHING RETURNING id INTO jid;
-                IF jid IS NULL THEN
-                    st := 'duplicate';
                 ELSE
-                    r_journal[j] := jid;
-                    FOR k IN e_start + 1..e_n LOOP
-                        e_journal[k] := jid;
-                    END LOOP;
+                    s_bal[a] := s_bal[a] + amt;
                 END IF;
+                s_ver[a] := s_ver[a] + 1;
+                e_n := e_n + 1;
+                e_journal[e_n] := j; e_account[e_n] := lk_id[a]; e_currency[e_n] := a_currency[a];
+                e_amount[e_n] := amt; e_bal[e_n] := s_bal[a]; e_ver[e_n] := s_ver[a]; e_pending[e_n] := pend;
+            END LOOP;
+        END IF;
+        IF st = 'created' THEN
+            FOR k IN 1..u_n LOOP
+                a := u_acc[k];
+                IF s_dmnec[a] AND s_bal[a] + s_dp[a] > 0 THEN st := 'exceeds_credits'; EXIT; END IF;
+                IF s_cmned[a] AND s_cp[a] - s_bal[a] > 0 THEN st := 'exceeds_debits'; EXIT; END IF;
+            END LOOP;
+        END IF;
+        jid := NULL;
+        IF st = 'created' THEN
+            INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, reverses_id,
+                                        pending_id, expires_at)
+            VALUES (j_reference[j], j_kind[j], j_phase[j], j_memo[j], j_metadata[j], j_occurred[j],
+                    j_reverses[j], j_pending[j], j_expires[j])
+            ON CONFLICT DO NOTHING RETURNING id INTO jid;
+            IF jid IS NULL THEN
+                st := 'duplicate';
+            ELSE
+                r_journal[j] := jid;
+                FOR k IN e_start + 1..e_n LOOP
+                    e_journal[k] := jid;
+                END LOOP;
             END IF;
-            IF st <> 'created' THEN
-                -- Idempotency first (as TigerBeetle): a known reference answers exists or conflict,
-                -- whatever the balances say now.
-                SELECT id INTO jid FROM ledger_journal WHERE reference = j_reference[j];
-                IF jid IS NULL THEN
-                    IF st = 'duplicate' THEN
-                        st := CASE WHEN j_pending[j] IS NOT NULL THEN 'pending_already_resolved'
-                                   ELSE 'already_reversed' END;
-                    END IF;
-                ELSE
-                    r_journal[j] := jid;
-                    jj := array_position(r_journal, jid);
-                    IF jj < j AND r_status[jj] = 'created' THEN
-                        -- the first journal with this reference is earlier in this batch (its entries
-                        -- are not written yet): compare with its input lines
-                        IF j_phase[jj] = j_phase[j] AND j_pending[jj] IS NOT DISTINCT FROM j_pending[j]
-                           AND j_reverses[jj] IS NOT DISTINCT FROM j_reverses[j]
-                           AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                                  FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
-                                          FROM generate_series(CASE WHEN jj = 1 THEN 1 ELSE j_line_end[jj - 1] + 1 END,
-                                                               j_line_end[jj]) g) t)
-                             = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                                  FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
-                                          FROM generate_series(ls, le) g) t) THEN
-                            st := 'exists';
-                        ELSE
-                            st := 'reference_conflict';
-                        END IF;
-                    ELSIF EXISTS (
-                        SELECT 1 FROM ledger_journal x WHERE x.id = jid
-                           AND x.phase = j_phase[j]
-                           AND x.pending_id IS NOT DISTINCT FROM j_pending[j]
-                           AND x.reverses_id IS NOT DISTINCT FROM j_reverses[j])
+        END IF;
+        IF st <> 'created' THEN
+            -- Idempotency first (as TigerBeetle): a known reference answers exists or conflict,
+            -- whatever the balances say now.
+            SELECT id INTO jid FROM ledger_journal WHERE reference = j_reference[j];
+            IF jid IS NULL THEN
+                IF st = 'duplicate' THEN
+                    st := CASE WHEN j_pending[j] IS NOT NULL THEN 'pending_already_resolved'
+                               ELSE 'already_reversed' END;
+                END IF;
+            ELSE
+                r_journal[j] := jid;
+                jj := array_position(r_journal, jid);
+                IF jj < j AND r_status[jj] = 'created' THEN
+                    -- the first journal with this reference is earlier in this batch (its entries
+                    -- are not written yet): compare with its input lines
+                    IF j_phase[jj] = j_phase[j] AND j_pending[jj] IS NOT DISTINCT FROM j_pending[j]
+                       AND j_reverses[jj] IS NOT DISTINCT FROM j_reverses[j]
                        AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                              FROM (SELECT coalesce(ac.parent_id, ac.id)::text || ':' || e.amount::text AS x
-                                      FROM ledger_entry e JOIN ledger_account ac ON ac.id = e.account_id
-                                     WHERE e.journal_id = jid) t)
-                           = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                                FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
-                                        FROM generate_series(ls, le) g) t) THEN
+                              FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
+                                      FROM generate_series(CASE WHEN jj = 1 THEN 1 ELSE j_line_end[jj - 1] + 1 END,
+                                                           j_line_end[jj]) g) t)
+                         = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+                              FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
+                                      FROM generate_series(ls, le) g) t) THEN
                         st := 'exists';
                     ELSE
                         st := 'reference_conflict';
                     END IF;
+                ELSIF EXISTS (
+                    SELECT 1 FROM ledger_journal x WHERE x.id = jid
+                       AND x.phase = j_phase[j]
+                       AND x.pending_id IS NOT DISTINCT FROM j_pending[j]
+                       AND x.reverses_id IS NOT DISTINCT FROM j_reverses[j])
+                   AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+                          FROM (SELECT coalesce(ac.parent_id, ac.id)::text || ':' || e.amount::text AS x
+                                  FROM ledger_entry e JOIN ledger_account ac ON ac.id = e.account_id
+                                 WHERE e.journal_id = jid) t)
+                       = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+                            FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
+                                    FROM generate_series(ls, le) g) t) THEN
+                    st := 'exists';
+                ELSE
+                    st := 'reference_conflict';
                 END IF;
-            END IF;
-            r_status[j] := st;
-            IF st <> 'created' THEN
-                -- Undo this journal's effects on the state, newest first; drop its entries.
-                FOR k IN REVERSE u_n..1 LOOP
-                    a := u_acc[k];
-                    s_bal[a] := u_bal[k]; s_dp[a] := u_dp[k]; s_cp[a] := u_cp[k]; s_ver[a] := u_ver[k];
-                END LOOP;
-                e_n := e_start;
-                IF st <> 'exists' AND p_atomic AND failed = 0 THEN
-                    failed := j;
-                    EXIT;
-                END IF;
-            END IF;
-        END LOOP;
-        IF failed > 0 THEN
-            IF n_j > 1 THEN
-                RAISE EXCEPTION USING ERRCODE = 'LDG01';  -- undo the batch's journals
             END IF;
         END IF;
-    EXCEPTION WHEN SQLSTATE 'LDG01' THEN
-        st := r_status[failed];
-        r_status := array_fill('linked_event_failed'::text, ARRAY[n_j]);
-        r_status[failed] := st;
-        r_journal := array_fill(NULL::bigint, ARRAY[n_j]);
-        RETURN;
-    END;
+        r_status[j] := st;
+        IF st <> 'created' THEN
+            -- Undo this journal's effects on the state, newest first; drop its entries.
+            FOR k IN REVERSE u_n..1 LOOP
+                a := u_acc[k];
+                s_bal[a] := u_bal[k]; s_dp[a] := u_dp[k]; s_cp[a] := u_cp[k]; s_ver[a] := u_ver[k];
+            END LOOP;
+            e_n := e_start;
+            IF st <> 'exists' AND p_atomic AND failed = 0 THEN
+                failed := j;
+                EXIT;
+            END IF;
+        END IF;
+    END LOOP;
+    IF failed > 0 AND n_j > 1 THEN
+        -- An atomic batch failed: abort the statement (nothing of it is written). Callers inside a
+        -- transaction use ledger_post_batch_atomic(), which catches this in a subtransaction.
+        RAISE EXCEPTION 'ledger: atomic batch refused at journal %', failed
+            USING ERRCODE = 'LDG01', DETAIL = r_status[failed], HINT = failed::text;
+    END IF;
 
     IF e_n > 0 THEN
         INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)
@@ -342,4 +334,31 @@ BEGIN
       FROM unnest(lk_id, s_bal, s_dp, s_cp, s_ver, o_ver, o_dp, o_cp)
            AS u(id, bal, dp, cp, ver, over, odp, ocp)
      WHERE ac.id = u.id AND (u.ver <> u.over OR u.dp <> u.odp OR u.cp <> u.ocp);
+END $$;
+
+-- An atomic batch inside the caller's transaction: the exception block is a subtransaction, so a
+-- refused batch leaves the caller's transaction usable. (Single journals never need it.)
+CREATE OR REPLACE FUNCTION ledger_post_batch_atomic(
+    a_owner text[], a_code text[], a_currency text[], a_type text[],
+    a_dmnec boolean[], a_cmned boolean[], a_hot boolean[], a_create boolean[], a_shards integer,
+    j_reference text[], j_kind text[], j_memo text[], j_metadata jsonb[], j_occurred timestamptz[],
+    j_phase smallint[], j_reverses bigint[], j_pending bigint[], j_expires timestamptz[], j_line_end integer[],
+    l_account integer[], l_amount bigint[],
+    p_atomic boolean,
+    OUT r_status text[], OUT r_journal bigint[]
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_detail text;
+    v_hint text;
+    n integer := coalesce(array_length(j_reference, 1), 0);
+BEGIN
+    SELECT b.r_status, b.r_journal INTO r_status, r_journal
+      FROM ledger_post_batch(a_owner, a_code, a_currency, a_type, a_dmnec, a_cmned, a_hot, a_create, a_shards,
+                             j_reference, j_kind, j_memo, j_metadata, j_occurred, j_phase, j_reverses, j_pending,
+                             j_expires, j_line_end, l_account, l_amount, true) b;
+EXCEPTION WHEN SQLSTATE 'LDG01' THEN
+    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    r_status := array_fill('linked_event_failed'::text, ARRAY[n]);
+    r_status[v_hint::integer] := v_detail;
+    r_journal := array_fill(NULL::bigint, ARRAY[n]);
 END $$;
