@@ -89,7 +89,7 @@ class Account(models.Model):
 class JournalQuerySet(models.QuerySet):
     def pending_open(self):
         """Pending journals not yet posted or voided."""
-        return self.filter(phase=JournalPhase.PENDING, resolution__isnull=True)
+        return self.filter(phase=JournalPhase.PENDING, resolutions__isnull=True)
 
 
 class Journal(models.Model):
@@ -103,14 +103,26 @@ class Journal(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField()
     created_at = models.DateTimeField(db_default=Now())
-    reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversal")
-    pending = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="resolution")
+    # At most one reversal per journal and one resolution (post or void) per pending journal:
+    # partial unique indexes (NULLs are not indexed), also the arbiters of ON CONFLICT.
+    reverses = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals", db_index=False
+    )
+    pending = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="resolutions", db_index=False
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = JournalQuerySet.as_manager()
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(
+                fields=["reverses"], condition=Q(reverses__isnull=False), name="ledger_journal_reverses_uniq"
+            ),
+            models.UniqueConstraint(
+                fields=["pending"], condition=Q(pending__isnull=False), name="ledger_journal_pending_uniq"
+            ),
             models.CheckConstraint(
                 condition=Q(pending__isnull=True) | Q(phase__in=[JournalPhase.POST_PENDING, JournalPhase.VOID_PENDING]),
                 name="ledger_journal_pending_link",
@@ -135,7 +147,11 @@ class Entry(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     journal = models.ForeignKey(Journal, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by (account, version) and checked by the composite foreign key (account_id, currency)
+    # -> account (id, currency) added in migration 0002; Django's own index and FK would be redundant.
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="entries", db_index=False, db_constraint=False
+    )
     currency = models.CharField(max_length=3)
     amount = models.BigIntegerField()
     balance_after = models.BigIntegerField()

@@ -33,6 +33,7 @@ def unapply(apps, schema_editor):
             "DROP TRIGGER IF EXISTS ledger_entry_no_truncate ON ledger_entry;"
             "DROP TRIGGER IF EXISTS ledger_account_no_truncate ON ledger_account;"
             "DROP TRIGGER IF EXISTS ledger_account_guard ON ledger_account;"
+            "DROP TRIGGER IF EXISTS ledger_account_no_delete ON ledger_account;"
             "ALTER TABLE ledger_entry DROP CONSTRAINT IF EXISTS ledger_entry_account_currency_fk;",
             params=None,
         )

@@ -62,8 +62,14 @@ BEGIN
     RETURN NEW;
 END $$;
 DROP TRIGGER IF EXISTS ledger_account_guard ON ledger_account;
-CREATE TRIGGER ledger_account_guard BEFORE UPDATE OR DELETE ON ledger_account
+DROP TRIGGER IF EXISTS ledger_account_no_delete ON ledger_account;
+CREATE TRIGGER ledger_account_no_delete BEFORE DELETE ON ledger_account
     FOR EACH ROW EXECUTE FUNCTION ledger_account_guard();
+-- The WHEN clause is evaluated without calling PL/pgSQL: projection updates pay nothing.
+CREATE TRIGGER ledger_account_guard BEFORE UPDATE ON ledger_account FOR EACH ROW
+    WHEN ((NEW.owner, NEW.code, NEW.currency, NEW.type, NEW.hot, NEW.parent_id, NEW.shard)
+          IS DISTINCT FROM (OLD.owner, OLD.code, OLD.currency, OLD.type, OLD.hot, OLD.parent_id, OLD.shard))
+    EXECUTE FUNCTION ledger_account_guard();
 
 -- 4. The posting function: one call posts a batch of journals, one round trip.
 --
@@ -127,17 +133,24 @@ DECLARE
     jid bigint;
     failed integer := 0;
     p_phase smallint; p_expires timestamptz;
-    nonhot bigint[] := '{}';
+    v_nshards integer[] := '{}';
 BEGIN
     r_status := array_fill(NULL::text, ARRAY[n_j]);
     r_journal := array_fill(NULL::bigint, ARRAY[n_j]);
-    -- Resolve (and create on first use) the accounts.
+    -- Resolve the accounts in one query (NULL where missing).
+    IF n_acc > 0 THEN
+        SELECT array_agg(ac.id ORDER BY u.ord), array_agg(ac.hot ORDER BY u.ord),
+               array_agg(ac.debits_must_not_exceed_credits ORDER BY u.ord),
+               array_agg(ac.credits_must_not_exceed_debits ORDER BY u.ord),
+               array_agg(ac.status <> 'active' ORDER BY u.ord), array_agg(ac.shards ORDER BY u.ord)
+          INTO acc_id, s_hot, s_dmnec, s_cmned, s_frozen, v_nshards
+          FROM unnest(a_owner, a_code, a_currency) WITH ORDINALITY AS u(o, c, cur, ord)
+          LEFT JOIN ledger_account ac
+            ON ac.owner = u.o AND ac.code = u.c AND ac.currency = u.cur AND ac.parent_id IS NULL;
+    END IF;
     FOR i IN 1..n_acc LOOP
-        SELECT id, hot, debits_must_not_exceed_credits, credits_must_not_exceed_debits, status, shards
-          INTO v_id, v_hot, v_dmnec, v_cmned, v_status, v_shards
-          FROM ledger_account
-         WHERE owner = a_owner[i] AND code = a_code[i] AND currency = a_currency[i] AND parent_id IS NULL;
-        IF NOT FOUND THEN
+        IF acc_id[i] IS NULL THEN
+            -- Create it on first use (chart accounts only).
             IF NOT a_create[i] THEN
                 RAISE EXCEPTION 'ledger: no account %/%/%', a_owner[i], a_code[i], a_currency[i]
                     USING ERRCODE = 'P0002', HINT = 'ledger_account_not_found';
@@ -156,31 +169,33 @@ BEGIN
               INTO STRICT v_id, v_hot, v_dmnec, v_cmned, v_status, v_shards
               FROM ledger_account
              WHERE owner = a_owner[i] AND code = a_code[i] AND currency = a_currency[i] AND parent_id IS NULL;
+            acc_id[i] := v_id; s_hot[i] := v_hot; s_dmnec[i] := v_dmnec; s_cmned[i] := v_cmned;
+            s_frozen[i] := v_status <> 'active'; v_nshards[i] := v_shards;
         END IF;
-        acc_id[i] := v_id; s_hot[i] := v_hot; s_dmnec[i] := v_dmnec; s_cmned[i] := v_cmned;
-        s_frozen[i] := v_status <> 'active';
-        IF v_hot THEN
+        IF s_hot[i] THEN
             -- Take a free shard without waiting; start from a per-backend place to spread writers.
-            SELECT id INTO v_sid FROM ledger_account WHERE parent_id = v_id
-             ORDER BY (shard + pg_backend_pid()) % greatest(v_shards, 1)
+            v_sid := NULL;
+            SELECT id INTO v_sid FROM ledger_account WHERE parent_id = acc_id[i]
+             ORDER BY (shard + pg_backend_pid()) % greatest(v_nshards[i], 1)
              LIMIT 1 FOR UPDATE SKIP LOCKED;
             IF v_sid IS NULL THEN
                 SELECT id INTO STRICT v_sid FROM ledger_account
-                 WHERE parent_id = v_id AND shard = pg_backend_pid() % greatest(v_shards, 1) FOR UPDATE;
+                 WHERE parent_id = acc_id[i] AND shard = pg_backend_pid() % greatest(v_nshards[i], 1) FOR UPDATE;
             END IF;
             lk_id[i] := v_sid;
         ELSE
-            lk_id[i] := v_id;
-            nonhot := nonhot || v_id;
+            lk_id[i] := acc_id[i];
         END IF;
     END LOOP;
-    -- Lock the other accounts in one fixed order (by id).
-    PERFORM 1 FROM ledger_account WHERE id = ANY (nonhot) ORDER BY id FOR UPDATE;
+    -- Lock the other accounts in one fixed order (by id) and load every state (hot shards are
+    -- already ours, so they never wait here).
     IF n_acc > 0 THEN
-        SELECT array_agg(ac.balance ORDER BY u.ord), array_agg(ac.debits_pending ORDER BY u.ord),
-               array_agg(ac.credits_pending ORDER BY u.ord), array_agg(ac.version ORDER BY u.ord)
+        SELECT array_agg(t.balance ORDER BY t.ord), array_agg(t.debits_pending ORDER BY t.ord),
+               array_agg(t.credits_pending ORDER BY t.ord), array_agg(t.version ORDER BY t.ord)
           INTO s_bal, s_dp, s_cp, s_ver
-          FROM unnest(lk_id) WITH ORDINALITY AS u(id, ord) JOIN ledger_account ac ON ac.id = u.id;
+          FROM (SELECT u.ord, ac.balance, ac.debits_pending, ac.credits_pending, ac.version
+                  FROM ledger_account ac JOIN unnest(lk_id) WITH ORDINALITY AS u(id, ord) ON ac.id = u.id
+                 ORDER BY ac.id FOR UPDATE OF ac) t;
     END IF;
     o_bal := s_bal; o_dp := s_dp; o_cp := s_cp; o_ver := s_ver;
 

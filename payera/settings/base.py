@@ -254,7 +254,7 @@ PSP_CONNECTORS = {
 }
 
 # --- Ledger (ledger app) ----------------------------------------------------------------
-# Sub-accounts per hot account (docs/decisions/0004-ledger-hot-accounts.md); the posting engine
+# Sub-accounts per hot account (docs/decisions/ledger-hot-accounts.md); the posting engine
 # ("auto": the PL/pgSQL function on PostgreSQL, the portable Python engine on SQLite).
 LEDGER_HOT_SHARDS = env.int("LEDGER_HOT_SHARDS", default=16)
 LEDGER_ENGINE = env.str("LEDGER_ENGINE", default="auto")
