@@ -88,7 +88,10 @@ CREATE OR REPLACE FUNCTION ledger_post_batch(
     l_account integer[], l_amount bigint[],
     p_atomic boolean,
     OUT r_status text[], OUT r_journal bigint[]
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql
+-- Generic plans: every query here is an index lookup; re-planning per call cost more than the work.
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     n_acc integer := coalesce(array_length(a_owner, 1), 0);
     n_j integer := coalesce(array_length(j_reference, 1), 0);
@@ -137,17 +140,16 @@ DECLARE
 BEGIN
     r_status := array_fill(NULL::text, ARRAY[n_j]);
     r_journal := array_fill(NULL::bigint, ARRAY[n_j]);
-    -- Resolve the accounts in one query (NULL where missing).
-    IF n_acc > 0 THEN
-        SELECT array_agg(ac.id ORDER BY u.ord), array_agg(ac.hot ORDER BY u.ord),
-               array_agg(ac.debits_must_not_exceed_credits ORDER BY u.ord),
-               array_agg(ac.credits_must_not_exceed_debits ORDER BY u.ord),
-               array_agg(ac.status <> 'active' ORDER BY u.ord), array_agg(ac.shards ORDER BY u.ord)
-          INTO acc_id, s_hot, s_dmnec, s_cmned, s_frozen, v_nshards
-          FROM unnest(a_owner, a_code, a_currency) WITH ORDINALITY AS u(o, c, cur, ord)
-          LEFT JOIN ledger_account ac
-            ON ac.owner = u.o AND ac.code = u.c AND ac.currency = u.cur AND ac.parent_id IS NULL;
-    END IF;
+    -- Resolve the accounts (index lookups; NULL where missing).
+    FOR i IN 1..n_acc LOOP
+        v_id := NULL;
+        SELECT id, hot, debits_must_not_exceed_credits, credits_must_not_exceed_debits, status, shards
+          INTO v_id, v_hot, v_dmnec, v_cmned, v_status, v_shards
+          FROM ledger_account
+         WHERE owner = a_owner[i] AND code = a_code[i] AND currency = a_currency[i] AND parent_id IS NULL;
+        acc_id[i] := v_id; s_hot[i] := v_hot; s_dmnec[i] := v_dmnec; s_cmned[i] := v_cmned;
+        s_frozen[i] := v_status <> 'active'; v_nshards[i] := v_shards;
+    END LOOP;
     FOR i IN 1..n_acc LOOP
         IF acc_id[i] IS NULL THEN
             -- Create it on first use (chart accounts only).
