@@ -354,3 +354,10 @@ MIDDLEWARE = [
 # Back-office roles (payera.staff): groups defined in payera/staff/roles.py, synced on migrate.
 INSTALLED_APPS += ["payera.staff"]
 STAFF_MERCHANT_MODEL = "merchants.Merchant"
+
+# --- Ledger (ledger app) ----------------------------------------------------------------
+# Sub-accounts per hot account (docs/decisions/ledger-hot-accounts.md); the posting engine
+# ("auto": the PL/pgSQL function on PostgreSQL, the portable Python engine on SQLite).
+LEDGER_HOT_SHARDS = env.int("LEDGER_HOT_SHARDS", default=16)
+LEDGER_ENGINE = env.str("LEDGER_ENGINE", default="auto")
+CELERY_BEAT_SCHEDULE["ledger-pending-expire"] = {"task": "ledger.tasks.pending_expire_task", "schedule": 60.0}

@@ -1,0 +1,1 @@
+"""Ledger benchmark: `python -m bench.ledger` (see docs/benchmarks.md)."""

@@ -1,0 +1,251 @@
+"""Ledger benchmark: `python -m bench.ledger [--seconds S] [--quick]`.
+
+Measures, in one run on the same PostgreSQL: pgbench -N (the commit limit), Payera's ledger
+(single postings at 8 and 16 clients, uniform and hot-account; journal_post_many; ledger_verify;
+storage) and, when its separate virtualenv exists, django-hordak doing the same postings.
+Prints figures and the ratios the issue sets as goals. Uses its own databases
+(payera_bench_*), dropped and re-created on each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PG = dict(host="127.0.0.1", port="5432", user="postgres")
+LEDGER_DB = "payera_bench_ledger"
+PGBENCH_DB = "payera_bench_pgbench"
+HORDAK_DB = "payera_bench_hordak"
+N_ACCOUNTS = 1000
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def url(db: str) -> str:
+    return f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{db}"
+
+
+def psql(sql: str, db: str = "postgres") -> str:
+    return subprocess.run(
+        ["psql", "-qAt", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "-d", db, "-c", sql],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+def recreate(db: str) -> None:
+    psql(f"DROP DATABASE IF EXISTS {db}")
+    psql(f"CREATE DATABASE {db}")
+
+
+def pgbench_bin() -> str:
+    found = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
+    if not os.path.exists(found):
+        raise SystemExit("pgbench not found (apt-get install postgresql-client-15)")
+    return found
+
+
+def run_pgbench(clients: int, seconds: float) -> float:
+    conn = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
+    subprocess.run([pgbench_bin(), "-q", "-i", "-s", "8", *conn, PGBENCH_DB], check=True, capture_output=True)
+    out = subprocess.run(
+        [pgbench_bin(), "-N", "-n", "-c", str(clients), "-j", "2", "-T", str(int(seconds)), *conn, PGBENCH_DB],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
+def setup_django() -> None:
+    os.environ["DATABASE_URL"] = url(LEDGER_DB)
+    os.environ.setdefault("REDIS_URL", "")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payera.settings.base")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def warm_up() -> None:
+    """Create the accounts (1,000 merchants, the hot and the naive single-row account)."""
+    from datetime import UTC, datetime
+
+    from ledger.services import account_get_or_create, journal_post_many
+    from ledger.types import AccountKey, Accounts, AccountType, JournalRequest, PostingLine
+
+    account_get_or_create(key=AccountKey("platform", "naive_hot", "EUR"), type=AccountType.REVENUE)
+    accounts = [Accounts.merchant_available(f"mer_bench{i:05d}", "EUR") for i in range(N_ACCOUNTS)]
+    now = datetime.now(UTC)
+    reqs = [
+        JournalRequest(reference=f"warm:{i}", occurred_at=now,
+                       lines=(PostingLine(Accounts.fee_revenue("EUR"), 1), PostingLine(a, -1)))
+        for i, a in enumerate(accounts)
+    ]
+    journal_post_many(reqs)
+
+
+def parallel(target, args_for, clients: int) -> tuple[int, float]:
+    from django.db import connections
+
+    connections.close_all()
+    ctx = mp.get_context("fork")
+    start = ctx.Barrier(clients + 1)
+    out = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args_for(i), start, out, i)) for i in range(clients)]
+    for p in procs:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    total = sum(out.get() for _ in procs)
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return total, elapsed
+
+
+def ledger_rate(kind: str, clients: int, seconds: float) -> float:
+    from bench.ledger.clients import run_client
+
+    total, elapsed = parallel(run_client, lambda i: (kind, N_ACCOUNTS, seconds), clients)
+    return total / max(elapsed, seconds)
+
+
+def batch_rate(clients: int, calls: int, per_call: int) -> float:
+    from bench.ledger.clients import run_batch_client
+
+    total, elapsed = parallel(run_batch_client, lambda i: (N_ACCOUNTS, calls, per_call), clients)
+    return total / elapsed
+
+
+def verify_rate() -> tuple[float, int, bool]:
+    from ledger.verify import ledger_verify
+
+    ledger_verify(checks=("limit_breaches",))  # warm the connection
+    t0 = time.perf_counter()
+    report = ledger_verify()
+    elapsed = time.perf_counter() - t0
+    return report.entries / elapsed, report.entries, report.ok
+
+
+def storage_per_journal() -> float:
+    from django.db import connection
+
+    with connection.cursor() as c:
+        c.execute(
+            "SELECT pg_total_relation_size('ledger_journal') + pg_total_relation_size('ledger_entry'),"
+            " (SELECT count(*) FROM ledger_journal),"
+            " (SELECT count(*) FROM ledger_entry)"
+        )
+        size, journals, entries = c.fetchone()
+    assert entries == 2 * journals, "the storage figure assumes two-entry journals"
+    return size / journals
+
+
+def run_hordak(python: str, clients: int, seconds: float) -> float | None:
+    if not os.path.exists(python):
+        return None
+    recreate(HORDAK_DB)
+    out = subprocess.run(
+        [python, str(Path(__file__).with_name("hordak_runner.py")), url(HORDAK_DB), str(clients), str(seconds),
+         str(N_ACCOUNTS)],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]
+    data = json.loads(out)
+    return data["journals"] / data["seconds"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each timed run")
+    parser.add_argument(
+        "--hordak-python",
+        default=os.environ.get("HORDAK_PYTHON", str(ROOT / "var/bench-hordak-venv/bin/python")),
+        help="python of a separate venv with django-hordak 2.x (skipped if missing)",
+    )
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--install-hordak", action="store_true",
+        help="create the separate django-hordak venv at --hordak-python's location first (never Payera's venv)",
+    )
+    args = parser.parse_args(argv)
+    if args.install_hordak and not os.path.exists(args.hordak_python):
+        venv = Path(args.hordak_python).parent.parent
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [args.hordak_python, "-m", "pip", "install", "-q", "django-hordak>=2,<3", "Django==5.2.19",
+             "psycopg[binary]==3.3.9"],
+            check=True,
+        )
+    s = args.seconds
+
+    recreate(LEDGER_DB)
+    recreate(PGBENCH_DB)
+    setup_django()
+    warm_up()
+    r: dict[str, float | None] = {}
+    print(f"ledger bench: {os.cpu_count()} cores, {s:.0f}s per run, {N_ACCOUNTS} merchant accounts", flush=True)
+    r["pgbench_N_8"] = run_pgbench(8, s)
+    print(f"  pgbench -N, 8 clients:                        {r['pgbench_N_8']:>10,.0f} tps", flush=True)
+    r["pgbench_N_16"] = run_pgbench(16, s)
+    print(f"  pgbench -N, 16 clients:                       {r['pgbench_N_16']:>10,.0f} tps", flush=True)
+    for clients in (8, 16):
+        r[f"uniform_{clients}"] = ledger_rate("uniform", clients, s)
+        print(f"  journal_post, uniform accounts, {clients:>2} clients:   {r[f'uniform_{clients}']:>10,.0f} journals/s",
+              flush=True)
+    for clients in (8, 16):
+        r[f"hot_{clients}"] = ledger_rate("hot", clients, s)
+        print(f"  journal_post, one hot account, {clients:>2} clients:    {r[f'hot_{clients}']:>10,.0f} journals/s",
+              flush=True)
+    for clients in (8, 16):
+        r[f"naive_{clients}"] = ledger_rate("naive", clients, s)
+        print(f"  journal_post, one locked row (naive), {clients:>2} cl.: {r[f'naive_{clients}']:>10,.0f} journals/s",
+              flush=True)
+    r["batch_1"] = batch_rate(1, 5, 1000)
+    print(f"  journal_post_many x1000, 1 client:            {r['batch_1']:>10,.0f} journals/s", flush=True)
+    r["batch_2"] = batch_rate(2, 5, 1000)
+    print(f"  journal_post_many x1000, 2 clients:           {r['batch_2']:>10,.0f} journals/s", flush=True)
+    r["verify_rate"], entries, ok = verify_rate()
+    print(f"  ledger_verify over {entries:,} entries:          {r['verify_rate']:>10,.0f} entries/s (clean: {ok})",
+          flush=True)
+    r["bytes_per_journal"] = storage_per_journal()
+    print(f"  storage per two-entry journal (with indexes): {r['bytes_per_journal']:>10,.0f} bytes", flush=True)
+    r["hordak_8"] = run_hordak(args.hordak_python, 8, s)
+    if r["hordak_8"] is None:
+        print(f"  django-hordak: skipped ({args.hordak_python} missing; see docs/benchmarks.md)")
+    else:
+        print(f"  django-hordak 2.x transfer_to, 8 clients:     {r['hordak_8']:>10,.0f} journals/s", flush=True)
+
+    def ratio(name: str, value: float | None, goal: str, met: bool | None) -> None:
+        shown = "n/a" if value is None else f"{value:,.2f}"
+        verdict = "n/a" if met is None else ("met" if met else "NOT met")
+        print(f"  {name:<52} {shown:>8}   goal {goal:<10} {verdict}")
+
+    print("ratios (same run):")
+    ratio("journals/s at 8 clients", r["uniform_8"], ">= 1,000", r["uniform_8"] >= 1000)
+    ratio("uniform 8 clients / pgbench -N 8 clients", r["uniform_8"] / r["pgbench_N_8"], ">= 0.40",
+          r["uniform_8"] / r["pgbench_N_8"] >= 0.40)
+    h = r["hordak_8"]
+    ratio("uniform 8 clients / django-hordak 8 clients", None if h is None else r["uniform_8"] / h, ">= 5",
+          None if h is None else r["uniform_8"] / h >= 5)
+    ratio("hot 16 clients / uniform 16 clients", r["hot_16"] / r["uniform_16"], ">= 0.80",
+          r["hot_16"] / r["uniform_16"] >= 0.8)
+    ratio("naive 16 clients / uniform 16 clients (for contrast)", r["naive_16"] / r["uniform_16"], "-", None)
+    ratio("journal_post_many journals/s (1 client)", r["batch_1"], ">= 10,000", r["batch_1"] >= 10_000)
+    ratio("ledger_verify entries/s", r["verify_rate"], ">= 200,000", r["verify_rate"] >= 200_000)
+    ratio("bytes per two-entry journal", r["bytes_per_journal"], "<= 750", r["bytes_per_journal"] <= 750)
+    if args.json:
+        print(json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

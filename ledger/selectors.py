@@ -1,0 +1,171 @@
+"""Reads. Balances are read from the projections (kept current in the posting transaction);
+a hot account's balance is the sum of its shards."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from django.db.models import F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+
+from ledger.errors import AccountNotFoundError, JournalNotFoundError
+from ledger.models import Account, Entry, Journal
+from ledger.types import (
+    MERCHANT_AVAILABLE,
+    MERCHANT_ESCROW,
+    MERCHANT_PENDING,
+    MERCHANT_RESERVE,
+    AccountBalance,
+    AccountKey,
+    Balance,
+    Money,
+)
+
+
+def _account(key: AccountKey) -> Account:
+    account = Account.objects.filter(owner=key.owner, code=key.code, currency=key.currency, parent=None).first()
+    if account is None:
+        raise AccountNotFoundError(f"no account {key.owner}/{key.code}/{key.currency}")
+    return account
+
+
+def account_balance(*, key: AccountKey) -> AccountBalance:
+    """One account's posted balance (debits - credits), pending amounts and version.
+    For a hot account: the sums over its shards; `version` is the total entry count."""
+    account = _account(key)
+    if not account.hot:
+        return AccountBalance(key, account.balance, account.debits_pending, account.credits_pending, account.version)
+    agg = Account.objects.filter(parent=account).aggregate(
+        b=Coalesce(Sum("balance"), 0),
+        dp=Coalesce(Sum("debits_pending"), 0),
+        cp=Coalesce(Sum("credits_pending"), 0),
+        v=Coalesce(Sum("version"), 0),
+    )
+    return AccountBalance(key, agg["b"], agg["dp"], agg["cp"], agg["v"])
+
+
+def account_balance_at(*, key: AccountKey, at: datetime) -> int:
+    """The posted balance (debits - credits) as of `at` (journals created at or before it):
+    a lookup of the last entry's balance_after per (sub-)account."""
+    account = _account(key)
+    rows = Account.objects.filter(parent=account) if account.hot else Account.objects.filter(id=account.id)
+    last = (
+        Entry.objects.filter(account=OuterRef("pk"), journal__created_at__lte=at)
+        .order_by("-version")
+        .values("balance_after")[:1]
+    )
+    return rows.annotate(b=Coalesce(Subquery(last), 0)).aggregate(t=Coalesce(Sum("b"), 0))["t"]
+
+
+def account_balance_at_version(*, key: AccountKey, version: int) -> int:
+    """The posted balance right after the account's entry number `version` (non-hot accounts)."""
+    account = _account(key)
+    if version == 0:
+        return 0
+    entry = Entry.objects.filter(account=account, version=version).values_list("balance_after", flat=True).first()
+    if entry is None:
+        raise AccountNotFoundError(f"account {key} has no version {version}")
+    return entry
+
+
+def balance_get(*, owner: str) -> Balance:
+    """A merchant's balance per currency, as `GET /v1/balance` shows it: what the platform owes
+    it (credit balances of its liability accounts, positive). `available` is net of amounts
+    reserved by open pending journals (e.g. a payout being sent)."""
+    rows = (
+        Account.objects.filter(
+            owner=owner,
+            parent=None,
+            code__in=[MERCHANT_PENDING, MERCHANT_AVAILABLE, MERCHANT_ESCROW, MERCHANT_RESERVE],
+        )
+        .values_list("code", "currency", "hot", "id", "balance", "debits_pending")
+        .order_by("currency")
+    )
+    buckets: dict[str, dict[str, int]] = defaultdict(dict)
+    for code, currency, hot, account_id, balance, debits_pending in rows:
+        if hot:
+            agg = Account.objects.filter(parent_id=account_id).aggregate(
+                b=Coalesce(Sum("balance"), 0), dp=Coalesce(Sum("debits_pending"), 0)
+            )
+            balance, debits_pending = agg["b"], agg["dp"]
+        amount = -balance
+        if code == MERCHANT_AVAILABLE:
+            amount -= debits_pending
+        buckets[code][currency] = amount
+
+    def money(code: str) -> tuple[Money, ...]:
+        return tuple(Money(amount, cur) for cur, amount in sorted(buckets.get(code, {}).items()))
+
+    return Balance(
+        pending=money(MERCHANT_PENDING),
+        available=money(MERCHANT_AVAILABLE),
+        escrow=money(MERCHANT_ESCROW),
+        reserve=money(MERCHANT_RESERVE),
+    )
+
+
+def balance_transaction_list(*, owner: str, currency: str | None = None) -> QuerySet[Entry]:
+    """An owner's entries, newest first (by id: stable for `starting_after` cursors), each with
+    `created_at` (its journal's), `reference`, `kind`, `memo`, `account_code`; journal and
+    account are select_related."""
+    qs = Entry.objects.filter(account__owner=owner, is_pending=False)
+    if currency:
+        qs = qs.filter(currency=currency)
+    return (
+        qs.select_related("journal", "account")
+        .annotate(
+            created_at=F("journal__created_at"),
+            reference=F("journal__reference"),
+            kind=F("journal__kind"),
+            memo=F("journal__memo"),
+            account_code=F("account__code"),
+        )
+        .order_by("-id")
+    )
+
+
+def journal_get(*, journal_id: int | None = None, reference: str | None = None) -> Journal:
+    qs = Journal.objects.prefetch_related("entries__account")
+    journal = (qs.filter(id=journal_id) if journal_id is not None else qs.filter(reference=reference)).first()
+    if journal is None:
+        raise JournalNotFoundError(f"no journal {journal_id or reference}")
+    return journal
+
+
+def journal_list(*, owner: str | None = None) -> QuerySet[Journal]:
+    qs = Journal.objects.all()
+    if owner:
+        qs = qs.filter(entries__account__owner=owner).distinct()
+    return qs.order_by("-id")
+
+
+def account_list(*, owner: str | None = None) -> QuerySet[Account]:
+    qs = Account.objects.filter(parent=None)
+    if owner:
+        qs = qs.filter(owner=owner)
+    return qs.order_by("owner", "code", "currency")
+
+
+def pending_open_list() -> QuerySet[Journal]:
+    return Journal.objects.pending_open().order_by("expires_at", "id")
+
+
+def ledger_totals() -> dict[str, int]:
+    """Σ posted balances per currency over every account: 0 everywhere in a sound ledger."""
+    rows = Account.objects.values("currency").annotate(t=Sum("balance")).values_list("currency", "t")
+    return dict(rows)
+
+
+__all__ = [
+    "account_balance",
+    "account_balance_at",
+    "account_balance_at_version",
+    "account_list",
+    "balance_get",
+    "balance_transaction_list",
+    "journal_get",
+    "journal_list",
+    "ledger_totals",
+    "pending_open_list",
+]

@@ -1,0 +1,149 @@
+"""Two-phase postings: a pending journal reserves, then is posted (in full or in part) or voided.
+
+A pending journal moves `debits_pending` / `credits_pending` (not balances) of non-hot accounts,
+so limited accounts cannot be overdrawn by reservations. It may carry `expires_at`; the
+scheduler (`ledger.tasks.pending_expire_task`) voids expired ones, and a post after expiry is
+refused (`pending_expired`) even before the scheduler ran.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from ledger import engine
+from ledger.errors import InvalidPostingError, JournalNotFoundError, PendingStateError, error_for
+from ledger.models import Journal
+from ledger.services.journals import _lines_of
+from ledger.types import JournalKind, JournalPhase, PostingLine, PostResult, PostStatus
+
+
+def pending_create(
+    *,
+    reference: str,
+    lines: Sequence[PostingLine],
+    occurred_at: datetime,
+    expires_at: datetime | None = None,
+    memo: str = "",
+    kind: str = JournalKind.PENDING,
+    metadata: Mapping | None = None,
+) -> PostResult:
+    """Reserve: post a pending journal (idempotent on reference, like journal_post)."""
+    item = engine.Item(
+        reference=reference,
+        kind=kind,
+        lines=tuple(lines),
+        occurred_at=occurred_at,
+        memo=memo,
+        metadata=dict(metadata or {}),
+        phase=JournalPhase.PENDING,
+        expires_at=expires_at,
+    )
+    (result,) = engine.post([item], atomic=True)
+    if not result.ok:
+        raise error_for(result)
+    return result
+
+
+def _pending(pending_id: int) -> Journal:
+    journal = Journal.objects.filter(id=pending_id).first()
+    if journal is None:
+        raise JournalNotFoundError(f"no journal {pending_id}")
+    if journal.phase != JournalPhase.PENDING:
+        raise PendingStateError(PostResult(0, PostStatus.NOT_PENDING, None, journal.reference))
+    return journal
+
+
+def pending_post(
+    *,
+    pending_id: int,
+    reference: str,
+    occurred_at: datetime,
+    lines: Sequence[PostingLine] | None = None,
+    memo: str = "",
+    metadata: Mapping | None = None,
+) -> PostResult:
+    """Post a pending journal: its own lines by default, or `lines` (each on an account of the
+    pending journal, same direction, no more than reserved there; balanced). Releases the whole
+    reservation. Refused when expired, voided or already posted (PendingStateError)."""
+    pending = _pending(pending_id)
+    reserved = _lines_of(pending.id)
+    keys = tuple(sorted({key for key, _ in reserved}))
+    if lines is None:
+        lines = tuple(PostingLine(key, amount) for key, amount in reserved)
+    else:
+        limit: dict = defaultdict(int)
+        for key, amount in reserved:
+            limit[key] += amount
+        got: dict = defaultdict(int)
+        for line in lines:
+            got[line.account] += line.amount
+        for key, amount in got.items():
+            cap = limit.get(key, 0)
+            if cap == 0 or (amount > 0) != (cap > 0) or abs(amount) > abs(cap):
+                raise InvalidPostingError(f"line on {key} exceeds what the pending journal reserved")
+    item = engine.Item(
+        reference=reference,
+        kind=JournalKind.POST_PENDING,
+        lines=tuple(lines),
+        occurred_at=occurred_at,
+        memo=memo,
+        metadata=dict(metadata or {}),
+        phase=JournalPhase.POST_PENDING,
+        pending_id=pending.id,
+        extra_accounts=keys,
+    )
+    (result,) = engine.post([item], atomic=True)
+    if not result.ok:
+        raise error_for(result)
+    return result
+
+
+def pending_void(
+    *, pending_id: int, reference: str, occurred_at: datetime, memo: str = "", metadata: Mapping | None = None
+) -> PostResult:
+    """Void a pending journal: release its reservation, post nothing."""
+    pending = _pending(pending_id)
+    keys = tuple(sorted({key for key, _ in _lines_of(pending.id)}))
+    item = engine.Item(
+        reference=reference,
+        kind=JournalKind.VOID_PENDING,
+        lines=(),
+        occurred_at=occurred_at,
+        memo=memo,
+        metadata=dict(metadata or {}),
+        phase=JournalPhase.VOID_PENDING,
+        pending_id=pending.id,
+        extra_accounts=keys,
+    )
+    (result,) = engine.post([item], atomic=True)
+    if not result.ok:
+        raise error_for(result)
+    return result
+
+
+def pending_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Void every open pending journal past its expiry (reference `expire:<pending reference>`).
+    Safe to run twice and beside other writers. Returns how many it voided."""
+    now = now or timezone.now()
+    due = list(
+        Journal.objects.pending_open()
+        .filter(expires_at__lte=now)
+        .order_by("expires_at", "id")
+        .values_list("id", "reference")[:limit]
+    )
+    voided = 0
+    for pending_id, ref in due:
+        with transaction.atomic(durable=True):
+            try:
+                result = pending_void(
+                    pending_id=pending_id, reference=f"expire:{ref}"[:255], occurred_at=now, memo="expired"
+                )
+            except PendingStateError:
+                continue  # posted or voided meanwhile
+            voided += int(result.created)
+    return voided

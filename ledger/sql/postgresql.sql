@@ -1,0 +1,381 @@
+-- Ledger invariants and the posting function, PostgreSQL.
+-- Loaded by migration 0002 (vendor-checked). Idempotent: CREATE OR REPLACE / DROP IF EXISTS.
+
+-- 1. An entry's currency is its account's currency (composite foreign key).
+ALTER TABLE ledger_entry DROP CONSTRAINT IF EXISTS ledger_entry_account_currency_fk;
+ALTER TABLE ledger_entry ADD CONSTRAINT ledger_entry_account_currency_fk
+    FOREIGN KEY (account_id, currency) REFERENCES ledger_account (id, currency);
+
+-- 2. A journal's entries sum to zero per currency, checked at commit (hordak's approach).
+CREATE OR REPLACE FUNCTION ledger_check_journal_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT currency INTO bad FROM ledger_entry WHERE journal_id = NEW.journal_id
+        GROUP BY currency HAVING sum(amount) <> 0 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'ledger: journal % does not balance in %', NEW.journal_id, bad
+            USING ERRCODE = '23514', CONSTRAINT = 'ledger_journal_balanced';
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS ledger_entry_balanced ON ledger_entry;
+CREATE CONSTRAINT TRIGGER ledger_entry_balanced AFTER INSERT ON ledger_entry
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_check_journal_balanced();
+
+-- 3. Journals and entries are append-only: no UPDATE, DELETE or TRUNCATE.
+--    (A superuser may TRUNCATE, as the test runner's flush does; a superuser can bypass any
+--    trigger anyway. The application must connect as an ordinary role.)
+CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'ledger: % of % is not allowed: the ledger is append-only, post a reversing journal',
+        TG_OP, TG_TABLE_NAME USING ERRCODE = '42501';
+END $$;
+DROP TRIGGER IF EXISTS ledger_journal_append_only ON ledger_journal;
+CREATE TRIGGER ledger_journal_append_only BEFORE UPDATE OR DELETE ON ledger_journal
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+DROP TRIGGER IF EXISTS ledger_journal_no_truncate ON ledger_journal;
+CREATE TRIGGER ledger_journal_no_truncate BEFORE TRUNCATE ON ledger_journal
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+DROP TRIGGER IF EXISTS ledger_entry_append_only ON ledger_entry;
+CREATE TRIGGER ledger_entry_append_only BEFORE UPDATE OR DELETE ON ledger_entry
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+DROP TRIGGER IF EXISTS ledger_entry_no_truncate ON ledger_entry;
+CREATE TRIGGER ledger_entry_no_truncate BEFORE TRUNCATE ON ledger_entry
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+DROP TRIGGER IF EXISTS ledger_account_no_truncate ON ledger_account;
+CREATE TRIGGER ledger_account_no_truncate BEFORE TRUNCATE ON ledger_account
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+-- Accounts keep their identity: only the projection and status may change.
+CREATE OR REPLACE FUNCTION ledger_account_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'ledger: accounts are never deleted' USING ERRCODE = '42501';
+    END IF;
+    IF (NEW.owner, NEW.code, NEW.currency, NEW.type, NEW.hot, NEW.parent_id, NEW.shard)
+       IS DISTINCT FROM (OLD.owner, OLD.code, OLD.currency, OLD.type, OLD.hot, OLD.parent_id, OLD.shard) THEN
+        RAISE EXCEPTION 'ledger: an account''s identity never changes' USING ERRCODE = '42501';
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS ledger_account_guard ON ledger_account;
+DROP TRIGGER IF EXISTS ledger_account_no_delete ON ledger_account;
+CREATE TRIGGER ledger_account_no_delete BEFORE DELETE ON ledger_account
+    FOR EACH ROW EXECUTE FUNCTION ledger_account_guard();
+-- The WHEN clause is evaluated without calling PL/pgSQL: projection updates pay nothing.
+CREATE TRIGGER ledger_account_guard BEFORE UPDATE ON ledger_account FOR EACH ROW
+    WHEN ((NEW.owner, NEW.code, NEW.currency, NEW.type, NEW.hot, NEW.parent_id, NEW.shard)
+          IS DISTINCT FROM (OLD.owner, OLD.code, OLD.currency, OLD.type, OLD.hot, OLD.parent_id, OLD.shard))
+    EXECUTE FUNCTION ledger_account_guard();
+
+-- 4. The posting function: one call posts a batch of journals, one round trip.
+--
+-- Accounts a_* are the batch's distinct logical accounts (1-based); lines l_* point at them.
+-- Journals j_*: j_line_end[j] is the index of journal j's last line (lines are grouped by journal).
+-- Locking: hot accounts first, one free shard each (SKIP LOCKED; waits on one shard only when all
+-- are busy), then every other account with SELECT .. ORDER BY id FOR UPDATE: one fixed order.
+-- Returns one status per journal; nothing of a failed journal is written. With p_atomic, the
+-- first failure of a multi-journal batch aborts the statement (TigerBeetle's linked chain);
+-- ledger_post_batch_atomic() turns that into statuses ('linked_event_failed' for the others).
+CREATE OR REPLACE FUNCTION ledger_post_batch(
+    a_owner text[], a_code text[], a_currency text[], a_type text[],
+    a_dmnec boolean[], a_cmned boolean[], a_hot boolean[], a_create boolean[], a_shards integer,
+    j_reference text[], j_kind text[], j_memo text[], j_metadata jsonb[], j_occurred timestamptz[],
+    j_phase smallint[], j_reverses bigint[], j_pending bigint[], j_expires timestamptz[], j_line_end integer[],
+    l_account integer[], l_amount bigint[],
+    p_atomic boolean,
+    OUT r_status text[], OUT r_journal bigint[]
+) LANGUAGE plpgsql
+-- Generic plans: every query here is an index lookup; re-planning per call cost more than the work.
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    n_acc integer := coalesce(array_length(a_owner, 1), 0);
+    n_j integer := coalesce(array_length(j_reference, 1), 0);
+    acc_id bigint[] := '{}';   -- logical account id
+    lk_id bigint[] := '{}';    -- the row we write: the account, or the shard taken for a hot account
+    s_hot boolean[] := '{}';
+    s_dmnec boolean[] := '{}';
+    s_cmned boolean[] := '{}';
+    s_frozen boolean[] := '{}';
+    s_bal bigint[] := '{}';
+    s_dp bigint[] := '{}';
+    s_cp bigint[] := '{}';
+    s_ver bigint[] := '{}';
+    o_bal bigint[] := '{}';
+    o_dp bigint[] := '{}';
+    o_cp bigint[] := '{}';
+    o_ver bigint[] := '{}';
+    -- entries to insert at the end
+    e_n integer := 0;
+    e_journal bigint[] := '{}';
+    e_account bigint[] := '{}';
+    e_currency text[] := '{}';
+    e_amount bigint[] := '{}';
+    e_bal bigint[] := '{}';
+    e_ver bigint[] := '{}';
+    e_pending boolean[] := '{}';
+    -- undo log of the current journal
+    u_n integer;
+    u_acc integer[];
+    u_bal bigint[];
+    u_dp bigint[];
+    u_cp bigint[];
+    u_ver bigint[];
+    i integer; j integer; jj integer; k integer; a integer; ls integer; le integer := 0;
+    e_start integer;
+    rec record;
+    v_id bigint; v_hot boolean; v_dmnec boolean; v_cmned boolean; v_status text; v_shards integer;
+    v_sid bigint;
+    amt bigint;
+    pend boolean;
+    st text;
+    jid bigint;
+    failed integer := 0;
+    p_phase smallint; p_expires timestamptz;
+    v_nshards integer[] := '{}';
+BEGIN
+    r_status := array_fill(NULL::text, ARRAY[n_j]);
+    r_journal := array_fill(NULL::bigint, ARRAY[n_j]);
+    -- Resolve the accounts (index lookups; NULL where missing).
+    FOR i IN 1..n_acc LOOP
+        v_id := NULL;
+        SELECT id, hot, debits_must_not_exceed_credits, credits_must_not_exceed_debits, status, shards
+          INTO v_id, v_hot, v_dmnec, v_cmned, v_status, v_shards
+          FROM ledger_account
+         WHERE owner = a_owner[i] AND code = a_code[i] AND currency = a_currency[i] AND parent_id IS NULL;
+        acc_id[i] := v_id; s_hot[i] := v_hot; s_dmnec[i] := v_dmnec; s_cmned[i] := v_cmned;
+        s_frozen[i] := v_status <> 'active'; v_nshards[i] := v_shards;
+    END LOOP;
+    FOR i IN 1..n_acc LOOP
+        IF acc_id[i] IS NULL THEN
+            -- Create it on first use (chart accounts only).
+            IF NOT a_create[i] THEN
+                RAISE EXCEPTION 'ledger: no account %/%/%', a_owner[i], a_code[i], a_currency[i]
+                    USING ERRCODE = 'P0002', HINT = 'ledger_account_not_found';
+            END IF;
+            INSERT INTO ledger_account (owner, code, currency, type, debits_must_not_exceed_credits,
+                                        credits_must_not_exceed_debits, hot, status, shards)
+            VALUES (a_owner[i], a_code[i], a_currency[i], a_type[i], a_dmnec[i], a_cmned[i], a_hot[i], 'active',
+                    CASE WHEN a_hot[i] THEN a_shards ELSE 0 END)
+            ON CONFLICT DO NOTHING RETURNING id INTO v_id;
+            IF v_id IS NOT NULL AND a_hot[i] THEN
+                INSERT INTO ledger_account (owner, code, currency, type, hot, status, parent_id, shard, shards)
+                SELECT a_owner[i], a_code[i], a_currency[i], a_type[i], true, 'active', v_id, s, 0
+                  FROM generate_series(0, a_shards - 1) s;
+            END IF;
+            SELECT id, hot, debits_must_not_exceed_credits, credits_must_not_exceed_debits, status, shards
+              INTO STRICT v_id, v_hot, v_dmnec, v_cmned, v_status, v_shards
+              FROM ledger_account
+             WHERE owner = a_owner[i] AND code = a_code[i] AND currency = a_currency[i] AND parent_id IS NULL;
+            acc_id[i] := v_id; s_hot[i] := v_hot; s_dmnec[i] := v_dmnec; s_cmned[i] := v_cmned;
+            s_frozen[i] := v_status <> 'active'; v_nshards[i] := v_shards;
+        END IF;
+        IF s_hot[i] THEN
+            -- Take a free shard without waiting; start from a per-backend place to spread writers.
+            v_sid := NULL;
+            SELECT id INTO v_sid FROM ledger_account WHERE parent_id = acc_id[i]
+             ORDER BY (shard + pg_backend_pid()) % greatest(v_nshards[i], 1)
+             LIMIT 1 FOR UPDATE SKIP LOCKED;
+            IF v_sid IS NULL THEN
+                SELECT id INTO STRICT v_sid FROM ledger_account
+                 WHERE parent_id = acc_id[i] AND shard = pg_backend_pid() % greatest(v_nshards[i], 1) FOR UPDATE;
+            END IF;
+            lk_id[i] := v_sid;
+        ELSE
+            lk_id[i] := acc_id[i];
+        END IF;
+    END LOOP;
+    -- Lock the other accounts in one fixed order (by id) and load every state (hot shards are
+    -- already ours, so they never wait here).
+    IF n_acc > 0 THEN
+        SELECT array_agg(t.balance ORDER BY t.ord), array_agg(t.debits_pending ORDER BY t.ord),
+               array_agg(t.credits_pending ORDER BY t.ord), array_agg(t.version ORDER BY t.ord)
+          INTO s_bal, s_dp, s_cp, s_ver
+          FROM (SELECT u.ord, ac.balance, ac.debits_pending, ac.credits_pending, ac.version
+                  FROM ledger_account ac JOIN unnest(lk_id) WITH ORDINALITY AS u(id, ord) ON ac.id = u.id
+                 ORDER BY ac.id FOR UPDATE OF ac) t;
+    END IF;
+    o_bal := s_bal; o_dp := s_dp; o_cp := s_cp; o_ver := s_ver;
+
+    FOR j IN 1..n_j LOOP
+        ls := le + 1;
+        le := j_line_end[j];
+        st := 'created';
+        u_n := 0; u_acc := '{}'; u_bal := '{}'; u_dp := '{}'; u_cp := '{}'; u_ver := '{}';
+        e_start := e_n;
+        pend := j_phase[j] = 1;
+        -- A post or void must name an open pending journal; a post must come before its expiry.
+        IF j_pending[j] IS NOT NULL THEN
+            SELECT phase, expires_at INTO p_phase, p_expires FROM ledger_journal WHERE id = j_pending[j];
+            IF NOT FOUND OR p_phase <> 1 THEN
+                st := 'not_pending';
+            ELSIF j_phase[j] = 2 AND p_expires IS NOT NULL AND p_expires <= clock_timestamp() THEN
+                st := 'pending_expired';
+            ELSE
+                -- Release the reservation (not tracked on hot accounts).
+                FOR rec IN SELECT account_id, amount FROM ledger_entry WHERE journal_id = j_pending[j] LOOP
+                    a := NULL;
+                    FOR k IN 1..n_acc LOOP
+                        IF lk_id[k] = rec.account_id THEN a := k; EXIT; END IF;
+                    END LOOP;
+                    IF a IS NULL OR s_hot[a] THEN
+                        CONTINUE;  -- a hot shard: pending amounts are not tracked there
+                    END IF;
+                    u_n := u_n + 1; u_acc[u_n] := a;
+                    u_bal[u_n] := s_bal[a]; u_dp[u_n] := s_dp[a]; u_cp[u_n] := s_cp[a]; u_ver[u_n] := s_ver[a];
+                    IF rec.amount > 0 THEN s_dp[a] := s_dp[a] - rec.amount;
+                    ELSE s_cp[a] := s_cp[a] + rec.amount; END IF;
+                END LOOP;
+            END IF;
+        END IF;
+        IF st = 'created' THEN
+            FOR k IN ls..le LOOP
+                a := l_account[k]; amt := l_amount[k];
+                IF s_frozen[a] THEN st := 'account_frozen'; EXIT; END IF;
+                u_n := u_n + 1; u_acc[u_n] := a;
+                u_bal[u_n] := s_bal[a]; u_dp[u_n] := s_dp[a]; u_cp[u_n] := s_cp[a]; u_ver[u_n] := s_ver[a];
+                IF pend THEN
+                    IF NOT s_hot[a] THEN
+                        IF amt > 0 THEN s_dp[a] := s_dp[a] + amt; ELSE s_cp[a] := s_cp[a] - amt; END IF;
+                    END IF;
+                ELSE
+                    s_bal[a] := s_bal[a] + amt;
+                END IF;
+                s_ver[a] := s_ver[a] + 1;
+                e_n := e_n + 1;
+                e_journal[e_n] := j; e_account[e_n] := lk_id[a]; e_currency[e_n] := a_currency[a];
+                e_amount[e_n] := amt; e_bal[e_n] := s_bal[a]; e_ver[e_n] := s_ver[a]; e_pending[e_n] := pend;
+            END LOOP;
+        END IF;
+        IF st = 'created' THEN
+            FOR k IN 1..u_n LOOP
+                a := u_acc[k];
+                IF s_dmnec[a] AND s_bal[a] + s_dp[a] > 0 THEN st := 'exceeds_credits'; EXIT; END IF;
+                IF s_cmned[a] AND s_cp[a] - s_bal[a] > 0 THEN st := 'exceeds_debits'; EXIT; END IF;
+            END LOOP;
+        END IF;
+        jid := NULL;
+        IF st = 'created' THEN
+            INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, reverses_id,
+                                        pending_id, expires_at)
+            VALUES (j_reference[j], j_kind[j], j_phase[j], j_memo[j], j_metadata[j], j_occurred[j],
+                    j_reverses[j], j_pending[j], j_expires[j])
+            ON CONFLICT DO NOTHING RETURNING id INTO jid;
+            IF jid IS NULL THEN
+                st := 'duplicate';
+            ELSE
+                r_journal[j] := jid;
+                FOR k IN e_start + 1..e_n LOOP
+                    e_journal[k] := jid;
+                END LOOP;
+            END IF;
+        END IF;
+        IF st <> 'created' THEN
+            -- Idempotency first (as TigerBeetle): a known reference answers exists or conflict,
+            -- whatever the balances say now.
+            SELECT id INTO jid FROM ledger_journal WHERE reference = j_reference[j];
+            IF jid IS NULL THEN
+                IF st = 'duplicate' THEN
+                    st := CASE WHEN j_pending[j] IS NOT NULL THEN 'pending_already_resolved'
+                               ELSE 'already_reversed' END;
+                END IF;
+            ELSE
+                r_journal[j] := jid;
+                jj := array_position(r_journal, jid);
+                IF jj < j AND r_status[jj] = 'created' THEN
+                    -- the first journal with this reference is earlier in this batch (its entries
+                    -- are not written yet): compare with its input lines
+                    IF j_phase[jj] = j_phase[j] AND j_pending[jj] IS NOT DISTINCT FROM j_pending[j]
+                       AND j_reverses[jj] IS NOT DISTINCT FROM j_reverses[j]
+                       AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+                              FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
+                                      FROM generate_series(CASE WHEN jj = 1 THEN 1 ELSE j_line_end[jj - 1] + 1 END,
+                                                           j_line_end[jj]) g) t)
+                         = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+                              FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
+                                      FROM generate_series(ls, le) g) t) THEN
+                        st := 'exists';
+                    ELSE
+                        st := 'reference_conflict';
+                    END IF;
+                ELSIF EXISTS (
+                    SELECT 1 FROM ledger_journal x WHERE x.id = jid
+                       AND x.phase = j_phase[j]
+                       AND x.pending_id IS NOT DISTINCT FROM j_pending[j]
+                       AND x.reverses_id IS NOT DISTINCT FROM j_reverses[j])
+                   AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+                          FROM (SELECT coalesce(ac.parent_id, ac.id)::text || ':' || e.amount::text AS x
+                                  FROM ledger_entry e JOIN ledger_account ac ON ac.id = e.account_id
+                                 WHERE e.journal_id = jid) t)
+                       = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+                            FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
+                                    FROM generate_series(ls, le) g) t) THEN
+                    st := 'exists';
+                ELSE
+                    st := 'reference_conflict';
+                END IF;
+            END IF;
+        END IF;
+        r_status[j] := st;
+        IF st <> 'created' THEN
+            -- Undo this journal's effects on the state, newest first; drop its entries.
+            FOR k IN REVERSE u_n..1 LOOP
+                a := u_acc[k];
+                s_bal[a] := u_bal[k]; s_dp[a] := u_dp[k]; s_cp[a] := u_cp[k]; s_ver[a] := u_ver[k];
+            END LOOP;
+            e_n := e_start;
+            IF st <> 'exists' AND p_atomic AND failed = 0 THEN
+                failed := j;
+                EXIT;
+            END IF;
+        END IF;
+    END LOOP;
+    IF failed > 0 AND n_j > 1 THEN
+        -- An atomic batch failed: abort the statement (nothing of it is written). Callers inside a
+        -- transaction use ledger_post_batch_atomic(), which catches this in a subtransaction.
+        RAISE EXCEPTION 'ledger: atomic batch refused at journal %', failed
+            USING ERRCODE = 'LDG01', DETAIL = r_status[failed], HINT = failed::text;
+    END IF;
+
+    IF e_n > 0 THEN
+        INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)
+        SELECT * FROM unnest(e_journal[1:e_n], e_account[1:e_n], e_currency[1:e_n], e_amount[1:e_n],
+                             e_bal[1:e_n], e_ver[1:e_n], e_pending[1:e_n]);
+    END IF;
+    UPDATE ledger_account ac
+       SET balance = u.bal, debits_pending = u.dp, credits_pending = u.cp, version = u.ver
+      FROM unnest(lk_id, s_bal, s_dp, s_cp, s_ver, o_ver, o_dp, o_cp)
+           AS u(id, bal, dp, cp, ver, over, odp, ocp)
+     WHERE ac.id = u.id AND (u.ver <> u.over OR u.dp <> u.odp OR u.cp <> u.ocp);
+END $$;
+
+-- An atomic batch inside the caller's transaction: the exception block is a subtransaction, so a
+-- refused batch leaves the caller's transaction usable. (Single journals never need it.)
+CREATE OR REPLACE FUNCTION ledger_post_batch_atomic(
+    a_owner text[], a_code text[], a_currency text[], a_type text[],
+    a_dmnec boolean[], a_cmned boolean[], a_hot boolean[], a_create boolean[], a_shards integer,
+    j_reference text[], j_kind text[], j_memo text[], j_metadata jsonb[], j_occurred timestamptz[],
+    j_phase smallint[], j_reverses bigint[], j_pending bigint[], j_expires timestamptz[], j_line_end integer[],
+    l_account integer[], l_amount bigint[],
+    p_atomic boolean,
+    OUT r_status text[], OUT r_journal bigint[]
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_detail text;
+    v_hint text;
+    n integer := coalesce(array_length(j_reference, 1), 0);
+BEGIN
+    SELECT b.r_status, b.r_journal INTO r_status, r_journal
+      FROM ledger_post_batch(a_owner, a_code, a_currency, a_type, a_dmnec, a_cmned, a_hot, a_create, a_shards,
+                             j_reference, j_kind, j_memo, j_metadata, j_occurred, j_phase, j_reverses, j_pending,
+                             j_expires, j_line_end, l_account, l_amount, true) b;
+EXCEPTION WHEN SQLSTATE 'LDG01' THEN
+    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+    r_status := array_fill('linked_event_failed'::text, ARRAY[n]);
+    r_status[v_hint::integer] := v_detail;
+    r_journal := array_fill(NULL::bigint, ARRAY[n]);
+END $$;
