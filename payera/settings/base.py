@@ -361,3 +361,36 @@ STAFF_MERCHANT_MODEL = "merchants.Merchant"
 LEDGER_HOT_SHARDS = env.int("LEDGER_HOT_SHARDS", default=16)
 LEDGER_ENGINE = env.str("LEDGER_ENGINE", default="auto")
 CELERY_BEAT_SCHEDULE["ledger-pending-expire"] = {"task": "ledger.tasks.pending_expire_task", "schedule": 60.0}
+
+# --- Payments (payments app; docs/payments.md) --------------------------------------------
+# Where shoppers and PSPs reach us: the 3-D Secure return URL handed to PSPs is built on it.
+PAYERA_PUBLIC_URL = env.str("PAYERA_PUBLIC_URL", default=f"http://127.0.0.1:{env('PORT')}")
+PAYMENTS_MAX_ATTEMPTS = env.int("PAYMENTS_MAX_ATTEMPTS", default=3)  # connectors tried per payment
+PAYMENTS_INFLIGHT_TIMEOUT = env.int("PAYMENTS_INFLIGHT_TIMEOUT", default=120)  # a crashed mutation's claim
+PAYMENTS_STARTED_GRACE_SECONDS = env.int("PAYMENTS_STARTED_GRACE_SECONDS", default=60)
+PAYMENTS_PENDING_INQUIRY_SECONDS = env.int("PAYMENTS_PENDING_INQUIRY_SECONDS", default=60)
+PAYMENTS_ACTION_INQUIRY_SECONDS = env.int("PAYMENTS_ACTION_INQUIRY_SECONDS", default=900)
+PAYMENTS_RECOVERY_SCHEDULE = [15, 60, 180, 3600]  # then daily
+PAYMENTS_RECOVERY_MAX_INQUIRIES = env.int("PAYMENTS_RECOVERY_MAX_INQUIRIES", default=9)  # then operations
+PAYMENTS_AUTHORIZATION_TTL_DAYS = env.int("PAYMENTS_AUTHORIZATION_TTL_DAYS", default=7)
+PAYMENTS_WEBHOOK_PARK_MAX_TRIES = env.int("PAYMENTS_WEBHOOK_PARK_MAX_TRIES", default=10)
+PAYMENTS_CIRCUIT_THRESHOLD = env.int("PAYMENTS_CIRCUIT_THRESHOLD", default=5)
+PAYMENTS_CIRCUIT_WINDOW = env.int("PAYMENTS_CIRCUIT_WINDOW", default=60)
+PAYMENTS_CIRCUIT_COOLDOWN = env.int("PAYMENTS_CIRCUIT_COOLDOWN", default=30)
+# Merchant fee schedules (Merchant.fee_schedule names one): per payment method type, basis
+# points of the gross plus a fixed part in hundredths of the major unit (scaled to the currency).
+PAYMENT_FEE_SCHEDULES = {
+    "standard": {
+        "card": {"percent_bp": 290, "fixed": 30},
+        "bank_redirect": {"percent_bp": 150, "fixed": 20},
+        "sepa_debit": {"percent_bp": 80, "fixed": 20},
+    },
+    "zero": {"default": {"percent_bp": 0, "fixed": 0}},
+}
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "payments-recovery": {"task": "payments.tasks.recovery_run_task", "schedule": 60.0},
+        "payments-psp-webhook-sweep": {"task": "payments.tasks.psp_webhook_sweep_task", "schedule": 30.0},
+        "payments-authorization-expiry": {"task": "payments.tasks.authorization_expiry_task", "schedule": 3600.0},
+    }
+)
