@@ -200,3 +200,25 @@ def test_no_card_number_or_cvc_anywhere(env, caplog):
     for haystack in [*answers, events, inbox, trail, audit, caplog.text]:
         assert number not in haystack
         assert f'"{cvc}"' not in haystack and f"cvc={cvc}" not in haystack
+
+
+def test_confirm_later(env):
+    p = env.pay(confirm=False)
+    assert p["status"] == "requires_confirmation" and p["attempts"] == []
+    p = env.post(f"/v1/payments/{p['id']}/confirm")
+    assert p["status"] == "succeeded"
+    again = env.post(f"/v1/payments/{p['id']}/confirm", expect=400)
+    assert again["error"]["code"] == "payment_unexpected_state"
+
+
+def test_cancel_before_confirmation(env):
+    p = env.pay(confirm=False)
+    p = env.post(f"/v1/payments/{p['id']}/cancel")
+    assert p["status"] == "canceled"
+
+
+def test_balance_transactions_show_gross_and_fee(env):
+    env.pay(amount=2000)
+    data = env.http.get("/v1/balance_transactions").json()["data"]
+    assert sorted((t["type"], t["amount"]) for t in data) == [("capture", 2000), ("fee", -fee(2000))]
+    assert env.balance()["pending"] == [{"amount": 2000 - fee(2000), "currency": "EUR"}]

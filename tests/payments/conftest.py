@@ -1,0 +1,3 @@
+"""Fixtures of the payments tests."""
+
+from tests.scenarios.conftest import sqlite_flushable  # noqa: F401 - a fixture, shared
