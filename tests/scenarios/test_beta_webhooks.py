@@ -124,3 +124,48 @@ def test_other_merchant_key_cannot_read_the_payment(beta_env):
     other = make_api_key(MerchantFactory())
     r = httpx.get(f"{beta_env.url}/v1/payments/{p['id']}", headers={"Authorization": f"Bearer {other.secret}"})
     assert r.status_code == 404
+
+
+def _apm(env, data, expect=201):
+    r = env.http.post("/v1/payments", json={"amount": 1500, "currency": "EUR", "payment_method_data": data})
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+def test_sepa_debit_settles_by_webhook(env):  # alpha first in the routing: it takes no SEPA, beta does
+    p = _apm(env, {"type": "sepa_debit", "sepa_debit": {"iban": "DE89 3704 0044 0532 0130 00",
+                                                        "account_holder_name": "Ada"}})
+    assert p["status"] == "processing" and [a["connector"] for a in p["attempts"]] == ["beta"]
+    p = env.wait(p["id"], lambda p: p["status"] == "succeeded")
+    assert p["payment_method"]["type"] == "sepa_debit" and p["payment_method"]["card"] is None
+    sepa_fee = (1500 * 80 + 5000) // 10000 + 20
+    assert pending_eur(env) == 1500 - sepa_fee
+    assert_ledger_sound()
+
+
+def test_sepa_debit_insufficient_funds_fails(env):
+    p = _apm(env, {"type": "sepa_debit", "sepa_debit": {"iban": "AT611904300234573201",
+                                                        "account_holder_name": "Ada"}})
+    p = env.wait(p["id"], lambda p: p["status"] == "failed")
+    assert p["last_error"]["decline_code"] == "insufficient_funds"
+
+
+def test_bad_iban_is_400(env):
+    err = _apm(env, {"type": "sepa_debit", "sepa_debit": {"iban": "DE89370400440532013001",
+                                                          "account_holder_name": "Ada"}}, expect=400)
+    assert err["error"]["param"] == "payment_method_data[sepa_debit][iban]"
+
+
+def test_bank_redirect_pass_succeeds(env):
+    p = _apm(env, {"type": "bank_redirect", "bank_redirect": {"bank": "sandbox_bank"}})
+    assert p["status"] == "requires_action"
+    env.sandboxes["beta"].submit_challenge(p["next_action"]["redirect_to_url"]["url"], "pass")
+    p = env.wait(p["id"], lambda p: p["status"] == "succeeded")
+    assert p["amount_captured"] == 1500
+
+
+def test_apm_without_a_connector_for_it_is_400(env):
+    env.merchant.connectors = ["alpha"]
+    env.merchant.save(update_fields=["connectors"])
+    err = _apm(env, {"type": "bank_redirect", "bank_redirect": {"bank": "sandbox_bank"}}, expect=400)
+    assert err["error"]["code"] == "payment_method_unsupported"
