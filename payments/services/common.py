@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connection
@@ -77,9 +79,29 @@ def emit_refund(refund, type_: str) -> None:
     event_record(merchant_id=refund.merchant_id, type=type_, data=render_refund(refund))
 
 
+_postings = threading.local()
+
+
+@contextmanager
+def postings_last() -> Iterator[None]:
+    """Inside a use case's atomic block: collect the journals `post()` is given and post them all
+    in one ledger call at the end of the block, right before the commit. The ledger holds the
+    account rows (a merchant's pending account is one row) from the posting to the commit, so
+    posting last keeps that window to the commit itself (docs/decisions/ledger-posting-transactions.md)."""
+    _postings.queue = []
+    try:
+        yield
+        queued, _postings.queue = _postings.queue, None
+        if queued:
+            assert connection.in_atomic_block, "post inside the transition's transaction"
+            journal_post_many(queued, atomic=True)
+    finally:
+        _postings.queue = None
+
+
 def post(journals: Iterable[Journal], *, occurred_at: dt.datetime, metadata: dict) -> None:
-    """Post journals in one ledger call, in the caller's transaction (same block as the
-    transition). Idempotent on the references."""
+    """Post journals in the caller's transaction (the same block as the transition): queued for
+    the end of the block under `postings_last()`, else at once. Idempotent on the references."""
     requests = [
         JournalRequest(
             reference=j.reference, lines=j.lines, occurred_at=occurred_at, memo=j.memo, kind=j.kind,
@@ -87,8 +109,13 @@ def post(journals: Iterable[Journal], *, occurred_at: dt.datetime, metadata: dic
         )
         for j in journals
     ]
-    if requests:
-        assert connection.in_atomic_block, "post inside the transition's transaction"
+    if not requests:
+        return
+    assert connection.in_atomic_block, "post inside the transition's transaction"
+    queue = getattr(_postings, "queue", None)
+    if queue is not None:
+        queue.extend(requests)
+    else:
         journal_post_many(requests, atomic=True)
 
 

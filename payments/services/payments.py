@@ -42,6 +42,7 @@ from payments.services.common import (
     inflight_release,
     now,
     post,
+    postings_last,
     recovery_delay,
     setting,
     transition,
@@ -350,8 +351,8 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
     payment = payment_lock(attempt0.payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     if error is not None:
-        verdict = _apply_error(payment, attempt, error, actor=actor, may_cascade=may_cascade)
-    else:
+        return _apply_error(payment, attempt, error, actor=actor, may_cascade=may_cascade)
+    with postings_last():
         verdict = apply_authorization(
             payment, attempt, outcome=result.outcome, state=result.state,
             psp_reference=result.payment.psp_reference or "", amount=result.amount, currency=result.currency,
@@ -578,10 +579,11 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
             capture.save()
         return  # unknown: stays pending; recovery asks the PSP
     if outcome == Outcome.APPROVED:
-        transition(capture, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
-        capture.save()
-        _capture_succeeded(payment, capture.attempt, capture, actor=actor, at=now())
-        payment.save()
+        with postings_last():
+            transition(capture, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
+            capture.save()
+            _capture_succeeded(payment, capture.attempt, capture, actor=actor, at=now())
+            payment.save()
     elif outcome == Outcome.DECLINED:
         code = decline.code.value if decline else "operation_rejected"
         transition(capture, "mark_failed", payment=payment, actor=actor, code=code)

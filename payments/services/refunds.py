@@ -129,13 +129,14 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
         refund.save()
         payment.amount_refunded += refund.amount
         payment.save()
+        emit_refund(refund, "refund.succeeded")
+        emit(payment, "payment.refunded")
+        # last in the transaction: the ledger holds the merchant's account row until the commit
         post(
             refund_journals(refund_id=refund.id, merchant_id=payment.merchant_id, connector=refund.attempt.connector,
                             amount=refund.amount, fee_back=fee_back, currency=refund.currency),
             occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id},
         )
-        emit_refund(refund, "refund.succeeded")
-        emit(payment, "payment.refunded")
     elif outcome == Outcome.DECLINED:
         transition(refund, "mark_failed", payment=payment, actor=actor,
                    code=decline.code.value if decline else "operation_rejected")

@@ -22,7 +22,7 @@ from payera.core.db import outside_transaction
 from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
-from payments.services.common import now, setting
+from payments.services.common import now, postings_last, setting
 from payments.services.payments import (
     apply_authorization,
     attempt_record_outcome,
@@ -191,11 +191,12 @@ def _apply_authorization_event(attempt: PaymentAttempt, e: PspEvent, *, actor: s
         state = PspState.PENDING
     else:
         state = PspState.DECLINED
-    verdict = apply_authorization(
-        payment, attempt, outcome=e.outcome, state=state, psp_reference=e.payment.psp_reference or "",
-        amount=e.amount, currency=e.currency, amount_captured=e.amount_captured, decline=e.decline,
-        action_url=e.action.redirect_url if e.action else "", actor=actor, may_cascade=False, source="webhook",
-    )
+    with postings_last():
+        verdict = apply_authorization(
+            payment, attempt, outcome=e.outcome, state=state, psp_reference=e.payment.psp_reference or "",
+            amount=e.amount, currency=e.currency, amount_captured=e.amount_captured, decline=e.decline,
+            action_url=e.action.redirect_url if e.action else "", actor=actor, may_cascade=False, source="webhook",
+        )
     return str(verdict)
 
 
