@@ -7,5 +7,8 @@ from payments.models import Payment
 
 
 def payment_lock(payment_id: str) -> Payment:
-    """`SELECT … FOR UPDATE` of the payment row (only it), inside the caller's transaction."""
-    return Payment.objects.select_for_update(of=("self",)).get(pk=payment_id)
+    """`SELECT … FOR UPDATE` of the payment row (only it: not its merchant or payment method, which
+    are loaded alongside for reading), inside the caller's transaction."""
+    return Payment.objects.select_for_update(of=("self",)).select_related("merchant", "payment_method").get(
+        pk=payment_id
+    )

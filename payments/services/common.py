@@ -70,9 +70,11 @@ def transition(obj, verb: str, *, payment: Payment, actor: str, data: dict | Non
     return True
 
 
-def emit(payment: Payment, type_: str) -> None:
-    """An outbox event with the contract's payment object, in the open transaction."""
-    event_record(merchant_id=payment.merchant_id, type=type_, data=render_payment(payment))
+def emit(payment: Payment, *types: str) -> None:
+    """Outbox events with the contract's payment object (rendered once), in the open transaction."""
+    data = render_payment(payment)
+    for type_ in types:
+        event_record(merchant_id=payment.merchant_id, type=type_, data=data)
 
 
 def emit_refund(refund, type_: str) -> None:

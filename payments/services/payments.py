@@ -141,9 +141,10 @@ def _unsupported() -> PaymentMethodUnsupportedError:
 
 
 def _fee(payment: Payment, gross: int) -> int:
+    """The merchant's fee on a capture (payment_lock loaded the merchant and the method)."""
     pm_type = payment.payment_method.type if payment.payment_method_id else "card"
-    merchant = Merchant.objects.only("fee_schedule").get(pk=payment.merchant_id)
-    return fee_rule(setting("PAYMENT_FEE_SCHEDULES", {}), merchant.fee_schedule, pm_type).fee(gross, payment.currency)
+    schedule = payment.merchant.fee_schedule
+    return fee_rule(setting("PAYMENT_FEE_SCHEDULES", {}), schedule, pm_type).fee(gross, payment.currency)
 
 
 def decline_normalize(connector: str, decline: Decline | None) -> Decline:
@@ -263,11 +264,12 @@ def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput 
     """Route and authorize: one committed attempt per connector tried, the PSP called outside any
     transaction; soft declines and unavailable PSPs cascade (at most PAYMENTS_MAX_ATTEMPTS), a hard
     decline stops, an unknown outcome (timeout) stops with the payment `processing`."""
-    plan = _confirm_begin(merchant=merchant, payment_id=payment_id, actor=actor)
+    plan, first = _confirm_begin(merchant=merchant, payment_id=payment_id, actor=actor)
     payment = Payment.objects.select_related("payment_method").get(pk=payment_id)
     pm_data = method_psp_data(payment.payment_method, method)
     for index, connector in enumerate(plan):
-        attempt = attempt_start(payment_id=payment_id, connector=connector)
+        # the first attempt was committed with the claim; each one before its PSP call
+        attempt = first if index == 0 else attempt_start(payment_id=payment_id, connector=connector)
         request = AuthorizeRequest(
             reference=attempt.id,
             amount=payment.amount,
@@ -304,7 +306,7 @@ def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput 
 
 
 @transaction.atomic(durable=True)
-def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> list[str]:
+def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[list[str], PaymentAttempt]:
     payment = _locked(merchant, payment_id)
     if payment.status not in (PS.REQUIRES_CONFIRMATION, PS.REQUIRES_PAYMENT_METHOD):
         raise PaymentStateError(f"A payment in status {payment.status} cannot be confirmed.")
@@ -318,14 +320,17 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> list[s
     inflight_claim(payment, "confirm")
     transition(payment, "mark_processing", payment=payment, actor=actor, data={"plan": plan})
     payment.save()
-    return plan
+    return plan, _attempt_insert(payment, plan[0])
 
 
 @transaction.atomic(durable=True)
 def attempt_start(*, payment_id: str, connector: str) -> PaymentAttempt:
     """Record the attempt (committed) before its PSP call: a crash after this leaves a `started`
     attempt that recovery resolves by asking the PSP."""
-    payment = payment_lock(payment_id)
+    return _attempt_insert(payment_lock(payment_id), connector)
+
+
+def _attempt_insert(payment: Payment, connector: str) -> PaymentAttempt:
     sequence = (payment.attempts.aggregate(m=Max("sequence"))["m"] or 0) + 1
     attempt = PaymentAttempt(
         payment=payment, merchant_id=payment.merchant_id, sequence=sequence, connector=connector,
@@ -493,8 +498,7 @@ def _capture_succeeded(payment: Payment, attempt: PaymentAttempt, capture: Captu
                          gross=capture.amount, fee=capture.fee, currency=capture.currency),
         occurred_at=at, metadata={"payment": payment.id, "capture": capture.id},
     )
-    emit(payment, "payment.captured")
-    emit(payment, "payment.succeeded")
+    emit(payment, "payment.captured", "payment.succeeded")
 
 
 def payment_auto_capture_if_needed(*, payment_id: str) -> None:

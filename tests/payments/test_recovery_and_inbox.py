@@ -8,7 +8,7 @@ import pytest
 
 from payments.models import AS, PS, Payment, PaymentAttempt
 from payments.services import payment_create, recovery_run
-from payments.services.payments import _confirm_begin, attempt_start
+from payments.services.payments import _confirm_begin
 from tests.merchants.factories import MerchantFactory
 
 pytestmark = [pytest.mark.django_db]
@@ -19,8 +19,8 @@ CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, 
 def test_attempt_that_never_reached_the_psp_fails_after_the_grace_period(psp_settings):
     merchant = MerchantFactory(connectors=["alpha", "beta"])
     payment = payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, confirm=False)
-    _confirm_begin(merchant=merchant, payment_id=payment.id, actor="test")
-    attempt = attempt_start(payment_id=payment.id, connector="alpha")  # then the process "dies"
+    # the claim commits the first attempt; then the process "dies" before the PSP call
+    _plan, attempt = _confirm_begin(merchant=merchant, payment_id=payment.id, actor="test")
     assert recovery_run(force=True)["attempts"] == 0  # within its grace: its call may be running
     PaymentAttempt.objects.filter(pk=attempt.pk).update(created_at=attempt.created_at - dt.timedelta(minutes=5))
     recovery_run(force=True)
