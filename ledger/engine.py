@@ -148,7 +148,10 @@ def _bound_cursor():
     import psycopg
 
     connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
+    raw = getattr(connection, "_ledger_cursor", None)
+    if raw is None or raw.closed or raw.connection is not connection.connection:
+        raw = psycopg.Cursor(connection.connection)  # kept per connection: one less setup per posting
+        connection._ledger_cursor = raw
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
@@ -190,9 +193,9 @@ def _post_pg(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
     ]
     function = "ledger_post_batch_atomic" if atomic and len(items) > 1 else "ledger_post_batch"
     try:
-        with _bound_cursor() as cursor:
-            cursor.execute(_PG_SQL.format(function=function), params)
-            statuses, journal_ids = cursor.fetchone()
+        cursor = _bound_cursor()  # not closed: reused by the next posting on this connection
+        cursor.execute(_PG_SQL.format(function=function), params)
+        statuses, journal_ids = cursor.fetchone()
     except DatabaseError as exc:
         cause = exc.__cause__
         diag = getattr(cause, "diag", None)

@@ -146,7 +146,9 @@ class Entry(models.Model):
     """One leg of a journal on one account: signed amount, the account's balance and version after it."""
 
     id = models.BigAutoField(primary_key=True)
-    journal = models.ForeignKey(Journal, on_delete=models.PROTECT, related_name="entries")
+    # The journal's existence is checked by the deferred balance trigger (journals are never
+    # deleted), which spares a second deferred RI check and its row lock per entry.
+    journal = models.ForeignKey(Journal, on_delete=models.PROTECT, related_name="entries", db_constraint=False)
     # Indexed by (account, version) and checked by the composite foreign key (account_id, currency)
     # -> account (id, currency) added in migration 0002; Django's own index and FK would be redundant.
     account = models.ForeignKey(

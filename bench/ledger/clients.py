@@ -61,7 +61,8 @@ def run_batch_client(n_accounts: int, calls: int, per_call: int, start, out, see
             amount = rng.randint(1, 1000)
             reqs.append(
                 JournalRequest(
-                    reference=f"{prefix}{c}:{i}", lines=(PostingLine(a, amount), PostingLine(b, -amount)),
+                    reference=f"{prefix}{c}:{i}",
+                    lines=(PostingLine(a, amount), PostingLine(b, -amount)),
                     occurred_at=now,
                 )
             )

@@ -45,6 +45,7 @@ def unapply(apps, schema_editor):
             "ledger_entry_no_update",
             "ledger_entry_no_delete",
             "ledger_entry_currency",
+            "ledger_entry_journal",
             "ledger_account_identity",
             "ledger_account_no_delete",
         ):

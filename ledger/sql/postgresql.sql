@@ -6,14 +6,22 @@ ALTER TABLE ledger_entry DROP CONSTRAINT IF EXISTS ledger_entry_account_currency
 ALTER TABLE ledger_entry ADD CONSTRAINT ledger_entry_account_currency_fk
     FOREIGN KEY (account_id, currency) REFERENCES ledger_account (id, currency);
 
--- 2. A journal's entries sum to zero per currency, checked at commit (hordak's approach).
+-- 2. A journal's entries sum to zero per currency, checked at commit (hordak's approach);
+--    the same deferred check makes sure the journal exists (in place of a foreign key).
 CREATE OR REPLACE FUNCTION ledger_check_journal_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
+    has_journal boolean;
     bad text;
 BEGIN
-    SELECT currency INTO bad FROM ledger_entry WHERE journal_id = NEW.journal_id
-        GROUP BY currency HAVING sum(amount) <> 0 LIMIT 1;
-    IF FOUND THEN
+    SELECT EXISTS (SELECT 1 FROM ledger_journal WHERE id = NEW.journal_id),
+           (SELECT currency FROM ledger_entry WHERE journal_id = NEW.journal_id
+             GROUP BY currency HAVING sum(amount) <> 0 LIMIT 1)
+      INTO has_journal, bad;
+    IF NOT has_journal THEN
+        RAISE EXCEPTION 'ledger: entry % names no journal (%)', NEW.id, NEW.journal_id
+            USING ERRCODE = '23503', CONSTRAINT = 'ledger_entry_journal_exists';
+    END IF;
+    IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'ledger: journal % does not balance in %', NEW.journal_id, bad
             USING ERRCODE = '23514', CONSTRAINT = 'ledger_journal_balanced';
     END IF;
@@ -222,7 +230,16 @@ BEGIN
                     FOR k IN 1..n_acc LOOP
                         IF lk_id[k] = rec.account_id THEN a := k; EXIT; END IF;
                     END LOOP;
-                    IF a IS NULL OR s_hot[a] THEN
+                    IF a IS NULL THEN
+                        -- only a hot shard may be missing from the batch: pending amounts are not
+                        -- tracked there; anything else would leave a projection wrong
+                        IF NOT EXISTS (SELECT 1 FROM ledger_account WHERE id = rec.account_id AND hot) THEN
+                            RAISE EXCEPTION 'ledger: account % of pending journal % is not in the call',
+                                rec.account_id, j_pending[j] USING ERRCODE = 'P0001';
+                        END IF;
+                        CONTINUE;
+                    END IF;
+                    IF s_hot[a] THEN
                         CONTINUE;  -- a hot shard: pending amounts are not tracked there
                     END IF;
                     u_n := u_n + 1; u_acc[u_n] := a;

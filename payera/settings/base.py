@@ -355,28 +355,55 @@ MIDDLEWARE = [
 INSTALLED_APPS += ["payera.staff"]
 STAFF_MERCHANT_MODEL = "merchants.Merchant"
 
+# --- Back office: staff sign-in and the admin site (payera.backoffice; docs/backoffice.md) --
+# PCI DSS 8.3/8.4/8.2.8 for the admin: TOTP second factor (django-otp) for every staff account,
+# lockout after 10 failures for 30 minutes (django-axes, in the database: PostgreSQL or SQLite),
+# 15 idle minutes per session (SESSION_COOKIE_AGE + SESSION_SAVE_EVERY_REQUEST above), 12+
+# character passwords (AUTH_PASSWORD_VALIDATORS above). `admin.site` is BackofficeAdminSite.
+INSTALLED_APPS = [
+    "payera.backoffice.apps.BackofficeAdminConfig" if app == "django.contrib.admin" else app for app in INSTALLED_APPS
+]
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "axes", "payera.backoffice"]
+_auth_at = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+MIDDLEWARE.insert(_auth_at + 1, "django_otp.middleware.OTPMiddleware")
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last: turns a lockout into its own answer
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", *AUTHENTICATION_BACKENDS]
+OTP_TOTP_ISSUER = "Payera back office"  # the name authenticator apps show
+AXES_FAILURE_LIMIT = 10
+AXES_COOLOFF_TIME = 0.5  # hours: 30 minutes
+# An account is locked after 10 failures from anywhere (8.3.4); an address after 10 failures
+# over any accounts (password spraying).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True  # consecutive failures count
+AXES_CLIENT_IP_CALLABLE = "payera.audit.middleware.client_ip"  # same rule as the audit trail
+AXES_USERNAME_CALLABLE = "payera.backoffice.auth.axes_username"  # masks a card number typed as a username
+# Kept out of the failure records axes stores (its username column holds the masked username).
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "username", "csrfmiddlewaretoken"]
+AXES_DISABLE_ACCESS_LOG = True  # sign-ins are in the audit trail (audit.SecurityEvent)
+AXES_HTTP_RESPONSE_CODE = 429
+
 # --- Ledger (ledger app) ----------------------------------------------------------------
 # Sub-accounts per hot account (docs/decisions/ledger-hot-accounts.md); the posting engine
 # ("auto": the PL/pgSQL function on PostgreSQL, the portable Python engine on SQLite).
-LEDGER_HOT_SHARDS = env.int("LEDGER_HOT_SHARDS", default=16)
-LEDGER_ENGINE = env.str("LEDGER_ENGINE", default="auto")
+LEDGER_HOT_SHARDS = 16
+LEDGER_ENGINE = "auto"
 CELERY_BEAT_SCHEDULE["ledger-pending-expire"] = {"task": "ledger.tasks.pending_expire_task", "schedule": 60.0}
 
 # --- Payments (payments app; docs/payments.md) --------------------------------------------
 # Where shoppers and PSPs reach us: the 3-D Secure return URL handed to PSPs is built on it.
 PAYERA_PUBLIC_URL = env.str("PAYERA_PUBLIC_URL", default=f"http://127.0.0.1:{env('PORT')}")
-PAYMENTS_MAX_ATTEMPTS = env.int("PAYMENTS_MAX_ATTEMPTS", default=3)  # connectors tried per payment
-PAYMENTS_INFLIGHT_TIMEOUT = env.int("PAYMENTS_INFLIGHT_TIMEOUT", default=120)  # a crashed mutation's claim
-PAYMENTS_STARTED_GRACE_SECONDS = env.int("PAYMENTS_STARTED_GRACE_SECONDS", default=60)
-PAYMENTS_PENDING_INQUIRY_SECONDS = env.int("PAYMENTS_PENDING_INQUIRY_SECONDS", default=60)
-PAYMENTS_ACTION_INQUIRY_SECONDS = env.int("PAYMENTS_ACTION_INQUIRY_SECONDS", default=900)
+PAYMENTS_MAX_ATTEMPTS = 3  # connectors tried per payment
+PAYMENTS_INFLIGHT_TIMEOUT = 120  # a crashed mutation's claim
+PAYMENTS_STARTED_GRACE_SECONDS = 60
+PAYMENTS_PENDING_INQUIRY_SECONDS = 60
+PAYMENTS_ACTION_INQUIRY_SECONDS = 900
 PAYMENTS_RECOVERY_SCHEDULE = [15, 60, 180, 3600]  # then daily
-PAYMENTS_RECOVERY_MAX_INQUIRIES = env.int("PAYMENTS_RECOVERY_MAX_INQUIRIES", default=9)  # then operations
-PAYMENTS_AUTHORIZATION_TTL_DAYS = env.int("PAYMENTS_AUTHORIZATION_TTL_DAYS", default=7)
-PAYMENTS_WEBHOOK_PARK_MAX_TRIES = env.int("PAYMENTS_WEBHOOK_PARK_MAX_TRIES", default=10)
-PAYMENTS_CIRCUIT_THRESHOLD = env.int("PAYMENTS_CIRCUIT_THRESHOLD", default=5)
-PAYMENTS_CIRCUIT_WINDOW = env.int("PAYMENTS_CIRCUIT_WINDOW", default=60)
-PAYMENTS_CIRCUIT_COOLDOWN = env.int("PAYMENTS_CIRCUIT_COOLDOWN", default=30)
+PAYMENTS_RECOVERY_MAX_INQUIRIES = 9  # then operations
+PAYMENTS_AUTHORIZATION_TTL_DAYS = 7
+PAYMENTS_WEBHOOK_PARK_MAX_TRIES = 10
+PAYMENTS_CIRCUIT_THRESHOLD = 5
+PAYMENTS_CIRCUIT_WINDOW = 60
+PAYMENTS_CIRCUIT_COOLDOWN = 30
 # Merchant fee schedules (Merchant.fee_schedule names one): per payment method type, basis
 # points of the gross plus a fixed part in hundredths of the major unit (scaled to the currency).
 PAYMENT_FEE_SCHEDULES = {

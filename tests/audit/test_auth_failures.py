@@ -7,6 +7,7 @@ from payera.audit.context import bind_actor, clear_actor
 from payera.audit.models import SecurityEvent
 from payera.audit.services import record_auth_failure
 from tests.audit.conftest import PASSWORD
+from tests.backoffice.staff import totp_device, totp_token
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +63,8 @@ def test_failed_staff_login_through_the_admin_is_recorded(client, staff_admin):
 
 
 def test_staff_sign_in_and_out_are_recorded(client, staff_admin):
-    assert client.post("/admin/login/?next=/admin/", {"username": "ada", "password": PASSWORD},
+    token = totp_token(totp_device(staff_admin))  # the second factor (payera.backoffice)
+    assert client.post("/admin/login/?next=/admin/", {"username": "ada", "password": PASSWORD, "otp_token": token},
                        REMOTE_ADDR="198.51.100.51").status_code == 302
     client.post("/admin/logout/", REMOTE_ADDR="198.51.100.51")
     events = list(SecurityEvent.objects.order_by("pk").values_list("event", "user_id", "remote_addr"))

@@ -6,6 +6,7 @@ from django.db import DatabaseError, connection, transaction
 
 from payera.audit.models import AuditLogEntry, AuditRecordImmutableError, SecurityEvent
 from payera.audit.services import record_auth_failure
+from tests.backoffice.staff import otp_force_login
 
 pytestmark = pytest.mark.django_db
 
@@ -66,7 +67,7 @@ def test_admin_is_read_only_and_reading_is_a_permission(client, auditor, staff_a
         ("/admin/audit/securityevent/", f"/admin/audit/securityevent/{event.pk}/"),
     ]
     for user in (auditor, staff_admin):
-        client.force_login(user)
+        otp_force_login(client, user)
         for list_url, object_url in pages:
             assert client.get(list_url).status_code == 200
             page = client.get(object_url + "change/")
@@ -80,7 +81,7 @@ def test_admin_is_read_only_and_reading_is_a_permission(client, auditor, staff_a
     assert AuditLogEntry.objects.filter(pk=entry.pk).exists() and SecurityEvent.objects.filter(pk=event.pk).exists()
 
     nobody = django_user_model.objects.create_user("sam", password="a-long-password-123", is_staff=True)
-    client.force_login(nobody)
+    otp_force_login(client, nobody)
     for list_url, object_url in pages:
         assert client.get(list_url).status_code == 403
         assert client.get(object_url + "change/").status_code == 403

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from payera.audit.context import bind_actor, clear_actor
 from payera.audit.models import AuditLogEntry
+from tests.backoffice.staff import otp_force_login
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ def _records(obj_pk, model=Group):
 
 
 def test_admin_create_update_delete_record_who_when_what_where(client, staff_admin):
-    client.force_login(staff_admin)
+    otp_force_login(client, staff_admin)
     before = timezone.now()
     meta = {"REMOTE_ADDR": "198.51.100.23"}
 
@@ -120,7 +121,7 @@ def test_object_merchant_is_recorded_for_scoping(monkeypatch):
 
 def test_middleware_ignores_spoofed_forwarded_for_without_trusted_proxies(client, staff_admin, settings):
     settings.TRUSTED_PROXY_COUNT = 0
-    client.force_login(staff_admin)
+    otp_force_login(client, staff_admin)
     client.post("/admin/auth/group/add/", {"name": "g1"}, REMOTE_ADDR="198.51.100.1", HTTP_X_FORWARDED_FOR="10.9.9.9")
     assert _records(Group.objects.get(name="g1").pk).get().remote_addr == "198.51.100.1"
 
@@ -135,6 +136,6 @@ def test_middleware_ignores_spoofed_forwarded_for_without_trusted_proxies(client
 def test_actor_is_unbound_after_the_request(client, staff_admin):
     from payera.audit.context import current_actor
 
-    client.force_login(staff_admin)
+    otp_force_login(client, staff_admin)
     client.get("/admin/")
     assert current_actor() is None

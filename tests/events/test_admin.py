@@ -3,6 +3,7 @@ from django.contrib.auth.models import Permission, User
 
 from payera.events.models import DeliveryStatus, WebhookDelivery
 from payera.events.services import event_relay, webhook_endpoint_create
+from tests.backoffice.staff import otp_force_login
 from tests.events.helpers import record
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +22,8 @@ def dead_delivery(enqueued) -> WebhookDelivery:
 def _staff(client, *perms: str) -> None:
     user = User.objects.create_user("ops", password="x" * 16, is_staff=True)
     user.user_permissions.set(Permission.objects.filter(content_type__app_label="events", codename__in=perms))
-    client.force_login(user)
+    user.user_permissions.add(Permission.objects.get(codename="access_all_merchants"))  # no merchant limit
+    otp_force_login(client, user)
 
 
 def test_replay_action_needs_the_replay_permission(client, dead_delivery):

@@ -2,6 +2,7 @@
 checked step by step against a plain-Python model of the ledger, on both engines."""
 
 import itertools
+import os
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -266,7 +267,8 @@ def test_ledger_state_machine(engine, settings_override):
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(
-            max_examples=12 if engine == "postgresql" else 6,
+            # LEDGER_HYPOTHESIS_EXAMPLES=200 for a longer hunt by hand
+            max_examples=int(os.environ.get("LEDGER_HYPOTHESIS_EXAMPLES", 20 if engine == "postgresql" else 8)),
             stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

@@ -154,3 +154,16 @@ def test_verify_finds_a_bad_balance_after(owner, now):
     report = ledger_verify()
     assert bad_id in report.problems["entries_replay_mismatch"]
     assert account.id in report.problems["projection_mismatch"]
+
+
+@pytest.mark.django_db
+def test_entry_must_name_an_existing_journal(owner):
+    make_account(owner, "raw")
+    account = Account.objects.get(owner=owner, code="raw")
+    with pytest.raises(IntegrityError, match="names no journal"), transaction.atomic(), connection.cursor() as c:
+        c.execute(
+            "INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)"
+            " VALUES (-1, %s, 'EUR', 5, 5, 1, false), (-1, %s, 'EUR', -5, 0, 2, false)",
+            [account.id, account.id],
+        )
+        c.execute("SET CONSTRAINTS ALL IMMEDIATE")

@@ -325,3 +325,21 @@ def test_expired_pending_cannot_post_and_is_voided_by_the_task(owner, now):
     assert selectors.account_balance(key=src).debits_pending == 0
     assert pending_expire_task.apply().get() == 0
     assert ledger_verify().ok
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "python"])
+def test_same_reference_twice_in_one_batch(owner, now, settings, engine):
+    settings.LEDGER_ENGINE = engine
+    src, dst = Accounts.merchant_pending(owner, "EUR"), Accounts.merchant_available(owner, "EUR")
+    same = transfer_lines(debit=src, credit=dst, amount=5)
+    other = transfer_lines(debit=src, credit=dst, amount=6)
+    reqs = [
+        JournalRequest(reference=f"d:{owner}", lines=same, occurred_at=now),
+        JournalRequest(reference=f"d:{owner}", lines=same, occurred_at=now),
+        JournalRequest(reference=f"d:{owner}", lines=other, occurred_at=now),
+    ]
+    results = services.journal_post_many(reqs, atomic=False)
+    assert [r.status for r in results] == [PostStatus.CREATED, PostStatus.EXISTS, PostStatus.REFERENCE_CONFLICT]
+    assert results[1].journal_id == results[0].journal_id
+    assert selectors.balance_get(owner=owner).available[0].amount == 5
+    assert ledger_verify().ok

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.admin.utils import quote
 
 from payera.merchants.models import ApiKey, Merchant
+from tests.backoffice.staff import otp_force_login
 
 pytestmark = pytest.mark.django_db
 
@@ -11,7 +12,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("root", "root@example.com", "a-long-password-123")
-    client.force_login(user)
+    otp_force_login(client, user)
     return client
 
 

@@ -40,7 +40,7 @@ def _race(n: int, fn) -> list:
 
 
 @pytest.fixture
-def merchant_alpha(psp_settings, sqlite_flushable):
+def merchant_alpha(psp_settings):
     if connection.vendor != "postgresql":
         pytest.skip("row locks under real concurrency: PostgreSQL")
     return MerchantFactory(connectors=["alpha"])

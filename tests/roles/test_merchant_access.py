@@ -21,6 +21,7 @@ from payera.staff.access import (
     staff_merchant_ids,
     staff_revoke_merchant,
 )
+from tests.backoffice.staff import otp_force_login
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a-long-password-123"
@@ -116,7 +117,7 @@ def test_audit_admin_shows_a_limited_auditor_only_their_merchants_records(mercha
     record_a = AuditLogEntry.objects.filter(content_type=ct, object_pk=str(a.pk)).latest("pk")
     record_b = AuditLogEntry.objects.filter(content_type=ct, object_pk=str(b.pk)).latest("pk")
     assert (record_a.object_merchant_id, record_b.object_merchant_id) == (str(a.pk), str(b.pk))
-    client.force_login(staff)
+    otp_force_login(client, staff)
     page = client.get("/admin/audit/auditlogentry/")
     assert page.status_code == 200
     shown = {entry.pk for entry in page.context["cl"].result_list}

@@ -10,13 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
-from django.db import connection
 
-import ledger
 from ledger.selectors import balance_get
 from ledger.verify import ledger_verify
 from payments.services import psp_webhook_process_due
@@ -86,26 +83,8 @@ def fee(gross: int) -> int:
     return (gross * 290 + 5000) // 10000 + 30
 
 
-LEDGER_SQLITE_SQL = Path(ledger.__file__).parent / "sql" / "sqlite.sql"
-
-
 @pytest.fixture
-def sqlite_flushable(transactional_db):
-    """On SQLite (the embedded run) the ledger's append-only triggers refuse the DELETEs with which
-    a transactional test's flush empties the tables (PostgreSQL truncates, which they allow).
-    Put the triggers back for the test and lift the DELETE ones just for the flush."""
-    if connection.vendor != "sqlite":
-        yield
-        return
-    connection.cursor().connection.executescript(LEDGER_SQLITE_SQL.read_text())
-    yield
-    with connection.cursor() as cursor:
-        for table in ("journal", "entry", "account"):
-            cursor.execute(f"DROP TRIGGER IF EXISTS ledger_{table}_no_delete")
-
-
-@pytest.fixture
-def env(psp_settings, psp_webhooks, live_server, settings, sqlite_flushable):
+def env(psp_settings, psp_webhooks, live_server, settings, transactional_db):
     settings.PAYERA_PUBLIC_URL = live_server.url
     sandboxes = psp_settings
     for name, sb in sandboxes.items():

@@ -1,0 +1,31 @@
+from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
+
+
+class BackofficeConfig(AppConfig):
+    name = "payera.backoffice"
+    label = "backoffice"
+    default = True
+    default_auto_field = "django.db.models.BigAutoField"
+    verbose_name = "Back office"
+
+    def ready(self) -> None:
+        from axes.signals import user_locked_out
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        from payera.audit import registry
+        from payera.backoffice import panels, receivers
+
+        user_locked_out.connect(receivers.staff_locked_out, dispatch_uid="payera_backoffice_locked_out")
+        panels.register_builtin_panels()
+        # Enrolling, renaming and removing a staff member's second factor are audited (PCI DSS
+        # 10.2.1.5); the key never is, nor the counters every sign-in updates.
+        registry.register(TOTPDevice, include_fields=["user", "name", "confirmed"])
+
+
+class BackofficeAdminConfig(admin_apps.AdminConfig):
+    """`django.contrib.admin` with our site as `admin.site` (settings: INSTALLED_APPS)."""
+
+    default = False  # payera.backoffice resolves to BackofficeConfig
+
+    default_site = "payera.backoffice.sites.BackofficeAdminSite"

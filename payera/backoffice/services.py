@@ -1,0 +1,41 @@
+"""Writes of the back office: TOTP devices of staff accounts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from payera.core.errors import InvalidRequestError
+
+
+class StaffOtpEnrolError(InvalidRequestError):
+    code = "staff_otp_enrol_refused"
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledDevice:
+    device_id: int
+    username: str
+    config_url: str  # otpauth://totp/... : show once (QR code or typed), never store or log it
+
+
+@transaction.atomic(durable=True)
+def staff_otp_device_enrol(
+    *, username: str, device_name: str = "authenticator", replace: bool = False
+) -> EnrolledDevice:
+    """Give an active staff account its TOTP device (confirmed: the person gets the secret from
+    the one who ran this, in person or over a secure channel). `replace` drops the old devices,
+    e.g. a lost phone; without it an account that has a device is refused."""
+    user = get_user_model().objects.select_for_update().filter(**{get_user_model().USERNAME_FIELD: username}).first()
+    if user is None or not user.is_active or not user.is_staff:
+        raise StaffOtpEnrolError(f"no active staff account {username!r}")
+    existing = TOTPDevice.objects.devices_for_user(user, confirmed=None)
+    if existing.exists():
+        if not replace:
+            raise StaffOtpEnrolError(f"{username!r} already has a device (use replace to swap it)")
+        existing.delete()
+    device = TOTPDevice.objects.create(user=user, name=device_name[:64], confirmed=True)
+    return EnrolledDevice(device_id=device.pk, username=username, config_url=device.config_url)

@@ -1,0 +1,39 @@
+"""The back-office admin site (`django.contrib.admin.site`).
+
+- Sign-in: password and TOTP code (`forms.StaffAuthenticationForm`); a page needs an active staff
+  user verified by an OTP device in this session (`OTPAdminSite.has_permission`). Sessions end
+  after `SESSION_COOKIE_AGE` idle seconds (15 minutes; renewed on every request).
+- Registration scopes every merchant-owned admin to the staff member's merchants (`scoping`).
+- The index is the dashboard: the panels (`panels`) the user may see, above the app list.
+"""
+
+from __future__ import annotations
+
+from django.contrib.admin import ModelAdmin
+from django.db.models.base import ModelBase
+from django_otp.admin import OTPAdminSite
+
+from payera.backoffice import panels
+from payera.backoffice.forms import StaffAuthenticationForm
+from payera.backoffice.scoping import scoped_admin_class
+
+
+class BackofficeAdminSite(OTPAdminSite):
+    site_header = "Payera back office"
+    site_title = "Payera back office"
+    index_title = "Dashboard"
+    login_form = StaffAuthenticationForm
+    login_template = "backoffice/login.html"
+    index_template = "backoffice/index.html"
+
+    def __init__(self, name: str = "admin") -> None:
+        super().__init__(name)
+
+    def register(self, model_or_iterable, admin_class=None, **options):
+        models = [model_or_iterable] if isinstance(model_or_iterable, ModelBase) else list(model_or_iterable)
+        for model in models:
+            super().register(model, scoped_admin_class(model, admin_class or ModelAdmin), **options)
+
+    def index(self, request, extra_context=None):
+        context = {"panels": panels.panels_for(request), **(extra_context or {})}
+        return super().index(request, extra_context=context)

@@ -1,0 +1,36 @@
+import pytest
+
+from payera.staff.access import staff_grant_merchant
+from tests.backoffice.staff import make_staff
+
+
+@pytest.fixture(autouse=True)
+def _local_secrets_and_no_broker(settings, monkeypatch):
+    settings.SECRETS_BACKEND = "local"  # webhook secrets encrypted for real, keys in the test database
+    published: list = []
+    monkeypatch.setattr("payera.events.dispatch.enqueue", lambda task, *args, countdown=None: published.append(
+        (task.name, args)) or True)
+    return published
+
+
+@pytest.fixture
+def superuser(db):
+    return make_staff("root", superuser=True)
+
+
+@pytest.fixture
+def world(db):
+    """Merchants A and B, each with a key, an endpoint and a dead-lettered delivery."""
+    from tests.backoffice.fixtures import merchant_world
+
+    return {"A": merchant_world("Merchant A"), "B": merchant_world("Merchant B")}
+
+
+@pytest.fixture
+def role_users(world):
+    """One staff member per role; support, operations and finance limited to merchant A, admin
+    (staff.access_all_merchants) sees every merchant."""
+    users = {role: make_staff(f"{role}-user", role=role) for role in ("support", "operations", "finance", "admin")}
+    for role in ("support", "operations", "finance"):
+        staff_grant_merchant(user=users[role], merchant_id=world["A"].merchant.pk)
+    return users

@@ -1,0 +1,133 @@
+"""Run by test_sqlite_embedded.py in a subprocess on a fresh SQLite file (the embedded default):
+the ledger's services, refusals and triggers there. Prints OK or raises."""
+
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+
+import django
+
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payera.settings.base")
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import DatabaseError, connection, transaction  # noqa: E402
+
+assert connection.vendor == "sqlite", connection.vendor
+call_command("migrate", verbosity=0)
+
+from ledger import selectors, services  # noqa: E402
+from ledger.errors import (  # noqa: E402
+    JournalReferenceConflictError,
+    LimitExceededError,
+    PendingStateError,
+)
+from ledger.models import Account, Entry  # noqa: E402
+from ledger.types import AccountKey, Accounts, AccountType, JournalRequest, PostingLine, transfer_lines  # noqa: E402
+from ledger.verify import ledger_verify  # noqa: E402
+
+now = datetime.now(UTC)
+m = "mer_sqlite"
+capture = (
+    PostingLine.debit(Accounts.psp_receivable("alpha", "EUR"), 1000),
+    PostingLine.credit(Accounts.merchant_pending(m, "EUR"), 970),
+    PostingLine.credit(Accounts.fee_revenue("EUR"), 30),
+)
+first = services.journal_post(reference="capture:1", lines=capture, occurred_at=now, kind="capture")
+assert services.journal_post(reference="capture:1", lines=capture, occurred_at=now).journal_id == first.journal_id
+try:
+    services.journal_post(
+        reference="capture:1",
+        lines=capture[:1] + (PostingLine.credit(Accounts.merchant_pending(m, "EUR"), 1000),),
+        occurred_at=now,
+    )
+    raise AssertionError("conflict expected")
+except JournalReferenceConflictError:
+    pass
+assert selectors.balance_get(owner=m).pending[0].amount == 970
+
+wallet = AccountKey(m, "wallet", "EUR")
+services.account_get_or_create(key=wallet, type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
+src = Accounts.merchant_pending(m, "EUR")
+services.journal_post(reference="fund", lines=transfer_lines(debit=src, credit=wallet, amount=100), occurred_at=now)
+try:
+    services.journal_post(reference="over", lines=transfer_lines(debit=wallet, credit=src, amount=101), occurred_at=now)
+    raise AssertionError("limit expected")
+except LimitExceededError:
+    pass
+reqs = [
+    JournalRequest(reference=f"b{i}", lines=transfer_lines(debit=wallet, credit=src, amount=60), occurred_at=now)
+    for i in range(2)
+]
+try:
+    services.journal_post_many(reqs)
+    raise AssertionError("atomic batch must fail")
+except LimitExceededError:
+    pass
+assert [r.status.value for r in services.journal_post_many(reqs, atomic=False)] == ["created", "exceeds_credits"]
+
+p = services.pending_create(
+    reference="p1",
+    lines=transfer_lines(debit=wallet, credit=src, amount=30),
+    occurred_at=now,
+    expires_at=now + timedelta(hours=1),
+)
+services.pending_post(
+    pending_id=p.journal_id,
+    reference="p1:post",
+    occurred_at=now,
+    lines=transfer_lines(debit=wallet, credit=src, amount=20),
+)
+try:
+    services.pending_void(pending_id=p.journal_id, reference="p1:void", occurred_at=now)
+    raise AssertionError("already resolved")
+except PendingStateError:
+    pass
+services.pending_create(
+    reference="p2",
+    lines=transfer_lines(debit=wallet, credit=src, amount=5),
+    occurred_at=now,
+    expires_at=now - timedelta(seconds=1),
+)
+assert services.pending_expire_due() == 1
+services.journal_reverse(journal_id=first.journal_id, reference="capture:1:reverse", occurred_at=now)
+assert selectors.account_balance(key=wallet).posted == -20
+
+for sql in (
+    "UPDATE ledger_entry SET amount = 1",
+    "DELETE FROM ledger_entry",
+    "UPDATE ledger_journal SET memo = 'x'",
+    "DELETE FROM ledger_journal",
+    "DELETE FROM ledger_account",
+    "UPDATE ledger_account SET currency = 'USD'",
+):
+    try:
+        with transaction.atomic(), connection.cursor() as c:
+            c.execute(sql)
+        raise AssertionError(f"refused expected: {sql}")
+    except DatabaseError:
+        pass
+account = Account.objects.get(owner=m, code="wallet")
+try:
+    with transaction.atomic(), connection.cursor() as c:
+        c.execute(
+            "INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version,"
+            " is_pending) VALUES (%s, %s, 'USD', 1, 1, 99, 0)",
+            [first.journal_id, account.id],
+        )
+    raise AssertionError("currency mismatch must be refused")
+except DatabaseError:
+    pass
+
+report = ledger_verify()
+assert report.ok, report.problems
+Account.objects.filter(id=account.id).update(balance=-21)
+assert ledger_verify().problems["projection_mismatch"] == [account.id]
+services.ledger_rebuild()
+assert ledger_verify().ok
+assert Entry.objects.count() > 0
+# Django's flush (the test runner's teardown) may empty the ledger; a raw DELETE may not (above).
+call_command("flush", interactive=False, verbosity=0)
+assert not Entry.objects.exists()
+print("OK")

@@ -1,3 +1,0 @@
-"""Fixtures of the payments tests."""
-
-from tests.scenarios.conftest import sqlite_flushable  # noqa: F401 - a fixture, shared
