@@ -15,3 +15,4 @@ class PaymentsConfig(AppConfig):
         registry.register(m.Payment, exclude_fields=["inflight", "inflight_at"])
         registry.register(m.Refund)
         registry.register(m.DeclineCode)
+        registry.register(m.Customer)
