@@ -69,6 +69,12 @@ def _webhook_endpoint(merchant: Merchant) -> str:
     ).endpoint.id
 
 
+def _payout(merchant: Merchant) -> str:
+    from tests.reconciliation.helpers import make_payout
+
+    return make_payout(merchant).id
+
+
 TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "event-list": Owned(create=_event),
     "event-detail": Owned(create=_event),
@@ -77,4 +83,6 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "webhook-endpoint-roll-secret": Owned(create=_webhook_endpoint),
     "customer-list": Owned(create=_customer),
     "customer-detail": Owned(create=_customer),
+    "payout-list": Owned(create=_payout),
+    "payout-detail": Owned(create=_payout),
 }
