@@ -48,7 +48,15 @@ def make_rows(client) -> tuple[str, ...]:
     client.post("/admin/login/", {"username": "olga", "password": PASSWORD, "otp_token": "000000"})
     client.post("/admin/login/", {"username": PAN, "password": "x" * 12, "otp_token": "000000"})  # wrong field
     device = totp_device(staff)
+    # Settlement and payouts (reconciliation): a settled run, a payout, payout settings with a bank account.
+    from reconciliation.services import payout_mark_in_transit
+    from tests.reconciliation.helpers import BANK_ACCOUNT, make_payout
+
+    payout = make_payout(a.merchant)
+    payout_mark_in_transit(payout_id=payout.id)
+    make_payout(b.merchant)
     secrets = (
+        BANK_ACCOUNT, BANK_ACCOUNT[4:],
         a.api_key.secret, b.api_key.secret, a.api_key.api_key.secret_hash, a.endpoint.secret, b.endpoint.secret,
         a.endpoint.endpoint.secret_ciphertext, device.key, staff.password, PAN,
     )
