@@ -18,7 +18,7 @@ class ReconciliationConfig(AppConfig):
             Panel(
                 key="reconciliation.payouts",
                 title="Payouts",
-                order=40,
+                order=70,
                 permissions=("reconciliation.view_payout",),
                 compute=payouts_panel,
             )

@@ -23,8 +23,9 @@ from ledger import selectors as ledger_selectors
 from ledger import services as ledger_services
 from ledger.errors import AccountNotFoundError
 from ledger.types import MERCHANT_AVAILABLE, Accounts, JournalKind, JournalRequest
+from payera.core.errors import InvalidRequestError, NotFoundError
 from payera.events.services import event_record
-from payera.merchants.models import Merchant
+from payera.merchants.models import Merchant, MerchantStatus
 from payera.secrets import services as secrets
 from reconciliation.errors import BankAccountInvalidError, PayoutNotFoundError, PayoutStateError
 from reconciliation.models import MerchantPayoutSettings, Payout, PayoutStatus, SettlementRun, SettlementRunStatus
@@ -62,12 +63,11 @@ def payout_settings_update(
     """Change a merchant's payout settings. The bank account is encrypted through the secrets
     backend (fail closed); only its masked form is stored in clear."""
     if not Merchant.objects.filter(pk=merchant_id).exists():
-        raise BankAccountInvalidError("No such merchant.", param="merchant", code="resource_missing")
+        raise NotFoundError("No such merchant.", param="merchant")
     if minimum_payout_amount is not None and (isinstance(minimum_payout_amount, bool) or minimum_payout_amount < 1):
-        raise BankAccountInvalidError("minimum_payout_amount must be >= 1.", param="minimum_payout_amount",
-                                      code="parameter_invalid")
+        raise InvalidRequestError("minimum_payout_amount must be >= 1.", param="minimum_payout_amount")
     if reserve_bps is not None and not 0 <= reserve_bps <= 10000:
-        raise BankAccountInvalidError("reserve_bps must be 0-10000.", param="reserve_bps", code="parameter_invalid")
+        raise InvalidRequestError("reserve_bps must be 0-10000.", param="reserve_bps")
     ciphertext = masked = None
     if bank_account is not None:
         account = re.sub(r"[\s-]", "", bank_account).upper()
@@ -105,7 +105,8 @@ class PayoutOutcome:
     payout_id: str | None
     amount: int
     created: bool
-    reason: str  # created | exists | below_minimum | disabled | no_bank_account | nothing_available
+    # created | exists | below_minimum | disabled | merchant_suspended | no_bank_account | nothing_available
+    reason: str
 
     def as_dict(self) -> dict:
         return {
@@ -157,6 +158,8 @@ def payout_create(*, merchant_id: str, currency: str, now: datetime | None = Non
         return PayoutOutcome(merchant_id, currency, existing.id, existing.amount, False, "exists")
     if not settings_row.payouts_enabled:
         return PayoutOutcome(merchant_id, currency, None, 0, False, "disabled")
+    if Merchant.objects.filter(pk=merchant_id, status=MerchantStatus.SUSPENDED).exists():
+        return PayoutOutcome(merchant_id, currency, None, 0, False, "merchant_suspended")  # held, not lost
     if not settings_row.bank_account_ciphertext:
         return PayoutOutcome(merchant_id, currency, None, 0, False, "no_bank_account")
     available = _available(merchant_id, currency)

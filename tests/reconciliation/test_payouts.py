@@ -212,3 +212,30 @@ def test_commands_run_payouts_and_payout_mark(caplog):
     assert json.loads(out.getvalue())["status"] == "paid"
     for text in (out.getvalue(), caplog.text, payout_file_csv(Payout.objects.all())):
         assert BANK_ACCOUNT not in text and "0532013000" not in text
+
+
+def test_a_suspended_merchant_is_settled_but_its_payouts_are_held():
+    from payera.merchants.services import merchant_suspend
+
+    merchant = setup_merchant()
+    cap = post_capture(merchant.id, gross=10_000, fee=300, at=NOW - timedelta(days=3))
+    merchant_suspend(merchant_id=merchant.id)
+    settlement_run(merchant_id=merchant.id, now=NOW)
+    assert available(merchant.id) == cap.net
+    held = payout_create(merchant_id=merchant.id, currency="EUR", now=NOW)
+    assert (held.created, held.reason) == (False, "merchant_suspended")
+    assert available(merchant.id) == cap.net
+
+
+def test_payout_settings_are_checked():
+    from payera.core.errors import InvalidRequestError, NotFoundError
+
+    merchant = MerchantFactory()
+    with pytest.raises(NotFoundError):
+        payout_settings_update(merchant_id="mer_nope", reserve_bps=10)
+    with pytest.raises(InvalidRequestError):
+        payout_settings_update(merchant_id=merchant.id, reserve_bps=10_001)
+    with pytest.raises(InvalidRequestError):
+        payout_settings_update(merchant_id=merchant.id, minimum_payout_amount=0)
+    with pytest.raises(InvalidRequestError):
+        payout_settings_update(merchant_id=merchant.id, bank_account="12")
