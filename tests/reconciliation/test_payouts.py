@@ -210,7 +210,11 @@ def test_commands_run_payouts_and_payout_mark(caplog):
     out = StringIO()
     call_command("payout_mark", payout_id, "--paid", "--json", stdout=out)
     assert json.loads(out.getvalue())["status"] == "paid"
-    for text in (out.getvalue(), caplog.text, payout_file_csv(Payout.objects.all())):
+    statement = StringIO()
+    call_command("payout_statement", payout_id, stdout=statement)
+    lines = list(csv.DictReader(io.StringIO(statement.getvalue())))
+    assert [r["reference"] for r in lines if r["line"] == "transaction"] == [cap.reference]
+    for text in (out.getvalue(), statement.getvalue(), caplog.text, payout_file_csv(Payout.objects.all())):
         assert BANK_ACCOUNT not in text and "0532013000" not in text
 
 
