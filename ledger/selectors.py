@@ -125,6 +125,28 @@ def balance_transaction_list(*, owner: str, currency: str | None = None) -> Quer
     )
 
 
+def account_entry_list(
+    *, key: AccountKey, occurred_before: datetime | None = None, exclude_kinds: tuple[str, ...] = ()
+) -> QuerySet[Entry]:
+    """Posted entries of one account (its shards for a hot account), oldest first by journal
+    `occurred_at` then id, each annotated with `occurred_at`, `reference` and `kind` of its
+    journal. `occurred_before` keeps journals whose effective time is strictly earlier;
+    `exclude_kinds` drops journals of those kinds. An account never created has no entries.
+    Used by merchant settlement (what of merchant pending is old enough to settle)."""
+    account = Account.objects.filter(owner=key.owner, code=key.code, currency=key.currency, parent=None).first()
+    if account is None:
+        return Entry.objects.none()
+    qs = Entry.objects.filter(is_pending=False)
+    qs = qs.filter(account__parent=account) if account.hot else qs.filter(account=account)
+    if occurred_before is not None:
+        qs = qs.filter(journal__occurred_at__lt=occurred_before)
+    if exclude_kinds:
+        qs = qs.exclude(journal__kind__in=list(exclude_kinds))
+    return qs.annotate(
+        occurred_at=F("journal__occurred_at"), reference=F("journal__reference"), kind=F("journal__kind")
+    ).order_by("journal__occurred_at", "id")
+
+
 def journal_get(*, journal_id: int | None = None, reference: str | None = None) -> Journal:
     qs = Journal.objects.prefetch_related("entries__account")
     journal = (qs.filter(id=journal_id) if journal_id is not None else qs.filter(reference=reference)).first()
@@ -158,6 +180,7 @@ def ledger_totals() -> dict[str, int]:
 
 
 __all__ = [
+    "account_entry_list",
     "account_balance",
     "account_balance_at",
     "account_balance_at_version",

@@ -4,3 +4,22 @@ from django.apps import AppConfig
 class ReconciliationConfig(AppConfig):
     name = "reconciliation"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from payera.audit import registry
+        from payera.backoffice.panels import Panel, panel_register
+        from reconciliation.models import MerchantPayoutSettings, Payout, SettlementRun
+        from reconciliation.panels import payouts_panel
+
+        registry.register(Payout)
+        registry.register(SettlementRun)
+        registry.register(MerchantPayoutSettings, exclude_fields=["bank_account_ciphertext"])
+        panel_register(
+            Panel(
+                key="reconciliation.payouts",
+                title="Payouts",
+                order=70,
+                permissions=("reconciliation.view_payout",),
+                compute=payouts_panel,
+            )
+        )

@@ -421,3 +421,18 @@ CELERY_BEAT_SCHEDULE.update(
         "payments-authorization-expiry": {"task": "payments.tasks.authorization_expiry_task", "schedule": 3600.0},
     }
 )
+
+# --- Settlement and payouts (reconciliation app; docs/settlement.md) ----------------------
+# Daily, UTC: settle first (pending -> available), then create payouts from available.
+# Per-merchant minimum payout and reserve live in reconciliation.MerchantPayoutSettings
+# (defaults: reconciliation.models.DEFAULT_MINIMUM_PAYOUT / DEFAULT_RESERVE_BPS).
+from celery.schedules import crontab  # noqa: E402
+
+CELERY_BEAT_SCHEDULE["reconciliation-settlement-run"] = {
+    "task": "reconciliation.tasks.settlement_run_task",
+    "schedule": crontab(hour=0, minute=15),
+}
+CELERY_BEAT_SCHEDULE["reconciliation-payout-run"] = {
+    "task": "reconciliation.tasks.payout_run_task",
+    "schedule": crontab(hour=1, minute=15),
+}

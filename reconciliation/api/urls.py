@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from reconciliation.api.views import PayoutDetailApi, PayoutListApi
+
+urlpatterns: list = [
+    path("payouts", PayoutListApi.as_view(), name="payout-list"),
+    path("payouts/<str:id>", PayoutDetailApi.as_view(), name="payout-detail"),
+]

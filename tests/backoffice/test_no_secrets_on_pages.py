@@ -70,7 +70,15 @@ def make_rows(client, psp) -> tuple[str, ...]:
                                 "amount": 1000, "currency": "EUR"}}).encode()
     signature = hmac.new(psp.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
     psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": signature})
+    # Settlement and payouts (reconciliation): a settled run, a payout, payout settings with a bank account.
+    from reconciliation.services import payout_mark_in_transit
+    from tests.reconciliation.helpers import BANK_ACCOUNT, make_payout
+
+    payout = make_payout(a.merchant)
+    payout_mark_in_transit(payout_id=payout.id)
+    make_payout(b.merchant)
     secrets = (
+        BANK_ACCOUNT, BANK_ACCOUNT[4:],
         a.api_key.secret, b.api_key.secret, a.api_key.api_key.secret_hash, a.endpoint.secret, b.endpoint.secret,
         a.endpoint.endpoint.secret_ciphertext, device.key, staff.password, PAN,
     )

@@ -90,6 +90,12 @@ def _refund(merchant: Merchant) -> str:
 
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
+def _payout(merchant: Merchant) -> str:
+    from tests.reconciliation.helpers import make_payout
+
+    return make_payout(merchant).id
+
+
 TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "event-list": Owned(create=_event),
     "event-detail": Owned(create=_event),
@@ -115,4 +121,6 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "refund-detail": Owned(create=_refund),
     "balance": NotOwned("the caller's own balance: no object ids (owner = the authenticated merchant)"),
     "balance-transaction-list": NotOwned("the caller's own ledger entries; cursors are checked in the payments tests"),
+    "payout-list": Owned(create=_payout),
+    "payout-detail": Owned(create=_payout),
 }

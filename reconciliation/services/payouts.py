@@ -1,0 +1,286 @@
+"""Payouts: from a merchant's available balance to its bank (docs/settlement.md).
+
+pending -> in_transit -> paid | failed. Creating a payout moves available -> payouts in transit
+(`payout:<id>`); paid clears in transit against bank cash (`payout_paid:<id>`); failed returns it
+to available (`payout_failed:<id>`). One payout per merchant, currency and day: running the payout
+run twice pays once. Each service locks, checks, transitions, records its event and posts last,
+in one durable transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger_services
+from ledger.errors import AccountNotFoundError
+from ledger.types import MERCHANT_AVAILABLE, Accounts, JournalKind, JournalRequest
+from payera.core.errors import InvalidRequestError, NotFoundError
+from payera.events.services import event_record
+from payera.merchants.models import Merchant, MerchantStatus
+from payera.secrets import services as secrets
+from reconciliation.errors import BankAccountInvalidError, PayoutNotFoundError, PayoutStateError
+from reconciliation.models import MerchantPayoutSettings, Payout, PayoutStatus, SettlementRun, SettlementRunStatus
+from reconciliation.objects import payout_object
+from reconciliation.postings import (
+    payout_amount,
+    payout_create_lines,
+    payout_failed_lines,
+    payout_paid_lines,
+    reserve_kept,
+)
+from reconciliation.services.locks import merchant_payout_lock, payout_lock
+
+logger = logging.getLogger("payera.reconciliation")
+
+BANK_ACCOUNT_KEY = "payout-bank-accounts"
+_ACCOUNT_RE = re.compile(r"^[A-Z0-9]{8,34}$")
+
+
+def mask_bank_account(account: str) -> str:
+    """`DE89370400440532013000` -> `DE89…3000`: the country and check digits and the last four."""
+    return f"{account[:4]}…{account[-4:]}"
+
+
+@transaction.atomic(durable=True)
+def payout_settings_update(
+    *,
+    merchant_id: str,
+    minimum_payout_amount: int | None = None,
+    reserve_bps: int | None = None,
+    payouts_enabled: bool | None = None,
+    bank_account: str | None = None,
+    bank_account_holder: str | None = None,
+) -> MerchantPayoutSettings:
+    """Change a merchant's payout settings. The bank account is encrypted through the secrets
+    backend (fail closed); only its masked form is stored in clear."""
+    if not Merchant.objects.filter(pk=merchant_id).exists():
+        raise NotFoundError("No such merchant.", param="merchant")
+    if minimum_payout_amount is not None and (isinstance(minimum_payout_amount, bool) or minimum_payout_amount < 1):
+        raise InvalidRequestError("minimum_payout_amount must be >= 1.", param="minimum_payout_amount")
+    if reserve_bps is not None and not 0 <= reserve_bps <= 10000:
+        raise InvalidRequestError("reserve_bps must be 0-10000.", param="reserve_bps")
+    ciphertext = masked = None
+    if bank_account is not None:
+        account = re.sub(r"[\s-]", "", bank_account).upper()
+        if not _ACCOUNT_RE.match(account):
+            raise BankAccountInvalidError("The bank account must be 8-34 letters and digits.", param="bank_account")
+        plaintext = json.dumps({"account": account, "holder": bank_account_holder or ""}).encode()
+        ciphertext = secrets.encrypt(key=BANK_ACCOUNT_KEY, plaintext=plaintext)
+        masked = mask_bank_account(account)
+    settings_row = merchant_payout_lock(merchant_id)
+    if minimum_payout_amount is not None:
+        settings_row.minimum_payout_amount = minimum_payout_amount
+    if reserve_bps is not None:
+        settings_row.reserve_bps = reserve_bps
+    if payouts_enabled is not None:
+        settings_row.payouts_enabled = payouts_enabled
+    if ciphertext is not None:
+        settings_row.bank_account_ciphertext = ciphertext
+        settings_row.bank_account_masked = masked
+    settings_row.save()
+    return settings_row
+
+
+def payout_bank_account_reveal(*, merchant_id: str) -> dict:
+    """The clear bank account (for the bank transfer itself); never logged or shown."""
+    row = MerchantPayoutSettings.objects.filter(merchant_id=merchant_id).first()
+    if row is None or not row.bank_account_ciphertext:
+        raise BankAccountInvalidError("The merchant has no bank account.", param="bank_account")
+    return json.loads(secrets.decrypt(key=BANK_ACCOUNT_KEY, ciphertext=row.bank_account_ciphertext))
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutOutcome:
+    merchant_id: str
+    currency: str
+    payout_id: str | None
+    amount: int
+    created: bool
+    # created | exists | below_minimum | disabled | merchant_suspended | no_bank_account | nothing_available
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {
+            "merchant": self.merchant_id,
+            "currency": self.currency,
+            "payout": self.payout_id,
+            "amount": self.amount,
+            "created": self.created,
+            "reason": self.reason,
+        }
+
+
+def _available_currencies(merchant_id: str) -> list[str]:
+    return sorted(
+        a.currency for a in ledger_selectors.account_list(owner=merchant_id) if a.code == MERCHANT_AVAILABLE
+    )
+
+
+def payout_run(*, merchant_id: str | None = None, now: datetime | None = None) -> list[PayoutOutcome]:
+    """Create today's payout for every merchant (or one) and currency with enough available."""
+    now = now or timezone.now()
+    merchants = Merchant.objects.order_by("id")
+    if merchant_id is not None:
+        merchants = merchants.filter(pk=merchant_id)
+    outcomes = []
+    for merchant_pk in merchants.values_list("pk", flat=True):
+        for currency in _available_currencies(merchant_pk):
+            outcomes.append(payout_create(merchant_id=merchant_pk, currency=currency, now=now))
+    return outcomes
+
+
+def _available(merchant_id: str, currency: str) -> int:
+    try:
+        balance = ledger_selectors.account_balance(key=Accounts.merchant_available(merchant_id, currency))
+    except AccountNotFoundError:
+        return 0
+    return -balance.posted - balance.debits_pending
+
+
+@transaction.atomic(durable=True)
+def payout_create(*, merchant_id: str, currency: str, now: datetime | None = None) -> PayoutOutcome:
+    """Today's payout of `currency` for the merchant: available minus the reserve kept back, if
+    at least the minimum. A second call the same day returns the first payout."""
+    now = now or timezone.now()
+    payout_date = now.astimezone(UTC).date()
+    settings_row = merchant_payout_lock(merchant_id)
+    existing = Payout.objects.filter(merchant_id=merchant_id, currency=currency, payout_date=payout_date).first()
+    if existing is not None:
+        return PayoutOutcome(merchant_id, currency, existing.id, existing.amount, False, "exists")
+    if not settings_row.payouts_enabled:
+        return PayoutOutcome(merchant_id, currency, None, 0, False, "disabled")
+    if Merchant.objects.filter(pk=merchant_id, status=MerchantStatus.SUSPENDED).exists():
+        return PayoutOutcome(merchant_id, currency, None, 0, False, "merchant_suspended")  # held, not lost
+    if not settings_row.bank_account_ciphertext:
+        return PayoutOutcome(merchant_id, currency, None, 0, False, "no_bank_account")
+    available = _available(merchant_id, currency)
+    if available <= 0:
+        return PayoutOutcome(merchant_id, currency, None, 0, False, "nothing_available")
+    amount = payout_amount(
+        available=available, reserve_bps=settings_row.reserve_bps, minimum=settings_row.minimum_payout_amount
+    )
+    if amount == 0:
+        return PayoutOutcome(merchant_id, currency, None, 0, False, "below_minimum")
+    payout = Payout(
+        merchant_id=merchant_id,
+        currency=currency,
+        amount=amount,
+        payout_date=payout_date,
+        available_before=available,
+        reserve_kept=reserve_kept(available=available, reserve_bps=settings_row.reserve_bps),
+        bank_account_masked=settings_row.bank_account_masked,
+        created_at=now,
+    )
+    payout.journal_reference = f"payout:{payout.id}"
+    payout.save()
+    SettlementRun.objects.filter(
+        merchant_id=merchant_id, currency=currency, status=SettlementRunStatus.SETTLED, payout__isnull=True
+    ).update(payout=payout)
+    event_record(merchant_id=merchant_id, type="payout.created", data=payout_object(payout))
+    ledger_services.journal_post_many(
+        [
+            JournalRequest(
+                reference=payout.journal_reference,
+                lines=payout_create_lines(merchant_id=merchant_id, currency=currency, amount=amount),
+                occurred_at=now,
+                kind=JournalKind.PAYOUT,
+                memo=f"payout {payout.id}",
+                metadata={"payout": payout.id},
+            )
+        ]
+    )
+    return PayoutOutcome(merchant_id, currency, payout.id, amount, True, "created")
+
+
+def _locked(payout_id: str) -> Payout:
+    payout = payout_lock(payout_id)
+    if payout is None:
+        raise PayoutNotFoundError()
+    return payout
+
+
+@transaction.atomic(durable=True)
+def payout_mark_in_transit(*, payout_id: str, now: datetime | None = None) -> Payout:
+    """The payout file went to the bank. A repeat is a no-op."""
+    payout = _locked(payout_id)
+    if payout.status == PayoutStatus.IN_TRANSIT:
+        return payout
+    if not can_proceed(payout.mark_in_transit):
+        raise PayoutStateError(f"Payout {payout.id} is {payout.status}; it can not go in transit.")
+    payout.mark_in_transit(at=now or timezone.now())
+    payout.save()
+    return payout
+
+
+@transaction.atomic(durable=True)
+def payout_mark_paid(*, payout_id: str, now: datetime | None = None) -> Payout:
+    """The bank confirmed the transfer: in transit -> bank cash, `payout.paid`. A repeat is a no-op."""
+    now = now or timezone.now()
+    payout = _locked(payout_id)
+    if payout.status == PayoutStatus.PAID:
+        return payout
+    if not can_proceed(payout.mark_paid):
+        raise PayoutStateError(f"Payout {payout.id} is {payout.status}; only a payout in transit can be paid.")
+    payout.mark_paid(at=now)
+    payout.save()
+    event_record(merchant_id=payout.merchant_id, type="payout.paid", data=payout_object(payout))
+    ledger_services.journal_post_many(
+        [
+            JournalRequest(
+                reference=f"payout_paid:{payout.id}",
+                lines=payout_paid_lines(currency=payout.currency, amount=payout.amount),
+                occurred_at=now,
+                kind=JournalKind.PAYOUT,
+                memo=f"payout {payout.id} paid",
+                metadata={"payout": payout.id},
+            )
+        ]
+    )
+    return payout
+
+
+@transaction.atomic(durable=True)
+def payout_mark_failed(*, payout_id: str, reason: str = "", now: datetime | None = None) -> Payout:
+    """The bank refused or returned it: in transit -> available again, `payout.failed`. Its
+    settlement runs are released, so the next payout (and its statement) carries them."""
+    now = now or timezone.now()
+    payout = _locked(payout_id)
+    if payout.status == PayoutStatus.FAILED:
+        return payout
+    if not can_proceed(payout.mark_failed):
+        raise PayoutStateError(f"Payout {payout.id} is {payout.status}; it can not fail.")
+    payout.mark_failed(at=now, reason=reason or "failed")
+    payout.save()
+    SettlementRun.objects.filter(payout=payout).update(payout=None)
+    event_record(merchant_id=payout.merchant_id, type="payout.failed", data=payout_object(payout))
+    ledger_services.journal_post_many(
+        [
+            JournalRequest(
+                reference=f"payout_failed:{payout.id}",
+                lines=payout_failed_lines(merchant_id=payout.merchant_id, currency=payout.currency,
+                                          amount=payout.amount),
+                occurred_at=now,
+                kind=JournalKind.PAYOUT,
+                memo=f"payout {payout.id} failed",
+                metadata={"payout": payout.id},
+            )
+        ]
+    )
+    return payout
+
+
+def payouts_send(*, merchant_id: str | None = None, now: datetime | None = None) -> list[Payout]:
+    """Every pending payout goes in transit (the bank file is written from the result)."""
+    qs = Payout.objects.filter(status=PayoutStatus.PENDING).order_by("created_at", "id")
+    if merchant_id is not None:
+        qs = qs.filter(merchant_id=merchant_id)
+    return [payout_mark_in_transit(payout_id=pk, now=now) for pk in qs.values_list("pk", flat=True)]

@@ -1,0 +1,17 @@
+"""Thin Celery entry points (beat: daily settlement, then payouts). Safe to run twice."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from reconciliation import services
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def settlement_run_task(self) -> int:
+    return sum(1 for o in services.settlement_run() if o.created and o.status == "settled")
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def payout_run_task(self) -> int:
+    return sum(1 for o in services.payout_run() if o.created)

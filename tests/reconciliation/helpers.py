@@ -1,0 +1,96 @@
+"""Capture-shaped postings through ledger.services, as payments will post them (the payments code
+is not merged yet): capture `capture:<attempt>` debits the PSP receivable gross and credits
+merchant pending gross - fee and fee revenue fee; a refund or chargeback goes the other way."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger_services
+from ledger.errors import AccountNotFoundError
+from ledger.types import Accounts, JournalKind, PostingLine
+
+
+@dataclass(frozen=True)
+class Posted:
+    reference: str
+    net: int  # what the merchant is owed by it (negative for refunds and chargebacks)
+    fee: int = 0
+
+
+def post_capture(merchant_id: str, *, gross: int, fee: int, at: datetime, currency: str = "EUR",
+                 connector: str = "alpha") -> Posted:
+    reference = f"capture:att_{uuid.uuid4().hex[:20]}"
+    ledger_services.journal_post(
+        reference=reference,
+        lines=(
+            PostingLine.debit(Accounts.psp_receivable(connector, currency), gross),
+            PostingLine.credit(Accounts.merchant_pending(merchant_id, currency), gross - fee),
+            PostingLine.credit(Accounts.fee_revenue(currency), fee),
+        ),
+        occurred_at=at,
+        kind=JournalKind.CAPTURE,
+    )
+    return Posted(reference, gross - fee, fee)
+
+
+def post_refund(merchant_id: str, *, amount: int, at: datetime, currency: str = "EUR", connector: str = "alpha",
+                kind: str = JournalKind.REFUND) -> Posted:
+    reference = f"{kind}:re_{uuid.uuid4().hex[:20]}"
+    ledger_services.journal_post(
+        reference=reference,
+        lines=(
+            PostingLine.debit(Accounts.merchant_pending(merchant_id, currency), amount),
+            PostingLine.credit(Accounts.psp_receivable(connector, currency), amount),
+        ),
+        occurred_at=at,
+        kind=kind,
+    )
+    return Posted(reference, -amount)
+
+
+def owed(key) -> int:
+    """What a merchant liability account owes (credit balance, positive); 0 if never created."""
+    try:
+        return -ledger_selectors.account_balance(key=key).posted
+    except AccountNotFoundError:
+        return 0
+
+
+def asset(key) -> int:
+    try:
+        return ledger_selectors.account_balance(key=key).posted
+    except AccountNotFoundError:
+        return 0
+
+
+def pending(merchant_id: str, currency: str = "EUR") -> int:
+    return owed(Accounts.merchant_pending(merchant_id, currency))
+
+
+def available(merchant_id: str, currency: str = "EUR") -> int:
+    return owed(Accounts.merchant_available(merchant_id, currency))
+
+
+BANK_ACCOUNT = "DE89370400440532013000"
+
+
+def make_payout(merchant, *, gross: int = 10_000, fee: int = 300, currency: str = "EUR", now: datetime | None = None,
+                reserve_bps: int = 0, minimum: int = 100):
+    """A merchant with a bank account, a capture old enough to settle, settled, and paid out: the Payout."""
+    from django.utils import timezone
+
+    from reconciliation.models import Payout
+    from reconciliation.services import payout_create, payout_settings_update, settlement_run
+
+    now = now or timezone.now()
+    payout_settings_update(merchant_id=merchant.id, bank_account=BANK_ACCOUNT, bank_account_holder="Shop GmbH",
+                           reserve_bps=reserve_bps, minimum_payout_amount=minimum)
+    post_capture(merchant.id, gross=gross, fee=fee, currency=currency,
+                 at=now - timedelta(days=merchant.settlement_delay_days + 1))
+    settlement_run(merchant_id=merchant.id, now=now)
+    outcome = payout_create(merchant_id=merchant.id, currency=currency, now=now)
+    return Payout.objects.get(pk=outcome.payout_id)

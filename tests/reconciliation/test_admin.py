@@ -1,0 +1,92 @@
+"""Back office: payouts and settlement runs are read only, actions need finance permissions and
+stay within the staff member's merchants; CSV exports of the payout file and statements."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from reconciliation.models import Payout, PayoutStatus
+from reconciliation.services import payout_mark_in_transit
+from tests.backoffice.staff import make_staff, otp_force_login
+from tests.merchants.factories import MerchantFactory
+from tests.reconciliation.helpers import BANK_ACCOUNT, available, make_payout
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/reconciliation/payout/"
+
+
+@pytest.fixture
+def world():
+    a, b = MerchantFactory(name="A"), MerchantFactory(name="B")
+    pa, pb = make_payout(a), make_payout(b)
+    payout_mark_in_transit(payout_id=pa.id)
+    payout_mark_in_transit(payout_id=pb.id)
+    return a, b, pa, pb
+
+
+def _finance_of(client, merchant):
+    from payera.staff.access import staff_grant_merchant
+
+    user = make_staff("fin", role="finance")
+    staff_grant_merchant(user=user, merchant_id=merchant.id)
+    otp_force_login(client, user)
+    return user
+
+
+def test_finance_marks_its_merchants_payout_paid_but_never_another_merchants(client, world):
+    a, b, pa, pb = world
+    _finance_of(client, a)
+    page = client.get(URL)
+    assert page.status_code == 200 and pa.id.encode() in page.content and pb.id.encode() not in page.content
+    assert client.get(f"{URL}{pb.id}/change/").status_code == 302  # "does not exist" -> admin index
+    client.post(URL, {"action": "mark_paid", "_selected_action": [pa.id, pb.id]})
+    assert Payout.objects.get(pk=pa.id).status == PayoutStatus.PAID
+    assert Payout.objects.get(pk=pb.id).status == PayoutStatus.IN_TRANSIT
+    assert client.get(f"{URL}{pa.id}/change/").status_code == 200
+
+
+def test_finance_marks_failed_and_the_money_returns_to_available(client, world):
+    a, _, pa, _ = world
+    _finance_of(client, a)
+    client.post(URL, {"action": "mark_failed", "_selected_action": [pa.id]})
+    assert Payout.objects.get(pk=pa.id).status == PayoutStatus.FAILED
+    assert available(a.id) == pa.amount
+
+
+def test_support_sees_no_payout_actions(client, world):
+    a, _, pa, _ = world
+    from payera.staff.access import staff_grant_merchant
+
+    user = make_staff("sup", role="support")
+    staff_grant_merchant(user=user, merchant_id=a.id)
+    otp_force_login(client, user)
+    client.post(URL, {"action": "mark_paid", "_selected_action": [pa.id]})
+    assert Payout.objects.get(pk=pa.id).status == PayoutStatus.IN_TRANSIT
+
+
+def test_csv_exports_of_the_payout_file_and_statement(client, world):
+    a, _, pa, pb = world
+    _finance_of(client, a)
+    response = client.post(URL, {"action": "export_payout_file", "_selected_action": [pa.id, pb.id]})
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [r["payout_id"] for r in rows] == [pa.id]  # B's payout is not this user's
+    assert rows[0]["bank_account"] == "DE89…3000" and BANK_ACCOUNT not in response.content.decode()
+    response = client.post(URL, {"action": "export_statement", "_selected_action": [pa.id]})
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [r["line"] for r in rows] == ["carried_in", "transaction", "reserve_kept", "payout"]
+    assert rows[1]["kind"] == "capture" and rows[1]["reference"].startswith("capture:")
+
+
+def test_money_fields_are_read_only_and_nothing_can_be_added(client, world):
+    _, _, pa, _ = world
+    otp_force_login(client, make_staff("root", superuser=True))
+    assert client.get(f"{URL}add/").status_code == 403
+    page = client.get(f"{URL}{pa.id}/change/")
+    assert page.status_code == 200 and b'name="amount"' not in page.content
+    assert client.get("/admin/reconciliation/settlementrun/").status_code == 200
+    assert client.get("/admin/").status_code == 200
