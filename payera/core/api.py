@@ -82,7 +82,10 @@ def exception_handler(exc, context) -> Response | None:
             status=400,
         )
     elif isinstance(exc, drf.ParseError):
-        err = InvalidRequestError("The request body is not valid JSON.", code="invalid_json")
+        if getattr(exc.detail, "code", None) == "parameter_invalid":  # parsed, but refused (NUL)
+            err = InvalidRequestError(str(exc.detail), code="parameter_invalid")
+        else:
+            err = InvalidRequestError("The request body is not valid JSON.", code="invalid_json")
     elif isinstance(exc, drf.UnsupportedMediaType):
         err = InvalidRequestError("Send the request body as application/json.", code="unsupported_media_type")
     elif isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):

@@ -388,3 +388,15 @@ AXES_HTTP_RESPONSE_CODE = 429
 LEDGER_HOT_SHARDS = 16
 LEDGER_ENGINE = "auto"
 CELERY_BEAT_SCHEDULE["ledger-pending-expire"] = {"task": "ledger.tasks.pending_expire_task", "schedule": 60.0}
+
+# --- Reliability and operations (issue 10; docs/slo.md) ---------------------------------
+# Every operation documents the contract's error answers (payera.core.openapi).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "payera.core.openapi.add_error_responses",
+]
+# NUL characters are refused at the edge (PostgreSQL text cannot hold them): query strings by
+# the middleware, JSON bodies by the parser.
+_request_id_at = MIDDLEWARE.index("payera.core.middleware.RequestIdMiddleware")
+MIDDLEWARE.insert(_request_id_at + 1, "payera.core.middleware.NulByteGuardMiddleware")
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["payera.core.parsers.JSONParser"]

@@ -1,0 +1,68 @@
+"""Regression tests for what the API fuzzer found (tests/reliability/test_api_fuzz.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_nul_in_query_string_is_400_not_500(merchant_client):
+    # Found: GET /v1/events?type=%00 reached PostgreSQL (text cannot hold NUL) -> DataError -> 500.
+    response = merchant_client.get("/v1/events?type=%00%000")
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_nul_in_query_key_is_400(merchant_client):
+    response = merchant_client.get("/v1/events?a%00b=1")
+    assert response.status_code == 400
+
+
+def test_nul_in_json_body_is_400_not_500(merchant_client):
+    body = json.dumps({"url": "https://example.com/hook", "enabled_events": ["*"], "description": "a\u0000b"})
+    response = merchant_client.post("/v1/webhook_endpoints", data=body, content_type="application/json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "parameter_invalid"
+
+
+def test_nul_in_json_key_is_400(merchant_client):
+    response = merchant_client.post("/v1/customers", data='{"na\\u0000me": "x"}', content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_invalid_json_keeps_its_code(merchant_client):
+    response = merchant_client.post("/v1/customers", data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_healthz_answer_matches_its_schema(client):
+    # Found: /healthz was documented with a required "checks" object it never sends.
+    from tests.reliability.fuzz import load_schema
+
+    operation = load_schema()["/healthz"]["GET"]
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    schema = operation.definition.raw["responses"]["200"]["content"]["application/json"]["schema"]
+    resolved = load_schema().raw_schema["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    assert set(resolved.get("required", [])) <= set(response.json())
+
+
+def test_every_operation_documents_the_error_shape():
+    # Found: no operation documented its 400/401/404/429 answers, so every error was a schema
+    # violation for clients and the fuzzer.
+    from tests.reliability.fuzz import load_schema
+
+    raw = load_schema().raw_schema
+    assert "Error" in raw["components"]["schemas"]
+    for path, item in raw["paths"].items():
+        for method, operation in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            assert "400" in operation["responses"] and "500" in operation["responses"], (method, path)
+            if path.startswith("/v1/"):
+                assert {"401", "429"} <= set(operation["responses"]), (method, path)
