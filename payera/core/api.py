@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
@@ -69,6 +70,11 @@ def exception_handler(exc, context) -> Response | None:
         return Response(exc.to_dict(), status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
         exc = drf.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    if isinstance(exc, RequestDataTooBig):
+        # A body over DATA_UPLOAD_MAX_MEMORY_SIZE: was an unhandled error (500) before.
+        return Response(
+            error_body("invalid_request_error", "request_too_large", "The request body is too large."), status=413
+        )
     if isinstance(exc, Http404):
         err: PayeraError = NotFoundError()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -400,3 +400,17 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
 _request_id_at = MIDDLEWARE.index("payera.core.middleware.RequestIdMiddleware")
 MIDDLEWARE.insert(_request_id_at + 1, "payera.core.middleware.NulByteGuardMiddleware")
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["payera.core.parsers.JSONParser"]
+
+# Prometheus (payera.core.metrics; docs/slo.md): django-prometheus counts requests and latency
+# (its middleware first and last); /metrics needs `Authorization: Bearer <METRICS_TOKEN>`, or
+# comes from loopback when no token is set. Several gunicorn workers: PROMETHEUS_MULTIPROC_DIR.
+INSTALLED_APPS += ["django_prometheus"]
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+PROMETHEUS_EXPORT_MIGRATIONS = False
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# slo_report reads the API SLOs (requests, 5xx, latency) from Prometheus' HTTP API here.
+SLO_PROMETHEUS_URL = env.str("SLO_PROMETHEUS_URL", default="")
