@@ -4,8 +4,8 @@ Runs tests/reliability/test_api_fuzz.py under pytest (a throw-away test database
 merchant key, every operation of the live schema) round after round, each round with a new
 random seed and FUZZ_EXAMPLES examples per operation, until N minutes have passed. Prints per
 round and at the end: rounds, operations run, failures (5xx, schema violations) and the
-seeds that failed, so a finding can be replayed with `pytest ... -p no:randomly
---hypothesis-seed=<seed>`.
+seeds that failed, so a finding can be replayed with `FUZZ_RANDOM=1 FUZZ_EXAMPLES=<n>
+python -m pytest tests/reliability/test_api_fuzz.py --hypothesis-seed=<seed>`.
 """
 
 from __future__ import annotations
