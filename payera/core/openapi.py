@@ -3,8 +3,10 @@
 drf-spectacular documents only the success answers a view declares; every API operation can
 also answer the contract's errors (`payera.core.api`). Without them the schema is wrong for
 every client generator and for the API fuzzer (tests/reliability): an undocumented 400 is a
-schema violation. The hook adds an `Error` component and, per operation, the error statuses it
-can give — only where the view did not document the status itself.
+schema violation. It also states platform-wide parameter rules (`limit` 1-100, the
+`Idempotency-Key` format) that the views' declarations left loose. The hook adds an `Error`
+component and, per operation, the error statuses it can give — only where the view did not
+document the status itself.
 """
 
 from __future__ import annotations
@@ -66,6 +68,17 @@ def _error_statuses(method: str, path: str, operation: dict) -> list[str]:
     return statuses
 
 
+def _tighten_parameters(operation: dict) -> None:
+    """Parameters whose rules are platform-wide, stated as the code enforces them."""
+    for param in operation.get("parameters", []):
+        schema = param.setdefault("schema", {})
+        if param.get("in") == "query" and param.get("name") == "limit":  # payera.core.pagination
+            schema.update({"type": "integer", "minimum": 1, "maximum": 100})
+        elif param.get("in") == "header" and param.get("name") == "Idempotency-Key":  # payera.core.idempotency
+            # 1-255 printable characters (an HTTP header value: printable ASCII here).
+            schema.update({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"})
+
+
 def add_error_responses(result: dict, generator, request, public) -> dict:
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components.setdefault("Error", ERROR_SCHEMA)
@@ -74,6 +87,7 @@ def add_error_responses(result: dict, generator, request, public) -> dict:
         for method, operation in item.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
                 continue
+            _tighten_parameters(operation)
             responses = operation.setdefault("responses", {})
             for status in _error_statuses(method, path, operation):
                 responses.setdefault(

@@ -66,3 +66,43 @@ def test_every_operation_documents_the_error_shape():
             assert "400" in operation["responses"] and "500" in operation["responses"], (method, path)
             if path.startswith("/v1/"):
                 assert {"401", "429"} <= set(operation["responses"]), (method, path)
+
+
+def _raw_schema() -> dict:
+    from tests.reliability.fuzz import load_schema
+
+    return load_schema().raw_schema
+
+
+def test_list_limit_is_documented_as_1_to_100():
+    # Found (negative-data probes): `limit` was a bare integer in the schema; 0 or 101 is a 400.
+    for path, item in _raw_schema()["paths"].items():
+        for operation in item.values():
+            for param in operation.get("parameters", []):
+                if param["in"] == "query" and param["name"] == "limit":
+                    assert (param["schema"]["minimum"], param["schema"]["maximum"]) == (1, 100), path
+
+
+def test_idempotency_key_format_is_documented():
+    # Found: an empty or non-printable Idempotency-Key was schema-valid but answered 400.
+    post = _raw_schema()["paths"]["/v1/customers"]["post"]
+    header = next(p for p in post["parameters"] if p["in"] == "header" and p["name"] == "Idempotency-Key")
+    assert header["schema"]["minLength"] == 1 and header["schema"]["maxLength"] == 255
+    assert "pattern" in header["schema"]
+
+
+def test_enabled_events_may_not_be_empty_in_the_schema():
+    # Found: an empty enabled_events list was schema-valid but answered 400.
+    raw = _raw_schema()
+    body = raw["paths"]["/v1/webhook_endpoints"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    component = raw["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
+    assert component["properties"]["enabled_events"]["minItems"] == 1
+
+
+def test_body_over_the_limit_with_an_idempotency_key_is_413_too(merchant_client, settings):
+    body = json.dumps({"name": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10)})
+    response = merchant_client.post(
+        "/v1/customers", data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="big-body-1"
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
