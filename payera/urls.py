@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from payera.core import health
 from payera.core.metrics import metrics_view
+from payments.inbound_urls import return_urlpatterns, webhook_urlpatterns
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -19,6 +20,9 @@ urlpatterns = [
     path("v1/", include("ledger.api.urls")),
     path("v1/", include("payments.api.urls")),
     path("v1/", include("reconciliation.api.urls")),
+    # PSP webhooks (verified, stored, applied by a task) and the shopper's 3-D Secure return.
+    path("webhooks/psp/", include(webhook_urlpatterns)),
+    path("payments/", include(return_urlpatterns)),
     path("webhooks/", include("psp_adapters.webhook_urls")),
 ]
 

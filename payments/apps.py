@@ -4,3 +4,15 @@ from django.apps import AppConfig
 class PaymentsConfig(AppConfig):
     name = "payments"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from payera.audit import registry
+        from payments import models as m
+
+        # Card numbers and IBANs never reach the trail: their ciphertext fields (and anything whose
+        # name says secret/token/pan/cvc) are excluded by the registry itself, and listed here too.
+        registry.register(m.PaymentMethod, exclude_fields=["pan_ciphertext", "iban_ciphertext", "psp_tokens"])
+        registry.register(m.Payment, exclude_fields=["inflight", "inflight_at"])
+        registry.register(m.Refund)
+        registry.register(m.DeclineCode)
+        registry.register(m.Customer)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from payera.core.errors import NotFoundError
 from payera.merchants.models import Merchant
 from payera.merchants.scoping import owned_get
-from payments.models import Customer
+from payments.models import Customer, Payment, PaymentAttempt, Refund
 
 
 class CustomerNotFoundError(NotFoundError):
     default_message = "No such customer."
+
+
+class PaymentNotFoundError(NotFoundError):
+    default_message = "No such payment."
+
+
+class RefundNotFoundError(NotFoundError):
+    default_message = "No such refund."
 
 
 def customer_get(*, merchant: Merchant, customer_id: str) -> Customer:
@@ -20,3 +28,28 @@ def customer_get(*, merchant: Merchant, customer_id: str) -> Customer:
 
 def customer_list(*, merchant: Merchant) -> QuerySet[Customer]:
     return Customer.objects.for_merchant(merchant)
+
+
+def _payments() -> QuerySet[Payment]:
+    return Payment.objects.select_related("payment_method").prefetch_related(
+        Prefetch("attempts", queryset=PaymentAttempt.objects.order_by("sequence"))
+    )
+
+
+def payment_get(*, merchant: Merchant, payment_id: str) -> Payment:
+    return owned_get(_payments(), merchant=merchant, pk=payment_id, error=PaymentNotFoundError)
+
+
+def payment_list(*, merchant: Merchant) -> QuerySet[Payment]:
+    return _payments().filter(merchant=merchant)
+
+
+def refund_get(*, merchant: Merchant, refund_id: str) -> Refund:
+    return owned_get(Refund.objects.all(), merchant=merchant, pk=refund_id, error=RefundNotFoundError)
+
+
+def refund_list(*, merchant: Merchant, payment_id: str | None = None) -> QuerySet[Refund]:
+    qs = Refund.objects.for_merchant(merchant)
+    if payment_id:
+        qs = qs.filter(payment_id=payment_id)
+    return qs

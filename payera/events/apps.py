@@ -7,12 +7,12 @@ class EventsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from auditlog.registry import auditlog
-
+        from payera.audit import registry
         from payera.events.models import WebhookEndpoint
 
         # Who changed a merchant's endpoints, and when; never the (encrypted) secrets.
-        auditlog.register(
+        registry.register(
             WebhookEndpoint,
             exclude_fields=["secret_ciphertext", "previous_secret_ciphertext", "updated_at"],
+            merchant_field="merchant_id",
         )

@@ -7,10 +7,9 @@ class MerchantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from auditlog.registry import auditlog
-
+        from payera.audit import registry
         from payera.merchants.api import schema  # noqa: F401  (registers the OpenAPI auth scheme)
         from payera.merchants.models import ApiKey, Merchant
 
-        auditlog.register(Merchant)
-        auditlog.register(ApiKey, exclude_fields=["secret_hash"])
+        registry.register(Merchant)
+        registry.register(ApiKey, exclude_fields=["secret_hash"])

@@ -389,6 +389,39 @@ LEDGER_HOT_SHARDS = 16
 LEDGER_ENGINE = "auto"
 CELERY_BEAT_SCHEDULE["ledger-pending-expire"] = {"task": "ledger.tasks.pending_expire_task", "schedule": 60.0}
 
+# --- Payments (payments app; docs/payments.md) --------------------------------------------
+# Where shoppers and PSPs reach us: the 3-D Secure return URL handed to PSPs is built on it.
+PAYERA_PUBLIC_URL = env.str("PAYERA_PUBLIC_URL", default=f"http://127.0.0.1:{env('PORT')}")
+PAYMENTS_MAX_ATTEMPTS = 3  # connectors tried per payment
+PAYMENTS_INFLIGHT_TIMEOUT = 120  # a crashed mutation's claim
+PAYMENTS_STARTED_GRACE_SECONDS = 60
+PAYMENTS_PENDING_INQUIRY_SECONDS = 60
+PAYMENTS_ACTION_INQUIRY_SECONDS = 900
+PAYMENTS_RECOVERY_SCHEDULE = [15, 60, 180, 3600]  # then daily
+PAYMENTS_RECOVERY_MAX_INQUIRIES = 9  # then operations
+PAYMENTS_AUTHORIZATION_TTL_DAYS = 7
+PAYMENTS_WEBHOOK_PARK_MAX_TRIES = 10
+PAYMENTS_CIRCUIT_THRESHOLD = 5
+PAYMENTS_CIRCUIT_WINDOW = 60
+PAYMENTS_CIRCUIT_COOLDOWN = 30
+# Merchant fee schedules (Merchant.fee_schedule names one): per payment method type, basis
+# points of the gross plus a fixed part in hundredths of the major unit (scaled to the currency).
+PAYMENT_FEE_SCHEDULES = {
+    "standard": {
+        "card": {"percent_bp": 290, "fixed": 30},
+        "bank_redirect": {"percent_bp": 150, "fixed": 20},
+        "sepa_debit": {"percent_bp": 80, "fixed": 20},
+    },
+    "zero": {"default": {"percent_bp": 0, "fixed": 0}},
+}
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "payments-recovery": {"task": "payments.tasks.recovery_run_task", "schedule": 60.0},
+        "payments-psp-webhook-sweep": {"task": "payments.tasks.psp_webhook_sweep_task", "schedule": 30.0},
+        "payments-authorization-expiry": {"task": "payments.tasks.authorization_expiry_task", "schedule": 3600.0},
+    }
+)
+
 # --- Reliability and operations (issue 10; docs/slo.md) ---------------------------------
 # Every operation documents the contract's error answers (payera.core.openapi).
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [

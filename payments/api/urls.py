@@ -1,8 +1,28 @@
 from django.urls import path
 
 from payments.api.customers import CustomerDetailApi, CustomerListCreateApi
+from payments.api.payments import (
+    BalanceApi,
+    BalanceTransactionListApi,
+    PaymentCancelApi,
+    PaymentCaptureApi,
+    PaymentConfirmApi,
+    PaymentDetailApi,
+    PaymentListCreateApi,
+    RefundDetailApi,
+    RefundListCreateApi,
+)
 
 urlpatterns: list = [
     path("customers", CustomerListCreateApi.as_view(), name="customer-list"),
     path("customers/<str:id>", CustomerDetailApi.as_view(), name="customer-detail"),
+    path("payments", PaymentListCreateApi.as_view(), name="payment-list"),
+    path("payments/<str:id>", PaymentDetailApi.as_view(), name="payment-detail"),
+    path("payments/<str:id>/confirm", PaymentConfirmApi.as_view(), name="payment-confirm"),
+    path("payments/<str:id>/capture", PaymentCaptureApi.as_view(), name="payment-capture"),
+    path("payments/<str:id>/cancel", PaymentCancelApi.as_view(), name="payment-cancel"),
+    path("refunds", RefundListCreateApi.as_view(), name="refund-list"),
+    path("refunds/<str:id>", RefundDetailApi.as_view(), name="refund-detail"),
+    path("balance", BalanceApi.as_view(), name="balance"),
+    path("balance_transactions", BalanceTransactionListApi.as_view(), name="balance-transaction-list"),
 ]

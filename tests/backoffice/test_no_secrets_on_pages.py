@@ -35,7 +35,7 @@ ROWLESS = {
 PLATFORM_APPS = {"auth", "merchants", "audit", "events", "secrets", "staff", "backoffice", "axes", "otp_totp"}
 
 
-def make_rows(client) -> tuple[str, ...]:
+def make_rows(client, psp) -> tuple[str, ...]:
     """Rows in every platform model with an admin, through services; returns the secrets made."""
     a = merchant_world("Merchant A", card_number=PAN)
     b = merchant_world("Merchant B")
@@ -48,6 +48,28 @@ def make_rows(client) -> tuple[str, ...]:
     client.post("/admin/login/", {"username": "olga", "password": PASSWORD, "otp_token": "000000"})
     client.post("/admin/login/", {"username": PAN, "password": "x" * 12, "otp_token": "000000"})  # wrong field
     device = totp_device(staff)
+    # Payments (with their attempts, capture, refund and the ledger journals they post), paid with
+    # the card number this test greps for.
+    from payments.services import payment_create, refund_create
+
+    card = {"type": "card", "card": {"number": PAN, "exp_month": 12, "exp_year": 2034, "cvc": "737"}}
+    a.merchant.connectors = ["alpha"]
+    a.merchant.save(update_fields=["connectors"])
+    paid = payment_create(merchant=a.merchant, amount=1000, currency="EUR", payment_method_data=card)
+    refund_create(merchant=a.merchant, payment_id=paid.id, amount=100)
+    payment_create(merchant=a.merchant, amount=500, currency="EUR", payment_method_data=card, capture_method="manual")
+    # an inbound PSP webhook in the inbox, signed as alpha signs it
+    import hashlib
+    import hmac
+    import json
+
+    from payments.services import psp_webhook_receive
+
+    body = json.dumps({"id": "evt_admin", "type": "authorization.updated", "created": "2026-11-23T00:00:00Z",
+                       "data": {"id": "auth_ADMIN", "merchant_reference": "att_admin", "status": "authorized",
+                                "amount": 1000, "currency": "EUR"}}).encode()
+    signature = hmac.new(psp.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+    psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": signature})
     secrets = (
         a.api_key.secret, b.api_key.secret, a.api_key.api_key.secret_hash, a.endpoint.secret, b.endpoint.secret,
         a.endpoint.endpoint.secret_ciphertext, device.key, staff.password, PAN,
@@ -62,9 +84,9 @@ def admin_url(model, view: str, *args) -> str | None:
         return None
 
 
-def test_no_admin_page_shows_a_card_number_or_a_secret(client):
+def test_no_admin_page_shows_a_card_number_or_a_secret(client, psp_settings):
     root = make_staff("root", superuser=True)
-    secrets = make_rows(client)
+    secrets = make_rows(client, psp_settings["alpha"])
     otp_force_login(client, root)
 
     pages: dict[str, bytes] = {"/admin/": client.get("/admin/").content}

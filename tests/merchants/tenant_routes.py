@@ -69,6 +69,27 @@ def _webhook_endpoint(merchant: Merchant) -> str:
     ).endpoint.id
 
 
+def _payment(merchant: Merchant) -> str:
+    """A payment awaiting confirmation (no PSP involved), as payment_create(confirm=False) leaves it."""
+    from payments.models import Payment, PaymentMethod
+
+    pm = PaymentMethod.objects.create(merchant=merchant, card_brand="visa", card_last4="4242", card_exp_month=12,
+                                      card_exp_year=2034)
+    return Payment.objects.create(merchant=merchant, amount=1000, currency="EUR", payment_method=pm).id
+
+
+def _refund(merchant: Merchant) -> str:
+    from payments.models import PaymentAttempt, Refund
+
+    payment_id = _payment(merchant)
+    attempt = PaymentAttempt.objects.create(payment_id=payment_id, merchant=merchant, sequence=1, connector="alpha",
+                                            amount=1000, currency="EUR")
+    return Refund.objects.create(merchant=merchant, payment_id=payment_id, attempt=attempt, amount=100,
+                                 currency="EUR").id
+
+
+CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+
 TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "event-list": Owned(create=_event),
     "event-detail": Owned(create=_event),
@@ -77,4 +98,21 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "webhook-endpoint-roll-secret": Owned(create=_webhook_endpoint),
     "customer-list": Owned(create=_customer),
     "customer-detail": Owned(create=_customer),
+    "payment-list": Owned(
+        create=_payment,
+        references=(
+            Ref("customer-detail", lambda cus: {"amount": 1000, "currency": "EUR", "customer": cus,
+                                                "payment_method_data": CARD}),
+        ),
+    ),
+    "payment-detail": Owned(create=_payment),
+    "payment-confirm": Owned(create=_payment),
+    "payment-capture": Owned(create=_payment),
+    "payment-cancel": Owned(create=_payment),
+    "refund-list": Owned(
+        create=_refund, references=(Ref("payment-detail", lambda pay: {"payment": pay, "amount": 100}),)
+    ),
+    "refund-detail": Owned(create=_refund),
+    "balance": NotOwned("the caller's own balance: no object ids (owner = the authenticated merchant)"),
+    "balance-transaction-list": NotOwned("the caller's own ledger entries; cursors are checked in the payments tests"),
 }

@@ -118,3 +118,15 @@ def test_customers_are_in_the_openapi_schema(api_client):
     assert "/v1/customers/{id}" in text
     assert "Idempotency-Key" in text
     assert "bearer" in text.lower()
+
+
+@pytest.mark.django_db
+def test_customer_changes_are_in_the_audit_trail_with_the_api_key(merchant_client, api_key, merchant):
+    from auditlog import get_logentry_model
+
+    created = merchant_client.post("/v1/customers", {"email": "a@example.com", "name": "Ann"}, format="json").json()
+    entry = get_logentry_model().objects.get(object_pk=created["id"])
+    assert entry.action == entry.Action.CREATE
+    assert entry.changes_dict["email"] == ["None", "a@example.com"]
+    assert entry.api_key_id == api_key.api_key.id and entry.request_id.startswith("req_")
+    assert entry.object_merchant_id == merchant.id

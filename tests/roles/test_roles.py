@@ -72,9 +72,12 @@ class TestSync:
 
     def test_a_later_apps_permissions_land_in_the_roles_after_migrate(self):
         # A model of an app that lands later (its content type and permissions, as migrate makes them).
-        ct = ContentType.objects.create(app_label="payments", model="payment")
-        view = Permission.objects.create(content_type=ct, codename="view_payment", name="Can view payment")
-        refund = Permission.objects.create(content_type=ct, codename="refund_payment", name="Can refund payment")
+        # (get_or_create: the payments app has landed since, with these very permissions)
+        ct, _ = ContentType.objects.get_or_create(app_label="payments", model="payment")
+        view, _ = Permission.objects.get_or_create(content_type=ct, codename="view_payment",
+                                                   defaults={"name": "Can view payment"})
+        refund, _ = Permission.objects.get_or_create(content_type=ct, codename="refund_payment",
+                                                     defaults={"name": "Can refund payment"})
         last_app = [c for c in apps.get_app_configs() if c.models_module is not None][-1]
         _sync_roles_after_migrate(sender=last_app, using="default")
         for role in ("support", "operations", "finance", "admin"):

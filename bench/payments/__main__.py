@@ -1,0 +1,183 @@
+"""Payments benchmark: `python -m bench.payments [--seconds S] [--clients C] [--workers W]`.
+
+Measured in one run on this machine, with gunicorn on loopback and the alpha sandbox on
+loopback (a real HTTP PSP in its own process):
+- `POST /v1/payments` (automatic capture, card approved by alpha, an Idempotency-Key per request):
+  payments/s, p50 and p99 latency;
+- a bare DRF endpoint (no auth) inserting one row: requests/s, p50, p99 — the floor of Django + DRF
+  + PostgreSQL on this machine;
+- alpha's own authorize, called directly with the same concurrency: its p50/p99 (PSP time);
+then the ratios and the gateway overhead (p50 of POST /v1/payments minus alpha's p50).
+Uses its own database (payera_bench_payments, re-created) and Redis db 9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+DB = "payera_bench_payments"
+CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+
+
+def psql(sql: str) -> None:
+    subprocess.run(["psql", "-qAt", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c", sql],
+                   check=True, capture_output=True)
+
+
+SETUP = """
+import django, json, os
+django.setup()
+from payera.secrets.services import secret_put
+from payera.merchants.services import api_key_create
+from payera.merchants.models import Merchant
+secret_put("psp/alpha", {"api_key": os.environ["SANDBOX_ALPHA_API_KEY"],
+                         "webhook_secret": os.environ["SANDBOX_ALPHA_WEBHOOK_SECRET"]})
+m = Merchant.objects.create(name="bench", connectors=["alpha"])
+print(json.dumps({"merchant": m.id, "secret": api_key_create(merchant=m).secret}))
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def load(call, *, clients: int, seconds: float) -> dict:
+    """`clients` threads calling `call(client, i)` for `seconds`; latencies of 2xx answers."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def run(n: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            i = 0
+            while time.monotonic() < stop:
+                t0 = time.perf_counter()
+                ok = call(client, f"{n}-{i}")
+                dt = time.perf_counter() - t0
+                with lock:
+                    if ok:
+                        latencies.append(dt)
+                    else:
+                        errors[0] += 1
+                i += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    return {"rps": len(latencies) / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000, "ok": len(latencies), "errors": errors[0]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 2) * 2 + 1)
+    parser.add_argument("--threads", type=int, default=4)
+    opts = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="payera-bench-payments-"))
+    psql(f"DROP DATABASE IF EXISTS {DB}")
+    psql(f"CREATE DATABASE {DB}")
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}", "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "DJANGO_SETTINGS_MODULE": "bench.payments.settings", "SECRETS_BACKEND": "local", "LOG_LEVEL": "WARNING",
+        "API_RATE_LIMIT": "1000000/s", "PAYERA_VAR_DIR": str(tmp), "SANDBOX_DATA_DIR": str(tmp / "sandbox"),
+        "SANDBOX_ALPHA_API_KEY": "alpha_bench_" + uuid.uuid4().hex, "SANDBOX_ALPHA_WEBHOOK_SECRET": "whsec_bench",
+        "PYTHONPATH": str(ROOT), "DB_CONN_MAX_AGE": "600",
+    })
+    (tmp / "sandbox").mkdir()
+    py = sys.executable
+    subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    ids = json.loads(subprocess.run([py, "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True,
+                                    text=True).stdout.strip().splitlines()[-1])
+    from psp_adapters.sandbox import sandbox_command
+
+    alpha = subprocess.Popen(sandbox_command("alpha", port=0, data_dir=tmp / "sandbox") + ["--exit-with-parent"],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    ready, _, _ = select.select([alpha.stdout], [], [], 20)
+    line = alpha.stdout.readline().decode() if ready else ""
+    alpha_url = line.strip().rsplit(" ", 1)[-1]
+    env["BENCH_ALPHA_URL"] = alpha_url
+    port = 18000 + os.getpid() % 1000
+    gunicorn = subprocess.Popen(
+        [str(Path(py).parent / "gunicorn"), "payera.wsgi:application", "-b", f"127.0.0.1:{port}",
+         "-w", str(opts.workers), "-k", "gthread", "--threads", str(opts.threads), "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        auth = {"Authorization": f"Bearer {ids['secret']}"}
+
+        def payment(client: httpx.Client, n: str) -> bool:
+            r = client.post(base + "/v1/payments", headers={**auth, "Idempotency-Key": f"bench-{uuid.uuid4().hex}"},
+                            json={"amount": 1000, "currency": "EUR",
+                                  "payment_method_data": {"type": "card", "card": CARD}})
+            return r.status_code == 201 and r.json()["status"] == "succeeded"
+
+        def bare(client: httpx.Client, n: str) -> bool:
+            return client.post(base + "/bench/bare", json={"merchant": ids["merchant"]}).status_code == 201
+
+        alpha_auth = {"Authorization": f"Bearer {env['SANDBOX_ALPHA_API_KEY']}"}
+
+        def psp(client: httpx.Client, n: str) -> bool:
+            r = client.post(alpha_url + "/v1/authorizations", headers=alpha_auth, json={
+                "merchant_reference": f"att_bench_{uuid.uuid4().hex}", "amount": 1000, "currency": "EUR",
+                "capture": True, "initiator": "customer", "store_card": False, "description": "", "metadata": {},
+                "card": {"number": CARD["number"], "expiry_month": 12, "expiry_year": 2034, "cvc": "123"}})
+            return r.status_code in (200, 201)
+
+        for fn in (bare, payment, psp):  # warm up every path and connection pool
+            load(fn, clients=opts.clients, seconds=2)
+        results = {name: load(fn, clients=opts.clients, seconds=opts.seconds)
+                   for name, fn in (("bare_drf_insert", bare), ("post_v1_payments", payment), ("alpha_direct", psp))}
+    finally:
+        gunicorn.terminate()
+        alpha.terminate()
+        gunicorn.wait(10)
+        alpha.wait(10)
+    pay, bare_r, psp_r = results["post_v1_payments"], results["bare_drf_insert"], results["alpha_direct"]
+    summary = {
+        "machine": {"cpus": os.cpu_count(), "gunicorn_workers": opts.workers, "threads": opts.threads,
+                    "clients": opts.clients, "seconds": opts.seconds},
+        **results,
+        "ratio_payments_to_bare_rps": pay["rps"] / bare_r["rps"] if bare_r["rps"] else None,
+        "ratio_payments_to_bare_p50": pay["p50_ms"] / bare_r["p50_ms"] if bare_r["p50_ms"] else None,
+        "gateway_overhead_p50_ms": pay["p50_ms"] - psp_r["p50_ms"],
+        "goals": {
+            "payments_per_s>=150": pay["rps"] >= 150,
+            "overhead_p50<=15ms": pay["p50_ms"] - psp_r["p50_ms"] <= 15,
+        },
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

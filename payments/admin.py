@@ -1,0 +1,87 @@
+"""Back office: read-mostly. Money, statuses and card data are read-only; the decline-code
+table is editable (it overrides the adapters' mapping)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from payments.models import Capture, DeclineCode, Payment, PaymentAttempt, PaymentEvent, PspWebhook, Refund
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AttemptInline(admin.TabularInline):
+    model = PaymentAttempt
+    fields = ("id", "sequence", "connector", "status", "decline_code", "psp_amount", "psp_currency", "error",
+              "needs_attention", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class EventInline(admin.TabularInline):
+    model = PaymentEvent
+    fields = ("created_at", "object_type", "object_id", "transition", "from_status", "to_status", "actor")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ("id", "merchant", "status", "amount", "currency", "amount_captured", "amount_refunded",
+                    "review_reason", "created_at")
+    list_filter = ("status", "capture_method", "currency")
+    search_fields = ("id", "merchant__id")
+    exclude = ("metadata",)
+    inlines = [AttemptInline, EventInline]
+
+
+@admin.register(PaymentAttempt)
+class PaymentAttemptAdmin(ReadOnlyAdmin):
+    list_display = ("id", "payment", "connector", "status", "decline_code", "needs_attention", "inquiries",
+                    "next_inquiry_at", "created_at")
+    list_filter = ("status", "connector", "needs_attention")
+    search_fields = ("id", "payment__id", "psp_reference")
+
+
+@admin.register(Capture)
+class CaptureAdmin(ReadOnlyAdmin):
+    list_display = ("id", "payment", "amount", "currency", "fee", "status", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ("id", "payment", "amount", "currency", "status", "failure_code", "created_at")
+    list_filter = ("status",)
+    search_fields = ("id", "payment__id")
+
+
+@admin.register(PspWebhook)
+class PspWebhookAdmin(ReadOnlyAdmin):
+    list_display = ("connector", "event_id", "kind", "reference", "status", "tries", "note", "received_at")
+    list_filter = ("connector", "status", "kind")
+    search_fields = ("event_id", "reference")
+
+
+@admin.register(DeclineCode)
+class DeclineCodeAdmin(admin.ModelAdmin):
+    list_display = ("psp", "psp_code", "code", "decline_class", "updated_at")
+    list_filter = ("psp", "decline_class")
+    list_editable = ("code", "decline_class")

@@ -1,0 +1,203 @@
+"""Payments, refunds and balance API (CONTRACT "Payments"): one APIView per operation; input
+serializers check shape only, the services check the rules."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from ledger.selectors import balance_get, balance_transaction_list
+from payera.core.db import created_timestamp
+from payera.core.errors import InvalidRequestError
+from payera.core.pagination import paginate, parse_limit
+from payera.merchants.api.base import MerchantApiView
+from payments.selectors import payment_get, payment_list, refund_get, refund_list
+from payments.serializers import PaymentOutputSerializer, RefundOutputSerializer, render_payment, render_refund
+from payments.services import payment_cancel, payment_capture, payment_confirm, payment_create, refund_create
+
+LIST_PARAMETERS = [
+    OpenApiParameter("limit", int, description="1-100, default 10."),
+    OpenApiParameter("starting_after", str, description="An object id from the previous page: the next page."),
+]
+
+
+def _actor(request) -> str:
+    return f"api_key:{request.api_key.id}"
+
+
+def _list(name: str, item) -> serializers.Serializer:
+    return inline_serializer(
+        name=name,
+        fields={
+            "object": serializers.CharField(default="list"),
+            "data": item(many=True),
+            "has_more": serializers.BooleanField(),
+        },
+    )
+
+
+class PaymentListCreateApi(MerchantApiView):
+    class PaymentCreateInput(serializers.Serializer):
+        amount = serializers.IntegerField()
+        currency = serializers.CharField(max_length=8)
+        payment_method_data = serializers.JSONField(required=False, allow_null=True)
+        payment_method = serializers.CharField(required=False, allow_null=True, max_length=64)
+        customer = serializers.CharField(required=False, allow_null=True, max_length=64)
+        capture_method = serializers.CharField(required=False, default="automatic", max_length=16)
+        confirm = serializers.BooleanField(required=False, default=True)
+        setup_future_usage = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=16)
+        off_session = serializers.BooleanField(required=False, default=False)
+        return_url = serializers.URLField(required=False, allow_null=True, allow_blank=True, max_length=2048)
+        description = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=1000)
+        metadata = serializers.DictField(required=False, allow_null=True, child=serializers.JSONField())
+
+    @extend_schema(operation_id="payments_create", request=PaymentCreateInput,
+                   responses={201: PaymentOutputSerializer}, summary="Create (and by default confirm) a payment")
+    def post(self, request):
+        serializer = self.PaymentCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        payment = payment_create(merchant=request.merchant, actor=_actor(request), **serializer.validated_data)
+        return Response(render_payment(payment_get(merchant=request.merchant, payment_id=payment.id)),
+                        status=status.HTTP_201_CREATED)
+
+    @extend_schema(operation_id="payments_list", parameters=LIST_PARAMETERS,
+                   responses={200: _list("PaymentList", PaymentOutputSerializer)}, summary="List payments")
+    def get(self, request):
+        return Response(paginate(payment_list(merchant=request.merchant), params=request.query_params,
+                                 render=render_payment))
+
+
+class PaymentDetailApi(MerchantApiView):
+    @extend_schema(operation_id="payments_retrieve", responses={200: PaymentOutputSerializer},
+                   summary="Retrieve a payment")
+    def get(self, request, id: str):
+        return Response(render_payment(payment_get(merchant=request.merchant, payment_id=id)))
+
+
+class PaymentConfirmApi(MerchantApiView):
+    @extend_schema(operation_id="payments_confirm", request=None, responses={200: PaymentOutputSerializer},
+                   summary="Confirm a payment created with confirm=false")
+    def post(self, request, id: str):
+        payment = payment_get(merchant=request.merchant, payment_id=id)
+        payment_confirm(merchant=request.merchant, payment_id=payment.id, actor=_actor(request))
+        return Response(render_payment(payment_get(merchant=request.merchant, payment_id=id)))
+
+
+class PaymentCaptureApi(MerchantApiView):
+    class PaymentCaptureInput(serializers.Serializer):
+        amount_to_capture = serializers.IntegerField(required=False, allow_null=True)
+
+    @extend_schema(operation_id="payments_capture", request=PaymentCaptureInput,
+                   responses={200: PaymentOutputSerializer}, summary="Capture an authorized payment")
+    def post(self, request, id: str):
+        payment = payment_get(merchant=request.merchant, payment_id=id)
+        serializer = self.PaymentCaptureInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        payment_capture(merchant=request.merchant, payment_id=payment.id,
+                        amount_to_capture=serializer.validated_data.get("amount_to_capture"), actor=_actor(request))
+        return Response(render_payment(payment_get(merchant=request.merchant, payment_id=id)))
+
+
+class PaymentCancelApi(MerchantApiView):
+    @extend_schema(operation_id="payments_cancel", request=None, responses={200: PaymentOutputSerializer},
+                   summary="Cancel a payment before capture")
+    def post(self, request, id: str):
+        payment = payment_get(merchant=request.merchant, payment_id=id)
+        payment_cancel(merchant=request.merchant, payment_id=payment.id, actor=_actor(request))
+        return Response(render_payment(payment_get(merchant=request.merchant, payment_id=id)))
+
+
+class RefundListCreateApi(MerchantApiView):
+    class RefundCreateInput(serializers.Serializer):
+        payment = serializers.CharField(max_length=64)
+        amount = serializers.IntegerField(required=False, allow_null=True)
+        reason = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=64)
+
+    @extend_schema(operation_id="refunds_create", request=RefundCreateInput, responses={201: RefundOutputSerializer},
+                   summary="Refund a captured payment, in full or in part")
+    def post(self, request):
+        serializer = self.RefundCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        refund = refund_create(merchant=request.merchant, payment_id=data["payment"], amount=data.get("amount"),
+                               reason=data.get("reason") or "", actor=_actor(request))
+        return Response(render_refund(refund), status=status.HTTP_201_CREATED)
+
+    @extend_schema(operation_id="refunds_list",
+                   parameters=[*LIST_PARAMETERS, OpenApiParameter("payment", str, description="Only this payment's.")],
+                   responses={200: _list("RefundList", RefundOutputSerializer)}, summary="List refunds")
+    def get(self, request):
+        qs = refund_list(merchant=request.merchant, payment_id=request.query_params.get("payment"))
+        return Response(paginate(qs, params=request.query_params, render=render_refund))
+
+
+class RefundDetailApi(MerchantApiView):
+    @extend_schema(operation_id="refunds_retrieve", responses={200: RefundOutputSerializer},
+                   summary="Retrieve a refund")
+    def get(self, request, id: str):
+        return Response(render_refund(refund_get(merchant=request.merchant, refund_id=id)))
+
+
+class MoneySerializer(serializers.Serializer):
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+
+
+class BalanceOutputSerializer(serializers.Serializer):
+    object = serializers.CharField()
+    pending = MoneySerializer(many=True)
+    available = MoneySerializer(many=True)
+    escrow = MoneySerializer(many=True)
+
+
+class BalanceApi(MerchantApiView):
+    @extend_schema(operation_id="balance_retrieve", responses={200: BalanceOutputSerializer},
+                   summary="The merchant's balance per currency")
+    def get(self, request):
+        balance = balance_get(owner=request.merchant.id)
+
+        def money(items) -> list[dict]:
+            return [{"amount": m.amount, "currency": m.currency} for m in items]
+
+        return Response({"object": "balance", "pending": money(balance.pending),
+                         "available": money(balance.available), "escrow": money(balance.escrow)})
+
+
+class BalanceTransactionOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    balance = serializers.CharField(help_text="pending | available | escrow | reserve")
+    type = serializers.CharField()
+    reference = serializers.CharField()
+    description = serializers.CharField()
+    created = serializers.IntegerField()
+
+
+def _txn(entry) -> dict:
+    return {
+        "id": f"txn_{entry.id}", "object": "balance_transaction",
+        # merchant accounts are liabilities: a credit (negative) is money owed to the merchant
+        "amount": -entry.amount, "currency": entry.currency,
+        "balance": entry.account_code.removeprefix("merchant_"), "type": entry.kind, "reference": entry.reference,
+        "description": entry.memo, "created": created_timestamp(entry.created_at),
+    }
+
+
+class BalanceTransactionListApi(MerchantApiView):
+    @extend_schema(operation_id="balance_transactions_list", parameters=LIST_PARAMETERS,
+                   responses={200: _list("BalanceTransactionList", BalanceTransactionOutputSerializer)},
+                   summary="Movements of the merchant's balance, newest first")
+    def get(self, request):
+        limit = parse_limit(request.query_params.get("limit"))
+        qs = balance_transaction_list(owner=request.merchant.id)
+        cursor = request.query_params.get("starting_after")
+        if cursor:
+            raw = cursor.removeprefix("txn_")
+            if not raw.isdigit() or not qs.filter(id=int(raw)).exists():
+                raise InvalidRequestError(f"No such object for starting_after: '{cursor}'.", param="starting_after")
+            qs = qs.filter(id__lt=int(raw))
+        rows = list(qs[: limit + 1])
+        return Response({"object": "list", "data": [_txn(e) for e in rows[:limit]], "has_more": len(rows) > limit})

@@ -1,0 +1,118 @@
+"""Journal lines of payments, without I/O (STYLE: callers build lines in a pure module).
+
+Capture of gross G with merchant fee F, on connector C (two journals, posted together):
+  capture:<att>      Dr psp_receivable:C  G   /  Cr merchant_pending  G
+  capture_fee:<att>  Dr merchant_pending  F   /  Cr fee_revenue       F
+Refund R of a capture, fee policy "proportional" (docs/payments.md): the merchant gets back the
+part of the fee that the refunded share bears, computed on the running total so that refunding
+everything returns exactly the whole fee:
+  refund:<re>        Dr merchant_pending  R   /  Cr psp_receivable:C  R
+  refund_fee:<re>    Dr fee_revenue       f   /  Cr merchant_pending  f      (when f > 0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger.types import Accounts, JournalKind, PostingLine, transfer_lines
+from payera.core.money import currency_exponent
+
+
+@dataclass(frozen=True, slots=True)
+class FeeRule:
+    """Basis points of the gross (290 = 2.9 %) plus a fixed part in hundredths of the major unit,
+    scaled to the currency's exponent (30 = 0.30 EUR, 0 JPY... scaled: 30 -> 0 JPY)."""
+
+    percent_bp: int = 0
+    fixed: int = 0
+
+    def fee(self, gross: int, currency: str) -> int:
+        scale = 10 ** currency_exponent(currency)
+        fee = (gross * self.percent_bp + 5000) // 10000 + self.fixed * scale // 100
+        return max(0, min(fee, gross))
+
+
+def fee_rule(schedules: dict, schedule: str, method_type: str) -> FeeRule:
+    """The rule of a merchant's fee schedule for a payment method type (falls back to `default`
+    of the schedule, then to the `standard` schedule)."""
+    table = schedules.get(schedule) or schedules.get("standard") or {}
+    rule = table.get(method_type) or table.get("default") or {}
+    return FeeRule(percent_bp=int(rule.get("percent_bp", 0)), fixed=int(rule.get("fixed", 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    reference: str
+    kind: str
+    lines: tuple[PostingLine, ...]
+    memo: str
+
+
+def capture_journals(
+    *, attempt_id: str, merchant_id: str, connector: str, gross: int, fee: int, currency: str
+) -> list[Journal]:
+    journals = [
+        Journal(
+            f"capture:{attempt_id}",
+            JournalKind.CAPTURE,
+            transfer_lines(
+                debit=Accounts.psp_receivable(connector, currency),
+                credit=Accounts.merchant_pending(merchant_id, currency),
+                amount=gross,
+            ),
+            f"capture of {attempt_id}",
+        )
+    ]
+    if fee > 0:
+        journals.append(
+            Journal(
+                f"capture_fee:{attempt_id}",
+                JournalKind.FEE,
+                transfer_lines(
+                    debit=Accounts.merchant_pending(merchant_id, currency),
+                    credit=Accounts.fee_revenue(currency),
+                    amount=fee,
+                ),
+                f"fee on capture of {attempt_id}",
+            )
+        )
+    return journals
+
+
+def refund_fee_share(*, fee: int, captured: int, refunded_before: int, refund: int) -> int:
+    """The fee returned with a refund under the proportional policy: fee·(before+refund)/captured
+    minus fee·before/captured (floors), so the shares add up to the fee exactly at 100 %."""
+    if captured <= 0:
+        return 0
+    return fee * (refunded_before + refund) // captured - fee * refunded_before // captured
+
+
+def refund_journals(
+    *, refund_id: str, merchant_id: str, connector: str, amount: int, fee_back: int, currency: str
+) -> list[Journal]:
+    journals = [
+        Journal(
+            f"refund:{refund_id}",
+            JournalKind.REFUND,
+            transfer_lines(
+                debit=Accounts.merchant_pending(merchant_id, currency),
+                credit=Accounts.psp_receivable(connector, currency),
+                amount=amount,
+            ),
+            f"refund {refund_id}",
+        )
+    ]
+    if fee_back > 0:
+        journals.append(
+            Journal(
+                f"refund_fee:{refund_id}",
+                JournalKind.FEE,
+                transfer_lines(
+                    debit=Accounts.fee_revenue(currency),
+                    credit=Accounts.merchant_pending(merchant_id, currency),
+                    amount=fee_back,
+                ),
+                f"fee returned with refund {refund_id}",
+            )
+        )
+    return journals

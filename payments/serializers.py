@@ -1,0 +1,120 @@
+"""The contract's output objects. One `PaymentOutputSerializer` renders the payment for the API
+answers and for the events' `data.object` (STYLE: shared, not nested per view)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from payera.core.db import created_timestamp
+
+
+class PaymentCardOutputSerializer(serializers.Serializer):
+    brand = serializers.CharField()
+    last4 = serializers.CharField()
+    exp_month = serializers.IntegerField()
+    exp_year = serializers.IntegerField()
+
+
+class PaymentMethodOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.CharField()
+    card = serializers.SerializerMethodField()
+    customer = serializers.CharField(source="customer_id", allow_null=True)
+
+    @extend_schema_field(PaymentCardOutputSerializer(allow_null=True))
+    def get_card(self, pm) -> dict | None:
+        if pm.type != "card":
+            return None
+        return {"brand": pm.card_brand, "last4": pm.card_last4, "exp_month": pm.card_exp_month,
+                "exp_year": pm.card_exp_year}
+
+
+class PaymentAttemptOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    connector = serializers.CharField()
+    status = serializers.CharField()
+    decline_code = serializers.SerializerMethodField()
+
+    def get_decline_code(self, att) -> str | None:
+        return att.decline_code or None
+
+
+class PaymentLastErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    decline_code = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class PaymentOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    amount_capturable = serializers.IntegerField()
+    amount_captured = serializers.IntegerField()
+    amount_refunded = serializers.IntegerField()
+    capture_method = serializers.CharField()
+    customer = serializers.CharField(source="customer_id", allow_null=True)
+    payment_method = PaymentMethodOutputSerializer(allow_null=True)
+    attempts = serializers.SerializerMethodField()
+    next_action = serializers.JSONField(allow_null=True)
+    last_error = PaymentLastErrorSerializer(allow_null=True)
+    description = serializers.SerializerMethodField()
+    return_url = serializers.SerializerMethodField()
+    review = serializers.SerializerMethodField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    created = serializers.SerializerMethodField()
+
+    def get_object(self, obj) -> str:
+        return "payment"
+
+    @extend_schema_field(PaymentAttemptOutputSerializer(many=True))
+    def get_attempts(self, obj) -> list:
+        return PaymentAttemptOutputSerializer(sorted(obj.attempts.all(), key=lambda a: a.sequence), many=True).data
+
+    def get_description(self, obj) -> str | None:
+        return obj.description or None
+
+    def get_return_url(self, obj) -> str | None:
+        return obj.return_url or None
+
+    def get_review(self, obj) -> str | None:
+        """Why the payment is held for review by operations (e.g. an amount mismatch), or null."""
+        return obj.review_reason or None
+
+    def get_created(self, obj) -> int:
+        return created_timestamp(obj.created_at)
+
+
+class RefundOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    payment = serializers.CharField(source="payment_id")
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    status = serializers.CharField()
+    reason = serializers.SerializerMethodField()
+    failure_code = serializers.SerializerMethodField()
+    created = serializers.SerializerMethodField()
+
+    def get_object(self, obj) -> str:
+        return "refund"
+
+    def get_reason(self, obj) -> str | None:
+        return obj.reason or None
+
+    def get_failure_code(self, obj) -> str | None:
+        return obj.failure_code or None
+
+    def get_created(self, obj) -> int:
+        return created_timestamp(obj.created_at)
+
+
+def render_payment(payment) -> dict:
+    return dict(PaymentOutputSerializer(payment).data)
+
+
+def render_refund(refund) -> dict:
+    return dict(RefundOutputSerializer(refund).data)

@@ -1,0 +1,144 @@
+"""Helpers every payments service shares: the transition log, outbox events, ledger posting,
+the in-flight claim and the settings. Internal to payments.services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from ledger.services import journal_post_many
+from ledger.types import JournalRequest
+from payera.core.errors import PayeraError
+from payera.events.services import event_record
+from payments.models import Payment, PaymentEvent
+from payments.postings import Journal
+from payments.serializers import render_payment, render_refund
+
+logger = logging.getLogger("payera.payments")
+
+
+class PaymentInProgressError(PayeraError):
+    type = "invalid_request_error"
+    code = "payment_in_progress"
+    http_status = 409
+    default_message = "Another operation on this payment is in progress; retry shortly."
+
+
+class PaymentStateError(PayeraError):
+    """The payment's status does not allow the operation (a 400 before any write)."""
+
+    type = "invalid_request_error"
+    code = "payment_unexpected_state"
+    http_status = 400
+    default_message = "The payment's status does not allow this operation."
+
+
+def setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+def now() -> dt.datetime:
+    return timezone.now()
+
+
+def transition(obj, verb: str, *, payment: Payment, actor: str, data: dict | None = None, **kwargs) -> bool:
+    """Apply the FSM transition `verb` if allowed and log it (PaymentEvent). The caller holds the
+    payment lock and saves. Returns False (nothing done) when the transition is not allowed."""
+    method = getattr(obj, verb)
+    if not can_proceed(method):
+        return False
+    before = obj.status
+    method(**kwargs)
+    PaymentEvent.objects.create(
+        payment=payment,
+        object_type=type(obj).__name__.lower().replace("paymentattempt", "attempt"),
+        object_id=obj.pk,
+        transition=verb,
+        from_status=before,
+        to_status=obj.status,
+        actor=actor[:80],
+        data=data or {},
+    )
+    return True
+
+
+def emit(payment: Payment, *types: str) -> None:
+    """Outbox events with the contract's payment object (rendered once), in the open transaction."""
+    data = render_payment(payment)
+    for type_ in types:
+        event_record(merchant_id=payment.merchant_id, type=type_, data=data)
+
+
+def emit_refund(refund, type_: str) -> None:
+    event_record(merchant_id=refund.merchant_id, type=type_, data=render_refund(refund))
+
+
+_postings = threading.local()
+
+
+@contextmanager
+def postings_last() -> Iterator[None]:
+    """Inside a use case's atomic block: collect the journals `post()` is given and post them all
+    in one ledger call at the end of the block, right before the commit. The ledger holds the
+    account rows (a merchant's pending account is one row) from the posting to the commit, so
+    posting last keeps that window to the commit itself (docs/decisions/ledger-posting-transactions.md)."""
+    _postings.queue = []
+    try:
+        yield
+        queued, _postings.queue = _postings.queue, None
+        if queued:
+            assert connection.in_atomic_block, "post inside the transition's transaction"
+            journal_post_many(queued, atomic=True)
+    finally:
+        _postings.queue = None
+
+
+def post(journals: Iterable[Journal], *, occurred_at: dt.datetime, metadata: dict) -> None:
+    """Post journals in the caller's transaction (the same block as the transition): queued for
+    the end of the block under `postings_last()`, else at once. Idempotent on the references."""
+    requests = [
+        JournalRequest(
+            reference=j.reference, lines=j.lines, occurred_at=occurred_at, memo=j.memo, kind=j.kind,
+            metadata=metadata,
+        )
+        for j in journals
+    ]
+    if not requests:
+        return
+    assert connection.in_atomic_block, "post inside the transition's transaction"
+    queue = getattr(_postings, "queue", None)
+    if queue is not None:
+        queue.extend(requests)
+    else:
+        journal_post_many(requests, atomic=True)
+
+
+def inflight_claim(payment: Payment, operation: str) -> None:
+    """Claim the payment's one in-flight mutation (under its row lock). A claim older than
+    PAYMENTS_INFLIGHT_TIMEOUT is a crashed request's and may be taken over."""
+    timeout = dt.timedelta(seconds=setting("PAYMENTS_INFLIGHT_TIMEOUT", 120))
+    if payment.inflight and payment.inflight_at and payment.inflight_at > now() - timeout:
+        raise PaymentInProgressError()
+    payment.inflight = operation
+    payment.inflight_at = now()
+
+
+def inflight_release(payment: Payment) -> None:
+    payment.inflight = ""
+    payment.inflight_at = None
+
+
+def recovery_delay(inquiries: int) -> dt.timedelta:
+    """When to ask the PSP next about an unknown outcome: 15 s, 1 m, 3 m, 1 h, then daily."""
+    schedule = setting("PAYMENTS_RECOVERY_SCHEDULE", [15, 60, 180, 3600])
+    if inquiries < len(schedule):
+        return dt.timedelta(seconds=schedule[inquiries])
+    return dt.timedelta(days=1)

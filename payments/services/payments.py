@@ -1,0 +1,676 @@
+"""Payments: create, confirm (routing, cascading, attempts), capture, cancel, expiry.
+
+Every PSP call takes three steps (STYLE): a durable block records the intent (attempt, capture,
+void) and commits; the call runs under `outside_transaction()`; a durable block records the
+outcome with the transition, the PaymentEvent, the ledger posting and the outbox event.
+The payment's one in-flight mutation is claimed in the first block and released in the last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from payera.core.db import outside_transaction
+from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
+from payera.core.money import currency_normalize
+from payera.merchants.models import Merchant
+from payments import routing
+from payments.circuit import circuit_open_set, circuit_record_failure
+from payments.locks import payment_lock
+from payments.models import (
+    AS,
+    PS,
+    Capture,
+    CaptureMethod,
+    Customer,
+    DeclineCode,
+    OperationStatus,
+    Payment,
+    PaymentAttempt,
+    PaymentMethod,
+)
+from payments.postings import capture_journals, fee_rule
+from payments.services.common import (
+    PaymentStateError,
+    emit,
+    inflight_claim,
+    inflight_release,
+    now,
+    post,
+    postings_last,
+    recovery_delay,
+    setting,
+    transition,
+)
+from payments.services.customers import validate_metadata
+from payments.services.methods import (
+    MethodInput,
+    PaymentMethodUnsupportedError,
+    method_expired,
+    method_psp_data,
+    method_tokenize,
+    method_validate,
+)
+from psp_adapters.errors import PspError, PspProtocolError, PspUnavailableError
+from psp_adapters.port import (
+    AuthorizeRequest,
+    CaptureRequest,
+    Decline,
+    DeclineClass,
+    Outcome,
+    PspReference,
+    PspState,
+    VoidRequest,
+)
+from psp_adapters.port import (
+    DeclineCode as PortDeclineCode,
+)
+from psp_adapters.registry import get_adapter
+
+logger = logging.getLogger("payera.payments")
+
+V = routing.AttemptVerdict
+
+
+class PaymentNotFoundError(NotFoundError):
+    default_message = "No such payment."
+
+
+class PaymentNotCapturableError(PaymentStateError):
+    code = "payment_not_capturable"
+    default_message = "This payment cannot be captured (it is not awaiting capture)."
+
+
+class PaymentNotCancelableError(PaymentStateError):
+    code = "payment_not_cancelable"
+    default_message = "This payment cannot be canceled in its current status."
+
+
+class PspOperationFailedError(PayeraError):
+    type = "invalid_request_error"
+    code = "psp_operation_failed"
+    http_status = 400
+    default_message = "The payment service provider refused the operation."
+
+
+# --- helpers ----------------------------------------------------------------------------
+def _owned(merchant: Merchant, payment_id: str) -> None:
+    if not isinstance(payment_id, str) or not Payment.objects.filter(pk=payment_id, merchant=merchant).exists():
+        raise PaymentNotFoundError()
+
+
+def _locked(merchant: Merchant | None, payment_id: str) -> Payment:
+    try:
+        payment = payment_lock(payment_id)
+    except Payment.DoesNotExist:
+        raise PaymentNotFoundError() from None
+    if merchant is not None and payment.merchant_id != merchant.id:
+        raise PaymentNotFoundError()
+    return payment
+
+
+def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, method_type: str,
+           brand: str | None) -> list[str]:
+    names = [c for c in (merchant.connectors or []) if c in settings.PSP_CONNECTORS]
+    caps: dict[str, routing.ConnectorCapabilities] = {}
+    for name in names:
+        adapter_caps = get_adapter(name).capabilities
+        caps[name] = routing.ConnectorCapabilities(
+            method_types=frozenset(m.value for m in adapter_caps.payment_methods),
+            currencies=adapter_caps.currencies,
+        )
+    return routing.connector_order(
+        payment=routing.RoutingInput(payment_id=payment_id, amount=amount, currency=currency,
+                                     method_type=method_type, brand=brand),
+        rules=[routing.RoutingRule(connector=name, priority=i) for i, name in enumerate(names)],
+        capabilities=caps,
+        open_circuits=circuit_open_set(names),
+        max_attempts=setting("PAYMENTS_MAX_ATTEMPTS", 3),
+    )
+
+
+def _unsupported() -> PaymentMethodUnsupportedError:
+    return PaymentMethodUnsupportedError(
+        "No connector of this merchant supports this payment method and currency.", param="payment_method_data"
+    )
+
+
+def _fee(payment: Payment, gross: int) -> int:
+    """The merchant's fee on a capture (payment_lock loaded the merchant and the method)."""
+    pm_type = payment.payment_method.type if payment.payment_method_id else "card"
+    schedule = payment.merchant.fee_schedule
+    return fee_rule(setting("PAYMENT_FEE_SCHEDULES", {}), schedule, pm_type).fee(gross, payment.currency)
+
+
+def decline_normalize(connector: str, decline: Decline | None) -> Decline:
+    """The operations team's table (DeclineCode) overrides the adapter's default mapping."""
+    if decline is None:
+        return Decline(code=PortDeclineCode.GENERIC_DECLINE, decline_class=DeclineClass.HARD)
+    if decline.psp_code:
+        row = DeclineCode.objects.filter(psp=connector, psp_code=decline.psp_code).first()
+        if row is not None:
+            try:
+                return Decline(code=PortDeclineCode(row.code), decline_class=DeclineClass(row.decline_class),
+                               psp_code=decline.psp_code, message=decline.message)
+            except ValueError:
+                logger.warning("decline table row %s is not a known code/class", row.pk)
+    return decline
+
+
+def last_error_of(decline: Decline) -> dict:
+    code = "card_declined" if decline.code != PortDeclineCode.PROCESSING_ERROR else "processing_error"
+    return {"code": code, "decline_code": decline.code.value,
+            "message": decline.message or f"The card was declined ({decline.code.value})."}
+
+
+# --- create -----------------------------------------------------------------------------
+def payment_create(
+    *,
+    merchant: Merchant,
+    amount: int,
+    currency: str,
+    payment_method_data: dict | None = None,
+    payment_method: str | None = None,
+    customer: str | None = None,
+    capture_method: str = CaptureMethod.AUTOMATIC,
+    confirm: bool = True,
+    setup_future_usage: str | None = None,
+    off_session: bool = False,
+    return_url: str | None = None,
+    description: str | None = None,
+    metadata: dict | None = None,
+    actor: str = "api",
+) -> Payment:
+    """Validate everything (400 before any write or PSP call), tokenize at once, then confirm
+    unless `confirm=False`."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequestError("amount must be a positive integer in the currency's minor unit.", param="amount")
+    if amount >= 2**53:
+        raise InvalidRequestError("amount is too large.", param="amount")
+    currency = currency_normalize(currency)
+    if capture_method not in CaptureMethod.values:
+        raise InvalidRequestError("capture_method must be automatic or manual.", param="capture_method")
+    if setup_future_usage not in (None, "", "off_session"):
+        raise InvalidRequestError("setup_future_usage must be off_session.", param="setup_future_usage")
+    metadata = validate_metadata(metadata)
+    cus = None
+    if customer:
+        cus = Customer.objects.filter(pk=customer, merchant=merchant).first() if isinstance(customer, str) else None
+        if cus is None:
+            raise NotFoundError("No such customer.", param="customer")
+    if setup_future_usage and cus is None:
+        raise InvalidRequestError("setup_future_usage needs a customer.", param="customer")
+    if bool(payment_method_data) == bool(payment_method):
+        raise InvalidRequestError(
+            "Give either payment_method_data or payment_method.",
+            param="payment_method_data", code="parameter_missing" if not payment_method else "parameter_invalid",
+        )
+    method: MethodInput | None = None
+    saved: PaymentMethod | None = None
+    if payment_method_data:
+        method = method_validate(payment_method_data, today=now().date())
+        method_type = method.type
+        brand = method.card.brand if method.card else None
+    else:
+        saved = PaymentMethod.objects.filter(pk=payment_method, merchant=merchant).first() \
+            if isinstance(payment_method, str) else None
+        if saved is None or (saved.customer_id and saved.customer_id != (cus.pk if cus else None)):
+            raise NotFoundError("No such payment method.", param="payment_method")
+        if saved.customer_id is None:
+            raise InvalidRequestError("This payment method is not saved to a customer.", param="payment_method")
+        if method_expired(saved):
+            raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
+        method_type, brand = saved.type, saved.card_brand or None
+    if not _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
+                  method_type=method_type, brand=brand):
+        raise _unsupported()
+    tokenized = method_tokenize(method) if method is not None else None  # secrets backend: no transaction
+    payment = _payment_insert(
+        merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=cus,
+        saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
+        save_method=bool(setup_future_usage), off_session=bool(off_session),
+        setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
+        metadata=metadata, actor=actor,
+    )
+    if not confirm:
+        return payment
+    return payment_confirm(merchant=merchant, payment_id=payment.id, method=method, actor=actor)
+
+
+@transaction.atomic(durable=True)
+def _payment_insert(*, merchant, amount, currency, capture_method, customer, saved, tokenized_fields, save_method,
+                    off_session, setup_future_usage, return_url, description, metadata, actor) -> Payment:
+    pm = saved
+    if tokenized_fields is not None:
+        pm = PaymentMethod(merchant=merchant, customer=customer if save_method else None, **tokenized_fields)
+        pm.save(force_insert=True)
+    payment = Payment(
+        merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=customer,
+        payment_method=pm, setup_future_usage=setup_future_usage, off_session=off_session, return_url=return_url,
+        description=description[:1000], metadata=metadata,
+    )
+    payment.save(force_insert=True)
+    return payment
+
+
+# --- confirm ----------------------------------------------------------------------------
+def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput | None = None,
+                    actor: str = "api") -> Payment:
+    """Route and authorize: one committed attempt per connector tried, the PSP called outside any
+    transaction; soft declines and unavailable PSPs cascade (at most PAYMENTS_MAX_ATTEMPTS), a hard
+    decline stops, an unknown outcome (timeout) stops with the payment `processing`."""
+    plan, first = _confirm_begin(merchant=merchant, payment_id=payment_id, actor=actor)
+    payment = Payment.objects.select_related("payment_method").get(pk=payment_id)
+    pm_data = method_psp_data(payment.payment_method, method)
+    for index, connector in enumerate(plan):
+        # the first attempt was committed with the claim; each one before its PSP call
+        attempt = first if index == 0 else attempt_start(payment_id=payment_id, connector=connector)
+        request = AuthorizeRequest(
+            reference=attempt.id,
+            amount=payment.amount,
+            currency=payment.currency,
+            payment_method=pm_data,
+            capture=attempt.capture,
+            off_session=payment.off_session,
+            store_payment_method=payment.setup_future_usage == "off_session",
+            return_url=return_url_for(payment.id),
+            description=payment.description,
+            metadata=dict(payment.metadata),
+        )
+        result, error = None, None
+        try:
+            with outside_transaction():
+                result = get_adapter(connector).authorize(request)
+        except PspError as exc:
+            error = exc
+        except Exception as exc:  # a bug after the request may have left: the outcome is unknown
+            logger.exception("unexpected error authorizing %s on %s", attempt.id, connector)
+            error = PspProtocolError(f"unexpected: {type(exc).__name__}", connector=connector)
+        verdict = attempt_record_outcome(
+            attempt_id=attempt.id, result=result, error=error, actor=actor,
+            may_cascade=index < len(plan) - 1, source="answer",
+        )
+        if verdict is V.UNAVAILABLE or (verdict is V.SOFT_DECLINE and error is None and result is not None
+                                        and result.decline is not None
+                                        and result.decline.decline_class == DeclineClass.TECHNICAL):
+            circuit_record_failure(connector)
+        if not routing.should_cascade(verdict):
+            break
+    payment_auto_capture_if_needed(payment_id=payment_id)
+    return Payment.objects.get(pk=payment_id)
+
+
+@transaction.atomic(durable=True)
+def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[list[str], PaymentAttempt]:
+    payment = _locked(merchant, payment_id)
+    if payment.status not in (PS.REQUIRES_CONFIRMATION, PS.REQUIRES_PAYMENT_METHOD):
+        raise PaymentStateError(f"A payment in status {payment.status} cannot be confirmed.")
+    pm = payment.payment_method
+    if pm is None:
+        raise InvalidRequestError("The payment has no payment method.", param="payment_method")
+    plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
+                  method_type=pm.type, brand=pm.card_brand or None)
+    if not plan:
+        raise _unsupported()
+    inflight_claim(payment, "confirm")
+    transition(payment, "mark_processing", payment=payment, actor=actor, data={"plan": plan})
+    payment.save()
+    return plan, _attempt_insert(payment, plan[0])
+
+
+@transaction.atomic(durable=True)
+def attempt_start(*, payment_id: str, connector: str) -> PaymentAttempt:
+    """Record the attempt (committed) before its PSP call: a crash after this leaves a `started`
+    attempt that recovery resolves by asking the PSP."""
+    return _attempt_insert(payment_lock(payment_id), connector)
+
+
+def _attempt_insert(payment: Payment, connector: str) -> PaymentAttempt:
+    sequence = (payment.attempts.aggregate(m=Max("sequence"))["m"] or 0) + 1
+    attempt = PaymentAttempt(
+        payment=payment, merchant_id=payment.merchant_id, sequence=sequence, connector=connector,
+        amount=payment.amount, currency=payment.currency,
+        capture=payment.capture_method == CaptureMethod.AUTOMATIC,
+        next_inquiry_at=now() + dt.timedelta(seconds=setting("PAYMENTS_STARTED_GRACE_SECONDS", 60)),
+    )
+    attempt.save(force_insert=True)
+    return attempt
+
+
+def return_url_for(payment_id: str) -> str:
+    base = str(setting("PAYERA_PUBLIC_URL", "http://127.0.0.1:8000")).rstrip("/")
+    return f"{base}/payments/return/{payment_id}"
+
+
+@transaction.atomic(durable=True)
+def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | None = None, actor: str,
+                           may_cascade: bool = False, source: str = "answer") -> V:
+    """Record what the PSP said about an authorization (answer, 3-D Secure return, webhook or
+    inquiry) in one transaction. Idempotent: an attempt already resolved ignores it (logged)."""
+    attempt0 = PaymentAttempt.objects.only("payment_id").get(pk=attempt_id)
+    payment = payment_lock(attempt0.payment_id)
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if error is not None:
+        return _apply_error(payment, attempt, error, actor=actor, may_cascade=may_cascade)
+    with postings_last():
+        verdict = apply_authorization(
+            payment, attempt, outcome=result.outcome, state=result.state,
+            psp_reference=result.payment.psp_reference or "", amount=result.amount, currency=result.currency,
+            amount_captured=result.amount_captured, decline=result.decline,
+            action_url=result.action.redirect_url if result.action else "", actor=actor,
+            may_cascade=may_cascade, source=source,
+        )
+    return verdict
+
+
+def _apply_error(payment: Payment, attempt: PaymentAttempt, error: PspError, *, actor: str, may_cascade: bool) -> V:
+    if attempt.status != AS.STARTED:
+        logger.info("late transport error for %s (%s) ignored", attempt.id, attempt.status)
+        return V.UNKNOWN
+    at = now()
+    if not error.may_have_processed:
+        transition(attempt, "mark_failed", payment=payment, actor=actor, error=f"{error.code}: {error.message}",
+                   at=at, data={"error": error.code})
+        attempt.save()
+        if not may_cascade:
+            transition(payment, "mark_failed", payment=payment, actor=actor, error={
+                "code": "processing_error", "decline_code": None,
+                "message": "No payment service provider could process the payment.",
+            })
+            inflight_release(payment)
+            payment.save()
+            emit(payment, "payment.failed")
+        return V.UNAVAILABLE
+    transition(attempt, "mark_unknown", payment=payment, actor=actor, error=f"{error.code}: {error.message}",
+               next_inquiry_at=at + recovery_delay(0), data={"error": error.code})
+    attempt.save()
+    inflight_release(payment)  # the payment stays `processing` until recovery asks the PSP
+    payment.save()
+    return V.UNKNOWN
+
+
+def apply_authorization(
+    payment: Payment, attempt: PaymentAttempt, *, outcome: Outcome, state: PspState | None, psp_reference: str,
+    amount: int | None, currency: str | None, amount_captured: int, decline: Decline | None, action_url: str,
+    actor: str, may_cascade: bool = False, source: str = "",
+) -> V:
+    """The one place an authorization outcome moves the attempt and the payment (the caller holds
+    the payment lock in an atomic block). Order-proof: never moves a state machine backwards."""
+    at = now()
+    data = {"source": source}
+    if attempt.status not in (AS.STARTED, AS.UNKNOWN, AS.PENDING, AS.REQUIRES_ACTION):
+        if outcome == Outcome.APPROVED and attempt.status == AS.AUTHORIZED and amount_captured:
+            pass  # captured at the PSP after we saw it authorized: handled by the capture path
+        logger.info("stale %s outcome %s for %s in %s ignored", source, outcome, attempt.id, attempt.status)
+        return V.SUCCEEDED if attempt.status in (AS.AUTHORIZED, AS.CAPTURED) else V.HARD_DECLINE
+    if outcome == Outcome.PENDING:
+        if attempt.status in (AS.STARTED, AS.UNKNOWN):
+            transition(attempt, "mark_pending", payment=payment, actor=actor, psp_reference=psp_reference,
+                       next_inquiry_at=at + dt.timedelta(seconds=setting("PAYMENTS_PENDING_INQUIRY_SECONDS", 60)),
+                       data=data)
+            attempt.save()
+        if payment.inflight == "confirm":
+            inflight_release(payment)
+            payment.save()
+        return V.PENDING
+    if outcome == Outcome.REQUIRES_ACTION:
+        if attempt.status != AS.REQUIRES_ACTION:
+            transition(attempt, "mark_requires_action", payment=payment, actor=actor, psp_reference=psp_reference,
+                       action_url=action_url,
+                       next_inquiry_at=at + dt.timedelta(seconds=setting("PAYMENTS_ACTION_INQUIRY_SECONDS", 900)),
+                       data=data)
+            attempt.save()
+        if payment.status == PS.PROCESSING:
+            transition(payment, "mark_requires_action", payment=payment, actor=actor, redirect_url=action_url)
+            emit(payment, "payment.requires_action")
+        if payment.inflight == "confirm":
+            inflight_release(payment)
+        payment.save()
+        return V.REQUIRES_ACTION
+    if outcome == Outcome.APPROVED:
+        if (amount is not None and amount != attempt.amount) or (currency and currency != attempt.currency):
+            transition(attempt, "mark_conflicted", payment=payment, actor=actor, psp_reference=psp_reference,
+                       amount=amount, currency=currency or "", at=at,
+                       data={**data, "psp_amount": amount, "psp_currency": currency})
+            attempt.save()
+            reason = (f"amount_mismatch: requested {attempt.amount} {attempt.currency}, "
+                      f"{attempt.connector} reported {amount} {currency}")
+            if payment.status in (PS.PROCESSING, PS.REQUIRES_ACTION):
+                transition(payment, "mark_in_review", payment=payment, actor=actor, reason=reason)
+            inflight_release(payment)
+            payment.save()
+            logger.warning("payment %s held for review: %s", payment.id, reason)
+            return V.UNKNOWN
+        captured = amount_captured if (state == PspState.CAPTURED or amount_captured) else 0
+        if captured:
+            transition(attempt, "mark_captured", payment=payment, actor=actor, psp_reference=psp_reference,
+                       amount=amount, currency=currency, at=at, data=data)
+            attempt.save()
+            capture = Capture(payment=payment, attempt=attempt, amount=captured, currency=payment.currency,
+                              fee=_fee(payment, captured))
+            capture.save(force_insert=True)
+            transition(capture, "mark_succeeded", payment=payment, actor=actor, psp_reference=attempt.id)
+            capture.save()
+            _capture_succeeded(payment, attempt, capture, actor=actor, at=at)
+        else:
+            transition(attempt, "mark_authorized", payment=payment, actor=actor, psp_reference=psp_reference,
+                       amount=amount, currency=currency, at=at, data=data)
+            attempt.save()
+            if payment.status in (PS.PROCESSING, PS.REQUIRES_ACTION):
+                transition(payment, "mark_authorized", payment=payment, actor=actor, at=at)
+                if payment.capture_method == CaptureMethod.MANUAL:
+                    emit(payment, "payment.requires_capture")
+        if payment.inflight == "confirm":
+            inflight_release(payment)
+        payment.save()
+        return V.SUCCEEDED
+    # DECLINED / SOFT_DECLINED
+    decline = decline_normalize(attempt.connector, decline)
+    transition(attempt, "mark_declined", payment=payment, actor=actor, psp_reference=psp_reference,
+               code=decline.code.value, decline_class=decline.decline_class.value, psp_code=decline.psp_code,
+               message=decline.message, at=at, data={**data, "decline_code": decline.code.value})
+    attempt.save()
+    if decline.may_cascade and may_cascade and payment.status == PS.PROCESSING:
+        return V.SOFT_DECLINE
+    if payment.status in (PS.PROCESSING, PS.REQUIRES_ACTION):
+        transition(payment, "mark_failed", payment=payment, actor=actor, error=last_error_of(decline))
+        emit(payment, "payment.failed")
+    if payment.inflight == "confirm":
+        inflight_release(payment)
+    payment.save()
+    return V.HARD_DECLINE
+
+
+def _capture_succeeded(payment: Payment, attempt: PaymentAttempt, capture: Capture, *, actor: str, at) -> None:
+    """A capture the PSP confirmed: attempt and payment move, the ledger posts, events go out."""
+    if attempt.status != AS.CAPTURED:
+        transition(attempt, "mark_captured", payment=payment, actor=actor, psp_reference="", amount=None,
+                   currency=None, at=at)
+        attempt.save()
+    transition(payment, "mark_captured", payment=payment, actor=actor, amount=capture.amount, at=at)
+    post(
+        capture_journals(attempt_id=attempt.id, merchant_id=payment.merchant_id, connector=attempt.connector,
+                         gross=capture.amount, fee=capture.fee, currency=capture.currency),
+        occurred_at=at, metadata={"payment": payment.id, "capture": capture.id},
+    )
+    emit(payment, "payment.captured", "payment.succeeded")
+
+
+def payment_auto_capture_if_needed(*, payment_id: str) -> None:
+    """An automatic-capture payment whose PSP only authorized (e.g. resolved by inquiry): capture it."""
+    payment = Payment.objects.filter(pk=payment_id).select_related("merchant").first()
+    if payment and payment.capture_method == CaptureMethod.AUTOMATIC and payment.status == PS.REQUIRES_CAPTURE:
+        try:
+            payment_capture(merchant=payment.merchant, payment_id=payment_id, actor="system:auto_capture")
+        except PayeraError:
+            logger.warning("automatic capture of %s failed; it stays requires_capture", payment_id, exc_info=True)
+
+
+# --- capture ----------------------------------------------------------------------------
+def payment_capture(*, merchant: Merchant, payment_id: str, amount_to_capture: int | None = None,
+                    actor: str = "api") -> Payment:
+    """Capture all or part of the authorization; the rest is released."""
+    _owned(merchant, payment_id)
+    capture = _capture_begin(merchant=merchant, payment_id=payment_id, amount=amount_to_capture, actor=actor)
+    attempt = capture.attempt
+    result, error = None, None
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).capture(CaptureRequest(
+                payment=PspReference(attempt.id, attempt.psp_reference or None), reference=capture.id,
+                amount=capture.amount, currency=capture.currency, final=True,
+            ))
+    except PspError as exc:
+        error = exc
+    capture_record_outcome(capture_id=capture.id, outcome=result.outcome if result else None,
+                           psp_reference=(result.psp_reference or "") if result else "",
+                           decline=result.decline if result else None, error=error, actor=actor, release=True)
+    if error is not None and not error.may_have_processed:
+        raise error
+    if result is not None and result.outcome == Outcome.DECLINED:
+        raise PspOperationFailedError("The payment service provider refused the capture.", code="capture_failed")
+    return Payment.objects.get(pk=payment_id)
+
+
+@transaction.atomic(durable=True)
+def _capture_begin(*, merchant: Merchant, payment_id: str, amount: int | None, actor: str) -> Capture:
+    payment = _locked(merchant, payment_id)
+    if payment.status != PS.REQUIRES_CAPTURE:
+        raise PaymentNotCapturableError()
+    if amount is None:
+        amount = payment.amount_capturable
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequestError("amount_to_capture must be a positive integer.", param="amount_to_capture")
+    if amount > payment.amount_capturable:
+        raise InvalidRequestError(
+            f"amount_to_capture ({amount}) exceeds the amount capturable ({payment.amount_capturable}).",
+            param="amount_to_capture", code="amount_too_large",
+        )
+    attempt = payment.attempts.filter(status=AS.AUTHORIZED).order_by("-sequence").first()
+    if attempt is None or Capture.objects.filter(attempt=attempt).exclude(status=OperationStatus.FAILED).exists():
+        raise PaymentNotCapturableError()
+    inflight_claim(payment, "capture")
+    payment.save()
+    capture = Capture(payment=payment, attempt=attempt, amount=amount, currency=payment.currency,
+                      fee=_fee(payment, amount),
+                      next_inquiry_at=now() + dt.timedelta(seconds=setting("PAYMENTS_PENDING_INQUIRY_SECONDS", 60)))
+    capture.save(force_insert=True)
+    return capture
+
+
+@transaction.atomic(durable=True)
+def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_reference: str = "",
+                           decline: Decline | None = None, error: PspError | None = None, actor: str,
+                           release: bool = False) -> None:
+    """Record a capture's outcome (answer, webhook or inquiry). Idempotent."""
+    cap0 = Capture.objects.only("payment_id").get(pk=capture_id)
+    payment = payment_lock(cap0.payment_id)
+    capture = Capture.objects.select_related("attempt").get(pk=capture_id)
+    if release and payment.inflight == "capture":
+        inflight_release(payment)
+        payment.save()
+    if capture.status != OperationStatus.PENDING:
+        logger.info("stale capture outcome for %s (%s) ignored", capture.id, capture.status)
+        return
+    if error is not None:
+        if not error.may_have_processed:
+            transition(capture, "mark_failed", payment=payment, actor=actor, code=error.code)
+            capture.save()
+        return  # unknown: stays pending; recovery asks the PSP
+    if outcome == Outcome.APPROVED:
+        with postings_last():
+            transition(capture, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
+            capture.save()
+            _capture_succeeded(payment, capture.attempt, capture, actor=actor, at=now())
+            payment.save()
+    elif outcome == Outcome.DECLINED:
+        code = decline.code.value if decline else "operation_rejected"
+        transition(capture, "mark_failed", payment=payment, actor=actor, code=code)
+        capture.save()
+
+
+# --- cancel -----------------------------------------------------------------------------
+def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api") -> Payment:
+    """Cancel before capture: a payment not yet authorized is canceled at once; an authorization
+    is voided at the PSP first."""
+    _owned(merchant, payment_id)
+    attempt = _cancel_begin(merchant=merchant, payment_id=payment_id, actor=actor)
+    if attempt is None:
+        return Payment.objects.get(pk=payment_id)
+    result, error = None, None
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).void(VoidRequest(
+                payment=PspReference(attempt.id, attempt.psp_reference or None), reference=void_reference(attempt.id),
+            ))
+    except PspError as exc:
+        error = exc
+    _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=result.outcome if result else None,
+                   error=error, actor=actor)
+    if error is not None:
+        raise error
+    if result is not None and result.outcome == Outcome.DECLINED:
+        raise PspOperationFailedError("The payment service provider refused the cancellation.", code="cancel_failed")
+    return Payment.objects.get(pk=payment_id)
+
+
+def void_reference(attempt_id: str) -> str:
+    return "vd_" + attempt_id.removeprefix("att_")
+
+
+@transaction.atomic(durable=True)
+def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str) -> PaymentAttempt | None:
+    payment = _locked(merchant, payment_id)
+    if payment.status in (PS.REQUIRES_PAYMENT_METHOD, PS.REQUIRES_CONFIRMATION, PS.REQUIRES_ACTION):
+        if payment.status == PS.REQUIRES_ACTION:
+            inflight_claim(payment, "cancel")  # nothing else in flight
+            inflight_release(payment)
+        transition(payment, "mark_canceled", payment=payment, actor=actor)
+        payment.save()
+        emit(payment, "payment.canceled")
+        return None
+    if payment.status != PS.REQUIRES_CAPTURE:
+        raise PaymentNotCancelableError()
+    attempt = payment.attempts.filter(status=AS.AUTHORIZED).order_by("-sequence").first()
+    if attempt is None:
+        raise PaymentNotCancelableError()
+    inflight_claim(payment, "cancel")
+    payment.save()
+    return attempt
+
+
+@transaction.atomic(durable=True)
+def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None, error: PspError | None,
+                   actor: str) -> None:
+    payment = payment_lock(payment_id)
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if payment.inflight == "cancel":
+        inflight_release(payment)
+    if error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status == PS.REQUIRES_CAPTURE:
+        transition(attempt, "mark_voided", payment=payment, actor=actor)
+        attempt.save()
+        transition(payment, "mark_canceled", payment=payment, actor=actor)
+        emit(payment, "payment.canceled")
+    payment.save()
+
+
+# --- authorization expiry ----------------------------------------------------------------
+def payment_expire_authorizations(*, now_: dt.datetime | None = None) -> list[str]:
+    """Void authorizations older than PAYMENTS_AUTHORIZATION_TTL_DAYS (7): the card networks drop
+    them anyway; voiding releases the shopper's funds and closes the payment as `canceled`."""
+    cutoff = (now_ or now()) - dt.timedelta(days=setting("PAYMENTS_AUTHORIZATION_TTL_DAYS", 7))
+    done = []
+    for payment in Payment.objects.filter(status=PS.REQUIRES_CAPTURE, authorized_at__lt=cutoff).select_related(
+        "merchant"
+    )[:500]:
+        try:
+            payment_cancel(merchant=payment.merchant, payment_id=payment.id, actor="system:authorization_expiry")
+            done.append(payment.id)
+        except (PayeraError, PspUnavailableError):
+            logger.warning("could not expire the authorization of %s; next run retries", payment.id, exc_info=True)
+    return done

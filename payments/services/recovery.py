@@ -1,0 +1,162 @@
+"""Recovery of unknown outcomes: ask the PSP (status inquiry), never decide by time alone.
+
+Attempts in `unknown` (a timeout or an unreadable answer), `started` past a grace period (a crash
+between committing the attempt and recording the answer), `pending` without a webhook and
+`requires_action` for long are inquired on a schedule (15 s, 1 m, 3 m, 1 h, then daily; after
+PAYMENTS_RECOVERY_MAX_INQUIRIES the attempt is flagged `needs_attention` for operations, and
+still asked daily). Pending captures and refunds are resolved from the authorization's
+operations in the same inquiry. `manage.py run_recovery` runs it now, for everything open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.db import transaction
+from django.db.models import Q
+
+from payera.core.db import outside_transaction
+from payments.locks import payment_lock
+from payments.models import AS, Capture, OperationStatus, PaymentAttempt, Refund
+from payments.services.common import emit, inflight_release, now, recovery_delay, setting, transition
+from payments.services.payments import attempt_record_outcome, capture_record_outcome, payment_auto_capture_if_needed
+from payments.services.refunds import refund_record_outcome
+from psp_adapters.errors import PspError, PspReferenceNotFoundError
+from psp_adapters.port import AuthorizeResult, OperationKind, Outcome, PspReference
+from psp_adapters.registry import get_adapter
+
+logger = logging.getLogger("payera.payments")
+
+RECOVERABLE = [AS.UNKNOWN, AS.STARTED, AS.PENDING, AS.REQUIRES_ACTION]
+
+
+def recovery_run(*, force: bool = False, limit: int = 500) -> dict[str, int]:
+    """Inquire every due attempt (all open ones with `force`, except `started` ones still within
+    their grace period, whose PSP call may be running right now)."""
+    at = now()
+    grace = at - dt.timedelta(seconds=setting("PAYMENTS_STARTED_GRACE_SECONDS", 60))
+    qs = PaymentAttempt.objects.filter(status__in=RECOVERABLE).exclude(status=AS.STARTED, created_at__gt=grace)
+    if not force:
+        qs = qs.filter(Q(next_inquiry_at__lte=at) | Q(next_inquiry_at__isnull=True))
+    counts = {"attempts": 0, "resolved": 0, "captures": 0, "refunds": 0}
+    for attempt_id in qs.order_by("next_inquiry_at").values_list("pk", flat=True)[:limit]:
+        counts["attempts"] += 1
+        if attempt_recover(attempt_id=attempt_id):
+            counts["resolved"] += 1
+    # operations younger than the grace period may have their PSP call running right now
+    ops = Q(status=OperationStatus.PENDING, created_at__lt=grace)
+    if not force:
+        ops &= Q(next_inquiry_at__lte=at) | Q(next_inquiry_at__isnull=True)
+    for capture_id in Capture.objects.filter(ops).values_list("pk", flat=True)[:limit]:
+        counts["captures"] += 1
+        operation_recover(kind=OperationKind.CAPTURE, operation_id=capture_id)
+    for refund_id in Refund.objects.filter(ops).values_list("pk", flat=True)[:limit]:
+        counts["refunds"] += 1
+        operation_recover(kind=OperationKind.REFUND, operation_id=refund_id)
+    return counts
+
+
+def attempt_recover(*, attempt_id: str) -> bool:
+    """Ask the PSP about one attempt and record the answer. True when the attempt is resolved."""
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if attempt.status not in RECOVERABLE:
+        return True
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+    except PspReferenceNotFoundError:
+        if attempt.status in (AS.STARTED, AS.UNKNOWN):
+            _never_arrived(attempt_id=attempt_id)
+            return True
+        _reschedule(attempt_id=attempt_id, why="the PSP does not know the reference")
+        return False
+    except PspError as exc:
+        _reschedule(attempt_id=attempt_id, why=f"{exc.code}: {exc.message}")
+        return False
+    if result.outcome in (Outcome.PENDING, Outcome.REQUIRES_ACTION) and attempt.status in (
+        AS.PENDING, AS.REQUIRES_ACTION,
+    ):
+        _reschedule(attempt_id=attempt_id, why=f"still {result.outcome}")
+        return False
+    attempt_record_outcome(attempt_id=attempt_id, result=result, actor="system:recovery", source="inquiry")
+    payment_auto_capture_if_needed(payment_id=attempt.payment_id)
+    _operations_from(result)
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if attempt.status in RECOVERABLE:
+        _reschedule(attempt_id=attempt_id, why=f"still {attempt.status}")
+        return False
+    return True
+
+
+@transaction.atomic(durable=True)
+def _never_arrived(*, attempt_id: str) -> None:
+    """The PSP has no record of the attempt: nothing was authorized. The payment fails (the
+    shopper's CVC is gone, so no other connector is tried from here)."""
+    attempt0 = PaymentAttempt.objects.only("payment_id").get(pk=attempt_id)
+    payment = payment_lock(attempt0.payment_id)
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    actor = "system:recovery"
+    transition(attempt, "mark_failed", payment=payment, actor=actor, error="never arrived at the PSP (inquiry)",
+               at=now())
+    attempt.save()
+    if transition(payment, "mark_failed", payment=payment, actor=actor, error={
+        "code": "processing_error", "decline_code": None, "message": "The payment could not be processed.",
+    }):
+        emit(payment, "payment.failed")
+    if payment.inflight == "confirm":
+        inflight_release(payment)
+    payment.save()
+
+
+def _reschedule(*, attempt_id: str, why: str) -> None:
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    inquiries = attempt.inquiries + 1
+    flag = inquiries >= setting("PAYMENTS_RECOVERY_MAX_INQUIRIES", 9)
+    if flag and not attempt.needs_attention:
+        logger.error("attempt %s unresolved after %s inquiries (%s): operations must look", attempt_id, inquiries, why)
+    PaymentAttempt.objects.filter(pk=attempt_id).update(
+        inquiries=inquiries, next_inquiry_at=now() + recovery_delay(inquiries), needs_attention=flag,
+        error=why[:255],
+    )
+
+
+def _operations_from(result: AuthorizeResult) -> None:
+    for op in result.operations:
+        if op.outcome == Outcome.PENDING:
+            continue
+        if op.kind == OperationKind.CAPTURE and Capture.objects.filter(pk=op.reference,
+                                                                        status=OperationStatus.PENDING).exists():
+            capture_record_outcome(capture_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
+                                   decline=op.decline, actor="system:recovery")
+        elif op.kind == OperationKind.REFUND and Refund.objects.filter(pk=op.reference,
+                                                                       status=OperationStatus.PENDING).exists():
+            refund_record_outcome(refund_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
+                                  decline=op.decline, actor="system:recovery")
+
+
+def operation_recover(*, kind: OperationKind, operation_id: str) -> None:
+    model = Capture if kind == OperationKind.CAPTURE else Refund
+    op = model.objects.select_related("attempt").get(pk=operation_id)
+    attempt = op.attempt
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+    except PspError as exc:
+        logger.warning("inquiry for %s failed: %s", operation_id, exc)
+        model.objects.filter(pk=operation_id).update(next_inquiry_at=now() + recovery_delay(1))
+        return
+    found = [o for o in result.operations if o.reference == operation_id]
+    if not found:
+        # the PSP never got the operation: it did not happen
+        if kind == OperationKind.CAPTURE:
+            capture_record_outcome(capture_id=operation_id, outcome=None, error=PspReferenceNotFoundError(
+                "never arrived", connector=attempt.connector), actor="system:recovery")
+        else:
+            refund_record_outcome(refund_id=operation_id, outcome=None, error=PspReferenceNotFoundError(
+                "never arrived", connector=attempt.connector), actor="system:recovery")
+        return
+    _operations_from(result)
+    model.objects.filter(pk=operation_id, status=OperationStatus.PENDING).update(
+        next_inquiry_at=now() + recovery_delay(1)
+    )

@@ -1,0 +1,144 @@
+"""Refunds: partial and several, never above what was captured, failures (also asynchronous)
+handled. The amount is reserved under the payment lock when the refund is created (a `pending`
+refund counts against what is left), so racing refunds can never exceed the captured amount;
+the ledger posts only when the PSP confirms the refund."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.db import transaction
+from django.db.models import Sum
+
+from payera.core.db import outside_transaction
+from payera.core.errors import InvalidRequestError, NotFoundError
+from payera.merchants.models import Merchant
+from payments.locks import payment_lock
+from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
+from payments.postings import refund_fee_share, refund_journals
+from payments.services.common import (
+    PaymentStateError,
+    emit,
+    emit_refund,
+    inflight_claim,
+    inflight_release,
+    now,
+    post,
+    setting,
+    transition,
+)
+from psp_adapters.errors import PspError
+from psp_adapters.port import Decline, Outcome, PspReference, RefundRequest
+from psp_adapters.registry import get_adapter
+
+logger = logging.getLogger("payera.payments")
+
+
+class RefundNotFoundError(NotFoundError):
+    default_message = "No such refund."
+
+
+class RefundExceedsCapturedError(InvalidRequestError):
+    code = "amount_too_large"
+
+
+def refund_create(*, merchant: Merchant, payment_id: str, amount: int | None = None, reason: str = "",
+                  actor: str = "api") -> Refund:
+    refund = _refund_begin(merchant=merchant, payment_id=payment_id, amount=amount, reason=reason)
+    attempt = refund.attempt
+    result, error = None, None
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).refund(RefundRequest(
+                payment=PspReference(attempt.id, attempt.psp_reference or None), reference=refund.id,
+                amount=refund.amount, currency=refund.currency, reason=reason,
+            ))
+    except PspError as exc:
+        error = exc
+    refund_record_outcome(
+        refund_id=refund.id, outcome=result.outcome if result else None,
+        psp_reference=(result.psp_reference or "") if result else "", decline=result.decline if result else None,
+        error=error, actor=actor, release=True,
+    )
+    return Refund.objects.get(pk=refund.id)
+
+
+@transaction.atomic(durable=True)
+def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, reason: str) -> Refund:
+    try:
+        payment = payment_lock(payment_id) if isinstance(payment_id, str) else None
+    except Payment.DoesNotExist:
+        payment = None
+    if payment is None or payment.merchant_id != merchant.id:
+        raise NotFoundError("No such payment.", param="payment")
+    if payment.status != PS.SUCCEEDED or payment.amount_captured <= 0:
+        raise PaymentStateError("Only a captured payment can be refunded.", param="payment")
+    reserved = payment.refunds.exclude(status=OperationStatus.FAILED).aggregate(s=Sum("amount"))["s"] or 0
+    left = payment.amount_captured - reserved
+    if amount is None:
+        amount = left
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        if left <= 0:
+            raise RefundExceedsCapturedError("This payment has been refunded in full.", param="amount")
+        raise InvalidRequestError("amount must be a positive integer.", param="amount")
+    if amount > left:
+        raise RefundExceedsCapturedError(
+            f"Refund amount ({amount}) is greater than what is left to refund ({left}).", param="amount"
+        )
+    attempt = payment.attempts.filter(status=AS.CAPTURED).order_by("-sequence").first()
+    if attempt is None:
+        raise PaymentStateError("This payment has no captured authorization.", param="payment")
+    inflight_claim(payment, "refund")
+    payment.save()
+    refund = Refund(merchant_id=payment.merchant_id, payment=payment, attempt=attempt, amount=amount,
+                    currency=payment.currency, reason=(reason or "")[:64],
+                    next_inquiry_at=now() + dt.timedelta(seconds=setting("PAYMENTS_PENDING_INQUIRY_SECONDS", 60)))
+    refund.save(force_insert=True)
+    return refund
+
+
+@transaction.atomic(durable=True)
+def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_reference: str = "",
+                          decline: Decline | None = None, error: PspError | None = None, actor: str,
+                          release: bool = False) -> None:
+    """A refund's outcome from the answer, a webhook or an inquiry. Idempotent and order-proof:
+    a refund already succeeded or failed ignores later news (logged)."""
+    ref0 = Refund.objects.only("payment_id").get(pk=refund_id)
+    payment = payment_lock(ref0.payment_id)
+    refund = Refund.objects.select_related("attempt").get(pk=refund_id)
+    if release and payment.inflight == "refund":
+        inflight_release(payment)
+        payment.save()
+    if refund.status != OperationStatus.PENDING:
+        logger.info("stale refund outcome for %s (%s) ignored", refund.id, refund.status)
+        return
+    if error is not None:
+        if not error.may_have_processed:
+            transition(refund, "mark_failed", payment=payment, actor=actor, code=error.code)
+            refund.save()
+            emit_refund(refund, "refund.failed")
+        return  # unknown: stays pending, recovery asks the PSP
+    if outcome == Outcome.APPROVED:
+        capture = Capture.objects.filter(attempt=refund.attempt, status=OperationStatus.SUCCEEDED).first()
+        fee_back = 0
+        if capture is not None:
+            fee_back = refund_fee_share(fee=capture.fee, captured=payment.amount_captured,
+                                        refunded_before=payment.amount_refunded, refund=refund.amount)
+        transition(refund, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
+        refund.save()
+        payment.amount_refunded += refund.amount
+        payment.save()
+        emit_refund(refund, "refund.succeeded")
+        emit(payment, "payment.refunded")
+        # last in the transaction: the ledger holds the merchant's account row until the commit
+        post(
+            refund_journals(refund_id=refund.id, merchant_id=payment.merchant_id, connector=refund.attempt.connector,
+                            amount=refund.amount, fee_back=fee_back, currency=refund.currency),
+            occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id},
+        )
+    elif outcome == Outcome.DECLINED:
+        transition(refund, "mark_failed", payment=payment, actor=actor,
+                   code=decline.code.value if decline else "operation_rejected")
+        refund.save()
+        emit_refund(refund, "refund.failed")

@@ -1,0 +1,243 @@
+"""Inbound PSP webhooks and the shopper's return from 3-D Secure.
+
+Receive: verify the signature through the adapter (400 and a security record when bad), store
+the raw body and the normalized event in the inbox (unique per connector and PSP event id),
+answer 2xx; a Celery task applies it. Apply: idempotent and order-proof — every outcome goes
+through the same recording functions as the synchronous answers (`apply_authorization`,
+`capture_record_outcome`, `refund_record_outcome`), which ignore what is no longer allowed. An
+event for an attempt or operation we do not know is parked and retried, then raised to
+operations (status `failed` in the admin).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from functools import partial
+
+from django.db import IntegrityError, transaction
+
+from payera.audit.services import record_auth_failure
+from payera.core.db import outside_transaction
+from payera.events.dispatch import enqueue
+from payments.locks import payment_lock
+from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
+from payments.services.common import now, postings_last, setting
+from payments.services.payments import (
+    apply_authorization,
+    attempt_record_outcome,
+    capture_record_outcome,
+    payment_auto_capture_if_needed,
+)
+from payments.services.refunds import refund_record_outcome
+from psp_adapters.errors import PspConfigurationError, PspError, WebhookSignatureError
+from psp_adapters.port import (
+    Decline,
+    DeclineClass,
+    DeclineCode,
+    NextAction,
+    Outcome,
+    PspEvent,
+    PspEventKind,
+    PspReference,
+    PspState,
+)
+from psp_adapters.registry import get_adapter
+
+logger = logging.getLogger("payera.payments")
+
+
+# --- normalized event <-> JSON (the inbox keeps both the raw body and this) ------------------
+def event_to_json(e: PspEvent) -> dict:
+    return {
+        "event_id": e.event_id, "kind": e.kind.value, "outcome": e.outcome.value,
+        "payment": {"reference": e.payment.reference, "psp_reference": e.payment.psp_reference},
+        "amount": e.amount, "currency": e.currency, "occurred_at": e.occurred_at.isoformat(),
+        "operation_reference": e.operation_reference, "operation_psp_reference": e.operation_psp_reference,
+        "decline": None if e.decline is None else {
+            "code": e.decline.code.value, "decline_class": e.decline.decline_class.value,
+            "psp_code": e.decline.psp_code, "message": e.decline.message,
+        },
+        "action": None if e.action is None else {"redirect_url": e.action.redirect_url},
+        "amount_captured": e.amount_captured,
+    }
+
+
+def event_from_json(d: dict) -> PspEvent:
+    decline = d.get("decline")
+    return PspEvent(
+        event_id=d["event_id"], kind=PspEventKind(d["kind"]), outcome=Outcome(d["outcome"]),
+        payment=PspReference(d["payment"]["reference"], d["payment"]["psp_reference"]),
+        amount=int(d["amount"]), currency=d["currency"], occurred_at=dt.datetime.fromisoformat(d["occurred_at"]),
+        operation_reference=d.get("operation_reference"), operation_psp_reference=d.get("operation_psp_reference"),
+        decline=None if not decline else Decline(
+            code=DeclineCode(decline["code"]), decline_class=DeclineClass(decline["decline_class"]),
+            psp_code=decline.get("psp_code", ""), message=decline.get("message", ""),
+        ),
+        action=NextAction(redirect_url=d["action"]["redirect_url"]) if d.get("action") else None,
+        amount_captured=int(d.get("amount_captured") or 0),
+    )
+
+
+# --- receive ----------------------------------------------------------------------------
+def psp_webhook_receive(*, connector: str, body: bytes, headers: dict[str, str],
+                        remote_addr: str | None = None) -> PspWebhook:
+    """Verify and store; raises WebhookSignatureError / WebhookPayloadError (400) and
+    PspConfigurationError for an unknown connector (404 in the view)."""
+    adapter = get_adapter(connector)
+    try:
+        event = adapter.parse_webhook(body=body, headers=headers)
+    except WebhookSignatureError as exc:
+        record_auth_failure(kind="psp_webhook", identifier=connector, reason=f"bad signature: {exc.message}"[:100],
+                            remote_addr=remote_addr, request_id=None)
+        raise
+    return _inbox_store(connector=connector, event=event, body=body)
+
+
+@transaction.atomic(durable=True)
+def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
+    reference = event.operation_reference or event.payment.reference or ""
+    try:
+        with transaction.atomic():
+            row = PspWebhook.objects.create(
+                connector=connector, event_id=event.event_id[:128], kind=event.kind.value, reference=reference[:64],
+                body=body.decode("utf-8", errors="replace"), headers=event_to_json(event),
+            )
+    except IntegrityError:  # a repeat: already stored (and applied or on its way)
+        return PspWebhook.objects.get(connector=connector, event_id=event.event_id[:128])
+    from payments.tasks import psp_webhook_process_task
+
+    transaction.on_commit(partial(enqueue, psp_webhook_process_task, str(row.pk)), robust=True)
+    return row
+
+
+# --- apply ------------------------------------------------------------------------------
+class _Park(Exception):
+    pass
+
+
+def psp_webhook_process(*, webhook_id: int) -> str:
+    """Apply one stored webhook. Safe to run twice and in any order."""
+    row = PspWebhook.objects.filter(pk=webhook_id).first()
+    if row is None or row.status in (InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED):
+        return row.status if row else "missing"
+    event = event_from_json(row.headers)
+    actor = f"psp:{row.connector}"
+    try:
+        note = _apply(row.connector, event, actor=actor)
+    except _Park as exc:
+        return _park(row, str(exc))
+    PspWebhook.objects.filter(pk=row.pk).update(
+        status=InboxStatus.IGNORED if note.startswith("ignored") else InboxStatus.PROCESSED,
+        note=note[:255], processed_at=now(), tries=row.tries + 1,
+    )
+    return note
+
+
+def _park(row: PspWebhook, why: str) -> str:
+    tries = row.tries + 1
+    if tries >= setting("PAYMENTS_WEBHOOK_PARK_MAX_TRIES", 10):
+        logger.error("PSP webhook %s:%s still unmatched after %s tries: raised to operations",
+                     row.connector, row.event_id, tries)
+        PspWebhook.objects.filter(pk=row.pk).update(status=InboxStatus.FAILED, tries=tries, note=why[:255])
+        return "failed"
+    delay = min(2 ** tries, 600)
+    PspWebhook.objects.filter(pk=row.pk).update(
+        status=InboxStatus.PARKED, tries=tries, note=why[:255], next_try_at=now() + dt.timedelta(seconds=delay)
+    )
+    return "parked"
+
+
+def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
+    if e.kind == PspEventKind.AUTHORIZATION:
+        attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
+        if attempt is None:
+            raise _Park(f"unknown attempt {e.payment.reference}")
+        verdict = _apply_authorization_event(attempt, e, actor=actor)
+        payment_auto_capture_if_needed(payment_id=attempt.payment_id)
+        return f"authorization: {verdict}"
+    if e.kind == PspEventKind.CAPTURE:
+        ref = e.operation_reference or ""
+        capture = Capture.objects.filter(pk=ref).first()
+        if capture is None:
+            if ref.startswith("att_") or PaymentAttempt.objects.filter(pk=ref).exists():
+                return "ignored: capture at authorization (recorded with the authorization)"
+            raise _Park(f"unknown capture {ref}")
+        capture_record_outcome(capture_id=capture.id, outcome=e.outcome, psp_reference=e.operation_psp_reference or "",
+                               decline=e.decline, actor=actor)
+        return "capture"
+    if e.kind == PspEventKind.REFUND:
+        refund = Refund.objects.filter(pk=e.operation_reference or "").first()
+        if refund is None:
+            raise _Park(f"unknown refund {e.operation_reference}")
+        refund_record_outcome(refund_id=refund.id, outcome=e.outcome, psp_reference=e.operation_psp_reference or "",
+                              decline=e.decline, actor=actor)
+        return "refund"
+    if e.kind == PspEventKind.VOID:
+        return "ignored: voids are recorded from the answer"
+    logger.warning("PSP %s event %s (%s) for %s is not handled yet", connector, e.event_id, e.kind, e.payment.reference)
+    return f"ignored: {e.kind} not handled"
+
+
+@transaction.atomic(durable=True)
+def _apply_authorization_event(attempt: PaymentAttempt, e: PspEvent, *, actor: str) -> str:
+    payment = payment_lock(attempt.payment_id)
+    attempt = PaymentAttempt.objects.get(pk=attempt.pk)
+    if e.outcome == Outcome.APPROVED:
+        state = PspState.CAPTURED if e.amount_captured else PspState.AUTHORIZED
+    elif e.outcome == Outcome.REQUIRES_ACTION:
+        state = PspState.REQUIRES_ACTION
+    elif e.outcome == Outcome.PENDING:
+        state = PspState.PENDING
+    else:
+        state = PspState.DECLINED
+    with postings_last():
+        verdict = apply_authorization(
+            payment, attempt, outcome=e.outcome, state=state, psp_reference=e.payment.psp_reference or "",
+            amount=e.amount, currency=e.currency, amount_captured=e.amount_captured, decline=e.decline,
+            action_url=e.action.redirect_url if e.action else "", actor=actor, may_cascade=False, source="webhook",
+        )
+    return str(verdict)
+
+
+def psp_webhook_process_due(*, limit: int = 200) -> int:
+    """Apply stored webhooks not yet applied (received and never processed, or parked and due):
+    the sweep behind the on-commit task, so nothing stored is ever lost."""
+    cutoff = now()
+    ids = list(
+        PspWebhook.objects.filter(status=InboxStatus.RECEIVED, received_at__lte=cutoff).values_list("pk", flat=True)[
+            :limit
+        ]
+    ) + list(
+        PspWebhook.objects.filter(status=InboxStatus.PARKED, next_try_at__lte=cutoff).values_list("pk", flat=True)[
+            :limit
+        ]
+    )
+    for pk in ids:
+        psp_webhook_process(webhook_id=pk)
+    return len(ids)
+
+
+# --- the shopper's return (3-D Secure / bank page) ----------------------------------------
+def payment_authentication_complete(*, payment_id: str, actor: str = "shopper") -> Payment | None:
+    """The shopper came back through Payera's return URL: ask the PSP where the authorization
+    stands and record it. The webhook may have been first — then this changes nothing."""
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None:
+        return None
+    attempt = payment.attempts.filter(status__in=[AS.REQUIRES_ACTION, AS.PENDING]).order_by("-sequence").first()
+    if attempt is not None:
+        try:
+            with outside_transaction():
+                result = get_adapter(attempt.connector).complete_authentication(
+                    PspReference(attempt.id, attempt.psp_reference or None)
+                )
+        except (PspError, PspConfigurationError):
+            logger.warning("3-D Secure return of %s: the PSP could not be asked; webhook or recovery will settle it",
+                           payment_id, exc_info=True)
+        else:
+            if result.outcome not in (Outcome.REQUIRES_ACTION,):
+                attempt_record_outcome(attempt_id=attempt.id, result=result, actor=actor, source="return")
+                payment_auto_capture_if_needed(payment_id=payment_id)
+    return Payment.objects.get(pk=payment_id)
+
