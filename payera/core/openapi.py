@@ -58,8 +58,11 @@ _WRITE_METHODS = {"post", "put", "patch", "delete"}
 def _error_statuses(method: str, path: str, operation: dict) -> list[str]:
     statuses = ["400", "405", "500"]  # any operation: bad query/body, unknown method, crash
     if operation.get("security") != [{}] and operation.get("security") != []:
-        statuses += ["401", "403", "429"]
-    if "{" in path:
+        # A merchant operation may name an object in its path or body (`payment`, `customer`,
+        # `payment_method`): an unknown or another merchant's id is a 404 (found by the fuzzer
+        # on POST /v1/refunds with an unknown `payment`).
+        statuses += ["401", "403", "404", "429"]
+    elif "{" in path:
         statuses.append("404")
     if method in _WRITE_METHODS:
         statuses += ["413", "415"]

@@ -106,3 +106,12 @@ def test_body_over_the_limit_with_an_idempotency_key_is_413_too(merchant_client,
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_every_merchant_operation_documents_404():
+    # Found: POST /v1/refunds with an unknown `payment` answers 404 (as the contract says for
+    # ids of other merchants' objects) but only path-parameter operations documented a 404.
+    for path, item in _raw_schema()["paths"].items():
+        for method, operation in item.items():
+            if path.startswith("/v1/") and method in {"get", "post", "delete"}:
+                assert "404" in operation["responses"], (method, path)
