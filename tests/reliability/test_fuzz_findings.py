@@ -115,3 +115,12 @@ def test_every_merchant_operation_documents_404():
         for method, operation in item.items():
             if path.startswith("/v1/") and method in {"get", "post", "delete"}:
                 assert "404" in operation["responses"], (method, path)
+
+
+@pytest.mark.parametrize("path", ["/v1/customers", "/v1/events", "/v1/payments", "/v1/balance_transactions"])
+def test_empty_limit_is_400_as_the_schema_says(merchant_client, path):
+    # Found: `?limit=` was taken as the default although the schema says an integer 1-100.
+    response = merchant_client.get(f"{path}?limit=")
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "limit"
+    assert merchant_client.get(path).status_code == 200  # absent: the default
