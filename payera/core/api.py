@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
@@ -69,6 +70,11 @@ def exception_handler(exc, context) -> Response | None:
         return Response(exc.to_dict(), status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
         exc = drf.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    if isinstance(exc, RequestDataTooBig):
+        # A body over DATA_UPLOAD_MAX_MEMORY_SIZE: was an unhandled error (500) before.
+        return Response(
+            error_body("invalid_request_error", "request_too_large", "The request body is too large."), status=413
+        )
     if isinstance(exc, Http404):
         err: PayeraError = NotFoundError()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -82,7 +88,10 @@ def exception_handler(exc, context) -> Response | None:
             status=400,
         )
     elif isinstance(exc, drf.ParseError):
-        err = InvalidRequestError("The request body is not valid JSON.", code="invalid_json")
+        if getattr(exc.detail, "code", None) == "parameter_invalid":  # parsed, but refused (NUL)
+            err = InvalidRequestError(str(exc.detail), code="parameter_invalid")
+        else:
+            err = InvalidRequestError("The request body is not valid JSON.", code="invalid_json")
     elif isinstance(exc, drf.UnsupportedMediaType):
         err = InvalidRequestError("Send the request body as application/json.", code="unsupported_media_type")
     elif isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):

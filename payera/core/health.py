@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 logger = logging.getLogger(__name__)
 
+_liveness = inline_serializer("Liveness", {"status": serializers.CharField()})
 _health = inline_serializer("Health", {"status": serializers.CharField(), "checks": serializers.DictField()})
 
 
@@ -43,7 +44,7 @@ class HealthzApi(APIView):
     permission_classes: list = []
     throttle_classes: list = []
 
-    @extend_schema(responses=_health, tags=["operations"])
+    @extend_schema(responses=_liveness, tags=["operations"])
     def get(self, request):
         return Response({"status": "ok"})
 

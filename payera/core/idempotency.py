@@ -99,7 +99,7 @@ def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResp
     try:
         body = django_request.body
     except RequestDataTooBig:
-        raise InvalidRequestError("The request body is too large.", code="request_too_large") from None
+        raise  # 413 request_too_large, as without a key (payera.core.api)
     full_path = django_request.get_full_path()  # a different query string is a different request
     return idempotency_claim(
         merchant_id=merchant_id,

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import re
 
+from django.http import JsonResponse
+
+from payera.core.api import error_body
 from payera.core.ids import new_id
 from payera.core.logging import request_id_var
 
@@ -28,3 +31,25 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response["Request-Id"] = request_id
         return response
+
+
+class NulByteGuardMiddleware:
+    """A NUL character in the path or query string is answered 400, whatever the view.
+
+    PostgreSQL text cannot hold NUL (0x00): such a value reaching a query filter raised a
+    DataError, i.e. a 500 (found by the API fuzzer, tests/reliability). Bodies are checked by
+    `payera.core.parsers.JSONParser`.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()
+        ):
+            return JsonResponse(
+                error_body("invalid_request_error", "parameter_invalid", "Parameters may not contain NUL characters."),
+                status=400,
+            )
+        return self.get_response(request)

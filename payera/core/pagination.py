@@ -19,8 +19,9 @@ MAX_LIMIT = 100
 
 
 def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return DEFAULT_LIMIT
+    # An empty `limit=` is not 1-100 either: 400, as the schema says (found by the fuzzer).
     try:
         limit = int(raw)
     except (TypeError, ValueError):

@@ -436,3 +436,29 @@ CELERY_BEAT_SCHEDULE["reconciliation-payout-run"] = {
     "task": "reconciliation.tasks.payout_run_task",
     "schedule": crontab(hour=1, minute=15),
 }
+
+# --- Reliability and operations (issue 10; docs/slo.md) ---------------------------------
+# Every operation documents the contract's error answers (payera.core.openapi).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "payera.core.openapi.add_error_responses",
+]
+# NUL characters are refused at the edge (PostgreSQL text cannot hold them): query strings by
+# the middleware, JSON bodies by the parser.
+_request_id_at = MIDDLEWARE.index("payera.core.middleware.RequestIdMiddleware")
+MIDDLEWARE.insert(_request_id_at + 1, "payera.core.middleware.NulByteGuardMiddleware")
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["payera.core.parsers.JSONParser"]
+
+# Prometheus (payera.core.metrics; docs/slo.md): django-prometheus counts requests and latency
+# (its middleware first and last); /metrics needs `Authorization: Bearer <METRICS_TOKEN>`, or
+# comes from loopback when no token is set. Several gunicorn workers: PROMETHEUS_MULTIPROC_DIR.
+INSTALLED_APPS += ["django_prometheus"]
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+PROMETHEUS_EXPORT_MIGRATIONS = False
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# slo_report reads the API SLOs (requests, 5xx, latency) from Prometheus' HTTP API here.
+SLO_PROMETHEUS_URL = env.str("SLO_PROMETHEUS_URL", default="")

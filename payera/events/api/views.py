@@ -84,7 +84,9 @@ class WebhookEndpointListCreateApi(MerchantApiView):
 
     class WebhookEndpointCreateInput(serializers.Serializer):
         url = serializers.CharField(max_length=2048)
-        enabled_events = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False)
+        enabled_events = serializers.ListField(
+            child=serializers.CharField(max_length=100), allow_empty=False, min_length=1
+        )
         description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
     @extend_schema(
