@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from payera.core import metrics
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
 from payera.core.money import currency_normalize
@@ -355,17 +356,38 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
     attempt0 = PaymentAttempt.objects.only("payment_id").get(pk=attempt_id)
     payment = payment_lock(attempt0.payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    status_before = attempt.status
     if error is not None:
-        return _apply_error(payment, attempt, error, actor=actor, may_cascade=may_cascade)
-    with postings_last():
-        verdict = apply_authorization(
-            payment, attempt, outcome=result.outcome, state=result.state,
-            psp_reference=result.payment.psp_reference or "", amount=result.amount, currency=result.currency,
-            amount_captured=result.amount_captured, decline=result.decline,
-            action_url=result.action.redirect_url if result.action else "", actor=actor,
-            may_cascade=may_cascade, source=source,
-        )
+        verdict = _apply_error(payment, attempt, error, actor=actor, may_cascade=may_cascade)
+    else:
+        with postings_last():
+            verdict = apply_authorization(
+                payment, attempt, outcome=result.outcome, state=result.state,
+                psp_reference=result.payment.psp_reference or "", amount=result.amount, currency=result.currency,
+                amount_captured=result.amount_captured, decline=result.decline,
+                action_url=result.action.redirect_url if result.action else "", actor=actor,
+                may_cascade=may_cascade, source=source,
+            )
+    if attempt.status != status_before:  # counted once, when the outcome moved the attempt
+        transaction.on_commit(lambda: _count_outcome(attempt.connector, status_before, attempt.status, result, error))
     return verdict
+
+
+def _count_outcome(connector: str, before: str, after: str, result, error: PspError | None) -> None:
+    """Prometheus counters of authorization outcomes (payera.core.metrics), after commit only."""
+    if error is not None:
+        metrics.PSP_ERRORS.labels(connector=connector, kind=error.code).inc()
+        if after == AS.UNKNOWN:
+            metrics.UNKNOWN_OUTCOMES.labels(connector=connector).inc()
+            metrics.AUTHORIZATIONS.labels(connector=connector, result="unknown", decline_code="").inc()
+        else:
+            metrics.AUTHORIZATIONS.labels(connector=connector, result="error", decline_code="").inc()
+        return
+    outcome = str(result.outcome.value).lower()
+    decline_code = str(result.decline.code.value) if result.decline is not None else ""
+    metrics.AUTHORIZATIONS.labels(connector=connector, result=outcome, decline_code=decline_code).inc()
+    if before == AS.UNKNOWN:
+        metrics.UNKNOWN_OUTCOMES_RESOLVED.labels(connector=connector, result=outcome).inc()
 
 
 def _apply_error(payment: Payment, attempt: PaymentAttempt, error: PspError, *, actor: str, may_cascade: bool) -> V:
