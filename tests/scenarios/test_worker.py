@@ -20,11 +20,15 @@ def test_beta_payment_completes_through_the_worker(env, celery_worker):  # noqa:
     env.merchant.save(update_fields=["connectors"])
     p = env.pay()
     assert p["status"] == "processing"
+    att = p["attempts"][0]["id"]
     deadline = time.monotonic() + 20
-    while env.get(p["id"])["status"] != "succeeded":
+    # The payment's transition and the inbox row's `processed` mark commit one after the other:
+    # wait for both, never assume their order.
+    while not (
+        env.get(p["id"])["status"] == "succeeded"
+        and PspWebhook.objects.filter(reference=att, status=InboxStatus.PROCESSED).exists()
+    ):
         assert time.monotonic() < deadline, celery_worker.log()[-3000:]
         time.sleep(0.2)
-    att = p["attempts"][0]["id"]
-    assert PspWebhook.objects.filter(reference=att, status=InboxStatus.PROCESSED).count() >= 1
     assert pending_eur(env) == 1000 - fee(1000)
     assert_ledger_sound()
