@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from payments.models import Capture, DeclineCode, Payment, PaymentAttempt, PaymentEvent, PspWebhook, Refund
+from payments.models import Capture, DeclineCode, Dispute, Payment, PaymentAttempt, PaymentEvent, PspWebhook, Refund
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -71,6 +71,13 @@ class RefundAdmin(ReadOnlyAdmin):
     list_display = ("id", "payment", "amount", "currency", "status", "failure_code", "created_at")
     list_filter = ("status",)
     search_fields = ("id", "payment__id")
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    list_display = ("id", "payment", "amount", "currency", "fee", "reason", "status", "connector", "created_at")
+    list_filter = ("status", "reason", "connector")
+    search_fields = ("id", "payment__id", "psp_dispute_id")
 
 
 @admin.register(PspWebhook)

@@ -14,5 +14,6 @@ class PaymentsConfig(AppConfig):
         registry.register(m.PaymentMethod, exclude_fields=["pan_ciphertext", "iban_ciphertext", "psp_tokens"])
         registry.register(m.Payment, exclude_fields=["inflight", "inflight_at"])
         registry.register(m.Refund)
+        registry.register(m.Dispute)
         registry.register(m.DeclineCode)
         registry.register(m.Customer)

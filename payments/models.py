@@ -117,6 +117,7 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     amount_capturable = models.BigIntegerField(default=0)
     amount_captured = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
+    amount_disputed = models.BigIntegerField(default=0)  # open or lost disputes (a won one gives it back)
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     payment_method = models.ForeignKey(
         PaymentMethod, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
@@ -416,6 +417,66 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     def mark_failed(self, *, code: str) -> None:
         self.failure_code = code[:64]
         self.next_inquiry_at = None
+
+
+# --- Disputes (chargebacks) ---------------------------------------------------------------
+class DisputeStatus(models.TextChoices):
+    NEEDS_RESPONSE = "needs_response"
+    UNDER_REVIEW = "under_review"
+    WON = "won"
+    LOST = "lost"
+
+
+DS = DisputeStatus
+
+
+class Dispute(ConcurrentTransitionMixin, models.Model):
+    """A chargeback opened by the PSP on a captured payment; created from its dispute webhook,
+    unique per (connector, PSP dispute id). needs_response -> under_review (evidence sent) ->
+    won | lost; needs_response -> lost when the PSP closes it unanswered."""
+
+    id = IdField(prefix="dp")
+    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    attempt = models.ForeignKey(PaymentAttempt, on_delete=models.PROTECT, related_name="disputes")
+    connector = models.CharField(max_length=32)
+    psp_dispute_id = models.CharField(max_length=128)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    fee = models.BigIntegerField(default=0)  # the chargeback fee taken from the merchant
+    reason = models.CharField(max_length=32)
+    psp_reason = models.CharField(max_length=32, blank=True, default="")
+    status = FSMField(choices=DS.choices, default=DS.NEEDS_RESPONSE, protected=True)
+    evidence_text = models.TextField(blank=True, default="")
+    evidence_submitted_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MerchantScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "psp_dispute_id"], name="dispute_psp_id_uniq"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="dispute_amount_positive"),
+        ]
+        indexes = [models.Index(fields=["merchant", "-created_at", "-id"], name="dispute_merchant_created_idx")]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @transition(field=status, source=[DS.NEEDS_RESPONSE], target=DS.UNDER_REVIEW)
+    def submit_evidence(self, *, text: str, at) -> None:
+        self.evidence_text = text
+        self.evidence_submitted_at = at
+
+    @transition(field=status, source=[DS.UNDER_REVIEW], target=DS.WON)
+    def mark_won(self, *, at) -> None:
+        self.closed_at = at
+
+    @transition(field=status, source=[DS.NEEDS_RESPONSE, DS.UNDER_REVIEW], target=DS.LOST)
+    def mark_lost(self, *, at) -> None:
+        self.closed_at = at
 
 
 # --- Transition log ---------------------------------------------------------------------

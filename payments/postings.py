@@ -8,6 +8,14 @@ part of the fee that the refunded share bears, computed on the running total so 
 everything returns exactly the whole fee:
   refund:<re>        Dr merchant_pending  R   /  Cr psp_receivable:C  R
   refund_fee:<re>    Dr fee_revenue       f   /  Cr merchant_pending  f      (when f > 0)
+Dispute (chargeback) of D on connector C with chargeback fee K (PAYMENTS_CHARGEBACK_FEE), when
+the PSP opens it (the PSP takes D back from us; we take D and K from the merchant):
+  chargeback:<dp>          Dr merchant_pending  D  /  Cr psp_receivable:C  D
+  chargeback_fee:<dp>      Dr merchant_pending  K  /  Cr fee_revenue       K   (when K > 0)
+Won (the PSP gives D back): both mirrored, the merchant is whole again:
+  chargeback_won:<dp>      Dr psp_receivable:C  D  /  Cr merchant_pending  D
+  chargeback_fee_won:<dp>  Dr fee_revenue       K  /  Cr merchant_pending  K   (when K > 0)
+Lost: nothing more (the creation's journals stand).
 """
 
 from __future__ import annotations
@@ -113,6 +121,36 @@ def refund_journals(
                     amount=fee_back,
                 ),
                 f"fee returned with refund {refund_id}",
+            )
+        )
+    return journals
+
+
+def chargeback_journals(
+    *, dispute_id: str, merchant_id: str, connector: str, amount: int, fee: int, currency: str, won: bool = False
+) -> list[Journal]:
+    """The journals of a dispute when it opens, or (won=True) their mirror when it is won."""
+    pending = Accounts.merchant_pending(merchant_id, currency)
+    receivable = Accounts.psp_receivable(connector, currency)
+    revenue = Accounts.fee_revenue(currency)
+    suffix = "_won" if won else ""
+    journals = [
+        Journal(
+            f"chargeback{suffix}:{dispute_id}",
+            JournalKind.REVERSAL if won else JournalKind.CHARGEBACK,
+            transfer_lines(debit=receivable, credit=pending, amount=amount)
+            if won else transfer_lines(debit=pending, credit=receivable, amount=amount),
+            f"dispute {dispute_id} won" if won else f"dispute {dispute_id}",
+        )
+    ]
+    if fee > 0:
+        journals.append(
+            Journal(
+                f"chargeback_fee{suffix}:{dispute_id}",
+                JournalKind.REVERSAL if won else JournalKind.FEE,
+                transfer_lines(debit=revenue, credit=pending, amount=fee)
+                if won else transfer_lines(debit=pending, credit=revenue, amount=fee),
+                f"chargeback fee of {dispute_id} returned" if won else f"chargeback fee of {dispute_id}",
             )
         )
     return journals

@@ -7,7 +7,7 @@ from django.db.models import Prefetch, QuerySet
 from payera.core.errors import NotFoundError
 from payera.merchants.models import Merchant
 from payera.merchants.scoping import owned_get
-from payments.models import Customer, Payment, PaymentAttempt, Refund
+from payments.models import Customer, Dispute, Payment, PaymentAttempt, Refund
 
 
 class CustomerNotFoundError(NotFoundError):
@@ -16,6 +16,10 @@ class CustomerNotFoundError(NotFoundError):
 
 class PaymentNotFoundError(NotFoundError):
     default_message = "No such payment."
+
+
+class DisputeNotFoundError(NotFoundError):
+    default_message = "No such dispute."
 
 
 class RefundNotFoundError(NotFoundError):
@@ -52,4 +56,17 @@ def refund_list(*, merchant: Merchant, payment_id: str | None = None) -> QuerySe
     qs = Refund.objects.for_merchant(merchant)
     if payment_id:
         qs = qs.filter(payment_id=payment_id)
+    return qs
+
+
+def dispute_get(*, merchant: Merchant, dispute_id: str) -> Dispute:
+    return owned_get(Dispute.objects.all(), merchant=merchant, pk=dispute_id, error=DisputeNotFoundError)
+
+
+def dispute_list(*, merchant: Merchant, payment_id: str | None = None, status: str | None = None) -> QuerySet[Dispute]:
+    qs = Dispute.objects.for_merchant(merchant)
+    if payment_id:
+        qs = qs.filter(payment_id=payment_id)
+    if status:
+        qs = qs.filter(status=status)
     return qs

@@ -55,6 +55,7 @@ class PaymentOutputSerializer(serializers.Serializer):
     amount_capturable = serializers.IntegerField()
     amount_captured = serializers.IntegerField()
     amount_refunded = serializers.IntegerField()
+    amount_disputed = serializers.IntegerField(help_text="Taken back by open or lost disputes (chargebacks).")
     capture_method = serializers.CharField()
     customer = serializers.CharField(source="customer_id", allow_null=True)
     payment_method = PaymentMethodOutputSerializer(allow_null=True)
@@ -114,6 +115,32 @@ class RefundOutputSerializer(serializers.Serializer):
 
 def render_payment(payment) -> dict:
     return dict(PaymentOutputSerializer(payment).data)
+
+
+class DisputeOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.SerializerMethodField()
+    payment = serializers.CharField(source="payment_id")
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    reason = serializers.CharField(help_text="fraudulent | product_not_received | duplicate | debit_returned | general")
+    status = serializers.CharField(help_text="needs_response | under_review | won | lost")
+    fee = serializers.IntegerField(help_text="The chargeback fee taken with the disputed amount (returned if won).")
+    evidence_submitted = serializers.SerializerMethodField()
+    created = serializers.SerializerMethodField()
+
+    def get_object(self, obj) -> str:
+        return "dispute"
+
+    def get_evidence_submitted(self, obj) -> int | None:
+        return created_timestamp(obj.evidence_submitted_at) if obj.evidence_submitted_at else None
+
+    def get_created(self, obj) -> int:
+        return created_timestamp(obj.created_at)
+
+
+def render_dispute(dispute) -> dict:
+    return dict(DisputeOutputSerializer(dispute).data)
 
 
 def render_refund(refund) -> dict:

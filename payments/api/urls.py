@@ -1,6 +1,7 @@
 from django.urls import path
 
 from payments.api.customers import CustomerDetailApi, CustomerListCreateApi
+from payments.api.disputes import DisputeDetailApi, DisputeEvidenceApi, DisputeListApi
 from payments.api.payments import (
     BalanceApi,
     BalanceTransactionListApi,
@@ -23,6 +24,9 @@ urlpatterns: list = [
     path("payments/<str:id>/cancel", PaymentCancelApi.as_view(), name="payment-cancel"),
     path("refunds", RefundListCreateApi.as_view(), name="refund-list"),
     path("refunds/<str:id>", RefundDetailApi.as_view(), name="refund-detail"),
+    path("disputes", DisputeListApi.as_view(), name="dispute-list"),
+    path("disputes/<str:id>", DisputeDetailApi.as_view(), name="dispute-detail"),
+    path("disputes/<str:id>/evidence", DisputeEvidenceApi.as_view(), name="dispute-evidence"),
     path("balance", BalanceApi.as_view(), name="balance"),
     path("balance_transactions", BalanceTransactionListApi.as_view(), name="balance-transaction-list"),
 ]

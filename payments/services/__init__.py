@@ -1,6 +1,7 @@
 """Public writes of the payments app."""
 
 from payments.services.customers import customer_create
+from payments.services.disputes import dispute_apply_event, dispute_submit_evidence
 from payments.services.payments import (
     payment_cancel,
     payment_capture,
@@ -20,6 +21,8 @@ from payments.services.webhooks import (
 __all__ = [
     "attempt_recover",
     "customer_create",
+    "dispute_apply_event",
+    "dispute_submit_evidence",
     "payment_authentication_complete",
     "payment_cancel",
     "payment_capture",

@@ -23,6 +23,7 @@ from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
 from payments.services.common import now, postings_last, setting
+from payments.services.disputes import DisputeAttemptUnknownError, dispute_apply_event
 from payments.services.payments import (
     apply_authorization,
     attempt_record_outcome,
@@ -35,6 +36,9 @@ from psp_adapters.port import (
     Decline,
     DeclineClass,
     DeclineCode,
+    DisputeInfo,
+    DisputeReason,
+    DisputeStatus,
     NextAction,
     Outcome,
     PspEvent,
@@ -60,6 +64,10 @@ def event_to_json(e: PspEvent) -> dict:
         },
         "action": None if e.action is None else {"redirect_url": e.action.redirect_url},
         "amount_captured": e.amount_captured,
+        "dispute": None if e.dispute is None else {
+            "psp_dispute_id": e.dispute.psp_dispute_id, "reason": e.dispute.reason.value,
+            "status": e.dispute.status.value, "psp_reason": e.dispute.psp_reason,
+        },
     }
 
 
@@ -76,6 +84,10 @@ def event_from_json(d: dict) -> PspEvent:
         ),
         action=NextAction(redirect_url=d["action"]["redirect_url"]) if d.get("action") else None,
         amount_captured=int(d.get("amount_captured") or 0),
+        dispute=None if not d.get("dispute") else DisputeInfo(
+            psp_dispute_id=d["dispute"]["psp_dispute_id"], reason=DisputeReason(d["dispute"]["reason"]),
+            status=DisputeStatus(d["dispute"]["status"]), psp_reason=d["dispute"].get("psp_reason", ""),
+        ),
     )
 
 
@@ -173,6 +185,13 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
         refund_record_outcome(refund_id=refund.id, outcome=e.outcome, psp_reference=e.operation_psp_reference or "",
                               decline=e.decline, actor=actor)
         return "refund"
+    if e.kind == PspEventKind.DISPUTE:
+        if e.dispute is None:  # stored before disputes were handled (no dispute info kept)
+            return "ignored: dispute event stored without its dispute"
+        try:
+            return dispute_apply_event(connector=connector, event=e, actor=actor)
+        except DisputeAttemptUnknownError as exc:
+            raise _Park(str(exc)) from exc
     if e.kind == PspEventKind.VOID:
         return "ignored: voids are recorded from the answer"
     logger.warning("PSP %s event %s (%s) for %s is not handled yet", connector, e.event_id, e.kind, e.payment.reference)

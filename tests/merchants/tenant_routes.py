@@ -88,6 +88,17 @@ def _refund(merchant: Merchant) -> str:
                                  currency="EUR").id
 
 
+def _dispute(merchant: Merchant) -> str:
+    from payments.models import Dispute, PaymentAttempt
+
+    payment_id = _payment(merchant)
+    attempt = PaymentAttempt.objects.create(payment_id=payment_id, merchant=merchant, sequence=1, connector="alpha",
+                                            amount=1000, currency="EUR")
+    return Dispute.objects.create(merchant=merchant, payment_id=payment_id, attempt=attempt, connector="alpha",
+                                  psp_dispute_id=f"dp_psp_{payment_id}", amount=1000, currency="EUR",
+                                  reason="fraudulent").id
+
+
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
 def _payout(merchant: Merchant) -> str:
@@ -119,6 +130,9 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
         create=_refund, references=(Ref("payment-detail", lambda pay: {"payment": pay, "amount": 100}),)
     ),
     "refund-detail": Owned(create=_refund),
+    "dispute-list": Owned(create=_dispute),
+    "dispute-detail": Owned(create=_dispute),
+    "dispute-evidence": Owned(create=_dispute, post_body={"text": "Signed delivery receipt."}),
     "balance": NotOwned("the caller's own balance: no object ids (owner = the authenticated merchant)"),
     "balance-transaction-list": NotOwned("the caller's own ledger entries; cursors are checked in the payments tests"),
     "payout-list": Owned(create=_payout),

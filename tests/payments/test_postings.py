@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from payments.postings import FeeRule, capture_journals, fee_rule, refund_fee_share, refund_journals
+from payments.postings import (
+    FeeRule,
+    capture_journals,
+    chargeback_journals,
+    fee_rule,
+    refund_fee_share,
+    refund_journals,
+)
 
 
 @given(gross=st.integers(1, 10**12), bp=st.integers(0, 10000), fixed=st.integers(0, 10000),
@@ -47,3 +54,20 @@ def test_journals_are_balanced(gross, fee):
                                                                 connector="alpha", amount=gross, fee_back=fee,
                                                                 currency="EUR"):
         assert sum(line.amount for line in j.lines) == 0
+
+
+@given(amount=st.integers(1, 10**12), fee=st.integers(0, 10**6))
+def test_chargeback_and_its_win_are_balanced_and_cancel_out(amount, fee):
+    args = {"dispute_id": "dp_1", "merchant_id": "mer_1", "connector": "alpha", "amount": amount, "fee": fee,
+            "currency": "EUR"}
+    opened, won = chargeback_journals(**args), chargeback_journals(**args, won=True)
+    assert [j.reference for j in opened] == ["chargeback:dp_1", "chargeback_fee:dp_1"][: 1 + (fee > 0)]
+    assert [j.reference for j in won] == ["chargeback_won:dp_1", "chargeback_fee_won:dp_1"][: 1 + (fee > 0)]
+    net: dict = {}
+    for j in opened + won:
+        assert sum(line.amount for line in j.lines) == 0
+        for line in j.lines:
+            net[line.account] = net.get(line.account, 0) + line.amount
+    assert set(net.values()) == {0}
+    taken = sum(line.amount for j in opened for line in j.lines if line.account.code == "merchant_pending")
+    assert taken == amount + fee  # debited from the merchant

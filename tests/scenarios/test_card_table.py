@@ -181,5 +181,5 @@ def test_dispute_webhook_after_capture_is_stored(env):
         time.sleep(0.1)
     psp_webhook_process_due()
     row = PspWebhook.objects.get(reference=att, kind="dispute")
-    assert row.status == "ignored"  # disputes are the next issue's; stored and visible meanwhile
+    assert row.status == "processed" and row.note == "dispute: created"  # tests/scenarios/test_disputes.py
     assert env.get(p["id"])["status"] == "succeeded"

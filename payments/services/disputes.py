@@ -1,0 +1,144 @@
+"""Disputes (chargebacks): opened by the PSP's dispute webhook on a captured payment, answered by
+the merchant with evidence, closed by the PSP (won or lost). Ledger lines in payments/postings.py:
+at creation the disputed amount and the chargeback fee are taken from the merchant's pending
+balance; a won dispute mirrors both; a lost one posts nothing more."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, transaction
+
+from payera.core.errors import InvalidRequestError
+from payera.events.services import event_record
+from payera.merchants.models import Merchant
+from payments.locks import payment_lock
+from payments.models import DS, Dispute, Payment, PaymentAttempt
+from payments.postings import chargeback_journals
+from payments.serializers import render_dispute
+from payments.services.common import now, post, postings_last, setting, transition
+from psp_adapters.port import DisputeStatus, PspEvent
+
+logger = logging.getLogger("payera.payments")
+
+
+class DisputeAttemptUnknownError(Exception):
+    """The event's attempt is unknown (the caller parks the event)."""
+
+
+class DisputeClosedError(InvalidRequestError):
+    code = "dispute_closed"
+    default_message = "The dispute is closed or its evidence was already sent."
+
+
+def _emit_dispute(dispute: Dispute, type_: str) -> None:
+    event_record(merchant_id=dispute.merchant_id, type=type_, data=render_dispute(dispute))
+
+
+def dispute_apply_event(*, connector: str, event: PspEvent, actor: str) -> str:
+    """Apply a PSP dispute event: create the dispute once (per connector and PSP dispute id) and
+    move it to the status the PSP reports. Idempotent; a status it cannot reach is ignored."""
+    info = event.dispute
+    if info is None:
+        return "ignored: dispute event without dispute"
+    attempt = PaymentAttempt.objects.filter(pk=event.payment.reference, connector=connector).only("payment_id").first()
+    if attempt is None:
+        raise DisputeAttemptUnknownError(f"unknown attempt {event.payment.reference}")
+    try:
+        return _dispute_apply(connector=connector, event=event, attempt_id=attempt.pk, payment_id=attempt.payment_id,
+                              actor=actor)
+    except IntegrityError:  # a concurrent delivery created it first: apply again on the row
+        return _dispute_apply(connector=connector, event=event, attempt_id=attempt.pk, payment_id=attempt.payment_id,
+                              actor=actor)
+
+
+@transaction.atomic(durable=True)
+def _dispute_apply(*, connector: str, event: PspEvent, attempt_id: str, payment_id: str, actor: str) -> str:
+    info = event.dispute
+    assert info is not None
+    payment = payment_lock(payment_id)
+    with postings_last():
+        dispute = Dispute.objects.filter(connector=connector, psp_dispute_id=info.psp_dispute_id[:128]).first()
+        notes = []
+        if dispute is None:
+            dispute = _dispute_open(payment, connector=connector, event=event, attempt_id=attempt_id, actor=actor)
+            notes.append("created")
+        closed = _dispute_follow(payment, dispute, status=info.status, actor=actor)
+        if closed:
+            notes.append(closed)
+    return "dispute: " + (", ".join(notes) or "unchanged")
+
+
+def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_id: str, actor: str) -> Dispute:
+    info = event.dispute
+    assert info is not None
+    amount = event.amount or payment.amount_captured
+    fee = int(setting("PAYMENTS_CHARGEBACK_FEE", 1500))
+    with transaction.atomic():
+        dispute = Dispute.objects.create(
+            merchant_id=payment.merchant_id, payment=payment, attempt_id=attempt_id, connector=connector,
+            psp_dispute_id=info.psp_dispute_id[:128], amount=amount, currency=event.currency or payment.currency,
+            fee=fee, reason=info.reason.value, psp_reason=info.psp_reason[:32],
+        )
+    payment.amount_disputed += dispute.amount
+    payment.save()
+    _emit_dispute(dispute, "dispute.created")
+    post(
+        chargeback_journals(dispute_id=dispute.id, merchant_id=payment.merchant_id, connector=connector,
+                            amount=dispute.amount, fee=dispute.fee, currency=dispute.currency),
+        occurred_at=now(), metadata={"payment": payment.id, "dispute": dispute.id},
+    )
+    return dispute
+
+
+def _dispute_follow(payment: Payment, dispute: Dispute, *, status: DisputeStatus, actor: str) -> str:
+    """Move to the PSP's status where the machine allows it; returns a note when closed."""
+    if status == DisputeStatus.UNDER_REVIEW and dispute.status == DS.NEEDS_RESPONSE:
+        transition(dispute, "submit_evidence", payment=payment, actor=actor, text=dispute.evidence_text, at=now())
+        dispute.save()
+        return "under_review"
+    if status == DisputeStatus.WON:
+        if dispute.status == DS.NEEDS_RESPONSE:  # the PSP decided without our answer reaching us
+            transition(dispute, "submit_evidence", payment=payment, actor=actor, text=dispute.evidence_text, at=now())
+        if not transition(dispute, "mark_won", payment=payment, actor=actor, at=now()):
+            return ""
+        dispute.save()
+        payment.amount_disputed -= dispute.amount
+        payment.save()
+        _emit_dispute(dispute, "dispute.closed")
+        post(
+            chargeback_journals(dispute_id=dispute.id, merchant_id=payment.merchant_id, connector=dispute.connector,
+                                amount=dispute.amount, fee=dispute.fee, currency=dispute.currency, won=True),
+            occurred_at=now(), metadata={"payment": payment.id, "dispute": dispute.id},
+        )
+        return "won"
+    if status == DisputeStatus.LOST:
+        if not transition(dispute, "mark_lost", payment=payment, actor=actor, at=now()):
+            return ""
+        dispute.save()
+        _emit_dispute(dispute, "dispute.closed")
+        return "lost"
+    return ""
+
+
+MAX_EVIDENCE = 10_000
+
+
+@transaction.atomic(durable=True)
+def dispute_submit_evidence(*, merchant: Merchant, dispute_id: str, text: str, actor: str) -> Dispute:
+    """The merchant's answer: needs_response -> under_review. Sending the same text again is a
+    no-op (idempotent); other text once under review, or any text on a closed dispute, is 400."""
+    from payments.selectors import dispute_get
+
+    d0 = dispute_get(merchant=merchant, dispute_id=dispute_id)
+    if len(text) > MAX_EVIDENCE:
+        raise InvalidRequestError(f"Evidence text is limited to {MAX_EVIDENCE} characters.", param="text")
+    payment = payment_lock(d0.payment_id)
+    dispute = Dispute.objects.get(pk=d0.pk)
+    if dispute.status != DS.NEEDS_RESPONSE:
+        if dispute.evidence_submitted_at is not None and dispute.evidence_text == text:
+            return dispute
+        raise DisputeClosedError()
+    transition(dispute, "submit_evidence", payment=payment, actor=actor, text=text, at=now())
+    dispute.save()
+    return dispute
