@@ -121,18 +121,20 @@ def _reschedule(*, attempt_id: str, why: str) -> None:
     )
 
 
-def _operations_from(result: AuthorizeResult) -> None:
+def _operations_from(result: AuthorizeResult, *, release_for: str = "") -> None:
+    """Record the operations' final outcomes; `release_for`: the operation (older than the grace
+    period, so its request is gone) whose crashed request's in-flight claim is released too."""
     for op in result.operations:
         if op.outcome == Outcome.PENDING:
             continue
         if op.kind == OperationKind.CAPTURE and Capture.objects.filter(pk=op.reference,
                                                                         status=OperationStatus.PENDING).exists():
             capture_record_outcome(capture_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
-                                   decline=op.decline, actor="system:recovery")
+                                   decline=op.decline, actor="system:recovery", release=op.reference == release_for)
         elif op.kind == OperationKind.REFUND and Refund.objects.filter(pk=op.reference,
                                                                        status=OperationStatus.PENDING).exists():
             refund_record_outcome(refund_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
-                                  decline=op.decline, actor="system:recovery")
+                                  decline=op.decline, actor="system:recovery", release=op.reference == release_for)
 
 
 def operation_recover(*, kind: OperationKind, operation_id: str) -> None:
@@ -147,16 +149,19 @@ def operation_recover(*, kind: OperationKind, operation_id: str) -> None:
         model.objects.filter(pk=operation_id).update(next_inquiry_at=now() + recovery_delay(1))
         return
     found = [o for o in result.operations if o.reference == operation_id]
+    # the operation is older than the grace period: the request that claimed the payment for it
+    # crashed, so its in-flight claim is released with the outcome (else it blocks the payment
+    # until PAYMENTS_INFLIGHT_TIMEOUT)
     if not found:
         # the PSP never got the operation: it did not happen
         if kind == OperationKind.CAPTURE:
             capture_record_outcome(capture_id=operation_id, outcome=None, error=PspReferenceNotFoundError(
-                "never arrived", connector=attempt.connector), actor="system:recovery")
+                "never arrived", connector=attempt.connector), actor="system:recovery", release=True)
         else:
             refund_record_outcome(refund_id=operation_id, outcome=None, error=PspReferenceNotFoundError(
-                "never arrived", connector=attempt.connector), actor="system:recovery")
+                "never arrived", connector=attempt.connector), actor="system:recovery", release=True)
         return
-    _operations_from(result)
+    _operations_from(result, release_for=operation_id)
     model.objects.filter(pk=operation_id, status=OperationStatus.PENDING).update(
         next_inquiry_at=now() + recovery_delay(1)
     )
