@@ -4,7 +4,7 @@ the sandbox PSPs and SIGKILL this very process at a named crash point.
     python -m tests.scenarios.crash.child '<json config>'
 
 Config: database_url, connectors (settings.PSP_CONNECTORS), credentials ({psp: {api_key,
-webhook_secret}}), op ("confirm" | "capture" | "refund"), point ("before_psp" | "after_psp"),
+webhook_secret}}), op ("confirm" | "capture" | "refund" | "cancel"), point ("before_psp" | "after_psp"),
 merchant_id, payment_id (capture/refund), amount (refund).
 
 Production code is untouched: the crash is injected by wrapping the adapter that the service
@@ -40,7 +40,7 @@ for psp, creds in CFG["credentials"].items():
     secret_put(f"psp/{psp}", creds)
 adapters_reset()
 
-METHOD = {"confirm": "authorize", "capture": "capture", "refund": "refund"}[CFG["op"]]
+METHOD = {"confirm": "authorize", "capture": "capture", "refund": "refund", "cancel": "void"}[CFG["op"]]
 
 
 def die() -> None:
@@ -79,7 +79,7 @@ payments_module.get_adapter = crashing_get_adapter
 refunds_module.get_adapter = crashing_get_adapter
 
 from payera.merchants.models import Merchant  # noqa: E402
-from payments.services import payment_capture, payment_create, refund_create  # noqa: E402
+from payments.services import payment_cancel, payment_capture, payment_create, refund_create  # noqa: E402
 
 merchant = Merchant.objects.get(pk=CFG["merchant_id"])
 if CFG["op"] == "confirm":
@@ -88,6 +88,8 @@ if CFG["op"] == "confirm":
     })
 elif CFG["op"] == "capture":
     payment_capture(merchant=merchant, payment_id=CFG["payment_id"])
+elif CFG["op"] == "cancel":
+    payment_cancel(merchant=merchant, payment_id=CFG["payment_id"])
 else:
     refund_create(merchant=merchant, payment_id=CFG["payment_id"], amount=CFG.get("amount"))
 print("no crash point was reached", flush=True)

@@ -192,3 +192,24 @@ def test_crash_during_refund(crashable, point):
             assert pending_eur(merchant) == before
 
     recover_and_check(merchant, check)
+
+
+@pytest.mark.parametrize("point", ["before_psp", "after_psp"])
+def test_crash_during_cancel(crashable, point):
+    merchant = MerchantFactory(connectors=["alpha", "beta"])
+    payment = _manual_authorized(merchant)
+    attempt = payment.attempts.get()
+    crash(crashable, op="cancel", point=point, merchant=merchant, payment_id=payment.id)
+    p = Payment.objects.get(pk=payment.pk)
+    assert p.status == PS.REQUIRES_CAPTURE and p.inflight == "cancel"
+    voided_at_psp = point == "after_psp"
+
+    def check():
+        p = Payment.objects.get(pk=payment.pk)
+        (held,) = crashable["alpha"].payments(attempt.id)
+        assert (held["state"] == "voided") is voided_at_psp
+        assert p.inflight == ""
+        assert p.status == (PS.CANCELED if voided_at_psp else PS.REQUIRES_CAPTURE)
+        assert pending_eur(merchant) == 0
+
+    recover_and_check(merchant, check)
