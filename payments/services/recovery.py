@@ -18,12 +18,17 @@ from django.db.models import Q
 
 from payera.core.db import outside_transaction
 from payments.locks import payment_lock
-from payments.models import AS, Capture, OperationStatus, PaymentAttempt, Refund
+from payments.models import AS, Capture, OperationStatus, Payment, PaymentAttempt, Refund
 from payments.services.common import emit, inflight_release, now, recovery_delay, setting, transition
-from payments.services.payments import attempt_record_outcome, capture_record_outcome, payment_auto_capture_if_needed
+from payments.services.payments import (
+    _cancel_record,
+    attempt_record_outcome,
+    capture_record_outcome,
+    payment_auto_capture_if_needed,
+)
 from payments.services.refunds import refund_record_outcome
 from psp_adapters.errors import PspError, PspReferenceNotFoundError
-from psp_adapters.port import AuthorizeResult, OperationKind, Outcome, PspReference
+from psp_adapters.port import AuthorizeResult, OperationKind, Outcome, PspReference, PspState
 from psp_adapters.registry import get_adapter
 
 logger = logging.getLogger("payera.payments")
@@ -39,7 +44,7 @@ def recovery_run(*, force: bool = False, limit: int = 500) -> dict[str, int]:
     qs = PaymentAttempt.objects.filter(status__in=RECOVERABLE).exclude(status=AS.STARTED, created_at__gt=grace)
     if not force:
         qs = qs.filter(Q(next_inquiry_at__lte=at) | Q(next_inquiry_at__isnull=True))
-    counts = {"attempts": 0, "resolved": 0, "captures": 0, "refunds": 0}
+    counts = {"attempts": 0, "resolved": 0, "captures": 0, "refunds": 0, "cancels": 0}
     for attempt_id in qs.order_by("next_inquiry_at").values_list("pk", flat=True)[:limit]:
         counts["attempts"] += 1
         if attempt_recover(attempt_id=attempt_id):
@@ -54,7 +59,40 @@ def recovery_run(*, force: bool = False, limit: int = 500) -> dict[str, int]:
     for refund_id in Refund.objects.filter(ops).values_list("pk", flat=True)[:limit]:
         counts["refunds"] += 1
         operation_recover(kind=OperationKind.REFUND, operation_id=refund_id)
+    # a cancel has no operation row: its crashed request shows as a `cancel` claim past the grace
+    for payment_id in Payment.objects.filter(inflight="cancel", inflight_at__lt=grace).values_list(
+        "pk", flat=True
+    )[:limit]:
+        counts["cancels"] += 1
+        cancel_recover(payment_id=payment_id)
     return counts
+
+
+@transaction.atomic(durable=True)
+def _cancel_claim_release(*, payment_id: str) -> None:
+    payment = payment_lock(payment_id)
+    if payment.inflight == "cancel":
+        inflight_release(payment)
+        payment.save()
+
+
+def cancel_recover(*, payment_id: str) -> None:
+    """A cancel whose request crashed between its claim and the void's outcome: ask the PSP. A
+    voided authorization cancels the payment; otherwise the void never arrived and the claim is
+    released (the merchant may cancel again)."""
+    attempt = PaymentAttempt.objects.filter(payment_id=payment_id, status=AS.AUTHORIZED).order_by("-sequence").first()
+    if attempt is None:  # resolved meanwhile (e.g. by the void's webhook): only the claim is left
+        _cancel_claim_release(payment_id=payment_id)
+        return
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+    except PspError as exc:
+        logger.warning("inquiry for the cancel of %s failed: %s", payment_id, exc)
+        return
+    voided = result.state == PspState.VOIDED
+    _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=Outcome.APPROVED if voided else None,
+                   error=None, actor="system:recovery")
 
 
 def attempt_recover(*, attempt_id: str) -> bool:
@@ -121,18 +159,20 @@ def _reschedule(*, attempt_id: str, why: str) -> None:
     )
 
 
-def _operations_from(result: AuthorizeResult) -> None:
+def _operations_from(result: AuthorizeResult, *, release_for: str = "") -> None:
+    """Record the operations' final outcomes; `release_for`: the operation (older than the grace
+    period, so its request is gone) whose crashed request's in-flight claim is released too."""
     for op in result.operations:
         if op.outcome == Outcome.PENDING:
             continue
         if op.kind == OperationKind.CAPTURE and Capture.objects.filter(pk=op.reference,
                                                                         status=OperationStatus.PENDING).exists():
             capture_record_outcome(capture_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
-                                   decline=op.decline, actor="system:recovery")
+                                   decline=op.decline, actor="system:recovery", release=op.reference == release_for)
         elif op.kind == OperationKind.REFUND and Refund.objects.filter(pk=op.reference,
                                                                        status=OperationStatus.PENDING).exists():
             refund_record_outcome(refund_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
-                                  decline=op.decline, actor="system:recovery")
+                                  decline=op.decline, actor="system:recovery", release=op.reference == release_for)
 
 
 def operation_recover(*, kind: OperationKind, operation_id: str) -> None:
@@ -147,16 +187,19 @@ def operation_recover(*, kind: OperationKind, operation_id: str) -> None:
         model.objects.filter(pk=operation_id).update(next_inquiry_at=now() + recovery_delay(1))
         return
     found = [o for o in result.operations if o.reference == operation_id]
+    # the operation is older than the grace period: the request that claimed the payment for it
+    # crashed, so its in-flight claim is released with the outcome (else it blocks the payment
+    # until PAYMENTS_INFLIGHT_TIMEOUT)
     if not found:
         # the PSP never got the operation: it did not happen
         if kind == OperationKind.CAPTURE:
             capture_record_outcome(capture_id=operation_id, outcome=None, error=PspReferenceNotFoundError(
-                "never arrived", connector=attempt.connector), actor="system:recovery")
+                "never arrived", connector=attempt.connector), actor="system:recovery", release=True)
         else:
             refund_record_outcome(refund_id=operation_id, outcome=None, error=PspReferenceNotFoundError(
-                "never arrived", connector=attempt.connector), actor="system:recovery")
+                "never arrived", connector=attempt.connector), actor="system:recovery", release=True)
         return
-    _operations_from(result)
+    _operations_from(result, release_for=operation_id)
     model.objects.filter(pk=operation_id, status=OperationStatus.PENDING).update(
         next_inquiry_at=now() + recovery_delay(1)
     )

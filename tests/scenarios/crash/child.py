@@ -1,0 +1,96 @@
+"""Crash harness child (test-only): run one payment operation through the real services against
+the sandbox PSPs and SIGKILL this very process at a named crash point.
+
+    python -m tests.scenarios.crash.child '<json config>'
+
+Config: database_url, connectors (settings.PSP_CONNECTORS), credentials ({psp: {api_key,
+webhook_secret}}), op ("confirm" | "capture" | "refund" | "cancel"), point ("before_psp" | "after_psp"),
+merchant_id, payment_id (capture/refund), amount (refund).
+
+Production code is untouched: the crash is injected by wrapping the adapter that the service
+module looked up (`get_adapter`), so "after_psp" dies right after the PSP's real answer came back
+and before the service could store it; "before_psp" dies after the operation row was committed
+and before the PSP call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+CFG = json.loads(sys.argv[1])
+os.environ["DATABASE_URL"] = CFG["database_url"]
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payera.settings.test")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+
+settings.PSP_CONNECTORS = CFG["connectors"]
+settings.SECRETS_BACKEND = "memory"
+
+from payera.secrets.services import secret_put  # noqa: E402
+from psp_adapters.registry import adapters_reset, get_adapter  # noqa: E402
+
+for psp, creds in CFG["credentials"].items():
+    secret_put(f"psp/{psp}", creds)
+adapters_reset()
+
+METHOD = {"confirm": "authorize", "capture": "capture", "refund": "refund", "cancel": "void"}[CFG["op"]]
+
+
+def die() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashingAdapter:
+    def __init__(self, real) -> None:
+        self._real = real
+
+    def __getattr__(self, name):
+        attr = getattr(self._real, name)
+        if name != METHOD:
+            return attr
+
+        def call(*args, **kwargs):
+            if CFG["point"] == "before_psp":
+                die()
+            result = attr(*args, **kwargs)
+            print("psp answered:", getattr(result, "outcome", result), flush=True)
+            die()
+            return result
+
+        return call
+
+
+def crashing_get_adapter(name):
+    return CrashingAdapter(get_adapter(name))
+
+
+import payments.services.payments as payments_module  # noqa: E402
+import payments.services.refunds as refunds_module  # noqa: E402
+
+payments_module.get_adapter = crashing_get_adapter
+refunds_module.get_adapter = crashing_get_adapter
+
+from payera.merchants.models import Merchant  # noqa: E402
+from payments.services import payment_cancel, payment_capture, payment_create, refund_create  # noqa: E402
+
+merchant = Merchant.objects.get(pk=CFG["merchant_id"])
+if CFG["op"] == "confirm":
+    payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data={
+        "type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+    })
+elif CFG["op"] == "capture":
+    payment_capture(merchant=merchant, payment_id=CFG["payment_id"])
+elif CFG["op"] == "cancel":
+    payment_cancel(merchant=merchant, payment_id=CFG["payment_id"])
+else:
+    refund_create(merchant=merchant, payment_id=CFG["payment_id"], amount=CFG.get("amount"))
+print("no crash point was reached", flush=True)
+sys.exit(3)

@@ -1,0 +1,215 @@
+"""Crash injection (issue 6): a real subprocess runs a payment operation through the services
+against the sandbox PSPs and is SIGKILLed at each step where a crash can happen; recovery must
+end with exactly one operation at the PSP, the right final state and the ledger posted once.
+The steps are listed in docs/recovery.md.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from ledger.selectors import balance_get
+from ledger.verify import ledger_verify
+from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
+from payments.services import payment_create, recovery_run, refund_create
+from tests.merchants.factories import MerchantFactory
+from tests.psp_adapters.sandbox_fixtures import REPO_ROOT, connectors_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.scenario]
+
+CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+
+
+def fee(gross: int) -> int:
+    return (gross * 290 + 5000) // 10000 + 30
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def crash(sandboxes, *, op: str, point: str, merchant, payment_id: str = "", amount: int | None = None) -> str:
+    """Run the child; assert it died by SIGKILL (not by an error or a clean exit)."""
+    cfg = {
+        "database_url": _database_url(), "connectors": connectors_for(sandboxes),
+        "credentials": {p: {"api_key": sb.api_key, "webhook_secret": sb.webhook_secret} for p, sb in sandboxes.items()},
+        "op": op, "point": point, "merchant_id": str(merchant.pk), "payment_id": payment_id, "amount": amount,
+    }
+    proc = subprocess.run([sys.executable, "-m", "tests.scenarios.crash.child", json.dumps(cfg)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def pending_eur(merchant) -> int:
+    return sum(m.amount for m in balance_get(owner=merchant.id).pending if m.currency == "EUR")
+
+
+def recover_and_check(merchant, check) -> None:
+    """Recovery resolves it; running recovery again changes nothing."""
+    recovery_run(force=True)
+    check()
+    snapshot = pending_eur(merchant)
+    recovery_run(force=True)
+    check()
+    assert pending_eur(merchant) == snapshot
+    report = ledger_verify()
+    assert report.ok, report.problems
+
+
+@pytest.fixture
+def crashable(psp_settings, settings):
+    # the crashed process is gone: no grace period to wait out (production: 60 s)
+    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
+    return psp_settings
+
+
+def the_payment(merchant) -> Payment:
+    (payment,) = Payment.objects.filter(merchant=merchant)
+    return payment
+
+
+def test_crash_after_attempt_committed_before_authorize(crashable):
+    merchant = MerchantFactory(connectors=["alpha", "beta"])
+    crash(crashable, op="confirm", point="before_psp", merchant=merchant)
+    payment = the_payment(merchant)
+    (attempt,) = payment.attempts.all()
+    assert payment.status == PS.PROCESSING and attempt.status == AS.STARTED and payment.inflight == "confirm"
+
+    def check():
+        p = Payment.objects.get(pk=payment.pk)
+        assert p.status == PS.FAILED and p.inflight == ""
+        assert [a.status for a in p.attempts.all()] == [AS.FAILED]
+        assert crashable["alpha"].payments(attempt.id) == [] and crashable["beta"].payments(attempt.id) == []
+        assert pending_eur(merchant) == 0
+
+    recover_and_check(merchant, check)
+
+
+def test_crash_after_psp_authorized_before_outcome_stored(crashable):
+    merchant = MerchantFactory(connectors=["alpha", "beta"])
+    out = crash(crashable, op="confirm", point="after_psp", merchant=merchant)
+    assert "psp answered" in out
+    payment = the_payment(merchant)
+    (attempt,) = payment.attempts.all()
+    assert payment.status == PS.PROCESSING and attempt.status == AS.STARTED
+    assert len(crashable["alpha"].payments(attempt.id)) == 1  # the PSP did authorize (and capture)
+    assert pending_eur(merchant) == 0
+
+    def check():
+        p = Payment.objects.get(pk=payment.pk)
+        assert p.status == PS.SUCCEEDED and p.amount_captured == 1000 and p.inflight == ""
+        assert [a.connector for a in p.attempts.all()] == ["alpha"]
+        assert len(crashable["alpha"].payments(attempt.id)) == 1
+        assert crashable["beta"].payments(attempt.id) == []
+        assert pending_eur(merchant) == 1000 - fee(1000)
+
+    recover_and_check(merchant, check)
+
+
+def _manual_authorized(merchant) -> Payment:
+    payment = payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD,
+                             capture_method="manual")
+    assert payment.status == PS.REQUIRES_CAPTURE
+    return payment
+
+
+@pytest.mark.parametrize("point", ["before_psp", "after_psp"])
+def test_crash_during_capture(crashable, point):
+    merchant = MerchantFactory(connectors=["alpha", "beta"])
+    payment = _manual_authorized(merchant)
+    attempt = payment.attempts.get()
+    crash(crashable, op="capture", point=point, merchant=merchant, payment_id=payment.id)
+    (capture,) = Capture.objects.filter(payment=payment)
+    assert capture.status == OperationStatus.PENDING
+    assert Payment.objects.get(pk=payment.pk).inflight == "capture"
+    captured_at_psp = 1 if point == "after_psp" else 0
+
+    def captures_at_psp():
+        (held,) = crashable["alpha"].payments(attempt.id)
+        return [op for op in held["operations"] if op["kind"] == "capture"]
+
+    assert len(captures_at_psp()) == captured_at_psp
+
+    def check():
+        p = Payment.objects.get(pk=payment.pk)
+        c = Capture.objects.get(pk=capture.pk)
+        assert p.inflight == ""  # a crashed capture's claim does not block the payment
+        assert len(captures_at_psp()) == captured_at_psp
+        if point == "after_psp":
+            assert c.status == OperationStatus.SUCCEEDED
+            assert p.status == PS.SUCCEEDED and p.amount_captured == 1000
+            assert pending_eur(merchant) == 1000 - fee(1000)
+        else:
+            assert c.status == OperationStatus.FAILED
+            assert p.status == PS.REQUIRES_CAPTURE and p.amount_captured == 0
+            assert pending_eur(merchant) == 0
+
+    recover_and_check(merchant, check)
+    if point == "after_psp":  # at once, not after PAYMENTS_INFLIGHT_TIMEOUT
+        assert refund_create(merchant=merchant, payment_id=payment.id, amount=100).status == OperationStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("point", ["before_psp", "after_psp"])
+def test_crash_during_refund(crashable, point):
+    merchant = MerchantFactory(connectors=["alpha", "beta"])
+    payment = payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD)
+    assert payment.status == PS.SUCCEEDED
+    attempt = payment.attempts.get()
+    before = pending_eur(merchant)
+    crash(crashable, op="refund", point=point, merchant=merchant, payment_id=payment.id, amount=400)
+    (refund,) = Refund.objects.filter(payment=payment)
+    assert refund.status == OperationStatus.PENDING
+    refunded_at_psp = 1 if point == "after_psp" else 0
+
+    def refunds_at_psp():
+        (held,) = crashable["alpha"].payments(attempt.id)
+        return [op for op in held["operations"] if op["kind"] == "refund"]
+
+    assert len(refunds_at_psp()) == refunded_at_psp
+
+    def check():
+        p = Payment.objects.get(pk=payment.pk)
+        r = Refund.objects.get(pk=refund.pk)
+        assert p.inflight == ""
+        assert len(refunds_at_psp()) == refunded_at_psp
+        if point == "after_psp":
+            assert r.status == OperationStatus.SUCCEEDED and p.amount_refunded == 400
+            # the refund returns its share of the fee: 59 * 400 / 1000, rounded down
+            assert pending_eur(merchant) == before - 400 + fee(1000) * 400 // 1000
+        else:
+            assert r.status == OperationStatus.FAILED and p.amount_refunded == 0
+            assert pending_eur(merchant) == before
+
+    recover_and_check(merchant, check)
+
+
+@pytest.mark.parametrize("point", ["before_psp", "after_psp"])
+def test_crash_during_cancel(crashable, point):
+    merchant = MerchantFactory(connectors=["alpha", "beta"])
+    payment = _manual_authorized(merchant)
+    attempt = payment.attempts.get()
+    crash(crashable, op="cancel", point=point, merchant=merchant, payment_id=payment.id)
+    p = Payment.objects.get(pk=payment.pk)
+    assert p.status == PS.REQUIRES_CAPTURE and p.inflight == "cancel"
+    voided_at_psp = point == "after_psp"
+
+    def check():
+        p = Payment.objects.get(pk=payment.pk)
+        (held,) = crashable["alpha"].payments(attempt.id)
+        assert (held["state"] == "voided") is voided_at_psp
+        assert p.inflight == ""
+        assert p.status == (PS.CANCELED if voided_at_psp else PS.REQUIRES_CAPTURE)
+        assert pending_eur(merchant) == 0
+
+    recover_and_check(merchant, check)
