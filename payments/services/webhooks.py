@@ -139,7 +139,11 @@ def psp_webhook_process(*, webhook_id: int) -> str:
         note = _apply(row.connector, event, actor=actor)
     except _Park as exc:
         return _park(row, str(exc))
-    PspWebhook.objects.filter(pk=row.pk).update(
+    # Two processors may apply one row at once (the task and a sweep): the effects are idempotent
+    # under the payment lock, and the first to finish records the note; a later one changes nothing.
+    PspWebhook.objects.filter(pk=row.pk).exclude(
+        status__in=(InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED)
+    ).update(
         status=InboxStatus.IGNORED if note.startswith("ignored") else InboxStatus.PROCESSED,
         note=note[:255], processed_at=now(), tries=row.tries + 1,
     )

@@ -182,4 +182,7 @@ def test_dispute_webhook_after_capture_is_stored(env):
     psp_webhook_process_due()
     row = PspWebhook.objects.get(reference=att, kind="dispute")
     assert row.status == "processed" and row.note == "dispute: created"  # tests/scenarios/test_disputes.py
+    from payments.models import Dispute
+
+    assert Dispute.objects.filter(payment_id=p["id"]).count() == 1
     assert env.get(p["id"])["status"] == "succeeded"
