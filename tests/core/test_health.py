@@ -5,12 +5,13 @@ The unreachable cases run the real app in a subprocess pointed at closed ports: 
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,12 +23,6 @@ from django.test import Client
 r = Client().get("/readyz")
 print(json.dumps({"status": r.status_code, "body": r.json()}))
 """
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed once the socket is
 
 
 def probe(**env_overrides) -> dict:
@@ -46,7 +41,7 @@ def test_ready_when_database_and_broker_answer(client):
 
 def test_not_ready_when_database_unreachable():
     result = probe(
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed_port()}/test",
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/test",
         REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     )
     assert result["status"] == 503
@@ -58,7 +53,7 @@ def test_not_ready_when_database_unreachable():
 def test_not_ready_when_broker_unreachable():
     result = probe(
         DATABASE_URL=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
-        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
     )
     assert result["status"] == 503
     assert result["body"]["checks"]["broker"].startswith("broker unreachable")
@@ -66,7 +61,7 @@ def test_not_ready_when_broker_unreachable():
 
 
 def test_healthz_needs_nothing_but_the_process():
-    env_db = f"postgres://postgres@127.0.0.1:{closed_port()}/test"
+    env_db = f"postgres://postgres@127.0.0.1:{free_port()}/test"
     code = (
         "import os, django; os.environ['DJANGO_SETTINGS_MODULE']='payera.settings.base'; django.setup();"
         "from django.test import Client; r = Client().get('/healthz'); print(r.status_code, r.json())"

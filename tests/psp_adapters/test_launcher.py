@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import select
-import socket
 import stat
 import subprocess
 
 import pytest
 
 from psp_adapters.port import AuthorizeRequest, Outcome
+from tests.helpers import free_port
 from tests.psp_adapters.contract import card, ref
 from tests.psp_adapters.sandbox_fixtures import REPO_ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("psp", ["alpha", "beta"])
@@ -25,7 +19,7 @@ def test_launched_sandbox_accepts_the_adapters_credentials(psp, settings, tmp_pa
     from psp_adapters.registry import adapters_reset, get_adapter
     from psp_adapters.sandbox.launcher import sandbox_commands
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings.SANDBOX_DATA_DIR = str(tmp_path)
     setattr(settings, f"SANDBOX_{psp.upper()}_URL", url)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,11 @@ import httpx
 import pytest
 from django.db import connection
 
+from tests.helpers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gunicorn_workers_one_sum(tmp_path):
