@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from payments.models import Capture, DeclineCode, Dispute, Payment, PaymentAttempt, PaymentEvent, PspWebhook, Refund
+from payments.models import (
+    Capture,
+    DeclineCode,
+    Dispute,
+    Payment,
+    PaymentAttempt,
+    PaymentEvent,
+    PspWebhook,
+    Refund,
+    StuckItem,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -92,3 +102,21 @@ class DeclineCodeAdmin(admin.ModelAdmin):
     list_display = ("psp", "psp_code", "code", "decline_class", "updated_at")
     list_filter = ("psp", "decline_class")
     list_editable = ("code", "decline_class")
+
+
+@admin.register(StuckItem)
+class StuckItemAdmin(ReadOnlyAdmin):
+    """What the stuck-state sweeper re-drove or flagged; open items first. Read-only: the sweeper
+    clears an item once its object moved on."""
+
+    list_display = ("object_type", "object_id", "state", "since", "sla_seconds", "is_flagged", "redrives",
+                    "last_result", "reason", "cleared_at")
+    list_filter = ("object_type", "state", ("cleared_at", admin.EmptyFieldListFilter),
+                   ("flagged_at", admin.EmptyFieldListFilter))
+    search_fields = ("object_id", "payment__id")
+    list_select_related = ("payment",)
+    ordering = ("-cleared_at", "-since")
+
+    @admin.display(boolean=True, description="flagged")
+    def is_flagged(self, obj: StuckItem) -> bool:
+        return obj.flagged_at is not None and obj.cleared_at is None
