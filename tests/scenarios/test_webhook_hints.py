@@ -139,3 +139,54 @@ def test_a_psp_whose_inquiry_cannot_confirm_webhooks_has_its_signed_events_appli
     row = _row(forged["eventId"])
     assert row.status == InboxStatus.PROCESSED and "confirmed" not in row.note
     assert env.get(p["id"])["status"] == "failed"  # taken at its word
+
+
+def test_shoppers_return_and_the_webhook_racing_end_in_one_transition_and_one_posting(beta_held):
+    """Issue 6: the 3-D Secure return and the PSP's webhook for the same attempt arrive at once
+    (four of each, from threads): one transition, one posting, whichever wins."""
+    import threading
+
+    from ledger.selectors import journal_list
+    from tests.scenarios.conftest import fee, pending_eur
+
+    env = beta_held
+    sb = env.sandboxes["beta"]
+    p = env.pay("4000000000003220")
+    assert p["status"] == "requires_action"
+    back = sb.submit_challenge(p["next_action"]["redirect_to_url"]["url"], "pass").headers["location"]
+    att = p["attempts"][0]["id"]
+    deadline = time.monotonic() + 10
+    while not (events := [e for e in sb.events() if att in e["body"] and '"success": true' in e["body"]]):
+        assert time.monotonic() < deadline, "beta sent no final authorization event"
+        time.sleep(0.1)
+    sb.set_webhook_url(f"{env.url}/webhooks/psp/beta/")
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def shopper() -> None:
+        try:
+            barrier.wait()
+            httpx.get(back, follow_redirects=False, timeout=30)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def psp() -> None:
+        try:
+            barrier.wait()
+            sb.resend(events[-1]["id"])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=f) for f in (shopper, psp) * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    env.wait(p["id"], lambda p: p["status"] == "succeeded")
+    time.sleep(1.0)
+    psp_webhook_process_due()
+    assert PaymentEvent.objects.filter(payment_id=p["id"], object_type="payment", to_status="succeeded").count() == 1
+    assert journal_list(owner=env.merchant.id).filter(reference__startswith="capture:").count() == 1
+    assert pending_eur(env) == 1000 - fee(1000)
+    assert_ledger_sound()
