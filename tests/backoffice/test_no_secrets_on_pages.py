@@ -77,6 +77,9 @@ def make_rows(client, psp) -> tuple[str, ...]:
 
     with override_settings(PAYMENTS_STUCK_SLA_SECONDS={"webhook.received": 0}):
         assert stuck_sweep()["stuck"] == 1
+    from payments.models import RoutingRule
+
+    RoutingRule.objects.create(merchant=a.merchant, connector="alpha", currencies="EUR", brands="visa")
     # Settlement and payouts (reconciliation): a settled run, a payout, payout settings with a bank account.
     from reconciliation.services import payout_mark_in_transit
     from tests.reconciliation.helpers import BANK_ACCOUNT, make_payout
