@@ -329,7 +329,10 @@ class PaymentAttempt(ConcurrentTransitionMixin, models.Model):
         self.next_inquiry_at = None
         self.needs_attention = True
 
-    @transition(field=status, source=[AS.AUTHORIZED], target=AS.VOIDED)
+    # From a state before authorization too: a payment canceled while the shopper was at 3-D
+    # Secure or the bank page is voided at the PSP, which then can no longer authorize it.
+    @transition(field=status, source=[AS.AUTHORIZED, AS.REQUIRES_ACTION, AS.PENDING, AS.UNKNOWN, AS.STARTED],
+                target=AS.VOIDED)
     def mark_voided(self) -> None:
         pass
 

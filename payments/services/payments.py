@@ -451,6 +451,21 @@ def apply_authorization(
             pass  # captured at the PSP after we saw it authorized: handled by the capture path
         logger.info("stale %s outcome %s for %s in %s ignored", source, outcome, attempt.id, attempt.status)
         return V.SUCCEEDED if attempt.status in (AS.AUTHORIZED, AS.CAPTURED) else V.HARD_DECLINE
+    if state == PspState.VOIDED:
+        # The PSP voided it before it was authorized here (a cancel whose answer was lost): the
+        # attempt is voided, never authorized; the payment is canceled where it still can be.
+        transition(attempt, "mark_voided", payment=payment, actor=actor, data=data)
+        attempt.save()
+        if transition(payment, "mark_canceled", payment=payment, actor=actor):
+            emit(payment, "payment.canceled")
+        elif transition(payment, "mark_failed", payment=payment, actor=actor, error={
+            "code": "payment_canceled", "decline_code": None, "message": "The authorization was voided.",
+        }):
+            emit(payment, "payment.failed")
+        if payment.inflight in ("confirm", "cancel"):
+            inflight_release(payment)
+        payment.save()
+        return V.HARD_DECLINE
     if outcome == Outcome.PENDING:
         if attempt.status in (AS.STARTED, AS.UNKNOWN):
             transition(attempt, "mark_pending", payment=payment, actor=actor, psp_reference=psp_reference,
@@ -639,8 +654,9 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
 
 # --- cancel -----------------------------------------------------------------------------
 def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api") -> Payment:
-    """Cancel before capture: a payment not yet authorized is canceled at once; an authorization
-    is voided at the PSP first."""
+    """Cancel before capture: a payment never sent to a PSP is canceled at once; an
+    authorization, or an attempt waiting for the shopper (3-D Secure, bank page), is voided at the
+    PSP first — so the shopper can no longer complete it there."""
     _owned(merchant, payment_id)
     attempt = _cancel_begin(merchant=merchant, payment_id=payment_id, actor=actor)
     if attempt is None:
@@ -656,10 +672,26 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api") -
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=result.outcome if result else None,
                    error=error, actor=actor)
     if error is not None:
+        if attempt.status == AS.REQUIRES_ACTION:  # e.g. the shopper completed it a moment ago
+            payment_authentication_complete_check(payment_id=payment_id, attempt_id=attempt.id)
         raise error
     if result is not None and result.outcome == Outcome.DECLINED:
         raise PspOperationFailedError("The payment service provider refused the cancellation.", code="cancel_failed")
     return Payment.objects.get(pk=payment_id)
+
+
+def payment_authentication_complete_check(*, payment_id: str, attempt_id: str) -> None:
+    """A void of a waiting attempt was refused: ask the PSP where it stands and record it (the
+    shopper may have just finished 3-D Secure), so the merchant's next call sees the truth."""
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+    except PspError:
+        return  # recovery asks later
+    if result.outcome != Outcome.REQUIRES_ACTION:
+        attempt_record_outcome(attempt_id=attempt_id, result=result, actor="system:cancel", source="inquiry")
+        payment_auto_capture_if_needed(payment_id=payment_id)
 
 
 def void_reference(attempt_id: str) -> str:
@@ -669,17 +701,16 @@ def void_reference(attempt_id: str) -> str:
 @transaction.atomic(durable=True)
 def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str) -> PaymentAttempt | None:
     payment = _locked(merchant, payment_id)
-    if payment.status in (PS.REQUIRES_PAYMENT_METHOD, PS.REQUIRES_CONFIRMATION, PS.REQUIRES_ACTION):
-        if payment.status == PS.REQUIRES_ACTION:
-            inflight_claim(payment, "cancel")  # nothing else in flight
-            inflight_release(payment)
+    waiting = payment.status == PS.REQUIRES_ACTION and payment.attempts.filter(status=AS.REQUIRES_ACTION).exists()
+    if payment.status in (PS.REQUIRES_PAYMENT_METHOD, PS.REQUIRES_CONFIRMATION, PS.REQUIRES_ACTION) and not waiting:
         transition(payment, "mark_canceled", payment=payment, actor=actor)
         payment.save()
         emit(payment, "payment.canceled")
         return None
-    if payment.status != PS.REQUIRES_CAPTURE:
+    if payment.status not in (PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION):
         raise PaymentNotCancelableError()
-    attempt = payment.attempts.filter(status=AS.AUTHORIZED).order_by("-sequence").first()
+    status = AS.REQUIRES_ACTION if waiting else AS.AUTHORIZED
+    attempt = payment.attempts.filter(status=status).order_by("-sequence").first()
     if attempt is None:
         raise PaymentNotCancelableError()
     inflight_claim(payment, "cancel")
@@ -694,7 +725,9 @@ def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None,
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     if payment.inflight == "cancel":
         inflight_release(payment)
-    if error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status == PS.REQUIRES_CAPTURE:
+    if error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status in (
+        PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION,
+    ) and attempt.status in (AS.AUTHORIZED, AS.REQUIRES_ACTION):
         transition(attempt, "mark_voided", payment=payment, actor=actor)
         attempt.save()
         transition(payment, "mark_canceled", payment=payment, actor=actor)

@@ -443,6 +443,13 @@ class Core:
             if (op := self._existing_op(row["id"], "void", reference)) is not None:
                 return op, False
             self._check_op_input(row, reference, row["amount"], None)
+            if row["state"] == "requires_action":
+                # The shopper has not finished 3-D Secure or the bank page: the void abandons it
+                # at once (the challenge can no longer be completed), on either sandbox.
+                op = self._new_op(row, "void", reference, row["amount"], "succeeded")
+                self.store.update("operations", op["id"], {"completed_at": time.time()})
+                self._set(row, state="voided")
+                return self.operation(op["id"]), True
             if row["state"] != "authorized" or self._pending(row, "capture"):
                 raise SandboxError(409, "invalid_state", f"Cannot void a payment that is {row['state']}.")
             if self.asynchronous:
