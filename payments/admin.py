@@ -3,9 +3,21 @@ table is editable (it overrides the adapters' mapping)."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from payments.models import Capture, DeclineCode, Dispute, Payment, PaymentAttempt, PaymentEvent, PspWebhook, Refund
+from payera.core.errors import PayeraError
+from payments.models import (
+    Capture,
+    DeclineCode,
+    Dispute,
+    Payment,
+    PaymentAttempt,
+    PaymentEvent,
+    PspWebhook,
+    Refund,
+    Subscription,
+    SubscriptionCharge,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -92,3 +104,46 @@ class DeclineCodeAdmin(admin.ModelAdmin):
     list_display = ("psp", "psp_code", "code", "decline_class", "updated_at")
     list_filter = ("psp", "decline_class")
     list_editable = ("code", "decline_class")
+
+
+class SubscriptionChargeInline(admin.TabularInline):
+    model = SubscriptionCharge
+    fields = ("period", "try_number", "idempotency_key", "payment", "status", "decline_code", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    """Read-only; the one action cancels (payments.cancel_subscription: the operations role)."""
+
+    list_display = ("id", "merchant", "customer", "status", "amount", "currency", "interval", "interval_count",
+                    "current_period", "next_charge_at", "retries", "created_at")
+    list_filter = ("status", "interval", "currency")
+    search_fields = ("=id", "=merchant__id", "=customer__id")
+    exclude = ("metadata",)
+    inlines = [SubscriptionChargeInline]
+    actions = ["cancel_subscriptions"]
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("payments.cancel_subscription")
+
+    @admin.action(description="Cancel selected subscriptions (no further charge)", permissions=["cancel"])
+    def cancel_subscriptions(self, request, queryset):
+        from payments.services import subscription_cancel
+
+        done = 0
+        for sub in queryset.select_related("merchant"):
+            try:
+                subscription_cancel(merchant=sub.merchant, subscription_id=sub.id, actor=f"staff:{request.user.pk}")
+                done += 1
+            except PayeraError as exc:
+                self.message_user(request, f"{sub.id}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Canceled {done} subscription(s).", messages.SUCCESS)

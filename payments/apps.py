@@ -17,3 +17,5 @@ class PaymentsConfig(AppConfig):
         registry.register(m.Dispute)
         registry.register(m.DeclineCode)
         registry.register(m.Customer)
+        registry.register(m.Subscription)
+        registry.register(m.PaymentMethodCredential, exclude_fields=["psp_token"])

@@ -34,3 +34,11 @@ def authorization_expiry_task() -> list:
     from payments.services import payment_expire_authorizations
 
     return payment_expire_authorizations()
+
+
+@shared_task(acks_late=True)
+def subscriptions_run_task() -> dict:
+    """Beat: charge the subscriptions due (periods and dunning retries); safe to overlap."""
+    from payments.services import subscriptions_run
+
+    return subscriptions_run()
