@@ -109,3 +109,69 @@ def test_card_whose_cit_was_declined_cannot_be_charged_off_session(env):
     r = env.http.post("/v1/payments", json={"amount": 500, "currency": "EUR", "customer": cus,
                                             "payment_method": p["payment_method"]["id"], "off_session": True})
     assert r.status_code == 400 and r.json()["error"]["code"] == "payment_method_not_reusable"
+
+
+# --- fingerprints and detaching ----------------------------------------------------------
+def test_fingerprint_shows_the_same_card_saved_twice(env):
+    cus, a = _cit(env)
+    b = env.pay("4242424242424242", customer=cus, setup_future_usage="off_session", amount=200)
+    c = env.pay("5555555555554444", customer=cus, setup_future_usage="off_session", amount=300)
+    pa, pb, pc = (env.http.get(f"/v1/payment_methods/{p['payment_method']['id']}").json() for p in (a, b, c))
+    assert pa["object"] == "payment_method" and pa["card"]["last4"] == "4242" and pa["reusable"] is True
+    assert pa["fingerprint"] and pa["fingerprint"] == pb["fingerprint"] != pc["fingerprint"]
+    dupes = env.http.get(f"/v1/customers/{cus}/payment_methods", params={"fingerprint": pa["fingerprint"]}).json()
+    assert {m["id"] for m in dupes["data"]} == {pa["id"], pb["id"]}
+    assert len(env.http.get(f"/v1/customers/{cus}/payment_methods").json()["data"]) == 3
+
+
+def test_fingerprints_do_not_match_across_merchants(env):
+    from payments.models import PaymentMethod
+    from payments.serializers_recurring import public_fingerprint
+    from payments.services import customer_create, payment_create
+    from tests.merchants.factories import MerchantFactory
+
+    _, p = _cit(env)
+    other = MerchantFactory(connectors=["alpha"])
+    cus = customer_create(merchant=other)
+    card = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    q = payment_create(merchant=other, amount=100, currency="EUR", payment_method_data=card, customer=cus.id,
+                       setup_future_usage="off_session")
+    mine, theirs = PaymentMethod.objects.get(pk=p["payment_method"]["id"]), q.payment_method
+    assert mine.fingerprint == theirs.fingerprint  # the same card number…
+    assert public_fingerprint(mine) != public_fingerprint(theirs)  # …is not linkable across merchants
+
+
+def test_detach_crypto_shreds_the_card_number_and_a_later_charge_is_400(env):
+    from payera.secrets.services import CiphertextInvalidError, decrypt
+    from payments.models import PaymentMethod
+
+    cus, p = _cit(env)
+    pm_id = p["payment_method"]["id"]
+    before = PaymentMethod.objects.get(pk=pm_id)
+    assert before.pan_key.startswith("pan-")  # a saved card has a key of its own
+    assert decrypt(key=before.pan_key, ciphertext=before.pan_ciphertext) == b"4242424242424242"
+    sub = env.post("/v1/subscriptions", {"customer": cus, "payment_method": pm_id, "amount": 900,
+                                         "currency": "EUR", "interval": "month"}, expect=201)
+    done = env.post(f"/v1/payment_methods/{pm_id}/detach")
+    assert done["detached"] and done["card"] == {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034}
+    assert done["reusable"] is False and done["fingerprint"]
+    after = PaymentMethod.objects.get(pk=pm_id)
+    assert after.pan_ciphertext == "" and not after.credentials.exists()
+    with pytest.raises(CiphertextInvalidError):  # the backend's key is gone: no copy can be read
+        decrypt(key=before.pan_key, ciphertext=before.pan_ciphertext)
+    assert env.post(f"/v1/payment_methods/{pm_id}/detach")["detached"] == done["detached"]  # twice: the same
+    r = env.http.post("/v1/payments", json={"amount": 500, "currency": "EUR", "customer": cus,
+                                            "payment_method": pm_id, "off_session": True})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "payment_method_detached"
+    assert r.json()["error"]["param"] == "payment_method"
+    assert env.http.get(f"/v1/customers/{cus}/payment_methods").json()["data"] == []
+    # the subscription's next charge cannot be made: a hard failure, unpaid at once
+
+    from payments.models import Subscription
+    from payments.recurring import add_months
+    from payments.services import subscriptions_run
+
+    subscriptions_run(now_=add_months(Subscription.objects.get(pk=sub["id"]).anchor, 1))
+    sub = env.http.get(f"/v1/subscriptions/{sub['id']}").json()
+    assert sub["status"] == "unpaid" and sub["last_decline_code"] == "payment_method_detached"
+    assert Event.objects.filter(type="payment_method.detached", data__object__id=pm_id).count() == 1
