@@ -30,7 +30,7 @@ def tick(at: dt.datetime) -> dict:
 def saved_card(env, number="4242424242424242", cus=None, **extra):
     cus = cus or env.post("/v1/customers", {"email": "sub@example.com"}, expect=201)["id"]
     p = env.pay(number, customer=cus, setup_future_usage="off_session", **extra)
-    assert p["status"] in ("succeeded", "requires_action"), p
+    assert p["status"] in ("succeeded", "requires_action", "processing"), p
     return cus, p
 
 
@@ -185,3 +185,57 @@ def test_a_scheduler_tick_run_twice_concurrently_charges_once(env):
     assert Subscription.objects.get(pk=sub["id"]).current_period == 2
     assert pending_eur(env) == 1000 - fee(1000) + 2 * (1500 - fee(1500))
     assert_ledger_sound()
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
+def test_two_scheduler_processes_ticking_at_once_charge_once(env):
+    import subprocess
+    import sys
+    import time
+
+    from tests.psp_adapters.sandbox_fixtures import REPO_ROOT, connectors_for
+    from tests.scenarios.crash.test_crash_points import _database_url
+
+    cus, cit = saved_card(env)
+    sub = subscribe(env, cus, cit["payment_method"]["id"])
+    due = add_months(anchor(sub), 1)
+    cfg = json.dumps({
+        "database_url": _database_url(), "connectors": connectors_for(env.sandboxes), "now": due.isoformat(),
+        "credentials": {p: {"api_key": sb.api_key, "webhook_secret": sb.webhook_secret}
+                        for p, sb in env.sandboxes.items()},
+        "go_at": time.time() + 4.0,  # both processes have set Django up by then
+    })
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.scenarios.scheduler_child", cfg], cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=90) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert Payment.objects.filter(customer_id=cus).count() == 3  # the CIT, period 0, period 1: once
+    charge = SubscriptionCharge.objects.get(subscription_id=sub["id"], period=1)
+    assert charge.status == "succeeded"
+    att = Payment.objects.get(pk=charge.payment_id).attempts.get().id
+    assert len(env.sandboxes["alpha"].payments(att)) == 1
+    assert Subscription.objects.get(pk=sub["id"]).current_period == 2
+    assert pending_eur(env) == 1000 - fee(1000) + 2 * (1500 - fee(1500))
+    assert_ledger_sound()
+
+
+def test_an_asynchronous_psp_charge_is_settled_by_a_later_tick(env):
+    env.merchant.connectors = ["beta"]  # beta answers "received"; the outcome comes by webhook
+    env.merchant.save(update_fields=["connectors"])
+    cus, cit = saved_card(env)
+    env.wait(cit["id"], lambda p: p["status"] == "succeeded")
+    sub = subscribe(env, cus, cit["payment_method"]["id"])
+    assert sub["status"] == "active" and sub["current_period"] == 0  # the charge is pending
+    charge = SubscriptionCharge.objects.get(subscription_id=sub["id"])
+    assert charge.status == "pending"
+    t0 = anchor(sub)
+    tick(t0)  # due, but its payment is still processing: the same payment, no second one
+    assert Payment.objects.filter(customer_id=cus).count() == 2
+    env.wait(charge.payment_id, lambda p: p["status"] == "succeeded")
+    tick(t0)  # settles it
+    sub = env.http.get(f"/v1/subscriptions/{sub['id']}").json()
+    assert sub["status"] == "active" and sub["current_period"] == 1
+    assert SubscriptionCharge.objects.get(pk=charge.pk).status == "succeeded"
+    assert Payment.objects.filter(customer_id=cus).count() == 2
+    (row,) = env.sandboxes["beta"].payments(env.get(charge.payment_id)["attempts"][0]["id"])
+    assert row["off_session"] == 1 and row["token"]  # beta's own token
