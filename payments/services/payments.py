@@ -200,6 +200,10 @@ def payment_create(
     (`method_off_session_plan`). `idempotency_key` (internal callers such as the subscription
     scheduler) makes the create idempotent in the database: a second call with the key returns the
     first payment (confirming it only if it was never confirmed)."""
+    if idempotency_key:  # the same key is the same effect, even if the method changed since
+        existing = Payment.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequestError("amount must be a positive integer in the currency's minor unit.", param="amount")
     if amount >= 2**53:
@@ -255,10 +259,6 @@ def payment_create(
         raise PaymentMethodNotReusableError(
             "This payment method holds no credential for off-session charges: its first, customer-present "
             "payment did not succeed on any of the merchant's connectors.", param="payment_method")
-    if idempotency_key:
-        existing = Payment.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
     # secrets backend: no transaction; a card saved for later gets its own key (crypto-shred)
     tokenized = method_tokenize(method, own_key=bool(setup_future_usage)) if method is not None else None
     try:

@@ -36,6 +36,7 @@ from payments.models import (
     PS,
     ChargeStatus,
     Customer,
+    Payment,
     PaymentMethod,
     Subscription,
     SubscriptionCharge,
@@ -230,10 +231,13 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
     charge = SubscriptionCharge.objects.select_for_update(of=("self",)).select_related("payment").get(pk=charge_id)
     if charge.status != ChargeStatus.PENDING:
         return str(charge.status)
-    if payment_id and charge.payment_id is None:
-        charge.payment_id = payment_id
-        charge.save(update_fields=["payment", "updated_at"])
-        charge.refresh_from_db()
+    if charge.payment_id is None:  # this call's payment, or one a crashed tick made with the key
+        payment_id = payment_id or Payment.objects.filter(
+            merchant_id=sub.merchant_id, idempotency_key=charge.idempotency_key).values_list("pk", flat=True).first()
+        if payment_id:
+            charge.payment_id = payment_id
+            charge.save(update_fields=["payment", "updated_at"])
+            charge.refresh_from_db()
     payment = charge.payment
     if payment is not None and payment.status == PS.SUCCEEDED:
         charge.status = ChargeStatus.SUCCEEDED

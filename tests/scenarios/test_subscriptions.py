@@ -239,3 +239,24 @@ def test_an_asynchronous_psp_charge_is_settled_by_a_later_tick(env):
     assert Payment.objects.filter(customer_id=cus).count() == 2
     (row,) = env.sandboxes["beta"].payments(env.get(charge.payment_id)["attempts"][0]["id"])
     assert row["off_session"] == 1 and row["token"]  # beta's own token
+
+
+def test_a_tick_that_died_after_charging_is_settled_by_the_next_without_a_second_charge(env):
+    from payments.services import payment_create
+    from payments.services.subscriptions import _charge_claim, charge_key
+
+    cus, cit = saved_card(env)
+    sub = subscribe(env, cus, cit["payment_method"]["id"])
+    due = add_months(anchor(sub), 1)
+    # the dead tick: it claimed period 1 and made its payment, then died before settling
+    charge_id = _charge_claim(subscription_id=sub["id"], at=due)
+    payment_create(merchant=env.merchant, amount=1500, currency="EUR", customer=cus,
+                   payment_method=cit["payment_method"]["id"], off_session=True,
+                   idempotency_key=charge_key(sub["id"], 1, 0))
+    assert SubscriptionCharge.objects.get(pk=charge_id).payment_id is None
+    env.post(f"/v1/payment_methods/{cit['payment_method']['id']}/detach")  # even a method gone since
+    tick(due)
+    charge = SubscriptionCharge.objects.get(pk=charge_id)
+    assert charge.status == "succeeded" and charge.payment_id
+    assert Payment.objects.filter(customer_id=cus).count() == 3  # the CIT, period 0, period 1: once
+    assert Subscription.objects.get(pk=sub["id"]).current_period == 2
