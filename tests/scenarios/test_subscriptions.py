@@ -260,3 +260,15 @@ def test_a_tick_that_died_after_charging_is_settled_by_the_next_without_a_second
     assert charge.status == "succeeded" and charge.payment_id
     assert Payment.objects.filter(customer_id=cus).count() == 3  # the CIT, period 0, period 1: once
     assert Subscription.objects.get(pk=sub["id"]).current_period == 2
+
+
+def test_create_with_an_idempotency_key_twice_makes_one_subscription_and_one_charge(env):
+    cus, cit = saved_card(env)
+    body = {"customer": cus, "payment_method": cit["payment_method"]["id"], "amount": 1500, "currency": "EUR",
+            "interval": "month"}
+    first = env.http.post("/v1/subscriptions", json=body, headers={"Idempotency-Key": "sub-create-1"})
+    again = env.http.post("/v1/subscriptions", json=body, headers={"Idempotency-Key": "sub-create-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json()["id"] == first.json()["id"]
+    assert Subscription.objects.filter(customer_id=cus).count() == 1
+    assert Payment.objects.filter(customer_id=cus).count() == 2  # the CIT and period 0
