@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.db.models.functions import Length
 
@@ -35,6 +35,7 @@ from payments.models import (
     Payment,
     PaymentAttempt,
     PaymentMethod,
+    PaymentMethodCredential,
     RoutingRule,
 )
 from payments.postings import capture_journals, fee_rule
@@ -54,8 +55,11 @@ from payments.services.common import (
 from payments.services.customers import validate_metadata
 from payments.services.methods import (
     MethodInput,
+    PaymentMethodNotReusableError,
     PaymentMethodUnsupportedError,
     method_expired,
+    method_off_session_data,
+    method_off_session_plan,
     method_psp_data,
     method_tokenize,
     method_validate,
@@ -206,9 +210,20 @@ def payment_create(
     description: str | None = None,
     metadata: dict | None = None,
     actor: str = "api",
+    idempotency_key: str | None = None,
 ) -> Payment:
     """Validate everything (400 before any write or PSP call), tokenize at once, then confirm
-    unless `confirm=False`."""
+    unless `confirm=False`.
+
+    `off_session=True` is a merchant-initiated charge (MIT) of a saved `payment_method`: it is
+    flagged MIT to the PSP and routed to the connectors holding the method's credentials
+    (`method_off_session_plan`). `idempotency_key` (internal callers such as the subscription
+    scheduler) makes the create idempotent in the database: a second call with the key returns the
+    first payment (confirming it only if it was never confirmed)."""
+    if idempotency_key:  # the same key is the same effect, even if the method changed since
+        existing = Payment.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequestError("amount must be a positive integer in the currency's minor unit.", param="amount")
     if amount >= 2**53:
@@ -245,28 +260,62 @@ def payment_create(
             raise NotFoundError("No such payment method.", param="payment_method")
         if saved.customer_id is None:
             raise InvalidRequestError("This payment method is not saved to a customer.", param="payment_method")
+        if saved.detached_at is not None:
+            raise InvalidRequestError("This payment method was detached from its customer and cannot be used "
+                                      "again.", param="payment_method", code="payment_method_detached")
         if method_expired(saved):
             raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
         method_type, brand, bin_ = saved.type, saved.card_brand or None, saved.card_bin
-    if not _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
-                  method_type=method_type, brand=brand, bin_=bin_):
+    if off_session and saved is None:
+        raise InvalidRequestError("An off-session payment charges a saved payment_method of the customer.",
+                                  param="off_session")
+    if off_session and setup_future_usage:
+        raise InvalidRequestError("setup_future_usage saves a card on a customer-present payment, not off "
+                                  "session.", param="setup_future_usage")
+    probe = _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
+                   method_type=method_type, brand=brand, bin_=bin_)
+    if not probe:
         raise _unsupported()
-    tokenized = method_tokenize(method) if method is not None else None  # secrets backend: no transaction
-    payment = _payment_insert(
-        merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=cus,
-        saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
-        save_method=bool(setup_future_usage), off_session=bool(off_session),
-        setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
-        metadata=metadata, actor=actor,
-    )
+    if off_session and saved is not None and not method_off_session_plan(saved, probe):
+        raise PaymentMethodNotReusableError(
+            "This payment method holds no credential for off-session charges: its first, customer-present "
+            "payment did not succeed on any of the merchant's connectors.", param="payment_method")
+    # secrets backend: no transaction; a card saved for later gets its own key (crypto-shred)
+    tokenized = method_tokenize(method, own_key=bool(setup_future_usage)) if method is not None else None
+    try:
+        payment = _payment_insert(
+            merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=cus,
+            saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
+            save_method=bool(setup_future_usage), off_session=bool(off_session),
+            setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
+            metadata=metadata, actor=actor, idempotency_key=idempotency_key,
+        )
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # a concurrent caller inserted this key first (the unique index waited for its commit)
+        existing = Payment.objects.get(merchant=merchant, idempotency_key=idempotency_key)
+        return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
     if not confirm:
         return payment
     return payment_confirm(merchant=merchant, payment_id=payment.id, method=method, actor=actor)
 
 
+def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, actor: str) -> Payment:
+    """The payment of an internal idempotency key exists: never a second one. Confirm it only if
+    its creator crashed before confirming (nobody holds it: the confirm claim says so)."""
+    if confirm and payment.status == PS.REQUIRES_CONFIRMATION and not payment.inflight:
+        try:
+            return payment_confirm(merchant=merchant, payment_id=payment.id, actor=actor)
+        except PayeraError:  # confirmed meanwhile by the first caller
+            logger.info("payment %s of an idempotency key is being confirmed elsewhere", payment.id)
+    return Payment.objects.get(pk=payment.pk)
+
+
 @transaction.atomic(durable=True)
 def _payment_insert(*, merchant, amount, currency, capture_method, customer, saved, tokenized_fields, save_method,
-                    off_session, setup_future_usage, return_url, description, metadata, actor) -> Payment:
+                    off_session, setup_future_usage, return_url, description, metadata, actor,
+                    idempotency_key=None) -> Payment:
     pm = saved
     if tokenized_fields is not None:
         pm = PaymentMethod(merchant=merchant, customer=customer if save_method else None, **tokenized_fields)
@@ -274,7 +323,7 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
     payment = Payment(
         merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=customer,
         payment_method=pm, setup_future_usage=setup_future_usage, off_session=off_session, return_url=return_url,
-        description=description[:1000], metadata=metadata,
+        description=description[:1000], metadata=metadata, idempotency_key=idempotency_key or "",
     )
     payment.save(force_insert=True)
     return payment
@@ -288,17 +337,24 @@ def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput 
     decline stops, an unknown outcome (timeout) stops with the payment `processing`."""
     plan, first = _confirm_begin(merchant=merchant, payment_id=payment_id, actor=actor)
     payment = Payment.objects.select_related("payment_method").get(pk=payment_id)
-    pm_data = method_psp_data(payment.payment_method, method)
+    pm_data = None if payment.off_session else method_psp_data(payment.payment_method, method)
     for index, connector in enumerate(plan):
         # the first attempt was committed with the claim; each one before its PSP call
         attempt = first if index == 0 else attempt_start(payment_id=payment_id, connector=connector)
+        ntid = None
+        if payment.off_session:  # MIT: this connector's token, or the card with the CIT's NTID
+            cred = method_off_session_data(payment.payment_method, connector)
+            data, ntid = cred.payment_method, cred.network_transaction_id
+        else:
+            data = pm_data
         request = AuthorizeRequest(
             reference=attempt.id,
             amount=payment.amount,
             currency=payment.currency,
-            payment_method=pm_data,
+            payment_method=data,
             capture=attempt.capture,
             off_session=payment.off_session,
+            network_transaction_id=ntid,
             store_payment_method=payment.setup_future_usage == "off_session",
             return_url=return_url_for(payment.id),
             description=payment.description,
@@ -339,6 +395,15 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[
                   method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin)
     if not plan:
         raise _unsupported()
+    if payment.off_session:
+        if pm.detached_at is not None:
+            raise InvalidRequestError("This payment method was detached from its customer.",
+                                      param="payment_method", code="payment_method_detached")
+        plan = method_off_session_plan(pm, plan)
+        if not plan:
+            raise PaymentMethodNotReusableError(
+                "This payment method holds no credential for off-session charges: its first, customer-present "
+                "payment did not succeed on any of the merchant's connectors.", param="payment_method")
     inflight_claim(payment, "confirm")
     transition(payment, "mark_processing", payment=payment, actor=actor, data={"plan": plan})
     payment.save()
@@ -388,6 +453,8 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
                 amount_captured=result.amount_captured, decline=result.decline,
                 action_url=result.action.redirect_url if result.action else "", actor=actor,
                 may_cascade=may_cascade, source=source,
+                network_transaction_id=result.network_transaction_id,
+                payment_method_token=result.payment_method_token,
             )
     if attempt.status != status_before:  # counted once, when the outcome moved the attempt
         transaction.on_commit(lambda: _count_outcome(attempt.connector, status_before, attempt.status, result, error))
@@ -440,12 +507,19 @@ def _apply_error(payment: Payment, attempt: PaymentAttempt, error: PspError, *, 
 def apply_authorization(
     payment: Payment, attempt: PaymentAttempt, *, outcome: Outcome, state: PspState | None, psp_reference: str,
     amount: int | None, currency: str | None, amount_captured: int, decline: Decline | None, action_url: str,
-    actor: str, may_cascade: bool = False, source: str = "",
+    actor: str, may_cascade: bool = False, source: str = "", network_transaction_id: str | None = None,
+    payment_method_token: str | None = None,
 ) -> V:
     """The one place an authorization outcome moves the attempt and the payment (the caller holds
     the payment lock in an atomic block). Order-proof: never moves a state machine backwards."""
     at = now()
     data = {"source": source}
+    if outcome == Outcome.REQUIRES_ACTION and payment.off_session:
+        # No shopper to authenticate: an off-session challenge fails the charge (the merchant
+        # brings the customer back on session).
+        outcome, state = Outcome.DECLINED, PspState.DECLINED
+        decline = Decline(code=PortDeclineCode.AUTHENTICATION_REQUIRED, decline_class=DeclineClass.HARD,
+                          message="The card requires authentication; it cannot be charged off session.")
     if attempt.status not in (AS.STARTED, AS.UNKNOWN, AS.PENDING, AS.REQUIRES_ACTION):
         if outcome == Outcome.APPROVED and attempt.status == AS.AUTHORIZED and amount_captured:
             pass  # captured at the PSP after we saw it authorized: handled by the capture path
@@ -504,6 +578,8 @@ def apply_authorization(
             payment.save()
             logger.warning("payment %s held for review: %s", payment.id, reason)
             return V.UNKNOWN
+        _credential_keep(payment, attempt, network_transaction_id=network_transaction_id,
+                         token=payment_method_token)
         captured = amount_captured if (state == PspState.CAPTURED or amount_captured) else 0
         if captured:
             transition(attempt, "mark_captured", payment=payment, actor=actor, psp_reference=psp_reference,
@@ -533,15 +609,39 @@ def apply_authorization(
                code=decline.code.value, decline_class=decline.decline_class.value, psp_code=decline.psp_code,
                message=decline.message, at=at, data={**data, "decline_code": decline.code.value})
     attempt.save()
-    if decline.may_cascade and may_cascade and payment.status == PS.PROCESSING:
+    auth_required = decline.code == PortDeclineCode.AUTHENTICATION_REQUIRED and payment.off_session
+    if decline.may_cascade and may_cascade and payment.status == PS.PROCESSING and not auth_required:
         return V.SOFT_DECLINE
     if payment.status in (PS.PROCESSING, PS.REQUIRES_ACTION):
         transition(payment, "mark_failed", payment=payment, actor=actor, error=last_error_of(decline))
         emit(payment, "payment.failed")
+        if auth_required:  # another connector would ask the same: the customer must come back
+            emit(payment, "payment.authentication_required")
     if payment.inflight == "confirm":
         inflight_release(payment)
     payment.save()
     return V.HARD_DECLINE
+
+
+def _credential_keep(payment: Payment, attempt: PaymentAttempt, *, network_transaction_id: str | None,
+                     token: str | None) -> None:
+    """A customer-present payment that saves its method: keep, per connector, the PSP's token
+    and the scheme's network transaction id for later merchant-initiated charges (first wins:
+    MITs reference the first CIT)."""
+    pm = payment.payment_method
+    if payment.setup_future_usage != "off_session" or pm is None or pm.customer_id is None:
+        return
+    if not (network_transaction_id or token):
+        return
+    cred, created = PaymentMethodCredential.objects.get_or_create(
+        payment_method=pm, connector=attempt.connector,
+        defaults={"psp_token": (token or "")[:128], "network_transaction_id": (network_transaction_id or "")[:64],
+                  "attempt": attempt.id},
+    )
+    if not created and (not cred.psp_token or not cred.network_transaction_id):
+        cred.psp_token = cred.psp_token or (token or "")[:128]
+        cred.network_transaction_id = cred.network_transaction_id or (network_transaction_id or "")[:64]
+        cred.save(update_fields=["psp_token", "network_transaction_id", "updated_at"])
 
 
 def _capture_succeeded(payment: Payment, attempt: PaymentAttempt, capture: Capture, *, actor: str, at) -> None:
