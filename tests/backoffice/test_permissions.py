@@ -27,6 +27,10 @@ def delivery_url(delivery) -> str:
     return f"{DELIVERIES}{quote(delivery.pk)}/change/"
 
 
+# the second POST of an action: the reason page confirmed (payera.backoffice.actions)
+CONFIRMED = {"confirm": "yes", "reason": "ticket 4711, merchant asked"}
+
+
 def as_user(client, user):
     return otp_force_login(client, user)
 
@@ -48,10 +52,10 @@ def test_support_can_view_but_not_act(client, role_users, world):
     as_user(client, role_users["support"])
     page = client.get(DELIVERIES)
     assert b"replay_deliveries" not in page.content
-    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["A"].dead_delivery.pk]})
+    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["A"].dead_delivery.pk], **CONFIRMED})
     assert WebhookDelivery.objects.get(pk=world["A"].dead_delivery.pk).status == DeliveryStatus.DEAD
     merchant = world["A"].merchant
-    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk]})
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk], **CONFIRMED})
     assert Merchant.objects.get(pk=merchant.pk).status == "active"
     detail = client.get(merchant_url(merchant))
     assert b'name="_save"' not in detail.content  # read-only page
@@ -65,21 +69,31 @@ def test_operations_replays_a_dead_letter_of_its_merchant(client, role_users, wo
     as_user(client, role_users["operations"])
     assert b"replay_deliveries" in client.get(DELIVERIES).content
     selected = [world["A"].dead_delivery.pk]
-    response = client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": selected})
+    page = client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": selected})
+    assert page.status_code == 200 and b'name="reason"' in page.content  # asks why first
+    assert WebhookDelivery.objects.get(pk=selected[0]).status == DeliveryStatus.DEAD
+    no_reason = client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": selected, "confirm": "yes"})
+    assert no_reason.status_code == 200 and b"This field is required" in no_reason.content
+    response = client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": selected, **CONFIRMED})
     assert response.status_code == 302
     delivery = WebhookDelivery.objects.get(pk=world["A"].dead_delivery.pk)
     assert (delivery.status, delivery.replay_count) == (DeliveryStatus.PENDING, 1)
+    from payera.backoffice.models import StaffAction
+
+    [record] = StaffAction.objects.filter(object_id=selected[0])
+    assert (record.action, record.reason, record.outcome, record.user, record.merchant_id) == (
+        "events.replay_delivery", CONFIRMED["reason"], "done", role_users["operations"], world["A"].merchant.pk)
 
 
 def test_operations_can_not_replay_another_merchants_delivery_by_posting_its_id(client, role_users, world):
     as_user(client, role_users["operations"])
-    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["B"].dead_delivery.pk]})
+    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["B"].dead_delivery.pk], **CONFIRMED})
     assert WebhookDelivery.objects.get(pk=world["B"].dead_delivery.pk).status == DeliveryStatus.DEAD
 
 
 def test_operations_can_not_suspend_merchants_or_revoke_keys(client, role_users, world):
     as_user(client, role_users["operations"])
-    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [world["A"].merchant.pk]})
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [world["A"].merchant.pk], **CONFIRMED})
     assert Merchant.objects.get(pk=world["A"].merchant.pk).status == "active"
     assert client.get("/admin/merchants/apikey/").status_code == 403
 
@@ -103,7 +117,8 @@ def test_staff_limited_to_merchant_a_can_not_reach_merchant_b(client, role_users
 def test_admin_role_sees_every_merchant_and_acts(client, role_users, world):
     as_user(client, role_users["admin"])
     assert shown(client.get(MERCHANTS)) == {world["A"].merchant.pk, world["B"].merchant.pk}
-    client.post("/admin/merchants/apikey/", {"action": "revoke", "_selected_action": [world["B"].api_key.api_key.pk]})
+    client.post("/admin/merchants/apikey/", {"action": "revoke", "_selected_action": [world["B"].api_key.api_key.pk],
+                                            **CONFIRMED})
     assert ApiKey.objects.get(pk=world["B"].api_key.api_key.pk).revoked_at is not None
 
 
