@@ -52,7 +52,8 @@ def test_support_can_view_but_not_act(client, role_users, world):
     as_user(client, role_users["support"])
     page = client.get(DELIVERIES)
     assert b"replay_deliveries" not in page.content
-    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["A"].dead_delivery.pk], **CONFIRMED})
+    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["A"].dead_delivery.pk],
+                             **CONFIRMED})
     assert WebhookDelivery.objects.get(pk=world["A"].dead_delivery.pk).status == DeliveryStatus.DEAD
     merchant = world["A"].merchant
     client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk], **CONFIRMED})
@@ -87,7 +88,8 @@ def test_operations_replays_a_dead_letter_of_its_merchant(client, role_users, wo
 
 def test_operations_can_not_replay_another_merchants_delivery_by_posting_its_id(client, role_users, world):
     as_user(client, role_users["operations"])
-    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["B"].dead_delivery.pk], **CONFIRMED})
+    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["B"].dead_delivery.pk],
+                             **CONFIRMED})
     assert WebhookDelivery.objects.get(pk=world["B"].dead_delivery.pk).status == DeliveryStatus.DEAD
 
 
