@@ -67,7 +67,7 @@ def payment_story(*, payment: Payment, with_audit: bool) -> PaymentStory:
             WebhookDelivery.objects.filter(event_id__in=[e.id for e in story.events]).select_related(
                 "event", "endpoint").order_by("created_at", "id")
         )
-    staff_ids = [payment.id, *(a.id for a in story.approvals)]
+    staff_ids = [payment.id, *(a.id for a in story.approvals), *(d.id for d in story.deliveries)]
     story.staff_actions = list(
         StaffAction.objects.filter(object_id__in=staff_ids).select_related("user").order_by("created_at", "id")
     )
