@@ -164,3 +164,39 @@ def test_an_admin_registered_later_is_scoped_too(db):
     site.register(ApiKey)
     assert site._registry[WebhookDelivery].merchant_field == "merchant_id"
     assert site._registry[ApiKey].merchant_field == "merchant_id"
+
+
+# --- suspending merchants and revoking keys: their own permission, and a reason ---------------------
+def test_suspend_and_revoke_ask_why_need_their_permission_and_are_recorded(client, role_users, world):
+    from payera.backoffice.models import StaffAction
+
+    merchant, key = world["A"].merchant, world["A"].api_key.api_key
+    for role in ("support", "operations", "finance"):
+        assert not role_users[role].has_perm("merchants.suspend_merchant")
+        assert not role_users[role].has_perm("merchants.revoke_apikey")
+    as_user(client, role_users["finance"])  # may see the merchant, may not suspend it
+    assert b'value="suspend"' not in client.get(MERCHANTS).content
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk], **CONFIRMED})
+    assert Merchant.objects.get(pk=merchant.pk).status == "active"
+
+    as_user(client, role_users["admin"])
+    page = client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk]})
+    assert page.status_code == 200 and b'name="reason"' in page.content  # asks why first
+    assert Merchant.objects.get(pk=merchant.pk).status == "active"
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk], **CONFIRMED})
+    assert Merchant.objects.get(pk=merchant.pk).status == "suspended"
+    client.post("/admin/merchants/apikey/", {"action": "revoke", "_selected_action": [key.pk], **CONFIRMED})
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+    records = {(r.action, r.object_id, r.outcome, r.reason) for r in StaffAction.objects.all()}
+    assert records == {("merchants.suspend", merchant.pk, "done", CONFIRMED["reason"]),
+                       ("merchants.revoke_api_key", key.pk, "done", CONFIRMED["reason"])}
+    # suspending twice is refused by the state machine, and recorded as refused
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk], **CONFIRMED})
+    assert StaffAction.objects.filter(action="merchants.suspend", outcome="refused").count() == 1
+
+
+def test_the_psp_inbox_is_for_staff_who_see_every_merchant(client, role_users):
+    as_user(client, role_users["operations"])  # limited to merchant A
+    assert client.get("/admin/payments/pspwebhook/").status_code == 403
+    as_user(client, role_users["admin"])
+    assert client.get("/admin/payments/pspwebhook/").status_code == 200
