@@ -21,9 +21,11 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.http import Http404
 from django.urls import path, reverse
+from django.utils.functional import cached_property
 
 from payera.backoffice.actions import ReasonForm, reason_page
 from payera.backoffice.models import StaffActionOutcome
@@ -36,11 +38,13 @@ from payments.backoffice import services as staff
 from payments.backoffice.selectors import payment_story
 from payments.models import (
     Capture,
+    Customer,
     DeclineCode,
     Dispute,
     OperationStatus,
     Payment,
     PaymentAttempt,
+    PaymentMethod,
     PaymentStatus,
     PspWebhook,
     Refund,
@@ -75,53 +79,70 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 # --- search ---------------------------------------------------------------------------------------
 _PREFIXED = re.compile(r"^(id|psp|merchant|last4|amount|email):\s*(\S.*)$", re.IGNORECASE)
 _OUR_ID = re.compile(r"^(pay|att|re|cap|dp|mer|cus|pm)_[A-Za-z0-9]+$")
+SEARCH_CAP = 1000  # ids a term may resolve to (a last 4 or an email of a busy shopper)
 
 
-def _by_psp_reference(term: str) -> Q:
-    return Q(Exists(PaymentAttempt.objects.filter(payment=OuterRef("pk"), psp_reference=term))) | Q(
-        Exists(Refund.objects.filter(payment=OuterRef("pk"), psp_reference=term)))
+def _ids(qs, field: str = "payment_id") -> list[str]:
+    return list(qs.values_list(field, flat=True)[:SEARCH_CAP])
+
+
+def _psp_reference_ids(term: str) -> list[str]:
+    return _ids(PaymentAttempt.objects.filter(psp_reference=term)) + _ids(Refund.objects.filter(psp_reference=term))
 
 
 def payment_search_q(term: str) -> Q:
-    """What one search box term means, each an indexed lookup:
+    """What one search box term means. Each meaning is resolved by its own indexed lookup to ids
+    first, so the list query is a plain `IN (...)` or column condition on the payments table (an
+    OR of EXISTS over joins would scan it):
     `pay_…` the payment; `att_…`/`re_…`/`cap_…`/`dp_…` its attempt, refund, capture, dispute;
     `mer_…` a merchant; `cus_…`/`pm_…` a customer or payment method; an email the customer's
     (case-insensitive); 4 digits a card's last 4 or an amount; other digits an amount in minor
     units; anything else a PSP reference or a merchant's name. `last4:`, `amount:`, `email:`,
     `psp:`, `merchant:` and `id:` force one meaning."""
+    from payera.merchants.models import Merchant
+
     term = term.strip()
     match = _PREFIXED.match(term)
-    if match:
-        kind, value = match.group(1).lower(), match.group(2).strip()
-        if kind == "id":
-            return Q(pk=value)
-        if kind == "psp":
-            return _by_psp_reference(value)
-        if kind == "merchant":
-            return Q(merchant_id=value) | Q(merchant__name__icontains=value)
-        if kind == "last4":
-            return Q(payment_method__card_last4=value)
-        if kind == "amount":
-            return Q(amount=int(value)) if value.isdigit() else Q(pk__in=[])
-        return Q(customer__email__iexact=value)
+    kind, value = (match.group(1).lower(), match.group(2).strip()) if match else ("", term)
+    by_last4 = lambda v: Q(payment_method_id__in=_ids(PaymentMethod.objects.filter(card_last4=v), "pk"))  # noqa: E731
+    by_email = lambda v: Q(customer_id__in=_ids(Customer.objects.filter(email__iexact=v), "pk"))  # noqa: E731
+    by_amount = lambda v: Q(amount=int(v)) if v.isdigit() and len(v) < 19 else Q(pk__in=[])  # noqa: E731
+    by_names = lambda v: Q(merchant_id__in=_ids(Merchant.objects.filter(name__icontains=v), "pk"))  # noqa: E731
+    if kind == "id":
+        return Q(pk=value)
+    if kind == "psp":
+        return Q(pk__in=_psp_reference_ids(value))
+    if kind == "merchant":
+        return Q(merchant_id=value) | by_names(value)
+    if kind == "last4":
+        return by_last4(value)
+    if kind == "amount":
+        return by_amount(value)
+    if kind == "email":
+        return by_email(value)
     if _OUR_ID.match(term):
         prefix = term.split("_", 1)[0]
-        return {
-            "pay": Q(pk=term),
-            "att": Q(Exists(PaymentAttempt.objects.filter(payment=OuterRef("pk"), pk=term))),
-            "re": Q(Exists(Refund.objects.filter(payment=OuterRef("pk"), pk=term))),
-            "cap": Q(Exists(Capture.objects.filter(payment=OuterRef("pk"), pk=term))),
-            "dp": Q(Exists(Dispute.objects.filter(payment=OuterRef("pk"), pk=term))),
-            "mer": Q(merchant_id=term),
-            "cus": Q(customer_id=term),
-            "pm": Q(payment_method_id=term),
-        }[prefix] | _by_psp_reference(term)
+        children = {"att": PaymentAttempt, "re": Refund, "cap": Capture, "dp": Dispute}
+        if prefix in children:
+            return Q(pk__in=_ids(children[prefix].objects.filter(pk=term)) + _psp_reference_ids(term))
+        field = {"pay": "pk", "mer": "merchant_id", "cus": "customer_id", "pm": "payment_method_id"}[prefix]
+        return Q(**{field: term}) | Q(pk__in=_psp_reference_ids(term))
     if "@" in term:
-        return Q(customer__email__iexact=term)
+        return by_email(term)
     if term.isdigit():
-        by_amount = Q(amount=int(term)) if len(term) < 19 else Q(pk__in=[])
-        return (Q(payment_method__card_last4=term) | by_amount) if len(term) == 4 else by_amount
-    return _by_psp_reference(term) | Q(merchant__name__icontains=term)
+        return (by_last4(term) | by_amount(term)) if len(term) == 4 else by_amount(term)
+    return Q(pk__in=_psp_reference_ids(term)) | by_names(term)
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP + 1 rows: on a million payments an exact `COUNT(*)` of a broad
+    filter costs more than the page itself. Past the cap the list says "10001" and pages on."""
+
+    COUNT_CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.values("pk")[: self.COUNT_CAP + 1].count()
 
 
 # --- list filters ---------------------------------------------------------------------------------
@@ -173,6 +194,7 @@ class PaymentAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
     search_help_text = ("A payment id (pay_…) or one of its attempts, refunds, captures, disputes; a PSP reference; "
                         "a merchant id or name; a card's last 4; an amount in minor units; a customer's email.")
     show_full_result_count = False
+    paginator = CappedCountPaginator
     list_per_page = 50
     ordering = ("-created_at", "-id")
     change_form_template = "payments_backoffice/payment_change_form.html"
