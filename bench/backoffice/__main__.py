@@ -43,8 +43,8 @@ SELECT 'cus_bench' || lpad(c::text, 9, '0'), 'shopper' || c || '@example.test', 
 INSERT INTO payments_paymentmethod (id, type, card_brand, card_bin, card_last4, card_exp_month, card_exp_year,
   fingerprint, pan_ciphertext, bank, iban_ciphertext, iban_last4, account_holder_name, psp_tokens, created_at,
   customer_id, merchant_id)
-SELECT 'pm_bench' || lpad(p::text, 9, '0'), 'card', 'visa', '424242', lpad(((p * 7919) % 10000)::text, 4, '0'),
-  12, 2034, '', '', '', '', '', '', '{}', now() - (p || ' seconds')::interval, NULL,
+SELECT 'pm_bench' || lpad(p::text, 9, '0'), 'card', 'visa', '424242',
+  lpad(((p::bigint * 7919) % 10000)::text, 4, '0'), 12, 2034, '', '', '', '', '', '', '{}', now() - (p || ' seconds')::interval, NULL,
   'mer_bench' || lpad((p % 20 + 1)::text, 5, '0') FROM generate_series(1, {payments}) p;
 
 INSERT INTO payments_payment (id, amount, currency, capture_method, status, amount_capturable, amount_captured,
@@ -114,10 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
-    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
-
     from django.test.utils import setup_test_environment
 
     setup_test_environment()  # the test client's context (rows shown) and the "testserver" host
@@ -166,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     url = "/admin/payments/payment/"
     pages = {
         "list": (root, url, {}),
-        "list, page 100": (root, url, {"p": 100}),
+        "list, page 20": (root, url, {"p": 20}),
         "status=failed": (root, url, {"status__exact": "failed"}),
         "connector=beta": (root, url, {"connector": "beta"}),
         "merchant filter": (root, url, {"merchant": "mer_bench00003"}),
