@@ -44,7 +44,8 @@ INSERT INTO payments_paymentmethod (id, type, card_brand, card_bin, card_last4, 
   fingerprint, pan_ciphertext, bank, iban_ciphertext, iban_last4, account_holder_name, psp_tokens, created_at,
   customer_id, merchant_id)
 SELECT 'pm_bench' || lpad(p::text, 9, '0'), 'card', 'visa', '424242',
-  lpad(((p::bigint * 7919) % 10000)::text, 4, '0'), 12, 2034, '', '', '', '', '', '', '{}', now() - (p || ' seconds')::interval, NULL,
+  lpad(((p::bigint * 7919) % 10000)::text, 4, '0'), 12, 2034, '', '', '', '', '', '', '{}',
+  now() - (p || ' seconds')::interval, NULL,
   'mer_bench' || lpad((p % 20 + 1)::text, 5, '0') FROM generate_series(1, {payments}) p;
 
 INSERT INTO payments_payment (id, amount, currency, capture_method, status, amount_capturable, amount_captured,
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0)
         started = time.perf_counter()
         with connection.cursor() as cursor:
-            sql = FILL.replace("{payments}", str(args.payments)).replace("{customers}", str(max(1, args.payments // 10)))
+            customers = str(max(1, args.payments // 10))
+            sql = FILL.replace("{payments}", str(args.payments)).replace("{customers}", customers)
             cursor.execute(sql)
         fill_s = round(time.perf_counter() - started, 1)
 
