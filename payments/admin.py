@@ -82,15 +82,7 @@ _OUR_ID = re.compile(r"^(pay|att|re|cap|dp|mer|cus|pm)_[A-Za-z0-9]+$")
 SEARCH_CAP = 1000  # ids a term may resolve to (a last 4 or an email of a busy shopper)
 
 
-def _ids(qs, field: str = "payment_id") -> list[str]:
-    return list(qs.values_list(field, flat=True)[:SEARCH_CAP])
-
-
-def _psp_reference_ids(term: str) -> list[str]:
-    return _ids(PaymentAttempt.objects.filter(psp_reference=term)) + _ids(Refund.objects.filter(psp_reference=term))
-
-
-def payment_search_q(term: str) -> Q:
+def payment_search_q(term: str, *, merchant_ids: set[str] | None = None) -> Q:
     """What one search box term means. Each meaning is resolved by its own indexed lookup to ids
     first, so the list query is a plain `IN (...)` or column condition on the payments table (an
     OR of EXISTS over joins would scan it):
@@ -98,8 +90,18 @@ def payment_search_q(term: str) -> Q:
     `mer_…` a merchant; `cus_…`/`pm_…` a customer or payment method; an email the customer's
     (case-insensitive); 4 digits a card's last 4 or an amount; other digits an amount in minor
     units; anything else a PSP reference or a merchant's name. `last4:`, `amount:`, `email:`,
-    `psp:`, `merchant:` and `id:` force one meaning."""
+    `psp:`, `merchant:` and `id:` force one meaning. `merchant_ids` (None: all) limits the lookups
+    too, so the capped id lists are the user's own matches."""
     from payera.merchants.models import Merchant
+
+    def _ids(qs, field: str = "payment_id", merchant_field: str = "merchant_id") -> list[str]:
+        if merchant_ids is not None:
+            qs = qs.filter(**{f"{merchant_field}__in": sorted(merchant_ids)})
+        return list(qs.values_list(field, flat=True)[:SEARCH_CAP])
+
+    def _psp_reference_ids(term: str) -> list[str]:
+        return _ids(PaymentAttempt.objects.filter(psp_reference=term)) + _ids(
+            Refund.objects.filter(psp_reference=term))
 
     term = term.strip()
     match = _PREFIXED.match(term)
@@ -107,7 +109,7 @@ def payment_search_q(term: str) -> Q:
     by_last4 = lambda v: Q(payment_method_id__in=_ids(PaymentMethod.objects.filter(card_last4=v), "pk"))  # noqa: E731
     by_email = lambda v: Q(customer_id__in=_ids(Customer.objects.filter(email__iexact=v), "pk"))  # noqa: E731
     by_amount = lambda v: Q(amount=int(v)) if v.isdigit() and len(v) < 19 else Q(pk__in=[])  # noqa: E731
-    by_names = lambda v: Q(merchant_id__in=_ids(Merchant.objects.filter(name__icontains=v), "pk"))  # noqa: E731
+    by_names = lambda v: Q(merchant_id__in=_ids(Merchant.objects.filter(name__icontains=v), "pk", "pk"))  # noqa: E731
     if kind == "id":
         return Q(pk=value)
     if kind == "psp":
@@ -122,9 +124,12 @@ def payment_search_q(term: str) -> Q:
         return by_email(value)
     if _OUR_ID.match(term):
         prefix = term.split("_", 1)[0]
-        children = {"att": PaymentAttempt, "re": Refund, "cap": Capture, "dp": Dispute}
+        children = {"att": (PaymentAttempt, "merchant_id"), "re": (Refund, "merchant_id"),
+                    "cap": (Capture, "payment__merchant_id"), "dp": (Dispute, "merchant_id")}
         if prefix in children:
-            return Q(pk__in=_ids(children[prefix].objects.filter(pk=term)) + _psp_reference_ids(term))
+            model, merchant_field = children[prefix]
+            found = _ids(model.objects.filter(pk=term), merchant_field=merchant_field)
+            return Q(pk__in=found + _psp_reference_ids(term))
         field = {"pay": "pk", "mer": "merchant_id", "cus": "customer_id", "pm": "payment_method_id"}[prefix]
         return Q(**{field: term}) | Q(pk__in=_psp_reference_ids(term))
     if "@" in term:
@@ -217,7 +222,7 @@ class PaymentAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():
             return queryset, False
-        return queryset.filter(payment_search_q(search_term)), False
+        return queryset.filter(payment_search_q(search_term, merchant_ids=staff_merchant_ids(request.user))), False
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj) -> str:

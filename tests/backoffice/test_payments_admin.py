@@ -50,6 +50,22 @@ def test_one_search_box_finds_a_payment_by_every_handle(client, role_users, paid
         assert shown(page) == [payment.pk], term
     assert shown(client.get(PAYMENTS, {"q": "777"})) == [paid["B"].pk]
     assert shown(client.get(PAYMENTS, {"q": "nothing-like-this"})) == []
+    capture = payment.captures.get()
+    assert shown(client.get(PAYMENTS, {"q": capture.pk})) == [payment.pk]
+
+
+def test_search_lookups_are_limited_to_the_users_merchants_before_their_cap(client, role_users, world,
+                                                                            psp_settings, monkeypatch):
+    """A common last 4 matches many cards: the capped id list must be the user's own matches
+    (merchant B's card is older, so an unlimited lookup capped at 1 would find only B's)."""
+    monkeypatch.setattr("payments.admin.SEARCH_CAP", 1)
+    b_paid = pay(world["B"].merchant, amount=600, number=APPROVED, connectors=["alpha"])
+    a_paid = pay(world["A"].merchant, amount=700, number=APPROVED, connectors=["alpha"])
+    otp_force_login(client, role_users["finance"])  # merchant A only
+    assert shown(client.get(PAYMENTS, {"q": "last4:4242"})) == [a_paid.pk]
+    assert shown(client.get(PAYMENTS, {"q": b_paid.captures.get().pk})) == []
+    otp_force_login(client, role_users["admin"])
+    assert shown(client.get(PAYMENTS, {"q": "last4:4242"})) == [b_paid.pk]  # the cap, unlimited
 
 
 def test_a_limited_user_finds_only_their_merchants_payments(client, role_users, paid, world):
