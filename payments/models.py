@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -34,7 +35,10 @@ class Customer(models.Model):
     objects = CustomerQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["merchant", "-created_at", "-id"], name="customer_merchant_created_idx")]
+        indexes = [
+            models.Index(fields=["merchant", "-created_at", "-id"], name="customer_merchant_created_idx"),
+            models.Index(Upper("email"), name="customer_email_upper_idx"),  # back-office search
+        ]
 
     def __str__(self) -> str:
         return self.id
@@ -78,7 +82,10 @@ class PaymentMethod(models.Model):
     objects = MerchantScopedQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["merchant", "-created_at", "-id"], name="pm_merchant_created_idx")]
+        indexes = [
+            models.Index(fields=["merchant", "-created_at", "-id"], name="pm_merchant_created_idx"),
+            models.Index(fields=["card_last4"], name="pm_card_last4_idx"),  # back-office search
+        ]
 
     def __str__(self) -> str:
         if self.type == PaymentMethodType.CARD:
@@ -150,6 +157,10 @@ class Payment(ConcurrentTransitionMixin, models.Model):
         indexes = [
             models.Index(fields=["merchant", "-created_at", "-id"], name="payment_merchant_created_idx"),
             models.Index(fields=["status", "authorized_at"], name="payment_status_auth_idx"),
+            # the back-office list (newest first; by status; by amount)
+            models.Index(fields=["-created_at", "-id"], name="payment_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="payment_status_created_idx"),
+            models.Index(fields=["amount"], name="payment_amount_idx"),
         ]
         # back-office actions (payera/staff/roles.py grants them by glob)
         permissions = [
@@ -271,7 +282,12 @@ class PaymentAttempt(ConcurrentTransitionMixin, models.Model):
             models.UniqueConstraint(fields=["payment", "sequence"], name="attempt_payment_sequence_uniq"),
             models.CheckConstraint(condition=Q(status__in=AS.values), name="attempt_status_valid"),
         ]
-        indexes = [models.Index(fields=["status", "next_inquiry_at"], name="attempt_recovery_idx")]
+        indexes = [
+            models.Index(fields=["status", "next_inquiry_at"], name="attempt_recovery_idx"),
+            # the back-office search and connector filter
+            models.Index(fields=["psp_reference"], name="attempt_psp_reference_idx"),
+            models.Index(fields=["connector", "payment"], name="attempt_connector_payment_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.id
@@ -414,7 +430,10 @@ class Refund(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
-        indexes = [models.Index(fields=["merchant", "-created_at", "-id"], name="refund_merchant_created_idx")]
+        indexes = [
+            models.Index(fields=["merchant", "-created_at", "-id"], name="refund_merchant_created_idx"),
+            models.Index(fields=["psp_reference"], name="refund_psp_reference_idx"),  # back-office search
+        ]
 
     def __str__(self) -> str:
         return self.id

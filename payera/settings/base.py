@@ -364,6 +364,8 @@ INSTALLED_APPS = [
     "payera.backoffice.apps.BackofficeAdminConfig" if app == "django.contrib.admin" else app for app in INSTALLED_APPS
 ]
 INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "axes", "payera.backoffice"]
+# the payments side of the back office: refund approvals (four eyes), the payment page
+INSTALLED_APPS += ["payments.backoffice"]
 _auth_at = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
 MIDDLEWARE.insert(_auth_at + 1, "django_otp.middleware.OTPMiddleware")
 MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last: turns a lockout into its own answer
