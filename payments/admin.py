@@ -3,9 +3,22 @@ table is editable (it overrides the adapters' mapping)."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from payments.models import Capture, DeclineCode, Dispute, Payment, PaymentAttempt, PaymentEvent, PspWebhook, Refund
+from payera.core.errors import PayeraError
+from payments.models import (
+    Booking,
+    Capture,
+    DeclineCode,
+    Dispute,
+    Payment,
+    PaymentAttempt,
+    PaymentEvent,
+    PspWebhook,
+    Refund,
+)
+from payments.services.bookings import booking_cancel, booking_expire
+from psp_adapters.errors import PspError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -92,3 +105,44 @@ class DeclineCodeAdmin(admin.ModelAdmin):
     list_display = ("psp", "psp_code", "code", "decline_class", "updated_at")
     list_filter = ("psp", "decline_class")
     list_editable = ("code", "decline_class")
+
+
+# --- Bookings (escrow) -------------------------------------------------------------------
+def _booking_run(modeladmin, request, queryset, action, verb: str) -> None:
+    done = 0
+    for booking in queryset:
+        try:
+            if action(booking) is not False:
+                done += 1
+            else:
+                modeladmin.message_user(request, f"{booking}: not due (or busy): unchanged.", level=messages.WARNING)
+        except (PayeraError, PspError) as exc:
+            modeladmin.message_user(request, f"{booking}: {getattr(exc, 'message', exc)}", level=messages.WARNING)
+    if done:
+        modeladmin.message_user(request, f"{done} booking(s) {verb}.", level=messages.SUCCESS)
+
+
+@admin.register(Booking)
+class BookingAdmin(ReadOnlyAdmin):
+    """Read-only; the actions are the booking's transitions, through its services."""
+
+    list_display = ("id", "merchant", "reference", "status", "amount", "currency", "amount_captured",
+                    "amount_released", "amount_refunded", "hold_expires_at", "created_at")
+    list_filter = ("status", "currency")
+    search_fields = ("id", "reference", "payment__id", "merchant__id")
+    list_select_related = ("merchant",)
+    exclude = ("metadata",)
+    actions = ["cancel_bookings", "expire_bookings"]
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("payments.cancel_booking")
+
+    @admin.action(description="Cancel selected bookings (void the hold, or refund the escrow)", permissions=["cancel"])
+    def cancel_bookings(self, request, queryset):
+        actor = f"staff:{request.user.pk}"
+        _booking_run(self, request, queryset.select_related("merchant"),
+                     lambda b: booking_cancel(merchant=b.merchant, booking_id=b.pk, actor=actor), "canceled")
+
+    @admin.action(description="Expire selected bookings now if their hold has passed", permissions=["cancel"])
+    def expire_bookings(self, request, queryset):
+        _booking_run(self, request, queryset, lambda b: booking_expire(booking_id=b.pk), "expired")

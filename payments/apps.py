@@ -17,3 +17,4 @@ class PaymentsConfig(AppConfig):
         registry.register(m.Dispute)
         registry.register(m.DeclineCode)
         registry.register(m.Customer)
+        registry.register(m.Booking, exclude_fields=["inflight", "inflight_at"])

@@ -553,3 +553,6 @@ class PspWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connector}:{self.event_id} ({self.status})"
+
+
+from payments.bookings_models import Booking, BookingStatus  # noqa: E402,F401  (bookings: escrow)

@@ -34,3 +34,10 @@ def authorization_expiry_task() -> list:
     from payments.services import payment_expire_authorizations
 
     return payment_expire_authorizations()
+
+
+@shared_task(acks_late=True)
+def booking_expiry_task() -> list:
+    from payments.services.bookings import booking_expire_due
+
+    return booking_expire_due()

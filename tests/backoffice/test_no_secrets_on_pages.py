@@ -58,6 +58,16 @@ def make_rows(client, psp) -> tuple[str, ...]:
     paid = payment_create(merchant=a.merchant, amount=1000, currency="EUR", payment_method_data=card)
     refund_create(merchant=a.merchant, payment_id=paid.id, amount=100)
     payment_create(merchant=a.merchant, amount=500, currency="EUR", payment_method_data=card, capture_method="manual")
+    # bookings (escrow): one held, one confirmed into escrow
+    import time
+
+    from payments.services.bookings import booking_confirm, booking_create
+
+    for confirm in (False, True):
+        booking = booking_create(merchant=a.merchant, amount=700, currency="EUR", reference="stay-1",
+                                 hold_expires_at=int(time.time()) + 3600, payment_method_data=card)
+        if confirm:
+            booking_confirm(merchant=a.merchant, booking_id=booking.id)
     # an inbound PSP webhook in the inbox, signed as alpha signs it
     import hashlib
     import hmac
