@@ -180,18 +180,22 @@ def escrow_release_amount(*, gross: int, fee: int, amount: int) -> int:
     return amount - (-(-fee * amount // gross))
 
 
-def escrow_release_journals(*, booking_id: str, merchant_id: str, amount: int, currency: str) -> list[Journal]:
+def escrow_release_journals(*, booking_id: str, merchant_id: str, amount: int, currency: str,
+                            refund_id: str | None = None) -> list[Journal]:
+    """The release of a completed booking's escrow; with `refund_id`, the release of what the
+    booking's refund out of escrow would have taken, once the PSP reports that refund failed."""
     if amount <= 0:
         return []
+    reference = f"escrow_release_unrefunded:{refund_id}" if refund_id else f"escrow_release:{booking_id}"
     return [
         Journal(
-            f"escrow_release:{booking_id}",
+            reference,
             JournalKind.ESCROW,
             transfer_lines(
                 debit=Accounts.merchant_escrow(merchant_id, currency),
                 credit=Accounts.merchant_pending(merchant_id, currency),
                 amount=amount,
             ),
-            f"escrow of booking {booking_id} released",
+            f"escrow of booking {booking_id} released" + (f" (refund {refund_id} failed)" if refund_id else ""),
         )
     ]

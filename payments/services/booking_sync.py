@@ -20,7 +20,8 @@ from payera.events.services import event_record
 from payments.bookings_models import BS, Booking
 from payments.bookings_serializers import render_booking
 from payments.models import PS, Capture, OperationStatus, Payment, Refund
-from payments.services.common import PaymentStateError, now, transition
+from payments.postings import escrow_release_journals, refund_fee_share
+from payments.services.common import PaymentStateError, now, post, transition
 
 logger = logging.getLogger("payera.payments")
 
@@ -90,14 +91,39 @@ def refund_in_escrow(refund: Refund) -> bool:
 
 def booking_guard(payment: Payment, operation: str) -> None:
     """Refuse a direct capture, cancel or refund of a booking's payment (the booking's own
-    services pass `for_booking=True`). Refunds after completion are the merchant's own business
-    (out of its pending balance, like any payment's)."""
+    services pass `for_booking=True`). Refunds after completion (or after a cancel whose refund
+    failed) are the merchant's own business (out of its pending balance, like any payment's)."""
     booking = Booking.objects.filter(payment_id=payment.pk).only("id", "status").first()
     if booking is None:
         return
-    if operation == "refund" and booking.status == BS.COMPLETED:
+    if operation == "refund" and booking.status in (BS.COMPLETED, BS.CANCELED):
         return
     raise PaymentBelongsToBookingError(
         f"This payment belongs to booking {booking.id}: use /v1/bookings/{booking.id} to {operation} it.",
         param="payment",
     )
+
+
+def booking_escrow_refund_failed(payment: Payment, refund: Refund, *, actor: str) -> None:
+    """The booking's own refund out of escrow failed after the booking closed (the PSP reported it
+    later, e.g. card 4000000000005126): what it would have taken out of escrow (the refund less its
+    fee share) is released to the merchant's pending balance, so no money stays in escrow for a
+    closed booking; the merchant, told by `refund.failed` and `booking.refund_failed`, may refund
+    again through /v1/refunds. While the booking is still confirmed (a refund refused at once),
+    the booking service reports the failure and nothing moves."""
+    booking = booking_lock_for(payment.pk)
+    if booking is None or booking.refund_id != refund.pk or booking.status not in (BS.COMPLETED, BS.CANCELED):
+        return
+    fee_back = refund_fee_share(fee=booking.fee, captured=booking.amount_captured, refunded_before=0,
+                                refund=refund.amount)
+    back = refund.amount - fee_back
+    booking.amount_refunded -= refund.amount
+    booking.amount_released += back
+    booking.payment = payment
+    booking.save()
+    post(escrow_release_journals(booking_id=booking.id, merchant_id=booking.merchant_id, amount=back,
+                                 currency=booking.currency, refund_id=refund.id),
+         occurred_at=now(), metadata={"booking": booking.id, "refund": refund.id, "payment": payment.id})
+    booking_emit(booking, "booking.refund_failed")
+    logger.warning("refund %s out of the escrow of booking %s failed: %s released to pending (%s)",
+                   refund.id, booking.id, back, actor)

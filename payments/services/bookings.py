@@ -139,6 +139,13 @@ def _escrow_refund(*, merchant: Merchant, booking: Booking, amount: int, actor: 
     return refund
 
 
+def _refund_still_live(refund_id: str | None) -> None:
+    """Under the payment lock: a refund that failed between its answer (pending) and now (its
+    webhook came in between) leaves the booking confirmed, its escrow intact."""
+    if refund_id and Refund.objects.filter(pk=refund_id, status=OperationStatus.FAILED).exists():
+        raise BookingRefundFailedError()
+
+
 # --- create -----------------------------------------------------------------------------
 def booking_create(
     *,
@@ -250,6 +257,7 @@ def _complete_begin(*, merchant: Merchant, booking_id: str, amount: int | None) 
 @transaction.atomic(durable=True)
 def _complete_record(*, booking_id: str, amount: int, refund_id: str | None, actor: str) -> None:
     payment, booking = booking_lock(booking_id)
+    _refund_still_live(refund_id)
     released = escrow_release_amount(gross=booking.amount_captured, fee=booking.fee, amount=amount)
     with postings_last():
         booking.refund_id = refund_id
@@ -294,6 +302,7 @@ def _cancel_begin(*, merchant: Merchant, booking_id: str) -> Booking:
 @transaction.atomic(durable=True)
 def _cancel_record(*, booking_id: str, refund_id: str, actor: str) -> None:
     payment, booking = booking_lock(booking_id)
+    _refund_still_live(refund_id)
     booking.refund_id = refund_id
     if not booking_transition(booking, "mark_canceled", payment=payment, actor=actor,
                               refunded=booking.amount_captured, at=now()):

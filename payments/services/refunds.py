@@ -17,7 +17,7 @@ from payera.merchants.models import Merchant
 from payments.locks import payment_lock
 from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
 from payments.postings import refund_fee_share, refund_journals
-from payments.services.booking_sync import booking_guard, refund_in_escrow
+from payments.services.booking_sync import booking_escrow_refund_failed, booking_guard, refund_in_escrow
 from payments.services.common import (
     PaymentStateError,
     emit,
@@ -125,6 +125,7 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
             transition(refund, "mark_failed", payment=payment, actor=actor, code=error.code)
             refund.save()
             emit_refund(refund, "refund.failed")
+            booking_escrow_refund_failed(payment, refund, actor=actor)
         return  # unknown: stays pending, recovery asks the PSP
     if outcome == Outcome.APPROVED:
         capture = Capture.objects.filter(attempt=refund.attempt, status=OperationStatus.SUCCEEDED).first()
@@ -150,3 +151,4 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
                    code=decline.code.value if decline else "operation_rejected")
         refund.save()
         emit_refund(refund, "refund.failed")
+        booking_escrow_refund_failed(payment, refund, actor=actor)

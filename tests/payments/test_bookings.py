@@ -133,3 +133,32 @@ def test_the_state_machine_doc_shows_the_booking_graph():
     with open("docs/payments-state-machines.md") as f:
         assert f.read() == out.getvalue()
     assert "held --> confirmed: mark_confirmed" in out.getvalue()
+
+
+def test_a_refund_failing_before_the_completion_is_recorded_leaves_the_booking_confirmed(merchant, monkeypatch):
+    """The refund's failure (webhook) lands between its pending answer and the completion's record:
+    the completion is refused and the escrow stays whole."""
+    from payera.core.errors import PayeraError
+    from payments.services import bookings as svc
+    from payments.services.refunds import refund_create, refund_record_outcome
+    from psp_adapters.port import Outcome
+
+    def refund_then_fail(**kwargs):
+        refund = refund_create(**kwargs)
+        refund_record_outcome(refund_id=refund.id, outcome=Outcome.DECLINED, actor="psp:alpha")
+        return refund  # as the answer said: pending
+
+    booking = booking_create(merchant=merchant, amount=10000, currency="EUR", reference="late-fail",
+                             hold_expires_at=int(time.time()) + 600,
+                             payment_method_data={**CARD, "card": {**CARD["card"], "number": "4000000000005126"}})
+    booking_confirm(merchant=merchant, booking_id=booking.id)
+    monkeypatch.setattr(svc, "refund_create", refund_then_fail)
+    with pytest.raises(PayeraError) as info:
+        svc.booking_complete(merchant=merchant, booking_id=booking.id, amount=6000)
+    assert info.value.code == "booking_refund_failed"
+    booking.refresh_from_db()
+    assert booking.status == "confirmed" and booking.inflight == "" and booking.refund_id is None
+    balance = balance_get(owner=merchant.id)
+    fee = (10000 * 290 + 5000) // 10000 + 30
+    assert [m.amount for m in balance.escrow] == [10000 - fee]
+    assert_ledger_sound()

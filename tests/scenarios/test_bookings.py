@@ -253,3 +253,53 @@ def test_create_is_idempotent_and_validates_before_any_psp_call(env):
         if param:
             assert r.json()["error"]["param"] == param, r.text
     assert Booking.objects.filter(merchant_id=env.merchant.id).count() == 1
+
+
+def test_settlement_makes_released_money_available_and_never_touches_escrow(env):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from reconciliation.services.settlement import settlement_run
+
+    done, held = book(env), book(env)
+    env.post(f"/v1/bookings/{done['id']}/confirm")
+    env.post(f"/v1/bookings/{done['id']}/complete")
+    env.post(f"/v1/bookings/{held['id']}/confirm")
+    assert balances(env) == (AMOUNT - FEE, 0, AMOUNT - FEE)
+    later = timezone.now() + dt.timedelta(days=env.merchant.settlement_delay_days + 2)
+    settlement_run(merchant_id=env.merchant.id, now=later)
+    assert balances(env) == (0, AMOUNT - FEE, AMOUNT - FEE)  # the confirmed booking's money stays in escrow
+    env.post(f"/v1/bookings/{held['id']}/cancel")
+    assert balances(env) == (0, AMOUNT - FEE, 0)
+    assert_ledger_sound()
+
+
+@pytest.mark.parametrize("how", ["partial_completion", "cancel_after_confirm"])
+def test_a_refund_out_of_escrow_failing_later_releases_its_money_to_pending(env, how):
+    b = book(env, "4000000000005126")  # approved; any refund fails asynchronously
+    env.post(f"/v1/bookings/{b['id']}/confirm")
+    if how == "partial_completion":
+        b = env.post(f"/v1/bookings/{b['id']}/complete", {"amount": 6000})
+        assert b["status"] == "completed"
+        fee_back = FEE * 4000 // AMOUNT
+        assert balances(env) == (6000 - (FEE - fee_back), 0, 4000 - fee_back)
+    else:
+        b = env.post(f"/v1/bookings/{b['id']}/cancel")
+        assert b["status"] == "canceled"
+        assert balances(env) == (0, 0, AMOUNT - FEE)
+    assert Refund.objects.get(pk=b["refund"]).status == "pending"
+    deadline = time.monotonic() + 15
+    while Refund.objects.get(pk=b["refund"]).status == "pending":
+        assert time.monotonic() < deadline, "the refund's failure never arrived"
+        time.sleep(0.1)
+        psp_webhook_process_due()
+    assert Refund.objects.get(pk=b["refund"]).status == "failed"
+    b = get(env, b["id"])
+    # nothing is left in escrow for a closed booking: the merchant holds it (and may refund again)
+    assert balances(env) == (AMOUNT - FEE, 0, 0)
+    assert (b["amount_refunded"], b["amount_released"]) == (0, AMOUNT - FEE)
+    assert_ledger_sound()
+    assert "booking.refund_failed" in types(env, b["id"])
+    r = env.http.post("/v1/refunds", json={"payment": b["payment"], "amount": 100})
+    assert r.status_code == 201, r.text
