@@ -303,3 +303,40 @@ def test_a_refund_out_of_escrow_failing_later_releases_its_money_to_pending(env,
     assert "booking.refund_failed" in types(env, b["id"])
     r = env.http.post("/v1/refunds", json={"payment": b["payment"], "amount": 100})
     assert r.status_code == 201, r.text
+
+
+def test_a_saved_card_books_and_the_escrow_counts_beside_a_plain_payment(env):
+    cus = env.post("/v1/customers", {"email": "guest@example.com"}, expect=201)["id"]
+    p = env.pay("4242424242424242", amount=AMOUNT, customer=cus, setup_future_usage="off_session")
+    pm = p["payment_method"]["id"]
+    assert balances(env) == (AMOUNT - FEE, 0, 0)
+    r = env.http.post("/v1/bookings", json={"amount": AMOUNT, "currency": "EUR", "reference": "saved",
+                                            "hold_expires_at": int(time.time()) + 600, "customer": cus,
+                                            "payment_method": pm})
+    assert r.status_code == 201, r.text
+    b = r.json()
+    assert b["status"] == "held" and env.get(b["payment"])["payment_method"]["id"] == pm
+    env.post(f"/v1/bookings/{b['id']}/confirm")
+    assert balances(env) == (AMOUNT - FEE, 0, AMOUNT - FEE)
+    other = env.post("/v1/customers", {"email": "other@example.com"}, expect=201)["id"]
+    r = env.http.post("/v1/bookings", json={"amount": AMOUNT, "currency": "EUR", "reference": "saved",
+                                            "hold_expires_at": int(time.time()) + 600, "customer": other,
+                                            "payment_method": pm})
+    assert r.status_code == 404 and r.json()["error"]["param"] == "payment_method"
+
+
+def test_complete_with_the_same_idempotency_key_twice_releases_once(env):
+    b = book(env)
+    env.post(f"/v1/bookings/{b['id']}/confirm")
+    key = {"Idempotency-Key": f"complete-{b['id']}"}
+    first = env.http.post(f"/v1/bookings/{b['id']}/complete", json={"amount": 7000}, headers=key)
+    again = env.http.post(f"/v1/bookings/{b['id']}/complete", json={"amount": 7000}, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and again.headers.get("Idempotent-Replayed") == "true"
+    other = env.http.post(f"/v1/bookings/{b['id']}/complete", json={"amount": 8000}, headers=key)
+    assert other.status_code == 422 and other.json()["error"]["type"] == "idempotency_error"
+    assert Journal.objects.filter(reference=f"escrow_release:{b['id']}").count() == 1
+    assert Refund.objects.filter(payment_id=b["payment"]).count() == 1
+    fee_back = FEE * 3000 // AMOUNT
+    assert balances(env) == (7000 - (FEE - fee_back), 0, 0)
+    assert_ledger_sound()
