@@ -162,3 +162,13 @@ def test_a_refund_failing_before_the_completion_is_recorded_leaves_the_booking_c
     fee = (10000 * 290 + 5000) // 10000 + 30
     assert [m.amount for m in balance.escrow] == [10000 - fee]
     assert_ledger_sound()
+
+
+def test_the_payments_authorization_expiry_leaves_bookings_to_their_own_expiry(merchant):
+    from payments.services import payment_expire_authorizations
+
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="ttl",
+                             hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)
+    assert payment_expire_authorizations(now_=timezone.now() + dt.timedelta(days=30)) == []
+    booking.refresh_from_db()
+    assert booking.status == "held" and booking.payment.status == "requires_capture"
