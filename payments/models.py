@@ -556,3 +556,5 @@ class PspWebhook(models.Model):
 
 
 from payments.bookings_models import Booking, BookingStatus  # noqa: E402,F401  (bookings: escrow)
+from payments.routing_models import BinRange, RoutingRule  # noqa: E402,F401 - registered with the app's models
+from payments.stuck_models import StuckItem  # noqa: E402,F401 - registered with the app's models

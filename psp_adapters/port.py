@@ -339,6 +339,9 @@ class Capabilities:
     payment_methods: frozenset[PaymentMethodType]
     currencies: frozenset[str] | None = None  # None: every currency with an ISO 4217 minor unit
     asynchronous: bool = False  # outcomes arrive by webhook (PENDING answers)
+    # The PSP's status inquiry reports authorizations, captures and refunds truthfully, so a
+    # webhook about them is a hint that Payera confirms by asking (docs/recovery.md).
+    inquiry_confirms_webhooks: bool = True
 
     def supports(self, method: PaymentMethodType | str, currency: str) -> bool:
         if PaymentMethodType(method) not in self.payment_methods:

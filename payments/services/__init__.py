@@ -11,6 +11,7 @@ from payments.services.payments import (
 )
 from payments.services.recovery import attempt_recover, recovery_run
 from payments.services.refunds import refund_create
+from payments.services.stuck import stuck_open_counts, stuck_sweep
 from payments.services.webhooks import (
     payment_authentication_complete,
     psp_webhook_process,
@@ -34,4 +35,6 @@ __all__ = [
     "psp_webhook_receive",
     "recovery_run",
     "refund_create",
+    "stuck_open_counts",
+    "stuck_sweep",
 ]
