@@ -11,6 +11,7 @@ from payera.staff.access import staff_can_access_merchant, staff_filter_merchant
 from payments.models import (
     BinRange,
     Booking,
+    BookingStatus,
     Capture,
     DeclineCode,
     Dispute,
@@ -161,6 +162,13 @@ class BinRangeAdmin(admin.ModelAdmin):
 
 
 # --- Bookings (escrow) -------------------------------------------------------------------
+class BookingRefundPermissionError(PayeraError):
+    type = "permission_error"
+    code = "permission_denied"
+    http_status = 403
+    default_message = "Canceling a confirmed booking refunds its escrow: that needs the refund permission (finance)."
+
+
 def _booking_run(modeladmin, request, queryset, action, verb: str) -> None:
     done = 0
     for booking in queryset:
@@ -193,8 +201,14 @@ class BookingAdmin(ReadOnlyAdmin):
     @admin.action(description="Cancel selected bookings (void the hold, or refund the escrow)", permissions=["cancel"])
     def cancel_bookings(self, request, queryset):
         actor = f"staff:{request.user.pk}"
-        _booking_run(self, request, queryset.select_related("merchant"),
-                     lambda b: booking_cancel(merchant=b.merchant, booking_id=b.pk, actor=actor), "canceled")
+        may_refund = request.user.has_perm("payments.refund_booking")
+
+        def cancel(booking):
+            if booking.status == BookingStatus.CONFIRMED and not may_refund:
+                raise BookingRefundPermissionError()
+            return booking_cancel(merchant=booking.merchant, booking_id=booking.pk, actor=actor)
+
+        _booking_run(self, request, queryset.select_related("merchant"), cancel, "canceled")
 
     @admin.action(description="Expire selected bookings now if their hold has passed", permissions=["cancel"])
     def expire_bookings(self, request, queryset):

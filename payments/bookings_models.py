@@ -70,7 +70,13 @@ class Booking(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["status", "hold_expires_at"], name="booking_status_expiry_idx"),
             models.Index(fields=["merchant", "reference"], name="booking_merchant_ref_idx"),
         ]
-        permissions = [("cancel_booking", "Can cancel or expire a booking")]
+        # back-office actions (payera/staff/roles.py grants them by glob): voiding a hold is
+        # operations' (payments.cancel_*); canceling a confirmed booking refunds it: finance's
+        # (payments.refund_*)
+        permissions = [
+            ("cancel_booking", "Can cancel (void) or expire a booking"),
+            ("refund_booking", "Can cancel a confirmed booking (refund its escrow)"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="booking_amount_positive"),
             models.CheckConstraint(condition=Q(status__in=BS.values), name="booking_status_valid"),

@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
                 ('refund', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='payments.refund')),
             ],
             options={
-                'permissions': [('cancel_booking', 'Can cancel or expire a booking')],
+                'permissions': [('cancel_booking', 'Can cancel (void) or expire a booking'), ('refund_booking', 'Can cancel a confirmed booking (refund its escrow)')],
                 'indexes': [models.Index(fields=['merchant', '-created_at', '-id'], name='booking_merchant_created_idx'), models.Index(fields=['status', 'hold_expires_at'], name='booking_status_expiry_idx'), models.Index(fields=['merchant', 'reference'], name='booking_merchant_ref_idx')],
                 'constraints': [models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='booking_amount_positive'), models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'held', 'confirmed', 'completed', 'canceled', 'expired', 'failed'])), name='booking_status_valid'), models.CheckConstraint(condition=models.Q(('amount_captured__gte', 0), ('amount_refunded__gte', 0), ('amount_released__gte', 0), ('fee__gte', 0)), name='booking_amounts_non_negative'), models.CheckConstraint(condition=models.Q(('amount_captured__lte', models.F('amount'))), name='booking_captured_le_amount'), models.CheckConstraint(condition=models.Q(('amount_refunded__lte', models.F('amount_captured'))), name='booking_refunded_le_captured')],
             },

@@ -120,6 +120,17 @@ def test_admin_cancel_action_is_a_transition_and_needs_the_permission(client, me
     assert Booking.objects.get(pk=booking.id).status == "confirmed"  # not one of olga's merchants
     staff_grant_merchant(user=ops, merchant_id=merchant.id)
     client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
+    # canceling a confirmed booking refunds it: operations may void holds, not refund
+    assert Booking.objects.get(pk=booking.id).status == "confirmed"
+    held = booking_create(merchant=merchant, amount=500, currency="EUR", reference="admin-held",
+                          hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [held.id]})
+    assert Booking.objects.get(pk=held.id).status == "canceled"
+
+    fin = make_staff("fiona", role="finance")
+    staff_grant_merchant(user=fin, merchant_id=merchant.id)
+    otp_force_login(client, fin)
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
     booking.refresh_from_db()
     assert booking.status == "canceled" and booking.amount_refunded == 1000
     balance = balance_get(owner=merchant.id)
