@@ -44,6 +44,8 @@ from payments.backoffice import services as staff
 from payments.backoffice.selectors import payment_story
 from payments.models import (
     BinRange,
+    Booking,
+    BookingStatus,
     Capture,
     Customer,
     DeclineCode,
@@ -60,6 +62,8 @@ from payments.models import (
     Subscription,
     SubscriptionCharge,
 )
+from payments.services.bookings import booking_cancel, booking_expire
+from psp_adapters.errors import PspError
 
 REPLAY_PERMISSION = "events.replay_delivery"
 AUDIT_PERMISSION = "audit.view_auditlogentry"
@@ -535,3 +539,57 @@ class SubscriptionAdmin(ReadOnlyAdmin):
             except PayeraError as exc:
                 self.message_user(request, f"{sub.id}: {exc.message}", messages.ERROR)
         self.message_user(request, f"Canceled {done} subscription(s).", messages.SUCCESS)
+
+
+# --- Bookings (escrow) -------------------------------------------------------------------
+class BookingRefundPermissionError(PayeraError):
+    type = "permission_error"
+    code = "permission_denied"
+    http_status = 403
+    default_message = "Canceling a confirmed booking refunds its escrow: that needs the refund permission (finance)."
+
+
+def _booking_run(modeladmin, request, queryset, action, verb: str) -> None:
+    done = 0
+    for booking in queryset:
+        try:
+            if action(booking) is not False:
+                done += 1
+            else:
+                modeladmin.message_user(request, f"{booking}: not due (or busy): unchanged.", level=messages.WARNING)
+        except (PayeraError, PspError) as exc:
+            modeladmin.message_user(request, f"{booking}: {getattr(exc, 'message', exc)}", level=messages.WARNING)
+    if done:
+        modeladmin.message_user(request, f"{done} booking(s) {verb}.", level=messages.SUCCESS)
+
+
+@admin.register(Booking)
+class BookingAdmin(ReadOnlyAdmin):
+    """Read-only; the actions are the booking's transitions, through its services."""
+
+    list_display = ("id", "merchant", "reference", "status", "amount", "currency", "amount_captured",
+                    "amount_released", "amount_refunded", "hold_expires_at", "created_at")
+    list_filter = ("status", "currency")
+    search_fields = ("id", "reference", "payment__id", "merchant__id")
+    list_select_related = ("merchant",)
+    exclude = ("metadata",)
+    actions = ["cancel_bookings", "expire_bookings"]
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("payments.cancel_booking")
+
+    @admin.action(description="Cancel selected bookings (void the hold, or refund the escrow)", permissions=["cancel"])
+    def cancel_bookings(self, request, queryset):
+        actor = f"staff:{request.user.pk}"
+        may_refund = request.user.has_perm("payments.refund_booking")
+
+        def cancel(booking):
+            if booking.status == BookingStatus.CONFIRMED and not may_refund:
+                raise BookingRefundPermissionError()
+            return booking_cancel(merchant=booking.merchant, booking_id=booking.pk, actor=actor)
+
+        _booking_run(self, request, queryset.select_related("merchant"), cancel, "canceled")
+
+    @admin.action(description="Expire selected bookings now if their hold has passed", permissions=["cancel"])
+    def expire_bookings(self, request, queryset):
+        _booking_run(self, request, queryset, lambda b: booking_expire(booking_id=b.pk), "expired")

@@ -19,6 +19,7 @@ class PaymentsConfig(AppConfig):
         registry.register(m.Dispute)
         registry.register(m.DeclineCode)
         registry.register(m.Customer)
+        registry.register(m.Booking, exclude_fields=["inflight", "inflight_at"])
         registry.register(m.RoutingRule)
         registry.register(m.BinRange)
         panel_register(Panel(

@@ -586,6 +586,7 @@ class PspWebhook(models.Model):
 
 
 # Saved credentials and subscriptions live in their own module (same app label).
+from payments.bookings_models import Booking, BookingStatus  # noqa: E402,F401  (bookings: escrow)
 from payments.models_recurring import (  # noqa: E402, F401
     ChargeStatus,
     PaymentMethodCredential,

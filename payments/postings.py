@@ -16,6 +16,14 @@ Won (the PSP gives D back): both mirrored, the merchant is whole again:
   chargeback_won:<dp>      Dr psp_receivable:C  D  /  Cr merchant_pending  D
   chargeback_fee_won:<dp>  Dr fee_revenue       K  /  Cr merchant_pending  K   (when K > 0)
 Lost: nothing more (the creation's journals stand).
+Bookings (escrow, docs/ledger.md): the capture of a booking's payment and the refund out of its
+escrow post the same journals with the merchant's escrow account in place of its pending account
+(`escrow=True`), the fee included, so the escrow holds G - F. Completion releases what is left to
+the merchant once the refund (if any) has taken its share:
+  escrow_release:<bk>      Dr merchant_escrow   X  /  Cr merchant_pending   X
+with X = A - ceil(F·A/G) for a completion of A of G (A = G: X = G - F), which is exactly what the
+escrow holds for the booking less what the refund of the rest R = G - A takes out of it (R less
+its proportional fee share).
 """
 
 from __future__ import annotations
@@ -56,16 +64,21 @@ class Journal:
     memo: str
 
 
+def _merchant_account(merchant_id: str, currency: str, *, escrow: bool):
+    return (Accounts.merchant_escrow if escrow else Accounts.merchant_pending)(merchant_id, currency)
+
+
 def capture_journals(
-    *, attempt_id: str, merchant_id: str, connector: str, gross: int, fee: int, currency: str
+    *, attempt_id: str, merchant_id: str, connector: str, gross: int, fee: int, currency: str, escrow: bool = False
 ) -> list[Journal]:
+    merchant = _merchant_account(merchant_id, currency, escrow=escrow)
     journals = [
         Journal(
             f"capture:{attempt_id}",
             JournalKind.CAPTURE,
             transfer_lines(
                 debit=Accounts.psp_receivable(connector, currency),
-                credit=Accounts.merchant_pending(merchant_id, currency),
+                credit=merchant,
                 amount=gross,
             ),
             f"capture of {attempt_id}",
@@ -77,7 +90,7 @@ def capture_journals(
                 f"capture_fee:{attempt_id}",
                 JournalKind.FEE,
                 transfer_lines(
-                    debit=Accounts.merchant_pending(merchant_id, currency),
+                    debit=merchant,
                     credit=Accounts.fee_revenue(currency),
                     amount=fee,
                 ),
@@ -96,14 +109,16 @@ def refund_fee_share(*, fee: int, captured: int, refunded_before: int, refund: i
 
 
 def refund_journals(
-    *, refund_id: str, merchant_id: str, connector: str, amount: int, fee_back: int, currency: str
+    *, refund_id: str, merchant_id: str, connector: str, amount: int, fee_back: int, currency: str,
+    escrow: bool = False,
 ) -> list[Journal]:
+    merchant = _merchant_account(merchant_id, currency, escrow=escrow)
     journals = [
         Journal(
             f"refund:{refund_id}",
             JournalKind.REFUND,
             transfer_lines(
-                debit=Accounts.merchant_pending(merchant_id, currency),
+                debit=merchant,
                 credit=Accounts.psp_receivable(connector, currency),
                 amount=amount,
             ),
@@ -117,7 +132,7 @@ def refund_journals(
                 JournalKind.FEE,
                 transfer_lines(
                     debit=Accounts.fee_revenue(currency),
-                    credit=Accounts.merchant_pending(merchant_id, currency),
+                    credit=merchant,
                     amount=fee_back,
                 ),
                 f"fee returned with refund {refund_id}",
@@ -154,3 +169,33 @@ def chargeback_journals(
             )
         )
     return journals
+
+
+def escrow_release_amount(*, gross: int, fee: int, amount: int) -> int:
+    """What a completion of `amount` of a booking captured at `gross` with fee `fee` releases to
+    the merchant: `amount` less the fee it bears, ceil(fee·amount/gross); the refund of the rest
+    returns floor(fee·rest/gross) (refund_fee_share), so the two shares add up to the fee."""
+    if gross <= 0:
+        return 0
+    return amount - (-(-fee * amount // gross))
+
+
+def escrow_release_journals(*, booking_id: str, merchant_id: str, amount: int, currency: str,
+                            refund_id: str | None = None) -> list[Journal]:
+    """The release of a completed booking's escrow; with `refund_id`, the release of what the
+    booking's refund out of escrow would have taken, once the PSP reports that refund failed."""
+    if amount <= 0:
+        return []
+    reference = f"escrow_release_unrefunded:{refund_id}" if refund_id else f"escrow_release:{booking_id}"
+    return [
+        Journal(
+            reference,
+            JournalKind.ESCROW,
+            transfer_lines(
+                debit=Accounts.merchant_escrow(merchant_id, currency),
+                credit=Accounts.merchant_pending(merchant_id, currency),
+                amount=amount,
+            ),
+            f"escrow of booking {booking_id} released" + (f" (refund {refund_id} failed)" if refund_id else ""),
+        )
+    ]

@@ -37,6 +37,13 @@ def authorization_expiry_task() -> list:
 
 
 @shared_task(acks_late=True)
+def booking_expiry_task() -> list:
+    from payments.services.bookings import booking_expire_due
+
+    return booking_expire_due()
+
+
+@shared_task(acks_late=True)
 def stuck_sweep_task() -> dict:
     from payments.services import stuck_sweep
 

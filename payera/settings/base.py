@@ -429,6 +429,10 @@ CELERY_BEAT_SCHEDULE.update(
         "payments-stuck-sweep": {"task": "payments.tasks.stuck_sweep_task", "schedule": 300.0},
     }
 )
+# Bookings (escrow): unconfirmed holds are voided at their hold_expires_at (checked every minute);
+# a booking's hold may be at most this many days long (the card networks' authorization life).
+BOOKINGS_MAX_HOLD_DAYS = 7
+CELERY_BEAT_SCHEDULE["payments-booking-expiry"] = {"task": "payments.tasks.booking_expiry_task", "schedule": 60.0}
 
 # --- Settlement and payouts (reconciliation app; docs/settlement.md) ----------------------
 # Daily, UTC: settle first (pending -> available), then create payouts from available.

@@ -1,5 +1,12 @@
 from django.urls import path
 
+from payments.api.bookings import (
+    BookingCancelApi,
+    BookingCompleteApi,
+    BookingConfirmApi,
+    BookingDetailApi,
+    BookingListCreateApi,
+)
 from payments.api.customers import CustomerDetailApi, CustomerListCreateApi
 from payments.api.disputes import DisputeDetailApi, DisputeEvidenceApi, DisputeListApi
 from payments.api.payments import (
@@ -42,6 +49,11 @@ urlpatterns: list = [
     path("subscriptions", SubscriptionListCreateApi.as_view(), name="subscription-list"),
     path("subscriptions/<str:id>", SubscriptionDetailApi.as_view(), name="subscription-detail"),
     path("subscriptions/<str:id>/cancel", SubscriptionCancelApi.as_view(), name="subscription-cancel"),
+    path("bookings", BookingListCreateApi.as_view(), name="booking-list"),
+    path("bookings/<str:id>", BookingDetailApi.as_view(), name="booking-detail"),
+    path("bookings/<str:id>/confirm", BookingConfirmApi.as_view(), name="booking-confirm"),
+    path("bookings/<str:id>/complete", BookingCompleteApi.as_view(), name="booking-complete"),
+    path("bookings/<str:id>/cancel", BookingCancelApi.as_view(), name="booking-cancel"),
     path("balance", BalanceApi.as_view(), name="balance"),
     path("balance_transactions", BalanceTransactionListApi.as_view(), name="balance-transaction-list"),
 ]

@@ -75,6 +75,10 @@ def emit(payment: Payment, *types: str) -> None:
     data = render_payment(payment)
     for type_ in types:
         event_record(merchant_id=payment.merchant_id, type=type_, data=data)
+    # a booking follows its payment in the same transaction (payments/services/booking_sync.py)
+    from payments.services.booking_sync import booking_follow_payment
+
+    booking_follow_payment(payment)
 
 
 def emit_refund(refund, type_: str) -> None:

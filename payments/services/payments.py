@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -40,6 +41,7 @@ from payments.models import (
 )
 from payments.postings import capture_journals, fee_rule
 from payments.routing_models import BinRange
+from payments.services.booking_sync import booking_guard, payment_in_escrow
 from payments.services.common import (
     PaymentStateError,
     emit,
@@ -211,6 +213,7 @@ def payment_create(
     metadata: dict | None = None,
     actor: str = "api",
     idempotency_key: str | None = None,
+    with_row: Callable[[Payment], object] | None = None,
 ) -> Payment:
     """Validate everything (400 before any write or PSP call), tokenize at once, then confirm
     unless `confirm=False`.
@@ -219,7 +222,9 @@ def payment_create(
     flagged MIT to the PSP and routed to the connectors holding the method's credentials
     (`method_off_session_plan`). `idempotency_key` (internal callers such as the subscription
     scheduler) makes the create idempotent in the database: a second call with the key returns the
-    first payment (confirming it only if it was never confirmed)."""
+    first payment (confirming it only if it was never confirmed). `with_row(payment)` runs in the
+    payment's insert transaction, before any PSP call (a booking is created with its payment,
+    payments/services/bookings.py)."""
     if idempotency_key:  # the same key is the same effect, even if the method changed since
         existing = Payment.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -288,7 +293,7 @@ def payment_create(
             saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
             save_method=bool(setup_future_usage), off_session=bool(off_session),
             setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
-            metadata=metadata, actor=actor, idempotency_key=idempotency_key,
+            metadata=metadata, actor=actor, idempotency_key=idempotency_key, with_row=with_row,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -315,7 +320,7 @@ def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, acto
 @transaction.atomic(durable=True)
 def _payment_insert(*, merchant, amount, currency, capture_method, customer, saved, tokenized_fields, save_method,
                     off_session, setup_future_usage, return_url, description, metadata, actor,
-                    idempotency_key=None) -> Payment:
+                    idempotency_key=None, with_row=None) -> Payment:
     pm = saved
     if tokenized_fields is not None:
         pm = PaymentMethod(merchant=merchant, customer=customer if save_method else None, **tokenized_fields)
@@ -326,6 +331,8 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
         description=description[:1000], metadata=metadata, idempotency_key=idempotency_key or "",
     )
     payment.save(force_insert=True)
+    if with_row is not None:
+        with_row(payment)
     return payment
 
 
@@ -653,7 +660,8 @@ def _capture_succeeded(payment: Payment, attempt: PaymentAttempt, capture: Captu
     transition(payment, "mark_captured", payment=payment, actor=actor, amount=capture.amount, at=at)
     post(
         capture_journals(attempt_id=attempt.id, merchant_id=payment.merchant_id, connector=attempt.connector,
-                         gross=capture.amount, fee=capture.fee, currency=capture.currency),
+                         gross=capture.amount, fee=capture.fee, currency=capture.currency,
+                         escrow=payment_in_escrow(payment.id)),
         occurred_at=at, metadata={"payment": payment.id, "capture": capture.id},
     )
     emit(payment, "payment.captured", "payment.succeeded")
@@ -671,10 +679,12 @@ def payment_auto_capture_if_needed(*, payment_id: str) -> None:
 
 # --- capture ----------------------------------------------------------------------------
 def payment_capture(*, merchant: Merchant, payment_id: str, amount_to_capture: int | None = None,
-                    actor: str = "api") -> Payment:
-    """Capture all or part of the authorization; the rest is released."""
+                    actor: str = "api", for_booking: bool = False) -> Payment:
+    """Capture all or part of the authorization; the rest is released. A booking's payment is
+    captured only by its booking (`for_booking`), into escrow."""
     _owned(merchant, payment_id)
-    capture = _capture_begin(merchant=merchant, payment_id=payment_id, amount=amount_to_capture, actor=actor)
+    capture = _capture_begin(merchant=merchant, payment_id=payment_id, amount=amount_to_capture, actor=actor,
+                             for_booking=for_booking)
     attempt = capture.attempt
     result, error = None, None
     try:
@@ -696,8 +706,11 @@ def payment_capture(*, merchant: Merchant, payment_id: str, amount_to_capture: i
 
 
 @transaction.atomic(durable=True)
-def _capture_begin(*, merchant: Merchant, payment_id: str, amount: int | None, actor: str) -> Capture:
+def _capture_begin(*, merchant: Merchant, payment_id: str, amount: int | None, actor: str,
+                   for_booking: bool = False) -> Capture:
     payment = _locked(merchant, payment_id)
+    if not for_booking:
+        booking_guard(payment, "capture")
     if payment.status != PS.REQUIRES_CAPTURE:
         raise PaymentNotCapturableError()
     if amount is None:
@@ -753,12 +766,13 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
 
 
 # --- cancel -----------------------------------------------------------------------------
-def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api") -> Payment:
+def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api", for_booking: bool = False) -> Payment:
     """Cancel before capture: a payment never sent to a PSP is canceled at once; an
     authorization, or an attempt waiting for the shopper (3-D Secure, bank page), is voided at the
-    PSP first — so the shopper can no longer complete it there."""
+    PSP first — so the shopper can no longer complete it there. A booking's payment is canceled
+    only by its booking."""
     _owned(merchant, payment_id)
-    attempt = _cancel_begin(merchant=merchant, payment_id=payment_id, actor=actor)
+    attempt = _cancel_begin(merchant=merchant, payment_id=payment_id, actor=actor, for_booking=for_booking)
     if attempt is None:
         return Payment.objects.get(pk=payment_id)
     result, error = None, None
@@ -799,8 +813,11 @@ def void_reference(attempt_id: str) -> str:
 
 
 @transaction.atomic(durable=True)
-def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str) -> PaymentAttempt | None:
+def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str,
+                  for_booking: bool = False) -> PaymentAttempt | None:
     payment = _locked(merchant, payment_id)
+    if not for_booking:
+        booking_guard(payment, "cancel")
     waiting = payment.status == PS.REQUIRES_ACTION and payment.attempts.filter(status=AS.REQUIRES_ACTION).exists()
     if payment.status in (PS.REQUIRES_PAYMENT_METHOD, PS.REQUIRES_CONFIRMATION, PS.REQUIRES_ACTION) and not waiting:
         transition(payment, "mark_canceled", payment=payment, actor=actor)
@@ -838,10 +855,12 @@ def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None,
 # --- authorization expiry ----------------------------------------------------------------
 def payment_expire_authorizations(*, now_: dt.datetime | None = None) -> list[str]:
     """Void authorizations older than PAYMENTS_AUTHORIZATION_TTL_DAYS (7): the card networks drop
-    them anyway; voiding releases the shopper's funds and closes the payment as `canceled`."""
+    them anyway; voiding releases the shopper's funds and closes the payment as `canceled`.
+    Bookings' payments are left to the booking expiry (their own `hold_expires_at`)."""
     cutoff = (now_ or now()) - dt.timedelta(days=setting("PAYMENTS_AUTHORIZATION_TTL_DAYS", 7))
     done = []
-    for payment in Payment.objects.filter(status=PS.REQUIRES_CAPTURE, authorized_at__lt=cutoff).select_related(
+    for payment in Payment.objects.filter(status=PS.REQUIRES_CAPTURE, authorized_at__lt=cutoff,
+                                          booking__isnull=True).select_related(
         "merchant"
     )[:500]:
         try:

@@ -17,6 +17,7 @@ from payera.merchants.models import Merchant
 from payments.locks import payment_lock
 from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
 from payments.postings import refund_fee_share, refund_journals
+from payments.services.booking_sync import booking_escrow_refund_failed, booking_guard, refund_in_escrow
 from payments.services.common import (
     PaymentStateError,
     emit,
@@ -44,8 +45,11 @@ class RefundExceedsCapturedError(InvalidRequestError):
 
 
 def refund_create(*, merchant: Merchant, payment_id: str, amount: int | None = None, reason: str = "",
-                  actor: str = "api") -> Refund:
-    refund = _refund_begin(merchant=merchant, payment_id=payment_id, amount=amount, reason=reason)
+                  actor: str = "api", for_booking: bool = False) -> Refund:
+    """A booking's payment is refunded through its booking until the booking is completed
+    (`for_booking`: the refund comes out of escrow)."""
+    refund = _refund_begin(merchant=merchant, payment_id=payment_id, amount=amount, reason=reason,
+                           for_booking=for_booking)
     attempt = refund.attempt
     result, error = None, None
     try:
@@ -65,13 +69,16 @@ def refund_create(*, merchant: Merchant, payment_id: str, amount: int | None = N
 
 
 @transaction.atomic(durable=True)
-def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, reason: str) -> Refund:
+def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, reason: str,
+                  for_booking: bool = False) -> Refund:
     try:
         payment = payment_lock(payment_id) if isinstance(payment_id, str) else None
     except Payment.DoesNotExist:
         payment = None
     if payment is None or payment.merchant_id != merchant.id:
         raise NotFoundError("No such payment.", param="payment")
+    if not for_booking:
+        booking_guard(payment, "refund")
     if payment.status != PS.SUCCEEDED or payment.amount_captured <= 0:
         raise PaymentStateError("Only a captured payment can be refunded.", param="payment")
     reserved = payment.refunds.exclude(status=OperationStatus.FAILED).aggregate(s=Sum("amount"))["s"] or 0
@@ -118,6 +125,7 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
             transition(refund, "mark_failed", payment=payment, actor=actor, code=error.code)
             refund.save()
             emit_refund(refund, "refund.failed")
+            booking_escrow_refund_failed(payment, refund, actor=actor)
         return  # unknown: stays pending, recovery asks the PSP
     if outcome == Outcome.APPROVED:
         capture = Capture.objects.filter(attempt=refund.attempt, status=OperationStatus.SUCCEEDED).first()
@@ -134,7 +142,8 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
         # last in the transaction: the ledger holds the merchant's account row until the commit
         post(
             refund_journals(refund_id=refund.id, merchant_id=payment.merchant_id, connector=refund.attempt.connector,
-                            amount=refund.amount, fee_back=fee_back, currency=refund.currency),
+                            amount=refund.amount, fee_back=fee_back, currency=refund.currency,
+                            escrow=refund_in_escrow(refund)),
             occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id},
         )
     elif outcome == Outcome.DECLINED:
@@ -142,3 +151,4 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
                    code=decline.code.value if decline else "operation_rejected")
         refund.save()
         emit_refund(refund, "refund.failed")
+        booking_escrow_refund_failed(payment, refund, actor=actor)

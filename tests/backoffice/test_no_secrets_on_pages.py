@@ -80,6 +80,16 @@ def make_rows(client, psp) -> tuple[str, ...]:
                            setup_future_usage="off_session")
     subscription_create(merchant=a.merchant, customer=cus.id, payment_method=saved.payment_method_id, amount=900,
                         currency="EUR", interval="month")
+    # bookings (escrow): one held, one confirmed into escrow
+    import time
+
+    from payments.services.bookings import booking_confirm, booking_create
+
+    for confirm in (False, True):
+        booking = booking_create(merchant=a.merchant, amount=700, currency="EUR", reference="stay-1",
+                                 hold_expires_at=int(time.time()) + 3600, payment_method_data=card)
+        if confirm:
+            booking_confirm(merchant=a.merchant, booking_id=booking.id)
     # an inbound PSP webhook in the inbox, signed as alpha signs it
     import hashlib
     import hmac

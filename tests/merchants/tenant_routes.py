@@ -118,6 +118,24 @@ def _subscription(merchant: Merchant) -> str:
     pm = PaymentMethod.objects.get(pk=_saved_method(merchant))
     return Subscription.objects.create(merchant=merchant, customer_id=pm.customer_id, payment_method=pm, amount=900,
                                        currency="EUR", interval="month", anchor=timezone.now()).id
+def _booking(merchant: Merchant) -> str:
+    """A booking whose payment awaits confirmation (no PSP involved)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from payments.models import Booking
+
+    payment_id = _payment(merchant)
+    return Booking.objects.create(merchant=merchant, payment_id=payment_id, amount=1000, currency="EUR",
+                                  reference="tenant", hold_expires_at=timezone.now() + dt.timedelta(hours=1)).id
+
+
+def _booking_body(cus: str) -> dict:
+    import time
+
+    return {"amount": 1000, "currency": "EUR", "customer": cus, "payment_method_data": CARD, "reference": "tenant",
+            "hold_expires_at": int(time.time()) + 3600}
 
 
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
@@ -169,6 +187,11 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
         references=(Ref("payment-method-detail", lambda pm: {"payment_method": pm}),),
     ),
     "subscription-cancel": Owned(create=_subscription),
+    "booking-list": Owned(create=_booking, references=(Ref("customer-detail", _booking_body),)),
+    "booking-detail": Owned(create=_booking),
+    "booking-confirm": Owned(create=_booking),
+    "booking-complete": Owned(create=_booking),
+    "booking-cancel": Owned(create=_booking),
     "balance": NotOwned("the caller's own balance: no object ids (owner = the authenticated merchant)"),
     "balance-transaction-list": NotOwned("the caller's own ledger entries; cursors are checked in the payments tests"),
     "payout-list": Owned(create=_payout),

@@ -6,9 +6,21 @@ django-fsm-2's own `graph_transitions` needs the graphviz package; this needs no
 
 from django.core.management.base import BaseCommand
 
-from payments.models import Capture, Payment, PaymentAttempt, Refund, Subscription
+from payments.models import Booking, Capture, Payment, PaymentAttempt, Refund, Subscription
 
-MODELS = [Payment, PaymentAttempt, Capture, Refund, Subscription]
+MODELS = [Payment, PaymentAttempt, Capture, Refund, Subscription, Booking]
+
+NOTES = {
+    Booking: (
+        "A booking follows its manual-capture payment (payments/services/booking_sync.py), in the\n"
+        "payment's own transaction: payment `requires_capture` -> `mark_held`; `failed` -> `mark_failed`;\n"
+        "`succeeded` (the capture, into the merchant's escrow) -> `mark_confirmed`; `canceled` (void) ->\n"
+        "`mark_expired` when the scheduler's expiry claimed the booking, else `mark_canceled`.\n"
+        "`mark_completed` (release of the escrow) and `mark_canceled` after confirm (refund out of escrow)\n"
+        "are the booking services' own. Payment `requires_action` (3-D Secure) keeps it `pending`\n"
+        "(event `booking.requires_action`). Each transition emits `booking.<new status>`."
+    ),
+}
 
 
 def mermaid(model) -> str:
@@ -27,7 +39,7 @@ def mermaid(model) -> str:
 
 
 class Command(BaseCommand):
-    help = "Print the payments state machines (Payment, PaymentAttempt, Capture, Refund, Subscription) as Mermaid."
+    help = "Print the payments state machines (Payment, Attempt, Capture, Refund, Subscription, Booking) as Mermaid."
 
     def handle(self, *args, **opts):
         out = [
@@ -38,5 +50,8 @@ class Command(BaseCommand):
         ]
         for model in MODELS:
             first = model.status.field.default if hasattr(model.status, "field") else ""
-            out += ["", f"## {model.__name__}", "", f"Initial status: `{first}`.", "", mermaid(model)]
+            out += ["", f"## {model.__name__}", "", f"Initial status: `{first}`.", ""]
+            if model in NOTES:
+                out += [NOTES[model], ""]
+            out.append(mermaid(model))
         self.stdout.write("\n".join(out) + "\n")

@@ -1,0 +1,129 @@
+"""Where a booking meets its payment, inside the payments services' own transactions (internal
+to payments.services).
+
+- `booking_follow_payment`: called by `common.emit()` whenever a payment's transition records its
+  event (the caller holds the payment lock, in the transition's atomic block): the booking of that
+  payment, if any, follows it in the same transaction (authorized -> held, declined -> failed,
+  captured -> confirmed, voided -> canceled or, when the expiry claimed it, expired).
+- `payment_in_escrow` / `refund_in_escrow`: which merchant account a capture or a refund posts to.
+- `booking_guard`: a booking's payment is moved only through the booking (its capture, cancel and
+  refunds before completion), never through /v1/payments or /v1/refunds directly.
+
+Lock order everywhere: the payment row, then the booking row.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from payera.events.services import event_record
+from payments.bookings_models import BS, Booking
+from payments.bookings_serializers import render_booking
+from payments.models import PS, Capture, OperationStatus, Payment, Refund
+from payments.postings import escrow_release_journals, refund_fee_share
+from payments.services.common import PaymentStateError, now, post, transition
+
+logger = logging.getLogger("payera.payments")
+
+
+class PaymentBelongsToBookingError(PaymentStateError):
+    code = "payment_belongs_to_booking"
+    default_message = "This payment belongs to a booking: use the booking's endpoints (/v1/bookings/...)."
+
+
+def booking_lock_for(payment_id: str) -> Booking | None:
+    """The booking of a payment, locked (the caller holds the payment's lock already)."""
+    return Booking.objects.select_for_update(of=("self",)).filter(payment_id=payment_id).first()
+
+
+def booking_emit(booking: Booking, type_: str) -> None:
+    event_record(merchant_id=booking.merchant_id, type=type_, data=render_booking(booking))
+
+
+def booking_transition(booking: Booking, verb: str, *, payment: Payment, actor: str, **kwargs) -> bool:
+    """Transition (logged in the payment's transition log), save and emit `booking.<status>`."""
+    if not transition(booking, verb, payment=payment, actor=actor, **kwargs):
+        return False
+    booking.save()
+    booking_emit(booking, f"booking.{booking.status}")
+    return True
+
+
+def booking_follow_payment(payment: Payment, *, actor: str = "system:booking") -> None:
+    booking = booking_lock_for(payment.pk)
+    if booking is None:
+        return
+    booking.payment = payment  # the caller's instance: transitioned, maybe not saved yet
+    booking_apply_payment_status(booking, payment, actor=actor)
+
+
+def booking_apply_payment_status(booking: Booking, payment: Payment, *, actor: str) -> None:
+    """Move the booking to where its payment now is (no-op when it is there already)."""
+    at = now()
+    status = payment.status
+    if status == PS.REQUIRES_CAPTURE:
+        booking_transition(booking, "mark_held", payment=payment, actor=actor)
+    elif status == PS.REQUIRES_ACTION and booking.status == BS.PENDING:
+        booking_emit(booking, "booking.requires_action")
+    elif status == PS.FAILED:
+        booking_transition(booking, "mark_failed", payment=payment, actor=actor, at=at)
+    elif status == PS.SUCCEEDED and booking.status == BS.HELD:
+        capture = Capture.objects.filter(payment_id=payment.pk, status=OperationStatus.SUCCEEDED).first()
+        booking_transition(booking, "mark_confirmed", payment=payment, actor=actor, amount=payment.amount_captured,
+                           fee=capture.fee if capture else 0, at=at)
+    elif status == PS.CANCELED:
+        verb = "mark_expired" if booking.inflight == "expire" else "mark_canceled"
+        booking_transition(booking, verb, payment=payment, actor=actor, at=at)
+
+
+def payment_in_escrow(payment_id: str) -> bool:
+    """A booking's capture goes to the merchant's escrow account, not its pending balance."""
+    return Booking.objects.filter(payment_id=payment_id).exists()
+
+
+def refund_in_escrow(refund: Refund) -> bool:
+    """A refund comes out of escrow while the booking is confirmed (not completed), and so does the
+    booking's own refund (cancel after confirm, the rest of a partial completion) whenever the PSP
+    confirms it."""
+    booking = Booking.objects.filter(payment_id=refund.payment_id).only("status", "refund_id").first()
+    return booking is not None and (booking.status == BS.CONFIRMED or booking.refund_id == refund.pk)
+
+
+def booking_guard(payment: Payment, operation: str) -> None:
+    """Refuse a direct capture, cancel or refund of a booking's payment (the booking's own
+    services pass `for_booking=True`). Refunds after completion (or after a cancel whose refund
+    failed) are the merchant's own business (out of its pending balance, like any payment's)."""
+    booking = Booking.objects.filter(payment_id=payment.pk).only("id", "status").first()
+    if booking is None:
+        return
+    if operation == "refund" and booking.status in (BS.COMPLETED, BS.CANCELED):
+        return
+    raise PaymentBelongsToBookingError(
+        f"This payment belongs to booking {booking.id}: use /v1/bookings/{booking.id} to {operation} it.",
+        param="payment",
+    )
+
+
+def booking_escrow_refund_failed(payment: Payment, refund: Refund, *, actor: str) -> None:
+    """The booking's own refund out of escrow failed after the booking closed (the PSP reported it
+    later, e.g. card 4000000000005126): what it would have taken out of escrow (the refund less its
+    fee share) is released to the merchant's pending balance, so no money stays in escrow for a
+    closed booking; the merchant, told by `refund.failed` and `booking.refund_failed`, may refund
+    again through /v1/refunds. While the booking is still confirmed (a refund refused at once),
+    the booking service reports the failure and nothing moves."""
+    booking = booking_lock_for(payment.pk)
+    if booking is None or booking.refund_id != refund.pk or booking.status not in (BS.COMPLETED, BS.CANCELED):
+        return
+    fee_back = refund_fee_share(fee=booking.fee, captured=booking.amount_captured, refunded_before=0,
+                                refund=refund.amount)
+    back = refund.amount - fee_back
+    booking.amount_refunded -= refund.amount
+    booking.amount_released += back
+    booking.payment = payment
+    booking.save()
+    post(escrow_release_journals(booking_id=booking.id, merchant_id=booking.merchant_id, amount=back,
+                                 currency=booking.currency, refund_id=refund.id),
+         occurred_at=now(), metadata={"booking": booking.id, "refund": refund.id, "payment": payment.id})
+    booking_emit(booking, "booking.refund_failed")
+    logger.warning("refund %s out of the escrow of booking %s failed: %s released to pending (%s)",
+                   refund.id, booking.id, back, actor)

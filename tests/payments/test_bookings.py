@@ -1,0 +1,185 @@
+"""Bookings (escrow): the pure escrow arithmetic, the postings, the expiry of a 3-D Secure wait,
+the scheduler wiring, the audit trail, the admin's transitions and the state-machine doc."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+
+import pytest
+from django.contrib.admin.utils import quote
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
+from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.selectors import balance_get
+from ledger.types import Accounts
+from payera.audit.models import AuditLogEntry
+from payera.staff.access import staff_grant_merchant
+from payments.models import Booking
+from payments.postings import capture_journals, escrow_release_amount, refund_fee_share, refund_journals
+from payments.services.bookings import booking_confirm, booking_create, booking_expire_due
+from tests.backoffice.staff import make_staff, otp_force_login
+from tests.merchants.factories import MerchantFactory
+from tests.scenarios.conftest import assert_ledger_sound
+
+CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+
+
+# --- pure ----------------------------------------------------------------------------------
+@given(gross=st.integers(1, 10**12), data=st.data())
+def test_release_and_refund_shares_add_up_to_the_escrow_exactly(gross, data):
+    fee = data.draw(st.integers(0, gross))
+    amount = data.draw(st.integers(1, gross))
+    rest = gross - amount
+    released = escrow_release_amount(gross=gross, fee=fee, amount=amount)
+    fee_back = refund_fee_share(fee=fee, captured=gross, refunded_before=0, refund=rest)
+    assert 0 <= released <= amount
+    # the escrow (gross - fee) is emptied by the release and the refund of the rest (less its fee share)
+    assert released + (rest - fee_back) == gross - fee
+    if amount == gross:
+        assert released == gross - fee
+
+
+def test_a_bookings_capture_and_refund_post_to_escrow_instead_of_pending():
+    escrow, pending = Accounts.merchant_escrow("mer_1", "EUR"), Accounts.merchant_pending("mer_1", "EUR")
+    for journals in (
+        capture_journals(attempt_id="att_1", merchant_id="mer_1", connector="alpha", gross=1000, fee=59,
+                         currency="EUR", escrow=True),
+        refund_journals(refund_id="re_1", merchant_id="mer_1", connector="alpha", amount=1000, fee_back=59,
+                        currency="EUR", escrow=True),
+    ):
+        accounts = {line.account for j in journals for line in j.lines}
+        assert escrow in accounts and pending not in accounts
+
+
+# --- services over the alpha sandbox -----------------------------------------------------------
+@pytest.fixture
+def merchant(db, psp_settings):
+    return MerchantFactory(connectors=["alpha"])
+
+
+def test_a_3ds_wait_past_its_hold_expires_without_a_psp_void(merchant):
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="3ds",
+                             hold_expires_at=(timezone.now() + dt.timedelta(minutes=5)).isoformat(),
+                             payment_method_data={**CARD, "card": {**CARD["card"], "number": "4000000000003220"}})
+    assert booking.status == "pending" and booking.payment.status == "requires_action"
+    assert booking_expire_due() == []  # not due yet
+    done = booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1))
+    assert done == [booking.id]
+    booking.refresh_from_db()
+    assert booking.status == "expired" and booking.payment.status == "canceled"
+    assert_ledger_sound()
+
+
+def test_the_scheduler_runs_the_expiry_every_minute(settings, merchant):
+    entry = settings.CELERY_BEAT_SCHEDULE["payments-booking-expiry"]
+    assert entry == {"task": "payments.tasks.booking_expiry_task", "schedule": 60.0}
+    from payments.tasks import booking_expiry_task
+
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="beat",
+                             hold_expires_at=int(time.time()) + 2, payment_method_data=CARD)
+    out = io.StringIO()
+    call_command("run_booking_expiry", stdout=out)
+    assert '"expired": 0' in out.getvalue()
+    time.sleep(max(0.0, (booking.hold_expires_at - timezone.now()).total_seconds()) + 0.1)
+    assert booking_expiry_task.apply().get() == [booking.id]
+    assert Booking.objects.get(pk=booking.id).status == "expired"
+
+
+def test_bookings_are_in_the_audit_trail_without_their_claim(merchant):
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="audit",
+                             hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)
+    booking_confirm(merchant=merchant, booking_id=booking.id)
+    rows = AuditLogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Booking),
+                                        object_pk=booking.id)
+    assert rows.filter(action=AuditLogEntry.Action.CREATE).exists()
+    assert any("status" in r.changes_dict for r in rows.filter(action=AuditLogEntry.Action.UPDATE))
+    assert not any("inflight" in r.changes_dict for r in rows)
+
+
+def test_admin_cancel_action_is_a_transition_and_needs_the_permission(client, merchant):
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="admin",
+                             hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)
+    booking_confirm(merchant=merchant, booking_id=booking.id)
+    url = "/admin/payments/booking/"
+    support = make_staff("sam", role="support")
+    staff_grant_merchant(user=support, merchant_id=merchant.id)
+    otp_force_login(client, support)
+    assert client.get(url).status_code == 200
+    assert client.get(f"{url}{quote(booking.id)}/change/").status_code == 200
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
+    assert Booking.objects.get(pk=booking.id).status == "confirmed"  # support has no cancel_booking
+
+    ops = make_staff("olga", role="operations")
+    otp_force_login(client, ops)
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
+    assert Booking.objects.get(pk=booking.id).status == "confirmed"  # not one of olga's merchants
+    staff_grant_merchant(user=ops, merchant_id=merchant.id)
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
+    # canceling a confirmed booking refunds it: operations may void holds, not refund
+    assert Booking.objects.get(pk=booking.id).status == "confirmed"
+    held = booking_create(merchant=merchant, amount=500, currency="EUR", reference="admin-held",
+                          hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [held.id]})
+    assert Booking.objects.get(pk=held.id).status == "canceled"
+
+    fin = make_staff("fiona", role="finance")
+    staff_grant_merchant(user=fin, merchant_id=merchant.id)
+    otp_force_login(client, fin)
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
+    booking.refresh_from_db()
+    assert booking.status == "canceled" and booking.amount_refunded == 1000
+    balance = balance_get(owner=merchant.id)
+    assert all(m.amount == 0 for m in (*balance.escrow, *balance.pending))
+    assert_ledger_sound()
+
+
+def test_the_state_machine_doc_shows_the_booking_graph():
+    out = io.StringIO()
+    call_command("graph_transitions_mermaid", stdout=out)
+    with open("docs/payments-state-machines.md") as f:
+        assert f.read() == out.getvalue()
+    assert "held --> confirmed: mark_confirmed" in out.getvalue()
+
+
+def test_a_refund_failing_before_the_completion_is_recorded_leaves_the_booking_confirmed(merchant, monkeypatch):
+    """The refund's failure (webhook) lands between its pending answer and the completion's record:
+    the completion is refused and the escrow stays whole."""
+    from payera.core.errors import PayeraError
+    from payments.services import bookings as svc
+    from payments.services.refunds import refund_create, refund_record_outcome
+    from psp_adapters.port import Outcome
+
+    def refund_then_fail(**kwargs):
+        refund = refund_create(**kwargs)
+        refund_record_outcome(refund_id=refund.id, outcome=Outcome.DECLINED, actor="psp:alpha")
+        return refund  # as the answer said: pending
+
+    booking = booking_create(merchant=merchant, amount=10000, currency="EUR", reference="late-fail",
+                             hold_expires_at=int(time.time()) + 600,
+                             payment_method_data={**CARD, "card": {**CARD["card"], "number": "4000000000005126"}})
+    booking_confirm(merchant=merchant, booking_id=booking.id)
+    monkeypatch.setattr(svc, "refund_create", refund_then_fail)
+    with pytest.raises(PayeraError) as info:
+        svc.booking_complete(merchant=merchant, booking_id=booking.id, amount=6000)
+    assert info.value.code == "booking_refund_failed"
+    booking.refresh_from_db()
+    assert booking.status == "confirmed" and booking.inflight == "" and booking.refund_id is None
+    balance = balance_get(owner=merchant.id)
+    fee = (10000 * 290 + 5000) // 10000 + 30
+    assert [m.amount for m in balance.escrow] == [10000 - fee]
+    assert_ledger_sound()
+
+
+def test_the_payments_authorization_expiry_leaves_bookings_to_their_own_expiry(merchant):
+    from payments.services import payment_expire_authorizations
+
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="ttl",
+                             hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)
+    assert payment_expire_authorizations(now_=timezone.now() + dt.timedelta(days=30)) == []
+    booking.refresh_from_db()
+    assert booking.status == "held" and booking.payment.status == "requires_capture"
