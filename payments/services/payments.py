@@ -9,7 +9,9 @@ The payment's one in-flight mutation is claimed in the first block and released 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
+import secrets
 
 from django.conf import settings
 from django.db import transaction
@@ -23,6 +25,7 @@ from payera.merchants.models import Merchant
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
 from payments.locks import payment_lock
+from payments.method_types import method_spec
 from payments.models import (
     AS,
     PS,
@@ -30,10 +33,12 @@ from payments.models import (
     CaptureMethod,
     Customer,
     DeclineCode,
+    MandateStatus,
     OperationStatus,
     Payment,
     PaymentAttempt,
     PaymentMethod,
+    SepaMandate,
 )
 from payments.postings import capture_journals, fee_rule
 from payments.services.common import (
@@ -123,7 +128,8 @@ def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, m
         adapter_caps = get_adapter(name).capabilities
         caps[name] = routing.ConnectorCapabilities(
             method_types=frozenset(m.value for m in adapter_caps.payment_methods),
-            currencies=adapter_caps.currencies,
+            currencies=adapter_caps.currencies_for(method_type) if method_type in adapter_caps.payment_methods
+            else adapter_caps.currencies,
         )
     return routing.connector_order(
         payment=routing.RoutingInput(payment_id=payment_id, amount=amount, currency=currency,
@@ -139,6 +145,34 @@ def _unsupported() -> PaymentMethodUnsupportedError:
     return PaymentMethodUnsupportedError(
         "No connector of this merchant supports this payment method and currency.", param="payment_method_data"
     )
+
+
+def mandate_reference_new() -> str:
+    """A SEPA mandate reference: at most 35 characters of the SEPA character set."""
+    return "PAYERA-" + secrets.token_hex(10).upper()
+
+
+def mandate_acceptance(mandate_data: object, *, shopper_ip: str | None, shopper_user_agent: str | None) -> dict:
+    """The shopper's online acceptance of the mandate: `mandate_data.customer_acceptance.online`
+    (`ip_address`, `user_agent`) when given, else the request's own IP and user agent."""
+    param = "mandate_data[customer_acceptance][online]"
+    online: object = {}
+    if mandate_data not in (None, {}):
+        acceptance = mandate_data.get("customer_acceptance") if isinstance(mandate_data, dict) else None
+        online = acceptance.get("online") if isinstance(acceptance, dict) else None
+        if not isinstance(online, dict):
+            raise InvalidRequestError("mandate_data needs customer_acceptance.online.", param=param)
+    assert isinstance(online, dict)
+    ip = online.get("ip_address", shopper_ip)
+    agent = online.get("user_agent", shopper_user_agent)
+    if ip is not None:
+        try:
+            ip = str(ipaddress.ip_address(str(ip)))
+        except ValueError:
+            raise InvalidRequestError("ip_address is not an IP address.", param=f"{param}[ip_address]") from None
+    if agent is not None and not isinstance(agent, str):
+        raise InvalidRequestError("user_agent must be a string.", param=f"{param}[user_agent]")
+    return {"shopper_ip": ip, "shopper_user_agent": (agent or "")[:512]}
 
 
 def _fee(payment: Payment, gross: int) -> int:
@@ -185,10 +219,15 @@ def payment_create(
     return_url: str | None = None,
     description: str | None = None,
     metadata: dict | None = None,
+    mandate_data: dict | None = None,
+    shopper_ip: str | None = None,
+    shopper_user_agent: str | None = None,
     actor: str = "api",
 ) -> Payment:
     """Validate everything (400 before any write or PSP call), tokenize at once, then confirm
-    unless `confirm=False`."""
+    unless `confirm=False`. What the method type allows (currency, saving for later, a mandate)
+    is asked of its spec (`payments.method_types`); `shopper_ip`/`shopper_user_agent` (the API
+    request's) are the mandate's acceptance unless `mandate_data` names the shopper's."""
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequestError("amount must be a positive integer in the currency's minor unit.", param="amount")
     if amount >= 2**53:
@@ -227,6 +266,25 @@ def payment_create(
         if method_expired(saved):
             raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
         method_type, brand = saved.type, saved.card_brand or None
+    spec = method_spec(method_type)
+    if spec.currencies is not None and currency not in spec.currencies:
+        raise PaymentMethodUnsupportedError(
+            f"{method_type} payments are taken in {', '.join(sorted(spec.currencies))} only.", param="currency")
+    if setup_future_usage and not spec.recurring:
+        raise InvalidRequestError(f"A {method_type} payment method cannot be saved for later use.",
+                                  param="setup_future_usage", code="payment_method_not_reusable")
+    if off_session and not spec.recurring:
+        raise InvalidRequestError(f"A {method_type} payment method cannot be charged off-session.",
+                                  param="off_session", code="payment_method_not_reusable")
+    if off_session and spec.redirect:
+        raise InvalidRequestError("A redirect payment method needs the shopper.", param="off_session")
+    if saved is not None and spec.mandate and not SepaMandate.objects.filter(
+            payment_method=saved, status=MandateStatus.ACTIVE).exists():
+        raise InvalidRequestError("The payment method has no active mandate.", param="payment_method",
+                                  code="mandate_inactive")
+    mandate = None
+    if method is not None and spec.mandate:
+        mandate = mandate_acceptance(mandate_data, shopper_ip=shopper_ip, shopper_user_agent=shopper_user_agent)
     if not _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
                   method_type=method_type, brand=brand):
         raise _unsupported()
@@ -236,7 +294,7 @@ def payment_create(
         saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
         save_method=bool(setup_future_usage), off_session=bool(off_session),
         setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
-        metadata=metadata, actor=actor,
+        metadata=metadata, mandate=mandate, actor=actor,
     )
     if not confirm:
         return payment
@@ -245,11 +303,14 @@ def payment_create(
 
 @transaction.atomic(durable=True)
 def _payment_insert(*, merchant, amount, currency, capture_method, customer, saved, tokenized_fields, save_method,
-                    off_session, setup_future_usage, return_url, description, metadata, actor) -> Payment:
+                    off_session, setup_future_usage, return_url, description, metadata, mandate, actor) -> Payment:
     pm = saved
     if tokenized_fields is not None:
         pm = PaymentMethod(merchant=merchant, customer=customer if save_method else None, **tokenized_fields)
         pm.save(force_insert=True)
+        if mandate is not None:
+            SepaMandate.objects.create(merchant=merchant, payment_method=pm, reference=mandate_reference_new(),
+                                       signed_at=now(), **mandate)
     payment = Payment(
         merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=customer,
         payment_method=pm, setup_future_usage=setup_future_usage, off_session=off_session, return_url=return_url,
