@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from payments.models import Capture, DeclineCode, Dispute, Payment, PaymentAttempt, PaymentEvent, PspWebhook, Refund
+from payments.models import (
+    Capture,
+    DeclineCode,
+    Dispute,
+    Payment,
+    PaymentAttempt,
+    PaymentEvent,
+    PspWebhook,
+    Refund,
+    SepaMandate,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -92,3 +102,16 @@ class DeclineCodeAdmin(admin.ModelAdmin):
     list_display = ("psp", "psp_code", "code", "decline_class", "updated_at")
     list_filter = ("psp", "decline_class")
     list_editable = ("code", "decline_class")
+
+
+@admin.register(SepaMandate)
+class SepaMandateAdmin(ReadOnlyAdmin):
+    """SEPA mandates: the evidence of the shopper's authorization. The account shows masked
+    (country and last 4, through the payment method's str); the IBAN is only stored encrypted."""
+
+    list_display = ("id", "reference", "merchant", "payment_method", "status", "signed_at", "shopper_ip")
+    list_filter = ("status",)
+    search_fields = ("id", "reference", "payment_method__id")
+    fields = ("id", "reference", "merchant", "payment_method", "status", "signed_at", "shopper_ip",
+              "shopper_user_agent", "created_at")
+    readonly_fields = fields

@@ -117,6 +117,8 @@ class MethodSpec:
     recurring: ClassVar[bool] = False  # may be saved (setup_future_usage) and charged off-session
     mandate: ClassVar[bool] = False  # a mandate is recorded (reference, signature date, IP, UA)
     currencies: ClassVar[frozenset[str] | None] = None  # the scheme's currencies (None: any)
+    decline_error_code: ClassVar[str] = "payment_declined"  # last_error.code of a decline
+    decline_subject: ClassVar[str] = "The payment"
 
     def validate(self, data: dict, *, today: dt.date) -> MethodInput:
         section = _section(data, self.type)
@@ -148,6 +150,8 @@ class CardMethod(MethodSpec):
     type = "card"
     fields = ("number", "exp_month", "exp_year", "cvc")
     recurring = True
+    decline_error_code = "card_declined"
+    decline_subject = "The card"
 
     def _validate(self, section: dict, *, today: dt.date) -> MethodInput:
         return MethodInput(type=self.type, card=card_validate(
@@ -193,6 +197,7 @@ class BankRedirectMethod(MethodSpec):
     asynchronous = True
     recurring = False
     currencies = frozenset({"EUR"})
+    decline_subject = "The bank payment"
 
     def _validate(self, section: dict, *, today: dt.date) -> MethodInput:
         bank = section.get("bank")
@@ -221,6 +226,7 @@ class SepaDebitMethod(MethodSpec):
     recurring = True
     mandate = True
     currencies = frozenset({"EUR"})
+    decline_subject = "The direct debit"
 
     def _validate(self, section: dict, *, today: dt.date) -> MethodInput:
         iban = iban_validate(section.get("iban"), param=f"{PARAM}[sepa_debit][iban]")

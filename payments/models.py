@@ -317,6 +317,13 @@ class PaymentAttempt(ConcurrentTransitionMixin, models.Model):
         self.psp_reference = psp_reference or self.psp_reference
         self.next_inquiry_at = next_inquiry_at
 
+    @transition(field=status, source=[AS.REQUIRES_ACTION], target=AS.FAILED)
+    def mark_expired(self, *, at) -> None:
+        """The shopper never came back from the redirect; the PSP canceled it at our request."""
+        self.error = "redirect expired: canceled at the PSP"
+        self.resolved_at = at
+        self.next_inquiry_at = None
+
     @transition(field=status, source=[AS.STARTED, AS.UNKNOWN, AS.PENDING], target=AS.REQUIRES_ACTION)
     def mark_requires_action(self, *, psp_reference: str, action_url: str, next_inquiry_at) -> None:
         self.psp_reference = psp_reference or self.psp_reference

@@ -34,3 +34,10 @@ def authorization_expiry_task() -> list:
     from payments.services import payment_expire_authorizations
 
     return payment_expire_authorizations()
+
+
+@shared_task(acks_late=True)
+def redirect_expiry_task() -> list:
+    from payments.services import payment_expire_redirects
+
+    return payment_expire_redirects()

@@ -400,6 +400,9 @@ PAYMENTS_ACTION_INQUIRY_SECONDS = 900
 PAYMENTS_RECOVERY_SCHEDULE = [15, 60, 180, 3600]  # then daily
 PAYMENTS_RECOVERY_MAX_INQUIRIES = 9  # then operations
 PAYMENTS_AUTHORIZATION_TTL_DAYS = 7
+# A redirect payment method (bank redirect) whose shopper has not come back from the bank's page
+# after this long is canceled at the PSP and fails (`last_error.code = "payment_expired"`).
+PAYMENTS_REDIRECT_EXPIRY_SECONDS = 1800
 PAYMENTS_WEBHOOK_PARK_MAX_TRIES = 10
 PAYMENTS_CHARGEBACK_FEE = 1500  # minor units taken from the merchant with each dispute (returned if won)
 PAYMENTS_CIRCUIT_THRESHOLD = 5
@@ -420,6 +423,7 @@ CELERY_BEAT_SCHEDULE.update(
         "payments-recovery": {"task": "payments.tasks.recovery_run_task", "schedule": 60.0},
         "payments-psp-webhook-sweep": {"task": "payments.tasks.psp_webhook_sweep_task", "schedule": 30.0},
         "payments-authorization-expiry": {"task": "payments.tasks.authorization_expiry_task", "schedule": 3600.0},
+        "payments-redirect-expiry": {"task": "payments.tasks.redirect_expiry_task", "schedule": 60.0},
     }
 )
 

@@ -10,6 +10,7 @@ from payments.services.payments import (
     payment_expire_authorizations,
 )
 from payments.services.recovery import attempt_recover, recovery_run
+from payments.services.redirects import payment_expire_redirects
 from payments.services.refunds import refund_create
 from payments.services.webhooks import (
     payment_authentication_complete,
@@ -29,6 +30,7 @@ __all__ = [
     "payment_confirm",
     "payment_create",
     "payment_expire_authorizations",
+    "payment_expire_redirects",
     "psp_webhook_process",
     "psp_webhook_process_due",
     "psp_webhook_receive",

@@ -197,10 +197,11 @@ def decline_normalize(connector: str, decline: Decline | None) -> Decline:
     return decline
 
 
-def last_error_of(decline: Decline) -> dict:
-    code = "card_declined" if decline.code != PortDeclineCode.PROCESSING_ERROR else "processing_error"
+def last_error_of(decline: Decline, method_type: str = "card") -> dict:
+    spec = method_spec(method_type)
+    code = spec.decline_error_code if decline.code != PortDeclineCode.PROCESSING_ERROR else "processing_error"
     return {"code": code, "decline_code": decline.code.value,
-            "message": decline.message or f"The card was declined ({decline.code.value})."}
+            "message": decline.message or f"{spec.decline_subject} was declined ({decline.code.value})."}
 
 
 # --- create -----------------------------------------------------------------------------
@@ -561,7 +562,8 @@ def apply_authorization(
     if decline.may_cascade and may_cascade and payment.status == PS.PROCESSING:
         return V.SOFT_DECLINE
     if payment.status in (PS.PROCESSING, PS.REQUIRES_ACTION):
-        transition(payment, "mark_failed", payment=payment, actor=actor, error=last_error_of(decline))
+        transition(payment, "mark_failed", payment=payment, actor=actor, error=last_error_of(
+            decline, payment.payment_method.type if payment.payment_method_id else "card"))
         emit(payment, "payment.failed")
     if payment.inflight == "confirm":
         inflight_release(payment)

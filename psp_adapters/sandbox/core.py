@@ -443,6 +443,13 @@ class Core:
             if (op := self._existing_op(row["id"], "void", reference)) is not None:
                 return op, False
             self._check_op_input(row, reference, row["amount"], None)
+            if row["state"] == "requires_action":
+                # the shopper never finished the challenge / bank page: canceled at once, and a
+                # late submission of the page changes nothing (complete_challenge sees `voided`)
+                op = self._new_op(row, "void", reference, row["amount"], "succeeded")
+                self.store.update("operations", op["id"], {"completed_at": time.time()})
+                self._set(row, state="voided")
+                return self.operation(op["id"]), True
             if row["state"] != "authorized" or self._pending(row, "capture"):
                 raise SandboxError(409, "invalid_state", f"Cannot void a payment that is {row['state']}.")
             if self.asynchronous:
