@@ -318,9 +318,10 @@ class PaymentAttempt(ConcurrentTransitionMixin, models.Model):
         self.next_inquiry_at = next_inquiry_at
 
     @transition(field=status, source=[AS.REQUIRES_ACTION], target=AS.FAILED)
-    def mark_expired(self, *, at) -> None:
-        """The shopper never came back from the redirect; the PSP canceled it at our request."""
-        self.error = "redirect expired: canceled at the PSP"
+    def mark_withdrawn(self, *, reason: str, at) -> None:
+        """The shopper's challenge / bank page was canceled at the PSP at our request (the redirect
+        expired, or the merchant canceled): nothing was or can be authorized."""
+        self.error = reason[:255]
         self.resolved_at = at
         self.next_inquiry_at = None
 

@@ -697,6 +697,16 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api") -
         error = exc
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=result.outcome if result else None,
                    error=error, actor=actor)
+    if attempt.status == AS.REQUIRES_ACTION and (error is not None or result is None
+                                                 or result.outcome not in (Outcome.APPROVED, Outcome.PENDING)):
+        # the PSP would not cancel the challenge / bank page: the shopper may just have completed
+        # it. Its own state decides (recorded now); unreachable, the payment stays as it was.
+        from payments.services.recovery import attempt_recover
+
+        if not isinstance(error, PspUnavailableError):
+            attempt_recover(attempt_id=attempt.id)
+            if Payment.objects.filter(pk=payment_id).exclude(status=PS.REQUIRES_ACTION).exists():
+                raise PaymentNotCancelableError("The shopper completed the payment before it could be canceled.")
     if error is not None:
         raise error
     if result is not None and result.outcome == Outcome.DECLINED:
@@ -711,6 +721,12 @@ def void_reference(attempt_id: str) -> str:
 @transaction.atomic(durable=True)
 def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str) -> PaymentAttempt | None:
     payment = _locked(merchant, payment_id)
+    if payment.status == PS.REQUIRES_ACTION:
+        waiting = payment.attempts.filter(status=AS.REQUIRES_ACTION).order_by("-sequence").first()
+        if waiting is not None:  # the shopper's page is open at the PSP: cancel it there first
+            inflight_claim(payment, "cancel")
+            payment.save()
+            return waiting
     if payment.status in (PS.REQUIRES_PAYMENT_METHOD, PS.REQUIRES_CONFIRMATION, PS.REQUIRES_ACTION):
         if payment.status == PS.REQUIRES_ACTION:
             inflight_claim(payment, "cancel")  # nothing else in flight
@@ -738,6 +754,12 @@ def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None,
         inflight_release(payment)
     if error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status == PS.REQUIRES_CAPTURE:
         transition(attempt, "mark_voided", payment=payment, actor=actor)
+        attempt.save()
+        transition(payment, "mark_canceled", payment=payment, actor=actor)
+        emit(payment, "payment.canceled")
+    elif (error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status == PS.REQUIRES_ACTION
+          and attempt.status == AS.REQUIRES_ACTION):
+        transition(attempt, "mark_withdrawn", payment=payment, actor=actor, reason="canceled at the PSP", at=now())
         attempt.save()
         transition(payment, "mark_canceled", payment=payment, actor=actor)
         emit(payment, "payment.canceled")

@@ -83,7 +83,8 @@ def _redirect_expired_record(*, attempt_id: str, seconds: int) -> bool:
         logger.info("redirect %s already resolved (%s): expiry ignored", attempt_id, attempt.status)
         return False
     actor = "system:redirect_expiry"
-    transition(attempt, "mark_expired", payment=payment, actor=actor, at=now())
+    transition(attempt, "mark_withdrawn", payment=payment, actor=actor, reason="redirect expired: canceled at the PSP",
+               at=now())
     attempt.save()
     if transition(payment, "mark_failed", payment=payment, actor=actor, error=expiry_error(seconds)):
         emit(payment, "payment.failed")

@@ -355,3 +355,44 @@ def test_no_full_iban_in_any_answer_event_or_stored_webhook(env):
     assert find_leaks(f"x {RETURNED} y") and find_leaks(GOOD.lower())
     # the masked form is what is shown
     assert payments[0]["payment_method"]["sepa_debit"]["last4"] == "3000"
+
+
+def test_merchant_cancel_of_an_open_bank_redirect_cancels_it_at_the_psp(env):
+    p = create(env, BANK)
+    url = p["next_action"]["redirect_to_url"]["url"]
+    p = env.post(f"/v1/payments/{p['id']}/cancel", {})
+    assert p["status"] == "canceled" and p["attempts"][0]["status"] == "failed"
+    assert env.sandboxes["beta"].payments(p["attempts"][0]["id"])[0]["state"] == "voided"
+    env.sandboxes["beta"].submit_challenge(url, "pass")  # the shopper still approves: nothing is taken
+    httpx.get(f"{env.url}/payments/return/{p['id']}")
+    time.sleep(0.5)
+    psp_webhook_process_due()
+    assert env.get(p["id"])["status"] == "canceled"
+    assert captures(env) == 0 and pending_eur(env) == 0
+    assert event_types(env) == ["payment.canceled", "payment.requires_action"]
+    assert_ledger_sound()
+
+
+def test_merchant_cancel_after_the_shopper_paid_is_refused_and_the_payment_kept(env, held):
+    p = create(env, BANK)
+    env.sandboxes["beta"].submit_challenge(p["next_action"]["redirect_to_url"]["url"], "pass")
+    r = env.http.post(f"/v1/payments/{p['id']}/cancel", json={})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "payment_not_cancelable", r.text
+    p = env.get(p["id"])
+    assert p["status"] == "succeeded" and captures(env) == 1
+    assert pending_eur(env) == 1500 - bank_fee(1500)
+    assert_ledger_sound()
+
+
+def test_cancel_during_a_3ds_challenge_cancels_it_at_the_psp(env):
+    p = env.pay("4000000000003220")
+    assert p["status"] == "requires_action" and p["attempts"][0]["connector"] == "alpha"
+    url = p["next_action"]["redirect_to_url"]["url"]
+    p = env.post(f"/v1/payments/{p['id']}/cancel", {})
+    assert p["status"] == "canceled"
+    env.sandboxes["alpha"].submit_challenge(url, "pass")
+    httpx.get(f"{env.url}/payments/return/{p['id']}")
+    time.sleep(0.3)
+    psp_webhook_process_due()
+    assert env.get(p["id"])["status"] == "canceled" and captures(env) == 0 and pending_eur(env) == 0
+    assert_ledger_sound()
