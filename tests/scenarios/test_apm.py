@@ -16,8 +16,11 @@ from django.utils import timezone
 
 from ledger.selectors import journal_list
 from payera.events.models import Event
+from payera.secrets.services import decrypt
+from payments.method_types import IBAN_KEY
 from payments.models import Dispute, Payment, PaymentEvent, PaymentMethod, PspWebhook, SepaMandate
 from payments.services import payment_expire_redirects, psp_webhook_process_due
+from payments.tasks import redirect_expiry_task
 from psp_adapters.beta.webhooks import sign
 from tests.plugins.leakscan import find_leaks
 from tests.scenarios.conftest import assert_ledger_sound, pending_eur
@@ -156,7 +159,7 @@ def test_abandoned_bank_redirect_expires_by_the_scheduler_and_a_late_shopper_can
     url = p["next_action"]["redirect_to_url"]["url"]
     assert payment_expire_redirects() == []  # not yet: 30 minutes by default
     settings.PAYMENTS_REDIRECT_EXPIRY_SECONDS = 0
-    assert payment_expire_redirects() == [p["id"]]
+    assert redirect_expiry_task() == [p["id"]]  # the scheduler's task (run here in-process)
     p = env.get(p["id"])
     assert p["status"] == "failed" and p["next_action"] is None
     assert p["last_error"]["code"] == "payment_expired" and "expired" in p["last_error"]["message"]
@@ -282,6 +285,10 @@ def test_saved_sepa_mandate_pays_off_session_through_the_generic_path(env):
     pm = first["payment_method"]
     assert pm["customer"] == cus["id"] and pm["type"] == "sepa_debit"
     mandate = SepaMandate.objects.get(payment_method_id=pm["id"])
+    row = PaymentMethod.objects.get(pk=pm["id"])  # stored encrypted through the secrets backend
+    assert GOOD not in row.iban_ciphertext and "0532013000" not in row.iban_ciphertext
+    assert decrypt(key=IBAN_KEY, ciphertext=row.iban_ciphertext).decode() == GOOD
+    assert (row.iban_country, row.iban_last4, row.pan_ciphertext) == ("DE", "3000", "")
     # a merchant-initiated debit later: no IBAN, no shopper; the same mandate is sent to beta
     later = create(env, None, amount=900, customer=cus["id"], payment_method=pm["id"], off_session=True)
     assert later["status"] == "processing" and later["payment_method"]["id"] == pm["id"]
@@ -328,6 +335,26 @@ def test_bad_iban_is_400_before_any_psp_call_and_never_echoed(env, iban, code):
     assert not iban or iban not in json.dumps(err)
     assert not Payment.objects.filter(merchant=env.merchant).exists()
     assert not PaymentMethod.objects.filter(merchant=env.merchant).exists()
+
+
+@pytest.mark.parametrize(("mandate_data", "param"), [
+    ({"customer_acceptance": {"type": "online"}}, "mandate_data[customer_acceptance][online]"),
+    ({"customer_acceptance": {"online": {"ip_address": "not-an-ip"}}},
+     "mandate_data[customer_acceptance][online][ip_address]"),
+    ("yes", "mandate_data[customer_acceptance][online]"),
+])
+def test_bad_mandate_data_is_400_before_anything_is_written(env, mandate_data, param):
+    err = create(env, sepa(), mandate_data=mandate_data, expect=400)
+    assert err["error"]["param"] == param
+    assert not SepaMandate.objects.filter(merchant=env.merchant).exists()
+
+
+def test_mandate_without_mandate_data_records_the_requests_ip_and_user_agent(env):
+    r = env.http.post("/v1/payments", json={"amount": 500, "currency": "EUR", "payment_method_data": sepa()},
+                      headers={"User-Agent": "shop-backend/2.1"})
+    assert r.status_code == 201, r.text
+    m = SepaMandate.objects.get(payment_method_id=r.json()["payment_method"]["id"])
+    assert (m.shopper_ip, m.shopper_user_agent) == ("127.0.0.1", "shop-backend/2.1")
 
 
 def test_bank_redirect_cannot_be_saved_for_off_session_use(env):
