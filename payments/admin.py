@@ -4,8 +4,11 @@ table is editable (it overrides the adapters' mapping)."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 
+from payera.staff.access import staff_can_access_merchant, staff_filter_merchants
 from payments.models import (
+    BinRange,
     Capture,
     DeclineCode,
     Dispute,
@@ -14,7 +17,9 @@ from payments.models import (
     PaymentEvent,
     PspWebhook,
     Refund,
+    RoutingRule,
     SepaMandate,
+    StuckItem,
 )
 
 
@@ -115,3 +120,51 @@ class SepaMandateAdmin(ReadOnlyAdmin):
     fields = ("id", "reference", "merchant", "payment_method", "status", "signed_at", "shopper_ip",
               "shopper_user_agent", "created_at")
     readonly_fields = fields
+
+
+@admin.register(StuckItem)
+class StuckItemAdmin(ReadOnlyAdmin):
+    """What the stuck-state sweeper re-drove or flagged; open items first. Read-only: the sweeper
+    clears an item once its object moved on."""
+
+    list_display = ("object_type", "object_id", "state", "since", "sla_seconds", "is_flagged", "redrives",
+                    "last_result", "reason", "cleared_at")
+    list_filter = ("object_type", "state", ("cleared_at", admin.EmptyFieldListFilter),
+                   ("flagged_at", admin.EmptyFieldListFilter))
+    search_fields = ("object_id", "payment__id")
+    list_select_related = ("payment",)
+    ordering = ("-cleared_at", "-since")
+
+    @admin.display(boolean=True, description="flagged")
+    def is_flagged(self, obj: StuckItem) -> bool:
+        return obj.flagged_at is not None and obj.cleared_at is None
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    """Per-merchant routing (operations edits; validated by RoutingRule.clean; audited). A
+    merchant without enabled rules is routed by its ordered connectors list."""
+
+    list_display = ("merchant", "priority", "connector", "weight", "currencies", "min_amount", "max_amount", "brands",
+                    "bin_countries", "method_types", "enabled", "updated_at")
+    list_filter = ("enabled", "connector")
+    search_fields = ("merchant__id", "merchant__name", "connector")
+    list_select_related = ("merchant",)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "merchant":
+            from payera.merchants.models import Merchant
+
+            kwargs["queryset"] = staff_filter_merchants(request.user, Merchant.objects.all(), field="pk")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if not staff_can_access_merchant(request.user, obj.merchant_id):
+            raise PermissionDenied
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(BinRange)
+class BinRangeAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "country", "issuer", "updated_at")
+    search_fields = ("prefix", "country", "issuer")

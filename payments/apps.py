@@ -7,7 +7,9 @@ class PaymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from payera.audit import registry
+        from payera.backoffice.panels import Panel, panel_register
         from payments import models as m
+        from payments.panels import stuck_panel
 
         # Card numbers and IBANs never reach the trail: their ciphertext fields (and anything whose
         # name says secret/token/pan/cvc) are excluded by the registry itself, and listed here too.
@@ -17,3 +19,10 @@ class PaymentsConfig(AppConfig):
         registry.register(m.Dispute)
         registry.register(m.DeclineCode)
         registry.register(m.Customer)
+        registry.register(m.RoutingRule)
+        registry.register(m.BinRange)
+        panel_register(Panel(
+            key="payments.stuck", title="Stuck past their SLA", order=65,
+            permissions=("payments.view_stuckitem",), compute=stuck_panel,
+            description="Payments, operations and PSP webhooks in a non-final state longer than its SLA.",
+        ))

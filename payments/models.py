@@ -589,3 +589,7 @@ class PspWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connector}:{self.event_id} ({self.status})"
+
+
+from payments.routing_models import BinRange, RoutingRule  # noqa: E402,F401 - registered with the app's models
+from payments.stuck_models import StuckItem  # noqa: E402,F401 - registered with the app's models

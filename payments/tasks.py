@@ -41,3 +41,10 @@ def redirect_expiry_task() -> list:
     from payments.services import payment_expire_redirects
 
     return payment_expire_redirects()
+
+
+@shared_task(acks_late=True)
+def stuck_sweep_task() -> dict:
+    from payments.services import stuck_sweep
+
+    return stuck_sweep()

@@ -345,6 +345,10 @@ class Capabilities:
     def currencies_for(self, method: PaymentMethodType | str) -> frozenset[str] | None:
         return self.method_currencies.get(PaymentMethodType(method), self.currencies)
 
+    # The PSP's status inquiry reports authorizations, captures and refunds truthfully, so a
+    # webhook about them is a hint that Payera confirms by asking (docs/recovery.md).
+    inquiry_confirms_webhooks: bool = True
+
     def supports(self, method: PaymentMethodType | str, currency: str) -> bool:
         if PaymentMethodType(method) not in self.payment_methods:
             return False

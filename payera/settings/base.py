@@ -404,6 +404,10 @@ PAYMENTS_AUTHORIZATION_TTL_DAYS = 7
 # after this long is canceled at the PSP and fails (`last_error.code = "payment_expired"`).
 PAYMENTS_REDIRECT_EXPIRY_SECONDS = 1800
 PAYMENTS_WEBHOOK_PARK_MAX_TRIES = 10
+# The stuck-state sweeper's SLA per "<object>.<state>" in seconds (payments/services/stuck.py
+# has the defaults: processing 15 min, requires_action 1 h, in_review 1 h, pending capture or
+# refund 15 min, a received but unapplied PSP webhook 5 min); an entry here overrides one.
+PAYMENTS_STUCK_SLA_SECONDS: dict[str, int] = {}
 PAYMENTS_CHARGEBACK_FEE = 1500  # minor units taken from the merchant with each dispute (returned if won)
 PAYMENTS_CIRCUIT_THRESHOLD = 5
 PAYMENTS_CIRCUIT_WINDOW = 60
@@ -424,6 +428,7 @@ CELERY_BEAT_SCHEDULE.update(
         "payments-psp-webhook-sweep": {"task": "payments.tasks.psp_webhook_sweep_task", "schedule": 30.0},
         "payments-authorization-expiry": {"task": "payments.tasks.authorization_expiry_task", "schedule": 3600.0},
         "payments-redirect-expiry": {"task": "payments.tasks.redirect_expiry_task", "schedule": 60.0},
+        "payments-stuck-sweep": {"task": "payments.tasks.stuck_sweep_task", "schedule": 300.0},
     }
 )
 

@@ -54,6 +54,8 @@ ROLES: tuple[Role, ...] = (
             "payments.cancel_*",
             "payments.recover_*",
             "payments.resolve_*",
+            "payments.add_routingrule", "payments.change_routingrule", "payments.delete_routingrule",
+            "payments.add_binrange", "payments.change_binrange", "payments.delete_binrange",
             "events.retry_*",
             "events.replay_*",
             "psp_adapters.view_*",

@@ -12,6 +12,7 @@ from payments.services.payments import (
 from payments.services.recovery import attempt_recover, recovery_run
 from payments.services.redirects import payment_expire_redirects
 from payments.services.refunds import refund_create
+from payments.services.stuck import stuck_open_counts, stuck_sweep
 from payments.services.webhooks import (
     payment_authentication_complete,
     psp_webhook_process,
@@ -36,4 +37,6 @@ __all__ = [
     "psp_webhook_receive",
     "recovery_run",
     "refund_create",
+    "stuck_open_counts",
+    "stuck_sweep",
 ]

@@ -16,6 +16,7 @@ import secrets
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+from django.db.models.functions import Length
 
 from payera.core import metrics
 from payera.core.db import outside_transaction
@@ -38,9 +39,11 @@ from payments.models import (
     Payment,
     PaymentAttempt,
     PaymentMethod,
+    RoutingRule,
     SepaMandate,
 )
 from payments.postings import capture_journals, fee_rule
+from payments.routing_models import BinRange
 from payments.services.common import (
     PaymentStateError,
     emit,
@@ -121,8 +124,17 @@ def _locked(merchant: Merchant | None, payment_id: str) -> Payment:
 
 
 def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, method_type: str,
-           brand: str | None) -> list[str]:
-    names = [c for c in (merchant.connectors or []) if c in settings.PSP_CONNECTORS]
+           brand: str | None, bin_: str = "") -> list[str]:
+    """The connectors to try, in order: the merchant's enabled routing rules (admin: Routing
+    rules) or, without any, its ordered `connectors` list."""
+    stored = list(RoutingRule.objects.filter(merchant_id=merchant.pk, enabled=True))
+    if stored:
+        rules = [routing.RoutingRule(connector=r.connector, priority=r.priority, weight=r.weight,
+                                     min_amount=r.min_amount, max_amount=r.max_amount, **r.condition_sets())
+                 for r in stored]
+    else:
+        rules = [routing.RoutingRule(connector=name, priority=i) for i, name in enumerate(merchant.connectors or [])]
+    names = list(dict.fromkeys(r.connector for r in rules if r.connector in settings.PSP_CONNECTORS))
     caps: dict[str, routing.ConnectorCapabilities] = {}
     for name in names:
         adapter_caps = get_adapter(name).capabilities
@@ -131,14 +143,22 @@ def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, m
             currencies=adapter_caps.currencies_for(method_type) if method_type in adapter_caps.payment_methods
             else adapter_caps.currencies,
         )
+    country = bin_country(bin_) if bin_ and any(r.bin_countries for r in rules) else None
     return routing.connector_order(
         payment=routing.RoutingInput(payment_id=payment_id, amount=amount, currency=currency,
-                                     method_type=method_type, brand=brand),
-        rules=[routing.RoutingRule(connector=name, priority=i) for i, name in enumerate(names)],
+                                     method_type=method_type, brand=brand, bin_country=country),
+        rules=rules,
         capabilities=caps,
         open_circuits=circuit_open_set(names),
         max_attempts=setting("PAYMENTS_MAX_ATTEMPTS", 3),
     )
+
+
+def bin_country(bin_: str) -> str | None:
+    """The issuing country of a card by the longest matching prefix in the BIN table."""
+    prefixes = [bin_[:i] for i in range(1, min(len(bin_), 8) + 1)]
+    row = BinRange.objects.filter(prefix__in=prefixes).order_by(Length("prefix").desc()).values("country").first()
+    return row["country"] if row else None
 
 
 def _unsupported() -> PaymentMethodUnsupportedError:
@@ -257,6 +277,7 @@ def payment_create(
         method = method_validate(payment_method_data, today=now().date())
         method_type = method.type
         brand = method.card.brand if method.card else None
+        bin_ = method.card.bin if method.card else ""
     else:
         saved = PaymentMethod.objects.filter(pk=payment_method, merchant=merchant).first() \
             if isinstance(payment_method, str) else None
@@ -266,7 +287,7 @@ def payment_create(
             raise InvalidRequestError("This payment method is not saved to a customer.", param="payment_method")
         if method_expired(saved):
             raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
-        method_type, brand = saved.type, saved.card_brand or None
+        method_type, brand, bin_ = saved.type, saved.card_brand or None, saved.card_bin
     spec = method_spec(method_type)
     if spec.currencies is not None and currency not in spec.currencies:
         raise PaymentMethodUnsupportedError(
@@ -287,7 +308,7 @@ def payment_create(
     if method is not None and spec.mandate:
         mandate = mandate_acceptance(mandate_data, shopper_ip=shopper_ip, shopper_user_agent=shopper_user_agent)
     if not _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
-                  method_type=method_type, brand=brand):
+                  method_type=method_type, brand=brand, bin_=bin_):
         raise _unsupported()
     tokenized = method_tokenize(method) if method is not None else None  # secrets backend: no transaction
     payment = _payment_insert(
@@ -377,7 +398,7 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[
     if pm is None:
         raise InvalidRequestError("The payment has no payment method.", param="payment_method")
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-                  method_type=pm.type, brand=pm.card_brand or None)
+                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin)
     if not plan:
         raise _unsupported()
     inflight_claim(payment, "confirm")

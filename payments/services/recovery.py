@@ -119,7 +119,7 @@ def attempt_recover(*, attempt_id: str) -> bool:
         return False
     attempt_record_outcome(attempt_id=attempt_id, result=result, actor="system:recovery", source="inquiry")
     payment_auto_capture_if_needed(payment_id=attempt.payment_id)
-    _operations_from(result)
+    inquiry_operations_record(result)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     if attempt.status in RECOVERABLE:
         _reschedule(attempt_id=attempt_id, why=f"still {attempt.status}")
@@ -159,7 +159,7 @@ def _reschedule(*, attempt_id: str, why: str) -> None:
     )
 
 
-def _operations_from(result: AuthorizeResult, *, release_for: str = "") -> None:
+def inquiry_operations_record(result: AuthorizeResult, *, release_for: str = "") -> None:
     """Record the operations' final outcomes; `release_for`: the operation (older than the grace
     period, so its request is gone) whose crashed request's in-flight claim is released too."""
     for op in result.operations:
@@ -199,7 +199,7 @@ def operation_recover(*, kind: OperationKind, operation_id: str) -> None:
             refund_record_outcome(refund_id=operation_id, outcome=None, error=PspReferenceNotFoundError(
                 "never arrived", connector=attempt.connector), actor="system:recovery", release=True)
         return
-    _operations_from(result, release_for=operation_id)
+    inquiry_operations_record(result, release_for=operation_id)
     model.objects.filter(pk=operation_id, status=OperationStatus.PENDING).update(
         next_inquiry_at=now() + recovery_delay(1)
     )

@@ -2,11 +2,16 @@
 
 Receive: verify the signature through the adapter (400 and a security record when bad), store
 the raw body and the normalized event in the inbox (unique per connector and PSP event id),
-answer 2xx; a Celery task applies it. Apply: idempotent and order-proof — every outcome goes
-through the same recording functions as the synchronous answers (`apply_authorization`,
-`capture_record_outcome`, `refund_record_outcome`), which ignore what is no longer allowed. An
-event for an attempt or operation we do not know is parked and retried, then raised to
-operations (status `failed` in the admin).
+answer 2xx; a Celery task applies it.
+
+Apply: a verified event about an authorization, a capture or a refund is a hint — where the
+PSP's status inquiry tells the truth (`Capabilities.inquiry_confirms_webhooks`), Payera asks it
+and records what the PSP says, not what the message says; a hint the inquiry does not confirm
+yet is parked and asked again. Idempotent and order-proof — every outcome goes through the same
+recording functions as the synchronous answers (`apply_authorization`, `capture_record_outcome`,
+`refund_record_outcome`), which ignore what is no longer allowed. An event for an attempt or
+operation we do not know is parked and retried, then raised to operations (status `failed` in
+the admin).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from payments.services.payments import (
     capture_record_outcome,
     payment_auto_capture_if_needed,
 )
+from payments.services.recovery import inquiry_operations_record
 from payments.services.refunds import refund_record_outcome
-from psp_adapters.errors import PspConfigurationError, PspError, WebhookSignatureError
+from psp_adapters.errors import PspConfigurationError, PspError, PspReferenceNotFoundError, WebhookSignatureError
 from psp_adapters.port import (
     Decline,
     DeclineClass,
@@ -164,7 +170,13 @@ def _park(row: PspWebhook, why: str) -> str:
     return "parked"
 
 
+_CONFIRMABLE = (PspEventKind.AUTHORIZATION, PspEventKind.CAPTURE, PspEventKind.REFUND)
+_FINAL = (Outcome.APPROVED, Outcome.DECLINED, Outcome.SOFT_DECLINED)
+
+
 def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
+    if e.kind in _CONFIRMABLE and get_adapter(connector).capabilities.inquiry_confirms_webhooks:
+        return _apply_confirmed(connector, e, actor=actor)
     if e.kind == PspEventKind.AUTHORIZATION:
         attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
         if attempt is None:
@@ -200,6 +212,57 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
         return "ignored: voids are recorded from the answer"
     logger.warning("PSP %s event %s (%s) for %s is not handled yet", connector, e.event_id, e.kind, e.payment.reference)
     return f"ignored: {e.kind} not handled"
+
+
+def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
+    """The event is a hint: ask the PSP where the authorization and its operations stand (outside
+    any transaction) and record that. Not confirmed yet (the PSP still says pending, does not
+    know the attempt, or cannot be asked) → parked and asked again later."""
+    operation: Capture | Refund | None = None
+    if e.kind == PspEventKind.AUTHORIZATION:
+        attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
+        if attempt is None:
+            raise _Park(f"unknown attempt {e.payment.reference}")
+    else:
+        ref = e.operation_reference or ""
+        model = Capture if e.kind == PspEventKind.CAPTURE else Refund
+        operation = model.objects.select_related("attempt").filter(pk=ref).first()
+        if operation is None:
+            if e.kind == PspEventKind.CAPTURE and (
+                ref.startswith("att_") or PaymentAttempt.objects.filter(pk=ref).exists()
+            ):
+                return "ignored: capture at authorization (recorded with the authorization)"
+            raise _Park(f"unknown {e.kind.value} {ref}")
+        attempt = operation.attempt
+        if attempt.connector != connector:
+            return f"ignored: {e.kind.value} {ref} belongs to {attempt.connector}"
+    try:
+        with outside_transaction():
+            result = get_adapter(connector).inquire(
+                PspReference(attempt.id, attempt.psp_reference or e.payment.psp_reference or None)
+            )
+    except PspReferenceNotFoundError:
+        raise _Park(f"not confirmed: {connector} does not know {attempt.id}") from None
+    except PspError as exc:
+        raise _Park(f"not confirmed yet: the inquiry failed ({exc.code})") from None
+    if operation is not None:
+        found = [op for op in result.operations if op.reference == operation.id]
+        if not found or found[0].outcome == Outcome.PENDING:
+            raise _Park(f"not confirmed yet: {connector} reports {operation.id} as "
+                        f"{found[0].outcome.value if found else 'unknown'}")
+        inquiry_operations_record(result)
+        return f"{e.kind.value}: {found[0].outcome.value} (confirmed by inquiry)"
+    if e.outcome in _FINAL and result.outcome not in _FINAL:
+        raise _Park(f"not confirmed yet: {connector} still says {result.outcome.value}")
+    verdict = attempt_record_outcome(attempt_id=attempt.id, result=result, actor=actor, source="webhook")
+    payment_auto_capture_if_needed(payment_id=attempt.payment_id)
+    inquiry_operations_record(result)
+    note = f"authorization: {verdict} (confirmed by inquiry: {result.outcome.value})"
+    if (e.outcome == Outcome.APPROVED) != (result.outcome == Outcome.APPROVED) and e.outcome in _FINAL:
+        logger.warning("PSP %s event %s said %s for %s; the inquiry says %s: recorded the inquiry",
+                       connector, e.event_id, e.outcome.value, attempt.id, result.outcome.value)
+        note = f"authorization: {verdict} (the event said {e.outcome.value}; the inquiry said {result.outcome.value})"
+    return note
 
 
 @transaction.atomic(durable=True)

@@ -37,10 +37,17 @@ def test_admin_sees_every_panel_with_numbers_of_every_merchant(client, role_user
 
 
 def test_limited_staff_see_only_their_merchants_numbers_and_permitted_panels(client, role_users, world):
+    from payments.models import StuckItem
+
+    for key in ("A", "B"):  # one flagged stuck payment per merchant
+        StuckItem.objects.create(merchant=world[key].merchant, object_type="payment", object_id=f"pay_{key}",
+                                 state="in_review", since=timezone.now(), sla_seconds=0, reason="review",
+                                 flagged_at=timezone.now())
     otp_force_login(client, role_users["support"])
     values = panel_values(client.get("/admin/"))
-    assert set(values) == {"events.webhooks"}  # no audit or API key reading for support
+    assert set(values) == {"events.webhooks", "payments.stuck"}  # no audit or API key reading for support
     assert values["events.webhooks"]["dead letters"] == 1
+    assert values["payments.stuck"]["flagged for operations"] == 1  # merchant A's only
 
 
 def test_staff_without_permissions_see_no_panel(client, db):

@@ -82,6 +82,16 @@ def make_rows(client, psp) -> tuple[str, ...]:
                                 "amount": 1000, "currency": "EUR"}}).encode()
     signature = hmac.new(psp.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
     psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": signature})
+    # the stuck-state sweeper applies (parks) that webhook at once and keeps a stuck item for it
+    from django.test import override_settings
+
+    from payments.services import stuck_sweep
+
+    with override_settings(PAYMENTS_STUCK_SLA_SECONDS={"webhook.received": 0}):
+        assert stuck_sweep()["stuck"] == 1
+    from payments.models import RoutingRule
+
+    RoutingRule.objects.create(merchant=a.merchant, connector="alpha", currencies="EUR", brands="visa")
     # Settlement and payouts (reconciliation): a settled run, a payout, payout settings with a bank account.
     from reconciliation.services import payout_mark_in_transit
     from tests.reconciliation.helpers import BANK_ACCOUNT, make_payout

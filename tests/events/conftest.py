@@ -50,8 +50,10 @@ def receivers():
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker) -> WorkerProcess:
-    """A real `celery worker --pool=threads` on the test database, for the whole session."""
+def celery_worker(django_db_setup, django_db_blocker, sandboxes) -> WorkerProcess:
+    """A real `celery worker --pool=threads` on the test database, for the whole session. It
+    reaches the session's sandbox PSPs (webhooks are hints it confirms by status inquiry); their
+    credentials are in the shared local secrets backend once `psp_settings` ran."""
     from django.db import connection
 
     from payera.celery import app
@@ -60,7 +62,10 @@ def celery_worker(django_db_setup, django_db_blocker) -> WorkerProcess:
         pytest.skip("the worker tests run on the served setup (PostgreSQL + Redis)")
     with django_db_blocker.unblock():
         settings_dict = dict(connection.settings_dict)
-    worker = start_worker(settings_dict=settings_dict)
+    worker = start_worker(settings_dict=settings_dict, extra_env={
+        "SANDBOX_ALPHA_URL": sandboxes["alpha"].url, "SANDBOX_BETA_URL": sandboxes["beta"].url,
+        "SANDBOX_DATA_DIR": str(sandboxes["alpha"].data_dir),
+    })
     saved_queue = app.conf.task_default_queue
     route_to_queue(app, worker.queue)
     try:

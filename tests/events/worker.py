@@ -76,7 +76,9 @@ def route_to_queue(app, queue: str) -> None:
         app.amqp.__dict__.pop(cached, None)
 
 
-def start_worker(*, settings_dict: dict, extra_env: dict | None = None, concurrency: int = 8) -> WorkerProcess:
+def start_worker(*, settings_dict: dict, extra_env: dict | None = None, concurrency: int = 8,
+                 beat: bool = False) -> WorkerProcess:
+    """`beat=True` embeds the scheduler (`-B`), so the real beat schedule drives the sweeps."""
     queue = f"payera-test-{uuid.uuid4().hex[:10]}"
     log_path = Path(tempfile.mkdtemp(prefix="payera-worker-")) / "worker.log"
     env = {
@@ -96,6 +98,8 @@ def start_worker(*, settings_dict: dict, extra_env: dict | None = None, concurre
         "--pool=threads", f"--concurrency={concurrency}", "-Q", queue, "-n", f"{queue}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
     ]  # fmt: skip
+    if beat:
+        cmd += ["-B", "-s", str(log_path.parent / "beat-schedule")]
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     worker = WorkerProcess(pid=popen.pid, queue=queue, log_path=log_path, popen=popen)

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('merchants', '0001_initial'),
-        ('payments', '0004_disputes'),
+        ('payments', '0006_routing_rules'),
     ]
 
     operations = [

@@ -1,0 +1,192 @@
+"""A verified PSP webhook is a hint: Payera confirms it by a status inquiry and records what the
+PSP says, never what the message says (issue 6). Over real HTTP to the beta sandbox, whose
+webhooks are signed with the session's secret — so the forged events below pass verification
+and only the inquiry stops them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import httpx
+import pytest
+
+from payments.models import InboxStatus, PaymentEvent, PspWebhook
+from payments.services import psp_webhook_process_due
+from psp_adapters.beta import BetaAdapter
+from psp_adapters.beta.webhooks import sign
+from tests.scenarios.conftest import assert_ledger_sound
+
+pytestmark = [pytest.mark.scenario]
+
+
+@pytest.fixture
+def beta_held(env):
+    """Beta only, its webhooks held back: the test delivers (or forges) them itself."""
+    env.merchant.connectors = ["beta"]
+    env.merchant.save(update_fields=["connectors"])
+    env.sandboxes["beta"].set_webhook_url("")
+    return env
+
+
+def _authorization_event(env, attempt_id: str) -> dict:
+    sb = env.sandboxes["beta"]
+    deadline = time.monotonic() + 10
+    while True:
+        found = [e for e in sb.events() if attempt_id in e["body"] and '"AUTHORISATION"' in e["body"]]
+        if found:
+            return json.loads(found[0]["body"])
+        assert time.monotonic() < deadline, "beta sent no authorization event"
+        time.sleep(0.1)
+
+
+def _deliver(env, body: dict) -> httpx.Response:
+    raw = json.dumps(body).encode()
+    return httpx.post(f"{env.url}/webhooks/psp/beta/", content=raw, headers={
+        "Content-Type": "application/json", "Beta-Signature": sign(raw, env.sandboxes["beta"].webhook_secret),
+    })
+
+
+def _row(event_id: str) -> PspWebhook:
+    deadline = time.monotonic() + 10
+    while True:
+        psp_webhook_process_due()
+        row = PspWebhook.objects.filter(connector="beta", event_id=event_id).first()
+        if row is not None and row.status != InboxStatus.RECEIVED:
+            return row
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_a_signed_decline_for_an_approved_authorization_records_the_psps_approval(beta_held):
+    env = beta_held
+    p = env.pay(capture_method="manual")
+    att = p["attempts"][0]["id"]
+    genuine = _authorization_event(env, att)
+    assert genuine["success"] in (True, "true")
+    forged = {**genuine, "eventId": genuine["eventId"] + "x", "success": False,
+              "reasonCode": "12", "reason": "Insufficient funds"}
+    assert _deliver(env, forged).status_code == 200  # the signature is good
+    row = _row(forged["eventId"])
+    assert row.status == InboxStatus.PROCESSED
+    assert "the inquiry said approved" in row.note
+    p = env.get(p["id"])
+    assert p["status"] == "requires_capture"  # what beta holds, not what the message claimed
+    assert p["attempts"][0]["status"] == "authorized"
+    assert not PaymentEvent.objects.filter(payment_id=p["id"], to_status="failed").exists()
+    assert_ledger_sound()
+
+
+def test_a_signed_approval_for_an_authorization_the_psp_does_not_hold_is_parked_not_applied(beta_held):
+    env = beta_held
+    p = env.pay(capture_method="manual")
+    att = p["attempts"][0]["id"]
+    genuine = _authorization_event(env, att)
+    # A second payment whose authorization beta never received (its webhooks are held and the
+    # sandbox forgets it): a signed "approved" for it must not move it.
+    other = env.pay("4000000000009995", capture_method="manual")
+    other_att = other["attempts"][0]["id"]
+    other_evt = _authorization_event(env, other_att)
+    assert other_evt["success"] in (False, "false")  # beta declined it
+    forged = {**genuine, "eventId": "forged-" + other_att, "merchantReference": other_att,
+              "pspReference": other_evt["pspReference"]}
+    assert _deliver(env, forged).status_code == 200
+    row = _row(forged["eventId"])
+    # the inquiry says declined: the decline is recorded, the forged approval never is
+    assert row.status == InboxStatus.PROCESSED and "the inquiry said declined" in row.note
+    other = env.get(other["id"])
+    assert other["status"] == "failed"
+    assert other["last_error"]["decline_code"] == "insufficient_funds"
+    assert_ledger_sound()
+
+
+def test_an_event_the_psp_cannot_confirm_yet_is_parked_and_applied_once_it_can(beta_held, settings):
+    env = beta_held
+    p = env.pay(capture_method="manual")
+    att = p["attempts"][0]["id"]
+    genuine = _authorization_event(env, att)
+    good = settings.PSP_CONNECTORS["beta"]
+    # beta's status API unreachable (a closed port): the hint cannot be confirmed
+    settings.PSP_CONNECTORS = {**settings.PSP_CONNECTORS, "beta": {
+        **good, "OPTIONS": {**good["OPTIONS"], "base_url": "http://127.0.0.1:1"}}}
+    assert _deliver(env, genuine).status_code == 200
+    row = _row(genuine["eventId"])
+    assert row.status == InboxStatus.PARKED
+    assert "not confirmed yet" in row.note
+    assert env.get(p["id"])["status"] == "processing"
+    # the PSP answers again; the parked row comes due and is confirmed
+    settings.PSP_CONNECTORS = {**settings.PSP_CONNECTORS, "beta": good}
+    PspWebhook.objects.filter(pk=row.pk).update(next_try_at=row.received_at)
+    row = _row(genuine["eventId"])
+    assert row.status == InboxStatus.PROCESSED
+    assert env.get(p["id"])["status"] == "requires_capture"
+    assert_ledger_sound()
+
+
+def test_a_psp_whose_inquiry_cannot_confirm_webhooks_has_its_signed_events_applied(beta_held, monkeypatch):
+    """The other branch: where the PSP's status API cannot be trusted to confirm, the verified
+    event is applied as it says (still order-proof and idempotent)."""
+    env = beta_held
+    monkeypatch.setattr(BetaAdapter, "capabilities",
+                        dataclasses.replace(BetaAdapter.capabilities, inquiry_confirms_webhooks=False))
+    p = env.pay(capture_method="manual")
+    att = p["attempts"][0]["id"]
+    genuine = _authorization_event(env, att)
+    forged = {**genuine, "eventId": genuine["eventId"] + "y", "success": False, "reasonCode": "12",
+              "reason": "Insufficient funds"}
+    assert _deliver(env, forged).status_code == 200
+    row = _row(forged["eventId"])
+    assert row.status == InboxStatus.PROCESSED and "confirmed" not in row.note
+    assert env.get(p["id"])["status"] == "failed"  # taken at its word
+
+
+def test_shoppers_return_and_the_webhook_racing_end_in_one_transition_and_one_posting(beta_held):
+    """Issue 6: the 3-D Secure return and the PSP's webhook for the same attempt arrive at once
+    (four of each, from threads): one transition, one posting, whichever wins."""
+    import threading
+
+    from ledger.selectors import journal_list
+    from tests.scenarios.conftest import fee, pending_eur
+
+    env = beta_held
+    sb = env.sandboxes["beta"]
+    p = env.pay("4000000000003220")
+    assert p["status"] == "requires_action"
+    back = sb.submit_challenge(p["next_action"]["redirect_to_url"]["url"], "pass").headers["location"]
+    att = p["attempts"][0]["id"]
+    deadline = time.monotonic() + 10
+    while not (events := [e for e in sb.events() if att in e["body"] and '"success": true' in e["body"]]):
+        assert time.monotonic() < deadline, "beta sent no final authorization event"
+        time.sleep(0.1)
+    sb.set_webhook_url(f"{env.url}/webhooks/psp/beta/")
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def shopper() -> None:
+        try:
+            barrier.wait()
+            httpx.get(back, follow_redirects=False, timeout=30)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def psp() -> None:
+        try:
+            barrier.wait()
+            sb.resend(events[-1]["id"])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=f) for f in (shopper, psp) * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    env.wait(p["id"], lambda p: p["status"] == "succeeded")
+    time.sleep(1.0)
+    psp_webhook_process_due()
+    assert PaymentEvent.objects.filter(payment_id=p["id"], object_type="payment", to_status="succeeded").count() == 1
+    assert journal_list(owner=env.merchant.id).filter(reference__startswith="capture:").count() == 1
+    assert pending_eur(env) == 1000 - fee(1000)
+    assert_ledger_sound()
