@@ -3,9 +3,10 @@ table is editable (it overrides the adapters' mapping)."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
+from payera.core.errors import PayeraError
 from payera.staff.access import staff_can_access_merchant, staff_filter_merchants
 from payments.models import (
     BinRange,
@@ -20,6 +21,8 @@ from payments.models import (
     RoutingRule,
     SepaMandate,
     StuckItem,
+    Subscription,
+    SubscriptionCharge,
 )
 
 
@@ -168,3 +171,44 @@ class RoutingRuleAdmin(admin.ModelAdmin):
 class BinRangeAdmin(admin.ModelAdmin):
     list_display = ("prefix", "country", "issuer", "updated_at")
     search_fields = ("prefix", "country", "issuer")
+class SubscriptionChargeInline(admin.TabularInline):
+    model = SubscriptionCharge
+    fields = ("period", "try_number", "idempotency_key", "payment", "status", "decline_code", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    """Read-only; the one action cancels (payments.cancel_subscription: the operations role)."""
+
+    list_display = ("id", "merchant", "customer", "status", "amount", "currency", "interval", "interval_count",
+                    "current_period", "next_charge_at", "retries", "created_at")
+    list_filter = ("status", "interval", "currency")
+    search_fields = ("=id", "=merchant__id", "=customer__id")
+    exclude = ("metadata",)
+    inlines = [SubscriptionChargeInline]
+    actions = ["cancel_subscriptions"]
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("payments.cancel_subscription")
+
+    @admin.action(description="Cancel selected subscriptions (no further charge)", permissions=["cancel"])
+    def cancel_subscriptions(self, request, queryset):
+        from payments.services import subscription_cancel
+
+        done = 0
+        for sub in queryset.select_related("merchant"):
+            try:
+                subscription_cancel(merchant=sub.merchant, subscription_id=sub.id, actor=f"staff:{request.user.pk}")
+                done += 1
+            except PayeraError as exc:
+                self.message_user(request, f"{sub.id}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Canceled {done} subscription(s).", messages.SUCCESS)

@@ -26,3 +26,5 @@ class PaymentsConfig(AppConfig):
             permissions=("payments.view_stuckitem",), compute=stuck_panel,
             description="Payments, operations and PSP webhooks in a non-final state longer than its SLA.",
         ))
+        registry.register(m.Subscription)
+        registry.register(m.PaymentMethodCredential, exclude_fields=["psp_token"])

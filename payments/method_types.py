@@ -128,8 +128,9 @@ class MethodSpec:
     def _validate(self, section: dict, *, today: dt.date) -> MethodInput:
         raise NotImplementedError
 
-    def tokenize(self, method: MethodInput) -> dict[str, Any]:
-        """The PaymentMethod row's fields (secrets encrypted). Calls the secrets backend."""
+    def tokenize(self, method: MethodInput, *, own_key: str = "") -> dict[str, Any]:
+        """The PaymentMethod row's fields (secrets encrypted). Calls the secrets backend.
+        `own_key`: the secrets-backend key of its own for a saved secret (crypto-shred on detach)."""
         return {"type": self.type}
 
     def psp_data(self, pm: Any, method: MethodInput | None, mandate: MandateInput | None) -> PaymentMethodData:
@@ -141,6 +142,12 @@ class MethodSpec:
 
     def expired(self, pm: Any, today: dt.date) -> bool:
         return False
+
+    def not_reusable(self, pm: Any) -> str | None:
+        """Why a saved method cannot be charged off-session now, or None when it can."""
+        if not self.recurring:
+            return f"A {self.type} payment method cannot be charged off session."
+        return None
 
     def describe(self, pm: Any) -> str:
         return f"{pm.id} {self.type}"
@@ -158,13 +165,13 @@ class CardMethod(MethodSpec):
             number=section.get("number"), exp_month=section.get("exp_month"), exp_year=section.get("exp_year"),
             cvc=section.get("cvc"), today=today))
 
-    def tokenize(self, method: MethodInput) -> dict[str, Any]:
+    def tokenize(self, method: MethodInput, *, own_key: str = "") -> dict[str, Any]:
         card = method.card
         assert card is not None
         return {
             "type": self.type, "card_brand": card.brand, "card_bin": card.bin, "card_last4": card.last4,
-            "card_exp_month": card.exp_month, "card_exp_year": card.exp_year,
-            "pan_ciphertext": encrypt(key=PAN_KEY, plaintext=card.number.encode()),
+            "card_exp_month": card.exp_month, "card_exp_year": card.exp_year, "pan_key": own_key,
+            "pan_ciphertext": encrypt(key=own_key or PAN_KEY, plaintext=card.number.encode()),
             "fingerprint": keyed_hash(key=FINGERPRINT_KEY, data=card.number.encode()),
         }
 
@@ -172,7 +179,7 @@ class CardMethod(MethodSpec):
         if method is not None and method.card is not None:  # in memory, with the CVC
             c = method.card
             return CardData(number=c.number, exp_month=c.exp_month, exp_year=c.exp_year, cvc=c.cvc)
-        number = decrypt(key=PAN_KEY, ciphertext=pm.pan_ciphertext).decode()  # saved: no CVC
+        number = decrypt(key=pm.pan_key or PAN_KEY, ciphertext=pm.pan_ciphertext).decode()  # saved: no CVC
         return CardData(number=number, exp_month=pm.card_exp_month or 0, exp_year=pm.card_exp_year or 0)
 
     def display(self, pm: Any) -> dict[str, Any]:
@@ -186,6 +193,12 @@ class CardMethod(MethodSpec):
 
     def describe(self, pm: Any) -> str:
         return f"{pm.id} {pm.card_brand} ****{pm.card_last4}"
+
+    def not_reusable(self, pm: Any) -> str | None:
+        if not pm.credentials.exists():  # the first customer-present payment left a PSP credential
+            return ("This card cannot be charged off session: save it first with a successful customer-present "
+                    "payment (setup_future_usage=off_session).")
+        return None
 
 
 class BankRedirectMethod(MethodSpec):
@@ -206,7 +219,7 @@ class BankRedirectMethod(MethodSpec):
                                       param=f"{PARAM}[bank_redirect][bank]")
         return MethodInput(type=self.type, bank=bank)
 
-    def tokenize(self, method: MethodInput) -> dict[str, Any]:
+    def tokenize(self, method: MethodInput, *, own_key: str = "") -> dict[str, Any]:
         return {"type": self.type, "bank": method.bank}
 
     def psp_data(self, pm: Any, method: MethodInput | None, mandate: MandateInput | None) -> PaymentMethodData:
@@ -236,7 +249,7 @@ class SepaDebitMethod(MethodSpec):
                                       param=f"{PARAM}[sepa_debit][account_holder_name]")
         return MethodInput(type=self.type, iban=iban.compact, account_holder_name=holder.strip())
 
-    def tokenize(self, method: MethodInput) -> dict[str, Any]:
+    def tokenize(self, method: MethodInput, *, own_key: str = "") -> dict[str, Any]:
         iban = method.iban
         return {
             "type": self.type, "iban_country": iban[:2], "iban_last4": iban[-4:],
@@ -257,6 +270,13 @@ class SepaDebitMethod(MethodSpec):
 
     def describe(self, pm: Any) -> str:
         return f"{pm.id} sepa_debit {pm.iban_country}****{pm.iban_last4}"
+
+    def not_reusable(self, pm: Any) -> str | None:
+        from payments.models import MandateStatus, SepaMandate
+
+        if not SepaMandate.objects.filter(payment_method_id=pm.pk, status=MandateStatus.ACTIVE).exists():
+            return "This SEPA payment method has no active mandate."
+        return None
 
 
 METHOD_TYPES: dict[str, MethodSpec] = {spec.type: spec for spec in (CardMethod(), BankRedirectMethod(),

@@ -69,7 +69,11 @@ class PaymentMethod(models.Model):
     iban_last4 = models.CharField(max_length=4, blank=True, default="")
     account_holder_name = models.CharField(max_length=128, blank=True, default="")
     # connector -> PSP token / network transaction id of the first customer-initiated charge
-    psp_tokens = models.JSONField(default=dict, blank=True, editable=False)
+    psp_tokens = models.JSONField(default=dict, blank=True, editable=False)  # unused: see `credentials`
+    # The secrets-backend key the card number is encrypted under: a saved card has its own key
+    # (`pan-<uuid>`), so detaching it crypto-shreds that key; "" = the shared PAN key.
+    pan_key = models.CharField(max_length=64, blank=True, default="", editable=False)
+    detached_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = MerchantScopedQuerySet.as_manager()
@@ -163,6 +167,8 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     inflight = models.CharField(max_length=32, blank=True, default="")
     inflight_at = models.DateTimeField(null=True, blank=True)
     authorized_at = models.DateTimeField(null=True, blank=True)
+    # Set by internal callers (the subscription scheduler): one payment per key and merchant.
+    idempotency_key = models.CharField(max_length=80, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -193,6 +199,8 @@ class Payment(ConcurrentTransitionMixin, models.Model):
                 condition=Q(amount_refunded__lte=models.F("amount_captured")),
                 name="payment_refunded_le_captured",
             ),
+            models.UniqueConstraint(fields=["merchant", "idempotency_key"], condition=~Q(idempotency_key=""),
+                                    name="payment_internal_idempotency_uniq"),
         ]
 
     def __str__(self) -> str:
@@ -365,7 +373,10 @@ class PaymentAttempt(ConcurrentTransitionMixin, models.Model):
         self.next_inquiry_at = None
         self.needs_attention = True
 
-    @transition(field=status, source=[AS.AUTHORIZED], target=AS.VOIDED)
+    # From a state before authorization too: a payment canceled while the shopper was at 3-D
+    # Secure or the bank page is voided at the PSP, which then can no longer authorize it.
+    @transition(field=status, source=[AS.AUTHORIZED, AS.REQUIRES_ACTION, AS.PENDING, AS.UNKNOWN, AS.STARTED],
+                target=AS.VOIDED)
     def mark_voided(self) -> None:
         pass
 
@@ -591,5 +602,14 @@ class PspWebhook(models.Model):
         return f"{self.connector}:{self.event_id} ({self.status})"
 
 
+# Saved credentials and subscriptions live in their own module (same app label).
+from payments.models_recurring import (  # noqa: E402, F401
+    ChargeStatus,
+    PaymentMethodCredential,
+    Subscription,
+    SubscriptionCharge,
+    SubscriptionInterval,
+    SubscriptionStatus,
+)
 from payments.routing_models import BinRange, RoutingRule  # noqa: E402,F401 - registered with the app's models
 from payments.stuck_models import StuckItem  # noqa: E402,F401 - registered with the app's models

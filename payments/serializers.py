@@ -28,7 +28,7 @@ class PaymentBankRedirectOutputSerializer(serializers.Serializer):
     bank = serializers.CharField()
 
 
-def _display(pm, type_: str) -> dict | None:
+def method_display(pm, type_: str) -> dict | None:
     """The type's masked view (`payments.method_types`), under the key of its type only."""
     if pm.type != type_:
         return None
@@ -49,15 +49,15 @@ class PaymentMethodOutputSerializer(serializers.Serializer):
 
     @extend_schema_field(PaymentCardOutputSerializer(allow_null=True))
     def get_card(self, pm) -> dict | None:
-        return _display(pm, "card")
+        return method_display(pm, "card")
 
     @extend_schema_field(PaymentSepaDebitOutputSerializer(allow_null=True))
     def get_sepa_debit(self, pm) -> dict | None:
-        return _display(pm, "sepa_debit")
+        return method_display(pm, "sepa_debit")
 
     @extend_schema_field(PaymentBankRedirectOutputSerializer(allow_null=True))
     def get_bank_redirect(self, pm) -> dict | None:
-        return _display(pm, "bank_redirect")
+        return method_display(pm, "bank_redirect")
 
 
 class PaymentAttemptOutputSerializer(serializers.Serializer):

@@ -472,3 +472,9 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # slo_report reads the API SLOs (requests, 5xx, latency) from Prometheus' HTTP API here.
 SLO_PROMETHEUS_URL = env.str("SLO_PROMETHEUS_URL", default="")
+
+# --- Subscriptions (payments.services.subscriptions; docs/api.md "Subscriptions") ---------
+# Dunning: a failed period charge is retried this many days after its first failure (soft
+# declines only), then the subscription is `unpaid`.
+SUBSCRIPTIONS_RETRY_DAYS = [1, 3, 5, 7]
+CELERY_BEAT_SCHEDULE["payments-subscriptions"] = {"task": "payments.tasks.subscriptions_run_task", "schedule": 60.0}

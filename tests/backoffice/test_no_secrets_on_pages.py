@@ -59,9 +59,16 @@ def make_rows(client, psp) -> tuple[str, ...]:
     paid = payment_create(merchant=a.merchant, amount=1000, currency="EUR", payment_method_data=card)
     refund_create(merchant=a.merchant, payment_id=paid.id, amount=100)
     payment_create(merchant=a.merchant, amount=500, currency="EUR", payment_method_data=card, capture_method="manual")
-    # SEPA Direct Debit (a mandate, an encrypted IBAN) and a bank redirect, through beta
-    from payments.services import customer_create
+    # A card saved on a customer (its PSP token and network transaction id kept) and a subscription
+    # charging it off session.
+    from payments.services import customer_create, subscription_create
 
+    cus = customer_create(merchant=a.merchant, email="subscriber@example.com")
+    saved = payment_create(merchant=a.merchant, amount=1000, currency="EUR", payment_method_data=card, customer=cus.id,
+                           setup_future_usage="off_session")
+    subscription_create(merchant=a.merchant, customer=cus.id, payment_method=saved.payment_method_id, amount=900,
+                        currency="EUR", interval="month")
+    # SEPA Direct Debit (a mandate, an encrypted IBAN) and a bank redirect, through beta
     a.merchant.connectors = ["alpha", "beta"]
     a.merchant.save(update_fields=["connectors"])
     sepa = {"type": "sepa_debit", "sepa_debit": {"iban": SEPA_IBAN, "account_holder_name": "Ada Lovelace"}}

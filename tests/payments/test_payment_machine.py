@@ -124,10 +124,10 @@ class PaymentMachine(RuleBasedStateMachine):
     def refund(self, i, share):
         p = self._pick(i)
         amount = max(1, p.amount_captured * share // 100)
-        r = self.client.post("/v1/refunds", {"payment": p.id, "amount": amount}, format="json")
-        assert r.status_code in (201, 400, 409), r.content
         refundable = p.amount_captured - p.amount_refunded - sum(
             p.refunds.filter(status=OperationStatus.PENDING).values_list("amount", flat=True))
+        r = self.client.post("/v1/refunds", {"payment": p.id, "amount": amount}, format="json")
+        assert r.status_code in (201, 400, 409), r.content
         if r.status_code == 201:
             assert amount <= refundable
         elif amount > refundable:

@@ -388,7 +388,7 @@ def test_merchant_cancel_of_an_open_bank_redirect_cancels_it_at_the_psp(env):
     p = create(env, BANK)
     url = p["next_action"]["redirect_to_url"]["url"]
     p = env.post(f"/v1/payments/{p['id']}/cancel", {})
-    assert p["status"] == "canceled" and p["attempts"][0]["status"] == "failed"
+    assert p["status"] == "canceled" and p["attempts"][0]["status"] == "voided"
     assert env.sandboxes["beta"].payments(p["attempts"][0]["id"])[0]["state"] == "voided"
     env.sandboxes["beta"].submit_challenge(url, "pass")  # the shopper still approves: nothing is taken
     httpx.get(f"{env.url}/payments/return/{p['id']}")
@@ -422,4 +422,28 @@ def test_cancel_during_a_3ds_challenge_cancels_it_at_the_psp(env):
     time.sleep(0.3)
     psp_webhook_process_due()
     assert env.get(p["id"])["status"] == "canceled" and captures(env) == 0 and pending_eur(env) == 0
+    assert_ledger_sound()
+
+
+def test_subscription_on_a_saved_sepa_mandate_debits_through_the_generic_off_session_path(env):
+    from payments.models import Subscription
+    from payments.recurring import add_months
+    from payments.services import subscriptions_run
+
+    cus = env.post("/v1/customers", {"email": "sub@example.com"}, expect=201)
+    first = create(env, sepa(), customer=cus["id"], setup_future_usage="off_session")
+    first = env.wait(first["id"], lambda p: p["status"] == "succeeded")
+    pm_id = first["payment_method"]["id"]
+    shown = env.http.get(f"/v1/payment_methods/{pm_id}").json()
+    assert shown["type"] == "sepa_debit" and shown["reusable"] is True and shown["card"] is None
+    assert shown["sepa_debit"]["country"] == "DE" and shown["sepa_debit"]["last4"] == "3000"
+    sub = env.post("/v1/subscriptions", {"customer": cus["id"], "payment_method": pm_id, "amount": 700,
+                                         "currency": "EUR", "interval": "month"}, expect=201)
+    charges = Payment.objects.filter(merchant=env.merchant, off_session=True, payment_method_id=pm_id)
+    wait_for(lambda: charges.filter(status="succeeded").count() == 1)
+    subscriptions_run(now_=add_months(Subscription.objects.get(pk=sub["id"]).anchor, 1))
+    wait_for(lambda: charges.filter(status="succeeded").count() == 2)
+    assert all(a.connector == "beta" for p in charges for a in p.attempts.all())
+    assert pending_eur(env) == 1500 - sepa_fee(1500) + 2 * (700 - sepa_fee(700))
+    assert find_leaks(json.dumps(env.http.get(f"/v1/subscriptions/{sub['id']}").json())) == []
     assert_ledger_sound()

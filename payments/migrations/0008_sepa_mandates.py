@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('merchants', '0001_initial'),
-        ('payments', '0006_routing_rules'),
+        ('payments', '0007_saved_cards_and_subscriptions'),
     ]
 
     operations = [
