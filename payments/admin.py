@@ -58,6 +58,7 @@ from payments.models import (
     PspWebhook,
     Refund,
     RoutingRule,
+    SepaMandate,
     StuckItem,
     Subscription,
     SubscriptionCharge,
@@ -450,6 +451,19 @@ class DeclineCodeAdmin(admin.ModelAdmin):
     list_display = ("psp", "psp_code", "code", "decline_class", "updated_at")
     list_filter = ("psp", "decline_class")
     list_editable = ("code", "decline_class")
+
+
+@admin.register(SepaMandate)
+class SepaMandateAdmin(ReadOnlyAdmin):
+    """SEPA mandates: the evidence of the shopper's authorization. The account shows masked
+    (country and last 4, through the payment method's str); the IBAN is only stored encrypted."""
+
+    list_display = ("id", "reference", "merchant", "payment_method", "status", "signed_at", "shopper_ip")
+    list_filter = ("status",)
+    search_fields = ("id", "reference", "payment_method__id")
+    fields = ("id", "reference", "merchant", "payment_method", "status", "signed_at", "shopper_ip",
+              "shopper_user_agent", "created_at")
+    readonly_fields = fields
 
 
 @admin.register(StuckItem)

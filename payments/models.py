@@ -69,6 +69,7 @@ class PaymentMethod(models.Model):
     pan_ciphertext = models.TextField(blank=True, default="", editable=False)
     bank = models.CharField(max_length=64, blank=True, default="")
     iban_ciphertext = models.TextField(blank=True, default="", editable=False)
+    iban_country = models.CharField(max_length=2, blank=True, default="")
     iban_last4 = models.CharField(max_length=4, blank=True, default="")
     account_holder_name = models.CharField(max_length=128, blank=True, default="")
     # connector -> PSP token / network transaction id of the first customer-initiated charge
@@ -88,9 +89,36 @@ class PaymentMethod(models.Model):
         ]
 
     def __str__(self) -> str:
-        if self.type == PaymentMethodType.CARD:
-            return f"{self.id} {self.card_brand} ****{self.card_last4}"
-        return f"{self.id} {self.type}"
+        from payments.method_types import METHOD_TYPES
+
+        spec = METHOD_TYPES.get(self.type)
+        return spec.describe(self) if spec else f"{self.id} {self.type}"
+
+
+class MandateStatus(models.TextChoices):
+    ACTIVE = "active"
+    INACTIVE = "inactive"  # revoked or its debit returned as not authorized: no further debits
+
+
+class SepaMandate(models.Model):
+    """A SEPA Direct Debit mandate: the shopper's authorization to debit the account, kept for as
+    long as debits may be made under it (the evidence if a debit is disputed). One per payment
+    method; its `reference` is sent to the PSP with every debit (first and recurring)."""
+
+    id = IdField(prefix="mdt")
+    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
+    payment_method = models.OneToOneField(PaymentMethod, on_delete=models.PROTECT, related_name="mandate")
+    reference = models.CharField(max_length=35, unique=True)  # SEPA: at most 35 characters
+    signed_at = models.DateTimeField()
+    shopper_ip = models.GenericIPAddressField(null=True, blank=True)
+    shopper_user_agent = models.CharField(max_length=512, blank=True, default="")
+    status = models.CharField(max_length=16, choices=MandateStatus.choices, default=MandateStatus.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = MerchantScopedQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return self.reference
 
 
 # --- Payments ---------------------------------------------------------------------------
@@ -312,6 +340,14 @@ class PaymentAttempt(ConcurrentTransitionMixin, models.Model):
     def mark_pending(self, *, psp_reference: str, next_inquiry_at) -> None:
         self.psp_reference = psp_reference or self.psp_reference
         self.next_inquiry_at = next_inquiry_at
+
+    @transition(field=status, source=[AS.REQUIRES_ACTION], target=AS.FAILED)
+    def mark_withdrawn(self, *, reason: str, at) -> None:
+        """The shopper's challenge / bank page was canceled at the PSP at our request (the redirect
+        expired, or the merchant canceled): nothing was or can be authorized."""
+        self.error = reason[:255]
+        self.resolved_at = at
+        self.next_inquiry_at = None
 
     @transition(field=status, source=[AS.STARTED, AS.UNKNOWN, AS.PENDING], target=AS.REQUIRES_ACTION)
     def mark_requires_action(self, *, psp_reference: str, action_url: str, next_inquiry_at) -> None:

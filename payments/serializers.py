@@ -7,6 +7,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from payera.core.db import created_timestamp
+from payments.method_types import METHOD_TYPES
+from payments.models import SepaMandate
 
 
 class PaymentCardOutputSerializer(serializers.Serializer):
@@ -16,18 +18,46 @@ class PaymentCardOutputSerializer(serializers.Serializer):
     exp_year = serializers.IntegerField()
 
 
+class PaymentSepaDebitOutputSerializer(serializers.Serializer):
+    country = serializers.CharField(help_text="The IBAN's country (the IBAN itself is never shown).")
+    last4 = serializers.CharField(help_text="The IBAN's last four characters.")
+    mandate = serializers.CharField(allow_null=True, help_text="The SEPA mandate reference.")
+
+
+class PaymentBankRedirectOutputSerializer(serializers.Serializer):
+    bank = serializers.CharField()
+
+
+def method_display(pm, type_: str) -> dict | None:
+    """The type's masked view (`payments.method_types`), under the key of its type only."""
+    if pm.type != type_:
+        return None
+    shown = METHOD_TYPES[type_].display(pm)
+    if METHOD_TYPES[type_].mandate:
+        mandate = SepaMandate.objects.filter(payment_method_id=pm.pk).values_list("reference", flat=True).first()
+        shown["mandate"] = mandate
+    return shown
+
+
 class PaymentMethodOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
     type = serializers.CharField()
     card = serializers.SerializerMethodField()
+    sepa_debit = serializers.SerializerMethodField()
+    bank_redirect = serializers.SerializerMethodField()
     customer = serializers.CharField(source="customer_id", allow_null=True)
 
     @extend_schema_field(PaymentCardOutputSerializer(allow_null=True))
     def get_card(self, pm) -> dict | None:
-        if pm.type != "card":
-            return None
-        return {"brand": pm.card_brand, "last4": pm.card_last4, "exp_month": pm.card_exp_month,
-                "exp_year": pm.card_exp_year}
+        return method_display(pm, "card")
+
+    @extend_schema_field(PaymentSepaDebitOutputSerializer(allow_null=True))
+    def get_sepa_debit(self, pm) -> dict | None:
+        return method_display(pm, "sepa_debit")
+
+    @extend_schema_field(PaymentBankRedirectOutputSerializer(allow_null=True))
+    def get_bank_redirect(self, pm) -> dict | None:
+        return method_display(pm, "bank_redirect")
 
 
 class PaymentAttemptOutputSerializer(serializers.Serializer):

@@ -10,7 +10,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from payera.core.db import created_timestamp
-from payments.serializers import PaymentCardOutputSerializer
+from payments.method_types import method_spec
+from payments.serializers import PaymentCardOutputSerializer, PaymentSepaDebitOutputSerializer, method_display
 
 
 def public_fingerprint(pm) -> str | None:
@@ -27,6 +28,7 @@ class SavedPaymentMethodOutputSerializer(serializers.Serializer):
     type = serializers.CharField()
     customer = serializers.CharField(source="customer_id", allow_null=True)
     card = serializers.SerializerMethodField()
+    sepa_debit = serializers.SerializerMethodField()
     fingerprint = serializers.SerializerMethodField(
         help_text="Equal for the same card number (or IBAN) within your account: spot duplicates.")
     reusable = serializers.SerializerMethodField(
@@ -40,18 +42,21 @@ class SavedPaymentMethodOutputSerializer(serializers.Serializer):
 
     @extend_schema_field(PaymentCardOutputSerializer(allow_null=True))
     def get_card(self, pm) -> dict | None:
-        if pm.type != "card":
-            return None
-        return {"brand": pm.card_brand, "last4": pm.card_last4, "exp_month": pm.card_exp_month,
-                "exp_year": pm.card_exp_year}
+        return method_display(pm, "card")
+
+    @extend_schema_field(PaymentSepaDebitOutputSerializer(allow_null=True))
+    def get_sepa_debit(self, pm) -> dict | None:
+        return method_display(pm, "sepa_debit")
 
     def get_fingerprint(self, pm) -> str | None:
         return public_fingerprint(pm)
 
     def get_reusable(self, pm) -> bool:
-        return pm.detached_at is None and pm.customer_id is not None and any(
-            c.psp_token or c.network_transaction_id for c in pm.credentials.all()
-        )
+        if pm.detached_at is not None or pm.customer_id is None:
+            return False
+        if method_spec(pm.type).mandate:
+            return method_spec(pm.type).not_reusable(pm) is None
+        return any(c.psp_token or c.network_transaction_id for c in pm.credentials.all())
 
     def get_detached(self, pm) -> int | None:
         return created_timestamp(pm.detached_at) if pm.detached_at else None

@@ -44,6 +44,13 @@ def booking_expiry_task() -> list:
 
 
 @shared_task(acks_late=True)
+def redirect_expiry_task() -> list:
+    from payments.services import payment_expire_redirects
+
+    return payment_expire_redirects()
+
+
+@shared_task(acks_late=True)
 def stuck_sweep_task() -> dict:
     from payments.services import stuck_sweep
 

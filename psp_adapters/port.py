@@ -339,6 +339,12 @@ class Capabilities:
     payment_methods: frozenset[PaymentMethodType]
     currencies: frozenset[str] | None = None  # None: every currency with an ISO 4217 minor unit
     asynchronous: bool = False  # outcomes arrive by webhook (PENDING answers)
+    # a method type taken in fewer currencies than the connector's (e.g. SEPA: EUR only)
+    method_currencies: Mapping[PaymentMethodType, frozenset[str]] = field(default_factory=dict)
+
+    def currencies_for(self, method: PaymentMethodType | str) -> frozenset[str] | None:
+        return self.method_currencies.get(PaymentMethodType(method), self.currencies)
+
     # The PSP's status inquiry reports authorizations, captures and refunds truthfully, so a
     # webhook about them is a hint that Payera confirms by asking (docs/recovery.md).
     inquiry_confirms_webhooks: bool = True
@@ -346,7 +352,8 @@ class Capabilities:
     def supports(self, method: PaymentMethodType | str, currency: str) -> bool:
         if PaymentMethodType(method) not in self.payment_methods:
             return False
-        return self.currencies is None or currency.upper() in self.currencies
+        allowed = self.currencies_for(method)
+        return allowed is None or currency.upper() in allowed
 
 
 @runtime_checkable

@@ -48,6 +48,34 @@ def _mask_pan(match: re.Match) -> str:
     return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
 
 
+# An IBAN in free text, compact or in groups of four (either case): masked like a PAN, country
+# and last 4 kept, when its ISO 13616 checksum holds (so ids and references are left alone).
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
+
+
+def iban_checksum_valid(compact: str) -> bool:
+    if not 15 <= len(compact) <= 34 or not compact.isalnum():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def _mask_iban(match: re.Match) -> str:
+    raw = match.group(0)
+    compact = raw.replace(" ", "").upper()
+    for end in range(len(compact), 14, -1):  # the shape may have run into the next word
+        if iban_checksum_valid(compact[:end]):
+            seen, cut = 0, len(raw)
+            for i, char in enumerate(raw):  # where the IBAN's `end` characters stop in `raw`
+                seen += char != " "
+                if seen == end:
+                    cut = i + 1
+                    break
+            iban = compact[:end]
+            return iban[:2] + "*" * (len(iban) - 6) + iban[-4:] + raw[cut:]
+    return raw
+
+
 def mask_text(text: str) -> str:
     if not text:
         return text
@@ -56,6 +84,7 @@ def mask_text(text: str) -> str:
     text = _KV_JSON_RE.sub(lambda m: f'{m.group("k")}"***"', text)
     text = _KV_FORM_RE.sub(lambda m: f"{m.group('k')}***", text)
     text = _PAN_RE.sub(_mask_pan, text)
+    text = _IBAN_RE.sub(_mask_iban, text)
     return text
 
 

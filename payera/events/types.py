@@ -18,6 +18,7 @@ KNOWN_EVENT_TYPES = (
     "payment.requires_action",
     "payment.canceled",
     "payment.captured",
+    "payment.disputed",
     "refund.succeeded",
     "refund.failed",
     "dispute.created",

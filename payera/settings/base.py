@@ -402,6 +402,9 @@ PAYMENTS_ACTION_INQUIRY_SECONDS = 900
 PAYMENTS_RECOVERY_SCHEDULE = [15, 60, 180, 3600]  # then daily
 PAYMENTS_RECOVERY_MAX_INQUIRIES = 9  # then operations
 PAYMENTS_AUTHORIZATION_TTL_DAYS = 7
+# A redirect payment method (bank redirect) whose shopper has not come back from the bank's page
+# after this long is canceled at the PSP and fails (`last_error.code = "payment_expired"`).
+PAYMENTS_REDIRECT_EXPIRY_SECONDS = 1800
 PAYMENTS_WEBHOOK_PARK_MAX_TRIES = 10
 # The stuck-state sweeper's SLA per "<object>.<state>" in seconds (payments/services/stuck.py
 # has the defaults: processing 15 min, requires_action 1 h, in_review 1 h, pending capture or
@@ -426,6 +429,7 @@ CELERY_BEAT_SCHEDULE.update(
         "payments-recovery": {"task": "payments.tasks.recovery_run_task", "schedule": 60.0},
         "payments-psp-webhook-sweep": {"task": "payments.tasks.psp_webhook_sweep_task", "schedule": 30.0},
         "payments-authorization-expiry": {"task": "payments.tasks.authorization_expiry_task", "schedule": 3600.0},
+        "payments-redirect-expiry": {"task": "payments.tasks.redirect_expiry_task", "schedule": 60.0},
         "payments-stuck-sweep": {"task": "payments.tasks.stuck_sweep_task", "schedule": 300.0},
     }
 )

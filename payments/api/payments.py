@@ -8,6 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from ledger.selectors import balance_get, balance_transaction_list
+from payera.audit.middleware import client_ip
 from payera.core.db import created_timestamp
 from payera.core.errors import InvalidRequestError
 from payera.core.pagination import paginate, parse_limit
@@ -51,13 +52,20 @@ class PaymentListCreateApi(MerchantApiView):
         return_url = serializers.URLField(required=False, allow_null=True, allow_blank=True, max_length=2048)
         description = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=1000)
         metadata = serializers.DictField(required=False, allow_null=True, child=serializers.JSONField())
+        mandate_data = serializers.JSONField(
+            required=False, allow_null=True,
+            help_text='SEPA Direct Debit: the shopper\'s acceptance of the mandate, '
+                      '{"customer_acceptance": {"type": "online", "online": {"ip_address", "user_agent"}}}; '
+                      'default: the IP address and User-Agent of this request.')
 
     @extend_schema(operation_id="payments_create", request=PaymentCreateInput,
                    responses={201: PaymentOutputSerializer}, summary="Create (and by default confirm) a payment")
     def post(self, request):
         serializer = self.PaymentCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        payment = payment_create(merchant=request.merchant, actor=_actor(request), **serializer.validated_data)
+        payment = payment_create(merchant=request.merchant, actor=_actor(request), shopper_ip=client_ip(request),
+                                 shopper_user_agent=request.headers.get("User-Agent", ""),
+                                 **serializer.validated_data)
         return Response(render_payment(payment_get(merchant=request.merchant, payment_id=payment.id)),
                         status=status.HTTP_201_CREATED)
 

@@ -11,6 +11,7 @@ from payments.services.payments import (
     payment_expire_authorizations,
 )
 from payments.services.recovery import attempt_recover, recovery_run
+from payments.services.redirects import payment_expire_redirects
 from payments.services.refunds import refund_create
 from payments.services.stuck import stuck_open_counts, stuck_sweep
 from payments.services.subscriptions import (
@@ -38,6 +39,7 @@ __all__ = [
     "payment_confirm",
     "payment_create",
     "payment_expire_authorizations",
+    "payment_expire_redirects",
     "payment_method_detach",
     "psp_webhook_process",
     "psp_webhook_process_due",

@@ -16,7 +16,7 @@ from payments.locks import payment_lock
 from payments.models import DS, Dispute, Payment, PaymentAttempt
 from payments.postings import chargeback_journals
 from payments.serializers import render_dispute
-from payments.services.common import now, post, postings_last, setting, transition
+from payments.services.common import emit, now, post, postings_last, setting, transition
 from psp_adapters.port import DisputeStatus, PspEvent
 
 logger = logging.getLogger("payera.payments")
@@ -44,6 +44,11 @@ def dispute_apply_event(*, connector: str, event: PspEvent, actor: str) -> str:
     attempt = PaymentAttempt.objects.filter(pk=event.payment.reference, connector=connector).only("payment_id").first()
     if attempt is None:
         raise DisputeAttemptUnknownError(f"unknown attempt {event.payment.reference}")
+    if not Payment.objects.filter(pk=attempt.payment_id, amount_captured__gt=0).exists():
+        # reordered webhooks: the dispute (e.g. a returned debit) came before the capture it
+        # takes back; parked and applied once the capture is recorded, so the ledger never
+        # takes back money it has not received
+        raise DisputeAttemptUnknownError(f"payment of {event.payment.reference} not captured yet")
     try:
         return _dispute_apply(connector=connector, event=event, attempt_id=attempt.pk, payment_id=attempt.payment_id,
                               actor=actor)
@@ -83,6 +88,7 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
     payment.amount_disputed += dispute.amount
     payment.save()
     _emit_dispute(dispute, "dispute.created")
+    emit(payment, "payment.disputed")  # the payment object, with its amount_disputed
     post(
         chargeback_journals(dispute_id=dispute.id, merchant_id=payment.merchant_id, connector=connector,
                             amount=dispute.amount, fee=dispute.fee, currency=dispute.currency),

@@ -9,7 +9,9 @@ The payment's one in-flight mutation is claimed in the first block and released 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
+import secrets
 from collections.abc import Callable
 
 from django.conf import settings
@@ -25,6 +27,7 @@ from payera.merchants.models import Merchant
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
 from payments.locks import payment_lock
+from payments.method_types import method_spec
 from payments.models import (
     AS,
     PS,
@@ -32,12 +35,14 @@ from payments.models import (
     CaptureMethod,
     Customer,
     DeclineCode,
+    MandateStatus,
     OperationStatus,
     Payment,
     PaymentAttempt,
     PaymentMethod,
     PaymentMethodCredential,
     RoutingRule,
+    SepaMandate,
 )
 from payments.postings import capture_journals, fee_rule
 from payments.routing_models import BinRange
@@ -141,7 +146,8 @@ def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, m
         adapter_caps = get_adapter(name).capabilities
         caps[name] = routing.ConnectorCapabilities(
             method_types=frozenset(m.value for m in adapter_caps.payment_methods),
-            currencies=adapter_caps.currencies,
+            currencies=adapter_caps.currencies_for(method_type) if method_type in adapter_caps.payment_methods
+            else adapter_caps.currencies,
         )
     country = bin_country(bin_) if bin_ and any(r.bin_countries for r in rules) else None
     return routing.connector_order(
@@ -167,6 +173,34 @@ def _unsupported() -> PaymentMethodUnsupportedError:
     )
 
 
+def mandate_reference_new() -> str:
+    """A SEPA mandate reference: at most 35 characters of the SEPA character set."""
+    return "PAYERA-" + secrets.token_hex(10).upper()
+
+
+def mandate_acceptance(mandate_data: object, *, shopper_ip: str | None, shopper_user_agent: str | None) -> dict:
+    """The shopper's online acceptance of the mandate: `mandate_data.customer_acceptance.online`
+    (`ip_address`, `user_agent`) when given, else the request's own IP and user agent."""
+    param = "mandate_data[customer_acceptance][online]"
+    online: object = {}
+    if mandate_data not in (None, {}):
+        acceptance = mandate_data.get("customer_acceptance") if isinstance(mandate_data, dict) else None
+        online = acceptance.get("online") if isinstance(acceptance, dict) else None
+        if not isinstance(online, dict):
+            raise InvalidRequestError("mandate_data needs customer_acceptance.online.", param=param)
+    assert isinstance(online, dict)
+    ip = online.get("ip_address", shopper_ip)
+    agent = online.get("user_agent", shopper_user_agent)
+    if ip is not None:
+        try:
+            ip = str(ipaddress.ip_address(str(ip)))
+        except ValueError:
+            raise InvalidRequestError("ip_address is not an IP address.", param=f"{param}[ip_address]") from None
+    if agent is not None and not isinstance(agent, str):
+        raise InvalidRequestError("user_agent must be a string.", param=f"{param}[user_agent]")
+    return {"shopper_ip": ip, "shopper_user_agent": (agent or "")[:512]}
+
+
 def _fee(payment: Payment, gross: int) -> int:
     """The merchant's fee on a capture (payment_lock loaded the merchant and the method)."""
     pm_type = payment.payment_method.type if payment.payment_method_id else "card"
@@ -189,10 +223,11 @@ def decline_normalize(connector: str, decline: Decline | None) -> Decline:
     return decline
 
 
-def last_error_of(decline: Decline) -> dict:
-    code = "card_declined" if decline.code != PortDeclineCode.PROCESSING_ERROR else "processing_error"
+def last_error_of(decline: Decline, method_type: str = "card") -> dict:
+    spec = method_spec(method_type)
+    code = spec.decline_error_code if decline.code != PortDeclineCode.PROCESSING_ERROR else "processing_error"
     return {"code": code, "decline_code": decline.code.value,
-            "message": decline.message or f"The card was declined ({decline.code.value})."}
+            "message": decline.message or f"{spec.decline_subject} was declined ({decline.code.value})."}
 
 
 # --- create -----------------------------------------------------------------------------
@@ -211,12 +246,17 @@ def payment_create(
     return_url: str | None = None,
     description: str | None = None,
     metadata: dict | None = None,
+    mandate_data: dict | None = None,
+    shopper_ip: str | None = None,
+    shopper_user_agent: str | None = None,
     actor: str = "api",
     idempotency_key: str | None = None,
     with_row: Callable[[Payment], object] | None = None,
 ) -> Payment:
     """Validate everything (400 before any write or PSP call), tokenize at once, then confirm
-    unless `confirm=False`.
+    unless `confirm=False`. What the method type allows (currency, saving for later, a mandate)
+    is asked of its spec (`payments.method_types`); `shopper_ip`/`shopper_user_agent` (the API
+    request's) are the mandate's acceptance unless `mandate_data` names the shopper's.
 
     `off_session=True` is a merchant-initiated charge (MIT) of a saved `payment_method`: it is
     flagged MIT to the PSP and routed to the connectors holding the method's credentials
@@ -271,6 +311,25 @@ def payment_create(
         if method_expired(saved):
             raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
         method_type, brand, bin_ = saved.type, saved.card_brand or None, saved.card_bin
+    spec = method_spec(method_type)
+    if spec.currencies is not None and currency not in spec.currencies:
+        raise PaymentMethodUnsupportedError(
+            f"{method_type} payments are taken in {', '.join(sorted(spec.currencies))} only.", param="currency")
+    if setup_future_usage and not spec.recurring:
+        raise InvalidRequestError(f"A {method_type} payment method cannot be saved for later use.",
+                                  param="setup_future_usage", code="payment_method_not_reusable")
+    if off_session and not spec.recurring:
+        raise InvalidRequestError(f"A {method_type} payment method cannot be charged off-session.",
+                                  param="off_session", code="payment_method_not_reusable")
+    if off_session and spec.redirect:
+        raise InvalidRequestError("A redirect payment method needs the shopper.", param="off_session")
+    if saved is not None and spec.mandate and not SepaMandate.objects.filter(
+            payment_method=saved, status=MandateStatus.ACTIVE).exists():
+        raise InvalidRequestError("The payment method has no active mandate.", param="payment_method",
+                                  code="mandate_inactive")
+    mandate = None
+    if method is not None and spec.mandate:
+        mandate = mandate_acceptance(mandate_data, shopper_ip=shopper_ip, shopper_user_agent=shopper_user_agent)
     if off_session and saved is None:
         raise InvalidRequestError("An off-session payment charges a saved payment_method of the customer.",
                                   param="off_session")
@@ -293,7 +352,7 @@ def payment_create(
             saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
             save_method=bool(setup_future_usage), off_session=bool(off_session),
             setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
-            metadata=metadata, actor=actor, idempotency_key=idempotency_key, with_row=with_row,
+            metadata=metadata, mandate=mandate, actor=actor, idempotency_key=idempotency_key, with_row=with_row,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -320,11 +379,14 @@ def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, acto
 @transaction.atomic(durable=True)
 def _payment_insert(*, merchant, amount, currency, capture_method, customer, saved, tokenized_fields, save_method,
                     off_session, setup_future_usage, return_url, description, metadata, actor,
-                    idempotency_key=None, with_row=None) -> Payment:
+                    idempotency_key=None, mandate=None, with_row=None) -> Payment:
     pm = saved
     if tokenized_fields is not None:
         pm = PaymentMethod(merchant=merchant, customer=customer if save_method else None, **tokenized_fields)
         pm.save(force_insert=True)
+        if mandate is not None:
+            SepaMandate.objects.create(merchant=merchant, payment_method=pm, reference=mandate_reference_new(),
+                                       signed_at=now(), **mandate)
     payment = Payment(
         merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=customer,
         payment_method=pm, setup_future_usage=setup_future_usage, off_session=off_session, return_url=return_url,
@@ -620,7 +682,8 @@ def apply_authorization(
     if decline.may_cascade and may_cascade and payment.status == PS.PROCESSING and not auth_required:
         return V.SOFT_DECLINE
     if payment.status in (PS.PROCESSING, PS.REQUIRES_ACTION):
-        transition(payment, "mark_failed", payment=payment, actor=actor, error=last_error_of(decline))
+        transition(payment, "mark_failed", payment=payment, actor=actor, error=last_error_of(
+            decline, payment.payment_method.type if payment.payment_method_id else "card"))
         emit(payment, "payment.failed")
         if auth_required:  # another connector would ask the same: the customer must come back
             emit(payment, "payment.authentication_required")
@@ -788,6 +851,8 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api", f
     if error is not None:
         if attempt.status == AS.REQUIRES_ACTION:  # e.g. the shopper completed it a moment ago
             payment_authentication_complete_check(payment_id=payment_id, attempt_id=attempt.id)
+            if Payment.objects.filter(pk=payment_id).exclude(status=PS.REQUIRES_ACTION).exists():
+                raise PaymentNotCancelableError("The shopper completed the payment before it could be canceled.")
         raise error
     if result is not None and result.outcome == Outcome.DECLINED:
         raise PspOperationFailedError("The payment service provider refused the cancellation.", code="cancel_failed")

@@ -15,6 +15,7 @@ from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError
 from payera.merchants.models import Merchant
 from payments.locks import payment_lock
+from payments.method_types import method_spec
 from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
 from payments.postings import refund_fee_share, refund_journals
 from payments.services.booking_sync import booking_escrow_refund_failed, booking_guard, refund_in_escrow
@@ -81,8 +82,12 @@ def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, re
         booking_guard(payment, "refund")
     if payment.status != PS.SUCCEEDED or payment.amount_captured <= 0:
         raise PaymentStateError("Only a captured payment can be refunded.", param="payment")
+    if payment.payment_method_id and not method_spec(payment.payment_method.type).refundable:
+        raise InvalidRequestError(f"A {payment.payment_method.type} payment cannot be refunded.", param="payment",
+                                  code="payment_method_not_refundable")
     reserved = payment.refunds.exclude(status=OperationStatus.FAILED).aggregate(s=Sum("amount"))["s"] or 0
-    left = payment.amount_captured - reserved
+    # money a dispute (chargeback, returned debit) already took back cannot be refunded again
+    left = payment.amount_captured - reserved - payment.amount_disputed
     if amount is None:
         amount = left
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:

@@ -32,6 +32,7 @@ from payera.core.money import currency_normalize
 from payera.events.services import event_record
 from payera.merchants.models import Merchant
 from payments import recurring
+from payments.method_types import method_spec
 from payments.models import (
     PS,
     ChargeStatus,
@@ -82,10 +83,9 @@ def _owned_method(merchant: Merchant, customer: Customer, payment_method: object
     if pm.detached_at is not None:
         raise InvalidRequestError("This payment method was detached.", param="payment_method",
                                   code="payment_method_detached")
-    if not pm.credentials.exists() and pm.type == "card":
-        raise InvalidRequestError(
-            "This card cannot be charged off session: save it first with a successful customer-present payment "
-            "(setup_future_usage=off_session).", param="payment_method", code="payment_method_not_reusable")
+    why = method_spec(pm.type).not_reusable(pm)  # card: a PSP credential; SEPA: an active mandate
+    if why:
+        raise InvalidRequestError(why, param="payment_method", code="payment_method_not_reusable")
     return pm
 
 

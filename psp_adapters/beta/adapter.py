@@ -81,6 +81,10 @@ class BetaAdapter(BaseAdapter):
             {PaymentMethodType.CARD, PaymentMethodType.BANK_REDIRECT, PaymentMethodType.SEPA_DEBIT}
         ),
         asynchronous=True,
+        method_currencies={
+            PaymentMethodType.BANK_REDIRECT: frozenset({"EUR"}),
+            PaymentMethodType.SEPA_DEBIT: frozenset({"EUR"}),
+        },
     )
     default_fee_schedule = FeeSchedule(capture_per_mille=19, refund_fixed=10, chargeback_fixed=1000)
 

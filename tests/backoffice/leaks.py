@@ -1,4 +1,4 @@
-"""What must never appear on a back-office page: card numbers and secrets, by shape."""
+"""What must never appear on a back-office page: card numbers, IBANs and secrets, by shape."""
 
 from __future__ import annotations
 
@@ -36,9 +36,31 @@ def card_numbers(text: str) -> list[str]:
     return [number for number in found if 13 <= len(number) <= 19 and luhn_valid(number)]
 
 
+# An IBAN as stored (compact) or as printed (groups of four split by spaces), either case.
+_IBAN_SHAPE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
+
+
+def ibans(text: str) -> list[str]:
+    """Every full IBAN in `text`: a known country, its length and structure, a valid checksum."""
+    from schwifty import IBAN
+
+    found = []
+    for match in _IBAN_SHAPE.finditer(text):
+        compact = match.group(0).replace(" ", "").upper()
+        for end in range(len(compact), 14, -1):  # the shape may have run into the next word
+            try:
+                IBAN(compact[:end])
+            except ValueError:
+                continue
+            found.append(compact[:end])
+            break
+    return found
+
+
 def leaks(text: str, *, known_secrets: tuple[str, ...] = ()) -> list[str]:
-    """Every card number or secret-shaped string in `text`, plus any of `known_secrets` verbatim."""
+    """Every card number, IBAN or secret-shaped string in `text`, plus any of `known_secrets` verbatim."""
     problems = [f"card number {number}" for number in card_numbers(text)]
+    problems += [f"IBAN {iban[:2]}...{iban[-4:]}" for iban in ibans(text)]
     problems += [f"{name} {m.group(0)[:24]}..." for name, shape in SECRET_SHAPES.items() for m in shape.finditer(text)]
     problems += [f"known secret {secret[:12]}..." for secret in known_secrets if secret and secret in text]
     return problems

@@ -1,6 +1,6 @@
 """The crawler's detector finds what it must and ignores ids, timestamps and visible prefixes."""
 
-from tests.backoffice.leaks import card_numbers, leaks
+from tests.backoffice.leaks import card_numbers, ibans, leaks
 
 
 def test_finds_luhn_valid_card_numbers_in_any_common_layout():
@@ -26,3 +26,12 @@ def test_finds_secrets_by_shape_but_not_visible_prefixes():
     assert leaks("vault:v2:8SDd3WHDOjf7mq69CyCqYjBXAiQQAVZRkFM13ok481zoCmHnSeDX9vyf7w==")
     assert leaks("pbkdf2_sha256$870000$abcdefgh$hash")
     assert leaks("nothing here", known_secrets=("here",)) == ["known secret here..."]
+
+
+def test_finds_ibans_compact_grouped_and_lower_case_but_not_masked_ones():
+    assert ibans("iban DE89370400440532013000 here") == ["DE89370400440532013000"]
+    assert ibans("<td>NL39 RABO 0300 0652 64</td>") == ["NL39RABO0300065264"]
+    assert ibans("at611904300234573201") == ["AT611904300234573201"]
+    assert leaks("account GB82 WEST 1234 5698 7654 32 is shown")
+    assert ibans("DE**************3000 and NL39RABO0300065265 (bad checksum) and PAYERA-0A1B2C3D4E5F") == []
+    assert ibans("BP12ABCDEFGHIJKLMNOP mdt_3kTMd9x2 XX89370400440532013000") == []

@@ -24,6 +24,7 @@ from tests.backoffice.staff import PASSWORD, make_staff, otp_force_login, totp_d
 pytestmark = pytest.mark.django_db
 
 PAN = "4111111111111111"
+SEPA_IBAN = "NL39RABO0300065264"
 ROWS_PER_MODEL = 3
 
 # Platform models that have no rows in this test, and why. Anything else without rows fails the
@@ -90,6 +91,15 @@ def make_rows(client, psp) -> tuple[str, ...]:
                                  hold_expires_at=int(time.time()) + 3600, payment_method_data=card)
         if confirm:
             booking_confirm(merchant=a.merchant, booking_id=booking.id)
+    # SEPA Direct Debit (a mandate, an encrypted IBAN) and a bank redirect, through beta
+    a.merchant.connectors = ["alpha", "beta"]
+    a.merchant.save(update_fields=["connectors"])
+    sepa = {"type": "sepa_debit", "sepa_debit": {"iban": SEPA_IBAN, "account_holder_name": "Ada Lovelace"}}
+    shopper = customer_create(merchant=a.merchant, email="ada@example.com")
+    payment_create(merchant=a.merchant, amount=700, currency="EUR", payment_method_data=sepa, customer=shopper.id,
+                   setup_future_usage="off_session", shopper_ip="203.0.113.9", shopper_user_agent="Mozilla/5.0")
+    payment_create(merchant=a.merchant, amount=300, currency="EUR",
+                   payment_method_data={"type": "bank_redirect", "bank_redirect": {"bank": "sandbox_bank"}})
     # an inbound PSP webhook in the inbox, signed as alpha signs it
     import hashlib
     import hmac
@@ -122,7 +132,7 @@ def make_rows(client, psp) -> tuple[str, ...]:
     secrets = (
         BANK_ACCOUNT, BANK_ACCOUNT[4:],
         a.api_key.secret, b.api_key.secret, a.api_key.api_key.secret_hash, a.endpoint.secret, b.endpoint.secret,
-        a.endpoint.endpoint.secret_ciphertext, device.key, staff.password, PAN,
+        a.endpoint.endpoint.secret_ciphertext, device.key, staff.password, PAN, SEPA_IBAN,
     )
     return secrets
 

@@ -46,3 +46,13 @@ def test_mask_text_keeps_non_card_numbers():
     assert mask_text("order 12345678901234 amount 1000") == "order 12345678901234 amount 1000"
     assert luhn_valid("4242424242424242") and not luhn_valid("4242424242424241")
     assert mask_text("5555 5555 5555 4444") == "555555******4444"
+
+
+def test_ibans_in_free_text_are_masked_like_a_pan_and_references_are_not():
+    from payera.core.masking import mask_text
+
+    assert mask_text("debit DE89370400440532013000 now") == "debit DE****************3000 now"
+    assert mask_text("iban NL39 RABO 0300 0652 64 ok") == "iban NL************5264 ok"
+    assert mask_text("at611904300234573201") == "AT**************3201"
+    # ids and references that look alike but fail the checksum stay as they are
+    assert mask_text("BP12ABCDEFGHIJKLMN NL39RABO0300065265") == "BP12ABCDEFGHIJKLMN NL39RABO0300065265"

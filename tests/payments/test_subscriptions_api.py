@@ -103,7 +103,9 @@ def test_cancel_records_the_event_and_a_canceled_one_cannot_change(merchant_clie
 def test_payment_method_object_shows_masked_data_only(merchant_client, merchant):
     pm = saved(merchant)
     got = merchant_client.get(f"/v1/payment_methods/{pm.id}").json()
-    assert set(got) == {"id", "object", "type", "customer", "card", "fingerprint", "reusable", "detached", "created"}
+    assert set(got) == {"id", "object", "type", "customer", "card", "sepa_debit", "fingerprint", "reusable", "detached",
+                        "created"}
+    assert got["sepa_debit"] is None
     assert got["card"]["last4"] == "4242" and got["reusable"] is True and got["detached"] is None
     assert "tok_x" not in str(got) and "NTIDX" not in str(got) and "a" * 64 not in str(got)
 

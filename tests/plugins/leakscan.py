@@ -14,8 +14,10 @@ controller through `workeroutput` and fail the run there.
 
 What counts as a leak: a Luhn-valid card number (13-19 digits, spaces or dashes allowed), one of
 the sandbox test PANs in any separator shape, a CVC value next to a cvc/cvv key, an `sk_test_` /
-`sk_live_` (or `rk_`) key, a `whsec_` secret, a Vault/OpenBao token (`hvs.` / `hvb.` / `hvr.`).
-Masked forms (`424242******4242`, `sk_test_***`, `"cvc": "***"`) are not leaks.
+`sk_live_` (or `rk_`) key, a `whsec_` secret, a Vault/OpenBao token (`hvs.` / `hvb.` / `hvr.`),
+an IBAN (the sandbox test IBANs in any separator shape or case, or any string shaped like an
+IBAN whose country, length and checksum are valid). Masked forms (`424242******4242`,
+`DE**************3000`, `sk_test_***`, `"cvc": "***"`) are not leaks.
 """
 
 from __future__ import annotations
@@ -45,6 +47,28 @@ _TEST_PANS = (
     "4000000000005126",
 )
 _TEST_PAN_RE = re.compile("|".join(r"[ ./_-]?".join(pan) for pan in _TEST_PANS))
+# The contract's test IBANs (and the payout bank account of the reconciliation tests), in any
+# separator shape and case; any other IBAN is caught by its shape and a valid checksum.
+_TEST_IBANS = (
+    "DE89370400440532013000",
+    "AT611904300234573201",
+    "NL39RABO0300065264",
+)
+_TEST_IBAN_RE = re.compile("|".join(r"[ ./_-]?".join(iban) for iban in _TEST_IBANS), re.IGNORECASE)
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+
+
+def iban_valid(candidate: str) -> bool:
+    """A real IBAN: a known country, its length and structure, a valid checksum (schwifty)."""
+    from schwifty import IBAN
+
+    for end in range(len(candidate), 14, -1):  # the shape may have run into the next word
+        try:
+            IBAN(candidate[:end])
+        except ValueError:
+            continue
+        return True
+    return False
 _PATTERNS = {
     "cvc": re.compile(
         r"""(?i)\b(?:cvc|cvv|cvc2|cvv2|security_code|card_code)\b["']?\s*[:=]\s*["']?\d{3,4}(?!\d)"""
@@ -66,6 +90,11 @@ def find_leaks(text: str) -> list[str]:
         digits = re.sub(r"\D", "", match.group(0))
         entry = f"card number: {digits[:6]}…{digits[-4:]}"
         if entry not in found:
+            found.append(entry)
+    for match in [*_TEST_IBAN_RE.finditer(text), *_IBAN_RE.finditer(text)]:
+        compact = re.sub(r"[^A-Za-z0-9]", "", match.group(0)).upper()
+        entry = f"IBAN: {compact[:2]}…{compact[-4:]}"
+        if entry not in found and (compact in _TEST_IBANS or iban_valid(compact)):
             found.append(entry)
     for kind, pattern in _PATTERNS.items():
         for match in pattern.finditer(text):

@@ -69,6 +69,10 @@ LEAKING_LINES = [
     "signing with whsec_abcdefgh1234",
     "vault token hvs.CAESIJx2abcdefghijk",
     "live key sk_live_0123456789abc",
+    "debiting DE89 3704 0044 0532 0130 00 now",
+    "iban=nl39rabo0300065264",
+    "mandate for AT61-1904-3002-3457-3201",
+    "account GB82WEST12345698765432 (not a test IBAN: caught by shape and checksum)",
 ]
 
 

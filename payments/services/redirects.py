@@ -1,0 +1,94 @@
+"""Abandoned redirects: a payment whose method sends the shopper to a page (bank redirect) and
+who never comes back expires after PAYMENTS_REDIRECT_EXPIRY_SECONDS (the scheduler runs
+`payment_expire_redirects` every minute).
+
+Expiring is a PSP call like any other (STYLE: three steps): the authorization is canceled at
+the PSP first (so a shopper who comes back late cannot pay a failed payment), then the payment
+fails with `last_error.code = "payment_expired"`. If the PSP refuses the cancel because the
+shopper paid in the meantime, or cannot be reached, the PSP's own state decides (recovery's
+inquiry): the shopper's return, beta's webhook and the expiry converge on one outcome, once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.db import transaction
+
+from payera.core.db import outside_transaction
+from payments.locks import payment_lock
+from payments.method_types import METHOD_TYPES
+from payments.models import AS, PS, Payment, PaymentAttempt
+from payments.services.common import emit, inflight_release, now, setting, transition
+from payments.services.payments import void_reference
+from payments.services.recovery import attempt_recover
+from psp_adapters.errors import PspError
+from psp_adapters.port import Outcome, PspReference, VoidRequest
+from psp_adapters.registry import get_adapter
+
+logger = logging.getLogger("payera.payments")
+
+REDIRECT_TYPES = [t for t, spec in METHOD_TYPES.items() if spec.redirect]
+
+
+def expiry_error(seconds: int) -> dict:
+    minutes = max(1, seconds // 60)
+    return {"code": "payment_expired", "decline_code": None,
+            "message": f"The shopper did not complete the bank redirect within {minutes} minutes; "
+                       "the payment expired."}
+
+
+def payment_expire_redirects(*, now_: dt.datetime | None = None, limit: int = 200) -> list[str]:
+    """Expire the redirect payments whose shopper has not come back in time; returns their ids."""
+    seconds = int(setting("PAYMENTS_REDIRECT_EXPIRY_SECONDS", 1800))
+    cutoff = (now_ or now()) - dt.timedelta(seconds=seconds)
+    due = PaymentAttempt.objects.filter(
+        status=AS.REQUIRES_ACTION, created_at__lt=cutoff, payment__status=PS.REQUIRES_ACTION,
+        payment__payment_method__type__in=REDIRECT_TYPES,
+    ).order_by("created_at").values_list("pk", flat=True)[:limit]
+    expired = []
+    for attempt_id in list(due):
+        if redirect_expire(attempt_id=attempt_id, seconds=seconds):
+            expired.append(PaymentAttempt.objects.get(pk=attempt_id).payment_id)
+    return expired
+
+
+def redirect_expire(*, attempt_id: str, seconds: int) -> bool:
+    """Cancel one abandoned redirect at the PSP, then fail the payment. True when it expired."""
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if attempt.status != AS.REQUIRES_ACTION:
+        return False
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).void(VoidRequest(
+                payment=PspReference(attempt.id, attempt.psp_reference or None), reference=void_reference(attempt.id),
+            ))
+    except PspError as exc:  # refused (the shopper paid meanwhile) or unreachable: the PSP's state decides
+        logger.info("cancel of the abandoned redirect %s refused or failed (%s): asking the PSP", attempt_id, exc.code)
+        attempt_recover(attempt_id=attempt_id)
+        return False
+    if result.outcome not in (Outcome.APPROVED, Outcome.PENDING):
+        attempt_recover(attempt_id=attempt_id)
+        return False
+    return _redirect_expired_record(attempt_id=attempt_id, seconds=seconds)
+
+
+@transaction.atomic(durable=True)
+def _redirect_expired_record(*, attempt_id: str, seconds: int) -> bool:
+    attempt0 = PaymentAttempt.objects.only("payment_id").get(pk=attempt_id)
+    payment: Payment = payment_lock(attempt0.payment_id)
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if attempt.status != AS.REQUIRES_ACTION:  # the shopper's return or the webhook was first
+        logger.info("redirect %s already resolved (%s): expiry ignored", attempt_id, attempt.status)
+        return False
+    actor = "system:redirect_expiry"
+    transition(attempt, "mark_withdrawn", payment=payment, actor=actor, reason="redirect expired: canceled at the PSP",
+               at=now())
+    attempt.save()
+    if transition(payment, "mark_failed", payment=payment, actor=actor, error=expiry_error(seconds)):
+        emit(payment, "payment.failed")
+    if payment.inflight == "confirm":
+        inflight_release(payment)
+    payment.save()
+    return True
