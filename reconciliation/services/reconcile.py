@@ -1,0 +1,403 @@
+"""Import and match a PSP settlement report (docs/reconciliation.md).
+
+1. The PSP's adapter parses its own format into normalized rows (a file it cannot read at all is
+   refused whole, before anything is written; an unreadable line is reported with its number).
+2. The run is recorded (unique per PSP and file hash: the same file again changes nothing) and
+   the rows are bulk loaded into `StatementLine`, the staging table: PostgreSQL `COPY` through
+   psycopg 3, a plain bulk insert on SQLite; in chunks, so the run page shows progress.
+3. Matching is set-based: one UPDATE joins the lines to captures, refunds and disputes (read
+   only) and sets each line's outcome; no Python loop per row.
+4. Auto-heal: the attempts behind "missing in Payera" lines are inquired at the PSP through the
+   payments recovery service (a lost webhook is the usual cause), and those lines are matched again.
+5. The matched lines post the settlement through `ledger.services`: per currency and payout
+   batch, bank cash (net) and PSP fee expense (fee) against the PSP receivable (gross), with the
+   business reference `psp_settlement:<run>:<currency>:<batch>` (posting twice posts once).
+6. What stays unexplained becomes a `Discrepancy` (one INSERT ... SELECT), plus one per capture
+   or refund at that PSP inside the report's period that the report lacks (missing at PSP).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from ledger import services as ledger_services
+from ledger.types import Accounts, JournalKind, PostingLine
+from payera.core.db import outside_transaction
+from payments import selectors as payments_selectors
+from payments.services import attempt_settlement_inquire
+from psp_adapters.errors import SettlementReportError
+from psp_adapters.port import SettlementReport, SettlementRow
+from psp_adapters.registry import connector_names, get_adapter
+from reconciliation.errors import SettlementFileInvalidError, SettlementRunBusyError
+from reconciliation.models import (
+    DISCREPANCY_KINDS,
+    ReconciliationRun,
+    ReconOutcome,
+    ReconRunStatus,
+    StatementLine,
+)
+
+logger = logging.getLogger("payera.reconciliation")
+
+CHUNK = 50_000
+MAX_STORED_ERRORS = 1000
+POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money arrived as reported
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+LINE_COLUMNS = (
+    "run_id", "psp", "line_number", "row_key", "kind", "reference", "psp_reference", "operation_reference",
+    "operation_psp_reference", "gross", "fee", "net", "expected_fee", "currency", "settled_on", "payout_batch_id",
+    "outcome", "merchant_id", "object_id", "expected_currency", "healed", "journal_reference",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    run_id: str
+    created: bool  # False: this file was imported before, nothing changed
+    rows: int
+    matched: int
+    discrepancies: dict[str, int]
+    row_errors: tuple[dict, ...] = ()
+    row_error_count: int = 0
+    healed: int = 0
+    receivable: tuple[dict, ...] = field(default=())
+
+    def as_contract(self) -> dict:
+        """The JSON of `manage.py reconcile --json` (CONTRACT.md)."""
+        return {"rows": self.rows, "matched": self.matched, "discrepancies": dict(self.discrepancies)}
+
+
+def row_key(psp: str, row: SettlementRow) -> str:
+    """What makes a settlement line the same line in any file: the PSP's id of the operation (or
+    of the authorization when the PSP gives no operation id) and the kind."""
+    return f"{psp}:{row.kind}:{row.operation_psp_reference or row.psp_reference}"[:200]
+
+
+def _result(run: ReconciliationRun, *, created: bool) -> ReconcileResult:
+    s = run.summary or {}
+    return ReconcileResult(
+        run_id=run.id,
+        created=created,
+        rows=s.get("rows", 0),
+        matched=s.get("matched", 0),
+        discrepancies={k: s.get("discrepancies", {}).get(k, 0) for k in DISCREPANCY_KINDS},
+        row_errors=tuple(run.row_errors),
+        row_error_count=run.row_error_count,
+        healed=s.get("healed", 0),
+        receivable=tuple(s.get("receivable", ())),
+    )
+
+
+def reconcile_import(
+    *,
+    psp: str,
+    raw: bytes,
+    file_name: str = "",
+    source: str = "command",
+    actor: str = "",
+    progress: Progress | None = None,
+) -> ReconcileResult:
+    """Import one settlement report of `psp` and reconcile it. Idempotent on the file's content."""
+    adapter = get_adapter(psp)
+    sha = hashlib.sha256(raw).hexdigest()
+    done = ReconciliationRun.objects.filter(psp=psp, file_sha256=sha, status=ReconRunStatus.DONE).first()
+    if done is not None:
+        return _result(done, created=False)
+    try:
+        report = adapter.read_settlement_report(raw)
+    except SettlementReportError as exc:
+        raise SettlementFileInvalidError(f"{psp} settlement report refused: {exc.message}") from None
+    run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor, report=report)
+    _load(run, report, fee_of=adapter.fee_schedule.fee, progress=progress)
+    if progress:
+        progress("matching", 0, 1)
+    _match(run, heal=False)
+    healed = _heal(run)
+    journals = _post_settlement(run)
+    summary = _finish(run, healed=healed, journals=journals)
+    if progress:
+        progress("matching", 1, 1)
+    run.refresh_from_db()
+    logger.info("reconciliation %s of %s: %s", run.id, psp, {k: summary[k] for k in ("rows", "matched")})
+    return _result(run, created=True)
+
+
+@transaction.atomic(durable=True)
+def _run_start(
+    *, psp: str, sha: str, file_name: str, source: str, actor: str, report: SettlementReport
+) -> ReconciliationRun:
+    """Record the run (committed at once, so its progress shows) or take over an unfinished one
+    of the same file (an import that crashed): its lines are loaded again from scratch."""
+    run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
+    if run is not None:
+        if run.status == ReconRunStatus.DONE or (
+            run.status != ReconRunStatus.LOADING and timezone.now() - run.created_at < dt.timedelta(minutes=30)
+        ):
+            raise SettlementRunBusyError(f"{run.id} is importing this file right now")
+        run.discrepancies.all().delete()
+        StatementLine.objects.filter(run=run).delete()
+    else:
+        try:
+            with transaction.atomic():
+                run = ReconciliationRun.objects.create(psp=psp, file_sha256=sha)
+        except IntegrityError:
+            raise SettlementRunBusyError("this file is being imported right now") from None
+    errors = [{"line": e.line_number, "message": e.message} for e in report.errors]
+    run.file_name = file_name[:255]
+    run.source = source
+    run.created_by = actor[:150]
+    run.period_start, run.period_end = report.period_start, report.period_end
+    run.status = ReconRunStatus.LOADING
+    run.rows_total, run.rows_loaded = len(report.rows), 0
+    run.row_errors, run.row_error_count = errors[:MAX_STORED_ERRORS], len(errors)
+    run.save()
+    return run
+
+
+def _tuples(run: ReconciliationRun, rows: Iterable[SettlementRow], fee_of) -> Iterable[tuple]:
+    psp = run.psp
+    for r in rows:
+        yield (
+            run.id, psp, r.line_number, row_key(psp, r), str(r.kind), r.reference[:64], r.psp_reference[:128],
+            (r.operation_reference or "")[:64], (r.operation_psp_reference or "")[:128], r.gross, r.fee, r.net,
+            fee_of(r.kind, r.gross, r.currency), r.currency, r.settled_on, r.payout_batch_id[:64],
+            "", "", "", "", False, "",
+        )  # fmt: skip
+
+
+def _load(run: ReconciliationRun, report: SettlementReport, *, fee_of, progress: Progress | None) -> None:
+    table = StatementLine._meta.db_table
+    columns = ", ".join(LINE_COLUMNS)
+    rows = report.rows
+    total = len(rows)
+    for start in range(0, total, CHUNK):
+        chunk = _tuples(run, rows[start : start + CHUNK], fee_of)
+        with transaction.atomic(durable=True):
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                        for values in chunk:
+                            copy.write_row(values)
+                else:
+                    marks = ", ".join(["%s"] * len(LINE_COLUMNS))
+                    cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(chunk))
+            loaded = min(total, start + CHUNK)
+            ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=loaded)
+        if progress:
+            progress("loading", loaded, total)
+    ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=total)
+
+
+def _match_sql(*, heal: bool) -> str:
+    t = payments_selectors.settlement_tables()
+    lines = StatementLine._meta.db_table
+    only = "s.outcome = 'missing_in_payera'" if heal else "s.outcome = ''"
+    # healed: the line was missing in Payera before the inquiry and has a counterpart now
+    healed = "COALESCE(c.id, r.id, d.id) IS NOT NULL" if heal else "s.healed"
+    return f"""
+UPDATE {lines} SET outcome = m.outcome, merchant_id = m.merchant_id, object_id = m.object_id,
+       expected_gross = m.expected_gross, expected_currency = m.expected_currency, healed = m.healed
+FROM (
+  SELECT s.id,
+    CASE
+      WHEN EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = s.row_key AND o.id < s.id) THEN 'duplicate'
+      WHEN COALESCE(c.id, r.id, d.id) IS NULL THEN 'missing_in_payera'
+      WHEN s.currency <> COALESCE(c.currency, r.currency, d.currency) THEN 'currency_mismatch'
+      WHEN s.gross <> COALESCE(c.amount, -r.amount, -d.amount) THEN 'amount_mismatch'
+      WHEN s.fee <> s.expected_fee THEN 'fee_mismatch'
+      ELSE 'matched'
+    END AS outcome,
+    COALESCE(a.merchant_id, '') AS merchant_id,
+    COALESCE(c.id, r.id, d.id, '') AS object_id,
+    COALESCE(c.amount, -r.amount, -d.amount) AS expected_gross,
+    COALESCE(c.currency, r.currency, d.currency, '') AS expected_currency,
+    {healed} AS healed
+  FROM {lines} s
+  LEFT JOIN {t["attempt"]} a ON a.id = s.reference AND a.connector = s.psp
+  LEFT JOIN {t["capture"]} c ON s.kind = 'capture' AND c.attempt_id = a.id AND c.status = 'succeeded'
+  LEFT JOIN {t["refund"]} r ON s.kind = 'refund' AND r.attempt_id = a.id AND r.status = 'succeeded'
+       AND r.id = s.operation_reference
+  LEFT JOIN {t["dispute"]} d ON s.kind = 'chargeback' AND d.attempt_id = a.id
+       AND d.psp_dispute_id = s.operation_psp_reference
+  WHERE s.run_id = %s AND {only}
+) m
+WHERE {lines}.id = m.id
+"""
+
+
+def _match(run: ReconciliationRun, *, heal: bool) -> int:
+    sql = _match_sql(heal=heal)
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(sql, [run.id])
+        return cursor.rowcount
+
+
+def _heal(run: ReconciliationRun) -> int:
+    """Inquire the attempts behind "missing in Payera" lines (one PSP inquiry per attempt, never
+    per line), then match those lines again. Returns the number of lines healed."""
+    t = payments_selectors.settlement_tables()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT s.reference FROM {StatementLine._meta.db_table} s"
+            f" JOIN {t['attempt']} a ON a.id = s.reference AND a.connector = s.psp"
+            " WHERE s.run_id = %s AND s.outcome = 'missing_in_payera'",
+            [run.id],
+        )
+        attempt_ids = [r[0] for r in cursor.fetchall()]
+    if not attempt_ids:
+        return 0
+    for attempt_id in attempt_ids:
+        attempt_settlement_inquire(attempt_id=attempt_id)
+    _match(run, heal=True)
+    return StatementLine.objects.filter(run=run, healed=True).count()
+
+
+def settlement_lines(*, psp: str, currency: str, gross: int, fee: int, net: int) -> tuple[PostingLine, ...]:
+    """Bank cash (net) and PSP fee expense (fee) against the PSP receivable (gross)."""
+    lines = []
+    if net:
+        lines.append(PostingLine(Accounts.bank_cash(currency), net))
+    if fee:
+        lines.append(PostingLine(Accounts.psp_fee_expense(currency), fee))
+    if gross:
+        lines.append(PostingLine(Accounts.psp_receivable(psp, currency), -gross))
+    return tuple(lines)
+
+
+def _post_settlement(run: ReconciliationRun) -> int:
+    """Post the matched lines, one journal per currency and payout batch. Returns journals posted."""
+    lines = StatementLine._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT currency, payout_batch_id, SUM(gross), SUM(fee), SUM(net), COUNT(*) FROM {lines}"
+            " WHERE run_id = %s AND outcome IN ('matched', 'fee_mismatch') AND journal_reference = ''"
+            " GROUP BY currency, payout_batch_id ORDER BY currency, payout_batch_id",
+            [run.id],
+        )
+        groups = cursor.fetchall()
+    posted = 0
+    at = timezone.now()
+    for currency, batch, gross, fee, net, count in groups:
+        reference = f"psp_settlement:{run.id}:{currency}:{batch or '-'}"[:255]
+        legs = settlement_lines(psp=run.psp, currency=currency, gross=int(gross), fee=int(fee), net=int(net))
+        with transaction.atomic(durable=True):
+            if legs:
+                ledger_services.journal_post(
+                    reference=reference, lines=legs, occurred_at=at, kind=JournalKind.SETTLEMENT,
+                    memo=f"{run.psp} settlement {batch} ({count} lines)",
+                    metadata={"reconciliation_run": run.id, "psp": run.psp, "payout_batch": batch, "lines": count},
+                )  # fmt: skip
+                posted += 1
+            StatementLine.objects.filter(
+                run=run, currency=currency, payout_batch_id=batch, outcome__in=POSTED_OUTCOMES, journal_reference=""
+            ).update(journal_reference=reference)
+    return posted
+
+
+def _discrepancies_sql(run: ReconciliationRun) -> list[tuple[str, list]]:
+    """The INSERT ... SELECT statements that open the run's discrepancies, with their parameters."""
+    from reconciliation.models import Discrepancy
+
+    t = payments_selectors.settlement_tables()
+    lines = StatementLine._meta.db_table
+    dsc = Discrepancy._meta.db_table
+    now = timezone.now()
+    cols = (
+        "run_id, line_id, kind, psp, merchant_id, reference, object_id, currency, psp_amount, payera_amount,"
+        " difference, status, reason, adjustment_reference, assigned_to, resolved_by, created_at, updated_at"
+    )
+    from_lines = f"""
+INSERT INTO {dsc} ({cols})
+SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference, s.object_id, s.currency, s.gross,
+       s.expected_gross,
+       CASE WHEN s.outcome = 'fee_mismatch' THEN s.expected_fee - s.fee
+            WHEN s.outcome = 'amount_mismatch' THEN s.gross - s.expected_gross
+            ELSE s.gross END,
+       'open', '', '', '', '', %s, %s
+FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')"""
+    statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id])]
+    if run.period_start and run.period_end:
+        start = dt.datetime.combine(run.period_start, dt.time(), dt.UTC)
+        end = dt.datetime.combine(run.period_end + dt.timedelta(days=1), dt.time(), dt.UTC)
+        for table, sign in ((t["capture"], ""), (t["refund"], "-")):
+            statements.append(
+                (
+                    f"""
+INSERT INTO {dsc} ({cols})
+SELECT %s, NULL, 'missing_at_psp', a.connector, a.merchant_id, a.id, x.id, x.currency, NULL, {sign}x.amount,
+       -({sign}x.amount), 'open', '', '', '', '', %s, %s
+FROM {table} x JOIN {t["attempt"]} a ON a.id = x.attempt_id
+WHERE a.connector = %s AND x.status = 'succeeded' AND x.updated_at >= %s AND x.updated_at < %s
+  AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = a.connector AND l.object_id = x.id)
+  AND NOT EXISTS (SELECT 1 FROM {dsc} y WHERE y.kind = 'missing_at_psp' AND y.psp = a.connector
+                  AND y.object_id = x.id)""",
+                    [run.id, now, now, run.psp, start, end],
+                )
+            )
+    return statements
+
+
+def _finish(run: ReconciliationRun, *, healed: int, journals: int) -> dict:
+    lines = StatementLine._meta.db_table
+    with transaction.atomic(durable=True):
+        with connection.cursor() as cursor:
+            for sql, params in _discrepancies_sql(run):
+                cursor.execute(sql, params)
+            cursor.execute(
+                f"SELECT outcome, COUNT(*), COALESCE(SUM(gross), 0) FROM {lines} WHERE run_id = %s GROUP BY outcome",
+                [run.id],
+            )
+            by_outcome = {o: (int(n), int(g)) for o, n, g in cursor.fetchall()}
+        missing_at_psp = run.discrepancies.filter(kind=ReconOutcome.MISSING_AT_PSP)
+        missing_n = missing_at_psp.count()
+        missing_sum = sum(missing_at_psp.values_list("payera_amount", flat=True))
+        from reconciliation.selectors import receivable_check
+
+        rows = sum(n for n, _ in by_outcome.values())
+        counts = {k: by_outcome.get(k, (0, 0))[0] for k in DISCREPANCY_KINDS}
+        counts[ReconOutcome.MISSING_AT_PSP] = missing_n
+        sums = {k: by_outcome.get(k, (0, 0))[1] for k in ReconOutcome.values}
+        sums[ReconOutcome.MISSING_AT_PSP] = missing_sum
+        summary = {
+            "rows": rows,
+            "matched": by_outcome.get(ReconOutcome.MATCHED, (0, 0))[0],
+            "discrepancies": counts,
+            "sums": sums,
+            "healed": healed,
+            "journals": journals,
+            "receivable": receivable_check(psp=run.psp),
+        }
+        ReconciliationRun.objects.filter(pk=run.pk).update(
+            summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now()
+        )
+    return summary
+
+
+def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = None) -> dict[str, ReconcileResult]:
+    """The scheduled pull: fetch each PSP's report for `day` (default: yesterday, UTC) and import
+    it. A PSP that cannot be reached is logged and skipped (the next pull tries again; a file
+    imported before changes nothing)."""
+    from psp_adapters.errors import PspError
+
+    day = day or (timezone.now().astimezone(dt.UTC).date() - dt.timedelta(days=1))
+    out: dict[str, ReconcileResult] = {}
+    for psp in psps or connector_names():
+        try:
+            with outside_transaction():
+                raw = get_adapter(psp).fetch_settlement_report(day)
+        except (PspError, NotImplementedError) as exc:
+            logger.warning("settlement report of %s for %s not fetched: %s", psp, day, exc)
+            continue
+        out[psp] = reconcile_import(
+            psp=psp, raw=raw, file_name=f"{psp}-{day.isoformat()}.csv", source="scheduled", actor="system:scheduler"
+        )
+    return out
