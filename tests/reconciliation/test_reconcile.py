@@ -4,7 +4,6 @@ PostgreSQL (COPY), the settlement posted to the ledger, discrepancies for what d
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from io import StringIO
@@ -14,18 +13,18 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ledger.verify import ledger_verify
-from payments.models import AttemptStatus, Capture, PaymentAttempt, Refund
-from payments.services import attempt_settlement_inquire, payment_create, recovery_run, refund_create
+from payments.models import AttemptStatus, Capture, PaymentAttempt
+from payments.services import payment_create
 from psp_adapters.registry import get_adapter
 from reconciliation.errors import SettlementFileInvalidError
 from reconciliation.models import Discrepancy, ReconciliationRun, StatementLine
 from reconciliation.selectors import receivable_check
 from reconciliation.services import reconcile_import
 from tests.merchants.factories import MerchantFactory
+from tests.reconciliation.sandbox_day import CARD, report, run_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "737"}}
 ZERO = {
     "missing_in_payera": 0,
     "missing_at_psp": 0,
@@ -34,64 +33,6 @@ ZERO = {
     "duplicate": 0,
     "fee_mismatch": 0,
 }
-
-
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
-@pytest.fixture
-def day(psp_settings):
-    """A clean sandbox day: the session-wide sandboxes forget other tests' payments."""
-    for sb in psp_settings.values():
-        sb.reset()
-    return psp_settings
-
-
-def pay(merchant, amounts, *, refund: dict[int, int] | None = None):
-    """Captured card payments (beta's are completed by inquiry: its webhooks go elsewhere here)."""
-    paid = [payment_create(merchant=merchant, amount=a, currency="EUR", payment_method_data=CARD) for a in amounts]
-    settle_pending()
-    for i, amount in (refund or {}).items():
-        refund_create(merchant=merchant, payment_id=paid[i].id, amount=amount)
-    settle_pending()
-    return paid
-
-
-def settle_pending(timeout: float = 15.0) -> None:
-    """Inquire until nothing is pending any more (beta completes asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while (
-        PaymentAttempt.objects.filter(status__in=["pending", "unknown", "started"]).exists()
-        or Capture.objects.filter(status="pending").exists()
-        or Refund.objects.filter(status="pending").exists()
-    ):
-        assert time.monotonic() < deadline, "sandbox payments did not complete"
-        time.sleep(0.1)
-        recovery_run(force=True)  # attempts; operations younger than the grace period are asked here:
-        for model in (Capture, Refund):
-            for attempt_id in model.objects.filter(status="pending").values_list("attempt_id", flat=True):
-                attempt_settlement_inquire(attempt_id=attempt_id)
-
-
-def report(psp: str) -> bytes:
-    return get_adapter(psp).fetch_settlement_report(today())
-
-
-def run_json(path, psp: str) -> dict:
-    out = StringIO()
-    call_command("reconcile", str(path), "--psp", psp, "--json", stdout=out, stderr=StringIO())
-    return json.loads(out.getvalue())
-
-
-@pytest.fixture
-def a_day_of_payments(day):
-    alpha = MerchantFactory(connectors=["alpha"])
-    beta = MerchantFactory(connectors=["beta"])
-    pay(alpha, [10_000, 2_500, 730], refund={0: 1_000})
-    pay(beta, [4_200, 999], refund={0: 4_200})
-    assert Capture.objects.filter(status="succeeded").count() == 5
-    return alpha, beta
 
 
 def test_a_sandbox_day_reconciles_100_percent_and_the_receivable_ties_out(a_day_of_payments, tmp_path):
@@ -215,3 +156,16 @@ def test_readable_summary_and_progress_without_json(a_day_of_payments, tmp_path)
     call_command("reconcile", str(path), "--psp", "beta", stdout=out, stderr=err)
     assert "matched 3 (100.0 %)" in out.getvalue() and "ties out" in out.getvalue()
     assert "100%" in err.getvalue() and "loading" in err.getvalue()
+
+
+def test_the_scheduled_pull_fetches_every_psps_report_and_imports_it_once(a_day_of_payments, settings):
+    from reconciliation.tasks import reconcile_pull_task
+    from tests.reconciliation.sandbox_day import today
+
+    assert settings.CELERY_BEAT_SCHEDULE["reconciliation-report-pull"]["task"] == reconcile_pull_task.name
+    for _ in range(2):
+        assert reconcile_pull_task.apply(kwargs={"day": today().isoformat()}).get() == 2
+    runs = ReconciliationRun.objects.order_by("psp")
+    got = [(r.psp, r.source, r.summary["matched"]) for r in runs]
+    assert got == [("alpha", "scheduled", 4), ("beta", "scheduled", 3)]
+    assert all(c["ok"] for psp in ("alpha", "beta") for c in receivable_check(psp=psp))
