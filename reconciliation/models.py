@@ -246,7 +246,7 @@ class StatementLine(models.Model):
     (filled by COPY on PostgreSQL), then the lasting record of what the PSP said and the outcome."""
 
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="lines")
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="lines", db_index=False)
     psp = models.CharField(max_length=32)
     line_number = models.PositiveIntegerField()
     row_key = models.CharField(max_length=200)  # <psp>:<kind>:<PSP operation or authorization id>

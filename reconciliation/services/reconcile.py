@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -30,10 +31,11 @@ from django.utils import timezone
 from ledger import services as ledger_services
 from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.db import outside_transaction
+from payera.core.money import currency_exponent
 from payments import selectors as payments_selectors
 from payments.services import attempt_settlement_inquire
 from psp_adapters.errors import SettlementReportError
-from psp_adapters.port import SettlementReport, SettlementRow
+from psp_adapters.port import FeeSchedule, SettlementReport, SettlementRow
 from psp_adapters.registry import connector_names, get_adapter
 from reconciliation.errors import SettlementFileInvalidError, SettlementRunBusyError
 from reconciliation.models import (
@@ -47,16 +49,20 @@ from reconciliation.models import (
 logger = logging.getLogger("payera.reconciliation")
 
 CHUNK = 50_000
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_STORED_ERRORS = 1000
 POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money arrived as reported
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
-LINE_COLUMNS = (
-    "run_id", "psp", "line_number", "row_key", "kind", "reference", "psp_reference", "operation_reference",
-    "operation_psp_reference", "gross", "fee", "net", "expected_fee", "currency", "settled_on", "payout_batch_id",
-    "outcome", "merchant_id", "object_id", "expected_currency", "healed", "journal_reference",
+STAGE = "recon_stage"  # a TEMP table: private to this connection, no WAL, no indexes
+STAGE_COLUMNS = (
+    ("line_number", "integer"), ("row_key", "varchar(200)"), ("kind", "varchar(16)"), ("reference", "varchar(64)"),
+    ("psp_reference", "varchar(128)"), ("operation_reference", "varchar(64)"),
+    ("operation_psp_reference", "varchar(128)"), ("gross", "bigint"), ("fee", "bigint"), ("net", "bigint"),
+    ("currency", "varchar(3)"), ("settled_on", "date"), ("payout_batch_id", "varchar(64)"),
 )  # fmt: skip
+STAGE_NAMES = tuple(name for name, _ in STAGE_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +123,10 @@ def reconcile_import(
     except SettlementReportError as exc:
         raise SettlementFileInvalidError(f"{psp} settlement report refused: {exc.message}") from None
     run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor, report=report)
-    _load(run, report, fee_of=adapter.fee_schedule.fee, progress=progress)
+    _load(run, report, progress=progress)
     if progress:
         progress("matching", 0, 1)
-    _match(run, heal=False)
+    _match(run, fee_sql=_fee_sql(adapter.fee_schedule, {r.currency for r in report.rows}))
     healed = _heal(run)
     journals = _post_settlement(run)
     summary = _finish(run, healed=healed, journals=journals)
@@ -163,82 +169,130 @@ def _run_start(
     return run
 
 
-def _tuples(run: ReconciliationRun, rows: Iterable[SettlementRow], fee_of) -> Iterable[tuple]:
+def _tuples(run: ReconciliationRun, rows: Iterable[SettlementRow]) -> Iterable[tuple]:
     psp = run.psp
     for r in rows:
         yield (
-            run.id, psp, r.line_number, row_key(psp, r), str(r.kind), r.reference[:64], r.psp_reference[:128],
+            r.line_number, row_key(psp, r), str(r.kind), r.reference[:64], r.psp_reference[:128],
             (r.operation_reference or "")[:64], (r.operation_psp_reference or "")[:128], r.gross, r.fee, r.net,
-            fee_of(r.kind, r.gross, r.currency), r.currency, r.settled_on, r.payout_batch_id[:64],
-            "", "", "", "", False, "",
+            r.currency, r.settled_on, r.payout_batch_id[:64],
         )  # fmt: skip
 
 
-def _load(run: ReconciliationRun, report: SettlementReport, *, fee_of, progress: Progress | None) -> None:
-    table = StatementLine._meta.db_table
-    columns = ", ".join(LINE_COLUMNS)
+def _load(run: ReconciliationRun, report: SettlementReport, *, progress: Progress | None) -> None:
+    """Bulk load the rows into the staging table, in chunks (progress shows on the run page)."""
+    columns = ", ".join(STAGE_NAMES)
     rows = report.rows
     total = len(rows)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        stage_columns = ", ".join(f"{n} {t}" for n, t in STAGE_COLUMNS)
+        cursor.execute(f"CREATE TEMP TABLE {STAGE} ({stage_columns}, seen_before boolean NOT NULL DEFAULT false)")
     for start in range(0, total, CHUNK):
-        chunk = _tuples(run, rows[start : start + CHUNK], fee_of)
+        chunk = _tuples(run, rows[start : start + CHUNK])
         with transaction.atomic(durable=True):
             with connection.cursor() as cursor:
                 if connection.vendor == "postgresql":
-                    with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    with cursor.cursor.copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:
                         for values in chunk:
                             copy.write_row(values)
                 else:
-                    marks = ", ".join(["%s"] * len(LINE_COLUMNS))
-                    cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(chunk))
+                    marks = ", ".join(["%s"] * len(STAGE_NAMES))
+                    cursor.executemany(f"INSERT INTO {STAGE} ({columns}) VALUES ({marks})", list(chunk))
             loaded = min(total, start + CHUNK)
             ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=loaded)
         if progress:
             progress("loading", loaded, total)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # a temp table has no statistics until analyzed: plans go wrong
+            cursor.execute(f"ANALYZE {STAGE}")
+        # rows some earlier run already has (found before the INSERT: a statement that reads the
+        # table it inserts into scans its own new rows too)
+        lines = StatementLine._meta.db_table
+        cursor.execute(f"UPDATE {STAGE} SET seen_before = true WHERE EXISTS"
+                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key)")
     ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=total)
 
 
-def _match_sql(*, heal: bool) -> str:
+def _outcome_sql(src: str, *, duplicate: str) -> str:
+    """The matching SELECT over `src` (alias s): each line's outcome and what it matched. Joins
+    captures, refunds and disputes of the line's attempt at this PSP (read only)."""
     t = payments_selectors.settlement_tables()
-    lines = StatementLine._meta.db_table
-    only = "s.outcome = 'missing_in_payera'" if heal else "s.outcome = ''"
-    # healed: the line was missing in Payera before the inquiry and has a counterpart now
-    healed = "COALESCE(c.id, r.id, d.id) IS NOT NULL" if heal else "s.healed"
     return f"""
-UPDATE {lines} SET outcome = m.outcome, merchant_id = m.merchant_id, object_id = m.object_id,
-       expected_gross = m.expected_gross, expected_currency = m.expected_currency, healed = m.healed
-FROM (
-  SELECT s.id,
+  SELECT s.*,
     CASE
-      WHEN EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = s.row_key AND o.id < s.id) THEN 'duplicate'
+      WHEN {duplicate} THEN 'duplicate'
       WHEN COALESCE(c.id, r.id, d.id) IS NULL THEN 'missing_in_payera'
       WHEN s.currency <> COALESCE(c.currency, r.currency, d.currency) THEN 'currency_mismatch'
       WHEN s.gross <> COALESCE(c.amount, -r.amount, -d.amount) THEN 'amount_mismatch'
       WHEN s.fee <> s.expected_fee THEN 'fee_mismatch'
       ELSE 'matched'
     END AS outcome,
-    COALESCE(a.merchant_id, '') AS merchant_id,
-    COALESCE(c.id, r.id, d.id, '') AS object_id,
-    COALESCE(c.amount, -r.amount, -d.amount) AS expected_gross,
-    COALESCE(c.currency, r.currency, d.currency, '') AS expected_currency,
-    {healed} AS healed
-  FROM {lines} s
-  LEFT JOIN {t["attempt"]} a ON a.id = s.reference AND a.connector = s.psp
+    COALESCE(a.merchant_id, '') AS m_merchant_id,
+    COALESCE(c.id, r.id, d.id, '') AS m_object_id,
+    COALESCE(c.amount, -r.amount, -d.amount) AS m_expected_gross,
+    COALESCE(c.currency, r.currency, d.currency, '') AS m_expected_currency
+  FROM {src} s
+  LEFT JOIN {t["attempt"]} a ON a.id = s.reference AND a.connector = %s
   LEFT JOIN {t["capture"]} c ON s.kind = 'capture' AND c.attempt_id = a.id AND c.status = 'succeeded'
   LEFT JOIN {t["refund"]} r ON s.kind = 'refund' AND r.attempt_id = a.id AND r.status = 'succeeded'
        AND r.id = s.operation_reference
   LEFT JOIN {t["dispute"]} d ON s.kind = 'chargeback' AND d.attempt_id = a.id
-       AND d.psp_dispute_id = s.operation_psp_reference
-  WHERE s.run_id = %s AND {only}
-) m
-WHERE {lines}.id = m.id
-"""
+       AND d.psp_dispute_id = s.operation_psp_reference"""
 
 
-def _match(run: ReconciliationRun, *, heal: bool) -> int:
-    sql = _match_sql(heal=heal)
+def _journal_sql(alias: str) -> str:
+    """The settlement journal a line is posted in (matched or fee difference: the money arrived)."""
+    return (f"CASE WHEN {alias}.outcome IN ('matched', 'fee_mismatch') THEN 'psp_settlement:' || %s || ':' ||"
+            f" {alias}.currency || ':' || COALESCE(NULLIF({alias}.payout_batch_id, ''), '-') ELSE '' END")
+
+
+def _fee_sql(schedule: FeeSchedule, currencies: Iterable[str]) -> str:
+    """`FeeSchedule.fee` as a SQL expression over a staged row `st` (the PSP's agreed fee, to
+    check the report's fee set-based): per mille of the gross plus fixed parts scaled to the
+    currency's exponent, in integers (the same floor divisions as the Python)."""
+    whens = " ".join(
+        f"WHEN '{c}' THEN {pow(10, currency_exponent(c))}" for c in sorted(currencies) if _CURRENCY.match(c)
+    )
+    scale = f"(CASE st.currency {whens} ELSE 1 END)" if whens else "1"
+    pm, cf = int(schedule.capture_per_mille), int(schedule.capture_fixed)
+    rf, kf = int(schedule.refund_fixed), int(schedule.chargeback_fixed)
+    return (f"(CASE st.kind WHEN 'capture' THEN (ABS(st.gross) * {pm} + 500) / 1000 + {cf} * {scale} / 100"
+            f" WHEN 'refund' THEN {rf} * {scale} / 100 WHEN 'chargeback' THEN {kf} * {scale} / 100 ELSE 0 END)")
+
+
+def _match(run: ReconciliationRun, *, fee_sql: str) -> None:
+    """One INSERT ... SELECT: the staged rows, matched, into the lines. A row is a duplicate when
+    its key is in an earlier run's lines or earlier in this file."""
+    lines = StatementLine._meta.db_table
+    duplicate = "(s.first_line <> s.line_number OR s.seen_before)"
+    src = (f"(SELECT st.*, MIN(st.line_number) OVER (PARTITION BY st.row_key) AS first_line,"
+           f" {fee_sql} AS expected_fee FROM {STAGE} st)")
+    cols = ", ".join(STAGE_NAMES)
+    sql = f"""
+INSERT INTO {lines} (run_id, psp, {cols}, expected_fee, outcome, merchant_id, object_id, expected_gross,
+                     expected_currency, healed, journal_reference)
+SELECT %s, %s, {", ".join(f"m.{c}" for c in STAGE_NAMES)}, m.expected_fee, m.outcome, m.m_merchant_id, m.m_object_id,
+       m.m_expected_gross, m.m_expected_currency, false, {_journal_sql("m")}
+FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
     with transaction.atomic(durable=True), connection.cursor() as cursor:
-        cursor.execute(sql, [run.id])
-        return cursor.rowcount
+        cursor.execute(sql, [run.id, run.psp, run.id, run.psp])
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+
+
+def _rematch(run: ReconciliationRun) -> None:
+    """After the inquiries: the run's "missing in Payera" lines matched again (few rows)."""
+    lines = StatementLine._meta.db_table
+    cols = ", ".join(STAGE_NAMES)
+    missing = f"(SELECT id, expected_fee, {cols} FROM {lines} WHERE run_id = %s AND outcome = 'missing_in_payera')"
+    sql = f"""
+UPDATE {lines} SET outcome = m.outcome, merchant_id = m.m_merchant_id, object_id = m.m_object_id,
+       expected_gross = m.m_expected_gross, expected_currency = m.m_expected_currency,
+       healed = m.outcome <> 'missing_in_payera', journal_reference = {_journal_sql("m")}
+FROM ({_outcome_sql(missing, duplicate="false")}) m
+WHERE {lines}.id = m.id"""
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(sql, [run.id, run.id, run.psp])
 
 
 def _heal(run: ReconciliationRun) -> int:
@@ -257,7 +311,7 @@ def _heal(run: ReconciliationRun) -> int:
         return 0
     for attempt_id in attempt_ids:
         attempt_settlement_inquire(attempt_id=attempt_id)
-    _match(run, heal=True)
+    _rematch(run)
     return StatementLine.objects.filter(run=run, healed=True).count()
 
 
@@ -274,32 +328,29 @@ def settlement_lines(*, psp: str, currency: str, gross: int, fee: int, net: int)
 
 
 def _post_settlement(run: ReconciliationRun) -> int:
-    """Post the matched lines, one journal per currency and payout batch. Returns journals posted."""
+    """Post the matched lines, one journal per currency and payout batch (the reference the
+    lines already name). Returns the number of journals."""
     lines = StatementLine._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT currency, payout_batch_id, SUM(gross), SUM(fee), SUM(net), COUNT(*) FROM {lines}"
-            " WHERE run_id = %s AND outcome IN ('matched', 'fee_mismatch') AND journal_reference = ''"
-            " GROUP BY currency, payout_batch_id ORDER BY currency, payout_batch_id",
+            f"SELECT journal_reference, currency, MIN(payout_batch_id), SUM(gross), SUM(fee), SUM(net), COUNT(*)"
+            f" FROM {lines} WHERE run_id = %s AND journal_reference <> ''"
+            " GROUP BY journal_reference, currency ORDER BY journal_reference",
             [run.id],
         )
         groups = cursor.fetchall()
     posted = 0
     at = timezone.now()
-    for currency, batch, gross, fee, net, count in groups:
-        reference = f"psp_settlement:{run.id}:{currency}:{batch or '-'}"[:255]
+    for reference, currency, batch, gross, fee, net, count in groups:
         legs = settlement_lines(psp=run.psp, currency=currency, gross=int(gross), fee=int(fee), net=int(net))
-        with transaction.atomic(durable=True):
-            if legs:
-                ledger_services.journal_post(
-                    reference=reference, lines=legs, occurred_at=at, kind=JournalKind.SETTLEMENT,
-                    memo=f"{run.psp} settlement {batch} ({count} lines)",
-                    metadata={"reconciliation_run": run.id, "psp": run.psp, "payout_batch": batch, "lines": count},
-                )  # fmt: skip
-                posted += 1
-            StatementLine.objects.filter(
-                run=run, currency=currency, payout_batch_id=batch, outcome__in=POSTED_OUTCOMES, journal_reference=""
-            ).update(journal_reference=reference)
+        if not legs:
+            continue
+        ledger_services.journal_post(
+            reference=reference, lines=legs, occurred_at=at, kind=JournalKind.SETTLEMENT,
+            memo=f"{run.psp} settlement {batch} ({count} lines)",
+            metadata={"reconciliation_run": run.id, "psp": run.psp, "payout_batch": batch, "lines": count},
+        )  # fmt: skip
+        posted += 1
     return posted
 
 

@@ -169,3 +169,19 @@ def test_the_scheduled_pull_fetches_every_psps_report_and_imports_it_once(a_day_
     got = [(r.psp, r.source, r.summary["matched"]) for r in runs]
     assert got == [("alpha", "scheduled", 4), ("beta", "scheduled", 3)]
     assert all(c["ok"] for psp in ("alpha", "beta") for c in receivable_check(psp=psp))
+
+
+def test_a_fee_difference_and_a_currency_mismatch(a_day_of_payments, tmp_path):
+    lines = report("alpha").decode().splitlines()
+    fee = lines[1].split(",")
+    fee[9], fee[10] = str(int(fee[9]) + 7), str(int(fee[10]) - 7)  # the PSP kept 7 cents more than agreed
+    cur = lines[2].split(",")
+    cur[7] = "USD"
+    path = tmp_path / "alpha.csv"
+    path.write_text("\n".join([lines[0], ",".join(fee), ",".join(cur), *lines[3:]]) + "\n")
+    got = run_json(path, "alpha")
+    assert got == {"rows": 4, "matched": 2, "discrepancies": {**ZERO, "fee_mismatch": 1, "currency_mismatch": 1}}
+    assert Discrepancy.objects.get(kind="fee_mismatch").difference == -7
+    # the fee difference settled (the money arrived, less 7): only the currency mismatch stays unsettled
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 2_500
