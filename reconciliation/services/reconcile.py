@@ -49,6 +49,7 @@ from reconciliation.models import (
 logger = logging.getLogger("payera.reconciliation")
 
 CHUNK = 50_000
+MATCH_WORK_MEM = "256MB"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_STORED_ERRORS = 1000
 POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money arrived as reported
@@ -276,6 +277,8 @@ SELECT %s, %s, {", ".join(f"m.{c}" for c in STAGE_NAMES)}, m.expected_fee, m.out
        m.m_expected_gross, m.m_expected_currency, false, {_journal_sql("m")}
 FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
     with transaction.atomic(durable=True), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # the duplicate window sorts the whole file: in memory
+            cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
         cursor.execute(sql, [run.id, run.psp, run.id, run.psp])
         cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
 

@@ -128,3 +128,12 @@ def test_operations_can_not_resolve_or_write_off(client, a_day_of_payments):
     assert d.status == "written_off" and d.reason == "unknown PSP test row" and d.resolved_by == "root"
     export = client.post(DSC, {"action": "export_csv", "_selected_action": [d.pk]})
     assert b"written_off" in export.content
+
+
+def test_the_run_page_shows_the_progress_of_an_import_still_loading(client, settings):
+    run = ReconciliationRun.objects.create(psp="alpha", file_sha256="0" * 64, rows_total=1_000_000,
+                                           rows_loaded=250_000)
+    otp_force_login(client, make_staff("root", superuser=True))
+    page = client.get(f"{RUNS}{run.id}/change/").content.decode()
+    assert "250000 of 1000000 rows loaded (25%)" in page
+    assert "25%" in client.get(RUNS).content.decode()
