@@ -127,7 +127,10 @@ def payera(raw: bytes) -> tuple[float, dict]:
     t0 = time.perf_counter()
     result = reconcile_import(psp="alpha", raw=raw, file_name="bench.csv", source="command", actor="bench")
     elapsed = time.perf_counter() - t0
-    return elapsed, {**result.as_contract(), "receivable": list(result.receivable)}
+    from reconciliation.models import ReconciliationRun
+
+    seconds = ReconciliationRun.objects.get(pk=result.run_id).summary.get("seconds", {})
+    return elapsed, {**result.as_contract(), "receivable": list(result.receivable), "seconds": seconds}
 
 
 def baseline(raw: bytes) -> tuple[float, int]:
@@ -177,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio Payera / baseline              : {took / base:7.2f} x  (goal <= 2.00 x)")
     print(f"receivable after the run             : {result['receivable']}")
     print(f"rows/s                               : {result['rows'] / took:,.0f}")
+    print("Payera by phase (s)                  : " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
     return 0
 
 

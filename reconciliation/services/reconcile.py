@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -119,18 +120,24 @@ def reconcile_import(
     done = ReconciliationRun.objects.filter(psp=psp, file_sha256=sha, status=ReconRunStatus.DONE).first()
     if done is not None:
         return _result(done, created=False)
+    clock = _Clock()
     try:
         report = adapter.read_settlement_report(raw)
     except SettlementReportError as exc:
         raise SettlementFileInvalidError(f"{psp} settlement report refused: {exc.message}") from None
+    clock.lap("parse")
     run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor, report=report)
     _load(run, report, progress=progress)
+    clock.lap("load")
     if progress:
         progress("matching", 0, 1)
     _match(run, fee_sql=_fee_sql(adapter.fee_schedule, {r.currency for r in report.rows}))
+    clock.lap("match")
     healed = _heal(run)
+    clock.lap("heal")
     journals = _post_settlement(run)
-    summary = _finish(run, healed=healed, journals=journals)
+    clock.lap("post")
+    summary = _finish(run, healed=healed, journals=journals, seconds=clock.laps)
     if progress:
         progress("matching", 1, 1)
     run.refresh_from_db()
@@ -400,7 +407,21 @@ WHERE a.connector = %s AND x.status = 'succeeded' AND x.updated_at >= %s AND x.u
     return statements
 
 
-def _finish(run: ReconciliationRun, *, healed: int, journals: int) -> dict:
+class _Clock:
+    """Seconds per phase of an import (kept in the run's summary: where a long import went)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._t, 3)
+        self._t = now
+
+
+def _finish(run: ReconciliationRun, *, healed: int, journals: int, seconds: dict[str, float]) -> dict:
+    started = time.perf_counter()
     lines = StatementLine._meta.db_table
     with transaction.atomic(durable=True):
         with connection.cursor() as cursor:
@@ -430,6 +451,7 @@ def _finish(run: ReconciliationRun, *, healed: int, journals: int) -> dict:
             "journals": journals,
             "receivable": receivable_check(psp=run.psp),
         }
+        summary["seconds"] = {**seconds, "discrepancies_and_check": round(time.perf_counter() - started, 3)}
         ReconciliationRun.objects.filter(pk=run.pk).update(
             summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now()
         )
