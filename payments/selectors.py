@@ -118,3 +118,14 @@ def subscription_list(*, merchant: Merchant, customer: str | None = None, status
     if status:
         qs = qs.filter(status=status)
     return qs
+def settlement_tables() -> dict[str, str]:
+    """The tables reconciliation's matching SQL reads (read only, set-based): captures, refunds,
+    disputes and attempts, by role. Reads across every merchant: reconciliation is PSP-wide."""
+    from payments.models import Capture
+
+    return {
+        "attempt": PaymentAttempt._meta.db_table,
+        "capture": Capture._meta.db_table,
+        "refund": Refund._meta.db_table,
+        "dispute": Dispute._meta.db_table,
+    }

@@ -129,3 +129,6 @@ class PayoutAdmin(ReadOnlyAdmin):
             content = payout_statement_csv(payout_statement(payout=payout))
             parts.append(content if i == 0 else content.split("\n", 1)[1])
         return _csv("".join(parts), "payout-statements.csv")
+
+
+from reconciliation import admin_reports  # noqa: E402,F401 - registers the reconciliation (report) admins

@@ -8,11 +8,13 @@ class ReconciliationConfig(AppConfig):
     def ready(self) -> None:
         from payera.audit import registry
         from payera.backoffice.panels import Panel, panel_register
-        from reconciliation.models import MerchantPayoutSettings, Payout, SettlementRun
+        from reconciliation.models import Discrepancy, MerchantPayoutSettings, Payout, ReconciliationRun, SettlementRun
         from reconciliation.panels import payouts_panel
 
         registry.register(Payout)
         registry.register(SettlementRun)
+        registry.register(ReconciliationRun, exclude_fields=["summary", "row_errors", "rows_loaded"])
+        registry.register(Discrepancy)
         registry.register(MerchantPayoutSettings, exclude_fields=["bank_account_ciphertext"])
         panel_register(
             Panel(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payera.core.errors import InvalidRequestError, NotFoundError
+from payera.core.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 
 
 class PayoutNotFoundError(NotFoundError):
@@ -18,3 +18,25 @@ class PayoutStateError(InvalidRequestError):
 class BankAccountInvalidError(InvalidRequestError):
     code = "bank_account_invalid"
     default_message = "The bank account is invalid."
+
+
+class SettlementFileInvalidError(InvalidRequestError):
+    code = "settlement_file_invalid"
+    default_message = "The settlement report can not be read; nothing was imported."
+
+
+class SettlementRunBusyError(InvalidRequestError):
+    code = "settlement_run_busy"
+    http_status = 409
+    default_message = "This settlement report is being imported right now."
+
+
+class DiscrepancyStateError(InvalidRequestError):
+    code = "discrepancy_state_invalid"
+    http_status = 409
+    default_message = "The discrepancy can not make this transition from its current status."
+
+
+class DiscrepancyPermissionError(PermissionDeniedError):
+    code = "discrepancy_permission_denied"
+    default_message = "You do not have the permission for this discrepancy action."

@@ -180,3 +180,187 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     def mark_failed(self, *, at, reason: str) -> None:
         self.failed_at = at
         self.failure_reason = reason[:200]
+
+
+# --- PSP settlement reports: import, matching, discrepancies (docs/reconciliation.md) ---------
+class ReconOutcome(models.TextChoices):
+    MATCHED = "matched", "Matched"
+    AMOUNT_MISMATCH = "amount_mismatch", "Amount mismatch"
+    CURRENCY_MISMATCH = "currency_mismatch", "Currency mismatch"
+    MISSING_IN_PAYERA = "missing_in_payera", "Missing in Payera"
+    MISSING_AT_PSP = "missing_at_psp", "Missing at PSP"
+    DUPLICATE = "duplicate", "Duplicate"
+    FEE_MISMATCH = "fee_mismatch", "Fee difference"
+
+
+DISCREPANCY_KINDS = [o for o in ReconOutcome.values if o != ReconOutcome.MATCHED]
+
+
+class ReconRunStatus(models.TextChoices):
+    LOADING = "loading", "Loading"  # rows are being loaded (progress: rows_loaded / rows_total)
+    MATCHING = "matching", "Matching"
+    DONE = "done", "Done"
+
+
+class ReconciliationRun(models.Model):
+    """One imported settlement report of one PSP (unique per PSP and file hash: a second import
+    of the same file finds this run and changes nothing)."""
+
+    id = IdField(prefix="rcn")
+    psp = models.CharField(max_length=32)
+    file_name = models.CharField(max_length=255, blank=True, default="")
+    file_sha256 = models.CharField(max_length=64)
+    source = models.CharField(max_length=16, default="command")  # command | upload | scheduled
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=ReconRunStatus.choices, default=ReconRunStatus.LOADING)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_loaded = models.PositiveIntegerField(default=0)
+    row_errors = models.JSONField(default=list, blank=True)  # [{"line": n, "message": "..."}] (first 1000)
+    row_error_count = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)  # counts, sums, healed, receivable check
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["psp", "file_sha256"], name="recon_run_file_once")]
+        ordering = ["-created_at"]
+        permissions = [
+            ("import_reconciliationrun", "Can import a PSP settlement report"),
+            ("export_reconciliationrun", "Can export reconciliation tables (CSV)"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.psp} {self.period_start or ''}"
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == ReconRunStatus.DONE:
+            return 100
+        return int(100 * self.rows_loaded / self.rows_total) if self.rows_total else 0
+
+
+class StatementLine(models.Model):
+    """One row of a PSP settlement report, normalized; the staging table the matching SQL joins
+    (filled by COPY on PostgreSQL), then the lasting record of what the PSP said and the outcome."""
+
+    id = models.BigAutoField(primary_key=True)
+    # no index of its own (the (run, line_number) index serves it) and no database FK: a deferred
+    # FK trigger per line is a third of a million-line import; lines are written only by the import
+    run = models.ForeignKey(
+        ReconciliationRun, on_delete=models.PROTECT, related_name="lines", db_index=False, db_constraint=False
+    )
+    psp = models.CharField(max_length=32)
+    line_number = models.PositiveIntegerField()
+    row_key = models.CharField(max_length=200)  # <psp>:<kind>:<PSP operation or authorization id>
+    kind = models.CharField(max_length=16)  # capture | refund | chargeback | fee | adjustment
+    reference = models.CharField(max_length=64)  # our attempt id
+    psp_reference = models.CharField(max_length=128)
+    operation_reference = models.CharField(max_length=64, blank=True, default="")  # our cap_/re_ id
+    operation_psp_reference = models.CharField(max_length=128, blank=True, default="")
+    gross = models.BigIntegerField()
+    fee = models.BigIntegerField()
+    net = models.BigIntegerField()
+    expected_fee = models.BigIntegerField(default=0)  # by the PSP's fee schedule
+    currency = models.CharField(max_length=3)
+    settled_on = models.DateField()
+    payout_batch_id = models.CharField(max_length=64, blank=True, default="")
+    outcome = models.CharField(max_length=20, choices=ReconOutcome.choices, blank=True, default="")
+    merchant_id = models.CharField(max_length=40, blank=True, default="")
+    object_id = models.CharField(max_length=40, blank=True, default="")  # the capture/refund/dispute matched
+    expected_gross = models.BigIntegerField(null=True, blank=True)
+    expected_currency = models.CharField(max_length=3, blank=True, default="")
+    healed = models.BooleanField(default=False)  # missing in Payera until the inquiry it triggered
+    journal_reference = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["run", "line_number"], name="recon_line_run_idx"),
+            models.Index(fields=["row_key"], name="recon_line_key_idx"),
+            models.Index(fields=["psp", "object_id"], name="recon_line_object_idx"),
+        ]
+        ordering = ["run", "line_number"]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.line_number}"
+
+
+class DiscrepancyStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    INVESTIGATING = "investigating", "Investigating"
+    RESOLVED = "resolved", "Resolved"
+    WRITTEN_OFF = "written_off", "Written off"
+
+
+class Discrepancy(ConcurrentTransitionMixin, models.Model):
+    """What a run could not explain, for finance: open -> investigating -> resolved (reason, and
+    a ledger adjustment posted with the finance role) or written off."""
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="discrepancies")
+    line = models.ForeignKey(StatementLine, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=20, choices=ReconOutcome.choices)
+    psp = models.CharField(max_length=32)
+    merchant = models.ForeignKey(
+        "merchants.Merchant", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reference = models.CharField(max_length=64, blank=True, default="")  # our attempt id (or the PSP's, unknown)
+    object_id = models.CharField(max_length=40, blank=True, default="")  # capture/refund/dispute id, if any
+    currency = models.CharField(max_length=3)
+    psp_amount = models.BigIntegerField(null=True, blank=True)  # gross as the PSP reported it
+    payera_amount = models.BigIntegerField(null=True, blank=True)  # gross as Payera has it
+    difference = models.BigIntegerField(default=0)  # unexplained: psp_amount - payera_amount (or the fee gap)
+    status = FSMField(choices=DiscrepancyStatus.choices, default=DiscrepancyStatus.OPEN, protected=True)
+    reason = models.TextField(blank=True, default="")
+    adjustment_reference = models.CharField(max_length=255, blank=True, default="")
+    assigned_to = models.CharField(max_length=150, blank=True, default="")
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "discrepancies"
+        constraints = [
+            # one missing-at-PSP discrepancy per capture/refund, whatever runs see it missing
+            models.UniqueConstraint(
+                fields=["psp", "object_id"], condition=Q(kind="missing_at_psp"), name="recon_dsc_missing_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "kind"], name="recon_dsc_status_idx")]
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("investigate_discrepancy", "Can start investigating a discrepancy"),
+            ("resolve_discrepancy", "Can resolve a discrepancy (with a ledger adjustment)"),
+            ("write_off_discrepancy", "Can write a discrepancy off"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dsc {self.pk} {self.kind}"
+
+    @transition(field=status, source=DiscrepancyStatus.OPEN, target=DiscrepancyStatus.INVESTIGATING)
+    def mark_investigating(self, *, by: str, reason: str) -> None:
+        self.assigned_to = by
+        self.reason = reason
+
+    @transition(
+        field=status,
+        source=[DiscrepancyStatus.OPEN, DiscrepancyStatus.INVESTIGATING],
+        target=DiscrepancyStatus.RESOLVED,
+    )
+    def mark_resolved(self, *, by: str, reason: str, adjustment_reference: str, at) -> None:
+        self.resolved_by = by
+        self.reason = reason
+        self.adjustment_reference = adjustment_reference
+        self.closed_at = at
+
+    @transition(
+        field=status,
+        source=[DiscrepancyStatus.OPEN, DiscrepancyStatus.INVESTIGATING],
+        target=DiscrepancyStatus.WRITTEN_OFF,
+    )
+    def mark_written_off(self, *, by: str, reason: str, at) -> None:
+        self.resolved_by = by
+        self.reason = reason
+        self.closed_at = at

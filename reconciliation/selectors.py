@@ -66,3 +66,89 @@ def payout_statement(*, payout: Payout) -> PayoutStatement:
         reserve_kept=payout.reserve_kept,
         amount=payout.amount,
     )
+
+
+# --- reconciliation reports (finance, back office: PSP-wide, not merchant-scoped) ---------------
+AGING_BUCKETS = ((0, 1, "0-1 days"), (2, 3, "2-3 days"), (4, 7, "4-7 days"), (8, 30, "8-30 days"),
+                 (31, None, "over 30 days"))  # fmt: skip
+
+
+def _unsettled_sql() -> str:
+    """Every capture, refund and dispute at one PSP that no settled report line has cleared:
+    (currency, signed gross, when). Captures count +, refunds and disputes (not won) -."""
+    from payments import selectors as payments_selectors
+    from reconciliation.models import StatementLine
+
+    t = payments_selectors.settlement_tables()
+    lines = StatementLine._meta.db_table
+    settled = (
+        f"NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = a.connector AND l.object_id = x.id"
+        " AND l.journal_reference <> '')"
+    )
+    return f"""
+SELECT x.currency, x.amount AS gross, x.updated_at AS at FROM {t["capture"]} x
+  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled}
+UNION ALL
+SELECT x.currency, -x.amount, x.updated_at FROM {t["refund"]} x
+  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled}
+UNION ALL
+SELECT x.currency, -x.amount, x.created_at FROM {t["dispute"]} x
+  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status <> 'won' AND {settled}
+"""
+
+
+def receivable_check(*, psp: str) -> list[dict]:
+    """Per currency: the ledger's PSP receivable of `psp` next to what is captured and not yet
+    settled (captures - refunds - disputes not won, less what matched report lines settled).
+    After a clean run the two are equal (`ok`)."""
+    from django.db import connection
+
+    from ledger import selectors as ledger_selectors
+    from ledger.errors import AccountNotFoundError
+    from ledger.types import Accounts
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT currency, COALESCE(SUM(gross), 0) FROM ({_unsettled_sql()}) u GROUP BY currency", [psp, psp, psp]
+        )
+        expected = {cur: int(total) for cur, total in cursor.fetchall()}
+    accounts = ledger_selectors.account_list(owner="platform").filter(code=f"psp_receivable:{psp}")
+    currencies = sorted(set(expected) | set(accounts.values_list("currency", flat=True)))
+    out = []
+    for currency in currencies:
+        try:
+            ledger = ledger_selectors.account_balance(key=Accounts.psp_receivable(psp, currency)).posted
+        except AccountNotFoundError:
+            ledger = 0
+        want = expected.get(currency, 0)
+        out.append({"currency": currency, "ledger": ledger, "unsettled": want, "ok": ledger == want})
+    return out
+
+
+def receivable_aging(*, psp: str, now=None) -> list[dict]:
+    """What the PSP still owes (unsettled captures net of refunds and disputes), by age bucket
+    and currency: `[{"bucket": "0-1 days", "currency": "EUR", "amount": n, "count": n}, ...]`."""
+    import datetime as dt
+
+    from django.db import connection
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    # age in whole days: bucket lo..hi holds items with now - (hi+1) days < at <= now - lo days
+    cases = (
+        " ".join(f"WHEN at > %s THEN '{label}'" for lo, hi, label in AGING_BUCKETS if hi is not None)
+        + f" ELSE '{AGING_BUCKETS[-1][2]}'"
+    )
+    bounds = [now - dt.timedelta(days=hi + 1) for _, hi, _ in AGING_BUCKETS if hi is not None]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT bucket, currency, SUM(gross), COUNT(*) FROM (SELECT CASE {cases} END AS bucket, currency, gross"
+            f" FROM ({_unsettled_sql()}) u) b GROUP BY bucket, currency",
+            [*bounds, psp, psp, psp],
+        )
+        rows = cursor.fetchall()
+    order = [lbl for _, _, lbl in AGING_BUCKETS]
+    return [
+        {"bucket": label, "currency": currency, "amount": int(amount), "count": int(count)}
+        for label, currency, amount, count in sorted(rows, key=lambda r: (order.index(r[0]), r[1]))
+    ]

@@ -15,3 +15,12 @@ def settlement_run_task(self) -> int:
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def payout_run_task(self) -> int:
     return sum(1 for o in services.payout_run() if o.created)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def reconcile_pull_task(self, day: str | None = None) -> int:
+    """Fetch yesterday's settlement report of every PSP and reconcile it (safe twice: a file
+    imported before changes nothing)."""
+    import datetime as dt
+
+    return len(services.reconcile_pull(day=dt.date.fromisoformat(day) if day else None))

@@ -452,6 +452,11 @@ CELERY_BEAT_SCHEDULE["reconciliation-payout-run"] = {
     "task": "reconciliation.tasks.payout_run_task",
     "schedule": crontab(hour=1, minute=15),
 }
+# PSP settlement reports: pull yesterday's report of every connector and reconcile it (docs/reconciliation.md).
+CELERY_BEAT_SCHEDULE["reconciliation-report-pull"] = {
+    "task": "reconciliation.tasks.reconcile_pull_task",
+    "schedule": crontab(hour=2, minute=30),
+}
 
 # --- Reliability and operations (issue 10; docs/slo.md) ---------------------------------
 # Every operation documents the contract's error answers (payera.core.openapi).

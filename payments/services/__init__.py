@@ -10,7 +10,7 @@ from payments.services.payments import (
     payment_create,
     payment_expire_authorizations,
 )
-from payments.services.recovery import attempt_recover, recovery_run
+from payments.services.recovery import attempt_recover, attempt_settlement_inquire, recovery_run
 from payments.services.redirects import payment_expire_redirects
 from payments.services.refunds import refund_create
 from payments.services.stuck import stuck_open_counts, stuck_sweep
@@ -30,6 +30,7 @@ from payments.services.webhooks import (
 
 __all__ = [
     "attempt_recover",
+    "attempt_settlement_inquire",
     "customer_create",
     "dispute_apply_event",
     "dispute_submit_evidence",

@@ -205,3 +205,24 @@ def operation_recover(*, kind: OperationKind, operation_id: str) -> None:
     model.objects.filter(pk=operation_id, status=OperationStatus.PENDING).update(
         next_inquiry_at=now() + recovery_delay(1)
     )
+
+
+def attempt_settlement_inquire(*, attempt_id: str) -> bool:
+    """A PSP settled something of this attempt that Payera does not show as done (reconciliation's
+    "missing in Payera"; a lost webhook is the usual cause): ask the PSP now and record what it
+    says, for the attempt and for its captures and refunds still pending. True when the PSP was
+    asked and answered; False for an unknown attempt or a PSP error (nothing changes then)."""
+    attempt = PaymentAttempt.objects.filter(pk=attempt_id).first()
+    if attempt is None:
+        return False
+    if attempt.status in RECOVERABLE:  # the inquiry records the attempt and its operations
+        attempt_recover(attempt_id=attempt_id)
+        return True
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+    except PspError as exc:
+        logger.warning("settlement inquiry for %s failed: %s", attempt_id, exc)
+        return False
+    inquiry_operations_record(result)
+    return True

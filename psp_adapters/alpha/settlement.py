@@ -36,49 +36,68 @@ def read(raw: bytes) -> SettlementReport:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SettlementReportError(f"not UTF-8: {exc}", connector="alpha") from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise SettlementReportError(f"not an alpha settlement report: missing columns {missing}", connector="alpha")
+    (i_kind, i_day, i_batch, i_auth, i_ref, i_op, i_opref, i_cur, i_gross, i_fee, i_net) = (
+        header.index(c) for c in COLUMNS
+    )
+    width = len(header)
     rows: list[SettlementRow] = []
     errors: list[SettlementRowError] = []
     period: dt.date | None = None
     dates: set[dt.date] = set()
+    days: dict[str, dt.date] = {}  # a report has a handful of distinct dates and currencies:
+    currencies: dict[str, str] = {}  # parse each once (a million rows in a few seconds)
     for rec in reader:
         line = reader.line_num
+        if not rec:
+            continue
         try:
-            kind_raw = (rec.get("record_type") or "").strip()
-            day = dt.date.fromisoformat((rec.get("settlement_date") or "").strip())
+            if len(rec) < width:
+                raise ValueError(f"{len(rec)} fields, expected {width}")
+            kind_raw = rec[i_kind].strip()
+            day_raw = rec[i_day].strip()
+            day = days.get(day_raw)
+            if day is None:
+                day = days[day_raw] = dt.date.fromisoformat(day_raw)
             if kind_raw == "end_of_report":
                 period = day
                 continue
-            if kind_raw not in KINDS:
+            kind = KINDS.get(kind_raw)
+            if kind is None:
                 raise ValueError(f"unknown record_type {kind_raw!r}")
-            if not rec.get("merchant_reference") or not rec.get("authorization_id"):
+            reference, psp_reference = rec[i_ref].strip(), rec[i_auth].strip()
+            if not reference or not psp_reference:
                 raise ValueError("merchant_reference and authorization_id are required")
-            try:
-                currency = currency_normalize(rec.get("currency") or "")
-            except UnknownCurrencyError:
-                raise ValueError(f"unknown currency {rec.get('currency')!r}") from None
+            cur_raw = rec[i_cur]
+            currency = currencies.get(cur_raw)
+            if currency is None:
+                try:
+                    currency = currencies[cur_raw] = currency_normalize(cur_raw)
+                except UnknownCurrencyError:
+                    raise ValueError(f"unknown currency {cur_raw!r}") from None
             rows.append(
                 SettlementRow(
-                    kind=KINDS[kind_raw],
-                    reference=rec["merchant_reference"].strip(),
-                    psp_reference=rec["authorization_id"].strip(),
-                    gross=_int(rec["gross_minor"], "gross_minor"),
-                    fee=_int(rec["fee_minor"], "fee_minor"),
-                    net=_int(rec["net_minor"], "net_minor"),
+                    kind=kind,
+                    reference=reference,
+                    psp_reference=psp_reference,
+                    gross=_int(rec[i_gross], "gross_minor"),
+                    fee=_int(rec[i_fee], "fee_minor"),
+                    net=_int(rec[i_net], "net_minor"),
                     currency=currency,
                     settled_on=day,
-                    payout_batch_id=(rec.get("payout_batch") or "").strip(),
-                    operation_reference=(rec.get("operation_reference") or "").strip() or None,
-                    operation_psp_reference=(rec.get("operation_id") or "").strip() or None,
+                    payout_batch_id=rec[i_batch].strip(),
+                    operation_reference=rec[i_opref].strip() or None,
+                    operation_psp_reference=rec[i_op].strip() or None,
                     line_number=line,
                 )
             )
             dates.add(day)
         except (ValueError, TypeError, AttributeError) as exc:
-            errors.append(SettlementRowError(line_number=line, message=str(exc), raw=",".join(map(str, rec.values()))))
+            errors.append(SettlementRowError(line_number=line, message=str(exc), raw=",".join(rec)))
     start = period or (min(dates) if dates else None)
     end = period or (max(dates) if dates else None)
     return SettlementReport(psp="alpha", period_start=start, period_end=end, rows=tuple(rows), errors=tuple(errors))

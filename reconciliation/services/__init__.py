@@ -1,5 +1,10 @@
-"""Writes of settlement and payouts. Other apps import from here."""
+"""Writes of settlement, payouts and reconciliation. Other apps import from here."""
 
+from reconciliation.services.discrepancies import (
+    discrepancy_investigate,
+    discrepancy_resolve,
+    discrepancy_write_off,
+)
 from reconciliation.services.payouts import (
     payout_bank_account_reveal,
     payout_create,
@@ -10,9 +15,16 @@ from reconciliation.services.payouts import (
     payout_settings_update,
     payouts_send,
 )
+from reconciliation.services.reconcile import ReconcileResult, reconcile_import, reconcile_pull
 from reconciliation.services.settlement import settlement_cutoff, settlement_run, settlement_run_one
 
 __all__ = [
+    "ReconcileResult",
+    "discrepancy_investigate",
+    "discrepancy_resolve",
+    "discrepancy_write_off",
+    "reconcile_import",
+    "reconcile_pull",
     "payout_bank_account_reveal",
     "payout_create",
     "payout_mark_failed",

@@ -1,0 +1,374 @@
+"""Back office for PSP reconciliation (finance): the run page (counts and sums per outcome, match
+rate, unexplained amount, receivable check and aging, as inline CSS bars), report upload, CSV
+exports, and the discrepancy transitions (each with a reason, behind its permission).
+
+Runs and their lines span every merchant of a PSP, so they are shown only to staff who see every
+merchant (`staff.access_all_merchants`, superusers); discrepancies are merchant-scoped."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from payera.core.errors import PayeraError
+from payera.core.money import minor_to_decimal_string
+from payera.staff.access import staff_merchant_ids
+from payera.staff.admin import MerchantScopedAdminMixin
+from reconciliation.models import (
+    Discrepancy,
+    DiscrepancyStatus,
+    ReconciliationRun,
+    ReconOutcome,
+    ReconRunStatus,
+    StatementLine,
+)
+from reconciliation.selectors import receivable_aging, receivable_check
+
+LINE_CSV_COLUMNS = ("run_id", "line_number", "psp", "kind", "reference", "psp_reference", "operation_reference",
+                    "operation_psp_reference", "currency", "gross", "fee", "net", "expected_fee", "expected_gross",
+                    "settled_on", "payout_batch_id", "outcome", "healed", "object_id", "merchant_id",
+                    "journal_reference")  # fmt: skip
+DISCREPANCY_CSV_COLUMNS = ("id", "run_id", "kind", "status", "psp", "merchant_id", "reference", "object_id",
+                           "currency", "psp_amount", "payera_amount", "difference", "reason", "assigned_to",
+                           "resolved_by", "adjustment_reference", "created_at", "closed_at")  # fmt: skip
+
+
+def _safe(value) -> str:
+    """No spreadsheet formula injection from a text cell."""
+    value = "" if value is None else str(value)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not value.lstrip("-").isdigit() else value
+
+
+def csv_response(rows, columns: tuple[str, ...], filename: str) -> HttpResponse:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_safe(row[c]) for c in columns])
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _all_merchants(request) -> bool:
+    return staff_merchant_ids(request.user) is None
+
+
+def _bar(value: int, top: int, color: str) -> str:
+    pct = 0 if top <= 0 else max(1 if value else 0, round(100 * abs(value) / top))
+    return format_html(
+        '<div style="background:#eee;width:240px;height:12px;display:inline-block">'
+        '<div style="background:{};width:{}%;height:12px"></div></div>', color, pct
+    )
+
+
+def run_report_html(run: ReconciliationRun) -> str:
+    """The run page's report: progress, outcomes (count, sum, bar), match rate, unexplained
+    amount, the receivable check and aging buckets."""
+    s = run.summary or {}
+    parts = []
+    if run.status != ReconRunStatus.DONE:
+        parts.append(format_html(
+            '<p>{} — {} of {} rows loaded ({}%)</p>{}', run.get_status_display(), run.rows_loaded, run.rows_total,
+            run.progress_percent, mark_safe(_bar(run.progress_percent, 100, "#417690")),  # noqa: S308 - built above
+        ))  # fmt: skip
+        return mark_safe("".join(parts))  # noqa: S308 - every part is format_html-escaped
+    rows = s.get("rows", 0)
+    counts = {ReconOutcome.MATCHED.value: s.get("matched", 0), **s.get("discrepancies", {})}
+    sums = s.get("sums", {})
+    top = max(counts.values() or [0])
+    currency = _currency(run)
+    unexplained = sum(abs(d) for d in run.discrepancies.filter(status__in=[
+        DiscrepancyStatus.OPEN, DiscrepancyStatus.INVESTIGATING]).values_list("difference", flat=True))
+    rate = 100.0 * s.get("matched", 0) / rows if rows else 100.0
+    parts.append(format_html(
+        "<p><b>Match rate {}%</b> ({} of {} rows) · unexplained {} {} · healed by inquiry {} · "
+        "unreadable lines {} · settlement journals {}</p>",
+        f"{rate:.1f}", s.get("matched", 0), rows, _money(unexplained, currency), currency, s.get("healed", 0),
+        run.row_error_count, s.get("journals", 0),
+    ))  # fmt: skip
+    body = format_html_join(
+        "", "<tr><td>{}</td><td style='text-align:right'>{}</td><td style='text-align:right'>{}</td><td>{}</td></tr>",
+        ((ReconOutcome(o).label, n, _money(sums.get(o, 0), currency),
+          mark_safe(_bar(n, top, "#5b9b5b" if o == ReconOutcome.MATCHED else "#c0504d")))  # noqa: S308
+         for o, n in counts.items()),
+    )  # fmt: skip
+    parts.append(format_html(
+        "<table><thead><tr><th>Outcome</th><th>Count</th><th>Gross ({})</th><th></th></tr></thead>"
+        "<tbody>{}</tbody></table>", currency, body,
+    ))  # fmt: skip
+    checks = receivable_check(psp=run.psp)
+    parts.append(format_html(
+        "<h3>PSP receivable {} (ledger vs captured and not yet settled)</h3><table><tbody>{}</tbody></table>",
+        run.psp,
+        format_html_join("", "<tr><td>{}</td><td>ledger {}</td><td>unsettled {}</td><td>{}</td></tr>", (
+            (c["currency"], _money(c["ledger"], c["currency"]), _money(c["unsettled"], c["currency"]),
+             "ties out" if c["ok"] else "DOES NOT TIE OUT") for c in checks)),
+    ))  # fmt: skip
+    aging = receivable_aging(psp=run.psp)
+    atop = max([abs(a["amount"]) for a in aging] or [0])
+    parts.append(format_html(
+        "<h3>Receivable aging</h3><table><tbody>{}</tbody></table>",
+        format_html_join("", "<tr><td>{}</td><td>{}</td><td style='text-align:right'>{}</td><td>{} items</td>"
+                         "<td>{}</td></tr>", (
+            (a["bucket"], a["currency"], _money(a["amount"], a["currency"]), a["count"],
+             mark_safe(_bar(a["amount"], atop, "#417690"))) for a in aging)),  # noqa: S308
+    ))  # fmt: skip
+    if run.row_errors:
+        parts.append(format_html(
+            "<h3>Unreadable lines</h3><ul>{}</ul>",
+            format_html_join("", "<li>line {}: {}</li>",
+                             ((e["line"], e["message"][:200]) for e in run.row_errors[:50])),
+        ))  # fmt: skip
+    return mark_safe("".join(parts))  # noqa: S308 - every part is format_html-escaped
+
+
+def _currency(run: ReconciliationRun) -> str:
+    cur = run.lines.values_list("currency", flat=True).first()
+    return cur or "EUR"
+
+
+def _money(amount: int, currency: str) -> str:
+    try:
+        return minor_to_decimal_string(int(amount), currency)
+    except Exception:  # noqa: BLE001 - an odd currency still shows its minor units
+        return str(amount)
+
+
+class UploadForm(forms.Form):
+    psp = forms.ChoiceField(choices=())
+    report = forms.FileField(help_text="The PSP's settlement report, in its own format.")
+
+    def __init__(self, *args, **kwargs):
+        from psp_adapters.registry import connector_names
+
+        super().__init__(*args, **kwargs)
+        self.fields["psp"].choices = [(n, n) for n in connector_names()]
+
+
+class ReadOnlyAllMerchantsAdmin(admin.ModelAdmin):
+    """PSP-wide data: only for staff who see every merchant; never added, changed or deleted."""
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return super().has_view_permission(request, obj) and _all_merchants(request)
+
+    def has_module_permission(self, request) -> bool:
+        return super().has_module_permission(request)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def _perm(self, request, codename: str) -> bool:
+        return request.user.has_perm(f"reconciliation.{codename}") and _all_merchants(request)
+
+    def has_export_permission(self, request) -> bool:
+        return self._perm(request, "export_reconciliationrun")
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAllMerchantsAdmin):
+    list_display = ("id", "psp", "period_start", "status", "progress", "rows", "matched", "match_rate",
+                    "discrepancy_count", "row_error_count", "source", "created_at")  # fmt: skip
+    list_filter = ("psp", "status", "source")
+    search_fields = ("id", "file_name", "file_sha256")
+    fields = ("id", "psp", "file_name", "file_sha256", "source", "created_by", "period_start", "period_end", "status",
+              "rows_total", "rows_loaded", "row_error_count", "created_at", "finished_at", "report")  # fmt: skip
+    readonly_fields = fields
+    actions = ["export_lines", "export_discrepancies"]
+    change_list_template = "admin/reconciliation/reconciliationrun/change_list.html"
+
+    @admin.display(description="progress")
+    def progress(self, obj) -> str:
+        return f"{obj.progress_percent}%"
+
+    @admin.display(description="rows")
+    def rows(self, obj) -> int:
+        return (obj.summary or {}).get("rows", obj.rows_loaded)
+
+    @admin.display(description="matched")
+    def matched(self, obj) -> int:
+        return (obj.summary or {}).get("matched", 0)
+
+    @admin.display(description="match rate")
+    def match_rate(self, obj) -> str:
+        s = obj.summary or {}
+        return f"{100.0 * s.get('matched', 0) / s['rows']:.1f}%" if s.get("rows") else "-"
+
+    @admin.display(description="discrepancies")
+    def discrepancy_count(self, obj) -> int:
+        return sum((obj.summary or {}).get("discrepancies", {}).values())
+
+    @admin.display(description="report")
+    def report(self, obj) -> str:
+        return run_report_html(obj)
+
+    def get_urls(self):
+        urls = super().get_urls()
+        view = self.admin_site.admin_view(self.upload_view)
+        return [path("upload/", view, name="reconciliation_reconciliationrun_upload"), *urls]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_upload": self._perm(request, "import_reconciliationrun")}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def upload_view(self, request):
+        if not self._perm(request, "import_reconciliationrun"):
+            raise PermissionDenied
+        from reconciliation.services import reconcile_import
+
+        form = UploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["report"]
+            try:
+                result = reconcile_import(psp=form.cleaned_data["psp"], raw=upload.read(), file_name=upload.name,
+                                          source="upload", actor=request.user.get_username())
+            except PayeraError as exc:
+                form.add_error("report", exc.message)
+            else:
+                body = result.as_contract()
+                note = "" if result.created else " (this file was imported before: nothing changed)"
+                self.message_user(request, f"{body['rows']} rows, {body['matched']} matched, "
+                                           f"{sum(body['discrepancies'].values())} discrepancies{note}.",
+                                  level=messages.SUCCESS)  # fmt: skip
+                return HttpResponseRedirect(
+                    reverse("admin:reconciliation_reconciliationrun_change", args=[result.run_id])
+                )
+        context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta,
+                   "title": "Import a PSP settlement report"}  # fmt: skip
+        return TemplateResponse(request, "admin/reconciliation/upload.html", context)
+
+    @admin.action(description="Export the lines of the selected runs (CSV)", permissions=["export"])
+    def export_lines(self, request, queryset):
+        lines = StatementLine.objects.filter(run__in=queryset).order_by("run_id", "line_number").values(
+            *LINE_CSV_COLUMNS)
+        name = f"reconciliation-lines-{timezone.now():%Y%m%d%H%M%S}.csv"
+        return csv_response(lines.iterator(), LINE_CSV_COLUMNS, name)
+
+    @admin.action(description="Export the discrepancies of the selected runs (CSV)", permissions=["export"])
+    def export_discrepancies(self, request, queryset):
+        rows = Discrepancy.objects.filter(run__in=queryset).order_by("id").values(*DISCREPANCY_CSV_COLUMNS)
+        return csv_response(rows.iterator(), DISCREPANCY_CSV_COLUMNS, "discrepancies.csv")
+
+
+@admin.register(StatementLine)
+class StatementLineAdmin(ReadOnlyAllMerchantsAdmin):
+    list_display = ("run_id", "line_number", "kind", "reference", "currency", "gross", "fee", "net", "outcome",
+                    "healed", "settled_on", "payout_batch_id")  # fmt: skip
+    list_filter = ("outcome", "kind", "psp", "healed", "currency")
+    search_fields = ("reference", "psp_reference", "operation_reference", "object_id", "run__id")
+    fields = LINE_CSV_COLUMNS
+    readonly_fields = fields
+    actions = ["export_csv"]
+
+    @admin.action(description="Export the selected lines (CSV)", permissions=["export"])
+    def export_csv(self, request, queryset):
+        return csv_response(queryset.order_by("run_id", "line_number").values(*LINE_CSV_COLUMNS).iterator(),
+                            LINE_CSV_COLUMNS, "reconciliation-lines.csv")
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+    adjustment = forms.IntegerField(
+        required=False, initial=0,
+        help_text="Resolve only: minor units taken off the PSP receivable as PSP cost (negative puts it back); "
+                  "0 posts nothing.",
+    )  # fmt: skip
+
+
+@admin.register(Discrepancy)
+class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_field = "merchant_id"
+    list_display = ("id", "kind", "status", "psp", "merchant_id", "reference", "currency", "psp_amount",
+                    "payera_amount", "difference", "run_id", "created_at")  # fmt: skip
+    list_filter = ("status", "kind", "psp", "currency")
+    search_fields = ("reference", "object_id", "run__id")
+    fields = ("id", "run", "line", "kind", "status", "psp", "merchant", "reference", "object_id", "currency",
+              "psp_amount", "payera_amount", "difference", "reason", "assigned_to", "resolved_by",
+              "adjustment_reference", "created_at", "updated_at", "closed_at")  # fmt: skip
+    readonly_fields = fields
+    actions = ["investigate", "resolve", "write_off", "export_csv"]
+
+    def merchant_access_allowed(self, request, obj) -> bool:
+        if obj.merchant_id is None:  # a PSP row Payera can not tie to a merchant: all-merchant staff only
+            return _all_merchants(request)
+        return super().merchant_access_allowed(request, obj)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_investigate_permission(self, request) -> bool:
+        return request.user.has_perm("reconciliation.investigate_discrepancy")
+
+    def has_resolve_permission(self, request) -> bool:
+        return request.user.has_perm("reconciliation.resolve_discrepancy")
+
+    def has_write_off_permission(self, request) -> bool:
+        return request.user.has_perm("reconciliation.write_off_discrepancy")
+
+    def has_export_permission(self, request) -> bool:
+        return request.user.has_perm("reconciliation.export_reconciliationrun")
+
+    def _transition(self, request, queryset, verb: str, title: str):
+        """A reason form first (Django's intermediate action page); then the service per row."""
+        from reconciliation import services
+
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            done = 0
+            for d in queryset:  # merchant-scoped: other merchants' ids were dropped
+                self.merchant_access_check(request, d)
+                kwargs = {"discrepancy_id": d.pk, "user": request.user, "reason": form.cleaned_data["reason"]}
+                if verb == "resolve":
+                    kwargs["adjustment"] = form.cleaned_data["adjustment"] or 0
+                try:
+                    getattr(services, f"discrepancy_{verb}")(**kwargs)
+                    done += 1
+                except PayeraError as exc:
+                    self.message_user(request, f"{d.pk}: {exc.message}", level=messages.WARNING)
+            if done:
+                self.message_user(request, f"{done} discrepancy(ies): {title.lower()}.", level=messages.SUCCESS)
+            return None
+        context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta,
+                   "queryset": queryset, "action": request.POST.get("action"), "title": title,
+                   "show_adjustment": verb == "resolve",
+                   "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}  # fmt: skip
+        return TemplateResponse(request, "admin/reconciliation/discrepancy_action.html", context)
+
+    @admin.action(description="Start investigating (with a reason)", permissions=["investigate"])
+    def investigate(self, request, queryset):
+        return self._transition(request, queryset, "investigate", "Start investigating")
+
+    @admin.action(description="Resolve (reason, ledger adjustment)", permissions=["resolve"])
+    def resolve(self, request, queryset):
+        return self._transition(request, queryset, "resolve", "Resolve")
+
+    @admin.action(description="Write off (with a reason)", permissions=["write_off"])
+    def write_off(self, request, queryset):
+        return self._transition(request, queryset, "write_off", "Write off")
+
+    @admin.action(description="Export the selected discrepancies (CSV)", permissions=["export"])
+    def export_csv(self, request, queryset):
+        return csv_response(queryset.order_by("id").values(*DISCREPANCY_CSV_COLUMNS).iterator(),
+                            DISCREPANCY_CSV_COLUMNS, "discrepancies.csv")

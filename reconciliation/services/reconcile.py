@@ -1,0 +1,479 @@
+"""Import and match a PSP settlement report (docs/reconciliation.md).
+
+1. The PSP's adapter parses its own format into normalized rows (a file it cannot read at all is
+   refused whole, before anything is written; an unreadable line is reported with its number).
+2. The run is recorded (unique per PSP and file hash: the same file again changes nothing) and
+   the rows are bulk loaded into `StatementLine`, the staging table: PostgreSQL `COPY` through
+   psycopg 3, a plain bulk insert on SQLite; in chunks, so the run page shows progress.
+3. Matching is set-based: one UPDATE joins the lines to captures, refunds and disputes (read
+   only) and sets each line's outcome; no Python loop per row.
+4. Auto-heal: the attempts behind "missing in Payera" lines are inquired at the PSP through the
+   payments recovery service (a lost webhook is the usual cause), and those lines are matched again.
+5. The matched lines post the settlement through `ledger.services`: per currency and payout
+   batch, bank cash (net) and PSP fee expense (fee) against the PSP receivable (gross), with the
+   business reference `psp_settlement:<run>:<currency>:<batch>` (posting twice posts once).
+6. What stays unexplained becomes a `Discrepancy` (one INSERT ... SELECT), plus one per capture
+   or refund at that PSP inside the report's period that the report lacks (missing at PSP).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from ledger import services as ledger_services
+from ledger.types import Accounts, JournalKind, PostingLine
+from payera.core.db import outside_transaction
+from payera.core.money import currency_exponent
+from payments import selectors as payments_selectors
+from payments.services import attempt_settlement_inquire
+from psp_adapters.errors import SettlementReportError
+from psp_adapters.port import FeeSchedule, SettlementReport, SettlementRow
+from psp_adapters.registry import connector_names, get_adapter
+from reconciliation.errors import SettlementFileInvalidError, SettlementRunBusyError
+from reconciliation.models import (
+    DISCREPANCY_KINDS,
+    ReconciliationRun,
+    ReconOutcome,
+    ReconRunStatus,
+    StatementLine,
+)
+
+logger = logging.getLogger("payera.reconciliation")
+
+CHUNK = 50_000
+MATCH_WORK_MEM = "256MB"
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_STORED_ERRORS = 1000
+POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money arrived as reported
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+STAGE = "recon_stage"  # a TEMP table: private to this connection, no WAL, no indexes
+STAGE_COLUMNS = (
+    ("line_number", "integer"), ("row_key", "varchar(200)"), ("kind", "varchar(16)"), ("reference", "varchar(64)"),
+    ("psp_reference", "varchar(128)"), ("operation_reference", "varchar(64)"),
+    ("operation_psp_reference", "varchar(128)"), ("gross", "bigint"), ("fee", "bigint"), ("net", "bigint"),
+    ("currency", "varchar(3)"), ("settled_on", "date"), ("payout_batch_id", "varchar(64)"),
+)  # fmt: skip
+STAGE_NAMES = tuple(name for name, _ in STAGE_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    run_id: str
+    created: bool  # False: this file was imported before, nothing changed
+    rows: int
+    matched: int
+    discrepancies: dict[str, int]
+    row_errors: tuple[dict, ...] = ()
+    row_error_count: int = 0
+    healed: int = 0
+    receivable: tuple[dict, ...] = field(default=())
+
+    def as_contract(self) -> dict:
+        """The JSON of `manage.py reconcile --json` (CONTRACT.md)."""
+        return {"rows": self.rows, "matched": self.matched, "discrepancies": dict(self.discrepancies)}
+
+
+def row_key(psp: str, row: SettlementRow) -> str:
+    """What makes a settlement line the same line in any file: the PSP's id of the operation (or
+    of the authorization when the PSP gives no operation id) and the kind."""
+    return f"{psp}:{row.kind}:{row.operation_psp_reference or row.psp_reference}"[:200]
+
+
+def _result(run: ReconciliationRun, *, created: bool) -> ReconcileResult:
+    s = run.summary or {}
+    return ReconcileResult(
+        run_id=run.id,
+        created=created,
+        rows=s.get("rows", 0),
+        matched=s.get("matched", 0),
+        discrepancies={k: s.get("discrepancies", {}).get(k, 0) for k in DISCREPANCY_KINDS},
+        row_errors=tuple(run.row_errors),
+        row_error_count=run.row_error_count,
+        healed=s.get("healed", 0),
+        receivable=tuple(s.get("receivable", ())),
+    )
+
+
+def reconcile_import(
+    *,
+    psp: str,
+    raw: bytes,
+    file_name: str = "",
+    source: str = "command",
+    actor: str = "",
+    progress: Progress | None = None,
+) -> ReconcileResult:
+    """Import one settlement report of `psp` and reconcile it. Idempotent on the file's content."""
+    adapter = get_adapter(psp)
+    sha = hashlib.sha256(raw).hexdigest()
+    done = ReconciliationRun.objects.filter(psp=psp, file_sha256=sha, status=ReconRunStatus.DONE).first()
+    if done is not None:
+        return _result(done, created=False)
+    clock = _Clock()
+    try:
+        report = adapter.read_settlement_report(raw)
+    except SettlementReportError as exc:
+        raise SettlementFileInvalidError(f"{psp} settlement report refused: {exc.message}") from None
+    clock.lap("parse")
+    run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor, report=report)
+    _load(run, report, progress=progress)
+    clock.lap("load")
+    if progress:
+        progress("matching", 0, 1)
+    _match(run, fee_sql=_fee_sql(adapter.fee_schedule, {r.currency for r in report.rows}))
+    clock.lap("match")
+    healed = _heal(run)
+    clock.lap("heal")
+    journals = _post_settlement(run)
+    clock.lap("post")
+    summary = _finish(run, healed=healed, journals=journals, seconds=clock.laps)
+    if progress:
+        progress("matching", 1, 1)
+    run.refresh_from_db()
+    logger.info("reconciliation %s of %s: %s", run.id, psp, {k: summary[k] for k in ("rows", "matched")})
+    return _result(run, created=True)
+
+
+@transaction.atomic(durable=True)
+def _run_start(
+    *, psp: str, sha: str, file_name: str, source: str, actor: str, report: SettlementReport
+) -> ReconciliationRun:
+    """Record the run (committed at once, so its progress shows) or take over an unfinished one
+    of the same file (an import that crashed): its lines are loaded again from scratch."""
+    run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
+    if run is not None:
+        if run.status == ReconRunStatus.DONE or (
+            run.status != ReconRunStatus.LOADING and timezone.now() - run.created_at < dt.timedelta(minutes=30)
+        ):
+            raise SettlementRunBusyError(f"{run.id} is importing this file right now")
+        run.discrepancies.all().delete()
+        StatementLine.objects.filter(run=run).delete()
+    else:
+        try:
+            with transaction.atomic():
+                run = ReconciliationRun.objects.create(psp=psp, file_sha256=sha)
+        except IntegrityError:
+            raise SettlementRunBusyError("this file is being imported right now") from None
+    errors = [{"line": e.line_number, "message": e.message} for e in report.errors]
+    run.file_name = file_name[:255]
+    run.source = source
+    run.created_by = actor[:150]
+    run.period_start, run.period_end = report.period_start, report.period_end
+    run.status = ReconRunStatus.LOADING
+    run.rows_total, run.rows_loaded = len(report.rows), 0
+    run.row_errors, run.row_error_count = errors[:MAX_STORED_ERRORS], len(errors)
+    run.save()
+    return run
+
+
+def _tuples(run: ReconciliationRun, rows: Iterable[SettlementRow]) -> Iterable[tuple]:
+    psp = run.psp
+    for r in rows:
+        yield (
+            r.line_number, row_key(psp, r), str(r.kind), r.reference[:64], r.psp_reference[:128],
+            (r.operation_reference or "")[:64], (r.operation_psp_reference or "")[:128], r.gross, r.fee, r.net,
+            r.currency, r.settled_on, r.payout_batch_id[:64],
+        )  # fmt: skip
+
+
+def _load(run: ReconciliationRun, report: SettlementReport, *, progress: Progress | None) -> None:
+    """Bulk load the rows into the staging table, in chunks (progress shows on the run page)."""
+    columns = ", ".join(STAGE_NAMES)
+    rows = report.rows
+    total = len(rows)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        stage_columns = ", ".join(f"{n} {t}" for n, t in STAGE_COLUMNS)
+        cursor.execute(f"CREATE TEMP TABLE {STAGE} ({stage_columns}, seen_before boolean NOT NULL DEFAULT false)")
+    for start in range(0, total, CHUNK):
+        chunk = _tuples(run, rows[start : start + CHUNK])
+        with transaction.atomic(durable=True):
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    with cursor.cursor.copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:
+                        for values in chunk:
+                            copy.write_row(values)
+                else:
+                    marks = ", ".join(["%s"] * len(STAGE_NAMES))
+                    cursor.executemany(f"INSERT INTO {STAGE} ({columns}) VALUES ({marks})", list(chunk))
+            loaded = min(total, start + CHUNK)
+            ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=loaded)
+        if progress:
+            progress("loading", loaded, total)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # a temp table has no statistics until analyzed: plans go wrong
+            cursor.execute(f"ANALYZE {STAGE}")
+        # rows some earlier run already has (found before the INSERT: a statement that reads the
+        # table it inserts into scans its own new rows too)
+        lines = StatementLine._meta.db_table
+        cursor.execute(f"UPDATE {STAGE} SET seen_before = true WHERE EXISTS"
+                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key)")
+    ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=total)
+
+
+def _outcome_sql(src: str, *, duplicate: str) -> str:
+    """The matching SELECT over `src` (alias s): each line's outcome and what it matched. Joins
+    captures, refunds and disputes of the line's attempt at this PSP (read only)."""
+    t = payments_selectors.settlement_tables()
+    return f"""
+  SELECT s.*,
+    CASE
+      WHEN {duplicate} THEN 'duplicate'
+      WHEN COALESCE(c.id, r.id, d.id) IS NULL THEN 'missing_in_payera'
+      WHEN s.currency <> COALESCE(c.currency, r.currency, d.currency) THEN 'currency_mismatch'
+      WHEN s.gross <> COALESCE(c.amount, -r.amount, -d.amount) THEN 'amount_mismatch'
+      WHEN s.fee <> s.expected_fee THEN 'fee_mismatch'
+      ELSE 'matched'
+    END AS outcome,
+    COALESCE(a.merchant_id, '') AS m_merchant_id,
+    COALESCE(c.id, r.id, d.id, '') AS m_object_id,
+    COALESCE(c.amount, -r.amount, -d.amount) AS m_expected_gross,
+    COALESCE(c.currency, r.currency, d.currency, '') AS m_expected_currency
+  FROM {src} s
+  LEFT JOIN {t["attempt"]} a ON a.id = s.reference AND a.connector = %s
+  LEFT JOIN {t["capture"]} c ON s.kind = 'capture' AND c.attempt_id = a.id AND c.status = 'succeeded'
+  LEFT JOIN {t["refund"]} r ON s.kind = 'refund' AND r.attempt_id = a.id AND r.status = 'succeeded'
+       AND r.id = s.operation_reference
+  LEFT JOIN {t["dispute"]} d ON s.kind = 'chargeback' AND d.attempt_id = a.id
+       AND d.psp_dispute_id = s.operation_psp_reference"""
+
+
+def _journal_sql(alias: str) -> str:
+    """The settlement journal a line is posted in (matched or fee difference: the money arrived)."""
+    return (f"CASE WHEN {alias}.outcome IN ('matched', 'fee_mismatch') THEN 'psp_settlement:' || %s || ':' ||"
+            f" {alias}.currency || ':' || COALESCE(NULLIF({alias}.payout_batch_id, ''), '-') ELSE '' END")
+
+
+def _fee_sql(schedule: FeeSchedule, currencies: Iterable[str]) -> str:
+    """`FeeSchedule.fee` as a SQL expression over a staged row `st` (the PSP's agreed fee, to
+    check the report's fee set-based): per mille of the gross plus fixed parts scaled to the
+    currency's exponent, in integers (the same floor divisions as the Python)."""
+    whens = " ".join(
+        f"WHEN '{c}' THEN {pow(10, currency_exponent(c))}" for c in sorted(currencies) if _CURRENCY.match(c)
+    )
+    scale = f"(CASE st.currency {whens} ELSE 1 END)" if whens else "1"
+    pm, cf = int(schedule.capture_per_mille), int(schedule.capture_fixed)
+    rf, kf = int(schedule.refund_fixed), int(schedule.chargeback_fixed)
+    return (f"(CASE st.kind WHEN 'capture' THEN (ABS(st.gross) * {pm} + 500) / 1000 + {cf} * {scale} / 100"
+            f" WHEN 'refund' THEN {rf} * {scale} / 100 WHEN 'chargeback' THEN {kf} * {scale} / 100 ELSE 0 END)")
+
+
+def _match(run: ReconciliationRun, *, fee_sql: str) -> None:
+    """One INSERT ... SELECT: the staged rows, matched, into the lines. A row is a duplicate when
+    its key is in an earlier run's lines or earlier in this file."""
+    lines = StatementLine._meta.db_table
+    duplicate = "(s.first_line <> s.line_number OR s.seen_before)"
+    src = (f"(SELECT st.*, MIN(st.line_number) OVER (PARTITION BY st.row_key) AS first_line,"
+           f" {fee_sql} AS expected_fee FROM {STAGE} st)")
+    cols = ", ".join(STAGE_NAMES)
+    sql = f"""
+INSERT INTO {lines} (run_id, psp, {cols}, expected_fee, outcome, merchant_id, object_id, expected_gross,
+                     expected_currency, healed, journal_reference)
+SELECT %s, %s, {", ".join(f"m.{c}" for c in STAGE_NAMES)}, m.expected_fee, m.outcome, m.m_merchant_id, m.m_object_id,
+       m.m_expected_gross, m.m_expected_currency, false, {_journal_sql("m")}
+FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # the duplicate window sorts the whole file: in memory
+            cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
+        cursor.execute(sql, [run.id, run.psp, run.id, run.psp])
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+
+
+def _rematch(run: ReconciliationRun) -> None:
+    """After the inquiries: the run's "missing in Payera" lines matched again (few rows)."""
+    lines = StatementLine._meta.db_table
+    cols = ", ".join(STAGE_NAMES)
+    missing = f"(SELECT id, expected_fee, {cols} FROM {lines} WHERE run_id = %s AND outcome = 'missing_in_payera')"
+    sql = f"""
+UPDATE {lines} SET outcome = m.outcome, merchant_id = m.m_merchant_id, object_id = m.m_object_id,
+       expected_gross = m.m_expected_gross, expected_currency = m.m_expected_currency,
+       healed = m.outcome <> 'missing_in_payera', journal_reference = {_journal_sql("m")}
+FROM ({_outcome_sql(missing, duplicate="false")}) m
+WHERE {lines}.id = m.id"""
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(sql, [run.id, run.id, run.psp])
+
+
+def _heal(run: ReconciliationRun) -> int:
+    """Inquire the attempts behind "missing in Payera" lines (one PSP inquiry per attempt, never
+    per line), then match those lines again. Returns the number of lines healed."""
+    t = payments_selectors.settlement_tables()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT s.reference FROM {StatementLine._meta.db_table} s"
+            f" JOIN {t['attempt']} a ON a.id = s.reference AND a.connector = s.psp"
+            " WHERE s.run_id = %s AND s.outcome = 'missing_in_payera'",
+            [run.id],
+        )
+        attempt_ids = [r[0] for r in cursor.fetchall()]
+    if not attempt_ids:
+        return 0
+    for attempt_id in attempt_ids:
+        attempt_settlement_inquire(attempt_id=attempt_id)
+    _rematch(run)
+    return StatementLine.objects.filter(run=run, healed=True).count()
+
+
+def settlement_lines(*, psp: str, currency: str, gross: int, fee: int, net: int) -> tuple[PostingLine, ...]:
+    """Bank cash (net) and PSP fee expense (fee) against the PSP receivable (gross)."""
+    lines = []
+    if net:
+        lines.append(PostingLine(Accounts.bank_cash(currency), net))
+    if fee:
+        lines.append(PostingLine(Accounts.psp_fee_expense(currency), fee))
+    if gross:
+        lines.append(PostingLine(Accounts.psp_receivable(psp, currency), -gross))
+    return tuple(lines)
+
+
+def _post_settlement(run: ReconciliationRun) -> int:
+    """Post the matched lines, one journal per currency and payout batch (the reference the
+    lines already name). Returns the number of journals."""
+    lines = StatementLine._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT journal_reference, currency, MIN(payout_batch_id), SUM(gross), SUM(fee), SUM(net), COUNT(*)"
+            f" FROM {lines} WHERE run_id = %s AND journal_reference <> ''"
+            " GROUP BY journal_reference, currency ORDER BY journal_reference",
+            [run.id],
+        )
+        groups = cursor.fetchall()
+    posted = 0
+    at = timezone.now()
+    for reference, currency, batch, gross, fee, net, count in groups:
+        legs = settlement_lines(psp=run.psp, currency=currency, gross=int(gross), fee=int(fee), net=int(net))
+        if not legs:
+            continue
+        ledger_services.journal_post(
+            reference=reference, lines=legs, occurred_at=at, kind=JournalKind.SETTLEMENT,
+            memo=f"{run.psp} settlement {batch} ({count} lines)",
+            metadata={"reconciliation_run": run.id, "psp": run.psp, "payout_batch": batch, "lines": count},
+        )  # fmt: skip
+        posted += 1
+    return posted
+
+
+def _discrepancies_sql(run: ReconciliationRun) -> list[tuple[str, list]]:
+    """The INSERT ... SELECT statements that open the run's discrepancies, with their parameters."""
+    from reconciliation.models import Discrepancy
+
+    t = payments_selectors.settlement_tables()
+    lines = StatementLine._meta.db_table
+    dsc = Discrepancy._meta.db_table
+    now = timezone.now()
+    cols = (
+        "run_id, line_id, kind, psp, merchant_id, reference, object_id, currency, psp_amount, payera_amount,"
+        " difference, status, reason, adjustment_reference, assigned_to, resolved_by, created_at, updated_at"
+    )
+    from_lines = f"""
+INSERT INTO {dsc} ({cols})
+SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference, s.object_id, s.currency, s.gross,
+       s.expected_gross,
+       CASE WHEN s.outcome = 'fee_mismatch' THEN s.expected_fee - s.fee
+            WHEN s.outcome = 'amount_mismatch' THEN s.gross - s.expected_gross
+            ELSE s.gross END,
+       'open', '', '', '', '', %s, %s
+FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')"""
+    statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id])]
+    if run.period_start and run.period_end:
+        start = dt.datetime.combine(run.period_start, dt.time(), dt.UTC)
+        end = dt.datetime.combine(run.period_end + dt.timedelta(days=1), dt.time(), dt.UTC)
+        for table, sign in ((t["capture"], ""), (t["refund"], "-")):
+            statements.append(
+                (
+                    f"""
+INSERT INTO {dsc} ({cols})
+SELECT %s, NULL, 'missing_at_psp', a.connector, a.merchant_id, a.id, x.id, x.currency, NULL, {sign}x.amount,
+       -({sign}x.amount), 'open', '', '', '', '', %s, %s
+FROM {table} x JOIN {t["attempt"]} a ON a.id = x.attempt_id
+WHERE a.connector = %s AND x.status = 'succeeded' AND x.updated_at >= %s AND x.updated_at < %s
+  AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = a.connector AND l.object_id = x.id)
+  AND NOT EXISTS (SELECT 1 FROM {dsc} y WHERE y.kind = 'missing_at_psp' AND y.psp = a.connector
+                  AND y.object_id = x.id)""",
+                    [run.id, now, now, run.psp, start, end],
+                )
+            )
+    return statements
+
+
+class _Clock:
+    """Seconds per phase of an import (kept in the run's summary: where a long import went)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._t, 3)
+        self._t = now
+
+
+def _finish(run: ReconciliationRun, *, healed: int, journals: int, seconds: dict[str, float]) -> dict:
+    started = time.perf_counter()
+    lines = StatementLine._meta.db_table
+    with transaction.atomic(durable=True):
+        with connection.cursor() as cursor:
+            for sql, params in _discrepancies_sql(run):
+                cursor.execute(sql, params)
+            cursor.execute(
+                f"SELECT outcome, COUNT(*), COALESCE(SUM(gross), 0) FROM {lines} WHERE run_id = %s GROUP BY outcome",
+                [run.id],
+            )
+            by_outcome = {o: (int(n), int(g)) for o, n, g in cursor.fetchall()}
+        missing_at_psp = run.discrepancies.filter(kind=ReconOutcome.MISSING_AT_PSP)
+        missing_n = missing_at_psp.count()
+        missing_sum = sum(missing_at_psp.values_list("payera_amount", flat=True))
+        from reconciliation.selectors import receivable_check
+
+        rows = sum(n for n, _ in by_outcome.values())
+        counts = {k: by_outcome.get(k, (0, 0))[0] for k in DISCREPANCY_KINDS}
+        counts[ReconOutcome.MISSING_AT_PSP] = missing_n
+        sums = {k: by_outcome.get(k, (0, 0))[1] for k in ReconOutcome.values}
+        sums[ReconOutcome.MISSING_AT_PSP] = missing_sum
+        summary = {
+            "rows": rows,
+            "matched": by_outcome.get(ReconOutcome.MATCHED, (0, 0))[0],
+            "discrepancies": counts,
+            "sums": sums,
+            "healed": healed,
+            "journals": journals,
+            "receivable": receivable_check(psp=run.psp),
+        }
+        summary["seconds"] = {**seconds, "discrepancies_and_check": round(time.perf_counter() - started, 3)}
+        ReconciliationRun.objects.filter(pk=run.pk).update(
+            summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now()
+        )
+    return summary
+
+
+def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = None) -> dict[str, ReconcileResult]:
+    """The scheduled pull: fetch each PSP's report for `day` (default: yesterday, UTC) and import
+    it. A PSP that cannot be reached is logged and skipped (the next pull tries again; a file
+    imported before changes nothing)."""
+    from psp_adapters.errors import PspError
+
+    day = day or (timezone.now().astimezone(dt.UTC).date() - dt.timedelta(days=1))
+    out: dict[str, ReconcileResult] = {}
+    for psp in psps or connector_names():
+        try:
+            with outside_transaction():
+                raw = get_adapter(psp).fetch_settlement_report(day)
+        except (PspError, NotImplementedError) as exc:
+            logger.warning("settlement report of %s for %s not fetched: %s", psp, day, exc)
+            continue
+        out[psp] = reconcile_import(
+            psp=psp, raw=raw, file_name=f"{psp}-{day.isoformat()}.csv", source="scheduled", actor="system:scheduler"
+        )
+    return out

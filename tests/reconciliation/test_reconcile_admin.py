@@ -1,0 +1,139 @@
+"""Finance's back office for reconciliation: the run page and its report, report upload, CSV
+exports, and the discrepancy transitions (reason required, permissions from the roles, the
+ledger adjustment only with the finance role, every change in the audit trail)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ledger.selectors import journal_get
+from payera.audit.models import AuditLogEntry
+from reconciliation.errors import DiscrepancyPermissionError, DiscrepancyStateError
+from reconciliation.models import Discrepancy, ReconciliationRun
+from reconciliation.selectors import receivable_check
+from reconciliation.services import (
+    discrepancy_investigate,
+    discrepancy_resolve,
+    discrepancy_write_off,
+    reconcile_import,
+)
+from tests.backoffice.staff import make_staff, otp_force_login
+from tests.reconciliation.sandbox_day import report
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RUNS = "/admin/reconciliation/reconciliationrun/"
+DSC = "/admin/reconciliation/discrepancy/"
+
+
+def with_discrepancies() -> ReconciliationRun:
+    """Alpha's day with the 2,500 capture left out (missing at the PSP) and an unknown row."""
+    lines = report("alpha").decode().splitlines()
+    cols = lines[1].split(",")
+    cols[3], cols[4], cols[5], cols[6] = "auth_UNKNOWN", "att_nothere", "op_UNKNOWN", ""
+    unknown = ",".join(cols)
+    raw = "\n".join([lines[0], lines[1], lines[3], lines[4], unknown, lines[-1]]) + "\n"
+    result = reconcile_import(psp="alpha", raw=raw.encode())
+    assert result.discrepancies["missing_at_psp"] == 1 and result.discrepancies["missing_in_payera"] == 1
+    return ReconciliationRun.objects.get(pk=result.run_id)
+
+
+def test_the_run_page_shows_outcomes_match_rate_receivable_and_aging(client, a_day_of_payments):
+    run = with_discrepancies()
+    otp_force_login(client, make_staff("root", superuser=True))
+    page = client.get(f"{RUNS}{run.id}/change/").content.decode()
+    assert "Match rate 75.0%" in page and "Missing at PSP" in page and "Receivable aging" in page
+    assert "0-1 days" in page and "ties out" in page
+    assert "unexplained" in page and "Import a settlement report" in client.get(RUNS).content.decode()
+
+
+def test_upload_imports_a_report_once(client, a_day_of_payments):
+    user = make_staff("fin", role="finance")
+    from django.contrib.auth.models import Permission
+
+    from payera.staff.access import ACCESS_ALL_MERCHANTS
+
+    app, codename = ACCESS_ALL_MERCHANTS.split(".")
+    user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
+    otp_force_login(client, user)
+    raw = report("alpha")
+    for _ in range(2):
+        response = client.post(f"{RUNS}upload/", {"psp": "alpha", "report": SimpleUploadedFile("a.csv", raw)})
+        assert response.status_code == 302
+    run = ReconciliationRun.objects.get()
+    assert run.source == "upload" and run.created_by == "fin" and run.summary["matched"] == 4
+    bad = client.post(f"{RUNS}upload/", {"psp": "alpha", "report": SimpleUploadedFile("b.csv", b"x,y\n1,2\n")})
+    assert bad.status_code == 200 and b"refused" in bad.content and ReconciliationRun.objects.count() == 1
+    export = client.post(RUNS, {"action": "export_lines", "_selected_action": [run.id]})
+    rows = list(csv.DictReader(io.StringIO(export.content.decode())))
+    assert len(rows) == 4 and {r["outcome"] for r in rows} == {"matched"}
+
+
+def test_runs_are_hidden_from_staff_limited_to_some_merchants(client, a_day_of_payments):
+    alpha_merchant, _ = a_day_of_payments
+    with_discrepancies()
+    from payera.staff.access import staff_grant_merchant
+
+    user = make_staff("fin2", role="finance")
+    staff_grant_merchant(user=user, merchant_id=alpha_merchant.id)
+    otp_force_login(client, user)
+    assert client.get(RUNS).status_code == 403
+    assert client.get(f"{RUNS}upload/").status_code == 403
+    page = client.get(DSC).content.decode()  # discrepancies of its merchant only: not the unknown one
+    assert "Missing at PSP" in page and "att_nothere" not in page
+
+
+def test_finance_investigates_then_resolves_with_a_ledger_adjustment(client, a_day_of_payments):
+    run = with_discrepancies()
+    missing = run.discrepancies.get(kind="missing_at_psp")
+    finance = make_staff("fin", role="finance")
+    with pytest.raises(Exception, match="reason"):
+        discrepancy_investigate(discrepancy_id=missing.pk, user=finance, reason="  ")
+    discrepancy_investigate(discrepancy_id=missing.pk, user=finance, reason="asked alpha support")
+    d = discrepancy_resolve(discrepancy_id=missing.pk, user=finance, reason="alpha will never pay it",
+                            adjustment=2_500)
+    assert d.status == "resolved" and d.adjustment_reference == f"recon_adjustment:{d.pk}"
+    assert journal_get(reference=d.adjustment_reference).kind == "adjustment"
+    with pytest.raises(DiscrepancyStateError):
+        discrepancy_write_off(discrepancy_id=d.pk, user=finance, reason="again")
+    # the receivable no longer expects the 2,500: the ledger is 2,500 below what is unsettled
+    [check] = receivable_check(psp="alpha")
+    assert check["unsettled"] - check["ledger"] == 2_500
+    history = AuditLogEntry.objects.get_for_object(d).order_by("timestamp")
+    assert [e.changes_dict.get("status", [None, None])[1] for e in history][-2:] == ["investigating", "resolved"]
+
+
+def test_operations_can_not_resolve_or_write_off(client, a_day_of_payments):
+    run = with_discrepancies()
+    d = run.discrepancies.get(kind="missing_in_payera")
+    ops = make_staff("ops", role="operations")
+    for service in (discrepancy_investigate, discrepancy_resolve, discrepancy_write_off):
+        with pytest.raises(DiscrepancyPermissionError):
+            service(discrepancy_id=d.pk, user=ops, reason="mine")
+    root = make_staff("root", superuser=True)
+    otp_force_login(client, ops)
+    assert client.get(DSC).status_code == 403  # no view permission on reconciliation at all
+    client.post(DSC, {"action": "write_off", "_selected_action": [d.pk], "reason": "x", "apply": "1"})
+    assert Discrepancy.objects.get(pk=d.pk).status == "open"
+    otp_force_login(client, root)
+    form = client.post(DSC, {"action": "write_off", "_selected_action": [d.pk]})
+    assert b"reason" in form.content and Discrepancy.objects.get(pk=d.pk).status == "open"
+    client.post(DSC, {"action": "write_off", "_selected_action": [d.pk], "reason": "unknown PSP test row",
+                      "apply": "1"})
+    d.refresh_from_db()
+    assert d.status == "written_off" and d.reason == "unknown PSP test row" and d.resolved_by == "root"
+    export = client.post(DSC, {"action": "export_csv", "_selected_action": [d.pk]})
+    assert b"written_off" in export.content
+
+
+def test_the_run_page_shows_the_progress_of_an_import_still_loading(client, settings):
+    run = ReconciliationRun.objects.create(psp="alpha", file_sha256="0" * 64, rows_total=1_000_000,
+                                           rows_loaded=250_000)
+    otp_force_login(client, make_staff("root", superuser=True))
+    page = client.get(f"{RUNS}{run.id}/change/").content.decode()
+    assert "250000 of 1000000 rows loaded (25%)" in page
+    assert "25%" in client.get(RUNS).content.decode()
