@@ -115,6 +115,7 @@ class MethodSpec:
     asynchronous: ClassVar[bool] = False  # the outcome may come days later, by webhook
     refundable: ClassVar[bool] = True
     recurring: ClassVar[bool] = False  # may be saved (setup_future_usage) and charged off-session
+    holds: ClassVar[bool] = False  # authorizes now and captures later (a hold: manual capture, bookings)
     mandate: ClassVar[bool] = False  # a mandate is recorded (reference, signature date, IP, UA)
     currencies: ClassVar[frozenset[str] | None] = None  # the scheme's currencies (None: any)
     decline_error_code: ClassVar[str] = "payment_declined"  # last_error.code of a decline
@@ -157,6 +158,7 @@ class CardMethod(MethodSpec):
     type = "card"
     fields = ("number", "exp_month", "exp_year", "cvc")
     recurring = True
+    holds = True
     decline_error_code = "card_declined"
     decline_subject = "The card"
 

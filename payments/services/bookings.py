@@ -23,7 +23,8 @@ from payera.core.masking import mask_text
 from payera.merchants.models import Merchant
 from payments.bookings_models import BS, Booking
 from payments.locks import payment_lock
-from payments.models import PS, CaptureMethod, OperationStatus, Payment, PaymentMethodType, Refund
+from payments.method_types import method_spec
+from payments.models import PS, CaptureMethod, OperationStatus, Payment, Refund
 from payments.postings import escrow_release_amount, escrow_release_journals
 from payments.services.booking_sync import booking_apply_payment_status, booking_emit, booking_transition
 from payments.services.common import PaymentInProgressError, PaymentStateError, now, post, postings_last, setting
@@ -147,6 +148,14 @@ def _refund_still_live(refund_id: str | None) -> None:
 
 
 # --- create -----------------------------------------------------------------------------
+def _holds(method_type: object) -> bool:
+    """A booking needs a method that can hold money (authorize now, capture later): cards."""
+    try:
+        return method_spec(str(method_type)).holds
+    except InvalidRequestError:  # an unknown type: payment validation explains it
+        return True
+
+
 def booking_create(
     *,
     merchant: Merchant,
@@ -172,12 +181,12 @@ def booking_create(
     if mask_text(reference) != reference:  # it lands in events, webhooks and the admin
         raise InvalidRequestError("reference must not contain a card number or a secret.", param="reference")
     hold = _hold_expires_at(hold_expires_at)
-    if isinstance(payment_method_data, dict) and payment_method_data.get("type", "card") != "card":
+    if isinstance(payment_method_data, dict) and not _holds(payment_method_data.get("type", "card")):
         raise InvalidRequestError("A booking is paid by card.", param="payment_method_data")
     made: list[str] = []
 
     def insert(payment: Payment) -> None:
-        if payment.payment_method is not None and payment.payment_method.type != PaymentMethodType.CARD:
+        if payment.payment_method is not None and not _holds(payment.payment_method.type):
             raise InvalidRequestError("A booking is paid by card.", param="payment_method")
         booking = Booking(merchant=merchant, payment=payment, amount=payment.amount, currency=payment.currency,
                           reference=reference, hold_expires_at=hold, metadata=payment.metadata)

@@ -50,7 +50,7 @@ def receivers():
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, sandboxes) -> WorkerProcess:
+def celery_worker_process(django_db_setup, django_db_blocker, sandboxes) -> WorkerProcess:
     """A real `celery worker --pool=threads` on the test database, for the whole session. It
     reaches the session's sandbox PSPs (webhooks are hints it confirms by status inquiry); their
     credentials are in the shared local secrets backend once `psp_settings` ran."""
@@ -66,10 +66,22 @@ def celery_worker(django_db_setup, django_db_blocker, sandboxes) -> WorkerProces
         "SANDBOX_ALPHA_URL": sandboxes["alpha"].url, "SANDBOX_BETA_URL": sandboxes["beta"].url,
         "SANDBOX_DATA_DIR": str(sandboxes["alpha"].data_dir),
     })
-    saved_queue = app.conf.task_default_queue
-    route_to_queue(app, worker.queue)
     try:
         yield worker
     finally:
         worker.stop()
+
+
+@pytest.fixture
+def celery_worker(celery_worker_process) -> WorkerProcess:
+    """The session's worker, and this process publishing to its queue — for this test only: a
+    later test's tasks must not reach a worker that runs them against the database while that
+    test flushes it (deadlocks, changes no test asked for)."""
+    from payera.celery import app
+
+    saved_queue = app.conf.task_default_queue
+    route_to_queue(app, celery_worker_process.queue)
+    try:
+        yield celery_worker_process
+    finally:
         route_to_queue(app, saved_queue)

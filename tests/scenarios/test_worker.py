@@ -9,7 +9,7 @@ import time
 import pytest
 
 from payments.models import InboxStatus, PspWebhook
-from tests.events.conftest import celery_worker  # noqa: F401 - the session's real worker
+from tests.events.conftest import celery_worker, celery_worker_process  # noqa: F401 - the session's real worker
 from tests.scenarios.conftest import assert_ledger_sound, fee, pending_eur
 
 pytestmark = [pytest.mark.scenario]
