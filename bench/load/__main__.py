@@ -216,9 +216,11 @@ def report(opts, run: Run, driver: Driver, elapsed: float, chaos_counts: dict, r
         f"  sandbox chaos: {json.dumps(CHAOS if not opts.no_chaos else {})}",
         f"  injected: {json.dumps(chaos_counts, sort_keys=True)}",
         f"  payments created: {len(driver.payments)} ({len(driver.payments) / elapsed:.1f}/s); "
-        f"HTTP requests answered: {len(lat)} ({len(lat) / elapsed:.1f}/s)",
+        f"HTTP requests answered: {len(lat)} ({len(lat) / (elapsed + run.timings['drain']):.1f}/s)",
         f"  latency of answered requests: p50 {percentile(lat, 0.5) * 1000:.0f} ms, "
-        f"p99 {percentile(lat, 0.99) * 1000:.0f} ms",
+        f"p99 {percentile(lat, 0.99) * 1000:.0f} ms; "
+        + ", ".join(f"{op} p50 {percentile(v, 0.5) * 1000:.0f} / p99 {percentile(v, 0.99) * 1000:.0f} ms"
+                    for op, v in sorted(st.by_op.items())),
         f"  retried (merchant side): {json.dumps(dict(sorted(st.errors.items())))}; gave up: {st.gave_up}",
         f"  answers: {json.dumps(dict(sorted(st.operations.items())))}",
         f"  final statuses seen by the driver: {json.dumps(dict(sorted(st.statuses.items())))}",

@@ -33,6 +33,7 @@ SCENARIOS = [
 @dataclass
 class Stats:
     latencies: list[float] = field(default_factory=list)  # answered HTTP requests, seconds
+    by_op: dict[str, list[float]] = field(default_factory=dict)  # the same, per operation
     errors: Counter = field(default_factory=Counter)  # what made a request be retried
     operations: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)  # final payment statuses seen by the driver
@@ -81,6 +82,7 @@ class Driver:
                     r.status_code == 409 and _error_type(r) == "idempotency_error")
                 if not retry:
                     self.stats.latencies.append(time.perf_counter() - t0)
+                    self.stats.by_op.setdefault(op, []).append(time.perf_counter() - t0)
                     self.stats.operations[f"{op}:{r.status_code}"] += 1
                     if key and r.status_code < 300:
                         self.key_answers.setdefault(key, []).append(r.json().get("id", ""))
@@ -115,10 +117,11 @@ class Driver:
             self.stats.errors[f"{action}:new_key"] += 1
         return r
 
-    async def settle(self, client: httpx.AsyncClient, m: Merchant, pay: dict, wait: float = 30.0) -> dict:
-        """Poll a `processing` payment (beta answers asynchronously) until it moves on."""
+    async def settle(self, client: httpx.AsyncClient, m: Merchant, pay: dict, wait: float = 30.0,
+                     pending: tuple[str, ...] = ("processing",)) -> dict:
+        """Poll a payment in a `pending` status (beta answers asynchronously) until it moves on."""
         deadline = time.monotonic() + wait
-        while pay.get("status") == "processing" and time.monotonic() < deadline:
+        while pay.get("status") in pending and time.monotonic() < deadline:
             await asyncio.sleep(0.3)
             r = await self.call(client, m, "GET", f"/v1/payments/{pay['id']}", op="get")
             if r is None or r.status_code != 200:
@@ -164,7 +167,8 @@ class Driver:
             if r is None or r.status_code != 200:
                 rec["leave_open"] = True  # the merchant gave up on it: open, but not without reason
                 return
-            pay = await self.settle(client, m, r.json())
+            # beta captures and voids asynchronously: the payment moves on when its webhook arrives
+            pay = await self.settle(client, m, r.json(), pending=("processing", "requires_capture"))
         elif manual:  # still processing after 30 s: the merchant moves on without capturing
             rec["leave_open"] = True
         self.stats.statuses[pay["status"]] += 1
