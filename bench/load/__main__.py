@@ -259,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     if opts.fast_db and "pg-restart" in opts.faults:
         p.error("--fast-db turns fsync off: a PostgreSQL restart could then lose commits; not with pg-restart")
     run = Run(opts)
+
+    def terminate(signum, frame):  # SIGTERM (e.g. a CI timeout): stop everything we started, then exit
+        log("SIGTERM: stopping everything this run started")
+        run.down()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         t0 = time.monotonic()
         merchants = run.up()
