@@ -75,6 +75,7 @@ class Run:
         self.workers: list[infra.Proc] = []
         self.faults_done: list[str] = []
         self.timings: dict[str, float] = {}
+        self.exited: dict[str, int] = {}
         self.sandbox_urls: dict[str, str] = {}
         self.port = infra.free_port()
         self.env = {
@@ -229,7 +230,9 @@ def report(opts, run: Run, driver: Driver, elapsed: float, chaos_counts: dict, r
         f"  phases: setup {run.timings['setup']:.0f}s, recovery + check {run.timings['check']:.0f}s",
         f"  checked: {json.dumps(result['facts'], sort_keys=True)}",
     ]
-    problems = result["discrepancies"]
+    lines.append("  processes: " + (", ".join(f"{n} EXITED ({rc})" for n, rc in run.exited.items())
+                                      or "gunicorn, every worker, beat and both PSPs alive at the end of the load"))
+    problems = result["discrepancies"] + [f"process {n} exited ({rc}) during the run" for n, rc in run.exited.items()]
     if problems:
         lines.append(f"{len(problems)} discrepancies:")
         lines += [f"  - {p}" for p in problems]
@@ -273,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load for {opts.minutes * 60:.0f}s, faults {opts.faults or 'none'}")
         driver, elapsed = asyncio.run(run.load(merchants))
         chaos_counts = run.chaos({})
+        run.exited = {p.name: p.popen.returncode for p in [*run.workers, *run.procs.values()]
+                      if p.popen.poll() is not None}
         log("load stopped, chaos off; recovery and webhook sweeps until quiet, then the checker")
         t0 = time.monotonic()
         result = run.check(driver)
@@ -280,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run.down()
     print(report(opts, run, driver, elapsed, chaos_counts, result))  # noqa: T201
-    return 1 if result["discrepancies"] else 0
+    return 1 if result["discrepancies"] or run.exited else 0
 
 
 if __name__ == "__main__":
