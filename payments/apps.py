@@ -19,8 +19,12 @@ class PaymentsConfig(AppConfig):
         registry.register(m.Dispute)
         registry.register(m.DeclineCode)
         registry.register(m.Customer)
+        registry.register(m.RoutingRule)
+        registry.register(m.BinRange)
         panel_register(Panel(
             key="payments.stuck", title="Stuck past their SLA", order=65,
             permissions=("payments.view_stuckitem",), compute=stuck_panel,
             description="Payments, operations and PSP webhooks in a non-final state longer than its SLA.",
         ))
+        registry.register(m.Subscription)
+        registry.register(m.PaymentMethodCredential, exclude_fields=["psp_token"])

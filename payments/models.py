@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -34,7 +35,10 @@ class Customer(models.Model):
     objects = CustomerQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["merchant", "-created_at", "-id"], name="customer_merchant_created_idx")]
+        indexes = [
+            models.Index(fields=["merchant", "-created_at", "-id"], name="customer_merchant_created_idx"),
+            models.Index(Upper("email"), name="customer_email_upper_idx"),  # back-office search
+        ]
 
     def __str__(self) -> str:
         return self.id
@@ -68,13 +72,20 @@ class PaymentMethod(models.Model):
     iban_last4 = models.CharField(max_length=4, blank=True, default="")
     account_holder_name = models.CharField(max_length=128, blank=True, default="")
     # connector -> PSP token / network transaction id of the first customer-initiated charge
-    psp_tokens = models.JSONField(default=dict, blank=True, editable=False)
+    psp_tokens = models.JSONField(default=dict, blank=True, editable=False)  # unused: see `credentials`
+    # The secrets-backend key the card number is encrypted under: a saved card has its own key
+    # (`pan-<uuid>`), so detaching it crypto-shreds that key; "" = the shared PAN key.
+    pan_key = models.CharField(max_length=64, blank=True, default="", editable=False)
+    detached_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = MerchantScopedQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["merchant", "-created_at", "-id"], name="pm_merchant_created_idx")]
+        indexes = [
+            models.Index(fields=["merchant", "-created_at", "-id"], name="pm_merchant_created_idx"),
+            models.Index(fields=["card_last4"], name="pm_card_last4_idx"),  # back-office search
+        ]
 
     def __str__(self) -> str:
         if self.type == PaymentMethodType.CARD:
@@ -135,6 +146,8 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     inflight = models.CharField(max_length=32, blank=True, default="")
     inflight_at = models.DateTimeField(null=True, blank=True)
     authorized_at = models.DateTimeField(null=True, blank=True)
+    # Set by internal callers (the subscription scheduler): one payment per key and merchant.
+    idempotency_key = models.CharField(max_length=80, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -144,6 +157,10 @@ class Payment(ConcurrentTransitionMixin, models.Model):
         indexes = [
             models.Index(fields=["merchant", "-created_at", "-id"], name="payment_merchant_created_idx"),
             models.Index(fields=["status", "authorized_at"], name="payment_status_auth_idx"),
+            # the back-office list (newest first; by status; by amount)
+            models.Index(fields=["-created_at", "-id"], name="payment_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="payment_status_created_idx"),
+            models.Index(fields=["amount"], name="payment_amount_idx"),
         ]
         # back-office actions (payera/staff/roles.py grants them by glob)
         permissions = [
@@ -165,6 +182,8 @@ class Payment(ConcurrentTransitionMixin, models.Model):
                 condition=Q(amount_refunded__lte=models.F("amount_captured")),
                 name="payment_refunded_le_captured",
             ),
+            models.UniqueConstraint(fields=["merchant", "idempotency_key"], condition=~Q(idempotency_key=""),
+                                    name="payment_internal_idempotency_uniq"),
         ]
 
     def __str__(self) -> str:
@@ -263,7 +282,12 @@ class PaymentAttempt(ConcurrentTransitionMixin, models.Model):
             models.UniqueConstraint(fields=["payment", "sequence"], name="attempt_payment_sequence_uniq"),
             models.CheckConstraint(condition=Q(status__in=AS.values), name="attempt_status_valid"),
         ]
-        indexes = [models.Index(fields=["status", "next_inquiry_at"], name="attempt_recovery_idx")]
+        indexes = [
+            models.Index(fields=["status", "next_inquiry_at"], name="attempt_recovery_idx"),
+            # the back-office search and connector filter
+            models.Index(fields=["psp_reference"], name="attempt_psp_reference_idx"),
+            models.Index(fields=["connector", "payment"], name="attempt_connector_payment_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.id
@@ -329,7 +353,10 @@ class PaymentAttempt(ConcurrentTransitionMixin, models.Model):
         self.next_inquiry_at = None
         self.needs_attention = True
 
-    @transition(field=status, source=[AS.AUTHORIZED], target=AS.VOIDED)
+    # From a state before authorization too: a payment canceled while the shopper was at 3-D
+    # Secure or the bank page is voided at the PSP, which then can no longer authorize it.
+    @transition(field=status, source=[AS.AUTHORIZED, AS.REQUIRES_ACTION, AS.PENDING, AS.UNKNOWN, AS.STARTED],
+                target=AS.VOIDED)
     def mark_voided(self) -> None:
         pass
 
@@ -403,7 +430,10 @@ class Refund(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
-        indexes = [models.Index(fields=["merchant", "-created_at", "-id"], name="refund_merchant_created_idx")]
+        indexes = [
+            models.Index(fields=["merchant", "-created_at", "-id"], name="refund_merchant_created_idx"),
+            models.Index(fields=["psp_reference"], name="refund_psp_reference_idx"),  # back-office search
+        ]
 
     def __str__(self) -> str:
         return self.id
@@ -555,4 +585,14 @@ class PspWebhook(models.Model):
         return f"{self.connector}:{self.event_id} ({self.status})"
 
 
+# Saved credentials and subscriptions live in their own module (same app label).
+from payments.models_recurring import (  # noqa: E402, F401
+    ChargeStatus,
+    PaymentMethodCredential,
+    Subscription,
+    SubscriptionCharge,
+    SubscriptionInterval,
+    SubscriptionStatus,
+)
+from payments.routing_models import BinRange, RoutingRule  # noqa: E402,F401 - registered with the app's models
 from payments.stuck_models import StuckItem  # noqa: E402,F401 - registered with the app's models

@@ -7,7 +7,7 @@ from django.db.models import Prefetch, QuerySet
 from payera.core.errors import NotFoundError
 from payera.merchants.models import Merchant
 from payera.merchants.scoping import owned_get
-from payments.models import Customer, Dispute, Payment, PaymentAttempt, Refund
+from payments.models import Customer, Dispute, Payment, PaymentAttempt, PaymentMethod, Refund, Subscription
 
 
 class CustomerNotFoundError(NotFoundError):
@@ -67,6 +67,54 @@ def dispute_list(*, merchant: Merchant, payment_id: str | None = None, status: s
     qs = Dispute.objects.for_merchant(merchant)
     if payment_id:
         qs = qs.filter(payment_id=payment_id)
+    if status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+class PaymentMethodNotFoundError(NotFoundError):
+    default_message = "No such payment method."
+
+
+class SubscriptionNotFoundError(NotFoundError):
+    default_message = "No such subscription."
+
+
+def _methods() -> QuerySet[PaymentMethod]:
+    return PaymentMethod.objects.prefetch_related("credentials")
+
+
+def payment_method_get(*, merchant: Merchant, payment_method_id: str) -> PaymentMethod:
+    return owned_get(_methods(), merchant=merchant, pk=payment_method_id, error=PaymentMethodNotFoundError)
+
+
+def customer_payment_method_list(*, merchant: Merchant, customer_id: str, fingerprint: str | None = None,
+                                 include_detached: bool = False) -> QuerySet[PaymentMethod]:
+    """The customer's saved methods, newest first; `fingerprint` (as the API shows it) keeps the
+    duplicates of one card number."""
+    from payments.serializers_recurring import public_fingerprint
+
+    customer = customer_get(merchant=merchant, customer_id=customer_id)
+    qs = _methods().filter(merchant=merchant, customer=customer)
+    if not include_detached:
+        qs = qs.filter(detached_at=None)
+    if fingerprint:
+        # a customer holds few methods: compare the merchant-scoped fingerprint in Python
+        ids = [pm.pk for pm in qs.only("id", "merchant_id", "fingerprint") if public_fingerprint(pm) == fingerprint]
+        qs = qs.filter(pk__in=ids)
+    return qs
+
+
+def subscription_get(*, merchant: Merchant, subscription_id: str) -> Subscription:
+    return owned_get(Subscription.objects.all(), merchant=merchant, pk=subscription_id,
+                     error=SubscriptionNotFoundError)
+
+
+def subscription_list(*, merchant: Merchant, customer: str | None = None, status: str | None = None
+                      ) -> QuerySet[Subscription]:
+    qs = Subscription.objects.for_merchant(merchant)
+    if customer:
+        qs = qs.filter(customer_id=customer)
     if status:
         qs = qs.filter(status=status)
     return qs

@@ -41,3 +41,11 @@ def stuck_sweep_task() -> dict:
     from payments.services import stuck_sweep
 
     return stuck_sweep()
+
+
+@shared_task(acks_late=True)
+def subscriptions_run_task() -> dict:
+    """Beat: charge the subscriptions due (periods and dunning retries); safe to overlap."""
+    from payments.services import subscriptions_run
+
+    return subscriptions_run()

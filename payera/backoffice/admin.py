@@ -21,3 +21,32 @@ class StaffTotpDeviceAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+from payera.backoffice.models import StaffAction  # noqa: E402
+
+
+@admin.register(StaffAction)
+class StaffActionAdmin(admin.ModelAdmin):
+    """Read-only for everyone: the log of back-office actions and their reasons."""
+
+    list_display = ("created_at", "action", "object_id", "merchant_id", "user", "outcome", "detail")
+    list_filter = ("action", "outcome")
+    search_fields = ("=object_id", "=merchant_id", "user__username")
+    list_select_related = ("user",)
+    show_full_result_count = False
+    readonly_fields = ("created_at", "user", "action", "object_type", "object_id", "merchant_id", "reason",
+                       "outcome", "detail")
+    fields = readonly_fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request):
+        return {}

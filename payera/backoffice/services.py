@@ -39,3 +39,16 @@ def staff_otp_device_enrol(
         existing.delete()
     device = TOTPDevice.objects.create(user=user, name=device_name[:64], confirmed=True)
     return EnrolledDevice(device_id=device.pk, username=username, config_url=device.config_url)
+
+
+def staff_action_record(*, user, action: str, object_type: str, object_id: str, reason: str, outcome: str,
+                        merchant_id: str = "", detail: str = ""):
+    """One row of `StaffAction`: who did what to which object, why, and how it ended."""
+    from payera.backoffice.models import StaffAction
+    from payera.core.masking import mask_text
+
+    return StaffAction.objects.create(
+        user=user, action=action[:64], object_type=object_type[:64], object_id=str(object_id)[:64],
+        merchant_id=str(merchant_id or "")[:64], reason=mask_text(reason.strip()), outcome=outcome,
+        detail=mask_text(detail)[:500],
+    )

@@ -3,9 +3,10 @@ need the `events.replay_delivery` permission (the operations role)."""
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from payera.core.errors import PayeraError
+from payera.backoffice.actions import reason_action
+from payera.backoffice.models import StaffActionOutcome
 from payera.events import services
 from payera.events.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 
@@ -59,17 +60,10 @@ class WebhookDeliveryAdmin(ReplayPermissionMixin, ReadOnlyMixin, admin.ModelAdmi
 
     @admin.action(description="Replay selected deliveries", permissions=["replay"])
     def replay_deliveries(self, request, queryset):
-        done, refused = 0, []
-        for delivery_id in queryset.values_list("id", flat=True):
-            try:
-                services.delivery_replay(delivery_id=delivery_id)
-                done += 1
-            except PayeraError as exc:
-                refused.append(f"{delivery_id}: {exc.message}")
-        if done:
-            self.message_user(request, f"{done} deliveries queued for replay.", messages.SUCCESS)
-        for line in refused:
-            self.message_user(request, line, messages.WARNING)
+        return reason_action(self, request, queryset, action="events.replay_delivery", title="Replay deliveries",
+                             button="Replay", perform=lambda obj, data: (
+                                 services.delivery_replay(delivery_id=obj.pk) and StaffActionOutcome.DONE,
+                                 "queued for replay"))
 
 
 @admin.register(WebhookEndpoint)
@@ -87,10 +81,9 @@ class WebhookEndpointAdmin(ReplayPermissionMixin, ReadOnlyMixin, admin.ModelAdmi
 
     @admin.action(description="Replay all dead-lettered deliveries", permissions=["replay"])
     def replay_dead_letters(self, request, queryset):
-        total = 0
-        for endpoint_id in queryset.values_list("id", flat=True):
-            try:
-                total += services.endpoint_replay_dead_letters(endpoint_id=endpoint_id)
-            except PayeraError as exc:
-                self.message_user(request, f"{endpoint_id}: {exc.message}", messages.WARNING)
-        self.message_user(request, f"{total} dead-lettered deliveries queued for replay.", messages.SUCCESS)
+        def perform(obj, data):
+            total = services.endpoint_replay_dead_letters(endpoint_id=obj.pk)
+            return StaffActionOutcome.DONE, f"{total} dead-lettered deliveries queued for replay"
+
+        return reason_action(self, request, queryset, action="events.replay_dead_letters",
+                             title="Replay dead-lettered deliveries", button="Replay", perform=perform)

@@ -24,6 +24,20 @@ def event_list(*, merchant_id: str, type: str | None = None) -> QuerySet[Event]:
     return qs.order_by("-created_at", "-id")
 
 
+def event_list_for_objects(*, merchant_id: str, object_ids: list[str], since=None, limit: int = 200) -> list[Event]:
+    """The merchant's events whose `data.object` is one of `object_ids` (its `id`, or the
+    `payment` it belongs to), oldest first, at most `limit`. `since` (e.g. the payment's creation)
+    bounds the scan of the merchant's index to the object's lifetime."""
+    from django.db.models import Q
+
+    qs = Event.objects.filter(merchant_id=merchant_id)
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    ids = list(object_ids)
+    qs = qs.filter(Q(data__object__id__in=ids) | Q(data__object__payment__in=ids))
+    return list(qs.order_by("created_at", "id")[:limit])
+
+
 def webhook_endpoint_get(*, merchant_id: str, endpoint_id: str) -> WebhookEndpoint:
     endpoint = WebhookEndpoint.objects.filter(merchant_id=merchant_id, pk=endpoint_id).first()
     if endpoint is None:

@@ -23,6 +23,16 @@ KNOWN_EVENT_TYPES = (
     "dispute.created",
     "dispute.closed",
     "payout.paid",
+    "payment.authentication_required",
+    "payment_method.detached",
+    "subscription.created",
+    "subscription.updated",
+    "subscription.payment_succeeded",
+    "subscription.payment_failed",
+    "subscription.past_due",
+    "subscription.recovered",
+    "subscription.unpaid",
+    "subscription.canceled",
     "webhook_endpoint.disabled",
 )
 ENDPOINT_DISABLED = "webhook_endpoint.disabled"

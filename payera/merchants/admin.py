@@ -2,28 +2,18 @@
 
 API keys can not be added here (their secret must be shown once, to the person who asked:
 use `manage.py api_key_create`); they can be revoked. A merchant's status changes only by the
-suspend/reactivate actions.
+suspend/reactivate actions. Each action asks for a reason first (`payera.backoffice.actions`) and
+needs its own permission: `merchants.suspend_merchant`, `merchants.revoke_apikey` (admin role).
 """
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from payera.core.errors import PayeraError
+from payera.backoffice.actions import reason_action
+from payera.backoffice.models import StaffActionOutcome
 from payera.merchants.models import ApiKey, Merchant
 from payera.merchants.services import api_key_revoke, merchant_reactivate, merchant_suspend
-
-
-def _run(modeladmin, request, queryset, action, verb: str) -> None:
-    done = 0
-    for obj in queryset:
-        try:
-            action(obj.pk)
-            done += 1
-        except PayeraError as exc:
-            modeladmin.message_user(request, f"{obj}: {exc.message}", level=messages.WARNING)
-    if done:
-        modeladmin.message_user(request, f"{done} {verb}.", level=messages.SUCCESS)
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -51,6 +41,7 @@ class MerchantAdmin(admin.ModelAdmin):
         "settlement_delay_days",
         "fee_schedule",
         "connectors",
+        "refund_approval_threshold",
         "created_at",
         "updated_at",
     )
@@ -63,13 +54,20 @@ class MerchantAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Suspend selected merchants (their API keys stop working)", permissions=["change"])
-    def suspend(self, request, queryset):
-        _run(self, request, queryset, lambda pk: merchant_suspend(merchant_id=pk), "suspended")
+    def has_suspend_permission(self, request) -> bool:
+        return request.user.has_perm("merchants.suspend_merchant")
 
-    @admin.action(description="Reactivate selected merchants", permissions=["change"])
+    @admin.action(description="Suspend selected merchants (their API keys stop working)", permissions=["suspend"])
+    def suspend(self, request, queryset):
+        return reason_action(self, request, queryset, action="merchants.suspend", title="Suspend merchants",
+                             button="Suspend", perform=lambda obj, data: (
+                                 merchant_suspend(merchant_id=obj.pk) and StaffActionOutcome.DONE, "suspended"))
+
+    @admin.action(description="Reactivate selected merchants", permissions=["suspend"])
     def reactivate(self, request, queryset):
-        _run(self, request, queryset, lambda pk: merchant_reactivate(merchant_id=pk), "reactivated")
+        return reason_action(self, request, queryset, action="merchants.reactivate", title="Reactivate merchants",
+                             button="Reactivate", perform=lambda obj, data: (
+                                 merchant_reactivate(merchant_id=obj.pk) and StaffActionOutcome.DONE, "reactivated"))
 
 
 @admin.register(ApiKey)
@@ -88,6 +86,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Revoke selected API keys now", permissions=["change"])
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("merchants.revoke_apikey")
+
+    @admin.action(description="Revoke selected API keys now", permissions=["revoke"])
     def revoke(self, request, queryset):
-        _run(self, request, queryset, lambda pk: api_key_revoke(api_key_id=pk), "revoked")
+        return reason_action(self, request, queryset, action="merchants.revoke_api_key", title="Revoke API keys",
+                             button="Revoke", perform=lambda obj, data: (
+                                 api_key_revoke(api_key_id=obj.pk) and StaffActionOutcome.DONE, "revoked"))

@@ -28,14 +28,27 @@ class Merchant(ConcurrentTransitionMixin, models.Model):
     fee_schedule = models.CharField(max_length=64, default="standard", help_text="Reference of the fee schedule.")
     # PSP connector names in routing order (names of settings.PSP_CONNECTORS).
     connectors = models.JSONField(default=list, blank=True)
+    # A refund staff ask for above this amount (minor units of the payment's currency) waits for
+    # a second finance user's approval before it is sent (four eyes; docs/backoffice.md).
+    # 0: every staff refund needs it.
+    refund_approval_threshold = models.BigIntegerField(
+        default=50_000,
+        help_text="Staff refunds above this amount (minor units of the payment's currency) need a second "
+        "finance user's approval. 0: every staff refund does.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
+        # back-office actions (payera/staff/roles.py)
+        permissions = [("suspend_merchant", "Can suspend or reactivate merchant")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=MerchantStatus.values), name="merchant_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(refund_approval_threshold__gte=0), name="merchant_refund_threshold_non_negative"
             ),
             models.CheckConstraint(
                 condition=Q(default_currency__regex=r"^[A-Z]{3}$"), name="merchant_default_currency_iso"
@@ -92,6 +105,7 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("revoke_apikey", "Can revoke API key")]
         constraints = [
             models.CheckConstraint(condition=Q(scope__in=ApiKeyScope.values), name="api_key_scope_valid"),
             models.CheckConstraint(

@@ -364,6 +364,8 @@ INSTALLED_APPS = [
     "payera.backoffice.apps.BackofficeAdminConfig" if app == "django.contrib.admin" else app for app in INSTALLED_APPS
 ]
 INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "axes", "payera.backoffice"]
+# the payments side of the back office: refund approvals (four eyes), the payment page
+INSTALLED_APPS += ["payments.backoffice"]
 _auth_at = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
 MIDDLEWARE.insert(_auth_at + 1, "django_otp.middleware.OTPMiddleware")
 MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last: turns a lockout into its own answer
@@ -468,3 +470,9 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # slo_report reads the API SLOs (requests, 5xx, latency) from Prometheus' HTTP API here.
 SLO_PROMETHEUS_URL = env.str("SLO_PROMETHEUS_URL", default="")
+
+# --- Subscriptions (payments.services.subscriptions; docs/api.md "Subscriptions") ---------
+# Dunning: a failed period charge is retried this many days after its first failure (soft
+# declines only), then the subscription is `unpaid`.
+SUBSCRIPTIONS_RETRY_DAYS = [1, 3, 5, 7]
+CELERY_BEAT_SCHEDULE["payments-subscriptions"] = {"task": "payments.tasks.subscriptions_run_task", "schedule": 60.0}

@@ -34,6 +34,7 @@ READ_ONLY_FOR_EVERYONE = (
     "ledger.add_*", "ledger.change_*", "ledger.delete_*",
     "events.add_event", "events.change_event", "events.delete_event",
     "audit.add_*", "audit.change_*", "audit.delete_*",
+    "backoffice.add_staffaction", "backoffice.change_staffaction", "backoffice.delete_staffaction",
 )
 
 ROLES: tuple[Role, ...] = (
@@ -42,6 +43,7 @@ ROLES: tuple[Role, ...] = (
         "Looks up payments, customers, merchants and events to answer merchants. No money actions.",
         permissions=(
             "payments.view_*",
+            "payments_backoffice.view_*",
             "events.view_*",
             "merchants.view_merchant",
         ),
@@ -54,6 +56,8 @@ ROLES: tuple[Role, ...] = (
             "payments.cancel_*",
             "payments.recover_*",
             "payments.resolve_*",
+            "payments.add_routingrule", "payments.change_routingrule", "payments.delete_routingrule",
+            "payments.add_binrange", "payments.change_binrange", "payments.delete_binrange",
             "events.retry_*",
             "events.replay_*",
             "psp_adapters.view_*",
@@ -67,6 +71,7 @@ ROLES: tuple[Role, ...] = (
             "payments.refund_*",
             "payments.add_refund",
             "payments.approve_*",
+            "payments_backoffice.approve_*",
             "ledger.view_*",
             "reconciliation.*",
         ),

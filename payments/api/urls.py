@@ -13,6 +13,14 @@ from payments.api.payments import (
     RefundDetailApi,
     RefundListCreateApi,
 )
+from payments.api.subscriptions import (
+    CustomerPaymentMethodListApi,
+    PaymentMethodDetachApi,
+    PaymentMethodDetailApi,
+    SubscriptionCancelApi,
+    SubscriptionDetailApi,
+    SubscriptionListCreateApi,
+)
 
 urlpatterns: list = [
     path("customers", CustomerListCreateApi.as_view(), name="customer-list"),
@@ -27,6 +35,13 @@ urlpatterns: list = [
     path("disputes", DisputeListApi.as_view(), name="dispute-list"),
     path("disputes/<str:id>", DisputeDetailApi.as_view(), name="dispute-detail"),
     path("disputes/<str:id>/evidence", DisputeEvidenceApi.as_view(), name="dispute-evidence"),
+    path("customers/<str:id>/payment_methods", CustomerPaymentMethodListApi.as_view(),
+         name="customer-payment-method-list"),
+    path("payment_methods/<str:id>", PaymentMethodDetailApi.as_view(), name="payment-method-detail"),
+    path("payment_methods/<str:id>/detach", PaymentMethodDetachApi.as_view(), name="payment-method-detach"),
+    path("subscriptions", SubscriptionListCreateApi.as_view(), name="subscription-list"),
+    path("subscriptions/<str:id>", SubscriptionDetailApi.as_view(), name="subscription-detail"),
+    path("subscriptions/<str:id>/cancel", SubscriptionCancelApi.as_view(), name="subscription-cancel"),
     path("balance", BalanceApi.as_view(), name="balance"),
     path("balance_transactions", BalanceTransactionListApi.as_view(), name="balance-transaction-list"),
 ]

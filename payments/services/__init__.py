@@ -2,6 +2,7 @@
 
 from payments.services.customers import customer_create
 from payments.services.disputes import dispute_apply_event, dispute_submit_evidence
+from payments.services.payment_methods import payment_method_detach
 from payments.services.payments import (
     payment_cancel,
     payment_capture,
@@ -12,6 +13,13 @@ from payments.services.payments import (
 from payments.services.recovery import attempt_recover, recovery_run
 from payments.services.refunds import refund_create
 from payments.services.stuck import stuck_open_counts, stuck_sweep
+from payments.services.subscriptions import (
+    subscription_cancel,
+    subscription_charge,
+    subscription_create,
+    subscription_update,
+    subscriptions_run,
+)
 from payments.services.webhooks import (
     payment_authentication_complete,
     psp_webhook_process,
@@ -30,6 +38,7 @@ __all__ = [
     "payment_confirm",
     "payment_create",
     "payment_expire_authorizations",
+    "payment_method_detach",
     "psp_webhook_process",
     "psp_webhook_process_due",
     "psp_webhook_receive",
@@ -37,4 +46,9 @@ __all__ = [
     "refund_create",
     "stuck_open_counts",
     "stuck_sweep",
+    "subscription_cancel",
+    "subscription_charge",
+    "subscription_create",
+    "subscription_update",
+    "subscriptions_run",
 ]

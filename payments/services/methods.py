@@ -5,6 +5,8 @@ transaction opens (the backend may be a remote Vault); the CVC never leaves memo
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -13,7 +15,7 @@ from payera.core.errors import InvalidRequestError
 from payera.secrets.services import decrypt, encrypt, keyed_hash
 from payments.cards import CardInput, card_validate
 from payments.models import PaymentMethod, PaymentMethodType
-from psp_adapters.port import BankRedirectData, CardData, PaymentMethodData, SepaDebitData
+from psp_adapters.port import BankRedirectData, CardData, PaymentMethodData, SepaDebitData, StoredCardData
 
 PAN_KEY = "payments-card-number"
 IBAN_KEY = "payments-iban"
@@ -96,15 +98,18 @@ def method_validate(data: object, *, today) -> MethodInput:
                               param=f"{param}[type]")
 
 
-def method_tokenize(method: MethodInput) -> Tokenized:
-    """Encrypt and fingerprint outside any transaction; the row is created by the caller."""
+def method_tokenize(method: MethodInput, *, own_key: bool = False) -> Tokenized:
+    """Encrypt and fingerprint outside any transaction; the row is created by the caller.
+    `own_key`: a card saved for later gets a key of its own in the secrets backend, so detaching
+    it can crypto-shred exactly that card (`method_shred`)."""
     fields: dict = {"type": method.type}
     if method.card is not None:
         card = method.card
+        key = f"pan-{uuid.uuid4().hex}" if own_key else ""
         fields.update(
             card_brand=card.brand, card_bin=card.bin, card_last4=card.last4, card_exp_month=card.exp_month,
-            card_exp_year=card.exp_year,
-            pan_ciphertext=encrypt(key=PAN_KEY, plaintext=card.number.encode()),
+            card_exp_year=card.exp_year, pan_key=key,
+            pan_ciphertext=encrypt(key=key or PAN_KEY, plaintext=card.number.encode()),
             fingerprint=keyed_hash(key=FINGERPRINT_KEY, data=card.number.encode()),
         )
     elif method.type == PaymentMethodType.SEPA_DEBIT:
@@ -126,7 +131,7 @@ def method_psp_data(pm: PaymentMethod, method: MethodInput | None) -> PaymentMet
         c = method.card
         return CardData(number=c.number, exp_month=c.exp_month, exp_year=c.exp_year, cvc=c.cvc)
     if pm.type == PaymentMethodType.CARD:
-        number = decrypt(key=PAN_KEY, ciphertext=pm.pan_ciphertext).decode()
+        number = decrypt(key=pm.pan_key or PAN_KEY, ciphertext=pm.pan_ciphertext).decode()
         return CardData(number=number, exp_month=pm.card_exp_month or 0, exp_year=pm.card_exp_year or 0)
     if pm.type == PaymentMethodType.SEPA_DEBIT:
         iban = method.iban if method is not None else decrypt(key=IBAN_KEY, ciphertext=pm.iban_ciphertext).decode()
@@ -140,3 +145,68 @@ def method_expired(pm: PaymentMethod) -> bool:
     if pm.type != PaymentMethodType.CARD or not pm.card_exp_year:
         return False
     return (pm.card_exp_year, pm.card_exp_month or 0) < (today.year, today.month)
+
+
+# --- merchant-initiated (off-session) charges of a saved method ----------------------------
+@dataclass(frozen=True, slots=True)
+class OffSessionCredential:
+    """What one connector gets for an MIT: the method data and the first CIT's network
+    transaction id (schemes link the MIT to it)."""
+
+    payment_method: PaymentMethodData
+    network_transaction_id: str | None
+
+
+class PaymentMethodNotReusableError(InvalidRequestError):
+    code = "payment_method_not_reusable"
+
+
+OffSessionPlanner = Callable[[PaymentMethod, list[str], dict], list[str]]
+OffSessionData = Callable[[PaymentMethod, str, dict], OffSessionCredential]
+
+
+def _card_plan(pm: PaymentMethod, plan: list[str], creds: dict) -> list[str]:
+    """Connectors holding a PSP token first (routing order kept), then the others, reached with
+    the card and the network transaction id of the first CIT; none without any credential."""
+    ntid = any(c.network_transaction_id for c in creds.values())
+    with_token = [c for c in plan if c in creds and creds[c].psp_token]
+    others = [c for c in plan if c not in with_token and (ntid or c in creds)]
+    return with_token + others
+
+
+def _card_data(pm: PaymentMethod, connector: str, creds: dict) -> OffSessionCredential:
+    cred = creds.get(connector)
+    ntid = (cred.network_transaction_id if cred else "") or next(
+        (c.network_transaction_id for c in creds.values() if c.network_transaction_id), None
+    )
+    if cred is not None and cred.psp_token:
+        return OffSessionCredential(StoredCardData(token=cred.psp_token), ntid or None)
+    return OffSessionCredential(method_psp_data(pm, None), ntid or None)
+
+
+def _default_plan(pm: PaymentMethod, plan: list[str], creds: dict) -> list[str]:
+    return plan
+
+
+def _default_data(pm: PaymentMethod, connector: str, creds: dict) -> OffSessionCredential:
+    return OffSessionCredential(method_psp_data(pm, None), None)
+
+
+# One entry per payment-method type: how MITs are routed and what each connector gets. A new
+# reusable type (e.g. saved SEPA mandates) registers its pair here; the off-session payment
+# service, and the subscriptions built on it, need nothing else.
+OFF_SESSION_HANDLERS: dict[str, tuple[OffSessionPlanner, OffSessionData]] = {
+    PaymentMethodType.CARD: (_card_plan, _card_data),
+}
+
+
+def method_off_session_plan(pm: PaymentMethod, plan: list[str]) -> list[str]:
+    creds = {c.connector: c for c in pm.credentials.all()}
+    planner, _ = OFF_SESSION_HANDLERS.get(pm.type, (_default_plan, _default_data))
+    return planner(pm, plan, creds)
+
+
+def method_off_session_data(pm: PaymentMethod, connector: str) -> OffSessionCredential:
+    creds = {c.connector: c for c in pm.credentials.all()}
+    _, data = OFF_SESSION_HANDLERS.get(pm.type, (_default_plan, _default_data))
+    return data(pm, connector, creds)

@@ -12,8 +12,9 @@ import datetime as dt
 import logging
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.db.models.functions import Length
 
 from payera.core import metrics
 from payera.core.db import outside_transaction
@@ -35,8 +36,11 @@ from payments.models import (
     Payment,
     PaymentAttempt,
     PaymentMethod,
+    PaymentMethodCredential,
+    RoutingRule,
 )
 from payments.postings import capture_journals, fee_rule
+from payments.routing_models import BinRange
 from payments.services.common import (
     PaymentStateError,
     emit,
@@ -52,8 +56,11 @@ from payments.services.common import (
 from payments.services.customers import validate_metadata
 from payments.services.methods import (
     MethodInput,
+    PaymentMethodNotReusableError,
     PaymentMethodUnsupportedError,
     method_expired,
+    method_off_session_data,
+    method_off_session_plan,
     method_psp_data,
     method_tokenize,
     method_validate,
@@ -117,8 +124,17 @@ def _locked(merchant: Merchant | None, payment_id: str) -> Payment:
 
 
 def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, method_type: str,
-           brand: str | None) -> list[str]:
-    names = [c for c in (merchant.connectors or []) if c in settings.PSP_CONNECTORS]
+           brand: str | None, bin_: str = "") -> list[str]:
+    """The connectors to try, in order: the merchant's enabled routing rules (admin: Routing
+    rules) or, without any, its ordered `connectors` list."""
+    stored = list(RoutingRule.objects.filter(merchant_id=merchant.pk, enabled=True))
+    if stored:
+        rules = [routing.RoutingRule(connector=r.connector, priority=r.priority, weight=r.weight,
+                                     min_amount=r.min_amount, max_amount=r.max_amount, **r.condition_sets())
+                 for r in stored]
+    else:
+        rules = [routing.RoutingRule(connector=name, priority=i) for i, name in enumerate(merchant.connectors or [])]
+    names = list(dict.fromkeys(r.connector for r in rules if r.connector in settings.PSP_CONNECTORS))
     caps: dict[str, routing.ConnectorCapabilities] = {}
     for name in names:
         adapter_caps = get_adapter(name).capabilities
@@ -126,14 +142,22 @@ def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, m
             method_types=frozenset(m.value for m in adapter_caps.payment_methods),
             currencies=adapter_caps.currencies,
         )
+    country = bin_country(bin_) if bin_ and any(r.bin_countries for r in rules) else None
     return routing.connector_order(
         payment=routing.RoutingInput(payment_id=payment_id, amount=amount, currency=currency,
-                                     method_type=method_type, brand=brand),
-        rules=[routing.RoutingRule(connector=name, priority=i) for i, name in enumerate(names)],
+                                     method_type=method_type, brand=brand, bin_country=country),
+        rules=rules,
         capabilities=caps,
         open_circuits=circuit_open_set(names),
         max_attempts=setting("PAYMENTS_MAX_ATTEMPTS", 3),
     )
+
+
+def bin_country(bin_: str) -> str | None:
+    """The issuing country of a card by the longest matching prefix in the BIN table."""
+    prefixes = [bin_[:i] for i in range(1, min(len(bin_), 8) + 1)]
+    row = BinRange.objects.filter(prefix__in=prefixes).order_by(Length("prefix").desc()).values("country").first()
+    return row["country"] if row else None
 
 
 def _unsupported() -> PaymentMethodUnsupportedError:
@@ -187,9 +211,20 @@ def payment_create(
     description: str | None = None,
     metadata: dict | None = None,
     actor: str = "api",
+    idempotency_key: str | None = None,
 ) -> Payment:
     """Validate everything (400 before any write or PSP call), tokenize at once, then confirm
-    unless `confirm=False`."""
+    unless `confirm=False`.
+
+    `off_session=True` is a merchant-initiated charge (MIT) of a saved `payment_method`: it is
+    flagged MIT to the PSP and routed to the connectors holding the method's credentials
+    (`method_off_session_plan`). `idempotency_key` (internal callers such as the subscription
+    scheduler) makes the create idempotent in the database: a second call with the key returns the
+    first payment (confirming it only if it was never confirmed)."""
+    if idempotency_key:  # the same key is the same effect, even if the method changed since
+        existing = Payment.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequestError("amount must be a positive integer in the currency's minor unit.", param="amount")
     if amount >= 2**53:
@@ -218,6 +253,7 @@ def payment_create(
         method = method_validate(payment_method_data, today=now().date())
         method_type = method.type
         brand = method.card.brand if method.card else None
+        bin_ = method.card.bin if method.card else ""
     else:
         saved = PaymentMethod.objects.filter(pk=payment_method, merchant=merchant).first() \
             if isinstance(payment_method, str) else None
@@ -225,28 +261,62 @@ def payment_create(
             raise NotFoundError("No such payment method.", param="payment_method")
         if saved.customer_id is None:
             raise InvalidRequestError("This payment method is not saved to a customer.", param="payment_method")
+        if saved.detached_at is not None:
+            raise InvalidRequestError("This payment method was detached from its customer and cannot be used "
+                                      "again.", param="payment_method", code="payment_method_detached")
         if method_expired(saved):
             raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
-        method_type, brand = saved.type, saved.card_brand or None
-    if not _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
-                  method_type=method_type, brand=brand):
+        method_type, brand, bin_ = saved.type, saved.card_brand or None, saved.card_bin
+    if off_session and saved is None:
+        raise InvalidRequestError("An off-session payment charges a saved payment_method of the customer.",
+                                  param="off_session")
+    if off_session and setup_future_usage:
+        raise InvalidRequestError("setup_future_usage saves a card on a customer-present payment, not off "
+                                  "session.", param="setup_future_usage")
+    probe = _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
+                   method_type=method_type, brand=brand, bin_=bin_)
+    if not probe:
         raise _unsupported()
-    tokenized = method_tokenize(method) if method is not None else None  # secrets backend: no transaction
-    payment = _payment_insert(
-        merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=cus,
-        saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
-        save_method=bool(setup_future_usage), off_session=bool(off_session),
-        setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
-        metadata=metadata, actor=actor,
-    )
+    if off_session and saved is not None and not method_off_session_plan(saved, probe):
+        raise PaymentMethodNotReusableError(
+            "This payment method holds no credential for off-session charges: its first, customer-present "
+            "payment did not succeed on any of the merchant's connectors.", param="payment_method")
+    # secrets backend: no transaction; a card saved for later gets its own key (crypto-shred)
+    tokenized = method_tokenize(method, own_key=bool(setup_future_usage)) if method is not None else None
+    try:
+        payment = _payment_insert(
+            merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=cus,
+            saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
+            save_method=bool(setup_future_usage), off_session=bool(off_session),
+            setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
+            metadata=metadata, actor=actor, idempotency_key=idempotency_key,
+        )
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # a concurrent caller inserted this key first (the unique index waited for its commit)
+        existing = Payment.objects.get(merchant=merchant, idempotency_key=idempotency_key)
+        return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
     if not confirm:
         return payment
     return payment_confirm(merchant=merchant, payment_id=payment.id, method=method, actor=actor)
 
 
+def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, actor: str) -> Payment:
+    """The payment of an internal idempotency key exists: never a second one. Confirm it only if
+    its creator crashed before confirming (nobody holds it: the confirm claim says so)."""
+    if confirm and payment.status == PS.REQUIRES_CONFIRMATION and not payment.inflight:
+        try:
+            return payment_confirm(merchant=merchant, payment_id=payment.id, actor=actor)
+        except PayeraError:  # confirmed meanwhile by the first caller
+            logger.info("payment %s of an idempotency key is being confirmed elsewhere", payment.id)
+    return Payment.objects.get(pk=payment.pk)
+
+
 @transaction.atomic(durable=True)
 def _payment_insert(*, merchant, amount, currency, capture_method, customer, saved, tokenized_fields, save_method,
-                    off_session, setup_future_usage, return_url, description, metadata, actor) -> Payment:
+                    off_session, setup_future_usage, return_url, description, metadata, actor,
+                    idempotency_key=None) -> Payment:
     pm = saved
     if tokenized_fields is not None:
         pm = PaymentMethod(merchant=merchant, customer=customer if save_method else None, **tokenized_fields)
@@ -254,7 +324,7 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
     payment = Payment(
         merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=customer,
         payment_method=pm, setup_future_usage=setup_future_usage, off_session=off_session, return_url=return_url,
-        description=description[:1000], metadata=metadata,
+        description=description[:1000], metadata=metadata, idempotency_key=idempotency_key or "",
     )
     payment.save(force_insert=True)
     idempotency_resource_record(resource=payment.id)  # a retry after a crash answers this payment
@@ -269,17 +339,24 @@ def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput 
     decline stops, an unknown outcome (timeout) stops with the payment `processing`."""
     plan, first = _confirm_begin(merchant=merchant, payment_id=payment_id, actor=actor)
     payment = Payment.objects.select_related("payment_method").get(pk=payment_id)
-    pm_data = method_psp_data(payment.payment_method, method)
+    pm_data = None if payment.off_session else method_psp_data(payment.payment_method, method)
     for index, connector in enumerate(plan):
         # the first attempt was committed with the claim; each one before its PSP call
         attempt = first if index == 0 else attempt_start(payment_id=payment_id, connector=connector)
+        ntid = None
+        if payment.off_session:  # MIT: this connector's token, or the card with the CIT's NTID
+            cred = method_off_session_data(payment.payment_method, connector)
+            data, ntid = cred.payment_method, cred.network_transaction_id
+        else:
+            data = pm_data
         request = AuthorizeRequest(
             reference=attempt.id,
             amount=payment.amount,
             currency=payment.currency,
-            payment_method=pm_data,
+            payment_method=data,
             capture=attempt.capture,
             off_session=payment.off_session,
+            network_transaction_id=ntid,
             store_payment_method=payment.setup_future_usage == "off_session",
             return_url=return_url_for(payment.id),
             description=payment.description,
@@ -317,9 +394,18 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[
     if pm is None:
         raise InvalidRequestError("The payment has no payment method.", param="payment_method")
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-                  method_type=pm.type, brand=pm.card_brand or None)
+                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin)
     if not plan:
         raise _unsupported()
+    if payment.off_session:
+        if pm.detached_at is not None:
+            raise InvalidRequestError("This payment method was detached from its customer.",
+                                      param="payment_method", code="payment_method_detached")
+        plan = method_off_session_plan(pm, plan)
+        if not plan:
+            raise PaymentMethodNotReusableError(
+                "This payment method holds no credential for off-session charges: its first, customer-present "
+                "payment did not succeed on any of the merchant's connectors.", param="payment_method")
     inflight_claim(payment, "confirm")
     transition(payment, "mark_processing", payment=payment, actor=actor, data={"plan": plan})
     payment.save()
@@ -369,6 +455,8 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
                 amount_captured=result.amount_captured, decline=result.decline,
                 action_url=result.action.redirect_url if result.action else "", actor=actor,
                 may_cascade=may_cascade, source=source,
+                network_transaction_id=result.network_transaction_id,
+                payment_method_token=result.payment_method_token,
             )
     if attempt.status != status_before:  # counted once, when the outcome moved the attempt
         transaction.on_commit(lambda: _count_outcome(attempt.connector, status_before, attempt.status, result, error))
@@ -421,17 +509,39 @@ def _apply_error(payment: Payment, attempt: PaymentAttempt, error: PspError, *, 
 def apply_authorization(
     payment: Payment, attempt: PaymentAttempt, *, outcome: Outcome, state: PspState | None, psp_reference: str,
     amount: int | None, currency: str | None, amount_captured: int, decline: Decline | None, action_url: str,
-    actor: str, may_cascade: bool = False, source: str = "",
+    actor: str, may_cascade: bool = False, source: str = "", network_transaction_id: str | None = None,
+    payment_method_token: str | None = None,
 ) -> V:
     """The one place an authorization outcome moves the attempt and the payment (the caller holds
     the payment lock in an atomic block). Order-proof: never moves a state machine backwards."""
     at = now()
     data = {"source": source}
+    if outcome == Outcome.REQUIRES_ACTION and payment.off_session:
+        # No shopper to authenticate: an off-session challenge fails the charge (the merchant
+        # brings the customer back on session).
+        outcome, state = Outcome.DECLINED, PspState.DECLINED
+        decline = Decline(code=PortDeclineCode.AUTHENTICATION_REQUIRED, decline_class=DeclineClass.HARD,
+                          message="The card requires authentication; it cannot be charged off session.")
     if attempt.status not in (AS.STARTED, AS.UNKNOWN, AS.PENDING, AS.REQUIRES_ACTION):
         if outcome == Outcome.APPROVED and attempt.status == AS.AUTHORIZED and amount_captured:
             pass  # captured at the PSP after we saw it authorized: handled by the capture path
         logger.info("stale %s outcome %s for %s in %s ignored", source, outcome, attempt.id, attempt.status)
         return V.SUCCEEDED if attempt.status in (AS.AUTHORIZED, AS.CAPTURED) else V.HARD_DECLINE
+    if state == PspState.VOIDED:
+        # The PSP voided it before it was authorized here (a cancel whose answer was lost): the
+        # attempt is voided, never authorized; the payment is canceled where it still can be.
+        transition(attempt, "mark_voided", payment=payment, actor=actor, data=data)
+        attempt.save()
+        if transition(payment, "mark_canceled", payment=payment, actor=actor):
+            emit(payment, "payment.canceled")
+        elif transition(payment, "mark_failed", payment=payment, actor=actor, error={
+            "code": "payment_canceled", "decline_code": None, "message": "The authorization was voided.",
+        }):
+            emit(payment, "payment.failed")
+        if payment.inflight in ("confirm", "cancel"):
+            inflight_release(payment)
+        payment.save()
+        return V.HARD_DECLINE
     if outcome == Outcome.PENDING:
         if attempt.status in (AS.STARTED, AS.UNKNOWN):
             transition(attempt, "mark_pending", payment=payment, actor=actor, psp_reference=psp_reference,
@@ -470,6 +580,8 @@ def apply_authorization(
             payment.save()
             logger.warning("payment %s held for review: %s", payment.id, reason)
             return V.UNKNOWN
+        _credential_keep(payment, attempt, network_transaction_id=network_transaction_id,
+                         token=payment_method_token)
         captured = amount_captured if (state == PspState.CAPTURED or amount_captured) else 0
         if captured:
             transition(attempt, "mark_captured", payment=payment, actor=actor, psp_reference=psp_reference,
@@ -499,15 +611,39 @@ def apply_authorization(
                code=decline.code.value, decline_class=decline.decline_class.value, psp_code=decline.psp_code,
                message=decline.message, at=at, data={**data, "decline_code": decline.code.value})
     attempt.save()
-    if decline.may_cascade and may_cascade and payment.status == PS.PROCESSING:
+    auth_required = decline.code == PortDeclineCode.AUTHENTICATION_REQUIRED and payment.off_session
+    if decline.may_cascade and may_cascade and payment.status == PS.PROCESSING and not auth_required:
         return V.SOFT_DECLINE
     if payment.status in (PS.PROCESSING, PS.REQUIRES_ACTION):
         transition(payment, "mark_failed", payment=payment, actor=actor, error=last_error_of(decline))
         emit(payment, "payment.failed")
+        if auth_required:  # another connector would ask the same: the customer must come back
+            emit(payment, "payment.authentication_required")
     if payment.inflight == "confirm":
         inflight_release(payment)
     payment.save()
     return V.HARD_DECLINE
+
+
+def _credential_keep(payment: Payment, attempt: PaymentAttempt, *, network_transaction_id: str | None,
+                     token: str | None) -> None:
+    """A customer-present payment that saves its method: keep, per connector, the PSP's token
+    and the scheme's network transaction id for later merchant-initiated charges (first wins:
+    MITs reference the first CIT)."""
+    pm = payment.payment_method
+    if payment.setup_future_usage != "off_session" or pm is None or pm.customer_id is None:
+        return
+    if not (network_transaction_id or token):
+        return
+    cred, created = PaymentMethodCredential.objects.get_or_create(
+        payment_method=pm, connector=attempt.connector,
+        defaults={"psp_token": (token or "")[:128], "network_transaction_id": (network_transaction_id or "")[:64],
+                  "attempt": attempt.id},
+    )
+    if not created and (not cred.psp_token or not cred.network_transaction_id):
+        cred.psp_token = cred.psp_token or (token or "")[:128]
+        cred.network_transaction_id = cred.network_transaction_id or (network_transaction_id or "")[:64]
+        cred.save(update_fields=["psp_token", "network_transaction_id", "updated_at"])
 
 
 def _capture_succeeded(payment: Payment, attempt: PaymentAttempt, capture: Capture, *, actor: str, at) -> None:
@@ -620,8 +756,9 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
 
 # --- cancel -----------------------------------------------------------------------------
 def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api") -> Payment:
-    """Cancel before capture: a payment not yet authorized is canceled at once; an authorization
-    is voided at the PSP first."""
+    """Cancel before capture: a payment never sent to a PSP is canceled at once; an
+    authorization, or an attempt waiting for the shopper (3-D Secure, bank page), is voided at the
+    PSP first — so the shopper can no longer complete it there."""
     _owned(merchant, payment_id)
     attempt = _cancel_begin(merchant=merchant, payment_id=payment_id, actor=actor)
     if attempt is None:
@@ -637,10 +774,26 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api") -
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=result.outcome if result else None,
                    error=error, actor=actor)
     if error is not None:
+        if attempt.status == AS.REQUIRES_ACTION:  # e.g. the shopper completed it a moment ago
+            payment_authentication_complete_check(payment_id=payment_id, attempt_id=attempt.id)
         raise error
     if result is not None and result.outcome == Outcome.DECLINED:
         raise PspOperationFailedError("The payment service provider refused the cancellation.", code="cancel_failed")
     return Payment.objects.get(pk=payment_id)
+
+
+def payment_authentication_complete_check(*, payment_id: str, attempt_id: str) -> None:
+    """A void of a waiting attempt was refused: ask the PSP where it stands and record it (the
+    shopper may have just finished 3-D Secure), so the merchant's next call sees the truth."""
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+    except PspError:
+        return  # recovery asks later
+    if result.outcome != Outcome.REQUIRES_ACTION:
+        attempt_record_outcome(attempt_id=attempt_id, result=result, actor="system:cancel", source="inquiry")
+        payment_auto_capture_if_needed(payment_id=payment_id)
 
 
 def void_reference(attempt_id: str) -> str:
@@ -650,17 +803,16 @@ def void_reference(attempt_id: str) -> str:
 @transaction.atomic(durable=True)
 def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str) -> PaymentAttempt | None:
     payment = _locked(merchant, payment_id)
-    if payment.status in (PS.REQUIRES_PAYMENT_METHOD, PS.REQUIRES_CONFIRMATION, PS.REQUIRES_ACTION):
-        if payment.status == PS.REQUIRES_ACTION:
-            inflight_claim(payment, "cancel")  # nothing else in flight
-            inflight_release(payment)
+    waiting = payment.status == PS.REQUIRES_ACTION and payment.attempts.filter(status=AS.REQUIRES_ACTION).exists()
+    if payment.status in (PS.REQUIRES_PAYMENT_METHOD, PS.REQUIRES_CONFIRMATION, PS.REQUIRES_ACTION) and not waiting:
         transition(payment, "mark_canceled", payment=payment, actor=actor)
         payment.save()
         emit(payment, "payment.canceled")
         return None
-    if payment.status != PS.REQUIRES_CAPTURE:
+    if payment.status not in (PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION):
         raise PaymentNotCancelableError()
-    attempt = payment.attempts.filter(status=AS.AUTHORIZED).order_by("-sequence").first()
+    status = AS.REQUIRES_ACTION if waiting else AS.AUTHORIZED
+    attempt = payment.attempts.filter(status=status).order_by("-sequence").first()
     if attempt is None:
         raise PaymentNotCancelableError()
     inflight_claim(payment, "cancel")
@@ -675,7 +827,9 @@ def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None,
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     if payment.inflight == "cancel":
         inflight_release(payment)
-    if error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status == PS.REQUIRES_CAPTURE:
+    if error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status in (
+        PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION,
+    ) and attempt.status in (AS.AUTHORIZED, AS.REQUIRES_ACTION):
         transition(attempt, "mark_voided", payment=payment, actor=actor)
         attempt.save()
         transition(payment, "mark_canceled", payment=payment, actor=actor)

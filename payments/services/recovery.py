@@ -80,7 +80,9 @@ def cancel_recover(*, payment_id: str) -> None:
     """A cancel whose request crashed between its claim and the void's outcome: ask the PSP. A
     voided authorization cancels the payment; otherwise the void never arrived and the claim is
     released (the merchant may cancel again)."""
-    attempt = PaymentAttempt.objects.filter(payment_id=payment_id, status=AS.AUTHORIZED).order_by("-sequence").first()
+    attempt = PaymentAttempt.objects.filter(
+        payment_id=payment_id, status__in=[AS.AUTHORIZED, AS.REQUIRES_ACTION]
+    ).order_by("-sequence").first()
     if attempt is None:  # resolved meanwhile (e.g. by the void's webhook): only the claim is left
         _cancel_claim_release(payment_id=payment_id)
         return

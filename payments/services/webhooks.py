@@ -74,6 +74,8 @@ def event_to_json(e: PspEvent) -> dict:
             "psp_dispute_id": e.dispute.psp_dispute_id, "reason": e.dispute.reason.value,
             "status": e.dispute.status.value, "psp_reason": e.dispute.psp_reason,
         },
+        "network_transaction_id": e.network_transaction_id,
+        "payment_method_token": e.payment_method_token,
     }
 
 
@@ -94,6 +96,8 @@ def event_from_json(d: dict) -> PspEvent:
             psp_dispute_id=d["dispute"]["psp_dispute_id"], reason=DisputeReason(d["dispute"]["reason"]),
             status=DisputeStatus(d["dispute"]["status"]), psp_reason=d["dispute"].get("psp_reason", ""),
         ),
+        network_transaction_id=d.get("network_transaction_id"),
+        payment_method_token=d.get("payment_method_token"),
     )
 
 
@@ -282,6 +286,7 @@ def _apply_authorization_event(attempt: PaymentAttempt, e: PspEvent, *, actor: s
             payment, attempt, outcome=e.outcome, state=state, psp_reference=e.payment.psp_reference or "",
             amount=e.amount, currency=e.currency, amount_captured=e.amount_captured, decline=e.decline,
             action_url=e.action.redirect_url if e.action else "", actor=actor, may_cascade=False, source="webhook",
+            network_transaction_id=e.network_transaction_id, payment_method_token=e.payment_method_token,
         )
     return str(verdict)
 

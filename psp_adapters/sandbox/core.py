@@ -230,6 +230,16 @@ class Core:
             tok = self.store.one("SELECT * FROM tokens WHERE token = ?", (inp.token or "",))
             if tok is None:
                 raise SandboxError(400, "invalid_token", "Unknown stored payment method.", "token")
+        if inp.method == "card" and inp.off_session and not inp.network_transaction_id:
+            # Scheme rule: a merchant-initiated charge of a card the PSP holds no token for must
+            # name the network transaction id of the customer-initiated one it follows.
+            raise SandboxError(400, "network_transaction_id_required",
+                               "A merchant-initiated card payment needs the network transaction id of the "
+                               "initial customer-initiated payment.", "network_transaction_id")
+        ntid = inp.network_transaction_id
+        if ntid is not None and (not isinstance(ntid, str) or not 1 <= len(ntid) <= 64):
+            raise SandboxError(400, "invalid_network_transaction_id", "Bad network transaction id.",
+                               "network_transaction_id")
         elif inp.method == "sepa_debit":
             if not inp.iban or not iban_ok(inp.iban):
                 raise SandboxError(400, "invalid_iban", "The IBAN fails its checksum.", "iban")
@@ -460,6 +470,13 @@ class Core:
             if (op := self._existing_op(row["id"], "void", reference)) is not None:
                 return op, False
             self._check_op_input(row, reference, row["amount"], None)
+            if row["state"] == "requires_action":
+                # The shopper has not finished 3-D Secure or the bank page: the void abandons it
+                # at once (the challenge can no longer be completed), on either sandbox.
+                op = self._new_op(row, "void", reference, row["amount"], "succeeded")
+                self.store.update("operations", op["id"], {"completed_at": time.time()})
+                self._set(row, state="voided")
+                return self.operation(op["id"]), True
             if row["state"] != "authorized" or self._pending(row, "capture"):
                 raise SandboxError(409, "invalid_state", f"Cannot void a payment that is {row['state']}.")
             if self.asynchronous:

@@ -13,6 +13,17 @@ def _local_secrets_and_no_broker(settings, monkeypatch):
     return published
 
 
+@pytest.fixture(autouse=True)
+def _circuits_closed():
+    """Alpha's soft declines count as technical failures: other tests must not find its circuit open."""
+    from django.core.cache import cache
+
+    keys = [f"payments:circuit:{c}:{what}" for c in ("alpha", "beta") for what in ("fails", "open")]
+    cache.delete_many(keys)
+    yield
+    cache.delete_many(keys)
+
+
 @pytest.fixture
 def superuser(db):
     return make_staff("root", superuser=True)

@@ -21,7 +21,8 @@ def panel_values(page) -> dict[str, dict[str, object]]:
 
 
 def test_built_in_panels_are_registered_in_order():
-    assert [p.key for p in panels_registered()][:3] == ["events.webhooks", "audit.security", "merchants.api_keys"]
+    builtin = ["events.webhooks", "audit.security", "merchants.api_keys"]
+    assert [p.key for p in panels_registered() if p.key in builtin] == builtin
 
 
 def test_admin_sees_every_panel_with_numbers_of_every_merchant(client, role_users, world):
@@ -45,7 +46,9 @@ def test_limited_staff_see_only_their_merchants_numbers_and_permitted_panels(cli
                                  flagged_at=timezone.now())
     otp_force_login(client, role_users["support"])
     values = panel_values(client.get("/admin/"))
-    assert set(values) == {"events.webhooks", "payments.stuck"}  # no audit or API key reading for support
+    # no audit or API key reading for support; payments' numbers of merchant A only
+    assert set(values) == {"events.webhooks", "payments.volume", "payments.authorization_rate",
+                           "payments.unknown_outcomes", "payments.stuck"}
     assert values["events.webhooks"]["dead letters"] == 1
     assert values["payments.stuck"]["flagged for operations"] == 1  # merchant A's only
 
@@ -69,3 +72,34 @@ def test_an_app_plugs_in_a_panel_and_a_failing_panel_shows_unavailable(client, s
     finally:
         panel_unregister("test.ok")
         panel_unregister("test.broken")
+
+
+def test_payments_panels_count_today_per_connector_and_only_the_users_merchants(client, role_users, world,
+                                                                                 psp_settings):
+    from django.utils import timezone as tz
+
+    from payments.backoffice.services import staff_refund_request
+    from payments.models import PaymentAttempt
+    from tests.backoffice.payments import APPROVED, pay
+
+    pay(world["A"].merchant, amount=1_000)  # alpha declines (processing_error), beta approves
+    paid = pay(world["A"].merchant, amount=2_000, number=APPROVED, connectors=["alpha"])
+    pay(world["B"].merchant, amount=4_000, number=APPROVED, connectors=["alpha"])
+    other = pay(world["B"].merchant, amount=500, number=APPROVED, connectors=["alpha"], capture_method="manual")
+    PaymentAttempt.objects.filter(payment=other).update(status="unknown", created_at=tz.now())
+    world["A"].merchant.refund_approval_threshold = 0
+    world["A"].merchant.save(update_fields=["refund_approval_threshold"])
+    staff_refund_request(user=role_users["finance"], payment_id=paid.pk, amount=100, reason="x" * 10)
+
+    otp_force_login(client, role_users["admin"])
+    values = panel_values(client.get("/admin/"))
+    assert values["payments.volume"] == {"payments today": 4, "captured EUR": 7_000}
+    # alpha decided 3 (one decline; the unknown one is not decided yet), beta 1
+    assert values["payments.authorization_rate"] == {"alpha": "66.7 %", "beta": "100.0 %"}
+    assert values["payments.unknown_outcomes"] == {"unknown outcomes": 1, "needing attention": 0,
+                                                   "refunds awaiting approval": 1}
+    otp_force_login(client, role_users["finance"])  # merchant A only
+    values = panel_values(client.get("/admin/"))
+    assert values["payments.volume"] == {"payments today": 2, "captured EUR": 3_000}
+    assert values["payments.authorization_rate"] == {"alpha": "50.0 %", "beta": "100.0 %"}
+    assert values["payments.unknown_outcomes"]["unknown outcomes"] == 0

@@ -57,7 +57,29 @@ def make_rows(client, psp) -> tuple[str, ...]:
     a.merchant.save(update_fields=["connectors"])
     paid = payment_create(merchant=a.merchant, amount=1000, currency="EUR", payment_method_data=card)
     refund_create(merchant=a.merchant, payment_id=paid.id, amount=100)
+    # Back-office rows: a refund waiting for a second approval and a staff action, whose reasons
+    # carry the card number the way a hurried support ticket would (both are masked when stored).
+    from payera.backoffice.services import staff_action_record
+    from payera.staff.access import staff_grant_merchant
+    from payments.backoffice.services import staff_refund_request
+
+    finance = make_staff("fiona", role="finance")
+    staff_grant_merchant(user=finance, merchant_id=a.merchant.pk)
+    a.merchant.refund_approval_threshold = 0
+    a.merchant.save(update_fields=["refund_approval_threshold"])
+    staff_refund_request(user=finance, payment_id=paid.id, amount=200, reason=f"shopper wrote {PAN} in ticket")
+    staff_action_record(user=finance, action="payments.refund", object_type="payments.payment", object_id=paid.id,
+                        merchant_id=a.merchant.pk, reason=f"card {PAN}", outcome="requested")
     payment_create(merchant=a.merchant, amount=500, currency="EUR", payment_method_data=card, capture_method="manual")
+    # A card saved on a customer (its PSP token and network transaction id kept) and a subscription
+    # charging it off session.
+    from payments.services import customer_create, subscription_create
+
+    cus = customer_create(merchant=a.merchant, email="subscriber@example.com")
+    saved = payment_create(merchant=a.merchant, amount=1000, currency="EUR", payment_method_data=card, customer=cus.id,
+                           setup_future_usage="off_session")
+    subscription_create(merchant=a.merchant, customer=cus.id, payment_method=saved.payment_method_id, amount=900,
+                        currency="EUR", interval="month")
     # an inbound PSP webhook in the inbox, signed as alpha signs it
     import hashlib
     import hmac
@@ -77,6 +99,9 @@ def make_rows(client, psp) -> tuple[str, ...]:
 
     with override_settings(PAYMENTS_STUCK_SLA_SECONDS={"webhook.received": 0}):
         assert stuck_sweep()["stuck"] == 1
+    from payments.models import RoutingRule
+
+    RoutingRule.objects.create(merchant=a.merchant, connector="alpha", currencies="EUR", brands="visa")
     # Settlement and payouts (reconciliation): a settled run, a payout, payout settings with a bank account.
     from reconciliation.services import payout_mark_in_transit
     from tests.reconciliation.helpers import BANK_ACCOUNT, make_payout

@@ -27,6 +27,10 @@ def delivery_url(delivery) -> str:
     return f"{DELIVERIES}{quote(delivery.pk)}/change/"
 
 
+# the second POST of an action: the reason page confirmed (payera.backoffice.actions)
+CONFIRMED = {"confirm": "yes", "reason": "ticket 4711, merchant asked"}
+
+
 def as_user(client, user):
     return otp_force_login(client, user)
 
@@ -48,10 +52,11 @@ def test_support_can_view_but_not_act(client, role_users, world):
     as_user(client, role_users["support"])
     page = client.get(DELIVERIES)
     assert b"replay_deliveries" not in page.content
-    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["A"].dead_delivery.pk]})
+    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["A"].dead_delivery.pk],
+                             **CONFIRMED})
     assert WebhookDelivery.objects.get(pk=world["A"].dead_delivery.pk).status == DeliveryStatus.DEAD
     merchant = world["A"].merchant
-    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk]})
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk], **CONFIRMED})
     assert Merchant.objects.get(pk=merchant.pk).status == "active"
     detail = client.get(merchant_url(merchant))
     assert b'name="_save"' not in detail.content  # read-only page
@@ -65,21 +70,32 @@ def test_operations_replays_a_dead_letter_of_its_merchant(client, role_users, wo
     as_user(client, role_users["operations"])
     assert b"replay_deliveries" in client.get(DELIVERIES).content
     selected = [world["A"].dead_delivery.pk]
-    response = client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": selected})
+    page = client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": selected})
+    assert page.status_code == 200 and b'name="reason"' in page.content  # asks why first
+    assert WebhookDelivery.objects.get(pk=selected[0]).status == DeliveryStatus.DEAD
+    no_reason = client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": selected, "confirm": "yes"})
+    assert no_reason.status_code == 200 and b"This field is required" in no_reason.content
+    response = client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": selected, **CONFIRMED})
     assert response.status_code == 302
     delivery = WebhookDelivery.objects.get(pk=world["A"].dead_delivery.pk)
     assert (delivery.status, delivery.replay_count) == (DeliveryStatus.PENDING, 1)
+    from payera.backoffice.models import StaffAction
+
+    [record] = StaffAction.objects.filter(object_id=selected[0])
+    assert (record.action, record.reason, record.outcome, record.user, record.merchant_id) == (
+        "events.replay_delivery", CONFIRMED["reason"], "done", role_users["operations"], world["A"].merchant.pk)
 
 
 def test_operations_can_not_replay_another_merchants_delivery_by_posting_its_id(client, role_users, world):
     as_user(client, role_users["operations"])
-    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["B"].dead_delivery.pk]})
+    client.post(DELIVERIES, {"action": "replay_deliveries", "_selected_action": [world["B"].dead_delivery.pk],
+                             **CONFIRMED})
     assert WebhookDelivery.objects.get(pk=world["B"].dead_delivery.pk).status == DeliveryStatus.DEAD
 
 
 def test_operations_can_not_suspend_merchants_or_revoke_keys(client, role_users, world):
     as_user(client, role_users["operations"])
-    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [world["A"].merchant.pk]})
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [world["A"].merchant.pk], **CONFIRMED})
     assert Merchant.objects.get(pk=world["A"].merchant.pk).status == "active"
     assert client.get("/admin/merchants/apikey/").status_code == 403
 
@@ -103,7 +119,8 @@ def test_staff_limited_to_merchant_a_can_not_reach_merchant_b(client, role_users
 def test_admin_role_sees_every_merchant_and_acts(client, role_users, world):
     as_user(client, role_users["admin"])
     assert shown(client.get(MERCHANTS)) == {world["A"].merchant.pk, world["B"].merchant.pk}
-    client.post("/admin/merchants/apikey/", {"action": "revoke", "_selected_action": [world["B"].api_key.api_key.pk]})
+    client.post("/admin/merchants/apikey/", {"action": "revoke", "_selected_action": [world["B"].api_key.api_key.pk],
+                                            **CONFIRMED})
     assert ApiKey.objects.get(pk=world["B"].api_key.api_key.pk).revoked_at is not None
 
 
@@ -147,3 +164,39 @@ def test_an_admin_registered_later_is_scoped_too(db):
     site.register(ApiKey)
     assert site._registry[WebhookDelivery].merchant_field == "merchant_id"
     assert site._registry[ApiKey].merchant_field == "merchant_id"
+
+
+# --- suspending merchants and revoking keys: their own permission, and a reason ---------------------
+def test_suspend_and_revoke_ask_why_need_their_permission_and_are_recorded(client, role_users, world):
+    from payera.backoffice.models import StaffAction
+
+    merchant, key = world["A"].merchant, world["A"].api_key.api_key
+    for role in ("support", "operations", "finance"):
+        assert not role_users[role].has_perm("merchants.suspend_merchant")
+        assert not role_users[role].has_perm("merchants.revoke_apikey")
+    as_user(client, role_users["finance"])  # may see the merchant, may not suspend it
+    assert b'value="suspend"' not in client.get(MERCHANTS).content
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk], **CONFIRMED})
+    assert Merchant.objects.get(pk=merchant.pk).status == "active"
+
+    as_user(client, role_users["admin"])
+    page = client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk]})
+    assert page.status_code == 200 and b'name="reason"' in page.content  # asks why first
+    assert Merchant.objects.get(pk=merchant.pk).status == "active"
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk], **CONFIRMED})
+    assert Merchant.objects.get(pk=merchant.pk).status == "suspended"
+    client.post("/admin/merchants/apikey/", {"action": "revoke", "_selected_action": [key.pk], **CONFIRMED})
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+    records = {(r.action, r.object_id, r.outcome, r.reason) for r in StaffAction.objects.all()}
+    assert records == {("merchants.suspend", merchant.pk, "done", CONFIRMED["reason"]),
+                       ("merchants.revoke_api_key", key.pk, "done", CONFIRMED["reason"])}
+    # suspending twice is refused by the state machine, and recorded as refused
+    client.post(MERCHANTS, {"action": "suspend", "_selected_action": [merchant.pk], **CONFIRMED})
+    assert StaffAction.objects.filter(action="merchants.suspend", outcome="refused").count() == 1
+
+
+def test_the_psp_inbox_is_for_staff_who_see_every_merchant(client, role_users):
+    as_user(client, role_users["operations"])  # limited to merchant A
+    assert client.get("/admin/payments/pspwebhook/").status_code == 403
+    as_user(client, role_users["admin"])
+    assert client.get("/admin/payments/pspwebhook/").status_code == 200

@@ -30,7 +30,8 @@ def test_replay_action_needs_the_replay_permission(client, dead_delivery):
     _staff(client, "view_webhookdelivery", "view_event")
     page = client.get(URL)
     assert page.status_code == 200 and b"replay_deliveries" not in page.content
-    client.post(URL, {"action": "replay_deliveries", "_selected_action": [dead_delivery.pk]})
+    client.post(URL, {"action": "replay_deliveries", "_selected_action": [dead_delivery.pk], "confirm": "yes",
+                      "reason": "merchant asked"})
     dead_delivery.refresh_from_db()
     assert dead_delivery.status == DeliveryStatus.DEAD
     assert client.get(f"/admin/events/event/{dead_delivery.event_id}/change/").status_code == 200
@@ -40,6 +41,8 @@ def test_replay_action_needs_the_replay_permission(client, dead_delivery):
 def test_operator_with_permission_replays_a_dead_letter(client, dead_delivery, enqueued):
     _staff(client, "view_webhookdelivery", "replay_delivery")
     assert b"replay_deliveries" in client.get(URL).content
-    client.post(URL, {"action": "replay_deliveries", "_selected_action": [dead_delivery.pk]})
+    # the action asks for a reason first (payera.backoffice.actions), then replays
+    client.post(URL, {"action": "replay_deliveries", "_selected_action": [dead_delivery.pk], "confirm": "yes",
+                      "reason": "merchant fixed the endpoint"})
     dead_delivery.refresh_from_db()
     assert dead_delivery.status == DeliveryStatus.PENDING and dead_delivery.replay_count == 1

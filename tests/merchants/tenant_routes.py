@@ -99,6 +99,27 @@ def _dispute(merchant: Merchant) -> str:
                                   reason="fraudulent").id
 
 
+def _saved_method(merchant: Merchant) -> str:
+    """A card saved to a customer, with a PSP credential (no PSP call: rows only)."""
+    from payments.models import PaymentMethod, PaymentMethodCredential
+
+    pm = PaymentMethod.objects.create(merchant=merchant, customer_id=_customer(merchant), card_brand="visa",
+                                      card_last4="4242", card_exp_month=12, card_exp_year=2034, fingerprint="f" * 64)
+    PaymentMethodCredential.objects.create(payment_method=pm, connector="alpha", psp_token="tok_tenant",
+                                           network_transaction_id="NTIDTENANT")
+    return pm.id
+
+
+def _subscription(merchant: Merchant) -> str:
+    from django.utils import timezone
+
+    from payments.models import PaymentMethod, Subscription
+
+    pm = PaymentMethod.objects.get(pk=_saved_method(merchant))
+    return Subscription.objects.create(merchant=merchant, customer_id=pm.customer_id, payment_method=pm, amount=900,
+                                       currency="EUR", interval="month", anchor=timezone.now()).id
+
+
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
 def _payout(merchant: Merchant) -> str:
@@ -133,6 +154,21 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "dispute-list": Owned(create=_dispute),
     "dispute-detail": Owned(create=_dispute),
     "dispute-evidence": Owned(create=_dispute, post_body={"text": "Signed delivery receipt."}),
+    "customer-payment-method-list": Owned(create=_customer),
+    "payment-method-detail": Owned(create=_saved_method),
+    "payment-method-detach": Owned(create=_saved_method),
+    "subscription-list": Owned(
+        create=_subscription,
+        references=(
+            Ref("customer-detail", lambda cus: {"customer": cus, "payment_method": "pm_x", "amount": 900,
+                                                "currency": "EUR", "interval": "month"}),
+        ),
+    ),
+    "subscription-detail": Owned(
+        create=_subscription,
+        references=(Ref("payment-method-detail", lambda pm: {"payment_method": pm}),),
+    ),
+    "subscription-cancel": Owned(create=_subscription),
     "balance": NotOwned("the caller's own balance: no object ids (owner = the authenticated merchant)"),
     "balance-transaction-list": NotOwned("the caller's own ledger entries; cursors are checked in the payments tests"),
     "payout-list": Owned(create=_payout),

@@ -34,8 +34,10 @@ def test_admin_pages_never_show_the_secret_or_its_hash(staff_client):
 
 def test_admin_actions_call_the_services(staff_client, merchant, api_key):
     staff_client.post(
-        "/admin/merchants/apikey/", {"action": "revoke", "_selected_action": [api_key.api_key.pk]}
+        "/admin/merchants/apikey/", {"action": "revoke", "_selected_action": [api_key.api_key.pk], "confirm": "yes",
+                                "reason": "leaked in a support ticket"}
     )
     assert ApiKey.objects.get(pk=api_key.api_key.pk).revoked_at is not None
-    staff_client.post("/admin/merchants/merchant/", {"action": "suspend", "_selected_action": [merchant.pk]})
+    staff_client.post("/admin/merchants/merchant/", {"action": "suspend", "_selected_action": [merchant.pk],
+                                                     "confirm": "yes", "reason": "fraud investigation"})
     assert Merchant.objects.get(pk=merchant.pk).status == "suspended"

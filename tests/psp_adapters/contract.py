@@ -192,9 +192,35 @@ class PspAdapterContract:
 
     # --- off-session, saved cards ------------------------------------------------------
     def test_off_session_card_declines_insufficient_funds_but_on_session_approves(self, adapter):
-        self.approved(adapter, "4000000000000341")
-        r = self.declined(adapter, "4000000000000341", off_session=True)
+        first = self.approved(adapter, "4000000000000341")
+        assert first.network_transaction_id
+        r = self.declined(adapter, "4000000000000341", off_session=True,
+                          network_transaction_id=first.network_transaction_id)
         assert r.decline.code == DeclineCode.INSUFFICIENT_FUNDS
+
+    def test_authorization_answer_carries_a_network_transaction_id(self, adapter):
+        a, b = self.approved(adapter), self.approved(adapter)
+        assert a.network_transaction_id and b.network_transaction_id
+        assert a.network_transaction_id != b.network_transaction_id
+
+    def test_card_mit_without_token_needs_the_network_transaction_id(self, adapter, sandboxes):
+        reference = ref()
+        with pytest.raises(PspRequestRejectedError) as exc:
+            self.authorize(adapter, "4242424242424242", reference=reference, off_session=True)
+        assert exc.value.psp_code == "network_transaction_id_required"
+        assert sandboxes[self.connector].payments(reference) == []
+
+    def test_card_mit_with_another_psps_network_transaction_id_is_flagged_and_approved(self, adapter, sandboxes):
+        reference = ref()
+        r = self.approved(adapter, "4242424242424242", reference=reference, off_session=True,
+                          network_transaction_id="NTIDFROMOTHERPSP01")
+        assert r.network_transaction_id == "NTIDFROMOTHERPSP01"  # the MIT names the first CIT
+        (row,) = sandboxes[self.connector].payments(reference)
+        assert row["off_session"] == 1 and row["network_transaction_id"] == "NTIDFROMOTHERPSP01"
+
+    def test_3ds_card_off_session_declines_authentication_required(self, adapter):
+        r = self.declined(adapter, "4000000000003220", off_session=True, network_transaction_id="NTIDX")
+        assert r.decline.code == DeclineCode.AUTHENTICATION_REQUIRED
 
     def test_saved_card_charged_off_session(self, adapter):
         first = self.approved(adapter, store_payment_method=True)

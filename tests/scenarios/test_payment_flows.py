@@ -185,6 +185,15 @@ def test_no_card_number_or_cvc_anywhere(env, caplog):
     answers = [r.text, env.http.get(f"/v1/payments/{pid}").text, env.http.get("/v1/payments").text,
                env.http.post(f"/v1/payments/{pid}/capture", json={}).text,
                env.http.post("/v1/refunds", json={"payment": pid, "amount": 100}).text]
+    # This card's dispute webhook follows the capture: wait for it, so its body is searched too and
+    # it never lands while the database is being flushed after the test (a deadlock otherwise).
+    import time
+
+    att = env.get(pid)["attempts"][0]["id"]
+    deadline = time.monotonic() + 15
+    while not PspWebhook.objects.filter(reference=att, kind="dispute").exists():
+        assert time.monotonic() < deadline, "the dispute webhook never came"
+        time.sleep(0.1)
     events = json.dumps(list(Event.objects.values_list("data", flat=True)))
     inbox = json.dumps(list(PspWebhook.objects.values_list("body", flat=True)))
     trail = json.dumps(list(PaymentEvent.objects.values_list("data", flat=True)))

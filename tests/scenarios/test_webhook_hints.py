@@ -21,6 +21,14 @@ from tests.scenarios.conftest import assert_ledger_sound
 pytestmark = [pytest.mark.scenario]
 
 
+@pytest.fixture(autouse=True)
+def _apply_here(monkeypatch):
+    """These tests apply the inbox themselves (`psp_webhook_process_due`) under settings they
+    change: no task may reach a real worker of the session (tests/events/worker.py), whose own
+    settings would confirm what the test wants unconfirmed."""
+    monkeypatch.setattr("payments.services.webhooks.enqueue", lambda *args, **kwargs: False)
+
+
 @pytest.fixture
 def beta_held(env):
     """Beta only, its webhooks held back: the test delivers (or forges) them itself."""

@@ -6,9 +6,9 @@ django-fsm-2's own `graph_transitions` needs the graphviz package; this needs no
 
 from django.core.management.base import BaseCommand
 
-from payments.models import Capture, Payment, PaymentAttempt, Refund
+from payments.models import Capture, Payment, PaymentAttempt, Refund, Subscription
 
-MODELS = [Payment, PaymentAttempt, Capture, Refund]
+MODELS = [Payment, PaymentAttempt, Capture, Refund, Subscription]
 
 
 def mermaid(model) -> str:
@@ -27,7 +27,7 @@ def mermaid(model) -> str:
 
 
 class Command(BaseCommand):
-    help = "Print the payments state machines (Payment, PaymentAttempt, Capture, Refund) as Mermaid."
+    help = "Print the payments state machines (Payment, PaymentAttempt, Capture, Refund, Subscription) as Mermaid."
 
     def handle(self, *args, **opts):
         out = [

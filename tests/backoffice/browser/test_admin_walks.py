@@ -99,8 +99,12 @@ def test_operations_replays_a_dead_letter_from_the_admin(browser, live_server, r
     browser.find_element(By.CSS_SELECTOR, f"input.action-select[value='{delivery.pk}']").click()
     Select(browser.find_element(By.NAME, "action")).select_by_value("replay_deliveries")
     browser.find_element(By.CSS_SELECTOR, "button[name=index]").click()
+    wait_for(browser, "#bo-action-form")  # why? first
+    browser.find_element(By.NAME, "reason").send_keys("merchant fixed their endpoint (ticket 4711)")
+    browser.find_element(By.NAME, "_confirm").click()
     wait_for(browser, ".messagelist")
-    assert "1 deliveries queued for replay." in text(browser)
+    message = browser.find_element(By.CSS_SELECTOR, ".messagelist").text
+    assert f"{delivery.pk}: queued for replay".lower() in message.lower()
     delivery.refresh_from_db()
     assert (delivery.status, delivery.replay_count) == (DeliveryStatus.PENDING, 1)
     assert WebhookDelivery.objects.get(pk=world["B"].dead_delivery.pk).status == DeliveryStatus.DEAD

@@ -1,0 +1,96 @@
+"""Refunds waiting for a second finance user (four eyes): read-only rows with two actions,
+approve (the refund then goes to the PSP) and reject, each with a note, on a page of its own."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.urls import path, reverse
+
+from payera.backoffice.actions import reason_page
+from payera.backoffice.models import StaffActionOutcome
+from payera.staff.admin import MerchantScopedAdminMixin
+from payments.backoffice import services as staff
+from payments.backoffice.models import AP, RefundApproval
+
+
+@admin.register(RefundApproval)
+class RefundApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "payment", "merchant", "amount", "currency", "status", "requested_by", "requested_at",
+                    "decided_by")
+    list_filter = ("status",)
+    search_fields = ("=id", "=payment__id")
+    list_select_related = ("merchant", "payment", "requested_by", "decided_by")
+    show_full_result_count = False
+    ordering = ("-requested_at",)
+    change_form_template = "payments_backoffice/refundapproval_change_form.html"
+    fields = ("id", "payment", "merchant", "amount", "currency", "status", "reason", "requested_by", "requested_at",
+              "decided_by", "decided_at", "decision_note", "refund", "failure")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_approve_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm(staff.APPROVE_PERMISSION) and request.user.has_perm(staff.REFUND_PERMISSION)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if obj is not None and obj.status == AP.PENDING and self.has_approve_permission(request):
+            context["can_approve"] = obj.requested_by_id != request.user.pk
+            context["can_reject"] = True
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/approve/", wrap(self.approve_view),
+                 name="payments_backoffice_refundapproval_approve"),
+            path("<path:object_id>/reject/", wrap(self.reject_view),
+                 name="payments_backoffice_refundapproval_reject"),
+            *super().get_urls(),
+        ]
+
+    def _approval(self, request, object_id) -> RefundApproval:
+        obj = self.get_object(request, unquote(object_id))  # limited to the user's merchants
+        if obj is None or not self.has_view_permission(request, obj):
+            raise Http404("No such refund approval.")
+        if not self.has_approve_permission(request):
+            raise PermissionDenied
+        return obj
+
+    def approve_view(self, request, object_id):
+        approval = self._approval(request, object_id)
+
+        def perform(obj, data):
+            done = staff.refund_approval_approve(user=request.user, approval_id=obj.pk, note=data["reason"])
+            if done.status == AP.SENT:
+                return StaffActionOutcome.DONE, f"approved; refund {done.refund_id} {done.refund.status}"
+            return StaffActionOutcome.REFUSED, f"approved, but the refund was refused: {done.failure}"
+
+        return reason_page(self, request, approval, action="payments.refund_approve", button="Approve and send",
+                           title=f"Approve the refund of {approval.amount} {approval.currency} (minor units) asked by "
+                                 f"{approval.requested_by}: it is sent to the PSP at once",
+                           perform=perform, done_url=self._done(approval))
+
+    def reject_view(self, request, object_id):
+        approval = self._approval(request, object_id)
+
+        def perform(obj, data):
+            staff.refund_approval_reject(user=request.user, approval_id=obj.pk, note=data["reason"])
+            return StaffActionOutcome.DONE, "rejected; nothing was sent"
+
+        return reason_page(self, request, approval, action="payments.refund_reject", button="Reject",
+                           title="Reject the refund", perform=perform, done_url=self._done(approval))
+
+    def _done(self, approval) -> str:
+        return reverse("admin:payments_payment_change", args=[quote(approval.payment_id)])

@@ -1,0 +1,202 @@
+"""Staff actions on payments. Each checks the staff member's permission and merchant access
+itself (the admin checks them too: a hand-made request gets no further), calls the payments
+services (the only writers of payments) and never sets a status. A PSP call is never made inside
+a transaction: approving a refund commits the decision first, then `refund_create` runs (its own
+start -> PSP call -> record steps), then the outcome is recorded on the approval."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django_fsm import can_proceed
+
+from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError, PermissionDeniedError
+from payera.core.masking import mask_text
+from payera.staff.access import staff_can_access_merchant
+from payments.backoffice.models import AP, RefundApproval
+from payments.locks import payment_lock
+from payments.models import AS, PS, Capture, OperationStatus, Payment, PaymentAttempt, Refund
+from payments.services import attempt_recover, payment_cancel, refund_create
+from payments.services.common import PaymentStateError, now
+from payments.services.recovery import RECOVERABLE, cancel_recover, operation_recover
+from psp_adapters.port import OperationKind
+
+REFUND_PERMISSION = "payments.refund_payment"
+APPROVE_PERMISSION = "payments_backoffice.approve_refundapproval"
+CANCEL_PERMISSION = "payments.cancel_payment"
+RECOVER_PERMISSION = "payments.recover_payment"
+
+
+class StaffPermissionError(PermissionDeniedError):
+    default_message = "Your back-office role does not allow this action."
+
+
+class FourEyesError(PermissionDeniedError):
+    code = "four_eyes_required"
+    default_message = "A refund you asked for must be approved by another finance user."
+
+
+class RefundApprovalNotFoundError(NotFoundError):
+    default_message = "No such refund approval."
+
+
+class RefundApprovalStateError(PaymentStateError):
+    code = "refund_approval_decided"
+    default_message = "This refund approval has already been decided."
+
+
+class StaffRefundAmountError(InvalidRequestError):
+    code = "amount_too_large"
+
+
+def _actor(user) -> str:
+    return f"staff:{user.pk}"
+
+
+def _require(user, perm: str) -> None:
+    if not (user.is_active and user.is_staff and user.has_perm(perm)):
+        raise StaffPermissionError()
+
+
+def _payment_for_staff(user, payment_id: str) -> Payment:
+    payment = Payment.objects.select_related("merchant").filter(pk=payment_id).first()
+    if payment is None or not staff_can_access_merchant(user, payment.merchant_id):
+        raise NotFoundError("No such payment.", param="payment")
+    return payment
+
+
+def refundable_left(payment: Payment) -> int:
+    """What may still be refunded: captured, minus live refunds, minus approvals waiting."""
+    refunds = payment.refunds.exclude(status=OperationStatus.FAILED).aggregate(s=Sum("amount"))["s"] or 0
+    waiting = payment.refund_approvals.filter(status__in=[AP.PENDING, AP.APPROVED]).aggregate(s=Sum("amount"))["s"]
+    return payment.amount_captured - refunds - (waiting or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffRefundResult:
+    refund: Refund | None = None  # sent now (below the threshold)
+    approval: RefundApproval | None = None  # waits for a second finance user
+
+
+def staff_refund_request(*, user, payment_id: str, amount: int, reason: str) -> StaffRefundResult:
+    """A finance user refunds `amount` of a payment: at or below the merchant's
+    `refund_approval_threshold` it goes to the PSP now; above it, it waits for approval."""
+    _require(user, REFUND_PERMISSION)
+    payment = _payment_for_staff(user, payment_id)
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidRequestError("amount must be a positive integer (minor units).", param="amount")
+    if amount > payment.merchant.refund_approval_threshold:
+        return StaffRefundResult(approval=_approval_create(user=user, payment_id=payment.id, amount=amount,
+                                                           reason=reason))
+    if amount > refundable_left(payment):
+        raise StaffRefundAmountError(
+            f"Refund amount ({amount}) is greater than what is left to refund ({refundable_left(payment)}), "
+            "counting refunds waiting for approval.", param="amount")
+    refund = refund_create(merchant=payment.merchant, payment_id=payment.id, amount=amount, actor=_actor(user))
+    return StaffRefundResult(refund=refund)
+
+
+@transaction.atomic(durable=True)
+def _approval_create(*, user, payment_id: str, amount: int, reason: str) -> RefundApproval:
+    payment = payment_lock(payment_id)  # serializes "what is left" with other requests and refunds
+    if payment.status != PS.SUCCEEDED or payment.amount_captured <= 0:
+        raise PaymentStateError("Only a captured payment can be refunded.", param="payment")
+    left = refundable_left(payment)
+    if amount > left:
+        raise StaffRefundAmountError(
+            f"Refund amount ({amount}) is greater than what is left to refund ({left}), counting refunds "
+            "waiting for approval.", param="amount")
+    return RefundApproval.objects.create(
+        merchant_id=payment.merchant_id, payment=payment, amount=amount, currency=payment.currency,
+        reason=mask_text(reason.strip()), requested_by=user,
+    )
+
+
+def _approval_for_staff(user, approval_id: str) -> RefundApproval:
+    approval = RefundApproval.objects.filter(pk=approval_id).first()
+    if approval is None or not staff_can_access_merchant(user, approval.merchant_id):
+        raise RefundApprovalNotFoundError(param="approval")
+    return approval
+
+
+@transaction.atomic(durable=True)
+def _approval_decide(*, user, approval_id: str, verb: str, note: str) -> RefundApproval:
+    approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
+    if verb == "approve" and approval.requested_by_id == user.pk:
+        raise FourEyesError(param="approval")
+    if not can_proceed(getattr(approval, verb)):
+        raise RefundApprovalStateError(f"This refund approval is {approval.status}.", param="approval")
+    getattr(approval, verb)(by=user, note=note, at=now())
+    approval.save()
+    return approval
+
+
+@transaction.atomic(durable=True)
+def _approval_record(*, approval_id: str, refund_id: str = "", failure: str = "") -> RefundApproval:
+    approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
+    if refund_id:
+        approval.mark_sent(refund_id=refund_id)
+    else:
+        approval.mark_failed(failure=failure)
+    approval.save()
+    return approval
+
+
+def refund_approval_approve(*, user, approval_id: str, note: str = "") -> RefundApproval:
+    """A second finance user approves: the decision commits, then the refund goes to the PSP.
+    If the process dies between the two, the approval stays `approved` without a refund: the
+    payment page shows it, and nobody can approve it twice."""
+    _require(user, REFUND_PERMISSION)
+    _require(user, APPROVE_PERMISSION)
+    approval = _approval_for_staff(user, approval_id)
+    approval = _approval_decide(user=user, approval_id=approval.id, verb="approve", note=note)
+    payment = Payment.objects.select_related("merchant").get(pk=approval.payment_id)
+    try:
+        refund = refund_create(merchant=payment.merchant, payment_id=payment.id, amount=approval.amount,
+                               actor=_actor(user))
+    except PayeraError as exc:
+        return _approval_record(approval_id=approval.id, failure=f"{exc.code}: {exc.message}")
+    return _approval_record(approval_id=approval.id, refund_id=refund.id)
+
+
+def refund_approval_reject(*, user, approval_id: str, note: str = "") -> RefundApproval:
+    """Any finance user rejects (the requester too: that withdraws it); nothing is sent."""
+    _require(user, APPROVE_PERMISSION)
+    approval = _approval_for_staff(user, approval_id)
+    return _approval_decide(user=user, approval_id=approval.id, verb="reject", note=note)
+
+
+def staff_payment_cancel(*, user, payment_id: str) -> Payment:
+    _require(user, CANCEL_PERMISSION)
+    payment = _payment_for_staff(user, payment_id)
+    return payment_cancel(merchant=payment.merchant, payment_id=payment.id, actor=_actor(user))
+
+
+def staff_payment_recover(*, user, payment_id: str) -> dict[str, int]:
+    """Re-run recovery for one payment now: ask the PSP about its open attempts, pending captures
+    and refunds, and a crashed cancel. What is younger than the grace period (its request may be
+    running right now) is left alone, as `recovery_run` does."""
+    _require(user, RECOVER_PERMISSION)
+    payment = _payment_for_staff(user, payment_id)
+    grace = now() - dt.timedelta(seconds=getattr(settings, "PAYMENTS_STARTED_GRACE_SECONDS", 60))
+    counts = {"attempts": 0, "resolved": 0, "captures": 0, "refunds": 0, "cancels": 0}
+    attempts = PaymentAttempt.objects.filter(payment_id=payment.id, status__in=RECOVERABLE).exclude(
+        status=AS.STARTED, created_at__gt=grace)
+    for attempt_id in attempts.order_by("sequence").values_list("pk", flat=True):
+        counts["attempts"] += 1
+        counts["resolved"] += int(attempt_recover(attempt_id=attempt_id))
+    pending = {"payment_id": payment.id, "status": OperationStatus.PENDING, "created_at__lt": grace}
+    for capture_id in Capture.objects.filter(**pending).values_list("pk", flat=True):
+        counts["captures"] += 1
+        operation_recover(kind=OperationKind.CAPTURE, operation_id=capture_id)
+    for refund_id in Refund.objects.filter(**pending).values_list("pk", flat=True):
+        counts["refunds"] += 1
+        operation_recover(kind=OperationKind.REFUND, operation_id=refund_id)
+    if payment.inflight == "cancel" and payment.inflight_at and payment.inflight_at < grace:
+        counts["cancels"] += 1
+        cancel_recover(payment_id=payment.id)
+    return counts

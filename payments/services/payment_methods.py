@@ -1,0 +1,57 @@
+"""Saved payment methods: detach (crypto-shred the number, keep the masked data)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from payera.core.db import outside_transaction
+from payera.core.errors import InvalidRequestError, NotFoundError
+from payera.events.services import event_record
+from payera.merchants.models import Merchant
+from payera.secrets.services import key_delete_material
+from payments.models import PaymentMethod, PaymentMethodCredential
+from payments.serializers_recurring import render_payment_method
+
+logger = logging.getLogger("payera.payments")
+
+
+class PaymentMethodNotFoundError(NotFoundError):
+    default_message = "No such payment method."
+
+
+def payment_method_detach(*, merchant: Merchant, payment_method_id: str, actor: str = "api") -> PaymentMethod:
+    """Detach a saved method from its customer, for good: the encrypted number (card PAN or IBAN)
+    and the PSP credentials are deleted from our tables (committed first), then the card's own
+    key is destroyed in the secrets backend (crypto-shred), so any copy of the ciphertext (a
+    backup, a replica) can never be read again. Only the masked data stays (brand, last 4,
+    expiry, fingerprint). Detaching again answers the detached method and shreds again (a shred
+    that failed, 503, completes on the retry). A later charge with it is a 400."""
+    pm = _detach_record(merchant=merchant, payment_method_id=payment_method_id, actor=actor)
+    if pm.pan_key:
+        with outside_transaction():
+            key_delete_material(key=pm.pan_key)
+    return pm
+
+
+@transaction.atomic(durable=True)
+def _detach_record(*, merchant: Merchant, payment_method_id: str, actor: str) -> PaymentMethod:
+    pm = PaymentMethod.objects.select_for_update().filter(pk=payment_method_id, merchant=merchant).first() \
+        if isinstance(payment_method_id, str) else None
+    if pm is None:
+        raise PaymentMethodNotFoundError()
+    if pm.customer_id is None:
+        raise InvalidRequestError("This payment method is not saved to a customer.", param="payment_method",
+                                  code="payment_method_not_attached")
+    if pm.detached_at is not None:
+        return pm
+    pm.detached_at = timezone.now()
+    pm.pan_ciphertext = ""
+    pm.iban_ciphertext = ""
+    pm.save(update_fields=["detached_at", "pan_ciphertext", "iban_ciphertext"])
+    PaymentMethodCredential.objects.filter(payment_method=pm).delete()
+    event_record(merchant_id=merchant.id, type="payment_method.detached", data=render_payment_method(pm))
+    logger.info("payment method %s detached by %s", pm.id, actor)
+    return pm

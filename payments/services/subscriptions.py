@@ -1,0 +1,310 @@
+"""Subscriptions: a fixed amount charged off session every period, with dunning.
+
+Each period's payment is made through the one off-session payment service (`payment_create`
+with `off_session=True`), whatever the payment method's type, with a deterministic idempotency
+key `<subscription>:p<period>:t<try>`: the payments table holds one payment per key (a unique
+index), so a tick run twice, or two schedulers at once, charge a period's try once.
+
+A charge takes three steps, like every PSP call: claim the try (a `SubscriptionCharge` row,
+committed, under the subscription's row lock), create/confirm the payment outside any
+transaction, settle the charge from the payment's status (committed with the subscription's
+transition and its events). A payment whose outcome comes later (an asynchronous PSP) leaves the
+charge `pending`; the next tick settles it.
+
+Dunning: a failed charge moves the subscription to `past_due` and is retried on
+SUBSCRIPTIONS_RETRY_DAYS (days after the first failure: 1, 3, 5, 7) when the decline is one a
+later try can overcome (`recurring.decline_retryable`); a hard failure, or the last retry
+failing, makes it `unpaid` (no more charges). A successful retry makes it `active` again
+("recovered"). Events: subscription.created, .payment_succeeded, .payment_failed, .past_due,
+.recovered, .unpaid, .canceled, .updated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.db import transaction
+from django_fsm import can_proceed
+
+from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
+from payera.core.money import currency_normalize
+from payera.events.services import event_record
+from payera.merchants.models import Merchant
+from payments import recurring
+from payments.models import (
+    PS,
+    ChargeStatus,
+    Customer,
+    Payment,
+    PaymentMethod,
+    Subscription,
+    SubscriptionCharge,
+    SubscriptionInterval,
+    SubscriptionStatus,
+)
+from payments.serializers_recurring import render_subscription
+from payments.services.common import now, setting
+from payments.services.customers import validate_metadata
+from payments.services.payments import payment_create
+
+logger = logging.getLogger("payera.payments")
+
+SS = SubscriptionStatus
+ACTOR = "system:subscriptions"
+MAX_INTERVAL_COUNT = {"day": 365, "week": 52, "month": 12, "year": 3}
+
+
+class SubscriptionNotFoundError(NotFoundError):
+    default_message = "No such subscription."
+
+
+class SubscriptionStateError(InvalidRequestError):
+    code = "subscription_unexpected_state"
+
+
+def _emit(sub: Subscription, *types: str) -> None:
+    data = render_subscription(sub)
+    for type_ in types:
+        event_record(merchant_id=sub.merchant_id, type=type_, data=data)
+
+
+def subscription_lock(subscription_id: str) -> Subscription:
+    """The one lock helper of the subscription aggregate (its charges are children)."""
+    return Subscription.objects.select_for_update(of=("self",)).get(pk=subscription_id)
+
+
+def _owned_method(merchant: Merchant, customer: Customer, payment_method: object) -> PaymentMethod:
+    pm = PaymentMethod.objects.filter(pk=payment_method, merchant=merchant).first() \
+        if isinstance(payment_method, str) else None
+    if pm is None or pm.customer_id != customer.pk:
+        raise NotFoundError("No such payment method for this customer.", param="payment_method")
+    if pm.detached_at is not None:
+        raise InvalidRequestError("This payment method was detached.", param="payment_method",
+                                  code="payment_method_detached")
+    if not pm.credentials.exists() and pm.type == "card":
+        raise InvalidRequestError(
+            "This card cannot be charged off session: save it first with a successful customer-present payment "
+            "(setup_future_usage=off_session).", param="payment_method", code="payment_method_not_reusable")
+    return pm
+
+
+# --- create, update, cancel -------------------------------------------------------------
+def subscription_create(
+    *, merchant: Merchant, customer: str, payment_method: str, amount: int, currency: str, interval: str,
+    interval_count: int = 1, description: str | None = None, metadata: dict | None = None,
+    actor: str = "api", now_: dt.datetime | None = None,
+) -> Subscription:
+    """Validate (400 before any write), create `active` with period 0 starting now, and charge
+    period 0 at once (the same claimed, idempotent path the scheduler takes)."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount < 2**53:
+        raise InvalidRequestError("amount must be a positive integer in the currency's minor unit.", param="amount")
+    currency = currency_normalize(currency)
+    if interval not in SubscriptionInterval.values:
+        raise InvalidRequestError("interval must be day, week, month or year.", param="interval")
+    if isinstance(interval_count, bool) or not isinstance(interval_count, int) or \
+            not 1 <= interval_count <= MAX_INTERVAL_COUNT[interval]:
+        raise InvalidRequestError(f"interval_count must be 1-{MAX_INTERVAL_COUNT[interval]} for {interval}.",
+                                  param="interval_count")
+    metadata = validate_metadata(metadata)
+    cus = Customer.objects.filter(pk=customer, merchant=merchant).first() if isinstance(customer, str) else None
+    if cus is None:
+        raise NotFoundError("No such customer.", param="customer")
+    pm = _owned_method(merchant, cus, payment_method)
+    sub = _subscription_insert(merchant=merchant, customer=cus, pm=pm, amount=amount, currency=currency,
+                               interval=interval, interval_count=interval_count, description=description or "",
+                               metadata=metadata, at=now_ or now())
+    subscription_charge(subscription_id=sub.id, now_=now_)
+    return Subscription.objects.get(pk=sub.id)
+
+
+@transaction.atomic(durable=True)
+def _subscription_insert(*, merchant, customer, pm, amount, currency, interval, interval_count, description,
+                         metadata, at) -> Subscription:
+    sub = Subscription(merchant=merchant, customer=customer, payment_method=pm, amount=amount, currency=currency,
+                       interval=interval, interval_count=interval_count, description=description[:1000],
+                       metadata=metadata, anchor=at, next_charge_at=at)
+    sub.save(force_insert=True)
+    _emit(sub, "subscription.created")
+    return sub
+
+
+def _locked(merchant: Merchant, subscription_id: object) -> Subscription:
+    if not isinstance(subscription_id, str) or not Subscription.objects.filter(
+        pk=subscription_id, merchant=merchant
+    ).exists():
+        raise SubscriptionNotFoundError()
+    return subscription_lock(subscription_id)
+
+
+@transaction.atomic(durable=True)
+def subscription_update(*, merchant: Merchant, subscription_id: str, payment_method: str | None = None,
+                        metadata: dict | None = None, actor: str = "api") -> Subscription:
+    """Change the payment method (e.g. the customer gave a new card while past_due: the next
+    retry charges it) or the metadata."""
+    sub = _locked(merchant, subscription_id)
+    if sub.status == SS.CANCELED:
+        raise SubscriptionStateError("A canceled subscription cannot be changed.")
+    if payment_method is not None:
+        sub.payment_method = _owned_method(merchant, sub.customer, payment_method)
+    if metadata is not None:
+        sub.metadata = validate_metadata(metadata)
+    sub.save()
+    _emit(sub, "subscription.updated")
+    return sub
+
+
+@transaction.atomic(durable=True)
+def subscription_cancel(*, merchant: Merchant, subscription_id: str, actor: str = "api",
+                        now_: dt.datetime | None = None) -> Subscription:
+    """Cancel at once: no further charge. A charge already under way still settles (its payment
+    stands; refund it if needed). Canceling twice answers the canceled subscription."""
+    sub = _locked(merchant, subscription_id)
+    if sub.status == SS.CANCELED:
+        return sub
+    sub.mark_canceled(at=now_ or now())
+    sub.save()
+    _emit(sub, "subscription.canceled")
+    logger.info("subscription %s canceled by %s", sub.id, actor)
+    return sub
+
+
+# --- charging ---------------------------------------------------------------------------
+def charge_key(subscription_id: str, period: int, try_number: int) -> str:
+    return f"{subscription_id}:p{period}:t{try_number}"
+
+
+def subscription_charge(*, subscription_id: str, now_: dt.datetime | None = None) -> str:
+    """Charge the subscription's due period (or dunning retry) once. Safe to run any number of
+    times, concurrently: returns what happened (`not_due`, `pending`, `succeeded`, `failed`)."""
+    at = now_ or now()
+    charge_id = _charge_claim(subscription_id=subscription_id, at=at)
+    if charge_id is None:
+        return "not_due"
+    charge = SubscriptionCharge.objects.select_related("subscription").get(pk=charge_id)
+    sub = charge.subscription
+    error_code = ""
+    try:
+        payment = payment_create(
+            merchant=sub.merchant, amount=sub.amount, currency=sub.currency, customer=sub.customer_id,
+            payment_method=sub.payment_method_id, off_session=True, idempotency_key=charge.idempotency_key,
+            description=sub.description or f"Subscription {sub.id}",
+            metadata={"subscription": sub.id, "subscription_period": str(charge.period)},
+            actor=ACTOR,
+        )
+    except InvalidRequestError as exc:  # the method cannot be charged at all (detached, expired…)
+        logger.warning("subscription %s: charge %s refused before the PSP: %s", sub.id, charge.idempotency_key,
+                       exc.code)
+        error_code = exc.code
+        payment = None
+    except PayeraError:  # e.g. the secrets backend is down: the charge stays pending, next tick retries
+        logger.warning("subscription %s: charge %s could not be made now", sub.id, charge.idempotency_key,
+                       exc_info=True)
+        return "pending"
+    return subscription_charge_settle(charge_id=charge.id, payment_id=payment.id if payment else None,
+                                      error_code=error_code, now_=at)
+
+
+@transaction.atomic(durable=True)
+def _charge_claim(*, subscription_id: str, at: dt.datetime) -> int | None:
+    sub = subscription_lock(subscription_id)
+    if sub.status not in (SS.ACTIVE, SS.PAST_DUE) or sub.next_charge_at is None or sub.next_charge_at > at:
+        return None
+    key = charge_key(sub.id, sub.current_period, sub.retries)
+    charge, _ = SubscriptionCharge.objects.get_or_create(
+        subscription=sub, period=sub.current_period, try_number=sub.retries, defaults={"idempotency_key": key},
+    )
+    if charge.status != ChargeStatus.PENDING:  # settled, yet the subscription did not move: never again
+        logger.error("subscription %s: charge %s settled but still due", sub.id, key)
+        return None
+    return charge.id
+
+
+@transaction.atomic(durable=True)
+def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None, error_code: str = "",
+                               now_: dt.datetime | None = None) -> str:
+    """Settle a pending charge from its payment's status (or a refusal before any payment):
+    transition the subscription and record its events. Idempotent."""
+    at = now_ or now()
+    charge0 = SubscriptionCharge.objects.only("subscription_id").get(pk=charge_id)
+    sub = subscription_lock(charge0.subscription_id)
+    charge = SubscriptionCharge.objects.select_for_update(of=("self",)).select_related("payment").get(pk=charge_id)
+    if charge.status != ChargeStatus.PENDING:
+        return str(charge.status)
+    if charge.payment_id is None:  # this call's payment, or one a crashed tick made with the key
+        payment_id = payment_id or Payment.objects.filter(
+            merchant_id=sub.merchant_id, idempotency_key=charge.idempotency_key).values_list("pk", flat=True).first()
+        if payment_id:
+            charge.payment_id = payment_id
+            charge.save(update_fields=["payment", "updated_at"])
+            charge.refresh_from_db()
+    payment = charge.payment
+    if payment is not None and payment.status == PS.SUCCEEDED:
+        charge.status = ChargeStatus.SUCCEEDED
+        charge.save(update_fields=["status", "updated_at"])
+        was_past_due = sub.status == SS.PAST_DUE
+        if can_proceed(sub.mark_paid):
+            nxt = charge.period + 1
+            sub.mark_paid(next_period=nxt,
+                          next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
+            sub.save()
+            _emit(sub, "subscription.payment_succeeded", *(["subscription.recovered"] if was_past_due else []))
+        return "succeeded"
+    if payment is not None and payment.status not in (PS.FAILED, PS.CANCELED):
+        return "pending"  # processing (asynchronous PSP) or held: the next tick looks again
+    if payment is not None:
+        error = payment.last_error or {}
+        code = error.get("decline_code") or error.get("code") or "payment_failed"
+        decline_class = (payment.attempts.order_by("-sequence").values_list("decline_class", flat=True).first()
+                         or "")
+    else:
+        code, decline_class = error_code or "payment_failed", "hard"
+    charge.status = ChargeStatus.FAILED
+    charge.decline_code = code[:64]
+    charge.save(update_fields=["status", "decline_code", "updated_at"])
+    if not can_proceed(sub.mark_past_due):  # canceled meanwhile
+        return "failed"
+    failures = sub.retries + 1
+    # dunning counts from when the period's charge was due (not from when a tick ran), so the
+    # retries land on the schedule whatever the scheduler's delay
+    started = sub.dunning_started_at or sub.next_charge_at or at
+    retry_at = None
+    if recurring.decline_retryable(code, decline_class):
+        retry_at = recurring.next_retry_at(dunning_started_at=started, failures=failures,
+                                           schedule_days=list(setting("SUBSCRIPTIONS_RETRY_DAYS", [1, 3, 5, 7])))
+    events = ["subscription.payment_failed"]
+    if retry_at is not None:
+        if sub.status != SS.PAST_DUE:
+            events.append("subscription.past_due")
+        sub.mark_past_due(decline_code=code, retry_at=retry_at, at=started)
+    else:
+        sub.mark_unpaid(decline_code=code, at=started)
+        events.append("subscription.unpaid")
+    sub.save()
+    _emit(sub, *events)
+    return "failed"
+
+
+def subscriptions_run(*, now_: dt.datetime | None = None, limit: int = 500) -> dict:
+    """One scheduler tick: settle charges whose payment has ended since, then charge every
+    subscription due at `now_` (a period or a dunning retry; one per subscription per tick).
+    Safe to run twice and concurrently."""
+    at = now_ or now()
+    counts: dict[str, int] = {}
+    pending = SubscriptionCharge.objects.filter(status=ChargeStatus.PENDING).exclude(payment=None).exclude(
+        payment__status__in=[PS.PROCESSING, PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION, PS.REQUIRES_CONFIRMATION]
+    ).values_list("pk", flat=True)[:limit]
+    for charge_id in list(pending):
+        outcome = subscription_charge_settle(charge_id=charge_id, now_=at)
+        counts[f"settled_{outcome}"] = counts.get(f"settled_{outcome}", 0) + 1
+    due = Subscription.objects.filter(status__in=[SS.ACTIVE, SS.PAST_DUE], next_charge_at__lte=at).order_by(
+        "next_charge_at"
+    ).values_list("pk", flat=True)[:limit]
+    for sub_id in list(due):
+        try:
+            outcome = subscription_charge(subscription_id=sub_id, now_=at)
+        except Exception:  # one subscription's bug never stops the others; next tick retries
+            logger.exception("subscription %s: charge failed unexpectedly", sub_id)
+            outcome = "error"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
