@@ -34,6 +34,10 @@ class IdempotencyKey(models.Model):
     # The body holds a secret shown once (e.g. a webhook endpoint's secret): stored encrypted
     # through the secrets backend, never in clear.
     response_encrypted = models.BooleanField(default=False)
+    # The id of the object the request created (e.g. "pay_…"), written in the transaction that
+    # created it: a retry that takes over a crashed claim answers that object instead of
+    # creating a second one (one effect per key).
+    resource = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 

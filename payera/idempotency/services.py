@@ -6,9 +6,12 @@ other connection before the request does any work, and must never be rolled back
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -44,6 +47,32 @@ class Claim:
 
     row_id: int
     owner: uuid.UUID
+    # set when this claim took over a crashed request that had already created its object
+    resource: str = ""
+
+
+_serving: contextvars.ContextVar[Claim | None] = contextvars.ContextVar("payera_idempotency_claim", default=None)
+
+
+@contextmanager
+def idempotency_scope(claim: Claim | None) -> Iterator[None]:
+    """Run a request's handler with its claim known to `idempotency_resource_record`."""
+    token = _serving.set(claim)
+    try:
+        yield
+    finally:
+        _serving.reset(token)
+
+
+def idempotency_resource_record(*, resource: str) -> None:
+    """Bind the object a request creates to the key it is served under (no-op without a key).
+    Call it inside the transaction that inserts the object: both commit, or neither does. A
+    retry that takes the claim over after a crash (lock timeout) then gets `Claim.resource`
+    and answers that object instead of creating a second one."""
+    claim = _serving.get()
+    if claim is None:
+        return
+    IdempotencyKey.objects.filter(pk=claim.row_id, resource="").update(resource=resource[:64])
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +145,7 @@ def idempotency_claim(
     row.owner = owner
     row.locked_until = now + _lock_timeout()
     row.save(update_fields=["owner", "locked_until"])
-    return Claim(row_id=row.pk, owner=owner)
+    return Claim(row_id=row.pk, owner=owner, resource=row.resource)
 
 
 def _reset(row: IdempotencyKey, *, now, owner, fingerprint, method, path) -> None:
@@ -130,6 +159,7 @@ def _reset(row: IdempotencyKey, *, now, owner, fingerprint, method, path) -> Non
     row.response_content_type = ""
     row.response_body = None
     row.response_encrypted = False
+    row.resource = ""
     row.created_at = now
     row.completed_at = None
     row.save()

@@ -12,6 +12,7 @@ from payera.merchants.api.base import MerchantApiView
 from payments.api.payments import LIST_PARAMETERS, _actor, _list
 from payments.bookings_selectors import booking_get, booking_list
 from payments.bookings_serializers import BookingOutputSerializer, render_booking
+from payments.services import payment_confirm
 from payments.services.bookings import booking_cancel, booking_complete, booking_confirm, booking_create
 
 
@@ -38,6 +39,15 @@ class BookingListCreateApi(MerchantApiView):
         serializer.is_valid(raise_exception=True)
         booking = booking_create(merchant=request.merchant, actor=_actor(request), **serializer.validated_data)
         return Response(render_booking(booking_get(merchant=request.merchant, booking_id=booking.id)),
+                        status=status.HTTP_201_CREATED)
+
+    def idempotent_resume(self, request, resource: str):
+        """A retry after the first request crashed having created booking `resource` (with its
+        payment): that booking, its payment confirmed if the crash came before the PSP call."""
+        booking = booking_get(merchant=request.merchant, booking_id=resource)
+        if booking.payment.status == "requires_confirmation":
+            payment_confirm(merchant=request.merchant, payment_id=booking.payment_id, actor=_actor(request))
+        return Response(render_booking(booking_get(merchant=request.merchant, booking_id=resource)),
                         status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="bookings_list",

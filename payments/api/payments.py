@@ -69,6 +69,15 @@ class PaymentListCreateApi(MerchantApiView):
         return Response(render_payment(payment_get(merchant=request.merchant, payment_id=payment.id)),
                         status=status.HTTP_201_CREATED)
 
+    def idempotent_resume(self, request, resource: str):
+        """A retry after the first request crashed having created `resource`: that payment, confirmed
+        if the crash came before its confirmation was even started."""
+        payment = payment_get(merchant=request.merchant, payment_id=resource)
+        if payment.status == "requires_confirmation" and request.data.get("confirm", True) is not False:
+            payment_confirm(merchant=request.merchant, payment_id=payment.id, actor=_actor(request))
+        return Response(render_payment(payment_get(merchant=request.merchant, payment_id=resource)),
+                        status=status.HTTP_201_CREATED)
+
     @extend_schema(operation_id="payments_list", parameters=LIST_PARAMETERS,
                    responses={200: _list("PaymentList", PaymentOutputSerializer)}, summary="List payments")
     def get(self, request):
@@ -131,6 +140,12 @@ class RefundListCreateApi(MerchantApiView):
         refund = refund_create(merchant=request.merchant, payment_id=data["payment"], amount=data.get("amount"),
                                reason=data.get("reason") or "", actor=_actor(request))
         return Response(render_refund(refund), status=status.HTTP_201_CREATED)
+
+    def idempotent_resume(self, request, resource: str):
+        """A retry after the first request crashed having created refund `resource`: that refund
+        (a pending one is resolved by recovery, as any refund whose answer was lost)."""
+        return Response(render_refund(refund_get(merchant=request.merchant, refund_id=resource)),
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="refunds_list",
                    parameters=[*LIST_PARAMETERS, OpenApiParameter("payment", str, description="Only this payment's.")],

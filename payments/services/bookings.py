@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
 from payera.core.masking import mask_text
+from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments.bookings_models import BS, Booking
 from payments.locks import payment_lock
@@ -191,6 +192,7 @@ def booking_create(
         booking = Booking(merchant=merchant, payment=payment, amount=payment.amount, currency=payment.currency,
                           reference=reference, hold_expires_at=hold, metadata=payment.metadata)
         booking.save(force_insert=True)
+        idempotency_resource_record(resource=booking.id)  # a retry after a crash answers this booking
         booking_emit(booking, "booking.created")
         made.append(booking.id)
 

@@ -23,6 +23,7 @@ from payera.core import metrics
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
 from payera.core.money import currency_normalize
+from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
@@ -395,6 +396,7 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
     payment.save(force_insert=True)
     if with_row is not None:
         with_row(payment)
+    idempotency_resource_record(resource=payment.id)  # a retry after a crash answers this payment
     return payment
 
 

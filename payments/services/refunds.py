@@ -13,6 +13,7 @@ from django.db.models import Sum
 
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError
+from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments.locks import payment_lock
 from payments.method_types import method_spec
@@ -107,6 +108,7 @@ def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, re
                     currency=payment.currency, reason=(reason or "")[:64],
                     next_inquiry_at=now() + dt.timedelta(seconds=setting("PAYMENTS_PENDING_INQUIRY_SECONDS", 60)))
     refund.save(force_insert=True)
+    idempotency_resource_record(resource=refund.id)  # a retry after a crash answers this refund
     return refund
 
 

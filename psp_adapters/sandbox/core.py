@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import random
 import threading
 import time
 import urllib.error
@@ -66,6 +67,10 @@ class Options:
     return_delay: float = 2.0  # SEPA debit returned after it settled
     webhook_max_attempts: int = 12
     webhook_backoff: float = 0.5  # seconds, doubled per attempt, capped at 60
+    # Chaos mode (off when empty; `PUT /_sandbox/config {"chaos": {...}}`, docs/sandbox.md):
+    # error_rate (5xx before processing), timeout_rate + timeout_seconds (answer held past the
+    # adapter's timeout after processing), duplicate_webhook_rate, late_webhook_seconds.
+    chaos: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,6 +147,18 @@ class Core:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.asynchronous = self.psp == "beta"
+        self.chaos_counts: dict[str, int] = {}
+        self._duplicated: set[str] = set()
+
+    def chaos(self, name: str) -> float:
+        return float(self.opts.chaos.get(name, 0) or 0)
+
+    def chaos_hit(self, name: str, rate: str) -> bool:
+        """True with the configured probability `rate`; counts the hits under `name`."""
+        hit = random.random() < self.chaos(rate)  # noqa: S311 (chaos, not crypto)
+        if hit:
+            self.chaos_counts[name] = self.chaos_counts.get(name, 0) + 1
+        return hit
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -592,10 +609,18 @@ class Core:
                 "payment_id": payment["id"],
                 "body": body,
                 "created_at": now,
-                "next_attempt_at": now,
+                "next_attempt_at": now + self._chaos_delay(),
             },
         )
         return event_id
+
+    def _chaos_delay(self) -> float:
+        """Chaos: a webhook sent up to `late_webhook_seconds` late (so out of order)."""
+        late = self.chaos("late_webhook_seconds")
+        if late <= 0:
+            return 0.0
+        self.chaos_counts["late_webhooks"] = self.chaos_counts.get("late_webhooks", 0) + 1
+        return random.uniform(0, late)  # noqa: S311
 
     def _deliver(self, event: Row) -> None:
         url = self.opts.webhook_url
@@ -616,6 +641,11 @@ class Core:
         attempts = event["attempts"] + 1
         now = time.time()
         if ok:
+            if event["id"] not in self._duplicated and self.chaos_hit("duplicate_webhooks", "duplicate_webhook_rate"):
+                self._duplicated.add(event["id"])  # chaos: delivered once more, later
+                again = now + self._chaos_delay()
+                self.store.update("events", event["id"], {"attempts": attempts, "next_attempt_at": again})
+                return
             self.store.update("events", event["id"], {"attempts": attempts, "delivered_at": now, "last_error": None})
             return
         backoff = min(self.opts.webhook_backoff * 2 ** (attempts - 1), 60.0)

@@ -8,7 +8,8 @@ Shared by both sandboxes:
   state), `GET /_sandbox/payments[?reference=…]` (authorizations with their operations and
   disputes, no PAN), `POST /_sandbox/events/<id>/resend` (deliver again), `POST /_sandbox/reset`
   (forget everything), `PUT /_sandbox/config` (`{"webhook_url": …}`, changes the webhook target
-  at runtime). All but health need the API key.
+  at runtime; `{"chaos": {...}}` turns the chaos mode on, `{}` off; `GET` shows it and what it
+  injected). All but health need the API key.
 Everything else is the wire format of the PSP (`alpha.py`, `beta.py`).
 """
 
@@ -30,6 +31,7 @@ from psp_adapters.sandbox.core import Core, SandboxError
 from psp_adapters.sandbox.money import minor_to_decimal_string
 
 log = logging.getLogger("psp_adapters.sandbox")
+CHAOS_KEYS = {"error_rate", "timeout_rate", "timeout_seconds", "duplicate_webhook_rate", "late_webhook_seconds"}
 
 
 @dataclass
@@ -121,12 +123,19 @@ class SandboxApp:
             try:
                 if route.auth and not self.authenticate(headers):
                     raise SandboxError(401, "unauthorized", "Missing or invalid API key.")
+                chaos = bool(self.core.opts.chaos) and not split.path.startswith("/_sandbox/")
+                if chaos and self.core.chaos_hit("errors", "error_rate"):
+                    raise SandboxError(503, "sandbox_chaos", "Chaos: failed before processing.")
                 if method == "GET":
                     return route.handler(req)
                 # the whole request is one transaction: any error (a 4xx, or a 500 from a bug)
                 # rolls back, so "5xx = not processed" holds for this PSP
                 with self.core.store.tx():
-                    return route.handler(req)
+                    response = route.handler(req)
+                if chaos and self.core.chaos_hit("timeouts", "timeout_rate"):
+                    # processed and committed, but the answer comes after the adapter gave up
+                    response.hold = max(response.hold, self.core.chaos("timeout_seconds") or 3.0)
+                return response
             except SandboxError as err:
                 return self.error_response(err)
             except Exception:
@@ -156,6 +165,7 @@ class SandboxApp:
             ),
             r("GET", r"/_sandbox/events", self._events),
             r("PUT", r"/_sandbox/config", self._config),
+            r("GET", r"/_sandbox/config", self._config),
             r("GET", r"/_sandbox/payments", self._payments),
             r("POST", r"/_sandbox/events/(?P<id>[A-Za-z0-9_]+)/resend", self._resend),
             r("POST", r"/_sandbox/reset", self._reset),
@@ -178,10 +188,22 @@ class SandboxApp:
         return Response.json(200, {"reset": True})
 
     def _config(self, req: Request) -> Response:
-        data = req.json()
+        data = req.json() if req.method == "PUT" else {}
         if "webhook_url" in data:
             self.core.opts.webhook_url = str(data["webhook_url"] or "")
-        return Response.json(200, {"webhook_url": self.core.opts.webhook_url})
+        if "chaos" in data:
+            chaos = data["chaos"] or {}
+            if not isinstance(chaos, dict) or not set(chaos) <= CHAOS_KEYS:
+                raise SandboxError(400, "invalid_chaos", f"chaos takes {sorted(CHAOS_KEYS)}.", "chaos")
+            try:
+                self.core.opts.chaos = {k: float(v) for k, v in chaos.items()}
+            except (TypeError, ValueError):
+                raise SandboxError(400, "invalid_chaos", "chaos values are numbers.", "chaos") from None
+        return Response.json(
+            200,
+            {"webhook_url": self.core.opts.webhook_url, "chaos": self.core.opts.chaos,
+             "chaos_counts": dict(self.core.chaos_counts)},
+        )
 
     def _page(self, req: Request) -> Response:
         row = self.core.payment_by_action_token(req.params["token"])

@@ -7,7 +7,10 @@
 
 - `request.merchant` (also `self.merchant`) is the authenticated merchant; `request.api_key` the key.
 - Every POST honours `Idempotency-Key` (payera.core.idempotency) without any code in the view;
-  set `idempotency_sensitive = True` when the answer carries a secret shown once.
+  set `idempotency_sensitive = True` when the answer carries a secret shown once. A view whose
+  POST creates an object records it (`idempotency_resource_record` in the creating transaction)
+  and defines `idempotent_resume(request, resource)`: a retry that takes over the claim of a
+  request that crashed after creating it answers that object instead of creating another.
 - Selectors take `merchant=` so another merchant's ids answer 404; the route-walking tenant test
   (tests/merchants/test_tenant_isolation.py) fails for a /v1/ route with no entry in
   tests/merchants/tenant_routes.py, and for a /v1/ view that does not inherit from this class.
@@ -30,6 +33,7 @@ from payera.core.idempotency import (
     idempotency_end,
     replay,
 )
+from payera.idempotency.services import idempotency_scope
 from payera.merchants.api.authentication import ApiKeyAuthentication
 from payera.merchants.api.permissions import ApiKeyPermission
 from payera.merchants.api.throttling import ApiKeyRateThrottle
@@ -101,7 +105,12 @@ class MerchantApiView(APIView):
                     response = replay(outcome)
                 else:
                     claim = outcome
-                    response = handler(request, *args, **kwargs)
+                    resume = getattr(self, "idempotent_resume", None)
+                    if claim is not None and claim.resource and resume is not None:
+                        response = resume(request, claim.resource)  # the crashed first try created it
+                    else:
+                        with idempotency_scope(claim):
+                            response = handler(request, *args, **kwargs)
             except Exception as exc:
                 response = self.handle_exception(exc)
             self.response = self.finalize_response(request, response, *args, **kwargs)
