@@ -12,6 +12,8 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -23,6 +25,7 @@ from payera.core.errors import (
     PayeraError,
     PermissionDeniedError,
     RateLimitError,
+    ServiceUnavailableError,
 )
 
 logger = logging.getLogger("payera.api")
@@ -112,6 +115,17 @@ def exception_handler(exc, context) -> Response | None:
         err = RateLimitError()
         if exc.wait:
             headers["Retry-After"] = str(int(exc.wait) + 1)
+    elif isinstance(exc, (DatabaseOperationalError, DatabaseInterfaceError)):
+        # The database went away (restart, failover) or refused (deadlock, serialization): a
+        # retry may succeed. Logged without the driver's message (it may quote SQL or values).
+        logger.warning("database unavailable in API view: %s", type(exc).__name__,
+                       extra={"view": type(context.get("view")).__name__})
+        err = ServiceUnavailableError(
+            "The service is temporarily unavailable. Retry with the same Idempotency-Key.", code="service_unavailable"
+        )
+        response = Response(err.to_dict(), status=err.http_status, headers={"Retry-After": "5"})
+        response.database_unavailable = True  # MerchantApiView leaves the Idempotency-Key claimed
+        return response
     elif isinstance(exc, drf.APIException):
         # Any other DRF error: keep its status, but never its internals.
         status = exc.status_code

@@ -116,8 +116,10 @@ class MerchantApiView(APIView):
             self.response = self.finalize_response(request, response, *args, **kwargs)
             if response.status_code == 401:
                 self.response["WWW-Authenticate"] = ApiKeyAuthentication().authenticate_header(request)
-            if claim is not None:
-                # If storing fails, the claim stays in flight until its lock times out.
+            if claim is not None and not getattr(response, "database_unavailable", False):
+                # If storing fails — or the database was unreachable (503) — the claim stays in
+                # flight until its lock times out: a retry then takes it over and answers what
+                # the first try created, never a second effect and never a stored 503.
                 idempotency_end(claim=claim, response=self.response, sensitive=self.idempotency_sensitive)
             return self.response
         finally:
