@@ -852,27 +852,15 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api", f
                    error=error, actor=actor)
     if error is not None:
         if attempt.status == AS.REQUIRES_ACTION:  # e.g. the shopper completed it a moment ago
-            payment_authentication_complete_check(payment_id=payment_id, attempt_id=attempt.id)
+            from payments.services.recovery import attempt_recover  # recovery imports this module
+
+            attempt_recover(attempt_id=attempt.id)  # ask the PSP and record it, as redirect expiry does
             if Payment.objects.filter(pk=payment_id).exclude(status=PS.REQUIRES_ACTION).exists():
                 raise PaymentNotCancelableError("The shopper completed the payment before it could be canceled.")
         raise error
     if result is not None and result.outcome == Outcome.DECLINED:
         raise PspOperationFailedError("The payment service provider refused the cancellation.", code="cancel_failed")
     return Payment.objects.get(pk=payment_id)
-
-
-def payment_authentication_complete_check(*, payment_id: str, attempt_id: str) -> None:
-    """A void of a waiting attempt was refused: ask the PSP where it stands and record it (the
-    shopper may have just finished 3-D Secure), so the merchant's next call sees the truth."""
-    attempt = PaymentAttempt.objects.get(pk=attempt_id)
-    try:
-        with outside_transaction():
-            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
-    except PspError:
-        return  # recovery asks later
-    if result.outcome != Outcome.REQUIRES_ACTION:
-        attempt_record_outcome(attempt_id=attempt_id, result=result, actor="system:cancel", source="inquiry")
-        payment_auto_capture_if_needed(payment_id=payment_id)
 
 
 def void_reference(attempt_id: str) -> str:

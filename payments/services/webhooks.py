@@ -178,33 +178,44 @@ _CONFIRMABLE = (PspEventKind.AUTHORIZATION, PspEventKind.CAPTURE, PspEventKind.R
 _FINAL = (Outcome.APPROVED, Outcome.DECLINED, Outcome.SOFT_DECLINED)
 
 
-def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
-    if e.kind in _CONFIRMABLE and get_adapter(connector).capabilities.inquiry_confirms_webhooks:
-        return _apply_confirmed(connector, e, actor=actor)
+def _event_target(connector: str, e: PspEvent) -> tuple[PaymentAttempt, Capture | Refund | None] | str:
+    """The attempt an authorization, capture or refund event is about, and the operation for the
+    latter two; a note (str) for an event to ignore; `_Park` for one we do not know (yet)."""
     if e.kind == PspEventKind.AUTHORIZATION:
         attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
         if attempt is None:
             raise _Park(f"unknown attempt {e.payment.reference}")
-        verdict = _apply_authorization_event(attempt, e, actor=actor)
-        payment_auto_capture_if_needed(payment_id=attempt.payment_id)
-        return f"authorization: {verdict}"
-    if e.kind == PspEventKind.CAPTURE:
-        ref = e.operation_reference or ""
-        capture = Capture.objects.filter(pk=ref).first()
-        if capture is None:
-            if ref.startswith("att_") or PaymentAttempt.objects.filter(pk=ref).exists():
-                return "ignored: capture at authorization (recorded with the authorization)"
-            raise _Park(f"unknown capture {ref}")
-        capture_record_outcome(capture_id=capture.id, outcome=e.outcome, psp_reference=e.operation_psp_reference or "",
-                               decline=e.decline, actor=actor)
-        return "capture"
-    if e.kind == PspEventKind.REFUND:
-        refund = Refund.objects.filter(pk=e.operation_reference or "").first()
-        if refund is None:
-            raise _Park(f"unknown refund {e.operation_reference}")
-        refund_record_outcome(refund_id=refund.id, outcome=e.outcome, psp_reference=e.operation_psp_reference or "",
-                              decline=e.decline, actor=actor)
-        return "refund"
+        return attempt, None
+    ref = e.operation_reference or ""
+    model = Capture if e.kind == PspEventKind.CAPTURE else Refund
+    operation = model.objects.select_related("attempt").filter(pk=ref).first()
+    if operation is None:
+        at_authorization = ref.startswith("att_") or PaymentAttempt.objects.filter(pk=ref).exists()
+        if e.kind == PspEventKind.CAPTURE and at_authorization:
+            return "ignored: capture at authorization (recorded with the authorization)"
+        raise _Park(f"unknown {e.kind.value} {ref}")
+    return operation.attempt, operation
+
+
+def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
+    if e.kind in _CONFIRMABLE:
+        if get_adapter(connector).capabilities.inquiry_confirms_webhooks:
+            return _apply_confirmed(connector, e, actor=actor)
+        target = _event_target(connector, e)
+        if isinstance(target, str):
+            return target
+        attempt, operation = target
+        if operation is None:
+            verdict = _apply_authorization_event(attempt, e, actor=actor)
+            payment_auto_capture_if_needed(payment_id=attempt.payment_id)
+            return f"authorization: {verdict}"
+        outcome = {"outcome": e.outcome, "psp_reference": e.operation_psp_reference or "", "decline": e.decline,
+                   "actor": actor}
+        if isinstance(operation, Capture):
+            capture_record_outcome(capture_id=operation.id, **outcome)
+        else:
+            refund_record_outcome(refund_id=operation.id, **outcome)
+        return e.kind.value
     if e.kind == PspEventKind.DISPUTE:
         if e.dispute is None:  # stored before disputes were handled (no dispute info kept)
             return "ignored: dispute event stored without its dispute"
@@ -222,24 +233,12 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
     """The event is a hint: ask the PSP where the authorization and its operations stand (outside
     any transaction) and record that. Not confirmed yet (the PSP still says pending, does not
     know the attempt, or cannot be asked) → parked and asked again later."""
-    operation: Capture | Refund | None = None
-    if e.kind == PspEventKind.AUTHORIZATION:
-        attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
-        if attempt is None:
-            raise _Park(f"unknown attempt {e.payment.reference}")
-    else:
-        ref = e.operation_reference or ""
-        model = Capture if e.kind == PspEventKind.CAPTURE else Refund
-        operation = model.objects.select_related("attempt").filter(pk=ref).first()
-        if operation is None:
-            if e.kind == PspEventKind.CAPTURE and (
-                ref.startswith("att_") or PaymentAttempt.objects.filter(pk=ref).exists()
-            ):
-                return "ignored: capture at authorization (recorded with the authorization)"
-            raise _Park(f"unknown {e.kind.value} {ref}")
-        attempt = operation.attempt
-        if attempt.connector != connector:
-            return f"ignored: {e.kind.value} {ref} belongs to {attempt.connector}"
+    target = _event_target(connector, e)
+    if isinstance(target, str):
+        return target
+    attempt, operation = target
+    if operation is not None and attempt.connector != connector:
+        return f"ignored: {e.kind.value} {operation.id} belongs to {attempt.connector}"
     try:
         with outside_transaction():
             result = get_adapter(connector).inquire(
