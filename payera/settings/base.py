@@ -431,6 +431,10 @@ CELERY_BEAT_SCHEDULE.update(
         "payments-authorization-expiry": {"task": "payments.tasks.authorization_expiry_task", "schedule": 3600.0},
         "payments-redirect-expiry": {"task": "payments.tasks.redirect_expiry_task", "schedule": 60.0},
         "payments-stuck-sweep": {"task": "payments.tasks.stuck_sweep_task", "schedule": 300.0},
+        # an approved four-eyes refund whose sending did not end (crash, busy payment) is sent once
+        "payments-refund-approvals-resume": {
+            "task": "payments.backoffice.tasks.refund_approvals_resume_task", "schedule": 60.0,
+        },
     }
 )
 # Bookings (escrow): unconfirmed holds are voided at their hold_expires_at (checked every minute);

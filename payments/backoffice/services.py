@@ -7,6 +7,7 @@ start -> PSP call -> record steps), then the outcome is recorded on the approval
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -14,20 +15,27 @@ from django.db import transaction
 from django.db.models import Sum
 from django_fsm import can_proceed
 
-from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError, PermissionDeniedError
+from payera.core.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PayeraError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+)
 from payera.core.masking import mask_text
 from payera.staff.access import staff_can_access_merchant
 from payments.backoffice.models import AP, RefundApproval
 from payments.locks import payment_lock
 from payments.models import AS, PS, Capture, OperationStatus, Payment, PaymentAttempt, Refund
 from payments.services import attempt_recover, payment_cancel, refund_create
-from payments.services.common import PaymentStateError, now
+from payments.services.common import PaymentInProgressError, PaymentStateError, now
 from payments.services.recovery import RECOVERABLE, cancel_recover, operation_recover
 from psp_adapters.port import OperationKind
 
 REFUND_PERMISSION = "payments.refund_payment"
 APPROVE_PERMISSION = "payments_backoffice.approve_refundapproval"
 CANCEL_PERMISSION = "payments.cancel_payment"
+logger = logging.getLogger("payera.payments")
 RECOVER_PERMISSION = "payments.recover_payment"
 
 
@@ -47,6 +55,10 @@ class RefundApprovalNotFoundError(NotFoundError):
 class RefundApprovalStateError(PaymentStateError):
     code = "refund_approval_decided"
     default_message = "This refund approval has already been decided."
+
+
+class RefundApprovalAlreadySentError(RefundApprovalStateError):
+    default_message = "This approved refund has already been sent."
 
 
 class StaffRefundAmountError(InvalidRequestError):
@@ -72,7 +84,9 @@ def _payment_for_staff(user, payment_id: str) -> Payment:
 def refundable_left(payment: Payment) -> int:
     """What may still be refunded: captured, minus live refunds, minus approvals waiting."""
     refunds = payment.refunds.exclude(status=OperationStatus.FAILED).aggregate(s=Sum("amount"))["s"] or 0
-    waiting = payment.refund_approvals.filter(status__in=[AP.PENDING, AP.APPROVED]).aggregate(s=Sum("amount"))["s"]
+    # an approval whose refund exists (bound, not yet recorded as sent) is counted by its refund
+    waiting = payment.refund_approvals.filter(status__in=[AP.PENDING, AP.APPROVED], refund__isnull=True).aggregate(
+        s=Sum("amount"))["s"]
     return payment.amount_captured - refunds - (waiting or 0)
 
 
@@ -137,30 +151,88 @@ def _approval_decide(*, user, approval_id: str, verb: str, note: str) -> RefundA
 
 @transaction.atomic(durable=True)
 def _approval_record(*, approval_id: str, refund_id: str = "", failure: str = "") -> RefundApproval:
+    """Record how sending ended. Idempotent: a decided send stays as it is, and a refund already
+    bound to the approval (by `_approval_bind`) is what it was sent as, whoever asks."""
     approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
-    if refund_id:
-        approval.mark_sent(refund_id=refund_id)
+    if approval.status != AP.APPROVED:
+        return approval
+    if approval.refund_id or refund_id:
+        approval.mark_sent(refund_id=approval.refund_id or refund_id)
     else:
         approval.mark_failed(failure=failure)
     approval.save()
     return approval
 
 
+def _approval_bind(approval_id: str):
+    """`refund_create`'s `on_begin`: binds the new refund to the approval inside the transaction
+    that inserts it, once. A second sender (a resume racing the approver's request) finds the
+    approval bound and is refused, which rolls its refund back before any PSP call: one approval
+    can never make two refunds."""
+
+    def bind(refund: Refund) -> None:
+        bound = RefundApproval.objects.filter(pk=approval_id, status=AP.APPROVED, refund__isnull=True).update(
+            refund=refund)
+        if not bound:
+            raise RefundApprovalAlreadySentError(param="approval")
+
+    return bind
+
+
+# Refusals that may pass: the payment's one in-flight mutation is busy, or a backing service is
+# down. The approval stays `approved` and `refund_approvals_resume` sends it later.
+_TRANSIENT = (PaymentInProgressError, ServiceUnavailableError)
+
+
+def _approval_send(*, approval_id: str, actor: str) -> RefundApproval:
+    """Send an approved refund to the PSP (outside any transaction: `refund_create` commits the
+    refund, bound to the approval, before its PSP call) and record the outcome on the approval."""
+    approval = RefundApproval.objects.select_related("payment__merchant").get(pk=approval_id)
+    if approval.status != AP.APPROVED:
+        return approval
+    if approval.refund_id:  # sent before (the process died before recording it)
+        return _approval_record(approval_id=approval.id)
+    payment = approval.payment
+    try:
+        refund = refund_create(merchant=payment.merchant, payment_id=payment.id, amount=approval.amount,
+                               actor=actor, on_begin=_approval_bind(approval.id))
+    except RefundApprovalAlreadySentError:
+        return _approval_record(approval_id=approval.id)
+    except _TRANSIENT as exc:
+        logger.warning("refund approval %s not sent yet (%s); it is retried", approval.id, exc.code)
+        return RefundApproval.objects.get(pk=approval.id)
+    except PayeraError as exc:
+        return _approval_record(approval_id=approval.id, failure=f"{exc.code}: {exc.message}")
+    return _approval_record(approval_id=approval.id, refund_id=refund.id)
+
+
 def refund_approval_approve(*, user, approval_id: str, note: str = "") -> RefundApproval:
     """A second finance user approves: the decision commits, then the refund goes to the PSP.
-    If the process dies between the two, the approval stays `approved` without a refund: the
-    payment page shows it, and nobody can approve it twice."""
+    If the process dies in between, or the payment was busy, the approval stays `approved` and
+    `refund_approvals_resume` (beat) sends it; nobody can approve it twice, and it can never make
+    two refunds (`_approval_bind`)."""
     _require(user, REFUND_PERMISSION)
     _require(user, APPROVE_PERMISSION)
     approval = _approval_for_staff(user, approval_id)
     approval = _approval_decide(user=user, approval_id=approval.id, verb="approve", note=note)
-    payment = Payment.objects.select_related("merchant").get(pk=approval.payment_id)
-    try:
-        refund = refund_create(merchant=payment.merchant, payment_id=payment.id, amount=approval.amount,
-                               actor=_actor(user))
-    except PayeraError as exc:
-        return _approval_record(approval_id=approval.id, failure=f"{exc.code}: {exc.message}")
-    return _approval_record(approval_id=approval.id, refund_id=refund.id)
+    return _approval_send(approval_id=approval.id, actor=_actor(user))
+
+
+def refund_approvals_resume(*, grace_seconds: float | None = None, limit: int = 200) -> dict[str, int]:
+    """Finish approvals whose sending did not end: the approver's process died between the
+    decision and the PSP call (no refund yet: send it now), or after the refund was started (a
+    refund is bound: record it; the refund's own outcome is recovery's). Approvals decided within
+    the grace period are left alone: their request may be running right now."""
+    if grace_seconds is None:
+        grace_seconds = getattr(settings, "PAYMENTS_STARTED_GRACE_SECONDS", 60)
+    cutoff = now() - dt.timedelta(seconds=grace_seconds)
+    counts = {"approvals": 0, "sent": 0, "failed": 0, "waiting": 0}
+    due = RefundApproval.objects.filter(status=AP.APPROVED, decided_at__lte=cutoff).order_by("decided_at")
+    for approval_id, decided_by_id in due.values_list("pk", "decided_by_id")[:limit]:
+        counts["approvals"] += 1
+        approval = _approval_send(approval_id=approval_id, actor=f"staff:{decided_by_id}")
+        counts[{AP.SENT: "sent", AP.FAILED: "failed"}.get(approval.status, "waiting")] += 1
+    return counts
 
 
 def refund_approval_reject(*, user, approval_id: str, note: str = "") -> RefundApproval:

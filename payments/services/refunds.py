@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Sum
@@ -47,11 +48,14 @@ class RefundExceedsCapturedError(InvalidRequestError):
 
 
 def refund_create(*, merchant: Merchant, payment_id: str, amount: int | None = None, reason: str = "",
-                  actor: str = "api", for_booking: bool = False) -> Refund:
+                  actor: str = "api", for_booking: bool = False,
+                  on_begin: Callable[[Refund], None] | None = None) -> Refund:
     """A booking's payment is refunded through its booking until the booking is completed
-    (`for_booking`: the refund comes out of escrow)."""
+    (`for_booking`: the refund comes out of escrow). `on_begin(refund)` runs inside the
+    transaction that inserts the refund, before the PSP call: a caller binds the refund to what
+    asked for it there (both commit or neither does), or raises to refuse it."""
     refund = _refund_begin(merchant=merchant, payment_id=payment_id, amount=amount, reason=reason,
-                           for_booking=for_booking)
+                           for_booking=for_booking, on_begin=on_begin)
     attempt = refund.attempt
     result, error = None, None
     try:
@@ -72,7 +76,7 @@ def refund_create(*, merchant: Merchant, payment_id: str, amount: int | None = N
 
 @transaction.atomic(durable=True)
 def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, reason: str,
-                  for_booking: bool = False) -> Refund:
+                  for_booking: bool = False, on_begin: Callable[[Refund], None] | None = None) -> Refund:
     try:
         payment = payment_lock(payment_id) if isinstance(payment_id, str) else None
     except Payment.DoesNotExist:
@@ -109,6 +113,8 @@ def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, re
                     next_inquiry_at=now() + dt.timedelta(seconds=setting("PAYMENTS_PENDING_INQUIRY_SECONDS", 60)))
     refund.save(force_insert=True)
     idempotency_resource_record(resource=refund.id)  # a retry after a crash answers this refund
+    if on_begin is not None:
+        on_begin(refund)
     return refund
 
 

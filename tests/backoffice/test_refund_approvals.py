@@ -220,3 +220,57 @@ def test_two_approvers_at_once_send_one_refund(psp_settings, world):
     assert sorted(outcomes) == ["refused", "sent"]
     assert Refund.objects.filter(payment=payment).count() == 1
     assert len(refunds_at_psp(payment)) == 1
+
+
+def test_one_approval_can_never_make_two_refunds(role_users, payment, finance2):
+    """The refund is bound to its approval inside the transaction that inserts it: a second sender
+    (a resume racing the approver's request) is refused before its refund exists or reaches the PSP."""
+    from payments.backoffice.services import RefundApprovalAlreadySentError, _approval_bind, _approval_decide
+    from payments.services import refund_create
+
+    approval = staff_refund_request(user=role_users["finance"], payment_id=payment.pk, amount=5_000,
+                                    reason="x" * 10).approval
+    _approval_decide(user=finance2, approval_id=approval.pk, verb="approve", note="")
+    first = refund_create(merchant=payment.merchant, payment_id=payment.pk, amount=5_000,
+                          on_begin=_approval_bind(approval.pk))
+    with pytest.raises(RefundApprovalAlreadySentError):
+        refund_create(merchant=payment.merchant, payment_id=payment.pk, amount=5_000,
+                      on_begin=_approval_bind(approval.pk))
+    assert [r.pk for r in Refund.objects.filter(payment=payment)] == [first.pk]
+    assert [op.reference for op in refunds_at_psp(payment)] == [first.pk]
+    approval.refresh_from_db()
+    assert (approval.status, approval.refund_id) == ("approved", first.pk)
+    # what is left to refund counts the bound refund once, not again as a waiting approval
+    from payments.backoffice.services import refundable_left
+
+    assert refundable_left(payment) == 10_000 - 5_000
+
+
+def test_an_approval_refused_by_a_busy_payment_waits_and_is_sent_by_the_resume(role_users, payment, finance2):
+    """A refusal that passes (another mutation of the payment in flight) does not fail the
+    approval: it stays approved, and the resume (beat, every minute) sends it once."""
+    from payments.backoffice.services import refund_approvals_resume
+    from payments.models import Payment
+    from payments.services.common import now
+
+    approval = staff_refund_request(user=role_users["finance"], payment_id=payment.pk, amount=5_000,
+                                    reason="x" * 10).approval
+    Payment.objects.filter(pk=payment.pk).update(inflight="capture", inflight_at=now())
+    approval = refund_approval_approve(user=finance2, approval_id=approval.pk)
+    assert (approval.status, approval.refund_id, approval.failure) == ("approved", None, "")
+    assert refund_approvals_resume(grace_seconds=0) == {"approvals": 1, "sent": 0, "failed": 0, "waiting": 1}
+    assert not Refund.objects.exists() and refunds_at_psp(payment) == []
+    Payment.objects.filter(pk=payment.pk).update(inflight="", inflight_at=None)
+    assert refund_approvals_resume(grace_seconds=3600)["approvals"] == 0  # within the grace: left alone
+    assert refund_approvals_resume(grace_seconds=0) == {"approvals": 1, "sent": 1, "failed": 0, "waiting": 0}
+    approval.refresh_from_db()
+    [refund] = Refund.objects.filter(payment=payment)
+    assert (approval.status, approval.refund_id, refund.status) == ("sent", refund.pk, OperationStatus.SUCCEEDED)
+    assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0
+
+
+def test_the_resume_runs_every_minute_from_beat(settings):
+    from payments.backoffice.tasks import refund_approvals_resume_task
+
+    entry = settings.CELERY_BEAT_SCHEDULE["payments-refund-approvals-resume"]
+    assert entry["task"] == refund_approvals_resume_task.name and entry["schedule"] == 60.0

@@ -4,8 +4,10 @@ the sandbox PSPs and SIGKILL this very process at a named crash point.
     python -m tests.scenarios.crash.child '<json config>'
 
 Config: database_url, connectors (settings.PSP_CONNECTORS), credentials ({psp: {api_key,
-webhook_secret}}), op ("confirm" | "capture" | "refund" | "cancel"), point ("before_psp" | "after_psp"),
-merchant_id, payment_id (capture/refund), amount (refund).
+webhook_secret}}), op ("confirm" | "capture" | "refund" | "cancel" | "approve"), point ("before_psp" |
+"after_psp", and for "approve" also "before_refund": the four-eyes decision committed, before the
+refund is started), merchant_id, payment_id (capture/refund), amount (refund), approval_id and
+user_id (approve: a second finance user approves a refund waiting for approval).
 
 Production code is untouched: the crash is injected by wrapping the adapter that the service
 module looked up (`get_adapter`), so "after_psp" dies right after the PSP's real answer came back
@@ -40,7 +42,8 @@ for psp, creds in CFG["credentials"].items():
     secret_put(f"psp/{psp}", creds)
 adapters_reset()
 
-METHOD = {"confirm": "authorize", "capture": "capture", "refund": "refund", "cancel": "void"}[CFG["op"]]
+METHOD = {"confirm": "authorize", "capture": "capture", "refund": "refund", "cancel": "void",
+          "approve": "refund"}[CFG["op"]]
 
 
 def die() -> None:
@@ -90,6 +93,15 @@ elif CFG["op"] == "capture":
     payment_capture(merchant=merchant, payment_id=CFG["payment_id"])
 elif CFG["op"] == "cancel":
     payment_cancel(merchant=merchant, payment_id=CFG["payment_id"])
+elif CFG["op"] == "approve":
+    from django.contrib.auth import get_user_model
+
+    import payments.backoffice.services as staff_module
+
+    if CFG["point"] == "before_refund":
+        staff_module.refund_create = lambda **kwargs: die()
+    staff_module.refund_approval_approve(user=get_user_model().objects.get(pk=CFG["user_id"]),
+                                         approval_id=CFG["approval_id"])
 else:
     refund_create(merchant=merchant, payment_id=CFG["payment_id"], amount=CFG.get("amount"))
 print("no crash point was reached", flush=True)

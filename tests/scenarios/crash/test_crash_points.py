@@ -38,12 +38,14 @@ def _database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def crash(sandboxes, *, op: str, point: str, merchant, payment_id: str = "", amount: int | None = None) -> str:
+def crash(sandboxes, *, op: str, point: str, merchant, payment_id: str = "", amount: int | None = None,
+          **extra) -> str:
     """Run the child; assert it died by SIGKILL (not by an error or a clean exit)."""
     cfg = {
         "database_url": _database_url(), "connectors": connectors_for(sandboxes),
         "credentials": {p: {"api_key": sb.api_key, "webhook_secret": sb.webhook_secret} for p, sb in sandboxes.items()},
         "op": op, "point": point, "merchant_id": str(merchant.pk), "payment_id": payment_id, "amount": amount,
+        **extra,
     }
     proc = subprocess.run([sys.executable, "-m", "tests.scenarios.crash.child", json.dumps(cfg)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
@@ -213,3 +215,49 @@ def test_crash_during_cancel(crashable, point):
         assert pending_eur(merchant) == 0
 
     recover_and_check(merchant, check)
+
+
+@pytest.mark.parametrize("point", ["before_refund", "before_psp", "after_psp"])
+def test_crash_while_sending_an_approved_refund(crashable, point):
+    """Four eyes: the second finance user's approval committed, then the process died before the
+    refund was started, before the PSP call or after it. The resume (beat) sends it exactly once:
+    never zero times when nothing went out, never a second refund when one did."""
+    from payera.staff.access import staff_grant_merchant
+    from payments.backoffice.models import RefundApproval
+    from payments.backoffice.services import refund_approvals_resume, staff_refund_request
+    from tests.backoffice.staff import make_staff
+
+    merchant = MerchantFactory(connectors=["alpha", "beta"], refund_approval_threshold=0)
+    requester, approver = make_staff("fin-ask", role="finance"), make_staff("fin-ok", role="finance")
+    for user in (requester, approver):
+        staff_grant_merchant(user=user, merchant_id=merchant.pk)
+    payment = payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD)
+    attempt = payment.attempts.get()
+    before = pending_eur(merchant)
+    approval = staff_refund_request(user=requester, payment_id=payment.id, amount=400, reason="goods returned").approval
+    crash(crashable, op="approve", point=point, merchant=merchant, approval_id=approval.pk, user_id=approver.pk)
+
+    def refunds_at_psp():
+        (held,) = crashable["alpha"].payments(attempt.id)
+        return [op for op in held["operations"] if op["kind"] == "refund"]
+
+    approval.refresh_from_db()
+    assert approval.status == "approved"
+    assert (approval.refund_id is None) == (point == "before_refund")
+    assert len(refunds_at_psp()) == (1 if point == "after_psp" else 0)
+
+    def check():
+        a = RefundApproval.objects.get(pk=approval.pk)
+        refunds = list(Refund.objects.filter(payment=payment))
+        assert a.status == "sent" and [r.pk for r in refunds] == [a.refund_id]
+        reached_psp = point != "before_psp"  # a refund started but never sent fails (recovery asks the PSP)
+        assert len(refunds_at_psp()) == int(reached_psp)
+        assert refunds[0].status == (OperationStatus.SUCCEEDED if reached_psp else OperationStatus.FAILED)
+        refunded = 400 if reached_psp else 0
+        assert Payment.objects.get(pk=payment.pk).amount_refunded == refunded
+        assert pending_eur(merchant) == before - refunded + (fee(1000) * 400 // 1000 if reached_psp else 0)
+
+    for _ in range(2):  # twice: the second run changes nothing
+        assert refund_approvals_resume(grace_seconds=0)["approvals"] <= 1
+        recover_and_check(merchant, check)
+    assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0
