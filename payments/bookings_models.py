@@ -5,6 +5,8 @@ pending -> held (authorized) -> confirmed (captured into escrow) -> completed (r
 pending | held | confirmed -> canceled (void before capture, refund after)
 pending | held -> expired (not confirmed by `hold_expires_at`: voided by the scheduler)
 pending -> failed (declined)
+confirmed -> disputed (the shopper disputed the capture: the chargeback ends the escrow, whose
+             share is released to pending, where the chargeback is taken as for any payment)
 
 Imported at the end of payments/models.py, so it is part of the payments app. The booking follows
 its manual-capture payment: the services move the payment at the PSP, and
@@ -31,6 +33,7 @@ class BookingStatus(models.TextChoices):
     CANCELED = "canceled"  # voided before capture, refunded after
     EXPIRED = "expired"  # not confirmed by hold_expires_at: voided by the scheduler
     FAILED = "failed"  # the authorization was declined
+    DISPUTED = "disputed"  # a dispute opened while confirmed: escrow released, chargeback from pending
 
 
 BS = BookingStatus
@@ -58,7 +61,7 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     inflight = models.CharField(max_length=16, blank=True, default="")
     inflight_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)  # completed, canceled, expired or failed
+    closed_at = models.DateTimeField(null=True, blank=True)  # completed, canceled, expired, failed or disputed
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -131,4 +134,9 @@ class Booking(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=status, source=[BS.PENDING, BS.HELD], target=BS.EXPIRED)
     def mark_expired(self, *, at) -> None:
+        self.closed_at = at
+
+    @transition(field=status, source=[BS.CONFIRMED], target=BS.DISPUTED)
+    def mark_disputed(self, *, released: int, at) -> None:
+        self.amount_released = released
         self.closed_at = at

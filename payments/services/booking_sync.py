@@ -8,6 +8,8 @@ to payments.services).
 - `payment_in_escrow` / `refund_in_escrow`: which merchant account a capture or a refund posts to.
 - `booking_guard`: a booking's payment is moved only through the booking (its capture, cancel and
   refunds before completion), never through /v1/payments or /v1/refunds directly.
+- `booking_dispute_opened`: a dispute on a confirmed booking's payment ends its escrow (called by
+  the dispute service before it posts the chargeback).
 
 Lock order everywhere: the payment row, then the booking row.
 """
@@ -92,11 +94,12 @@ def refund_in_escrow(refund: Refund) -> bool:
 def booking_guard(payment: Payment, operation: str) -> None:
     """Refuse a direct capture, cancel or refund of a booking's payment (the booking's own
     services pass `for_booking=True`). Refunds after completion (or after a cancel whose refund
-    failed) are the merchant's own business (out of its pending balance, like any payment's)."""
+    failed, or after a dispute) are the merchant's own business (out of its pending balance, like
+    any payment's)."""
     booking = Booking.objects.filter(payment_id=payment.pk).only("id", "status").first()
     if booking is None:
         return
-    if operation == "refund" and booking.status in (BS.COMPLETED, BS.CANCELED):
+    if operation == "refund" and booking.status in (BS.COMPLETED, BS.CANCELED, BS.DISPUTED):
         return
     raise PaymentBelongsToBookingError(
         f"This payment belongs to booking {booking.id}: use /v1/bookings/{booking.id} to {operation} it.",
@@ -127,3 +130,30 @@ def booking_escrow_refund_failed(payment: Payment, refund: Refund, *, actor: str
     booking_emit(booking, "booking.refund_failed")
     logger.warning("refund %s out of the escrow of booking %s failed: %s released to pending (%s)",
                    refund.id, booking.id, back, actor)
+
+
+def booking_dispute_opened(payment: Payment, *, dispute_id: str, actor: str) -> None:
+    """A dispute opened on a booking's payment (the caller holds the payment lock and posts the
+    chargeback next, from the merchant's pending balance as for any payment). While the booking is
+    confirmed, its money sits in escrow: the escrow has done its job (the card network now decides
+    who gets the money), so the booking's whole share, the capture less its fee, is released to
+    pending with the same journal a completion would post (`escrow_release:<bk>`: a booking's
+    escrow is released once) and the booking ends `disputed`. Nothing stays in escrow for it, and
+    the merchant's balance after the chargeback is what it is for any disputed payment. A booking
+    already completed or canceled has nothing in escrow: nothing moves here."""
+    booking = booking_lock_for(payment.pk)
+    if booking is None or booking.status != BS.CONFIRMED:
+        return
+    # while confirmed, every refund of the payment is the booking's own, out of escrow (a cancel's
+    # or a partial completion's whose request is still recording): what it took is not there
+    refunded = Refund.objects.filter(payment_id=payment.pk, status=OperationStatus.SUCCEEDED).values_list(
+        "amount", flat=True)
+    released = booking.amount_escrowed - sum(
+        r - refund_fee_share(fee=booking.fee, captured=booking.amount_captured, refunded_before=0, refund=r)
+        for r in refunded)
+    booking.payment = payment
+    if not booking_transition(booking, "mark_disputed", payment=payment, actor=actor, released=released, at=now()):
+        return
+    post(escrow_release_journals(booking_id=booking.id, merchant_id=booking.merchant_id, amount=released,
+                                 currency=booking.currency),
+         occurred_at=now(), metadata={"booking": booking.id, "payment": payment.id, "dispute": dispute_id})

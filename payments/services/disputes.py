@@ -16,6 +16,7 @@ from payments.locks import payment_lock
 from payments.models import DS, Dispute, Payment, PaymentAttempt
 from payments.postings import chargeback_journals
 from payments.serializers import render_dispute
+from payments.services.booking_sync import booking_dispute_opened
 from payments.services.common import emit, now, post, postings_last, setting, transition
 from psp_adapters.port import DisputeStatus, PspEvent
 
@@ -89,6 +90,7 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
     payment.save()
     _emit_dispute(dispute, "dispute.created")
     emit(payment, "payment.disputed")  # the payment object, with its amount_disputed
+    booking_dispute_opened(payment, dispute_id=dispute.id, actor=actor)  # a booking's escrow ends first
     post(
         chargeback_journals(dispute_id=dispute.id, merchant_id=payment.merchant_id, connector=connector,
                             amount=dispute.amount, fee=dispute.fee, currency=dispute.currency),

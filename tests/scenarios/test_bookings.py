@@ -340,3 +340,81 @@ def test_complete_with_the_same_idempotency_key_twice_releases_once(env):
     fee_back = FEE * 3000 // AMOUNT
     assert balances(env) == (7000 - (FEE - fee_back), 0, 0)
     assert_ledger_sound()
+
+
+def _dispute_of(env, payment_id: str):
+    from payments.models import Dispute
+
+    deadline = time.monotonic() + 15
+    while not Dispute.objects.filter(payment_id=payment_id).exists():
+        assert time.monotonic() < deadline, "no dispute arrived"
+        time.sleep(0.1)
+        psp_webhook_process_due()
+    return Dispute.objects.get(payment_id=payment_id)
+
+
+def test_a_dispute_on_a_confirmed_booking_ends_its_escrow_and_takes_the_chargeback_from_pending(env):
+    """Card 0259: a chargeback arrives after the booking's capture, while its money is in escrow.
+    The escrow has done its job: its share (the capture less the fee) goes to pending, where the
+    chargeback and its fee are taken as for any payment; nothing stays in escrow for a booking that
+    can no longer be completed or canceled, and a won dispute gives the chargeback back to pending."""
+    import dataclasses
+
+    from payments.models import PspWebhook
+    from payments.services import dispute_apply_event
+    from payments.services.webhooks import event_from_json
+    from psp_adapters.port import DisputeInfo, DisputeStatus
+
+    chargeback_fee = 1500  # settings.PAYMENTS_CHARGEBACK_FEE
+    b = book(env, "4000000000000259")
+    env.post(f"/v1/bookings/{b['id']}/confirm")
+    dispute = _dispute_of(env, b["payment"])
+    b = get(env, b["id"])
+    assert (b["status"], b["amount_released"], b["amount_refunded"]) == ("disputed", AMOUNT - FEE, 0)
+    assert balances(env) == (AMOUNT - FEE - AMOUNT - chargeback_fee, 0, 0)
+    assert types(env, b["id"]) == ["booking.created", "booking.held", "booking.confirmed", "booking.disputed"]
+    assert Journal.objects.filter(reference=f"escrow_release:{b['id']}").count() == 1
+    assert_ledger_sound()
+    for action in ("complete", "cancel"):
+        r = env.http.post(f"/v1/bookings/{b['id']}/{action}", json={})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "booking_unexpected_state", r.text
+    # the payment is the merchant's own now: the disputed money cannot be refunded again
+    r = env.http.post("/v1/refunds", json={"payment": b["payment"], "amount": 100})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "amount_too_large", r.text
+    assert balances(env) == (AMOUNT - FEE - AMOUNT - chargeback_fee, 0, 0)
+
+    row = PspWebhook.objects.get(connector=dispute.connector, kind="dispute", reference=dispute.attempt_id)
+    event = event_from_json(row.headers)
+    won = dataclasses.replace(event, event_id="evt_booking_won", dispute=DisputeInfo(
+        psp_dispute_id=event.dispute.psp_dispute_id, reason=event.dispute.reason, status=DisputeStatus.WON,
+        psp_reason=event.dispute.psp_reason))
+    assert dispute_apply_event(connector=dispute.connector, event=won, actor="psp:alpha") == "dispute: won"
+    assert balances(env) == (AMOUNT - FEE, 0, 0)
+    assert get(env, b["id"])["status"] == "disputed"
+    assert_ledger_sound()
+
+
+def test_a_dispute_landing_while_a_cancel_is_recording_releases_only_what_escrow_still_holds(env):
+    """The cancel's refund out of escrow succeeded, the dispute arrives before the cancel records
+    itself: the booking's escrow is already empty, so the dispute releases nothing (escrow never
+    goes negative) and the cancel's late record leaves the booking disputed."""
+    from payments.models import PspWebhook
+    from payments.services.bookings import _cancel_begin, _cancel_record, _escrow_refund
+
+    chargeback_fee = 1500
+    b = book(env, "4000000000000259")
+    env.post(f"/v1/bookings/{b['id']}/confirm")
+    deadline = time.monotonic() + 15
+    while not PspWebhook.objects.filter(kind="dispute").exists():  # stored, not applied yet
+        assert time.monotonic() < deadline, "no dispute webhook arrived"
+        time.sleep(0.1)
+    booking = _cancel_begin(merchant=env.merchant, booking_id=b["id"])
+    refund = _escrow_refund(merchant=env.merchant, booking=booking, amount=AMOUNT, actor="api")
+    assert refund.status == "succeeded" and balances(env) == (0, 0, 0)
+    _dispute_of(env, b["payment"])  # the worker applies the dispute now
+    _cancel_record(booking_id=b["id"], refund_id=refund.id, actor="api")
+    b = get(env, b["id"])
+    assert (b["status"], b["amount_released"]) == ("disputed", 0)
+    assert balances(env) == (-AMOUNT - chargeback_fee, 0, 0)
+    assert not Journal.objects.filter(reference=f"escrow_release:{b['id']}").exists()
+    assert_ledger_sound()
