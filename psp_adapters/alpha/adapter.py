@@ -202,7 +202,7 @@ class AlphaAdapter(BaseAdapter):
                     network_transaction_id=r.network_transaction_id,
                     payment_method_token=r.payment_method_token,
                 )
-            if typ == "dispute.created":
+            if typ in ("dispute.created", "dispute.closed"):
                 reason_code = str(data.get("reason_code") or "")
                 return PspEvent(
                     event_id=event["id"],

@@ -128,7 +128,9 @@ class AlphaWire:
             typ, data = "authorization.updated", self.render_authorization(payment)
         elif event_type == "dispute":
             assert extra is not None
-            typ = "dispute.created"
+            # the dispute's opening (needs_response; a SEPA return opens lost), then the network's
+            # decision (`close_dispute`): dispute.closed with the final status
+            typ = "dispute.closed" if extra.get("event") == "closed" else "dispute.created"
             data = {
                 "object": "dispute",
                 "id": extra["id"],

@@ -701,6 +701,22 @@ class Core:
             "events", event_id, {"delivered_at": None, "given_up": 0, "next_attempt_at": time.time(), "attempts": 0}
         )
 
+    def close_dispute(self, dispute_id: str, status: str) -> Row:
+        """The card network decided an open dispute (`won` or `lost`): store it and send the
+        dispute's webhook again with its final status, as a PSP does when a chargeback closes."""
+        if status not in ("won", "lost"):
+            raise SandboxError(400, "invalid_status", "status is won or lost.", "status")
+        dispute = self.store.one("SELECT * FROM disputes WHERE id = ?", (dispute_id,))
+        if dispute is None:
+            raise SandboxError(404, "not_found", "No such dispute.")
+        if dispute["status"] in ("won", "lost"):
+            raise SandboxError(409, "dispute_closed", f"The dispute is already {dispute['status']}.")
+        self.store.update("disputes", dispute_id, {"status": status})
+        dispute = self.store.one("SELECT * FROM disputes WHERE id = ?", (dispute_id,))
+        assert dispute is not None
+        self.emit("dispute", self.payment(dispute["payment_id"]), {**dispute, "event": "closed"})
+        return dispute
+
     def reset(self) -> None:
         """Forget everything (tests that need a clean day, e.g. a report that reconciles 100 %)."""
         with self.store.tx() as c:

@@ -6,7 +6,9 @@ Shared by both sandboxes:
   POST the shopper is redirected (303) to the `return_url` of the payment.
 - `GET /_sandbox/health` (no auth), `GET /_sandbox/events` (webhooks sent and their delivery
   state), `GET /_sandbox/payments[?reference=…]` (authorizations with their operations and
-  disputes, no PAN), `POST /_sandbox/events/<id>/resend` (deliver again), `POST /_sandbox/reset`
+  disputes, no PAN), `POST /_sandbox/events/<id>/resend` (deliver again),
+  `POST /_sandbox/disputes/<id>/close` (`{"status": "won" | "lost"}`: the network decided; the
+  dispute's webhook goes out with its final status), `POST /_sandbox/reset`
   (forget everything), `PUT /_sandbox/config` (`{"webhook_url": …}`, changes the webhook target
   at runtime; `{"chaos": {...}}` turns the chaos mode on, `{}` off; `GET` shows it and what it
   injected). All but health need the API key.
@@ -168,6 +170,7 @@ class SandboxApp:
             r("GET", r"/_sandbox/config", self._config),
             r("GET", r"/_sandbox/payments", self._payments),
             r("POST", r"/_sandbox/events/(?P<id>[A-Za-z0-9_]+)/resend", self._resend),
+            r("POST", r"/_sandbox/disputes/(?P<id>[A-Za-z0-9_]+)/close", self._close_dispute),
             r("POST", r"/_sandbox/reset", self._reset),
             r("GET", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page, False),
             r("POST", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page_submit, False),
@@ -182,6 +185,11 @@ class SandboxApp:
     def _resend(self, req: Request) -> Response:
         self.core.resend(req.params["id"])
         return Response.json(202, {"resent": req.params["id"]})
+
+    def _close_dispute(self, req: Request) -> Response:
+        data = req.json()
+        status = data.get("status") if isinstance(data, dict) else None
+        return Response.json(200, {"dispute": self.core.close_dispute(req.params["id"], str(status or ""))})
 
     def _reset(self, req: Request) -> Response:
         self.core.reset()

@@ -31,6 +31,7 @@ from psp_adapters.port import (
     DeclineClass,
     DeclineCode,
     DisputeReason,
+    DisputeStatus,
     OperationKind,
     OperationResult,
     Outcome,
@@ -339,18 +340,47 @@ class PspAdapterContract:
         assert self.op_settled(adapter, op).outcome == Outcome.DECLINED
         assert adapter.inquire(r.payment).amount_refunded == 0
 
-    def test_dispute_arrives_by_webhook_after_capture(self, adapter, psp_webhooks):
+    def _disputed(self, adapter, psp_webhooks):
         r = self._captured(adapter, "4000000000000259", amount=2500)
 
         def is_dispute(h):
             return r.payment.reference in h.body.decode() and (b"dispute" in h.body or b"CHARGEBACK" in h.body)
 
         hook = psp_webhooks.wait_for(is_dispute)
-        event = adapter.parse_webhook(body=hook.body, headers=hook.headers)
+        return r, adapter.parse_webhook(body=hook.body, headers=hook.headers)
+
+    def test_dispute_arrives_by_webhook_after_capture(self, adapter, psp_webhooks):
+        r, event = self._disputed(adapter, psp_webhooks)
         assert event.kind == PspEventKind.DISPUTE
         assert event.dispute is not None and event.dispute.reason == DisputeReason.FRAUDULENT
+        assert event.dispute.status == DisputeStatus.NEEDS_RESPONSE
         assert (event.amount, event.currency) == (2500, "EUR")
         assert event.payment == r.payment
+
+    @pytest.mark.parametrize("status", ["won", "lost"])
+    def test_a_dispute_closed_by_the_network_arrives_by_webhook_with_its_final_status(
+        self, adapter, psp_webhooks, sandboxes, status
+    ):
+        r, opened = self._disputed(adapter, psp_webhooks)
+        sandbox = sandboxes[self.connector]
+        dispute_id = opened.dispute.psp_dispute_id
+        assert sandbox.close_dispute(dispute_id, "maybe").status_code == 400
+        assert sandbox.close_dispute("dp_NOSUCH", status).status_code == 404
+        assert sandbox.close_dispute(dispute_id, status).status_code == 200
+        assert sandbox.close_dispute(dispute_id, "won").status_code == 409  # decided once
+
+        def is_closed(h):
+            text = h.body.decode()
+            return dispute_id in text and f'"{status}"' in text
+
+        hook = psp_webhooks.wait_for(is_closed)
+        event = adapter.parse_webhook(body=hook.body, headers=hook.headers)
+        assert event.kind == PspEventKind.DISPUTE and event.event_id != opened.event_id
+        assert event.dispute.psp_dispute_id == dispute_id
+        assert event.dispute.status == DisputeStatus(status)
+        assert event.payment == r.payment
+        (held,) = sandbox.payments(r.payment.reference)
+        assert [d["status"] for d in held["disputes"]] == [status]
 
     # --- transport errors ----------------------------------------------------------------
     def test_psp_5xx_before_processing_is_unavailable(self, adapter):

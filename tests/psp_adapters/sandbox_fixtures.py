@@ -214,6 +214,11 @@ class SandboxProcess:
         """Deliver an event again (duplicate-webhook tests)."""
         httpx.post(f"{self.url}/_sandbox/events/{event_id}/resend", headers=self._auth()).raise_for_status()
 
+    def close_dispute(self, dispute_id: str, status: str) -> httpx.Response:
+        """The network decides an open dispute (`won` | `lost`): the sandbox sends its webhook."""
+        return httpx.post(f"{self.url}/_sandbox/disputes/{dispute_id}/close", json={"status": status},
+                          headers=self._auth())
+
     def reset(self) -> None:
         """Forget all state (e.g. before a day whose settlement report must reconcile 100 %)."""
         httpx.post(self.url + "/_sandbox/reset", headers=self._auth()).raise_for_status()

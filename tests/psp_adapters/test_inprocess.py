@@ -42,6 +42,13 @@ class InProcessHandle:
     def events(self) -> list[dict[str, Any]]:
         return self.sandbox.core.events()
 
+    def close_dispute(self, dispute_id: str, status: str) -> httpx.Response:
+        opts = self.sandbox.core.opts
+        auth = {"Authorization": f"Bearer {opts.api_key}"} if self.sandbox.core.psp == "alpha" else {
+            "X-Api-Key": opts.api_key}
+        with self.sandbox.client() as ops:
+            return ops.post(f"{self.url}/_sandbox/disputes/{dispute_id}/close", json={"status": status}, headers=auth)
+
 
 @pytest.fixture(scope="module")
 def inprocess_env(tmp_path_factory, psp_webhooks):
