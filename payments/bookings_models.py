@@ -5,8 +5,9 @@ pending -> held (authorized) -> confirmed (captured into escrow) -> completed (r
 pending | held | confirmed -> canceled (void before capture, refund after)
 pending | held -> expired (not confirmed by `hold_expires_at`: voided by the scheduler)
 pending -> failed (declined)
-confirmed -> disputed (the shopper disputed the capture: the chargeback ends the escrow, whose
-             share is released to pending, where the chargeback is taken as for any payment)
+confirmed -> canceled by a dispute (the shopper disputed the capture: the chargeback ends the
+             escrow, whose share is released to pending, where the chargeback is taken as for any
+             payment; `dispute` names it)
 
 Imported at the end of payments/models.py, so it is part of the payments app. The booking follows
 its manual-capture payment: the services move the payment at the PSP, and
@@ -30,10 +31,9 @@ class BookingStatus(models.TextChoices):
     HELD = "held"  # authorized, not captured
     CONFIRMED = "confirmed"  # captured into the merchant's escrow account
     COMPLETED = "completed"  # escrow released to the merchant's pending balance (the rest refunded)
-    CANCELED = "canceled"  # voided before capture, refunded after
+    CANCELED = "canceled"  # voided before capture, refunded after, or ended by a dispute
     EXPIRED = "expired"  # not confirmed by hold_expires_at: voided by the scheduler
     FAILED = "failed"  # the authorization was declined
-    DISPUTED = "disputed"  # a dispute opened while confirmed: escrow released, chargeback from pending
 
 
 BS = BookingStatus
@@ -61,7 +61,9 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     inflight = models.CharField(max_length=16, blank=True, default="")
     inflight_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)  # completed, canceled, expired, failed or disputed
+    closed_at = models.DateTimeField(null=True, blank=True)  # completed, canceled, expired or failed
+    # the dispute (chargeback) that ended the escrow of a confirmed booking (then `canceled`)
+    dispute = models.ForeignKey("payments.Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -136,7 +138,9 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     def mark_expired(self, *, at) -> None:
         self.closed_at = at
 
-    @transition(field=status, source=[BS.CONFIRMED], target=BS.DISPUTED)
-    def mark_disputed(self, *, released: int, at) -> None:
+    @transition(field=status, source=[BS.CONFIRMED], target=BS.CANCELED)
+    def mark_disputed(self, *, dispute_id: str, released: int, at) -> None:
+        """A chargeback ended the escrow: its share went to pending (the chargeback's source)."""
+        self.dispute_id = dispute_id
         self.amount_released = released
         self.closed_at = at

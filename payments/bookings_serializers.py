@@ -22,6 +22,9 @@ class BookingOutputSerializer(serializers.Serializer):
     amount_released = serializers.IntegerField(help_text="Released to the merchant's pending balance (net of fee).")
     amount_refunded = serializers.IntegerField(help_text="Refunded to the shopper out of escrow (gross).")
     refund = serializers.CharField(source="refund_id", allow_null=True, help_text="The refund out of escrow, if any.")
+    dispute = serializers.CharField(
+        source="dispute_id", allow_null=True,
+        help_text="The dispute (chargeback) that ended a confirmed booking's escrow: it is then canceled.")
     next_action = serializers.SerializerMethodField()
     last_error = serializers.SerializerMethodField()
     metadata = serializers.DictField(child=serializers.CharField())

@@ -94,12 +94,12 @@ def refund_in_escrow(refund: Refund) -> bool:
 def booking_guard(payment: Payment, operation: str) -> None:
     """Refuse a direct capture, cancel or refund of a booking's payment (the booking's own
     services pass `for_booking=True`). Refunds after completion (or after a cancel whose refund
-    failed, or after a dispute) are the merchant's own business (out of its pending balance, like
-    any payment's)."""
+    failed, or a dispute's cancel) are the merchant's own business (out of its pending balance,
+    like any payment's)."""
     booking = Booking.objects.filter(payment_id=payment.pk).only("id", "status").first()
     if booking is None:
         return
-    if operation == "refund" and booking.status in (BS.COMPLETED, BS.CANCELED, BS.DISPUTED):
+    if operation == "refund" and booking.status in (BS.COMPLETED, BS.CANCELED):
         return
     raise PaymentBelongsToBookingError(
         f"This payment belongs to booking {booking.id}: use /v1/bookings/{booking.id} to {operation} it.",
@@ -138,7 +138,8 @@ def booking_dispute_opened(payment: Payment, *, dispute_id: str, actor: str) -> 
     confirmed, its money sits in escrow: the escrow has done its job (the card network now decides
     who gets the money), so the booking's whole share, the capture less its fee, is released to
     pending with the same journal a completion would post (`escrow_release:<bk>`: a booking's
-    escrow is released once) and the booking ends `disputed`. Nothing stays in escrow for it, and
+    escrow is released once) and the booking ends `canceled` with its `dispute` (a merchant must
+    not fulfil a booking the shopper disputed). Nothing stays in escrow for it, and
     the merchant's balance after the chargeback is what it is for any disputed payment. A booking
     already completed or canceled has nothing in escrow: nothing moves here."""
     booking = booking_lock_for(payment.pk)
@@ -152,7 +153,8 @@ def booking_dispute_opened(payment: Payment, *, dispute_id: str, actor: str) -> 
         r - refund_fee_share(fee=booking.fee, captured=booking.amount_captured, refunded_before=0, refund=r)
         for r in refunded)
     booking.payment = payment
-    if not booking_transition(booking, "mark_disputed", payment=payment, actor=actor, released=released, at=now()):
+    if not booking_transition(booking, "mark_disputed", payment=payment, actor=actor, dispute_id=dispute_id,
+                              released=released, at=now()):
         return
     post(escrow_release_journals(booking_id=booking.id, merchant_id=booking.merchant_id, amount=released,
                                  currency=booking.currency),

@@ -269,7 +269,7 @@ def _complete_begin(*, merchant: Merchant, booking_id: str, amount: int | None) 
 def _complete_record(*, booking_id: str, amount: int, refund_id: str | None, actor: str) -> None:
     payment, booking = booking_lock(booking_id)
     _refund_still_live(refund_id)
-    if booking.status == BS.DISPUTED:  # a dispute ended the escrow meanwhile: nothing left to release
+    if booking.dispute_id:  # a dispute ended the escrow meanwhile: nothing left to release
         return
     released = escrow_release_amount(gross=booking.amount_captured, fee=booking.fee, amount=amount)
     with postings_last():
@@ -316,7 +316,7 @@ def _cancel_begin(*, merchant: Merchant, booking_id: str) -> Booking:
 def _cancel_record(*, booking_id: str, refund_id: str, actor: str) -> None:
     payment, booking = booking_lock(booking_id)
     _refund_still_live(refund_id)
-    if booking.status == BS.DISPUTED:  # a dispute ended the escrow meanwhile; the refund stands
+    if booking.dispute_id:  # a dispute ended the escrow meanwhile; the refund stands
         return
     booking.refund_id = refund_id
     if not booking_transition(booking, "mark_canceled", payment=payment, actor=actor,

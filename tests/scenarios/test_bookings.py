@@ -356,16 +356,18 @@ def _dispute_of(env, payment_id: str):
 def test_a_dispute_on_a_confirmed_booking_ends_its_escrow_and_takes_the_chargeback_from_pending(env):
     """Card 0259: a chargeback arrives after the booking's capture, while its money is in escrow.
     The escrow has done its job: its share (the capture less the fee) goes to pending, where the
-    chargeback and its fee are taken as for any payment; nothing stays in escrow for a booking that
-    can no longer be completed or canceled, and a won dispute gives the chargeback back to pending."""
+    chargeback and its fee are taken as for any payment; the booking is canceled with its dispute
+    (the merchant must not fulfil it), nothing stays in escrow for it, and a won dispute gives the
+    chargeback back to pending."""
     chargeback_fee = 1500  # settings.PAYMENTS_CHARGEBACK_FEE
     b = book(env, "4000000000000259")
     env.post(f"/v1/bookings/{b['id']}/confirm")
     dispute = _dispute_of(env, b["payment"])
     b = get(env, b["id"])
-    assert (b["status"], b["amount_released"], b["amount_refunded"]) == ("disputed", AMOUNT - FEE, 0)
+    assert (b["status"], b["dispute"], b["amount_released"], b["amount_refunded"], b["refund"]) == (
+        "canceled", dispute.id, AMOUNT - FEE, 0, None)
     assert balances(env) == (AMOUNT - FEE - AMOUNT - chargeback_fee, 0, 0)
-    assert types(env, b["id"]) == ["booking.created", "booking.held", "booking.confirmed", "booking.disputed"]
+    assert types(env, b["id"]) == ["booking.created", "booking.held", "booking.confirmed", "booking.canceled"]
     assert Journal.objects.filter(reference=f"escrow_release:{b['id']}").count() == 1
     assert_ledger_sound()
     for action in ("complete", "cancel"):
@@ -384,14 +386,14 @@ def test_a_dispute_on_a_confirmed_booking_ends_its_escrow_and_takes_the_chargeba
         psp_webhook_process_due()
         dispute.refresh_from_db()
     assert balances(env) == (AMOUNT - FEE, 0, 0)
-    assert get(env, b["id"])["status"] == "disputed"
+    assert get(env, b["id"])["status"] == "canceled"
     assert_ledger_sound()
 
 
 def test_a_dispute_landing_while_a_cancel_is_recording_releases_only_what_escrow_still_holds(env):
     """The cancel's refund out of escrow succeeded, the dispute arrives before the cancel records
     itself: the booking's escrow is already empty, so the dispute releases nothing (escrow never
-    goes negative) and the cancel's late record leaves the booking disputed."""
+    goes negative) and the cancel's late record leaves the booking as the dispute ended it."""
     from payments.models import PspWebhook
     from payments.services.bookings import _cancel_begin, _cancel_record, _escrow_refund
 
@@ -408,7 +410,8 @@ def test_a_dispute_landing_while_a_cancel_is_recording_releases_only_what_escrow
     _dispute_of(env, b["payment"])  # the worker applies the dispute now
     _cancel_record(booking_id=b["id"], refund_id=refund.id, actor="api")
     b = get(env, b["id"])
-    assert (b["status"], b["amount_released"]) == ("disputed", 0)
+    assert (b["status"], b["amount_released"], b["refund"]) == ("canceled", 0, None)
+    assert b["dispute"]
     assert balances(env) == (-AMOUNT - chargeback_fee, 0, 0)
     assert not Journal.objects.filter(reference=f"escrow_release:{b['id']}").exists()
     assert_ledger_sound()
