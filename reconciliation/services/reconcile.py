@@ -131,13 +131,15 @@ def reconcile_import(
     clock.lap("load")
     if progress:
         progress("matching", 0, 1)
-    _match(run, fee_sql=_fee_sql(adapter.fee_schedule, {r.currency for r in report.rows}))
+    tally = _match(run, fee_sql=_fee_sql(adapter.fee_schedule, {r.currency for r in report.rows}))
     clock.lap("match")
-    healed = _heal(run)
+    healed = _heal(run, tally)
+    if healed:  # healed lines changed outcome and journal: count the run's lines again
+        tally = _tally(run)
     clock.lap("heal")
-    journals = _post_settlement(run)
+    journals = _post_settlement(run, tally)
     clock.lap("post")
-    summary = _finish(run, healed=healed, journals=journals, seconds=clock.laps)
+    summary = _finish(run, tally, healed=healed, journals=journals, seconds=clock.laps)
     if progress:
         progress("matching", 1, 1)
     run.refresh_from_db()
@@ -283,11 +285,51 @@ INSERT INTO {lines} (run_id, psp, {cols}, expected_fee, outcome, merchant_id, ob
 SELECT %s, %s, {", ".join(f"m.{c}" for c in STAGE_NAMES)}, m.expected_fee, m.outcome, m.m_merchant_id, m.m_object_id,
        m.m_expected_gross, m.m_expected_currency, false, {_journal_sql("m")}
 FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
+    params = [run.id, run.psp, run.id, run.psp]
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # the duplicate window sorts the whole file: in memory
             cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
-        cursor.execute(sql, [run.id, run.psp, run.id, run.psp])
+            # the counts come from the INSERT itself (no second scan of a million new lines)
+            cursor.execute(f"WITH ins AS ({sql} RETURNING {TALLY_RETURNING}) {_tally_select('ins')}", params)
+            tally = _tally_rows(cursor.fetchall())
+        else:
+            cursor.execute(sql, params)
+            tally = None
         cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+    return tally if tally is not None else _tally(run)
+
+
+TALLY_RETURNING = "outcome, journal_reference, currency, payout_batch_id, gross, fee, net"
+
+
+def _tally_select(src: str) -> str:
+    return (f"SELECT outcome, journal_reference, currency, MIN(payout_batch_id), COUNT(*), COALESCE(SUM(gross), 0),"
+            f" COALESCE(SUM(fee), 0), COALESCE(SUM(net), 0) FROM {src}"
+            " GROUP BY outcome, journal_reference, currency ORDER BY journal_reference, currency, outcome")
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    outcome: str
+    journal_reference: str
+    currency: str
+    batch: str
+    count: int
+    gross: int
+    fee: int
+    net: int
+
+
+def _tally_rows(rows: Iterable[tuple]) -> list[_Group]:
+    return [_Group(o, j, c, b or "", int(n), int(g), int(f), int(t)) for o, j, c, b, n, g, f, t in rows]
+
+
+def _tally(run: ReconciliationRun) -> list[_Group]:
+    """The run's lines by outcome, journal and currency (one scan of the run's lines)."""
+    lines = StatementLine._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(_tally_select(f"(SELECT {TALLY_RETURNING} FROM {lines} WHERE run_id = %s) t"), [run.id])
+        return _tally_rows(cursor.fetchall())
 
 
 def _rematch(run: ReconciliationRun) -> None:
@@ -305,9 +347,11 @@ WHERE {lines}.id = m.id"""
         cursor.execute(sql, [run.id, run.id, run.psp])
 
 
-def _heal(run: ReconciliationRun) -> int:
+def _heal(run: ReconciliationRun, tally: list[_Group]) -> int:
     """Inquire the attempts behind "missing in Payera" lines (one PSP inquiry per attempt, never
     per line), then match those lines again. Returns the number of lines healed."""
+    if not any(g.outcome == ReconOutcome.MISSING_IN_PAYERA for g in tally):
+        return 0
     t = payments_selectors.settlement_tables()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -337,22 +381,25 @@ def settlement_lines(*, psp: str, currency: str, gross: int, fee: int, net: int)
     return tuple(lines)
 
 
-def _post_settlement(run: ReconciliationRun) -> int:
+def _journals(tally: list[_Group]) -> list[tuple[str, str, str, int, int, int, int]]:
+    """(reference, currency, batch, gross, fee, net, lines) per settlement journal the lines name."""
+    out: dict[tuple[str, str], list] = {}
+    for g in tally:
+        if not g.journal_reference:
+            continue
+        j = out.setdefault((g.journal_reference, g.currency), [g.journal_reference, g.currency, g.batch, 0, 0, 0, 0])
+        j[2] = min(j[2], g.batch)
+        j[3], j[4], j[5], j[6] = j[3] + g.gross, j[4] + g.fee, j[5] + g.net, j[6] + g.count
+    return [tuple(out[k]) for k in sorted(out)]  # type: ignore[misc]
+
+
+def _post_settlement(run: ReconciliationRun, tally: list[_Group]) -> int:
     """Post the matched lines, one journal per currency and payout batch (the reference the
     lines already name). Returns the number of journals."""
-    lines = StatementLine._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT journal_reference, currency, MIN(payout_batch_id), SUM(gross), SUM(fee), SUM(net), COUNT(*)"
-            f" FROM {lines} WHERE run_id = %s AND journal_reference <> ''"
-            " GROUP BY journal_reference, currency ORDER BY journal_reference",
-            [run.id],
-        )
-        groups = cursor.fetchall()
     posted = 0
     at = timezone.now()
-    for reference, currency, batch, gross, fee, net, count in groups:
-        legs = settlement_lines(psp=run.psp, currency=currency, gross=int(gross), fee=int(fee), net=int(net))
+    for reference, currency, batch, gross, fee, net, count in _journals(tally):
+        legs = settlement_lines(psp=run.psp, currency=currency, gross=gross, fee=fee, net=net)
         if not legs:
             continue
         ledger_services.journal_post(
@@ -364,7 +411,7 @@ def _post_settlement(run: ReconciliationRun) -> int:
     return posted
 
 
-def _discrepancies_sql(run: ReconciliationRun) -> list[tuple[str, list]]:
+def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple[str, list]]:
     """The INSERT ... SELECT statements that open the run's discrepancies, with their parameters."""
     from reconciliation.models import Discrepancy
 
@@ -385,7 +432,7 @@ SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference,
             ELSE s.gross END,
        'open', '', '', '', '', %s, %s
 FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')"""
-    statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id])]
+    statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id])] if unmatched else []
     if run.period_start and run.period_end:
         start = dt.datetime.combine(run.period_start, dt.time(), dt.UTC)
         end = dt.datetime.combine(run.period_end + dt.timedelta(days=1), dt.time(), dt.UTC)
@@ -420,18 +467,24 @@ class _Clock:
         self._t = now
 
 
-def _finish(run: ReconciliationRun, *, healed: int, journals: int, seconds: dict[str, float]) -> dict:
+def _finish(
+    run: ReconciliationRun, tally: list[_Group], *, healed: int, journals: int, seconds: dict[str, float]
+) -> dict:
     started = time.perf_counter()
-    lines = StatementLine._meta.db_table
+    by_outcome: dict[str, tuple[int, int]] = {}
+    settled: dict[str, int] = {}  # gross the run's posted lines settle, per currency (the receivable's running total)
+    for g in tally:
+        n, gross = by_outcome.get(g.outcome, (0, 0))
+        by_outcome[g.outcome] = (n + g.count, gross + g.gross)
+        if g.journal_reference:
+            settled[g.currency] = settled.get(g.currency, 0) + g.gross
+    unmatched = any(o != ReconOutcome.MATCHED for o in by_outcome)
     with transaction.atomic(durable=True):
         with connection.cursor() as cursor:
-            for sql, params in _discrepancies_sql(run):
+            if connection.vendor == "postgresql":  # hash anti-joins over a day of captures: in memory
+                cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
+            for sql, params in _discrepancies_sql(run, unmatched=unmatched):
                 cursor.execute(sql, params)
-            cursor.execute(
-                f"SELECT outcome, COUNT(*), COALESCE(SUM(gross), 0) FROM {lines} WHERE run_id = %s GROUP BY outcome",
-                [run.id],
-            )
-            by_outcome = {o: (int(n), int(g)) for o, n, g in cursor.fetchall()}
         missing_at_psp = run.discrepancies.filter(kind=ReconOutcome.MISSING_AT_PSP)
         missing_n = missing_at_psp.count()
         missing_sum = sum(missing_at_psp.values_list("payera_amount", flat=True))
@@ -449,8 +502,11 @@ def _finish(run: ReconciliationRun, *, healed: int, journals: int, seconds: dict
             "sums": sums,
             "healed": healed,
             "journals": journals,
-            "receivable": receivable_check(psp=run.psp),
+            "settled": {c: settled[c] for c in sorted(settled)},
         }
+        # the receivable check counts the settled gross of every finished run: this one first
+        ReconciliationRun.objects.filter(pk=run.pk).update(summary=summary, status=ReconRunStatus.DONE)
+        summary["receivable"] = receivable_check(psp=run.psp)
         summary["seconds"] = {**seconds, "discrepancies_and_check": round(time.perf_counter() - started, 3)}
         ReconciliationRun.objects.filter(pk=run.pk).update(
             summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now()

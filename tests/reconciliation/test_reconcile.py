@@ -185,3 +185,22 @@ def test_a_fee_difference_and_a_currency_mismatch(a_day_of_payments, tmp_path):
     # the fee difference settled (the money arrived, less 7): only the currency mismatch stays unsettled
     [check] = receivable_check(psp="alpha")
     assert check["ok"] and check["ledger"] == 2_500
+
+
+def test_the_receivable_check_is_a_running_total_of_finished_runs(a_day_of_payments, tmp_path):
+    """The settled side of the check comes from each finished run's `summary["settled"]` (no
+    anti-join over every capture); a run finished before runs kept it is summed from its lines."""
+    path = tmp_path / "alpha.csv"
+    path.write_bytes(report("alpha"))
+    run_json(path, "alpha")
+    run = ReconciliationRun.objects.get()
+    assert run.summary["settled"] == {"EUR": sum(StatementLine.objects.values_list("gross", flat=True))}
+    [check] = receivable_check(psp="alpha")
+    assert check == {"currency": "EUR", "ledger": 0, "unsettled": 0, "ok": True}
+    # the running total is what the check reads: a wrong one shows
+    ReconciliationRun.objects.filter(pk=run.pk).update(summary={**run.summary, "settled": {"EUR": 1}})
+    assert not receivable_check(psp="alpha")[0]["ok"]
+    # a legacy run without it: its posted lines are summed once
+    legacy = {k: v for k, v in run.summary.items() if k != "settled"}
+    ReconciliationRun.objects.filter(pk=run.pk).update(summary=legacy)
+    assert receivable_check(psp="alpha")[0]["ok"]
