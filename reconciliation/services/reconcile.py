@@ -36,7 +36,7 @@ from payera.core.money import currency_exponent
 from payments import selectors as payments_selectors
 from payments.services import attempt_settlement_inquire
 from psp_adapters.errors import SettlementReportError
-from psp_adapters.port import FeeSchedule, SettlementReport, SettlementRow
+from psp_adapters.port import FeeSchedule, SettlementCsvLayout, SettlementReport, SettlementRow, SettlementRowError
 from psp_adapters.registry import connector_names, get_adapter
 from reconciliation.errors import SettlementFileInvalidError, SettlementRunBusyError
 from reconciliation.models import (
@@ -46,6 +46,7 @@ from reconciliation.models import (
     ReconRunStatus,
     StatementLine,
 )
+from reconciliation.services.report_copy import CopyRefusedError, copy_parse
 
 logger = logging.getLogger("payera.reconciliation")
 
@@ -122,16 +123,34 @@ def reconcile_import(
         return _result(done, created=False)
     clock = _Clock()
     try:
-        report = adapter.read_settlement_report(raw)
+        # PostgreSQL parses a plain CSV report itself (COPY); SQLite and other files parse in Python
+        layout = adapter.settlement_csv_layout(raw) if connection.vendor == "postgresql" else None
+        report = None if layout is not None else adapter.read_settlement_report(raw)
     except SettlementReportError as exc:
         raise SettlementFileInvalidError(f"{psp} settlement report refused: {exc.message}") from None
     clock.lap("parse")
-    run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor, report=report)
-    _load(run, report, progress=progress)
-    clock.lap("load")
+    if layout is not None:
+        lines = layout.body.count(b"\n")
+        run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor,
+                         period=(layout.period_start, layout.period_end), errors=(), total=lines)  # fmt: skip
+        currencies = _load_copy(run, layout, progress=progress)
+        if currencies is None:  # COPY refused the file: the adapter's Python parser reads it
+            report = _read_or_refuse(run, adapter, raw)
+        clock.lap("load")
+    else:
+        assert report is not None
+        run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor,
+                         period=(report.period_start, report.period_end), errors=report.errors,
+                         total=len(report.rows))  # fmt: skip
+    if report is not None:
+        _load(run, report, progress=progress)
+        currencies = {r.currency for r in report.rows}
+        clock.lap("load")
+    parser = "python" if report is not None else "postgresql"
+    _stage_done(run)
     if progress:
         progress("matching", 0, 1)
-    tally = _match(run, fee_sql=_fee_sql(adapter.fee_schedule, {r.currency for r in report.rows}))
+    tally = _match(run, fee_sql=_fee_sql(adapter.fee_schedule, currencies))
     clock.lap("match")
     healed = _heal(run, tally)
     if healed:  # healed lines changed outcome and journal: count the run's lines again
@@ -139,7 +158,7 @@ def reconcile_import(
     clock.lap("heal")
     journals = _post_settlement(run, tally)
     clock.lap("post")
-    summary = _finish(run, tally, healed=healed, journals=journals, seconds=clock.laps)
+    summary = _finish(run, tally, healed=healed, journals=journals, seconds=clock.laps, parser=parser)
     if progress:
         progress("matching", 1, 1)
     run.refresh_from_db()
@@ -149,8 +168,9 @@ def reconcile_import(
 
 @transaction.atomic(durable=True)
 def _run_start(
-    *, psp: str, sha: str, file_name: str, source: str, actor: str, report: SettlementReport
-) -> ReconciliationRun:
+    *, psp: str, sha: str, file_name: str, source: str, actor: str,
+    period: tuple[dt.date | None, dt.date | None], errors: Iterable[SettlementRowError], total: int,
+) -> ReconciliationRun:  # fmt: skip
     """Record the run (committed at once, so its progress shows) or take over an unfinished one
     of the same file (an import that crashed): its lines are loaded again from scratch."""
     run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
@@ -167,16 +187,68 @@ def _run_start(
                 run = ReconciliationRun.objects.create(psp=psp, file_sha256=sha)
         except IntegrityError:
             raise SettlementRunBusyError("this file is being imported right now") from None
-    errors = [{"line": e.line_number, "message": e.message} for e in report.errors]
     run.file_name = file_name[:255]
     run.source = source
     run.created_by = actor[:150]
-    run.period_start, run.period_end = report.period_start, report.period_end
     run.status = ReconRunStatus.LOADING
-    run.rows_total, run.rows_loaded = len(report.rows), 0
-    run.row_errors, run.row_error_count = errors[:MAX_STORED_ERRORS], len(errors)
+    _describe(run, period=period, errors=errors, total=total)
     run.save()
     return run
+
+
+def _describe(
+    run: ReconciliationRun, *, period: tuple[dt.date | None, dt.date | None],
+    errors: Iterable[SettlementRowError], total: int,
+) -> None:  # fmt: skip
+    listed = [{"line": e.line_number, "message": e.message} for e in errors]
+    run.period_start, run.period_end = period
+    run.rows_total, run.rows_loaded = total, 0
+    run.row_errors, run.row_error_count = listed[:MAX_STORED_ERRORS], len(listed)
+
+
+def _read_or_refuse(run: ReconciliationRun, adapter, raw: bytes) -> SettlementReport:
+    """The adapter's Python parser, for a file COPY refused; the run takes its period and errors."""
+    try:
+        report = adapter.read_settlement_report(raw)
+    except SettlementReportError as exc:  # nothing was staged: forget the run
+        with transaction.atomic(durable=True):
+            StatementLine.objects.filter(run=run).delete()
+            ReconciliationRun.objects.filter(pk=run.pk).delete()
+        raise SettlementFileInvalidError(f"{run.psp} settlement report refused: {exc.message}") from None
+    _describe(run, period=(report.period_start, report.period_end), errors=report.errors, total=len(report.rows))
+    run.save(update_fields=["period_start", "period_end", "rows_total", "rows_loaded", "row_errors", "row_error_count"])
+    return report
+
+
+def _stage_create() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        stage_columns = ", ".join(f"{n} {t}" for n, t in STAGE_COLUMNS)
+        cursor.execute(f"CREATE TEMP TABLE {STAGE} ({stage_columns}, seen_before boolean NOT NULL DEFAULT false)")
+
+
+def _load_copy(run: ReconciliationRun, layout: SettlementCsvLayout, *, progress: Progress | None) -> set[str] | None:
+    """PostgreSQL parses the file (report_copy): rows staged, unreadable lines on the run. Returns
+    the currencies staged, or None when COPY refused the file (nothing staged)."""
+    _stage_create()
+    total = run.rows_total
+
+    def on_chunk(lines: int) -> None:
+        ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=min(lines, total))
+        if progress:
+            transaction.on_commit(lambda: progress("loading", min(lines, total), total))
+
+    try:
+        parsed = copy_parse(psp=run.psp, layout=layout, stage=STAGE, on_chunk=on_chunk)
+    except CopyRefusedError as exc:
+        logger.info("reconciliation %s: COPY refused the file (%s); parsing it in Python", run.id, exc)
+        ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=0)
+        return None
+    errors = [SettlementRowError(line_number=line, message=message) for line, message in parsed.errors]
+    _describe(run, period=(parsed.period_start, parsed.period_end), errors=errors, total=parsed.rows)
+    run.rows_loaded = parsed.rows
+    run.save(update_fields=["period_start", "period_end", "rows_total", "rows_loaded", "row_errors", "row_error_count"])
+    return set(parsed.currencies)
 
 
 def _tuples(run: ReconciliationRun, rows: Iterable[SettlementRow]) -> Iterable[tuple]:
@@ -194,10 +266,7 @@ def _load(run: ReconciliationRun, report: SettlementReport, *, progress: Progres
     columns = ", ".join(STAGE_NAMES)
     rows = report.rows
     total = len(rows)
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
-        stage_columns = ", ".join(f"{n} {t}" for n, t in STAGE_COLUMNS)
-        cursor.execute(f"CREATE TEMP TABLE {STAGE} ({stage_columns}, seen_before boolean NOT NULL DEFAULT false)")
+    _stage_create()
     for start in range(0, total, CHUNK):
         chunk = _tuples(run, rows[start : start + CHUNK])
         with transaction.atomic(durable=True):
@@ -213,6 +282,10 @@ def _load(run: ReconciliationRun, report: SettlementReport, *, progress: Progres
             ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=loaded)
         if progress:
             progress("loading", loaded, total)
+
+
+def _stage_done(run: ReconciliationRun) -> None:
+    """Statistics for the planner, and the staged keys some earlier run already has."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # a temp table has no statistics until analyzed: plans go wrong
             cursor.execute(f"ANALYZE {STAGE}")
@@ -221,7 +294,7 @@ def _load(run: ReconciliationRun, report: SettlementReport, *, progress: Progres
         lines = StatementLine._meta.db_table
         cursor.execute(f"UPDATE {STAGE} SET seen_before = true WHERE EXISTS"
                        f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key)")
-    ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=total)
+    ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=run.rows_total)
 
 
 def _outcome_sql(src: str, *, duplicate: str) -> str:
@@ -468,8 +541,9 @@ class _Clock:
 
 
 def _finish(
-    run: ReconciliationRun, tally: list[_Group], *, healed: int, journals: int, seconds: dict[str, float]
-) -> dict:
+    run: ReconciliationRun, tally: list[_Group], *, healed: int, journals: int, seconds: dict[str, float],
+    parser: str,
+) -> dict:  # fmt: skip
     started = time.perf_counter()
     by_outcome: dict[str, tuple[int, int]] = {}
     settled: dict[str, int] = {}  # gross the run's posted lines settle, per currency (the receivable's running total)
@@ -503,6 +577,7 @@ def _finish(
             "healed": healed,
             "journals": journals,
             "settled": {c: settled[c] for c in sorted(settled)},
+            "parser": parser,  # postgresql: COPY parsed the file; python: the adapter's parser did
         }
         # the receivable check counts the settled gross of every finished run: this one first
         ReconciliationRun.objects.filter(pk=run.pk).update(summary=summary, status=ReconRunStatus.DONE)
