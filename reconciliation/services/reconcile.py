@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from ledger import services as ledger_services
@@ -362,14 +362,60 @@ FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # the duplicate window sorts the whole file: in memory
             cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
+            rebuild = _indexes_set_aside(cursor, incoming=run.rows_total)
             # the counts come from the INSERT itself (no second scan of a million new lines)
             cursor.execute(f"WITH ins AS ({sql} RETURNING {TALLY_RETURNING}) {_tally_select('ins')}", params)
             tally = _tally_rows(cursor.fetchall())
+            if rebuild:
+                cursor.execute(f"SET LOCAL maintenance_work_mem = '{MATCH_WORK_MEM}'")
+                for statement in rebuild:
+                    cursor.execute(statement)
         else:
             cursor.execute(sql, params)
             tally = None
         cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
     return tally if tally is not None else _tally(run)
+
+
+BULK_MIN_ROWS = 100_000  # smaller imports keep the lines' indexes (maintaining them costs little)
+LINE_BYTES = 200  # about, per line on disk: the lines table's size when it was never analyzed
+
+
+def _indexes_set_aside(cursor, *, incoming: int) -> list[str]:
+    """For an import at least as large as the lines table already is (and at least BULK_MIN_ROWS):
+    drop the table's secondary indexes before the INSERT and return the statements that build them
+    again after it, in the same transaction (a failure brings them back). Building an index over a
+    million rows at once is several times cheaper than a million random inserts into it; over a
+    much larger table it is not, so a daily import into a long history keeps its indexes. The DROP
+    takes the table's exclusive lock until the commit: if another session holds the table for more
+    than a moment, the indexes stay (a savepoint)."""
+    lines = StatementLine._meta.db_table
+    if incoming < BULK_MIN_ROWS:
+        return []
+    cursor.execute(
+        "SELECT c.reltuples, pg_relation_size(c.oid) FROM pg_class c WHERE c.oid = %s::regclass", [lines]
+    )
+    tuples, size = cursor.fetchone()
+    existing = tuples if tuples >= 0 else size / LINE_BYTES  # -1: never analyzed
+    if incoming < existing:
+        return []
+    cursor.execute(
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.schemaname = current_schema()"
+        " AND i.tablename = %s AND i.indexname NOT IN"
+        " (SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass) ORDER BY i.indexname",
+        [lines, lines],
+    )
+    indexes = cursor.fetchall()
+    try:
+        with transaction.atomic():
+            cursor.execute("SET LOCAL lock_timeout = '2s'")
+            for name, _ in indexes:
+                cursor.execute(f'DROP INDEX "{name}"')
+            cursor.execute("SET LOCAL lock_timeout = 0")
+    except OperationalError:
+        logger.info("reconciliation: the lines table is busy; its indexes stay during this import")
+        return []
+    return [definition for _, definition in indexes]
 
 
 TALLY_RETURNING = "outcome, journal_reference, currency, payout_batch_id, gross, fee, net"
