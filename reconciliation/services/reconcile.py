@@ -46,6 +46,7 @@ from reconciliation.models import (
     ReconRunStatus,
     StatementLine,
 )
+from reconciliation.services.discrepancies import discrepancies_settled_resolve
 from reconciliation.services.report_copy import CopyRefusedError, copy_parse
 
 logger = logging.getLogger("payera.reconciliation")
@@ -605,6 +606,8 @@ def _finish(
                 cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
             for sql, params in _discrepancies_sql(run, unmatched=unmatched):
                 cursor.execute(sql, params)
+        # what an earlier report lacked and this one settled: its "missing at PSP" closes itself
+        resolved = discrepancies_settled_resolve(run_id=run.id, psp=run.psp) if settled else 0
         missing_at_psp = run.discrepancies.filter(kind=ReconOutcome.MISSING_AT_PSP)
         missing_n = missing_at_psp.count()
         missing_sum = sum(missing_at_psp.values_list("payera_amount", flat=True))
@@ -621,6 +624,7 @@ def _finish(
             "discrepancies": counts,
             "sums": sums,
             "healed": healed,
+            "resolved_missing_at_psp": resolved,
             "journals": journals,
             "settled": {c: settled[c] for c in sorted(settled)},
             "parser": parser,  # postgresql: COPY parsed the file; python: the adapter's parser did
