@@ -9,7 +9,7 @@ import httpx
 
 from psp_adapters.errors import PspConfigurationError
 from psp_adapters.http import PspHttp
-from psp_adapters.port import FeeSchedule, PspReference
+from psp_adapters.port import FeeSchedule, PspReference, SettlementCsvLayout
 
 
 def _fields(schedule: FeeSchedule) -> dict[str, int]:
@@ -59,3 +59,7 @@ class BaseAdapter:
 
     def _ref(self, ref: PspReference) -> PspReference:
         return ref
+
+    def settlement_csv_layout(self, raw: bytes) -> SettlementCsvLayout | None:
+        """None: this PSP's reports parse in Python (`read_settlement_report`)."""
+        return None

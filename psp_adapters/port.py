@@ -10,10 +10,10 @@ Only transport problems raise (see `psp_adapters.errors`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class Outcome(StrEnum):
@@ -309,6 +309,37 @@ class SettlementReport:
     errors: tuple[SettlementRowError, ...] = ()
 
 
+# an amount in minor units, in SQL and in Python: this pattern and at most 18 characters (a bigint;
+# PostgreSQL's regular expressions are slow with bounded repeats, so the length is apart)
+SETTLEMENT_INTEGER_PATTERN = r"^[ \t]*[-+]?[0-9]+[ \t]*$"
+SETTLEMENT_INTEGER_MAX_LENGTH = 18
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementCsvLayout:
+    """A settlement report the database can parse itself (PostgreSQL `COPY ... FORMAT csv`).
+
+    The adapter checks the file as a whole (encoding, columns, preamble, trailer: a malformed file
+    raises `SettlementReportError` as its parser does) and describes the record lines; the importer
+    casts and checks each row in SQL by the adapter's own rules, in this order: `settled_on`,
+    `kind`, the two required references, `currency`, `gross`, `fee`, `net` (the first that fails
+    is the line's error). `value(field, raw)` is the adapter's rule for one field's raw text (it
+    raises `ValueError` with the line's message); the importer applies it to the few distinct
+    values of `kind`, `settled_on` and `currency`, and to amounts only to word an error. Amounts
+    are integers in minor units (`SETTLEMENT_INTEGER_PATTERN`, `SETTLEMENT_INTEGER_MAX_LENGTH`). A
+    file that is not plain CSV (quoted fields, blank lines) gets no layout: it parses in Python."""
+
+    body: bytes  # the record lines only, as in the file
+    first_line: int  # the file's line number of the body's first line
+    delimiter: str
+    width: int  # fields per record
+    columns: Mapping[str, int]  # SettlementRow field -> the field's position in a record
+    value: Callable[[str, str], Any]
+    required_message: str  # a record without `reference` or `psp_reference`
+    period_start: dt.date | None = None  # None: the first and last date of the rows read
+    period_end: dt.date | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class FeeSchedule:
     """What the PSP charges per settled line (the merchant agreement), to check report fees.
@@ -387,6 +418,10 @@ class PspAdapter(Protocol):
 
     def read_settlement_report(self, raw: bytes) -> SettlementReport:
         """Like parse_settlement_report, plus the period covered and the unreadable lines."""
+        ...
+
+    def settlement_csv_layout(self, raw: bytes) -> SettlementCsvLayout | None:
+        """How the database can parse this file itself, or None (it parses in Python)."""
         ...
 
     def fetch_settlement_report(self, day: dt.date) -> bytes:

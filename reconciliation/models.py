@@ -279,6 +279,8 @@ class StatementLine(models.Model):
             models.Index(fields=["run", "line_number"], name="recon_line_run_idx"),
             models.Index(fields=["row_key"], name="recon_line_key_idx"),
             models.Index(fields=["psp", "object_id"], name="recon_line_object_idx"),
+            # the few lines that did not match (heal, discrepancies): an entry only for those
+            models.Index(fields=["run", "outcome"], condition=~Q(outcome="matched"), name="recon_line_unmatched_idx"),
         ]
         ordering = ["run", "line_number"]
 

@@ -97,21 +97,70 @@ SELECT x.currency, -x.amount, x.created_at FROM {t["dispute"]} x
 """
 
 
-def receivable_check(*, psp: str) -> list[dict]:
-    """Per currency: the ledger's PSP receivable of `psp` next to what is captured and not yet
-    settled (captures - refunds - disputes not won, less what matched report lines settled).
-    After a clean run the two are equal (`ok`)."""
+def _captured_net(*, psp: str) -> dict[str, int]:
+    """Per currency: succeeded captures - succeeded refunds - disputes not won at `psp` (sums,
+    no anti-join with the report lines)."""
     from django.db import connection
 
+    from payments import selectors as payments_selectors
+
+    t = payments_selectors.settlement_tables()
+    sql = f"""
+SELECT currency, COALESCE(SUM(gross), 0) FROM (
+  SELECT x.currency, x.amount AS gross FROM {t["capture"]} x JOIN {t["attempt"]} a ON a.id = x.attempt_id
+   WHERE a.connector = %s AND x.status = 'succeeded'
+  UNION ALL
+  SELECT x.currency, -x.amount FROM {t["refund"]} x JOIN {t["attempt"]} a ON a.id = x.attempt_id
+   WHERE a.connector = %s AND x.status = 'succeeded'
+  UNION ALL
+  SELECT x.currency, -x.amount FROM {t["dispute"]} x JOIN {t["attempt"]} a ON a.id = x.attempt_id
+   WHERE a.connector = %s AND x.status <> 'won'
+) u GROUP BY currency"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [psp, psp, psp])
+        return {cur: int(total) for cur, total in cursor.fetchall()}
+
+
+def _settled_total(*, psp: str) -> dict[str, int]:
+    """Per currency: the gross that report lines of `psp` settled (posted), as a running total: each
+    finished run keeps its own in `summary["settled"]`; a run finished before it did is summed from
+    its lines once."""
+    from django.db.models import Sum
+
+    from reconciliation.models import ReconciliationRun, ReconRunStatus, StatementLine
+
+    total: dict[str, int] = {}
+    legacy: list[str] = []
+    runs = ReconciliationRun.objects.filter(psp=psp, status=ReconRunStatus.DONE).values_list("id", "summary")
+    for run_id, summary in runs:
+        settled = (summary or {}).get("settled")
+        if settled is None:
+            legacy.append(run_id)
+            continue
+        for currency, gross in settled.items():
+            total[currency] = total.get(currency, 0) + int(gross)
+    if legacy:
+        rows = (
+            StatementLine.objects.filter(run_id__in=legacy).exclude(journal_reference="")
+            .values_list("currency").annotate(gross=Sum("gross"))
+        )  # fmt: skip
+        for currency, gross in rows:
+            total[currency] = total.get(currency, 0) + int(gross or 0)
+    return total
+
+
+def receivable_check(*, psp: str) -> list[dict]:
+    """Per currency: the ledger's PSP receivable of `psp` next to what is captured and not yet
+    settled (captures - refunds - disputes not won, less the gross that settled report lines of
+    finished runs posted: a running total, not an anti-join over every capture). After a clean
+    run the two are equal (`ok`)."""
     from ledger import selectors as ledger_selectors
     from ledger.errors import AccountNotFoundError
     from ledger.types import Accounts
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT currency, COALESCE(SUM(gross), 0) FROM ({_unsettled_sql()}) u GROUP BY currency", [psp, psp, psp]
-        )
-        expected = {cur: int(total) for cur, total in cursor.fetchall()}
+    expected = _captured_net(psp=psp)
+    for currency, gross in _settled_total(psp=psp).items():
+        expected[currency] = expected.get(currency, 0) - gross
     accounts = ledger_selectors.account_list(owner="platform").filter(code=f"psp_receivable:{psp}")
     currencies = sorted(set(expected) | set(accounts.values_list("currency", flat=True)))
     out = []

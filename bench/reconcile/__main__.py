@@ -70,9 +70,9 @@ def make_attempts(n: int) -> str:
         c.execute(
             "INSERT INTO payments_payment (id, merchant_id, amount, currency, capture_method, status,"
             " amount_capturable, amount_captured, amount_refunded, amount_disputed, setup_future_usage, off_session,"
-            " return_url, description, metadata, review_reason, inflight, created_at, updated_at)"
+            " return_url, description, metadata, review_reason, inflight, idempotency_key, created_at, updated_at)"
             " SELECT 'pay_b' || lpad(i::text, 10, '0'), %s, 1000 + i %% 9000, 'EUR', 'automatic', 'succeeded', 0,"
-            " 1000 + i %% 9000, 0, 0, '', false, '', '', '{}', '', '', %s, %s FROM generate_series(1, %s) i",
+            " 1000 + i %% 9000, 0, 0, '', false, '', '', '{}', '', '', '', %s, %s FROM generate_series(1, %s) i",
             [merchant, at, at, n],
         )
         c.execute(

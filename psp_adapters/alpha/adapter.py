@@ -33,6 +33,7 @@ from psp_adapters.port import (
     PspReference,
     PspState,
     RefundRequest,
+    SettlementCsvLayout,
     SettlementReport,
     SettlementRow,
     StoredCardData,
@@ -239,6 +240,9 @@ class AlphaAdapter(BaseAdapter):
 
     def read_settlement_report(self, raw: bytes) -> SettlementReport:
         return settlement.read(raw)
+
+    def settlement_csv_layout(self, raw: bytes) -> SettlementCsvLayout | None:
+        return settlement.layout(raw)
 
     def parse_settlement_report(self, raw: bytes) -> list[SettlementRow]:
         return list(settlement.read(raw).rows)

@@ -6,10 +6,19 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 
 from payera.core.money import UnknownCurrencyError, currency_normalize
 from psp_adapters.errors import SettlementReportError
-from psp_adapters.port import SettlementKind, SettlementReport, SettlementRow, SettlementRowError
+from psp_adapters.port import (
+    SETTLEMENT_INTEGER_MAX_LENGTH,
+    SETTLEMENT_INTEGER_PATTERN,
+    SettlementCsvLayout,
+    SettlementKind,
+    SettlementReport,
+    SettlementRow,
+    SettlementRowError,
+)
 
 COLUMNS = (
     "record_type", "settlement_date", "payout_batch", "authorization_id", "merchant_reference",
@@ -24,23 +33,104 @@ KINDS = {
 }
 
 
+_INT = re.compile(SETTLEMENT_INTEGER_PATTERN)
+AMOUNTS = {"gross": "gross_minor", "fee": "fee_minor", "net": "net_minor"}
+REQUIRED = "merchant_reference and authorization_id are required"
+TRAILER = "end_of_report"
+# SettlementRow field -> alpha's column
+FIELDS = {
+    "kind": "record_type", "settled_on": "settlement_date", "payout_batch_id": "payout_batch",
+    "psp_reference": "authorization_id", "reference": "merchant_reference", "operation_psp_reference": "operation_id",
+    "operation_reference": "operation_reference", "currency": "currency", **AMOUNTS,
+}  # fmt: skip
+
+
 def _int(value: str, name: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} is not an integer: {value!r}") from None
+    # the same rule as the SQL that checks a file PostgreSQL parsed
+    if not isinstance(value, str) or len(value) > SETTLEMENT_INTEGER_MAX_LENGTH or not _INT.match(value):
+        raise ValueError(f"{name} is not an integer: {value!r}")
+    return int(value)
 
 
-def read(raw: bytes) -> SettlementReport:
+def value(field: str, raw: str):
+    """Alpha's rule for one field's raw text (ValueError: the line's message); the Python parser
+    and the database's parsing of the same file (`layout`) share it."""
+    if field == "settled_on":
+        return dt.date.fromisoformat(raw.strip())
+    if field == "kind":
+        kind = KINDS.get(raw.strip())
+        if kind is None:
+            raise ValueError(f"unknown record_type {raw.strip()!r}")
+        return kind
+    if field == "currency":
+        try:
+            return currency_normalize(raw)
+        except UnknownCurrencyError:
+            raise ValueError(f"unknown currency {raw!r}") from None
+    if field in AMOUNTS:
+        return _int(raw, AMOUNTS[field])
+    return raw.strip()
+
+
+def _text(raw: bytes) -> str:
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SettlementReportError(f"not UTF-8: {exc}", connector="alpha") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, [])
+
+
+def _check_header(header: list[str]) -> None:
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise SettlementReportError(f"not an alpha settlement report: missing columns {missing}", connector="alpha")
+
+
+def layout(raw: bytes) -> SettlementCsvLayout | None:
+    """The file checked as a whole (as `read` does) and its record lines described for the
+    database to parse; None for a file that is not plain CSV (quoted fields, blank lines, a
+    trailer anywhere but last, an unreadable trailer date): `read` parses those, line by line."""
+    _text(raw)  # the encoding, checked whole (the text itself is not needed: bytes below)
+    if b'"' in raw or b"\r" in raw:
+        return None
+    start = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    end = raw.find(b"\n", start)
+    end = len(raw) if end < 0 else end
+    header = raw[start:end].decode().split(",")
+    _check_header(header)
+    body = memoryview(raw)[end + 1 :] if end < len(raw) else memoryview(b"")
+    stop = len(body)
+    while stop and body[stop - 1] == ord("\n"):
+        stop -= 1
+    last_start = raw.rfind(b"\n", end + 1, end + 1 + stop) + 1 if stop else end + 1
+    last = raw[max(last_start, end + 1) : end + 1 + stop]
+    period = None
+    if last.startswith(TRAILER.encode() + b","):
+        try:
+            period = value("settled_on", last.decode().split(",")[header.index("settlement_date")])
+        except (ValueError, IndexError):
+            return None
+        stop = max(0, last_start - (end + 1) - 1)
+    records = bytes(body[:stop])
+    if b"\n\n" in records or records.startswith(b"\n") or TRAILER.encode() in records:
+        return None
+    return SettlementCsvLayout(
+        body=records + b"\n" if records else b"",
+        first_line=2,
+        delimiter=",",
+        width=len(header),
+        columns={f: header.index(c) for f, c in FIELDS.items()},
+        value=value,
+        required_message=REQUIRED,
+        period_start=period,
+        period_end=period,
+    )
+
+
+def read(raw: bytes) -> SettlementReport:
+    text = _text(raw)
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    _check_header(header)
     (i_kind, i_day, i_batch, i_auth, i_ref, i_op, i_opref, i_cur, i_gross, i_fee, i_net) = (
         header.index(c) for c in COLUMNS
     )
@@ -63,7 +153,7 @@ def read(raw: bytes) -> SettlementReport:
             day = days.get(day_raw)
             if day is None:
                 day = days[day_raw] = dt.date.fromisoformat(day_raw)
-            if kind_raw == "end_of_report":
+            if kind_raw == TRAILER:
                 period = day
                 continue
             kind = KINDS.get(kind_raw)
@@ -71,14 +161,11 @@ def read(raw: bytes) -> SettlementReport:
                 raise ValueError(f"unknown record_type {kind_raw!r}")
             reference, psp_reference = rec[i_ref].strip(), rec[i_auth].strip()
             if not reference or not psp_reference:
-                raise ValueError("merchant_reference and authorization_id are required")
+                raise ValueError(REQUIRED)
             cur_raw = rec[i_cur]
             currency = currencies.get(cur_raw)
             if currency is None:
-                try:
-                    currency = currencies[cur_raw] = currency_normalize(cur_raw)
-                except UnknownCurrencyError:
-                    raise ValueError(f"unknown currency {cur_raw!r}") from None
+                currency = currencies[cur_raw] = value("currency", cur_raw)
             rows.append(
                 SettlementRow(
                     kind=kind,

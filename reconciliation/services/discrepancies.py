@@ -13,7 +13,7 @@ from ledger import services as ledger_services
 from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.errors import InvalidRequestError
 from reconciliation.errors import DiscrepancyPermissionError, DiscrepancyStateError
-from reconciliation.models import Discrepancy
+from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconOutcome, StatementLine
 
 
 def _locked(discrepancy_id: int) -> Discrepancy:
@@ -81,3 +81,39 @@ def discrepancy_write_off(*, discrepancy_id: int, user, reason: str) -> Discrepa
     d.mark_written_off(by=user.get_username(), reason=reason, at=timezone.now())
     d.save()
     return d
+
+
+def discrepancies_settled_resolve(*, run_id: str, psp: str) -> int:
+    """A later report settles what an earlier one lacked: each open or investigating "missing at
+    PSP" discrepancy whose capture/refund a posted line of run `run_id` names is resolved through
+    the state machine (audited), by `reconciliation:<run>`, with the line as the reason, and no
+    adjustment (the line's settlement journal moved the money). Runs inside the import's
+    transaction; returns how many it resolved."""
+    from django.db.models import Exists, OuterRef
+
+    settled = StatementLine.objects.filter(run_id=run_id, psp=psp, object_id=OuterRef("object_id")).exclude(
+        journal_reference=""
+    )
+    waiting = (
+        Discrepancy.objects.select_for_update()
+        .filter(psp=psp, kind=ReconOutcome.MISSING_AT_PSP, status__in=[DiscrepancyStatus.OPEN,
+                DiscrepancyStatus.INVESTIGATING])
+        .filter(Exists(settled))
+        .order_by("pk")
+    )  # fmt: skip
+    by = f"reconciliation:{run_id}"
+    now = timezone.now()
+    resolved = 0
+    for d in waiting:
+        line = (
+            StatementLine.objects.filter(run_id=run_id, psp=psp, object_id=d.object_id)
+            .exclude(journal_reference="").order_by("line_number").first()
+        )  # fmt: skip
+        if line is None or not can_proceed(d.mark_resolved):
+            continue
+        reason = (f"settled by a later report: run {run_id} line {line.line_number} ({line.outcome}, gross"
+                  f" {line.gross} {line.currency}, journal {line.journal_reference})")  # fmt: skip
+        d.mark_resolved(by=by, reason=reason, adjustment_reference="", at=now)
+        d.save()
+        resolved += 1
+    return resolved

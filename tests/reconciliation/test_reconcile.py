@@ -185,3 +185,54 @@ def test_a_fee_difference_and_a_currency_mismatch(a_day_of_payments, tmp_path):
     # the fee difference settled (the money arrived, less 7): only the currency mismatch stays unsettled
     [check] = receivable_check(psp="alpha")
     assert check["ok"] and check["ledger"] == 2_500
+
+
+def test_the_receivable_check_is_a_running_total_of_finished_runs(a_day_of_payments, tmp_path):
+    """The settled side of the check comes from each finished run's `summary["settled"]` (no
+    anti-join over every capture); a run finished before runs kept it is summed from its lines."""
+    path = tmp_path / "alpha.csv"
+    path.write_bytes(report("alpha"))
+    run_json(path, "alpha")
+    run = ReconciliationRun.objects.get()
+    assert run.summary["settled"] == {"EUR": sum(StatementLine.objects.values_list("gross", flat=True))}
+    [check] = receivable_check(psp="alpha")
+    assert check == {"currency": "EUR", "ledger": 0, "unsettled": 0, "ok": True}
+    # the running total is what the check reads: a wrong one shows
+    ReconciliationRun.objects.filter(pk=run.pk).update(summary={**run.summary, "settled": {"EUR": 1}})
+    assert not receivable_check(psp="alpha")[0]["ok"]
+    # a legacy run without it: its posted lines are summed once
+    legacy = {k: v for k, v in run.summary.items() if k != "settled"}
+    ReconciliationRun.objects.filter(pk=run.pk).update(summary=legacy)
+    assert receivable_check(psp="alpha")[0]["ok"]
+
+
+def test_a_later_report_that_settles_a_missing_item_resolves_its_discrepancy(a_day_of_payments, tmp_path):
+    from payera.audit.models import AuditLogEntry
+
+    lines = report("alpha").decode().splitlines()
+    header, body, end = lines[0], lines[1:-1], lines[-1]
+    assert ",2500," in body[1]
+    first = tmp_path / "alpha-short.csv"
+    first.write_text("\n".join([header, body[0], *body[2:], end]) + "\n")  # the 2,500 capture left out
+    assert run_json(first, "alpha")["discrepancies"] == {**ZERO, "missing_at_psp": 1}
+    missing = Discrepancy.objects.get(kind="missing_at_psp")
+    assert missing.status == "open"
+    # the PSP's next report settles it (the rows settled before are duplicates, never settled twice)
+    later = tmp_path / "alpha-later.csv"
+    later.write_text("\n".join([header, *body, end]) + "\n")
+    got = run_json(later, "alpha")
+    assert got["matched"] == 1 and got["discrepancies"] == {**ZERO, "duplicate": 3}
+    run = ReconciliationRun.objects.order_by("-created_at").first()
+    assert run.file_name.endswith("alpha-later.csv")
+    missing.refresh_from_db()
+    line = StatementLine.objects.get(run=run, object_id=missing.object_id)
+    assert missing.status == "resolved" and missing.resolved_by == f"reconciliation:{run.id}"
+    assert f"run {run.id} line {line.line_number}" in missing.reason and missing.closed_at is not None
+    assert missing.adjustment_reference == ""  # the settlement journal moved the money
+    assert run.summary["resolved_missing_at_psp"] == 1
+    history = AuditLogEntry.objects.get_for_object(missing).order_by("timestamp")
+    assert [e.changes_dict.get("status", [None, None])[1] for e in history][-1] == "resolved"
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 0
+    # a report with nothing new changes nothing more
+    assert Discrepancy.objects.filter(status="open").count() == 3  # the later run's duplicates

@@ -1,0 +1,184 @@
+# ruff: noqa: S608  (identifiers are this module's TEMP tables and column positions; values are bound)
+"""PostgreSQL parses a settlement report itself (docs/reconciliation.md, "Load").
+
+The adapter checks the file as a whole and describes its record lines (`SettlementCsvLayout`);
+here they go into a TEMP table of text columns by `COPY ... (FORMAT csv)` (parsed in C, a line
+number from an identity column), and one INSERT ... SELECT casts them into the typed staging
+table, checking each row by the adapter's rules in SQL: the few distinct record types, dates and
+currencies are judged by the adapter's own Python (`layout.value`), amounts by a pattern. A row
+that fails is not staged and is reported with its line number, as the Python parser would. A file
+COPY refuses (a line with too few or too many fields, a stray quote) raises `CopyRefusedError`
+before anything is staged: the importer then parses it in Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import DatabaseError, connection, transaction
+
+from psp_adapters.port import SETTLEMENT_INTEGER_MAX_LENGTH, SETTLEMENT_INTEGER_PATTERN, SettlementCsvLayout
+
+RAW = "recon_raw"  # TEMP: connection-private, no WAL
+COPY_BYTES = 8 << 20  # one COPY (and one progress commit) per ~8 MB of lines
+_WS = "chr(32) || chr(9) || chr(11) || chr(12)"  # what str.strip() removes inside a CSV field
+_TYPED = ("kind", "settled_on", "currency")  # judged per distinct value by the adapter's Python
+_AMOUNTS = ("gross", "fee", "net")
+
+
+class CopyRefusedError(Exception):
+    """PostgreSQL would not read the file as its layout says: parse it in Python instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopyParsed:
+    rows: int  # staged
+    errors: tuple[tuple[int, str], ...]  # (line number, message), in line order
+    currencies: frozenset[str]
+    period_start: dt.date | None
+    period_end: dt.date | None
+
+
+def copy_parse(
+    *, psp: str, layout: SettlementCsvLayout, stage: str, on_chunk: Callable[[int], None]
+) -> CopyParsed:
+    """COPY the layout's lines into a TEMP text table (one transaction per chunk, `on_chunk(lines
+    so far)` inside it), then stage the rows that pass the checks into `stage`."""
+    cols = [f"c{i}" for i in range(layout.width)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {RAW}")
+        texts = ", ".join(f"{c} text" for c in cols)
+        cursor.execute(f"CREATE TEMP TABLE {RAW} (n bigint GENERATED ALWAYS AS IDENTITY, {texts})")
+    body = memoryview(layout.body)
+    delimiter = layout.delimiter.replace("'", "''")
+    copy_sql = f"COPY {RAW} ({', '.join(cols)}) FROM STDIN (FORMAT csv, DELIMITER '{delimiter}')"
+    start = lines = 0
+    from psycopg import Error as PsycopgError  # COPY runs on psycopg's own cursor: its errors are not Django's
+
+    try:
+        while start < len(body):
+            end = layout.body.find(b"\n", start + COPY_BYTES)
+            end = len(body) if end < 0 else end + 1
+            with transaction.atomic(durable=True), connection.cursor() as cursor:
+                with cursor.cursor.copy(copy_sql) as copy:
+                    copy.write(body[start:end])
+                lines += layout.body.count(b"\n", start, end)
+                on_chunk(lines)
+            start = end
+    except (DatabaseError, PsycopgError) as exc:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {RAW}")
+        raise CopyRefusedError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '256MB'")
+        parsed = _stage(cursor, psp=psp, layout=layout, stage=stage, lines=lines)
+        cursor.execute(f"DROP TABLE {RAW}")
+    return parsed
+
+
+def _col(layout: SettlementCsvLayout, field: str) -> str:
+    return f"COALESCE(r.c{layout.columns[field]}, '')"
+
+
+def _judge(cursor, layout: SettlementCsvLayout) -> dict[str, dict[str, tuple[object, str | None]]]:
+    """field -> raw text -> (value, error message) for the distinct kinds, dates and currencies."""
+    cursor.execute(f"SELECT DISTINCT {', '.join(_col(layout, f) for f in _TYPED)} FROM {RAW} r")
+    seen: dict[str, set[str]] = {f: set() for f in _TYPED}
+    for values in cursor.fetchall():
+        for f, raw in zip(_TYPED, values, strict=True):
+            seen[f].add(raw)
+    judged: dict[str, dict[str, tuple[object, str | None]]] = {}
+    for f, raws in seen.items():
+        judged[f] = {}
+        for raw in raws:
+            try:
+                judged[f][raw] = (layout.value(f, raw), None)
+            except (ValueError, TypeError) as exc:
+                judged[f][raw] = (None, str(exc))
+    return judged
+
+
+def _stage(cursor, *, psp: str, layout: SettlementCsvLayout, stage: str, lines: int) -> CopyParsed:
+    judged = _judge(cursor, layout)
+    joins, params = [], []
+    for alias, f, cast in (("k", "kind", "text"), ("d", "settled_on", "date"), ("y", "currency", "text")):
+        items = judged[f]
+        raws = list(items)
+        joins.append(
+            f"LEFT JOIN unnest(%s::text[], %s::{cast}[], %s::text[]) AS {alias}(raw, val, err)"
+            f" ON {alias}.raw = {_col(layout, f)}"
+        )
+        vals = [None if items[r][0] is None else str(items[r][0]) if f != "settled_on" else items[r][0] for r in raws]
+        params += [raws, vals, [items[r][1] for r in raws]]
+    s = {f: f"btrim({_col(layout, f)}, {_WS})" for f in layout.columns}
+    amount_bad = _amount_bad(layout)
+    # one regular expression over the three amounts (a third of the cost); which one is wrong
+    # is asked only when that fails
+    amounts = " || '|' || ".join(_col(layout, f) for f in _AMOUNTS)
+    which = "CASE " + "".join(f"WHEN {amount_bad[f]} THEN '{f}' " for f in _AMOUNTS[:-1]) + f"ELSE '{_AMOUNTS[-1]}' END"
+    error = (
+        "CASE WHEN d.err IS NOT NULL THEN d.err WHEN k.err IS NOT NULL THEN k.err"
+        f" WHEN {s['reference']} = '' OR {s['psp_reference']} = '' THEN %s"
+        f" WHEN y.err IS NOT NULL THEN y.err WHEN ({amounts}) !~ %s"
+        f" OR GREATEST({', '.join(f'length({_col(layout, f)})' for f in _AMOUNTS)}) > {SETTLEMENT_INTEGER_MAX_LENGTH}"
+        f" THEN {which} END"
+    )
+    inner = SETTLEMENT_INTEGER_PATTERN.removeprefix("^").removesuffix("$")
+    error_params = [
+        layout.required_message, "^" + "\\|".join([inner] * len(_AMOUNTS)) + "$",
+        *([SETTLEMENT_INTEGER_PATTERN] * (len(_AMOUNTS) - 1)),
+    ]  # fmt: skip
+    source = f"FROM {RAW} r {' '.join(joins)}"
+    op_psp = f"COALESCE(NULLIF({s['operation_psp_reference']}, ''), {s['psp_reference']})"
+    cursor.execute(
+        f"""
+INSERT INTO {stage} (line_number, row_key, kind, reference, psp_reference, operation_reference,
+                     operation_psp_reference, gross, fee, net, currency, settled_on, payout_batch_id)
+SELECT r.n + %s, left(%s || ':' || k.val || ':' || {op_psp}, 200), k.val, left({s['reference']}, 64),
+       left({s['psp_reference']}, 128), left({s['operation_reference']}, 64), left({s['operation_psp_reference']}, 128),
+       {s['gross']}::bigint, {s['fee']}::bigint, {s['net']}::bigint, y.val, d.val, left({s['payout_batch_id']}, 64)
+{source} WHERE ({error}) IS NULL""",
+        [layout.first_line - 1, psp, *params, *error_params],
+    )
+    rows = cursor.rowcount
+    errors: list[tuple[int, str]] = []
+    if rows < lines:  # some rows failed a check: which, and why (a second pass only then)
+        errors = _errors(cursor, layout, error=error, error_params=error_params, source=source, params=params)
+    period_start, period_end = layout.period_start, layout.period_end
+    if period_start is None:
+        cursor.execute(f"SELECT MIN(settled_on), MAX(settled_on) FROM {stage}")
+        period_start, period_end = cursor.fetchone()
+    currencies = frozenset(str(v) for v, err in judged["currency"].values() if err is None)
+    return CopyParsed(rows, tuple(errors), currencies, period_start, period_end)
+
+
+def _amount_bad(layout: SettlementCsvLayout) -> dict[str, str]:
+    """SQL per amount field: true when its text is not an amount (parameter: the pattern)."""
+    return {
+        f: f"({_col(layout, f)} !~ %s OR length({_col(layout, f)}) > {SETTLEMENT_INTEGER_MAX_LENGTH})"
+        for f in _AMOUNTS
+    }
+
+
+def _errors(
+    cursor, layout: SettlementCsvLayout, *, error: str, error_params: list, source: str, params: list
+) -> list[tuple[int, str]]:
+    """(line number, message) of the rows that failed a check, in line order."""
+    amount_bad = _amount_bad(layout)
+    amount_raw = "CASE " + " ".join(f"WHEN {amount_bad[f]} THEN {_col(layout, f)}" for f in _AMOUNTS) + " END"
+    cursor.execute(
+        f"SELECT line, error, raw FROM (SELECT r.n + %s AS line, ({error}) AS error, {amount_raw} AS raw {source}) e"
+        " WHERE error IS NOT NULL ORDER BY line",
+        [layout.first_line - 1, *error_params, *([SETTLEMENT_INTEGER_PATTERN] * len(_AMOUNTS)), *params],
+    )
+    errors = []
+    for line, message, raw in cursor.fetchall():
+        if message in _AMOUNTS:  # worded by the adapter's own rule
+            try:
+                layout.value(message, raw)
+            except (ValueError, TypeError) as exc:
+                message = str(exc)
+        errors.append((int(line), message))
+    return errors
