@@ -41,20 +41,20 @@ SELECT 'cus_bench' || lpad(c::text, 9, '0'), 'shopper' || c || '@example.test', 
   'mer_bench' || lpad((c % 20 + 1)::text, 5, '0') FROM generate_series(1, {customers}) c;
 
 INSERT INTO payments_paymentmethod (id, type, card_brand, card_bin, card_last4, card_exp_month, card_exp_year,
-  fingerprint, pan_ciphertext, bank, iban_ciphertext, iban_last4, account_holder_name, psp_tokens, created_at,
-  customer_id, merchant_id)
+  fingerprint, pan_ciphertext, bank, iban_ciphertext, iban_last4, account_holder_name, psp_tokens, pan_key,
+  iban_country, created_at, customer_id, merchant_id)
 SELECT 'pm_bench' || lpad(p::text, 9, '0'), 'card', 'visa', '424242',
-  lpad(((p::bigint * 7919) % 10000)::text, 4, '0'), 12, 2034, '', '', '', '', '', '', '{}',
+  lpad(((p::bigint * 7919) % 10000)::text, 4, '0'), 12, 2034, '', '', '', '', '', '', '{}', '', '',
   now() - (p || ' seconds')::interval, NULL,
   'mer_bench' || lpad((p % 20 + 1)::text, 5, '0') FROM generate_series(1, {payments}) p;
 
 INSERT INTO payments_payment (id, amount, currency, capture_method, status, amount_capturable, amount_captured,
   amount_refunded, amount_disputed, setup_future_usage, off_session, return_url, description, metadata, review_reason,
-  inflight, authorized_at, created_at, updated_at, customer_id, merchant_id, payment_method_id)
+  inflight, idempotency_key, authorized_at, created_at, updated_at, customer_id, merchant_id, payment_method_id)
 SELECT 'pay_bench' || lpad(p::text, 9, '0'), 100 + (p * 37) % 100000, 'EUR', 'automatic',
   CASE WHEN p % 50 = 0 THEN 'failed' WHEN p % 97 = 0 THEN 'requires_capture' ELSE 'succeeded' END,
   0, CASE WHEN p % 50 = 0 OR p % 97 = 0 THEN 0 ELSE 100 + (p * 37) % 100000 END, 0, 0, '', false, '', '', '{}', '',
-  '', now() - (p || ' seconds')::interval, now() - (p || ' seconds')::interval, now(),
+  '', '', now() - (p || ' seconds')::interval, now() - (p || ' seconds')::interval, now(),
   'cus_bench' || lpad((p % {customers} + 1)::text, 9, '0'), 'mer_bench' || lpad((p % 20 + 1)::text, 5, '0'),
   'pm_bench' || lpad(p::text, 9, '0')
 FROM generate_series(1, {payments}) p;
