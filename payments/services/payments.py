@@ -510,8 +510,8 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
                            may_cascade: bool = False, source: str = "answer") -> V:
     """Record what the PSP said about an authorization (answer, 3-D Secure return, webhook or
     inquiry) in one transaction. Idempotent: an attempt already resolved ignores it (logged)."""
-    attempt0 = PaymentAttempt.objects.only("payment_id").get(pk=attempt_id)
-    payment = payment_lock(attempt0.payment_id)
+    attempt0_payment_id = PaymentAttempt.objects.values_list("payment_id", flat=True).get(pk=attempt_id)
+    payment = payment_lock(attempt0_payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     status_before = attempt.status
     if error is not None:
@@ -804,8 +804,8 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
                            decline: Decline | None = None, error: PspError | None = None, actor: str,
                            release: bool = False) -> None:
     """Record a capture's outcome (answer, webhook or inquiry). Idempotent."""
-    cap0 = Capture.objects.only("payment_id").get(pk=capture_id)
-    payment = payment_lock(cap0.payment_id)
+    cap0_payment_id = Capture.objects.values_list("payment_id", flat=True).get(pk=capture_id)
+    payment = payment_lock(cap0_payment_id)
     capture = Capture.objects.select_related("attempt").get(pk=capture_id)
     if release and payment.inflight == "capture":
         inflight_release(payment)
