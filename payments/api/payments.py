@@ -66,7 +66,9 @@ class PaymentListCreateApi(MerchantApiView):
         payment = payment_create(merchant=request.merchant, actor=_actor(request), shopper_ip=client_ip(request),
                                  shopper_user_agent=request.headers.get("User-Agent", ""),
                                  **serializer.validated_data)
-        return Response(render_payment(payment_get(merchant=request.merchant, payment_id=payment.id)),
+        # a confirmed payment comes back loaded as payment_get loads it, after its last commit
+        return Response(render_payment(payment if payment.status != "requires_confirmation"
+                                       else payment_get(merchant=request.merchant, payment_id=payment.id)),
                         status=status.HTTP_201_CREATED)
 
     def idempotent_resume(self, request, resource: str):

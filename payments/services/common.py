@@ -57,6 +57,12 @@ def transition(obj, verb: str, *, payment: Payment, actor: str, data: dict | Non
         return False
     before = obj.status
     method(**kwargs)
+    transition_logged(obj, payment=payment, verb=verb, before=before, actor=actor, data=data)
+    return True
+
+
+def transition_logged(obj, *, payment: Payment, verb: str, before: str, actor: str, data: dict | None = None) -> None:
+    """The PaymentEvent of a transition `obj` has just made (`transition` does both)."""
     PaymentEvent.objects.create(
         payment=payment,
         object_type=type(obj).__name__.lower().replace("paymentattempt", "attempt"),
@@ -67,7 +73,6 @@ def transition(obj, verb: str, *, payment: Payment, actor: str, data: dict | Non
         actor=actor[:80],
         data=data or {},
     )
-    return True
 
 
 def emit(payment: Payment, *types: str) -> None:

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.db.models.functions import Length
+from django_fsm import can_proceed
 
 from payera.core import metrics
 from payera.core.db import outside_transaction
@@ -47,6 +48,7 @@ from payments.models import (
 )
 from payments.postings import capture_journals, fee_rule
 from payments.routing_models import BinRange
+from payments.selectors import payment_get
 from payments.services.booking_sync import booking_guard, payment_in_escrow
 from payments.services.common import (
     PaymentStateError,
@@ -59,6 +61,7 @@ from payments.services.common import (
     recovery_delay,
     setting,
     transition,
+    transition_logged,
 )
 from payments.services.customers import validate_metadata
 from payments.services.methods import (
@@ -130,17 +133,22 @@ def _locked(merchant: Merchant | None, payment_id: str) -> Payment:
     return payment
 
 
-def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, method_type: str,
-           brand: str | None, bin_: str = "") -> list[str]:
-    """The connectors to try, in order: the merchant's enabled routing rules (admin: Routing
-    rules) or, without any, its ordered `connectors` list."""
+def _routing_rules(merchant: Merchant) -> list[routing.RoutingRule]:
+    """The merchant's routing input: its enabled routing rules (admin: Routing rules) or, without
+    any, its ordered `connectors` list. Loaded once per request and decided per payment id."""
     stored = list(RoutingRule.objects.filter(merchant_id=merchant.pk, enabled=True))
     if stored:
-        rules = [routing.RoutingRule(connector=r.connector, priority=r.priority, weight=r.weight,
-                                     min_amount=r.min_amount, max_amount=r.max_amount, **r.condition_sets())
-                 for r in stored]
-    else:
-        rules = [routing.RoutingRule(connector=name, priority=i) for i, name in enumerate(merchant.connectors or [])]
+        return [routing.RoutingRule(connector=r.connector, priority=r.priority, weight=r.weight,
+                                    min_amount=r.min_amount, max_amount=r.max_amount, **r.condition_sets())
+                for r in stored]
+    return [routing.RoutingRule(connector=name, priority=i) for i, name in enumerate(merchant.connectors or [])]
+
+
+def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, method_type: str,
+           brand: str | None, bin_: str = "", rules: list[routing.RoutingRule] | None = None) -> list[str]:
+    """The connectors to try, in order (`rules`: the merchant's `_routing_rules`, if loaded)."""
+    if rules is None:
+        rules = _routing_rules(merchant)
     names = list(dict.fromkeys(r.connector for r in rules if r.connector in settings.PSP_CONNECTORS))
     caps: dict[str, routing.ConnectorCapabilities] = {}
     for name in names:
@@ -337,8 +345,9 @@ def payment_create(
     if off_session and setup_future_usage:
         raise InvalidRequestError("setup_future_usage saves a card on a customer-present payment, not off "
                                   "session.", param="setup_future_usage")
+    rules = _routing_rules(merchant)
     probe = _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
-                   method_type=method_type, brand=brand, bin_=bin_)
+                   method_type=method_type, brand=brand, bin_=bin_, rules=rules)
     if not probe:
         raise _unsupported()
     if off_session and saved is not None and not method_off_session_plan(saved, probe):
@@ -348,12 +357,13 @@ def payment_create(
     # secrets backend: no transaction; a card saved for later gets its own key (crypto-shred)
     tokenized = method_tokenize(method, own_key=bool(setup_future_usage)) if method is not None else None
     try:
-        payment = _payment_insert(
+        payment, started = _payment_insert(
             merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=cus,
             saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
             save_method=bool(setup_future_usage), off_session=bool(off_session),
             setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
             metadata=metadata, mandate=mandate, actor=actor, idempotency_key=idempotency_key, with_row=with_row,
+            confirm_rules=rules if confirm else None,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -361,9 +371,10 @@ def payment_create(
         # a concurrent caller inserted this key first (the unique index waited for its commit)
         existing = Payment.objects.get(merchant=merchant, idempotency_key=idempotency_key)
         return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
-    if not confirm:
+    if started is None:
         return payment
-    return payment_confirm(merchant=merchant, payment_id=payment.id, method=method, actor=actor)
+    plan, first = started
+    return _confirm_attempts(merchant=merchant, payment=payment, plan=plan, first=first, method=method, actor=actor)
 
 
 def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, actor: str) -> Payment:
@@ -380,7 +391,15 @@ def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, acto
 @transaction.atomic(durable=True)
 def _payment_insert(*, merchant, amount, currency, capture_method, customer, saved, tokenized_fields, save_method,
                     off_session, setup_future_usage, return_url, description, metadata, actor,
-                    idempotency_key=None, mandate=None, with_row=None) -> Payment:
+                    idempotency_key=None, mandate=None, with_row=None,
+                    confirm_rules: list[routing.RoutingRule] | None = None,
+                    ) -> tuple[Payment, tuple[list[str], PaymentAttempt] | None]:
+    """Insert the payment (and its new payment method). With `confirm_rules` (create and confirm:
+    the merchant's routing input, loaded by the caller) the same transaction also begins the
+    confirmation, as `_confirm_begin` does for an existing payment: the payment is born
+    `processing` with its confirm claim (PaymentEvent requires_confirmation → processing) and its
+    first attempt, all committed before the first PSP call — one transaction instead of two, and
+    no row lock or re-read of a payment nobody else can see yet."""
     pm = saved
     if tokenized_fields is not None:
         pm = PaymentMethod(merchant=merchant, customer=customer if save_method else None, **tokenized_fields)
@@ -393,11 +412,26 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
         payment_method=pm, setup_future_usage=setup_future_usage, off_session=off_session, return_url=return_url,
         description=description[:1000], metadata=metadata, idempotency_key=idempotency_key or "",
     )
-    payment.save(force_insert=True)
+    started = None
+    if confirm_rules is not None:
+        plan = _confirm_plan(merchant, payment, pm, rules=confirm_rules)
+        inflight_claim(payment, "confirm")
+        if not can_proceed(payment.mark_processing):
+            raise PaymentStateError(f"A payment in status {payment.status} cannot be confirmed.")
+        before = payment.status
+        payment.mark_processing()
+        payment.save(force_insert=True)
+        transition_logged(payment, payment=payment, verb="mark_processing", before=before, actor=actor,
+                          data={"plan": plan})
+        started = plan
+    else:
+        payment.save(force_insert=True)
     if with_row is not None:
         with_row(payment)
     idempotency_resource_record(resource=payment.id)  # a retry after a crash answers this payment
-    return payment
+    if started is None:
+        return payment, None
+    return payment, (started, _attempt_insert(payment, started[0], sequence=1))
 
 
 # --- confirm ----------------------------------------------------------------------------
@@ -408,6 +442,14 @@ def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput 
     decline stops, an unknown outcome (timeout) stops with the payment `processing`."""
     plan, first = _confirm_begin(merchant=merchant, payment_id=payment_id, actor=actor)
     payment = Payment.objects.select_related("payment_method").get(pk=payment_id)
+    return _confirm_attempts(merchant=merchant, payment=payment, plan=plan, first=first, method=method, actor=actor)
+
+
+def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], first: PaymentAttempt,
+                      method: MethodInput | None, actor: str) -> Payment:
+    """The PSP calls of a confirmation whose claim and first attempt are committed: one attempt
+    per connector (each committed before its call), the outcome recorded after each."""
+    payment_id = payment.id
     pm_data = None if payment.off_session else method_psp_data(payment.payment_method, method)
     for index, connector in enumerate(plan):
         # the first attempt was committed with the claim; each one before its PSP call
@@ -450,8 +492,11 @@ def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput 
             circuit_record_failure(connector)
         if not routing.should_cascade(verdict):
             break
-    payment_auto_capture_if_needed(payment_id=payment_id)
-    return Payment.objects.get(pk=payment_id)
+    payment = payment_get(merchant=merchant, payment_id=payment_id)  # as the API renders it
+    if payment.capture_method == CaptureMethod.AUTOMATIC and payment.status == PS.REQUIRES_CAPTURE:
+        payment_auto_capture_if_needed(payment_id=payment_id)
+        payment = payment_get(merchant=merchant, payment_id=payment_id)
+    return payment
 
 
 @transaction.atomic(durable=True)
@@ -459,11 +504,20 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[
     payment = _locked(merchant, payment_id)
     if payment.status not in (PS.REQUIRES_CONFIRMATION, PS.REQUIRES_PAYMENT_METHOD):
         raise PaymentStateError(f"A payment in status {payment.status} cannot be confirmed.")
-    pm = payment.payment_method
+    plan = _confirm_plan(merchant, payment, payment.payment_method)
+    inflight_claim(payment, "confirm")
+    transition(payment, "mark_processing", payment=payment, actor=actor, data={"plan": plan})
+    payment.save()
+    return plan, _attempt_insert(payment, plan[0])
+
+
+def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None, *,
+                  rules: list[routing.RoutingRule] | None = None) -> list[str]:
+    """The connectors a confirmation tries, in order (routing, then the off-session plan)."""
     if pm is None:
         raise InvalidRequestError("The payment has no payment method.", param="payment_method")
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin)
+                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules)
     if not plan:
         raise _unsupported()
     if payment.off_session:
@@ -475,10 +529,7 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[
             raise PaymentMethodNotReusableError(
                 "This payment method holds no credential for off-session charges: its first, customer-present "
                 "payment did not succeed on any of the merchant's connectors.", param="payment_method")
-    inflight_claim(payment, "confirm")
-    transition(payment, "mark_processing", payment=payment, actor=actor, data={"plan": plan})
-    payment.save()
-    return plan, _attempt_insert(payment, plan[0])
+    return plan
 
 
 @transaction.atomic(durable=True)
@@ -488,8 +539,9 @@ def attempt_start(*, payment_id: str, connector: str) -> PaymentAttempt:
     return _attempt_insert(payment_lock(payment_id), connector)
 
 
-def _attempt_insert(payment: Payment, connector: str) -> PaymentAttempt:
-    sequence = (payment.attempts.aggregate(m=Max("sequence"))["m"] or 0) + 1
+def _attempt_insert(payment: Payment, connector: str, *, sequence: int | None = None) -> PaymentAttempt:
+    if sequence is None:  # a payment inserted in this transaction knows it has none yet
+        sequence = (payment.attempts.aggregate(m=Max("sequence"))["m"] or 0) + 1
     attempt = PaymentAttempt(
         payment=payment, merchant_id=payment.merchant_id, sequence=sequence, connector=connector,
         amount=payment.amount, currency=payment.currency,
