@@ -28,7 +28,7 @@ from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
-from payments.locks import payment_lock
+from payments.locks import payment_lock, payment_lock_of_attempt
 from payments.method_types import method_spec
 from payments.models import (
     AS,
@@ -562,8 +562,7 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
                            may_cascade: bool = False, source: str = "answer") -> V:
     """Record what the PSP said about an authorization (answer, 3-D Secure return, webhook or
     inquiry) in one transaction. Idempotent: an attempt already resolved ignores it (logged)."""
-    attempt0_payment_id = PaymentAttempt.objects.values_list("payment_id", flat=True).get(pk=attempt_id)
-    payment = payment_lock(attempt0_payment_id)
+    payment = payment_lock_of_attempt(attempt_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     status_before = attempt.status
     if error is not None:
@@ -710,9 +709,9 @@ def apply_authorization(
             attempt.save()
             capture = Capture(payment=payment, attempt=attempt, amount=captured, currency=payment.currency,
                               fee=_fee(payment, captured))
-            capture.save(force_insert=True)
+            # born succeeded (one INSERT); its PaymentEvent still says pending -> succeeded
             transition(capture, "mark_succeeded", payment=payment, actor=actor, psp_reference=attempt.id)
-            capture.save()
+            capture.save(force_insert=True)
             _capture_succeeded(payment, attempt, capture, actor=actor, at=at)
         else:
             transition(attempt, "mark_authorized", payment=payment, actor=actor, psp_reference=psp_reference,
@@ -778,7 +777,7 @@ def _capture_succeeded(payment: Payment, attempt: PaymentAttempt, capture: Captu
     post(
         capture_journals(attempt_id=attempt.id, merchant_id=payment.merchant_id, connector=attempt.connector,
                          gross=capture.amount, fee=capture.fee, currency=capture.currency,
-                         escrow=payment_in_escrow(payment.id)),
+                         escrow=payment_in_escrow(payment)),
         occurred_at=at, metadata={"payment": payment.id, "capture": capture.id},
     )
     emit(payment, "payment.captured", "payment.succeeded")
