@@ -20,7 +20,7 @@ from payera.core.errors import PayeraError
 from payera.events.services import event_record, event_record_many
 from payments.models import Payment, PaymentEvent
 from payments.postings import Journal
-from payments.serializers import render_payment, render_refund
+from payments.serializers import payment_render_forget, render_payment, render_refund
 
 logger = logging.getLogger("payera.payments")
 
@@ -57,6 +57,7 @@ def transition(obj, verb: str, *, payment: Payment, actor: str, data: dict | Non
         return False
     before = obj.status
     method(**kwargs)
+    payment_render_forget(payment)  # a render made before this transition is out of date
     transition_logged(obj, payment=payment, verb=verb, before=before, actor=actor, data=data)
     return True
 
@@ -83,7 +84,7 @@ def transition_logged(obj, *, payment: Payment, verb: str, before: str, actor: s
 
 def emit(payment: Payment, *types: str) -> None:
     """Outbox events with the contract's payment object (rendered once), in the open transaction."""
-    event_record_many(merchant_id=payment.merchant_id, types=types, data=render_payment(payment))
+    event_record_many(merchant_id=payment.merchant_id, types=types, data=render_payment(payment, remember=True))
     # a booking follows its payment in the same transaction (payments/services/booking_sync.py)
     from payments.services.booking_sync import booking_follow_payment
 

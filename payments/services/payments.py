@@ -49,6 +49,7 @@ from payments.models import (
 from payments.postings import capture_journals, fee_rule
 from payments.routing_models import BinRange
 from payments.selectors import payment_get
+from payments.serializers import payment_rendered
 from payments.services.booking_sync import booking_guard, payment_in_escrow
 from payments.services.common import (
     PaymentStateError,
@@ -450,6 +451,7 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
     """The PSP calls of a confirmation whose claim and first attempt are committed: one attempt
     per connector (each committed before its call), the outcome recorded after each."""
     payment_id = payment.id
+    recorded: list[Payment] = []
     pm_data = None if payment.off_session else method_psp_data(payment.payment_method, method)
     for index, connector in enumerate(plan):
         # the first attempt was committed with the claim; each one before its PSP call
@@ -482,9 +484,10 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
         except Exception as exc:  # a bug after the request may have left: the outcome is unknown
             logger.exception("unexpected error authorizing %s on %s", attempt.id, connector)
             error = PspProtocolError(f"unexpected: {type(exc).__name__}", connector=connector)
+        recorded.clear()
         verdict = attempt_record_outcome(
             attempt_id=attempt.id, result=result, error=error, actor=actor,
-            may_cascade=index < len(plan) - 1, source="answer",
+            may_cascade=index < len(plan) - 1, source="answer", recorded=recorded,
         )
         if verdict is V.UNAVAILABLE or (verdict is V.SOFT_DECLINE and error is None and result is not None
                                         and result.decline is not None
@@ -492,6 +495,12 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
             circuit_record_failure(connector)
         if not routing.should_cascade(verdict):
             break
+    last = recorded[0] if recorded else None
+    if last is not None and payment_rendered(last) is not None and not (
+            last.capture_method == CaptureMethod.AUTOMATIC and last.status == PS.REQUIRES_CAPTURE):
+        # the last recording transaction rendered the payment for its events after its last
+        # transition: that is the answer (no re-read, no second render)
+        return last
     payment = payment_get(merchant=merchant, payment_id=payment_id)  # as the API renders it
     if payment.capture_method == CaptureMethod.AUTOMATIC and payment.status == PS.REQUIRES_CAPTURE:
         payment_auto_capture_if_needed(payment_id=payment_id)
@@ -559,10 +568,14 @@ def return_url_for(payment_id: str) -> str:
 
 @transaction.atomic(durable=True)
 def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | None = None, actor: str,
-                           may_cascade: bool = False, source: str = "answer") -> V:
+                           may_cascade: bool = False, source: str = "answer",
+                           recorded: list[Payment] | None = None) -> V:
     """Record what the PSP said about an authorization (answer, 3-D Secure return, webhook or
-    inquiry) in one transaction. Idempotent: an attempt already resolved ignores it (logged)."""
+    inquiry) in one transaction. Idempotent: an attempt already resolved ignores it (logged).
+    `recorded` gets the payment as this transaction left it (with the render of its events)."""
     payment = payment_lock_of_attempt(attempt_id)
+    if recorded is not None:
+        recorded.append(payment)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     status_before = attempt.status
     if error is not None:
