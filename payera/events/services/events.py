@@ -76,8 +76,11 @@ def event_record_many(*, merchant_id: str, types: Sequence[str], data: dict) -> 
         events[0].save(force_insert=True)
     else:
         Event.objects.bulk_create(events)
-    for event in events:
-        transaction.on_commit(partial(dispatch.enqueue, _tasks().event_relay_task, event.id), robust=True)
+    if len(events) == 1:
+        transaction.on_commit(partial(dispatch.enqueue, _tasks().event_relay_task, events[0].id), robust=True)
+    else:  # one message for the lot (a publish costs a broker round trip and Celery's overhead)
+        transaction.on_commit(partial(dispatch.enqueue, _tasks().event_relay_batch_task, *[e.id for e in events]),
+                              robust=True)
     return events
 
 
