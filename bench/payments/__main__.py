@@ -198,9 +198,13 @@ def main() -> int:
         for _ in range(opts.rounds):
             for name, fn in (("bare_drf_insert", bare), ("post_v1_payments", payment), ("alpha_direct", psp)):
                 cpu0, load0 = process_tree_cpu_s(gunicorn.pid), os.getloadavg()[0]
+                own0 = time.process_time()
                 run = load(fn, clients=opts.clients, seconds=opts.seconds)
                 cpu = process_tree_cpu_s(gunicorn.pid) - cpu0
                 run["loadavg_1m"] = round((load0 + os.getloadavg()[0]) / 2, 2)
+                # the load generator's own CPU per request (is it the bottleneck?)
+                run["client_cpu_ms_per_req"] = (round((time.process_time() - own0) * 1000 / run["ok"], 2)
+                                                if run["ok"] else None)
                 if name != "alpha_direct":  # gunicorn's CPU per answered request (load-independent)
                     run["server_cpu_ms_per_req"] = round(cpu * 1000 / run["ok"], 2) if run["ok"] else None
                 rounds[name].append(run)
