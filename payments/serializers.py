@@ -143,8 +143,28 @@ class RefundOutputSerializer(serializers.Serializer):
         return created_timestamp(obj.created_at)
 
 
-def render_payment(payment) -> dict:
-    return dict(PaymentOutputSerializer(payment).data)
+def render_payment(payment, *, remember: bool = False) -> dict:
+    """The contract's payment object. `remember`: kept on the instance for `payment_answer`
+    (a recording transaction renders it once for its events and the API answer)."""
+    data = dict(PaymentOutputSerializer(payment).data)
+    if remember:
+        payment._rendered = data
+    return data
+
+
+def payment_rendered(payment) -> dict | None:
+    """The render `remember`ed on this instance, if no transition has happened since."""
+    return getattr(payment, "_rendered", None)
+
+
+def payment_render_forget(payment) -> None:
+    """A transition happened: the remembered render no longer shows the payment."""
+    payment._rendered = None
+
+
+def payment_answer(payment) -> dict:
+    """The payment object of an API answer: the remembered render, else a fresh one."""
+    return payment_rendered(payment) or render_payment(payment)
 
 
 class DisputeOutputSerializer(serializers.Serializer):

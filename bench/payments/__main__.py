@@ -9,6 +9,10 @@ loopback (a real HTTP PSP in its own process):
 - alpha's own authorize, called directly with the same concurrency: its p50/p99 (PSP time);
 then the ratios and the gateway overhead (p50 of POST /v1/payments minus alpha's p50).
 Uses its own database (payera_bench_payments, re-created) and Redis db 9.
+
+The machine is shared: each phase reports the load average while it ran and gunicorn's own CPU
+time per answered request (`server_cpu_ms_per_req`, from /proc: independent of what else runs);
+`--rounds N` interleaves the phases N times and reports the median round of each.
 """
 
 from __future__ import annotations
@@ -50,6 +54,30 @@ print(json.dumps({"merchant": m.id, "secret": api_key_create(merchant=m).secret}
 """
 
 
+def process_tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children (gunicorn's master
+    and workers), from /proc: the server's own cost per request, whatever else the machine runs."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
@@ -87,12 +115,23 @@ def load(call, *, clients: int, seconds: float) -> dict:
             "p99_ms": percentile(latencies, 0.99) * 1000, "ok": len(latencies), "errors": errors[0]}
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The round with the median throughput (its own p50/p99), with every round's rps listed."""
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    median = dict(ordered[len(ordered) // 2])
+    if len(runs) > 1:
+        median["rps_each_round"] = [round(r["rps"], 1) for r in runs]
+    return median
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 2) * 2 + 1)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the three phases this many times, interleaved (noisy machine); medians")
     opts = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="payera-bench-payments-"))
@@ -155,8 +194,21 @@ def main() -> int:
 
         for fn in (bare, payment, psp):  # warm up every path and connection pool
             load(fn, clients=opts.clients, seconds=2)
-        results = {name: load(fn, clients=opts.clients, seconds=opts.seconds)
-                   for name, fn in (("bare_drf_insert", bare), ("post_v1_payments", payment), ("alpha_direct", psp))}
+        rounds: dict[str, list[dict]] = {"bare_drf_insert": [], "post_v1_payments": [], "alpha_direct": []}
+        for _ in range(opts.rounds):
+            for name, fn in (("bare_drf_insert", bare), ("post_v1_payments", payment), ("alpha_direct", psp)):
+                cpu0, load0 = process_tree_cpu_s(gunicorn.pid), os.getloadavg()[0]
+                own0 = time.process_time()
+                run = load(fn, clients=opts.clients, seconds=opts.seconds)
+                cpu = process_tree_cpu_s(gunicorn.pid) - cpu0
+                run["loadavg_1m"] = round((load0 + os.getloadavg()[0]) / 2, 2)
+                # the load generator's own CPU per request (is it the bottleneck?)
+                run["client_cpu_ms_per_req"] = (round((time.process_time() - own0) * 1000 / run["ok"], 2)
+                                                if run["ok"] else None)
+                if name != "alpha_direct":  # gunicorn's CPU per answered request (load-independent)
+                    run["server_cpu_ms_per_req"] = round(cpu * 1000 / run["ok"], 2) if run["ok"] else None
+                rounds[name].append(run)
+        results = {name: _median_run(runs) for name, runs in rounds.items()}
     finally:
         gunicorn.terminate()
         alpha.terminate()
@@ -165,7 +217,8 @@ def main() -> int:
     pay, bare_r, psp_r = results["post_v1_payments"], results["bare_drf_insert"], results["alpha_direct"]
     summary = {
         "machine": {"cpus": os.cpu_count(), "gunicorn_workers": opts.workers, "threads": opts.threads,
-                    "clients": opts.clients, "seconds": opts.seconds},
+                    "clients": opts.clients, "seconds": opts.seconds, "rounds": opts.rounds,
+                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
         **results,
         "ratio_payments_to_bare_rps": pay["rps"] / bare_r["rps"] if bare_r["rps"] else None,
         "ratio_payments_to_bare_p50": pay["p50_ms"] / bare_r["p50_ms"] if bare_r["p50_ms"] else None,

@@ -46,7 +46,7 @@ def register(
     merchant_field: str | None = None,
 ) -> type[models.Model]:
     """Record every create, update and delete of `model` (and changes of `m2m_fields`)."""
-    exclude = set(exclude_fields) | set(sensitive_fields(model))
+    exclude = set(exclude_fields) | set(sensitive_fields(model)) | set(reverse_relations(model))
     include = [f for f in include_fields if f not in exclude] if include_fields is not None else None
     if merchant_field is not None:
         _merchant_attr[model] = model._meta.get_field(merchant_field).attname
@@ -60,6 +60,13 @@ def register(
         m2m_fields=set(m2m_fields) - exclude,
     )
     return model
+
+
+def reverse_relations(model: type[models.Model]) -> list[str]:
+    """Relations declared on other models (a payment's `booking`, a method's mandate): not columns
+    of this row, and each side is audited on its own model. auditlog would otherwise read a
+    reverse one-to-one on every save of this model (one query each) to write its `str()`."""
+    return [f.name for f in model._meta.get_fields() if f.auto_created and not f.concrete]
 
 
 def is_registered(model: type[models.Model]) -> bool:

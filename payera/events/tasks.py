@@ -13,6 +13,13 @@ def event_relay_task(self, event_id: str) -> int:
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)
+def event_relay_batch_task(self, *event_ids: str) -> int:
+    """The events one transaction recorded together (e.g. payment.captured and payment.succeeded):
+    one message to publish instead of one each. Relaying is idempotent, as for event_relay_task."""
+    return sum(len(services.event_relay(event_id=event_id)) for event_id in event_ids)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
 def event_relay_sweep_task(self) -> int:
     return services.event_relay_pending()
 

@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
+from payera.core.db import assert_no_transaction
 from payera.core.errors import IdempotencyError
 from payera.idempotency.models import IdempotencyKey, IdempotencyState
 
@@ -93,7 +94,6 @@ def _lock_timeout() -> dt.timedelta:
     return dt.timedelta(seconds=settings.IDEMPOTENCY_LOCK_TIMEOUT)
 
 
-@transaction.atomic(durable=True)
 def idempotency_claim(
     *, merchant_id: str, key: str, fingerprint: str, method: str, path: str
 ) -> Claim | StoredResponse:
@@ -104,25 +104,48 @@ def idempotency_claim(
     - completed → `StoredResponse` to replay;
     - in flight and its lock still running → `IdempotencyKeyInUseError` (409);
     - in flight but its lock expired (the first request crashed) → taken over → `Claim`.
+
+    A fresh key costs one statement, committed on its own (`INSERT … ON CONFLICT DO NOTHING
+    RETURNING`: the unique index waits for a concurrent insert of the key to commit, exactly as
+    the durable block it replaces did); an existing key is examined under its row lock.
     """
+    assert_no_transaction()  # the claim must commit before the work, never with a caller's
     now = timezone.now()
     owner = uuid.uuid4()
-    try:
-        with transaction.atomic():
-            row = IdempotencyKey.objects.create(
-                merchant_id=merchant_id,
-                key=key,
-                fingerprint=fingerprint,
-                method=method,
-                path=path[:2048],
-                owner=owner,
-                locked_until=now + _lock_timeout(),
-                created_at=now,
-            )
-        return Claim(row_id=row.pk, owner=owner)
-    except IntegrityError:
-        pass  # the key exists (committed: the unique index waited for its transaction)
+    row_id = _claim_insert(merchant_id=merchant_id, key=key, fingerprint=fingerprint, method=method, path=path,
+                           owner=owner, now=now)
+    if row_id is not None:
+        return Claim(row_id=row_id, owner=owner)
+    return _claim_existing(merchant_id=merchant_id, key=key, fingerprint=fingerprint, method=method, path=path,
+                           owner=owner, now=now)
 
+
+def _claim_insert(*, merchant_id, key, fingerprint, method, path, owner, now) -> int | None:
+    """Insert the in-flight claim in one statement; None if the key exists (committed)."""
+    values = {
+        "merchant": merchant_id, "key": key, "fingerprint": fingerprint, "method": method, "path": path[:2048],
+        "state": IdempotencyState.IN_FLIGHT, "owner": owner, "locked_until": now + _lock_timeout(),
+        "response_content_type": "", "response_encrypted": False, "resource": "", "created_at": now,
+    }
+    meta = IdempotencyKey._meta
+    connection = connections[router.db_for_write(IdempotencyKey)]
+    fields = [meta.get_field(name) for name in values]
+    qn = connection.ops.quote_name
+    sql = (  # identifiers from the model's metadata, quoted; every value is a parameter
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({qn(meta.get_field('merchant').column)}, {qn(meta.get_field('key').column)}) DO NOTHING "
+        f"RETURNING {qn(meta.pk.column)}"
+    )
+    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+@transaction.atomic(durable=True)
+def _claim_existing(*, merchant_id, key, fingerprint, method, path, owner, now) -> Claim | StoredResponse:
     row = IdempotencyKey.objects.select_for_update().filter(merchant_id=merchant_id, key=key).first()
     if row is None:  # pruned or released in between: let the client retry
         raise IdempotencyKeyInUseError()
@@ -165,12 +188,13 @@ def _reset(row: IdempotencyKey, *, now, owner, fingerprint, method, path) -> Non
     row.save()
 
 
-@transaction.atomic(durable=True)
 def idempotency_complete(
     *, claim: Claim, status: int, content_type: str, body: bytes, encrypted: bool = False
 ) -> bool:
     """Store the answer for replay. False if this request no longer holds the claim (its lock
-    expired and a retry took it over): then the retry's answer is the one that counts."""
+    expired and a retry took it over): then the retry's answer is the one that counts.
+    One UPDATE, committed on its own (never inside a caller's transaction)."""
+    assert_no_transaction()
     updated = IdempotencyKey.objects.filter(
         pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT
     ).update(

@@ -14,7 +14,13 @@ from payera.core.errors import InvalidRequestError
 from payera.core.pagination import paginate, parse_limit
 from payera.merchants.api.base import MerchantApiView
 from payments.selectors import payment_get, payment_list, refund_get, refund_list
-from payments.serializers import PaymentOutputSerializer, RefundOutputSerializer, render_payment, render_refund
+from payments.serializers import (
+    PaymentOutputSerializer,
+    RefundOutputSerializer,
+    payment_answer,
+    render_payment,
+    render_refund,
+)
 from payments.services import payment_cancel, payment_capture, payment_confirm, payment_create, refund_create
 
 LIST_PARAMETERS = [
@@ -66,7 +72,10 @@ class PaymentListCreateApi(MerchantApiView):
         payment = payment_create(merchant=request.merchant, actor=_actor(request), shopper_ip=client_ip(request),
                                  shopper_user_agent=request.headers.get("User-Agent", ""),
                                  **serializer.validated_data)
-        return Response(render_payment(payment_get(merchant=request.merchant, payment_id=payment.id)),
+        # a confirmed payment comes back as its last recording transaction left (and rendered) it,
+        # or read again with payment_get after it
+        return Response(payment_answer(payment if payment.status != "requires_confirmation"
+                                       else payment_get(merchant=request.merchant, payment_id=payment.id)),
                         status=status.HTTP_201_CREATED)
 
     def idempotent_resume(self, request, resource: str):

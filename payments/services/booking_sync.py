@@ -51,7 +51,16 @@ def booking_transition(booking: Booking, verb: str, *, payment: Payment, actor: 
     return True
 
 
+def payment_has_booking(payment: Payment) -> bool | None:
+    """False/True when the payment was loaded with its booking (`payment_lock` does), else None."""
+    if not Payment.booking.is_cached(payment):
+        return None
+    return Payment.booking.related.get_cached_value(payment) is not None
+
+
 def booking_follow_payment(payment: Payment, *, actor: str = "system:booking") -> None:
+    if payment_has_booking(payment) is False:
+        return
     booking = booking_lock_for(payment.pk)
     if booking is None:
         return
@@ -78,9 +87,14 @@ def booking_apply_payment_status(booking: Booking, payment: Payment, *, actor: s
         booking_transition(booking, verb, payment=payment, actor=actor, at=at)
 
 
-def payment_in_escrow(payment_id: str) -> bool:
+def payment_in_escrow(payment: Payment | str) -> bool:
     """A booking's capture goes to the merchant's escrow account, not its pending balance."""
-    return Booking.objects.filter(payment_id=payment_id).exists()
+    if isinstance(payment, Payment):
+        known = payment_has_booking(payment)
+        if known is not None:
+            return known
+        payment = payment.pk
+    return Booking.objects.filter(payment_id=payment).exists()
 
 
 def refund_in_escrow(refund: Refund) -> bool:

@@ -17,10 +17,10 @@ from django_fsm import can_proceed
 from ledger.services import journal_post_many
 from ledger.types import JournalRequest
 from payera.core.errors import PayeraError
-from payera.events.services import event_record
+from payera.events.services import event_record, event_record_many
 from payments.models import Payment, PaymentEvent
 from payments.postings import Journal
-from payments.serializers import render_payment, render_refund
+from payments.serializers import payment_render_forget, render_payment, render_refund
 
 logger = logging.getLogger("payera.payments")
 
@@ -57,7 +57,15 @@ def transition(obj, verb: str, *, payment: Payment, actor: str, data: dict | Non
         return False
     before = obj.status
     method(**kwargs)
-    PaymentEvent.objects.create(
+    payment_render_forget(payment)  # a render made before this transition is out of date
+    transition_logged(obj, payment=payment, verb=verb, before=before, actor=actor, data=data)
+    return True
+
+
+def transition_logged(obj, *, payment: Payment, verb: str, before: str, actor: str, data: dict | None = None) -> None:
+    """The PaymentEvent of a transition `obj` has just made (`transition` does both); under
+    `postings_last()` it is inserted with the block's others at its end."""
+    row = PaymentEvent(
         payment=payment,
         object_type=type(obj).__name__.lower().replace("paymentattempt", "attempt"),
         object_id=obj.pk,
@@ -67,14 +75,16 @@ def transition(obj, verb: str, *, payment: Payment, actor: str, data: dict | Non
         actor=actor[:80],
         data=data or {},
     )
-    return True
+    pending = getattr(_postings, "events", None)
+    if pending is not None:
+        pending.append(row)
+    else:
+        row.save(force_insert=True)
 
 
 def emit(payment: Payment, *types: str) -> None:
     """Outbox events with the contract's payment object (rendered once), in the open transaction."""
-    data = render_payment(payment)
-    for type_ in types:
-        event_record(merchant_id=payment.merchant_id, type=type_, data=data)
+    event_record_many(merchant_id=payment.merchant_id, types=types, data=render_payment(payment, remember=True))
     # a booking follows its payment in the same transaction (payments/services/booking_sync.py)
     from payments.services.booking_sync import booking_follow_payment
 
@@ -93,16 +103,30 @@ def postings_last() -> Iterator[None]:
     """Inside a use case's atomic block: collect the journals `post()` is given and post them all
     in one ledger call at the end of the block, right before the commit. The ledger holds the
     account rows (a merchant's pending account is one row) from the posting to the commit, so
-    posting last keeps that window to the commit itself (docs/decisions/ledger-posting-transactions.md)."""
+    posting last keeps that window to the commit itself (docs/decisions/ledger-posting-transactions.md).
+
+    The PaymentEvents of the block's transitions are collected too and inserted in one statement
+    at its end, in the same transaction (nothing in a recording block reads them back)."""
     _postings.queue = []
+    _postings.events = []
     try:
         yield
+    except BaseException:
+        logged, _postings.events = _postings.events, None
+        if logged and connection.in_atomic_block and not connection.needs_rollback:
+            PaymentEvent.objects.bulk_create(logged)  # a caller may go on and commit: keep the log whole
+        raise
+    else:
+        logged, _postings.events = _postings.events, None
+        if logged:
+            PaymentEvent.objects.bulk_create(logged)
         queued, _postings.queue = _postings.queue, None
         if queued:
             assert connection.in_atomic_block, "post inside the transition's transaction"
             journal_post_many(queued, atomic=True)
     finally:
         _postings.queue = None
+        _postings.events = None
 
 
 def post(journals: Iterable[Journal], *, occurred_at: dt.datetime, metadata: dict) -> None:

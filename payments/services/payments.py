@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.db.models.functions import Length
+from django_fsm import can_proceed
 
 from payera.core import metrics
 from payera.core.db import outside_transaction
@@ -27,7 +28,7 @@ from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
-from payments.locks import payment_lock
+from payments.locks import payment_lock, payment_lock_of_attempt
 from payments.method_types import method_spec
 from payments.models import (
     AS,
@@ -47,6 +48,8 @@ from payments.models import (
 )
 from payments.postings import capture_journals, fee_rule
 from payments.routing_models import BinRange
+from payments.selectors import payment_get
+from payments.serializers import payment_rendered
 from payments.services.booking_sync import booking_guard, payment_in_escrow
 from payments.services.common import (
     PaymentStateError,
@@ -59,6 +62,7 @@ from payments.services.common import (
     recovery_delay,
     setting,
     transition,
+    transition_logged,
 )
 from payments.services.customers import validate_metadata
 from payments.services.methods import (
@@ -130,17 +134,22 @@ def _locked(merchant: Merchant | None, payment_id: str) -> Payment:
     return payment
 
 
-def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, method_type: str,
-           brand: str | None, bin_: str = "") -> list[str]:
-    """The connectors to try, in order: the merchant's enabled routing rules (admin: Routing
-    rules) or, without any, its ordered `connectors` list."""
+def _routing_rules(merchant: Merchant) -> list[routing.RoutingRule]:
+    """The merchant's routing input: its enabled routing rules (admin: Routing rules) or, without
+    any, its ordered `connectors` list. Loaded once per request and decided per payment id."""
     stored = list(RoutingRule.objects.filter(merchant_id=merchant.pk, enabled=True))
     if stored:
-        rules = [routing.RoutingRule(connector=r.connector, priority=r.priority, weight=r.weight,
-                                     min_amount=r.min_amount, max_amount=r.max_amount, **r.condition_sets())
-                 for r in stored]
-    else:
-        rules = [routing.RoutingRule(connector=name, priority=i) for i, name in enumerate(merchant.connectors or [])]
+        return [routing.RoutingRule(connector=r.connector, priority=r.priority, weight=r.weight,
+                                    min_amount=r.min_amount, max_amount=r.max_amount, **r.condition_sets())
+                for r in stored]
+    return [routing.RoutingRule(connector=name, priority=i) for i, name in enumerate(merchant.connectors or [])]
+
+
+def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, method_type: str,
+           brand: str | None, bin_: str = "", rules: list[routing.RoutingRule] | None = None) -> list[str]:
+    """The connectors to try, in order (`rules`: the merchant's `_routing_rules`, if loaded)."""
+    if rules is None:
+        rules = _routing_rules(merchant)
     names = list(dict.fromkeys(r.connector for r in rules if r.connector in settings.PSP_CONNECTORS))
     caps: dict[str, routing.ConnectorCapabilities] = {}
     for name in names:
@@ -337,8 +346,9 @@ def payment_create(
     if off_session and setup_future_usage:
         raise InvalidRequestError("setup_future_usage saves a card on a customer-present payment, not off "
                                   "session.", param="setup_future_usage")
+    rules = _routing_rules(merchant)
     probe = _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
-                   method_type=method_type, brand=brand, bin_=bin_)
+                   method_type=method_type, brand=brand, bin_=bin_, rules=rules)
     if not probe:
         raise _unsupported()
     if off_session and saved is not None and not method_off_session_plan(saved, probe):
@@ -348,12 +358,13 @@ def payment_create(
     # secrets backend: no transaction; a card saved for later gets its own key (crypto-shred)
     tokenized = method_tokenize(method, own_key=bool(setup_future_usage)) if method is not None else None
     try:
-        payment = _payment_insert(
+        payment, started = _payment_insert(
             merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=cus,
             saved=saved, tokenized_fields=tokenized.fields if tokenized else None,
             save_method=bool(setup_future_usage), off_session=bool(off_session),
             setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
             metadata=metadata, mandate=mandate, actor=actor, idempotency_key=idempotency_key, with_row=with_row,
+            confirm_rules=rules if confirm else None,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -361,9 +372,10 @@ def payment_create(
         # a concurrent caller inserted this key first (the unique index waited for its commit)
         existing = Payment.objects.get(merchant=merchant, idempotency_key=idempotency_key)
         return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
-    if not confirm:
+    if started is None:
         return payment
-    return payment_confirm(merchant=merchant, payment_id=payment.id, method=method, actor=actor)
+    plan, first = started
+    return _confirm_attempts(merchant=merchant, payment=payment, plan=plan, first=first, method=method, actor=actor)
 
 
 def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, actor: str) -> Payment:
@@ -380,7 +392,15 @@ def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, acto
 @transaction.atomic(durable=True)
 def _payment_insert(*, merchant, amount, currency, capture_method, customer, saved, tokenized_fields, save_method,
                     off_session, setup_future_usage, return_url, description, metadata, actor,
-                    idempotency_key=None, mandate=None, with_row=None) -> Payment:
+                    idempotency_key=None, mandate=None, with_row=None,
+                    confirm_rules: list[routing.RoutingRule] | None = None,
+                    ) -> tuple[Payment, tuple[list[str], PaymentAttempt] | None]:
+    """Insert the payment (and its new payment method). With `confirm_rules` (create and confirm:
+    the merchant's routing input, loaded by the caller) the same transaction also begins the
+    confirmation, as `_confirm_begin` does for an existing payment: the payment is born
+    `processing` with its confirm claim (PaymentEvent requires_confirmation → processing) and its
+    first attempt, all committed before the first PSP call — one transaction instead of two, and
+    no row lock or re-read of a payment nobody else can see yet."""
     pm = saved
     if tokenized_fields is not None:
         pm = PaymentMethod(merchant=merchant, customer=customer if save_method else None, **tokenized_fields)
@@ -393,11 +413,26 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
         payment_method=pm, setup_future_usage=setup_future_usage, off_session=off_session, return_url=return_url,
         description=description[:1000], metadata=metadata, idempotency_key=idempotency_key or "",
     )
-    payment.save(force_insert=True)
+    started = None
+    if confirm_rules is not None:
+        plan = _confirm_plan(merchant, payment, pm, rules=confirm_rules)
+        inflight_claim(payment, "confirm")
+        if not can_proceed(payment.mark_processing):
+            raise PaymentStateError(f"A payment in status {payment.status} cannot be confirmed.")
+        before = payment.status
+        payment.mark_processing()
+        payment.save(force_insert=True)
+        transition_logged(payment, payment=payment, verb="mark_processing", before=before, actor=actor,
+                          data={"plan": plan})
+        started = plan
+    else:
+        payment.save(force_insert=True)
     if with_row is not None:
         with_row(payment)
     idempotency_resource_record(resource=payment.id)  # a retry after a crash answers this payment
-    return payment
+    if started is None:
+        return payment, None
+    return payment, (started, _attempt_insert(payment, started[0], sequence=1))
 
 
 # --- confirm ----------------------------------------------------------------------------
@@ -408,6 +443,15 @@ def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput 
     decline stops, an unknown outcome (timeout) stops with the payment `processing`."""
     plan, first = _confirm_begin(merchant=merchant, payment_id=payment_id, actor=actor)
     payment = Payment.objects.select_related("payment_method").get(pk=payment_id)
+    return _confirm_attempts(merchant=merchant, payment=payment, plan=plan, first=first, method=method, actor=actor)
+
+
+def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], first: PaymentAttempt,
+                      method: MethodInput | None, actor: str) -> Payment:
+    """The PSP calls of a confirmation whose claim and first attempt are committed: one attempt
+    per connector (each committed before its call), the outcome recorded after each."""
+    payment_id = payment.id
+    recorded: list[Payment] = []
     pm_data = None if payment.off_session else method_psp_data(payment.payment_method, method)
     for index, connector in enumerate(plan):
         # the first attempt was committed with the claim; each one before its PSP call
@@ -440,9 +484,10 @@ def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput 
         except Exception as exc:  # a bug after the request may have left: the outcome is unknown
             logger.exception("unexpected error authorizing %s on %s", attempt.id, connector)
             error = PspProtocolError(f"unexpected: {type(exc).__name__}", connector=connector)
+        recorded.clear()
         verdict = attempt_record_outcome(
             attempt_id=attempt.id, result=result, error=error, actor=actor,
-            may_cascade=index < len(plan) - 1, source="answer",
+            may_cascade=index < len(plan) - 1, source="answer", recorded=recorded,
         )
         if verdict is V.UNAVAILABLE or (verdict is V.SOFT_DECLINE and error is None and result is not None
                                         and result.decline is not None
@@ -450,8 +495,17 @@ def payment_confirm(*, merchant: Merchant, payment_id: str, method: MethodInput 
             circuit_record_failure(connector)
         if not routing.should_cascade(verdict):
             break
-    payment_auto_capture_if_needed(payment_id=payment_id)
-    return Payment.objects.get(pk=payment_id)
+    last = recorded[0] if recorded else None
+    if last is not None and payment_rendered(last) is not None and not (
+            last.capture_method == CaptureMethod.AUTOMATIC and last.status == PS.REQUIRES_CAPTURE):
+        # the last recording transaction rendered the payment for its events after its last
+        # transition: that is the answer (no re-read, no second render)
+        return last
+    payment = payment_get(merchant=merchant, payment_id=payment_id)  # as the API renders it
+    if payment.capture_method == CaptureMethod.AUTOMATIC and payment.status == PS.REQUIRES_CAPTURE:
+        payment_auto_capture_if_needed(payment_id=payment_id)
+        payment = payment_get(merchant=merchant, payment_id=payment_id)
+    return payment
 
 
 @transaction.atomic(durable=True)
@@ -459,11 +513,20 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[
     payment = _locked(merchant, payment_id)
     if payment.status not in (PS.REQUIRES_CONFIRMATION, PS.REQUIRES_PAYMENT_METHOD):
         raise PaymentStateError(f"A payment in status {payment.status} cannot be confirmed.")
-    pm = payment.payment_method
+    plan = _confirm_plan(merchant, payment, payment.payment_method)
+    inflight_claim(payment, "confirm")
+    transition(payment, "mark_processing", payment=payment, actor=actor, data={"plan": plan})
+    payment.save()
+    return plan, _attempt_insert(payment, plan[0])
+
+
+def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None, *,
+                  rules: list[routing.RoutingRule] | None = None) -> list[str]:
+    """The connectors a confirmation tries, in order (routing, then the off-session plan)."""
     if pm is None:
         raise InvalidRequestError("The payment has no payment method.", param="payment_method")
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin)
+                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules)
     if not plan:
         raise _unsupported()
     if payment.off_session:
@@ -475,10 +538,7 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[
             raise PaymentMethodNotReusableError(
                 "This payment method holds no credential for off-session charges: its first, customer-present "
                 "payment did not succeed on any of the merchant's connectors.", param="payment_method")
-    inflight_claim(payment, "confirm")
-    transition(payment, "mark_processing", payment=payment, actor=actor, data={"plan": plan})
-    payment.save()
-    return plan, _attempt_insert(payment, plan[0])
+    return plan
 
 
 @transaction.atomic(durable=True)
@@ -488,8 +548,9 @@ def attempt_start(*, payment_id: str, connector: str) -> PaymentAttempt:
     return _attempt_insert(payment_lock(payment_id), connector)
 
 
-def _attempt_insert(payment: Payment, connector: str) -> PaymentAttempt:
-    sequence = (payment.attempts.aggregate(m=Max("sequence"))["m"] or 0) + 1
+def _attempt_insert(payment: Payment, connector: str, *, sequence: int | None = None) -> PaymentAttempt:
+    if sequence is None:  # a payment inserted in this transaction knows it has none yet
+        sequence = (payment.attempts.aggregate(m=Max("sequence"))["m"] or 0) + 1
     attempt = PaymentAttempt(
         payment=payment, merchant_id=payment.merchant_id, sequence=sequence, connector=connector,
         amount=payment.amount, currency=payment.currency,
@@ -507,11 +568,14 @@ def return_url_for(payment_id: str) -> str:
 
 @transaction.atomic(durable=True)
 def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | None = None, actor: str,
-                           may_cascade: bool = False, source: str = "answer") -> V:
+                           may_cascade: bool = False, source: str = "answer",
+                           recorded: list[Payment] | None = None) -> V:
     """Record what the PSP said about an authorization (answer, 3-D Secure return, webhook or
-    inquiry) in one transaction. Idempotent: an attempt already resolved ignores it (logged)."""
-    attempt0 = PaymentAttempt.objects.only("payment_id").get(pk=attempt_id)
-    payment = payment_lock(attempt0.payment_id)
+    inquiry) in one transaction. Idempotent: an attempt already resolved ignores it (logged).
+    `recorded` gets the payment as this transaction left it (with the render of its events)."""
+    payment = payment_lock_of_attempt(attempt_id)
+    if recorded is not None:
+        recorded.append(payment)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     status_before = attempt.status
     if error is not None:
@@ -658,9 +722,9 @@ def apply_authorization(
             attempt.save()
             capture = Capture(payment=payment, attempt=attempt, amount=captured, currency=payment.currency,
                               fee=_fee(payment, captured))
-            capture.save(force_insert=True)
+            # born succeeded (one INSERT); its PaymentEvent still says pending -> succeeded
             transition(capture, "mark_succeeded", payment=payment, actor=actor, psp_reference=attempt.id)
-            capture.save()
+            capture.save(force_insert=True)
             _capture_succeeded(payment, attempt, capture, actor=actor, at=at)
         else:
             transition(attempt, "mark_authorized", payment=payment, actor=actor, psp_reference=psp_reference,
@@ -726,7 +790,7 @@ def _capture_succeeded(payment: Payment, attempt: PaymentAttempt, capture: Captu
     post(
         capture_journals(attempt_id=attempt.id, merchant_id=payment.merchant_id, connector=attempt.connector,
                          gross=capture.amount, fee=capture.fee, currency=capture.currency,
-                         escrow=payment_in_escrow(payment.id)),
+                         escrow=payment_in_escrow(payment)),
         occurred_at=at, metadata={"payment": payment.id, "capture": capture.id},
     )
     emit(payment, "payment.captured", "payment.succeeded")
@@ -804,8 +868,8 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
                            decline: Decline | None = None, error: PspError | None = None, actor: str,
                            release: bool = False) -> None:
     """Record a capture's outcome (answer, webhook or inquiry). Idempotent."""
-    cap0 = Capture.objects.only("payment_id").get(pk=capture_id)
-    payment = payment_lock(cap0.payment_id)
+    cap0_payment_id = Capture.objects.values_list("payment_id", flat=True).get(pk=capture_id)
+    payment = payment_lock(cap0_payment_id)
     capture = Capture.objects.select_related("attempt").get(pk=capture_id)
     if release and payment.inflight == "capture":
         inflight_release(payment)

@@ -133,8 +133,8 @@ def attempt_recover(*, attempt_id: str) -> bool:
 def _never_arrived(*, attempt_id: str) -> None:
     """The PSP has no record of the attempt: nothing was authorized. The payment fails (the
     shopper's CVC is gone, so no other connector is tried from here)."""
-    attempt0 = PaymentAttempt.objects.only("payment_id").get(pk=attempt_id)
-    payment = payment_lock(attempt0.payment_id)
+    attempt0_payment_id = PaymentAttempt.objects.values_list("payment_id", flat=True).get(pk=attempt_id)
+    payment = payment_lock(attempt0_payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     actor = "system:recovery"
     transition(attempt, "mark_failed", payment=payment, actor=actor, error="never arrived at the PSP (inquiry)",

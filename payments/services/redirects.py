@@ -76,8 +76,8 @@ def redirect_expire(*, attempt_id: str, seconds: int) -> bool:
 
 @transaction.atomic(durable=True)
 def _redirect_expired_record(*, attempt_id: str, seconds: int) -> bool:
-    attempt0 = PaymentAttempt.objects.only("payment_id").get(pk=attempt_id)
-    payment: Payment = payment_lock(attempt0.payment_id)
+    attempt0_payment_id = PaymentAttempt.objects.values_list("payment_id", flat=True).get(pk=attempt_id)
+    payment: Payment = payment_lock(attempt0_payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     if attempt.status != AS.REQUIRES_ACTION:  # the shopper's return or the webhook was first
         logger.info("redirect %s already resolved (%s): expiry ignored", attempt_id, attempt.status)

@@ -124,8 +124,8 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
                           release: bool = False) -> None:
     """A refund's outcome from the answer, a webhook or an inquiry. Idempotent and order-proof:
     a refund already succeeded or failed ignores later news (logged)."""
-    ref0 = Refund.objects.only("payment_id").get(pk=refund_id)
-    payment = payment_lock(ref0.payment_id)
+    ref0_payment_id = Refund.objects.values_list("payment_id", flat=True).get(pk=refund_id)
+    payment = payment_lock(ref0_payment_id)
     refund = Refund.objects.select_related("attempt").get(pk=refund_id)
     if release and payment.inflight == "refund":
         inflight_release(payment)

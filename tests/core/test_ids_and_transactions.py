@@ -19,3 +19,20 @@ def test_outside_transaction_refuses_to_run_inside_one():
         pass  # fine at top level
     with pytest.raises(RuntimeError), transaction.atomic(), outside_transaction():
         pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_transaction_refuses_a_manual_transaction_and_opens_none():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx, outside_transaction():
+        pass
+    assert ctx.captured_queries == []  # no BEGIN/COMMIT round trip per PSP call
+    transaction.set_autocommit(False)
+    try:
+        with pytest.raises(RuntimeError), outside_transaction():
+            pass
+    finally:
+        transaction.rollback()
+        transaction.set_autocommit(True)

@@ -169,3 +169,26 @@ def test_selectors_scope_events_to_their_merchant_newest_first():
     with pytest.raises(NotFoundError) as exc:
         event_get(merchant_id=M, event_id=theirs.pk)
     assert exc.value.http_status == 404 and exc.value.param == "id"
+
+
+@pytest.mark.django_db
+def test_events_recorded_together_are_one_insert_and_one_publish_and_each_is_relayed(
+    enqueued, django_capture_on_commit_callbacks, django_assert_num_queries
+):
+    from payera.events import tasks
+    from payera.events.services import event_record_many
+
+    webhook_endpoint_create(merchant_id=M, url=URL, enabled_events=["*"])
+    data = {"id": "pay_2", "object": "payment", "status": "succeeded"}
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        with django_assert_num_queries(1):
+            captured, succeeded = event_record_many(merchant_id=M, types=["payment.captured", "payment.succeeded"],
+                                                    data=data)
+        data["status"] = "changed"  # frozen at recording
+    assert enqueued == [("event_relay_batch_task", (captured.id, succeeded.id), None)]
+    assert [e.type for e in Event.objects.filter(merchant_id=M).order_by("created_at")] == [
+        "payment.captured", "payment.succeeded"]
+    assert Event.objects.get(pk=succeeded.id).data == {"object": {**data, "status": "succeeded"}}
+    assert tasks.event_relay_batch_task.run(captured.id, succeeded.id) == 2  # a delivery each
+    assert WebhookDelivery.objects.filter(event_id__in=[captured.id, succeeded.id]).count() == 2
+    assert tasks.event_relay_batch_task.run(captured.id, succeeded.id) == 0  # relayed once

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 
 import pytest
 from django.db import OperationalError
@@ -94,26 +95,59 @@ def test_payment_retry_after_a_crash_answers_the_first_payment(client, merchant,
     assert len(psp_settings["alpha"].payments(attempt.id)) == 1
 
 
-def test_payment_created_but_never_confirmed_is_confirmed_by_the_retry(client, merchant, psp_settings, monkeypatch):
+def test_payment_crashed_before_its_psp_call_is_answered_again_never_created_twice(
+    client, merchant, psp_settings, monkeypatch, settings
+):
+    """POST /v1/payments inserts the payment, its confirm claim and its first attempt in one
+    transaction, committed before the PSP call. The process dies right after it: the retry that
+    takes the key over answers that payment (never a second one, never a second PSP call), and
+    recovery settles its `started` attempt by asking the PSP."""
     import payments.services.payments as services
+    from payments.services import recovery_run
 
-    real_confirm = services.payment_confirm
+    real_attempts = services._confirm_attempts
 
-    def crash(**kwargs):  # the process dies after the payment's insert, before any PSP call
-        monkeypatch.setattr(services, "payment_confirm", real_confirm)
+    def crash(**kwargs):  # the process dies after the create transaction, before any PSP call
+        monkeypatch.setattr(services, "_confirm_attempts", real_attempts)
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "payment_confirm", crash)
+    monkeypatch.setattr(services, "_confirm_attempts", crash)
     body = {"amount": 700, "currency": "EUR", "payment_method_data": CARD, "metadata": {"order": "o-3"}}
     # the database went away after the insert: 503, and nothing stored for the key
     assert post(client, "/v1/payments", body, "p-3").status_code == 503
     [first] = Payment.objects.filter(metadata__order="o-3")
-    assert first.status == "requires_confirmation" and not first.attempts.exists()
+    assert first.status == "processing" and first.inflight == "confirm"
+    assert list(first.attempts.values_list("status", flat=True)) == ["started"]
     lock_expires("p-3")
     retry = post(client, "/v1/payments", body, "p-3")
     assert retry.status_code == 201
-    assert retry.json()["id"] == first.id and retry.json()["status"] == "succeeded"
+    assert retry.json()["id"] == first.id and retry.json()["status"] == "processing"
     assert Payment.objects.filter(metadata__order="o-3").count() == 1
+    assert PaymentAttempt.objects.filter(payment=first).count() == 1  # the retry called no PSP
+    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0  # the crashed request is known to be gone
+    recovery_run(force=True)
+    first.refresh_from_db()
+    assert first.status == "failed" and not first.inflight  # the PSP never got the authorization
+
+
+def test_payment_created_without_confirm_is_confirmed_by_a_retry_that_confirms(client, merchant, psp_settings):
+    """`idempotent_resume` still confirms a payment left `requires_confirmation` by its request."""
+    from payments.services import payment_create
+
+    payment = payment_create(merchant=merchant, amount=700, currency="EUR", payment_method_data=CARD,
+                             confirm=False, metadata={"order": "o-4"})
+    key = IdempotencyKey.objects.create(merchant=merchant, key="p-4", fingerprint="x", method="POST",
+                                        path="/v1/payments", owner=uuid.uuid4(), resource=payment.id,
+                                        locked_until=timezone.now() - dt.timedelta(seconds=1))
+    from payera.core.idempotency import fingerprint
+
+    body = {"amount": 700, "currency": "EUR", "payment_method_data": CARD, "metadata": {"order": "o-4"}}
+    key.fingerprint = fingerprint(method="POST", path="/v1/payments", body=json.dumps(body).encode())
+    key.save()
+    retry = post(client, "/v1/payments", body, "p-4")
+    assert retry.status_code == 201
+    assert retry.json()["id"] == payment.id and retry.json()["status"] == "succeeded"
+    assert Payment.objects.filter(metadata__order="o-4").count() == 1
 
 
 def test_booking_retry_after_a_crash_answers_the_first_booking(client, merchant, psp_settings, monkeypatch):

@@ -12,7 +12,13 @@ from payera.events.services.endpoints import (
     webhook_endpoint_roll_secret,
     webhook_endpoint_update,
 )
-from payera.events.services.events import event_prune, event_record, event_relay, event_relay_pending
+from payera.events.services.events import (
+    event_prune,
+    event_record,
+    event_record_many,
+    event_relay,
+    event_relay_pending,
+)
 from payera.events.signing import sign
 
 __all__ = [
@@ -20,6 +26,7 @@ __all__ = [
     "endpoint_replay_dead_letters",
     "event_prune",
     "event_record",
+    "event_record_many",
     "event_relay",
     "event_relay_pending",
     "sign",
