@@ -472,9 +472,9 @@ BEGIN
 END $$;
 
 -- Batches of several journals, inside or outside the caller's transaction. The exception blocks
--- are subtransactions: an atomic batch refused (LDG01) is undone and answered with statuses, so
--- the caller's transaction stays usable; a set-based batch that lost a race for a reference
--- (LDG02) is undone and rerun journal by journal. (Single journals never need it.)
+-- are subtransactions (one at a time): an atomic batch refused (LDG01) is undone and answered with
+-- statuses, so the caller's transaction stays usable; a set-based batch that lost a race for a
+-- reference (LDG02) is undone and rerun journal by journal. (Single journals never need it.)
 CREATE OR REPLACE FUNCTION ledger_post_batch_atomic(
     a_owner text[], a_code text[], a_currency text[], a_type text[],
     a_dmnec boolean[], a_cmned boolean[], a_hot boolean[], a_create boolean[], a_shards integer,
@@ -488,21 +488,28 @@ DECLARE
     v_detail text;
     v_hint text;
     n integer := coalesce(array_length(j_reference, 1), 0);
+    v_set_based boolean := true;
 BEGIN
-    BEGIN
-        SELECT b.r_status, b.r_journal INTO r_status, r_journal
-          FROM ledger_post_batch(a_owner, a_code, a_currency, a_type, a_dmnec, a_cmned, a_hot, a_create, a_shards,
-                                 j_reference, j_kind, j_memo, j_metadata, j_occurred, j_phase, j_reverses, j_pending,
-                                 j_expires, j_line_end, l_account, l_amount, p_atomic, true) b;
-    EXCEPTION WHEN SQLSTATE 'LDG02' THEN
-        SELECT b.r_status, b.r_journal INTO r_status, r_journal
-          FROM ledger_post_batch(a_owner, a_code, a_currency, a_type, a_dmnec, a_cmned, a_hot, a_create, a_shards,
-                                 j_reference, j_kind, j_memo, j_metadata, j_occurred, j_phase, j_reverses, j_pending,
-                                 j_expires, j_line_end, l_account, l_amount, p_atomic, false) b;
-    END;
-EXCEPTION WHEN SQLSTATE 'LDG01' THEN
-    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-    r_status := array_fill('linked_event_failed'::text, ARRAY[n]);
-    r_status[v_hint::integer] := v_detail;
-    r_journal := array_fill(NULL::bigint, ARRAY[n]);
+    LOOP
+        BEGIN
+            SELECT b.r_status, b.r_journal INTO r_status, r_journal
+              FROM ledger_post_batch(a_owner, a_code, a_currency, a_type, a_dmnec, a_cmned, a_hot, a_create,
+                                     a_shards, j_reference, j_kind, j_memo, j_metadata, j_occurred, j_phase,
+                                     j_reverses, j_pending, j_expires, j_line_end, l_account, l_amount, p_atomic,
+                                     v_set_based) b;
+            RETURN;
+        EXCEPTION
+            WHEN SQLSTATE 'LDG01' THEN
+                GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+                r_status := array_fill('linked_event_failed'::text, ARRAY[n]);
+                r_status[v_hint::integer] := v_detail;
+                r_journal := array_fill(NULL::bigint, ARRAY[n]);
+                RETURN;
+            WHEN SQLSTATE 'LDG02' THEN
+                IF NOT v_set_based THEN
+                    RAISE;  -- cannot happen: the journal-by-journal path never raises it
+                END IF;
+                v_set_based := false;  -- lost a race for a reference: rerun journal by journal
+        END;
+    END LOOP;
 END $$;
