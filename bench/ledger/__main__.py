@@ -182,7 +182,13 @@ def ledger_rate(kind: str, clients: int, seconds: float) -> float:
 def batch_rate(clients: int, calls: int, per_call: int) -> float:
     from bench.ledger.clients import run_batch_client
 
-    total, elapsed, _, _ = parallel(run_batch_client, lambda i: (N_ACCOUNTS, calls, per_call), clients)
+    total, elapsed, client_cpu, backend_cpu = parallel(
+        run_batch_client, lambda i: (N_ACCOUNTS, calls, per_call), clients
+    )
+    if total and client_cpu is not None:
+        COSTS.setdefault(f"journal_post_many x{per_call} {clients} cl.", []).append(
+            (client_cpu / total, backend_cpu / total)
+        )
     return total / elapsed
 
 
@@ -335,12 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     r["bytes_per_journal"] = storage_per_journal()
     print(f"  storage per two-entry journal (with indexes): {r['bytes_per_journal']:>10,.0f} bytes", flush=True)
     COSTS["pgbench -N 8 cl. (separate run)"] = [pgbench_cpu(8, s)]
-    print("CPU per journal (median of the runs; client processes + their PostgreSQL backends):")
+    print("CPU per journal (median of the runs; client processes + their PostgreSQL backends; not ratios):")
     for name, values in COSTS.items():
         client = statistics.median(v[0] for v in values) * 1e6
         backend = statistics.median(v[1] for v in values) * 1e6
         r[f"cpu_us {name}"] = client + backend
-        print(f"  {name:<42} {client:>6,.0f} us client + {backend:>6,.0f} us backend = {client + backend:>6,.0f} us")
+        print(
+            f"  {name:<42} {client:>6,.0f} us client + {backend:>6,.0f} us backend = {client + backend:>6,.0f} us"
+            f"  (CPU-bound: {1e6 / (client + backend):>6,.0f}/s per core)"
+        )
 
     def ratio(name: str, value: float | None, goal: str, met: bool | None) -> None:
         shown = "n/a" if value is None else f"{value:,.2f}"

@@ -67,6 +67,7 @@ def run_batch_client(n_accounts: int, calls: int, per_call: int, start, out, see
     from ledger.types import JournalRequest, PostingLine
 
     connection.close()
+    backend = backend_pid(connection)
     rng = random.Random(seed)
     accounts = _accounts(n_accounts)
     prefix = f"bench:batch:{uuid.uuid4().hex[:8]}:"
@@ -86,7 +87,9 @@ def run_batch_client(n_accounts: int, calls: int, per_call: int, start, out, see
             )
         batches.append(reqs)
     start.wait()
+    cpu0, backend0 = time.process_time(), process_cpu(backend)
     for reqs in batches:
         journal_post_many(reqs)
+    cpu, backend_cpu = time.process_time() - cpu0, process_cpu(backend) - backend0
     connection.close()
-    out.put(calls * per_call)
+    out.put((calls * per_call, cpu, backend_cpu))
