@@ -66,6 +66,37 @@ def run_pgbench(clients: int, seconds: float) -> float:
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
+def pgbench_cpu(clients: int, seconds: float) -> tuple[float, float]:
+    """CPU per pgbench -N transaction (pgbench itself, its backends), from a separate run that is
+    not part of any ratio: backends sampled from /proc between 1 s and seconds - 1 s."""
+    import resource
+
+    from bench.ledger.clients import process_cpu
+
+    conn = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
+    subprocess.run([pgbench_bin(), "-q", "-i", "-s", "8", *conn, PGBENCH_DB], check=True, capture_output=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen(
+        [pgbench_bin(), "-N", "-n", "-c", str(clients), "-j", "2", "-T", str(int(seconds)), *conn, PGBENCH_DB],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1)
+    pids = [int(x) for x in psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{PGBENCH_DB}'").split()]
+    cpu0 = {pid: process_cpu(pid) for pid in pids}
+    t0 = time.perf_counter()
+    time.sleep(max(seconds - 2, 1))
+    backend = sum(process_cpu(pid) - cpu0[pid] for pid in pids)
+    window = time.perf_counter() - t0
+    out, _ = proc.communicate()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    done = float(re.search(r"actually processed: (\d+)", out).group(1))
+    client = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return client / done, backend / (tps * window)
+
+
 def run_pgbench_posting(clients: int, seconds: float) -> float:
     """ledger_post_batch() driven by pgbench itself (C client): the database side alone."""
     conn = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
@@ -112,7 +143,13 @@ def warm_up() -> None:
     journal_post_many(reqs)
 
 
-def parallel(target, args_for, clients: int) -> tuple[int, float]:
+# CPU per journal (client processes, their backends) of the runs, by name: "where the time goes".
+COSTS: dict[str, list[tuple[float, float]]] = {}
+
+
+def parallel(target, args_for, clients: int) -> tuple[int, float, float | None, float | None]:
+    """Runs `clients` processes; returns (journals, seconds, client CPU s, backend CPU s), the CPU
+    figures when the clients report them."""
     from django.db import connections
 
     connections.close_all()
@@ -124,24 +161,34 @@ def parallel(target, args_for, clients: int) -> tuple[int, float]:
         p.start()
     start.wait()
     t0 = time.perf_counter()
-    total = sum(out.get() for _ in procs)
+    results = [out.get() for _ in procs]
     elapsed = time.perf_counter() - t0
     for p in procs:
         p.join()
-    return total, elapsed
+    if all(isinstance(r, tuple) for r in results):
+        return sum(r[0] for r in results), elapsed, sum(r[1] for r in results), sum(r[2] for r in results)
+    return sum(results), elapsed, None, None
 
 
 def ledger_rate(kind: str, clients: int, seconds: float) -> float:
     from bench.ledger.clients import run_client
 
-    total, elapsed = parallel(run_client, lambda i: (kind, N_ACCOUNTS, seconds), clients)
+    total, elapsed, client_cpu, backend_cpu = parallel(run_client, lambda i: (kind, N_ACCOUNTS, seconds), clients)
+    if total and client_cpu is not None:
+        COSTS.setdefault(f"journal_post {kind} {clients} cl.", []).append((client_cpu / total, backend_cpu / total))
     return total / max(elapsed, seconds)
 
 
 def batch_rate(clients: int, calls: int, per_call: int) -> float:
     from bench.ledger.clients import run_batch_client
 
-    total, elapsed = parallel(run_batch_client, lambda i: (N_ACCOUNTS, calls, per_call), clients)
+    total, elapsed, client_cpu, backend_cpu = parallel(
+        run_batch_client, lambda i: (N_ACCOUNTS, calls, per_call), clients
+    )
+    if total and client_cpu is not None:
+        COSTS.setdefault(f"journal_post_many x{per_call} {clients} cl.", []).append(
+            (client_cpu / total, backend_cpu / total)
+        )
     return total / elapsed
 
 
@@ -191,6 +238,10 @@ def run_hordak(python: str, clients: int, seconds: float) -> float | None:
         .splitlines()[-1]
     )
     data = json.loads(out)
+    if data["journals"] and "client_cpu" in data:
+        COSTS.setdefault(f"django-hordak {clients} cl.", []).append(
+            (data["client_cpu"] / data["journals"], data["backend_cpu"] / data["journals"])
+        )
     return data["journals"] / data["seconds"]
 
 
@@ -289,6 +340,16 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     r["bytes_per_journal"] = storage_per_journal()
     print(f"  storage per two-entry journal (with indexes): {r['bytes_per_journal']:>10,.0f} bytes", flush=True)
+    COSTS["pgbench -N 8 cl. (separate run)"] = [pgbench_cpu(8, s)]
+    print("CPU per journal (median of the runs; client processes + their PostgreSQL backends; not ratios):")
+    for name, values in COSTS.items():
+        client = statistics.median(v[0] for v in values) * 1e6
+        backend = statistics.median(v[1] for v in values) * 1e6
+        r[f"cpu_us {name}"] = client + backend
+        print(
+            f"  {name:<42} {client:>6,.0f} us client + {backend:>6,.0f} us backend = {client + backend:>6,.0f} us"
+            f"  (CPU-bound: {1e6 / (client + backend):>6,.0f}/s per core)"
+        )
 
     def ratio(name: str, value: float | None, goal: str, met: bool | None) -> None:
         shown = "n/a" if value is None else f"{value:,.2f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
@@ -14,7 +15,21 @@ def _accounts(n: int):
     return [Accounts.merchant_available(f"mer_bench{i:05d}", "EUR") for i in range(n)]
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process on this machine (the bench's PostgreSQL is local)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pid(connection) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
 def run_client(kind: str, n_accounts: int, seconds: float, start, out, seed: int) -> None:
+    """Posts for `seconds`; reports (journals, this process's CPU s, its backend's CPU s)."""
     from django.db import connection
 
     from ledger.services import journal_post
@@ -26,7 +41,9 @@ def run_client(kind: str, n_accounts: int, seconds: float, start, out, seed: int
     hot = Accounts.fee_revenue("EUR") if kind == "hot" else AccountKey("platform", "naive_hot", "EUR")
     prefix = f"bench:{kind}:{uuid.uuid4().hex[:8]}:"
     now = datetime.now(UTC)
+    backend = backend_pid(connection)
     start.wait()
+    cpu0, backend0 = time.process_time(), process_cpu(backend)
     deadline = time.perf_counter() + seconds
     n = 0
     while time.perf_counter() < deadline:
@@ -38,8 +55,9 @@ def run_client(kind: str, n_accounts: int, seconds: float, start, out, seed: int
             lines = (PostingLine(rng.choice(accounts), amount), PostingLine(hot, -amount))
         journal_post(reference=f"{prefix}{n}", lines=lines, occurred_at=now)
         n += 1
+    cpu, backend_cpu = time.process_time() - cpu0, process_cpu(backend) - backend0
     connection.close()
-    out.put(n)
+    out.put((n, cpu, backend_cpu))
 
 
 def run_batch_client(n_accounts: int, calls: int, per_call: int, start, out, seed: int) -> None:
@@ -49,6 +67,7 @@ def run_batch_client(n_accounts: int, calls: int, per_call: int, start, out, see
     from ledger.types import JournalRequest, PostingLine
 
     connection.close()
+    backend = backend_pid(connection)
     rng = random.Random(seed)
     accounts = _accounts(n_accounts)
     prefix = f"bench:batch:{uuid.uuid4().hex[:8]}:"
@@ -68,7 +87,9 @@ def run_batch_client(n_accounts: int, calls: int, per_call: int, start, out, see
             )
         batches.append(reqs)
     start.wait()
+    cpu0, backend0 = time.process_time(), process_cpu(backend)
     for reqs in batches:
         journal_post_many(reqs)
+    cpu, backend_cpu = time.process_time() - cpu0, process_cpu(backend) - backend0
     connection.close()
-    out.put(calls * per_call)
+    out.put((calls * per_call, cpu, backend_cpu))

@@ -2,12 +2,14 @@
 
     <hordak venv>/bin/python bench/ledger/hordak_runner.py DB_URL CLIENTS SECONDS ACCOUNTS
 
-Prints one JSON line: {"journals": n, "seconds": s}. Each posting is the same as Payera's:
-one balanced two-leg transfer between two random accounts, in its own transaction.
+Prints one JSON line: {"journals": n, "seconds": s, "client_cpu": s, "backend_cpu": s}. Each
+posting is the same as Payera's: one balanced two-leg transfer between two random accounts, in its
+own transaction. (CPU: the client processes' and their PostgreSQL backends', read from /proc.)
 """
 
 import json
 import multiprocessing as mp
+import os
 import random
 import sys
 import time
@@ -42,6 +44,12 @@ def configure(db_url: str) -> None:
     django.setup()
 
 
+def process_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def client(db_url, ids, seconds, start, out, seed):
     configure(db_url)
     from django.db import connection, transaction
@@ -50,7 +58,11 @@ def client(db_url, ids, seconds, start, out, seed):
 
     accounts = list(Account.objects.filter(id__in=ids))
     rng = random.Random(seed)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     start.wait()
+    cpu0, backend0 = time.process_time(), process_cpu(backend)
     deadline = time.perf_counter() + seconds
     n = 0
     while time.perf_counter() < deadline:
@@ -58,8 +70,9 @@ def client(db_url, ids, seconds, start, out, seed):
         with transaction.atomic():
             a.transfer_to(b, Money(rng.randint(1, 1000), "EUR"))
         n += 1
+    cpu, backend_cpu = time.process_time() - cpu0, process_cpu(backend) - backend0
     connection.close()
-    out.put(n)
+    out.put((n, cpu, backend_cpu))
 
 
 def main() -> None:
@@ -82,10 +95,20 @@ def main() -> None:
         p.start()
     start.wait()
     t0 = time.perf_counter()
-    total = sum(out.get() for _ in procs)
+    results = [out.get() for _ in procs]
+    elapsed = max(seconds, time.perf_counter() - t0)
     for p in procs:
         p.join()
-    print(json.dumps({"journals": total, "seconds": max(seconds, time.perf_counter() - t0)}))
+    print(
+        json.dumps(
+            {
+                "journals": sum(r[0] for r in results),
+                "seconds": elapsed,
+                "client_cpu": sum(r[1] for r in results),
+                "backend_cpu": sum(r[2] for r in results),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -88,13 +88,31 @@ CREATE TRIGGER ledger_account_guard BEFORE UPDATE ON ledger_account FOR EACH ROW
 -- Returns one status per journal; nothing of a failed journal is written. With p_atomic, the
 -- first failure of a multi-journal batch aborts the statement (TigerBeetle's linked chain);
 -- ledger_post_batch_atomic() turns that into statuses ('linked_event_failed' for the others).
+--
+-- A batch of several journals is set-based (p_set_based): after the accounts are locked, one
+-- query finds the references already stored and the repeats inside the batch; journals are then
+-- applied in memory in order, take their ids from the sequence, and are inserted at the end with
+-- one INSERT (as entries and projections already were). Should a concurrent transaction commit
+-- one of the batch's references (or resolve the same pending journal, or reverse the same
+-- journal) between that query and the INSERT, the INSERT skips it, the count differs and the
+-- call raises LDG02: ledger_post_batch_atomic() undoes it (a subtransaction) and reruns the batch
+-- journal by journal (p_set_based false: each journal inserted in the loop, ON CONFLICT answered
+-- at once), which is what a single journal always does.
+DROP FUNCTION IF EXISTS ledger_post_batch(
+    text[], text[], text[], text[], boolean[], boolean[], boolean[], boolean[], integer,
+    text[], text[], text[], jsonb[], timestamptz[], smallint[], bigint[], bigint[], timestamptz[], integer[],
+    integer[], bigint[], boolean);
+DROP FUNCTION IF EXISTS ledger_post_batch_atomic(
+    text[], text[], text[], text[], boolean[], boolean[], boolean[], boolean[], integer,
+    text[], text[], text[], jsonb[], timestamptz[], smallint[], bigint[], bigint[], timestamptz[], integer[],
+    integer[], bigint[], boolean);
 CREATE OR REPLACE FUNCTION ledger_post_batch(
     a_owner text[], a_code text[], a_currency text[], a_type text[],
     a_dmnec boolean[], a_cmned boolean[], a_hot boolean[], a_create boolean[], a_shards integer,
     j_reference text[], j_kind text[], j_memo text[], j_metadata jsonb[], j_occurred timestamptz[],
     j_phase smallint[], j_reverses bigint[], j_pending bigint[], j_expires timestamptz[], j_line_end integer[],
     l_account integer[], l_amount bigint[],
-    p_atomic boolean,
+    p_atomic boolean, p_set_based boolean DEFAULT true,
     OUT r_status text[], OUT r_journal bigint[]
 ) LANGUAGE plpgsql
 -- Generic plans: every query here is an index lookup; re-planning per call cost more than the work.
@@ -103,6 +121,7 @@ AS $$
 DECLARE
     n_acc integer := coalesce(array_length(a_owner, 1), 0);
     n_j integer := coalesce(array_length(j_reference, 1), 0);
+    set_based boolean := p_set_based AND n_j > 1;
     acc_id bigint[] := '{}';   -- logical account id
     lk_id bigint[] := '{}';    -- the row we write: the account, or the shard taken for a hot account
     s_hot boolean[] := '{}';
@@ -126,6 +145,17 @@ DECLARE
     e_bal bigint[] := '{}';
     e_ver bigint[] := '{}';
     e_pending boolean[] := '{}';
+    -- set-based batches: references already stored, repeats inside the batch, journals to insert
+    j_first integer[];         -- the first journal of the batch with the same reference
+    j_known bigint[];          -- the stored journal with this reference, if any
+    j_holder integer[];        -- per first journal: the journal of the batch that created the reference
+    c_n integer := 0;
+    c_idx integer[] := '{}';   -- batch index of each journal to insert
+    c_id bigint[] := '{}';     -- its id (from the sequence)
+    b_pending bigint[] := '{}';   -- pending journals resolved by this batch
+    b_reverses bigint[] := '{}';  -- journals reversed by this batch
+    h integer;
+    v_count bigint;
     -- undo log of the current journal
     u_n integer;
     u_acc integer[];
@@ -148,16 +178,28 @@ DECLARE
 BEGIN
     r_status := array_fill(NULL::text, ARRAY[n_j]);
     r_journal := array_fill(NULL::bigint, ARRAY[n_j]);
-    -- Resolve the accounts (index lookups; NULL where missing).
-    FOR i IN 1..n_acc LOOP
-        v_id := NULL;
-        SELECT id, hot, debits_must_not_exceed_credits, credits_must_not_exceed_debits, status, shards
-          INTO v_id, v_hot, v_dmnec, v_cmned, v_status, v_shards
-          FROM ledger_account
-         WHERE owner = a_owner[i] AND code = a_code[i] AND currency = a_currency[i] AND parent_id IS NULL;
-        acc_id[i] := v_id; s_hot[i] := v_hot; s_dmnec[i] := v_dmnec; s_cmned[i] := v_cmned;
-        s_frozen[i] := v_status <> 'active'; v_nshards[i] := v_shards;
-    END LOOP;
+    -- Resolve the accounts (NULL where missing): a batch in one query; a single journal's few
+    -- accounts by one index lookup each (cheaper than the aggregate query for two or three).
+    IF n_j = 1 THEN
+        FOR i IN 1..n_acc LOOP
+            v_id := NULL;
+            SELECT id, hot, debits_must_not_exceed_credits, credits_must_not_exceed_debits, status, shards
+              INTO v_id, v_hot, v_dmnec, v_cmned, v_status, v_shards
+              FROM ledger_account
+             WHERE owner = a_owner[i] AND code = a_code[i] AND currency = a_currency[i] AND parent_id IS NULL;
+            acc_id[i] := v_id; s_hot[i] := v_hot; s_dmnec[i] := v_dmnec; s_cmned[i] := v_cmned;
+            s_frozen[i] := v_status <> 'active'; v_nshards[i] := v_shards;
+        END LOOP;
+    ELSIF n_acc > 0 THEN
+        SELECT array_agg(ac.id ORDER BY u.ord), array_agg(ac.hot ORDER BY u.ord),
+               array_agg(ac.debits_must_not_exceed_credits ORDER BY u.ord),
+               array_agg(ac.credits_must_not_exceed_debits ORDER BY u.ord),
+               array_agg(ac.status <> 'active' ORDER BY u.ord), array_agg(ac.shards ORDER BY u.ord)
+          INTO acc_id, s_hot, s_dmnec, s_cmned, s_frozen, v_nshards
+          FROM unnest(a_owner, a_code, a_currency) WITH ORDINALITY AS u(o, c, cur, ord)
+          LEFT JOIN ledger_account ac
+            ON ac.owner = u.o AND ac.code = u.c AND ac.currency = u.cur AND ac.parent_id IS NULL;
+    END IF;
     FOR i IN 1..n_acc LOOP
         IF acc_id[i] IS NULL THEN
             -- Create it on first use (chart accounts only).
@@ -208,6 +250,15 @@ BEGIN
                  ORDER BY ac.id FOR UPDATE OF ac) t;
     END IF;
     o_bal := s_bal; o_dp := s_dp; o_cp := s_cp; o_ver := s_ver;
+    IF set_based THEN
+        -- Idempotency, set-based, under the account locks: stored references, repeats in the batch.
+        SELECT array_agg(t.first ORDER BY t.ord), array_agg(t.jid ORDER BY t.ord)
+          INTO j_first, j_known
+          FROM (SELECT u.ord, min(u.ord) OVER (PARTITION BY u.ref) AS first, x.id AS jid
+                  FROM unnest(j_reference) WITH ORDINALITY AS u(ref, ord)
+                  LEFT JOIN ledger_journal x ON x.reference = u.ref) t;
+        j_holder := array_fill(NULL::integer, ARRAY[n_j]);
+    END IF;
 
     FOR j IN 1..n_j LOOP
         ls := le + 1;
@@ -216,8 +267,14 @@ BEGIN
         u_n := 0; u_acc := '{}'; u_bal := '{}'; u_dp := '{}'; u_cp := '{}'; u_ver := '{}';
         e_start := e_n;
         pend := j_phase[j] = 1;
+        IF set_based THEN
+            h := j_holder[j_first[j]];
+            IF h IS NOT NULL OR j_known[j] IS NOT NULL THEN
+                st := 'known';  -- answered below: exists or reference_conflict
+            END IF;
+        END IF;
         -- A post or void must name an open pending journal; a post must come before its expiry.
-        IF j_pending[j] IS NOT NULL THEN
+        IF st = 'created' AND j_pending[j] IS NOT NULL THEN
             SELECT phase, expires_at INTO p_phase, p_expires FROM ledger_journal WHERE id = j_pending[j];
             IF NOT FOUND OR p_phase <> 1 THEN
                 st := 'not_pending';
@@ -276,7 +333,23 @@ BEGIN
             END LOOP;
         END IF;
         jid := NULL;
-        IF st = 'created' THEN
+        IF st = 'created' AND set_based THEN
+            -- what the unique indexes would refuse: a second resolution or reversal
+            IF (j_pending[j] IS NOT NULL
+                AND (j_pending[j] = ANY (b_pending)
+                     OR EXISTS (SELECT 1 FROM ledger_journal WHERE pending_id = j_pending[j])))
+               OR (j_reverses[j] IS NOT NULL
+                   AND (j_reverses[j] = ANY (b_reverses)
+                        OR EXISTS (SELECT 1 FROM ledger_journal WHERE reverses_id = j_reverses[j]))) THEN
+                st := 'duplicate';
+            ELSE
+                jid := nextval('ledger_journal_id_seq');
+                c_n := c_n + 1; c_idx[c_n] := j; c_id[c_n] := jid;
+                j_holder[j_first[j]] := j;
+                IF j_pending[j] IS NOT NULL THEN b_pending := b_pending || j_pending[j]; END IF;
+                IF j_reverses[j] IS NOT NULL THEN b_reverses := b_reverses || j_reverses[j]; END IF;
+            END IF;
+        ELSIF st = 'created' THEN
             INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, reverses_id,
                                         pending_id, expires_at)
             VALUES (j_reference[j], j_kind[j], j_phase[j], j_memo[j], j_metadata[j], j_occurred[j],
@@ -284,17 +357,32 @@ BEGIN
             ON CONFLICT DO NOTHING RETURNING id INTO jid;
             IF jid IS NULL THEN
                 st := 'duplicate';
-            ELSE
-                r_journal[j] := jid;
-                FOR k IN e_start + 1..e_n LOOP
-                    e_journal[k] := jid;
-                END LOOP;
             END IF;
+        END IF;
+        IF jid IS NOT NULL THEN
+            r_journal[j] := jid;
+            FOR k IN e_start + 1..e_n LOOP
+                e_journal[k] := jid;
+            END LOOP;
         END IF;
         IF st <> 'created' THEN
             -- Idempotency first (as TigerBeetle): a known reference answers exists or conflict,
             -- whatever the balances say now.
-            SELECT id INTO jid FROM ledger_journal WHERE reference = j_reference[j];
+            IF NOT set_based THEN
+                SELECT id INTO jid FROM ledger_journal WHERE reference = j_reference[j];
+                jj := NULL;
+                IF jid IS NOT NULL THEN
+                    jj := array_position(r_journal, jid);
+                    IF NOT (jj < j AND r_status[jj] = 'created') THEN
+                        jj := NULL;
+                    END IF;
+                END IF;
+            ELSIF st = 'known' THEN
+                jj := h;
+                jid := CASE WHEN h IS NOT NULL THEN r_journal[h] ELSE j_known[j] END;
+            ELSE
+                jid := NULL;  -- the reference is neither stored nor earlier in the batch
+            END IF;
             IF jid IS NULL THEN
                 IF st = 'duplicate' THEN
                     st := CASE WHEN j_pending[j] IS NOT NULL THEN 'pending_already_resolved'
@@ -302,8 +390,7 @@ BEGIN
                 END IF;
             ELSE
                 r_journal[j] := jid;
-                jj := array_position(r_journal, jid);
-                IF jj < j AND r_status[jj] = 'created' THEN
+                IF jj IS NOT NULL THEN
                     -- the first journal with this reference is earlier in this batch (its entries
                     -- are not written yet): compare with its input lines
                     IF j_phase[jj] = j_phase[j] AND j_pending[jj] IS NOT DISTINCT FROM j_pending[j]
@@ -358,6 +445,20 @@ BEGIN
             USING ERRCODE = 'LDG01', DETAIL = r_status[failed], HINT = failed::text;
     END IF;
 
+    IF c_n > 0 THEN
+        INSERT INTO ledger_journal (id, reference, kind, phase, memo, metadata, occurred_at, reverses_id,
+                                    pending_id, expires_at)
+        SELECT c.id, u.ref, u.kind, u.phase, u.memo, u.md, u.occ, u.rev, u.pend, u.exp
+          FROM unnest(c_idx, c_id) AS c(j, id)
+          JOIN unnest(j_reference, j_kind, j_phase, j_memo, j_metadata, j_occurred, j_reverses, j_pending, j_expires)
+               WITH ORDINALITY AS u(ref, kind, phase, memo, md, occ, rev, pend, exp, ord) ON u.ord = c.j
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        IF v_count <> c_n THEN
+            RAISE EXCEPTION 'ledger: a concurrent posting took a reference or resolution of this batch'
+                USING ERRCODE = 'LDG02';
+        END IF;
+    END IF;
     IF e_n > 0 THEN
         INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)
         SELECT * FROM unnest(e_journal[1:e_n], e_account[1:e_n], e_currency[1:e_n], e_amount[1:e_n],
@@ -370,8 +471,10 @@ BEGIN
      WHERE ac.id = u.id AND (u.ver <> u.over OR u.dp <> u.odp OR u.cp <> u.ocp);
 END $$;
 
--- An atomic batch inside the caller's transaction: the exception block is a subtransaction, so a
--- refused batch leaves the caller's transaction usable. (Single journals never need it.)
+-- Batches of several journals, inside or outside the caller's transaction. The exception blocks
+-- are subtransactions (one at a time): an atomic batch refused (LDG01) is undone and answered with
+-- statuses, so the caller's transaction stays usable; a set-based batch that lost a race for a
+-- reference (LDG02) is undone and rerun journal by journal. (Single journals never need it.)
 CREATE OR REPLACE FUNCTION ledger_post_batch_atomic(
     a_owner text[], a_code text[], a_currency text[], a_type text[],
     a_dmnec boolean[], a_cmned boolean[], a_hot boolean[], a_create boolean[], a_shards integer,
@@ -385,14 +488,28 @@ DECLARE
     v_detail text;
     v_hint text;
     n integer := coalesce(array_length(j_reference, 1), 0);
+    v_set_based boolean := true;
 BEGIN
-    SELECT b.r_status, b.r_journal INTO r_status, r_journal
-      FROM ledger_post_batch(a_owner, a_code, a_currency, a_type, a_dmnec, a_cmned, a_hot, a_create, a_shards,
-                             j_reference, j_kind, j_memo, j_metadata, j_occurred, j_phase, j_reverses, j_pending,
-                             j_expires, j_line_end, l_account, l_amount, true) b;
-EXCEPTION WHEN SQLSTATE 'LDG01' THEN
-    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-    r_status := array_fill('linked_event_failed'::text, ARRAY[n]);
-    r_status[v_hint::integer] := v_detail;
-    r_journal := array_fill(NULL::bigint, ARRAY[n]);
+    LOOP
+        BEGIN
+            SELECT b.r_status, b.r_journal INTO r_status, r_journal
+              FROM ledger_post_batch(a_owner, a_code, a_currency, a_type, a_dmnec, a_cmned, a_hot, a_create,
+                                     a_shards, j_reference, j_kind, j_memo, j_metadata, j_occurred, j_phase,
+                                     j_reverses, j_pending, j_expires, j_line_end, l_account, l_amount, p_atomic,
+                                     v_set_based) b;
+            RETURN;
+        EXCEPTION
+            WHEN SQLSTATE 'LDG01' THEN
+                GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+                r_status := array_fill('linked_event_failed'::text, ARRAY[n]);
+                r_status[v_hint::integer] := v_detail;
+                r_journal := array_fill(NULL::bigint, ARRAY[n]);
+                RETURN;
+            WHEN SQLSTATE 'LDG02' THEN
+                IF NOT v_set_based THEN
+                    RAISE;  -- cannot happen: the journal-by-journal path never raises it
+                END IF;
+                v_set_based := false;  -- lost a race for a reference: rerun journal by journal
+        END;
+    END LOOP;
 END $$;

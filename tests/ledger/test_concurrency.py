@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from ledger import engine, selectors, services
 from ledger.errors import LimitExceededError
@@ -186,3 +186,65 @@ def test_concurrent_post_and_void_of_one_pending_resolve_it_once(owner):
     bal = selectors.account_balance(key=src)
     assert bal.debits_pending == 0 and bal.posted == (-40 if ok == ["post"] else -100)
     assert ledger_verify().ok
+
+
+def test_batch_losing_a_reference_race_is_rerun_journal_by_journal(owner):
+    """A set-based batch looks references up once, under its account locks, and inserts its journals
+    at the end. A transaction that holds the same references uncommitted on other accounts (the hot
+    shards, or accounts the batch does not touch) is invisible to that lookup: the batch's INSERT
+    waits for it, skips the references it committed, and the batch is rerun journal by journal,
+    answering conflict and exists as a single posting would."""
+    from ledger.types import JournalRequest
+
+    now = datetime.now(UTC)
+    a, b, c, d = (make_account(owner, f"r{i}") for i in range(4))
+    hot = (
+        PostingLine.debit(Accounts.psp_receivable("alpha", "XTS"), 3),
+        PostingLine.credit(Accounts.fee_revenue("XTS"), 3),
+    )
+    services.journal_post(reference=f"race:{owner}:warm", lines=hot, occurred_at=now)  # the hot accounts exist
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                services.journal_post_many(
+                    [
+                        JournalRequest(
+                            reference=f"race:{owner}:1",
+                            lines=transfer_lines(debit=a, credit=b, amount=5),
+                            occurred_at=now,
+                        ),
+                        JournalRequest(reference=f"race:{owner}:2", lines=hot, occurred_at=now),
+                    ]
+                )
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(30)
+    threading.Timer(1.0, release.set).start()  # commits while the batch below waits on its rows
+    results = services.journal_post_many(
+        [
+            JournalRequest(
+                reference=f"race:{owner}:0", lines=transfer_lines(debit=c, credit=d, amount=1), occurred_at=now
+            ),
+            JournalRequest(
+                reference=f"race:{owner}:1", lines=transfer_lines(debit=c, credit=d, amount=5), occurred_at=now
+            ),
+            JournalRequest(reference=f"race:{owner}:2", lines=hot, occurred_at=now),
+        ],
+        atomic=False,
+    )
+    thread.join(30)
+    assert release.is_set()
+    assert [r.status for r in results] == [PostStatus.CREATED, PostStatus.REFERENCE_CONFLICT, PostStatus.EXISTS]
+    assert selectors.account_balance(key=d).posted == -1
+    assert selectors.account_balance(key=b).posted == -5
+    assert selectors.account_balance(key=Accounts.fee_revenue("XTS")).posted == -6
+    report = ledger_verify()
+    assert report.ok, report.problems

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 
+from ledger import engine as engine_
 from ledger import selectors, services
 from ledger.errors import (
     AccountFrozenError,
@@ -21,6 +22,7 @@ from ledger.types import (
     AccountKey,
     Accounts,
     AccountType,
+    JournalPhase,
     JournalRequest,
     PostingLine,
     PostStatus,
@@ -342,4 +344,125 @@ def test_same_reference_twice_in_one_batch(owner, now, settings, engine):
     assert [r.status for r in results] == [PostStatus.CREATED, PostStatus.EXISTS, PostStatus.REFERENCE_CONFLICT]
     assert results[1].journal_id == results[0].journal_id
     assert selectors.balance_get(owner=owner).available[0].amount == 5
+    assert ledger_verify().ok
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "python"])
+def test_batch_answers_stored_repeated_and_second_resolutions_in_one_call(owner, now, settings, engine):
+    """A multi-journal batch (set-based on PostgreSQL): stored references answer exists/conflict,
+    a repeat whose first occurrence was refused is posted, a second resolution of one pending journal
+    and a second reversal of one journal are refused -- as journal by journal."""
+    settings.LEDGER_ENGINE = engine
+    wallet = make_account(owner, "wallet", type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
+    src = make_account(owner, "src")
+    stored = services.journal_post(
+        reference=f"s:{owner}", lines=transfer_lines(debit=src, credit=wallet, amount=10), occurred_at=now
+    )
+    reversed_ = services.journal_post(
+        reference=f"r:{owner}", lines=transfer_lines(debit=src, credit=wallet, amount=1), occurred_at=now
+    )
+    pending = services.pending_create(
+        reference=f"p:{owner}", lines=transfer_lines(debit=wallet, credit=src, amount=4), occurred_at=now
+    )
+    reqs = [
+        JournalRequest(
+            reference=f"s:{owner}", lines=transfer_lines(debit=src, credit=wallet, amount=10), occurred_at=now
+        ),
+        JournalRequest(
+            reference=f"s:{owner}", lines=transfer_lines(debit=src, credit=wallet, amount=11), occurred_at=now
+        ),
+        # overdraws the wallet (11 - 4 reserved = 7 available): refused ...
+        JournalRequest(
+            reference=f"x:{owner}", lines=transfer_lines(debit=wallet, credit=src, amount=8), occurred_at=now
+        ),
+        # ... so its repeat is a first posting, and this one fits
+        JournalRequest(
+            reference=f"x:{owner}", lines=transfer_lines(debit=wallet, credit=src, amount=7), occurred_at=now
+        ),
+        JournalRequest(
+            reference=f"x:{owner}", lines=transfer_lines(debit=wallet, credit=src, amount=7), occurred_at=now
+        ),
+    ]
+    results = services.journal_post_many(reqs, atomic=False)
+    assert [r.status for r in results] == [
+        PostStatus.EXISTS,
+        PostStatus.REFERENCE_CONFLICT,
+        PostStatus.EXCEEDS_CREDITS,
+        PostStatus.CREATED,
+        PostStatus.EXISTS,
+    ]
+    assert results[0].journal_id == results[1].journal_id == stored.journal_id
+    assert results[2].journal_id is None and results[4].journal_id == results[3].journal_id
+    assert selectors.account_balance(key=wallet).posted == -11 + 7
+
+    # no public service resolves or reverses in a batch, but the engine must refuse the second one
+    # in the same call as journal by journal
+    keys = (src, wallet)
+    voids = [
+        engine_.Item(
+            reference=f"v:{owner}:{n}",
+            kind="void_pending",
+            lines=(),
+            occurred_at=now,
+            phase=JournalPhase.VOID_PENDING,
+            pending_id=pending.journal_id,
+            extra_accounts=keys,
+        )
+        for n in range(2)
+    ]
+    mirror = tuple(
+        PostingLine(line.account, -line.amount) for line in transfer_lines(debit=src, credit=wallet, amount=1)
+    )
+    reversals = [
+        engine_.Item(
+            reference=f"rr:{owner}:{n}",
+            kind="reversal",
+            lines=mirror,
+            occurred_at=now,
+            reverses_id=reversed_.journal_id,
+        )
+        for n in range(2)
+    ]
+    results = engine_.post([*voids, *reversals], atomic=False)
+    assert [r.status for r in results] == [
+        PostStatus.CREATED,
+        PostStatus.PENDING_ALREADY_RESOLVED,
+        PostStatus.CREATED,
+        PostStatus.ALREADY_REVERSED,
+    ]
+    again = engine_.post([voids[1], reversals[1]], atomic=False)  # now stored: refused the same way
+    assert [r.status for r in again] == [PostStatus.PENDING_ALREADY_RESOLVED, PostStatus.ALREADY_REVERSED]
+    balance = selectors.account_balance(key=wallet)
+    assert (balance.posted, balance.debits_pending) == (-4 + 1, 0)  # the reversal gave 1 back
+    assert ledger_verify().ok
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "python"])
+def test_atomic_batch_refused_at_its_500th_journal_writes_nothing(owner, now, settings, engine):
+    settings.LEDGER_ENGINE = engine
+    wallet = make_account(owner, "wallet", type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
+    src = make_account(owner, "src")
+    services.journal_post(
+        reference=f"f:{owner}", lines=transfer_lines(debit=src, credit=wallet, amount=499), occurred_at=now
+    )
+    reqs = [
+        JournalRequest(
+            reference=f"o:{owner}:{i}", lines=transfer_lines(debit=wallet, credit=src, amount=1), occurred_at=now
+        )
+        for i in range(1000)
+    ]
+    with transaction.atomic():
+        with pytest.raises(LimitExceededError) as refused:
+            services.journal_post_many(reqs)
+        assert refused.value.result.index == 499  # the 500th journal: the wallet held 499
+        # the caller's transaction is still usable, and nothing of the batch was written
+        assert not Journal.objects.filter(reference__startswith=f"o:{owner}:").exists()
+        services.journal_post(
+            reference=f"g:{owner}", lines=transfer_lines(debit=wallet, credit=src, amount=1), occurred_at=now
+        )
+    balance = selectors.account_balance(key=wallet)
+    assert balance.posted == -498 and balance.version == 2
+    results = services.journal_post_many(reqs, atomic=False)
+    assert [r.status for r in results].count(PostStatus.CREATED) == 498
+    assert results[498].status is PostStatus.EXCEEDS_CREDITS
     assert ledger_verify().ok

@@ -1,0 +1,15 @@
+"""Helpers for migrations that (re)load ledger/sql/*.sql."""
+
+from pathlib import Path
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+FUNCTIONS_MARKER = "-- 4. The posting function"
+
+
+def reload_postgresql_functions(apps, schema_editor):
+    """Re-run the posting functions of ledger/sql/postgresql.sql (section 4 on: CREATE OR REPLACE,
+    DROP IF EXISTS). Not the constraints and triggers above it: re-adding the composite foreign key
+    would re-validate every entry of a production ledger."""
+    if schema_editor.connection.vendor == "postgresql":
+        sql = (SQL_DIR / "postgresql.sql").read_text()
+        schema_editor.execute(sql[sql.index(FUNCTIONS_MARKER) :], params=None)
