@@ -945,6 +945,10 @@ def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str,
         return None
     if payment.status not in (PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION):
         raise PaymentNotCancelableError()
+    if payment.captures.filter(status=OperationStatus.PENDING).exists():
+        # an asynchronous PSP is capturing it (e.g. the automatic capture after beta authorized):
+        # the PSP would refuse the void; the capture's outcome decides, then refund if need be
+        raise PaymentNotCancelableError("A capture of this payment is under way: it can no longer be canceled.")
     status = AS.REQUIRES_ACTION if waiting else AS.AUTHORIZED
     attempt = payment.attempts.filter(status=status).order_by("-sequence").first()
     if attempt is None:

@@ -70,3 +70,39 @@ def test_decline_table_is_seeded_from_the_adapters():
     from psp_adapters.codes import seed_rows
 
     assert DeclineCode.objects.count() >= len(seed_rows())
+
+
+def test_a_payment_whose_capture_is_under_way_at_an_asynchronous_psp_is_not_cancelable(psp_settings):
+    """Found by the payment state machine: beta (asynchronous) authorized, a capture went out and
+    is pending (beta answers "received"); a cancel then reached beta, which refused the void (502
+    to the merchant). It is refused before any PSP call, and the capture's outcome decides."""
+    from payments.models import OperationStatus
+    from payments.services import attempt_recover, payment_cancel
+    from payments.services.common import PaymentStateError
+    from payments.services.recovery import operation_recover
+    from psp_adapters.port import OperationKind
+
+    merchant = MerchantFactory(connectors=["beta"])
+    payment = payment_create(merchant=merchant, amount=1000, currency="EUR", capture_method="manual",
+                             payment_method_data={"type": "card", "card": {
+                                 "number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+    attempt = payment.attempts.get()
+    for _ in range(100):  # beta decides a moment later; its webhook, or recovery, tells us
+        attempt_recover(attempt_id=attempt.pk)
+        payment.refresh_from_db()
+        if payment.status == PS.REQUIRES_CAPTURE:
+            break
+    payment = payment_capture(merchant=merchant, payment_id=payment.pk)
+    [capture] = payment.captures.all()
+    assert (payment.status, capture.status) == (PS.REQUIRES_CAPTURE, OperationStatus.PENDING)
+    with pytest.raises(PaymentStateError) as refused:
+        payment_cancel(merchant=merchant, payment_id=payment.pk)
+    assert refused.value.code == "payment_not_cancelable"
+    (held,) = psp_settings["beta"].payments(attempt.pk)
+    assert not [op for op in held["operations"] if op["kind"] == "void"]
+    for _ in range(100):
+        operation_recover(kind=OperationKind.CAPTURE, operation_id=capture.pk)
+        payment.refresh_from_db()
+        if payment.status == PS.SUCCEEDED:
+            break
+    assert payment.status == PS.SUCCEEDED and payment.amount_captured == 1000
