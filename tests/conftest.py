@@ -14,15 +14,10 @@ pytest_plugins = ["tests.psp_adapters.sandbox_fixtures", "tests.plugins.leakscan
 
 @pytest.fixture(autouse=True)
 def _closed_circuits():
-    """Every test starts with the connectors' circuit breakers closed: an earlier test's timeouts
-    (card 4000000000007726) must not reroute this test's payments."""
-    from django.core.cache import cache
+    """Every test starts with the connectors' circuit breakers closed."""
+    from tests.helpers import close_circuits
 
-    keys = [f"payments:circuit:{c}:{what}" for c in ("alpha", "beta", "zeta") for what in ("fails", "open")]
-    try:
-        cache.delete_many(keys)
-    except Exception:  # noqa: BLE001 - no cache reachable: nothing to reset
-        pass
+    close_circuits()
 
 
 @pytest.fixture

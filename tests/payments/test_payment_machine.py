@@ -26,6 +26,7 @@ from payments.services import psp_webhook_process, psp_webhook_receive, recovery
 from psp_adapters.alpha import webhooks as alpha_webhooks
 from psp_adapters.beta import webhooks as beta_webhooks
 from tests.conftest import client_for
+from tests.helpers import close_circuits
 from tests.merchants.factories import MerchantFactory, make_api_key
 
 CARDS = ["4242424242424242"] * 4 + [
@@ -52,6 +53,7 @@ class PaymentMachine(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
+        close_circuits()  # each example starts alike: an earlier one's alpha timeouts reroute nothing
         self.sid = transaction.savepoint()
         self.merchant = MerchantFactory(connectors=["alpha", "beta"])
         self.client = client_for(make_api_key(self.merchant).secret)
@@ -114,7 +116,9 @@ class PaymentMachine(RuleBasedStateMachine):
         p = self._pick(i)
         amount = max(1, p.amount_capturable * share // 100)
         r = self.client.post(f"/v1/payments/{p.id}/capture", {"amount_to_capture": amount}, format="json")
-        if p.status == PS.REQUIRES_CAPTURE and not p.inflight:
+        # a capture still pending at an asynchronous PSP (beta) is the one capture: a second is refused
+        under_way = p.captures.filter(status=OperationStatus.PENDING).exists()
+        if p.status == PS.REQUIRES_CAPTURE and not p.inflight and not under_way:
             assert r.status_code == 200, r.content
         else:
             assert r.status_code in (400, 409), r.content
