@@ -35,8 +35,9 @@ from psp_adapters.port import OperationKind
 REFUND_PERMISSION = "payments.refund_payment"
 APPROVE_PERMISSION = "payments_backoffice.approve_refundapproval"
 CANCEL_PERMISSION = "payments.cancel_payment"
-logger = logging.getLogger("payera.payments")
 RECOVER_PERMISSION = "payments.recover_payment"
+
+logger = logging.getLogger("payera.payments")
 
 
 class StaffPermissionError(PermissionDeniedError):

@@ -121,6 +121,13 @@ def booking_guard(payment: Payment, operation: str) -> None:
     )
 
 
+def _escrow_taken_by_refund(booking: Booking, amount: int) -> int:
+    """What the booking's refund of `amount` takes out of escrow: the amount less the share of the
+    fee it returns (the booking has one refund out of escrow, so nothing was refunded before)."""
+    return amount - refund_fee_share(fee=booking.fee, captured=booking.amount_captured, refunded_before=0,
+                                     refund=amount)
+
+
 def booking_escrow_refund_failed(payment: Payment, refund: Refund, *, actor: str) -> None:
     """The booking's own refund out of escrow failed after the booking closed (the PSP reported it
     later, e.g. card 4000000000005126): what it would have taken out of escrow (the refund less its
@@ -131,9 +138,7 @@ def booking_escrow_refund_failed(payment: Payment, refund: Refund, *, actor: str
     booking = booking_lock_for(payment.pk)
     if booking is None or booking.refund_id != refund.pk or booking.status not in (BS.COMPLETED, BS.CANCELED):
         return
-    fee_back = refund_fee_share(fee=booking.fee, captured=booking.amount_captured, refunded_before=0,
-                                refund=refund.amount)
-    back = refund.amount - fee_back
+    back = _escrow_taken_by_refund(booking, refund.amount)
     booking.amount_refunded -= refund.amount
     booking.amount_released += back
     booking.payment = payment
@@ -156,6 +161,8 @@ def booking_dispute_opened(payment: Payment, *, dispute_id: str, actor: str) -> 
     not fulfil a booking the shopper disputed). Nothing stays in escrow for it, and
     the merchant's balance after the chargeback is what it is for any disputed payment. A booking
     already completed or canceled has nothing in escrow: nothing moves here."""
+    if payment_has_booking(payment) is False:
+        return
     booking = booking_lock_for(payment.pk)
     if booking is None or booking.status != BS.CONFIRMED:
         return
@@ -163,9 +170,7 @@ def booking_dispute_opened(payment: Payment, *, dispute_id: str, actor: str) -> 
     # or a partial completion's whose request is still recording): what it took is not there
     refunded = Refund.objects.filter(payment_id=payment.pk, status=OperationStatus.SUCCEEDED).values_list(
         "amount", flat=True)
-    released = booking.amount_escrowed - sum(
-        r - refund_fee_share(fee=booking.fee, captured=booking.amount_captured, refunded_before=0, refund=r)
-        for r in refunded)
+    released = booking.amount_escrowed - sum(_escrow_taken_by_refund(booking, r) for r in refunded)
     booking.payment = payment
     if not booking_transition(booking, "mark_disputed", payment=payment, actor=actor, dispute_id=dispute_id,
                               released=released, at=now()):

@@ -712,8 +712,7 @@ class Core:
         if dispute["status"] in ("won", "lost"):
             raise SandboxError(409, "dispute_closed", f"The dispute is already {dispute['status']}.")
         self.store.update("disputes", dispute_id, {"status": status})
-        dispute = self.store.one("SELECT * FROM disputes WHERE id = ?", (dispute_id,))
-        assert dispute is not None
+        dispute = {**dispute, "status": status}
         self.emit("dispute", self.payment(dispute["payment_id"]), {**dispute, "event": "closed"})
         return dispute
 

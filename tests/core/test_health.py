@@ -54,13 +54,11 @@ def test_not_ready_when_database_unreachable():
 def test_not_ready_when_broker_unreachable():
     from django.db import connection
 
-    s = connection.settings_dict  # this run's own test database: it exists whatever DATABASE_URL names
-    if connection.vendor == "sqlite":
-        database_url = f"sqlite:///{s['NAME']}"
-    else:
-        database_url = f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    from tests.events.worker import database_url
+
     result = probe(
-        DATABASE_URL=database_url,
+        # this run's own test database: it exists whatever DATABASE_URL names
+        DATABASE_URL=database_url(connection.settings_dict),
         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
     )
     assert result["status"] == 503

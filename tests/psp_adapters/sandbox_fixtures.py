@@ -121,6 +121,13 @@ class WebhookReceiver:
         self.server.server_close()
 
 
+def sandbox_auth(psp: str, api_key: str) -> dict[str, str]:
+    """The headers a sandbox's API (and its operations endpoints) takes the API key in."""
+    if psp == "alpha":
+        return {"Authorization": f"Bearer {api_key}"}
+    return {"X-Api-Key": api_key}
+
+
 @dataclass
 class SandboxProcess:
     psp: str
@@ -190,9 +197,7 @@ class SandboxProcess:
         self.start()
 
     def _auth(self) -> dict[str, str]:
-        if self.psp == "alpha":
-            return {"Authorization": f"Bearer {self.api_key}"}
-        return {"X-Api-Key": self.api_key}
+        return sandbox_auth(self.psp, self.api_key)
 
     def set_webhook_url(self, url: str) -> None:
         self.webhook_url = url

@@ -11,7 +11,7 @@ import pytest
 
 from psp_adapters.sandbox.inprocess import InProcessSandbox, in_process_sandbox, in_process_sandboxes_close
 from tests.psp_adapters.contract import PspAdapterContract
-from tests.psp_adapters.sandbox_fixtures import ADAPTER_READ_TIMEOUT
+from tests.psp_adapters.sandbox_fixtures import ADAPTER_READ_TIMEOUT, sandbox_auth
 
 TIMINGS = {
     "dispute_delay": 0.5,
@@ -43,9 +43,7 @@ class InProcessHandle:
         return self.sandbox.core.events()
 
     def close_dispute(self, dispute_id: str, status: str) -> httpx.Response:
-        opts = self.sandbox.core.opts
-        auth = {"Authorization": f"Bearer {opts.api_key}"} if self.sandbox.core.psp == "alpha" else {
-            "X-Api-Key": opts.api_key}
+        auth = sandbox_auth(self.sandbox.core.psp, self.sandbox.core.opts.api_key)
         with self.sandbox.client() as ops:
             return ops.post(f"{self.url}/_sandbox/disputes/{dispute_id}/close", json={"status": status}, headers=auth)
 
