@@ -119,3 +119,16 @@ def test_no_method_type_checks_spread_through_the_code():
                 if pattern.search(line):
                     offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_mandate_references_are_sepa_safe_unique_and_never_look_like_a_card_number():
+    """A hex reference now and then held a Luhn-valid run of 13+ digits: masked as a card number
+    in logs, reported by the leak scan (seen in CI: "card number: 754642…6502" in a mandate)."""
+    from payments.services.payments import mandate_reference_new
+    from tests.plugins.leakscan import find_leaks
+
+    refs = [mandate_reference_new() for _ in range(2000)]
+    assert len(set(refs)) == len(refs)
+    for ref in refs:
+        assert len(ref) <= 35 and re.fullmatch(r"PAYERA-[A-Z]{17}", ref), ref
+        assert not re.search(r"\d", ref.removeprefix("PAYERA-")) and find_leaks(ref) == []
