@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from ledger import services as ledger_services
@@ -47,7 +47,7 @@ from reconciliation.models import (
     StatementLine,
 )
 from reconciliation.services.discrepancies import discrepancies_settled_resolve
-from reconciliation.services.report_copy import CopyRefusedError, copy_parse
+from reconciliation.services.report_copy import RAW, CopyParsed, CopyRefusedError, copy_parse, stage_typed
 
 logger = logging.getLogger("payera.reconciliation")
 
@@ -123,6 +123,7 @@ def reconcile_import(
     if done is not None:
         return _result(done, created=False)
     clock = _Clock()
+    fast: CopyParsed | None = None  # a clean file the match reads straight from its COPY (not staged)
     try:
         # PostgreSQL parses a plain CSV report itself (COPY); SQLite and other files parse in Python
         layout = adapter.settlement_csv_layout(raw) if connection.vendor == "postgresql" else None
@@ -134,9 +135,11 @@ def reconcile_import(
         lines = layout.body.count(b"\n")
         run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor,
                          period=(layout.period_start, layout.period_end), errors=(), total=lines)  # fmt: skip
-        currencies = _load_copy(run, layout, progress=progress)
-        if currencies is None:  # COPY refused the file: the adapter's Python parser reads it
+        parsed = _load_copy(run, layout, progress=progress)
+        if parsed is None:  # COPY refused the file: the adapter's Python parser reads it
             report = _read_or_refuse(run, adapter, raw)
+        else:
+            currencies, fast = set(parsed.currencies), parsed
         clock.lap("load")
     else:
         assert report is not None
@@ -148,10 +151,20 @@ def reconcile_import(
         currencies = {r.currency for r in report.rows}
         clock.lap("load")
     parser = "python" if report is not None else "postgresql"
-    _stage_done(run)
+    _stage_done(run, staged=fast is None or fast.source is None)
     if progress:
         progress("matching", 0, 1)
-    tally = _match(run, fee_sql=_fee_sql(adapter.fee_schedule, currencies))
+    fee_sql = _fee_sql(adapter.fee_schedule, currencies)
+    if fast is not None and fast.source is not None:
+        try:
+            tally = _match(run, fee_sql=fee_sql, source=(fast.source, fast.source_params))
+        except DataError:  # an amount PostgreSQL would not cast: stage the file, listing that row
+            assert layout is not None
+            _copy_staged(run, stage_typed(psp=run.psp, layout=layout, stage=STAGE))
+            _stage_done(run, staged=True)
+            tally = _match(run, fee_sql=fee_sql)
+    else:
+        tally = _match(run, fee_sql=fee_sql)
     clock.lap("match")
     healed = _heal(run, tally)
     if healed:  # healed lines changed outcome and journal: count the run's lines again
@@ -228,9 +241,9 @@ def _stage_create() -> None:
         cursor.execute(f"CREATE TEMP TABLE {STAGE} ({stage_columns}, seen_before boolean NOT NULL DEFAULT false)")
 
 
-def _load_copy(run: ReconciliationRun, layout: SettlementCsvLayout, *, progress: Progress | None) -> set[str] | None:
-    """PostgreSQL parses the file (report_copy): rows staged, unreadable lines on the run. Returns
-    the currencies staged, or None when COPY refused the file (nothing staged)."""
+def _load_copy(run: ReconciliationRun, layout: SettlementCsvLayout, *, progress: Progress | None) -> CopyParsed | None:
+    """PostgreSQL parses the file (report_copy): rows staged (or, for a clean file, a SELECT of them
+    for the match), unreadable lines on the run. None when COPY refused the file (nothing staged)."""
     _stage_create()
     total = run.rows_total
 
@@ -245,11 +258,16 @@ def _load_copy(run: ReconciliationRun, layout: SettlementCsvLayout, *, progress:
         logger.info("reconciliation %s: COPY refused the file (%s); parsing it in Python", run.id, exc)
         ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=0)
         return None
+    _copy_staged(run, parsed)
+    return parsed
+
+
+def _copy_staged(run: ReconciliationRun, parsed: CopyParsed) -> None:
+    """The run takes what PostgreSQL read of the file: its period, row count and unreadable lines."""
     errors = [SettlementRowError(line_number=line, message=message) for line, message in parsed.errors]
     _describe(run, period=(parsed.period_start, parsed.period_end), errors=errors, total=parsed.rows)
     run.rows_loaded = parsed.rows
     run.save(update_fields=["period_start", "period_end", "rows_total", "rows_loaded", "row_errors", "row_error_count"])
-    return set(parsed.currencies)
 
 
 def _tuples(run: ReconciliationRun, rows: Iterable[SettlementRow]) -> Iterable[tuple]:
@@ -285,11 +303,18 @@ def _load(run: ReconciliationRun, report: SettlementReport, *, progress: Progres
             progress("loading", loaded, total)
 
 
-def _stage_done(run: ReconciliationRun) -> None:
-    """Statistics for the planner, and the staged keys some earlier run already has."""
+def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
+    """Statistics for the planner, and the staged keys some earlier run already has (a file that
+    was not staged: the match looks them up itself)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # a temp table has no statistics until analyzed: plans go wrong
-            cursor.execute(f"ANALYZE {STAGE}")
+            # a small sample is enough for these plans (hash joins of the whole file)
+            cursor.execute("SET default_statistics_target = 10")
+            cursor.execute(f"ANALYZE {STAGE if staged else RAW}")
+            cursor.execute("RESET default_statistics_target")
+        if not staged:
+            ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING)
+            return
         # rows some earlier run already has (found before the INSERT: a statement that reads the
         # table it inserts into scans its own new rows too)
         lines = StatementLine._meta.db_table
@@ -345,13 +370,26 @@ def _fee_sql(schedule: FeeSchedule, currencies: Iterable[str]) -> str:
             f" WHEN 'refund' THEN {rf} * {scale} / 100 WHEN 'chargeback' THEN {kf} * {scale} / 100 ELSE 0 END)")
 
 
-def _match(run: ReconciliationRun, *, fee_sql: str) -> None:
-    """One INSERT ... SELECT: the staged rows, matched, into the lines. A row is a duplicate when
-    its key is in an earlier run's lines or earlier in this file."""
+SEEN = "recon_seen"  # TEMP, dropped at commit: the row keys of a file that was not staged that earlier runs have
+
+
+def _match(run: ReconciliationRun, *, fee_sql: str, source: tuple[str, tuple] | None = None) -> list[_Group]:
+    """One INSERT ... SELECT: the staged rows (or `source`: a SELECT of the rows of a file that was
+    not staged, and its parameters), matched, into the lines. A row is a duplicate when its key is
+    in an earlier run's lines or earlier in this file."""
     lines = StatementLine._meta.db_table
     duplicate = "(s.first_line <> s.line_number OR s.seen_before)"
-    src = (f"(SELECT st.*, MIN(st.line_number) OVER (PARTITION BY st.row_key) AS first_line,"
-           f" {fee_sql} AS expected_fee FROM {STAGE} st)")
+    # the duplicate window sorts the file by row key: byte order (equality is the same), not the
+    # database's collation (PostgreSQL: C.UTF-8 compares through strcoll)
+    key = 'st.row_key COLLATE "C"' if connection.vendor == "postgresql" else "st.row_key"
+    seen = ""
+    if source is None:
+        rows, source_params = STAGE, ()
+    else:
+        rows, source_params = source
+        seen = f", st.row_key IN (SELECT row_key FROM {SEEN}) AS seen_before"
+    src = (f"(SELECT st.*{seen}, MIN(st.line_number) OVER (PARTITION BY {key}) AS first_line,"
+           f" {fee_sql} AS expected_fee FROM {rows} st)")
     cols = ", ".join(STAGE_NAMES)
     sql = f"""
 INSERT INTO {lines} (run_id, psp, {cols}, expected_fee, outcome, merchant_id, object_id, expected_gross,
@@ -359,10 +397,12 @@ INSERT INTO {lines} (run_id, psp, {cols}, expected_fee, outcome, merchant_id, ob
 SELECT %s, %s, {", ".join(f"m.{c}" for c in STAGE_NAMES)}, m.expected_fee, m.outcome, m.m_merchant_id, m.m_object_id,
        m.m_expected_gross, m.m_expected_currency, false, {_journal_sql("m")}
 FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
-    params = [run.id, run.psp, run.id, run.psp]
+    params = [run.id, run.psp, run.id, *source_params, run.psp]
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # the duplicate window sorts the whole file: in memory
             cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
+            if source is not None:  # before the row key index may be set aside below
+                _seen_create(cursor, run, rows, source_params)
             rebuild = _indexes_set_aside(cursor, incoming=run.rows_total)
             # the counts come from the INSERT itself (no second scan of a million new lines)
             cursor.execute(f"WITH ins AS ({sql} RETURNING {TALLY_RETURNING}) {_tally_select('ins')}", params)
@@ -375,7 +415,20 @@ FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
             cursor.execute(sql, params)
             tally = None
         cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        if source is not None:
+            cursor.execute(f"DROP TABLE IF EXISTS {RAW}")
     return tally if tally is not None else _tally(run)
+
+
+def _seen_create(cursor, run: ReconciliationRun, rows: str, params: tuple) -> None:
+    """The file's row keys that an earlier run of this PSP already has (none when it has no lines:
+    the usual first import of a PSP skips the lookup)."""
+    lines = StatementLine._meta.db_table
+    cursor.execute(f"CREATE TEMP TABLE {SEEN} (row_key varchar(200) NOT NULL) ON COMMIT DROP")
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {lines} WHERE psp = %s)", [run.psp])
+    if cursor.fetchone()[0]:
+        cursor.execute(f"INSERT INTO {SEEN} SELECT DISTINCT st.row_key FROM {rows} st"
+                       f" WHERE EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = st.row_key)", list(params))
 
 
 BULK_MIN_ROWS = 100_000  # smaller imports keep the lines' indexes (maintaining them costs little)

@@ -9,6 +9,13 @@ currencies are judged by the adapter's own Python (`layout.value`), amounts by a
 that fails is not staged and is reported with its line number, as the Python parser would. A file
 COPY refuses (a line with too few or too many fields, a stray quote) raises `CopyRefusedError`
 before anything is staged: the importer then parses it in Python.
+
+A clean file (ASCII, nothing in it that a trim would remove) whose few distinct record types,
+dates and currencies all pass, with both references present and no amount longer than the rule
+allows, is not staged at all: `CopyParsed.source` is a SELECT of the typed rows straight from the
+COPY (amounts cast by PostgreSQL's own integer input, which then accepts exactly what the pattern
+does), and the match reads it. Should a cast fail there (an amount that is not an integer), the
+importer stages the file with `stage_typed`, which lists that row's error with its line number.
 """
 
 from __future__ import annotations
@@ -26,6 +33,10 @@ COPY_BYTES = 8 << 20  # one COPY (and one progress commit) per ~8 MB of lines
 _WS = "chr(32) || chr(9) || chr(11) || chr(12)"  # what str.strip() removes inside a CSV field
 _TYPED = ("kind", "settled_on", "currency")  # judged per distinct value by the adapter's Python
 _AMOUNTS = ("gross", "fee", "net")
+# the bytes str.strip() removes that may stand inside an unquoted CSV field of an ASCII file (CR and
+# LF cannot: a file with CR gets no layout, LF ends a record); a file without any needs no trims,
+# and PostgreSQL's integer input accepts then exactly SETTLEMENT_INTEGER_PATTERN (up to the length)
+_PADDING = (b" ", b"\t", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
 
 
 class CopyRefusedError(Exception):
@@ -39,6 +50,15 @@ class CopyParsed:
     currencies: frozenset[str]
     period_start: dt.date | None
     period_end: dt.date | None
+    # a clean file is not staged: the typed rows as a SELECT over the COPY's TEMP table (with its
+    # parameters), columns named as the stage's; None when the rows were staged
+    source: str | None = None
+    source_params: tuple = ()
+
+
+def _clean(body: bytes) -> bool:
+    """Nothing in the file that a trim of a field would remove (memchr scans of the bytes)."""
+    return body.isascii() and not any(b in body for b in _PADDING)
 
 
 def copy_parse(
@@ -73,9 +93,83 @@ def copy_parse(
         raise CopyRefusedError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         cursor.execute("SET LOCAL work_mem = '256MB'")
+        if _clean(layout.body):
+            parsed = _source(cursor, psp=psp, layout=layout, lines=lines)
+            if parsed is not None:  # the match reads the COPY's table itself (and drops it)
+                return parsed
         parsed = _stage(cursor, psp=psp, layout=layout, stage=stage, lines=lines)
         cursor.execute(f"DROP TABLE {RAW}")
     return parsed
+
+
+def stage_typed(*, psp: str, layout: SettlementCsvLayout, stage: str) -> CopyParsed:
+    """Stage a file whose `source` the match could not read (an amount PostgreSQL would not cast):
+    the rows that pass into `stage`, the others listed with their line numbers."""
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(f"SELECT COUNT(*) FROM {RAW}")
+        parsed = _stage(cursor, psp=psp, layout=layout, stage=stage, lines=int(cursor.fetchone()[0]))
+        cursor.execute(f"DROP TABLE {RAW}")
+    return parsed
+
+
+def raw_drop() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {RAW}")
+
+
+def _mapped(column: str, items: dict[str, tuple[object, str | None]], *, cast: str = "") -> tuple[str, list]:
+    """SQL for a judged field: the column itself when the adapter's rule keeps every distinct value
+    as it is (the usual case), else a CASE over the few distinct values."""
+    text = {raw: (val.isoformat() if isinstance(val, dt.date) else str(val)) for raw, (val, _) in items.items()}
+    if all(text[raw] == raw for raw in items):
+        return (f"{column}{cast}", [])
+    whens, params = [], []
+    for raw in items:
+        whens.append(f"WHEN %s THEN %s{cast}")
+        params += [raw, text[raw]]
+    return (f"(CASE {column} {' '.join(whens)} END)", params)
+
+
+def _source(cursor, *, psp: str, layout: SettlementCsvLayout, lines: int) -> CopyParsed | None:
+    """A clean file's typed rows as a SELECT over the COPY's table, when one scan of it finds no
+    row error that a cast would not catch; None otherwise (the file is staged as usual)."""
+    c = {f: f"r.c{i}" for f, i in layout.columns.items()}
+    typed = ", ".join(_col(layout, f) for f in _TYPED)
+    suspect = " OR ".join(
+        [f"{c['reference']} IS NULL", f"{c['psp_reference']} IS NULL"]
+        + [f"{c[f]} IS NULL OR length({c[f]}) > {SETTLEMENT_INTEGER_MAX_LENGTH}" for f in _AMOUNTS]
+    )
+    cursor.execute(f"SELECT {typed}, bool_or({suspect}) FROM {RAW} r GROUP BY 1, 2, 3")
+    judged: dict[str, dict[str, tuple[object, str | None]]] = {f: {} for f in _TYPED}
+    for *values, bad in cursor.fetchall():
+        if bad:
+            return None
+        for f, raw in zip(_TYPED, values, strict=True):
+            if raw not in judged[f]:
+                try:
+                    judged[f][raw] = (layout.value(f, raw), None)
+                except (ValueError, TypeError):
+                    return None
+    if not lines:
+        return None
+    kind, kind_params = _mapped(c["kind"], judged["kind"])
+    day, day_params = _mapped(c["settled_on"], judged["settled_on"], cast="::date")
+    currency, currency_params = _mapped(c["currency"], judged["currency"])
+    op_psp = f"COALESCE({c['operation_psp_reference']}, {c['psp_reference']})"  # COPY reads an empty field as NULL
+    source = f"""(SELECT r.n + %s AS line_number, left(%s || ':' || {kind} || ':' || {op_psp}, 200) AS row_key,
+       {kind} AS kind, left({c['reference']}, 64) AS reference, left({c['psp_reference']}, 128) AS psp_reference,
+       left({_col(layout, 'operation_reference')}, 64) AS operation_reference,
+       left({_col(layout, 'operation_psp_reference')}, 128) AS operation_psp_reference,
+       {c['gross']}::bigint AS gross, {c['fee']}::bigint AS fee, {c['net']}::bigint AS net, {currency} AS currency,
+       {day} AS settled_on, left({_col(layout, 'payout_batch_id')}, 64) AS payout_batch_id
+  FROM {RAW} r)"""
+    params = (layout.first_line - 1, psp, *kind_params, *kind_params, *currency_params, *day_params)
+    days = [v for v, _ in judged["settled_on"].values()]
+    period_start = layout.period_start if layout.period_start is not None else min(days)  # type: ignore[type-var]
+    period_end = layout.period_end if layout.period_start is not None else max(days)  # type: ignore[type-var]
+    currencies = frozenset(str(v) for v, _ in judged["currency"].values())
+    return CopyParsed(lines, (), currencies, period_start, period_end, source, params)  # type: ignore[arg-type]
 
 
 def _col(layout: SettlementCsvLayout, field: str) -> str:

@@ -108,3 +108,73 @@ def test_quoted_fields_and_blank_lines_are_read_in_python(day):
         run = ReconciliationRun.objects.get(pk=reconcile_import(psp="alpha", raw=raw).run_id)
         assert run.summary["parser"] == "python"
         assert staged(run.id) == as_python_reads(raw)[1] and len(staged(run.id)) == 2
+
+
+@pytest.fixture
+def statements():
+    from django.db import connection
+
+    seen: list[str] = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        yield seen
+
+
+def clean_rows(n: int = 3) -> list[str]:
+    return [row(ref=f"att_c{i}", auth=f"auth_c{i}", op=f"op_c{i}", opref=f"cap_c{i}") for i in range(n)]
+
+
+def staged_by_insert(statements: list[str]) -> bool:
+    return any("INSERT INTO recon_stage" in " ".join(s.split()) for s in statements)
+
+
+@pytest.mark.parametrize("trailer", [True, False])
+def test_a_clean_file_is_matched_straight_from_its_copy_without_a_stage(day, statements, trailer):
+    raw = alpha_file(*clean_rows(), row(kind="refund", ref="att_c0", auth="auth_c0", op="", opref="re_c0",
+                                       gross="-500", fee="0", net="-500", cur="eur", day="2026-11-22"),
+                     clean_rows(1)[0], trailer=trailer)  # fmt: skip
+    result = reconcile_import(psp="alpha", raw=raw)
+    run = ReconciliationRun.objects.get(pk=result.run_id)
+    assert not staged_by_insert(statements)
+    assert run.summary["parser"] == "postgresql" and run.row_error_count == 0
+    errors, rows = as_python_reads(raw)
+    assert errors == [] and staged(run.id) == rows  # a lower-case currency, an empty operation id, two dates
+    assert result.rows == 5 and result.discrepancies["duplicate"] == 1
+    period = (run.period_start.isoformat(), run.period_end.isoformat())
+    assert period == ((DAY, DAY) if trailer else ("2026-11-22", DAY))
+
+
+@pytest.mark.parametrize(
+    "bad, line_errors",
+    [
+        (row(ref="att_b1", auth="auth_b1", op="op_b1", gross="12x"), 1),  # the cast fails in the match: staged then
+        (row(ref="att_b1", auth="auth_b1", op="op_b1", fee="1e3"), 1),
+        (row(ref="att_b1", auth="auth_b1", op="op_b1", gross="0" * 19 + "1"), 1),  # longer than the rule allows
+        (row(ref="", auth="auth_b1", op="op_b1"), 1),  # a reference missing
+        (row(ref="att_b1", auth="auth_b1", op="op_b1", kind="bogus"), 1),
+        (row(ref="att_b1", auth="auth_b1", op="op_b1", cur="XXX"), 1),
+    ],
+)
+def test_a_bad_row_in_a_clean_file_is_listed_by_line_and_the_rest_imports(day, statements, bad, line_errors):
+    raw = alpha_file(*clean_rows(2), bad, *clean_rows(4)[2:])
+    result = reconcile_import(psp="alpha", raw=raw)
+    run = ReconciliationRun.objects.get(pk=result.run_id)
+    errors, rows = as_python_reads(raw)
+    assert [e["line"] for e in errors] == [4] and len(errors) == line_errors
+    assert run.row_errors == errors and run.row_error_count == 1
+    assert staged(run.id) == rows and result.rows == 4
+    assert run.summary["parser"] == "postgresql" and staged_by_insert(statements)
+    assert run.status == "done" and run.rows_loaded == run.rows_total == 4
+
+
+def test_a_clean_file_whose_row_keys_an_earlier_run_has_marks_them_duplicates(day, statements):
+    reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(2)))
+    statements.clear()
+    again = reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(3)))
+    assert not staged_by_insert(statements)
+    assert again.rows == 3 and again.discrepancies["duplicate"] == 2
+    assert StatementLine.objects.filter(run_id=again.run_id, outcome="duplicate").count() == 2
