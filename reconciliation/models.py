@@ -278,7 +278,9 @@ class StatementLine(models.Model):
         indexes = [
             models.Index(fields=["run", "line_number"], name="recon_line_run_idx"),
             models.Index(fields=["row_key"], name="recon_line_key_idx"),
-            models.Index(fields=["psp", "object_id"], name="recon_line_object_idx"),
+            # the object alone: a PSP is the same on (nearly) every line, and leading with it made
+            # the index cost twice as much to build in a large import (object ids are unique per PSP)
+            models.Index(fields=["object_id"], name="recon_line_obj_idx"),
             # the few lines that did not match (heal, discrepancies): an entry only for those
             models.Index(fields=["run", "outcome"], condition=~Q(outcome="matched"), name="recon_line_unmatched_idx"),
         ]

@@ -616,6 +616,9 @@ SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference,
 FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')"""
     statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id])] if unmatched else []
     if run.period_start and run.period_end:
+        # the period's items that no line (of any run) names first, then the attempt of each (by
+        # its key: a report usually names them all, so few). OFFSET 0 keeps that order: the lines
+        # of an import just made have no statistics yet, and the planner would hash every attempt
         start = dt.datetime.combine(run.period_start, dt.time(), dt.UTC)
         end = dt.datetime.combine(run.period_end + dt.timedelta(days=1), dt.time(), dt.UTC)
         for table, sign in ((t["capture"], ""), (t["refund"], "-")):
@@ -625,12 +628,14 @@ FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')"""
 INSERT INTO {dsc} ({cols})
 SELECT %s, NULL, 'missing_at_psp', a.connector, a.merchant_id, a.id, x.id, x.currency, NULL, {sign}x.amount,
        -({sign}x.amount), 'open', '', '', '', '', %s, %s
-FROM {table} x JOIN {t["attempt"]} a ON a.id = x.attempt_id
-WHERE a.connector = %s AND x.status = 'succeeded' AND x.updated_at >= %s AND x.updated_at < %s
-  AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = a.connector AND l.object_id = x.id)
-  AND NOT EXISTS (SELECT 1 FROM {dsc} y WHERE y.kind = 'missing_at_psp' AND y.psp = a.connector
+FROM (SELECT x.* FROM {table} x WHERE x.status = 'succeeded' AND x.updated_at >= %s AND x.updated_at < %s
+        AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = %s AND l.object_id = x.id)
+      OFFSET 0) x
+JOIN LATERAL (SELECT a.id, a.connector, a.merchant_id FROM {t["attempt"]} a
+              WHERE a.id = x.attempt_id AND a.connector = %s OFFSET 0) a ON true
+WHERE NOT EXISTS (SELECT 1 FROM {dsc} y WHERE y.kind = 'missing_at_psp' AND y.psp = a.connector
                   AND y.object_id = x.id)""",
-                    [run.id, now, now, run.psp, start, end],
+                    [run.id, now, now, start, end, run.psp, run.psp],
                 )
             )
     return statements
