@@ -44,7 +44,9 @@ def test_a_large_import_into_a_small_table_builds_the_indexes_after_the_insert(d
     before = line_indexes()
     assert len(before) == 5  # the primary key and four secondary indexes
     result = reconcile_import(psp="alpha", raw=alpha_file(*rows(6), row(ref="att_b0", auth="auth_b0", op="op_b0")))
-    assert sum("DROP INDEX" in s for s in statements) == 4
+    # three set aside; the partial index of the unmatched lines stays (it is small to maintain)
+    dropped = [s for s in statements if "DROP INDEX" in s]
+    assert len(dropped) == 3 and not any("recon_line_unmatched_idx" in s for s in dropped)
     assert line_indexes() == before
     assert result.rows == 7
     assert result.discrepancies["missing_in_payera"] == 6 and result.discrepancies["duplicate"] == 1
