@@ -277,12 +277,16 @@ class StatementLine(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["run", "line_number"], name="recon_line_run_idx"),
-            models.Index(fields=["row_key"], name="recon_line_key_idx"),
             # the object alone: a PSP is the same on (nearly) every line, and leading with it made
             # the index cost twice as much to build in a large import (object ids are unique per PSP)
             models.Index(fields=["object_id"], name="recon_line_obj_idx"),
             # the few lines that did not match (heal, discrepancies): an entry only for those
             models.Index(fields=["run", "outcome"], condition=~Q(outcome="matched"), name="recon_line_unmatched_idx"),
+        ]
+        constraints = [
+            # a row key is counted once, whatever the runs: every other line with it is a duplicate
+            # (the import matches optimistically and lets this index find a key twice in a file)
+            models.UniqueConstraint(fields=["row_key"], condition=~Q(outcome="duplicate"), name="recon_line_key_once"),
         ]
         ordering = ["run", "line_number"]
 

@@ -156,13 +156,8 @@ def reconcile_import(
         progress("matching", 0, 1)
     fee_sql = _fee_sql(adapter.fee_schedule, currencies)
     if fast is not None and fast.source is not None:
-        try:
-            tally = _match(run, fee_sql=fee_sql, source=(fast.source, fast.source_params))
-        except DataError:  # an amount PostgreSQL would not cast: stage the file, listing that row
-            assert layout is not None
-            _copy_staged(run, stage_typed(psp=run.psp, layout=layout, stage=STAGE))
-            _stage_done(run, staged=True)
-            tally = _match(run, fee_sql=fee_sql)
+        assert layout is not None
+        tally = _match_fast(run, fee_sql=fee_sql, layout=layout, fast=fast)
     else:
         tally = _match(run, fee_sql=fee_sql)
     clock.lap("match")
@@ -319,7 +314,7 @@ def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
         # table it inserts into scans its own new rows too)
         lines = StatementLine._meta.db_table
         cursor.execute(f"UPDATE {STAGE} SET seen_before = true WHERE EXISTS"
-                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key)")
+                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key AND o.outcome <> 'duplicate')")
     ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=run.rows_total)
 
 
@@ -373,12 +368,38 @@ def _fee_sql(schedule: FeeSchedule, currencies: Iterable[str]) -> str:
 SEEN = "recon_seen"  # TEMP, dropped at commit: the row keys of a file that was not staged that earlier runs have
 
 
-def _match(run: ReconciliationRun, *, fee_sql: str, source: tuple[str, tuple] | None = None) -> list[_Group]:
+KEY_ONCE = "recon_line_key_once"  # the unique index of the row keys of the lines that are not duplicates
+
+
+def _match_fast(run: ReconciliationRun, *, fee_sql: str, layout: SettlementCsvLayout, fast: CopyParsed) -> list[_Group]:
+    """Match a file that was not staged. Optimistically first: no row key twice in the file (the
+    usual report), so no sort of the file for the duplicate window; the lines' unique row key index
+    refuses the INSERT (or its rebuild) otherwise, and the match runs again with the window. An
+    amount PostgreSQL would not cast stages the file (that row listed) and matches the staged rows."""
+    assert fast.source is not None
+    source = (fast.source, fast.source_params)
+    try:
+        try:
+            return _match(run, fee_sql=fee_sql, source=source, optimistic=True)
+        except IntegrityError as exc:
+            if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != KEY_ONCE:
+                raise
+            return _match(run, fee_sql=fee_sql, source=source)
+    except DataError:
+        _copy_staged(run, stage_typed(psp=run.psp, layout=layout, stage=STAGE))
+        _stage_done(run, staged=True)
+        return _match(run, fee_sql=fee_sql)
+
+
+def _match(
+    run: ReconciliationRun, *, fee_sql: str, source: tuple[str, tuple] | None = None, optimistic: bool = False
+) -> list[_Group]:
     """One INSERT ... SELECT: the staged rows (or `source`: a SELECT of the rows of a file that was
     not staged, and its parameters), matched, into the lines. A row is a duplicate when its key is
-    in an earlier run's lines or earlier in this file."""
+    in an earlier run's lines or earlier in this file (`optimistic`: only when an earlier run has
+    it; a key twice in the file then fails the INSERT on the unique index, see _match_fast)."""
     lines = StatementLine._meta.db_table
-    duplicate = "(s.first_line <> s.line_number OR s.seen_before)"
+    duplicate = "s.seen_before" if optimistic else "(s.first_line <> s.line_number OR s.seen_before)"
     # the duplicate window sorts the file by row key: byte order (equality is the same), not the
     # database's collation (PostgreSQL: C.UTF-8 compares through strcoll)
     key = 'st.row_key COLLATE "C"' if connection.vendor == "postgresql" else "st.row_key"
@@ -388,8 +409,8 @@ def _match(run: ReconciliationRun, *, fee_sql: str, source: tuple[str, tuple] | 
     else:
         rows, source_params = source
         seen = f", st.row_key IN (SELECT row_key FROM {SEEN}) AS seen_before"
-    src = (f"(SELECT st.*{seen}, MIN(st.line_number) OVER (PARTITION BY {key}) AS first_line,"
-           f" {fee_sql} AS expected_fee FROM {rows} st)")
+    first = "st.line_number" if optimistic else f"MIN(st.line_number) OVER (PARTITION BY {key})"
+    src = f"(SELECT st.*{seen}, {first} AS first_line, {fee_sql} AS expected_fee FROM {rows} st)"
     cols = ", ".join(STAGE_NAMES)
     sql = f"""
 INSERT INTO {lines} (run_id, psp, {cols}, expected_fee, outcome, merchant_id, object_id, expected_gross,
@@ -437,7 +458,8 @@ def _seen_create(cursor, run: ReconciliationRun, rows: str, params: tuple) -> No
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {lines} WHERE psp = %s)", [run.psp])
     if cursor.fetchone()[0]:
         cursor.execute(f"INSERT INTO {SEEN} SELECT DISTINCT st.row_key FROM {rows} st"
-                       f" WHERE EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = st.row_key)", list(params))
+                       f" WHERE EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = st.row_key"
+                       " AND o.outcome <> 'duplicate')", list(params))
 
 
 BULK_MIN_ROWS = 100_000  # smaller imports keep the lines' indexes (maintaining them costs little)
@@ -468,9 +490,12 @@ def _indexes_set_aside(cursor, *, incoming: int) -> list[str]:
         " (SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass) ORDER BY i.indexname",
         [lines, lines],
     )
-    # a partial index (the few unmatched lines) stays: maintaining it costs a test per line,
-    # building it again a scan of the whole table
-    indexes = [(name, definition) for name, definition in cursor.fetchall() if " WHERE " not in definition]
+    # a partial index of a few lines (the unmatched ones) stays: maintaining it costs a test per
+    # line, building it again a scan of the whole table
+    indexes = [
+        (name, definition) for name, definition in cursor.fetchall()
+        if " WHERE " not in definition or definition.startswith("CREATE UNIQUE")
+    ]  # fmt: skip
     try:
         with transaction.atomic():
             cursor.execute("SET LOCAL lock_timeout = '2s'")

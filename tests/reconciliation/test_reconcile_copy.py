@@ -178,3 +178,35 @@ def test_a_clean_file_whose_row_keys_an_earlier_run_has_marks_them_duplicates(da
     assert not staged_by_insert(statements)
     assert again.rows == 3 and again.discrepancies["duplicate"] == 2
     assert StatementLine.objects.filter(run_id=again.run_id, outcome="duplicate").count() == 2
+
+
+def windowed(statements: list[str]) -> bool:
+    return any("OVER (PARTITION BY" in s for s in statements)
+
+
+def test_a_clean_file_without_a_key_twice_is_matched_without_sorting_it(day, statements):
+    result = reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(4)))
+    assert result.rows == 4 and result.discrepancies["duplicate"] == 0
+    assert not windowed(statements) and not staged_by_insert(statements)
+
+
+def test_a_key_twice_in_a_clean_file_is_found_by_the_unique_key_index_and_matched_again(day, statements):
+    raw = alpha_file(*clean_rows(3), clean_rows(2)[1])
+    result = reconcile_import(psp="alpha", raw=raw)
+    assert windowed(statements)  # the optimistic INSERT was refused, the match ran again with the window
+    assert result.rows == 4 and result.discrepancies["duplicate"] == 1
+    assert list(StatementLine.objects.filter(run_id=result.run_id, outcome="duplicate").values_list(
+        "line_number", flat=True)) == [5]  # fmt: skip
+
+
+def test_a_row_key_is_counted_once_by_the_database(day):
+    from django.db import IntegrityError, transaction
+
+    result = reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(1)))
+    line = StatementLine.objects.get(run_id=result.run_id)
+    line.pk, line.line_number = None, 3
+    with pytest.raises(IntegrityError), transaction.atomic():
+        line.save()  # another line with the key that is not a duplicate
+    line.outcome = "duplicate"
+    line.save()
+    assert StatementLine.objects.filter(row_key=line.row_key).count() == 2
