@@ -318,31 +318,43 @@ def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
     ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=run.rows_total)
 
 
-def _outcome_sql(src: str, *, duplicate: str) -> str:
+def _outcome_sql(src: str, *, duplicate: str, kinds: Iterable[str] | None = None) -> str:
     """The matching SELECT over `src` (alias s): each line's outcome and what it matched. Joins
-    captures, refunds and disputes of the line's attempt at this PSP (read only)."""
+    captures, refunds and disputes of the line's attempt at this PSP (read only); only those of
+    the record types in `kinds`, when the file's are known (a report of captures joins captures)."""
     t = payments_selectors.settlement_tables()
+    joins = {
+        "c": ("capture", "", f"""
+  LEFT JOIN {t["capture"]} c ON s.kind = 'capture' AND c.attempt_id = a.id AND c.status = 'succeeded'"""),
+        "r": ("refund", "-", f"""
+  LEFT JOIN {t["refund"]} r ON s.kind = 'refund' AND r.attempt_id = a.id AND r.status = 'succeeded'
+       AND r.id = s.operation_reference"""),
+        "d": ("chargeback", "-", f"""
+  LEFT JOIN {t["dispute"]} d ON s.kind = 'chargeback' AND d.attempt_id = a.id
+       AND d.psp_dispute_id = s.operation_psp_reference"""),
+    }  # fmt: skip
+    used = [x for x, (kind, _, _) in joins.items() if kinds is None or kind in kinds] or ["c"]
+
+    def first(column: str, *, signed: bool = False, default: str = "") -> str:
+        items = [f"{joins[x][1] if signed else ''}{x}.{column}" for x in used] + ([default] if default else [])
+        return items[0] if len(items) == 1 else f"COALESCE({', '.join(items)})"
+
     return f"""
   SELECT s.*,
     CASE
       WHEN {duplicate} THEN 'duplicate'
-      WHEN COALESCE(c.id, r.id, d.id) IS NULL THEN 'missing_in_payera'
-      WHEN s.currency <> COALESCE(c.currency, r.currency, d.currency) THEN 'currency_mismatch'
-      WHEN s.gross <> COALESCE(c.amount, -r.amount, -d.amount) THEN 'amount_mismatch'
+      WHEN {first("id")} IS NULL THEN 'missing_in_payera'
+      WHEN s.currency <> {first("currency")} THEN 'currency_mismatch'
+      WHEN s.gross <> {first("amount", signed=True)} THEN 'amount_mismatch'
       WHEN s.fee <> s.expected_fee THEN 'fee_mismatch'
       ELSE 'matched'
     END AS outcome,
     COALESCE(a.merchant_id, '') AS m_merchant_id,
-    COALESCE(c.id, r.id, d.id, '') AS m_object_id,
-    COALESCE(c.amount, -r.amount, -d.amount) AS m_expected_gross,
-    COALESCE(c.currency, r.currency, d.currency, '') AS m_expected_currency
+    {first("id", default="''")} AS m_object_id,
+    {first("amount", signed=True)} AS m_expected_gross,
+    {first("currency", default="''")} AS m_expected_currency
   FROM {src} s
-  LEFT JOIN {t["attempt"]} a ON a.id = s.reference AND a.connector = %s
-  LEFT JOIN {t["capture"]} c ON s.kind = 'capture' AND c.attempt_id = a.id AND c.status = 'succeeded'
-  LEFT JOIN {t["refund"]} r ON s.kind = 'refund' AND r.attempt_id = a.id AND r.status = 'succeeded'
-       AND r.id = s.operation_reference
-  LEFT JOIN {t["dispute"]} d ON s.kind = 'chargeback' AND d.attempt_id = a.id
-       AND d.psp_dispute_id = s.operation_psp_reference"""
+  LEFT JOIN {t["attempt"]} a ON a.id = s.reference AND a.connector = %s{"".join(joins[x][2] for x in used)}"""
 
 
 def _journal_sql(alias: str) -> str:
@@ -380,11 +392,11 @@ def _match_fast(run: ReconciliationRun, *, fee_sql: str, layout: SettlementCsvLa
     source = (fast.source, fast.source_params)
     try:
         try:
-            return _match(run, fee_sql=fee_sql, source=source, optimistic=True)
+            return _match(run, fee_sql=fee_sql, source=source, optimistic=True, kinds=fast.kinds)
         except IntegrityError as exc:
             if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != KEY_ONCE:
                 raise
-            return _match(run, fee_sql=fee_sql, source=source)
+            return _match(run, fee_sql=fee_sql, source=source, kinds=fast.kinds)
     except DataError:
         _copy_staged(run, stage_typed(psp=run.psp, layout=layout, stage=STAGE))
         _stage_done(run, staged=True)
@@ -392,8 +404,9 @@ def _match_fast(run: ReconciliationRun, *, fee_sql: str, layout: SettlementCsvLa
 
 
 def _match(
-    run: ReconciliationRun, *, fee_sql: str, source: tuple[str, tuple] | None = None, optimistic: bool = False
-) -> list[_Group]:
+    run: ReconciliationRun, *, fee_sql: str, source: tuple[str, tuple] | None = None, optimistic: bool = False,
+    kinds: Iterable[str] | None = None,
+) -> list[_Group]:  # fmt: skip
     """One INSERT ... SELECT: the staged rows (or `source`: a SELECT of the rows of a file that was
     not staged, and its parameters), matched, into the lines. A row is a duplicate when its key is
     in an earlier run's lines or earlier in this file (`optimistic`: only when an earlier run has
@@ -403,34 +416,33 @@ def _match(
     # the duplicate window sorts the file by row key: byte order (equality is the same), not the
     # database's collation (PostgreSQL: C.UTF-8 compares through strcoll)
     key = 'st.row_key COLLATE "C"' if connection.vendor == "postgresql" else "st.row_key"
-    seen = ""
-    if source is None:
-        rows, source_params = STAGE, ()
-    else:
-        rows, source_params = source
-        seen = f", st.row_key IN (SELECT row_key FROM {SEEN}) AS seen_before"
+    rows, source_params = (STAGE, ()) if source is None else source
     first = "st.line_number" if optimistic else f"MIN(st.line_number) OVER (PARTITION BY {key})"
-    src = f"(SELECT st.*{seen}, {first} AS first_line, {fee_sql} AS expected_fee FROM {rows} st)"
     cols = ", ".join(STAGE_NAMES)
-    sql = f"""
+
+    def insert_sql(seen: str) -> str:
+        src = f"(SELECT st.*{seen}, {first} AS first_line, {fee_sql} AS expected_fee FROM {rows} st)"
+        return f"""
 INSERT INTO {lines} (run_id, psp, {cols}, expected_fee, outcome, merchant_id, object_id, expected_gross,
                      expected_currency, healed, journal_reference)
 SELECT %s, %s, {", ".join(f"m.{c}" for c in STAGE_NAMES)}, m.expected_fee, m.outcome, m.m_merchant_id, m.m_object_id,
        m.m_expected_gross, m.m_expected_currency, false, {_journal_sql("m")}
-FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
+FROM ({_outcome_sql(src, duplicate=duplicate, kinds=kinds)}) m"""
+
     params = [run.id, run.psp, run.id, *source_params, run.psp]
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # the duplicate window sorts the whole file: in memory
             cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
-            if source is not None:  # before the row key index may be set aside below
-                _seen_create(cursor, run, rows, source_params)
+            seen = ""  # a staged file has its seen_before column
+            if source is not None:  # looked up before the row key index may be set aside below
+                seen = (f", st.row_key IN (SELECT row_key FROM {SEEN}) AS seen_before"
+                        if _seen_create(cursor, run, rows, source_params) else ", false AS seen_before")
             rebuild = _indexes_set_aside(cursor, incoming=run.rows_total)
-            # the counts come from the INSERT itself (no second scan of a million new lines)
             cursor.execute("SET LOCAL jit = off")  # compiling this plan costs more than it saves
-            # the counts come from the INSERT's narrow RETURNING (the journal reference is derived
-            # from its columns): a million rows stay in memory
+            # the counts come from the INSERT itself (no second scan of a million new lines), from
+            # a narrow RETURNING (the journal reference is derived): a million rows stay in memory
             cursor.execute(
-                f"WITH ins AS ({sql} RETURNING outcome, currency, payout_batch_id, gross, fee, net)"
+                f"WITH ins AS ({insert_sql(seen)} RETURNING outcome, currency, payout_batch_id, gross, fee, net)"
                 f" SELECT outcome, {_journal_sql('ins')}, currency, payout_batch_id, COUNT(*),"
                 " COALESCE(SUM(gross), 0), COALESCE(SUM(fee), 0), COALESCE(SUM(net), 0) FROM ins"
                 " GROUP BY outcome, currency, payout_batch_id ORDER BY 2, currency, outcome",
@@ -442,7 +454,7 @@ FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
                 for statement in rebuild:
                     cursor.execute(statement)
         else:
-            cursor.execute(sql, params)
+            cursor.execute(insert_sql(""), params)
             tally = None
         cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
         if source is not None:
@@ -450,16 +462,18 @@ FROM ({_outcome_sql(src, duplicate=duplicate)}) m"""
     return tally if tally is not None else _tally(run)
 
 
-def _seen_create(cursor, run: ReconciliationRun, rows: str, params: tuple) -> None:
+def _seen_create(cursor, run: ReconciliationRun, rows: str, params: tuple) -> int:
     """The file's row keys that an earlier run of this PSP already has (none when it has no lines:
-    the usual first import of a PSP skips the lookup)."""
+    the usual first import of a PSP skips the lookup). Returns how many."""
     lines = StatementLine._meta.db_table
     cursor.execute(f"CREATE TEMP TABLE {SEEN} (row_key varchar(200) NOT NULL) ON COMMIT DROP")
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {lines} WHERE psp = %s)", [run.psp])
-    if cursor.fetchone()[0]:
-        cursor.execute(f"INSERT INTO {SEEN} SELECT DISTINCT st.row_key FROM {rows} st"
-                       f" WHERE EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = st.row_key"
-                       " AND o.outcome <> 'duplicate')", list(params))
+    if not cursor.fetchone()[0]:
+        return 0
+    cursor.execute(f"INSERT INTO {SEEN} SELECT DISTINCT st.row_key FROM {rows} st"
+                   f" WHERE EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = st.row_key"
+                   " AND o.outcome <> 'duplicate')", list(params))  # fmt: skip
+    return cursor.rowcount
 
 
 BULK_MIN_ROWS = 100_000  # smaller imports keep the lines' indexes (maintaining them costs little)

@@ -54,6 +54,7 @@ class CopyParsed:
     # parameters), columns named as the stage's; None when the rows were staged
     source: str | None = None
     source_params: tuple = ()
+    kinds: frozenset[str] = frozenset()  # the record types of a file that was not staged
 
 
 def _clean(body: bytes) -> bool:
@@ -169,7 +170,8 @@ def _source(cursor, *, psp: str, layout: SettlementCsvLayout, lines: int) -> Cop
     period_start = layout.period_start if layout.period_start is not None else min(days)  # type: ignore[type-var]
     period_end = layout.period_end if layout.period_start is not None else max(days)  # type: ignore[type-var]
     currencies = frozenset(str(v) for v, _ in judged["currency"].values())
-    return CopyParsed(lines, (), currencies, period_start, period_end, source, params)  # type: ignore[arg-type]
+    kinds = frozenset(str(v) for v, _ in judged["kind"].values())
+    return CopyParsed(lines, (), currencies, period_start, period_end, source, params, kinds)  # type: ignore[arg-type]
 
 
 def _col(layout: SettlementCsvLayout, field: str) -> str:

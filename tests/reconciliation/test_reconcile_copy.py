@@ -188,6 +188,9 @@ def test_a_clean_file_without_a_key_twice_is_matched_without_sorting_it(day, sta
     result = reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(4)))
     assert result.rows == 4 and result.discrepancies["duplicate"] == 0
     assert not windowed(statements) and not staged_by_insert(statements)
+    # a report of captures joins captures only (not refunds or disputes)
+    [match] = [s for s in statements if "INSERT INTO reconciliation_statementline" in s]
+    assert "payments_capture" in match and "payments_refund" not in match and "payments_dispute" not in match
 
 
 def test_a_key_twice_in_a_clean_file_is_found_by_the_unique_key_index_and_matched_again(day, statements):
