@@ -26,13 +26,22 @@ from dataclasses import dataclass
 
 from django.db import DatabaseError, connection, transaction
 
-from psp_adapters.port import SETTLEMENT_INTEGER_MAX_LENGTH, SETTLEMENT_INTEGER_PATTERN, SettlementCsvLayout
+from psp_adapters.port import (
+    SETTLEMENT_INTEGER_MAX_LENGTH,
+    SETTLEMENT_INTEGER_PATTERN,
+    SettlementCsvLayout,
+    SettlementKind,
+)
 
 RAW = "recon_raw"  # TEMP: connection-private, no WAL
 COPY_BYTES = 8 << 20  # one COPY (and one progress commit) per ~8 MB of lines
 _WS = "chr(32) || chr(9) || chr(11) || chr(12)"  # what str.strip() removes inside a CSV field
 _TYPED = ("kind", "settled_on", "currency")  # judged per distinct value by the adapter's Python
 _AMOUNTS = ("gross", "fee", "net")
+_TEXTS = ("reference", "psp_reference", "operation_reference", "operation_psp_reference", "payout_batch_id")
+# the staging table's text widths (reconcile.STAGE_COLUMNS): the stage truncates to them
+_WIDTHS = {"row_key": 200, "reference": 64, "psp_reference": 128, "operation_reference": 64,
+           "operation_psp_reference": 128, "payout_batch_id": 64}  # fmt: skip
 # the bytes str.strip() removes that may stand inside an unquoted CSV field of an ASCII file (CR and
 # LF cannot: a file with CR gets no layout, LF ends a record); a file without any needs no trims,
 # and PostgreSQL's integer input accepts then exactly SETTLEMENT_INTEGER_PATTERN (up to the length)
@@ -137,9 +146,15 @@ def _source(cursor, *, psp: str, layout: SettlementCsvLayout, lines: int) -> Cop
     row error that a cast would not catch; None otherwise (the file is staged as usual)."""
     c = {f: f"r.c{i}" for f, i in layout.columns.items()}
     typed = ", ".join(_col(layout, f) for f in _TYPED)
+    op_psp = f"COALESCE({c['operation_psp_reference']}, {c['psp_reference']})"  # COPY reads an empty field as NULL
+    # a row key of the longest record type still fits its column
+    key_room = _WIDTHS["row_key"] - len(psp) - 2 - max(len(k.value) for k in SettlementKind)
     suspect = " OR ".join(
         [f"{c['reference']} IS NULL", f"{c['psp_reference']} IS NULL"]
         + [f"{c[f]} IS NULL OR length({c[f]}) > {SETTLEMENT_INTEGER_MAX_LENGTH}" for f in _AMOUNTS]
+        # a text longer than its column: the stage truncates it (no truncation here)
+        + [f"length({c[f]}) > {_WIDTHS[f]}" for f in _TEXTS]
+        + [f"length({op_psp}) > {key_room}"]
     )
     cursor.execute(f"SELECT {typed}, bool_or({suspect}) FROM {RAW} r GROUP BY 1, 2, 3")
     judged: dict[str, dict[str, tuple[object, str | None]]] = {f: {} for f in _TYPED}
@@ -157,13 +172,12 @@ def _source(cursor, *, psp: str, layout: SettlementCsvLayout, lines: int) -> Cop
     kind, kind_params = _mapped(c["kind"], judged["kind"])
     day, day_params = _mapped(c["settled_on"], judged["settled_on"], cast="::date")
     currency, currency_params = _mapped(c["currency"], judged["currency"])
-    op_psp = f"COALESCE({c['operation_psp_reference']}, {c['psp_reference']})"  # COPY reads an empty field as NULL
-    source = f"""(SELECT r.n + %s AS line_number, left(%s || ':' || {kind} || ':' || {op_psp}, 200) AS row_key,
-       {kind} AS kind, left({c['reference']}, 64) AS reference, left({c['psp_reference']}, 128) AS psp_reference,
-       left({_col(layout, 'operation_reference')}, 64) AS operation_reference,
-       left({_col(layout, 'operation_psp_reference')}, 128) AS operation_psp_reference,
+    source = f"""(SELECT r.n + %s AS line_number, %s || ':' || {kind} || ':' || {op_psp} AS row_key,
+       {kind} AS kind, {c['reference']} AS reference, {c['psp_reference']} AS psp_reference,
+       {_col(layout, 'operation_reference')} AS operation_reference,
+       {_col(layout, 'operation_psp_reference')} AS operation_psp_reference,
        {c['gross']}::bigint AS gross, {c['fee']}::bigint AS fee, {c['net']}::bigint AS net, {currency} AS currency,
-       {day} AS settled_on, left({_col(layout, 'payout_batch_id')}, 64) AS payout_batch_id
+       {day} AS settled_on, {_col(layout, 'payout_batch_id')} AS payout_batch_id
   FROM {RAW} r)"""
     params = (layout.first_line - 1, psp, *kind_params, *kind_params, *currency_params, *day_params)
     days = [v for v, _ in judged["settled_on"].values()]

@@ -213,3 +213,11 @@ def test_a_row_key_is_counted_once_by_the_database(day):
     line.outcome = "duplicate"
     line.save()
     assert StatementLine.objects.filter(row_key=line.row_key).count() == 2
+
+
+def test_a_reference_longer_than_its_column_is_truncated_as_the_stage_does(day, statements):
+    long = "att_" + "x" * 80
+    raw = alpha_file(*clean_rows(2), row(ref=long, auth="auth_l", op="op_l"))
+    result = reconcile_import(psp="alpha", raw=raw)
+    assert staged_by_insert(statements)  # the stage truncates it: the file is staged
+    assert StatementLine.objects.get(run_id=result.run_id, line_number=4).reference == long[:64]
