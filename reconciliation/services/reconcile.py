@@ -159,7 +159,13 @@ def reconcile_import(
         assert layout is not None
         tally = _match_fast(run, fee_sql=fee_sql, layout=layout, fast=fast)
     else:
-        tally = _match(run, fee_sql=fee_sql)
+        try:
+            tally = _match(run, fee_sql=fee_sql)
+        except IntegrityError as exc:
+            if not _key_once(exc):
+                raise
+            _stage_done(run, staged=True)  # another import settled one of these keys meanwhile
+            tally = _match(run, fee_sql=fee_sql)
     clock.lap("match")
     healed = _heal(run, tally)
     if healed:  # healed lines changed outcome and journal: count the run's lines again
@@ -383,6 +389,11 @@ SEEN = "recon_seen"  # TEMP, dropped at commit: the row keys of a file that was 
 KEY_ONCE = "recon_line_key_once"  # the unique index of the row keys of the lines that are not duplicates
 
 
+def _key_once(exc: IntegrityError) -> bool:
+    """The lines' unique row key index refused a line (PostgreSQL names it)."""
+    return getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) == KEY_ONCE
+
+
 def _match_fast(run: ReconciliationRun, *, fee_sql: str, layout: SettlementCsvLayout, fast: CopyParsed) -> list[_Group]:
     """Match a file that was not staged. Optimistically first: no row key twice in the file (the
     usual report), so no sort of the file for the duplicate window; the lines' unique row key index
@@ -393,8 +404,8 @@ def _match_fast(run: ReconciliationRun, *, fee_sql: str, layout: SettlementCsvLa
     try:
         try:
             return _match(run, fee_sql=fee_sql, source=source, optimistic=True, kinds=fast.kinds)
-        except IntegrityError as exc:
-            if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != KEY_ONCE:
+        except IntegrityError as exc:  # a key twice in the file, or another import just settled one
+            if not _key_once(exc):
                 raise
             return _match(run, fee_sql=fee_sql, source=source, kinds=fast.kinds)
     except DataError:

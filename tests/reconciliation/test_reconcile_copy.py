@@ -221,3 +221,34 @@ def test_a_reference_longer_than_its_column_is_truncated_as_the_stage_does(day, 
     result = reconcile_import(psp="alpha", raw=raw)
     assert staged_by_insert(statements)  # the stage truncates it: the file is staged
     assert StatementLine.objects.get(run_id=result.run_id, line_number=4).reference == long[:64]
+
+
+@pytest.mark.parametrize("padded", [False, True])  # matched from the COPY, or staged
+def test_a_key_another_import_settles_meanwhile_makes_the_match_run_again_as_a_duplicate(day, monkeypatch, padded):
+    from reconciliation.services import reconcile
+
+    reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(1)))
+    # the other import commits its line after this one looked for earlier keys: the first look finds none
+    looks = {"seen": 0, "stage": 0}
+    seen_create, stage_done = reconcile._seen_create, reconcile._stage_done
+
+    def late_seen(cursor, run, rows, params):
+        looks["seen"] += 1
+        return 0 if looks["seen"] == 1 else seen_create(cursor, run, rows, params)
+
+    def late_stage(run, *, staged):
+        looks["stage"] += 1
+        if looks["stage"] == 1 and staged:
+            with reconcile.connection.cursor() as cursor:
+                cursor.execute("ANALYZE recon_stage")
+            return reconcile.ReconciliationRun.objects.filter(pk=run.pk).update(status="matching")
+        return stage_done(run, staged=staged)
+
+    monkeypatch.setattr(reconcile, "_seen_create", late_seen)
+    monkeypatch.setattr(reconcile, "_stage_done", late_stage)
+    rows = clean_rows(3)
+    if padded:
+        rows[2] = rows[2].replace("PB-1", " PB-1")
+    again = reconcile_import(psp="alpha", raw=alpha_file(*rows))
+    assert again.rows == 3 and again.discrepancies["duplicate"] == 1
+    assert StatementLine.objects.get(run_id=again.run_id, line_number=2).outcome == "duplicate"
