@@ -671,6 +671,13 @@ FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')"""
         # the period's items that no line (of any run) names first, then the attempt of each (by
         # its key: a report usually names them all, so few). OFFSET 0 keeps that order: the lines
         # of an import just made have no statistics yet, and the planner would hash every attempt
+        if connection.vendor == "postgresql":
+            fence, attempt = "OFFSET 0", (
+                f"JOIN LATERAL (SELECT a.id, a.connector, a.merchant_id FROM {t['attempt']} a"
+                " WHERE a.id = x.attempt_id AND a.connector = %s OFFSET 0) a ON true"
+            )
+        else:  # SQLite: no LATERAL (and no OFFSET without LIMIT); it joins in the written order
+            fence, attempt = "", f"JOIN {t['attempt']} a ON a.id = x.attempt_id AND a.connector = %s"
         start = dt.datetime.combine(run.period_start, dt.time(), dt.UTC)
         end = dt.datetime.combine(run.period_end + dt.timedelta(days=1), dt.time(), dt.UTC)
         for table, sign in ((t["capture"], ""), (t["refund"], "-")):
@@ -682,9 +689,8 @@ SELECT %s, NULL, 'missing_at_psp', a.connector, a.merchant_id, a.id, x.id, x.cur
        -({sign}x.amount), 'open', '', '', '', '', %s, %s
 FROM (SELECT x.* FROM {table} x WHERE x.status = 'succeeded' AND x.updated_at >= %s AND x.updated_at < %s
         AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = %s AND l.object_id = x.id)
-      OFFSET 0) x
-JOIN LATERAL (SELECT a.id, a.connector, a.merchant_id FROM {t["attempt"]} a
-              WHERE a.id = x.attempt_id AND a.connector = %s OFFSET 0) a ON true
+      {fence}) x
+{attempt}
 WHERE NOT EXISTS (SELECT 1 FROM {dsc} y WHERE y.kind = 'missing_at_psp' AND y.psp = a.connector
                   AND y.object_id = x.id)""",
                     [run.id, now, now, start, end, run.psp, run.psp],
