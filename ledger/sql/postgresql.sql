@@ -520,6 +520,7 @@ BEGIN
         lk := a_id;  -- every account known to the caller, none hot: lock them as they are
     ELSE
         lk := a_id;
+        -- unknown keys first, so that an account still to be created answers before any lock
         FOR i IN 1..n LOOP
             IF r_account[i] IS NULL THEN
                 SELECT id, hot INTO v_id, v_hot FROM ledger_account
@@ -530,6 +531,8 @@ BEGIN
                 END IF;
                 r_account[i] := v_id; r_hot[i] := v_hot;
             END IF;
+        END LOOP;
+        FOR i IN 1..n LOOP
             IF r_hot[i] THEN
                 -- a free shard without waiting (the parent's key verified by the same query)
                 v_sid := NULL;
@@ -562,13 +565,13 @@ BEGIN
     END IF;
     -- Lock the rows in id order; check the keys, status and limits under the locks.
     s_bal := array_fill(NULL::bigint, ARRAY[n]);
-    FOR rec IN SELECT ac.id, ac.owner, ac.code, ac.currency, ac.parent_id, ac.status,
+    FOR rec IN SELECT ac.id, ac.owner, ac.code, ac.currency, ac.parent_id, ac.hot, ac.status,
                       ac.debits_must_not_exceed_credits AS dmnec, ac.credits_must_not_exceed_debits AS cmned,
                       ac.balance, ac.debits_pending, ac.credits_pending, ac.version
                  FROM ledger_account ac WHERE ac.id = ANY (lk) ORDER BY ac.id FOR UPDATE LOOP
         i := array_position(lk, rec.id);
         IF NOT r_hot[i] AND (rec.owner <> a_owner[i] OR rec.code <> a_code[i] OR rec.currency <> a_currency[i]
-                             OR rec.parent_id IS NOT NULL) THEN
+                             OR rec.parent_id IS NOT NULL OR rec.hot) THEN
             r_status := 'retry';  -- a cached id names another account
             RETURN;
         END IF;

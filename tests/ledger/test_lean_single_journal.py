@@ -68,6 +68,15 @@ def test_a_cached_id_that_names_another_account_is_caught_and_posted_right(owner
     engine._ACCOUNT_IDS[b] = (Account.objects.get(owner=owner, code="wallet_b").id, True)
     assert services.journal_post(reference=f"{owner}:3", lines=transfer_lines(a, b, 1), occurred_at=now).created
     assert Entry.objects.filter(account__parent__isnull=False, journal__reference=f"{owner}:3").count() == 0
+    # a hot account cached as not hot: its parent row is never written
+    fee = Accounts.fee_revenue("EUR")
+    services.journal_post(reference=f"{owner}:4", lines=transfer_lines(a, fee, 1), occurred_at=now)
+    parent = Account.objects.get(owner=fee.owner, code=fee.code, currency="EUR", parent=None)
+    engine._ACCOUNT_IDS[fee] = (parent.id, False)
+    result, sqls = _post(f"{owner}:5", transfer_lines(a, fee, 1), now)
+    assert result.created and _functions(sqls) == ["ledger_post_one", "ledger_post_batch"]
+    assert not Entry.objects.filter(account_id=parent.id).exists()
+    assert engine._ACCOUNT_IDS.get(fee, (0, True))[1] is True
     assert ledger_verify().ok
 
 
