@@ -207,6 +207,7 @@ _SQL_ATOMIC = _PG_SQL.format(function="ledger_post_batch_atomic")
 # each key on the locked row and answers 'retry' when a cached id does not name it (a database
 # re-created under a long-lived process), and the entries are dropped then.
 _ACCOUNT_IDS: dict[AccountKey, tuple[int, bool]] = {}
+_ACCOUNT_IDS_MAX = 100_000  # bounded: emptied when full (a long-lived worker touching every account)
 
 _SQL_LEAN = (
     "SELECT r_status, r_journal, r_account, r_hot FROM ledger_post_one("
@@ -257,9 +258,12 @@ def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
             _ACCOUNT_IDS.pop(key, None)
         return None
     stats["lean"] += 1
-    for key, k, account_id, is_hot in zip(keys, known, ids, hot, strict=True):
-        if k is None:
-            _ACCOUNT_IDS[key] = (account_id, is_hot)
+    if None in known:
+        if len(_ACCOUNT_IDS) >= _ACCOUNT_IDS_MAX:
+            _ACCOUNT_IDS.clear()
+        for key, k, account_id, is_hot in zip(keys, known, ids, hot, strict=True):
+            if k is None:
+                _ACCOUNT_IDS[key] = (account_id, is_hot)
     return [PostResult(0, PostStatus(status), journal_id, item.reference)]
 
 

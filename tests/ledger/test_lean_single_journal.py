@@ -151,3 +151,11 @@ def test_only_identity_updates_fire_the_account_guard(owner, now):
     with connection.cursor() as cursor:  # the same values: allowed (the WHEN clause)
         cursor.execute("UPDATE ledger_account SET owner = owner, status = status WHERE id = %s", [account.id])
     assert selectors.account_balance(key=key).posted == 0
+
+
+def test_the_account_cache_is_bounded(owner, now, monkeypatch):
+    a, b = make_account(owner, "wallet_a"), make_account(owner, "wallet_b")
+    monkeypatch.setattr(engine, "_ACCOUNT_IDS_MAX", 3)
+    monkeypatch.setattr(engine, "_ACCOUNT_IDS", {Accounts.suspense(c): (10**15, False) for c in ("EUR", "USD", "GBP")})
+    assert services.journal_post(reference=f"{owner}:1", lines=transfer_lines(a, b, 1), occurred_at=now).created
+    assert set(engine._ACCOUNT_IDS) == {a, b}
