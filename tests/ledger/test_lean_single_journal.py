@@ -159,3 +159,11 @@ def test_the_account_cache_is_bounded(owner, now, monkeypatch):
     monkeypatch.setattr(engine, "_ACCOUNT_IDS", {Accounts.suspense(c): (10**15, False) for c in ("EUR", "USD", "GBP")})
     assert services.journal_post(reference=f"{owner}:1", lines=transfer_lines(a, b, 1), occurred_at=now).created
     assert set(engine._ACCOUNT_IDS) == {a, b}
+
+
+def test_the_lean_function_never_takes_bitmap_scans():
+    # account rows are updated all the time: only plain index scans skip their dead versions
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'ledger_post_one'")
+        (config,) = cursor.fetchone()
+    assert "enable_bitmapscan=off" in config and "plan_cache_mode=force_generic_plan" in config
