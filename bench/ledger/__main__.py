@@ -98,11 +98,20 @@ def pgbench_cpu(clients: int, seconds: float) -> tuple[float, float]:
 
 
 def run_pgbench_posting(clients: int, seconds: float) -> float:
-    """ledger_post_batch() driven by pgbench itself (C client): the database side alone."""
+    """ledger_post_one() driven by pgbench itself (C client): the database side alone."""
     conn = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
     script = str(Path(__file__).with_name("pgbench_post.sql"))
+    base, top = (
+        int(x)
+        for x in psql(
+            "SELECT min(id), max(id) FROM ledger_account WHERE owner LIKE 'mer_bench%' AND parent_id IS NULL", LEDGER_DB
+        ).split("|")
+    )
+    if top - base != N_ACCOUNTS - 1:
+        raise SystemExit("bench: the merchants' ids are not consecutive (pgbench_post.sql needs them so)")
     out = subprocess.run(
-        [pgbench_bin(), "-n", "-f", script, "-c", str(clients), "-j", "2", "-T", str(int(seconds)), *conn, LEDGER_DB],
+        [pgbench_bin(), "-n", "-f", script, "-D", f"base={base}", "-c", str(clients), "-j", "2", "-T",
+         str(int(seconds)), *conn, LEDGER_DB],
         check=True, capture_output=True, text=True,
     ).stdout
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
@@ -296,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         if h is not None:
             rounds["hordak_8"].append(h)
         print(f"  round {n + 1}: pgbench -N {rounds['pgbench_N_8'][-1]:,.0f} tps, "
-              f"ledger_post_batch() from pgbench {rounds['sql_8'][-1]:,.0f}/s, journal_post "
+              f"ledger_post_one() from pgbench {rounds['sql_8'][-1]:,.0f}/s, journal_post "
               f"{rounds['uniform_8'][-1]:,.0f}/s, hordak {'n/a' if h is None else f'{h:,.0f}/s'} (8 clients)",
               flush=True)
     r["pgbench_N_8"] = statistics.median(rounds["pgbench_N_8"])
@@ -312,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         if rounds["hordak_8"] else None
     )
     print(f"  pgbench -N, 8 clients (median):               {r['pgbench_N_8']:>10,.0f} tps", flush=True)
-    print(f"  ledger_post_batch() from pgbench, 8 clients:  {r['sql_8']:>10,.0f} journals/s", flush=True)
+    print(f"  ledger_post_one() from pgbench, 8 clients:    {r['sql_8']:>10,.0f} journals/s", flush=True)
     print(f"  journal_post, uniform accounts, 8 clients:    {r['uniform_8']:>10,.0f} journals/s", flush=True)
     if r["hordak_8"] is None:
         print(f"  django-hordak: skipped ({args.hordak_python} missing; --install-hordak creates it)")

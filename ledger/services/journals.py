@@ -2,7 +2,8 @@
 
 `journal_post` and friends are *component* services: payments calls them inside its own
 `transaction.atomic()` block so that the posting commits with the state transition. They are
-therefore not `durable`. On PostgreSQL one call is one SQL statement (`ledger_post_batch`):
+therefore not `durable`. On PostgreSQL one call is one SQL statement (`ledger_post_one` for a
+single journal, `ledger_post_batch` otherwise or when the first answers `retry` having written nothing):
 atomic on its own (autocommit), or part of the caller's transaction; a refused journal writes
 nothing, so no savepoint is needed and a caller may catch the typed error and carry on.
 Post last in your transaction: the account row locks are held until it commits.
