@@ -131,7 +131,7 @@ def _run(opts) -> int:
     if opts.show_queries:
         last = len(ctx.captured_queries) // n
         for q in ctx.captured_queries[-last:]:
-            print(q["time"], q["sql"][:300])
+            print(q["time"], q["sql"][:int(os.environ.get("SQLW", "300"))])
     if profiler:
         profiler.dump_stats(opts.cprofile)
     return 0

@@ -146,8 +146,11 @@ def _routing_rules(merchant: Merchant) -> list[routing.RoutingRule]:
 
 
 def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, method_type: str,
-           brand: str | None, bin_: str = "", rules: list[routing.RoutingRule] | None = None) -> list[str]:
-    """The connectors to try, in order (`rules`: the merchant's `_routing_rules`, if loaded)."""
+           brand: str | None, bin_: str = "", rules: list[routing.RoutingRule] | None = None,
+           circuits: dict[tuple[str, ...], frozenset[str]] | None = None) -> list[str]:
+    """The connectors to try, in order (`rules`: the merchant's `_routing_rules`, if loaded;
+    `circuits`: the open circuits already read in this request, filled on first use — one cache
+    round trip per request, not one per routing decision)."""
     if rules is None:
         rules = _routing_rules(merchant)
     names = list(dict.fromkeys(r.connector for r in rules if r.connector in settings.PSP_CONNECTORS))
@@ -165,9 +168,18 @@ def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, m
                                      method_type=method_type, brand=brand, bin_country=country),
         rules=rules,
         capabilities=caps,
-        open_circuits=circuit_open_set(names),
+        open_circuits=_open_circuits(names, circuits),
         max_attempts=setting("PAYMENTS_MAX_ATTEMPTS", 3),
     )
+
+
+def _open_circuits(names: list[str], circuits: dict[tuple[str, ...], frozenset[str]] | None) -> frozenset[str]:
+    if circuits is None:
+        return circuit_open_set(names)
+    key = tuple(names)
+    if key not in circuits:
+        circuits[key] = circuit_open_set(names)
+    return circuits[key]
 
 
 def bin_country(bin_: str) -> str | None:
@@ -352,8 +364,9 @@ def payment_create(
         raise InvalidRequestError("setup_future_usage saves a card on a customer-present payment, not off "
                                   "session.", param="setup_future_usage")
     rules = _routing_rules(merchant)
+    circuits: dict[tuple[str, ...], frozenset[str]] = {}
     probe = _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
-                   method_type=method_type, brand=brand, bin_=bin_, rules=rules)
+                   method_type=method_type, brand=brand, bin_=bin_, rules=rules, circuits=circuits)
     if not probe:
         raise _unsupported()
     if off_session and saved is not None and not method_off_session_plan(saved, probe):
@@ -369,7 +382,7 @@ def payment_create(
             save_method=bool(setup_future_usage), off_session=bool(off_session),
             setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
             metadata=metadata, mandate=mandate, actor=actor, idempotency_key=idempotency_key, with_row=with_row,
-            confirm_rules=rules if confirm else None,
+            confirm_rules=rules if confirm else None, confirm_circuits=circuits,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -399,6 +412,7 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
                     off_session, setup_future_usage, return_url, description, metadata, actor,
                     idempotency_key=None, mandate=None, with_row=None,
                     confirm_rules: list[routing.RoutingRule] | None = None,
+                    confirm_circuits: dict[tuple[str, ...], frozenset[str]] | None = None,
                     ) -> tuple[Payment, tuple[list[str], PaymentAttempt] | None]:
     """Insert the payment (and its new payment method). With `confirm_rules` (create and confirm:
     the merchant's routing input, loaded by the caller) the same transaction also begins the
@@ -420,7 +434,7 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
     )
     started = None
     if confirm_rules is not None:
-        plan = _confirm_plan(merchant, payment, pm, rules=confirm_rules)
+        plan = _confirm_plan(merchant, payment, pm, rules=confirm_rules, circuits=confirm_circuits)
         inflight_claim(payment, "confirm")
         if not can_proceed(payment.mark_processing):
             raise PaymentStateError(f"A payment in status {payment.status} cannot be confirmed.")
@@ -526,12 +540,14 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[
 
 
 def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None, *,
-                  rules: list[routing.RoutingRule] | None = None) -> list[str]:
+                  rules: list[routing.RoutingRule] | None = None,
+                  circuits: dict[tuple[str, ...], frozenset[str]] | None = None) -> list[str]:
     """The connectors a confirmation tries, in order (routing, then the off-session plan)."""
     if pm is None:
         raise InvalidRequestError("The payment has no payment method.", param="payment_method")
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules)
+                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules,
+                  circuits=circuits)
     if not plan:
         raise _unsupported()
     if payment.off_session:

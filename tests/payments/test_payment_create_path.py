@@ -65,10 +65,30 @@ def test_create_and_confirm_keeps_the_transition_log_and_the_audit_trail(api):
     assert "booking" not in created.changes_dict and "attempts" not in created.changes_dict
 
 
-def test_an_approved_payment_takes_at_most_30_queries(api, django_assert_max_num_queries):
+def test_an_approved_payment_takes_at_most_26_queries(api, django_assert_max_num_queries):
     """Was 59 (6 transactions); see docs/benchmarks.md. Raise it only with a reason."""
     merchant, client = api
     create(client, "k-warm", payment_method_data=card("4242424242424242"))  # warm caches and connections
-    with django_assert_max_num_queries(30):
+    with django_assert_max_num_queries(26):
         answer = create(client, "k-count", payment_method_data=card("4242424242424242"))
     assert answer.json()["status"] == "succeeded"
+
+
+def test_the_circuit_breaker_is_read_once_per_create(api, monkeypatch):
+    """The probe and the confirm plan of one request share one read of the open circuits (a
+    cache round trip each before), and an open circuit still sends its connector last."""
+    from payments.services import payments as services
+
+    merchant, client = api
+    reads = []
+
+    def open_set(connectors):
+        reads.append(tuple(connectors))
+        return frozenset({"alpha"})
+
+    monkeypatch.setattr(services, "circuit_open_set", open_set)
+    answer = create(client, "k-circuit", payment_method_data=card("4242424242424242"))
+    assert answer.status_code == 201
+    assert len(reads) == 1
+    plan = PaymentEvent.objects.filter(payment_id=answer.json()["id"], transition="mark_processing").get().data["plan"]
+    assert plan == ["beta", "alpha"]
