@@ -28,6 +28,7 @@ from payera.core.api import error_body
 from payera.core.errors import InvalidRequestError, PayeraError
 from payera.idempotency.services import (
     Claim,
+    PendingClaim,
     StoredResponse,
     idempotency_claim,
     idempotency_complete,
@@ -89,8 +90,11 @@ def replay(stored: StoredResponse) -> HttpResponse:
     return response
 
 
-def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResponse | None:
-    """Claim the request's key, if it carries one. None: no key, or not an idempotent method."""
+def idempotency_begin(*, django_request, merchant_id: str,
+                      with_work: bool = False) -> Claim | PendingClaim | StoredResponse | None:
+    """Claim the request's key, if it carries one. None: no key, or not an idempotent method.
+    `with_work`: nothing is written yet — a `PendingClaim` the handler's creating transaction
+    inserts (`idempotency_resource_record`); `idempotency_pending_settle` after the handler."""
     if django_request.method not in IDEMPOTENT_METHODS:
         return None
     key = parse_key(django_request.headers.get(HEADER))
@@ -101,6 +105,10 @@ def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResp
     except RequestDataTooBig:
         raise  # 413 request_too_large, as without a key (payera.core.api)
     full_path = django_request.get_full_path()  # a different query string is a different request
+    if with_work:
+        return PendingClaim(merchant_id=merchant_id, key=key,
+                            fingerprint=fingerprint(method=django_request.method, path=full_path, body=body),
+                            method=django_request.method, path=full_path)
     return idempotency_claim(
         merchant_id=merchant_id,
         key=key,
@@ -108,6 +116,13 @@ def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResp
         method=django_request.method,
         path=full_path,
     )
+
+
+def idempotency_pending_claim(pending: PendingClaim) -> Claim | StoredResponse:
+    """The ordinary claim of a pending one's key (its handler wrote nothing, or found the key
+    taken): replay, 422, 409, take-over or a fresh claim, exactly as `idempotency_begin`."""
+    return idempotency_claim(merchant_id=pending.merchant_id, key=pending.key, fingerprint=pending.fingerprint,
+                             method=pending.method, path=pending.path)
 
 
 def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = False) -> None:

@@ -52,11 +52,34 @@ class Claim:
     resource: str = ""
 
 
-_serving: contextvars.ContextVar[Claim | None] = contextvars.ContextVar("payera_idempotency_claim", default=None)
+@dataclass(slots=True)
+class PendingClaim:
+    """A key not claimed yet, for a view that claims it in its creating transaction
+    (`MerchantApiView.idempotency_claim_with_work`): `idempotency_resource_record` inserts the
+    claim there, bound to the object, and sets `claim`. Saves the claim's own commit and the
+    binding's UPDATE; the claim still commits before any PSP call (with the first attempt)."""
+
+    merchant_id: str
+    key: str
+    fingerprint: str
+    method: str
+    path: str
+    claim: Claim | None = None
+
+
+class IdempotencyKeyExistsError(Exception):
+    """The pending claim's key is already there (a repeat, or a concurrent request that committed
+    it first): the creating transaction rolls back and the request is claimed the ordinary way
+    (replay, 422, 409 or take-over)."""
+
+
+_serving: contextvars.ContextVar[Claim | PendingClaim | None] = contextvars.ContextVar(
+    "payera_idempotency_claim", default=None
+)
 
 
 @contextmanager
-def idempotency_scope(claim: Claim | None) -> Iterator[None]:
+def idempotency_scope(claim: Claim | PendingClaim | None) -> Iterator[None]:
     """Run a request's handler with its claim known to `idempotency_resource_record`."""
     token = _serving.set(claim)
     try:
@@ -73,7 +96,27 @@ def idempotency_resource_record(*, resource: str) -> None:
     claim = _serving.get()
     if claim is None:
         return
+    if isinstance(claim, PendingClaim):
+        if claim.claim is None:
+            _claim_pending(claim, resource=resource)
+        return  # the first object the request creates is the one it answers
     IdempotencyKey.objects.filter(pk=claim.row_id, resource="").update(resource=resource[:64])
+
+
+def _claim_pending(pending: PendingClaim, *, resource: str) -> None:
+    """Insert the pending claim in the caller's (creating) transaction, bound to `resource`. A
+    concurrent insert of the key waits on the unique index until that request's transaction ends;
+    if the key is there → `IdempotencyKeyExistsError` (the caller's transaction rolls back)."""
+    connection = connections[router.db_for_write(IdempotencyKey)]
+    if not connection.in_atomic_block:
+        raise RuntimeError("a pending idempotency claim is inserted in the transaction that creates the object")
+    now = timezone.now()
+    owner = uuid.uuid4()
+    row_id = _claim_insert(merchant_id=pending.merchant_id, key=pending.key, fingerprint=pending.fingerprint,
+                           method=pending.method, path=pending.path, owner=owner, now=now, resource=resource)
+    if row_id is None:
+        raise IdempotencyKeyExistsError()
+    pending.claim = Claim(row_id=row_id, owner=owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +163,12 @@ def idempotency_claim(
                            owner=owner, now=now)
 
 
-def _claim_insert(*, merchant_id, key, fingerprint, method, path, owner, now) -> int | None:
+def _claim_insert(*, merchant_id, key, fingerprint, method, path, owner, now, resource: str = "") -> int | None:
     """Insert the in-flight claim in one statement; None if the key exists (committed)."""
     values = {
         "merchant": merchant_id, "key": key, "fingerprint": fingerprint, "method": method, "path": path[:2048],
         "state": IdempotencyState.IN_FLIGHT, "owner": owner, "locked_until": now + _lock_timeout(),
-        "response_content_type": "", "response_encrypted": False, "resource": "", "created_at": now,
+        "response_content_type": "", "response_encrypted": False, "resource": resource[:64], "created_at": now,
     }
     meta = IdempotencyKey._meta
     connection = connections[router.db_for_write(IdempotencyKey)]

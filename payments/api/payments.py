@@ -45,6 +45,9 @@ def _list(name: str, item) -> serializers.Serializer:
 
 
 class PaymentListCreateApi(MerchantApiView):
+    # payment_create writes only in `_payment_insert`, which binds the key (before any PSP call)
+    idempotency_claim_with_work = True
+
     class PaymentCreateInput(serializers.Serializer):
         amount = serializers.IntegerField()
         currency = serializers.CharField(max_length=8)

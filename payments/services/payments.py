@@ -597,7 +597,7 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
     payment = payment_lock_of_attempt(attempt_id)
     if recorded is not None:
         recorded.append(payment)
-    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    attempt = _attempts_of_locked(payment, attempt_id)
     status_before = attempt.status
     if error is not None:
         verdict = _apply_error(payment, attempt, error, actor=actor, may_cascade=may_cascade)
@@ -615,6 +615,24 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
     if attempt.status != status_before:  # counted once, when the outcome moved the attempt
         transaction.on_commit(lambda: _count_outcome(attempt.connector, status_before, attempt.status, result, error))
     return verdict
+
+
+def _attempts_of_locked(payment: Payment, attempt_id: str) -> PaymentAttempt:
+    """The attempt `attempt_id` of the locked `payment`, read with its siblings in one statement
+    (after the lock: the current rows). They become the payment's `attempts` for this transaction's
+    render (`payment.attempts.all()`), which no longer reads them again; no attempt is inserted in
+    a recording transaction, and the render sees the instances the transaction moves."""
+    attempts = PaymentAttempt.objects.filter(payment_id=payment.pk)
+    for attempt in attempts:  # evaluated once: a prefetched queryset (`.filter()` on it still asks)
+        if attempt.pk == attempt_id:
+            break
+    else:  # pragma: no cover - the lock found the payment through this attempt
+        raise PaymentAttempt.DoesNotExist(f"no attempt {attempt_id}")
+    cache = getattr(payment, "_prefetched_objects_cache", None)
+    if cache is None:
+        cache = payment._prefetched_objects_cache = {}
+    cache["attempts"] = attempts
+    return attempt
 
 
 def _count_outcome(connector: str, before: str, after: str, result, error: PspError | None) -> None:
