@@ -125,12 +125,15 @@ def idempotency_pending_claim(pending: PendingClaim) -> Claim | StoredResponse:
                              method=pending.method, path=pending.path)
 
 
-def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = False) -> None:
+def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = False,
+                    stored: tuple[int, str, bytes] | None = None) -> None:
     """Store the final (rendered) answer for replay, or release the key after a 400.
 
     `sensitive`: the answer carries a secret shown once; it is stored encrypted through the
     secrets backend. If that is unavailable, what is stored is a 409 saying the first request
     ran but its answer can not be shown again — never the secret in clear, never a second effect.
+    `stored`: the answer already stored in the work's last transaction (`idempotency_answer_record`):
+    nothing to do if the final one is the same.
     """
     if response.status_code in NOT_STORED_STATUSES:
         idempotency_release(claim=claim)
@@ -143,6 +146,8 @@ def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = F
         bytes(response.content),
         False,
     )
+    if stored is not None and not sensitive and stored == (status, content_type[:100], body):
+        return
     if sensitive:
         from payera.secrets.services import encrypt
 
@@ -158,4 +163,5 @@ def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = F
                     "The request with this Idempotency-Key was processed, but its answer can not be shown again.",
                 )
             ).encode()
-    idempotency_complete(claim=claim, status=status, content_type=content_type, body=body, encrypted=encrypted)
+    idempotency_complete(claim=claim, status=status, content_type=content_type, body=body, encrypted=encrypted,
+                         overwrite=stored is not None)

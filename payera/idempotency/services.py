@@ -10,7 +10,7 @@ import contextvars
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -65,6 +65,10 @@ class PendingClaim:
     method: str
     path: str
     claim: Claim | None = None
+    # the view's answer made from the object its service finishes with (`idempotency_answer_prepare`),
+    # and what `idempotency_answer_record` stored in that service's last transaction
+    answer: Callable[[object], tuple[int, str, bytes]] | None = None
+    answered: tuple[int, str, bytes] | None = None
 
 
 class IdempotencyKeyExistsError(Exception):
@@ -101,6 +105,42 @@ def idempotency_resource_record(*, resource: str) -> None:
             _claim_pending(claim, resource=resource)
         return  # the first object the request creates is the one it answers
     IdempotencyKey.objects.filter(pk=claim.row_id, resource="").update(resource=resource[:64])
+
+
+def idempotency_answer_prepare(answer: Callable[[object], tuple[int, str, bytes]]) -> None:
+    """A view under a pending claim says how its answer (status, content type, exact bytes) is made
+    from the object its service ends with; no-op otherwise."""
+    pending = _serving.get()
+    if isinstance(pending, PendingClaim):
+        pending.answer = answer
+
+
+def idempotency_answer_record(obj: object) -> None:
+    """A service, inside the transaction that leaves `obj` as its request answers it (its last):
+    store that answer there, so the key needs no commit of its own after it. No-op unless the
+    request's key was claimed in its creating transaction and its view said how it answers. The
+    view's final answer is compared with it (`idempotency_end`): stored again only if it differs."""
+    pending = _serving.get()
+    if not isinstance(pending, PendingClaim) or pending.claim is None or pending.answer is None:
+        return
+    status, content_type, body = pending.answer(obj)
+    if _store_answer(pending.claim, status=status, content_type=content_type, body=body, encrypted=False,
+                     overwrite=pending.answered is not None):
+        pending.answered = (status, content_type[:100], body)
+
+
+def _store_answer(claim: Claim, *, status: int, content_type: str, body: bytes, encrypted: bool,
+                  overwrite: bool = False) -> int:
+    states = [IdempotencyState.IN_FLIGHT, IdempotencyState.COMPLETED] if overwrite else [IdempotencyState.IN_FLIGHT]
+    return IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state__in=states).update(
+        state=IdempotencyState.COMPLETED,
+        response_status=status,
+        response_content_type=content_type[:100],
+        response_body=body,
+        response_encrypted=encrypted,
+        completed_at=timezone.now(),
+        locked_until=None,
+    )
 
 
 def _claim_pending(pending: PendingClaim, *, resource: str) -> None:
@@ -232,23 +272,16 @@ def _reset(row: IdempotencyKey, *, now, owner, fingerprint, method, path) -> Non
 
 
 def idempotency_complete(
-    *, claim: Claim, status: int, content_type: str, body: bytes, encrypted: bool = False
+    *, claim: Claim, status: int, content_type: str, body: bytes, encrypted: bool = False, overwrite: bool = False
 ) -> bool:
     """Store the answer for replay. False if this request no longer holds the claim (its lock
     expired and a retry took it over): then the retry's answer is the one that counts.
-    One UPDATE, committed on its own (never inside a caller's transaction)."""
+    One UPDATE, committed on its own (never inside a caller's transaction). `overwrite`: this
+    request stored an answer in its work's transaction (`idempotency_answer_record`) and ends with
+    another one."""
     assert_no_transaction()
-    updated = IdempotencyKey.objects.filter(
-        pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT
-    ).update(
-        state=IdempotencyState.COMPLETED,
-        response_status=status,
-        response_content_type=content_type[:100],
-        response_body=body,
-        response_encrypted=encrypted,
-        completed_at=timezone.now(),
-        locked_until=None,
-    )
+    updated = _store_answer(claim, status=status, content_type=content_type, body=body, encrypted=encrypted,
+                            overwrite=overwrite)
     if not updated:
         logger.warning("idempotency claim lost before completion", extra={"idempotency_key_id": claim.row_id})
     return bool(updated)

@@ -24,7 +24,7 @@ from payera.core import metrics
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
 from payera.core.money import currency_normalize
-from payera.idempotency.services import idempotency_resource_record
+from payera.idempotency.services import idempotency_answer_record, idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
@@ -506,7 +506,7 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
         recorded.clear()
         verdict = attempt_record_outcome(
             attempt_id=attempt.id, result=result, error=error, actor=actor,
-            may_cascade=index < len(plan) - 1, source="answer", recorded=recorded,
+            may_cascade=index < len(plan) - 1, source="answer", recorded=recorded, answer_if_final=True,
         )
         if verdict is V.UNAVAILABLE or (verdict is V.SOFT_DECLINE and error is None and result is not None
                                         and result.decline is not None
@@ -590,10 +590,13 @@ def return_url_for(payment_id: str) -> str:
 @transaction.atomic(durable=True)
 def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | None = None, actor: str,
                            may_cascade: bool = False, source: str = "answer",
-                           recorded: list[Payment] | None = None) -> V:
+                           recorded: list[Payment] | None = None, answer_if_final: bool = False) -> V:
     """Record what the PSP said about an authorization (answer, 3-D Secure return, webhook or
     inquiry) in one transaction. Idempotent: an attempt already resolved ignores it (logged).
-    `recorded` gets the payment as this transaction left it (with the render of its events)."""
+    `recorded` gets the payment as this transaction left it (with the render of its events).
+    `answer_if_final` (a confirmation's own call): if this outcome ends the confirmation with the
+    payment as rendered here — what `_confirm_attempts` then answers — the request's idempotent
+    answer is stored in this transaction too (`idempotency_answer_record`)."""
     payment = payment_lock_of_attempt(attempt_id)
     if recorded is not None:
         recorded.append(payment)
@@ -612,9 +615,20 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
                 network_transaction_id=result.network_transaction_id,
                 payment_method_token=result.payment_method_token,
             )
+    if answer_if_final and _answers_confirmation(payment, verdict, may_cascade=may_cascade):
+        idempotency_answer_record(payment)
     if attempt.status != status_before:  # counted once, when the outcome moved the attempt
         transaction.on_commit(lambda: _count_outcome(attempt.connector, status_before, attempt.status, result, error))
     return verdict
+
+
+def _answers_confirmation(payment: Payment, verdict: V, *, may_cascade: bool) -> bool:
+    """Whether `_confirm_attempts` answers this outcome's render: no next attempt follows it, and
+    no automatic capture after it (the conditions of its loop and of its answer)."""
+    if may_cascade and routing.should_cascade(verdict):
+        return False
+    return payment_rendered(payment) is not None and not (
+        payment.capture_method == CaptureMethod.AUTOMATIC and payment.status == PS.REQUIRES_CAPTURE)
 
 
 def _attempts_of_locked(payment: Payment, attempt_id: str) -> PaymentAttempt:

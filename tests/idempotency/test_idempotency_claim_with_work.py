@@ -168,3 +168,74 @@ def test_concurrent_posts_with_one_key_make_exactly_one_payment(psp_settings):
             assert replayed in (None, "true")
     replay = post(client_for(secret), BODY, key="race")
     assert replay["Idempotent-Replayed"] == "true" and replay.content == created[0][1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_answer_is_stored_in_the_payments_last_transaction(psp_settings):
+    """Two commits per payment: the claim with the payment and its first attempt, the answer with
+    the outcome — nothing after the last COMMIT."""
+    from django.test.utils import CaptureQueriesContext
+
+    merchant = MerchantFactory(connectors=["alpha"])
+    client = client_for(make_api_key(merchant).secret)
+    post(client, BODY, key="warm-up")  # creates the data keys (commits of their own, once)
+    with CaptureQueriesContext(connection) as ctx:
+        answer = post(client, BODY)
+    assert answer.status_code == 201 and answer.json()["status"] == "succeeded"
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    last_commit = max(i for i, s in enumerate(sqls) if s == "COMMIT")
+    stored = next(i for i, s in enumerate(sqls) if s.startswith('UPDATE "idempotency_idempotencykey"'))
+    assert stored < last_commit
+    assert not any(s.startswith(("UPDATE", "INSERT", "DELETE")) for s in sqls[last_commit + 1:])
+    assert sum(1 for s in sqls if s == "COMMIT") == 2
+    key = IdempotencyKey.objects.get(merchant=merchant, key="key-1")
+    assert key.state == IdempotencyState.COMPLETED and bytes(key.response_body) == answer.content
+    replay = post(client, BODY)
+    assert replay["Idempotent-Replayed"] == "true" and replay.content == answer.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("number", "extra", "connectors", "status", "attempts"), [
+    ("4242424242424242", {"capture_method": "manual"}, ["alpha"], "requires_capture", 1),
+    ("4000000000009995", {}, ["alpha"], "failed", 1),  # hard decline
+    ("4000000000003220", {}, ["alpha"], "requires_action", 1),  # 3-D Secure
+    ("4000000000000119", {}, ["alpha", "beta"], None, 2),  # soft decline at alpha: cascades to beta
+])
+def test_whatever_the_outcome_the_stored_answer_is_the_answer(psp_settings, number, extra, connectors, status,
+                                                              attempts):
+    merchant = MerchantFactory(connectors=connectors)
+    client = client_for(make_api_key(merchant).secret)
+    body = {**BODY, "payment_method_data": {"type": "card", "card": {**CARD["card"], "number": number}}, **extra}
+    answer = post(client, body)
+    assert answer.status_code == 201
+    assert len(answer.json()["attempts"]) == attempts
+    if status is not None:
+        assert answer.json()["status"] == status
+    key = IdempotencyKey.objects.get(merchant=merchant, key="key-1")
+    assert key.state == IdempotencyState.COMPLETED
+    assert (key.response_status, key.response_content_type, bytes(key.response_body)) == (
+        201, answer["Content-Type"], answer.content)
+    assert post(client, body).content == answer.content
+
+
+@pytest.mark.django_db
+def test_a_final_answer_other_than_the_one_stored_in_the_work_replaces_it(merchant):
+    """`idempotency_end` stores nothing when the final answer is the one stored in the work's
+    transaction, and replaces it when it differs (only this request's own)."""
+    from django.http import HttpResponse
+    from django.test.utils import CaptureQueriesContext
+
+    from payera.core.idempotency import idempotency_end
+    from payera.idempotency.services import Claim, _store_answer, idempotency_claim
+
+    claim = idempotency_claim(merchant_id=merchant.id, key="k", fingerprint="f", method="POST", path=URL)
+    assert isinstance(claim, Claim)
+    _store_answer(claim, status=201, content_type="application/json", body=b'{"a":1}', encrypted=False)
+    stored = (201, "application/json", b'{"a":1}')
+    with CaptureQueriesContext(connection) as ctx:
+        idempotency_end(claim=claim, response=HttpResponse(b'{"a":1}', status=201, content_type="application/json"),
+                        stored=stored)
+    assert ctx.captured_queries == []
+    idempotency_end(claim=claim, response=HttpResponse(b'{"a":2}', status=201, content_type="application/json"),
+                    stored=stored)
+    assert bytes(IdempotencyKey.objects.get(pk=claim.row_id).response_body) == b'{"a":2}'

@@ -152,6 +152,7 @@ class MerchantApiView(APIView):
         self.request = request
         self.headers = self.default_response_headers
         self._idempotency_claim = None
+        self._idempotency_pending = None
         try:
             try:
                 self.initial(request, *args, **kwargs)
@@ -164,6 +165,7 @@ class MerchantApiView(APIView):
                     outcome = idempotency_begin(django_request=request._request, merchant_id=request.merchant.id,
                                                 with_work=self.idempotency_claim_with_work)
                 if isinstance(outcome, PendingClaim):
+                    self._idempotency_pending = outcome
                     response = self._handle_pending(outcome, request, handler, *args, **kwargs)
                 else:
                     response = self._handle_claimed(outcome, request, handler, *args, **kwargs)
@@ -177,7 +179,9 @@ class MerchantApiView(APIView):
                 # If storing fails — or the database was unreachable (503) — the claim stays in
                 # flight until its lock times out: a retry then takes it over and answers what
                 # the first try created, never a second effect and never a stored 503.
-                idempotency_end(claim=claim, response=self.response, sensitive=self.idempotency_sensitive)
+                pending = self._idempotency_pending
+                idempotency_end(claim=claim, response=self.response, sensitive=self.idempotency_sensitive,
+                                stored=pending.answered if pending is not None and pending.claim is claim else None)
             return self.response
         finally:
             token = getattr(request._request, "payera_actor_token", None)
