@@ -22,15 +22,25 @@ from django.db import connections, router
 _BASE = "_payera_audit_base"
 
 
+def _copy(instance):
+    """A copy of the row's values: mutable ones (JSON dicts and lists) copied deeply, so changing
+    them in place on the instance does not change the base."""
+    base = copy.copy(instance)
+    base.__dict__.pop(_BASE, None)
+    for field in type(instance)._meta.concrete_fields:
+        value = base.__dict__.get(field.attname)
+        if isinstance(value, dict | list):
+            base.__dict__[field.attname] = copy.deepcopy(value)
+    return base
+
+
 def audit_base_remember(instance) -> None:
     """`instance` was just read under `SELECT … FOR UPDATE` in the open transaction: its current
     values are the row's. The next update entry of it in this transaction diffs against them."""
     connection = connections[router.db_for_write(type(instance))]
     if not connection.in_atomic_block:
         return
-    base = copy.copy(instance)
-    base.__dict__.pop(_BASE, None)
-    instance.__dict__[_BASE] = (connection.run_on_commit, base)
+    instance.__dict__[_BASE] = (connection.run_on_commit, _copy(instance))
 
 
 def audit_base_of(instance):
@@ -49,14 +59,14 @@ def audit_base_of(instance):
 def audit_base_saved(instance, base, update_fields) -> None:
     """The save about to run writes `instance` (or only `update_fields` of it) over `base`."""
     if update_fields is None:
-        saved = copy.copy(instance)
-        saved.__dict__.pop(_BASE, None)
+        saved = _copy(instance)
     else:
         saved = copy.copy(base)
         meta = type(instance)._meta
         for name in update_fields:
             attname = meta.get_field(name).attname
-            saved.__dict__[attname] = instance.__dict__.get(attname)
+            value = instance.__dict__.get(attname)
+            saved.__dict__[attname] = copy.deepcopy(value) if isinstance(value, dict | list) else value
     instance.__dict__[_BASE] = (instance.__dict__[_BASE][0], saved)
 
 

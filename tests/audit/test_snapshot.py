@@ -78,3 +78,4 @@ def test_after_a_savepoint_rollback_the_row_is_read_again():
             locked.save()
         assert len(_selects_of_group(ctx)) == 1
     assert _updates(group) == [{"name": ["a", "b"]}]
+

@@ -122,3 +122,23 @@ def test_a_recording_transaction_reads_the_attempts_once(api):
         assert ctx.captured_queries == []
         PaymentAttempt.objects.filter(pk=attempt_id).update(decline_code="x")  # the database is asked
         assert payment.attempts.filter(decline_code="x").exists()
+
+
+def test_a_locked_payments_json_changed_in_place_is_audited_against_the_row(api):
+    """The audit base of a locked payment (payera.audit.snapshot) holds its own copy of JSON
+    values: a change in place on the instance still shows in the entry."""
+    from django.db import transaction
+
+    from payments.locks import payment_lock
+
+    merchant, client = api
+    payment = create(client, "k-json", payment_method_data=card("4242424242424242"),
+                     metadata={"order": "1"}).json()
+    with transaction.atomic():
+        locked = payment_lock(payment["id"])
+        locked.metadata["order"] = "2"
+        locked.save()
+    entry = LogEntry.objects.filter(object_pk=payment["id"]).order_by("id").last()
+    assert entry.action == LogEntry.Action.UPDATE
+    old, new = entry.changes_dict["metadata"]
+    assert "1" in str(old) and "2" in str(new)
