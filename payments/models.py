@@ -217,17 +217,6 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     def __str__(self) -> str:
         return self.id
 
-    def save(self, *args, **kwargs):
-        """A payment locked in this transaction (its row remembered: payera.audit.snapshot) writes
-        only the columns that changed — a shorter UPDATE and audit diff; else every column."""
-        if not args and kwargs.get("update_fields") is None and not self._state.adding:
-            from payera.audit.snapshot import audit_changed_fields
-
-            changed = audit_changed_fields(self)
-            if changed and len(changed) > 1:  # more than `updated_at`: else write all, as before
-                kwargs["update_fields"] = changed
-        super().save(*args, **kwargs)
-
     # --- transitions (pure: set fields only) ---------------------------------------------
     @transition(field=status, source=[PS.REQUIRES_PAYMENT_METHOD, PS.REQUIRES_CONFIRMATION], target=PS.PROCESSING)
     def mark_processing(self) -> None:

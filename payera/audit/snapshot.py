@@ -56,22 +56,6 @@ def audit_base_of(instance):
     return base
 
 
-def audit_changed_fields(instance) -> list[str] | None:
-    """The fields of `instance` that differ from its remembered row (plus `auto_now` ones, which a
-    save sets), or None without a valid base: `save(update_fields=…)` then writes only those."""
-    base = audit_base_of(instance)
-    if base is None:
-        return None
-    changed = []
-    for field in type(instance)._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        if getattr(field, "auto_now", False) or instance.__dict__.get(field.attname) != base.__dict__.get(
-                field.attname):
-            changed.append(field.attname)
-    return changed
-
-
 def audit_base_saved(instance, base, update_fields) -> None:
     """The save about to run writes `instance` (or only `update_fields` of it) over `base`."""
     if update_fields is None:

@@ -143,20 +143,6 @@ def test_a_locked_payments_json_changed_in_place_is_audited_against_the_row(api)
     old, new = entry.changes_dict["metadata"]
     assert "1" in str(old) and "2" in str(new)
 
-
-def test_a_locked_payment_writes_only_the_columns_that_changed(api):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    merchant, client = api
-    with CaptureQueriesContext(connection) as ctx:
-        answer = create(client, "k-columns", payment_method_data=card("4242424242424242"))
-    assert answer.json()["status"] == "succeeded"
-    [update] = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('UPDATE "payments_payment"')]
-    assert '"status" = ' in update and '"amount_captured" = ' in update and '"updated_at" = ' in update
-    assert '"amount" = ' not in update and '"metadata" = ' not in update and '"currency" = ' not in update
-
-
 def test_the_create_transactions_audit_entries_are_one_insert_and_whole(api):
     """The payment method's and the payment's create entries are built as they are saved (actor,
     request and merchant filled then) and inserted together at the end of the transaction."""
