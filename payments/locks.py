@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db.models import Subquery
 
+from payera.audit.snapshot import audit_base_remember
 from payments.models import Payment
 
 
@@ -17,8 +18,11 @@ def _locking():
 
 def payment_lock(payment_id: str) -> Payment:
     """`SELECT … FOR UPDATE` of the payment row (only it: not its merchant, payment method or
-    booking, which are loaded alongside for reading), inside the caller's transaction."""
-    return _locking().get(pk=payment_id)
+    booking, which are loaded alongside for reading), inside the caller's transaction. The locked
+    row is the base of its next audit entry (no re-read: payera.audit.snapshot)."""
+    payment = _locking().get(pk=payment_id)
+    audit_base_remember(payment)
+    return payment
 
 
 def payment_lock_of_attempt(attempt_id: str) -> Payment:
@@ -27,6 +31,8 @@ def payment_lock_of_attempt(attempt_id: str) -> Payment:
     from payments.models import PaymentAttempt
 
     try:
-        return _locking().get(pk=Subquery(PaymentAttempt.objects.filter(pk=attempt_id).values("payment_id")[:1]))
+        payment = _locking().get(pk=Subquery(PaymentAttempt.objects.filter(pk=attempt_id).values("payment_id")[:1]))
     except Payment.DoesNotExist:
         raise PaymentAttempt.DoesNotExist(f"no attempt {attempt_id}") from None
+    audit_base_remember(payment)
+    return payment

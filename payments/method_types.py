@@ -21,7 +21,7 @@ from schwifty import IBAN
 from schwifty import exceptions as iban_errors
 
 from payera.core.errors import InvalidRequestError
-from payera.secrets.services import decrypt, encrypt, keyed_hash
+from payera.secrets.services import decrypt, encrypt, encrypt_and_hash, keyed_hash
 from payments.cards import CardInput, card_validate
 from psp_adapters.port import BankRedirectData, CardData, PaymentMethodData, SepaDebitData
 
@@ -170,11 +170,13 @@ class CardMethod(MethodSpec):
     def tokenize(self, method: MethodInput, *, own_key: str = "") -> dict[str, Any]:
         card = method.card
         assert card is not None
+        number = card.number.encode()
+        ciphertext, fingerprint = encrypt_and_hash(key=own_key or PAN_KEY, plaintext=number,
+                                                   hash_key=FINGERPRINT_KEY, data=number)
         return {
             "type": self.type, "card_brand": card.brand, "card_bin": card.bin, "card_last4": card.last4,
             "card_exp_month": card.exp_month, "card_exp_year": card.exp_year, "pan_key": own_key,
-            "pan_ciphertext": encrypt(key=own_key or PAN_KEY, plaintext=card.number.encode()),
-            "fingerprint": keyed_hash(key=FINGERPRINT_KEY, data=card.number.encode()),
+            "pan_ciphertext": ciphertext, "fingerprint": fingerprint,
         }
 
     def psp_data(self, pm: Any, method: MethodInput | None, mandate: MandateInput | None) -> PaymentMethodData:

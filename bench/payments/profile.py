@@ -102,8 +102,15 @@ def _run(opts) -> int:
         return real_commit(*a, **kw)
 
     connection.commit = counting_commit
+    autocommitted = [0]
+
+    def count_autocommit(execute, sql, params, many, context):  # a write outside a transaction commits alone
+        if not connection.in_atomic_block and sql.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            autocommitted[0] += 1
+        return execute(sql, params, many, context)
+
     profiler = cProfile.Profile() if opts.cprofile else None
-    with CaptureQueriesContext(connection) as ctx:
+    with CaptureQueriesContext(connection) as ctx, connection.execute_wrapper(count_autocommit):
         w0, c0 = time.perf_counter(), time.process_time()
         if profiler:
             profiler.enable()
@@ -123,6 +130,8 @@ def _run(opts) -> int:
         "savepoints_per_payment": round(savepoints / n, 2),
         "by_kind_per_payment": {k: round(v / n, 2) for k, v in kinds.most_common()},
         "transactions_committed_per_payment": round(commits[0] / n, 2),
+        "autocommitted_writes_per_payment": round(autocommitted[0] / n, 2),
+        "commits_per_payment": round((commits[0] + autocommitted[0]) / n, 2),
         "wall_ms_per_payment": round(wall * 1000 / n, 2),
         "cpu_ms_per_payment": round(cpu * 1000 / n, 2),
         "sql_wall_ms_per_payment": round(sql_ms / n, 2),
@@ -131,7 +140,7 @@ def _run(opts) -> int:
     if opts.show_queries:
         last = len(ctx.captured_queries) // n
         for q in ctx.captured_queries[-last:]:
-            print(q["time"], q["sql"][:300])
+            print(q["time"], q["sql"][:int(os.environ.get("SQLW", "300"))])
     if profiler:
         profiler.dump_stats(opts.cprofile)
     return 0

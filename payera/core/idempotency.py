@@ -28,6 +28,7 @@ from payera.core.api import error_body
 from payera.core.errors import InvalidRequestError, PayeraError
 from payera.idempotency.services import (
     Claim,
+    PendingClaim,
     StoredResponse,
     idempotency_claim,
     idempotency_complete,
@@ -89,8 +90,11 @@ def replay(stored: StoredResponse) -> HttpResponse:
     return response
 
 
-def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResponse | None:
-    """Claim the request's key, if it carries one. None: no key, or not an idempotent method."""
+def idempotency_begin(*, django_request, merchant_id: str,
+                      with_work: bool = False) -> Claim | PendingClaim | StoredResponse | None:
+    """Claim the request's key, if it carries one. None: no key, or not an idempotent method.
+    `with_work`: nothing is written yet — a `PendingClaim` the handler's creating transaction
+    inserts (`idempotency_resource_record`); `idempotency_pending_settle` after the handler."""
     if django_request.method not in IDEMPOTENT_METHODS:
         return None
     key = parse_key(django_request.headers.get(HEADER))
@@ -101,6 +105,10 @@ def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResp
     except RequestDataTooBig:
         raise  # 413 request_too_large, as without a key (payera.core.api)
     full_path = django_request.get_full_path()  # a different query string is a different request
+    if with_work:
+        return PendingClaim(merchant_id=merchant_id, key=key,
+                            fingerprint=fingerprint(method=django_request.method, path=full_path, body=body),
+                            method=django_request.method, path=full_path)
     return idempotency_claim(
         merchant_id=merchant_id,
         key=key,
@@ -110,12 +118,22 @@ def idempotency_begin(*, django_request, merchant_id: str) -> Claim | StoredResp
     )
 
 
-def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = False) -> None:
+def idempotency_pending_claim(pending: PendingClaim) -> Claim | StoredResponse:
+    """The ordinary claim of a pending one's key (its handler wrote nothing, or found the key
+    taken): replay, 422, 409, take-over or a fresh claim, exactly as `idempotency_begin`."""
+    return idempotency_claim(merchant_id=pending.merchant_id, key=pending.key, fingerprint=pending.fingerprint,
+                             method=pending.method, path=pending.path)
+
+
+def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = False,
+                    stored: tuple[int, str, bytes] | None = None) -> None:
     """Store the final (rendered) answer for replay, or release the key after a 400.
 
     `sensitive`: the answer carries a secret shown once; it is stored encrypted through the
     secrets backend. If that is unavailable, what is stored is a 409 saying the first request
     ran but its answer can not be shown again — never the secret in clear, never a second effect.
+    `stored`: the answer already stored in the work's last transaction (`idempotency_answer_record`):
+    nothing to do if the final one is the same.
     """
     if response.status_code in NOT_STORED_STATUSES:
         idempotency_release(claim=claim)
@@ -128,6 +146,8 @@ def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = F
         bytes(response.content),
         False,
     )
+    if stored is not None and not sensitive and stored == (status, content_type[:100], body):
+        return
     if sensitive:
         from payera.secrets.services import encrypt
 
@@ -143,4 +163,5 @@ def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = F
                     "The request with this Idempotency-Key was processed, but its answer can not be shown again.",
                 )
             ).encode()
-    idempotency_complete(claim=claim, status=status, content_type=content_type, body=body, encrypted=encrypted)
+    idempotency_complete(claim=claim, status=status, content_type=content_type, body=body, encrypted=encrypted,
+                         overwrite=stored is not None)

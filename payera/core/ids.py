@@ -6,7 +6,7 @@ generates one on creation, e.g. `id = IdField(prefix="pay")` gives `pay_3kTMd...
 
 from __future__ import annotations
 
-import secrets
+import os
 import string
 
 from django.db import models
@@ -15,8 +15,17 @@ _ALPHABET = string.digits + string.ascii_letters
 _LENGTH = 24
 
 
+# Random bytes below 248 (4 x 62) map uniformly onto the alphabet; the 8 values above are dropped
+# (rejection sampling: no modulo bias). One `translate` instead of 24 `secrets.choice` calls.
+_TABLE = bytes(ord(_ALPHABET[i % len(_ALPHABET)]) for i in range(256))
+_REJECT = bytes(range(4 * len(_ALPHABET), 256))
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(_LENGTH))
+    chars = b""
+    while len(chars) < _LENGTH:  # 32 bytes hold 24 accepted ones but about once in 2.4 million
+        chars += os.urandom(32).translate(_TABLE, _REJECT)
+    return f"{prefix}_" + chars[:_LENGTH].decode()
 
 
 def has_prefix(value: object, prefix: str) -> bool:

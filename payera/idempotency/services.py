@@ -10,7 +10,7 @@ import contextvars
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -52,11 +52,38 @@ class Claim:
     resource: str = ""
 
 
-_serving: contextvars.ContextVar[Claim | None] = contextvars.ContextVar("payera_idempotency_claim", default=None)
+@dataclass(slots=True)
+class PendingClaim:
+    """A key not claimed yet, for a view that claims it in its creating transaction
+    (`MerchantApiView.idempotency_claim_with_work`): `idempotency_resource_record` inserts the
+    claim there, bound to the object, and sets `claim`. Saves the claim's own commit and the
+    binding's UPDATE; the claim still commits before any PSP call (with the first attempt)."""
+
+    merchant_id: str
+    key: str
+    fingerprint: str
+    method: str
+    path: str
+    claim: Claim | None = None
+    # the view's answer made from the object its service finishes with (`idempotency_answer_prepare`),
+    # and what `idempotency_answer_record` stored in that service's last transaction
+    answer: Callable[[object], tuple[int, str, bytes]] | None = None
+    answered: tuple[int, str, bytes] | None = None
+
+
+class IdempotencyKeyExistsError(Exception):
+    """The pending claim's key is already there (a repeat, or a concurrent request that committed
+    it first): the creating transaction rolls back and the request is claimed the ordinary way
+    (replay, 422, 409 or take-over)."""
+
+
+_serving: contextvars.ContextVar[Claim | PendingClaim | None] = contextvars.ContextVar(
+    "payera_idempotency_claim", default=None
+)
 
 
 @contextmanager
-def idempotency_scope(claim: Claim | None) -> Iterator[None]:
+def idempotency_scope(claim: Claim | PendingClaim | None) -> Iterator[None]:
     """Run a request's handler with its claim known to `idempotency_resource_record`."""
     token = _serving.set(claim)
     try:
@@ -73,7 +100,63 @@ def idempotency_resource_record(*, resource: str) -> None:
     claim = _serving.get()
     if claim is None:
         return
+    if isinstance(claim, PendingClaim):
+        if claim.claim is None:
+            _claim_pending(claim, resource=resource)
+        return  # the first object the request creates is the one it answers
     IdempotencyKey.objects.filter(pk=claim.row_id, resource="").update(resource=resource[:64])
+
+
+def idempotency_answer_prepare(answer: Callable[[object], tuple[int, str, bytes]]) -> None:
+    """A view under a pending claim says how its answer (status, content type, exact bytes) is made
+    from the object its service ends with; no-op otherwise."""
+    pending = _serving.get()
+    if isinstance(pending, PendingClaim):
+        pending.answer = answer
+
+
+def idempotency_answer_record(obj: object) -> None:
+    """A service, inside the transaction that leaves `obj` as its request answers it (its last):
+    store that answer there, so the key needs no commit of its own after it. No-op unless the
+    request's key was claimed in its creating transaction and its view said how it answers. The
+    view's final answer is compared with it (`idempotency_end`): stored again only if it differs."""
+    pending = _serving.get()
+    if not isinstance(pending, PendingClaim) or pending.claim is None or pending.answer is None:
+        return
+    status, content_type, body = pending.answer(obj)
+    if _store_answer(pending.claim, status=status, content_type=content_type, body=body, encrypted=False,
+                     overwrite=pending.answered is not None):
+        pending.answered = (status, content_type[:100], body)
+
+
+def _store_answer(claim: Claim, *, status: int, content_type: str, body: bytes, encrypted: bool,
+                  overwrite: bool = False) -> int:
+    states = [IdempotencyState.IN_FLIGHT, IdempotencyState.COMPLETED] if overwrite else [IdempotencyState.IN_FLIGHT]
+    return IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state__in=states).update(
+        state=IdempotencyState.COMPLETED,
+        response_status=status,
+        response_content_type=content_type[:100],
+        response_body=body,
+        response_encrypted=encrypted,
+        completed_at=timezone.now(),
+        locked_until=None,
+    )
+
+
+def _claim_pending(pending: PendingClaim, *, resource: str) -> None:
+    """Insert the pending claim in the caller's (creating) transaction, bound to `resource`. A
+    concurrent insert of the key waits on the unique index until that request's transaction ends;
+    if the key is there → `IdempotencyKeyExistsError` (the caller's transaction rolls back)."""
+    connection = connections[router.db_for_write(IdempotencyKey)]
+    if not connection.in_atomic_block:
+        raise RuntimeError("a pending idempotency claim is inserted in the transaction that creates the object")
+    now = timezone.now()
+    owner = uuid.uuid4()
+    row_id = _claim_insert(merchant_id=pending.merchant_id, key=pending.key, fingerprint=pending.fingerprint,
+                           method=pending.method, path=pending.path, owner=owner, now=now, resource=resource)
+    if row_id is None:
+        raise IdempotencyKeyExistsError()
+    pending.claim = Claim(row_id=row_id, owner=owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +203,12 @@ def idempotency_claim(
                            owner=owner, now=now)
 
 
-def _claim_insert(*, merchant_id, key, fingerprint, method, path, owner, now) -> int | None:
+def _claim_insert(*, merchant_id, key, fingerprint, method, path, owner, now, resource: str = "") -> int | None:
     """Insert the in-flight claim in one statement; None if the key exists (committed)."""
     values = {
         "merchant": merchant_id, "key": key, "fingerprint": fingerprint, "method": method, "path": path[:2048],
         "state": IdempotencyState.IN_FLIGHT, "owner": owner, "locked_until": now + _lock_timeout(),
-        "response_content_type": "", "response_encrypted": False, "resource": "", "created_at": now,
+        "response_content_type": "", "response_encrypted": False, "resource": resource[:64], "created_at": now,
     }
     meta = IdempotencyKey._meta
     connection = connections[router.db_for_write(IdempotencyKey)]
@@ -189,23 +272,16 @@ def _reset(row: IdempotencyKey, *, now, owner, fingerprint, method, path) -> Non
 
 
 def idempotency_complete(
-    *, claim: Claim, status: int, content_type: str, body: bytes, encrypted: bool = False
+    *, claim: Claim, status: int, content_type: str, body: bytes, encrypted: bool = False, overwrite: bool = False
 ) -> bool:
     """Store the answer for replay. False if this request no longer holds the claim (its lock
     expired and a retry took it over): then the retry's answer is the one that counts.
-    One UPDATE, committed on its own (never inside a caller's transaction)."""
+    One UPDATE, committed on its own (never inside a caller's transaction). `overwrite`: this
+    request stored an answer in its work's transaction (`idempotency_answer_record`) and ends with
+    another one."""
     assert_no_transaction()
-    updated = IdempotencyKey.objects.filter(
-        pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT
-    ).update(
-        state=IdempotencyState.COMPLETED,
-        response_status=status,
-        response_content_type=content_type[:100],
-        response_body=body,
-        response_encrypted=encrypted,
-        completed_at=timezone.now(),
-        locked_until=None,
-    )
+    updated = _store_answer(claim, status=status, content_type=content_type, body=body, encrypted=encrypted,
+                            overwrite=overwrite)
     if not updated:
         logger.warning("idempotency claim lost before completion", extra={"idempotency_key_id": claim.row_id})
     return bool(updated)

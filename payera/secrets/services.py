@@ -89,6 +89,12 @@ def keyed_hash(*, key: str, data: bytes) -> str:
     return get_backend().keyed_hash(key, data)
 
 
+def encrypt_and_hash(*, key: str, plaintext: bytes, hash_key: str, data: bytes) -> tuple[str, str]:
+    """`encrypt(key=key, …)` and `keyed_hash(key=hash_key, …)` in one call (the local backend reads
+    both data keys in one statement). Nothing is cached: a shredded key fails here at once."""
+    return get_backend().encrypt_and_hash(key, plaintext, hash_key, data)
+
+
 def key_delete_material(*, key: str) -> None:
     """Crypto-shred a key: everything it encrypted becomes unreadable for good."""
     get_backend().delete_key_material(key)

@@ -12,6 +12,7 @@ from payera.audit.middleware import client_ip
 from payera.core.db import created_timestamp
 from payera.core.errors import InvalidRequestError
 from payera.core.pagination import paginate, parse_limit
+from payera.idempotency.services import idempotency_answer_prepare
 from payera.merchants.api.base import MerchantApiView
 from payments.selectors import payment_get, payment_list, refund_get, refund_list
 from payments.serializers import (
@@ -45,6 +46,9 @@ def _list(name: str, item) -> serializers.Serializer:
 
 
 class PaymentListCreateApi(MerchantApiView):
+    # payment_create writes only in `_payment_insert`, which binds the key (before any PSP call)
+    idempotency_claim_with_work = True
+
     class PaymentCreateInput(serializers.Serializer):
         amount = serializers.IntegerField()
         currency = serializers.CharField(max_length=8)
@@ -69,6 +73,10 @@ class PaymentListCreateApi(MerchantApiView):
     def post(self, request):
         serializer = self.PaymentCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
+        # the key's answer is stored in the payment's last recording transaction when that one
+        # leaves the payment as answered here (payments.services.payments._confirm_attempts)
+        idempotency_answer_prepare(lambda payment: self._rendered(request, payment_answer(payment),
+                                                                  status.HTTP_201_CREATED))
         payment = payment_create(merchant=request.merchant, actor=_actor(request), shopper_ip=client_ip(request),
                                  shopper_user_agent=request.headers.get("User-Agent", ""),
                                  **serializer.validated_data)
@@ -77,6 +85,12 @@ class PaymentListCreateApi(MerchantApiView):
         return Response(payment_answer(payment if payment.status != "requires_confirmation"
                                        else payment_get(merchant=request.merchant, payment_id=payment.id)),
                         status=status.HTTP_201_CREATED)
+
+    def _rendered(self, request, data: dict, status_code: int) -> tuple[int, str, bytes]:
+        """(status, content type, bytes) of the answer `data` exactly as this request gets it."""
+        response = self.finalize_response(request, Response(data, status=status_code))
+        response.render()
+        return response.status_code, response.get("Content-Type", ""), bytes(response.content)
 
     def idempotent_resume(self, request, resource: str):
         """A retry after the first request crashed having created `resource`: that payment, confirmed

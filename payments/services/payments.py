@@ -24,7 +24,7 @@ from payera.core import metrics
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
 from payera.core.money import currency_normalize
-from payera.idempotency.services import idempotency_resource_record
+from payera.idempotency.services import idempotency_answer_record, idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
@@ -146,8 +146,11 @@ def _routing_rules(merchant: Merchant) -> list[routing.RoutingRule]:
 
 
 def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, method_type: str,
-           brand: str | None, bin_: str = "", rules: list[routing.RoutingRule] | None = None) -> list[str]:
-    """The connectors to try, in order (`rules`: the merchant's `_routing_rules`, if loaded)."""
+           brand: str | None, bin_: str = "", rules: list[routing.RoutingRule] | None = None,
+           circuits: dict[tuple[str, ...], frozenset[str]] | None = None) -> list[str]:
+    """The connectors to try, in order (`rules`: the merchant's `_routing_rules`, if loaded;
+    `circuits`: the open circuits already read in this request, filled on first use — one cache
+    round trip per request, not one per routing decision)."""
     if rules is None:
         rules = _routing_rules(merchant)
     names = list(dict.fromkeys(r.connector for r in rules if r.connector in settings.PSP_CONNECTORS))
@@ -165,9 +168,18 @@ def _route(*, merchant: Merchant, payment_id: str, amount: int, currency: str, m
                                      method_type=method_type, brand=brand, bin_country=country),
         rules=rules,
         capabilities=caps,
-        open_circuits=circuit_open_set(names),
+        open_circuits=_open_circuits(names, circuits),
         max_attempts=setting("PAYMENTS_MAX_ATTEMPTS", 3),
     )
+
+
+def _open_circuits(names: list[str], circuits: dict[tuple[str, ...], frozenset[str]] | None) -> frozenset[str]:
+    if circuits is None:
+        return circuit_open_set(names)
+    key = tuple(names)
+    if key not in circuits:
+        circuits[key] = circuit_open_set(names)
+    return circuits[key]
 
 
 def bin_country(bin_: str) -> str | None:
@@ -352,8 +364,9 @@ def payment_create(
         raise InvalidRequestError("setup_future_usage saves a card on a customer-present payment, not off "
                                   "session.", param="setup_future_usage")
     rules = _routing_rules(merchant)
+    circuits: dict[tuple[str, ...], frozenset[str]] = {}
     probe = _route(merchant=merchant, payment_id="pay_probe", amount=amount, currency=currency,
-                   method_type=method_type, brand=brand, bin_=bin_, rules=rules)
+                   method_type=method_type, brand=brand, bin_=bin_, rules=rules, circuits=circuits)
     if not probe:
         raise _unsupported()
     if off_session and saved is not None and not method_off_session_plan(saved, probe):
@@ -369,7 +382,7 @@ def payment_create(
             save_method=bool(setup_future_usage), off_session=bool(off_session),
             setup_future_usage=setup_future_usage or "", return_url=return_url or "", description=description or "",
             metadata=metadata, mandate=mandate, actor=actor, idempotency_key=idempotency_key, with_row=with_row,
-            confirm_rules=rules if confirm else None,
+            confirm_rules=rules if confirm else None, confirm_circuits=circuits,
         )
     except IntegrityError:
         if not idempotency_key:
@@ -399,6 +412,7 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
                     off_session, setup_future_usage, return_url, description, metadata, actor,
                     idempotency_key=None, mandate=None, with_row=None,
                     confirm_rules: list[routing.RoutingRule] | None = None,
+                    confirm_circuits: dict[tuple[str, ...], frozenset[str]] | None = None,
                     ) -> tuple[Payment, tuple[list[str], PaymentAttempt] | None]:
     """Insert the payment (and its new payment method). With `confirm_rules` (create and confirm:
     the merchant's routing input, loaded by the caller) the same transaction also begins the
@@ -420,7 +434,7 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
     )
     started = None
     if confirm_rules is not None:
-        plan = _confirm_plan(merchant, payment, pm, rules=confirm_rules)
+        plan = _confirm_plan(merchant, payment, pm, rules=confirm_rules, circuits=confirm_circuits)
         inflight_claim(payment, "confirm")
         if not can_proceed(payment.mark_processing):
             raise PaymentStateError(f"A payment in status {payment.status} cannot be confirmed.")
@@ -492,7 +506,7 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
         recorded.clear()
         verdict = attempt_record_outcome(
             attempt_id=attempt.id, result=result, error=error, actor=actor,
-            may_cascade=index < len(plan) - 1, source="answer", recorded=recorded,
+            may_cascade=index < len(plan) - 1, source="answer", recorded=recorded, answer_if_final=True,
         )
         if verdict is V.UNAVAILABLE or (verdict is V.SOFT_DECLINE and error is None and result is not None
                                         and result.decline is not None
@@ -526,12 +540,14 @@ def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[
 
 
 def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None, *,
-                  rules: list[routing.RoutingRule] | None = None) -> list[str]:
+                  rules: list[routing.RoutingRule] | None = None,
+                  circuits: dict[tuple[str, ...], frozenset[str]] | None = None) -> list[str]:
     """The connectors a confirmation tries, in order (routing, then the off-session plan)."""
     if pm is None:
         raise InvalidRequestError("The payment has no payment method.", param="payment_method")
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules)
+                  method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules,
+                  circuits=circuits)
     if not plan:
         raise _unsupported()
     if payment.off_session:
@@ -574,14 +590,17 @@ def return_url_for(payment_id: str) -> str:
 @transaction.atomic(durable=True)
 def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | None = None, actor: str,
                            may_cascade: bool = False, source: str = "answer",
-                           recorded: list[Payment] | None = None) -> V:
+                           recorded: list[Payment] | None = None, answer_if_final: bool = False) -> V:
     """Record what the PSP said about an authorization (answer, 3-D Secure return, webhook or
     inquiry) in one transaction. Idempotent: an attempt already resolved ignores it (logged).
-    `recorded` gets the payment as this transaction left it (with the render of its events)."""
+    `recorded` gets the payment as this transaction left it (with the render of its events).
+    `answer_if_final` (a confirmation's own call): if this outcome ends the confirmation with the
+    payment as rendered here — what `_confirm_attempts` then answers — the request's idempotent
+    answer is stored in this transaction too (`idempotency_answer_record`)."""
     payment = payment_lock_of_attempt(attempt_id)
     if recorded is not None:
         recorded.append(payment)
-    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    attempt = _attempts_of_locked(payment, attempt_id)
     status_before = attempt.status
     if error is not None:
         verdict = _apply_error(payment, attempt, error, actor=actor, may_cascade=may_cascade)
@@ -596,9 +615,38 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
                 network_transaction_id=result.network_transaction_id,
                 payment_method_token=result.payment_method_token,
             )
+    if answer_if_final and _answers_confirmation(payment, verdict, may_cascade=may_cascade):
+        idempotency_answer_record(payment)
     if attempt.status != status_before:  # counted once, when the outcome moved the attempt
         transaction.on_commit(lambda: _count_outcome(attempt.connector, status_before, attempt.status, result, error))
     return verdict
+
+
+def _answers_confirmation(payment: Payment, verdict: V, *, may_cascade: bool) -> bool:
+    """Whether `_confirm_attempts` answers this outcome's render: no next attempt follows it, and
+    no automatic capture after it (the conditions of its loop and of its answer)."""
+    if may_cascade and routing.should_cascade(verdict):
+        return False
+    return payment_rendered(payment) is not None and not (
+        payment.capture_method == CaptureMethod.AUTOMATIC and payment.status == PS.REQUIRES_CAPTURE)
+
+
+def _attempts_of_locked(payment: Payment, attempt_id: str) -> PaymentAttempt:
+    """The attempt `attempt_id` of the locked `payment`, read with its siblings in one statement
+    (after the lock: the current rows). They become the payment's `attempts` for this transaction's
+    render (`payment.attempts.all()`), which no longer reads them again; no attempt is inserted in
+    a recording transaction, and the render sees the instances the transaction moves."""
+    attempts = PaymentAttempt.objects.filter(payment_id=payment.pk)
+    for attempt in attempts:  # evaluated once: a prefetched queryset (`.filter()` on it still asks)
+        if attempt.pk == attempt_id:
+            break
+    else:  # pragma: no cover - the lock found the payment through this attempt
+        raise PaymentAttempt.DoesNotExist(f"no attempt {attempt_id}")
+    cache = getattr(payment, "_prefetched_objects_cache", None)
+    if cache is None:
+        cache = payment._prefetched_objects_cache = {}
+    cache["attempts"] = attempts
+    return attempt
 
 
 def _count_outcome(connector: str, before: str, after: str, result, error: PspError | None) -> None:

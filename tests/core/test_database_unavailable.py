@@ -1,6 +1,7 @@
 """While PostgreSQL is unreachable the API answers 503 `service_unavailable` with Retry-After —
-not a 500 — and never a stored answer: the Idempotency-Key stays claimed, so the merchant's retry
-with the same key runs the request once, after the database is back (found by the load run,
+not a 500 — and never a stored answer: the Idempotency-Key stays claimed (or, for POST
+/v1/payments whose key is claimed with its work, was never claimed), so the merchant's retry with
+the same key runs the request once, after the database is back (found by the load run,
 docs/reliability.md)."""
 
 from __future__ import annotations
@@ -52,8 +53,47 @@ def test_a_request_while_the_database_is_unreachable_is_503_with_retry_after():
 
 @pytest.mark.django_db
 def test_the_key_stays_claimed_and_the_retry_runs_once_when_the_database_is_back(
+    merchant_client, merchant, monkeypatch,
+):
+    """A key claimed before the work (every POST but POST /v1/payments, below): the database goes
+    away after the claim committed."""
+    import payments.api.customers as api
+    from payments.models import Customer
+
+    real = api.customer_create
+
+    def database_gone(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(api, "customer_create", database_gone)
+    body = {"email": "back@example.com"}
+
+    def post():
+        return merchant_client.post("/v1/customers", data=json.dumps(body), content_type="application/json",
+                                    HTTP_IDEMPOTENCY_KEY="db-gone-1")
+
+    first = post()
+    assert first.status_code == 503 and first["Retry-After"] == "5"
+    assert "server closed" not in first.content.decode()
+    claim = IdempotencyKey.objects.get(key="db-gone-1")
+    assert claim.response_status is None  # nothing stored: not a 503 to replay forever
+    monkeypatch.setattr(api, "customer_create", real)  # the database is back
+    assert post().status_code == 409  # the first try's claim is still in flight
+    IdempotencyKey.objects.filter(pk=claim.pk).update(locked_until=timezone.now() - dt.timedelta(seconds=1))
+    retry = post()
+    assert retry.status_code == 201
+    assert Customer.objects.filter(merchant=merchant).count() == 1
+    again = post()
+    assert again["Idempotent-Replayed"] == "true" and again.json()["id"] == retry.json()["id"]
+
+
+@pytest.mark.django_db
+def test_a_payment_whose_database_went_away_before_its_claim_is_run_once_by_the_retry(
     merchant_client, merchant, psp_settings, monkeypatch,
 ):
+    """POST /v1/payments claims its key in the payment's creating transaction
+    (docs/decisions/idempotency-claim-with-work.md): the database gone before it, nothing was
+    claimed or stored — no 503 to replay — and the retry, once it is back, runs the payment once."""
     merchant.connectors = ["alpha"]
     merchant.save(update_fields=["connectors"])
     import payments.api.payments as api
@@ -72,11 +112,9 @@ def test_the_key_stays_claimed_and_the_retry_runs_once_when_the_database_is_back
     first = post()
     assert first.status_code == 503 and first["Retry-After"] == "5"
     assert "server closed" not in first.content.decode()
-    claim = IdempotencyKey.objects.get(key="db-gone-1")
-    assert claim.response_status is None  # nothing stored: not a 503 to replay forever
+    assert not IdempotencyKey.objects.filter(key="db-gone-1").exists()
+    assert not Payment.objects.filter(merchant=merchant).exists()
     monkeypatch.setattr(api, "payment_create", real)  # the database is back
-    assert post().status_code == 409  # the first try's claim is still in flight
-    IdempotencyKey.objects.filter(pk=claim.pk).update(locked_until=timezone.now() - dt.timedelta(seconds=1))
     retry = post()
     assert retry.status_code == 201 and retry.json()["status"] == "succeeded"
     assert Payment.objects.filter(merchant=merchant).count() == 1

@@ -132,6 +132,32 @@ class SecretsBackendContract:
         backend.rotate_key(key_name)
         assert backend.keyed_hash(key_name, PAN) == before
 
+    # --- encrypt and hash at once (a card number and its fingerprint) ----------------------------
+    def test_encrypt_and_hash_is_encrypt_plus_keyed_hash(self, backend, key_name):
+        hash_key = key_name + "-fp"
+        for _ in range(2):  # keys created by the first call, read by the second
+            ciphertext, digest = backend.encrypt_and_hash(key_name, PAN, hash_key, PAN)
+            assert backend.decrypt(key_name, ciphertext) == PAN
+            assert digest == backend.keyed_hash(hash_key, PAN)
+        backend.rotate_key(key_name)
+        backend.rotate_key(hash_key)
+        ciphertext, digest = backend.encrypt_and_hash(key_name, PAN, hash_key, PAN)
+        assert ciphertext.split(":")[-2] == backend.encrypt(key_name, PAN).split(":")[-2]  # the newest version
+        assert digest == backend.keyed_hash(hash_key, PAN)  # stable across rotation
+
+    def test_encrypt_and_hash_never_uses_a_shredded_key(self, backend, key_name):
+        hash_key = key_name + "-fp"
+        old_ciphertext, _ = backend.encrypt_and_hash(key_name, PAN, hash_key, PAN)
+        backend.delete_key_material(key_name)
+        ciphertext, _ = backend.encrypt_and_hash(key_name, PAN, hash_key, PAN)
+        with pytest.raises(CiphertextInvalidError):  # key not found, or a new key that is not it
+            backend.decrypt(key_name, old_ciphertext)
+        # what it encrypts now is under new material: the shredded key is not in use anywhere
+        assert backend.decrypt(key_name, ciphertext) == PAN
+        backend.delete_key_material(key_name)
+        with pytest.raises(KeyNotFoundError):
+            backend.decrypt(key_name, ciphertext)
+
     # --- crypto-shred --------------------------------------------------------------------------
     def test_delete_key_material_makes_ciphertexts_unreadable(self, backend, key_name):
         ciphertext = backend.encrypt(key_name, PAN)

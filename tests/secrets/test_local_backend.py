@@ -205,3 +205,22 @@ def test_storage_outage_is_secrets_unavailable(monkeypatch, key_name):
     with pytest.raises(SecretsUnavailableError) as info:
         backend.encrypt(key_name, PAN)
     assert info.value.__cause__ is None
+
+
+def test_encrypt_and_hash_reads_both_data_keys_in_one_statement_every_time(key_name, django_assert_num_queries):
+    """No cache of data keys in the process: a key shredded by another process (its rows deleted)
+    is never used again — the next call reads the table and creates new material."""
+    backend = LocalBackend(master_keys=new_master_key_entry("m1"))
+    hash_key = key_name + "-fp"
+    backend.encrypt_and_hash(key_name, PAN, hash_key, PAN)  # creates both keys
+    with django_assert_num_queries(1):
+        ciphertext, digest = backend.encrypt_and_hash(key_name, PAN, hash_key, PAN)
+    material = {row.name: bytes(row.wrapped_key) for row in DataKey.objects.filter(name__in=[key_name, hash_key])}
+    DataKey.objects.filter(name__in=[key_name, hash_key]).delete()  # shredded elsewhere
+    again, digest_again = backend.encrypt_and_hash(key_name, PAN, hash_key, PAN)
+    fresh = {row.name: bytes(row.wrapped_key) for row in DataKey.objects.filter(name__in=[key_name, hash_key])}
+    assert fresh.keys() == material.keys() and all(fresh[n] != material[n] for n in fresh)
+    assert digest_again != digest
+    with pytest.raises(CiphertextInvalidError):
+        backend.decrypt(key_name, ciphertext)
+    assert backend.decrypt(key_name, again) == PAN

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+from django.db import DatabaseError
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.views import APIView
@@ -28,12 +29,14 @@ from payera.core.idempotency import (
 )
 from payera.core.idempotency import (
     MAX_KEY_LENGTH,
+    PendingClaim,
     StoredResponse,
     idempotency_begin,
     idempotency_end,
+    idempotency_pending_claim,
     replay,
 )
-from payera.idempotency.services import idempotency_scope
+from payera.idempotency.services import IdempotencyKeyExistsError, idempotency_scope
 from payera.merchants.api.authentication import ApiKeyAuthentication
 from payera.merchants.api.permissions import ApiKeyPermission
 from payera.merchants.api.throttling import ApiKeyRateThrottle
@@ -70,6 +73,13 @@ class MerchantApiView(APIView):
     # True for endpoints whose answer carries a secret shown once (webhook endpoint secrets):
     # the stored idempotent answer is then encrypted through the secrets backend.
     idempotency_sensitive = False
+    # True for a create whose writes all happen in transactions of which the first calls
+    # `idempotency_resource_record` (before any PSP call): a fresh key's claim is inserted there,
+    # bound to the object, instead of in a commit of its own before the handler
+    # (docs/decisions/idempotency-claim-with-work.md). A repeat is found by that insert (its
+    # transaction rolls back) and claimed the ordinary way; a handler that wrote nothing has its
+    # key claimed after it, with the answers (replay, 422, 409) it would have had before it.
+    idempotency_claim_with_work = False
 
     @property
     def merchant(self) -> Merchant:
@@ -83,6 +93,57 @@ class MerchantApiView(APIView):
         request.merchant = request._request.merchant = api_key.merchant
         request.api_key = request._request.api_key = api_key
 
+    def _handle_claimed(self, outcome, request, handler, *args, **kwargs):
+        """The handler's answer under a key claimed before it (or the stored one, or a resume)."""
+        if isinstance(outcome, StoredResponse):
+            return replay(outcome)
+        self._idempotency_claim = claim = outcome
+        resume = getattr(self, "idempotent_resume", None)
+        if claim is not None and claim.resource and resume is not None:
+            return resume(request, claim.resource)  # the crashed first try created it
+        with idempotency_scope(claim):
+            return handler(request, *args, **kwargs)
+
+    def _handle_pending(self, pending: PendingClaim, request, handler, *args, **kwargs):
+        """The handler's answer, its key claimed in its creating transaction (`PendingClaim`)."""
+        try:
+            with idempotency_scope(pending):
+                response = handler(request, *args, **kwargs)
+        except IdempotencyKeyExistsError:  # a repeat: its transaction rolled back, nothing was written
+            return self._handle_claimed(idempotency_pending_claim(pending), request, handler, *args, **kwargs)
+        except DatabaseError:
+            self._idempotency_claim = pending.claim  # its answer is not stored (503), as for any claim
+            raise
+        except Exception as exc:
+            if pending.claim is None:
+                return self._handle_unclaimed(pending, request, *args, error=exc, **kwargs)
+            # (if the claim's own transaction rolled back, storing the answer finds no row: the
+            # key stays free, as nothing was done)
+            self._idempotency_claim = pending.claim
+            raise
+        if pending.claim is not None:
+            self._idempotency_claim = pending.claim
+            return response
+        if getattr(response, "database_unavailable", False):
+            return response
+        return self._handle_unclaimed(pending, request, *args, response=response, **kwargs)
+
+    def _handle_unclaimed(self, pending: PendingClaim, request, *args, response=None,
+                          error: Exception | None = None, **kwargs):
+        """The handler wrote nothing: claim the key now. What was stored, 422 or 409 answer as they
+        would have before the handler; a crashed first try's object is resumed; else this answer
+        (`response`, or the handler's `error`) is the key's."""
+        outcome = idempotency_pending_claim(pending)
+        if isinstance(outcome, StoredResponse):
+            return replay(outcome)
+        self._idempotency_claim = outcome
+        resume = getattr(self, "idempotent_resume", None)
+        if outcome.resource and resume is not None:
+            return resume(request, outcome.resource)
+        if error is not None:
+            raise error
+        return response
+
     def dispatch(self, request, *args, **kwargs):
         # APIView.dispatch, with the handler run under the request's Idempotency-Key claim.
         self.args = args
@@ -90,7 +151,8 @@ class MerchantApiView(APIView):
         request = self.initialize_request(request, *args, **kwargs)
         self.request = request
         self.headers = self.default_response_headers
-        claim = None
+        self._idempotency_claim = None
+        self._idempotency_pending = None
         try:
             try:
                 self.initial(request, *args, **kwargs)
@@ -100,19 +162,16 @@ class MerchantApiView(APIView):
                     handler = self.http_method_not_allowed
                 outcome = None
                 if handler != self.http_method_not_allowed:
-                    outcome = idempotency_begin(django_request=request._request, merchant_id=request.merchant.id)
-                if isinstance(outcome, StoredResponse):
-                    response = replay(outcome)
+                    outcome = idempotency_begin(django_request=request._request, merchant_id=request.merchant.id,
+                                                with_work=self.idempotency_claim_with_work)
+                if isinstance(outcome, PendingClaim):
+                    self._idempotency_pending = outcome
+                    response = self._handle_pending(outcome, request, handler, *args, **kwargs)
                 else:
-                    claim = outcome
-                    resume = getattr(self, "idempotent_resume", None)
-                    if claim is not None and claim.resource and resume is not None:
-                        response = resume(request, claim.resource)  # the crashed first try created it
-                    else:
-                        with idempotency_scope(claim):
-                            response = handler(request, *args, **kwargs)
+                    response = self._handle_claimed(outcome, request, handler, *args, **kwargs)
             except Exception as exc:
                 response = self.handle_exception(exc)
+            claim = self._idempotency_claim
             self.response = self.finalize_response(request, response, *args, **kwargs)
             if response.status_code == 401:
                 self.response["WWW-Authenticate"] = ApiKeyAuthentication().authenticate_header(request)
@@ -120,7 +179,9 @@ class MerchantApiView(APIView):
                 # If storing fails — or the database was unreachable (503) — the claim stays in
                 # flight until its lock times out: a retry then takes it over and answers what
                 # the first try created, never a second effect and never a stored 503.
-                idempotency_end(claim=claim, response=self.response, sensitive=self.idempotency_sensitive)
+                pending = self._idempotency_pending
+                idempotency_end(claim=claim, response=self.response, sensitive=self.idempotency_sensitive,
+                                stored=pending.answered if pending is not None and pending.claim is claim else None)
             return self.response
         finally:
             token = getattr(request._request, "payera_actor_token", None)

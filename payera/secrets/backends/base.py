@@ -75,6 +75,11 @@ class SecretsBackend(ABC):
     def keyed_hash(self, key_name: str, data: bytes) -> str:
         """Hex HMAC-SHA256 of data under the named key (stable across rotations of other keys)."""
 
+    def encrypt_and_hash(self, key_name: str, plaintext: bytes, hash_key_name: str, data: bytes) -> tuple[str, str]:
+        """`encrypt(key_name, plaintext)` and `keyed_hash(hash_key_name, data)` together (a card's
+        number and its fingerprint): a backend may fetch both keys at once."""
+        return self.encrypt(key_name, plaintext), self.keyed_hash(hash_key_name, data)
+
     def delete_key_material(self, key_name: str) -> None:
         """Crypto-shred: destroy a key so what it encrypted can never be read again."""
         raise NotImplementedError

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connections, router, transaction
 
 from payera.secrets.backends.base import (
     CiphertextInvalidError,
@@ -94,6 +95,17 @@ def _b64e(raw: bytes) -> str:
 
 def _b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyRow:
+    """A `DataKey` row as `_unwrap` reads it (from a raw SELECT)."""
+
+    pk: int
+    name: str
+    version: int
+    wrapped_key: bytes
+    master_key_id: str
 
 
 class LocalBackend(SecretsBackend):
@@ -228,6 +240,52 @@ class LocalBackend(SecretsBackend):
         with _db_errors():
             return self._encrypt(check_key_name(key_name), self._decrypt(key_name, ciphertext))
 
+    def encrypt_and_hash(self, key_name: str, plaintext: bytes, hash_key_name: str, data: bytes) -> tuple[str, str]:
+        """Both data keys in one statement (the latest version of `key_name`, version 1 of
+        `hash_key_name`), read from the table on every call like the single operations: no cache,
+        so a key shredded by any process fails here at once. A key not created yet: the single
+        operations (which create it)."""
+        check_key_name(key_name)
+        check_key_name(hash_key_name)
+        if not isinstance(plaintext, bytes | bytearray):
+            raise TypeError("plaintext must be bytes")
+        with _db_errors():
+            latest, base = self._pair(key_name, hash_key_name)
+            if latest is None or base is None:
+                return self._encrypt(key_name, plaintext), self.keyed_hash(hash_key_name, data)
+            version, key = latest.version, self._unwrap(latest)
+            base_key = self._unwrap(base)
+        nonce = os.urandom(12)
+        sealed = AESGCM(key).encrypt(nonce, bytes(plaintext), self._aad(key_name, version, ""))
+        return f"{PREFIX}:{key_name}:v{version}:{_b64e(nonce + sealed)}", self._hmac(hash_key_name, base_key, data)
+
+    def _pair(self, name: str, hash_name: str):
+        """(latest row of `name`, version 1 of `hash_name`), either None if absent; one SELECT."""
+        from payera.secrets.models import DataKey
+
+        meta = DataKey._meta
+        connection = connections[router.db_for_read(DataKey)]
+        qn = connection.ops.quote_name
+        col = {c: qn(meta.get_field(c).column) for c in ("id", "name", "version", "wrapped_key", "master_key_id")}
+        table = qn(meta.db_table)
+        sql = (  # identifiers from the model's metadata, quoted; values are parameters
+            f"SELECT {', '.join(col.values())} FROM {table} "  # noqa: S608
+            f"WHERE ({col['name']} = %s AND {col['version']} = "
+            f"(SELECT MAX({col['version']}) FROM {table} WHERE {col['name']} = %s)) "
+            f"OR ({col['name']} = %s AND {col['version']} = 1)"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [name, name, hash_name])
+            rows = [_KeyRow(*row) for row in cursor.fetchall()]
+        latest = next((r for r in rows if r.name == name), None)
+        base = next((r for r in rows if r.name == hash_name and r.version == 1), None)
+        return latest, base
+
+    def _hmac(self, key_name: str, base: bytes, data: bytes) -> str:
+        info = b"payera-hmac:" + key_name.encode()
+        hmac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(base)
+        return hmac.new(hmac_key, bytes(data), hashlib.sha256).hexdigest()
+
     def keyed_hash(self, key_name: str, data: bytes) -> str:
         """HMAC-SHA256 under a subkey derived (HKDF) from version 1 of the named key: stable for
         the key's lifetime (card fingerprints must keep matching after the key is rotated for
@@ -239,9 +297,7 @@ class LocalBackend(SecretsBackend):
             except KeyNotFoundError:
                 self._latest(key_name, create=True)
                 base = self._version(key_name, 1)
-        info = b"payera-hmac:" + key_name.encode()
-        hmac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(base)
-        return hmac.new(hmac_key, bytes(data), hashlib.sha256).hexdigest()
+        return self._hmac(key_name, base, data)
 
     def key_version_latest(self, key_name: str) -> int:
         from payera.secrets.models import DataKey
