@@ -22,3 +22,37 @@ def close_circuits() -> None:
         cache.delete_many(keys)
     except Exception:  # noqa: BLE001 - no cache reachable: nothing to reset
         pass
+
+
+def race(n: int, call, *, timeout: float = 60) -> list:
+    """Run `call()` in n threads released together by a barrier (real concurrency against the
+    database: each thread has its own connection, closed at its end). Returns the n results;
+    any thread's exception is raised here."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(n)
+    results: list = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            barrier.wait(timeout=10)
+            result = call()
+            with lock:
+                results.append(result)
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not errors, errors
+    assert len(results) == n, f"{n - len(results)} threads did not finish"
+    return results

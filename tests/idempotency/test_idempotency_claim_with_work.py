@@ -6,7 +6,6 @@ one effect per key, and no commit or statement of its own."""
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from django.db import connection
@@ -14,6 +13,7 @@ from django.db import connection
 from payera.idempotency.models import IdempotencyKey, IdempotencyState
 from payments.models import Payment, PaymentAttempt, PaymentMethod
 from tests.conftest import client_for
+from tests.helpers import race
 from tests.merchants.factories import MerchantFactory, make_api_key
 
 URL = "/v1/payments"
@@ -131,29 +131,11 @@ def test_concurrent_posts_with_one_key_make_exactly_one_payment(psp_settings):
     threads_n = 8
     merchant = MerchantFactory(connectors=["alpha"])
     secret = make_api_key(merchant).secret
-    barrier = threading.Barrier(threads_n)
-    results, errors = [], []
-    lock = threading.Lock()
+    def one_post():
+        response = post(client_for(secret), BODY, key="race")
+        return response.status_code, response.content, response.get("Idempotent-Replayed")
 
-    def worker():
-        try:
-            client = client_for(secret)
-            barrier.wait(timeout=10)
-            response = post(client, BODY, key="race")
-            with lock:
-                results.append((response.status_code, response.content, response.get("Idempotent-Replayed")))
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    assert len(results) == threads_n
+    results = race(threads_n, one_post, timeout=120)
     [payment] = Payment.objects.filter(merchant=merchant)
     assert PaymentMethod.objects.filter(merchant=merchant).count() == 1
     [attempt] = PaymentAttempt.objects.filter(payment=payment)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
-from django.db import connection
 
 from payera.idempotency.models import IdempotencyKey
 from payments.api import customers as customers_api
 from payments.models import Customer
 from tests.conftest import client_for
+from tests.helpers import race
 from tests.merchants.factories import MerchantFactory, make_api_key
 
 THREADS = 20
@@ -32,33 +31,14 @@ def test_twenty_concurrent_posts_with_one_key_create_exactly_one_customer(monkey
 
     monkeypatch.setattr(customers_api, "customer_create", slow_create)
     body = json.dumps({"email": "race@example.com", "metadata": {"cart": "42"}})
-    barrier = threading.Barrier(THREADS)
-    results: list[tuple[int, bytes, str | None]] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
+    def one_post():
+        response = client_for(secret).post(
+            "/v1/customers", data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="race-key"
+        )
+        return response.status_code, response.content, response.get("Idempotent-Replayed")
 
-    def worker():
-        try:
-            client = client_for(secret)
-            barrier.wait(timeout=10)
-            response = client.post(
-                "/v1/customers", data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="race-key"
-            )
-            with lock:
-                results.append((response.status_code, response.content, response.get("Idempotent-Replayed")))
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
+    results: list[tuple[int, bytes, str | None]] = race(THREADS, one_post)
 
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-
-    assert not errors, errors
-    assert len(results) == THREADS
     assert Customer.objects.filter(merchant=merchant).count() == 1
     assert len(calls) == 1
     created = [r for r in results if r[0] == 201 and r[2] is None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from payments.models import Capture
 from tests.merchants.factories import MerchantFactory
@@ -25,3 +26,16 @@ def a_day_of_payments(day):
     pay(beta, [4_200, 999], refund={0: 4_200})
     assert Capture.objects.filter(status="succeeded").count() == 5
     return alpha, beta
+
+
+@pytest.fixture
+def statements():
+    """Every SQL statement the test runs, as sent."""
+    seen: list[str] = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        yield seen

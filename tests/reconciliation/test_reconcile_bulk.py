@@ -27,16 +27,6 @@ def rows(n: int, start: int = 0) -> list[str]:
     return [row(ref=f"att_b{i}", auth=f"auth_b{i}", op=f"op_b{i}", opref=f"cap_b{i}") for i in range(start, start + n)]
 
 
-@pytest.fixture
-def statements():
-    seen: list[str] = []
-
-    def spy(execute, sql, params, many, context):
-        seen.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(spy):
-        yield seen
 
 
 def test_a_large_import_into_a_small_table_builds_the_indexes_after_the_insert(day, monkeypatch, statements):

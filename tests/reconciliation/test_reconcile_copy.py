@@ -110,20 +110,6 @@ def test_quoted_fields_and_blank_lines_are_read_in_python(day):
         assert staged(run.id) == as_python_reads(raw)[1] and len(staged(run.id)) == 2
 
 
-@pytest.fixture
-def statements():
-    from django.db import connection
-
-    seen: list[str] = []
-
-    def spy(execute, sql, params, many, context):
-        seen.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(spy):
-        yield seen
-
-
 def clean_rows(n: int = 3) -> list[str]:
     return [row(ref=f"att_c{i}", auth=f"auth_c{i}", op=f"op_c{i}", opref=f"cap_c{i}") for i in range(n)]
 
