@@ -93,16 +93,26 @@ class MerchantApiView(APIView):
         request.merchant = request._request.merchant = api_key.merchant
         request.api_key = request._request.api_key = api_key
 
-    def _handle_claimed(self, outcome, request, handler, *args, **kwargs):
-        """The handler's answer under a key claimed before it (or the stored one, or a resume)."""
+    def _handle_claimed(self, outcome, request, answer):
+        """The answer under a claimed key: the stored one replayed, the crashed first try's object
+        resumed, else `answer(claim)`."""
         if isinstance(outcome, StoredResponse):
             return replay(outcome)
         self._idempotency_claim = claim = outcome
         resume = getattr(self, "idempotent_resume", None)
         if claim is not None and claim.resource and resume is not None:
             return resume(request, claim.resource)  # the crashed first try created it
-        with idempotency_scope(claim):
-            return handler(request, *args, **kwargs)
+        return answer(claim)
+
+    @staticmethod
+    def _run_handler(handler, request, *args, **kwargs):
+        """`answer` of `_handle_claimed` for a key claimed before the handler: run it under the claim."""
+
+        def run(claim):
+            with idempotency_scope(claim):
+                return handler(request, *args, **kwargs)
+
+        return run
 
     def _handle_pending(self, pending: PendingClaim, request, handler, *args, **kwargs):
         """The handler's answer, its key claimed in its creating transaction (`PendingClaim`)."""
@@ -110,13 +120,14 @@ class MerchantApiView(APIView):
             with idempotency_scope(pending):
                 response = handler(request, *args, **kwargs)
         except IdempotencyKeyExistsError:  # a repeat: its transaction rolled back, nothing was written
-            return self._handle_claimed(idempotency_pending_claim(pending), request, handler, *args, **kwargs)
+            return self._handle_claimed(idempotency_pending_claim(pending), request,
+                                        self._run_handler(handler, request, *args, **kwargs))
         except DatabaseError:
             self._idempotency_claim = pending.claim  # its answer is not stored (503), as for any claim
             raise
         except Exception as exc:
             if pending.claim is None:
-                return self._handle_unclaimed(pending, request, *args, error=exc, **kwargs)
+                return self._handle_unclaimed(pending, request, error=exc)
             # (if the claim's own transaction rolled back, storing the answer finds no row: the
             # key stays free, as nothing was done)
             self._idempotency_claim = pending.claim
@@ -126,23 +137,19 @@ class MerchantApiView(APIView):
             return response
         if getattr(response, "database_unavailable", False):
             return response
-        return self._handle_unclaimed(pending, request, *args, response=response, **kwargs)
+        return self._handle_unclaimed(pending, request, response=response)
 
-    def _handle_unclaimed(self, pending: PendingClaim, request, *args, response=None,
-                          error: Exception | None = None, **kwargs):
+    def _handle_unclaimed(self, pending: PendingClaim, request, *, response=None, error: Exception | None = None):
         """The handler wrote nothing: claim the key now. What was stored, 422 or 409 answer as they
         would have before the handler; a crashed first try's object is resumed; else this answer
         (`response`, or the handler's `error`) is the key's."""
-        outcome = idempotency_pending_claim(pending)
-        if isinstance(outcome, StoredResponse):
-            return replay(outcome)
-        self._idempotency_claim = outcome
-        resume = getattr(self, "idempotent_resume", None)
-        if outcome.resource and resume is not None:
-            return resume(request, outcome.resource)
-        if error is not None:
-            raise error
-        return response
+
+        def answer(claim):
+            if error is not None:
+                raise error
+            return response
+
+        return self._handle_claimed(idempotency_pending_claim(pending), request, answer)
 
     def dispatch(self, request, *args, **kwargs):
         # APIView.dispatch, with the handler run under the request's Idempotency-Key claim.
@@ -168,7 +175,8 @@ class MerchantApiView(APIView):
                     self._idempotency_pending = outcome
                     response = self._handle_pending(outcome, request, handler, *args, **kwargs)
                 else:
-                    response = self._handle_claimed(outcome, request, handler, *args, **kwargs)
+                    response = self._handle_claimed(outcome, request,
+                                                    self._run_handler(handler, request, *args, **kwargs))
             except Exception as exc:
                 response = self.handle_exception(exc)
             claim = self._idempotency_claim
