@@ -47,7 +47,16 @@ from reconciliation.models import (
     StatementLine,
 )
 from reconciliation.services.discrepancies import discrepancies_settled_resolve
-from reconciliation.services.report_copy import RAW, CopyParsed, CopyRefusedError, copy_parse, stage_typed
+from reconciliation.services.report_copy import (
+    RAW,
+    STAGE_COLUMNS,
+    STAGE_NAMES,
+    WIDTHS,
+    CopyParsed,
+    CopyRefusedError,
+    copy_parse,
+    stage_typed,
+)
 
 logger = logging.getLogger("payera.reconciliation")
 
@@ -60,13 +69,6 @@ POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 STAGE = "recon_stage"  # a TEMP table: private to this connection, no WAL, no indexes
-STAGE_COLUMNS = (
-    ("line_number", "integer"), ("row_key", "varchar(200)"), ("kind", "varchar(16)"), ("reference", "varchar(64)"),
-    ("psp_reference", "varchar(128)"), ("operation_reference", "varchar(64)"),
-    ("operation_psp_reference", "varchar(128)"), ("gross", "bigint"), ("fee", "bigint"), ("net", "bigint"),
-    ("currency", "varchar(3)"), ("settled_on", "date"), ("payout_batch_id", "varchar(64)"),
-)  # fmt: skip
-STAGE_NAMES = tuple(name for name, _ in STAGE_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,7 @@ class ReconcileResult:
 def row_key(psp: str, row: SettlementRow) -> str:
     """What makes a settlement line the same line in any file: the PSP's id of the operation (or
     of the authorization when the PSP gives no operation id) and the kind."""
-    return f"{psp}:{row.kind}:{row.operation_psp_reference or row.psp_reference}"[:200]
+    return f"{psp}:{row.kind}:{row.operation_psp_reference or row.psp_reference}"[: WIDTHS["row_key"]]
 
 
 def _result(run: ReconciliationRun, *, created: bool) -> ReconcileResult:
@@ -272,12 +274,13 @@ def _copy_staged(run: ReconciliationRun, parsed: CopyParsed) -> None:
 
 
 def _tuples(run: ReconciliationRun, rows: Iterable[SettlementRow]) -> Iterable[tuple]:
-    psp = run.psp
+    psp, w = run.psp, WIDTHS
     for r in rows:
         yield (
-            r.line_number, row_key(psp, r), str(r.kind), r.reference[:64], r.psp_reference[:128],
-            (r.operation_reference or "")[:64], (r.operation_psp_reference or "")[:128], r.gross, r.fee, r.net,
-            r.currency, r.settled_on, r.payout_batch_id[:64],
+            r.line_number, row_key(psp, r), str(r.kind), r.reference[: w["reference"]],
+            r.psp_reference[: w["psp_reference"]], (r.operation_reference or "")[: w["operation_reference"]],
+            (r.operation_psp_reference or "")[: w["operation_psp_reference"]], r.gross, r.fee, r.net,
+            r.currency, r.settled_on, r.payout_batch_id[: w["payout_batch_id"]],
         )  # fmt: skip
 
 

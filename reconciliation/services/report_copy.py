@@ -39,9 +39,16 @@ _WS = "chr(32) || chr(9) || chr(11) || chr(12)"  # what str.strip() removes insi
 _TYPED = ("kind", "settled_on", "currency")  # judged per distinct value by the adapter's Python
 _AMOUNTS = ("gross", "fee", "net")
 _TEXTS = ("reference", "psp_reference", "operation_reference", "operation_psp_reference", "payout_batch_id")
-# the staging table's text widths (reconcile.STAGE_COLUMNS): the stage truncates to them
-_WIDTHS = {"row_key": 200, "reference": 64, "psp_reference": 128, "operation_reference": 64,
-           "operation_psp_reference": 128, "payout_batch_id": 64}  # fmt: skip
+# the staging table (TEMP, reconcile._stage_create): its columns are the statement lines' own
+STAGE_COLUMNS = (
+    ("line_number", "integer"), ("row_key", "varchar(200)"), ("kind", "varchar(16)"), ("reference", "varchar(64)"),
+    ("psp_reference", "varchar(128)"), ("operation_reference", "varchar(64)"),
+    ("operation_psp_reference", "varchar(128)"), ("gross", "bigint"), ("fee", "bigint"), ("net", "bigint"),
+    ("currency", "varchar(3)"), ("settled_on", "date"), ("payout_batch_id", "varchar(64)"),
+)  # fmt: skip
+STAGE_NAMES = tuple(name for name, _ in STAGE_COLUMNS)
+# its text widths: a longer text is truncated to them when staged
+WIDTHS = {name: int(kind[len("varchar("):-1]) for name, kind in STAGE_COLUMNS if kind.startswith("varchar(")}
 # the bytes str.strip() removes that may stand inside an unquoted CSV field of an ASCII file (CR and
 # LF cannot: a file with CR gets no layout, LF ends a record); a file without any needs no trims,
 # and PostgreSQL's integer input accepts then exactly SETTLEMENT_INTEGER_PATTERN (up to the length)
@@ -148,12 +155,12 @@ def _source(cursor, *, psp: str, layout: SettlementCsvLayout, lines: int) -> Cop
     typed = ", ".join(_col(layout, f) for f in _TYPED)
     op_psp = f"COALESCE({c['operation_psp_reference']}, {c['psp_reference']})"  # COPY reads an empty field as NULL
     # a row key of the longest record type still fits its column
-    key_room = _WIDTHS["row_key"] - len(psp) - 2 - max(len(k.value) for k in SettlementKind)
+    key_room = WIDTHS["row_key"] - len(psp) - 2 - max(len(k.value) for k in SettlementKind)
     suspect = " OR ".join(
         [f"{c['reference']} IS NULL", f"{c['psp_reference']} IS NULL"]
         + [f"{c[f]} IS NULL OR length({c[f]}) > {SETTLEMENT_INTEGER_MAX_LENGTH}" for f in _AMOUNTS]
         # a text longer than its column: the stage truncates it (no truncation here)
-        + [f"length({c[f]}) > {_WIDTHS[f]}" for f in _TEXTS]
+        + [f"length({c[f]}) > {WIDTHS[f]}" for f in _TEXTS]
         + [f"length({op_psp}) > {key_room}"]
     )
     cursor.execute(f"SELECT {typed}, bool_or({suspect}) FROM {RAW} r GROUP BY 1, 2, 3")
@@ -242,13 +249,17 @@ def _stage(cursor, *, psp: str, layout: SettlementCsvLayout, stage: str, lines: 
     ]  # fmt: skip
     source = f"FROM {RAW} r {' '.join(joins)}"
     op_psp = f"COALESCE(NULLIF({s['operation_psp_reference']}, ''), {s['psp_reference']})"
+    w = WIDTHS
     cursor.execute(
         f"""
 INSERT INTO {stage} (line_number, row_key, kind, reference, psp_reference, operation_reference,
                      operation_psp_reference, gross, fee, net, currency, settled_on, payout_batch_id)
-SELECT r.n + %s, left(%s || ':' || k.val || ':' || {op_psp}, 200), k.val, left({s['reference']}, 64),
-       left({s['psp_reference']}, 128), left({s['operation_reference']}, 64), left({s['operation_psp_reference']}, 128),
-       {s['gross']}::bigint, {s['fee']}::bigint, {s['net']}::bigint, y.val, d.val, left({s['payout_batch_id']}, 64)
+SELECT r.n + %s, left(%s || ':' || k.val || ':' || {op_psp}, {w['row_key']}), k.val,
+       left({s['reference']}, {w['reference']}), left({s['psp_reference']}, {w['psp_reference']}),
+       left({s['operation_reference']}, {w['operation_reference']}),
+       left({s['operation_psp_reference']}, {w['operation_psp_reference']}),
+       {s['gross']}::bigint, {s['fee']}::bigint, {s['net']}::bigint, y.val, d.val,
+       left({s['payout_batch_id']}, {w['payout_batch_id']})
 {source} WHERE ({error}) IS NULL""",
         [layout.first_line - 1, psp, *params, *error_params],
     )
