@@ -216,15 +216,6 @@ _SQL_LEAN = (
 )
 
 
-@functools.lru_cache(maxsize=4096)
-def _key_params(keys: tuple[AccountKey, ...]) -> tuple[str, str, str]:
-    return (
-        _text_array(k.owner for k in keys),
-        _text_array(k.code for k in keys),
-        _text_array(k.currency for k in keys),
-    )
-
-
 def _lean(item: Item) -> bool:
     """Whether one journal takes ledger_post_one(): it resolves no pending journal (a post or void
     reads the pending journal's entries: ledger_post_batch() does that)."""
@@ -237,7 +228,7 @@ def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
     index = {key: i for i, key in enumerate(keys, 1)}
     known = [_ACCOUNT_IDS.get(k) for k in keys]
     params = [
-        *_key_params(tuple(keys)),
+        *_account_params(tuple(keys))[:3],  # owners, codes, currencies
         _int_array(k[0] if k else None for k in known),
         "{" + ",".join("NULL" if k is None else ("t" if k[1] else "f") for k in known) + "}",
         _int_array(index[line.account] for line in item.lines),
