@@ -199,6 +199,9 @@ SECRETS_BACKEND = env("SECRETS_BACKEND")
 SANDBOX_ALPHA_URL = env("SANDBOX_ALPHA_URL")
 SANDBOX_BETA_URL = env("SANDBOX_BETA_URL")
 SANDBOX_DATA_DIR = env("SANDBOX_DATA_DIR")
+# `make run` (run_all) also supervises the processes these callables name: each returns
+# {name: argv} for a Python interpreter. Named here so the platform imports no domain app.
+RUN_ALL_EXTRA_PROCESSES = ["psp_adapters.sandbox.launcher.sandbox_commands"]
 WEBHOOK_ALLOW_PRIVATE_URLS = env("WEBHOOK_ALLOW_PRIVATE_URLS") and not PRODUCTION
 
 # --- Logging ----------------------------------------------------------------------------

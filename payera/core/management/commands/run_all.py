@@ -6,7 +6,6 @@ ready `curl` line, then supervises the processes: Ctrl-C (or any child dying) st
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import BaseCommand, call_command
+from django.utils.module_loading import import_string
 
 DEMO_MERCHANT = "Demo Shop"
 
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         env.setdefault("DJANGO_SETTINGS_MODULE", "payera.settings.base")
         python = sys.executable
         try:
-            procs += self._start_sandboxes(env)
+            procs += self._start_extra_processes(env)
             procs.append(
                 (
                     "web",
@@ -76,15 +76,14 @@ class Command(BaseCommand):
             self._stop(procs)
 
     # --- pieces -------------------------------------------------------------------------
-    def _start_sandboxes(self, env: dict) -> list[tuple[str, subprocess.Popen]]:
-        if importlib.util.find_spec("psp_adapters.sandbox") is None:
-            self.stderr.write("sandbox PSPs are not part of this build yet; skipping them")
-            return []
-        from psp_adapters.sandbox.launcher import sandbox_commands  # built with the sandboxes
-
-        return [
-            (name, subprocess.Popen(cmd, env=env)) for name, cmd in sandbox_commands(python=sys.executable).items()
-        ]
+    def _start_extra_processes(self, env: dict) -> list[tuple[str, subprocess.Popen]]:
+        """The processes settings.RUN_ALL_EXTRA_PROCESSES names (the sandbox PSPs), by dotted
+        path, so the platform knows no domain app."""
+        procs: list[tuple[str, subprocess.Popen]] = []
+        for path in getattr(settings, "RUN_ALL_EXTRA_PROCESSES", []):
+            commands = import_string(path)(python=sys.executable)
+            procs += [(name, subprocess.Popen(cmd, env=env)) for name, cmd in commands.items()]
+        return procs
 
     def _print_welcome(self, host: str, port: int) -> None:
         base = f"http://{host}:{port}"
