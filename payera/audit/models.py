@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import connections, models, router
 from django.db.models.signals import pre_save
 
+from payera.core.rowsql import rows_insert
+
 
 class AuditRecordImmutableError(Exception):
     """Raised on any attempt to change or delete an audit record."""
@@ -68,7 +70,7 @@ def audit_entries_batched() -> Iterator[None]:
             model = type(queued[0])
             if not connections[router.db_for_write(model)].in_atomic_block:
                 raise RuntimeError("audit entries are batched inside the transaction they record")
-            model.objects.bulk_create(queued)
+            rows_insert(queued)
     finally:
         _batch.reset(token)
 

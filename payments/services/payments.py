@@ -610,7 +610,16 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
     `recorded` gets the payment as this transaction left it (with the render of its events).
     `answer_if_final` (a confirmation's own call): if this outcome ends the confirmation with the
     payment as rendered here — what `_confirm_attempts` then answers — the request's idempotent
-    answer is stored in this transaction too (`idempotency_answer_record`)."""
+    answer is stored in this transaction too (`idempotency_answer_record`). Its audit entries are
+    inserted together at its end (`audit_entries_batched`)."""
+    with audit_entries_batched():
+        return _attempt_record_outcome(attempt_id=attempt_id, result=result, error=error, actor=actor,
+                                       may_cascade=may_cascade, source=source, recorded=recorded,
+                                       answer_if_final=answer_if_final)
+
+
+def _attempt_record_outcome(*, attempt_id: str, result, error: PspError | None, actor: str, may_cascade: bool,
+                            source: str, recorded: list[Payment] | None, answer_if_final: bool) -> V:
     payment = payment_lock_of_attempt(attempt_id)
     if recorded is not None:
         recorded.append(payment)

@@ -167,3 +167,16 @@ def test_the_create_transactions_audit_entries_are_one_insert_and_whole(api):
         assert first.object_merchant_id == merchant.id and first.merchant_id == merchant.id
         assert first.api_key_id and first.remote_addr
     assert "pan_ciphertext" not in LogEntry.objects.get(object_pk=method.pk).changes_dict
+
+
+def test_a_locked_payment_writes_only_the_columns_that_changed(api):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    merchant, client = api
+    with CaptureQueriesContext(connection) as ctx:
+        answer = create(client, "k-columns", payment_method_data=card("4242424242424242"))
+    assert answer.json()["status"] == "succeeded"
+    [update] = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('UPDATE "payments_payment"')]
+    assert '"status" = ' in update and '"amount_captured" = ' in update and '"updated_at" = ' in update
+    assert '"amount" = ' not in update and '"metadata" = ' not in update and '"currency" = ' not in update
