@@ -17,6 +17,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
+from payments.rowsql import PrecompiledSaveMixin
 
 
 class CustomerQuerySet(MerchantScopedQuerySet):
@@ -51,7 +52,7 @@ class PaymentMethodType(models.TextChoices):
     SEPA_DEBIT = "sepa_debit", "SEPA debit"
 
 
-class PaymentMethod(models.Model):
+class PaymentMethod(PrecompiledSaveMixin, models.Model):
     """A tokenized payment method. The card number (and an IBAN) is stored only encrypted through
     the secrets backend; BIN, last 4, brand, expiry and a keyed fingerprint are in clear. The CVC
     is never stored: it lives in memory for the one PSP call."""
@@ -146,7 +147,7 @@ class PaymentQuerySet(MerchantScopedQuerySet):
         return self.filter(status=PS.REQUIRES_CAPTURE)
 
 
-class Payment(ConcurrentTransitionMixin, models.Model):
+class Payment(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     id = IdField(prefix="pay")
     merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
     amount = models.BigIntegerField()
@@ -278,7 +279,7 @@ AS = AttemptStatus
 ATTEMPT_OPEN = [AS.STARTED, AS.REQUIRES_ACTION, AS.PENDING, AS.UNKNOWN]
 
 
-class PaymentAttempt(ConcurrentTransitionMixin, models.Model):
+class PaymentAttempt(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     id = IdField(prefix="att")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="attempts")
     merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
@@ -407,7 +408,7 @@ class OperationStatus(models.TextChoices):
 OS = OperationStatus
 
 
-class Capture(ConcurrentTransitionMixin, models.Model):
+class Capture(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     """One capture of an authorization (the sandboxes allow one, partial, the rest released)."""
 
     id = IdField(prefix="cap")

@@ -212,7 +212,7 @@ def main() -> int:
     finally:
         gunicorn.terminate()
         alpha.terminate()
-        gunicorn.wait(10)
+        gunicorn.wait(60)  # a loaded machine may take longer than 10 s to stop 20 threads
         alpha.wait(10)
     pay, bare_r, psp_r = results["post_v1_payments"], results["bare_drf_insert"], results["alpha_direct"]
     summary = {

@@ -8,9 +8,16 @@ permission they have is `view`: reading them is granted, nothing else can be.
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from auditlog.models import AbstractLogEntry, LogEntryManager
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, router
+from django.db.models.signals import pre_save
+
+from payera.core.rowsql import rows_insert
 
 
 class AuditRecordImmutableError(Exception):
@@ -42,8 +49,41 @@ class AppendOnlyMixin:
         raise AuditRecordImmutableError("audit records can not be deleted")
 
 
+_batch: contextvars.ContextVar[list | None] = contextvars.ContextVar("payera_audit_batch", default=None)
+
+
+@contextmanager
+def audit_entries_batched() -> Iterator[None]:
+    """Inside a transaction: the entries its saves log are built as they happen (actor, object
+    and merchant filled then, by the entry's pre_save receivers) and inserted in one statement at
+    the end of the block, in the same transaction. Left by an exception: nothing is inserted (the
+    caller's transaction is rolling back with what they recorded)."""
+    outer = _batch.get()
+    if outer is not None:  # already collecting: the outer block inserts them
+        yield
+        return
+    queued: list = []
+    token = _batch.set(queued)
+    try:
+        yield
+        if queued:
+            model = type(queued[0])
+            if not connections[router.db_for_write(model)].in_atomic_block:
+                raise RuntimeError("audit entries are batched inside the transaction they record")
+            rows_insert(queued)
+    finally:
+        _batch.reset(token)
+
+
 class AuditLogEntryManager(LogEntryManager.from_queryset(AppendOnlyQuerySet)):
-    pass
+    def create(self, **kwargs):
+        queued = _batch.get()
+        if queued is None:
+            return super().create(**kwargs)
+        entry = self.model(**kwargs)
+        pre_save.send(sender=self.model, instance=entry, raw=False, using=self.db, update_fields=None)
+        queued.append(entry)
+        return entry
 
 
 class AuditLogEntry(AppendOnlyMixin, AbstractLogEntry):

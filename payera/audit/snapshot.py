@@ -9,8 +9,14 @@ payera.audit.registry) diffs against that base and then moves it to what the sav
 
 The base is trusted only inside the transaction that took it: it carries the connection's
 `run_on_commit` list, which Django replaces at every commit and rollback (and at the rollback of a
-savepoint); any other time the receiver reads the row as auditlog does. Every entry is still
-written — only the read of the old row is saved.
+savepoint); any other time the receiver reads the row as auditlog does. It is trusted only while
+its instance is the last one that locked or saved the row in that transaction: a save of another
+instance of the same row (another lock of it, a plain read saved) leaves it behind, and the next
+save of the first instance reads the row again. Every entry is still written — only the read of
+the old row is saved.
+
+`audit_changed_fields(instance)` says, from a trusted base, which columns a save would change:
+the payments' precompiled save (payments.rowsql) then writes only those.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import copy
 from django.db import connections, router
 
 _BASE = "_payera_audit_base"
+_HOLDERS = "_payera_audit_holders"
 
 
 def _copy(instance):
@@ -34,6 +41,14 @@ def _copy(instance):
     return base
 
 
+def _holders(connection) -> dict:
+    """(model, pk) -> the instance whose base is the row, for the open transaction."""
+    held = connection.__dict__.get(_HOLDERS)
+    if held is None or held[0] is not connection.run_on_commit:
+        held = connection.__dict__[_HOLDERS] = (connection.run_on_commit, {})
+    return held[1]
+
+
 def audit_base_remember(instance) -> None:
     """`instance` was just read under `SELECT … FOR UPDATE` in the open transaction: its current
     values are the row's. The next update entry of it in this transaction diffs against them."""
@@ -41,19 +56,43 @@ def audit_base_remember(instance) -> None:
     if not connection.in_atomic_block:
         return
     instance.__dict__[_BASE] = (connection.run_on_commit, _copy(instance))
+    _holders(connection)[(type(instance), instance.pk)] = instance
 
 
 def audit_base_of(instance):
-    """The remembered row, if it is still the row (same transaction), else None."""
+    """The remembered row, if it is still the row (same transaction, and no other instance of the
+    row locked or saved since), else None."""
     held = instance.__dict__.get(_BASE)
     if held is None:
         return None
     connection = connections[router.db_for_write(type(instance))]
     token, base = held
-    if not connection.in_atomic_block or connection.needs_rollback or connection.run_on_commit is not token:
+    if (not connection.in_atomic_block or connection.needs_rollback or connection.run_on_commit is not token
+            or _holders(connection).get((type(instance), instance.pk)) is not instance):
         instance.__dict__.pop(_BASE, None)
         return None
     return base
+
+
+def audit_row_saved_elsewhere(instance) -> None:
+    """A save of `instance` without a trusted base: any other instance's base of the row is out of
+    date from now on."""
+    connection = connections[router.db_for_write(type(instance))]
+    if connection.in_atomic_block:
+        holders = _holders(connection)
+        if holders.get((type(instance), instance.pk)) is not instance:
+            holders.pop((type(instance), instance.pk), None)
+
+
+def audit_changed_fields(instance) -> list[str] | None:
+    """The fields of `instance` that differ from its trusted base (plus `auto_now` ones, which a
+    save sets), or None without one: a save may then write only those columns."""
+    base = audit_base_of(instance)
+    if base is None:
+        return None
+    values, old = instance.__dict__, base.__dict__
+    return [f.attname for f in type(instance)._meta.concrete_fields
+            if not f.primary_key and (getattr(f, "auto_now", False) or values.get(f.attname) != old.get(f.attname))]
 
 
 def audit_base_saved(instance, base, update_fields) -> None:
@@ -78,12 +117,16 @@ def log_update(sender, instance, **kwargs):
     from auditlog.receivers import _create_log_entry
     from django.conf import settings
 
+    base = audit_base_of(instance)
+    if base is None and instance.pk is not None:
+        audit_row_saved_elsewhere(instance)
     if auditlog_disabled.get(False) or (kwargs.get("raw") and settings.AUDITLOG_DISABLE_ON_RAW_SAVE):
+        if base is not None:
+            audit_base_saved(instance, base, kwargs.get("update_fields", None))
         return
     if instance._state.adding or instance.pk is None:
         return
     update_fields = kwargs.get("update_fields", None)
-    base = audit_base_of(instance)
     old = base if base is not None else _get_manager_from_settings(sender).filter(pk=instance.pk).first()
     _create_log_entry(
         action=get_logentry_model().Action.UPDATE,

@@ -17,6 +17,7 @@ from django_fsm import can_proceed
 from ledger.services import journal_post_many
 from ledger.types import JournalRequest
 from payera.core.errors import PayeraError
+from payera.core.rowsql import rows_insert
 from payera.events.services import event_record, event_record_many
 from payments.models import Payment, PaymentEvent
 from payments.postings import Journal
@@ -79,7 +80,7 @@ def transition_logged(obj, *, payment: Payment, verb: str, before: str, actor: s
     if pending is not None:
         pending.append(row)
     else:
-        row.save(force_insert=True)
+        rows_insert([row])
 
 
 def emit(payment: Payment, *types: str) -> None:
@@ -114,12 +115,12 @@ def postings_last() -> Iterator[None]:
     except BaseException:
         logged, _postings.events = _postings.events, None
         if logged and connection.in_atomic_block and not connection.needs_rollback:
-            PaymentEvent.objects.bulk_create(logged)  # a caller may go on and commit: keep the log whole
+            rows_insert(logged)  # a caller may go on and commit: keep the log whole
         raise
     else:
         logged, _postings.events = _postings.events, None
         if logged:
-            PaymentEvent.objects.bulk_create(logged)
+            rows_insert(logged)
         queued, _postings.queue = _postings.queue, None
         if queued:
             assert connection.in_atomic_block, "post inside the transition's transaction"

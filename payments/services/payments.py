@@ -20,6 +20,7 @@ from django.db.models import Max
 from django.db.models.functions import Length
 from django_fsm import can_proceed
 
+from payera.audit.models import audit_entries_batched
 from payera.core import metrics
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
@@ -420,6 +421,19 @@ def _payment_insert(*, merchant, amount, currency, capture_method, customer, sav
     `processing` with its confirm claim (PaymentEvent requires_confirmation → processing) and its
     first attempt, all committed before the first PSP call — one transaction instead of two, and
     no row lock or re-read of a payment nobody else can see yet."""
+    with audit_entries_batched():  # the method's and the payment's audit entries: one INSERT
+        return _payment_insert_rows(
+            merchant=merchant, amount=amount, currency=currency, capture_method=capture_method, customer=customer,
+            saved=saved, tokenized_fields=tokenized_fields, save_method=save_method, off_session=off_session,
+            setup_future_usage=setup_future_usage, return_url=return_url, description=description,
+            metadata=metadata, actor=actor, idempotency_key=idempotency_key, mandate=mandate, with_row=with_row,
+            confirm_rules=confirm_rules, confirm_circuits=confirm_circuits)
+
+
+def _payment_insert_rows(*, merchant, amount, currency, capture_method, customer, saved, tokenized_fields,
+                         save_method, off_session, setup_future_usage, return_url, description, metadata, actor,
+                         idempotency_key, mandate, with_row, confirm_rules, confirm_circuits,
+                         ) -> tuple[Payment, tuple[list[str], PaymentAttempt] | None]:
     pm = saved
     if tokenized_fields is not None:
         pm = PaymentMethod(merchant=merchant, customer=customer if save_method else None, **tokenized_fields)
@@ -596,7 +610,16 @@ def attempt_record_outcome(*, attempt_id: str, result=None, error: PspError | No
     `recorded` gets the payment as this transaction left it (with the render of its events).
     `answer_if_final` (a confirmation's own call): if this outcome ends the confirmation with the
     payment as rendered here — what `_confirm_attempts` then answers — the request's idempotent
-    answer is stored in this transaction too (`idempotency_answer_record`)."""
+    answer is stored in this transaction too (`idempotency_answer_record`). Its audit entries are
+    inserted together at its end (`audit_entries_batched`)."""
+    with audit_entries_batched():
+        return _attempt_record_outcome(attempt_id=attempt_id, result=result, error=error, actor=actor,
+                                       may_cascade=may_cascade, source=source, recorded=recorded,
+                                       answer_if_final=answer_if_final)
+
+
+def _attempt_record_outcome(*, attempt_id: str, result, error: PspError | None, actor: str, may_cascade: bool,
+                            source: str, recorded: list[Payment] | None, answer_if_final: bool) -> V:
     payment = payment_lock_of_attempt(attempt_id)
     if recorded is not None:
         recorded.append(payment)

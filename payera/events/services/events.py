@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from payera.core.errors import InvalidRequestError
+from payera.core.rowsql import rows_insert
 from payera.events import clock, dispatch
 from payera.events.models import (
     MERCHANT_ID_LENGTH,
@@ -75,7 +76,7 @@ def event_record_many(*, merchant_id: str, types: Sequence[str], data: dict) -> 
     if len(events) == 1:
         events[0].save(force_insert=True)
     else:
-        Event.objects.bulk_create(events)
+        rows_insert(events)
     if len(events) == 1:
         transaction.on_commit(partial(dispatch.enqueue, _tasks().event_relay_task, events[0].id), robust=True)
     else:  # one message for the lot (a publish costs a broker round trip and Celery's overhead)

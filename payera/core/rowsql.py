@@ -1,0 +1,107 @@
+"""Precompiled INSERT and UPDATE statements for rows written on every payment.
+
+Django builds and compiles an InsertQuery or UpdateQuery for every `save()` and `bulk_create()`,
+and on PostgreSQL its bulk insert sends every column as an array (`UNNEST`), which psycopg
+escapes element by element in Python. Here a model's statements are built once from its
+metadata — identifiers quoted by the connection, every value a parameter — and reused:
+- `row_statements(model, using)`: the INSERT of one row and the UPDATE of a set of columns
+  (`payments.rowsql.PrecompiledSaveMixin` runs them inside `save()`);
+- `rows_insert(objs)`: `bulk_create(objs)` as one `INSERT … VALUES (…), (…) [RETURNING id]`, for
+  the batches a recording transaction writes (its PaymentEvents, outbox events, audit entries).
+Values go through each field's `pre_save` and `get_db_prep_save`, as Django's own compilers do.
+"""
+
+from __future__ import annotations
+
+from django.db import connections, router, transaction
+
+
+class RowStatements:
+    """One model's statements on one connection, built on first use."""
+
+    def __init__(self, model, connection) -> None:
+        meta = model._meta
+        self._qn = qn = connection.ops.quote_name
+        self.model = model
+        self.fields = list(meta.concrete_fields)
+        self.pk = meta.pk
+        self.by_attname = {f.attname: f for f in self.fields}
+        self.table = qn(meta.db_table)
+        self.insert = self._insert_sql(self.fields, 1, "")
+        self.exists = f"SELECT 1 FROM {self.table} WHERE {qn(self.pk.column)} = %s"  # noqa: S608
+        self._updates: dict[tuple, str] = {}
+        self._inserts: dict[tuple[int, bool], str] = {}
+
+    def _insert_sql(self, fields, rows: int, returning: str) -> str:
+        qn = self._qn
+        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        columns = ", ".join(qn(f.column) for f in fields)
+        values = ", ".join([one] * rows)
+        # identifiers from the model's metadata; every value is a parameter
+        return f"INSERT INTO {self.table} ({columns}) VALUES {values}{returning}"  # noqa: S608
+
+    def update(self, attnames: tuple[str, ...], where: tuple[str, ...]) -> str:
+        """`UPDATE … SET <attnames> WHERE <where>` (each one `= %s`)."""
+        sql = self._updates.get((attnames, where))
+        if sql is None:
+            qn = self._qn
+            sets = ", ".join(qn(self.by_attname[a].column) + " = %s" for a in attnames)
+            cond = " AND ".join(qn(self.by_attname[a].column) + " = %s" for a in where)
+            sql = self._updates[(attnames, where)] = f"UPDATE {self.table} SET {sets} WHERE {cond}"  # noqa: S608
+        return sql
+
+    def insert_many(self, rows: int) -> tuple[str, list]:
+        """The INSERT of `rows` rows, and its fields: a primary key the database generates is left
+        out and returned."""
+        returning = bool(self.pk.db_returning)
+        fields = [f for f in self.fields if not (returning and f.primary_key)]
+        sql = self._inserts.get((rows, returning))
+        if sql is None:
+            sql = self._inserts[(rows, returning)] = self._insert_sql(
+                fields, rows, f" RETURNING {self._qn(self.pk.column)}" if returning else "")
+        return sql, fields
+
+
+_statements: dict[tuple[str, type], RowStatements] = {}
+
+
+def row_statements(model, using: str) -> RowStatements:
+    key = (using, model)
+    found = _statements.get(key)
+    if found is None:
+        found = _statements[key] = RowStatements(model, connections[using])
+    return found
+
+
+def rows_insert(objs: list) -> list:
+    """`type(objs[0]).objects.bulk_create(objs)` in one precompiled statement: the same rows, the
+    generated primary keys set on the objects, no signals (as bulk_create). Objects of one model;
+    a generated key must not be set yet (else Django's bulk_create does it)."""
+    if not objs:
+        return objs
+    model = type(objs[0])
+    stmts = row_statements(model, router.db_for_write(model))
+    if model._meta.parents or any(type(o) is not model for o in objs) or (
+            stmts.pk.db_returning and any(o.pk is not None for o in objs)):
+        return model.objects.bulk_create(objs)
+    using = router.db_for_write(model)
+    connection = connections[using]
+    sql, fields = stmts.insert_many(len(objs))
+    params = []
+    for obj in objs:
+        if obj.pk is None and not stmts.pk.db_returning:
+            obj.pk = stmts.pk.get_pk_value_on_save(obj)
+        obj._prepare_related_fields_for_save(operation_name="bulk_create")
+        values = [f.pre_save(obj, True) for f in fields]
+        if any(hasattr(v, "resolve_expression") for v in values):
+            return model.objects.bulk_create(objs)
+        params.extend(f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True))
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if stmts.pk.db_returning:
+            for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
+                obj.pk = pk
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = using
+    return objs

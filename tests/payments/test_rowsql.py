@@ -1,0 +1,125 @@
+"""The payment path's precompiled statements (payments.rowsql, payera.core.rowsql) do what the
+ORM's did: the same rows, the same audit entries, django-fsm's guard, the lock's related objects,
+and a locked payment writing only its changed columns only while its remembered row is the row."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django_fsm import ConcurrentTransition
+
+from payera.audit.models import AuditLogEntry as LogEntry
+from payera.core.rowsql import rows_insert
+from payments.locks import payment_lock, payment_lock_of_attempt
+from payments.models import Payment, PaymentAttempt, PaymentEvent
+from payments.rowsql import payment_select_for_update
+from tests.conftest import client_for
+from tests.merchants.factories import MerchantFactory, make_api_key
+
+pytestmark = [pytest.mark.django_db]
+
+
+@pytest.fixture
+def paid(psp_settings):
+    merchant = MerchantFactory(connectors=["alpha"])
+    client = client_for(make_api_key(merchant).secret)
+    body = {"amount": 1000, "currency": "EUR", "description": "first", "metadata": {"order": "1"},
+            "payment_method_data": {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
+                                                             "exp_year": 2034, "cvc": "123"}}}
+    answer = client.post("/v1/payments", data=json.dumps(body), content_type="application/json",
+                         HTTP_IDEMPOTENCY_KEY="k-rowsql")
+    assert answer.status_code == 201, answer.content
+    return answer.json()
+
+
+def _updates(ctx, table):
+    return [q["sql"] for q in ctx.captured_queries if q["sql"].startswith(f'UPDATE "{table}"')]
+
+
+def test_another_instance_saved_in_the_transaction_makes_the_locked_one_write_every_column(paid):
+    """A save of another instance of the row leaves the locked instance's remembered row behind:
+    its next save writes all its columns (as Django's full save: the other's change is
+    overwritten) and its audit entry is diffed against the row as it is."""
+    with transaction.atomic():
+        locked = payment_lock(paid["id"])
+        other = Payment.objects.get(pk=paid["id"])
+        other.description = "changed elsewhere"
+        other.save()
+        locked.metadata = {"order": "2"}
+        with CaptureQueriesContext(connection) as ctx:
+            locked.save()
+    [update] = _updates(ctx, "payments_payment")
+    assert '"description" = ' in update and '"amount" = ' in update
+    stored = Payment.objects.get(pk=paid["id"])
+    assert stored.description == "first" and stored.metadata == {"order": "2"}
+    entry = LogEntry.objects.filter(object_pk=paid["id"]).order_by("id").last()
+    assert entry.changes_dict["description"] == ["changed elsewhere", "first"]
+    assert "2" in str(entry.changes_dict["metadata"][1])
+
+
+def test_a_locked_payment_saved_twice_writes_only_what_changed_each_time(paid):
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
+        locked = payment_lock(paid["id"])
+        locked.description = "second"
+        locked.save()
+        locked.metadata = {"order": "3"}
+        locked.save()
+    first, second = _updates(ctx, "payments_payment")
+    assert '"description" = ' in first and '"metadata" = ' not in first
+    assert '"metadata" = ' in second and '"description" = ' not in second
+    stored = Payment.objects.get(pk=paid["id"])
+    assert (stored.description, stored.metadata) == ("second", {"order": "3"})
+    last_two = list(LogEntry.objects.filter(object_pk=paid["id"]).order_by("-id")[:2])
+    # (the second entry also lists updated_at: the remembered row moves at pre_save, before auto_now — as on main)
+    assert set(last_two[1].changes_dict) == {"description"}
+    assert set(last_two[0].changes_dict) - {"updated_at"} == {"metadata"}
+
+
+def test_a_stale_state_is_refused_as_django_fsm_refuses_it(paid):
+    """The UPDATE matches the state the instance was read in: a row moved meanwhile raises
+    ConcurrentTransition and writes nothing."""
+    [attempt_id] = PaymentAttempt.objects.filter(payment_id=paid["id"]).values_list("pk", flat=True)
+    with transaction.atomic():
+        stale = PaymentAttempt.objects.get(pk=attempt_id)
+        PaymentAttempt.objects.filter(pk=attempt_id).update(status="voided")
+        stale.decline_message = "late"
+        with pytest.raises(ConcurrentTransition):
+            stale.save()
+        assert connection.needs_rollback  # as Django's save: the transaction must roll back
+    assert PaymentAttempt.objects.get(pk=attempt_id).decline_message == ""
+
+
+def test_the_lock_loads_merchant_method_and_booking_as_select_related(paid):
+    with transaction.atomic():
+        payment = payment_select_for_update(payment_id=paid["id"])
+        with CaptureQueriesContext(connection) as ctx:
+            assert payment.merchant.pk == payment.merchant_id
+            assert payment.payment_method.pk == paid["payment_method"]["id"]
+            assert not hasattr(payment, "booking")  # no booking, known without a query
+            assert payment.metadata == {"order": "1"} and payment.status == "succeeded"
+        assert ctx.captured_queries == []
+        by_attempt = payment_lock_of_attempt(PaymentAttempt.objects.get(payment_id=paid["id"]).pk)
+        assert by_attempt.pk == paid["id"]
+        orm = Payment.objects.select_related("merchant", "payment_method").get(pk=paid["id"])
+        for field in Payment._meta.concrete_fields:
+            assert getattr(payment, field.attname) == getattr(orm, field.attname), field.name
+        with pytest.raises(Payment.DoesNotExist):
+            payment_lock("pay_missing")
+
+
+def test_rows_insert_writes_what_bulk_create_writes(paid):
+    def events(tag):
+        return [PaymentEvent(payment_id=paid["id"], object_type="payment", object_id=paid["id"], transition=tag,
+                             from_status="a", to_status="b", actor="test", data={"n": i}) for i in range(3)]
+
+    with transaction.atomic():
+        ours = rows_insert(events("ours"))
+        theirs = PaymentEvent.objects.bulk_create(events("theirs"))
+    assert all(e.pk is not None and not e._state.adding for e in ours)
+    stored = {e.pk: e for e in PaymentEvent.objects.filter(transition__in=["ours", "theirs"])}
+    for a, b in zip(ours, theirs, strict=True):
+        x, y = stored[a.pk], stored[b.pk]
+        assert (x.data, x.actor, x.from_status, x.created_at == a.created_at) == (y.data, y.actor, y.from_status, True)
