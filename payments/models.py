@@ -430,6 +430,10 @@ class Capture(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
             # one live capture per authorization, whoever writes
             models.UniqueConstraint(fields=["attempt"], condition=~Q(status="failed"), name="capture_one_per_attempt"),
         ]
+        indexes = [
+            # a reconciliation report's period: the captures that succeeded inside it (missing at PSP)
+            models.Index(fields=["updated_at"], condition=Q(status="succeeded"), name="capture_succeeded_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.id
@@ -470,6 +474,8 @@ class Refund(ConcurrentTransitionMixin, models.Model):
         indexes = [
             models.Index(fields=["merchant", "-created_at", "-id"], name="refund_merchant_created_idx"),
             models.Index(fields=["psp_reference"], name="refund_psp_reference_idx"),  # back-office search
+            # a reconciliation report's period: the refunds that succeeded inside it (missing at PSP)
+            models.Index(fields=["updated_at"], condition=Q(status="succeeded"), name="refund_succeeded_at_idx"),
         ]
 
     def __str__(self) -> str:

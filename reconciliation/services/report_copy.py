@@ -156,12 +156,14 @@ def _source(cursor, *, psp: str, layout: SettlementCsvLayout, lines: int) -> Cop
     op_psp = f"COALESCE({c['operation_psp_reference']}, {c['psp_reference']})"  # COPY reads an empty field as NULL
     # a row key of the longest record type still fits its column
     key_room = WIDTHS["row_key"] - len(psp) - 2 - max(len(k.value) for k in SettlementKind)
+    # the file is ASCII (_clean): its texts' lengths in bytes are their lengths in characters, and
+    # octet_length() reads a header where length() counts the UTF-8 characters of each field
     suspect = " OR ".join(
         [f"{c['reference']} IS NULL", f"{c['psp_reference']} IS NULL"]
-        + [f"{c[f]} IS NULL OR length({c[f]}) > {SETTLEMENT_INTEGER_MAX_LENGTH}" for f in _AMOUNTS]
+        + [f"{c[f]} IS NULL OR octet_length({c[f]}) > {SETTLEMENT_INTEGER_MAX_LENGTH}" for f in _AMOUNTS]
         # a text longer than its column: the stage truncates it (no truncation here)
-        + [f"length({c[f]}) > {WIDTHS[f]}" for f in _TEXTS]
-        + [f"length({op_psp}) > {key_room}"]
+        + [f"octet_length({c[f]}) > {WIDTHS[f]}" for f in _TEXTS]
+        + [f"octet_length({op_psp}) > {key_room}"]
     )
     cursor.execute(f"SELECT {typed}, bool_or({suspect}) FROM {RAW} r GROUP BY 1, 2, 3")
     judged: dict[str, dict[str, tuple[object, str | None]]] = {f: {} for f in _TYPED}

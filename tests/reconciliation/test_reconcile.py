@@ -236,3 +236,28 @@ def test_a_later_report_that_settles_a_missing_item_resolves_its_discrepancy(a_d
     assert check["ok"] and check["ledger"] == 0
     # a report with nothing new changes nothing more
     assert Discrepancy.objects.filter(status="open").count() == 3  # the later run's duplicates
+
+
+def test_missing_at_psp_reads_the_periods_captures_and_refunds_through_their_success_time_index(day):
+    """The report's period bounds the search (an index on the time a capture or refund succeeded),
+    not every capture ever at the PSP: the plan can read the period's range alone."""
+    import datetime as dt
+
+    from django.db import connection
+
+    from reconciliation.services.reconcile import _discrepancies_sql
+
+    run = ReconciliationRun.objects.create(psp="alpha", file_sha256="x" * 64, period_start=dt.date(2026, 11, 23),
+                                           period_end=dt.date(2026, 11, 23))  # fmt: skip
+    statements = [s for s in _discrepancies_sql(run, unmatched=False) if "missing_at_psp" in s[0]]
+    assert len(statements) == 2  # captures, refunds
+    plans = []
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # what an index can bound shows in the plan
+        try:
+            for sql, params in statements:
+                cursor.execute("EXPLAIN " + sql, params)
+                plans.append("\n".join(r[0] for r in cursor.fetchall()))
+        finally:
+            cursor.execute("RESET enable_seqscan")
+    assert "capture_succeeded_at_idx" in plans[0] and "refund_succeeded_at_idx" in plans[1]

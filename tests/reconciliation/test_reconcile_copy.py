@@ -126,6 +126,9 @@ def test_a_clean_file_is_matched_straight_from_its_copy_without_a_stage(day, sta
     result = reconcile_import(psp="alpha", raw=raw)
     run = ReconciliationRun.objects.get(pk=result.run_id)
     assert not staged_by_insert(statements)
+    # one scan judges the clean (ASCII) file, by byte lengths (length() would count UTF-8 characters)
+    [scan] = [s for s in statements if "bool_or(" in s]
+    assert "octet_length(" in scan and " length(" not in scan and "(length(" not in scan
     assert run.summary["parser"] == "postgresql" and run.row_error_count == 0
     errors, rows = as_python_reads(raw)
     assert errors == [] and staged(run.id) == rows  # a lower-case currency, an empty operation id, two dates
