@@ -263,16 +263,22 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
     if not (direct and _direct_ok(conn, pg)):
         row = _execute(conn, _SQL_LEAN, params)
         return (row[0], row[1], row[2], row[3])
+    import psycopg
+
     pgconn = pg.pgconn
     values = [None if p is None else p.encode() for p in params]
     for attempt in (0, 1):
-        if getattr(conn, "_ledger_prepared", None) is not pg:
-            res = pgconn.prepare(_LEAN_STATEMENT, _LEAN_PQ_SQL)
-            if res.status != 1:  # COMMAND_OK
-                _raise(conn, res)
-            conn._ledger_prepared = pg
-        autocommit = pgconn.transaction_status == _PQ_IDLE
-        res = pgconn.exec_prepared(_LEAN_STATEMENT, values)
+        try:  # libpq failing outright (a lost connection): psycopg's error, wrapped by Django's
+            if getattr(conn, "_ledger_prepared", None) is not pg:
+                res = pgconn.prepare(_LEAN_STATEMENT, _LEAN_PQ_SQL)
+                if res.status != 1:  # COMMAND_OK
+                    _raise(conn, res)
+                conn._ledger_prepared = pg
+            autocommit = pgconn.transaction_status == _PQ_IDLE
+            res = pgconn.exec_prepared(_LEAN_STATEMENT, values)
+        except psycopg.Error:
+            with conn.wrap_database_errors:
+                raise
         if res.status == _PQ_TUPLES_OK:
             stats["direct"] += 1
             get = res.get_value
@@ -287,6 +293,7 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
 
 
 _PG_DIAG_SQLSTATE = ord("C")
+_PQ_BAD = 1  # psycopg.pq.ConnStatus.BAD
 
 
 def _raise(conn, res) -> None:
@@ -294,7 +301,12 @@ def _raise(conn, res) -> None:
     connection marked for a health check when the error is not a data error)."""
     import psycopg
 
-    exc = psycopg.errors.error_from_result(res, encoding=conn.connection.info.encoding)
+    encoding = conn.connection.info.encoding
+    if res.error_field(_PG_DIAG_SQLSTATE) is None and conn.connection.pgconn.status == _PQ_BAD:
+        # the connection is lost: psycopg's cursor raises OperationalError (no server error state)
+        exc = psycopg.OperationalError(res.get_error_message(encoding))
+    else:
+        exc = psycopg.errors.error_from_result(res, encoding=encoding)
     with conn.wrap_database_errors:
         raise exc
 

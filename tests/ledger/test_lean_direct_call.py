@@ -3,7 +3,7 @@
 
 import psycopg
 import pytest
-from django.db import DataError, ProgrammingError, connection, transaction
+from django.db import DataError, OperationalError, ProgrammingError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from ledger import engine, selectors, services
@@ -93,3 +93,20 @@ def test_a_nul_in_a_text_is_refused_as_before_never_cut_short(owner, now):
         _post(f"{owner}:1\x00tail", a, b, 5, now)
     assert _direct_calls() == before
     assert not Journal.objects.filter(reference__startswith=f"{owner}:1").exists()
+
+
+def test_a_lost_connection_raises_djangos_error(owner, now):
+    a, b = make_account(owner, "wallet_a"), make_account(owner, "wallet_b")
+    _post(f"{owner}:warm", a, b, 1, now)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    with psycopg.connect(connection.connection.info.dsn, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    try:
+        with pytest.raises(OperationalError):
+            _post(f"{owner}:1", a, b, 5, now)
+        assert connection.errors_occurred  # Django will check the connection before reusing it
+    finally:
+        connection.close()
+    assert _post(f"{owner}:2", a, b, 5, now).created
