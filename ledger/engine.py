@@ -269,11 +269,13 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
     values = [None if p is None else p.encode() for p in params]
     for attempt in (0, 1):
         try:  # libpq failing outright (a lost connection): psycopg's error, wrapped by Django's
-            if getattr(conn, "_ledger_prepared", None) is not pg:
+            # the mark lives on psycopg's connection, as the statement does (a pool hands the same
+            # connection to other Django connection wrappers)
+            if not getattr(pg, "_ledger_lean_prepared", False):
                 res = pgconn.prepare(_LEAN_STATEMENT, _LEAN_PQ_SQL)
                 if res.status != 1:  # COMMAND_OK
                     _raise(conn, res)
-                conn._ledger_prepared = pg
+                pg._ledger_lean_prepared = True
             autocommit = pgconn.transaction_status == _PQ_IDLE
             res = pgconn.exec_prepared(_LEAN_STATEMENT, values)
         except psycopg.Error:
@@ -285,7 +287,7 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
             return (get(0, 0).decode(), get(0, 1), get(0, 2), get(0, 3))
         sqlstate = res.error_field(_PG_DIAG_SQLSTATE)
         if sqlstate and sqlstate.decode() == _PQ_STATEMENT_GONE:
-            conn._ledger_prepared = None
+            pg._ledger_lean_prepared = False
             if autocommit and attempt == 0:
                 continue
         _raise(conn, res)
