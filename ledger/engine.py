@@ -26,8 +26,8 @@ from ledger.types import AccountKey, JournalPhase, PostingLine, PostResult, Post
 DEFAULT_HOT_SHARDS = 16
 # Deadlock/serialization retries taken (outside transactions only); the tests assert none happen.
 # "lean": journals posted by ledger_post_one(); "lean_retry": its 'retry' answers (the tests check
-# that the state machine goes through both).
-stats = {"retries": 0, "lean": 0, "lean_retry": 0}
+# that the state machine goes through both); "direct": its calls through libpq (_execute_lean).
+stats = {"retries": 0, "lean": 0, "lean_retry": 0, "direct": 0}
 MAX_REFERENCE = 255
 
 
@@ -222,27 +222,165 @@ def _lean(item: Item) -> bool:
     return item.pending_id is None and not item.extra_accounts
 
 
+# The call as a named prepared statement for the direct path (placeholders $1..$15).
+_LEAN_STATEMENT = b"ledger_post_one_v1"
+_LEAN_PQ_SQL = (_SQL_LEAN.replace("%s", "${}").format(*range(1, 16))).encode()
+_PQ_TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK
+_PQ_IDLE, _PQ_INTRANS = 0, 2  # psycopg.pq.TransactionStatus
+_PQ_STATEMENT_GONE = "26000"  # invalid_sql_statement_name: our prepared statement was deallocated
+
+
+def _direct_ok(conn, pg) -> bool:
+    """Whether the call may bypass psycopg's cursor (see _execute_lean)."""
+    if conn.queries_logged or conn.execute_wrappers or pg.closed:
+        return False
+    state = pg.pgconn.transaction_status
+    # Inside a transaction psycopg has sent its BEGIN already; outside one, only in autocommit (the
+    # first statement of a non-autocommit transaction needs psycopg's BEGIN: its cursor sends it).
+    return state == _PQ_INTRANS or (state == _PQ_IDLE and pg.autocommit)
+
+
+def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
+    """ledger_post_one()'s one row: (status, journal id as text, account ids, hot flags as array text).
+
+    The direct path hands the call to libpq (`PQexecPrepared` on psycopg's connection, a statement
+    prepared once per connection, text parameters and results): psycopg's cursor machinery (query
+    conversion, adapters, its non-blocking wait loop, row building) cost the client more CPU than
+    the database call itself, and the prepared statement spares the backend the parse and plan of
+    the call. It is taken only where it changes nothing else: nothing observes the queries (else
+    Django's cursor, so DEBUG, assertNumQueries and execute wrappers see the call), and the
+    connection is in autocommit or already inside a transaction (psycopg has sent its BEGIN).
+    Errors come back as psycopg's exceptions wrapped by Django's, as through a cursor. Should the
+    statement have been deallocated on this connection (DEALLOCATE ALL, DISCARD ALL), an autocommit
+    call prepares it again and retries; inside a transaction the error is raised (the transaction is
+    aborted by then), and the next call prepares it again. `direct=False` (a parameter holds a NUL,
+    which libpq's C strings would cut short and psycopg refuses) takes psycopg's cursor."""
+    if conn.connection is None:
+        conn.ensure_connection()
+    pg = conn.connection
+    if conn.needs_rollback:
+        conn.validate_no_broken_transaction()
+    if not (direct and _direct_ok(conn, pg)):
+        row = _execute(conn, _SQL_LEAN, params)
+        return (row[0], row[1], row[2], row[3])
+    import psycopg
+
+    pgconn = pg.pgconn
+    values = [None if p is None else p.encode() for p in params]
+    for attempt in (0, 1):
+        try:  # libpq failing outright (a lost connection): psycopg's error, wrapped by Django's
+            # the mark lives on psycopg's connection, as the statement does (a pool hands the same
+            # connection to other Django connection wrappers)
+            if not getattr(pg, "_ledger_lean_prepared", False):
+                res = pgconn.prepare(_LEAN_STATEMENT, _LEAN_PQ_SQL)
+                if res.status != 1:  # COMMAND_OK
+                    _raise(conn, res)
+                pg._ledger_lean_prepared = True
+            autocommit = pgconn.transaction_status == _PQ_IDLE
+            res = pgconn.exec_prepared(_LEAN_STATEMENT, values)
+        except psycopg.Error:
+            with conn.wrap_database_errors:
+                raise
+        if res.status == _PQ_TUPLES_OK:
+            stats["direct"] += 1
+            get = res.get_value
+            return (get(0, 0).decode(), get(0, 1), get(0, 2), get(0, 3))
+        sqlstate = res.error_field(_PG_DIAG_SQLSTATE)
+        if sqlstate and sqlstate.decode() == _PQ_STATEMENT_GONE:
+            pg._ledger_lean_prepared = False
+            if autocommit and attempt == 0:
+                continue
+        _raise(conn, res)
+    raise AssertionError("unreachable")
+
+
+_PG_DIAG_SQLSTATE = ord("C")
+_PQ_BAD = 1  # psycopg.pq.ConnStatus.BAD
+
+
+def _raise(conn, res) -> None:
+    """Raise a failed libpq result as psycopg does, wrapped by Django (its error classes, the
+    connection marked for a health check when the error is not a data error)."""
+    import psycopg
+
+    encoding = conn.connection.info.encoding
+    if res.error_field(_PG_DIAG_SQLSTATE) is None and conn.connection.pgconn.status == _PQ_BAD:
+        # the connection is lost: psycopg's cursor raises OperationalError (no server error state)
+        exc = psycopg.OperationalError(res.get_error_message(encoding))
+    else:
+        exc = psycopg.errors.error_from_result(res, encoding=encoding)
+    with conn.wrap_database_errors:
+        raise exc
+
+
+def _array_ints(text) -> list:
+    """A bigint[] or boolean[] result in text (`{1,NULL}`, `{t,f}`) as Python values."""
+    if text is None:
+        return []
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode()
+    out: list = []
+    for v in text[1:-1].split(","):
+        if v == "NULL" or v == "":
+            out.append(None)
+        elif v == "t":
+            out.append(True)
+        elif v == "f":
+            out.append(False)
+        else:
+            out.append(int(v))
+    return out
+
+
+# AccountKey -> its owner, code and currency as array-literal elements (quoted once per process).
+_KEY_TEXT: dict[AccountKey, tuple[str, str, str]] = {}
+_STATUS = {status.value: status for status in PostStatus}
+
+
+def _key_text(key: AccountKey) -> tuple[str, str, str]:
+    text = _KEY_TEXT.get(key)
+    if text is None:
+        if len(_KEY_TEXT) >= _ACCOUNT_IDS_MAX:
+            _KEY_TEXT.clear()
+        text = _KEY_TEXT[key] = (
+            _text_array([key.owner])[1:-1],
+            _text_array([key.code])[1:-1],
+            _text_array([key.currency])[1:-1],
+        )
+    return text
+
+
 def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
     """Post one journal through ledger_post_one(); None when the function answers 'retry'."""
-    keys = sorted({line.account for line in item.lines})
+    lines = item.lines
+    keys = sorted({line.account for line in lines})
     index = {key: i for i, key in enumerate(keys, 1)}
     known = [_ACCOUNT_IDS.get(k) for k in keys]
+    texts = [_key_text(k) for k in keys]
+    expires = item.expires_at
+    owners = ",".join([t[0] for t in texts])
+    codes = ",".join([t[1] for t in texts])
+    kind = str(item.kind)
     params = [
-        *_account_params(tuple(keys))[:3],  # owners, codes, currencies
-        _int_array(k[0] if k else None for k in known),
-        "{" + ",".join("NULL" if k is None else ("t" if k[1] else "f") for k in known) + "}",
-        _int_array(index[line.account] for line in item.lines),
-        _int_array(line.amount for line in item.lines),
+        "{" + owners + "}",
+        "{" + codes + "}",
+        "{" + ",".join([t[2] for t in texts]) + "}",
+        "{" + ",".join(["NULL" if k is None else str(k[0]) for k in known]) + "}",
+        "{" + ",".join(["NULL" if k is None else ("t" if k[1] else "f") for k in known]) + "}",
+        "{" + ",".join([str(index[line.account]) for line in lines]) + "}",
+        "{" + ",".join([str(line.amount) for line in lines]) + "}",
         item.reference,
-        str(item.kind),
+        kind,
         item.memo,
         json.dumps(item.metadata) if item.metadata else "{}",
-        item.occurred_at,
-        int(item.phase),
-        item.reverses_id,
-        item.expires_at,
+        item.occurred_at.isoformat(),
+        str(int(item.phase)),
+        None if item.reverses_id is None else str(item.reverses_id),
+        None if expires is None else expires.isoformat(),
     ]
-    status, journal_id, ids, hot = _execute(conn, _SQL_LEAN, params)
+    # (json.dumps escapes a NUL; every other free text is here)
+    direct = "\x00" not in item.reference + kind + item.memo + owners + codes
+    status, journal_id, ids, hot = _execute_lean(conn, params, direct)
     if status == "retry":
         stats["lean_retry"] += 1
         for key in keys:
@@ -252,10 +390,12 @@ def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
     if None in known:
         if len(_ACCOUNT_IDS) >= _ACCOUNT_IDS_MAX:
             _ACCOUNT_IDS.clear()
+        if not isinstance(ids, list):
+            ids, hot = _array_ints(ids), _array_ints(hot)
         for key, k, account_id, is_hot in zip(keys, known, ids, hot, strict=True):
             if k is None:
                 _ACCOUNT_IDS[key] = (account_id, is_hot)
-    return [PostResult(0, PostStatus(status), journal_id, item.reference)]
+    return [PostResult(0, _STATUS[status], None if journal_id is None else int(journal_id), item.reference)]
 
 
 def _post_pg(conn, items: Sequence[Item], *, atomic: bool) -> list[PostResult]:

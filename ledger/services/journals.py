@@ -60,16 +60,15 @@ def journal_post(
     """Post one balanced journal. Idempotent on `reference`: the same lines again return the first
     journal (status `exists`); other lines raise JournalReferenceConflictError; a limit breach raises
     LimitExceededError. Returns the result value (journal id, created or exists)."""
+    # The engine's item directly (what _item() would build from a JournalRequest): the hot path.
     return _one(
-        _item(
-            JournalRequest(
-                reference=reference,
-                lines=tuple(lines),
-                occurred_at=occurred_at,
-                memo=memo,
-                kind=kind,
-                metadata=dict(metadata or {}),
-            )
+        engine.Item(
+            reference=reference,
+            kind=kind,
+            lines=tuple(lines),
+            occurred_at=occurred_at,
+            memo=memo,
+            metadata=dict(metadata) if metadata else {},
         )
     )
 
