@@ -17,22 +17,19 @@ from django.db import migrations
 COLUMNS = (("row_key", "varchar(200)"), ("object_id", "varchar(40)"))
 
 
-def bytewise(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for column, kind in COLUMNS:
-        schema_editor.execute(
-            f'ALTER TABLE reconciliation_statementline ALTER COLUMN {column} TYPE {kind} COLLATE "C"'
-        )
+def _collate(collation: str):
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        for column, kind in COLUMNS:
+            schema_editor.execute(
+                f'ALTER TABLE reconciliation_statementline ALTER COLUMN {column} TYPE {kind} COLLATE "{collation}"'
+            )
+
+    return run
 
 
-def by_locale(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for column, kind in COLUMNS:
-        schema_editor.execute(
-            f'ALTER TABLE reconciliation_statementline ALTER COLUMN {column} TYPE {kind} COLLATE "default"'
-        )
+bytewise, by_locale = _collate("C"), _collate("default")
 
 
 class Migration(migrations.Migration):
