@@ -148,7 +148,10 @@ class _LockSelect:
             self.parts.append((model, field, setter, [f.attname for f in fields], converters))
         table = qn(payment.db_table)
         # identifiers from the models' metadata; the id is a parameter
-        self.sql = f"SELECT {', '.join(columns)} FROM {table} {' '.join(joins)} WHERE {where} FOR UPDATE OF {table}"  # noqa: S608
+        # as Django's select_for_update: a backend without row locks (SQLite, whose writers take
+        # the whole database: the embedded default) gets the plain SELECT
+        lock = f" FOR UPDATE OF {table}" if connection.features.has_select_for_update_of else ""
+        self.sql = f"SELECT {', '.join(columns)} FROM {table} {' '.join(joins)} WHERE {where}{lock}"  # noqa: S608
 
     def fetch(self, using: str, connection, param: str):
         from payments.models import Payment
