@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
+from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus, TransactionStatus
 
 from ledger.errors import AccountNotFoundError, InvalidPostingError, UnbalancedJournalError
 from ledger.types import AccountKey, JournalPhase, PostingLine, PostResult, PostStatus, chart_spec
@@ -166,8 +168,6 @@ def _raw_cursor(conn):
     """A psycopg cursor kept per connection, binding server-side (the call's parameters travel as
     bound values; Django's default cursor binds client-side). Not closed: reused by the next
     posting on this connection."""
-    import psycopg
-
     raw = getattr(conn, "_ledger_cursor", None)
     if raw is None or raw.closed or raw.connection is not conn.connection:
         raw = psycopg.Cursor(conn.connection)
@@ -225,8 +225,6 @@ def _lean(item: Item) -> bool:
 # The call as a named prepared statement for the direct path (placeholders $1..$15).
 _LEAN_STATEMENT = b"ledger_post_one_v1"
 _LEAN_PQ_SQL = (_SQL_LEAN.replace("%s", "${}").format(*range(1, 16))).encode()
-_PQ_TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK
-_PQ_IDLE, _PQ_INTRANS = 0, 2  # psycopg.pq.TransactionStatus
 _PQ_STATEMENT_GONE = "26000"  # invalid_sql_statement_name: our prepared statement was deallocated
 
 
@@ -237,7 +235,7 @@ def _direct_ok(conn, pg) -> bool:
     state = pg.pgconn.transaction_status
     # Inside a transaction psycopg has sent its BEGIN already; outside one, only in autocommit (the
     # first statement of a non-autocommit transaction needs psycopg's BEGIN: its cursor sends it).
-    return state == _PQ_INTRANS or (state == _PQ_IDLE and pg.autocommit)
+    return state == TransactionStatus.INTRANS or (state == TransactionStatus.IDLE and pg.autocommit)
 
 
 def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
@@ -263,8 +261,6 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
     if not (direct and _direct_ok(conn, pg)):
         row = _execute(conn, _SQL_LEAN, params)
         return (row[0], row[1], row[2], row[3])
-    import psycopg
-
     pgconn = pg.pgconn
     values = [None if p is None else p.encode() for p in params]
     for attempt in (0, 1):
@@ -273,19 +269,19 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
             # connection to other Django connection wrappers)
             if not getattr(pg, "_ledger_lean_prepared", False):
                 res = pgconn.prepare(_LEAN_STATEMENT, _LEAN_PQ_SQL)
-                if res.status != 1:  # COMMAND_OK
+                if res.status != ExecStatus.COMMAND_OK:
                     _raise(conn, res)
                 pg._ledger_lean_prepared = True
-            autocommit = pgconn.transaction_status == _PQ_IDLE
+            autocommit = pgconn.transaction_status == TransactionStatus.IDLE
             res = pgconn.exec_prepared(_LEAN_STATEMENT, values)
         except psycopg.Error:
             with conn.wrap_database_errors:
                 raise
-        if res.status == _PQ_TUPLES_OK:
+        if res.status == ExecStatus.TUPLES_OK:
             stats["direct"] += 1
             get = res.get_value
             return (get(0, 0).decode(), get(0, 1), get(0, 2), get(0, 3))
-        sqlstate = res.error_field(_PG_DIAG_SQLSTATE)
+        sqlstate = res.error_field(DiagnosticField.SQLSTATE)
         if sqlstate and sqlstate.decode() == _PQ_STATEMENT_GONE:
             pg._ledger_lean_prepared = False
             if autocommit and attempt == 0:
@@ -294,17 +290,11 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
     raise AssertionError("unreachable")
 
 
-_PG_DIAG_SQLSTATE = ord("C")
-_PQ_BAD = 1  # psycopg.pq.ConnStatus.BAD
-
-
 def _raise(conn, res) -> None:
     """Raise a failed libpq result as psycopg does, wrapped by Django (its error classes, the
     connection marked for a health check when the error is not a data error)."""
-    import psycopg
-
     encoding = conn.connection.info.encoding
-    if res.error_field(_PG_DIAG_SQLSTATE) is None and conn.connection.pgconn.status == _PQ_BAD:
+    if res.error_field(DiagnosticField.SQLSTATE) is None and conn.connection.pgconn.status == ConnStatus.BAD:
         # the connection is lost: psycopg's cursor raises OperationalError (no server error state)
         exc = psycopg.OperationalError(res.get_error_message(encoding))
     else:
@@ -313,7 +303,7 @@ def _raise(conn, res) -> None:
         raise exc
 
 
-def _array_ints(text) -> list:
+def _array_values(text) -> list:
     """A bigint[] or boolean[] result in text (`{1,NULL}`, `{t,f}`) as Python values."""
     if text is None:
         return []
@@ -391,7 +381,7 @@ def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
         if len(_ACCOUNT_IDS) >= _ACCOUNT_IDS_MAX:
             _ACCOUNT_IDS.clear()
         if not isinstance(ids, list):
-            ids, hot = _array_ints(ids), _array_ints(hot)
+            ids, hot = _array_values(ids), _array_values(hot)
         for key, k, account_id, is_hot in zip(keys, known, ids, hot, strict=True):
             if k is None:
                 _ACCOUNT_IDS[key] = (account_id, is_hot)
