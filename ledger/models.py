@@ -146,11 +146,11 @@ class Entry(models.Model):
     """One leg of a journal on one account: signed amount, the account's balance and version after it."""
 
     id = models.BigAutoField(primary_key=True)
-    # The journal's existence is checked by the deferred balance trigger (journals are never
-    # deleted), which spares a second deferred RI check and its row lock per entry.
+    # The journal's existence is checked with its balance (statement trigger ledger_entry_checked and,
+    # when needed, at commit; journals are never deleted): no RI check and row lock per entry.
     journal = models.ForeignKey(Journal, on_delete=models.PROTECT, related_name="entries", db_constraint=False)
-    # Indexed by (account, version) and checked by the composite foreign key (account_id, currency)
-    # -> account (id, currency) added in migration 0002; Django's own index and FK would be redundant.
+    # Indexed by (account, version); account and currency are checked once per INSERT statement by the
+    # trigger ledger_entry_checked (migration 0005; it replaced the composite foreign key of 0002).
     account = models.ForeignKey(
         Account, on_delete=models.PROTECT, related_name="entries", db_index=False, db_constraint=False
     )

@@ -13,3 +13,14 @@ def reload_postgresql_functions(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         sql = (SQL_DIR / "postgresql.sql").read_text()
         schema_editor.execute(sql[sql.index(FUNCTIONS_MARKER) :], params=None)
+
+
+INVARIANTS_MARKER = "-- 1. and 2."
+
+
+def reload_postgresql_invariants(apps, schema_editor):
+    """Re-run sections 1-3 of ledger/sql/postgresql.sql (the invariants: idempotent DROP IF EXISTS /
+    CREATE OR REPLACE / CREATE TABLE IF NOT EXISTS; nothing in them re-validates existing rows)."""
+    if schema_editor.connection.vendor == "postgresql":
+        sql = (SQL_DIR / "postgresql.sql").read_text()
+        schema_editor.execute(sql[sql.index(INVARIANTS_MARKER) : sql.index(FUNCTIONS_MARKER)], params=None)

@@ -1,13 +1,58 @@
 -- Ledger invariants and the posting function, PostgreSQL.
 -- Loaded by migration 0002 (vendor-checked). Idempotent: CREATE OR REPLACE / DROP IF EXISTS.
 
--- 1. An entry's currency is its account's currency (composite foreign key).
-ALTER TABLE ledger_entry DROP CONSTRAINT IF EXISTS ledger_entry_account_currency_fk;
-ALTER TABLE ledger_entry ADD CONSTRAINT ledger_entry_account_currency_fk
-    FOREIGN KEY (account_id, currency) REFERENCES ledger_account (id, currency);
+-- 1. and 2. (migration 0005, docs/decisions/ledger-lean-single-journal.md "Session 6"): checked once
+--    per INSERT statement on ledger_entry, not once per entry row.
+--
+-- 1. An entry's currency is its account's (and the account exists): checked at the end of every
+--    statement that inserts entries, over all its rows (a statement trigger with a transition table).
+--    This replaced the composite foreign key (account_id, currency) -> ledger_account (id, currency),
+--    whose check ran one query per entry; an account's id and currency never change and accounts are
+--    never deleted (the guard triggers below), which is all that key's referenced side protected.
+--
+-- 2. A journal's entries sum to zero per currency, checked at commit, and the journal exists.
+--    The same statement trigger looks at each journal the statement gave entries to: a journal that
+--    exists and balances (all its visible entries, the statement's own included) needs nothing more;
+--    any other (unbalanced so far, or no journal yet) gets a row in ledger_journal_check, whose
+--    deferred constraint trigger checks that journal again at COMMIT (or SET CONSTRAINTS ...
+--    IMMEDIATE). Entries are append-only, so a journal's entries change only through INSERT
+--    statements, each of which runs this trigger: if the last statement of a transaction that gave a
+--    journal entries (and was not rolled back) saw it balanced, it is balanced at commit; if it saw
+--    it unbalanced, its check row (inserted in the same (sub)transaction) survives to commit.
+--    A journal's entries may still arrive over several statements, before or after its row.
+CREATE TABLE IF NOT EXISTS ledger_journal_check (journal_id bigint NOT NULL);
 
--- 2. A journal's entries sum to zero per currency, checked at commit (hordak's approach);
---    the same deferred check makes sure the journal exists (in place of a foreign key).
+CREATE OR REPLACE FUNCTION ledger_check_entries() RETURNS trigger LANGUAGE plpgsql
+-- Never JIT: the planner's estimates for a transition table are guesses, and compiling a plan for a
+-- 2-row statement costs milliseconds.
+SET jit = off
+AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT n.id, n.account_id, n.currency, a.currency AS account_currency INTO bad
+      FROM ledger_new_entries n LEFT JOIN ledger_account a ON a.id = n.account_id
+     WHERE a.currency IS DISTINCT FROM n.currency
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'ledger: entry % of account % is in %, the account in %', bad.id, bad.account_id,
+            bad.currency, coalesce(bad.account_currency, '(no such account)')
+            USING ERRCODE = '23503', CONSTRAINT = 'ledger_entry_account_currency';
+    END IF;
+    INSERT INTO ledger_journal_check (journal_id)
+    SELECT d.journal_id
+      FROM (SELECT DISTINCT n.journal_id FROM ledger_new_entries n) d
+     WHERE NOT EXISTS (SELECT 1 FROM ledger_journal j WHERE j.id = d.journal_id)
+        OR EXISTS (SELECT 1 FROM ledger_entry e WHERE e.journal_id = d.journal_id
+                    GROUP BY e.currency HAVING sum(e.amount) <> 0);
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS ledger_entry_checked ON ledger_entry;
+CREATE TRIGGER ledger_entry_checked AFTER INSERT ON ledger_entry
+    REFERENCING NEW TABLE AS ledger_new_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_check_entries();
+
+-- The commit-time check of one journal (fires for each ledger_journal_check row, in order).
 CREATE OR REPLACE FUNCTION ledger_check_journal_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     has_journal boolean;
@@ -18,18 +63,25 @@ BEGIN
              GROUP BY currency HAVING sum(amount) <> 0 LIMIT 1)
       INTO has_journal, bad;
     IF NOT has_journal THEN
-        RAISE EXCEPTION 'ledger: entry % names no journal (%)', NEW.id, NEW.journal_id
+        RAISE EXCEPTION 'ledger: an entry names no journal (%)', NEW.journal_id
             USING ERRCODE = '23503', CONSTRAINT = 'ledger_entry_journal_exists';
     END IF;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'ledger: journal % does not balance in %', NEW.journal_id, bad
             USING ERRCODE = '23514', CONSTRAINT = 'ledger_journal_balanced';
     END IF;
+    -- checked: the row has done its work (a later statement that unbalances the journal again
+    -- inserts a new one)
+    DELETE FROM ledger_journal_check WHERE journal_id = NEW.journal_id;
     RETURN NULL;
 END $$;
-DROP TRIGGER IF EXISTS ledger_entry_balanced ON ledger_entry;
-CREATE CONSTRAINT TRIGGER ledger_entry_balanced AFTER INSERT ON ledger_entry
+DROP TRIGGER IF EXISTS ledger_journal_check_balanced ON ledger_journal_check;
+CREATE CONSTRAINT TRIGGER ledger_journal_check_balanced AFTER INSERT ON ledger_journal_check
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_check_journal_balanced();
+
+-- The per-entry forms they replace.
+DROP TRIGGER IF EXISTS ledger_entry_balanced ON ledger_entry;
+ALTER TABLE ledger_entry DROP CONSTRAINT IF EXISTS ledger_entry_account_currency_fk;
 
 -- 3. Journals and entries are append-only: no UPDATE, DELETE or TRUNCATE.
 --    (A superuser may TRUNCATE, as the test runner's flush does; a superuser can bypass any
@@ -63,8 +115,8 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         RAISE EXCEPTION 'ledger: accounts are never deleted' USING ERRCODE = '42501';
     END IF;
-    IF (NEW.owner, NEW.code, NEW.currency, NEW.type, NEW.hot, NEW.parent_id, NEW.shard)
-       IS DISTINCT FROM (OLD.owner, OLD.code, OLD.currency, OLD.type, OLD.hot, OLD.parent_id, OLD.shard) THEN
+    IF (NEW.id, NEW.owner, NEW.code, NEW.currency, NEW.type, NEW.hot, NEW.parent_id, NEW.shard)
+       IS DISTINCT FROM (OLD.id, OLD.owner, OLD.code, OLD.currency, OLD.type, OLD.hot, OLD.parent_id, OLD.shard) THEN
         RAISE EXCEPTION 'ledger: an account''s identity never changes' USING ERRCODE = '42501';
     END IF;
     RETURN NEW;
@@ -76,11 +128,12 @@ CREATE TRIGGER ledger_account_no_delete BEFORE DELETE ON ledger_account
 -- Only an UPDATE that names an identity column fires it (a column-list trigger): the projection
 -- updates of a posting (balance, pending, version) skip it without even compiling its WHEN clause,
 -- which cost ~10 % of a single posting's backend CPU. The WHEN clause spares PL/pgSQL when such an
--- UPDATE sets the same values. (See migration 0004, which replaces the older form.)
-CREATE TRIGGER ledger_account_guard BEFORE UPDATE OF owner, code, currency, type, hot, parent_id, shard
+-- UPDATE sets the same values. (See migrations 0004 and 0005, which replace the older forms.)
+-- The id too (migration 0005): entries name their account by id, and no foreign key holds it any more.
+CREATE TRIGGER ledger_account_guard BEFORE UPDATE OF id, owner, code, currency, type, hot, parent_id, shard
     ON ledger_account FOR EACH ROW
-    WHEN ((NEW.owner, NEW.code, NEW.currency, NEW.type, NEW.hot, NEW.parent_id, NEW.shard)
-          IS DISTINCT FROM (OLD.owner, OLD.code, OLD.currency, OLD.type, OLD.hot, OLD.parent_id, OLD.shard))
+    WHEN ((NEW.id, NEW.owner, NEW.code, NEW.currency, NEW.type, NEW.hot, NEW.parent_id, NEW.shard)
+          IS DISTINCT FROM (OLD.id, OLD.owner, OLD.code, OLD.currency, OLD.type, OLD.hot, OLD.parent_id, OLD.shard))
     EXECUTE FUNCTION ledger_account_guard();
 
 -- 4. The posting function: one call posts a batch of journals, one round trip.
