@@ -48,6 +48,7 @@ from reconciliation.models import (
 )
 from reconciliation.services.discrepancies import discrepancies_settled_resolve
 from reconciliation.services.report_copy import (
+    COPY_POSITION,
     RAW,
     STAGE_COLUMNS,
     STAGE_NAMES,
@@ -454,10 +455,17 @@ FROM ({_outcome_sql(src, duplicate=duplicate, kinds=kinds)}) m"""
                         if _seen_create(cursor, run, rows, source_params) else ", false AS seen_before")
             rebuild = _indexes_set_aside(cursor, incoming=run.rows_total)
             cursor.execute("SET LOCAL jit = off")  # compiling this plan costs more than it saves
-            # the lines' ids as one reserved block, numbered by the INSERT (no nextval() per line)
+            # the lines' ids as one reserved block, numbered by the INSERT (no nextval() per line):
+            # a file that was not staged by each row's position in its COPY (1..rows_total, no
+            # gaps); a staged one by row_number(), a window that spools every row it numbers
             reserved = max(run.rows_total, 1)
             first_id = _line_ids_reserve(cursor, reserved)
-            id_column, id_value = "id, ", f"{first_id - 1} + row_number() OVER (), "
+            id_column = "id, "
+            id_value = (
+                f"{first_id - 1} + row_number() OVER (), " if source is None
+                # beyond the block: no id, the INSERT fails (never: the COPY holds rows_total rows)
+                else f"{first_id - 1} + CASE WHEN m.{COPY_POSITION} <= {reserved} THEN m.{COPY_POSITION} END, "
+            )
             # the counts come from the INSERT itself (no second scan of a million new lines), from
             # a narrow RETURNING (the journal reference is derived): a million rows stay in memory
             cursor.execute(
