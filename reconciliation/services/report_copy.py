@@ -34,6 +34,9 @@ from psp_adapters.port import (
 )
 
 RAW = "recon_raw"  # TEMP: connection-private, no WAL
+# a clean file's `source` also names each row's position in the COPY (1, 2, ... in file order, no
+# gaps: the identity column of the COPY's table), so the match numbers the lines' ids without a window
+COPY_POSITION = "copy_position"
 COPY_BYTES = 8 << 20  # one COPY (and one progress commit) per ~8 MB of lines
 _WS = "chr(32) || chr(9) || chr(11) || chr(12)"  # what str.strip() removes inside a CSV field
 _TYPED = ("kind", "settled_on", "currency")  # judged per distinct value by the adapter's Python
@@ -181,7 +184,8 @@ def _source(cursor, *, psp: str, layout: SettlementCsvLayout, lines: int) -> Cop
     kind, kind_params = _mapped(c["kind"], judged["kind"])
     day, day_params = _mapped(c["settled_on"], judged["settled_on"], cast="::date")
     currency, currency_params = _mapped(c["currency"], judged["currency"])
-    source = f"""(SELECT r.n + %s AS line_number, %s || ':' || {kind} || ':' || {op_psp} AS row_key,
+    source = f"""(SELECT r.n AS {COPY_POSITION}, r.n + %s AS line_number,
+       %s || ':' || {kind} || ':' || {op_psp} AS row_key,
        {kind} AS kind, {c['reference']} AS reference, {c['psp_reference']} AS psp_reference,
        {_col(layout, 'operation_reference')} AS operation_reference,
        {_col(layout, 'operation_psp_reference')} AS operation_psp_reference,

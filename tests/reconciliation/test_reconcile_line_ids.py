@@ -1,12 +1,14 @@
 """The lines of an import take their ids as one block reserved from the lines' id sequence (no
-nextval() per line), numbered by the INSERT; concurrent imports get blocks of their own."""
+nextval() per line), numbered by the INSERT (a clean file by each row's position in its COPY, a
+staged one by row_number()); concurrent imports get blocks of their own."""
 
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from reconciliation.models import StatementLine
+from reconciliation.services import reconcile as reconcile_module
 from reconciliation.services import reconcile_import
 from tests.helpers import race
 from tests.reconciliation.test_reconcile_copy import alpha_file, row
@@ -27,7 +29,7 @@ def test_an_imports_lines_are_one_block_of_ids_without_a_nextval_per_line(day, s
     got = ids(result.run_id)
     assert got == list(range(got[0], got[0] + 5))
     insert = [s for s in statements if "INSERT INTO reconciliation_statementline" in s]
-    assert insert and all("row_number() OVER ()" in s for s in insert)
+    assert insert and not any("nextval" in s for s in insert)
     # the sequence has moved past the block: the next line (ORM, any import) takes a new id
     line = StatementLine.objects.get(run_id=result.run_id, line_number=2)
     line.pk, line.row_key, line.line_number = None, "alpha:capture:other", 99
@@ -59,3 +61,40 @@ def test_concurrent_imports_take_blocks_of_their_own(day):
     with connection.cursor() as cursor:
         cursor.execute("SELECT last_value FROM reconciliation_statementline_id_seq")
         assert cursor.fetchone()[0] >= max(max(b) for b in blocks)
+
+
+def test_a_clean_files_ids_follow_its_lines_without_a_window(day, statements):
+    # the file is not staged: each line's id is its row's position in the COPY, counted from the
+    # block's first id (row_number() spools every row of a million-line INSERT into a tuplestore)
+    result = reconcile_import(psp="alpha", raw=alpha_file(*rows(4)))
+    lines = list(StatementLine.objects.filter(run_id=result.run_id).values_list("line_number", "id"))
+    first = min(i for _, i in lines)
+    assert sorted(lines) == [(n, first + n - 2) for n in range(2, 6)]
+    insert = [s for s in statements if "INSERT INTO reconciliation_statementline" in s]
+    assert insert and not any("OVER ()" in s for s in insert)
+
+
+def test_a_staged_files_ids_are_one_block_numbered_by_row_number(day, statements):
+    # a bad amount stages the file (its line listed): the staged rows are numbered by row_number()
+    bad = row(ref="att_z", op="op_z", gross="12x")
+    result = reconcile_import(psp="alpha", raw=alpha_file(*rows(2), bad, *rows(2, start=5)))
+    assert result.row_error_count == 1 and result.rows == 4
+    got = ids(result.run_id)
+    assert got == list(range(got[0], got[0] + 4))
+    assert any("row_number() OVER ()" in s for s in statements if "INSERT INTO reconciliation_statementline" in s)
+
+
+def test_a_copy_position_beyond_the_reserved_block_fails_the_match(day, monkeypatch):
+    # never in practice (the COPY holds rows_total rows): a row numbered past the block would take
+    # another import's id, so the INSERT gives it none and fails instead
+    copy_staged = reconcile_module._copy_staged
+
+    def undercount(run, parsed):
+        copy_staged(run, parsed)
+        run.rows_total = parsed.rows - 1
+        run.save(update_fields=["rows_total"])
+
+    monkeypatch.setattr(reconcile_module, "_copy_staged", undercount)
+    with pytest.raises(IntegrityError):
+        reconcile_import(psp="alpha", raw=alpha_file(*rows(3)))
+    assert not StatementLine.objects.exists()
