@@ -1,7 +1,8 @@
 """Where one `POST /v1/payments` spends its time, in process (no gunicorn, no load generator):
 `python -m bench.payments.profile [--payments 200] [--cprofile out.prof]`.
 
-Starts the alpha sandbox on loopback, re-creates its own database (payera_bench_profile),
+Starts the alpha sandbox on loopback, re-creates its own database (payera_bench_profile, or
+$PAYERA_BENCH_DB; Redis db 9 or $PAYERA_BENCH_REDIS_URL),
 then sends the bench's payment (automatic capture, card 4242…, a fresh Idempotency-Key)
 through Django's test client and prints, per payment: SQL queries, transactions committed,
 wall and CPU milliseconds (this process: Django/DRF/FSM and the client side of the PSP call).
@@ -24,7 +25,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DB = "payera_bench_profile"
+DB = os.environ.get("PAYERA_BENCH_DB", "payera_bench_profile")
+REDIS_URL = os.environ.get("PAYERA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
 
 
@@ -43,7 +45,7 @@ def main() -> int:
         psql(f"DROP DATABASE IF EXISTS {DB}")
         psql(f"CREATE DATABASE {DB}")
     os.environ.update({
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}", "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}", "REDIS_URL": REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "bench.payments.settings", "SECRETS_BACKEND": "local", "LOG_LEVEL": "WARNING",
         "API_RATE_LIMIT": "1000000/s", "PAYERA_VAR_DIR": str(tmp), "SANDBOX_DATA_DIR": str(tmp / "sandbox"),
         "SANDBOX_ALPHA_API_KEY": "alpha_bench_" + uuid.uuid4().hex, "SANDBOX_ALPHA_WEBHOOK_SECRET": "whsec_bench",
