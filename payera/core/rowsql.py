@@ -16,6 +16,38 @@ from __future__ import annotations
 from django.db import connections, router, transaction
 
 
+def _text_field_classes() -> frozenset:
+    from django.db import models
+    from django_fsm import FSMField
+
+    # these classes' get_db_prep_save returns a str or None unchanged (CharField.to_python); a
+    # subclass (e.g. an encrypting field) may not: exact classes only
+    return frozenset({models.CharField, models.TextField, models.SlugField, models.EmailField, models.URLField,
+                      FSMField})
+
+
+_TEXT_FIELDS: frozenset | None = None
+
+
+def db_prep_save(field):
+    """`field.get_db_prep_save`, or for a plain text field a function that hands a str or None back
+    as it is (what Django's chain of get_db_prep_save → get_prep_value → to_python returns for them)
+    and anything else to Django's."""
+    global _TEXT_FIELDS
+    if _TEXT_FIELDS is None:
+        _TEXT_FIELDS = _text_field_classes()
+    slow = field.get_db_prep_save
+    if type(field) not in _TEXT_FIELDS:
+        return slow
+
+    def prep(value, connection):
+        if value is None or type(value) is str:
+            return value
+        return slow(value, connection)
+
+    return prep
+
+
 class RowStatements:
     """One model's statements on one connection, built on first use."""
 
@@ -26,6 +58,7 @@ class RowStatements:
         self.fields = list(meta.concrete_fields)
         self.pk = meta.pk
         self.by_attname = {f.attname: f for f in self.fields}
+        self.prep = {f.attname: db_prep_save(f) for f in self.fields}  # attname -> get_db_prep_save
         self.table = qn(meta.db_table)
         self.insert = self._insert_sql(self.fields, 1, "")
         self.exists = f"SELECT 1 FROM {self.table} WHERE {qn(self.pk.column)} = %s"  # noqa: S608
@@ -95,7 +128,8 @@ def rows_insert(objs: list) -> list:
         values = [f.pre_save(obj, True) for f in fields]
         if any(hasattr(v, "resolve_expression") for v in values):
             return model.objects.bulk_create(objs)
-        params.extend(f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True))
+        prep = stmts.prep
+        params.extend(prep[f.attname](v, connection) for f, v in zip(fields, values, strict=True))
     with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
         cursor.execute(sql, params)
         if stmts.pk.db_returning:

@@ -82,3 +82,37 @@ def test_a_template_it_cannot_reuse_exactly_is_refused(build):
     arity = 1
     with pytest.raises(ValueError):
         PrecompiledSelect(build, arity, "default")
+
+
+def test_the_text_field_shortcut_hands_back_what_django_would():
+    from django.db import connection, models
+
+    from payera.audit.models import AuditLogEntry
+    from payera.core.rowsql import db_prep_save
+    from payera.events.models import Event
+    from payera.idempotency.models import IdempotencyKey
+    from payments.models import Capture, Payment, PaymentAttempt, PaymentEvent, PaymentMethod
+
+    class Lazy:
+        def __str__(self):
+            return "lazy"
+
+    checked = 0
+    for model in (Payment, PaymentMethod, PaymentAttempt, Capture, PaymentEvent, Event, AuditLogEntry, IdempotencyKey):
+        for field in model._meta.concrete_fields:
+            prep = db_prep_save(field)
+            if not isinstance(field, models.CharField | models.TextField):
+                assert prep == field.get_db_prep_save
+                continue
+            for value in (None, "", "abc", "pay_123", Lazy()):
+                if value is None and not field.null:
+                    continue
+                ours, django = prep(value, connection), field.get_db_prep_save(value, connection)
+                assert ours == django and type(ours) is type(django), (model, field.name, value)
+                checked += 1
+
+    class Subclass(models.CharField):
+        pass
+
+    assert db_prep_save(Subclass(max_length=3)).__self__ is not None  # Django's own, bound
+    assert checked > 50
