@@ -8,7 +8,10 @@ metadata — identifiers quoted by the connection, every value a parameter — a
   (`payments.rowsql.PrecompiledSaveMixin` runs them inside `save()`);
 - `rows_insert(objs)`: `bulk_create(objs)` as one `INSERT … VALUES (…), (…) [RETURNING id]`, for
   the batches a recording transaction writes (its PaymentEvents, outbox events, audit entries).
-Values go through each field's `pre_save` and `get_db_prep_save`, as Django's own compilers do.
+- `precompiled_select(model, build, *values)`: a queryset's SELECT (Django's own statement) compiled
+  once and run with new values, the instances built as Django builds them — no caching of rows.
+Values go through each field's `pre_save` and `get_db_prep_save`, as Django's own compilers do
+(`db_prep_save`: a plain text field's str or None as it is, which is what that chain returns).
 """
 
 from __future__ import annotations
