@@ -77,8 +77,8 @@ class PrecompiledSaveMixin:
         states = _state_fields(model)
         with transaction.mark_for_rollback_on_error(db), connection.cursor() as cursor:
             if not insert:
-                params = [stmts.by_attname[a].get_db_prep_save(stmts.by_attname[a].pre_save(self, False), connection)
-                          for a in columns]
+                prep, by_attname = stmts.prep, stmts.by_attname
+                params = [prep[a](by_attname[a].pre_save(self, False), connection) for a in columns]
                 params.append(stmts.pk.get_db_prep_save(self.pk, connection))
                 if states:  # django-fsm's guard: the row is still in the state the instance was read in
                     initial = self._ConcurrentTransitionMixin__initial_states
@@ -94,7 +94,8 @@ class PrecompiledSaveMixin:
                         raise DatabaseError("Save with update_fields did not affect any rows.")
                     created = True
             if created:
-                cursor.execute(stmts.insert, [f.get_db_prep_save(f.pre_save(self, True), connection)
+                prep = stmts.prep
+                cursor.execute(stmts.insert, [prep[f.attname](f.pre_save(self, True), connection)
                                               for f in stmts.fields])
         self._state.db = db
         self._state.adding = False

@@ -8,7 +8,8 @@ loopback (a real HTTP PSP in its own process):
   + PostgreSQL on this machine;
 - alpha's own authorize, called directly with the same concurrency: its p50/p99 (PSP time);
 then the ratios and the gateway overhead (p50 of POST /v1/payments minus alpha's p50).
-Uses its own database (payera_bench_payments, re-created) and Redis db 9.
+Uses its own database (payera_bench_payments, re-created) and Redis db 9 (environment
+PAYERA_BENCH_DB and PAYERA_BENCH_REDIS_URL choose others: several people on one machine).
 
 The machine is shared: each phase reports the load average while it ran and gunicorn's own CPU
 time per answered request (`server_cpu_ms_per_req`, from /proc: independent of what else runs);
@@ -32,7 +33,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-DB = "payera_bench_payments"
+DB = os.environ.get("PAYERA_BENCH_DB", "payera_bench_payments")
+REDIS_URL = os.environ.get("PAYERA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
 
 
@@ -139,7 +141,7 @@ def main() -> int:
     psql(f"CREATE DATABASE {DB}")
     env = dict(os.environ)
     env.update({
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}", "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}", "REDIS_URL": REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "bench.payments.settings", "SECRETS_BACKEND": "local", "LOG_LEVEL": "WARNING",
         "API_RATE_LIMIT": "1000000/s", "PAYERA_VAR_DIR": str(tmp), "SANDBOX_DATA_DIR": str(tmp / "sandbox"),
         "SANDBOX_ALPHA_API_KEY": "alpha_bench_" + uuid.uuid4().hex, "SANDBOX_ALPHA_WEBHOOK_SECRET": "whsec_bench",

@@ -1,7 +1,8 @@
 """Where one `POST /v1/payments` spends its time, in process (no gunicorn, no load generator):
 `python -m bench.payments.profile [--payments 200] [--cprofile out.prof]`.
 
-Starts the alpha sandbox on loopback, re-creates its own database (payera_bench_profile),
+Starts the alpha sandbox on loopback, re-creates its own database (payera_bench_profile, or
+$PAYERA_BENCH_DB; Redis db 9 or $PAYERA_BENCH_REDIS_URL),
 then sends the bench's payment (automatic capture, card 4242…, a fresh Idempotency-Key)
 through Django's test client and prints, per payment: SQL queries, transactions committed,
 wall and CPU milliseconds (this process: Django/DRF/FSM and the client side of the PSP call).
@@ -24,7 +25,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DB = "payera_bench_profile"
+DB = os.environ.get("PAYERA_BENCH_DB", "payera_bench_profile")
+REDIS_URL = os.environ.get("PAYERA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
 
 
@@ -32,6 +34,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--payments", type=int, default=200)
     parser.add_argument("--cprofile", default="")
+    parser.add_argument("--cpu-clock", action="store_true",
+                        help="cProfile counts this process's CPU time (time.process_time), not wall time: "
+                             "waits on PostgreSQL and alpha drop out")
     parser.add_argument("--show-queries", action="store_true", help="print the SQL of the last payment")
     parser.add_argument("--keep-db", action="store_true", help="reuse the database (no re-create, no migrate)")
     opts = parser.parse_args()
@@ -43,7 +48,7 @@ def main() -> int:
         psql(f"DROP DATABASE IF EXISTS {DB}")
         psql(f"CREATE DATABASE {DB}")
     os.environ.update({
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}", "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}", "REDIS_URL": REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "bench.payments.settings", "SECRETS_BACKEND": "local", "LOG_LEVEL": "WARNING",
         "API_RATE_LIMIT": "1000000/s", "PAYERA_VAR_DIR": str(tmp), "SANDBOX_DATA_DIR": str(tmp / "sandbox"),
         "SANDBOX_ALPHA_API_KEY": "alpha_bench_" + uuid.uuid4().hex, "SANDBOX_ALPHA_WEBHOOK_SECRET": "whsec_bench",
@@ -109,7 +114,9 @@ def _run(opts) -> int:
             autocommitted[0] += 1
         return execute(sql, params, many, context)
 
-    profiler = cProfile.Profile() if opts.cprofile else None
+    profiler = None
+    if opts.cprofile:
+        profiler = cProfile.Profile(time.process_time) if opts.cpu_clock else cProfile.Profile()
     with CaptureQueriesContext(connection) as ctx, connection.execute_wrapper(count_autocommit):
         w0, c0 = time.perf_counter(), time.process_time()
         if profiler:

@@ -15,9 +15,10 @@ class AuditConfig(AppConfig):
         from django.db.models.signals import pre_save
         from guardian.models import GroupObjectPermission, UserObjectPermission
 
-        from payera.audit import receivers, registry
+        from payera.audit import diff, receivers, registry
         from payera.audit.models import AuditLogEntry
 
+        diff.install()  # auditlog's diff, same result, less work per entry (payera/audit/diff.py)
         pre_log.connect(receivers.remember_object, dispatch_uid="payera_audit_remember_object")
         pre_save.connect(receivers.fill_entry, sender=AuditLogEntry, dispatch_uid="payera_audit_fill_entry")
         user_login_failed.connect(receivers.staff_login_failed, dispatch_uid="payera_audit_login_failed")

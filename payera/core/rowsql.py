@@ -8,12 +8,47 @@ metadata — identifiers quoted by the connection, every value a parameter — a
   (`payments.rowsql.PrecompiledSaveMixin` runs them inside `save()`);
 - `rows_insert(objs)`: `bulk_create(objs)` as one `INSERT … VALUES (…), (…) [RETURNING id]`, for
   the batches a recording transaction writes (its PaymentEvents, outbox events, audit entries).
-Values go through each field's `pre_save` and `get_db_prep_save`, as Django's own compilers do.
+- `precompiled_select(model, build, *values)`: a queryset's SELECT (Django's own statement) compiled
+  once and run with new values, the instances built as Django builds them — no caching of rows.
+Values go through each field's `pre_save` and `get_db_prep_save`, as Django's own compilers do
+(`db_prep_save`: a plain text field's str or None as it is, which is what that chain returns).
 """
 
 from __future__ import annotations
 
 from django.db import connections, router, transaction
+
+
+def _text_field_classes() -> frozenset:
+    from django.db import models
+    from django_fsm import FSMField
+
+    # these classes' get_db_prep_save returns a str or None unchanged (CharField.to_python); a
+    # subclass (e.g. an encrypting field) may not: exact classes only
+    return frozenset({models.CharField, models.TextField, models.SlugField, models.EmailField, models.URLField,
+                      FSMField})
+
+
+_TEXT_FIELDS: frozenset | None = None
+
+
+def db_prep_save(field):
+    """`field.get_db_prep_save`, or for a plain text field a function that hands a str or None back
+    as it is (what Django's chain of get_db_prep_save → get_prep_value → to_python returns for them)
+    and anything else to Django's."""
+    global _TEXT_FIELDS
+    if _TEXT_FIELDS is None:
+        _TEXT_FIELDS = _text_field_classes()
+    slow = field.get_db_prep_save
+    if type(field) not in _TEXT_FIELDS:
+        return slow
+
+    def prep(value, connection):
+        if value is None or type(value) is str:
+            return value
+        return slow(value, connection)
+
+    return prep
 
 
 class RowStatements:
@@ -26,6 +61,7 @@ class RowStatements:
         self.fields = list(meta.concrete_fields)
         self.pk = meta.pk
         self.by_attname = {f.attname: f for f in self.fields}
+        self.prep = {f.attname: db_prep_save(f) for f in self.fields}  # attname -> get_db_prep_save
         self.table = qn(meta.db_table)
         self.insert = self._insert_sql(self.fields, 1, "")
         self.exists = f"SELECT 1 FROM {self.table} WHERE {qn(self.pk.column)} = %s"  # noqa: S608
@@ -95,7 +131,8 @@ def rows_insert(objs: list) -> list:
         values = [f.pre_save(obj, True) for f in fields]
         if any(hasattr(v, "resolve_expression") for v in values):
             return model.objects.bulk_create(objs)
-        params.extend(f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True))
+        prep = stmts.prep
+        params.extend(prep[f.attname](v, connection) for f, v in zip(fields, values, strict=True))
     with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
         cursor.execute(sql, params)
         if stmts.pk.db_returning:
@@ -105,3 +142,88 @@ def rows_insert(objs: list) -> list:
         obj._state.adding = False
         obj._state.db = using
     return objs
+
+
+class _Marker(str):
+    """A parameter's place in a compiled template (a str, so lookups on text columns keep it as is)."""
+
+    __slots__ = ()
+
+
+class PrecompiledSelect:
+    """A queryset's SELECT compiled once, run with new values: `qs.filter(...)` built and compiled
+    by Django on every call otherwise. The statement is Django's own (the template queryset
+    compiled with a marker in place of each value); the instances are built as Django's
+    ModelIterable builds them (`from_db` after each column's converters, select_related objects
+    through Django's RelatedPopulators). Only plain model querysets: no annotations, extra
+    selects, known related objects or prefetches (refused when the template is compiled)."""
+
+    def __init__(self, build, arity: int, using: str) -> None:
+        from django.db.models.query import ModelIterable, get_related_populators
+
+        markers = [_Marker(f"\x00rowsql-param-{i}\x00") for i in range(arity)]
+        qs = build(*markers)
+        if qs._iterable_class is not ModelIterable or qs._known_related_objects or qs._prefetch_related_lookups:
+            raise ValueError("PrecompiledSelect takes a plain model queryset")
+        compiler = qs.query.get_compiler(using=using)
+        sql, params = compiler.as_sql()
+        if compiler.annotation_col_map or compiler.has_extra_select:
+            raise ValueError("PrecompiledSelect takes no annotations or extra selects")
+        slots = []
+        for value in params:
+            if isinstance(value, _Marker):
+                slots.append(markers.index(value))
+            elif isinstance(value, str) and "\x00rowsql-param-" in value:  # transformed (e.g. LIKE)
+                raise ValueError("a value of a PrecompiledSelect must reach the statement unchanged")
+            else:
+                slots.append((value,))
+        if sorted(s for s in slots if isinstance(s, int)) != list(range(arity)):
+            raise ValueError("every value of a PrecompiledSelect must appear once in its statement")
+        self.sql, self.slots, self.using = sql, slots, using
+        select, klass_info = compiler.select, compiler.klass_info
+        self.model = klass_info["model"]
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        self.start, self.end = start, end
+        self.init_list = [f[0].target.attname for f in select[start:end]]
+        self.populators = get_related_populators(klass_info, select, using)
+        self.converters = list(compiler.get_converters([s[0] for s in select[: compiler.col_count]]).items())
+
+    def run(self, values) -> list:
+        connection = connections[self.using]
+        params = [values[s] if isinstance(s, int) else s[0] for s in self.slots]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            rows = cursor.fetchall()
+        objs = []
+        using, model, start, end, init_list = self.using, self.model, self.start, self.end, self.init_list
+        for row in rows:
+            if self.converters:
+                row = list(row)
+                for pos, (convs, expression) in self.converters:
+                    value = row[pos]
+                    for converter in convs:
+                        value = converter(value, expression, connection)
+                    row[pos] = value
+            obj = model.from_db(using, init_list, row[start:end])
+            for populator in self.populators:
+                populator.populate(row, obj)
+            objs.append(obj)
+        return objs
+
+
+_selects: dict[tuple, PrecompiledSelect] = {}
+
+
+def precompiled_select(model, build, *values: str) -> list:
+    """`list(build(*values))` — `build` returns a queryset of `model` — with the queryset compiled
+    once per database. `build` must be a module-level function whose queryset's shape does not
+    depend on the values, and each value (a str) must reach the statement as one parameter, e.g.
+    `filter(column=value)`; a value of another type runs `build` through the ORM."""
+    if any(type(v) is not str for v in values):  # None (IS NULL), numbers: not the template's shape
+        return list(build(*values))
+    using = router.db_for_read(model)
+    key = (build, using)
+    select = _selects.get(key)
+    if select is None:
+        select = _selects[key] = PrecompiledSelect(build, len(values), using)
+    return select.run(values)

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from payera.core.db import assert_no_transaction
 from payera.core.errors import IdempotencyError
+from payera.core.rowsql import row_statements
 from payera.idempotency.models import IdempotencyKey, IdempotencyState
 
 logger = logging.getLogger("payera.idempotency")
@@ -131,16 +132,23 @@ def idempotency_answer_record(obj: object) -> None:
 
 def _store_answer(claim: Claim, *, status: int, content_type: str, body: bytes, encrypted: bool,
                   overwrite: bool = False) -> int:
-    states = [IdempotencyState.IN_FLIGHT, IdempotencyState.COMPLETED] if overwrite else [IdempotencyState.IN_FLIGHT]
-    return IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state__in=states).update(
-        state=IdempotencyState.COMPLETED,
-        response_status=status,
-        response_content_type=content_type[:100],
-        response_body=body,
-        response_encrypted=encrypted,
-        completed_at=timezone.now(),
-        locked_until=None,
-    )
+    values = {"state": IdempotencyState.COMPLETED, "response_status": status,
+              "response_content_type": content_type[:100], "response_body": body, "response_encrypted": encrypted,
+              "completed_at": timezone.now(), "locked_until": None}
+    if overwrite:
+        states = [IdempotencyState.IN_FLIGHT, IdempotencyState.COMPLETED]
+        return IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state__in=states).update(**values)
+    # the answer of every POST: the same UPDATE as the ORM's above with one state (`state = %s`),
+    # its statement built once (payera.core.rowsql)
+    using = router.db_for_write(IdempotencyKey)
+    connection = connections[using]
+    stmts = row_statements(IdempotencyKey, using)
+    field = stmts.by_attname
+    where = {"id": claim.row_id, "owner": claim.owner, "state": IdempotencyState.IN_FLIGHT}
+    params = [field[a].get_db_prep_save(v, connection) for a, v in (*values.items(), *where.items())]
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(stmts.update(tuple(values), tuple(where)), params)
+        return cursor.rowcount
 
 
 def _claim_pending(pending: PendingClaim, *, resource: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from payera.core.rowsql import precompiled_select
 from payera.merchants import keys
 from payera.merchants.errors import ApiKeyNotFoundError, MerchantNotFoundError
 from payera.merchants.models import ApiKey, Merchant
@@ -34,6 +35,10 @@ def api_key_list(*, merchant: Merchant) -> QuerySet[ApiKey]:
     return ApiKey.objects.for_merchant(merchant)
 
 
+def _api_keys_of_prefix(prefix: str) -> QuerySet[ApiKey]:
+    return ApiKey.objects.select_related("merchant").filter(prefix=prefix)[:10]
+
+
 def api_key_find_by_secret(*, raw_key: str) -> ApiKey | None:
     """The key whose hash matches `raw_key`, compared in constant time; None if there is none.
 
@@ -44,7 +49,8 @@ def api_key_find_by_secret(*, raw_key: str) -> ApiKey | None:
     if not keys.is_well_formed(raw_key):
         return None
     found = None
-    for candidate in ApiKey.objects.select_related("merchant").filter(prefix=keys.key_prefix(raw_key))[:10]:
+    # read on every request, never cached (a revocation counts at once): the statement is compiled once
+    for candidate in precompiled_select(ApiKey, _api_keys_of_prefix, keys.key_prefix(raw_key)):
         if keys.hash_matches(raw_key, candidate.secret_hash):
             found = candidate
     return found

@@ -25,6 +25,7 @@ from payera.core import metrics
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
 from payera.core.money import currency_normalize
+from payera.core.rowsql import precompiled_select
 from payera.idempotency.services import idempotency_answer_record, idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments import routing
@@ -135,10 +136,18 @@ def _locked(merchant: Merchant | None, payment_id: str) -> Payment:
     return payment
 
 
+def _enabled_rules_of(merchant_id: str):
+    return RoutingRule.objects.filter(merchant_id=merchant_id, enabled=True)
+
+
+def _attempts_of(payment_id: str):
+    return PaymentAttempt.objects.filter(payment_id=payment_id)
+
+
 def _routing_rules(merchant: Merchant) -> list[routing.RoutingRule]:
     """The merchant's routing input: its enabled routing rules (admin: Routing rules) or, without
     any, its ordered `connectors` list. Loaded once per request and decided per payment id."""
-    stored = list(RoutingRule.objects.filter(merchant_id=merchant.pk, enabled=True))
+    stored = precompiled_select(RoutingRule, _enabled_rules_of, merchant.pk)  # read per request, never cached
     if stored:
         return [routing.RoutingRule(connector=r.connector, priority=r.priority, weight=r.weight,
                                     min_amount=r.min_amount, max_amount=r.max_amount, **r.condition_sets())
@@ -659,12 +668,15 @@ def _attempts_of_locked(payment: Payment, attempt_id: str) -> PaymentAttempt:
     (after the lock: the current rows). They become the payment's `attempts` for this transaction's
     render (`payment.attempts.all()`), which no longer reads them again; no attempt is inserted in
     a recording transaction, and the render sees the instances the transaction moves."""
-    attempts = PaymentAttempt.objects.filter(payment_id=payment.pk)
-    for attempt in attempts:  # evaluated once: a prefetched queryset (`.filter()` on it still asks)
+    rows = precompiled_select(PaymentAttempt, _attempts_of, payment.pk)  # compiled once
+    for attempt in rows:
         if attempt.pk == attempt_id:
             break
     else:  # pragma: no cover - the lock found the payment through this attempt
         raise PaymentAttempt.DoesNotExist(f"no attempt {attempt_id}")
+    # an evaluated queryset, as a prefetch leaves it (`.filter()` on it still asks)
+    attempts = PaymentAttempt.objects.filter(payment_id=payment.pk)
+    attempts._result_cache, attempts._prefetch_done = rows, True
     cache = getattr(payment, "_prefetched_objects_cache", None)
     if cache is None:
         cache = payment._prefetched_objects_cache = {}
