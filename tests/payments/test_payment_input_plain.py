@@ -93,3 +93,26 @@ def test_the_view_takes_a_plain_body_without_the_serializer_and_words_errors_as_
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "amount" and answer.json()["error"]["code"] == "parameter_invalid"
     assert len(built) == 1
+
+
+def test_the_plain_field_table_is_the_serializers_fields():
+    """payment_input_plain's table must say what PaymentCreateInput declares: a field added to the
+    serializer (or a changed length, default or null rule) would otherwise be dropped or accepted
+    differently on the plain path."""
+    from rest_framework import fields as drf
+
+    from payments.api.payments import _PLAIN_FIELDS
+
+    kinds = {drf.IntegerField: "int", drf.CharField: "str", drf.JSONField: "json", drf.BooleanField: "bool",
+             drf.URLField: "url", drf.DictField: "dict"}
+    declared = PaymentListCreateApi.PaymentCreateInput._declared_fields
+    expected = []
+    for name, field in declared.items():
+        default = None if field.default is drf.empty else field.default
+        expected.append((name, kinds[type(field)], getattr(field, "max_length", None) if kinds[type(field)] == "str"
+                         else None, field.allow_null, getattr(field, "allow_blank", False) and kinds[type(field)]
+                         in ("str", "url"), default))
+    assert list(_PLAIN_FIELDS) == expected
+    assert all(f.required == (name in ("amount", "currency")) for name, f in declared.items())
+    dict_field = declared["metadata"]
+    assert type(dict_field.child) is drf.JSONField  # values kept as parsed (nulls left to DRF's rule)
