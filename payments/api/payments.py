@@ -3,6 +3,8 @@ serializers check shape only, the services check the rules."""
 
 from __future__ import annotations
 
+import functools
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -45,22 +47,29 @@ def _list(name: str, item) -> serializers.Serializer:
     )
 
 
-# PaymentCreateInput's fields: (name, kind, max_length, null, blank, default)
-_PLAIN_FIELDS = (
-    ("amount", "int", None, False, False, None),
-    ("currency", "str", 8, False, False, None),
-    ("payment_method_data", "json", None, True, False, None),
-    ("payment_method", "str", 64, True, False, None),
-    ("customer", "str", 64, True, False, None),
-    ("capture_method", "str", 16, False, False, "automatic"),
-    ("confirm", "bool", None, False, False, True),
-    ("setup_future_usage", "str", 16, True, True, None),
-    ("off_session", "bool", None, False, False, False),
-    ("return_url", "url", None, True, True, None),
-    ("description", "str", 1000, True, True, None),
-    ("metadata", "dict", None, True, False, None),
-    ("mandate_data", "json", None, True, False, None),
-)
+# The serializer field types payment_input_plain knows how to take as they are.
+_PLAIN_KINDS = {serializers.IntegerField: "int", serializers.CharField: "str", serializers.JSONField: "json",
+                serializers.BooleanField: "bool", serializers.URLField: "url", serializers.DictField: "dict"}
+
+
+@functools.cache
+def _plain_fields() -> tuple | None:
+    """PaymentCreateInput's declared fields as (name, kind, max_length, null, blank, default, required),
+    read from the serializer once: one source for both paths. None (every body goes to DRF) if a
+    field is of a type (a dict of a child type, a number or text with a lower bound or a number with
+    an upper one) that payment_input_plain does not check."""
+    out = []
+    for name, field in PaymentListCreateApi.PaymentCreateInput._declared_fields.items():
+        kind = _PLAIN_KINDS.get(type(field))
+        if kind is None or (kind == "dict" and type(field.child) is not serializers.JSONField) or any(
+                getattr(field, bound, None) is not None for bound in ("min_value", "max_value", "min_length")):
+            return None
+        text = kind in ("str", "url")
+        out.append((name, kind, field.max_length if kind == "str" else None, field.allow_null,
+                    text and field.allow_blank, None if field.default is serializers.empty else field.default,
+                    field.required))
+    return tuple(out)
+
 
 def payment_input_plain(data) -> dict | None:
     """`PaymentCreateInput(data=data).validated_data` for a body DRF would take unchanged — every
@@ -69,13 +78,14 @@ def payment_input_plain(data) -> dict | None:
     building the serializer (DRF deep-copies its thirteen fields per request: ~4 % of a payment's
     CPU). None for anything else: DRF validates it then and words any error exactly as before.
     tests/payments/test_payment_input_plain.py checks both agree."""
-    if type(data) is not dict:
+    fields = _plain_fields()
+    if fields is None or type(data) is not dict:
         return None
     out = {}
-    for name, kind, max_length, null, blank, default in _PLAIN_FIELDS:
+    for name, kind, max_length, null, blank, default, required in fields:
         if name not in data:
-            if name in ("amount", "currency"):
-                return None  # required: DRF says so
+            if required:
+                return None  # DRF says so
             if default is not None:
                 out[name] = default
             continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from rest_framework import serializers
 
 from payments.api.payments import PaymentListCreateApi, payment_input_plain
 
@@ -95,24 +96,26 @@ def test_the_view_takes_a_plain_body_without_the_serializer_and_words_errors_as_
     assert len(built) == 1
 
 
-def test_the_plain_field_table_is_the_serializers_fields():
-    """payment_input_plain's table must say what PaymentCreateInput declares: a field added to the
-    serializer (or a changed length, default or null rule) would otherwise be dropped or accepted
-    differently on the plain path."""
-    from rest_framework import fields as drf
+def test_the_plain_path_reads_its_fields_from_the_serializer(monkeypatch):
+    """payment_input_plain takes its fields from PaymentCreateInput (one source): a field added to
+    the serializer is taken on the plain path too, and a field it cannot check sends every body to
+    DRF."""
+    from payments.api import payments as api
 
-    from payments.api.payments import _PLAIN_FIELDS
-
-    kinds = {drf.IntegerField: "int", drf.CharField: "str", drf.JSONField: "json", drf.BooleanField: "bool",
-             drf.URLField: "url", drf.DictField: "dict"}
     declared = PaymentListCreateApi.PaymentCreateInput._declared_fields
-    expected = []
-    for name, field in declared.items():
-        default = None if field.default is drf.empty else field.default
-        expected.append((name, kinds[type(field)], getattr(field, "max_length", None) if kinds[type(field)] == "str"
-                         else None, field.allow_null, getattr(field, "allow_blank", False) and kinds[type(field)]
-                         in ("str", "url"), default))
-    assert list(_PLAIN_FIELDS) == expected
-    assert all(f.required == (name in ("amount", "currency")) for name, f in declared.items())
-    dict_field = declared["metadata"]
-    assert type(dict_field.child) is drf.JSONField  # values kept as parsed (nulls left to DRF's rule)
+    assert [f[0] for f in api._plain_fields()] == list(declared)
+    try:
+        monkeypatch.setitem(declared, "statement_descriptor", serializers.CharField(max_length=22, required=False))
+        api._plain_fields.cache_clear()
+        assert payment_input_plain({**BASE, "statement_descriptor": "SHOP"})["statement_descriptor"] == "SHOP"
+        assert payment_input_plain({**BASE, "statement_descriptor": "S" * 23}) is None
+        monkeypatch.setitem(declared, "statement_descriptor", serializers.CharField(min_length=2, required=False))
+        api._plain_fields.cache_clear()
+        assert payment_input_plain(BASE) is None
+        monkeypatch.setitem(declared, "statement_descriptor", serializers.DateField(required=False))
+        api._plain_fields.cache_clear()
+        assert payment_input_plain(BASE) is None
+    finally:
+        monkeypatch.undo()
+        api._plain_fields.cache_clear()
+    assert payment_input_plain(BASE) is not None
