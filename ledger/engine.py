@@ -140,7 +140,7 @@ def _text_array(values) -> str:
 
 
 def _int_array(values) -> str:
-    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+    return "{" + ",".join(["NULL" if v is None else str(int(v)) for v in values]) + "}"
 
 
 def _bool_array(values) -> str:
@@ -355,10 +355,10 @@ def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
         "{" + owners + "}",
         "{" + codes + "}",
         "{" + ",".join([t[2] for t in texts]) + "}",
-        "{" + ",".join(["NULL" if k is None else str(k[0]) for k in known]) + "}",
+        _int_array([None if k is None else k[0] for k in known]),
         "{" + ",".join(["NULL" if k is None else ("t" if k[1] else "f") for k in known]) + "}",
-        "{" + ",".join([str(index[line.account]) for line in lines]) + "}",
-        "{" + ",".join([str(line.amount) for line in lines]) + "}",
+        _int_array([index[line.account] for line in lines]),
+        _int_array([line.amount for line in lines]),
         item.reference,
         kind,
         item.memo,
