@@ -16,9 +16,12 @@ Values go through each field's `pre_save` and `get_db_prep_save`, as Django's ow
 
 from __future__ import annotations
 
+import functools
+
 from django.db import connections, router, transaction
 
 
+@functools.cache
 def _text_field_classes() -> frozenset:
     from django.db import models
     from django_fsm import FSMField
@@ -29,18 +32,12 @@ def _text_field_classes() -> frozenset:
                       FSMField})
 
 
-_TEXT_FIELDS: frozenset | None = None
-
-
 def db_prep_save(field):
     """`field.get_db_prep_save`, or for a plain text field a function that hands a str or None back
     as it is (what Django's chain of get_db_prep_save → get_prep_value → to_python returns for them)
     and anything else to Django's."""
-    global _TEXT_FIELDS
-    if _TEXT_FIELDS is None:
-        _TEXT_FIELDS = _text_field_classes()
     slow = field.get_db_prep_save
-    if type(field) not in _TEXT_FIELDS:
+    if type(field) not in _text_field_classes():
         return slow
 
     def prep(value, connection):
