@@ -143,9 +143,8 @@ def _store_answer(claim: Claim, *, status: int, content_type: str, body: bytes, 
     using = router.db_for_write(IdempotencyKey)
     connection = connections[using]
     stmts = row_statements(IdempotencyKey, using)
-    field = stmts.by_attname
     where = {"id": claim.row_id, "owner": claim.owner, "state": IdempotencyState.IN_FLIGHT}
-    params = [field[a].get_db_prep_save(v, connection) for a, v in (*values.items(), *where.items())]
+    params = [stmts.prep[a](v, connection) for a, v in (*values.items(), *where.items())]
     with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
         cursor.execute(stmts.update(tuple(values), tuple(where)), params)
         return cursor.rowcount
