@@ -13,7 +13,10 @@ PAYERA_BENCH_DB and PAYERA_BENCH_REDIS_URL choose others: several people on one 
 
 The machine is shared: each phase reports the load average while it ran and gunicorn's own CPU
 time per answered request (`server_cpu_ms_per_req`, from /proc: independent of what else runs);
-`--rounds N` interleaves the phases N times and reports the median round of each.
+`--rounds N` interleaves the phases N times and reports the median round of each. Per answered
+request each phase also reports the CPU of the bench database's PostgreSQL backends, of the alpha
+sandbox, of the load generator (`client_cpu_ms_per_req`) and of the whole machine (`machine_busy_…`,
+from /proc/stat: meaningful only when nothing else runs): together, where the two cores go.
 """
 
 from __future__ import annotations
@@ -78,6 +81,38 @@ def process_tree_cpu_s(root_pid: int) -> float:
         total += cpu.get(pid, 0.0)
         todo.extend(child for child, parent in parents.items() if parent == pid)
     return total
+
+
+def pids_cpu_s(pids: set[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each of these processes so far (gone ones left out)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu: dict[int, float] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return cpu
+
+
+def backend_pids() -> set[int]:
+    """The PostgreSQL backends connected to the bench's database (gunicorn keeps its connections:
+    DB_CONN_MAX_AGE=600, so the same backends serve a whole phase)."""
+    out = subprocess.run(["psql", "-qAt", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
+                          f"SELECT pid FROM pg_stat_activity WHERE datname = '{DB}'"],
+                         check=True, capture_output=True, text=True).stdout
+    return {int(line) for line in out.split()}
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores; /proc/stat): with nothing else running,
+    what a request costs everything on the machine, Redis and the kernel included."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -199,16 +234,26 @@ def main() -> int:
         rounds: dict[str, list[dict]] = {"bare_drf_insert": [], "post_v1_payments": [], "alpha_direct": []}
         for _ in range(opts.rounds):
             for name, fn in (("bare_drf_insert", bare), ("post_v1_payments", payment), ("alpha_direct", psp)):
+                backends0 = backend_pids()
+                pg0, busy0 = pids_cpu_s(backends0), machine_busy_s()
+                alpha0 = process_tree_cpu_s(alpha.pid)
                 cpu0, load0 = process_tree_cpu_s(gunicorn.pid), os.getloadavg()[0]
                 own0 = time.process_time()
                 run = load(fn, clients=opts.clients, seconds=opts.seconds)
                 cpu = process_tree_cpu_s(gunicorn.pid) - cpu0
+                pg1 = pids_cpu_s(backends0 | backend_pids())
+                pg = sum(v - pg0.get(pid, 0.0) for pid, v in pg1.items())
+                alpha_cpu, busy = process_tree_cpu_s(alpha.pid) - alpha0, machine_busy_s() - busy0
                 run["loadavg_1m"] = round((load0 + os.getloadavg()[0]) / 2, 2)
                 # the load generator's own CPU per request (is it the bottleneck?)
                 run["client_cpu_ms_per_req"] = (round((time.process_time() - own0) * 1000 / run["ok"], 2)
                                                 if run["ok"] else None)
                 if name != "alpha_direct":  # gunicorn's CPU per answered request (load-independent)
                     run["server_cpu_ms_per_req"] = round(cpu * 1000 / run["ok"], 2) if run["ok"] else None
+                if run["ok"]:  # where the two cores go, per answered request
+                    run["postgres_cpu_ms_per_req"] = round(pg * 1000 / run["ok"], 2)
+                    run["alpha_cpu_ms_per_req"] = round(alpha_cpu * 1000 / run["ok"], 2)
+                    run["machine_busy_cpu_ms_per_req"] = round(busy * 1000 / run["ok"], 2)
                 rounds[name].append(run)
         results = {name: _median_run(runs) for name, runs in rounds.items()}
     finally:

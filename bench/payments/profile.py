@@ -5,7 +5,8 @@ Starts the alpha sandbox on loopback, re-creates its own database (payera_bench_
 $PAYERA_BENCH_DB; Redis db 9 or $PAYERA_BENCH_REDIS_URL),
 then sends the bench's payment (automatic capture, card 4242…, a fresh Idempotency-Key)
 through Django's test client and prints, per payment: SQL queries, transactions committed,
-wall and CPU milliseconds (this process: Django/DRF/FSM and the client side of the PSP call).
+wall and CPU milliseconds (this process: Django/DRF/FSM and the client side of the PSP call) and
+the CPU milliseconds of its PostgreSQL backend.
 With `--cprofile FILE` the measured payments also run under cProfile.
 """
 
@@ -117,15 +118,18 @@ def _run(opts) -> int:
     profiler = None
     if opts.cprofile:
         profiler = cProfile.Profile(time.process_time) if opts.cpu_clock else cProfile.Profile()
+    with connection.cursor() as cursor:  # the one PostgreSQL backend serving this process
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     with CaptureQueriesContext(connection) as ctx, connection.execute_wrapper(count_autocommit):
-        w0, c0 = time.perf_counter(), time.process_time()
+        w0, c0, b0 = time.perf_counter(), time.process_time(), _process_cpu_s(backend)
         if profiler:
             profiler.enable()
         for _ in range(opts.payments):
             pay()
         if profiler:
             profiler.disable()
-        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        wall, cpu, backend_cpu = time.perf_counter() - w0, time.process_time() - c0, _process_cpu_s(backend) - b0
     connection.commit = real_commit
     n = opts.payments
     kinds = Counter(q["sql"].split(None, 1)[0].upper() for q in ctx.captured_queries)
@@ -141,6 +145,7 @@ def _run(opts) -> int:
         "commits_per_payment": round((commits[0] + autocommitted[0]) / n, 2),
         "wall_ms_per_payment": round(wall * 1000 / n, 2),
         "cpu_ms_per_payment": round(cpu * 1000 / n, 2),
+        "postgres_backend_cpu_ms_per_payment": round(backend_cpu * 1000 / n, 2),
         "sql_wall_ms_per_payment": round(sql_ms / n, 2),
         "loadavg": os.getloadavg(),
     }, indent=2))
@@ -151,6 +156,13 @@ def _run(opts) -> int:
     if profiler:
         profiler.dump_stats(opts.cprofile)
     return 0
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a local process so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
