@@ -272,6 +272,10 @@ class StatementLine(models.Model):
     expected_gross = models.BigIntegerField(null=True, blank=True)
     expected_currency = models.CharField(max_length=3, blank=True, default="")
     healed = models.BooleanField(default=False)  # missing in Payera until the inquiry it triggered
+    # its row key was counted before (an earlier run's line, or an earlier line of this file): the
+    # outcome is "duplicate". Kept apart from the outcome so that the key's uniqueness does not read
+    # the outcome (a line written before it is matched: the write-once import, decision record)
+    duplicate = models.BooleanField(default=False)
     journal_reference = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
@@ -286,7 +290,7 @@ class StatementLine(models.Model):
         constraints = [
             # a row key is counted once, whatever the runs: every other line with it is a duplicate
             # (the import matches optimistically and lets this index find a key twice in a file)
-            models.UniqueConstraint(fields=["row_key"], condition=~Q(outcome="duplicate"), name="recon_line_key_once"),
+            models.UniqueConstraint(fields=["row_key"], condition=Q(duplicate=False), name="recon_line_key_once"),
         ]
         ordering = ["run", "line_number"]
 

@@ -324,7 +324,7 @@ def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
         # table it inserts into scans its own new rows too)
         lines = StatementLine._meta.db_table
         cursor.execute(f"UPDATE {STAGE} SET seen_before = true WHERE EXISTS"
-                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key AND o.outcome <> 'duplicate')")
+                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key AND NOT o.duplicate)")
     ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=run.rows_total)
 
 
@@ -439,9 +439,10 @@ def _match(
         src = f"(SELECT st.*{seen}, {first} AS first_line, {fee_sql} AS expected_fee FROM {rows} st)"
         return f"""
 INSERT INTO {lines} ({id_column}run_id, psp, {cols}, expected_fee, outcome, merchant_id, object_id, expected_gross,
-                     expected_currency, healed, journal_reference)
+                     expected_currency, healed, journal_reference, duplicate)
 SELECT {id_value}%s, %s, {", ".join(f"m.{c}" for c in STAGE_NAMES)}, m.expected_fee, m.outcome, m.m_merchant_id,
-       m.m_object_id, m.m_expected_gross, m.m_expected_currency, false, {_journal_sql("m")}
+       m.m_object_id, m.m_expected_gross, m.m_expected_currency, false, {_journal_sql("m")},
+       m.outcome = 'duplicate'
 FROM ({_outcome_sql(src, duplicate=duplicate, kinds=kinds)}) m"""
 
     params = [run.id, run.psp, run.id, *source_params, run.psp]
@@ -520,7 +521,7 @@ def _seen_create(cursor, run: ReconciliationRun, rows: str, params: tuple) -> in
         return 0
     cursor.execute(f"INSERT INTO {SEEN} SELECT DISTINCT st.row_key FROM {rows} st"
                    f" WHERE EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = st.row_key"
-                   " AND o.outcome <> 'duplicate')", list(params))  # fmt: skip
+                   " AND NOT o.duplicate)", list(params))  # fmt: skip
     return cursor.rowcount
 
 

@@ -199,9 +199,44 @@ def test_a_row_key_is_counted_once_by_the_database(day):
     line.pk, line.line_number = None, 3
     with pytest.raises(IntegrityError), transaction.atomic():
         line.save()  # another line with the key that is not a duplicate
+    # the index reads the duplicate flag, not the outcome (a line is written before it is matched)
     line.outcome = "duplicate"
+    with pytest.raises(IntegrityError), transaction.atomic():
+        line.save()
+    line.duplicate = True
     line.save()
     assert StatementLine.objects.filter(row_key=line.row_key).count() == 2
+
+
+def duplicates(run_id: str) -> tuple[list[int], list[int]]:
+    """Line numbers of the run's lines flagged duplicate, and of those whose outcome is duplicate."""
+    lines = StatementLine.objects.filter(run_id=run_id).order_by("line_number")
+    return (list(lines.filter(duplicate=True).values_list("line_number", flat=True)),
+            list(lines.filter(outcome="duplicate").values_list("line_number", flat=True)))  # fmt: skip
+
+
+@pytest.mark.parametrize("padded", [False, True])  # matched from the COPY, or staged
+def test_a_duplicate_line_is_flagged_on_every_path(day, statements, padded):
+    rows = clean_rows(3)
+    if padded:
+        rows[0] = rows[0].replace("PB-1", " PB-1")
+    first = reconcile_import(psp="alpha", raw=alpha_file(*rows, rows[1]))  # line 5: line 3 again
+    assert staged_by_insert(statements) is padded
+    assert duplicates(first.run_id) == ([5], [5])
+    # a second file: its keys seen before are duplicates (flag and outcome), its new key is not
+    again = reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(4)))
+    assert duplicates(again.run_id) == ([2, 3, 4], [2, 3, 4])
+    assert again.matched + again.discrepancies["missing_in_payera"] == 1
+
+
+def test_a_duplicate_line_is_flagged_when_parsed_in_python(day, monkeypatch):
+    from psp_adapters.alpha.adapter import AlphaAdapter
+
+    monkeypatch.setattr(AlphaAdapter, "settlement_csv_layout", lambda self, raw: None)
+    rows = clean_rows(2)
+    result = reconcile_import(psp="alpha", raw=alpha_file(*rows, rows[0]))
+    assert ReconciliationRun.objects.get(pk=result.run_id).summary["parser"] == "python"
+    assert duplicates(result.run_id) == ([4], [4])
 
 
 def test_a_reference_longer_than_its_column_is_truncated_as_the_stage_does(day, statements):
@@ -241,3 +276,21 @@ def test_a_key_another_import_settles_meanwhile_makes_the_match_run_again_as_a_d
     again = reconcile_import(psp="alpha", raw=alpha_file(*rows))
     assert again.rows == 3 and again.discrepancies["duplicate"] == 1
     assert StatementLine.objects.get(run_id=again.run_id, line_number=2).outcome == "duplicate"
+
+
+def test_the_migration_flags_the_lines_whose_outcome_is_duplicate(day):
+    import importlib
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    migration = importlib.import_module("reconciliation.migrations.0007_line_duplicate_flag")
+    result = reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(2)))
+    # a duplicate line as it was before the migration: the outcome says so, no flag
+    StatementLine.objects.filter(run_id=result.run_id, line_number=3).update(outcome="duplicate")
+    assert duplicates(result.run_id) == ([], [3])
+    state_apps = MigrationExecutor(connection).loader.project_state(
+        ("reconciliation", "0007_line_duplicate_flag")).apps  # fmt: skip
+    with connection.schema_editor(atomic=False) as schema_editor:
+        migration._flag(state_apps, schema_editor)
+    assert duplicates(result.run_id) == ([3], [3])
