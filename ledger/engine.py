@@ -225,6 +225,12 @@ def _lean(item: Item) -> bool:
 # The call as a named prepared statement for the direct path (placeholders $1..$15).
 _LEAN_STATEMENT = b"ledger_post_one_v1"
 _LEAN_PQ_SQL = (_SQL_LEAN.replace("%s", "${}").format(*range(1, 16))).encode()
+# The statement's entry in psycopg's own cache of prepared statements on the connection (a key
+# psycopg never makes: it keys by (query, types)). psycopg drops its whole cache, and sends
+# DEALLOCATE ALL, after a ROLLBACK, a DROP/ALTER, DISCARD ALL or DEALLOCATE ALL that it sees, and
+# evicts its oldest statement past `prepared_max`: with the entry in that cache, the entry's absence
+# tells that our statement is gone from the server too (docs/decisions/server-side-binding.md).
+_LEAN_CACHE_KEY = (b"-- payera ledger_post_one (prepared by ledger.engine)", ())
 _PQ_STATEMENT_GONE = "26000"  # invalid_sql_statement_name: our prepared statement was deallocated
 
 
@@ -248,11 +254,14 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
     the call. It is taken only where it changes nothing else: nothing observes the queries (else
     Django's cursor, so DEBUG, assertNumQueries and execute wrappers see the call), and the
     connection is in autocommit or already inside a transaction (psycopg has sent its BEGIN).
-    Errors come back as psycopg's exceptions wrapped by Django's, as through a cursor. Should the
-    statement have been deallocated on this connection (DEALLOCATE ALL, DISCARD ALL), an autocommit
-    call prepares it again and retries; inside a transaction the error is raised (the transaction is
-    aborted by then), and the next call prepares it again. `direct=False` (a parameter holds a NUL,
-    which libpq's C strings would cut short and psycopg refuses) takes psycopg's cursor."""
+    Errors come back as psycopg's exceptions wrapped by Django's, as through a cursor. The
+    statement is entered in psycopg's cache of prepared statements, so a DEALLOCATE ALL that psycopg
+    sends or sees (it sends one after any ROLLBACK while it holds prepared statements of its own)
+    makes the next call prepare it again first. Should it have been deallocated behind psycopg's
+    back, an autocommit call prepares it again and retries; inside a transaction the error is raised
+    (the transaction is aborted by then), and the next call prepares it again. `direct=False` (a
+    parameter holds a NUL, which libpq's C strings would cut short and psycopg refuses) takes
+    psycopg's cursor."""
     if conn.connection is None:
         conn.ensure_connection()
     pg = conn.connection
@@ -265,13 +274,16 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
     values = [None if p is None else p.encode() for p in params]
     for attempt in (0, 1):
         try:  # libpq failing outright (a lost connection): psycopg's error, wrapped by Django's
-            # the mark lives on psycopg's connection, as the statement does (a pool hands the same
-            # connection to other Django connection wrappers)
-            if not getattr(pg, "_ledger_lean_prepared", False):
+            # the mark lives in psycopg's cache on its connection, as the statement does (a pool
+            # hands the same connection to other Django connection wrappers)
+            names = pg._prepared._names
+            if names.get(_LEAN_CACHE_KEY) != _LEAN_STATEMENT:
                 res = pgconn.prepare(_LEAN_STATEMENT, _LEAN_PQ_SQL)
                 if res.status != ExecStatus.COMMAND_OK:
                     _raise(conn, res)
-                pg._ledger_lean_prepared = True
+                names[_LEAN_CACHE_KEY] = _LEAN_STATEMENT
+            else:
+                names.move_to_end(_LEAN_CACHE_KEY)  # recently used: the last psycopg would evict
             autocommit = pgconn.transaction_status == TransactionStatus.IDLE
             res = pgconn.exec_prepared(_LEAN_STATEMENT, values)
         except psycopg.Error:
@@ -283,7 +295,7 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
             return (get(0, 0).decode(), get(0, 1), get(0, 2), get(0, 3))
         sqlstate = res.error_field(DiagnosticField.SQLSTATE)
         if sqlstate and sqlstate.decode() == _PQ_STATEMENT_GONE:
-            pg._ledger_lean_prepared = False
+            pg._prepared._names.pop(_LEAN_CACHE_KEY, None)
             if autocommit and attempt == 0:
                 continue
         _raise(conn, res)

@@ -8,6 +8,9 @@ loopback (a real HTTP PSP in its own process):
   + PostgreSQL on this machine;
 - alpha's own authorize, called directly with the same concurrency: its p50/p99 (PSP time);
 then the ratios and the gateway overhead (p50 of POST /v1/payments minus alpha's p50).
+The load comes from wrk (Debian's package; `load.lua` makes each request and checks each answer)
+when it is installed, else from httpx in threads of this process (`--load-generator httpx`): the
+load generator shares the two cores with what it measures, and wrk takes a fraction of the CPU.
 Uses its own database (payera_bench_payments, re-created) and Redis db 9 (environment
 PAYERA_BENCH_DB and PAYERA_BENCH_REDIS_URL choose others: several people on one machine).
 
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -152,6 +156,27 @@ def load(call, *, clients: int, seconds: float) -> dict:
             "p99_ms": percentile(latencies, 0.99) * 1000, "ok": len(latencies), "errors": errors[0]}
 
 
+WRK_SCRIPT = Path(__file__).with_name("load.lua")
+
+
+def load_wrk(url: str, kind: str, *, clients: int, seconds: float, auth: str = "", merchant: str = "") -> dict:
+    """The same closed loop as `load` (`clients` connections, each sending its next request when the
+    last one is answered) driven by wrk (C, Debian's package) and its Lua script `load.lua`: a few
+    tenths of a millisecond of CPU per request where httpx in Python threads takes 1-4 ms of the
+    same two cores. The script checks every answer as `load`'s callers do."""
+    before = os.times()
+    out = subprocess.run(
+        ["wrk", "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{max(1, round(seconds))}s", "--timeout", "30s",
+         "-s", str(WRK_SCRIPT), url, "--", kind, auth, merchant],
+        check=True, capture_output=True, text=True).stdout
+    after = os.times()
+    result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    ok = result["ok"]
+    return {"rps": ok / result["seconds"], "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"], "ok": ok,
+            "errors": result["errors"] + result["socket_errors"],
+            "wrk_cpu_s": after.children_user - before.children_user + after.children_system - before.children_system}
+
+
 def _median_run(runs: list[dict]) -> dict:
     """The round with the median throughput (its own p50/p99), with every round's rps listed."""
     ordered = sorted(runs, key=lambda r: r["rps"])
@@ -169,7 +194,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the three phases this many times, interleaved (noisy machine); medians")
+    parser.add_argument("--load-generator", choices=("wrk", "httpx"), default=None,
+                        help="wrk (default when installed: little CPU per request) or httpx threads in this process")
     opts = parser.parse_args()
+    if opts.load_generator is None:
+        opts.load_generator = "wrk" if shutil.which("wrk") else "httpx"
 
     tmp = Path(tempfile.mkdtemp(prefix="payera-bench-payments-"))
     psql(f"DROP DATABASE IF EXISTS {DB}")
@@ -229,8 +258,20 @@ def main() -> int:
                 "card": {"number": CARD["number"], "expiry_month": 12, "expiry_year": 2034, "cvc": "123"}})
             return r.status_code in (200, 201)
 
+        wrk_phases = {
+            bare: (base + "/bench/bare", "bare", ""),
+            payment: (base + "/v1/payments", "payment", ids["secret"]),
+            psp: (alpha_url + "/v1/authorizations", "alpha", env["SANDBOX_ALPHA_API_KEY"]),
+        }
+
+        def drive(fn, seconds: float) -> dict:
+            if opts.load_generator == "httpx":
+                return load(fn, clients=opts.clients, seconds=seconds)
+            url, kind, key = wrk_phases[fn]
+            return load_wrk(url, kind, clients=opts.clients, seconds=seconds, auth=key, merchant=ids["merchant"])
+
         for fn in (bare, payment, psp):  # warm up every path and connection pool
-            load(fn, clients=opts.clients, seconds=2)
+            drive(fn, 2)
         rounds: dict[str, list[dict]] = {"bare_drf_insert": [], "post_v1_payments": [], "alpha_direct": []}
         for _ in range(opts.rounds):
             for name, fn in (("bare_drf_insert", bare), ("post_v1_payments", payment), ("alpha_direct", psp)):
@@ -239,15 +280,17 @@ def main() -> int:
                 alpha0 = process_tree_cpu_s(alpha.pid)
                 cpu0, load0 = process_tree_cpu_s(gunicorn.pid), os.getloadavg()[0]
                 own0 = time.process_time()
-                run = load(fn, clients=opts.clients, seconds=opts.seconds)
+                run = drive(fn, opts.seconds)
                 cpu = process_tree_cpu_s(gunicorn.pid) - cpu0
                 pg1 = pids_cpu_s(backends0 | backend_pids())
                 pg = sum(v - pg0.get(pid, 0.0) for pid, v in pg1.items())
                 alpha_cpu, busy = process_tree_cpu_s(alpha.pid) - alpha0, machine_busy_s() - busy0
                 run["loadavg_1m"] = round((load0 + os.getloadavg()[0]) / 2, 2)
                 # the load generator's own CPU per request (is it the bottleneck?)
-                run["client_cpu_ms_per_req"] = (round((time.process_time() - own0) * 1000 / run["ok"], 2)
-                                                if run["ok"] else None)
+                client_cpu = run.pop("wrk_cpu_s", None)
+                if client_cpu is None:
+                    client_cpu = time.process_time() - own0
+                run["client_cpu_ms_per_req"] = round(client_cpu * 1000 / run["ok"], 2) if run["ok"] else None
                 if name != "alpha_direct":  # gunicorn's CPU per answered request (load-independent)
                     run["server_cpu_ms_per_req"] = round(cpu * 1000 / run["ok"], 2) if run["ok"] else None
                 if run["ok"]:  # where the two cores go, per answered request
@@ -264,6 +307,7 @@ def main() -> int:
     pay, bare_r, psp_r = results["post_v1_payments"], results["bare_drf_insert"], results["alpha_direct"]
     summary = {
         "machine": {"cpus": os.cpu_count(), "gunicorn_workers": opts.workers, "threads": opts.threads,
+                    "load_generator": opts.load_generator,
                     "clients": opts.clients, "seconds": opts.seconds, "rounds": opts.rounds,
                     "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
         **results,

@@ -98,6 +98,14 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db.setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {})
+    # Parameters bound by the server and statements prepared once per connection, after
+    # DB_PREPARE_THRESHOLD runs of the same statement (docs/decisions/server-side-binding.md):
+    # PostgreSQL spent a third of its CPU per payment parsing and planning statements it had seen.
+    # DB_PREPARE_THRESHOLD=off for a pooler that cannot keep prepared statements (PgBouncer in
+    # transaction mode before 1.21, or without max_prepared_statements).
+    _db["OPTIONS"].setdefault("server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True))
+    _threshold = env.str("DB_PREPARE_THRESHOLD", default="5")
+    _db["OPTIONS"].setdefault("prepare_threshold", None if _threshold == "off" else int(_threshold))
 DATABASE_VENDOR = "sqlite" if _db["ENGINE"].endswith("sqlite3") else "postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -65,24 +65,53 @@ def test_a_direct_call_inside_a_transaction_is_part_of_it(owner, now):
     assert ledger_verify().ok
 
 
+def _deallocate_behind_psycopgs_back():
+    """DEALLOCATE ALL sent through libpq itself: psycopg does not see it (its cache keeps its entries)."""
+    connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
+
+
 def test_a_deallocated_statement_is_prepared_again(owner, now):
     a, b = make_account(owner, "wallet_a"), make_account(owner, "wallet_b")
     _post(f"{owner}:warm", a, b, 1, now)
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")
+    _deallocate_behind_psycopgs_back()
     before = _direct_calls()
     assert _post(f"{owner}:1", a, b, 5, now).created  # autocommit: prepared again, retried
     assert _direct_calls() == before + 1
     # inside a transaction the error cannot be retried (the transaction is aborted): raised as
     # Django's error with psycopg's as its cause, and the next call prepares the statement again
     with pytest.raises(ProgrammingError) as raised, transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("DEALLOCATE ALL")
+        Journal.objects.exists()  # BEGIN sent: the posting goes direct
+        _deallocate_behind_psycopgs_back()
         _post(f"{owner}:2", a, b, 7, now)
     assert isinstance(raised.value.__cause__, psycopg.errors.InvalidSqlStatementName)
     assert _post(f"{owner}:3", a, b, 9, now).created
     assert selectors.account_balance(key=a).posted == 15
     assert not Journal.objects.filter(reference=f"{owner}:2").exists()
+
+
+def test_a_deallocate_psycopg_sees_or_sends_is_followed_inside_a_transaction(owner, now):
+    """With prepared statements on (DB_PREPARE_THRESHOLD), psycopg sends DEALLOCATE ALL after any
+    ROLLBACK (a savepoint's included) while it holds statements of its own, and clears its cache on a
+    DEALLOCATE ALL it sees: the posting statement, entered in that cache, is prepared again before
+    the next call — even inside a transaction, where a missing statement would abort it."""
+    a, b = make_account(owner, "wallet_a"), make_account(owner, "wallet_b")
+    _post(f"{owner}:warm", a, b, 1, now)
+    assert connection.connection.prepare_threshold is not None  # the settings' default
+    for n in range(8):  # psycopg prepares a statement of its own (threshold 5)
+        Journal.objects.filter(reference=f"{owner}:{n}").exists()
+    with transaction.atomic():
+        Journal.objects.exists()
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")  # seen by psycopg
+        assert _post(f"{owner}:1", a, b, 5, now).created
+        with pytest.raises(RuntimeError), transaction.atomic():  # a savepoint rolled back
+            Journal.objects.filter(reference=f"{owner}:x").exists()
+            raise RuntimeError("roll back to the savepoint")
+        before = _direct_calls()
+        assert _post(f"{owner}:2", a, b, 7, now).created
+        assert _direct_calls() == before + 1
+    assert selectors.account_balance(key=a).posted == 13
+    assert ledger_verify().ok
 
 
 def test_a_nul_in_a_text_is_refused_as_before_never_cut_short(owner, now):
