@@ -619,8 +619,10 @@ DECLARE
     jid bigint;
     rec record;
     k integer; m integer;
-    s_cur text[] := '{}'; s_dmnec boolean[] := '{}'; s_cmned boolean[] := '{}';
-    s_bal bigint[]; s_dp bigint[] := '{}'; s_cp bigint[] := '{}'; s_ver bigint[] := '{}';
+    -- (no initial values: each is an expression to prepare on every call; an element assigned to a
+    -- NULL array creates it)
+    s_cur text[]; s_dmnec boolean[]; s_cmned boolean[];
+    s_bal bigint[]; s_dp bigint[]; s_cp bigint[]; s_ver bigint[];
     e_acc bigint[]; e_bal bigint[]; e_ver bigint[];
 BEGIN
     r_account := a_id;
