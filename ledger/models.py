@@ -59,6 +59,8 @@ class Account(models.Model):
             ),
             models.UniqueConstraint(fields=["parent", "shard"], name="ledger_account_shard_uniq"),
             models.UniqueConstraint(fields=["id", "currency"], name="ledger_account_id_currency_uniq"),
+            # On PostgreSQL these two are a row trigger instead (ledger_account_checked, migration 0006:
+            # a CHECK is rebuilt and evaluated by every projection UPDATE); same names, same SQLSTATE.
             models.CheckConstraint(condition=Q(currency__regex=CURRENCY_RE), name="ledger_account_currency_iso"),
             models.CheckConstraint(
                 condition=~(
@@ -163,6 +165,8 @@ class Entry(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["account", "version"], name="ledger_entry_account_version_uniq"),
+            # On PostgreSQL these two are checked by the entry statement trigger instead
+            # (ledger_entry_checked, migration 0006); same names, same SQLSTATE.
             models.CheckConstraint(condition=~Q(amount=0), name="ledger_entry_amount_nonzero"),
             models.CheckConstraint(condition=Q(version__gte=1), name="ledger_entry_version_gte_1"),
         ]

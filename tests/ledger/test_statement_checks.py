@@ -300,3 +300,112 @@ def test_a_journal_over_several_statements_commits_and_leaves_no_check_row(owner
         _entry(c, jid, b, -7, 1)
     assert Entry.objects.filter(journal_id=jid).count() == 2
     assert _checks_waiting() == 0
+
+
+# --- Session 7 (migration 0006): four CHECK constraints moved into triggers on PostgreSQL ---------
+
+
+def _check_constraints(table: str) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid = %s::regclass", [table])
+        return {row[0] for row in cursor.fetchall()}
+
+
+@pytest.mark.django_db
+def test_the_moved_checks_are_triggers_and_the_limits_stay_checks():
+    assert _check_constraints("ledger_entry") == set()
+    assert _check_constraints("ledger_account") == {
+        "ledger_account_pending_gte_0",
+        "ledger_account_debits_le_credits",
+        "ledger_account_credits_le_debits",
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("amount", "version", "message"),
+    [(0, 1, "zero amount"), (5, 0, "versions start at 1"), (5, -3, "versions start at 1")],
+)
+def test_a_zero_amount_or_a_version_below_one_is_refused_at_once(owner, amount, version, message):
+    a, _ = _accounts(owner)
+    with pytest.raises(IntegrityError, match=message), transaction.atomic(), connection.cursor() as c:
+        jid = _journal(c)
+        _entry(c, jid, a, amount, version)
+
+
+@pytest.mark.django_db
+def test_one_zero_amount_among_many_rows_is_refused(owner):
+    a, b = _accounts(owner)
+    with pytest.raises(IntegrityError, match="zero amount"), transaction.atomic(), connection.cursor() as c:
+        jid = _journal(c)
+        c.execute(
+            ENTRY.replace(
+                "VALUES (%s, %s, %s, %s, 0, %s, false)",
+                "VALUES (%s, %s, 'EUR', 5, 0, 1, false), (%s, %s, 'EUR', 0, 0, 2, false),"
+                " (%s, %s, 'EUR', -5, 0, 1, false)",
+            ),
+            [jid, a, jid, a, jid, b],
+        )
+
+
+@pytest.mark.django_db
+def test_a_zero_amount_by_copy_is_refused(owner):
+    a, _ = _accounts(owner)
+    with (
+        pytest.raises(psycopg.errors.CheckViolation, match="zero amount"),
+        transaction.atomic(),
+        connection.cursor() as c,
+    ):
+        jid = _journal(c)
+        with c.cursor.copy(
+            "COPY ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)"
+            " FROM STDIN"
+        ) as copy:
+            copy.write_row((jid, a, "EUR", 0, 0, 1, False))
+
+
+ACCOUNT = (
+    "INSERT INTO ledger_account (owner, code, currency, type, debits_must_not_exceed_credits,"
+    " credits_must_not_exceed_debits, hot, status, shards, balance, debits_pending, credits_pending, version)"
+    " VALUES (%s, 'raw', %s, 'asset', %s, %s, %s, 'active', 0, 0, 0, 0, 0)"
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("currency", ["eur", "E1R", "EU", "€UR"])
+def test_a_raw_account_in_a_currency_that_is_no_iso_code_is_refused(owner, currency):
+    with pytest.raises(IntegrityError, match="not an ISO 4217 code"), transaction.atomic(), connection.cursor() as c:
+        c.execute(ACCOUNT, [owner, currency, False, False, False])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("dmnec", "cmned"), [(True, False), (False, True)])
+def test_a_raw_hot_account_with_a_limit_is_refused(owner, dmnec, cmned):
+    with pytest.raises(IntegrityError, match="hot account has no balance limit"), transaction.atomic():
+        with connection.cursor() as c:
+            c.execute(ACCOUNT, [owner, "EUR", dmnec, cmned, True])
+
+
+@pytest.mark.django_db
+def test_a_limit_set_later_on_a_hot_account_is_refused_and_on_another_account_allowed(owner):
+    with transaction.atomic(), connection.cursor() as c:
+        c.execute(ACCOUNT + " RETURNING id", [owner, "EUR", False, False, True])
+        hot_id = c.fetchone()[0]
+        c.execute(ACCOUNT.replace("'raw'", "'plain'") + " RETURNING id", [owner, "EUR", False, False, False])
+        plain_id = c.fetchone()[0]
+    with pytest.raises(IntegrityError, match="hot account has no balance limit"), transaction.atomic():
+        with connection.cursor() as c:
+            c.execute("UPDATE ledger_account SET debits_must_not_exceed_credits = true WHERE id = %s", [hot_id])
+    with connection.cursor() as c:
+        c.execute("UPDATE ledger_account SET credits_must_not_exceed_debits = true WHERE id = %s", [plain_id])
+    assert Account.objects.get(id=plain_id).credits_must_not_exceed_debits
+
+
+@pytest.mark.django_db
+def test_the_single_posting_function_never_scans_accounts_sequentially():
+    """ledger_post_one() reads a few rows by id or key; on a small ledger_account (the bench's thousand
+    accounts) the generic plan of its lock chose a sequential scan of the whole table (session 7)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'ledger_post_one'")
+        (config,) = cursor.fetchone()
+    assert {"enable_seqscan=off", "enable_bitmapscan=off", "plan_cache_mode=force_generic_plan"} <= set(config)
