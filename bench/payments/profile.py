@@ -5,7 +5,8 @@ Starts the alpha sandbox on loopback, re-creates its own database (payera_bench_
 $PAYERA_BENCH_DB; Redis db 9 or $PAYERA_BENCH_REDIS_URL),
 then sends the bench's payment (automatic capture, card 4242…, a fresh Idempotency-Key)
 through Django's test client and prints, per payment: SQL queries, transactions committed,
-wall and CPU milliseconds (this process: Django/DRF/FSM and the client side of the PSP call).
+wall and CPU milliseconds (this process: Django/DRF/FSM and the client side of the PSP call), and
+the CPU of the PostgreSQL backend serving it (from /proc: the database runs on this machine).
 With `--cprofile FILE` the measured payments also run under cProfile.
 """
 
@@ -114,6 +115,11 @@ def _run(opts) -> int:
             autocommitted[0] += 1
         return execute(sql, params, many, context)
 
+    with connection.cursor() as cursor:  # this connection's PostgreSQL backend: its CPU is ours too
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    pg0 = _proc_cpu(backend)
+
     profiler = None
     if opts.cprofile:
         profiler = cProfile.Profile(time.process_time) if opts.cpu_clock else cProfile.Profile()
@@ -127,6 +133,10 @@ def _run(opts) -> int:
             profiler.disable()
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     connection.commit = real_commit
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        same_backend = cursor.fetchone()[0] == backend
+    pg1 = _proc_cpu(backend)
     n = opts.payments
     kinds = Counter(q["sql"].split(None, 1)[0].upper() for q in ctx.captured_queries)
     savepoints = sum(1 for q in ctx.captured_queries if q["sql"].startswith("SAVEPOINT"))
@@ -142,6 +152,9 @@ def _run(opts) -> int:
         "wall_ms_per_payment": round(wall * 1000 / n, 2),
         "cpu_ms_per_payment": round(cpu * 1000 / n, 2),
         "sql_wall_ms_per_payment": round(sql_ms / n, 2),
+        # CPU of the PostgreSQL backend serving this process (parse, plan, execute, commit), from /proc
+        "pg_backend_cpu_ms_per_payment": (round((pg1 - pg0) * 1000 / n, 2)
+                                          if same_backend and pg0 is not None and pg1 is not None else None),
         "loadavg": os.getloadavg(),
     }, indent=2))
     if opts.show_queries:
@@ -151,6 +164,15 @@ def _run(opts) -> int:
     if profiler:
         profiler.dump_stats(opts.cprofile)
     return 0
+
+
+def _proc_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a local process (the PostgreSQL backend), None if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
