@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from payera.events import wakeup
+
 logger = logging.getLogger("payera.events")
 
 # Short publish retries: an on_commit callback must not hang a request while the broker is down.
@@ -12,6 +14,17 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 
 
 
 def enqueue(task, *args: str, countdown: float | None = None) -> bool:
+    """Run `task(*args)` in a worker. The outbox relay of committed events is a Redis wake-up the
+    workers listen to (payera/events/wakeup.py) when the broker is Redis; anything else, or a
+    countdown, is a Celery message."""
+    if countdown is None and task.name in wakeup.RELAY_TASKS:
+        woken = wakeup.push(task.app, args)
+        if woken is not None:
+            return woken
+    return publish(task, *args, countdown=countdown)
+
+
+def publish(task, *args: str, countdown: float | None = None) -> bool:
     try:
         task.apply_async(args=args, countdown=countdown, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
     except Exception:  # broker down or misconfigured: the sweep relays it later

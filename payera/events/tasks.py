@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready, worker_shutting_down
 
 from payera.events import services
 
@@ -37,3 +38,18 @@ def webhook_retry_sweep_task(self) -> int:
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def event_prune_task(self) -> int:
     return services.event_prune()
+
+
+@worker_ready.connect
+def _relay_wakeup_listener_start(sender=None, **kwargs) -> None:
+    """Each worker listens for the relay wake-ups of committed events (payera/events/wakeup.py)."""
+    from payera.events import wakeup
+
+    wakeup.start_listener(sender.app if sender is not None else event_relay_batch_task.app)
+
+
+@worker_shutting_down.connect
+def _relay_wakeup_listener_stop(**kwargs) -> None:
+    from payera.events import wakeup
+
+    wakeup.stop_listener()

@@ -311,6 +311,9 @@ EVENTS_API_VERSION = "2026-11-01"
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=30)
 # The relay sweep leaves events younger than this to the on-commit relay.
 EVENTS_RELAY_SWEEP_MIN_AGE_SECONDS = env.float("EVENTS_RELAY_SWEEP_MIN_AGE_SECONDS", default=10.0)
+# Committed events wake the relay by one Redis LPUSH the workers listen to (payera/events/wakeup.py)
+# when the broker is Redis; off: one Celery message per transaction, as before.
+EVENTS_RELAY_WAKEUP = env.bool("EVENTS_RELAY_WAKEUP", default=True)
 WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 # Exponential backoff with jitter: base, base*2, base*4, ... capped, for the horizon, then dead letter.
