@@ -97,7 +97,7 @@ class AuditLogEntry(AppendOnlyMixin, AbstractLogEntry):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     content_type = models.ForeignKey("contenttypes.ContentType", on_delete=models.PROTECT, related_name="+")
-    # auditlog's fields, redeclared without `db_index`: Django's automatic index on a CharField
+    # Without `db_index` (auditlog's object_pk and cid redeclared): Django's automatic index on a CharField
     # comes with a varchar_pattern_ops `_like` twin that only a `LIKE 'x%'` query uses, and none
     # does (the admin's search is `icontains`). The plain indexes a query needs are in Meta.indexes;
     # `cid` (auditlog's correlation id, a copy of request_id here) has none: only auditlog's CID
