@@ -58,15 +58,18 @@ class PaymentMethod(PrecompiledSaveMixin, models.Model):
     is never stored: it lives in memory for the one PSP call."""
 
     id = IdField(prefix="pm")
-    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
-    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: pm_merchant_created_idx leads with it. The customer's and the fingerprint's
+    # are plain Meta indexes, without Django's varchar_pattern_ops `_like` twins (migration 0013).
+    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+", db_index=False)
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                 db_index=False)
     type = models.CharField(max_length=16, choices=PaymentMethodType.choices, default=PaymentMethodType.CARD)
     card_brand = models.CharField(max_length=16, blank=True, default="")
     card_bin = models.CharField(max_length=8, blank=True, default="")
     card_last4 = models.CharField(max_length=4, blank=True, default="")
     card_exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
     card_exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
-    fingerprint = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    fingerprint = models.CharField(max_length=128, blank=True, default="")
     pan_ciphertext = models.TextField(blank=True, default="", editable=False)
     bank = models.CharField(max_length=64, blank=True, default="")
     iban_ciphertext = models.TextField(blank=True, default="", editable=False)
@@ -87,6 +90,8 @@ class PaymentMethod(PrecompiledSaveMixin, models.Model):
         indexes = [
             models.Index(fields=["merchant", "-created_at", "-id"], name="pm_merchant_created_idx"),
             models.Index(fields=["card_last4"], name="pm_card_last4_idx"),  # back-office search
+            models.Index(fields=["customer"], name="pm_customer_idx"),
+            models.Index(fields=["fingerprint"], name="pm_fingerprint_idx"),
         ]
 
     def __str__(self) -> str:
@@ -149,7 +154,8 @@ class PaymentQuerySet(MerchantScopedQuerySet):
 
 class Payment(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     id = IdField(prefix="pay")
-    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
+    # No index of its own: payment_merchant_created_idx leads with it (migration 0013).
+    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+", db_index=False)
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     capture_method = models.CharField(max_length=16, choices=CaptureMethod.choices, default=CaptureMethod.AUTOMATIC)
@@ -158,9 +164,11 @@ class Payment(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     amount_captured = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
     amount_disputed = models.BigIntegerField(default=0)  # open or lost disputes (a won one gives it back)
-    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Plain Meta indexes (back-office search by cus_/pm_/last 4), without the `_like` twins.
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                 db_index=False)
     payment_method = models.ForeignKey(
-        PaymentMethod, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
+        PaymentMethod, null=True, blank=True, on_delete=models.PROTECT, related_name="payments", db_index=False
     )
     setup_future_usage = models.CharField(max_length=16, blank=True, default="")
     off_session = models.BooleanField(default=False)
@@ -190,6 +198,8 @@ class Payment(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["-created_at", "-id"], name="payment_created_idx"),
             models.Index(fields=["status", "-created_at"], name="payment_status_created_idx"),
             models.Index(fields=["amount"], name="payment_amount_idx"),
+            models.Index(fields=["customer"], name="payment_customer_idx"),
+            models.Index(fields=["payment_method"], name="payment_payment_method_idx"),
         ]
         # back-office actions (payera/staff/roles.py grants them by glob)
         permissions = [
@@ -281,8 +291,10 @@ ATTEMPT_OPEN = [AS.STARTED, AS.REQUIRES_ACTION, AS.PENDING, AS.UNKNOWN]
 
 class PaymentAttempt(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     id = IdField(prefix="att")
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="attempts")
-    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
+    # No index of its own: attempt_payment_sequence_uniq leads with it. The merchant's is a plain Meta
+    # index, without the `_like` twin (migration 0013).
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="attempts", db_index=False)
+    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+", db_index=False)
     sequence = models.PositiveSmallIntegerField()
     connector = models.CharField(max_length=32)
     status = FSMField(choices=AS.choices, default=AS.STARTED, protected=True)
@@ -316,6 +328,7 @@ class PaymentAttempt(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Mod
             # the back-office search and connector filter
             models.Index(fields=["psp_reference"], name="attempt_psp_reference_idx"),
             models.Index(fields=["connector", "payment"], name="attempt_connector_payment_idx"),
+            models.Index(fields=["merchant"], name="attempt_merchant_idx"),
         ]
 
     def __str__(self) -> str:
@@ -412,8 +425,9 @@ class Capture(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     """One capture of an authorization (the sandboxes allow one, partial, the rest released)."""
 
     id = IdField(prefix="cap")
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="captures")
-    attempt = models.ForeignKey(PaymentAttempt, on_delete=models.PROTECT, related_name="captures")
+    # Plain Meta indexes, without the `_like` twins (migration 0013).
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="captures", db_index=False)
+    attempt = models.ForeignKey(PaymentAttempt, on_delete=models.PROTECT, related_name="captures", db_index=False)
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     fee = models.BigIntegerField(default=0)  # the merchant's fee on it (refunds return a share)
@@ -433,6 +447,9 @@ class Capture(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
         indexes = [
             # a reconciliation report's period: the captures that succeeded inside it (missing at PSP)
             models.Index(fields=["updated_at"], condition=Q(status="succeeded"), name="capture_succeeded_at_idx"),
+            models.Index(fields=["payment"], name="capture_payment_idx"),
+            # all of an attempt's captures, failed ones too (capture_one_per_attempt is partial)
+            models.Index(fields=["attempt"], name="capture_attempt_idx"),
         ]
 
     def __str__(self) -> str:
@@ -557,7 +574,8 @@ class PaymentEvent(models.Model):
     """Who moved what from where to where, and when: one row per transition, written in the same
     transaction as the transition."""
 
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: payment_event_payment_idx leads with it (migration 0013).
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="events", db_index=False)
     object_type = models.CharField(max_length=16)  # payment | attempt | capture | refund
     object_id = models.CharField(max_length=40)
     transition = models.CharField(max_length=40)

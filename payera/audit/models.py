@@ -97,10 +97,17 @@ class AuditLogEntry(AppendOnlyMixin, AbstractLogEntry):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     content_type = models.ForeignKey("contenttypes.ContentType", on_delete=models.PROTECT, related_name="+")
-    api_key_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
-    merchant_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
-    object_merchant_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
-    request_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # Without `db_index` (auditlog's object_pk and cid redeclared): Django's automatic index on a CharField
+    # comes with a varchar_pattern_ops `_like` twin that only a `LIKE 'x%'` query uses, and none
+    # does (the admin's search is `icontains`). The plain indexes a query needs are in Meta.indexes;
+    # `cid` (auditlog's correlation id, a copy of request_id here) has none: only auditlog's CID
+    # list filter reads it and our admin does not show that filter (migration 0004).
+    object_pk = models.CharField(max_length=255, verbose_name="object pk")
+    cid = models.CharField(max_length=255, blank=True, null=True, verbose_name="Correlation ID")  # noqa: DJ001 - auditlog's
+    api_key_id = models.CharField(max_length=64, blank=True, default="")
+    merchant_id = models.CharField(max_length=64, blank=True, default="")  # no query; scoping: object_merchant_id
+    object_merchant_id = models.CharField(max_length=64, blank=True, default="")
+    request_id = models.CharField(max_length=64, blank=True, default="")
 
     objects = AuditLogEntryManager()
 
@@ -109,6 +116,15 @@ class AuditLogEntry(AppendOnlyMixin, AbstractLogEntry):
         verbose_name = "audit record"
         verbose_name_plural = "audit records"
         default_permissions = ("view",)
+        indexes = [
+            # auditlog's get_for_object(s) and the payment page's audit records: content type + object_pk
+            models.Index(fields=["object_pk"], name="audit_entry_object_pk_idx"),
+            # staff limited to some merchants see only their merchants' records (payera.staff.access)
+            models.Index(fields=["object_merchant_id"], name="audit_entry_obj_merchant_idx"),
+            # what one API key, one request did (the admin's ?api_key_id= / ?request_id=): forensics
+            models.Index(fields=["api_key_id"], name="audit_entry_api_key_idx"),
+            models.Index(fields=["request_id"], name="audit_entry_request_idx"),
+        ]
 
     @property
     def actor_label(self) -> str:

@@ -17,7 +17,9 @@ class IdempotencyState(models.TextChoices):
 
 
 class IdempotencyKey(models.Model):
-    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (merchant, key) leads with it, for lookups and the CASCADE
+    # alike (migration 0003).
+    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     # sha256 of method, path and canonical body: a repeat must match it exactly.
     fingerprint = models.CharField(max_length=64)
