@@ -25,6 +25,14 @@ ENTRY = (
 )
 
 
+
+def _copy_entry(c, row):
+    """One entry row written by COPY on the cursor's psycopg cursor (no INSERT statement)."""
+    with c.cursor.copy(
+        "COPY ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending) FROM STDIN"
+    ) as copy:
+        copy.write_row(row)
+
 def _accounts(owner):
     make_account(owner, "a")
     make_account(owner, "b")
@@ -224,11 +232,7 @@ def test_copy_is_checked(owner):
     a, _ = _accounts(owner)
     with pytest.raises(IntegrityError, match="does not balance"), transaction.atomic(), connection.cursor() as c:
         jid = _journal(c)
-        with c.cursor.copy(
-            "COPY ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)"
-            " FROM STDIN"
-        ) as copy:
-            copy.write_row((jid, a, "EUR", 5, 0, 1, False))
+        _copy_entry(c, (jid, a, "EUR", 5, 0, 1, False))
         c.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
@@ -242,11 +246,7 @@ def test_copy_in_another_currency_is_refused(owner):
         connection.cursor() as c,
     ):
         jid = _journal(c)
-        with c.cursor.copy(
-            "COPY ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)"
-            " FROM STDIN"
-        ) as copy:
-            copy.write_row((jid, a, "USD", 5, 0, 1, False))
+        _copy_entry(c, (jid, a, "USD", 5, 0, 1, False))
 
 
 @pytest.mark.django_db
@@ -357,11 +357,7 @@ def test_a_zero_amount_by_copy_is_refused(owner):
         connection.cursor() as c,
     ):
         jid = _journal(c)
-        with c.cursor.copy(
-            "COPY ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)"
-            " FROM STDIN"
-        ) as copy:
-            copy.write_row((jid, a, "EUR", 0, 0, 1, False))
+        _copy_entry(c, (jid, a, "EUR", 0, 0, 1, False))
 
 
 ACCOUNT = (
