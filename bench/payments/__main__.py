@@ -63,42 +63,31 @@ print(json.dumps({"merchant": m.id, "secret": api_key_create(merchant=m).secret}
 """
 
 
+def proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds user + system so far) of a local process, from /proc; None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_tree_cpu_s(root_pid: int) -> float:
     """CPU seconds (user + system) used so far by a process and its children (gunicorn's master
     and workers), from /proc: the server's own cost per request, whatever else the machine runs."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    stats = {int(e): st for e in os.listdir("/proc") if e.isdigit() and (st := proc_stat(int(e))) is not None}
     total, todo = 0.0, [root_pid]
     while todo:
         pid = todo.pop()
-        total += cpu.get(pid, 0.0)
-        todo.extend(child for child, parent in parents.items() if parent == pid)
+        total += stats[pid][1] if pid in stats else 0.0
+        todo.extend(child for child, (parent, _) in stats.items() if parent == pid)
     return total
 
 
 def pids_cpu_s(pids: set[int]) -> dict[int, float]:
     """CPU seconds (user + system) of each of these processes so far (gone ones left out)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    cpu: dict[int, float] = {}
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
-    return cpu
+    return {pid: st[1] for pid in pids if (st := proc_stat(pid)) is not None}
 
 
 def backend_pids() -> set[int]:

@@ -73,6 +73,8 @@ def main() -> int:
 def _run(opts) -> int:
     import django
 
+    from bench.payments.__main__ import proc_stat
+
     django.setup()
     from django.core.management import call_command
     from django.db import connection
@@ -122,14 +124,14 @@ def _run(opts) -> int:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
     with CaptureQueriesContext(connection) as ctx, connection.execute_wrapper(count_autocommit):
-        w0, c0, b0 = time.perf_counter(), time.process_time(), _process_cpu_s(backend)
+        w0, c0, b0 = time.perf_counter(), time.process_time(), proc_stat(backend)[1]
         if profiler:
             profiler.enable()
         for _ in range(opts.payments):
             pay()
         if profiler:
             profiler.disable()
-        wall, cpu, backend_cpu = time.perf_counter() - w0, time.process_time() - c0, _process_cpu_s(backend) - b0
+        wall, cpu, backend_cpu = time.perf_counter() - w0, time.process_time() - c0, proc_stat(backend)[1] - b0
     connection.commit = real_commit
     n = opts.payments
     kinds = Counter(q["sql"].split(None, 1)[0].upper() for q in ctx.captured_queries)
@@ -156,13 +158,6 @@ def _run(opts) -> int:
     if profiler:
         profiler.dump_stats(opts.cprofile)
     return 0
-
-
-def _process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a local process so far, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
