@@ -88,7 +88,7 @@ def push(app, event_ids) -> bool | None:
         return None
     try:
         client = _client(url)
-        key = KEY_PREFIX + app.conf.task_default_queue
+        key = wakeup_key(app)
         if client.lpush(key, *event_ids) > MAX_PENDING:
             client.ltrim(key, 0, MAX_PENDING - 1)  # no worker listening: keep the newest, sweep the rest
     except Exception:
