@@ -16,7 +16,9 @@ PAYERA_BENCH_DB and PAYERA_BENCH_REDIS_URL choose others: several people on one 
 
 The machine is shared: each phase reports the load average while it ran and gunicorn's own CPU
 time per answered request (`server_cpu_ms_per_req`, from /proc: independent of what else runs);
-`--rounds N` interleaves the phases N times and reports the median round of each. Per answered
+`--rounds N` interleaves the phases N times and reports the median round of each. Before the rounds,
+`--warmup-seconds` of payments give the database rows, then it is analyzed (a running platform's
+tables have statistics; a fresh database's plans would be made for empty tables). Per answered
 request each phase also reports the CPU of the bench database's PostgreSQL backends, of the alpha
 sandbox, of the load generator (`client_cpu_ms_per_req`) and of the whole machine (`machine_busy_…`,
 from /proc/stat: meaningful only when nothing else runs): together, where the two cores go.
@@ -45,8 +47,8 @@ REDIS_URL = os.environ.get("PAYERA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
 
 
-def psql(sql: str) -> None:
-    subprocess.run(["psql", "-qAt", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c", sql],
+def psql(sql: str, db: str = "postgres") -> None:
+    subprocess.run(["psql", "-qAt", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-c", sql],
                    check=True, capture_output=True)
 
 
@@ -187,6 +189,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the three phases this many times, interleaved (noisy machine); medians")
+    # A platform taking payments has statistics on its tables; a re-created database has none, and
+    # the plans made while its tables are tiny (sequential scans, kept by prepared statements) made
+    # the first measured round the slowest. The warm-up sends payments, then ANALYZEs the database.
+    parser.add_argument("--warmup-seconds", type=float, default=10,
+                        help="payments sent before the database is analyzed and the rounds start")
     parser.add_argument("--load-generator", choices=("wrk", "httpx"), default=None,
                         help="wrk (default when installed: little CPU per request) or httpx threads in this process")
     opts = parser.parse_args()
@@ -263,7 +270,9 @@ def main() -> int:
             url, kind, key = wrk_phases[fn]
             return load_wrk(url, kind, clients=opts.clients, seconds=seconds, auth=key, merchant=ids["merchant"])
 
-        for fn in (bare, payment, psp):  # warm up every path and connection pool
+        warmup = drive(payment, opts.warmup_seconds)  # rows for the planner's statistics
+        psql("VACUUM ANALYZE", db=DB)
+        for fn in (bare, payment, psp):  # warm up every path, connection pool and (new) plan
             drive(fn, 2)
         rounds: dict[str, list[dict]] = {"bare_drf_insert": [], "post_v1_payments": [], "alpha_direct": []}
         for _ in range(opts.rounds):
@@ -302,6 +311,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "gunicorn_workers": opts.workers, "threads": opts.threads,
                     "load_generator": opts.load_generator,
                     "clients": opts.clients, "seconds": opts.seconds, "rounds": opts.rounds,
+                    "warmup_payments": warmup["ok"],
                     "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
         **results,
         "ratio_payments_to_bare_rps": pay["rps"] / bare_r["rps"] if bare_r["rps"] else None,
