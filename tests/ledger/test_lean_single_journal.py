@@ -167,3 +167,47 @@ def test_the_lean_function_never_takes_bitmap_scans():
         cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'ledger_post_one'")
         (config,) = cursor.fetchone()
     assert "enable_bitmapscan=off" in config and "plan_cache_mode=force_generic_plan" in config
+
+
+def test_limits_count_pending_amounts_on_the_lean_path(owner, now):
+    # ledger_post_one() reads an account's pending amounts only for a pending posting or a limited
+    # account (session 8): a limited account's limit must still count them
+    limited = make_account(owner, "wallet", type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
+    asset = make_account(owner, "cash", credits_must_not_exceed_debits=True)
+    other = make_account(owner, "other")
+    services.journal_post(reference=f"{owner}:fund", lines=transfer_lines(other, limited, 100), occurred_at=now)
+    services.journal_post(reference=f"{owner}:fund2", lines=transfer_lines(asset, other, 100), occurred_at=now)
+    services.pending_create(reference=f"{owner}:hold", lines=transfer_lines(limited, other, 60), occurred_at=now)
+    services.pending_create(reference=f"{owner}:hold2", lines=transfer_lines(other, asset, 30), occurred_at=now)
+    lean = engine.stats["lean"]
+    with pytest.raises(LimitExceededError) as err:  # -100 + 50 posted, + 60 pending > 0
+        services.journal_post(reference=f"{owner}:d50", lines=transfer_lines(limited, other, 50), occurred_at=now)
+    assert err.value.status is PostStatus.EXCEEDS_CREDITS
+    with pytest.raises(LimitExceededError) as err:  # 30 pending - (100 - 80) posted > 0
+        services.journal_post(reference=f"{owner}:c80", lines=transfer_lines(other, asset, 80), occurred_at=now)
+    assert err.value.status is PostStatus.EXCEEDS_DEBITS
+    assert services.journal_post(reference=f"{owner}:d40", lines=transfer_lines(limited, other, 40), occurred_at=now)
+    assert services.journal_post(reference=f"{owner}:c70", lines=transfer_lines(other, asset, 70), occurred_at=now)
+    assert engine.stats["lean"] - lean == 4
+    # a posted journal leaves the pending amounts as they were
+    wallet, cash = selectors.account_balance(key=limited), selectors.account_balance(key=asset)
+    assert (wallet.posted, wallet.debits_pending, wallet.credits_pending) == (-60, 60, 0)
+    assert (cash.posted, cash.debits_pending, cash.credits_pending) == (30, 0, 30)
+    assert ledger_verify().ok
+
+
+@pytest.mark.parametrize("stale", [0, 1, 2])
+def test_a_cached_id_naming_nothing_is_caught_in_any_position(owner, now, stale):
+    # the function finds a missing row by the shape of the array the locked rows fill (session 8):
+    # a missing first account leaves it shorter, a missing middle one a hole
+    keys = [make_account(owner, f"acc_{c}") for c in "abc"]
+    lines = (PostingLine(keys[0], 2), PostingLine(keys[1], -1), PostingLine(keys[2], -1))
+    services.journal_post(reference=f"{owner}:warm", lines=lines, occurred_at=now)
+    assert all(engine._ACCOUNT_IDS.get(k) for k in keys)
+    engine._ACCOUNT_IDS[keys[stale]] = (10**15, False)
+    retries = engine.stats["lean_retry"]
+    result = services.journal_post(reference=f"{owner}:1", lines=lines, occurred_at=now)
+    assert result.created and engine.stats["lean_retry"] - retries == 1
+    assert [selectors.account_balance(key=k).posted for k in keys] == [4, -2, -2]
+    assert [selectors.account_balance(key=k).version for k in keys] == [2, 2, 2]
+    assert ledger_verify().ok
