@@ -265,6 +265,8 @@ class SettlementKind(StrEnum):
     CAPTURE = "capture"
     REFUND = "refund"
     CHARGEBACK = "chargeback"
+    # a dispute the merchant won: the PSP pays the disputed amount back (gross positive)
+    CHARGEBACK_REVERSAL = "chargeback_reversal"
     FEE = "fee"
     ADJUSTMENT = "adjustment"
 
@@ -273,8 +275,8 @@ class SettlementKind(StrEnum):
 class SettlementRow:
     """One line of a PSP settlement report, normalized.
 
-    Signs are from the merchant's side: `gross` is positive for captures and negative for
-    refunds and chargebacks; `fee` is what the PSP charged (positive = a cost); `net = gross - fee`.
+    Signs are from the merchant's side: `gross` is positive for captures and chargeback reversals
+    and negative for refunds and chargebacks; `fee` is what the PSP charged (positive = a cost); `net = gross - fee`.
     """
 
     kind: SettlementKind
@@ -362,7 +364,7 @@ class FeeSchedule:
             return self.refund_fixed * scale // 100
         if kind == SettlementKind.CHARGEBACK:
             return self.chargeback_fixed * scale // 100
-        return 0
+        return 0  # chargeback reversals: the chargeback fee is not returned, none is charged
 
 
 @dataclass(frozen=True, slots=True)

@@ -254,7 +254,7 @@ class StatementLine(models.Model):
     psp = models.CharField(max_length=32)
     line_number = models.PositiveIntegerField()
     row_key = models.CharField(max_length=200)  # <psp>:<kind>:<PSP operation or authorization id>
-    kind = models.CharField(max_length=16)  # capture | refund | chargeback | fee | adjustment
+    kind = models.CharField(max_length=32)  # capture | refund | chargeback | chargeback_reversal | fee | adjustment
     reference = models.CharField(max_length=64)  # our attempt id
     psp_reference = models.CharField(max_length=128)
     operation_reference = models.CharField(max_length=64, blank=True, default="")  # our cap_/re_ id

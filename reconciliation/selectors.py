@@ -74,26 +74,34 @@ AGING_BUCKETS = ((0, 1, "0-1 days"), (2, 3, "2-3 days"), (4, 7, "4-7 days"), (8,
 
 
 def _unsettled_sql() -> str:
-    """Every capture, refund and dispute at one PSP that no settled report line has cleared:
-    (currency, signed gross, when). Captures count +, refunds and disputes (not won) -."""
+    """Every capture, refund, chargeback and won dispute's reversal at one PSP that no settled
+    report line has cleared: (currency, signed gross, when). Captures count +, refunds -, each
+    dispute's chargeback - (from when it opened) and, once it is won, its reversal + (from when it
+    was decided): the PSP reports both, each settled by its own line (a won dispute neither of whose
+    lines settled yet nets to 0)."""
     from payments import selectors as payments_selectors
     from reconciliation.models import StatementLine
 
     t = payments_selectors.settlement_tables()
     lines = StatementLine._meta.db_table
-    settled = (
-        f"NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = a.connector AND l.object_id = x.id"
-        " AND l.journal_reference <> '')"
-    )
+
+    def settled(kind: str = "") -> str:
+        return (f"NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = a.connector AND l.object_id = x.id"
+                f"{f' AND l.kind = {kind!r}' if kind else ''} AND l.journal_reference <> '')")  # fmt: skip
+
     return f"""
 SELECT x.currency, x.amount AS gross, x.updated_at AS at FROM {t["capture"]} x
-  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled}
+  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled()}
 UNION ALL
 SELECT x.currency, -x.amount, x.updated_at FROM {t["refund"]} x
-  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled}
+  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled()}
 UNION ALL
 SELECT x.currency, -x.amount, x.created_at FROM {t["dispute"]} x
-  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status <> 'won' AND {settled}
+  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND {settled("chargeback")}
+UNION ALL
+SELECT x.currency, x.amount, COALESCE(x.closed_at, x.updated_at) FROM {t["dispute"]} x
+  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'won'
+   AND {settled("chargeback_reversal")}
 """
 
 
@@ -175,7 +183,8 @@ def receivable_check(*, psp: str) -> list[dict]:
 
 
 def receivable_aging(*, psp: str, now=None) -> list[dict]:
-    """What the PSP still owes (unsettled captures net of refunds and disputes), by age bucket
+    """What the PSP still owes (unsettled captures net of refunds, chargebacks and won disputes'
+    reversals: the same items as the receivable check, so the buckets add up to it), by age bucket
     and currency: `[{"bucket": "0-1 days", "currency": "EUR", "amount": n, "count": n}, ...]`."""
     import datetime as dt
 
@@ -193,7 +202,7 @@ def receivable_aging(*, psp: str, now=None) -> list[dict]:
         cursor.execute(
             f"SELECT bucket, currency, SUM(gross), COUNT(*) FROM (SELECT CASE {cases} END AS bucket, currency, gross"
             f" FROM ({_unsettled_sql()}) u) b GROUP BY bucket, currency",
-            [*bounds, psp, psp, psp],
+            [*bounds, psp, psp, psp, psp],
         )
         rows = cursor.fetchall()
     order = [lbl for _, _, lbl in AGING_BUCKETS]

@@ -28,6 +28,7 @@ KINDS = {
     "capture": SettlementKind.CAPTURE,
     "refund": SettlementKind.REFUND,
     "chargeback": SettlementKind.CHARGEBACK,
+    "chargeback_reversal": SettlementKind.CHARGEBACK_REVERSAL,
     "fee": SettlementKind.FEE,
     "adjustment": SettlementKind.ADJUSTMENT,
 }

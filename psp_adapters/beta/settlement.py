@@ -20,9 +20,12 @@ KINDS = {
     "Settled": SettlementKind.CAPTURE,
     "Refunded": SettlementKind.REFUND,
     "Chargeback": SettlementKind.CHARGEBACK,
+    "ChargebackReversed": SettlementKind.CHARGEBACK_REVERSAL,
     "Fee": SettlementKind.FEE,
     "Adjustment": SettlementKind.ADJUSTMENT,
 }
+
+_DISPUTES = (SettlementKind.CHARGEBACK, SettlementKind.CHARGEBACK_REVERSAL)  # Merchant Reference: the attempt
 
 
 def _date(value: str) -> dt.date:
@@ -80,7 +83,7 @@ def read(raw: bytes) -> SettlementReport:
                     currency=currency,
                     settled_on=_date(rec.get("Booking Date") or ""),
                     payout_batch_id=(rec.get("Batch Number") or "").strip(),
-                    operation_reference=None if kind == SettlementKind.CHARGEBACK else (merchant_ref or None),
+                    operation_reference=None if kind in _DISPUTES else (merchant_ref or None),
                     operation_psp_reference=(rec.get("Modification Reference") or "").strip() or None,
                     line_number=line,
                 )

@@ -711,8 +711,9 @@ class Core:
             raise SandboxError(404, "not_found", "No such dispute.")
         if dispute["status"] in ("won", "lost"):
             raise SandboxError(409, "dispute_closed", f"The dispute is already {dispute['status']}.")
-        self.store.update("disputes", dispute_id, {"status": status})
-        dispute = {**dispute, "status": status}
+        closed = {"status": status, "closed_at": time.time()}
+        self.store.update("disputes", dispute_id, closed)
+        dispute = {**dispute, **closed}
         self.emit("dispute", self.payment(dispute["payment_id"]), {**dispute, "event": "closed"})
         return dispute
 

@@ -1,8 +1,10 @@
 """Daily settlement reports, each sandbox in its own CSV format, read from its own storage.
 
-A report covers one UTC day: the captures and refunds that succeeded that day and the
-chargebacks (disputes, SEPA returns) opened that day, with gross, fee, net, currency, the
-merchant's (Payera's) references, the PSP's references and the payout batch.
+A report covers one UTC day: the captures and refunds that succeeded that day, the
+chargebacks (disputes, SEPA returns) opened that day and the reversals of the disputes the
+merchant won that day (the disputed amount paid back: positive gross, no fee, since the
+chargeback fee is not returned; the dispute's id as the operation id), with gross, fee, net,
+currency, the merchant's (Payera's) references, the PSP's references and the payout batch.
 
 alpha: comma-separated, snake_case columns, integer minor units, ISO dates; the last line is
 `end_of_report,<date>` so an empty day still says which day it covers.
@@ -52,6 +54,12 @@ def entries(path: Path, day: dt.date) -> list[dict[str, Any]]:
             " WHERE d.created_at >= ? AND d.created_at < ?",
             (start, end),
         ).fetchall()
+        decided = {r["name"] for r in conn.execute("PRAGMA table_info(disputes)")} >= {"closed_at"}
+        won = conn.execute(
+            "SELECT d.*, p.reference AS payment_reference FROM disputes d JOIN payments p ON p.id = d.payment_id"
+            " WHERE d.status = 'won' AND d.closed_at >= ? AND d.closed_at < ?",
+            (start, end),
+        ).fetchall() if decided else []  # a file from before the sandbox recorded decisions
     finally:
         conn.close()
     out = []
@@ -70,6 +78,15 @@ def entries(path: Path, day: dt.date) -> list[dict[str, Any]]:
                 "kind": "chargeback", "payment_id": d["payment_id"], "payment_reference": d["payment_reference"],
                 "operation_id": d["id"], "operation_reference": "", "currency": d["currency"],
                 "gross": -d["amount"], "fee": d["fee"], "at": d["created_at"],
+            }
+        )  # fmt: skip
+    for d in won:  # the merchant won: the disputed amount comes back, the chargeback fee does not
+        out.append(
+            {
+                "kind": "chargeback_reversal", "payment_id": d["payment_id"],
+                "payment_reference": d["payment_reference"], "operation_id": d["id"], "operation_reference": "",
+                "currency": d["currency"],
+                "gross": d["amount"], "fee": 0, "at": d["closed_at"],
             }
         )  # fmt: skip
     out.sort(key=lambda e: (e["at"], e["operation_id"]))
@@ -101,7 +118,8 @@ def _beta(day: dt.date, rows: list[dict[str, Any]]) -> bytes:
     w.writerow(["Merchant Account", "PayeraSandbox"])
     w.writerow([])
     w.writerow(BETA_COLUMNS)
-    record = {"capture": "Settled", "refund": "Refunded", "chargeback": "Chargeback"}
+    record = {"capture": "Settled", "refund": "Refunded", "chargeback": "Chargeback",
+              "chargeback_reversal": "ChargebackReversed"}  # fmt: skip
     for e in rows:
         at = dt.datetime.fromtimestamp(e["at"], dt.UTC)
         cur = e["currency"]

@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS disputes (
     currency TEXT NOT NULL,
     status TEXT NOT NULL,
     fee INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    closed_at REAL
 );
 CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY,
@@ -122,7 +123,14 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        self._upgrade()
         self._lock = threading.RLock()
+
+    def _upgrade(self) -> None:
+        """Columns added since a sandbox's file was made (its state survives upgrades)."""
+        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(disputes)")}
+        if "closed_at" not in have:  # when the network decided (won disputes: the report's reversal)
+            self._conn.execute("ALTER TABLE disputes ADD COLUMN closed_at REAL")
 
     def close(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from django_fsm import can_proceed
 from ledger import services as ledger_services
 from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.errors import InvalidRequestError
+from psp_adapters.port import SettlementKind
 from reconciliation.errors import DiscrepancyPermissionError, DiscrepancyStateError
 from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconOutcome, StatementLine
 
@@ -85,15 +86,19 @@ def discrepancy_write_off(*, discrepancy_id: int, user, reason: str) -> Discrepa
 
 def discrepancies_settled_resolve(*, run_id: str, psp: str) -> int:
     """A later report settles what an earlier one lacked: each open or investigating "missing at
-    PSP" discrepancy whose capture/refund a posted line of run `run_id` names is resolved through
+    PSP" discrepancy whose capture, refund or won dispute a posted line of run `run_id` names (a
+    reversal line for a dispute) is resolved through
     the state machine (audited), by `reconciliation:<run>`, with the line as the reason, and no
     adjustment (the line's settlement journal moved the money). Runs inside the import's
     transaction; returns how many it resolved."""
     from django.db.models import Exists, OuterRef
 
-    settled = StatementLine.objects.filter(run_id=run_id, psp=psp, object_id=OuterRef("object_id")).exclude(
-        journal_reference=""
+    # a chargeback line names its dispute too, but only the reversal line settles a won dispute's
+    # missing reversal (no "missing at PSP" is ever opened for a chargeback)
+    lines = StatementLine.objects.filter(run_id=run_id, psp=psp).exclude(journal_reference="").exclude(
+        kind=SettlementKind.CHARGEBACK
     )
+    settled = lines.filter(object_id=OuterRef("object_id"))
     waiting = (
         Discrepancy.objects.select_for_update()
         .filter(psp=psp, kind=ReconOutcome.MISSING_AT_PSP, status__in=[DiscrepancyStatus.OPEN,
@@ -105,10 +110,7 @@ def discrepancies_settled_resolve(*, run_id: str, psp: str) -> int:
     now = timezone.now()
     resolved = 0
     for d in waiting:
-        line = (
-            StatementLine.objects.filter(run_id=run_id, psp=psp, object_id=d.object_id)
-            .exclude(journal_reference="").order_by("line_number").first()
-        )  # fmt: skip
+        line = lines.filter(object_id=d.object_id).order_by("line_number").first()
         if line is None or not can_proceed(d.mark_resolved):
             continue
         reason = (f"settled by a later report: run {run_id} line {line.line_number} ({line.outcome}, gross"

@@ -12,8 +12,9 @@
 5. The matched lines post the settlement through `ledger.services`: per currency and payout
    batch, bank cash (net) and PSP fee expense (fee) against the PSP receivable (gross), with the
    business reference `psp_settlement:<run>:<currency>:<batch>` (posting twice posts once).
-6. What stays unexplained becomes a `Discrepancy` (one INSERT ... SELECT), plus one per capture
-   or refund at that PSP inside the report's period that the report lacks (missing at PSP).
+6. What stays unexplained becomes a `Discrepancy` (one INSERT ... SELECT), plus one per capture,
+   refund or won dispute's reversal at that PSP inside the report's period that the report lacks
+   (missing at PSP).
 """
 
 from __future__ import annotations
@@ -330,8 +331,9 @@ def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
 
 def _outcome_sql(src: str, *, duplicate: str, kinds: Iterable[str] | None = None) -> str:
     """The matching SELECT over `src` (alias s): each line's outcome and what it matched. Joins
-    captures, refunds and disputes of the line's attempt at this PSP (read only); only those of
-    the record types in `kinds`, when the file's are known (a report of captures joins captures)."""
+    captures, refunds, disputes (chargebacks) and won disputes (chargeback reversals) of the line's
+    attempt at this PSP (read only); only those of the record types in `kinds`, when the file's are
+    known (a report of captures joins captures)."""
     t = payments_selectors.settlement_tables()
     joins = {
         "c": ("capture", "", f"""
@@ -342,6 +344,10 @@ def _outcome_sql(src: str, *, duplicate: str, kinds: Iterable[str] | None = None
         "d": ("chargeback", "-", f"""
   LEFT JOIN {t["dispute"]} d ON s.kind = 'chargeback' AND d.attempt_id = a.id
        AND d.psp_dispute_id = s.operation_psp_reference"""),
+        # a won dispute's money coming back: only a dispute Payera knows as won matches it
+        "v": ("chargeback_reversal", "", f"""
+  LEFT JOIN {t["dispute"]} v ON s.kind = 'chargeback_reversal' AND v.attempt_id = a.id
+       AND v.psp_dispute_id = s.operation_psp_reference AND v.status = 'won'"""),
     }  # fmt: skip
     used = [x for x, (kind, _, _) in joins.items() if kinds is None or kind in kinds] or ["c"]
 
@@ -747,15 +753,23 @@ FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')"""
             fence, attempt = "", f"JOIN {t['attempt']} a ON a.id = x.attempt_id AND a.connector = %s"
         start = dt.datetime.combine(run.period_start, dt.time(), dt.UTC)
         end = dt.datetime.combine(run.period_end + dt.timedelta(days=1), dt.time(), dt.UTC)
-        for table, sign in ((t["capture"], ""), (t["refund"], "-")):
+        # (table, sign, status, its time, the kind of the line that names it): a capture or refund
+        # by the time it succeeded; a won dispute's reversal by the time it was decided (its
+        # chargeback line names the dispute too, so the reversal line is told by its kind)
+        items = (
+            (t["capture"], "", "succeeded", "updated_at", ""),
+            (t["refund"], "-", "succeeded", "updated_at", ""),
+            (t["dispute"], "", "won", "closed_at", " AND l.kind = 'chargeback_reversal'"),
+        )
+        for table, sign, status, at, line_kind in items:
             statements.append(
                 (
                     f"""
 INSERT INTO {dsc} ({cols})
 SELECT %s, NULL, 'missing_at_psp', a.connector, a.merchant_id, a.id, x.id, x.currency, NULL, {sign}x.amount,
        -({sign}x.amount), 'open', '', '', '', '', %s, %s
-FROM (SELECT x.* FROM {table} x WHERE x.status = 'succeeded' AND x.updated_at >= %s AND x.updated_at < %s
-        AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = %s AND l.object_id = x.id)
+FROM (SELECT x.* FROM {table} x WHERE x.status = '{status}' AND x.{at} >= %s AND x.{at} < %s
+        AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = %s AND l.object_id = x.id{line_kind})
       {fence}) x
 {attempt}
 WHERE NOT EXISTS (SELECT 1 FROM {dsc} y WHERE y.kind = 'missing_at_psp' AND y.psp = a.connector

@@ -44,7 +44,7 @@ _AMOUNTS = ("gross", "fee", "net")
 _TEXTS = ("reference", "psp_reference", "operation_reference", "operation_psp_reference", "payout_batch_id")
 # the staging table (TEMP, reconcile._stage_create): its columns are the statement lines' own
 STAGE_COLUMNS = (
-    ("line_number", "integer"), ("row_key", "varchar(200)"), ("kind", "varchar(16)"), ("reference", "varchar(64)"),
+    ("line_number", "integer"), ("row_key", "varchar(200)"), ("kind", "varchar(32)"), ("reference", "varchar(64)"),
     ("psp_reference", "varchar(128)"), ("operation_reference", "varchar(64)"),
     ("operation_psp_reference", "varchar(128)"), ("gross", "bigint"), ("fee", "bigint"), ("net", "bigint"),
     ("currency", "varchar(3)"), ("settled_on", "date"), ("payout_batch_id", "varchar(64)"),

@@ -381,6 +381,19 @@ class PspAdapterContract:
         assert event.payment == r.payment
         (held,) = sandbox.payments(r.payment.reference)
         assert [d["status"] for d in held["disputes"]] == [status]
+        # the day's report: the chargeback, and for a won dispute its reversal (the amount back, the
+        # dispute's id as the operation id, the fee the agreed schedule says: none)
+        rows = [row for row in adapter.parse_settlement_report(adapter.fetch_settlement_report(
+            dt.datetime.now(dt.UTC).date())) if row.reference == r.payment.reference]  # fmt: skip
+        disputes = {row.kind: row for row in rows if row.operation_psp_reference == dispute_id}
+        assert disputes[SettlementKind.CHARGEBACK].gross == -2500
+        if status == "lost":
+            assert SettlementKind.CHARGEBACK_REVERSAL not in disputes
+        else:
+            back = disputes[SettlementKind.CHARGEBACK_REVERSAL]
+            assert (back.gross, back.fee, back.net, back.currency) == (2500, 0, 2500, "EUR")
+            assert back.fee == adapter.fee_schedule.fee(back.kind, back.gross, back.currency)
+            assert back.psp_reference == r.payment.psp_reference and back.operation_reference is None
 
     # --- transport errors ----------------------------------------------------------------
     def test_psp_5xx_before_processing_is_unavailable(self, adapter):

@@ -1,5 +1,6 @@
 """Property: whatever a sandbox settles in a day, its report parses back to exactly those rows
-(signs, minor units, currencies of every exponent, references)."""
+(signs, minor units, currencies of every exponent, references; a dispute won that day as its
+reversal, with no fee)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ DAY = dt.date(2026, 11, 23)
 START = dt.datetime.combine(DAY, dt.time(), dt.UTC).timestamp()
 
 entry = st.tuples(
-    st.sampled_from(["capture", "refund", "chargeback"]),
+    # won: a dispute opened the day before and won at the entry's time (its reversal is reported then)
+    st.sampled_from(["capture", "refund", "chargeback", "won"]),
     st.integers(min_value=1, max_value=10**11),
     st.sampled_from(["EUR", "JPY", "KWD", "USD", "CLF", "BHD"]),
     st.floats(min_value=-3600, max_value=86400 + 3600),  # some fall outside the day
@@ -57,12 +59,15 @@ def test_report_parses_back_to_what_was_settled(psp, entries):
                 },
             )  # fmt: skip
             fee = fee_for(psp, kind, amount, currency)
-            if kind == "chargeback":
+            if kind in ("chargeback", "won"):
+                won = kind == "won"
                 store.insert(
                     "disputes",
                     {
                         "id": new_id("dp_"), "payment_id": pid, "reason": "fraudulent", "amount": amount,
-                        "currency": currency, "status": "needs_response", "fee": fee, "created_at": at,
+                        "currency": currency, "status": "won" if won else "needs_response",
+                        "fee": fee_for(psp, "chargeback", amount, currency),
+                        "created_at": START - 86400 if won else at, "closed_at": at if won else None,
                     },
                 )  # fmt: skip
             else:
@@ -75,8 +80,9 @@ def test_report_parses_back_to_what_was_settled(psp, entries):
                     },
                 )  # fmt: skip
             if START <= at < START + 86400:
-                gross = amount if kind == "capture" else -amount
-                expected.add((SettlementKind(kind), ref, pid, gross, fee, gross - fee, currency))
+                gross = amount if kind in ("capture", "won") else -amount
+                row_kind = SettlementKind.CHARGEBACK_REVERSAL if kind == "won" else SettlementKind(kind)
+                expected.add((row_kind, ref, pid, gross, fee, gross - fee, currency))
         store.close()
         report = adapter(psp).read_settlement_report(reports.render(psp, db_path(Path(tmp), psp), DAY))
     assert report.errors == ()

@@ -47,6 +47,7 @@ def test_fee_schedule_scales_fixed_fees_to_the_currency():
     assert fees.fee(SettlementKind.CAPTURE, 1000, "KWD") == 14 + 250
     assert fees.fee(SettlementKind.REFUND, -500, "EUR") == 10
     assert fees.fee(SettlementKind.CHARGEBACK, -500, "EUR") == 1500
+    assert fees.fee(SettlementKind.CHARGEBACK_REVERSAL, 500, "EUR") == 0  # the chargeback fee is not returned
 
 
 # --- settlement parsing -------------------------------------------------------------------
@@ -61,6 +62,7 @@ capture,2026-11-23,PB-20261123-EUR,auth_1,att_1,op_1,cap_1,EUR,1000,39,961,2026-
 refund,2026-11-23,PB-20261123-EUR,auth_1,att_1,op_2,re_1,EUR,-500,0,-500,2026-11-23T11:00:00Z
 capture,2026-11-23,PB-20261123-EUR,auth_2,att_2,op_3,cap_2,EUR,ten,39,961,2026-11-23T10:00:00Z
 chargeback,2026-11-23,PB-20261123-JPY,auth_3,att_3,dp_1,,jpy,-1500,0,-1500,2026-11-23T12:00:00Z
+chargeback_reversal,2026-11-23,PB-20261123-JPY,auth_3,att_3,dp_1,,JPY,1500,0,1500,2026-11-23T13:00:00Z
 end_of_report,2026-11-23,,,,,,,,,,
 """
 )
@@ -73,8 +75,10 @@ def test_alpha_report_rows_errors_and_period():
         (SettlementKind.CAPTURE, 1000, 39, 961, 2),
         (SettlementKind.REFUND, -500, 0, -500, 3),
         (SettlementKind.CHARGEBACK, -1500, 0, -1500, 5),
+        (SettlementKind.CHARGEBACK_REVERSAL, 1500, 0, 1500, 6),
     ]
     assert report.rows[2].currency == "JPY" and report.rows[2].operation_reference is None
+    assert report.rows[3].operation_psp_reference == "dp_1" and report.rows[3].operation_reference is None
     assert [(e.line_number, "gross_minor" in e.message) for e in report.errors] == [(4, True)]
 
 
@@ -92,6 +96,7 @@ BETA_REPORT = (
     b"BATCH-20261123;23.11.2026 10:00:00;Settled;BP1;BM1;att_1;cap_1;EUR;10.00;0.19;9.81\r\n"
     b"BATCH-20261123;23.11.2026 10:00:00;Refunded;BP1;BM2;att_1;re_1;KWD;-1.050;0.000;-1.050\r\n"
     b"BATCH-20261123;23.11.2026 10:00:00;Settled;BP2;BM3;att_2;cap_2;EUR;10.001;0.19;9.81\r\n"
+    b"BATCH-20261123;23.11.2026 12:00:00;ChargebackReversed;BP1;BD1;att_1;att_1;EUR;10.00;0.00;10.00\r\n"
 )
 
 
@@ -101,8 +106,10 @@ def test_beta_report_rows_errors_and_period():
     assert [(r.kind, r.gross, r.fee, r.net, r.currency, r.line_number) for r in report.rows] == [
         (SettlementKind.CAPTURE, 1000, 19, 981, "EUR", 6),
         (SettlementKind.REFUND, -1050, 0, -1050, "KWD", 7),
+        (SettlementKind.CHARGEBACK_REVERSAL, 1000, 0, 1000, "EUR", 9),
     ]
     assert report.rows[0].operation_reference == "cap_1" and report.rows[0].reference == "att_1"
+    assert report.rows[2].operation_psp_reference == "BD1" and report.rows[2].operation_reference is None
     assert [e.line_number for e in report.errors] == [8]
 
 

@@ -64,6 +64,8 @@ def test_postgresql_parses_the_file_with_the_python_parsers_rows_errors_and_line
         row(ref="att_x3", auth="auth_x3", op="op_x3", gross="1234567890123456789"),  # 9: too long for minor units
         row(ref="att_x4", auth="auth_x4", op="op_x4", fee="", net="961"),  # 10: empty fee
         row(),  # 11: line 2 again
+        row(kind="chargeback_reversal", ref="att_x5", auth="auth_x5", op="dp_x5", opref="", fee="0",
+            net="1000"),  # 12: a won dispute's money back (the longest record type)  # fmt: skip
     )
     result = reconcile_import(psp="alpha", raw=raw)
     run = ReconciliationRun.objects.get(pk=result.run_id)
@@ -72,9 +74,9 @@ def test_postgresql_parses_the_file_with_the_python_parsers_rows_errors_and_line
     assert [e["line"] for e in errors] == [3, 4, 5, 6, 7, 9, 10]
     assert run.row_errors == errors and run.row_error_count == 7
     assert staged(run.id) == rows
-    assert [r[0] for r in rows] == [2, 8, 11]
+    assert [r[0] for r in rows] == [2, 8, 11, 12]
     assert (run.period_start.isoformat(), run.period_end.isoformat()) == (DAY, DAY)
-    assert result.rows == 3 and result.discrepancies["duplicate"] == 1
+    assert result.rows == 4 and result.discrepancies["duplicate"] == 1
 
 
 def test_without_a_trailer_the_period_is_the_rows_dates(day):
