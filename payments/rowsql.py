@@ -33,7 +33,7 @@ from payera.core.rowsql import row_statements
 
 
 def _state_fields(model) -> tuple:
-    fields = getattr(model, "_rowsql_state_fields", None)
+    fields = model.__dict__.get("_rowsql_state_fields")  # this model's own, not a parent's
     if fields is None:
         fields = tuple(f for f in model._meta.concrete_fields if isinstance(f, FSMFieldMixin)) \
             if issubclass(model, ConcurrentTransitionMixin) else ()
@@ -106,6 +106,17 @@ class PrecompiledSaveMixin:
         return None
 
     save.alters_data = True
+
+    # django-fsm's ConcurrentTransitionMixin looks its state fields up by filtering every field of
+    # the model with a lambda, on every instance built (`__init__`) and every save: the same tuple,
+    # kept per model (`_state_fields`)
+    @property
+    def state_fields(self) -> tuple:
+        return _state_fields(type(self))
+
+    def _update_initial_state(self) -> None:
+        self._ConcurrentTransitionMixin__initial_states = {f.attname: getattr(self, f.attname)
+                                                            for f in _state_fields(type(self))}
 
 
 class _LockSelect:

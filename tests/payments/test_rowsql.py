@@ -221,3 +221,24 @@ def test_a_precompiled_save_writes_the_row_and_audit_entry_that_djangos_save_wri
         ours, theirs = write(True, insert), write(False, insert)
         assert ours == theirs, ("insert" if insert else "update")
         assert ours[0] != _row(model, pk)  # the change was written (and rolled back)
+
+
+@pytest.mark.parametrize("model", [Payment, PaymentAttempt])
+def test_the_state_fields_are_django_fsms_and_the_initial_state_follows_the_saves(paid, model):
+    """The state fields kept per model are the ones django-fsm finds by filtering the model's
+    fields; the state an instance was read in is what its next guarded save matches."""
+    from django_fsm import ConcurrentTransitionMixin, FSMFieldMixin
+
+    obj = model.objects.get(pk=paid["id"]) if model is Payment else model.objects.get(payment_id=paid["id"])
+    assert tuple(obj.state_fields) == tuple(ConcurrentTransitionMixin.state_fields.fget(obj))
+    assert tuple(obj.state_fields) == tuple(f for f in model._meta.fields if isinstance(f, FSMFieldMixin))
+    assert obj._ConcurrentTransitionMixin__initial_states == {f.attname: getattr(obj, f.attname)
+                                                              for f in obj.state_fields}
+    other = model.objects.get(pk=obj.pk)
+    model.objects.filter(pk=obj.pk).update(status="canceled" if model is Payment else "voided")
+    with pytest.raises(ConcurrentTransition), transaction.atomic():
+        other.save()
+    fresh = model.objects.get(pk=obj.pk)
+    assert fresh._ConcurrentTransitionMixin__initial_states == {"status": fresh.status}
+    fresh.save()  # the state it was read in: the guard lets it through, and remembers it
+    assert fresh._ConcurrentTransitionMixin__initial_states == {"status": fresh.status}
