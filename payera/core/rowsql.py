@@ -11,7 +11,8 @@ metadata — identifiers quoted by the connection, every value a parameter — a
 - `precompiled_select(model, build, *values)`: a queryset's SELECT (Django's own statement) compiled
   once and run with new values, the instances built as Django builds them — no caching of rows.
 Values go through each field's `pre_save` and `get_db_prep_save`, as Django's own compilers do
-(`db_prep_save`: a plain text field's str or None as it is, which is what that chain returns).
+(`db_prep_save`: for plain text, integer, boolean, datetime and key fields, the common values
+straight to where that chain ends).
 """
 
 from __future__ import annotations
@@ -32,19 +33,68 @@ def _text_field_classes() -> frozenset:
                       FSMField})
 
 
+@functools.cache
+def _integer_field_classes() -> frozenset:
+    from django.db import models
+
+    # get_prep_value is int(value) (an int unchanged), get_db_prep_value the backend's
+    # adapt_integerfield_value of it (psycopg 3: its Int2/Int4/Int8 wrapper); exact classes only
+    return frozenset({models.IntegerField, models.BigIntegerField, models.SmallIntegerField,
+                      models.PositiveIntegerField, models.PositiveBigIntegerField, models.PositiveSmallIntegerField})
+
+
 def db_prep_save(field):
-    """`field.get_db_prep_save`, or for a plain text field a function that hands a str or None back
-    as it is (what Django's chain of get_db_prep_save → get_prep_value → to_python returns for them)
-    and anything else to Django's."""
+    """`field.get_db_prep_save`, or for the plain field classes a payment writes a function that
+    skips Django's chain of get_db_prep_save → get_db_prep_value → get_prep_value → to_python for
+    the values it hands back unchanged, and ends where that chain ends:
+    - a text field: a str or None as it is;
+    - an integer field: an int (not a bool) to the backend's `adapt_integerfield_value`;
+    - a boolean field: a bool or None as it is;
+    - a datetime field: an aware datetime to the backend's `adapt_datetimefield_value` (a naive
+      one, which Django warns about and makes aware, goes through Django's chain);
+    - a foreign key or one-to-one: a non-empty str or an int to its target field's function;
+    anything else to Django's."""
+    import datetime as dt
+
+    from django.db import models
+
     slow = field.get_db_prep_save
-    if type(field) not in _text_field_classes():
+    kind = type(field)
+    if kind in _text_field_classes():
+        def prep(value, connection):
+            if value is None or type(value) is str:
+                return value
+            return slow(value, connection)
+    elif kind in _integer_field_classes():
+        internal = field.get_internal_type()
+
+        def prep(value, connection):
+            if type(value) is int:
+                return connection.ops.adapt_integerfield_value(value, internal)
+            return slow(value, connection)
+    elif kind is models.BooleanField:
+        def prep(value, connection):
+            if value is None or type(value) is bool:
+                return value
+            return slow(value, connection)
+    elif kind is models.DateTimeField:
+        def prep(value, connection):
+            if type(value) is dt.datetime and value.tzinfo is not None:
+                return connection.ops.adapt_datetimefield_value(value)
+            return slow(value, connection)
+    elif kind in (models.ForeignKey, models.OneToOneField):
+        target = db_prep_save(field.target_field)
+        if target == field.target_field.get_db_prep_save:
+            return slow
+
+        def prep(value, connection):
+            if value is None:
+                return None
+            if (type(value) is str and value) or type(value) is int:
+                return target(value, connection)
+            return slow(value, connection)
+    else:
         return slow
-
-    def prep(value, connection):
-        if value is None or type(value) is str:
-            return value
-        return slow(value, connection)
-
     return prep
 
 
