@@ -227,7 +227,8 @@ def _claim_insert(*, merchant_id, key, fingerprint, method, path, owner, now, re
         f"ON CONFLICT ({qn(meta.get_field('merchant').column)}, {qn(meta.get_field('key').column)}) DO NOTHING "
         f"RETURNING {qn(meta.pk.column)}"
     )
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    prep = row_statements(IdempotencyKey, router.db_for_write(IdempotencyKey)).prep  # get_db_prep_save
+    params = [prep[f.attname](values[f.name], connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
