@@ -29,7 +29,7 @@ from django.db.transaction import TransactionManagementError
 from django_fsm import ConcurrentTransition, ConcurrentTransitionMixin, FSMFieldMixin
 
 from payera.audit.snapshot import audit_changed_fields
-from payera.core.rowsql import row_statements
+from payera.core.rowsql import kept_cursor, row_statements
 
 
 def _state_fields(model) -> tuple:
@@ -75,14 +75,15 @@ class PrecompiledSaveMixin:
         connection = connections[db]
         created = insert
         states = _state_fields(model)
-        with transaction.mark_for_rollback_on_error(db), connection.cursor() as cursor:
+        with transaction.mark_for_rollback_on_error(db):
+            cursor = kept_cursor(connection)
             if not insert:
                 prep, by_attname = stmts.prep, stmts.by_attname
                 params = [prep[a](by_attname[a].pre_save(self, False), connection) for a in columns]
-                params.append(stmts.pk.get_db_prep_save(self.pk, connection))
+                params.append(prep[stmts.pk.attname](self.pk, connection))
                 if states:  # django-fsm's guard: the row is still in the state the instance was read in
                     initial = self._ConcurrentTransitionMixin__initial_states
-                    params.extend(f.get_db_prep_save(initial[f.attname], connection) for f in states)
+                    params.extend(prep[f.attname](initial[f.attname], connection) for f in states)
                 cursor.execute(stmts.update(columns, (stmts.pk.attname, *(f.attname for f in states))), params)
                 if cursor.rowcount == 0:
                     if states:
@@ -168,9 +169,9 @@ class _LockSelect:
     def fetch(self, using: str, connection, param: str):
         from payments.models import Payment
 
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, [param])
-            row = cursor.fetchone()
+        cursor = kept_cursor(connection)
+        cursor.execute(self.sql, [param])
+        row = cursor.fetchone()
         if row is None:
             raise Payment.DoesNotExist("Payment matching query does not exist.")
         start = 0

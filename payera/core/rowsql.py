@@ -98,6 +98,26 @@ def db_prep_save(field):
     return prep
 
 
+def kept_cursor(connection):
+    """`connection.cursor()` for the precompiled statements, without a new database cursor each
+    time: one psycopg cursor per database connection is kept and reused (creating one copies the
+    connection's adapters and wraps it: ~18 times per payment). What Django's `cursor()` does
+    around it is kept — the health check, the connection opened if needed, the thread check, and
+    the same wrapper (`CursorDebugWrapper` when queries are logged, so `assertNumQueries` and the
+    query log see every statement; execute wrappers run). Not closed after use (its last result
+    stays until its next statement); a new one after a reconnect or a change of the connection's
+    time zone. Use without `with` (which would close it)."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    kept = getattr(connection, "_rowsql_cursor", None)
+    timezone = connection.timezone
+    if kept is None or kept[0] is not raw or kept[1] is not timezone or getattr(kept[2], "closed", False):
+        with connection.wrap_database_errors:
+            kept = connection._rowsql_cursor = (raw, timezone, connection.create_cursor())
+    return connection._prepare_cursor(kept[2])
+
+
 class RowStatements:
     """One model's statements on one connection, built on first use."""
 
@@ -180,7 +200,8 @@ def rows_insert(objs: list) -> list:
             return model.objects.bulk_create(objs)
         prep = stmts.prep
         params.extend(prep[f.attname](v, connection) for f, v in zip(fields, values, strict=True))
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using):
+        cursor = kept_cursor(connection)
         cursor.execute(sql, params)
         if stmts.pk.db_returning:
             for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
@@ -238,9 +259,9 @@ class PrecompiledSelect:
     def run(self, values) -> list:
         connection = connections[self.using]
         params = [values[s] if isinstance(s, int) else s[0] for s in self.slots]
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            rows = cursor.fetchall()
+        cursor = kept_cursor(connection)
+        cursor.execute(self.sql, params)
+        rows = cursor.fetchall()
         objs = []
         using, model, start, end, init_list = self.using, self.model, self.start, self.end, self.init_list
         for row in rows:

@@ -133,3 +133,25 @@ def test_the_field_shortcuts_hand_back_what_django_would():
 
     assert db_prep_save(Subclass(max_length=3)).__self__ is not None  # Django's own, bound
     assert checked["text"] > 50 and all(checked.values()), checked
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_cursor_is_one_per_connection_logged_and_replaced_after_a_reconnect():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from payera.core.rowsql import kept_cursor
+
+    first = kept_cursor(connection)
+    first.execute("SELECT 1")
+    assert first.fetchone()[0] == 1
+    second = kept_cursor(connection)
+    assert second.cursor is first.cursor  # the same database cursor, a new wrapper
+    with CaptureQueriesContext(connection) as ctx:  # the query log and its wrapper still see it
+        kept_cursor(connection).execute("SELECT 2")
+    assert [q["sql"] for q in ctx.captured_queries] == ["SELECT 2"]
+    connection.close()
+    third = kept_cursor(connection)  # reopens, and a cursor of the new connection
+    assert third.cursor is not first.cursor
+    third.execute("SELECT 3")
+    assert third.fetchone()[0] == 3
