@@ -47,10 +47,10 @@ def db_prep_save(field):
     """`field.get_db_prep_save`, or for the plain field classes a payment writes a function that
     skips Django's chain of get_db_prep_save → get_db_prep_value → get_prep_value → to_python for
     the values it hands back unchanged, and ends where that chain ends:
-    - a text field: a str or None as it is;
-    - an integer field: an int (not a bool) to the backend's `adapt_integerfield_value`;
+    - a text field: a str (a TextChoices member too) or None as it is;
+    - an integer field: None as it is, an int (not a bool) to the backend's `adapt_integerfield_value`;
     - a boolean field: a bool or None as it is;
-    - a datetime field: an aware datetime to the backend's `adapt_datetimefield_value` (a naive
+    - a datetime field: None as it is, an aware datetime to the backend's `adapt_datetimefield_value` (a naive
       one, which Django warns about and makes aware, goes through Django's chain);
     - a foreign key or one-to-one: a non-empty str or an int to its target field's function;
     anything else to Django's."""
@@ -62,13 +62,15 @@ def db_prep_save(field):
     kind = type(field)
     if kind in _text_field_classes():
         def prep(value, connection):
-            if value is None or type(value) is str:
+            if value is None or isinstance(value, str):  # CharField.to_python: a str (or TextChoices) as it is
                 return value
             return slow(value, connection)
     elif kind in _integer_field_classes():
         internal = field.get_internal_type()
 
         def prep(value, connection):
+            if value is None:
+                return None
             if type(value) is int:
                 return connection.ops.adapt_integerfield_value(value, internal)
             return slow(value, connection)
@@ -79,6 +81,8 @@ def db_prep_save(field):
             return slow(value, connection)
     elif kind is models.DateTimeField:
         def prep(value, connection):
+            if value is None:
+                return None
             if type(value) is dt.datetime and value.tzinfo is not None:
                 return connection.ops.adapt_datetimefield_value(value)
             return slow(value, connection)

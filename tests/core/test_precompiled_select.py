@@ -89,12 +89,13 @@ def test_the_field_shortcuts_hand_back_what_django_would():
     import warnings
 
     from django.db import connection, models
+    from django.utils.translation import gettext_lazy
 
     from payera.audit.models import AuditLogEntry
     from payera.core.rowsql import db_prep_save
     from payera.events.models import Event
     from payera.idempotency.models import IdempotencyKey
-    from payments.models import Capture, Payment, PaymentAttempt, PaymentEvent, PaymentMethod
+    from payments.models import Capture, Payment, PaymentAttempt, PaymentEvent, PaymentMethod, PaymentStatus
 
     class Lazy:
         def __str__(self):
@@ -102,7 +103,7 @@ def test_the_field_shortcuts_hand_back_what_django_would():
 
     aware = dt.datetime(2026, 12, 6, 10, 30, 1, 250, tzinfo=dt.UTC)
     values = {
-        "text": (None, "", "abc", "pay_123", Lazy()),
+        "text": (None, "", "abc", "pay_123", Lazy(), PaymentStatus.PROCESSING, gettext_lazy("lazy")),
         "int": (None, 0, 1, -5, 2**40, True, "12", 7.0),
         "bool": (None, True, False, 0, 1),
         "datetime": (None, aware, aware.astimezone(dt.timezone(dt.timedelta(hours=5))), aware.replace(tzinfo=None)),
