@@ -29,7 +29,7 @@ from django.db.transaction import TransactionManagementError
 from django_fsm import ConcurrentTransition, ConcurrentTransitionMixin, FSMFieldMixin
 
 from payera.audit.snapshot import audit_changed_fields
-from payera.core.rowsql import kept_cursor, row_statements
+from payera.core.rowsql import any_expression, kept_cursor, row_statements
 
 
 def _state_fields(model) -> tuple:
@@ -54,7 +54,7 @@ class PrecompiledSaveMixin:
                                 update_fields=update_fields)
         stmts = row_statements(model, db)
         values = self.__dict__
-        if any(hasattr(values.get(f.attname), "resolve_expression") for f in stmts.fields):
+        if any_expression(map(values.get, stmts.attnames)):
             return super().save(force_insert=force_insert, using=using, update_fields=update_fields)
         if update_fields is not None:
             update_fields = frozenset(update_fields)

@@ -102,6 +102,19 @@ def db_prep_save(field):
     return prep
 
 
+_PLAIN_TYPES = frozenset({str, int, bool, float, bytes, dict, list, type(None)})
+
+
+def any_expression(values) -> bool:
+    """Whether a value is a query expression (`hasattr(value, "resolve_expression")`, Django's own
+    test), asked only of values that are not of a plain type."""
+    plain = _PLAIN_TYPES
+    for v in values:
+        if type(v) not in plain and hasattr(v, "resolve_expression"):
+            return True
+    return False
+
+
 def kept_cursor(connection):
     """`connection.cursor()` for the precompiled statements, without a new database cursor each
     time: one psycopg cursor per database connection is kept and reused (creating one copies the
@@ -132,6 +145,7 @@ class RowStatements:
         self.fields = list(meta.concrete_fields)
         self.pk = meta.pk
         self.by_attname = {f.attname: f for f in self.fields}
+        self.attnames = tuple(self.by_attname)
         self.prep = {f.attname: db_prep_save(f) for f in self.fields}  # attname -> get_db_prep_save
         self.table = qn(meta.db_table)
         self.insert = self._insert_sql(self.fields, 1, "")
@@ -200,7 +214,7 @@ def rows_insert(objs: list) -> list:
             obj.pk = stmts.pk.get_pk_value_on_save(obj)
         obj._prepare_related_fields_for_save(operation_name="bulk_create")
         values = [f.pre_save(obj, True) for f in fields]
-        if any(hasattr(v, "resolve_expression") for v in values):
+        if any_expression(values):
             return model.objects.bulk_create(objs)
         prep = stmts.prep
         params.extend(prep[f.attname](v, connection) for f, v in zip(fields, values, strict=True))
