@@ -29,11 +29,11 @@ from django.db.transaction import TransactionManagementError
 from django_fsm import ConcurrentTransition, ConcurrentTransitionMixin, FSMFieldMixin
 
 from payera.audit.snapshot import audit_changed_fields
-from payera.core.rowsql import row_statements
+from payera.core.rowsql import any_expression, kept_cursor, row_statements
 
 
 def _state_fields(model) -> tuple:
-    fields = getattr(model, "_rowsql_state_fields", None)
+    fields = model.__dict__.get("_rowsql_state_fields")  # this model's own, not a parent's
     if fields is None:
         fields = tuple(f for f in model._meta.concrete_fields if isinstance(f, FSMFieldMixin)) \
             if issubclass(model, ConcurrentTransitionMixin) else ()
@@ -54,7 +54,7 @@ class PrecompiledSaveMixin:
                                 update_fields=update_fields)
         stmts = row_statements(model, db)
         values = self.__dict__
-        if any(hasattr(values.get(f.attname), "resolve_expression") for f in stmts.fields):
+        if any_expression(map(values.get, stmts.attnames)):
             return super().save(force_insert=force_insert, using=using, update_fields=update_fields)
         if update_fields is not None:
             update_fields = frozenset(update_fields)
@@ -75,14 +75,15 @@ class PrecompiledSaveMixin:
         connection = connections[db]
         created = insert
         states = _state_fields(model)
-        with transaction.mark_for_rollback_on_error(db), connection.cursor() as cursor:
+        with transaction.mark_for_rollback_on_error(db):
+            cursor = kept_cursor(connection)
             if not insert:
                 prep, by_attname = stmts.prep, stmts.by_attname
                 params = [prep[a](by_attname[a].pre_save(self, False), connection) for a in columns]
-                params.append(stmts.pk.get_db_prep_save(self.pk, connection))
+                params.append(prep[stmts.pk.attname](self.pk, connection))
                 if states:  # django-fsm's guard: the row is still in the state the instance was read in
                     initial = self._ConcurrentTransitionMixin__initial_states
-                    params.extend(f.get_db_prep_save(initial[f.attname], connection) for f in states)
+                    params.extend(prep[f.attname](initial[f.attname], connection) for f in states)
                 cursor.execute(stmts.update(columns, (stmts.pk.attname, *(f.attname for f in states))), params)
                 if cursor.rowcount == 0:
                     if states:
@@ -106,6 +107,17 @@ class PrecompiledSaveMixin:
         return None
 
     save.alters_data = True
+
+    # django-fsm's ConcurrentTransitionMixin looks its state fields up by filtering every field of
+    # the model with a lambda, on every instance built (`__init__`) and every save: the same tuple,
+    # kept per model (`_state_fields`)
+    @property
+    def state_fields(self) -> tuple:
+        return _state_fields(type(self))
+
+    def _update_initial_state(self) -> None:
+        self._ConcurrentTransitionMixin__initial_states = {f.attname: getattr(self, f.attname)
+                                                            for f in _state_fields(type(self))}
 
 
 class _LockSelect:
@@ -157,9 +169,9 @@ class _LockSelect:
     def fetch(self, using: str, connection, param: str):
         from payments.models import Payment
 
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, [param])
-            row = cursor.fetchone()
+        cursor = kept_cursor(connection)
+        cursor.execute(self.sql, [param])
+        row = cursor.fetchone()
         if row is None:
             raise Payment.DoesNotExist("Payment matching query does not exist.")
         start = 0

@@ -3,6 +3,8 @@ timeouts, and one `request()` that turns every transport or HTTP failure into a 
 
 from __future__ import annotations
 
+import functools
+import http.cookiejar
 import logging
 import time
 from collections.abc import Mapping
@@ -30,6 +32,17 @@ def option(options: Mapping[str, Any], key: str) -> Any:
     return DEFAULTS[key] if value is None else value
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """A PSP's API is stateless: a cookie it sets is not kept, and so never sent with the next
+    call (which may be another merchant's). Also skips parsing each answer for cookies."""
+
+    def extract_cookies(self, response, request) -> None:
+        return None
+
+    def set_cookie(self, cookie) -> None:
+        return None
+
+
 def build_http_client(options: Mapping[str, Any], *, transport: httpx.BaseTransport | None = None) -> httpx.Client:
     timeout = httpx.Timeout(
         connect=float(option(options, "connect_timeout")),
@@ -42,8 +55,9 @@ def build_http_client(options: Mapping[str, Any], *, transport: httpx.BaseTransp
         max_keepalive_connections=int(option(options, "max_keepalive_connections")),
         keepalive_expiry=float(option(options, "keepalive_expiry")),
     )
-    # follow_redirects off: a PSP API never redirects; trust_env off: no proxy surprises.
-    return httpx.Client(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False, transport=transport)
+    # follow_redirects off: a PSP API never redirects; trust_env off: no proxy surprises; no cookies.
+    return httpx.Client(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False, transport=transport,
+                        cookies=_NoCookies())
 
 
 class PspHttp:
@@ -54,6 +68,10 @@ class PspHttp:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers)
+        self._url = functools.lru_cache(maxsize=64)(self._url_of)  # the same paths, parsed once
+
+    def _url_of(self, path: str) -> httpx.URL:
+        return httpx.URL(self.base_url + path)
 
     def send(
         self,
@@ -71,7 +89,7 @@ class PspHttp:
         # never log bodies or query strings: they carry card data and references
         fields = {"connector": self.connector, "method": method, "path": path}
         try:
-            response = self.http.request(method, self.base_url + path, json=json, params=params, headers=headers)
+            response = self.http.request(method, self._url(path), json=json, params=params, headers=headers)
         except httpx.HTTPError as exc:
             error = from_transport_error(exc, connector=self.connector)
             ms = round((time.monotonic() - started) * 1000, 1)

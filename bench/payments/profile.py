@@ -40,6 +40,9 @@ def main() -> int:
                              "waits on PostgreSQL and alpha drop out")
     parser.add_argument("--show-queries", action="store_true", help="print the SQL of the last payment")
     parser.add_argument("--keep-db", action="store_true", help="reuse the database (no re-create, no migrate)")
+    parser.add_argument("--no-capture", action="store_true",
+                        help="no query capture (Django then composes no statement text for its log, as under "
+                             "gunicorn): the CPU figure as a server spends it; the query counts are not reported")
     opts = parser.parse_args()
 
     from bench.payments.__main__ import psql
@@ -80,6 +83,15 @@ def _run(opts) -> int:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
+
+    class NoCapture:  # --no-capture: nothing captured, nothing composed
+        captured_queries: list = []
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
 
     if not opts.keep_db:
         call_command("migrate", verbosity=0)
@@ -123,7 +135,8 @@ def _run(opts) -> int:
     with connection.cursor() as cursor:  # the one PostgreSQL backend serving this process
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
-    with CaptureQueriesContext(connection) as ctx, connection.execute_wrapper(count_autocommit):
+    capture = NoCapture() if opts.no_capture else CaptureQueriesContext(connection)
+    with capture as ctx, connection.execute_wrapper(count_autocommit):
         w0, c0, b0 = time.perf_counter(), time.process_time(), proc_stat(backend)[1]
         if profiler:
             profiler.enable()

@@ -11,7 +11,9 @@ equal by construction:
   `smart_str(None)` (auditlog's own fallback for a missing instance);
 - on an update, a field whose raw value is the same on both sides — the same object, or equal
   values of the same immutable type (str, int, bool, None, datetime, date, UUID) — gives the same
-  string on both sides, so it is not in the diff and its value is not worked out.
+  string on both sides, so it is not in the diff and its value is not worked out;
+- a plain field (auditlog's last branch, `smart_str(getattr(obj, name))`) holding a str, int, bool
+  or None: its string at once, read from the instance (a str as it is, the others' `str()`).
 Anything else (JSON changes, `update_fields`, instances of two models, foreign keys rendered as
 strings) goes to auditlog's own function. tests/audit/test_fast_diff.py checks both agree.
 """
@@ -23,12 +25,14 @@ import uuid
 
 from auditlog import diff as _auditlog_diff
 from django.conf import settings
-from django.db.models import ForeignKey, Model
+from django.db.models import DateTimeField, ForeignKey, JSONField, Model
+from django.db.models.query_utils import DeferredAttribute
 from django.utils.encoding import smart_str
 
 _original = _auditlog_diff.model_instance_diff
 _SAME_WHEN_EQUAL = frozenset({str, int, bool, type(None), dt.datetime, dt.date, uuid.UUID})
 _MISSING = object()
+_STR_OF = frozenset({int, bool, type(None)})  # smart_str(v) is str(v)
 _fields_cache: dict[tuple, tuple] = {}
 
 
@@ -48,9 +52,31 @@ def _fields(model, create: bool, model_fields: dict) -> tuple:
                 filtered = [f for f in filtered if f.name not in model_fields["exclude_fields"]]
             fields = filtered
         found = _fields_cache[key] = tuple(
-            (f, f.attname if getattr(f, "concrete", False) else None, f.name in model_fields["mask_fields"])
+            (f, f.attname if getattr(f, "concrete", False) else None, f.name in model_fields["mask_fields"],
+             _plain(f))
             for f in fields)
     return found
+
+
+def _plain(field) -> bool:
+    """A field whose value auditlog renders as `smart_str(getattr(obj, field.name))` (its last
+    branch: not a datetime, JSON or related field), read through Django's plain descriptor."""
+    return (getattr(field, "concrete", False) and field.attname == field.name
+            and getattr(field, "descriptor_class", None) is DeferredAttribute
+            and not isinstance(field, DateTimeField | JSONField) and not (field.one_to_one or field.many_to_one))
+
+
+def _value(obj, field, attname: str, plain: bool, get_field_value):
+    """auditlog's `get_field_value(obj, field)`; for a plain field holding a str, int, bool or None
+    its `smart_str` at once (a str as it is, the others' str())."""
+    if plain:
+        value = obj.__dict__.get(attname, _MISSING)
+        kind = type(value)
+        if kind is str:
+            return value
+        if kind in _STR_OF:
+            return str(value)
+    return get_field_value(obj, field, False)
 
 
 def model_instance_diff(old: Model | None, new: Model | None, fields_to_check=None, use_json_for_changes=False):
@@ -67,20 +93,20 @@ def model_instance_diff(old: Model | None, new: Model | None, fields_to_check=No
     diff = {}
     if old is None:
         none = smart_str(None)
-        for field, _attname, masked in _fields(model, True, model_fields):
-            new_value = get_field_value(new, field, False)
+        for field, attname, masked, plain in _fields(model, True, model_fields):
+            new_value = _value(new, field, attname, plain, get_field_value)
             if none != new_value:
                 diff[field.name] = _pair(none, new_value, masked, model_fields)
         return diff or None
     old_values, new_values = old.__dict__, new.__dict__
-    for field, attname, masked in _fields(model, False, model_fields):
+    for field, attname, masked, plain in _fields(model, False, model_fields):
         if attname is not None and not (fk_as_string and isinstance(field, ForeignKey)):
             a, b = old_values.get(attname, _MISSING), new_values.get(attname, _MISSING)
             if a is not _MISSING and b is not _MISSING and (
                     a is b or (type(a) is type(b) and type(a) in _SAME_WHEN_EQUAL and a == b)):
                 continue
-        old_value = get_field_value(old, field, False)
-        new_value = get_field_value(new, field, False)
+        old_value = _value(old, field, attname, plain, get_field_value)
+        new_value = _value(new, field, attname, plain, get_field_value)
         if old_value != new_value:
             diff[field.name] = _pair(old_value, new_value, masked, model_fields)
     return diff or None
@@ -90,7 +116,8 @@ def _pair(old_value, new_value, masked: bool, model_fields: dict) -> tuple[str, 
     if masked:
         mask = _auditlog_diff.get_mask_function(model_fields.get("mask_callable"))
         return mask(smart_str(old_value)), mask(smart_str(new_value))
-    return smart_str(old_value), smart_str(new_value)
+    return (old_value if type(old_value) is str else smart_str(old_value),
+            new_value if type(new_value) is str else smart_str(new_value))
 
 
 def install() -> None:

@@ -11,7 +11,8 @@ metadata — identifiers quoted by the connection, every value a parameter — a
 - `precompiled_select(model, build, *values)`: a queryset's SELECT (Django's own statement) compiled
   once and run with new values, the instances built as Django builds them — no caching of rows.
 Values go through each field's `pre_save` and `get_db_prep_save`, as Django's own compilers do
-(`db_prep_save`: a plain text field's str or None as it is, which is what that chain returns).
+(`db_prep_save`: for plain text, integer, boolean, datetime and key fields, the common values
+straight to where that chain ends).
 """
 
 from __future__ import annotations
@@ -32,20 +33,106 @@ def _text_field_classes() -> frozenset:
                       FSMField})
 
 
+@functools.cache
+def _integer_field_classes() -> frozenset:
+    from django.db import models
+
+    # get_prep_value is int(value) (an int unchanged), get_db_prep_value the backend's
+    # adapt_integerfield_value of it (psycopg 3: its Int2/Int4/Int8 wrapper); exact classes only
+    return frozenset({models.IntegerField, models.BigIntegerField, models.SmallIntegerField,
+                      models.PositiveIntegerField, models.PositiveBigIntegerField, models.PositiveSmallIntegerField})
+
+
 def db_prep_save(field):
-    """`field.get_db_prep_save`, or for a plain text field a function that hands a str or None back
-    as it is (what Django's chain of get_db_prep_save → get_prep_value → to_python returns for them)
-    and anything else to Django's."""
+    """`field.get_db_prep_save`, or for the plain field classes a payment writes a function that
+    skips Django's chain of get_db_prep_save → get_db_prep_value → get_prep_value → to_python for
+    the values it hands back unchanged, and ends where that chain ends:
+    - a text field: a str (a TextChoices member too) or None as it is;
+    - an integer field: None as it is, an int (not a bool) to the backend's `adapt_integerfield_value`;
+    - a boolean field: a bool or None as it is;
+    - a datetime field: None as it is, an aware datetime to the backend's `adapt_datetimefield_value` (a naive
+      one, which Django warns about and makes aware, goes through Django's chain);
+    - a foreign key or one-to-one: a non-empty str or an int to its target field's function;
+    anything else to Django's."""
+    import datetime as dt
+
+    from django.db import models
+
     slow = field.get_db_prep_save
-    if type(field) not in _text_field_classes():
+    kind = type(field)
+    if kind in _text_field_classes():
+        def prep(value, connection):
+            if value is None or isinstance(value, str):  # CharField.to_python: a str (or TextChoices) as it is
+                return value
+            return slow(value, connection)
+    elif kind in _integer_field_classes():
+        internal = field.get_internal_type()
+
+        def prep(value, connection):
+            if value is None:
+                return None
+            if type(value) is int:
+                return connection.ops.adapt_integerfield_value(value, internal)
+            return slow(value, connection)
+    elif kind is models.BooleanField:
+        def prep(value, connection):
+            if value is None or type(value) is bool:
+                return value
+            return slow(value, connection)
+    elif kind is models.DateTimeField:
+        def prep(value, connection):
+            if value is None:
+                return None
+            if type(value) is dt.datetime and value.tzinfo is not None:
+                return connection.ops.adapt_datetimefield_value(value)
+            return slow(value, connection)
+    elif kind in (models.ForeignKey, models.OneToOneField):
+        target = db_prep_save(field.target_field)
+        if target == field.target_field.get_db_prep_save:
+            return slow
+
+        def prep(value, connection):
+            if value is None:
+                return None
+            if (type(value) is str and value) or type(value) is int:
+                return target(value, connection)
+            return slow(value, connection)
+    else:
         return slow
-
-    def prep(value, connection):
-        if value is None or type(value) is str:
-            return value
-        return slow(value, connection)
-
     return prep
+
+
+_PLAIN_TYPES = frozenset({str, int, bool, float, bytes, dict, list, type(None)})
+
+
+def any_expression(values) -> bool:
+    """Whether a value is a query expression (`hasattr(value, "resolve_expression")`, Django's own
+    test), asked only of values that are not of a plain type."""
+    plain = _PLAIN_TYPES
+    for v in values:
+        if type(v) not in plain and hasattr(v, "resolve_expression"):
+            return True
+    return False
+
+
+def kept_cursor(connection):
+    """`connection.cursor()` for the precompiled statements, without a new database cursor each
+    time: one psycopg cursor per database connection is kept and reused (creating one copies the
+    connection's adapters and wraps it: ~18 times per payment). What Django's `cursor()` does
+    around it is kept — the health check, the connection opened if needed, the thread check, and
+    the same wrapper (`CursorDebugWrapper` when queries are logged, so `assertNumQueries` and the
+    query log see every statement; execute wrappers run). Not closed after use (its last result
+    stays until its next statement); a new one after a reconnect or a change of the connection's
+    time zone. Use without `with` (which would close it)."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    kept = getattr(connection, "_rowsql_cursor", None)
+    timezone = connection.timezone
+    if kept is None or kept[0] is not raw or kept[1] is not timezone or getattr(kept[2], "closed", False):
+        with connection.wrap_database_errors:
+            kept = connection._rowsql_cursor = (raw, timezone, connection.create_cursor())
+    return connection._prepare_cursor(kept[2])
 
 
 class RowStatements:
@@ -58,6 +145,7 @@ class RowStatements:
         self.fields = list(meta.concrete_fields)
         self.pk = meta.pk
         self.by_attname = {f.attname: f for f in self.fields}
+        self.attnames = tuple(self.by_attname)
         self.prep = {f.attname: db_prep_save(f) for f in self.fields}  # attname -> get_db_prep_save
         self.table = qn(meta.db_table)
         self.insert = self._insert_sql(self.fields, 1, "")
@@ -126,11 +214,12 @@ def rows_insert(objs: list) -> list:
             obj.pk = stmts.pk.get_pk_value_on_save(obj)
         obj._prepare_related_fields_for_save(operation_name="bulk_create")
         values = [f.pre_save(obj, True) for f in fields]
-        if any(hasattr(v, "resolve_expression") for v in values):
+        if any_expression(values):
             return model.objects.bulk_create(objs)
         prep = stmts.prep
         params.extend(prep[f.attname](v, connection) for f, v in zip(fields, values, strict=True))
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using):
+        cursor = kept_cursor(connection)
         cursor.execute(sql, params)
         if stmts.pk.db_returning:
             for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
@@ -188,9 +277,9 @@ class PrecompiledSelect:
     def run(self, values) -> list:
         connection = connections[self.using]
         params = [values[s] if isinstance(s, int) else s[0] for s in self.slots]
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            rows = cursor.fetchall()
+        cursor = kept_cursor(connection)
+        cursor.execute(self.sql, params)
+        rows = cursor.fetchall()
         objs = []
         using, model, start, end, init_list = self.using, self.model, self.start, self.end, self.init_list
         for row in rows:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from payera.core.db import assert_no_transaction
 from payera.core.errors import IdempotencyError
-from payera.core.rowsql import row_statements
+from payera.core.rowsql import kept_cursor, row_statements
 from payera.idempotency.models import IdempotencyKey, IdempotencyState
 
 logger = logging.getLogger("payera.idempotency")
@@ -145,7 +145,8 @@ def _store_answer(claim: Claim, *, status: int, content_type: str, body: bytes, 
     stmts = row_statements(IdempotencyKey, using)
     where = {"id": claim.row_id, "owner": claim.owner, "state": IdempotencyState.IN_FLIGHT}
     params = [stmts.prep[a](v, connection) for a, v in (*values.items(), *where.items())]
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using):
+        cursor = kept_cursor(connection)
         cursor.execute(stmts.update(tuple(values), tuple(where)), params)
         return cursor.rowcount
 
@@ -227,10 +228,11 @@ def _claim_insert(*, merchant_id, key, fingerprint, method, path, owner, now, re
         f"ON CONFLICT ({qn(meta.get_field('merchant').column)}, {qn(meta.get_field('key').column)}) DO NOTHING "
         f"RETURNING {qn(meta.pk.column)}"
     )
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    prep = row_statements(IdempotencyKey, router.db_for_write(IdempotencyKey)).prep  # get_db_prep_save
+    params = [prep[f.attname](values[f.name], connection) for f in fields]
+    cursor = kept_cursor(connection)
+    cursor.execute(sql, params)
+    row = cursor.fetchone()
     return row[0] if row else None
 
 

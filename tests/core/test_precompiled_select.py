@@ -84,35 +84,75 @@ def test_a_template_it_cannot_reuse_exactly_is_refused(build):
         PrecompiledSelect(build, arity, "default")
 
 
-def test_the_text_field_shortcut_hands_back_what_django_would():
+def test_the_field_shortcuts_hand_back_what_django_would():
+    import datetime as dt
+    import warnings
+
     from django.db import connection, models
+    from django.utils.translation import gettext_lazy
 
     from payera.audit.models import AuditLogEntry
     from payera.core.rowsql import db_prep_save
     from payera.events.models import Event
     from payera.idempotency.models import IdempotencyKey
-    from payments.models import Capture, Payment, PaymentAttempt, PaymentEvent, PaymentMethod
+    from payments.models import Capture, Payment, PaymentAttempt, PaymentEvent, PaymentMethod, PaymentStatus
 
     class Lazy:
         def __str__(self):
             return "lazy"
 
-    checked = 0
+    aware = dt.datetime(2026, 12, 6, 10, 30, 1, 250, tzinfo=dt.UTC)
+    values = {
+        "text": (None, "", "abc", "pay_123", Lazy(), PaymentStatus.PROCESSING, gettext_lazy("lazy")),
+        "int": (None, 0, 1, -5, 2**40, True, "12", 7.0),
+        "bool": (None, True, False, 0, 1),
+        "datetime": (None, aware, aware.astimezone(dt.timezone(dt.timedelta(hours=5))), aware.replace(tzinfo=None)),
+        "key": (None, "pay_123", "cus_1", 12),
+    }
+    kinds = {models.CharField: "text", models.TextField: "text", models.IntegerField: "int",
+             models.BooleanField: "bool", models.DateTimeField: "datetime", models.ForeignKey: "key"}
+    checked = {kind: 0 for kind in values}
     for model in (Payment, PaymentMethod, PaymentAttempt, Capture, PaymentEvent, Event, AuditLogEntry, IdempotencyKey):
         for field in model._meta.concrete_fields:
             prep = db_prep_save(field)
-            if not isinstance(field, models.CharField | models.TextField):
+            kind = next((k for cls, k in kinds.items() if isinstance(field, cls)), None)
+            if kind is None or isinstance(field, models.AutoField) or (
+                    kind == "key" and isinstance(field.target_field, models.AutoField)):
                 assert prep == field.get_db_prep_save
                 continue
-            for value in (None, "", "abc", "pay_123", Lazy()):
+            for value in values[kind]:
                 if value is None and not field.null:
                     continue
-                ours, django = prep(value, connection), field.get_db_prep_save(value, connection)
-                assert ours == django and type(ours) is type(django), (model, field.name, value)
-                checked += 1
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # a naive datetime, both ways
+                    ours, django = prep(value, connection), field.get_db_prep_save(value, connection)
+                assert ours == django and type(ours) is type(django), (model, field.name, value, ours, django)
+                checked[kind] += 1
 
     class Subclass(models.CharField):
         pass
 
     assert db_prep_save(Subclass(max_length=3)).__self__ is not None  # Django's own, bound
-    assert checked > 50
+    assert checked["text"] > 50 and all(checked.values()), checked
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_cursor_is_one_per_connection_logged_and_replaced_after_a_reconnect():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from payera.core.rowsql import kept_cursor
+
+    first = kept_cursor(connection)
+    first.execute("SELECT 1")
+    assert first.fetchone()[0] == 1
+    second = kept_cursor(connection)
+    assert second.cursor is first.cursor  # the same database cursor, a new wrapper
+    with CaptureQueriesContext(connection) as ctx:  # the query log and its wrapper still see it
+        kept_cursor(connection).execute("SELECT 2")
+    assert [q["sql"] for q in ctx.captured_queries] == ["SELECT 2"]
+    connection.close()
+    third = kept_cursor(connection)  # reopens, and a cursor of the new connection
+    assert third.cursor is not first.cursor
+    third.execute("SELECT 3")
+    assert third.fetchone()[0] == 3

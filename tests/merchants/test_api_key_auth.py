@@ -235,6 +235,27 @@ def test_rate_limiter_fails_open_when_the_cache_is_down(monkeypatch, settings, a
         raise ConnectionError("redis is down")
 
     monkeypatch.setattr("payera.merchants.api.throttling.cache.add", down)
+    monkeypatch.setattr("django_redis.client.DefaultClient.get_client", down)  # served: Redis itself
     client = client_for(api_key.secret)
     assert client.get(URL).status_code == 200
     assert client.get(URL).status_code == 200
+
+
+def test_the_rate_limit_counter_is_one_key_per_window_with_its_expiry(settings, api_key):
+    """Each request counts once on its window's key, which expires after the window (Redis: set
+    and incremented by one script; other caches: add then incr)."""
+    import time
+
+    from django.core.cache import cache
+
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": "50/h"}}
+    window = int(time.time() // 3600)
+    key = f"throttle:api_key:{api_key.api_key.id}:3600:{window}"
+    client = client_for(api_key.secret)
+    for expected in (1, 2, 3):
+        assert client.get(URL).status_code == 200
+        if int(time.time() // 3600) != window:  # pragma: no cover - the hour turned meanwhile
+            pytest.skip("the window changed during the test")
+        assert cache.get(key) == expected
+    if hasattr(cache, "ttl"):  # django-redis
+        assert 0 < cache.ttl(key) <= 3601

@@ -14,7 +14,7 @@ from django_fsm import ConcurrentTransition
 from payera.audit.models import AuditLogEntry as LogEntry
 from payera.core.rowsql import rows_insert
 from payments.locks import payment_lock, payment_lock_of_attempt
-from payments.models import Payment, PaymentAttempt, PaymentEvent
+from payments.models import Payment, PaymentAttempt, PaymentEvent, PaymentStatus
 from payments.rowsql import payment_select_for_update
 from tests.conftest import client_for
 from tests.merchants.factories import MerchantFactory, make_api_key
@@ -221,3 +221,46 @@ def test_a_precompiled_save_writes_the_row_and_audit_entry_that_djangos_save_wri
         ours, theirs = write(True, insert), write(False, insert)
         assert ours == theirs, ("insert" if insert else "update")
         assert ours[0] != _row(model, pk)  # the change was written (and rolled back)
+
+
+@pytest.mark.parametrize("model", [Payment, PaymentAttempt])
+def test_the_state_fields_are_django_fsms_and_the_initial_state_follows_the_saves(paid, model):
+    """The state fields kept per model are the ones django-fsm finds by filtering the model's
+    fields; the state an instance was read in is what its next guarded save matches."""
+    from django_fsm import ConcurrentTransitionMixin, FSMFieldMixin
+
+    obj = model.objects.get(pk=paid["id"]) if model is Payment else model.objects.get(payment_id=paid["id"])
+    assert tuple(obj.state_fields) == tuple(ConcurrentTransitionMixin.state_fields.fget(obj))
+    assert tuple(obj.state_fields) == tuple(f for f in model._meta.fields if isinstance(f, FSMFieldMixin))
+    assert obj._ConcurrentTransitionMixin__initial_states == {f.attname: getattr(obj, f.attname)
+                                                              for f in obj.state_fields}
+    other = model.objects.get(pk=obj.pk)
+    model.objects.filter(pk=obj.pk).update(status="canceled" if model is Payment else "voided")
+    with pytest.raises(ConcurrentTransition), transaction.atomic():
+        other.save()
+    fresh = model.objects.get(pk=obj.pk)
+    assert fresh._ConcurrentTransitionMixin__initial_states == {"status": fresh.status}
+    fresh.save()  # the state it was read in: the guard lets it through, and remembers it
+    assert fresh._ConcurrentTransitionMixin__initial_states == {"status": fresh.status}
+
+
+def test_an_expression_as_a_value_goes_through_djangos_save_and_bulk_create(paid):
+    """A query expression among the values (here `F()`) is Django's to resolve: the precompiled
+    statements never send one as a parameter."""
+    from django.db.models import F, Value
+    from django.db.models.functions import Concat
+
+    from payera.core.rowsql import any_expression
+
+    assert any_expression(["a", 1, None, {"k": 1}, F("amount")])
+    assert not any_expression(["a", 1, None, True, 2.5, b"x", {"k": 1}, [1], PaymentStatus.PROCESSING])
+    with transaction.atomic():
+        locked = payment_lock(paid["id"])
+        locked.amount_refunded = F("amount_refunded") + 0
+        locked.description = Concat(Value("re:"), F("description"))
+        locked.save()
+    assert Payment.objects.get(pk=paid["id"]).description == "re:first"
+    [event] = rows_insert([PaymentEvent(payment_id=paid["id"], object_type="payment", object_id=paid["id"],
+                                        transition="t", from_status="a", to_status="b", actor=Concat(Value("x"),
+                                                                                                     Value("y")))])
+    assert PaymentEvent.objects.get(pk=event.pk).actor == "xy"

@@ -162,3 +162,25 @@ def test_registry_builds_from_settings_and_secrets(settings):
     settings.PSP_CONNECTORS = {"alpha": {**settings.PSP_CONNECTORS["alpha"], "OPTIONS": {"base_url": "http://x"}}}
     assert get_adapter("alpha") is not adapter  # cache cleared on setting_changed
     adapters_reset()
+
+
+def test_a_cookie_a_psp_sets_is_not_kept_nor_sent_with_the_next_call():
+    import httpx
+
+    from psp_adapters.http import PspHttp, build_http_client
+
+    seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers.get("cookie")))
+        return httpx.Response(200, json={"ok": True}, headers={"set-cookie": "session=merchant-a; Path=/"})
+
+    http = PspHttp(connector="alpha", http=build_http_client({}, transport=httpx.MockTransport(answer)),
+                   base_url="https://psp.example/", headers={"Authorization": "Bearer k"})
+    assert http.json("POST", "/v1/authorizations", json={"a": 1}) == (200, {"ok": True})
+    assert http.json("GET", "/v1/authorizations", params={"merchant_reference": "r"}) == (200, {"ok": True})
+    assert http.json("POST", "/v1/authorizations", json={"a": 2}) == (200, {"ok": True})
+    assert seen == [("https://psp.example/v1/authorizations", None),
+                    ("https://psp.example/v1/authorizations?merchant_reference=r", None),
+                    ("https://psp.example/v1/authorizations", None)]
+    assert not http.http.cookies

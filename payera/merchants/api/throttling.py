@@ -1,6 +1,7 @@
 """Per-API-key rate limiting on the shared cache (Redis when served).
 
-A fixed-window counter: one atomic `INCR` per request on `throttle:api_key:<key id>:<window>`,
+A fixed-window counter: one atomic `INCR` per request (with the window's expiry, in one script:
+one round trip) on `throttle:api_key:<key id>:<window>`,
 instead of DRF's sliding log (which stores one timestamp per request: a list of thousands of
 entries to read and write at high rates). The rate is read at request time from
 `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["api_key"]` (e.g. "100/s"), so it can be changed per
@@ -14,13 +15,20 @@ from __future__ import annotations
 import logging
 import time
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django_redis.cache import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from payera.merchants.models import ApiKey
 
 logger = logging.getLogger("payera.api")
+
+# the window's counter created with its expiry if missing, then incremented: what `cache.add`
+# then `cache.incr` do in two round trips (django-redis stores an int as its digits, so the
+# counter is the same key and value either way); EVALSHA after the first call
+_COUNT_LUA = "redis.call('SET', KEYS[1], 0, 'NX', 'EX', ARGV[1]) return redis.call('INCR', KEYS[1])"
+_count_script = None
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -55,6 +63,13 @@ class ApiKeyRateThrottle(BaseThrottle):
 
     @staticmethod
     def _count(key: str, duration: int) -> int:
+        backend = caches["default"]
+        if isinstance(backend, RedisCache):  # served: one round trip, one atomic script
+            client = backend.client.get_client(write=True)
+            global _count_script
+            if _count_script is None:
+                _count_script = client.register_script(_COUNT_LUA)  # run on the client it is given
+            return int(_count_script(keys=[backend.make_key(key)], args=[duration + 1], client=client))
         cache.add(key, 0, timeout=duration + 1)
         try:
             return cache.incr(key)
