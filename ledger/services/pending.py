@@ -86,21 +86,8 @@ def pending_post(
             cap = limit.get(key, 0)
             if cap == 0 or (amount > 0) != (cap > 0) or abs(amount) > abs(cap):
                 raise InvalidPostingError(f"line on {key} exceeds what the pending journal reserved")
-    item = engine.Item(
-        reference=reference,
-        kind=JournalKind.POST_PENDING,
-        lines=tuple(lines),
-        occurred_at=occurred_at,
-        memo=memo,
-        metadata=dict(metadata or {}),
-        phase=JournalPhase.POST_PENDING,
-        pending_id=pending.id,
-        extra_accounts=keys,
-    )
-    (result,) = engine.post([item], atomic=True)
-    if not result.ok:
-        raise error_for(result)
-    return result
+    return _resolve(pending.id, keys, JournalPhase.POST_PENDING, tuple(lines), reference=reference,
+                    occurred_at=occurred_at, memo=memo, metadata=metadata)
 
 
 def pending_void(
@@ -109,15 +96,28 @@ def pending_void(
     """Void a pending journal: release its reservation, post nothing."""
     pending = _pending(pending_id)
     keys = tuple(sorted({key for key, _ in _lines_of(pending.id)}))
+    return _resolve(pending.id, keys, JournalPhase.VOID_PENDING, (), reference=reference,
+                    occurred_at=occurred_at, memo=memo, metadata=metadata)
+
+
+_RESOLVE_KIND = {
+    JournalPhase.POST_PENDING: JournalKind.POST_PENDING,
+    JournalPhase.VOID_PENDING: JournalKind.VOID_PENDING,
+}
+
+
+def _resolve(pending_id: int, keys: tuple, phase: JournalPhase, lines: tuple, *, reference: str,
+             occurred_at: datetime, memo: str, metadata: Mapping | None) -> PostResult:
+    """Post or void pending journal `pending_id` (whose accounts are `keys`) in one engine call."""
     item = engine.Item(
         reference=reference,
-        kind=JournalKind.VOID_PENDING,
-        lines=(),
+        kind=_RESOLVE_KIND[phase],
+        lines=lines,
         occurred_at=occurred_at,
         memo=memo,
         metadata=dict(metadata or {}),
-        phase=JournalPhase.VOID_PENDING,
-        pending_id=pending.id,
+        phase=phase,
+        pending_id=pending_id,
         extra_accounts=keys,
     )
     (result,) = engine.post([item], atomic=True)
