@@ -19,7 +19,8 @@ from ledger.types import JournalRequest
 from payera.core.errors import PayeraError
 from payera.core.rowsql import rows_insert
 from payera.events.services import event_record, event_record_many
-from payments.models import Payment, PaymentEvent
+from payments.locks import payment_lock
+from payments.models import OperationStatus, Payment, PaymentEvent
 from payments.postings import Journal
 from payments.serializers import payment_render_forget, render_payment, render_refund
 
@@ -163,6 +164,22 @@ def inflight_claim(payment: Payment, operation: str) -> None:
 def inflight_release(payment: Payment) -> None:
     payment.inflight = ""
     payment.inflight_at = None
+
+
+def operation_for_outcome(model, operation_id: str, *, inflight: str, release: bool):
+    """A capture's or refund's outcome is about to be recorded: its payment (locked) and the
+    operation, or None when the operation is no longer pending (later news of a finished operation:
+    logged and ignored). `release`: the crashed request's in-flight claim `inflight` is released
+    too (saved even when the news is stale)."""
+    payment = payment_lock(model.objects.values_list("payment_id", flat=True).get(pk=operation_id))
+    operation = model.objects.select_related("attempt").get(pk=operation_id)
+    if release and payment.inflight == inflight:
+        inflight_release(payment)
+        payment.save()
+    if operation.status != OperationStatus.PENDING:
+        logger.info("stale %s outcome for %s (%s) ignored", inflight, operation.id, operation.status)
+        return None
+    return payment, operation
 
 
 def recovery_delay(inquiries: int) -> dt.timedelta:

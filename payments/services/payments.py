@@ -59,6 +59,7 @@ from payments.services.common import (
     inflight_claim,
     inflight_release,
     now,
+    operation_for_outcome,
     post,
     postings_last,
     recovery_delay,
@@ -956,15 +957,10 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
                            decline: Decline | None = None, error: PspError | None = None, actor: str,
                            release: bool = False) -> None:
     """Record a capture's outcome (answer, webhook or inquiry). Idempotent."""
-    cap0_payment_id = Capture.objects.values_list("payment_id", flat=True).get(pk=capture_id)
-    payment = payment_lock(cap0_payment_id)
-    capture = Capture.objects.select_related("attempt").get(pk=capture_id)
-    if release and payment.inflight == "capture":
-        inflight_release(payment)
-        payment.save()
-    if capture.status != OperationStatus.PENDING:
-        logger.info("stale capture outcome for %s (%s) ignored", capture.id, capture.status)
+    found = operation_for_outcome(Capture, capture_id, inflight="capture", release=release)
+    if found is None:
         return
+    payment, capture = found
     if error is not None:
         if not error.may_have_processed:
             transition(capture, "mark_failed", payment=payment, actor=actor, code=error.code)

@@ -26,8 +26,8 @@ from payments.services.common import (
     emit,
     emit_refund,
     inflight_claim,
-    inflight_release,
     now,
+    operation_for_outcome,
     post,
     setting,
     transition,
@@ -124,15 +124,10 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
                           release: bool = False) -> None:
     """A refund's outcome from the answer, a webhook or an inquiry. Idempotent and order-proof:
     a refund already succeeded or failed ignores later news (logged)."""
-    ref0_payment_id = Refund.objects.values_list("payment_id", flat=True).get(pk=refund_id)
-    payment = payment_lock(ref0_payment_id)
-    refund = Refund.objects.select_related("attempt").get(pk=refund_id)
-    if release and payment.inflight == "refund":
-        inflight_release(payment)
-        payment.save()
-    if refund.status != OperationStatus.PENDING:
-        logger.info("stale refund outcome for %s (%s) ignored", refund.id, refund.status)
+    found = operation_for_outcome(Refund, refund_id, inflight="refund", release=release)
+    if found is None:
         return
+    payment, refund = found
     if error is not None:
         if not error.may_have_processed:
             transition(refund, "mark_failed", payment=payment, actor=actor, code=error.code)
