@@ -32,6 +32,7 @@ from psp_adapters.port import (
     SettlementCsvLayout,
     SettlementKind,
 )
+from reconciliation.models import StatementLine
 
 RAW = "recon_raw"  # TEMP: connection-private, no WAL
 # a clean file's `source` also names each row's position in the COPY (1, 2, ... in file order, no
@@ -42,12 +43,22 @@ _WS = "chr(32) || chr(9) || chr(11) || chr(12)"  # what str.strip() removes insi
 _TYPED = ("kind", "settled_on", "currency")  # judged per distinct value by the adapter's Python
 _AMOUNTS = ("gross", "fee", "net")
 _TEXTS = ("reference", "psp_reference", "operation_reference", "operation_psp_reference", "payout_batch_id")
+
+
+def _line_text(name: str) -> str:
+    """A statement line's text column as its staging column: the model's width, so the two never
+    drift apart (a record type wider than the stage was refused before its line)."""
+    return f"varchar({StatementLine._meta.get_field(name).max_length})"
+
+
 # the staging table (TEMP, reconcile._stage_create): its columns are the statement lines' own
 STAGE_COLUMNS = (
-    ("line_number", "integer"), ("row_key", "varchar(200)"), ("kind", "varchar(32)"), ("reference", "varchar(64)"),
-    ("psp_reference", "varchar(128)"), ("operation_reference", "varchar(64)"),
-    ("operation_psp_reference", "varchar(128)"), ("gross", "bigint"), ("fee", "bigint"), ("net", "bigint"),
-    ("currency", "varchar(3)"), ("settled_on", "date"), ("payout_batch_id", "varchar(64)"),
+    ("line_number", "integer"), ("row_key", _line_text("row_key")), ("kind", _line_text("kind")),
+    ("reference", _line_text("reference")), ("psp_reference", _line_text("psp_reference")),
+    ("operation_reference", _line_text("operation_reference")),
+    ("operation_psp_reference", _line_text("operation_psp_reference")), ("gross", "bigint"), ("fee", "bigint"),
+    ("net", "bigint"), ("currency", _line_text("currency")), ("settled_on", "date"),
+    ("payout_batch_id", _line_text("payout_batch_id")),
 )  # fmt: skip
 STAGE_NAMES = tuple(name for name, _ in STAGE_COLUMNS)
 # its text widths: a longer text is truncated to them when staged
