@@ -10,4 +10,5 @@ RUN DJANGO_SETTINGS_MODULE=payera.settings.base python manage.py collectstatic -
     && chown -R payera /app/var
 USER payera
 EXPOSE 8000
-CMD ["gunicorn", "payera.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", "--access-logfile", "-"]
+# workers and threads: gunicorn.conf.py (WEB_CONCURRENCY, WEB_THREADS; docs/deploy.md)
+CMD ["gunicorn", "payera.wsgi:application", "-c", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import runpy
 import select
 import shutil
 import subprocess
@@ -181,12 +182,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=16)
-    # One gunicorn worker per core, two threads each: the best of a sweep on this 2-core machine
-    # (docs/benchmarks.md, Payments, "Session 7, lead's runs"). Alpha answers in ~0.3 ms, so few
-    # threads keep the cores busy; more processes and threads cost CPU per payment (GIL hand-offs,
-    # more PostgreSQL backends): 5 x 4 took 22.6 ms of machine CPU per payment, 2 x 2 14.2 ms.
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--threads", type=int, default=2)
+    # gunicorn runs with the deployment's own settings (gunicorn.conf.py: one worker per core,
+    # WEB_THREADS threads each, gthread; docs/deploy.md): these two only override them for a sweep.
+    parser.add_argument("--workers", type=int, default=None, help="override gunicorn.conf.py's workers")
+    parser.add_argument("--threads", type=int, default=None, help="override gunicorn.conf.py's threads")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the three phases this many times, interleaved (noisy machine); medians")
     # A platform taking payments has statistics on its tables; a re-created database has none, and
@@ -225,9 +224,13 @@ def main() -> int:
     alpha_url = line.strip().rsplit(" ", 1)[-1]
     env["BENCH_ALPHA_URL"] = alpha_url
     port = 18000 + os.getpid() % 1000
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))  # what gunicorn reads, in this environment
+    served = {"workers": opts.workers or conf["workers"], "threads": opts.threads or conf["threads"]}
     gunicorn = subprocess.Popen(
         [str(Path(py).parent / "gunicorn"), "payera.wsgi:application", "-b", f"127.0.0.1:{port}",
-         "-w", str(opts.workers), "-k", "gthread", "--threads", str(opts.threads), "--log-level", "warning"],
+         "-c", str(ROOT / "gunicorn.conf.py"), "--log-level", "warning",
+         *(["--workers", str(opts.workers)] if opts.workers else []),
+         *(["--threads", str(opts.threads)] if opts.threads else [])],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
@@ -308,7 +311,7 @@ def main() -> int:
         alpha.wait(10)
     pay, bare_r, psp_r = results["post_v1_payments"], results["bare_drf_insert"], results["alpha_direct"]
     summary = {
-        "machine": {"cpus": os.cpu_count(), "gunicorn_workers": opts.workers, "threads": opts.threads,
+        "machine": {"cpus": os.cpu_count(), "gunicorn_workers": served["workers"], "threads": served["threads"],
                     "load_generator": opts.load_generator,
                     "clients": opts.clients, "seconds": opts.seconds, "rounds": opts.rounds,
                     "warmup_payments": warmup["ok"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import os
 import select
@@ -136,14 +137,25 @@ def _run(opts) -> int:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
     capture = NoCapture() if opts.no_capture else CaptureQueriesContext(connection)
+    gc_seen = {"collections": [0, 0, 0], "cpu_s": 0.0, "started": 0.0}
+
+    def gc_watch(phase: str, info: dict) -> None:  # the cyclic collector's passes during the measured payments
+        if phase == "start":
+            gc_seen["started"] = time.process_time()
+        else:
+            gc_seen["cpu_s"] += time.process_time() - gc_seen["started"]
+            gc_seen["collections"][info["generation"]] += 1
+
     with capture as ctx, connection.execute_wrapper(count_autocommit):
         w0, c0, b0 = time.perf_counter(), time.process_time(), proc_stat(backend)[1]
+        gc.callbacks.append(gc_watch)
         if profiler:
             profiler.enable()
         for _ in range(opts.payments):
             pay()
         if profiler:
             profiler.disable()
+        gc.callbacks.remove(gc_watch)
         wall, cpu, backend_cpu = time.perf_counter() - w0, time.process_time() - c0, proc_stat(backend)[1] - b0
     connection.commit = real_commit
     n = opts.payments
@@ -162,6 +174,9 @@ def _run(opts) -> int:
         "cpu_ms_per_payment": round(cpu * 1000 / n, 2),
         "postgres_backend_cpu_ms_per_payment": round(backend_cpu * 1000 / n, 2),
         "sql_wall_ms_per_payment": round(sql_ms / n, 2),
+        "gc_collections_per_payment_by_generation": [round(c / n, 3) for c in gc_seen["collections"]],
+        "gc_cpu_ms_per_payment": round(gc_seen["cpu_s"] * 1000 / n, 3),
+        "gc_threshold": gc.get_threshold(),
         "loadavg": os.getloadavg(),
     }, indent=2))
     if opts.show_queries:

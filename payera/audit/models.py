@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connections, models, router
 from django.db.models.signals import pre_save
 
-from payera.core.rowsql import rows_insert
+from payera.core.rowsql import new_row, rows_insert
 
 
 class AuditRecordImmutableError(Exception):
@@ -80,7 +80,7 @@ class AuditLogEntryManager(LogEntryManager.from_queryset(AppendOnlyQuerySet)):
         queued = _batch.get()
         if queued is None:
             return super().create(**kwargs)
-        entry = self.model(**kwargs)
+        entry = new_row(self.model, **kwargs)
         pre_save.send(sender=self.model, instance=entry, raw=False, using=self.db, update_fields=None)
         queued.append(entry)
         return entry

@@ -8,6 +8,8 @@ metadata — identifiers quoted by the connection, every value a parameter — a
   (`payments.rowsql.PrecompiledSaveMixin` runs them inside `save()`);
 - `rows_insert(objs)`: `bulk_create(objs)` as one `INSERT … VALUES (…), (…) [RETURNING id]`, for
   the batches a recording transaction writes (its PaymentEvents, outbox events, audit entries).
+- `new_row(model, **values)`: `model(**values)` for such rows, without `Model.__init__`'s generic
+  keyword handling;
 - `precompiled_select(model, build, *values)`: a queryset's SELECT (Django's own statement) compiled
   once and run with new values, the instances built as Django builds them — no caching of rows.
 Values go through each field's `pre_save` and `get_db_prep_save`, as Django's own compilers do
@@ -20,6 +22,9 @@ from __future__ import annotations
 import functools
 
 from django.db import connections, router, transaction
+from django.db.models import DEFERRED, NOT_PROVIDED, Field
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 
 @functools.cache
@@ -228,6 +233,72 @@ def rows_insert(objs: list) -> list:
         obj._state.adding = False
         obj._state.db = using
     return objs
+
+
+@functools.cache
+def _row_shape(model) -> tuple | None:
+    """Per model, what `new_row` needs: the keywords it takes (each field's name and attname),
+    the relations' (name, attname) pairs, and (name, attname, default, is_relation) of each field
+    Django's `Model.__init__` fills (`default` the field's own default function; a relation takes
+    an instance under its name or an id under its attname); None for a model `new_row` leaves to
+    Django (its own `__init__`, a field whose attribute is a data descriptor other than Django's
+    plain ones)."""
+    from django.db.models import Model
+    from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+    from django.db.models.fields.reverse_related import ForeignObjectRel
+    from django.db.models.query_utils import DeferredAttribute
+
+    if model.__init__ is not Model.__init__ or model._meta.abstract:
+        return None
+    shape = []
+    for field in model._meta.fields:
+        if field.column is None or field.generated:
+            continue
+        descriptor = type(getattr(model, field.attname, None))
+        if isinstance(field.remote_field, ForeignObjectRel):
+            if descriptor is not ForeignKeyDeferredAttribute:
+                return None
+            shape.append((field.name, field.attname, field.get_default, True))
+        else:
+            if descriptor is not DeferredAttribute or type(field).get_default is not Field.get_default:
+                return None
+            # Field.get_default() is `self._get_default()`: the function it returns, called per row
+            shape.append((field.name, field.attname, field._get_default, False))
+    keywords = frozenset(k for name, attname, _, _ in shape for k in (name, attname))
+    relations = tuple((name, attname) for name, attname, _, is_relation in shape if is_relation)
+    return keywords, relations, tuple(shape)
+
+
+def new_row(model, /, **values):
+    """`model(**values)` for a row built only to be inserted (PaymentEvents, outbox events, audit
+    entries): the same instance — every field's value or default (called per row), a related
+    instance set through its descriptor (type and router checks, cache), `pre_init` and
+    `post_init` sent — without `Model.__init__`'s generic keyword handling. Anything unusual is
+    Django's own constructor: a model with its own `__init__` or unusual field descriptors, a
+    keyword that is not a field's name or attname (a property, a typo: Django sets or refuses it)."""
+    found = _row_shape(model)
+    if found is None:
+        return model(**values)
+    keywords, relations, shape = found
+    if not keywords.issuperset(values) or any(name in values and attname in values for name, attname in relations):
+        return model(**values)  # a property, a virtual field, a typo, a relation given twice: Django's way
+    pre_init.send(sender=model, args=(), kwargs=values)
+    obj = model.__new__(model)
+    obj._state = ModelState()
+    attrs = obj.__dict__
+    for name, attname, default, is_relation in shape:
+        if is_relation and name in values:
+            related = values[name]
+            if related is not DEFERRED:
+                setattr(obj, name, related)  # the descriptor: type check, router, attname, cache
+            continue
+        value = values.get(attname, NOT_PROVIDED)
+        if value is NOT_PROVIDED:
+            value = default()
+        if value is not DEFERRED:
+            attrs[attname] = value  # a fresh instance: what Django's descriptors would store
+    post_init.send(sender=model, instance=obj)
+    return obj
 
 
 class _Marker(str):

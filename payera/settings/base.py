@@ -498,6 +498,20 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# The merchant API (`/v1/`, API-key authenticated) passes through the browser-only middleware:
+# sessions, the staff user and its second factor, messages (payera.core.browser_middleware;
+# docs/decisions/api-middleware-chain.md). Same classes, same order: the back office is unchanged.
+# CSRF and axes stay as they are: their system checks (security.W003, axes.W002) want their exact
+# classes, and on the API (csrf_exempt views) they return at once.
+_BROWSER_ONLY = {
+    "django.contrib.sessions.middleware.SessionMiddleware": "payera.core.browser_middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware":
+        "payera.core.browser_middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware": "payera.core.browser_middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware": "payera.core.browser_middleware.MessageMiddleware",
+}
+MIDDLEWARE = [_BROWSER_ONLY.get(m, m) for m in MIDDLEWARE]
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # slo_report reads the API SLOs (requests, 5xx, latency) from Prometheus' HTTP API here.
 SLO_PROMETHEUS_URL = env.str("SLO_PROMETHEUS_URL", default="")

@@ -17,7 +17,7 @@ from django_fsm import can_proceed
 from ledger.services import journal_post_many
 from ledger.types import JournalRequest
 from payera.core.errors import PayeraError
-from payera.core.rowsql import rows_insert
+from payera.core.rowsql import new_row, rows_insert
 from payera.events.services import event_record, event_record_many
 from payments.locks import payment_lock
 from payments.models import OperationStatus, Payment, PaymentEvent
@@ -67,7 +67,8 @@ def transition(obj, verb: str, *, payment: Payment, actor: str, data: dict | Non
 def transition_logged(obj, *, payment: Payment, verb: str, before: str, actor: str, data: dict | None = None) -> None:
     """The PaymentEvent of a transition `obj` has just made (`transition` does both); under
     `postings_last()` it is inserted with the block's others at its end."""
-    row = PaymentEvent(
+    row = new_row(
+        PaymentEvent,
         payment=payment,
         object_type=type(obj).__name__.lower().replace("paymentattempt", "attempt"),
         object_id=obj.pk,

@@ -675,8 +675,12 @@ def _attempts_of_locked(payment: Payment, attempt_id: str) -> PaymentAttempt:
             break
     else:  # pragma: no cover - the lock found the payment through this attempt
         raise PaymentAttempt.DoesNotExist(f"no attempt {attempt_id}")
-    # an evaluated queryset, as a prefetch leaves it (`.filter()` on it still asks)
-    attempts = PaymentAttempt.objects.filter(payment_id=payment.pk)
+    # an evaluated queryset, as a prefetch leaves it (`.filter()` on it still asks). Its filter is
+    # deferred as Django's related managers defer theirs: built only if the queryset is used beyond
+    # its rows (another filter, `.query`), not on every payment for a render that only iterates.
+    attempts = PaymentAttempt.objects.all()
+    attempts._defer_next_filter = True
+    attempts = attempts.filter(payment_id=payment.pk)
     attempts._result_cache, attempts._prefetch_done = rows, True
     cache = getattr(payment, "_prefetched_objects_cache", None)
     if cache is None:

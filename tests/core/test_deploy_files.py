@@ -1,5 +1,6 @@
 """The deploy files set only variables the settings read, and .env.example lists them all."""
 
+import os
 import re
 from pathlib import Path
 
@@ -36,3 +37,23 @@ def test_env_example_lists_every_declared_variable():
     assert not missing, f".env.example misses: {sorted(missing)}"
     unknown = example - declared_variables()
     assert not unknown, f".env.example lists variables no setting reads: {sorted(unknown)}"
+
+
+def test_every_web_process_runs_gunicorn_with_the_one_settings_file(monkeypatch):
+    """The image, `make run` and the payments benchmark start gunicorn with gunicorn.conf.py, so
+    the benchmark's figures are the documented deployment's (docs/deploy.md)."""
+    import runpy
+
+    assert '"-c", "gunicorn.conf.py"' in (ROOT / "Dockerfile").read_text()
+    run_all = (ROOT / "payera" / "core" / "management" / "commands" / "run_all.py").read_text()
+    assert '"gunicorn.conf.py"' in run_all and '"--workers"' not in run_all and '"--threads"' not in run_all
+    bench = (ROOT / "bench" / "payments" / "__main__.py").read_text()
+    assert '"-c", str(ROOT / "gunicorn.conf.py")' in bench
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.delenv("WEB_THREADS", raising=False)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (conf["workers"], conf["threads"], conf["worker_class"]) == (os.cpu_count() or 1, 4, "gthread")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setenv("WEB_THREADS", "16")
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (conf["workers"], conf["threads"]) == (3, 16)

@@ -114,13 +114,16 @@ def test_a_recording_transaction_reads_the_attempts_once(api):
     assert len(reads) == 1
     assert [a["status"] for a in answer["attempts"]] == ["captured"]
     attempt_id = answer["attempts"][0]["id"]
+    other = create(client, "k-attempts-2", payment_method_data=card("4242424242424242")).json()
     with transaction.atomic():
         payment = payment_lock_of_attempt(attempt_id)
         attempt = _attempts_of_locked(payment, attempt_id)
         with CaptureQueriesContext(connection) as ctx:
             assert [a.pk for a in payment.attempts.all()] == [attempt.pk]
         assert ctx.captured_queries == []
-        PaymentAttempt.objects.filter(pk=attempt_id).update(decline_code="x")  # the database is asked
+        PaymentAttempt.objects.filter(pk__in=[attempt_id, other["attempts"][0]["id"]]).update(decline_code="x")
+        # the database is asked, for this payment's attempts only (the kept queryset's filter)
+        assert [a.pk for a in payment.attempts.filter(decline_code="x")] == [attempt_id]
         assert payment.attempts.filter(decline_code="x").exists()
 
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from payera.core.errors import InvalidRequestError
-from payera.core.rowsql import rows_insert
+from payera.core.rowsql import new_row, rows_insert
 from payera.events import clock, dispatch
 from payera.events.models import (
     MERCHANT_ID_LENGTH,
@@ -69,8 +69,8 @@ def event_record_many(*, merchant_id: str, types: Sequence[str], data: dict) -> 
     except (TypeError, ValueError) as exc:
         raise InvalidRequestError(f"Event data must be JSON-serializable: {exc}", param="data") from None
     events = [
-        Event(merchant_id=merchant_id, type=type_, api_version=settings.EVENTS_API_VERSION, data={"object": obj},
-              created_at=clock.now())
+        new_row(Event, merchant_id=merchant_id, type=type_, api_version=settings.EVENTS_API_VERSION,
+                data={"object": obj}, created_at=clock.now())
         for type_ in types
     ]
     if len(events) == 1:

@@ -43,7 +43,8 @@ class Command(BaseCommand):
                     subprocess.Popen(
                         [
                             python, "-m", "gunicorn", "payera.wsgi:application",
-                            "--bind", f"{host}:{port}", "--workers", "2", "--threads", "4",
+                            "-c", str(settings.BASE_DIR / "gunicorn.conf.py"),  # the deployment's workers, threads
+                            "--bind", f"{host}:{port}",
                             "--access-logfile", "-", "--graceful-timeout", "5",
                         ],
                         env=env,
