@@ -16,7 +16,7 @@ import pytest
 from django.core.management import call_command
 
 from ledger.models import Journal
-from payments.models import Dispute, PspWebhook
+from payments.models import Dispute, PaymentAttempt, PspWebhook
 from payments.services import psp_webhook_process_due
 from reconciliation.models import Discrepancy, ReconciliationRun, StatementLine
 from reconciliation.selectors import receivable_aging, receivable_check
@@ -228,9 +228,11 @@ def _dispute_journals(d: Dispute) -> list[str]:
     return sorted(Journal.objects.filter(reference__contains=d.id).values_list("reference", flat=True))
 
 
-def _disputed_astray(env, psp_webhooks, psp: str) -> tuple[str, str]:
+def _disputed_astray(env, psp_webhooks, psp: str, *, all_lost: bool = False) -> tuple[str, str]:
     """A clean day, a payment at `psp` with the dispute card whose dispute.created webhook never
-    reaches Payera (the payment's other webhooks do). Returns the attempt id and the lost event's id."""
+    reaches Payera (the payment's other webhooks do, unless `all_lost`: then beta's authorization
+    outcome is lost too and the payment stays `processing` in Payera). Returns the attempt id and
+    the lost event's id."""
     for sb in env.sandboxes.values():
         sb.reset()
     env.merchant.connectors = [psp]
@@ -240,6 +242,8 @@ def _disputed_astray(env, psp_webhooks, psp: str) -> tuple[str, str]:
     attempt_id = p["attempts"][-1]["id"]
     lost = _lost(psp_webhooks, attempt_id, "needs_response")
     _back(env, psp)
+    if all_lost:
+        return attempt_id, _event_id(lost)
     [held] = env.sandboxes[psp].payments(attempt_id)
     for event in env.sandboxes[psp].events():  # beta's authorization outcome: delivered to Payera after all
         if event["payment_id"] == held["id"] and event["type"] != "dispute":
@@ -364,4 +368,23 @@ def test_dispute_lines_the_psp_does_not_know_stay_discrepancies(env, psp_webhook
     assert sorted(Discrepancy.objects.values_list("kind", "reference", "psp_amount", "status")) == [
         ("missing_in_payera", attempt_id, -AMOUNT, "open"), ("missing_in_payera", attempt_id, AMOUNT, "open")]
     _ties_out(psp, 0)  # nothing of them posted
+    assert_ledger_sound()
+
+
+def test_a_dispute_line_whose_capture_payera_has_not_recorded_asks_about_the_attempt_first(
+    env, psp_webhooks, tmp_path
+):
+    # beta's authorization outcome (captured) and its dispute both lost; the report's chargeback
+    # line alone (its capture settles elsewhere): the dispute takes back a capture Payera must know
+    attempt_id, _ = _disputed_astray(env, psp_webhooks, "beta", all_lost=True)
+    payment_id = PaymentAttempt.objects.get(pk=attempt_id).payment_id
+    assert env.get(payment_id)["status"] == "processing"
+    day = "\r\n".join(line for line in _report("beta").split("\r\n") if ";Settled;" not in line)
+    got = _reconcile(tmp_path, "beta", day, "chargebacks")
+    # the capture, recorded by the heal inside the report's day, is not in this file: missing at PSP
+    assert got == {"rows": 1, "matched": 1, "discrepancies": {**ZERO, "missing_at_psp": 1}}
+    assert env.get(payment_id)["status"] == "succeeded"
+    d = Dispute.objects.get(attempt_id=attempt_id)
+    assert StatementLine.objects.get().object_id == d.id
+    _ties_out("beta", AMOUNT)  # the capture is still to be settled
     assert_ledger_sound()
