@@ -241,6 +241,17 @@ class DisputeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class DisputeResult:
+    """A dispute as the PSP holds it now (`PspAdapter.inquire_dispute`): the facts its dispute
+    webhook carries, with the current status."""
+
+    payment: PspReference  # the authorization it takes money back from
+    dispute: DisputeInfo
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
 class PspEvent:
     """One verified PSP webhook, normalized. `event_id` is unique per connector (dedupe on it)."""
 
@@ -410,6 +421,12 @@ class PspAdapter(Protocol):
     def inquire(self, ref: PspReference) -> AuthorizeResult:
         """The truth at the PSP; resolves an unknown outcome. Raises PspReferenceNotFoundError when
         the PSP never received the authorization."""
+        ...
+
+    def inquire_dispute(self, ref: PspReference, psp_dispute_id: str) -> DisputeResult:
+        """The truth at the PSP about one dispute of this authorization (its current status): what a
+        lost or late dispute webhook would have said. Raises PspReferenceNotFoundError when the PSP
+        has no such dispute on this authorization."""
         ...
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PspEvent:

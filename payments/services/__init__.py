@@ -10,7 +10,12 @@ from payments.services.payments import (
     payment_create,
     payment_expire_authorizations,
 )
-from payments.services.recovery import attempt_recover, attempt_settlement_inquire, recovery_run
+from payments.services.recovery import (
+    attempt_recover,
+    attempt_settlement_inquire,
+    dispute_settlement_inquire,
+    recovery_run,
+)
 from payments.services.redirects import payment_expire_redirects
 from payments.services.refunds import refund_create
 from payments.services.stuck import stuck_open_counts, stuck_sweep
@@ -33,6 +38,7 @@ __all__ = [
     "attempt_settlement_inquire",
     "customer_create",
     "dispute_apply_event",
+    "dispute_settlement_inquire",
     "dispute_submit_evidence",
     "payment_authentication_complete",
     "payment_cancel",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from functools import partial
 
 from django.db import transaction
 from django.db.models import Q
@@ -20,6 +21,7 @@ from payera.core.db import outside_transaction
 from payments.locks import payment_lock
 from payments.models import AS, Capture, OperationStatus, Payment, PaymentAttempt, Refund
 from payments.services.common import emit, inflight_release, now, recovery_delay, setting, transition
+from payments.services.disputes import DisputeAttemptUnknownError, dispute_apply_event
 from payments.services.payments import (
     _cancel_record,
     attempt_record_outcome,
@@ -28,7 +30,15 @@ from payments.services.payments import (
 )
 from payments.services.refunds import refund_record_outcome
 from psp_adapters.errors import PspError, PspReferenceNotFoundError
-from psp_adapters.port import AuthorizeResult, OperationKind, Outcome, PspReference, PspState
+from psp_adapters.port import (
+    AuthorizeResult,
+    OperationKind,
+    Outcome,
+    PspEvent,
+    PspEventKind,
+    PspReference,
+    PspState,
+)
 from psp_adapters.registry import get_adapter
 
 logger = logging.getLogger("payera.payments")
@@ -225,4 +235,45 @@ def attempt_settlement_inquire(*, attempt_id: str) -> bool:
         logger.warning("settlement inquiry for %s failed: %s", attempt_id, exc)
         return False
     inquiry_operations_record(result)
+    return True
+
+
+def dispute_settlement_inquire(*, attempt_id: str, psp_dispute_id: str) -> bool:
+    """A PSP settled a chargeback, or a won dispute's reversal, of this attempt that Payera does not
+    show (reconciliation's "missing in Payera": the dispute's webhook was lost or has not arrived
+    yet): ask the PSP about that dispute and apply its answer as the dispute's webhook would be
+    applied (`dispute_apply_event`: created once, the chargeback posted; moved to the PSP's status,
+    a won dispute's money posted back). Idempotent with the webhooks, early or late: the dispute is
+    one row per connector and PSP id, its transitions only go forward and its postings have their
+    business references. A dispute whose capture Payera has not recorded yet asks about the attempt
+    first (`attempt_settlement_inquire`). True when the PSP answered and its answer was applied;
+    False for an unknown attempt, a dispute the PSP does not know on this attempt, or a PSP error
+    (nothing changes then)."""
+    attempt = PaymentAttempt.objects.filter(pk=attempt_id).only("id", "connector", "psp_reference").first()
+    if attempt is None or not psp_dispute_id:
+        return False
+    try:
+        with outside_transaction():
+            found = get_adapter(attempt.connector).inquire_dispute(
+                PspReference(attempt.id, attempt.psp_reference or None), psp_dispute_id
+            )
+    except PspError as exc:
+        logger.warning("dispute inquiry %s of %s failed: %s", psp_dispute_id, attempt_id, exc.code)
+        return False
+    event = PspEvent(
+        event_id=f"inquiry:{found.dispute.psp_dispute_id}", kind=PspEventKind.DISPUTE, outcome=Outcome.APPROVED,
+        payment=found.payment, amount=found.amount, currency=found.currency, occurred_at=now(), dispute=found.dispute,
+    )
+    apply = partial(dispute_apply_event, connector=attempt.connector, event=event, actor="system:recovery")
+    try:
+        note = apply()
+    except DisputeAttemptUnknownError:  # its capture is not recorded yet: ask about the attempt, once
+        try:
+            note = apply() if attempt_settlement_inquire(attempt_id=attempt_id) else ""
+        except DisputeAttemptUnknownError:
+            note = ""
+        if not note:
+            logger.warning("dispute %s of %s: its capture is not recorded; not applied", psp_dispute_id, attempt_id)
+            return False
+    logger.info("dispute %s of %s by inquiry: %s", psp_dispute_id, attempt_id, note)
     return True

@@ -5,13 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from psp_adapters.alpha import settlement, webhooks
 from psp_adapters.alpha.client import AlphaClient
 from psp_adapters.alpha.codes import DECLINE_CODES, DISPUTE_REASONS
 from psp_adapters.base import BaseAdapter
 from psp_adapters.codes import decline_for
-from psp_adapters.errors import PaymentMethodUnsupportedError, PspProtocolError, WebhookPayloadError
+from psp_adapters.errors import (
+    PaymentMethodUnsupportedError,
+    PspProtocolError,
+    PspReferenceNotFoundError,
+    WebhookPayloadError,
+)
 from psp_adapters.port import (
     AuthorizeRequest,
     AuthorizeResult,
@@ -21,6 +27,7 @@ from psp_adapters.port import (
     Decline,
     DisputeInfo,
     DisputeReason,
+    DisputeResult,
     DisputeStatus,
     FeeSchedule,
     NextAction,
@@ -124,6 +131,21 @@ class AlphaAdapter(BaseAdapter):
         except (KeyError, TypeError, ValueError) as exc:
             raise PspProtocolError(f"unexpected authorization answer: {exc!r}", connector=self.name) from None
 
+    def _dispute(self, data: Mapping[str, Any]) -> DisputeResult:
+        """A dispute object (a dispute webhook's `data`, or the dispute inquiry's answer)."""
+        reason_code = str(data.get("reason_code") or "")
+        return DisputeResult(
+            payment=PspReference(data["authorization_reference"], data["authorization_id"]),
+            dispute=DisputeInfo(
+                psp_dispute_id=data["id"],
+                reason=DISPUTE_REASONS.get(reason_code, DisputeReason.GENERAL),
+                status=DisputeStatus(data.get("status") or "needs_response"),
+                psp_reason=reason_code,
+            ),
+            amount=int(data["amount"]),
+            currency=data["currency"],
+        )
+
     def _psp_id(self, ref: PspReference) -> str:
         if ref.psp_reference:
             return ref.psp_reference
@@ -168,6 +190,16 @@ class AlphaAdapter(BaseAdapter):
             return self._result(self.api.get_authorization(ref.psp_reference))
         return self._result(self.api.find_authorization(ref.reference))
 
+    def inquire_dispute(self, ref: PspReference, psp_dispute_id: str) -> DisputeResult:
+        data = self.api.get_dispute(quote(psp_dispute_id, safe=""))
+        try:
+            found = self._dispute(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PspProtocolError(f"unexpected dispute answer: {exc!r}", connector=self.name) from None
+        if found.payment.reference != ref.reference:
+            raise PspReferenceNotFoundError(f"dispute {psp_dispute_id} is not on {ref.reference}", connector=self.name)
+        return found
+
     def capture(self, req: CaptureRequest) -> OperationResult:
         body = {"merchant_reference": req.reference, "amount": req.amount}
         return self._operation(self.api.operation(self._psp_id(req.payment), "capture", body))
@@ -204,21 +236,16 @@ class AlphaAdapter(BaseAdapter):
                     payment_method_token=r.payment_method_token,
                 )
             if typ in ("dispute.created", "dispute.closed"):
-                reason_code = str(data.get("reason_code") or "")
+                d = self._dispute(data)
                 return PspEvent(
                     event_id=event["id"],
                     kind=PspEventKind.DISPUTE,
                     outcome=Outcome.APPROVED,
-                    payment=PspReference(data["authorization_reference"], data["authorization_id"]),
-                    amount=int(data["amount"]),
-                    currency=data["currency"],
+                    payment=d.payment,
+                    amount=d.amount,
+                    currency=d.currency,
                     occurred_at=occurred,
-                    dispute=DisputeInfo(
-                        psp_dispute_id=data["id"],
-                        reason=DISPUTE_REASONS.get(reason_code, DisputeReason.GENERAL),
-                        status=DisputeStatus(data.get("status") or "needs_response"),
-                        psp_reason=reason_code,
-                    ),
+                    dispute=d.dispute,
                 )
             if typ.split(".")[0] in OP_KINDS:
                 op = self._operation(data)

@@ -25,5 +25,8 @@ class AlphaClient:
         path = f"/v1/authorizations/{authorization_id}/{action}"
         return self.http.json("POST", path, json=body, idempotency_key=body["merchant_reference"])[1]
 
+    def get_dispute(self, dispute_id: str) -> dict[str, Any]:
+        return self.http.json("GET", f"/v1/disputes/{dispute_id}")[1]
+
     def settlement_report(self, day: dt.date) -> bytes:
         return self.http.send("GET", f"/v1/settlement-reports/{day.isoformat()}").content

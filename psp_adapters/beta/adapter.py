@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from payera.core.money import minor_from_decimal_string, minor_to_decimal_string
 from psp_adapters.base import BaseAdapter
@@ -14,7 +15,12 @@ from psp_adapters.beta import settlement, webhooks
 from psp_adapters.beta.client import BetaClient
 from psp_adapters.beta.codes import DECLINE_CODES, DISPUTE_REASONS
 from psp_adapters.codes import decline_for
-from psp_adapters.errors import PaymentMethodUnsupportedError, PspProtocolError, WebhookPayloadError
+from psp_adapters.errors import (
+    PaymentMethodUnsupportedError,
+    PspProtocolError,
+    PspReferenceNotFoundError,
+    WebhookPayloadError,
+)
 from psp_adapters.port import (
     AuthorizeRequest,
     AuthorizeResult,
@@ -25,6 +31,7 @@ from psp_adapters.port import (
     Decline,
     DisputeInfo,
     DisputeReason,
+    DisputeResult,
     DisputeStatus,
     FeeSchedule,
     NextAction,
@@ -224,6 +231,28 @@ class BetaAdapter(BaseAdapter):
         if ref.psp_reference:
             return self._result(self.api.get_payment(ref.psp_reference))
         return self._result(self.api.find_payment(ref.reference))
+
+    def inquire_dispute(self, ref: PspReference, psp_dispute_id: str) -> DisputeResult:
+        data = self.api.get_dispute(quote(psp_dispute_id, safe=""))
+        try:
+            amount, currency = _money(data["amount"])
+            reason_code = str(data.get("reasonCode") or "")
+            found = DisputeResult(
+                payment=PspReference(data["paymentReference"], data["originalReference"]),
+                dispute=DisputeInfo(
+                    psp_dispute_id=data["pspReference"],
+                    reason=DISPUTE_REASONS.get(reason_code, DisputeReason.GENERAL),
+                    status=DisputeStatus(data.get("disputeStatus") or "needs_response"),
+                    psp_reason=reason_code,
+                ),
+                amount=amount,
+                currency=currency,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PspProtocolError(f"unexpected dispute answer: {exc!r}", connector=self.name) from None
+        if found.payment.reference != ref.reference:
+            raise PspReferenceNotFoundError(f"dispute {psp_dispute_id} is not on {ref.reference}", connector=self.name)
+        return found
 
     def _modify(self, payment: PspReference, kind: str, body: dict[str, Any]) -> OperationResult:
         psp_id = self._psp_id(payment)

@@ -25,5 +25,8 @@ class BetaClient:
         path = f"/api/payments/{psp_reference}/{kind}"
         return self.http.json("POST", path, json=body, idempotency_key=body["reference"])[1]
 
+    def get_dispute(self, psp_reference: str) -> dict[str, Any]:
+        return self.http.json("GET", f"/api/disputes/{psp_reference}")[1]
+
     def settlement_report(self, day: dt.date) -> bytes:
         return self.http.send("GET", "/api/reports/settlement", params={"date": day.isoformat()}).content

@@ -10,11 +10,14 @@ Auth: `Authorization: Bearer <api key>`. Amounts: integers in minor units. Idemp
     POST /v1/authorizations/<id>/capture          {"merchant_reference", "amount"} -> operation
     POST /v1/authorizations/<id>/void             {"merchant_reference"} -> operation
     POST /v1/authorizations/<id>/refunds          {"merchant_reference", "amount"} -> operation
+    GET  /v1/disputes/<id>                        -> dispute (404 if unknown): the dispute inquiry
     GET  /v1/settlement-reports/<YYYY-MM-DD>      -> CSV
 Errors: `{"error": {"code", "message", "param"}}`.
 Webhooks: `{"id", "type", "created", "data": {...}}`, header `X-Alpha-Signature: <hex HMAC-SHA256(secret, raw body)>`.
 Types: authorization.updated (after 3-D Secure), refund.succeeded / refund.failed (asynchronous
-refunds), dispute.created.
+refunds), dispute.created, dispute.closed (the network decided: final status won or lost).
+A dispute (webhook `data` and `GET /v1/disputes/<id>`): `{"object": "dispute", "id", "authorization_id",
+"authorization_reference", "amount", "currency", "reason_code", "status", "created", "closed"}`.
 """
 
 from __future__ import annotations
@@ -123,6 +126,20 @@ class AlphaWire:
             "created": _iso(row["created_at"]),
         }
 
+    def render_dispute(self, dispute: Row, payment: Row) -> dict[str, Any]:
+        return {
+            "object": "dispute",
+            "id": dispute["id"],
+            "authorization_id": payment["id"],
+            "authorization_reference": payment["reference"],
+            "amount": dispute["amount"],
+            "currency": dispute["currency"],
+            "reason_code": DISPUTE_REASONS.get(dispute["reason"], "4853"),
+            "status": dispute["status"],
+            "created": _iso(dispute["created_at"]),
+            "closed": _iso(dispute.get("closed_at")),
+        }
+
     def event_body(self, core: Core, event_type: str, event_id: str, payment: Row, extra: Row | None) -> bytes:
         if event_type == "authorization":
             typ, data = "authorization.updated", self.render_authorization(payment)
@@ -131,17 +148,7 @@ class AlphaWire:
             # the dispute's opening (needs_response; a SEPA return opens lost), then the network's
             # decision (`close_dispute`): dispute.closed with the final status
             typ = "dispute.closed" if extra.get("event") == "closed" else "dispute.created"
-            data = {
-                "object": "dispute",
-                "id": extra["id"],
-                "authorization_id": payment["id"],
-                "authorization_reference": payment["reference"],
-                "amount": extra["amount"],
-                "currency": extra["currency"],
-                "reason_code": DISPUTE_REASONS.get(extra["reason"], "4853"),
-                "status": extra["status"],
-                "created": _iso(extra["created_at"]),
-            }
+            data = self.render_dispute(extra, payment)
         else:
             assert extra is not None
             typ = f"{extra['kind']}.{extra['state']}"
@@ -161,6 +168,7 @@ class AlphaWire:
             r("POST", r"/v1/authorizations/(?P<id>auth_[A-Z0-9]+)/capture", self.capture),
             r("POST", r"/v1/authorizations/(?P<id>auth_[A-Z0-9]+)/void", self.void),
             r("POST", r"/v1/authorizations/(?P<id>auth_[A-Z0-9]+)/refunds", self.refund),
+            r("GET", r"/v1/disputes/(?P<id>dp_[A-Za-z0-9]+)", self.dispute),
             r("GET", r"/v1/settlement-reports/(?P<date>\d{4}-\d{2}-\d{2})", self.report),
         ]
 
@@ -239,6 +247,11 @@ class AlphaWire:
             req.params["id"], reference=data.get("merchant_reference") or "", amount=data.get("amount"), currency=None
         )
         return self._op_response(op, created)
+
+    def dispute(self, req: Request) -> Response:
+        """The dispute inquiry: the dispute as alpha holds it (its webhook's `data`, current status)."""
+        dispute = self.core.dispute(req.params["id"])
+        return Response.json(200, self.render_dispute(dispute, self.core.payment(dispute["payment_id"])))
 
     def report(self, req: Request) -> Response:
         try:

@@ -12,6 +12,7 @@ in major units (ISO 4217 exponent). Idempotency: `reference` of the payment (als
     POST /api/payments/<pspReference>/captures    {"reference", "amount"} -> 202 modification
     POST /api/payments/<pspReference>/cancels     {"reference"} -> 202 modification
     POST /api/payments/<pspReference>/refunds     {"reference", "amount"} -> 202 modification
+    GET  /api/disputes/<pspReference>             -> dispute (404 if unknown): the dispute inquiry
     GET  /api/reports/settlement?date=YYYY-MM-DD  -> CSV
 Payment methods: `{"type": "scheme", "number", "expiryMonth", "expiryYear", "cvc"}`,
 `{"type": "storedCard", "storedPaymentMethodId"}`, `{"type": "bankRedirect", "issuer": "sandbox_bank"}`,
@@ -21,6 +22,9 @@ Webhooks: `{"eventId", "eventCode": AUTHORISATION|CAPTURE|CANCELLATION|REFUND|CH
 "success": bool, "pspReference", "originalReference", "merchantReference", "paymentReference",
 "amount", "reason", "reasonCode", "eventDate", "additionalData"}`, header
 `Beta-Signature: ts=<unix seconds>,sig=<hex HMAC-SHA256(secret, "<ts>.<raw body>")>`.
+A dispute (`GET /api/disputes/<pspReference>`): `{"pspReference": "BD…", "originalReference",
+"paymentReference", "amount", "reason", "reasonCode", "disputeStatus", "creationDate", "closedDate"}`
+(a CHARGEBACK notification's fields, with the dispute's current status).
 """
 
 from __future__ import annotations
@@ -147,6 +151,20 @@ class BetaWire:
             "creationDate": _iso(row["created_at"]),
         }
 
+    def render_dispute(self, dispute: Row, payment: Row) -> dict[str, Any]:
+        code, reason = CHARGEBACK_REASONS.get(dispute["reason"], ("13.1", "Merchandise not received"))
+        return {
+            "pspReference": dispute["id"],
+            "originalReference": payment["id"],
+            "paymentReference": payment["reference"],
+            "amount": _money(dispute["amount"], dispute["currency"]),
+            "reason": reason,
+            "reasonCode": code,
+            "disputeStatus": dispute["status"],
+            "creationDate": _iso(dispute["created_at"]),
+            "closedDate": _iso(dispute.get("closed_at")),
+        }
+
     def event_body(self, core: Core, event_type: str, event_id: str, payment: Row, extra: Row | None) -> bytes:
         base: dict[str, Any] = {
             "eventId": event_id,
@@ -215,6 +233,7 @@ class BetaWire:
             r("GET", r"/api/payments", self.find),
             r("GET", r"/api/payments/(?P<id>BP[A-Z0-9]+)", self.retrieve),
             r("POST", r"/api/payments/(?P<id>BP[A-Z0-9]+)/(?P<kind>captures|cancels|refunds)", self.modify),
+            r("GET", r"/api/disputes/(?P<id>BD[A-Za-z0-9]+)", self.dispute),
             r("GET", r"/api/reports/settlement", self.report),
         ]
 
@@ -324,6 +343,11 @@ class BetaWire:
             raise
         headers = {} if created else {"Idempotent-Replayed": "true"}
         return Response.json(202 if created else 200, self.render_modification(op, payment), **headers)
+
+    def dispute(self, req: Request) -> Response:
+        """The dispute inquiry: the dispute as beta holds it, with its current status."""
+        dispute = self.core.dispute(req.params["id"])
+        return Response.json(200, self.render_dispute(dispute, self.core.payment(dispute["payment_id"])))
 
     def report(self, req: Request) -> Response:
         try:

@@ -197,6 +197,13 @@ class Core:
     def disputes(self, payment_id: str) -> list[Row]:
         return self.store.all("SELECT * FROM disputes WHERE payment_id = ? ORDER BY created_at", (payment_id,))
 
+    def dispute(self, dispute_id: str) -> Row:
+        """One dispute as stored (the dispute inquiry of the PSP's API); 404 for an unknown id."""
+        row = self.store.one("SELECT * FROM disputes WHERE id = ?", (dispute_id,))
+        if row is None:
+            raise SandboxError(404, "not_found", "No such dispute.")
+        return row
+
     def payment_by_action_token(self, token: str) -> Row:
         row = self.store.one("SELECT * FROM payments WHERE action_token = ?", (token,))
         if row is None:

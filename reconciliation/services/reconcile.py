@@ -7,8 +7,9 @@
    psycopg 3, a plain bulk insert on SQLite; in chunks, so the run page shows progress.
 3. Matching is set-based: one UPDATE joins the lines to captures, refunds and disputes (read
    only) and sets each line's outcome; no Python loop per row.
-4. Auto-heal: the attempts behind "missing in Payera" lines are inquired at the PSP through the
-   payments recovery service (a lost webhook is the usual cause), and those lines are matched again.
+4. Auto-heal: the attempts behind "missing in Payera" lines, or the disputes their chargeback and
+   chargeback reversal lines name, are inquired at the PSP through the payments recovery service
+   (a lost webhook is the usual cause), and those lines are matched again.
 5. The matched lines post the settlement through `ledger.services`: per currency and payout
    batch, bank cash (net) and PSP fee expense (fee) against the PSP receivable (gross), with the
    business reference `psp_settlement:<run>:<currency>:<batch>` (posting twice posts once).
@@ -35,7 +36,7 @@ from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.db import outside_transaction
 from payera.core.money import currency_exponent
 from payments import selectors as payments_selectors
-from payments.services import attempt_settlement_inquire
+from payments.services import attempt_settlement_inquire, dispute_settlement_inquire
 from psp_adapters.errors import SettlementReportError
 from psp_adapters.port import FeeSchedule, SettlementCsvLayout, SettlementReport, SettlementRow, SettlementRowError
 from psp_adapters.registry import connector_names, get_adapter
@@ -654,24 +655,36 @@ WHERE {lines}.id = m.id"""
         cursor.execute(sql, [run.id, run.id, run.psp])
 
 
+DISPUTE_KINDS = ("chargeback", "chargeback_reversal")  # lines that name a dispute (its PSP id)
+
+
 def _heal(run: ReconciliationRun, tally: list[_Group]) -> int:
-    """Inquire the attempts behind "missing in Payera" lines (one PSP inquiry per attempt, never
-    per line), then match those lines again. Returns the number of lines healed."""
+    """Ask the PSP about what "missing in Payera" lines name (a lost webhook is the usual cause),
+    then match those lines again. A chargeback or chargeback reversal line names a dispute: the
+    PSP is asked about that dispute (one inquiry per dispute, never per line), and its answer is
+    applied as the dispute's webhook would be. Any other line (or a dispute line without the
+    dispute's id): the attempt is inquired (one inquiry per attempt), its captures and refunds
+    recorded. Only lines whose attempt Payera knows at this PSP. Attempts first: a dispute takes
+    back a capture that must be recorded. Returns the number of lines healed."""
     if not any(g.outcome == ReconOutcome.MISSING_IN_PAYERA for g in tally):
         return 0
     t = payments_selectors.settlement_tables()
+    kinds = ", ".join(f"'{k}'" for k in DISPUTE_KINDS)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT DISTINCT s.reference FROM {StatementLine._meta.db_table} s"
+            f"SELECT DISTINCT s.reference, CASE WHEN s.kind IN ({kinds}) THEN s.operation_psp_reference ELSE '' END"
+            f" FROM {StatementLine._meta.db_table} s"
             f" JOIN {t['attempt']} a ON a.id = s.reference AND a.connector = s.psp"
             " WHERE s.run_id = %s AND s.outcome = 'missing_in_payera'",
             [run.id],
         )
-        attempt_ids = [r[0] for r in cursor.fetchall()]
-    if not attempt_ids:
+        asked = cursor.fetchall()
+    if not asked:
         return 0
-    for attempt_id in attempt_ids:
+    for attempt_id in sorted({reference for reference, dispute in asked if not dispute}):
         attempt_settlement_inquire(attempt_id=attempt_id)
+    for attempt_id, dispute_id in sorted((reference, dispute) for reference, dispute in asked if dispute):
+        dispute_settlement_inquire(attempt_id=attempt_id, psp_dispute_id=dispute_id)
     _rematch(run)
     return StatementLine.objects.filter(run=run, healed=True).count()
 

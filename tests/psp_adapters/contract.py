@@ -357,6 +357,23 @@ class PspAdapterContract:
         assert (event.amount, event.currency) == (2500, "EUR")
         assert event.payment == r.payment
 
+    def test_a_dispute_inquiry_tells_what_the_psp_holds_now(self, adapter, psp_webhooks, sandboxes):
+        r, opened = self._disputed(adapter, psp_webhooks)
+        dispute_id = opened.dispute.psp_dispute_id
+        found = adapter.inquire_dispute(r.payment, dispute_id)
+        # what the dispute's webhook said: its authorization, amount, reason and status
+        assert (found.payment, found.dispute, found.amount, found.currency) == (r.payment, opened.dispute, 2500, "EUR")
+        assert sandboxes[self.connector].close_dispute(dispute_id, "won").status_code == 200
+        # the network's decision, from the PSP's storage (by our reference only, too)
+        later = adapter.inquire_dispute(PspReference(r.payment.reference), dispute_id)
+        assert later.dispute.status == DisputeStatus.WON and later.dispute.psp_dispute_id == dispute_id
+        other = self._captured(adapter)
+        for payment, unknown in ((r.payment, dispute_id[:-4] + "0000"),  # an id the PSP never gave
+                                 (r.payment, "../authorizations"),  # an id is never a path
+                                 (other.payment, dispute_id)):  # another authorization's dispute
+            with pytest.raises(PspReferenceNotFoundError):
+                adapter.inquire_dispute(payment, unknown)
+
     @pytest.mark.parametrize("status", ["won", "lost"])
     def test_a_dispute_closed_by_the_network_arrives_by_webhook_with_its_final_status(
         self, adapter, psp_webhooks, sandboxes, status
