@@ -20,12 +20,7 @@ from django.contrib.messages.middleware import MessageMiddleware as _MessageMidd
 from django.contrib.sessions.middleware import SessionMiddleware as _SessionMiddleware
 from django_otp.middleware import OTPMiddleware as _OTPMiddleware
 
-API_PATH_PREFIX = "/v1/"
-
-
-def is_api_request(request) -> bool:
-    """A request to the merchant API (API-key authenticated, no cookies used)."""
-    return request.path_info.startswith(API_PATH_PREFIX)
+API_PATH_PREFIX = "/v1/"  # the merchant API: API-key authenticated, no cookies used
 
 
 class _BrowserOnly:
