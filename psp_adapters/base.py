@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from psp_adapters.errors import PspConfigurationError
+from psp_adapters.errors import PspConfigurationError, PspProtocolError, PspReferenceNotFoundError
 from psp_adapters.http import PspHttp
-from psp_adapters.port import FeeSchedule, PspReference, SettlementCsvLayout
+from psp_adapters.port import DisputeResult, FeeSchedule, PspReference, SettlementCsvLayout
 
 
 def _fields(schedule: FeeSchedule) -> dict[str, int]:
@@ -59,6 +60,21 @@ class BaseAdapter:
 
     def _ref(self, ref: PspReference) -> PspReference:
         return ref
+
+    def _dispute(self, data: Mapping[str, Any]) -> DisputeResult:
+        """A dispute in this PSP's wire format (the answer of `self.api.get_dispute`, each adapter's client)."""
+        raise NotImplementedError
+
+    def inquire_dispute(self, ref: PspReference, psp_dispute_id: str) -> DisputeResult:
+        # the id comes from a report: one path segment, never another endpoint
+        data = self.api.get_dispute(quote(psp_dispute_id, safe=""))
+        try:
+            found = self._dispute(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PspProtocolError(f"unexpected dispute answer: {exc!r}", connector=self.name) from None
+        if found.payment.reference != ref.reference:
+            raise PspReferenceNotFoundError(f"dispute {psp_dispute_id} is not on {ref.reference}", connector=self.name)
+        return found
 
     def settlement_csv_layout(self, raw: bytes) -> SettlementCsvLayout | None:
         """None: this PSP's reports parse in Python (`read_settlement_report`)."""

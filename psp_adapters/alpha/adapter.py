@@ -5,19 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from psp_adapters.alpha import settlement, webhooks
 from psp_adapters.alpha.client import AlphaClient
 from psp_adapters.alpha.codes import DECLINE_CODES, DISPUTE_REASONS
 from psp_adapters.base import BaseAdapter
 from psp_adapters.codes import decline_for
-from psp_adapters.errors import (
-    PaymentMethodUnsupportedError,
-    PspProtocolError,
-    PspReferenceNotFoundError,
-    WebhookPayloadError,
-)
+from psp_adapters.errors import PaymentMethodUnsupportedError, PspProtocolError, WebhookPayloadError
 from psp_adapters.port import (
     AuthorizeRequest,
     AuthorizeResult,
@@ -189,16 +183,6 @@ class AlphaAdapter(BaseAdapter):
         if ref.psp_reference:
             return self._result(self.api.get_authorization(ref.psp_reference))
         return self._result(self.api.find_authorization(ref.reference))
-
-    def inquire_dispute(self, ref: PspReference, psp_dispute_id: str) -> DisputeResult:
-        data = self.api.get_dispute(quote(psp_dispute_id, safe=""))
-        try:
-            found = self._dispute(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PspProtocolError(f"unexpected dispute answer: {exc!r}", connector=self.name) from None
-        if found.payment.reference != ref.reference:
-            raise PspReferenceNotFoundError(f"dispute {psp_dispute_id} is not on {ref.reference}", connector=self.name)
-        return found
 
     def capture(self, req: CaptureRequest) -> OperationResult:
         body = {"merchant_reference": req.reference, "amount": req.amount}

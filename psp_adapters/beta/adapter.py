@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from payera.core.money import minor_from_decimal_string, minor_to_decimal_string
 from psp_adapters.base import BaseAdapter
@@ -15,12 +14,7 @@ from psp_adapters.beta import settlement, webhooks
 from psp_adapters.beta.client import BetaClient
 from psp_adapters.beta.codes import DECLINE_CODES, DISPUTE_REASONS
 from psp_adapters.codes import decline_for
-from psp_adapters.errors import (
-    PaymentMethodUnsupportedError,
-    PspProtocolError,
-    PspReferenceNotFoundError,
-    WebhookPayloadError,
-)
+from psp_adapters.errors import PaymentMethodUnsupportedError, PspProtocolError, WebhookPayloadError
 from psp_adapters.port import (
     AuthorizeRequest,
     AuthorizeResult,
@@ -76,6 +70,17 @@ def _money(data: Any) -> tuple[int, str]:
 
 def _decline(code: str | None, reason: str | None) -> Decline:
     return decline_for(DECLINE_CODES, code, reason or "")
+
+
+def _dispute_info(psp_dispute_id: str, reason_code: str | None, status: str | None) -> DisputeInfo:
+    """A dispute's facts, as a CHARGEBACK notification and the dispute inquiry both carry them."""
+    reason_code = str(reason_code or "")
+    return DisputeInfo(
+        psp_dispute_id=psp_dispute_id,
+        reason=DISPUTE_REASONS.get(reason_code, DisputeReason.GENERAL),
+        status=DisputeStatus(status or "needs_response"),
+        psp_reason=reason_code,
+    )
 
 
 def _refused(decline: Decline) -> Outcome:
@@ -232,27 +237,14 @@ class BetaAdapter(BaseAdapter):
             return self._result(self.api.get_payment(ref.psp_reference))
         return self._result(self.api.find_payment(ref.reference))
 
-    def inquire_dispute(self, ref: PspReference, psp_dispute_id: str) -> DisputeResult:
-        data = self.api.get_dispute(quote(psp_dispute_id, safe=""))
-        try:
-            amount, currency = _money(data["amount"])
-            reason_code = str(data.get("reasonCode") or "")
-            found = DisputeResult(
-                payment=PspReference(data["paymentReference"], data["originalReference"]),
-                dispute=DisputeInfo(
-                    psp_dispute_id=data["pspReference"],
-                    reason=DISPUTE_REASONS.get(reason_code, DisputeReason.GENERAL),
-                    status=DisputeStatus(data.get("disputeStatus") or "needs_response"),
-                    psp_reason=reason_code,
-                ),
-                amount=amount,
-                currency=currency,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PspProtocolError(f"unexpected dispute answer: {exc!r}", connector=self.name) from None
-        if found.payment.reference != ref.reference:
-            raise PspReferenceNotFoundError(f"dispute {psp_dispute_id} is not on {ref.reference}", connector=self.name)
-        return found
+    def _dispute(self, data: Mapping[str, Any]) -> DisputeResult:
+        amount, currency = _money(data["amount"])
+        return DisputeResult(
+            payment=PspReference(data["paymentReference"], data["originalReference"]),
+            dispute=_dispute_info(data["pspReference"], data.get("reasonCode"), data.get("disputeStatus")),
+            amount=amount,
+            currency=currency,
+        )
 
     def _modify(self, payment: PspReference, kind: str, body: dict[str, Any]) -> OperationResult:
         psp_id = self._psp_id(payment)
@@ -308,17 +300,11 @@ class BetaAdapter(BaseAdapter):
                 )
             payment = PspReference(e["paymentReference"], e["originalReference"])
             if kind == PspEventKind.DISPUTE:
-                reason_code = str(e.get("reasonCode") or "")
                 return PspEvent(
                     **common,
                     outcome=Outcome.APPROVED,
                     payment=payment,
-                    dispute=DisputeInfo(
-                        psp_dispute_id=e["pspReference"],
-                        reason=DISPUTE_REASONS.get(reason_code, DisputeReason.GENERAL),
-                        status=DisputeStatus(extra.get("disputeStatus") or "needs_response"),
-                        psp_reason=reason_code,
-                    ),
+                    dispute=_dispute_info(e["pspReference"], e.get("reasonCode"), extra.get("disputeStatus")),
                 )
             return PspEvent(
                 **common,
