@@ -91,6 +91,10 @@ BANK_CASH = "bank_cash"
 PAYOUTS_IN_TRANSIT = "payouts_in_transit"
 CHARGEBACK_LOSSES = "chargeback_losses"
 SUSPENSE = "suspense"
+# P&L of reconciliation: a PSP receivable written off (debit: a loss) and the difference between
+# what Payera expected and what the PSP reported when finance settles a line as reported (debit:
+# the PSP paid less, a loss; credit: it paid more, a gain). Kept apart from PSP fee expense.
+RECONCILIATION_DIFFERENCES = "reconciliation_differences"
 
 CHART: dict[str, AccountSpec] = {
     MERCHANT_PENDING: AccountSpec(AccountType.LIABILITY),
@@ -104,6 +108,7 @@ CHART: dict[str, AccountSpec] = {
     PAYOUTS_IN_TRANSIT: AccountSpec(AccountType.ASSET),
     CHARGEBACK_LOSSES: AccountSpec(AccountType.EXPENSE),
     SUSPENSE: AccountSpec(AccountType.ASSET),
+    RECONCILIATION_DIFFERENCES: AccountSpec(AccountType.EXPENSE),
 }
 
 
@@ -178,6 +183,10 @@ class Accounts:
     @staticmethod
     def suspense(currency: str) -> AccountKey:
         return AccountKey(PLATFORM, SUSPENSE, currency)
+
+    @staticmethod
+    def reconciliation_differences(currency: str) -> AccountKey:
+        return AccountKey(PLATFORM, RECONCILIATION_DIFFERENCES, currency)
 
 
 @dataclass(frozen=True, slots=True)

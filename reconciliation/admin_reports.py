@@ -85,27 +85,25 @@ def run_report_html(run: ReconciliationRun) -> str:
         return mark_safe("".join(parts))  # noqa: S308 - every part is format_html-escaped
     rows = s.get("rows", 0)
     counts = {ReconOutcome.MATCHED.value: s.get("matched", 0), **s.get("discrepancies", {})}
-    sums = s.get("sums", {})
     top = max(counts.values() or [0])
-    currency = _currency(run)
-    unexplained = sum(abs(d) for d in run.discrepancies.filter(status__in=[
-        DiscrepancyStatus.OPEN, DiscrepancyStatus.INVESTIGATING]).values_list("difference", flat=True))
+    sums = _sums_by_currency(run)
+    unexplained = _unexplained_by_currency(run)
     rate = 100.0 * s.get("matched", 0) / rows if rows else 100.0
     parts.append(format_html(
-        "<p><b>Match rate {}%</b> ({} of {} rows) · unexplained {} {} · healed by inquiry {} · "
+        "<p><b>Match rate {}%</b> ({} of {} rows) · unexplained {} · healed by inquiry {} · "
         "unreadable lines {} · settlement journals {}</p>",
-        f"{rate:.1f}", s.get("matched", 0), rows, _money(unexplained, currency), currency, s.get("healed", 0),
+        f"{rate:.1f}", s.get("matched", 0), rows, _amounts(unexplained), s.get("healed", 0),
         run.row_error_count, s.get("journals", 0),
     ))  # fmt: skip
     body = format_html_join(
         "", "<tr><td>{}</td><td style='text-align:right'>{}</td><td style='text-align:right'>{}</td><td>{}</td></tr>",
-        ((ReconOutcome(o).label, n, _money(sums.get(o, 0), currency),
+        ((ReconOutcome(o).label, n, _amounts(sums.get(o, {})),
           mark_safe(_bar(n, top, "#5b9b5b" if o == ReconOutcome.MATCHED else "#c0504d")))  # noqa: S308
          for o, n in counts.items()),
     )  # fmt: skip
     parts.append(format_html(
-        "<table><thead><tr><th>Outcome</th><th>Count</th><th>Gross ({})</th><th></th></tr></thead>"
-        "<tbody>{}</tbody></table>", currency, body,
+        "<table><thead><tr><th>Outcome</th><th>Count</th><th>Gross (per currency)</th><th></th></tr></thead>"
+        "<tbody>{}</tbody></table>", body,
     ))  # fmt: skip
     checks = receivable_check(psp=run.psp)
     parts.append(format_html(
@@ -133,9 +131,33 @@ def run_report_html(run: ReconciliationRun) -> str:
     return mark_safe("".join(parts))  # noqa: S308 - every part is format_html-escaped
 
 
-def _currency(run: ReconciliationRun) -> str:
-    cur = run.lines.values_list("currency", flat=True).first()
-    return cur or "EUR"
+def _sums_by_currency(run: ReconciliationRun) -> dict[str, dict[str, int]]:
+    """Gross per outcome and currency: the run's lines (one GROUP BY over the run's lines) and its
+    "missing at PSP" discrepancies (Payera's amounts: no line). Never added across currencies."""
+    from django.db.models import Sum
+
+    out: dict[str, dict[str, int]] = {}
+    lines = run.lines.order_by().values_list("outcome", "currency").annotate(gross=Sum("gross"))
+    missing = (run.discrepancies.filter(kind=ReconOutcome.MISSING_AT_PSP).order_by()
+               .values_list("kind", "currency").annotate(gross=Sum("payera_amount")))  # fmt: skip
+    for outcome, currency, gross in [*lines, *missing]:
+        out.setdefault(outcome, {})[currency] = int(gross or 0)
+    return out
+
+
+def _unexplained_by_currency(run: ReconciliationRun) -> dict[str, int]:
+    """What open and investigating discrepancies leave unexplained (|difference|), per currency."""
+    out: dict[str, int] = {}
+    open_ = run.discrepancies.filter(status__in=[DiscrepancyStatus.OPEN, DiscrepancyStatus.INVESTIGATING])
+    for currency, difference in open_.values_list("currency", "difference"):
+        out[currency] = out.get(currency, 0) + abs(difference)
+    return out
+
+
+def _amounts(by_currency: dict[str, int]) -> str:
+    """`10.00 EUR, 500 JPY`: each currency apart, in its own units; `0` when there is nothing."""
+    shown = [f"{_money(v, c)} {c}" for c, v in sorted(by_currency.items()) if v]
+    return ", ".join(shown) or "0"
 
 
 def _money(amount: int, currency: str) -> str:
@@ -286,9 +308,10 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
     adjustment = forms.IntegerField(
         required=False, initial=0,
-        help_text="Resolve only: minor units taken off the PSP receivable as PSP cost (negative puts it back); "
-                  "0 posts nothing.",
+        help_text="Resolve only, one discrepancy at a time: minor units of its capture, refund or dispute taken off "
+                  "the PSP receivable as PSP cost (in its direction, at most what is left of it); 0 posts nothing.",
     )  # fmt: skip
+    currency = forms.CharField(required=False, max_length=3, help_text="The adjustment's currency (ISO code).")
 
 
 @admin.register(Discrepancy)
@@ -302,7 +325,7 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
               "psp_amount", "payera_amount", "difference", "reason", "assigned_to", "resolved_by",
               "adjustment_reference", "created_at", "updated_at", "closed_at")  # fmt: skip
     readonly_fields = fields
-    actions = ["investigate", "resolve", "write_off", "export_csv"]
+    actions = ["investigate", "resolve", "settle_as_reported", "write_off", "export_csv"]
 
     def merchant_access_allowed(self, request, obj) -> bool:
         if obj.merchant_id is None:  # a PSP row Payera can not tie to a merchant: all-merchant staff only
@@ -336,12 +359,22 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
 
         form = ReasonForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
+            adjustment = (form.cleaned_data["adjustment"] or 0) if verb == "resolve" else 0
+            currency = form.cleaned_data["currency"].strip().upper()
+            # an amount is one discrepancy's: never the same amount posted once per selected row
+            if adjustment and len(queryset) != 1:
+                self.message_user(request, f"An adjustment applies to exactly one discrepancy ({len(queryset)} "
+                                           "selected): nothing was done.", level=messages.ERROR)  # fmt: skip
+                return None
+            if adjustment and not currency:
+                self.message_user(request, "An adjustment needs its currency: nothing was done.", level=messages.ERROR)
+                return None
             done = 0
             for d in queryset:  # merchant-scoped: other merchants' ids were dropped
                 self.merchant_access_check(request, d)
                 kwargs = {"discrepancy_id": d.pk, "user": request.user, "reason": form.cleaned_data["reason"]}
-                if verb == "resolve":
-                    kwargs["adjustment"] = form.cleaned_data["adjustment"] or 0
+                if adjustment:
+                    kwargs.update(adjustment=adjustment, currency=currency)
                 try:
                     getattr(services, f"discrepancy_{verb}")(**kwargs)
                     done += 1
@@ -360,11 +393,16 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     def investigate(self, request, queryset):
         return self._transition(request, queryset, "investigate", "Start investigating")
 
-    @admin.action(description="Resolve (reason, ledger adjustment)", permissions=["resolve"])
+    @admin.action(description="Resolve (reason, optional adjustment of one discrepancy)", permissions=["resolve"])
     def resolve(self, request, queryset):
         return self._transition(request, queryset, "resolve", "Resolve")
 
-    @admin.action(description="Write off (with a reason)", permissions=["write_off"])
+    @admin.action(description="Resolve: settle as the PSP reported (books the money of the line)",
+                  permissions=["resolve"])
+    def settle_as_reported(self, request, queryset):
+        return self._transition(request, queryset, "settle_as_reported", "Settle as reported")
+
+    @admin.action(description="Write off (reason; what is still receivable becomes a loss)", permissions=["write_off"])
     def write_off(self, request, queryset):
         return self._transition(request, queryset, "write_off", "Write off")
 

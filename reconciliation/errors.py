@@ -40,3 +40,10 @@ class DiscrepancyStateError(InvalidRequestError):
 class DiscrepancyPermissionError(PermissionDeniedError):
     code = "discrepancy_permission_denied"
     default_message = "You do not have the permission for this discrepancy action."
+
+
+class DiscrepancyMoneyError(InvalidRequestError):
+    """The money of a resolution does not fit the discrepancy (its kind, currency or amount)."""
+
+    code = "discrepancy_money_invalid"
+    default_message = "This resolution's money does not fit the discrepancy."

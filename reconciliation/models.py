@@ -326,6 +326,12 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
     status = FSMField(choices=DiscrepancyStatus.choices, default=DiscrepancyStatus.OPEN, protected=True)
     reason = models.TextField(blank=True, default="")
     adjustment_reference = models.CharField(max_length=255, blank=True, default="")
+    # what finance's resolution took off the PSP receivable (signed minor units, in
+    # `cleared_currency`: the currency of Payera's capture, refund or dispute; 0: nothing). The
+    # receivable check subtracts these from what is unsettled, the aging from the item it names.
+    # Database defaults: the import opens discrepancies with INSERT ... SELECT naming other columns
+    receivable_cleared = models.BigIntegerField(default=0, db_default=0)
+    cleared_currency = models.CharField(max_length=3, blank=True, default="", db_default="")
     assigned_to = models.CharField(max_length=150, blank=True, default="")
     resolved_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -340,7 +346,12 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
                 fields=["psp", "object_id"], condition=Q(kind="missing_at_psp"), name="recon_dsc_missing_once"
             ),
         ]
-        indexes = [models.Index(fields=["status", "kind"], name="recon_dsc_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "kind"], name="recon_dsc_status_idx"),
+            # the few that cleared a receivable (finance's resolutions): what every receivable check sums
+            models.Index(fields=["psp", "cleared_currency"], condition=~Q(receivable_cleared=0),
+                         name="recon_dsc_cleared_idx"),
+        ]
         ordering = ["-created_at", "-id"]
         permissions = [
             ("investigate_discrepancy", "Can start investigating a discrepancy"),
@@ -361,18 +372,29 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
         source=[DiscrepancyStatus.OPEN, DiscrepancyStatus.INVESTIGATING],
         target=DiscrepancyStatus.RESOLVED,
     )
-    def mark_resolved(self, *, by: str, reason: str, adjustment_reference: str, at) -> None:
+    def mark_resolved(
+        self, *, by: str, reason: str, adjustment_reference: str, at, receivable_cleared: int = 0,
+        cleared_currency: str = "",
+    ) -> None:  # fmt: skip
         self.resolved_by = by
         self.reason = reason
         self.adjustment_reference = adjustment_reference
         self.closed_at = at
+        self.receivable_cleared = receivable_cleared
+        self.cleared_currency = cleared_currency if receivable_cleared else ""
 
     @transition(
         field=status,
         source=[DiscrepancyStatus.OPEN, DiscrepancyStatus.INVESTIGATING],
         target=DiscrepancyStatus.WRITTEN_OFF,
     )
-    def mark_written_off(self, *, by: str, reason: str, at) -> None:
+    def mark_written_off(
+        self, *, by: str, reason: str, at, adjustment_reference: str = "", receivable_cleared: int = 0,
+        cleared_currency: str = "",
+    ) -> None:  # fmt: skip
         self.resolved_by = by
         self.reason = reason
         self.closed_at = at
+        self.adjustment_reference = adjustment_reference
+        self.receivable_cleared = receivable_cleared
+        self.cleared_currency = cleared_currency if receivable_cleared else ""

@@ -75,7 +75,7 @@ AGING_BUCKETS = ((0, 1, "0-1 days"), (2, 3, "2-3 days"), (4, 7, "4-7 days"), (8,
 
 def _unsettled_sql() -> str:
     """Every capture, refund, chargeback and won dispute's reversal at one PSP that no settled
-    report line has cleared: (currency, signed gross, when). Captures count +, refunds -, each
+    report line has cleared: (currency, signed gross, when, object id). Captures count +, refunds -, each
     dispute's chargeback - (from when it opened) and, once it is won, its reversal + (from when it
     was decided): the PSP reports both, each settled by its own line (a won dispute neither of whose
     lines settled yet nets to 0)."""
@@ -90,16 +90,16 @@ def _unsettled_sql() -> str:
                 f"{f' AND l.kind = {kind!r}' if kind else ''} AND l.journal_reference <> '')")  # fmt: skip
 
     return f"""
-SELECT x.currency, x.amount AS gross, x.updated_at AS at FROM {t["capture"]} x
+SELECT x.currency, x.amount AS gross, x.updated_at AS at, x.id AS object_id FROM {t["capture"]} x
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled()}
 UNION ALL
-SELECT x.currency, -x.amount, x.updated_at FROM {t["refund"]} x
+SELECT x.currency, -x.amount, x.updated_at, x.id FROM {t["refund"]} x
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled()}
 UNION ALL
-SELECT x.currency, -x.amount, x.created_at FROM {t["dispute"]} x
+SELECT x.currency, -x.amount, x.created_at, x.id FROM {t["dispute"]} x
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND {settled("chargeback")}
 UNION ALL
-SELECT x.currency, x.amount, COALESCE(x.closed_at, x.updated_at) FROM {t["dispute"]} x
+SELECT x.currency, x.amount, COALESCE(x.closed_at, x.updated_at), x.id FROM {t["dispute"]} x
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'won'
    AND {settled("chargeback_reversal")}
 """
@@ -157,18 +157,35 @@ def _settled_total(*, psp: str) -> dict[str, int]:
     return total
 
 
+def _cleared_total(*, psp: str) -> dict[str, int]:
+    """Per currency: what finance's resolutions of `psp`'s discrepancies took off the PSP receivable
+    (adjustments, write-offs, lines settled as reported): a sum over the few discrepancies that
+    cleared something (a partial index holds only those)."""
+    from django.db.models import Sum
+
+    from reconciliation.models import Discrepancy
+
+    rows = (
+        Discrepancy.objects.filter(psp=psp).exclude(receivable_cleared=0).order_by()
+        .values_list("cleared_currency").annotate(total=Sum("receivable_cleared"))
+    )  # fmt: skip
+    return {currency: int(total) for currency, total in rows}
+
+
 def receivable_check(*, psp: str) -> list[dict]:
     """Per currency: the ledger's PSP receivable of `psp` next to what is captured and not yet
     settled (captures - refunds - disputes not won, less the gross that settled report lines of
-    finished runs posted: a running total, not an anti-join over every capture). After a clean
-    run the two are equal (`ok`)."""
+    finished runs posted: a running total, not an anti-join over every capture; less what
+    finance's resolutions cleared). After a clean run, and after every resolution, the two are
+    equal (`ok`)."""
     from ledger import selectors as ledger_selectors
     from ledger.errors import AccountNotFoundError
     from ledger.types import Accounts
 
     expected = _captured_net(psp=psp)
-    for currency, gross in _settled_total(psp=psp).items():
-        expected[currency] = expected.get(currency, 0) - gross
+    for totals in (_settled_total(psp=psp), _cleared_total(psp=psp)):
+        for currency, gross in totals.items():
+            expected[currency] = expected.get(currency, 0) - gross
     accounts = ledger_selectors.account_list(owner="platform").filter(code=f"psp_receivable:{psp}")
     currencies = sorted(set(expected) | set(accounts.values_list("currency", flat=True)))
     out = []
@@ -184,8 +201,9 @@ def receivable_check(*, psp: str) -> list[dict]:
 
 def receivable_aging(*, psp: str, now=None) -> list[dict]:
     """What the PSP still owes (unsettled captures net of refunds, chargebacks and won disputes'
-    reversals: the same items as the receivable check, so the buckets add up to it), by age bucket
-    and currency: `[{"bucket": "0-1 days", "currency": "EUR", "amount": n, "count": n}, ...]`."""
+    reversals, each less what finance's resolutions cleared of it, and gone once cleared in full:
+    the same items as the receivable check, so the buckets add up to it), by age bucket and
+    currency: `[{"bucket": "0-1 days", "currency": "EUR", "amount": n, "count": n}, ...]`."""
     import datetime as dt
 
     from django.db import connection
@@ -198,11 +216,20 @@ def receivable_aging(*, psp: str, now=None) -> list[dict]:
         + f" ELSE '{AGING_BUCKETS[-1][2]}'"
     )
     bounds = [now - dt.timedelta(days=hi + 1) for _, hi, _ in AGING_BUCKETS if hi is not None]
+    from reconciliation.models import Discrepancy
+
+    # what resolutions cleared, per item and direction (a dispute's chargeback, -, and its
+    # reversal, +, share the dispute's id; a clearing has its item's sign)
+    cleared = (f"SELECT object_id, cleared_currency, receivable_cleared > 0 AS up, SUM(receivable_cleared) AS amount"
+               f" FROM {Discrepancy._meta.db_table} WHERE psp = %s AND receivable_cleared <> 0 AND object_id <> ''"
+               " GROUP BY object_id, cleared_currency, receivable_cleared > 0")  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT bucket, currency, SUM(gross), COUNT(*) FROM (SELECT CASE {cases} END AS bucket, currency, gross"
-            f" FROM ({_unsettled_sql()}) u) b GROUP BY bucket, currency",
-            [*bounds, psp, psp, psp, psp],
+            f" FROM (SELECT u.currency, u.at, u.gross - COALESCE(c.amount, 0) AS gross FROM ({_unsettled_sql()}) u"
+            f" LEFT JOIN ({cleared}) c ON c.object_id = u.object_id AND c.cleared_currency = u.currency"
+            " AND c.up = (u.gross > 0)) v WHERE v.gross <> 0) b GROUP BY bucket, currency",
+            [*bounds, psp, psp, psp, psp, psp],
         )
         rows = cursor.fetchall()
     order = [lbl for _, _, lbl in AGING_BUCKETS]

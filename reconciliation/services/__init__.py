@@ -3,6 +3,7 @@
 from reconciliation.services.discrepancies import (
     discrepancy_investigate,
     discrepancy_resolve,
+    discrepancy_settle_as_reported,
     discrepancy_write_off,
 )
 from reconciliation.services.payouts import (
@@ -22,6 +23,7 @@ __all__ = [
     "ReconcileResult",
     "discrepancy_investigate",
     "discrepancy_resolve",
+    "discrepancy_settle_as_reported",
     "discrepancy_write_off",
     "reconcile_import",
     "reconcile_pull",

@@ -14,7 +14,7 @@ from ledger.selectors import journal_get
 from payera.audit.models import AuditLogEntry
 from reconciliation.errors import DiscrepancyPermissionError, DiscrepancyStateError
 from reconciliation.models import Discrepancy, ReconciliationRun
-from reconciliation.selectors import receivable_check
+from reconciliation.selectors import receivable_aging, receivable_check
 from reconciliation.services import (
     discrepancy_investigate,
     discrepancy_resolve,
@@ -100,9 +100,11 @@ def test_finance_investigates_then_resolves_with_a_ledger_adjustment(client, a_d
     assert journal_get(reference=d.adjustment_reference).kind == "adjustment"
     with pytest.raises(DiscrepancyStateError):
         discrepancy_write_off(discrepancy_id=d.pk, user=finance, reason="again")
-    # the receivable no longer expects the 2,500: the ledger is 2,500 below what is unsettled
+    # the adjustment took the 2,500 off the receivable, and the check and the aging know it
+    assert d.receivable_cleared == 2_500
     [check] = receivable_check(psp="alpha")
-    assert check["unsettled"] - check["ledger"] == 2_500
+    assert check["ok"] and check["ledger"] == check["unsettled"]
+    assert 2_500 not in [a["amount"] for a in receivable_aging(psp="alpha")]
     history = AuditLogEntry.objects.get_for_object(d).order_by("timestamp")
     assert [e.changes_dict.get("status", [None, None])[1] for e in history][-2:] == ["investigating", "resolved"]
 
