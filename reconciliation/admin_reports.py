@@ -40,7 +40,8 @@ LINE_CSV_COLUMNS = ("run_id", "line_number", "psp", "kind", "reference", "psp_re
                     "journal_reference")  # fmt: skip
 DISCREPANCY_CSV_COLUMNS = ("id", "run_id", "kind", "status", "psp", "merchant_id", "reference", "object_id",
                            "currency", "psp_amount", "payera_amount", "difference", "reason", "assigned_to",
-                           "resolved_by", "adjustment_reference", "created_at", "closed_at")  # fmt: skip
+                           "resolved_by", "adjustment_reference", "receivable_cleared", "cleared_currency",
+                           "created_at", "closed_at")  # fmt: skip
 
 
 def _safe(value) -> str:
@@ -323,7 +324,8 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("reference", "object_id", "run__id")
     fields = ("id", "run", "line", "kind", "status", "psp", "merchant", "reference", "object_id", "currency",
               "psp_amount", "payera_amount", "difference", "reason", "assigned_to", "resolved_by",
-              "adjustment_reference", "created_at", "updated_at", "closed_at")  # fmt: skip
+              "adjustment_reference", "receivable_cleared", "cleared_currency", "created_at", "updated_at",
+              "closed_at")  # fmt: skip
     readonly_fields = fields
     actions = ["investigate", "resolve", "settle_as_reported", "write_off", "export_csv"]
 

@@ -8,6 +8,9 @@ item leaves the aging, and `ledger_verify` is clean."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from django.contrib.auth.models import Permission
 
@@ -175,6 +178,10 @@ def test_writing_off_what_the_psp_will_never_pay_is_a_loss_and_leaves_the_aging(
     assert journal_get(reference=d.adjustment_reference).kind == "adjustment"
     ties_out()
     assert receivable_aging(psp="alpha") == []
+    export = client.post(DSC, {"action": "export_csv", "_selected_action": [d.pk]}).content.decode()
+    row = next(csv.DictReader(io.StringIO(export)))
+    assert (row["receivable_cleared"], row["cleared_currency"], row["adjustment_reference"]) == (
+        "2500", "EUR", d.adjustment_reference)
     with pytest.raises(DiscrepancyStateError):  # a retry posts once
         discrepancy_write_off(discrepancy_id=d.pk, user=finance("fin2"), reason="again")
     assert journals("recon_write_off:") == 1
