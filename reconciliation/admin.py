@@ -1,18 +1,47 @@
 """Back office for settlement runs and payouts: read only; money moves only through the services
-(actions need the finance role's `reconciliation.*` permissions); every page is merchant-scoped."""
+(actions need the finance role's `reconciliation.*` permissions); every page is merchant-scoped.
+Every table exports as CSV (`admin_csv.csv_export_action`, `reconciliation.export_payout`); the
+bank file of payouts (clear accounts) has its own permission and is audited per payout; the
+merchant statement for a period is a page of the payouts admin."""
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.http import HttpResponse
-from django.utils import timezone
+import datetime as dt
 
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from payera.backoffice.actions import ReasonForm
 from payera.core.errors import PayeraError
+from payera.staff.access import staff_can_access_merchant
 from payera.staff.admin import MerchantScopedAdminMixin
-from reconciliation.exports import payout_file_csv, payout_statement_csv
+from reconciliation.admin_csv import csv_export_action
+from reconciliation.admin_reports import csv_response
+from reconciliation.exports import payout_statement_csv
 from reconciliation.models import MerchantPayoutSettings, Payout, SettlementItem, SettlementRun
 from reconciliation.selectors import payout_statement
-from reconciliation.services import payout_mark_failed, payout_mark_in_transit, payout_mark_paid
+from reconciliation.services import (
+    payout_bank_file_export,
+    payout_mark_failed,
+    payout_mark_in_transit,
+    payout_mark_paid,
+)
+from reconciliation.statements import STATEMENT_COLUMNS, merchant_statement, merchant_statement_rows
+
+RUN_CSV_COLUMNS = ("id", "merchant_id", "currency", "cutoff_date", "cutoff_at", "status", "amount", "credits",
+                   "debits", "carried_amount", "item_count", "journal_reference", "payout_id", "created_at")
+ITEM_CSV_COLUMNS = ("run_id", "merchant_id", "currency", "entry_id", "journal_reference", "kind", "occurred_at",
+                    "amount")
+SETTINGS_CSV_COLUMNS = ("merchant_id", "payouts_enabled", "minimum_payout_amount", "reserve_bps",
+                        "bank_account_masked", "updated_at")
+PAYOUT_CSV_COLUMNS = ("id", "merchant_id", "currency", "amount", "status", "payout_date", "available_before",
+                      "reserve_kept", "bank_account_masked", "failure_reason", "journal_reference", "created_at",
+                      "in_transit_at", "paid_at", "failed_at")
 
 
 class ReadOnlyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
@@ -24,6 +53,9 @@ class ReadOnlyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_export_permission(self, request) -> bool:
+        return request.user.has_perm("reconciliation.export_payout")
 
 
 class SettlementItemInline(admin.TabularInline):
@@ -50,6 +82,14 @@ class SettlementRunAdmin(ReadOnlyAdmin):
                        "debits", "carried_amount", "item_count", "journal_reference", "payout", "created_at")
     fields = readonly_fields
     inlines = [SettlementItemInline]
+    actions = [
+        csv_export_action("export_csv", RUN_CSV_COLUMNS, "settlement-runs",
+                          description="Export the selected settlement runs (CSV)"),
+        csv_export_action("export_items", ITEM_CSV_COLUMNS, "settlement-items",
+                          description="Export the items of the selected settlement runs (CSV)",
+                          rows=lambda runs: SettlementItem.objects.filter(run__in=runs)
+                          .order_by("run__created_at", "run_id", "occurred_at", "id").values(*ITEM_CSV_COLUMNS)),
+    ]
 
 
 @admin.register(MerchantPayoutSettings)
@@ -60,12 +100,27 @@ class MerchantPayoutSettingsAdmin(ReadOnlyAdmin):
                        "updated_at")
     fields = readonly_fields
     search_fields = ("merchant__id",)
+    actions = [csv_export_action("export_csv", SETTINGS_CSV_COLUMNS, "payout-settings",
+                                 description="Export the selected payout settings (CSV)")]
 
 
 def _csv(content: str, filename: str) -> HttpResponse:
     response = HttpResponse(content, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+class StatementForm(forms.Form):
+    merchant = forms.CharField(max_length=40, help_text="The merchant's id (mer_…).")
+    start = forms.DateField(help_text="First day (UTC), included.")
+    end = forms.DateField(help_text="Last day (UTC), included.")
+    currency = forms.CharField(max_length=3, required=False, help_text="Empty: every currency.")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["end"] < data["start"]:
+            raise forms.ValidationError("The period ends before it starts.")
+        return data
 
 
 @admin.register(Payout)
@@ -78,7 +133,11 @@ class PayoutAdmin(ReadOnlyAdmin):
                        "reserve_kept", "bank_account_masked", "failure_reason", "journal_reference", "created_at",
                        "in_transit_at", "paid_at", "failed_at")
     fields = readonly_fields
-    actions = ["mark_in_transit", "mark_paid", "mark_failed", "export_payout_file", "export_statement"]
+    actions = ["mark_in_transit", "mark_paid", "mark_failed",
+               csv_export_action("export_csv", PAYOUT_CSV_COLUMNS, "payouts",
+                                 description="Export the selected payouts (CSV, masked accounts)"),
+               "export_bank_file", "export_statement"]
+    change_list_template = "admin/reconciliation/payout/change_list.html"
 
     def _perm(self, request, codename: str) -> bool:
         return request.user.has_perm(f"reconciliation.{codename}")
@@ -89,8 +148,8 @@ class PayoutAdmin(ReadOnlyAdmin):
     def has_mark_failed_permission(self, request) -> bool:
         return self._perm(request, "mark_failed_payout")
 
-    def has_export_permission(self, request) -> bool:
-        return self._perm(request, "export_payout")
+    def has_export_bank_file_permission(self, request) -> bool:
+        return self._perm(request, "export_bank_file_payout")
 
     def _apply(self, request, queryset, service, verb: str) -> None:
         done = 0
@@ -117,10 +176,29 @@ class PayoutAdmin(ReadOnlyAdmin):
         reason = f"marked failed by {request.user.get_username()}"
         self._apply(request, queryset, lambda pk: payout_mark_failed(payout_id=pk, reason=reason), "marked failed")
 
-    @admin.action(description="Export the payout file (CSV)", permissions=["export"])
-    def export_payout_file(self, request, queryset):
-        payouts = list(queryset.order_by("created_at", "id"))
-        return _csv(payout_file_csv(payouts), f"payouts-{timezone.now():%Y%m%d%H%M%S}.csv")
+    @admin.action(description="Export the bank file (clear accounts; asks why, audited)",
+                  permissions=["export_bank_file"])
+    def export_bank_file(self, request, queryset):
+        """A reason first (the back office's action page), then the file: every selected payout
+        of the user's merchants, or a refusal of the whole file (the service checks again)."""
+        form = ReasonForm(request.POST) if "confirm" in request.POST else ReasonForm()
+        if "confirm" in request.POST and form.is_valid():
+            payouts = list(queryset)  # merchant-scoped: other merchants' ids posted by hand are dropped
+            for payout in payouts:
+                self.merchant_access_check(request, payout)
+            try:
+                bank_file = payout_bank_file_export(user=request.user, payout_ids=[p.pk for p in payouts],
+                                                    reason=form.cleaned_data["reason"])
+            except PayeraError as exc:
+                self.message_user(request, f"No bank file: {exc.message}", level=messages.ERROR)
+                return None
+            return _csv(bank_file.content, bank_file.filename)  # admin views are never_cache (no-store)
+        context = {**self.admin_site.each_context(request), "title": "Export the bank file", "form": form,
+                   "objects": list(queryset), "action_name": request.POST.get("action", ""),
+                   "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                   "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "opts": self.model._meta,
+                   "button": "Export the bank file"}  # fmt: skip
+        return TemplateResponse(request, "backoffice/action_reason.html", context)
 
     @admin.action(description="Export settlement statements (CSV)", permissions=["export"])
     def export_statement(self, request, queryset):
@@ -129,6 +207,35 @@ class PayoutAdmin(ReadOnlyAdmin):
             content = payout_statement_csv(payout_statement(payout=payout))
             parts.append(content if i == 0 else content.split("\n", 1)[1])
         return _csv("".join(parts), "payout-statements.csv")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.merchant_statement_view)
+        return [path("merchant-statement/", view, name="reconciliation_payout_merchant_statement"),
+                *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_export_statement": self.has_export_permission(request)}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def merchant_statement_view(self, request):
+        """A merchant's statement for a period (opening, every balance transaction, closing, per
+        currency and balance), as CSV: finance (`export_payout`), the user's merchants only."""
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        form = StatementForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            if not staff_can_access_merchant(request.user, data["merchant"]):
+                raise PermissionDenied
+            start = dt.datetime.combine(data["start"], dt.time.min, tzinfo=dt.UTC)
+            end = dt.datetime.combine(data["end"] + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+            statement = merchant_statement(merchant_id=data["merchant"], start=start, end=end,
+                                           currency=(data["currency"] or "").upper() or None)
+            name = f"statement-{data['merchant']}-{data['start']:%Y%m%d}-{data['end']:%Y%m%d}.csv"
+            return csv_response(merchant_statement_rows(statement), STATEMENT_COLUMNS, name)
+        context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta,
+                   "title": "Merchant statement"}  # fmt: skip
+        return TemplateResponse(request, "admin/reconciliation/merchant_statement.html", context)
 
 
 from reconciliation import admin_reports  # noqa: E402,F401 - registers the reconciliation (report) admins

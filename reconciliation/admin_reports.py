@@ -24,6 +24,7 @@ from payera.core.errors import PayeraError
 from payera.core.money import minor_to_decimal_string
 from payera.staff.access import staff_merchant_ids
 from payera.staff.admin import MerchantScopedAdminMixin
+from reconciliation.admin_csv import RUN_TABLE_EXPORTS
 from reconciliation.models import (
     Discrepancy,
     DiscrepancyStatus,
@@ -213,7 +214,7 @@ class ReconciliationRunAdmin(ReadOnlyAllMerchantsAdmin):
     fields = ("id", "psp", "file_name", "file_sha256", "source", "created_by", "period_start", "period_end", "status",
               "rows_total", "rows_loaded", "row_error_count", "created_at", "finished_at", "report")  # fmt: skip
     readonly_fields = fields
-    actions = ["export_lines", "export_discrepancies"]
+    actions = ["export_lines", "export_discrepancies", *RUN_TABLE_EXPORTS]
     change_list_template = "admin/reconciliation/reconciliationrun/change_list.html"
 
     @admin.display(description="progress")

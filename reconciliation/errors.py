@@ -20,6 +20,11 @@ class BankAccountInvalidError(InvalidRequestError):
     default_message = "The bank account is invalid."
 
 
+class PayoutBankFilePermissionError(PermissionDeniedError):
+    code = "payout_bank_file_permission_denied"
+    default_message = "You may not export the bank file of these payouts."
+
+
 class SettlementFileInvalidError(InvalidRequestError):
     code = "settlement_file_invalid"
     default_message = "The settlement report can not be read; nothing was imported."

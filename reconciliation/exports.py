@@ -1,6 +1,6 @@
-"""CSV exports: the payout file for the bank and a payout's settlement statement. Amounts are
-minor units (integers) with a decimal column beside them; no clear bank account number ever
-appears (the masked reference only)."""
+"""CSV exports: the payout list (masked accounts), the bank file (clear accounts: only through
+`reconciliation.services.payout_bank_file_export`, which checks, reveals and audits) and a payout's
+settlement statement. Amounts are minor units (integers) with a decimal column beside them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from reconciliation.selectors import PayoutStatement
 
 PAYOUT_FILE_HEADER = ("payout_id", "merchant_id", "currency", "amount_minor", "amount", "bank_account", "payout_date",
                       "reference")
+# The bank file: one credit transfer per row (docs/settlement.md, "Bank file"). RFC 4180 CSV,
+# UTF-8, comma, "\n", a header row. `amount` is the bank's decimal format: a point and exactly the
+# currency's minor digits (12.50 EUR, 1250 JPY), never a sign; `amount_minor` the same in minor units.
+BANK_FILE_HEADER = ("reference", "beneficiary_name", "beneficiary_account", "currency", "amount", "amount_minor",
+                    "execution_date", "remittance_information", "merchant_id")
 STATEMENT_HEADER = ("payout_id", "line", "kind", "reference", "occurred_at", "currency", "amount_minor", "amount",
                     "settlement_run", "settlement_reference")
 
@@ -30,6 +35,20 @@ def payout_file_csv(payouts: Iterable[Payout]) -> str:
     for p in payouts:
         writer.writerow((p.id, p.merchant_id, p.currency, p.amount, minor_to_decimal_string(p.amount, p.currency),
                          _safe(p.bank_account_masked), p.payout_date.isoformat(), p.journal_reference))
+    return out.getvalue()
+
+
+def payout_bank_file_csv(payouts: Iterable[Payout], accounts: dict[str, dict]) -> str:
+    """The bank's file: `accounts` maps each payout's merchant id to its revealed bank account
+    ({"account", "holder"}). The payout id is the transfer's reference (end-to-end id)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(BANK_FILE_HEADER)
+    for p in payouts:
+        account = accounts[p.merchant_id]
+        writer.writerow((p.id, _safe(account["holder"]), account["account"], p.currency,
+                         minor_to_decimal_string(p.amount, p.currency), p.amount, p.payout_date.isoformat(),
+                         f"Payera payout {p.id}", p.merchant_id))
     return out.getvalue()
 
 

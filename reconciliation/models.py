@@ -161,7 +161,9 @@ class Payout(ConcurrentTransitionMixin, models.Model):
         permissions = [
             ("mark_paid_payout", "Can mark a payout paid"),
             ("mark_failed_payout", "Can mark a payout failed"),
-            ("export_payout", "Can export payout files and statements"),
+            ("export_payout", "Can export payout, settlement and statement tables (CSV, masked accounts)"),
+            # the bank file carries clear bank accounts: its own permission (finance), audited per payout
+            ("export_bank_file_payout", "Can export the bank file of payouts (clear bank accounts)"),
         ]
         ordering = ["-created_at"]
 

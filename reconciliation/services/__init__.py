@@ -1,5 +1,6 @@
 """Writes of settlement, payouts and reconciliation. Other apps import from here."""
 
+from reconciliation.services.bank_file import BankFile, payout_bank_file_export
 from reconciliation.services.discrepancies import (
     discrepancy_investigate,
     discrepancy_resolve,
@@ -20,6 +21,7 @@ from reconciliation.services.reconcile import ReconcileResult, reconcile_import,
 from reconciliation.services.settlement import settlement_cutoff, settlement_run, settlement_run_one
 
 __all__ = [
+    "BankFile",
     "ReconcileResult",
     "discrepancy_investigate",
     "discrepancy_resolve",
@@ -28,6 +30,7 @@ __all__ = [
     "reconcile_import",
     "reconcile_pull",
     "payout_bank_account_reveal",
+    "payout_bank_file_export",
     "payout_create",
     "payout_mark_failed",
     "payout_mark_in_transit",

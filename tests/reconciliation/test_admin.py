@@ -71,11 +71,11 @@ def test_support_sees_no_payout_actions(client, world):
 def test_csv_exports_of_the_payout_file_and_statement(client, world):
     a, _, pa, pb = world
     _finance_of(client, a)
-    response = client.post(URL, {"action": "export_payout_file", "_selected_action": [pa.id, pb.id]})
+    response = client.post(URL, {"action": "export_csv", "_selected_action": [pa.id, pb.id]})
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert [r["payout_id"] for r in rows] == [pa.id]  # B's payout is not this user's
-    assert rows[0]["bank_account"] == "DE89…3000" and BANK_ACCOUNT not in response.content.decode()
+    assert [r["id"] for r in rows] == [pa.id]  # B's payout is not this user's
+    assert rows[0]["bank_account_masked"] == "DE89…3000" and BANK_ACCOUNT not in response.content.decode()
     response = client.post(URL, {"action": "export_statement", "_selected_action": [pa.id]})
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [r["line"] for r in rows] == ["carried_in", "transaction", "reserve_kept", "payout"]

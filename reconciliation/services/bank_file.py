@@ -1,0 +1,103 @@
+"""The payout bank file: what the bank needs to execute each payout (clear account, holder name,
+amount, the payout id as reference), for finance only, audited payout by payout.
+
+One door for the clear accounts of a file: `payout_bank_file_export` checks the permission
+(`reconciliation.export_bank_file_payout`, finance) and the staff member's merchants (all or
+nothing: a file with another merchant's payout is refused whole), reveals each merchant's account
+once through `payout_bank_account_reveal`, refuses a file the bank could not execute (no holder
+name, an account changed since the payout was created, a payout paid or failed), and records one
+`backoffice.StaffAction` per payout (who, which payout, why, when). Nothing here is logged: the
+file goes to the caller only (docs/settlement.md, "Bank file").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from payera.backoffice.models import StaffActionOutcome
+from payera.backoffice.services import staff_action_record
+from payera.core.errors import InvalidRequestError
+from payera.staff.access import staff_can_access_merchant
+from reconciliation.errors import (
+    BankAccountInvalidError,
+    PayoutBankFilePermissionError,
+    PayoutNotFoundError,
+    PayoutStateError,
+)
+from reconciliation.exports import payout_bank_file_csv
+from reconciliation.models import Payout, PayoutStatus
+from reconciliation.services.payouts import mask_bank_account, payout_bank_account_reveal
+
+BANK_FILE_PERMISSION = "reconciliation.export_bank_file_payout"
+BANK_FILE_ACTION = "reconciliation.export_bank_file"
+SENDABLE = (PayoutStatus.PENDING, PayoutStatus.IN_TRANSIT)  # in transit: the file again (a lost download)
+
+
+@dataclass(frozen=True, slots=True)
+class BankFile:
+    content: str  # clear accounts: hand it to the bank, never log or store it
+    filename: str
+    payout_ids: tuple[str, ...]
+
+
+def payout_bank_file_export(*, user, payout_ids: Sequence[str], reason: str, now: datetime | None = None) -> BankFile:
+    """The bank file of these payouts (oldest first), or a refusal (nothing revealed, nothing
+    recorded). `reason`: why (a ticket, the day's batch), kept with each payout's audit row."""
+    now = now or timezone.now()
+    if not (user is not None and user.is_active and user.is_staff and user.has_perm(BANK_FILE_PERMISSION)):
+        raise PayoutBankFilePermissionError()
+    wanted = sorted(set(payout_ids))
+    if not wanted:
+        raise InvalidRequestError("No payouts selected.", param="payouts")
+    if not reason or not reason.strip():
+        raise InvalidRequestError("A reason is required.", param="reason")
+    payouts = list(Payout.objects.filter(pk__in=wanted).order_by("created_at", "id"))
+    if len(payouts) != len(wanted):
+        raise PayoutNotFoundError()
+    others = [p.id for p in payouts if not staff_can_access_merchant(user, p.merchant_id)]
+    if others:
+        raise PayoutBankFilePermissionError(f"Not your merchants' payouts: {', '.join(others)}.")
+    done = [f"{p.id} ({p.status})" for p in payouts if p.status not in SENDABLE]
+    if done:
+        raise PayoutStateError(f"Only pending or in-transit payouts go in a bank file: {', '.join(done)}.")
+    accounts = {}
+    for merchant_id in sorted({p.merchant_id for p in payouts}):
+        account = payout_bank_account_reveal(merchant_id=merchant_id)
+        if not (account.get("holder") or "").strip():
+            raise BankAccountInvalidError(
+                f"Merchant {merchant_id} has no account holder name: the bank can not execute its payouts.",
+                param="bank_account_holder",
+            )
+        accounts[merchant_id] = account
+    for p in payouts:
+        if mask_bank_account(accounts[p.merchant_id]["account"]) != p.bank_account_masked:
+            raise BankAccountInvalidError(
+                f"The bank account of merchant {p.merchant_id} changed after payout {p.id} was created "
+                f"(for {p.bank_account_masked}): fail the payout and pay it again.",
+                param="bank_account",
+            )
+    content = payout_bank_file_csv(payouts, accounts)
+    bank_file = BankFile(content, f"bank-file-{now:%Y%m%d%H%M%S}.csv", tuple(p.id for p in payouts))
+    _record(user=user, payouts=payouts, reason=reason, filename=bank_file.filename)
+    return bank_file
+
+
+@transaction.atomic(durable=True)
+def _record(*, user, payouts: list[Payout], reason: str, filename: str) -> None:
+    for p in payouts:
+        staff_action_record(
+            user=user,
+            action=BANK_FILE_ACTION,
+            object_type=Payout._meta.label_lower,
+            object_id=p.id,
+            merchant_id=p.merchant_id,
+            reason=reason,
+            outcome=StaffActionOutcome.DONE,
+            detail=f"in bank file {filename} ({len(payouts)} payouts): {p.amount} {p.currency} to "
+            f"{p.bank_account_masked}",
+        )
