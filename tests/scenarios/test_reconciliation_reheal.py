@@ -18,9 +18,10 @@ from django.core.management import call_command
 from django.db import connection, connections
 
 from ledger.models import Journal
+from reconciliation.errors import DiscrepancyPermissionError
 from reconciliation.models import Discrepancy, ReconciliationRun, StatementLine
 from reconciliation.selectors import receivable_aging, receivable_check
-from reconciliation.services import RehealResult, reconcile_import, reconcile_reheal
+from reconciliation.services import RehealResult, discrepancy_recheck, reconcile_import, reconcile_reheal
 from tests.backoffice.staff import make_staff, otp_force_login
 from tests.scenarios.conftest import assert_ledger_sound
 from tests.scenarios.test_reconciliation_disputes import (
@@ -30,9 +31,11 @@ from tests.scenarios.test_reconciliation_disputes import (
     _back,
     _decided,
     _disputed,
+    _event_id,
     _lost,
     _reconcile,
     _report,
+    _resent,
     _ties_out,
     _with_unknown_dispute_lines,
 )
@@ -67,7 +70,7 @@ def _down(env, psp: str):
         sandbox.start()
 
 
-def _lost_capture(env, psp_webhooks) -> tuple[str, str]:
+def _lost_capture(env, psp_webhooks) -> tuple[str, str, str]:
     """A clean day, a beta payment whose authorization outcome (beta captures with it) never reaches
     Payera: the PSP captured, Payera shows the payment processing. Returns (payment, attempt)."""
     for sb in env.sandboxes.values():
@@ -77,16 +80,16 @@ def _lost_capture(env, psp_webhooks) -> tuple[str, str]:
     _astray(env, psp_webhooks, "beta")
     p = env.pay(amount=AMOUNT)
     attempt_id = p["attempts"][-1]["id"]
-    psp_webhooks.wait_for(lambda h: h.json().get("eventCode") == "AUTHORISATION"
-                          and h.json()["paymentReference"] == attempt_id)  # fmt: skip
+    hook = psp_webhooks.wait_for(lambda h: h.json().get("eventCode") == "AUTHORISATION"
+                                 and h.json()["paymentReference"] == attempt_id)  # fmt: skip
     _back(env, "beta")
     assert env.get(p["id"])["status"] == "processing"
-    return p["id"], attempt_id
+    return p["id"], attempt_id, _event_id(hook)
 
 
 def _imported_while_down(env, psp_webhooks, tmp_path) -> tuple[str, Discrepancy]:
     """The lost capture's report imported while beta is down: its line stays missing in Payera."""
-    payment_id, attempt_id = _lost_capture(env, psp_webhooks)
+    payment_id, attempt_id, _ = _lost_capture(env, psp_webhooks)
     text = _report("beta")
     with _down(env, "beta"):
         got = _reconcile(tmp_path, "beta", text, "day")
@@ -130,6 +133,31 @@ def test_a_lost_capture_imported_while_the_psp_was_down_is_healed_later(env, psp
     _reconcile(tmp_path, "beta", _report("beta"), "day")
     assert Journal.objects.count() == journals and ReconciliationRun.objects.count() == 1
     _ties_out("beta", 0)
+
+
+def test_the_lost_webhook_arriving_later_is_enough_and_a_missing_at_psp_meanwhile_closes(env, psp_webhooks, tmp_path):
+    payment_id, attempt_id, event_id = _lost_capture(env, psp_webhooks)
+    day = _report("beta")
+    with _down(env, "beta"):
+        assert _reconcile(tmp_path, "beta", day, "day")["discrepancies"] == {**ZERO, "missing_in_payera": 1}
+    # the lost webhook arrives after all: Payera records the capture
+    assert _resent(env, "beta", event_id).status == "processed"
+    assert env.get(payment_id)["status"] == "succeeded"
+    # another file of the same day, without the line: the capture is missing at the PSP there
+    without = "\r\n".join(line for line in day.split("\r\n") if ";Settled;" not in line)
+    assert _reconcile(tmp_path, "beta", without, "without")["discrepancies"] == {**ZERO, "missing_at_psp": 1}
+    at_psp = Discrepancy.objects.get(kind="missing_at_psp")
+    with _down(env, "beta"):  # the PSP does not even need to answer: the line matches what Payera knows now
+        assert _heal() == {"lines": 1, "asked": 1, "healed": 1, "reclassified": 0, "still_open": 0}
+    line = StatementLine.objects.get(psp="beta", kind="capture")
+    assert (line.outcome, line.object_id) == ("matched", at_psp.object_id)
+    at_psp.refresh_from_db()
+    assert (at_psp.status, at_psp.adjustment_reference) == ("resolved", "")
+    assert line.journal_reference in at_psp.reason
+    assert Discrepancy.objects.filter(status="open").count() == 0
+    _ties_out("beta", 0)
+    assert receivable_aging(psp="beta") == []
+    _ledger_verify_clean()
 
 
 def test_a_line_of_a_run_older_than_the_age_limit_is_left_alone(env, psp_webhooks, tmp_path, settings):
@@ -290,6 +318,8 @@ def test_the_admin_re_check_is_for_finance_only(env, psp_webhooks, tmp_path, cli
     page = client.get(DSC).content.decode()
     assert "Re-check with the PSP" not in page and str(d.reference) in page
     client.post(DSC, action)
+    with pytest.raises(DiscrepancyPermissionError):  # the service checks too
+        discrepancy_recheck(discrepancy_ids=[d.pk], user=viewer)
     ops = make_staff("ops", role="operations")
     otp_force_login(client, ops)
     client.post(DSC, action)
