@@ -328,7 +328,7 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
               "adjustment_reference", "receivable_cleared", "cleared_currency", "created_at", "updated_at",
               "closed_at")  # fmt: skip
     readonly_fields = fields
-    actions = ["investigate", "resolve", "settle_as_reported", "write_off", "export_csv"]
+    actions = ["investigate", "resolve", "settle_as_reported", "write_off", "recheck", "export_csv"]
 
     def merchant_access_allowed(self, request, obj) -> bool:
         if obj.merchant_id is None:  # a PSP row Payera can not tie to a merchant: all-merchant staff only
@@ -355,6 +355,9 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
 
     def has_export_permission(self, request) -> bool:
         return request.user.has_perm("reconciliation.export_reconciliationrun")
+
+    def has_recheck_permission(self, request) -> bool:
+        return request.user.has_perm("reconciliation.resolve_discrepancy")
 
     def _transition(self, request, queryset, verb: str, title: str):
         """A reason form first (Django's intermediate action page); then the service per row."""
@@ -408,6 +411,30 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     @admin.action(description="Write off (reason; what is still receivable becomes a loss)", permissions=["write_off"])
     def write_off(self, request, queryset):
         return self._transition(request, queryset, "write_off", "Write off")
+
+    @admin.action(description="Re-check with the PSP (missing in Payera: the late heal)", permissions=["recheck"])
+    def recheck(self, request, queryset):
+        """The late heal of the selected "missing in Payera" discrepancies now (the others are
+        left as they are): the PSP is asked again, a line that now matches is settled and its
+        discrepancy resolved (docs/reconciliation.md, "Late heal")."""
+        from reconciliation import services
+
+        ids = []
+        for d in queryset:  # merchant-scoped: other merchants' ids were dropped
+            self.merchant_access_check(request, d)
+            ids.append(d.pk)
+        try:
+            result = services.discrepancy_recheck(discrepancy_ids=ids, user=request.user)
+        except PayeraError as exc:
+            self.message_user(request, exc.message, level=messages.WARNING)
+            return None
+        self.message_user(
+            request,
+            f"Re-checked {result.lines} line(s) missing in Payera ({result.asked} inquiry(ies)): {result.healed} "
+            f"healed, {result.reclassified} of another kind now, {result.still_open} still open.",
+            level=messages.SUCCESS if result.healed else messages.INFO,
+        )
+        return None
 
     @admin.action(description="Export the selected discrepancies (CSV)", permissions=["export"])
     def export_csv(self, request, queryset):

@@ -24,3 +24,11 @@ def reconcile_pull_task(self, day: str | None = None) -> int:
     import datetime as dt
 
     return len(services.reconcile_pull(day=dt.date.fromisoformat(day) if day else None))
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def reconcile_reheal_task(self) -> int:
+    """The late heal (beat, RECONCILIATION_REHEAL_INTERVAL_SECONDS): ask the PSPs again about the
+    waiting "missing in Payera" report lines and settle those that now match (safe twice, or two
+    at once: a line posts once). Returns how many lines it healed."""
+    return services.reconcile_reheal().healed

@@ -475,6 +475,16 @@ CELERY_BEAT_SCHEDULE["reconciliation-report-pull"] = {
     "task": "reconciliation.tasks.reconcile_pull_task",
     "schedule": crontab(hour=2, minute=30),
 }
+# The late heal (docs/reconciliation.md, "Late heal"): the waiting "missing in Payera" lines of runs
+# younger than RECONCILIATION_REHEAL_MAX_AGE_DAYS are asked about again (at most
+# RECONCILIATION_REHEAL_LIMIT per pass), every RECONCILIATION_REHEAL_INTERVAL_SECONDS.
+RECONCILIATION_REHEAL_INTERVAL_SECONDS = env.float("RECONCILIATION_REHEAL_INTERVAL_SECONDS", default=3600.0)
+RECONCILIATION_REHEAL_MAX_AGE_DAYS = env.int("RECONCILIATION_REHEAL_MAX_AGE_DAYS", default=30)
+RECONCILIATION_REHEAL_LIMIT = env.int("RECONCILIATION_REHEAL_LIMIT", default=500)
+CELERY_BEAT_SCHEDULE["reconciliation-reheal"] = {
+    "task": "reconciliation.tasks.reconcile_reheal_task",
+    "schedule": RECONCILIATION_REHEAL_INTERVAL_SECONDS,
+}
 
 # --- Reliability and operations (issue 10; docs/slo.md) ---------------------------------
 # Every operation documents the contract's error answers (payera.core.openapi).

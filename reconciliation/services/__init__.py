@@ -18,17 +18,21 @@ from reconciliation.services.payouts import (
     payouts_send,
 )
 from reconciliation.services.reconcile import ReconcileResult, reconcile_import, reconcile_pull
+from reconciliation.services.reheal import RehealResult, discrepancy_recheck, reconcile_reheal
 from reconciliation.services.settlement import settlement_cutoff, settlement_run, settlement_run_one
 
 __all__ = [
     "BankFile",
     "ReconcileResult",
+    "RehealResult",
     "discrepancy_investigate",
+    "discrepancy_recheck",
     "discrepancy_resolve",
     "discrepancy_settle_as_reported",
     "discrepancy_write_off",
     "reconcile_import",
     "reconcile_pull",
+    "reconcile_reheal",
     "payout_bank_account_reveal",
     "payout_bank_file_export",
     "payout_create",

@@ -18,3 +18,20 @@ def merchant_payout_lock(merchant_id: str) -> MerchantPayoutSettings:
 
 def payout_lock(payout_id: str) -> Payout | None:
     return Payout.objects.select_for_update(of=("self",)).filter(pk=payout_id).first()
+
+
+RECONCILE_PSP_LOCK = 0x72656370  # with the PSP's hash: a transaction advisory lock per PSP
+
+
+def reconcile_psp_lock(psp: str) -> None:
+    """Inside a transaction: the PSP's reconciliation writes take turns until the commit (the
+    import's discrepancies and receivable check, the late heal's postings: reheal.py), so that
+    neither reads the other's half-done work: a "missing at PSP" is opened for an item a line
+    healed meanwhile names, or a line's money is posted twice. PostgreSQL only (SQLite has a single
+    writer at a time anyway)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", [RECONCILE_PSP_LOCK, psp])

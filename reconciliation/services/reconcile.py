@@ -49,6 +49,7 @@ from reconciliation.models import (
     StatementLine,
 )
 from reconciliation.services.discrepancies import discrepancies_settled_resolve
+from reconciliation.services.locks import reconcile_psp_lock
 from reconciliation.services.report_copy import (
     COPY_POSITION,
     RAW,
@@ -380,6 +381,12 @@ def _journal_sql(alias: str) -> str:
             f" {alias}.currency || ':' || COALESCE(NULLIF({alias}.payout_batch_id, ''), '-') ELSE '' END")
 
 
+def _line_journal_sql(alias: str) -> str:
+    """The journal of one line settled by the late heal (reheal.py): unique to the line."""
+    return (f"CASE WHEN {alias}.outcome IN ('matched', 'fee_mismatch') THEN 'psp_settlement_line:' ||"
+            f" {alias}.run_id || ':' || {alias}.line_number ELSE '' END")
+
+
 def _fee_sql(schedule: FeeSchedule, currencies: Iterable[str]) -> str:
     """`FeeSchedule.fee` as a SQL expression over a staged row `st` (the PSP's agreed fee, to
     check the report's fee set-based): per mille of the gross plus fixed parts scaled to the
@@ -640,19 +647,30 @@ def _tally(run: ReconciliationRun) -> list[_Group]:
         return _tally_rows(cursor.fetchall())
 
 
-def _rematch(run: ReconciliationRun) -> None:
-    """After the inquiries: the run's "missing in Payera" lines matched again (few rows)."""
+def rematch_sql(where: str, *, per_line: bool = False) -> str:
+    """The UPDATE that matches "missing in Payera" lines again (after an inquiry or a late webhook),
+    with the import's matching SELECT (`_outcome_sql`): the lines of the table that satisfy `where`
+    (SQL over the lines' columns, its own parameters) and are still missing. Parameters, in order:
+    the run id (the import's journal per currency and batch; none with `per_line`), those of
+    `where`, then the PSP. `per_line`: a line that now matches names a journal of its own,
+    `psp_settlement_line:<run>:<line number>` (the late heal, reheal.py: it posts each line once)."""
     lines = StatementLine._meta.db_table
     cols = ", ".join(STAGE_NAMES)
-    missing = f"(SELECT id, expected_fee, {cols} FROM {lines} WHERE run_id = %s AND outcome = 'missing_in_payera')"
-    sql = f"""
+    missing = (f"(SELECT id, run_id, expected_fee, {cols} FROM {lines}"
+               f" WHERE {where} AND outcome = 'missing_in_payera')")  # fmt: skip
+    journal = _line_journal_sql("m") if per_line else _journal_sql("m")
+    return f"""
 UPDATE {lines} SET outcome = m.outcome, merchant_id = m.m_merchant_id, object_id = m.m_object_id,
        expected_gross = m.m_expected_gross, expected_currency = m.m_expected_currency,
-       healed = m.outcome <> 'missing_in_payera', journal_reference = {_journal_sql("m")}
+       healed = m.outcome <> 'missing_in_payera', journal_reference = {journal}
 FROM ({_outcome_sql(missing, duplicate="false")}) m
-WHERE {lines}.id = m.id"""
+WHERE {lines}.id = m.id AND {lines}.outcome = 'missing_in_payera'"""
+
+
+def _rematch(run: ReconciliationRun) -> None:
+    """After the inquiries: the run's "missing in Payera" lines matched again (few rows)."""
     with transaction.atomic(durable=True), connection.cursor() as cursor:
-        cursor.execute(sql, [run.id, run.id, run.psp])
+        cursor.execute(rematch_sql("run_id = %s"), [run.id, run.id, run.psp])
 
 
 DISPUTE_KINDS = ("chargeback", "chargeback_reversal")  # lines that name a dispute (its PSP id)
@@ -660,14 +678,24 @@ DISPUTE_KINDS = ("chargeback", "chargeback_reversal")  # lines that name a dispu
 
 def _heal(run: ReconciliationRun, tally: list[_Group]) -> int:
     """Ask the PSP about what "missing in Payera" lines name (a lost webhook is the usual cause),
-    then match those lines again. A chargeback or chargeback reversal line names a dispute: the
-    PSP is asked about that dispute (one inquiry per dispute, never per line), and its answer is
-    applied as the dispute's webhook would be. Any other line (or a dispute line without the
-    dispute's id): the attempt is inquired (one inquiry per attempt), its captures and refunds
-    recorded. Only lines whose attempt Payera knows at this PSP. Attempts first: a dispute takes
-    back a capture that must be recorded. Returns the number of lines healed."""
+    then match those lines again (`heal_inquire`). Returns the number of lines healed."""
     if not any(g.outcome == ReconOutcome.MISSING_IN_PAYERA for g in tally):
         return 0
+    if not heal_inquire("s.run_id = %s", [run.id]):
+        return 0
+    _rematch(run)
+    return StatementLine.objects.filter(run=run, healed=True).count()
+
+
+def heal_inquire(where: str, params: list) -> int:
+    """The inquiries behind the "missing in Payera" lines that satisfy `where` (SQL over the lines,
+    alias s): a chargeback or chargeback reversal line names a dispute: the PSP is asked about that
+    dispute (one inquiry per dispute, never per line), and its answer is applied as the dispute's
+    webhook would be. Any other line (or a dispute line without the dispute's id): the attempt is
+    inquired (one inquiry per attempt), its captures and refunds recorded. Only lines whose attempt
+    Payera knows at the line's PSP. Attempts first: a dispute takes back a capture that must be
+    recorded. Outside any transaction (PSP calls). Returns the number of inquiries made (the
+    import's heal and the late heal, reheal.py)."""
     t = payments_selectors.settlement_tables()
     kinds = ", ".join(f"'{k}'" for k in DISPUTE_KINDS)
     with connection.cursor() as cursor:
@@ -675,18 +703,17 @@ def _heal(run: ReconciliationRun, tally: list[_Group]) -> int:
             f"SELECT DISTINCT s.reference, CASE WHEN s.kind IN ({kinds}) THEN s.operation_psp_reference ELSE '' END"
             f" FROM {StatementLine._meta.db_table} s"
             f" JOIN {t['attempt']} a ON a.id = s.reference AND a.connector = s.psp"
-            " WHERE s.run_id = %s AND s.outcome = 'missing_in_payera'",
-            [run.id],
+            f" WHERE {where} AND s.outcome = 'missing_in_payera'",
+            params,
         )
         asked = cursor.fetchall()
-    if not asked:
-        return 0
-    for attempt_id in sorted({reference for reference, dispute in asked if not dispute}):
+    attempts = sorted({reference for reference, dispute in asked if not dispute})
+    disputes = sorted((reference, dispute) for reference, dispute in asked if dispute)
+    for attempt_id in attempts:
         attempt_settlement_inquire(attempt_id=attempt_id)
-    for attempt_id, dispute_id in sorted((reference, dispute) for reference, dispute in asked if dispute):
+    for attempt_id, dispute_id in disputes:
         dispute_settlement_inquire(attempt_id=attempt_id, psp_dispute_id=dispute_id)
-    _rematch(run)
-    return StatementLine.objects.filter(run=run, healed=True).count()
+    return len(attempts) + len(disputes)
 
 
 def settlement_lines(*, psp: str, currency: str, gross: int, fee: int, net: int) -> tuple[PostingLine, ...]:
@@ -820,6 +847,7 @@ def _finish(
             settled[g.currency] = settled.get(g.currency, 0) + g.gross
     unmatched = any(o != ReconOutcome.MATCHED for o in by_outcome)
     with transaction.atomic(durable=True):
+        reconcile_psp_lock(run.psp)  # a late heal of this PSP (reheal.py) commits first, or waits
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":  # hash anti-joins over a day of captures: in memory
                 cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
