@@ -81,8 +81,8 @@ def run_report_html(run: ReconciliationRun) -> str:
     parts = []
     if run.status != ReconRunStatus.DONE:
         parts.append(format_html(
-            '<p>{} — {} of {} rows loaded ({}%)</p>{}', run.get_status_display(), run.rows_loaded, run.rows_total,
-            run.progress_percent, mark_safe(_bar(run.progress_percent, 100, "#417690")),  # noqa: S308 - built above
+            '<p>{} — {}</p>{}', run.get_status_display(), run.progress_phase,
+            mark_safe(_bar(run.progress_percent, 100, "#417690")),  # noqa: S308 - built above
         ))  # fmt: skip
         return mark_safe("".join(parts))  # noqa: S308 - every part is format_html-escaped
     rows = s.get("rows", 0)
@@ -219,7 +219,8 @@ class ReconciliationRunAdmin(ReadOnlyAllMerchantsAdmin):
 
     @admin.display(description="progress")
     def progress(self, obj) -> str:
-        return f"{obj.progress_percent}%"
+        loading = obj.status in (ReconRunStatus.LOADING, ReconRunStatus.DONE)
+        return f"{obj.progress_percent}%" if loading else obj.get_status_display()
 
     @admin.display(description="rows")
     def rows(self, obj) -> int:

@@ -200,8 +200,13 @@ DISCREPANCY_KINDS = [o for o in ReconOutcome.values if o != ReconOutcome.MATCHED
 
 class ReconRunStatus(models.TextChoices):
     LOADING = "loading", "Loading"  # rows are being loaded (progress: rows_loaded / rows_total)
-    MATCHING = "matching", "Matching"
+    MATCHING = "matching", "Matching"  # the lines matched in the database (one statement)
+    HEALING = "healing", "Healing"  # the PSP asked about "missing in Payera" lines, those matched again
+    POSTING = "posting", "Posting"  # discrepancies opened, settlement journals posted (one transaction)
     DONE = "done", "Done"
+    # the import failed after the run was recorded (summary["error"]); its lines were removed, the
+    # same file again imports it from scratch
+    FAILED = "failed", "Failed"
 
 
 class ReconciliationRun(models.Model):
@@ -238,9 +243,27 @@ class ReconciliationRun(models.Model):
 
     @property
     def progress_percent(self) -> int:
+        """Rows loaded, in percent (100 only once the run is done: loading is the first of the
+        import's phases, `progress_phase` says which one it is in)."""
         if self.status == ReconRunStatus.DONE:
             return 100
+        if self.status != ReconRunStatus.LOADING:
+            return min(99, int(100 * self.rows_loaded / self.rows_total) if self.rows_total else 0)
         return int(100 * self.rows_loaded / self.rows_total) if self.rows_total else 0
+
+    @property
+    def progress_phase(self) -> str:
+        """Where an import is: "250000 of 1000000 rows loaded (25%)", "1000000 rows loaded;
+        matching (step 2 of 4: loading, matching, healing, posting)", "done", the error of a failed one."""
+        if self.status == ReconRunStatus.LOADING:
+            return f"{self.rows_loaded} of {self.rows_total} rows loaded ({self.progress_percent}%)"
+        if self.status == ReconRunStatus.FAILED:
+            return f"{(self.summary or {}).get('error', '')} (nothing imported: the same file again imports it anew)"
+        steps = [ReconRunStatus.LOADING, ReconRunStatus.MATCHING, ReconRunStatus.HEALING, ReconRunStatus.POSTING]
+        if self.status in steps:
+            step = f"step {steps.index(self.status) + 1} of 4: loading, matching, healing, posting"
+            return f"{self.rows_loaded} rows loaded; {self.status} ({step})"
+        return str(self.status)
 
 
 class StatementLine(models.Model):

@@ -1,5 +1,6 @@
 """Alpha's settlement report: comma-separated, integer minor units, ISO dates, one report per
-day ending with `end_of_report,<date>`."""
+day ending with `end_of_report,<date>`. The trailer is the last line: a file without it (a
+download cut short) or with records after it is refused whole."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ _INT = re.compile(SETTLEMENT_INTEGER_PATTERN)
 AMOUNTS = {"gross": "gross_minor", "fee": "fee_minor", "net": "net_minor"}
 REQUIRED = "merchant_reference and authorization_id are required"
 TRAILER = "end_of_report"
+NO_TRAILER = "no end_of_report trailer as its last line: the file is incomplete (cut short?)"
 # SettlementRow field -> alpha's column
 FIELDS = {
     "kind": "record_type", "settled_on": "settlement_date", "payout_batch_id": "payout_batch",
@@ -105,12 +107,16 @@ def layout(raw: bytes) -> SettlementCsvLayout | None:
     last_start = raw.rfind(b"\n", end + 1, end + 1 + stop) + 1 if stop else end + 1
     last = raw[max(last_start, end + 1) : end + 1 + stop]
     period = None
+    if TRAILER.encode() not in last:
+        raise SettlementReportError(NO_TRAILER, connector="alpha")
     if last.startswith(TRAILER.encode() + b","):
         try:
             period = value("settled_on", last.decode().split(",")[header.index("settlement_date")])
         except (ValueError, IndexError):
             return None
         stop = max(0, last_start - (end + 1) - 1)
+    else:  # a trailer of another shape: `read` judges the file
+        return None
     records = bytes(body[:stop])
     if b"\n\n" in records or records.startswith(b"\n") or TRAILER.encode() in records:
         return None
@@ -142,9 +148,21 @@ def read(raw: bytes) -> SettlementReport:
     dates: set[dt.date] = set()
     days: dict[str, dt.date] = {}  # a report has a handful of distinct dates and currencies:
     currencies: dict[str, str] = {}  # parse each once (a million rows in a few seconds)
+    trailer = 0  # its line number
     for rec in reader:
         line = reader.line_num
         if not rec:
+            continue
+        if trailer:
+            raise SettlementReportError(f"line {line}: a record after the end_of_report trailer (line {trailer})",
+                                        connector="alpha")  # fmt: skip
+        if len(rec) > max(i_kind, i_day) and rec[i_kind].strip() == TRAILER:
+            try:
+                period = dt.date.fromisoformat(rec[i_day].strip())
+            except ValueError:
+                raise SettlementReportError(f"line {line}: end_of_report without a valid date {rec[i_day]!r}",
+                                            connector="alpha") from None  # fmt: skip
+            trailer = line
             continue
         try:
             if len(rec) < width:
@@ -154,9 +172,6 @@ def read(raw: bytes) -> SettlementReport:
             day = days.get(day_raw)
             if day is None:
                 day = days[day_raw] = dt.date.fromisoformat(day_raw)
-            if kind_raw == TRAILER:
-                period = day
-                continue
             kind = KINDS.get(kind_raw)
             if kind is None:
                 raise ValueError(f"unknown record_type {kind_raw!r}")
@@ -186,6 +201,8 @@ def read(raw: bytes) -> SettlementReport:
             dates.add(day)
         except (ValueError, TypeError, AttributeError) as exc:
             errors.append(SettlementRowError(line_number=line, message=str(exc), raw=",".join(rec)))
+    if not trailer:
+        raise SettlementReportError(NO_TRAILER, connector="alpha")
     start = period or (min(dates) if dates else None)
     end = period or (max(dates) if dates else None)
     return SettlementReport(psp="alpha", period_start=start, period_end=end, rows=tuple(rows), errors=tuple(errors))

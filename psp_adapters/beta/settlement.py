@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 
 from payera.core.money import UnknownCurrencyError, currency_normalize, minor_from_decimal_string
 from psp_adapters.errors import SettlementReportError
@@ -26,6 +27,21 @@ KINDS = {
 }
 
 _DISPUTES = (SettlementKind.CHARGEBACK, SettlementKind.CHARGEBACK_REVERSAL)  # Merchant Reference: the attempt
+
+
+# a decimal amount in major units: digits, an optional sign and decimal part (no exponent: "1E+2"
+# is refused), at most 18 digits in minor units (what alpha's integers allow; fits a bigint)
+_AMOUNT = re.compile(r"^[ \t]*[-+]?[0-9]+(\.[0-9]+)?[ \t]*$")
+MINOR_LIMIT = 10**18
+
+
+def _amount(value: str, name: str, currency: str) -> int:
+    if not _AMOUNT.match(value):
+        raise ValueError(f"{name} is not an amount: {value!r}")
+    minor = minor_from_decimal_string(value, currency)
+    if abs(minor) >= MINOR_LIMIT:
+        raise ValueError(f"{name} is out of range: {value!r}")
+    return minor
 
 
 def _date(value: str) -> dt.date:
@@ -55,6 +71,15 @@ def read(raw: bytes) -> SettlementReport:
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise SettlementReportError(f"not a beta settlement report: missing columns {missing}", connector="beta")
+    if len(lines) > i + 2 and not text.endswith(("\n", "\r")):
+        # beta has no trailer: a download cut short is told only by a last line that has neither
+        # its line end nor all its fields (a cut at a line end cannot be told)
+        last = next(csv.reader([lines[-1]], delimiter=";"), [])
+        if len(last) < len(reader.fieldnames or ()):
+            raise SettlementReportError(
+                f"line {len(lines)} is cut short ({len(last)} fields, no line end): the file is incomplete",
+                connector="beta",
+            )
     rows: list[SettlementRow] = []
     errors: list[SettlementRowError] = []
     for rec in reader:
@@ -77,9 +102,9 @@ def read(raw: bytes) -> SettlementReport:
                     kind=kind,
                     reference=payment_ref,
                     psp_reference=psp_ref,
-                    gross=minor_from_decimal_string(rec.get("Gross") or "", currency),
-                    fee=minor_from_decimal_string(rec.get("Commission") or "", currency),
-                    net=minor_from_decimal_string(rec.get("Net") or "", currency),
+                    gross=_amount(rec.get("Gross") or "", "Gross", currency),
+                    fee=_amount(rec.get("Commission") or "", "Commission", currency),
+                    net=_amount(rec.get("Net") or "", "Net", currency),
                     currency=currency,
                     settled_on=_date(rec.get("Booking Date") or ""),
                     payout_batch_id=(rec.get("Batch Number") or "").strip(),

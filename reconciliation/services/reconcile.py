@@ -11,11 +11,14 @@
    chargeback reversal lines name, are inquired at the PSP through the payments recovery service
    (a lost webhook is the usual cause), and those lines are matched again.
 5. The matched lines post the settlement through `ledger.services`: per currency and payout
-   batch, bank cash (net) and PSP fee expense (fee) against the PSP receivable (gross), with the
-   business reference `psp_settlement:<run>:<currency>:<batch>` (posting twice posts once).
+   batch, bank cash (net) and PSP fee expense (gross - net: what the PSP kept) against the PSP
+   receivable (gross), with the business reference `psp_settlement:<run>:<currency>:<batch>`
+   (posting twice posts once).
 6. What stays unexplained becomes a `Discrepancy` (one INSERT ... SELECT), plus one per capture,
    refund or won dispute's reversal at that PSP inside the report's period that the report lacks
-   (missing at PSP).
+   (missing at PSP). 5 and 6 are one transaction with the run marked done.
+Any failure after the run is recorded fails it: its lines and discrepancies removed, status
+`failed` with the error; the same file again imports it anew (docs/decisions/reconciliation-import-failure.md).
 """
 
 from __future__ import annotations
@@ -129,7 +132,6 @@ def reconcile_import(
     if done is not None:
         return _result(done, created=False)
     clock = _Clock()
-    fast: CopyParsed | None = None  # a clean file the match reads straight from its COPY (not staged)
     try:
         # PostgreSQL parses a plain CSV report itself (COPY); SQLite and other files parse in Python
         layout = adapter.settlement_csv_layout(raw) if connection.vendor == "postgresql" else None
@@ -141,17 +143,39 @@ def reconcile_import(
         lines = layout.body.count(b"\n")
         run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor,
                          period=(layout.period_start, layout.period_end), errors=(), total=lines)  # fmt: skip
+    else:
+        assert report is not None
+        run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor,
+                         period=(report.period_start, report.period_end), errors=report.errors,
+                         total=len(report.rows))  # fmt: skip
+    try:
+        return _import(run, adapter, raw, layout=layout, report=report, clock=clock, progress=progress)
+    except SettlementFileInvalidError:
+        raise  # the file was refused: the run is gone (_read_or_refuse)
+    except BaseException as exc:
+        _run_fail(run, exc)
+        if _data_error(exc):  # a value the database would not store (the load's COPY)
+            raise SettlementFileInvalidError(
+                f"{psp} settlement report refused: a value could not be stored ({_first_line(exc)});"
+                f" run {run.id} failed, nothing was imported"
+            ) from exc
+        raise
+
+
+def _import(
+    run: ReconciliationRun, adapter, raw: bytes, *, layout: SettlementCsvLayout | None,
+    report: SettlementReport | None, clock: _Clock, progress: Progress | None,
+) -> ReconcileResult:  # fmt: skip
+    """Load, match, heal, post and finish a recorded run (reconcile_import: any failure fails it)."""
+    psp = run.psp
+    fast: CopyParsed | None = None  # a clean file the match reads straight from its COPY (not staged)
+    if layout is not None:
         parsed = _load_copy(run, layout, progress=progress)
         if parsed is None:  # COPY refused the file: the adapter's Python parser reads it
             report = _read_or_refuse(run, adapter, raw)
         else:
             currencies, fast = set(parsed.currencies), parsed
         clock.lap("load")
-    else:
-        assert report is not None
-        run = _run_start(psp=psp, sha=sha, file_name=file_name, source=source, actor=actor,
-                         period=(report.period_start, report.period_end), errors=report.errors,
-                         total=len(report.rows))  # fmt: skip
     if report is not None:
         _load(run, report, progress=progress)
         currencies = {r.currency for r in report.rows}
@@ -173,18 +197,71 @@ def reconcile_import(
             _stage_done(run, staged=True)  # another import settled one of these keys meanwhile
             tally = _match(run, fee_sql=fee_sql)
     clock.lap("match")
+    if progress:
+        progress("matching", 1, 1)
+    healing = any(g.outcome == ReconOutcome.MISSING_IN_PAYERA for g in tally)
+    if healing:
+        _phase(run, ReconRunStatus.HEALING, progress)
     healed = _heal(run, tally)
     if healed:  # healed lines changed outcome and journal: count the run's lines again
         tally = _tally(run)
+    if healing and progress:
+        progress("healing", 1, 1)
     clock.lap("heal")
-    journals = _post_settlement(run, tally)
-    clock.lap("post")
-    summary = _finish(run, tally, healed=healed, journals=journals, seconds=clock.laps, parser=parser)
+    _phase(run, ReconRunStatus.POSTING, progress)
+    summary = _finish(run, tally, healed=healed, seconds=clock.laps, parser=parser)
     if progress:
-        progress("matching", 1, 1)
+        progress("posting", 1, 1)
     run.refresh_from_db()
     logger.info("reconciliation %s of %s: %s", run.id, psp, {k: summary[k] for k in ("rows", "matched")})
     return _result(run, created=True)
+
+
+def _phase(run: ReconciliationRun, status: str, progress: Progress | None) -> None:
+    """The run page shows the phase the import is in (committed at once)."""
+    ReconciliationRun.objects.filter(pk=run.pk).update(status=status)
+    if progress:
+        progress(str(status), 0, 1)
+
+
+def _data_error(exc: BaseException) -> bool:
+    """Django's DataError, or psycopg's (a COPY runs on psycopg's own cursor)."""
+    if isinstance(exc, DataError):
+        return True
+    try:
+        from psycopg import DataError as PsycopgDataError
+    except ImportError:  # pragma: no cover  (SQLite only)
+        return False
+    return isinstance(exc, PsycopgDataError)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _run_fail(run: ReconciliationRun, exc: BaseException) -> None:
+    """An import that failed after its run was recorded: the run's lines and discrepancies are
+    removed (no settlement journal names them: the journals are posted in the transaction that
+    finishes the run) and the run is marked failed with the error. Its row keys are free again: a
+    corrected file imports, and the same file again takes the failed run over and imports it from
+    scratch. Best effort: should the database refuse even this, the run is taken over after 30
+    minutes as before."""
+    from reconciliation.models import Discrepancy
+
+    logger.error("reconciliation %s of %s failed: %s", run.id, run.psp, _first_line(exc), exc_info=exc)
+    try:
+        with transaction.atomic(durable=True):
+            state = ReconciliationRun.objects.select_for_update().filter(pk=run.pk).values_list("status", flat=True)
+            if next(iter(state), ReconRunStatus.DONE) == ReconRunStatus.DONE:
+                return  # finished (its journals posted) or gone: nothing to undo
+            Discrepancy.objects.filter(run_id=run.pk).delete()
+            StatementLine.objects.filter(run_id=run.pk).delete()
+            ReconciliationRun.objects.filter(pk=run.pk).update(
+                status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=timezone.now(),
+                summary={"error": f"{type(exc).__name__}: {_first_line(exc)}"},
+            )  # fmt: skip
+    except Exception:  # noqa: BLE001  (the original error is what the caller must see)
+        logger.exception("reconciliation %s: the failed run could not be marked failed", run.id)
 
 
 @transaction.atomic(durable=True)
@@ -197,7 +274,8 @@ def _run_start(
     run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
     if run is not None:
         if run.status == ReconRunStatus.DONE or (
-            run.status != ReconRunStatus.LOADING and timezone.now() - run.created_at < dt.timedelta(minutes=30)
+            run.status not in (ReconRunStatus.LOADING, ReconRunStatus.FAILED)
+            and timezone.now() - run.created_at < dt.timedelta(minutes=30)
         ):
             raise SettlementRunBusyError(f"{run.id} is importing this file right now")
         run.discrepancies.all().delete()
@@ -364,7 +442,7 @@ def _outcome_sql(src: str, *, duplicate: str, kinds: Iterable[str] | None = None
       WHEN {first("id")} IS NULL THEN 'missing_in_payera'
       WHEN s.currency <> {first("currency")} THEN 'currency_mismatch'
       WHEN s.gross <> {first("amount", signed=True)} THEN 'amount_mismatch'
-      WHEN s.fee <> s.expected_fee THEN 'fee_mismatch'
+      WHEN s.fee <> s.expected_fee OR s.net <> s.gross - s.fee THEN 'fee_mismatch'
       ELSE 'matched'
     END AS outcome,
     COALESCE(a.merchant_id, '') AS m_merchant_id,
@@ -736,7 +814,9 @@ def _journals(tally: list[_Group]) -> list[tuple[str, str, str, int, int, int, i
             continue
         j = out.setdefault((g.journal_reference, g.currency), [g.journal_reference, g.currency, g.batch, 0, 0, 0, 0])
         j[2] = min(j[2], g.batch)
-        j[3], j[4], j[5], j[6] = j[3] + g.gross, j[4] + g.fee, j[5] + g.net, j[6] + g.count
+        # the fee the PSP kept is what it did not pay out (gross - net): a line whose net is not
+        # gross - fee (a fee difference, see _outcome_sql) still posts a balanced journal
+        j[3], j[4], j[5], j[6] = j[3] + g.gross, j[4] + g.gross - g.net, j[5] + g.net, j[6] + g.count
     return [tuple(out[k]) for k in sorted(out)]  # type: ignore[misc]
 
 
@@ -759,7 +839,10 @@ def _post_settlement(run: ReconciliationRun, tally: list[_Group]) -> int:
 
 
 def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple[str, list]]:
-    """The INSERT ... SELECT statements that open the run's discrepancies, with their parameters."""
+    """The INSERT ... SELECT statements that open the run's discrepancies, with their parameters.
+    A duplicate line identical to an earlier run's line of the same payout batch (amounts and
+    currency too) is that report sent again, not money paid twice: it opens none (it still counts
+    as a duplicate; the earlier line, and its discrepancy if it has one, stands for it)."""
     from reconciliation.models import Discrepancy
 
     t = payments_selectors.settlement_tables()
@@ -774,11 +857,15 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple
 INSERT INTO {dsc} ({cols})
 SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference, s.object_id, s.currency, s.gross,
        s.expected_gross,
-       CASE WHEN s.outcome = 'fee_mismatch' THEN s.expected_fee - s.fee
+       CASE WHEN s.outcome = 'fee_mismatch' THEN s.expected_fee - (s.gross - s.net)
             WHEN s.outcome = 'amount_mismatch' THEN s.gross - s.expected_gross
             ELSE s.gross END,
        'open', '', '', '', '', %s, %s
-FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')"""
+FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')
+  AND NOT (s.outcome = 'duplicate' AND EXISTS (
+    SELECT 1 FROM {lines} o WHERE o.row_key = s.row_key AND NOT o.duplicate AND o.run_id <> s.run_id
+      AND o.payout_batch_id = s.payout_batch_id AND o.currency = s.currency AND o.gross = s.gross
+      AND o.fee = s.fee AND o.net = s.net))"""
     statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id])] if unmatched else []
     if run.period_start and run.period_end:
         # the period's items that no line (of any run) names first, then the attempt of each (by
@@ -834,9 +921,10 @@ class _Clock:
 
 
 def _finish(
-    run: ReconciliationRun, tally: list[_Group], *, healed: int, journals: int, seconds: dict[str, float],
-    parser: str,
-) -> dict:  # fmt: skip
+    run: ReconciliationRun, tally: list[_Group], *, healed: int, seconds: dict[str, float], parser: str
+) -> dict:
+    """One transaction: the discrepancies, the settlement journals and the run marked done (a
+    failure leaves neither journals nor discrepancies: reconcile_import then fails the run)."""
     started = time.perf_counter()
     by_outcome: dict[str, tuple[int, int]] = {}
     settled: dict[str, int] = {}  # gross the run's posted lines settle, per currency (the receivable's running total)
@@ -859,6 +947,9 @@ def _finish(
         missing_at_psp = run.discrepancies.filter(kind=ReconOutcome.MISSING_AT_PSP)
         missing_n = missing_at_psp.count()
         missing_sum = sum(missing_at_psp.values_list("payera_amount", flat=True))
+        posting = time.perf_counter()
+        journals = _post_settlement(run, tally)
+        seconds = {**seconds, "post": round(time.perf_counter() - posting, 3)}
         from reconciliation.selectors import receivable_check
 
         rows = sum(n for n, _ in by_outcome.values())
@@ -880,7 +971,9 @@ def _finish(
         # the receivable check counts the settled gross of every finished run: this one first
         ReconciliationRun.objects.filter(pk=run.pk).update(summary=summary, status=ReconRunStatus.DONE)
         summary["receivable"] = receivable_check(psp=run.psp)
-        summary["seconds"] = {**seconds, "discrepancies_and_check": round(time.perf_counter() - started, 3)}
+        summary["seconds"] = {
+            **seconds, "discrepancies_and_check": round(time.perf_counter() - started - seconds["post"], 3)
+        }
         ReconciliationRun.objects.filter(pk=run.pk).update(
             summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now()
         )
@@ -889,8 +982,10 @@ def _finish(
 
 def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = None) -> dict[str, ReconcileResult]:
     """The scheduled pull: fetch each PSP's report for `day` (default: yesterday, UTC) and import
-    it. A PSP that cannot be reached is logged and skipped (the next pull tries again; a file
-    imported before changes nothing)."""
+    it. Each PSP on its own: one that cannot be reached, whose report is refused or whose import
+    fails is logged (a failed import also leaves its run marked failed, with the error) and the
+    others are pulled all the same; the next pull tries it again (a file imported before changes
+    nothing). Returns the PSPs imported."""
     from psp_adapters.errors import PspError
 
     day = day or (timezone.now().astimezone(dt.UTC).date() - dt.timedelta(days=1))
@@ -902,7 +997,12 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
         except (PspError, NotImplementedError) as exc:
             logger.warning("settlement report of %s for %s not fetched: %s", psp, day, exc)
             continue
-        out[psp] = reconcile_import(
-            psp=psp, raw=raw, file_name=f"{psp}-{day.isoformat()}.csv", source="scheduled", actor="system:scheduler"
-        )
+        try:
+            out[psp] = reconcile_import(
+                psp=psp, raw=raw, file_name=f"{psp}-{day.isoformat()}.csv", source="scheduled",
+                actor="system:scheduler",
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
+            logger.error("settlement report of %s for %s not imported: %s", psp, day, _first_line(exc),
+                         exc_info=not isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError))  # fmt: skip
     return out

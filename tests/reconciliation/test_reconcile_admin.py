@@ -132,10 +132,39 @@ def test_operations_can_not_resolve_or_write_off(client, a_day_of_payments):
     assert b"written_off" in export.content
 
 
-def test_the_run_page_shows_the_progress_of_an_import_still_loading(client, settings):
-    run = ReconciliationRun.objects.create(psp="alpha", file_sha256="0" * 64, rows_total=1_000_000,
-                                           rows_loaded=250_000)
+def test_the_run_page_shows_the_phase_and_progress_of_an_import_while_it_runs(client, a_day_of_payments, monkeypatch):
+    """The pages fetched from the import's own progress callback: rows loaded while loading (in
+    chunks, here of 2 rows), then the phase, never 100 % before the run is done."""
+    import re
+
+    from reconciliation.services import reconcile as importer
+
+    monkeypatch.setattr(importer, "CHUNK", 2)
     otp_force_login(client, make_staff("root", superuser=True))
-    page = client.get(f"{RUNS}{run.id}/change/").content.decode()
-    assert "250000 of 1000000 rows loaded (25%)" in page
-    assert "25%" in client.get(RUNS).content.decode()
+    lines = report("alpha").decode().splitlines()
+    cols = lines[1].split(",")
+    cols[3], cols[4], cols[5], cols[6] = "auth_UNKNOWN", "att_nothere", "op_UNKNOWN", ""
+    unknown = ",".join(cols)
+    raw = "\r\n".join([lines[0], *lines[1:-1], unknown, lines[-1]]).encode()  # CRLF: parsed in Python, 5 rows
+    seen = []
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if done < total:
+            [run] = ReconciliationRun.objects.all()
+            page = client.get(f"{RUNS}{run.id}/change/").content.decode()
+            listed = re.sub(r"<[^>]+>", " ", client.get(RUNS).content.decode())
+            [state] = re.findall(rf"<p>({run.get_status_display()} — [^<]*)</p>", page)
+            seen.append((phase, done, state, "100%" in listed, "100%" in page))
+
+    result = reconcile_import(psp="alpha", raw=raw, progress=progress)
+    assert (result.rows, result.matched, result.discrepancies["missing_in_payera"]) == (5, 4, 1)
+    step = "(step {} of 4: loading, matching, healing, posting)"
+    assert seen == [
+        ("loading", 2, "Loading — 2 of 5 rows loaded (40%)", False, False),
+        ("loading", 4, "Loading — 4 of 5 rows loaded (80%)", False, False),
+        ("matching", 0, f"Matching — 5 rows loaded; matching {step.format(2)}", False, False),
+        ("healing", 0, f"Healing — 5 rows loaded; healing {step.format(3)}", False, False),
+        ("posting", 0, f"Posting — 5 rows loaded; posting {step.format(4)}", False, False),
+    ]
+    run = ReconciliationRun.objects.get()
+    assert run.progress_percent == 100 and "100%" in client.get(RUNS).content.decode()

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from psp_adapters.errors import SettlementReportError
 from psp_adapters.registry import get_adapter
 from psp_adapters.sandbox.reports import ALPHA_COLUMNS
+from reconciliation.errors import SettlementFileInvalidError
 from reconciliation.models import ReconciliationRun, StatementLine
 from reconciliation.services import reconcile_import
 
@@ -79,11 +81,27 @@ def test_postgresql_parses_the_file_with_the_python_parsers_rows_errors_and_line
     assert result.rows == 4 and result.discrepancies["duplicate"] == 1
 
 
-def test_without_a_trailer_the_period_is_the_rows_dates(day):
-    raw = alpha_file(row(day="2026-11-21"), row(ref="att_x2", auth="auth_x2", op="op_x2"), trailer=False)
-    run = ReconciliationRun.objects.get(pk=reconcile_import(psp="alpha", raw=raw).run_id)
-    assert run.summary["parser"] == "postgresql"
-    assert (run.period_start.isoformat(), run.period_end.isoformat()) == ("2026-11-21", DAY)
+@pytest.mark.parametrize(
+    "cut",
+    [
+        lambda lines: lines[:-1],  # no trailer
+        lambda lines: [*lines[:-2], lines[-2][:12]],  # cut in the middle of a row
+        lambda lines: lines[:1],  # the header only
+        lambda lines: [*lines, lines[1]],  # a record after the trailer
+    ],
+    ids=["no-trailer", "cut-mid-row", "header-only", "record-after-trailer"],
+)
+@pytest.mark.parametrize("ending", ["\n", "\r\n"], ids=["copy", "python"])
+def test_a_file_without_its_trailer_as_the_last_line_is_refused_whole(day, cut, ending):
+    """docs/sandbox.md: the trailer is the last line; without it the file was cut short (a half
+    import would report the rest as missing at the PSP). Refused by either parser."""
+    lines = alpha_file(row(), row(ref="att_x2", auth="auth_x2", op="op_x2")).decode().splitlines()
+    raw = ending.join(cut(lines)).encode()
+    with pytest.raises(SettlementFileInvalidError, match="end_of_report"):
+        reconcile_import(psp="alpha", raw=raw)
+    assert not ReconciliationRun.objects.exists() and not StatementLine.objects.exists()
+    with pytest.raises(SettlementReportError, match="end_of_report"):
+        get_adapter("alpha").read_settlement_report(raw)
 
 
 @pytest.mark.parametrize(
@@ -120,11 +138,10 @@ def staged_by_insert(statements: list[str]) -> bool:
     return any("INSERT INTO recon_stage" in " ".join(s.split()) for s in statements)
 
 
-@pytest.mark.parametrize("trailer", [True, False])
-def test_a_clean_file_is_matched_straight_from_its_copy_without_a_stage(day, statements, trailer):
+def test_a_clean_file_is_matched_straight_from_its_copy_without_a_stage(day, statements):
     raw = alpha_file(*clean_rows(), row(kind="refund", ref="att_c0", auth="auth_c0", op="", opref="re_c0",
                                        gross="-500", fee="0", net="-500", cur="eur", day="2026-11-22"),
-                     clean_rows(1)[0], trailer=trailer)  # fmt: skip
+                     clean_rows(1)[0])  # fmt: skip
     result = reconcile_import(psp="alpha", raw=raw)
     run = ReconciliationRun.objects.get(pk=result.run_id)
     assert not staged_by_insert(statements)
@@ -135,8 +152,7 @@ def test_a_clean_file_is_matched_straight_from_its_copy_without_a_stage(day, sta
     errors, rows = as_python_reads(raw)
     assert errors == [] and staged(run.id) == rows  # a lower-case currency, an empty operation id, two dates
     assert result.rows == 5 and result.discrepancies["duplicate"] == 1
-    period = (run.period_start.isoformat(), run.period_end.isoformat())
-    assert period == ((DAY, DAY) if trailer else ("2026-11-22", DAY))
+    assert (run.period_start.isoformat(), run.period_end.isoformat()) == (DAY, DAY)  # the trailer's day
 
 
 @pytest.mark.parametrize(

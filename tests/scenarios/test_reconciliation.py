@@ -47,3 +47,41 @@ def test_a_day_through_the_api_reconciles_100_percent_on_both_psps(env, tmp_path
         assert all(c["ok"] for c in receivable_check(psp=psp)), receivable_check(psp=psp)
     assert ReconciliationRun.objects.count() == 2
     assert_ledger_sound()
+
+
+def test_a_line_whose_net_is_not_gross_minus_fee_posts_what_arrived_and_a_failed_import_frees_its_lines(env, tmp_path):
+    """On both databases (COPY and the Python parser alike): a line whose net is not gross - fee is
+    a fee difference booked as the net that arrived; an import the ledger refuses (a frozen
+    receivable) marks its run failed and leaves no lines: the same file then imports."""
+    from ledger.models import AccountStatus, Journal
+    from ledger.services import account_set_status
+    from ledger.types import Accounts
+    from reconciliation.models import StatementLine
+
+    for sb in env.sandboxes.values():
+        sb.reset()
+    assert env.pay(amount=3_000)["status"] == "succeeded"
+    report = StringIO()
+    call_command("sandbox_settlement_report", "--psp", "alpha", stdout=report)
+    header, row, end = report.getvalue().splitlines()
+    cols = row.split(",")
+    cols[10] = str(int(cols[10]) + 7)  # the PSP paid 0.07 more than gross - fee
+    path = tmp_path / "alpha.csv"
+    path.write_text("\n".join([header, ",".join(cols), end]) + "\n")
+
+    def reconcile() -> dict:
+        out = StringIO()
+        call_command("reconcile", str(path), "--psp", "alpha", "--json", stdout=out, stderr=StringIO())
+        return json.loads(out.getvalue())
+
+    receivable = Accounts.psp_receivable("alpha", "EUR")
+    account_set_status(key=receivable, status=AccountStatus.FROZEN)
+    with pytest.raises(Exception, match="frozen"):
+        reconcile()
+    assert ReconciliationRun.objects.get().status == "failed" and not StatementLine.objects.exists()
+    account_set_status(key=receivable, status=AccountStatus.ACTIVE)
+    assert reconcile() == {"rows": 1, "matched": 0, "discrepancies": {**ZERO, "fee_mismatch": 1}}
+    [journal] = Journal.objects.filter(kind="settlement")
+    assert ReconciliationRun.objects.get().status == "done"
+    assert all(c["ok"] for c in receivable_check(psp="alpha")), receivable_check(psp="alpha")
+    assert_ledger_sound()
