@@ -794,8 +794,11 @@ def heal_inquire(where: str, params: list) -> int:
     return len(attempts) + len(disputes)
 
 
-def settlement_lines(*, psp: str, currency: str, gross: int, fee: int, net: int) -> tuple[PostingLine, ...]:
-    """Bank cash (net) and PSP fee expense (fee) against the PSP receivable (gross)."""
+def settlement_lines(*, psp: str, currency: str, gross: int, net: int) -> tuple[PostingLine, ...]:
+    """Bank cash (net) and PSP fee expense against the PSP receivable (gross). The fee booked is
+    what the PSP kept, gross - net, not the fee its report states: a line whose net is not gross -
+    fee (a fee difference, see _outcome_sql) still posts a balanced journal of the money that moved."""
+    fee = gross - net
     lines = []
     if net:
         lines.append(PostingLine(Accounts.bank_cash(currency), net))
@@ -825,8 +828,8 @@ def _post_settlement(run: ReconciliationRun, tally: list[_Group]) -> int:
     lines already name). Returns the number of journals."""
     posted = 0
     at = timezone.now()
-    for reference, currency, batch, gross, fee, net, count in _journals(tally):
-        legs = settlement_lines(psp=run.psp, currency=currency, gross=gross, fee=fee, net=net)
+    for reference, currency, batch, gross, _fee, net, count in _journals(tally):
+        legs = settlement_lines(psp=run.psp, currency=currency, gross=gross, net=net)
         if not legs:
             continue
         ledger_services.journal_post(

@@ -177,7 +177,7 @@ def _settle(*, psp: str, line_ids: list[int]) -> tuple[int, int]:
         journal = ""
         if line.outcome in POSTED_OUTCOMES:
             journal = line.journal_reference
-            legs = settlement_lines(psp=psp, currency=line.currency, gross=line.gross, fee=line.fee, net=line.net)
+            legs = settlement_lines(psp=psp, currency=line.currency, gross=line.gross, net=line.net)
             if legs:
                 ledger_services.journal_post(
                     reference=journal, lines=legs, occurred_at=at, kind=JournalKind.SETTLEMENT,

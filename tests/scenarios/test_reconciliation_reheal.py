@@ -346,3 +346,30 @@ def test_the_beat_runs_the_late_heal_hourly(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["reconciliation-reheal"]
     assert entry["task"] == "reconciliation.tasks.reconcile_reheal_task"
     assert entry["schedule"] == settings.RECONCILIATION_REHEAL_INTERVAL_SECONDS == 3600.0
+
+
+def test_a_late_healed_line_whose_net_is_not_gross_less_fee_posts_the_money_that_moved(env, psp_webhooks, tmp_path):
+    """The PSP paid out one cent less than its line's gross - fee: once healed, the line is a fee
+    difference and its settlement books the net that arrived (the fee as gross - net), balanced."""
+    payment_id, attempt_id, _ = _lost_capture(env, psp_webhooks)
+    lines = _report("beta").split("\r\n")
+    [i] = [n for n, line in enumerate(lines) if attempt_id in line]
+    cols = lines[i].split(";")
+    net = round(float(cols[10]) * 100) - 1
+    cols[10] = f"{net // 100}.{net % 100:02d}"
+    lines[i] = ";".join(cols)
+    with _down(env, "beta"):
+        got = _reconcile(tmp_path, "beta", "\r\n".join(lines), "day")
+    assert got["discrepancies"] == {**ZERO, "missing_in_payera": 1}
+    missing = Discrepancy.objects.get()
+    assert _heal() == {"lines": 1, "asked": 1, "healed": 1, "reclassified": 0, "still_open": 0}  # posted
+    line = StatementLine.objects.get(psp="beta")
+    assert (line.outcome, line.net) == ("fee_mismatch", net)
+    journal = Journal.objects.get(reference=line.journal_reference)
+    legs = {e.account.code: e.amount for e in journal.entries.select_related("account")}
+    assert legs == {"bank_cash": net, "psp_fee_expense": AMOUNT - net, "psp_receivable:beta": -AMOUNT}
+    new = Discrepancy.objects.exclude(pk=missing.pk).get()
+    assert (new.kind, new.status) == ("fee_mismatch", "open")
+    assert env.get(payment_id)["status"] == "succeeded"
+    _ties_out("beta", 0)
+    _ledger_verify_clean()

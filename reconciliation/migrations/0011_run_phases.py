@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reconciliation', '0008_line_kind_reversal'),
+        ('reconciliation', '0010_payout_bank_file_permission'),
     ]
 
     operations = [
