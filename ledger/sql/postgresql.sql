@@ -100,7 +100,9 @@ ALTER TABLE ledger_entry DROP CONSTRAINT IF EXISTS ledger_entry_version_gte_1;
 
 -- 3. Journals and entries are append-only: no UPDATE, DELETE or TRUNCATE.
 --    (A superuser may TRUNCATE, as the test runner's flush does; a superuser can bypass any
---    trigger anyway. The application must connect as an ordinary role.)
+--    trigger anyway, and an owner can disable them: the application connects as a runtime role
+--    that is neither, with no TRUNCATE/UPDATE/DELETE privilege here: manage.py db_grant_app_role,
+--    checked by ledger/checks.py, docs/decisions/database-roles.md.)
 CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
