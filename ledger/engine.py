@@ -572,6 +572,9 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                     status = PostStatus.PENDING_ALREADY_RESOLVED if item.pending_id else PostStatus.ALREADY_REVERSED
                 else:
                     try:
+                        # created_at: the database's default at this INSERT, i.e. after the account
+                        # locks above (as the SQL functions' clock_timestamp()): per account, time
+                        # order = version order (account_balance_at)
                         with transaction.atomic():
                             journal = Journal.objects.create(
                                 reference=item.reference,
