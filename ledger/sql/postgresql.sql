@@ -275,6 +275,8 @@ DECLARE
     failed integer := 0;
     p_phase smallint; p_expires timestamptz;
     v_nshards integer[] := '{}';
+    p_cap bigint[];               -- a post: what the pending journal reserved per account of the call
+    p_got bigint[];               -- and what the post's lines move there
 BEGIN
     r_status := array_fill(NULL::text, ARRAY[n_j]);
     r_journal := array_fill(NULL::bigint, ARRAY[n_j]);
@@ -382,7 +384,16 @@ BEGIN
                 st := 'pending_expired';
             ELSE
                 -- Release the reservation (not tracked on hot accounts).
-                FOR rec IN SELECT account_id, amount FROM ledger_entry WHERE journal_id = j_pending[j] LOOP
+                IF j_phase[j] = 2 THEN
+                    p_cap := array_fill(0::bigint, ARRAY[n_acc]); p_got := p_cap;
+                END IF;
+                FOR rec IN SELECT e.account_id, e.amount, coalesce(ac.parent_id, ac.id) AS logical_id
+                             FROM ledger_entry e JOIN ledger_account ac ON ac.id = e.account_id
+                            WHERE e.journal_id = j_pending[j] LOOP
+                    IF j_phase[j] = 2 THEN  -- reserved per logical account (a hot account's shards together)
+                        a := array_position(acc_id, rec.logical_id);
+                        IF a IS NOT NULL THEN p_cap[a] := p_cap[a] + rec.amount; END IF;
+                    END IF;
                     a := NULL;
                     FOR k IN 1..n_acc LOOP
                         IF lk_id[k] = rec.account_id THEN a := k; EXIT; END IF;
@@ -404,6 +415,20 @@ BEGIN
                     IF rec.amount > 0 THEN s_dp[a] := s_dp[a] - rec.amount;
                     ELSE s_cp[a] := s_cp[a] + rec.amount; END IF;
                 END LOOP;
+                IF j_phase[j] = 2 THEN
+                    -- No more than reserved (TigerBeetle's exceeds_pending_transfer_amount): each
+                    -- account the post moves was reserved on, in the same direction, at least as much.
+                    FOR k IN ls..le LOOP
+                        p_got[l_account[k]] := p_got[l_account[k]] + l_amount[k];
+                    END LOOP;
+                    FOR k IN ls..le LOOP
+                        a := l_account[k];
+                        IF p_cap[a] = 0 OR sign(p_got[a]) <> sign(p_cap[a]) OR abs(p_got[a]) > abs(p_cap[a]) THEN
+                            st := 'exceeds_pending_amount';
+                            EXIT;
+                        END IF;
+                    END LOOP;
+                END IF;
             END IF;
         END IF;
         IF st = 'created' THEN
