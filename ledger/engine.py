@@ -528,9 +528,14 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                 ):
                     status = PostStatus.PENDING_EXPIRED
                 else:
-                    for account_id, amount in Entry.objects.filter(journal_id=item.pending_id).values_list(
-                        "account_id", "amount"
-                    ):
+                    key_of = {acc.id: key for key, acc in logical.items()}
+                    reserved: dict[AccountKey, int] = {}
+                    for account_id, parent_id, amount in Entry.objects.filter(
+                        journal_id=item.pending_id
+                    ).values_list("account_id", "account__parent_id", "amount"):
+                        logical_key = key_of.get(parent_id or account_id)
+                        if logical_key is not None:
+                            reserved[logical_key] = reserved.get(logical_key, 0) + amount
                         key = by_row_id.get(account_id)
                         if key is None or rows[key].hot:
                             continue  # a hot shard: pending amounts are not tracked there
@@ -538,6 +543,8 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                             state[key][1] -= amount
                         else:
                             state[key][2] += amount
+                    if item.phase == JournalPhase.POST_PENDING and _exceeds_pending(item, reserved):
+                        status = PostStatus.EXCEEDS_PENDING_AMOUNT
             if status is PostStatus.CREATED:
                 pend = item.phase == JournalPhase.PENDING
                 for line in item.lines:
@@ -572,6 +579,9 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                     status = PostStatus.PENDING_ALREADY_RESOLVED if item.pending_id else PostStatus.ALREADY_REVERSED
                 else:
                     try:
+                        # created_at: the database's default at this INSERT, i.e. after the account
+                        # locks above (as the SQL functions' clock_timestamp()): per account, time
+                        # order = version order (account_balance_at)
                         with transaction.atomic():
                             journal = Journal.objects.create(
                                 reference=item.reference,
@@ -634,6 +644,19 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
         r if r is not None else PostResult(n, PostStatus.LINKED_EVENT_FAILED, None, items[n].reference)
         for n, r in enumerate(results)
     ]
+
+
+def _exceeds_pending(item: Item, reserved: dict[AccountKey, int]) -> bool:
+    """Whether a post moves more than its pending journal reserved: on an account it reserved
+    nothing on, in the other direction, or more (ledger_post_batch's same rule)."""
+    got: dict[AccountKey, int] = {}
+    for line in item.lines:
+        got[line.account] = got.get(line.account, 0) + line.amount
+    for key, amount in got.items():
+        cap = reserved.get(key, 0)
+        if cap == 0 or amount == 0 or (amount > 0) != (cap > 0) or abs(amount) > abs(cap):
+            return True
+    return False
 
 
 def _same(existing, item: Item, ids: dict[AccountKey, int]) -> bool:

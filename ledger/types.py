@@ -60,6 +60,7 @@ class PostStatus(enum.StrEnum):
     NOT_PENDING = "not_pending"  # the journal to post or void is not a pending journal
     PENDING_EXPIRED = "pending_expired"
     PENDING_ALREADY_RESOLVED = "pending_already_resolved"
+    EXCEEDS_PENDING_AMOUNT = "exceeds_pending_amount"  # a post moves more than reserved (or elsewhere)
     ALREADY_REVERSED = "already_reversed"
     LINKED_EVENT_FAILED = "linked_event_failed"  # another journal of an atomic batch failed
 

@@ -8,8 +8,9 @@ from rest_framework.test import APIClient
 from tests.merchants.factories import MerchantFactory, make_api_key
 
 # Sandbox PSP processes (session), their webhook receiver and settings that point at them.
-# The secret-leak scan of all log output of the session (tests/plugins/leakscan.py).
-pytest_plugins = ["tests.psp_adapters.sandbox_fixtures", "tests.plugins.leakscan"]
+# The secret-leak scan of all log output of the session (tests/plugins/leakscan.py). A runtime
+# database role (tests/fixtures/db_roles.py).
+pytest_plugins = ["tests.psp_adapters.sandbox_fixtures", "tests.plugins.leakscan", "tests.fixtures.db_roles"]
 
 
 @pytest.fixture(autouse=True)

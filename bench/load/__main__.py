@@ -31,6 +31,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from bench.load import infra
 from bench.load.driver import Driver, Merchant
@@ -123,6 +124,12 @@ class Run:
         self.chaos(CHAOS if not self.opts.no_chaos else {})
         log("PostgreSQL, redis and the sandboxes are up; migrating")
         self.manage("migrate", "-v0")
+        # as in production (docs/deploy.md, "Database roles"): migrations as the owner, everything else
+        # as a runtime role that owns nothing (production processes refuse to start as a superuser)
+        with psycopg.connect(self.pg.url, autocommit=True) as conn:
+            conn.execute("CREATE ROLE payera_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        self.manage("db_grant_app_role", "payera_app")
+        self.env["DATABASE_URL"] = self.pg.url.replace("://postgres@", "://payera_app@")
         log("migrated")
         # gunicorn and the workers boot while the merchants are created
         self.procs["gunicorn"] = infra.start_gunicorn(self.port, self.env, self.logs, workers=self.opts.web_workers)

@@ -100,7 +100,9 @@ ALTER TABLE ledger_entry DROP CONSTRAINT IF EXISTS ledger_entry_version_gte_1;
 
 -- 3. Journals and entries are append-only: no UPDATE, DELETE or TRUNCATE.
 --    (A superuser may TRUNCATE, as the test runner's flush does; a superuser can bypass any
---    trigger anyway. The application must connect as an ordinary role.)
+--    trigger anyway, and an owner can disable them: the application connects as a runtime role
+--    that is neither, with no TRUNCATE/UPDATE/DELETE privilege here: manage.py db_grant_app_role,
+--    checked by ledger/checks.py, docs/decisions/database-roles.md.)
 CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
@@ -273,6 +275,8 @@ DECLARE
     failed integer := 0;
     p_phase smallint; p_expires timestamptz;
     v_nshards integer[] := '{}';
+    p_cap bigint[];               -- a post: what the pending journal reserved per account of the call
+    p_got bigint[];               -- and what the post's lines move there
 BEGIN
     r_status := array_fill(NULL::text, ARRAY[n_j]);
     r_journal := array_fill(NULL::bigint, ARRAY[n_j]);
@@ -380,7 +384,16 @@ BEGIN
                 st := 'pending_expired';
             ELSE
                 -- Release the reservation (not tracked on hot accounts).
-                FOR rec IN SELECT account_id, amount FROM ledger_entry WHERE journal_id = j_pending[j] LOOP
+                IF j_phase[j] = 2 THEN
+                    p_cap := array_fill(0::bigint, ARRAY[n_acc]); p_got := p_cap;
+                END IF;
+                FOR rec IN SELECT e.account_id, e.amount, coalesce(ac.parent_id, ac.id) AS logical_id
+                             FROM ledger_entry e JOIN ledger_account ac ON ac.id = e.account_id
+                            WHERE e.journal_id = j_pending[j] LOOP
+                    IF j_phase[j] = 2 THEN  -- reserved per logical account (a hot account's shards together)
+                        a := array_position(acc_id, rec.logical_id);
+                        IF a IS NOT NULL THEN p_cap[a] := p_cap[a] + rec.amount; END IF;
+                    END IF;
                     a := NULL;
                     FOR k IN 1..n_acc LOOP
                         IF lk_id[k] = rec.account_id THEN a := k; EXIT; END IF;
@@ -402,6 +415,20 @@ BEGIN
                     IF rec.amount > 0 THEN s_dp[a] := s_dp[a] - rec.amount;
                     ELSE s_cp[a] := s_cp[a] + rec.amount; END IF;
                 END LOOP;
+                IF j_phase[j] = 2 THEN
+                    -- No more than reserved (TigerBeetle's exceeds_pending_transfer_amount): each
+                    -- account the post moves was reserved on, in the same direction, at least as much.
+                    FOR k IN ls..le LOOP
+                        p_got[l_account[k]] := p_got[l_account[k]] + l_amount[k];
+                    END LOOP;
+                    FOR k IN ls..le LOOP
+                        a := l_account[k];
+                        IF p_cap[a] = 0 OR sign(p_got[a]) <> sign(p_cap[a]) OR abs(p_got[a]) > abs(p_cap[a]) THEN
+                            st := 'exceeds_pending_amount';
+                            EXIT;
+                        END IF;
+                    END LOOP;
+                END IF;
             END IF;
         END IF;
         IF st = 'created' THEN
@@ -454,10 +481,11 @@ BEGIN
                 IF j_reverses[j] IS NOT NULL THEN b_reverses := b_reverses || j_reverses[j]; END IF;
             END IF;
         ELSIF st = 'created' THEN
+            -- created_at after the locks (see ledger_post_one)
             INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, reverses_id,
-                                        pending_id, expires_at)
+                                        pending_id, expires_at, created_at)
             VALUES (j_reference[j], j_kind[j], j_phase[j], j_memo[j], j_metadata[j], j_occurred[j],
-                    j_reverses[j], j_pending[j], j_expires[j])
+                    j_reverses[j], j_pending[j], j_expires[j], clock_timestamp())
             ON CONFLICT DO NOTHING RETURNING id INTO jid;
             IF jid IS NULL THEN
                 st := 'duplicate';
@@ -550,9 +578,11 @@ BEGIN
     END IF;
 
     IF c_n > 0 THEN
+        -- created_at after the locks (see ledger_post_one), one value for the whole batch (its
+        -- journals follow each other on an account: a per-row clock in join order might not)
         INSERT INTO ledger_journal (id, reference, kind, phase, memo, metadata, occurred_at, reverses_id,
-                                    pending_id, expires_at)
-        SELECT c.id, u.ref, u.kind, u.phase, u.memo, u.md, u.occ, u.rev, u.pend, u.exp
+                                    pending_id, expires_at, created_at)
+        SELECT c.id, u.ref, u.kind, u.phase, u.memo, u.md, u.occ, u.rev, u.pend, u.exp, (SELECT clock_timestamp())
           FROM unnest(c_idx, c_id) AS c(j, id)
           JOIN unnest(j_reference, j_kind, j_phase, j_memo, j_metadata, j_occurred, j_reverses, j_pending, j_expires)
                WITH ORDINALITY AS u(ref, kind, phase, memo, md, occ, rev, pend, exp, ord) ON u.ord = c.j
@@ -734,8 +764,12 @@ BEGIN
         END IF;
     END IF;
     IF r_status = 'created' THEN
-        INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, reverses_id, expires_at)
-        VALUES (p_reference, p_kind, p_phase, p_memo, p_metadata, p_occurred, p_reverses, p_expires)
+        -- created_at: the clock now, after the account locks (not the statement's start, before
+        -- them): on every account the journals' created_at follow its versions, so
+        -- account_balance_at() is right under contention (#4 audit finding 8)
+        INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, reverses_id, expires_at,
+                                    created_at)
+        VALUES (p_reference, p_kind, p_phase, p_memo, p_metadata, p_occurred, p_reverses, p_expires, clock_timestamp())
         ON CONFLICT DO NOTHING RETURNING id INTO r_journal;
         IF r_journal IS NOT NULL THEN
             INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)

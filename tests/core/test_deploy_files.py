@@ -57,3 +57,25 @@ def test_every_web_process_runs_gunicorn_with_the_one_settings_file(monkeypatch)
     monkeypatch.setenv("WEB_THREADS", "16")
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert (conf["workers"], conf["threads"]) == (3, 16)
+
+
+def test_compose_migrates_as_the_owner_and_serves_as_the_runtime_role():
+    """docs/deploy.md "Database roles": the init script makes an owner and a runtime role (neither a
+    superuser); migrate connects as the owner and grants; everything else as the runtime role."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    for name in ("web", "worker", "scheduler"):
+        assert "//payera_app:" in services[name]["environment"]["DATABASE_URL"], name
+    migrate = services["migrate"]
+    assert "//payera_owner:" in migrate["environment"]["DATABASE_URL"]
+    command = " ".join(migrate["command"])
+    assert "manage.py migrate" in command and "manage.py db_grant_app_role payera_app" in command
+    assert services["web"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    postgres = services["postgres"]
+    assert "./scripts/postgres-init:/docker-entrypoint-initdb.d:ro" in postgres["volumes"]
+    init = (ROOT / "scripts" / "postgres-init" / "10-payera-roles.sh").read_text()
+    assert "CREATE ROLE payera_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in init
+    assert "CREATE ROLE payera_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in init
+    assert "ALTER DATABASE :\"db\" OWNER TO payera_owner" in init

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.db import connection
+
+from tests.fixtures.db_roles import role_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,10 +40,19 @@ def manage(*args, env) -> subprocess.CompletedProcess:
     )
 
 
-def test_check_deploy_is_clean_with_documented_production_variables():
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
+def test_check_deploy_is_clean_with_documented_production_variables(runtime_role):
+    # as documented: the runtime database role (docs/deploy.md, "Database roles")
+    env = production_env(DATABASE_URL=role_database_url(runtime_role))
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_refuses_a_superuser_database_role(transactional_db):
+    result = manage("check", "--deploy", "--fail-level", "ERROR", env=production_env(DATABASE_URL=role_database_url(
+        connection.settings_dict["USER"])))
+    assert result.returncode != 0
+    assert "ledger.E101" in result.stderr and "superuser" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,10 @@ try:
 except DatabaseError:
     pass
 
+from tests.ledger.pending_amount_check import check_a_post_moves_no_more_than_reserved  # noqa: E402
+
+check_a_post_moves_no_more_than_reserved()
+
 report = ledger_verify()
 assert report.ok, report.problems
 Account.objects.filter(id=account.id).update(balance=-21)

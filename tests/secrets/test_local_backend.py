@@ -166,8 +166,9 @@ class TestSystemChecks:
         assert {e.id for e in check_secrets_backend()} == {"payera.secrets.E002", "payera.secrets.E003"}
 
 
-def test_documented_production_setup_passes_check_deploy_and_local_without_key_fails():
-    """docs/deploy.md: production runs SECRETS_BACKEND=vault; local without LOCAL_MASTER_KEYS is refused."""
+def test_documented_production_setup_passes_check_deploy_and_local_without_key_fails(runtime_role):
+    """docs/deploy.md: production runs SECRETS_BACKEND=vault (and the runtime database role); local without
+    LOCAL_MASTER_KEYS is refused."""
     import os
     import secrets as pysecrets
     import subprocess
@@ -175,8 +176,11 @@ def test_documented_production_setup_passes_check_deploy_and_local_without_key_f
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
+    from tests.fixtures.db_roles import role_database_url
+
     env = dict(os.environ, DJANGO_ENV="production", SECRET_KEY=pysecrets.token_urlsafe(64),
-               ALLOWED_HOSTS="pay.example.com", DJANGO_SETTINGS_MODULE="payera.settings.base")
+               ALLOWED_HOSTS="pay.example.com", DJANGO_SETTINGS_MODULE="payera.settings.base",
+               DATABASE_URL=role_database_url(runtime_role))
     env.pop("DEBUG", None)
     vault = dict(env, SECRETS_BACKEND="vault", VAULT_ADDR="https://vault.internal:8200", VAULT_ROLE_ID="r",
                  VAULT_SECRET_ID="s")
