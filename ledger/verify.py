@@ -182,4 +182,6 @@ def ledger_verify(*, limit: int | None = 100, checks: tuple[str, ...] | None = N
             " (SELECT count(*) FROM ledger_account)"
         )
         report.entries, report.journals, report.accounts = cursor.fetchone()
+        if outer:  # in the caller's transaction (ledger_rebuild): undo the SET LOCALs, nothing else was done
+            transaction.set_rollback(True)
     return report

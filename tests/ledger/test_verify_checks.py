@@ -293,3 +293,14 @@ def test_the_runbooks_correction_of_a_breach(owner, now, wallet, capsys):
     assert ledger_verify().ok, ledger_verify().problems
     account.refresh_from_db()
     assert (account.balance, account.status, account.debits_must_not_exceed_credits) == (-500, "active", True)
+
+
+@pytest.mark.django_db
+def test_verify_inside_a_transaction_leaves_its_settings_behind(owner, now, wallet):
+    # ledger_rebuild runs it under its locks: the rebuild's UPDATE keeps the planner's index scans
+    assert ledger_verify().ok
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW enable_indexscan")
+        assert cursor.fetchone()[0] == "on"
+        cursor.execute("SHOW work_mem")
+        assert cursor.fetchone()[0] != "256MB"
