@@ -71,6 +71,9 @@ class Account(models.Model):
             models.CheckConstraint(
                 condition=Q(debits_pending__gte=0) & Q(credits_pending__gte=0), name="ledger_account_pending_gte_0"
             ),
+            # On PostgreSQL a row trigger on INSERT and UPDATE OF status instead (migration 0008), like
+            # currency_iso and hot_unlimited: a CHECK is evaluated by every projection UPDATE.
+            models.CheckConstraint(condition=Q(status__in=AccountStatus.values), name="ledger_account_status_valid"),
             # The balance limits, checked by the database on every projection update (under the row lock).
             models.CheckConstraint(
                 condition=Q(debits_must_not_exceed_credits=False) | Q(balance__lte=0 - models.F("debits_pending")),

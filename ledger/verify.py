@@ -1,7 +1,8 @@
 """Set-based replay of the whole ledger (read-only): what `manage.py ledger_verify` runs.
 
-Each check is one SQL statement over every entry, portable between PostgreSQL and SQLite
-(window functions), returning the offending ids.
+Each statement is one SQL query over every entry, portable between PostgreSQL and SQLite
+(window functions). A statement answers one check or several that share their pass over the
+entries: it returns (check number, offending id) rows, at most `limit` per check.
 """
 
 from __future__ import annotations
@@ -10,62 +11,134 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
-_P = "1"  # JournalPhase.PENDING
+# The first `limit` offending ids of each check k of a statement's `bad` rows (k, id).
+_FIRST = """
+    SELECT k, id FROM (SELECT k, id, row_number() OVER (PARTITION BY k ORDER BY id) AS rn FROM bad) t
+     WHERE rn <= %(limit)s"""
 
-CHECKS: dict[str, str] = {
+# (names of the checks, the statement defining `bad`): rows (index into names, id).
+STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
     # Σ amount = 0 per journal and currency.
-    "unbalanced_journals": """
-        SELECT DISTINCT journal_id FROM ledger_entry
-         GROUP BY journal_id, currency HAVING sum(amount) <> 0 ORDER BY 1 LIMIT %(limit)s""",
+    (
+        ("unbalanced_journals",),
+        """
+        WITH bad AS MATERIALIZED (
+            SELECT DISTINCT 0 AS k, journal_id AS id FROM ledger_entry
+             GROUP BY journal_id, currency HAVING sum(amount) <> 0
+        )""",
+    ),
     # Per account: versions 1..n without gaps, and each balance_after equals the running sum.
     # (By induction: version n is the n-th entry, and each balance_after is the previous one plus
     # this entry's posted amount -- the running sum, in bigint arithmetic.)
-    "entries_replay_mismatch": """
+    (
+        ("entries_replay_mismatch",),
+        """
         WITH bad AS MATERIALIZED (
-            SELECT id FROM (
+            SELECT 0 AS k, id FROM (
                 SELECT id, version, balance_after, is_pending, amount,
                        row_number() OVER w AS rn,
                        coalesce(lag(balance_after) OVER w, 0) AS previous
                   FROM ledger_entry
                 WINDOW w AS (PARTITION BY account_id ORDER BY version)
             ) t WHERE version <> rn OR balance_after <> previous + CASE WHEN is_pending THEN 0 ELSE amount END
-        ) SELECT id FROM bad ORDER BY id LIMIT %(limit)s""",
-    # Per account: the projection equals the replay of its entries (and of its open pendings).
-    "projection_mismatch": """
-        SELECT a.id FROM ledger_account a
-          LEFT JOIN (SELECT account_id,
-                            sum(CASE WHEN is_pending THEN 0 ELSE amount END) AS bal,
-                            count(*) AS n
-                       FROM ledger_entry GROUP BY account_id) e ON e.account_id = a.id
-          LEFT JOIN (SELECT e.account_id,
-                            sum(CASE WHEN e.amount > 0 THEN e.amount ELSE 0 END) AS dp,
-                            sum(CASE WHEN e.amount < 0 THEN -e.amount ELSE 0 END) AS cp
-                       FROM ledger_entry e JOIN ledger_journal j ON j.id = e.journal_id
-                      WHERE j.phase = 1
-                        AND NOT EXISTS (SELECT 1 FROM ledger_journal r WHERE r.pending_id = j.id)
-                      GROUP BY e.account_id) p ON p.account_id = a.id
-         WHERE a.balance <> coalesce(e.bal, 0)
-            OR a.version <> coalesce(e.n, 0)
-            OR a.debits_pending <> CASE WHEN a.hot THEN 0 ELSE coalesce(p.dp, 0) END
-            OR a.credits_pending <> CASE WHEN a.hot THEN 0 ELSE coalesce(p.cp, 0) END
-         ORDER BY a.id LIMIT %(limit)s""",
-    # No limited account beyond its limit.
-    "limit_breaches": """
-        SELECT id FROM ledger_account
-         WHERE (debits_must_not_exceed_credits AND balance + debits_pending > 0)
-            OR (credits_must_not_exceed_debits AND credits_pending - balance > 0)
-         ORDER BY id LIMIT %(limit)s""",
-    # Entries of pending journals are pending entries and only those; currency is the account's;
-    # a hot account's entries live on its shards.
-    # (A materialized CTE: ORDER BY id LIMIT n must not turn the whole-table join into nested loops.)
-    "entry_shape_mismatch": """
+        )""",
+    ),
+    # Per account, from one replay of its entries and open pendings (pending journals without a
+    # resolution): the projection equals the replay (projection_mismatch); no limited account is
+    # beyond its limit in the replay (limit_breaches) -- posted sum plus open pending amounts, per
+    # the account's flags. (The projection itself cannot breach: its CHECK constraints refuse it.)
+    (
+        ("projection_mismatch", "limit_breaches"),
+        """
+        WITH posted AS MATERIALIZED (
+            SELECT account_id, sum(CASE WHEN is_pending THEN 0 ELSE amount END) AS bal, count(*) AS n
+              FROM ledger_entry GROUP BY account_id
+        ), reserved AS MATERIALIZED (
+            SELECT e.account_id,
+                   sum(CASE WHEN e.amount > 0 THEN e.amount ELSE 0 END) AS dp,
+                   sum(CASE WHEN e.amount < 0 THEN -e.amount ELSE 0 END) AS cp
+              FROM ledger_entry e JOIN ledger_journal j ON j.id = e.journal_id
+             WHERE j.phase = 1
+               AND NOT EXISTS (SELECT 1 FROM ledger_journal r WHERE r.pending_id = j.id)
+             GROUP BY e.account_id
+        ), replay AS MATERIALIZED (
+            SELECT a.id, a.hot, a.balance, a.version, a.debits_pending, a.credits_pending,
+                   a.debits_must_not_exceed_credits AS dmnec, a.credits_must_not_exceed_debits AS cmned,
+                   coalesce(e.bal, 0) AS bal, coalesce(e.n, 0) AS n,
+                   coalesce(p.dp, 0) AS dp, coalesce(p.cp, 0) AS cp
+              FROM ledger_account a
+              LEFT JOIN posted e ON e.account_id = a.id
+              LEFT JOIN reserved p ON p.account_id = a.id
+        ), bad AS MATERIALIZED (
+            SELECT 0 AS k, id FROM replay
+             WHERE balance <> bal OR version <> n
+                OR debits_pending <> CASE WHEN hot THEN 0 ELSE dp END
+                OR credits_pending <> CASE WHEN hot THEN 0 ELSE cp END
+            UNION ALL
+            SELECT 1, id FROM replay WHERE (dmnec AND bal + dp > 0) OR (cmned AND cp - bal > 0)
+        )""",
+    ),
+    # One pass over journals and their entries. Entries of pending journals are pending entries
+    # and only those; a void has no entries; currency is the account's; a hot account's entries
+    # live on its shards (entry_shape_mismatch). Every journal but a void has entries
+    # (journals_without_entries) -- at least two: amounts are never 0, and a journal with one entry
+    # does not balance (unbalanced_journals).
+    # (A materialized CTE: the whole-table join must not turn into nested loops.)
+    (
+        ("entry_shape_mismatch", "journals_without_entries"),
+        """
         WITH bad AS MATERIALIZED (
-            SELECT e.id FROM ledger_entry e
-              JOIN ledger_journal j ON j.id = e.journal_id
-              JOIN ledger_account a ON a.id = e.account_id
-             WHERE e.is_pending <> (j.phase = 1) OR e.currency <> a.currency OR (a.hot AND a.parent_id IS NULL)
-        ) SELECT id FROM bad ORDER BY id LIMIT %(limit)s""",
-}
+            SELECT CASE WHEN e.id IS NULL THEN 1 ELSE 0 END AS k, coalesce(e.id, j.id) AS id
+              FROM ledger_journal j
+              LEFT JOIN ledger_entry e ON e.journal_id = j.id
+              LEFT JOIN ledger_account a ON a.id = e.account_id
+             WHERE (e.id IS NULL AND j.phase <> 3)
+                OR (e.id IS NOT NULL
+                    AND (e.is_pending <> (j.phase = 1) OR j.phase = 3 OR e.currency <> a.currency
+                         OR (a.hot AND a.parent_id IS NULL)))
+        )""",
+    ),
+    # A post or void resolves a pending journal (phase 1), and only posts and voids resolve one
+    # (the CHECK ledger_journal_pending_link refuses a pending_id on any other phase).
+    (
+        ("resolution_mismatch",),
+        """
+        WITH bad AS MATERIALIZED (
+            SELECT 0 AS k, r.id FROM ledger_journal r
+             WHERE r.phase IN (2, 3)
+               AND NOT EXISTS (SELECT 1 FROM ledger_journal p WHERE p.id = r.pending_id AND p.phase = 1)
+        )""",
+    ),
+    # A reversal is posted (phase 0), reverses a posted journal or the post of a pending one, and
+    # its entries mirror the original's: the same (logical account, -amount) lines, a hot account's
+    # shards counting as the account. Each entry of a reversal or of a reversed journal counts
+    # +1 / -1 on (reversal, logical account, amount as the reversal carries it): all must cancel.
+    (
+        ("reversal_mismatch",),
+        """
+        WITH rev AS MATERIALIZED (
+            SELECT r.id, r.reverses_id, r.phase, o.phase AS original_phase
+              FROM ledger_journal r LEFT JOIN ledger_journal o ON o.id = r.reverses_id
+             WHERE r.reverses_id IS NOT NULL
+        ), side AS MATERIALIZED (
+            SELECT id AS journal_id, id AS reversal_id, 1 AS sign FROM rev
+            UNION ALL
+            SELECT reverses_id, id, -1 FROM rev
+        ), legs AS MATERIALIZED (
+            SELECT e.journal_id, coalesce(a.parent_id, a.id) AS account, e.amount
+              FROM ledger_entry e JOIN ledger_account a ON a.id = e.account_id
+             WHERE e.journal_id IN (SELECT journal_id FROM side)
+        ), bad AS MATERIALIZED (
+            SELECT 0 AS k, id FROM rev WHERE phase <> 0 OR original_phase IS NULL OR original_phase NOT IN (0, 2)
+            UNION
+            SELECT 0, s.reversal_id FROM side s JOIN legs l ON l.journal_id = s.journal_id
+             GROUP BY s.reversal_id, l.account, l.amount * s.sign
+            HAVING sum(s.sign) <> 0
+        )""",
+    ),
+)
+
+CHECKS: tuple[str, ...] = tuple(name for names, _ in STATEMENTS for name in names)
 
 
 @dataclass
@@ -80,9 +153,9 @@ class VerifyReport:
         return not any(self.problems.values())
 
 
-def ledger_verify(*, limit: int = 100, checks: tuple[str, ...] | None = None) -> VerifyReport:
+def ledger_verify(*, limit: int | None = 100, checks: tuple[str, ...] | None = None) -> VerifyReport:
     """Run the checks (read-only; one snapshot on PostgreSQL, with sort/hash memory for whole-table
-    scans instead of spilling to disk)."""
+    scans instead of spilling to disk). `limit`: offending ids listed per check (None: all)."""
     report = VerifyReport()
     outer = connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
@@ -92,16 +165,23 @@ def ledger_verify(*, limit: int = 100, checks: tuple[str, ...] | None = None) ->
             cursor.execute("SET LOCAL work_mem = '256MB'")
             # whole-table passes: sequential scans and in-memory sorts beat index order here
             cursor.execute("SET LOCAL enable_indexscan = off")
-        for name, sql in CHECKS.items():
-            if checks and name not in checks:
+        for names, sql in STATEMENTS:
+            if checks and not set(names) & set(checks):
                 continue
             if connection.vendor == "sqlite":
-                sql = sql.replace("a.hot THEN", "a.hot = 1 THEN")
-            cursor.execute(sql, {"limit": limit})
-            report.problems[name] = [row[0] for row in cursor.fetchall()]
+                sql = sql.replace(" hot THEN", " hot = 1 THEN")
+            cursor.execute(sql + _FIRST, {"limit": 2**62 if limit is None else limit})  # noqa: S608 (constants)
+            found: dict[str, list[int]] = {name: [] for name in names}
+            for k, id_ in cursor.fetchall():
+                found[names[k]].append(id_)
+            for name in names:
+                if not checks or name in checks:
+                    report.problems[name] = sorted(found[name])
         cursor.execute(
             "SELECT (SELECT count(*) FROM ledger_entry), (SELECT count(*) FROM ledger_journal),"
             " (SELECT count(*) FROM ledger_account)"
         )
         report.entries, report.journals, report.accounts = cursor.fetchone()
+        if outer:  # in the caller's transaction (ledger_rebuild): undo the SET LOCALs, nothing else was done
+            transaction.set_rollback(True)
     return report

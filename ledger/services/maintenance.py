@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import connection, transaction
 
-from ledger.models import Account
+from ledger.models import Account, AccountStatus
+from ledger.verify import ledger_verify
 
 _REBUILD = """
     UPDATE ledger_account SET
@@ -24,10 +27,29 @@ _REBUILD = """
 """
 
 
+@dataclass(frozen=True)
+class RebuildReport:
+    rebuilt: int  # accounts whose projection was recomputed
+    frozen: tuple[int, ...] = ()  # accounts whose replay breaches a limit: not rebuilt, frozen
+
+    @property
+    def ok(self) -> bool:
+        return not self.frozen
+
+
 @transaction.atomic(durable=True)
-def ledger_rebuild() -> int:
-    """Recompute every account's projection from its entries, under lock. Returns rows rebuilt."""
+def ledger_rebuild() -> RebuildReport:
+    """Recompute every account's projection from its entries, under lock.
+
+    An account whose replay breaches its limit (entries written past the posting functions) cannot
+    get that projection (its limit CHECKs refuse it, rightly): it keeps its last projection, is
+    frozen (postings refused) and listed in `frozen`; every other account is rebuilt."""
     list(Account.objects.select_for_update().order_by("id").values_list("id", flat=True))
+    frozen = tuple(ledger_verify(limit=None, checks=("limit_breaches",)).problems["limit_breaches"])
     with connection.cursor() as cursor:
-        cursor.execute(_REBUILD)
-        return cursor.rowcount
+        sql = _REBUILD
+        if frozen:
+            Account.objects.filter(id__in=frozen).update(status=AccountStatus.FROZEN)
+            sql += f" WHERE id NOT IN ({', '.join(['%s'] * len(frozen))})"
+        cursor.execute(sql, frozen or None)
+        return RebuildReport(rebuilt=cursor.rowcount, frozen=frozen)

@@ -101,6 +101,7 @@ for sql in (
     "DELETE FROM ledger_journal",
     "DELETE FROM ledger_account",
     "UPDATE ledger_account SET currency = 'USD'",
+    "UPDATE ledger_account SET status = 'weird'",  # active or frozen (CHECK ledger_account_status_valid)
 ):
     try:
         with transaction.atomic(), connection.cursor() as c:
@@ -128,8 +129,35 @@ report = ledger_verify()
 assert report.ok, report.problems
 Account.objects.filter(id=account.id).update(balance=-21)
 assert ledger_verify().problems["projection_mismatch"] == [account.id]
-services.ledger_rebuild()
+assert services.ledger_rebuild().frozen == ()
 assert ledger_verify().ok
+
+# Raw SQL past the services: a balanced journal that overdraws the limited wallet, one without entries.
+other = Account.objects.get(owner=m, code="merchant_pending", currency="EUR")
+with connection.cursor() as c:
+    c.execute(
+        "INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at)"
+        " VALUES ('raw:overdraw', 'adjustment', 0, '', '{}', '2026-01-01'),"
+        " ('raw:empty', 'adjustment', 0, '', '{}', '2026-01-01')"
+    )
+    c.execute("SELECT id FROM ledger_journal WHERE reference IN ('raw:overdraw', 'raw:empty') ORDER BY reference")
+    (empty,), (overdraw,) = c.fetchall()
+    for acc, amount in ((account, 100_000), (other, -100_000)):
+        acc.refresh_from_db()
+        c.execute(
+            "INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)"
+            " VALUES (%s, %s, 'EUR', %s, %s, %s, 0)",
+            [overdraw, acc.id, amount, acc.balance + amount, acc.version + 1],
+        )
+report = ledger_verify()
+assert report.problems["limit_breaches"] == [account.id], report.problems
+assert report.problems["journals_without_entries"] == [empty], report.problems
+assert report.problems["entries_replay_mismatch"] == [], report.problems
+rebuilt = services.ledger_rebuild()  # everything but the wallet, which is frozen
+assert rebuilt.frozen == (account.id,), rebuilt
+assert ledger_verify().problems["projection_mismatch"] == [account.id]
+account.refresh_from_db()
+assert account.status == "frozen"
 assert Entry.objects.count() > 0
 # Django's flush (the test runner's teardown) may empty the ledger; a raw DELETE may not (above).
 call_command("flush", interactive=False, verbosity=0)

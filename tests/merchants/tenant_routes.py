@@ -193,7 +193,7 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "booking-complete": Owned(create=_booking),
     "booking-cancel": Owned(create=_booking),
     "balance": NotOwned("the caller's own balance: no object ids (owner = the authenticated merchant)"),
-    "balance-transaction-list": NotOwned("the caller's own ledger entries; cursors are checked in the payments tests"),
+    "balance-transaction-list": NotOwned("the caller's own ledger entries; cursors: tests/ledger/test_balance_api.py"),
     "payout-list": Owned(create=_payout),
     "payout-detail": Owned(create=_payout),
 }
