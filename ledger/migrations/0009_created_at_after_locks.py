@@ -19,5 +19,5 @@ def apply(apps, schema_editor):
 
 class Migration(migrations.Migration):
     atomic = True
-    dependencies = [("ledger", "0007_lean_fewer_expressions")]
+    dependencies = [("ledger", "0008_account_status_check")]
     operations = [migrations.RunPython(apply, migrations.RunPython.noop, elidable=False)]

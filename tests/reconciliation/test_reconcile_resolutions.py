@@ -199,7 +199,11 @@ def test_a_report_line_is_written_off_without_money(client, a_day_of_payments):
     assert d.status == "written_off" and d.adjustment_reference == "" and d.receivable_cleared == 0
     assert journals("recon_") == 0
     # an adjustment has nothing to take off a line Payera does not know
-    other = alpha_day(unknown, keep=(1,))  # the same row again: a duplicate
+    def paid_again(i, cols):  # the same row again, in another payout: paid twice, a duplicate
+        unknown(i, cols)
+        cols[2] += "-again"
+
+    other = alpha_day(paid_again, keep=(1,))
     dup = other.discrepancies.get(kind="duplicate")
     with pytest.raises(DiscrepancyMoneyError, match="nothing to take off"):
         discrepancy_resolve(discrepancy_id=dup.pk, user=finance("fin2"), reason="x", adjustment=100)
