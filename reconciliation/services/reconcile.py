@@ -841,34 +841,48 @@ def _post_settlement(run: ReconciliationRun, tally: list[_Group]) -> int:
     return posted
 
 
-def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple[str, list]]:
-    """The INSERT ... SELECT statements that open the run's discrepancies, with their parameters.
-    A duplicate line identical to an earlier run's line of the same payout batch (amounts and
-    currency too) is that report sent again, not money paid twice: it opens none (it still counts
-    as a duplicate; the earlier line, and its discrepancy if it has one, stands for it)."""
+DISCREPANCY_COLUMNS = (
+    "run_id, line_id, kind, psp, merchant_id, reference, object_id, currency, psp_amount, payera_amount,"
+    " difference, status, reason, adjustment_reference, assigned_to, resolved_by, created_at, updated_at"
+)
+
+
+def discrepancies_from_lines_sql(where: str) -> str:
+    """The INSERT ... SELECT that opens a discrepancy for each line (alias s) matching `where` whose
+    outcome is not matched; its parameters: created_at, updated_at, then `where`'s. The import
+    opens a run's (`s.run_id = %s`), the late heal one line's (reheal.py). A duplicate line
+    identical to an earlier run's line of the same payout batch (amounts and currency too) is that
+    report sent again, not money paid twice: it opens none (it still counts as a duplicate; the
+    earlier line, and its discrepancy if it has one, stands for it)."""
     from reconciliation.models import Discrepancy
 
-    t = payments_selectors.settlement_tables()
     lines = StatementLine._meta.db_table
-    dsc = Discrepancy._meta.db_table
-    now = timezone.now()
-    cols = (
-        "run_id, line_id, kind, psp, merchant_id, reference, object_id, currency, psp_amount, payera_amount,"
-        " difference, status, reason, adjustment_reference, assigned_to, resolved_by, created_at, updated_at"
-    )
-    from_lines = f"""
-INSERT INTO {dsc} ({cols})
+    return f"""
+INSERT INTO {Discrepancy._meta.db_table} ({DISCREPANCY_COLUMNS})
 SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference, s.object_id, s.currency, s.gross,
        s.expected_gross,
        CASE WHEN s.outcome = 'fee_mismatch' THEN s.expected_fee - (s.gross - s.net)
             WHEN s.outcome = 'amount_mismatch' THEN s.gross - s.expected_gross
             ELSE s.gross END,
        'open', '', '', '', '', %s, %s
-FROM {lines} s WHERE s.run_id = %s AND s.outcome NOT IN ('', 'matched')
+FROM {lines} s WHERE {where} AND s.outcome NOT IN ('', 'matched')
   AND NOT (s.outcome = 'duplicate' AND EXISTS (
     SELECT 1 FROM {lines} o WHERE o.row_key = s.row_key AND NOT o.duplicate AND o.run_id <> s.run_id
       AND o.payout_batch_id = s.payout_batch_id AND o.currency = s.currency AND o.gross = s.gross
       AND o.fee = s.fee AND o.net = s.net))"""
+
+
+def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple[str, list]]:
+    """The INSERT ... SELECT statements that open the run's discrepancies, with their parameters:
+    its lines' (discrepancies_from_lines_sql), then what the period's report lacks."""
+    from reconciliation.models import Discrepancy
+
+    t = payments_selectors.settlement_tables()
+    lines = StatementLine._meta.db_table
+    dsc = Discrepancy._meta.db_table
+    now = timezone.now()
+    cols = DISCREPANCY_COLUMNS
+    from_lines = discrepancies_from_lines_sql("s.run_id = %s")
     statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id])] if unmatched else []
     if run.period_start and run.period_end:
         # the period's items that no line (of any run) names first, then the attempt of each (by

@@ -52,7 +52,13 @@ from reconciliation.models import (
 )
 from reconciliation.services.discrepancies import discrepancies_settled_resolve
 from reconciliation.services.locks import reconcile_psp_lock
-from reconciliation.services.reconcile import POSTED_OUTCOMES, heal_inquire, rematch_sql, settlement_lines
+from reconciliation.services.reconcile import (
+    POSTED_OUTCOMES,
+    discrepancies_from_lines_sql,
+    heal_inquire,
+    rematch_sql,
+    settlement_lines,
+)
 
 logger = logging.getLogger("payera.reconciliation")
 
@@ -209,20 +215,11 @@ def _settle(*, psp: str, line_ids: list[int]) -> tuple[int, int]:
 
 
 def _open(line: StatementLine, *, at) -> Discrepancy:
-    """The discrepancy the import would have opened for the line's outcome (reconcile.py,
-    `_discrepancies_sql`)."""
-    if line.outcome == ReconOutcome.FEE_MISMATCH:
-        difference = line.expected_fee - line.fee
-    elif line.outcome == ReconOutcome.AMOUNT_MISMATCH:
-        difference = line.gross - (line.expected_gross or 0)
-    else:
-        difference = line.gross
-    return Discrepancy.objects.create(
-        run_id=line.run_id, line=line, kind=line.outcome, psp=line.psp, merchant_id=line.merchant_id or None,
-        reference=line.reference, object_id=line.object_id, currency=line.currency, psp_amount=line.gross,
-        payera_amount=line.expected_gross, difference=difference, status=DiscrepancyStatus.OPEN,
-        created_at=at,
-    )  # fmt: skip
+    """The discrepancy the import would have opened for the line's outcome: by the import's own
+    statement (reconcile.py, `discrepancies_from_lines_sql`), for this line only."""
+    with connection.cursor() as cursor:
+        cursor.execute(discrepancies_from_lines_sql("s.id = %s"), [at, at, line.pk])
+    return Discrepancy.objects.filter(line=line, kind=line.outcome).latest("pk")
 
 
 def _runs_settled(psp: str, settled: dict[str, dict[str, int]], posted: dict[str, int]) -> None:

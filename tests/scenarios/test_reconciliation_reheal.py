@@ -369,7 +369,8 @@ def test_a_late_healed_line_whose_net_is_not_gross_less_fee_posts_the_money_that
     legs = {e.account.code: e.amount for e in journal.entries.select_related("account")}
     assert legs == {"bank_cash": net, "psp_fee_expense": AMOUNT - net, "psp_receivable:beta": -AMOUNT}
     new = Discrepancy.objects.exclude(pk=missing.pk).get()
-    assert (new.kind, new.status) == ("fee_mismatch", "open")
+    # as the import opens it: the agreed fee less what the PSP kept (gross - net)
+    assert (new.kind, new.status, new.difference) == ("fee_mismatch", "open", line.expected_fee - (AMOUNT - net))
     assert env.get(payment_id)["status"] == "succeeded"
     _ties_out("beta", 0)
     _ledger_verify_clean()
