@@ -206,6 +206,17 @@ def _lost(psp_webhooks, attempt_id: str, status: str):
     return psp_webhooks.wait_for(is_it)
 
 
+def _won_unheard(env, psp_webhooks, psp: str, d) -> None:
+    """The network decides dispute `d` won at the PSP; the decision's webhook goes astray, so Payera
+    still has it under review."""
+    _astray(env, psp_webhooks, psp)
+    assert env.sandboxes[psp].close_dispute(d.psp_dispute_id, "won").status_code == 200
+    _lost(psp_webhooks, d.attempt_id, "won")
+    _back(env, psp)
+    d.refresh_from_db()
+    assert d.status == "under_review"
+
+
 def _event_id(hook) -> str:
     body = hook.json()
     return body.get("eventId") or body["id"]
@@ -281,12 +292,7 @@ def test_a_lost_dispute_created_webhook_is_healed_by_the_chargeback_line(env, ps
 def test_a_lost_won_webhook_is_healed_by_the_reversal_line(env, psp_webhooks, tmp_path, psp):
     d = _disputed(env, psp)
     env.post(f"/v1/disputes/{d.id}/evidence", {"text": "Signed delivery receipt attached."})
-    _astray(env, psp_webhooks, psp)
-    assert env.sandboxes[psp].close_dispute(d.psp_dispute_id, "won").status_code == 200
-    _lost(psp_webhooks, d.attempt_id, "won")
-    _back(env, psp)
-    d.refresh_from_db()
-    assert d.status == "under_review"
+    _won_unheard(env, psp_webhooks, psp, d)
     _ties_out(psp, 0)  # captured and charged back: Payera does not know the decision
     opened = _dispute_journals(d)
     got = _reconcile(tmp_path, psp, _report(psp), "day")

@@ -32,12 +32,12 @@ from tests.scenarios.test_reconciliation_disputes import (
     _decided,
     _disputed,
     _event_id,
-    _lost,
     _reconcile,
     _report,
     _resent,
     _ties_out,
     _with_unknown_dispute_lines,
+    _won_unheard,
 )
 
 pytestmark = [pytest.mark.scenario]
@@ -237,12 +237,7 @@ def test_a_dispute_undecided_at_import_and_won_later_is_healed_later(env, psp_we
     missing.refresh_from_db()
     assert (missing.status, missing.reason, missing.resolved_by) == ("open", "", "")
     # the network decides; the decision's webhook is lost
-    _astray(env, psp_webhooks, psp)
-    assert env.sandboxes[psp].close_dispute(d.psp_dispute_id, "won").status_code == 200
-    _lost(psp_webhooks, d.attempt_id, "won")
-    _back(env, psp)
-    d.refresh_from_db()
-    assert d.status == "under_review"
+    _won_unheard(env, psp_webhooks, psp, d)
     settlements = Journal.objects.filter(kind="settlement").count()
     assert _heal() == {"lines": 1, "asked": 1, "healed": 1, "reclassified": 0, "still_open": 0}
     d.refresh_from_db()
