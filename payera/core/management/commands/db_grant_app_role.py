@@ -28,4 +28,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps({"role": role, "tables": granted}, sort_keys=True))
         else:
-            self.stdout.write(f"granted {role} the runtime privileges on {len(granted)} tables")
+            functions = sum(1 for privileges in granted.values() if privileges == ("EXECUTE",))
+            self.stdout.write(
+                f"granted {role} the runtime privileges on {len(granted) - functions} tables and {functions} functions"
+            )
