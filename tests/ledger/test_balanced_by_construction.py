@@ -29,8 +29,7 @@ def _line(key: AccountKey, amount: int) -> PostingLine:
 
 
 def _item(*lines: PostingLine) -> engine.Item:
-    return engine.Item(reference="raw:" + uuid.uuid4().hex, kind="transfer", lines=lines,
-                       occurred_at=datetime.now(UTC))
+    return engine.Item(reference="raw:" + uuid.uuid4().hex, kind="transfer", lines=lines, occurred_at=datetime.now(UTC))
 
 
 def _refused(call, *items) -> tuple[str, str, str]:
@@ -52,8 +51,11 @@ def _lean(conn, item):
 
 def _batch(conn, items):
     """ledger_post_batch_atomic() (several journals) or ledger_post_batch() (one)."""
-    return engine._post_pg(conn, items, atomic=True) if len(items) > 1 else engine._post_pg(
-        conn, [*items, _item(*items[0].lines)], atomic=True)
+    return (
+        engine._post_pg(conn, items, atomic=True)
+        if len(items) > 1
+        else engine._post_pg(conn, [*items, _item(*items[0].lines)], atomic=True)
+    )
 
 
 @pytest.fixture
@@ -85,16 +87,21 @@ def test_unbalanced_lines_are_refused_by_the_function(keys, call):
     state, constraint, message = _refused(call, _item(_line(a, 5), _line(b, -5), _line(c, 3), _line(d, -2)))
     assert (state, constraint) == ("23514", "ledger_journal_balanced") and "does not balance in USD" in message
     # two currencies, each balanced: posted
-    (result, *_) = call(connection, [_item(_line(a, 5), _line(c, 3), _line(b, -5), _line(d, -3))]
-                        if call is _batch else _item(_line(a, 5), _line(c, 3), _line(b, -5), _line(d, -3)))
+    (result, *_) = call(
+        connection,
+        [_item(_line(a, 5), _line(c, 3), _line(b, -5), _line(d, -3))]
+        if call is _batch
+        else _item(_line(a, 5), _line(c, 3), _line(b, -5), _line(d, -3)),
+    )
     assert result.created
 
 
 @pytest.mark.django_db
 def test_an_unbalanced_journal_later_in_a_batch_is_refused_whole(keys):
     a, b, *_ = keys
-    state, constraint, _ = _refused(_batch, _item(_line(a, 5), _line(b, -5)), _item(_line(a, 5), _line(b, -5)),
-                                    _item(_line(a, 7), _line(b, -5)))
+    state, constraint, _ = _refused(
+        _batch, _item(_line(a, 5), _line(b, -5)), _item(_line(a, 5), _line(b, -5)), _item(_line(a, 7), _line(b, -5))
+    )
     assert (state, constraint) == ("23514", "ledger_journal_balanced")
 
 
@@ -107,12 +114,15 @@ def test_a_hot_account_row_in_another_currency_is_refused(owner):
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ledger_account (owner, code, currency, type, hot, status, shards, created_at)"
-            " VALUES (%s, 'fee_revenue', 'EUR', 'revenue', true, 'active', 1, now()) RETURNING id", [owner])
+            " VALUES (%s, 'fee_revenue', 'EUR', 'revenue', true, 'active', 1, now()) RETURNING id",
+            [owner],
+        )
         (parent,) = cursor.fetchone()
         cursor.execute(
             "INSERT INTO ledger_account (owner, code, currency, type, hot, status, shards, parent_id, shard,"
             " created_at) VALUES (%s, 'fee_revenue', 'USD', 'revenue', true, 'active', 0, %s, 0, now())",
-            [owner, parent])
+            [owner, parent],
+        )
     state, constraint, message = _refused(_batch, _item(_line(key, 5), _line(other, -5)))
     assert (state, constraint) == ("23503", "ledger_entry_account_currency"), message
     # the lean path writes the row's own currency: the journal then does not balance per currency
@@ -128,8 +138,10 @@ def test_the_entry_trigger_runs_for_raw_inserts_but_not_for_the_posting_function
 
     def trigger_calls():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions"
-                           " WHERE funcname = 'ledger_check_entries'")
+            cursor.execute(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions"
+                " WHERE funcname = 'ledger_check_entries'"
+            )
             return cursor.fetchone()[0]
 
     with connection.cursor() as cursor:
@@ -138,10 +150,16 @@ def test_the_entry_trigger_runs_for_raw_inserts_but_not_for_the_posting_function
     assert _batch(connection, [_item(_line(a, 5), _line(b, -5))])[0].created
     assert trigger_calls() == 0
     with connection.cursor() as cursor:  # the superuser's raw INSERT: checked
-        cursor.execute("INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, created_at)"
-                       " VALUES (%s, 'transfer', 0, '', '{}', now(), now()) RETURNING id", ["raw:" + uuid.uuid4().hex])
+        cursor.execute(
+            "INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at, created_at)"
+            " VALUES (%s, 'transfer', 0, '', '{}', now(), now()) RETURNING id",
+            ["raw:" + uuid.uuid4().hex],
+        )
         (journal,) = cursor.fetchone()
-        cursor.execute("INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version,"
-                       " is_pending) SELECT %s, id, currency, CASE code WHEN 'a' THEN 5 ELSE -5 END, 0, 99, false"
-                       " FROM ledger_account WHERE owner = %s AND code IN ('a', 'b')", [journal, a.owner])
+        cursor.execute(
+            "INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version,"
+            " is_pending) SELECT %s, id, currency, CASE code WHEN 'a' THEN 5 ELSE -5 END, 0, 99, false"
+            " FROM ledger_account WHERE owner = %s AND code IN ('a', 'b')",
+            [journal, a.owner],
+        )
     assert trigger_calls() == 1

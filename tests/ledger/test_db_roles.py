@@ -225,14 +225,16 @@ def test_the_check_refuses_a_superuser_an_owner_a_member_of_the_owner_and_create
         cursor.execute(f"GRANT INSERT ON ledger_entry TO {plain}")
         ((code, message),) = problems_as(plain)
         assert code == "ledger.E105" and "ledger_entry (INSERT)" in message
-        cursor.execute(f"REVOKE INSERT ON ledger_entry FROM {plain}; GRANT UPDATE (balance, status) ON ledger_account TO {plain}")
+        cursor.execute(f"REVOKE INSERT ON ledger_entry FROM {plain}")
+        cursor.execute(f"GRANT UPDATE (balance, status) ON ledger_account TO {plain}")
         ((code, message),) = problems_as(plain)
         assert code == "ledger.E105" and "ledger_account.balance (UPDATE)" in message
-        cursor.execute(f"REVOKE UPDATE ON ledger_account FROM {plain}; GRANT UPDATE (status), INSERT ON ledger_account TO {plain}")
+        cursor.execute(f"REVOKE UPDATE ON ledger_account FROM {plain}")
+        cursor.execute(f"GRANT UPDATE (status), INSERT ON ledger_account TO {plain}")
         assert problems_as(plain) == []  # what db_grant_app_role gives: accounts created and frozen
-        cursor.execute(f"GRANT INSERT ON ledger_journal TO PUBLIC")
+        cursor.execute("GRANT INSERT ON ledger_journal TO PUBLIC")
         assert [c for c, _ in problems_as(plain)] == ["ledger.E105"]  # through PUBLIC too
-        cursor.execute(f"REVOKE INSERT ON ledger_journal FROM PUBLIC")
+        cursor.execute("REVOKE INSERT ON ledger_journal FROM PUBLIC")
         cursor.execute(f"ALTER FUNCTION ledger_refuse_change() OWNER TO {plain}")
         ((code, message),) = problems_as(plain)
         assert code == "ledger.E102" and "ledger_refuse_change()" in message
