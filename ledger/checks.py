@@ -9,7 +9,8 @@ trigger function), and a role with CREATEROLE can make itself a member of the ow
 (SECURITY DEFINER as payera_ledger_writer, ledger/sql/postgresql.sql section 6): no INSERT, UPDATE,
 DELETE or TRUNCATE on journals and entries, no UPDATE of an account's projection (E105; it would
 let the role write a balanced but made-up journal or a balance that ledger_verify finds only
-afterwards). A deploy check (`manage.py check --deploy`); production processes
+afterwards), and no CREATE on the schema (an object of its own there could shadow one the
+SECURITY DEFINER functions call). A deploy check (`manage.py check --deploy`); production processes
 also run it at start (payera.core.startup) and refuse to start on an error. `migrate` runs as the
 owner and does not run deploy checks.
 """
@@ -47,7 +48,12 @@ SELECT r.rolname, r.rolsuper, r.rolcreaterole,
               FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
              WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = 'ledger_account'
                AND a.attname IN ('balance', 'debits_pending', 'credits_pending', 'version')
-               AND has_column_privilege(r.oid, c.oid, a.attnum, 'UPDATE')) t)
+               AND has_column_privilege(r.oid, c.oid, a.attnum, 'UPDATE')
+            UNION ALL
+            -- the posting functions' pinned search_path names this schema: whoever may create
+            -- objects there could shadow a function they call (a closer overload)
+            SELECT 'schema ' || current_schema() || ' (CREATE)'
+             WHERE has_schema_privilege(r.oid, current_schema(), 'CREATE')) t)
   FROM pg_roles r
  WHERE r.rolname IN (session_user, current_user)
  ORDER BY r.rolname

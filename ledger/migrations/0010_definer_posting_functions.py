@@ -1,7 +1,9 @@
 """The posting functions run as their own NOLOGIN role, payera_ledger_writer (SECURITY DEFINER, search_path
 pinned, EXECUTE revoked from PUBLIC); the runtime role then needs neither INSERT on journals and
 entries nor UPDATE of the projections (docs/decisions/database-roles.md, "Session 11"). A new
-account starts with an empty projection (a trigger). PostgreSQL only; no schema change.
+account starts with an empty projection (a trigger). The entry statement trigger skips the writer's
+INSERTs; the functions refuse what it refused (zero amounts, unbalanced lines, an account row of
+another currency). PostgreSQL only; no schema change.
 
 Creates the role when the migrating role may (a superuser, as in CI, or CREATEROLE); otherwise it
 must exist and the migrating role be a member of it (scripts/postgres-init; by hand on an existing
@@ -14,6 +16,10 @@ from django.db import migrations
 from ledger.migrations._sql import reload_postgresql_functions, reload_postgresql_invariants
 
 UNDO = """
+DROP TRIGGER IF EXISTS ledger_entry_checked ON ledger_entry;
+CREATE TRIGGER ledger_entry_checked AFTER INSERT ON ledger_entry
+    REFERENCING NEW TABLE AS ledger_new_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_check_entries();
 DROP TRIGGER IF EXISTS ledger_account_new_empty ON ledger_account;
 DROP FUNCTION IF EXISTS ledger_account_refuse_projection();
 DO $undo$

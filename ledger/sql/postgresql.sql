@@ -197,6 +197,7 @@ CREATE TRIGGER ledger_account_new_empty BEFORE INSERT ON ledger_account FOR EACH
     EXECUTE FUNCTION ledger_account_refuse_projection();
 
 -- 4. The posting function: one call posts a batch of journals, one round trip.
+--    (It and the functions below run as payera_ledger_writer, SECURITY DEFINER: section 6.)
 --
 -- Accounts a_* are the batch's distinct logical accounts (1-based); lines l_* point at them.
 -- Journals j_*: j_line_end[j] is the index of journal j's last line (lines are grouped by journal).

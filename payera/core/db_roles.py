@@ -101,6 +101,8 @@ and function signature -> ("EXECUTE",)."""
         r = qn(role)
         cursor.execute(f"GRANT CONNECT ON DATABASE {qn(database)} TO {r}")
         cursor.execute(f"GRANT USAGE ON SCHEMA {qn(schema)} TO {r}")
+        # no objects of its own (one could shadow a function the SECURITY DEFINER functions call)
+        cursor.execute(f"REVOKE CREATE ON SCHEMA {qn(schema)} FROM {r}")
         # (a table's REVOKE ALL takes its column privileges too)
         cursor.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {qn(schema)} FROM {r}")
         cursor.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {qn(schema)} FROM {r}")

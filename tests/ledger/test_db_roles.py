@@ -5,6 +5,8 @@ refuses a superuser, an owner (or a member of the owner's role) and a role with 
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -169,6 +171,12 @@ def test_granting_is_idempotent_and_refuses_a_superuser(runtime_role):
                                      ("ledger_post_one", True, False)]
     assert first["payments_payment"] == "DELETE,INSERT,SELECT,UPDATE"
     assert not any("TRUNCATE" in p or "TRIGGER" in p for p in first.values())
+    out = io.StringIO()
+    call_command("db_grant_app_role", runtime_role, "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert [f.split("(")[0] for f in report["functions"]] == [
+        "ledger_post_batch", "ledger_post_batch_atomic", "ledger_post_one"]
+    assert report["tables"]["ledger_account"] == ["SELECT", "INSERT", "UPDATE (status)"]
     with pytest.raises(CommandError, match="superuser"):
         call_command("db_grant_app_role", "postgres", verbosity=0)
     with pytest.raises(CommandError, match="no role"):
@@ -235,6 +243,10 @@ def test_the_check_refuses_a_superuser_an_owner_a_member_of_the_owner_and_create
         cursor.execute("GRANT INSERT ON ledger_journal TO PUBLIC")
         assert [c for c, _ in problems_as(plain)] == ["ledger.E105"]  # through PUBLIC too
         cursor.execute("REVOKE INSERT ON ledger_journal FROM PUBLIC")
+        cursor.execute(f"GRANT CREATE ON SCHEMA {connection.ops.quote_name('public')} TO {plain}")
+        ((code, message),) = problems_as(plain)  # it could shadow a function the posting functions call
+        assert code == "ledger.E105" and "schema public (CREATE)" in message
+        cursor.execute(f"REVOKE CREATE ON SCHEMA public FROM {plain}")
         cursor.execute(f"ALTER FUNCTION ledger_refuse_change() OWNER TO {plain}")
         ((code, message),) = problems_as(plain)
         assert code == "ledger.E102" and "ledger_refuse_change()" in message

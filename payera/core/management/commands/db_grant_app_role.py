@@ -25,10 +25,13 @@ class Command(BaseCommand):
             granted = grant_runtime_role(connections[database], role)
         except RoleError as exc:
             raise CommandError(str(exc)) from exc
+        functions = {name: p for name, p in granted.items() if p == ("EXECUTE",)}
+        tables = {name: p for name, p in granted.items() if name not in functions}
         if options["json"]:
-            self.stdout.write(json.dumps({"role": role, "tables": granted}, sort_keys=True))
-        else:
-            functions = sum(1 for privileges in granted.values() if privileges == ("EXECUTE",))
             self.stdout.write(
-                f"granted {role} the runtime privileges on {len(granted) - functions} tables and {functions} functions"
+                json.dumps({"role": role, "tables": tables, "functions": sorted(functions)}, sort_keys=True)
+            )
+        else:
+            self.stdout.write(
+                f"granted {role} the runtime privileges on {len(tables)} tables and {len(functions)} functions"
             )
