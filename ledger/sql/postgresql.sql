@@ -55,10 +55,15 @@ BEGIN
                     GROUP BY e.currency HAVING sum(e.amount) <> 0);
     RETURN NULL;
 END $$;
+-- (migration 0010, section 7) Not for the posting functions' own INSERTs: they run as
+-- payera_ledger_writer (section 6), which nobody logs in as, and prove what this trigger checks
+-- from the rows they hold locked. Every other role's INSERT (the owner's, a superuser's; the runtime
+-- role has no INSERT here) is checked as before.
 DROP TRIGGER IF EXISTS ledger_entry_checked ON ledger_entry;
 CREATE TRIGGER ledger_entry_checked AFTER INSERT ON ledger_entry
     REFERENCING NEW TABLE AS ledger_new_entries
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_check_entries();
+    FOR EACH STATEMENT WHEN (current_user <> 'payera_ledger_writer')
+    EXECUTE FUNCTION ledger_check_entries();
 
 -- The commit-time check of one journal (fires for each ledger_journal_check row, in order).
 CREATE OR REPLACE FUNCTION ledger_check_journal_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -178,8 +183,21 @@ CREATE TRIGGER ledger_account_checked
     EXECUTE FUNCTION ledger_account_refuse();
 ALTER TABLE ledger_account DROP CONSTRAINT IF EXISTS ledger_account_currency_iso;
 ALTER TABLE ledger_account DROP CONSTRAINT IF EXISTS ledger_account_hot_unlimited;
+-- (migration 0010) A new account starts with an empty projection: balance, pending amounts and
+-- version 0 (the posting functions then write it). The runtime role may create accounts (INSERT on
+-- ledger_account) but not write a projection: without this, an INSERT could make up a balance.
+CREATE OR REPLACE FUNCTION ledger_account_refuse_projection() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger: a new account starts with balance, pending amounts and version 0'
+        USING ERRCODE = '23514', CONSTRAINT = 'ledger_account_new_projection_empty';
+END $$;
+DROP TRIGGER IF EXISTS ledger_account_new_empty ON ledger_account;
+CREATE TRIGGER ledger_account_new_empty BEFORE INSERT ON ledger_account FOR EACH ROW
+    WHEN (NEW.balance <> 0 OR NEW.debits_pending <> 0 OR NEW.credits_pending <> 0 OR NEW.version <> 0)
+    EXECUTE FUNCTION ledger_account_refuse_projection();
 
 -- 4. The posting function: one call posts a batch of journals, one round trip.
+--    (It and the functions below run as payera_ledger_writer, SECURITY DEFINER: section 6.)
 --
 -- Accounts a_* are the batch's distinct logical accounts (1-based); lines l_* point at them.
 -- Journals j_*: j_line_end[j] is the index of journal j's last line (lines are grouped by journal).
@@ -228,6 +246,7 @@ DECLARE
     s_dmnec boolean[] := '{}';
     s_cmned boolean[] := '{}';
     s_frozen boolean[] := '{}';
+    s_cur text[];
     s_bal bigint[] := '{}';
     s_dp bigint[] := '{}';
     s_cp bigint[] := '{}';
@@ -278,6 +297,27 @@ DECLARE
     p_cap bigint[];               -- a post: what the pending journal reserved per account of the call
     p_got bigint[];               -- and what the post's lines move there
 BEGIN
+    -- What the entry trigger would refuse (it skips this function's INSERT, section 7), from the
+    -- input alone, before any lock: a zero amount, a journal whose lines do not sum to zero per
+    -- currency. (Entries' currencies: checked against the locked rows below; versions and
+    -- journals hold by construction.)
+    IF array_position(l_amount, 0::bigint) IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger: a line of journal % has a zero amount',
+            j_reference[(SELECT min(x.j) FROM unnest(j_line_end) WITH ORDINALITY AS x(le, j)
+                          WHERE x.le >= array_position(l_amount, 0::bigint))]
+            USING ERRCODE = '23514', CONSTRAINT = 'ledger_entry_amount_nonzero';
+    END IF;
+    SELECT b.j, b.c INTO j, st
+      FROM (SELECT e.j, a_currency[l_account[g]] AS c, sum(l_amount[g]) AS s
+              FROM (SELECT x.j, x.le, coalesce(lag(x.le) OVER (ORDER BY x.j), 0) AS ls
+                      FROM unnest(j_line_end) WITH ORDINALITY AS x(le, j)) e,
+                   generate_series(e.ls + 1, e.le) AS g
+             GROUP BY 1, 2) b
+     WHERE b.s <> 0 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'ledger: journal % does not balance in %', j_reference[j], st
+            USING ERRCODE = '23514', CONSTRAINT = 'ledger_journal_balanced';
+    END IF;
     r_status := array_fill(NULL::text, ARRAY[n_j]);
     r_journal := array_fill(NULL::bigint, ARRAY[n_j]);
     -- Resolve the accounts (NULL where missing): a batch in one query; a single journal's few
@@ -345,11 +385,18 @@ BEGIN
     -- already ours, so they never wait here).
     IF n_acc > 0 THEN
         SELECT array_agg(t.balance ORDER BY t.ord), array_agg(t.debits_pending ORDER BY t.ord),
-               array_agg(t.credits_pending ORDER BY t.ord), array_agg(t.version ORDER BY t.ord)
-          INTO s_bal, s_dp, s_cp, s_ver
-          FROM (SELECT u.ord, ac.balance, ac.debits_pending, ac.credits_pending, ac.version
+               array_agg(t.credits_pending ORDER BY t.ord), array_agg(t.version ORDER BY t.ord),
+               array_agg(t.currency ORDER BY t.ord)
+          INTO s_bal, s_dp, s_cp, s_ver, s_cur
+          FROM (SELECT u.ord, ac.balance, ac.debits_pending, ac.credits_pending, ac.version, ac.currency::text
                   FROM ledger_account ac JOIN unnest(lk_id) WITH ORDINALITY AS u(id, ord) ON ac.id = u.id
                  ORDER BY ac.id FOR UPDATE OF ac) t;
+        -- entries take a_currency[a]: the currency of the account found by that key, and of the
+        -- shard taken for a hot one (a shard row of another currency is refused here, section 7)
+        IF s_cur IS DISTINCT FROM a_currency THEN
+            RAISE EXCEPTION 'ledger: an account row of this call is not in the currency of its key (%, %)',
+                s_cur, a_currency USING ERRCODE = '23503', CONSTRAINT = 'ledger_entry_account_currency';
+        END IF;
     END IF;
     o_bal := s_bal; o_dp := s_dp; o_cp := s_cp; o_ver := s_ver;
     IF set_based THEN
@@ -649,6 +696,7 @@ DECLARE
     -- (no initial values: each is an expression to prepare on every call; an element assigned to a
     -- NULL array creates it, and a NULL flag is false in an IF)
     v_frozen boolean; v_limited boolean;
+    v_sum bigint; v_multi boolean; v_cur text;
     jid bigint;
     rec record;
     k integer; m integer;
@@ -751,7 +799,26 @@ BEGIN
         END IF;
         s_ver[i] := s_ver[i] + 1;
         e_bal[k] := s_bal[i]; e_ver[k] := s_ver[i];
+        -- balanced by construction (section 7): the sum in the first line's currency; another
+        -- currency takes the general check below
+        IF s_cur[i] = s_cur[l_account[1]] THEN v_sum := coalesce(v_sum, 0) + l_amount[k]; ELSE v_multi := true; END IF;
     END LOOP;
+    -- What the entry trigger would refuse (it skips this function's INSERT, section 7): a zero amount,
+    -- lines that do not sum to zero per currency. An entry's currency is its locked row's (s_cur),
+    -- its version that row's next, its journal the one just inserted: those hold by construction.
+    IF v_sum <> 0 OR v_multi OR array_position(l_amount, 0::bigint) IS NOT NULL THEN
+        IF array_position(l_amount, 0::bigint) IS NOT NULL THEN
+            RAISE EXCEPTION 'ledger: a line of journal % has a zero amount', p_reference
+                USING ERRCODE = '23514', CONSTRAINT = 'ledger_entry_amount_nonzero';
+        END IF;
+        SELECT t.c INTO v_cur
+          FROM (SELECT s_cur[u.i] AS c, sum(u.amt) AS s FROM unnest(l_account, l_amount) AS u(i, amt) GROUP BY 1) t
+         WHERE t.s <> 0 LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'ledger: journal % does not balance in %', p_reference, v_cur
+                USING ERRCODE = '23514', CONSTRAINT = 'ledger_journal_balanced';
+        END IF;
+    END IF;
     IF (v_frozen OR v_limited) AND r_status = 'created' THEN  -- (one expression on the usual path)
         IF v_frozen THEN
             r_status := 'account_frozen';
@@ -859,3 +926,89 @@ BEGIN
         END;
     END LOOP;
 END $$;
+
+-- 6. The posting functions run as their own role (docs/decisions/database-roles.md, "Session 11").
+--    ledger_post_one(), ledger_post_batch() and ledger_post_batch_atomic() are SECURITY DEFINER,
+--    owned by payera_ledger_writer, a NOLOGIN role that nobody logs in as and the runtime role is
+--    no member of; each pins its search_path (this schema, then pg_temp: a caller's objects never
+--    shadow a table the function names). The writer may read and append journals and entries,
+--    create accounts and write their projections; the runtime role gets EXECUTE on the functions
+--    and SELECT on the ledger's tables (manage.py db_grant_app_role), so a journal, an entry or a
+--    projection change only comes from a posting function: a balanced but made-up journal or a
+--    projection UPDATE is refused by the privileges, not found afterwards by ledger_verify.
+--    EXECUTE is revoked from PUBLIC: only roles given it call them.
+--    The role is cluster-wide: created here when the migrating role may (a superuser, as in CI, or
+--    CREATEROLE), else it must exist already (scripts/postgres-init, or by hand: the runbook);
+--    several databases of one cluster (xdist's test databases) share it. The migrating role must
+--    be a member of it (to replace the functions later: CREATE OR REPLACE keeps their owner) unless
+--    it is a superuser. Idempotent, run by every reload of the functions (this section follows them).
+DO $writer$
+DECLARE
+    writer CONSTANT name := 'payera_ledger_writer';
+    schema name := current_schema();
+    me_super boolean;
+    me_createrole boolean;
+    w record;
+    fn record;
+    seq text;
+    lent_create boolean := false;
+BEGIN
+    SELECT rolsuper, rolcreaterole INTO me_super, me_createrole FROM pg_roles WHERE rolname = current_user;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = writer) THEN
+        IF NOT (me_super OR me_createrole) THEN
+            RAISE EXCEPTION 'ledger: the role payera_ledger_writer does not exist and % may not create it', current_user
+                USING ERRCODE = '42501',
+                      HINT = format('As a superuser: CREATE ROLE payera_ledger_writer NOLOGIN; GRANT payera_ledger_writer TO %I;'
+                                    ' then migrate again (docs/runbooks/database-roles.md)', current_user);
+        END IF;
+        BEGIN
+            CREATE ROLE payera_ledger_writer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- another database of the cluster migrating at the same moment made it
+        END;
+    END IF;
+    SELECT rolsuper, rolcanlogin, rolcreaterole, rolbypassrls INTO w FROM pg_roles WHERE rolname = writer;
+    IF w.rolsuper OR w.rolcanlogin OR w.rolcreaterole OR w.rolbypassrls THEN
+        RAISE EXCEPTION 'ledger: the role payera_ledger_writer must be NOLOGIN NOSUPERUSER NOCREATEROLE NOBYPASSRLS'
+            USING ERRCODE = '42501',
+                  HINT = 'ALTER ROLE payera_ledger_writer NOLOGIN NOSUPERUSER NOCREATEROLE NOBYPASSRLS;';
+    END IF;
+    IF NOT me_super AND NOT pg_has_role(current_user, writer, 'MEMBER') THEN
+        IF NOT me_createrole THEN
+            RAISE EXCEPTION 'ledger: % is no member of payera_ledger_writer', current_user
+                USING ERRCODE = '42501',
+                      HINT = format('As a superuser: GRANT payera_ledger_writer TO %I; then migrate again', current_user);
+        END IF;
+        EXECUTE format('GRANT %I TO %I', writer, current_user);
+    END IF;
+    -- What the functions do, nothing more (no UPDATE/DELETE/TRUNCATE of journals or entries).
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', schema, writer);
+    EXECUTE format('GRANT SELECT, INSERT ON ledger_journal, ledger_entry TO %I', writer);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON ledger_account TO %I', writer);
+    IF to_regclass('ledger_journal_check') IS NOT NULL THEN  -- (the entry trigger's rows: migration 0005 on)
+        EXECUTE format('GRANT SELECT, INSERT, DELETE ON ledger_journal_check TO %I', writer);
+    END IF;
+    FOREACH seq IN ARRAY ARRAY[pg_get_serial_sequence('ledger_journal', 'id'), pg_get_serial_sequence('ledger_entry', 'id'),
+                               pg_get_serial_sequence('ledger_account', 'id')] LOOP
+        EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO %I', seq, writer);
+    END LOOP;
+    FOR fn IN SELECT p.oid::regprocedure AS sig, p.proowner, r.rolname AS owner
+                FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
+               WHERE p.pronamespace = schema::regnamespace
+                 AND p.proname IN ('ledger_post_one', 'ledger_post_batch', 'ledger_post_batch_atomic') LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', fn.sig, schema);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn.sig);
+        IF fn.owner <> writer THEN
+            -- ALTER ... OWNER TO needs the new owner to have CREATE on the schema (not for a
+            -- superuser): lent for the moment, taken back below
+            IF NOT me_super AND NOT lent_create AND NOT has_schema_privilege(writer, schema, 'CREATE') THEN
+                EXECUTE format('GRANT CREATE ON SCHEMA %I TO %I', schema, writer);
+                lent_create := true;
+            END IF;
+            EXECUTE format('ALTER FUNCTION %s OWNER TO %I', fn.sig, writer);
+        END IF;
+    END LOOP;
+    IF lent_create THEN
+        EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM %I', schema, writer);
+    END IF;
+END $writer$;

@@ -79,3 +79,7 @@ def test_compose_migrates_as_the_owner_and_serves_as_the_runtime_role():
     assert "CREATE ROLE payera_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in init
     assert "CREATE ROLE payera_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in init
     assert "ALTER DATABASE :\"db\" OWNER TO payera_owner" in init
+    # the posting functions' owner (ledger migration 0010 needs it, and payera_owner in it)
+    assert "CREATE ROLE payera_ledger_writer NOLOGIN NOSUPERUSER" in init
+    assert "GRANT payera_ledger_writer TO payera_owner;" in init
+    assert "payera_app" not in init.split("GRANT payera_ledger_writer TO", 1)[1].split(";", 1)[0]

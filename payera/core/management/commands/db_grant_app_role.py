@@ -25,7 +25,13 @@ class Command(BaseCommand):
             granted = grant_runtime_role(connections[database], role)
         except RoleError as exc:
             raise CommandError(str(exc)) from exc
+        functions = {name: p for name, p in granted.items() if p == ("EXECUTE",)}
+        tables = {name: p for name, p in granted.items() if name not in functions}
         if options["json"]:
-            self.stdout.write(json.dumps({"role": role, "tables": granted}, sort_keys=True))
+            self.stdout.write(
+                json.dumps({"role": role, "tables": tables, "functions": sorted(functions)}, sort_keys=True)
+            )
         else:
-            self.stdout.write(f"granted {role} the runtime privileges on {len(granted)} tables")
+            self.stdout.write(
+                f"granted {role} the runtime privileges on {len(tables)} tables and {len(functions)} functions"
+            )
