@@ -108,7 +108,10 @@ def test_an_amount_mismatch_settled_as_reported_after_a_write_off_gives_the_loss
     assert differences() == -100  # the 730 loss recovered, the 1.00 paid more a gain
     gone.refresh_from_db()
     assert (gone.receivable_recovered, d.receivable_cleared, d.cleared_account) == (
-        730, 730, "reconciliation_differences")
+        730,
+        730,
+        "reconciliation_differences",
+    )
     ties_out()
     assert receivable_aging(psp="alpha") == []
 
@@ -136,6 +139,7 @@ def test_a_currency_mismatch_is_settled_as_reported_each_currency_apart(client, 
     assert balanced_per_currency(d.adjustment_reference) == {"EUR": 0, "USD": 0}
     ties_out()
     assert [a["amount"] for a in receivable_aging(psp="alpha")] == [2_500]
+
     # a line whose net is not gross - fee is still refused, as for the other kinds
     def off(i, cols):
         if i == 1:

@@ -135,7 +135,11 @@ def test_suspense_moved_to_the_receivable_of_the_capture_it_paid(a_day_of_paymen
                         object_id=capture.id, move=1)  # fmt: skip
     d.refresh_from_db()
     assert (d.object_id, d.receivable_cleared, d.cleared_currency, d.cleared_account) == (
-        capture.id, 730, "EUR", "suspense")
+        capture.id,
+        730,
+        "EUR",
+        "suspense",
+    )
     assert asset(Accounts.suspense("EUR")) == 0 and asset(Accounts.psp_receivable("alpha", "EUR")) == 0
     ties_out()
     assert receivable_aging(psp="alpha") == []
