@@ -40,8 +40,9 @@ TARGETS = ("receivable", "merchant", "psp_refund_due")
 
 def in_suspense(d: Discrepancy) -> tuple[str, int]:
     """(currency, signed minor units) that the discrepancy's resolution put into suspense (its line's
-    gross: + money received, - money the PSP took), less what was moved out since; (currency, 0)
-    when it put nothing there."""
+    gross: + money received, - money the PSP took), less what was moved out since, plus what a later
+    report line gave back to suspense of a move to the receivable; (currency, 0) when it put nothing
+    there."""
     line = d.line
     if (
         line is None or d.kind not in SUSPENSE_KINDS or d.status != DiscrepancyStatus.RESOLVED
@@ -49,7 +50,9 @@ def in_suspense(d: Discrepancy) -> tuple[str, int]:
     ):  # fmt: skip
         return d.currency, 0
     moved = sum(int(m["amount"]) for m in d.suspense_moves or [])
-    return line.currency, line.gross - moved
+    # a move to the receivable that a later report line gave back (lines_recover) is in suspense again
+    back = d.receivable_recovered if d.cleared_account == SUSPENSE else 0
+    return line.currency, line.gross - moved + back
 
 
 def _item(psp: str, object_id: str) -> tuple[str, int, str] | None:

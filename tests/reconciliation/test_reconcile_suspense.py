@@ -151,3 +151,9 @@ def test_suspense_moved_to_the_receivable_of_the_capture_it_paid(a_day_of_paymen
     assert Discrepancy.objects.get(pk=d.pk).receivable_recovered == 730
     ties_out()
     assert receivable_aging(psp="alpha") == []
+    # it can be moved again: not to the capture (settled by its line now), but back to the PSP
+    with pytest.raises(DiscrepancyMoneyError, match="has 0 EUR on the PSP receivable"):
+        suspense_reallocate(discrepancy_id=d.pk, user=finance(), reason="x", to="receivable", object_id=capture.id)
+    suspense_reallocate(discrepancy_id=d.pk, user=finance(), reason="paid twice", to="psp_refund_due", move=2)
+    assert asset(Accounts.suspense("EUR")) == 0 and asset(Accounts.psp_payable("alpha", "EUR")) == -730
+    ties_out()
