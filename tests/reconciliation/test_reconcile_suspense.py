@@ -129,9 +129,10 @@ def test_suspense_moved_to_the_receivable_of_the_capture_it_paid(a_day_of_paymen
     """The unknown line was the 730 capture after all: the money clears its receivable (check and
     aging true); the real line arriving later settles it again and gives the money back to suspense."""
     d = in_suspense()
+    fin = finance()
     capture = Capture.objects.get(amount=730)
     assert [a["amount"] for a in receivable_aging(psp="alpha")] == [730]
-    suspense_reallocate(discrepancy_id=d.pk, user=finance(), reason="it was cap 730", to="receivable",
+    suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="it was cap 730", to="receivable",
                         object_id=capture.id, move=1)  # fmt: skip
     d.refresh_from_db()
     assert (d.object_id, d.receivable_cleared, d.cleared_currency, d.cleared_account) == (
@@ -153,7 +154,7 @@ def test_suspense_moved_to_the_receivable_of_the_capture_it_paid(a_day_of_paymen
     assert receivable_aging(psp="alpha") == []
     # it can be moved again: not to the capture (settled by its line now), but back to the PSP
     with pytest.raises(DiscrepancyMoneyError, match="has 0 EUR on the PSP receivable"):
-        suspense_reallocate(discrepancy_id=d.pk, user=finance(), reason="x", to="receivable", object_id=capture.id)
-    suspense_reallocate(discrepancy_id=d.pk, user=finance(), reason="paid twice", to="psp_refund_due", move=2)
+        suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="x", to="receivable", object_id=capture.id)
+    suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="paid twice", to="psp_refund_due", move=2)
     assert asset(Accounts.suspense("EUR")) == 0 and asset(Accounts.psp_payable("alpha", "EUR")) == -730
     ties_out()
