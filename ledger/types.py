@@ -96,6 +96,9 @@ SUSPENSE = "suspense"
 # what Payera expected and what the PSP reported when finance settles a line as reported (debit:
 # the PSP paid less, a loss; credit: it paid more, a gain). Kept apart from PSP fee expense.
 RECONCILIATION_DIFFERENCES = "reconciliation_differences"
+# what Payera owes a PSP back: money the PSP paid by mistake (a report line finance settled to
+# suspense and then explained as not Payera's), until it is returned. Code "psp_payable:<connector>"
+PSP_PAYABLE = "psp_payable"
 
 CHART: dict[str, AccountSpec] = {
     MERCHANT_PENDING: AccountSpec(AccountType.LIABILITY),
@@ -110,6 +113,7 @@ CHART: dict[str, AccountSpec] = {
     CHARGEBACK_LOSSES: AccountSpec(AccountType.EXPENSE),
     SUSPENSE: AccountSpec(AccountType.ASSET),
     RECONCILIATION_DIFFERENCES: AccountSpec(AccountType.EXPENSE),
+    PSP_PAYABLE: AccountSpec(AccountType.LIABILITY),
 }
 
 
@@ -188,6 +192,10 @@ class Accounts:
     @staticmethod
     def reconciliation_differences(currency: str) -> AccountKey:
         return AccountKey(PLATFORM, RECONCILIATION_DIFFERENCES, currency)
+
+    @staticmethod
+    def psp_payable(connector: str, currency: str) -> AccountKey:
+        return AccountKey(PLATFORM, f"{PSP_PAYABLE}:{connector}", currency)
 
 
 @dataclass(frozen=True, slots=True)

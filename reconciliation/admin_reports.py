@@ -42,6 +42,7 @@ LINE_CSV_COLUMNS = ("run_id", "line_number", "psp", "kind", "reference", "psp_re
 DISCREPANCY_CSV_COLUMNS = ("id", "run_id", "kind", "status", "psp", "merchant_id", "reference", "object_id",
                            "currency", "psp_amount", "payera_amount", "difference", "reason", "assigned_to",
                            "resolved_by", "adjustment_reference", "receivable_cleared", "cleared_currency",
+                           "cleared_account", "receivable_recovered",
                            "created_at", "closed_at")  # fmt: skip
 
 
@@ -317,6 +318,21 @@ class ReasonForm(forms.Form):
     currency = forms.CharField(required=False, max_length=3, help_text="The adjustment's currency (ISO code).")
 
 
+class SuspenseForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+                             help_text="What explains the money (audited).")  # fmt: skip
+    to = forms.ChoiceField(choices=[
+        ("receivable", "the PSP receivable of a capture or refund of ours"),
+        ("merchant", "a merchant's pending balance"),
+        ("psp_refund_due", "owed back to the PSP (paid by mistake)"),
+    ])  # fmt: skip
+    object_id = forms.CharField(required=False, max_length=40, help_text="To the receivable: the capture or refund id.")
+    merchant_id = forms.CharField(required=False, max_length=40, help_text="To a merchant: the merchant id.")
+    amount = forms.IntegerField(required=False, help_text="Minor units, signed as the line's gross; empty: all left.")
+    currency = forms.CharField(max_length=3, help_text="The suspense's currency (ISO code), as a check.")
+    move = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+
 @admin.register(Discrepancy)
 class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     merchant_field = "merchant_id"
@@ -326,10 +342,11 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("reference", "object_id", "run__id")
     fields = ("id", "run", "line", "kind", "status", "psp", "merchant", "reference", "object_id", "currency",
               "psp_amount", "payera_amount", "difference", "reason", "assigned_to", "resolved_by",
-              "adjustment_reference", "receivable_cleared", "cleared_currency", "created_at", "updated_at",
-              "closed_at")  # fmt: skip
+              "adjustment_reference", "receivable_cleared", "cleared_currency", "cleared_account",
+              "receivable_recovered", "suspense_moves", "created_at", "updated_at", "closed_at")  # fmt: skip
     readonly_fields = fields
-    actions = ["investigate", "resolve", "settle_as_reported", "write_off", "recheck", "export_csv"]
+    actions = ["investigate", "resolve", "settle_as_reported", "write_off", "reallocate_suspense", "recheck",
+               "export_csv"]  # fmt: skip
 
     def merchant_access_allowed(self, request, obj) -> bool:
         if obj.merchant_id is None:  # a PSP row Payera can not tie to a merchant: all-merchant staff only
@@ -359,6 +376,46 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
 
     def has_recheck_permission(self, request) -> bool:
         return request.user.has_perm("reconciliation.resolve_discrepancy")
+
+    def has_reallocate_permission(self, request) -> bool:
+        return request.user.has_perm("reconciliation.reallocate_suspense_discrepancy")
+
+    @admin.action(description="Move money out of suspense (once explained; one discrepancy)",
+                  permissions=["reallocate"])  # fmt: skip
+    def reallocate_suspense(self, request, queryset):
+        """Where the money a line settled as reported put into suspense belongs (services.suspense):
+        one discrepancy at a time; the form carries the move's number, so a second submit of the
+        same page moves nothing again."""
+        from reconciliation import services
+        from reconciliation.services.suspense import in_suspense
+
+        if len(queryset) != 1:
+            self.message_user(request, f"Money is moved out of suspense for exactly one discrepancy ({len(queryset)}"
+                                       " selected): nothing was done.", level=messages.ERROR)  # fmt: skip
+            return None
+        d = queryset[0]  # merchant-scoped: other merchants' ids were dropped
+        self.merchant_access_check(request, d)
+        currency, left = in_suspense(d)
+        form = SuspenseForm(request.POST if "apply" in request.POST else None,
+                            initial={"move": len(d.suspense_moves or []) + 1, "currency": currency})  # fmt: skip
+        if "apply" in request.POST and form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.suspense_reallocate(
+                    discrepancy_id=d.pk, user=request.user, reason=data["reason"], to=data["to"],
+                    amount=data["amount"], currency=data["currency"], object_id=data["object_id"],
+                    merchant_id=data["merchant_id"], move=data["move"],
+                )  # fmt: skip
+            except PayeraError as exc:
+                self.message_user(request, f"{d.pk}: {exc.message}", level=messages.ERROR)
+                return None
+            self.message_user(request, f"{d.pk}: moved out of suspense.", level=messages.SUCCESS)
+            return None
+        context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta, "d": d,
+                   "left": left, "currency": currency, "action": request.POST.get("action"),
+                   "title": "Move money out of suspense",
+                   "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}  # fmt: skip
+        return TemplateResponse(request, "admin/reconciliation/discrepancy_suspense.html", context)
 
     def _transition(self, request, queryset, verb: str, title: str):
         """A reason form first (Django's intermediate action page); then the service per row."""

@@ -357,6 +357,17 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
     # Database defaults: the import opens discrepancies with INSERT ... SELECT naming other columns
     receivable_cleared = models.BigIntegerField(default=0, db_default=0)
     cleared_currency = models.CharField(max_length=3, blank=True, default="", db_default="")
+    # the account the clearing debited (psp_fee_expense: an adjustment; reconciliation_differences: a
+    # write-off or a line settled as reported; suspense: suspense moved to the item): a later report
+    # line that settles the item gives the cleared amount back to it (decision record, "A late line")
+    cleared_account = models.CharField(max_length=32, blank=True, default="", db_default="")
+    # what later settlements of the item gave back of `receivable_cleared` (same sign, at most it):
+    # the receivable check and the aging count receivable_cleared - receivable_recovered
+    receivable_recovered = models.BigIntegerField(default=0, db_default=0)
+    # money of the line settled to suspense and moved out once explained (suspense_reallocate):
+    # [{"move", "reference", "amount", "currency", "to", "account", "object_id", "merchant_id", "by",
+    #   "reason", "at"}, ...] (NULL: none; the import's INSERT ... SELECT does not name it)
+    suspense_moves = models.JSONField(null=True, blank=True, default=None)
     assigned_to = models.CharField(max_length=150, blank=True, default="")
     resolved_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -382,6 +393,7 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
             ("investigate_discrepancy", "Can start investigating a discrepancy"),
             ("resolve_discrepancy", "Can resolve a discrepancy (with a ledger adjustment)"),
             ("write_off_discrepancy", "Can write a discrepancy off"),
+            ("reallocate_suspense_discrepancy", "Can move a discrepancy's money out of suspense once explained"),
         ]
 
     def __str__(self) -> str:
@@ -399,7 +411,7 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
     )
     def mark_resolved(
         self, *, by: str, reason: str, adjustment_reference: str, at, receivable_cleared: int = 0,
-        cleared_currency: str = "",
+        cleared_currency: str = "", cleared_account: str = "",
     ) -> None:  # fmt: skip
         self.resolved_by = by
         self.reason = reason
@@ -407,6 +419,7 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
         self.closed_at = at
         self.receivable_cleared = receivable_cleared
         self.cleared_currency = cleared_currency if receivable_cleared else ""
+        self.cleared_account = cleared_account if receivable_cleared else ""
 
     @transition(
         field=status,
@@ -415,7 +428,7 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
     )
     def mark_written_off(
         self, *, by: str, reason: str, at, adjustment_reference: str = "", receivable_cleared: int = 0,
-        cleared_currency: str = "",
+        cleared_currency: str = "", cleared_account: str = "",
     ) -> None:  # fmt: skip
         self.resolved_by = by
         self.reason = reason
@@ -423,3 +436,4 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
         self.adjustment_reference = adjustment_reference
         self.receivable_cleared = receivable_cleared
         self.cleared_currency = cleared_currency if receivable_cleared else ""
+        self.cleared_account = cleared_account if receivable_cleared else ""

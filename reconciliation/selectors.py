@@ -161,13 +161,14 @@ def _cleared_total(*, psp: str) -> dict[str, int]:
     """Per currency: what finance's resolutions of `psp`'s discrepancies took off the PSP receivable
     (adjustments, write-offs, lines settled as reported): a sum over the few discrepancies that
     cleared something (a partial index holds only those)."""
-    from django.db.models import Sum
+    from django.db.models import F, Sum
 
     from reconciliation.models import Discrepancy
 
+    # less what later settlements of the item gave back (their lines' gross is in the settled total)
     rows = (
         Discrepancy.objects.filter(psp=psp).exclude(receivable_cleared=0).order_by()
-        .values_list("cleared_currency").annotate(total=Sum("receivable_cleared"))
+        .values_list("cleared_currency").annotate(total=Sum(F("receivable_cleared") - F("receivable_recovered")))
     )  # fmt: skip
     return {currency: int(total) for currency, total in rows}
 
@@ -220,7 +221,8 @@ def receivable_aging(*, psp: str, now=None) -> list[dict]:
 
     # what resolutions cleared, per item and direction (a dispute's chargeback, -, and its
     # reversal, +, share the dispute's id; a clearing has its item's sign)
-    cleared = (f"SELECT object_id, cleared_currency, receivable_cleared > 0 AS up, SUM(receivable_cleared) AS amount"
+    cleared = (f"SELECT object_id, cleared_currency, receivable_cleared > 0 AS up,"
+               " SUM(receivable_cleared - receivable_recovered) AS amount"
                f" FROM {Discrepancy._meta.db_table} WHERE psp = %s AND receivable_cleared <> 0 AND object_id <> ''"
                " GROUP BY object_id, cleared_currency, receivable_cleared > 0")  # fmt: skip
     with connection.cursor() as cursor:

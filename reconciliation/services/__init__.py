@@ -20,6 +20,7 @@ from reconciliation.services.payouts import (
 from reconciliation.services.reconcile import ReconcileResult, reconcile_import, reconcile_pull
 from reconciliation.services.reheal import RehealResult, discrepancy_recheck, reconcile_reheal
 from reconciliation.services.settlement import settlement_cutoff, settlement_run, settlement_run_one
+from reconciliation.services.suspense import suspense_reallocate
 
 __all__ = [
     "BankFile",
@@ -45,4 +46,5 @@ __all__ = [
     "settlement_cutoff",
     "settlement_run",
     "settlement_run_one",
+    "suspense_reallocate",
 ]

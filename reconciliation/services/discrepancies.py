@@ -10,8 +10,10 @@ takes them off the item they name (docs/reconciliation.md, "Resolving with money
 
 from __future__ import annotations
 
-from django.db import transaction
-from django.db.models import Sum
+from collections.abc import Mapping
+
+from django.db import connection, transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -21,15 +23,57 @@ from payera.core.errors import InvalidRequestError
 from psp_adapters.port import SettlementKind
 from reconciliation.errors import DiscrepancyMoneyError, DiscrepancyPermissionError, DiscrepancyStateError
 from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconOutcome, StatementLine
+from reconciliation.services.locks import reconcile_psp_lock
 
 # the kinds that name a capture, refund or dispute of Payera's still on the PSP receivable (no
 # posted line settled it): an adjustment or a write-off takes (part of) it off
 ITEM_KINDS = (ReconOutcome.MISSING_AT_PSP, ReconOutcome.AMOUNT_MISMATCH, ReconOutcome.CURRENCY_MISMATCH)
 # the kinds whose report line was not posted and may be booked as the PSP reported it
-SETTLE_KINDS = (ReconOutcome.AMOUNT_MISMATCH, ReconOutcome.MISSING_IN_PAYERA, ReconOutcome.DUPLICATE)
+SETTLE_KINDS = (ReconOutcome.AMOUNT_MISMATCH, ReconOutcome.CURRENCY_MISMATCH, ReconOutcome.MISSING_IN_PAYERA,
+                ReconOutcome.DUPLICATE)  # fmt: skip
+# the kinds whose line settled as reported goes to suspense (Payera does not know what it pays)
+SUSPENSE_KINDS = (ReconOutcome.MISSING_IN_PAYERA, ReconOutcome.DUPLICATE)
+
+# the account a clearing debited (Discrepancy.cleared_account): a later settlement of the item gives
+# the cleared amount back to it (a recovery; docs/decisions/reconciliation-resolutions.md)
+FEE_EXPENSE, DIFFERENCES, SUSPENSE = "psp_fee_expense", "reconciliation_differences", "suspense"
+CLEARED_ACCOUNTS = {
+    FEE_EXPENSE: Accounts.psp_fee_expense,
+    DIFFERENCES: Accounts.reconciliation_differences,
+    SUSPENSE: Accounts.suspense,
+}
+Recovered = Mapping[tuple[str, str], int]  # (cleared account code, currency) -> amount given back (item's sign)
 
 
-def _locked(discrepancy_id: int) -> Discrepancy:
+def merged_lines(legs) -> tuple[PostingLine, ...]:
+    """Journal lines, one per account (amounts of the same account added), zero legs left out."""
+    out: dict = {}
+    for account, amount in legs:
+        out[account] = out.get(account, 0) + amount
+    return tuple(PostingLine(account, amount) for account, amount in out.items() if amount)
+
+
+def recovery_legs(recovered: Recovered | None) -> list:
+    """What a settlement gives back to the accounts earlier clearings of its item debited: a credit
+    of each (the item's sign: a capture's clearing comes back as a credit, a refund's as a debit)."""
+    return [(CLEARED_ACCOUNTS[code](currency), -amount)
+            for (code, currency), amount in sorted((recovered or {}).items())]  # fmt: skip
+
+
+def recovered_total(recovered: Recovered | None, currency: str) -> int:
+    return sum(amount for (_, cur), amount in (recovered or {}).items() if cur == currency)
+
+
+def _locked(discrepancy_id: int, *, money: bool = False) -> Discrepancy:
+    """The discrepancy, locked. `money`: a resolution that may move money takes its PSP's
+    reconciliation lock first (the lock order of the import and the late heal: PSP, discrepancy,
+    line, ledger), so an import's or a late heal's settlement of the same item sees the clearing
+    (and gives it back) or the resolution sees the line settled (and clears nothing)."""
+    if money:
+        psp = Discrepancy.objects.filter(pk=discrepancy_id).values_list("psp", flat=True).first()
+        if psp is None:
+            raise Discrepancy.DoesNotExist(f"no discrepancy {discrepancy_id}")
+        reconcile_psp_lock(psp)
     return Discrepancy.objects.select_for_update().get(pk=discrepancy_id)
 
 
@@ -62,44 +106,90 @@ def write_off_lines(*, psp: str, currency: str, amount: int) -> tuple[PostingLin
 
 
 def settle_as_reported_lines(
-    *, psp: str, currency: str, gross: int, fee: int, net: int, expected: int | None
-) -> tuple[PostingLine, ...]:
-    """A report line booked as the PSP reported it: bank cash Dr net, PSP fee expense Dr fee,
-    against the PSP receivable Cr `expected` (what Payera had receivable for it) with the rest
-    (`expected - gross`) in reconciliation differences (Cr: the PSP paid more, Dr: less); or, when
-    Payera expected nothing (`expected` None: a line Payera does not know), suspense Cr gross
-    (an unidentified receipt, until explained). Balances when net = gross - fee."""
+    *, psp: str, currency: str, gross: int, fee: int, net: int, expected: int | None, item_currency: str = "",
+    recovered: Recovered | None = None,
+) -> tuple[PostingLine, ...]:  # fmt: skip
+    """A report line booked as the PSP reported it: bank cash Dr net, PSP fee expense Dr fee (in the
+    line's `currency`), and:
+
+    - Payera expected nothing (`expected` None: a line Payera does not know): suspense Cr gross
+      (an unidentified receipt, until explained);
+    - Payera's item in the same currency: the PSP receivable Cr what is still owed of it
+      (`expected`, its gross, less what earlier clearings took off: `recovered`, given back to the
+      accounts they debited) and the rest (`expected - gross`) in reconciliation differences (Cr: the
+      PSP paid more, Dr: less);
+    - Payera's item in another currency (`item_currency`: a currency mismatch): the line's money is
+      reconciliation differences in its currency (Cr gross), and Payera's item leaves the receivable
+      of its own currency against reconciliation differences there (Dr expected; the receivable Cr
+      what is still owed, the rest given back as above): each currency balances on its own.
+    Balances (per currency) when net = gross - fee."""
     legs = [(Accounts.bank_cash(currency), net), (Accounts.psp_fee_expense(currency), fee)]
     if expected is None:
         legs.append((Accounts.suspense(currency), -gross))
+        return merged_lines(legs)
+    item_currency = item_currency or currency
+    owed = expected - recovered_total(recovered, item_currency)
+    legs.append((Accounts.psp_receivable(psp, item_currency), -owed))
+    if item_currency == currency:
+        legs.append((Accounts.reconciliation_differences(currency), expected - gross))
     else:
-        legs += [(Accounts.psp_receivable(psp, currency), -expected),
-                 (Accounts.reconciliation_differences(currency), expected - gross)]  # fmt: skip
-    return tuple(PostingLine(account, amount) for account, amount in legs if amount)
+        legs += [(Accounts.reconciliation_differences(currency), -gross),
+                 (Accounts.reconciliation_differences(item_currency), expected)]  # fmt: skip
+    return merged_lines(legs + recovery_legs(recovered))
 
 
-def _outstanding(d: Discrepancy) -> tuple[str, int]:
-    """(currency, signed minor units) of the capture (+), refund (-), chargeback (-) or won
-    dispute's reversal (+) the discrepancy names that is still on the PSP receivable: its gross as
-    Payera has it, 0 once a posted report line settled it, less what other discrepancies'
-    resolutions cleared of it. (currency, 0) for a discrepancy that names no such item."""
+def _item(d: Discrepancy) -> tuple[str, int, int]:
+    """(currency, gross, cleared) of the capture (+), refund (-), chargeback (-) or won dispute's
+    reversal (+) the discrepancy names: its gross as Payera has it (0 once a posted report line
+    settled it) and what other discrepancies' resolutions still hold cleared of it (cleared less
+    what later settlements gave back). (currency, 0, 0) for a discrepancy that names no such item."""
     line = d.line
     currency = line.expected_currency if line is not None and line.expected_currency else d.currency
     amount = d.payera_amount or 0
     if d.kind not in ITEM_KINDS or not amount or not d.object_id:
-        return currency, 0
-    positive = amount > 0
-    same_sign = "gt" if positive else "lt"  # a dispute's chargeback (-) and reversal (+) share its id
+        return currency, 0, 0
+    same_sign = "gt" if amount > 0 else "lt"  # a dispute's chargeback (-) and reversal (+) share its id
     settled = StatementLine.objects.filter(psp=d.psp, object_id=d.object_id, **{f"gross__{same_sign}": 0})
     if settled.exclude(journal_reference="").exists():
-        return currency, 0
+        return currency, 0, 0
     cleared = (
-        Discrepancy.objects.filter(psp=d.psp, object_id=d.object_id, cleared_currency=currency,
-                                   **{f"receivable_cleared__{same_sign}": 0})
-        .exclude(pk=d.pk).aggregate(total=Sum("receivable_cleared"))["total"] or 0
+        _cleared_by_others(d, currency, amount > 0).aggregate(
+            total=Sum(F("receivable_cleared") - F("receivable_recovered")))["total"] or 0
     )  # fmt: skip
+    return currency, amount, cleared
+
+
+def _cleared_by_others(d: Discrepancy, currency: str, positive: bool):
+    return Discrepancy.objects.filter(
+        psp=d.psp, object_id=d.object_id, cleared_currency=currency,
+        **{f"receivable_cleared__{'gt' if positive else 'lt'}": 0},
+    ).exclude(pk=d.pk)  # fmt: skip
+
+
+def _outstanding(d: Discrepancy) -> tuple[str, int]:
+    """(currency, signed minor units) of the item the discrepancy names still on the PSP
+    receivable: its gross (0 once a posted line settled it) less what other resolutions cleared."""
+    currency, amount, cleared = _item(d)
     left = amount - cleared
-    return currency, left if (left > 0) == positive else 0
+    return currency, left if amount and (left > 0) == (amount > 0) else 0
+
+
+def _recover_item(d: Discrepancy, currency: str, positive: bool) -> dict[tuple[str, str], int]:
+    """A resolution that settles the item (a line settled as reported): what other discrepancies
+    still hold cleared of it is given back to the accounts they debited (their
+    `receivable_recovered` set to their `receivable_cleared`; the rows locked). Returns
+    (account, currency) -> amount."""
+    out: dict[tuple[str, str], int] = {}
+    rows = list(
+        _cleared_by_others(d, currency, positive).exclude(receivable_recovered=F("receivable_cleared"))
+        .select_for_update().order_by("pk")
+    )  # fmt: skip
+    for other in rows:
+        key = (other.cleared_account or DIFFERENCES, currency)
+        out[key] = out.get(key, 0) + other.receivable_cleared - other.receivable_recovered
+        other.receivable_recovered = other.receivable_cleared
+        other.save(update_fields=["receivable_recovered", "updated_at"])
+    return out
 
 
 def _post(*, reference: str, lines, kind: str, d: Discrepancy, user, reason: str) -> None:
@@ -133,7 +223,7 @@ def discrepancy_resolve(
     reason = _check(user, "resolve_discrepancy", reason)
     if isinstance(adjustment, bool) or not isinstance(adjustment, int):
         raise InvalidRequestError("adjustment must be an integer in minor units.", param="adjustment")
-    d = _locked(discrepancy_id)
+    d = _locked(discrepancy_id, money=bool(adjustment))
     if not can_proceed(d.mark_resolved):
         raise DiscrepancyStateError()
     reference, item_currency = "", ""
@@ -156,7 +246,8 @@ def discrepancy_resolve(
         _post(reference=reference, lines=adjustment_lines(psp=d.psp, currency=item_currency, amount=adjustment),
               kind=JournalKind.ADJUSTMENT, d=d, user=user, reason=reason)  # fmt: skip
     d.mark_resolved(by=user.get_username(), reason=reason, adjustment_reference=reference, at=timezone.now(),
-                    receivable_cleared=adjustment, cleared_currency=item_currency)  # fmt: skip
+                    receivable_cleared=adjustment, cleared_currency=item_currency,
+                    cleared_account=FEE_EXPENSE)  # fmt: skip
     d.save()
     return d
 
@@ -164,18 +255,20 @@ def discrepancy_resolve(
 @transaction.atomic(durable=True)
 def discrepancy_settle_as_reported(*, discrepancy_id: int, user, reason: str) -> Discrepancy:
     """Resolve by booking the line as the PSP reported it (`recon_settle:<id>`, see
-    `settle_as_reported_lines`): an amount mismatch clears Payera's item off the receivable (the
-    gap to reconciliation differences); a line Payera does not know (missing in Payera, or a
-    duplicate the PSP really paid) goes to suspense. Needs `resolve_discrepancy`."""
+    `settle_as_reported_lines`): an amount or currency mismatch settles Payera's item (the
+    receivable credited what is still owed of it, what earlier resolutions cleared of it given back
+    to the accounts they debited, the gap to reconciliation differences; a currency mismatch books
+    each currency apart); a line Payera does not know (missing in Payera, or a duplicate the PSP
+    really paid) goes to suspense. Needs `resolve_discrepancy`."""
     reason = _check(user, "resolve_discrepancy", reason)
-    d = _locked(discrepancy_id)
+    d = _locked(discrepancy_id, money=True)
     if not can_proceed(d.mark_resolved):
         raise DiscrepancyStateError()
     line = d.line
     if d.kind not in SETTLE_KINDS or line is None:
         raise DiscrepancyMoneyError(
-            f"Discrepancy {d.pk} is a {d.get_kind_display().lower()}: only an amount mismatch, a line missing in"
-            " Payera or a duplicate line is settled as reported."
+            f"Discrepancy {d.pk} is a {d.get_kind_display().lower()}: only an amount or currency mismatch, a line"
+            " missing in Payera or a duplicate line is settled as reported."
         )
     if line.journal_reference:
         raise DiscrepancyMoneyError(f"The line of discrepancy {d.pk} is already settled ({line.journal_reference}).")
@@ -184,22 +277,29 @@ def discrepancy_settle_as_reported(*, discrepancy_id: int, user, reason: str) ->
             f"The line of discrepancy {d.pk} does not add up (net {line.net} is not gross {line.gross} - fee"
             f" {line.fee}): ask the PSP for a corrected report."
         )
-    expected, item_currency = None, ""
-    if d.kind == ReconOutcome.AMOUNT_MISMATCH:
-        item_currency, left = _outstanding(d)
-        if not left or item_currency != line.currency:
+    expected, item_currency, recovered, account = None, "", {}, ""
+    if d.kind not in SUSPENSE_KINDS:
+        item_currency, expected, _cleared = _item(d)
+        same = item_currency == line.currency
+        if not expected or (d.kind == ReconOutcome.AMOUNT_MISMATCH) != same:
             raise DiscrepancyMoneyError(
-                f"{d.object_id} is no longer on the PSP receivable (a report line or a resolution settled it):"
-                " resolve without money."
+                f"{d.object_id} is no longer on the PSP receivable (a report line settled it): resolve without"
+                " money."
             )
-        expected = left
+        # what other resolutions cleared of the item comes back to the accounts they debited
+        recovered = _recover_item(d, item_currency, expected > 0)
+        account = DIFFERENCES
     lines = settle_as_reported_lines(psp=d.psp, currency=line.currency, gross=line.gross, fee=line.fee,
-                                     net=line.net, expected=expected)  # fmt: skip
+                                     net=line.net, expected=expected, item_currency=item_currency,
+                                     recovered=recovered)  # fmt: skip
     reference = f"recon_settle:{d.pk}" if lines else ""
     if lines:
         _post(reference=reference, lines=lines, kind=JournalKind.SETTLEMENT, d=d, user=user, reason=reason)
+    # the item's whole gross counts as settled by this resolution (less what it gave back: the
+    # clearings it recovered are recorded on their own discrepancies)
     d.mark_resolved(by=user.get_username(), reason=reason, adjustment_reference=reference, at=timezone.now(),
-                    receivable_cleared=expected or 0, cleared_currency=item_currency)  # fmt: skip
+                    receivable_cleared=expected or 0, cleared_currency=item_currency,
+                    cleared_account=account)  # fmt: skip
     d.save()
     return d
 
@@ -211,7 +311,7 @@ def discrepancy_write_off(*, discrepancy_id: int, user, reason: str) -> Discrepa
     written off to reconciliation differences (`recon_write_off:<id>`); a report line is not booked
     (a duplicate or unknown line the PSP did not pay; a fee difference that was agreed)."""
     reason = _check(user, "write_off_discrepancy", reason)
-    d = _locked(discrepancy_id)
+    d = _locked(discrepancy_id, money=True)
     if not can_proceed(d.mark_written_off):
         raise DiscrepancyStateError()
     item_currency, left = _outstanding(d)
@@ -221,7 +321,8 @@ def discrepancy_write_off(*, discrepancy_id: int, user, reason: str) -> Discrepa
         _post(reference=reference, lines=write_off_lines(psp=d.psp, currency=item_currency, amount=left),
               kind=JournalKind.ADJUSTMENT, d=d, user=user, reason=reason)  # fmt: skip
     d.mark_written_off(by=user.get_username(), reason=reason, at=timezone.now(), adjustment_reference=reference,
-                       receivable_cleared=left, cleared_currency=item_currency)  # fmt: skip
+                       receivable_cleared=left, cleared_currency=item_currency,
+                       cleared_account=DIFFERENCES)  # fmt: skip
     d.save()
     return d
 
@@ -261,3 +362,48 @@ def discrepancies_settled_resolve(*, run_id: str, psp: str) -> int:
         d.save()
         resolved += 1
     return resolved
+
+
+def recover_sql(where: str, *, lock: bool = False) -> str:
+    """lines_recover's SELECT; its parameters: `where`'s, then the PSP."""
+    dsc, lines = Discrepancy._meta.db_table, StatementLine._meta.db_table
+    # table names and the caller's SQL over the lines; values are bound
+    return f"""
+SELECT d.id, d.cleared_account, d.receivable_cleared - d.receivable_recovered, p.currency, p.journal_reference
+FROM {dsc} d JOIN {lines} p ON p.id = (
+  SELECT MIN(l.id) FROM {lines} l WHERE l.object_id = d.object_id AND l.psp = d.psp
+     AND l.currency = d.cleared_currency AND l.journal_reference <> '' AND l.gross <> 0
+     AND (l.gross > 0) = (d.receivable_cleared > 0) AND {where})
+WHERE d.psp = %s AND NOT (d.receivable_cleared = 0) AND d.receivable_recovered <> d.receivable_cleared
+  AND d.object_id <> ''
+ORDER BY d.id{" FOR UPDATE OF d" if lock else ""}"""  # noqa: S608
+
+
+def lines_recover(*, psp: str, where: str, params: list) -> dict[str, dict[tuple[str, str], int]]:
+    """Report lines of `psp` that settle (posted: a journal reference) an item finance's resolutions
+    already cleared: per journal reference the lines name, (cleared account, currency) -> what is
+    given back to that account (the item's sign). Each such discrepancy is given back in full, once,
+    by the first line (lowest id) satisfying `where` (SQL over the lines, alias l, its parameters
+    `params`) in its item's direction and currency; its `receivable_recovered` is set to its
+    `receivable_cleared` (the receivable check and aging count the difference). The import (its
+    run's lines) and the late heal (its lines) call it in the transaction that posts their journals.
+    Set-based: one SELECT that starts from the few discrepancies that cleared something (a partial
+    index holds only those) and looks up each one's item in the lines' object index, a save
+    (audited) per discrepancy given back; nothing is read per line, and nothing at all in the usual
+    case (no clearing)."""
+    sql = recover_sql(where, lock=connection.vendor == "postgresql")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, psp])
+        rows = cursor.fetchall()
+        if not rows:
+            return {}
+    # a save each (audited): the few discrepancies that cleared this item, not the lines
+    for other in Discrepancy.objects.filter(pk__in=[row[0] for row in rows]).order_by("pk"):
+        other.receivable_recovered = other.receivable_cleared
+        other.save(update_fields=["receivable_recovered", "updated_at"])
+    out: dict[str, dict[tuple[str, str], int]] = {}
+    for _, account, amount, currency, journal in rows:
+        per = out.setdefault(journal, {})
+        key = (account or DIFFERENCES, currency)
+        per[key] = per.get(key, 0) + int(amount)
+    return out

@@ -51,7 +51,14 @@ from reconciliation.models import (
     ReconRunStatus,
     StatementLine,
 )
-from reconciliation.services.discrepancies import discrepancies_settled_resolve
+from reconciliation.services.discrepancies import (
+    Recovered,
+    discrepancies_settled_resolve,
+    lines_recover,
+    merged_lines,
+    recovered_total,
+    recovery_legs,
+)
 from reconciliation.services.locks import reconcile_psp_lock
 from reconciliation.services.report_copy import (
     COPY_POSITION,
@@ -794,19 +801,20 @@ def heal_inquire(where: str, params: list) -> int:
     return len(attempts) + len(disputes)
 
 
-def settlement_lines(*, psp: str, currency: str, gross: int, net: int) -> tuple[PostingLine, ...]:
+def settlement_lines(
+    *, psp: str, currency: str, gross: int, net: int, recovered: Recovered | None = None
+) -> tuple[PostingLine, ...]:
     """Bank cash (net) and PSP fee expense against the PSP receivable (gross). The fee booked is
     what the PSP kept, gross - net, not the fee its report states: a line whose net is not gross -
-    fee (a fee difference, see _outcome_sql) still posts a balanced journal of the money that moved."""
+    fee (a fee difference, see _outcome_sql) still posts a balanced journal of the money that moved.
+    `recovered`: what finance's resolutions had already cleared of the items settled here
+    (discrepancies.lines_recover): the receivable is credited only what is still owed, the rest goes
+    back to the accounts those clearings debited (a write-off's loss recovered, an adjustment's fee
+    expense, suspense)."""
     fee = gross - net
-    lines = []
-    if net:
-        lines.append(PostingLine(Accounts.bank_cash(currency), net))
-    if fee:
-        lines.append(PostingLine(Accounts.psp_fee_expense(currency), fee))
-    if gross:
-        lines.append(PostingLine(Accounts.psp_receivable(psp, currency), -gross))
-    return tuple(lines)
+    legs = [(Accounts.bank_cash(currency), net), (Accounts.psp_fee_expense(currency), fee),
+            (Accounts.psp_receivable(psp, currency), -(gross - recovered_total(recovered, currency)))]  # fmt: skip
+    return merged_lines(legs + recovery_legs(recovered))
 
 
 def _journals(tally: list[_Group]) -> list[tuple[str, str, str, int, int, int, int]]:
@@ -823,19 +831,24 @@ def _journals(tally: list[_Group]) -> list[tuple[str, str, str, int, int, int, i
     return [tuple(out[k]) for k in sorted(out)]  # type: ignore[misc]
 
 
-def _post_settlement(run: ReconciliationRun, tally: list[_Group]) -> int:
+def _post_settlement(run: ReconciliationRun, tally: list[_Group], recovered: dict[str, dict] | None = None) -> int:
     """Post the matched lines, one journal per currency and payout batch (the reference the
-    lines already name). Returns the number of journals."""
+    lines already name), each less what resolutions had cleared of its items (`recovered`, per
+    journal reference: given back to the accounts they debited). Returns the number of journals."""
     posted = 0
     at = timezone.now()
+    recovered = recovered or {}
     for reference, currency, batch, gross, _fee, net, count in _journals(tally):
-        legs = settlement_lines(psp=run.psp, currency=currency, gross=gross, net=net)
+        given_back = recovered.get(reference)
+        legs = settlement_lines(psp=run.psp, currency=currency, gross=gross, net=net, recovered=given_back)
         if not legs:
             continue
+        metadata = {"reconciliation_run": run.id, "psp": run.psp, "payout_batch": batch, "lines": count}
+        if given_back:
+            metadata["recovered"] = {f"{code}:{cur}": amount for (code, cur), amount in sorted(given_back.items())}
         ledger_services.journal_post(
             reference=reference, lines=legs, occurred_at=at, kind=JournalKind.SETTLEMENT,
-            memo=f"{run.psp} settlement {batch} ({count} lines)",
-            metadata={"reconciliation_run": run.id, "psp": run.psp, "payout_batch": batch, "lines": count},
+            memo=f"{run.psp} settlement {batch} ({count} lines)", metadata=metadata,
         )  # fmt: skip
         posted += 1
     return posted
@@ -965,7 +978,10 @@ def _finish(
         missing_n = missing_at_psp.count()
         missing_sum = sum(missing_at_psp.values_list("payera_amount", flat=True))
         posting = time.perf_counter()
-        journals = _post_settlement(run, tally)
+        # items finance had already cleared (written off, adjusted, settled as reported) that these
+        # lines settle: the receivable credited only what is still owed (one indexed SELECT)
+        recovered = lines_recover(psp=run.psp, where="l.run_id = %s", params=[run.id]) if settled else {}
+        journals = _post_settlement(run, tally, recovered)
         seconds = {**seconds, "post": round(time.perf_counter() - posting, 3)}
         from reconciliation.selectors import receivable_check
 
@@ -983,6 +999,8 @@ def _finish(
             "resolved_missing_at_psp": resolved,
             "journals": journals,
             "settled": {c: settled[c] for c in sorted(settled)},
+            # what the lines gave back to the accounts earlier clearings of their items debited
+            "recovered": _recovered_by_currency(recovered),
             "parser": parser,  # postgresql: COPY parsed the file; python: the adapter's parser did
         }
         # the receivable check counts the settled gross of every finished run: this one first
@@ -995,6 +1013,14 @@ def _finish(
             summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now()
         )
     return summary
+
+
+def _recovered_by_currency(recovered: dict[str, dict[tuple[str, str], int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for per in recovered.values():
+        for (_, currency), amount in per.items():
+            out[currency] = out.get(currency, 0) + amount
+    return {c: out[c] for c in sorted(out)}
 
 
 def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = None) -> dict[str, ReconcileResult]:

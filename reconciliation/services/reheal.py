@@ -14,8 +14,10 @@ oldest first) and:
    the import's matching SQL (`rematch_sql`, per line journal);
 3. a line that now matches (matched, or a fee difference: the money arrived) posts its settlement
    once, `psp_settlement_line:<run>:<line number>`, with the import's accounts (`settlement_lines`:
-   bank cash net + PSP fee expense fee against the PSP receivable gross); its run's settled total
-   (the receivable check's running total) grows by its gross;
+   bank cash net + PSP fee expense fee against the PSP receivable gross; an item finance had already
+   cleared is credited only what is still owed, the rest given back to the accounts the clearing
+   debited: `discrepancies.lines_recover`); its run's settled total (the receivable check's running
+   total) grows by its gross;
 4. its discrepancy is resolved through the state machine (audited) by `reconciliation:reheal`,
    the reason naming the line and the journal, no adjustment. A line that now has another outcome
    (a fee difference, an amount or currency mismatch) keeps a discrepancy of that kind: the
@@ -50,7 +52,7 @@ from reconciliation.models import (
     ReconRunStatus,
     StatementLine,
 )
-from reconciliation.services.discrepancies import discrepancies_settled_resolve
+from reconciliation.services.discrepancies import discrepancies_settled_resolve, lines_recover
 from reconciliation.services.locks import reconcile_psp_lock
 from reconciliation.services.reconcile import (
     POSTED_OUTCOMES,
@@ -176,6 +178,12 @@ def _settle(*, psp: str, line_ids: list[int]) -> tuple[int, int]:
     if not changed:
         return 0, 0
     at = timezone.now()
+    # items finance had already cleared that these lines settle: given back, not credited twice
+    posting = [line.pk for line in changed if line.outcome in POSTED_OUTCOMES]
+    recovered = (
+        lines_recover(psp=psp, where=f"l.id IN ({', '.join(['%s'] * len(posting))})", params=posting)
+        if posting else {}
+    )  # fmt: skip
     settled: dict[str, dict[str, int]] = {}  # run -> currency -> gross posted now
     posted: dict[str, int] = {}  # run -> lines posted now
     healed = reclassified = 0
@@ -183,13 +191,18 @@ def _settle(*, psp: str, line_ids: list[int]) -> tuple[int, int]:
         journal = ""
         if line.outcome in POSTED_OUTCOMES:
             journal = line.journal_reference
-            legs = settlement_lines(psp=psp, currency=line.currency, gross=line.gross, net=line.net)
+            given_back = recovered.get(journal)
+            legs = settlement_lines(psp=psp, currency=line.currency, gross=line.gross, net=line.net,
+                                    recovered=given_back)  # fmt: skip
             if legs:
+                metadata = {"reconciliation_run": line.run_id, "line": line.line_number, "psp": psp,
+                            "payout_batch": line.payout_batch_id, "lines": 1, "late_heal": True}  # fmt: skip
+                if given_back:
+                    metadata["recovered"] = {f"{c}:{cur}": a for (c, cur), a in sorted(given_back.items())}
                 ledger_services.journal_post(
                     reference=journal, lines=legs, occurred_at=at, kind=JournalKind.SETTLEMENT,
                     memo=f"{psp} settlement {line.payout_batch_id or '-'} line {line.line_number} (late heal)",
-                    metadata={"reconciliation_run": line.run_id, "line": line.line_number, "psp": psp,
-                              "payout_batch": line.payout_batch_id, "lines": 1, "late_heal": True},
+                    metadata=metadata,
                 )  # fmt: skip
             per_run = settled.setdefault(line.run_id, {})
             per_run[line.currency] = per_run.get(line.currency, 0) + line.gross

@@ -369,3 +369,39 @@ def test_a_late_healed_line_whose_net_is_not_gross_less_fee_posts_the_money_that
     assert env.get(payment_id)["status"] == "succeeded"
     _ties_out("beta", 0)
     _ledger_verify_clean()
+
+
+def test_a_late_heal_settling_an_item_finance_wrote_off_gives_the_loss_back(env, psp_webhooks, tmp_path):
+    """Issue #8 limit: the missing-at-PSP capture written off as a loss, then its line healed late.
+    The receivable is credited only what is still owed (nothing), the loss is recovered (Cr
+    reconciliation differences): the receivable is 0, not -AMOUNT."""
+    from ledger.types import Accounts
+    from reconciliation.services import discrepancy_write_off
+    from tests.reconciliation.helpers import asset
+
+    payment_id, attempt_id, event_id = _lost_capture(env, psp_webhooks)
+    day = _report("beta")
+    with _down(env, "beta"):
+        assert _reconcile(tmp_path, "beta", day, "day")["discrepancies"] == {**ZERO, "missing_in_payera": 1}
+    assert _resent(env, "beta", event_id).status == "processed"
+    without = "\r\n".join(line for line in day.split("\r\n") if ";Settled;" not in line)
+    assert _reconcile(tmp_path, "beta", without, "without")["discrepancies"] == {**ZERO, "missing_at_psp": 1}
+    at_psp = Discrepancy.objects.get(kind="missing_at_psp")
+    discrepancy_write_off(discrepancy_id=at_psp.pk, user=make_staff("fin", role="finance"), reason="never paid")
+    assert asset(Accounts.reconciliation_differences("EUR")) == AMOUNT  # the loss
+    _ties_out("beta", 0)
+    with _down(env, "beta"):
+        assert _heal() == {"lines": 1, "asked": 1, "healed": 1, "reclassified": 0, "still_open": 0}
+    line = StatementLine.objects.get(psp="beta", kind="capture")
+    assert (line.outcome, line.object_id) == ("matched", at_psp.object_id)
+    at_psp.refresh_from_db()
+    assert (at_psp.status, at_psp.receivable_cleared, at_psp.receivable_recovered) == ("written_off", AMOUNT, AMOUNT)
+    assert asset(Accounts.psp_receivable("beta", "EUR")) == 0  # not -AMOUNT: credited once
+    assert asset(Accounts.reconciliation_differences("EUR")) == 0  # the loss recovered
+    journal = Journal.objects.get(reference=line.journal_reference)
+    assert journal.metadata["recovered"] == {"reconciliation_differences:EUR": AMOUNT}
+    _ties_out("beta", 0)
+    assert receivable_aging(psp="beta") == []
+    _ledger_verify_clean()
+    journals = Journal.objects.count()
+    assert _heal() == NOTHING and Journal.objects.count() == journals
