@@ -8,6 +8,8 @@ journal that exists is refused; entries whose journal is never written are refus
 deferred foreign key from `ledger_journal_unsealed` (a table the entry trigger writes and the
 journal's INSERT empties). ledger/sql/sqlite.sql is loaded again: new triggers and the new table,
 nothing existing is rewritten or re-checked (journals already written are sealed as they are).
+Also: an INSERT OR REPLACE that collides with a journal or an entry is refused (SQLite deletes the
+row it collides with without firing its DELETE trigger: a sealed journal could be swapped).
 PostgreSQL: nothing changes (its deferred constraint trigger checks the balance at COMMIT).
 """
 
@@ -24,6 +26,8 @@ SEAL_TRIGGERS = (
     "ledger_journal_seal",
     "ledger_journal_unsealed_no_update",
     "ledger_journal_unsealed_no_delete",
+    "ledger_journal_no_replace",
+    "ledger_entry_no_replace",
 )
 
 # What 0002-0009 had in place of the seal: an entry named a journal that existed already.

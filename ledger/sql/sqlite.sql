@@ -64,6 +64,21 @@ BEGIN
     END;
     DELETE FROM ledger_journal_unsealed WHERE journal_id = NEW.id;
 END;
+-- INSERT OR REPLACE deletes the row it collides with, and SQLite fires no DELETE trigger for that
+-- (unless PRAGMA recursive_triggers): a sealed journal or its entries could be swapped for others.
+-- An INSERT that collides with a journal or an entry is refused whatever its conflict clause.
+DROP TRIGGER IF EXISTS ledger_journal_no_replace;
+CREATE TRIGGER ledger_journal_no_replace BEFORE INSERT ON ledger_journal
+WHEN EXISTS (SELECT 1 FROM ledger_journal WHERE id = NEW.id)
+  OR EXISTS (SELECT 1 FROM ledger_journal WHERE reference = NEW.reference)
+  OR (NEW.pending_id IS NOT NULL AND EXISTS (SELECT 1 FROM ledger_journal WHERE pending_id = NEW.pending_id))
+  OR (NEW.reverses_id IS NOT NULL AND EXISTS (SELECT 1 FROM ledger_journal WHERE reverses_id = NEW.reverses_id))
+BEGIN SELECT RAISE(ABORT, 'ledger: a journal is never replaced: its id, reference, resolution or reversal is taken'); END;
+DROP TRIGGER IF EXISTS ledger_entry_no_replace;
+CREATE TRIGGER ledger_entry_no_replace BEFORE INSERT ON ledger_entry
+WHEN EXISTS (SELECT 1 FROM ledger_entry WHERE account_id = NEW.account_id AND version = NEW.version)
+  OR EXISTS (SELECT 1 FROM ledger_entry WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'ledger: an entry is never replaced: its id or (account, version) is taken'); END;
 DROP TRIGGER IF EXISTS ledger_journal_unsealed_no_update;
 CREATE TRIGGER ledger_journal_unsealed_no_update BEFORE UPDATE ON ledger_journal_unsealed
 BEGIN SELECT RAISE(ABORT, 'ledger: UPDATE of ledger_journal_unsealed is not allowed'); END;

@@ -193,19 +193,74 @@ def unsealed_marker_cannot_be_deleted():
 
 @case
 def entry_added_to_a_written_journal_refused():
+    posted = _posted_journal()
+    # a balanced pair, even: a written journal takes no more entries
+    refused(lambda: entries(posted.journal_id, ("a", "EUR", 7), ("b", "EUR", -7)), "journal is sealed")
+    refused(lambda: entries(posted.journal_id, ("a", "EUR", 7)), "journal is sealed")
+
+
+def _posted_journal():
     from ledger import services
     from ledger.types import AccountKey, transfer_lines
 
     a, b = AccountKey(OWNER[0], "a", "EUR"), AccountKey(OWNER[0], "b", "EUR")
     account("a"), account("b")
-    posted = services.journal_post(
+    return services.journal_post(
         reference=f"seal:{uuid.uuid4().hex}",
         lines=transfer_lines(debit=a, credit=b, amount=10),
         occurred_at=datetime.now(UTC),
     )
-    # a balanced pair, even: a written journal takes no more entries
-    refused(lambda: entries(posted.journal_id, ("a", "EUR", 7), ("b", "EUR", -7)), "journal is sealed")
-    refused(lambda: entries(posted.journal_id, ("a", "EUR", 7)), "journal is sealed")
+
+
+@case
+def journal_replace_refused():
+    """INSERT OR REPLACE deletes the row it collides with without its DELETE trigger: a written
+    journal must not be swapped for another row (same id, or same reference)."""
+    posted = _posted_journal()
+    with connection.cursor() as c:
+        c.execute("SELECT reference FROM ledger_journal WHERE id = %s", [posted.journal_id])
+        (reference,) = c.fetchone()
+    replace = JOURNAL_SQL.replace("INSERT INTO", "INSERT OR REPLACE INTO")
+
+    def same_id():
+        with connection.cursor() as c:
+            c.execute(replace, [posted.journal_id, "raw:other", 0, None])
+
+    def same_reference():
+        jid = next_journal_id()
+        entries(jid, ("a", "EUR", 3), ("b", "EUR", -3))
+        with connection.cursor() as c:
+            c.execute(replace, [jid, reference, 0, None])
+
+    refused(same_id, "a journal is never replaced")
+    refused(same_reference, "a journal is never replaced")
+
+
+@case
+def entry_replace_refused():
+    """An entry colliding on (account, version) would delete a written journal's entry (its
+    journal unbalanced, behind the seal's back): refused, whatever the conflict clause."""
+    posted = _posted_journal()
+    with connection.cursor() as c:
+        c.execute(
+            "SELECT account_id, version FROM ledger_entry WHERE journal_id = %s AND amount > 0", [posted.journal_id]
+        )
+        account_id, version = c.fetchone()
+
+    def write():
+        jid = next_journal_id()
+        with connection.cursor() as c:
+            c.execute(
+                ENTRY_SQL.replace("INSERT INTO", "INSERT OR REPLACE INTO"),
+                [jid, account_id, "EUR", 10, 10, version],
+            )
+        entries(jid, ("b", "EUR", -10))
+        journal(jid)
+
+    refused(write, "an entry is never replaced")
+    with connection.cursor() as c:
+        c.execute("SELECT count(*) FROM ledger_entry WHERE journal_id = %s", [posted.journal_id])
+        assert c.fetchone() == (2,)
 
 
 @case

@@ -21,6 +21,8 @@ CASES = (
     "entries_without_their_journal_refused_in_autocommit",
     "unsealed_marker_cannot_be_deleted",
     "entry_added_to_a_written_journal_refused",
+    "journal_replace_refused",
+    "entry_replace_refused",
     "journal_without_entries_refused",
     "void_with_entries_refused",
     "multi_currency_journal_balanced_per_currency_accepted",
