@@ -29,14 +29,16 @@ BEGIN SELECT RAISE(ABORT, 'ledger: an entry''s currency must be its account''s')
 -- added to a journal that exists. Entries whose journal is never written are refused at COMMIT:
 -- each journal with entries but no row yet has a row in ledger_journal_unsealed, whose foreign key
 -- to the journal is deferred (SQLite's one commit-time check); the journal's INSERT deletes it.
--- Deferred foreign keys need PRAGMA foreign_keys=ON (Django turns it on for its connections), so
--- an entry INSERT on a connection without it is refused (fails closed, as ledger_flush_allowed()).
+-- Deferred foreign keys need PRAGMA foreign_keys=ON (Django turns it on for its connections): on a
+-- connection without it that marker row is refused, and so the entry that writes it (fails closed,
+-- as ledger_flush_allowed()). Checked once per journal, at its first entry: a later entry finds the
+-- marker only if an INSERT checked that way wrote it.
 DROP TRIGGER IF EXISTS ledger_entry_journal;
 CREATE TABLE IF NOT EXISTS ledger_journal_unsealed (
     journal_id integer NOT NULL PRIMARY KEY REFERENCES ledger_journal (id) DEFERRABLE INITIALLY DEFERRED
 );
-DROP TRIGGER IF EXISTS ledger_entry_foreign_keys;
-CREATE TRIGGER ledger_entry_foreign_keys BEFORE INSERT ON ledger_entry
+DROP TRIGGER IF EXISTS ledger_journal_unsealed_foreign_keys;
+CREATE TRIGGER ledger_journal_unsealed_foreign_keys BEFORE INSERT ON ledger_journal_unsealed
 WHEN (SELECT foreign_keys FROM pragma_foreign_keys) IS NOT 1
 BEGIN SELECT RAISE(ABORT, 'ledger: entries are written only with PRAGMA foreign_keys=ON (the journal seal is checked at COMMIT by a deferred foreign key)'); END;
 DROP TRIGGER IF EXISTS ledger_entry_sealed;

@@ -340,6 +340,12 @@ def connection_without_foreign_keys_refused():
             assert "PRAGMA foreign_keys=ON" in str(exc), exc
         else:
             raise AssertionError("an entry INSERT without foreign keys was let through")
+        try:  # nor a marker written first, for entries to find
+            raw.execute("INSERT INTO ledger_journal_unsealed (journal_id) VALUES (?)", [next_journal_id()])
+        except sqlite3.IntegrityError as exc:
+            assert "PRAGMA foreign_keys=ON" in str(exc), exc
+        else:
+            raise AssertionError("a marker INSERT without foreign keys was let through")
         finally:
             raw.execute("ROLLBACK")
     finally:
