@@ -494,10 +494,40 @@ def the_posting_api_works():
 
 
 @case
+def the_state_machine_holds():
+    """The Hypothesis state machine of tests/ledger/test_balance_properties.py (random postings,
+    batches, reversals, pending post/void, expiry against a model; ledger_verify after each run)
+    on the sealed engine, in a transaction rolled back at the end, on an emptied ledger."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from tests.ledger.test_balance_properties import LedgerMachine
+
+    call_command("flush", interactive=False, verbosity=0)
+    _accounts.clear()
+    # pending_expire_due() is durable (its own transaction): allowed inside this one, marked as
+    # Django's TestCase marks the test's
+    outer = transaction.atomic()
+    outer._from_testcase = True
+    with outer:
+        run_state_machine_as_test(
+            LedgerMachine,
+            settings=settings(
+                max_examples=int(os.environ.get("LEDGER_HYPOTHESIS_EXAMPLES", 5)),
+                stateful_step_count=25,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
+        transaction.set_rollback(True)
+
+
+@case
 def flush_still_empties_the_ledger():
     """Django's flush (the test runner's teardown) may empty the ledger; raw DELETE may not."""
     from ledger.models import Entry, Journal
 
+    CASES["the_posting_api_works"]()
     assert Entry.objects.exists()
     for sql in ("DELETE FROM ledger_entry", "DELETE FROM ledger_journal"):
         try:

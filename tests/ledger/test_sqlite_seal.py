@@ -30,6 +30,7 @@ CASES = (
     "currencies_do_not_offset_each_other",
     "connection_without_foreign_keys_refused",
     "the_posting_api_works",
+    "the_state_machine_holds",
     "flush_still_empties_the_ledger",
 )
 
@@ -46,7 +47,7 @@ def seal_results(tmp_path_factory):
         LOG_LEVEL="WARNING",
     )
     script = Path(__file__).with_name("sqlite_seal_check.py")
-    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
