@@ -20,7 +20,7 @@ from django.db import migrations
 from ledger.migrations._sql import SQL_DIR
 
 SEAL_TRIGGERS = (
-    "ledger_journal_unsealed_foreign_keys",
+    "ledger_journal_unsealed_checked",
     "ledger_entry_sealed",
     "ledger_entry_unsealed",
     "ledger_journal_seal",

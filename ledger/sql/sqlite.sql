@@ -37,10 +37,17 @@ DROP TRIGGER IF EXISTS ledger_entry_journal;
 CREATE TABLE IF NOT EXISTS ledger_journal_unsealed (
     journal_id integer NOT NULL PRIMARY KEY REFERENCES ledger_journal (id) DEFERRABLE INITIALLY DEFERRED
 );
-DROP TRIGGER IF EXISTS ledger_journal_unsealed_foreign_keys;
-CREATE TRIGGER ledger_journal_unsealed_foreign_keys BEFORE INSERT ON ledger_journal_unsealed
-WHEN (SELECT foreign_keys FROM pragma_foreign_keys) IS NOT 1
-BEGIN SELECT RAISE(ABORT, 'ledger: entries are written only with PRAGMA foreign_keys=ON (the journal seal is checked at COMMIT by a deferred foreign key)'); END;
+DROP TRIGGER IF EXISTS ledger_journal_unsealed_checked;
+CREATE TRIGGER ledger_journal_unsealed_checked BEFORE INSERT ON ledger_journal_unsealed
+BEGIN
+    SELECT CASE
+        WHEN (SELECT foreign_keys FROM pragma_foreign_keys) IS NOT 1
+        THEN RAISE(ABORT, 'ledger: entries are written only with PRAGMA foreign_keys=ON (the journal seal is checked at COMMIT by a deferred foreign key)')
+        -- (a marker of a written journal would outlive its transaction and block Django's flush)
+        WHEN EXISTS (SELECT 1 FROM ledger_journal WHERE id = NEW.journal_id)
+        THEN RAISE(ABORT, 'ledger: journal is sealed: a written journal has no marker')
+    END;
+END;
 DROP TRIGGER IF EXISTS ledger_entry_sealed;
 CREATE TRIGGER ledger_entry_sealed BEFORE INSERT ON ledger_entry
 WHEN EXISTS (SELECT 1 FROM ledger_journal WHERE id = NEW.journal_id)

@@ -182,6 +182,19 @@ def entries_without_their_journal_refused_in_autocommit():
 
 
 @case
+def marker_of_a_written_journal_refused():
+    """A marker row outlives its transaction only if its journal exists (the deferred foreign key),
+    and then Django's flush could not delete that journal: refused."""
+    posted = _posted_journal()
+
+    def write():
+        with connection.cursor() as c:
+            c.execute("INSERT INTO ledger_journal_unsealed (journal_id) VALUES (%s)", [posted.journal_id])
+
+    refused(write, "a written journal has no marker")
+
+
+@case
 def unsealed_marker_cannot_be_deleted():
     def write():
         entries(next_journal_id(), ("a", "EUR", 500), ("b", "EUR", -500))

@@ -20,6 +20,7 @@ CASES = (
     "balanced_entries_without_their_journal_refused_at_commit",
     "entries_without_their_journal_refused_in_autocommit",
     "unsealed_marker_cannot_be_deleted",
+    "marker_of_a_written_journal_refused",
     "entry_added_to_a_written_journal_refused",
     "journal_replace_refused",
     "entry_replace_refused",
