@@ -482,10 +482,34 @@ def _lock(account):
     return account
 
 
+# The next journal id on SQLite: past every id the table has given (AUTOINCREMENT's sqlite_sequence
+# too) and every journal whose entries are written but not its row yet (ledger_journal_unsealed).
+_SQLITE_NEXT_JOURNAL_ID = (
+    "SELECT coalesce(max(m), 0) + 1 FROM ("
+    " SELECT max(id) AS m FROM ledger_journal"
+    " UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'ledger_journal'"
+    " UNION ALL SELECT max(journal_id) FROM ledger_journal_unsealed)"
+)
+
+
+def _sqlite_next_journal_id(conn) -> int:
+    with conn.cursor() as cursor:
+        cursor.execute(_SQLITE_NEXT_JOURNAL_ID)
+        return cursor.fetchone()[0]
+
+
 def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
+    """The portable engine. On SQLite a journal is sealed (ledger/sql/sqlite.sql, docs/decisions/
+    ledger-sqlite-journal-seal.md): its entries are inserted first, then the journal row, whose
+    INSERT checks that they balance; the journal's id is chosen first, under the transaction's
+    write lock (IMMEDIATE: SQLite has one writer at a time). Elsewhere (the Python engine on
+    PostgreSQL, for tests) the journal row comes first and its entries at the end of the batch."""
     from ledger.models import Account, Entry, Journal
 
     results: list[PostResult | None] = [None] * len(items)
+    conn = connections[DEFAULT_DB_ALIAS]
+    sealed = conn.vendor == "sqlite"
+    next_journal_id: int | None = None
     with transaction.atomic():
         keys = _accounts(items)
         logical = {key: _resolve_account(key) for key in keys}
@@ -500,6 +524,8 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
         original = {key: list(v) for key, v in state.items()}
         entries: list[Entry] = []
         created_here: dict[str, tuple[Item, int]] = {}
+        resolved_here: set[int] = set()  # pending journals posted or voided by this batch
+        reversed_here: set[int] = set()  # journals reversed by this batch
         sid = transaction.savepoint() if atomic and len(items) > 1 else None
         failed: int | None = None
         for n, item in enumerate(items):
@@ -572,28 +598,35 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                         status = PostStatus.EXCEEDS_DEBITS
                         break
             if status is PostStatus.CREATED:
-                clash = (item.pending_id and Journal.objects.filter(pending_id=item.pending_id).exists()) or (
-                    item.reverses_id and Journal.objects.filter(reverses_id=item.reverses_id).exists()
+                pending_id, reverses_id = item.pending_id, item.reverses_id
+                clash = (
+                    pending_id
+                    and (pending_id in resolved_here or Journal.objects.filter(pending_id=pending_id).exists())
+                ) or (
+                    reverses_id
+                    and (reverses_id in reversed_here or Journal.objects.filter(reverses_id=reverses_id).exists())
                 )
                 if clash:
                     status = PostStatus.PENDING_ALREADY_RESOLVED if item.pending_id else PostStatus.ALREADY_REVERSED
+                elif sealed:
+                    # entries first, then the journal row that seals them (its INSERT checks the
+                    # balance); no savepoint: SQLite has no concurrent writer to lose a race to
+                    if next_journal_id is None:
+                        next_journal_id = _sqlite_next_journal_id(conn)
+                    journal_id, next_journal_id = next_journal_id, next_journal_id + 1
+                    if new_entries:
+                        Entry.objects.bulk_create(_entries(journal_id, new_entries, rows))
+                    # created_at: the database's default at this INSERT, after the account locks
+                    _journal(item, journal_id).save(force_insert=True)
+                    created_here[item.reference] = (item, journal_id)
                 else:
                     try:
                         # created_at: the database's default at this INSERT, i.e. after the account
                         # locks above (as the SQL functions' clock_timestamp()): per account, time
                         # order = version order (account_balance_at)
                         with transaction.atomic():
-                            journal = Journal.objects.create(
-                                reference=item.reference,
-                                kind=str(item.kind),
-                                phase=int(item.phase),
-                                memo=item.memo,
-                                metadata=item.metadata or {},
-                                occurred_at=item.occurred_at,
-                                reverses_id=item.reverses_id,
-                                pending_id=item.pending_id,
-                                expires_at=item.expires_at,
-                            )
+                            journal = _journal(item, None)
+                            journal.save(force_insert=True)
                     except IntegrityError:
                         # a concurrent writer (PostgreSQL only) took the reference or resolution
                         existing = Journal.objects.filter(reference=item.reference).first()
@@ -609,18 +642,12 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                     else:
                         journal_id = journal.id
                         created_here[item.reference] = (item, journal.id)
-                        for key, amount, bal, ver, pend in new_entries:
-                            entries.append(
-                                Entry(
-                                    journal_id=journal.id,
-                                    account_id=rows[key].id,
-                                    currency=key.currency,
-                                    amount=amount,
-                                    balance_after=bal,
-                                    version=ver,
-                                    is_pending=pend,
-                                )
-                            )
+                        entries.extend(_entries(journal.id, new_entries, rows))
+                if status is PostStatus.CREATED:
+                    if item.pending_id:
+                        resolved_here.add(item.pending_id)
+                    if item.reverses_id:
+                        reversed_here.add(item.reverses_id)
             results[n] = PostResult(n, status, journal_id, item.reference)
             if status is not PostStatus.CREATED:
                 state = undo
@@ -634,7 +661,8 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
             return out
         if sid is not None:
             transaction.savepoint_commit(sid)
-        Entry.objects.bulk_create(entries)
+        if entries:
+            Entry.objects.bulk_create(entries)
         for key, st in state.items():
             if st != original[key]:
                 Account.objects.filter(id=rows[key].id).update(
@@ -643,6 +671,40 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
     return [
         r if r is not None else PostResult(n, PostStatus.LINKED_EVENT_FAILED, None, items[n].reference)
         for n, r in enumerate(results)
+    ]
+
+
+def _journal(item: Item, journal_id: int | None):
+    from ledger.models import Journal
+
+    return Journal(
+        id=journal_id,
+        reference=item.reference,
+        kind=str(item.kind),
+        phase=int(item.phase),
+        memo=item.memo,
+        metadata=item.metadata or {},
+        occurred_at=item.occurred_at,
+        reverses_id=item.reverses_id,
+        pending_id=item.pending_id,
+        expires_at=item.expires_at,
+    )
+
+
+def _entries(journal_id: int, new_entries, rows) -> list:
+    from ledger.models import Entry
+
+    return [
+        Entry(
+            journal_id=journal_id,
+            account_id=rows[key].id,
+            currency=key.currency,
+            amount=amount,
+            balance_after=bal,
+            version=ver,
+            is_pending=pend,
+        )
+        for key, amount, bal, ver, pend in new_entries
     ]
 
 

@@ -115,7 +115,7 @@ try:
         c.execute(
             "INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version,"
             " is_pending) VALUES (%s, %s, 'USD', 1, 1, 99, 0)",
-            [first.journal_id, account.id],
+            [10**9, account.id],  # a journal not written yet (an existing one is sealed: refused anyway)
         )
     raise AssertionError("currency mismatch must be refused")
 except DatabaseError:
@@ -132,16 +132,15 @@ assert ledger_verify().problems["projection_mismatch"] == [account.id]
 assert services.ledger_rebuild().frozen == ()
 assert ledger_verify().ok
 
-# Raw SQL past the services: a balanced journal that overdraws the limited wallet, one without entries.
+# Raw SQL past the services: a balanced journal that overdraws the limited wallet (its entries
+# first, then the journal row that seals them: docs/decisions/ledger-sqlite-journal-seal.md). A
+# journal without entries is refused by SQLite (the seal), so journals_without_entries stays empty.
+# One transaction: in autocommit each INSERT commits alone, and entries without their journal are
+# refused at that commit.
 other = Account.objects.get(owner=m, code="merchant_pending", currency="EUR")
-with connection.cursor() as c:
-    c.execute(
-        "INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at)"
-        " VALUES ('raw:overdraw', 'adjustment', 0, '', '{}', '2026-01-01'),"
-        " ('raw:empty', 'adjustment', 0, '', '{}', '2026-01-01')"
-    )
-    c.execute("SELECT id FROM ledger_journal WHERE reference IN ('raw:overdraw', 'raw:empty') ORDER BY reference")
-    (empty,), (overdraw,) = c.fetchall()
+with transaction.atomic(), connection.cursor() as c:
+    c.execute("SELECT max(id) + 1 FROM ledger_journal")
+    (overdraw,) = c.fetchone()
     for acc, amount in ((account, 100_000), (other, -100_000)):
         acc.refresh_from_db()
         c.execute(
@@ -149,9 +148,23 @@ with connection.cursor() as c:
             " VALUES (%s, %s, 'EUR', %s, %s, %s, 0)",
             [overdraw, acc.id, amount, acc.balance + amount, acc.version + 1],
         )
+    c.execute(
+        "INSERT INTO ledger_journal (id, reference, kind, phase, memo, metadata, occurred_at)"
+        " VALUES (%s, 'raw:overdraw', 'adjustment', 0, '', '{}', '2026-01-01')",
+        [overdraw],
+    )
+try:
+    with transaction.atomic(), connection.cursor() as c:
+        c.execute(
+            "INSERT INTO ledger_journal (reference, kind, phase, memo, metadata, occurred_at)"
+            " VALUES ('raw:empty', 'adjustment', 0, '', '{}', '2026-01-01')"
+        )
+    raise AssertionError("a journal without entries must be refused")
+except DatabaseError:
+    pass
 report = ledger_verify()
 assert report.problems["limit_breaches"] == [account.id], report.problems
-assert report.problems["journals_without_entries"] == [empty], report.problems
+assert report.problems["journals_without_entries"] == [], report.problems
 assert report.problems["entries_replay_mismatch"] == [], report.problems
 rebuilt = services.ledger_rebuild()  # everything but the wallet, which is frozen
 assert rebuilt.frozen == (account.id,), rebuilt
