@@ -9,7 +9,8 @@ deferred foreign key from `ledger_journal_unsealed` (a table the entry trigger w
 journal's INSERT empties). ledger/sql/sqlite.sql is loaded again: new triggers and the new table,
 nothing existing is rewritten or re-checked (journals already written are sealed as they are).
 Also: an INSERT OR REPLACE that collides with a journal or an entry is refused (SQLite deletes the
-row it collides with without firing its DELETE trigger: a sealed journal could be swapped).
+row it collides with without firing its DELETE trigger: a sealed journal could be swapped), and so
+is one that collides with an account; a new account starts with an empty projection.
 PostgreSQL: nothing changes (its deferred constraint trigger checks the balance at COMMIT).
 """
 
@@ -28,6 +29,8 @@ SEAL_TRIGGERS = (
     "ledger_journal_unsealed_no_delete",
     "ledger_journal_no_replace",
     "ledger_entry_no_replace",
+    "ledger_account_no_replace",
+    "ledger_account_new_empty",
 )
 
 # What 0002-0010 had in place of the seal: an entry named a journal that existed already.

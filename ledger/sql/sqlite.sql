@@ -88,6 +88,21 @@ CREATE TRIGGER ledger_entry_no_replace BEFORE INSERT ON ledger_entry
 WHEN EXISTS (SELECT 1 FROM ledger_entry WHERE account_id = NEW.account_id AND version = NEW.version)
   OR EXISTS (SELECT 1 FROM ledger_entry WHERE id = NEW.id)
 BEGIN SELECT RAISE(ABORT, 'ledger: an entry is never replaced: its id or (account, version) is taken'); END;
+-- The same for accounts (an account replaced would come back with another currency, type or limit
+-- and an empty projection under its id), and a new account starts with an empty projection
+-- (PostgreSQL: ledger_account_new_empty, migration 0010): its balance comes from entries only.
+DROP TRIGGER IF EXISTS ledger_account_no_replace;
+CREATE TRIGGER ledger_account_no_replace BEFORE INSERT ON ledger_account
+WHEN EXISTS (SELECT 1 FROM ledger_account WHERE id = NEW.id)
+  OR (NEW.parent_id IS NULL AND EXISTS (SELECT 1 FROM ledger_account WHERE parent_id IS NULL
+        AND owner = NEW.owner AND code = NEW.code AND currency = NEW.currency))
+  OR (NEW.parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM ledger_account WHERE parent_id = NEW.parent_id
+        AND shard = NEW.shard))
+BEGIN SELECT RAISE(ABORT, 'ledger: an account is never replaced: its id or key is taken'); END;
+DROP TRIGGER IF EXISTS ledger_account_new_empty;
+CREATE TRIGGER ledger_account_new_empty BEFORE INSERT ON ledger_account
+WHEN NEW.balance <> 0 OR NEW.debits_pending <> 0 OR NEW.credits_pending <> 0 OR NEW.version <> 0
+BEGIN SELECT RAISE(ABORT, 'ledger: a new account starts with balance, pending amounts and version 0'); END;
 DROP TRIGGER IF EXISTS ledger_journal_unsealed_no_update;
 CREATE TRIGGER ledger_journal_unsealed_no_update BEFORE UPDATE ON ledger_journal_unsealed
 BEGIN SELECT RAISE(ABORT, 'ledger: UPDATE of ledger_journal_unsealed is not allowed'); END;

@@ -33,6 +33,10 @@ JOURNAL_SQL = (
     "INSERT INTO ledger_journal (id, reference, kind, phase, memo, metadata, occurred_at, pending_id)"
     " VALUES (%s, %s, 'adjustment', %s, '', '{}', '2026-01-01', %s)"
 )
+ACCOUNT_SQL = (
+    "INSERT INTO ledger_account (id, owner, code, currency, type, hot, debits_must_not_exceed_credits,"
+    " credits_must_not_exceed_debits, shards, balance) VALUES (%s, %s, %s, %s, 'asset', 0, 0, 0, 0, %s)"
+)
 CASES = {}
 
 
@@ -274,6 +278,40 @@ def entry_replace_refused():
     with connection.cursor() as c:
         c.execute("SELECT count(*) FROM ledger_entry WHERE journal_id = %s", [posted.journal_id])
         assert c.fetchone() == (2,)
+
+
+@case
+def account_replace_refused():
+    """An account replaced (INSERT OR REPLACE colliding on its id or its key) would come back with
+    another currency and an empty projection, its entries behind it: refused; and a new account
+    cannot start with a balance (only entries move one)."""
+    posted = _posted_journal()
+    with connection.cursor() as c:
+        c.execute(
+            "SELECT a.id, a.owner, a.code, a.currency, a.balance FROM ledger_account a JOIN ledger_entry e"
+            " ON e.account_id = a.id WHERE e.journal_id = %s AND e.amount > 0",
+            [posted.journal_id],
+        )
+        account_id, owner, code, currency, balance = c.fetchone()
+
+    def same_id():
+        with connection.cursor() as c:
+            c.execute(ACCOUNT_SQL.replace("INSERT INTO", "INSERT OR REPLACE INTO"), [account_id, owner, code, "USD", 0])
+
+    def same_key():
+        with connection.cursor() as c:
+            c.execute(ACCOUNT_SQL.replace("INSERT INTO", "INSERT OR REPLACE INTO"), [None, owner, code, currency, 0])
+
+    def with_a_balance():
+        with connection.cursor() as c:
+            c.execute(ACCOUNT_SQL, [None, owner, "made_up", "EUR", 1_000_000])
+
+    refused(same_id, "an account is never replaced")
+    refused(same_key, "an account is never replaced")
+    refused(with_a_balance, "a new account starts with balance, pending amounts and version 0")
+    with connection.cursor() as c:
+        c.execute("SELECT currency, balance FROM ledger_account WHERE id = %s", [account_id])
+        assert c.fetchone() == (currency, balance)
 
 
 @case

@@ -24,6 +24,7 @@ CASES = (
     "entry_added_to_a_written_journal_refused",
     "journal_replace_refused",
     "entry_replace_refused",
+    "account_replace_refused",
     "journal_without_entries_refused",
     "void_with_entries_refused",
     "multi_currency_journal_balanced_per_currency_accepted",
