@@ -9,11 +9,9 @@ every posting would evaluate; same constraint name and SQLSTATE (23514). Rows wi
 status, which postings already treated as frozen, become 'frozen' first.
 """
 
-import sqlite3
-
 from django.db import migrations, models
 
-from ledger.migrations._sql import SQL_DIR
+from ledger.migrations._sql import reload_sqlite_sql
 
 POSTGRESQL = """
 CREATE OR REPLACE FUNCTION ledger_account_refuse_status() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -52,22 +50,9 @@ def drop_sqlite_triggers(schema_editor):
         cursor.execute(f'DROP TRIGGER "{name}"')
 
 
-def reload_sqlite_triggers(schema_editor):
-    """ledger/sql/sqlite.sql statement by statement (executescript would COMMIT the migration's
-    transaction first)."""
-    cursor, statement = schema_editor.connection.cursor(), ""
-    for line in (SQL_DIR / "sqlite.sql").read_text().splitlines():
-        if line.startswith("--"):
-            continue
-        statement += line + "\n"
-        if sqlite3.complete_statement(statement):
-            cursor.execute(statement)
-            statement = ""
-
-
 def reload_sqlite_triggers_after(apps, schema_editor):
     if schema_editor.connection.vendor == "sqlite":
-        reload_sqlite_triggers(schema_editor)
+        reload_sqlite_sql(schema_editor)
 
 
 def apply(apps, schema_editor):
@@ -75,7 +60,7 @@ def apply(apps, schema_editor):
     if vendor == "postgresql":
         schema_editor.execute(POSTGRESQL, params=None)
     elif vendor == "sqlite":  # dropped by prepare() for the table rebuild
-        reload_sqlite_triggers(schema_editor)
+        reload_sqlite_sql(schema_editor)
 
 
 def unapply(apps, schema_editor):

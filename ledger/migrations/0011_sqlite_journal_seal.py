@@ -14,11 +14,9 @@ is one that collides with an account; a new account starts with an empty project
 PostgreSQL: nothing changes (its deferred constraint trigger checks the balance at COMMIT).
 """
 
-import sqlite3
-
 from django.db import migrations
 
-from ledger.migrations._sql import SQL_DIR
+from ledger.migrations._sql import reload_sqlite_sql
 
 SEAL_TRIGGERS = (
     "ledger_journal_unsealed_checked",
@@ -41,22 +39,9 @@ BEGIN SELECT RAISE(ABORT, 'ledger: an entry must name a journal'); END;
 """
 
 
-def load_sqlite_sql(schema_editor):
-    """ledger/sql/sqlite.sql statement by statement (executescript would COMMIT the migration's
-    transaction first; as 0008's reload)."""
-    cursor, statement = schema_editor.connection.cursor(), ""
-    for line in (SQL_DIR / "sqlite.sql").read_text().splitlines():
-        if line.startswith("--"):
-            continue
-        statement += line + "\n"
-        if sqlite3.complete_statement(statement):
-            cursor.execute(statement)
-            statement = ""
-
-
 def apply(apps, schema_editor):
     if schema_editor.connection.vendor == "sqlite":
-        load_sqlite_sql(schema_editor)
+        reload_sqlite_sql(schema_editor)
 
 
 def unapply(apps, schema_editor):

@@ -1,5 +1,6 @@
 """Helpers for migrations that (re)load ledger/sql/*.sql."""
 
+import sqlite3
 from pathlib import Path
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -24,3 +25,16 @@ def reload_postgresql_invariants(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         sql = (SQL_DIR / "postgresql.sql").read_text()
         schema_editor.execute(sql[sql.index(INVARIANTS_MARKER) : sql.index(FUNCTIONS_MARKER)], params=None)
+
+
+def reload_sqlite_sql(schema_editor):
+    """ledger/sql/sqlite.sql statement by statement (executescript would COMMIT the migration's
+    transaction first). Idempotent: DROP IF EXISTS / IF NOT EXISTS."""
+    cursor, statement = schema_editor.connection.cursor(), ""
+    for line in (SQL_DIR / "sqlite.sql").read_text().splitlines():
+        if line.startswith("--"):
+            continue
+        statement += line + "\n"
+        if sqlite3.complete_statement(statement):
+            cursor.execute(statement)
+            statement = ""
