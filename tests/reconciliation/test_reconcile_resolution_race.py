@@ -34,7 +34,7 @@ from django.db import connection, connections
 
 from ledger.types import Accounts
 from reconciliation.errors import DiscrepancyStateError
-from reconciliation.models import Discrepancy
+from reconciliation.models import Discrepancy, ReconRunStatus
 from reconciliation.services import discrepancies as discrepancy_services
 from reconciliation.services import discrepancy_write_off, reconcile_import
 from reconciliation.services import reconcile as reconcile_services
@@ -213,3 +213,35 @@ def test_a_write_off_racing_the_import_that_settles_its_capture_credits_the_rece
         assert d.receivable_cleared in (0, gross) and d.receivable_recovered == d.receivable_cleared, order
         ties_out()  # the receivable check ok, the aging adds up to it, ledger_verify clean
     assert owed == 0
+
+
+@pytest.mark.parametrize("then", ["fails", "finishes"])
+def test_a_write_off_while_an_import_is_posting_clears_the_item(then, monkeypatch, a_day_of_payments):
+    """A line of an import that has not finished is not settled yet (its journal is posted, and its
+    run marked done, by the finish): a write-off between the match and the finish clears the item.
+    Should the finish then fail, its lines are removed and the write-off stands (not a written-off
+    discrepancy whose item stays on the receivable); should it finish, it gives the clearing back."""
+    reconcile_import(psp="alpha", raw=alpha_file([0, 1, 3]))  # the 730 capture is missing at the PSP
+    d = Discrepancy.objects.get(kind="missing_at_psp")
+    user = finance()
+    owed = receivable()
+    phase = reconcile_services._phase
+
+    def write_off_while_posting(run, status, progress):
+        phase(run, status, progress)
+        if status == ReconRunStatus.POSTING:
+            discrepancy_write_off(discrepancy_id=d.pk, user=user, reason="never paid")
+            if then == "fails":
+                raise RuntimeError("the import fails before its finish")
+
+    monkeypatch.setattr(reconcile_services, "_phase", write_off_while_posting)
+    if then == "fails":
+        with pytest.raises(RuntimeError, match="before its finish"):
+            reconcile_import(psp="alpha", raw=alpha_file([2]))
+    else:
+        reconcile_import(psp="alpha", raw=alpha_file([2]))
+    d.refresh_from_db()
+    recovered = 730 if then == "finishes" else 0
+    assert (d.status, d.receivable_cleared, d.receivable_recovered) == ("written_off", 730, recovered)
+    assert (receivable(), differences()) == (owed - 730, 730 - recovered)
+    ties_out()
