@@ -245,3 +245,32 @@ def test_a_write_off_while_an_import_is_posting_clears_the_item(then, monkeypatc
     assert (d.status, d.receivable_cleared, d.receivable_recovered) == ("written_off", 730, recovered)
     assert (receivable(), differences()) == (owed - 730, 730 - recovered)
     ties_out()
+
+
+def test_suspense_moved_to_a_capture_while_an_import_is_posting_its_line(monkeypatch, a_day_of_payments):
+    """The same for a suspense move to the receivable of a capture whose line an unfinished import
+    names: the move is made (not refused as "0 on the PSP receivable"), and stands when the import
+    then fails."""
+    from payments.models import Capture
+    from reconciliation.services import suspense_reallocate
+    from tests.reconciliation.test_reconcile_suspense import in_suspense
+
+    d = in_suspense()  # 730 EUR in suspense; the 730 capture missing at the PSP
+    capture = Capture.objects.get(amount=730)
+    user = finance()
+    phase = reconcile_services._phase
+
+    def move_while_posting(run, status, progress):
+        phase(run, status, progress)
+        if status == ReconRunStatus.POSTING:
+            suspense_reallocate(discrepancy_id=d.pk, user=user, reason="it was cap 730", to="receivable",
+                                object_id=capture.id, move=1)  # fmt: skip
+            raise RuntimeError("the import fails before its finish")
+
+    monkeypatch.setattr(reconcile_services, "_phase", move_while_posting)
+    with pytest.raises(RuntimeError, match="before its finish"):
+        reconcile_import(psp="alpha", raw=alpha_file([2]))
+    d.refresh_from_db()
+    assert (d.object_id, d.receivable_cleared, d.receivable_recovered) == (capture.id, 730, 0)
+    assert asset(Accounts.suspense("EUR")) == 0 and receivable() == 0
+    ties_out()
