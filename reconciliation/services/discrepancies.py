@@ -22,7 +22,7 @@ from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.errors import InvalidRequestError
 from psp_adapters.port import SettlementKind
 from reconciliation.errors import DiscrepancyMoneyError, DiscrepancyPermissionError, DiscrepancyStateError
-from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconOutcome, StatementLine
+from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconOutcome, ReconRunStatus, StatementLine
 from reconciliation.services.locks import reconcile_psp_lock
 
 # the kinds that name a capture, refund or dispute of Payera's still on the PSP receivable (no
@@ -149,7 +149,11 @@ def _item(d: Discrepancy) -> tuple[str, int, int]:
     if d.kind not in ITEM_KINDS or not amount or not d.object_id:
         return currency, 0, 0
     same_sign = "gt" if amount > 0 else "lt"  # a dispute's chargeback (-) and reversal (+) share its id
-    settled = StatementLine.objects.filter(psp=d.psp, object_id=d.object_id, **{f"gross__{same_sign}": 0})
+    # a line settles once its run is done: an import's lines name their journal from the match on,
+    # but the journal is posted (and the run marked done) by its finish, which takes the PSP's lock
+    # after this resolution (and sees its clearing) or fails (and removes the lines)
+    settled = StatementLine.objects.filter(psp=d.psp, object_id=d.object_id, run__status=ReconRunStatus.DONE,
+                                           **{f"gross__{same_sign}": 0})  # fmt: skip
     if settled.exclude(journal_reference="").exists():
         return currency, 0, 0
     cleared = (

@@ -32,7 +32,7 @@ from payera.core.errors import InvalidRequestError
 from payera.staff.access import staff_can_access_merchant, staff_has_all_merchants
 from payments import selectors as payments_selectors
 from reconciliation.errors import DiscrepancyMoneyError, DiscrepancyPermissionError
-from reconciliation.models import Discrepancy, DiscrepancyStatus, StatementLine
+from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconRunStatus, StatementLine
 from reconciliation.services.discrepancies import SUSPENSE, SUSPENSE_KINDS, _check, _locked, _post
 
 TARGETS = ("receivable", "merchant", "psp_refund_due")
@@ -79,8 +79,9 @@ def _receivable_left(psp: str, object_id: str, currency: str, gross: int) -> int
 
     sign = "gt" if gross > 0 else "lt"
     if (
-        StatementLine.objects.filter(psp=psp, object_id=object_id, **{f"gross__{sign}": 0})
-        .exclude(journal_reference="").exists()
+        StatementLine.objects.filter(psp=psp, object_id=object_id, run__status=ReconRunStatus.DONE,
+                                     **{f"gross__{sign}": 0})
+        .exclude(journal_reference="").exists()  # (a line of an unfinished import: discrepancies._item)
     ):  # fmt: skip
         return 0
     cleared = (
