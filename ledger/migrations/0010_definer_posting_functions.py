@@ -1,7 +1,7 @@
 """The posting functions run as their own NOLOGIN role, payera_ledger_writer (SECURITY DEFINER, search_path
 pinned, EXECUTE revoked from PUBLIC); the runtime role then needs neither INSERT on journals and
 entries nor UPDATE of the projections (docs/decisions/database-roles.md, "Session 11"). A new
-account starts with an empty projection (a trigger). The entry statement trigger skips the writer's
+account starts with an empty projection, and a shard row is one of its hot parent's (triggers). The entry statement trigger skips the writer's
 INSERTs; the functions refuse what it refused (zero amounts, unbalanced lines, an account row of
 another currency). PostgreSQL only; no schema change.
 
@@ -22,6 +22,8 @@ CREATE TRIGGER ledger_entry_checked AFTER INSERT ON ledger_entry
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_check_entries();
 DROP TRIGGER IF EXISTS ledger_account_new_empty ON ledger_account;
 DROP FUNCTION IF EXISTS ledger_account_refuse_projection();
+DROP TRIGGER IF EXISTS ledger_account_shard_valid ON ledger_account;
+DROP FUNCTION IF EXISTS ledger_account_refuse_shard();
 DO $undo$
 DECLARE
     fn regprocedure;

@@ -10,7 +10,8 @@ journal's INSERT empties). ledger/sql/sqlite.sql is loaded again: new triggers a
 nothing existing is rewritten or re-checked (journals already written are sealed as they are).
 Also: an INSERT OR REPLACE that collides with a journal or an entry is refused (SQLite deletes the
 row it collides with without firing its DELETE trigger: a sealed journal could be swapped), and so
-is one that collides with an account; a new account starts with an empty projection.
+is one that collides with an account; a new account starts with an empty projection; an entry's
+amount is an integer (a real or text amount would make the seal's sum a float).
 PostgreSQL: nothing changes (its deferred constraint trigger checks the balance at COMMIT).
 """
 
@@ -29,6 +30,7 @@ SEAL_TRIGGERS = (
     "ledger_entry_no_replace",
     "ledger_account_no_replace",
     "ledger_account_new_empty",
+    "ledger_entry_integer_amount",
 )
 
 # What 0002-0010 had in place of the seal: an entry named a journal that existed already.

@@ -195,6 +195,24 @@ DROP TRIGGER IF EXISTS ledger_account_new_empty ON ledger_account;
 CREATE TRIGGER ledger_account_new_empty BEFORE INSERT ON ledger_account FOR EACH ROW
     WHEN (NEW.balance <> 0 OR NEW.debits_pending <> 0 OR NEW.credits_pending <> 0 OR NEW.version <> 0)
     EXECUTE FUNCTION ledger_account_refuse_projection();
+-- (migration 0010, review) A shard row is one of its hot parent's: same owner, code, currency and
+-- type, hot, numbered below the parent's shard count. The runtime role may create accounts (and the
+-- shards of a hot one, as account_get_or_create does); without this it could add a "shard" of
+-- another currency that the posting functions would then lock and write for the parent's key.
+CREATE OR REPLACE FUNCTION ledger_account_refuse_shard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ledger_account p
+                    WHERE p.id = NEW.parent_id AND p.parent_id IS NULL AND p.hot AND NEW.hot
+                      AND p.owner = NEW.owner AND p.code = NEW.code AND p.currency = NEW.currency
+                      AND p.type = NEW.type AND NEW.shard >= 0 AND NEW.shard < p.shards) THEN
+        RAISE EXCEPTION 'ledger: a shard is one of its hot parent''s (same key and type, numbered below its shard count)'
+            USING ERRCODE = '23514', CONSTRAINT = 'ledger_account_shard_of_parent';
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS ledger_account_shard_valid ON ledger_account;
+CREATE TRIGGER ledger_account_shard_valid BEFORE INSERT ON ledger_account FOR EACH ROW
+    WHEN (NEW.parent_id IS NOT NULL) EXECUTE FUNCTION ledger_account_refuse_shard();
 
 -- 4. The posting function: one call posts a batch of journals, one round trip.
 --    (It and the functions below run as payera_ledger_writer, SECURITY DEFINER: section 6.)
@@ -732,7 +750,7 @@ BEGIN
                 -- a free shard without waiting (the parent's key verified by the same query)
                 v_sid := NULL;
                 SELECT s.id, p.status INTO v_sid, v_status
-                  FROM ledger_account p JOIN ledger_account s ON s.parent_id = p.id
+                  FROM ledger_account p JOIN ledger_account s ON s.parent_id = p.id AND s.currency = p.currency
                  WHERE p.id = r_account[i] AND p.owner = a_owner[i] AND p.code = a_code[i]
                    AND p.currency = a_currency[i] AND p.parent_id IS NULL AND p.hot
                  ORDER BY (s.shard + pg_backend_pid()) % greatest(p.shards, 1)
@@ -740,7 +758,8 @@ BEGIN
                 IF v_sid IS NULL THEN
                     SELECT s.id, p.status INTO v_sid, v_status
                       FROM ledger_account p JOIN ledger_account s
-                        ON s.parent_id = p.id AND s.shard = pg_backend_pid() % greatest(p.shards, 1)
+                        ON s.parent_id = p.id AND s.currency = p.currency
+                       AND s.shard = pg_backend_pid() % greatest(p.shards, 1)
                      WHERE p.id = r_account[i] AND p.owner = a_owner[i] AND p.code = a_code[i]
                        AND p.currency = a_currency[i] AND p.parent_id IS NULL AND p.hot
                        FOR UPDATE OF s;
@@ -766,8 +785,12 @@ BEGIN
                       ac.balance, ac.debits_pending, ac.credits_pending, ac.version
                  FROM ledger_account ac WHERE ac.id = ANY (lk) ORDER BY ac.id FOR UPDATE LOOP
         i := array_position(lk, rec.id);
-        IF NOT r_hot[i] AND (rec.owner <> a_owner[i] OR rec.code <> a_code[i] OR rec.currency <> a_currency[i]
-                             OR rec.parent_id IS NOT NULL OR rec.hot) THEN
+        -- (review) every row against its key, NULLs included: a hot key's shard in the key's currency
+        -- (its parent verified by the shard query), any other the account itself, not hot (a NULL
+        -- or missing hot flag from the caller counts as not hot, so it is checked, never skipped)
+        IF rec.currency IS DISTINCT FROM a_currency[i]
+           OR (r_hot[i] IS NOT TRUE AND (rec.owner IS DISTINCT FROM a_owner[i] OR rec.code IS DISTINCT FROM a_code[i]
+                                         OR rec.parent_id IS NOT NULL OR rec.hot)) THEN
             r_status := 'retry';  -- a cached id names another account
             RETURN;
         END IF;
@@ -790,7 +813,7 @@ BEGIN
     FOR k IN 1..m LOOP
         i := l_account[k];
         IF pend THEN
-            IF NOT r_hot[i] THEN
+            IF r_hot[i] IS NOT TRUE THEN
                 IF l_amount[k] > 0 THEN s_dp[i] := s_dp[i] + l_amount[k];
                 ELSE s_cp[i] := s_cp[i] - l_amount[k]; END IF;
             END IF;

@@ -19,6 +19,12 @@ DROP TRIGGER IF EXISTS ledger_entry_no_delete;
 CREATE TRIGGER ledger_entry_no_delete BEFORE DELETE ON ledger_entry
 WHEN NOT ledger_flush_allowed()
 BEGIN SELECT RAISE(ABORT, 'ledger: DELETE of ledger_entry is not allowed: the ledger is append-only'); END;
+-- An amount is an integer (minor units): the column has only INTEGER affinity, and a real or text
+-- value would make the seal's sum() a float (2^53 + 1 - 2^53 + 0.5 - 0.5 sums to 0) or skip it.
+DROP TRIGGER IF EXISTS ledger_entry_integer_amount;
+CREATE TRIGGER ledger_entry_integer_amount BEFORE INSERT ON ledger_entry
+WHEN typeof(NEW.amount) IS NOT 'integer'
+BEGIN SELECT RAISE(ABORT, 'ledger: an entry''s amount is an integer number of minor units'); END;
 DROP TRIGGER IF EXISTS ledger_entry_currency;
 CREATE TRIGGER ledger_entry_currency BEFORE INSERT ON ledger_entry
 WHEN NEW.currency IS NOT (SELECT currency FROM ledger_account WHERE id = NEW.account_id)

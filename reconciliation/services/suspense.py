@@ -127,7 +127,10 @@ def suspense_reallocate(
     moves = list(d.suspense_moves or [])
     if move is not None and move <= len(moves):  # a retry of a move already made: nothing moves again
         done = moves[move - 1]
-        same = (done["to"], done["object_id"], done["merchant_id"]) == (to, object_id, merchant_id) and (
+        # the target as the caller names it: a merchant's id only for a move to that merchant (a
+        # move to the receivable stores the item's merchant, the form sends none)
+        same = (done["to"], done["object_id"]) == (to, object_id if to == "receivable" else "") and (
+            to != "merchant" or done["merchant_id"] == merchant_id) and (
             amount is None or int(done["amount"]) == amount)  # fmt: skip
         if not same:
             raise DiscrepancyMoneyError(f"Move {move} of discrepancy {d.pk} was made already, to another account or"

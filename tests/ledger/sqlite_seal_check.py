@@ -315,6 +315,26 @@ def account_replace_refused():
 
 
 @case
+def non_integer_amounts_refused():
+    """The seal's sum() must be exact: amounts that are reals or texts are refused (2^53 + 1, -2^53,
+    0.5, -0.5 sum to 0 in floating point, 1 in integers; the review of session 11 committed both)."""
+    a, b = account("a"), account("b")
+
+    def write(*amounts):
+        def run():
+            jid = next_journal_id()
+            with connection.cursor() as c:
+                for version, (acc, amount) in enumerate(zip([a, b, a, b], amounts, strict=False), start=1000):
+                    c.execute(ENTRY_SQL, [jid, acc.id, "EUR", amount, 0, version])
+            journal(jid)
+
+        return run
+
+    refused(write(2**53 + 1, -(2**53), 0.5, -0.5), "an entry's amount is an integer")
+    refused(write(100, -100, "x"), "an entry's amount is an integer")
+
+
+@case
 def journal_without_entries_refused():
     refused(lambda: journal(next_journal_id()), "a journal needs entries")
     refused(lambda: journal(next_journal_id(), phase=1), "a journal needs entries")

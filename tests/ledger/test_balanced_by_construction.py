@@ -14,7 +14,7 @@ from django.db import IntegrityError, connection, transaction
 
 from ledger import engine
 from ledger.models import Account, Journal
-from ledger.types import AccountKey, PostingLine
+from ledger.types import AccountKey, AccountType, PostingLine
 from tests.ledger.conftest import make_account
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL posting functions")
@@ -108,9 +108,14 @@ def test_an_unbalanced_journal_later_in_a_batch_is_refused_whole(keys):
 @pytest.mark.django_db
 def test_a_hot_account_row_in_another_currency_is_refused(owner):
     """The runtime role may INSERT accounts (empty projections): a shard of a hot account in another
-    currency than its parent's must not take entries in the parent's currency."""
+    currency than its parent's is refused at its INSERT; planted past the triggers (a superuser in
+    replica mode), the posting functions still take no entries in the parent's currency on it."""
     key = AccountKey(owner, "fee_revenue", "EUR")  # a hot chart code
     other = make_account(owner, "x", "EUR")
+    shard_sql = (
+        "INSERT INTO ledger_account (owner, code, currency, type, hot, status, shards, parent_id, shard,"
+        " created_at) VALUES (%s, 'fee_revenue', 'USD', 'revenue', true, 'active', 0, %s, 0, now())"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ledger_account (owner, code, currency, type, hot, status, shards, created_at)"
@@ -118,18 +123,24 @@ def test_a_hot_account_row_in_another_currency_is_refused(owner):
             [owner],
         )
         (parent,) = cursor.fetchone()
-        cursor.execute(
-            "INSERT INTO ledger_account (owner, code, currency, type, hot, status, shards, parent_id, shard,"
-            " created_at) VALUES (%s, 'fee_revenue', 'USD', 'revenue', true, 'active', 0, %s, 0, now())",
-            [owner, parent],
-        )
+    with pytest.raises(IntegrityError) as info, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(shard_sql, [owner, parent])
+    assert info.value.__cause__.diag.constraint_name == "ledger_account_shard_of_parent"
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+        try:
+            cursor.execute(shard_sql, [owner, parent])
+        finally:
+            cursor.execute("SET session_replication_role = origin")
     state, constraint, message = _refused(_batch, _item(_line(key, 5), _line(other, -5)))
     assert (state, constraint) == ("23503", "ledger_entry_account_currency"), message
-    # the lean path writes the row's own currency: the journal then does not balance per currency
+    # the lean path takes no shard of another currency: it answers retry (the caller then takes the
+    # batch function, which refuses as above), nothing written
     engine._ACCOUNT_IDS[key] = (parent, True)
     engine._ACCOUNT_IDS[other] = (Account.objects.get(owner=owner, code="x").id, False)
-    state, constraint, _ = _refused(_lean, _item(_line(key, 5), _line(other, -5)))
-    assert (state, constraint) == ("23514", "ledger_journal_balanced")
+    before = Journal.objects.count()
+    assert engine._post_pg_one(connection, _item(_line(key, 5), _line(other, -5))) is None
+    assert Journal.objects.count() == before
 
 
 @pytest.mark.django_db
@@ -163,3 +174,57 @@ def test_the_entry_trigger_runs_for_raw_inserts_but_not_for_the_posting_function
             [journal, a.owner],
         )
     assert trigger_calls() == 1
+
+
+_POST_ONE = (
+    "SELECT r_status, r_journal FROM ledger_post_one(%s::text[], %s::text[], %s::text[], %s::bigint[],"
+    " %s::boolean[], %s::integer[], %s::bigint[], %s, 'transfer', '', '{}'::jsonb, now(), %s::smallint,"
+    " NULL, NULL)"
+)
+
+
+def _account(key: AccountKey) -> Account:
+    return Account.objects.get(owner=key.owner, code=key.code, currency=key.currency, parent=None)
+
+
+@pytest.mark.django_db
+def test_a_null_hot_flag_is_checked_as_not_hot(owner):
+    """A direct caller sending NULL hot flags: the rows are still checked against their keys (bogus
+    keys answer retry, nothing written) and a pending posting still reserves on the limited account,
+    so a second hold beyond the limit is refused (the review of session 11: NULL skipped both)."""
+    limited = make_account(owner, "wallet", "EUR", type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
+    other = make_account(owner, "other", "EUR")
+    funding = [_account(other).id, _account(limited).id]
+    with connection.cursor() as c:  # fund the limited account with 100 (credit)
+        c.execute(_POST_ONE, [[owner, owner], ["other", "wallet"], ["EUR", "EUR"], funding, [False, False], [1, 2],
+                              [100, -100], "raw:" + uuid.uuid4().hex, 0])  # fmt: skip
+        assert c.fetchone()[0] == "created"
+        ids = [_account(limited).id, _account(other).id]
+        # bogus keys for real ids, hot flags NULL: a retry, not a posting
+        c.execute(_POST_ONE, [["x", "y"], ["x", "y"], ["USD", "USD"], ids, [None, None], [1, 2], [100, -100],
+                              "raw:" + uuid.uuid4().hex, 1])  # fmt: skip
+        assert c.fetchone() == ("retry", None)
+        # the right keys, hot flags NULL: the hold reserves the whole 100, the next one is refused
+        for expected in ("created", "exceeds_credits"):
+            c.execute(_POST_ONE, [[owner, owner], ["wallet", "other"], ["EUR", "EUR"], ids, [None, None], [1, 2],
+                                  [100, -100], "raw:" + uuid.uuid4().hex, 1])  # fmt: skip
+            assert c.fetchone()[0] == expected
+    assert _account(limited).debits_pending == 100
+
+
+@pytest.mark.django_db
+def test_a_shard_must_be_one_of_its_hot_parents(owner):
+    """Any role that may create accounts (the runtime role may) cannot add a "shard" of another
+    currency, key or number to a hot account: the posting functions would lock and write it for the
+    parent's key (the review of session 11: entries in USD on a EUR hot account)."""
+    key = make_account(owner, "fees", "EUR", type=AccountType.REVENUE, hot=True)
+    parent = _account(key)
+    assert parent.hot and parent.shards > 0
+    for currency, shard, code in (("USD", parent.shards, "fees"), ("EUR", parent.shards, "fees"),
+                                  ("EUR", -1, "fees"), ("EUR", 0, "other")):  # fmt: skip
+        with pytest.raises(IntegrityError) as info, transaction.atomic():
+            Account.objects.create(owner=owner, code=code, currency=currency, type=parent.type, hot=True,
+                                   parent=parent, shard=shard)  # fmt: skip
+        assert info.value.__cause__.diag.constraint_name == "ledger_account_shard_of_parent"
+    # the shards account_get_or_create made are its own, and postings spread over them as before
+    assert Account.objects.filter(parent=parent, currency="EUR").count() == parent.shards

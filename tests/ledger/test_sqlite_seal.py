@@ -25,6 +25,7 @@ CASES = (
     "journal_replace_refused",
     "entry_replace_refused",
     "account_replace_refused",
+    "non_integer_amounts_refused",
     "journal_without_entries_refused",
     "void_with_entries_refused",
     "multi_currency_journal_balanced_per_currency_accepted",
