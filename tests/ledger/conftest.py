@@ -1,5 +1,9 @@
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +25,22 @@ def make_account(owner: str, code: str, currency: str = "EUR", **flags) -> Accou
     key = AccountKey(owner, code, currency)
     account_get_or_create(key=key, type=flags.pop("type", AccountType.ASSET), **flags)
     return key
+
+
+def run_on_fresh_sqlite(script: str, tmp: Path, *, timeout: int) -> str:
+    """Run tests/ledger/`script` in a subprocess on a fresh SQLite file in `tmp` (the embedded
+    default, migrated by the script); assert it exited 0 and return its stdout."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp}/payera.sqlite3",
+        REDIS_URL="",
+        PAYERA_VAR_DIR=str(tmp),
+        DJANGO_SETTINGS_MODULE="payera.settings.base",
+        LOG_LEVEL="WARNING",
+    )
+    root = Path(__file__).resolve().parents[2]
+    path = Path(__file__).with_name(script)
+    proc = subprocess.run([sys.executable, str(path)], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout

@@ -3,14 +3,11 @@
 file (sqlite_seal_check.py); each is reported and asserted here on its own."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.ledger.conftest import run_on_fresh_sqlite
+
 CASES = (
     "existing_database_migrates",
     "raw_balanced_journal_accepted",
@@ -40,19 +37,8 @@ CASES = (
 
 @pytest.fixture(scope="module")
 def seal_results(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sqlite_seal")
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp}/payera.sqlite3",
-        REDIS_URL="",
-        PAYERA_VAR_DIR=str(tmp),
-        DJANGO_SETTINGS_MODULE="payera.settings.base",
-        LOG_LEVEL="WARNING",
-    )
-    script = Path(__file__).with_name("sqlite_seal_check.py")
-    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_on_fresh_sqlite("sqlite_seal_check.py", tmp_path_factory.mktemp("sqlite_seal"), timeout=600)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("case", CASES)
