@@ -60,6 +60,11 @@ def recovery_legs(recovered: Recovered | None) -> list:
             for (code, currency), amount in sorted((recovered or {}).items())]  # fmt: skip
 
 
+def recovered_metadata(recovered: Recovered) -> dict[str, int]:
+    """What a settlement journal gave back, for its metadata: "account:currency" -> amount."""
+    return {f"{code}:{currency}": amount for (code, currency), amount in sorted(recovered.items())}
+
+
 def recovered_total(recovered: Recovered | None, currency: str) -> int:
     return sum(amount for (_, cur), amount in (recovered or {}).items() if cur == currency)
 
@@ -138,44 +143,67 @@ def settle_as_reported_lines(
     return merged_lines(legs + recovery_legs(recovered))
 
 
-def _item(d: Discrepancy) -> tuple[str, int, int]:
-    """(currency, gross, cleared) of the capture (+), refund (-), chargeback (-) or won dispute's
-    reversal (+) the discrepancy names: its gross as Payera has it (0 once a posted report line
-    settled it) and what other discrepancies' resolutions still hold cleared of it (cleared less
-    what later settlements gave back). (currency, 0, 0) for a discrepancy that names no such item."""
+def _item(d: Discrepancy) -> tuple[str, int]:
+    """(currency, gross) of the capture (+), refund (-), chargeback (-) or won dispute's reversal (+)
+    the discrepancy names, as Payera has it: 0 once a posted report line settled it
+    (`item_settled`), and (currency, 0) for a discrepancy that names no such item."""
     line = d.line
     currency = line.expected_currency if line is not None and line.expected_currency else d.currency
     amount = d.payera_amount or 0
-    if d.kind not in ITEM_KINDS or not amount or not d.object_id:
-        return currency, 0, 0
-    same_sign = "gt" if amount > 0 else "lt"  # a dispute's chargeback (-) and reversal (+) share its id
-    # a line settles once its run is done: an import's lines name their journal from the match on,
-    # but the journal is posted (and the run marked done) by its finish, which takes the PSP's lock
-    # after this resolution (and sees its clearing) or fails (and removes the lines)
-    settled = StatementLine.objects.filter(psp=d.psp, object_id=d.object_id, run__status=ReconRunStatus.DONE,
-                                           **{f"gross__{same_sign}": 0})  # fmt: skip
-    if settled.exclude(journal_reference="").exists():
-        return currency, 0, 0
-    cleared = (
-        _cleared_by_others(d, currency, amount > 0).aggregate(
-            total=Sum(F("receivable_cleared") - F("receivable_recovered")))["total"] or 0
+    if d.kind not in ITEM_KINDS or not amount or not d.object_id or item_settled(d.psp, d.object_id, amount):
+        return currency, 0
+    return currency, amount
+
+
+def item_settled(psp: str, object_id: str, gross: int) -> bool:
+    """Whether a posted report line settled the item (its direction: a dispute's chargeback (-) and
+    reversal (+) share its id). A line settles once its run is done: an import's lines name their
+    journal from the match on, but the journal is posted (and the run marked done) by its finish,
+    which takes the PSP's lock after a resolution (and sees its clearing) or fails (and removes the
+    lines)."""
+    same_sign = "gt" if gross > 0 else "lt"
+    return (
+        StatementLine.objects.filter(psp=psp, object_id=object_id, run__status=ReconRunStatus.DONE,
+                                     **{f"gross__{same_sign}": 0})
+        .exclude(journal_reference="").exists()
     )  # fmt: skip
-    return currency, amount, cleared
+
+
+def _clearings(psp: str, object_id: str, currency: str, positive: bool):
+    """The discrepancies whose resolutions (or suspense moves) cleared the item off the receivable."""
+    return Discrepancy.objects.filter(
+        psp=psp, object_id=object_id, cleared_currency=currency,
+        **{f"receivable_cleared__{'gt' if positive else 'lt'}": 0},
+    )  # fmt: skip
 
 
 def _cleared_by_others(d: Discrepancy, currency: str, positive: bool):
-    return Discrepancy.objects.filter(
-        psp=d.psp, object_id=d.object_id, cleared_currency=currency,
-        **{f"receivable_cleared__{'gt' if positive else 'lt'}": 0},
-    ).exclude(pk=d.pk)  # fmt: skip
+    return _clearings(d.psp, d.object_id, currency, positive).exclude(pk=d.pk)
+
+
+def receivable_left(*, psp: str, object_id: str, currency: str, gross: int, exclude_pk: int | None = None) -> int:
+    """What is still on the PSP receivable of the item (signed minor units): 0 once a posted line
+    settled it, else its gross less what resolutions hold cleared of it (cleared less what later
+    settlements gave back; not `exclude_pk`'s own), never past zero. The one rule for adjustments,
+    write-offs and suspense moves to the receivable."""
+    if not gross or item_settled(psp, object_id, gross):
+        return 0
+    clearings = _clearings(psp, object_id, currency, gross > 0)
+    if exclude_pk is not None:
+        clearings = clearings.exclude(pk=exclude_pk)
+    cleared = clearings.aggregate(total=Sum(F("receivable_cleared") - F("receivable_recovered")))["total"] or 0
+    left = gross - cleared
+    return left if (left > 0) == (gross > 0) else 0
 
 
 def _outstanding(d: Discrepancy) -> tuple[str, int]:
     """(currency, signed minor units) of the item the discrepancy names still on the PSP
-    receivable: its gross (0 once a posted line settled it) less what other resolutions cleared."""
-    currency, amount, cleared = _item(d)
-    left = amount - cleared
-    return currency, left if amount and (left > 0) == (amount > 0) else 0
+    receivable, less what other discrepancies' resolutions cleared (`receivable_left`)."""
+    currency, amount = _item(d)
+    if not amount:
+        return currency, 0
+    return currency, receivable_left(psp=d.psp, object_id=d.object_id, currency=currency, gross=amount,
+                                     exclude_pk=d.pk)  # fmt: skip
 
 
 def _recover_item(d: Discrepancy, currency: str, positive: bool) -> dict[tuple[str, str], int]:
@@ -283,7 +311,7 @@ def discrepancy_settle_as_reported(*, discrepancy_id: int, user, reason: str) ->
         )
     expected, item_currency, recovered, account = None, "", {}, ""
     if d.kind not in SUSPENSE_KINDS:
-        item_currency, expected, _cleared = _item(d)
+        item_currency, expected = _item(d)
         same = item_currency == line.currency
         if not expected or (d.kind == ReconOutcome.AMOUNT_MISMATCH) != same:
             raise DiscrepancyMoneyError(

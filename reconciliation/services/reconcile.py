@@ -56,6 +56,7 @@ from reconciliation.services.discrepancies import (
     discrepancies_settled_resolve,
     lines_recover,
     merged_lines,
+    recovered_metadata,
     recovered_total,
     recovery_legs,
 )
@@ -845,7 +846,7 @@ def _post_settlement(run: ReconciliationRun, tally: list[_Group], recovered: dic
             continue
         metadata = {"reconciliation_run": run.id, "psp": run.psp, "payout_batch": batch, "lines": count}
         if given_back:
-            metadata["recovered"] = {f"{code}:{cur}": amount for (code, cur), amount in sorted(given_back.items())}
+            metadata["recovered"] = recovered_metadata(given_back)
         ledger_services.journal_post(
             reference=reference, lines=legs, occurred_at=at, kind=JournalKind.SETTLEMENT,
             memo=f"{run.psp} settlement {batch} ({count} lines)", metadata=metadata,

@@ -52,7 +52,7 @@ from reconciliation.models import (
     ReconRunStatus,
     StatementLine,
 )
-from reconciliation.services.discrepancies import discrepancies_settled_resolve, lines_recover
+from reconciliation.services.discrepancies import discrepancies_settled_resolve, lines_recover, recovered_metadata
 from reconciliation.services.locks import reconcile_psp_lock
 from reconciliation.services.reconcile import (
     POSTED_OUTCOMES,
@@ -198,7 +198,7 @@ def _settle(*, psp: str, line_ids: list[int]) -> tuple[int, int]:
                 metadata = {"reconciliation_run": line.run_id, "line": line.line_number, "psp": psp,
                             "payout_batch": line.payout_batch_id, "lines": 1, "late_heal": True}  # fmt: skip
                 if given_back:
-                    metadata["recovered"] = {f"{c}:{cur}": a for (c, cur), a in sorted(given_back.items())}
+                    metadata["recovered"] = recovered_metadata(given_back)
                 ledger_services.journal_post(
                     reference=journal, lines=legs, occurred_at=at, kind=JournalKind.SETTLEMENT,
                     memo=f"{psp} settlement {line.payout_batch_id or '-'} line {line.line_number} (late heal)",

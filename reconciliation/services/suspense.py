@@ -32,8 +32,15 @@ from payera.core.errors import InvalidRequestError
 from payera.staff.access import staff_can_access_merchant, staff_has_all_merchants
 from payments import selectors as payments_selectors
 from reconciliation.errors import DiscrepancyMoneyError, DiscrepancyPermissionError
-from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconRunStatus, StatementLine
-from reconciliation.services.discrepancies import SUSPENSE, SUSPENSE_KINDS, _check, _locked, _post
+from reconciliation.models import Discrepancy, DiscrepancyStatus
+from reconciliation.services.discrepancies import (
+    SUSPENSE,
+    SUSPENSE_KINDS,
+    _check,
+    _locked,
+    _post,
+    receivable_left,
+)
 
 TARGETS = ("receivable", "merchant", "psp_refund_due")
 
@@ -70,27 +77,6 @@ def _item(psp: str, object_id: str) -> tuple[str, int, str] | None:
             if row:
                 return row[0], sign * int(row[1]), row[2]
     return None
-
-
-def _receivable_left(psp: str, object_id: str, currency: str, gross: int) -> int:
-    """What is still on the PSP receivable of the item: 0 once a posted report line settled it, else
-    its gross less what resolutions (and earlier moves) hold cleared of it."""
-    from django.db.models import F, Sum
-
-    sign = "gt" if gross > 0 else "lt"
-    if (
-        StatementLine.objects.filter(psp=psp, object_id=object_id, run__status=ReconRunStatus.DONE,
-                                     **{f"gross__{sign}": 0})
-        .exclude(journal_reference="").exists()  # (a line of an unfinished import: discrepancies._item)
-    ):  # fmt: skip
-        return 0
-    cleared = (
-        Discrepancy.objects.filter(psp=psp, object_id=object_id, cleared_currency=currency,
-                                   **{f"receivable_cleared__{sign}": 0})
-        .aggregate(total=Sum(F("receivable_cleared") - F("receivable_recovered")))["total"] or 0
-    )  # fmt: skip
-    left = gross - cleared
-    return left if (left > 0) == (gross > 0) else 0
 
 
 def _may_see(user, merchant_id: str | None) -> bool:
@@ -165,7 +151,8 @@ def suspense_reallocate(
         if item_currency != suspense_currency:
             raise DiscrepancyMoneyError(f"{object_id} is in {item_currency}, the suspense in {suspense_currency}.",
                                         param="object_id")  # fmt: skip
-        still = _receivable_left(d.psp, object_id, item_currency, gross)
+        # (what resolutions and this discrepancy's earlier moves hold cleared counts too)
+        still = receivable_left(psp=d.psp, object_id=object_id, currency=item_currency, gross=gross)
         if not still or (amount > 0) != (still > 0) or abs(amount) > abs(still):
             raise DiscrepancyMoneyError(
                 f"{object_id} has {still} {item_currency} on the PSP receivable: the move must lie between 0 and it.",
