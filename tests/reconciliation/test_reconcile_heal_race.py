@@ -1,6 +1,7 @@
 """Issue #8: the late heal (reheal.py) of a capture's "missing in Payera" line racing finance's
-money-moving resolution of the same capture, and two finance users resolving one discrepancy at
-once, on real threads against PostgreSQL (each thread its own connection, closed at its end).
+money-moving resolution of the same capture, and two finance users resolving one discrepancy (or
+two discrepancies of one capture) at once, on real threads against PostgreSQL (each thread its own
+connection, closed at its end).
 
 The late heal settles a line whose attempt became known after its import (a lost webhook arrived,
 or a status inquiry) and gives back what resolutions had cleared of its item (`lines_recover`,
@@ -475,6 +476,47 @@ def test_two_finance_users_resolving_one_discrepancy_at_once_move_its_money_once
             assert (d.status, d.receivable_cleared) == ("resolved", gross // 2)
             expense += gross // 2
         assert (receivable(), differences(), asset(Accounts.psp_fee_expense("EUR"))) == (owed, lost, expense), i
+        ties_out()
+
+
+def test_two_finance_users_writing_off_two_discrepancies_of_one_capture_at_once_clear_it_once(
+    monkeypatch, a_day_of_payments
+):
+    """Two discrepancies name each capture: "missing at PSP" (an earlier report without it) and an
+    amount mismatch (a later line of another operation, 1.00 more). Two users write one off each, at
+    once: only the PSP's lock orders them (two rows); the second finds nothing left to clear."""
+    alpha, _ = a_day_of_payments
+    pay(alpha, list(EXTRA))
+    day = Day()
+    reconcile_import(psp="alpha", raw=day.file([]))
+
+    def mismatched(cols):
+        cols[OPERATION_ID] = f"{cols[OPERATION_ID]}_first"
+        cols[GROSS], cols[NET] = str(int(cols[GROSS]) + 100), str(int(cols[NET]) + 100)
+
+    reconcile_import(psp="alpha", raw=day.file(day.captures(), mismatched))
+    pairs = {
+        d.payera_amount: (d, Discrepancy.objects.get(kind="amount_mismatch", object_id=d.object_id))
+        for d in Discrepancy.objects.filter(kind="missing_at_psp", payera_amount__gt=0)
+    }
+    assert sorted(pairs) == sorted(int(r[GROSS]) for r in day.captures())
+    ties_out()
+    one, two = finance("fin1"), finance("fin2")
+    owed, lost = receivable(), differences()
+    for i, gross in enumerate(sorted(pairs)):
+        at_psp, mismatch = pairs[gross]
+        first = lambda d=at_psp: discrepancy_write_off(discrepancy_id=d.pk, user=one, reason="never paid")  # noqa: E731
+        second = lambda d=mismatch: discrepancy_write_off(discrepancy_id=d.pk, user=two, reason="never")  # noqa: E731
+        a, b = (first, second) if i % 2 else (second, first)
+        errors = Clash(monkeypatch, a, b, together=i >= 4).run()
+        assert not errors, (i, errors)
+        both = [Discrepancy.objects.get(pk=d.pk) for d in pairs[gross]]
+        assert [d.status for d in both] == ["written_off", "written_off"], i
+        assert sorted(d.receivable_cleared for d in both) == [0, gross], i  # cleared once, by whoever came first
+        refs = [f"recon_write_off:{d.pk}" for d in both]
+        assert Journal.objects.filter(reference__in=refs).count() == 1, i
+        owed, lost = owed - gross, lost + gross
+        assert (receivable(), differences()) == (owed, lost), i
         ties_out()
 
 
