@@ -45,6 +45,7 @@ from tests.reconciliation.test_reconcile_resolutions import GROSS, NET, finance,
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL: real concurrent transactions"),
+    pytest.mark.xdist_group("reconciliation_race"),  # the thread races on one worker (test_reconcile_heal_race.py)
 ]
 
 OPERATION_ID = 5  # alpha's report columns
