@@ -26,6 +26,10 @@ class RefundNotFoundError(NotFoundError):
     default_message = "No such refund."
 
 
+class BalanceTransactionNotFoundError(NotFoundError):
+    default_message = "No such balance transaction."
+
+
 def customer_get(*, merchant: Merchant, customer_id: str) -> Customer:
     return owned_get(Customer.objects.all(), merchant=merchant, pk=customer_id, error=CustomerNotFoundError)
 

@@ -16,7 +16,13 @@ from payera.core.errors import InvalidRequestError
 from payera.core.pagination import paginate, parse_limit
 from payera.idempotency.services import idempotency_answer_prepare
 from payera.merchants.api.base import MerchantApiView
-from payments.selectors import payment_get, payment_list, refund_get, refund_list
+from payments.selectors import (
+    BalanceTransactionNotFoundError,
+    payment_get,
+    payment_list,
+    refund_get,
+    refund_list,
+)
 from payments.serializers import (
     PaymentOutputSerializer,
     RefundOutputSerializer,
@@ -326,3 +332,16 @@ class BalanceTransactionListApi(MerchantApiView):
             qs = qs.filter(id__lt=int(raw))
         rows = list(qs[: limit + 1])
         return Response({"object": "list", "data": [_txn(e) for e in rows[:limit]], "has_more": len(rows) > limit})
+
+
+class BalanceTransactionDetailApi(MerchantApiView):
+    @extend_schema(operation_id="balance_transactions_retrieve", responses={200: BalanceTransactionOutputSerializer},
+                   summary="Retrieve a balance transaction")
+    def get(self, request, id: str):
+        raw = id.removeprefix("txn_")
+        # the caller's own posted entries only: another merchant's txn_ answers like an unknown one
+        entry = (balance_transaction_list(owner=request.merchant.id).filter(id=int(raw)).first()
+                 if id.startswith("txn_") and raw.isascii() and raw.isdigit() and len(raw) <= 18 else None)
+        if entry is None:
+            raise BalanceTransactionNotFoundError()
+        return Response(_txn(entry))

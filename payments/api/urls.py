@@ -11,6 +11,7 @@ from payments.api.customers import CustomerDetailApi, CustomerListCreateApi
 from payments.api.disputes import DisputeDetailApi, DisputeEvidenceApi, DisputeListApi
 from payments.api.payments import (
     BalanceApi,
+    BalanceTransactionDetailApi,
     BalanceTransactionListApi,
     PaymentCancelApi,
     PaymentCaptureApi,
@@ -56,4 +57,5 @@ urlpatterns: list = [
     path("bookings/<str:id>/cancel", BookingCancelApi.as_view(), name="booking-cancel"),
     path("balance", BalanceApi.as_view(), name="balance"),
     path("balance_transactions", BalanceTransactionListApi.as_view(), name="balance-transaction-list"),
+    path("balance_transactions/<str:id>", BalanceTransactionDetailApi.as_view(), name="balance-transaction-detail"),
 ]
