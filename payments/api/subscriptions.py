@@ -12,6 +12,7 @@ from payments.api.payments import LIST_PARAMETERS, _actor, _list
 from payments.selectors import (
     customer_payment_method_list,
     payment_method_get,
+    payment_method_list,
     subscription_get,
     subscription_list,
 )
@@ -91,6 +92,21 @@ class SubscriptionCancelApi(MerchantApiView):
         subscription_get(merchant=request.merchant, subscription_id=id)
         sub = subscription_cancel(merchant=request.merchant, subscription_id=id, actor=_actor(request))
         return Response(render_subscription(sub))
+
+
+class PaymentMethodListApi(MerchantApiView):
+    @extend_schema(operation_id="payment_methods_list",
+                   parameters=[*LIST_PARAMETERS,
+                               OpenApiParameter("customer", str, description="Only this customer's saved methods."),
+                               OpenApiParameter("include_detached", bool, description="Also detached ones.")],
+                   responses={200: _list("PaymentMethodList", SavedPaymentMethodOutputSerializer)},
+                   summary="List the payment methods (masked data only)")
+    def get(self, request):
+        qs = payment_method_list(
+            merchant=request.merchant, customer_id=request.query_params.get("customer"),
+            include_detached=request.query_params.get("include_detached") in ("true", "1"),
+        )
+        return Response(paginate(qs, params=request.query_params, render=render_payment_method))
 
 
 class PaymentMethodDetailApi(MerchantApiView):

@@ -190,6 +190,7 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "dispute-detail": Owned(create=_dispute),
     "dispute-evidence": Owned(create=_dispute, post_body={"text": "Signed delivery receipt."}),
     "customer-payment-method-list": Owned(create=_customer),
+    "payment-method-list": Owned(create=_saved_method),
     "payment-method-detail": Owned(create=_saved_method),
     "payment-method-detach": Owned(create=_saved_method),
     "subscription-list": Owned(
