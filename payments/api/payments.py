@@ -13,6 +13,7 @@ from ledger.selectors import balance_get, balance_transaction_list
 from payera.audit.middleware import client_ip
 from payera.core.db import created_timestamp
 from payera.core.errors import InvalidRequestError
+from payera.core.fields import StrictIntegerField
 from payera.core.pagination import paginate, parse_limit
 from payera.idempotency.services import idempotency_answer_prepare
 from payera.merchants.api.base import MerchantApiView
@@ -54,7 +55,7 @@ def _list(name: str, item) -> serializers.Serializer:
 
 
 # The serializer field types payment_input_plain knows how to take as they are.
-_PLAIN_KINDS = {serializers.IntegerField: "int", serializers.CharField: "str", serializers.JSONField: "json",
+_PLAIN_KINDS = {StrictIntegerField: "int", serializers.CharField: "str", serializers.JSONField: "json",
                 serializers.BooleanField: "bool", serializers.URLField: "url", serializers.DictField: "dict"}
 
 
@@ -132,7 +133,7 @@ class PaymentListCreateApi(MerchantApiView):
     idempotency_claim_with_work = True
 
     class PaymentCreateInput(serializers.Serializer):
-        amount = serializers.IntegerField()
+        amount = StrictIntegerField()
         currency = serializers.CharField(max_length=8)
         payment_method_data = serializers.JSONField(required=False, allow_null=True)
         payment_method = serializers.CharField(required=False, allow_null=True, max_length=64)
@@ -211,7 +212,7 @@ class PaymentConfirmApi(MerchantApiView):
 
 class PaymentCaptureApi(MerchantApiView):
     class PaymentCaptureInput(serializers.Serializer):
-        amount_to_capture = serializers.IntegerField(required=False, allow_null=True)
+        amount_to_capture = StrictIntegerField(required=False, allow_null=True)
 
     @extend_schema(operation_id="payments_capture", request=PaymentCaptureInput,
                    responses={200: PaymentOutputSerializer}, summary="Capture an authorized payment")
@@ -236,7 +237,7 @@ class PaymentCancelApi(MerchantApiView):
 class RefundListCreateApi(MerchantApiView):
     class RefundCreateInput(serializers.Serializer):
         payment = serializers.CharField(max_length=64)
-        amount = serializers.IntegerField(required=False, allow_null=True)
+        amount = StrictIntegerField(required=False, allow_null=True)
         reason = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=64)
 
     @extend_schema(operation_id="refunds_create", request=RefundCreateInput, responses={201: RefundOutputSerializer},

@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from payera.core.fields import StrictIntegerField
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
 from payments.api.payments import LIST_PARAMETERS, _actor, _list
@@ -34,10 +35,10 @@ class SubscriptionListCreateApi(MerchantApiView):
     class SubscriptionCreateInput(serializers.Serializer):
         customer = serializers.CharField(max_length=64)
         payment_method = serializers.CharField(max_length=64)
-        amount = serializers.IntegerField()
+        amount = StrictIntegerField()
         currency = serializers.CharField(max_length=8)
         interval = serializers.CharField(max_length=8, help_text="day | week | month | year")
-        interval_count = serializers.IntegerField(required=False, default=1)
+        interval_count = StrictIntegerField(required=False, default=1)
         description = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=1000)
         metadata = serializers.DictField(required=False, allow_null=True, child=serializers.JSONField())
 
