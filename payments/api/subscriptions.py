@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from payera.core.errors import InvalidRequestError
 from payera.core.fields import StrictIntegerField
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
@@ -103,9 +104,12 @@ class PaymentMethodListApi(MerchantApiView):
                    responses={200: _list("PaymentMethodList", SavedPaymentMethodOutputSerializer)},
                    summary="List the payment methods (masked data only)")
     def get(self, request):
+        include_detached = request.query_params.getlist("include_detached")
+        if include_detached and (len(include_detached) > 1 or include_detached[0] not in ("true", "false", "1", "0")):
+            raise InvalidRequestError("include_detached must be true or false.", param="include_detached")
         qs = payment_method_list(
             merchant=request.merchant, customer_id=request.query_params.get("customer"),
-            include_detached=request.query_params.get("include_detached") in ("true", "1"),
+            include_detached=include_detached in (["true"], ["1"]),
         )
         return Response(paginate(qs, params=request.query_params, render=render_payment_method))
 

@@ -186,6 +186,7 @@ def test_payment_methods_answer_as_a_list(merchant_client, merchant, make_mercha
         f"/v1/payment_methods?limit=1&starting_after={second.id}").json()["data"]] == [first.id]
     mine = merchant_client.get(f"/v1/payment_methods?customer={first.customer_id}&include_detached=true").json()
     assert [pm["id"] for pm in mine["data"]] == [gone.id, first.id]
+    assert merchant_client.get("/v1/payment_methods?include_detached=yes").status_code == 400
     # another merchant sees none of them, and cannot name this merchant's customer
     _, other = make_merchant_client()
     assert other.get("/v1/payment_methods").json()["data"] == []
