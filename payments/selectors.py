@@ -26,6 +26,10 @@ class RefundNotFoundError(NotFoundError):
     default_message = "No such refund."
 
 
+class BalanceTransactionNotFoundError(NotFoundError):
+    default_message = "No such balance transaction."
+
+
 def customer_get(*, merchant: Merchant, customer_id: str) -> Customer:
     return owned_get(Customer.objects.all(), merchant=merchant, pk=customer_id, error=CustomerNotFoundError)
 
@@ -86,6 +90,17 @@ def _methods() -> QuerySet[PaymentMethod]:
 
 def payment_method_get(*, merchant: Merchant, payment_method_id: str) -> PaymentMethod:
     return owned_get(_methods(), merchant=merchant, pk=payment_method_id, error=PaymentMethodNotFoundError)
+
+
+def payment_method_list(*, merchant: Merchant, customer_id: str | None = None,
+                        include_detached: bool = False) -> QuerySet[PaymentMethod]:
+    """Every payment method of the merchant that GET /v1/payment_methods/{id} answers (saved to a
+    customer or used once), newest first; `customer_id` keeps that customer's (404 if unknown)."""
+    if customer_id:
+        return customer_payment_method_list(merchant=merchant, customer_id=customer_id,
+                                            include_detached=include_detached)
+    qs = _methods().filter(merchant=merchant)
+    return qs if include_detached else qs.filter(detached_at=None)
 
 
 def customer_payment_method_list(*, merchant: Merchant, customer_id: str, fingerprint: str | None = None,

@@ -58,13 +58,20 @@ def _first_validation_error(detail, prefix: str = "") -> tuple[str | None, str, 
     return (prefix or None, _normalize_code(code), str(detail))
 
 
+# DRF's own field codes: a value of the wrong size, range or kind is `parameter_invalid` (docs/api.md
+# "Errors"), not DRF's vocabulary (`max_length` leaked for a description of 1001 characters).
+_DRF_INVALID_CODES = frozenset({
+    "invalid", "max_length", "min_length", "max_value", "min_value", "max_string_length", "invalid_choice",
+    "not_a_list", "not_a_dict", "empty", "max_digits", "max_decimal_places", "max_whole_digits", "overflow",
+    "date", "datetime", "make_aware", "surrogate_characters_not_allowed", "null_characters_not_allowed",
+    "incorrect_type", "does_not_exist", "unique",
+})
+
+
 def _normalize_code(code: str) -> str:
-    return {
-        "required": "parameter_missing",
-        "null": "parameter_missing",
-        "blank": "parameter_missing",
-        "invalid": "parameter_invalid",
-    }.get(code, code)
+    if code in ("required", "null", "blank"):
+        return "parameter_missing"
+    return "parameter_invalid" if code in _DRF_INVALID_CODES else code
 
 
 def exception_handler(exc, context) -> Response | None:

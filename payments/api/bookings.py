@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from payera.core.fields import StrictIntegerField
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
 from payments.api.payments import LIST_PARAMETERS, _actor, _list
@@ -18,7 +19,7 @@ from payments.services.bookings import booking_cancel, booking_complete, booking
 
 class BookingListCreateApi(MerchantApiView):
     class BookingCreateInput(serializers.Serializer):
-        amount = serializers.IntegerField()
+        amount = StrictIntegerField()
         currency = serializers.CharField(max_length=8)
         reference = serializers.CharField(max_length=255)
         hold_expires_at = serializers.JSONField(
@@ -79,7 +80,7 @@ class BookingConfirmApi(MerchantApiView):
 
 class BookingCompleteApi(MerchantApiView):
     class BookingCompleteInput(serializers.Serializer):
-        amount = serializers.IntegerField(
+        amount = StrictIntegerField(
             required=False, allow_null=True,
             help_text="Release only this much (≤ captured); the rest is refunded to the shopper. Default: all.",
         )

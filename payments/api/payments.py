@@ -13,10 +13,17 @@ from ledger.selectors import balance_get, balance_transaction_list
 from payera.audit.middleware import client_ip
 from payera.core.db import created_timestamp
 from payera.core.errors import InvalidRequestError
+from payera.core.fields import StrictIntegerField
 from payera.core.pagination import paginate, parse_limit
 from payera.idempotency.services import idempotency_answer_prepare
 from payera.merchants.api.base import MerchantApiView
-from payments.selectors import payment_get, payment_list, refund_get, refund_list
+from payments.selectors import (
+    BalanceTransactionNotFoundError,
+    payment_get,
+    payment_list,
+    refund_get,
+    refund_list,
+)
 from payments.serializers import (
     PaymentOutputSerializer,
     RefundOutputSerializer,
@@ -48,7 +55,7 @@ def _list(name: str, item) -> serializers.Serializer:
 
 
 # The serializer field types payment_input_plain knows how to take as they are.
-_PLAIN_KINDS = {serializers.IntegerField: "int", serializers.CharField: "str", serializers.JSONField: "json",
+_PLAIN_KINDS = {StrictIntegerField: "int", serializers.CharField: "str", serializers.JSONField: "json",
                 serializers.BooleanField: "bool", serializers.URLField: "url", serializers.DictField: "dict"}
 
 
@@ -126,7 +133,7 @@ class PaymentListCreateApi(MerchantApiView):
     idempotency_claim_with_work = True
 
     class PaymentCreateInput(serializers.Serializer):
-        amount = serializers.IntegerField()
+        amount = StrictIntegerField()
         currency = serializers.CharField(max_length=8)
         payment_method_data = serializers.JSONField(required=False, allow_null=True)
         payment_method = serializers.CharField(required=False, allow_null=True, max_length=64)
@@ -205,7 +212,7 @@ class PaymentConfirmApi(MerchantApiView):
 
 class PaymentCaptureApi(MerchantApiView):
     class PaymentCaptureInput(serializers.Serializer):
-        amount_to_capture = serializers.IntegerField(required=False, allow_null=True)
+        amount_to_capture = StrictIntegerField(required=False, allow_null=True)
 
     @extend_schema(operation_id="payments_capture", request=PaymentCaptureInput,
                    responses={200: PaymentOutputSerializer}, summary="Capture an authorized payment")
@@ -230,7 +237,7 @@ class PaymentCancelApi(MerchantApiView):
 class RefundListCreateApi(MerchantApiView):
     class RefundCreateInput(serializers.Serializer):
         payment = serializers.CharField(max_length=64)
-        amount = serializers.IntegerField(required=False, allow_null=True)
+        amount = StrictIntegerField(required=False, allow_null=True)
         reason = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=64)
 
     @extend_schema(operation_id="refunds_create", request=RefundCreateInput, responses={201: RefundOutputSerializer},
@@ -326,3 +333,16 @@ class BalanceTransactionListApi(MerchantApiView):
             qs = qs.filter(id__lt=int(raw))
         rows = list(qs[: limit + 1])
         return Response({"object": "list", "data": [_txn(e) for e in rows[:limit]], "has_more": len(rows) > limit})
+
+
+class BalanceTransactionDetailApi(MerchantApiView):
+    @extend_schema(operation_id="balance_transactions_retrieve", responses={200: BalanceTransactionOutputSerializer},
+                   summary="Retrieve a balance transaction")
+    def get(self, request, id: str):
+        raw = id.removeprefix("txn_")
+        # the caller's own posted entries only: another merchant's txn_ answers like an unknown one
+        entry = (balance_transaction_list(owner=request.merchant.id).filter(id=int(raw)).first()
+                 if id.startswith("txn_") and raw.isascii() and raw.isdigit() and len(raw) <= 18 else None)
+        if entry is None:
+            raise BalanceTransactionNotFoundError()
+        return Response(_txn(entry))

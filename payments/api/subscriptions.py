@@ -6,12 +6,15 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from payera.core.errors import InvalidRequestError
+from payera.core.fields import StrictIntegerField
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
 from payments.api.payments import LIST_PARAMETERS, _actor, _list
 from payments.selectors import (
     customer_payment_method_list,
     payment_method_get,
+    payment_method_list,
     subscription_get,
     subscription_list,
 )
@@ -33,10 +36,10 @@ class SubscriptionListCreateApi(MerchantApiView):
     class SubscriptionCreateInput(serializers.Serializer):
         customer = serializers.CharField(max_length=64)
         payment_method = serializers.CharField(max_length=64)
-        amount = serializers.IntegerField()
+        amount = StrictIntegerField()
         currency = serializers.CharField(max_length=8)
         interval = serializers.CharField(max_length=8, help_text="day | week | month | year")
-        interval_count = serializers.IntegerField(required=False, default=1)
+        interval_count = StrictIntegerField(required=False, default=1)
         description = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=1000)
         metadata = serializers.DictField(required=False, allow_null=True, child=serializers.JSONField())
 
@@ -91,6 +94,24 @@ class SubscriptionCancelApi(MerchantApiView):
         subscription_get(merchant=request.merchant, subscription_id=id)
         sub = subscription_cancel(merchant=request.merchant, subscription_id=id, actor=_actor(request))
         return Response(render_subscription(sub))
+
+
+class PaymentMethodListApi(MerchantApiView):
+    @extend_schema(operation_id="payment_methods_list",
+                   parameters=[*LIST_PARAMETERS,
+                               OpenApiParameter("customer", str, description="Only this customer's saved methods."),
+                               OpenApiParameter("include_detached", bool, description="Also detached ones.")],
+                   responses={200: _list("PaymentMethodList", SavedPaymentMethodOutputSerializer)},
+                   summary="List the payment methods (masked data only)")
+    def get(self, request):
+        include_detached = request.query_params.getlist("include_detached")
+        if include_detached and (len(include_detached) > 1 or include_detached[0] not in ("true", "false", "1", "0")):
+            raise InvalidRequestError("include_detached must be true or false.", param="include_detached")
+        qs = payment_method_list(
+            merchant=request.merchant, customer_id=request.query_params.get("customer"),
+            include_detached=include_detached in (["true"], ["1"]),
+        )
+        return Response(paginate(qs, params=request.query_params, render=render_payment_method))
 
 
 class PaymentMethodDetailApi(MerchantApiView):

@@ -11,6 +11,7 @@ from payments.api.customers import CustomerDetailApi, CustomerListCreateApi
 from payments.api.disputes import DisputeDetailApi, DisputeEvidenceApi, DisputeListApi
 from payments.api.payments import (
     BalanceApi,
+    BalanceTransactionDetailApi,
     BalanceTransactionListApi,
     PaymentCancelApi,
     PaymentCaptureApi,
@@ -24,6 +25,7 @@ from payments.api.subscriptions import (
     CustomerPaymentMethodListApi,
     PaymentMethodDetachApi,
     PaymentMethodDetailApi,
+    PaymentMethodListApi,
     SubscriptionCancelApi,
     SubscriptionDetailApi,
     SubscriptionListCreateApi,
@@ -44,6 +46,7 @@ urlpatterns: list = [
     path("disputes/<str:id>/evidence", DisputeEvidenceApi.as_view(), name="dispute-evidence"),
     path("customers/<str:id>/payment_methods", CustomerPaymentMethodListApi.as_view(),
          name="customer-payment-method-list"),
+    path("payment_methods", PaymentMethodListApi.as_view(), name="payment-method-list"),
     path("payment_methods/<str:id>", PaymentMethodDetailApi.as_view(), name="payment-method-detail"),
     path("payment_methods/<str:id>/detach", PaymentMethodDetachApi.as_view(), name="payment-method-detach"),
     path("subscriptions", SubscriptionListCreateApi.as_view(), name="subscription-list"),
@@ -56,4 +59,5 @@ urlpatterns: list = [
     path("bookings/<str:id>/cancel", BookingCancelApi.as_view(), name="booking-cancel"),
     path("balance", BalanceApi.as_view(), name="balance"),
     path("balance_transactions", BalanceTransactionListApi.as_view(), name="balance-transaction-list"),
+    path("balance_transactions/<str:id>", BalanceTransactionDetailApi.as_view(), name="balance-transaction-detail"),
 ]

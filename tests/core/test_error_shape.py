@@ -33,6 +33,16 @@ def test_missing_field_is_400_parameter_missing(client):
     }
 
 
+def test_a_value_too_long_is_400_parameter_invalid_not_drfs_code(client):
+    """docs/api.md "Errors": 400 codes are ours; DRF's `max_length` leaked before (a live
+    `POST /v1/subscriptions` with `interval: "fortnight"` answered code `max_length`)."""
+    response = client.post("/_test/validate", {"amount": 10, "currency": "EURO"}, content_type="application/json")
+    error = assert_error(response, 400, "invalid_request_error")
+    assert (error["code"], error["param"]) == ("parameter_invalid", "currency")
+    response = client.post("/_test/validate", {"amount": 0, "currency": "EUR"}, content_type="application/json")
+    assert assert_error(response, 400, "invalid_request_error")["code"] == "parameter_invalid"  # min_value
+
+
 def test_malformed_json_is_400(client):
     response = client.post("/_test/validate", "{not json", content_type="application/json")
     error = assert_error(response, 400, "invalid_request_error")

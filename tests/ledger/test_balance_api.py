@@ -77,3 +77,21 @@ def test_another_merchants_transaction_is_no_cursor(two_merchants):
         error = response.json()["error"]
         assert (error["type"], error["param"]) == ("invalid_request_error", "starting_after")
         assert "amount" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_balance_transaction_answers_by_id(two_merchants):
+    """CONTRACT "Requests": every resource answers GET /v1/<resources>/{id}; before, the list's
+    `txn_…` ids had no detail route (404 `Unrecognized request URL` for the caller's own)."""
+    client_a, client_b = two_merchants
+    listed = client_a.get("/v1/balance_transactions?limit=100").json()["data"]
+    for item in listed:
+        response = client_a.get(f"/v1/balance_transactions/{item['id']}")
+        assert response.status_code == 200, item["id"]
+        assert response.json() == item
+    # another merchant's id answers exactly like an unknown one
+    for txn in (listed[0]["id"], "txn_999999999999", "txn_x", "txn_", "txn_99999999999999999999999", "pay_1"):
+        response = client_b.get(f"/v1/balance_transactions/{txn}")
+        assert response.status_code == 404, txn
+        assert response.json()["error"]["code"] == "resource_missing"
+        assert "amount" not in response.content.decode()

@@ -146,6 +146,23 @@ def _payout(merchant: Merchant) -> str:
     return make_payout(merchant).id
 
 
+def _balance_transaction(merchant: Merchant) -> str:
+    """A capture posted to the merchant's pending balance: its ledger entry's `txn_` id."""
+    import uuid
+
+    from django.utils import timezone
+
+    from ledger import services
+    from ledger.selectors import balance_transaction_list
+    from ledger.types import Accounts, PostingLine
+
+    services.journal_post(reference=f"capture:{uuid.uuid4().hex}", kind="capture", lines=(
+        PostingLine.debit(Accounts.psp_receivable("alpha", "EUR"), 500),
+        PostingLine.credit(Accounts.merchant_pending(merchant.id, "EUR"), 500),
+    ), occurred_at=timezone.now())
+    return f"txn_{balance_transaction_list(owner=merchant.id).first().id}"
+
+
 TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "event-list": Owned(create=_event),
     "event-detail": Owned(create=_event),
@@ -173,6 +190,7 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "dispute-detail": Owned(create=_dispute),
     "dispute-evidence": Owned(create=_dispute, post_body={"text": "Signed delivery receipt."}),
     "customer-payment-method-list": Owned(create=_customer),
+    "payment-method-list": Owned(create=_saved_method),
     "payment-method-detail": Owned(create=_saved_method),
     "payment-method-detach": Owned(create=_saved_method),
     "subscription-list": Owned(
@@ -194,6 +212,7 @@ TENANT_ROUTES: dict[str, Owned | NotOwned] = {
     "booking-cancel": Owned(create=_booking),
     "balance": NotOwned("the caller's own balance: no object ids (owner = the authenticated merchant)"),
     "balance-transaction-list": NotOwned("the caller's own ledger entries; cursors: tests/ledger/test_balance_api.py"),
+    "balance-transaction-detail": Owned(create=_balance_transaction),
     "payout-list": Owned(create=_payout),
     "payout-detail": Owned(create=_payout),
 }

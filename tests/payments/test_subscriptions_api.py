@@ -166,3 +166,28 @@ def test_admin_cancel_action_cancels_through_the_service(merchant, client):
     sub.refresh_from_db()
     assert sub.status == "canceled"
     assert Event.objects.filter(type="subscription.canceled", data__object__id=sub.id).count() == 1
+
+
+def test_payment_methods_answer_as_a_list(merchant_client, merchant, make_merchant_client):
+    """CONTRACT "Requests": every resource answers GET /v1/<resources> as a list; before,
+    GET /v1/payment_methods was 404 `Unrecognized request URL` though pm_… ids answer by id."""
+    first = saved(merchant)
+    second = saved(merchant)
+    once = PaymentMethod.objects.create(merchant=merchant, card_brand="visa", card_last4="4242")
+    gone = saved(merchant, first.customer)
+    PaymentMethod.objects.filter(pk=gone.pk).update(detached_at=timezone.now())
+    r = merchant_client.get("/v1/payment_methods")
+    assert r.status_code == 200, r.content
+    page = r.json()
+    assert page["object"] == "list" and page["has_more"] is False
+    assert [pm["id"] for pm in page["data"]] == [once.id, second.id, first.id]  # newest first, no detached one
+    assert page["data"][1] == merchant_client.get(f"/v1/payment_methods/{second.id}").json()
+    assert [pm["id"] for pm in merchant_client.get(
+        f"/v1/payment_methods?limit=1&starting_after={second.id}").json()["data"]] == [first.id]
+    mine = merchant_client.get(f"/v1/payment_methods?customer={first.customer_id}&include_detached=true").json()
+    assert [pm["id"] for pm in mine["data"]] == [gone.id, first.id]
+    assert merchant_client.get("/v1/payment_methods?include_detached=yes").status_code == 400
+    # another merchant sees none of them, and cannot name this merchant's customer
+    _, other = make_merchant_client()
+    assert other.get("/v1/payment_methods").json()["data"] == []
+    assert other.get(f"/v1/payment_methods?customer={first.customer_id}").status_code == 404
