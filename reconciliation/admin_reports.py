@@ -94,9 +94,9 @@ def run_report_html(run: ReconciliationRun) -> str:
     rate = 100.0 * s.get("matched", 0) / rows if rows else 100.0
     parts.append(format_html(
         "<p><b>Match rate {}%</b> ({} of {} rows) · unexplained {} · healed by inquiry {} · "
-        "unreadable lines {} · settlement journals {}</p>",
+        "unreadable lines {} · settlement journals {} · sent again (an earlier report had them) {}</p>",
         f"{rate:.1f}", s.get("matched", 0), rows, _amounts(unexplained), s.get("healed", 0),
-        run.row_error_count, s.get("journals", 0),
+        run.row_error_count, s.get("journals", 0), s.get("sent_again", 0),
     ))  # fmt: skip
     body = format_html_join(
         "", "<tr><td>{}</td><td style='text-align:right'>{}</td><td style='text-align:right'>{}</td><td>{}</td></tr>",
@@ -145,6 +145,15 @@ def _sums_by_currency(run: ReconciliationRun) -> dict[str, dict[str, int]]:
                .values_list("kind", "currency").annotate(gross=Sum("payera_amount")))  # fmt: skip
     for outcome, currency, gross in [*lines, *missing]:
         out.setdefault(outcome, {})[currency] = int(gross or 0)
+    # lines of a report sent again are stored as duplicates and counted as the earlier line was
+    for outcome, per in ((run.summary or {}).get("sent_again_gross") or {}).items():
+        for currency, gross in per.items():
+            dup = out.setdefault(ReconOutcome.DUPLICATE.value, {})
+            dup[currency] = dup.get(currency, 0) - gross
+            if not dup[currency]:
+                del dup[currency]
+            into = out.setdefault(outcome, {})
+            into[currency] = into.get(currency, 0) + gross
     return out
 
 

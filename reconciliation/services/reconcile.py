@@ -880,10 +880,35 @@ SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference,
             ELSE s.gross END,
        'open', '', '', '', '', %s, %s
 FROM {lines} s WHERE {where} AND s.outcome NOT IN ('', 'matched')
-  AND NOT (s.outcome = 'duplicate' AND EXISTS (
-    SELECT 1 FROM {lines} o WHERE o.row_key = s.row_key AND NOT o.duplicate AND o.run_id <> s.run_id
-      AND o.payout_batch_id = s.payout_batch_id AND o.currency = s.currency AND o.gross = s.gross
-      AND o.fee = s.fee AND o.net = s.net))"""
+  AND NOT (s.outcome = 'duplicate' AND EXISTS (SELECT 1 FROM {lines} o WHERE {SENT_AGAIN}))"""
+
+
+# A duplicate line (s) that is an earlier run's line (o) sent again: the same row key, the same
+# payout batch, currency and amounts. At most one such o: recon_line_key_once keeps the keys of the
+# lines not flagged duplicate unique.
+SENT_AGAIN = (
+    "o.row_key = s.row_key AND NOT o.duplicate AND o.run_id <> s.run_id AND o.payout_batch_id = s.payout_batch_id"
+    " AND o.currency = s.currency AND o.gross = s.gross AND o.fee = s.fee AND o.net = s.net"
+)
+
+
+def _sent_again(run: ReconciliationRun) -> dict[str, dict[str, tuple[int, int]]]:
+    """The run's lines that are an earlier run's line sent again, by that earlier line's outcome
+    (today's: a line healed since counts as matched) and currency: (count, gross). They opened no
+    discrepancy and settled nothing; the import counts them as the earlier line counted, so a report
+    sent again reads as it did the first time (a re-sent day of matched lines is 100 % matched)."""
+    lines = StatementLine._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT o.outcome, s.currency, count(*), COALESCE(sum(s.gross), 0) FROM {lines} s"
+            f" JOIN {lines} o ON {SENT_AGAIN} WHERE s.run_id = %s AND s.outcome = 'duplicate'"
+            " GROUP BY o.outcome, s.currency",
+            [run.id],
+        )
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for outcome, currency, n, gross in cursor.fetchall():
+            out.setdefault(outcome, {})[currency] = (int(n), int(gross))
+    return out
 
 
 def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple[str, list]]:
@@ -987,6 +1012,14 @@ def _finish(
         from reconciliation.selectors import receivable_check
 
         rows = sum(n for n, _ in by_outcome.values())
+        # lines an earlier report had (the report sent again) count as that report's lines counted
+        sent_again = _sent_again(run) if ReconOutcome.DUPLICATE in by_outcome else {}
+        for outcome, per in sent_again.items():
+            for n, gross in per.values():
+                dn, dgross = by_outcome[ReconOutcome.DUPLICATE]
+                by_outcome[ReconOutcome.DUPLICATE] = (dn - n, dgross - gross)
+                on, ogross = by_outcome.get(outcome, (0, 0))
+                by_outcome[outcome] = (on + n, ogross + gross)
         counts = {k: by_outcome.get(k, (0, 0))[0] for k in DISCREPANCY_KINDS}
         counts[ReconOutcome.MISSING_AT_PSP] = missing_n
         sums = {k: by_outcome.get(k, (0, 0))[1] for k in ReconOutcome.values}
@@ -998,6 +1031,9 @@ def _finish(
             "sums": sums,
             "healed": healed,
             "resolved_missing_at_psp": resolved,
+            # of the rows, those an earlier report had: {earlier outcome: {currency: gross}}
+            "sent_again": sum(n for per in sent_again.values() for n, _ in per.values()),
+            "sent_again_gross": {o: {c: g for c, (_, g) in per.items()} for o, per in sent_again.items()},
             "journals": journals,
             "settled": {c: settled[c] for c in sorted(settled)},
             # what the lines gave back to the accounts earlier clearings of their items debited

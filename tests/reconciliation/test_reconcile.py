@@ -21,7 +21,7 @@ from reconciliation.models import Discrepancy, ReconciliationRun, StatementLine
 from reconciliation.selectors import receivable_check
 from reconciliation.services import reconcile_import
 from tests.merchants.factories import MerchantFactory
-from tests.reconciliation.sandbox_day import CARD, report, run_json
+from tests.reconciliation.sandbox_day import CARD, pay, report, run_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,6 +78,45 @@ def test_removed_changed_duplicated_and_unknown_rows_are_exactly_four_discrepanc
     assert check["ok"] and check["ledger"] == 2_500 + 730
 
 
+def test_a_day_reconciled_then_its_fuller_report_with_four_faults_gives_exactly_those_four(a_day_of_payments, tmp_path):
+    """A PSP's report for today holds every payment of the day so far. Reconciled at noon, then
+    again in the evening with more payments, the evening file's rows the noon file had are that
+    report sent again (counted as matched then); only the four faults in the new rows show."""
+    alpha, _ = a_day_of_payments
+    noon = tmp_path / "alpha-noon.csv"
+    noon.write_bytes(report("alpha"))
+    assert run_json(noon, "alpha") == {"rows": 4, "matched": 4, "discrepancies": ZERO}
+    pay(alpha, [1_100, 2_200, 3_300, 4_400])
+    lines = report("alpha").decode().splitlines()
+    header, body, end = lines[0], lines[1:-1], lines[-1]
+    old_refs = {line.split(",")[4] for line in noon.read_text().splitlines()[1:-1]}
+    old = [b for b in body if b.split(",")[4] in old_refs]
+    new = [b for b in body if b.split(",")[4] not in old_refs]
+    assert len(old) == 4 and len(new) == 4
+    gone, changed, twice, as_is = sorted(new, key=lambda b: int(b.split(",")[8]))
+    cols = changed.split(",")
+    cols[8] = str(int(cols[8]) + 5)
+    unknown = twice.split(",")
+    unknown[3], unknown[4], unknown[5] = "auth_UNKNOWN", "att_unknown", "op_UNKNOWN"  # a payment Payera never saw
+    unknown = ",".join(unknown)
+    evening = tmp_path / "alpha-evening.csv"
+    evening.write_text("\n".join([header, *old, ",".join(cols), twice, as_is, twice, unknown, end]) + "\n")
+    got = run_json(evening, "alpha")
+    assert got == {
+        "rows": 9,
+        "matched": 4 + 2,  # the noon report's rows sent again, and two of the new ones
+        "discrepancies": {**ZERO, "missing_at_psp": 1, "amount_mismatch": 1, "duplicate": 1, "missing_in_payera": 1},
+    }
+    assert sorted(Discrepancy.objects.values_list("kind", flat=True)) == [
+        "amount_mismatch", "duplicate", "missing_at_psp", "missing_in_payera"
+    ]  # fmt: skip
+    missing = Discrepancy.objects.get(kind="missing_at_psp")
+    assert Capture.objects.get(pk=missing.object_id).amount == int(gone.split(",")[8])
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"]
+    assert ledger_verify().ok
+
+
 def test_a_lost_psp_webhook_is_healed_by_reconciliation(day):
     merchant = MerchantFactory(connectors=["beta"])
     lost = payment_create(merchant=merchant, amount=5_000, currency="EUR", payment_method_data=CARD)
@@ -106,11 +145,23 @@ def test_the_same_file_twice_is_imported_once(a_day_of_payments, tmp_path):
     assert run_json(path, "alpha") == first
     assert ReconciliationRun.objects.count() == 1 and StatementLine.objects.count() == 4
     assert ledger_verify() == journals
-    # the same rows in another file (a re-sent report) are duplicates, never settled twice
+    # the same rows in another file (a re-sent report) are stored as duplicates, never settled twice,
+    # and counted as the first report's lines were: the report reads as it did the first time
     path2 = tmp_path / "alpha-again.csv"
     path2.write_bytes(report("alpha") + b"\n")
     again = run_json(path2, "alpha")
-    assert again["matched"] == 0 and again["discrepancies"]["duplicate"] == 4
+    assert again == first
+    second = ReconciliationRun.objects.exclude(pk=ReconciliationRun.objects.order_by("created_at").first().pk).get()
+    assert second.summary["sent_again"] == 4
+    from reconciliation.admin_reports import _sums_by_currency, run_report_html
+
+    page = run_report_html(second)
+    assert "Match rate 100.0%" in page and "sent again (an earlier report had them) 4" in page
+    sums = _sums_by_currency(second)
+    assert not sums.get("duplicate") and sums["matched"] == _sums_by_currency(ReconciliationRun.objects.get(
+        pk=ReconciliationRun.objects.order_by("created_at").first().pk))["matched"]  # fmt: skip
+    assert StatementLine.objects.filter(run=second, outcome="duplicate", duplicate=True).count() == 4
+    assert ledger_verify() == journals and not Discrepancy.objects.exists()
     assert receivable_check(psp="alpha")[0]["ok"]
 
 
@@ -217,11 +268,13 @@ def test_a_later_report_that_settles_a_missing_item_resolves_its_discrepancy(a_d
     assert run_json(first, "alpha")["discrepancies"] == {**ZERO, "missing_at_psp": 1}
     missing = Discrepancy.objects.get(kind="missing_at_psp")
     assert missing.status == "open"
-    # the PSP's next report settles it (the rows settled before are duplicates, never settled twice)
+    # the PSP's next report settles it (the rows settled before are sent again: matched as before,
+    # never settled twice)
     later = tmp_path / "alpha-later.csv"
     later.write_text("\n".join([header, *body, end]) + "\n")
     got = run_json(later, "alpha")
-    assert got["matched"] == 1 and got["discrepancies"] == {**ZERO, "duplicate": 3}
+    assert got == {"rows": 4, "matched": 4, "discrepancies": ZERO}
+    assert StatementLine.objects.filter(outcome="duplicate").count() == 3
     run = ReconciliationRun.objects.order_by("-created_at").first()
     assert run.file_name.endswith("alpha-later.csv")
     missing.refresh_from_db()

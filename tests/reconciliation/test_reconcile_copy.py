@@ -10,7 +10,7 @@ from psp_adapters.errors import SettlementReportError
 from psp_adapters.registry import get_adapter
 from psp_adapters.sandbox.reports import ALPHA_COLUMNS
 from reconciliation.errors import SettlementFileInvalidError
-from reconciliation.models import ReconciliationRun, StatementLine
+from reconciliation.models import Discrepancy, ReconciliationRun, StatementLine
 from reconciliation.services import reconcile_import
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -183,8 +183,11 @@ def test_a_clean_file_whose_row_keys_an_earlier_run_has_marks_them_duplicates(da
     statements.clear()
     again = reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(3)))
     assert not staged_by_insert(statements)
-    assert again.rows == 3 and again.discrepancies["duplicate"] == 2
     assert StatementLine.objects.filter(run_id=again.run_id, outcome="duplicate").count() == 2
+    # sent again: counted as the earlier lines were (unknown to Payera), no new discrepancy for them
+    assert again.rows == 3 and again.discrepancies["duplicate"] == 0
+    assert again.discrepancies["missing_in_payera"] == 3
+    assert Discrepancy.objects.filter(run_id=again.run_id).count() == 1
 
 
 def windowed(statements: list[str]) -> bool:
@@ -244,7 +247,9 @@ def test_a_duplicate_line_is_flagged_on_every_path(day, statements, padded):
     # a second file: its keys seen before are duplicates (flag and outcome), its new key is not
     again = reconcile_import(psp="alpha", raw=alpha_file(*clean_rows(4)))
     assert duplicates(again.run_id) == ([2, 3, 4], [2, 3, 4])
-    assert again.matched + again.discrepancies["missing_in_payera"] == 1
+    # the three lines the first file had are that file sent again: counted as they were then
+    assert again.discrepancies["duplicate"] == 0
+    assert again.matched + again.discrepancies["missing_in_payera"] == 4
 
 
 def test_a_duplicate_line_is_flagged_when_parsed_in_python(day, monkeypatch):
@@ -292,8 +297,10 @@ def test_a_key_another_import_settles_meanwhile_makes_the_match_run_again_as_a_d
     if padded:
         rows[2] = rows[2].replace("PB-1", " PB-1")
     again = reconcile_import(psp="alpha", raw=alpha_file(*rows))
-    assert again.rows == 3 and again.discrepancies["duplicate"] == 1
     assert StatementLine.objects.get(run_id=again.run_id, line_number=2).outcome == "duplicate"
+    # the earlier import's line sent again: counted as that line was (Payera knows none of them)
+    assert again.rows == 3 and again.discrepancies["duplicate"] == 0
+    assert again.discrepancies["missing_in_payera"] == 3
 
 
 def test_the_migration_flags_the_lines_whose_outcome_is_duplicate(day):
