@@ -30,9 +30,25 @@ class JSONParser(parsers.JSONParser):
         return data
 
 
-# The one member of a merchant request that may hold a card number (or an IBAN): the method being
-# paid with, tokenized at once (payments.method_types).
+# The places of a merchant request that hold an account number, tokenized at once
+# (payments.method_types): the card's number and the SEPA debit's IBAN (whose digits may happen to
+# pass the Luhn check).
 PAYMENT_METHOD_DATA = "payment_method_data"
+ACCOUNT_NUMBERS = {"card": "number", "sepa_debit": "iban"}
+
+
+def _mask_method(method):
+    """`payment_method_data` masked but for its account number (a holder's name may hold one too)."""
+    if not isinstance(method, dict):
+        return mask_card_numbers(method)
+    out = {}
+    for key, value in method.items():
+        keep = ACCOUNT_NUMBERS.get(key) if isinstance(key, str) else None
+        if keep and isinstance(value, dict):
+            out[key] = {k: v if k == keep else mask_card_numbers(v) for k, v in value.items()}
+        else:
+            out[key] = mask_card_numbers(value)
+    return out
 
 
 class MerchantJSONParser(JSONParser):
@@ -46,4 +62,4 @@ class MerchantJSONParser(JSONParser):
         data = super().parse(stream, media_type, parser_context)
         if not isinstance(data, dict):
             return mask_card_numbers(data)
-        return {k: v if k == PAYMENT_METHOD_DATA else mask_card_numbers(v) for k, v in data.items()}
+        return {k: _mask_method(v) if k == PAYMENT_METHOD_DATA else mask_card_numbers(v) for k, v in data.items()}

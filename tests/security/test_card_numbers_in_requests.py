@@ -91,3 +91,19 @@ def test_a_card_number_in_free_text_is_masked_before_it_is_stored_answered_or_se
     assert Event.objects.filter(merchant_id=merchant.id).count() >= 2  # payment.succeeded, refund.*
     for where, text in texts.items():
         assert leaks(text) == [], where
+
+
+def test_a_card_number_in_a_holder_name_is_masked_but_the_iban_is_kept(make_merchant_client, psp_settings):
+    """Inside payment_method_data only the account number itself (a card's number, a SEPA IBAN) is
+    left as sent: an account holder's name holding a card number is masked like any free text."""
+    from payments.models import PaymentMethod
+
+    merchant, client = make_merchant_client(connectors=["beta"])
+    sepa = {"type": "sepa_debit",
+            "sepa_debit": {"iban": "DE89370400440532013000", "account_holder_name": f"Ada {PAN}"}}  # fmt: skip
+    response = client.post("/v1/payments", {"amount": 700, "currency": "EUR", "payment_method_data": sepa},
+                           format="json")  # fmt: skip
+    assert response.status_code == 201, response.content
+    assert response.json()["payment_method"]["sepa_debit"]["last4"] == "3000"
+    pm = PaymentMethod.objects.get(merchant=merchant)
+    assert pm.account_holder_name == f"Ada {MASKED}"
