@@ -76,6 +76,11 @@ def _mask_iban(match: re.Match) -> str:
     return raw
 
 
+def has_card_number(text: str) -> bool:
+    """Whether `text` holds a card number (13-19 digits, spaced or not, passing the Luhn check)."""
+    return len(text) >= 13 and any(_mask_pan(m) != m.group(0) for m in _PAN_RE.finditer(text))
+
+
 def mask_card_numbers(value):
     """`value` (a parsed JSON document) with every card number in its strings, keys included,
     masked as `mask_text` masks them; nothing else changed."""

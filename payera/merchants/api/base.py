@@ -70,7 +70,7 @@ class MerchantApiView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [ApiKeyPermission]
     throttle_classes = [ApiKeyRateThrottle]
-    parser_classes = [MerchantJSONParser]  # card numbers outside payment_method_data: masked
+    parser_classes = [MerchantJSONParser]  # a card number outside payment_method_data: 400
     schema = MerchantApiSchema()
     # True for endpoints whose answer carries a secret shown once (webhook endpoint secrets):
     # the stored idempotent answer is then encrypted through the secrets backend.
