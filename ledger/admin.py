@@ -1,8 +1,15 @@
-"""Ledger admin: read-only for everyone (no add, change or delete)."""
+"""Ledger admin: read-only for everyone (no add, change or delete), and limited to the staff
+member's merchants like every merchant-owned page (payera.staff.admin): a merchant's accounts are
+those it owns (`owner` is its id), an entry is its account's, and a journal is seen by who may see
+one of the accounts it posts to. Platform accounts (PSP receivables, fees, suspense) are only for
+staff who see every merchant."""
 
 from django.contrib import admin
+from django.db.models import Exists, OuterRef
 
 from ledger.models import Account, Entry, Journal
+from payera.staff.access import staff_merchant_ids
+from payera.staff.admin import MerchantScopedAdminMixin
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -31,22 +38,40 @@ class EntryInline(admin.TabularInline):
 
 
 @admin.register(Account)
-class AccountAdmin(ReadOnlyAdmin):
+class AccountAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
+    merchant_field = "owner"
+
     list_display = ("id", "owner", "code", "currency", "type", "hot", "shard", "balance", "version", "status")
     list_filter = ("type", "currency", "hot", "status")
     search_fields = ("owner", "code")
 
 
 @admin.register(Journal)
-class JournalAdmin(ReadOnlyAdmin):
+class JournalAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
     list_display = ("id", "reference", "kind", "phase", "occurred_at", "created_at")
     list_filter = ("kind", "phase")
     search_fields = ("reference",)
     inlines = [EntryInline]
 
+    def get_queryset(self, request):
+        qs = super(MerchantScopedAdminMixin, self).get_queryset(request)
+        ids = staff_merchant_ids(request.user)
+        if ids is None:
+            return qs
+        return qs.filter(Exists(Entry.objects.filter(journal=OuterRef("pk"), account__owner__in=sorted(ids))))
+
+    def merchant_access_allowed(self, request, obj) -> bool:
+        ids = staff_merchant_ids(request.user)
+        return ids is None or Entry.objects.filter(journal=obj, account__owner__in=sorted(ids)).exists()
+
 
 @admin.register(Entry)
-class EntryAdmin(ReadOnlyAdmin):
+class EntryAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
+    merchant_field = "account__owner"
+
     list_display = ("id", "journal", "account", "currency", "amount", "balance_after", "version")
     list_select_related = ("journal", "account")
     search_fields = ("journal__reference", "account__owner")
+
+    def merchant_id_of(self, obj) -> str:
+        return obj.account.owner

@@ -95,6 +95,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 # --- search ---------------------------------------------------------------------------------------
 _PREFIXED = re.compile(r"^(id|psp|merchant|last4|amount|email):\s*(\S.*)$", re.IGNORECASE)
 _OUR_ID = re.compile(r"^(pay|att|re|cap|dp|mer|cus|pm)_[A-Za-z0-9]+$")
+_MASKED_CARD = re.compile(r"^\d{6}\*{3,9}\d{4}$")
 SEARCH_CAP = 1000  # ids a term may resolve to (a last 4 or an email of a busy shopper)
 
 
@@ -104,7 +105,8 @@ def payment_search_q(term: str, *, merchant_ids: set[str] | None = None) -> Q:
     OR of EXISTS over joins would scan it):
     `pay_…` the payment; `att_…`/`re_…`/`cap_…`/`dp_…` its attempt, refund, capture, dispute;
     `mer_…` a merchant; `cus_…`/`pm_…` a customer or payment method; an email the customer's
-    (case-insensitive); 4 digits a card's last 4 or an amount; other digits an amount in minor
+    (case-insensitive); a card number (masked by the site: `411111******1111`) its BIN and last 4;
+    4 digits a card's last 4 or an amount; other digits an amount in minor
     units; anything else a PSP reference or a merchant's name. `last4:`, `amount:`, `email:`,
     `psp:`, `merchant:` and `id:` force one meaning. `merchant_ids` (None: all) limits the lookups
     too, so the capped id lists are the user's own matches."""
@@ -150,6 +152,9 @@ def payment_search_q(term: str, *, merchant_ids: set[str] | None = None) -> Q:
         return Q(**{field: term}) | Q(pk__in=_psp_reference_ids(term))
     if "@" in term:
         return by_email(term)
+    if _MASKED_CARD.match(term):  # a card number, masked by the site before it got here
+        return Q(payment_method_id__in=_ids(PaymentMethod.objects.filter(
+            card_last4=term[-4:], card_bin__startswith=term[:6]), "pk"))
     if term.isdigit():
         return (by_last4(term) | by_amount(term)) if len(term) == 4 else by_amount(term)
     return Q(pk__in=_psp_reference_ids(term)) | by_names(term)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from payera.core.masking import mask_text
 from psp_adapters.port import Decline, DeclineClass, DeclineCode
 
 DeclineTable = Mapping[str, tuple[DeclineCode, DeclineClass]]
@@ -15,8 +16,10 @@ UNKNOWN = (DeclineCode.GENERIC_DECLINE, DeclineClass.HARD)
 
 
 def decline_for(table: DeclineTable, psp_code: str | None, message: str = "") -> Decline:
+    """The PSP's `message` is kept for the merchant and operations, masked (a PSP may quote the card
+    it was sent): it becomes the payment's `last_error.message` and the attempt's decline message."""
     code, cls = table.get(psp_code or "", UNKNOWN)
-    return Decline(code=code, decline_class=cls, psp_code=psp_code or "", message=message)
+    return Decline(code=code, decline_class=cls, psp_code=psp_code or "", message=mask_text(message))
 
 
 def seed_rows() -> list[dict[str, str]]:

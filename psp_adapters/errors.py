@@ -17,6 +17,7 @@ from typing import ClassVar
 import httpx
 
 from payera.core.errors import PayeraError
+from payera.core.masking import mask_text
 
 
 class PspError(PayeraError):
@@ -34,7 +35,9 @@ class PspError(PayeraError):
         status_code: int | None = None,
         psp_code: str = "",
     ):
-        super().__init__(message)
+        # the message may quote the PSP's answer (an error body echoing the card it was sent): it is
+        # stored on the attempt and logged, so it is masked here, once for every adapter
+        super().__init__(mask_text(message) if message else message)
         self.connector = connector
         self.status_code = status_code
         self.psp_code = psp_code

@@ -2,7 +2,10 @@
 
 `exception_handler` is DRF's; the `handler4xx/500` functions are Django's URLconf handlers for
 errors raised outside DRF views (unknown URLs, a crash in middleware). A 500 never carries a
-stack trace, SQL or a secret: the detail goes to the (masked) log with the request id.
+stack trace, SQL or a secret: the detail goes to the (masked) log with the request id. Nor does
+any other answer echo a card number or a secret that the request carried: messages and params that
+quote the input (`No such object for starting_after: '…'`, DRF's `"…" is not a valid choice.`,
+`metadata[<key>]`) are masked as log lines are (payera.core.masking).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from payera.core.errors import (
     RateLimitError,
     ServiceUnavailableError,
 )
+from payera.core.masking import mask_text
 
 logger = logging.getLogger("payera.api")
 
@@ -75,6 +79,16 @@ def _normalize_code(code: str) -> str:
 
 
 def exception_handler(exc, context) -> Response | None:
+    response = _exception_response(exc, context)
+    error = response.data.get("error") if response is not None and isinstance(response.data, dict) else None
+    if isinstance(error, dict):
+        for field in ("message", "param"):
+            if isinstance(error.get(field), str):
+                error[field] = mask_text(error[field])
+    return response
+
+
+def _exception_response(exc, context) -> Response | None:
     headers = {}
     if isinstance(exc, PayeraError):
         return Response(exc.to_dict(), status=exc.http_status)

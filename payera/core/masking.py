@@ -76,6 +76,23 @@ def _mask_iban(match: re.Match) -> str:
     return raw
 
 
+def has_card_number(text: str) -> bool:
+    """Whether `text` holds a card number (13-19 digits, spaced or not, passing the Luhn check)."""
+    return len(text) >= 13 and any(_mask_pan(m) != m.group(0) for m in _PAN_RE.finditer(text))
+
+
+def mask_card_numbers(value):
+    """`value` (a parsed JSON document) with every card number in its strings, keys included,
+    masked as `mask_text` masks them; nothing else changed."""
+    if isinstance(value, str):
+        return _PAN_RE.sub(_mask_pan, value) if len(value) >= 13 else value
+    if isinstance(value, dict):
+        return {mask_card_numbers(k): mask_card_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_card_numbers(v) for v in value]
+    return value
+
+
 def mask_text(text: str) -> str:
     if not text:
         return text

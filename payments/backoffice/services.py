@@ -145,7 +145,7 @@ def _approval_decide(*, user, approval_id: str, verb: str, note: str) -> RefundA
         raise FourEyesError(param="approval")
     if not can_proceed(getattr(approval, verb)):
         raise RefundApprovalStateError(f"This refund approval is {approval.status}.", param="approval")
-    getattr(approval, verb)(by=user, note=note, at=now())
+    getattr(approval, verb)(by=user, note=mask_text(note), at=now())  # as the request's reason
     approval.save()
     return approval
 

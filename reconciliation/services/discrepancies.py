@@ -20,6 +20,7 @@ from django_fsm import can_proceed
 from ledger import services as ledger_services
 from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.errors import InvalidRequestError
+from payera.core.masking import mask_text
 from psp_adapters.port import SettlementKind
 from reconciliation.errors import DiscrepancyMoneyError, DiscrepancyPermissionError, DiscrepancyStateError
 from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconOutcome, ReconRunStatus, StatementLine
@@ -88,7 +89,7 @@ def _check(user, perm: str, reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise InvalidRequestError("A reason is required.", param="reason")
-    return reason
+    return mask_text(reason)  # shown, exported and posted as a memo: a card number typed in is masked
 
 
 def adjustment_lines(*, psp: str, currency: str, amount: int) -> tuple[PostingLine, ...]:

@@ -37,6 +37,7 @@ from django.utils import timezone
 from ledger import services as ledger_services
 from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.db import outside_transaction
+from payera.core.masking import mask_text
 from payera.core.money import currency_exponent
 from payments import selectors as payments_selectors
 from payments.services import attempt_settlement_inquire, dispute_settlement_inquire
@@ -307,7 +308,8 @@ def _describe(
     run: ReconciliationRun, *, period: tuple[dt.date | None, dt.date | None],
     errors: Iterable[SettlementRowError], total: int,
 ) -> None:  # fmt: skip
-    listed = [{"line": e.line_number, "message": e.message} for e in errors]
+    # a message may quote the cell (a card number in a shifted column): kept and shown masked
+    listed = [{"line": e.line_number, "message": mask_text(e.message)} for e in errors]
     run.period_start, run.period_end = period
     run.rows_total, run.rows_loaded = total, 0
     run.row_errors, run.row_error_count = listed[:MAX_STORED_ERRORS], len(listed)

@@ -136,6 +136,20 @@ def test_a_rejected_refund_is_never_sent(client, role_users, payment, finance2):
     assert not Refund.objects.exists() and refunds_at_psp(payment) == []
 
 
+def test_a_decision_note_holding_a_card_number_is_kept_masked(client, role_users, payment, finance2):
+    """The note of an approval or rejection is shown on the approval's page: a card number typed into
+    it is masked as the request's reason is."""
+    from tests.backoffice.leaks import leaks
+
+    result = staff_refund_request(user=role_users["finance"], payment_id=payment.pk, amount=5_000, reason="x" * 10)
+    otp_force_login(client, finance2)
+    note = {"reason": "shopper's card 4111 1111 1111 1111 was not charged twice"}
+    assert client.post(approval_url(result.approval, "reject"), note).status_code == 302
+    approval = RefundApproval.objects.get(pk=result.approval.pk)
+    assert approval.status == "rejected" and "411111******1111" in approval.decision_note
+    assert leaks(client.get(approval_url(approval)).content.decode()) == []
+
+
 def test_the_database_refuses_an_approval_by_its_requester(role_users, payment):
     approval = staff_refund_request(user=role_users["finance"], payment_id=payment.pk, amount=5_000,
                                     reason="x" * 10).approval

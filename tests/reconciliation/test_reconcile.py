@@ -182,6 +182,25 @@ def test_a_malformed_row_is_reported_by_line_and_the_rest_imports(a_day_of_payme
     assert run.row_error_count == 1 and run.row_errors[0]["line"] == 3
 
 
+@pytest.mark.parametrize("amount", ["4111 1111 1111 1111", "4111-1111-1111-1111x"])
+def test_a_row_error_quoting_a_card_number_masks_it(a_day_of_payments, tmp_path, amount):
+    """A report cell holding a card number (a shifted column) is quoted masked in the row error
+    that the run keeps (the back office shows it) and that the command prints."""
+    from tests.backoffice.leaks import leaks
+
+    lines = report("alpha").decode().splitlines()
+    cols = lines[2].split(",")
+    cols[8] = amount
+    lines[2] = ",".join(cols)
+    path = tmp_path / "alpha.csv"
+    path.write_text("\n".join(lines) + "\n")
+    err = StringIO()
+    call_command("reconcile", str(path), "--psp", "alpha", "--json", stdout=StringIO(), stderr=err)
+    run = ReconciliationRun.objects.get()
+    assert run.row_error_count == 1 and "411111******1111" in run.row_errors[0]["message"]
+    assert leaks(json.dumps(run.row_errors)) == [] and leaks(err.getvalue()) == []
+
+
 @pytest.mark.parametrize("mangle", ["columns", "encoding", "other_psp"])
 def test_a_malformed_file_is_refused_whole(a_day_of_payments, tmp_path, mangle):
     raw = report("alpha")

@@ -132,6 +132,22 @@ def test_operations_can_not_resolve_or_write_off(client, a_day_of_payments):
     assert b"written_off" in export.content
 
 
+def test_a_reason_holding_a_card_number_is_kept_masked(client, a_day_of_payments):
+    """A discrepancy's reason (shown on its page, exported, posted as the journal's memo) masks a
+    card number typed into it, as the back office's other reasons do."""
+    from tests.backoffice.leaks import leaks
+
+    run = with_discrepancies()
+    d = run.discrepancies.get(kind="missing_in_payera")
+    root = make_staff("root", superuser=True)
+    otp_force_login(client, root)
+    client.post(DSC, {"action": "write_off", "_selected_action": [d.pk], "apply": "1",
+                      "reason": "shopper card 4111111111111111 per ticket 12"})  # fmt: skip
+    d.refresh_from_db()
+    assert d.status == "written_off" and d.reason == "shopper card 411111******1111 per ticket 12"
+    assert leaks(client.get(f"{DSC}{d.pk}/change/").content.decode()) == []
+
+
 def test_the_run_page_shows_the_phase_and_progress_of_an_import_while_it_runs(client, a_day_of_payments, monkeypatch):
     """The pages fetched from the import's own progress callback: rows loaded while loading (in
     chunks, here of 2 rows), then the phase, never 100 % before the run is done."""

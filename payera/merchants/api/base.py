@@ -36,6 +36,7 @@ from payera.core.idempotency import (
     idempotency_pending_claim,
     replay,
 )
+from payera.core.parsers import MerchantJSONParser
 from payera.idempotency.services import IdempotencyKeyExistsError, idempotency_scope
 from payera.merchants.api.authentication import ApiKeyAuthentication
 from payera.merchants.api.permissions import ApiKeyPermission
@@ -69,6 +70,7 @@ class MerchantApiView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [ApiKeyPermission]
     throttle_classes = [ApiKeyRateThrottle]
+    parser_classes = [MerchantJSONParser]  # a card number outside payment_method_data: 400
     schema = MerchantApiSchema()
     # True for endpoints whose answer carries a secret shown once (webhook endpoint secrets):
     # the stored idempotent answer is then encrypted through the secrets backend.
