@@ -20,6 +20,7 @@ from datetime import datetime
 from django.db.models import Sum
 
 from ledger import selectors as ledger_selectors
+from payera.core.ids import opaque_id
 from payera.core.money import minor_to_decimal_string
 
 STATEMENT_COLUMNS = (
@@ -40,7 +41,7 @@ STATEMENT_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class StatementTransaction:
-    id: str  # txn_<entry id>, as in the API
+    id: str  # the entry's txn_ id, as in the API (payera.core.ids.opaque_id)
     created_at: datetime
     type: str
     reference: str
@@ -95,7 +96,7 @@ def merchant_statement(
     for e in entries.filter(created_at__gte=start, created_at__lt=end).order_by("created_at", "id").iterator():
         key = (e.currency, _balance_name(e.account_code))
         sections[key].transactions.append(
-            StatementTransaction(f"txn_{e.id}", e.created_at, e.kind, e.reference, e.memo, -e.amount)
+            StatementTransaction(opaque_id("txn", e.id), e.created_at, e.kind, e.reference, e.memo, -e.amount)
         )
     kept = tuple(s for s in sections.values() if s.opening or s.closing or s.transactions)
     return MerchantStatement(merchant_id, start, end, kept)

@@ -6,6 +6,7 @@ generates one on creation, e.g. `id = IdField(prefix="pay")` gives `pay_3kTMd...
 
 from __future__ import annotations
 
+import functools
 import os
 import string
 
@@ -30,6 +31,61 @@ def new_id(prefix: str) -> str:
 
 def has_prefix(value: object, prefix: str) -> bool:
     return isinstance(value, str) and value.startswith(prefix + "_") and len(value) <= len(prefix) + 1 + 64
+
+
+# --- Opaque ids for rows keyed by a sequence (ledger entries: `txn_`) ---------------------------
+# A row that the ledger writes millions of times keeps its bigint key (no random id to generate,
+# store and index on the posting path); the API shows it as the prefix and 24 base62 characters of
+# one AES block: 8 zero bytes and the 8-byte key, encrypted under a key derived from the secrets
+# backend. A permutation: every row has one id, no two rows share one, and without the key the ids
+# tell neither volume nor order; an id that does not decrypt to 8 zero bytes first is no row's
+# (a guess succeeds once in 2^64).
+_OPAQUE_KEY = "public-ids"
+
+
+@functools.lru_cache(maxsize=8)
+def _opaque_cipher(prefix: str):
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from payera.secrets.services import keyed_hash
+
+    # stable for the key's lifetime (keyed_hash uses the key's first version), one per prefix
+    key = bytes.fromhex(keyed_hash(key=_OPAQUE_KEY, data=f"opaque-id:{prefix}".encode()))[:16]
+    return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305 - one block: a keyed permutation, no pattern to leak
+
+
+def _base62(n: int) -> str:
+    out = []
+    while n:
+        n, r = divmod(n, 62)
+        out.append(_ALPHABET[r])
+    return "".join(reversed(out)).rjust(_LENGTH, "0")  # 2^128 < 62^22: always fits
+
+
+def opaque_id(prefix: str, key: int) -> str:
+    """The public id of row `key` (0 <= key < 2^63): `prefix_` and 24 base62 characters."""
+    enc = _opaque_cipher(prefix).encryptor()
+    block = enc.update(bytes(8) + int(key).to_bytes(8, "big")) + enc.finalize()
+    return f"{prefix}_" + _base62(int.from_bytes(block, "big"))
+
+
+def opaque_id_key(prefix: str, value: object) -> int | None:
+    """The row key of an opaque id, or None when `value` is no id of `prefix` (any other text)."""
+    if not isinstance(value, str) or not value.startswith(prefix + "_"):
+        return None
+    text = value[len(prefix) + 1 :]
+    if len(text) != _LENGTH or not text.isascii() or not text.isalnum():
+        return None
+    n = 0
+    for ch in text:
+        n = n * 62 + _ALPHABET.index(ch)
+    if n >= 1 << 128:
+        return None
+    dec = _opaque_cipher(prefix).decryptor()
+    block = dec.update(n.to_bytes(16, "big")) + dec.finalize()
+    if block[:8] != bytes(8):
+        return None
+    return int.from_bytes(block[8:], "big")
 
 
 class IdField(models.CharField):

@@ -14,6 +14,7 @@ from payera.audit.middleware import client_ip
 from payera.core.db import created_timestamp
 from payera.core.errors import InvalidRequestError
 from payera.core.fields import StrictIntegerField
+from payera.core.ids import opaque_id, opaque_id_key
 from payera.core.pagination import paginate, parse_limit
 from payera.idempotency.services import idempotency_answer_prepare
 from payera.merchants.api.base import MerchantApiView
@@ -310,7 +311,7 @@ class BalanceTransactionOutputSerializer(serializers.Serializer):
 
 def _txn(entry) -> dict:
     return {
-        "id": f"txn_{entry.id}", "object": "balance_transaction",
+        "id": opaque_id("txn", entry.id), "object": "balance_transaction",
         # merchant accounts are liabilities: a credit (negative) is money owed to the merchant
         "amount": -entry.amount, "currency": entry.currency,
         "balance": entry.account_code.removeprefix("merchant_"), "type": entry.kind, "reference": entry.reference,
@@ -327,10 +328,10 @@ class BalanceTransactionListApi(MerchantApiView):
         qs = balance_transaction_list(owner=request.merchant.id)
         cursor = request.query_params.get("starting_after")
         if cursor:
-            raw = cursor.removeprefix("txn_")
-            if not raw.isdigit() or not qs.filter(id=int(raw)).exists():
+            key = opaque_id_key("txn", cursor)
+            if key is None or not qs.filter(id=key).exists():
                 raise InvalidRequestError(f"No such object for starting_after: '{cursor}'.", param="starting_after")
-            qs = qs.filter(id__lt=int(raw))
+            qs = qs.filter(id__lt=key)
         rows = list(qs[: limit + 1])
         return Response({"object": "list", "data": [_txn(e) for e in rows[:limit]], "has_more": len(rows) > limit})
 
@@ -339,10 +340,9 @@ class BalanceTransactionDetailApi(MerchantApiView):
     @extend_schema(operation_id="balance_transactions_retrieve", responses={200: BalanceTransactionOutputSerializer},
                    summary="Retrieve a balance transaction")
     def get(self, request, id: str):
-        raw = id.removeprefix("txn_")
+        key = opaque_id_key("txn", id)
         # the caller's own posted entries only: another merchant's txn_ answers like an unknown one
-        entry = (balance_transaction_list(owner=request.merchant.id).filter(id=int(raw)).first()
-                 if id.startswith("txn_") and raw.isascii() and raw.isdigit() and len(raw) <= 18 else None)
+        entry = balance_transaction_list(owner=request.merchant.id).filter(id=key).first() if key is not None else None
         if entry is None:
             raise BalanceTransactionNotFoundError()
         return Response(_txn(entry))

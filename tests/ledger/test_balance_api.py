@@ -95,3 +95,28 @@ def test_a_balance_transaction_answers_by_id(two_merchants):
         assert response.status_code == 404, txn
         assert response.json()["error"]["code"] == "resource_missing"
         assert "amount" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_balance_transaction_ids_are_opaque(two_merchants):
+    """docs/decisions/0003-public-ids.md: ids tell neither volume nor order. An entry's `txn_` id is
+    24 base62 characters that decrypt to its key under the secrets backend's key; its sequence
+    number, or a changed character, names nothing."""
+    import re
+
+    from ledger.models import Entry
+    from payera.core.ids import opaque_id, opaque_id_key
+
+    client_a, _ = two_merchants
+    listed = client_a.get("/v1/balance_transactions?limit=100").json()["data"]
+    ids = [t["id"] for t in listed]
+    assert len(ids) == 4 and all(re.fullmatch(r"txn_[0-9A-Za-z]{24}", i) for i in ids), ids
+    keys = [opaque_id_key("txn", i) for i in ids]
+    assert keys == sorted(keys, reverse=True) and len(set(keys)) == 4  # newest first, each its entry
+    assert all(Entry.objects.filter(id=k).exists() for k in keys)
+    assert not any(str(k) in i for k, i in zip(keys, ids, strict=True))
+    for guess in (f"txn_{keys[0]}", f"txn_{keys[0]:024d}", ids[0][:-1] + ("A" if ids[0][-1] != "A" else "B")):
+        assert opaque_id_key("txn", guess) is None
+        assert client_a.get(f"/v1/balance_transactions/{guess}").status_code == 404, guess
+    # the same entry, the same id, in every process that reads the same secrets backend
+    assert opaque_id("txn", keys[0]) == ids[0] and opaque_id("pay", keys[0]) != ids[0].replace("txn", "pay")

@@ -160,7 +160,9 @@ def _balance_transaction(merchant: Merchant) -> str:
         PostingLine.debit(Accounts.psp_receivable("alpha", "EUR"), 500),
         PostingLine.credit(Accounts.merchant_pending(merchant.id, "EUR"), 500),
     ), occurred_at=timezone.now())
-    return f"txn_{balance_transaction_list(owner=merchant.id).first().id}"
+    from payera.core.ids import opaque_id
+
+    return opaque_id("txn", balance_transaction_list(owner=merchant.id).first().id)
 
 
 TENANT_ROUTES: dict[str, Owned | NotOwned] = {

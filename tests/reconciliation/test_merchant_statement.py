@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from ledger.selectors import balance_get, balance_transaction_list
+from payera.core.ids import opaque_id
 from payera.staff.access import staff_grant_merchant
 from payments.services import payment_create, refund_create
 from reconciliation.services import (
@@ -83,7 +84,7 @@ def test_a_period_ties_out_and_chains_into_the_next_with_real_payments_settlemen
         k: s.closing for k, s in _sections(whole).items()
     }
     listed = sorted(t.id for s in whole.sections for t in s.transactions)
-    assert listed == sorted(f"txn_{e.id}" for e in balance_transaction_list(owner=merchant.id))
+    assert listed == sorted(opaque_id("txn", e.id) for e in balance_transaction_list(owner=merchant.id))
 
 
 def test_finance_exports_the_statement_of_its_merchants_only(client, psp_settings):
