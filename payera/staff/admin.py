@@ -14,6 +14,8 @@ Custom views and buttons call `self.merchant_access_check(request, obj)`.
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.utils.functional import cached_property
 
 from payera.staff.access import staff_can_access_merchant, staff_filter_merchants
 
@@ -46,3 +48,16 @@ class MerchantScopedAdminMixin:
     def has_delete_permission(self, request, obj=None):
         allowed = super().has_delete_permission(request, obj)
         return allowed and (obj is None or self.merchant_access_allowed(request, obj))
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP + 1 rows: on a million payments an exact `COUNT(*)` of a broad
+    filter costs many times the page itself (bench.backoffice: 135 ms against 5 ms for a
+    connector filter at 10,000). Past the cap the list says "1001" and offers 21 pages: narrow
+    the filters to go further."""
+
+    COUNT_CAP = 1_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.values("pk")[: self.COUNT_CAP + 1].count()

@@ -96,6 +96,14 @@ class SubscriptionCancelApi(MerchantApiView):
         return Response(render_subscription(sub))
 
 
+def _include_detached(params) -> bool:
+    """The `include_detached` query flag of both payment method lists: true/1 or false/0, once."""
+    given = params.getlist("include_detached")
+    if given and (len(given) > 1 or given[0] not in ("true", "false", "1", "0")):
+        raise InvalidRequestError("include_detached must be true or false.", param="include_detached")
+    return given in (["true"], ["1"])
+
+
 class PaymentMethodListApi(MerchantApiView):
     @extend_schema(operation_id="payment_methods_list",
                    parameters=[*LIST_PARAMETERS,
@@ -104,12 +112,9 @@ class PaymentMethodListApi(MerchantApiView):
                    responses={200: _list("PaymentMethodList", SavedPaymentMethodOutputSerializer)},
                    summary="List the payment methods (masked data only)")
     def get(self, request):
-        include_detached = request.query_params.getlist("include_detached")
-        if include_detached and (len(include_detached) > 1 or include_detached[0] not in ("true", "false", "1", "0")):
-            raise InvalidRequestError("include_detached must be true or false.", param="include_detached")
         qs = payment_method_list(
             merchant=request.merchant, customer_id=request.query_params.get("customer"),
-            include_detached=include_detached in (["true"], ["1"]),
+            include_detached=_include_detached(request.query_params),
         )
         return Response(paginate(qs, params=request.query_params, render=render_payment_method))
 
@@ -142,6 +147,6 @@ class CustomerPaymentMethodListApi(MerchantApiView):
     def get(self, request, id: str):
         qs = customer_payment_method_list(
             merchant=request.merchant, customer_id=id, fingerprint=request.query_params.get("fingerprint"),
-            include_detached=request.query_params.get("include_detached") in ("true", "1"),
+            include_detached=_include_detached(request.query_params),
         )
         return Response(paginate(qs, params=request.query_params, render=render_payment_method))

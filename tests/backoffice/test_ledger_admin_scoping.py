@@ -60,3 +60,41 @@ def test_ledger_admin_without_a_merchant_grant_shows_nothing_and_all_merchants_s
     otp_force_login(client, role_users["admin"])
     for url in (ACCOUNTS, ENTRIES, JOURNALS):
         assert books["A"][url] | books["B"][url] <= shown(client.get(url)), url
+
+
+def test_a_scoped_journal_page_shows_only_the_merchants_legs_and_no_platform_running_totals(
+    client, role_users, world, books
+):
+    """The fee journal of A's payment also credits the platform's fee revenue, whose balance after
+    is a running total over every merchant (B's fees in it): finance limited to A sees A's legs only.
+    Who sees every merchant sees every leg."""
+    journal = next(j for j in sorted(books["A"][JOURNALS]) if Entry.objects.filter(
+        journal_id=j).exclude(account__owner=world["A"].merchant.pk).exists())  # fmt: skip
+    otp_force_login(client, role_users["finance"])  # merchant A only
+    page = client.get(f"{JOURNALS}{journal}/change/")
+    assert page.status_code == 200
+    [formset] = [f for f in page.context["inline_admin_formsets"]]
+    legs = {form.original.account.owner for form in formset}
+    assert legs == {world["A"].merchant.pk}
+    otp_force_login(client, role_users["admin"])
+    page = client.get(f"{JOURNALS}{journal}/change/")
+    [formset] = [f for f in page.context["inline_admin_formsets"]]
+    assert {form.original.account.owner for form in formset} > {world["A"].merchant.pk}
+
+
+def test_the_journal_and_entry_lists_count_no_further_than_the_cap_and_list_kinds_without_a_scan(
+    client, role_users, books
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    otp_force_login(client, role_users["finance"])
+    for url in (JOURNALS, ENTRIES):
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(url)
+        assert page.status_code == 200
+        sql = " ".join(q["sql"] for q in queries.captured_queries)
+        assert "LIMIT 1001" in sql, url  # the capped count, not COUNT(*) of the whole filter
+        assert "DISTINCT" not in sql.upper() or url == ENTRIES, url
+    assert "capture" in client.get(JOURNALS).content.decode()  # the kind filter lists the kinds
+    assert shown(client.get(JOURNALS, {"kind": "capture"})) <= books["A"][JOURNALS]

@@ -186,7 +186,12 @@ def test_payment_methods_answer_as_a_list(merchant_client, merchant, make_mercha
         f"/v1/payment_methods?limit=1&starting_after={second.id}").json()["data"]] == [first.id]
     mine = merchant_client.get(f"/v1/payment_methods?customer={first.customer_id}&include_detached=true").json()
     assert [pm["id"] for pm in mine["data"]] == [gone.id, first.id]
-    assert merchant_client.get("/v1/payment_methods?include_detached=yes").status_code == 400
+    # both lists read the flag alike: anything but true/1/false/0 once is 400, never silently false
+    for url in ("/v1/payment_methods", f"/v1/customers/{first.customer_id}/payment_methods"):
+        for bad in ("yes", "TRUE", ""):
+            answer = merchant_client.get(url, {"include_detached": bad})
+            assert answer.status_code == 400 and answer.json()["error"]["param"] == "include_detached", (url, bad)
+        assert merchant_client.get(url, {"include_detached": "1"}).status_code == 200
     # another merchant sees none of them, and cannot name this merchant's customer
     _, other = make_merchant_client()
     assert other.get("/v1/payment_methods").json()["data"] == []
