@@ -54,7 +54,13 @@ from reconciliation.services import reheal as reheal_services
 from reconciliation.services import suspense as suspense_services
 from tests.reconciliation.helpers import asset
 from tests.reconciliation.sandbox_day import pay, report
-from tests.reconciliation.test_reconcile_resolution_race import STEER_TIMEOUT, backend_pid, wait_until, waits_on_a_lock
+from tests.reconciliation.test_reconcile_resolution_race import (
+    STEER_TIMEOUT,
+    backend_pid,
+    start_in_order,
+    wait_until,
+    waits_on_a_lock,
+)
 from tests.reconciliation.test_reconcile_resolutions import finance, ties_out
 
 pytestmark = [
@@ -197,20 +203,7 @@ class Race:
         else:
             settle = lambda: reconcile_reheal(discrepancy_ids=[self.line_discrepancy.pk])  # noqa: E731
         heal = self._thread("heal", settle, barrier)
-        if self.order == "resolution_first":
-            resolution.start()
-            self.resolution_posting.wait(timeout=STEER_TIMEOUT)
-            heal.start()
-        elif self.order == "heal_first":
-            heal.start()
-            self.clearings_looked_up.wait(timeout=STEER_TIMEOUT)
-            resolution.start()
-        else:
-            resolution.start()
-            heal.start()
-        for t in (resolution, heal):
-            t.join(timeout=120)
-        assert not resolution.is_alive() and not heal.is_alive(), "a thread did not finish (a lock never released?)"
+        start_in_order(self.order, resolution, self.resolution_posting, heal, self.clearings_looked_up)
 
     def healed_once(self) -> StatementLine:
         """The heal (or the import) failed nothing and settled the line, once."""

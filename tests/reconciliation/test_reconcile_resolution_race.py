@@ -100,6 +100,26 @@ def wait_until(condition) -> None:
         time.sleep(0.01)
 
 
+def start_in_order(order: str, a: threading.Thread, a_ready: threading.Event, b: threading.Thread,
+                   b_ready: threading.Event) -> None:  # fmt: skip
+    """Start two steered threads: `a` first until it is `a_ready` when `order` names it (`<a>_first`),
+    `b` first likewise, else both at once (a barrier in them); join both, which must finish."""
+    if order == f"{a.name}_first":
+        a.start()
+        a_ready.wait(timeout=STEER_TIMEOUT)
+        b.start()
+    elif order == f"{b.name}_first":
+        b.start()
+        b_ready.wait(timeout=STEER_TIMEOUT)
+        a.start()
+    else:
+        a.start()
+        b.start()
+    for t in (a, b):
+        t.join(timeout=120)
+    assert not a.is_alive() and not b.is_alive(), "a thread did not finish (a lock never released?)"
+
+
 class Race:
     """One write-off against one import, in threads of their own, steered into `order` through two
     seams: the write-off's posting (discrepancies._post) and the finish's look-up of clearings
@@ -154,20 +174,7 @@ class Race:
             barrier,
         )
         imp = self._thread("import", lambda: reconcile_import(psp="alpha", raw=self.raw), barrier)
-        if self.order == "write_off_first":
-            write_off.start()
-            self.write_off_reading.wait(timeout=STEER_TIMEOUT)
-            imp.start()
-        elif self.order == "import_first":
-            imp.start()
-            self.clearings_looked_up.wait(timeout=STEER_TIMEOUT)
-            write_off.start()
-        else:
-            write_off.start()
-            imp.start()
-        for t in (write_off, imp):
-            t.join(timeout=120)
-        assert not write_off.is_alive() and not imp.is_alive(), "a thread did not finish (a lock never released?)"
+        start_in_order(self.order, write_off, self.write_off_reading, imp, self.clearings_looked_up)
 
 
 @pytest.mark.parametrize("kind", ["amount_mismatch", "missing_at_psp"])
