@@ -45,10 +45,10 @@ def staff_action_record(*, user, action: str, object_type: str, object_id: str, 
                         merchant_id: str = "", detail: str = ""):
     """One row of `StaffAction`: who did what to which object, why, and how it ended."""
     from payera.backoffice.models import StaffAction
-    from payera.core.masking import mask_text
+    from payera.core.masking import mask_account_numbers, mask_text
 
     return StaffAction.objects.create(
         user=user, action=action[:64], object_type=object_type[:64], object_id=str(object_id)[:64],
-        merchant_id=str(merchant_id or "")[:64], reason=mask_text(reason.strip()), outcome=outcome,
+        merchant_id=str(merchant_id or "")[:64], reason=mask_account_numbers(reason.strip()), outcome=outcome,
         detail=mask_text(detail)[:500],
     )

@@ -22,7 +22,7 @@ from payera.core.errors import (
     PermissionDeniedError,
     ServiceUnavailableError,
 )
-from payera.core.masking import mask_text
+from payera.core.masking import mask_account_numbers
 from payera.staff.access import staff_can_access_merchant
 from payments.backoffice.models import AP, RefundApproval
 from payments.locks import payment_lock
@@ -127,7 +127,7 @@ def _approval_create(*, user, payment_id: str, amount: int, reason: str) -> Refu
             "waiting for approval.", param="amount")
     return RefundApproval.objects.create(
         merchant_id=payment.merchant_id, payment=payment, amount=amount, currency=payment.currency,
-        reason=mask_text(reason.strip()), requested_by=user,
+        reason=mask_account_numbers(reason.strip()), requested_by=user,
     )
 
 
@@ -145,7 +145,7 @@ def _approval_decide(*, user, approval_id: str, verb: str, note: str) -> RefundA
         raise FourEyesError(param="approval")
     if not can_proceed(getattr(approval, verb)):
         raise RefundApprovalStateError(f"This refund approval is {approval.status}.", param="approval")
-    getattr(approval, verb)(by=user, note=mask_text(note), at=now())  # as the request's reason
+    getattr(approval, verb)(by=user, note=mask_account_numbers(note), at=now())  # as the request's reason
     approval.save()
     return approval
 

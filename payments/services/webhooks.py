@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 
 from payera.audit.services import record_auth_failure
 from payera.core.db import outside_transaction
-from payera.core.masking import mask_text
+from payera.core.masking import mask_json_text
 from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
@@ -125,8 +125,9 @@ def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
             row = PspWebhook.objects.create(
                 connector=connector, event_id=event.event_id[:128], kind=event.kind.value, reference=reference[:64],
                 # the raw body is kept for people to read (the event is applied from `headers`, the
-                # parsed event): a card number or secret the PSP sent along is masked as logs mask it
-                body=mask_text(body.decode("utf-8", errors="replace")), headers=event_to_json(event),
+                # parsed event): a card number or secret the PSP sent along is masked as logs mask it, in
+                # the parsed JSON (which stays valid JSON) when the body is JSON
+                body=mask_json_text(body.decode("utf-8", errors="replace")), headers=event_to_json(event),
             )
     except IntegrityError:  # a repeat: already stored (and applied or on its way)
         return PspWebhook.objects.get(connector=connector, event_id=event.event_id[:128])

@@ -20,7 +20,7 @@ from django_fsm import can_proceed
 from ledger import services as ledger_services
 from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.errors import InvalidRequestError
-from payera.core.masking import mask_text
+from payera.core.masking import mask_account_numbers
 from psp_adapters.port import SettlementKind
 from reconciliation.errors import DiscrepancyMoneyError, DiscrepancyPermissionError, DiscrepancyStateError
 from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconOutcome, ReconRunStatus, StatementLine
@@ -89,7 +89,8 @@ def _check(user, perm: str, reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise InvalidRequestError("A reason is required.", param="reason")
-    return mask_text(reason)  # shown, exported and posted as a memo: a card number typed in is masked
+    # shown, exported and posted as a memo (permanent): a card number or IBAN typed in is masked, nothing else
+    return mask_account_numbers(reason)
 
 
 def adjustment_lines(*, psp: str, currency: str, amount: int) -> tuple[PostingLine, ...]:

@@ -36,3 +36,27 @@ def test_the_payments_search_finds_a_payment_by_the_masked_card_number(client, p
     page = client.get("/admin/payments/payment/", {"q": "4111 1111 1111 1111"}, follow=True)
     assert [obj.pk for obj in page.context["cl"].result_list] == [paid.pk]
     assert MASKED in page.content.decode() and leaks(page.content.decode()) == []
+
+
+def test_a_query_is_redirected_at_most_once(client):
+    """Masking reaches its fixed point in one call: the masked query is not redirected again (a
+    fuzzed string was, up to 4 times)."""
+    otp_force_login(client, make_staff("root", superuser=True))
+    first = client.get("/admin/payments/payment/", {"q": "2353 6011111111111117 617851754 6587405756405 2146990217"})
+    assert first.status_code == 302 and "6011111111111117" not in first["Location"]
+    assert client.get(first["Location"]).status_code == 200
+
+
+def test_a_numeric_psp_reference_that_is_no_card_number_is_searched_as_it_is(client, psp_settings, world):
+    """An Adyen-like 16-digit reference passing the Luhn check but starting like no card scheme is
+    neither masked nor redirected: the attempts search finds it."""
+    from payments.models import PaymentAttempt
+
+    reference = "8815123456789013"
+    paid = pay(world["A"].merchant, amount=1500, number="4242424242424242", connectors=["alpha"])
+    attempt = PaymentAttempt.objects.get(payment=paid, status="captured")
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(psp_reference=reference)
+    otp_force_login(client, make_staff("root", superuser=True))
+    page = client.get("/admin/payments/paymentattempt/", {"q": reference})
+    assert page.status_code == 200, page.get("Location")
+    assert [obj.pk for obj in page.context["cl"].result_list] == [attempt.pk]

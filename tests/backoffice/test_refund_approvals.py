@@ -150,6 +150,19 @@ def test_a_decision_note_holding_a_card_number_is_kept_masked(client, role_users
     assert leaks(client.get(approval_url(approval)).content.decode()) == []
 
 
+def test_a_reason_and_a_note_lose_only_their_account_numbers(client, role_users, payment, finance2):
+    """Staff text is masked for card numbers and IBANs only: "ticket number=48213" is no secret, and
+    an IBAN ends where its country's length ends, not in the next word."""
+    typed = "ticket number=48213: IBAN DE89370400440532013000 confirmed by phone"
+    kept = "ticket number=48213: IBAN DE****************3000 confirmed by phone"
+    result = staff_refund_request(user=role_users["finance"], payment_id=payment.pk, amount=5_000, reason=typed)
+    otp_force_login(client, finance2)
+    note = {"reason": f"{typed} 4111 1111 1111 1111 1"}
+    assert client.post(approval_url(result.approval, "reject"), note).status_code == 302
+    approval = RefundApproval.objects.get(pk=result.approval.pk)
+    assert approval.reason == kept and approval.decision_note == f"{kept} 411111******1111 1"
+
+
 def test_the_database_refuses_an_approval_by_its_requester(role_users, payment):
     approval = staff_refund_request(user=role_users["finance"], payment_id=payment.pk, amount=5_000,
                                     reason="x" * 10).approval

@@ -12,7 +12,8 @@ culprit). A leak outside any test (collection, session fixtures' teardown) fails
 Under xdist each worker scans its own output; a worker's session-level leaks are sent to the
 controller through `workeroutput` and fail the run there.
 
-What counts as a leak: a Luhn-valid card number (13-19 digits, spaces or dashes allowed), one of
+What counts as a leak: a card number (13-19 digits, spaces or dashes allowed, with a scheme's prefix
+and length and a valid Luhn check: `payera.core.masking.is_card_number`, as masked), one of
 the sandbox test PANs in any separator shape, a CVC value next to a cvc/cvv key, an `sk_test_` /
 `sk_live_` (or `rk_`) key, a `whsec_` secret, a Vault/OpenBao token (`hvs.` / `hvb.` / `hvr.`),
 an IBAN (the sandbox test IBANs in any separator shape or case, or any string shaped like an
@@ -27,7 +28,7 @@ import re
 
 import pytest
 
-from payera.core.masking import luhn_valid
+from payera.core.masking import is_card_number
 
 # The fraction of a decimal number (a float such as Celery's task runtime 0.02153048900072463)
 # is no card number: digits right after a "." (or before ".<digit>") are skipped.
@@ -84,7 +85,7 @@ def find_leaks(text: str) -> list[str]:
     found: list[str] = []
     for match in _PAN_RE.finditer(text):
         digits = re.sub(r"[ -]", "", match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+        if is_card_number(digits):
             found.append(f"card number: {digits[:6]}…{digits[-4:]}")
     for match in _TEST_PAN_RE.finditer(text):
         digits = re.sub(r"\D", "", match.group(0))

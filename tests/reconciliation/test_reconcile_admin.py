@@ -148,6 +148,19 @@ def test_a_reason_holding_a_card_number_is_kept_masked(client, a_day_of_payments
     assert leaks(client.get(f"{DSC}{d.pk}/change/").content.decode()) == []
 
 
+def test_a_reason_loses_only_its_account_numbers_in_the_discrepancy_and_the_memo(a_day_of_payments):
+    """A reason is permanent in the ledger (the journal's memo): only a card number or an IBAN is
+    masked in it, not "number=48213" as a key=value secret, and the IBAN not into the next word."""
+    run = with_discrepancies()
+    missing = run.discrepancies.get(kind="missing_at_psp")
+    finance = make_staff("fin", role="finance")
+    typed = "ticket number=48213: IBAN DE89370400440532013000 confirmed by phone"
+    kept = "ticket number=48213: IBAN DE****************3000 confirmed by phone"
+    d = discrepancy_resolve(discrepancy_id=missing.pk, user=finance, reason=typed, adjustment=2_500)
+    assert d.status == "resolved" and d.reason == kept
+    assert journal_get(reference=d.adjustment_reference).memo == f"discrepancy {d.pk}: {kept}"
+
+
 def test_the_run_page_shows_the_phase_and_progress_of_an_import_while_it_runs(client, a_day_of_payments, monkeypatch):
     """The pages fetched from the import's own progress callback: rows loaded while loading (in
     chunks, here of 2 rows), then the phase, never 100 % before the run is done."""
