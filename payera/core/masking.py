@@ -67,6 +67,12 @@ _SCHEMES: tuple[tuple[tuple[int, int], tuple[int, ...]], ...] = (
     ((50, 50), tuple(range(13, 20))),  # Maestro (12 digits exist; 13 is the floor here)
     ((56, 58), tuple(range(13, 20))),
     ((67, 67), tuple(range(13, 20))),
+    ((6304, 6304), tuple(range(13, 20))),  # Maestro UK
+    ((2200, 2204), _ANY),  # Mir
+    ((60, 60), _ANY),  # RuPay (Discover's 6011 above too)
+    ((508, 508), _ANY),  # RuPay
+    ((81, 82), _ANY),  # UnionPay 81, RuPay 82
+    ((9792, 9792), (16,)),  # Troy
 )
 
 

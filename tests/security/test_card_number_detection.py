@@ -57,6 +57,16 @@ def test_a_luhn_valid_number_without_a_schemes_prefix_and_length_is_no_card_numb
     assert is_card_number("36227206271667") and is_card_number("2223003122003222")  # Diners 14, Mastercard 2-series
 
 
+@pytest.mark.parametrize("prefix", ["2200", "2204", "6071", "5081", "8100", "8200", "9792", "6304"])
+def test_cards_of_regional_schemes_are_card_numbers_too(prefix):
+    """Mir, RuPay, UnionPay 81, Troy and Maestro UK: a log or a stored reason must not keep their
+    numbers in clear because the scheme is not one of the big five."""
+    body = prefix + "00000000000"
+    number = next(body + str(d) for d in range(10) if luhn_valid(body + str(d)))
+    assert len(number) == 16 and is_card_number(number), number
+    assert mask_text(f"card {number}") == f"card {number[:6]}******{number[-4:]}"
+
+
 def test_every_sandbox_card_of_the_contract_is_a_card_number_and_its_ibans_are_not():
     for number in CONTRACT_CARDS:
         assert is_card_number(number) and has_card_number(
