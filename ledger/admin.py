@@ -9,7 +9,7 @@ from django.db.models import Exists, OuterRef
 
 from ledger.models import Account, Entry, Journal
 from ledger.types import JournalKind
-from payera.staff.access import staff_merchant_ids
+from payera.staff.access import staff_filter_merchants, staff_merchant_ids
 from payera.staff.admin import CappedCountPaginator, MerchantScopedAdminMixin
 
 
@@ -62,9 +62,7 @@ class EntryInline(admin.TabularInline):
         """A journal's legs on the accounts the user may see: a platform account's balance after
         and version are running totals over every merchant (its amount in this journal is the
         merchant's own, but its balance is not)."""
-        qs = super().get_queryset(request)
-        ids = staff_merchant_ids(request.user)
-        return qs if ids is None else qs.filter(account__owner__in=sorted(ids))
+        return staff_filter_merchants(request.user, super().get_queryset(request), field="account__owner")
 
 
 @admin.register(Account)
