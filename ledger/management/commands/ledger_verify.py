@@ -4,7 +4,7 @@ import json
 import sys
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from ledger.verify import ledger_verify
 
@@ -15,16 +15,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print a JSON report")
         parser.add_argument("--limit", type=int, default=100, help="offending ids listed per check")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="PostgreSQL connections sharing the checks on one snapshot (default: one per core, at most 2)",
+        )
 
     def handle(self, *args, **options):
         started = time.perf_counter()
-        report = ledger_verify(limit=options["limit"])
+        if options["workers"] is not None and options["workers"] < 1:
+            raise CommandError("--workers must be at least 1")
+        report = ledger_verify(limit=options["limit"], workers=options["workers"])
         elapsed = time.perf_counter() - started
         body = {
             "ok": report.ok,
             "entries": report.entries,
             "journals": report.journals,
             "accounts": report.accounts,
+            "connections": report.connections,
             "seconds": round(elapsed, 3),
             "problems": {k: v for k, v in report.problems.items() if v},
         }
