@@ -1003,12 +1003,26 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api", f
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=result.outcome if result else None,
                    error=error, actor=actor)
     if error is not None:
-        if attempt.status == AS.REQUIRES_ACTION:  # e.g. the shopper completed it a moment ago
-            from payments.services.recovery import attempt_recover  # recovery imports this module
+        # recovery imports this module
+        from payments.services.recovery import _cancel_claim_release, attempt_recover, cancel_recover
 
+        if attempt.status == AS.REQUIRES_ACTION:  # e.g. the shopper completed it a moment ago
             attempt_recover(attempt_id=attempt.id)  # ask the PSP and record it, as redirect expiry does
-            if Payment.objects.filter(pk=payment_id).exclude(status=PS.REQUIRES_ACTION).exists():
+            status = Payment.objects.values_list("status", flat=True).get(pk=payment_id)
+            if status != PS.REQUIRES_ACTION:  # the PSP's state is recorded: no cancel left to recover
+                _cancel_claim_release(payment_id=payment_id)
+            if status == PS.CANCELED:  # the void went through; only its answer was lost
+                return Payment.objects.get(pk=payment_id)
+            if status != PS.REQUIRES_ACTION:
                 raise PaymentNotCancelableError("The shopper completed the payment before it could be canceled.")
+        elif error.may_have_processed:
+            # the void may have been done (a timeout): ask now; a voided authorization is the cancel
+            # the merchant asked for. Otherwise the claim stays and recovery asks again after the
+            # grace period (the void may still arrive): never decided by time alone.
+            cancel_recover(payment_id=payment_id, release=False)
+            canceled = Payment.objects.filter(pk=payment_id, status=PS.CANCELED).first()
+            if canceled is not None:
+                return canceled
         raise error
     if result is not None and result.outcome == Outcome.DECLINED:
         raise PspOperationFailedError("The payment service provider refused the cancellation.", code="cancel_failed")
@@ -1051,7 +1065,9 @@ def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None,
                    actor: str) -> None:
     payment = payment_lock(payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
-    if payment.inflight == "cancel":
+    # a void that may have been done (a timeout) keeps the claim: it marks a cancel whose outcome
+    # recovery must ask the PSP about (cancel_recover), as a crashed request's claim does
+    if payment.inflight == "cancel" and not (error is not None and error.may_have_processed):
         inflight_release(payment)
     if error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status in (
         PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION,

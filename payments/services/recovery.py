@@ -86,10 +86,12 @@ def _cancel_claim_release(*, payment_id: str) -> None:
         payment.save()
 
 
-def cancel_recover(*, payment_id: str) -> None:
-    """A cancel whose request crashed between its claim and the void's outcome: ask the PSP. A
-    voided authorization cancels the payment; otherwise the void never arrived and the claim is
-    released (the merchant may cancel again)."""
+def cancel_recover(*, payment_id: str, release: bool = True) -> None:
+    """A cancel whose request crashed between its claim and the void's outcome, or whose void timed
+    out: ask the PSP. A voided authorization cancels the payment; otherwise the void never arrived
+    and the claim is released (the merchant may cancel again) -- unless `release` is False (asked
+    right after the timeout, when the void may still be on its way: recovery asks again after the
+    grace period)."""
     attempt = PaymentAttempt.objects.filter(
         payment_id=payment_id, status__in=[AS.AUTHORIZED, AS.REQUIRES_ACTION]
     ).order_by("-sequence").first()
@@ -103,6 +105,8 @@ def cancel_recover(*, payment_id: str) -> None:
         logger.warning("inquiry for the cancel of %s failed: %s", payment_id, exc)
         return
     voided = result.state == PspState.VOIDED
+    if not voided and not release:
+        return
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=Outcome.APPROVED if voided else None,
                    error=None, actor="system:recovery")
 

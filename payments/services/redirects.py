@@ -24,7 +24,7 @@ from payments.services.common import emit, inflight_release, now, setting, trans
 from payments.services.payments import void_reference
 from payments.services.recovery import attempt_recover
 from psp_adapters.errors import PspError
-from psp_adapters.port import Outcome, PspReference, VoidRequest
+from psp_adapters.port import Outcome, PspReference, PspState, VoidRequest
 from psp_adapters.registry import get_adapter
 
 logger = logging.getLogger("payera.payments")
@@ -66,12 +66,25 @@ def redirect_expire(*, attempt_id: str, seconds: int) -> bool:
             ))
     except PspError as exc:  # refused (the shopper paid meanwhile) or unreachable: the PSP's state decides
         logger.info("cancel of the abandoned redirect %s refused or failed (%s): asking the PSP", attempt_id, exc.code)
+        if exc.may_have_processed and _voided_at_psp(attempt):
+            # our void went through, only its answer was lost: the redirect expired
+            return _redirect_expired_record(attempt_id=attempt_id, seconds=seconds)
         attempt_recover(attempt_id=attempt_id)
         return False
     if result.outcome not in (Outcome.APPROVED, Outcome.PENDING):
         attempt_recover(attempt_id=attempt_id)
         return False
     return _redirect_expired_record(attempt_id=attempt_id, seconds=seconds)
+
+
+def _voided_at_psp(attempt: PaymentAttempt) -> bool:
+    """Whether the PSP holds the attempt voided (False when it cannot be asked: recovery asks later)."""
+    try:
+        with outside_transaction():
+            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+    except PspError:
+        return False
+    return result.payment.reference == attempt.id and result.state == PspState.VOIDED
 
 
 @transaction.atomic(durable=True)

@@ -252,6 +252,13 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
         raise _Park(f"not confirmed: {connector} does not know {attempt.id}") from None
     except PspError as exc:
         raise _Park(f"not confirmed yet: the inquiry failed ({exc.code})") from None
+    if result.payment.reference != attempt.id:
+        # the event named our attempt with a pspReference of another authorization (a PSP bug, a
+        # leaked webhook secret): that one's state says nothing about ours
+        logger.error("PSP %s event %s names %s with pspReference %s, which the PSP says is %s's: ignored",
+                     connector, e.event_id, attempt.id, e.payment.psp_reference, result.payment.reference)
+        return (f"ignored: {connector} says pspReference {e.payment.psp_reference} is not {attempt.id}'s"
+                f" (it is {result.payment.reference}'s)")
     if operation is not None:
         found = [op for op in result.operations if op.reference == operation.id]
         if not found or found[0].outcome == Outcome.PENDING:
