@@ -31,6 +31,7 @@ from reconciliation.errors import (
 )
 from reconciliation.exports import payout_bank_file_csv
 from reconciliation.models import Payout, PayoutStatus
+from reconciliation.services.locks import payout_lock
 from reconciliation.services.payouts import mask_bank_account, payout_bank_account_reveal
 
 BANK_FILE_PERMISSION = "reconciliation.export_bank_file_payout"
@@ -83,13 +84,22 @@ def payout_bank_file_export(*, user, payout_ids: Sequence[str], reason: str, now
             )
     content = payout_bank_file_csv(payouts, accounts)
     bank_file = BankFile(content, f"bank-file-{now:%Y%m%d%H%M%S}.csv", tuple(p.id for p in payouts))
-    _record(user=user, payouts=payouts, reason=reason, filename=bank_file.filename)
+    _record(user=user, payouts=payouts, reason=reason, filename=bank_file.filename, now=now)
     return bank_file
 
 
 @transaction.atomic(durable=True)
-def _record(*, user, payouts: list[Payout], reason: str, filename: str) -> None:
+def _record(*, user, payouts: list[Payout], reason: str, filename: str, now: datetime) -> None:
+    """Audit each payout of the file and put the pending ones in transit: a payout in a file the
+    bank may execute is no longer `pending`, so it can not be failed back to available as if it had
+    never been sent (only the bank's refusal or return fails a payout in transit)."""
     for p in payouts:
+        locked = payout_lock(p.id)  # in the file's order: oldest first
+        if locked.status == PayoutStatus.PENDING:
+            locked.mark_in_transit(at=now)
+            locked.save()
+        elif locked.status != PayoutStatus.IN_TRANSIT:  # failed or paid since the check: no file
+            raise PayoutStateError(f"Only pending or in-transit payouts go in a bank file: {p.id} ({locked.status}).")
         staff_action_record(
             user=user,
             action=BANK_FILE_ACTION,

@@ -144,3 +144,18 @@ def test_the_holder_name_can_not_inject_a_spreadsheet_formula(world):
     staff_grant_merchant(user=user, merchant_id=a.id)
     [row] = csv.DictReader(io.StringIO(payout_bank_file_export(user=user, payout_ids=[pa.id], reason=REASON).content))
     assert row["beneficiary_name"] == '\'=HYPERLINK("http://evil.example","x")'
+
+
+def test_a_payout_in_a_bank_file_is_in_transit_and_can_be_exported_again(client, world):
+    """Session 13's review: exporting left the payouts `pending`, and a pending payout may be failed
+    back to available; had the bank executed the file, the money would then have been paid twice.
+    A payout in a file the bank may execute is in transit: only the bank's refusal or return fails it."""
+    a, _, pa, _ = world
+    _staff(client, "finance", a)
+    assert _export(client, [pa.id]).status_code == 200
+    pa.refresh_from_db()
+    assert pa.status == "in_transit" and pa.in_transit_at is not None
+    again = _export(client, [pa.id])  # a lost download: the same file again, still in transit
+    assert again.status_code == 200 and pa.id in again.content.decode()
+    pa.refresh_from_db()
+    assert pa.status == "in_transit"
