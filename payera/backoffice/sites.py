@@ -8,6 +8,10 @@
 - A card number in a page's query string (a shopper's number pasted into a search box) is never
   rendered back: the request is redirected to the same page with it masked (`411111******1111`),
   which the payments search takes as the card's BIN and last 4.
+- A card number in a page's path (`/admin/payments/payment/4111111111111111/change/`, typed or
+  pasted as an object id) is never rendered back either: Django's admin echoes an unknown object
+  id ("… with ID “…” doesn't exist"), its delete and history pages and redirects carry it. Every
+  admin view, the sign-in page and the catch-all 404 redirect first to the path with it masked.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from urllib.parse import urlencode
 from django.contrib.admin import ModelAdmin
 from django.db.models.base import ModelBase
 from django.http import HttpResponseRedirect
+from django.utils.encoding import escape_uri_path
 from django_otp.admin import OTPAdminSite
 
 from payera.backoffice import panels
@@ -31,6 +36,20 @@ def _masked_query(query) -> str | None:
     pairs = [(key, value) for key, values in query.lists() for value in values]
     masked = [(mask_card_numbers(key), mask_card_numbers(value)) for key, value in pairs]
     return urlencode(masked) if masked != pairs else None
+
+
+def card_number_redirect(request) -> HttpResponseRedirect | None:
+    """A redirect to the same page with the card numbers of its path and query string masked, or
+    None when they hold none. Only GET and HEAD: a POST is never replayed by a redirect (its page
+    is reached by a GET first, which was redirected)."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    path = mask_card_numbers(request.path)
+    query = _masked_query(request.GET) if request.GET else None
+    if path == request.path and query is None:
+        return None
+    query = query if query is not None else request.META.get("QUERY_STRING", "")
+    return HttpResponseRedirect(escape_uri_path(path) + (f"?{query}" if query else ""))
 
 
 class BackofficeAdminSite(OTPAdminSite):
@@ -53,13 +72,13 @@ class BackofficeAdminSite(OTPAdminSite):
         inner = super().admin_view(view, cacheable)
 
         def guarded(request, *args, **kwargs):
-            if request.method in ("GET", "HEAD") and request.GET:
-                masked = _masked_query(request.GET)
-                if masked is not None:
-                    return HttpResponseRedirect(f"{request.path}?{masked}")
-            return inner(request, *args, **kwargs)
+            return card_number_redirect(request) or inner(request, *args, **kwargs)
 
         return update_wrapper(guarded, inner)
+
+    def login(self, request, extra_context=None):
+        # Not wrapped by admin_view: its `next` (a page's path) is rendered in the form.
+        return card_number_redirect(request) or super().login(request, extra_context)
 
     def index(self, request, extra_context=None):
         context = {"panels": panels.panels_for(request), **(extra_context or {})}
