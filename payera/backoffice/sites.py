@@ -3,7 +3,8 @@
 - Sign-in: password and TOTP code (`forms.StaffAuthenticationForm`); a page needs an active staff
   user verified by an OTP device in this session (`OTPAdminSite.has_permission`). Sessions end
   after `SESSION_COOKIE_AGE` idle seconds (15 minutes; renewed on every request).
-- Registration scopes every merchant-owned admin to the staff member's merchants (`scoping`).
+- Registration scopes every merchant-owned admin to the staff member's merchants (`scoping`), and
+  makes every admin's forms refuse card numbers (`card_numbers`).
 - The index is the dashboard: the panels (`panels`) the user may see, above the app list.
 - A card number in a page's query string (a shopper's number pasted into a search box) is never
   rendered back: the request is redirected to the same page with it masked (`411111******1111`),
@@ -26,6 +27,7 @@ from django.utils.encoding import escape_uri_path
 from django_otp.admin import OTPAdminSite
 
 from payera.backoffice import panels
+from payera.backoffice.card_numbers import guarded_admin_class
 from payera.backoffice.forms import StaffAuthenticationForm
 from payera.backoffice.scoping import scoped_admin_class
 from payera.core.masking import mask_card_numbers
@@ -66,7 +68,8 @@ class BackofficeAdminSite(OTPAdminSite):
     def register(self, model_or_iterable, admin_class=None, **options):
         models = [model_or_iterable] if isinstance(model_or_iterable, ModelBase) else list(model_or_iterable)
         for model in models:
-            super().register(model, scoped_admin_class(model, admin_class or ModelAdmin), **options)
+            admin_class_for_model = guarded_admin_class(scoped_admin_class(model, admin_class or ModelAdmin))
+            super().register(model, admin_class_for_model, **options)
 
     def admin_view(self, view, cacheable=False):
         inner = super().admin_view(view, cacheable)
