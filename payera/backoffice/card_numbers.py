@@ -6,7 +6,8 @@ The site registers every admin as a subclass that mixes in `CardNumberRefusingAd
 card number (`payera.core.masking.has_card_number`: a scheme's prefix and length plus Luhn, compact
 or split by spaces or dashes, among other text) in any value staff typed: text, e-mail, URL,
 JSON (strings, keys and numbers, at any depth) and arrays. The error names the field and never
-quotes the value, and the form is shown back with its card numbers masked. Password fields are
+quotes the value, and the form is shown back with its card numbers masked (its data, and Django's
+messages that quote a value). Password fields are
 left alone: they are hashed, never stored or shown in clear.
 
 Refused rather than masked, as the merchant API does: staff learn of it and nothing they typed
@@ -65,9 +66,17 @@ class CardNumberRefusingFormMixin:
 
     def full_clean(self):
         super().full_clean()
-        # A form with errors is shown back with what was typed: never with a card number in it.
+        # A form with errors is shown back with what was typed, and Django's own messages may quote
+        # a value ("Select a valid choice. … is not one of the available choices."): never with a
+        # card number in it.
         if self.is_bound and self._errors:
             self.data = _masked_data(self.data)
+            for errors in self._errors.values():
+                for i in range(len(errors)):
+                    message = str(errors[i])  # the rendered message of a ValidationError
+                    masked = mask_pans(message)
+                    if masked != message:
+                        errors.data[i] = ValidationError(masked, code=getattr(errors.data[i], "code", None))
 
 
 def card_number_refusing_form(form_class: type) -> type:

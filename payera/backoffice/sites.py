@@ -42,16 +42,19 @@ def _masked_query(query) -> str | None:
 
 def card_number_redirect(request) -> HttpResponseRedirect | None:
     """A redirect to the same page with the card numbers of its path and query string masked, or
-    None when they hold none. Only GET and HEAD: a POST is never replayed by a redirect (its page
-    is reached by a GET first, which was redirected)."""
-    if request.method not in ("GET", "HEAD"):
-        return None
+    None when they hold none. A request of another method (a form posted to a crafted URL) is sent
+    there with 303 See Other: its body is dropped, never replayed, and the view never runs (a POST
+    to an unknown object's page would store "… with ID “<the path's id>” doesn't exist" for the
+    next page)."""
     path = mask_card_numbers(request.path)
     query = _masked_query(request.GET) if request.GET else None
     if path == request.path and query is None:
         return None
     query = query if query is not None else request.META.get("QUERY_STRING", "")
-    return HttpResponseRedirect(escape_uri_path(path) + (f"?{query}" if query else ""))
+    response = HttpResponseRedirect(escape_uri_path(path) + (f"?{query}" if query else ""))
+    if request.method not in ("GET", "HEAD"):
+        response.status_code = 303
+    return response
 
 
 class BackofficeAdminSite(OTPAdminSite):

@@ -205,3 +205,11 @@ def test_every_editable_field_of_every_admin_form_refuses_a_card_number(root):
         "payments.BinRange add issuer",
         "payments.RoutingRule add connector",
     } <= checked, sorted(checked)
+
+
+def test_a_message_of_django_that_quotes_the_value_is_masked(client, root):
+    """ "Select a valid choice. <value> is not one of the available choices." never shows a number."""
+    response = client.post("/admin/auth/group/add/", {"name": "support", "permissions": [PAN]})
+    text = response.content.decode()
+    assert response.status_code == 200 and "is not one of the available choices" in text
+    assert PAN not in text and leaks(text) == []

@@ -95,3 +95,14 @@ def test_a_path_without_a_card_number_is_not_redirected(client):
     otp_force_login(client, make_staff("root", superuser=True))
     response = client.get("/admin/payments/payment/4111111111111112/change/")
     assert response.status_code == 302 and response["Location"] == "/admin/"
+
+
+def test_a_form_posted_to_a_path_with_a_card_number_is_sent_away_unprocessed(client):
+    """A POST is not redirected by the browser with its body: 303 to the masked page, the view never
+    runs (it would store "… with ID “<the number>” doesn't exist" for the next page)."""
+    otp_force_login(client, make_staff("root", superuser=True))
+    response = client.post(f"/admin/auth/group/{PAN}/change/", {"name": "x"})
+    assert response.status_code == 303 and response["Location"] == f"/admin/auth/group/{MASKED}/change/"
+    assert _leaked(_walk(client, "/admin/")) == []
+    response = client.post("/admin/auth/group/add/?next=" + PAN, {"name": "x"})
+    assert response.status_code == 303 and PAN not in response["Location"]
