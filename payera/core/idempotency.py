@@ -9,9 +9,9 @@
    `Idempotent-Replayed: true`; with another fingerprint 422; while the first runs 409
    (both `idempotency_error`);
 3. the answer is stored once the view returns, whatever it is (5xx included), once the request's
-   work began (payera.core.work). Before any work, a 400 (rejected: corrected, it may run)
-   releases the key instead, so the retry with it runs; a 400 after work began is stored and
-   replayed like any other answer;
+   work began (payera.core.work). Before any work, a 400 (rejected: corrected, it may run) and a
+   503 (a service it needs is down: retried, it may run) release the key instead, so the retry with
+   it runs; a 400 or 503 after work began is stored and replayed like any other answer;
 4. a claim whose request crashed is taken over by a retry after `IDEMPOTENCY_LOCK_TIMEOUT`.
 
 The services (`payera.idempotency.services`) hold the database side; this module is the HTTP side.
@@ -44,8 +44,8 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 IDEMPOTENT_METHODS = frozenset({"POST"})
 # Answers that release the key when given before any work: the request may run once corrected
-# (400). After work began they are stored as any other.
-RELEASED_BEFORE_WORK_STATUSES = frozenset({400})
+# (400) or once the service it needs is back (503). After work began they are stored as any other.
+RELEASED_BEFORE_WORK_STATUSES = frozenset({400, 503})
 # Data key (secrets backend) for stored answers that carry a secret shown once.
 ENCRYPTION_KEY = "idempotency-responses"
 UNAVAILABLE_STATUS = 409
@@ -131,7 +131,7 @@ def idempotency_pending_claim(pending: PendingClaim) -> Claim | StoredResponse:
 
 def idempotency_end(*, claim: Claim, response: HttpResponse, work_began: bool = True, sensitive: bool = False,
                     stored: tuple[int, str, bytes] | None = None) -> None:
-    """Store the final (rendered) answer for replay, or release the key after a 400 given
+    """Store the final (rendered) answer for replay, or release the key after a 400 or 503 given
     before any work (`work_began`: payera.core.work; a claim that took over an object of a crashed
     first try, or an answer stored with the work, began it).
 

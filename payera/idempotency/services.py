@@ -300,7 +300,8 @@ def idempotency_complete(
 
 @transaction.atomic(durable=True)
 def idempotency_release(*, claim: Claim) -> None:
-    """Forget the claim (the request was refused before any work): the key may be used again."""
+    """Forget the claim (the request was answered before any work: refused, or a service it needs
+    unavailable): the key may be used again."""
     IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT).delete()
 
 
