@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 
 from payera.audit.context import current_actor
 from payera.audit.registry import merchant_id_of
+from payera.core.work import work_began
 
 # (model, pk) -> merchant id of the object auditlog is about to log (set by pre_log).
 _pending_object: contextvars.ContextVar[tuple[type, str, str] | None] = contextvars.ContextVar(
@@ -23,6 +24,7 @@ def remember_object(sender, instance, action, **kwargs):  # auditlog.signals.pre
 def fill_entry(sender, instance, **kwargs):  # pre_save of AuditLogEntry
     if not instance._state.adding:
         return
+    work_began()  # an audited write: the request's work has begun (payera.core.work)
     actor = current_actor()
     if actor is not None:
         if actor.user_id and instance.actor_id is None:

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from payera.core.work import work_began
+
 
 @contextmanager
 def outside_transaction() -> Iterator[None]:
@@ -19,6 +21,7 @@ def outside_transaction() -> Iterator[None]:
     """
     for alias in connections:
         assert_no_transaction(alias)
+    work_began()  # a remote call: the request's work has begun (payera.core.work)
     yield
 
 

@@ -8,8 +8,10 @@
 2. a repeat with the same fingerprint gets the stored answer again (status and exact bytes) with
    `Idempotent-Replayed: true`; with another fingerprint 422; while the first runs 409
    (both `idempotency_error`);
-3. the answer is stored once the view returns, whatever it is (5xx included), except a 400: a
-   request rejected by validation did nothing, so its key is released and may be used again;
+3. the answer is stored once the view returns, whatever it is (5xx included), once the request's
+   work began (payera.core.work). Before any work, a 400 (rejected: corrected, it may run) and a
+   503 (a service it needs is down: retried, it may run) release the key instead, so the retry with
+   it runs; a 400 or 503 after work began is stored and replayed like any other answer;
 4. a claim whose request crashed is taken over by a retry after `IDEMPOTENCY_LOCK_TIMEOUT`.
 
 The services (`payera.idempotency.services`) hold the database side; this module is the HTTP side.
@@ -41,7 +43,9 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 IDEMPOTENT_METHODS = frozenset({"POST"})
-NOT_STORED_STATUSES = frozenset({400})
+# Answers that release the key when given before any work: the request may run once corrected
+# (400) or once the service it needs is back (503). After work began they are stored as any other.
+RELEASED_BEFORE_WORK_STATUSES = frozenset({400, 503})
 # Data key (secrets backend) for stored answers that carry a secret shown once.
 ENCRYPTION_KEY = "idempotency-responses"
 UNAVAILABLE_STATUS = 409
@@ -125,9 +129,11 @@ def idempotency_pending_claim(pending: PendingClaim) -> Claim | StoredResponse:
                              method=pending.method, path=pending.path)
 
 
-def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = False,
+def idempotency_end(*, claim: Claim, response: HttpResponse, work_began: bool = True, sensitive: bool = False,
                     stored: tuple[int, str, bytes] | None = None) -> None:
-    """Store the final (rendered) answer for replay, or release the key after a 400.
+    """Store the final (rendered) answer for replay, or release the key after a 400 or 503 given
+    before any work (`work_began`: payera.core.work; a claim that took over an object of a crashed
+    first try, or an answer stored with the work, began it).
 
     `sensitive`: the answer carries a secret shown once; it is stored encrypted through the
     secrets backend. If that is unavailable, what is stored is a 409 saying the first request
@@ -135,7 +141,8 @@ def idempotency_end(*, claim: Claim, response: HttpResponse, sensitive: bool = F
     `stored`: the answer already stored in the work's last transaction (`idempotency_answer_record`):
     nothing to do if the final one is the same.
     """
-    if response.status_code in NOT_STORED_STATUSES:
+    began = work_began or bool(claim.resource) or stored is not None
+    if response.status_code in RELEASED_BEFORE_WORK_STATUSES and not began:
         idempotency_release(claim=claim)
         return
     if hasattr(response, "render") and not getattr(response, "is_rendered", True):

@@ -7,14 +7,22 @@ from django.http import JsonResponse
 from payera.core.api import error_body
 from payera.core.ids import new_id
 from payera.core.logging import request_id_var
+from payera.core.masking import mask_text
 
 _INCOMING_OK = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
+
+
+def _incoming_ok(incoming: str) -> bool:
+    return bool(_INCOMING_OK.match(incoming)) and mask_text(incoming) == incoming
 
 
 class RequestIdMiddleware:
     """Gives every request an id: on `request.request_id`, on every log line, in `Request-Id`.
 
-    A well-formed `X-Request-Id` from a trusted proxy is kept so traces join up.
+    A well-formed `X-Request-Id` (from a proxy, so traces join up) is kept — unless it carries
+    what masking hides (a card number, an IBAN, a secret): any client can send the header, and the
+    id is answered in `Request-Id`, put on every log line and stored in the audit trail, none of
+    which may hold such a value. Such a header is replaced by a fresh id (never echoed or stored).
     """
 
     def __init__(self, get_response):
@@ -22,7 +30,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request):
         incoming = request.headers.get("X-Request-Id", "")
-        request_id = incoming if _INCOMING_OK.match(incoming) else new_id("req")
+        request_id = incoming if _incoming_ok(incoming) else new_id("req")
         request.request_id = request_id
         token = request_id_var.set(request_id)
         try:

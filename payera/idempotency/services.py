@@ -21,6 +21,7 @@ from django.utils import timezone
 from payera.core.db import assert_no_transaction
 from payera.core.errors import IdempotencyError
 from payera.core.rowsql import kept_cursor, row_statements
+from payera.core.work import work_began
 from payera.idempotency.models import IdempotencyKey, IdempotencyState
 
 logger = logging.getLogger("payera.idempotency")
@@ -101,6 +102,7 @@ def idempotency_resource_record(*, resource: str) -> None:
     claim = _serving.get()
     if claim is None:
         return
+    work_began()  # an object made under the key: its answer is stored whatever it is
     if isinstance(claim, PendingClaim):
         if claim.claim is None:
             _claim_pending(claim, resource=resource)
@@ -298,7 +300,8 @@ def idempotency_complete(
 
 @transaction.atomic(durable=True)
 def idempotency_release(*, claim: Claim) -> None:
-    """Forget the claim (the request was rejected before any work): the key may be used again."""
+    """Forget the claim (the request was answered before any work: refused, or a service it needs
+    unavailable): the key may be used again."""
     IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT).delete()
 
 

@@ -28,6 +28,7 @@ from payments.services import (
     payment_method_detach,
     subscription_cancel,
     subscription_create,
+    subscription_create_resume,
     subscription_update,
 )
 
@@ -50,6 +51,12 @@ class SubscriptionListCreateApi(MerchantApiView):
         serializer = self.SubscriptionCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         sub = subscription_create(merchant=request.merchant, actor=_actor(request), **serializer.validated_data)
+        return Response(render_subscription(sub), status=status.HTTP_201_CREATED)
+
+    def idempotent_resume(self, request, resource: str):
+        """A retry after the first request crashed having created subscription `resource`: that
+        subscription, its first period charged (once) if the crash came before the charge."""
+        sub = subscription_create_resume(merchant=request.merchant, subscription_id=resource)
         return Response(render_subscription(sub), status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="subscriptions_list",

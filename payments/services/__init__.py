@@ -23,6 +23,7 @@ from payments.services.subscriptions import (
     subscription_cancel,
     subscription_charge,
     subscription_create,
+    subscription_create_resume,
     subscription_update,
     subscriptions_run,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "subscription_cancel",
     "subscription_charge",
     "subscription_create",
+    "subscription_create_resume",
     "subscription_update",
     "subscriptions_run",
 ]

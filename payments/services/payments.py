@@ -569,15 +569,15 @@ def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None
     """The connectors a confirmation tries, in order (routing, then the off-session plan)."""
     if pm is None:
         raise InvalidRequestError("The payment has no payment method.", param="payment_method")
+    if pm.detached_at is not None:  # its number is shredded: no confirmation of any kind can send it
+        raise InvalidRequestError("This payment method was detached from its customer.",
+                                  param="payment_method", code="payment_method_detached")
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
                   method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules,
                   circuits=circuits)
     if not plan:
         raise _unsupported()
     if payment.off_session:
-        if pm.detached_at is not None:
-            raise InvalidRequestError("This payment method was detached from its customer.",
-                                      param="payment_method", code="payment_method_detached")
         plan = method_off_session_plan(pm, plan)
         if not plan:
             raise PaymentMethodNotReusableError(

@@ -30,6 +30,7 @@ from django_fsm import can_proceed
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
 from payera.core.money import currency_normalize
 from payera.events.services import event_record
+from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments import recurring
 from payments.method_types import method_spec
@@ -118,6 +119,17 @@ def subscription_create(
     return Subscription.objects.get(pk=sub.id)
 
 
+def subscription_create_resume(*, merchant: Merchant, subscription_id: str) -> Subscription:
+    """The retry of a create whose first try crashed after inserting `subscription_id` (its
+    Idempotency-Key's claim taken over: `idempotent_resume`): charge the first period if that try
+    died before charging it — the same claimed path, so a period charged or under way is charged
+    once (its charge row and the payment's deterministic key) — and answer the subscription."""
+    sub = Subscription.objects.get(pk=subscription_id, merchant=merchant)
+    if sub.current_period == 0:
+        subscription_charge(subscription_id=sub.id)
+    return Subscription.objects.get(pk=sub.id)
+
+
 @transaction.atomic(durable=True)
 def _subscription_insert(*, merchant, customer, pm, amount, currency, interval, interval_count, description,
                          metadata, at) -> Subscription:
@@ -125,6 +137,7 @@ def _subscription_insert(*, merchant, customer, pm, amount, currency, interval, 
                        interval=interval, interval_count=interval_count, description=description[:1000],
                        metadata=metadata, anchor=at, next_charge_at=at)
     sub.save(force_insert=True)
+    idempotency_resource_record(resource=sub.id)  # a retry after a crash answers this subscription
     _emit(sub, "subscription.created")
     return sub
 

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 
 from payera.core.errors import InvalidRequestError
 from payera.core.rowsql import new_row, rows_insert
+from payera.core.work import work_began
 from payera.events import clock, dispatch
 from payera.events.models import (
     MERCHANT_ID_LENGTH,
@@ -77,6 +78,7 @@ def event_record_many(*, merchant_id: str, types: Sequence[str], data: dict) -> 
         events[0].save(force_insert=True)
     else:
         rows_insert(events)
+    work_began()  # a state change: the request's work has begun (payera.core.work)
     if len(events) == 1:
         transaction.on_commit(partial(dispatch.enqueue, _tasks().event_relay_task, events[0].id), robust=True)
     else:  # one message for the lot (a publish costs a broker round trip and Celery's overhead)

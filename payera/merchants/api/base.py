@@ -7,6 +7,8 @@
 
 - `request.merchant` (also `self.merchant`) is the authenticated merchant; `request.api_key` the key.
 - Every POST honours `Idempotency-Key` (payera.core.idempotency) without any code in the view;
+  whether its answer came before or after its work began is watched (payera.core.work), so a 400
+  or 503 given before any work releases the key and any answer after it is stored;
   set `idempotency_sensitive = True` when the answer carries a secret shown once. A view whose
   POST creates an object records it (`idempotency_resource_record` in the creating transaction)
   and defines `idempotent_resume(request, resource)`: a retry that takes over the claim of a
@@ -37,6 +39,7 @@ from payera.core.idempotency import (
     replay,
 )
 from payera.core.parsers import MerchantJSONParser
+from payera.core.work import work_watch
 from payera.idempotency.services import IdempotencyKeyExistsError, idempotency_scope
 from payera.merchants.api.authentication import ApiKeyAuthentication
 from payera.merchants.api.permissions import ApiKeyPermission
@@ -122,6 +125,7 @@ class MerchantApiView(APIView):
             with idempotency_scope(pending):
                 response = handler(request, *args, **kwargs)
         except IdempotencyKeyExistsError:  # a repeat: its transaction rolled back, nothing was written
+            self._work.forget()
             return self._handle_claimed(idempotency_pending_claim(pending), request,
                                         self._run_handler(handler, request, *args, **kwargs))
         except DatabaseError:
@@ -151,6 +155,7 @@ class MerchantApiView(APIView):
                 raise error
             return response
 
+        self._work.forget()  # its key was never inserted: whatever it began rolled back with that
         return self._handle_claimed(idempotency_pending_claim(pending), request, answer)
 
     def dispatch(self, request, *args, **kwargs):
@@ -162,6 +167,10 @@ class MerchantApiView(APIView):
         self.headers = self.default_response_headers
         self._idempotency_claim = None
         self._idempotency_pending = None
+        with work_watch() as self._work:
+            return self._dispatch(request, *args, **kwargs)
+
+    def _dispatch(self, request, *args, **kwargs):
         try:
             try:
                 self.initial(request, *args, **kwargs)
@@ -170,6 +179,7 @@ class MerchantApiView(APIView):
                 else:
                     handler = self.http_method_not_allowed
                 outcome = None
+                self._work.forget()  # the request's own work is watched from here (not authentication's)
                 if handler != self.http_method_not_allowed:
                     outcome = idempotency_begin(django_request=request._request, merchant_id=request.merchant.id,
                                                 with_work=self.idempotency_claim_with_work)
@@ -190,7 +200,8 @@ class MerchantApiView(APIView):
                 # flight until its lock times out: a retry then takes it over and answers what
                 # the first try created, never a second effect and never a stored 503.
                 pending = self._idempotency_pending
-                idempotency_end(claim=claim, response=self.response, sensitive=self.idempotency_sensitive,
+                idempotency_end(claim=claim, response=self.response, work_began=self._work.began,
+                                sensitive=self.idempotency_sensitive,
                                 stored=pending.answered if pending is not None and pending.claim is claim else None)
             return self.response
         finally:
