@@ -5,7 +5,8 @@ Capture of gross G with merchant fee F, on connector C (two journals, posted tog
   capture_fee:<att>  Dr merchant_pending  F   /  Cr fee_revenue       F
 Refund R of a capture, fee policy "proportional" (docs/payments.md): the merchant gets back the
 part of the fee that the refunded share bears, computed on the running total so that refunding
-everything returns exactly the whole fee:
+everything returns exactly the whole fee (`refund_fee_back`; a booking's refund out of escrow has
+the fixed share its escrow keeps for it and counts first, whenever it settles):
   refund:<re>        Dr merchant_pending  R   /  Cr psp_receivable:C  R
   refund_fee:<re>    Dr fee_revenue       f   /  Cr merchant_pending  f      (when f > 0)
 Dispute (chargeback) of D on connector C with chargeback fee K (PAYMENTS_CHARGEBACK_FEE), when
@@ -106,6 +107,23 @@ def refund_fee_share(*, fee: int, captured: int, refunded_before: int, refund: i
     if captured <= 0:
         return 0
     return fee * (refunded_before + refund) // captured - fee * refunded_before // captured
+
+
+def refund_fee_back(*, fee: int, captured: int, refunded_before: int, returned_before: int, refund: int,
+                    escrow_refund_ahead: int = 0) -> int:
+    """The fee returned with a refund out of the merchant's pending balance, on the running total:
+    what the whole refunded amount bears, floor(fee·total/captured), less the fee already returned
+    (`returned_before`, what the ledger shows). A booking's refund out of escrow returns a fixed
+    share, floor(fee·R/captured) (`refund_fee_share` with nothing before: exactly what the escrow
+    keeps for it), whenever it settles; while it is still pending (`escrow_refund_ahead` = R) it is
+    counted first, as if it had settled, so that its later fixed share and this refund's add up to
+    the running total. Refunding everything, in any order of settlement, returns the whole fee."""
+    if captured <= 0:
+        return 0
+    total = min(refunded_before + escrow_refund_ahead + refund, captured)
+    returned = returned_before + refund_fee_share(fee=fee, captured=captured, refunded_before=0,
+                                                  refund=escrow_refund_ahead)
+    return max(0, fee * total // captured - returned)
 
 
 def refund_journals(

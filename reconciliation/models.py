@@ -38,6 +38,9 @@ class MerchantPayoutSettings(models.Model):
     # The bank account: encrypted JSON {"account": ..., "holder": ...}; only the masked form is clear.
     bank_account_ciphertext = models.TextField(blank=True, default="", editable=False)
     bank_account_masked = models.CharField(max_length=40, blank=True, default="", editable=False)
+    # keyed hash (secrets backend, BANK_ACCOUNT_FINGERPRINT_KEY) of the clear account: which account
+    # it is, without revealing it; each payout keeps the one it was created for
+    bank_account_fingerprint = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = MerchantScopedQuerySet.as_manager()
@@ -141,6 +144,8 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     available_before = models.BigIntegerField()
     reserve_kept = models.BigIntegerField(default=0)
     bank_account_masked = models.CharField(max_length=40, blank=True, default="")
+    # the fingerprint of the account the payout was created for (blank: created before fingerprints)
+    bank_account_fingerprint = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     failure_reason = models.CharField(max_length=200, blank=True, default="")
     journal_reference = models.CharField(max_length=255)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

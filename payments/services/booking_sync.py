@@ -105,6 +105,19 @@ def refund_in_escrow(refund: Refund) -> bool:
     return booking is not None and (booking.status == BS.CONFIRMED or booking.refund_id == refund.pk)
 
 
+def booking_escrow_refund_ahead(payment: Payment, refund: Refund) -> int:
+    """The amount of the booking's own refund out of escrow while it is still pending (0 when
+    there is none, or it settled or failed): a later refund out of pending that settles before it
+    counts it first for the fee share (postings.refund_fee_back)."""
+    if payment_has_booking(payment) is False:
+        return 0
+    refund_id = Booking.objects.filter(payment_id=refund.payment_id).values_list("refund_id", flat=True).first()
+    if not refund_id or refund_id == refund.pk:
+        return 0
+    ahead = Refund.objects.filter(pk=refund_id, status=OperationStatus.PENDING).values_list("amount", flat=True)
+    return ahead.first() or 0
+
+
 def booking_guard(payment: Payment, operation: str) -> None:
     """Refuse a direct capture, cancel or refund of a booking's payment (the booking's own
     services pass `for_booking=True`). Refunds after completion (or after a cancel whose refund

@@ -124,7 +124,7 @@ def _hold_expires_at(value) -> dt.datetime:
 def _escrow_refund(*, merchant: Merchant, booking: Booking, amount: int, actor: str) -> Refund:
     """The booking's one refund out of escrow; a refund that a crashed earlier request left
     (pending or succeeded) is taken over, never made twice. A failed refund raises."""
-    live = Refund.objects.filter(payment_id=booking.payment_id).exclude(status=OperationStatus.FAILED).first()
+    live = _escrow_refund_live(booking.payment_id)
     if live is not None:
         if live.amount != amount:
             raise BookingStateError(f"A refund of {live.amount} out of this booking's escrow is already under way.",
@@ -139,6 +139,33 @@ def _escrow_refund(*, merchant: Merchant, booking: Booking, amount: int, actor: 
             f"The refund out of escrow failed ({refund.failure_code or 'refused'}): the booking is unchanged."
         )
     return refund
+
+
+def _escrow_refund_live(payment_id: str) -> Refund | None:
+    """The booking's refund out of escrow that is not failed (pending or succeeded), if any: while
+    the booking is confirmed every refund of its payment is the booking's own (`booking_guard`)."""
+    return Refund.objects.filter(payment_id=payment_id).exclude(status=OperationStatus.FAILED).first()
+
+
+def _escrow_refund_matches(booking: Booking, *, rest: int) -> None:
+    """Under the booking's lock: a completion that leaves `rest` to refund must agree with the
+    refund an earlier request already made out of the escrow (a cancel or a partial completion
+    that crashed after its refund, before recording the booking). Released escrow is computed as
+    if the only refund is the rest: releasing beside a refund of another amount would pay the
+    merchant money the shopper already got back."""
+    live = _escrow_refund_live(booking.payment_id)
+    if live is None or live.amount == rest:
+        return
+    if live.amount == booking.amount_captured:
+        raise BookingStateError(
+            f"The booking's whole amount ({live.amount}) was already refunded out of its escrow by a cancel "
+            "that did not finish: cancel the booking again to record it."
+        )
+    raise BookingStateError(
+        f"A refund of {live.amount} out of this booking's escrow was already made by an earlier request: "
+        f"complete it with amount {booking.amount_captured - live.amount}.",
+        param="amount",
+    )
 
 
 def _refund_still_live(refund_id: str | None) -> None:
@@ -260,6 +287,7 @@ def _complete_begin(*, merchant: Merchant, booking_id: str, amount: int | None) 
             f"amount ({amount}) exceeds what the booking captured ({booking.amount_captured}).",
             param="amount", code="amount_too_large",
         )
+    _escrow_refund_matches(booking, rest=booking.amount_captured - amount)
     _claim(booking, "complete")
     booking.save()
     return booking, booking.amount_captured - amount
@@ -271,6 +299,7 @@ def _complete_record(*, booking_id: str, amount: int, refund_id: str | None, act
     _refund_still_live(refund_id)
     if booking.dispute_id:  # a dispute ended the escrow meanwhile: nothing left to release
         return
+    _escrow_refund_matches(booking, rest=booking.amount_captured - amount)  # the claim may have timed out
     released = escrow_release_amount(gross=booking.amount_captured, fee=booking.fee, amount=amount)
     with postings_last():
         booking.refund_id = refund_id

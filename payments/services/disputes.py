@@ -27,6 +27,12 @@ class DisputeAttemptUnknownError(Exception):
     """The event's attempt is unknown (the caller parks the event)."""
 
 
+class DisputeEventRefusedError(Exception):
+    """The PSP's dispute event names money the payment never took: another currency, or more than
+    is left to dispute (captured less what open disputes already took). Nothing is created or
+    posted; the caller raises it to operations (the inbox row `failed` with this message)."""
+
+
 class DisputeClosedError(InvalidRequestError):
     code = "dispute_closed"
     default_message = "The dispute is closed or its evidence was already sent."
@@ -38,7 +44,8 @@ def _emit_dispute(dispute: Dispute, type_: str) -> None:
 
 def dispute_apply_event(*, connector: str, event: PspEvent, actor: str) -> str:
     """Apply a PSP dispute event: create the dispute once (per connector and PSP dispute id) and
-    move it to the status the PSP reports. Idempotent; a status it cannot reach is ignored."""
+    move it to the status the PSP reports. Idempotent; a status it cannot reach is ignored. An
+    event naming money the payment never took raises `DisputeEventRefusedError` (nothing moves)."""
     info = event.dispute
     if info is None:
         return "ignored: dispute event without dispute"
@@ -75,15 +82,37 @@ def _dispute_apply(*, connector: str, event: PspEvent, attempt_id: str, payment_
     return "dispute: " + (", ".join(notes) or "unchanged")
 
 
+def _dispute_event_money(payment: Payment, event: PspEvent) -> tuple[int, str]:
+    """The amount and currency a new dispute takes back, checked against the payment (under its
+    lock): the event's, or the whole captured amount when the PSP names none. A dispute is in the
+    payment's currency and takes back at most what is left to dispute (captured less what open or
+    lost disputes took already); anything else is a PSP error or not our payment: refused, never
+    posted (docs/payments.md "Disputes")."""
+    info = event.dispute
+    assert info is not None
+    currency = (event.currency or payment.currency).upper()
+    amount = event.amount or payment.amount_captured
+    left = payment.amount_captured - payment.amount_disputed
+    what = f"dispute {info.psp_dispute_id} on payment {payment.id} ({payment.amount_captured} {payment.currency}"
+    what += " captured)"
+    if currency != payment.currency:
+        raise DisputeEventRefusedError(f"{what}: the PSP names {amount} {currency}, another currency; not applied")
+    if amount <= 0 or amount > left:
+        raise DisputeEventRefusedError(
+            f"{what}: the PSP names {amount} {currency}, {left} left to dispute; not applied"
+        )
+    return amount, currency
+
+
 def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_id: str, actor: str) -> Dispute:
     info = event.dispute
     assert info is not None
-    amount = event.amount or payment.amount_captured
+    amount, currency = _dispute_event_money(payment, event)
     fee = int(setting("PAYMENTS_CHARGEBACK_FEE", 1500))
     with transaction.atomic():
         dispute = Dispute.objects.create(
             merchant_id=payment.merchant_id, payment=payment, attempt_id=attempt_id, connector=connector,
-            psp_dispute_id=info.psp_dispute_id[:128], amount=amount, currency=event.currency or payment.currency,
+            psp_dispute_id=info.psp_dispute_id[:128], amount=amount, currency=currency,
             fee=fee, reason=info.reason.value, psp_reason=info.psp_reason[:32],
         )
     payment.amount_disputed += dispute.amount

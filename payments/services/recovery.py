@@ -21,7 +21,7 @@ from payera.core.db import outside_transaction
 from payments.locks import payment_lock
 from payments.models import AS, Capture, OperationStatus, Payment, PaymentAttempt, Refund
 from payments.services.common import emit, inflight_release, now, recovery_delay, setting, transition
-from payments.services.disputes import DisputeAttemptUnknownError, dispute_apply_event
+from payments.services.disputes import DisputeAttemptUnknownError, DisputeEventRefusedError, dispute_apply_event
 from payments.services.payments import (
     _cancel_record,
     attempt_record_outcome,
@@ -271,6 +271,9 @@ def dispute_settlement_inquire(*, attempt_id: str, psp_dispute_id: str) -> bool:
     apply = partial(dispute_apply_event, connector=attempt.connector, event=event, actor="system:recovery")
     try:
         note = apply()
+    except DisputeEventRefusedError as exc:  # the PSP names money the payment never took: for people
+        logger.error("dispute %s of %s by inquiry refused, raised to operations: %s", psp_dispute_id, attempt_id, exc)
+        return False
     except DisputeAttemptUnknownError:  # its capture is not recorded yet: ask about the attempt, once
         try:
             note = apply() if attempt_settlement_inquire(attempt_id=attempt_id) else ""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.db.models import Sum
 
+from ledger.selectors import journal_list_for_references
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError
 from payera.idempotency.services import idempotency_resource_record
@@ -19,8 +20,13 @@ from payera.merchants.models import Merchant
 from payments.locks import payment_lock
 from payments.method_types import method_spec
 from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
-from payments.postings import refund_fee_share, refund_journals
-from payments.services.booking_sync import booking_escrow_refund_failed, booking_guard, refund_in_escrow
+from payments.postings import refund_fee_back, refund_fee_share, refund_journals
+from payments.services.booking_sync import (
+    booking_escrow_refund_ahead,
+    booking_escrow_refund_failed,
+    booking_guard,
+    refund_in_escrow,
+)
 from payments.services.common import (
     PaymentStateError,
     emit,
@@ -118,6 +124,16 @@ def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, re
     return refund
 
 
+def _fee_returned(payment: Payment) -> int:
+    """The fee already returned with the payment's succeeded refunds, as the ledger posted it
+    (`refund_fee:<re>`): where the running total of `amount_refunded` stands in fees."""
+    refs = [f"refund_fee:{pk}" for pk in
+            payment.refunds.filter(status=OperationStatus.SUCCEEDED).values_list("pk", flat=True)]
+    if not refs:
+        return 0
+    return sum(abs(e.amount) for j in journal_list_for_references(references=refs) for e in j.entries.all()) // 2
+
+
 @transaction.atomic(durable=True)
 def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_reference: str = "",
                           decline: Decline | None = None, error: PspError | None = None, actor: str,
@@ -137,10 +153,19 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
         return  # unknown: stays pending, recovery asks the PSP
     if outcome == Outcome.APPROVED:
         capture = Capture.objects.filter(attempt=refund.attempt, status=OperationStatus.SUCCEEDED).first()
+        escrow = refund_in_escrow(refund)
         fee_back = 0
-        if capture is not None:
-            fee_back = refund_fee_share(fee=capture.fee, captured=payment.amount_captured,
-                                        refunded_before=payment.amount_refunded, refund=refund.amount)
+        if capture is not None and escrow:
+            # a booking's refund out of escrow: the share the escrow keeps for it, whatever settled
+            # before it (a merchant refund out of pending may, once the booking is completed)
+            fee_back = refund_fee_share(fee=capture.fee, captured=payment.amount_captured, refunded_before=0,
+                                        refund=refund.amount)
+        elif capture is not None:
+            fee_back = refund_fee_back(fee=capture.fee, captured=payment.amount_captured,
+                                       refunded_before=payment.amount_refunded,
+                                       returned_before=_fee_returned(payment) if payment.amount_refunded else 0,
+                                       refund=refund.amount,
+                                       escrow_refund_ahead=booking_escrow_refund_ahead(payment, refund))
         transition(refund, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
         refund.save()
         payment.amount_refunded += refund.amount
@@ -151,7 +176,7 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
         post(
             refund_journals(refund_id=refund.id, merchant_id=payment.merchant_id, connector=refund.attempt.connector,
                             amount=refund.amount, fee_back=fee_back, currency=refund.currency,
-                            escrow=refund_in_escrow(refund)),
+                            escrow=escrow),
             occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id},
         )
     elif outcome == Outcome.DECLINED:

@@ -29,7 +29,7 @@ from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
 from payments.services.common import now, postings_last, setting
-from payments.services.disputes import DisputeAttemptUnknownError, dispute_apply_event
+from payments.services.disputes import DisputeAttemptUnknownError, DisputeEventRefusedError, dispute_apply_event
 from payments.services.payments import (
     apply_authorization,
     attempt_record_outcome,
@@ -142,6 +142,11 @@ class _Park(Exception):
     pass
 
 
+class _Refuse(Exception):
+    """An event that must not be applied as it stands (e.g. a dispute naming money the payment
+    never took): raised to operations at once, not retried."""
+
+
 def psp_webhook_process(*, webhook_id: int) -> str:
     """Apply one stored webhook. Safe to run twice and in any order."""
     row = PspWebhook.objects.filter(pk=webhook_id).first()
@@ -153,6 +158,8 @@ def psp_webhook_process(*, webhook_id: int) -> str:
         note = _apply(row.connector, event, actor=actor)
     except _Park as exc:
         return _park(row, str(exc))
+    except _Refuse as exc:
+        return _refuse(row, str(exc))
     # Two processors may apply one row at once (the task and a sweep): the effects are idempotent
     # under the payment lock, and the first to finish records the note; a later one changes nothing.
     PspWebhook.objects.filter(pk=row.pk).exclude(
@@ -176,6 +183,14 @@ def _park(row: PspWebhook, why: str) -> str:
         status=InboxStatus.PARKED, tries=tries, note=why[:255], next_try_at=now() + dt.timedelta(seconds=delay)
     )
     return "parked"
+
+
+def _refuse(row: PspWebhook, why: str) -> str:
+    logger.error("PSP webhook %s:%s refused, raised to operations: %s", row.connector, row.event_id, why)
+    PspWebhook.objects.filter(pk=row.pk).exclude(
+        status__in=(InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED)
+    ).update(status=InboxStatus.FAILED, tries=row.tries + 1, note=f"refused: {why}"[:255], processed_at=now())
+    return "failed"
 
 
 _CONFIRMABLE = (PspEventKind.AUTHORIZATION, PspEventKind.CAPTURE, PspEventKind.REFUND)
@@ -227,6 +242,8 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
             return dispute_apply_event(connector=connector, event=e, actor=actor)
         except DisputeAttemptUnknownError as exc:
             raise _Park(str(exc)) from exc
+        except DisputeEventRefusedError as exc:
+            raise _Refuse(str(exc)) from exc
     if e.kind == PspEventKind.VOID:
         return "ignored: voids are recorded from the answer"
     logger.warning("PSP %s event %s (%s) for %s is not handled yet", connector, e.event_id, e.kind, e.payment.reference)

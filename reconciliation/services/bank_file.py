@@ -5,9 +5,9 @@ One door for the clear accounts of a file: `payout_bank_file_export` checks the 
 (`reconciliation.export_bank_file_payout`, finance) and the staff member's merchants (all or
 nothing: a file with another merchant's payout is refused whole), reveals each merchant's account
 once through `payout_bank_account_reveal`, refuses a file the bank could not execute (no holder
-name, an account changed since the payout was created, a payout paid or failed), and records one
-`backoffice.StaffAction` per payout (who, which payout, why, when). Nothing here is logged: the
-file goes to the caller only (docs/settlement.md, "Bank file").
+name, an account other than the one the payout was created for, by its keyed fingerprint, a payout
+paid or failed), and records one `backoffice.StaffAction` per payout (who, which payout, why,
+when). Nothing here is logged: the file goes to the caller only (docs/settlement.md, "Bank file").
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from reconciliation.errors import (
     PayoutStateError,
 )
 from reconciliation.exports import payout_bank_file_csv
-from reconciliation.models import Payout, PayoutStatus
+from reconciliation.models import MerchantPayoutSettings, Payout, PayoutStatus
 from reconciliation.services.locks import payout_lock
-from reconciliation.services.payouts import mask_bank_account, payout_bank_account_reveal
+from reconciliation.services.payouts import bank_account_fingerprint, mask_bank_account, payout_bank_account_reveal
 
 BANK_FILE_PERMISSION = "reconciliation.export_bank_file_payout"
 BANK_FILE_ACTION = "reconciliation.export_bank_file"
@@ -75,8 +75,19 @@ def payout_bank_file_export(*, user, payout_ids: Sequence[str], reason: str, now
                 param="bank_account_holder",
             )
         accounts[merchant_id] = account
+    fingerprints = {m: bank_account_fingerprint(a["account"]) for m, a in accounts.items()}
+    since = set(
+        MerchantPayoutSettings.objects.filter(merchant_id__in=list(accounts))
+        .exclude(bank_account_fingerprint="")
+        .values_list("merchant_id", flat=True)
+    )
     for p in payouts:
-        if mask_bank_account(accounts[p.merchant_id]["account"]) != p.bank_account_masked:
+        if not _same_account(
+            p,
+            fingerprint=fingerprints[p.merchant_id],
+            masked=mask_bank_account(accounts[p.merchant_id]["account"]),
+            set_since_fingerprints=p.merchant_id in since,
+        ):
             raise BankAccountInvalidError(
                 f"The bank account of merchant {p.merchant_id} changed after payout {p.id} was created "
                 f"(for {p.bank_account_masked}): fail the payout and pay it again.",
@@ -86,6 +97,17 @@ def payout_bank_file_export(*, user, payout_ids: Sequence[str], reason: str, now
     bank_file = BankFile(content, f"bank-file-{now:%Y%m%d%H%M%S}.csv", tuple(p.id for p in payouts))
     _record(user=user, payouts=payouts, reason=reason, filename=bank_file.filename, now=now)
     return bank_file
+
+
+def _same_account(payout: Payout, *, fingerprint: str, masked: str, set_since_fingerprints: bool) -> bool:
+    """Is the merchant's account now the one the payout was created for? By the account's keyed
+    fingerprint, which the payout keeps from its creation: the masked form (country, check digits,
+    last four) is shared by other accounts. A payout created before fingerprints were kept has
+    none: if the merchant's account was set since (its settings carry a fingerprint), it may be
+    another account and the payout is refused; otherwise only the masked form can be compared."""
+    if payout.bank_account_fingerprint:
+        return payout.bank_account_fingerprint == fingerprint
+    return not set_since_fingerprints and payout.bank_account_masked == masked
 
 
 @transaction.atomic(durable=True)

@@ -42,12 +42,19 @@ from reconciliation.services.locks import merchant_payout_lock, payout_lock
 logger = logging.getLogger("payera.reconciliation")
 
 BANK_ACCOUNT_KEY = "payout-bank-accounts"
+BANK_ACCOUNT_FINGERPRINT_KEY = "payout-bank-account-fingerprints"
 _ACCOUNT_RE = re.compile(r"^[A-Z0-9]{8,34}$")
 
 
 def mask_bank_account(account: str) -> str:
     """`DE89370400440532013000` -> `DE89…3000`: the country and check digits and the last four."""
     return f"{account[:4]}…{account[-4:]}"
+
+
+def bank_account_fingerprint(account: str) -> str:
+    """Which account this is (a keyed hash of the normalized clear account), without revealing it:
+    two accounts with the same masked form have different fingerprints."""
+    return secrets.keyed_hash(key=BANK_ACCOUNT_FINGERPRINT_KEY, data=account.encode())
 
 
 @transaction.atomic(durable=True)
@@ -61,20 +68,22 @@ def payout_settings_update(
     bank_account_holder: str | None = None,
 ) -> MerchantPayoutSettings:
     """Change a merchant's payout settings. The bank account is encrypted through the secrets
-    backend (fail closed); only its masked form is stored in clear."""
+    backend (fail closed); only its masked form and its keyed fingerprint are stored in clear."""
     if not Merchant.objects.filter(pk=merchant_id).exists():
         raise NotFoundError("No such merchant.", param="merchant")
     if minimum_payout_amount is not None and (isinstance(minimum_payout_amount, bool) or minimum_payout_amount < 1):
         raise InvalidRequestError("minimum_payout_amount must be >= 1.", param="minimum_payout_amount")
     if reserve_bps is not None and not 0 <= reserve_bps <= 10000:
         raise InvalidRequestError("reserve_bps must be 0-10000.", param="reserve_bps")
-    ciphertext = masked = None
+    ciphertext = masked = fingerprint = None
     if bank_account is not None:
         account = re.sub(r"[\s-]", "", bank_account).upper()
         if not _ACCOUNT_RE.match(account):
             raise BankAccountInvalidError("The bank account must be 8-34 letters and digits.", param="bank_account")
         plaintext = json.dumps({"account": account, "holder": bank_account_holder or ""}).encode()
-        ciphertext = secrets.encrypt(key=BANK_ACCOUNT_KEY, plaintext=plaintext)
+        ciphertext, fingerprint = secrets.encrypt_and_hash(
+            key=BANK_ACCOUNT_KEY, plaintext=plaintext, hash_key=BANK_ACCOUNT_FINGERPRINT_KEY, data=account.encode()
+        )
         masked = mask_bank_account(account)
     settings_row = merchant_payout_lock(merchant_id)
     if minimum_payout_amount is not None:
@@ -86,6 +95,7 @@ def payout_settings_update(
     if ciphertext is not None:
         settings_row.bank_account_ciphertext = ciphertext
         settings_row.bank_account_masked = masked
+        settings_row.bank_account_fingerprint = fingerprint
     settings_row.save()
     return settings_row
 
@@ -178,6 +188,7 @@ def payout_create(*, merchant_id: str, currency: str, now: datetime | None = Non
         available_before=available,
         reserve_kept=reserve_kept(available=available, reserve_bps=settings_row.reserve_bps),
         bank_account_masked=settings_row.bank_account_masked,
+        bank_account_fingerprint=settings_row.bank_account_fingerprint,
         created_at=now,
     )
     payout.journal_reference = f"payout:{payout.id}"

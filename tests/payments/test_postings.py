@@ -10,6 +10,7 @@ from payments.postings import (
     capture_journals,
     chargeback_journals,
     fee_rule,
+    refund_fee_back,
     refund_fee_share,
     refund_journals,
 )
@@ -71,3 +72,30 @@ def test_chargeback_and_its_win_are_balanced_and_cancel_out(amount, fee):
     assert set(net.values()) == {0}
     taken = sum(line.amount for j in opened for line in j.lines if line.account.code == "merchant_pending")
     assert taken == amount + fee  # debited from the merchant
+
+
+@given(gross=st.integers(1, 10**9), fee=st.integers(0, 10**6),
+       parts=st.lists(st.integers(1, 10**9), min_size=2, max_size=8), data=st.data())
+def test_escrow_refund_keeps_its_share_and_the_fee_adds_up_in_any_settlement_order(gross, fee, parts, data):
+    """A booking's refund out of escrow (the first part) returns floor(fee·R/gross), what its
+    escrow keeps for it, wherever it settles among the merchant's refunds out of pending; the
+    shares are never negative and add up to the whole fee when everything is refunded."""
+    fee = min(fee, gross)
+    total = sum(parts)
+    amounts = [gross * p // total for p in parts]
+    amounts[-1] += gross - sum(amounts)
+    amounts = [a for a in amounts if a > 0]
+    escrow_refund, merchant_refunds = amounts[0], amounts[1:]
+    at = data.draw(st.integers(0, len(merchant_refunds)), label="escrow refund settles after this many")
+    refunded, returned = 0, 0
+    for i, amount in enumerate([*merchant_refunds[:at], None, *merchant_refunds[at:]]):
+        if amount is None:  # the escrow refund settles: its fixed share
+            share = refund_fee_share(fee=fee, captured=gross, refunded_before=0, refund=escrow_refund)
+            amount = escrow_refund
+        else:
+            share = refund_fee_back(fee=fee, captured=gross, refunded_before=refunded, returned_before=returned,
+                                    refund=amount, escrow_refund_ahead=escrow_refund if i < at else 0)
+        assert 0 <= share <= fee
+        returned += share
+        refunded += amount
+    assert returned == fee
