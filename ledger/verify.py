@@ -13,7 +13,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 # The first `limit` offending ids of each check k of a statement's `bad` rows (k, id).
 _FIRST = """
@@ -198,8 +198,6 @@ def _run(cursor, names: tuple[str, ...], sql: str, limit: int | None, vendor: st
 
 def _helper(snapshot: str, todo: queue.SimpleQueue, limit: int | None, out: list, failed: list) -> None:
     """A second connection's share: statements taken from `todo`, on the exported `snapshot`."""
-    from django.db import connections
-
     conn = connections[DEFAULT_DB_ALIAS]  # this thread's own connection
     try:
         with transaction.atomic(using=DEFAULT_DB_ALIAS), conn.cursor() as cursor:

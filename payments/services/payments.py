@@ -1011,9 +1011,8 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api", f
             status = Payment.objects.values_list("status", flat=True).get(pk=payment_id)
             if status != PS.REQUIRES_ACTION:  # the PSP's state is recorded: no cancel left to recover
                 _cancel_claim_release(payment_id=payment_id)
-            if status == PS.CANCELED:  # the void went through; only its answer was lost
-                return Payment.objects.get(pk=payment_id)
-            if status != PS.REQUIRES_ACTION:
+                if status == PS.CANCELED:  # the void went through; only its answer was lost
+                    return Payment.objects.get(pk=payment_id)
                 raise PaymentNotCancelableError("The shopper completed the payment before it could be canceled.")
         elif error.may_have_processed:
             # the void may have been done (a timeout): ask now; a voided authorization is the cancel
