@@ -30,6 +30,7 @@ from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
 from payments.services.common import now, postings_last, setting
 from payments.services.disputes import DisputeAttemptUnknownError, DisputeEventRefusedError, dispute_apply_event
+from payments.services.inquiry import InquiryReferenceMismatchError, attempt_inquire
 from payments.services.payments import (
     apply_authorization,
     attempt_record_outcome,
@@ -261,21 +262,18 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
     if operation is not None and attempt.connector != connector:
         return f"ignored: {e.kind.value} {operation.id} belongs to {attempt.connector}"
     try:
-        with outside_transaction():
-            result = get_adapter(connector).inquire(
-                PspReference(attempt.id, attempt.psp_reference or e.payment.psp_reference or None)
-            )
+        result = attempt_inquire(attempt, connector=connector, psp_reference=e.payment.psp_reference)
+    except InquiryReferenceMismatchError as exc:
+        # the event named our attempt with a pspReference of another authorization (a PSP bug, a
+        # leaked webhook secret): that one's state says nothing about ours
+        logger.error("PSP %s event %s names %s with pspReference %s, which the PSP says is %s's: ignored",
+                     connector, e.event_id, attempt.id, e.payment.psp_reference, exc.answered.reference)
+        return (f"ignored: {connector} says pspReference {e.payment.psp_reference} is not {attempt.id}'s"
+                f" (it is {exc.answered.reference}'s)")
     except PspReferenceNotFoundError:
         raise _Park(f"not confirmed: {connector} does not know {attempt.id}") from None
     except PspError as exc:
         raise _Park(f"not confirmed yet: the inquiry failed ({exc.code})") from None
-    if result.payment.reference != attempt.id:
-        # the event named our attempt with a pspReference of another authorization (a PSP bug, a
-        # leaked webhook secret): that one's state says nothing about ours
-        logger.error("PSP %s event %s names %s with pspReference %s, which the PSP says is %s's: ignored",
-                     connector, e.event_id, attempt.id, e.payment.psp_reference, result.payment.reference)
-        return (f"ignored: {connector} says pspReference {e.payment.psp_reference} is not {attempt.id}'s"
-                f" (it is {result.payment.reference}'s)")
     if operation is not None:
         found = [op for op in result.operations if op.reference == operation.id]
         if not found or found[0].outcome == Outcome.PENDING:
