@@ -47,6 +47,21 @@ def attempt_inquire(attempt: PaymentAttempt, *, connector: str | None = None,
     asked = attempt.psp_reference or psp_reference or None
     with outside_transaction():
         result = get_adapter(connector).inquire(PspReference(attempt.id, asked))
+    return _about_the_attempt(attempt, connector, asked, result)
+
+
+def attempt_authentication_complete(attempt: PaymentAttempt) -> AuthorizeResult:
+    """The shopper came back from 3-D Secure or the bank's page: the PSP's answer about where the
+    attempt's authorization stands (`complete_authentication`, an inquiry for both sandboxes), with
+    the same refusal of an answer about another reference as `attempt_inquire`."""
+    asked = attempt.psp_reference or None
+    with outside_transaction():
+        result = get_adapter(attempt.connector).complete_authentication(PspReference(attempt.id, asked))
+    return _about_the_attempt(attempt, attempt.connector, asked, result)
+
+
+def _about_the_attempt(attempt: PaymentAttempt, connector: str, asked: str | None,
+                       result: AuthorizeResult) -> AuthorizeResult:
     answered = result.payment
     other = answered.reference != attempt.id or bool(
         attempt.psp_reference and answered.psp_reference and answered.psp_reference != attempt.psp_reference

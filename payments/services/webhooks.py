@@ -23,14 +23,17 @@ from functools import partial
 from django.db import IntegrityError, transaction
 
 from payera.audit.services import record_auth_failure
-from payera.core.db import outside_transaction
 from payera.core.masking import mask_json_text
 from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
 from payments.services.common import now, postings_last, setting
 from payments.services.disputes import DisputeAttemptUnknownError, DisputeEventRefusedError, dispute_apply_event
-from payments.services.inquiry import InquiryReferenceMismatchError, attempt_inquire
+from payments.services.inquiry import (
+    InquiryReferenceMismatchError,
+    attempt_authentication_complete,
+    attempt_inquire,
+)
 from payments.services.payments import (
     apply_authorization,
     attempt_record_outcome,
@@ -343,11 +346,8 @@ def payment_authentication_complete(*, payment_id: str, actor: str = "shopper") 
         return None
     attempt = payment.attempts.filter(status__in=[AS.REQUIRES_ACTION, AS.PENDING]).order_by("-sequence").first()
     if attempt is not None:
-        try:
-            with outside_transaction():
-                result = get_adapter(attempt.connector).complete_authentication(
-                    PspReference(attempt.id, attempt.psp_reference or None)
-                )
+        try:  # an answer about another reference is refused (logged) by the helper: nothing recorded
+            result = attempt_authentication_complete(attempt)
         except (PspError, PspConfigurationError):
             logger.warning("3-D Secure return of %s: the PSP could not be asked; webhook or recovery will settle it",
                            payment_id, exc_info=True)

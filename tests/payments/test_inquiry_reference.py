@@ -89,3 +89,25 @@ def test_cancel_recover_refuses_an_answer_about_another_payment(psp_settings, se
         f"{payment.status}/{attempt.status}, alpha holds ours {[p['state'] for p in sb.payments(att)]}"
     )
     assert payment.inflight == "cancel"  # whether our void arrived is unknown: the claim stays
+
+
+def test_the_shoppers_return_refuses_an_answer_about_another_payment(psp_settings):
+    """The 3-D Secure return asks the PSP too (`complete_authentication`, an inquiry at both
+    sandboxes): the same refusal applies."""
+    from payments.services import payment_authentication_complete
+
+    merchant = MerchantFactory(connectors=["alpha"])
+    challenge = {"type": "card", "card": {**CARD["card"], "number": "4000000000003220"}}
+    ours = payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data=challenge)
+    assert ours.status == PS.REQUIRES_ACTION
+    other = payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD)
+    assert other.status == PS.SUCCEEDED
+    att = ours.attempts.get().id
+    _point_at(att, other.attempts.get().id)
+    captures = journal_list(owner=merchant.id).filter(reference__startswith="capture:").count()
+
+    payment_authentication_complete(payment_id=ours.id)
+
+    payment = Payment.objects.get(pk=ours.id)
+    assert (payment.status, PaymentAttempt.objects.get(pk=att).status) == (PS.REQUIRES_ACTION, AS.REQUIRES_ACTION)
+    assert journal_list(owner=merchant.id).filter(reference__startswith="capture:").count() == captures
