@@ -111,3 +111,30 @@ def test_the_shoppers_return_refuses_an_answer_about_another_payment(psp_setting
     payment = Payment.objects.get(pk=ours.id)
     assert (payment.status, PaymentAttempt.objects.get(pk=att).status) == (PS.REQUIRES_ACTION, AS.REQUIRES_ACTION)
     assert journal_list(owner=merchant.id).filter(reference__startswith="capture:").count() == captures
+
+
+def test_operation_recover_refuses_an_answer_about_another_payment(psp_settings, settings):
+    """A crashed capture (alpha captured, the outcome was not stored: crash point 3b) is resolved
+    from the authorization's operations; an answer about another authorization does not list ours,
+    which used to record our capture `failed` ("never arrived") although alpha had taken it."""
+    from payments.models import Capture, OperationStatus
+    from payments.services.payments import _capture_begin
+    from psp_adapters.port import CaptureRequest, PspReference
+    from psp_adapters.registry import get_adapter
+
+    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
+    merchant = MerchantFactory(connectors=["alpha"])
+    ours = payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD,
+                          capture_method="manual")
+    other = payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD)
+    attempt = ours.attempts.get()
+    capture = _capture_begin(merchant=merchant, payment_id=ours.id, amount=None, actor="api")
+    get_adapter("alpha").capture(CaptureRequest(payment=PspReference(attempt.id, attempt.psp_reference),
+                                                reference=capture.id, amount=1000, currency="EUR", final=True))
+    _point_at(attempt.id, other.attempts.get().id)
+
+    recovery_run(force=True)
+
+    assert Capture.objects.get(pk=capture.id).status == OperationStatus.PENDING, \
+        "recorded as never arrived from another authorization's operations, though alpha captured it"
+    assert Payment.objects.get(pk=ours.id).status == PS.REQUIRES_CAPTURE
