@@ -98,13 +98,17 @@ def test_a_detach_committed_after_the_confirms_attempt_fails_it_with_400(make_me
     pay_id = later.json()["id"]
     _detach_after(monkeypatch, "_confirm_begin", merchant, pm)
 
-    response = client.post(f"/v1/payments/{pay_id}/confirm", {}, format="json")
+    response = client.post(f"/v1/payments/{pay_id}/confirm", {}, format="json", HTTP_IDEMPOTENCY_KEY="confirm-1")
 
     state = Payment.objects.filter(pk=pay_id).values_list("status", "inflight").get()
     assert response.status_code == 400, (response.status_code, response.content, state)
     assert response.json()["error"]["code"] == "payment_method_detached", response.content
     assert client.get(f"/v1/payments/{pay_id}").json()["status"] == "failed"
     _assert_failed_detached_nothing_sent(pay_id, psp_settings)
+    # work began (the attempt and the payment's failure were written): the answer is stored for the key
+    again = client.post(f"/v1/payments/{pay_id}/confirm", {}, format="json", HTTP_IDEMPOTENCY_KEY="confirm-1")
+    assert (again.status_code, again.content) == (400, response.content)
+    assert again.headers.get("Idempotent-Replayed") == "true"
 
 
 def test_an_off_session_charge_whose_method_is_detached_after_its_insert_fails_with_400(
