@@ -6,6 +6,9 @@ The one question a caller must answer after an error is "may the PSP have proces
 - `PspTimeoutError`: the outcome is UNKNOWN (read timeout, connection dropped after sending,
   504): never try another connector; recovery asks the PSP (`inquire`).
 - `PspProtocolError`: an answer we cannot understand; treated as unknown too.
+- `PspIdempotencyConflictError`: our idempotency key was already used at the PSP with another
+  request (409/422 `idempotency_conflict`): the first one may have been processed, so the outcome is UNKNOWN too.
+- `PspRequestRejectedError`: any other 4xx refusal (invalid request): NOT processed.
 `may_have_processed` says it for every class.
 """
 
@@ -74,10 +77,28 @@ class PspProtocolError(PspError):
 
 class PspRequestRejectedError(PspProtocolError):
     """The PSP refused the request as invalid (400/409/422): nothing was processed.
-    A bug on our side (or an idempotency key reused with another body), never a decline."""
+    A bug on our side, never a decline. (An idempotency key reused with another body is not this:
+    see `PspIdempotencyConflictError`.)"""
 
     code = "psp_request_rejected"
     may_have_processed = False
+
+
+class PspIdempotencyConflictError(PspProtocolError):
+    """The PSP refused our idempotency key (our reference) as already used with another request
+    (409/422 `idempotency_conflict`). Nothing was processed for THIS request, but the FIRST request
+    with the key may have been — its outcome is unknown to us. So it is never a "not processed":
+    another connector is never tried (that could charge twice); recovery asks the PSP by the
+    reference (`inquire`)."""
+
+    code = "psp_idempotency_conflict"
+    default_message = "The payment service provider has already seen this reference; the outcome is unknown."
+    may_have_processed = True
+
+
+# What the PSPs answer (409, some 422) for an idempotency key reused with another body: the sandboxes'
+# `idempotency_conflict`, and the names the big APIs use for it.
+IDEMPOTENCY_CONFLICT_CODES = frozenset({"idempotency_conflict", "idempotency_key_in_use", "idempotency_error"})
 
 
 class PspReferenceNotFoundError(PspError):
@@ -146,6 +167,8 @@ def from_response(response: httpx.Response, *, connector: str) -> PspError:
         cls = PspUnavailableError
     elif status >= 500:  # 504 and the rest: a gateway may have forwarded it
         cls = PspTimeoutError
+    elif status in (409, 422) and code in IDEMPOTENCY_CONFLICT_CODES:  # the key's first request may have been processed
+        cls = PspIdempotencyConflictError
     elif 400 <= status < 500:
         cls = PspRequestRejectedError
     else:

@@ -495,16 +495,31 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
     per connector (each committed before its call), the outcome recorded after each."""
     payment_id = payment.id
     recorded: list[Payment] = []
-    pm_data = None if payment.off_session else method_psp_data(payment.payment_method, method)
+    # the PSP gets the STORED method (a saved card decrypted, its credentials): a detach may have
+    # committed since `_confirm_begin` checked it (it locks the method, not the payment)
+    stored = method is None or payment.off_session
+    pm_data = None
     for index, connector in enumerate(plan):
         # the first attempt was committed with the claim; each one before its PSP call
         attempt = first if index == 0 else attempt_start(payment_id=payment_id, connector=connector)
         ntid = None
-        if payment.off_session:  # MIT: this connector's token, or the card with the CIT's NTID
-            cred = method_off_session_data(payment.payment_method, connector)
-            data, ntid = cred.payment_method, cred.network_transaction_id
-        else:
-            data = pm_data
+        try:
+            if payment.off_session:  # MIT: this connector's token, or the card with the CIT's NTID
+                cred = method_off_session_data(payment.payment_method, connector)
+                data, ntid = cred.payment_method, cred.network_transaction_id
+            else:
+                if pm_data is None:
+                    pm_data = method_psp_data(payment.payment_method, method)
+                data = pm_data
+            # checked AFTER the data was read: a detach committing later is ordered after this call
+            detached = stored and _method_detached(payment.payment_method_id)
+        except Exception:  # a shredded number (detached meanwhile) cannot be decrypted
+            if not (stored and _method_detached(payment.payment_method_id)):
+                raise
+            detached = True
+        if detached:  # nothing is sent: the attempt fails, the payment with it, the claim is released
+            _confirm_method_detached(payment_id=payment_id, attempt_id=attempt.id, actor=actor)
+            raise InvalidRequestError(DETACHED_MESSAGE, param="payment_method", code="payment_method_detached")
         request = AuthorizeRequest(
             reference=attempt.id,
             amount=payment.amount,
@@ -551,6 +566,40 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
     return payment
 
 
+DETACHED_MESSAGE = "This payment method was detached from its customer."
+
+
+def _method_detached(payment_method_id: str | None) -> bool:
+    return PaymentMethod.objects.filter(pk=payment_method_id, detached_at__isnull=False).exists()
+
+
+@transaction.atomic(durable=True)
+def _confirm_method_detached(*, payment_id: str, attempt_id: str, actor: str) -> None:
+    """The confirmation's method was detached after its attempt was committed and before its PSP
+    call (the detach/confirm race): no PSP was asked, so the attempt is `failed` (not left
+    `started` for recovery to find "never arrived"), the payment `failed` with
+    `last_error.code = "payment_method_detached"` and `payment.failed`, and the confirm claim is
+    released. The caller answers 400 `payment_method_detached`."""
+    payment = payment_lock(payment_id)
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if attempt.status != AS.STARTED:  # pragma: no cover - nothing else resolves a started attempt here
+        return
+    at = now()
+    transition(attempt, "mark_failed", payment=payment, actor=actor, at=at,
+               error="payment_method_detached: detached before the PSP call; nothing was sent",
+               data={"error": "payment_method_detached"})
+    attempt.save()
+    if transition(payment, "mark_failed", payment=payment, actor=actor, error={
+        "code": "payment_method_detached", "decline_code": None,
+        "message": "The payment method was detached from its customer before the payment was sent; "
+                   "no payment service provider was asked. Create a payment with another payment method.",
+    }):
+        emit(payment, "payment.failed")
+    if payment.inflight == "confirm":
+        inflight_release(payment)
+    payment.save()
+
+
 @transaction.atomic(durable=True)
 def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[list[str], PaymentAttempt]:
     payment = _locked(merchant, payment_id)
@@ -570,8 +619,7 @@ def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None
     if pm is None:
         raise InvalidRequestError("The payment has no payment method.", param="payment_method")
     if pm.detached_at is not None:  # its number is shredded: no confirmation of any kind can send it
-        raise InvalidRequestError("This payment method was detached from its customer.",
-                                  param="payment_method", code="payment_method_detached")
+        raise InvalidRequestError(DETACHED_MESSAGE, param="payment_method", code="payment_method_detached")
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
                   method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules,
                   circuits=circuits)

@@ -22,6 +22,7 @@ from payments.locks import payment_lock
 from payments.models import AS, Capture, OperationStatus, Payment, PaymentAttempt, Refund
 from payments.services.common import emit, inflight_release, now, recovery_delay, setting, transition
 from payments.services.disputes import DisputeAttemptUnknownError, DisputeEventRefusedError, dispute_apply_event
+from payments.services.inquiry import InquiryReferenceMismatchError, attempt_inquire
 from payments.services.payments import (
     _cancel_record,
     attempt_record_outcome,
@@ -99,8 +100,11 @@ def cancel_recover(*, payment_id: str, release: bool = True) -> None:
         _cancel_claim_release(payment_id=payment_id)
         return
     try:
-        with outside_transaction():
-            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+        result = attempt_inquire(attempt)
+    except InquiryReferenceMismatchError:
+        # the answer is about another authorization (logged as an error by `attempt_inquire`):
+        # whether OUR void arrived is unknown, so the claim stays (asked again; operations look)
+        return
     except PspError as exc:
         logger.warning("inquiry for the cancel of %s failed: %s", payment_id, exc)
         return
@@ -117,13 +121,18 @@ def attempt_recover(*, attempt_id: str) -> bool:
     if attempt.status not in RECOVERABLE:
         return True
     try:
-        with outside_transaction():
-            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+        result = attempt_inquire(attempt)
     except PspReferenceNotFoundError:
         if attempt.status in (AS.STARTED, AS.UNKNOWN):
             _never_arrived(attempt_id=attempt_id)
             return True
         _reschedule(attempt_id=attempt_id, why="the PSP does not know the reference")
+        return False
+    except InquiryReferenceMismatchError as exc:
+        # the PSP answered about another authorization (our stored pspReference is not this
+        # attempt's): nothing is recorded, and asking by the same reference will not tell more,
+        # so operations are asked to look at once (logged as an error by `attempt_inquire`)
+        _reschedule(attempt_id=attempt_id, why=f"{exc.code}: {exc.message}", attention=True)
         return False
     except PspError as exc:
         _reschedule(attempt_id=attempt_id, why=f"{exc.code}: {exc.message}")
@@ -163,10 +172,10 @@ def _never_arrived(*, attempt_id: str) -> None:
     payment.save()
 
 
-def _reschedule(*, attempt_id: str, why: str) -> None:
+def _reschedule(*, attempt_id: str, why: str, attention: bool = False) -> None:
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     inquiries = attempt.inquiries + 1
-    flag = inquiries >= setting("PAYMENTS_RECOVERY_MAX_INQUIRIES", 9)
+    flag = attention or inquiries >= setting("PAYMENTS_RECOVERY_MAX_INQUIRIES", 9)
     if flag and not attempt.needs_attention:
         logger.error("attempt %s unresolved after %s inquiries (%s): operations must look", attempt_id, inquiries, why)
     PaymentAttempt.objects.filter(pk=attempt_id).update(
@@ -196,8 +205,7 @@ def operation_recover(*, kind: OperationKind, operation_id: str) -> None:
     op = model.objects.select_related("attempt").get(pk=operation_id)
     attempt = op.attempt
     try:
-        with outside_transaction():
-            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+        result = attempt_inquire(attempt)
     except PspError as exc:
         logger.warning("inquiry for %s failed: %s", operation_id, exc)
         model.objects.filter(pk=operation_id).update(next_inquiry_at=now() + recovery_delay(1))
@@ -233,8 +241,7 @@ def attempt_settlement_inquire(*, attempt_id: str) -> bool:
         attempt_recover(attempt_id=attempt_id)
         return True
     try:
-        with outside_transaction():
-            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
+        result = attempt_inquire(attempt)
     except PspError as exc:
         logger.warning("settlement inquiry for %s failed: %s", attempt_id, exc)
         return False

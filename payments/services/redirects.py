@@ -21,6 +21,7 @@ from payments.locks import payment_lock
 from payments.method_types import METHOD_TYPES
 from payments.models import AS, PS, Payment, PaymentAttempt
 from payments.services.common import emit, inflight_release, now, setting, transition
+from payments.services.inquiry import attempt_inquire
 from payments.services.payments import void_reference
 from payments.services.recovery import attempt_recover
 from psp_adapters.errors import PspError
@@ -80,11 +81,10 @@ def redirect_expire(*, attempt_id: str, seconds: int) -> bool:
 def _voided_at_psp(attempt: PaymentAttempt) -> bool:
     """Whether the PSP holds the attempt voided (False when it cannot be asked: recovery asks later)."""
     try:
-        with outside_transaction():
-            result = get_adapter(attempt.connector).inquire(PspReference(attempt.id, attempt.psp_reference or None))
-    except PspError:
+        result = attempt_inquire(attempt)
+    except PspError:  # including an answer about another reference (refused and logged there)
         return False
-    return result.payment.reference == attempt.id and result.state == PspState.VOIDED
+    return result.state == PspState.VOIDED
 
 
 @transaction.atomic(durable=True)

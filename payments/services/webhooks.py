@@ -23,13 +23,17 @@ from functools import partial
 from django.db import IntegrityError, transaction
 
 from payera.audit.services import record_auth_failure
-from payera.core.db import outside_transaction
 from payera.core.masking import mask_json_text
 from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
 from payments.services.common import now, postings_last, setting
 from payments.services.disputes import DisputeAttemptUnknownError, DisputeEventRefusedError, dispute_apply_event
+from payments.services.inquiry import (
+    InquiryReferenceMismatchError,
+    attempt_authentication_complete,
+    attempt_inquire,
+)
 from payments.services.payments import (
     apply_authorization,
     attempt_record_outcome,
@@ -261,21 +265,18 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
     if operation is not None and attempt.connector != connector:
         return f"ignored: {e.kind.value} {operation.id} belongs to {attempt.connector}"
     try:
-        with outside_transaction():
-            result = get_adapter(connector).inquire(
-                PspReference(attempt.id, attempt.psp_reference or e.payment.psp_reference or None)
-            )
+        result = attempt_inquire(attempt, connector=connector, psp_reference=e.payment.psp_reference)
+    except InquiryReferenceMismatchError as exc:
+        # the event named our attempt with a pspReference of another authorization (a PSP bug, a
+        # leaked webhook secret): that one's state says nothing about ours
+        logger.error("PSP %s event %s names %s with pspReference %s, which the PSP says is %s's: ignored",
+                     connector, e.event_id, attempt.id, e.payment.psp_reference, exc.answered.reference)
+        return (f"ignored: {connector} says pspReference {e.payment.psp_reference} is not {attempt.id}'s"
+                f" (it is {exc.answered.reference}'s)")
     except PspReferenceNotFoundError:
         raise _Park(f"not confirmed: {connector} does not know {attempt.id}") from None
     except PspError as exc:
         raise _Park(f"not confirmed yet: the inquiry failed ({exc.code})") from None
-    if result.payment.reference != attempt.id:
-        # the event named our attempt with a pspReference of another authorization (a PSP bug, a
-        # leaked webhook secret): that one's state says nothing about ours
-        logger.error("PSP %s event %s names %s with pspReference %s, which the PSP says is %s's: ignored",
-                     connector, e.event_id, attempt.id, e.payment.psp_reference, result.payment.reference)
-        return (f"ignored: {connector} says pspReference {e.payment.psp_reference} is not {attempt.id}'s"
-                f" (it is {result.payment.reference}'s)")
     if operation is not None:
         found = [op for op in result.operations if op.reference == operation.id]
         if not found or found[0].outcome == Outcome.PENDING:
@@ -345,11 +346,8 @@ def payment_authentication_complete(*, payment_id: str, actor: str = "shopper") 
         return None
     attempt = payment.attempts.filter(status__in=[AS.REQUIRES_ACTION, AS.PENDING]).order_by("-sequence").first()
     if attempt is not None:
-        try:
-            with outside_transaction():
-                result = get_adapter(attempt.connector).complete_authentication(
-                    PspReference(attempt.id, attempt.psp_reference or None)
-                )
+        try:  # an answer about another reference is refused (logged) by the helper: nothing recorded
+            result = attempt_authentication_complete(attempt)
         except (PspError, PspConfigurationError):
             logger.warning("3-D Secure return of %s: the PSP could not be asked; webhook or recovery will settle it",
                            payment_id, exc_info=True)

@@ -18,6 +18,7 @@ from django.core.management import call_command
 
 from psp_adapters.errors import (
     PspAuthenticationError,
+    PspIdempotencyConflictError,
     PspReferenceNotFoundError,
     PspRequestRejectedError,
     PspUnavailableError,
@@ -162,11 +163,16 @@ class PspAdapterContract:
         assert len({r.payment.psp_reference for r in results}) == 1
         assert len(sandboxes[self.connector].payments(reference)) == 1
 
-    def test_same_reference_other_parameters_is_rejected(self, adapter):
+    def test_same_reference_other_parameters_is_an_idempotency_conflict_with_an_unknown_outcome(self, adapter):
+        """409 `idempotency_conflict`: the key's first request may have been processed, so the
+        error says the outcome is unknown (never "not processed": that would cascade and could
+        charge twice)."""
         reference = ref()
         self.authorize(adapter, reference=reference, amount=1000)
-        with pytest.raises(PspRequestRejectedError):
+        with pytest.raises(PspIdempotencyConflictError) as exc:
             self.authorize(adapter, reference=reference, amount=2000)
+        assert (exc.value.status_code, exc.value.psp_code) == (409, "idempotency_conflict")
+        assert exc.value.may_have_processed is True
 
     def test_inquire_by_reference_only(self, adapter):
         r = self.approved(adapter)
