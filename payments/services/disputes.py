@@ -18,7 +18,7 @@ from payments.postings import chargeback_journals
 from payments.serializers import render_dispute
 from payments.services.booking_sync import booking_dispute_opened
 from payments.services.common import emit, now, post, postings_last, setting, transition
-from psp_adapters.port import DisputeStatus, PspEvent
+from psp_adapters.port import DisputeResult, DisputeStatus, Outcome, PspEvent, PspEventKind
 
 logger = logging.getLogger("payera.payments")
 
@@ -40,6 +40,17 @@ class DisputeClosedError(InvalidRequestError):
 
 def _emit_dispute(dispute: Dispute, type_: str) -> None:
     event_record(merchant_id=dispute.merchant_id, type=type_, data=render_dispute(dispute))
+
+
+def dispute_event_from_inquiry(found: DisputeResult, *, event_id: str) -> PspEvent:
+    """The dispute as the PSP's inquiry (`PspAdapter.inquire_dispute`) holds it now, as the event
+    `dispute_apply_event` applies: its status, amount and currency are the PSP's, never a webhook's.
+    The one path by which a dispute is created or moved (the inbound webhook and reconciliation's
+    dispute inquiry both go through it)."""
+    return PspEvent(
+        event_id=event_id, kind=PspEventKind.DISPUTE, outcome=Outcome.APPROVED, payment=found.payment,
+        amount=found.amount, currency=found.currency, occurred_at=now(), dispute=found.dispute,
+    )
 
 
 def dispute_apply_event(*, connector: str, event: PspEvent, actor: str) -> str:
