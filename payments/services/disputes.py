@@ -10,6 +10,7 @@ import logging
 from django.db import IntegrityError, transaction
 
 from payera.core.errors import InvalidRequestError
+from payera.core.money import per_currency_amount
 from payera.events.services import event_record
 from payera.merchants.models import Merchant
 from payments.locks import payment_lock
@@ -36,6 +37,12 @@ class DisputeEventRefusedError(Exception):
 class DisputeClosedError(InvalidRequestError):
     code = "dispute_closed"
     default_message = "The dispute is closed or its evidence was already sent."
+
+
+def chargeback_fee(currency: str) -> int:
+    """The chargeback fee in `currency`'s minor units (`PAYMENTS_CHARGEBACK_FEE`, a per-currency
+    table: payera.core.money.per_currency_amount)."""
+    return per_currency_amount(setting("PAYMENTS_CHARGEBACK_FEE", {}), currency, setting="PAYMENTS_CHARGEBACK_FEE")
 
 
 def _emit_dispute(dispute: Dispute, type_: str) -> None:
@@ -119,7 +126,7 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
     info = event.dispute
     assert info is not None
     amount, currency = _dispute_event_money(payment, event)
-    fee = int(setting("PAYMENTS_CHARGEBACK_FEE", 1500))
+    fee = chargeback_fee(currency)
     with transaction.atomic():
         dispute = Dispute.objects.create(
             merchant_id=payment.merchant_id, payment=payment, attempt_id=attempt_id, connector=connector,
