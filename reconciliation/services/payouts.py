@@ -304,9 +304,23 @@ def payout_mark_failed(*, payout_id: str, reason: str = "", now: datetime | None
     return payout
 
 
-def payouts_send(*, merchant_id: str | None = None, now: datetime | None = None) -> list[Payout]:
-    """Every pending payout goes in transit (the bank file is written from the result)."""
+def _pending(merchant_id: str | None):
     qs = Payout.objects.filter(status=PayoutStatus.PENDING).order_by("created_at", "id")
-    if merchant_id is not None:
-        qs = qs.filter(merchant_id=merchant_id)
+    return qs if merchant_id is None else qs.filter(merchant_id=merchant_id)
+
+
+def _suspended_ids():
+    return Merchant.objects.filter(status=MerchantStatus.SUSPENDED).values("pk")
+
+
+def payouts_send(*, merchant_id: str | None = None, now: datetime | None = None) -> list[Payout]:
+    """Every pending payout goes in transit (the bank file is written from the result), except those
+    of a suspended merchant: held pending (`payouts_held`) until it is reinstated."""
+    qs = _pending(merchant_id).exclude(merchant_id__in=_suspended_ids())
     return [payout_mark_in_transit(payout_id=pk, now=now) for pk in qs.values_list("pk", flat=True)]
+
+
+def payouts_held(*, merchant_id: str | None = None) -> list[Payout]:
+    """Pending payouts of suspended merchants (created before the suspension): neither sent nor put
+    in a bank file while it lasts; the operator sees them in `run_payouts` and the admin."""
+    return list(_pending(merchant_id).filter(merchant_id__in=_suspended_ids()))
