@@ -8,6 +8,7 @@ class PaymentsConfig(AppConfig):
     def ready(self) -> None:
         from payera.audit import registry
         from payera.backoffice.panels import Panel, panel_register
+        from payments import checks  # noqa: F401 - registers the system checks
         from payments import models as m
         from payments.panels import stuck_panel
 

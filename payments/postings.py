@@ -9,7 +9,7 @@ everything returns exactly the whole fee (`refund_fee_back`; a booking's refund 
 the fixed share its escrow keeps for it and counts first, whenever it settles):
   refund:<re>        Dr merchant_pending  R   /  Cr psp_receivable:C  R
   refund_fee:<re>    Dr fee_revenue       f   /  Cr merchant_pending  f      (when f > 0)
-Dispute (chargeback) of D on connector C with chargeback fee K (PAYMENTS_CHARGEBACK_FEE), when
+Dispute (chargeback) of D on connector C with chargeback fee K (PAYMENTS_CHARGEBACK_FEE[currency]), when
 the PSP opens it (the PSP takes D back from us; we take D and K from the merchant):
   chargeback:<dp>          Dr merchant_pending  D  /  Cr psp_receivable:C  D
   chargeback_fee:<dp>      Dr merchant_pending  K  /  Cr fee_revenue       K   (when K > 0)

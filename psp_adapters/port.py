@@ -392,6 +392,10 @@ class Capabilities:
     # The PSP's status inquiry reports authorizations, captures and refunds truthfully, so a
     # webhook about them is a hint that Payera confirms by asking (docs/recovery.md).
     inquiry_confirms_webhooks: bool = True
+    # The PSP's dispute inquiry (`inquire_dispute`) reports a dispute's current status, amount and
+    # currency truthfully, so a dispute webhook is a hint too: Payera applies what the inquiry
+    # answers, never the message (docs/payments.md "Disputes"). Off only for a PSP without one.
+    inquiry_confirms_disputes: bool = True
 
     def supports(self, method: PaymentMethodType | str, currency: str) -> bool:
         if PaymentMethodType(method) not in self.payment_methods:

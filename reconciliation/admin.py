@@ -190,9 +190,20 @@ class PayoutAdmin(ReadOnlyAdmin):
                 bank_file = payout_bank_file_export(user=request.user, payout_ids=[p.pk for p in payouts],
                                                     reason=form.cleaned_data["reason"])
             except PayeraError as exc:
-                self.message_user(request, f"No bank file: {exc.message}", level=messages.ERROR)
+                message = exc.message if exc.message.startswith("No bank file") else f"No bank file: {exc.message}"
+                self.message_user(request, message, level=messages.ERROR)
                 return None
-            return _csv(bank_file.content, bank_file.filename)  # admin views are never_cache (no-store)
+            if bank_file.held:  # shown with the next page: the answer to this request is the file
+                self.message_user(
+                    request,
+                    f"Held out of {bank_file.filename}: {', '.join(map(str, bank_file.held))}; they go in a file "
+                    "once the merchant is reinstated.",
+                    level=messages.WARNING,
+                )
+            response = _csv(bank_file.content, bank_file.filename)
+            if bank_file.held:
+                response["Payera-Held-Payouts"] = ",".join(h.payout_id for h in bank_file.held)
+            return response  # admin views are never_cache (no-store)
         context = {**self.admin_site.each_context(request), "title": "Export the bank file", "form": form,
                    "objects": list(queryset), "action_name": request.POST.get("action", ""),
                    "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),

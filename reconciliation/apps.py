@@ -8,6 +8,7 @@ class ReconciliationConfig(AppConfig):
     def ready(self) -> None:
         from payera.audit import registry
         from payera.backoffice.panels import Panel, panel_register
+        from reconciliation import checks  # noqa: F401 - registers the system checks
         from reconciliation.models import Discrepancy, MerchantPayoutSettings, Payout, ReconciliationRun, SettlementRun
         from reconciliation.panels import payouts_panel
 

@@ -15,6 +15,13 @@ class PayoutStateError(InvalidRequestError):
     default_message = "The payout can not make this transition from its current status."
 
 
+class PayoutHeldError(PayoutStateError):
+    """Payouts of a suspended merchant stay out of the bank file until it is reinstated."""
+
+    code = "payout_held"
+    default_message = "The payouts are held: their merchant is suspended."
+
+
 class BankAccountInvalidError(InvalidRequestError):
     code = "bank_account_invalid"
     default_message = "The bank account is invalid."

@@ -20,7 +20,6 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
 
-DEFAULT_MINIMUM_PAYOUT = 1000  # minor units of the payout's currency
 DEFAULT_RESERVE_BPS = 0  # basis points of available kept back at each payout
 
 
@@ -29,8 +28,12 @@ class MerchantPayoutSettings(models.Model):
         "merchants.Merchant", on_delete=models.PROTECT, primary_key=True, related_name="+"
     )
     payouts_enabled = models.BooleanField(default=True)
+    # NULL: the payout currency's default (settings.RECONCILIATION_PAYOUT_MINIMUM, per currency in
+    # its own minor units); a number: the merchant's own minimum, in minor units of every currency
     minimum_payout_amount = models.BigIntegerField(
-        default=DEFAULT_MINIMUM_PAYOUT, help_text="Minor units: no payout below this amount."
+        null=True, blank=True, default=None,
+        help_text="Minor units of every currency: no payout below this amount. Empty: each currency's default "
+                  "(RECONCILIATION_PAYOUT_MINIMUM).",
     )
     reserve_bps = models.PositiveIntegerField(
         default=DEFAULT_RESERVE_BPS, help_text="Basis points (1/100 %) of available kept back at each payout."

@@ -7,12 +7,16 @@ stored and never used for arithmetic on balances.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 import iso4217
 
 from payera.core.errors import InvalidRequestError
+
+logger = logging.getLogger("payera.money")
 
 MAX_AMOUNT = 99_999_999_999  # minor units; well inside BIGINT, above any single card payment
 
@@ -71,3 +75,44 @@ def minor_to_decimal_string(amount: int, currency: str) -> str:
     sign = "-" if amount < 0 else ""
     whole, frac = divmod(abs(amount), 10**exponent)
     return f"{sign}{whole}.{frac:0{exponent}d}"
+
+
+# --- per-currency amounts (settings tables: ISO 4217 code -> minor units) ---------------------
+# A fixed amount of money (a chargeback fee, a minimum payout) is worth something different in
+# each currency, and a minor unit is too (¥1 is a minor unit; so is 0.001 KWD): one number of
+# minor units for every currency is wrong in most of them. Such settings are tables naming each
+# currency's amount in its own minor units, plus "*": the amount for any currency the table does
+# not name, in hundredths of the major unit (like a fee schedule's fixed part), scaled to the
+# currency's ISO 4217 exponent. That fallback only gets the digits right, not the value: it is
+# logged as a warning each time it is used, so operations add the currency to the table.
+PER_CURRENCY_FALLBACK = "*"
+
+
+def per_currency_amount(table: Mapping[str, int], currency: str, *, setting: str) -> int:
+    """The table's amount for `currency` in its minor units (see above)."""
+    code = currency.upper()
+    if code in table:
+        return int(table[code])
+    exponent = currency_exponent(code)
+    derived = int(table[PER_CURRENCY_FALLBACK]) * 10**exponent // 100
+    logger.warning("%s names no amount for %s: %s minor units derived from its %r entry; add %s to the table",
+                   setting, code, derived, PER_CURRENCY_FALLBACK, code)
+    return derived
+
+
+def per_currency_table_problems(table: object, *, setting: str, least: int) -> list[str]:
+    """What is wrong with a per-currency settings table (system checks refuse to start with it)."""
+    if not isinstance(table, Mapping):
+        return [f"{setting} must be a mapping of ISO 4217 codes to minor units (with a {PER_CURRENCY_FALLBACK!r}"
+                f" entry), not {type(table).__name__}"]
+    problems = []
+    if PER_CURRENCY_FALLBACK not in table:
+        problems.append(f"{setting} needs a {PER_CURRENCY_FALLBACK!r} entry (hundredths of the major unit) for"
+                        " currencies it does not name")
+    for code, amount in table.items():
+        if code != PER_CURRENCY_FALLBACK and (not isinstance(code, str) or code != code.upper()
+                                              or _exponent(code) is None):
+            problems.append(f"{setting}: {code!r} is not an upper-case payable ISO 4217 code")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < least:
+            problems.append(f"{setting}[{code!r}] must be an integer >= {least} (minor units), not {amount!r}")
+    return problems

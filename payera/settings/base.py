@@ -424,7 +424,17 @@ PAYMENTS_WEBHOOK_PARK_MAX_TRIES = 10
 # has the defaults: processing 15 min, requires_action 1 h, in_review 1 h, pending capture or
 # refund 15 min, a received but unapplied PSP webhook 5 min); an entry here overrides one.
 PAYMENTS_STUCK_SLA_SECONDS: dict[str, int] = {}
-PAYMENTS_CHARGEBACK_FEE = 1500  # minor units taken from the merchant with each dispute (returned if won)
+# The chargeback fee taken from the merchant with each dispute (returned if won), per currency in
+# its own minor units (ISO 4217 exponent: JPY 0, EUR 2, KWD 3), about EUR 15 each. "*": any other
+# currency, in hundredths of its major unit scaled to its exponent (a warning each time: add the
+# currency here). payera.core.money.per_currency_amount; a malformed table stops the start (checks).
+PAYMENTS_CHARGEBACK_FEE: dict[str, int] = {
+    "EUR": 1500, "USD": 1500, "GBP": 1500, "CHF": 1500, "CAD": 2000, "AUD": 2500, "NZD": 2500,
+    "SEK": 17500, "NOK": 17500, "DKK": 11000, "PLN": 6500, "CZK": 37500, "HUF": 600000, "RON": 7500,
+    "JPY": 2500, "KRW": 22000,
+    "KWD": 5000, "BHD": 6000, "OMR": 6000, "JOD": 12000, "TND": 50000,
+    "*": 1500,
+}
 PAYMENTS_CIRCUIT_THRESHOLD = 5
 PAYMENTS_CIRCUIT_WINDOW = 60
 PAYMENTS_CIRCUIT_COOLDOWN = 30
@@ -459,7 +469,16 @@ CELERY_BEAT_SCHEDULE["payments-booking-expiry"] = {"task": "payments.tasks.booki
 # --- Settlement and payouts (reconciliation app; docs/settlement.md) ----------------------
 # Daily, UTC: settle first (pending -> available), then create payouts from available.
 # Per-merchant minimum payout and reserve live in reconciliation.MerchantPayoutSettings
-# (defaults: reconciliation.models.DEFAULT_MINIMUM_PAYOUT / DEFAULT_RESERVE_BPS).
+# (default reserve: reconciliation.models.DEFAULT_RESERVE_BPS). A merchant without its own minimum
+# gets the payout currency's default below, in that currency's minor units, about EUR 10 each; "*"
+# as in PAYMENTS_CHARGEBACK_FEE (payera.core.money.per_currency_amount).
+RECONCILIATION_PAYOUT_MINIMUM: dict[str, int] = {
+    "EUR": 1000, "USD": 1000, "GBP": 1000, "CHF": 1000, "CAD": 1500, "AUD": 1500, "NZD": 1500,
+    "SEK": 12000, "NOK": 12000, "DKK": 7500, "PLN": 4500, "CZK": 25000, "HUF": 400000, "RON": 5000,
+    "JPY": 1500, "KRW": 15000,
+    "KWD": 3000, "BHD": 4000, "OMR": 4000, "JOD": 7500, "TND": 35000,
+    "*": 1000,
+}
 from celery.schedules import crontab  # noqa: E402
 
 CELERY_BEAT_SCHEDULE["reconciliation-settlement-run"] = {

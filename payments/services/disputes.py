@@ -10,6 +10,7 @@ import logging
 from django.db import IntegrityError, transaction
 
 from payera.core.errors import InvalidRequestError
+from payera.core.money import per_currency_amount
 from payera.events.services import event_record
 from payera.merchants.models import Merchant
 from payments.locks import payment_lock
@@ -18,7 +19,7 @@ from payments.postings import chargeback_journals
 from payments.serializers import render_dispute
 from payments.services.booking_sync import booking_dispute_opened
 from payments.services.common import emit, now, post, postings_last, setting, transition
-from psp_adapters.port import DisputeStatus, PspEvent
+from psp_adapters.port import DisputeResult, DisputeStatus, Outcome, PspEvent, PspEventKind
 
 logger = logging.getLogger("payera.payments")
 
@@ -38,8 +39,25 @@ class DisputeClosedError(InvalidRequestError):
     default_message = "The dispute is closed or its evidence was already sent."
 
 
+def chargeback_fee(currency: str) -> int:
+    """The chargeback fee in `currency`'s minor units (`PAYMENTS_CHARGEBACK_FEE`, a per-currency
+    table: payera.core.money.per_currency_amount)."""
+    return per_currency_amount(setting("PAYMENTS_CHARGEBACK_FEE", {}), currency, setting="PAYMENTS_CHARGEBACK_FEE")
+
+
 def _emit_dispute(dispute: Dispute, type_: str) -> None:
     event_record(merchant_id=dispute.merchant_id, type=type_, data=render_dispute(dispute))
+
+
+def dispute_event_from_inquiry(found: DisputeResult, *, event_id: str) -> PspEvent:
+    """The dispute as the PSP's inquiry (`PspAdapter.inquire_dispute`) holds it now, as the event
+    `dispute_apply_event` applies: its status, amount and currency are the PSP's, never a webhook's.
+    The one path by which a dispute is created or moved (the inbound webhook and reconciliation's
+    dispute inquiry both go through it)."""
+    return PspEvent(
+        event_id=event_id, kind=PspEventKind.DISPUTE, outcome=Outcome.APPROVED, payment=found.payment,
+        amount=found.amount, currency=found.currency, occurred_at=now(), dispute=found.dispute,
+    )
 
 
 def dispute_apply_event(*, connector: str, event: PspEvent, actor: str) -> str:
@@ -108,7 +126,7 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
     info = event.dispute
     assert info is not None
     amount, currency = _dispute_event_money(payment, event)
-    fee = int(setting("PAYMENTS_CHARGEBACK_FEE", 1500))
+    fee = chargeback_fee(currency)
     with transaction.atomic():
         dispute = Dispute.objects.create(
             merchant_id=payment.merchant_id, payment=payment, attempt_id=attempt_id, connector=connector,

@@ -21,7 +21,12 @@ from payera.core.db import outside_transaction
 from payments.locks import payment_lock
 from payments.models import AS, Capture, OperationStatus, Payment, PaymentAttempt, Refund
 from payments.services.common import emit, inflight_release, now, recovery_delay, setting, transition
-from payments.services.disputes import DisputeAttemptUnknownError, DisputeEventRefusedError, dispute_apply_event
+from payments.services.disputes import (
+    DisputeAttemptUnknownError,
+    DisputeEventRefusedError,
+    dispute_apply_event,
+    dispute_event_from_inquiry,
+)
 from payments.services.inquiry import InquiryReferenceMismatchError, attempt_inquire
 from payments.services.payments import (
     _cancel_record,
@@ -35,8 +40,6 @@ from psp_adapters.port import (
     AuthorizeResult,
     OperationKind,
     Outcome,
-    PspEvent,
-    PspEventKind,
     PspReference,
     PspState,
 )
@@ -271,10 +274,7 @@ def dispute_settlement_inquire(*, attempt_id: str, psp_dispute_id: str) -> bool:
     except PspError as exc:
         logger.warning("dispute inquiry %s of %s failed: %s", psp_dispute_id, attempt_id, exc.code)
         return False
-    event = PspEvent(
-        event_id=f"inquiry:{found.dispute.psp_dispute_id}", kind=PspEventKind.DISPUTE, outcome=Outcome.APPROVED,
-        payment=found.payment, amount=found.amount, currency=found.currency, occurred_at=now(), dispute=found.dispute,
-    )
+    event = dispute_event_from_inquiry(found, event_id=f"inquiry:{found.dispute.psp_dispute_id}")
     apply = partial(dispute_apply_event, connector=attempt.connector, event=event, actor="system:recovery")
     try:
         note = apply()

@@ -11,7 +11,9 @@ yet is parked and asked again. Idempotent and order-proof — every outcome goes
 recording functions as the synchronous answers (`apply_authorization`, `capture_record_outcome`,
 `refund_record_outcome`), which ignore what is no longer allowed. An event for an attempt or
 operation we do not know is parked and retried, then raised to operations (status `failed` in
-the admin).
+the admin). A dispute event is a hint as well (`Capabilities.inquiry_confirms_disputes`): the
+PSP's dispute inquiry is asked and its answer applied; a dispute the PSP does not know is refused
+(`failed` at once), an inquiry that fails is parked and asked again.
 """
 
 from __future__ import annotations
@@ -23,12 +25,18 @@ from functools import partial
 from django.db import IntegrityError, transaction
 
 from payera.audit.services import record_auth_failure
+from payera.core.db import outside_transaction
 from payera.core.masking import mask_json_text
 from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
 from payments.services.common import now, postings_last, setting
-from payments.services.disputes import DisputeAttemptUnknownError, DisputeEventRefusedError, dispute_apply_event
+from payments.services.disputes import (
+    DisputeAttemptUnknownError,
+    DisputeEventRefusedError,
+    dispute_apply_event,
+    dispute_event_from_inquiry,
+)
 from payments.services.inquiry import (
     InquiryReferenceMismatchError,
     attempt_authentication_complete,
@@ -242,6 +250,8 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
     if e.kind == PspEventKind.DISPUTE:
         if e.dispute is None:  # stored before disputes were handled (no dispute info kept)
             return "ignored: dispute event stored without its dispute"
+        if get_adapter(connector).capabilities.inquiry_confirms_disputes:
+            return _apply_dispute_confirmed(connector, e, actor=actor)
         try:
             return dispute_apply_event(connector=connector, event=e, actor=actor)
         except DisputeAttemptUnknownError as exc:
@@ -295,6 +305,48 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
                        connector, e.event_id, e.outcome.value, attempt.id, result.outcome.value)
         note = f"authorization: {verdict} (the event said {e.outcome.value}; the inquiry said {result.outcome.value})"
     return note
+
+
+def _apply_dispute_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
+    """A dispute event is a hint too: ask the PSP about that dispute (`inquire_dispute`, outside any
+    transaction) and apply its answer — the PSP's status, amount and currency, never the message's —
+    through `dispute_apply_event`, as reconciliation's dispute inquiry does (one dispute row per
+    connector and PSP id, forward-only transitions, postings under business references: the two
+    paths and any late or repeated webhook apply once). A dispute the PSP does not know on this
+    attempt (a forged or misdirected event) is refused: raised to operations, nothing created or
+    posted. The PSP cannot be asked → parked and asked again, as other inbound events."""
+    info = e.dispute
+    assert info is not None
+    attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
+    if attempt is None:
+        raise _Park(f"unknown attempt {e.payment.reference}")
+    try:
+        with outside_transaction():
+            found = get_adapter(connector).inquire_dispute(
+                PspReference(attempt.id, attempt.psp_reference or e.payment.psp_reference or None),
+                info.psp_dispute_id,
+            )
+    except PspReferenceNotFoundError:
+        raise _Refuse(
+            f"not confirmed: {connector} does not know dispute {info.psp_dispute_id} on {attempt.id}; not applied"
+        ) from None
+    except PspError as exc:
+        raise _Park(f"not confirmed yet: the dispute inquiry failed ({exc.code})") from None
+    try:
+        note = dispute_apply_event(
+            connector=connector, event=dispute_event_from_inquiry(found, event_id=e.event_id), actor=actor
+        )
+    except DisputeAttemptUnknownError as exc:
+        raise _Park(str(exc)) from exc
+    except DisputeEventRefusedError as exc:
+        raise _Refuse(str(exc)) from exc
+    said = f"{info.status.value}, {e.amount or found.amount} {(e.currency or found.currency).upper()}"
+    told = f"{found.dispute.status.value}, {found.amount} {found.currency.upper()}"
+    if said != told:
+        logger.warning("PSP %s event %s said dispute %s is %s; the inquiry says %s: applied the inquiry",
+                       connector, e.event_id, info.psp_dispute_id, said, told)
+        return f"{note} (the event said {said}; the inquiry said {told})"
+    return f"{note} (confirmed by inquiry: {found.dispute.status.value})"
 
 
 @transaction.atomic(durable=True)

@@ -1,6 +1,6 @@
 """Writes of settlement, payouts and reconciliation. Other apps import from here."""
 
-from reconciliation.services.bank_file import BankFile, payout_bank_file_export
+from reconciliation.services.bank_file import BankFile, HeldPayout, payout_bank_file_export
 from reconciliation.services.discrepancies import (
     discrepancy_investigate,
     discrepancy_resolve,
@@ -15,6 +15,7 @@ from reconciliation.services.payouts import (
     payout_mark_paid,
     payout_run,
     payout_settings_update,
+    payouts_held,
     payouts_send,
 )
 from reconciliation.services.reconcile import ReconcileResult, reconcile_import, reconcile_pull
@@ -24,6 +25,7 @@ from reconciliation.services.suspense import suspense_reallocate
 
 __all__ = [
     "BankFile",
+    "HeldPayout",
     "ReconcileResult",
     "RehealResult",
     "discrepancy_investigate",
@@ -42,6 +44,7 @@ __all__ = [
     "payout_mark_paid",
     "payout_run",
     "payout_settings_update",
+    "payouts_held",
     "payouts_send",
     "settlement_cutoff",
     "settlement_run",

@@ -7,7 +7,10 @@ nothing: a file with another merchant's payout is refused whole), reveals each m
 once through `payout_bank_account_reveal`, refuses a file the bank could not execute (no holder
 name, an account other than the one the payout was created for, by its keyed fingerprint, a payout
 paid or failed), and records one `backoffice.StaffAction` per payout (who, which payout, why,
-when). Nothing here is logged: the file goes to the caller only (docs/settlement.md, "Bank file").
+when). Payouts of a suspended merchant are held out of the file (`BankFile.held`, audited as
+refused, left as they are: pending ones stay pending) and go in a later file once the merchant is
+reinstated; a selection of held payouts only is refused. Nothing here is logged: the file goes to
+the caller only (docs/settlement.md, "Bank file").
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from django.utils import timezone
 from payera.backoffice.models import StaffActionOutcome
 from payera.backoffice.services import staff_action_record
 from payera.core.errors import InvalidRequestError
+from payera.merchants.models import Merchant, MerchantStatus
+from payera.merchants.services import merchant_lock
 from payera.staff.access import staff_can_access_merchant
 from reconciliation.errors import (
     BankAccountInvalidError,
     PayoutBankFilePermissionError,
+    PayoutHeldError,
     PayoutNotFoundError,
     PayoutStateError,
 )
@@ -40,10 +46,29 @@ SENDABLE = (PayoutStatus.PENDING, PayoutStatus.IN_TRANSIT)  # in transit: the fi
 
 
 @dataclass(frozen=True, slots=True)
+class HeldPayout:
+    """A selected payout kept out of the file, and why (`merchant_suspended`)."""
+
+    payout_id: str
+    merchant_id: str
+    reason: str = "merchant_suspended"
+
+    def __str__(self) -> str:
+        return f"{self.payout_id} (merchant {self.merchant_id} suspended)"
+
+
+@dataclass(frozen=True, slots=True)
 class BankFile:
     content: str  # clear accounts: hand it to the bank, never log or store it
     filename: str
     payout_ids: tuple[str, ...]
+    held: tuple[HeldPayout, ...] = ()  # selected, not in the file: tell the operator
+
+
+def _suspended(merchant_ids) -> set[str]:
+    return set(
+        Merchant.objects.filter(pk__in=list(merchant_ids), status=MerchantStatus.SUSPENDED).values_list("pk", flat=True)
+    )
 
 
 def payout_bank_file_export(*, user, payout_ids: Sequence[str], reason: str, now: datetime | None = None) -> BankFile:
@@ -66,6 +91,16 @@ def payout_bank_file_export(*, user, payout_ids: Sequence[str], reason: str, now
     done = [f"{p.id} ({p.status})" for p in payouts if p.status not in SENDABLE]
     if done:
         raise PayoutStateError(f"Only pending or in-transit payouts go in a bank file: {', '.join(done)}.")
+    # a suspended merchant is paid nothing (payout_create holds new payouts): its payouts created
+    # before the suspension stay out of the file too, and go in one once it is reinstated
+    suspended = _suspended({p.merchant_id for p in payouts})
+    held = tuple(HeldPayout(p.id, p.merchant_id) for p in payouts if p.merchant_id in suspended)
+    payouts = [p for p in payouts if p.merchant_id not in suspended]
+    if not payouts:
+        raise PayoutHeldError(
+            f"No bank file: every selected payout is held, {', '.join(map(str, held))}; "
+            "they go in a file once the merchant is reinstated."
+        )
     accounts = {}
     for merchant_id in sorted({p.merchant_id for p in payouts}):
         account = payout_bank_account_reveal(merchant_id=merchant_id)
@@ -94,8 +129,8 @@ def payout_bank_file_export(*, user, payout_ids: Sequence[str], reason: str, now
                 param="bank_account",
             )
     content = payout_bank_file_csv(payouts, accounts)
-    bank_file = BankFile(content, f"bank-file-{now:%Y%m%d%H%M%S}.csv", tuple(p.id for p in payouts))
-    _record(user=user, payouts=payouts, reason=reason, filename=bank_file.filename, now=now)
+    bank_file = BankFile(content, f"bank-file-{now:%Y%m%d%H%M%S}.csv", tuple(p.id for p in payouts), held)
+    _record(user=user, payouts=payouts, held=held, reason=reason, filename=bank_file.filename, now=now)
     return bank_file
 
 
@@ -111,10 +146,22 @@ def _same_account(payout: Payout, *, fingerprint: str, masked: str, set_since_fi
 
 
 @transaction.atomic(durable=True)
-def _record(*, user, payouts: list[Payout], reason: str, filename: str, now: datetime) -> None:
+def _record(*, user, payouts: list[Payout], held: tuple[HeldPayout, ...], reason: str, filename: str,
+            now: datetime) -> None:
     """Audit each payout of the file and put the pending ones in transit: a payout in a file the
     bank may execute is no longer `pending`, so it can not be failed back to available as if it had
-    never been sent (only the bank's refusal or return fails a payout in transit)."""
+    never been sent (only the bank's refusal or return fails a payout in transit). The file's
+    merchants are locked first (as `merchant_suspend` does): one suspended since the file was
+    built refuses it whole (nothing recorded, the file not handed out); one suspended after this
+    commits finds its payouts already in transit. Held payouts are audited as refused."""
+    merchant_ids = sorted({p.merchant_id for p in payouts})
+    for merchant_id in merchant_ids:
+        merchant_lock(merchant_id)
+    late = _suspended(merchant_ids)
+    if late:
+        raise PayoutHeldError(
+            f"No bank file: merchant {', '.join(sorted(late))} was suspended while the file was built; export again."
+        )
     for p in payouts:
         locked = payout_lock(p.id)  # in the file's order: oldest first
         if locked.status == PayoutStatus.PENDING:
@@ -132,4 +179,15 @@ def _record(*, user, payouts: list[Payout], reason: str, filename: str, now: dat
             outcome=StaffActionOutcome.DONE,
             detail=f"in bank file {filename} ({len(payouts)} payouts): {p.amount} {p.currency} to "
             f"{p.bank_account_masked}",
+        )
+    for h in held:
+        staff_action_record(
+            user=user,
+            action=BANK_FILE_ACTION,
+            object_type=Payout._meta.label_lower,
+            object_id=h.payout_id,
+            merchant_id=h.merchant_id,
+            reason=reason,
+            outcome=StaffActionOutcome.REFUSED,
+            detail=f"held out of bank file {filename}: merchant suspended; it goes in a file once reinstated",
         )

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_fsm import can_proceed
@@ -24,6 +25,7 @@ from ledger import services as ledger_services
 from ledger.errors import AccountNotFoundError
 from ledger.types import MERCHANT_AVAILABLE, Accounts, JournalKind, JournalRequest
 from payera.core.errors import InvalidRequestError, NotFoundError
+from payera.core.money import per_currency_amount
 from payera.events.services import event_record
 from payera.merchants.models import Merchant, MerchantStatus
 from payera.secrets import services as secrets
@@ -62,12 +64,14 @@ def payout_settings_update(
     *,
     merchant_id: str,
     minimum_payout_amount: int | None = None,
+    minimum_payout_default: bool = False,
     reserve_bps: int | None = None,
     payouts_enabled: bool | None = None,
     bank_account: str | None = None,
     bank_account_holder: str | None = None,
 ) -> MerchantPayoutSettings:
-    """Change a merchant's payout settings. The bank account is encrypted through the secrets
+    """Change a merchant's payout settings (`minimum_payout_default`: drop the merchant's own
+    minimum, back to each currency's default). The bank account is encrypted through the secrets
     backend (fail closed); only its masked form and its keyed fingerprint are stored in clear."""
     if not Merchant.objects.filter(pk=merchant_id).exists():
         raise NotFoundError("No such merchant.", param="merchant")
@@ -86,7 +90,9 @@ def payout_settings_update(
         )
         masked = mask_bank_account(account)
     settings_row = merchant_payout_lock(merchant_id)
-    if minimum_payout_amount is not None:
+    if minimum_payout_default:
+        settings_row.minimum_payout_amount = None
+    elif minimum_payout_amount is not None:
         settings_row.minimum_payout_amount = minimum_payout_amount
     if reserve_bps is not None:
         settings_row.reserve_bps = reserve_bps
@@ -98,6 +104,15 @@ def payout_settings_update(
         settings_row.bank_account_fingerprint = fingerprint
     settings_row.save()
     return settings_row
+
+
+def payout_minimum(settings_row: MerchantPayoutSettings, currency: str) -> int:
+    """The least payout in `currency`'s minor units: the merchant's own minimum when it set one,
+    else the currency's default (`RECONCILIATION_PAYOUT_MINIMUM`, payera.core.money.per_currency_amount)."""
+    if settings_row.minimum_payout_amount is not None:
+        return settings_row.minimum_payout_amount
+    table = getattr(settings, "RECONCILIATION_PAYOUT_MINIMUM", {})
+    return per_currency_amount(table, currency, setting="RECONCILIATION_PAYOUT_MINIMUM")
 
 
 def payout_bank_account_reveal(*, merchant_id: str) -> dict:
@@ -176,7 +191,7 @@ def payout_create(*, merchant_id: str, currency: str, now: datetime | None = Non
     if available <= 0:
         return PayoutOutcome(merchant_id, currency, None, 0, False, "nothing_available")
     amount = payout_amount(
-        available=available, reserve_bps=settings_row.reserve_bps, minimum=settings_row.minimum_payout_amount
+        available=available, reserve_bps=settings_row.reserve_bps, minimum=payout_minimum(settings_row, currency)
     )
     if amount == 0:
         return PayoutOutcome(merchant_id, currency, None, 0, False, "below_minimum")
@@ -289,9 +304,23 @@ def payout_mark_failed(*, payout_id: str, reason: str = "", now: datetime | None
     return payout
 
 
-def payouts_send(*, merchant_id: str | None = None, now: datetime | None = None) -> list[Payout]:
-    """Every pending payout goes in transit (the bank file is written from the result)."""
+def _pending(merchant_id: str | None):
     qs = Payout.objects.filter(status=PayoutStatus.PENDING).order_by("created_at", "id")
-    if merchant_id is not None:
-        qs = qs.filter(merchant_id=merchant_id)
+    return qs if merchant_id is None else qs.filter(merchant_id=merchant_id)
+
+
+def _suspended_ids():
+    return Merchant.objects.filter(status=MerchantStatus.SUSPENDED).values("pk")
+
+
+def payouts_send(*, merchant_id: str | None = None, now: datetime | None = None) -> list[Payout]:
+    """Every pending payout goes in transit (the bank file is written from the result), except those
+    of a suspended merchant: held pending (`payouts_held`) until it is reinstated."""
+    qs = _pending(merchant_id).exclude(merchant_id__in=_suspended_ids())
     return [payout_mark_in_transit(payout_id=pk, now=now) for pk in qs.values_list("pk", flat=True)]
+
+
+def payouts_held(*, merchant_id: str | None = None) -> list[Payout]:
+    """Pending payouts of suspended merchants (created before the suspension): neither sent nor put
+    in a bank file while it lasts; the operator sees them in `run_payouts` and the admin."""
+    return list(_pending(merchant_id).filter(merchant_id__in=_suspended_ids()))

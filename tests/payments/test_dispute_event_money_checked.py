@@ -98,12 +98,14 @@ def test_two_disputes_never_take_back_more_than_was_captured(merchant):
 
 
 def test_a_refused_dispute_webhook_is_raised_to_operations_at_once_and_moves_no_money(merchant):
+    """The inbound webhook applies what the PSP's dispute inquiry answers (fix 14a): alpha holds no
+    dispute `dp_psp_1`, so the event is refused whatever money it names."""
     payment = _paid(merchant)
     row = _inbox_store(connector="alpha", event=_event(payment, amount=1000, currency="USD"), body=b"{}")
     assert psp_webhook_process(webhook_id=row.pk) == "failed"
     row.refresh_from_db()
     assert row.status == InboxStatus.FAILED and row.note.startswith("refused: ")  # not parked, not retried
-    assert "another currency" in row.note
+    assert "alpha does not know dispute dp_psp_1" in row.note
     assert psp_webhook_process(webhook_id=row.pk) == InboxStatus.FAILED  # applying it again changes nothing
     assert not Dispute.objects.filter(payment=payment).exists()
     assert not _foreign_entries(merchant).exists()

@@ -56,7 +56,9 @@ def setup_merchant(*, reserve_bps=0, minimum=100, delay=1):
 def test_defaults_and_the_bank_account_is_stored_encrypted_only():
     merchant = MerchantFactory()
     row = payout_settings_update(merchant_id=merchant.id, bank_account="de89 3704 0044 0532 0130 00")
-    assert row.minimum_payout_amount == 1000 and row.reserve_bps == 0 and row.payouts_enabled
+    # no own minimum: each currency's default (RECONCILIATION_PAYOUT_MINIMUM; tests/reconciliation/
+    # test_payout_minimum_per_currency.py)
+    assert row.minimum_payout_amount is None and row.reserve_bps == 0 and row.payouts_enabled
     stored = MerchantPayoutSettings.objects.filter(pk=merchant.id).values()[0]
     assert BANK_ACCOUNT not in json.dumps(stored, default=str)
     assert row.bank_account_masked == "DE89…3000"

@@ -28,7 +28,7 @@ from tests.scenarios.conftest import assert_ledger_sound, pending_eur
 pytestmark = [pytest.mark.scenario]
 
 GOOD, BROKE, RETURNED = "DE89370400440532013000", "AT611904300234573201", "NL39RABO0300065264"
-CHARGEBACK_FEE = 1500  # settings.PAYMENTS_CHARGEBACK_FEE (default)
+CHARGEBACK_FEE = 1500  # settings.PAYMENTS_CHARGEBACK_FEE["EUR"]
 
 
 def sepa_fee(gross: int) -> int:  # the `standard` schedule: 0.8 % + 0.20

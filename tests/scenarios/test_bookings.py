@@ -359,7 +359,7 @@ def test_a_dispute_on_a_confirmed_booking_ends_its_escrow_and_takes_the_chargeba
     chargeback and its fee are taken as for any payment; the booking is canceled with its dispute
     (the merchant must not fulfil it), nothing stays in escrow for it, and a won dispute gives the
     chargeback back to pending."""
-    chargeback_fee = 1500  # settings.PAYMENTS_CHARGEBACK_FEE
+    chargeback_fee = 1500  # settings.PAYMENTS_CHARGEBACK_FEE["EUR"]
     b = book(env, "4000000000000259")
     env.post(f"/v1/bookings/{b['id']}/confirm")
     dispute = _dispute_of(env, b["payment"])

@@ -181,7 +181,7 @@ def test_dispute_webhook_after_capture_is_stored(env):
         time.sleep(0.1)
     psp_webhook_process_due()
     row = PspWebhook.objects.get(reference=att, kind="dispute")
-    assert row.status == "processed" and row.note == "dispute: created"  # tests/scenarios/test_disputes.py
+    assert row.status == "processed" and row.note == "dispute: created (confirmed by inquiry: needs_response)"
     from payments.models import Dispute
 
     assert Dispute.objects.filter(payment_id=p["id"]).count() == 1

@@ -21,7 +21,7 @@ from tests.scenarios.conftest import assert_ledger_sound, fee, pending_eur
 
 pytestmark = [pytest.mark.scenario]
 
-CHARGEBACK_FEE = 1500  # settings.PAYMENTS_CHARGEBACK_FEE (default)
+CHARGEBACK_FEE = 1500  # settings.PAYMENTS_CHARGEBACK_FEE["EUR"]
 
 
 def _disputed(env) -> tuple[dict, Dispute]:

@@ -15,7 +15,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("merchant", help="mer_…")
-        parser.add_argument("--minimum", type=int, help="minimum payout, minor units")
+        parser.add_argument("--minimum", type=int,
+                            help="the merchant's own minimum payout, minor units of every currency")
+        parser.add_argument("--minimum-default", action="store_true",
+                            help="no own minimum: each currency's default (RECONCILIATION_PAYOUT_MINIMUM)")
         parser.add_argument("--reserve-bps", type=int, help="kept back at each payout, basis points (0-10000)")
         parser.add_argument("--enable", action="store_true")
         parser.add_argument("--disable", action="store_true")
@@ -23,6 +26,8 @@ class Command(BaseCommand):
                             help="read 'ACCOUNT[,HOLDER NAME]' from stdin")
 
     def handle(self, *args, **options):
+        if options["minimum"] is not None and options["minimum_default"]:
+            raise CommandError("--minimum and --minimum-default exclude each other.")
         enabled = True if options["enable"] else (False if options["disable"] else None)
         account = holder = None
         if options["bank_account_stdin"]:
@@ -31,6 +36,7 @@ class Command(BaseCommand):
         try:
             row = payout_settings_update(
                 merchant_id=options["merchant"], minimum_payout_amount=options["minimum"],
+                minimum_payout_default=options["minimum_default"],
                 reserve_bps=options["reserve_bps"], payouts_enabled=enabled, bank_account=account,
                 bank_account_holder=holder or None,
             )

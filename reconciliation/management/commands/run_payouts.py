@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from reconciliation.exports import payout_file_csv
-from reconciliation.services import payout_run, payouts_send
+from reconciliation.services import payout_run, payouts_held, payouts_send
 
 
 class Command(BaseCommand):
@@ -20,6 +20,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         outcomes = payout_run(merchant_id=options["merchant"])
         sent = payouts_send(merchant_id=options["merchant"]) if options["send"] else []
+        # a suspended merchant's pending payouts (created before its suspension) are not sent
+        held = payouts_held(merchant_id=options["merchant"])
         if options["file"] and sent:
             content = payout_file_csv(sent)
             if options["file"] == "-":
@@ -27,7 +29,9 @@ class Command(BaseCommand):
             else:
                 with open(options["file"], "w", encoding="utf-8", newline="") as fh:
                     fh.write(content)
-        body = {"payouts": [o.as_dict() for o in outcomes], "sent": [p.id for p in sent]}
+        body = {"payouts": [o.as_dict() for o in outcomes], "sent": [p.id for p in sent],
+                "held": [{"payout": p.id, "merchant": p.merchant_id, "amount": p.amount, "currency": p.currency,
+                          "reason": "merchant_suspended"} for p in held]}
         if options["json"]:
             if options["file"] != "-":
                 self.stdout.write(json.dumps(body))
@@ -36,4 +40,7 @@ class Command(BaseCommand):
             return
         for o in outcomes:
             self.stdout.write(f"{o.merchant_id} {o.currency}: {o.reason} {o.payout_id or ''} {o.amount}")
-        self.stdout.write(f"{sum(o.created for o in outcomes)} created, {len(sent)} sent")
+        for p in held:
+            self.stdout.write(f"held: {p.id} {p.amount} {p.currency} of {p.merchant_id} (merchant suspended; "
+                              "sent once reinstated)")
+        self.stdout.write(f"{sum(o.created for o in outcomes)} created, {len(sent)} sent, {len(held)} held")
