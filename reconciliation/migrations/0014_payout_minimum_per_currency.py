@@ -6,9 +6,10 @@ OLD_DEFAULT = 1000  # the one minimum, in minor units of every currency, rows go
 
 
 def to_currency_default(apps, schema_editor):
-    """Rows still at the old default become NULL: each currency's own default from now on (for EUR
-    and the other 2-decimal currencies of the table, the same 10.00). An explicit 1000 cannot be
-    told apart from the default; it is set again with `payout_settings --minimum 1000`."""
+    """Rows still at the old default become NULL: each currency's own default from now on (the same
+    10.00 for EUR, USD, GBP and CHF; other currencies get their table's amount, e.g. 15.00 CAD,
+    120.00 SEK, 4,000.00 HUF). An explicit 1000 cannot be told apart from the default; it is set
+    again with `payout_settings --minimum 1000`."""
     settings_model = apps.get_model("reconciliation", "MerchantPayoutSettings")
     settings_model.objects.filter(minimum_payout_amount=OLD_DEFAULT).update(minimum_payout_amount=None)
 

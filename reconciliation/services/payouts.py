@@ -28,8 +28,9 @@ from payera.core.errors import InvalidRequestError, NotFoundError
 from payera.core.money import per_currency_amount
 from payera.events.services import event_record
 from payera.merchants.models import Merchant, MerchantStatus
+from payera.merchants.services import merchant_lock
 from payera.secrets import services as secrets
-from reconciliation.errors import BankAccountInvalidError, PayoutNotFoundError, PayoutStateError
+from reconciliation.errors import BankAccountInvalidError, PayoutHeldError, PayoutNotFoundError, PayoutStateError
 from reconciliation.models import MerchantPayoutSettings, Payout, PayoutStatus, SettlementRun, SettlementRunStatus
 from reconciliation.objects import payout_object
 from reconciliation.postings import (
@@ -236,10 +237,18 @@ def _locked(payout_id: str) -> Payout:
 
 @transaction.atomic(durable=True)
 def payout_mark_in_transit(*, payout_id: str, now: datetime | None = None) -> Payout:
-    """The payout file went to the bank. A repeat is a no-op."""
+    """The payout file went to the bank. A repeat is a no-op. The merchant is locked first (as
+    `merchant_suspend` and the bank file do): a suspended merchant's pending payout is held
+    (`PayoutHeldError`), whether the suspension came before the caller chose it or while it ran."""
+    merchant_id = Payout.objects.filter(pk=payout_id).values_list("merchant_id", flat=True).first()
+    if merchant_id is None:
+        raise PayoutNotFoundError()
+    merchant = merchant_lock(merchant_id)
     payout = _locked(payout_id)
     if payout.status == PayoutStatus.IN_TRANSIT:
         return payout
+    if merchant.status == MerchantStatus.SUSPENDED:
+        raise PayoutHeldError(f"Payout {payout.id} is held: merchant {merchant_id} is suspended.")
     if not can_proceed(payout.mark_in_transit):
         raise PayoutStateError(f"Payout {payout.id} is {payout.status}; it can not go in transit.")
     payout.mark_in_transit(at=now or timezone.now())
@@ -316,8 +325,13 @@ def _suspended_ids():
 def payouts_send(*, merchant_id: str | None = None, now: datetime | None = None) -> list[Payout]:
     """Every pending payout goes in transit (the bank file is written from the result), except those
     of a suspended merchant: held pending (`payouts_held`) until it is reinstated."""
-    qs = _pending(merchant_id).exclude(merchant_id__in=_suspended_ids())
-    return [payout_mark_in_transit(payout_id=pk, now=now) for pk in qs.values_list("pk", flat=True)]
+    sent = []
+    for pk in _pending(merchant_id).exclude(merchant_id__in=_suspended_ids()).values_list("pk", flat=True):
+        try:
+            sent.append(payout_mark_in_transit(payout_id=pk, now=now))
+        except PayoutHeldError:  # its merchant was suspended while the run went on: held, still pending
+            logger.warning("payout %s held: its merchant was suspended during the send", pk)
+    return sent
 
 
 def payouts_held(*, merchant_id: str | None = None) -> list[Payout]:
