@@ -174,24 +174,28 @@ def psp_webhook_process(*, webhook_id: int) -> str:
         return _refuse(row, str(exc))
     # Two processors may apply one row at once (the task and a sweep): the effects are idempotent
     # under the payment lock, and the first to finish records the note; a later one changes nothing.
-    PspWebhook.objects.filter(pk=row.pk).exclude(
-        status__in=(InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED)
-    ).update(
+    PspWebhook.objects.filter(pk=row.pk).exclude(status__in=_DONE).update(
         status=InboxStatus.IGNORED if note.startswith("ignored") else InboxStatus.PROCESSED,
         note=note[:255], processed_at=now(), tries=row.tries + 1,
     )
     return note
 
 
+_DONE = (InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED)
+
+
 def _park(row: PspWebhook, why: str) -> str:
+    """Try the row again later (or fail it after the last try) — unless another worker finished it
+    meanwhile: a finished row is never parked or failed again."""
     tries = row.tries + 1
+    pending = PspWebhook.objects.filter(pk=row.pk).exclude(status__in=_DONE)
     if tries >= setting("PAYMENTS_WEBHOOK_PARK_MAX_TRIES", 10):
         logger.error("PSP webhook %s:%s still unmatched after %s tries: raised to operations",
                      row.connector, row.event_id, tries)
-        PspWebhook.objects.filter(pk=row.pk).update(status=InboxStatus.FAILED, tries=tries, note=why[:255])
+        pending.update(status=InboxStatus.FAILED, tries=tries, note=why[:255])
         return "failed"
     delay = min(2 ** tries, 600)
-    PspWebhook.objects.filter(pk=row.pk).update(
+    pending.update(
         status=InboxStatus.PARKED, tries=tries, note=why[:255], next_try_at=now() + dt.timedelta(seconds=delay)
     )
     return "parked"
@@ -199,9 +203,9 @@ def _park(row: PspWebhook, why: str) -> str:
 
 def _refuse(row: PspWebhook, why: str) -> str:
     logger.error("PSP webhook %s:%s refused, raised to operations: %s", row.connector, row.event_id, why)
-    PspWebhook.objects.filter(pk=row.pk).exclude(
-        status__in=(InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED)
-    ).update(status=InboxStatus.FAILED, tries=row.tries + 1, note=f"refused: {why}"[:255], processed_at=now())
+    PspWebhook.objects.filter(pk=row.pk).exclude(status__in=_DONE).update(
+        status=InboxStatus.FAILED, tries=row.tries + 1, note=f"refused: {why}"[:255], processed_at=now()
+    )
     return "failed"
 
 
