@@ -31,7 +31,7 @@ from payera.merchants.models import Merchant
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
 from payments.locks import payment_lock, payment_lock_of_attempt
-from payments.method_types import method_spec
+from payments.method_types import method_currency_check, method_spec
 from payments.models import (
     AS,
     PS,
@@ -39,7 +39,6 @@ from payments.models import (
     CaptureMethod,
     Customer,
     DeclineCode,
-    MandateStatus,
     OperationStatus,
     Payment,
     PaymentAttempt,
@@ -69,10 +68,13 @@ from payments.services.common import (
 )
 from payments.services.customers import validate_metadata
 from payments.services.methods import (
+    MandateInactiveError,
     MethodInput,
     PaymentMethodNotReusableError,
     PaymentMethodUnsupportedError,
+    mandate_end_by_code,
     method_expired,
+    method_mandate,
     method_off_session_data,
     method_off_session_plan,
     method_psp_data,
@@ -350,9 +352,7 @@ def payment_create(
             raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
         method_type, brand, bin_ = saved.type, saved.card_brand or None, saved.card_bin
     spec = method_spec(method_type)
-    if spec.currencies is not None and currency not in spec.currencies:
-        raise PaymentMethodUnsupportedError(
-            f"{method_type} payments are taken in {', '.join(sorted(spec.currencies))} only.", param="currency")
+    method_currency_check(method_type, currency)
     if setup_future_usage and not spec.recurring:
         raise InvalidRequestError(f"A {method_type} payment method cannot be saved for later use.",
                                   param="setup_future_usage", code="payment_method_not_reusable")
@@ -361,10 +361,8 @@ def payment_create(
                                   param="off_session", code="payment_method_not_reusable")
     if off_session and spec.redirect:
         raise InvalidRequestError("A redirect payment method needs the shopper.", param="off_session")
-    if saved is not None and spec.mandate and not SepaMandate.objects.filter(
-            payment_method=saved, status=MandateStatus.ACTIVE).exists():
-        raise InvalidRequestError("The payment method has no active mandate.", param="payment_method",
-                                  code="mandate_inactive")
+    if saved is not None:
+        method_mandate(saved)  # a SEPA method's mandate must be active (400 mandate_inactive)
     mandate = None
     if method is not None and spec.mandate:
         mandate = mandate_acceptance(mandate_data, shopper_ip=shopper_ip, shopper_user_agent=shopper_user_agent)
@@ -413,6 +411,8 @@ def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, acto
     if confirm and payment.status == PS.REQUIRES_CONFIRMATION and not payment.inflight:
         try:
             return payment_confirm(merchant=merchant, payment_id=payment.id, actor=actor)
+        except MandateInactiveError:  # the mandate was revoked since: refused, as a new create is
+            raise
         except PayeraError:  # confirmed meanwhile by the first caller
             logger.info("payment %s of an idempotency key is being confirmed elsewhere", payment.id)
     return Payment.objects.get(pk=payment.pk)
@@ -495,13 +495,19 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
     per connector (each committed before its call), the outcome recorded after each."""
     payment_id = payment.id
     recorded: list[Payment] = []
-    pm_data = None if payment.off_session else method_psp_data(payment.payment_method, method)
+    try:
+        pm_data = None if payment.off_session else method_psp_data(payment.payment_method, method)
+    except MandateInactiveError as exc:  # revoked since `_confirm_plan` checked it: never sent
+        return _confirm_refused(merchant=merchant, attempt=first, error=exc, actor=actor)
     for index, connector in enumerate(plan):
         # the first attempt was committed with the claim; each one before its PSP call
         attempt = first if index == 0 else attempt_start(payment_id=payment_id, connector=connector)
         ntid = None
         if payment.off_session:  # MIT: this connector's token, or the card with the CIT's NTID
-            cred = method_off_session_data(payment.payment_method, connector)
+            try:
+                cred = method_off_session_data(payment.payment_method, connector)
+            except MandateInactiveError as exc:  # revoked since `_confirm_plan` checked it: never sent
+                return _confirm_refused(merchant=merchant, attempt=attempt, error=exc, actor=actor)
             data, ntid = cred.payment_method, cred.network_transaction_id
         else:
             data = pm_data
@@ -551,6 +557,30 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
     return payment
 
 
+def _confirm_refused(*, merchant: Merchant, attempt: PaymentAttempt, error: PayeraError, actor: str) -> Payment:
+    """The method can no longer be sent after the confirmation committed its first attempt (its
+    SEPA mandate was revoked in between): that attempt fails without a PSP call, and the payment
+    fails with the reason (`last_error.code` = the error's code, e.g. `mandate_inactive`)."""
+    _confirm_refused_record(attempt_id=attempt.id, error=error, actor=actor)
+    return payment_get(merchant=merchant, payment_id=attempt.payment_id)
+
+
+@transaction.atomic(durable=True)
+def _confirm_refused_record(*, attempt_id: str, error: PayeraError, actor: str) -> None:
+    payment = payment_lock_of_attempt(attempt_id)
+    attempt = _attempts_of_locked(payment, attempt_id)
+    if attempt.status != AS.STARTED:  # pragma: no cover - the confirmation's own claim holds it
+        return
+    transition(attempt, "mark_failed", payment=payment, actor=actor, error=f"{error.code}: not sent to the PSP",
+               at=now(), data={"error": error.code})
+    attempt.save()
+    if transition(payment, "mark_failed", payment=payment, actor=actor,
+                  error={"code": error.code, "decline_code": None, "message": error.message}):
+        emit(payment, "payment.failed")
+    inflight_release(payment)
+    payment.save()
+
+
 @transaction.atomic(durable=True)
 def _confirm_begin(*, merchant: Merchant, payment_id: str, actor: str) -> tuple[list[str], PaymentAttempt]:
     payment = _locked(merchant, payment_id)
@@ -572,6 +602,7 @@ def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None
     if pm.detached_at is not None:  # its number is shredded: no confirmation of any kind can send it
         raise InvalidRequestError("This payment method was detached from its customer.",
                                   param="payment_method", code="payment_method_detached")
+    method_mandate(pm)  # a revoked (inactive) SEPA mandate is never debited: 400 mandate_inactive
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
                   method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules,
                   circuits=circuits)
@@ -837,6 +868,9 @@ def apply_authorization(
                code=decline.code.value, decline_class=decline.decline_class.value, psp_code=decline.psp_code,
                message=decline.message, at=at, data={**data, "decline_code": decline.code.value})
     attempt.save()
+    if payment.payment_method_id:  # a SEPA debit rejected with a code that ends the mandate (AC04, MD01, …)
+        mandate_end_by_code(pm=payment.payment_method, code=decline.psp_code,
+                            what=f"debit of {payment.id} refused ({attempt.id})")
     auth_required = decline.code == PortDeclineCode.AUTHENTICATION_REQUIRED and payment.off_session
     if decline.may_cascade and may_cascade and payment.status == PS.PROCESSING and not auth_required:
         return V.SOFT_DECLINE
