@@ -451,8 +451,8 @@ class SepaMandateAdmin(ReadOnlyAdmin):
     list_display = ("id", "reference", "merchant", "payment_method", "status", "signed_at", "shopper_ip")
     list_filter = ("status",)
     search_fields = ("id", "reference", "payment_method__id")
-    fields = ("id", "reference", "merchant", "payment_method", "status", "signed_at", "shopper_ip",
-              "shopper_user_agent", "created_at")
+    fields = ("id", "reference", "merchant", "payment_method", "status", "inactive_reason", "inactive_at",
+              "signed_at", "shopper_ip", "shopper_user_agent", "created_at")
     readonly_fields = fields
 
 

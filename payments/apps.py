@@ -30,3 +30,5 @@ class PaymentsConfig(AppConfig):
         ))
         registry.register(m.Subscription)
         registry.register(m.PaymentMethodCredential, exclude_fields=["psp_token"])
+        # a mandate's status (revoked, or ended by a return code) and why: the evidence of who may be debited
+        registry.register(m.SepaMandate, include_fields=["status", "inactive_reason", "inactive_at"])

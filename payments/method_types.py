@@ -118,6 +118,7 @@ class MethodSpec:
     holds: ClassVar[bool] = False  # authorizes now and captures later (a hold: manual capture, bookings)
     mandate: ClassVar[bool] = False  # a mandate is recorded (reference, signature date, IP, UA)
     currencies: ClassVar[frozenset[str] | None] = None  # the scheme's currencies (None: any)
+    mandate_ending_codes: ClassVar[frozenset[str]] = frozenset()  # return/reject codes that end the mandate
     decline_error_code: ClassVar[str] = "payment_declined"  # last_error.code of a decline
     decline_subject: ClassVar[str] = "The payment"
 
@@ -244,6 +245,11 @@ class SepaDebitMethod(MethodSpec):
     mandate = True
     currencies = frozenset({"EUR"})
     decline_subject = "The direct debit"
+    # ISO 20022 reason codes of a returned (or rejected) debit that end the mandate (SEPA Core
+    # rulebook): MD01 no valid mandate / unauthorised transaction, AC04 account closed, AC06
+    # account blocked, MD07 debtor deceased. Not MD06 (a refund the debtor may claim within 8 weeks
+    # of an authorised debit: the mandate stands) nor AM04 (insufficient funds: a later debit may pass).
+    mandate_ending_codes: ClassVar[frozenset[str]] = frozenset({"MD01", "AC04", "AC06", "MD07"})
 
     def _validate(self, section: dict, *, today: dt.date) -> MethodInput:
         iban = iban_validate(section.get("iban"), param=f"{PARAM}[sepa_debit][iban]")
@@ -276,9 +282,11 @@ class SepaDebitMethod(MethodSpec):
         return f"{pm.id} sepa_debit {pm.iban_country}****{pm.iban_last4}"
 
     def not_reusable(self, pm: Any) -> str | None:
-        from payments.models import MandateStatus, SepaMandate
+        from payments.services.methods import MandateInactiveError, method_mandate
 
-        if not SepaMandate.objects.filter(payment_method_id=pm.pk, status=MandateStatus.ACTIVE).exists():
+        try:
+            method_mandate(pm)  # the one mandate check
+        except MandateInactiveError:
             return "This SEPA payment method has no active mandate."
         return None
 
@@ -293,6 +301,16 @@ def method_spec(type_: str) -> MethodSpec:
     except KeyError:
         raise InvalidRequestError(f"payment_method_data[type] must be one of {', '.join(METHOD_TYPES)}.",
                                   param=f"{PARAM}[type]") from None
+
+
+def method_currency_check(type_: str, currency: str) -> None:
+    """Whether the type's scheme takes `currency` (SEPA and bank redirect: EUR only): else 400
+    `payment_method_unsupported` with `param` `currency`. The one check of payments (new or saved
+    method) and of subscriptions (create, and a method changed by update), before any write."""
+    spec = method_spec(type_)
+    if spec.currencies is not None and currency not in spec.currencies:
+        raise PaymentMethodUnsupportedError(
+            f"{type_} payments are taken in {', '.join(sorted(spec.currencies))} only.", param="currency")
 
 
 def method_validate(data: object, *, today: dt.date) -> MethodInput:

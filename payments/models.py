@@ -119,6 +119,9 @@ class SepaMandate(models.Model):
     shopper_ip = models.GenericIPAddressField(null=True, blank=True)
     shopper_user_agent = models.CharField(max_length=512, blank=True, default="")
     status = models.CharField(max_length=16, choices=MandateStatus.choices, default=MandateStatus.ACTIVE)
+    # why and when it became inactive (e.g. "return MD01 of dp_… on pay_…": `mandate_end_by_code`)
+    inactive_reason = models.CharField(max_length=200, blank=True, default="")
+    inactive_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = MerchantScopedQuerySet.as_manager()

@@ -19,6 +19,7 @@ from payments.postings import chargeback_journals
 from payments.serializers import render_dispute
 from payments.services.booking_sync import booking_dispute_opened
 from payments.services.common import emit, now, post, postings_last, setting, transition
+from payments.services.methods import mandate_end_by_code
 from psp_adapters.port import DisputeResult, DisputeStatus, Outcome, PspEvent, PspEventKind
 
 logger = logging.getLogger("payera.payments")
@@ -135,6 +136,9 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
         )
     payment.amount_disputed += dispute.amount
     payment.save()
+    if payment.payment_method_id:  # a returned SEPA debit whose code ends the mandate (MD01, AC04, …)
+        mandate_end_by_code(pm=payment.payment_method, code=dispute.psp_reason,
+                            what=f"debit of {payment.id} returned ({dispute.id})")
     _emit_dispute(dispute, "dispute.created")
     emit(payment, "payment.disputed")  # the payment object, with its amount_disputed
     booking_dispute_opened(payment, dispute_id=dispute.id, actor=actor)  # a booking's escrow ends first

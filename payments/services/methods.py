@@ -7,6 +7,7 @@ dispatches to the type's spec."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +23,19 @@ from payments.method_types import (
     method_spec,
     method_validate,
 )
-from payments.models import PaymentMethod, SepaMandate
+from payments.models import MandateStatus, PaymentMethod, SepaMandate
 from psp_adapters.port import PaymentMethodData, StoredCardData
 
-__all__ = ["PAN_KEY", "MethodInput", "PaymentMethodUnsupportedError", "Tokenized", "method_expired",
-           "method_psp_data", "method_tokenize", "method_validate"]
+logger = logging.getLogger("payera.payments")
+
+__all__ = ["PAN_KEY", "MandateInactiveError", "MethodInput", "PaymentMethodUnsupportedError", "Tokenized",
+           "mandate_end_by_code", "method_expired", "method_mandate", "method_psp_data", "method_tokenize",
+           "method_validate"]
+
+
+class MandateInactiveError(InvalidRequestError):
+    code = "mandate_inactive"
+    default_message = "The payment method has no active mandate."
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +52,46 @@ def method_tokenize(method: MethodInput, *, own_key: bool = False) -> Tokenized:
     return Tokenized(fields=method_spec(method.type).tokenize(method, own_key=key), method=method)
 
 
+def method_mandate(pm: PaymentMethod) -> MandateInput | None:
+    """The one mandate check before a stored method is debited (payment create, a later confirm,
+    an idempotent replay, off-session and subscription charges, and `method_psp_data` itself):
+    for a type that records a mandate (SEPA), its `active` mandate, else 400 `mandate_inactive`
+    (revoked, or ended by a return such as MD01/AC04: `mandate_end_by_return`); None for a type
+    without mandates. A debit is never sent under an inactive mandate."""
+    if not method_spec(pm.type).mandate:
+        return None
+    row = SepaMandate.objects.filter(payment_method_id=pm.pk, status=MandateStatus.ACTIVE).only(
+        "reference", "signed_at").first()
+    if row is None:
+        raise MandateInactiveError(param="payment_method")
+    return MandateInput(reference=row.reference, signed_at=row.signed_at)
+
+
+def mandate_end_by_code(*, pm: PaymentMethod, code: str, what: str) -> bool:
+    """A SEPA return or reject whose reason code ends the mandate (`MethodSpec.mandate_ending_codes`:
+    MD01, AC04, AC06, MD07) makes the method's mandate `inactive`, in the caller's transaction (the
+    one recording the return or the refused debit), audited with its reason; later debits are then
+    refused `mandate_inactive` (`method_mandate`). Any other code (MD06, AM04, …) leaves it as it is.
+    Returns whether this call ended it."""
+    spec = method_spec(pm.type)
+    if not spec.mandate or (code or "").upper() not in spec.mandate_ending_codes:
+        return False
+    row = SepaMandate.objects.select_for_update().filter(payment_method_id=pm.pk, status=MandateStatus.ACTIVE).first()
+    if row is None:
+        return False
+    row.status = MandateStatus.INACTIVE
+    row.inactive_reason = f"{what}: {code.upper()}"[:200]
+    row.inactive_at = timezone.now()
+    row.save(update_fields=["status", "inactive_reason", "inactive_at"])
+    logger.warning("mandate %s of %s is inactive: %s", row.id, pm.id, row.inactive_reason)
+    return True
+
+
 def method_psp_data(pm: PaymentMethod, method: MethodInput | None) -> PaymentMethodData:
     """What the PSP gets for one call: the in-memory input when we have it (with CVC), else the
-    stored method decrypted (no CVC: a saved card or a later confirm), with its mandate."""
-    spec = method_spec(pm.type)
-    mandate = None
-    if spec.mandate:
-        row = SepaMandate.objects.filter(payment_method=pm).first()
-        if row is not None:
-            mandate = MandateInput(reference=row.reference, signed_at=row.signed_at)
-    return spec.psp_data(pm, method, mandate)
+    stored method decrypted (no CVC: a saved card or a later confirm), with its active mandate
+    (`method_mandate`: an inactive one raises `MandateInactiveError`, it is never sent)."""
+    return method_spec(pm.type).psp_data(pm, method, method_mandate(pm))
 
 
 def method_expired(pm: PaymentMethod) -> bool:

@@ -31,7 +31,7 @@ from payera.merchants.models import Merchant
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
 from payments.locks import payment_lock, payment_lock_of_attempt
-from payments.method_types import method_spec
+from payments.method_types import method_currency_check, method_spec
 from payments.models import (
     AS,
     PS,
@@ -39,7 +39,6 @@ from payments.models import (
     CaptureMethod,
     Customer,
     DeclineCode,
-    MandateStatus,
     OperationStatus,
     Payment,
     PaymentAttempt,
@@ -69,10 +68,13 @@ from payments.services.common import (
 )
 from payments.services.customers import validate_metadata
 from payments.services.methods import (
+    MandateInactiveError,
     MethodInput,
     PaymentMethodNotReusableError,
     PaymentMethodUnsupportedError,
+    mandate_end_by_code,
     method_expired,
+    method_mandate,
     method_off_session_data,
     method_off_session_plan,
     method_psp_data,
@@ -350,9 +352,7 @@ def payment_create(
             raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
         method_type, brand, bin_ = saved.type, saved.card_brand or None, saved.card_bin
     spec = method_spec(method_type)
-    if spec.currencies is not None and currency not in spec.currencies:
-        raise PaymentMethodUnsupportedError(
-            f"{method_type} payments are taken in {', '.join(sorted(spec.currencies))} only.", param="currency")
+    method_currency_check(method_type, currency)
     if setup_future_usage and not spec.recurring:
         raise InvalidRequestError(f"A {method_type} payment method cannot be saved for later use.",
                                   param="setup_future_usage", code="payment_method_not_reusable")
@@ -361,10 +361,8 @@ def payment_create(
                                   param="off_session", code="payment_method_not_reusable")
     if off_session and spec.redirect:
         raise InvalidRequestError("A redirect payment method needs the shopper.", param="off_session")
-    if saved is not None and spec.mandate and not SepaMandate.objects.filter(
-            payment_method=saved, status=MandateStatus.ACTIVE).exists():
-        raise InvalidRequestError("The payment method has no active mandate.", param="payment_method",
-                                  code="mandate_inactive")
+    if saved is not None:
+        method_mandate(saved)  # a SEPA method's mandate must be active (400 mandate_inactive)
     mandate = None
     if method is not None and spec.mandate:
         mandate = mandate_acceptance(mandate_data, shopper_ip=shopper_ip, shopper_user_agent=shopper_user_agent)
@@ -413,6 +411,8 @@ def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, acto
     if confirm and payment.status == PS.REQUIRES_CONFIRMATION and not payment.inflight:
         try:
             return payment_confirm(merchant=merchant, payment_id=payment.id, actor=actor)
+        except MandateInactiveError:  # the mandate was revoked since: refused, as a new create is
+            raise
         except PayeraError:  # confirmed meanwhile by the first caller
             logger.info("payment %s of an idempotency key is being confirmed elsewhere", payment.id)
     return Payment.objects.get(pk=payment.pk)
@@ -495,8 +495,9 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
     per connector (each committed before its call), the outcome recorded after each."""
     payment_id = payment.id
     recorded: list[Payment] = []
-    # the PSP gets the STORED method (a saved card decrypted, its credentials): a detach may have
-    # committed since `_confirm_begin` checked it (it locks the method, not the payment)
+    # the PSP gets the STORED method (a saved card decrypted, its credentials, its SEPA mandate): a
+    # detach or a mandate's revocation may have committed since `_confirm_begin` checked it (it locks
+    # the method, not the payment)
     stored = method is None or payment.off_session
     pm_data = None
     for index, connector in enumerate(plan):
@@ -513,13 +514,17 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
                 data = pm_data
             # checked AFTER the data was read: a detach committing later is ordered after this call
             detached = stored and _method_detached(payment.payment_method_id)
+        except MandateInactiveError as exc:  # revoked since `_confirm_plan` checked it: never sent
+            _confirm_refused_record(attempt_id=attempt.id, error=exc, actor=actor)
+            raise
         except Exception:  # a shredded number (detached meanwhile) cannot be decrypted
             if not (stored and _method_detached(payment.payment_method_id)):
                 raise
             detached = True
         if detached:  # nothing is sent: the attempt fails, the payment with it, the claim is released
-            _confirm_method_detached(payment_id=payment_id, attempt_id=attempt.id, actor=actor)
-            raise InvalidRequestError(DETACHED_MESSAGE, param="payment_method", code="payment_method_detached")
+            error = InvalidRequestError(DETACHED_MESSAGE, param="payment_method", code="payment_method_detached")
+            _confirm_refused_record(attempt_id=attempt.id, error=error, actor=actor)
+            raise error
         request = AuthorizeRequest(
             reference=attempt.id,
             amount=payment.amount,
@@ -574,26 +579,22 @@ def _method_detached(payment_method_id: str | None) -> bool:
 
 
 @transaction.atomic(durable=True)
-def _confirm_method_detached(*, payment_id: str, attempt_id: str, actor: str) -> None:
-    """The confirmation's method was detached after its attempt was committed and before its PSP
-    call (the detach/confirm race): no PSP was asked, so the attempt is `failed` (not left
-    `started` for recovery to find "never arrived"), the payment `failed` with
-    `last_error.code = "payment_method_detached"` and `payment.failed`, and the confirm claim is
-    released. The caller answers 400 `payment_method_detached`."""
-    payment = payment_lock(payment_id)
-    attempt = PaymentAttempt.objects.get(pk=attempt_id)
-    if attempt.status != AS.STARTED:  # pragma: no cover - nothing else resolves a started attempt here
+def _confirm_refused_record(*, attempt_id: str, error: PayeraError, actor: str) -> None:
+    """The confirmation's method can no longer be sent after its attempt was committed and before
+    its PSP call (detached, or its SEPA mandate revoked, in between): no PSP was asked, so the
+    attempt is `failed` (not left `started` for recovery to find "never arrived"), the payment
+    `failed` with `last_error.code` = the error's code and `payment.failed`, and the confirm claim
+    is released. The caller answers the error (400; stored for its key: work began)."""
+    payment = payment_lock_of_attempt(attempt_id)
+    attempt = _attempts_of_locked(payment, attempt_id)
+    if attempt.status != AS.STARTED:  # pragma: no cover - the confirmation's own claim holds it
         return
-    at = now()
-    transition(attempt, "mark_failed", payment=payment, actor=actor, at=at,
-               error="payment_method_detached: detached before the PSP call; nothing was sent",
-               data={"error": "payment_method_detached"})
+    transition(attempt, "mark_failed", payment=payment, actor=actor, error=f"{error.code}: not sent to the PSP",
+               at=now(), data={"error": error.code})
     attempt.save()
-    if transition(payment, "mark_failed", payment=payment, actor=actor, error={
-        "code": "payment_method_detached", "decline_code": None,
-        "message": "The payment method was detached from its customer before the payment was sent; "
-                   "no payment service provider was asked. Create a payment with another payment method.",
-    }):
+    if transition(payment, "mark_failed", payment=payment, actor=actor,
+                  error={"code": error.code, "decline_code": None,
+                         "message": f"{error.message} The payment was not sent to any payment service provider."}):
         emit(payment, "payment.failed")
     if payment.inflight == "confirm":
         inflight_release(payment)
@@ -620,6 +621,7 @@ def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None
         raise InvalidRequestError("The payment has no payment method.", param="payment_method")
     if pm.detached_at is not None:  # its number is shredded: no confirmation of any kind can send it
         raise InvalidRequestError(DETACHED_MESSAGE, param="payment_method", code="payment_method_detached")
+    method_mandate(pm)  # a revoked (inactive) SEPA mandate is never debited: 400 mandate_inactive
     plan = _route(merchant=merchant, payment_id=payment.id, amount=payment.amount, currency=payment.currency,
                   method_type=pm.type, brand=pm.card_brand or None, bin_=pm.card_bin, rules=rules,
                   circuits=circuits)
@@ -885,6 +887,9 @@ def apply_authorization(
                code=decline.code.value, decline_class=decline.decline_class.value, psp_code=decline.psp_code,
                message=decline.message, at=at, data={**data, "decline_code": decline.code.value})
     attempt.save()
+    if payment.payment_method_id:  # a SEPA debit rejected with a code that ends the mandate (AC04, MD01, …)
+        mandate_end_by_code(pm=payment.payment_method, code=decline.psp_code,
+                            what=f"debit of {payment.id} refused ({attempt.id})")
     auth_required = decline.code == PortDeclineCode.AUTHENTICATION_REQUIRED and payment.off_session
     if decline.may_cascade and may_cascade and payment.status == PS.PROCESSING and not auth_required:
         return V.SOFT_DECLINE

@@ -33,7 +33,7 @@ from payera.events.services import event_record
 from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments import recurring
-from payments.method_types import method_spec
+from payments.method_types import method_currency_check, method_spec
 from payments.models import (
     PS,
     ChargeStatus,
@@ -48,6 +48,7 @@ from payments.models import (
 from payments.serializers_recurring import render_subscription
 from payments.services.common import now, setting
 from payments.services.customers import validate_metadata
+from payments.services.methods import method_mandate
 from payments.services.payments import payment_create
 
 logger = logging.getLogger("payera.payments")
@@ -76,7 +77,11 @@ def subscription_lock(subscription_id: str) -> Subscription:
     return Subscription.objects.select_for_update(of=("self",)).get(pk=subscription_id)
 
 
-def _owned_method(merchant: Merchant, customer: Customer, payment_method: object) -> PaymentMethod:
+def _owned_method(merchant: Merchant, customer: Customer, payment_method: object, *, currency: str) -> PaymentMethod:
+    """The customer's saved method a subscription in `currency` will charge, checked as a payment
+    with it is (before any write): not detached, its type takes the currency (the payments' own
+    `method_currency_check`: 400 `payment_method_unsupported`, `param` `currency`), its mandate
+    active if it has one (`method_mandate`: 400 `mandate_inactive`), reusable off session."""
     pm = PaymentMethod.objects.filter(pk=payment_method, merchant=merchant).first() \
         if isinstance(payment_method, str) else None
     if pm is None or pm.customer_id != customer.pk:
@@ -84,7 +89,9 @@ def _owned_method(merchant: Merchant, customer: Customer, payment_method: object
     if pm.detached_at is not None:
         raise InvalidRequestError("This payment method was detached.", param="payment_method",
                                   code="payment_method_detached")
-    why = method_spec(pm.type).not_reusable(pm)  # card: a PSP credential; SEPA: an active mandate
+    method_currency_check(pm.type, currency)
+    method_mandate(pm)
+    why = method_spec(pm.type).not_reusable(pm)  # card: a PSP credential
     if why:
         raise InvalidRequestError(why, param="payment_method", code="payment_method_not_reusable")
     return pm
@@ -111,7 +118,7 @@ def subscription_create(
     cus = Customer.objects.filter(pk=customer, merchant=merchant).first() if isinstance(customer, str) else None
     if cus is None:
         raise NotFoundError("No such customer.", param="customer")
-    pm = _owned_method(merchant, cus, payment_method)
+    pm = _owned_method(merchant, cus, payment_method, currency=currency)
     sub = _subscription_insert(merchant=merchant, customer=cus, pm=pm, amount=amount, currency=currency,
                                interval=interval, interval_count=interval_count, description=description or "",
                                metadata=metadata, at=now_ or now())
@@ -159,7 +166,7 @@ def subscription_update(*, merchant: Merchant, subscription_id: str, payment_met
     if sub.status == SS.CANCELED:
         raise SubscriptionStateError("A canceled subscription cannot be changed.")
     if payment_method is not None:
-        sub.payment_method = _owned_method(merchant, sub.customer, payment_method)
+        sub.payment_method = _owned_method(merchant, sub.customer, payment_method, currency=sub.currency)
     if metadata is not None:
         sub.metadata = validate_metadata(metadata)
     sub.save()
