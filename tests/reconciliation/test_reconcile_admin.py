@@ -45,7 +45,10 @@ def with_discrepancies() -> ReconciliationRun:
 def test_the_run_page_shows_outcomes_match_rate_receivable_and_aging(client, a_day_of_payments):
     run = with_discrepancies()
     otp_force_login(client, make_staff("root", superuser=True))
-    page = client.get(f"{RUNS}{run.id}/change/").content.decode()
+    response = client.get(f"{RUNS}{run.id}/change/")
+    # (once seen in a full run: an empty page, a redirect; say where to, and what the session held)
+    assert response.status_code == 200, (response.status_code, response.get("Location"), dict(client.session))
+    page = response.content.decode()
     assert "Match rate 75.0%" in page and "Missing at PSP" in page and "Receivable aging" in page
     assert "0-1 days" in page and "ties out" in page
     assert "unexplained" in page and "Import a settlement report" in client.get(RUNS).content.decode()
