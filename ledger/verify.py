@@ -84,9 +84,10 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
     ),
     # One pass over journals and their entries. Entries of pending journals are pending entries
     # and only those; a void has no entries; currency is the account's; a hot account's entries
-    # live on its shards (entry_shape_mismatch). Every journal but a void has entries
-    # (journals_without_entries) -- at least two: amounts are never 0, and a journal with one entry
-    # does not balance (unbalanced_journals).
+    # live on its shards; an entry's account exists (entry_shape_mismatch: accounts are never
+    # deleted and their id never changes, but no foreign key holds an entry's account_id). Every
+    # journal but a void has entries (journals_without_entries) -- at least two: amounts are never
+    # 0, and a journal with one entry does not balance (unbalanced_journals).
     # (A materialized CTE: the whole-table join must not turn into nested loops.)
     (
         ("entry_shape_mismatch", "journals_without_entries"),
@@ -98,8 +99,8 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
               LEFT JOIN ledger_account a ON a.id = e.account_id
              WHERE (e.id IS NULL AND j.phase <> 3)
                 OR (e.id IS NOT NULL
-                    AND (e.is_pending <> (j.phase = 1) OR j.phase = 3 OR e.currency <> a.currency
-                         OR (a.hot AND a.parent_id IS NULL)))
+                    AND (a.id IS NULL OR e.is_pending <> (j.phase = 1) OR j.phase = 3
+                         OR e.currency <> a.currency OR (a.hot AND a.parent_id IS NULL)))
         )""",
     ),
     # A post or void resolves a pending journal (phase 1), and only posts and voids resolve one
