@@ -22,6 +22,7 @@ from django.db.models import Sum
 from ledger import selectors as ledger_selectors
 from payera.core.ids import opaque_id
 from payera.core.money import minor_to_decimal_string
+from payments.selectors import balance_transaction_public_text
 
 STATEMENT_COLUMNS = (
     "merchant_id",
@@ -95,8 +96,12 @@ def merchant_statement(
         sections[key] = StatementSection(key[0], key[1], opening.get(key, 0), closing.get(key, 0))
     for e in entries.filter(created_at__gte=start, created_at__lt=end).order_by("created_at", "id").iterator():
         key = (e.currency, _balance_name(e.account_code))
+        # what the merchant sees (as GET /v1/balance_transactions): no internal reference or staff note
+        reference, description = balance_transaction_public_text(
+            journal_id=e.journal_id, reference=e.reference, memo=e.memo
+        )
         sections[key].transactions.append(
-            StatementTransaction(opaque_id("txn", e.id), e.created_at, e.kind, e.reference, e.memo, -e.amount)
+            StatementTransaction(opaque_id("txn", e.id), e.created_at, e.kind, reference, description, -e.amount)
         )
     kept = tuple(s for s in sections.values() if s.opening or s.closing or s.transactions)
     return MerchantStatement(merchant_id, start, end, kept)
