@@ -2,8 +2,11 @@
 
 The source is the one `GET /v1/balance_transactions` reads: the posted entries of the merchant's
 ledger accounts (`ledger.selectors.balance_transaction_list`), with the API's sign (positive =
-owed to the merchant) and its time (the journal's `created_at`, when it was booked: a period
-once closed never changes, even for a journal whose effective time is earlier).
+owed to the merchant) and its time (the journal's `created_at`, when it was booked: a journal whose
+effective time is earlier does not reopen a period). A journal is stamped inside its posting and
+becomes visible when the poster's transaction commits, possibly later: a period is final only once
+its end is older than any transaction that may still post (in practice minutes; docs/ledger.md
+"Known limits").
 
 Per currency and balance (pending, available, escrow, reserve): the opening balance (Σ of the
 entries booked before the period), every entry booked in the period, oldest first, and the
