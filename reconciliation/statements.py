@@ -5,8 +5,8 @@ ledger accounts (`ledger.selectors.balance_transaction_list`), with the API's si
 owed to the merchant) and its time (the journal's `created_at`, when it was booked: a journal whose
 effective time is earlier does not reopen a period). A journal is stamped inside its posting and
 becomes visible when the poster's transaction commits, possibly later: a period is final only once
-its end is older than any transaction that may still post (in practice minutes; docs/ledger.md
-"Known limits").
+its end is before the start of every transaction that may still post (docs/ledger.md "Known
+limits"); `final` tells whether it is (`ledger.selectors.booked_final_before()`).
 
 Per currency and balance (pending, available, escrow, reserve): the opening balance (Σ of the
 entries booked before the period), every entry booked in the period, oldest first, and the
@@ -72,6 +72,7 @@ class MerchantStatement:
     start: datetime  # inclusive
     end: datetime  # exclusive
     sections: tuple[StatementSection, ...]
+    final: bool = True  # the period's end is before ledger's booked_final_before(): it never changes
 
     @property
     def ties_out(self) -> bool:
@@ -91,6 +92,8 @@ def merchant_statement(
     *, merchant_id: str, start: datetime, end: datetime, currency: str | None = None
 ) -> MerchantStatement:
     """The statement of [start, end). Sections with neither a balance nor a transaction are left out."""
+    # read first: what is final then stays final, whatever commits while the statement is read
+    final = end <= ledger_selectors.booked_final_before()
     entries = ledger_selectors.balance_transaction_list(owner=merchant_id, currency=currency)
     opening = _sums(entries.filter(created_at__lt=start))
     closing = _sums(entries.filter(created_at__lt=end))
@@ -107,7 +110,7 @@ def merchant_statement(
             StatementTransaction(opaque_id("txn", e.id), e.created_at, e.kind, reference, description, -e.amount)
         )
     kept = tuple(s for s in sections.values() if s.opening or s.closing or s.transactions)
-    return MerchantStatement(merchant_id, start, end, kept)
+    return MerchantStatement(merchant_id, start, end, kept, final)
 
 
 def merchant_statement_rows(statement: MerchantStatement):
