@@ -261,7 +261,8 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
     back, an autocommit call prepares it again and retries; inside a transaction the error is raised
     (the transaction is aborted by then), and the next call prepares it again. `direct=False` (a
     parameter holds a NUL, which libpq's C strings would cut short and psycopg refuses) takes
-    psycopg's cursor."""
+    psycopg's cursor. With the connection's `prepare_threshold` None (prepared statements off) the
+    direct path sends the call unnamed (`PQexecParams`) and prepares nothing."""
     if conn.connection is None:
         conn.ensure_connection()
     pg = conn.connection
@@ -272,6 +273,20 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
         return (row[0], row[1], row[2], row[3])
     pgconn = pg.pgconn
     values = [None if p is None else p.encode() for p in params]
+    if pg.prepare_threshold is None:
+        # prepared statements are off (DB_PREPARE_THRESHOLD=off: a pooler that cannot keep them, whose
+        # next transaction may land on another server session): the unnamed statement, parsed per
+        # call, leaves nothing on the session (review 14c)
+        try:
+            res = pgconn.exec_params(_LEAN_PQ_SQL, values)
+        except psycopg.Error:
+            with conn.wrap_database_errors:
+                raise
+        if res.status == ExecStatus.TUPLES_OK:
+            stats["direct"] += 1
+            get = res.get_value
+            return (get(0, 0).decode(), get(0, 1), get(0, 2), get(0, 3))
+        _raise(conn, res)
     for attempt in (0, 1):
         try:  # libpq failing outright (a lost connection): psycopg's error, wrapped by Django's
             # the mark lives in psycopg's cache on its connection, as the statement does (a pool

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
-# The first `limit` offending ids of each check k of a statement's `bad` rows (k, id).
+# The first `limit` offending ids of each check k of a statement's `bad` rows (k, id), with how many
+# there are (n): the first row of each check always comes back, so a check that found something is
+# counted whatever `limit` lists (review 14c: with --limit 0 every problem disappeared).
 _FIRST = """
-    SELECT k, id FROM (SELECT k, id, row_number() OVER (PARTITION BY k ORDER BY id) AS rn FROM bad) t
-     WHERE rn <= %(limit)s"""
+    SELECT k, id, rn, n FROM (SELECT k, id, row_number() OVER (PARTITION BY k ORDER BY id) AS rn,
+                                     count(*) OVER (PARTITION BY k) AS n FROM bad) t
+     WHERE rn <= %(limit)s OR rn = 1"""
 
 # (names of the checks, the statement defining `bad`): rows (index into names, id).
 STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -84,9 +87,10 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
     ),
     # One pass over journals and their entries. Entries of pending journals are pending entries
     # and only those; a void has no entries; currency is the account's; a hot account's entries
-    # live on its shards (entry_shape_mismatch). Every journal but a void has entries
-    # (journals_without_entries) -- at least two: amounts are never 0, and a journal with one entry
-    # does not balance (unbalanced_journals).
+    # live on its shards; an entry's account exists (entry_shape_mismatch: accounts are never
+    # deleted and their id never changes, but no foreign key holds an entry's account_id). Every
+    # journal but a void has entries (journals_without_entries) -- at least two: amounts are never
+    # 0, and a journal with one entry does not balance (unbalanced_journals).
     # (A materialized CTE: the whole-table join must not turn into nested loops.)
     (
         ("entry_shape_mismatch", "journals_without_entries"),
@@ -98,8 +102,8 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
               LEFT JOIN ledger_account a ON a.id = e.account_id
              WHERE (e.id IS NULL AND j.phase <> 3)
                 OR (e.id IS NOT NULL
-                    AND (e.is_pending <> (j.phase = 1) OR j.phase = 3 OR e.currency <> a.currency
-                         OR (a.hot AND a.parent_id IS NULL)))
+                    AND (a.id IS NULL OR e.is_pending <> (j.phase = 1) OR j.phase = 3
+                         OR e.currency <> a.currency OR (a.hot AND a.parent_id IS NULL)))
         )""",
     ),
     # A post or void resolves a pending journal (phase 1), and only posts and voids resolve one
@@ -162,12 +166,14 @@ class VerifyReport:
     entries: int = 0
     journals: int = 0
     accounts: int = 0
-    problems: dict[str, list[int]] = field(default_factory=dict)
+    problems: dict[str, list[int]] = field(default_factory=dict)  # up to `limit` offending ids per check
     connections: int = 1  # database connections the statements ran on (all on one snapshot)
+    counts: dict[str, int] = field(default_factory=dict)  # how many each check found (all of them)
 
     @property
     def ok(self) -> bool:
-        return not any(self.problems.values())
+        """No check found a problem, whatever the number of ids listed."""
+        return not any(self.counts.values()) and not any(self.problems.values())
 
 
 def default_workers() -> int:
@@ -190,9 +196,12 @@ def _run(cursor, names: tuple[str, ...], sql: str, limit: int | None, vendor: st
     if vendor == "sqlite":
         sql = sql.replace(" hot THEN", " hot = 1 THEN")
     cursor.execute(sql + _FIRST, {"limit": 2**62 if limit is None else limit})  # noqa: S608 (constants)
-    found: dict[str, list[int]] = {name: [] for name in names}
-    for k, id_ in cursor.fetchall():
-        found[names[k]].append(id_)
+    found: dict[str, tuple[list[int], int]] = {name: ([], 0) for name in names}
+    for k, id_, rn, n in cursor.fetchall():
+        ids, _ = found[names[k]]
+        if limit is None or rn <= limit:
+            ids.append(id_)
+        found[names[k]] = (ids, n)
     return found
 
 
@@ -229,13 +238,16 @@ def ledger_verify(
     *, limit: int | None = 100, checks: tuple[str, ...] | None = None, workers: int | None = None
 ) -> VerifyReport:
     """Run the checks (read-only; one snapshot on PostgreSQL, with sort/hash memory for whole-table
-    scans instead of spilling to disk). `limit`: offending ids listed per check (None: all).
+    scans instead of spilling to disk). `limit`: offending ids listed per check (None: all; 0: none,
+    the report still counts them and is not ok); a negative limit is a ValueError.
 
     On PostgreSQL outside a transaction, the statements are shared among `workers` connections
     (default: one per core, at most two) that all read the snapshot this connection exports
     (`pg_export_snapshot()`): the same answer as one connection, in about half the time on two
     cores. Inside a caller's transaction (ledger_rebuild, tests) the statements run on the caller's
     connection, which sees that transaction's own writes."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more (offending ids listed per check), not {limit}")
     report = VerifyReport()
     jobs = [(names, sql) for names, sql in STATEMENTS if not checks or set(names) & set(checks)]
     outer = connection.in_atomic_block
@@ -271,10 +283,12 @@ def ledger_verify(
             raise failed[0]
         report.connections = 1 + len(threads)
         for result in found:
-            for name, ids in result.items():
+            for name, (ids, count) in result.items():
                 if not checks or name in checks:
                     report.problems[name] = sorted(ids)
+                    report.counts[name] = count
         report.problems = {name: report.problems[name] for name in CHECKS if name in report.problems}
+        report.counts = {name: report.counts[name] for name in CHECKS if name in report.counts}
         cursor.execute(
             "SELECT (SELECT count(*) FROM ledger_entry), (SELECT count(*) FROM ledger_journal),"
             " (SELECT count(*) FROM ledger_account)"

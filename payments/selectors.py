@@ -144,3 +144,26 @@ def settlement_tables() -> dict[str, str]:
         "refund": Refund._meta.db_table,
         "dispute": Dispute._meta.db_table,
     }
+
+
+# Journals on a merchant's balance whose reference names only the merchant's own public objects
+# (att_, re_, dp_, bk_, po_ ids, its own merchant id and a date) and whose memo is built from them:
+# a merchant sees them as stored. Any other journal (a staff adjustment such as a suspense move,
+# `recon_suspense:<discrepancy pk>:<n>` with the staff's reason as memo) shows the merchant an opaque
+# id of the journal and a fixed description; staff keep the internal reference and memo (admin).
+PUBLIC_JOURNAL_PREFIXES = frozenset({
+    "capture", "capture_fee", "refund", "refund_fee", "chargeback", "chargeback_fee", "chargeback_won",
+    "chargeback_fee_won", "escrow_release", "escrow_release_unrefunded", "payout", "payout_paid",
+    "payout_failed", "settlement",
+})  # fmt: skip
+
+
+def balance_transaction_public_text(*, journal_id: int, reference: str, memo: str) -> tuple[str, str]:
+    """(reference, description) of a balance transaction as its merchant sees them
+    (GET /v1/balance_transactions, merchant statements)."""
+    if reference.partition(":")[0] in PUBLIC_JOURNAL_PREFIXES:
+        return reference, memo
+    from payera.core.ids import opaque_id
+
+    description = "Reconciliation adjustment" if reference.startswith("recon_") else "Adjustment"
+    return opaque_id("jrn", journal_id), description

@@ -242,7 +242,10 @@ class PayoutAdmin(ReadOnlyAdmin):
             end = dt.datetime.combine(data["end"] + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
             statement = merchant_statement(merchant_id=data["merchant"], start=start, end=end,
                                            currency=(data["currency"] or "").upper() or None)
-            name = f"statement-{data['merchant']}-{data['start']:%Y%m%d}-{data['end']:%Y%m%d}.csv"
+            # a period that may still change (it ends after the oldest open posting transaction
+            # began, e.g. today's) is named provisional
+            name = (f"statement-{data['merchant']}-{data['start']:%Y%m%d}-{data['end']:%Y%m%d}"
+                    f"{'' if statement.final else '-provisional'}.csv")  # fmt: skip
             return csv_response(merchant_statement_rows(statement), STATEMENT_COLUMNS, name)
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta,
                    "title": "Merchant statement"}  # fmt: skip

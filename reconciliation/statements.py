@@ -2,8 +2,11 @@
 
 The source is the one `GET /v1/balance_transactions` reads: the posted entries of the merchant's
 ledger accounts (`ledger.selectors.balance_transaction_list`), with the API's sign (positive =
-owed to the merchant) and its time (the journal's `created_at`, when it was booked: a period
-once closed never changes, even for a journal whose effective time is earlier).
+owed to the merchant) and its time (the journal's `created_at`, when it was booked: a journal whose
+effective time is earlier does not reopen a period). A journal is stamped inside its posting and
+becomes visible when the poster's transaction commits, possibly later: a period is final only once
+its end is before the start of every transaction that may still post (docs/ledger.md "Known
+limits"); `final` tells whether it is (`ledger.selectors.booked_final_before()`).
 
 Per currency and balance (pending, available, escrow, reserve): the opening balance (Σ of the
 entries booked before the period), every entry booked in the period, oldest first, and the
@@ -22,6 +25,7 @@ from django.db.models import Sum
 from ledger import selectors as ledger_selectors
 from payera.core.ids import opaque_id
 from payera.core.money import minor_to_decimal_string
+from payments.selectors import balance_transaction_public_text
 
 STATEMENT_COLUMNS = (
     "merchant_id",
@@ -68,6 +72,7 @@ class MerchantStatement:
     start: datetime  # inclusive
     end: datetime  # exclusive
     sections: tuple[StatementSection, ...]
+    final: bool = True  # the period's end is before ledger's booked_final_before(): it never changes
 
     @property
     def ties_out(self) -> bool:
@@ -87,6 +92,8 @@ def merchant_statement(
     *, merchant_id: str, start: datetime, end: datetime, currency: str | None = None
 ) -> MerchantStatement:
     """The statement of [start, end). Sections with neither a balance nor a transaction are left out."""
+    # read first: what is final then stays final, whatever commits while the statement is read
+    final = end <= ledger_selectors.booked_final_before()
     entries = ledger_selectors.balance_transaction_list(owner=merchant_id, currency=currency)
     opening = _sums(entries.filter(created_at__lt=start))
     closing = _sums(entries.filter(created_at__lt=end))
@@ -95,11 +102,15 @@ def merchant_statement(
         sections[key] = StatementSection(key[0], key[1], opening.get(key, 0), closing.get(key, 0))
     for e in entries.filter(created_at__gte=start, created_at__lt=end).order_by("created_at", "id").iterator():
         key = (e.currency, _balance_name(e.account_code))
+        # what the merchant sees (as GET /v1/balance_transactions): no internal reference or staff note
+        reference, description = balance_transaction_public_text(
+            journal_id=e.journal_id, reference=e.reference, memo=e.memo
+        )
         sections[key].transactions.append(
-            StatementTransaction(opaque_id("txn", e.id), e.created_at, e.kind, e.reference, e.memo, -e.amount)
+            StatementTransaction(opaque_id("txn", e.id), e.created_at, e.kind, reference, description, -e.amount)
         )
     kept = tuple(s for s in sections.values() if s.opening or s.closing or s.transactions)
-    return MerchantStatement(merchant_id, start, end, kept)
+    return MerchantStatement(merchant_id, start, end, kept, final)
 
 
 def merchant_statement_rows(statement: MerchantStatement):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -26,6 +27,13 @@ _REBUILD = """
                AND NOT EXISTS (SELECT 1 FROM ledger_journal r WHERE r.pending_id = j.id)), 0) END
 """
 
+# The accounts to lock or rebuild, as one parameter whatever their count (a placeholder per id would
+# reach the drivers' limits on a large ledger): an array on PostgreSQL, a JSON list on SQLite.
+_AMONG_PG = " WHERE id = ANY (%s)"
+_AMONG_SQLITE = " WHERE id IN (SELECT value FROM json_each(%s))"
+_LOCK_PG = "SELECT id FROM ledger_account WHERE NOT (id = ANY (%s)) ORDER BY id FOR UPDATE"
+_LOCK_SQLITE = "SELECT id FROM ledger_account WHERE id NOT IN (SELECT value FROM json_each(%s)) ORDER BY id"
+
 
 @dataclass(frozen=True)
 class RebuildReport:
@@ -43,13 +51,35 @@ def ledger_rebuild() -> RebuildReport:
 
     An account whose replay breaches its limit (entries written past the posting functions) cannot
     get that projection (its limit CHECKs refuse it, rightly): it keeps its last projection, is
-    frozen (postings refused) and listed in `frozen`; every other account is rebuilt."""
-    list(Account.objects.select_for_update().order_by("id").values_list("id", flat=True))
-    frozen = tuple(ledger_verify(limit=None, checks=("limit_breaches",)).problems["limit_breaches"])
+    frozen (postings refused) and listed in `frozen`; every other account is rebuilt.
+
+    Only accounts this transaction holds locked are rewritten (review 14c): the lock statement sees
+    the accounts of its snapshot, and an account created while it waited is posted to by others
+    meanwhile; rewriting that one unlocked from an older snapshot lost their postings. So each round
+    locks the accounts not locked yet (a new statement: a snapshot taken after the earlier locks),
+    rebuilds exactly those, and the rounds go on until one finds no new account."""
+    pg = connection.vendor == "postgresql"
+    lock_sql, rebuild_sql = (_LOCK_PG, _REBUILD + _AMONG_PG) if pg else (_LOCK_SQLITE, _REBUILD + _AMONG_SQLITE)
+    locked: list[int] = []
+    rebuilt = 0
+    frozen: list[int] = []
     with connection.cursor() as cursor:
-        sql = _REBUILD
-        if frozen:
-            Account.objects.filter(id__in=frozen).update(status=AccountStatus.FROZEN)
-            sql += f" WHERE id NOT IN ({', '.join(['%s'] * len(frozen))})"
-        cursor.execute(sql, frozen or None)
-        return RebuildReport(rebuilt=cursor.rowcount, frozen=frozen)
+        while True:
+            cursor.execute(lock_sql, [_ids(locked, pg)])
+            ids = [row[0] for row in cursor.fetchall()]
+            if not ids:
+                return RebuildReport(rebuilt=rebuilt, frozen=tuple(frozen))
+            locked.extend(ids)
+            breaches = set(ledger_verify(limit=None, checks=("limit_breaches",)).problems["limit_breaches"])
+            round_frozen = sorted(breaches.intersection(ids))
+            if round_frozen:
+                Account.objects.filter(id__in=round_frozen).update(status=AccountStatus.FROZEN)
+                frozen.extend(round_frozen)
+            todo = sorted(set(ids).difference(round_frozen))
+            if todo:
+                cursor.execute(rebuild_sql, [_ids(todo, pg)])
+                rebuilt += cursor.rowcount
+
+
+def _ids(ids: list[int], pg: bool):
+    return ids if pg else json.dumps(ids)

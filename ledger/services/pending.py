@@ -8,6 +8,8 @@ refused (`pending_expired`) even before the scheduler ran.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -20,6 +22,8 @@ from ledger.errors import InvalidPostingError, JournalNotFoundError, PendingStat
 from ledger.models import Journal
 from ledger.services.journals import _lines_of
 from ledger.types import JournalKind, JournalPhase, PostingLine, PostResult, PostStatus
+
+logger = logging.getLogger("payera.ledger")
 
 
 def pending_create(
@@ -126,9 +130,21 @@ def _resolve(pending_id: int, keys: tuple, phase: JournalPhase, lines: tuple, *,
     return result
 
 
+def expiry_reference(reference: str) -> str:
+    """The void's reference for the expiry of the pending journal `reference`: `expire:<reference>`,
+    or, when that would pass the 255 characters a reference may have, `expire:sha256:<hex digest of
+    the whole reference>` (deterministic: a rerun voids with the same reference; two long references
+    sharing their first 248 characters no longer collide, review 14c)."""
+    plain = f"expire:{reference}"
+    if len(plain) <= engine.MAX_REFERENCE:
+        return plain
+    return "expire:sha256:" + hashlib.sha256(reference.encode()).hexdigest()
+
+
 def pending_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Void every open pending journal past its expiry (reference `expire:<pending reference>`).
-    Safe to run twice and beside other writers. Returns how many it voided."""
+    """Void every open pending journal past its expiry (reference: `expiry_reference`).
+    Safe to run twice and beside other writers. Returns how many it voided. A journal whose void
+    fails is logged and skipped: it does not stop the expiry of the journals after it."""
     now = now or timezone.now()
     due = list(
         Journal.objects.pending_open()
@@ -138,12 +154,14 @@ def pending_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
     )
     voided = 0
     for pending_id, ref in due:
-        with transaction.atomic(durable=True):
-            try:
-                result = pending_void(
-                    pending_id=pending_id, reference=f"expire:{ref}"[:255], occurred_at=now, memo="expired"
-                )
-            except PendingStateError:
-                continue  # posted or voided meanwhile
-            voided += int(result.created)
+        try:
+            with transaction.atomic(durable=True):
+                result = pending_void(pending_id=pending_id, reference=expiry_reference(ref), occurred_at=now,
+                                      memo="expired")  # fmt: skip
+        except PendingStateError:
+            continue  # posted or voided meanwhile
+        except Exception:
+            logger.exception("ledger: the expiry of pending journal %s failed; the others go on", pending_id)
+            continue
+        voided += int(result.created)
     return voided

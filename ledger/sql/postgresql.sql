@@ -401,13 +401,22 @@ BEGIN
     END LOOP;
     -- Lock the other accounts in one fixed order (by id) and load every state (hot shards are
     -- already ours, so they never wait here).
+    -- (migration 0012, review 14c) Status and limit flags are read here, from the locked rows, and
+    -- replace what the resolution above read before any lock: a freeze (or a change of a flag) that
+    -- committed while this call waited for a row is seen. A hot account's status is its shard's (the
+    -- freeze sets the parent and every shard, so it either committed before the shard was locked or
+    -- waits for this transaction) and its parent's, as ledger_post_one reads them.
     IF n_acc > 0 THEN
         SELECT array_agg(t.balance ORDER BY t.ord), array_agg(t.debits_pending ORDER BY t.ord),
                array_agg(t.credits_pending ORDER BY t.ord), array_agg(t.version ORDER BY t.ord),
-               array_agg(t.currency ORDER BY t.ord)
-          INTO s_bal, s_dp, s_cp, s_ver, s_cur
-          FROM (SELECT u.ord, ac.balance, ac.debits_pending, ac.credits_pending, ac.version, ac.currency::text
+               array_agg(t.currency ORDER BY t.ord), array_agg(t.frozen ORDER BY t.ord),
+               array_agg(t.dmnec ORDER BY t.ord), array_agg(t.cmned ORDER BY t.ord)
+          INTO s_bal, s_dp, s_cp, s_ver, s_cur, s_frozen, s_dmnec, s_cmned
+          FROM (SELECT u.ord, ac.balance, ac.debits_pending, ac.credits_pending, ac.version, ac.currency::text,
+                       ac.status <> 'active' OR coalesce(p.status <> 'active', false) AS frozen,
+                       ac.debits_must_not_exceed_credits AS dmnec, ac.credits_must_not_exceed_debits AS cmned
                   FROM ledger_account ac JOIN unnest(lk_id) WITH ORDINALITY AS u(id, ord) ON ac.id = u.id
+                  LEFT JOIN ledger_account p ON p.id = ac.parent_id
                  ORDER BY ac.id FOR UPDATE OF ac) t;
         -- entries take a_currency[a]: the currency of the account found by that key, and of the
         -- shard taken for a hot one (a shard row of another currency is refused here, section 7)

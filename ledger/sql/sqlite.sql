@@ -116,8 +116,10 @@ DROP TRIGGER IF EXISTS ledger_journal_unsealed_no_delete;
 CREATE TRIGGER ledger_journal_unsealed_no_delete BEFORE DELETE ON ledger_journal_unsealed
 WHEN NOT EXISTS (SELECT 1 FROM ledger_journal WHERE id = OLD.journal_id)
 BEGIN SELECT RAISE(ABORT, 'ledger: entries of an unwritten journal stay unsealed until the journal row is written'); END;
+-- The id too (migration 0013, review 14c; PostgreSQL's guard since its 0005): entries name their
+-- account by id with no foreign key, so a changed id would hand an account's entries to another.
 DROP TRIGGER IF EXISTS ledger_account_identity;
-CREATE TRIGGER ledger_account_identity BEFORE UPDATE OF owner, code, currency, type, hot, parent_id, shard
+CREATE TRIGGER ledger_account_identity BEFORE UPDATE OF id, owner, code, currency, type, hot, parent_id, shard
 ON ledger_account
 BEGIN SELECT RAISE(ABORT, 'ledger: an account''s identity never changes'); END;
 DROP TRIGGER IF EXISTS ledger_account_no_delete;

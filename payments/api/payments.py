@@ -20,6 +20,7 @@ from payera.idempotency.services import idempotency_answer_prepare
 from payera.merchants.api.base import MerchantApiView
 from payments.selectors import (
     BalanceTransactionNotFoundError,
+    balance_transaction_public_text,
     payment_get,
     payment_list,
     refund_get,
@@ -310,12 +311,15 @@ class BalanceTransactionOutputSerializer(serializers.Serializer):
 
 
 def _txn(entry) -> dict:
+    # internal journals (staff adjustments) show an opaque reference and a fixed description
+    reference, description = balance_transaction_public_text(journal_id=entry.journal_id, reference=entry.reference,
+                                                             memo=entry.memo)  # fmt: skip
     return {
         "id": opaque_id("txn", entry.id), "object": "balance_transaction",
         # merchant accounts are liabilities: a credit (negative) is money owed to the merchant
         "amount": -entry.amount, "currency": entry.currency,
-        "balance": entry.account_code.removeprefix("merchant_"), "type": entry.kind, "reference": entry.reference,
-        "description": entry.memo, "created": created_timestamp(entry.created_at),
+        "balance": entry.account_code.removeprefix("merchant_"), "type": entry.kind, "reference": reference,
+        "description": description, "created": created_timestamp(entry.created_at),
     }
 
 

@@ -192,6 +192,26 @@ def test_verify_finds_pending_entries_in_a_posted_journal(owner, now, wallet):
 
 
 @pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="switches the entry triggers off: PostgreSQL")
+def test_verify_finds_entries_whose_account_does_not_exist(owner, now, wallet):
+    """Review 14c: no foreign key holds an entry's account_id (the triggers do: accounts are never
+    deleted, their id never changes, an entry's account must exist). Entries written past those
+    triggers (here with them switched off, as a superuser can) on account ids that name no account
+    were seen by no check: the shape check compared their currency with a missing row (NULL)."""
+    max_id = Account.objects.order_by("-id").values_list("id", flat=True).first()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        journal = _raw_journal([(max_id + 1000, 5, 1, False), (max_id + 1001, -5, 1, False)], check=False)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = origin")
+        ids = sorted(Entry.objects.filter(journal_id=journal).values_list("id", flat=True))
+        found, listed = _only(ledger_verify(), "entry_shape_mismatch")
+        transaction.set_rollback(True)
+    assert (found, listed) == ({"entry_shape_mismatch"}, ids)
+
+
+@pytest.mark.django_db
 def test_verify_finds_a_journal_without_entries(owner, now, wallet):
     journal = _raw_journal([])
     found, ids = _only(ledger_verify(), "journals_without_entries")

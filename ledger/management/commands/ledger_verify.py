@@ -14,7 +14,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print a JSON report")
-        parser.add_argument("--limit", type=int, default=100, help="offending ids listed per check")
+        parser.add_argument(
+            "--limit", type=int, default=100, help="offending ids listed per check (0: none, still counted)"
+        )
         parser.add_argument(
             "--workers",
             type=int,
@@ -26,6 +28,13 @@ class Command(BaseCommand):
         started = time.perf_counter()
         if options["workers"] is not None and options["workers"] < 1:
             raise CommandError("--workers must be at least 1")
+        if options["limit"] < 0:
+            # refused, and never "ok": a monitor reading the JSON (or the exit code) sees no sound ledger
+            message = f"--limit must be 0 or more (offending ids listed per check), not {options['limit']}"
+            if options["json"]:
+                self.stdout.write(json.dumps({"ok": False, "error": message}))
+            self.stderr.write(message)
+            sys.exit(1)
         report = ledger_verify(limit=options["limit"], workers=options["workers"])
         elapsed = time.perf_counter() - started
         body = {
@@ -36,6 +45,7 @@ class Command(BaseCommand):
             "connections": report.connections,
             "seconds": round(elapsed, 3),
             "problems": {k: v for k, v in report.problems.items() if v},
+            "counts": {k: n for k, n in report.counts.items() if n},
         }
         if options["json"]:
             self.stdout.write(json.dumps(body))
@@ -44,8 +54,10 @@ class Command(BaseCommand):
                 f"ledger_verify: {report.entries} entries, {report.journals} journals, "
                 f"{report.accounts} accounts in {elapsed:.2f}s"
             )
-            for name, ids in body["problems"].items():
-                self.stdout.write(f"  {name}: {', '.join(map(str, ids))}")
+            for name, count in body["counts"].items():
+                ids = report.problems.get(name, [])
+                more = f" (and {count - len(ids)} more)" if count > len(ids) else ""
+                self.stdout.write(f"  {name}: {', '.join(map(str, ids))}{more}")
             self.stdout.write("OK" if report.ok else "MISMATCH")
         if not report.ok:
             sys.exit(1)
