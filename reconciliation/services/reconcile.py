@@ -80,6 +80,8 @@ CHUNK = 50_000
 MATCH_WORK_MEM = "256MB"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_STORED_ERRORS = 1000
+# an import younger than this is running (the same file again is busy); an older one crashed
+RUN_BUSY_FOR = dt.timedelta(minutes=30)
 POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money arrived as reported
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -279,16 +281,20 @@ def _run_start(
     period: tuple[dt.date | None, dt.date | None], errors: Iterable[SettlementRowError], total: int,
 ) -> ReconciliationRun:  # fmt: skip
     """Record the run (committed at once, so its progress shows) or take over an unfinished one
-    of the same file (an import that crashed): its lines are loaded again from scratch."""
+    of the same file: a `failed` run at once, a run left in any phase of its import (`loading`
+    included: an import that crashed) once it is older than RUN_BUSY_FOR; a younger one is an
+    import still running (settlement_run_busy). Its lines are loaded again from scratch, and its
+    start time is now (the next import measures its age from this start)."""
     run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
+    now = timezone.now()
     if run is not None:
         if run.status == ReconRunStatus.DONE or (
-            run.status not in (ReconRunStatus.LOADING, ReconRunStatus.FAILED)
-            and timezone.now() - run.created_at < dt.timedelta(minutes=30)
+            run.status != ReconRunStatus.FAILED and now - run.created_at < RUN_BUSY_FOR
         ):
             raise SettlementRunBusyError(f"{run.id} is importing this file right now")
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
+        run.created_at, run.finished_at, run.summary = now, None, {}
     else:
         try:
             with transaction.atomic():
