@@ -23,6 +23,7 @@ Any failure after the run is recorded fails it: its lines and discrepancies remo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -37,7 +38,7 @@ from django.utils import timezone
 from ledger import services as ledger_services
 from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.db import outside_transaction
-from payera.core.masking import mask_text
+from payera.core.masking import data_has_card_number, has_card_number, mask_pans, mask_text
 from payera.core.money import currency_exponent
 from payments import selectors as payments_selectors
 from payments.services import attempt_settlement_inquire, dispute_settlement_inquire
@@ -144,9 +145,11 @@ def reconcile_import(
         return _result(done, created=False)
     clock = _Clock()
     try:
-        # PostgreSQL parses a plain CSV report itself (COPY); SQLite and other files parse in Python
-        layout = adapter.settlement_csv_layout(raw) if connection.vendor == "postgresql" else None
-        report = None if layout is not None else adapter.read_settlement_report(raw)
+        # PostgreSQL parses a plain CSV report itself (COPY); SQLite and other files parse in Python,
+        # and so does a file that holds a card number (its text cells are masked before the load)
+        copy = connection.vendor == "postgresql" and not data_has_card_number(raw)
+        layout = adapter.settlement_csv_layout(raw) if copy else None
+        report, masked = (None, 0) if layout is not None else _read(adapter, raw)
     except SettlementReportError as exc:
         raise SettlementFileInvalidError(f"{psp} settlement report refused: {exc.message}") from None
     clock.lap("parse")
@@ -160,7 +163,7 @@ def reconcile_import(
                          period=(report.period_start, report.period_end), errors=report.errors,
                          total=len(report.rows))  # fmt: skip
     try:
-        return _import(run, adapter, raw, layout=layout, report=report, clock=clock, progress=progress)
+        return _import(run, adapter, raw, layout=layout, report=report, masked=masked, clock=clock, progress=progress)
     except SettlementFileInvalidError:
         raise  # the file was refused: the run is gone (_read_or_refuse)
     except BaseException as exc:
@@ -175,7 +178,7 @@ def reconcile_import(
 
 def _import(
     run: ReconciliationRun, adapter, raw: bytes, *, layout: SettlementCsvLayout | None,
-    report: SettlementReport | None, clock: _Clock, progress: Progress | None,
+    report: SettlementReport | None, masked: int, clock: _Clock, progress: Progress | None,
 ) -> ReconcileResult:  # fmt: skip
     """Load, match, heal, post and finish a recorded run (reconcile_import: any failure fails it)."""
     psp = run.psp
@@ -183,7 +186,7 @@ def _import(
     if layout is not None:
         parsed = _load_copy(run, layout, progress=progress)
         if parsed is None:  # COPY refused the file: the adapter's Python parser reads it
-            report = _read_or_refuse(run, adapter, raw)
+            report, masked = _read_or_refuse(run, adapter, raw)
         else:
             currencies, fast = set(parsed.currencies), parsed
         clock.lap("load")
@@ -220,7 +223,7 @@ def _import(
         progress("healing", 1, 1)
     clock.lap("heal")
     _phase(run, ReconRunStatus.POSTING, progress)
-    summary = _finish(run, tally, healed=healed, seconds=clock.laps, parser=parser)
+    summary = _finish(run, tally, healed=healed, seconds=clock.laps, parser=parser, masked=masked)
     if progress:
         progress("posting", 1, 1)
     run.refresh_from_db()
@@ -321,10 +324,37 @@ def _describe(
     run.row_errors, run.row_error_count = listed[:MAX_STORED_ERRORS], len(listed)
 
 
-def _read_or_refuse(run: ReconciliationRun, adapter, raw: bytes) -> SettlementReport:
+# the text cells of a row: a card number in one (a column shifted by the PSP's export) is masked
+TEXT_FIELDS = ("reference", "psp_reference", "payout_batch_id", "operation_reference", "operation_psp_reference")
+
+
+def _read(adapter, raw: bytes) -> tuple[SettlementReport, int]:
+    """The adapter's Python parser, then every card number in a row's text cells masked (BIN and
+    last 4 kept, as row errors quote them): nothing stores one, neither the lines, nor the
+    settlement journal's reference, memo and metadata (append-only), nor the CSV exports.
+    The row imports as it stands (its money is the PSP's, a payout batch id is only a label).
+    Returns the report and how many of its rows had a card number masked."""
+    report = adapter.read_settlement_report(raw)
+    if not report.rows or not data_has_card_number(raw):  # the usual file: one fast scan
+        return report, 0
+    rows, masked = [], []
+    for row in report.rows:
+        changed = {f: mask_pans(v) for f in TEXT_FIELDS if (v := getattr(row, f)) and has_card_number(v)}
+        if changed:
+            masked.append(row.line_number)
+            row = dataclasses.replace(row, **changed)
+        rows.append(row)
+    if masked:
+        logger.warning("%s settlement report: a card number masked in the text cells of lines %s",
+                       report.psp, masked[:20])  # fmt: skip
+        report = dataclasses.replace(report, rows=tuple(rows))
+    return report, len(masked)
+
+
+def _read_or_refuse(run: ReconciliationRun, adapter, raw: bytes) -> tuple[SettlementReport, int]:
     """The adapter's Python parser, for a file COPY refused; the run takes its period and errors."""
     try:
-        report = adapter.read_settlement_report(raw)
+        report, masked = _read(adapter, raw)
     except SettlementReportError as exc:  # nothing was staged: forget the run
         with transaction.atomic(durable=True):
             StatementLine.objects.filter(run=run).delete()
@@ -332,7 +362,7 @@ def _read_or_refuse(run: ReconciliationRun, adapter, raw: bytes) -> SettlementRe
         raise SettlementFileInvalidError(f"{run.psp} settlement report refused: {exc.message}") from None
     _describe(run, period=(report.period_start, report.period_end), errors=report.errors, total=len(report.rows))
     run.save(update_fields=["period_start", "period_end", "rows_total", "rows_loaded", "row_errors", "row_error_count"])
-    return report
+    return report, masked
 
 
 def _stage_create() -> None:
@@ -985,8 +1015,9 @@ class _Clock:
 
 
 def _finish(
-    run: ReconciliationRun, tally: list[_Group], *, healed: int, seconds: dict[str, float], parser: str
-) -> dict:
+    run: ReconciliationRun, tally: list[_Group], *, healed: int, seconds: dict[str, float], parser: str,
+    masked: int = 0,
+) -> dict:  # fmt: skip
     """One transaction: the discrepancies, the settlement journals and the run marked done (a
     failure leaves neither journals nor discrepancies: reconcile_import then fails the run)."""
     started = time.perf_counter()
@@ -1047,6 +1078,7 @@ def _finish(
             # what the lines gave back to the accounts earlier clearings of their items debited
             "recovered": _recovered_by_currency(recovered),
             "parser": parser,  # postgresql: COPY parsed the file; python: the adapter's parser did
+            "card_numbers_masked": masked,  # rows whose text cells held a card number (stored masked)
         }
         # the receivable check counts the settled gross of every finished run: this one first
         ReconciliationRun.objects.filter(pk=run.pk).update(summary=summary, status=ReconRunStatus.DONE)
