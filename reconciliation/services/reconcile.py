@@ -901,11 +901,13 @@ DISCREPANCY_COLUMNS = (
 
 def discrepancies_from_lines_sql(where: str) -> str:
     """The INSERT ... SELECT that opens a discrepancy for each line (alias s) matching `where` whose
-    outcome is not matched; its parameters: created_at, updated_at, then `where`'s. The import
+    outcome is not matched. The import
     opens a run's (`s.run_id = %s`), the late heal one line's (reheal.py). A duplicate line
     identical to an earlier run's line of the same payout batch (amounts and currency too) is that
     report sent again, not money paid twice: it opens none (it still counts as a duplicate; the
-    earlier line, and its discrepancy if it has one, stands for it)."""
+    earlier line, and its discrepancy if it has one, stands for it) — only the first such line of
+    the run: a second copy within the file is a duplicate discrepancy (`repeats_sql`). Its
+    parameters: created_at, updated_at, then `where`'s twice."""
     from reconciliation.models import Discrepancy
 
     lines = StatementLine._meta.db_table
@@ -918,7 +920,8 @@ SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference,
             ELSE s.gross END,
        'open', '', '', '', '', %s, %s
 FROM {lines} s WHERE {where} AND s.outcome NOT IN ('', 'matched')
-  AND NOT (s.outcome = 'duplicate' AND EXISTS (SELECT 1 FROM {lines} o WHERE {SENT_AGAIN}))"""
+  AND NOT (s.outcome = 'duplicate' AND EXISTS (SELECT 1 FROM {lines} o WHERE {SENT_AGAIN})
+           AND s.id NOT IN ({repeats_sql(where)}))"""
 
 
 # A duplicate line (s) that is an earlier run's line (o) sent again: the same row key, the same
@@ -928,6 +931,20 @@ SENT_AGAIN = (
     "o.row_key = s.row_key AND NOT o.duplicate AND o.run_id <> s.run_id AND o.payout_batch_id = s.payout_batch_id"
     " AND o.currency = s.currency AND o.gross = s.gross AND o.fee = s.fee AND o.net = s.net"
 )
+
+
+def repeats_sql(where: str) -> str:
+    """The ids of the duplicate lines matching `where` (alias s: a run's lines) that repeat an
+    earlier line of the same file (row key, payout batch, currency and amounts alike): only the
+    first of such copies can be the report sent again; a row twice within the re-sent file is, as
+    in a first import, a duplicate discrepancy (the PSP listing it twice), whatever an earlier
+    run had. Uncorrelated (one window over the run's duplicates, hashed), `where`'s parameters again."""
+    lines = StatementLine._meta.db_table
+    return (
+        f"SELECT w.id FROM (SELECT s.id, row_number() OVER (PARTITION BY s.row_key, s.payout_batch_id, s.currency,"
+        f" s.gross, s.fee, s.net ORDER BY s.line_number) AS rn FROM {lines} s"
+        f" WHERE {where} AND s.outcome = 'duplicate') w WHERE w.rn > 1"
+    )
 
 
 def _sent_again(run: ReconciliationRun) -> dict[str, dict[str, tuple[int, int]]]:
@@ -940,8 +957,9 @@ def _sent_again(run: ReconciliationRun) -> dict[str, dict[str, tuple[int, int]]]
         cursor.execute(
             f"SELECT o.outcome, s.currency, count(*), COALESCE(sum(s.gross), 0) FROM {lines} s"
             f" JOIN {lines} o ON {SENT_AGAIN} WHERE s.run_id = %s AND s.outcome = 'duplicate'"
+            f" AND s.id NOT IN ({repeats_sql('s.run_id = %s')})"
             " GROUP BY o.outcome, s.currency",
-            [run.id],
+            [run.id, run.id],
         )
         out: dict[str, dict[str, tuple[int, int]]] = {}
         for outcome, currency, n, gross in cursor.fetchall():
@@ -960,7 +978,7 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple
     now = timezone.now()
     cols = DISCREPANCY_COLUMNS
     from_lines = discrepancies_from_lines_sql("s.run_id = %s")
-    statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id])] if unmatched else []
+    statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id, run.id])] if unmatched else []
     if run.period_start and run.period_end:
         # the period's items that no line (of any run) names first, then the attempt of each (by
         # its key: a report usually names them all, so few). OFFSET 0 keeps that order: the lines
