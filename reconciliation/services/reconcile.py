@@ -1119,28 +1119,52 @@ def _recovered_by_currency(recovered: dict[str, dict[tuple[str, str], int]]) -> 
 
 
 def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = None) -> dict[str, ReconcileResult]:
-    """The scheduled pull: fetch each PSP's report for `day` (default: yesterday, UTC) and import
-    it. Each PSP on its own: one that cannot be reached, whose report is refused or whose import
-    fails is logged (a failed import also leaves its run marked failed, with the error) and the
-    others are pulled all the same; the next pull tries it again (a file imported before changes
-    nothing). Returns the PSPs imported."""
+    """The scheduled pull: fetch each PSP's report and import it. With `day`, that day's report;
+    without (Celery beat), yesterday's (UTC) and every earlier day of the catch-up window
+    (`pull_days`) that no finished run of that PSP covers: a day whose pull could not reach the
+    PSP, whose report was refused or whose import failed is pulled again by the next nights, oldest
+    first (a file imported before changes nothing). Each PSP and day on its own: a failure is
+    logged (a failed import also leaves its run marked failed, with the error) and the others are
+    pulled all the same. Returns the PSPs imported (each with its latest day's result)."""
     from psp_adapters.errors import PspError
 
-    day = day or (timezone.now().astimezone(dt.UTC).date() - dt.timedelta(days=1))
+    yesterday = timezone.now().astimezone(dt.UTC).date() - dt.timedelta(days=1)
     out: dict[str, ReconcileResult] = {}
     for psp in psps or connector_names():
-        try:
-            with outside_transaction():
-                raw = get_adapter(psp).fetch_settlement_report(day)
-        except (PspError, NotImplementedError) as exc:
-            logger.warning("settlement report of %s for %s not fetched: %s", psp, day, exc)
-            continue
-        try:
-            out[psp] = reconcile_import(
-                psp=psp, raw=raw, file_name=f"{psp}-{day.isoformat()}.csv", source="scheduled",
-                actor="system:scheduler",
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
-            logger.error("settlement report of %s for %s not imported: %s", psp, day, _first_line(exc),
-                         exc_info=not isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError))  # fmt: skip
+        for when in [day] if day else pull_days(psp=psp, yesterday=yesterday):
+            try:
+                with outside_transaction():
+                    raw = get_adapter(psp).fetch_settlement_report(when)
+            except (PspError, NotImplementedError) as exc:
+                logger.warning("settlement report of %s for %s not fetched: %s", psp, when, exc)
+                continue
+            try:
+                out[psp] = reconcile_import(
+                    psp=psp, raw=raw, file_name=f"{psp}-{when.isoformat()}.csv", source="scheduled",
+                    actor="system:scheduler",
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
+                known = isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError)
+                logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc),
+                             exc_info=not known)  # fmt: skip
     return out
+
+
+def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
+    """The days the scheduled pull fetches for `psp`, oldest first: yesterday, and each earlier day
+    of the last RECONCILIATION_PULL_CATCH_UP_DAYS that no finished (`done`) run of that PSP covers
+    (its period), from the first day reconciliation knows: the PSP's first report, or, for a PSP
+    with none yet (unreachable since the start), the first report of any PSP; with no report at
+    all, yesterday only (a new installation does not pull history)."""
+    from django.conf import settings
+
+    window = max(1, int(getattr(settings, "RECONCILIATION_PULL_CATCH_UP_DAYS", 7)))
+    done = ReconciliationRun.objects.filter(status=ReconRunStatus.DONE, period_start__isnull=False)
+    first = done.filter(psp=psp).order_by("period_start").values_list("period_start", flat=True).first()
+    if first is None:
+        first = done.order_by("period_start").values_list("period_start", flat=True).first() or yesterday
+    start = max(first, yesterday - dt.timedelta(days=window - 1))
+    mine = done.filter(psp=psp, period_end__gte=start, period_start__lte=yesterday)
+    covered = list(mine.values_list("period_start", "period_end"))
+    days = [start + dt.timedelta(days=n) for n in range((yesterday - start).days + 1)]
+    return [d for d in days if d == yesterday or not any(a <= d <= (b or a) for a, b in covered)]
