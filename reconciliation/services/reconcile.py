@@ -899,7 +899,7 @@ DISCREPANCY_COLUMNS = (
 )
 
 
-def discrepancies_from_lines_sql(where: str) -> str:
+def discrepancies_from_lines_sql(where: str, *, duplicates: bool = True) -> str:
     """The INSERT ... SELECT that opens a discrepancy for each line (alias s) matching `where` whose
     outcome is not matched. The import
     opens a run's (`s.run_id = %s`), the late heal one line's (reheal.py). A duplicate line
@@ -907,7 +907,8 @@ def discrepancies_from_lines_sql(where: str) -> str:
     report sent again, not money paid twice: it opens none (it still counts as a duplicate; the
     earlier line, and its discrepancy if it has one, stands for it) — only the first such line of
     the run: a second copy within the file is a duplicate discrepancy (`repeats_sql`). Its
-    parameters: created_at, updated_at, then `where`'s twice."""
+    parameters: created_at, updated_at, then `where`'s twice (once when the caller knows the lines
+    hold no `duplicate`: `duplicates=False` leaves that test out)."""
     from reconciliation.models import Discrepancy
 
     lines = StatementLine._meta.db_table
@@ -919,9 +920,13 @@ SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference,
             WHEN s.outcome = 'amount_mismatch' THEN s.gross - s.expected_gross
             ELSE s.gross END,
        'open', '', '', '', '', %s, %s
-FROM {lines} s WHERE {where} AND s.outcome NOT IN ('', 'matched')
+FROM {lines} s WHERE {where} AND s.outcome NOT IN ('', 'matched')""" + (
+        f"""
   AND NOT (s.outcome = 'duplicate' AND EXISTS (SELECT 1 FROM {lines} o WHERE {SENT_AGAIN})
            AND s.id NOT IN ({repeats_sql(where)}))"""
+        if duplicates
+        else ""
+    )
 
 
 # A duplicate line (s) that is an earlier run's line (o) sent again: the same row key, the same
@@ -967,7 +972,7 @@ def _sent_again(run: ReconciliationRun) -> dict[str, dict[str, tuple[int, int]]]
     return out
 
 
-def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple[str, list]]:
+def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: bool = True) -> list[tuple[str, list]]:
     """The INSERT ... SELECT statements that open the run's discrepancies, with their parameters:
     its lines' (discrepancies_from_lines_sql), then what the period's report lacks."""
     from reconciliation.models import Discrepancy
@@ -977,8 +982,9 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple
     dsc = Discrepancy._meta.db_table
     now = timezone.now()
     cols = DISCREPANCY_COLUMNS
-    from_lines = discrepancies_from_lines_sql("s.run_id = %s")
-    statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id, run.id])] if unmatched else []
+    from_lines = discrepancies_from_lines_sql("s.run_id = %s", duplicates=duplicates)
+    params = [now, now, run.id, run.id] if duplicates else [now, now, run.id]
+    statements: list[tuple[str, list]] = [(from_lines, params)] if unmatched else []
     if run.period_start and run.period_end:
         # the period's items that no line (of any run) names first, then the attempt of each (by
         # its key: a report usually names them all, so few). OFFSET 0 keeps that order: the lines
@@ -1053,7 +1059,8 @@ def _finish(
             if connection.vendor == "postgresql":  # hash anti-joins over a day of captures: in memory
                 cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
                 cursor.execute("SET LOCAL jit = off")
-            for sql, params in _discrepancies_sql(run, unmatched=unmatched):
+            duplicates = ReconOutcome.DUPLICATE in by_outcome
+            for sql, params in _discrepancies_sql(run, unmatched=unmatched, duplicates=duplicates):
                 cursor.execute(sql, params)
         # what an earlier report lacked and this one settled: its "missing at PSP" closes itself
         resolved = discrepancies_settled_resolve(run_id=run.id, psp=run.psp) if settled else 0
