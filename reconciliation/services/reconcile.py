@@ -952,23 +952,24 @@ def repeats_sql(where: str) -> str:
     )
 
 
-def _sent_again(run: ReconciliationRun) -> dict[str, dict[str, tuple[int, int]]]:
+def _sent_again(run: ReconciliationRun) -> dict[str, dict[str, tuple[int, int, int, int]]]:
     """The run's lines that are an earlier run's line sent again, by that earlier line's outcome
-    (today's: a line healed since counts as matched) and currency: (count, gross). They opened no
+    (today's: a line healed since counts as matched) and currency: (count, gross, fee, net). They opened no
     discrepancy and settled nothing; the import counts them as the earlier line counted, so a report
     sent again reads as it did the first time (a re-sent day of matched lines is 100 % matched)."""
     lines = StatementLine._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT o.outcome, s.currency, count(*), COALESCE(sum(s.gross), 0) FROM {lines} s"
+            f"SELECT o.outcome, s.currency, count(*), COALESCE(sum(s.gross), 0), COALESCE(sum(s.fee), 0),"
+            f" COALESCE(sum(s.net), 0) FROM {lines} s"
             f" JOIN {lines} o ON {SENT_AGAIN} WHERE s.run_id = %s AND s.outcome = 'duplicate'"
             f" AND s.id NOT IN ({repeats_sql('s.run_id = %s')})"
             " GROUP BY o.outcome, s.currency",
             [run.id, run.id],
         )
-        out: dict[str, dict[str, tuple[int, int]]] = {}
-        for outcome, currency, n, gross in cursor.fetchall():
-            out.setdefault(outcome, {})[currency] = (int(n), int(gross))
+        out: dict[str, dict[str, tuple[int, int, int, int]]] = {}
+        for outcome, currency, n, gross, fee, net in cursor.fetchall():
+            out.setdefault(outcome, {})[currency] = (int(n), int(gross), int(fee), int(net))
     return out
 
 
@@ -1079,7 +1080,7 @@ def _finish(
         # lines an earlier report had (the report sent again) count as that report's lines counted
         sent_again = _sent_again(run) if ReconOutcome.DUPLICATE in by_outcome else {}
         for outcome, per in sent_again.items():
-            for n, gross in per.values():
+            for n, gross, _, _ in per.values():
                 dn, dgross = by_outcome[ReconOutcome.DUPLICATE]
                 by_outcome[ReconOutcome.DUPLICATE] = (dn - n, dgross - gross)
                 on, ogross = by_outcome.get(outcome, (0, 0))
@@ -1096,8 +1097,10 @@ def _finish(
             "healed": healed,
             "resolved_missing_at_psp": resolved,
             # of the rows, those an earlier report had: {earlier outcome: {currency: gross}}
-            "sent_again": sum(n for per in sent_again.values() for n, _ in per.values()),
-            "sent_again_gross": {o: {c: g for c, (_, g) in per.items()} for o, per in sent_again.items()},
+            "sent_again": sum(n for per in sent_again.values() for n, *_ in per.values()),
+            "sent_again_gross": {o: {c: g for c, (_, g, *_) in per.items()} for o, per in sent_again.items()},
+            # the same with count, gross, fee and net, for the outcome table's CSV (report_tables.py)
+            "sent_again_lines": {o: {c: list(v) for c, v in per.items()} for o, per in sent_again.items()},
             "journals": journals,
             "settled": {c: settled[c] for c in sorted(settled)},
             # what the lines gave back to the accounts earlier clearings of their items debited
