@@ -25,6 +25,7 @@ from payera.core.money import minor_to_decimal_string
 from payera.staff.access import staff_merchant_ids
 from payera.staff.admin import MerchantScopedAdminMixin
 from reconciliation.admin_csv import RUN_TABLE_EXPORTS
+from reconciliation.exports import csv_safe
 from reconciliation.models import (
     Discrepancy,
     DiscrepancyStatus,
@@ -46,18 +47,12 @@ DISCREPANCY_CSV_COLUMNS = ("id", "run_id", "kind", "status", "psp", "merchant_id
                            "created_at", "closed_at")  # fmt: skip
 
 
-def _safe(value) -> str:
-    """No spreadsheet formula injection from a text cell."""
-    value = "" if value is None else str(value)
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not value.lstrip("-").isdigit() else value
-
-
 def csv_response(rows, columns: tuple[str, ...], filename: str) -> HttpResponse:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_safe(row[c]) for c in columns])
+        writer.writerow([csv_safe(row[c]) for c in columns])  # numbers (-111.09) stay numbers
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 
 from payera.core.money import minor_to_decimal_string
@@ -23,9 +24,18 @@ STATEMENT_HEADER = ("payout_id", "line", "kind", "reference", "occurred_at", "cu
                     "settlement_run", "settlement_reference")
 
 
-def _safe(value: str) -> str:
-    """No spreadsheet formula injection from a text cell."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+# a number as the exports write them: an optional sign, digits, an optional decimal part (-111.09)
+_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+
+
+def csv_safe(value) -> str:
+    """No spreadsheet formula injection from a text cell: a cell starting with `=`, `+`, `-`, `@`,
+    tab or CR gets a leading `'` (shown as text, never evaluated), unless it is a plain number
+    (`-111.09`, `-11109`), which stays a number so the spreadsheet's sums count it."""
+    value = "" if value is None else str(value)
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def payout_file_csv(payouts: Iterable[Payout]) -> str:
@@ -34,7 +44,7 @@ def payout_file_csv(payouts: Iterable[Payout]) -> str:
     writer.writerow(PAYOUT_FILE_HEADER)
     for p in payouts:
         writer.writerow((p.id, p.merchant_id, p.currency, p.amount, minor_to_decimal_string(p.amount, p.currency),
-                         _safe(p.bank_account_masked), p.payout_date.isoformat(), p.journal_reference))
+                         csv_safe(p.bank_account_masked), p.payout_date.isoformat(), p.journal_reference))
     return out.getvalue()
 
 
@@ -46,7 +56,7 @@ def payout_bank_file_csv(payouts: Iterable[Payout], accounts: dict[str, dict]) -
     writer.writerow(BANK_FILE_HEADER)
     for p in payouts:
         account = accounts[p.merchant_id]
-        writer.writerow((p.id, _safe(account["holder"]), account["account"], p.currency,
+        writer.writerow((p.id, csv_safe(account["holder"]), account["account"], p.currency,
                          minor_to_decimal_string(p.amount, p.currency), p.amount, p.payout_date.isoformat(),
                          f"Payera payout {p.id}", p.merchant_id))
     return out.getvalue()

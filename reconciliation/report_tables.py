@@ -19,15 +19,47 @@ AGING_COLUMNS = ("psp", "bucket", "currency", "amount", "count", "as_of")
 
 def run_outcome_rows(runs: Iterable[ReconciliationRun]) -> Iterator[dict]:
     """Per run, outcome and currency: lines, Σ gross, fee and net (minor units of that currency:
-    currencies are never added together)."""
-    ids = sorted(r.pk for r in runs)
-    rows = (
-        StatementLine.objects.filter(run_id__in=ids)
+    currencies are never added together) — counted as the run page counts them: the lines of a
+    report sent again under the outcome their earlier line had (not as duplicates), and "missing
+    at PSP" (no line: the discrepancies, Payera's amount as gross, no fee or net known)."""
+    from reconciliation.models import Discrepancy, ReconOutcome
+
+    by_run = {r.pk: r for r in runs}
+    table: dict[tuple[str, str, str], dict] = {}
+    lines = (
+        StatementLine.objects.filter(run_id__in=by_run)
         .values("run_id", "psp", "outcome", "currency")
         .annotate(count=Count("id"), gross=Sum("gross"), fee=Sum("fee"), net=Sum("net"))
-        .order_by("run_id", "outcome", "currency")
+        .order_by()
     )
-    yield from rows
+    for row in lines:
+        table[(row["run_id"], row["outcome"], row["currency"])] = dict(row)
+    missing = (
+        Discrepancy.objects.filter(run_id__in=by_run, kind=ReconOutcome.MISSING_AT_PSP)
+        .values("run_id", "psp", "currency")
+        .annotate(count=Count("id"), gross=Sum("payera_amount"))
+        .order_by()
+    )
+    for row in missing:
+        table[(row["run_id"], ReconOutcome.MISSING_AT_PSP.value, row["currency"])] = {
+            **row, "outcome": ReconOutcome.MISSING_AT_PSP.value, "fee": None, "net": None
+        }  # fmt: skip
+    for run_id, run in by_run.items():
+        for outcome, per in ((run.summary or {}).get("sent_again_lines") or {}).items():
+            for currency, moved in per.items():
+                dup = table.get((run_id, ReconOutcome.DUPLICATE.value, currency))
+                if dup is None:
+                    continue
+                into = table.setdefault((run_id, outcome, currency), {
+                    "run_id": run_id, "psp": run.psp, "outcome": outcome, "currency": currency,
+                    "count": 0, "gross": 0, "fee": 0, "net": 0,
+                })  # fmt: skip
+                for key, value in zip(("count", "gross", "fee", "net"), moved, strict=True):
+                    dup[key] -= value
+                    into[key] = (into[key] or 0) + value
+                if not dup["count"]:
+                    del table[(run_id, ReconOutcome.DUPLICATE.value, currency)]
+    yield from (table[k] for k in sorted(table))
 
 
 def _psps(runs: Iterable[ReconciliationRun]) -> list[str]:

@@ -19,8 +19,9 @@ def payout_run_task(self) -> int:
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def reconcile_pull_task(self, day: str | None = None) -> int:
-    """Fetch yesterday's settlement report of every PSP and reconcile it (safe twice: a file
-    imported before changes nothing)."""
+    """Fetch yesterday's settlement report of every PSP, and the earlier days of the catch-up
+    window no finished import covers (a night the PSP could not be reached), and reconcile them
+    (safe twice: a file imported before changes nothing). `day`: that day only."""
     import datetime as dt
 
     return len(services.reconcile_pull(day=dt.date.fromisoformat(day) if day else None))

@@ -210,6 +210,34 @@ def has_card_number(text: str) -> bool:
     return len(text) >= 13 and any(card_number_spans(m.group(0)) for m in _DIGIT_RUN_RE.finditer(text))
 
 
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_THIRTEEN_DIGITS = b"0" * 13
+
+
+def _may_hold(data: bytes) -> bool:
+    # 13 digits in a row once every space and dash is taken out: a superset of has_card_number's
+    return data.translate(_DIGITS_AS_ZERO, b" -").find(_THIRTEEN_DIGITS) >= 0
+
+
+def data_has_card_number(data: bytes, *, chunk: int = 1 << 20) -> bool:
+    """Whether a large file's bytes (UTF-8 text: a settlement report) hold a card number, exactly as
+    `has_card_number` finds them in its text, at C speed for the usual file without one (about
+    0.2-0.5 s for 100 MB): chunks of whole lines (a card number never spans a line end) go through a
+    translate-and-find filter (13 digits in a row once spaces and dashes are taken out); only the
+    lines of a chunk that passes it are decoded and checked by `has_card_number`."""
+    start, size = 0, len(data)
+    while start < size:
+        end = data.find(b"\n", min(start + chunk, size))
+        end = size if end < 0 else end + 1
+        part = data[start:end]
+        if _may_hold(part):
+            for line in part.split(b"\n"):
+                if _may_hold(line) and has_card_number(line.decode("utf-8", "replace")):
+                    return True
+        start = end
+    return False
+
+
 def mask_card_numbers(value):
     """`value` (a parsed JSON document) with every card number in its strings, keys included,
     masked as `mask_text` masks them; nothing else changed."""

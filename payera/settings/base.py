@@ -490,6 +490,9 @@ CELERY_BEAT_SCHEDULE["reconciliation-payout-run"] = {
     "schedule": crontab(hour=1, minute=15),
 }
 # PSP settlement reports: pull yesterday's report of every connector and reconcile it (docs/reconciliation.md).
+# The nightly pull also fetches the earlier days of this window that no finished import covers
+# (a night the PSP could not be reached): docs/reconciliation.md, "Three ways in".
+RECONCILIATION_PULL_CATCH_UP_DAYS = env.int("RECONCILIATION_PULL_CATCH_UP_DAYS", default=7)
 CELERY_BEAT_SCHEDULE["reconciliation-report-pull"] = {
     "task": "reconciliation.tasks.reconcile_pull_task",
     "schedule": crontab(hour=2, minute=30),

@@ -4,9 +4,7 @@ download cut short) or with records after it is refused whole."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import re
 
 from payera.core.money import UnknownCurrencyError, currency_normalize
@@ -20,6 +18,7 @@ from psp_adapters.port import (
     SettlementRow,
     SettlementRowError,
 )
+from psp_adapters.report_lines import MalformedLineError, physical_lines, split_record
 
 COLUMNS = (
     "record_type", "settlement_date", "payout_batch", "authorization_id", "merchant_reference",
@@ -134,9 +133,13 @@ def layout(raw: bytes) -> SettlementCsvLayout | None:
 
 
 def read(raw: bytes) -> SettlementReport:
-    text = _text(raw)
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, [])
+    """The Python parser: one record per line (`report_lines`), so a malformed line (a stray quote,
+    a stray CR) is that line's row error; LF, CRLF or CR-only line ends."""
+    lines = physical_lines(_text(raw))
+    try:
+        header = split_record(lines[0], ",") if lines else []
+    except MalformedLineError as exc:
+        raise SettlementReportError(f"line 1 (the header): {exc}", connector="alpha") from None
     _check_header(header)
     (i_kind, i_day, i_batch, i_auth, i_ref, i_op, i_opref, i_cur, i_gross, i_fee, i_net) = (
         header.index(c) for c in COLUMNS
@@ -149,13 +152,17 @@ def read(raw: bytes) -> SettlementReport:
     days: dict[str, dt.date] = {}  # a report has a handful of distinct dates and currencies:
     currencies: dict[str, str] = {}  # parse each once (a million rows in a few seconds)
     trailer = 0  # its line number
-    for rec in reader:
-        line = reader.line_num
-        if not rec:
+    for line, text in enumerate(lines[1:], start=2):
+        if not text:
             continue
         if trailer:
             raise SettlementReportError(f"line {line}: a record after the end_of_report trailer (line {trailer})",
                                         connector="alpha")  # fmt: skip
+        try:
+            rec = split_record(text, ",")
+        except MalformedLineError as exc:
+            errors.append(SettlementRowError(line_number=line, message=str(exc)))
+            continue
         if len(rec) > max(i_kind, i_day) and rec[i_kind].strip() == TRAILER:
             try:
                 period = dt.date.fromisoformat(rec[i_day].strip())

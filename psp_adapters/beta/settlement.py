@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import re
 
 from payera.core.money import UnknownCurrencyError, currency_normalize, minor_from_decimal_string
 from psp_adapters.errors import SettlementReportError
 from psp_adapters.port import SettlementKind, SettlementReport, SettlementRow, SettlementRowError
+from psp_adapters.report_lines import MalformedLineError, physical_lines, split_record
 
 TITLE = "Beta Payments Settlement Report"
 COLUMNS = (
@@ -53,7 +53,7 @@ def read(raw: bytes) -> SettlementReport:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SettlementReportError(f"not UTF-8: {exc}", connector="beta") from None
-    lines = text.splitlines()
+    lines = physical_lines(text)  # one record per line: a malformed line is its own row error
     if not lines or lines[0].strip().strip(";") != TITLE:
         raise SettlementReportError("not a beta settlement report (title line missing)", connector="beta")
     report_date: dt.date | None = None
@@ -66,25 +66,30 @@ def read(raw: bytes) -> SettlementReport:
             except ValueError:
                 raise SettlementReportError(f"bad Report Date {value!r}", connector="beta") from None
         i += 1
-    header_line = i + 2  # 1-based line number of the column header
-    reader = csv.DictReader(io.StringIO("\n".join(lines[i + 1 :])), delimiter=";")
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    try:
+        fieldnames = split_record(lines[i + 1], ";") if len(lines) > i + 1 else []
+    except MalformedLineError as exc:
+        raise SettlementReportError(f"line {i + 2} (the header): {exc}", connector="beta") from None
+    missing = [c for c in COLUMNS if c not in fieldnames]
     if missing:
         raise SettlementReportError(f"not a beta settlement report: missing columns {missing}", connector="beta")
     if len(lines) > i + 2 and not text.endswith(("\n", "\r")):
         # beta has no trailer: a download cut short is told only by a last line that has neither
         # its line end nor all its fields (a cut at a line end cannot be told)
         last = next(csv.reader([lines[-1]], delimiter=";"), [])
-        if len(last) < len(reader.fieldnames or ()):
+        if len(last) < len(fieldnames):
             raise SettlementReportError(
                 f"line {len(lines)} is cut short ({len(last)} fields, no line end): the file is incomplete",
                 connector="beta",
             )
     rows: list[SettlementRow] = []
     errors: list[SettlementRowError] = []
-    for rec in reader:
-        line = header_line + reader.line_num - 1
+    for index in range(i + 2, len(lines)):
+        line = index + 1  # 1-based
+        if not lines[index]:
+            continue
         try:
+            rec = dict(zip(fieldnames, split_record(lines[index], ";"), strict=False))
             kind = KINDS.get((rec.get("Record Type") or "").strip())
             if kind is None:
                 raise ValueError(f"unknown Record Type {rec.get('Record Type')!r}")
@@ -114,7 +119,7 @@ def read(raw: bytes) -> SettlementReport:
                 )
             )
         except (ValueError, TypeError, AttributeError) as exc:
-            errors.append(SettlementRowError(line_number=line, message=str(exc), raw=";".join(map(str, rec.values()))))
+            errors.append(SettlementRowError(line_number=line, message=str(exc), raw=lines[index]))
     dates = {r.settled_on for r in rows}
     start = report_date or (min(dates) if dates else None)
     end = report_date or (max(dates) if dates else None)

@@ -23,6 +23,7 @@ Any failure after the run is recorded fails it: its lines and discrepancies remo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -37,7 +38,7 @@ from django.utils import timezone
 from ledger import services as ledger_services
 from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.db import outside_transaction
-from payera.core.masking import mask_text
+from payera.core.masking import data_has_card_number, has_card_number, mask_pans, mask_text
 from payera.core.money import currency_exponent
 from payments import selectors as payments_selectors
 from payments.services import attempt_settlement_inquire, dispute_settlement_inquire
@@ -80,6 +81,8 @@ CHUNK = 50_000
 MATCH_WORK_MEM = "256MB"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_STORED_ERRORS = 1000
+# an import younger than this is running (the same file again is busy); an older one crashed
+RUN_BUSY_FOR = dt.timedelta(minutes=30)
 POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money arrived as reported
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -142,9 +145,11 @@ def reconcile_import(
         return _result(done, created=False)
     clock = _Clock()
     try:
-        # PostgreSQL parses a plain CSV report itself (COPY); SQLite and other files parse in Python
-        layout = adapter.settlement_csv_layout(raw) if connection.vendor == "postgresql" else None
-        report = None if layout is not None else adapter.read_settlement_report(raw)
+        # PostgreSQL parses a plain CSV report itself (COPY); SQLite and other files parse in Python,
+        # and so does a file that holds a card number (its text cells are masked before the load)
+        copy = connection.vendor == "postgresql" and not data_has_card_number(raw)
+        layout = adapter.settlement_csv_layout(raw) if copy else None
+        report, masked = (None, 0) if layout is not None else _read(adapter, raw)
     except SettlementReportError as exc:
         raise SettlementFileInvalidError(f"{psp} settlement report refused: {exc.message}") from None
     clock.lap("parse")
@@ -158,7 +163,7 @@ def reconcile_import(
                          period=(report.period_start, report.period_end), errors=report.errors,
                          total=len(report.rows))  # fmt: skip
     try:
-        return _import(run, adapter, raw, layout=layout, report=report, clock=clock, progress=progress)
+        return _import(run, adapter, raw, layout=layout, report=report, masked=masked, clock=clock, progress=progress)
     except SettlementFileInvalidError:
         raise  # the file was refused: the run is gone (_read_or_refuse)
     except BaseException as exc:
@@ -173,7 +178,7 @@ def reconcile_import(
 
 def _import(
     run: ReconciliationRun, adapter, raw: bytes, *, layout: SettlementCsvLayout | None,
-    report: SettlementReport | None, clock: _Clock, progress: Progress | None,
+    report: SettlementReport | None, masked: int, clock: _Clock, progress: Progress | None,
 ) -> ReconcileResult:  # fmt: skip
     """Load, match, heal, post and finish a recorded run (reconcile_import: any failure fails it)."""
     psp = run.psp
@@ -181,7 +186,7 @@ def _import(
     if layout is not None:
         parsed = _load_copy(run, layout, progress=progress)
         if parsed is None:  # COPY refused the file: the adapter's Python parser reads it
-            report = _read_or_refuse(run, adapter, raw)
+            report, masked = _read_or_refuse(run, adapter, raw)
         else:
             currencies, fast = set(parsed.currencies), parsed
         clock.lap("load")
@@ -218,7 +223,7 @@ def _import(
         progress("healing", 1, 1)
     clock.lap("heal")
     _phase(run, ReconRunStatus.POSTING, progress)
-    summary = _finish(run, tally, healed=healed, seconds=clock.laps, parser=parser)
+    summary = _finish(run, tally, healed=healed, seconds=clock.laps, parser=parser, masked=masked)
     if progress:
         progress("posting", 1, 1)
     run.refresh_from_db()
@@ -279,16 +284,20 @@ def _run_start(
     period: tuple[dt.date | None, dt.date | None], errors: Iterable[SettlementRowError], total: int,
 ) -> ReconciliationRun:  # fmt: skip
     """Record the run (committed at once, so its progress shows) or take over an unfinished one
-    of the same file (an import that crashed): its lines are loaded again from scratch."""
+    of the same file: a `failed` run at once, a run left in any phase of its import (`loading`
+    included: an import that crashed) once it is older than RUN_BUSY_FOR; a younger one is an
+    import still running (settlement_run_busy). Its lines are loaded again from scratch, and its
+    start time is now (the next import measures its age from this start)."""
     run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
+    now = timezone.now()
     if run is not None:
         if run.status == ReconRunStatus.DONE or (
-            run.status not in (ReconRunStatus.LOADING, ReconRunStatus.FAILED)
-            and timezone.now() - run.created_at < dt.timedelta(minutes=30)
+            run.status != ReconRunStatus.FAILED and now - run.created_at < RUN_BUSY_FOR
         ):
             raise SettlementRunBusyError(f"{run.id} is importing this file right now")
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
+        run.created_at, run.finished_at, run.summary = now, None, {}
     else:
         try:
             with transaction.atomic():
@@ -315,10 +324,37 @@ def _describe(
     run.row_errors, run.row_error_count = listed[:MAX_STORED_ERRORS], len(listed)
 
 
-def _read_or_refuse(run: ReconciliationRun, adapter, raw: bytes) -> SettlementReport:
+# the text cells of a row: a card number in one (a column shifted by the PSP's export) is masked
+TEXT_FIELDS = ("reference", "psp_reference", "payout_batch_id", "operation_reference", "operation_psp_reference")
+
+
+def _read(adapter, raw: bytes) -> tuple[SettlementReport, int]:
+    """The adapter's Python parser, then every card number in a row's text cells masked (BIN and
+    last 4 kept, as row errors quote them): nothing stores one, neither the lines, nor the
+    settlement journal's reference, memo and metadata (append-only), nor the CSV exports.
+    The row imports as it stands (its money is the PSP's, a payout batch id is only a label).
+    Returns the report and how many of its rows had a card number masked."""
+    report = adapter.read_settlement_report(raw)
+    if not report.rows or not data_has_card_number(raw):  # the usual file: one fast scan
+        return report, 0
+    rows, masked = [], []
+    for row in report.rows:
+        changed = {f: mask_pans(v) for f in TEXT_FIELDS if (v := getattr(row, f)) and has_card_number(v)}
+        if changed:
+            masked.append(row.line_number)
+            row = dataclasses.replace(row, **changed)
+        rows.append(row)
+    if masked:
+        logger.warning("%s settlement report: a card number masked in the text cells of lines %s",
+                       report.psp, masked[:20])  # fmt: skip
+        report = dataclasses.replace(report, rows=tuple(rows))
+    return report, len(masked)
+
+
+def _read_or_refuse(run: ReconciliationRun, adapter, raw: bytes) -> tuple[SettlementReport, int]:
     """The adapter's Python parser, for a file COPY refused; the run takes its period and errors."""
     try:
-        report = adapter.read_settlement_report(raw)
+        report, masked = _read(adapter, raw)
     except SettlementReportError as exc:  # nothing was staged: forget the run
         with transaction.atomic(durable=True):
             StatementLine.objects.filter(run=run).delete()
@@ -326,7 +362,7 @@ def _read_or_refuse(run: ReconciliationRun, adapter, raw: bytes) -> SettlementRe
         raise SettlementFileInvalidError(f"{run.psp} settlement report refused: {exc.message}") from None
     _describe(run, period=(report.period_start, report.period_end), errors=report.errors, total=len(report.rows))
     run.save(update_fields=["period_start", "period_end", "rows_total", "rows_loaded", "row_errors", "row_error_count"])
-    return report
+    return report, masked
 
 
 def _stage_create() -> None:
@@ -863,13 +899,16 @@ DISCREPANCY_COLUMNS = (
 )
 
 
-def discrepancies_from_lines_sql(where: str) -> str:
+def discrepancies_from_lines_sql(where: str, *, duplicates: bool = True) -> str:
     """The INSERT ... SELECT that opens a discrepancy for each line (alias s) matching `where` whose
-    outcome is not matched; its parameters: created_at, updated_at, then `where`'s. The import
+    outcome is not matched. The import
     opens a run's (`s.run_id = %s`), the late heal one line's (reheal.py). A duplicate line
     identical to an earlier run's line of the same payout batch (amounts and currency too) is that
     report sent again, not money paid twice: it opens none (it still counts as a duplicate; the
-    earlier line, and its discrepancy if it has one, stands for it)."""
+    earlier line, and its discrepancy if it has one, stands for it) — only the first such line of
+    the run: a second copy within the file is a duplicate discrepancy (`repeats_sql`). Its
+    parameters: created_at, updated_at, then `where`'s twice (once when the caller knows the lines
+    hold no `duplicate`: `duplicates=False` leaves that test out)."""
     from reconciliation.models import Discrepancy
 
     lines = StatementLine._meta.db_table
@@ -881,8 +920,13 @@ SELECT s.run_id, s.id, s.outcome, s.psp, NULLIF(s.merchant_id, ''), s.reference,
             WHEN s.outcome = 'amount_mismatch' THEN s.gross - s.expected_gross
             ELSE s.gross END,
        'open', '', '', '', '', %s, %s
-FROM {lines} s WHERE {where} AND s.outcome NOT IN ('', 'matched')
-  AND NOT (s.outcome = 'duplicate' AND EXISTS (SELECT 1 FROM {lines} o WHERE {SENT_AGAIN}))"""
+FROM {lines} s WHERE {where} AND s.outcome NOT IN ('', 'matched')""" + (
+        f"""
+  AND NOT (s.outcome = 'duplicate' AND EXISTS (SELECT 1 FROM {lines} o WHERE {SENT_AGAIN})
+           AND s.id NOT IN ({repeats_sql(where)}))"""
+        if duplicates
+        else ""
+    )
 
 
 # A duplicate line (s) that is an earlier run's line (o) sent again: the same row key, the same
@@ -894,26 +938,42 @@ SENT_AGAIN = (
 )
 
 
-def _sent_again(run: ReconciliationRun) -> dict[str, dict[str, tuple[int, int]]]:
+def repeats_sql(where: str) -> str:
+    """The ids of the duplicate lines matching `where` (alias s: a run's lines) that repeat an
+    earlier line of the same file (row key, payout batch, currency and amounts alike): only the
+    first of such copies can be the report sent again; a row twice within the re-sent file is, as
+    in a first import, a duplicate discrepancy (the PSP listing it twice), whatever an earlier
+    run had. Uncorrelated (one window over the run's duplicates, hashed), `where`'s parameters again."""
+    lines = StatementLine._meta.db_table
+    return (
+        f"SELECT w.id FROM (SELECT s.id, row_number() OVER (PARTITION BY s.row_key, s.payout_batch_id, s.currency,"
+        f" s.gross, s.fee, s.net ORDER BY s.line_number) AS rn FROM {lines} s"
+        f" WHERE {where} AND s.outcome = 'duplicate') w WHERE w.rn > 1"
+    )
+
+
+def _sent_again(run: ReconciliationRun) -> dict[str, dict[str, tuple[int, int, int, int]]]:
     """The run's lines that are an earlier run's line sent again, by that earlier line's outcome
-    (today's: a line healed since counts as matched) and currency: (count, gross). They opened no
+    (today's: a line healed since counts as matched) and currency: (count, gross, fee, net). They opened no
     discrepancy and settled nothing; the import counts them as the earlier line counted, so a report
     sent again reads as it did the first time (a re-sent day of matched lines is 100 % matched)."""
     lines = StatementLine._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT o.outcome, s.currency, count(*), COALESCE(sum(s.gross), 0) FROM {lines} s"
+            f"SELECT o.outcome, s.currency, count(*), COALESCE(sum(s.gross), 0), COALESCE(sum(s.fee), 0),"
+            f" COALESCE(sum(s.net), 0) FROM {lines} s"
             f" JOIN {lines} o ON {SENT_AGAIN} WHERE s.run_id = %s AND s.outcome = 'duplicate'"
+            f" AND s.id NOT IN ({repeats_sql('s.run_id = %s')})"
             " GROUP BY o.outcome, s.currency",
-            [run.id],
+            [run.id, run.id],
         )
-        out: dict[str, dict[str, tuple[int, int]]] = {}
-        for outcome, currency, n, gross in cursor.fetchall():
-            out.setdefault(outcome, {})[currency] = (int(n), int(gross))
+        out: dict[str, dict[str, tuple[int, int, int, int]]] = {}
+        for outcome, currency, n, gross, fee, net in cursor.fetchall():
+            out.setdefault(outcome, {})[currency] = (int(n), int(gross), int(fee), int(net))
     return out
 
 
-def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple[str, list]]:
+def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: bool = True) -> list[tuple[str, list]]:
     """The INSERT ... SELECT statements that open the run's discrepancies, with their parameters:
     its lines' (discrepancies_from_lines_sql), then what the period's report lacks."""
     from reconciliation.models import Discrepancy
@@ -923,8 +983,9 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool) -> list[tuple
     dsc = Discrepancy._meta.db_table
     now = timezone.now()
     cols = DISCREPANCY_COLUMNS
-    from_lines = discrepancies_from_lines_sql("s.run_id = %s")
-    statements: list[tuple[str, list]] = [(from_lines, [now, now, run.id])] if unmatched else []
+    from_lines = discrepancies_from_lines_sql("s.run_id = %s", duplicates=duplicates)
+    params = [now, now, run.id, run.id] if duplicates else [now, now, run.id]
+    statements: list[tuple[str, list]] = [(from_lines, params)] if unmatched else []
     if run.period_start and run.period_end:
         # the period's items that no line (of any run) names first, then the attempt of each (by
         # its key: a report usually names them all, so few). OFFSET 0 keeps that order: the lines
@@ -979,8 +1040,9 @@ class _Clock:
 
 
 def _finish(
-    run: ReconciliationRun, tally: list[_Group], *, healed: int, seconds: dict[str, float], parser: str
-) -> dict:
+    run: ReconciliationRun, tally: list[_Group], *, healed: int, seconds: dict[str, float], parser: str,
+    masked: int = 0,
+) -> dict:  # fmt: skip
     """One transaction: the discrepancies, the settlement journals and the run marked done (a
     failure leaves neither journals nor discrepancies: reconcile_import then fails the run)."""
     started = time.perf_counter()
@@ -998,7 +1060,8 @@ def _finish(
             if connection.vendor == "postgresql":  # hash anti-joins over a day of captures: in memory
                 cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
                 cursor.execute("SET LOCAL jit = off")
-            for sql, params in _discrepancies_sql(run, unmatched=unmatched):
+            duplicates = ReconOutcome.DUPLICATE in by_outcome
+            for sql, params in _discrepancies_sql(run, unmatched=unmatched, duplicates=duplicates):
                 cursor.execute(sql, params)
         # what an earlier report lacked and this one settled: its "missing at PSP" closes itself
         resolved = discrepancies_settled_resolve(run_id=run.id, psp=run.psp) if settled else 0
@@ -1017,7 +1080,7 @@ def _finish(
         # lines an earlier report had (the report sent again) count as that report's lines counted
         sent_again = _sent_again(run) if ReconOutcome.DUPLICATE in by_outcome else {}
         for outcome, per in sent_again.items():
-            for n, gross in per.values():
+            for n, gross, _, _ in per.values():
                 dn, dgross = by_outcome[ReconOutcome.DUPLICATE]
                 by_outcome[ReconOutcome.DUPLICATE] = (dn - n, dgross - gross)
                 on, ogross = by_outcome.get(outcome, (0, 0))
@@ -1034,13 +1097,16 @@ def _finish(
             "healed": healed,
             "resolved_missing_at_psp": resolved,
             # of the rows, those an earlier report had: {earlier outcome: {currency: gross}}
-            "sent_again": sum(n for per in sent_again.values() for n, _ in per.values()),
-            "sent_again_gross": {o: {c: g for c, (_, g) in per.items()} for o, per in sent_again.items()},
+            "sent_again": sum(n for per in sent_again.values() for n, *_ in per.values()),
+            "sent_again_gross": {o: {c: g for c, (_, g, *_) in per.items()} for o, per in sent_again.items()},
+            # the same with count, gross, fee and net, for the outcome table's CSV (report_tables.py)
+            "sent_again_lines": {o: {c: list(v) for c, v in per.items()} for o, per in sent_again.items()},
             "journals": journals,
             "settled": {c: settled[c] for c in sorted(settled)},
             # what the lines gave back to the accounts earlier clearings of their items debited
             "recovered": _recovered_by_currency(recovered),
             "parser": parser,  # postgresql: COPY parsed the file; python: the adapter's parser did
+            "card_numbers_masked": masked,  # rows whose text cells held a card number (stored masked)
         }
         # the receivable check counts the settled gross of every finished run: this one first
         ReconciliationRun.objects.filter(pk=run.pk).update(summary=summary, status=ReconRunStatus.DONE)
@@ -1063,28 +1129,52 @@ def _recovered_by_currency(recovered: dict[str, dict[tuple[str, str], int]]) -> 
 
 
 def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = None) -> dict[str, ReconcileResult]:
-    """The scheduled pull: fetch each PSP's report for `day` (default: yesterday, UTC) and import
-    it. Each PSP on its own: one that cannot be reached, whose report is refused or whose import
-    fails is logged (a failed import also leaves its run marked failed, with the error) and the
-    others are pulled all the same; the next pull tries it again (a file imported before changes
-    nothing). Returns the PSPs imported."""
+    """The scheduled pull: fetch each PSP's report and import it. With `day`, that day's report;
+    without (Celery beat), yesterday's (UTC) and every earlier day of the catch-up window
+    (`pull_days`) that no finished run of that PSP covers: a day whose pull could not reach the
+    PSP, whose report was refused or whose import failed is pulled again by the next nights, oldest
+    first (a file imported before changes nothing). Each PSP and day on its own: a failure is
+    logged (a failed import also leaves its run marked failed, with the error) and the others are
+    pulled all the same. Returns the PSPs imported (each with its latest day's result)."""
     from psp_adapters.errors import PspError
 
-    day = day or (timezone.now().astimezone(dt.UTC).date() - dt.timedelta(days=1))
+    yesterday = timezone.now().astimezone(dt.UTC).date() - dt.timedelta(days=1)
     out: dict[str, ReconcileResult] = {}
     for psp in psps or connector_names():
-        try:
-            with outside_transaction():
-                raw = get_adapter(psp).fetch_settlement_report(day)
-        except (PspError, NotImplementedError) as exc:
-            logger.warning("settlement report of %s for %s not fetched: %s", psp, day, exc)
-            continue
-        try:
-            out[psp] = reconcile_import(
-                psp=psp, raw=raw, file_name=f"{psp}-{day.isoformat()}.csv", source="scheduled",
-                actor="system:scheduler",
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
-            logger.error("settlement report of %s for %s not imported: %s", psp, day, _first_line(exc),
-                         exc_info=not isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError))  # fmt: skip
+        for when in [day] if day else pull_days(psp=psp, yesterday=yesterday):
+            try:
+                with outside_transaction():
+                    raw = get_adapter(psp).fetch_settlement_report(when)
+            except (PspError, NotImplementedError) as exc:
+                logger.warning("settlement report of %s for %s not fetched: %s", psp, when, exc)
+                continue
+            try:
+                out[psp] = reconcile_import(
+                    psp=psp, raw=raw, file_name=f"{psp}-{when.isoformat()}.csv", source="scheduled",
+                    actor="system:scheduler",
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
+                known = isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError)
+                logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc),
+                             exc_info=not known)  # fmt: skip
     return out
+
+
+def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
+    """The days the scheduled pull fetches for `psp`, oldest first: yesterday, and each earlier day
+    of the last RECONCILIATION_PULL_CATCH_UP_DAYS that no finished (`done`) run of that PSP covers
+    (its period), from the first day reconciliation knows: the PSP's first report, or, for a PSP
+    with none yet (unreachable since the start), the first report of any PSP; with no report at
+    all, yesterday only (a new installation does not pull history)."""
+    from django.conf import settings
+
+    window = max(1, int(getattr(settings, "RECONCILIATION_PULL_CATCH_UP_DAYS", 7)))
+    done = ReconciliationRun.objects.filter(status=ReconRunStatus.DONE, period_start__isnull=False)
+    first = done.filter(psp=psp).order_by("period_start").values_list("period_start", flat=True).first()
+    if first is None:
+        first = done.order_by("period_start").values_list("period_start", flat=True).first() or yesterday
+    start = max(first, yesterday - dt.timedelta(days=window - 1))
+    mine = done.filter(psp=psp, period_end__gte=start, period_start__lte=yesterday)
+    covered = list(mine.values_list("period_start", "period_end"))
+    days = [start + dt.timedelta(days=n) for n in range((yesterday - start).days + 1)]
+    return [d for d in days if d == yesterday or not any(a <= d <= (b or a) for a, b in covered)]

@@ -231,7 +231,7 @@ def _open(line: StatementLine, *, at) -> Discrepancy:
     """The discrepancy the import would have opened for the line's outcome: by the import's own
     statement (reconcile.py, `discrepancies_from_lines_sql`), for this line only."""
     with connection.cursor() as cursor:
-        cursor.execute(discrepancies_from_lines_sql("s.id = %s"), [at, at, line.pk])
+        cursor.execute(discrepancies_from_lines_sql("s.id = %s"), [at, at, line.pk, line.pk])
     return Discrepancy.objects.filter(line=line, kind=line.outcome).latest("pk")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from psp_adapters.alpha import settlement as alpha
 from psp_adapters.beta import settlement as beta
 from psp_adapters.errors import SettlementReportError
 
@@ -48,3 +49,43 @@ def test_a_beta_file_cut_in_the_middle_of_its_last_row_is_refused_whole():
         beta.read(cut)
     # a last line without its line end but whole (a hand-edited file) is read
     assert len(beta.read(beta_file(row(), row(ref="att_2"), end="")).rows) == 2
+
+
+# --- one record per line: a malformed line is its own row error (review 14a) ---
+ALPHA_HEADER = ",".join(alpha.COLUMNS)
+
+
+def alpha_row(ref="att_1", batch="PB-1") -> str:
+    return ",".join(["capture", "2026-11-23", batch, f"auth_{ref}", ref, f"op_{ref}", "", "EUR", "1000", "39", "961"])
+
+
+def alpha_file(*rows: str, end: str = "\n") -> bytes:
+    return end.join([ALPHA_HEADER, *rows, "end_of_report,2026-11-23" + "," * 9]).encode() + end.encode()
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr-only"])
+def test_both_parsers_read_lf_crlf_and_cr_only_line_ends(end):
+    a = alpha.read(alpha_file(alpha_row("att_1"), alpha_row("att_2"), end=end))
+    assert [(r.reference, r.line_number) for r in a.rows] == [("att_1", 2), ("att_2", 3)] and not a.errors
+    b = beta.read(beta_file(row(ref="att_1"), row(ref="att_2"), end=end).replace(b"\r\n", end.encode()))
+    assert [(r.reference, r.line_number) for r in b.rows] == [("att_1", 5), ("att_2", 6)] and not b.errors
+
+
+@pytest.mark.parametrize("bad", ['"PB-1', '"PB"x-1', "PB\r-1"], ids=["unclosed-quote", "bad-quoting", "stray-cr"])
+def test_a_malformed_line_is_its_own_row_error_and_the_lines_after_it_are_read(bad):
+    """A stray quote never closed used to swallow every following line into its field (beta: one
+    row error at the last line, the rows after it dropped); a stray CR raised a bare `_csv.Error`
+    (alpha: the admin upload a 500) or split the line in two, shifting the numbers after it (beta)."""
+    a = alpha.read(alpha_file(alpha_row("att_1"), alpha_row("att_2", batch=bad), alpha_row("att_3")))
+    assert [(r.reference, r.line_number) for r in a.rows] == [("att_1", 2), ("att_3", 4)]
+    assert [e.line_number for e in a.errors] == [3] and bad not in a.errors[0].message
+    b = beta.read(beta_file(row(ref="att_1"), row(ref="att_2").replace("BATCH-1", bad), row(ref="att_3")))
+    assert [(r.reference, r.line_number) for r in b.rows] == [("att_1", 5), ("att_3", 7)]
+    assert [e.line_number for e in b.errors] == [6]
+
+
+def test_a_quoted_field_still_reads():
+    a = alpha.read(alpha_file(alpha_row("att_1", batch='"PB,1"')))
+    assert [r.payout_batch_id for r in a.rows] == ["PB,1"] and not a.errors
+    b = beta.read(beta_file(row(ref="att_1").replace("BATCH-1", '"BATCH;1"')))
+    assert [r.payout_batch_id for r in b.rows] == ["BATCH;1"] and not b.errors

@@ -15,6 +15,7 @@ from django.http import QueryDict
 
 from payera.backoffice.sites import _masked_query
 from payera.core.masking import (
+    data_has_card_number,
     has_card_number,
     is_card_number,
     luhn_valid,
@@ -83,6 +84,27 @@ def test_a_card_number_among_other_digits_is_found_and_masked(text):
     assert mask_text(text) == AMONG_OTHER_DIGITS[text]
     assert mask_card_numbers({"q": text}) == {"q": AMONG_OTHER_DIGITS[text]}
     assert mask_account_numbers(text) == AMONG_OTHER_DIGITS[text]
+
+
+def test_a_files_bytes_hold_a_card_number_exactly_where_the_detector_finds_one():
+    """`data_has_card_number` (a settlement report's bytes, scanned fast before any per-row work)
+    answers as `has_card_number` does on the text, whatever the lines, chunks and separators; a
+    plain report (10-digit ids, dates, amounts) and long numbers that are no card number pass."""
+    rng = random.Random(14)
+    pieces = [*CONTRACT_CARDS, PAN, "4111 1111 1111 1111", "5555-5555-5555-4444", ORDER_ID, REFERENCE, "2026-12-07"]
+    for _ in range(3000):
+        words = [
+            rng.choice(pieces) if rng.random() < 0.2 else str(rng.randint(0, 10 ** rng.randint(1, 19)))
+            for _ in range(rng.randint(1, 6))
+        ]
+        text = rng.choice([" ", "-", ",", ";", " x ", "\n"]).join(words)
+        expected = has_card_number(text)
+        assert data_has_card_number(text.encode()) == expected, text
+        assert data_has_card_number(text.encode(), chunk=7) == expected, text  # small chunks of lines
+    plain = "capture,2026-12-07,PB-20261207-EUR,auth_b12,att_b0000000012,op_b12,cap_b0000000012,EUR,1012,20,992\n"
+    assert not data_has_card_number((plain * 1000).encode())
+    assert not data_has_card_number(b"") and not data_has_card_number(f"{ORDER_ID},{REFERENCE}\n".encode())
+    assert data_has_card_number((plain * 1000 + f"x,{PAN[:8]} {PAN[8:]},y\n").encode(), chunk=64)
 
 
 def test_masking_reaches_its_fixed_point_in_one_call():
