@@ -15,13 +15,12 @@ transaction and the secrets backend's shred) and is joined before the confirmati
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from payments.models import AS, PS, Payment
 from payments.services import payment_create, payment_method_detach, recovery_run
+from tests.helpers import race
 from tests.merchants.factories import MerchantFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -35,23 +34,6 @@ def _postgres():
         pytest.skip("a second connection committing in between: PostgreSQL")
 
 
-def _detach_in_another_connection(merchant, pm_id: str) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            payment_method_detach(merchant=merchant, payment_method_id=pm_id)
-        except BaseException as exc:  # re-raised in the test's thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(30)
-    assert not t.is_alive() and not errors, errors
-
-
 def _detach_after(monkeypatch, name: str, merchant, pm_id: str) -> None:
     """Wrap `payments.services.payments.<name>` (a committing step): the method is detached right
     after it committed."""
@@ -61,7 +43,8 @@ def _detach_after(monkeypatch, name: str, merchant, pm_id: str) -> None:
 
     def wrapped(**kwargs):
         out = real(**kwargs)
-        _detach_in_another_connection(merchant, pm_id)
+        # committed by another connection (its own thread) before the confirmation goes on
+        race(1, lambda: payment_method_detach(merchant=merchant, payment_method_id=pm_id))
         return out
 
     monkeypatch.setattr(service, name, wrapped)

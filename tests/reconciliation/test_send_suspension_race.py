@@ -14,38 +14,21 @@ the real `merchant_suspend` commits right before the send puts its first payout 
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from payera.merchants.services import merchant_suspend
 from reconciliation.models import Payout, PayoutStatus
+from tests.helpers import race
 from tests.merchants.factories import MerchantFactory
 from tests.reconciliation.helpers import make_payout
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _suspend_in_another_connection(merchant_id: str) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            merchant_suspend(merchant_id=merchant_id)
-        except BaseException as exc:  # re-raised in the test's thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(30)
-    assert not t.is_alive() and not errors, errors
 
 
 def test_a_merchant_suspended_during_run_payouts_send_is_not_paid(monkeypatch):
@@ -64,7 +47,7 @@ def test_a_merchant_suspended_during_run_payouts_send_is_not_paid(monkeypatch):
 
     def mark_in_transit(**kwargs):
         if not suspended:  # the run is under way: operations suspend A (fraud alert), committed now
-            _suspend_in_another_connection(a.id)
+            race(1, lambda: merchant_suspend(merchant_id=a.id))  # committed by another connection
             suspended.append(a.id)
         return real(**kwargs)
 
