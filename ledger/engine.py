@@ -283,9 +283,7 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
             with conn.wrap_database_errors:
                 raise
         if res.status == ExecStatus.TUPLES_OK:
-            stats["direct"] += 1
-            get = res.get_value
-            return (get(0, 0).decode(), get(0, 1), get(0, 2), get(0, 3))
+            return _lean_row(res)
         _raise(conn, res)
     for attempt in (0, 1):
         try:  # libpq failing outright (a lost connection): psycopg's error, wrapped by Django's
@@ -305,9 +303,7 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
             with conn.wrap_database_errors:
                 raise
         if res.status == ExecStatus.TUPLES_OK:
-            stats["direct"] += 1
-            get = res.get_value
-            return (get(0, 0).decode(), get(0, 1), get(0, 2), get(0, 3))
+            return _lean_row(res)
         sqlstate = res.error_field(DiagnosticField.SQLSTATE)
         if sqlstate and sqlstate.decode() == _PQ_STATEMENT_GONE:
             pg._prepared._names.pop(_LEAN_CACHE_KEY, None)
@@ -315,6 +311,13 @@ def _execute_lean(conn, params: list, direct: bool = True) -> tuple:
                 continue
         _raise(conn, res)
     raise AssertionError("unreachable")
+
+
+def _lean_row(res) -> tuple:
+    """The direct call's one row (status text; the rest parsed only when the cache needs it)."""
+    stats["direct"] += 1
+    get = res.get_value
+    return (get(0, 0).decode(), get(0, 1), get(0, 2), get(0, 3))
 
 
 def _raise(conn, res) -> None:
