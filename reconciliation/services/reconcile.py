@@ -326,6 +326,9 @@ def _describe(
 
 # the text cells of a row: a card number in one (a column shifted by the PSP's export) is masked
 TEXT_FIELDS = ("reference", "psp_reference", "payout_batch_id", "operation_reference", "operation_psp_reference")
+# ... and its amounts: one that is a card number (13-19 digits, a scheme's prefix, Luhn: no real
+# settlement line of minor units) makes the row a row error, its number quoted masked
+AMOUNT_FIELDS = ("gross", "fee", "net")
 
 
 def _read(adapter, raw: bytes) -> tuple[SettlementReport, int]:
@@ -337,18 +340,27 @@ def _read(adapter, raw: bytes) -> tuple[SettlementReport, int]:
     report = adapter.read_settlement_report(raw)
     if not report.rows or not data_has_card_number(raw):  # the usual file: one fast scan
         return report, 0
-    rows, masked = [], []
+    rows, masked, refused = [], [], []
     for row in report.rows:
+        amounts = [f for f in AMOUNT_FIELDS if has_card_number(str(abs(getattr(row, f))))]
+        if amounts:  # a card number read as an amount: the row's money is unknown, so it is not imported
+            refused.append(SettlementRowError(
+                line_number=row.line_number,
+                message=f"{', '.join(amounts)} holds a card number, not an amount (masked: "
+                        f"{mask_pans(str(abs(getattr(row, amounts[0]))))}); the row is not imported",
+            ))
+            continue
         changed = {f: mask_pans(v) for f in TEXT_FIELDS if (v := getattr(row, f)) and has_card_number(v)}
         if changed:
             masked.append(row.line_number)
             row = dataclasses.replace(row, **changed)
         rows.append(row)
-    if masked:
-        logger.warning("%s settlement report: a card number masked in the text cells of lines %s",
-                       report.psp, masked[:20])  # fmt: skip
-        report = dataclasses.replace(report, rows=tuple(rows))
-    return report, len(masked)
+    if masked or refused:
+        logger.warning("%s settlement report: a card number masked in the text cells of lines %s, refused in"
+                       " the amounts of lines %s", report.psp, masked[:20], [e.line_number for e in refused][:20])
+        errors = tuple(sorted((*report.errors, *refused), key=lambda e: e.line_number))
+        report = dataclasses.replace(report, rows=tuple(rows), errors=errors)
+    return report, len(masked) + len(refused)
 
 
 def _read_or_refuse(run: ReconciliationRun, adapter, raw: bytes) -> tuple[SettlementReport, int]:
@@ -1163,16 +1175,14 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
 def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
     """The days the scheduled pull fetches for `psp`, oldest first: yesterday, and each earlier day
     of the last RECONCILIATION_PULL_CATCH_UP_DAYS that no finished (`done`) run of that PSP covers
-    (its period), from the first day reconciliation knows: the PSP's first report, or, for a PSP
-    with none yet (unreachable since the start), the first report of any PSP; with no report at
-    all, yesterday only (a new installation does not pull history)."""
+    (its period), from the first day reconciliation knows: the first report of any PSP (not the
+    PSP's own first: a day this PSP missed before its first success would fall out for good, review
+    14e); with no report at all, yesterday only (a new installation does not pull history)."""
     from django.conf import settings
 
     window = max(1, int(getattr(settings, "RECONCILIATION_PULL_CATCH_UP_DAYS", 7)))
     done = ReconciliationRun.objects.filter(status=ReconRunStatus.DONE, period_start__isnull=False)
-    first = done.filter(psp=psp).order_by("period_start").values_list("period_start", flat=True).first()
-    if first is None:
-        first = done.order_by("period_start").values_list("period_start", flat=True).first() or yesterday
+    first = done.order_by("period_start").values_list("period_start", flat=True).first() or yesterday
     start = max(first, yesterday - dt.timedelta(days=window - 1))
     mine = done.filter(psp=psp, period_end__gte=start, period_start__lte=yesterday)
     covered = list(mine.values_list("period_start", "period_end"))
