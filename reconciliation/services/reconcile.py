@@ -63,7 +63,7 @@ from reconciliation.services.discrepancies import (
     recovered_total,
     recovery_legs,
 )
-from reconciliation.services.locks import reconcile_psp_lock
+from reconciliation.services.locks import reconcile_psp_lock, reconcile_start_lock
 from reconciliation.services.report_copy import (
     COPY_POSITION,
     RAW,
@@ -293,8 +293,8 @@ def _run_start(
     Another file of the PSP whose period overlaps this one's (the same day's report as other
     bytes: the pull's LF, the portal's CRLF) is busy too while its import runs: its lines are not
     final (a failure deletes them), so this file's rows must not be read as those lines "sent
-    again". The PSP's lock makes two starts take turns, so each sees the other's run."""
-    reconcile_psp_lock(psp)  # first, as _finish takes it (before the run row): no deadlock
+    again". The PSP's start lock makes two starts take turns, so each sees the other's run."""
+    reconcile_start_lock(psp)  # before the run row (the only order any start takes them in)
     run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
     now = timezone.now()
     running = _running_other(psp=psp, sha=sha, period=period, now=now)
