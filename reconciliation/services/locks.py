@@ -35,3 +35,19 @@ def reconcile_psp_lock(psp: str) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", [RECONCILE_PSP_LOCK, psp])
+
+
+RECONCILE_START_LOCK = 0x72637374  # with the PSP's hash: a transaction advisory lock per PSP
+
+
+def reconcile_start_lock(psp: str) -> None:
+    """Inside a transaction: the PSP's imports record their runs one at a time (reconcile.py's
+    `_run_start`), so each sees the run another import of an overlapping period has just recorded
+    and answers busy. A lock of its own: the start never waits for a finish or a late heal (the
+    PSP's lock above). PostgreSQL only (SQLite has a single writer at a time anyway)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", [RECONCILE_START_LOCK, psp])

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ledger import services as ledger_services
@@ -62,7 +63,7 @@ from reconciliation.services.discrepancies import (
     recovered_total,
     recovery_legs,
 )
-from reconciliation.services.locks import reconcile_psp_lock
+from reconciliation.services.locks import reconcile_psp_lock, reconcile_start_lock
 from reconciliation.services.report_copy import (
     COPY_POSITION,
     RAW,
@@ -287,9 +288,20 @@ def _run_start(
     of the same file: a `failed` run at once, a run left in any phase of its import (`loading`
     included: an import that crashed) once it is older than RUN_BUSY_FOR; a younger one is an
     import still running (settlement_run_busy). Its lines are loaded again from scratch, and its
-    start time is now (the next import measures its age from this start)."""
+    start time is now (the next import measures its age from this start).
+
+    Another file of the PSP whose period overlaps this one's (the same day's report as other
+    bytes: the pull's LF, the portal's CRLF) is busy too while its import runs: its lines are not
+    final (a failure deletes them), so this file's rows must not be read as those lines "sent
+    again". The PSP's start lock makes two starts take turns, so each sees the other's run."""
+    reconcile_start_lock(psp)  # before the run row (the only order any start takes them in)
     run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
     now = timezone.now()
+    running = _running_other(psp=psp, sha=sha, period=period, now=now)
+    if running is not None:
+        raise SettlementRunBusyError(
+            f"{running.id} is importing another file of this period right now ({running.status})"
+        )
     if run is not None:
         if run.status == ReconRunStatus.DONE or (
             run.status != ReconRunStatus.FAILED and now - run.created_at < RUN_BUSY_FOR
@@ -311,6 +323,24 @@ def _run_start(
     _describe(run, period=period, errors=errors, total=total)
     run.save()
     return run
+
+
+def _running_other(
+    *, psp: str, sha: str, period: tuple[dt.date | None, dt.date | None], now: dt.datetime
+) -> ReconciliationRun | None:
+    """A run of another file of `psp` still in its import (younger than RUN_BUSY_FOR: an older
+    one crashed) whose period overlaps `period` (a period unknown on either side overlaps)."""
+    runs = (
+        ReconciliationRun.objects.filter(psp=psp, created_at__gt=now - RUN_BUSY_FOR)
+        .exclude(status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED))
+        .exclude(file_sha256=sha)
+    )
+    start, end = period
+    if start is not None and end is not None:
+        runs = runs.filter(Q(period_start__isnull=True) | Q(period_start__lte=end)).filter(
+            Q(period_end__isnull=True) | Q(period_end__gte=start)
+        )
+    return runs.order_by("created_at").first()
 
 
 def _describe(

@@ -11,7 +11,7 @@ from reconciliation.models import StatementLine
 from reconciliation.services import reconcile as reconcile_module
 from reconciliation.services import reconcile_import
 from tests.helpers import race
-from tests.reconciliation.test_reconcile_copy import alpha_file, row
+from tests.reconciliation.test_reconcile_copy import DAY, alpha_file, row
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +47,11 @@ def test_a_retried_match_reserves_a_new_block(day, statements):
 
 
 def test_concurrent_imports_take_blocks_of_their_own(day):
-    files = [alpha_file(*rows(40, start=start)) for start in (0, 100, 200)]
+    # reports of three days (their trailers' dates): files of one period would take turns (busy)
+    files = [
+        alpha_file(*rows(40, start=start)).replace(f"end_of_report,{DAY}".encode(), f"end_of_report,{d}".encode())
+        for start, d in ((0, DAY), (100, "2026-11-22"), (200, "2026-11-21"))
+    ]
     pick = iter(range(3))
 
     def one():
