@@ -83,5 +83,7 @@ def celery_worker(celery_worker_process) -> WorkerProcess:
     route_to_queue(app, celery_worker_process.queue)
     try:
         yield celery_worker_process
+        # this test's tasks done before its teardown flushes the database under the worker
+        celery_worker_process.wait_idle(app)
     finally:
         route_to_queue(app, saved_queue)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,25 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_idle(self, app, *, timeout: float = 20.0) -> bool:
+        """Until the worker holds no task (running, prefetched or waiting for its countdown) in two
+        answers in a row: a test's deliveries and retries may still write after the test saw what
+        it waited for, and its teardown's flush (TRUNCATE) deadlocks with such a write. False when
+        the worker did not go idle (or did not answer) in time."""
+        name = f"{self.queue}@{socket.gethostname()}"
+        deadline, quiet = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            inspect = app.control.inspect(destination=[name], timeout=1.0)
+            answers = [inspect.active(), inspect.reserved(), inspect.scheduled()]
+            if all(answer is not None and not answer.get(name) for answer in answers):
+                quiet += 1
+                if quiet == 2:
+                    return True
+            else:
+                quiet = 0
+            time.sleep(0.2)
+        return False
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.popen.poll() is not None:
