@@ -9,6 +9,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.db.models import F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from ledger.errors import AccountNotFoundError, JournalNotFoundError
 from ledger.models import Account, Entry, Journal
@@ -83,8 +84,6 @@ def booked_final_before() -> datetime:
     the postings); sessions of other roles count only for a role with pg_read_all_stats. On SQLite
     writers are serialized: the clock read under the write lock (IMMEDIATE) is after every commit
     of a journal stamped before it."""
-    from django.utils import timezone
-
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_stat_clear_snapshot()")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 
 from payera.core.errors import NotFoundError
+from payera.core.ids import opaque_id
 from payera.merchants.models import Merchant
 from payera.merchants.scoping import owned_get
 from payments.models import Customer, Dispute, Payment, PaymentAttempt, PaymentMethod, Refund, Subscription
@@ -163,7 +164,5 @@ def balance_transaction_public_text(*, journal_id: int, reference: str, memo: st
     (GET /v1/balance_transactions, merchant statements)."""
     if reference.partition(":")[0] in PUBLIC_JOURNAL_PREFIXES:
         return reference, memo
-    from payera.core.ids import opaque_id
-
     description = "Reconciliation adjustment" if reference.startswith("recon_") else "Adjustment"
     return opaque_id("jrn", journal_id), description

@@ -40,6 +40,60 @@ def _until_waiting(n: int, timeout: float = 30.0) -> None:
     raise AssertionError(f"fewer than {n} backends waited for a lock")
 
 
+def _batch_behind(change, refusal: type[Exception]) -> tuple[str, list, list]:
+    """Stage a batch that reads account A, then waits for A behind `change(a)` (itself waiting
+    behind a transaction T0 that holds A), and gets A once T0 ended and the change committed. The
+    batch posts two journals debiting A to B; `refusal` is the answer it may give. Returns the
+    journals' reference tag, the batch's outcome (its results or the refusal) and any other error."""
+    tag = uuid.uuid4().hex[:10]
+    now = datetime.now(UTC)
+    a = make_account("mer_a" + tag, "wallet")
+    b = make_account("mer_b" + tag, "wallet")
+    errors: list[BaseException] = []
+    outcome: list = []
+    held, release = threading.Event(), threading.Event()
+
+    def in_thread(work):
+        def run() -> None:
+            try:
+                work()
+            except refusal as exc:
+                outcome.append(exc)
+            except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        return threading.Thread(target=run)
+
+    def hold_a() -> None:
+        with transaction.atomic():
+            list(Account.objects.select_for_update().filter(owner=a.owner, code=a.code))
+            held.set()
+            assert release.wait(60)
+
+    def post_batch() -> None:
+        outcome.append(services.journal_post_many([
+            JournalRequest(reference=f"batch:{tag}:{n}", lines=transfer_lines(debit=a, credit=b, amount=10),
+                           occurred_at=now)
+            for n in range(2)
+        ]))  # fmt: skip
+
+    holder = in_thread(hold_a)
+    holder.start()
+    assert held.wait(30)
+    changer = in_thread(lambda: change(a))
+    changer.start()
+    _until_waiting(1)  # the change waits for A
+    poster = in_thread(post_batch)
+    poster.start()
+    _until_waiting(2)  # the batch has read A and waits for A behind the change
+    release.set()
+    for thread in (holder, changer, poster):
+        thread.join(60)
+    return tag, outcome, errors
+
+
 def test_a_batch_that_waited_behind_a_freeze_is_refused():
     """A posting that gets an account's lock after a freeze of it committed must answer `account_frozen`.
 
@@ -54,68 +108,11 @@ def test_a_batch_that_waited_behind_a_freeze_is_refused():
     Expected: AccountFrozenError, nothing posted. Suspected: ledger/sql/postgresql.sql
     `ledger_post_batch`, the account resolution (`s_frozen` from the unlocked read) versus the lock
     query, which loads balances but not `status`."""
-    tag = uuid.uuid4().hex[:10]
-    now = datetime.now(UTC)
-    a = make_account("mer_a" + tag, "wallet")
-    b = make_account("mer_b" + tag, "wallet")
-    errors: list[BaseException] = []
-    outcome: list = []
-    held, release = threading.Event(), threading.Event()
-
-    def hold_a() -> None:
-        try:
-            with transaction.atomic():
-                list(Account.objects.select_for_update().filter(owner=a.owner, code=a.code))
-                held.set()
-                assert release.wait(60)
-        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    def freeze_a() -> None:
-        try:
-            services.account_set_status(key=a, status=AccountStatus.FROZEN)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    def post_batch() -> None:
-        try:
-            outcome.append(
-                services.journal_post_many(
-                    [
-                        JournalRequest(
-                            reference=f"batch:{tag}:{n}",
-                            lines=transfer_lines(debit=a, credit=b, amount=10),
-                            occurred_at=now,
-                        )  # fmt: skip
-                        for n in range(2)
-                    ]
-                )
-            )
-        except AccountFrozenError as exc:
-            outcome.append(exc)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_a)
-    holder.start()
-    assert held.wait(30)
-    freezer = threading.Thread(target=freeze_a)
-    freezer.start()
-    _until_waiting(1)  # the freeze waits for A
-    poster = threading.Thread(target=post_batch)
-    poster.start()
-    _until_waiting(2)  # the batch has read A's status and waits for A behind the freeze
-    release.set()
-    for thread in (holder, freezer, poster):
-        thread.join(60)
+    tag, outcome, errors = _batch_behind(
+        lambda a: services.account_set_status(key=a, status=AccountStatus.FROZEN), AccountFrozenError
+    )
     assert errors == []
-    assert Account.objects.get(owner=a.owner, code=a.code, parent=None).status == AccountStatus.FROZEN
+    assert Account.objects.get(owner="mer_a" + tag, code="wallet", parent=None).status == AccountStatus.FROZEN
     posted = Journal.objects.filter(reference__startswith=f"batch:{tag}:").count()
     assert isinstance(outcome[0], AccountFrozenError) and posted == 0, (
         f"the batch posted {posted} journal(s) to an account frozen before it got the account: {outcome[0]}"
@@ -132,66 +129,10 @@ def test_a_batch_that_waited_behind_a_limit_flag_change_checks_the_new_flag():
     row's CHECK (an IntegrityError instead of a status). Expected: LimitExceededError, nothing posted."""
     from ledger.errors import LimitExceededError
 
-    tag = uuid.uuid4().hex[:10]
-    now = datetime.now(UTC)
-    a = make_account("mer_a" + tag, "wallet")
-    b = make_account("mer_b" + tag, "wallet")
-    errors: list[BaseException] = []
-    outcome: list = []
-    held, release = threading.Event(), threading.Event()
+    def limit(a) -> None:
+        Account.objects.filter(owner=a.owner, code=a.code, parent=None).update(debits_must_not_exceed_credits=True)
 
-    def hold_a() -> None:
-        try:
-            with transaction.atomic():
-                list(Account.objects.select_for_update().filter(owner=a.owner, code=a.code))
-                held.set()
-                assert release.wait(60)
-        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    def limit_a() -> None:
-        try:
-            Account.objects.filter(owner=a.owner, code=a.code, parent=None).update(debits_must_not_exceed_credits=True)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    def post_batch() -> None:
-        try:
-            outcome.append(
-                services.journal_post_many(
-                    [
-                        JournalRequest(
-                            reference=f"batch:{tag}:{n}",
-                            lines=transfer_lines(debit=a, credit=b, amount=10),
-                            occurred_at=now,
-                        )  # fmt: skip
-                        for n in range(2)
-                    ]
-                )
-            )
-        except LimitExceededError as exc:
-            outcome.append(exc)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_a)
-    holder.start()
-    assert held.wait(30)
-    limiter = threading.Thread(target=limit_a)
-    limiter.start()
-    _until_waiting(1)
-    poster = threading.Thread(target=post_batch)
-    poster.start()
-    _until_waiting(2)
-    release.set()
-    for thread in (holder, limiter, poster):
-        thread.join(60)
+    tag, outcome, errors = _batch_behind(limit, LimitExceededError)
     assert errors == [], errors
     posted = Journal.objects.filter(reference__startswith=f"batch:{tag}:").count()
     assert isinstance(outcome[0], LimitExceededError) and posted == 0, (outcome, posted)
