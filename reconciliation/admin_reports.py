@@ -12,6 +12,7 @@ import io
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -277,7 +278,7 @@ class ReconciliationRunAdmin(ReadOnlyAllMerchantsAdmin):
                                            f"{sum(body['discrepancies'].values())} discrepancies{note}.",
                                   level=messages.SUCCESS)  # fmt: skip
                 return HttpResponseRedirect(
-                    reverse("admin:reconciliation_reconciliationrun_change", args=[result.run_id])
+                    reverse("admin:reconciliation_reconciliationrun_change", args=[quote(result.run_id)])
                 )
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta,
                    "title": "Import a PSP settlement report"}  # fmt: skip

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.test import RequestFactory
@@ -95,7 +96,7 @@ def root(client):
 
 def test_a_merchant_name_with_a_card_number_is_refused(client, root, world):
     merchant = world["A"].merchant
-    url = f"/admin/merchants/merchant/{merchant.pk}/change/"
+    url = f"/admin/merchants/merchant/{quote(merchant.pk)}/change/"
     _refused(_posted(client, url, name=f"Shop {PAN}"), "Name")
     merchant.refresh_from_db()
     assert merchant.name == "Merchant A"
@@ -108,7 +109,7 @@ def test_a_card_number_in_a_merchants_connectors_json_is_refused(client, root, w
     """A JSON field: a card number in any of its strings (or numbers) is refused."""
     merchant = world["A"].merchant
     before = merchant.connectors
-    url = f"/admin/merchants/merchant/{merchant.pk}/change/"
+    url = f"/admin/merchants/merchant/{quote(merchant.pk)}/change/"
     _refused(_posted(client, url, connectors=f'["alpha", "note {PAN}"]'), "Connectors")
     _refused(_posted(client, url, connectors=f'["alpha", {{"n": {PAN}}}]'), "Connectors")
     merchant.refresh_from_db()

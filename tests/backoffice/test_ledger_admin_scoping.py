@@ -71,13 +71,13 @@ def test_a_scoped_journal_page_shows_only_the_merchants_legs_and_no_platform_run
     journal = next(j for j in sorted(books["A"][JOURNALS]) if Entry.objects.filter(
         journal_id=j).exclude(account__owner=world["A"].merchant.pk).exists())  # fmt: skip
     otp_force_login(client, role_users["finance"])  # merchant A only
-    page = client.get(f"{JOURNALS}{journal}/change/")
+    page = client.get(f"{JOURNALS}{quote(journal)}/change/")
     assert page.status_code == 200
     [formset] = [f for f in page.context["inline_admin_formsets"]]
     legs = {form.original.account.owner for form in formset}
     assert legs == {world["A"].merchant.pk}
     otp_force_login(client, role_users["admin"])
-    page = client.get(f"{JOURNALS}{journal}/change/")
+    page = client.get(f"{JOURNALS}{quote(journal)}/change/")
     [formset] = [f for f in page.context["inline_admin_formsets"]]
     assert {form.original.account.owner for form in formset} > {world["A"].merchant.pk}
 

@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission, User
 
 from payera.events.models import DeliveryStatus, WebhookDelivery
@@ -34,7 +35,7 @@ def test_replay_action_needs_the_replay_permission(client, dead_delivery):
                       "reason": "merchant asked"})
     dead_delivery.refresh_from_db()
     assert dead_delivery.status == DeliveryStatus.DEAD
-    assert client.get(f"/admin/events/event/{dead_delivery.event_id}/change/").status_code == 200
+    assert client.get(f"/admin/events/event/{quote(dead_delivery.event_id)}/change/").status_code == 200
     assert client.get("/admin/events/event/add/").status_code == 403
 
 

@@ -7,6 +7,7 @@ import csv
 import io
 
 import pytest
+from django.contrib.admin.utils import quote
 
 from reconciliation.models import Payout, PayoutStatus
 from reconciliation.services import payout_mark_in_transit
@@ -42,11 +43,11 @@ def test_finance_marks_its_merchants_payout_paid_but_never_another_merchants(cli
     _finance_of(client, a)
     page = client.get(URL)
     assert page.status_code == 200 and pa.id.encode() in page.content and pb.id.encode() not in page.content
-    assert client.get(f"{URL}{pb.id}/change/").status_code == 302  # "does not exist" -> admin index
+    assert client.get(f"{URL}{quote(pb.id)}/change/").status_code == 302  # "does not exist" -> admin index
     client.post(URL, {"action": "mark_paid", "_selected_action": [pa.id, pb.id]})
     assert Payout.objects.get(pk=pa.id).status == PayoutStatus.PAID
     assert Payout.objects.get(pk=pb.id).status == PayoutStatus.IN_TRANSIT
-    assert client.get(f"{URL}{pa.id}/change/").status_code == 200
+    assert client.get(f"{URL}{quote(pa.id)}/change/").status_code == 200
 
 
 def test_finance_marks_failed_and_the_money_returns_to_available(client, world):
@@ -86,7 +87,7 @@ def test_money_fields_are_read_only_and_nothing_can_be_added(client, world):
     _, _, pa, _ = world
     otp_force_login(client, make_staff("root", superuser=True))
     assert client.get(f"{URL}add/").status_code == 403
-    page = client.get(f"{URL}{pa.id}/change/")
+    page = client.get(f"{URL}{quote(pa.id)}/change/")
     assert page.status_code == 200 and b'name="amount"' not in page.content
     assert client.get("/admin/reconciliation/settlementrun/").status_code == 200
     assert client.get("/admin/").status_code == 200

@@ -12,6 +12,7 @@ import csv
 import io
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
 
 from ledger.models import Journal
@@ -227,7 +228,7 @@ def test_the_run_page_sums_each_currency_apart(client, day):
     raw = "\n".join([lines[0], *out, lines[-1]]) + "\n"
     run_id = reconcile_import(psp="alpha", raw=raw.encode()).run_id
     otp_force_login(client, make_staff("root", superuser=True))
-    page = client.get(f"{RUNS}{run_id}/change/").content.decode()
+    page = client.get(f"{RUNS}{quote(run_id)}/change/").content.decode()
     assert "unexplained 0.01 EUR, 1 JPY" in page
     assert "10.01 EUR, 500001 JPY" in page  # the amount mismatches' gross, each currency apart
     assert "5010.02" not in page and "0.02 EUR" not in page

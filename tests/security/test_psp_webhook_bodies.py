@@ -9,6 +9,7 @@ import hmac
 import json
 
 import pytest
+from django.contrib.admin.utils import quote
 
 from tests.backoffice.leaks import leaks
 from tests.backoffice.staff import make_staff, otp_force_login
@@ -32,7 +33,7 @@ def test_a_psp_webhook_quoting_the_card_is_stored_and_shown_masked(client, psp_s
     assert leaks(row.body) == [] and "411111******1111" in row.body
     assert "737" not in row.body
     otp_force_login(client, make_staff("root", superuser=True))
-    page = client.get(f"/admin/payments/pspwebhook/{row.pk}/change/")
+    page = client.get(f"/admin/payments/pspwebhook/{quote(row.pk)}/change/")
     assert page.status_code == 200 and leaks(page.content.decode()) == []
 
 
