@@ -50,7 +50,13 @@ from payments.services.payments import (
 )
 from payments.services.recovery import inquiry_operations_record
 from payments.services.refunds import refund_record_outcome
-from psp_adapters.errors import PspConfigurationError, PspError, PspReferenceNotFoundError, WebhookSignatureError
+from psp_adapters.errors import (
+    PspConfigurationError,
+    PspError,
+    PspReferenceNotFoundError,
+    WebhookPayloadError,
+    WebhookSignatureError,
+)
 from psp_adapters.port import (
     Decline,
     DeclineClass,
@@ -126,7 +132,21 @@ def psp_webhook_receive(*, connector: str, body: bytes, headers: dict[str, str],
         record_auth_failure(kind="psp_webhook", identifier=connector, reason=f"bad signature: {exc.message}"[:100],
                             remote_addr=remote_addr, request_id=None)
         raise
+    _check_event(connector, event)
     return _inbox_store(connector=connector, event=event, body=body)
+
+
+def _check_event(connector: str, e: PspEvent) -> None:
+    """The ids and references a signed body gave the adapter are text (the inbox's columns and the
+    lookups by id need it): one a PSP sent as a number or a list is an unreadable event (400),
+    not a 500 on the insert and a PSP retrying it for days."""
+    text = (e.payment.reference, e.currency)
+    optional = (e.payment.psp_reference, e.operation_reference, e.operation_psp_reference,
+                e.dispute.psp_dispute_id if e.dispute else None)
+    if (not isinstance(e.event_id, str) or not e.event_id or not all(isinstance(v, str) for v in text)
+            or not all(v is None or isinstance(v, str) for v in optional)):
+        raise WebhookPayloadError(f"unreadable {e.kind.value} event: an id or reference is not a string",
+                                  connector=connector)
 
 
 @transaction.atomic(durable=True)
