@@ -235,7 +235,8 @@ _FINAL = (Outcome.APPROVED, Outcome.DECLINED, Outcome.SOFT_DECLINED)
 
 def _event_target(connector: str, e: PspEvent) -> tuple[PaymentAttempt, Capture | Refund | None] | str:
     """The attempt an authorization, capture or refund event is about, and the operation for the
-    latter two; a note (str) for an event to ignore; `_Park` for one we do not know (yet)."""
+    latter two; a note (str) for an event to ignore (e.g. about another connector's operation);
+    `_Park` for one we do not know (yet)."""
     if e.kind == PspEventKind.AUTHORIZATION:
         attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
         if attempt is None:
@@ -249,6 +250,8 @@ def _event_target(connector: str, e: PspEvent) -> tuple[PaymentAttempt, Capture 
         if e.kind == PspEventKind.CAPTURE and at_authorization:
             return "ignored: capture at authorization (recorded with the authorization)"
         raise _Park(f"unknown {e.kind.value} {ref}")
+    if operation.attempt.connector != connector:  # a connector's word is about its own operations only
+        return f"ignored: {e.kind.value} {operation.id} belongs to {operation.attempt.connector}"
     return operation.attempt, operation
 
 
@@ -296,8 +299,6 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
     if isinstance(target, str):
         return target
     attempt, operation = target
-    if operation is not None and attempt.connector != connector:
-        return f"ignored: {e.kind.value} {operation.id} belongs to {attempt.connector}"
     try:
         result = attempt_inquire(attempt, connector=connector, psp_reference=e.payment.psp_reference)
     except InquiryReferenceMismatchError as exc:
