@@ -180,18 +180,21 @@ class _Refuse(Exception):
 
 
 def psp_webhook_process(*, webhook_id: int) -> str:
-    """Apply one stored webhook. Safe to run twice and in any order."""
+    """Apply one stored webhook. Safe to run twice and in any order. One that raises is parked
+    (tried again with backoff, then `failed` for operations), as one not confirmed yet."""
     row = PspWebhook.objects.filter(pk=webhook_id).first()
     if row is None or row.status in (InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED):
         return row.status if row else "missing"
-    event = event_from_json(row.headers)
     actor = f"psp:{row.connector}"
     try:
-        note = _apply(row.connector, event, actor=actor)
+        note = _apply(row.connector, event_from_json(row.headers), actor=actor)
     except _Park as exc:
         return _park(row, str(exc))
     except _Refuse as exc:
         return _refuse(row, str(exc))
+    except Exception as exc:  # a row that cannot be applied must not stop the sweep for the others
+        logger.exception("PSP webhook %s:%s could not be applied", row.connector, row.event_id)
+        return _park(row, f"error: {type(exc).__name__}")
     # Two processors may apply one row at once (the task and a sweep): the effects are idempotent
     # under the payment lock, and the first to finish records the note; a later one changes nothing.
     PspWebhook.objects.filter(pk=row.pk).exclude(status__in=_DONE).update(
