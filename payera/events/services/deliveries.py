@@ -174,7 +174,8 @@ def _read_limited(response: httpx.Response, limit: int) -> str:
         size += len(chunk)
         if size >= limit:
             break
-    return b"".join(chunks)[:limit].decode("utf-8", errors="replace")
+    # PostgreSQL text cannot hold NUL: one in the answer would fail the record step after a send
+    return b"".join(chunks)[:limit].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 class _Deadline:
