@@ -138,8 +138,8 @@ def psp_webhook_receive(*, connector: str, body: bytes, headers: dict[str, str],
 
 def _check_event(connector: str, e: PspEvent) -> None:
     """The ids and references a signed body gave the adapter are text (the inbox's columns and the
-    lookups by id need it): one a PSP sent as a number or a list is an unreadable event (400),
-    not a 500 on the insert and a PSP retrying it for days."""
+    lookups by id need it), and no value holds a NUL character (PostgreSQL stores none): an event
+    otherwise is unreadable (400), not a 500 on the insert and a PSP retrying it for days."""
     text = (e.payment.reference, e.currency)
     optional = (e.payment.psp_reference, e.operation_reference, e.operation_psp_reference,
                 e.dispute.psp_dispute_id if e.dispute else None)
@@ -147,6 +147,8 @@ def _check_event(connector: str, e: PspEvent) -> None:
             or not all(v is None or isinstance(v, str) for v in optional)):
         raise WebhookPayloadError(f"unreadable {e.kind.value} event: an id or reference is not a string",
                                   connector=connector)
+    if _holds_nul(event_to_json(e)):
+        raise WebhookPayloadError(f"unreadable {e.kind.value} event: a NUL character", connector=connector)
 
 
 @transaction.atomic(durable=True)
@@ -167,6 +169,14 @@ def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
 
     transaction.on_commit(partial(enqueue, psp_webhook_process_task, str(row.pk)), robust=True)
     return row
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return isinstance(value, list | tuple) and any(_holds_nul(v) for v in value)
 
 
 # --- apply ------------------------------------------------------------------------------
