@@ -37,7 +37,7 @@ def verify(
     timestamp, signatures = None, []
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and value.isascii() and value.isdigit():  # "²".isdigit() is True, int("²") raises
             timestamp = int(value)
         elif key == SCHEME:
             signatures.append(value)
@@ -46,4 +46,5 @@ def verify(
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
     expected = _digest(secret, timestamp, body)
-    return any(hmac.compare_digest(expected, s) for s in signatures)
+    # bytes: compare_digest raises TypeError on a str with a non-ASCII character
+    return any(hmac.compare_digest(expected.encode(), s.encode()) for s in signatures)

@@ -1,7 +1,7 @@
 """SSRF guard for merchant webhook URLs.
 
 A URL is refused when its host is, or resolves to, an address that is not globally routable:
-loopback, private (RFC 1918, ULA), link-local (incl. 169.254.169.254 metadata), shared
+loopback, private (RFC 1918, ULA, IPv6 site-local), link-local (incl. 169.254.169.254 metadata), shared
 (100.64/10), multicast, reserved, unspecified, and the IPv6 forms that embed such an IPv4
 (mapped, 6to4, NAT64 well-known). Every address a name resolves to must pass, and the sender then
 connects to one of exactly those addresses (no second lookup, so no DNS rebinding between check
@@ -91,6 +91,8 @@ def is_forbidden_address(address: IPAddress) -> bool:
         if embedded is not None and is_forbidden_address(embedded):
             return True
         if address.teredo:
+            return True
+        if address.is_site_local:  # fec0::/10: deprecated, still internal where used, and "global" to ipaddress
             return True
     return (
         not address.is_global

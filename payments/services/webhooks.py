@@ -50,7 +50,13 @@ from payments.services.payments import (
 )
 from payments.services.recovery import inquiry_operations_record
 from payments.services.refunds import refund_record_outcome
-from psp_adapters.errors import PspConfigurationError, PspError, PspReferenceNotFoundError, WebhookSignatureError
+from psp_adapters.errors import (
+    PspConfigurationError,
+    PspError,
+    PspReferenceNotFoundError,
+    WebhookPayloadError,
+    WebhookSignatureError,
+)
 from psp_adapters.port import (
     Decline,
     DeclineClass,
@@ -126,7 +132,23 @@ def psp_webhook_receive(*, connector: str, body: bytes, headers: dict[str, str],
         record_auth_failure(kind="psp_webhook", identifier=connector, reason=f"bad signature: {exc.message}"[:100],
                             remote_addr=remote_addr, request_id=None)
         raise
+    _check_event(connector, event)
     return _inbox_store(connector=connector, event=event, body=body)
+
+
+def _check_event(connector: str, e: PspEvent) -> None:
+    """The ids and references a signed body gave the adapter are text (the inbox's columns and the
+    lookups by id need it), and no value holds a NUL character (PostgreSQL stores none): an event
+    otherwise is unreadable (400), not a 500 on the insert and a PSP retrying it for days."""
+    text = (e.payment.reference, e.currency)
+    optional = (e.payment.psp_reference, e.operation_reference, e.operation_psp_reference,
+                e.dispute.psp_dispute_id if e.dispute else None)
+    if (not isinstance(e.event_id, str) or not e.event_id or not all(isinstance(v, str) for v in text)
+            or not all(v is None or isinstance(v, str) for v in optional)):
+        raise WebhookPayloadError(f"unreadable {e.kind.value} event: an id or reference is not a string",
+                                  connector=connector)
+    if _holds_nul(event_to_json(e)):
+        raise WebhookPayloadError(f"unreadable {e.kind.value} event: a NUL character", connector=connector)
 
 
 @transaction.atomic(durable=True)
@@ -149,6 +171,14 @@ def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
     return row
 
 
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return isinstance(value, list | tuple) and any(_holds_nul(v) for v in value)
+
+
 # --- apply ------------------------------------------------------------------------------
 class _Park(Exception):
     pass
@@ -160,18 +190,21 @@ class _Refuse(Exception):
 
 
 def psp_webhook_process(*, webhook_id: int) -> str:
-    """Apply one stored webhook. Safe to run twice and in any order."""
+    """Apply one stored webhook. Safe to run twice and in any order. One that raises is parked
+    (tried again with backoff, then `failed` for operations), as one not confirmed yet."""
     row = PspWebhook.objects.filter(pk=webhook_id).first()
     if row is None or row.status in (InboxStatus.PROCESSED, InboxStatus.IGNORED, InboxStatus.FAILED):
         return row.status if row else "missing"
-    event = event_from_json(row.headers)
     actor = f"psp:{row.connector}"
     try:
-        note = _apply(row.connector, event, actor=actor)
+        note = _apply(row.connector, event_from_json(row.headers), actor=actor)
     except _Park as exc:
         return _park(row, str(exc))
     except _Refuse as exc:
         return _refuse(row, str(exc))
+    except Exception as exc:  # a row that cannot be applied must not stop the sweep for the others
+        logger.exception("PSP webhook %s:%s could not be applied", row.connector, row.event_id)
+        return _park(row, f"error: {type(exc).__name__}")
     # Two processors may apply one row at once (the task and a sweep): the effects are idempotent
     # under the payment lock, and the first to finish records the note; a later one changes nothing.
     PspWebhook.objects.filter(pk=row.pk).exclude(status__in=_DONE).update(
@@ -215,7 +248,8 @@ _FINAL = (Outcome.APPROVED, Outcome.DECLINED, Outcome.SOFT_DECLINED)
 
 def _event_target(connector: str, e: PspEvent) -> tuple[PaymentAttempt, Capture | Refund | None] | str:
     """The attempt an authorization, capture or refund event is about, and the operation for the
-    latter two; a note (str) for an event to ignore; `_Park` for one we do not know (yet)."""
+    latter two; a note (str) for an event to ignore (e.g. about another connector's operation);
+    `_Park` for one we do not know (yet)."""
     if e.kind == PspEventKind.AUTHORIZATION:
         attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
         if attempt is None:
@@ -229,6 +263,8 @@ def _event_target(connector: str, e: PspEvent) -> tuple[PaymentAttempt, Capture 
         if e.kind == PspEventKind.CAPTURE and at_authorization:
             return "ignored: capture at authorization (recorded with the authorization)"
         raise _Park(f"unknown {e.kind.value} {ref}")
+    if operation.attempt.connector != connector:  # a connector's word is about its own operations only
+        return f"ignored: {e.kind.value} {operation.id} belongs to {operation.attempt.connector}"
     return operation.attempt, operation
 
 
@@ -276,8 +312,6 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
     if isinstance(target, str):
         return target
     attempt, operation = target
-    if operation is not None and attempt.connector != connector:
-        return f"ignored: {e.kind.value} {operation.id} belongs to {attempt.connector}"
     try:
         result = attempt_inquire(attempt, connector=connector, psp_reference=e.payment.psp_reference)
     except InquiryReferenceMismatchError as exc:

@@ -201,8 +201,8 @@ class AlphaAdapter(BaseAdapter):
         event = webhooks.load(body)
         data = event["data"]
         typ = str(event.get("type") or "")
-        occurred = webhooks.parse_time(event.get("created"))
         try:
+            occurred = webhooks.parse_time(event.get("created"))
             if typ == "authorization.updated":
                 r = self._result(data)
                 return PspEvent(
@@ -245,7 +245,7 @@ class AlphaAdapter(BaseAdapter):
                     operation_psp_reference=op.psp_reference,
                     decline=op.decline,
                 )
-        except (KeyError, TypeError, ValueError, PspProtocolError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, PspProtocolError) as exc:
             raise WebhookPayloadError(f"unreadable {typ} event: {exc!r}", connector=self.name) from None
         raise WebhookPayloadError(f"unknown event type {typ!r}", connector=self.name)
 

@@ -25,7 +25,8 @@ def verify(*, body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -
     presented = headers.get(SIGNATURE_HEADER, "").strip().lower()
     if not presented:
         raise WebhookSignatureError("missing X-Alpha-Signature", connector="alpha")
-    if not any(hmac.compare_digest(presented, sign(body, s)) for s in secrets):
+    # as bytes: `compare_digest` raises TypeError on a str with a non-ASCII character (anyone can send one)
+    if not any(hmac.compare_digest(presented.encode(), sign(body, s).encode()) for s in secrets):
         raise WebhookSignatureError("X-Alpha-Signature does not match", connector="alpha")
 
 

@@ -314,7 +314,7 @@ class BetaAdapter(BaseAdapter):
                 operation_psp_reference=e["pspReference"],
                 decline=decline,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WebhookPayloadError(f"unreadable {code} event: {exc!r}", connector=self.name) from None
 
     def read_settlement_report(self, raw: bytes) -> SettlementReport:

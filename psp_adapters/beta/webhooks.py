@@ -35,13 +35,14 @@ def verify(
             ts = value
         elif key == "sig":
             sigs.append(value.lower())
-    if not ts or not ts.isdigit() or not sigs:
+    if not ts or not (ts.isascii() and ts.isdigit()) or not sigs:  # "²".isdigit() is True, int("²") raises
         raise WebhookSignatureError("missing or malformed Beta-Signature", connector="beta")
     if abs((time.time() if now is None else now) - int(ts)) > tolerance:
         raise WebhookSignatureError("Beta-Signature timestamp outside the tolerance", connector="beta")
     for secret in secrets:
         expected = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-        if any(hmac.compare_digest(expected, s) for s in sigs):
+        # as bytes: `compare_digest` raises TypeError on a str with a non-ASCII character
+        if any(hmac.compare_digest(expected.encode(), s.encode()) for s in sigs):
             return
     raise WebhookSignatureError("Beta-Signature does not match", connector="beta")
 

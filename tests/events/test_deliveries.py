@@ -272,3 +272,22 @@ def test_sender_connects_to_the_resolved_address_with_the_original_host(settings
     assert got.headers["Host"] == f"hooks.merchant.test:{rx.port}" and got.path == "/payera"
     assert lookups == ["hooks.merchant.test", "hooks.merchant.test"]  # at creation and at send time
     assert created.endpoint.url.startswith("http://hooks.merchant.test")
+
+
+def test_an_answer_body_with_a_nul_byte_is_recorded_and_the_delivery_succeeds_once(fake_clock, enqueued, receivers):
+    """The attempt log keeps the start of the endpoint's answer; PostgreSQL text cannot hold a NUL
+    character, so an endpoint answering 2xx with one in its body made the record step raise after
+    the merchant had the event: the attempt's lease ran out, the sweep sent it again, and again —
+    the same event every lease period, for ever (the retry horizon is only checked when an attempt
+    is recorded). Now the NUL is stored as U+FFFD and the delivery succeeds, sent once."""
+    rx = receivers(response_body=b'{"ok": true}\x00trailing')
+    _, delivery = _delivery_for(rx, enqueued)
+    assert webhook_deliver(delivery_id=delivery.pk) == "succeeded"
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SUCCEEDED and delivery.lease_until is None
+    attempt = delivery.attempts.get()
+    assert attempt.response_body == '{"ok": true}\ufffdtrailing'
+    fake_clock.advance(minutes=5)  # well past the lease
+    webhook_retry_due()
+    assert webhook_deliver(delivery_id=delivery.pk) == "final"
+    assert len(rx.requests) == 1

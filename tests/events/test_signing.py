@@ -33,3 +33,19 @@ def test_during_a_roll_both_secrets_sign_and_either_verifies():
     for secret in ("whsec_new", "whsec_old"):
         assert verify_snippet(BODY, header, secret) and verify(secret, header, BODY)
     assert not verify_snippet(BODY, header, "whsec_third")
+
+
+def test_a_hostile_header_is_refused_not_raised_by_the_docs_snippet_and_verify():
+    """Merchants copy the docs snippet into their endpoint, which anyone can call: a `t=` of
+    Unicode digits (`"²".isdigit()` is True, `int("²")` raises ValueError) or a `v1=` with a
+    non-ASCII character (`hmac.compare_digest` raises TypeError on such a str) made it raise — a
+    500 at the merchant's — instead of answering False. Both verifiers now refuse them."""
+    verify_snippet = docs_verifier()
+    now = int(time.time())
+    good = sign("whsec_abc", now, BODY).split(",")[1]
+    hostile = [f"t=²,{good}", f"t={now},v1={'é' * 64}", f"t={now},v1=é,{good}"]
+    for header in hostile[:2]:
+        assert verify_snippet(BODY, header, "whsec_abc") is False
+        assert verify("whsec_abc", header, BODY) is False
+    # a hostile value beside a good one does not stop the good one from verifying
+    assert verify_snippet(BODY, hostile[2], "whsec_abc") and verify("whsec_abc", hostile[2], BODY)

@@ -90,3 +90,13 @@ def test_endpoint_creation_refuses_private_urls_when_disallowed(settings, fake_d
         webhook_endpoint_create(merchant_id="mer_1", url="http://127.0.0.1:9000/x", enabled_events=["*"])
     created = webhook_endpoint_create(merchant_id="mer_1", url="https://merchant.example/x", enabled_events=["*"])
     assert created.endpoint.url == "https://merchant.example/x"
+
+
+@pytest.mark.parametrize("url", ["http://[fec0::1]/hook", "http://[fec0:0:0:1::5]:8080/hook", "https://[feff::1]/"])
+def test_ipv6_site_local_addresses_are_refused(url, settings, fake_dns):
+    """fec0::/10 (IPv6 site-local, deprecated by RFC 3879 but still routed inside some networks,
+    the IPv6 twin of RFC 1918) counted as global for Python 3.11's `ipaddress`, so a webhook URL on
+    such an address passed the SSRF guard and was sent to. Now it is refused as a private address."""
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    with pytest.raises(WebhookUrlForbiddenError):
+        ssrf.check_url(url)

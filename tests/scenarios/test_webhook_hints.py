@@ -244,3 +244,33 @@ def test_an_event_naming_our_attempt_with_another_payments_psp_reference_does_no
         f"{sb.payments(victim_att)}"
     )
     assert pending_eur(env) == before, "a capture beta never made was credited to the merchant"
+
+
+def test_a_signed_refund_event_of_one_connector_does_not_settle_another_connectors_refund(env, monkeypatch):
+    """Where a PSP's inquiry cannot confirm its webhooks, its signed events are applied as they say
+    — but only to its own operations. The capture/refund lookup took any operation by id, and the
+    check that it belongs to the event's connector was made on the inquiry path only: beta's signed
+    word settled an alpha refund (succeeded in Payera and the ledger; alpha was about to fail it).
+    Now such an event is ignored on both paths; the refund waits for alpha's own answer."""
+    from payments.models import Refund
+
+    env.merchant.connectors = ["alpha"]
+    env.merchant.save(update_fields=["connectors"])
+    env.sandboxes["alpha"].set_webhook_url("")  # alpha's failure of the refund is held back
+    monkeypatch.setattr(BetaAdapter, "capabilities",
+                        dataclasses.replace(BetaAdapter.capabilities, inquiry_confirms_webhooks=False))
+    p = env.pay("4000000000005126")  # approved; any refund fails asynchronously
+    assert p["status"] == "succeeded" and p["attempts"][0]["connector"] == "alpha"
+    att = PaymentAttempt.objects.get(pk=p["attempts"][0]["id"])
+    r = env.post("/v1/refunds", {"payment": p["id"], "amount": 400}, expect=201)
+    assert r["status"] == "pending"
+    forged = {"eventId": "BE-cross-connector", "eventCode": "REFUND", "success": "true",
+              "eventDate": "2026-11-23T00:00:00Z", "amount": {"value": "4.00", "currency": "EUR"},
+              "merchantReference": r["id"], "pspReference": "BRX-forged", "paymentReference": att.id,
+              "originalReference": att.psp_reference}
+    assert _deliver(env, forged).status_code == 200
+    row = _row(forged["eventId"])
+    assert row.status == InboxStatus.IGNORED and "belongs to alpha" in row.note
+    assert Refund.objects.get(pk=r["id"]).status == "pending"
+    assert env.get(p["id"])["amount_refunded"] == 0
+    assert_ledger_sound()

@@ -5,7 +5,7 @@ One attempt is three steps, as a PSP call is (STYLE):
    endpoint has a free slot (per-endpoint concurrency limit, counted from in-flight leases in
    the database, so it holds across workers and machines); take a lease.
 2. send: resolve and check the URL again (SSRF), connect to that address, POST the signed body
-   with short timeouts and no redirects.
+   with short timeouts, a total deadline (connect + answer timeouts) and no redirects.
 3. record (short transaction): log the attempt; succeed, schedule the next try (exponential
    backoff with jitter) or dead-letter after the horizon; track the endpoint's failure streak and
    disable it (with a `webhook_endpoint.disabled` event) when it has failed for days.
@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -172,7 +174,51 @@ def _read_limited(response: httpx.Response, limit: int) -> str:
         size += len(chunk)
         if size >= limit:
             break
-    return b"".join(chunks)[:limit].decode("utf-8", errors="replace")
+    # PostgreSQL text cannot hold NUL: one in the answer would fail the record step after a send
+    return b"".join(chunks)[:limit].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+class _Deadline:
+    """A total time limit on one send. httpx's timeouts apply to each socket read, so an endpoint
+    dribbling its answer (a byte every few seconds) would hold the worker past its lease, while its
+    concurrency slot counts as free. At the deadline the connection's socket is shut down, which
+    ends the blocking read in the sending thread (an httpx error, then a failed attempt — or, if
+    the 2xx status already arrived, a cut response body)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def trace(self, name: str, info: dict) -> None:
+        """httpx's `trace` extension: remember the socket once connected (and after TLS)."""
+        if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            with self._lock:
+                self._sock = stream.get_extra_info("socket") if stream is not None else None
+                if self.fired:
+                    self._shutdown()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            try:  # the TCP socket itself (under TLS too): the reading thread sees the connection end
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
 
 
 def _send(claim: Claim) -> SendResult:
@@ -199,13 +245,15 @@ def _send(claim: Claim) -> SendResult:
             "Payera-Delivery-Id": claim.delivery_id,
             "Payera-Delivery-Attempt": str(claim.attempt_number),
         }
-        extensions = {}
+        limit = settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS + settings.WEBHOOK_TIMEOUT_SECONDS
+        deadline, late = _Deadline(limit), f"timeout: no complete answer within {limit:g} s"
+        extensions: dict = {"trace": deadline.trace}
         if parsed.scheme == "https" and ssrf.literal_address(parsed.host) is None:
             extensions["sni_hostname"] = parsed.host  # TLS name checks stay on the real host
         timeout = httpx.Timeout(settings.WEBHOOK_TIMEOUT_SECONDS, connect=settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS)
         t0 = time.monotonic()
         error = ""
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        with deadline, httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
             for address in addresses[:2]:  # the checked addresses only: no second DNS lookup
                 request = client.build_request(
                     "POST", parsed.url_for(address), content=claim.body, headers=headers, extensions=extensions
@@ -213,6 +261,8 @@ def _send(claim: Claim) -> SendResult:
                 try:
                     response = client.send(request, stream=True)
                 except httpx.ConnectError as exc:
+                    if deadline.fired:
+                        break
                     error = f"connect error: {exc}"[:500]
                     continue
                 except httpx.TimeoutException as exc:
@@ -220,6 +270,8 @@ def _send(claim: Claim) -> SendResult:
                     return SendResult(started_at, False, latency_ms=latency, error=f"timeout: {type(exc).__name__}")
                 except httpx.HTTPError as exc:
                     latency = int((time.monotonic() - t0) * 1000)
+                    if deadline.fired:
+                        return SendResult(started_at, False, latency_ms=latency, error=late)
                     return SendResult(started_at, False, latency_ms=latency, error=f"http error: {exc}"[:500])
                 try:
                     try:
@@ -235,6 +287,8 @@ def _send(claim: Claim) -> SendResult:
                     err += " (redirects are not followed)"
                 return SendResult(started_at, ok, response.status_code, latency, err, text)
         latency = int((time.monotonic() - t0) * 1000)
+        if deadline.fired:
+            return SendResult(started_at, False, latency_ms=latency, error=late)
         return SendResult(started_at, False, latency_ms=latency, error=error or "no address to connect to")
 
 
