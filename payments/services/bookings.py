@@ -374,7 +374,7 @@ def _expire_begin(*, booking_id: str, at: dt.datetime) -> Booking | None:
     payment, booking = booking_lock(booking_id)
     if booking.status not in (BS.PENDING, BS.HELD) or booking.hold_expires_at > at:
         return None
-    booking_apply_payment_status(booking, payment, actor="system:booking_expiry")  # catch up, if behind
+    booking_apply_payment_status(booking, payment, actor="system:booking_expiry", catch_up=True)  # if behind
     if booking.status not in (BS.PENDING, BS.HELD):
         return None
     timeout = dt.timedelta(seconds=setting("PAYMENTS_INFLIGHT_TIMEOUT", 120))
