@@ -305,6 +305,30 @@ def test_a_refund_out_of_escrow_failing_later_releases_its_money_to_pending(env,
     assert r.status_code == 201, r.text
 
 
+@pytest.mark.parametrize("how", ["partial_completion", "cancel_after_confirm"])
+def test_a_closed_bookings_escrow_refund_still_pending_is_shown_on_the_booking(env, how):
+    """A booking closed (completed in part, or canceled after confirm) while its refund out of
+    escrow is still pending at the PSP: the escrow still holds what that refund will take out
+    (`GET /v1/balance` shows it), but the booking said `amount_escrowed: 0` (only `confirmed` counted),
+    so the merchant could not tell which booking its escrow balance was for. The booking now shows
+    it until the refund settles, and the bookings' escrow adds up to the balance."""
+    b = book(env, "4000000000005126")  # approved; the refund stays pending, then fails
+    env.post(f"/v1/bookings/{b['id']}/confirm")
+    if how == "partial_completion":
+        b = env.post(f"/v1/bookings/{b['id']}/complete", {"amount": 6000})
+        assert b["status"] == "completed"
+        held = 4000 - FEE * 4000 // AMOUNT
+    else:
+        b = env.post(f"/v1/bookings/{b['id']}/cancel")
+        assert b["status"] == "canceled"
+        held = AMOUNT - FEE
+    assert Refund.objects.get(pk=b["refund"]).status == "pending"
+    assert balances(env)[2] == held
+    assert b["amount_escrowed"] == get(env, b["id"])["amount_escrowed"] == held
+    listed = env.http.get("/v1/bookings").json()["data"]
+    assert sum(x["amount_escrowed"] for x in listed) == balances(env)[2]
+
+
 def test_a_saved_card_books_and_the_escrow_counts_beside_a_plain_payment(env):
     cus = env.post("/v1/customers", {"email": "guest@example.com"}, expect=201)["id"]
     p = env.pay("4242424242424242", amount=AMOUNT, customer=cus, setup_future_usage="off_session")
