@@ -147,12 +147,12 @@ def _escrow_refund_live(payment_id: str) -> Refund | None:
     return Refund.objects.filter(payment_id=payment_id).exclude(status=OperationStatus.FAILED).first()
 
 
-def _escrow_refund_matches(booking: Booking, *, rest: int) -> None:
-    """Under the booking's lock: a completion that leaves `rest` to refund must agree with the
-    refund an earlier request already made out of the escrow (a cancel or a partial completion
-    that crashed after its refund, before recording the booking). Released escrow is computed as
-    if the only refund is the rest: releasing beside a refund of another amount would pay the
-    merchant money the shopper already got back."""
+def _escrow_refund_matches(booking: Booking, *, rest: int, param: str | None = "amount") -> None:
+    """Under the booking's lock: a completion that leaves `rest` to refund (a cancel: all of it)
+    must agree with the refund an earlier request already made out of the escrow (a cancel or a
+    partial completion that crashed after its refund, before recording the booking). Released
+    escrow is computed as if the only refund is the rest: releasing beside a refund of another
+    amount would pay the merchant money the shopper already got back."""
     live = _escrow_refund_live(booking.payment_id)
     if live is None or live.amount == rest:
         return
@@ -164,7 +164,7 @@ def _escrow_refund_matches(booking: Booking, *, rest: int) -> None:
     raise BookingStateError(
         f"A refund of {live.amount} out of this booking's escrow was already made by an earlier request: "
         f"complete it with amount {booking.amount_captured - live.amount}.",
-        param="amount",
+        param=param,
     )
 
 
@@ -336,6 +336,8 @@ def _cancel_begin(*, merchant: Merchant, booking_id: str) -> Booking:
         raise BookingStateError("The authorization's outcome is not known yet: cancel once the booking is held.")
     if booking.status == BS.HELD and payment.captures.filter(status=OperationStatus.PENDING).exists():
         raise BookingStateError("A capture of this booking is under way: cancel once it is confirmed.")
+    if booking.status == BS.CONFIRMED:  # a crashed partial completion's refund: say how to finish it
+        _escrow_refund_matches(booking, rest=booking.amount_captured, param=None)
     _claim(booking, "cancel")
     booking.save()
     return booking
