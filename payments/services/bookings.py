@@ -75,9 +75,14 @@ def booking_lock(booking_id: str, *, merchant: Merchant | None = None) -> tuple[
     return payment, booking
 
 
-def _claim(booking: Booking, operation: str) -> None:
+def _claimed(booking: Booking) -> bool:
+    """Another operation holds the booking's claim (not timed out: a crashed request's is taken over)."""
     timeout = dt.timedelta(seconds=setting("PAYMENTS_INFLIGHT_TIMEOUT", 120))
-    if booking.inflight and booking.inflight_at and booking.inflight_at > now() - timeout:
+    return bool(booking.inflight) and booking.inflight_at is not None and booking.inflight_at > now() - timeout
+
+
+def _claim(booking: Booking, operation: str) -> None:
+    if _claimed(booking):
         raise BookingInProgressError()
     booking.inflight = operation
     booking.inflight_at = now()
@@ -237,6 +242,8 @@ def booking_confirm(*, merchant: Merchant, booking_id: str, actor: str = "api") 
     asynchronous PSP the capture may still be pending: the booking stays `held` (and is not
     expired meanwhile) until the PSP confirms it, then becomes `confirmed` (event)."""
     booking = _confirm_begin(merchant=merchant, booking_id=booking_id)
+    if booking is None:  # confirmed already, the capture still pending at the PSP: that is the answer
+        return Booking.objects.select_related("payment").get(pk=booking_id)
     try:
         payment_capture(merchant=merchant, payment_id=booking.payment_id, actor=actor, for_booking=True)
     finally:
@@ -245,10 +252,16 @@ def booking_confirm(*, merchant: Merchant, booking_id: str, actor: str = "api") 
 
 
 @transaction.atomic(durable=True)
-def _confirm_begin(*, merchant: Merchant, booking_id: str) -> Booking:
-    _payment, booking = booking_lock(booking_id, merchant=merchant)
+def _confirm_begin(*, merchant: Merchant, booking_id: str) -> Booking | None:
+    payment, booking = booking_lock(booking_id, merchant=merchant)
     if booking.status != BS.HELD:
         raise BookingStateError(f"A booking in status {booking.status} cannot be confirmed.")
+    if payment.captures.exclude(status=OperationStatus.FAILED).exists():
+        # an earlier confirm's capture is pending (asynchronous PSP, or its outcome unknown): the
+        # booking is confirmed when the PSP confirms it (and is not expired meanwhile)
+        if _claimed(booking):
+            raise BookingInProgressError()
+        return None
     if booking.hold_expires_at <= now():
         raise BookingHoldExpiredError()
     _claim(booking, "confirm")

@@ -216,6 +216,30 @@ def test_asynchronous_psp_booking_follows_its_webhooks(env):
     assert_ledger_sound()
 
 
+def test_confirm_again_while_the_asynchronous_capture_is_pending_answers_the_held_booking(env):
+    """Beta answers a booking's capture "received": the confirm answers `held` and the booking is
+    confirmed by the PSP's webhook. A merchant confirming again meanwhile (a retry of a timed-out
+    request, or to see whether it went through) got 400 `payment_not_capturable` "This payment cannot
+    be captured (it is not awaiting capture)" — about a payment it never touched, which *is* awaiting
+    its capture. The confirm under way is the answer: 200 with the booking `held`, no second capture."""
+    from payments.models import Capture
+
+    env.merchant.connectors = ["beta"]
+    env.merchant.save(update_fields=["connectors"])
+    b = wait(env, book(env)["id"], "held")
+    first = env.post(f"/v1/bookings/{b['id']}/confirm")
+    assert first["status"] == "held"
+    again = env.http.post(f"/v1/bookings/{b['id']}/confirm", json={})
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] in ("held", "confirmed")
+    assert Capture.objects.filter(payment_id=b["payment"]).count() == 1
+    b = wait(env, b["id"], "confirmed")
+    assert balances(env) == (0, 0, AMOUNT - FEE)
+    r = env.http.post(f"/v1/bookings/{b['id']}/confirm", json={})  # once confirmed: as before
+    assert r.status_code == 400 and r.json()["error"]["code"] == "booking_unexpected_state"
+    assert_ledger_sound()
+
+
 def test_a_bookings_payment_moves_only_through_the_booking(env):
     b = book(env)
     for path, body in ((f"/v1/payments/{b['payment']}/capture", {}), (f"/v1/payments/{b['payment']}/cancel", {})):
