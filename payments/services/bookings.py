@@ -411,7 +411,11 @@ def booking_expire_due(*, now_: dt.datetime | None = None, limit: int = 500) -> 
     """The scheduler's tick (Celery beat and `manage.py run_booking_expiry`): expire every
     unconfirmed hold past its `hold_expires_at`. Safe to run twice or concurrently."""
     at = now_ or now()
-    due = list(Booking.objects.filter(status__in=[BS.PENDING, BS.HELD], hold_expires_at__lte=at)
+    # only holds that can be voided now (what _expire_begin accepts): one whose outcome is unknown
+    # or whose capture is under way waits for that, and must not hold a place in the tick meanwhile
+    due = list(Booking.objects.filter(status__in=[BS.PENDING, BS.HELD], hold_expires_at__lte=at,
+                                      payment__status__in=[PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION])
+               .exclude(payment__captures__status__in=[OperationStatus.PENDING, OperationStatus.SUCCEEDED])
                .order_by("hold_expires_at").values_list("pk", flat=True)[:limit])
     done = []
     for booking_id in due:
