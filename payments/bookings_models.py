@@ -24,6 +24,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
+from payments.postings import refund_fee_share
 
 
 class BookingStatus(models.TextChoices):
@@ -102,11 +103,21 @@ class Booking(ConcurrentTransitionMixin, models.Model):
 
     @property
     def amount_escrowed(self) -> int:
-        """What this booking holds in the merchant's escrow account while confirmed: the capture
-        less its fee (completion releases part of it and a refund takes the rest)."""
-        if self.status != BS.CONFIRMED:
+        """What this booking holds in the merchant's escrow account: while confirmed, the capture
+        less its fee (completion releases part of it and a refund takes the rest); once closed,
+        what its refund out of escrow will take when it is still pending at the PSP (the refund
+        less its fee share; released to pending instead if the refund fails)."""
+        if self.status == BS.CONFIRMED:
+            return self.amount_captured - self.fee
+        if self.refund_id is None or self.amount_captured <= 0:
             return 0
-        return self.amount_captured - self.fee
+        from payments.models import OperationStatus  # this module is imported by payments.models
+
+        refund = self.refund
+        if refund.status != OperationStatus.PENDING:
+            return 0
+        return refund.amount - refund_fee_share(fee=self.fee, captured=self.amount_captured, refunded_before=0,
+                                                refund=refund.amount)
 
     # --- transitions (pure: set fields only) ---------------------------------------------
     @transition(field=status, source=[BS.PENDING], target=BS.HELD)

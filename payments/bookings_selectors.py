@@ -15,7 +15,7 @@ class BookingNotFoundError(NotFoundError):
 
 
 def _bookings() -> QuerySet[Booking]:
-    return Booking.objects.select_related("payment")
+    return Booking.objects.select_related("payment", "refund")  # the refund: amount_escrowed
 
 
 def booking_get(*, merchant: Merchant, booking_id: str) -> Booking:

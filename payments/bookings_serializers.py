@@ -18,7 +18,8 @@ class BookingOutputSerializer(serializers.Serializer):
     hold_expires_at = serializers.SerializerMethodField(help_text="Unix seconds: an unconfirmed hold is voided then.")
     amount_captured = serializers.IntegerField(help_text="Captured into escrow by confirm (gross).")
     fee = serializers.IntegerField(help_text="The merchant's fee on the capture (a refund returns its share).")
-    amount_escrowed = serializers.IntegerField(help_text="Held in the merchant's escrow for this booking (net of fee).")
+    amount_escrowed = serializers.IntegerField(help_text="Held in the merchant's escrow for this booking (net of fee), "
+                                                         "including what a pending refund out of it will take.")
     amount_released = serializers.IntegerField(help_text="Released to the merchant's pending balance (net of fee).")
     amount_refunded = serializers.IntegerField(help_text="Refunded to the shopper out of escrow (gross).")
     refund = serializers.CharField(source="refund_id", allow_null=True, help_text="The refund out of escrow, if any.")

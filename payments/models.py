@@ -526,7 +526,7 @@ DS = DisputeStatus
 class Dispute(ConcurrentTransitionMixin, models.Model):
     """A chargeback opened by the PSP on a captured payment; created from its dispute webhook,
     unique per (connector, PSP dispute id). needs_response -> under_review (evidence sent) ->
-    won | lost; needs_response -> lost when the PSP closes it unanswered."""
+    won | lost; needs_response -> won | lost when the PSP decides before any answer."""
 
     id = IdField(prefix="dp")
     merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
@@ -563,7 +563,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         self.evidence_text = text
         self.evidence_submitted_at = at
 
-    @transition(field=status, source=[DS.UNDER_REVIEW], target=DS.WON)
+    @transition(field=status, source=[DS.NEEDS_RESPONSE, DS.UNDER_REVIEW], target=DS.WON)
     def mark_won(self, *, at) -> None:
         self.closed_at = at
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
 
-from payera.core.errors import NotFoundError
+from payera.core.errors import InvalidRequestError, NotFoundError
 from payera.core.ids import opaque_id
 from payera.merchants.models import Merchant
 from payera.merchants.scoping import owned_get
-from payments.models import Customer, Dispute, Payment, PaymentAttempt, PaymentMethod, Refund, Subscription
+from payments.models import DS, Customer, Dispute, Payment, PaymentAttempt, PaymentMethod, Refund, Subscription
 
 
 class CustomerNotFoundError(NotFoundError):
@@ -73,6 +73,8 @@ def dispute_list(*, merchant: Merchant, payment_id: str | None = None, status: s
     if payment_id:
         qs = qs.filter(payment_id=payment_id)
     if status:
+        if status not in DS.values:  # a misspelt status must not read as "no disputes to answer"
+            raise InvalidRequestError(f"status must be one of {', '.join(DS.values)}.", param="status")
         qs = qs.filter(status=status)
     return qs
 

@@ -173,8 +173,9 @@ class PayoutAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Mark failed (returns the money to available)", permissions=["mark_failed"])
     def mark_failed(self, request, queryset):
-        reason = f"marked failed by {request.user.get_username()}"
-        self._apply(request, queryset, lambda pk: payout_mark_failed(payout_id=pk, reason=reason), "marked failed")
+        # `failure_reason` is the merchant's (API, payout.failed): no staff name in it; who marked it
+        # failed is in the audit trail (Payout is audited with the staff actor)
+        self._apply(request, queryset, lambda pk: payout_mark_failed(payout_id=pk), "marked failed")
 
     @admin.action(description="Export the bank file (clear accounts; asks why, audited)",
                   permissions=["export_bank_file"])

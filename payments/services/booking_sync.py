@@ -68,14 +68,18 @@ def booking_follow_payment(payment: Payment, *, actor: str = "system:booking") -
     booking_apply_payment_status(booking, payment, actor=actor)
 
 
-def booking_apply_payment_status(booking: Booking, payment: Payment, *, actor: str) -> None:
-    """Move the booking to where its payment now is (no-op when it is there already)."""
+def booking_apply_payment_status(booking: Booking, payment: Payment, *, actor: str, catch_up: bool = False) -> None:
+    """Move the booking to where its payment now is (no-op when it is there already).
+    `catch_up`: a caller checking whether the booking is behind (the expiry), not a payment
+    transition: it moves states only, and never announces a 3-D Secure wait again (its
+    `booking.requires_action` went out with the payment's transition)."""
     at = now()
     status = payment.status
     if status == PS.REQUIRES_CAPTURE:
         booking_transition(booking, "mark_held", payment=payment, actor=actor)
     elif status == PS.REQUIRES_ACTION and booking.status == BS.PENDING:
-        booking_emit(booking, "booking.requires_action")
+        if not catch_up:
+            booking_emit(booking, "booking.requires_action")
     elif status == PS.FAILED:
         booking_transition(booking, "mark_failed", payment=payment, actor=actor, at=at)
     elif status == PS.SUCCEEDED and booking.status == BS.HELD:

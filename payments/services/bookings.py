@@ -75,9 +75,14 @@ def booking_lock(booking_id: str, *, merchant: Merchant | None = None) -> tuple[
     return payment, booking
 
 
-def _claim(booking: Booking, operation: str) -> None:
+def _claimed(booking: Booking) -> bool:
+    """Another operation holds the booking's claim (not timed out: a crashed request's is taken over)."""
     timeout = dt.timedelta(seconds=setting("PAYMENTS_INFLIGHT_TIMEOUT", 120))
-    if booking.inflight and booking.inflight_at and booking.inflight_at > now() - timeout:
+    return bool(booking.inflight) and booking.inflight_at is not None and booking.inflight_at > now() - timeout
+
+
+def _claim(booking: Booking, operation: str) -> None:
+    if _claimed(booking):
         raise BookingInProgressError()
     booking.inflight = operation
     booking.inflight_at = now()
@@ -147,12 +152,12 @@ def _escrow_refund_live(payment_id: str) -> Refund | None:
     return Refund.objects.filter(payment_id=payment_id).exclude(status=OperationStatus.FAILED).first()
 
 
-def _escrow_refund_matches(booking: Booking, *, rest: int) -> None:
-    """Under the booking's lock: a completion that leaves `rest` to refund must agree with the
-    refund an earlier request already made out of the escrow (a cancel or a partial completion
-    that crashed after its refund, before recording the booking). Released escrow is computed as
-    if the only refund is the rest: releasing beside a refund of another amount would pay the
-    merchant money the shopper already got back."""
+def _escrow_refund_matches(booking: Booking, *, rest: int, param: str | None = "amount") -> None:
+    """Under the booking's lock: a completion that leaves `rest` to refund (a cancel: all of it)
+    must agree with the refund an earlier request already made out of the escrow (a cancel or a
+    partial completion that crashed after its refund, before recording the booking). Released
+    escrow is computed as if the only refund is the rest: releasing beside a refund of another
+    amount would pay the merchant money the shopper already got back."""
     live = _escrow_refund_live(booking.payment_id)
     if live is None or live.amount == rest:
         return
@@ -164,7 +169,7 @@ def _escrow_refund_matches(booking: Booking, *, rest: int) -> None:
     raise BookingStateError(
         f"A refund of {live.amount} out of this booking's escrow was already made by an earlier request: "
         f"complete it with amount {booking.amount_captured - live.amount}.",
-        param="amount",
+        param=param,
     )
 
 
@@ -237,6 +242,8 @@ def booking_confirm(*, merchant: Merchant, booking_id: str, actor: str = "api") 
     asynchronous PSP the capture may still be pending: the booking stays `held` (and is not
     expired meanwhile) until the PSP confirms it, then becomes `confirmed` (event)."""
     booking = _confirm_begin(merchant=merchant, booking_id=booking_id)
+    if booking is None:  # confirmed already, the capture still pending at the PSP: that is the answer
+        return Booking.objects.select_related("payment").get(pk=booking_id)
     try:
         payment_capture(merchant=merchant, payment_id=booking.payment_id, actor=actor, for_booking=True)
     finally:
@@ -245,10 +252,16 @@ def booking_confirm(*, merchant: Merchant, booking_id: str, actor: str = "api") 
 
 
 @transaction.atomic(durable=True)
-def _confirm_begin(*, merchant: Merchant, booking_id: str) -> Booking:
-    _payment, booking = booking_lock(booking_id, merchant=merchant)
+def _confirm_begin(*, merchant: Merchant, booking_id: str) -> Booking | None:
+    payment, booking = booking_lock(booking_id, merchant=merchant)
     if booking.status != BS.HELD:
         raise BookingStateError(f"A booking in status {booking.status} cannot be confirmed.")
+    if payment.captures.exclude(status=OperationStatus.FAILED).exists():
+        # an earlier confirm's capture is pending (asynchronous PSP, or its outcome unknown): the
+        # booking is confirmed when the PSP confirms it (and is not expired meanwhile)
+        if _claimed(booking):
+            raise BookingInProgressError()
+        return None
     if booking.hold_expires_at <= now():
         raise BookingHoldExpiredError()
     _claim(booking, "confirm")
@@ -336,6 +349,8 @@ def _cancel_begin(*, merchant: Merchant, booking_id: str) -> Booking:
         raise BookingStateError("The authorization's outcome is not known yet: cancel once the booking is held.")
     if booking.status == BS.HELD and payment.captures.filter(status=OperationStatus.PENDING).exists():
         raise BookingStateError("A capture of this booking is under way: cancel once it is confirmed.")
+    if booking.status == BS.CONFIRMED:  # a crashed partial completion's refund: say how to finish it
+        _escrow_refund_matches(booking, rest=booking.amount_captured, param=None)
     _claim(booking, "cancel")
     booking.save()
     return booking
@@ -374,7 +389,7 @@ def _expire_begin(*, booking_id: str, at: dt.datetime) -> Booking | None:
     payment, booking = booking_lock(booking_id)
     if booking.status not in (BS.PENDING, BS.HELD) or booking.hold_expires_at > at:
         return None
-    booking_apply_payment_status(booking, payment, actor="system:booking_expiry")  # catch up, if behind
+    booking_apply_payment_status(booking, payment, actor="system:booking_expiry", catch_up=True)  # if behind
     if booking.status not in (BS.PENDING, BS.HELD):
         return None
     timeout = dt.timedelta(seconds=setting("PAYMENTS_INFLIGHT_TIMEOUT", 120))
@@ -396,7 +411,11 @@ def booking_expire_due(*, now_: dt.datetime | None = None, limit: int = 500) -> 
     """The scheduler's tick (Celery beat and `manage.py run_booking_expiry`): expire every
     unconfirmed hold past its `hold_expires_at`. Safe to run twice or concurrently."""
     at = now_ or now()
-    due = list(Booking.objects.filter(status__in=[BS.PENDING, BS.HELD], hold_expires_at__lte=at)
+    # only holds that can be voided now (what _expire_begin accepts): one whose outcome is unknown
+    # or whose capture is under way waits for that, and must not hold a place in the tick meanwhile
+    due = list(Booking.objects.filter(status__in=[BS.PENDING, BS.HELD], hold_expires_at__lte=at,
+                                      payment__status__in=[PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION])
+               .exclude(payment__captures__status__in=[OperationStatus.PENDING, OperationStatus.SUCCEEDED])
                .order_by("hold_expires_at").values_list("pk", flat=True)[:limit])
     done = []
     for booking_id in due:

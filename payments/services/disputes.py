@@ -156,9 +156,7 @@ def _dispute_follow(payment: Payment, dispute: Dispute, *, status: DisputeStatus
         transition(dispute, "submit_evidence", payment=payment, actor=actor, text=dispute.evidence_text, at=now())
         dispute.save()
         return "under_review"
-    if status == DisputeStatus.WON:
-        if dispute.status == DS.NEEDS_RESPONSE:  # the PSP decided without our answer reaching us
-            transition(dispute, "submit_evidence", payment=payment, actor=actor, text=dispute.evidence_text, at=now())
+    if status == DisputeStatus.WON:  # from needs_response too: the PSP decided before any answer
         if not transition(dispute, "mark_won", payment=payment, actor=actor, at=now()):
             return ""
         dispute.save()

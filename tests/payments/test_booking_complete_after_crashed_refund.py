@@ -107,3 +107,23 @@ def test_full_complete_after_a_crashed_partial_complete_does_not_release_the_ref
     assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
     balance = balance_get(owner=merchant.id)
     assert (_eur(balance.escrow), _eur(balance.pending)) == (0, 6000 - (FEE - FEE * 4000 // GROSS))
+
+
+def test_cancel_after_a_crashed_partial_complete_says_what_to_do(merchant, monkeypatch):
+    """After a partial completion died having refunded the rest, a cancel was refused with "A
+    refund of 4000 out of this booking's escrow is already under way." and `param: amount` — on an
+    endpoint that takes no amount, and without saying what finishes the booking (the docs promise
+    the message does). Nothing moves, as before; the message now names the completion to send."""
+    booking = _confirmed(merchant)
+    monkeypatch.setattr(svc, "_complete_record", _crash)
+    with pytest.raises(_Crash):
+        svc.booking_complete(merchant=merchant, booking_id=booking.id, amount=6000)
+    monkeypatch.undo()
+
+    with pytest.raises(svc.BookingStateError) as refused:
+        svc.booking_cancel(merchant=merchant, booking_id=booking.id)
+    assert "complete it with amount 6000" in refused.value.message
+    assert refused.value.param is None
+    assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
+    assert Booking.objects.get(pk=booking.id).inflight == ""
+    assert svc.booking_complete(merchant=merchant, booking_id=booking.id, amount=6000).status == "completed"

@@ -75,6 +75,45 @@ def test_a_3ds_wait_past_its_hold_expires_without_a_psp_void(merchant):
     assert_ledger_sound()
 
 
+def test_the_expiry_of_a_3ds_wait_does_not_announce_the_challenge_again(merchant):
+    """The expiry's catch-up (`_expire_begin` -> `booking_apply_payment_status`) emitted
+    `booking.requires_action` again for a booking still waiting for 3-D Secure: the merchant got the
+    challenge announced twice, right before `booking.expired` (and once more on every tick that could
+    not expire it yet). Only the payment's own transition announces it; the catch-up moves states."""
+    from payera.events.models import Event
+
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="3ds-once",
+                             hold_expires_at=int(time.time()) + 600,
+                             payment_method_data={**CARD, "card": {**CARD["card"], "number": "4000000000003220"}})
+    assert booking.status == "pending"
+    assert booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1)) == [booking.id]
+    types = [e.type for e in Event.objects.filter(merchant_id=merchant.id, type__startswith="booking.")
+             .order_by("created_at", "id")]
+    assert types == ["booking.created", "booking.requires_action", "booking.expired"]
+
+
+def test_holds_that_can_not_expire_yet_do_not_starve_the_ones_that_can(merchant):
+    """`booking_expire_due` took the earliest due bookings (500 a tick) and then skipped those it
+    could not expire yet: an authorization whose outcome is unknown (card 4000000000007726: alpha
+    times out, the payment stays `processing` until recovery — or for days, flagged for operations),
+    a capture pending at the PSP. They kept their place at the head of the queue, so once a tick's
+    worth of them had gathered no later hold was ever voided. The tick now takes only holds that
+    can be voided now (shown here with a tick of one)."""
+    from payments.services.bookings import booking_expire_due as tick
+
+    slow = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="unknown",
+                          hold_expires_at=int(time.time()) + 60,
+                          payment_method_data={**CARD, "card": {**CARD["card"], "number": "4000000000007726"}})
+    assert (slow.status, slow.payment.status) == ("pending", "processing")
+    held = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="held",
+                          hold_expires_at=int(time.time()) + 120, payment_method_data=CARD)
+    assert held.status == "held"
+    later = held.hold_expires_at + dt.timedelta(seconds=1)
+    assert tick(now_=later, limit=1) == [held.id]
+    assert Booking.objects.get(pk=held.id).status == "expired"
+    assert Booking.objects.get(pk=slow.id).status == "pending"  # its outcome first (recovery), then expiry
+
+
 def test_the_scheduler_runs_the_expiry_every_minute(settings, merchant):
     entry = settings.CELERY_BEAT_SCHEDULE["payments-booking-expiry"]
     assert entry == {"task": "payments.tasks.booking_expiry_task", "schedule": 60.0}

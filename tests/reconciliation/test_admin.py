@@ -58,6 +58,33 @@ def test_finance_marks_failed_and_the_money_returns_to_available(client, world):
     assert available(a.id) == pa.amount
 
 
+def test_a_payout_failed_from_the_admin_does_not_show_the_staff_member_to_the_merchant(client, world):
+    """The admin's "mark failed" wrote `marked failed by <username>` into `failure_reason`, which is
+    the merchant's: `GET /v1/payouts/{id}` and the `payout.failed` webhook named the back-office
+    user. Who did it belongs in the audit trail (Payout is audited with the staff actor), not in
+    the merchant's object."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from payera.audit.models import AuditLogEntry
+    from payera.events.models import Event
+    from tests.conftest import client_for
+    from tests.merchants.factories import make_api_key
+
+    a, _, pa, _ = world
+    user = _finance_of(client, a)
+    client.post(URL, {"action": "mark_failed", "_selected_action": [pa.id]})
+    assert Payout.objects.get(pk=pa.id).status == PayoutStatus.FAILED
+    merchant_api = client_for(make_api_key(a).secret)
+    answer = merchant_api.get(f"/v1/payouts/{pa.id}")
+    assert answer.status_code == 200 and answer.json()["status"] == "failed"
+    [event] = Event.objects.filter(merchant_id=a.id, type="payout.failed")
+    for shown in (answer.json(), event.data["object"]):
+        assert shown["failure_reason"] and user.get_username() not in shown["failure_reason"], shown
+    audited = AuditLogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Payout), object_pk=pa.id,
+                                           actor=user)
+    assert audited.exists()  # who marked it failed
+
+
 def test_support_sees_no_payout_actions(client, world):
     a, _, pa, _ = world
     from payera.staff.access import staff_grant_merchant

@@ -219,6 +219,30 @@ def test_asynchronous_psp_booking_follows_its_webhooks(env):
     assert_ledger_sound()
 
 
+def test_confirm_again_while_the_asynchronous_capture_is_pending_answers_the_held_booking(env):
+    """Beta answers a booking's capture "received": the confirm answers `held` and the booking is
+    confirmed by the PSP's webhook. A merchant confirming again meanwhile (a retry of a timed-out
+    request, or to see whether it went through) got 400 `payment_not_capturable` "This payment cannot
+    be captured (it is not awaiting capture)" — about a payment it never touched, which *is* awaiting
+    its capture. The confirm under way is the answer: 200 with the booking `held`, no second capture."""
+    from payments.models import Capture
+
+    env.merchant.connectors = ["beta"]
+    env.merchant.save(update_fields=["connectors"])
+    b = wait(env, book(env)["id"], "held")
+    first = env.post(f"/v1/bookings/{b['id']}/confirm")
+    assert first["status"] == "held"
+    again = env.http.post(f"/v1/bookings/{b['id']}/confirm", json={})
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] in ("held", "confirmed")
+    assert Capture.objects.filter(payment_id=b["payment"]).count() == 1
+    b = wait(env, b["id"], "confirmed")
+    assert balances(env) == (0, 0, AMOUNT - FEE)
+    r = env.http.post(f"/v1/bookings/{b['id']}/confirm", json={})  # once confirmed: as before
+    assert r.status_code == 400 and r.json()["error"]["code"] == "booking_unexpected_state"
+    assert_ledger_sound()
+
+
 def test_a_bookings_payment_moves_only_through_the_booking(env):
     b = book(env)
     for path, body in ((f"/v1/payments/{b['payment']}/capture", {}), (f"/v1/payments/{b['payment']}/cancel", {})):
@@ -306,6 +330,30 @@ def test_a_refund_out_of_escrow_failing_later_releases_its_money_to_pending(env,
     assert "booking.refund_failed" in types(env, b["id"])
     r = env.http.post("/v1/refunds", json={"payment": b["payment"], "amount": 100})
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("how", ["partial_completion", "cancel_after_confirm"])
+def test_a_closed_bookings_escrow_refund_still_pending_is_shown_on_the_booking(env, how):
+    """A booking closed (completed in part, or canceled after confirm) while its refund out of
+    escrow is still pending at the PSP: the escrow still holds what that refund will take out
+    (`GET /v1/balance` shows it), but the booking said `amount_escrowed: 0` (only `confirmed` counted),
+    so the merchant could not tell which booking its escrow balance was for. The booking now shows
+    it until the refund settles, and the bookings' escrow adds up to the balance."""
+    b = book(env, "4000000000005126")  # approved; the refund stays pending, then fails
+    env.post(f"/v1/bookings/{b['id']}/confirm")
+    if how == "partial_completion":
+        b = env.post(f"/v1/bookings/{b['id']}/complete", {"amount": 6000})
+        assert b["status"] == "completed"
+        held = 4000 - FEE * 4000 // AMOUNT
+    else:
+        b = env.post(f"/v1/bookings/{b['id']}/cancel")
+        assert b["status"] == "canceled"
+        held = AMOUNT - FEE
+    assert Refund.objects.get(pk=b["refund"]).status == "pending"
+    assert balances(env)[2] == held
+    assert b["amount_escrowed"] == get(env, b["id"])["amount_escrowed"] == held
+    listed = env.http.get("/v1/bookings").json()["data"]
+    assert sum(x["amount_escrowed"] for x in listed) == balances(env)[2]
 
 
 def test_a_saved_card_books_and_the_escrow_counts_beside_a_plain_payment(env):

@@ -110,6 +110,25 @@ def test_won_dispute_gives_everything_back(env):
     assert_ledger_sound()
 
 
+def test_a_dispute_won_without_evidence_does_not_claim_the_merchant_sent_some(env):
+    """The network decides for the merchant before it answered (needs_response -> won). The
+    machine only knew under_review -> won, so the service ran `submit_evidence` first on the
+    PSP's behalf: the merchant saw `evidence_submitted` set (and the transition log a submission)
+    for evidence it never sent. Won is now reachable from needs_response directly."""
+    from payments.models import PaymentEvent
+
+    p, d = _disputed(env)
+    d = _closed_by_the_network(env, d, "won")
+    assert pending_eur(env) == 1000 - fee(1000)
+    got = env.http.get(f"/v1/disputes/{d.id}").json()
+    assert (got["status"], got["evidence_submitted"]) == ("won", None)
+    [closed] = _events(env, "dispute.closed")
+    assert (closed.data["object"]["status"], closed.data["object"]["evidence_submitted"]) == ("won", None)
+    steps = list(PaymentEvent.objects.filter(object_id=d.id).order_by("id").values_list("from_status", "to_status"))
+    assert steps[-1:] == [("needs_response", "won")] and ("needs_response", "under_review") not in steps
+    assert_ledger_sound()
+
+
 def test_lost_dispute_keeps_the_chargeback(env):
     p, d = _disputed(env)
     d = _closed_by_the_network(env, d, "lost")  # unanswered: needs_response -> lost
