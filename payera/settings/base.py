@@ -493,6 +493,11 @@ CELERY_BEAT_SCHEDULE["reconciliation-payout-run"] = {
 # The nightly pull also fetches the earlier days of this window that no finished import covers
 # (a night the PSP could not be reached): docs/reconciliation.md, "Three ways in".
 RECONCILIATION_PULL_CATCH_UP_DAYS = env.int("RECONCILIATION_PULL_CATCH_UP_DAYS", default=7)
+# An import that progressed (its run's heartbeat: a chunk loaded, a phase begun, a heal inquiry)
+# within this many minutes is running: the same file, or another file of an overlapping period, is
+# `settlement_run_busy`; one that has not progressed for longer crashed and the next import takes
+# it over (docs/reconciliation.md, "Import once").
+RECONCILIATION_RUN_BUSY_MINUTES = env.float("RECONCILIATION_RUN_BUSY_MINUTES", default=30.0)
 CELERY_BEAT_SCHEDULE["reconciliation-report-pull"] = {
     "task": "reconciliation.tasks.reconcile_pull_task",
     "schedule": crontab(hour=2, minute=30),

@@ -82,8 +82,6 @@ CHUNK = 50_000
 MATCH_WORK_MEM = "256MB"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_STORED_ERRORS = 1000
-# an import younger than this is running (the same file again is busy); an older one crashed
-RUN_BUSY_FOR = dt.timedelta(minutes=30)
 POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money arrived as reported
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -106,6 +104,35 @@ class ReconcileResult:
     def as_contract(self) -> dict:
         """The JSON of `manage.py reconcile --json` (CONTRACT.md)."""
         return {"rows": self.rows, "matched": self.matched, "discrepancies": dict(self.discrepancies)}
+
+
+def run_busy_for() -> dt.timedelta:
+    """An import that progressed (its heartbeat, `progress_at`) within this is running: the same
+    file or another file of an overlapping period is busy; one that has not progressed for longer
+    crashed and is taken over (setting RECONCILIATION_RUN_BUSY_MINUTES, default 30)."""
+    from django.conf import settings
+
+    return dt.timedelta(minutes=float(getattr(settings, "RECONCILIATION_RUN_BUSY_MINUTES", 30)))
+
+
+class RunTakenOverError(RuntimeError):
+    """This import had not progressed for RECONCILIATION_RUN_BUSY_MINUTES and another import of
+    the file took its run over: it stops at its next progress and leaves the run to that one."""
+
+
+def _beat(run: ReconciliationRun, **fields) -> None:
+    """Progress of the import (its own short transaction, or the one of the chunk it loaded):
+    `fields` on the run and its heartbeat bumped. Only while the run is still this import's (its
+    attempt unchanged, and not finished): a run another import took over raises
+    RunTakenOverError, so the two never race on one run."""
+    active = ReconciliationRun.objects.filter(pk=run.pk, attempt=run.attempt).exclude(
+        status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED)
+    )
+    if not active.update(progress_at=timezone.now(), **fields):
+        raise RunTakenOverError(
+            f"reconciliation {run.id} was taken over by another import (no progress for"
+            f" {run_busy_for()}); this import stops"
+        )
 
 
 def row_key(psp: str, row: SettlementRow) -> str:
@@ -234,7 +261,7 @@ def _import(
 
 def _phase(run: ReconciliationRun, status: str, progress: Progress | None) -> None:
     """The run page shows the phase the import is in (committed at once)."""
-    ReconciliationRun.objects.filter(pk=run.pk).update(status=status)
+    _beat(run, status=status)
     if progress:
         progress(str(status), 0, 1)
 
@@ -259,16 +286,21 @@ def _run_fail(run: ReconciliationRun, exc: BaseException) -> None:
     removed (no settlement journal names them: the journals are posted in the transaction that
     finishes the run) and the run is marked failed with the error. Its row keys are free again: a
     corrected file imports, and the same file again takes the failed run over and imports it from
-    scratch. Best effort: should the database refuse even this, the run is taken over after 30
-    minutes as before."""
+    scratch. Best effort: should the database refuse even this, the run stops progressing and is
+    taken over once it has not progressed for RECONCILIATION_RUN_BUSY_MINUTES. A run another import
+    took over meanwhile (its attempt counted up) is that import's: left alone."""
     from reconciliation.models import Discrepancy
 
     logger.error("reconciliation %s of %s failed: %s", run.id, run.psp, _first_line(exc), exc_info=exc)
     try:
         with transaction.atomic(durable=True):
-            state = ReconciliationRun.objects.select_for_update().filter(pk=run.pk).values_list("status", flat=True)
+            state = (
+                ReconciliationRun.objects.select_for_update()
+                .filter(pk=run.pk, attempt=run.attempt)
+                .values_list("status", flat=True)
+            )
             if next(iter(state), ReconRunStatus.DONE) == ReconRunStatus.DONE:
-                return  # finished (its journals posted) or gone: nothing to undo
+                return  # finished (its journals posted), taken over or gone: nothing to undo
             Discrepancy.objects.filter(run_id=run.pk).delete()
             StatementLine.objects.filter(run_id=run.pk).delete()
             ReconciliationRun.objects.filter(pk=run.pk).update(
@@ -286,9 +318,11 @@ def _run_start(
 ) -> ReconciliationRun:  # fmt: skip
     """Record the run (committed at once, so its progress shows) or take over an unfinished one
     of the same file: a `failed` run at once, a run left in any phase of its import (`loading`
-    included: an import that crashed) once it is older than RUN_BUSY_FOR; a younger one is an
-    import still running (settlement_run_busy). Its lines are loaded again from scratch, and its
-    start time is now (the next import measures its age from this start).
+    included: an import that crashed) once it has not progressed (its heartbeat, `progress_at`)
+    for run_busy_for(); one that progressed within it is an import still running
+    (settlement_run_busy), however long ago it started. Its lines are loaded again from scratch,
+    its start time and heartbeat are now, and its attempt counts up (the import that crashed,
+    should it be alive after all, finds its run taken over at its next progress and stops).
 
     Another file of the PSP whose period overlaps this one's (the same day's report as other
     bytes: the pull's LF, the portal's CRLF) is busy too while its import runs: its lines are not
@@ -304,16 +338,17 @@ def _run_start(
         )
     if run is not None:
         if run.status == ReconRunStatus.DONE or (
-            run.status != ReconRunStatus.FAILED and now - run.created_at < RUN_BUSY_FOR
+            run.status != ReconRunStatus.FAILED and now - run.progress_at < run_busy_for()
         ):
             raise SettlementRunBusyError(f"{run.id} is importing this file right now")
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
-        run.created_at, run.finished_at, run.summary = now, None, {}
+        run.created_at, run.progress_at, run.finished_at, run.summary = now, now, None, {}
+        run.attempt += 1  # the import it is taken from stops at its next progress (_beat)
     else:
         try:
             with transaction.atomic():
-                run = ReconciliationRun.objects.create(psp=psp, file_sha256=sha)
+                run = ReconciliationRun.objects.create(psp=psp, file_sha256=sha, created_at=now, progress_at=now)
         except IntegrityError:
             raise SettlementRunBusyError("this file is being imported right now") from None
     run.file_name = file_name[:255]
@@ -328,10 +363,11 @@ def _run_start(
 def _running_other(
     *, psp: str, sha: str, period: tuple[dt.date | None, dt.date | None], now: dt.datetime
 ) -> ReconciliationRun | None:
-    """A run of another file of `psp` still in its import (younger than RUN_BUSY_FOR: an older
-    one crashed) whose period overlaps `period` (a period unknown on either side overlaps)."""
+    """A run of another file of `psp` still in its import (it progressed within run_busy_for():
+    one that has not crashed) whose period overlaps `period` (a period unknown on either side
+    overlaps)."""
     runs = (
-        ReconciliationRun.objects.filter(psp=psp, created_at__gt=now - RUN_BUSY_FOR)
+        ReconciliationRun.objects.filter(psp=psp, progress_at__gt=now - run_busy_for())
         .exclude(status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED))
         .exclude(file_sha256=sha)
     )
@@ -421,7 +457,7 @@ def _load_copy(run: ReconciliationRun, layout: SettlementCsvLayout, *, progress:
     total = run.rows_total
 
     def on_chunk(lines: int) -> None:
-        ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=min(lines, total))
+        _beat(run, rows_loaded=min(lines, total))
         if progress:
             transaction.on_commit(lambda: progress("loading", min(lines, total), total))
 
@@ -472,7 +508,7 @@ def _load(run: ReconciliationRun, report: SettlementReport, *, progress: Progres
                     marks = ", ".join(["%s"] * len(STAGE_NAMES))
                     cursor.executemany(f"INSERT INTO {STAGE} ({columns}) VALUES ({marks})", list(chunk))
             loaded = min(total, start + CHUNK)
-            ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=loaded)
+            _beat(run, rows_loaded=loaded)
         if progress:
             progress("loading", loaded, total)
 
@@ -487,14 +523,14 @@ def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
             cursor.execute(f"ANALYZE {STAGE if staged else RAW}")
             cursor.execute("RESET default_statistics_target")
         if not staged:
-            ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING)
+            _beat(run, status=ReconRunStatus.MATCHING)
             return
         # rows some earlier run already has (found before the INSERT: a statement that reads the
         # table it inserts into scans its own new rows too)
         lines = StatementLine._meta.db_table
         cursor.execute(f"UPDATE {STAGE} SET seen_before = true WHERE EXISTS"
                        f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key AND NOT o.duplicate)")
-    ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=run.rows_total)
+    _beat(run, status=ReconRunStatus.MATCHING, rows_loaded=run.rows_total)
 
 
 def _outcome_sql(src: str, *, duplicate: str, kinds: Iterable[str] | None = None) -> str:
@@ -847,13 +883,13 @@ def _heal(run: ReconciliationRun, tally: list[_Group]) -> int:
     then match those lines again (`heal_inquire`). Returns the number of lines healed."""
     if not any(g.outcome == ReconOutcome.MISSING_IN_PAYERA for g in tally):
         return 0
-    if not heal_inquire("s.run_id = %s", [run.id]):
+    if not heal_inquire("s.run_id = %s", [run.id], beat=lambda: _beat(run)):
         return 0
     _rematch(run)
     return StatementLine.objects.filter(run=run, healed=True).count()
 
 
-def heal_inquire(where: str, params: list) -> int:
+def heal_inquire(where: str, params: list, *, beat: Callable[[], None] | None = None) -> int:
     """The inquiries behind the "missing in Payera" lines that satisfy `where` (SQL over the lines,
     alias s): a chargeback or chargeback reversal line names a dispute: the PSP is asked about that
     dispute (one inquiry per dispute, never per line), and its answer is applied as the dispute's
@@ -861,7 +897,8 @@ def heal_inquire(where: str, params: list) -> int:
     inquired (one inquiry per attempt), its captures and refunds recorded. Only lines whose attempt
     Payera knows at the line's PSP. Attempts first: a dispute takes back a capture that must be
     recorded. Outside any transaction (PSP calls). Returns the number of inquiries made (the
-    import's heal and the late heal, reheal.py)."""
+    import's heal and the late heal, reheal.py). `beat`: called after each inquiry (the import's
+    heartbeat: many inquiries take a while)."""
     t = payments_selectors.settlement_tables()
     kinds = ", ".join(f"'{k}'" for k in DISPUTE_KINDS)
     with connection.cursor() as cursor:
@@ -877,8 +914,12 @@ def heal_inquire(where: str, params: list) -> int:
     disputes = sorted((reference, dispute) for reference, dispute in asked if dispute)
     for attempt_id in attempts:
         attempt_settlement_inquire(attempt_id=attempt_id)
+        if beat:
+            beat()
     for attempt_id, dispute_id in disputes:
         dispute_settlement_inquire(attempt_id=attempt_id, psp_dispute_id=dispute_id)
+        if beat:
+            beat()
     return len(attempts) + len(disputes)
 
 
@@ -1098,6 +1139,11 @@ def _finish(
     unmatched = any(o != ReconOutcome.MATCHED for o in by_outcome)
     with transaction.atomic(durable=True):
         reconcile_psp_lock(run.psp)  # a late heal of this PSP (reheal.py) commits first, or waits
+        # still this import's run (not taken over after a pause past the busy window): held until
+        # the commit, so a takeover waits and then finds it done
+        mine = ReconciliationRun.objects.select_for_update().filter(pk=run.pk, attempt=run.attempt)
+        if not mine.exclude(status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED)).exists():
+            raise RunTakenOverError(f"reconciliation {run.id} was taken over by another import; this import stops")
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":  # hash anti-joins over a day of captures: in memory
                 cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
@@ -1157,7 +1203,7 @@ def _finish(
             **seconds, "discrepancies_and_check": round(time.perf_counter() - started - seconds["post"], 3)
         }
         ReconciliationRun.objects.filter(pk=run.pk).update(
-            summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now()
+            summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now(), progress_at=timezone.now()
         )
     return summary
 
