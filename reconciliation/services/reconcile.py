@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ledger import services as ledger_services
@@ -83,6 +83,11 @@ MATCH_WORK_MEM = "256MB"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_STORED_ERRORS = 1000
 POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money arrived as reported
+# An earlier line (alias o) counts as imported (its row key seen before, a row sent again) only when
+# its run is done: the lines of a run still importing, or of one that crashed or failed and whose
+# undo failed too, are not final (a failure removes them). One lookup of the run's primary key, and
+# only for the few keys found.
+FINAL = f"EXISTS (SELECT 1 FROM {ReconciliationRun._meta.db_table} fr WHERE fr.id = o.run_id AND fr.status = 'done')"
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -227,17 +232,22 @@ def _import(
     if progress:
         progress("matching", 0, 1)
     fee_sql = _fee_sql(adapter.fee_schedule, currencies)
-    if fast is not None and fast.source is not None:
-        assert layout is not None
-        tally = _match_fast(run, fee_sql=fee_sql, layout=layout, fast=fast)
-    else:
-        try:
-            tally = _match(run, fee_sql=fee_sql)
-        except IntegrityError as exc:
-            if not _key_once(exc):
-                raise
-            _stage_done(run, staged=True)  # another import settled one of these keys meanwhile
-            tally = _match(run, fee_sql=fee_sql)
+    try:
+        if fast is not None and fast.source is not None:
+            assert layout is not None
+            tally = _match_fast(run, fee_sql=fee_sql, layout=layout, fast=fast)
+        else:
+            try:
+                tally = _match(run, fee_sql=fee_sql)
+            except IntegrityError as exc:
+                if not _key_once(exc):
+                    raise
+                _stage_done(run, staged=True)  # another import finished with one of these keys meanwhile
+                tally = _match(run, fee_sql=fee_sql)
+    except IntegrityError as exc:
+        if not _key_once(exc):
+            raise
+        raise _key_held_busy(run) from exc
     clock.lap("match")
     if progress:
         progress("matching", 1, 1)
@@ -257,6 +267,25 @@ def _import(
     run.refresh_from_db()
     logger.info("reconciliation %s of %s: %s", run.id, psp, {k: summary[k] for k in ("rows", "matched")})
     return _result(run, created=True)
+
+
+def _key_held_busy(run: ReconciliationRun) -> SettlementRunBusyError:
+    """A row key of this file is held by a line of an import that is not finished (its run still
+    importing another period, or one that failed and whose lines are not undone yet): not final,
+    so not "seen before", and the unique row key index refuses a second line. The file imports
+    once that import is done (its rows then the report sent again) or failed (then they settle)."""
+    others = (
+        ReconciliationRun.objects.filter(psp=run.psp)
+        .exclude(pk=run.pk)
+        .exclude(status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED))
+        .order_by("created_at")
+        .values_list("id", flat=True)
+    )
+    names = ", ".join(others[:3]) or "another import"
+    return SettlementRunBusyError(
+        f"rows of this file are in the lines of {names} of {run.psp}, an import not finished yet; nothing"
+        " was imported: import this file again once it has finished"
+    )
 
 
 def _phase(run: ReconciliationRun, status: str, progress: Progress | None) -> None:
@@ -341,6 +370,8 @@ def _run_start(
             run.status != ReconRunStatus.FAILED and now - run.progress_at < run_busy_for()
         ):
             raise SettlementRunBusyError(f"{run.id} is importing this file right now")
+    _crashed_undo(psp=psp, sha=sha, now=now)
+    if run is not None:
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
         run.created_at, run.progress_at, run.finished_at, run.summary = now, now, None, {}
@@ -358,6 +389,33 @@ def _run_start(
     _describe(run, period=period, errors=errors, total=total)
     run.save()
     return run
+
+
+def _crashed_undo(*, psp: str, sha: str, now: dt.datetime) -> None:
+    """The runs of other files of `psp` that crashed (not done, not failed, no progress within
+    run_busy_for()) are undone as their import's failure would have undone them: lines and
+    discrepancies removed (none of their lines is final: no journal names them, FINAL never
+    counts them), status failed, attempt counted up (their import, should it wake up, stops). So
+    their row keys are free for this file (the unique row key index) and their lines are never
+    read as this file's rows "sent again" (a failed import whose undo failed too)."""
+    from reconciliation.models import Discrepancy
+
+    crashed = list(
+        ReconciliationRun.objects.select_for_update()
+        .filter(psp=psp, progress_at__lte=now - run_busy_for())
+        .exclude(status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED))
+        .exclude(file_sha256=sha)
+        .values_list("id", flat=True)
+    )
+    if not crashed:
+        return
+    Discrepancy.objects.filter(run_id__in=crashed).delete()
+    StatementLine.objects.filter(run_id__in=crashed).delete()
+    ReconciliationRun.objects.filter(pk__in=crashed).update(
+        status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=now, attempt=F("attempt") + 1,
+        summary={"error": f"no progress for {run_busy_for()}: the import crashed; undone by the next import"},
+    )  # fmt: skip
+    logger.error("reconciliation of %s: runs %s had crashed (no progress for %s); undone", psp, crashed, run_busy_for())
 
 
 def _running_other(
@@ -514,8 +572,8 @@ def _load(run: ReconciliationRun, report: SettlementReport, *, progress: Progres
 
 
 def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
-    """Statistics for the planner, and the staged keys some earlier run already has (a file that
-    was not staged: the match looks them up itself)."""
+    """Statistics for the planner, and the staged keys some earlier finished run already has (a
+    file that was not staged: the match looks them up itself)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # a temp table has no statistics until analyzed: plans go wrong
             # a small sample is enough for these plans (hash joins of the whole file)
@@ -529,7 +587,8 @@ def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
         # table it inserts into scans its own new rows too)
         lines = StatementLine._meta.db_table
         cursor.execute(f"UPDATE {STAGE} SET seen_before = true WHERE EXISTS"
-                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key AND NOT o.duplicate)")
+                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key AND NOT o.duplicate"
+                       f" AND {FINAL})")
     _beat(run, status=ReconRunStatus.MATCHING, rows_loaded=run.rows_total)
 
 
@@ -728,8 +787,8 @@ def _line_ids_reserve(cursor, n: int) -> int:
 
 
 def _seen_create(cursor, run: ReconciliationRun, rows: str, params: tuple) -> int:
-    """The file's row keys that an earlier run of this PSP already has (none when it has no lines:
-    the usual first import of a PSP skips the lookup). Returns how many."""
+    """The file's row keys that an earlier, finished run of this PSP already has (none when it has
+    no lines: the usual first import of a PSP skips the lookup). Returns how many."""
     lines = StatementLine._meta.db_table
     cursor.execute(f"CREATE TEMP TABLE {SEEN} (row_key varchar(200) NOT NULL) ON COMMIT DROP")
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {lines} WHERE psp = %s)", [run.psp])
@@ -737,7 +796,7 @@ def _seen_create(cursor, run: ReconciliationRun, rows: str, params: tuple) -> in
         return 0
     cursor.execute(f"INSERT INTO {SEEN} SELECT DISTINCT st.row_key FROM {rows} st"
                    f" WHERE EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = st.row_key"
-                   " AND NOT o.duplicate)", list(params))  # fmt: skip
+                   f" AND NOT o.duplicate AND {FINAL})", list(params))  # fmt: skip
     return cursor.rowcount
 
 
@@ -1013,11 +1072,11 @@ FROM {lines} s WHERE {where} AND s.outcome NOT IN ('', 'matched')""" + (
 
 
 # A duplicate line (s) that is an earlier run's line (o) sent again: the same row key, the same
-# payout batch, currency and amounts. At most one such o: recon_line_key_once keeps the keys of the
-# lines not flagged duplicate unique.
+# payout batch, currency and amounts, and o is final (FINAL: its run is done). At most one such o:
+# recon_line_key_once keeps the keys of the lines not flagged duplicate unique.
 SENT_AGAIN = (
     "o.row_key = s.row_key AND NOT o.duplicate AND o.run_id <> s.run_id AND o.payout_batch_id = s.payout_batch_id"
-    " AND o.currency = s.currency AND o.gross = s.gross AND o.fee = s.fee AND o.net = s.net"
+    f" AND o.currency = s.currency AND o.gross = s.gross AND o.fee = s.fee AND o.net = s.net AND {FINAL}"
 )
 
 
