@@ -363,13 +363,18 @@ def _run_start(
     running = _running_other(psp=psp, sha=sha, period=period, now=now)
     if running is not None:
         raise SettlementRunBusyError(
-            f"{running.id} is importing another file of this period right now ({running.status})"
+            f"{running.id} is importing another file of this period right now ({_busy_with(running)}), and"
+            f" two files of one {psp} period import one after the other. Nothing was imported from this file:"
+            " import it again once that import has finished (its run page shows its progress)"
         )
     if run is not None:
         if run.status == ReconRunStatus.DONE or (
             run.status != ReconRunStatus.FAILED and now - run.progress_at < run_busy_for()
         ):
-            raise SettlementRunBusyError(f"{run.id} is importing this file right now")
+            raise SettlementRunBusyError(
+                f"{run.id} is importing this file right now ({_busy_with(run)}): nothing more was done;"
+                " its run page shows its progress"
+            )
     _crashed_undo(psp=psp, sha=sha, now=now)
     if run is not None:
         run.discrepancies.all().delete()
@@ -389,6 +394,16 @@ def _run_start(
     _describe(run, period=period, errors=errors, total=total)
     run.save()
     return run
+
+
+def _busy_with(run: ReconciliationRun) -> str:
+    """What a busy answer says of the import running: period, phase, start and last progress."""
+    period = f"{run.psp} {run.period_start or '?'}" + (
+        f" to {run.period_end}" if run.period_end and run.period_end != run.period_start else ""
+    )
+    at = "%H:%M:%S UTC"
+    return (f"{period}, {run.status}, started {run.created_at.astimezone(dt.UTC):{at}},"
+            f" last progress {run.progress_at.astimezone(dt.UTC):{at}}")  # fmt: skip
 
 
 def _crashed_undo(*, psp: str, sha: str, now: dt.datetime) -> None:
@@ -1296,15 +1311,38 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
                 logger.warning("settlement report of %s for %s not fetched: %s", psp, when, exc)
                 continue
             try:
-                out[psp] = reconcile_import(
-                    psp=psp, raw=raw, file_name=f"{psp}-{when.isoformat()}.csv", source="scheduled",
-                    actor="system:scheduler",
-                )  # fmt: skip
+                out[psp] = _pull_import(psp=psp, raw=raw, when=when)
             except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
                 known = isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError)
                 logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc),
                              exc_info=not known)  # fmt: skip
     return out
+
+
+def _pull_import(*, psp: str, raw: bytes, when: dt.date) -> ReconcileResult:
+    """The pull's import of one PSP's day. An import of the same file or of another file of that
+    period running (settlement_run_busy: the admin upload or the command at the same time, e.g. a
+    PSP's second file of the day) is waited for, trying again every
+    RECONCILIATION_PULL_BUSY_POLL_SECONDS for up to RECONCILIATION_PULL_BUSY_WAIT_SECONDS (default:
+    the busy window, after which a run that stopped progressing is taken over): the pulled file
+    imports once it has finished. Giving up was not enough: the other import, once done, covers
+    the day, so no later night would pull this file again."""
+    from django.conf import settings
+
+    wait = float(getattr(settings, "RECONCILIATION_PULL_BUSY_WAIT_SECONDS", run_busy_for().total_seconds()))
+    poll = max(0.01, float(getattr(settings, "RECONCILIATION_PULL_BUSY_POLL_SECONDS", 15.0)))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return reconcile_import(
+                psp=psp, raw=raw, file_name=f"{psp}-{when.isoformat()}.csv", source="scheduled",
+                actor="system:scheduler",
+            )  # fmt: skip
+        except SettlementRunBusyError as exc:
+            if time.monotonic() + poll > deadline:
+                raise
+            logger.info("settlement report of %s for %s waits for another import: %s", psp, when, exc.message)
+            time.sleep(poll)
 
 
 def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
