@@ -236,6 +236,12 @@ class ReconciliationRun(models.Model):
     row_error_count = models.PositiveIntegerField(default=0)
     summary = models.JSONField(default=dict, blank=True)  # counts, sums, healed, receivable check
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # the import's heartbeat: bumped with every progress it commits (a chunk loaded, a phase begun,
+    # a heal inquiry); a run not done that has not progressed for RECONCILIATION_RUN_BUSY_MINUTES crashed
+    progress_at = models.DateTimeField(default=timezone.now, editable=False)
+    # which import of the file owns the run: 1, then +1 each time an import takes a failed or
+    # crashed run over (an import whose run was taken over stops at its next progress)
+    attempt = models.PositiveIntegerField(default=1, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -493,6 +493,18 @@ CELERY_BEAT_SCHEDULE["reconciliation-payout-run"] = {
 # The nightly pull also fetches the earlier days of this window that no finished import covers
 # (a night the PSP could not be reached): docs/reconciliation.md, "Three ways in".
 RECONCILIATION_PULL_CATCH_UP_DAYS = env.int("RECONCILIATION_PULL_CATCH_UP_DAYS", default=7)
+# An import that progressed (its run's heartbeat: a chunk loaded, a phase begun, a heal inquiry)
+# within this many minutes is running: the same file, or another file of an overlapping period, is
+# `settlement_run_busy`; one that has not progressed for longer crashed and the next import takes
+# it over (docs/reconciliation.md, "Import once").
+RECONCILIATION_RUN_BUSY_MINUTES = env.float("RECONCILIATION_RUN_BUSY_MINUTES", default=30.0)
+# The nightly pull waits for an import of the same period that is running (the admin upload or the
+# command at the same time) and imports its file once that one has finished: it tries again every
+# POLL seconds for up to WAIT seconds (default: the busy window).
+RECONCILIATION_PULL_BUSY_POLL_SECONDS = env.float("RECONCILIATION_PULL_BUSY_POLL_SECONDS", default=15.0)
+RECONCILIATION_PULL_BUSY_WAIT_SECONDS = env.float(
+    "RECONCILIATION_PULL_BUSY_WAIT_SECONDS", default=RECONCILIATION_RUN_BUSY_MINUTES * 60
+)
 CELERY_BEAT_SCHEDULE["reconciliation-report-pull"] = {
     "task": "reconciliation.tasks.reconcile_pull_task",
     "schedule": crontab(hour=2, minute=30),

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ledger import services as ledger_services
@@ -82,9 +82,12 @@ CHUNK = 50_000
 MATCH_WORK_MEM = "256MB"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_STORED_ERRORS = 1000
-# an import younger than this is running (the same file again is busy); an older one crashed
-RUN_BUSY_FOR = dt.timedelta(minutes=30)
 POSTED_OUTCOMES = (ReconOutcome.MATCHED, ReconOutcome.FEE_MISMATCH)  # the money arrived as reported
+# An earlier line (alias o) counts as imported (its row key seen before, a row sent again) only when
+# its run is done: the lines of a run still importing, or of one that crashed or failed and whose
+# undo failed too, are not final (a failure removes them). One lookup of the run's primary key, and
+# only for the few keys found.
+FINAL = f"EXISTS (SELECT 1 FROM {ReconciliationRun._meta.db_table} fr WHERE fr.id = o.run_id AND fr.status = 'done')"
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -106,6 +109,35 @@ class ReconcileResult:
     def as_contract(self) -> dict:
         """The JSON of `manage.py reconcile --json` (CONTRACT.md)."""
         return {"rows": self.rows, "matched": self.matched, "discrepancies": dict(self.discrepancies)}
+
+
+def run_busy_for() -> dt.timedelta:
+    """An import that progressed (its heartbeat, `progress_at`) within this is running: the same
+    file or another file of an overlapping period is busy; one that has not progressed for longer
+    crashed and is taken over (setting RECONCILIATION_RUN_BUSY_MINUTES, default 30)."""
+    from django.conf import settings
+
+    return dt.timedelta(minutes=float(getattr(settings, "RECONCILIATION_RUN_BUSY_MINUTES", 30)))
+
+
+class RunTakenOverError(RuntimeError):
+    """This import had not progressed for RECONCILIATION_RUN_BUSY_MINUTES and another import of
+    the file took its run over: it stops at its next progress and leaves the run to that one."""
+
+
+def _beat(run: ReconciliationRun, **fields) -> None:
+    """Progress of the import (its own short transaction, or the one of the chunk it loaded):
+    `fields` on the run and its heartbeat bumped. Only while the run is still this import's (its
+    attempt unchanged, and not finished): a run another import took over raises
+    RunTakenOverError, so the two never race on one run."""
+    active = ReconciliationRun.objects.filter(pk=run.pk, attempt=run.attempt).exclude(
+        status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED)
+    )
+    if not active.update(progress_at=timezone.now(), **fields):
+        raise RunTakenOverError(
+            f"reconciliation {run.id} was taken over by another import (no progress for"
+            f" {run_busy_for()}); this import stops"
+        )
 
 
 def row_key(psp: str, row: SettlementRow) -> str:
@@ -200,17 +232,22 @@ def _import(
     if progress:
         progress("matching", 0, 1)
     fee_sql = _fee_sql(adapter.fee_schedule, currencies)
-    if fast is not None and fast.source is not None:
-        assert layout is not None
-        tally = _match_fast(run, fee_sql=fee_sql, layout=layout, fast=fast)
-    else:
-        try:
-            tally = _match(run, fee_sql=fee_sql)
-        except IntegrityError as exc:
-            if not _key_once(exc):
-                raise
-            _stage_done(run, staged=True)  # another import settled one of these keys meanwhile
-            tally = _match(run, fee_sql=fee_sql)
+    try:
+        if fast is not None and fast.source is not None:
+            assert layout is not None
+            tally = _match_fast(run, fee_sql=fee_sql, layout=layout, fast=fast)
+        else:
+            try:
+                tally = _match(run, fee_sql=fee_sql)
+            except IntegrityError as exc:
+                if not _key_once(exc):
+                    raise
+                _stage_done(run, staged=True)  # another import finished with one of these keys meanwhile
+                tally = _match(run, fee_sql=fee_sql)
+    except IntegrityError as exc:
+        if not _key_once(exc):
+            raise
+        raise _key_held_busy(run) from exc
     clock.lap("match")
     if progress:
         progress("matching", 1, 1)
@@ -232,9 +269,28 @@ def _import(
     return _result(run, created=True)
 
 
+def _key_held_busy(run: ReconciliationRun) -> SettlementRunBusyError:
+    """A row key of this file is held by a line of an import that is not finished (its run still
+    importing another period, or one that failed and whose lines are not undone yet): not final,
+    so not "seen before", and the unique row key index refuses a second line. The file imports
+    once that import is done (its rows then the report sent again) or failed (then they settle)."""
+    others = (
+        ReconciliationRun.objects.filter(psp=run.psp)
+        .exclude(pk=run.pk)
+        .exclude(status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED))
+        .order_by("created_at")
+        .values_list("id", flat=True)
+    )
+    names = ", ".join(others[:3]) or "another import"
+    return SettlementRunBusyError(
+        f"rows of this file are in the lines of {names} of {run.psp}, an import not finished yet; nothing"
+        " was imported: import this file again once it has finished"
+    )
+
+
 def _phase(run: ReconciliationRun, status: str, progress: Progress | None) -> None:
     """The run page shows the phase the import is in (committed at once)."""
-    ReconciliationRun.objects.filter(pk=run.pk).update(status=status)
+    _beat(run, status=status)
     if progress:
         progress(str(status), 0, 1)
 
@@ -259,16 +315,21 @@ def _run_fail(run: ReconciliationRun, exc: BaseException) -> None:
     removed (no settlement journal names them: the journals are posted in the transaction that
     finishes the run) and the run is marked failed with the error. Its row keys are free again: a
     corrected file imports, and the same file again takes the failed run over and imports it from
-    scratch. Best effort: should the database refuse even this, the run is taken over after 30
-    minutes as before."""
+    scratch. Best effort: should the database refuse even this, the run stops progressing and is
+    taken over once it has not progressed for RECONCILIATION_RUN_BUSY_MINUTES. A run another import
+    took over meanwhile (its attempt counted up) is that import's: left alone."""
     from reconciliation.models import Discrepancy
 
     logger.error("reconciliation %s of %s failed: %s", run.id, run.psp, _first_line(exc), exc_info=exc)
     try:
         with transaction.atomic(durable=True):
-            state = ReconciliationRun.objects.select_for_update().filter(pk=run.pk).values_list("status", flat=True)
+            state = (
+                ReconciliationRun.objects.select_for_update()
+                .filter(pk=run.pk, attempt=run.attempt)
+                .values_list("status", flat=True)
+            )
             if next(iter(state), ReconRunStatus.DONE) == ReconRunStatus.DONE:
-                return  # finished (its journals posted) or gone: nothing to undo
+                return  # finished (its journals posted), taken over or gone: nothing to undo
             Discrepancy.objects.filter(run_id=run.pk).delete()
             StatementLine.objects.filter(run_id=run.pk).delete()
             ReconciliationRun.objects.filter(pk=run.pk).update(
@@ -286,9 +347,11 @@ def _run_start(
 ) -> ReconciliationRun:  # fmt: skip
     """Record the run (committed at once, so its progress shows) or take over an unfinished one
     of the same file: a `failed` run at once, a run left in any phase of its import (`loading`
-    included: an import that crashed) once it is older than RUN_BUSY_FOR; a younger one is an
-    import still running (settlement_run_busy). Its lines are loaded again from scratch, and its
-    start time is now (the next import measures its age from this start).
+    included: an import that crashed) once it has not progressed (its heartbeat, `progress_at`)
+    for run_busy_for(); one that progressed within it is an import still running
+    (settlement_run_busy), however long ago it started. Its lines are loaded again from scratch,
+    its start time and heartbeat are now, and its attempt counts up (the import that crashed,
+    should it be alive after all, finds its run taken over at its next progress and stops).
 
     Another file of the PSP whose period overlaps this one's (the same day's report as other
     bytes: the pull's LF, the portal's CRLF) is busy too while its import runs: its lines are not
@@ -300,20 +363,28 @@ def _run_start(
     running = _running_other(psp=psp, sha=sha, period=period, now=now)
     if running is not None:
         raise SettlementRunBusyError(
-            f"{running.id} is importing another file of this period right now ({running.status})"
+            f"{running.id} is importing another file of this period right now ({_busy_with(running)}), and"
+            f" two files of one {psp} period import one after the other. Nothing was imported from this file:"
+            " import it again once that import has finished (its run page shows its progress)"
         )
     if run is not None:
         if run.status == ReconRunStatus.DONE or (
-            run.status != ReconRunStatus.FAILED and now - run.created_at < RUN_BUSY_FOR
+            run.status != ReconRunStatus.FAILED and now - run.progress_at < run_busy_for()
         ):
-            raise SettlementRunBusyError(f"{run.id} is importing this file right now")
+            raise SettlementRunBusyError(
+                f"{run.id} is importing this file right now ({_busy_with(run)}): nothing more was done;"
+                " its run page shows its progress"
+            )
+    _crashed_undo(psp=psp, sha=sha, now=now)
+    if run is not None:
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
-        run.created_at, run.finished_at, run.summary = now, None, {}
+        run.created_at, run.progress_at, run.finished_at, run.summary = now, now, None, {}
+        run.attempt += 1  # the import it is taken from stops at its next progress (_beat)
     else:
         try:
             with transaction.atomic():
-                run = ReconciliationRun.objects.create(psp=psp, file_sha256=sha)
+                run = ReconciliationRun.objects.create(psp=psp, file_sha256=sha, created_at=now, progress_at=now)
         except IntegrityError:
             raise SettlementRunBusyError("this file is being imported right now") from None
     run.file_name = file_name[:255]
@@ -325,13 +396,51 @@ def _run_start(
     return run
 
 
+def _busy_with(run: ReconciliationRun) -> str:
+    """What a busy answer says of the import running: period, phase, start and last progress."""
+    period = f"{run.psp} {run.period_start or '?'}" + (
+        f" to {run.period_end}" if run.period_end and run.period_end != run.period_start else ""
+    )
+    at = "%H:%M:%S UTC"
+    return (f"{period}, {run.status}, started {run.created_at.astimezone(dt.UTC):{at}},"
+            f" last progress {run.progress_at.astimezone(dt.UTC):{at}}")  # fmt: skip
+
+
+def _crashed_undo(*, psp: str, sha: str, now: dt.datetime) -> None:
+    """The runs of other files of `psp` that crashed (not done, not failed, no progress within
+    run_busy_for()) are undone as their import's failure would have undone them: lines and
+    discrepancies removed (none of their lines is final: no journal names them, FINAL never
+    counts them), status failed, attempt counted up (their import, should it wake up, stops). So
+    their row keys are free for this file (the unique row key index) and their lines are never
+    read as this file's rows "sent again" (a failed import whose undo failed too)."""
+    from reconciliation.models import Discrepancy
+
+    crashed = list(
+        ReconciliationRun.objects.select_for_update()
+        .filter(psp=psp, progress_at__lte=now - run_busy_for())
+        .exclude(status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED))
+        .exclude(file_sha256=sha)
+        .values_list("id", flat=True)
+    )
+    if not crashed:
+        return
+    Discrepancy.objects.filter(run_id__in=crashed).delete()
+    StatementLine.objects.filter(run_id__in=crashed).delete()
+    ReconciliationRun.objects.filter(pk__in=crashed).update(
+        status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=now, attempt=F("attempt") + 1,
+        summary={"error": f"no progress for {run_busy_for()}: the import crashed; undone by the next import"},
+    )  # fmt: skip
+    logger.error("reconciliation of %s: runs %s had crashed (no progress for %s); undone", psp, crashed, run_busy_for())
+
+
 def _running_other(
     *, psp: str, sha: str, period: tuple[dt.date | None, dt.date | None], now: dt.datetime
 ) -> ReconciliationRun | None:
-    """A run of another file of `psp` still in its import (younger than RUN_BUSY_FOR: an older
-    one crashed) whose period overlaps `period` (a period unknown on either side overlaps)."""
+    """A run of another file of `psp` still in its import (it progressed within run_busy_for():
+    one that has not crashed) whose period overlaps `period` (a period unknown on either side
+    overlaps)."""
     runs = (
-        ReconciliationRun.objects.filter(psp=psp, created_at__gt=now - RUN_BUSY_FOR)
+        ReconciliationRun.objects.filter(psp=psp, progress_at__gt=now - run_busy_for())
         .exclude(status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED))
         .exclude(file_sha256=sha)
     )
@@ -421,7 +530,7 @@ def _load_copy(run: ReconciliationRun, layout: SettlementCsvLayout, *, progress:
     total = run.rows_total
 
     def on_chunk(lines: int) -> None:
-        ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=min(lines, total))
+        _beat(run, rows_loaded=min(lines, total))
         if progress:
             transaction.on_commit(lambda: progress("loading", min(lines, total), total))
 
@@ -472,14 +581,14 @@ def _load(run: ReconciliationRun, report: SettlementReport, *, progress: Progres
                     marks = ", ".join(["%s"] * len(STAGE_NAMES))
                     cursor.executemany(f"INSERT INTO {STAGE} ({columns}) VALUES ({marks})", list(chunk))
             loaded = min(total, start + CHUNK)
-            ReconciliationRun.objects.filter(pk=run.pk).update(rows_loaded=loaded)
+            _beat(run, rows_loaded=loaded)
         if progress:
             progress("loading", loaded, total)
 
 
 def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
-    """Statistics for the planner, and the staged keys some earlier run already has (a file that
-    was not staged: the match looks them up itself)."""
+    """Statistics for the planner, and the staged keys some earlier finished run already has (a
+    file that was not staged: the match looks them up itself)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # a temp table has no statistics until analyzed: plans go wrong
             # a small sample is enough for these plans (hash joins of the whole file)
@@ -487,14 +596,15 @@ def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
             cursor.execute(f"ANALYZE {STAGE if staged else RAW}")
             cursor.execute("RESET default_statistics_target")
         if not staged:
-            ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING)
+            _beat(run, status=ReconRunStatus.MATCHING)
             return
         # rows some earlier run already has (found before the INSERT: a statement that reads the
         # table it inserts into scans its own new rows too)
         lines = StatementLine._meta.db_table
         cursor.execute(f"UPDATE {STAGE} SET seen_before = true WHERE EXISTS"
-                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key AND NOT o.duplicate)")
-    ReconciliationRun.objects.filter(pk=run.pk).update(status=ReconRunStatus.MATCHING, rows_loaded=run.rows_total)
+                       f" (SELECT 1 FROM {lines} o WHERE o.row_key = {STAGE}.row_key AND NOT o.duplicate"
+                       f" AND {FINAL})")
+    _beat(run, status=ReconRunStatus.MATCHING, rows_loaded=run.rows_total)
 
 
 def _outcome_sql(src: str, *, duplicate: str, kinds: Iterable[str] | None = None) -> str:
@@ -692,8 +802,8 @@ def _line_ids_reserve(cursor, n: int) -> int:
 
 
 def _seen_create(cursor, run: ReconciliationRun, rows: str, params: tuple) -> int:
-    """The file's row keys that an earlier run of this PSP already has (none when it has no lines:
-    the usual first import of a PSP skips the lookup). Returns how many."""
+    """The file's row keys that an earlier, finished run of this PSP already has (none when it has
+    no lines: the usual first import of a PSP skips the lookup). Returns how many."""
     lines = StatementLine._meta.db_table
     cursor.execute(f"CREATE TEMP TABLE {SEEN} (row_key varchar(200) NOT NULL) ON COMMIT DROP")
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {lines} WHERE psp = %s)", [run.psp])
@@ -701,7 +811,7 @@ def _seen_create(cursor, run: ReconciliationRun, rows: str, params: tuple) -> in
         return 0
     cursor.execute(f"INSERT INTO {SEEN} SELECT DISTINCT st.row_key FROM {rows} st"
                    f" WHERE EXISTS (SELECT 1 FROM {lines} o WHERE o.row_key = st.row_key"
-                   " AND NOT o.duplicate)", list(params))  # fmt: skip
+                   f" AND NOT o.duplicate AND {FINAL})", list(params))  # fmt: skip
     return cursor.rowcount
 
 
@@ -847,13 +957,13 @@ def _heal(run: ReconciliationRun, tally: list[_Group]) -> int:
     then match those lines again (`heal_inquire`). Returns the number of lines healed."""
     if not any(g.outcome == ReconOutcome.MISSING_IN_PAYERA for g in tally):
         return 0
-    if not heal_inquire("s.run_id = %s", [run.id]):
+    if not heal_inquire("s.run_id = %s", [run.id], beat=lambda: _beat(run)):
         return 0
     _rematch(run)
     return StatementLine.objects.filter(run=run, healed=True).count()
 
 
-def heal_inquire(where: str, params: list) -> int:
+def heal_inquire(where: str, params: list, *, beat: Callable[[], None] | None = None) -> int:
     """The inquiries behind the "missing in Payera" lines that satisfy `where` (SQL over the lines,
     alias s): a chargeback or chargeback reversal line names a dispute: the PSP is asked about that
     dispute (one inquiry per dispute, never per line), and its answer is applied as the dispute's
@@ -861,7 +971,8 @@ def heal_inquire(where: str, params: list) -> int:
     inquired (one inquiry per attempt), its captures and refunds recorded. Only lines whose attempt
     Payera knows at the line's PSP. Attempts first: a dispute takes back a capture that must be
     recorded. Outside any transaction (PSP calls). Returns the number of inquiries made (the
-    import's heal and the late heal, reheal.py)."""
+    import's heal and the late heal, reheal.py). `beat`: called after each inquiry (the import's
+    heartbeat: many inquiries take a while)."""
     t = payments_selectors.settlement_tables()
     kinds = ", ".join(f"'{k}'" for k in DISPUTE_KINDS)
     with connection.cursor() as cursor:
@@ -877,8 +988,12 @@ def heal_inquire(where: str, params: list) -> int:
     disputes = sorted((reference, dispute) for reference, dispute in asked if dispute)
     for attempt_id in attempts:
         attempt_settlement_inquire(attempt_id=attempt_id)
+        if beat:
+            beat()
     for attempt_id, dispute_id in disputes:
         dispute_settlement_inquire(attempt_id=attempt_id, psp_dispute_id=dispute_id)
+        if beat:
+            beat()
     return len(attempts) + len(disputes)
 
 
@@ -972,11 +1087,11 @@ FROM {lines} s WHERE {where} AND s.outcome NOT IN ('', 'matched')""" + (
 
 
 # A duplicate line (s) that is an earlier run's line (o) sent again: the same row key, the same
-# payout batch, currency and amounts. At most one such o: recon_line_key_once keeps the keys of the
-# lines not flagged duplicate unique.
+# payout batch, currency and amounts, and o is final (FINAL: its run is done). At most one such o:
+# recon_line_key_once keeps the keys of the lines not flagged duplicate unique.
 SENT_AGAIN = (
     "o.row_key = s.row_key AND NOT o.duplicate AND o.run_id <> s.run_id AND o.payout_batch_id = s.payout_batch_id"
-    " AND o.currency = s.currency AND o.gross = s.gross AND o.fee = s.fee AND o.net = s.net"
+    f" AND o.currency = s.currency AND o.gross = s.gross AND o.fee = s.fee AND o.net = s.net AND {FINAL}"
 )
 
 
@@ -1098,6 +1213,11 @@ def _finish(
     unmatched = any(o != ReconOutcome.MATCHED for o in by_outcome)
     with transaction.atomic(durable=True):
         reconcile_psp_lock(run.psp)  # a late heal of this PSP (reheal.py) commits first, or waits
+        # still this import's run (not taken over after a pause past the busy window): held until
+        # the commit, so a takeover waits and then finds it done
+        mine = ReconciliationRun.objects.select_for_update().filter(pk=run.pk, attempt=run.attempt)
+        if not mine.exclude(status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED)).exists():
+            raise RunTakenOverError(f"reconciliation {run.id} was taken over by another import; this import stops")
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":  # hash anti-joins over a day of captures: in memory
                 cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
@@ -1157,7 +1277,7 @@ def _finish(
             **seconds, "discrepancies_and_check": round(time.perf_counter() - started - seconds["post"], 3)
         }
         ReconciliationRun.objects.filter(pk=run.pk).update(
-            summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now()
+            summary=summary, status=ReconRunStatus.DONE, finished_at=timezone.now(), progress_at=timezone.now()
         )
     return summary
 
@@ -1191,15 +1311,38 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
                 logger.warning("settlement report of %s for %s not fetched: %s", psp, when, exc)
                 continue
             try:
-                out[psp] = reconcile_import(
-                    psp=psp, raw=raw, file_name=f"{psp}-{when.isoformat()}.csv", source="scheduled",
-                    actor="system:scheduler",
-                )  # fmt: skip
+                out[psp] = _pull_import(psp=psp, raw=raw, when=when)
             except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
                 known = isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError)
                 logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc),
                              exc_info=not known)  # fmt: skip
     return out
+
+
+def _pull_import(*, psp: str, raw: bytes, when: dt.date) -> ReconcileResult:
+    """The pull's import of one PSP's day. An import of the same file or of another file of that
+    period running (settlement_run_busy: the admin upload or the command at the same time, e.g. a
+    PSP's second file of the day) is waited for, trying again every
+    RECONCILIATION_PULL_BUSY_POLL_SECONDS for up to RECONCILIATION_PULL_BUSY_WAIT_SECONDS (default:
+    the busy window, after which a run that stopped progressing is taken over): the pulled file
+    imports once it has finished. Giving up was not enough: the other import, once done, covers
+    the day, so no later night would pull this file again."""
+    from django.conf import settings
+
+    wait = float(getattr(settings, "RECONCILIATION_PULL_BUSY_WAIT_SECONDS", run_busy_for().total_seconds()))
+    poll = max(0.01, float(getattr(settings, "RECONCILIATION_PULL_BUSY_POLL_SECONDS", 15.0)))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return reconcile_import(
+                psp=psp, raw=raw, file_name=f"{psp}-{when.isoformat()}.csv", source="scheduled",
+                actor="system:scheduler",
+            )  # fmt: skip
+        except SettlementRunBusyError as exc:
+            if time.monotonic() + poll > deadline:
+                raise
+            logger.info("settlement report of %s for %s waits for another import: %s", psp, when, exc.message)
+            time.sleep(poll)
 
 
 def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:

@@ -78,8 +78,9 @@ def test_the_same_file_imported_while_its_first_import_is_still_loading_is_busy(
 
 def test_an_import_that_crashed_while_loading_is_taken_over_only_once_it_is_stale(a_day_of_payments, monkeypatch):
     """A run left in `loading` by an import that died (the process killed: nothing marked it
-    failed) is not taken over while it is younger than 30 minutes (it cannot be told from a
-    running import); once older, the same file takes it over and imports it from scratch."""
+    failed) is not taken over while it progressed within the last 30 minutes (it cannot be told
+    from a running import); once it has not progressed for longer, the same file takes it over and
+    imports it from scratch."""
     raw = report("alpha").replace(b"\n", b"\r\n")
 
     def killed(phase: str, done: int, total: int) -> None:
@@ -95,7 +96,8 @@ def test_an_import_that_crashed_while_loading_is_taken_over_only_once_it_is_stal
 
     with pytest.raises(SettlementRunBusyError):
         reconcile_import(psp="alpha", raw=raw)
-    ReconciliationRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - dt.timedelta(minutes=31))
+    stale = timezone.now() - dt.timedelta(minutes=31)  # started and last progressed 31 minutes ago
+    ReconciliationRun.objects.filter(pk=run.pk).update(created_at=stale, progress_at=stale)
     result = reconcile_import(psp="alpha", raw=raw)
     assert result.created and result.run_id == run.id and result.matched == result.rows == 4
     run.refresh_from_db()
@@ -104,5 +106,5 @@ def test_an_import_that_crashed_while_loading_is_taken_over_only_once_it_is_stal
     assert receivable_check(psp="alpha")[0]["ok"]
     assert ledger_verify().ok
     ReconciliationRun.objects.filter(pk=run.pk).update(status="loading")
-    with pytest.raises(SettlementRunBusyError):  # the taken-over run's age counts from its new start
+    with pytest.raises(SettlementRunBusyError):  # the taken-over run's heartbeat counts from its new start
         reconcile_import(psp="alpha", raw=raw)
