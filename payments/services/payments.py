@@ -24,7 +24,7 @@ from payera.audit.models import audit_entries_batched
 from payera.core import metrics
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
-from payera.core.money import currency_normalize
+from payera.core.money import MAX_AMOUNT, currency_normalize
 from payera.core.rowsql import precompiled_select
 from payera.idempotency.services import idempotency_answer_record, idempotency_resource_record
 from payera.merchants.models import Merchant
@@ -311,8 +311,8 @@ def payment_create(
             return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequestError("amount must be a positive integer in the currency's minor unit.", param="amount")
-    if amount >= 2**53:
-        raise InvalidRequestError("amount is too large.", param="amount")
+    if amount > MAX_AMOUNT:  # the ledger's bigint balances must never overflow (docs/api.md "Requests")
+        raise InvalidRequestError(f"amount is too large: at most {MAX_AMOUNT} minor units.", param="amount")
     currency = currency_normalize(currency)
     if capture_method not in CaptureMethod.values:
         raise InvalidRequestError("capture_method must be automatic or manual.", param="capture_method")
