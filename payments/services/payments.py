@@ -552,9 +552,11 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
             attempt_id=attempt.id, result=result, error=error, actor=actor,
             may_cascade=index < len(plan) - 1, source="answer", recorded=recorded, answer_if_final=True,
         )
-        if verdict is V.UNAVAILABLE or (verdict is V.SOFT_DECLINE and error is None and result is not None
-                                        and result.decline is not None
-                                        and result.decline.decline_class == DeclineClass.TECHNICAL):
+        # the PSP's health only (the circuit is one per connector for every merchant): a request it
+        # refused as invalid (PspRequestRejectedError, a 4xx) says nothing about it
+        if (verdict is V.UNAVAILABLE and isinstance(error, PspUnavailableError)) or (
+                verdict is V.SOFT_DECLINE and error is None and result is not None and result.decline is not None
+                and result.decline.decline_class == DeclineClass.TECHNICAL):
             circuit_record_failure(connector)
         if not routing.should_cascade(verdict):
             break
