@@ -1000,8 +1000,13 @@ def _capture_begin(*, merchant: Merchant, payment_id: str, amount: int | None, a
             param="amount_to_capture", code="amount_too_large",
         )
     attempt = payment.attempts.filter(status=AS.AUTHORIZED).order_by("-sequence").first()
-    if attempt is None or Capture.objects.filter(attempt=attempt).exclude(status=OperationStatus.FAILED).exists():
+    if attempt is None:
         raise PaymentNotCapturableError()
+    if Capture.objects.filter(attempt=attempt).exclude(status=OperationStatus.FAILED).exists():
+        # an asynchronous PSP (beta) has not confirmed the first capture yet: the payment still
+        # shows requires_capture, so say why this one is refused
+        raise PaymentNotCapturableError("A capture of this payment is under way; its outcome arrives as "
+                                        "payment.captured (or the payment stays requires_capture if it fails).")
     inflight_claim(payment, "capture")
     payment.save()
     capture = Capture(payment=payment, attempt=attempt, amount=amount, currency=payment.currency,
