@@ -24,7 +24,7 @@ from payera.audit.models import audit_entries_batched
 from payera.core import metrics
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
-from payera.core.money import currency_normalize
+from payera.core.money import MAX_AMOUNT, currency_normalize
 from payera.core.rowsql import precompiled_select
 from payera.idempotency.services import idempotency_answer_record, idempotency_resource_record
 from payera.merchants.models import Merchant
@@ -311,8 +311,8 @@ def payment_create(
             return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequestError("amount must be a positive integer in the currency's minor unit.", param="amount")
-    if amount >= 2**53:
-        raise InvalidRequestError("amount is too large.", param="amount")
+    if amount > MAX_AMOUNT:  # the ledger's bigint balances must never overflow (docs/api.md "Requests")
+        raise InvalidRequestError(f"amount is too large: at most {MAX_AMOUNT} minor units.", param="amount")
     currency = currency_normalize(currency)
     if capture_method not in CaptureMethod.values:
         raise InvalidRequestError("capture_method must be automatic or manual.", param="capture_method")
@@ -552,9 +552,11 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
             attempt_id=attempt.id, result=result, error=error, actor=actor,
             may_cascade=index < len(plan) - 1, source="answer", recorded=recorded, answer_if_final=True,
         )
-        if verdict is V.UNAVAILABLE or (verdict is V.SOFT_DECLINE and error is None and result is not None
-                                        and result.decline is not None
-                                        and result.decline.decline_class == DeclineClass.TECHNICAL):
+        # the PSP's health only (the circuit is one per connector for every merchant): a request it
+        # refused as invalid (PspRequestRejectedError, a 4xx) says nothing about it
+        if (verdict is V.UNAVAILABLE and isinstance(error, PspUnavailableError)) or (
+                verdict is V.SOFT_DECLINE and error is None and result is not None and result.decline is not None
+                and result.decline.decline_class == DeclineClass.TECHNICAL):
             circuit_record_failure(connector)
         if not routing.should_cascade(verdict):
             break
@@ -998,8 +1000,13 @@ def _capture_begin(*, merchant: Merchant, payment_id: str, amount: int | None, a
             param="amount_to_capture", code="amount_too_large",
         )
     attempt = payment.attempts.filter(status=AS.AUTHORIZED).order_by("-sequence").first()
-    if attempt is None or Capture.objects.filter(attempt=attempt).exclude(status=OperationStatus.FAILED).exists():
+    if attempt is None:
         raise PaymentNotCapturableError()
+    if Capture.objects.filter(attempt=attempt).exclude(status=OperationStatus.FAILED).exists():
+        # an asynchronous PSP (beta) has not confirmed the first capture yet: the payment still
+        # shows requires_capture, so say why this one is refused
+        raise PaymentNotCapturableError("A capture of this payment is under way; its outcome arrives as "
+                                        "payment.captured (or the payment stays requires_capture if it fails).")
     inflight_claim(payment, "capture")
     payment.save()
     capture = Capture(payment=payment, attempt=attempt, amount=amount, currency=payment.currency,

@@ -28,7 +28,7 @@ from django.db import transaction
 from django_fsm import can_proceed
 
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
-from payera.core.money import currency_normalize
+from payera.core.money import MAX_AMOUNT, currency_normalize
 from payera.events.services import event_record
 from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
@@ -105,8 +105,9 @@ def subscription_create(
 ) -> Subscription:
     """Validate (400 before any write), create `active` with period 0 starting now, and charge
     period 0 at once (the same claimed, idempotent path the scheduler takes)."""
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount < 2**53:
-        raise InvalidRequestError("amount must be a positive integer in the currency's minor unit.", param="amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+        raise InvalidRequestError(f"amount must be a positive integer in the currency's minor unit, at most "
+                                  f"{MAX_AMOUNT}.", param="amount")
     currency = currency_normalize(currency)
     if interval not in SubscriptionInterval.values:
         raise InvalidRequestError("interval must be day, week, month or year.", param="interval")

@@ -79,6 +79,12 @@ class AlphaAdapter(BaseAdapter):
 
     # --- mapping ----------------------------------------------------------------------
     def _operation(self, data: Mapping[str, Any]) -> OperationResult:
+        try:
+            return self._operation_of(data)
+        except (KeyError, TypeError, ValueError) as exc:  # as `_result`: unreadable is unknown, never a 500
+            raise PspProtocolError(f"unexpected operation answer: {exc!r}", connector=self.name) from None
+
+    def _operation_of(self, data: Mapping[str, Any]) -> OperationResult:
         status = data.get("status")
         decline = None
         if status == "succeeded":
