@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -67,7 +66,7 @@ class BaseAdapter:
 
     def inquire_dispute(self, ref: PspReference, psp_dispute_id: str) -> DisputeResult:
         # the id comes from a report: one path segment, never another endpoint
-        data = self.api.get_dispute(quote(psp_dispute_id, safe=""))
+        data = self.api.get_dispute(psp_dispute_id)
         try:
             found = self._dispute(data)
         except (KeyError, TypeError, ValueError) as exc:

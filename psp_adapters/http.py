@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -58,6 +59,13 @@ def build_http_client(options: Mapping[str, Any], *, transport: httpx.BaseTransp
     # follow_redirects off: a PSP API never redirects; trust_env off: no proxy surprises; no cookies.
     return httpx.Client(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False, transport=transport,
                         cookies=_NoCookies())
+
+
+def segment(value: str) -> str:
+    """`value` as one path segment of a PSP's URL: a reference the PSP sent us (a webhook's) or one
+    we hold can not reach another of its endpoints with `/`, `?`, `#` or `..` in it (dots are
+    escaped too: a segment `..` would otherwise be resolved away by the URL's normalisation)."""
+    return quote(str(value), safe="").replace(".", "%2E")
 
 
 class PspHttp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from psp_adapters.http import PspHttp
+from psp_adapters.http import PspHttp, segment
 
 
 class AlphaClient:
@@ -16,17 +16,17 @@ class AlphaClient:
         return self.http.json("POST", "/v1/authorizations", json=body, idempotency_key=body["merchant_reference"])
 
     def get_authorization(self, authorization_id: str) -> dict[str, Any]:
-        return self.http.json("GET", f"/v1/authorizations/{authorization_id}")[1]
+        return self.http.json("GET", f"/v1/authorizations/{segment(authorization_id)}")[1]
 
     def find_authorization(self, merchant_reference: str) -> dict[str, Any]:
         return self.http.json("GET", "/v1/authorizations", params={"merchant_reference": merchant_reference})[1]
 
     def operation(self, authorization_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
-        path = f"/v1/authorizations/{authorization_id}/{action}"
+        path = f"/v1/authorizations/{segment(authorization_id)}/{action}"
         return self.http.json("POST", path, json=body, idempotency_key=body["merchant_reference"])[1]
 
     def get_dispute(self, dispute_id: str) -> dict[str, Any]:
-        return self.http.json("GET", f"/v1/disputes/{dispute_id}")[1]
+        return self.http.json("GET", f"/v1/disputes/{segment(dispute_id)}")[1]
 
     def settlement_report(self, day: dt.date) -> bytes:
         return self.http.send("GET", f"/v1/settlement-reports/{day.isoformat()}").content

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from psp_adapters.http import PspHttp
+from psp_adapters.http import PspHttp, segment
 
 
 class BetaClient:
@@ -16,17 +16,17 @@ class BetaClient:
         return self.http.json("POST", "/api/payments", json=body, idempotency_key=body["reference"])
 
     def get_payment(self, psp_reference: str) -> dict[str, Any]:
-        return self.http.json("GET", f"/api/payments/{psp_reference}")[1]
+        return self.http.json("GET", f"/api/payments/{segment(psp_reference)}")[1]
 
     def find_payment(self, reference: str) -> dict[str, Any]:
         return self.http.json("GET", "/api/payments", params={"reference": reference})[1]
 
     def modify(self, psp_reference: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        path = f"/api/payments/{psp_reference}/{kind}"
+        path = f"/api/payments/{segment(psp_reference)}/{kind}"
         return self.http.json("POST", path, json=body, idempotency_key=body["reference"])[1]
 
     def get_dispute(self, psp_reference: str) -> dict[str, Any]:
-        return self.http.json("GET", f"/api/disputes/{psp_reference}")[1]
+        return self.http.json("GET", f"/api/disputes/{segment(psp_reference)}")[1]
 
     def settlement_report(self, day: dt.date) -> bytes:
         return self.http.send("GET", "/api/reports/settlement", params={"date": day.isoformat()}).content
