@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from payera.core.nul import without_nul
 from psp_adapters.errors import PspProtocolError, from_response, from_transport_error
 
 log = logging.getLogger("psp_adapters.http")
@@ -119,4 +120,6 @@ class PspHttp:
             ) from None
         if not isinstance(data, dict):
             raise PspProtocolError("answer is not a JSON object", connector=self.connector)
+        if b"\\u0000" in response.content:  # JSON writes NUL only so; PostgreSQL can not store it
+            data = without_nul(data)
         return response.status_code, data

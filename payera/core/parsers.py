@@ -11,22 +11,13 @@ from rest_framework.exceptions import ParseError
 
 from payera.core.errors import InvalidRequestError
 from payera.core.masking import has_card_number
-
-
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+from payera.core.nul import has_nul
 
 
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
-        if _has_nul(data):
+        if has_nul(data):
             raise ParseError("The request body may not contain NUL characters.", code="parameter_invalid")
         return data
 

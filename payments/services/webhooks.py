@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from payera.audit.services import record_auth_failure
 from payera.core.db import outside_transaction
 from payera.core.masking import mask_json_text
+from payera.core.nul import has_nul
 from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
@@ -147,7 +148,7 @@ def _check_event(connector: str, e: PspEvent) -> None:
             or not all(v is None or isinstance(v, str) for v in optional)):
         raise WebhookPayloadError(f"unreadable {e.kind.value} event: an id or reference is not a string",
                                   connector=connector)
-    if _holds_nul(event_to_json(e)):
+    if has_nul(event_to_json(e)):
         raise WebhookPayloadError(f"unreadable {e.kind.value} event: a NUL character", connector=connector)
 
 
@@ -171,12 +172,6 @@ def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
     return row
 
 
-def _holds_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    return isinstance(value, list | tuple) and any(_holds_nul(v) for v in value)
 
 
 # --- apply ------------------------------------------------------------------------------

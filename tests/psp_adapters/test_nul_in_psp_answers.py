@@ -1,0 +1,81 @@
+"""A NUL character in a PSP's answer is stored as U+FFFD, never a 500.
+
+What was wrong: PostgreSQL's text and jsonb hold no NUL. An answer of the PSP carrying `\\u0000` in
+a text it gives (a decline message, an error message) reached the attempt's insert or update and
+failed there: the merchant got a 500 after the PSP had answered, and the attempt stayed `started`.
+Inbound webhooks already refuse such a body (400); an answer to our own call can not be refused,
+so `PspHttp` replaces the character in every string of the answer. A stand-in for alpha (a PSP is
+outside the machine) answers with the character."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from payments.models import PS, Payment
+from psp_adapters.registry import adapters_reset
+from tests.conftest import client_for
+from tests.merchants.factories import MerchantFactory, make_api_key
+
+pytestmark = pytest.mark.django_db
+
+CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+
+
+@pytest.fixture
+def alpha_with_nul(settings, psp_settings):
+    """Alpha answering every authorization 201 declined, or 402 with an error, a NUL in its text."""
+    answers = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            sent = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            status, body = answers.pop(0)
+            if status == 201:
+                body = {**body, "merchant_reference": sent["merchant_reference"], "amount": sent["amount"],
+                        "currency": sent["currency"]}  # fmt: skip
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    conf = settings.PSP_CONNECTORS["alpha"]
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    settings.PSP_CONNECTORS = {
+        **settings.PSP_CONNECTORS,
+        "alpha": {**conf, "OPTIONS": {**conf["OPTIONS"], "base_url": url}},
+    }
+    adapters_reset()
+    yield answers
+    server.shutdown()
+    server.server_close()
+    adapters_reset()
+
+
+def test_a_decline_message_with_a_nul_is_a_declined_payment(alpha_with_nul):
+    alpha_with_nul.append((201, {"id": "auth_nul1", "status": "declined", "response_code": "do_not_honour",
+                                 "response_message": "Do not\u0000 honour"}))  # fmt: skip
+    client = client_for(make_api_key(MerchantFactory(connectors=["alpha"])).secret)
+    r = client.post("/v1/payments", {"amount": 1000, "currency": "EUR", "payment_method_data": CARD}, format="json")
+    assert r.status_code == 201, r.content
+    assert r.json()["status"] == "failed"
+    payment = Payment.objects.get(pk=r.json()["id"])
+    assert payment.status == PS.FAILED and "\x00" not in json.dumps(r.json())
+
+
+def test_an_error_message_with_a_nul_is_answered_as_the_psps_refusal(alpha_with_nul):
+    alpha_with_nul.append((402, {"error": {"code": "card_declined\u0000", "message": "refused\u0000 here"}}))
+    client = client_for(make_api_key(MerchantFactory(connectors=["alpha"])).secret)
+    r = client.post("/v1/payments", {"amount": 1000, "currency": "EUR", "payment_method_data": CARD}, format="json")
+    assert r.status_code in (201, 402), r.content
+    assert "\x00" not in r.content.decode()
