@@ -149,7 +149,10 @@ class AlphaAdapter(BaseAdapter):
     def _psp_id(self, ref: PspReference) -> str:
         if ref.psp_reference:
             return ref.psp_reference
-        return str(self.api.find_authorization(ref.reference)["id"])
+        found = self.api.find_authorization(ref.reference).get("id")
+        if not isinstance(found, str) or not found:  # an unreadable answer: unknown, never a KeyError's 500
+            raise PspProtocolError(f"no id in the lookup of {ref.reference}", connector=self.name)
+        return found
 
     # --- the port ---------------------------------------------------------------------
     def authorize(self, req: AuthorizeRequest) -> AuthorizeResult:

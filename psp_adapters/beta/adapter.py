@@ -167,7 +167,10 @@ class BetaAdapter(BaseAdapter):
     def _psp_id(self, ref: PspReference) -> str:
         if ref.psp_reference:
             return ref.psp_reference
-        return str(self.api.find_payment(ref.reference)["pspReference"])
+        found = self.api.find_payment(ref.reference).get("pspReference")
+        if not isinstance(found, str) or not found:  # an unreadable answer: unknown, never a KeyError's 500
+            raise PspProtocolError(f"no pspReference in the lookup of {ref.reference}", connector=self.name)
+        return found
 
     # --- the port ---------------------------------------------------------------------
     def authorize(self, req: AuthorizeRequest) -> AuthorizeResult:

@@ -71,3 +71,27 @@ def test_beta_sends_a_reference_as_one_segment(psp):
     api.modify(HOSTILE, "refunds", {"reference": "op_1"})
     api.get_dispute("..")
     assert seen == [f"/api/payments/{ESCAPED}", f"/api/payments/{ESCAPED}/refunds", "/api/disputes/%2E%2E"]
+
+
+@pytest.mark.django_db
+def test_a_lookup_answer_without_the_psps_id_is_an_unknown_outcome_not_a_key_error(psp, settings, psp_settings):
+    """An operation on an authorization whose PSP id we never learned looks it up by our reference;
+    an answer without the id raised KeyError (a 500 with the payment's claim held) instead of the
+    PspProtocolError every other unreadable answer is."""
+    from psp_adapters.errors import PspProtocolError
+    from psp_adapters.port import CaptureRequest, PspReference
+    from psp_adapters.registry import adapters_reset, get_adapter
+
+    http, seen = psp
+    for name in ("alpha", "beta"):
+        conf = settings.PSP_CONNECTORS[name]
+        settings.PSP_CONNECTORS = {
+            **settings.PSP_CONNECTORS,
+            name: {**conf, "OPTIONS": {**conf["OPTIONS"], "base_url": http.base_url}},
+        }
+        adapters_reset()
+        request = CaptureRequest(payment=PspReference("att_1"), reference="cap_1", amount=100, currency="EUR")
+        with pytest.raises(PspProtocolError):
+            get_adapter(name).capture(request)
+    adapters_reset()
+    assert len(seen) == 2 and all("att_1" in path for path in seen)  # the lookups, and no capture sent
