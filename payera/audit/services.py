@@ -8,7 +8,7 @@ import logging
 from django.db import DatabaseError, transaction
 
 from payera.audit.context import current_actor
-from payera.core.masking import mask_text
+from payera.core.masking import mask_pans, mask_text
 
 logger = logging.getLogger("payera.audit")
 
@@ -18,11 +18,12 @@ API_KEY_PREFIX_LENGTH = 16  # "sk_test_" + 8: the visible prefix of an API key, 
 
 def _clean_identifier(identifier: str | None, kind: str = "") -> str:
     """Callers pass a key *prefix* or a username; this is the belt to those braces: an API key
-    identifier is cut to the visible prefix length (a full key can not survive), and anything
-    else is masked (a key, card number or password pasted into a username field)."""
+    identifier has its card numbers masked (a card number sent as the key), then is cut to the
+    visible prefix length (a full key can not survive), and anything else is masked (a key, card
+    number or password pasted into a username field)."""
     text = str(identifier or "")
     if kind == "api_key":
-        return text[:API_KEY_PREFIX_LENGTH]
+        return mask_pans(text)[:API_KEY_PREFIX_LENGTH]
     return mask_text(text)[:150]
 
 
