@@ -81,3 +81,16 @@ def record_staff_logout(*, user, remote_addr: str | None, request_id: str | None
         event="logout", kind="staff_login", identifier=user.get_username() if user else "", reason="",
         user_id=getattr(user, "pk", None), remote_addr=remote_addr, request_id=request_id,
     )
+
+
+def record_secret_change(instance, *, field: str, note: str) -> None:
+    """An update record saying that a secret of `instance` changed, without it: the registry never
+    records secret-looking fields, so a save that changes only them (a webhook endpoint's signing
+    secret rolled) would otherwise leave no record at all. Call it in the saving transaction."""
+    from payera.audit.models import AuditLogEntry
+    from payera.audit.registry import merchant_id_of
+
+    AuditLogEntry.objects.log_create(
+        instance, force_log=True, action=AuditLogEntry.Action.UPDATE, changes={field: ["***", note]},
+        object_merchant_id=merchant_id_of(instance),
+    )
