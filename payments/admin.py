@@ -66,6 +66,7 @@ from psp_adapters.errors import PspError
 
 REPLAY_PERMISSION = "events.replay_delivery"
 AUDIT_PERMISSION = "audit.view_auditlogentry"
+LEDGER_PERMISSION = "ledger.view_journal"
 
 
 def money(amount: int | None, currency: str) -> str:
@@ -275,7 +276,8 @@ class PaymentAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
         obj = self.get_object(request, unquote(object_id))
         context = dict(extra_context or {})
         if obj is not None and self.has_view_permission(request, obj):
-            story = payment_story(payment=obj, with_audit=request.user.has_perm(AUDIT_PERMISSION))
+            story = payment_story(payment=obj, with_audit=request.user.has_perm(AUDIT_PERMISSION),
+                                  with_ledger=request.user.has_perm(LEDGER_PERMISSION))
             context.update(self._story_context(request, story))
         return super().change_view(request, object_id, form_url, extra_context=context)
 
@@ -291,7 +293,8 @@ class PaymentAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
             "replay": self.has_replay_permission(request),
         }
         pending_refunds = [r for r in story.refunds if r.status == OperationStatus.PENDING]
-        journals = [(j, [(e, money(e.amount, e.currency)) for e in j.entries.all()]) for j in story.journals]
+        journals = None if story.journals is None else [  # None: the viewer may not read the ledger
+            (j, [(e, money(e.amount, e.currency)) for e in j.entries.all()]) for j in story.journals]
         return {"story": story, "can": can, "pending_refunds": pending_refunds, "journals": journals}
 
     # --- actions: one page each, with a reason -----------------------------------------------------

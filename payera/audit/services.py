@@ -8,7 +8,7 @@ import logging
 from django.db import DatabaseError, transaction
 
 from payera.audit.context import current_actor
-from payera.core.masking import mask_text
+from payera.core.masking import mask_pans, mask_text
 
 logger = logging.getLogger("payera.audit")
 
@@ -18,11 +18,12 @@ API_KEY_PREFIX_LENGTH = 16  # "sk_test_" + 8: the visible prefix of an API key, 
 
 def _clean_identifier(identifier: str | None, kind: str = "") -> str:
     """Callers pass a key *prefix* or a username; this is the belt to those braces: an API key
-    identifier is cut to the visible prefix length (a full key can not survive), and anything
-    else is masked (a key, card number or password pasted into a username field)."""
+    identifier has its card numbers masked (a card number sent as the key), then is cut to the
+    visible prefix length (a full key can not survive), and anything else is masked (a key, card
+    number or password pasted into a username field)."""
     text = str(identifier or "")
     if kind == "api_key":
-        return text[:API_KEY_PREFIX_LENGTH]
+        return mask_pans(text)[:API_KEY_PREFIX_LENGTH]
     return mask_text(text)[:150]
 
 
@@ -79,4 +80,17 @@ def record_staff_logout(*, user, remote_addr: str | None, request_id: str | None
     _record(
         event="logout", kind="staff_login", identifier=user.get_username() if user else "", reason="",
         user_id=getattr(user, "pk", None), remote_addr=remote_addr, request_id=request_id,
+    )
+
+
+def record_secret_change(instance, *, field: str, note: str) -> None:
+    """An update record saying that a secret of `instance` changed, without it: the registry never
+    records secret-looking fields, so a save that changes only them (a webhook endpoint's signing
+    secret rolled) would otherwise leave no record at all. Call it in the saving transaction."""
+    from payera.audit.models import AuditLogEntry
+    from payera.audit.registry import merchant_id_of
+
+    AuditLogEntry.objects.log_create(
+        instance, force_log=True, action=AuditLogEntry.Action.UPDATE, changes={field: ["***", note]},
+        object_merchant_id=merchant_id_of(instance),
     )

@@ -10,13 +10,18 @@ class BackofficeConfig(AppConfig):
     verbose_name = "Back office"
 
     def ready(self) -> None:
+        from axes.models import AccessAttempt
         from axes.signals import user_locked_out
+        from django.db.models.signals import post_delete
         from django_otp.plugins.otp_totp.models import TOTPDevice
 
         from payera.audit import registry
         from payera.backoffice import panels, receivers
 
         user_locked_out.connect(receivers.staff_locked_out, dispatch_uid="payera_backoffice_locked_out")
+        # Lifting a lockout (deleting access attempts) is a change to authentication: audited.
+        post_delete.connect(receivers.access_attempt_deleted, sender=AccessAttempt,
+                            dispatch_uid="payera_backoffice_access_attempt_deleted")
         panels.register_builtin_panels()
         # Enrolling, renaming and removing a staff member's second factor are audited (PCI DSS
         # 10.2.1.5); the key never is, nor the counters every sign-in updates.

@@ -10,8 +10,8 @@ What is masked:
 - Payera secrets by their prefixes (`sk_live_`, `sk_test_`, `whsec_`) and Vault tokens (`hvs.`);
 - values of fields whose name says secret (password, secret, token, api_key, pan, iban...).
 
-Staff free text (reasons, notes, memos) is masked by `mask_account_numbers`: card numbers and
-IBANs only, as the key=value rules would take "ticket number=48213" for a secret.
+Staff free text (reasons, notes, memos) is masked by `mask_account_numbers`: card numbers, IBANs
+and the secrets' prefixes only, as the key=value rules would take "ticket number=48213" for a secret.
 Every function here returns a fixed point: masking its output again changes nothing.
 """
 
@@ -31,7 +31,8 @@ _KV_JSON_RE = re.compile(
 )
 _KV_FORM_RE = re.compile(r"(?P<k>\b(?:" + _SENSITIVE_KEYS + r")=)(?P<v>[^&\s,;\"'<>]+)", re.IGNORECASE)
 _BEARER_RE = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9_.~+/=*-]+", re.IGNORECASE)
-_SECRET_TOKEN_RE = re.compile(r"\b(sk_live|sk_test|rk_live|rk_test|whsec)_[A-Za-z0-9]+|\bhv[sbr]\.[A-Za-z0-9._-]+")
+# up to the last url-safe character: webhook secrets are `whsec_` + token_urlsafe (`-` and `_` too)
+_SECRET_TOKEN_RE = re.compile(r"\b(sk_live|sk_test|rk_live|rk_test|whsec)_[A-Za-z0-9_-]+|\bhv[sbr]\.[A-Za-z0-9._-]+")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -253,16 +254,21 @@ def mask_card_numbers(value):
     return value
 
 
+def _mask_secret_tokens(text: str) -> str:
+    return _SECRET_TOKEN_RE.sub(lambda m: (m.group(1) + "_***") if m.group(1) else "hvs.***", text)
+
+
 def mask_account_numbers(text: str) -> str:
-    """Staff free text (a reason, a note, a memo) with card numbers and IBANs masked, nothing else:
-    the key=value rules of `mask_text` are for machine text ("ticket number=48213" stays)."""
+    """Staff free text (a reason, a note, a memo) with card numbers, IBANs and Payera's secret
+    tokens (API keys, webhook secrets, Vault tokens) masked, nothing else: the key=value rules of
+    `mask_text` are for machine text ("ticket number=48213" stays)."""
     if not text:
         return text
-    return _fixed_point(lambda t: mask_ibans(mask_pans(t)), text)
+    return _fixed_point(lambda t: mask_ibans(mask_pans(_mask_secret_tokens(t))), text)
 
 
 def _mask_text_once(text: str) -> str:
-    text = _SECRET_TOKEN_RE.sub(lambda m: (m.group(1) + "_***") if m.group(1) else "hvs.***", text)
+    text = _mask_secret_tokens(text)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)} ***", text)
     text = _KV_JSON_RE.sub(lambda m: f'{m.group("k")}"***"', text)
     text = _KV_FORM_RE.sub(lambda m: f"{m.group('k')}***", text)

@@ -25,7 +25,7 @@ class PaymentStory:
     refunds: list = field(default_factory=list)
     approvals: list = field(default_factory=list)
     disputes: list = field(default_factory=list)
-    journals: list = field(default_factory=list)
+    journals: list | None = None  # None: the viewer may not read the ledger
     transitions: list = field(default_factory=list)
     events: list = field(default_factory=list)
     deliveries: list = field(default_factory=list)
@@ -46,7 +46,7 @@ def payment_journal_references(*, attempts, refunds, disputes) -> list[str]:
     return refs
 
 
-def payment_story(*, payment: Payment, with_audit: bool) -> PaymentStory:
+def payment_story(*, payment: Payment, with_audit: bool, with_ledger: bool = True) -> PaymentStory:
     story = PaymentStory(payment=payment)
     story.attempts = list(PaymentAttempt.objects.filter(payment=payment).order_by("sequence"))
     story.captures = list(Capture.objects.filter(payment=payment).order_by("created_at", "id"))
@@ -56,8 +56,9 @@ def payment_story(*, payment: Payment, with_audit: bool) -> PaymentStory:
         .order_by("requested_at", "id")
     )
     story.disputes = list(Dispute.objects.filter(payment=payment).order_by("created_at", "id"))
-    refs = payment_journal_references(attempts=story.attempts, refunds=story.refunds, disputes=story.disputes)
-    story.journals = list(journal_list_for_references(references=refs)) if refs else []
+    if with_ledger:
+        refs = payment_journal_references(attempts=story.attempts, refunds=story.refunds, disputes=story.disputes)
+        story.journals = list(journal_list_for_references(references=refs)) if refs else []
     story.transitions = list(PaymentEvent.objects.filter(payment=payment).order_by("id"))
     object_ids = [payment.id, *(r.id for r in story.refunds), *(d.id for d in story.disputes)]
     story.events = event_list_for_objects(merchant_id=payment.merchant_id, object_ids=object_ids,

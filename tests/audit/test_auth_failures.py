@@ -83,3 +83,39 @@ def test_a_failure_to_store_does_not_break_the_callers_transaction(monkeypatch):
         record_auth_failure(kind="api_key", identifier="sk_test_x", reason="r", remote_addr=None, request_id=None)
         Group.objects.create(name="still-works")
     assert Group.objects.filter(name="still-works").exists()
+
+
+@pytest.mark.parametrize("header", [
+    "Bearer 4111111111111111",  # a card number sent as the key
+    "4111111111111111",  # ... without a scheme: the "malformed header" branch
+    "Bearer 4000000000000000501",  # 19 digits: their first 16 are not a valid card number by themselves
+    "Bearer 4111 1111 1111 1111",  # grouped: cut to 16 characters, 13 digits would be left
+])
+def test_a_card_number_sent_as_an_api_key_is_never_stored_logged_or_shown(client, caplog, header):
+    """Was: an API key identifier was only cut to its 16 visible characters, never masked, so a
+    card number sent as the bearer key (or as the whole Authorization header) was stored in clear
+    in the append-only SecurityEvent table (no `scan_card_numbers --mask` can fix it there), in
+    the warning log line and on the admin's security events page; and the auth class cut the token
+    to 16 characters before anything could recognise a longer or grouped number in it. Now the
+    token's card numbers are masked before it is cut (and the service masks again); a real key's
+    visible prefix is kept as it was."""
+    from tests.backoffice.leaks import card_numbers
+    from tests.backoffice.staff import make_staff, otp_force_login
+
+    digits = header.removeprefix("Bearer ").replace(" ", "")
+    answer = client.get("/v1/payments", HTTP_AUTHORIZATION=header)
+    assert answer.status_code == 401
+    event = SecurityEvent.objects.get()
+    assert (event.kind, event.event) == ("api_key", "auth_failure")
+    assert event.identifier.startswith(digits[:6]) and "*" in event.identifier, event.identifier
+    assert digits[:13] not in event.identifier.replace(" ", "")
+    assert digits[:13] not in caplog.text.replace(" ", "") and not card_numbers(caplog.text)
+    otp_force_login(client, make_staff("auditor", superuser=True))
+    page = client.get("/admin/audit/securityevent/").content.decode()
+    assert event.identifier in page and digits[:13] not in page.replace(" ", "")
+
+
+def test_a_real_keys_visible_prefix_is_still_recorded(client):
+    key = "sk_test_" + "Ab3" * 14 + "x"
+    assert client.get("/v1/payments", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 401
+    assert SecurityEvent.objects.get().identifier == key[:16]

@@ -139,3 +139,32 @@ def test_actor_is_unbound_after_the_request(client, staff_admin):
     otp_force_login(client, staff_admin)
     client.get("/admin/")
     assert current_actor() is None
+
+
+def test_rolling_a_webhook_signing_secret_is_in_the_audit_trail_without_the_secret(make_merchant_client):
+    """Was: rolling an endpoint's signing secret changed only fields the audit trail never records
+    (the secret ciphertexts, `previous_secret_expires_at` — its name says secret — and the excluded
+    `updated_at`), so auditlog found no change and wrote nothing: a key rotation of the merchant's
+    webhooks left no trace of who did it or when. Now the roll writes an update record that says
+    the secret was rolled and how long the previous one is kept, by the acting API key, under the
+    endpoint's merchant — never the secret or its ciphertext."""
+    from payera.audit.models import AuditLogEntry
+    from payera.events.models import WebhookEndpoint
+
+    merchant, client = make_merchant_client()
+    created = client.post("/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/h", "enabled_events": ["*"]},
+                          format="json").json()
+    before = AuditLogEntry.objects.filter(object_pk=created["id"]).count()
+    rolled = client.post(f"/v1/webhook_endpoints/{created['id']}/roll_secret", {"overlap_hours": 1}, format="json")
+    assert rolled.status_code == 200
+    client.post(f"/v1/webhook_endpoints/{created['id']}/roll_secret", {"overlap_hours": 0}, format="json")
+    endpoint = WebhookEndpoint.objects.get(pk=created["id"])
+    records = list(AuditLogEntry.objects.filter(object_pk=created["id"]).order_by("id")[before:])
+    assert [r.action for r in records] == [AuditLogEntry.Action.UPDATE] * 2
+    assert all(r.api_key_id and r.object_merchant_id == merchant.pk for r in records)
+    notes = [r.changes_dict["signing_secret"][1] for r in records]
+    assert notes[0].startswith("rolled; previous kept until ") and notes[1] == "rolled; previous revoked at once"
+    text = " ".join(str(r.changes) for r in records)
+    for secret in (created["secret"], rolled.json()["secret"], endpoint.secret_ciphertext):
+        assert secret not in text
+    assert "whsec_" not in text and "local:" not in text

@@ -167,6 +167,27 @@ def test_only_readers_of_the_audit_trail_see_it_on_the_payment_page(client, role
     assert b'id="story-audit"' not in page.content
 
 
+@pytest.mark.parametrize("role", ["support", "operations"])
+def test_only_readers_of_the_ledger_see_its_journals_on_the_payment_page(client, role_users, paid, role):
+    """Was: the payment page showed the payment's ledger journals and their entries (accounts,
+    platform fee and receivable legs, amounts) to every role that may open a payment, although
+    ledger reads are the finance role's (`ledger.view_*`, docs/roles.md) and support and operations
+    get 403 on the ledger's own pages. Now the journals are read and shown only for those who hold
+    `ledger.view_journal`, as the audit records are for readers of the audit trail."""
+    payment = paid["A"]
+    otp_force_login(client, role_users[role])
+    assert client.get("/admin/ledger/journal/").status_code == 403
+    page = client.get(page_url(payment))
+    assert page.status_code == 200 and page.context["story"].journals is None
+    html = page.content.decode()
+    assert 'id="story-ledger"' not in html and "data-journal=" not in html
+    beta = [a for a in page.context["story"].attempts if a.connector == "beta"][0]
+    assert f"capture:{beta.pk}" not in html and f"capture_fee:{beta.pk}" not in html
+    otp_force_login(client, role_users["finance"])
+    page = client.get(page_url(payment))
+    assert f"capture:{beta.pk}" in page.content.decode() and 'id="story-ledger"' in page.content.decode()
+
+
 # --- who may open what ------------------------------------------------------------------------------
 ACTIONS = {  # action page -> roles that may open it
     "refund": {"finance", "admin"},

@@ -254,3 +254,30 @@ def test_the_createsuperuser_and_changepassword_rules_are_the_same_validators():
     with pytest.raises(ValidationError):
         validate_password("Xq7!pLm2#vR")
     validate_password("Xq7!pLm2#vRw")
+
+
+# --- unlocking ----------------------------------------------------------------------------------
+def test_unlocking_an_account_from_the_admin_is_in_the_audit_trail(client, ops, superuser):
+    """Was: an admin unlocks a locked account early by deleting its access attempts
+    (`Axes › Access attempts`, docs/backoffice.md), and nothing of it reached the audit trail:
+    axes' rows are not audited models, so who lifted a brute-force lockout, and when, was not
+    recorded. Now deleting an access attempt writes a delete record (the masked username, the
+    address and the failure count; never the POST data) with the staff member who did it."""
+    from axes.models import AccessAttempt
+
+    from payera.audit.models import AuditLogEntry
+
+    for _ in range(10):
+        sign_in(client, "olga", password="wrong-password-long")
+    attempt = AccessAttempt.objects.get()
+    assert attempt.failures_since_start == 10
+    admin_client = otp_force_login(type(client)(), superuser)
+    page = admin_client.post(f"/admin/axes/accessattempt/{attempt.pk}/delete/", {"post": "yes"}, REMOTE_ADDR=ADDR)
+    assert page.status_code == 302 and not AccessAttempt.objects.exists()
+    record = AuditLogEntry.objects.get(content_type__app_label="axes", content_type__model="accessattempt")
+    assert (record.action, record.actor_id, record.object_pk) == (AuditLogEntry.Action.DELETE, superuser.pk,
+                                                                  str(attempt.pk))
+    assert record.changes_dict["failures_since_start"][0] == "10"
+    assert record.changes_dict["ip_address"][0] == ADDR and "username" in record.changes_dict
+    assert "post_data" not in record.changes_dict and "wrong-password-long" not in str(record.changes)
+    assert sign_in(client, "olga", token=totp_token(totp_device(ops))).status_code == 302

@@ -32,6 +32,7 @@ from django.db import transaction
 
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError
+from payera.core.masking import mask_text
 from payera.events import clock, dispatch, signing, ssrf
 from payera.events.backoff import RetryPolicy, next_attempt
 from payera.events.errors import DeliveryNotReplayableError, WebhookDeliveryNotFoundError
@@ -307,7 +308,8 @@ def _record(claim: Claim, result: SendResult) -> str:
             status_code=result.status_code,
             latency_ms=result.latency_ms,
             error=result.error[:500],
-            response_body=result.response_body[: DeliveryAttempt.RESPONSE_BODY_LIMIT],
+            # the endpoint's answer is shown in the back office: never a card number or key in it
+            response_body=mask_text(result.response_body)[: DeliveryAttempt.RESPONSE_BODY_LIMIT],
         )
         now = clock.now()
         if delivery.status not in DeliveryStatus.open():

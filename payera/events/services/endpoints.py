@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import transaction
 
+from payera.audit.services import record_secret_change
 from payera.core.errors import InvalidRequestError
 from payera.events import clock, ssrf
 from payera.events.errors import WebhookEndpointNotFoundError
@@ -178,6 +179,10 @@ def webhook_endpoint_roll_secret(
         endpoint.secret_ciphertext = ciphertext
         endpoint.updated_at = now
         endpoint.save()
+        # the audit trail never records the secret fields: say that the secret changed, and how
+        kept = f"previous kept until {endpoint.previous_secret_expires_at.isoformat()}" if overlap_hours > 0 else (
+            "previous revoked at once")
+        record_secret_change(endpoint, field="signing_secret", note=f"rolled; {kept}")
     return EndpointWithSecret(endpoint=endpoint, secret=secret)
 
 

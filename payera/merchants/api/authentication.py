@@ -15,6 +15,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from payera.audit.context import bind_actor, current_actor
 from payera.audit.services import record_auth_failure
+from payera.core.masking import mask_pans
 from payera.merchants import keys
 from payera.merchants.errors import (
     ApiKeyExpiredError,
@@ -54,10 +55,16 @@ def _remote_addr(request) -> str | None:
     return request.META.get("REMOTE_ADDR")
 
 
-def _fail(request, error_cls, *, identifier: str, reason: str):
+def _identifier(token: str) -> str:
+    """What a failure is recorded with: the token's visible prefix, its card numbers masked first
+    (a card number sent as the key: cut first, its first 16 digits would no longer look like one)."""
+    return keys.key_prefix(mask_pans(token))
+
+
+def _fail(request, error_cls, *, token: str, reason: str):
     record_auth_failure(
         kind="api_key",
-        identifier=identifier,
+        identifier=_identifier(token),
         reason=reason,
         remote_addr=_remote_addr(request),
         request_id=getattr(request, "request_id", None),
@@ -73,19 +80,18 @@ class ApiKeyAuthentication(BaseAuthentication):
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != AUTH_SCHEME.lower() or not token:
-            _fail(request, ApiKeyInvalidError, identifier=scheme[:16], reason="malformed_header")
-        identifier = keys.key_prefix(token)
+            _fail(request, ApiKeyInvalidError, token=scheme, reason="malformed_header")
         api_key = api_key_find_by_secret(raw_key=token)
         if api_key is None:
-            _fail(request, ApiKeyInvalidError, identifier=identifier, reason="unknown_key")
+            _fail(request, ApiKeyInvalidError, token=token, reason="unknown_key")
         now = timezone.now()
         if api_key.is_revoked():
-            _fail(request, ApiKeyRevokedError, identifier=identifier, reason="revoked")
+            _fail(request, ApiKeyRevokedError, token=token, reason="revoked")
         if api_key.is_expired(now=now):
-            _fail(request, ApiKeyExpiredError, identifier=identifier, reason="expired")
+            _fail(request, ApiKeyExpiredError, token=token, reason="expired")
         merchant = api_key.merchant
         if not merchant.is_active:
-            _fail(request, MerchantSuspendedError, identifier=identifier, reason="merchant_suspended")
+            _fail(request, MerchantSuspendedError, token=token, reason="merchant_suspended")
         api_key_mark_used(api_key=api_key, now=now)
         previous = current_actor()
         token_ctx = bind_actor(
