@@ -55,6 +55,13 @@ class BookingInProgressError(PaymentInProgressError):
     default_message = "Another operation on this booking is in progress; retry shortly."
 
 
+class BookingRefundPermissionError(PayeraError):
+    type = "permission_error"
+    code = "permission_denied"
+    http_status = 403
+    default_message = "Canceling a confirmed booking refunds its escrow: that needs the refund permission (finance)."
+
+
 class BookingRefundFailedError(PayeraError):
     type = "invalid_request_error"
     code = "booking_refund_failed"
@@ -325,10 +332,12 @@ def _complete_record(*, booking_id: str, amount: int, refund_id: str | None, act
 
 
 # --- cancel: void before capture, refund after ----------------------------------------------
-def booking_cancel(*, merchant: Merchant, booking_id: str, actor: str = "api") -> Booking:
+def booking_cancel(*, merchant: Merchant, booking_id: str, actor: str = "api", allow_refund: bool = True) -> Booking:
     """`pending`/`held`: the authorization is voided (a 3-D Secure wait is dropped).
-    `confirmed`: the whole capture is refunded out of escrow (the fee comes back with it)."""
-    booking = _cancel_begin(merchant=merchant, booking_id=booking_id)
+    `confirmed`: the whole capture is refunded out of escrow (the fee comes back with it), unless
+    `allow_refund` is false (staff without the refund permission): BookingRefundPermissionError,
+    decided under the booking's lock, so a confirmation landing meanwhile is never refunded by them."""
+    booking = _cancel_begin(merchant=merchant, booking_id=booking_id, allow_refund=allow_refund)
     try:
         if booking.status == BS.CONFIRMED:
             refund = _escrow_refund(merchant=merchant, booking=booking, amount=booking.amount_captured, actor=actor)
@@ -341,10 +350,12 @@ def booking_cancel(*, merchant: Merchant, booking_id: str, actor: str = "api") -
 
 
 @transaction.atomic(durable=True)
-def _cancel_begin(*, merchant: Merchant, booking_id: str) -> Booking:
+def _cancel_begin(*, merchant: Merchant, booking_id: str, allow_refund: bool = True) -> Booking:
     payment, booking = booking_lock(booking_id, merchant=merchant)
     if booking.status not in (BS.PENDING, BS.HELD, BS.CONFIRMED):
         raise BookingStateError(f"A booking in status {booking.status} cannot be canceled.")
+    if booking.status == BS.CONFIRMED and not allow_refund:
+        raise BookingRefundPermissionError()
     if booking.status == BS.PENDING and payment.status == PS.PROCESSING:
         raise BookingStateError("The authorization's outcome is not known yet: cancel once the booking is held.")
     if booking.status == BS.HELD and payment.captures.filter(status=OperationStatus.PENDING).exists():

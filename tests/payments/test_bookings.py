@@ -177,6 +177,33 @@ def test_admin_cancel_action_is_a_transition_and_needs_the_permission(client, me
     assert_ledger_sound()
 
 
+def test_a_confirmation_landing_before_an_operations_cancel_is_never_refunded_by_it(client, merchant, monkeypatch):
+    """The admin's cancel checked the refund permission against the booking row it had read, before
+    `booking_cancel` locked the booking: a merchant's confirmation landing in between made an
+    operations user's "void the hold" refund the escrow, without `refund_booking`. The check is now
+    made under the booking's lock. The confirmation is put in that window for the test."""
+    import payments.admin as booking_admin
+
+    held = booking_create(merchant=merchant, amount=700, currency="EUR", reference="admin-race",
+                          hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)  # fmt: skip
+    real_cancel = booking_admin.booking_cancel
+
+    def confirmed_meanwhile(**kwargs):
+        booking_confirm(merchant=merchant, booking_id=kwargs["booking_id"])  # the merchant's request
+        return real_cancel(**kwargs)
+
+    monkeypatch.setattr(booking_admin, "booking_cancel", confirmed_meanwhile)
+    ops = make_staff("olga", role="operations")
+    staff_grant_merchant(user=ops, merchant_id=merchant.id)
+    otp_force_login(client, ops)
+    page = client.post("/admin/payments/booking/", {"action": "cancel_bookings", "_selected_action": [held.id]},
+                       follow=True)  # fmt: skip
+    held.refresh_from_db()
+    assert (held.status, held.amount_refunded) == ("confirmed", 0)
+    assert "needs the refund permission" in page.content.decode()
+    assert_ledger_sound()
+
+
 def test_the_state_machine_doc_shows_the_booking_graph():
     out = io.StringIO()
     call_command("graph_transitions_mermaid", stdout=out)
