@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 
@@ -56,3 +57,49 @@ def race(n: int, call, *, timeout: float = 60) -> list:
     assert not errors, errors
     assert len(results) == n, f"{n - len(results)} threads did not finish"
     return results
+
+
+@contextlib.contextmanager
+def standin_psp(answer):
+    """A stand-in for a PSP (a PSP is outside the machine) on a loopback port, for the answers the
+    sandboxes never give. `answer(method, path, body)` returns `(status, body)`: a dict or list is
+    sent as JSON, bytes as they are; `body` is the request's JSON (or None). Yields `(url, seen)`,
+    `seen` listing the `(method, path)` of every request."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            seen.append((self.command, self.path))
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, body = answer(self.command, self.path, json.loads(raw) if raw else None)
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/csv" if isinstance(body, bytes) else "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _answer  # noqa: N815
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def psp_at(settings, name: str, url: str) -> None:
+    """Point connector `name` at `url` for this test: pytest-django's `settings` restores it, and
+    each change of the setting drops the built adapters (psp_adapters.registry)."""
+    conf = settings.PSP_CONNECTORS[name]
+    options = {**conf["OPTIONS"], "base_url": url}
+    settings.PSP_CONNECTORS = {**settings.PSP_CONNECTORS, name: {**conf, "OPTIONS": options}}

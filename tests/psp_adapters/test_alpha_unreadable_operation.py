@@ -16,16 +16,12 @@ alpha (a PSP is outside the machine) that answers 201 with a truncated body.
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from payments.models import PS, OperationStatus, Payment
 from payments.services import payment_create, recovery_run
-from psp_adapters.registry import adapters_reset
 from tests.conftest import client_for
+from tests.helpers import psp_at, standin_psp
 from tests.merchants.factories import MerchantFactory, make_api_key
 
 pytestmark = pytest.mark.django_db
@@ -35,36 +31,9 @@ CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, 
 
 @pytest.fixture
 def truncated_alpha():
-    """An HTTP server answering every POST 201 `{"status": "succeeded"}` (no ids, type or amount)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({"status": "succeeded"}).encode()
-            self.send_response(201)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def _alpha_at(settings, url: str) -> None:
-    conf = settings.PSP_CONNECTORS["alpha"]
-    settings.PSP_CONNECTORS = {
-        **settings.PSP_CONNECTORS,
-        "alpha": {**conf, "OPTIONS": {**conf["OPTIONS"], "base_url": url}},
-    }
-    adapters_reset()
+    """Answers every request 201 `{"status": "succeeded"}` (no ids, type or amount)."""
+    with standin_psp(lambda method, path, body: (201, {"status": "succeeded"})) as (url, _):
+        yield url
 
 
 def test_an_unreadable_capture_answer_leaves_the_capture_pending_and_recovery_settles_it(
@@ -79,7 +48,7 @@ def test_an_unreadable_capture_answer_leaves_the_capture_pending_and_recovery_se
     assert payment.status == PS.REQUIRES_CAPTURE
     sandbox_url = settings.PSP_CONNECTORS["alpha"]["OPTIONS"]["base_url"]
 
-    _alpha_at(settings, truncated_alpha)
+    psp_at(settings, "alpha", truncated_alpha)
     r = client.post(f"/v1/payments/{payment.id}/capture", {}, format="json")
     assert r.status_code == 200, r.content  # as after a timeout: the outcome is asked for later
     assert r.json()["status"] == "requires_capture"
@@ -87,7 +56,7 @@ def test_an_unreadable_capture_answer_leaves_the_capture_pending_and_recovery_se
     assert payment.inflight == ""  # the claim is released: the payment is not blocked
     assert payment.captures.get().status == OperationStatus.PENDING
 
-    _alpha_at(settings, sandbox_url)  # recovery asks the real alpha, which never got that capture
+    psp_at(settings, "alpha", sandbox_url)  # recovery asks the real alpha, which never got that capture
     recovery_run(force=True)
     assert payment.captures.get().status == OperationStatus.FAILED
     r = client.post(f"/v1/payments/{payment.id}/capture", {}, format="json")

@@ -10,14 +10,12 @@ outside the machine) answers with the character."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from payments.models import PS, Payment
-from psp_adapters.registry import adapters_reset
 from tests.conftest import client_for
+from tests.helpers import psp_at, standin_psp
 from tests.merchants.factories import MerchantFactory, make_api_key
 
 pytestmark = pytest.mark.django_db
@@ -27,39 +25,19 @@ CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, 
 
 @pytest.fixture
 def alpha_with_nul(settings, psp_settings):
-    """Alpha answering every authorization 201 declined, or 402 with an error, a NUL in its text."""
+    """Alpha answering each authorization with the next of `answers`: 201 (the request's reference,
+    amount and currency added) or an error status, a NUL in its texts."""
     answers = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            sent = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            status, body = answers.pop(0)
-            if status == 201:
-                body = {**body, "merchant_reference": sent["merchant_reference"], "amount": sent["amount"],
-                        "currency": sent["currency"]}  # fmt: skip
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+    def answer(method, path, sent):
+        status, body = answers.pop(0)
+        if status == 201:
+            body = {**body, **{k: sent[k] for k in ("merchant_reference", "amount", "currency")}}
+        return status, body
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    conf = settings.PSP_CONNECTORS["alpha"]
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.PSP_CONNECTORS = {
-        **settings.PSP_CONNECTORS,
-        "alpha": {**conf, "OPTIONS": {**conf["OPTIONS"], "base_url": url}},
-    }
-    adapters_reset()
-    yield answers
-    server.shutdown()
-    server.server_close()
-    adapters_reset()
+    with standin_psp(answer) as (url, _):
+        psp_at(settings, "alpha", url)
+        yield answers
 
 
 def test_a_decline_message_with_a_nul_is_a_declined_payment(alpha_with_nul):

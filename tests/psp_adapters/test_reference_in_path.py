@@ -9,47 +9,21 @@ machine) records the paths it is asked for."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import httpx
 import pytest
 
 from psp_adapters.alpha.client import AlphaClient
 from psp_adapters.beta.client import BetaClient
 from psp_adapters.http import PspHttp
+from tests.helpers import psp_at, standin_psp
 
 HOSTILE = "../disputes/dp_1?x=1#y"
 
 
 @pytest.fixture
 def psp():
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            seen.append(self.path)
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = _answer  # noqa: N815
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    http = httpx.Client(timeout=5)
-    yield PspHttp(connector="t", http=http, base_url=f"http://127.0.0.1:{server.server_address[1]}", headers={}), seen
-    http.close()
-    server.shutdown()
-    server.server_close()
+    with standin_psp(lambda method, path, body: (200, {})) as (url, seen), httpx.Client(timeout=5) as http:
+        yield PspHttp(connector="t", http=http, base_url=url, headers={}), seen
 
 
 ESCAPED = "%2E%2E%2Fdisputes%2Fdp_1%3Fx%3D1%23y"
@@ -61,7 +35,11 @@ def test_alpha_sends_a_reference_as_one_segment(psp):
     api.get_authorization(HOSTILE)
     api.operation(HOSTILE, "capture", {"merchant_reference": "op_1"})
     api.get_dispute(HOSTILE)
-    assert seen == [f"/v1/authorizations/{ESCAPED}", f"/v1/authorizations/{ESCAPED}/capture", f"/v1/disputes/{ESCAPED}"]
+    assert [path for _, path in seen] == [
+        f"/v1/authorizations/{ESCAPED}",
+        f"/v1/authorizations/{ESCAPED}/capture",
+        f"/v1/disputes/{ESCAPED}",
+    ]
 
 
 def test_beta_sends_a_reference_as_one_segment(psp):
@@ -70,7 +48,11 @@ def test_beta_sends_a_reference_as_one_segment(psp):
     api.get_payment(HOSTILE)
     api.modify(HOSTILE, "refunds", {"reference": "op_1"})
     api.get_dispute("..")
-    assert seen == [f"/api/payments/{ESCAPED}", f"/api/payments/{ESCAPED}/refunds", "/api/disputes/%2E%2E"]
+    assert [path for _, path in seen] == [
+        f"/api/payments/{ESCAPED}",
+        f"/api/payments/{ESCAPED}/refunds",
+        "/api/disputes/%2E%2E",
+    ]
 
 
 @pytest.mark.django_db
@@ -80,18 +62,12 @@ def test_a_lookup_answer_without_the_psps_id_is_an_unknown_outcome_not_a_key_err
     PspProtocolError every other unreadable answer is."""
     from psp_adapters.errors import PspProtocolError
     from psp_adapters.port import CaptureRequest, PspReference
-    from psp_adapters.registry import adapters_reset, get_adapter
+    from psp_adapters.registry import get_adapter
 
     http, seen = psp
     for name in ("alpha", "beta"):
-        conf = settings.PSP_CONNECTORS[name]
-        settings.PSP_CONNECTORS = {
-            **settings.PSP_CONNECTORS,
-            name: {**conf, "OPTIONS": {**conf["OPTIONS"], "base_url": http.base_url}},
-        }
-        adapters_reset()
+        psp_at(settings, name, http.base_url)
         request = CaptureRequest(payment=PspReference("att_1"), reference="cap_1", amount=100, currency="EUR")
         with pytest.raises(PspProtocolError):
             get_adapter(name).capture(request)
-    adapters_reset()
-    assert len(seen) == 2 and all("att_1" in path for path in seen)  # the lookups, and no capture sent
+    assert [method for method, path in seen if "att_1" in path] == ["GET", "GET"]  # the lookups; no capture sent
