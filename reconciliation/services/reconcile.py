@@ -738,6 +738,12 @@ FROM ({_outcome_sql(src, duplicate=duplicate, kinds=kinds)}) m"""
     params = [run.id, run.psp, run.id, *source_params, run.psp]
     id_column = id_value = ""
     with transaction.atomic(durable=True), connection.cursor() as cursor:
+        # one long transaction without any other heartbeat: it holds the run row (still this
+        # import's, else RunTakenOverError before anything is written) until its commit, and beats
+        # again just before it, so a start that finds the run stale waits and then sees it busy
+        # (it took a slow match for crashed and undid the run, whose lines the match then
+        # committed on a failed run for good; review 15e)
+        _beat(run)
         if connection.vendor == "postgresql":  # the duplicate window sorts the whole file: in memory
             cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
             seen = ""  # a staged file has its seen_before column
@@ -779,6 +785,7 @@ FROM ({_outcome_sql(src, duplicate=duplicate, kinds=kinds)}) m"""
         cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
         if source is not None:
             cursor.execute(f"DROP TABLE IF EXISTS {RAW}")
+        _beat(run)  # the row is locked since the first: no takeover came in between
     return tally if tally is not None else _tally(run)
 
 
@@ -946,6 +953,7 @@ WHERE {lines}.id = m.id AND {lines}.outcome = 'missing_in_payera'"""
 def _rematch(run: ReconciliationRun) -> None:
     """After the inquiries: the run's "missing in Payera" lines matched again (few rows)."""
     with transaction.atomic(durable=True), connection.cursor() as cursor:
+        _beat(run)  # still this import's run, held until the commit (as the match)
         cursor.execute(rematch_sql("run_id = %s"), [run.id, run.id, run.psp])
 
 
