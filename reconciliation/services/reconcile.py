@@ -360,6 +360,10 @@ def _run_start(
     reconcile_start_lock(psp)  # before the run row (the only order any start takes them in)
     run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
     now = timezone.now()
+    # first (it waits for the lock of a run that looks stale: an import inside its match holds it,
+    # and beats before its commit), then what runs: looked at after that wait (review 15e: looked
+    # at before it, another file of the period imported next to an import in a long match)
+    _crashed_undo(psp=psp, sha=sha, now=now)
     running = _running_other(psp=psp, sha=sha, period=period, now=now)
     if running is not None:
         raise SettlementRunBusyError(
@@ -375,7 +379,6 @@ def _run_start(
                 f"{run.id} is importing this file right now ({_busy_with(run)}): nothing more was done;"
                 " its run page shows its progress"
             )
-    _crashed_undo(psp=psp, sha=sha, now=now)
     if run is not None:
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
@@ -430,7 +433,10 @@ def _crashed_undo(*, psp: str, sha: str, now: dt.datetime) -> None:
         status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=now, attempt=F("attempt") + 1,
         summary={"error": f"no progress for {run_busy_for()}: the import crashed; undone by the next import"},
     )  # fmt: skip
-    logger.error("reconciliation of %s: runs %s had crashed (no progress for %s); undone", psp, crashed, run_busy_for())
+    transaction.on_commit(  # the start may still answer busy (then nothing was undone)
+        lambda: logger.error("reconciliation of %s: runs %s had crashed (no progress for %s); undone", psp, crashed,
+                             run_busy_for())  # fmt: skip
+    )
 
 
 def _running_other(

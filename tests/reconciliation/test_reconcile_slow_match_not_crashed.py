@@ -29,6 +29,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from ledger.verify import ledger_verify
+from reconciliation.errors import SettlementRunBusyError
 from reconciliation.models import ReconciliationRun, StatementLine
 from reconciliation.selectors import receivable_check
 from reconciliation.services import reconcile, reconcile_import
@@ -50,6 +51,12 @@ def _empty_next_day(raw: bytes) -> bytes:
     return lines[0] + b"\n" + trailer.replace(day, (today() + dt.timedelta(days=1)).isoformat().encode()) + b"\n"
 
 
+def _empty_same_day(raw: bytes) -> bytes:
+    """Another file of the same day with no rows (its header and trailer)."""
+    lines = raw.rstrip(b"\n").split(b"\n")
+    return lines[0] + b"\n" + lines[-1] + b"\n"
+
+
 def _lock_waiters() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -58,18 +65,14 @@ def _lock_waiters() -> int:
         return cursor.fetchone()[0]
 
 
-@pytest.mark.parametrize("parser", ["postgresql", "python"])
-def test_an_import_in_a_long_match_is_not_undone_by_the_next_start(a_day_of_payments, monkeypatch, settings, parser):
-    """The pull's import of the day is inside its match statement (held there: its lines
-    inserted, not committed) past the busy window since its last heartbeat; finance uploads the next day's
-    report (another file: the start looks for crashed runs of the PSP). The day's import is not
-    undone under its own feet: it finishes, 100 % matched and settled, and leaves no lines on a
-    failed run. `parser`: the clean file matched straight from its COPY, or staged (CRLF). The
-    busy window is 3 seconds here, the match held for longer (as 30 minutes and a longer match)."""
+def _upload_during_a_long_match(monkeypatch, settings, parser: str, other) -> dict[str, object]:
+    """The pull's import of the day is held inside its match statement (its lines inserted, not
+    committed) past the busy window since its last heartbeat (3 seconds here: as 30 minutes and a
+    longer match); then finance uploads `other(the day's report)`. Returns both outcomes (a result
+    or the exception). `parser`: the day matched straight from its COPY, or staged (CRLF)."""
     settings.RECONCILIATION_RUN_BUSY_MINUTES = 0.05
     lf = report("alpha")
     day = lf if parser == "postgresql" else lf.replace(b"\n", b"\r\n")
-    next_day = _empty_next_day(lf)
     main = threading.current_thread()
     in_match, release = threading.Event(), threading.Event()
     original = reconcile._tally_rows
@@ -104,7 +107,7 @@ def test_an_import_in_a_long_match_is_not_undone_by_the_next_start(a_day_of_paym
         while timezone.now() - beat <= reconcile.run_busy_for() + dt.timedelta(seconds=0.5):
             time.sleep(0.1)
         upload = threading.Thread(
-            target=run, args=("upload", next_day), kwargs={"file_name": "alpha-next.csv", "source": "upload"}
+            target=run, args=("upload", other(lf)), kwargs={"file_name": "alpha-other.csv", "source": "upload"}
         )
         upload.start()
         deadline = time.monotonic() + 30
@@ -117,6 +120,15 @@ def test_an_import_in_a_long_match_is_not_undone_by_the_next_start(a_day_of_paym
             upload.join(60)
     assert not pull.is_alive() and (upload is None or not upload.is_alive())
 
+    return outcome
+
+
+@pytest.mark.parametrize("parser", ["postgresql", "python"])
+def test_an_import_in_a_long_match_is_not_undone_by_the_next_start(a_day_of_payments, monkeypatch, settings, parser):
+    """Finance uploads the next day's report (another file: the start looks for crashed runs of
+    the PSP) while the day's import is inside a long match. The day's import is not undone under
+    its own feet: it finishes, 100 % matched and settled, and leaves no lines on a failed run."""
+    outcome = _upload_during_a_long_match(monkeypatch, settings, parser, _empty_next_day)
     # the bug: the match committed its lines after its run was undone as crashed (failed, for good)
     assert not StatementLine.objects.filter(run__status="failed").exists()
     pulled = outcome["pull"]
@@ -129,6 +141,30 @@ def test_an_import_in_a_long_match_is_not_undone_by_the_next_start(a_day_of_paym
         assert run_.status == "done", (run_.pk, run_.status, run_.summary)
     assert not StatementLine.objects.filter(run__status="failed").exists()
     assert StatementLine.objects.filter(run_id=pulled.run_id).count() == 4
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 0, check
+    assert ledger_verify().ok
+
+
+@pytest.mark.parametrize("parser", ["postgresql", "python"])
+def test_another_file_of_the_day_during_a_long_match_is_busy(a_day_of_payments, monkeypatch, settings, parser):
+    """Another file of the same day (here one with no rows: it shares none with the pull's file,
+    as a PSP's refunds file and its captures file) uploaded while the day's import is inside a
+    long match: it waits for the match's commit, and then the import is running, so the file is
+    `settlement_run_busy` (two files of one period import one after the other). It was imported
+    next to it: the start looked for a running import of the period before it waited for the
+    stale-looking run's lock, and did not look again."""
+    outcome = _upload_during_a_long_match(monkeypatch, settings, parser, _empty_same_day)
+    pulled = outcome["pull"]
+    assert not isinstance(pulled, BaseException), pulled
+    assert pulled.created and pulled.matched == pulled.rows == 4, pulled
+    uploaded = outcome["upload"]
+    assert isinstance(uploaded, SettlementRunBusyError), uploaded
+    assert "another file of this period" in uploaded.message, uploaded.message
+    assert ReconciliationRun.objects.filter(psp="alpha", status="done").count() == 1
+    # once the day's import has finished, the file imports
+    again = reconcile_import(psp="alpha", raw=_empty_same_day(report("alpha")), file_name="alpha-other.csv")
+    assert again.created and again.rows == 0
     [check] = receivable_check(psp="alpha")
     assert check["ok"] and check["ledger"] == 0, check
     assert ledger_verify().ok
