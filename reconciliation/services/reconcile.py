@@ -360,6 +360,10 @@ def _run_start(
     reconcile_start_lock(psp)  # before the run row (the only order any start takes them in)
     run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
     now = timezone.now()
+    # first (it waits for the lock of a run that looks stale: an import inside its match holds it,
+    # and beats before its commit), then what runs: looked at after that wait (review 15e: looked
+    # at before it, another file of the period imported next to an import in a long match)
+    _crashed_undo(psp=psp, sha=sha, now=now)
     running = _running_other(psp=psp, sha=sha, period=period, now=now)
     if running is not None:
         raise SettlementRunBusyError(
@@ -375,7 +379,6 @@ def _run_start(
                 f"{run.id} is importing this file right now ({_busy_with(run)}): nothing more was done;"
                 " its run page shows its progress"
             )
-    _crashed_undo(psp=psp, sha=sha, now=now)
     if run is not None:
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
@@ -430,7 +433,10 @@ def _crashed_undo(*, psp: str, sha: str, now: dt.datetime) -> None:
         status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=now, attempt=F("attempt") + 1,
         summary={"error": f"no progress for {run_busy_for()}: the import crashed; undone by the next import"},
     )  # fmt: skip
-    logger.error("reconciliation of %s: runs %s had crashed (no progress for %s); undone", psp, crashed, run_busy_for())
+    transaction.on_commit(  # the start may still answer busy (then nothing was undone)
+        lambda: logger.error("reconciliation of %s: runs %s had crashed (no progress for %s); undone", psp, crashed,
+                             run_busy_for())  # fmt: skip
+    )
 
 
 def _running_other(
@@ -738,6 +744,12 @@ FROM ({_outcome_sql(src, duplicate=duplicate, kinds=kinds)}) m"""
     params = [run.id, run.psp, run.id, *source_params, run.psp]
     id_column = id_value = ""
     with transaction.atomic(durable=True), connection.cursor() as cursor:
+        # one long transaction without any other heartbeat: it holds the run row (still this
+        # import's, else RunTakenOverError before anything is written) until its commit, and beats
+        # again just before it, so a start that finds the run stale waits and then sees it busy
+        # (it took a slow match for crashed and undid the run, whose lines the match then
+        # committed on a failed run for good; review 15e)
+        _beat(run)
         if connection.vendor == "postgresql":  # the duplicate window sorts the whole file: in memory
             cursor.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
             seen = ""  # a staged file has its seen_before column
@@ -779,6 +791,7 @@ FROM ({_outcome_sql(src, duplicate=duplicate, kinds=kinds)}) m"""
         cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
         if source is not None:
             cursor.execute(f"DROP TABLE IF EXISTS {RAW}")
+        _beat(run)  # the row is locked since the first: no takeover came in between
     return tally if tally is not None else _tally(run)
 
 
@@ -946,6 +959,7 @@ WHERE {lines}.id = m.id AND {lines}.outcome = 'missing_in_payera'"""
 def _rematch(run: ReconciliationRun) -> None:
     """After the inquiries: the run's "missing in Payera" lines matched again (few rows)."""
     with transaction.atomic(durable=True), connection.cursor() as cursor:
+        _beat(run)  # still this import's run, held until the commit (as the match)
         cursor.execute(rematch_sql("run_id = %s"), [run.id, run.id, run.psp])
 
 
