@@ -82,3 +82,17 @@ def test_a_merchants_own_minimum_applies_in_every_currency_until_it_goes_back_to
 def test_a_malformed_table_stops_the_start(settings, table):
     settings.RECONCILIATION_PAYOUT_MINIMUM = table
     assert [e.id for e in run_checks() if e.id == "reconciliation.E001"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("RECONCILIATION_RUN_BUSY_MINUTES", 0),
+                                             ("RECONCILIATION_RUN_BUSY_MINUTES", -5.0),
+                                             ("RECONCILIATION_PULL_BUSY_POLL_SECONDS", 0),
+                                             ("RECONCILIATION_PULL_BUSY_WAIT_SECONDS", -1),
+                                             ("RECONCILIATION_RUN_BUSY_MINUTES", "30")])  # fmt: skip
+def test_an_import_busy_window_of_zero_or_less_stops_the_start(settings, name, value):
+    """A busy window of 0 or less made every running import look crashed: each start took over and
+    undid the one before (review 15e's note). The process now refuses to start with it."""
+    assert not [e for e in run_checks() if e.id == "reconciliation.E002"]  # the defaults
+    setattr(settings, name, value)
+    [error] = [e for e in run_checks() if e.id == "reconciliation.E002"]
+    assert name in error.msg
