@@ -60,6 +60,13 @@ class BaseAdapter:
     def _ref(self, ref: PspReference) -> PspReference:
         return ref
 
+    def _looked_up_id(self, found: Any, ref: PspReference) -> str:
+        """The PSP's id of the authorization found by our reference (`_psp_id` of each adapter):
+        an answer without one is unreadable, an unknown outcome, never a KeyError's 500."""
+        if not isinstance(found, str) or not found:
+            raise PspProtocolError(f"no id in the lookup of {ref.reference}", connector=self.name)
+        return found
+
     def _dispute(self, data: Mapping[str, Any]) -> DisputeResult:
         """A dispute in this PSP's wire format (the answer of `self.api.get_dispute`, each adapter's client)."""
         raise NotImplementedError

@@ -172,8 +172,6 @@ def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
     return row
 
 
-
-
 # --- apply ------------------------------------------------------------------------------
 class _Park(Exception):
     pass

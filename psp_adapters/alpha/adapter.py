@@ -149,10 +149,7 @@ class AlphaAdapter(BaseAdapter):
     def _psp_id(self, ref: PspReference) -> str:
         if ref.psp_reference:
             return ref.psp_reference
-        found = self.api.find_authorization(ref.reference).get("id")
-        if not isinstance(found, str) or not found:  # an unreadable answer: unknown, never a KeyError's 500
-            raise PspProtocolError(f"no id in the lookup of {ref.reference}", connector=self.name)
-        return found
+        return self._looked_up_id(self.api.find_authorization(ref.reference).get("id"), ref)
 
     # --- the port ---------------------------------------------------------------------
     def authorize(self, req: AuthorizeRequest) -> AuthorizeResult:

@@ -318,8 +318,6 @@ def _run_fail(run: ReconciliationRun, exc: BaseException) -> None:
     scratch. Best effort: should the database refuse even this, the run stops progressing and is
     taken over once it has not progressed for RECONCILIATION_RUN_BUSY_MINUTES. A run another import
     took over meanwhile (its attempt counted up) is that import's: left alone."""
-    from reconciliation.models import Discrepancy
-
     logger.error("reconciliation %s of %s failed: %s", run.id, run.psp, _first_line(exc), exc_info=exc)
     try:
         with transaction.atomic(durable=True):
@@ -330,14 +328,21 @@ def _run_fail(run: ReconciliationRun, exc: BaseException) -> None:
             )
             if next(iter(state), ReconRunStatus.DONE) == ReconRunStatus.DONE:
                 return  # finished (its journals posted), taken over or gone: nothing to undo
-            Discrepancy.objects.filter(run_id=run.pk).delete()
-            StatementLine.objects.filter(run_id=run.pk).delete()
-            ReconciliationRun.objects.filter(pk=run.pk).update(
-                status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=timezone.now(),
-                summary={"error": f"{type(exc).__name__}: {_first_line(exc)}"},
-            )  # fmt: skip
+            _undo([run.pk], error=f"{type(exc).__name__}: {_first_line(exc)}", finished_at=timezone.now())
     except Exception:  # noqa: BLE001  (the original error is what the caller must see)
         logger.exception("reconciliation %s: the failed run could not be marked failed", run.id)
+
+
+def _undo(run_ids: list[str], *, error: str, finished_at: dt.datetime, **fields) -> None:
+    """Unfinished runs undone (in the caller's transaction): their lines and discrepancies removed
+    (no settlement journal names them) and the runs marked failed with `error` (and `fields`)."""
+    from reconciliation.models import Discrepancy
+
+    Discrepancy.objects.filter(run_id__in=run_ids).delete()
+    StatementLine.objects.filter(run_id__in=run_ids).delete()
+    ReconciliationRun.objects.filter(pk__in=run_ids).update(
+        status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=finished_at, summary={"error": error}, **fields
+    )
 
 
 @transaction.atomic(durable=True)
@@ -379,7 +384,6 @@ def _run_start(
                 f"{run.id} is importing this file right now ({_busy_with(run)}): nothing more was done;"
                 " its run page shows its progress"
             )
-    if run is not None:
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
         run.created_at, run.progress_at, run.finished_at, run.summary = now, now, None, {}
@@ -416,8 +420,6 @@ def _crashed_undo(*, psp: str, sha: str, now: dt.datetime) -> None:
     counts them), status failed, attempt counted up (their import, should it wake up, stops). So
     their row keys are free for this file (the unique row key index) and their lines are never
     read as this file's rows "sent again" (a failed import whose undo failed too)."""
-    from reconciliation.models import Discrepancy
-
     crashed = list(
         ReconciliationRun.objects.select_for_update()
         .filter(psp=psp, progress_at__lte=now - run_busy_for())
@@ -427,12 +429,8 @@ def _crashed_undo(*, psp: str, sha: str, now: dt.datetime) -> None:
     )
     if not crashed:
         return
-    Discrepancy.objects.filter(run_id__in=crashed).delete()
-    StatementLine.objects.filter(run_id__in=crashed).delete()
-    ReconciliationRun.objects.filter(pk__in=crashed).update(
-        status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=now, attempt=F("attempt") + 1,
-        summary={"error": f"no progress for {run_busy_for()}: the import crashed; undone by the next import"},
-    )  # fmt: skip
+    _undo(crashed, error=f"no progress for {run_busy_for()}: the import crashed; undone by the next import",
+          finished_at=now, attempt=F("attempt") + 1)  # fmt: skip
     transaction.on_commit(  # the start may still answer busy (then nothing was undone)
         lambda: logger.error("reconciliation of %s: runs %s had crashed (no progress for %s); undone", psp, crashed,
                              run_busy_for())  # fmt: skip

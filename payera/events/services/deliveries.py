@@ -33,6 +33,7 @@ from django.db import transaction
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError
 from payera.core.masking import mask_text
+from payera.core.nul import without_nul
 from payera.events import clock, dispatch, signing, ssrf
 from payera.events.backoff import RetryPolicy, next_attempt
 from payera.events.errors import DeliveryNotReplayableError, WebhookDeliveryNotFoundError
@@ -176,7 +177,7 @@ def _read_limited(response: httpx.Response, limit: int) -> str:
         if size >= limit:
             break
     # PostgreSQL text cannot hold NUL: one in the answer would fail the record step after a send
-    return b"".join(chunks)[:limit].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    return without_nul(b"".join(chunks)[:limit].decode("utf-8", errors="replace"))
 
 
 class _Deadline:
