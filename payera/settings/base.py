@@ -138,6 +138,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),
         "data_folder_processed": str(_queue_dir / "processed"),
+        # kombu keeps its exchange table here; its default is ./control, relative to the cwd
+        "control_folder": str(_queue_dir / "control"),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
