@@ -34,6 +34,11 @@ class JournalNotFoundError(LedgerError):
     default_message = "No such journal."
 
 
+class BalanceTransactionCursorError(LedgerError):
+    code = "balance_transaction_not_found"
+    default_message = "No such balance transaction."
+
+
 class PostingRejectedError(LedgerError):
     """A journal was not posted; `status` says why (a TigerBeetle-style result code)."""
 

@@ -7,11 +7,11 @@ from collections import defaultdict
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from ledger.errors import AccountNotFoundError, JournalNotFoundError
+from ledger.errors import AccountNotFoundError, BalanceTransactionCursorError, JournalNotFoundError
 from ledger.models import Account, Entry, Journal
 from ledger.types import (
     MERCHANT_AVAILABLE,
@@ -142,9 +142,10 @@ def balance_get(*, owner: str) -> Balance:
 
 
 def balance_transaction_list(*, owner: str, currency: str | None = None) -> QuerySet[Entry]:
-    """An owner's entries, newest first (by id: stable for `starting_after` cursors), each with
+    """An owner's entries, newest first by booking (`created_at`, then id), each with
     `created_at` (its journal's), `reference`, `kind`, `memo`, `account_code`; journal and
-    account are select_related."""
+    account are select_related. Every committed entry: a list to walk with a cursor is
+    `balance_transaction_page` (only what can no longer be booked below it)."""
     qs = Entry.objects.filter(account__owner=owner, is_pending=False)
     if currency:
         qs = qs.filter(currency=currency)
@@ -157,8 +158,37 @@ def balance_transaction_list(*, owner: str, currency: str | None = None) -> Quer
             memo=F("journal__memo"),
             account_code=F("account__code"),
         )
-        .order_by("-id")
+        .order_by("-created_at", "-id")
     )
+
+
+def balance_transaction_page(
+    *, owner: str, limit: int, starting_after: int | None = None, currency: str | None = None
+) -> tuple[list[Entry], bool]:
+    """One page of `balance_transaction_list` for a cursor walk (`GET /v1/balance_transactions`):
+    (entries, has_more), newest first by (`created_at`, id), below the entry `starting_after`.
+
+    Only entries booked before `booked_final_before()` are listed: an entry is booked (its id and
+    its journal's `created_at`) inside the posting and committed with the poster's transaction,
+    possibly later, so a list of everything committed could gain an entry *below* ones already
+    listed, which a reader walking down to the newest entry it knows would never see (session 16,
+    h16f). Nothing can be booked before that instant any more, so a later entry always shows above
+    the ones listed. A cursor is an entry a first page listed, so booked before such an instant:
+    everything below it is final, and the next pages go down from it by the cursor alone (the
+    instant can move back, when an older transaction takes its first lock, but what was final
+    stays final). Raises `BalanceTransactionCursorError` for a cursor that is not one of the
+    owner's entries."""
+    qs = balance_transaction_list(owner=owner, currency=currency)
+    if starting_after is None:
+        qs = qs.filter(created_at__lt=booked_final_before())
+    else:
+        anchor = qs.filter(id=starting_after).values_list("created_at", "id").first()
+        if anchor is None:
+            raise BalanceTransactionCursorError(f"no entry {starting_after} of {owner}")
+        at, anchor_id = anchor
+        qs = qs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=anchor_id))
+    rows = list(qs[: limit + 1])
+    return rows[:limit], len(rows) > limit
 
 
 def account_entry_list(
@@ -234,6 +264,7 @@ __all__ = [
     "account_list",
     "balance_get",
     "balance_transaction_list",
+    "balance_transaction_page",
     "journal_get",
     "journal_list",
     "journal_list_for_references",

@@ -9,7 +9,8 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from ledger.selectors import balance_get, balance_transaction_list
+from ledger.errors import BalanceTransactionCursorError
+from ledger.selectors import balance_get, balance_transaction_list, balance_transaction_page
 from payera.audit.middleware import client_ip
 from payera.core.db import created_timestamp
 from payera.core.errors import InvalidRequestError
@@ -329,15 +330,17 @@ class BalanceTransactionListApi(MerchantApiView):
                    summary="Movements of the merchant's balance, newest first")
     def get(self, request):
         limit = parse_limit(request.query_params.get("limit"))
-        qs = balance_transaction_list(owner=request.merchant.id)
         cursor = request.query_params.get("starting_after")
-        if cursor:
-            key = opaque_id_key("txn", cursor)
-            if key is None or not qs.filter(id=key).exists():
-                raise InvalidRequestError(f"No such object for starting_after: '{cursor}'.", param="starting_after")
-            qs = qs.filter(id__lt=key)
-        rows = list(qs[: limit + 1])
-        return Response({"object": "list", "data": [_txn(e) for e in rows[:limit]], "has_more": len(rows) > limit})
+        key = opaque_id_key("txn", cursor) if cursor else None
+        try:
+            if cursor and key is None:
+                raise BalanceTransactionCursorError()
+            # booked order, only what nothing can be booked below any more (docs/api.md "Balance")
+            rows, has_more = balance_transaction_page(owner=request.merchant.id, limit=limit, starting_after=key)
+        except BalanceTransactionCursorError:
+            message = f"No such object for starting_after: '{cursor}'."
+            raise InvalidRequestError(message, param="starting_after") from None
+        return Response({"object": "list", "data": [_txn(e) for e in rows], "has_more": has_more})
 
 
 class BalanceTransactionDetailApi(MerchantApiView):
