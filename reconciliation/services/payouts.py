@@ -286,8 +286,16 @@ def payout_mark_paid(*, payout_id: str, now: datetime | None = None) -> Payout:
 @transaction.atomic(durable=True)
 def payout_mark_failed(*, payout_id: str, reason: str = "", now: datetime | None = None) -> Payout:
     """The bank refused or returned it: in transit -> available again, `payout.failed`. Its
-    settlement runs are released, so the next payout (and its statement) carries them."""
+    settlement runs are released, so the next payout (and its statement) carries them.
+
+    The merchant's payout lock is taken first (settings row, then payout: the order of
+    `payout_create`): a payout being created meanwhile has read available without this money, so it
+    must not claim these runs either; it finishes first and the runs go with the payout after it."""
     now = now or timezone.now()
+    merchant_id = Payout.objects.filter(pk=payout_id).values_list("merchant_id", flat=True).first()
+    if merchant_id is None:
+        raise PayoutNotFoundError()
+    merchant_payout_lock(merchant_id)
     payout = _locked(payout_id)
     if payout.status == PayoutStatus.FAILED:
         return payout
