@@ -8,6 +8,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable
+from datetime import date
 
 from payera.core.money import minor_to_decimal_string
 from reconciliation.models import Payout
@@ -48,16 +49,18 @@ def payout_file_csv(payouts: Iterable[Payout]) -> str:
     return out.getvalue()
 
 
-def payout_bank_file_csv(payouts: Iterable[Payout], accounts: dict[str, dict]) -> str:
-    """The bank's file: `accounts` maps each payout's merchant id to its revealed bank account
-    ({"account", "holder"}). The payout id is the transfer's reference (end-to-end id)."""
+def payout_bank_file_csv(payouts: Iterable[Payout], accounts: dict[str, dict], *, on: date) -> str:
+    """The bank's file made on day `on` (UTC): `accounts` maps each payout's merchant id to its
+    revealed bank account ({"account", "holder"}). The payout id is the transfer's reference
+    (end-to-end id). The execution date is the payout date, or `on` for a payout made earlier (never
+    a date already past: banks refuse those)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(BANK_FILE_HEADER)
     for p in payouts:
         account = accounts[p.merchant_id]
         writer.writerow((p.id, csv_safe(account["holder"]), account["account"], p.currency,
-                         minor_to_decimal_string(p.amount, p.currency), p.amount, p.payout_date.isoformat(),
+                         minor_to_decimal_string(p.amount, p.currency), p.amount, max(p.payout_date, on).isoformat(),
                          f"Payera payout {p.id}", p.merchant_id))
     return out.getvalue()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -128,7 +128,7 @@ def payout_bank_file_export(*, user, payout_ids: Sequence[str], reason: str, now
                 f"(for {p.bank_account_masked}): fail the payout and pay it again.",
                 param="bank_account",
             )
-    content = payout_bank_file_csv(payouts, accounts)
+    content = payout_bank_file_csv(payouts, accounts, on=now.astimezone(UTC).date())
     bank_file = BankFile(content, f"bank-file-{now:%Y%m%d%H%M%S}.csv", tuple(p.id for p in payouts), held)
     _record(user=user, payouts=payouts, held=held, reason=reason, filename=bank_file.filename, now=now)
     return bank_file
