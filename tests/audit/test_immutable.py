@@ -138,3 +138,26 @@ def test_a_record_links_to_its_object_whatever_the_objects_id(client, staff_admi
     page = client.get(f"/admin/audit/auditlogentry/{quote(entry.pk)}/change/").content.decode()
     [link] = re.findall(r'href="(/admin/merchants/merchant/[^"]+)"', page)
     assert client.get(link).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_auditlogs_own_flush_command_can_not_empty_the_trail(records):
+    """django-auditlog ships `manage.py auditlogflush`: without --truncate the queryset refuses
+    (AppendOnlyQuerySet); with it, a TRUNCATE TABLE that until migration 0005 emptied the trail
+    for any role holding the privilege (a table owner running commands, say)."""
+    import uuid
+
+    from django.core.management import call_command
+
+    role = "audit_owner_" + uuid.uuid4().hex[:8]
+    with pytest.raises(AuditRecordImmutableError):
+        call_command("auditlogflush", "--yes", verbosity=0)
+    with transaction.atomic(), connection.cursor() as cursor:  # rolled back: the role too
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+        cursor.execute(f"GRANT ALL ON audit_auditlogentry TO {role}")
+        cursor.execute(f"SET LOCAL ROLE {role}")
+        with pytest.raises(DatabaseError, match="append-only: TRUNCATE"), transaction.atomic():
+            call_command("auditlogflush", "--yes", "--truncate", verbosity=0)
+        cursor.execute("RESET ROLE")
+        transaction.set_rollback(True)
+    assert AuditLogEntry.objects.exists()
