@@ -5,40 +5,17 @@ every table with DELETE) from any other DELETE. Every Django SQLite connection g
 function `ledger_flush_allowed()`, true only while `DatabaseOperations.execute_sql_flush` runs
 in this thread; the DELETE triggers call it. A connection opened outside Django lacks the
 function, so its DELETE fails too (fails closed). PostgreSQL's equivalent is "TRUNCATE only by
-a superuser".
+a superuser". The flag is the platform's (payera/core/sqlite_flush.py, `payera_flush_allowed()`
+for the platform's append-only tables); the ledger's triggers name it under their own name.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-
-_state = threading.local()
-
-
-def flush_allowed() -> int:
-    return 1 if getattr(_state, "flushing", False) else 0
+from payera.core.sqlite_flush import flush_allowed, patch_flush
 
 
 def register_sqlite_function(sender, connection, **kwargs) -> None:
     """connection_created receiver: SQLite connections get the function (and flush is wrapped)."""
     if connection.vendor == "sqlite":
-        _patch_flush(type(connection.ops))
+        patch_flush(type(connection.ops))
         connection.connection.create_function("ledger_flush_allowed", 0, flush_allowed, deterministic=False)
-
-
-def _patch_flush(operations_class) -> None:
-    original = operations_class.execute_sql_flush
-    if getattr(original, "_ledger_wrapped", False):
-        return
-
-    @functools.wraps(original)
-    def execute_sql_flush(self, sql_list):
-        _state.flushing = True
-        try:
-            return original(self, sql_list)
-        finally:
-            _state.flushing = False
-
-    execute_sql_flush._ledger_wrapped = True  # type: ignore[attr-defined]
-    operations_class.execute_sql_flush = execute_sql_flush

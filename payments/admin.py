@@ -18,16 +18,15 @@ import re
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.http import Http404
 from django.urls import path, reverse
 
-from payera.backoffice.actions import ReasonForm, reason_page
+from payera.backoffice.actions import ReasonForm, reason_action, reason_page
 from payera.backoffice.models import StaffActionOutcome
-from payera.core.errors import PayeraError
 from payera.core.money import currency_exponent
 from payera.events.models import WebhookDelivery
 from payera.events.services import delivery_replay
@@ -61,7 +60,6 @@ from payments.models import (
     SubscriptionCharge,
 )
 from payments.services.bookings import booking_cancel, booking_expire
-from psp_adapters.errors import PspError
 
 REPLAY_PERMISSION = "events.replay_delivery"
 AUDIT_PERMISSION = "audit.view_auditlogentry"
@@ -533,33 +531,31 @@ class SubscriptionAdmin(ReadOnlyAdmin):
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm("payments.cancel_subscription")
 
-    @admin.action(description="Cancel selected subscriptions (no further charge)", permissions=["cancel"])
+    @admin.action(description="Cancel selected subscriptions (no further charge; asks why)", permissions=["cancel"])
     def cancel_subscriptions(self, request, queryset):
         from payments.services import subscription_cancel
 
-        done = 0
-        for sub in queryset.select_related("merchant"):
-            try:
-                subscription_cancel(merchant=sub.merchant, subscription_id=sub.id, actor=f"staff:{request.user.pk}")
-                done += 1
-            except PayeraError as exc:
-                self.message_user(request, f"{sub.id}: {exc.message}", messages.ERROR)
-        self.message_user(request, f"Canceled {done} subscription(s).", messages.SUCCESS)
+        def perform(sub, data):
+            done = subscription_cancel(merchant=sub.merchant, subscription_id=sub.id, actor=f"staff:{request.user.pk}")
+            return StaffActionOutcome.DONE, f"subscription {done.status}"
+
+        return reason_action(self, request, queryset.select_related("merchant"), action="payments.subscription_cancel",
+                             title="Cancel subscriptions (no further charge)", button="Cancel subscriptions",
+                             perform=perform)
 
 
 # --- Bookings (escrow) -------------------------------------------------------------------
-def _booking_run(modeladmin, request, queryset, action, verb: str) -> None:
-    done = 0
-    for booking in queryset:
-        try:
-            if action(booking) is not False:
-                done += 1
-            else:
-                modeladmin.message_user(request, f"{booking}: not due (or busy): unchanged.", level=messages.WARNING)
-        except (PayeraError, PspError) as exc:
-            modeladmin.message_user(request, f"{booking}: {getattr(exc, 'message', exc)}", level=messages.WARNING)
-    if done:
-        modeladmin.message_user(request, f"{done} booking(s) {verb}.", level=messages.SUCCESS)
+def _booking_perform(action, verb: str):
+    """An action's `perform` for a booking (payera.backoffice.actions): a booking not due (or
+    busy) is recorded `refused`, unchanged; the service's refusals and PSP errors (`PayeraError`s)
+    are recorded `refused` by the action itself."""
+
+    def perform(booking, data):
+        if action(booking) is False:
+            return StaffActionOutcome.REFUSED, "not due (or busy): unchanged"
+        return StaffActionOutcome.DONE, verb
+
+    return perform
 
 
 @admin.register(Booking)
@@ -577,7 +573,8 @@ class BookingAdmin(ReadOnlyAdmin):
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm("payments.cancel_booking")
 
-    @admin.action(description="Cancel selected bookings (void the hold, or refund the escrow)", permissions=["cancel"])
+    @admin.action(description="Cancel selected bookings (void the hold, or refund the escrow; asks why)",
+                  permissions=["cancel"])
     def cancel_bookings(self, request, queryset):
         actor = f"staff:{request.user.pk}"
         may_refund = request.user.has_perm("payments.refund_booking")
@@ -586,8 +583,13 @@ class BookingAdmin(ReadOnlyAdmin):
             return booking_cancel(merchant=booking.merchant, booking_id=booking.pk, actor=actor,
                                   allow_refund=may_refund)
 
-        _booking_run(self, request, queryset.select_related("merchant"), cancel, "canceled")
+        return reason_action(self, request, queryset.select_related("merchant"), action="payments.booking_cancel",
+                             title="Cancel bookings (void the hold, or refund the escrow)", button="Cancel bookings",
+                             perform=_booking_perform(cancel, "canceled"))
 
-    @admin.action(description="Expire selected bookings now if their hold has passed", permissions=["cancel"])
+    @admin.action(description="Expire selected bookings now if their hold has passed (asks why)",
+                  permissions=["cancel"])
     def expire_bookings(self, request, queryset):
-        _booking_run(self, request, queryset, lambda b: booking_expire(booking_id=b.pk), "expired")
+        return reason_action(self, request, queryset, action="payments.booking_expire",
+                             title="Expire bookings whose hold has passed", button="Expire bookings",
+                             perform=_booking_perform(lambda b: booking_expire(booking_id=b.pk), "expired"))

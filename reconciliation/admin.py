@@ -16,7 +16,8 @@ from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from payera.backoffice.actions import ReasonForm
+from payera.backoffice.actions import ReasonForm, reason_action
+from payera.backoffice.models import StaffActionOutcome
 from payera.core.errors import PayeraError
 from payera.staff.access import staff_can_access_merchant
 from payera.staff.admin import MerchantScopedAdminMixin
@@ -151,31 +152,35 @@ class PayoutAdmin(ReadOnlyAdmin):
     def has_export_bank_file_permission(self, request) -> bool:
         return self._perm(request, "export_bank_file_payout")
 
-    def _apply(self, request, queryset, service, verb: str) -> None:
-        done = 0
-        for payout in queryset:  # the merchant-scoped queryset: other merchants' ids are dropped
-            self.merchant_access_check(request, payout)
-            try:
-                service(payout.pk)
-                done += 1
-            except PayeraError as exc:
-                self.message_user(request, f"{payout.pk}: {exc.message}", level=messages.WARNING)
-        if done:
-            self.message_user(request, f"{done} payout(s) {verb}.", level=messages.SUCCESS)
+    def _mark(self, request, queryset, *, action: str, title: str, button: str, service):
+        """A reason first (the back office's action page), then the service on each selected payout
+        of the user's merchants; each run is a `StaffAction` (who, why, outcome): paid and failed
+        post ledger journals, in transit sends money to the bank."""
 
-    @admin.action(description="Mark in transit (sent to the bank)", permissions=["mark_paid"])
+        def perform(payout, data):
+            self.merchant_access_check(request, payout)  # the queryset is scoped already: belt and braces
+            done = service(payout.pk)
+            return StaffActionOutcome.DONE, f"payout {done.status}"
+
+        return reason_action(self, request, queryset, action=f"reconciliation.payout_{action}", title=title,
+                             button=button, perform=perform)
+
+    @admin.action(description="Mark in transit (sent to the bank; asks why)", permissions=["mark_paid"])
     def mark_in_transit(self, request, queryset):
-        self._apply(request, queryset, lambda pk: payout_mark_in_transit(payout_id=pk), "in transit")
+        return self._mark(request, queryset, action="mark_in_transit", title="Mark payouts in transit",
+                          button="Mark in transit", service=lambda pk: payout_mark_in_transit(payout_id=pk))
 
-    @admin.action(description="Mark paid (the bank confirmed)", permissions=["mark_paid"])
+    @admin.action(description="Mark paid (the bank confirmed; asks why)", permissions=["mark_paid"])
     def mark_paid(self, request, queryset):
-        self._apply(request, queryset, lambda pk: payout_mark_paid(payout_id=pk), "marked paid")
+        return self._mark(request, queryset, action="mark_paid", title="Mark payouts paid", button="Mark paid",
+                          service=lambda pk: payout_mark_paid(payout_id=pk))
 
-    @admin.action(description="Mark failed (returns the money to available)", permissions=["mark_failed"])
+    @admin.action(description="Mark failed (returns the money to available; asks why)", permissions=["mark_failed"])
     def mark_failed(self, request, queryset):
-        # `failure_reason` is the merchant's (API, payout.failed): no staff name in it; who marked it
-        # failed is in the audit trail (Payout is audited with the staff actor)
-        self._apply(request, queryset, lambda pk: payout_mark_failed(payout_id=pk), "marked failed")
+        # `failure_reason` is the merchant's (API, payout.failed): neither the staff member's name nor
+        # the reason typed here goes in it; both are in the staff action (and the audit trail)
+        return self._mark(request, queryset, action="mark_failed", title="Mark payouts failed", button="Mark failed",
+                          service=lambda pk: payout_mark_failed(payout_id=pk))
 
     @admin.action(description="Export the bank file (clear accounts; asks why, audited)",
                   permissions=["export_bank_file"])

@@ -6,6 +6,9 @@ class AuditConfig(AppConfig):
     label = "audit"
     default_auto_field = "django.db.models.BigAutoField"
     verbose_name = "Audit trail"
+    # The runtime database role reads and appends audit records, nothing more (payera/core/db_roles.py);
+    # triggers refuse UPDATE, DELETE and TRUNCATE for everyone anyway (migrations 0002, 0005).
+    db_runtime_grants = {"audit_auditlogentry": ("SELECT", "INSERT"), "audit_securityevent": ("SELECT", "INSERT")}
 
     def ready(self) -> None:
         from auditlog.signals import pre_log

@@ -8,6 +8,9 @@ class BackofficeConfig(AppConfig):
     default = True
     default_auto_field = "django.db.models.BigAutoField"
     verbose_name = "Back office"
+    # The runtime database role reads and appends staff actions, nothing more (payera/core/db_roles.py);
+    # triggers refuse UPDATE, DELETE and TRUNCATE for everyone anyway (migration 0002).
+    db_runtime_grants = {"backoffice_staffaction": ("SELECT", "INSERT")}
 
     def ready(self) -> None:
         from axes.models import AccessAttempt

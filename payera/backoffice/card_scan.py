@@ -16,7 +16,7 @@ length plus Luhn) in Python, and count when the number stands alone, not glued t
 `mask_pans`; JSON stays valid: masked in its parsed structure, `mask_card_numbers`), in one
 transaction, each row re-read under its lock, and writes one audit record per row changed (the
 column and the masked sample; never the number). It never touches append-only tables
-(`IMMUTABLE_TABLES`: the ledger's journals and entries, the audit trail), tables without a model,
+(`IMMUTABLE_TABLES`: the ledger's journals and entries, the audit trail, the staff actions), tables without a model,
 or columns that look like hashes or ciphertexts (`OPAQUE_COLUMN_RE`): those are reported, for a
 person to deal with (docs/runbooks/card-number-found.md).
 """
@@ -41,9 +41,11 @@ from payera.core.masking import (
 )
 
 # Tables whose rows are never updated: database triggers refuse it (the ledger: corrections are
-# reversing journals; the audit trail: records are append-only). Named, not imported: the
-# platform knows no domain app.
-IMMUTABLE_TABLES = frozenset({"ledger_journal", "ledger_entry", "audit_auditlogentry", "audit_securityevent"})
+# reversing journals; the audit trail and the staff actions' log: records are append-only). Named,
+# not imported: the platform knows no domain app.
+IMMUTABLE_TABLES = frozenset(
+    {"ledger_journal", "ledger_entry", "audit_auditlogentry", "audit_securityevent", "backoffice_staffaction"}
+)
 # Columns whose values are hashes, ciphertexts or signed blobs: a run of digits in them is chance,
 # and rewriting one would break what it protects. Reported, never masked.
 OPAQUE_COLUMN_RE = re.compile(

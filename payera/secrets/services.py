@@ -1,7 +1,10 @@
 """Public functions of the secrets app; other apps import only these.
 
 Every function may raise `SecretsUnavailableError` (a 503 `api_error` through the API's
-exception handler): callers fail closed and never store the clear value instead.
+exception handler): callers fail closed and never store the clear value instead. A request the
+backend refuses as wrong raises `SecretsRequestError` (500; `SecretValueInvalidError` for a KV
+value that is not JSON). All are `PayeraError`s with a message safe to show staff or print: the
+operation and the KV path, never the value or the backend's own text.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from payera.secrets.backends.base import (  # noqa: F401 - re-exported for calle
     KeyNotFoundError,
     SecretNotFoundError,
     SecretsBackend,
+    SecretsRequestError,
     SecretsUnavailableError,
+    SecretValueInvalidError,
 )
 
 BACKENDS = {

@@ -39,15 +39,45 @@ def test_models_and_querysets_refuse_change_and_delete(records, index):
         model.objects.bulk_update([record], ["remote_addr"])
 
 
+@pytest.mark.scenario  # also on the embedded SQLite default (scripts/run_embedded_scenarios.py)
 @pytest.mark.parametrize("table", ["audit_auditlogentry", "audit_securityevent"])
 @pytest.mark.parametrize("statement", ["UPDATE {t} SET remote_addr = '10.0.0.1'", "DELETE FROM {t}"])
 def test_database_refuses_update_and_delete(records, table, statement):
-    assert connection.vendor == "postgresql"
+    """On PostgreSQL since migration 0002; on SQLite (where `DELETE FROM t` is also the TRUNCATE)
+    only since 0005: before, a raw UPDATE or DELETE rewrote or emptied the embedded audit trail."""
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(statement.format(t=table))
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed table names
         assert cursor.fetchone()[0] >= 1
+
+
+@pytest.mark.django_db(transaction=True)  # committed rows: no pending trigger events to refuse it first
+@pytest.mark.parametrize("table", ["audit_auditlogentry", "audit_securityevent"])
+def test_database_refuses_truncate_to_any_role_but_a_superuser(records, table):
+    """Row triggers do not see TRUNCATE: until migration 0005 a role with the privilege emptied the
+    audit trail in one statement. (A superuser may: the test runner's flush.)"""
+    import uuid
+
+    role = "audit_app_" + uuid.uuid4().hex[:8]
+    with transaction.atomic(), connection.cursor() as cursor:  # rolled back: the role too
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+        cursor.execute(f"GRANT ALL ON {table} TO {role}")
+        cursor.execute(f"SET LOCAL ROLE {role}")
+        with pytest.raises(DatabaseError, match="append-only: TRUNCATE"), transaction.atomic():
+            cursor.execute(f"TRUNCATE {table}")
+        cursor.execute("RESET ROLE")
+        transaction.set_rollback(True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed table names
+        assert cursor.fetchone()[0] >= 1
+
+
+def test_the_runtime_role_may_only_read_and_insert_audit_records():
+    from payera.core.db_roles import runtime_grants
+
+    grants = runtime_grants()
+    assert grants["audit_auditlogentry"] == grants["audit_securityevent"] == ("SELECT", "INSERT")
 
 
 def test_deleting_an_actor_does_not_rewrite_history(client, django_user_model, records):
@@ -108,3 +138,26 @@ def test_a_record_links_to_its_object_whatever_the_objects_id(client, staff_admi
     page = client.get(f"/admin/audit/auditlogentry/{quote(entry.pk)}/change/").content.decode()
     [link] = re.findall(r'href="(/admin/merchants/merchant/[^"]+)"', page)
     assert client.get(link).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_auditlogs_own_flush_command_can_not_empty_the_trail(records):
+    """django-auditlog ships `manage.py auditlogflush`: without --truncate the queryset refuses
+    (AppendOnlyQuerySet); with it, a TRUNCATE TABLE that until migration 0005 emptied the trail
+    for any role holding the privilege (a table owner running commands, say)."""
+    import uuid
+
+    from django.core.management import call_command
+
+    role = "audit_owner_" + uuid.uuid4().hex[:8]
+    with pytest.raises(AuditRecordImmutableError):
+        call_command("auditlogflush", "--yes", verbosity=0)
+    with transaction.atomic(), connection.cursor() as cursor:  # rolled back: the role too
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+        cursor.execute(f"GRANT ALL ON audit_auditlogentry TO {role}")
+        cursor.execute(f"SET LOCAL ROLE {role}")
+        with pytest.raises(DatabaseError, match="append-only: TRUNCATE"), transaction.atomic():
+            call_command("auditlogflush", "--yes", "--truncate", verbosity=0)
+        cursor.execute("RESET ROLE")
+        transaction.set_rollback(True)
+    assert AuditLogEntry.objects.exists()

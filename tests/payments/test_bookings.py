@@ -26,6 +26,7 @@ from tests.backoffice.staff import make_staff, otp_force_login
 from tests.merchants.factories import MerchantFactory
 from tests.scenarios.conftest import assert_ledger_sound
 
+WHY = {"confirm": "1", "reason": "merchant asked by phone"}  # the admin action page's reason
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
 
@@ -150,26 +151,26 @@ def test_admin_cancel_action_is_a_transition_and_needs_the_permission(client, me
     otp_force_login(client, support)
     assert client.get(url).status_code == 200
     assert client.get(f"{url}{quote(booking.id)}/change/").status_code == 200
-    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id], **WHY})
     assert Booking.objects.get(pk=booking.id).status == "confirmed"  # support has no cancel_booking
 
     ops = make_staff("olga", role="operations")
     otp_force_login(client, ops)
-    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id], **WHY})
     assert Booking.objects.get(pk=booking.id).status == "confirmed"  # not one of olga's merchants
     staff_grant_merchant(user=ops, merchant_id=merchant.id)
-    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id], **WHY})
     # canceling a confirmed booking refunds it: operations may void holds, not refund
     assert Booking.objects.get(pk=booking.id).status == "confirmed"
     held = booking_create(merchant=merchant, amount=500, currency="EUR", reference="admin-held",
                           hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)
-    client.post(url, {"action": "cancel_bookings", "_selected_action": [held.id]})
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [held.id], **WHY})
     assert Booking.objects.get(pk=held.id).status == "canceled"
 
     fin = make_staff("fiona", role="finance")
     staff_grant_merchant(user=fin, merchant_id=merchant.id)
     otp_force_login(client, fin)
-    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id]})
+    client.post(url, {"action": "cancel_bookings", "_selected_action": [booking.id], **WHY})
     booking.refresh_from_db()
     assert booking.status == "canceled" and booking.amount_refunded == 1000
     balance = balance_get(owner=merchant.id)
@@ -196,7 +197,7 @@ def test_a_confirmation_landing_before_an_operations_cancel_is_never_refunded_by
     ops = make_staff("olga", role="operations")
     staff_grant_merchant(user=ops, merchant_id=merchant.id)
     otp_force_login(client, ops)
-    page = client.post("/admin/payments/booking/", {"action": "cancel_bookings", "_selected_action": [held.id]},
+    page = client.post("/admin/payments/booking/", {"action": "cancel_bookings", "_selected_action": [held.id], **WHY},
                        follow=True)  # fmt: skip
     held.refresh_from_db()
     assert (held.status, held.amount_refunded) == ("confirmed", 0)

@@ -157,7 +157,7 @@ def test_admin_cancel_action_cancels_through_the_service(merchant, client):
     from django.contrib import admin as django_admin
     from django.test import RequestFactory
 
-    request = RequestFactory().post("/admin/")
+    request = RequestFactory().post("/admin/", {"confirm": "1", "reason": "merchant asked by phone"})
     request.user = user
     request._messages = type("M", (), {"add": lambda *a, **k: None})()
     model_admin = SubscriptionAdmin(Subscription, django_admin.site)

@@ -18,6 +18,7 @@ from tests.reconciliation.helpers import BANK_ACCOUNT, available, make_payout
 pytestmark = pytest.mark.django_db
 
 URL = "/admin/reconciliation/payout/"
+WHY = {"confirm": "1", "reason": "bank statement of the day"}  # the action page's reason
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_finance_marks_its_merchants_payout_paid_but_never_another_merchants(cli
     page = client.get(URL)
     assert page.status_code == 200 and pa.id.encode() in page.content and pb.id.encode() not in page.content
     assert client.get(f"{URL}{quote(pb.id)}/change/").status_code == 302  # "does not exist" -> admin index
-    client.post(URL, {"action": "mark_paid", "_selected_action": [pa.id, pb.id]})
+    client.post(URL, {"action": "mark_paid", "_selected_action": [pa.id, pb.id], **WHY})
     assert Payout.objects.get(pk=pa.id).status == PayoutStatus.PAID
     assert Payout.objects.get(pk=pb.id).status == PayoutStatus.IN_TRANSIT
     assert client.get(f"{URL}{quote(pa.id)}/change/").status_code == 200
@@ -53,7 +54,7 @@ def test_finance_marks_its_merchants_payout_paid_but_never_another_merchants(cli
 def test_finance_marks_failed_and_the_money_returns_to_available(client, world):
     a, _, pa, _ = world
     _finance_of(client, a)
-    client.post(URL, {"action": "mark_failed", "_selected_action": [pa.id]})
+    client.post(URL, {"action": "mark_failed", "_selected_action": [pa.id], **WHY})
     assert Payout.objects.get(pk=pa.id).status == PayoutStatus.FAILED
     assert available(a.id) == pa.amount
 
@@ -72,7 +73,7 @@ def test_a_payout_failed_from_the_admin_does_not_show_the_staff_member_to_the_me
 
     a, _, pa, _ = world
     user = _finance_of(client, a)
-    client.post(URL, {"action": "mark_failed", "_selected_action": [pa.id]})
+    client.post(URL, {"action": "mark_failed", "_selected_action": [pa.id], **WHY})
     assert Payout.objects.get(pk=pa.id).status == PayoutStatus.FAILED
     merchant_api = client_for(make_api_key(a).secret)
     answer = merchant_api.get(f"/v1/payouts/{pa.id}")
@@ -92,7 +93,7 @@ def test_support_sees_no_payout_actions(client, world):
     user = make_staff("sup", role="support")
     staff_grant_merchant(user=user, merchant_id=a.id)
     otp_force_login(client, user)
-    client.post(URL, {"action": "mark_paid", "_selected_action": [pa.id]})
+    client.post(URL, {"action": "mark_paid", "_selected_action": [pa.id], **WHY})
     assert Payout.objects.get(pk=pa.id).status == PayoutStatus.IN_TRANSIT
 
 

@@ -39,6 +39,20 @@ class SecretsBackendContract:
         with pytest.raises(SecretNotFoundError):
             backend.secret_get(kv_path + "-missing")
 
+    @pytest.mark.parametrize("value", [b"psp-secret-bytes", float("nan"), {"psp-secret-in-a-set"}, "psp-secret-str"])
+    def test_kv_put_refuses_a_value_that_is_not_json_without_quoting_it(self, backend, kv_path, value):
+        """A value that is not JSON used to leave each backend its own way (TypeError, a 503
+        "retry later" from Vault for NaN, or stored by the memory backend): one typed error now,
+        naming the path and never the value, and nothing stored."""
+        from payera.secrets.backends.base import SecretValueInvalidError
+
+        data = value if isinstance(value, str) else {"api_key": value}
+        with pytest.raises(SecretValueInvalidError) as info:
+            backend.secret_put(kv_path, data)
+        assert kv_path in info.value.message and "psp-secret" not in info.value.message
+        with pytest.raises(SecretNotFoundError):
+            backend.secret_get(kv_path)
+
     def test_kv_get_returns_a_copy(self, backend, kv_path):
         backend.secret_put(kv_path, {"v": "1"})
         backend.secret_get(kv_path)["v"] = "changed"

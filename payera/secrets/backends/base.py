@@ -5,12 +5,17 @@ a ciphertext names the key version that made it, so a rotated key still decrypts
 `rewrap` moves it to the newest version. `keyed_hash` is an HMAC under a named key, for values
 that must be comparable but never reversible (card fingerprints) — never a plain hash of a PAN.
 
-Every failure to reach, authenticate to or use the backend raises `SecretsUnavailableError`:
-callers fail closed (503), they never fall back to storing in clear.
+Every failure to reach or authenticate to the backend raises `SecretsUnavailableError`: callers
+fail closed (503), they never fall back to storing in clear. A request the backend refuses as
+wrong (Vault 400/404/405/412: a bad path or value, a mount's or key's constraint) raises
+`SecretsRequestError`; a KV value that is not JSON, `SecretValueInvalidError`. Their messages name
+the operation (and the KV path), never the value, and never the backend's own text (which may
+echo the request).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 
@@ -27,6 +32,44 @@ class SecretsUnavailableError(ServiceUnavailableError):
 
 class SecretNotFoundError(KeyError):
     pass
+
+
+class SecretsRequestError(PayeraError):
+    """The backend understood the request and refused it as wrong (a bad path or value, a
+    mount's or key's constraint): not an outage, a retry will not help. The message says which
+    operation and why in our words; never the value, never the backend's text."""
+
+    code = "secrets_request_refused"
+    default_message = "The secrets service refused the request."
+
+    def __init__(self, operation: str = "", reason: str = "", *, path: str = "") -> None:
+        if operation:
+            where = f" for {path!r}" if path else ""
+            message = f"The secrets service refused the {operation} request{where}: {reason or 'refused'}."
+        else:
+            message = None
+        super().__init__(message)
+        self.operation = operation
+
+
+class SecretValueInvalidError(SecretsRequestError):
+    code = "secret_value_invalid"
+
+
+def check_secret_value(data: object, *, path: str = "") -> dict:
+    """A KV secret is a JSON object (strings, numbers, booleans, null, lists, objects): anything
+    else (bytes, NaN, a set...) is refused before it reaches a backend, without quoting it."""
+    if not isinstance(data, dict):
+        raise SecretValueInvalidError("kv_put", "a secret is a JSON object (a dict)", path=path)
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError):
+        raise SecretValueInvalidError(
+            "kv_put",
+            "a secret's values must be JSON (strings, numbers, booleans, null, lists, objects)",
+            path=path,
+        ) from None
+    return data
 
 
 class CiphertextInvalidError(PayeraError):

@@ -41,6 +41,7 @@ from payera.secrets.backends.base import (
     SecretsBackend,
     SecretsUnavailableError,
     check_key_name,
+    check_secret_value,
 )
 
 logger = logging.getLogger("payera.secrets")
@@ -316,8 +317,7 @@ class LocalBackend(SecretsBackend):
     def secret_put(self, path: str, data: dict) -> None:
         from payera.secrets.models import StoredSecret
 
-        if not isinstance(data, dict):
-            raise TypeError("a secret is a dict")
+        check_secret_value(data, path=path)
         payload = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         with _db_errors():
             ciphertext = self._encrypt(KV_KEY, payload, context=f"kv:{path}")

@@ -20,6 +20,7 @@ from payera.secrets.backends.base import (
     SecretNotFoundError,
     SecretsBackend,
     check_key_name,
+    check_secret_value,
 )
 
 
@@ -45,6 +46,7 @@ class MemoryBackend(SecretsBackend):
             raise SecretNotFoundError(path) from None
 
     def secret_put(self, path: str, data: dict) -> None:
+        check_secret_value(data, path=path)
         self._kv[path] = copy.deepcopy(data)
 
     def encrypt(self, key_name: str, plaintext: bytes) -> str:

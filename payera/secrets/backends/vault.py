@@ -5,8 +5,11 @@
   have passed. A call answered 401/403 re-authenticates once (AppRole: a new login; static token:
   a renewal) and is retried once; a second refusal is an outage.
 - Fail closed: Vault unreachable, timing out, sealed, answering 5xx/429 or refusing us raises
-  `SecretsUnavailableError` (503 `api_error`). Nothing is ever stored or returned in clear
-  instead, and no token, secret id, plaintext or Vault error text goes into our errors or logs.
+  `SecretsUnavailableError` (503 `api_error`). Any other refusal (400 a bad path, value or a
+  mount's or key's constraint, 404, 405, 412) raises `SecretsRequestError` (500): never hvac's
+  exception, whose text carries Vault's message and the request's URL. Nothing is ever stored or
+  returned in clear instead, and no token, secret id, plaintext or Vault error text goes into our
+  errors or logs.
 - KV paths live under `VAULT_KV_PREFIX/` in the KV v2 mount, so a policy can be narrow.
 - Ciphertexts are Transit's own (`vault:v<version>:...`): Vault tracks the key name by path.
 """
@@ -31,8 +34,10 @@ from payera.secrets.backends.base import (
     KeyNotFoundError,
     SecretNotFoundError,
     SecretsBackend,
+    SecretsRequestError,
     SecretsUnavailableError,
     check_key_name,
+    check_secret_value,
 )
 
 logger = logging.getLogger("payera.secrets")
@@ -48,6 +53,22 @@ _OUTAGE = (
     requests.exceptions.RequestException,
 )
 _REFUSED = (hvac_errors.Forbidden, hvac_errors.Unauthorized)
+# What a refusal of a request as wrong means, in our words (Vault's own text may echo the request).
+_REQUEST_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (hvac_errors.InvalidRequest, "Vault answered 400, invalid request (check the path, the value, and the mount's"
+                                 " or key's settings, e.g. check-and-set or a derived key)"),
+    (hvac_errors.InvalidPath, "Vault answered 404, no such path or mount"),
+    (hvac_errors.UnsupportedOperation, "Vault answered 405, unsupported operation"),
+    (hvac_errors.PreconditionFailed, "Vault answered 412, precondition failed"),
+    (hvac_errors.ParamValidationError, "invalid parameters"),
+    (requests.exceptions.InvalidJSONError, "the request could not be encoded as JSON"),
+    (hvac_errors.VaultError, "unexpected answer from Vault"),
+)
+_REQUEST_REFUSED = tuple(error for error, _ in _REQUEST_REFUSALS)
+
+
+def _refusal_reason(exc: Exception) -> str:
+    return next(reason for error, reason in _REQUEST_REFUSALS if isinstance(exc, error))
 
 
 def _setting(name: str, default=None):
@@ -158,11 +179,13 @@ class VaultBackend(SecretsBackend):
             elif not self._renew():
                 raise SecretsUnavailableError()
 
-    def _call(self, op: Callable[[hvac.Client], T], *, what: str) -> T:
+    def _call(self, op: Callable[[hvac.Client], T], *, what: str, path: str = "") -> T:
         self._ensure_auth()
         for attempt in (1, 2):
             try:
                 return op(self._client)
+            except requests.exceptions.InvalidJSONError as exc:  # a RequestException, not an outage
+                raise self._request_refused(exc, what=what, path=path) from None
             except _REFUSED as exc:
                 if attempt == 2:
                     logger.error("vault: permission denied", extra={"operation": what, "error": type(exc).__name__})
@@ -172,7 +195,17 @@ class VaultBackend(SecretsBackend):
             except _OUTAGE as exc:
                 logger.error("vault: unavailable", extra={"operation": what, "error": type(exc).__name__})
                 raise SecretsUnavailableError() from None
+            except _REQUEST_REFUSED as exc:
+                raise self._request_refused(exc, what=what, path=path) from None
         raise SecretsUnavailableError()  # pragma: no cover - the loop always returns or raises
+
+    @staticmethod
+    def _request_refused(exc: Exception, *, what: str, path: str) -> SecretsRequestError:
+        """Vault refused the request as wrong: our error, in our words (the operation, the KV path,
+        the kind of refusal), logged with the exception class only; hvac's exception (Vault's
+        message, the URL, the response) is dropped (`from None` at the raise)."""
+        logger.error("vault: request refused", extra={"operation": what, "error": type(exc).__name__})
+        return SecretsRequestError(what, _refusal_reason(exc), path=path)
 
     # --- KV v2 -------------------------------------------------------------------------------
     def _kv_path(self, path: str) -> str:
@@ -193,15 +226,15 @@ class VaultBackend(SecretsBackend):
                 raise SecretNotFoundError(path) from None
             return resp["data"]["data"]
 
-        return self._call(op, what="kv_get")
+        return self._call(op, what="kv_get", path=path)
 
     def secret_put(self, path: str, data: dict) -> None:
-        if not isinstance(data, dict):
-            raise TypeError("a secret is a dict")
+        check_secret_value(data, path=path)
         full = self._kv_path(path)
         self._call(
             lambda c: c.secrets.kv.v2.create_or_update_secret(path=full, secret=data, mount_point=self.kv_mount),
             what="kv_put",
+            path=path,
         )
 
     # --- Transit -----------------------------------------------------------------------------
