@@ -145,3 +145,25 @@ def test_evidence_after_the_due_date_is_refused(env, psp):
     r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
     assert r.status_code == 400 and r.json()["error"]["code"] == "evidence_past_due", r.text
     assert sandbox.dispute(d.psp_dispute_id)["evidence"] is None
+
+
+def test_concurrent_submissions_of_the_same_evidence_are_one_at_the_psp(env, psp):
+    """Two requests at once (a merchant's retry racing its first): both end `under_review`, the
+    PSP holds one submission (the same key: the dispute id)."""
+    from payments.models import PaymentEvent
+    from tests.helpers import race
+
+    name, http = psp
+    d = _disputed(env, psp)
+    url = f"{env.url}/v1/disputes/{d.id}/evidence"
+    auth = dict(http.headers)
+
+    def send():
+        return httpx.post(url, json={"text": EVIDENCE}, headers=auth, timeout=30)
+
+    answers = race(3, send)
+    assert sorted(r.status_code for r in answers) == [200, 200, 200], [r.text for r in answers]
+    assert {r.json()["status"] for r in answers} == {"under_review"}
+    held = env.sandboxes[name].dispute(d.psp_dispute_id)
+    assert held["status"] == "under_review" and held["evidence"]["text"] == EVIDENCE
+    assert PaymentEvent.objects.filter(object_id=d.id, transition="submit_evidence").count() == 1
