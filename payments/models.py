@@ -541,7 +541,12 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
     psp_reason = models.CharField(max_length=32, blank=True, default="")
     status = FSMField(choices=DS.choices, default=DS.NEEDS_RESPONSE, protected=True)
     evidence_text = models.TextField(blank=True, default="")
-    evidence_submitted_at = models.DateTimeField(null=True, blank=True)
+    evidence_submitted_at = models.DateTimeField(null=True, blank=True)  # the PSP took the evidence
+    # sent to the PSP, its answer not known yet (a timeout): sent again with the same reference
+    # (`dispute_evidence_recover`) until the PSP says taken or refused
+    evidence_pending_at = models.DateTimeField(null=True, blank=True)
+    evidence_error = models.CharField(max_length=200, blank=True, default="")  # the PSP's last refusal
+    evidence_due_by = models.DateTimeField(null=True, blank=True)  # the PSP's deadline for evidence
     closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -562,14 +567,18 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
     def submit_evidence(self, *, text: str, at) -> None:
         self.evidence_text = text
         self.evidence_submitted_at = at
+        self.evidence_pending_at = None
+        self.evidence_error = ""
 
     @transition(field=status, source=[DS.NEEDS_RESPONSE, DS.UNDER_REVIEW], target=DS.WON)
     def mark_won(self, *, at) -> None:
         self.closed_at = at
+        self.evidence_pending_at = None  # decided: evidence still in flight no longer matters
 
     @transition(field=status, source=[DS.NEEDS_RESPONSE, DS.UNDER_REVIEW], target=DS.LOST)
     def mark_lost(self, *, at) -> None:
         self.closed_at = at
+        self.evidence_pending_at = None
 
 
 # --- Transition log ---------------------------------------------------------------------

@@ -238,11 +238,22 @@ class DisputeOutputSerializer(serializers.Serializer):
     reason = serializers.CharField(help_text="fraudulent | product_not_received | duplicate | debit_returned | general")
     status = serializers.CharField(help_text="needs_response | under_review | won | lost")
     fee = serializers.IntegerField(help_text="The chargeback fee taken with the disputed amount (returned if won).")
-    evidence_submitted = serializers.SerializerMethodField()
+    evidence_submitted = serializers.SerializerMethodField(
+        help_text="When the PSP took the merchant's evidence (unix seconds), else null.")
+    evidence_pending = serializers.SerializerMethodField(
+        help_text="Evidence was sent and the PSP's answer is not known yet; Payera sends it again until it is.")
+    evidence_due_by = serializers.SerializerMethodField(
+        help_text="The last moment the PSP takes evidence (unix seconds), null when it named none.")
     created = serializers.SerializerMethodField()
 
     def get_object(self, obj) -> str:
         return "dispute"
+
+    def get_evidence_pending(self, obj) -> bool:
+        return obj.evidence_pending_at is not None
+
+    def get_evidence_due_by(self, obj) -> int | None:
+        return created_timestamp(obj.evidence_due_by) if obj.evidence_due_by else None
 
     def get_evidence_submitted(self, obj) -> int | None:
         return created_timestamp(obj.evidence_submitted_at) if obj.evidence_submitted_at else None

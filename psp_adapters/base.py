@@ -7,9 +7,26 @@ from typing import Any
 
 import httpx
 
-from psp_adapters.errors import PspConfigurationError, PspProtocolError, PspReferenceNotFoundError
+from psp_adapters.errors import (
+    PspConfigurationError,
+    PspProtocolError,
+    PspReferenceNotFoundError,
+    PspRequestRejectedError,
+)
 from psp_adapters.http import PspHttp
-from psp_adapters.port import DisputeResult, FeeSchedule, PspReference, SettlementCsvLayout
+from psp_adapters.port import (
+    DisputeEvidenceRequest,
+    DisputeEvidenceResult,
+    DisputeResult,
+    EvidenceRefusal,
+    FeeSchedule,
+    Outcome,
+    PspReference,
+    SettlementCsvLayout,
+)
+
+# what the PSPs answer when they refuse evidence (their error `code`): a result, never an error
+EVIDENCE_REFUSALS = {r.value: r for r in EvidenceRefusal}
 
 
 def _fields(schedule: FeeSchedule) -> dict[str, int]:
@@ -81,6 +98,30 @@ class BaseAdapter:
         if found.payment.reference != ref.reference:
             raise PspReferenceNotFoundError(f"dispute {psp_dispute_id} is not on {ref.reference}", connector=self.name)
         return found
+
+    def _evidence(self, data: Mapping[str, Any]) -> tuple[str, DisputeResult]:
+        """An evidence answer in this PSP's wire format: (the PSP's id of the submission, the dispute)."""
+        raise NotImplementedError
+
+    def submit_dispute_evidence(self, req: DisputeEvidenceRequest) -> DisputeEvidenceResult:
+        try:
+            data = self.api.submit_dispute_evidence(req.psp_dispute_id, reference=req.reference, text=req.text)
+        except PspRequestRejectedError as exc:
+            refusal = EVIDENCE_REFUSALS.get(exc.psp_code)
+            if refusal is None:
+                raise
+            return DisputeEvidenceResult(outcome=Outcome.DECLINED, reference=req.reference, refusal=refusal,
+                                         message=exc.message)
+        try:
+            psp_reference, found = self._evidence(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PspProtocolError(f"unexpected evidence answer: {exc!r}", connector=self.name) from None
+        if found.payment.reference != req.payment.reference:
+            raise PspReferenceNotFoundError(
+                f"dispute {req.psp_dispute_id} is not on {req.payment.reference}", connector=self.name
+            )
+        return DisputeEvidenceResult(outcome=Outcome.APPROVED, reference=req.reference, psp_reference=psp_reference,
+                                     dispute=found)
 
     def settlement_csv_layout(self, raw: bytes) -> SettlementCsvLayout | None:
         """None: this PSP's reports parse in Python (`read_settlement_report`)."""

@@ -238,6 +238,7 @@ class DisputeInfo:
     reason: DisputeReason
     status: DisputeStatus
     psp_reason: str = ""
+    evidence_due_by: dt.datetime | None = None  # the PSP takes the merchant's evidence until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,37 @@ class DisputeResult:
     dispute: DisputeInfo
     amount: int
     currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeEvidenceRequest:
+    """The merchant's evidence for one dispute, sent on to the card network through the PSP."""
+
+    payment: PspReference  # the authorization the dispute is on
+    psp_dispute_id: str
+    reference: str  # our dispute id (`dp_…`): the PSP idempotency key, one submission per dispute
+    text: str = field(repr=False)
+
+
+class EvidenceRefusal(StrEnum):
+    """Why a PSP refused evidence (nothing was submitted)."""
+
+    PAST_DUE = "evidence_past_due"  # after the dispute's evidence due date
+    DISPUTE_CLOSED = "dispute_closed"  # the network decided already
+    ALREADY_SUBMITTED = "evidence_already_submitted"  # another submission was made for this dispute
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeEvidenceResult:
+    """APPROVED: the PSP took the evidence (a replay of the same reference included) and holds the
+    dispute as `dispute` says (under review). DECLINED: refused, see `refusal`; nothing submitted."""
+
+    outcome: Outcome
+    reference: str
+    psp_reference: str | None = None  # the PSP's id of the submission
+    dispute: DisputeResult | None = None
+    refusal: EvidenceRefusal | None = None
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +463,12 @@ class PspAdapter(Protocol):
         """The truth at the PSP about one dispute of this authorization (its current status): what a
         lost or late dispute webhook would have said. Raises PspReferenceNotFoundError when the PSP
         has no such dispute on this authorization."""
+        ...
+
+    def submit_dispute_evidence(self, req: DisputeEvidenceRequest) -> DisputeEvidenceResult:
+        """Send the merchant's evidence for a dispute to the PSP, idempotent on `req.reference` (a
+        retry after a timeout is the first submission, never a second). A refusal is a result
+        (DECLINED with `refusal`); transport problems raise as for every call (a timeout: unknown)."""
         ...
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PspEvent:

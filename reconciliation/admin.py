@@ -38,7 +38,7 @@ RUN_CSV_COLUMNS = ("id", "merchant_id", "currency", "cutoff_date", "cutoff_at", 
                    "debits", "carried_amount", "item_count", "journal_reference", "payout_id", "created_at")
 ITEM_CSV_COLUMNS = ("run_id", "merchant_id", "currency", "entry_id", "journal_reference", "kind", "occurred_at",
                     "amount")
-SETTINGS_CSV_COLUMNS = ("merchant_id", "payouts_enabled", "minimum_payout_amount", "reserve_bps",
+SETTINGS_CSV_COLUMNS = ("merchant_id", "payouts_enabled", "minimum_payout_amounts", "reserve_bps",
                         "bank_account_masked", "updated_at")
 PAYOUT_CSV_COLUMNS = ("id", "merchant_id", "currency", "amount", "status", "payout_date", "available_before",
                       "reserve_kept", "bank_account_masked", "failure_reason", "journal_reference", "created_at",
@@ -95,9 +95,9 @@ class SettlementRunAdmin(ReadOnlyAdmin):
 
 @admin.register(MerchantPayoutSettings)
 class MerchantPayoutSettingsAdmin(ReadOnlyAdmin):
-    list_display = ("merchant_id", "payouts_enabled", "minimum_payout_amount", "reserve_bps", "bank_account_masked",
+    list_display = ("merchant_id", "payouts_enabled", "minimum_payout_amounts", "reserve_bps", "bank_account_masked",
                     "updated_at")
-    readonly_fields = ("merchant", "payouts_enabled", "minimum_payout_amount", "reserve_bps", "bank_account_masked",
+    readonly_fields = ("merchant", "payouts_enabled", "minimum_payout_amounts", "reserve_bps", "bank_account_masked",
                        "updated_at")
     fields = readonly_fields
     search_fields = ("merchant__id",)

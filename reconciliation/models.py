@@ -28,12 +28,13 @@ class MerchantPayoutSettings(models.Model):
         "merchants.Merchant", on_delete=models.PROTECT, primary_key=True, related_name="+"
     )
     payouts_enabled = models.BooleanField(default=True)
-    # NULL: the payout currency's default (settings.RECONCILIATION_PAYOUT_MINIMUM, per currency in
-    # its own minor units); a number: the merchant's own minimum, in minor units of every currency
-    minimum_payout_amount = models.BigIntegerField(
-        null=True, blank=True, default=None,
-        help_text="Minor units of every currency: no payout below this amount. Empty: each currency's default "
-                  "(RECONCILIATION_PAYOUT_MINIMUM).",
+    # The merchant's own minimum per currency, each in that currency's minor units ({"EUR": 5000,
+    # "JPY": 8000}); a currency it does not name: the platform's default for that currency
+    # (settings.RECONCILIATION_PAYOUT_MINIMUM). Checked by `payout_settings_update`.
+    minimum_payout_amounts = models.JSONField(
+        default=dict, blank=True,
+        help_text="Per currency, in its minor units: no payout below this amount ({\"EUR\": 5000, \"JPY\": 8000}). "
+                  "A currency not named: its default (RECONCILIATION_PAYOUT_MINIMUM).",
     )
     reserve_bps = models.PositiveIntegerField(
         default=DEFAULT_RESERVE_BPS, help_text="Basis points (1/100 %) of available kept back at each payout."
@@ -51,7 +52,6 @@ class MerchantPayoutSettings(models.Model):
     class Meta:
         verbose_name_plural = "merchant payout settings"
         constraints = [
-            models.CheckConstraint(condition=Q(minimum_payout_amount__gte=1), name="payout_settings_minimum_gte_1"),
             models.CheckConstraint(condition=Q(reserve_bps__lte=10000), name="payout_settings_reserve_le_100pct"),
         ]
 

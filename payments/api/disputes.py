@@ -37,12 +37,16 @@ class DisputeEvidenceApi(MerchantApiView):
     class EvidenceInput(serializers.Serializer):
         text = serializers.CharField(max_length=MAX_EVIDENCE, allow_blank=False, trim_whitespace=False)
 
-    @extend_schema(operation_id="disputes_evidence", request=EvidenceInput, responses={200: DisputeOutputSerializer},
-                   summary="Answer a dispute with evidence (needs_response -> under_review; repeating it is a no-op)")
+    @extend_schema(operation_id="disputes_evidence", request=EvidenceInput,
+                   responses={200: DisputeOutputSerializer, 202: DisputeOutputSerializer},
+                   summary="Answer a dispute with evidence, sent on to the PSP (needs_response -> under_review once "
+                           "the PSP took it; 202 with evidence_pending while its answer is unknown; repeating it is a "
+                           "no-op)")
     def post(self, request, id: str):
         dispute_get(merchant=request.merchant, dispute_id=id)  # 404 before validating the body
         serializer = self.EvidenceInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         dispute = dispute_submit_evidence(merchant=request.merchant, dispute_id=id,
                                           text=serializer.validated_data["text"], actor=_actor(request))
-        return Response(render_dispute(dispute))
+        # 202: sent, the PSP's answer not known yet (recovery sends it again until it is)
+        return Response(render_dispute(dispute), status=202 if dispute.evidence_pending_at else 200)

@@ -87,8 +87,13 @@ def booking_apply_payment_status(booking: Booking, payment: Payment, *, actor: s
         booking_transition(booking, "mark_confirmed", payment=payment, actor=actor, amount=payment.amount_captured,
                            fee=capture.fee if capture else 0, at=at)
     elif status == PS.CANCELED:
-        verb = "mark_expired" if booking.inflight == "expire" else "mark_canceled"
-        booking_transition(booking, verb, payment=payment, actor=actor, at=at)
+        # the expiry's claim outlives a void that timed out (bookings._expire_release): the cancel
+        # recovery records later is still the expiry's
+        expiring = booking.inflight == "expire"
+        if expiring and booking.status in (BS.PENDING, BS.HELD):
+            booking.inflight, booking.inflight_at = "", None  # done: saved with the transition
+        booking_transition(booking, "mark_expired" if expiring else "mark_canceled", payment=payment, actor=actor,
+                           at=at)
 
 
 def payment_in_escrow(payment: Payment | str) -> bool:

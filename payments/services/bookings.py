@@ -391,8 +391,24 @@ def booking_expire(*, booking_id: str, now_: dt.datetime | None = None) -> bool:
         payment_cancel(merchant=booking.merchant, payment_id=booking.payment_id, actor="system:booking_expiry",
                        for_booking=True)
     finally:
-        _release(booking_id=booking.id, operation="expire")
+        _expire_release(booking_id=booking.id)
     return Booking.objects.filter(pk=booking.id, status=BS.EXPIRED).exists()
+
+
+@transaction.atomic(durable=True)
+def _expire_release(*, booking_id: str) -> None:
+    """Release the expiry's claim, unless the void's outcome is unknown (it timed out and the PSP
+    did not say voided yet: the payment keeps its `cancel` claim for recovery). Then the claim stays,
+    so the cancel recovery records later is the expiry's: the booking ends `expired`, not `canceled`
+    (booking_sync.booking_apply_payment_status); the next expiry tick takes it over if the void
+    never arrived."""
+    payment, booking = booking_lock(booking_id)
+    if booking.inflight != "expire":
+        return
+    if payment.inflight == "cancel" and payment.status != PS.CANCELED and booking.status in (BS.PENDING, BS.HELD):
+        return
+    booking.inflight, booking.inflight_at = "", None
+    booking.save()
 
 
 @transaction.atomic(durable=True)

@@ -1,15 +1,18 @@
 """Disputes (chargebacks): opened by the PSP's dispute webhook on a captured payment, answered by
-the merchant with evidence, closed by the PSP (won or lost). Ledger lines in payments/postings.py:
+the merchant with evidence (sent on to the PSP: `dispute_submit_evidence`), closed by the PSP (won or
+lost). Ledger lines in payments/postings.py:
 at creation the disputed amount and the chargeback fee are taken from the merchant's pending
 balance; a won dispute mirrors both; a lost one posts nothing more."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from django.db import IntegrityError, transaction
 
-from payera.core.errors import InvalidRequestError
+from payera.core.db import outside_transaction
+from payera.core.errors import InvalidRequestError, PayeraError
 from payera.core.money import per_currency_amount
 from payera.events.services import event_record
 from payera.merchants.models import Merchant
@@ -20,7 +23,19 @@ from payments.serializers import render_dispute
 from payments.services.booking_sync import booking_dispute_opened
 from payments.services.common import emit, now, post, postings_last, setting, transition
 from payments.services.methods import mandate_end_by_code
-from psp_adapters.port import DisputeResult, DisputeStatus, Outcome, PspEvent, PspEventKind
+from psp_adapters.errors import PspError, PspUnavailableError
+from psp_adapters.port import (
+    DisputeEvidenceRequest,
+    DisputeEvidenceResult,
+    DisputeResult,
+    DisputeStatus,
+    EvidenceRefusal,
+    Outcome,
+    PspEvent,
+    PspEventKind,
+    PspReference,
+)
+from psp_adapters.registry import get_adapter
 
 logger = logging.getLogger("payera.payments")
 
@@ -38,6 +53,35 @@ class DisputeEventRefusedError(Exception):
 class DisputeClosedError(InvalidRequestError):
     code = "dispute_closed"
     default_message = "The dispute is closed or its evidence was already sent."
+
+
+class DisputeEvidencePastDueError(InvalidRequestError):
+    code = "evidence_past_due"
+    default_message = "The dispute's evidence due date has passed: the PSP no longer takes evidence."
+
+
+class DisputeEvidencePendingError(InvalidRequestError):
+    code = "dispute_evidence_pending"
+    default_message = ("Other evidence was sent and the PSP's answer is not known yet; it is sent again until "
+                       "the PSP answers.")
+
+
+class DisputeEvidenceNotSentError(PayeraError):
+    """The PSP did not take the request (down, or refused it as invalid): nothing reached the
+    network, the dispute still needs a response, and the merchant may send the evidence again."""
+
+    type = "api_error"
+    code = "psp_error"
+    http_status = 502
+    default_message = ("The payment service provider did not take the evidence; it was not sent and the dispute "
+                       "still needs a response. Send it again.")
+
+
+class DisputeEvidencePspUnavailableError(DisputeEvidenceNotSentError):
+    code = "psp_unavailable"
+    http_status = 503
+    default_message = ("The payment service provider is unavailable; the evidence was not sent and the dispute "
+                       "still needs a response. Send it again later.")
 
 
 def chargeback_fee(currency: str) -> int:
@@ -133,6 +177,7 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
             merchant_id=payment.merchant_id, payment=payment, attempt_id=attempt_id, connector=connector,
             psp_dispute_id=info.psp_dispute_id[:128], amount=amount, currency=currency,
             fee=fee, reason=info.reason.value, psp_reason=info.psp_reason[:32],
+            evidence_due_by=info.evidence_due_by if info.status == DisputeStatus.NEEDS_RESPONSE else None,
         )
     payment.amount_disputed += dispute.amount
     payment.save()
@@ -181,21 +226,121 @@ def _dispute_follow(payment: Payment, dispute: Dispute, *, status: DisputeStatus
 MAX_EVIDENCE = 10_000
 
 
-@transaction.atomic(durable=True)
 def dispute_submit_evidence(*, merchant: Merchant, dispute_id: str, text: str, actor: str) -> Dispute:
-    """The merchant's answer: needs_response -> under_review. Sending the same text again is a
-    no-op (idempotent); other text once under review, or any text on a closed dispute, is 400."""
+    """The merchant's answer, sent on to the PSP (and so to the card network) in three steps: the
+    evidence is recorded as pending (committed), sent to the PSP outside any transaction with the
+    dispute id as the PSP's idempotency key (one submission per dispute, a retry is the same one),
+    and the PSP's answer recorded. The dispute is `under_review` only once the PSP took it.
+
+    - Sending the same text again once taken is a no-op; other text once under review, or any text
+      on a closed dispute, is 400 `dispute_closed`. After the PSP's due date: 400 `evidence_past_due`.
+    - The PSP refused it (past its due date, the dispute closed there): 400, nothing pending.
+    - The PSP did not take the request (5xx, connection refused): 503 `psp_unavailable` (or 502
+      `psp_error`), the dispute still `needs_response`, nothing pending: send it again.
+    - No answer (a timeout): the dispute stays `needs_response` with `evidence_pending`; recovery
+      sends it again with the same key until the PSP answers (`dispute_evidence_recover_due`)."""
+    if len(text) > MAX_EVIDENCE:
+        raise InvalidRequestError(f"Evidence text is limited to {MAX_EVIDENCE} characters.", param="text")
+    dispute, send = _evidence_start(merchant=merchant, dispute_id=dispute_id, text=text, actor=actor)
+    if not send:
+        return dispute
+    return _evidence_send(dispute_id=dispute.pk, actor=actor, raise_errors=True)
+
+
+@transaction.atomic(durable=True)
+def _evidence_start(*, merchant: Merchant, dispute_id: str, text: str, actor: str) -> tuple[Dispute, bool]:
+    """Record the evidence as pending, under the payment lock; False: nothing to send."""
     from payments.selectors import dispute_get
 
     d0 = dispute_get(merchant=merchant, dispute_id=dispute_id)
-    if len(text) > MAX_EVIDENCE:
-        raise InvalidRequestError(f"Evidence text is limited to {MAX_EVIDENCE} characters.", param="text")
-    payment = payment_lock(d0.payment_id)
+    payment_lock(d0.payment_id)
     dispute = Dispute.objects.get(pk=d0.pk)
     if dispute.status != DS.NEEDS_RESPONSE:
         if dispute.evidence_submitted_at is not None and dispute.evidence_text == text:
-            return dispute
+            return dispute, False
         raise DisputeClosedError()
-    transition(dispute, "submit_evidence", payment=payment, actor=actor, text=text, at=now())
-    dispute.save()
+    if dispute.evidence_pending_at is not None:
+        if dispute.evidence_text != text:
+            raise DisputeEvidencePendingError()
+        return dispute, True  # the same evidence again: the same submission at the PSP (its key)
+    if dispute.evidence_due_by is not None and now() > dispute.evidence_due_by:
+        raise DisputeEvidencePastDueError()
+    dispute.evidence_text = text
+    dispute.evidence_pending_at = now()
+    dispute.evidence_error = ""
+    dispute.save(update_fields=["evidence_text", "evidence_pending_at", "evidence_error", "updated_at"])
+    logger.info("dispute %s: evidence recorded, sending to %s (%s)", dispute.pk, dispute.connector, actor)
+    return dispute, True
+
+
+def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool) -> Dispute:
+    dispute = Dispute.objects.select_related("attempt").get(pk=dispute_id)
+    attempt = dispute.attempt
+    req = DisputeEvidenceRequest(
+        payment=PspReference(attempt.pk, attempt.psp_reference or None), psp_dispute_id=dispute.psp_dispute_id,
+        reference=dispute.pk, text=dispute.evidence_text,
+    )
+    try:
+        with outside_transaction():
+            result = get_adapter(dispute.connector).submit_dispute_evidence(req)
+    except PspError as exc:
+        if exc.may_have_processed:  # unknown: left pending, sent again with the same key
+            logger.warning("dispute %s: evidence sent to %s, outcome unknown (%s); left pending", dispute_id,
+                           dispute.connector, exc.code)
+            return Dispute.objects.get(pk=dispute_id)
+        _evidence_not_taken(dispute_id=dispute_id, note=f"{exc.code}: not taken by {dispute.connector}")
+        logger.warning("dispute %s: %s did not take the evidence (%s)", dispute_id, dispute.connector, exc.code)
+        if not raise_errors:
+            return Dispute.objects.get(pk=dispute_id)
+        if isinstance(exc, PspUnavailableError):
+            raise DisputeEvidencePspUnavailableError() from None
+        raise DisputeEvidenceNotSentError() from None
+    dispute = _evidence_record(dispute_id=dispute_id, result=result, actor=actor)
+    if result.outcome != Outcome.APPROVED and raise_errors:
+        if result.refusal == EvidenceRefusal.PAST_DUE:
+            raise DisputeEvidencePastDueError()
+        raise DisputeClosedError()
     return dispute
+
+
+@transaction.atomic(durable=True)
+def _evidence_not_taken(*, dispute_id: str, note: str) -> None:
+    Dispute.objects.filter(pk=dispute_id, evidence_submitted_at__isnull=True).update(
+        evidence_pending_at=None, evidence_error=note[:200], updated_at=now()
+    )
+
+
+@transaction.atomic(durable=True)
+def _evidence_record(*, dispute_id: str, result: DisputeEvidenceResult, actor: str) -> Dispute:
+    """The PSP's answer: taken -> under_review (if the dispute still needs a response); refused ->
+    nothing pending, the refusal kept in `evidence_error`."""
+    d0 = Dispute.objects.only("payment_id").get(pk=dispute_id)
+    payment = payment_lock(d0.payment_id)
+    dispute = Dispute.objects.get(pk=dispute_id)
+    if result.outcome == Outcome.APPROVED:
+        if not transition(dispute, "submit_evidence", payment=payment, actor=actor, text=dispute.evidence_text,
+                          at=now(), data={"psp_reference": result.psp_reference or ""}):
+            dispute.evidence_pending_at = None  # moved meanwhile (the PSP's webhook): nothing to wait for
+        dispute.save()
+        logger.info("dispute %s: evidence taken by %s (%s)", dispute_id, dispute.connector, result.psp_reference)
+        return dispute
+    refusal = result.refusal.value if result.refusal else "refused"
+    dispute.evidence_pending_at = None
+    dispute.evidence_error = f"{refusal}: {result.message}"[:200]
+    dispute.save()
+    logger.warning("dispute %s: %s refused the evidence: %s", dispute_id, dispute.connector, refusal)
+    return dispute
+
+
+def dispute_evidence_recover_due(*, limit: int = 200, older_than: dt.timedelta | None = None) -> int:
+    """Send again every evidence whose PSP answer is unknown (sent before `older_than` ago, default
+    PAYMENTS_STARTED_GRACE_SECONDS: its first call may still be running), with the same key: the
+    PSP takes it once. Run by recovery (`recovery_run`). Returns how many were sent."""
+    if older_than is None:
+        older_than = dt.timedelta(seconds=setting("PAYMENTS_STARTED_GRACE_SECONDS", 60))
+    due = Dispute.objects.filter(status=DS.NEEDS_RESPONSE, evidence_pending_at__lte=now() - older_than)
+    sent = 0
+    for dispute_id in due.order_by("evidence_pending_at").values_list("pk", flat=True)[:limit]:
+        _evidence_send(dispute_id=dispute_id, actor="system:recovery", raise_errors=False)
+        sent += 1
+    return sent

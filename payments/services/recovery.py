@@ -5,7 +5,8 @@ between committing the attempt and recording the answer), `pending` without a we
 `requires_action` for long are inquired on a schedule (15 s, 1 m, 3 m, 1 h, then daily; after
 PAYMENTS_RECOVERY_MAX_INQUIRIES the attempt is flagged `needs_attention` for operations, and
 still asked daily). Pending captures and refunds are resolved from the authorization's
-operations in the same inquiry. `manage.py run_recovery` runs it now, for everything open.
+operations in the same inquiry; dispute evidence whose PSP answer is unknown is sent again with
+its key. `manage.py run_recovery` runs it now, for everything open.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from payments.services.disputes import (
     DisputeEventRefusedError,
     dispute_apply_event,
     dispute_event_from_inquiry,
+    dispute_evidence_recover_due,
 )
 from payments.services.inquiry import InquiryReferenceMismatchError, attempt_inquire
 from payments.services.payments import (
@@ -79,6 +81,8 @@ def recovery_run(*, force: bool = False, limit: int = 500) -> dict[str, int]:
     )[:limit]:
         counts["cancels"] += 1
         cancel_recover(payment_id=payment_id)
+    # dispute evidence sent without a known answer: sent again with the same key (taken once)
+    counts["evidence"] = dispute_evidence_recover_due(limit=limit)
     return counts
 
 

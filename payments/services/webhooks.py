@@ -93,6 +93,7 @@ def event_to_json(e: PspEvent) -> dict:
         "dispute": None if e.dispute is None else {
             "psp_dispute_id": e.dispute.psp_dispute_id, "reason": e.dispute.reason.value,
             "status": e.dispute.status.value, "psp_reason": e.dispute.psp_reason,
+            "evidence_due_by": e.dispute.evidence_due_by.isoformat() if e.dispute.evidence_due_by else None,
         },
         "network_transaction_id": e.network_transaction_id,
         "payment_method_token": e.payment_method_token,
@@ -115,6 +116,8 @@ def event_from_json(d: dict) -> PspEvent:
         dispute=None if not d.get("dispute") else DisputeInfo(
             psp_dispute_id=d["dispute"]["psp_dispute_id"], reason=DisputeReason(d["dispute"]["reason"]),
             status=DisputeStatus(d["dispute"]["status"]), psp_reason=d["dispute"].get("psp_reason", ""),
+            evidence_due_by=(dt.datetime.fromisoformat(d["dispute"]["evidence_due_by"])
+                             if d["dispute"].get("evidence_due_by") else None),
         ),
         network_transaction_id=d.get("network_transaction_id"),
         payment_method_token=d.get("payment_method_token"),

@@ -141,10 +141,14 @@ class AlphaAdapter(BaseAdapter):
                 reason=DISPUTE_REASONS.get(reason_code, DisputeReason.GENERAL),
                 status=DisputeStatus(data.get("status") or "needs_response"),
                 psp_reason=reason_code,
+                evidence_due_by=webhooks.parse_time(data["evidence_due_by"]) if data.get("evidence_due_by") else None,
             ),
             amount=int(data["amount"]),
             currency=data["currency"],
         )
+
+    def _evidence(self, data: Mapping[str, Any]) -> tuple[str, DisputeResult]:
+        return str(data["id"]), self._dispute(data["dispute"])
 
     def _psp_id(self, ref: PspReference) -> str:
         if ref.psp_reference:

@@ -28,5 +28,10 @@ class AlphaClient:
     def get_dispute(self, dispute_id: str) -> dict[str, Any]:
         return self.http.json("GET", f"/v1/disputes/{segment(dispute_id)}")[1]
 
+    def submit_dispute_evidence(self, dispute_id: str, *, reference: str, text: str) -> dict[str, Any]:
+        path = f"/v1/disputes/{segment(dispute_id)}/evidence"
+        body = {"merchant_reference": reference, "text": text}
+        return self.http.json("POST", path, json=body, idempotency_key=reference)[1]
+
     def settlement_report(self, day: dt.date) -> bytes:
         return self.http.send("GET", f"/v1/settlement-reports/{day.isoformat()}").content

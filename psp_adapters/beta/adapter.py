@@ -72,7 +72,9 @@ def _decline(code: str | None, reason: str | None) -> Decline:
     return decline_for(DECLINE_CODES, code, reason or "")
 
 
-def _dispute_info(psp_dispute_id: str, reason_code: str | None, status: str | None) -> DisputeInfo:
+def _dispute_info(
+    psp_dispute_id: str, reason_code: str | None, status: str | None, due: str | None = None
+) -> DisputeInfo:
     """A dispute's facts, as a CHARGEBACK notification and the dispute inquiry both carry them."""
     reason_code = str(reason_code or "")
     return DisputeInfo(
@@ -80,6 +82,7 @@ def _dispute_info(psp_dispute_id: str, reason_code: str | None, status: str | No
         reason=DISPUTE_REASONS.get(reason_code, DisputeReason.GENERAL),
         status=DisputeStatus(status or "needs_response"),
         psp_reason=reason_code,
+        evidence_due_by=dt.datetime.fromisoformat(str(due).replace("Z", "+00:00")) if due else None,
     )
 
 
@@ -241,10 +244,14 @@ class BetaAdapter(BaseAdapter):
         amount, currency = _money(data["amount"])
         return DisputeResult(
             payment=PspReference(data["paymentReference"], data["originalReference"]),
-            dispute=_dispute_info(data["pspReference"], data.get("reasonCode"), data.get("disputeStatus")),
+            dispute=_dispute_info(data["pspReference"], data.get("reasonCode"), data.get("disputeStatus"),
+                                  data.get("defenseDueDate")),
             amount=amount,
             currency=currency,
         )
+
+    def _evidence(self, data: Mapping[str, Any]) -> tuple[str, DisputeResult]:
+        return str(data["pspReference"]), self._dispute(data["dispute"])
 
     def _modify(self, payment: PspReference, kind: str, body: dict[str, Any]) -> OperationResult:
         psp_id = self._psp_id(payment)
@@ -304,7 +311,8 @@ class BetaAdapter(BaseAdapter):
                     **common,
                     outcome=Outcome.APPROVED,
                     payment=payment,
-                    dispute=_dispute_info(e["pspReference"], e.get("reasonCode"), extra.get("disputeStatus")),
+                    dispute=_dispute_info(e["pspReference"], e.get("reasonCode"), extra.get("disputeStatus"),
+                                          extra.get("defenseDueDate")),
                 )
             return PspEvent(
                 **common,

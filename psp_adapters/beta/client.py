@@ -28,5 +28,10 @@ class BetaClient:
     def get_dispute(self, psp_reference: str) -> dict[str, Any]:
         return self.http.json("GET", f"/api/disputes/{segment(psp_reference)}")[1]
 
+    def submit_dispute_evidence(self, psp_reference: str, *, reference: str, text: str) -> dict[str, Any]:
+        path = f"/api/disputes/{segment(psp_reference)}/defense"
+        body = {"reference": reference, "defenseText": text}
+        return self.http.json("POST", path, json=body, idempotency_key=reference)[1]
+
     def settlement_report(self, day: dt.date) -> bytes:
         return self.http.send("GET", "/api/reports/settlement", params={"date": day.isoformat()}).content

@@ -44,6 +44,7 @@ def build(argv: list[str] | None = None) -> tuple[SandboxServer, Core]:
     p.add_argument("--hold-seconds", type=float, default=30.0, help="alpha's slow card holds its answer this long")
     p.add_argument("--processing-delay", type=float, default=0.05, help="beta: seconds from received to outcome")
     p.add_argument("--dispute-delay", type=float, default=2.0)
+    p.add_argument("--evidence-days", type=float, default=7.0, help="days a dispute takes the merchant's evidence")
     p.add_argument("--refund-failure-delay", type=float, default=0.5)
     p.add_argument("--sepa-delay", type=float, default=0.5)
     p.add_argument("--return-delay", type=float, default=2.0)
@@ -71,6 +72,7 @@ def build(argv: list[str] | None = None) -> tuple[SandboxServer, Core]:
         hold_seconds=a.hold_seconds,
         processing_delay=a.processing_delay,
         dispute_delay=a.dispute_delay,
+        evidence_days=a.evidence_days,
         refund_failure_delay=a.refund_failure_delay,
         sepa_delay=a.sepa_delay,
         return_delay=a.return_delay,

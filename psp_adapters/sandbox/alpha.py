@@ -11,13 +11,18 @@ Auth: `Authorization: Bearer <api key>`. Amounts: integers in minor units. Idemp
     POST /v1/authorizations/<id>/void             {"merchant_reference"} -> operation
     POST /v1/authorizations/<id>/refunds          {"merchant_reference", "amount"} -> operation
     GET  /v1/disputes/<id>                        -> dispute (404 if unknown): the dispute inquiry
+    POST /v1/disputes/<id>/evidence               {"merchant_reference", "text"} -> 201 evidence (200 on a
+                                                     replay); 409 evidence_already_submitted | dispute_closed |
+                                                     idempotency_conflict, 422 evidence_past_due
     GET  /v1/settlement-reports/<YYYY-MM-DD>      -> CSV
 Errors: `{"error": {"code", "message", "param"}}`.
 Webhooks: `{"id", "type", "created", "data": {...}}`, header `X-Alpha-Signature: <hex HMAC-SHA256(secret, raw body)>`.
 Types: authorization.updated (after 3-D Secure), refund.succeeded / refund.failed (asynchronous
 refunds), dispute.created, dispute.closed (the network decided: final status won or lost).
 A dispute (webhook `data` and `GET /v1/disputes/<id>`): `{"object": "dispute", "id", "authorization_id",
-"authorization_reference", "amount", "currency", "reason_code", "status", "created", "closed"}`.
+"authorization_reference", "amount", "currency", "reason_code", "status", "evidence_due_by", "created", "closed"}`.
+Evidence: `{"object": "dispute_evidence", "id": "dev_…", "merchant_reference", "created", "dispute": {…}}`
+(the dispute `under_review` once evidence is taken).
 """
 
 from __future__ import annotations
@@ -136,6 +141,7 @@ class AlphaWire:
             "currency": dispute["currency"],
             "reason_code": DISPUTE_REASONS.get(dispute["reason"], "4853"),
             "status": dispute["status"],
+            "evidence_due_by": _iso(dispute.get("evidence_due_by")),
             "created": _iso(dispute["created_at"]),
             "closed": _iso(dispute.get("closed_at")),
         }
@@ -169,6 +175,7 @@ class AlphaWire:
             r("POST", r"/v1/authorizations/(?P<id>auth_[A-Z0-9]+)/void", self.void),
             r("POST", r"/v1/authorizations/(?P<id>auth_[A-Z0-9]+)/refunds", self.refund),
             r("GET", r"/v1/disputes/(?P<id>dp_[A-Za-z0-9]+)", self.dispute),
+            r("POST", r"/v1/disputes/(?P<id>dp_[A-Za-z0-9]+)/evidence", self.evidence),
             r("GET", r"/v1/settlement-reports/(?P<date>\d{4}-\d{2}-\d{2})", self.report),
         ]
 
@@ -252,6 +259,24 @@ class AlphaWire:
         """The dispute inquiry: the dispute as alpha holds it (its webhook's `data`, current status)."""
         dispute = self.core.dispute(req.params["id"])
         return Response.json(200, self.render_dispute(dispute, self.core.payment(dispute["payment_id"])))
+
+    def evidence(self, req: Request) -> Response:
+        """The merchant's evidence, sent on to the network: one submission per dispute."""
+        data = req.json()
+        reference = str(data.get("merchant_reference") or "")
+        key = req.headers.get("Idempotency-Key")
+        if key and key != reference:
+            raise SandboxError(400, "idempotency_key_mismatch", "Idempotency-Key must equal merchant_reference.")
+        ev, dispute, created = self.core.submit_evidence(req.params["id"], reference=reference, text=data.get("text"))
+        body = {
+            "object": "dispute_evidence",
+            "id": ev["id"],
+            "merchant_reference": ev["reference"],
+            "created": _iso(ev["created_at"]),
+            "dispute": self.render_dispute(dispute, self.core.payment(dispute["payment_id"])),
+        }
+        headers = {} if created else {"Idempotent-Replayed": "true"}
+        return Response.json(201 if created else 200, body, **headers)
 
     def report(self, req: Request) -> Response:
         try:

@@ -13,6 +13,9 @@ in major units (ISO 4217 exponent). Idempotency: `reference` of the payment (als
     POST /api/payments/<pspReference>/cancels     {"reference"} -> 202 modification
     POST /api/payments/<pspReference>/refunds     {"reference", "amount"} -> 202 modification
     GET  /api/disputes/<pspReference>             -> dispute (404 if unknown): the dispute inquiry
+    POST /api/disputes/<pspReference>/defense     {"reference", "defenseText"} -> 201 defense (200 on a replay);
+                                                     409 evidence_already_submitted | dispute_closed |
+                                                     idempotency_conflict, 422 evidence_past_due
     GET  /api/reports/settlement?date=YYYY-MM-DD  -> CSV
 Payment methods: `{"type": "scheme", "number", "expiryMonth", "expiryYear", "cvc"}`,
 `{"type": "storedCard", "storedPaymentMethodId"}`, `{"type": "bankRedirect", "issuer": "sandbox_bank"}`,
@@ -23,8 +26,10 @@ Webhooks: `{"eventId", "eventCode": AUTHORISATION|CAPTURE|CANCELLATION|REFUND|CH
 "amount", "reason", "reasonCode", "eventDate", "additionalData"}`, header
 `Beta-Signature: ts=<unix seconds>,sig=<hex HMAC-SHA256(secret, "<ts>.<raw body>")>`.
 A dispute (`GET /api/disputes/<pspReference>`): `{"pspReference": "BD…", "originalReference",
-"paymentReference", "amount", "reason", "reasonCode", "disputeStatus", "creationDate", "closedDate"}`
-(a CHARGEBACK notification's fields, with the dispute's current status).
+"paymentReference", "amount", "reason", "reasonCode", "disputeStatus", "defenseDueDate", "creationDate",
+"closedDate"}` (a CHARGEBACK notification's fields, with the dispute's current status).
+A defense: `{"pspReference": "BV…", "reference", "disputePspReference", "disputeStatus", "creationDate",
+"dispute": {…}}` (the dispute `under_review` once the defense is taken).
 """
 
 from __future__ import annotations
@@ -161,6 +166,7 @@ class BetaWire:
             "reason": reason,
             "reasonCode": code,
             "disputeStatus": dispute["status"],
+            "defenseDueDate": _iso(dispute.get("evidence_due_by")),
             "creationDate": _iso(dispute["created_at"]),
             "closedDate": _iso(dispute.get("closed_at")),
         }
@@ -204,7 +210,8 @@ class BetaWire:
                 "amount": _money(extra["amount"], extra["currency"]),
                 "reason": reason,
                 "reasonCode": code,
-                "additionalData": {"disputeStatus": extra["status"]},
+                "additionalData": {"disputeStatus": extra["status"],
+                                   "defenseDueDate": _iso(extra.get("evidence_due_by"))},
             }
         else:
             assert extra is not None
@@ -234,6 +241,7 @@ class BetaWire:
             r("GET", r"/api/payments/(?P<id>BP[A-Z0-9]+)", self.retrieve),
             r("POST", r"/api/payments/(?P<id>BP[A-Z0-9]+)/(?P<kind>captures|cancels|refunds)", self.modify),
             r("GET", r"/api/disputes/(?P<id>BD[A-Za-z0-9]+)", self.dispute),
+            r("POST", r"/api/disputes/(?P<id>BD[A-Za-z0-9]+)/defense", self.defense),
             r("GET", r"/api/reports/settlement", self.report),
         ]
 
@@ -348,6 +356,32 @@ class BetaWire:
         """The dispute inquiry: the dispute as beta holds it, with its current status."""
         dispute = self.core.dispute(req.params["id"])
         return Response.json(200, self.render_dispute(dispute, self.core.payment(dispute["payment_id"])))
+
+    def defense(self, req: Request) -> Response:
+        """The merchant's defense (evidence), sent on to the network: one per dispute."""
+        data = req.json()
+        reference = str(data.get("reference") or "")
+        key = req.headers.get("Idempotency-Key")
+        if key and key != reference:
+            raise SandboxError(422, "idempotency_key_mismatch", "Idempotency-Key must equal reference.")
+        try:
+            ev, dispute, created = self.core.submit_evidence(
+                req.params["id"], reference=reference, text=data.get("defenseText")
+            )
+        except SandboxError as err:
+            if err.status == 400:
+                err.status = 422
+            raise
+        body = {
+            "pspReference": ev["id"],
+            "reference": ev["reference"],
+            "disputePspReference": dispute["id"],
+            "disputeStatus": dispute["status"],
+            "creationDate": _iso(ev["created_at"]),
+            "dispute": self.render_dispute(dispute, self.core.payment(dispute["payment_id"])),
+        }
+        headers = {} if created else {"Idempotent-Replayed": "true"}
+        return Response.json(201 if created else 200, body, **headers)
 
     def report(self, req: Request) -> Response:
         try:

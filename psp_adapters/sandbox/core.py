@@ -65,6 +65,7 @@ class Options:
     refund_failure_delay: float = 0.5
     sepa_delay: float = 0.5  # SEPA debit settles
     return_delay: float = 2.0  # SEPA debit returned after it settled
+    evidence_days: float = 7.0  # a dispute takes the merchant's evidence this long after it opened
     webhook_max_attempts: int = 12
     webhook_backoff: float = 0.5  # seconds, doubled per attempt, capped at 60
     # Chaos mode (off when empty; `PUT /_sandbox/config {"chaos": {...}}`, docs/sandbox.md):
@@ -583,6 +584,8 @@ class Core:
                     "fee": fee_for(self.psp, "chargeback", row["amount_captured"], row["currency"]),
                     "created_at": time.time(),
                 }
+                if dispute["status"] == "needs_response":  # a returned debit is final: nothing to answer
+                    dispute["evidence_due_by"] = dispute["created_at"] + self.opts.evidence_days * 86400
                 self.store.insert("disputes", dispute)
                 self.emit("dispute", row, dispute)
 
@@ -697,7 +700,7 @@ class Core:
             r.pop("card_number", None)
             r.pop("request_hash", None)
             r["operations"] = self.operations(r["id"])
-            r["disputes"] = self.disputes(r["id"])
+            r["disputes"] = [{**d, "evidence": self.dispute_evidence(d["id"])} for d in self.disputes(r["id"])]
         return rows
 
     def resend(self, event_id: str) -> None:
@@ -724,10 +727,57 @@ class Core:
         self.emit("dispute", self.payment(dispute["payment_id"]), {**dispute, "event": "closed"})
         return dispute
 
+    def dispute_evidence(self, dispute_id: str) -> Row | None:
+        return self.store.one("SELECT * FROM dispute_evidence WHERE dispute_id = ?", (dispute_id,))
+
+    def submit_evidence(self, dispute_id: str, *, reference: str, text: Any) -> tuple[Row, Row, bool]:
+        """The merchant's answer to an open dispute, sent on to the card network: one submission
+        per dispute, idempotent on the merchant's `reference` (the same reference and text again is
+        the first submission, not another; the same reference with other text is
+        `idempotency_conflict`). Refused: another submission already made (`evidence_already_submitted`),
+        a decided dispute (`dispute_closed`), after `evidence_due_by` (`evidence_past_due`). Accepted,
+        the dispute is `under_review`. Returns (evidence, dispute, created)."""
+        if not reference:
+            raise SandboxError(400, "reference_required", "A merchant reference is required.", "reference")
+        if not isinstance(text, str) or not text.strip():
+            raise SandboxError(400, "evidence_required", "Evidence text is required.", "text")
+        with self.store.tx():
+            dispute = self.dispute(dispute_id)
+            found = self.dispute_evidence(dispute_id)
+            if found is not None:
+                if found["reference"] != reference:
+                    raise SandboxError(409, "evidence_already_submitted", "Evidence was already submitted.")
+                if found["text"] != text:
+                    raise SandboxError(409, "idempotency_conflict", "This reference was used with other evidence.")
+                return found, dispute, False
+            if dispute["status"] in ("won", "lost"):
+                raise SandboxError(409, "dispute_closed", f"The dispute is already {dispute['status']}.")
+            due = dispute.get("evidence_due_by")
+            if due is not None and time.time() > due:
+                raise SandboxError(422, "evidence_past_due", "The evidence is past its due date.")
+            evidence = {
+                "id": new_id("dev_" if self.psp == "alpha" else "BV"),
+                "dispute_id": dispute_id,
+                "reference": reference,
+                "text": text,
+                "created_at": time.time(),
+            }
+            self.store.insert("dispute_evidence", evidence)
+            self.store.update("disputes", dispute_id, {"status": "under_review"})
+            return evidence, self.dispute(dispute_id), True
+
+    def dispute_set_due(self, dispute_id: str, due: Any) -> Row:
+        """Move a dispute's evidence due date (tests: "the due date has passed")."""
+        self.dispute(dispute_id)
+        if due is not None and not isinstance(due, int | float):
+            raise SandboxError(400, "invalid_due", "evidence_due_by is unix seconds or null.", "evidence_due_by")
+        self.store.update("disputes", dispute_id, {"evidence_due_by": due})
+        return self.dispute(dispute_id)
+
     def reset(self) -> None:
         """Forget everything (tests that need a clean day, e.g. a report that reconciles 100 %)."""
         with self.store.tx() as c:
-            for table in ("events", "jobs", "disputes", "operations", "tokens", "payments"):
+            for table in ("events", "jobs", "dispute_evidence", "disputes", "operations", "tokens", "payments"):
                 c.execute(f"DELETE FROM {table}")  # noqa: S608
 
     def events(self) -> list[Row]:

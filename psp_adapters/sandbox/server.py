@@ -8,7 +8,8 @@ Shared by both sandboxes:
   state), `GET /_sandbox/payments[?reference=…]` (authorizations with their operations and
   disputes, no PAN), `POST /_sandbox/events/<id>/resend` (deliver again),
   `POST /_sandbox/disputes/<id>/close` (`{"status": "won" | "lost"}`: the network decided; the
-  dispute's webhook goes out with its final status), `POST /_sandbox/reset`
+  dispute's webhook goes out with its final status), `PUT /_sandbox/disputes/<id>`
+  (`{"evidence_due_by": <unix seconds> | null}`: move the evidence due date), `POST /_sandbox/reset`
   (forget everything), `PUT /_sandbox/config` (`{"webhook_url": …}`, changes the webhook target
   at runtime; `{"chaos": {...}}` turns the chaos mode on, `{}` off; `GET` shows it and what it
   injected). All but health need the API key.
@@ -171,6 +172,7 @@ class SandboxApp:
             r("GET", r"/_sandbox/payments", self._payments),
             r("POST", r"/_sandbox/events/(?P<id>[A-Za-z0-9_]+)/resend", self._resend),
             r("POST", r"/_sandbox/disputes/(?P<id>[A-Za-z0-9_]+)/close", self._close_dispute),
+            r("PUT", r"/_sandbox/disputes/(?P<id>[A-Za-z0-9_]+)", self._dispute_update),
             r("POST", r"/_sandbox/reset", self._reset),
             r("GET", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page, False),
             r("POST", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page_submit, False),
@@ -190,6 +192,12 @@ class SandboxApp:
         data = req.json()
         status = data.get("status") if isinstance(data, dict) else None
         return Response.json(200, {"dispute": self.core.close_dispute(req.params["id"], str(status or ""))})
+
+    def _dispute_update(self, req: Request) -> Response:
+        data = req.json()
+        if not isinstance(data, dict) or set(data) != {"evidence_due_by"}:
+            raise SandboxError(400, "invalid_update", "Only evidence_due_by can be set.", "evidence_due_by")
+        return Response.json(200, {"dispute": self.core.dispute_set_due(req.params["id"], data["evidence_due_by"])})
 
     def _reset(self, req: Request) -> Response:
         self.core.reset()

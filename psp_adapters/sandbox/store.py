@@ -71,7 +71,15 @@ CREATE TABLE IF NOT EXISTS disputes (
     status TEXT NOT NULL,
     fee INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
-    closed_at REAL
+    closed_at REAL,
+    evidence_due_by REAL
+);
+CREATE TABLE IF NOT EXISTS dispute_evidence (
+    id TEXT PRIMARY KEY,
+    dispute_id TEXT NOT NULL UNIQUE REFERENCES disputes(id),
+    reference TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY,
@@ -131,6 +139,8 @@ class Store:
         have = {r["name"] for r in self._conn.execute("PRAGMA table_info(disputes)")}
         if "closed_at" not in have:  # when the network decided (won disputes: the report's reversal)
             self._conn.execute("ALTER TABLE disputes ADD COLUMN closed_at REAL")
+        if "evidence_due_by" not in have:  # the last moment the merchant's evidence is taken
+            self._conn.execute("ALTER TABLE disputes ADD COLUMN evidence_due_by REAL")
 
     def close(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,7 +26,7 @@ from ledger import services as ledger_services
 from ledger.errors import AccountNotFoundError
 from ledger.types import MERCHANT_AVAILABLE, Accounts, JournalKind, JournalRequest
 from payera.core.errors import InvalidRequestError, NotFoundError
-from payera.core.money import per_currency_amount
+from payera.core.money import currency_normalize, per_currency_amount
 from payera.events.services import event_record
 from payera.merchants.models import Merchant, MerchantStatus
 from payera.merchants.services import merchant_lock
@@ -64,20 +65,22 @@ def bank_account_fingerprint(account: str) -> str:
 def payout_settings_update(
     *,
     merchant_id: str,
-    minimum_payout_amount: int | None = None,
+    minimum_payout_amounts: Mapping[str, int | None] | None = None,
     minimum_payout_default: bool = False,
     reserve_bps: int | None = None,
     payouts_enabled: bool | None = None,
     bank_account: str | None = None,
     bank_account_holder: str | None = None,
 ) -> MerchantPayoutSettings:
-    """Change a merchant's payout settings (`minimum_payout_default`: drop the merchant's own
-    minimum, back to each currency's default). The bank account is encrypted through the secrets
-    backend (fail closed); only its masked form and its keyed fingerprint are stored in clear."""
+    """Change a merchant's payout settings. `minimum_payout_amounts` sets the merchant's own
+    minimum per currency, each in that currency's minor units (`{"EUR": 5000, "JPY": 8000}`; a
+    currency given None goes back to its default; currencies not given keep theirs);
+    `minimum_payout_default` drops them all, back to each currency's default. The bank account is
+    encrypted through the secrets backend (fail closed); only its masked form and its keyed
+    fingerprint are stored in clear."""
     if not Merchant.objects.filter(pk=merchant_id).exists():
         raise NotFoundError("No such merchant.", param="merchant")
-    if minimum_payout_amount is not None and (isinstance(minimum_payout_amount, bool) or minimum_payout_amount < 1):
-        raise InvalidRequestError("minimum_payout_amount must be >= 1.", param="minimum_payout_amount")
+    minimums = _minimums_checked(minimum_payout_amounts or {})
     if reserve_bps is not None and not 0 <= reserve_bps <= 10000:
         raise InvalidRequestError("reserve_bps must be 0-10000.", param="reserve_bps")
     ciphertext = masked = fingerprint = None
@@ -92,9 +95,10 @@ def payout_settings_update(
         masked = mask_bank_account(account)
     settings_row = merchant_payout_lock(merchant_id)
     if minimum_payout_default:
-        settings_row.minimum_payout_amount = None
-    elif minimum_payout_amount is not None:
-        settings_row.minimum_payout_amount = minimum_payout_amount
+        settings_row.minimum_payout_amounts = {}
+    if minimums:
+        merged = {**settings_row.minimum_payout_amounts, **minimums}
+        settings_row.minimum_payout_amounts = {c: a for c, a in sorted(merged.items()) if a is not None}
     if reserve_bps is not None:
         settings_row.reserve_bps = reserve_bps
     if payouts_enabled is not None:
@@ -107,11 +111,28 @@ def payout_settings_update(
     return settings_row
 
 
+def _minimums_checked(given: Mapping[str, int | None]) -> dict[str, int | None]:
+    """Upper-case payable ISO 4217 codes to whole minor units >= 1 (None: back to the default)."""
+    if not isinstance(given, Mapping):
+        raise InvalidRequestError("minimum_payout_amounts is a mapping of currencies to minor units.",
+                                  param="minimum_payout_amounts")
+    out: dict[str, int | None] = {}
+    for code, amount in given.items():
+        currency = currency_normalize(code, param="minimum_payout_amounts")
+        if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount < 1):
+            raise InvalidRequestError(f"minimum_payout_amounts[{currency}] must be an integer >= 1 (minor units).",
+                                      param="minimum_payout_amounts")
+        out[currency] = amount
+    return out
+
+
 def payout_minimum(settings_row: MerchantPayoutSettings, currency: str) -> int:
-    """The least payout in `currency`'s minor units: the merchant's own minimum when it set one,
-    else the currency's default (`RECONCILIATION_PAYOUT_MINIMUM`, payera.core.money.per_currency_amount)."""
-    if settings_row.minimum_payout_amount is not None:
-        return settings_row.minimum_payout_amount
+    """The least payout in `currency`'s minor units: the merchant's own minimum for that currency
+    when it named one, else the currency's default (`RECONCILIATION_PAYOUT_MINIMUM`,
+    payera.core.money.per_currency_amount). Never another currency's number."""
+    own = (settings_row.minimum_payout_amounts or {}).get(currency.upper())
+    if isinstance(own, int) and not isinstance(own, bool) and own >= 1:
+        return own
     table = getattr(settings, "RECONCILIATION_PAYOUT_MINIMUM", {})
     return per_currency_amount(table, currency, setting="RECONCILIATION_PAYOUT_MINIMUM")
 

@@ -250,3 +250,44 @@ def test_the_payments_authorization_expiry_leaves_bookings_to_their_own_expiry(m
     assert payment_expire_authorizations(now_=timezone.now() + dt.timedelta(days=30)) == []
     booking.refresh_from_db()
     assert booking.status == "held" and booking.payment.status == "requires_capture"
+
+
+def test_an_expiry_whose_void_timed_out_ends_expired_once_recovery_settles_it(merchant, settings, monkeypatch):
+    """The expiry's void timed out and the PSP did not say voided yet (the void still on its way):
+    `booking_expire` released the booking's `expire` claim in its `finally`, so when recovery later
+    found the authorization voided and canceled the payment, `booking_apply_payment_status` saw no
+    `expire` claim and made the booking `canceled` (event `booking.canceled`), as if the merchant had
+    canceled it. The claim now stays while the void's outcome is unknown: the booking ends `expired`."""
+    from payments.services.payments import void_reference
+    from payments.services.recovery import recovery_run
+    from psp_adapters.alpha import AlphaAdapter
+    from psp_adapters.errors import PspTimeoutError
+    from psp_adapters.port import PspReference, VoidRequest
+    from psp_adapters.registry import get_adapter
+
+    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="void-timeout",
+                             hold_expires_at=int(time.time()) + 60, payment_method_data=CARD)
+    assert booking.status == "held"
+    attempt = booking.payment.attempts.get()
+    real_void = AlphaAdapter.void
+
+    def lost(self, req):  # the request left; its answer never came, and it has not arrived yet
+        raise PspTimeoutError("read timeout", connector="alpha")
+
+    monkeypatch.setattr(AlphaAdapter, "void", lost)
+    assert booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1)) == []
+    monkeypatch.setattr(AlphaAdapter, "void", real_void)
+    booking.refresh_from_db()
+    assert (booking.status, booking.payment.status) == ("held", "requires_capture")
+    # the void arrives at the PSP; recovery asks and finds the authorization voided
+    get_adapter("alpha").void(VoidRequest(payment=PspReference(attempt.id, attempt.psp_reference),
+                                          reference=void_reference(attempt.id)))
+    assert recovery_run(force=True)["cancels"] == 1
+    booking.refresh_from_db()
+    assert (booking.status, booking.payment.status, booking.inflight) == ("expired", "canceled", "")
+    from payera.events.models import Event
+
+    types = set(Event.objects.filter(merchant_id=merchant.id, type__startswith="booking.").values_list("type",
+                                                                                                     flat=True))
+    assert "booking.expired" in types and "booking.canceled" not in types

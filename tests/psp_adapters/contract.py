@@ -31,8 +31,10 @@ from psp_adapters.port import (
     CardData,
     DeclineClass,
     DeclineCode,
+    DisputeEvidenceRequest,
     DisputeReason,
     DisputeStatus,
+    EvidenceRefusal,
     OperationKind,
     OperationResult,
     Outcome,
@@ -379,6 +381,40 @@ class PspAdapterContract:
                                  (other.payment, dispute_id)):  # another authorization's dispute
             with pytest.raises(PspReferenceNotFoundError):
                 adapter.inquire_dispute(payment, unknown)
+
+    def test_evidence_reaches_the_psp_once_and_puts_the_dispute_under_review(self, adapter, psp_webhooks, sandboxes):
+        r, opened = self._disputed(adapter, psp_webhooks)
+        dispute_id = opened.dispute.psp_dispute_id
+        assert opened.dispute.evidence_due_by is not None and opened.dispute.evidence_due_by > dt.datetime.now(dt.UTC)
+        req = DisputeEvidenceRequest(payment=r.payment, psp_dispute_id=dispute_id, reference="dp_" + ref("x"),
+                                     text="Signed delivery receipt.")
+        first = adapter.submit_dispute_evidence(req)
+        assert first.outcome == Outcome.APPROVED and first.psp_reference
+        assert first.dispute.dispute.status == DisputeStatus.UNDER_REVIEW
+        again = adapter.submit_dispute_evidence(req)  # a retry (after a timeout): the same submission
+        assert (again.outcome, again.psp_reference) == (Outcome.APPROVED, first.psp_reference)
+        held = sandboxes[self.connector].dispute(dispute_id)
+        assert held["status"] == "under_review"
+        assert (held["evidence"]["reference"], held["evidence"]["text"]) == (req.reference, req.text)
+        assert adapter.inquire_dispute(r.payment, dispute_id).dispute.status == DisputeStatus.UNDER_REVIEW
+        # another submission for the dispute is refused, as a result
+        other = adapter.submit_dispute_evidence(DisputeEvidenceRequest(
+            payment=r.payment, psp_dispute_id=dispute_id, reference="dp_other", text="More."))
+        assert (other.outcome, other.refusal) == (Outcome.DECLINED, EvidenceRefusal.ALREADY_SUBMITTED)
+
+    def test_evidence_after_the_due_date_or_on_a_closed_dispute_is_refused(self, adapter, psp_webhooks, sandboxes):
+        sandbox = sandboxes[self.connector]
+        r, opened = self._disputed(adapter, psp_webhooks)
+        dispute_id = opened.dispute.psp_dispute_id
+        assert sandbox.set_evidence_due(dispute_id, time.time() - 60).status_code == 200
+        req = DisputeEvidenceRequest(payment=r.payment, psp_dispute_id=dispute_id, reference="dp_late", text="Late.")
+        late = adapter.submit_dispute_evidence(req)
+        assert (late.outcome, late.refusal) == (Outcome.DECLINED, EvidenceRefusal.PAST_DUE)
+        assert sandbox.dispute(dispute_id)["evidence"] is None
+        assert sandbox.set_evidence_due(dispute_id, None).status_code == 200
+        assert sandbox.close_dispute(dispute_id, "lost").status_code == 200
+        closed = adapter.submit_dispute_evidence(req)
+        assert (closed.outcome, closed.refusal) == (Outcome.DECLINED, EvidenceRefusal.DISPUTE_CLOSED)
 
     @pytest.mark.parametrize("status", ["won", "lost"])
     def test_a_dispute_closed_by_the_network_arrives_by_webhook_with_its_final_status(

@@ -224,6 +224,19 @@ class SandboxProcess:
         return httpx.post(f"{self.url}/_sandbox/disputes/{dispute_id}/close", json={"status": status},
                           headers=self._auth())
 
+    def set_evidence_due(self, dispute_id: str, due: float | None) -> httpx.Response:
+        """Move a dispute's evidence due date (unix seconds; in the past: the PSP refuses evidence)."""
+        return httpx.put(f"{self.url}/_sandbox/disputes/{dispute_id}", json={"evidence_due_by": due},
+                         headers=self._auth())
+
+    def dispute(self, dispute_id: str) -> dict[str, Any]:
+        """One dispute as the sandbox holds it, with the evidence it took (`evidence`, or None)."""
+        for payment in self.payments():
+            for d in payment["disputes"]:
+                if d["id"] == dispute_id:
+                    return d
+        raise AssertionError(f"{self.psp} holds no dispute {dispute_id}")
+
     def reset(self) -> None:
         """Forget all state (e.g. before a day whose settlement report must reconcile 100 %)."""
         httpx.post(self.url + "/_sandbox/reset", headers=self._auth()).raise_for_status()

@@ -47,6 +47,14 @@ class InProcessHandle:
         with self.sandbox.client() as ops:
             return ops.post(f"{self.url}/_sandbox/disputes/{dispute_id}/close", json={"status": status}, headers=auth)
 
+    def set_evidence_due(self, dispute_id: str, due: float | None) -> httpx.Response:
+        auth = sandbox_auth(self.sandbox.core.psp, self.sandbox.core.opts.api_key)
+        with self.sandbox.client() as ops:
+            return ops.put(f"{self.url}/_sandbox/disputes/{dispute_id}", json={"evidence_due_by": due}, headers=auth)
+
+    def dispute(self, dispute_id: str) -> dict[str, Any]:
+        return {**self.sandbox.core.dispute(dispute_id), "evidence": self.sandbox.core.dispute_evidence(dispute_id)}
+
 
 @pytest.fixture(scope="module")
 def inprocess_env(tmp_path_factory, psp_webhooks):

@@ -88,7 +88,7 @@ def make_payout(merchant, *, gross: int = 10_000, fee: int = 300, currency: str 
 
     now = now or timezone.now()
     payout_settings_update(merchant_id=merchant.id, bank_account=BANK_ACCOUNT, bank_account_holder="Shop GmbH",
-                           reserve_bps=reserve_bps, minimum_payout_amount=minimum)
+                           reserve_bps=reserve_bps, minimum_payout_amounts={currency: minimum})
     post_capture(merchant.id, gross=gross, fee=fee, currency=currency,
                  at=now - timedelta(days=merchant.settlement_delay_days + 1))
     settlement_run(merchant_id=merchant.id, now=now)

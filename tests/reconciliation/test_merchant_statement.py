@@ -42,7 +42,8 @@ def _paid_out_merchant():
     """Two captures and a refund (before `mid`), then settlement, a payout and its payment (after)."""
     merchant = MerchantFactory(connectors=["alpha"], settlement_delay_days=2)
     payout_settings_update(
-        merchant_id=merchant.id, bank_account=BANK_ACCOUNT, bank_account_holder="Shop GmbH", minimum_payout_amount=100
+        merchant_id=merchant.id, bank_account=BANK_ACCOUNT, bank_account_holder="Shop GmbH",
+        minimum_payout_amounts={"EUR": 100},
     )
     start = timezone.now()
     paid = [

@@ -51,7 +51,8 @@ def run_threads(targets) -> list[BaseException]:
 def test_concurrent_payout_runs_pay_once():
     merchants = [MerchantFactory(settlement_delay_days=0) for _ in range(3)]
     for m in merchants:
-        payout_settings_update(merchant_id=m.id, bank_account=BANK_ACCOUNT, reserve_bps=1000, minimum_payout_amount=1)
+        payout_settings_update(merchant_id=m.id, bank_account=BANK_ACCOUNT, reserve_bps=1000,
+                               minimum_payout_amounts={"EUR": 1})
         post_capture(m.id, gross=10_000, fee=300, at=NOW - timedelta(days=1))
     settlement_run(now=NOW)
     assert run_threads([lambda: payout_run(now=NOW)] * 4) == []
@@ -93,7 +94,7 @@ def test_beat_runs_settlement_then_payouts_daily_and_the_tasks_run():
     assert schedule["reconciliation-settlement-run"]["task"] == "reconciliation.tasks.settlement_run_task"
     assert schedule["reconciliation-payout-run"]["task"] == "reconciliation.tasks.payout_run_task"
     merchant = MerchantFactory(settlement_delay_days=0)
-    payout_settings_update(merchant_id=merchant.id, bank_account=BANK_ACCOUNT, minimum_payout_amount=1)
+    payout_settings_update(merchant_id=merchant.id, bank_account=BANK_ACCOUNT, minimum_payout_amounts={"EUR": 1})
     post_capture(merchant.id, gross=1_000, fee=30, at=datetime.now(UTC) - timedelta(days=2))
     assert settlement_run_task.apply().get() >= 1
     assert payout_run_task.apply().get() >= 1

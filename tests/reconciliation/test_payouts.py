@@ -49,7 +49,7 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 def setup_merchant(*, reserve_bps=0, minimum=100, delay=1):
     merchant = MerchantFactory(settlement_delay_days=delay)
     payout_settings_update(merchant_id=merchant.id, bank_account=BANK_ACCOUNT, bank_account_holder="Shop GmbH",
-                           reserve_bps=reserve_bps, minimum_payout_amount=minimum)
+                           reserve_bps=reserve_bps, minimum_payout_amounts={"EUR": minimum})
     return merchant
 
 
@@ -58,7 +58,7 @@ def test_defaults_and_the_bank_account_is_stored_encrypted_only():
     row = payout_settings_update(merchant_id=merchant.id, bank_account="de89 3704 0044 0532 0130 00")
     # no own minimum: each currency's default (RECONCILIATION_PAYOUT_MINIMUM; tests/reconciliation/
     # test_payout_minimum_per_currency.py)
-    assert row.minimum_payout_amount is None and row.reserve_bps == 0 and row.payouts_enabled
+    assert row.minimum_payout_amounts == {} and row.reserve_bps == 0 and row.payouts_enabled
     stored = MerchantPayoutSettings.objects.filter(pk=merchant.id).values()[0]
     assert BANK_ACCOUNT not in json.dumps(stored, default=str)
     assert row.bank_account_masked == "DE89…3000"
@@ -242,6 +242,6 @@ def test_payout_settings_are_checked():
     with pytest.raises(InvalidRequestError):
         payout_settings_update(merchant_id=merchant.id, reserve_bps=10_001)
     with pytest.raises(InvalidRequestError):
-        payout_settings_update(merchant_id=merchant.id, minimum_payout_amount=0)
+        payout_settings_update(merchant_id=merchant.id, minimum_payout_amounts={"EUR": 0})
     with pytest.raises(InvalidRequestError):
         payout_settings_update(merchant_id=merchant.id, bank_account="12")

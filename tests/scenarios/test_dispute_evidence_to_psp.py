@@ -1,0 +1,169 @@
+"""Dispute evidence goes to the PSP (docs/api.md "Disputes", docs/sandbox.md "Dispute evidence").
+
+It was recorded in Payera only: `POST /v1/disputes/{id}/evidence` moved the dispute to
+`under_review` and nothing reached the PSP, so the card network never saw the merchant's answer
+and the dispute was lost by default while the merchant was told it was under review. Now the
+evidence is sent through the adapter (outside any transaction, the dispute id as the PSP's
+idempotency key) and the dispute is `under_review` only once the PSP took it. Real HTTP to the
+sandbox PSPs, whose own storage is asked what they hold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from payments.models import Dispute
+from payments.services import psp_webhook_process_due
+from payments.services.disputes import dispute_evidence_recover_due
+from tests.merchants.factories import MerchantFactory, make_api_key
+
+pytestmark = [pytest.mark.scenario]
+
+EVIDENCE = "Signed delivery receipt, tracking 1Z999AA10123456784."
+
+
+@pytest.fixture(params=["alpha", "beta"])
+def psp(request, env) -> Iterator[tuple[str, httpx.Client]]:
+    """A merchant routed to one sandbox PSP only, and its API client."""
+    name = request.param
+    merchant = MerchantFactory(connectors=[name])
+    key = make_api_key(merchant)
+    with httpx.Client(base_url=env.url, headers={"Authorization": f"Bearer {key.secret}"}, timeout=30) as http:
+        yield name, http
+
+
+def _disputed(env, psp) -> Dispute:
+    name, http = psp
+    body = {
+        "amount": 1000,
+        "currency": "EUR",
+        "payment_method_data": {
+            "type": "card",
+            "card": {"number": "4000000000000259", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        },
+    }
+    p = http.post("/v1/payments", json=body).json()
+    deadline = time.monotonic() + 20
+    while not Dispute.objects.filter(payment_id=p["id"]).exists():
+        assert time.monotonic() < deadline, f"no dispute arrived: {p}"
+        time.sleep(0.1)
+        psp_webhook_process_due()
+    d = Dispute.objects.get(payment_id=p["id"])
+    assert d.connector == name and d.status == "needs_response"
+    return d
+
+
+@contextmanager
+def chaos(sandbox, config: dict) -> Iterator[None]:
+    httpx.put(sandbox.url + "/_sandbox/config", headers=sandbox._auth(), json={"chaos": config}).raise_for_status()
+    try:
+        yield
+    finally:
+        httpx.put(sandbox.url + "/_sandbox/config", headers=sandbox._auth(), json={"chaos": {}}).raise_for_status()
+
+
+def test_evidence_reaches_the_psp_and_a_repeat_is_one_submission(env, psp):
+    _, http = psp
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    assert d.evidence_due_by is not None  # the PSP's deadline, kept from its dispute
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["evidence_pending"]) == ("under_review", False)
+    held = sandbox.dispute(d.psp_dispute_id)
+    assert held["status"] == "under_review"
+    assert (held["evidence"]["reference"], held["evidence"]["text"]) == (d.id, EVIDENCE)
+    again = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert again.status_code == 200 and again.json() == r.json()
+    assert sandbox.dispute(d.psp_dispute_id)["evidence"]["id"] == held["evidence"]["id"]
+
+
+def test_an_unknown_outcome_stays_pending_and_recovery_settles_it_once(env, psp):
+    """A timeout after the PSP took the evidence: the dispute stays `needs_response` with
+    `evidence_pending` (202), and the retry with the same key is the same submission at the PSP."""
+    _, http = psp
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    with chaos(sandbox, {"timeout_rate": 1, "timeout_seconds": 3}):
+        r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 202, r.text
+    assert (r.json()["status"], r.json()["evidence_pending"]) == ("needs_response", True)
+    first = sandbox.dispute(d.psp_dispute_id)["evidence"]
+    assert first is not None  # it did reach the PSP
+    other = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": "Something else."})
+    assert other.status_code == 400 and other.json()["error"]["code"] == "dispute_evidence_pending"
+    assert dispute_evidence_recover_due(older_than=dt.timedelta(0)) == 1
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at, d.evidence_error) == ("under_review", None, "")
+    assert sandbox.dispute(d.psp_dispute_id)["evidence"]["id"] == first["id"]
+    assert dispute_evidence_recover_due(older_than=dt.timedelta(0)) == 0
+
+
+def test_a_psp_5xx_leaves_the_dispute_needing_a_response_with_a_clear_error(env, psp):
+    _, http = psp
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    with chaos(sandbox, {"error_rate": 1}):
+        r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 503, r.text
+    error = r.json()["error"]
+    assert (error["type"], error["code"]) == ("api_error", "psp_unavailable")
+    assert "not sent" in error["message"] and "needs a response" in error["message"]
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at, d.evidence_submitted_at) == ("needs_response", None, None)
+    assert sandbox.dispute(d.psp_dispute_id)["evidence"] is None
+    got = http.get(f"/v1/disputes/{d.id}").json()
+    assert (got["status"], got["evidence_pending"], got["evidence_submitted"]) == ("needs_response", False, None)
+    # the PSP is back: the same evidence goes through
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 200 and r.json()["status"] == "under_review", r.text
+    assert sandbox.dispute(d.psp_dispute_id)["evidence"]["text"] == EVIDENCE
+
+
+def test_evidence_after_the_due_date_is_refused(env, psp):
+    _, http = psp
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    # the PSP's deadline passed (Payera still holds the earlier one): the PSP refuses
+    assert sandbox.set_evidence_due(d.psp_dispute_id, time.time() - 60).status_code == 200
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 400, r.text
+    assert (r.json()["error"]["type"], r.json()["error"]["code"]) == ("invalid_request_error", "evidence_past_due")
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at) == ("needs_response", None)
+    assert d.evidence_error.startswith("evidence_past_due")
+    assert sandbox.dispute(d.psp_dispute_id)["evidence"] is None
+    # Payera's own copy of the deadline passed: refused before any call to the PSP
+    assert sandbox.set_evidence_due(d.psp_dispute_id, None).status_code == 200
+    Dispute.objects.filter(pk=d.pk).update(evidence_due_by=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "evidence_past_due", r.text
+    assert sandbox.dispute(d.psp_dispute_id)["evidence"] is None
+
+
+def test_concurrent_submissions_of_the_same_evidence_are_one_at_the_psp(env, psp):
+    """Two requests at once (a merchant's retry racing its first): both end `under_review`, the
+    PSP holds one submission (the same key: the dispute id)."""
+    from payments.models import PaymentEvent
+    from tests.helpers import race
+
+    name, http = psp
+    d = _disputed(env, psp)
+    url = f"{env.url}/v1/disputes/{d.id}/evidence"
+    auth = dict(http.headers)
+
+    def send():
+        return httpx.post(url, json={"text": EVIDENCE}, headers=auth, timeout=30)
+
+    answers = race(3, send)
+    assert sorted(r.status_code for r in answers) == [200, 200, 200], [r.text for r in answers]
+    assert {r.json()["status"] for r in answers} == {"under_review"}
+    held = env.sandboxes[name].dispute(d.psp_dispute_id)
+    assert held["status"] == "under_review" and held["evidence"]["text"] == EVIDENCE
+    assert PaymentEvent.objects.filter(object_id=d.id, transition="submit_evidence").count() == 1
