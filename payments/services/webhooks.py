@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from payera.audit.services import record_auth_failure
 from payera.core.db import outside_transaction
 from payera.core.masking import mask_json_text
-from payera.core.nul import has_nul, without_nul
+from payera.core.nul import has_unstorable, storable
 from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
@@ -143,12 +143,13 @@ def _check_event(connector: str, e: PspEvent) -> PspEvent:
     """The event to store: the ids and references a signed body gave the adapter are text (the
     inbox's columns and the lookups by id need it), or the event is unreadable (400).
 
-    PostgreSQL's text and jsonb hold no NUL character. The PSP signed the event, so it is
-    authentic: a NUL in its free text (the decline message, for people to read) is replaced by
-    U+FFFD and the event applied — refused, the PSP would retry it for days and its outcome wait
-    for recovery. A NUL anywhere else (an id, a reference, the currency, a code Payera looks up)
-    would name something else once replaced: that event is unreadable (400), not a 500 on the
-    insert. A field is free text only when listed in `_free_text_without_nul`."""
+    PostgreSQL's text and jsonb hold no NUL character and no lone surrogate (JSON's `"\\ud800"`).
+    The PSP signed the event, so it is authentic: such a character in its free text (the decline
+    message, for people to read) is replaced by U+FFFD and the event applied — refused, the PSP
+    would retry it for days and its outcome wait for recovery. One anywhere else (an id, a
+    reference, the currency, a code Payera looks up) would name something else once replaced: that
+    event is unreadable (400), not a 500 on the insert. A field is free text only when listed in
+    `_free_text_storable`."""
     text = (e.payment.reference, e.currency)
     optional = (e.payment.psp_reference, e.operation_reference, e.operation_psp_reference,
                 e.dispute.psp_dispute_id if e.dispute else None)
@@ -156,24 +157,25 @@ def _check_event(connector: str, e: PspEvent) -> PspEvent:
             or not all(v is None or isinstance(v, str) for v in optional)):
         raise WebhookPayloadError(f"unreadable {e.kind.value} event: an id or reference is not a string",
                                   connector=connector)
-    e = _free_text_without_nul(e)
-    if has_nul(event_to_json(e)):
-        raise WebhookPayloadError(f"unreadable {e.kind.value} event: a NUL character in an id, a reference or"
-                                  " a code", connector=connector)
+    e = _free_text_storable(e)
+    if has_unstorable(event_to_json(e)):
+        raise WebhookPayloadError(f"unreadable {e.kind.value} event: a NUL character or a lone surrogate in an id,"
+                                  " a reference or a code", connector=connector)
     return e
 
 
-def _free_text_without_nul(e: PspEvent) -> PspEvent:
-    """`e` with a NUL in its free text replaced by U+FFFD: the decline message."""
+def _free_text_storable(e: PspEvent) -> PspEvent:
+    """`e` with a NUL or a lone surrogate in its free text replaced by U+FFFD: the decline message."""
     if e.decline is not None and isinstance(e.decline.message, str):
-        e = dataclasses.replace(e, decline=dataclasses.replace(e.decline, message=without_nul(e.decline.message)))
+        e = dataclasses.replace(e, decline=dataclasses.replace(e.decline, message=storable(e.decline.message)))
     return e
 
 
 def _body_text(body: bytes) -> str:
     """The raw body as text for the `body` column: decoded as the JSON it is (json.loads, hence the
     adapters, reads UTF-8, UTF-16 and UTF-32 alike), masked, and with no NUL character left (the
-    column holds none; a UTF-16 body read as UTF-8 was every other character a NUL, a 500)."""
+    column holds none; a UTF-16 body read as UTF-8 was every other character a NUL, a 500), nor a
+    lone surrogate (which masking's re-serialized JSON would carry unescaped)."""
     try:
         encoding = json.detect_encoding(body)
     except Exception:  # noqa: BLE001 - any body is kept, as text
@@ -181,7 +183,7 @@ def _body_text(body: bytes) -> str:
     text = body.decode(encoding, errors="replace")
     if text.startswith("\ufeff"):
         text = text[1:]
-    return without_nul(mask_json_text(text))
+    return storable(mask_json_text(text))
 
 
 @transaction.atomic(durable=True)

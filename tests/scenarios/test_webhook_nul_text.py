@@ -186,3 +186,42 @@ def test_a_signed_utf16_body_is_stored_not_a_500(held, psp):
     assert row.status == InboxStatus.PROCESSED, row.note
     assert NUL not in row.body
     assert json.loads(row.body)[EVENT_ID[psp]] == event[EVENT_ID[psp]]
+
+
+LONE_SURROGATE = "\ud800"
+
+
+@pytest.mark.parametrize("psp", ["alpha", "beta"])
+def test_a_signed_decline_with_a_lone_surrogate_in_its_message_is_applied(held, psp, monkeypatch):
+    """JSON may escape half of a UTF-16 pair (`"\\ud800"`): Python reads it as a lone surrogate,
+    which PostgreSQL's jsonb refuses and UTF-8 can not encode — the insert failed (500) and the PSP
+    retried an authentic event for days, as with a NUL. Kept with U+FFFD in its place."""
+    monkeypatch.setattr(
+        ADAPTER[psp], "capabilities", dataclasses.replace(ADAPTER[psp].capabilities, inquiry_confirms_webhooks=False)
+    )
+    event, p = DECLINED[psp](held)
+    event = json.loads(json.dumps(event).replace("\\u0000", "\\ud800"))
+    r = _deliver(held, psp, event)
+    assert r.status_code == 200, r.text
+    row = _row(psp, event[EVENT_ID[psp]])
+    assert row.status == InboxStatus.PROCESSED, row.note
+    assert FFFD in row.headers["decline"]["message"]
+    attempt = PaymentAttempt.objects.get(pk=p["attempts"][0]["id"])
+    assert attempt.status == "declined" and FFFD in attempt.decline_message
+    assert held.get(p["id"])["status"] == "failed"
+
+
+@pytest.mark.parametrize("psp", ["alpha", "beta"])
+def test_a_signed_event_with_a_lone_surrogate_in_a_reference_is_400(held, psp):
+    event, p = DECLINED[psp](held)
+    if psp == "alpha":
+        event = {
+            **event,
+            "data": {**event["data"], "merchant_reference": event["data"]["merchant_reference"] + LONE_SURROGATE},
+        }
+    else:
+        event = {**event, "merchantReference": event["merchantReference"] + LONE_SURROGATE}
+    event = json.loads(json.dumps(event).replace("\\u0000", " "))
+    r = _deliver(held, psp, event)
+    assert r.status_code == 400, r.text
+    assert not PspWebhook.objects.filter(connector=psp, event_id=event[EVENT_ID[psp]]).exists()
