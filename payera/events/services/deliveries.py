@@ -249,7 +249,13 @@ def _check_url_within(url: str, seconds: float) -> tuple[ssrf.ParsedUrl, list[ss
     getaddrinfo can not be interrupted, so it runs in a daemon thread of its own: at the deadline
     the send gives up (`_ResolutionTimeout`) and the thread ends whenever the resolver answers,
     its answer unused. At most MAX_RESOLVER_THREADS such threads run; a send finding none free
-    within its time gives up the same way."""
+    within its time gives up the same way. A URL naming an IP address needs no lookup: checked here."""
+    try:
+        literal = ssrf.literal_address(ssrf.parse_url(url).host)
+    except InvalidRequestError:
+        literal = None  # check_url says why, below
+    if literal is not None:
+        return ssrf.check_url(url)
     if seconds <= 0 or not _resolver_slots.acquire(timeout=seconds):
         raise _ResolutionTimeout
     started = time.monotonic()
