@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 from functools import partial
@@ -186,20 +187,34 @@ def _body_text(body: bytes) -> str:
     return storable(mask_json_text(text))
 
 
+_EVENT_ID_LENGTH = 128  # PspWebhook.event_id
+
+
+def _inbox_event_id(event_id: str) -> str:
+    """The inbox key of a PSP event id: the id itself, or for one longer than the column its start
+    and a digest of the whole id — two events whose long ids share their start stay two events
+    (`event_id[:128]` made the second a "repeat", answered 200 and never applied)."""
+    if len(event_id) <= _EVENT_ID_LENGTH:
+        return event_id
+    digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{event_id[: _EVENT_ID_LENGTH - 33]}~{digest}"
+
+
 @transaction.atomic(durable=True)
 def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
     reference = event.operation_reference or event.payment.reference or ""
     try:
         with transaction.atomic():
             row = PspWebhook.objects.create(
-                connector=connector, event_id=event.event_id[:128], kind=event.kind.value, reference=reference[:64],
+                connector=connector, event_id=_inbox_event_id(event.event_id), kind=event.kind.value,
+                reference=reference[:64],
                 # the raw body is kept for people to read (the event is applied from `headers`, the
                 # parsed event): a card number or secret the PSP sent along is masked as logs mask it, in
                 # the parsed JSON (which stays valid JSON) when the body is JSON
                 body=_body_text(body), headers=event_to_json(event),
             )
     except IntegrityError:  # a repeat: already stored (and applied or on its way)
-        return PspWebhook.objects.get(connector=connector, event_id=event.event_id[:128])
+        return PspWebhook.objects.get(connector=connector, event_id=_inbox_event_id(event.event_id))
     from payments.tasks import psp_webhook_process_task
 
     transaction.on_commit(partial(enqueue, psp_webhook_process_task, str(row.pk)), robust=True)
