@@ -21,7 +21,7 @@ import httpx
 
 from payera.core.errors import PayeraError
 from payera.core.masking import mask_text
-from payera.core.nul import without_nul
+from payera.core.nul import storable
 
 
 class PspError(PayeraError):
@@ -157,7 +157,7 @@ def from_response(response: httpx.Response, *, connector: str) -> PspError:
     so those are "not processed"; 504 comes from a gateway that may have forwarded the request.
     """
     status = response.status_code
-    code, message = without_nul(_psp_code(response))
+    code, message = storable(_psp_code(response))
     message = message or f"HTTP {status} from {connector}"
     cls: type[PspError]
     if status in (401, 403):

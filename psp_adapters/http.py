@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from payera.core.nul import without_nul
+from payera.core.nul import storable
 from psp_adapters.errors import PspProtocolError, from_response, from_transport_error
 
 log = logging.getLogger("psp_adapters.http")
@@ -120,6 +120,9 @@ class PspHttp:
             ) from None
         if not isinstance(data, dict):
             raise PspProtocolError("answer is not a JSON object", connector=self.connector)
-        if b"\\u0000" in response.content:  # JSON writes NUL only so; PostgreSQL can not store it
-            data = without_nul(data)
+        # JSON writes a NUL only as `\u0000` and a lone surrogate only as `\udXXX`; PostgreSQL
+        # stores neither (a whole pair is one character once read, and is kept)
+        content = response.content
+        if b"\\u0000" in content or b"\\ud" in content or b"\\uD" in content:
+            data = storable(data)
         return response.status_code, data

@@ -18,7 +18,10 @@ PSP's dispute inquiry is asked and its answer applied; a dispute the PSP does no
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 import logging
 from functools import partial
 
@@ -27,7 +30,7 @@ from django.db import IntegrityError, transaction
 from payera.audit.services import record_auth_failure
 from payera.core.db import outside_transaction
 from payera.core.masking import mask_json_text
-from payera.core.nul import has_nul
+from payera.core.nul import has_unstorable, storable
 from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
@@ -136,14 +139,21 @@ def psp_webhook_receive(*, connector: str, body: bytes, headers: dict[str, str],
         record_auth_failure(kind="psp_webhook", identifier=connector, reason=f"bad signature: {exc.message}"[:100],
                             remote_addr=remote_addr, request_id=None)
         raise
-    _check_event(connector, event)
+    event = _check_event(connector, event)
     return _inbox_store(connector=connector, event=event, body=body)
 
 
-def _check_event(connector: str, e: PspEvent) -> None:
-    """The ids and references a signed body gave the adapter are text (the inbox's columns and the
-    lookups by id need it), and no value holds a NUL character (PostgreSQL stores none): an event
-    otherwise is unreadable (400), not a 500 on the insert and a PSP retrying it for days."""
+def _check_event(connector: str, e: PspEvent) -> PspEvent:
+    """The event to store: the ids and references a signed body gave the adapter are text (the
+    inbox's columns and the lookups by id need it), or the event is unreadable (400).
+
+    PostgreSQL's text and jsonb hold no NUL character and no lone surrogate (JSON's `"\\ud800"`).
+    The PSP signed the event, so it is authentic: such a character in its free text (the decline
+    message, for people to read) is replaced by U+FFFD and the event applied — refused, the PSP
+    would retry it for days and its outcome wait for recovery. One anywhere else (an id, a
+    reference, the currency, a code Payera looks up) would name something else once replaced: that
+    event is unreadable (400), not a 500 on the insert. A field is free text only when listed in
+    `_free_text_storable`."""
     text = (e.payment.reference, e.currency)
     optional = (e.payment.psp_reference, e.operation_reference, e.operation_psp_reference,
                 e.dispute.psp_dispute_id if e.dispute else None)
@@ -151,8 +161,46 @@ def _check_event(connector: str, e: PspEvent) -> None:
             or not all(v is None or isinstance(v, str) for v in optional)):
         raise WebhookPayloadError(f"unreadable {e.kind.value} event: an id or reference is not a string",
                                   connector=connector)
-    if has_nul(event_to_json(e)):
-        raise WebhookPayloadError(f"unreadable {e.kind.value} event: a NUL character", connector=connector)
+    e = _free_text_storable(e)
+    if has_unstorable(event_to_json(e)):
+        raise WebhookPayloadError(f"unreadable {e.kind.value} event: a NUL character or a lone surrogate in an id,"
+                                  " a reference or a code", connector=connector)
+    return e
+
+
+def _free_text_storable(e: PspEvent) -> PspEvent:
+    """`e` with a NUL or a lone surrogate in its free text replaced by U+FFFD: the decline message."""
+    if e.decline is not None and isinstance(e.decline.message, str):
+        e = dataclasses.replace(e, decline=dataclasses.replace(e.decline, message=storable(e.decline.message)))
+    return e
+
+
+def _body_text(body: bytes) -> str:
+    """The raw body as text for the `body` column: decoded as the JSON it is (json.loads, hence the
+    adapters, reads UTF-8, UTF-16 and UTF-32 alike), masked, and with no NUL character left (the
+    column holds none; a UTF-16 body read as UTF-8 was every other character a NUL, a 500), nor a
+    lone surrogate (which masking's re-serialized JSON would carry unescaped)."""
+    try:
+        encoding = json.detect_encoding(body)
+    except Exception:  # noqa: BLE001 - any body is kept, as text
+        encoding = "utf-8"
+    text = body.decode(encoding, errors="replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return storable(mask_json_text(text))
+
+
+_EVENT_ID_LENGTH = 128  # PspWebhook.event_id
+
+
+def _inbox_event_id(event_id: str) -> str:
+    """The inbox key of a PSP event id: the id itself, or for one longer than the column its start
+    and a digest of the whole id — two events whose long ids share their start stay two events
+    (`event_id[:128]` made the second a "repeat", answered 200 and never applied)."""
+    if len(event_id) <= _EVENT_ID_LENGTH:
+        return event_id
+    digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{event_id[: _EVENT_ID_LENGTH - 33]}~{digest}"
 
 
 @transaction.atomic(durable=True)
@@ -161,14 +209,15 @@ def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
     try:
         with transaction.atomic():
             row = PspWebhook.objects.create(
-                connector=connector, event_id=event.event_id[:128], kind=event.kind.value, reference=reference[:64],
+                connector=connector, event_id=_inbox_event_id(event.event_id), kind=event.kind.value,
+                reference=reference[:64],
                 # the raw body is kept for people to read (the event is applied from `headers`, the
                 # parsed event): a card number or secret the PSP sent along is masked as logs mask it, in
                 # the parsed JSON (which stays valid JSON) when the body is JSON
-                body=mask_json_text(body.decode("utf-8", errors="replace")), headers=event_to_json(event),
+                body=_body_text(body), headers=event_to_json(event),
             )
     except IntegrityError:  # a repeat: already stored (and applied or on its way)
-        return PspWebhook.objects.get(connector=connector, event_id=event.event_id[:128])
+        return PspWebhook.objects.get(connector=connector, event_id=_inbox_event_id(event.event_id))
     from payments.tasks import psp_webhook_process_task
 
     transaction.on_commit(partial(enqueue, psp_webhook_process_task, str(row.pk)), robust=True)

@@ -128,3 +128,57 @@ def test_an_endpoint_dribbling_its_body_after_a_2xx_is_cut_at_the_deadline(short
     assert outcome == "succeeded" and delivery.status == DeliveryStatus.SUCCEEDED
     attempt = delivery.attempts.get()
     assert attempt.status_code == 200 and len(attempt.response_body) < 2048
+
+
+class SlowResolver:
+    """`socket.getaddrinfo` standing in for a DNS server that answers `name` after `delay` seconds
+    (a resolver is outside the machine's control); every other lookup is the real one."""
+
+    def __init__(self, monkeypatch, name: str, delay: float, address: str = "127.0.0.1") -> None:
+        self.name, self.delay, self.address, self.lookups = name, delay, address, 0
+        self._real = socket.getaddrinfo
+        monkeypatch.setattr(socket, "getaddrinfo", self)
+
+    def __call__(self, host, port, *args, **kwargs):
+        if host != self.name:
+            return self._real(host, port, *args, **kwargs)
+        self.lookups += 1
+        time.sleep(self.delay)
+        return self._real(self.address, port, *args, **kwargs)
+
+
+def test_a_slow_name_resolution_ends_at_the_deadline_as_a_timeout_to_retry(short_timeouts, receivers, monkeypatch):
+    """The deadline's timer started after the URL was resolved (the SSRF check at send time), so a
+    resolver taking its time held the delivery thread for as long as it took (here 6 s with a 1 s
+    limit and a 16 s lease; a resolver retrying for a minute, past the lease: the endpoint's slot
+    counted as free while the thread was still held). The deadline now covers the resolution."""
+    rx = receivers()
+    resolver = SlowResolver(monkeypatch, "slow-dns.merchant.test", delay=6.0)
+    outcome, took, delivery = _deliver_timed(f"http://slow-dns.merchant.test:{rx.port}/hooks", "mer_slow_dns")
+    assert resolver.lookups == 2  # at creation and at send time
+    assert took < 2.5, f"the attempt took {took:.1f} s with a 1 s limit (resolution + connect + answer)"
+    assert outcome == "failed" and delivery.status == DeliveryStatus.FAILED
+    assert delivery.next_attempt_at is not None and delivery.lease_until is None  # retried, not held
+    attempt = delivery.attempts.get()
+    assert attempt.status_code is None and attempt.error.startswith("timeout")
+    assert rx.requests == []
+
+
+def test_a_resolution_within_the_deadline_still_delivers_to_the_checked_address(
+    short_timeouts, receivers, monkeypatch, settings
+):
+    """The resolution in its own thread changes nothing else: the address the SSRF check saw is the
+    one connected to, with the original Host header; a private one is still refused."""
+    rx = receivers()
+    SlowResolver(monkeypatch, "quick-dns.merchant.test", delay=0.2)
+    outcome, took, delivery = _deliver_timed(f"http://quick-dns.merchant.test:{rx.port}/hooks", "mer_quick_dns")
+    assert outcome == "succeeded", delivery.attempts.get().error
+    assert rx.requests[0].headers["Host"] == f"quick-dns.merchant.test:{rx.port}"
+    webhook_endpoint_create(
+        merchant_id="mer_quick_dns2", url=f"http://quick-dns.merchant.test:{rx.port}/hooks", enabled_events=["*"]
+    )
+    [delivery_id] = event_relay(event_id=record("mer_quick_dns2").id)
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False  # 127.0.0.1 is private: refused at send time
+    assert webhook_deliver(delivery_id=delivery_id) == "failed"
+    assert WebhookDelivery.objects.get(pk=delivery_id).attempts.get().error.startswith("url_forbidden")
+    assert len(rx.requests) == 1

@@ -94,14 +94,14 @@ def test_a_signed_malformed_alpha_body_is_400_not_500(psp_settings, event):
         {"additionalData": "not an object"},
         {"merchantReference": 42},
         {"pspReference": ["BPX"]},
-        {"success": "false", "reasonCode": "51", "reason": "Refused\u0000"},
+        {"success": "false", "reasonCode": "51\u0000", "reason": "Refused"},
         {"eventId": "BE-\u0000"},
     ],
     ids=[
         "additionalData-not-an-object",
         "merchantReference-not-a-string",
         "pspReference-not-a-string",
-        "nul-in-reason",
+        "nul-in-reason-code",
         "nul-in-event-id",
     ],
 )
@@ -109,7 +109,8 @@ def test_a_signed_malformed_beta_body_is_400_not_500(psp_settings, patch):
     """Beta's parser caught KeyError/TypeError/ValueError only: `additionalData` that is not an
     object raised AttributeError, and references that are not strings reached the inbox
     (`reference[:64]`, a varchar) — each a 500; so was a `\u0000` in any value (PostgreSQL's text
-    and jsonb hold no NUL character)."""
+    and jsonb hold no NUL character). A NUL in an id, a reference or a code stays a 400; one in the
+    free text is kept as U+FFFD (tests/scenarios/test_webhook_nul_text.py)."""
     event = {
         "eventId": "BE-malformed",
         "eventCode": "AUTHORISATION",

@@ -5,7 +5,8 @@ One attempt is three steps, as a PSP call is (STYLE):
    endpoint has a free slot (per-endpoint concurrency limit, counted from in-flight leases in
    the database, so it holds across workers and machines); take a lease.
 2. send: resolve and check the URL again (SSRF), connect to that address, POST the signed body
-   with short timeouts, a total deadline (connect + answer timeouts) and no redirects.
+   with short timeouts, a total deadline (connect + answer timeouts, covering the resolution
+   too: it runs in a bounded thread of its own, waited for until the deadline) and no redirects.
 3. record (short transaction): log the attempt; succeed, schedule the next try (exponential
    backoff with jitter) or dead-letter after the horizon; track the endpoint's failure streak and
    disable it (with a `webhook_endpoint.disabled` event) when it has failed for days.
@@ -189,6 +190,8 @@ class _Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
+        self._seconds = seconds
+        self._ends: float | None = None
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._fire)
@@ -215,12 +218,69 @@ class _Deadline:
             except OSError:
                 pass
 
+    def remaining(self) -> float:
+        """Seconds left before the deadline (the whole limit before it started)."""
+        if self._ends is None:
+            return self._seconds
+        return max(self._ends - time.monotonic(), 0.0)
+
     def __enter__(self) -> _Deadline:
+        self._ends = time.monotonic() + self._seconds
         self._timer.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self._timer.cancel()
+
+
+# Threads resolving webhook hosts at once, all sends of this process together: a resolver that
+# hangs holds these (each until getaddrinfo gives up), never the delivery threads.
+MAX_RESOLVER_THREADS = 16
+_resolver_slots = threading.BoundedSemaphore(MAX_RESOLVER_THREADS)
+
+
+class _ResolutionTimeout(Exception):
+    pass
+
+
+def _check_url_within(url: str, seconds: float) -> tuple[ssrf.ParsedUrl, list[ssrf.IPAddress]]:
+    """`ssrf.check_url` (parse, resolve, check every address), waited for `seconds` at most.
+
+    getaddrinfo can not be interrupted, so it runs in a daemon thread of its own: at the deadline
+    the send gives up (`_ResolutionTimeout`) and the thread ends whenever the resolver answers,
+    its answer unused. At most MAX_RESOLVER_THREADS such threads run; a send finding none free
+    within its time gives up the same way. A URL naming an IP address needs no lookup: checked here."""
+    try:
+        literal = ssrf.literal_address(ssrf.parse_url(url).host)
+    except InvalidRequestError:
+        literal = None  # check_url says why, below
+    if literal is not None:
+        return ssrf.check_url(url)
+    if seconds <= 0 or not _resolver_slots.acquire(timeout=seconds):
+        raise _ResolutionTimeout
+    started = time.monotonic()
+    box: dict = {}
+    done = threading.Event()
+
+    def resolve() -> None:
+        try:
+            box["value"] = ssrf.check_url(url)
+        except BaseException as exc:  # noqa: BLE001 - handed to the sending thread
+            box["error"] = exc
+        finally:
+            _resolver_slots.release()
+            done.set()
+
+    try:
+        threading.Thread(target=resolve, name="webhook-resolve", daemon=True).start()
+    except BaseException:
+        _resolver_slots.release()
+        raise
+    if not done.wait(max(seconds - (time.monotonic() - started), 0.0)):
+        raise _ResolutionTimeout
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _send(claim: Claim) -> SendResult:
@@ -233,65 +293,88 @@ def _send(claim: Claim) -> SendResult:
             return SendResult(
                 started_at, False, error=f"signing secret unavailable: {type(exc).__name__}"[:500], endpoint_fault=False
             )
-        try:
-            parsed, addresses = ssrf.check_url(claim.url)
-        except InvalidRequestError as exc:
-            return SendResult(started_at, False, error=f"{exc.code}: {exc.message}"[:500])
-        timestamp = int(time.time())
-        headers = {
-            "Host": parsed.host_header,
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": USER_AGENT,
-            signing.HEADER: signing.sign(signing_secrets, timestamp, claim.body),
-            "Payera-Event-Id": claim.event_id,
-            "Payera-Delivery-Id": claim.delivery_id,
-            "Payera-Delivery-Attempt": str(claim.attempt_number),
-        }
         limit = settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS + settings.WEBHOOK_TIMEOUT_SECONDS
         deadline, late = _Deadline(limit), f"timeout: no complete answer within {limit:g} s"
-        extensions: dict = {"trace": deadline.trace}
-        if parsed.scheme == "https" and ssrf.literal_address(parsed.host) is None:
-            extensions["sni_hostname"] = parsed.host  # TLS name checks stay on the real host
-        timeout = httpx.Timeout(settings.WEBHOOK_TIMEOUT_SECONDS, connect=settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS)
         t0 = time.monotonic()
-        error = ""
-        with deadline, httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            for address in addresses[:2]:  # the checked addresses only: no second DNS lookup
-                request = client.build_request(
-                    "POST", parsed.url_for(address), content=claim.body, headers=headers, extensions=extensions
-                )
-                try:
-                    response = client.send(request, stream=True)
-                except httpx.ConnectError as exc:
-                    if deadline.fired:
-                        break
-                    error = f"connect error: {exc}"[:500]
-                    continue
-                except httpx.TimeoutException as exc:
-                    latency = int((time.monotonic() - t0) * 1000)
-                    return SendResult(started_at, False, latency_ms=latency, error=f"timeout: {type(exc).__name__}")
-                except httpx.HTTPError as exc:
-                    latency = int((time.monotonic() - t0) * 1000)
-                    if deadline.fired:
-                        return SendResult(started_at, False, latency_ms=latency, error=late)
-                    return SendResult(started_at, False, latency_ms=latency, error=f"http error: {exc}"[:500])
-                try:
-                    try:
-                        text = _read_limited(response, DeliveryAttempt.RESPONSE_BODY_LIMIT)
-                    except httpx.HTTPError:
-                        text = ""
-                finally:
-                    response.close()
+        # The deadline covers the whole send, name resolution included: a slow resolver must not
+        # hold the delivery thread past its lease any more than a slow endpoint.
+        with deadline:
+            try:
+                parsed, addresses = _check_url_within(claim.url, deadline.remaining())
+            except _ResolutionTimeout:
                 latency = int((time.monotonic() - t0) * 1000)
-                ok = 200 <= response.status_code < 300
-                err = "" if ok else f"HTTP {response.status_code}"
-                if 300 <= response.status_code < 400:
-                    err += " (redirects are not followed)"
-                return SendResult(started_at, ok, response.status_code, latency, err, text)
-        latency = int((time.monotonic() - t0) * 1000)
-        if deadline.fired:
-            return SendResult(started_at, False, latency_ms=latency, error=late)
-        return SendResult(started_at, False, latency_ms=latency, error=error or "no address to connect to")
+                error = f"timeout: the host did not resolve within {limit:g} s"
+                return SendResult(started_at, False, latency_ms=latency, error=error)
+            except InvalidRequestError as exc:
+                return SendResult(started_at, False, error=f"{exc.code}: {exc.message}"[:500])
+            return _post(claim, signing_secrets, parsed, addresses, deadline, late, started_at, t0)
+
+
+def _post(
+    claim: Claim,
+    signing_secrets: list[str],
+    parsed: ssrf.ParsedUrl,
+    addresses: list[ssrf.IPAddress],
+    deadline: _Deadline,
+    late: str,
+    started_at: datetime,
+    t0: float,
+) -> SendResult:
+    """POST the signed body to the checked addresses, under `deadline`."""
+    if deadline.fired:  # the resolution took (nearly) all the time
+        return SendResult(started_at, False, latency_ms=int((time.monotonic() - t0) * 1000), error=late)
+    timestamp = int(time.time())
+    headers = {
+        "Host": parsed.host_header,
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": USER_AGENT,
+        signing.HEADER: signing.sign(signing_secrets, timestamp, claim.body),
+        "Payera-Event-Id": claim.event_id,
+        "Payera-Delivery-Id": claim.delivery_id,
+        "Payera-Delivery-Attempt": str(claim.attempt_number),
+    }
+    extensions: dict = {"trace": deadline.trace}
+    if parsed.scheme == "https" and ssrf.literal_address(parsed.host) is None:
+        extensions["sni_hostname"] = parsed.host  # TLS name checks stay on the real host
+    timeout = httpx.Timeout(settings.WEBHOOK_TIMEOUT_SECONDS, connect=settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS)
+    error = ""
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        for address in addresses[:2]:  # the checked addresses only: no second DNS lookup
+            request = client.build_request(
+                "POST", parsed.url_for(address), content=claim.body, headers=headers, extensions=extensions
+            )
+            try:
+                response = client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                if deadline.fired:
+                    break
+                error = f"connect error: {exc}"[:500]
+                continue
+            except httpx.TimeoutException as exc:
+                latency = int((time.monotonic() - t0) * 1000)
+                return SendResult(started_at, False, latency_ms=latency, error=f"timeout: {type(exc).__name__}")
+            except httpx.HTTPError as exc:
+                latency = int((time.monotonic() - t0) * 1000)
+                if deadline.fired:
+                    return SendResult(started_at, False, latency_ms=latency, error=late)
+                return SendResult(started_at, False, latency_ms=latency, error=f"http error: {exc}"[:500])
+            try:
+                try:
+                    text = _read_limited(response, DeliveryAttempt.RESPONSE_BODY_LIMIT)
+                except httpx.HTTPError:
+                    text = ""
+            finally:
+                response.close()
+            latency = int((time.monotonic() - t0) * 1000)
+            ok = 200 <= response.status_code < 300
+            err = "" if ok else f"HTTP {response.status_code}"
+            if 300 <= response.status_code < 400:
+                err += " (redirects are not followed)"
+            return SendResult(started_at, ok, response.status_code, latency, err, text)
+    latency = int((time.monotonic() - t0) * 1000)
+    if deadline.fired:
+        return SendResult(started_at, False, latency_ms=latency, error=late)
+    return SendResult(started_at, False, latency_ms=latency, error=error or "no address to connect to")
 
 
 def _record(claim: Claim, result: SendResult) -> str:
