@@ -1,8 +1,9 @@
 """NUL characters: PostgreSQL's text and jsonb can not hold one (0x00), so a `"\\u0000"` in a string
 or key that reaches the database fails the statement (DataError).
 
-What we are sent and may refuse (a request body, an inbound webhook) is checked with `has_nul`;
-what we must keep (an answer to our own call) is stored with the character replaced (`without_nul`).
+What we are sent and may refuse (a request body, an inbound webhook's ids) is checked with
+`has_unstorable`; what we must keep (an answer to our own call, a signed webhook's free text) is
+stored with the character replaced (`storable`).
 """
 
 from __future__ import annotations
@@ -10,29 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-NUL = "\x00"
 REPLACEMENT = "\ufffd"
-
-
-def has_nul(value: Any) -> bool:
-    """Whether a NUL is in `value`, a string or a JSON document (its keys included)."""
-    if isinstance(value, str):
-        return NUL in value
-    if isinstance(value, dict):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
-    return isinstance(value, list | tuple) and any(has_nul(v) for v in value)
-
-
-def without_nul(value: Any) -> Any:
-    """`value` (a string or a JSON document) with every NUL in its strings and keys replaced by U+FFFD."""
-    if isinstance(value, str):
-        return value.replace(NUL, REPLACEMENT)
-    if isinstance(value, dict):
-        return {without_nul(k): without_nul(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(without_nul(v) for v in value)
-    return value
-
 
 # PostgreSQL (and UTF-8) can not hold a lone UTF-16 surrogate either: JSON's `"\ud800"` escape
 # reads as one in Python, and its insert fails as a NUL's does (jsonb refuses the escape, text the

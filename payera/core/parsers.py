@@ -1,7 +1,9 @@
-"""The API's JSON parser: DRF's, refusing NUL characters anywhere in the document.
+"""The API's JSON parser: DRF's, refusing NUL characters and lone UTF-16 surrogates anywhere in
+the document.
 
-PostgreSQL text cannot hold NUL (0x00), so a `"\\u0000"` in any string (or key) would reach the
-database as a DataError and answer 500; it is a 400 `invalid_request_error` here instead.
+PostgreSQL text cannot hold NUL (0x00), nor UTF-8 a lone surrogate (JSON's `"\\ud800"` escape), so
+such a string (or key) would reach the database as a DataError and answer 500; it is a 400
+`invalid_request_error` here instead.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from rest_framework.exceptions import ParseError
 
 from payera.core.errors import InvalidRequestError
 from payera.core.masking import has_card_number
-from payera.core.nul import has_nul
+from payera.core.nul import has_unstorable
 
 
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
-        if has_nul(data):
-            raise ParseError("The request body may not contain NUL characters.", code="parameter_invalid")
+        if has_unstorable(data):
+            raise ParseError("The request body may not contain NUL characters or unpaired UTF-16 surrogates.",
+                             code="parameter_invalid")
         return data
 
 

@@ -124,3 +124,28 @@ def test_empty_limit_is_400_as_the_schema_says(merchant_client, path):
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "limit"
     assert merchant_client.get(path).status_code == 200  # absent: the default
+
+
+@pytest.mark.parametrize("body", [
+    '{"name": "x", "metadata": {"k": "x\\ud800"}}',  # a lone surrogate in a value
+    '{"name": "x", "metadata": {"k\\udfff": "v"}}',  # ... in a key
+])
+def test_a_lone_surrogate_in_a_json_body_is_400_not_500(merchant_client, body):
+    """Found in session 16 (h16a): JSON's `"\\ud800"` escape reads as half of a UTF-16 pair, which
+    PostgreSQL (and UTF-8) can not store; the parser refused only NUL, so POST /v1/customers with
+    such metadata answered 500. Nothing is stored."""
+    from payments.models import Customer
+
+    response = merchant_client.post("/v1/customers", data=body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "parameter_invalid"
+    assert not Customer.objects.exists()
+
+
+def test_a_surrogate_pair_in_a_json_body_is_kept(merchant_client):
+    """An escaped pair is one character (an emoji): accepted and answered as sent."""
+    response = merchant_client.post("/v1/customers", data='{"name": "x", "metadata": {"k": "\\ud83d\\ude00"}}',
+                                    content_type="application/json")
+    assert response.status_code == 200 or response.status_code == 201, response.content
+    assert response.json()["metadata"] == {"k": "\U0001f600"}

@@ -34,7 +34,7 @@ from django.db import transaction
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError
 from payera.core.masking import mask_text
-from payera.core.nul import without_nul
+from payera.core.nul import storable
 from payera.events import clock, dispatch, signing, ssrf
 from payera.events.backoff import RetryPolicy, next_attempt
 from payera.events.errors import DeliveryNotReplayableError, WebhookDeliveryNotFoundError
@@ -178,7 +178,7 @@ def _read_limited(response: httpx.Response, limit: int) -> str:
         if size >= limit:
             break
     # PostgreSQL text cannot hold NUL: one in the answer would fail the record step after a send
-    return without_nul(b"".join(chunks)[:limit].decode("utf-8", errors="replace"))
+    return storable(b"".join(chunks)[:limit].decode("utf-8", errors="replace"))
 
 
 class _Deadline:
