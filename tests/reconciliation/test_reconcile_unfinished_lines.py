@@ -19,10 +19,9 @@ period holds makes the file `settlement_run_busy` until that import finishes or 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from ledger.verify import ledger_verify
@@ -30,6 +29,7 @@ from reconciliation.errors import SettlementRunBusyError
 from reconciliation.models import Discrepancy, ReconciliationRun, StatementLine
 from reconciliation.selectors import receivable_check
 from reconciliation.services import reconcile, reconcile_import
+from tests.reconciliation.held_import import import_held_at_finish
 from tests.reconciliation.sandbox_day import report, today
 
 pytestmark = [
@@ -116,32 +116,10 @@ def test_rows_held_by_a_running_import_of_another_period_are_not_sent_again(a_da
     `parser`: the next day's file clean (COPY, `_seen_create`) or CRLF (staged, `_stage_done`)."""
     lf = report("alpha")
     tomorrow = _next_day(lf) if parser == "postgresql" else _crlf(_next_day(lf))
-    entered, release = threading.Event(), threading.Event()
-    main = threading.current_thread()
-    errors: list[BaseException] = []
-    original = reconcile._finish
-
-    def finish(run, *args, **kwargs):
-        if threading.current_thread() is not main:
-            entered.set()
-            release.wait(60)
-            raise RuntimeError("the first import fails in its finish")
-        return original(run, *args, **kwargs)
-
-    monkeypatch.setattr(reconcile, "_finish", finish)
-
-    def first() -> None:
-        try:
-            reconcile_import(psp="alpha", raw=lf, file_name="alpha-pull.csv", source="scheduled")
-        except BaseException as exc:  # noqa: BLE001 - the injected failure
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=first)
-    thread.start()
+    thread, release, errors = import_held_at_finish(
+        monkeypatch, lf, fail="the first import fails in its finish", file_name="alpha-pull.csv", source="scheduled"
+    )
     try:
-        assert entered.wait(60), "the first import never reached its finish"
         with pytest.raises(SettlementRunBusyError, match="not finished yet"):
             reconcile_import(psp="alpha", raw=tomorrow, file_name="alpha-next.csv", source="upload")
     finally:
