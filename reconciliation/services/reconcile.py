@@ -1160,7 +1160,8 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: b
     params = [now, now, run.id, run.id] if duplicates else [now, now, run.id]
     statements: list[tuple[str, list]] = [(from_lines, params)] if unmatched else []
     if run.period_start and run.period_end:
-        # the period's items that no line (of any run) names first, then the attempt of each (by
+        # the period's items that no line names first (a line of this run or of a finished one:
+        # the lines of an import not finished are not final, a failure removes them), then the attempt of each (by
         # its key: a report usually names them all, so few). OFFSET 0 keeps that order: the lines
         # of an import just made have no statistics yet, and the planner would hash every attempt
         if connection.vendor == "postgresql":
@@ -1188,12 +1189,13 @@ INSERT INTO {dsc} ({cols})
 SELECT %s, NULL, 'missing_at_psp', a.connector, a.merchant_id, a.id, x.id, x.currency, NULL, {sign}x.amount,
        -({sign}x.amount), 'open', '', '', '', '', %s, %s
 FROM (SELECT x.* FROM {table} x WHERE x.status = '{status}' AND x.{at} >= %s AND x.{at} < %s
-        AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = %s AND l.object_id = x.id{line_kind})
+        AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = %s AND l.object_id = x.id{line_kind}
+                        AND (l.run_id = %s OR {FINAL.replace("o.run_id", "l.run_id")}))
       {fence}) x
 {attempt}
 WHERE NOT EXISTS (SELECT 1 FROM {dsc} y WHERE y.kind = 'missing_at_psp' AND y.psp = a.connector
                   AND y.object_id = x.id)""",
-                    [run.id, now, now, start, end, run.psp, run.psp],
+                    [run.id, now, now, start, end, run.psp, run.id, run.psp],
                 )
             )
     return statements
