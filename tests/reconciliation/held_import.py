@@ -37,6 +37,12 @@ class HeldImport(NamedTuple):
     release: threading.Event
     errors: list[BaseException]
 
+    def finish(self, *others: threading.Thread) -> None:
+        """Release the held import and wait for it and for `others` (threads it kept waiting)."""
+        self.release.set()
+        for thread in (self.thread, *others):
+            thread.join(60)
+
 
 def import_held_at_finish(monkeypatch, raw: bytes, *, fail: str = "", psp: str = "alpha", **kwargs) -> HeldImport:
     """An import of `raw` (a thread) that runs until its finish (lines loaded, matched and

@@ -55,6 +55,12 @@ def _imports_counted(monkeypatch, *, sleep: float = 0.0) -> list[str]:
     return calls
 
 
+def _until(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_pull_of_several_days_stops_at_its_deadline_and_leaves_the_rest_for_the_next_pull(day, settings, monkeypatch):
     yesterday = today() - dt.timedelta(days=1)
     first = yesterday - dt.timedelta(days=2)
@@ -101,9 +107,7 @@ def test_a_pull_waiting_for_a_busy_import_stops_at_its_deadline_and_the_day_is_p
         puller.join(15)
         assert not puller.is_alive(), "the pull waited past its deadline"
     finally:
-        held.release.set()
-        held.thread.join(60)
-        puller.join(60)
+        held.finish(puller)
     assert not held.errors, held.errors
     assert "alpha" not in pulled
     left = ReconciliationRun.objects.get(psp="alpha", source="scheduled")
@@ -136,14 +140,10 @@ def test_the_pull_waits_for_a_busy_import_without_importing_its_file_at_every_po
     pulled: dict = {}
     puller = start_thread(lambda: pulled.update(reconcile_pull(day=today(), psps=["alpha"])), held.errors)
     try:
-        deadline = time.monotonic() + 30
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _until(lambda: calls)
         time.sleep(2.0)  # the pull waits meanwhile, polling every 0.1 s
     finally:
-        held.release.set()
-        held.thread.join(60)
-        puller.join(60)
+        held.finish(puller)
     assert not held.errors and not puller.is_alive(), held.errors
     assert pulled["alpha"].created and pulled["alpha"].rows == pulled["alpha"].matched == 4
     assert len(calls) == 2, f"the pull imported its file {len(calls)} times while it waited"
@@ -181,15 +181,11 @@ def test_a_pull_whose_rows_a_running_import_holds_loads_its_file_again_only_once
     nxt = today() + dt.timedelta(days=1)
     puller = start_thread(lambda: pulled.update(reconcile_pull(day=nxt, psps=["alpha"])), held.errors)
     try:
-        deadline = time.monotonic() + 30
-        while not refused and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _until(lambda: refused)
         assert refused and "not finished yet" in refused[0].message, refused
         time.sleep(2.0)  # the pull waits meanwhile, polling every 0.1 s
     finally:
-        held.release.set()
-        held.thread.join(60)
-        puller.join(60)
+        held.finish(puller)
     assert not held.errors and not puller.is_alive(), held.errors
     result = pulled["alpha"]
     run = ReconciliationRun.objects.get(pk=result.run_id)
