@@ -398,7 +398,7 @@ def _run_start(
                 run = ReconciliationRun.objects.create(psp=psp, file_sha256=sha, created_at=now, progress_at=now)
         except IntegrityError:
             raise SettlementRunBusyError("this file is being imported right now") from None
-    run.file_name = file_name[:255]
+    run.file_name = mask_text(file_name)[:255]  # shown in the admin: a card number in a name is masked
     run.source = source
     run.created_by = actor[:150]
     run.status = ReconRunStatus.LOADING
