@@ -121,6 +121,8 @@ class StatementForm(forms.Form):
         data = super().clean()
         if data.get("start") and data.get("end") and data["end"] < data["start"]:
             raise forms.ValidationError("The period ends before it starts.")
+        if data.get("end") == dt.date.max:  # the view reads up to the day after the last one
+            raise forms.ValidationError(f"The period must end before {dt.date.max}.")
         return data
 
 

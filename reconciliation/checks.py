@@ -21,6 +21,7 @@ _DURATIONS = {
     "RECONCILIATION_RUN_BUSY_MINUTES": (0.0, False),  # 0 or less: every running import looks crashed
     "RECONCILIATION_PULL_BUSY_POLL_SECONDS": (0.0, False),
     "RECONCILIATION_PULL_BUSY_WAIT_SECONDS": (0.0, True),
+    "RECONCILIATION_PULL_DEADLINE_SECONDS": (0.0, False),
 }
 
 
@@ -39,3 +40,28 @@ def check_import_durations(app_configs=None, **kwargs):
             bound = f"at least {least:g}" if allowed else f"more than {least:g}"
             errors.append(Error(f"{name} must be a number {bound} (it is {value!r}).", id="reconciliation.E002"))
     return errors
+
+
+# what the pull's deadline leaves under the broker's visibility timeout: the last import started
+# before the deadline runs to its end (about a minute per million rows), after the fetch (its timeouts)
+PULL_DEADLINE_MARGIN_SECONDS = 600
+
+
+@register()
+def check_pull_deadline(app_configs=None, **kwargs):
+    """The scheduled pull's total deadline must end safely before the broker's visibility timeout:
+    a task still running past it is delivered again (acks_late), and a second pull runs beside the
+    first (docs/reconciliation.md "Three ways in")."""
+    deadline = getattr(settings, "RECONCILIATION_PULL_DEADLINE_SECONDS", None)
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
+    visibility = options.get("visibility_timeout") if isinstance(options, dict) else None
+    if not isinstance(deadline, int | float) or isinstance(deadline, bool) or deadline <= 0:
+        return []  # reconciliation.E002 says so
+    if isinstance(visibility, int | float) and deadline > visibility - PULL_DEADLINE_MARGIN_SECONDS:
+        return [Error(
+            f"RECONCILIATION_PULL_DEADLINE_SECONDS ({deadline:g}) must be at least {PULL_DEADLINE_MARGIN_SECONDS} s"
+            f" under the broker's visibility_timeout ({visibility:g} s): a pull still running past it is"
+            " delivered again and runs twice.",
+            id="reconciliation.E003",
+        )]  # fmt: skip
+    return []

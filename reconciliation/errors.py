@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from payera.core.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 
 
@@ -41,6 +43,10 @@ class SettlementRunBusyError(InvalidRequestError):
     code = "settlement_run_busy"
     http_status = 409
     default_message = "This settlement report is being imported right now."
+
+    def __init__(self, message: str | None = None, *, runs: Iterable[str] = (), **kwargs):
+        super().__init__(message, **kwargs)
+        self.runs = tuple(runs)  # the runs it waits for (empty: not known); the pull's wait looks at them
 
 
 class DiscrepancyStateError(InvalidRequestError):

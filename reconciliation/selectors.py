@@ -80,14 +80,18 @@ def _unsettled_sql() -> str:
     was decided): the PSP reports both, each settled by its own line (a won dispute neither of whose
     lines settled yet nets to 0)."""
     from payments import selectors as payments_selectors
-    from reconciliation.models import StatementLine
+    from reconciliation.models import ReconciliationRun, StatementLine
 
     t = payments_selectors.settlement_tables()
-    lines = StatementLine._meta.db_table
+    lines, runs = StatementLine._meta.db_table, ReconciliationRun._meta.db_table
 
+    # a line names its journal from the match on; the journal is posted by its run's finish (the
+    # run then done): the lines of an import not finished (running, or failed without its undo)
+    # settle nothing yet, as for the check (finished runs' totals) and the resolutions
     def settled(kind: str = "") -> str:
         return (f"NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = a.connector AND l.object_id = x.id"
-                f"{f' AND l.kind = {kind!r}' if kind else ''} AND l.journal_reference <> '')")  # fmt: skip
+                f"{f' AND l.kind = {kind!r}' if kind else ''} AND l.journal_reference <> ''"
+                f" AND EXISTS (SELECT 1 FROM {runs} r WHERE r.id = l.run_id AND r.status = 'done'))")  # fmt: skip
 
     return f"""
 SELECT x.currency, x.amount AS gross, x.updated_at AS at, x.id AS object_id FROM {t["capture"]} x

@@ -507,6 +507,12 @@ RECONCILIATION_PULL_BUSY_POLL_SECONDS = env.float("RECONCILIATION_PULL_BUSY_POLL
 RECONCILIATION_PULL_BUSY_WAIT_SECONDS = env.float(
     "RECONCILIATION_PULL_BUSY_WAIT_SECONDS", default=RECONCILIATION_RUN_BUSY_MINUTES * 60
 )
+# One pull (every PSP, every day it fetches, its waits) stops after this many seconds and leaves the
+# days it has not imported for the next pull: safely under the broker's visibility_timeout (3600 s),
+# past which the broker would deliver the pull's task again (a second pull beside the first). The
+# system check reconciliation.E003 keeps it at least 600 s under that timeout (the last import
+# started before the deadline runs to its end).
+RECONCILIATION_PULL_DEADLINE_SECONDS = env.float("RECONCILIATION_PULL_DEADLINE_SECONDS", default=2700.0)
 CELERY_BEAT_SCHEDULE["reconciliation-report-pull"] = {
     "task": "reconciliation.tasks.reconcile_pull_task",
     "schedule": crontab(hour=2, minute=30),

@@ -83,6 +83,21 @@ def _locked(discrepancy_id: int, *, money: bool = False) -> Discrepancy:
     return Discrepancy.objects.select_for_update().get(pk=discrepancy_id)
 
 
+def may_see(user, merchant_id: str | None) -> bool:
+    """Whether the staff member may act on a discrepancy (or a target) of `merchant_id`: one of
+    their merchants; a line Payera could not tie to a merchant: all-merchant staff only."""
+    from payera.staff.access import staff_can_access_merchant, staff_has_all_merchants
+
+    return staff_can_access_merchant(user, merchant_id) if merchant_id else staff_has_all_merchants(user)
+
+
+def _scoped(d: Discrepancy, user) -> Discrepancy:
+    """Object-level access, checked by the service whoever calls it (the admin checks it too)."""
+    if not may_see(user, d.merchant_id):
+        raise DiscrepancyPermissionError()
+    return d
+
+
 def _check(user, perm: str, reason: str) -> str:
     if not (user is not None and user.is_active and user.has_perm(f"reconciliation.{perm}")):
         raise DiscrepancyPermissionError()
@@ -237,7 +252,7 @@ def _post(*, reference: str, lines, kind: str, d: Discrepancy, user, reason: str
 @transaction.atomic(durable=True)
 def discrepancy_investigate(*, discrepancy_id: int, user, reason: str) -> Discrepancy:
     reason = _check(user, "investigate_discrepancy", reason)
-    d = _locked(discrepancy_id)
+    d = _scoped(_locked(discrepancy_id), user)
     if not can_proceed(d.mark_investigating):
         raise DiscrepancyStateError()
     d.mark_investigating(by=user.get_username(), reason=reason)
@@ -257,7 +272,7 @@ def discrepancy_resolve(
     reason = _check(user, "resolve_discrepancy", reason)
     if isinstance(adjustment, bool) or not isinstance(adjustment, int):
         raise InvalidRequestError("adjustment must be an integer in minor units.", param="adjustment")
-    d = _locked(discrepancy_id, money=bool(adjustment))
+    d = _scoped(_locked(discrepancy_id, money=bool(adjustment)), user)
     if not can_proceed(d.mark_resolved):
         raise DiscrepancyStateError()
     reference, item_currency = "", ""
@@ -295,7 +310,7 @@ def discrepancy_settle_as_reported(*, discrepancy_id: int, user, reason: str) ->
     each currency apart); a line Payera does not know (missing in Payera, or a duplicate the PSP
     really paid) goes to suspense. Needs `resolve_discrepancy`."""
     reason = _check(user, "resolve_discrepancy", reason)
-    d = _locked(discrepancy_id, money=True)
+    d = _scoped(_locked(discrepancy_id, money=True), user)
     if not can_proceed(d.mark_resolved):
         raise DiscrepancyStateError()
     line = d.line
@@ -345,7 +360,7 @@ def discrepancy_write_off(*, discrepancy_id: int, user, reason: str) -> Discrepa
     written off to reconciliation differences (`recon_write_off:<id>`); a report line is not booked
     (a duplicate or unknown line the PSP did not pay; a fee difference that was agreed)."""
     reason = _check(user, "write_off_discrepancy", reason)
-    d = _locked(discrepancy_id, money=True)
+    d = _scoped(_locked(discrepancy_id, money=True), user)
     if not can_proceed(d.mark_written_off):
         raise DiscrepancyStateError()
     item_currency, left = _outstanding(d)

@@ -281,10 +281,12 @@ def _key_held_busy(run: ReconciliationRun) -> SettlementRunBusyError:
         .order_by("created_at")
         .values_list("id", flat=True)
     )
-    names = ", ".join(others[:3]) or "another import"
+    holders = list(others)
+    names = ", ".join(holders[:3]) or "another import"
     return SettlementRunBusyError(
         f"rows of this file are in the lines of {names} of {run.psp}, an import not finished yet; nothing"
-        " was imported: import this file again once it has finished"
+        " was imported: import this file again once it has finished",
+        runs=holders,
     )
 
 
@@ -374,7 +376,8 @@ def _run_start(
         raise SettlementRunBusyError(
             f"{running.id} is importing another file of this period right now ({_busy_with(running)}), and"
             f" two files of one {psp} period import one after the other. Nothing was imported from this file:"
-            " import it again once that import has finished (its run page shows its progress)"
+            " import it again once that import has finished (its run page shows its progress)",
+            runs=[running.id],
         )
     if run is not None:
         if run.status == ReconRunStatus.DONE or (
@@ -382,7 +385,8 @@ def _run_start(
         ):
             raise SettlementRunBusyError(
                 f"{run.id} is importing this file right now ({_busy_with(run)}): nothing more was done;"
-                " its run page shows its progress"
+                " its run page shows its progress",
+                runs=[run.id],
             )
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
@@ -394,7 +398,7 @@ def _run_start(
                 run = ReconciliationRun.objects.create(psp=psp, file_sha256=sha, created_at=now, progress_at=now)
         except IntegrityError:
             raise SettlementRunBusyError("this file is being imported right now") from None
-    run.file_name = file_name[:255]
+    run.file_name = mask_text(file_name)[:255]  # shown in the admin: a card number in a name is masked
     run.source = source
     run.created_by = actor[:150]
     run.status = ReconRunStatus.LOADING
@@ -1156,7 +1160,8 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: b
     params = [now, now, run.id, run.id] if duplicates else [now, now, run.id]
     statements: list[tuple[str, list]] = [(from_lines, params)] if unmatched else []
     if run.period_start and run.period_end:
-        # the period's items that no line (of any run) names first, then the attempt of each (by
+        # the period's items that no line names first (a line of this run or of a finished one:
+        # the lines of an import not finished are not final, a failure removes them), then the attempt of each (by
         # its key: a report usually names them all, so few). OFFSET 0 keeps that order: the lines
         # of an import just made have no statistics yet, and the planner would hash every attempt
         if connection.vendor == "postgresql":
@@ -1184,12 +1189,13 @@ INSERT INTO {dsc} ({cols})
 SELECT %s, NULL, 'missing_at_psp', a.connector, a.merchant_id, a.id, x.id, x.currency, NULL, {sign}x.amount,
        -({sign}x.amount), 'open', '', '', '', '', %s, %s
 FROM (SELECT x.* FROM {table} x WHERE x.status = '{status}' AND x.{at} >= %s AND x.{at} < %s
-        AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = %s AND l.object_id = x.id{line_kind})
+        AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = %s AND l.object_id = x.id{line_kind}
+                        AND (l.run_id = %s OR {FINAL.replace("o.run_id", "l.run_id")}))
       {fence}) x
 {attempt}
 WHERE NOT EXISTS (SELECT 1 FROM {dsc} y WHERE y.kind = 'missing_at_psp' AND y.psp = a.connector
                   AND y.object_id = x.id)""",
-                    [run.id, now, now, start, end, run.psp, run.psp],
+                    [run.id, now, now, start, end, run.psp, run.id, run.psp],
                 )
             )
     return statements
@@ -1302,6 +1308,20 @@ def _recovered_by_currency(recovered: dict[str, dict[tuple[str, str], int]]) -> 
     return {c: out[c] for c in sorted(out)}
 
 
+def pull_deadline() -> float:
+    """How long one pull may go on (seconds, setting RECONCILIATION_PULL_DEADLINE_SECONDS, default
+    2,700): safely under the broker's visibility timeout (3,600 s; reconciliation.E003), past which
+    the broker would deliver the pull's task again and a second pull would run beside the first."""
+    from django.conf import settings
+
+    return float(getattr(settings, "RECONCILIATION_PULL_DEADLINE_SECONDS", 2700.0))
+
+
+class PullDeadlineError(RuntimeError):
+    """The pull reached its deadline (pull_deadline()) while it waited for a busy import: the day is
+    left for the next pull (nothing of it imported, so no finished run covers it)."""
+
+
 def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = None) -> dict[str, ReconcileResult]:
     """The scheduled pull: fetch each PSP's report and import it. With `day`, that day's report;
     without (Celery beat), yesterday's (UTC) and every earlier day of the catch-up window
@@ -1309,13 +1329,23 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
     PSP, whose report was refused or whose import failed is pulled again by the next nights, oldest
     first (a file imported before changes nothing). Each PSP and day on its own: a failure is
     logged (a failed import also leaves its run marked failed, with the error) and the others are
-    pulled all the same. Returns the PSPs imported (each with its latest day's result)."""
+    pulled all the same. Returns the PSPs imported (each with its latest day's result).
+
+    The whole pull has a deadline (pull_deadline(), under the broker's visibility timeout): once
+    it has passed, no further day is fetched or imported, a wait for a busy import stops, and the
+    pull returns; the days it left are not imported, so no finished run covers them and the next
+    pull fetches them (an import already running when the deadline passes runs to its end)."""
     from psp_adapters.errors import PspError
 
+    deadline = time.monotonic() + pull_deadline()
     yesterday = timezone.now().astimezone(dt.UTC).date() - dt.timedelta(days=1)
     out: dict[str, ReconcileResult] = {}
+    left: list[str] = []
     for psp in psps or connector_names():
         for when in [day] if day else pull_days(psp=psp, yesterday=yesterday):
+            if time.monotonic() >= deadline:
+                left.append(f"{psp} {when}")
+                continue
             try:
                 with outside_transaction():
                     raw = get_adapter(psp).fetch_settlement_report(when)
@@ -1323,27 +1353,39 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
                 logger.warning("settlement report of %s for %s not fetched: %s", psp, when, exc)
                 continue
             try:
-                out[psp] = _pull_import(psp=psp, raw=raw, when=when)
+                out[psp] = _pull_import(psp=psp, raw=raw, when=when, deadline=deadline)
+            except PullDeadlineError as exc:
+                left.append(f"{psp} {when}")
+                _pull_left(psp=psp, raw=raw, when=when, reason=str(exc))
             except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
                 known = isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError)
                 logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc),
                              exc_info=not known)  # fmt: skip
+    if left:
+        logger.warning("settlement report pull stopped at its deadline (%g s); left for the next pull: %s",
+                       pull_deadline(), ", ".join(left))  # fmt: skip
     return out
 
 
-def _pull_import(*, psp: str, raw: bytes, when: dt.date) -> ReconcileResult:
+def _pull_import(*, psp: str, raw: bytes, when: dt.date, deadline: float) -> ReconcileResult:
     """The pull's import of one PSP's day. An import of the same file or of another file of that
     period running (settlement_run_busy: the admin upload or the command at the same time, e.g. a
-    PSP's second file of the day) is waited for, trying again every
-    RECONCILIATION_PULL_BUSY_POLL_SECONDS for up to RECONCILIATION_PULL_BUSY_WAIT_SECONDS (default:
-    the busy window, after which a run that stopped progressing is taken over): the pulled file
-    imports once it has finished. Giving up was not enough: the other import, once done, covers
-    the day, so no later night would pull this file again."""
+    PSP's second file of the day), or one whose lines hold rows of this file, is waited for for up
+    to RECONCILIATION_PULL_BUSY_WAIT_SECONDS (default: the busy window, after which a run that
+    stopped progressing is taken over) and never past the pull's `deadline` (PullDeadlineError):
+    the pulled file imports once it has finished. Giving up was not enough: the other import, once
+    done, covers the day, so no later night would pull this file again.
+
+    While waiting, every RECONCILIATION_PULL_BUSY_POLL_SECONDS it only looks at the runs it waits
+    for (`_still_busy`: one query on their status and heartbeat); the file is imported again (read,
+    loaded and matched: the whole file) only once they have finished, failed or stopped
+    progressing, not at every poll."""
     from django.conf import settings
 
     wait = float(getattr(settings, "RECONCILIATION_PULL_BUSY_WAIT_SECONDS", run_busy_for().total_seconds()))
     poll = max(0.01, float(getattr(settings, "RECONCILIATION_PULL_BUSY_POLL_SECONDS", 15.0)))
-    deadline = time.monotonic() + wait
+    waited = time.monotonic() + wait
+    until = min(waited, deadline)
     while True:
         try:
             return reconcile_import(
@@ -1351,10 +1393,50 @@ def _pull_import(*, psp: str, raw: bytes, when: dt.date) -> ReconcileResult:
                 actor="system:scheduler",
             )  # fmt: skip
         except SettlementRunBusyError as exc:
-            if time.monotonic() + poll > deadline:
-                raise
-            logger.info("settlement report of %s for %s waits for another import: %s", psp, when, exc.message)
+            busy = exc
+        logger.info("settlement report of %s for %s waits for another import: %s", psp, when, busy.message)
+        while True:
+            if time.monotonic() + poll > until:
+                if deadline < waited:
+                    raise PullDeadlineError(f"the pull's deadline passed while waiting: {busy.message}") from busy
+                raise busy
             time.sleep(poll)
+            if not _still_busy(psp, busy.runs):
+                break
+
+
+@transaction.atomic(durable=True)
+def _pull_left(*, psp: str, raw: bytes, when: dt.date, reason: str) -> None:
+    """The pulled file of a day whose wait for a busy import the pull's deadline cut is recorded
+    as a `failed` run marked `pull_left` (or its failed run marked so), so that pull_days fetches
+    the day again although the import it waited for (another file of the day: finance's refunds
+    file) covers it once done. The next import of the file takes the failed run over at once; a
+    run of the file still importing, or done, is left as it is."""
+    reconcile_start_lock(psp)
+    sha = hashlib.sha256(raw).hexdigest()
+    run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
+    now = timezone.now()
+    summary = {"error": f"left for the next pull: {reason}"[:500], "pull_left": True}
+    if run is None:
+        ReconciliationRun.objects.create(
+            psp=psp, file_sha256=sha, file_name=f"{psp}-{when.isoformat()}.csv", source="scheduled",
+            created_by="system:scheduler", period_start=when, period_end=when, status=ReconRunStatus.FAILED,
+            created_at=now, progress_at=now, finished_at=now, summary=summary,
+        )  # fmt: skip
+    elif run.status == ReconRunStatus.FAILED:
+        ReconciliationRun.objects.filter(pk=run.pk).update(summary={**(run.summary or {}), **summary})
+
+
+def _still_busy(psp: str, runs: tuple[str, ...]) -> bool:
+    """Whether an import the pull waits for still runs: one of `runs` (any unfinished run of the
+    PSP when not known) is in its import and progressed within run_busy_for(). One query on the
+    run rows; a run that stopped progressing is not busy (the next import takes it over)."""
+    live = ReconciliationRun.objects.filter(psp=psp, progress_at__gt=timezone.now() - run_busy_for()).exclude(
+        status__in=(ReconRunStatus.DONE, ReconRunStatus.FAILED)
+    )
+    if runs:
+        live = live.filter(pk__in=runs)
+    return live.exists()
 
 
 def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
@@ -1370,6 +1452,23 @@ def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
     first = done.order_by("period_start").values_list("period_start", flat=True).first() or yesterday
     start = max(first, yesterday - dt.timedelta(days=window - 1))
     mine = done.filter(psp=psp, period_end__gte=start, period_start__lte=yesterday)
-    covered = list(mine.values_list("period_start", "period_end"))
+    covered = list(mine.values_list("period_start", "period_end", "source", "created_at"))
+    # a day a pull left at its deadline while another import of the day ran (_pull_left): its file
+    # was never imported, though that other import covers the day; until a later pull imported one
+    left = list(
+        ReconciliationRun.objects.filter(
+            psp=psp, status=ReconRunStatus.FAILED, summary__pull_left=True, period_start__isnull=False,
+            period_end__gte=start, period_start__lte=yesterday,
+        ).values_list("period_start", "period_end", "created_at")
+    )  # fmt: skip
     days = [start + dt.timedelta(days=n) for n in range((yesterday - start).days + 1)]
-    return [d for d in days if d == yesterday or not any(a <= d <= (b or a) for a, b in covered)]
+
+    def pulled_again(d: dt.date, since: dt.datetime) -> bool:
+        return any(a <= d <= (b or a) and src == "scheduled" and at > since for a, b, src, at in covered)
+
+    def due(d: dt.date) -> bool:
+        if not any(a <= d <= (b or a) for a, b, *_ in covered):
+            return True
+        return any(a <= d <= (b or a) and not pulled_again(d, at) for a, b, at in left)
+
+    return [d for d in days if d == yesterday or due(d)]

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from ledger.types import Accounts, JournalKind, PostingLine
 from payera.core.errors import InvalidRequestError
-from payera.staff.access import staff_can_access_merchant, staff_has_all_merchants
+from payera.staff.access import staff_can_access_merchant
 from payments import selectors as payments_selectors
 from reconciliation.errors import DiscrepancyMoneyError, DiscrepancyPermissionError
 from reconciliation.models import Discrepancy, DiscrepancyStatus
@@ -39,6 +39,7 @@ from reconciliation.services.discrepancies import (
     _check,
     _locked,
     _post,
+    may_see,
     receivable_left,
 )
 
@@ -79,10 +80,6 @@ def _item(psp: str, object_id: str) -> tuple[str, int, str] | None:
     return None
 
 
-def _may_see(user, merchant_id: str | None) -> bool:
-    return staff_can_access_merchant(user, merchant_id) if merchant_id else staff_has_all_merchants(user)
-
-
 @transaction.atomic(durable=True)
 def suspense_reallocate(
     *, discrepancy_id: int, user, reason: str, to: str, amount: int | None = None, currency: str | None = None,
@@ -108,7 +105,7 @@ def suspense_reallocate(
     if to == "merchant" and not merchant_id:
         raise InvalidRequestError("Moving to a merchant needs the merchant id.", param="merchant_id")
     d = _locked(discrepancy_id, money=True)
-    if not _may_see(user, d.merchant_id):
+    if not may_see(user, d.merchant_id):
         raise DiscrepancyPermissionError()
     moves = list(d.suspense_moves or [])
     if move is not None and move <= len(moves):  # a retry of a move already made: nothing moves again

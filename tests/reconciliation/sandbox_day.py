@@ -50,6 +50,16 @@ def report(psp: str) -> bytes:
     return get_adapter(psp).fetch_settlement_report(today())
 
 
+def split_report(raw: bytes) -> tuple[bytes, bytes]:
+    """A day's alpha report as the PSP's captures file and its refunds file (same header and
+    trailer: two files of one period that share no line)."""
+    header, *records, trailer = raw.rstrip(b"\n").split(b"\n")
+    captures = [r for r in records if r.startswith(b"capture,")]
+    refunds = [r for r in records if r.startswith(b"refund,")]
+    assert len(captures) == 3 and len(refunds) == 1 and len(records) == 4, records
+    return (b"\n".join([header, *captures, trailer]) + b"\n", b"\n".join([header, *refunds, trailer]) + b"\n")
+
+
 def run_json(path, psp: str) -> dict:
     out = StringIO()
     call_command("reconcile", str(path), "--psp", psp, "--json", stdout=out, stderr=StringIO())

@@ -74,3 +74,19 @@ def test_numbers_stay_numbers_and_formulas_stay_inert(cell, written):
     from reconciliation.exports import csv_safe
 
     assert csv_safe(cell) == written
+
+
+def test_a_statement_ending_on_the_last_day_of_the_calendar_is_refused_not_a_server_error(client, db):
+    """What was wrong: the statement form (reconciliation/admin.py `StatementForm`) accepted any
+    date, and the view takes the period's end as the day after its last day: 9999-12-31 (a typo,
+    or "until further notice") raised OverflowError, a 500 for finance. What holds now: the form
+    refuses a last day with no day after it, the page shows the error."""
+    from tests.merchants.factories import MerchantFactory
+
+    merchant = MerchantFactory(connectors=["alpha"])
+    user = make_staff("fin", role="finance")
+    staff_grant_merchant(user=user, merchant_id=merchant.id)
+    otp_force_login(client, user)
+    response = client.post(URL, {"merchant": merchant.id, "start": "2026-01-01", "end": "9999-12-31"})
+    assert response.status_code == 200 and not response["Content-Type"].startswith("text/csv")
+    assert "The period must end before 9999-12-31." in response.content.decode()

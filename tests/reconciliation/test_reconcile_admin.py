@@ -13,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from ledger.selectors import journal_get
 from payera.audit.models import AuditLogEntry
+from payera.staff.access import staff_grant_merchant
 from reconciliation.errors import DiscrepancyPermissionError, DiscrepancyStateError
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.selectors import receivable_aging, receivable_check
@@ -112,6 +113,7 @@ def test_finance_investigates_then_resolves_with_a_ledger_adjustment(client, a_d
     run = with_discrepancies()
     missing = run.discrepancies.get(kind="missing_at_psp")
     finance = make_staff("fin", role="finance")
+    staff_grant_merchant(user=finance, merchant_id=missing.merchant_id)  # the services check it too
     with pytest.raises(Exception, match="reason"):
         discrepancy_investigate(discrepancy_id=missing.pk, user=finance, reason="  ")
     discrepancy_investigate(discrepancy_id=missing.pk, user=finance, reason="asked alpha support")
@@ -175,6 +177,7 @@ def test_a_reason_loses_only_its_account_numbers_in_the_discrepancy_and_the_memo
     run = with_discrepancies()
     missing = run.discrepancies.get(kind="missing_at_psp")
     finance = make_staff("fin", role="finance")
+    staff_grant_merchant(user=finance, merchant_id=missing.merchant_id)  # the services check it too
     typed = "ticket number=48213: IBAN DE89370400440532013000 confirmed by phone"
     kept = "ticket number=48213: IBAN DE****************3000 confirmed by phone"
     d = discrepancy_resolve(discrepancy_id=missing.pk, user=finance, reason=typed, adjustment=2_500)

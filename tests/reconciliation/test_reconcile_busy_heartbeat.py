@@ -19,7 +19,7 @@ import datetime as dt
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from ledger.verify import ledger_verify
@@ -27,6 +27,7 @@ from reconciliation.errors import SettlementRunBusyError
 from reconciliation.models import Discrepancy, ReconciliationRun, StatementLine
 from reconciliation.selectors import receivable_check
 from reconciliation.services import reconcile, reconcile_import
+from tests.reconciliation.held_import import import_killed_while_loading, start_thread
 from tests.reconciliation.sandbox_day import report
 
 pytestmark = [
@@ -52,21 +53,15 @@ class _Held:
         self.reached = {phase: threading.Event() for phase in at}
         self.go = {phase: threading.Event() for phase in at}
         self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, args=(raw,))
-        self.thread.start()
+        self.thread = start_thread(
+            lambda: reconcile_import(psp="alpha", raw=raw, file_name="alpha-big.csv", progress=self._progress),
+            self.errors,
+        )
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         if phase in self.reached and not self.reached[phase].is_set():
             self.reached[phase].set()
             self.go[phase].wait(60)
-
-    def _run(self, raw: bytes) -> None:
-        try:
-            reconcile_import(psp="alpha", raw=raw, file_name="alpha-big.csv", progress=self._progress)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.errors.append(exc)
-        finally:
-            connections.close_all()
 
     def wait(self, phase: str) -> None:
         assert self.reached[phase].wait(60), f"the import never reached {phase}"
@@ -133,17 +128,7 @@ def test_a_run_that_stopped_progressing_40_minutes_ago_is_taken_over(a_day_of_pa
     progress is a minute old, however old its start; taken over by the same file once it has not
     progressed for 40 minutes, and imported from scratch."""
     crlf, _ = _files()
-
-    def killed(phase: str, done: int, total: int) -> None:
-        if phase == "loading":
-            raise KeyboardInterrupt  # the worker dies while loading ...
-
-    with monkeypatch.context() as m:
-        m.setattr(reconcile, "_run_fail", lambda run, exc: None)  # ... so nothing marks the run failed
-        with pytest.raises(KeyboardInterrupt):
-            reconcile_import(psp="alpha", raw=crlf, progress=killed)
-    run = ReconciliationRun.objects.get(psp="alpha")
-    assert run.status == "loading"
+    run = import_killed_while_loading(monkeypatch, crlf)
 
     ReconciliationRun.objects.filter(pk=run.pk).update(created_at=_ago(40), progress_at=_ago(1))
     with pytest.raises(SettlementRunBusyError):

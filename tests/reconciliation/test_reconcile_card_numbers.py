@@ -92,3 +92,15 @@ def test_a_card_number_in_a_beta_report_text_cell_is_masked_spaced_or_not(a_day_
     assert journals and leaks(" ".join(journals)) == []
     assert leaks(" ".join(f"{b} {k}" for b, k in stored)) == []
     assert leaks(" ".join(str(d.__dict__) for d in Discrepancy.objects.all())) == []
+
+
+def test_a_card_number_in_the_uploaded_files_name_is_stored_masked(day):
+    """What was wrong: the run kept the file's name as given (`_run_start`: `file_name[:255]`), and
+    the run list, the run page and the admin search show it: a report saved under a name holding a
+    card number (a chargeback's export named after the card, a PAN pasted as the name) put the full
+    number in the admin. What holds now: the name is masked as every other text of the import
+    (`payera.core.masking.mask_text`: BIN and last 4)."""
+    result = reconcile_import(psp="alpha", raw=report("alpha"), file_name="dispute 4111 1111 1111 1111.csv",
+                              source="upload")  # fmt: skip
+    name = ReconciliationRun.objects.get(pk=result.run_id).file_name
+    assert "4111 1111 1111 1111" not in name and "1111" in name and name.endswith(".csv"), name

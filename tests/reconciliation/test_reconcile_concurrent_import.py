@@ -7,14 +7,15 @@ import datetime as dt
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from ledger.verify import ledger_verify
 from reconciliation.errors import SettlementRunBusyError
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.selectors import receivable_check
-from reconciliation.services import reconcile, reconcile_import
+from reconciliation.services import reconcile_import
+from tests.reconciliation.held_import import import_killed_while_loading, start_thread
 from tests.reconciliation.sandbox_day import report
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,16 +52,7 @@ def test_the_same_file_imported_while_its_first_import_is_still_loading_is_busy(
             loading.set()  # the run is recorded (committed) and loading
             release.wait(timeout=60)
 
-    def first_import() -> None:
-        try:
-            reconcile_import(psp="alpha", raw=raw, progress=progress)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    first = threading.Thread(target=first_import)
-    first.start()
+    first = start_thread(lambda: reconcile_import(psp="alpha", raw=raw, progress=progress), errors)
     try:
         assert loading.wait(timeout=30), "the first import never reached its load"
         with pytest.raises(SettlementRunBusyError):
@@ -82,17 +74,7 @@ def test_an_import_that_crashed_while_loading_is_taken_over_only_once_it_is_stal
     from a running import); once it has not progressed for longer, the same file takes it over and
     imports it from scratch."""
     raw = report("alpha").replace(b"\n", b"\r\n")
-
-    def killed(phase: str, done: int, total: int) -> None:
-        if phase == "loading":
-            raise KeyboardInterrupt  # the process dies while loading ...
-
-    with monkeypatch.context() as m:
-        m.setattr(reconcile, "_run_fail", lambda run, exc: None)  # ... so nothing marks the run failed
-        with pytest.raises(KeyboardInterrupt):
-            reconcile_import(psp="alpha", raw=raw, progress=killed)
-    run = ReconciliationRun.objects.get(psp="alpha")
-    assert run.status == "loading"
+    run = import_killed_while_loading(monkeypatch, raw)
 
     with pytest.raises(SettlementRunBusyError):
         reconcile_import(psp="alpha", raw=raw)

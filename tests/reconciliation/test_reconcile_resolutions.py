@@ -232,3 +232,40 @@ def test_the_run_page_sums_each_currency_apart(client, day):
     assert "unexplained 0.01 EUR, 1 JPY" in page
     assert "10.01 EUR, 500001 JPY" in page  # the amount mismatches' gross, each currency apart
     assert "5010.02" not in page and "0.02 EUR" not in page
+
+
+def test_finance_of_another_merchant_is_refused_by_the_services_themselves(a_day_of_payments):
+    """What was wrong: `discrepancy_investigate`, `discrepancy_resolve`, `discrepancy_settle_as_reported`
+    and `discrepancy_write_off` checked the permission only; the merchant a discrepancy belongs to was
+    checked by the admin action alone (its queryset, `merchant_access_check`), unlike
+    `suspense_reallocate` and `discrepancy_recheck`, whose services check it too. Any other caller (a
+    command, a task, a future API) let finance of one merchant write off or adjust another merchant's
+    receivable. What holds now: each service refuses a discrepancy of a merchant the staff member may
+    not see (DiscrepancyPermissionError), nothing posted; finance of its merchant goes on."""
+    from functools import partial
+
+    from payera.staff.access import staff_grant_merchant
+    from reconciliation.errors import DiscrepancyPermissionError
+    from reconciliation.services import discrepancy_investigate
+
+    alpha_merchant, beta_merchant = a_day_of_payments
+    alpha_day(keep=(0, 2, 3))  # the 2,500 capture is missing at the PSP
+    d = Discrepancy.objects.get(kind="missing_at_psp")
+    assert d.merchant_id == alpha_merchant.id and d.payera_amount == 2_500
+    elsewhere = make_staff("fin_elsewhere", role="finance")
+    staff_grant_merchant(user=elsewhere, merchant_id=beta_merchant.id)
+    calls = (discrepancy_investigate, discrepancy_write_off, discrepancy_settle_as_reported,
+             partial(discrepancy_resolve, adjustment=2_500, currency="EUR"))  # fmt: skip
+    for call in calls:
+        with pytest.raises(DiscrepancyPermissionError):
+            call(discrepancy_id=d.pk, user=elsewhere, reason="not my merchant")
+    d.refresh_from_db()
+    assert d.status == "open" and not d.adjustment_reference
+    assert not Journal.objects.filter(kind="adjustment").exists()
+
+    own = make_staff("fin_own", role="finance")
+    staff_grant_merchant(user=own, merchant_id=alpha_merchant.id)
+    discrepancy_write_off(discrepancy_id=d.pk, user=own, reason="the PSP will never pay it")
+    d.refresh_from_db()
+    assert d.status == "written_off" and d.adjustment_reference == f"recon_write_off:{d.pk}"
+    ties_out()

@@ -21,60 +21,22 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.urls import reverse
 
 from ledger.verify import ledger_verify
 from reconciliation.errors import SettlementRunBusyError
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.selectors import receivable_check
-from reconciliation.services import reconcile, reconcile_import, reconcile_pull
+from reconciliation.services import reconcile, reconcile_pull
 from tests.backoffice.staff import make_staff, otp_force_login
-from tests.reconciliation.sandbox_day import report, today
+from tests.reconciliation.held_import import import_held_at_finish, start_thread
+from tests.reconciliation.sandbox_day import report, split_report, today
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="two connections at once"),
 ]
-
-
-def _split(raw: bytes) -> tuple[bytes, bytes]:
-    """The day's report as the PSP's captures file and its refunds file (same header and trailer)."""
-    header, *records, trailer = raw.rstrip(b"\n").split(b"\n")
-    captures = [r for r in records if r.startswith(b"capture,")]
-    refunds = [r for r in records if r.startswith(b"refund,")]
-    assert len(captures) == 3 and len(refunds) == 1 and len(records) == 4, records
-    return (b"\n".join([header, *captures, trailer]) + b"\n", b"\n".join([header, *refunds, trailer]) + b"\n")
-
-
-def _first_held_at_its_finish(monkeypatch, raw: bytes, **kwargs):
-    """An import (thread) that runs until its finish (lines matched and committed) and waits there."""
-    entered, release = threading.Event(), threading.Event()
-    original = reconcile._finish
-    held = threading.current_thread()  # replaced by the thread below
-    errors: list[BaseException] = []
-
-    def finish(run, *args, **kw):
-        if threading.current_thread() is held and not release.is_set():
-            entered.set()
-            release.wait(60)
-        return original(run, *args, **kw)
-
-    monkeypatch.setattr(reconcile, "_finish", finish)
-
-    def run() -> None:
-        try:
-            reconcile_import(psp="alpha", raw=raw, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    held = thread
-    thread.start()
-    assert entered.wait(60), "the first import never reached its finish"
-    return thread, release, errors
 
 
 def _day_settled() -> None:
@@ -98,10 +60,10 @@ def _finance(client):
 def test_the_refunds_file_uploaded_while_the_captures_file_imports_is_busy_then_imports(
     client, a_day_of_payments, monkeypatch
 ):
-    captures, refunds = _split(report("alpha"))
+    captures, refunds = split_report(report("alpha"))
     _finance(client)
     upload = reverse("admin:reconciliation_reconciliationrun_upload")
-    thread, release, errors = _first_held_at_its_finish(
+    thread, release, errors = import_held_at_finish(
         monkeypatch, captures, file_name="alpha-captures.csv", source="scheduled"
     )
     try:
@@ -140,7 +102,7 @@ def test_the_nightly_pull_waits_for_an_import_of_the_same_day_then_imports_its_f
     again): the day settles."""
     settings.RECONCILIATION_PULL_BUSY_POLL_SECONDS = 0.2
     settings.RECONCILIATION_PULL_BUSY_WAIT_SECONDS = 60
-    _, refunds = _split(report("alpha"))
+    _, refunds = split_report(report("alpha"))
     refused = threading.Event()
     original = reconcile.reconcile_import
 
@@ -151,22 +113,12 @@ def test_the_nightly_pull_waits_for_an_import_of_the_same_day_then_imports_its_f
             refused.set()
             raise
 
-    thread, release, errors = _first_held_at_its_finish(
+    thread, release, errors = import_held_at_finish(
         monkeypatch, refunds, file_name="alpha-refunds.csv", source="upload"
     )
     monkeypatch.setattr(reconcile, "reconcile_import", spy)
     pulled: dict = {}
-
-    def pull() -> None:
-        try:
-            pulled.update(reconcile_pull(day=today(), psps=["alpha"]))
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    puller = threading.Thread(target=pull)
-    puller.start()
+    puller = start_thread(lambda: pulled.update(reconcile_pull(day=today(), psps=["alpha"])), errors)
     try:
         assert refused.wait(60), "the pull was never refused as busy"
     finally:

@@ -4,51 +4,18 @@ payments over HTTP and the sandbox's own alpha report), the first one failing or
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from ledger.verify import ledger_verify
 from reconciliation.errors import SettlementRunBusyError
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.selectors import receivable_check
-from reconciliation.services import reconcile, reconcile_import
+from reconciliation.services import reconcile_import
+from tests.reconciliation.held_import import import_held_at_finish
 from tests.reconciliation.sandbox_day import report
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _first_held_at_its_finish(monkeypatch, raw: bytes, *, fail: bool):
-    """The first import (in a thread) runs until its finish (lines loaded, matched and committed,
-    run in `posting`) and waits there for `release`; then it fails (`fail`) or finishes."""
-    entered, release = threading.Event(), threading.Event()
-    original = reconcile._finish
-    main = threading.current_thread()
-    errors: list[BaseException] = []
-
-    def finish(run, *args, **kwargs):
-        if threading.current_thread() is not main and not release.is_set():
-            entered.set()
-            release.wait(60)
-            if fail:
-                raise RuntimeError("the first import fails after matching (a lost connection, a crash)")
-        return original(run, *args, **kwargs)
-
-    monkeypatch.setattr(reconcile, "_finish", finish)
-
-    def import_first() -> None:
-        try:
-            reconcile_import(psp="alpha", raw=raw, file_name="alpha-pull.csv", source="scheduled")
-        except BaseException as exc:  # noqa: BLE001 - expected when `fail`: the injected failure
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=import_first)
-    thread.start()
-    assert entered.wait(60), "the first import never reached its finish"
-    return thread, release, errors
 
 
 def _files() -> tuple[bytes, bytes]:
@@ -77,7 +44,10 @@ def test_another_file_of_a_day_whose_import_is_running_is_busy_and_settles_after
     running, the second import is `settlement_run_busy` (nothing recorded); once the first has
     failed, the second file imports and settles the day (all matched, the receivable ties out)."""
     lf, crlf = _files()
-    thread, release, errors = _first_held_at_its_finish(monkeypatch, lf, fail=True)
+    thread, release, errors = import_held_at_finish(
+        monkeypatch, lf, fail="the first import fails after matching (a lost connection, a crash)",
+        file_name="alpha-pull.csv", source="scheduled",
+    )
     try:
         with pytest.raises(SettlementRunBusyError):
             reconcile_import(psp="alpha", raw=crlf, file_name="alpha-portal.csv", source="upload")
@@ -105,7 +75,7 @@ def test_another_file_of_a_day_whose_import_then_finishes_is_that_report_sent_ag
     afterwards as the report sent again (all its rows counted as the first's matched lines, no
     discrepancy, nothing settled twice)."""
     lf, crlf = _files()
-    thread, release, errors = _first_held_at_its_finish(monkeypatch, lf, fail=False)
+    thread, release, errors = import_held_at_finish(monkeypatch, lf, file_name="alpha-pull.csv", source="scheduled")
     try:
         with pytest.raises(SettlementRunBusyError):
             reconcile_import(psp="alpha", raw=crlf, file_name="alpha-portal.csv", source="upload")

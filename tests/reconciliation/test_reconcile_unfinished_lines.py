@@ -19,10 +19,9 @@ period holds makes the file `settlement_run_busy` until that import finishes or 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from ledger.verify import ledger_verify
@@ -30,6 +29,7 @@ from reconciliation.errors import SettlementRunBusyError
 from reconciliation.models import Discrepancy, ReconciliationRun, StatementLine
 from reconciliation.selectors import receivable_check
 from reconciliation.services import reconcile, reconcile_import
+from tests.reconciliation.held_import import import_held_at_finish
 from tests.reconciliation.sandbox_day import report, today
 
 pytestmark = [
@@ -116,32 +116,10 @@ def test_rows_held_by_a_running_import_of_another_period_are_not_sent_again(a_da
     `parser`: the next day's file clean (COPY, `_seen_create`) or CRLF (staged, `_stage_done`)."""
     lf = report("alpha")
     tomorrow = _next_day(lf) if parser == "postgresql" else _crlf(_next_day(lf))
-    entered, release = threading.Event(), threading.Event()
-    main = threading.current_thread()
-    errors: list[BaseException] = []
-    original = reconcile._finish
-
-    def finish(run, *args, **kwargs):
-        if threading.current_thread() is not main:
-            entered.set()
-            release.wait(60)
-            raise RuntimeError("the first import fails in its finish")
-        return original(run, *args, **kwargs)
-
-    monkeypatch.setattr(reconcile, "_finish", finish)
-
-    def first() -> None:
-        try:
-            reconcile_import(psp="alpha", raw=lf, file_name="alpha-pull.csv", source="scheduled")
-        except BaseException as exc:  # noqa: BLE001 - the injected failure
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=first)
-    thread.start()
+    thread, release, errors = import_held_at_finish(
+        monkeypatch, lf, fail="the first import fails in its finish", file_name="alpha-pull.csv", source="scheduled"
+    )
     try:
-        assert entered.wait(60), "the first import never reached its finish"
         with pytest.raises(SettlementRunBusyError, match="not finished yet"):
             reconcile_import(psp="alpha", raw=tomorrow, file_name="alpha-next.csv", source="upload")
     finally:
@@ -153,3 +131,39 @@ def test_rows_held_by_a_running_import_of_another_period_are_not_sent_again(a_da
     result = reconcile_import(psp="alpha", raw=tomorrow, file_name="alpha-next.csv", source="upload")
     assert ReconciliationRun.objects.get(pk=result.run_id).summary["parser"] == parser
     _settled(result)
+
+
+def test_a_capture_named_only_by_a_running_import_of_the_next_day_is_missing_at_the_psp(a_day_of_payments, monkeypatch):
+    """What was wrong: the finish opens "missing at PSP" for each capture or refund of the report's
+    period that no line names (`_discrepancies_sql`), and it read the lines of *any* run. The PSP
+    settled one of today's captures in tomorrow's report; tomorrow's file imports (its lines
+    matched and committed, held in its finish) while today's file, which lacks that capture,
+    finishes: the capture was named by a line that was not final, so no discrepancy was opened;
+    tomorrow's import then failed (its lines removed) and the capture was neither settled nor
+    missing at the PSP: nothing told finance (only the aging kept it). What holds now: only the
+    lines of a finished run (or the run's own) name an item; the capture is missing at the PSP,
+    and tomorrow's file, once imported, resolves it."""
+    header, *records, trailer = report("alpha").rstrip(b"\n").split(b"\n")
+    [late] = [r for r in records if r.startswith(b"capture,") and b",730," in r]
+    others = [r for r in records if r != late]
+    day, nxt = today().isoformat().encode(), (today() + dt.timedelta(days=1)).isoformat().encode()
+    today_file = b"\n".join([header, *others, trailer]) + b"\n"
+    tomorrow_file = b"\n".join([header, late, trailer.replace(day, nxt)]) + b"\n"
+    held = import_held_at_finish(monkeypatch, tomorrow_file, fail="tomorrow's import fails in its finish",
+                                 file_name="alpha-next.csv", source="scheduled")  # fmt: skip
+    try:
+        result = reconcile_import(psp="alpha", raw=today_file, file_name="alpha-today.csv", source="upload")
+    finally:
+        held.release.set()
+        held.thread.join(60)
+    assert not held.thread.is_alive() and held.errors and "fails in its finish" in str(held.errors[0])
+    assert result.created and result.rows == result.matched == 3, result
+    missing = Discrepancy.objects.filter(psp="alpha", kind="missing_at_psp")
+    assert [(d.payera_amount, d.status) for d in missing] == [(730, "open")], list(missing.values())
+
+    again = reconcile_import(psp="alpha", raw=tomorrow_file, file_name="alpha-next.csv", source="upload")
+    assert again.created and again.rows == again.matched == 1, again
+    assert missing.get().status == "resolved"
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 0, check
+    assert ledger_verify().ok

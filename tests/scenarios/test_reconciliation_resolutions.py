@@ -13,6 +13,7 @@ from django.core.management import call_command
 
 from ledger import selectors as ledger_selectors
 from ledger.types import Accounts
+from payera.staff.access import staff_grant_merchant
 from reconciliation.models import Discrepancy
 from reconciliation.selectors import receivable_aging, receivable_check
 from reconciliation.services import discrepancy_settle_as_reported, discrepancy_write_off, reconcile_import
@@ -45,6 +46,7 @@ def test_finance_settles_a_mismatch_as_reported_and_writes_off_a_missing_capture
     assert (aged["amount"], aged["count"]) == (700 + 1_250, 2)
     bank = balance(Accounts.bank_cash("EUR"))
     finance = make_staff("fin", role="finance")
+    staff_grant_merchant(user=finance, merchant_id=Discrepancy.objects.get(kind="amount_mismatch").merchant_id)
     mismatch = Discrepancy.objects.get(kind="amount_mismatch")
     discrepancy_settle_as_reported(discrepancy_id=mismatch.pk, user=finance, reason="alpha paid 13.50")
     missing = Discrepancy.objects.get(kind="missing_at_psp")
