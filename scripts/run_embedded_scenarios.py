@@ -16,7 +16,8 @@ with tempfile.TemporaryDirectory(prefix="payera-embedded-") as tmp:
     env["REDIS_URL"] = ""
     env["PAYERA_VAR_DIR"] = tmp
     env["PAYERA_EMBEDDED_TEST"] = "1"
-    code = subprocess.call([sys.executable, "-m", "pytest", "-m", "scenario", "-p", "no:xdist", "-q", *sys.argv[1:]], env=env)
+    args = ["-m", "scenario", "-p", "no:xdist", "-q", *sys.argv[1:]]
+    code = subprocess.call([sys.executable, "-m", "pytest", *args], env=env)
     if code == 5:  # no scenario collected yet
         print("embedded scenarios: no scenario tests collected")
         code = 0
