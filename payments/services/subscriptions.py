@@ -56,6 +56,8 @@ logger = logging.getLogger("payera.payments")
 SS = SubscriptionStatus
 ACTOR = "system:subscriptions"
 MAX_INTERVAL_COUNT = {"day": 365, "week": 52, "month": 12, "year": 3}
+# a charge's payment whose outcome the PSP has yet to give (no tick can move it)
+UNDER_WAY = (PS.PROCESSING, PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION)
 
 
 class SubscriptionNotFoundError(NotFoundError):
@@ -313,14 +315,18 @@ def subscriptions_run(*, now_: dt.datetime | None = None, limit: int = 500) -> d
     at = now_ or now()
     counts: dict[str, int] = {}
     pending = SubscriptionCharge.objects.filter(status=ChargeStatus.PENDING).exclude(payment=None).exclude(
-        payment__status__in=[PS.PROCESSING, PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION, PS.REQUIRES_CONFIRMATION]
+        payment__status__in=[*UNDER_WAY, PS.REQUIRES_CONFIRMATION]
     ).values_list("pk", flat=True)[:limit]
     for charge_id in list(pending):
         outcome = subscription_charge_settle(charge_id=charge_id, now_=at)
         counts[f"settled_{outcome}"] = counts.get(f"settled_{outcome}", 0) + 1
-    due = Subscription.objects.filter(status__in=[SS.ACTIVE, SS.PAST_DUE], next_charge_at__lte=at).order_by(
-        "next_charge_at"
-    ).values_list("pk", flat=True)[:limit]
+    # a subscription whose charge is under way at the PSP (processing for days, a SEPA debit) is
+    # settled by the loop above once its payment ends: it takes no slot here, or enough of them
+    # (the oldest due) would starve every other subscription of the tick
+    under_way = SubscriptionCharge.objects.filter(status=ChargeStatus.PENDING, payment__status__in=UNDER_WAY)
+    due = Subscription.objects.filter(status__in=[SS.ACTIVE, SS.PAST_DUE], next_charge_at__lte=at).exclude(
+        pk__in=under_way.values("subscription_id")
+    ).order_by("next_charge_at").values_list("pk", flat=True)[:limit]
     for sub_id in list(due):
         try:
             outcome = subscription_charge(subscription_id=sub_id, now_=at)
