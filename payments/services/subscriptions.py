@@ -206,7 +206,7 @@ def subscription_charge(*, subscription_id: str, now_: dt.datetime | None = None
         return "not_due"
     charge = SubscriptionCharge.objects.select_related("subscription").get(pk=charge_id)
     sub = charge.subscription
-    error_code = ""
+    error_code = error_message = ""
     try:
         payment = payment_create(
             merchant=sub.merchant, amount=sub.amount, currency=sub.currency, customer=sub.customer_id,
@@ -218,14 +218,14 @@ def subscription_charge(*, subscription_id: str, now_: dt.datetime | None = None
     except InvalidRequestError as exc:  # the method cannot be charged at all (detached, expired…)
         logger.warning("subscription %s: charge %s refused before the PSP: %s", sub.id, charge.idempotency_key,
                        exc.code)
-        error_code = exc.code
+        error_code, error_message = exc.code, exc.message
         payment = None
     except PayeraError:  # e.g. the secrets backend is down: the charge stays pending, next tick retries
         logger.warning("subscription %s: charge %s could not be made now", sub.id, charge.idempotency_key,
                        exc_info=True)
         return "pending"
     return subscription_charge_settle(charge_id=charge.id, payment_id=payment.id if payment else None,
-                                      error_code=error_code, now_=at)
+                                      error_code=error_code, error_message=error_message, now_=at)
 
 
 @transaction.atomic(durable=True)
@@ -245,7 +245,7 @@ def _charge_claim(*, subscription_id: str, at: dt.datetime) -> int | None:
 
 @transaction.atomic(durable=True)
 def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None, error_code: str = "",
-                               now_: dt.datetime | None = None) -> str:
+                               error_message: str = "", now_: dt.datetime | None = None) -> str:
     """Settle a pending charge from its payment's status (or a refusal before any payment):
     transition the subscription and record its events. Idempotent."""
     at = now_ or now()
@@ -280,8 +280,12 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
         code = error.get("decline_code") or error.get("code") or "payment_failed"
         decline_class = (payment.attempts.order_by("-sequence").values_list("decline_class", flat=True).first()
                          or "")
+        last_error = {"code": error.get("code") or "payment_failed", "decline_code": error.get("decline_code"),
+                      "message": error.get("message") or f"The charge {payment.id} failed."}
     else:
         code, decline_class = error_code or "payment_failed", "hard"
+        last_error = {"code": code, "decline_code": None,
+                      "message": error_message or "The charge was refused before any payment was made."}
     charge.status = ChargeStatus.FAILED
     charge.decline_code = code[:64]
     charge.save(update_fields=["status", "decline_code", "updated_at"])
@@ -299,9 +303,9 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
     if retry_at is not None:
         if sub.status != SS.PAST_DUE:
             events.append("subscription.past_due")
-        sub.mark_past_due(decline_code=code, retry_at=retry_at, at=started)
+        sub.mark_past_due(decline_code=code, retry_at=retry_at, at=started, error=last_error)
     else:
-        sub.mark_unpaid(decline_code=code, at=started)
+        sub.mark_unpaid(decline_code=code, at=started, error=last_error)
         events.append("subscription.unpaid")
     sub.save()
     _emit(sub, *events)
