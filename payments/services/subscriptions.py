@@ -213,7 +213,7 @@ def subscription_charge(*, subscription_id: str, now_: dt.datetime | None = None
             payment_method=sub.payment_method_id, off_session=True, idempotency_key=charge.idempotency_key,
             description=sub.description or f"Subscription {sub.id}",
             metadata={"subscription": sub.id, "subscription_period": str(charge.period)},
-            actor=ACTOR,
+            actor=ACTOR, with_row=lambda _payment: _charge_still_due(sub.id),
         )
     except InvalidRequestError as exc:  # the method cannot be charged at all (detached, expired…)
         logger.warning("subscription %s: charge %s refused before the PSP: %s", sub.id, charge.idempotency_key,
@@ -226,6 +226,21 @@ def subscription_charge(*, subscription_id: str, now_: dt.datetime | None = None
         return "pending"
     return subscription_charge_settle(charge_id=charge.id, payment_id=payment.id if payment else None,
                                       error_code=error_code, error_message=error_message, now_=at)
+
+
+class SubscriptionNotChargeableError(InvalidRequestError):
+    code = "subscription_canceled"
+
+
+def _charge_still_due(subscription_id: str) -> None:
+    """In the charge's payment insert transaction, before any PSP call: the subscription's row lock
+    orders the insert against a cancel that committed after the claim. Canceled (or unpaid) since:
+    nothing is inserted or sent; otherwise the payment is recorded and a later cancel finds it
+    under way."""
+    sub = subscription_lock(subscription_id)
+    if sub.status not in (SS.ACTIVE, SS.PAST_DUE):
+        raise SubscriptionNotChargeableError(f"The subscription was {sub.status} before its charge was made.",
+                                             code=f"subscription_{sub.status}")
 
 
 @transaction.atomic(durable=True)
