@@ -312,7 +312,7 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
     started = sub.dunning_started_at or sub.next_charge_at or at
     retry_at = None
     if recurring.decline_retryable(code, decline_class):
-        retry_at = recurring.next_retry_at(dunning_started_at=started, failures=failures,
+        retry_at = recurring.next_retry_at(dunning_started_at=started, failures=failures, failed_at=at,
                                            schedule_days=list(setting("SUBSCRIPTIONS_RETRY_DAYS", [1, 3, 5, 7])))
     events = ["subscription.payment_failed"]
     if retry_at is not None:
