@@ -287,6 +287,8 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
                           next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
             sub.save()
             _emit(sub, "subscription.payment_succeeded", *(["subscription.recovered"] if was_past_due else []))
+        else:  # canceled once the charge was under way: the payment stands, the merchant is told
+            _emit(sub, "subscription.payment_succeeded")
         return "succeeded"
     if payment is not None and payment.status not in (PS.FAILED, PS.CANCELED):
         return "pending"  # processing (asynchronous PSP) or held: the next tick looks again

@@ -51,3 +51,34 @@ def test_a_cancel_landing_after_the_claim_means_no_charge(env, monkeypatch):
     assert Payment.objects.filter(customer_id=cus).count() == 2  # the CIT and period 0
     charge = SubscriptionCharge.objects.get(subscription_id=sub["id"], period=1)
     assert (charge.status, charge.decline_code, charge.payment_id) == ("failed", "subscription_canceled", None)
+
+
+def test_a_charge_under_way_at_the_cancel_that_succeeds_later_is_told(env):
+    """The other order: the cancel lands once the period's payment is recorded (beta: processing),
+    so that payment stands — and when it succeeded, the canceled subscription's charge settled
+    without any `subscription.*` event: the merchant, told `subscription.canceled`, never learnt
+    from the subscription that its customer was charged after all (to refund if they wish). It now
+    sends `subscription.payment_succeeded` (the subscription stays canceled, its period unmoved)."""
+    from payera.events.models import Event
+
+    env.merchant.connectors = ["beta"]
+    env.merchant.save(update_fields=["connectors"])
+    cus, cit = saved_card(env)
+    env.wait(cit["id"], lambda p: p["status"] == "succeeded")
+    sub = subscribe(env, cus, cit["payment_method"]["id"])
+    charge = SubscriptionCharge.objects.get(subscription_id=sub["id"])
+    assert charge.status == "pending" and env.get(charge.payment_id)["status"] == "processing"
+    assert env.post(f"/v1/subscriptions/{sub['id']}/cancel")["status"] == "canceled"
+    env.wait(charge.payment_id, lambda p: p["status"] == "succeeded")
+    from payments.services import subscriptions_run
+
+    assert subscriptions_run()["settled_succeeded"] == 1
+    row = Subscription.objects.get(pk=sub["id"])
+    assert (row.status, row.current_period) == ("canceled", 0)
+    assert SubscriptionCharge.objects.get(pk=charge.pk).status == "succeeded"
+    types = list(
+        Event.objects.filter(merchant_id=env.merchant.id, data__object__id=sub["id"])
+        .order_by("created_at", "id")
+        .values_list("type", flat=True)
+    )
+    assert types[-2:] == ["subscription.canceled", "subscription.payment_succeeded"], types
