@@ -75,6 +75,9 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
     retries = models.PositiveSmallIntegerField(default=0)  # failed tries of the current period
     dunning_started_at = models.DateTimeField(null=True, blank=True)
     last_decline_code = models.CharField(max_length=64, blank=True, default="")
+    # why the last charge failed: {"code", "decline_code", "message"} (the payment's last_error, or
+    # the refusal before any PSP call: a detached method, a mandate no longer active…); null once paid
+    last_error = models.JSONField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -104,18 +107,21 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
         self.retries = 0
         self.dunning_started_at = None
         self.last_decline_code = ""
+        self.last_error = None
 
     @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE], target=SS.PAST_DUE)
-    def mark_past_due(self, *, decline_code: str, retry_at, at) -> None:
+    def mark_past_due(self, *, decline_code: str, retry_at, at, error: dict | None = None) -> None:
         self.retries += 1
         self.dunning_started_at = self.dunning_started_at or at
         self.last_decline_code = decline_code[:64]
+        self.last_error = error
         self.next_charge_at = retry_at
 
     @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE], target=SS.UNPAID)
-    def mark_unpaid(self, *, decline_code: str, at) -> None:
+    def mark_unpaid(self, *, decline_code: str, at, error: dict | None = None) -> None:
         self.dunning_started_at = self.dunning_started_at or at
         self.last_decline_code = decline_code[:64]
+        self.last_error = error
         self.next_charge_at = None
 
     @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE, SS.UNPAID], target=SS.CANCELED)

@@ -64,9 +64,16 @@ def decline_retryable(code: str, decline_class: str = "") -> bool:
     return decline_class in (DeclineClass.SOFT.value, DeclineClass.TECHNICAL.value)
 
 
-def next_retry_at(*, dunning_started_at: dt.datetime, failures: int, schedule_days: list[int]) -> dt.datetime | None:
+def next_retry_at(*, dunning_started_at: dt.datetime, failures: int, schedule_days: list[int],
+                  failed_at: dt.datetime | None = None) -> dt.datetime | None:
     """After `failures` failed tries of a period (1 = the first charge failed): when to try again,
-    counted from the first failure (days 1, 3, 5, 7 by default), or None when retries are spent."""
+    counted from when the period's charge was due (days 1, 3, 5, 7 by default), or None when
+    retries are spent. A slot already past at `failed_at` (when the failure was learnt: a SEPA
+    refusal after days of processing, a scheduler that was down) moves to the schedule's first
+    delay after it, so a late failure is not retried in a burst on the next ticks."""
     if failures < 1 or failures > len(schedule_days):
         return None
-    return dunning_started_at + dt.timedelta(days=schedule_days[failures - 1])
+    at = dunning_started_at + dt.timedelta(days=schedule_days[failures - 1])
+    if failed_at is not None and at <= failed_at:
+        at = failed_at + dt.timedelta(days=schedule_days[0])
+    return at

@@ -23,6 +23,10 @@ class PaymentSepaDebitOutputSerializer(serializers.Serializer):
     country = serializers.CharField(help_text="The IBAN's country (the IBAN itself is never shown).")
     last4 = serializers.CharField(help_text="The IBAN's last four characters.")
     mandate = serializers.CharField(allow_null=True, help_text="The SEPA mandate reference.")
+    mandate_status = serializers.CharField(
+        allow_null=True, help_text="active | inactive (revoked, or ended by a return: never debited again).")
+    mandate_inactive_reason = serializers.CharField(
+        allow_null=True, help_text="Why the mandate is inactive (who revoked it, or the return's reason code).")
 
 
 class PaymentBankRedirectOutputSerializer(serializers.Serializer):
@@ -35,8 +39,10 @@ def method_display(pm, type_: str) -> dict | None:
         return None
     shown = METHOD_TYPES[type_].display(pm)
     if METHOD_TYPES[type_].mandate:
-        mandate = SepaMandate.objects.filter(payment_method_id=pm.pk).values_list("reference", flat=True).first()
-        shown["mandate"] = mandate
+        row = SepaMandate.objects.filter(payment_method_id=pm.pk).values_list(
+            "reference", "status", "inactive_reason").first()
+        reference, status, reason = row or (None, None, "")
+        shown.update(mandate=reference, mandate_status=status, mandate_inactive_reason=reason or None)
     return shown
 
 

@@ -86,6 +86,8 @@ class SubscriptionOutputSerializer(serializers.Serializer):
         help_text="Unix seconds of the next charge (a period's or a dunning retry's), or null.")
     retries = serializers.IntegerField(help_text="Failed tries of the current period.")
     last_decline_code = serializers.SerializerMethodField()
+    last_error = serializers.JSONField(
+        allow_null=True, help_text="Why the last charge failed: {code, decline_code, message}; null once paid.")
     latest_payment = serializers.SerializerMethodField()
     description = serializers.SerializerMethodField()
     metadata = serializers.DictField(child=serializers.CharField())

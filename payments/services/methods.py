@@ -29,8 +29,8 @@ from psp_adapters.port import PaymentMethodData, StoredCardData
 logger = logging.getLogger("payera.payments")
 
 __all__ = ["PAN_KEY", "MandateInactiveError", "MethodInput", "PaymentMethodUnsupportedError", "Tokenized",
-           "mandate_end_by_code", "method_expired", "method_mandate", "method_psp_data", "method_tokenize",
-           "method_validate"]
+           "mandate_end", "mandate_end_by_code", "method_expired", "method_mandate", "method_psp_data",
+           "method_tokenize", "method_validate"]
 
 
 class MandateInactiveError(InvalidRequestError):
@@ -60,31 +60,47 @@ def method_mandate(pm: PaymentMethod) -> MandateInput | None:
     without mandates. A debit is never sent under an inactive mandate."""
     if not method_spec(pm.type).mandate:
         return None
-    row = SepaMandate.objects.filter(payment_method_id=pm.pk, status=MandateStatus.ACTIVE).only(
-        "reference", "signed_at").first()
-    if row is None:
-        raise MandateInactiveError(param="payment_method")
+    row = SepaMandate.objects.filter(payment_method_id=pm.pk).only(
+        "reference", "signed_at", "status", "inactive_reason").first()
+    if row is None or row.status != MandateStatus.ACTIVE:
+        why = f" ({row.inactive_reason})" if row is not None and row.inactive_reason else ""
+        raise MandateInactiveError(f"The SEPA mandate of {pm.pk} is no longer active{why}: it cannot be debited.",
+                                   param="payment_method")
     return MandateInput(reference=row.reference, signed_at=row.signed_at)
 
 
-def mandate_end_by_code(*, pm: PaymentMethod, code: str, what: str) -> bool:
-    """A SEPA return or reject whose reason code ends the mandate (`MethodSpec.mandate_ending_codes`:
-    MD01, AC04, AC06, MD07) makes the method's mandate `inactive`, in the caller's transaction (the
-    one recording the return or the refused debit), audited with its reason; later debits are then
-    refused `mandate_inactive` (`method_mandate`). Any other code (MD06, AM04, …) leaves it as it is.
-    Returns whether this call ended it."""
-    spec = method_spec(pm.type)
-    if not spec.mandate or (code or "").upper() not in spec.mandate_ending_codes:
+def mandate_end(*, pm: PaymentMethod, reason: str) -> bool:
+    """End the method's mandate, if it has an active one: `inactive` with `reason`, in the
+    caller's transaction (audited), and the event `payment_method.mandate_inactive` (the payment
+    method object, its `sepa_debit.mandate_status` and reason) in the same transaction; later
+    debits are refused `mandate_inactive` (`method_mandate`). Returns whether this call ended it
+    (an ended mandate stays ended: a repeat changes and emits nothing)."""
+    from payera.events.services import event_record
+    from payments.serializers_recurring import render_payment_method
+
+    if not method_spec(pm.type).mandate:
         return False
     row = SepaMandate.objects.select_for_update().filter(payment_method_id=pm.pk, status=MandateStatus.ACTIVE).first()
     if row is None:
         return False
     row.status = MandateStatus.INACTIVE
-    row.inactive_reason = f"{what}: {code.upper()}"[:200]
+    row.inactive_reason = reason[:200]
     row.inactive_at = timezone.now()
     row.save(update_fields=["status", "inactive_reason", "inactive_at"])
-    logger.warning("mandate %s of %s is inactive: %s", row.id, pm.id, row.inactive_reason)
+    logger.warning("mandate %s of %s is inactive: %s", row.id, pm.pk, row.inactive_reason)
+    event_record(merchant_id=pm.merchant_id, type="payment_method.mandate_inactive", data=render_payment_method(pm))
     return True
+
+
+def mandate_end_by_code(*, pm: PaymentMethod, code: str, what: str) -> bool:
+    """A SEPA return or reject whose reason code ends the mandate (`MethodSpec.mandate_ending_codes`:
+    MD01, AC04, AC06, MD07) ends the method's mandate (`mandate_end`), in the caller's transaction
+    (the one recording the return or the refused debit). Any other code (MD06, AM04, …) leaves it
+    as it is. Returns whether this call ended it."""
+    spec = method_spec(pm.type)
+    if not spec.mandate or (code or "").upper() not in spec.mandate_ending_codes:
+        return False
+    return mandate_end(pm=pm, reason=f"{what}: {code.upper()}")
 
 
 def method_psp_data(pm: PaymentMethod, method: MethodInput | None) -> PaymentMethodData:

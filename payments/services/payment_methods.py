@@ -14,8 +14,12 @@ from payera.merchants.models import Merchant
 from payera.secrets.services import key_delete_material
 from payments.models import PaymentMethod, PaymentMethodCredential
 from payments.serializers_recurring import render_payment_method
+from payments.services.methods import mandate_end
 
 logger = logging.getLogger("payera.payments")
+
+
+REVOKED_BY_DETACH = "revoked by the merchant (payment method detached)"
 
 
 class PaymentMethodNotFoundError(NotFoundError):
@@ -27,7 +31,8 @@ def payment_method_detach(*, merchant: Merchant, payment_method_id: str, actor: 
     and the PSP credentials are deleted from our tables (committed first), then the card's own
     key is destroyed in the secrets backend (crypto-shred), so any copy of the ciphertext (a
     backup, a replica) can never be read again. Only the masked data stays (brand, last 4,
-    expiry, fingerprint). Detaching again answers the detached method and shreds again (a shred
+    expiry, fingerprint). A SEPA method's mandate is revoked with it (`mandate_end`: `inactive`,
+    event `payment_method.mandate_inactive`). Detaching again answers the detached method and shreds again (a shred
     that failed, 503, completes on the retry). A later charge with it is a 400."""
     pm = _detach_record(merchant=merchant, payment_method_id=payment_method_id, actor=actor)
     if pm.pan_key:
@@ -46,12 +51,14 @@ def _detach_record(*, merchant: Merchant, payment_method_id: str, actor: str) ->
         raise InvalidRequestError("This payment method is not saved to a customer.", param="payment_method",
                                   code="payment_method_not_attached")
     if pm.detached_at is not None:
+        mandate_end(pm=pm, reason=REVOKED_BY_DETACH)  # one detached before detaching revoked it
         return pm
     pm.detached_at = timezone.now()
     pm.pan_ciphertext = ""
     pm.iban_ciphertext = ""
     pm.save(update_fields=["detached_at", "pan_ciphertext", "iban_ciphertext"])
     PaymentMethodCredential.objects.filter(payment_method=pm).delete()
+    mandate_end(pm=pm, reason=REVOKED_BY_DETACH)  # a SEPA method's mandate: revoked with it
     event_record(merchant_id=merchant.id, type="payment_method.detached", data=render_payment_method(pm))
     logger.info("payment method %s detached by %s", pm.id, actor)
     return pm

@@ -56,6 +56,8 @@ logger = logging.getLogger("payera.payments")
 SS = SubscriptionStatus
 ACTOR = "system:subscriptions"
 MAX_INTERVAL_COUNT = {"day": 365, "week": 52, "month": 12, "year": 3}
+# a charge's payment whose outcome the PSP has yet to give (no tick can move it)
+UNDER_WAY = (PS.PROCESSING, PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION)
 
 
 class SubscriptionNotFoundError(NotFoundError):
@@ -204,26 +206,41 @@ def subscription_charge(*, subscription_id: str, now_: dt.datetime | None = None
         return "not_due"
     charge = SubscriptionCharge.objects.select_related("subscription").get(pk=charge_id)
     sub = charge.subscription
-    error_code = ""
+    error_code = error_message = ""
     try:
         payment = payment_create(
             merchant=sub.merchant, amount=sub.amount, currency=sub.currency, customer=sub.customer_id,
             payment_method=sub.payment_method_id, off_session=True, idempotency_key=charge.idempotency_key,
             description=sub.description or f"Subscription {sub.id}",
             metadata={"subscription": sub.id, "subscription_period": str(charge.period)},
-            actor=ACTOR,
+            actor=ACTOR, with_row=lambda _payment: _charge_still_due(sub.id),
         )
     except InvalidRequestError as exc:  # the method cannot be charged at all (detached, expired…)
         logger.warning("subscription %s: charge %s refused before the PSP: %s", sub.id, charge.idempotency_key,
                        exc.code)
-        error_code = exc.code
+        error_code, error_message = exc.code, exc.message
         payment = None
     except PayeraError:  # e.g. the secrets backend is down: the charge stays pending, next tick retries
         logger.warning("subscription %s: charge %s could not be made now", sub.id, charge.idempotency_key,
                        exc_info=True)
         return "pending"
     return subscription_charge_settle(charge_id=charge.id, payment_id=payment.id if payment else None,
-                                      error_code=error_code, now_=at)
+                                      error_code=error_code, error_message=error_message, now_=at)
+
+
+class SubscriptionNotChargeableError(InvalidRequestError):
+    code = "subscription_canceled"
+
+
+def _charge_still_due(subscription_id: str) -> None:
+    """In the charge's payment insert transaction, before any PSP call: the subscription's row lock
+    orders the insert against a cancel that committed after the claim. Canceled (or unpaid) since:
+    nothing is inserted or sent; otherwise the payment is recorded and a later cancel finds it
+    under way."""
+    sub = subscription_lock(subscription_id)
+    if sub.status not in (SS.ACTIVE, SS.PAST_DUE):
+        raise SubscriptionNotChargeableError(f"The subscription was {sub.status} before its charge was made.",
+                                             code=f"subscription_{sub.status}")
 
 
 @transaction.atomic(durable=True)
@@ -243,7 +260,7 @@ def _charge_claim(*, subscription_id: str, at: dt.datetime) -> int | None:
 
 @transaction.atomic(durable=True)
 def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None, error_code: str = "",
-                               now_: dt.datetime | None = None) -> str:
+                               error_message: str = "", now_: dt.datetime | None = None) -> str:
     """Settle a pending charge from its payment's status (or a refusal before any payment):
     transition the subscription and record its events. Idempotent."""
     at = now_ or now()
@@ -270,6 +287,8 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
                           next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
             sub.save()
             _emit(sub, "subscription.payment_succeeded", *(["subscription.recovered"] if was_past_due else []))
+        else:  # canceled once the charge was under way: the payment stands, the merchant is told
+            _emit(sub, "subscription.payment_succeeded")
         return "succeeded"
     if payment is not None and payment.status not in (PS.FAILED, PS.CANCELED):
         return "pending"  # processing (asynchronous PSP) or held: the next tick looks again
@@ -278,8 +297,12 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
         code = error.get("decline_code") or error.get("code") or "payment_failed"
         decline_class = (payment.attempts.order_by("-sequence").values_list("decline_class", flat=True).first()
                          or "")
+        last_error = {"code": error.get("code") or "payment_failed", "decline_code": error.get("decline_code"),
+                      "message": error.get("message") or f"The charge {payment.id} failed."}
     else:
         code, decline_class = error_code or "payment_failed", "hard"
+        last_error = {"code": code, "decline_code": None,
+                      "message": error_message or "The charge was refused before any payment was made."}
     charge.status = ChargeStatus.FAILED
     charge.decline_code = code[:64]
     charge.save(update_fields=["status", "decline_code", "updated_at"])
@@ -291,15 +314,15 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
     started = sub.dunning_started_at or sub.next_charge_at or at
     retry_at = None
     if recurring.decline_retryable(code, decline_class):
-        retry_at = recurring.next_retry_at(dunning_started_at=started, failures=failures,
+        retry_at = recurring.next_retry_at(dunning_started_at=started, failures=failures, failed_at=at,
                                            schedule_days=list(setting("SUBSCRIPTIONS_RETRY_DAYS", [1, 3, 5, 7])))
     events = ["subscription.payment_failed"]
     if retry_at is not None:
         if sub.status != SS.PAST_DUE:
             events.append("subscription.past_due")
-        sub.mark_past_due(decline_code=code, retry_at=retry_at, at=started)
+        sub.mark_past_due(decline_code=code, retry_at=retry_at, at=started, error=last_error)
     else:
-        sub.mark_unpaid(decline_code=code, at=started)
+        sub.mark_unpaid(decline_code=code, at=started, error=last_error)
         events.append("subscription.unpaid")
     sub.save()
     _emit(sub, *events)
@@ -313,14 +336,18 @@ def subscriptions_run(*, now_: dt.datetime | None = None, limit: int = 500) -> d
     at = now_ or now()
     counts: dict[str, int] = {}
     pending = SubscriptionCharge.objects.filter(status=ChargeStatus.PENDING).exclude(payment=None).exclude(
-        payment__status__in=[PS.PROCESSING, PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION, PS.REQUIRES_CONFIRMATION]
+        payment__status__in=[*UNDER_WAY, PS.REQUIRES_CONFIRMATION]
     ).values_list("pk", flat=True)[:limit]
     for charge_id in list(pending):
         outcome = subscription_charge_settle(charge_id=charge_id, now_=at)
         counts[f"settled_{outcome}"] = counts.get(f"settled_{outcome}", 0) + 1
-    due = Subscription.objects.filter(status__in=[SS.ACTIVE, SS.PAST_DUE], next_charge_at__lte=at).order_by(
-        "next_charge_at"
-    ).values_list("pk", flat=True)[:limit]
+    # a subscription whose charge is under way at the PSP (processing for days, a SEPA debit) is
+    # settled by the loop above once its payment ends: it takes no slot here, or enough of them
+    # (the oldest due) would starve every other subscription of the tick
+    under_way = SubscriptionCharge.objects.filter(status=ChargeStatus.PENDING, payment__status__in=UNDER_WAY)
+    due = Subscription.objects.filter(status__in=[SS.ACTIVE, SS.PAST_DUE], next_charge_at__lte=at).exclude(
+        pk__in=under_way.values("subscription_id")
+    ).order_by("next_charge_at").values_list("pk", flat=True)[:limit]
     for sub_id in list(due):
         try:
             outcome = subscription_charge(subscription_id=sub_id, now_=at)

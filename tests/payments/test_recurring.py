@@ -51,3 +51,15 @@ def test_soft_declines_are_retried_hard_ones_stop():
                  "payment_method_detached"):
         assert not decline_retryable(code, "soft"), code
     assert not decline_retryable("generic_decline", "hard")
+
+
+def test_a_retry_is_never_sooner_than_the_first_delay_after_the_failure():
+    """A failure learnt late (review 16e): its past slot moves to a day after it, later slots hold."""
+    t0 = dt.datetime(2027, 1, 1, tzinfo=UTC)
+    days = [1, 3, 5, 7]
+    late = t0 + dt.timedelta(days=4)
+    assert next_retry_at(dunning_started_at=t0, failures=2, schedule_days=days, failed_at=late) == \
+        t0 + dt.timedelta(days=5)
+    assert next_retry_at(dunning_started_at=t0, failures=3, schedule_days=days, failed_at=t0 + dt.timedelta(days=3)) \
+        == t0 + dt.timedelta(days=5)  # on time: the schedule
+    assert next_retry_at(dunning_started_at=t0, failures=5, schedule_days=days, failed_at=late) is None

@@ -198,7 +198,8 @@ def test_sepa_debit_is_processing_until_the_webhook_then_succeeds_with_its_manda
     assert p["status"] == "processing" and [a["connector"] for a in p["attempts"]] == ["beta"]
     shown = p["payment_method"]["sepa_debit"]
     mandate = SepaMandate.objects.get(payment_method_id=p["payment_method"]["id"])
-    assert shown == {"country": "DE", "last4": "3000", "mandate": mandate.reference}
+    assert shown == {"country": "DE", "last4": "3000", "mandate": mandate.reference, "mandate_status": "active",
+                     "mandate_inactive_reason": None}
     assert (mandate.shopper_ip, mandate.shopper_user_agent, mandate.status) == ("203.0.113.7",
                                                                                 "Mozilla/5.0 (shopper)", "active")
     assert mandate.signed_at is not None and len(mandate.reference) <= 35
