@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0014_sepa_mandate_inactive_reason"),
+        ("payments", "0015_dispute_evidence_at_psp"),
     ]
 
     operations = [
