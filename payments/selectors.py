@@ -157,7 +157,7 @@ def settlement_tables() -> dict[str, str]:
 PUBLIC_JOURNAL_PREFIXES = frozenset({
     "capture", "capture_fee", "refund", "refund_fee", "chargeback", "chargeback_fee", "chargeback_won",
     "chargeback_fee_won", "escrow_release", "escrow_release_unrefunded", "payout", "payout_paid",
-    "payout_failed", "settlement",
+    "payout_failed", "payout_returned", "settlement",
 })  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from reconciliation.services import (
     payout_mark_failed,
     payout_mark_in_transit,
     payout_mark_paid,
+    payout_mark_returned,
 )
 from reconciliation.statements import STATEMENT_COLUMNS, merchant_statement, merchant_statement_rows
 
@@ -136,7 +137,7 @@ class PayoutAdmin(ReadOnlyAdmin):
                        "reserve_kept", "bank_account_masked", "failure_reason", "journal_reference", "created_at",
                        "in_transit_at", "paid_at", "failed_at")
     fields = readonly_fields
-    actions = ["mark_in_transit", "mark_paid", "mark_failed",
+    actions = ["mark_in_transit", "mark_paid", "mark_failed", "mark_returned",
                csv_export_action("export_csv", PAYOUT_CSV_COLUMNS, "payouts",
                                  description="Export the selected payouts (CSV, masked accounts)"),
                "export_bank_file", "export_statement"]
@@ -183,6 +184,13 @@ class PayoutAdmin(ReadOnlyAdmin):
         # the reason typed here goes in it; both are in the staff action (and the audit trail)
         return self._mark(request, queryset, action="mark_failed", title="Mark payouts failed", button="Mark failed",
                           service=lambda pk: payout_mark_failed(payout_id=pk))
+
+    @admin.action(description="Mark returned by the bank (a paid payout came back: money to available; asks why)",
+                  permissions=["mark_failed"])
+    def mark_returned(self, request, queryset):
+        # as for a failure, the merchant sees `failure_reason` "returned", never the words typed here
+        return self._mark(request, queryset, action="mark_returned", title="Mark paid payouts returned by the bank",
+                          button="Mark returned", service=lambda pk: payout_mark_returned(payout_id=pk))
 
     @admin.action(description="Export the bank file (clear accounts; asks why, audited)",
                   permissions=["export_bank_file"])

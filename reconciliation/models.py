@@ -191,6 +191,13 @@ class Payout(ConcurrentTransitionMixin, models.Model):
         self.failed_at = at
         self.failure_reason = reason[:200]
 
+    @transition(field=status, source=PayoutStatus.PAID, target=PayoutStatus.FAILED)
+    def mark_returned(self, *, at, reason: str) -> None:
+        """The bank paid it, then sent it back (closed account, wrong name): failed after paid.
+        `paid_at` stays (it was paid); `failed_at` is when it came back."""
+        self.failed_at = at
+        self.failure_reason = reason[:200]
+
 
 # --- PSP settlement reports: import, matching, discrepancies (docs/reconciliation.md) ---------
 class ReconOutcome(models.TextChoices):

@@ -39,6 +39,16 @@ def payout_failed_lines(*, merchant_id: str, currency: str, amount: int) -> tupl
     )
 
 
+def payout_returned_lines(*, merchant_id: str, currency: str, amount: int) -> tuple[PostingLine, ...]:
+    """The bank sent a paid payout back: the cash is in our bank again and the merchant is owed it
+    (bank cash -> the merchant's available balance; in transit was cleared when it was paid)."""
+    return transfer_lines(
+        debit=Accounts.bank_cash(currency),
+        credit=Accounts.merchant_available(merchant_id, currency),
+        amount=amount,
+    )
+
+
 def reserve_kept(*, available: int, reserve_bps: int) -> int:
     """What stays in available at a payout: `reserve_bps` of it, rounded up (never pay out more)."""
     if available <= 0 or reserve_bps <= 0:

@@ -1,10 +1,11 @@
 """Payouts: from a merchant's available balance to its bank (docs/settlement.md).
 
-pending -> in_transit -> paid | failed. Creating a payout moves available -> payouts in transit
-(`payout:<id>`); paid clears in transit against bank cash (`payout_paid:<id>`); failed returns it
-to available (`payout_failed:<id>`). One payout per merchant, currency and day: running the payout
-run twice pays once. Each service locks, checks, transitions, records its event and posts last,
-in one durable transaction.
+pending -> in_transit -> paid | failed, and paid -> failed (returned by the bank). Creating a payout
+moves available -> payouts in transit (`payout:<id>`); paid clears in transit against bank cash
+(`payout_paid:<id>`); failed returns it to available (`payout_failed:<id>`); a paid payout the bank
+sends back returns bank cash to available (`payout_returned:<id>`). One payout per merchant,
+currency and day: running the payout run twice pays once. Each service locks, checks, transitions,
+records its event and posts last, in one durable transaction.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from reconciliation.postings import (
     payout_create_lines,
     payout_failed_lines,
     payout_paid_lines,
+    payout_returned_lines,
     reserve_kept,
 )
 from reconciliation.services.locks import merchant_payout_lock, payout_lock
@@ -335,6 +337,46 @@ def payout_mark_failed(*, payout_id: str, reason: str = "", now: datetime | None
                 occurred_at=now,
                 kind=JournalKind.PAYOUT,
                 memo=f"payout {payout.id} failed",
+                metadata={"payout": payout.id},
+            )
+        ]
+    )
+    return payout
+
+
+@transaction.atomic(durable=True)
+def payout_mark_returned(*, payout_id: str, reason: str = "", now: datetime | None = None) -> Payout:
+    """The bank paid it, then sent it back days later (closed account, wrong IBAN or name): paid ->
+    failed, `payout.failed` (the event merchants already handle for a failure; `paid_at` stays set),
+    and the money goes back to the merchant's available balance (bank cash -> available,
+    `payout_returned:<id>`, once). Its settlement runs are released to the next payout, as a failure's.
+
+    Locks as `payout_mark_failed` does (the merchant's payout lock, then the payout: the order of
+    `payout_create`): a payout being created meanwhile finishes first, without this money or its
+    runs. A repeat is a no-op; a payout that never was paid can not be returned (`PayoutStateError`)."""
+    now = now or timezone.now()
+    merchant_id = Payout.objects.filter(pk=payout_id).values_list("merchant_id", flat=True).first()
+    if merchant_id is None:
+        raise PayoutNotFoundError()
+    merchant_payout_lock(merchant_id)
+    payout = _locked(payout_id)
+    if payout.status == PayoutStatus.FAILED and payout.paid_at is not None:
+        return payout  # returned already
+    if not can_proceed(payout.mark_returned):
+        raise PayoutStateError(f"Payout {payout.id} is {payout.status}; only a paid payout can be returned.")
+    payout.mark_returned(at=now, reason=reason or "returned")
+    payout.save()
+    SettlementRun.objects.filter(payout=payout).update(payout=None)
+    event_record(merchant_id=payout.merchant_id, type="payout.failed", data=payout_object(payout))
+    ledger_services.journal_post_many(
+        [
+            JournalRequest(
+                reference=f"payout_returned:{payout.id}",
+                lines=payout_returned_lines(merchant_id=payout.merchant_id, currency=payout.currency,
+                                            amount=payout.amount),
+                occurred_at=now,
+                kind=JournalKind.PAYOUT,
+                memo=f"payout {payout.id} returned by the bank",
                 metadata={"payout": payout.id},
             )
         ]
