@@ -28,6 +28,7 @@ from payera.core.errors import InvalidRequestError
 from payera.merchants.models import Merchant, MerchantStatus
 from payera.merchants.services import merchant_lock
 from payera.staff.access import staff_can_access_merchant
+from reconciliation.bank_names import holder_name_one_line
 from reconciliation.errors import (
     BankAccountInvalidError,
     PayoutBankFilePermissionError,
@@ -104,7 +105,9 @@ def payout_bank_file_export(*, user, payout_ids: Sequence[str], reason: str, now
     accounts = {}
     for merchant_id in sorted({p.merchant_id for p in payouts}):
         account = payout_bank_account_reveal(merchant_id=merchant_id)
-        if not (account.get("holder") or "").strip():
+        # a name stored before it was checked: one line, no control characters (docs/settlement.md)
+        account["holder"] = holder_name_one_line(account.get("holder"))
+        if not account["holder"]:
             raise BankAccountInvalidError(
                 f"Merchant {merchant_id} has no account holder name: the bank can not execute its payouts.",
                 param="bank_account_holder",

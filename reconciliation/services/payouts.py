@@ -32,6 +32,7 @@ from payera.events.services import event_record
 from payera.merchants.models import Merchant, MerchantStatus
 from payera.merchants.services import merchant_lock
 from payera.secrets import services as secrets
+from reconciliation.bank_names import holder_name_problem
 from reconciliation.errors import BankAccountInvalidError, PayoutHeldError, PayoutNotFoundError, PayoutStateError
 from reconciliation.models import MerchantPayoutSettings, Payout, PayoutStatus, SettlementRun, SettlementRunStatus
 from reconciliation.objects import payout_object
@@ -79,18 +80,23 @@ def payout_settings_update(
     currency given None goes back to its default; currencies not given keep theirs);
     `minimum_payout_default` drops them all, back to each currency's default. The bank account is
     encrypted through the secrets backend (fail closed); only its masked form and its keyed
-    fingerprint are stored in clear."""
+    fingerprint are stored in clear. The holder name is trimmed and must be one line of printable
+    text (reconciliation.bank_names: no line breaks, tabs or control characters)."""
     if not Merchant.objects.filter(pk=merchant_id).exists():
         raise NotFoundError("No such merchant.", param="merchant")
     minimums = _minimums_checked(minimum_payout_amounts or {})
     if reserve_bps is not None and not 0 <= reserve_bps <= 10000:
         raise InvalidRequestError("reserve_bps must be 0-10000.", param="reserve_bps")
+    holder = (bank_account_holder or "").strip()
+    problem = holder_name_problem(holder)
+    if problem:
+        raise BankAccountInvalidError(problem, param="bank_account_holder")
     ciphertext = masked = fingerprint = None
     if bank_account is not None:
         account = re.sub(r"[\s-]", "", bank_account).upper()
         if not _ACCOUNT_RE.match(account):
             raise BankAccountInvalidError("The bank account must be 8-34 letters and digits.", param="bank_account")
-        plaintext = json.dumps({"account": account, "holder": bank_account_holder or ""}).encode()
+        plaintext = json.dumps({"account": account, "holder": holder}).encode()
         ciphertext, fingerprint = secrets.encrypt_and_hash(
             key=BANK_ACCOUNT_KEY, plaintext=plaintext, hash_key=BANK_ACCOUNT_FINGERPRINT_KEY, data=account.encode()
         )
