@@ -314,7 +314,8 @@ def payout_mark_paid(*, payout_id: str, now: datetime | None = None) -> Payout:
 
 @transaction.atomic(durable=True)
 def payout_mark_failed(*, payout_id: str, reason: str = "", now: datetime | None = None) -> Payout:
-    """The bank refused or returned it: in transit -> available again, `payout.failed`. Its
+    """The bank refused or returned it before confirming it (pending or in transit; a paid payout it
+    sends back later is `payout_mark_returned`): available again, `payout.failed`. Its
     settlement runs are released, so the next payout (and its statement) carries them.
 
     The merchant's payout lock is taken first (settings row, then payout: the order of

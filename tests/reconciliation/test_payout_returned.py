@@ -27,6 +27,7 @@ from ledger.types import Accounts
 from ledger.verify import ledger_verify
 from payera.backoffice.models import StaffAction
 from payera.events.models import Event
+from payments.selectors import balance_transaction_public_text
 from reconciliation.errors import PayoutStateError
 from reconciliation.models import Payout, PayoutStatus
 from reconciliation.selectors import payout_statement
@@ -80,6 +81,9 @@ def test_a_paid_payout_returned_by_the_bank_gives_the_money_back_to_available_on
     assert len(events) == 1 and events[0].data["object"]["status"] == "failed"
     assert events[0].data["object"]["paid_at"] is not None and events[0].data["object"]["failed_at"] is not None
     assert ledger_verify().ok
+    # the merchant's balance transactions (API, statements) show the return as it is, not as an opaque adjustment
+    ref = f"payout_returned:{payout.id}"
+    assert balance_transaction_public_text(journal_id=1, reference=ref, memo="m") == (ref, "m")
 
     # the next payout pays the money again and its statement lists the returned payout's transactions
     nxt = Payout.objects.get(
