@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from django import forms
 from django.contrib import admin, messages
@@ -48,12 +49,19 @@ DISCREPANCY_CSV_COLUMNS = ("id", "run_id", "kind", "status", "psp", "merchant_id
                            "created_at", "closed_at")  # fmt: skip
 
 
+def _cell(value):
+    """A JSON column (the per-currency payout minimums) as JSON, keys sorted: never Python's repr."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return value
+
+
 def csv_response(rows, columns: tuple[str, ...], filename: str) -> HttpResponse:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([csv_safe(row[c]) for c in columns])  # numbers (-111.09) stay numbers
+        writer.writerow([csv_safe(_cell(row[c])) for c in columns])  # numbers (-111.09) stay numbers
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -153,3 +153,19 @@ def test_the_outcome_csv_counts_as_the_run_page_does(client, a_day_of_payments):
     assert {(r["outcome"], r["currency"]): int(r["gross"]) for r in rows} == {
         (o, c): g for o, per in sums.items() for c, g in per.items() if page_counts.get(o)
     }
+
+
+@pytest.mark.django_db
+def test_the_payout_settings_csv_writes_the_per_currency_minimums_as_json(client, two_merchants):
+    """What was wrong (session 16, w16c): since the minimum became a per-currency mapping (4b89dd3),
+    the payout settings CSV wrote it as Python's repr, `{'EUR': 5000, 'JPY': 800}` (single quotes:
+    not JSON, nothing a finance tool or a spreadsheet formula parses). It is JSON now, keys sorted."""
+    from reconciliation.services import payout_settings_update
+
+    a, _, _, _ = two_merchants
+    payout_settings_update(
+        merchant_id=a.id, minimum_payout_amounts={"JPY": 800, "EUR": 5000}, minimum_payout_default=True
+    )
+    _login(client, "finance", a)
+    [row] = _rows(client.post(f"{ADMIN}/merchantpayoutsettings/", {"action": "export_csv", "_selected_action": [a.id]}))
+    assert row["minimum_payout_amounts"] == '{"EUR": 5000, "JPY": 800}'
