@@ -21,6 +21,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from payera.backoffice.actions import reason_action
+from payera.backoffice.models import StaffActionOutcome
 from payera.core.errors import PayeraError
 from payera.core.money import minor_to_decimal_string
 from payera.staff.access import staff_merchant_ids
@@ -475,29 +477,32 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     def write_off(self, request, queryset):
         return self._transition(request, queryset, "write_off", "Write off")
 
-    @admin.action(description="Re-check with the PSP (missing in Payera: the late heal)", permissions=["recheck"])
+    @admin.action(description="Re-check with the PSP (missing in Payera: the late heal; asks why)",
+                  permissions=["recheck"])  # fmt: skip
     def recheck(self, request, queryset):
         """The late heal of the selected "missing in Payera" discrepancies now (the others are
-        left as they are): the PSP is asked again, a line that now matches is settled and its
-        discrepancy resolved (docs/reconciliation.md, "Late heal")."""
+        refused, left as they are): the PSP is asked again, a line that now matches is settled (a
+        settlement journal) and its discrepancy resolved (docs/reconciliation.md, "Late heal").
+        It moves money, so it asks why first (the back office's action page) and each selected
+        discrepancy of the user's merchants is a `StaffAction` with its outcome."""
         from reconciliation import services
 
-        ids = []
-        for d in queryset:  # merchant-scoped: other merchants' ids were dropped
-            self.merchant_access_check(request, d)
-            ids.append(d.pk)
-        try:
-            result = services.discrepancy_recheck(discrepancy_ids=ids, user=request.user)
-        except PayeraError as exc:
-            self.message_user(request, exc.message, level=messages.WARNING)
-            return None
-        self.message_user(
-            request,
-            f"Re-checked {result.lines} line(s) missing in Payera ({result.asked} inquiry(ies)): {result.healed} "
-            f"healed, {result.reclassified} of another kind now, {result.still_open} still open.",
-            level=messages.SUCCESS if result.healed else messages.INFO,
-        )
-        return None
+        def perform(d, data):
+            self.merchant_access_check(request, d)  # the queryset is scoped already: belt and braces
+            result = services.discrepancy_recheck(discrepancy_ids=[d.pk], user=request.user)
+            if not result.lines:
+                return (StaffActionOutcome.REFUSED,
+                        "not a waiting \"missing in Payera\" discrepancy of a finished run: nothing asked")
+            if result.healed:
+                d.refresh_from_db(fields=["status"])
+                return StaffActionOutcome.DONE, f"healed ({result.asked} inquiry(ies)): settled, discrepancy {d.status}"
+            if result.reclassified:
+                return StaffActionOutcome.DONE, (f"asked again ({result.asked} inquiry(ies)): the line is of another "
+                                                 "kind now, a discrepancy of that kind opened")
+            return StaffActionOutcome.DONE, f"asked again ({result.asked} inquiry(ies)): still open"
+
+        return reason_action(self, request, queryset, action="reconciliation.discrepancy_recheck",
+                             title="Re-check with the PSP", button="Re-check", perform=perform)
 
     @admin.action(description="Export the selected discrepancies (CSV)", permissions=["export"])
     def export_csv(self, request, queryset):
