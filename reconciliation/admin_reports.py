@@ -8,6 +8,7 @@ merchant (`staff.access_all_merchants`, superusers); discrepancies are merchant-
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 
 from django import forms
@@ -264,15 +265,19 @@ class ReconciliationRunAdmin(ReadOnlyAllMerchantsAdmin):
         if not self._perm(request, "import_reconciliationrun"):
             raise PermissionDenied
         from reconciliation.services import reconcile_import
+        from reconciliation.services.reconcile import RunTakenOverError
 
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["report"]
+            raw = upload.read()
             try:
-                result = reconcile_import(psp=form.cleaned_data["psp"], raw=upload.read(), file_name=upload.name,
+                result = reconcile_import(psp=form.cleaned_data["psp"], raw=raw, file_name=upload.name,
                                           source="upload", actor=request.user.get_username())
             except PayeraError as exc:
                 form.add_error("report", exc.message)
+            except RunTakenOverError:  # not a failure of the file: another import owns it now
+                self._taken_over_message(request, psp=form.cleaned_data["psp"], raw=raw)
             else:
                 body = result.as_contract()
                 note = "" if result.created else " (this file was imported before: nothing changed)"
@@ -285,6 +290,22 @@ class ReconciliationRunAdmin(ReadOnlyAllMerchantsAdmin):
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta,
                    "title": "Import a PSP settlement report"}  # fmt: skip
         return TemplateResponse(request, "admin/reconciliation/upload.html", context)
+
+    def _taken_over_message(self, request, *, psp: str, raw: bytes) -> None:
+        """This upload's import stalled past RECONCILIATION_RUN_BUSY_MINUTES and another import of
+        the same file took its run over: this one stopped before its finish (nothing of it is
+        kept: the run, its lines and journals are the other import's). Where to look, what to do."""
+        run = ReconciliationRun.objects.filter(psp=psp, file_sha256=hashlib.sha256(raw).hexdigest()).first()
+        where = format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:reconciliation_reconciliationrun_change", args=[quote(run.pk)]), run.pk,
+        ) if run is not None else "its run"  # fmt: skip
+        self.message_user(request, format_html(
+            "This upload was stopped: its import made no progress for a while and was taken over by another import "
+            "of the same file, which imports the day now ({}). Nothing of this upload was kept. Look at that run: "
+            "once it is done there is nothing to do; if it failed, or this page says it is busy, upload the file "
+            "again later.", where,
+        ), level=messages.ERROR)  # fmt: skip
 
     @admin.action(description="Export the lines of the selected runs (CSV)", permissions=["export"])
     def export_lines(self, request, queryset):
