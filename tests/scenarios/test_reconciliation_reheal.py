@@ -334,8 +334,11 @@ def test_the_admin_re_check_is_for_finance_only(env, psp_webhooks, tmp_path, cli
     staff_grant_merchant(user=elsewhere, merchant_id=MerchantFactory().id)
     otp_force_login(client, elsewhere)
     client.post(DSC, why)
+    with pytest.raises(DiscrepancyPermissionError):  # the service checks the merchant too (it healed it)
+        discrepancy_recheck(discrepancy_ids=[d.pk], user=elsewhere)
     d.refresh_from_db()
-    assert d.status == "open"
+    assert d.status == "open" and env.get(payment_id)["status"] == "processing"
+    assert not Journal.objects.filter(kind="settlement").exists()
     assert not StaffAction.objects.exists()  # nothing was done by anyone: nothing logged
     # finance of this merchant: the action menu opens the reason page, nothing is asked or booked yet
     finance = make_staff("fin", role="finance")
