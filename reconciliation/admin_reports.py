@@ -24,6 +24,7 @@ from django.utils.safestring import mark_safe
 
 from payera.backoffice.actions import reason_action
 from payera.backoffice.models import StaffActionOutcome
+from payera.backoffice.services import staff_action_record
 from payera.core.errors import PayeraError
 from payera.core.money import minor_to_decimal_string
 from payera.staff.access import staff_merchant_ids
@@ -436,14 +437,25 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                 )  # fmt: skip
             except PayeraError as exc:
                 self.message_user(request, f"{d.pk}: {exc.message}", level=messages.ERROR)
+                self._log(request, d, "reallocate_suspense", data["reason"], StaffActionOutcome.REFUSED, exc.message)
                 return None
             self.message_user(request, f"{d.pk}: moved out of suspense.", level=messages.SUCCESS)
+            self._log(request, d, "reallocate_suspense", data["reason"], StaffActionOutcome.DONE,
+                      f"moved out of suspense to {data['to']} (move {data['move']})")  # fmt: skip
             return None
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta, "d": d,
                    "left": left, "currency": currency, "action": request.POST.get("action"),
                    "title": "Move money out of suspense",
                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}  # fmt: skip
         return TemplateResponse(request, "admin/reconciliation/discrepancy_suspense.html", context)
+
+    def _log(self, request, d, verb: str, reason: str, outcome: str, detail: str) -> None:
+        """The staff action of one discrepancy (who, why, how it ended): the back office's log of
+        what staff did, beside the discrepancy's own audit trail."""
+        staff_action_record(
+            user=request.user, action=f"reconciliation.discrepancy_{verb}", object_type=d._meta.label_lower,
+            object_id=str(d.pk), merchant_id=d.merchant_id or "", reason=reason, outcome=outcome, detail=detail,
+        )  # fmt: skip
 
     def _transition(self, request, queryset, verb: str, title: str):
         """A reason form first (Django's intermediate action page); then the service per row."""
@@ -468,10 +480,15 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                 if adjustment:
                     kwargs.update(adjustment=adjustment, currency=currency)
                 try:
-                    getattr(services, f"discrepancy_{verb}")(**kwargs)
+                    after = getattr(services, f"discrepancy_{verb}")(**kwargs)
                     done += 1
                 except PayeraError as exc:
                     self.message_user(request, f"{d.pk}: {exc.message}", level=messages.WARNING)
+                    self._log(request, d, verb, form.cleaned_data["reason"], StaffActionOutcome.REFUSED, exc.message)
+                else:
+                    status = getattr(after, "status", "")
+                    detail = f"discrepancy {status}" + (f", adjustment {adjustment} {currency}" if adjustment else "")
+                    self._log(request, d, verb, form.cleaned_data["reason"], StaffActionOutcome.DONE, detail)
             if done:
                 self.message_user(request, f"{done} discrepancy(ies): {title.lower()}.", level=messages.SUCCESS)
             return None
