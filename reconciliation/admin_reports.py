@@ -338,7 +338,8 @@ class StatementLineAdmin(ReadOnlyAllMerchantsAdmin):
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+    # 5+ characters, as every back-office reason (payera.backoffice.actions.ReasonForm)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=5, max_length=2000)
     adjustment = forms.IntegerField(
         required=False, initial=0,
         help_text="Resolve only, one discrepancy at a time: minor units of its capture, refund or dispute taken off "
@@ -348,7 +349,7 @@ class ReasonForm(forms.Form):
 
 
 class SuspenseForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=5, max_length=2000,
                              help_text="What explains the money (audited).")  # fmt: skip
     to = forms.ChoiceField(choices=[
         ("receivable", "the PSP receivable of a capture or refund of ours"),

@@ -56,3 +56,16 @@ def test_a_suspense_move_is_logged(client, a_day_of_payments):
          merchant_id=d.merchant_id, currency="EUR", move="1")  # fmt: skip
     [logged] = StaffAction.objects.filter(object_id=str(d.pk))
     assert (logged.action, logged.outcome) == ("reconciliation.discrepancy_reallocate_suspense", "refused")
+
+
+def test_a_reason_of_fewer_than_5_characters_is_asked_again(client, a_day_of_payments):
+    """What was wrong: the discrepancy actions' reason took any non-blank text ("ok", "x"), unlike
+    every other back-office action (a reason of 5+ characters): a write-off went through with a
+    reason that says nothing. Now the page comes back with the form's error, nothing done."""
+    run = with_discrepancies()
+    d = run.discrepancies.get(kind="missing_at_psp")
+    otp_force_login(client, make_staff("root", superuser=True))
+    page = client.post(DSC, {"action": "write_off", "_selected_action": [d.pk], "reason": "ok", "apply": "1"})
+    assert page.status_code == 200 and b"at least 5 characters" in page.content
+    d.refresh_from_db()
+    assert d.status == "open" and not StaffAction.objects.exists()
