@@ -430,8 +430,9 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                             initial={"move": len(d.suspense_moves or []) + 1, "currency": currency})  # fmt: skip
         if "apply" in request.POST and form.is_valid():
             data = form.cleaned_data
+            made = len(d.suspense_moves or [])
             try:
-                services.suspense_reallocate(
+                after = services.suspense_reallocate(
                     discrepancy_id=d.pk, user=request.user, reason=data["reason"], to=data["to"],
                     amount=data["amount"], currency=data["currency"], object_id=data["object_id"],
                     merchant_id=data["merchant_id"], move=data["move"],
@@ -440,9 +441,12 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"{d.pk}: {exc.message}", level=messages.ERROR)
                 self._log(request, d, "reallocate_suspense", data["reason"], StaffActionOutcome.REFUSED, exc.message)
                 return None
-            self.message_user(request, f"{d.pk}: moved out of suspense.", level=messages.SUCCESS)
-            self._log(request, d, "reallocate_suspense", data["reason"], StaffActionOutcome.DONE,
-                      f"moved out of suspense to {data['to']} (move {data['move']})")  # fmt: skip
+            if len(getattr(after, "suspense_moves", None) or []) > made:
+                detail = f"moved out of suspense to {data['to']} (move {data['move']})"
+            else:  # the same page sent again: the service answers the move already made
+                detail = f"move {data['move']} was made already: nothing moved again"
+            self.message_user(request, f"{d.pk}: {detail}.", level=messages.SUCCESS)
+            self._log(request, d, "reallocate_suspense", data["reason"], StaffActionOutcome.DONE, detail)
             return None
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta, "d": d,
                    "left": left, "currency": currency, "action": request.POST.get("action"),
