@@ -73,3 +73,34 @@ def test_an_upload_taken_over_by_another_import_answers_a_message_not_a_500(a_da
     [check] = receivable_check(psp="alpha")
     assert check["ok"] and check["ledger"] == 0, check
     assert ledger_verify().ok
+
+
+def test_the_command_taken_over_by_another_import_says_so_without_a_traceback(a_day_of_payments, monkeypatch, tmp_path):
+    """The same for `manage.py reconcile`: it let RunTakenOverError through (a traceback); it now
+    stops with a CommandError (exit 1) saying what happened and what to do."""
+    from django.core.management import CommandError, call_command
+
+    raw = report("alpha")
+    path = tmp_path / "alpha.csv"
+    path.write_bytes(raw)
+    failures = []
+
+    def command() -> None:
+        try:
+            call_command("reconcile", str(path), "--psp", "alpha", "--json")
+        except BaseException as exc:  # noqa: BLE001 - looked at below
+            failures.append(exc)
+
+    held = held_at_finish(monkeypatch, command)
+    try:
+        run = ReconciliationRun.objects.get(psp="alpha")
+        ago = timezone.now() - dt.timedelta(minutes=40)
+        ReconciliationRun.objects.filter(pk=run.pk).update(created_at=ago, progress_at=ago)
+        assert reconcile_import(psp="alpha", raw=raw).run_id == run.pk
+    finally:
+        held.finish()
+    [failure] = failures
+    assert isinstance(failure, CommandError), repr(failure)
+    assert "taken over by another import" in str(failure) and run.pk in str(failure)
+    run.refresh_from_db()
+    assert run.status == "done" and Journal.objects.filter(kind="settlement").count() == 1
