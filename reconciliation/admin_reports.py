@@ -8,6 +8,7 @@ merchant (`staff.access_all_merchants`, superusers); discrepancies are merchant-
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 
@@ -22,6 +23,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from payera.backoffice.actions import reason_action
+from payera.backoffice.models import StaffActionOutcome
+from payera.backoffice.services import staff_action_record
 from payera.core.errors import PayeraError
 from payera.core.money import minor_to_decimal_string
 from payera.staff.access import staff_merchant_ids
@@ -270,15 +274,19 @@ class ReconciliationRunAdmin(ReadOnlyAllMerchantsAdmin):
         if not self._perm(request, "import_reconciliationrun"):
             raise PermissionDenied
         from reconciliation.services import reconcile_import
+        from reconciliation.services.reconcile import RunTakenOverError
 
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["report"]
+            raw = upload.read()
             try:
-                result = reconcile_import(psp=form.cleaned_data["psp"], raw=upload.read(), file_name=upload.name,
+                result = reconcile_import(psp=form.cleaned_data["psp"], raw=raw, file_name=upload.name,
                                           source="upload", actor=request.user.get_username())
             except PayeraError as exc:
                 form.add_error("report", exc.message)
+            except RunTakenOverError:  # not a failure of the file: another import owns it now
+                self._taken_over_message(request, psp=form.cleaned_data["psp"], raw=raw)
             else:
                 body = result.as_contract()
                 note = "" if result.created else " (this file was imported before: nothing changed)"
@@ -291,6 +299,22 @@ class ReconciliationRunAdmin(ReadOnlyAllMerchantsAdmin):
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta,
                    "title": "Import a PSP settlement report"}  # fmt: skip
         return TemplateResponse(request, "admin/reconciliation/upload.html", context)
+
+    def _taken_over_message(self, request, *, psp: str, raw: bytes) -> None:
+        """This upload's import stalled past RECONCILIATION_RUN_BUSY_MINUTES and another import of
+        the same file took its run over: this one stopped before its finish (nothing of it is
+        kept: the run, its lines and journals are the other import's). Where to look, what to do."""
+        run = ReconciliationRun.objects.filter(psp=psp, file_sha256=hashlib.sha256(raw).hexdigest()).first()
+        where = format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:reconciliation_reconciliationrun_change", args=[quote(run.pk)]), run.pk,
+        ) if run is not None else "its run"  # fmt: skip
+        self.message_user(request, format_html(
+            "This upload was stopped: its import made no progress for a while and was taken over by another import "
+            "of the same file, which imports the day now ({}). Nothing of this upload was kept. Look at that run: "
+            "once it is done there is nothing to do; if it failed, or this page says it is busy, upload the file "
+            "again later.", where,
+        ), level=messages.ERROR)  # fmt: skip
 
     @admin.action(description="Export the lines of the selected runs (CSV)", permissions=["export"])
     def export_lines(self, request, queryset):
@@ -322,7 +346,8 @@ class StatementLineAdmin(ReadOnlyAllMerchantsAdmin):
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+    # 5+ characters, as every back-office reason (payera.backoffice.actions.ReasonForm)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=5, max_length=2000)
     adjustment = forms.IntegerField(
         required=False, initial=0,
         help_text="Resolve only, one discrepancy at a time: minor units of its capture, refund or dispute taken off "
@@ -332,7 +357,7 @@ class ReasonForm(forms.Form):
 
 
 class SuspenseForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=5, max_length=2000,
                              help_text="What explains the money (audited).")  # fmt: skip
     to = forms.ChoiceField(choices=[
         ("receivable", "the PSP receivable of a capture or refund of ours"),
@@ -413,22 +438,37 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                             initial={"move": len(d.suspense_moves or []) + 1, "currency": currency})  # fmt: skip
         if "apply" in request.POST and form.is_valid():
             data = form.cleaned_data
+            made = len(d.suspense_moves or [])
             try:
-                services.suspense_reallocate(
+                after = services.suspense_reallocate(
                     discrepancy_id=d.pk, user=request.user, reason=data["reason"], to=data["to"],
                     amount=data["amount"], currency=data["currency"], object_id=data["object_id"],
                     merchant_id=data["merchant_id"], move=data["move"],
                 )  # fmt: skip
             except PayeraError as exc:
                 self.message_user(request, f"{d.pk}: {exc.message}", level=messages.ERROR)
+                self._log(request, d, "reallocate_suspense", data["reason"], StaffActionOutcome.REFUSED, exc.message)
                 return None
-            self.message_user(request, f"{d.pk}: moved out of suspense.", level=messages.SUCCESS)
+            if len(getattr(after, "suspense_moves", None) or []) > made:
+                detail = f"moved out of suspense to {data['to']} (move {data['move']})"
+            else:  # the same page sent again: the service answers the move already made
+                detail = f"move {data['move']} was made already: nothing moved again"
+            self.message_user(request, f"{d.pk}: {detail}.", level=messages.SUCCESS)
+            self._log(request, d, "reallocate_suspense", data["reason"], StaffActionOutcome.DONE, detail)
             return None
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta, "d": d,
                    "left": left, "currency": currency, "action": request.POST.get("action"),
                    "title": "Move money out of suspense",
                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}  # fmt: skip
         return TemplateResponse(request, "admin/reconciliation/discrepancy_suspense.html", context)
+
+    def _log(self, request, d, verb: str, reason: str, outcome: str, detail: str) -> None:
+        """The staff action of one discrepancy (who, why, how it ended): the back office's log of
+        what staff did, beside the discrepancy's own audit trail."""
+        staff_action_record(
+            user=request.user, action=f"reconciliation.discrepancy_{verb}", object_type=d._meta.label_lower,
+            object_id=str(d.pk), merchant_id=d.merchant_id or "", reason=reason, outcome=outcome, detail=detail,
+        )  # fmt: skip
 
     def _transition(self, request, queryset, verb: str, title: str):
         """A reason form first (Django's intermediate action page); then the service per row."""
@@ -453,10 +493,15 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                 if adjustment:
                     kwargs.update(adjustment=adjustment, currency=currency)
                 try:
-                    getattr(services, f"discrepancy_{verb}")(**kwargs)
+                    after = getattr(services, f"discrepancy_{verb}")(**kwargs)
                     done += 1
                 except PayeraError as exc:
                     self.message_user(request, f"{d.pk}: {exc.message}", level=messages.WARNING)
+                    self._log(request, d, verb, form.cleaned_data["reason"], StaffActionOutcome.REFUSED, exc.message)
+                else:
+                    status = getattr(after, "status", "")
+                    detail = f"discrepancy {status}" + (f", adjustment {adjustment} {currency}" if adjustment else "")
+                    self._log(request, d, verb, form.cleaned_data["reason"], StaffActionOutcome.DONE, detail)
             if done:
                 self.message_user(request, f"{done} discrepancy(ies): {title.lower()}.", level=messages.SUCCESS)
             return None
@@ -483,29 +528,32 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     def write_off(self, request, queryset):
         return self._transition(request, queryset, "write_off", "Write off")
 
-    @admin.action(description="Re-check with the PSP (missing in Payera: the late heal)", permissions=["recheck"])
+    @admin.action(description="Re-check with the PSP (missing in Payera: the late heal; asks why)",
+                  permissions=["recheck"])  # fmt: skip
     def recheck(self, request, queryset):
         """The late heal of the selected "missing in Payera" discrepancies now (the others are
-        left as they are): the PSP is asked again, a line that now matches is settled and its
-        discrepancy resolved (docs/reconciliation.md, "Late heal")."""
+        refused, left as they are): the PSP is asked again, a line that now matches is settled (a
+        settlement journal) and its discrepancy resolved (docs/reconciliation.md, "Late heal").
+        It moves money, so it asks why first (the back office's action page) and each selected
+        discrepancy of the user's merchants is a `StaffAction` with its outcome."""
         from reconciliation import services
 
-        ids = []
-        for d in queryset:  # merchant-scoped: other merchants' ids were dropped
-            self.merchant_access_check(request, d)
-            ids.append(d.pk)
-        try:
-            result = services.discrepancy_recheck(discrepancy_ids=ids, user=request.user)
-        except PayeraError as exc:
-            self.message_user(request, exc.message, level=messages.WARNING)
-            return None
-        self.message_user(
-            request,
-            f"Re-checked {result.lines} line(s) missing in Payera ({result.asked} inquiry(ies)): {result.healed} "
-            f"healed, {result.reclassified} of another kind now, {result.still_open} still open.",
-            level=messages.SUCCESS if result.healed else messages.INFO,
-        )
-        return None
+        def perform(d, data):
+            self.merchant_access_check(request, d)  # the queryset is scoped already: belt and braces
+            result = services.discrepancy_recheck(discrepancy_ids=[d.pk], user=request.user)
+            if not result.lines:
+                return (StaffActionOutcome.REFUSED,
+                        "not a waiting \"missing in Payera\" discrepancy of a finished run: nothing asked")
+            if result.healed:
+                d.refresh_from_db(fields=["status"])
+                return StaffActionOutcome.DONE, f"healed ({result.asked} inquiry(ies)): settled, discrepancy {d.status}"
+            if result.reclassified:
+                return StaffActionOutcome.DONE, (f"asked again ({result.asked} inquiry(ies)): the line is of another "
+                                                 "kind now, a discrepancy of that kind opened")
+            return StaffActionOutcome.DONE, f"asked again ({result.asked} inquiry(ies)): still open"
+
+        return reason_action(self, request, queryset, action="reconciliation.discrepancy_recheck",
+                             title="Re-check with the PSP", button="Re-check", perform=perform)
 
     @admin.action(description="Export the selected discrepancies (CSV)", permissions=["export"])
     def export_csv(self, request, queryset):

@@ -52,7 +52,12 @@ from reconciliation.models import (
     ReconRunStatus,
     StatementLine,
 )
-from reconciliation.services.discrepancies import discrepancies_settled_resolve, lines_recover, recovered_metadata
+from reconciliation.services.discrepancies import (
+    discrepancies_settled_resolve,
+    lines_recover,
+    may_see,
+    recovered_metadata,
+)
 from reconciliation.services.locks import reconcile_psp_lock
 from reconciliation.services.reconcile import (
     POSTED_OUTCOMES,
@@ -134,8 +139,12 @@ def reconcile_reheal(
 def discrepancy_recheck(*, discrepancy_ids: list[int], user) -> RehealResult:
     """The back office's "re-check with the PSP": the late heal of these discrepancies only (the
     waiting "missing in Payera" ones among them), by a user who may resolve discrepancies (the
-    finance role). The caller checks its access to each discrepancy's merchant."""
+    finance role) and see each one's merchant (a line tied to no merchant: all-merchant staff
+    only); any other is refused whole (DiscrepancyPermissionError), nothing asked or posted."""
     if not (user is not None and user.is_active and user.has_perm("reconciliation.resolve_discrepancy")):
+        raise DiscrepancyPermissionError()
+    merchants = set(Discrepancy.objects.filter(pk__in=list(discrepancy_ids)).values_list("merchant_id", flat=True))
+    if not all(may_see(user, merchant_id) for merchant_id in merchants):
         raise DiscrepancyPermissionError()
     result = reconcile_reheal(discrepancy_ids=list(discrepancy_ids), max_age_days=_ANY_AGE)
     logger.info("late heal of %s discrepancies asked by %s: %s", len(discrepancy_ids), user.get_username(),

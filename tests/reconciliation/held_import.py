@@ -49,6 +49,12 @@ def import_held_at_finish(monkeypatch, raw: bytes, *, fail: str = "", psp: str =
     committed, run in `posting`) and waits there until `release` is set; then it fails with
     RuntimeError(`fail`) when given, else finishes. Only that thread's import is held: imports
     of the test's own thread, or of another thread, run through. Returns once it is held."""
+    return held_at_finish(monkeypatch, lambda: reconcile_import(psp=psp, raw=raw, **kwargs), fail=fail)
+
+
+def held_at_finish(monkeypatch, target: Callable[[], object], *, fail: str = "") -> HeldImport:
+    """`target` (a thread; e.g. an admin upload through the test client) whose import runs until
+    its finish and waits there as `import_held_at_finish`'s does. Returns once it is held."""
     entered, release = threading.Event(), threading.Event()
     original = reconcile._finish
     held: list[threading.Thread] = []
@@ -67,7 +73,7 @@ def import_held_at_finish(monkeypatch, raw: bytes, *, fail: str = "", psp: str =
 
     def run() -> None:
         ready.wait(60)
-        reconcile_import(psp=psp, raw=raw, **kwargs)
+        target()
 
     held.append(start_thread(run, errors))
     ready.set()

@@ -73,6 +73,12 @@ def test_suspense_moved_to_a_merchant_and_back_to_the_psp_once_each(client, a_da
         (2, "merchant", 530, f"recon_suspense:{d.pk}:2", "fin"),
     ]
     assert Journal.objects.get(reference=f"recon_suspense:{d.pk}:2").kind == "adjustment"
+    # each submit is a staff action: the repeats say nothing moved again
+    from payera.backoffice.models import StaffAction
+
+    logged = StaffAction.objects.filter(action="reconciliation.discrepancy_reallocate_suspense", object_id=str(d.pk))
+    assert [(s.outcome, "nothing moved again" in s.detail) for s in logged.order_by("pk")] == [
+        ("done", False), ("done", True), ("done", False), ("done", True)]
     # nothing is left: a third move is refused
     with pytest.raises(DiscrepancyMoneyError, match="nothing in suspense"):
         suspense_reallocate(discrepancy_id=d.pk, user=finance("fin2"), reason="x", to="psp_refund_due")

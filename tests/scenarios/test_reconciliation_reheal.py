@@ -298,8 +298,16 @@ def test_lines_naming_what_the_psp_does_not_know_stay_open(env, psp_webhooks, tm
 
 
 def test_the_admin_re_check_is_for_finance_only(env, psp_webhooks, tmp_path, client):
+    """The admin's "Re-check with the PSP" settles lines (it posts settlement journals): it asks why
+    first and each selected discrepancy is a staff action (who, why, outcome), as every other
+    back-office action that moves money (docs/backoffice.md). What was wrong: it ran at the first
+    click of the action menu, no reason asked and no `StaffAction` row: why money was booked was
+    nowhere, and none of it showed in the staff actions' log."""
+    from payera.backoffice.models import StaffAction
+
     payment_id, d = _imported_while_down(env, psp_webhooks, tmp_path)
     action = {"action": "recheck", "_selected_action": [d.pk]}
+    why = {**action, "confirm": "1", "reason": "PSP support ticket 4411: settled after all"}
     # staff who may see this merchant's discrepancies and investigate them, not resolve them: refused
     from django.contrib.auth.models import Permission
 
@@ -312,12 +320,12 @@ def test_the_admin_re_check_is_for_finance_only(env, psp_webhooks, tmp_path, cli
     otp_force_login(client, viewer)
     page = client.get(DSC).content.decode()
     assert "Re-check with the PSP" not in page and str(d.reference) in page
-    client.post(DSC, action)
+    client.post(DSC, why)
     with pytest.raises(DiscrepancyPermissionError):  # the service checks too
         discrepancy_recheck(discrepancy_ids=[d.pk], user=viewer)
     ops = make_staff("ops", role="operations")
     otp_force_login(client, ops)
-    client.post(DSC, action)
+    client.post(DSC, why)
     d.refresh_from_db()
     assert d.status == "open" and env.get(payment_id)["status"] == "processing"
     assert not Journal.objects.filter(kind="settlement").exists()
@@ -325,16 +333,40 @@ def test_the_admin_re_check_is_for_finance_only(env, psp_webhooks, tmp_path, cli
     elsewhere = make_staff("fin_elsewhere", role="finance")
     staff_grant_merchant(user=elsewhere, merchant_id=MerchantFactory().id)
     otp_force_login(client, elsewhere)
-    client.post(DSC, action)
+    client.post(DSC, why)
+    with pytest.raises(DiscrepancyPermissionError):  # the service checks the merchant too (it healed it)
+        discrepancy_recheck(discrepancy_ids=[d.pk], user=elsewhere)
     d.refresh_from_db()
-    assert d.status == "open"
-    # finance of this merchant: asked again, healed
+    assert d.status == "open" and env.get(payment_id)["status"] == "processing"
+    assert not Journal.objects.filter(kind="settlement").exists()
+    assert not StaffAction.objects.exists()  # nothing was done by anyone: nothing logged
+    # finance of this merchant: the action menu opens the reason page, nothing is asked or booked yet
     finance = make_staff("fin", role="finance")
     staff_grant_merchant(user=finance, merchant_id=env.merchant.id)
     otp_force_login(client, finance)
-    response = client.post(DSC, action, follow=True)
-    assert "1 healed" in response.content.decode()
+    page = client.post(DSC, action)
+    assert page.status_code == 200 and b'name="reason"' in page.content
+    d.refresh_from_db()
+    assert d.status == "open" and env.get(payment_id)["status"] == "processing"
+    assert not Journal.objects.filter(kind="settlement").exists() and not StaffAction.objects.exists()
+    # no reason: the page again, nothing done
+    page = client.post(DSC, {**action, "confirm": "1", "reason": ""})
+    assert page.status_code == 200 and b'name="reason"' in page.content
+    assert not Journal.objects.filter(kind="settlement").exists() and not StaffAction.objects.exists()
+    # with the reason: asked again, healed, logged once
+    response = client.post(DSC, why, follow=True)
+    assert "healed" in response.content.decode()
     _assert_capture_healed(env, payment_id, d)
+    logged = StaffAction.objects.get()
+    assert (logged.user_id, logged.action, logged.object_type, logged.object_id, logged.merchant_id) == (
+        finance.pk, "reconciliation.discrepancy_recheck", "reconciliation.discrepancy", str(d.pk), env.merchant.id)
+    assert (logged.reason, logged.outcome) == (why["reason"], "done") and "healed" in logged.detail
+    # again: nothing left to ask about; refused and logged, nothing moves
+    journals = Journal.objects.count()
+    client.post(DSC, why)
+    assert Journal.objects.count() == journals
+    again = StaffAction.objects.exclude(pk=logged.pk).get()
+    assert again.outcome == "refused" and again.object_id == str(d.pk)
 
 
 def test_the_beat_runs_the_late_heal_hourly(settings):

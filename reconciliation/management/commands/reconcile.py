@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from payera.core.errors import PayeraError
 from psp_adapters.errors import PspConfigurationError
 from reconciliation.services import reconcile_import
+from reconciliation.services.reconcile import RunTakenOverError, run_busy_for
 
 
 class Command(BaseCommand):
@@ -49,6 +50,12 @@ class Command(BaseCommand):
             raise CommandError(f"unknown PSP {options['psp']!r}: {exc}") from None
         except PayeraError as exc:
             raise CommandError(exc.message) from None
+        except RunTakenOverError as exc:  # not a failure of the file: another import owns its run now
+            raise CommandError(
+                f"{exc}: another import of the same file took its run over (this import made no progress for"
+                f" {run_busy_for()}) and imports the day now; nothing of this import was kept. Once that run is"
+                " done there is nothing to do; if it failed, import the file again later"
+            ) from None
         for err in result.row_errors:
             self.stderr.write(f"line {err['line']}: {err['message']}")
         if quiet:
