@@ -290,3 +290,26 @@ def test_a_refused_resend_tells_the_merchant_by_a_dispute_updated_event(env, psp
     [event] = Event.objects.filter(type="dispute.updated", data__object__id=taken.id)
     assert event.data["object"]["status"] == "under_review"
     assert event.data["object"]["evidence_error"] is None
+
+
+def test_each_answer_is_replayed_under_its_idempotency_key(env, psp):
+    """The contract's replay for each answer of the evidence call: a 503 (the PSP down after the
+    evidence was recorded: work began) and a 202 are stored and replayed under their key, without
+    another call; a new key sends it again."""
+    _, http = psp
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    url = f"/v1/disputes/{d.id}/evidence"
+    with chaos(sandbox, {"error_rate": 1}):
+        down = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-1"})
+    assert down.status_code == 503, down.text
+    again = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-1"})
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (503, "true")
+    assert sandbox.dispute(d.psp_dispute_id)["evidence"] is None
+    with chaos(sandbox, {"timeout_rate": 1, "timeout_seconds": 3}):
+        slow = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-2"})
+    assert slow.status_code == 202, slow.text
+    replay = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-2"})
+    assert (replay.status_code, replay.headers.get("Idempotent-Replayed"), replay.json()) == (202, "true", slow.json())
+    taken = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-3"})
+    assert taken.status_code == 200 and taken.json()["status"] == "under_review", taken.text
