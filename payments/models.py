@@ -547,6 +547,10 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
     evidence_pending_at = models.DateTimeField(null=True, blank=True)
     evidence_error = models.CharField(max_length=200, blank=True, default="")  # the PSP's last refusal
     evidence_due_by = models.DateTimeField(null=True, blank=True)  # the PSP's deadline for evidence
+    # recovery's resends of pending evidence, on the attempts' schedule (`recovery_delay`): how many
+    # so far and when the next is due; past PAYMENTS_RECOVERY_MAX_INQUIRIES a stuck item for support
+    evidence_sends = models.PositiveIntegerField(default=0)
+    evidence_next_send_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -568,17 +572,20 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         self.evidence_text = text
         self.evidence_submitted_at = at
         self.evidence_pending_at = None
+        self.evidence_next_send_at = None
         self.evidence_error = ""
 
     @transition(field=status, source=[DS.NEEDS_RESPONSE, DS.UNDER_REVIEW], target=DS.WON)
     def mark_won(self, *, at) -> None:
         self.closed_at = at
         self.evidence_pending_at = None  # decided: evidence still in flight no longer matters
+        self.evidence_next_send_at = None
 
     @transition(field=status, source=[DS.NEEDS_RESPONSE, DS.UNDER_REVIEW], target=DS.LOST)
     def mark_lost(self, *, at) -> None:
         self.closed_at = at
         self.evidence_pending_at = None
+        self.evidence_next_send_at = None
 
 
 # --- Transition log ---------------------------------------------------------------------

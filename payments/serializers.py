@@ -250,6 +250,8 @@ class DisputeOutputSerializer(serializers.Serializer):
         help_text="Evidence was sent and the PSP's answer is not known yet; Payera sends it again until it is.")
     evidence_due_by = serializers.SerializerMethodField(
         help_text="The last moment the PSP takes evidence (unix seconds), null when it named none.")
+    evidence_error = serializers.SerializerMethodField(
+        help_text="Why the PSP did not take the last evidence sent (e.g. `evidence_past_due: …`), else null.")
     created = serializers.SerializerMethodField()
 
     def get_object(self, obj) -> str:
@@ -257,6 +259,9 @@ class DisputeOutputSerializer(serializers.Serializer):
 
     def get_evidence_pending(self, obj) -> bool:
         return obj.evidence_pending_at is not None
+
+    def get_evidence_error(self, obj) -> str | None:
+        return obj.evidence_error or None
 
     def get_evidence_due_by(self, obj) -> int | None:
         return created_timestamp(obj.evidence_due_by) if obj.evidence_due_by else None

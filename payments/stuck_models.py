@@ -17,7 +17,7 @@ class StuckItem(models.Model):
                                  related_name="+")
     payment = models.ForeignKey("payments.Payment", null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="stuck_items")
-    object_type = models.CharField(max_length=16)  # payment | capture | refund | webhook
+    object_type = models.CharField(max_length=16)  # payment | capture | refund | webhook | dispute
     object_id = models.CharField(max_length=64)
     state = models.CharField(max_length=32)
     since = models.DateTimeField()  # when the object entered the state

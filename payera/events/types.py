@@ -22,6 +22,7 @@ KNOWN_EVENT_TYPES = (
     "refund.succeeded",
     "refund.failed",
     "dispute.created",
+    "dispute.updated",
     "dispute.closed",
     "payout.created",
     "payout.paid",

@@ -26,11 +26,10 @@ from payera.core.masking import mask_account_numbers
 from payera.staff.access import staff_can_access_merchant
 from payments.backoffice.models import AP, RefundApproval
 from payments.locks import payment_lock
-from payments.models import AS, PS, Capture, OperationStatus, Payment, PaymentAttempt, Refund
-from payments.services import attempt_recover, payment_cancel, refund_create
+from payments.models import PS, OperationStatus, Payment, Refund
+from payments.services import payment_cancel, refund_create
 from payments.services.common import PaymentInProgressError, PaymentStateError, now
-from payments.services.recovery import RECOVERABLE, cancel_recover, operation_recover
-from psp_adapters.port import OperationKind
+from payments.services.recovery import payment_recover
 
 REFUND_PERMISSION = "payments.refund_payment"
 APPROVE_PERMISSION = "payments_backoffice.approve_refundapproval"
@@ -250,26 +249,10 @@ def staff_payment_cancel(*, user, payment_id: str) -> Payment:
 
 
 def staff_payment_recover(*, user, payment_id: str) -> dict[str, int]:
-    """Re-run recovery for one payment now: ask the PSP about its open attempts, pending captures
-    and refunds, and a crashed cancel. What is younger than the grace period (its request may be
+    """Re-run recovery for one payment now: recovery's own step for that payment
+    (`payment_recover`: its open attempts, pending captures and refunds, a crashed cancel and its
+    disputes' pending evidence). What is younger than the grace period (its request may be
     running right now) is left alone, as `recovery_run` does."""
     _require(user, RECOVER_PERMISSION)
     payment = _payment_for_staff(user, payment_id)
-    grace = now() - dt.timedelta(seconds=getattr(settings, "PAYMENTS_STARTED_GRACE_SECONDS", 60))
-    counts = {"attempts": 0, "resolved": 0, "captures": 0, "refunds": 0, "cancels": 0}
-    attempts = PaymentAttempt.objects.filter(payment_id=payment.id, status__in=RECOVERABLE).exclude(
-        status=AS.STARTED, created_at__gt=grace)
-    for attempt_id in attempts.order_by("sequence").values_list("pk", flat=True):
-        counts["attempts"] += 1
-        counts["resolved"] += int(attempt_recover(attempt_id=attempt_id))
-    pending = {"payment_id": payment.id, "status": OperationStatus.PENDING, "created_at__lt": grace}
-    for capture_id in Capture.objects.filter(**pending).values_list("pk", flat=True):
-        counts["captures"] += 1
-        operation_recover(kind=OperationKind.CAPTURE, operation_id=capture_id)
-    for refund_id in Refund.objects.filter(**pending).values_list("pk", flat=True):
-        counts["refunds"] += 1
-        operation_recover(kind=OperationKind.REFUND, operation_id=refund_id)
-    if payment.inflight == "cancel" and payment.inflight_at and payment.inflight_at < grace:
-        counts["cancels"] += 1
-        cancel_recover(payment_id=payment.id)
-    return counts
+    return payment_recover(payment_id=payment.id)

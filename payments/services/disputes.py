@@ -10,9 +10,11 @@ import datetime as dt
 import logging
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, PayeraError
+from payera.core.masking import mask_text
 from payera.core.money import per_currency_amount
 from payera.events.services import event_record
 from payera.merchants.models import Merchant
@@ -21,7 +23,7 @@ from payments.models import DS, Dispute, Payment, PaymentAttempt
 from payments.postings import chargeback_journals
 from payments.serializers import render_dispute
 from payments.services.booking_sync import booking_dispute_opened
-from payments.services.common import emit, now, post, postings_last, setting, transition
+from payments.services.common import emit, now, post, postings_last, recovery_delay, setting, transition
 from payments.services.methods import mandate_end_by_code
 from psp_adapters.errors import PspError, PspUnavailableError
 from psp_adapters.port import (
@@ -241,15 +243,18 @@ def dispute_submit_evidence(*, merchant: Merchant, dispute_id: str, text: str, a
       sends it again with the same key until the PSP answers (`dispute_evidence_recover_due`)."""
     if len(text) > MAX_EVIDENCE:
         raise InvalidRequestError(f"Evidence text is limited to {MAX_EVIDENCE} characters.", param="text")
-    dispute, send = _evidence_start(merchant=merchant, dispute_id=dispute_id, text=text, actor=actor)
+    dispute, send, first = _evidence_start(merchant=merchant, dispute_id=dispute_id, text=text, actor=actor)
     if not send:
         return dispute
-    return _evidence_send(dispute_id=dispute.pk, actor=actor, raise_errors=True)
+    return _evidence_send(dispute_id=dispute.pk, actor=actor, raise_errors=True,
+                          first=dispute.evidence_pending_at if first else None)
 
 
 @transaction.atomic(durable=True)
-def _evidence_start(*, merchant: Merchant, dispute_id: str, text: str, actor: str) -> tuple[Dispute, bool]:
-    """Record the evidence as pending, under the payment lock; False: nothing to send."""
+def _evidence_start(*, merchant: Merchant, dispute_id: str, text: str, actor: str) -> tuple[Dispute, bool, bool]:
+    """Record the evidence as pending, under the payment lock. Returns (dispute, send, first):
+    send False: nothing to send; first True: this call made it pending (no earlier send of it
+    may have reached the PSP), False: a resend of evidence already pending."""
     from payments.selectors import dispute_get
 
     d0 = dispute_get(merchant=merchant, dispute_id=dispute_id)
@@ -257,23 +262,30 @@ def _evidence_start(*, merchant: Merchant, dispute_id: str, text: str, actor: st
     dispute = Dispute.objects.get(pk=d0.pk)
     if dispute.status != DS.NEEDS_RESPONSE:
         if dispute.evidence_submitted_at is not None and dispute.evidence_text == text:
-            return dispute, False
+            return dispute, False, False
         raise DisputeClosedError()
     if dispute.evidence_pending_at is not None:
         if dispute.evidence_text != text:
             raise DisputeEvidencePendingError()
-        return dispute, True  # the same evidence again: the same submission at the PSP (its key)
+        return dispute, True, False  # the same evidence again: the same submission at the PSP (its key)
     if dispute.evidence_due_by is not None and now() > dispute.evidence_due_by:
         raise DisputeEvidencePastDueError()
     dispute.evidence_text = text
     dispute.evidence_pending_at = now()
     dispute.evidence_error = ""
-    dispute.save(update_fields=["evidence_text", "evidence_pending_at", "evidence_error", "updated_at"])
+    dispute.evidence_sends = 0
+    dispute.evidence_next_send_at = None
+    dispute.save(update_fields=["evidence_text", "evidence_pending_at", "evidence_error", "evidence_sends",
+                                "evidence_next_send_at", "updated_at"])
     logger.info("dispute %s: evidence recorded, sending to %s (%s)", dispute.pk, dispute.connector, actor)
-    return dispute, True
+    return dispute, True, True
 
 
-def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool) -> Dispute:
+def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool, first: dt.datetime | None = None) -> Dispute:
+    """Send the dispute's evidence with its key. `first`: the `evidence_pending_at` this call set
+    (its first send); only then does a request the PSP did not take mean nothing reached it. A
+    resend's failure (recovery, the merchant's repeat) leaves it pending: an earlier send may have
+    been taken, and the PSP holds that one under the same key."""
     dispute = Dispute.objects.select_related("attempt").get(pk=dispute_id)
     attempt = dispute.attempt
     req = DisputeEvidenceRequest(
@@ -284,18 +296,19 @@ def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool) -> Disput
         with outside_transaction():
             result = get_adapter(dispute.connector).submit_dispute_evidence(req)
     except PspError as exc:
-        if exc.may_have_processed:  # unknown: left pending, sent again with the same key
+        if exc.may_have_processed or first is None:  # unknown: left pending, sent again with the same key
             logger.warning("dispute %s: evidence sent to %s, outcome unknown (%s); left pending", dispute_id,
                            dispute.connector, exc.code)
             return Dispute.objects.get(pk=dispute_id)
-        _evidence_not_taken(dispute_id=dispute_id, note=f"{exc.code}: not taken by {dispute.connector}")
+        _evidence_not_taken(dispute_id=dispute_id, pending_at=first,
+                            note=f"{exc.code}: not taken by {dispute.connector}")
         logger.warning("dispute %s: %s did not take the evidence (%s)", dispute_id, dispute.connector, exc.code)
         if not raise_errors:
             return Dispute.objects.get(pk=dispute_id)
         if isinstance(exc, PspUnavailableError):
             raise DisputeEvidencePspUnavailableError() from None
         raise DisputeEvidenceNotSentError() from None
-    dispute = _evidence_record(dispute_id=dispute_id, result=result, actor=actor)
+    dispute = _evidence_record(dispute_id=dispute_id, result=result, actor=actor, notify=not raise_errors)
     if result.outcome != Outcome.APPROVED and raise_errors:
         if result.refusal == EvidenceRefusal.PAST_DUE:
             raise DisputeEvidencePastDueError()
@@ -304,43 +317,83 @@ def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool) -> Disput
 
 
 @transaction.atomic(durable=True)
-def _evidence_not_taken(*, dispute_id: str, note: str) -> None:
-    Dispute.objects.filter(pk=dispute_id, evidence_submitted_at__isnull=True).update(
-        evidence_pending_at=None, evidence_error=note[:200], updated_at=now()
+def _evidence_not_taken(*, dispute_id: str, pending_at: dt.datetime, note: str) -> None:
+    Dispute.objects.filter(pk=dispute_id, evidence_submitted_at__isnull=True, evidence_pending_at=pending_at).update(
+        evidence_pending_at=None, evidence_next_send_at=None, evidence_error=note[:200], updated_at=now()
     )
 
 
 @transaction.atomic(durable=True)
-def _evidence_record(*, dispute_id: str, result: DisputeEvidenceResult, actor: str) -> Dispute:
+def _evidence_record(*, dispute_id: str, result: DisputeEvidenceResult, actor: str, notify: bool) -> Dispute:
     """The PSP's answer: taken -> under_review (if the dispute still needs a response); refused ->
-    nothing pending, the refusal kept in `evidence_error`."""
+    nothing pending, the refusal kept in `evidence_error`. `notify`: the answer came outside the
+    merchant's request (recovery's resend of pending evidence), so the merchant learns of it by
+    the event `dispute.updated` (the dispute object, with `evidence_error` when refused)."""
     d0 = Dispute.objects.only("payment_id").get(pk=dispute_id)
     payment = payment_lock(d0.payment_id)
     dispute = Dispute.objects.get(pk=dispute_id)
     if result.outcome == Outcome.APPROVED:
-        if not transition(dispute, "submit_evidence", payment=payment, actor=actor, text=dispute.evidence_text,
-                          at=now(), data={"psp_reference": result.psp_reference or ""}):
+        moved = transition(dispute, "submit_evidence", payment=payment, actor=actor, text=dispute.evidence_text,
+                           at=now(), data={"psp_reference": result.psp_reference or ""})
+        if not moved:
             dispute.evidence_pending_at = None  # moved meanwhile (the PSP's webhook): nothing to wait for
+            dispute.evidence_next_send_at = None
         dispute.save()
+        if moved and notify:
+            _emit_dispute(dispute, "dispute.updated")
         logger.info("dispute %s: evidence taken by %s (%s)", dispute_id, dispute.connector, result.psp_reference)
         return dispute
     refusal = result.refusal.value if result.refusal else "refused"
+    was_pending = dispute.evidence_pending_at is not None
     dispute.evidence_pending_at = None
-    dispute.evidence_error = f"{refusal}: {result.message}"[:200]
+    dispute.evidence_next_send_at = None
+    dispute.evidence_error = mask_text(f"{refusal}: {result.message}")[:200]
     dispute.save()
+    if notify and was_pending:
+        _emit_dispute(dispute, "dispute.updated")
     logger.warning("dispute %s: %s refused the evidence: %s", dispute_id, dispute.connector, refusal)
     return dispute
 
 
-def dispute_evidence_recover_due(*, limit: int = 200, older_than: dt.timedelta | None = None) -> int:
+def dispute_evidence_recover_due(*, limit: int = 200, older_than: dt.timedelta | None = None,
+                                 payment_id: str | None = None, force: bool = False) -> int:
     """Send again every evidence whose PSP answer is unknown (sent before `older_than` ago, default
     PAYMENTS_STARTED_GRACE_SECONDS: its first call may still be running), with the same key: the
-    PSP takes it once. Run by recovery (`recovery_run`). Returns how many were sent."""
+    PSP takes it once. Each is resent on the attempts' recovery schedule (`recovery_delay`: 15 s,
+    1 m, 3 m, 1 h, then daily; `force`: all of them now); past PAYMENTS_RECOVERY_MAX_INQUIRIES
+    resends it is logged as an error and the stuck sweeper flags it for support
+    (payments/services/stuck.py, `dispute.evidence_pending`). `payment_id`: that payment's only.
+    Run by recovery (`payment_recover`, `recovery_run`). Returns how many were sent."""
     if older_than is None:
         older_than = dt.timedelta(seconds=setting("PAYMENTS_STARTED_GRACE_SECONDS", 60))
-    due = Dispute.objects.filter(status=DS.NEEDS_RESPONSE, evidence_pending_at__lte=now() - older_than)
+    at = now()
+    due = Dispute.objects.filter(status=DS.NEEDS_RESPONSE, evidence_pending_at__lte=at - older_than)
+    if payment_id is not None:
+        due = due.filter(payment_id=payment_id)
+    if not force:
+        due = due.filter(Q(evidence_next_send_at__isnull=True) | Q(evidence_next_send_at__lte=at))
     sent = 0
     for dispute_id in due.order_by("evidence_pending_at").values_list("pk", flat=True)[:limit]:
-        _evidence_send(dispute_id=dispute_id, actor="system:recovery", raise_errors=False)
+        dispute_evidence_resend(dispute_id=dispute_id)
         sent += 1
     return sent
+
+
+def dispute_evidence_resend(*, dispute_id: str) -> Dispute:
+    """Recovery's resend of pending evidence (same key); still pending after it (no answer, or
+    the PSP down): the next resend is scheduled."""
+    dispute = _evidence_send(dispute_id=dispute_id, actor="system:recovery", raise_errors=False)
+    if dispute.status == DS.NEEDS_RESPONSE and dispute.evidence_pending_at is not None:
+        _evidence_reschedule(dispute_id=dispute_id, pending_at=dispute.evidence_pending_at)
+    return dispute
+
+
+def _evidence_reschedule(*, dispute_id: str, pending_at: dt.datetime) -> None:
+    sends = Dispute.objects.values_list("evidence_sends", flat=True).get(pk=dispute_id) + 1
+    if sends == setting("PAYMENTS_RECOVERY_MAX_INQUIRIES", 9):
+        logger.error("dispute %s: evidence still without the PSP's answer after %s resends: support must look",
+                     dispute_id, sends)
+    # only while that same evidence is still pending (not taken or decided meanwhile)
+    Dispute.objects.filter(pk=dispute_id, evidence_pending_at=pending_at).update(
+        evidence_sends=sends, evidence_next_send_at=now() + recovery_delay(sends), updated_at=now()
+    )

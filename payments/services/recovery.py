@@ -6,7 +6,8 @@ between committing the attempt and recording the answer), `pending` without a we
 PAYMENTS_RECOVERY_MAX_INQUIRIES the attempt is flagged `needs_attention` for operations, and
 still asked daily). Pending captures and refunds are resolved from the authorization's
 operations in the same inquiry; dispute evidence whose PSP answer is unknown is sent again with
-its key. `manage.py run_recovery` runs it now, for everything open.
+its key (on the same schedule). `manage.py run_recovery` runs it now, for everything open;
+`payment_recover` runs the same step for one payment (the admin's "Re-run recovery").
 """
 
 from __future__ import annotations
@@ -55,18 +56,32 @@ RECOVERABLE = [AS.UNKNOWN, AS.STARTED, AS.PENDING, AS.REQUIRES_ACTION]
 def recovery_run(*, force: bool = False, limit: int = 500) -> dict[str, int]:
     """Inquire every due attempt (all open ones with `force`, except `started` ones still within
     their grace period, whose PSP call may be running right now)."""
+    return _recover(payment_id=None, force=force, limit=limit)
+
+
+def payment_recover(*, payment_id: str) -> dict[str, int]:
+    """Recovery for one payment now (operations' "Re-run recovery"): the same step as
+    `recovery_run`, for everything of the payment that is open whatever its schedule — its
+    attempts, pending captures and refunds, a crashed cancel and its disputes' pending evidence —
+    except what is younger than the grace period (its request may be running right now)."""
+    return _recover(payment_id=payment_id, force=True, limit=500)
+
+
+def _recover(*, payment_id: str | None, force: bool, limit: int) -> dict[str, int]:
+    """The recovery step, for every payment (`payment_id` None) or one."""
     at = now()
     grace = at - dt.timedelta(seconds=setting("PAYMENTS_STARTED_GRACE_SECONDS", 60))
-    qs = PaymentAttempt.objects.filter(status__in=RECOVERABLE).exclude(status=AS.STARTED, created_at__gt=grace)
+    of = {} if payment_id is None else {"payment_id": payment_id}
+    qs = PaymentAttempt.objects.filter(status__in=RECOVERABLE, **of).exclude(status=AS.STARTED, created_at__gt=grace)
     if not force:
         qs = qs.filter(Q(next_inquiry_at__lte=at) | Q(next_inquiry_at__isnull=True))
     counts = {"attempts": 0, "resolved": 0, "captures": 0, "refunds": 0, "cancels": 0}
-    for attempt_id in qs.order_by("next_inquiry_at").values_list("pk", flat=True)[:limit]:
+    for attempt_id in qs.order_by("next_inquiry_at", "sequence").values_list("pk", flat=True)[:limit]:
         counts["attempts"] += 1
         if attempt_recover(attempt_id=attempt_id):
             counts["resolved"] += 1
     # operations younger than the grace period may have their PSP call running right now
-    ops = Q(status=OperationStatus.PENDING, created_at__lt=grace)
+    ops = Q(status=OperationStatus.PENDING, created_at__lt=grace, **of)
     if not force:
         ops &= Q(next_inquiry_at__lte=at) | Q(next_inquiry_at__isnull=True)
     for capture_id in Capture.objects.filter(ops).values_list("pk", flat=True)[:limit]:
@@ -76,13 +91,14 @@ def recovery_run(*, force: bool = False, limit: int = 500) -> dict[str, int]:
         counts["refunds"] += 1
         operation_recover(kind=OperationKind.REFUND, operation_id=refund_id)
     # a cancel has no operation row: its crashed request shows as a `cancel` claim past the grace
-    for payment_id in Payment.objects.filter(inflight="cancel", inflight_at__lt=grace).values_list(
-        "pk", flat=True
-    )[:limit]:
+    cancels = Payment.objects.filter(inflight="cancel", inflight_at__lt=grace)
+    if payment_id is not None:
+        cancels = cancels.filter(pk=payment_id)
+    for cancel_payment_id in cancels.values_list("pk", flat=True)[:limit]:
         counts["cancels"] += 1
-        cancel_recover(payment_id=payment_id)
+        cancel_recover(payment_id=cancel_payment_id)
     # dispute evidence sent without a known answer: sent again with the same key (taken once)
-    counts["evidence"] = dispute_evidence_recover_due(limit=limit)
+    counts["evidence"] = dispute_evidence_recover_due(limit=limit, payment_id=payment_id, force=force)
     return counts
 
 

@@ -20,8 +20,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from payments.models import (
+    DS,
     PS,
     Capture,
+    Dispute,
     InboxStatus,
     OperationStatus,
     Payment,
@@ -32,6 +34,7 @@ from payments.models import (
     StuckItem,
 )
 from payments.services.common import now, setting
+from payments.services.disputes import dispute_evidence_resend
 from payments.services.recovery import RECOVERABLE, attempt_recover, cancel_recover, operation_recover
 from payments.services.webhooks import psp_webhook_process
 from psp_adapters.port import OperationKind
@@ -45,6 +48,7 @@ DEFAULT_SLAS = {
     "capture.pending": 15 * 60,
     "refund.pending": 15 * 60,
     "webhook.received": 5 * 60,
+    "dispute.evidence_pending": 15 * 60,
 }
 
 
@@ -107,6 +111,25 @@ def _webhooks(cutoff: dt.datetime) -> Iterator[Candidate]:
         yield Candidate(str(pk), received, payment_id, merchants.get(payment_id))
 
 
+def _evidence_pending(cutoff: dt.datetime) -> Iterator[Candidate]:
+    """Dispute evidence still without the PSP's answer after recovery's resends ran out
+    (PAYMENTS_RECOVERY_MAX_INQUIRIES, as an attempt's inquiries do)."""
+    rows = Dispute.objects.filter(
+        status=DS.NEEDS_RESPONSE, evidence_pending_at__lt=cutoff,
+        evidence_sends__gte=setting("PAYMENTS_RECOVERY_MAX_INQUIRIES", 9),
+    ).values_list("pk", "payment_id", "merchant_id", "evidence_pending_at")[:500]
+    for pk, payment_id, merchant_id, since in rows:
+        yield Candidate(pk, since, payment_id, merchant_id)
+
+
+def _evidence_state(pk: str) -> str | None:
+    row = Dispute.objects.filter(pk=pk).values_list("status", "evidence_pending_at").first()
+    if row is None:
+        return None
+    status, pending = row
+    return "evidence_pending" if (pending and status == DS.NEEDS_RESPONSE) else status
+
+
 # --- the object's state now --------------------------------------------------------------------
 def _payment_state(*, in_review: bool) -> Callable[[str], str | None]:
     def current(pk: str) -> str | None:
@@ -158,6 +181,10 @@ STUCK_RULES: list[StuckRule] = [
     StuckRule("webhook.received", "webhook", InboxStatus.RECEIVED,
               "PSP webhook stored but not applied (its task was lost or the worker is down)",
               _webhooks, _webhook_state, lambda pk: psp_webhook_process(webhook_id=int(pk))),
+    StuckRule("dispute.evidence_pending", "dispute", "evidence_pending",
+              "dispute evidence sent; the PSP has not answered its resends (the dispute is lost by default at its "
+              "evidence_due_by): ask the PSP or send it by its dashboard",
+              _evidence_pending, _evidence_state, lambda pk: dispute_evidence_resend(dispute_id=pk)),
 ]
 
 

@@ -167,3 +167,149 @@ def test_concurrent_submissions_of_the_same_evidence_are_one_at_the_psp(env, psp
     held = env.sandboxes[name].dispute(d.psp_dispute_id)
     assert held["status"] == "under_review" and held["evidence"]["text"] == EVIDENCE
     assert PaymentEvent.objects.filter(object_id=d.id, transition="submit_evidence").count() == 1
+
+
+def test_a_5xx_on_a_resend_keeps_the_evidence_pending(env, psp):
+    """A timeout left the evidence pending (it did reach the PSP); recovery's resend then met a PSP
+    5xx. The resend's "not taken" was read as "nothing was sent": pending was cleared, the dispute
+    showed `needs_response` with nothing sent while the PSP held the first submission, recovery
+    stopped sending it, and other text from the merchant was then taken by Payera but refused by the
+    PSP (its key already holds the first text). Only the first send's own failure means nothing
+    reached the PSP; a failed resend leaves it pending."""
+    _, http = psp
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    with chaos(sandbox, {"timeout_rate": 1, "timeout_seconds": 3}):
+        r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 202, r.text
+    with chaos(sandbox, {"error_rate": 1}):
+        dispute_evidence_recover_due(older_than=dt.timedelta(0))
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at is not None) == ("needs_response", True), d.evidence_error
+    other = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": "Something else."})
+    assert other.status_code == 400 and other.json()["error"]["code"] == "dispute_evidence_pending", other.text
+    # the PSP is back: the pending evidence is taken, the one held at the PSP
+    Dispute.objects.filter(pk=d.pk).update(evidence_next_send_at=None)
+    dispute_evidence_recover_due(older_than=dt.timedelta(0))
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at, d.evidence_text) == ("under_review", None, EVIDENCE)
+
+
+def _pending(env, psp) -> Dispute:
+    """A dispute whose evidence went out and timed out: pending, the PSP's answer unknown (it took
+    it), as the grace period ago."""
+    _, http = psp
+    d = _disputed(env, psp)
+    with chaos(env.sandboxes[d.connector], {"timeout_rate": 1, "timeout_seconds": 3}):
+        r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 202, r.text
+    Dispute.objects.filter(pk=d.pk).update(evidence_pending_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    d.refresh_from_db()
+    return d
+
+
+def test_staff_recovery_of_a_payment_sends_its_pending_evidence(env, psp):
+    """Operations' "Re-run recovery" (`staff_payment_recover`) had its own copy of the recovery loop
+    (attempts, captures, refunds, cancel) without the disputes' pending evidence: asked to recover
+    the payment, it left the evidence unanswered. It now runs recovery's own step for the payment."""
+    from payments.backoffice.services import staff_payment_recover
+    from tests.backoffice.staff import make_staff
+
+    d = _pending(env, psp)
+    counts = staff_payment_recover(user=make_staff("ops", superuser=True), payment_id=d.payment_id)
+    assert counts.get("evidence") == 1, counts
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at) == ("under_review", None)
+
+
+def test_pending_evidence_is_resent_on_the_recovery_schedule_then_flagged(env, psp, settings):
+    """Pending evidence was resent by every recovery run (each minute) for ever: no backoff, and
+    nothing told support it never got an answer. It now follows the attempts' schedule
+    (`recovery_delay`) and, past PAYMENTS_RECOVERY_MAX_INQUIRIES resends, the stuck sweeper flags it
+    (`dispute.evidence_pending`)."""
+    from payments.models import StuckItem
+    from payments.services.stuck import stuck_sweep
+
+    settings.PAYMENTS_RECOVERY_MAX_INQUIRIES = 2
+    d = _pending(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    with chaos(sandbox, {"error_rate": 1}):
+        assert dispute_evidence_recover_due() == 1
+        assert dispute_evidence_recover_due() == 0  # not due again before its next time
+        d.refresh_from_db()
+        assert d.evidence_sends == 1 and d.evidence_next_send_at is not None
+        wait = (d.evidence_next_send_at - dt.datetime.now(dt.UTC)).total_seconds()
+        assert 30 < wait <= 60, wait  # the schedule's second step (15 s, 1 m, 3 m, 1 h, daily)
+        Dispute.objects.filter(pk=d.pk).update(evidence_next_send_at=None)
+        assert dispute_evidence_recover_due() == 1
+        d.refresh_from_db()
+        assert d.evidence_sends == 2 and d.evidence_pending_at is not None
+        Dispute.objects.filter(pk=d.pk).update(evidence_pending_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+        stuck_sweep()
+    [item] = StuckItem.objects.filter(object_type="dispute", object_id=d.id, cleared_at__isnull=True)
+    assert item.state == "evidence_pending" and item.flagged_at is not None and item.payment_id == d.payment_id
+    # the PSP answers at last: taken, and the item clears
+    Dispute.objects.filter(pk=d.pk).update(evidence_next_send_at=None)
+    assert dispute_evidence_recover_due() == 1
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at, d.evidence_next_send_at) == ("under_review", None, None)
+    stuck_sweep()
+    item.refresh_from_db()
+    assert item.cleared_at is not None
+
+
+def test_a_refused_resend_tells_the_merchant_by_a_dispute_updated_event(env, psp):
+    """The PSP refused pending evidence on recovery's resend (past its due date): only
+    `evidence_error` and a log line recorded it, the merchant (who had a 202) never learned that
+    its answer did not reach the network. It now gets `dispute.updated`, the dispute object with
+    `evidence_error`; a resend the PSP takes is told the same way (`under_review`)."""
+    from payera.events.models import Event
+
+    _, http = psp
+    # a known event type: an endpoint may subscribe to it by name
+    hook = http.post("/v1/webhook_endpoints", json={"url": "http://127.0.0.1:9/hook",
+                                                     "enabled_events": ["dispute.updated"]})
+    assert hook.status_code == 201, hook.text
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    # recorded as pending, the process gone before its call reached the PSP
+    Dispute.objects.filter(pk=d.pk).update(evidence_text=EVIDENCE,
+                                           evidence_pending_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    assert sandbox.set_evidence_due(d.psp_dispute_id, time.time() - 60).status_code == 200
+    assert dispute_evidence_recover_due() == 1
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at) == ("needs_response", None)
+    [event] = Event.objects.filter(type="dispute.updated", data__object__id=d.id)
+    obj = event.data["object"]
+    assert (obj["status"], obj["evidence_pending"]) == ("needs_response", False)
+    assert obj["evidence_error"].startswith("evidence_past_due"), obj
+    assert http.get(f"/v1/disputes/{d.id}").json()["evidence_error"] == obj["evidence_error"]
+
+    taken = _pending(env, psp)
+    assert dispute_evidence_recover_due() == 1
+    [event] = Event.objects.filter(type="dispute.updated", data__object__id=taken.id)
+    assert event.data["object"]["status"] == "under_review"
+    assert event.data["object"]["evidence_error"] is None
+
+
+def test_each_answer_is_replayed_under_its_idempotency_key(env, psp):
+    """The contract's replay for each answer of the evidence call: a 503 (the PSP down after the
+    evidence was recorded: work began) and a 202 are stored and replayed under their key, without
+    another call; a new key sends it again."""
+    _, http = psp
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    url = f"/v1/disputes/{d.id}/evidence"
+    with chaos(sandbox, {"error_rate": 1}):
+        down = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-1"})
+    assert down.status_code == 503, down.text
+    again = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-1"})
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (503, "true")
+    assert sandbox.dispute(d.psp_dispute_id)["evidence"] is None
+    with chaos(sandbox, {"timeout_rate": 1, "timeout_seconds": 3}):
+        slow = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-2"})
+    assert slow.status_code == 202, slow.text
+    replay = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-2"})
+    assert (replay.status_code, replay.headers.get("Idempotent-Replayed"), replay.json()) == (202, "true", slow.json())
+    taken = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-3"})
+    assert taken.status_code == 200 and taken.json()["status"] == "under_review", taken.text
