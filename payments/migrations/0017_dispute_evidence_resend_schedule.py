@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0015_dispute_evidence_at_psp"),
+        ("payments", "0016_subscription_last_error"),
     ]
 
     operations = [
