@@ -29,6 +29,7 @@ KNOWN_EVENT_TYPES = (
     "payout.failed",
     "payment.authentication_required",
     "payment_method.detached",
+    "payment_method.mandate_inactive",
     "subscription.created",
     "subscription.updated",
     "subscription.payment_succeeded",
