@@ -322,33 +322,15 @@ def payout_mark_failed(*, payout_id: str, reason: str = "", now: datetime | None
     `payout_create`): a payout being created meanwhile has read available without this money, so it
     must not claim these runs either; it finishes first and the runs go with the payout after it."""
     now = now or timezone.now()
-    merchant_id = Payout.objects.filter(pk=payout_id).values_list("merchant_id", flat=True).first()
-    if merchant_id is None:
-        raise PayoutNotFoundError()
-    merchant_payout_lock(merchant_id)
-    payout = _locked(payout_id)
+    payout = _locked_with_merchant(payout_id)
     if payout.status == PayoutStatus.FAILED:
         return payout
     if not can_proceed(payout.mark_failed):
         raise PayoutStateError(f"Payout {payout.id} is {payout.status}; it can not fail.")
     payout.mark_failed(at=now, reason=reason or "failed")
-    payout.save()
-    SettlementRun.objects.filter(payout=payout).update(payout=None)
-    event_record(merchant_id=payout.merchant_id, type="payout.failed", data=payout_object(payout))
-    ledger_services.journal_post_many(
-        [
-            JournalRequest(
-                reference=f"payout_failed:{payout.id}",
-                lines=payout_failed_lines(merchant_id=payout.merchant_id, currency=payout.currency,
-                                          amount=payout.amount),
-                occurred_at=now,
-                kind=JournalKind.PAYOUT,
-                memo=f"payout {payout.id} failed",
-                metadata={"payout": payout.id},
-            )
-        ]
-    )
-    return payout
+    return _money_back(payout, now=now, reference=f"payout_failed:{payout.id}", memo=f"payout {payout.id} failed",
+                       lines=payout_failed_lines(merchant_id=payout.merchant_id, currency=payout.currency,
+                                                 amount=payout.amount))
 
 
 @transaction.atomic(durable=True)
@@ -362,32 +344,37 @@ def payout_mark_returned(*, payout_id: str, reason: str = "", now: datetime | No
     `payout_create`): a payout being created meanwhile finishes first, without this money or its
     runs. A repeat is a no-op; a payout that never was paid can not be returned (`PayoutStateError`)."""
     now = now or timezone.now()
-    merchant_id = Payout.objects.filter(pk=payout_id).values_list("merchant_id", flat=True).first()
-    if merchant_id is None:
-        raise PayoutNotFoundError()
-    merchant_payout_lock(merchant_id)
-    payout = _locked(payout_id)
+    payout = _locked_with_merchant(payout_id)
     if payout.status == PayoutStatus.FAILED and payout.paid_at is not None:
         return payout  # returned already
     if not can_proceed(payout.mark_returned):
         raise PayoutStateError(f"Payout {payout.id} is {payout.status}; only a paid payout can be returned.")
     payout.mark_returned(at=now, reason=reason or "returned")
+    return _money_back(payout, now=now, reference=f"payout_returned:{payout.id}",
+                       memo=f"payout {payout.id} returned by the bank",
+                       lines=payout_returned_lines(merchant_id=payout.merchant_id, currency=payout.currency,
+                                                   amount=payout.amount))
+
+
+def _locked_with_merchant(payout_id: str) -> Payout:
+    """The payout, locked after its merchant's payout lock (the order of `payout_create`)."""
+    merchant_id = Payout.objects.filter(pk=payout_id).values_list("merchant_id", flat=True).first()
+    if merchant_id is None:
+        raise PayoutNotFoundError()
+    merchant_payout_lock(merchant_id)
+    return _locked(payout_id)
+
+
+def _money_back(payout: Payout, *, now: datetime, reference: str, memo: str, lines) -> Payout:
+    """A failed or returned payout (its transition made, not saved): saved, its settlement runs
+    released to the next payout, `payout.failed` sent and its amount posted back to available."""
     payout.save()
     SettlementRun.objects.filter(payout=payout).update(payout=None)
     event_record(merchant_id=payout.merchant_id, type="payout.failed", data=payout_object(payout))
-    ledger_services.journal_post_many(
-        [
-            JournalRequest(
-                reference=f"payout_returned:{payout.id}",
-                lines=payout_returned_lines(merchant_id=payout.merchant_id, currency=payout.currency,
-                                            amount=payout.amount),
-                occurred_at=now,
-                kind=JournalKind.PAYOUT,
-                memo=f"payout {payout.id} returned by the bank",
-                metadata={"payout": payout.id},
-            )
-        ]
-    )
+    ledger_services.journal_post_many([
+        JournalRequest(reference=reference, lines=lines, occurred_at=now, kind=JournalKind.PAYOUT, memo=memo,
+                       metadata={"payout": payout.id})
+    ])
     return payout
 
 
