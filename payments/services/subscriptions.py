@@ -213,7 +213,7 @@ def subscription_charge(*, subscription_id: str, now_: dt.datetime | None = None
             payment_method=sub.payment_method_id, off_session=True, idempotency_key=charge.idempotency_key,
             description=sub.description or f"Subscription {sub.id}",
             metadata={"subscription": sub.id, "subscription_period": str(charge.period)},
-            actor=ACTOR, with_row=lambda _payment: _charge_still_due(sub.id),
+            actor=ACTOR, with_row=lambda row: _charge_still_due(sub.id, payment_method_id=row.payment_method_id),
         )
     except InvalidRequestError as exc:  # the method cannot be charged at all (detached, expired…)
         logger.warning("subscription %s: charge %s refused before the PSP: %s", sub.id, charge.idempotency_key,
@@ -232,15 +232,25 @@ class SubscriptionNotChargeableError(InvalidRequestError):
     code = "subscription_canceled"
 
 
-def _charge_still_due(subscription_id: str) -> None:
+class SubscriptionChangedError(PayeraError):
+    """Not a refusal: the charge is made again, with the subscription as it is now, by the next tick."""
+
+    code = "subscription_changed"
+
+
+def _charge_still_due(subscription_id: str, *, payment_method_id: str | None) -> None:
     """In the charge's payment insert transaction, before any PSP call: the subscription's row lock
-    orders the insert against a cancel that committed after the claim. Canceled (or unpaid) since:
-    nothing is inserted or sent; otherwise the payment is recorded and a later cancel finds it
+    orders the insert against a cancel or an update that committed after the claim. Canceled (or
+    unpaid) since: nothing is inserted or sent; its payment method changed since (the customer gave
+    a new card): nothing is inserted or sent now and the charge stays pending, so the next tick
+    charges the new method; otherwise the payment is recorded and a later cancel or update finds it
     under way."""
     sub = subscription_lock(subscription_id)
     if sub.status not in (SS.ACTIVE, SS.PAST_DUE):
         raise SubscriptionNotChargeableError(f"The subscription was {sub.status} before its charge was made.",
                                              code=f"subscription_{sub.status}")
+    if sub.payment_method_id != payment_method_id:
+        raise SubscriptionChangedError(f"Subscription {sub.id}'s payment method changed before its charge was made.")
 
 
 @transaction.atomic(durable=True)

@@ -82,3 +82,43 @@ def test_a_charge_under_way_at_the_cancel_that_succeeds_later_is_told(env):
         .values_list("type", flat=True)
     )
     assert types[-2:] == ["subscription.canceled", "subscription.payment_succeeded"], types
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="a second connection updates: PostgreSQL row locks")
+def test_a_new_card_given_after_the_claim_is_the_one_charged(env, monkeypatch):
+    """Review r16a: the tick reads the subscription (its payment method) after its claim commits,
+    then creates the payment; a `POST /v1/subscriptions/{id}` with a new card landing in between
+    answered the new method, yet the period was charged to the old one (still attached, so the PSP took it). The
+    payment's insert transaction now refuses a method that is no longer the subscription's: nothing
+    is inserted or sent, the charge stays pending, and the next tick charges the new card."""
+    from payments.services import subscription_update
+
+    cus, cit = saved_card(env)
+    _, second = saved_card(env, "5555555555554444", cus=cus)
+    old_pm, new_pm = cit["payment_method"]["id"], second["payment_method"]["id"]
+    sub = subscribe(env, cus, old_pm)
+    due = add_months(anchor(sub), 1)
+    create = subs.payment_create
+
+    def update_then_create(**kwargs):
+        def update():  # the merchant's update, on its own connection, after the tick read the subscription
+            try:
+                subscription_update(merchant=env.merchant, subscription_id=sub["id"], payment_method=new_pm)
+            finally:
+                connection.close()
+
+        t = threading.Thread(target=update)
+        t.start()
+        t.join()
+        return create(**kwargs)
+
+    monkeypatch.setattr(subs, "payment_create", update_then_create)
+    assert subscription_charge(subscription_id=sub["id"], now_=due) == "pending"
+    assert not Payment.objects.filter(idempotency_key=f"{sub['id']}:p1:t0").exists()  # nothing charged yet
+    monkeypatch.setattr(subs, "payment_create", create)
+    assert subscription_charge(subscription_id=sub["id"], now_=due) == "succeeded"  # the next tick
+    payment = Payment.objects.get(idempotency_key=f"{sub['id']}:p1:t0")
+    assert payment.payment_method_id == new_pm and payment.status == "succeeded"
+    assert Payment.objects.filter(customer_id=cus, payment_method_id=old_pm).count() == 2  # its CIT, period 0
+    row = Subscription.objects.get(pk=sub["id"])
+    assert (row.status, row.current_period) == ("active", 2)
