@@ -206,6 +206,14 @@ def _inbox_event_id(event_id: str) -> str:
 @transaction.atomic(durable=True)
 def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
     reference = event.operation_reference or event.payment.reference or ""
+    if len(event.event_id) > _EVENT_ID_LENGTH:
+        # stored before the digest key, under `event_id[:128]`: the same event if its full id (in
+        # `headers`) is this one, so a repeat redelivered since is not stored and applied again
+        legacy = PspWebhook.objects.filter(
+            connector=connector, event_id=event.event_id[:_EVENT_ID_LENGTH], headers__event_id=event.event_id
+        ).first()
+        if legacy is not None:
+            return legacy
     try:
         with transaction.atomic():
             row = PspWebhook.objects.create(

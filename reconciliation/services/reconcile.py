@@ -342,9 +342,16 @@ def _undo(run_ids: list[str], *, error: str, finished_at: dt.datetime, **fields)
 
     Discrepancy.objects.filter(run_id__in=run_ids).delete()
     StatementLine.objects.filter(run_id__in=run_ids).delete()
-    ReconciliationRun.objects.filter(pk__in=run_ids).update(
-        status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=finished_at, summary={"error": error}, **fields
-    )
+    # a run of a file the pull left (_pull_left) stays marked: its day is due until the file imports
+    left = set(ReconciliationRun.objects.filter(pk__in=run_ids, summary__pull_left=True).values_list("pk", flat=True))
+    for ids, summary in (
+        ([i for i in run_ids if i not in left], {"error": error}),
+        (list(left), {"error": error, "pull_left": True}),
+    ):
+        if ids:
+            ReconciliationRun.objects.filter(pk__in=ids).update(
+                status=ReconRunStatus.FAILED, rows_loaded=0, finished_at=finished_at, summary=summary, **fields
+            )
 
 
 @transaction.atomic(durable=True)
@@ -390,7 +397,9 @@ def _run_start(
             )
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
-        run.created_at, run.progress_at, run.finished_at, run.summary = now, now, None, {}
+        # a file the pull left (_pull_left) stays marked until its import is done (_finish's summary)
+        summary = {"pull_left": True} if (run.summary or {}).get("pull_left") else {}
+        run.created_at, run.progress_at, run.finished_at, run.summary = now, now, None, summary
         run.attempt += 1  # the import it is taken from stops at its next progress (_beat)
     else:
         try:

@@ -182,3 +182,65 @@ def test_a_resolution_within_the_deadline_still_delivers_to_the_checked_address(
     assert webhook_deliver(delivery_id=delivery_id) == "failed"
     assert WebhookDelivery.objects.get(pk=delivery_id).attempts.get().error.startswith("url_forbidden")
     assert len(rx.requests) == 1
+
+
+@pytest.fixture
+def hung_lookups(monkeypatch):
+    """`hung_lookups(hosts, per_host)` starts `per_host` sends to each of `hosts`, whose resolver
+    answers after 4 s, and lets each give up at once: their resolver threads stay, holding their slots
+    (as sends to a name whose DNS server never answers do). Waits for those threads at the end, and
+    for any an earlier test left, first."""
+    from payera.events.services import deliveries
+
+    def wait_for_resolver_threads() -> None:
+        for thread in threading.enumerate():
+            if thread.name == "webhook-resolve":
+                thread.join(10)
+
+    wait_for_resolver_threads()
+
+    def start(hosts: list[str], per_host: int) -> None:
+        for host in hosts:
+            SlowResolver(monkeypatch, host, delay=4.0)
+        for host in hosts:
+            for _ in range(per_host):
+                with pytest.raises(deliveries._ResolutionTimeout):
+                    deliveries._check_url_within(f"https://{host}/hooks", 0.01)
+
+    yield start
+    wait_for_resolver_threads()
+
+
+def test_hung_lookups_of_one_host_do_not_starve_other_hosts(short_timeouts, receivers, monkeypatch, hung_lookups):
+    """All 16 resolver threads of a process could be taken by lookups of one name whose DNS server
+    hangs (one merchant's endpoint): every other merchant's delivery then found no thread free and
+    failed as "the host did not resolve", its endpoint charged with the failure (and disabled after
+    days of it). One host's lookups now hold at most MAX_RESOLVER_THREADS_PER_HOST of them."""
+    from payera.events.services import deliveries
+
+    rx = receivers()
+    hung_lookups(["hung-dns.attacker.test"], deliveries.MAX_RESOLVER_THREADS)
+    SlowResolver(monkeypatch, "healthy-dns.merchant.test", delay=0.0)
+    outcome, took, delivery = _deliver_timed(f"http://healthy-dns.merchant.test:{rx.port}/hooks", "mer_healthy_dns")
+    assert outcome == "succeeded", delivery.attempts.get().error
+    assert len(rx.requests) == 1
+
+
+def test_no_resolver_thread_free_is_not_charged_to_the_endpoint(short_timeouts, receivers, monkeypatch, hung_lookups):
+    """When hung lookups of many hosts hold every resolver thread, a send to a healthy host that
+    finds none free within its deadline is retried, but the failure is ours, not its endpoint's: it
+    was charged to the endpoint's failure streak (which disables the endpoint after days of it) and
+    recorded as "the host did not resolve" although its host was never looked up."""
+    from payera.events.models import WebhookEndpoint
+
+    rx = receivers()
+    hung_lookups([f"hung{i}.attacker.test" for i in range(16)], 1)
+    SlowResolver(monkeypatch, "healthy-dns.merchant.test", delay=0.0)
+    outcome, took, delivery = _deliver_timed(f"http://healthy-dns.merchant.test:{rx.port}/hooks", "mer_starved_dns")
+    assert outcome == "failed" and delivery.next_attempt_at is not None and delivery.lease_until is None
+    assert took < 2.5
+    attempt = delivery.attempts.get()
+    assert attempt.error.startswith("timeout") and "did not resolve" not in attempt.error, attempt.error
+    endpoint = WebhookEndpoint.objects.get(merchant_id="mer_starved_dns")
+    assert endpoint.consecutive_failures == 0 and endpoint.failing_since is None
+    assert rx.requests == []

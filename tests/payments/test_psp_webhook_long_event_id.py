@@ -49,3 +49,27 @@ def test_two_long_event_ids_sharing_their_start_are_two_events(psp_settings, mon
     # a repeat of either is still a repeat
     assert _post_alpha(secret, second).status_code == 200
     assert PspWebhook.objects.filter(connector="alpha").count() == 2
+
+
+def test_a_repeat_of_a_long_id_stored_before_the_digest_is_still_a_repeat(psp_settings, monkeypatch):
+    """Rows stored before the digest key kept `event_id[:128]`; a PSP's repeat of such an event
+    (redelivered after the deploy) got the new key, was stored as a second row and applied again.
+    A stored row under the old key whose event (headers) is this very id is the same event; one
+    under that key with another full id (the case the digest fixed) is not."""
+    from payments.services import webhooks
+
+    monkeypatch.setattr("payments.services.webhooks.enqueue", lambda *args, **kwargs: False)
+    secret = psp_settings["alpha"].webhook_secret
+    start = "evt_" + "y" * 150
+    old = _event(start + "-old", "att_old")
+    with monkeypatch.context() as before:  # the inbox as it was: event_id[:128]
+        before.setattr(webhooks, "_inbox_event_id", lambda event_id: event_id[:128])
+        assert _post_alpha(secret, old).status_code == 200
+    [stored] = PspWebhook.objects.filter(connector="alpha")
+    assert stored.event_id == old["id"][:128]
+    assert _post_alpha(secret, old).status_code == 200  # the PSP sends it again
+    assert PspWebhook.objects.filter(connector="alpha").count() == 1
+    other = _event(start + "-other", "att_other")  # shares the old row's key, another event
+    assert _post_alpha(secret, other).status_code == 200
+    rows = PspWebhook.objects.filter(connector="alpha").order_by("pk")
+    assert [r.headers["event_id"] for r in rows] == [old["id"], other["id"]]

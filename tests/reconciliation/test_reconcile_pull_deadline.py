@@ -202,3 +202,32 @@ def test_the_pull_deadline_must_end_safely_before_the_visibility_timeout(setting
     assert "visibility_timeout" in error.msg
     settings.RECONCILIATION_PULL_DEADLINE_SECONDS = 0
     assert [e.id for e in run_checks() if e.id.startswith("reconciliation.E00")] == ["reconciliation.E002"]
+
+
+def test_a_day_the_pull_left_stays_due_after_its_next_import_fails(a_day_of_payments, monkeypatch):
+    """A day the pull left (its file a failed run marked pull_left, another file of the day done)
+    was fetched again by the next pull, whose import took the failed run over and cleared its
+    summary: when that import failed too (a database error, a worker killed in it), the run was
+    failed without the mark, the other file still covered the day, and no pull fetched it again —
+    the day's captures never reconciled. The mark now stays until an import of the file is done."""
+    from django.db import OperationalError
+
+    _, refunds = split_report(report("alpha"))
+    reconcile_import(psp="alpha", raw=refunds, file_name="alpha-refunds.csv", source="upload")
+    reconcile._pull_left(psp="alpha", raw=report("alpha"), when=today(), reason="the pull's deadline passed")
+    tomorrow = today() + dt.timedelta(days=1)
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow)
+
+    def failing_heal(*args, **kwargs):
+        raise OperationalError("canceling statement due to statement timeout")
+
+    with monkeypatch.context() as m:
+        m.setattr(reconcile, "_heal", failing_heal)
+        assert "alpha" not in reconcile_pull(day=today(), psps=["alpha"])
+    left = ReconciliationRun.objects.get(psp="alpha", source="scheduled")
+    assert left.status == "failed" and "statement timeout" in left.summary["error"], left.summary
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow), "the day the pull left is never pulled again"
+
+    result = reconcile_pull(day=today(), psps=["alpha"])["alpha"]
+    assert result.created and result.run_id == left.id and result.rows == result.matched == 4, result
+    assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
