@@ -17,6 +17,13 @@ class WebhookUrlForbiddenError(InvalidRequestError):
     default_message = "Webhook URLs must resolve to public internet addresses."
 
 
+class WebhookUrlResolutionTimeoutError(InvalidRequestError):
+    """The URL's host did not resolve within the time given to endpoint creation or update."""
+
+    code = "url_resolution_timeout"
+    default_message = "The webhook URL's host could not be resolved in time."
+
+
 class EventNotFoundError(NotFoundError):
     default_message = "No such event."
 

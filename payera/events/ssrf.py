@@ -7,6 +7,10 @@ loopback, private (RFC 1918, ULA, IPv6 site-local), link-local (incl. 169.254.16
 connects to one of exactly those addresses (no second lookup, so no DNS rebinding between check
 and connect), keeping the original Host header and TLS SNI.
 
+The lookup can hang as long as the host's name server likes: `check_url_within` runs it in a
+bounded resolver thread and waits a given time at most, for the sender (its deadline) and for
+endpoint creation and update (WEBHOOK_URL_RESOLVE_TIMEOUT_SECONDS, in the web thread).
+
 `settings.WEBHOOK_ALLOW_PRIVATE_URLS` (the embedded default; forced off in production) lets a
 developer receive webhooks on localhost.
 """
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -151,3 +157,82 @@ def check_url(url: str, *, allow_private: bool | None = None) -> tuple[ParsedUrl
     if not allow and any(is_forbidden_address(a) for a in addresses):
         raise WebhookUrlForbiddenError(param="url")
     return parsed, addresses
+
+
+# Threads resolving webhook hosts at once, in this process (deliveries and endpoint creation or
+# update together): a resolver that hangs holds these (each until getaddrinfo gives up), never the
+# delivery or web threads. Lookups of one host name hold at most MAX_RESOLVER_THREADS_PER_HOST of
+# them, so a name whose DNS server hangs (one merchant's endpoint) cannot take every thread from
+# the other hosts.
+MAX_RESOLVER_THREADS = 16
+MAX_RESOLVER_THREADS_PER_HOST = 4
+_resolving: dict[str, int] = {}  # host -> resolver threads running for it
+_resolving_changed = threading.Condition()
+
+
+class ResolutionTimeout(Exception):
+    """The host's own lookup did not answer in time (or its earlier lookups still hang)."""
+
+
+class ResolverBusy(Exception):
+    """No resolver thread came free in time: lookups of other hosts held them all; ours."""
+
+
+def check_url_within(url: str, seconds: float) -> tuple[ParsedUrl, list[IPAddress]]:
+    """`check_url` (parse, resolve, check every address), waited for `seconds` at most.
+
+    getaddrinfo can not be interrupted, so it runs in a daemon thread of its own: at the deadline
+    the caller gives up (`ResolutionTimeout`) and the thread ends whenever the resolver answers,
+    its answer unused. At most MAX_RESOLVER_THREADS such threads run, MAX_RESOLVER_THREADS_PER_HOST
+    for one host; a caller finding none free within its time gives up the same way, or with
+    `ResolverBusy` when the threads are held by other hosts' lookups (not its URL's fault).
+    A URL naming an IP address needs no lookup: checked here."""
+    try:
+        host = parse_url(url).host
+    except WebhookUrlInvalidError:
+        return check_url(url)  # raises why, before any lookup
+    if literal_address(host) is not None:
+        return check_url(url)
+    ends = time.monotonic() + max(seconds, 0.0)
+
+    def free() -> bool:
+        return (
+            _resolving.get(host, 0) < MAX_RESOLVER_THREADS_PER_HOST and sum(_resolving.values()) < MAX_RESOLVER_THREADS
+        )
+
+    with _resolving_changed:
+        if not _resolving_changed.wait_for(free, timeout=max(seconds, 0.0)):
+            if _resolving.get(host, 0) >= MAX_RESOLVER_THREADS_PER_HOST:
+                raise ResolutionTimeout
+            raise ResolverBusy
+        _resolving[host] = _resolving.get(host, 0) + 1
+
+    def release() -> None:
+        with _resolving_changed:
+            _resolving[host] -= 1
+            if not _resolving[host]:
+                del _resolving[host]
+            _resolving_changed.notify_all()
+
+    box: dict = {}
+    done = threading.Event()
+
+    def resolve() -> None:
+        try:
+            box["value"] = check_url(url)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = exc
+        finally:
+            release()
+            done.set()
+
+    try:
+        threading.Thread(target=resolve, name="webhook-resolve", daemon=True).start()
+    except BaseException:
+        release()
+        raise
+    if not done.wait(max(ends - time.monotonic(), 0.0)):
+        raise ResolutionTimeout
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

@@ -318,6 +318,9 @@ EVENTS_RELAY_SWEEP_MIN_AGE_SECONDS = env.float("EVENTS_RELAY_SWEEP_MIN_AGE_SECON
 EVENTS_RELAY_WAKEUP = env.bool("EVENTS_RELAY_WAKEUP", default=True)
 WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Creating or updating an endpoint waits this long at most for its URL's host to resolve (the SSRF
+# check, in the web thread): then 400 url_resolution_timeout, nothing stored.
+WEBHOOK_URL_RESOLVE_TIMEOUT_SECONDS = env.float("WEBHOOK_URL_RESOLVE_TIMEOUT_SECONDS", default=5.0)
 # Exponential backoff with jitter: base, base*2, base*4, ... capped, for the horizon, then dead letter.
 WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=60.0)
 WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600.0)

@@ -92,9 +92,13 @@ def dribbling():
         endpoint.close()
 
 
-def _deliver_timed(url: str, merchant_id: str) -> tuple[str, float, WebhookDelivery]:
+def _deliver_timed(url: str, merchant_id: str, *, then=None) -> tuple[str, float, WebhookDelivery]:
+    """Create the endpoint, relay an event to it, call `then()` (the endpoint's DNS turning slow…),
+    and deliver: the outcome, the time the delivery took, the delivery."""
     webhook_endpoint_create(merchant_id=merchant_id, url=url, enabled_events=["*"])
     [delivery_id] = event_relay(event_id=record(merchant_id).id)
+    if then is not None:
+        then()
     t0 = time.monotonic()
     outcome = webhook_deliver(delivery_id=delivery_id)
     return outcome, time.monotonic() - t0, WebhookDelivery.objects.get(pk=delivery_id)
@@ -151,10 +155,13 @@ def test_a_slow_name_resolution_ends_at_the_deadline_as_a_timeout_to_retry(short
     """The deadline's timer started after the URL was resolved (the SSRF check at send time), so a
     resolver taking its time held the delivery thread for as long as it took (here 6 s with a 1 s
     limit and a 16 s lease; a resolver retrying for a minute, past the lease: the endpoint's slot
-    counted as free while the thread was still held). The deadline now covers the resolution."""
+    counted as free while the thread was still held). The deadline now covers the resolution.
+    (The host resolved at once when the endpoint was created: creation bounds its lookup too.)"""
     rx = receivers()
-    resolver = SlowResolver(monkeypatch, "slow-dns.merchant.test", delay=6.0)
-    outcome, took, delivery = _deliver_timed(f"http://slow-dns.merchant.test:{rx.port}/hooks", "mer_slow_dns")
+    resolver = SlowResolver(monkeypatch, "slow-dns.merchant.test", delay=0.0)
+    outcome, took, delivery = _deliver_timed(
+        f"http://slow-dns.merchant.test:{rx.port}/hooks", "mer_slow_dns", then=lambda: setattr(resolver, "delay", 6.0)
+    )
     assert resolver.lookups == 2  # at creation and at send time
     assert took < 2.5, f"the attempt took {took:.1f} s with a 1 s limit (resolution + connect + answer)"
     assert outcome == "failed" and delivery.status == DeliveryStatus.FAILED
@@ -190,7 +197,7 @@ def hung_lookups(monkeypatch):
     answers after 4 s, and lets each give up at once: their resolver threads stay, holding their slots
     (as sends to a name whose DNS server never answers do). Waits for those threads at the end, and
     for any an earlier test left, first."""
-    from payera.events.services import deliveries
+    from payera.events import ssrf
 
     def wait_for_resolver_threads() -> None:
         for thread in threading.enumerate():
@@ -204,8 +211,8 @@ def hung_lookups(monkeypatch):
             SlowResolver(monkeypatch, host, delay=4.0)
         for host in hosts:
             for _ in range(per_host):
-                with pytest.raises(deliveries._ResolutionTimeout):
-                    deliveries._check_url_within(f"https://{host}/hooks", 0.01)
+                with pytest.raises(ssrf.ResolutionTimeout):
+                    ssrf.check_url_within(f"https://{host}/hooks", 0.01)
 
     yield start
     wait_for_resolver_threads()
@@ -216,10 +223,10 @@ def test_hung_lookups_of_one_host_do_not_starve_other_hosts(short_timeouts, rece
     hangs (one merchant's endpoint): every other merchant's delivery then found no thread free and
     failed as "the host did not resolve", its endpoint charged with the failure (and disabled after
     days of it). One host's lookups now hold at most MAX_RESOLVER_THREADS_PER_HOST of them."""
-    from payera.events.services import deliveries
+    from payera.events import ssrf
 
     rx = receivers()
-    hung_lookups(["hung-dns.attacker.test"], deliveries.MAX_RESOLVER_THREADS)
+    hung_lookups(["hung-dns.attacker.test"], ssrf.MAX_RESOLVER_THREADS)
     SlowResolver(monkeypatch, "healthy-dns.merchant.test", delay=0.0)
     outcome, took, delivery = _deliver_timed(f"http://healthy-dns.merchant.test:{rx.port}/hooks", "mer_healthy_dns")
     assert outcome == "succeeded", delivery.attempts.get().error
@@ -234,9 +241,12 @@ def test_no_resolver_thread_free_is_not_charged_to_the_endpoint(short_timeouts, 
     from payera.events.models import WebhookEndpoint
 
     rx = receivers()
-    hung_lookups([f"hung{i}.attacker.test" for i in range(16)], 1)
     SlowResolver(monkeypatch, "healthy-dns.merchant.test", delay=0.0)
-    outcome, took, delivery = _deliver_timed(f"http://healthy-dns.merchant.test:{rx.port}/hooks", "mer_starved_dns")
+    outcome, took, delivery = _deliver_timed(
+        f"http://healthy-dns.merchant.test:{rx.port}/hooks",
+        "mer_starved_dns",
+        then=lambda: hung_lookups([f"hung{i}.attacker.test" for i in range(16)], 1),
+    )
     assert outcome == "failed" and delivery.next_attempt_at is not None and delivery.lease_until is None
     assert took < 2.5
     attempt = delivery.attempts.get()

@@ -233,84 +233,6 @@ class _Deadline:
         self._timer.cancel()
 
 
-# Threads resolving webhook hosts at once, all sends of this process together: a resolver that
-# hangs holds these (each until getaddrinfo gives up), never the delivery threads. Lookups of one
-# host name hold at most MAX_RESOLVER_THREADS_PER_HOST of them, so a name whose DNS server hangs
-# (one merchant's endpoint) cannot take every thread from the other hosts.
-MAX_RESOLVER_THREADS = 16
-MAX_RESOLVER_THREADS_PER_HOST = 4
-_resolving: dict[str, int] = {}  # host -> resolver threads running for it
-_resolving_changed = threading.Condition()
-
-
-class _ResolutionTimeout(Exception):
-    """The host's own lookup did not answer in time (or its earlier lookups still hang)."""
-
-
-class _ResolverBusy(Exception):
-    """No resolver thread came free in time: lookups of other hosts held them all; ours."""
-
-
-def _check_url_within(url: str, seconds: float) -> tuple[ssrf.ParsedUrl, list[ssrf.IPAddress]]:
-    """`ssrf.check_url` (parse, resolve, check every address), waited for `seconds` at most.
-
-    getaddrinfo can not be interrupted, so it runs in a daemon thread of its own: at the deadline
-    the send gives up (`_ResolutionTimeout`) and the thread ends whenever the resolver answers,
-    its answer unused. At most MAX_RESOLVER_THREADS such threads run, MAX_RESOLVER_THREADS_PER_HOST
-    for one host; a send finding none free within its time gives up the same way, or with
-    `_ResolverBusy` when the threads are held by other hosts' lookups (not its endpoint's fault).
-    A URL naming an IP address needs no lookup: checked here."""
-    try:
-        host = ssrf.parse_url(url).host
-    except InvalidRequestError:
-        return ssrf.check_url(url)  # raises why, before any lookup
-    if ssrf.literal_address(host) is not None:
-        return ssrf.check_url(url)
-    ends = time.monotonic() + max(seconds, 0.0)
-
-    def free() -> bool:
-        return (
-            _resolving.get(host, 0) < MAX_RESOLVER_THREADS_PER_HOST and sum(_resolving.values()) < MAX_RESOLVER_THREADS
-        )
-
-    with _resolving_changed:
-        if not _resolving_changed.wait_for(free, timeout=max(seconds, 0.0)):
-            if _resolving.get(host, 0) >= MAX_RESOLVER_THREADS_PER_HOST:
-                raise _ResolutionTimeout
-            raise _ResolverBusy
-        _resolving[host] = _resolving.get(host, 0) + 1
-
-    def release() -> None:
-        with _resolving_changed:
-            _resolving[host] -= 1
-            if not _resolving[host]:
-                del _resolving[host]
-            _resolving_changed.notify_all()
-
-    box: dict = {}
-    done = threading.Event()
-
-    def resolve() -> None:
-        try:
-            box["value"] = ssrf.check_url(url)
-        except BaseException as exc:  # noqa: BLE001 - handed to the sending thread
-            box["error"] = exc
-        finally:
-            release()
-            done.set()
-
-    try:
-        threading.Thread(target=resolve, name="webhook-resolve", daemon=True).start()
-    except BaseException:
-        release()
-        raise
-    if not done.wait(max(ends - time.monotonic(), 0.0)):
-        raise _ResolutionTimeout
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def _send(claim: Claim) -> SendResult:
     started_at = clock.now()
     with outside_transaction():
@@ -328,12 +250,12 @@ def _send(claim: Claim) -> SendResult:
         # hold the delivery thread past its lease any more than a slow endpoint.
         with deadline:
             try:
-                parsed, addresses = _check_url_within(claim.url, deadline.remaining())
-            except _ResolutionTimeout:
+                parsed, addresses = ssrf.check_url_within(claim.url, deadline.remaining())
+            except ssrf.ResolutionTimeout:
                 latency = int((time.monotonic() - t0) * 1000)
                 error = f"timeout: the host did not resolve within {limit:g} s"
                 return SendResult(started_at, False, latency_ms=latency, error=error)
-            except _ResolverBusy:  # other hosts' hung lookups hold every resolver thread: ours
+            except ssrf.ResolverBusy:  # other hosts' hung lookups hold every resolver thread: ours
                 latency = int((time.monotonic() - t0) * 1000)
                 error = f"timeout: no resolver thread came free within {limit:g} s (other hosts' lookups hang)"
                 logger.warning("webhook delivery %s: %s", claim.delivery_id, error)

@@ -7,12 +7,13 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from payera.audit.services import record_secret_change
-from payera.core.errors import InvalidRequestError
+from payera.core.errors import InvalidRequestError, ServiceUnavailableError
 from payera.events import clock, ssrf
-from payera.events.errors import WebhookEndpointNotFoundError
+from payera.events.errors import WebhookEndpointNotFoundError, WebhookUrlResolutionTimeoutError
 from payera.events.models import EndpointStatus, WebhookEndpoint
 from payera.events.services.events import validate_merchant_id
 from payera.events.types import SECRET_PREFIX, WILDCARD, EndpointWithSecret
@@ -59,8 +60,20 @@ def _validate_description(value: object) -> str:
 
 
 def _validate_url(value: object) -> str:
-    # I/O (DNS): callers are outside any transaction here.
-    ssrf.check_url(value)  # type: ignore[arg-type]
+    """The SSRF check, its DNS lookup bounded (`ssrf.check_url_within`, the sender's): a host whose
+    name server hangs must not hold the web thread. I/O: callers are outside any transaction here."""
+    limit = settings.WEBHOOK_URL_RESOLVE_TIMEOUT_SECONDS
+    try:
+        ssrf.check_url_within(value, limit)  # type: ignore[arg-type]
+    except ssrf.ResolutionTimeout:
+        host = ssrf.parse_url(value).host
+        raise WebhookUrlResolutionTimeoutError(
+            f"url host '{host}' could not be resolved in time ({limit:g} s): check its DNS and try again.", param="url"
+        ) from None
+    except ssrf.ResolverBusy:  # other hosts' hung lookups hold every resolver thread: ours, retry
+        raise ServiceUnavailableError(
+            "The webhook URL could not be checked right now (name resolution busy). Retry later."
+        ) from None
     return str(value).strip()
 
 
