@@ -94,3 +94,15 @@ def test_a_command_answers_a_vault_refusal_with_its_message_and_a_failure(bao_di
     assert iban not in message + out.getvalue() and bao_disposable.addr not in message
     stored = MerchantPayoutSettings.objects.filter(merchant_id=merchant.id).exclude(bank_account_ciphertext="")
     assert not stored.exists()
+
+
+def test_a_vault_405_is_a_refused_request_not_an_outage(bao, caplog):
+    """x16c: hvac 2.4 raises `UnexpectedError` for any status it has no class for (405, 412), and
+    the backend counted that as an outage: a KV mount pointing at a path that does not take the
+    operation (a misconfiguration) answered 503 "retry later" for ever, so clients retried it. A 405
+    or 412 is now Vault refusing the request: `SecretsRequestError`, in our words."""
+    backend = vault_backend_for(bao, token=bao.root_token, kv_mount="sys/leases/lookup")
+    with caplog.at_level(logging.DEBUG), pytest.raises(SecretsRequestError) as info:
+        backend.secret_get("psp/alpha")
+    _assert_ours(info.value, bao)
+    assert "Vault answered 405" in info.value.message

@@ -27,6 +27,7 @@ from typing import TypeVar
 import hvac
 import requests
 from django.conf import settings
+from hvac import adapters as hvac_adapters
 from hvac import exceptions as hvac_errors
 
 from payera.secrets.backends.base import (
@@ -67,6 +68,20 @@ _REQUEST_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
 _REQUEST_REFUSED = tuple(error for error, _ in _REQUEST_REFUSALS)
 
 
+class _Adapter(hvac_adapters.JSONAdapter):
+    """hvac's adapter, naming the two refusals hvac 2.4 has a class for but never raises: a 405 or
+    412 came out as `UnexpectedError`, which is also what an unknown 5xx is, so a request Vault
+    refused as wrong (a KV mount set to a path that does not take the operation) read as an outage
+    ("retry later", for ever). Vault's text is not kept (it may echo the request)."""
+
+    def _raise_for_error(self, method: str, url: str, response: requests.Response):
+        if response.status_code == 405:
+            raise hvac_errors.UnsupportedOperation("Vault answered 405", method=method)
+        if response.status_code == 412:
+            raise hvac_errors.PreconditionFailed("Vault answered 412", method=method)
+        return super()._raise_for_error(method, url, response)
+
+
 def _refusal_reason(exc: Exception) -> str:
     return next(reason for error, reason in _REQUEST_REFUSALS if isinstance(exc, error))
 
@@ -104,7 +119,8 @@ class VaultBackend(SecretsBackend):
         self.transit_mount = transit_mount or _setting("VAULT_TRANSIT_MOUNT", "transit")
         if verify is None:
             verify = _setting("VAULT_CACERT", "") or True
-        self._client = hvac.Client(url=self.addr, timeout=timeout or _setting("VAULT_TIMEOUT", 5.0), verify=verify)
+        self._client = hvac.Client(url=self.addr, timeout=timeout or _setting("VAULT_TIMEOUT", 5.0), verify=verify,
+                                   adapter=_Adapter)
         self._lock = threading.RLock()
         self._authenticated = False
         self._renew_at: float | None = None  # monotonic time after which a renewal is due
@@ -145,7 +161,7 @@ class VaultBackend(SecretsBackend):
                     except _REFUSED:
                         data = {}  # a token without lookup-self: no proactive renewal, calls decide
                     self._remember_lease({"lease_duration": data.get("ttl"), "renewable": data.get("renewable")})
-            except (*_OUTAGE, *_REFUSED, hvac_errors.InvalidRequest, hvac_errors.InvalidPath) as exc:
+            except (*_OUTAGE, hvac_errors.VaultError) as exc:  # every refusal too: we can not sign in
                 self._authenticated = False
                 logger.error("vault: authentication failed", extra={"error": type(exc).__name__})
                 raise SecretsUnavailableError() from None
@@ -156,7 +172,7 @@ class VaultBackend(SecretsBackend):
         with self._lock:
             try:
                 resp = self._client.auth.token.renew_self()
-            except (*_OUTAGE, *_REFUSED, hvac_errors.InvalidRequest) as exc:
+            except (*_OUTAGE, hvac_errors.VaultError) as exc:
                 logger.warning("vault: token renewal failed", extra={"error": type(exc).__name__})
                 return False
             self._remember_lease(resp["auth"])
