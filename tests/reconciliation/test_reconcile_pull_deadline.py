@@ -231,3 +231,79 @@ def test_a_day_the_pull_left_stays_due_after_its_next_import_fails(a_day_of_paym
     result = reconcile_pull(day=today(), psps=["alpha"])["alpha"]
     assert result.created and result.run_id == left.id and result.rows == result.matched == 4, result
     assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
+
+
+def test_a_covered_day_whose_pulled_file_fails_to_import_is_pulled_again(a_day_of_payments, monkeypatch):
+    """Finance's refunds file of the day imported first (done: it covers the day); the pull's
+    import of the day's full file then failed (an ordinary failure, a statement timeout: not the
+    deadline's pull_left path). pull_days fetched only days no done run covers, so the day was
+    never fetched again and its three captures never reconciled (receivable left owed). The day
+    now stays due until a scheduled import of the pulled file is done."""
+    from django.db import OperationalError
+
+    _, refunds = split_report(report("alpha"))
+    reconcile_import(psp="alpha", raw=refunds, file_name="alpha-refunds.csv", source="upload")
+    tomorrow = today() + dt.timedelta(days=1)
+    original = reconcile._heal
+    failures = []
+
+    def heal_failing_once(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise OperationalError("canceling statement due to statement timeout")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(reconcile, "_heal", heal_failing_once)
+    assert "alpha" not in reconcile_pull(day=today(), psps=["alpha"])
+    failed = ReconciliationRun.objects.get(psp="alpha", source="scheduled")
+    assert failed.status == "failed" and "statement timeout" in failed.summary["error"], failed.summary
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow), "the day is never pulled again"
+
+    result = reconcile_pull(day=today(), psps=["alpha"])["alpha"]  # the next pull: the day again
+    assert result.created and result.run_id == failed.id and result.rows == result.matched == 4, result
+    assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
+    assert not Discrepancy.objects.filter(psp="alpha", status__in=("open", "investigating")).exists()
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 0, check
+
+
+def test_a_day_whose_pulled_import_crashed_stays_due_after_another_file_of_the_day_imports(
+    a_day_of_payments, monkeypatch
+):
+    """The pull's import of the day crashed (the worker killed in its heal: the run left in its
+    phase), then finance's refunds file of the day was uploaded: its start undid the crashed run
+    (failed, "the import crashed") and its import covered the day. The day was never pulled again
+    (pull_days read only done runs and runs the deadline left); it now stays due. The same bytes
+    uploaded by hand and failing again keep it due too."""
+    from django.db import OperationalError
+
+    def killed(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    tomorrow = today() + dt.timedelta(days=1)
+    reconcile_import(psp="beta", raw=report("beta"), source="scheduled")  # reconciliation knows the day
+    with monkeypatch.context() as m:
+        m.setattr(reconcile, "_heal", killed)
+        m.setattr(reconcile, "_run_fail", lambda run, exc: None)  # the worker died: nothing undone
+        assert "alpha" not in reconcile_pull(day=today(), psps=["alpha"])
+    crashed = ReconciliationRun.objects.get(psp="alpha", source="scheduled")
+    assert crashed.status not in ("done", "failed"), crashed.status  # left in its phase
+    ReconciliationRun.objects.filter(pk=crashed.pk).update(progress_at=crashed.progress_at - dt.timedelta(hours=1))
+
+    _, refunds = split_report(report("alpha"))
+    reconcile_import(psp="alpha", raw=refunds, file_name="alpha-refunds.csv", source="upload")
+    assert ReconciliationRun.objects.get(pk=crashed.pk).status == "failed"
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow), "the crashed day is never pulled again"
+
+    with monkeypatch.context() as m:  # finance uploads the pulled file's bytes: it fails too
+        m.setattr(reconcile, "_heal", killed)
+        with pytest.raises(OperationalError):
+            reconcile_import(psp="alpha", raw=report("alpha"), file_name="alpha.csv", source="upload")
+    assert ReconciliationRun.objects.get(pk=crashed.pk).source == "upload"
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow)
+
+    result = reconcile_pull(day=today(), psps=["alpha"])["alpha"]
+    assert result.created and result.run_id == crashed.id and result.rows == result.matched == 4, result
+    assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 0, check
