@@ -1370,8 +1370,12 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
             except PullDeadlineError as exc:
                 left.append(f"{psp} {when}")
                 _pull_left(psp=psp, raw=raw, when=when, reason=str(exc))
+            except SettlementRunBusyError as exc:  # still busy after the whole wait
+                logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc))
+                # the import waited for, once done, covers the day: leave it due (review 16)
+                _pull_left(psp=psp, raw=raw, when=when, reason=exc.message)
             except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
-                known = isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError)
+                known = isinstance(exc, SettlementFileInvalidError)
                 logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc),
                              exc_info=not known)  # fmt: skip
     if left:
@@ -1420,7 +1424,8 @@ def _pull_import(*, psp: str, raw: bytes, when: dt.date, deadline: float) -> Rec
 
 @transaction.atomic(durable=True)
 def _pull_left(*, psp: str, raw: bytes, when: dt.date, reason: str) -> None:
-    """The pulled file of a day whose wait for a busy import the pull's deadline cut is recorded
+    """The pulled file of a day whose wait for a busy import the pull's deadline (or the wait's own
+    limit, RECONCILIATION_PULL_BUSY_WAIT_SECONDS) cut is recorded
     as a `failed` run marked `pull_left` (or its failed run marked so), so that pull_days fetches
     the day again although the import it waited for (another file of the day: finance's refunds
     file) covers it once done. The next import of the file takes the failed run over at once; a

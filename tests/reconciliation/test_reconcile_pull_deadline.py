@@ -307,3 +307,36 @@ def test_a_day_whose_pulled_import_crashed_stays_due_after_another_file_of_the_d
     assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
     [check] = receivable_check(psp="alpha")
     assert check["ok"] and check["ledger"] == 0, check
+
+
+@two_connections
+def test_a_pull_whose_wait_ends_before_the_other_file_of_the_day_imported_leaves_the_day_due(
+    a_day_of_payments, settings, monkeypatch
+):
+    """Finance's refunds file of the day imports (held in its finish) longer than the pull's wait
+    (RECONCILIATION_PULL_BUSY_WAIT_SECONDS, not its deadline): the pull gave up busy with no run of
+    its file recorded, the refunds file then covered the day, and no pull fetched it again. The
+    day is now left as at the deadline (a failed run marked pull_left), pulled again, and settles."""
+    settings.RECONCILIATION_PULL_BUSY_POLL_SECONDS = 0.1
+    settings.RECONCILIATION_PULL_BUSY_WAIT_SECONDS = 0.5
+    settings.RECONCILIATION_PULL_DEADLINE_SECONDS = 60.0
+    _, refunds = split_report(report("alpha"))
+    held = import_held_at_finish(monkeypatch, refunds, file_name="alpha-refunds.csv", source="upload")
+    pulled: dict = {}
+    puller = start_thread(lambda: pulled.update(reconcile_pull(day=today(), psps=["alpha"])), held.errors)
+    try:
+        puller.join(15)
+        assert not puller.is_alive(), "the pull waited past its wait"
+    finally:
+        held.finish(puller)
+    assert not held.errors, held.errors
+    assert "alpha" not in pulled
+    assert ReconciliationRun.objects.get(psp="alpha", source="upload").status == "done"  # it covers the day
+    tomorrow = today() + dt.timedelta(days=1)
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow), "the day the pull gave up is never pulled again"
+
+    result = reconcile_pull(day=today(), psps=["alpha"])["alpha"]
+    assert result.created and result.rows == result.matched == 4, result
+    assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 0, check
