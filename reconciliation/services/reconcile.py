@@ -397,8 +397,11 @@ def _run_start(
             )
         run.discrepancies.all().delete()
         StatementLine.objects.filter(run=run).delete()
-        # a file the pull left (_pull_left) stays marked until its import is done (_finish's summary)
-        summary = {"pull_left": True} if (run.summary or {}).get("pull_left") else {}
+        # a file the pull left (_pull_left), or whose scheduled import failed or crashed, stays marked
+        # until its import is done (_finish's summary): its day is due for the pull (pull_days) also
+        # when this import (an upload of the same bytes) fails
+        left = (run.summary or {}).get("pull_left") or run.source == "scheduled"
+        summary = {"pull_left": True} if left else {}
         run.created_at, run.progress_at, run.finished_at, run.summary = now, now, None, summary
         run.attempt += 1  # the import it is taken from stops at its next progress (_beat)
     else:
@@ -1334,9 +1337,10 @@ class PullDeadlineError(RuntimeError):
 def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = None) -> dict[str, ReconcileResult]:
     """The scheduled pull: fetch each PSP's report and import it. With `day`, that day's report;
     without (Celery beat), yesterday's (UTC) and every earlier day of the catch-up window
-    (`pull_days`) that no finished run of that PSP covers: a day whose pull could not reach the
-    PSP, whose report was refused or whose import failed is pulled again by the next nights, oldest
-    first (a file imported before changes nothing). Each PSP and day on its own: a failure is
+    (`pull_days`) that no finished run of that PSP covers, or whose pulled file has not imported: a
+    day whose pull could not reach the PSP, whose report was refused or whose import failed (also
+    when another file of the day covers it) is pulled again by the next nights, oldest first (a
+    file imported before changes nothing). Each PSP and day on its own: a failure is
     logged (a failed import also leaves its run marked failed, with the error) and the others are
     pulled all the same. Returns the PSPs imported (each with its latest day's result).
 
@@ -1366,8 +1370,12 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
             except PullDeadlineError as exc:
                 left.append(f"{psp} {when}")
                 _pull_left(psp=psp, raw=raw, when=when, reason=str(exc))
+            except SettlementRunBusyError as exc:  # still busy after the whole wait
+                logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc))
+                # the import waited for, once done, covers the day: leave it due (review 16)
+                _pull_left(psp=psp, raw=raw, when=when, reason=exc.message)
             except Exception as exc:  # noqa: BLE001  (one PSP's failure never stops the others' pull)
-                known = isinstance(exc, SettlementFileInvalidError | SettlementRunBusyError)
+                known = isinstance(exc, SettlementFileInvalidError)
                 logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc),
                              exc_info=not known)  # fmt: skip
     if left:
@@ -1416,7 +1424,8 @@ def _pull_import(*, psp: str, raw: bytes, when: dt.date, deadline: float) -> Rec
 
 @transaction.atomic(durable=True)
 def _pull_left(*, psp: str, raw: bytes, when: dt.date, reason: str) -> None:
-    """The pulled file of a day whose wait for a busy import the pull's deadline cut is recorded
+    """The pulled file of a day whose wait for a busy import the pull's deadline (or the wait's own
+    limit, RECONCILIATION_PULL_BUSY_WAIT_SECONDS) cut is recorded
     as a `failed` run marked `pull_left` (or its failed run marked so), so that pull_days fetches
     the day again although the import it waited for (another file of the day: finance's refunds
     file) covers it once done. The next import of the file takes the failed run over at once; a
@@ -1453,7 +1462,9 @@ def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
     of the last RECONCILIATION_PULL_CATCH_UP_DAYS that no finished (`done`) run of that PSP covers
     (its period), from the first day reconciliation knows: the first report of any PSP (not the
     PSP's own first: a day this PSP missed before its first success would fall out for good, review
-    14e); with no report at all, yesterday only (a new installation does not pull history)."""
+    14e); with no report at all, yesterday only (a new installation does not pull history). A day
+    some done run covers is due too while a run the pull recorded for it (or marked pull_left) is
+    not done (failed, crashed, left at the deadline), until a scheduled import of the day is done."""
     from django.conf import settings
 
     window = max(1, int(getattr(settings, "RECONCILIATION_PULL_CATCH_UP_DAYS", 7)))
@@ -1462,13 +1473,15 @@ def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
     start = max(first, yesterday - dt.timedelta(days=window - 1))
     mine = done.filter(psp=psp, period_end__gte=start, period_start__lte=yesterday)
     covered = list(mine.values_list("period_start", "period_end", "source", "created_at"))
-    # a day a pull left at its deadline while another import of the day ran (_pull_left): its file
-    # was never imported, though that other import covers the day; until a later pull imported one
+    # a day whose pulled file was never imported, though another file of the day (finance's refunds
+    # file) covers it: the pull left it at its deadline (_pull_left), or its scheduled import failed
+    # (a statement timeout, an error) or crashed (a worker killed: left in its phase). Due until a
+    # later scheduled import of the day is done (review 16: a failed one left the day covered for good)
     left = list(
         ReconciliationRun.objects.filter(
-            psp=psp, status=ReconRunStatus.FAILED, summary__pull_left=True, period_start__isnull=False,
-            period_end__gte=start, period_start__lte=yesterday,
-        ).values_list("period_start", "period_end", "created_at")
+            Q(source="scheduled") | Q(summary__pull_left=True),
+            psp=psp, period_start__isnull=False, period_end__gte=start, period_start__lte=yesterday,
+        ).exclude(status=ReconRunStatus.DONE).values_list("period_start", "period_end", "created_at")
     )  # fmt: skip
     days = [start + dt.timedelta(days=n) for n in range((yesterday - start).days + 1)]
 

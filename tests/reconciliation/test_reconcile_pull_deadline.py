@@ -231,3 +231,112 @@ def test_a_day_the_pull_left_stays_due_after_its_next_import_fails(a_day_of_paym
     result = reconcile_pull(day=today(), psps=["alpha"])["alpha"]
     assert result.created and result.run_id == left.id and result.rows == result.matched == 4, result
     assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
+
+
+def test_a_covered_day_whose_pulled_file_fails_to_import_is_pulled_again(a_day_of_payments, monkeypatch):
+    """Finance's refunds file of the day imported first (done: it covers the day); the pull's
+    import of the day's full file then failed (an ordinary failure, a statement timeout: not the
+    deadline's pull_left path). pull_days fetched only days no done run covers, so the day was
+    never fetched again and its three captures never reconciled (receivable left owed). The day
+    now stays due until a scheduled import of the pulled file is done."""
+    from django.db import OperationalError
+
+    _, refunds = split_report(report("alpha"))
+    reconcile_import(psp="alpha", raw=refunds, file_name="alpha-refunds.csv", source="upload")
+    tomorrow = today() + dt.timedelta(days=1)
+    original = reconcile._heal
+    failures = []
+
+    def heal_failing_once(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise OperationalError("canceling statement due to statement timeout")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(reconcile, "_heal", heal_failing_once)
+    assert "alpha" not in reconcile_pull(day=today(), psps=["alpha"])
+    failed = ReconciliationRun.objects.get(psp="alpha", source="scheduled")
+    assert failed.status == "failed" and "statement timeout" in failed.summary["error"], failed.summary
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow), "the day is never pulled again"
+
+    result = reconcile_pull(day=today(), psps=["alpha"])["alpha"]  # the next pull: the day again
+    assert result.created and result.run_id == failed.id and result.rows == result.matched == 4, result
+    assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
+    assert not Discrepancy.objects.filter(psp="alpha", status__in=("open", "investigating")).exists()
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 0, check
+
+
+def test_a_day_whose_pulled_import_crashed_stays_due_after_another_file_of_the_day_imports(
+    a_day_of_payments, monkeypatch
+):
+    """The pull's import of the day crashed (the worker killed in its heal: the run left in its
+    phase), then finance's refunds file of the day was uploaded: its start undid the crashed run
+    (failed, "the import crashed") and its import covered the day. The day was never pulled again
+    (pull_days read only done runs and runs the deadline left); it now stays due. The same bytes
+    uploaded by hand and failing again keep it due too."""
+    from django.db import OperationalError
+
+    def killed(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    tomorrow = today() + dt.timedelta(days=1)
+    reconcile_import(psp="beta", raw=report("beta"), source="scheduled")  # reconciliation knows the day
+    with monkeypatch.context() as m:
+        m.setattr(reconcile, "_heal", killed)
+        m.setattr(reconcile, "_run_fail", lambda run, exc: None)  # the worker died: nothing undone
+        assert "alpha" not in reconcile_pull(day=today(), psps=["alpha"])
+    crashed = ReconciliationRun.objects.get(psp="alpha", source="scheduled")
+    assert crashed.status not in ("done", "failed"), crashed.status  # left in its phase
+    ReconciliationRun.objects.filter(pk=crashed.pk).update(progress_at=crashed.progress_at - dt.timedelta(hours=1))
+
+    _, refunds = split_report(report("alpha"))
+    reconcile_import(psp="alpha", raw=refunds, file_name="alpha-refunds.csv", source="upload")
+    assert ReconciliationRun.objects.get(pk=crashed.pk).status == "failed"
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow), "the crashed day is never pulled again"
+
+    with monkeypatch.context() as m:  # finance uploads the pulled file's bytes: it fails too
+        m.setattr(reconcile, "_heal", killed)
+        with pytest.raises(OperationalError):
+            reconcile_import(psp="alpha", raw=report("alpha"), file_name="alpha.csv", source="upload")
+    assert ReconciliationRun.objects.get(pk=crashed.pk).source == "upload"
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow)
+
+    result = reconcile_pull(day=today(), psps=["alpha"])["alpha"]
+    assert result.created and result.run_id == crashed.id and result.rows == result.matched == 4, result
+    assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 0, check
+
+
+@two_connections
+def test_a_pull_whose_wait_ends_before_the_other_file_of_the_day_imported_leaves_the_day_due(
+    a_day_of_payments, settings, monkeypatch
+):
+    """Finance's refunds file of the day imports (held in its finish) longer than the pull's wait
+    (RECONCILIATION_PULL_BUSY_WAIT_SECONDS, not its deadline): the pull gave up busy with no run of
+    its file recorded, the refunds file then covered the day, and no pull fetched it again. The
+    day is now left as at the deadline (a failed run marked pull_left), pulled again, and settles."""
+    settings.RECONCILIATION_PULL_BUSY_POLL_SECONDS = 0.1
+    settings.RECONCILIATION_PULL_BUSY_WAIT_SECONDS = 0.5
+    settings.RECONCILIATION_PULL_DEADLINE_SECONDS = 60.0
+    _, refunds = split_report(report("alpha"))
+    held = import_held_at_finish(monkeypatch, refunds, file_name="alpha-refunds.csv", source="upload")
+    pulled: dict = {}
+    puller = start_thread(lambda: pulled.update(reconcile_pull(day=today(), psps=["alpha"])), held.errors)
+    try:
+        puller.join(15)
+        assert not puller.is_alive(), "the pull waited past its wait"
+    finally:
+        held.finish(puller)
+    assert not held.errors, held.errors
+    assert "alpha" not in pulled
+    assert ReconciliationRun.objects.get(psp="alpha", source="upload").status == "done"  # it covers the day
+    tomorrow = today() + dt.timedelta(days=1)
+    assert today() in pull_days(psp="alpha", yesterday=tomorrow), "the day the pull gave up is never pulled again"
+
+    result = reconcile_pull(day=today(), psps=["alpha"])["alpha"]
+    assert result.created and result.rows == result.matched == 4, result
+    assert today() not in pull_days(psp="alpha", yesterday=tomorrow)
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"] and check["ledger"] == 0, check
