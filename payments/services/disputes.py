@@ -25,7 +25,7 @@ from payments.serializers import render_dispute
 from payments.services.booking_sync import booking_dispute_opened
 from payments.services.common import emit, now, post, postings_last, recovery_delay, setting, transition
 from payments.services.methods import mandate_end_by_code
-from psp_adapters.errors import PspError, PspUnavailableError
+from psp_adapters.errors import PspError, PspReferenceNotFoundError, PspUnavailableError
 from psp_adapters.port import (
     DisputeEvidenceRequest,
     DisputeEvidenceResult,
@@ -77,6 +77,22 @@ class DisputeEvidenceNotSentError(PayeraError):
     http_status = 502
     default_message = ("The payment service provider did not take the evidence; it was not sent and the dispute "
                        "still needs a response. Send it again.")
+
+
+class DisputeEvidenceMismatchError(PayeraError):
+    """The PSP says the dispute is not on this payment (it does not know the dispute id, or holds it
+    on another payment): Payera's and the PSP's data disagree. Sending again cannot help; the
+    dispute is flagged for operations (stuck item `dispute.evidence_mismatch`)."""
+
+    type = "api_error"
+    code = "dispute_mismatch"
+    http_status = 502
+    default_message = ("The payment service provider does not hold this dispute on this payment; the evidence was "
+                       "not recorded on the dispute. Operations have been alerted to correct it; the dispute still "
+                       "needs a response.")
+
+
+EVIDENCE_MISMATCH = "dispute_mismatch"  # evidence_error's prefix: the stuck sweeper flags it
 
 
 class DisputeEvidencePspUnavailableError(DisputeEvidenceNotSentError):
@@ -295,6 +311,15 @@ def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool, first: dt
     try:
         with outside_transaction():
             result = get_adapter(dispute.connector).submit_dispute_evidence(req)
+    except PspReferenceNotFoundError as exc:
+        # not "not taken": the PSP and Payera disagree on the dispute (a resend cannot fix it, and
+        # the PSP may hold the text on another payment's dispute): nothing pending, flagged
+        dispute = _evidence_mismatch(dispute_id=dispute_id, note=f"{exc.code}: {exc.message}", notify=not raise_errors)
+        logger.error("dispute %s: %s says dispute %s is not on attempt %s: flagged for operations", dispute_id,
+                     dispute.connector, dispute.psp_dispute_id, attempt.pk)
+        if raise_errors:
+            raise DisputeEvidenceMismatchError() from None
+        return dispute
     except PspError as exc:
         if exc.may_have_processed or first is None:  # unknown: left pending, sent again with the same key
             logger.warning("dispute %s: evidence sent to %s, outcome unknown (%s); left pending", dispute_id,
@@ -313,6 +338,23 @@ def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool, first: dt
         if result.refusal == EvidenceRefusal.PAST_DUE:
             raise DisputeEvidencePastDueError()
         raise DisputeClosedError()
+    return dispute
+
+
+@transaction.atomic(durable=True)
+def _evidence_mismatch(*, dispute_id: str, note: str, notify: bool) -> Dispute:
+    d0 = Dispute.objects.only("payment_id").get(pk=dispute_id)
+    payment_lock(d0.payment_id)
+    dispute = Dispute.objects.get(pk=dispute_id)
+    if dispute.status != DS.NEEDS_RESPONSE or dispute.evidence_submitted_at is not None:
+        return dispute  # moved meanwhile (the PSP's webhook): nothing to flag
+    was_pending = dispute.evidence_pending_at is not None
+    dispute.evidence_pending_at = None
+    dispute.evidence_next_send_at = None
+    dispute.evidence_error = mask_text(f"{EVIDENCE_MISMATCH}: {note}")[:200]
+    dispute.save()
+    if notify and was_pending:
+        _emit_dispute(dispute, "dispute.updated")
     return dispute
 
 

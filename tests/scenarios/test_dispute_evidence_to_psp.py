@@ -313,3 +313,49 @@ def test_each_answer_is_replayed_under_its_idempotency_key(env, psp):
     assert (replay.status_code, replay.headers.get("Idempotent-Replayed"), replay.json()) == (202, "true", slow.json())
     taken = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-3"})
     assert taken.status_code == 200 and taken.json()["status"] == "under_review", taken.text
+
+
+def test_evidence_on_a_dispute_the_psp_holds_on_another_payment_is_flagged_not_dropped(env, psp):
+    """The PSP answered that the dispute is not on this payment (`PspReferenceNotFoundError`: its
+    dispute id names another payment's dispute, or one it does not know). That was read as "the PSP
+    did not take it": pending cleared, the merchant told 502 `psp_error` "send it again" (which can
+    never work) and nothing told operations that Payera and the PSP disagree on the dispute (the
+    PSP may even hold the text on another payment's dispute). The merchant now gets 502
+    `dispute_mismatch`, nothing stays pending and the stuck sweeper flags it (`evidence_mismatch`)."""
+    from payments.models import StuckItem
+    from payments.services.stuck import stuck_sweep
+
+    _, http = psp
+    other = _disputed(env, psp)
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    # Payera's row names the other payment's PSP dispute (a mismatched import, a swapped id)
+    theirs, mine = other.psp_dispute_id, d.psp_dispute_id
+    Dispute.objects.filter(pk=other.pk).update(psp_dispute_id=theirs + "x")
+    Dispute.objects.filter(pk=d.pk).update(psp_dispute_id=theirs)
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    assert (error["type"], error["code"]) == ("api_error", "dispute_mismatch"), error
+    assert "Send it again" not in error["message"]
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at, d.evidence_submitted_at) == ("needs_response", None, None)
+    assert d.evidence_error.startswith("dispute_mismatch"), d.evidence_error
+    assert http.get(f"/v1/disputes/{d.id}").json()["evidence_error"].startswith("dispute_mismatch")
+    stuck_sweep()
+    [item] = StuckItem.objects.filter(object_type="dispute", object_id=d.id, cleared_at__isnull=True)
+    assert item.state == "evidence_mismatch" and item.flagged_at is not None and item.payment_id == d.payment_id
+    # a dispute the PSP does not know at all (404) is the same mismatch
+    unknown = "dp_nosuchdispute" if d.connector == "alpha" else "BDnosuchdispute"
+    Dispute.objects.filter(pk=d.pk).update(psp_dispute_id=unknown)
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "dispute_mismatch", r.text
+    # operations corrected the id: the merchant's evidence goes through and the item clears
+    Dispute.objects.filter(pk=d.pk).update(psp_dispute_id=mine)
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 200 and r.json()["status"] == "under_review", r.text
+    assert sandbox.dispute(mine)["evidence"]["text"] == EVIDENCE
+    stuck_sweep()
+    item.refresh_from_db()
+    assert item.cleared_at is not None
+
