@@ -157,6 +157,9 @@ def _dispute_apply(*, connector: str, event: PspEvent, attempt_id: str, payment_
         if dispute is None:
             dispute = _dispute_open(payment, connector=connector, event=event, attempt_id=attempt_id, actor=actor)
             notes.append("created")
+        elif _dispute_due_follow(dispute, info.evidence_due_by if info.status == DisputeStatus.NEEDS_RESPONSE
+                                 else None):
+            notes.append("evidence_due_by moved")
         closed = _dispute_follow(payment, dispute, status=info.status, actor=actor)
         if closed:
             notes.append(closed)
@@ -211,6 +214,20 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
         occurred_at=now(), metadata={"payment": payment.id, "dispute": dispute.id},
     )
     return dispute
+
+
+def _dispute_due_follow(dispute: Dispute, due: dt.datetime | None) -> bool:
+    """The PSP's evidence due date as its webhook or inquiry carries it now (it may extend it): an
+    open dispute still waiting for the merchant's answer takes it, and the merchant is told by
+    `dispute.updated`. A date the PSP no longer names is kept (never cleared by a silent field)."""
+    if due is None or dispute.status != DS.NEEDS_RESPONSE or dispute.evidence_due_by == due:
+        return False
+    logger.info("dispute %s: %s moved evidence_due_by from %s to %s", dispute.pk, dispute.connector,
+                dispute.evidence_due_by, due)
+    dispute.evidence_due_by = due
+    dispute.save(update_fields=["evidence_due_by", "updated_at"])
+    _emit_dispute(dispute, "dispute.updated")
+    return True
 
 
 def _dispute_follow(payment: Payment, dispute: Dispute, *, status: DisputeStatus, actor: str) -> str:

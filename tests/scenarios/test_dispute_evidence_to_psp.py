@@ -359,3 +359,30 @@ def test_evidence_on_a_dispute_the_psp_holds_on_another_payment_is_flagged_not_d
     item.refresh_from_db()
     assert item.cleared_at is not None
 
+
+def test_a_due_date_the_psp_extends_is_taken_from_its_dispute_inquiry(env, psp):
+    """`evidence_due_by` was stored once, when the dispute was created: when the PSP later moved it
+    (an extension), its dispute webhook and inquiry carried the new date but Payera kept the old one,
+    so past the old date the merchant's evidence was refused by Payera (400 `evidence_past_due`)
+    though the PSP still took it. An open dispute now takes the PSP's date each time it is applied,
+    and the merchant is told by `dispute.updated`."""
+    from payera.events.models import Event
+    from payments.services.recovery import dispute_settlement_inquire
+
+    _, http = psp
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    # Payera's copy has passed; the PSP extended it to two weeks from now
+    Dispute.objects.filter(pk=d.pk).update(evidence_due_by=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    extended = int(time.time()) + 14 * 86400
+    assert sandbox.set_evidence_due(d.psp_dispute_id, extended).status_code == 200
+    assert dispute_settlement_inquire(attempt_id=d.attempt_id, psp_dispute_id=d.psp_dispute_id)
+    d.refresh_from_db()
+    assert d.evidence_due_by == dt.datetime.fromtimestamp(extended, dt.UTC)
+    [event] = Event.objects.filter(type="dispute.updated", data__object__id=d.id)
+    assert event.data["object"]["evidence_due_by"] == extended
+    assert dispute_settlement_inquire(attempt_id=d.attempt_id, psp_dispute_id=d.psp_dispute_id)
+    assert Event.objects.filter(type="dispute.updated", data__object__id=d.id).count() == 1  # unchanged: no event
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 200 and r.json()["status"] == "under_review", r.text
+    assert r.json()["evidence_due_by"] == extended
