@@ -386,3 +386,27 @@ def test_a_due_date_the_psp_extends_is_taken_from_its_dispute_inquiry(env, psp):
     r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
     assert r.status_code == 200 and r.json()["status"] == "under_review", r.text
     assert r.json()["evidence_due_by"] == extended
+
+
+def test_a_resend_the_psp_says_is_not_on_this_payment_stops_and_tells_the_merchant(env, psp):
+    """Recovery's resend of pending evidence met the PSP's "this dispute is not on this payment":
+    it stayed pending and was resent on the schedule for days (a resend's "not taken" may hide an
+    earlier send) though no resend can succeed. It is a mismatch: nothing pending any more, the
+    merchant told by `dispute.updated` (`evidence_error` `dispute_mismatch`), flagged for operations."""
+    from payera.events.models import Event
+    from payments.models import StuckItem
+    from payments.services.stuck import stuck_sweep
+
+    d = _pending(env, psp)
+    unknown = "dp_nosuchdispute" if d.connector == "alpha" else "BDnosuchdispute"
+    Dispute.objects.filter(pk=d.pk).update(psp_dispute_id=unknown)
+    assert dispute_evidence_recover_due() == 1
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at, d.evidence_next_send_at) == ("needs_response", None, None)
+    assert d.evidence_error.startswith("dispute_mismatch"), d.evidence_error
+    assert dispute_evidence_recover_due(force=True) == 0
+    [event] = Event.objects.filter(type="dispute.updated", data__object__id=d.id)
+    assert event.data["object"]["evidence_error"].startswith("dispute_mismatch")
+    stuck_sweep()
+    [item] = StuckItem.objects.filter(object_type="dispute", object_id=d.id, cleared_at__isnull=True)
+    assert item.state == "evidence_mismatch" and item.flagged_at is not None
