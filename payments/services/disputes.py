@@ -25,7 +25,7 @@ from payments.serializers import render_dispute
 from payments.services.booking_sync import booking_dispute_opened
 from payments.services.common import emit, now, post, postings_last, recovery_delay, setting, transition
 from payments.services.methods import mandate_end_by_code
-from psp_adapters.errors import PspError, PspUnavailableError
+from psp_adapters.errors import PspError, PspReferenceNotFoundError, PspUnavailableError
 from psp_adapters.port import (
     DisputeEvidenceRequest,
     DisputeEvidenceResult,
@@ -77,6 +77,22 @@ class DisputeEvidenceNotSentError(PayeraError):
     http_status = 502
     default_message = ("The payment service provider did not take the evidence; it was not sent and the dispute "
                        "still needs a response. Send it again.")
+
+
+class DisputeEvidenceMismatchError(PayeraError):
+    """The PSP says the dispute is not on this payment (it does not know the dispute id, or holds it
+    on another payment): Payera's and the PSP's data disagree. Sending again cannot help; the
+    dispute is flagged for operations (stuck item `dispute.evidence_mismatch`)."""
+
+    type = "api_error"
+    code = "dispute_mismatch"
+    http_status = 502
+    default_message = ("The payment service provider does not hold this dispute on this payment; the evidence was "
+                       "not recorded on the dispute. Operations have been alerted to correct it; the dispute still "
+                       "needs a response.")
+
+
+EVIDENCE_MISMATCH = "dispute_mismatch"  # evidence_error's prefix: the stuck sweeper flags it
 
 
 class DisputeEvidencePspUnavailableError(DisputeEvidenceNotSentError):
@@ -141,6 +157,9 @@ def _dispute_apply(*, connector: str, event: PspEvent, attempt_id: str, payment_
         if dispute is None:
             dispute = _dispute_open(payment, connector=connector, event=event, attempt_id=attempt_id, actor=actor)
             notes.append("created")
+        elif _dispute_due_follow(dispute, info.evidence_due_by if info.status == DisputeStatus.NEEDS_RESPONSE
+                                 else None):
+            notes.append("evidence_due_by moved")
         closed = _dispute_follow(payment, dispute, status=info.status, actor=actor)
         if closed:
             notes.append(closed)
@@ -195,6 +214,20 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
         occurred_at=now(), metadata={"payment": payment.id, "dispute": dispute.id},
     )
     return dispute
+
+
+def _dispute_due_follow(dispute: Dispute, due: dt.datetime | None) -> bool:
+    """The PSP's evidence due date as its webhook or inquiry carries it now (it may extend it): an
+    open dispute still waiting for the merchant's answer takes it, and the merchant is told by
+    `dispute.updated`. A date the PSP no longer names is kept (never cleared by a silent field)."""
+    if due is None or dispute.status != DS.NEEDS_RESPONSE or dispute.evidence_due_by == due:
+        return False
+    logger.info("dispute %s: %s moved evidence_due_by from %s to %s", dispute.pk, dispute.connector,
+                dispute.evidence_due_by, due)
+    dispute.evidence_due_by = due
+    dispute.save(update_fields=["evidence_due_by", "updated_at"])
+    _emit_dispute(dispute, "dispute.updated")
+    return True
 
 
 def _dispute_follow(payment: Payment, dispute: Dispute, *, status: DisputeStatus, actor: str) -> str:
@@ -295,6 +328,15 @@ def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool, first: dt
     try:
         with outside_transaction():
             result = get_adapter(dispute.connector).submit_dispute_evidence(req)
+    except PspReferenceNotFoundError as exc:
+        # not "not taken": the PSP and Payera disagree on the dispute (a resend cannot fix it, and
+        # the PSP may hold the text on another payment's dispute): nothing pending, flagged
+        dispute = _evidence_mismatch(dispute_id=dispute_id, note=f"{exc.code}: {exc.message}", notify=not raise_errors)
+        logger.error("dispute %s: %s says dispute %s is not on attempt %s: flagged for operations", dispute_id,
+                     dispute.connector, dispute.psp_dispute_id, attempt.pk)
+        if raise_errors:
+            raise DisputeEvidenceMismatchError() from None
+        return dispute
     except PspError as exc:
         if exc.may_have_processed or first is None:  # unknown: left pending, sent again with the same key
             logger.warning("dispute %s: evidence sent to %s, outcome unknown (%s); left pending", dispute_id,
@@ -313,6 +355,23 @@ def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool, first: dt
         if result.refusal == EvidenceRefusal.PAST_DUE:
             raise DisputeEvidencePastDueError()
         raise DisputeClosedError()
+    return dispute
+
+
+@transaction.atomic(durable=True)
+def _evidence_mismatch(*, dispute_id: str, note: str, notify: bool) -> Dispute:
+    d0 = Dispute.objects.only("payment_id").get(pk=dispute_id)
+    payment_lock(d0.payment_id)
+    dispute = Dispute.objects.get(pk=dispute_id)
+    if dispute.status != DS.NEEDS_RESPONSE or dispute.evidence_submitted_at is not None:
+        return dispute  # moved meanwhile (the PSP's webhook): nothing to flag
+    was_pending = dispute.evidence_pending_at is not None
+    dispute.evidence_pending_at = None
+    dispute.evidence_next_send_at = None
+    dispute.evidence_error = mask_text(f"{EVIDENCE_MISMATCH}: {note}")[:200]
+    dispute.save()
+    if notify and was_pending:
+        _emit_dispute(dispute, "dispute.updated")
     return dispute
 
 

@@ -34,7 +34,7 @@ from payments.models import (
     StuckItem,
 )
 from payments.services.common import now, setting
-from payments.services.disputes import dispute_evidence_resend
+from payments.services.disputes import EVIDENCE_MISMATCH, dispute_evidence_resend
 from payments.services.recovery import RECOVERABLE, attempt_recover, cancel_recover, operation_recover
 from payments.services.webhooks import psp_webhook_process
 from psp_adapters.port import OperationKind
@@ -49,6 +49,7 @@ DEFAULT_SLAS = {
     "refund.pending": 15 * 60,
     "webhook.received": 5 * 60,
     "dispute.evidence_pending": 15 * 60,
+    "dispute.evidence_mismatch": 0,  # nothing to wait for: only a human can fix it
 }
 
 
@@ -122,12 +123,27 @@ def _evidence_pending(cutoff: dt.datetime) -> Iterator[Candidate]:
         yield Candidate(pk, since, payment_id, merchant_id)
 
 
+def _evidence_mismatch(cutoff: dt.datetime) -> Iterator[Candidate]:
+    """Evidence the PSP answered is not on this payment's dispute (`dispute_mismatch`): Payera's
+    dispute id and the PSP's disagree; nothing is pending and a resend cannot fix it."""
+    rows = Dispute.objects.filter(
+        status=DS.NEEDS_RESPONSE, evidence_pending_at__isnull=True, evidence_error__startswith=EVIDENCE_MISMATCH,
+        updated_at__lte=cutoff,
+    ).values_list("pk", "payment_id", "merchant_id", "updated_at")[:500]
+    for pk, payment_id, merchant_id, since in rows:
+        yield Candidate(pk, since, payment_id, merchant_id)
+
+
 def _evidence_state(pk: str) -> str | None:
-    row = Dispute.objects.filter(pk=pk).values_list("status", "evidence_pending_at").first()
+    row = Dispute.objects.filter(pk=pk).values_list("status", "evidence_pending_at", "evidence_error").first()
     if row is None:
         return None
-    status, pending = row
-    return "evidence_pending" if (pending and status == DS.NEEDS_RESPONSE) else status
+    status, pending, error = row
+    if status == DS.NEEDS_RESPONSE and pending:
+        return "evidence_pending"
+    if status == DS.NEEDS_RESPONSE and error.startswith(EVIDENCE_MISMATCH):
+        return "evidence_mismatch"
+    return status
 
 
 # --- the object's state now --------------------------------------------------------------------
@@ -185,6 +201,10 @@ STUCK_RULES: list[StuckRule] = [
               "dispute evidence sent; the PSP has not answered its resends (the dispute is lost by default at its "
               "evidence_due_by): ask the PSP or send it by its dashboard",
               _evidence_pending, _evidence_state, lambda pk: dispute_evidence_resend(dispute_id=pk)),
+    StuckRule("dispute.evidence_mismatch", "dispute", "evidence_mismatch",
+              "the PSP says this dispute is not on this payment (unknown id, or another payment's): the evidence "
+              "is not on it; correct the dispute id with the PSP, then the merchant sends it again",
+              _evidence_mismatch, _evidence_state, None),
 ]
 
 

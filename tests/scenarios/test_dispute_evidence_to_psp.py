@@ -313,3 +313,100 @@ def test_each_answer_is_replayed_under_its_idempotency_key(env, psp):
     assert (replay.status_code, replay.headers.get("Idempotent-Replayed"), replay.json()) == (202, "true", slow.json())
     taken = http.post(url, json={"text": EVIDENCE}, headers={"Idempotency-Key": "ev-3"})
     assert taken.status_code == 200 and taken.json()["status"] == "under_review", taken.text
+
+
+def test_evidence_on_a_dispute_the_psp_holds_on_another_payment_is_flagged_not_dropped(env, psp):
+    """The PSP answered that the dispute is not on this payment (`PspReferenceNotFoundError`: its
+    dispute id names another payment's dispute, or one it does not know). That was read as "the PSP
+    did not take it": pending cleared, the merchant told 502 `psp_error` "send it again" (which can
+    never work) and nothing told operations that Payera and the PSP disagree on the dispute (the
+    PSP may even hold the text on another payment's dispute). The merchant now gets 502
+    `dispute_mismatch`, nothing stays pending and the stuck sweeper flags it (`evidence_mismatch`)."""
+    from payments.models import StuckItem
+    from payments.services.stuck import stuck_sweep
+
+    _, http = psp
+    other = _disputed(env, psp)
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    # Payera's row names the other payment's PSP dispute (a mismatched import, a swapped id)
+    theirs, mine = other.psp_dispute_id, d.psp_dispute_id
+    Dispute.objects.filter(pk=other.pk).update(psp_dispute_id=theirs + "x")
+    Dispute.objects.filter(pk=d.pk).update(psp_dispute_id=theirs)
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    assert (error["type"], error["code"]) == ("api_error", "dispute_mismatch"), error
+    assert "Send it again" not in error["message"]
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at, d.evidence_submitted_at) == ("needs_response", None, None)
+    assert d.evidence_error.startswith("dispute_mismatch"), d.evidence_error
+    assert http.get(f"/v1/disputes/{d.id}").json()["evidence_error"].startswith("dispute_mismatch")
+    stuck_sweep()
+    [item] = StuckItem.objects.filter(object_type="dispute", object_id=d.id, cleared_at__isnull=True)
+    assert item.state == "evidence_mismatch" and item.flagged_at is not None and item.payment_id == d.payment_id
+    # a dispute the PSP does not know at all (404) is the same mismatch
+    unknown = "dp_nosuchdispute" if d.connector == "alpha" else "BDnosuchdispute"
+    Dispute.objects.filter(pk=d.pk).update(psp_dispute_id=unknown)
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "dispute_mismatch", r.text
+    # operations corrected the id: the merchant's evidence goes through and the item clears
+    Dispute.objects.filter(pk=d.pk).update(psp_dispute_id=mine)
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 200 and r.json()["status"] == "under_review", r.text
+    assert sandbox.dispute(mine)["evidence"]["text"] == EVIDENCE
+    stuck_sweep()
+    item.refresh_from_db()
+    assert item.cleared_at is not None
+
+
+def test_a_due_date_the_psp_extends_is_taken_from_its_dispute_inquiry(env, psp):
+    """`evidence_due_by` was stored once, when the dispute was created: when the PSP later moved it
+    (an extension), its dispute webhook and inquiry carried the new date but Payera kept the old one,
+    so past the old date the merchant's evidence was refused by Payera (400 `evidence_past_due`)
+    though the PSP still took it. An open dispute now takes the PSP's date each time it is applied,
+    and the merchant is told by `dispute.updated`."""
+    from payera.events.models import Event
+    from payments.services.recovery import dispute_settlement_inquire
+
+    _, http = psp
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes[d.connector]
+    # Payera's copy has passed; the PSP extended it to two weeks from now
+    Dispute.objects.filter(pk=d.pk).update(evidence_due_by=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    extended = int(time.time()) + 14 * 86400
+    assert sandbox.set_evidence_due(d.psp_dispute_id, extended).status_code == 200
+    assert dispute_settlement_inquire(attempt_id=d.attempt_id, psp_dispute_id=d.psp_dispute_id)
+    d.refresh_from_db()
+    assert d.evidence_due_by == dt.datetime.fromtimestamp(extended, dt.UTC)
+    [event] = Event.objects.filter(type="dispute.updated", data__object__id=d.id)
+    assert event.data["object"]["evidence_due_by"] == extended
+    assert dispute_settlement_inquire(attempt_id=d.attempt_id, psp_dispute_id=d.psp_dispute_id)
+    assert Event.objects.filter(type="dispute.updated", data__object__id=d.id).count() == 1  # unchanged: no event
+    r = http.post(f"/v1/disputes/{d.id}/evidence", json={"text": EVIDENCE})
+    assert r.status_code == 200 and r.json()["status"] == "under_review", r.text
+    assert r.json()["evidence_due_by"] == extended
+
+
+def test_a_resend_the_psp_says_is_not_on_this_payment_stops_and_tells_the_merchant(env, psp):
+    """Recovery's resend of pending evidence met the PSP's "this dispute is not on this payment":
+    it stayed pending and was resent on the schedule for days (a resend's "not taken" may hide an
+    earlier send) though no resend can succeed. It is a mismatch: nothing pending any more, the
+    merchant told by `dispute.updated` (`evidence_error` `dispute_mismatch`), flagged for operations."""
+    from payera.events.models import Event
+    from payments.models import StuckItem
+    from payments.services.stuck import stuck_sweep
+
+    d = _pending(env, psp)
+    unknown = "dp_nosuchdispute" if d.connector == "alpha" else "BDnosuchdispute"
+    Dispute.objects.filter(pk=d.pk).update(psp_dispute_id=unknown)
+    assert dispute_evidence_recover_due() == 1
+    d.refresh_from_db()
+    assert (d.status, d.evidence_pending_at, d.evidence_next_send_at) == ("needs_response", None, None)
+    assert d.evidence_error.startswith("dispute_mismatch"), d.evidence_error
+    assert dispute_evidence_recover_due(force=True) == 0
+    [event] = Event.objects.filter(type="dispute.updated", data__object__id=d.id)
+    assert event.data["object"]["evidence_error"].startswith("dispute_mismatch")
+    stuck_sweep()
+    [item] = StuckItem.objects.filter(object_type="dispute", object_id=d.id, cleared_at__isnull=True)
+    assert item.state == "evidence_mismatch" and item.flagged_at is not None
