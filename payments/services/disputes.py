@@ -365,10 +365,16 @@ def _evidence_mismatch(*, dispute_id: str, note: str, notify: bool) -> Dispute:
     dispute = Dispute.objects.get(pk=dispute_id)
     if dispute.status != DS.NEEDS_RESPONSE or dispute.evidence_submitted_at is not None:
         return dispute  # moved meanwhile (the PSP's webhook): nothing to flag
+    return _evidence_end(dispute, error=f"{EVIDENCE_MISMATCH}: {note}", notify=notify)
+
+
+def _evidence_end(dispute: Dispute, *, error: str, notify: bool) -> Dispute:
+    """Nothing pending any more, `error` kept (masked) in `evidence_error`; `notify`: the merchant
+    learns of it by `dispute.updated` when evidence was pending (recovery's resend)."""
     was_pending = dispute.evidence_pending_at is not None
     dispute.evidence_pending_at = None
     dispute.evidence_next_send_at = None
-    dispute.evidence_error = mask_text(f"{EVIDENCE_MISMATCH}: {note}")[:200]
+    dispute.evidence_error = mask_text(error)[:200]
     dispute.save()
     if notify and was_pending:
         _emit_dispute(dispute, "dispute.updated")
@@ -403,13 +409,7 @@ def _evidence_record(*, dispute_id: str, result: DisputeEvidenceResult, actor: s
         logger.info("dispute %s: evidence taken by %s (%s)", dispute_id, dispute.connector, result.psp_reference)
         return dispute
     refusal = result.refusal.value if result.refusal else "refused"
-    was_pending = dispute.evidence_pending_at is not None
-    dispute.evidence_pending_at = None
-    dispute.evidence_next_send_at = None
-    dispute.evidence_error = mask_text(f"{refusal}: {result.message}")[:200]
-    dispute.save()
-    if notify and was_pending:
-        _emit_dispute(dispute, "dispute.updated")
+    _evidence_end(dispute, error=f"{refusal}: {result.message}", notify=notify)
     logger.warning("dispute %s: %s refused the evidence: %s", dispute_id, dispute.connector, refusal)
     return dispute
 
