@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -37,12 +36,15 @@ from reconciliation.services import (
     payout_mark_in_transit,
     payout_mark_paid,
     payout_mark_returned,
-    settlement_run,
 )
-from reconciliation.services import payouts as payouts_module
 from tests.backoffice.staff import make_staff, otp_force_login
 from tests.merchants.factories import MerchantFactory
-from tests.reconciliation.helpers import asset, available, make_payout, post_capture
+from tests.reconciliation.helpers import (
+    assert_payout_ended_during_next_create_goes_with_the_payout_after_it,
+    asset,
+    available,
+    make_payout,
+)
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=3)
@@ -197,46 +199,7 @@ def test_a_return_during_the_next_payouts_creation_goes_with_the_payout_after_it
     without the returned money) does not claim the returned payout's settlement runs."""
     merchant = MerchantFactory(settlement_delay_days=0)
     first = _paid(merchant)
-    first_refs = [line.reference for line in payout_statement(payout=first).lines]
-    day2 = NOW + timedelta(days=1)
-    second_capture = post_capture(merchant.id, gross=2_000, fee=60, at=NOW + timedelta(hours=1))
-    settlement_run(merchant_id=merchant.id, now=day2)
-
-    read, go = threading.Event(), threading.Event()
-    real_available = payouts_module._available
-
-    def paused_available(merchant_id: str, currency: str) -> int:
-        amount = real_available(merchant_id, currency)
-        read.set()
-        assert go.wait(30)
-        return amount
-
-    monkeypatch.setattr(payouts_module, "_available", paused_available)
-    errors: list[BaseException] = []
-    created: dict[str, str] = {}
-    creator = _thread(
-        lambda: created.update(id=payout_create(merchant_id=merchant.id, currency="EUR", now=day2).payout_id), errors
+    assert_payout_ended_during_next_create_goes_with_the_payout_after_it(
+        monkeypatch, merchant, first, NOW,
+        lambda at: payout_mark_returned(payout_id=first.id, reason="AC04", now=at),
     )
-    returner = _thread(lambda: payout_mark_returned(payout_id=first.id, reason="AC04", now=day2), errors)
-    creator.start()
-    assert read.wait(30)
-    returner.start()
-    time.sleep(0.5)  # the return commits now, or waits for the payout being created
-    go.set()
-    creator.join(60)
-    returner.join(60)
-    assert errors == []
-    monkeypatch.setattr(payouts_module, "_available", real_available)
-
-    second = Payout.objects.get(pk=created["id"])
-    s2 = payout_statement(payout=second)
-    assert [line.reference for line in s2.lines] == [second_capture.reference]
-    assert s2.carried_in >= 0 and s2.ties_out
-    third = Payout.objects.get(
-        pk=payout_create(merchant_id=merchant.id, currency="EUR", now=day2 + timedelta(days=1)).payout_id
-    )
-    s3 = payout_statement(payout=third)
-    assert third.amount == first.amount
-    assert [line.reference for line in s3.lines] == first_refs
-    assert s3.carried_in == 0 and s3.ties_out
-    assert ledger_verify().ok
