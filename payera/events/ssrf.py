@@ -163,10 +163,12 @@ def check_url(url: str, *, allow_private: bool | None = None) -> tuple[ParsedUrl
 # update together): a resolver that hangs holds these (each until getaddrinfo gives up), never the
 # delivery or web threads. Lookups of one host name hold at most MAX_RESOLVER_THREADS_PER_HOST of
 # them, so a name whose DNS server hangs (one merchant's endpoint) cannot take every thread from
-# the other hosts.
+# the other hosts; and one merchant's lookups at most MAX_RESOLVER_THREADS_PER_MERCHANT, so neither
+# can many names of a zone whose DNS server hangs (a.hung.example, b.hung.example, ...).
 MAX_RESOLVER_THREADS = 16
 MAX_RESOLVER_THREADS_PER_HOST = 4
-_resolving: dict[str, int] = {}  # host -> resolver threads running for it
+MAX_RESOLVER_THREADS_PER_MERCHANT = 4
+_resolving: dict[tuple[str, str], int] = {}  # ("host", name) or ("merchant", id) -> its resolver threads
 _resolving_changed = threading.Condition()
 
 
@@ -174,19 +176,25 @@ class ResolutionTimeout(Exception):
     """The host's own lookup did not answer in time (or its earlier lookups still hang)."""
 
 
+class MerchantLookupsHang(ResolutionTimeout):
+    """The merchant's earlier lookups (of any of its hosts) still hold its share of the threads."""
+
+
 class ResolverBusy(Exception):
     """No resolver thread came free in time: lookups of other hosts held them all; ours."""
 
 
-def check_url_within(url: str, seconds: float) -> tuple[ParsedUrl, list[IPAddress]]:
+def check_url_within(url: str, seconds: float, *, merchant_id: str | None = None) -> tuple[ParsedUrl, list[IPAddress]]:
     """`check_url` (parse, resolve, check every address), waited for `seconds` at most.
 
     getaddrinfo can not be interrupted, so it runs in a daemon thread of its own: at the deadline
     the caller gives up (`ResolutionTimeout`) and the thread ends whenever the resolver answers,
     its answer unused. At most MAX_RESOLVER_THREADS such threads run, MAX_RESOLVER_THREADS_PER_HOST
-    for one host; a caller finding none free within its time gives up the same way, or with
-    `ResolverBusy` when the threads are held by other hosts' lookups (not its URL's fault).
-    A URL naming an IP address needs no lookup: checked here."""
+    for one host and MAX_RESOLVER_THREADS_PER_MERCHANT for the `merchant_id` whose URL it is; a
+    caller finding none free within its time gives up the same way when its host's lookups hang,
+    with `MerchantLookupsHang` when its merchant's lookups of other hosts do, or with `ResolverBusy`
+    when the threads are held by other merchants' lookups (not its URL's fault). A URL naming an IP
+    address needs no lookup: checked here."""
     try:
         host = parse_url(url).host
     except WebhookUrlInvalidError:
@@ -194,24 +202,35 @@ def check_url_within(url: str, seconds: float) -> tuple[ParsedUrl, list[IPAddres
     if literal_address(host) is not None:
         return check_url(url)
     ends = time.monotonic() + max(seconds, 0.0)
+    own = [(("host", host), MAX_RESOLVER_THREADS_PER_HOST)]
+    if merchant_id is not None:
+        own.append((("merchant", merchant_id), MAX_RESOLVER_THREADS_PER_MERCHANT))
+
+    def full(kind: str) -> bool:
+        return any(_resolving.get(key, 0) >= cap for key, cap in own if key[0] == kind)
+
+    def own_full() -> bool:
+        return full("host") or full("merchant")
 
     def free() -> bool:
-        return (
-            _resolving.get(host, 0) < MAX_RESOLVER_THREADS_PER_HOST and sum(_resolving.values()) < MAX_RESOLVER_THREADS
-        )
+        return not own_full() and sum(n for (kind, _), n in _resolving.items() if kind == "host") < MAX_RESOLVER_THREADS
 
     with _resolving_changed:
         if not _resolving_changed.wait_for(free, timeout=max(seconds, 0.0)):
-            if _resolving.get(host, 0) >= MAX_RESOLVER_THREADS_PER_HOST:
+            if full("host"):
                 raise ResolutionTimeout
+            if full("merchant"):
+                raise MerchantLookupsHang
             raise ResolverBusy
-        _resolving[host] = _resolving.get(host, 0) + 1
+        for key, _ in own:
+            _resolving[key] = _resolving.get(key, 0) + 1
 
     def release() -> None:
         with _resolving_changed:
-            _resolving[host] -= 1
-            if not _resolving[host]:
-                del _resolving[host]
+            for key, _ in own:
+                _resolving[key] -= 1
+                if not _resolving[key]:
+                    del _resolving[key]
             _resolving_changed.notify_all()
 
     box: dict = {}

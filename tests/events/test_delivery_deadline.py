@@ -254,3 +254,43 @@ def test_no_resolver_thread_free_is_not_charged_to_the_endpoint(short_timeouts, 
     endpoint = WebhookEndpoint.objects.get(merchant_id="mer_starved_dns")
     assert endpoint.consecutive_failures == 0 and endpoint.failing_since is None
     assert rx.requests == []
+
+
+def test_one_merchants_hung_lookups_of_many_host_names_do_not_starve_other_merchants(
+    short_timeouts, receivers, monkeypatch, settings, hung_lookups
+):
+    """The cap of MAX_RESOLVER_THREADS_PER_HOST was per host name: a merchant naming many hosts
+    whose DNS server hangs (a.hung.test, b.hung.test, ... any subdomain of a zone it controls) took
+    every resolver thread of the process with a few endpoint creations, so every other merchant's
+    deliveries found none free and were only retried, none of them sent while the lookups hung. A
+    merchant's lookups (endpoint creation and its deliveries) now hold at most
+    MAX_RESOLVER_THREADS_PER_MERCHANT threads; its further ones time out as its own fault."""
+    from payera.core.errors import InvalidRequestError
+    from payera.events import ssrf
+    from payera.events.models import WebhookEndpoint
+
+    rx = receivers()
+    SlowResolver(monkeypatch, "healthy-dns.merchant.test", delay=0.0)
+    own = webhook_endpoint_create(
+        merchant_id="mer_hung_dns", url=f"http://healthy-dns.merchant.test:{rx.port}/own", enabled_events=["*"]
+    )
+    hosts = [f"h{i}.hung.attacker.test" for i in range(ssrf.MAX_RESOLVER_THREADS)]
+    hung_lookups(hosts, 0)  # their resolvers answer after 4 s; no lookup started yet
+    settings.WEBHOOK_URL_RESOLVE_TIMEOUT_SECONDS = 0.01
+    refused = []
+    for host in hosts:
+        with pytest.raises(InvalidRequestError) as caught:
+            webhook_endpoint_create(merchant_id="mer_hung_dns", url=f"https://{host}/hooks", enabled_events=["*"])
+        refused.append(caught.value.code)
+    assert set(refused) == {"url_resolution_timeout"}  # its own lookups: its fault, not "busy"
+    outcome, took, delivery = _deliver_timed(f"http://healthy-dns.merchant.test:{rx.port}/hooks", "mer_other_dns")
+    assert outcome == "succeeded", delivery.attempts.get().error
+    assert len(rx.requests) == 1
+    # the merchant's own healthy endpoint waits for its hung lookups: retried, not charged to it
+    [delivery_id] = event_relay(event_id=record("mer_hung_dns").id)
+    assert webhook_deliver(delivery_id=delivery_id) == "failed"
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert delivery.next_attempt_at is not None and "other webhook hosts" in delivery.attempts.get().error
+    endpoint = WebhookEndpoint.objects.get(pk=own.endpoint.id)
+    assert endpoint.consecutive_failures == 0 and endpoint.failing_since is None
+    assert len(rx.requests) == 1

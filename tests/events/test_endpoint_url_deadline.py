@@ -72,7 +72,9 @@ def test_update_to_a_host_whose_dns_hangs_is_a_400_in_time_and_changes_nothing(h
 def test_repeated_creates_for_the_hung_host_hold_at_most_its_share_of_resolver_threads(hung_resolver, monkeypatch):
     """Each request gives up at the limit, its lookup left running; once the host's lookups hold
     MAX_RESOLVER_THREADS_PER_HOST threads, further requests for it start none (still 400 in time),
-    and a healthy host still resolves at once."""
+    and a healthy host of another merchant still resolves at once. The same merchant's healthy host
+    waits until its hung lookups end (at most MAX_RESOLVER_THREADS_PER_MERCHANT of them, every host
+    of a merchant together): 400 `url_resolution_timeout` saying so."""
     from payera.events import ssrf
 
     assert ssrf.MAX_RESOLVER_THREADS_PER_HOST >= 1
@@ -84,7 +86,12 @@ def test_repeated_creates_for_the_hung_host_hold_at_most_its_share_of_resolver_t
     assert hung_resolver.lookups == ssrf.MAX_RESOLVER_THREADS_PER_HOST
     assert not WebhookEndpoint.objects.exists()
     SlowResolver(monkeypatch, "healthy-dns.merchant.test", delay=0.0)
-    webhook_endpoint_create(merchant_id="mer_hung_dns", url="https://healthy-dns.merchant.test/h", enabled_events=["*"])
+    with pytest.raises(InvalidRequestError) as exc:
+        webhook_endpoint_create(
+            merchant_id="mer_hung_dns", url="https://healthy-dns.merchant.test/h", enabled_events=["*"]
+        )
+    assert exc.value.code == "url_resolution_timeout" and "earlier lookups of this account" in exc.value.message
+    webhook_endpoint_create(merchant_id="mer_other", url="https://healthy-dns.merchant.test/h", enabled_events=["*"])
     assert WebhookEndpoint.objects.count() == 1
 
 

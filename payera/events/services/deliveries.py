@@ -97,6 +97,7 @@ class Claim:
     secret_ciphertexts: tuple[str, ...]
     body: bytes
     event_id: str
+    merchant_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,7 @@ def _claim(delivery_id: str) -> Claim | str:
             secret_ciphertexts=tuple(endpoint_signing_secret_ciphertexts(endpoint, at=now)),
             body=body,
             event_id=event.pk,
+            merchant_id=endpoint.merchant_id,
         )
 
 
@@ -250,7 +252,13 @@ def _send(claim: Claim) -> SendResult:
         # hold the delivery thread past its lease any more than a slow endpoint.
         with deadline:
             try:
-                parsed, addresses = ssrf.check_url_within(claim.url, deadline.remaining())
+                parsed, addresses = ssrf.check_url_within(
+                    claim.url, deadline.remaining(), merchant_id=claim.merchant_id
+                )
+            except ssrf.MerchantLookupsHang:  # its other hosts' lookups hang: not this endpoint's fault
+                latency = int((time.monotonic() - t0) * 1000)
+                error = f"timeout: the merchant's other webhook hosts' lookups hang; not resolved within {limit:g} s"
+                return SendResult(started_at, False, latency_ms=latency, error=error, endpoint_fault=False)
             except ssrf.ResolutionTimeout:
                 latency = int((time.monotonic() - t0) * 1000)
                 error = f"timeout: the host did not resolve within {limit:g} s"

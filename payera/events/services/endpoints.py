@@ -59,12 +59,19 @@ def _validate_description(value: object) -> str:
     return value
 
 
-def _validate_url(value: object) -> str:
+def _validate_url(value: object, merchant_id: str) -> str:
     """The SSRF check, its DNS lookup bounded (`ssrf.check_url_within`, the sender's): a host whose
-    name server hangs must not hold the web thread. I/O: callers are outside any transaction here."""
+    name server hangs must not hold the web thread, and the merchant's hung lookups count against
+    its own share of the resolver threads. I/O: callers are outside any transaction here."""
     limit = settings.WEBHOOK_URL_RESOLVE_TIMEOUT_SECONDS
     try:
-        ssrf.check_url_within(value, limit)  # type: ignore[arg-type]
+        ssrf.check_url_within(value, limit, merchant_id=merchant_id)  # type: ignore[arg-type]
+    except ssrf.MerchantLookupsHang:
+        host = ssrf.parse_url(value).host
+        raise WebhookUrlResolutionTimeoutError(
+            f"url host '{host}' could not be checked: earlier lookups of this account's webhook hosts have not"
+            " answered (check their DNS); try again later.", param="url"
+        ) from None
     except ssrf.ResolutionTimeout:
         host = ssrf.parse_url(value).host
         raise WebhookUrlResolutionTimeoutError(
@@ -117,7 +124,7 @@ def webhook_endpoint_create(
     validate_merchant_id(merchant_id)
     events = _validate_enabled_events(enabled_events)
     description = _validate_description(description)
-    url = _validate_url(url)
+    url = _validate_url(url, merchant_id)
     secret, ciphertext = _new_secret()
     now = clock.now()
     with transaction.atomic(durable=True):
@@ -146,7 +153,7 @@ def webhook_endpoint_update(
     failure streak; "disabled" stops new deliveries to it."""
     changes: dict[str, Any] = {}
     if url is not UNSET:
-        changes["url"] = _validate_url(url)
+        changes["url"] = _validate_url(url, merchant_id)
     if enabled_events is not UNSET:
         changes["enabled_events"] = _validate_enabled_events(enabled_events)
     if description is not UNSET:
