@@ -162,6 +162,45 @@ def balance_transaction_list(*, owner: str, currency: str | None = None) -> Quer
     )
 
 
+# One page of an owner's entries below (created_at, id) < (at, id), newest first, on PostgreSQL.
+# On each account (a shard, for a hot one) the entries' order by version is their order by
+# (journal created_at, id): the account's row lock serializes its postings, each stamps created_at
+# (clock_timestamp(), one value per batch) and takes its entry ids after the lock, in version order
+# (docs/ledger.md). So on each account the entries below the cursor are a prefix of its versions:
+# a binary search over versions (~log2 of its entries, index lookups) finds where it ends, and the
+# page is the newest `limit` of the accounts' next `limit` entries. The old single query sorted
+# every entry of the owner to find 11 (~1 s per page for a merchant with 200,000 entries). The
+# condition is checked again on every row listed, so a search ending too high costs a few skipped
+# rows, never a wrong one.
+_BALANCE_PAGE_PG = """
+SELECT x.id FROM ledger_account a
+CROSS JOIN LATERAL (
+    WITH RECURSIVE bs(lo, hi) AS (
+        SELECT 0::bigint, a.version + 1
+        UNION ALL
+        SELECT CASE WHEN p.below THEN p.mid ELSE bs.lo END, CASE WHEN p.below THEN bs.hi ELSE p.mid END
+          FROM bs CROSS JOIN LATERAL (
+              SELECT m.mid, (j.created_at, e.id) < (%(at)s, %(after)s) AS below
+                FROM (SELECT (bs.lo + bs.hi) / 2 AS mid) m
+                JOIN ledger_entry e ON e.account_id = a.id AND e.version = m.mid
+                JOIN ledger_journal j ON j.id = e.journal_id
+          ) p
+         WHERE bs.hi - bs.lo > 1
+    )
+    SELECT e.id, j.created_at
+      FROM ledger_entry e JOIN ledger_journal j ON j.id = e.journal_id
+     WHERE e.account_id = a.id AND NOT e.is_pending
+       AND e.version <= coalesce((SELECT max(bs.lo) FROM bs WHERE bs.hi - bs.lo <= 1), a.version)
+       AND (j.created_at, e.id) < (%(at)s, %(after)s)
+     ORDER BY e.version DESC
+     LIMIT %(n)s
+) x
+WHERE a.owner = %(owner)s AND (%(currency)s::text IS NULL OR a.currency = %(currency)s::text)
+ORDER BY x.created_at DESC, x.id DESC
+LIMIT %(n)s
+"""
+
+
 def balance_transaction_page(
     *, owner: str, limit: int, starting_after: int | None = None, currency: str | None = None
 ) -> tuple[list[Entry], bool]:
@@ -177,17 +216,25 @@ def balance_transaction_page(
     everything below it is final, and the next pages go down from it by the cursor alone (the
     instant can move back, when an older transaction takes its first lock, but what was final
     stays final). Raises `BalanceTransactionCursorError` for a cursor that is not one of the
-    owner's entries."""
+    owner's entries. On PostgreSQL a page costs a search per account of the owner, not a sort of
+    all its entries (`_BALANCE_PAGE_PG`)."""
     qs = balance_transaction_list(owner=owner, currency=currency)
     if starting_after is None:
-        qs = qs.filter(created_at__lt=booked_final_before())
+        at, after = booked_final_before(), 0  # (created_at, id) < (at, 0): created_at < at
     else:
         anchor = qs.filter(id=starting_after).values_list("created_at", "id").first()
         if anchor is None:
             raise BalanceTransactionCursorError(f"no entry {starting_after} of {owner}")
-        at, anchor_id = anchor
-        qs = qs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=anchor_id))
-    rows = list(qs[: limit + 1])
+        at, after = anchor
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _BALANCE_PAGE_PG, {"at": at, "after": after, "n": limit + 1, "owner": owner, "currency": currency}
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+        rows = list(qs.filter(id__in=ids)) if ids else []
+    else:
+        rows = list(qs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=after))[: limit + 1])
     return rows[:limit], len(rows) > limit
 
 
