@@ -258,6 +258,15 @@ def _dispute_follow(payment: Payment, dispute: Dispute, *, status: DisputeStatus
     return ""
 
 
+def _dispute_locked(dispute_id: str) -> tuple[Payment, Dispute]:
+    """The dispute under its payment's lock (the payment row guards its disputes): the payment
+    locked (`payment_lock`, inside the caller's transaction), then the dispute read afresh, so
+    what the caller decides on is what no one else can change until it commits."""
+    payment_id = Dispute.objects.values_list("payment_id", flat=True).get(pk=dispute_id)
+    payment = payment_lock(payment_id)
+    return payment, Dispute.objects.get(pk=dispute_id)
+
+
 MAX_EVIDENCE = 10_000
 
 
@@ -290,9 +299,7 @@ def _evidence_start(*, merchant: Merchant, dispute_id: str, text: str, actor: st
     may have reached the PSP), False: a resend of evidence already pending."""
     from payments.selectors import dispute_get
 
-    d0 = dispute_get(merchant=merchant, dispute_id=dispute_id)
-    payment_lock(d0.payment_id)
-    dispute = Dispute.objects.get(pk=d0.pk)
+    _, dispute = _dispute_locked(dispute_get(merchant=merchant, dispute_id=dispute_id).pk)
     if dispute.status != DS.NEEDS_RESPONSE:
         if dispute.evidence_submitted_at is not None and dispute.evidence_text == text:
             return dispute, False, False
@@ -360,9 +367,7 @@ def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool, first: dt
 
 @transaction.atomic(durable=True)
 def _evidence_mismatch(*, dispute_id: str, note: str, notify: bool) -> Dispute:
-    d0 = Dispute.objects.only("payment_id").get(pk=dispute_id)
-    payment_lock(d0.payment_id)
-    dispute = Dispute.objects.get(pk=dispute_id)
+    _, dispute = _dispute_locked(dispute_id)
     if dispute.status != DS.NEEDS_RESPONSE or dispute.evidence_submitted_at is not None:
         return dispute  # moved meanwhile (the PSP's webhook): nothing to flag
     return _evidence_end(dispute, error=f"{EVIDENCE_MISMATCH}: {note}", notify=notify)
@@ -394,9 +399,7 @@ def _evidence_record(*, dispute_id: str, result: DisputeEvidenceResult, actor: s
     nothing pending, the refusal kept in `evidence_error`. `notify`: the answer came outside the
     merchant's request (recovery's resend of pending evidence), so the merchant learns of it by
     the event `dispute.updated` (the dispute object, with `evidence_error` when refused)."""
-    d0 = Dispute.objects.only("payment_id").get(pk=dispute_id)
-    payment = payment_lock(d0.payment_id)
-    dispute = Dispute.objects.get(pk=dispute_id)
+    payment, dispute = _dispute_locked(dispute_id)
     if result.outcome == Outcome.APPROVED:
         moved = transition(dispute, "submit_evidence", payment=payment, actor=actor, text=dispute.evidence_text,
                            at=now(), data={"psp_reference": result.psp_reference or ""})
