@@ -167,3 +167,38 @@ def test_two_resends_at_once_count_two(env, psp, monkeypatch):
         race(2, lambda: dispute_services.dispute_evidence_resend(dispute_id=d.id))
     d.refresh_from_db()
     assert (d.status, d.evidence_pending_at is not None, d.evidence_sends) == ("needs_response", True, 2)
+
+
+def test_a_repeat_under_the_same_key_while_the_first_send_is_out_is_one_submission(env, psp, monkeypatch):
+    """The same Idempotency-Key twice at once: the repeat is answered 409 `idempotency_error`
+    while the first request runs (the contract), never sent to the PSP a second time; the key
+    then replays the first answer."""
+    d = _disputed(env, psp)
+    sandbox = env.sandboxes["alpha"]
+    adapter = get_adapter("alpha")
+    real = adapter.submit_dispute_evidence
+    waiting, release, calls = threading.Event(), threading.Event(), []
+
+    def held(req):
+        calls.append(req)
+        waiting.set()
+        assert release.wait(40), "never released"
+        return real(req)
+
+    monkeypatch.setattr(adapter, "submit_dispute_evidence", held)
+    url = f"{env.url}/v1/disputes/{d.id}/evidence"
+    auth = dict(env.http.headers)
+    out: dict = {}
+    a = _post_in_thread(url, auth, "same", out)
+    try:
+        assert waiting.wait(20), "the first send never reached the PSP"
+        repeat = httpx.post(url, json={"text": EVIDENCE}, headers={**auth, "Idempotency-Key": "same"}, timeout=30)
+    finally:
+        release.set()
+        a.join(40)
+    assert repeat.status_code == 409 and repeat.json()["error"]["type"] == "idempotency_error", repeat.text
+    assert _answer(out["same"]) == (200, "under_review", False), out["same"].text
+    replay = httpx.post(url, json={"text": EVIDENCE}, headers={**auth, "Idempotency-Key": "same"}, timeout=30)
+    assert replay.json() == out["same"].json()
+    assert len(calls) == 1
+    assert sandbox.dispute(d.psp_dispute_id)["evidence"]["reference"] == d.id
