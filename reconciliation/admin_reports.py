@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from payera.backoffice.actions import reason_action
+from payera.backoffice.actions import ReasonForm, reason_action
 from payera.backoffice.models import StaffActionOutcome
 from payera.backoffice.services import staff_action_record
 from payera.core.errors import PayeraError
@@ -345,9 +345,10 @@ class StatementLineAdmin(ReadOnlyAllMerchantsAdmin):
                             LINE_CSV_COLUMNS, "reconciliation-lines.csv")
 
 
-class ReasonForm(forms.Form):
-    # 5+ characters, as every back-office reason (payera.backoffice.actions.ReasonForm)
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=5, max_length=2000)
+class DiscrepancyActionForm(ReasonForm):
+    """The back office's reason (payera.backoffice.actions.ReasonForm: 5+ characters, as the
+    services require), and a resolution's optional adjustment."""
+
     adjustment = forms.IntegerField(
         required=False, initial=0,
         help_text="Resolve only, one discrepancy at a time: minor units of its capture, refund or dispute taken off "
@@ -356,9 +357,9 @@ class ReasonForm(forms.Form):
     currency = forms.CharField(required=False, max_length=3, help_text="The adjustment's currency (ISO code).")
 
 
-class SuspenseForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=5, max_length=2000,
-                             help_text="What explains the money (audited).")  # fmt: skip
+class SuspenseForm(ReasonForm):
+    """The back office's reason (what explains the money, audited) and where the money goes."""
+
     to = forms.ChoiceField(choices=[
         ("receivable", "the PSP receivable of a capture or refund of ours"),
         ("merchant", "a merchant's pending balance"),
@@ -474,7 +475,7 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
         """A reason form first (Django's intermediate action page); then the service per row."""
         from reconciliation import services
 
-        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        form = DiscrepancyActionForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
             adjustment = (form.cleaned_data["adjustment"] or 0) if verb == "resolve" else 0
             currency = form.cleaned_data["currency"].strip().upper()

@@ -8,9 +8,10 @@ class ReconciliationConfig(AppConfig):
     def ready(self) -> None:
         from payera.audit import registry
         from payera.backoffice.panels import Panel, panel_register
+        from payera.core.metrics import state_gauges_register
         from reconciliation import checks  # noqa: F401 - registers the system checks
         from reconciliation.models import Discrepancy, MerchantPayoutSettings, Payout, ReconciliationRun, SettlementRun
-        from reconciliation.panels import payouts_panel
+        from reconciliation.panels import payouts_panel, pull_failing_gauges, settlement_pull_panel
 
         registry.register(Payout)
         registry.register(SettlementRun)
@@ -26,3 +27,14 @@ class ReconciliationConfig(AppConfig):
                 compute=payouts_panel,
             )
         )
+        panel_register(
+            Panel(
+                key="reconciliation.settlement_pull",
+                title="Settlement reports",
+                order=71,
+                permissions=("reconciliation.view_reconciliationrun",),
+                compute=settlement_pull_panel,
+                description="Days whose pulled PSP report keeps failing to import.",
+            )
+        )
+        state_gauges_register(pull_failing_gauges)

@@ -22,13 +22,13 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from payera.backoffice.models import StaffActionOutcome
-from payera.backoffice.services import staff_action_record
+from payera.backoffice.services import REASON_MIN_LENGTH, staff_action_record
 from payera.core.errors import PayeraError
 
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(
-        label="Reason", min_length=5, max_length=1000, strip=True,
+        label="Reason", min_length=REASON_MIN_LENGTH, max_length=1000, strip=True,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Why (a ticket number, the merchant's request...). Kept in the back-office action log.",
     )

@@ -41,6 +41,11 @@ def staff_otp_device_enrol(
     return EnrolledDevice(device_id=device.pk, username=username, config_url=device.config_url)
 
 
+# A staff action's reason (why: a ticket, the merchant's request): at least this many characters
+# once trimmed, in the admin's ReasonForm and in the services that move money on a staff action.
+REASON_MIN_LENGTH = 5
+
+
 def staff_action_record(*, user, action: str, object_type: str, object_id: str, reason: str, outcome: str,
                         merchant_id: str = "", detail: str = ""):
     """One row of `StaffAction`: who did what to which object, why, and how it ended."""

@@ -69,10 +69,22 @@ LEDGER_VERIFY_FAILURES = Gauge(
 )
 
 
+# Domain apps add their own state gauges here (in AppConfig.ready), computed at scrape time as the
+# platform's: a callable yielding metric families (the platform knows no domain app).
+STATE_GAUGES: list = []
+
+
+def state_gauges_register(collect) -> None:
+    if collect not in STATE_GAUGES:
+        STATE_GAUGES.append(collect)
+
+
 class PlatformCollector:
     """Gauges from the database, computed when scraped (same in every worker)."""
 
     def collect(self):
+        for domain in STATE_GAUGES:
+            yield from domain()
         from payera.events.ops import backlog_snapshot
 
         snap = backlog_snapshot(now=timezone.now())

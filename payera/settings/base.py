@@ -498,6 +498,11 @@ CELERY_BEAT_SCHEDULE["reconciliation-payout-run"] = {
 # The nightly pull also fetches the earlier days of this window that no finished import covers
 # (a night the PSP could not be reached): docs/reconciliation.md, "Three ways in".
 RECONCILIATION_PULL_CATCH_UP_DAYS = env.int("RECONCILIATION_PULL_CATCH_UP_DAYS", default=7)
+# A day whose pulled file does not import (refused: malformed, cut short; or its import failed) is
+# fetched again each night of the window; from this many failed nights on it is flagged for operations
+# (error log, dashboard "Settlement reports", gauge payera_reconciliation_pull_failing_days; runbook
+# reconciliation-pull-failing.md).
+RECONCILIATION_PULL_ALERT_AFTER_FAILURES = env.int("RECONCILIATION_PULL_ALERT_AFTER_FAILURES", default=3)
 # An import that progressed (its run's heartbeat: a chunk loaded, a phase begun, a heal inquiry)
 # within this many minutes is running: the same file, or another file of an overlapping period, is
 # `settlement_run_busy`; one that has not progressed for longer crashed and the next import takes

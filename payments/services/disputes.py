@@ -258,6 +258,15 @@ def _dispute_follow(payment: Payment, dispute: Dispute, *, status: DisputeStatus
     return ""
 
 
+def _dispute_locked(dispute_id: str) -> tuple[Payment, Dispute]:
+    """The dispute under its payment's lock (the payment row guards its disputes): the payment
+    locked (`payment_lock`, inside the caller's transaction), then the dispute read afresh, so
+    what the caller decides on is what no one else can change until it commits."""
+    payment_id = Dispute.objects.values_list("payment_id", flat=True).get(pk=dispute_id)
+    payment = payment_lock(payment_id)
+    return payment, Dispute.objects.get(pk=dispute_id)
+
+
 MAX_EVIDENCE = 10_000
 
 
@@ -290,9 +299,7 @@ def _evidence_start(*, merchant: Merchant, dispute_id: str, text: str, actor: st
     may have reached the PSP), False: a resend of evidence already pending."""
     from payments.selectors import dispute_get
 
-    d0 = dispute_get(merchant=merchant, dispute_id=dispute_id)
-    payment_lock(d0.payment_id)
-    dispute = Dispute.objects.get(pk=d0.pk)
+    _, dispute = _dispute_locked(dispute_get(merchant=merchant, dispute_id=dispute_id).pk)
     if dispute.status != DS.NEEDS_RESPONSE:
         if dispute.evidence_submitted_at is not None and dispute.evidence_text == text:
             return dispute, False, False
@@ -300,7 +307,12 @@ def _evidence_start(*, merchant: Merchant, dispute_id: str, text: str, actor: st
     if dispute.evidence_pending_at is not None:
         if dispute.evidence_text != text:
             raise DisputeEvidencePendingError()
-        return dispute, True, False  # the same evidence again: the same submission at the PSP (its key)
+        # the same evidence again: the same submission at the PSP (its key). This send now owns the
+        # pending evidence (its time): an earlier send's "not taken" no longer ends it while this
+        # one is out, and recovery waits its grace period as after a first send
+        dispute.evidence_pending_at = now()
+        dispute.save(update_fields=["evidence_pending_at", "updated_at"])
+        return dispute, True, False
     if dispute.evidence_due_by is not None and now() > dispute.evidence_due_by:
         raise DisputeEvidencePastDueError()
     dispute.evidence_text = text
@@ -342,10 +354,12 @@ def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool, first: dt
             logger.warning("dispute %s: evidence sent to %s, outcome unknown (%s); left pending", dispute_id,
                            dispute.connector, exc.code)
             return Dispute.objects.get(pk=dispute_id)
-        _evidence_not_taken(dispute_id=dispute_id, pending_at=first,
-                            note=f"{exc.code}: not taken by {dispute.connector}")
+        ended = _evidence_not_taken(dispute_id=dispute_id, pending_at=first,
+                                    note=f"{exc.code}: not taken by {dispute.connector}")
         logger.warning("dispute %s: %s did not take the evidence (%s)", dispute_id, dispute.connector, exc.code)
-        if not raise_errors:
+        if not raise_errors or not ended:
+            # not ended: a later send of the same evidence (the merchant's repeat) is out or was
+            # taken meanwhile; the answer is the dispute as it now is (pending, or under review)
             return Dispute.objects.get(pk=dispute_id)
         if isinstance(exc, PspUnavailableError):
             raise DisputeEvidencePspUnavailableError() from None
@@ -360,9 +374,7 @@ def _evidence_send(*, dispute_id: str, actor: str, raise_errors: bool, first: dt
 
 @transaction.atomic(durable=True)
 def _evidence_mismatch(*, dispute_id: str, note: str, notify: bool) -> Dispute:
-    d0 = Dispute.objects.only("payment_id").get(pk=dispute_id)
-    payment_lock(d0.payment_id)
-    dispute = Dispute.objects.get(pk=dispute_id)
+    _, dispute = _dispute_locked(dispute_id)
     if dispute.status != DS.NEEDS_RESPONSE or dispute.evidence_submitted_at is not None:
         return dispute  # moved meanwhile (the PSP's webhook): nothing to flag
     return _evidence_end(dispute, error=f"{EVIDENCE_MISMATCH}: {note}", notify=notify)
@@ -382,10 +394,12 @@ def _evidence_end(dispute: Dispute, *, error: str, notify: bool) -> Dispute:
 
 
 @transaction.atomic(durable=True)
-def _evidence_not_taken(*, dispute_id: str, pending_at: dt.datetime, note: str) -> None:
-    Dispute.objects.filter(pk=dispute_id, evidence_submitted_at__isnull=True, evidence_pending_at=pending_at).update(
-        evidence_pending_at=None, evidence_next_send_at=None, evidence_error=note[:200], updated_at=now()
-    )
+def _evidence_not_taken(*, dispute_id: str, pending_at: dt.datetime, note: str) -> bool:
+    """The first send was not taken: nothing pending any more, unless the evidence was taken or
+    sent again (its pending time moved) meanwhile. Returns whether it ended the pending evidence."""
+    return bool(Dispute.objects.filter(
+        pk=dispute_id, evidence_submitted_at__isnull=True, evidence_pending_at=pending_at
+    ).update(evidence_pending_at=None, evidence_next_send_at=None, evidence_error=note[:200], updated_at=now()))
 
 
 @transaction.atomic(durable=True)
@@ -394,9 +408,7 @@ def _evidence_record(*, dispute_id: str, result: DisputeEvidenceResult, actor: s
     nothing pending, the refusal kept in `evidence_error`. `notify`: the answer came outside the
     merchant's request (recovery's resend of pending evidence), so the merchant learns of it by
     the event `dispute.updated` (the dispute object, with `evidence_error` when refused)."""
-    d0 = Dispute.objects.only("payment_id").get(pk=dispute_id)
-    payment = payment_lock(d0.payment_id)
-    dispute = Dispute.objects.get(pk=dispute_id)
+    payment, dispute = _dispute_locked(dispute_id)
     if result.outcome == Outcome.APPROVED:
         moved = transition(dispute, "submit_evidence", payment=payment, actor=actor, text=dispute.evidence_text,
                            at=now(), data={"psp_reference": result.psp_reference or ""})
@@ -447,12 +459,19 @@ def dispute_evidence_resend(*, dispute_id: str) -> Dispute:
     return dispute
 
 
+@transaction.atomic(durable=True)
 def _evidence_reschedule(*, dispute_id: str, pending_at: dt.datetime) -> None:
-    sends = Dispute.objects.values_list("evidence_sends", flat=True).get(pk=dispute_id) + 1
+    """Count one more resend of the evidence pending since `pending_at` and schedule the next one,
+    under the payment's lock: two resends at once (recovery's run and an operator's recovery of
+    the payment) count two. Nothing when that evidence is no longer pending (taken, decided or
+    sent again meanwhile)."""
+    _, dispute = _dispute_locked(dispute_id)
+    if dispute.status != DS.NEEDS_RESPONSE or dispute.evidence_pending_at != pending_at:
+        return
+    sends = dispute.evidence_sends + 1
     if sends == setting("PAYMENTS_RECOVERY_MAX_INQUIRIES", 9):
         logger.error("dispute %s: evidence still without the PSP's answer after %s resends: support must look",
                      dispute_id, sends)
-    # only while that same evidence is still pending (not taken or decided meanwhile)
-    Dispute.objects.filter(pk=dispute_id, evidence_pending_at=pending_at).update(
-        evidence_sends=sends, evidence_next_send_at=now() + recovery_delay(sends), updated_at=now()
-    )
+    dispute.evidence_sends = sends
+    dispute.evidence_next_send_at = now() + recovery_delay(sends)
+    dispute.save(update_fields=["evidence_sends", "evidence_next_send_at", "updated_at"])

@@ -19,6 +19,7 @@ from django_fsm import can_proceed
 
 from ledger import services as ledger_services
 from ledger.types import Accounts, JournalKind, PostingLine
+from payera.backoffice.services import REASON_MIN_LENGTH
 from payera.core.errors import InvalidRequestError
 from payera.core.masking import mask_account_numbers
 from psp_adapters.port import SettlementKind
@@ -102,8 +103,11 @@ def _check(user, perm: str, reason: str) -> str:
     if not (user is not None and user.is_active and user.has_perm(f"reconciliation.{perm}")):
         raise DiscrepancyPermissionError()
     reason = (reason or "").strip()
-    if not reason:
-        raise InvalidRequestError("A reason is required.", param="reason")
+    if len(reason) < REASON_MIN_LENGTH:  # the back office's minimum (its ReasonForm), whoever calls
+        raise InvalidRequestError(
+            f"A reason of at least {REASON_MIN_LENGTH} characters is required (why: a ticket, what was found).",
+            param="reason",
+        )
     # shown, exported and posted as a memo (permanent): a card number or IBAN typed in is masked, nothing else
     return mask_account_numbers(reason)
 

@@ -1365,6 +1365,7 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
             except (PspError, NotImplementedError) as exc:
                 logger.warning("settlement report of %s for %s not fetched: %s", psp, when, exc)
                 continue
+            failed_before = _pull_failures(psp, when)  # an import may take the failed run over and drop it
             try:
                 out[psp] = _pull_import(psp=psp, raw=raw, when=when, deadline=deadline)
             except PullDeadlineError as exc:
@@ -1378,6 +1379,11 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
                 known = isinstance(exc, SettlementFileInvalidError)
                 logger.error("settlement report of %s for %s not imported: %s", psp, when, _first_line(exc),
                              exc_info=not known)  # fmt: skip
+                try:  # the day stays due (also when another file of it is imported), and is counted
+                    _pull_failed(psp=psp, raw=raw, when=when, failed_before=failed_before,
+                                 reason=("refused: " if known else "failed: ") + _first_line(exc))  # fmt: skip
+                except Exception:  # noqa: BLE001  (best effort: the pull goes on with the others)
+                    logger.exception("settlement report of %s for %s: its failure could not be recorded", psp, when)
     if left:
         logger.warning("settlement report pull stopped at its deadline (%g s); left for the next pull: %s",
                        pull_deadline(), ", ".join(left))  # fmt: skip
@@ -1443,6 +1449,76 @@ def _pull_left(*, psp: str, raw: bytes, when: dt.date, reason: str) -> None:
         )  # fmt: skip
     elif run.status == ReconRunStatus.FAILED:
         ReconciliationRun.objects.filter(pk=run.pk).update(summary={**(run.summary or {}), **summary})
+
+
+def pull_alert_after() -> int:
+    """After how many nights a pulled file of a day that does not import is flagged for operations
+    (setting RECONCILIATION_PULL_ALERT_AFTER_FAILURES, default 3: within the 7-day catch-up
+    window, so that someone can still obtain the file while the pull would take it)."""
+    from django.conf import settings
+
+    return max(1, int(getattr(settings, "RECONCILIATION_PULL_ALERT_AFTER_FAILURES", 3)))
+
+
+def _day_runs(psp: str, when: dt.date):
+    return ReconciliationRun.objects.filter(psp=psp, period_start__lte=when).filter(
+        Q(period_end__gte=when) | Q(period_end__isnull=True, period_start=when)
+    )
+
+
+def _pull_failures(psp: str, when: dt.date) -> int:
+    """How many nights the pulled file of `when` failed so far (its day's failed runs)."""
+    runs = _day_runs(psp, when).filter(status=ReconRunStatus.FAILED, summary__has_key="pull_failures")
+    return max((int(r["pull_failures"]) for r in runs.values_list("summary", flat=True)), default=0)
+
+
+@transaction.atomic(durable=True)
+def _pull_failed(*, psp: str, raw: bytes, when: dt.date, reason: str, failed_before: int) -> None:
+    """The pulled file of `when` did not import (refused at parse: malformed, cut short; or its
+    import failed). Recorded on a `failed` run of the file marked `pull_left` (created for a refused
+    file, which left no run; the period its day), so that pull_days fetches the day again each
+    night although another file of the day covers it, until a scheduled import of the day is done.
+    `pull_failures` counts the nights the day failed (`failed_before`: read before the import, which
+    may take a failed run over; the PSP may send other bytes each night); from pull_alert_after()
+    on the day is flagged for operations (`needs_operations`, an error in the log;
+    `pull_failing_days`: dashboard and metric). A run of the file since done or importing is left
+    alone."""
+    reconcile_start_lock(psp)
+    sha = hashlib.sha256(raw).hexdigest()
+    run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha).first()
+    if run is not None and run.status != ReconRunStatus.FAILED:
+        return
+    failures = 1 + max(failed_before, _pull_failures(psp, when))
+    now = timezone.now()
+    summary = {"error": f"pulled file of {when.isoformat()} {reason}"[:500], "pull_left": True,
+               "pull_failures": failures, "pull_day": when.isoformat()}  # fmt: skip
+    if failures >= pull_alert_after():
+        summary["needs_operations"] = True
+        logger.error("settlement report of %s for %s: its pulled file did not import for %s nights (%s); flagged "
+                     "for operations (runbook reconciliation-pull-failing.md)", psp, when, failures, reason)
+    if run is None:
+        ReconciliationRun.objects.create(
+            psp=psp, file_sha256=sha, file_name=f"{psp}-{when.isoformat()}.csv", source="scheduled",
+            created_by="system:scheduler", period_start=when, period_end=when, status=ReconRunStatus.FAILED,
+            created_at=now, progress_at=now, finished_at=now, summary=summary,
+        )  # fmt: skip
+    else:
+        ReconciliationRun.objects.filter(pk=run.pk).update(summary={**(run.summary or {}), **summary})
+
+
+def pull_failing_days(*, psp: str | None = None) -> list[tuple[str, dt.date]]:
+    """The (PSP, day) pairs flagged for operations: a pulled file of the day failed
+    pull_alert_after() nights or more, and no scheduled import of the day is done since."""
+    flagged = ReconciliationRun.objects.filter(status=ReconRunStatus.FAILED, summary__needs_operations=True)
+    if psp is not None:
+        flagged = flagged.filter(psp=psp)
+    out: set[tuple[str, dt.date]] = set()
+    for name, day, at in flagged.values_list("psp", "summary__pull_day", "created_at"):
+        when = dt.date.fromisoformat(day)
+        later = _day_runs(name, when).filter(status=ReconRunStatus.DONE, source="scheduled", created_at__gt=at)
+        if not later.exists():
+            out.add((name, when))
+    return sorted(out)
 
 
 def _still_busy(psp: str, runs: tuple[str, ...]) -> bool:

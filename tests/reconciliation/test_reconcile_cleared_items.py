@@ -147,7 +147,7 @@ def test_a_currency_mismatch_is_settled_as_reported_each_currency_apart(client, 
 
     bad = alpha_day(off, keep=(1,)).discrepancies.get(kind="currency_mismatch")
     with pytest.raises(DiscrepancyMoneyError, match="does not add up"):
-        discrepancy_settle_as_reported(discrepancy_id=bad.pk, user=finance("fin2"), reason="x")
+        discrepancy_settle_as_reported(discrepancy_id=bad.pk, user=finance("fin2"), reason="a refusal")
 
 
 def test_the_cleared_items_lookup_reads_the_partial_index_only(a_day_of_payments):

@@ -198,7 +198,12 @@ def test_the_scheduled_pull_goes_on_when_one_psp_serves_a_report_cut_short(a_day
         server.shutdown()
         server.server_close()
         adapters_reset()
-    assert [r.psp for r in ReconciliationRun.objects.all()] == ["beta"]  # alpha's refused file left no run
+    assert ReconciliationRun.objects.get(psp="beta").status == "done"
+    # alpha's refused file imported nothing; its day is kept due by a failed run of the pull
+    # (test_reconcile_pull_refused_file.py): no lines, the failure counted
+    refused = ReconciliationRun.objects.get(psp="alpha")
+    assert (refused.status, refused.period_start, refused.summary["pull_failures"]) == ("failed", today(), 1)
+    assert not refused.lines.exists()
 
 
 def test_a_report_sent_again_with_other_line_ends_opens_no_discrepancy_but_a_row_paid_twice_does(a_day_of_payments):

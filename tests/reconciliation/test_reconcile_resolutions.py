@@ -160,7 +160,7 @@ def test_a_line_payera_does_not_know_settled_as_reported_goes_to_suspense(client
     assert [a["amount"] for a in receivable_aging(psp="alpha")] == [730]
     # a missing-at-PSP item has no line to settle
     with pytest.raises(DiscrepancyMoneyError, match="settled as reported"):
-        discrepancy_settle_as_reported(discrepancy_id=missing.pk, user=finance("fin2"), reason="x")
+        discrepancy_settle_as_reported(discrepancy_id=missing.pk, user=finance("fin2"), reason="a refusal")
 
 
 def test_writing_off_what_the_psp_will_never_pay_is_a_loss_and_leaves_the_aging(client, a_day_of_payments):
@@ -207,7 +207,7 @@ def test_a_report_line_is_written_off_without_money(client, a_day_of_payments):
     other = alpha_day(paid_again, keep=(1,))
     dup = other.discrepancies.get(kind="duplicate")
     with pytest.raises(DiscrepancyMoneyError, match="nothing to take off"):
-        discrepancy_resolve(discrepancy_id=dup.pk, user=finance("fin2"), reason="x", adjustment=100)
+        discrepancy_resolve(discrepancy_id=dup.pk, user=finance("fin2"), reason="a refusal", adjustment=100)
 
 
 def test_the_run_page_sums_each_currency_apart(client, day):

@@ -51,7 +51,7 @@ def test_suspense_moved_to_a_merchant_and_back_to_the_psp_once_each(client, a_da
     act(client, "reallocate_suspense", [d.pk], to="merchant", merchant_id=alpha_merchant.id, currency="EUR", move="1")
     assert moves() == 0
     with pytest.raises(DiscrepancyPermissionError):
-        suspense_reallocate(discrepancy_id=d.pk, user=make_staff("ops2", role="operations"), reason="x",
+        suspense_reallocate(discrepancy_id=d.pk, user=make_staff("ops2", role="operations"), reason="a refusal",
                             to="psp_refund_due")  # fmt: skip
     otp_force_login(client, finance())
     page = client.post("/admin/reconciliation/discrepancy/",
@@ -81,7 +81,7 @@ def test_suspense_moved_to_a_merchant_and_back_to_the_psp_once_each(client, a_da
         ("done", False), ("done", True), ("done", False), ("done", True)]
     # nothing is left: a third move is refused
     with pytest.raises(DiscrepancyMoneyError, match="nothing in suspense"):
-        suspense_reallocate(discrepancy_id=d.pk, user=finance("fin2"), reason="x", to="psp_refund_due")
+        suspense_reallocate(discrepancy_id=d.pk, user=finance("fin2"), reason="a refusal", to="psp_refund_due")
     # audited: the moves are in the discrepancy's audit trail
     assert AuditLogEntry.objects.filter(object_pk=str(d.pk), changes__icontains="suspense_moves").count() == 2
     ties_out()
@@ -120,14 +120,14 @@ def test_bad_moves_are_refused_with_clear_errors(a_day_of_payments):
     # a discrepancy that put nothing into suspense (the 730 missing at the PSP)
     missing = Discrepancy.objects.get(kind="missing_at_psp")
     with pytest.raises(DiscrepancyMoneyError, match="nothing in suspense"):
-        suspense_reallocate(discrepancy_id=missing.pk, user=fin, reason="x", to="psp_refund_due")
+        suspense_reallocate(discrepancy_id=missing.pk, user=fin, reason="a refusal", to="psp_refund_due")
     # finance limited to the beta merchant may not move money of a line no merchant owns
     from payera.staff.access import staff_grant_merchant
 
     limited = make_staff("fin_beta", role="finance")
     staff_grant_merchant(user=limited, merchant_id=beta_merchant.id)
     with pytest.raises(DiscrepancyPermissionError):
-        suspense_reallocate(discrepancy_id=d.pk, user=limited, reason="x", to="psp_refund_due")
+        suspense_reallocate(discrepancy_id=d.pk, user=limited, reason="a refusal", to="psp_refund_due")
     assert moves() == 0 and asset(Accounts.suspense("EUR")) == -730
 
 
@@ -162,7 +162,7 @@ def test_suspense_moved_to_the_receivable_of_the_capture_it_paid(a_day_of_paymen
     assert receivable_aging(psp="alpha") == []
     # it can be moved again: not to the capture (settled by its line now), but back to the PSP
     with pytest.raises(DiscrepancyMoneyError, match="has 0 EUR on the PSP receivable"):
-        suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="x", to="receivable", object_id=capture.id)
+        suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="a refusal", to="receivable", object_id=capture.id)
     for merchant_id in ("", "mer_ignored"):  # twice; a merchant id means nothing for this target
         suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="paid twice", to="psp_refund_due", move=2,
                             merchant_id=merchant_id)  # fmt: skip
