@@ -45,6 +45,25 @@ def _validate_connectors(connectors: list[str] | None) -> list[str]:
     return names
 
 
+def validate_connectors(connectors) -> list[str]:
+    """A merchant's connector list as typed anywhere (command, admin): a list of known names, in
+    routing order, each once. Raises `MerchantInvalidError`."""
+    if not isinstance(connectors, list) or not all(isinstance(c, str) for c in connectors):
+        raise MerchantInvalidError("Connectors are a list of connector names.", param="connectors")
+    return _validate_connectors(connectors)
+
+
+def validate_fee_schedule(name: str) -> str:
+    """A fee schedule that exists (`PAYMENT_FEE_SCHEDULES`): an unknown name would not fail, the
+    fee lookup falls back to `standard`, so a typo would charge the merchant the wrong fees."""
+    known = sorted(getattr(settings, "PAYMENT_FEE_SCHEDULES", {}) or {})
+    if name not in known:
+        raise MerchantInvalidError(
+            f"Unknown fee schedule: {name!r}. Known: {', '.join(known)}.", param="fee_schedule"
+        )
+    return name
+
+
 def _validate_currency(code: str) -> str:
     normalized = (code or "").strip().upper()
     if len(normalized) != 3 or pycountry.currencies.get(alpha_3=normalized) is None:
@@ -78,7 +97,7 @@ def merchant_create(
         connectors=_validate_connectors(connectors),
         default_currency=_validate_currency(default_currency),
         settlement_delay_days=settlement_delay_days,
-        fee_schedule=fee_schedule,
+        fee_schedule=validate_fee_schedule(fee_schedule),
     )
     merchant.save(force_insert=True)
     return merchant

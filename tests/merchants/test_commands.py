@@ -69,3 +69,14 @@ def test_merchant_suspend_command(merchant, api_key):
     assert client_for(api_key.secret).get("/v1/customers").status_code == 401
     run("merchant_suspend", merchant.id, "--reactivate", "--json")
     assert client_for(api_key.secret).get("/v1/customers").status_code == 200
+
+
+def test_create_merchant_with_an_unknown_fee_schedule_fails_and_creates_nothing():
+    """A mistyped `--fee-schedule` (`zer0` for a merchant who negotiated `zero`) was stored as it
+    was and exited 0: every capture then silently charged the `standard` fees (the fee lookup falls
+    back to it). It is refused now, naming the schedules that exist."""
+    with pytest.raises(CommandError, match="zer0.*standard"):
+        run("create_merchant", "Typo", "--fee-schedule", "zer0", "--json")
+    assert not Merchant.objects.exists()
+    data = json.loads(run("create_merchant", "Zero", "--fee-schedule", "zero", "--json"))
+    assert Merchant.objects.get(pk=data["merchant"]).fee_schedule == "zero"
