@@ -63,3 +63,15 @@ def test_an_unknown_merchant_is_refused(settled, command):
     with pytest.raises(CommandError, match="mer_typo"):
         call_command(command, "--merchant", "mer_typo", "--json", stdout=StringIO())
     assert SettlementRun.objects.count() == runs and not Payout.objects.exists()
+
+
+def test_reconcile_tells_an_unknown_psp_from_one_without_credentials(tmp_path):
+    """Both were "unknown PSP": `--psp alpha` on a database whose secrets backend has no alpha
+    credentials yet said "unknown PSP 'alpha'", sending the operator after a typo that was not there."""
+    report = tmp_path / "report.csv"
+    report.write_text("a,b\n")
+    with pytest.raises(CommandError) as missing:
+        call_command("reconcile", str(report), "--psp", "alpha", "--json", stdout=StringIO())
+    assert "unknown" not in str(missing.value).lower() and "credentials" in str(missing.value)
+    with pytest.raises(CommandError, match=r"unknown PSP 'gamma'.*alpha, beta"):
+        call_command("reconcile", str(report), "--psp", "gamma", "--json", stdout=StringIO())
