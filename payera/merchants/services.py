@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from payera.core.masking import has_card_number
 from payera.merchants import keys
 from payera.merchants.errors import ApiKeyNotFoundError, MerchantInvalidError, MerchantNotFoundError, MerchantStateError
 from payera.merchants.models import ApiKey, ApiKeyScope, Merchant
@@ -43,6 +44,13 @@ def _validate_connectors(connectors: list[str] | None) -> list[str]:
     if len(names) > MAX_CONNECTORS:
         raise MerchantInvalidError(f"At most {MAX_CONNECTORS} connectors.", param="connectors")
     return names
+
+
+def _refuse_card_number(text: str, *, param: str) -> None:
+    """A name shown on every back-office page that names the row never holds a card number (the
+    admin's forms refuse one too); the message never quotes it."""
+    if has_card_number(text):
+        raise MerchantInvalidError(f"The {param} holds a card number, which may not be stored.", param=param)
 
 
 def validate_connectors(connectors) -> list[str]:
@@ -90,6 +98,7 @@ def merchant_create(
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise MerchantInvalidError("A merchant name of 1-200 characters is required.", param="name")
+    _refuse_card_number(name, param="name")
     if not 0 <= settlement_delay_days <= 60:
         raise MerchantInvalidError("settlement_delay_days must be between 0 and 60.", param="settlement_delay_days")
     merchant = Merchant(
@@ -135,6 +144,10 @@ def api_key_create(
         raise MerchantInvalidError(f"scope must be one of {', '.join(ApiKeyScope.values)}.", param="scope")
     if expires_at is not None and expires_at <= timezone.now():
         raise MerchantInvalidError("expires_at must be in the future.", param="expires_at")
+    name = (name or "").strip()
+    if len(name) > ApiKey._meta.get_field("name").max_length:
+        raise MerchantInvalidError("An API key name has at most 100 characters.", param="name")
+    _refuse_card_number(name, param="name")
     for _ in range(3):
         secret = keys.generate_key()
         try:
