@@ -75,3 +75,12 @@ def test_reconcile_tells_an_unknown_psp_from_one_without_credentials(tmp_path):
     assert "unknown" not in str(missing.value).lower() and "credentials" in str(missing.value)
     with pytest.raises(CommandError, match=r"unknown PSP 'gamma'.*alpha, beta"):
         call_command("reconcile", str(report), "--psp", "gamma", "--json", stdout=StringIO())
+
+
+@pytest.mark.parametrize("args", [["--max-age-days", "0"], ["--max-age-days", "-1"], ["--max-age-days", "999999999"],
+                                  ["--limit", "0"], ["--limit", "-5"]])  # fmt: skip
+def test_reconcile_heal_refuses_a_window_or_limit_that_can_not_be(args):
+    """A negative or zero window or limit looked at nothing and exited 0 ("0 lines": all seemed
+    healed); a window past the calendar's start ended in an OverflowError traceback."""
+    with pytest.raises(CommandError, match=args[0]):
+        call_command("reconcile_heal", *args, "--json", stdout=StringIO())
