@@ -337,8 +337,9 @@ class PaymentAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
         return reason_page(
             self, request, payment, action="payments.refund", form_class=RefundForm, initial={"amount": left},
             title=f"Refund payment (up to {money(left, payment.currency)}; above "
-                  f"{money(payment.merchant.refund_approval_threshold, payment.currency)} a second finance user "
-                  "approves)", button="Refund", perform=perform, done_url=self._page_url(payment))
+                  f"{money(payment.merchant.refund_approval_threshold, payment.currency)} refunded without "
+                  "approval, this one included, a second finance user approves)", button="Refund", perform=perform,
+            done_url=self._page_url(payment))
 
     def cancel_view(self, request, object_id):
         payment = self._payment_or_404(request, object_id, self.has_cancel_permission(request))

@@ -8,12 +8,46 @@ needs its own permission: `merchants.suspend_merchant`, `merchants.revoke_apikey
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
 from payera.backoffice.actions import reason_action
+from payera.backoffice.card_numbers import holds_card_number
 from payera.backoffice.models import StaffActionOutcome
+from payera.merchants.errors import MerchantInvalidError
 from payera.merchants.models import ApiKey, Merchant
-from payera.merchants.services import api_key_revoke, merchant_reactivate, merchant_suspend
+from payera.merchants.services import (
+    api_key_revoke,
+    merchant_reactivate,
+    merchant_suspend,
+    validate_connectors,
+    validate_fee_schedule,
+)
+
+
+class MerchantForm(forms.ModelForm):
+    """The merchant's page checks what is typed as `create_merchant` does: connectors the router
+    can use, a fee schedule that exists (an unknown one silently charged `standard` fees)."""
+
+    class Meta:
+        model = Merchant
+        fields = ("name", "default_currency", "settlement_delay_days", "fee_schedule", "connectors",
+                  "refund_approval_threshold")
+
+    def _checked(self, check, name: str):
+        value = self.cleaned_data.get(name)
+        if holds_card_number(value):  # the site's forms refuse it as such, without quoting it
+            return value
+        try:
+            return check(value)
+        except MerchantInvalidError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    def clean_connectors(self):
+        return self._checked(validate_connectors, "connectors")
+
+    def clean_fee_schedule(self):
+        return self._checked(validate_fee_schedule, "fee_schedule")
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -29,6 +63,7 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
+    form = MerchantForm
     list_display = ("id", "name", "status", "default_currency", "settlement_delay_days", "created_at")
     list_filter = ("status", "default_currency")
     search_fields = ("id", "name")

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from payera.core.masking import has_card_number
 from payera.merchants import keys
 from payera.merchants.errors import ApiKeyNotFoundError, MerchantInvalidError, MerchantNotFoundError, MerchantStateError
 from payera.merchants.models import ApiKey, ApiKeyScope, Merchant
@@ -45,6 +46,32 @@ def _validate_connectors(connectors: list[str] | None) -> list[str]:
     return names
 
 
+def _refuse_card_number(text: str, *, param: str) -> None:
+    """A name shown on every back-office page that names the row never holds a card number (the
+    admin's forms refuse one too); the message never quotes it."""
+    if has_card_number(text):
+        raise MerchantInvalidError(f"The {param} holds a card number, which may not be stored.", param=param)
+
+
+def validate_connectors(connectors) -> list[str]:
+    """A merchant's connector list as typed anywhere (command, admin): a list of known names, in
+    routing order, each once. Raises `MerchantInvalidError`."""
+    if not isinstance(connectors, list) or not all(isinstance(c, str) for c in connectors):
+        raise MerchantInvalidError("Connectors are a list of connector names.", param="connectors")
+    return _validate_connectors(connectors)
+
+
+def validate_fee_schedule(name: str) -> str:
+    """A fee schedule that exists (`PAYMENT_FEE_SCHEDULES`): an unknown name would not fail, the
+    fee lookup falls back to `standard`, so a typo would charge the merchant the wrong fees."""
+    known = sorted(getattr(settings, "PAYMENT_FEE_SCHEDULES", {}) or {})
+    if name not in known:
+        raise MerchantInvalidError(
+            f"Unknown fee schedule: {name!r}. Known: {', '.join(known)}.", param="fee_schedule"
+        )
+    return name
+
+
 def _validate_currency(code: str) -> str:
     normalized = (code or "").strip().upper()
     if len(normalized) != 3 or pycountry.currencies.get(alpha_3=normalized) is None:
@@ -71,6 +98,7 @@ def merchant_create(
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise MerchantInvalidError("A merchant name of 1-200 characters is required.", param="name")
+    _refuse_card_number(name, param="name")
     if not 0 <= settlement_delay_days <= 60:
         raise MerchantInvalidError("settlement_delay_days must be between 0 and 60.", param="settlement_delay_days")
     merchant = Merchant(
@@ -78,7 +106,7 @@ def merchant_create(
         connectors=_validate_connectors(connectors),
         default_currency=_validate_currency(default_currency),
         settlement_delay_days=settlement_delay_days,
-        fee_schedule=fee_schedule,
+        fee_schedule=validate_fee_schedule(fee_schedule),
     )
     merchant.save(force_insert=True)
     return merchant
@@ -116,6 +144,10 @@ def api_key_create(
         raise MerchantInvalidError(f"scope must be one of {', '.join(ApiKeyScope.values)}.", param="scope")
     if expires_at is not None and expires_at <= timezone.now():
         raise MerchantInvalidError("expires_at must be in the future.", param="expires_at")
+    name = (name or "").strip()
+    if len(name) > ApiKey._meta.get_field("name").max_length:
+        raise MerchantInvalidError("An API key name has at most 100 characters.", param="name")
+    _refuse_card_number(name, param="name")
     for _ in range(3):
         secret = keys.generate_key()
         try:

@@ -65,6 +65,15 @@ class StaffRefundAmountError(InvalidRequestError):
     code = "amount_too_large"
 
 
+class StaffRefundNeedsApprovalError(PermissionDeniedError):
+    """Raised inside `refund_create`'s transaction (rolling the refund back before any PSP call):
+    this refund would take what staff refunded of the payment without an approval above the
+    merchant's threshold. `staff_refund_request` turns it into an approval request."""
+
+    code = "four_eyes_required"
+    default_message = "This refund takes the payment's refunds above the approval threshold."
+
+
 def _actor(user) -> str:
     return f"staff:{user.pk}"
 
@@ -96,9 +105,29 @@ class StaffRefundResult:
     approval: RefundApproval | None = None  # waits for a second finance user
 
 
+def _within_threshold(threshold: int):
+    """`refund_create`'s `on_begin` for a staff refund sent without an approval: under the
+    payment's lock, the payment's refunds that no second finance user approved (live ones, this
+    one included) must stay at or below the threshold, so a large refund split into small ones
+    still needs four eyes. Refunds sent through an approval (bound to it) are not counted."""
+
+    def check(refund: Refund) -> None:
+        approved = RefundApproval.objects.filter(payment_id=refund.payment_id, refund__isnull=False).values(
+            "refund_id")
+        before = (Refund.objects.filter(payment_id=refund.payment_id).exclude(pk=refund.pk)
+                  .exclude(status=OperationStatus.FAILED).exclude(pk__in=approved)
+                  .aggregate(s=Sum("amount"))["s"] or 0)
+        if before + refund.amount > threshold:
+            raise StaffRefundNeedsApprovalError(param="amount")
+
+    return check
+
+
 def staff_refund_request(*, user, payment_id: str, amount: int, reason: str) -> StaffRefundResult:
-    """A finance user refunds `amount` of a payment: at or below the merchant's
-    `refund_approval_threshold` it goes to the PSP now; above it, it waits for approval."""
+    """A finance user refunds `amount` of a payment. It goes to the PSP now while the payment's
+    refunds made without an approval, this one included, stay at or below the merchant's
+    `refund_approval_threshold`; above it (one large refund, or the small one that takes the
+    total past it), it waits for a second finance user's approval."""
     _require(user, REFUND_PERMISSION)
     payment = _payment_for_staff(user, payment_id)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
@@ -110,7 +139,12 @@ def staff_refund_request(*, user, payment_id: str, amount: int, reason: str) -> 
         raise StaffRefundAmountError(
             f"Refund amount ({amount}) is greater than what is left to refund ({refundable_left(payment)}), "
             "counting refunds waiting for approval.", param="amount")
-    refund = refund_create(merchant=payment.merchant, payment_id=payment.id, amount=amount, actor=_actor(user))
+    try:
+        refund = refund_create(merchant=payment.merchant, payment_id=payment.id, amount=amount, actor=_actor(user),
+                               on_begin=_within_threshold(payment.merchant.refund_approval_threshold))
+    except StaffRefundNeedsApprovalError:
+        return StaffRefundResult(approval=_approval_create(user=user, payment_id=payment.id, amount=amount,
+                                                           reason=reason))
     return StaffRefundResult(refund=refund)
 
 

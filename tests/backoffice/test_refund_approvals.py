@@ -301,3 +301,30 @@ def test_the_resume_runs_every_minute_from_beat(settings):
 
     entry = settings.CELERY_BEAT_SCHEDULE["payments-refund-approvals-resume"]
     assert entry["task"] == refund_approvals_resume_task.name and entry["schedule"] == 60.0
+
+
+def test_a_large_refund_split_into_small_ones_still_needs_a_second_approver(client, role_users, payment):
+    """Four eyes were per request: a finance user could refund 10,000 of a payment whose threshold
+    is 2,000 without anyone else, as five refunds of 2,000 (each "at or below the threshold" went
+    straight to the PSP). The threshold now holds for what staff refund of a payment without an
+    approval, all together: the refund that would take it above the threshold waits."""
+    otp_force_login(client, role_users["finance"])
+    for _ in range(5):
+        assert client.post(refund_page(payment), {"amount": 2_000, **REASON}).status_code == 302
+    sent = Refund.objects.filter(payment=payment).exclude(status=OperationStatus.FAILED)
+    assert sum(r.amount for r in sent) == 2_000  # the first one: at the threshold
+    assert [a.amount for a in RefundApproval.objects.filter(payment=payment)] == [2_000] * 4
+    assert [op.reference for op in refunds_at_psp(payment)] == [r.pk for r in sent]
+    outcomes = sorted(StaffAction.objects.filter(action="payments.refund").values_list("outcome", flat=True))
+    assert outcomes == ["done"] + ["requested"] * 4
+
+
+def test_an_approved_refund_does_not_count_against_the_threshold(role_users, payment, finance2):
+    """What a second finance user approved was looked at by two: a small refund after it goes
+    straight through again."""
+    waiting = staff_refund_request(user=role_users["finance"], payment_id=payment.pk, amount=5_000,
+                                   reason=REASON["reason"]).approval
+    refund_approval_approve(user=finance2, approval_id=waiting.pk, note="checked the return")
+    again = staff_refund_request(user=role_users["finance"], payment_id=payment.pk, amount=1_500,
+                                 reason=REASON["reason"])
+    assert again.approval is None and again.refund.status == OperationStatus.SUCCEEDED

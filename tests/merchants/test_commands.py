@@ -69,3 +69,36 @@ def test_merchant_suspend_command(merchant, api_key):
     assert client_for(api_key.secret).get("/v1/customers").status_code == 401
     run("merchant_suspend", merchant.id, "--reactivate", "--json")
     assert client_for(api_key.secret).get("/v1/customers").status_code == 200
+
+
+def test_create_merchant_with_an_unknown_fee_schedule_fails_and_creates_nothing():
+    """A mistyped `--fee-schedule` (`zer0` for a merchant who negotiated `zero`) was stored as it
+    was and exited 0: every capture then silently charged the `standard` fees (the fee lookup falls
+    back to it). It is refused now, naming the schedules that exist."""
+    with pytest.raises(CommandError, match="zer0.*standard"):
+        run("create_merchant", "Typo", "--fee-schedule", "zer0", "--json")
+    assert not Merchant.objects.exists()
+    data = json.loads(run("create_merchant", "Zero", "--fee-schedule", "zero", "--json"))
+    assert Merchant.objects.get(pk=data["merchant"]).fee_schedule == "zero"
+
+
+@pytest.mark.parametrize("args", [["--name", "n" * 101], ["--expires-in-days", "99999999"]])
+def test_api_key_create_with_a_bad_argument_is_a_clear_error_and_makes_no_key(merchant, args):
+    """A name longer than the column (a database error) and an expiry past the calendar's end
+    (OverflowError) ended in tracebacks."""
+    with pytest.raises(CommandError):
+        run("api_key_create", merchant.id, *args, "--json")
+    assert not ApiKey.objects.filter(merchant=merchant).exclude(name="initial").exists()
+
+
+@pytest.mark.parametrize("command", ["create_merchant", "api_key_create"])
+def test_a_card_number_as_a_merchant_or_key_name_is_refused(merchant, command):
+    """The merchant page refuses a card number in any field, but the commands stored one in clear
+    as a merchant's or a key's name, then shown on every back-office page that names them."""
+    pan = "4111 1111 1111 1111"
+    args = ["create_merchant", pan] if command == "create_merchant" else ["api_key_create", merchant.id, "--name", pan]
+    with pytest.raises(CommandError, match="card number") as refused:
+        run(*args, "--json")
+    assert pan not in str(refused.value) and "4111111111111111" not in str(refused.value)
+    assert not Merchant.objects.filter(name__contains="4111").exists()
+    assert not ApiKey.objects.filter(name__contains="4111").exists()

@@ -153,3 +153,18 @@ def test_staff_merchant_access_command(staff, capsys):
         call_command("staff_merchant_access", "grant", "sue", "mer_doesnotexist")
     with pytest.raises(CommandError):
         call_command("staff_merchant_access", "list", "nobody")
+
+
+@pytest.mark.parametrize("action", ["grant", "revoke"])
+def test_staff_merchant_access_command_with_an_unknown_merchant_changes_nothing(staff, action):
+    """`grant sue A mer_typo` granted A and then failed, and `revoke sue mer_typo` (a mistyped
+    id) exited 0 with the real grant left in place: the operator believed access was removed.
+    Every id is checked first; an unknown one fails the whole command and changes nothing."""
+    from django.core.management import CommandError, call_command
+
+    Merchant = apps.get_model("merchants", "Merchant")
+    a, b = Merchant.objects.create(name="A"), Merchant.objects.create(name="B")
+    staff_grant_merchant(user=staff, merchant_id=b.pk)
+    with pytest.raises(CommandError, match="mer_typo"):
+        call_command("staff_merchant_access", action, "sue", a.pk if action == "grant" else b.pk, "mer_typo")
+    assert staff_merchant_ids(staff) == {b.pk}

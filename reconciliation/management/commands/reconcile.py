@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from payera.core.errors import PayeraError
 from psp_adapters.errors import PspConfigurationError
+from psp_adapters.registry import connector_names
 from reconciliation.services import reconcile_import
 from reconciliation.services.reconcile import RunTakenOverError, run_busy_for
 
@@ -47,7 +48,10 @@ class Command(BaseCommand):
                 progress=None if quiet else self._bar,
             )
         except PspConfigurationError as exc:
-            raise CommandError(f"unknown PSP {options['psp']!r}: {exc}") from None
+            known = connector_names()
+            if options["psp"] not in known:
+                raise CommandError(f"unknown PSP {options['psp']!r} (known: {', '.join(known)})") from None
+            raise CommandError(f"PSP {options['psp']!r} is not ready to use: {exc}") from None
         except PayeraError as exc:
             raise CommandError(exc.message) from None
         except RunTakenOverError as exc:  # not a failure of the file: another import owns its run now

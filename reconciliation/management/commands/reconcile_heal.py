@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from reconciliation.services import reconcile_reheal
 
@@ -21,7 +21,14 @@ class Command(BaseCommand):
                             help="at most this many lines (default RECONCILIATION_REHEAL_LIMIT)")
         parser.add_argument("--json", action="store_true", help="print the counts as JSON")
 
+    MAX_AGE_DAYS = 36_500  # a window past this reaches before the calendar's start
+
     def handle(self, *args, **options):
+        days, limit = options["max_age_days"], options["limit"]
+        if days is not None and not 1 <= days <= self.MAX_AGE_DAYS:
+            raise CommandError(f"--max-age-days must be 1-{self.MAX_AGE_DAYS}")
+        if limit is not None and limit < 1:
+            raise CommandError("--limit must be at least 1")
         result = reconcile_reheal(max_age_days=options["max_age_days"], limit=options["limit"]).as_dict()
         if options["json"]:
             self.stdout.write(json.dumps(result))

@@ -1,9 +1,12 @@
 """Create today's payouts, send the pending ones (in transit) and write the bank's payout file."""
 
 import json
+import os
+from pathlib import Path
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from payera.merchants.models import Merchant
 from reconciliation.exports import payout_file_csv
 from reconciliation.services import payout_run, payouts_held, payouts_send
 
@@ -17,18 +20,40 @@ class Command(BaseCommand):
         parser.add_argument("--file", help="with --send: write the payout file (CSV) here ('-' for stdout)")
         parser.add_argument("--json", action="store_true", help="print a JSON report")
 
+    def _check_file(self, name: str) -> None:
+        """Refuse a file that can not be written before any payout is sent: sent payouts are in
+        transit and are not sent again, so a file lost after sending is a payout nobody pays."""
+        path = Path(name)
+        where = path if path.exists() else path.parent
+        if path.is_dir() or not where.is_dir() or not os.access(where, os.W_OK):
+            raise CommandError(f"cannot write the payout file {name}: nothing was sent")
+
     def handle(self, *args, **options):
-        outcomes = payout_run(merchant_id=options["merchant"])
-        sent = payouts_send(merchant_id=options["merchant"]) if options["send"] else []
+        merchant_id, file = options["merchant"], options["file"]
+        if merchant_id is not None and not Merchant.objects.filter(pk=merchant_id).exists():
+            raise CommandError(f"no merchant {merchant_id!r}: nothing was paid out")
+        if file and not options["send"]:
+            raise CommandError("--file writes the payouts that --send sends: add --send")
+        if file and file != "-":
+            self._check_file(file)
+        outcomes = payout_run(merchant_id=merchant_id)
+        sent = payouts_send(merchant_id=merchant_id) if options["send"] else []
         # a suspended merchant's pending payouts (created before its suspension) are not sent
-        held = payouts_held(merchant_id=options["merchant"])
-        if options["file"] and sent:
+        held = payouts_held(merchant_id=merchant_id)
+        if file and sent:
             content = payout_file_csv(sent)
-            if options["file"] == "-":
+            if file == "-":
                 self.stdout.write(content, ending="")
             else:
-                with open(options["file"], "w", encoding="utf-8", newline="") as fh:
-                    fh.write(content)
+                try:
+                    with open(file, "w", encoding="utf-8", newline="") as fh:
+                        fh.write(content)
+                except OSError as exc:
+                    raise CommandError(
+                        f"cannot write the payout file {file}: {exc.strerror}. These payouts are in transit "
+                        f"and will not be sent again: {', '.join(p.id for p in sent)}; export their bank file "
+                        "from the back office (payouts, 'Export the bank file')"
+                    ) from None
         body = {"payouts": [o.as_dict() for o in outcomes], "sent": [p.id for p in sent],
                 "held": [{"payout": p.id, "merchant": p.merchant_id, "amount": p.amount, "currency": p.currency,
                           "reason": "merchant_suspended"} for p in held]}

@@ -2,8 +2,9 @@
 
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from payera.merchants.models import Merchant
 from reconciliation.services import settlement_run
 
 
@@ -15,6 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print a JSON report")
 
     def handle(self, *args, **options):
+        if options["merchant"] is not None and not Merchant.objects.filter(pk=options["merchant"]).exists():
+            raise CommandError(f"no merchant {options['merchant']!r}: nothing was settled")
         outcomes = settlement_run(merchant_id=options["merchant"])
         body = {
             "runs": [o.as_dict() for o in outcomes],

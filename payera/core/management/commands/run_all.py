@@ -104,22 +104,57 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def _demo_key(self) -> dict | None:
-        """The demo merchant's key, created once and kept in var/ so every `make run` shows it."""
-        path = Path(settings.VAR_DIR) / "demo-merchant.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        try:
-            from io import StringIO
+        """The demo merchant's key, created once and kept in var/ so every `make run` shows it.
+        A kept key is shown again only while it still opens the API: one of another database (the
+        file outlived a reset, or DATABASE_URL changed) makes a new demo merchant, a revoked or
+        expired one a new key of the same merchant, so the printed `curl` line works."""
+        from io import StringIO
 
-            out = StringIO()
-            call_command("create_merchant", DEMO_MERCHANT, connectors="alpha,beta", json=True, stdout=out)
+        path = Path(settings.VAR_DIR) / "demo-merchant.json"
+        kept = self._read_kept(path)
+        if kept is not None and self._key_works(kept):
+            return kept
+        out = StringIO()
+        try:
+            if kept is not None and self._merchant_exists(kept["merchant"]):
+                call_command("api_key_create", kept["merchant"], name="demo", json=True, stdout=out)
+            else:
+                call_command("create_merchant", DEMO_MERCHANT, connectors="alpha,beta", json=True, stdout=out)
         except Exception as exc:  # the merchants app may not offer the command yet
             self.stderr.write(f"could not create the demo merchant: {exc}")
             return None
-        data = json.loads(out.getvalue())
+        made = json.loads(out.getvalue())
+        data = {"merchant": made["merchant"], "api_key": made["api_key"]}
         path.write_text(json.dumps(data))
         path.chmod(0o600)
         return data
+
+    @staticmethod
+    def _read_kept(path: Path) -> dict | None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(data, dict) and all(isinstance(data.get(k), str) for k in ("merchant", "api_key"))
+        return data if ok else None
+
+    @staticmethod
+    def _merchant_exists(merchant_id: str) -> bool:
+        from django.apps import apps
+
+        return apps.get_model(settings.STAFF_MERCHANT_MODEL).objects.filter(pk=merchant_id).exists()
+
+    @staticmethod
+    def _key_works(kept: dict) -> bool:
+        """Whether the kept key is this database's, live, of the kept merchant (the API's own rule
+        finds it by its prefix and hash)."""
+        from django.utils import timezone
+
+        from payera.merchants.selectors import api_key_find_by_secret
+
+        key = api_key_find_by_secret(raw_key=kept["api_key"])
+        return (key is not None and key.merchant_id == kept["merchant"] and key.revoked_at is None
+                and (key.expires_at is None or key.expires_at > timezone.now()))
 
     def _supervise(self, procs: list[tuple[str, subprocess.Popen]]) -> None:
         stop = {"now": False}

@@ -29,7 +29,10 @@ class Command(BaseCommand):
         if opts["expires_in_days"] is not None:
             if opts["expires_in_days"] <= 0:
                 raise CommandError("--expires-in-days must be positive")
-            expires_at = timezone.now() + dt.timedelta(days=opts["expires_in_days"])
+            try:
+                expires_at = timezone.now() + dt.timedelta(days=opts["expires_in_days"])
+            except OverflowError:
+                raise CommandError("--expires-in-days is past the end of the calendar") from None
         try:
             merchant = merchant_get(merchant_id=opts["merchant"])
             created = api_key_create(merchant=merchant, scope=opts["scope"], name=opts["name"], expires_at=expires_at)

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from payera.secrets.backends.local import new_master_key_entry
 
@@ -15,4 +15,8 @@ class Command(BaseCommand):
     def handle(self, *args, id, **options):
         from django.utils import timezone
 
-        self.stdout.write(new_master_key_entry(id or timezone.now().strftime("m%Y%m%d%H%M%S")))
+        try:
+            entry = new_master_key_entry(id or timezone.now().strftime("m%Y%m%d%H%M%S"))
+        except ValueError as exc:  # the key id's rule: a message, not a traceback
+            raise CommandError(str(exc)) from None
+        self.stdout.write(entry)
