@@ -305,6 +305,16 @@ def idempotency_release(*, claim: Claim) -> None:
     IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT).delete()
 
 
+@transaction.atomic(durable=True)
+def idempotency_unlock(*, claim: Claim) -> None:
+    """Leave the claim in flight with its lock run out: the next retry takes it over at once. For
+    a take-over that found the crashed first try's object but could not answer it now (a service
+    it needs is down): nothing is stored, the next retry answers that object."""
+    IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT).update(
+        locked_until=timezone.now()
+    )
+
+
 def idempotency_prune(*, now: dt.datetime | None = None, batch_size: int = 5000) -> int:
     """Delete keys past their retention, in batches (short transactions). Returns how many."""
     cutoff = (now or timezone.now()) - _ttl()

@@ -1,0 +1,114 @@
+"""One effect per Idempotency-Key for the POSTs that create or change something in a single
+transaction: customers, webhook endpoints and the roll of an endpoint's signing secret.
+
+The work commits, then the answer is lost (the database goes away, the process is killed) before
+it is stored: the key's claim stays in flight until its lock times out and the retry takes it over.
+Payments, refunds, bookings and subscriptions answered the object the first try made
+(`IdempotencyKey.resource`, tests/idempotency/test_crash_after_effect.py); these three ran their
+handler again: a second customer, a second endpoint (every event then delivered twice, under a
+secret the merchant never saw) and a second roll (the merchant's working secret stopped signing at
+once: the first roll's secret, never shown, became the "previous" one).
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import OperationalError
+
+from payera.events.models import WebhookEndpoint
+from payera.events.services import webhook_endpoint_create
+from payera.events.services.endpoints import decrypt_secret, endpoint_signing_secret_ciphertexts
+from payments.models import Customer
+from tests.idempotency.test_crash_after_effect import lock_expires, lose_next_answer, post
+
+pytestmark = pytest.mark.django_db
+
+URL = "http://127.0.0.1:9/hook"
+
+
+@pytest.fixture(autouse=True)
+def _local_secrets(settings):
+    settings.SECRETS_BACKEND = "local"
+
+
+def test_customer_retry_after_a_crash_answers_the_first_customer(merchant_client, merchant, monkeypatch):
+    body = {"email": "ada@example.com", "metadata": {"crm": "c-1"}}
+    lose_next_answer(monkeypatch)
+    with pytest.raises(OperationalError):
+        post(merchant_client, "/v1/customers", body, "c-1")
+    [first] = Customer.objects.filter(merchant=merchant)
+    assert post(merchant_client, "/v1/customers", body, "c-1").status_code == 409  # its lock still runs
+    lock_expires("c-1")
+    retry = post(merchant_client, "/v1/customers", body, "c-1")
+    assert retry.status_code == 201, retry.content
+    assert retry.json()["id"] == first.id and retry.json()["email"] == "ada@example.com"
+    assert Customer.objects.filter(merchant=merchant).count() == 1
+    again = post(merchant_client, "/v1/customers", body, "c-1")  # from now on the stored answer
+    assert again["Idempotent-Replayed"] == "true" and again.content == retry.content
+
+
+def test_webhook_endpoint_retry_after_a_crash_answers_the_first_endpoint_and_its_secret(
+    merchant_client, merchant, monkeypatch
+):
+    body = {"url": URL, "enabled_events": ["*"]}
+    lose_next_answer(monkeypatch)
+    with pytest.raises(OperationalError):
+        post(merchant_client, "/v1/webhook_endpoints", body, "we-1")
+    [first] = WebhookEndpoint.objects.filter(merchant_id=merchant.id)
+    lock_expires("we-1")
+    retry = post(merchant_client, "/v1/webhook_endpoints", body, "we-1")
+    assert retry.status_code == 201, retry.content
+    assert retry.json()["id"] == first.id
+    assert WebhookEndpoint.objects.filter(merchant_id=merchant.id).count() == 1
+    assert retry.json()["secret"] == decrypt_secret(first.secret_ciphertext)  # the one that signs
+    again = post(merchant_client, "/v1/webhook_endpoints", body, "we-1")
+    assert again["Idempotent-Replayed"] == "true" and again.content == retry.content
+
+
+def test_roll_secret_retry_after_a_crash_rolls_once_and_the_old_secret_keeps_signing(
+    merchant_client, merchant, monkeypatch
+):
+    created = webhook_endpoint_create(merchant_id=merchant.id, url=URL, enabled_events=["*"])
+    old = created.secret
+    url = f"/v1/webhook_endpoints/{created.endpoint.id}/roll_secret"
+    lose_next_answer(monkeypatch)
+    with pytest.raises(OperationalError):
+        post(merchant_client, url, {"overlap_hours": 24}, "roll-1")
+    lock_expires("roll-1")
+    retry = post(merchant_client, url, {"overlap_hours": 24}, "roll-1")
+    assert retry.status_code == 200, retry.content
+    endpoint = WebhookEndpoint.objects.get(pk=created.endpoint.id)
+    signing = [decrypt_secret(c) for c in endpoint_signing_secret_ciphertexts(endpoint)]
+    # the secret answered signs, and so does the one the merchant had during the overlap
+    assert signing == [retry.json()["secret"], old]
+    again = post(merchant_client, url, {"overlap_hours": 24}, "roll-1")
+    assert again["Idempotent-Replayed"] == "true" and again.content == retry.content
+
+
+def test_a_retry_that_can_not_show_the_first_endpoint_now_is_not_stored_and_the_next_one_answers_it(
+    merchant_client, merchant, monkeypatch
+):
+    """The retry that takes over finds the endpoint but the secrets backend is down, so it can not
+    show its secret: 503, and the key stays usable — the next retry answers the endpoint and its
+    secret. (A 503 stored for the key would be replayed for 24 hours: the merchant could never get
+    the secret of the endpoint this key made.)"""
+    from payera.secrets.backends.base import SecretsUnavailableError
+
+    body = {"url": URL, "enabled_events": ["*"]}
+    lose_next_answer(monkeypatch)
+    with pytest.raises(OperationalError):
+        post(merchant_client, "/v1/webhook_endpoints", body, "we-2")
+    [first] = WebhookEndpoint.objects.filter(merchant_id=merchant.id)
+    lock_expires("we-2")
+
+    def down(**kwargs):
+        raise SecretsUnavailableError()
+
+    with monkeypatch.context() as m:
+        m.setattr("payera.secrets.services.decrypt", down)
+        refused = post(merchant_client, "/v1/webhook_endpoints", body, "we-2")
+    assert refused.status_code == 503, refused.content
+    retry = post(merchant_client, "/v1/webhook_endpoints", body, "we-2")  # at once: no lock to wait for
+    assert retry.status_code == 201, retry.content
+    assert retry.json()["id"] == first.id and retry.json()["secret"] == decrypt_secret(first.secret_ciphertext)
+    assert WebhookEndpoint.objects.filter(merchant_id=merchant.id).count() == 1
