@@ -112,3 +112,68 @@ def test_a_retry_that_can_not_show_the_first_endpoint_now_is_not_stored_and_the_
     assert retry.status_code == 201, retry.content
     assert retry.json()["id"] == first.id and retry.json()["secret"] == decrypt_secret(first.secret_ciphertext)
     assert WebhookEndpoint.objects.filter(merchant_id=merchant.id).count() == 1
+
+
+CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+
+
+@pytest.fixture
+def alpha_client(psp_settings, merchant, merchant_client):
+    merchant.connectors = ["alpha"]
+    merchant.save()
+    return merchant_client
+
+
+def _authorized(client, key: str) -> str:
+    made = post(client, "/v1/payments", {"amount": 900, "currency": "EUR", "payment_method_data": CARD,
+                                         "capture_method": "manual"}, key)
+    assert made.status_code == 201 and made.json()["status"] == "requires_capture", made.content
+    return made.json()["id"]
+
+
+@pytest.mark.parametrize(("action", "body", "status"), [
+    ("capture", {}, "succeeded"),
+    ("capture", {"amount_to_capture": 400}, "succeeded"),
+    ("cancel", {}, "canceled"),
+])
+def test_a_payment_action_retried_after_a_crash_answers_the_payment_not_a_refusal(
+    alpha_client, psp_settings, monkeypatch, action, body, status
+):
+    """POST /v1/payments/{id}/capture (or /cancel) captured at the PSP and committed, then its
+    answer was lost. The retry with the key ran the handler again: 400 `payment_not_capturable`
+    (or not cancelable) — and a 400 before any work releases the key, so every later retry said the
+    same. The merchant's system read "capture failed" for a shopper who was charged. The retry now
+    answers the payment as the first try left it (200), and nothing is sent to the PSP again."""
+    from payments.models import Payment, PaymentAttempt
+
+    payment_id = _authorized(alpha_client, f"pay-{action}")
+    url = f"/v1/payments/{payment_id}/{action}"
+    lose_next_answer(monkeypatch)
+    with pytest.raises(OperationalError):
+        post(alpha_client, url, body, f"{action}-1")
+    assert Payment.objects.get(pk=payment_id).status == status  # done, its answer lost
+    lock_expires(f"{action}-1")
+    retry = post(alpha_client, url, body, f"{action}-1")
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["id"] == payment_id and retry.json()["status"] == status
+    [attempt] = PaymentAttempt.objects.filter(payment_id=payment_id)
+    [at_psp] = psp_settings["alpha"].payments(attempt.id)
+    assert len([op for op in at_psp["operations"] if op["kind"] in ("capture", "void")]) == 1
+    again = post(alpha_client, url, body, f"{action}-1")
+    assert again["Idempotent-Replayed"] == "true" and again.content == retry.content
+
+
+def test_a_confirm_retried_after_a_crash_answers_the_payment_not_a_refusal(alpha_client, monkeypatch):
+    from payments.models import Payment
+
+    made = post(alpha_client, "/v1/payments", {"amount": 900, "currency": "EUR", "payment_method_data": CARD,
+                                               "confirm": False}, "pay-confirm")
+    payment_id = made.json()["id"]
+    lose_next_answer(monkeypatch)
+    with pytest.raises(OperationalError):
+        post(alpha_client, f"/v1/payments/{payment_id}/confirm", {}, "confirm-1")
+    assert Payment.objects.get(pk=payment_id).status == "succeeded"
+    lock_expires("confirm-1")
+    retry = post(alpha_client, f"/v1/payments/{payment_id}/confirm", {}, "confirm-1")
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["status"] == "succeeded" and len(retry.json()["attempts"]) == 1
