@@ -177,3 +177,44 @@ def test_a_confirm_retried_after_a_crash_answers_the_payment_not_a_refusal(alpha
     retry = post(alpha_client, f"/v1/payments/{payment_id}/confirm", {}, "confirm-1")
     assert retry.status_code == 200, retry.content
     assert retry.json()["status"] == "succeeded" and len(retry.json()["attempts"]) == 1
+
+
+def _booking(client, key: str, *, confirmed: bool) -> str:
+    import time
+
+    made = post(client, "/v1/bookings", {"amount": 1200, "currency": "EUR", "payment_method_data": CARD,
+                                         "reference": key, "hold_expires_at": int(time.time()) + 3600}, key)
+    assert made.status_code == 201 and made.json()["status"] == "held", made.content
+    if confirmed:
+        done = post(client, f"/v1/bookings/{made.json()['id']}/confirm", {}, f"{key}-confirm")
+        assert done.status_code == 200 and done.json()["status"] == "confirmed", done.content
+    return made.json()["id"]
+
+
+@pytest.mark.parametrize(("action", "confirmed", "body", "status"), [
+    ("confirm", False, {}, "confirmed"),
+    ("cancel", False, {}, "canceled"),
+    ("complete", True, {}, "completed"),
+    ("complete", True, {"amount": 700}, "completed"),
+    ("cancel", True, {}, "canceled"),
+])
+def test_a_booking_action_retried_after_a_crash_answers_the_booking_not_a_refusal(
+    alpha_client, monkeypatch, action, confirmed, body, status
+):
+    """As for payments: a booking confirmed (completed, canceled) whose answer was lost was refused
+    on the retry with the key (400 `booking_state_invalid`, "cannot be confirmed"), the key
+    released. The retry now answers the booking as the first try left it."""
+    from payments.models import Booking, Refund
+
+    booking_id = _booking(alpha_client, f"bk-{action}-{confirmed}-{len(body)}", confirmed=confirmed)
+    url = f"/v1/bookings/{booking_id}/{action}"
+    lose_next_answer(monkeypatch)
+    with pytest.raises(OperationalError):
+        post(alpha_client, url, body, f"{action}-b")
+    assert Booking.objects.get(pk=booking_id).status == status  # done, its answer lost
+    refunds = Refund.objects.count()
+    lock_expires(f"{action}-b")
+    retry = post(alpha_client, url, body, f"{action}-b")
+    assert retry.status_code == 200, retry.content
+    assert retry.json()["id"] == booking_id and retry.json()["status"] == status
+    assert Refund.objects.count() == refunds
