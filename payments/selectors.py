@@ -9,6 +9,7 @@ from payera.core.ids import opaque_id
 from payera.merchants.models import Merchant
 from payera.merchants.scoping import owned_get
 from payments.models import DS, Customer, Dispute, Payment, PaymentAttempt, PaymentMethod, Refund, Subscription
+from payments.models_recurring import SS
 
 
 class CustomerNotFoundError(NotFoundError):
@@ -134,6 +135,8 @@ def subscription_list(*, merchant: Merchant, customer: str | None = None, status
     if customer:
         qs = qs.filter(customer_id=customer)
     if status:
+        if status not in SS.values:  # a misspelt status must not read as "none are past due"
+            raise InvalidRequestError(f"status must be one of {', '.join(SS.values)}.", param="status")
         qs = qs.filter(status=status)
     return qs
 def settlement_tables() -> dict[str, str]:

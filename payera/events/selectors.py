@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 
 from payera.events.errors import EventNotFoundError, WebhookDeliveryNotFoundError, WebhookEndpointNotFoundError
 from payera.events.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
+from payera.events.types import EndpointWithSecret
 
 
 def event_get(*, merchant_id: str, event_id: str) -> Event:
@@ -43,6 +44,15 @@ def webhook_endpoint_get(*, merchant_id: str, endpoint_id: str) -> WebhookEndpoi
     if endpoint is None:
         raise WebhookEndpointNotFoundError(f"No such webhook endpoint: '{endpoint_id}'.", param="id")
     return endpoint
+
+
+def webhook_endpoint_with_secret(*, merchant_id: str, endpoint_id: str) -> EndpointWithSecret:
+    """The endpoint with the secret it signs with now: what a retry of the request that created or
+    rolled it answers when that request's answer was lost (`MerchantApiView.idempotent_resume`)."""
+    from payera.events.services.endpoints import decrypt_secret
+
+    endpoint = webhook_endpoint_get(merchant_id=merchant_id, endpoint_id=endpoint_id)
+    return EndpointWithSecret(endpoint=endpoint, secret=decrypt_secret(endpoint.secret_ciphertext))
 
 
 def webhook_endpoint_list(*, merchant_id: str) -> QuerySet[WebhookEndpoint]:

@@ -243,8 +243,10 @@ def _claim_existing(*, merchant_id, key, fingerprint, method, path, owner, now) 
     row = IdempotencyKey.objects.select_for_update().filter(merchant_id=merchant_id, key=key).first()
     if row is None:  # pruned or released in between: let the client retry
         raise IdempotencyKeyInUseError()
-    if row.created_at <= now - _ttl():
-        # Past retention (not yet pruned): the key is fresh again.
+    running = row.state == IdempotencyState.IN_FLIGHT and row.locked_until is not None and row.locked_until > now
+    if row.created_at <= now - _ttl() and not running:
+        # Past retention (not yet pruned): the key is fresh again — unless a request holds it now
+        # (a take-over keeps `created_at`): resetting it would run the request a second time.
         _reset(row, now=now, owner=owner, fingerprint=fingerprint, method=method, path=path)
         return Claim(row_id=row.pk, owner=owner)
     if row.fingerprint != fingerprint:
@@ -305,17 +307,30 @@ def idempotency_release(*, claim: Claim) -> None:
     IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT).delete()
 
 
+@transaction.atomic(durable=True)
+def idempotency_unlock(*, claim: Claim) -> None:
+    """Leave the claim in flight with its lock run out: the next retry takes it over at once. For
+    a take-over that found the crashed first try's object but could not answer it now (a service
+    it needs is down): nothing is stored, the next retry answers that object."""
+    IdempotencyKey.objects.filter(pk=claim.row_id, owner=claim.owner, state=IdempotencyState.IN_FLIGHT).update(
+        locked_until=timezone.now()
+    )
+
+
 def idempotency_prune(*, now: dt.datetime | None = None, batch_size: int = 5000) -> int:
-    """Delete keys past their retention, in batches (short transactions). Returns how many."""
-    cutoff = (now or timezone.now()) - _ttl()
+    """Delete keys past their retention, in batches (short transactions). Returns how many.
+    A key a request holds now (in flight, its lock running: e.g. taken over late in its retention)
+    is kept until that request is done: deleting it would lose its answer and let a retry run the
+    request again."""
+    now = now or timezone.now()
+    cutoff = now - _ttl()
     total = 0
+    expired = IdempotencyKey.objects.filter(created_at__lte=cutoff).exclude(
+        state=IdempotencyState.IN_FLIGHT, locked_until__gt=now
+    )
     while True:
         with transaction.atomic(durable=True):
-            ids = list(
-                IdempotencyKey.objects.filter(created_at__lte=cutoff).order_by("pk").values_list("pk", flat=True)[
-                    :batch_size
-                ]
-            )
+            ids = list(expired.order_by("pk").values_list("pk", flat=True)[:batch_size])
             if not ids:
                 return total
-            total += IdempotencyKey.objects.filter(pk__in=ids, created_at__lte=cutoff).delete()[0]
+            total += expired.filter(pk__in=ids).delete()[0]

@@ -11,6 +11,7 @@ from payera.core.fields import StrictIntegerField
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
 from payments.api.payments import LIST_PARAMETERS, _actor, _list
+from payments.bookings_models import BS
 from payments.bookings_selectors import booking_get, booking_list
 from payments.bookings_serializers import BookingOutputSerializer, render_booking
 from payments.services import payment_confirm
@@ -69,6 +70,22 @@ class BookingDetailApi(MerchantApiView):
         return Response(render_booking(booking_get(merchant=request.merchant, booking_id=id)))
 
 
+def _booking_action_resume(done: tuple[str, ...]):
+    """`idempotent_resume` of a booking action: a retry after the first request crashed having done
+    (some of) its work — bound to the key in that work's transactions — answers the booking if the
+    action got it to `done`; otherwise it runs the action, whose own checks finish or refuse what
+    the crash left (a pending capture, a refund to record). Run again on a booking it had already
+    moved, the action was refused (400 `booking_unexpected_state`), and that 400 released the key."""
+
+    def resume(view, request, resource: str):
+        booking = booking_get(merchant=request.merchant, booking_id=view.kwargs["id"])
+        if booking.status in done:
+            return Response(render_booking(booking))
+        return view.post(request, view.kwargs["id"])
+
+    return resume
+
+
 class BookingConfirmApi(MerchantApiView):
     @extend_schema(operation_id="bookings_confirm", request=None, responses={200: BookingOutputSerializer},
                    summary="Confirm a held booking: capture it into the merchant's escrow")
@@ -76,6 +93,8 @@ class BookingConfirmApi(MerchantApiView):
         booking = booking_get(merchant=request.merchant, booking_id=id)
         booking_confirm(merchant=request.merchant, booking_id=booking.id, actor=_actor(request))
         return Response(render_booking(booking_get(merchant=request.merchant, booking_id=id)))
+
+    idempotent_resume = _booking_action_resume((BS.CONFIRMED, BS.COMPLETED))
 
 
 class BookingCompleteApi(MerchantApiView):
@@ -96,6 +115,8 @@ class BookingCompleteApi(MerchantApiView):
                          amount=serializer.validated_data.get("amount"), actor=_actor(request))
         return Response(render_booking(booking_get(merchant=request.merchant, booking_id=id)))
 
+    idempotent_resume = _booking_action_resume((BS.COMPLETED,))
+
 
 class BookingCancelApi(MerchantApiView):
     @extend_schema(operation_id="bookings_cancel", request=None, responses={200: BookingOutputSerializer},
@@ -104,3 +125,5 @@ class BookingCancelApi(MerchantApiView):
         booking = booking_get(merchant=request.merchant, booking_id=id)
         booking_cancel(merchant=request.merchant, booking_id=booking.id, actor=_actor(request))
         return Response(render_booking(booking_get(merchant=request.merchant, booking_id=id)))
+
+    idempotent_resume = _booking_action_resume((BS.CANCELED,))

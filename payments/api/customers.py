@@ -71,6 +71,12 @@ class CustomerListCreateApi(MerchantApiView):
         customer = customer_create(merchant=request.merchant, **serializer.validated_data)
         return Response(render_customer(customer), status=status.HTTP_201_CREATED)
 
+    def idempotent_resume(self, request, resource: str):
+        """A retry after the first request crashed having created customer `resource`: that
+        customer, never a second one."""
+        return Response(render_customer(customer_get(merchant=request.merchant, customer_id=resource)),
+                        status=status.HTTP_201_CREATED)
+
     @extend_schema(
         operation_id="customers_list",
         parameters=LIST_PARAMETERS,

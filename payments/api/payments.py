@@ -204,6 +204,14 @@ class PaymentDetailApi(MerchantApiView):
         return Response(render_payment(payment_get(merchant=request.merchant, payment_id=id)))
 
 
+def _payment_action_resume(view, request, resource: str):
+    """`idempotent_resume` of confirm, capture and cancel: a retry after the first request crashed
+    having begun its work on the payment (bound to the key in that work's first transaction) is
+    answered the payment as that work left it — never the action again, which would be refused (the
+    payment is no longer in the state it needs) and release the key."""
+    return Response(render_payment(payment_get(merchant=request.merchant, payment_id=view.kwargs["id"])))
+
+
 class PaymentConfirmApi(MerchantApiView):
     @extend_schema(operation_id="payments_confirm", request=None, responses={200: PaymentOutputSerializer},
                    summary="Confirm a payment created with confirm=false")
@@ -211,6 +219,8 @@ class PaymentConfirmApi(MerchantApiView):
         payment = payment_get(merchant=request.merchant, payment_id=id)
         payment_confirm(merchant=request.merchant, payment_id=payment.id, actor=_actor(request))
         return Response(render_payment(payment_get(merchant=request.merchant, payment_id=id)))
+
+    idempotent_resume = _payment_action_resume
 
 
 class PaymentCaptureApi(MerchantApiView):
@@ -227,6 +237,8 @@ class PaymentCaptureApi(MerchantApiView):
                         amount_to_capture=serializer.validated_data.get("amount_to_capture"), actor=_actor(request))
         return Response(render_payment(payment_get(merchant=request.merchant, payment_id=id)))
 
+    idempotent_resume = _payment_action_resume
+
 
 class PaymentCancelApi(MerchantApiView):
     @extend_schema(operation_id="payments_cancel", request=None, responses={200: PaymentOutputSerializer},
@@ -235,6 +247,8 @@ class PaymentCancelApi(MerchantApiView):
         payment = payment_get(merchant=request.merchant, payment_id=id)
         payment_cancel(merchant=request.merchant, payment_id=payment.id, actor=_actor(request))
         return Response(render_payment(payment_get(merchant=request.merchant, payment_id=id)))
+
+    idempotent_resume = _payment_action_resume
 
 
 class RefundListCreateApi(MerchantApiView):

@@ -62,7 +62,8 @@ class SubscriptionListCreateApi(MerchantApiView):
     @extend_schema(operation_id="subscriptions_list",
                    parameters=[*LIST_PARAMETERS,
                                OpenApiParameter("customer", str, description="Only this customer's."),
-                               OpenApiParameter("status", str, description="Only subscriptions in this status.")],
+                               OpenApiParameter("status", str, description="Only subscriptions in this status: "
+                                                "active, past_due, unpaid or canceled.")],
                    responses={200: _list("SubscriptionList", SubscriptionOutputSerializer)},
                    summary="List subscriptions")
     def get(self, request):

@@ -326,6 +326,7 @@ def _complete_record(*, booking_id: str, amount: int, refund_id: str | None, act
         if not booking_transition(booking, "mark_completed", payment=payment, actor=actor, released=released,
                                   refunded=booking.amount_captured - amount, at=now()):
             raise BookingStateError(f"A booking in status {booking.status} cannot be completed.")
+        idempotency_resource_record(resource=booking.id)  # a retry after a crash answers this booking
         post(escrow_release_journals(booking_id=booking.id, merchant_id=booking.merchant_id, amount=released,
                                      currency=booking.currency),
              occurred_at=now(), metadata={"booking": booking.id, "payment": payment.id})
@@ -377,6 +378,7 @@ def _cancel_record(*, booking_id: str, refund_id: str, actor: str) -> None:
     if not booking_transition(booking, "mark_canceled", payment=payment, actor=actor,
                               refunded=booking.amount_captured, at=now()):
         raise BookingStateError(f"A booking in status {booking.status} cannot be canceled.")
+    idempotency_resource_record(resource=booking.id)  # a retry after a crash answers this booking
 
 
 # --- expiry ---------------------------------------------------------------------------------

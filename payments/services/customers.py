@@ -11,6 +11,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from payera.core.errors import InvalidRequestError
+from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments.models import Customer
 
@@ -26,6 +27,7 @@ def customer_create(
             raise InvalidRequestError("email: Enter a valid email address.", param="email") from None
     customer = Customer(merchant=merchant, email=email or "", name=name or "", metadata=validate_metadata(metadata))
     customer.save(force_insert=True)
+    idempotency_resource_record(resource=customer.id)  # a retry after a crash answers this customer
     return customer
 
 MAX_KEYS = 50

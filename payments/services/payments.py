@@ -700,8 +700,12 @@ def _attempt_record_outcome(*, attempt_id: str, result, error: PspError | None, 
                 network_transaction_id=result.network_transaction_id,
                 payment_method_token=result.payment_method_token,
             )
-    if answer_if_final and _answers_confirmation(payment, verdict, may_cascade=may_cascade):
-        idempotency_answer_record(payment)
+    if answer_if_final:
+        # the confirmation's own call has an outcome: a retry after a crash answers the payment
+        # (a second confirmation would be refused: it is no longer awaiting one)
+        idempotency_resource_record(resource=payment.id)
+        if _answers_confirmation(payment, verdict, may_cascade=may_cascade):
+            idempotency_answer_record(payment)
     if attempt.status != status_before:  # counted once, when the outcome moved the attempt
         transaction.on_commit(lambda: _count_outcome(attempt.connector, status_before, attempt.status, result, error))
     return verdict
@@ -1025,6 +1029,10 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
     if found is None:
         return
     payment, capture = found
+    if release and _operation_may_have_happened(outcome, error):
+        # the request's own capture went through, or may have: a retry after a crash answers the
+        # payment (a second capture would be refused) instead of capturing again
+        idempotency_resource_record(resource=payment.id)
     if error is not None:
         if not error.may_have_processed:
             transition(capture, "mark_failed", payment=payment, actor=actor, code=error.code)
@@ -1040,6 +1048,14 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
         code = decline.code.value if decline else "operation_rejected"
         transition(capture, "mark_failed", payment=payment, actor=actor, code=code)
         capture.save()
+
+
+def _operation_may_have_happened(outcome: Outcome | None, error: PspError | None) -> bool:
+    """Whether a capture or void the PSP answered went through or may have (not refused, not
+    declined): then the key of the request that sent it is bound to its payment."""
+    if error is not None:
+        return error.may_have_processed
+    return outcome in (Outcome.APPROVED, Outcome.PENDING)
 
 
 # --- cancel -----------------------------------------------------------------------------
@@ -1103,6 +1119,7 @@ def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str,
         transition(payment, "mark_canceled", payment=payment, actor=actor)
         payment.save()
         emit(payment, "payment.canceled")
+        idempotency_resource_record(resource=payment.id)  # done: a retry after a crash answers this payment
         return None
     if payment.status not in (PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION):
         raise PaymentNotCancelableError()
@@ -1124,6 +1141,8 @@ def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None,
                    actor: str) -> None:
     payment = payment_lock(payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if _operation_may_have_happened(outcome, error):  # a retry after a crash answers the payment
+        idempotency_resource_record(resource=payment.id)
     # a void that may have been done (a timeout) keeps the claim: it marks a cancel whose outcome
     # recovery must ask the PSP about (cancel_recover), as a crashed request's claim does
     if payment.inflight == "cancel" and not (error is not None and error.may_have_processed):

@@ -216,3 +216,37 @@ def test_same_key_on_another_path_or_query_is_422(merchant_client):
     )
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_a_key_taken_over_near_its_retention_is_neither_reset_nor_pruned_while_its_request_runs(
+    settings, merchant_client, merchant
+):
+    """A request crashed; its retry took the claim over shortly before the key's 24 hours were up
+    (the take-over keeps the key's `created_at`) and is still running when they are. A further
+    retry with the key found it "past retention" and reset it: a second, concurrent run of the
+    request — a second effect for one key. And the hourly prune deleted the running request's row,
+    so its answer was never stored and the next retry ran the request again too. While a request
+    holds the key's lock, the key is neither fresh again nor pruned."""
+    from payera.core.idempotency import fingerprint
+    from payera.idempotency.services import Claim, idempotency_claim, idempotency_complete, idempotency_prune
+
+    settings.IDEMPOTENCY_KEY_TTL = 24 * 3600
+    body = {"name": "x"}
+    args = {"merchant_id": merchant.id, "key": "key-1", "method": "POST", "path": URL,
+            "fingerprint": fingerprint(method="POST", path=URL, body=json.dumps(body).encode())}
+    crashed = idempotency_claim(**args)
+    IdempotencyKey.objects.filter(pk=crashed.row_id).update(
+        created_at=timezone.now() - dt.timedelta(hours=24) + dt.timedelta(seconds=30),
+        locked_until=timezone.now() - dt.timedelta(seconds=1),
+    )
+    retry = idempotency_claim(**args)  # takes the crashed claim over: it runs now
+    assert isinstance(retry, Claim) and retry.owner != crashed.owner
+    # a minute later the key's 24 hours are up; the retry is still running
+    IdempotencyKey.objects.filter(pk=retry.row_id).update(
+        created_at=timezone.now() - dt.timedelta(hours=24, seconds=30)
+    )
+    third = post(merchant_client, body)
+    assert third.status_code == 409, third.content
+    assert not Customer.objects.filter(merchant=merchant).exists()
+    assert idempotency_prune() == 0
+    assert idempotency_complete(claim=retry, status=201, content_type="application/json", body=b"{}") is True

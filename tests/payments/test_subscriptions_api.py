@@ -87,6 +87,22 @@ def test_subscription_object_list_and_filters(merchant_client, merchant):
     assert merchant_client.get("/v1/subscriptions", {"status": "canceled"}).json()["data"] == []
 
 
+@pytest.mark.parametrize("status", ["pastdue", "past-due", "PAST_DUE", "failed"])
+def test_a_misspelt_status_filter_is_400_not_an_empty_list(merchant_client, merchant, status):
+    """`GET /v1/subscriptions?status=pastdue` answered an empty list: a merchant's dunning job asking
+    for its failing subscriptions with a misspelt status read "none are past due" and chased no
+    customer. The dispute and booking lists already refuse an unknown status (400, param status)."""
+    pm = saved(merchant)
+    sub = Subscription.objects.create(merchant=merchant, customer=pm.customer, payment_method=pm, amount=900,
+                                      currency="EUR", interval="week", anchor=timezone.now())
+    Subscription.objects.filter(pk=sub.pk).update(status="past_due")
+    r = merchant_client.get("/v1/subscriptions", {"status": status})
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["param"] == "status" and "past_due" in r.json()["error"]["message"]
+    assert [s["id"] for s in merchant_client.get("/v1/subscriptions", {"status": "past_due"}).json()["data"]] == [
+        sub.id]
+
+
 def test_cancel_records_the_event_and_a_canceled_one_cannot_change(merchant_client, merchant):
     pm = saved(merchant)
     sub = Subscription.objects.create(merchant=merchant, customer=pm.customer, payment_method=pm, amount=900,

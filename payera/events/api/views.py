@@ -11,7 +11,13 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from payera.core.pagination import paginate
-from payera.events.selectors import event_get, event_list, webhook_endpoint_get, webhook_endpoint_list
+from payera.events.selectors import (
+    event_get,
+    event_list,
+    webhook_endpoint_get,
+    webhook_endpoint_list,
+    webhook_endpoint_with_secret,
+)
 from payera.events.services import (
     webhook_endpoint_create,
     webhook_endpoint_delete,
@@ -101,6 +107,12 @@ class WebhookEndpointListCreateApi(MerchantApiView):
         created = webhook_endpoint_create(merchant_id=request.merchant.id, **data.validated_data)
         return Response(created.endpoint.to_object() | {"secret": created.secret}, status=status.HTTP_201_CREATED)
 
+    def idempotent_resume(self, request, resource: str):
+        """A retry after the first request crashed having created endpoint `resource`: that endpoint
+        and its secret, never a second endpoint."""
+        found = webhook_endpoint_with_secret(merchant_id=request.merchant.id, endpoint_id=resource)
+        return Response(found.endpoint.to_object() | {"secret": found.secret}, status=status.HTTP_201_CREATED)
+
     @extend_schema(
         operation_id="webhook_endpoints_list",
         parameters=LIST_PARAMETERS,
@@ -159,3 +171,10 @@ class WebhookEndpointRollSecretApi(MerchantApiView):
         data.is_valid(raise_exception=True)
         rolled = webhook_endpoint_roll_secret(merchant_id=request.merchant.id, endpoint_id=id, **data.validated_data)
         return Response(rolled.endpoint.to_object() | {"secret": rolled.secret})
+
+    def idempotent_resume(self, request, resource: str):
+        """A retry after the first request crashed having rolled the secret: the secret that roll
+        made (the one signing now), never a second roll — which would end the overlap of the
+        secret the merchant still verifies with."""
+        found = webhook_endpoint_with_secret(merchant_id=request.merchant.id, endpoint_id=resource)
+        return Response(found.endpoint.to_object() | {"secret": found.secret})

@@ -17,6 +17,7 @@ from payera.events.errors import WebhookEndpointNotFoundError, WebhookUrlResolut
 from payera.events.models import EndpointStatus, WebhookEndpoint
 from payera.events.services.events import validate_merchant_id
 from payera.events.types import SECRET_PREFIX, WILDCARD, EndpointWithSecret
+from payera.idempotency.services import idempotency_resource_record
 from payera.secrets import services as secrets_facade
 
 SECRET_KEY_NAME = "events-webhook-endpoint"  # noqa: S105 - the secrets backend key that encrypts signing secrets
@@ -137,6 +138,7 @@ def webhook_endpoint_create(
             created_at=now,
             updated_at=now,
         )
+        idempotency_resource_record(resource=endpoint.id)  # a retry after a crash answers this endpoint
     return EndpointWithSecret(endpoint=endpoint, secret=secret)
 
 
@@ -203,6 +205,9 @@ def webhook_endpoint_roll_secret(
         kept = f"previous kept until {endpoint.previous_secret_expires_at.isoformat()}" if overlap_hours > 0 else (
             "previous revoked at once")
         record_secret_change(endpoint, field="signing_secret", note=f"rolled; {kept}")
+        # a retry after a crash answers this roll's secret instead of rolling again (which would end
+        # the overlap of the secret the merchant holds)
+        idempotency_resource_record(resource=endpoint.id)
     return EndpointWithSecret(endpoint=endpoint, secret=secret)
 
 

@@ -26,6 +26,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.views import APIView
 
 from payera.audit.context import clear_actor
+from payera.core.errors import ServiceUnavailableError
 from payera.core.idempotency import (
     HEADER as IDEMPOTENCY_HEADER,
 )
@@ -40,7 +41,7 @@ from payera.core.idempotency import (
 )
 from payera.core.parsers import MerchantJSONParser
 from payera.core.work import work_watch
-from payera.idempotency.services import IdempotencyKeyExistsError, idempotency_scope
+from payera.idempotency.services import IdempotencyKeyExistsError, idempotency_scope, idempotency_unlock
 from payera.merchants.api.authentication import ApiKeyAuthentication
 from payera.merchants.api.permissions import ApiKeyPermission
 from payera.merchants.api.throttling import ApiKeyRateThrottle
@@ -106,7 +107,15 @@ class MerchantApiView(APIView):
         self._idempotency_claim = claim = outcome
         resume = getattr(self, "idempotent_resume", None)
         if claim is not None and claim.resource and resume is not None:
-            return resume(request, claim.resource)  # the crashed first try created it
+            try:
+                return resume(request, claim.resource)  # the crashed first try created it
+            except ServiceUnavailableError:
+                # that object can not be answered now (e.g. the secrets backend is down): a 503
+                # stored for the key would be replayed for its whole retention, so nothing is
+                # stored and the next retry takes the claim over at once and answers it
+                self._idempotency_claim = None
+                idempotency_unlock(claim=claim)
+                raise
         return answer(claim)
 
     @staticmethod
