@@ -511,6 +511,13 @@ class Refund(ConcurrentTransitionMixin, models.Model):
         self.failure_code = code[:64]
         self.next_inquiry_at = None
 
+    # The PSP reports a refund it had reported succeeded as failed after all (the shopper's bank sent
+    # it back): the money is the merchant's again (payments.services.refunds._refund_reverse).
+    @transition(field=status, source=[OS.SUCCEEDED], target=OS.FAILED)
+    def mark_reversed(self, *, code: str) -> None:
+        self.failure_code = code[:64]
+        self.next_inquiry_at = None
+
 
 # --- Disputes (chargebacks) ---------------------------------------------------------------
 class DisputeStatus(models.TextChoices):

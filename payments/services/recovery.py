@@ -217,8 +217,10 @@ def inquiry_operations_record(result: AuthorizeResult, *, release_for: str = "")
                                                                         status=OperationStatus.PENDING).exists():
             capture_record_outcome(capture_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                    decline=op.decline, actor="system:recovery", release=op.reference == release_for)
-        elif op.kind == OperationKind.REFUND and Refund.objects.filter(pk=op.reference,
-                                                                       status=OperationStatus.PENDING).exists():
+        elif op.kind == OperationKind.REFUND and Refund.objects.filter(
+                pk=op.reference, status__in=[OperationStatus.PENDING] if op.outcome != Outcome.DECLINED
+                else [OperationStatus.PENDING, OperationStatus.SUCCEEDED]).exists():
+            # a succeeded refund the PSP now says failed was sent back: refund_record_outcome reverses it
             refund_record_outcome(refund_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                   decline=op.decline, actor="system:recovery", release=op.reference == release_for)
 

@@ -20,7 +20,7 @@ from payera.merchants.models import Merchant
 from payments.locks import payment_lock
 from payments.method_types import method_spec
 from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
-from payments.postings import refund_fee_back, refund_fee_share, refund_journals
+from payments.postings import refund_fee_back, refund_fee_share, refund_journals, refund_reversal_journals
 from payments.services.booking_sync import (
     booking_escrow_refund_ahead,
     booking_escrow_refund_failed,
@@ -134,16 +134,51 @@ def _fee_returned(payment: Payment) -> int:
     return sum(abs(e.amount) for j in journal_list_for_references(references=refs) for e in j.entries.all()) // 2
 
 
+def _refund_reverse(payment: Payment, refund: Refund, *, decline: Decline | None, actor: str) -> None:
+    """The PSP reports a refund it had reported succeeded as failed (the shopper's bank sent it
+    back): the PSP owes the merchant that money again, so the refund is `failed`, it no longer
+    counts in `amount_refunded` (it may be refunded again), its journals are mirrored
+    (`refund_reversal:<re>`, and `refund_fee_reversal:<re>` for the fee share it returned, read
+    from the ledger) and the merchant is told (`refund.failed`). The money goes back to the
+    merchant's pending balance, also for a booking's refund out of escrow (the booking is closed
+    by then: nothing is held in escrow for it any more)."""
+    refs = (f"refund:{refund.id}", f"refund_fee:{refund.id}")
+    posted = {j.reference: j for j in journal_list_for_references(references=refs)}
+    if refs[0] not in posted:  # pragma: no cover - a succeeded refund is posted in its transition's block
+        logger.error("refund %s is succeeded without its journal: not reversed", refund.id)
+        return
+    fee_journal = posted.get(refs[1])
+    fee_back = sum(abs(e.amount) for e in fee_journal.entries.all()) // 2 if fee_journal else 0
+    if not transition(refund, "mark_reversed", payment=payment, actor=actor,
+                      code=decline.code.value if decline else "refund_reversed"):
+        return
+    refund.save()
+    payment.amount_refunded -= refund.amount
+    payment.save()
+    emit_refund(refund, "refund.failed")
+    logger.warning("refund %s of %s (%s %s) failed at %s after it had succeeded: reversed (%s)", refund.id,
+                   payment.id, refund.amount, refund.currency, refund.attempt.connector, actor)
+    post(refund_reversal_journals(refund_id=refund.id, merchant_id=payment.merchant_id,
+                                  connector=refund.attempt.connector, amount=refund.amount, fee_back=fee_back,
+                                  currency=refund.currency),
+         occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id})
+
+
 @transaction.atomic(durable=True)
 def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_reference: str = "",
                           decline: Decline | None = None, error: PspError | None = None, actor: str,
                           release: bool = False) -> None:
     """A refund's outcome from the answer, a webhook or an inquiry. Idempotent and order-proof:
-    a refund already succeeded or failed ignores later news (logged)."""
-    found = operation_for_outcome(Refund, refund_id, inflight="refund", release=release)
+    a refund already failed ignores later news, and so does a succeeded one, except a refusal: the
+    PSP failed it after it had succeeded, and it is reversed (`_refund_reverse`)."""
+    found = operation_for_outcome(Refund, refund_id, inflight="refund", release=release,
+                                  succeeded_too=error is None and outcome == Outcome.DECLINED)
     if found is None:
         return
     payment, refund = found
+    if refund.status == OperationStatus.SUCCEEDED:  # only a refusal gets here: the PSP took it back
+        _refund_reverse(payment, refund, decline=decline, actor=actor)
+        return
     if error is not None:
         if not error.may_have_processed:
             transition(refund, "mark_failed", payment=payment, actor=actor, code=error.code)
