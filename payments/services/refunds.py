@@ -15,6 +15,7 @@ from django.db.models import Sum
 from ledger.selectors import journal_list_for_references
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError
+from payera.core.money import currency_normalize
 from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments.locks import payment_lock
@@ -54,14 +55,15 @@ class RefundExceedsCapturedError(InvalidRequestError):
 
 
 def refund_create(*, merchant: Merchant, payment_id: str, amount: int | None = None, reason: str = "",
-                  actor: str = "api", for_booking: bool = False,
+                  actor: str = "api", for_booking: bool = False, currency: str | None = None,
                   on_begin: Callable[[Refund], None] | None = None) -> Refund:
     """A booking's payment is refunded through its booking until the booking is completed
     (`for_booking`: the refund comes out of escrow). `on_begin(refund)` runs inside the
     transaction that inserts the refund, before the PSP call: a caller binds the refund to what
-    asked for it there (both commit or neither does), or raises to refuse it."""
+    asked for it there (both commit or neither does), or raises to refuse it. `currency`, when
+    given, must be the payment's (`amount` is in its minor unit): any other is 400."""
     refund = _refund_begin(merchant=merchant, payment_id=payment_id, amount=amount, reason=reason,
-                           for_booking=for_booking, on_begin=on_begin)
+                           for_booking=for_booking, on_begin=on_begin, currency=currency)
     attempt = refund.attempt
     result, error = None, None
     try:
@@ -82,7 +84,8 @@ def refund_create(*, merchant: Merchant, payment_id: str, amount: int | None = N
 
 @transaction.atomic(durable=True)
 def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, reason: str,
-                  for_booking: bool = False, on_begin: Callable[[Refund], None] | None = None) -> Refund:
+                  for_booking: bool = False, on_begin: Callable[[Refund], None] | None = None,
+                  currency: str | None = None) -> Refund:
     try:
         payment = payment_lock(payment_id) if isinstance(payment_id, str) else None
     except Payment.DoesNotExist:
@@ -93,6 +96,11 @@ def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, re
         booking_guard(payment, "refund")
     if payment.status != PS.SUCCEEDED or payment.amount_captured <= 0:
         raise PaymentStateError("Only a captured payment can be refunded.", param="payment")
+    if currency is not None and currency_normalize(currency) != payment.currency:
+        raise InvalidRequestError(
+            f"The payment is in {payment.currency}: a refund is in the payment's currency, not {currency!r}.",
+            param="currency", code="currency_mismatch",
+        )
     if payment.payment_method_id and not method_spec(payment.payment_method.type).refundable:
         raise InvalidRequestError(f"A {payment.payment_method.type} payment cannot be refunded.", param="payment",
                                   code="payment_method_not_refundable")
