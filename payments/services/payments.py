@@ -972,9 +972,11 @@ def payment_capture(*, merchant: Merchant, payment_id: str, amount_to_capture: i
             ))
     except PspError as exc:
         error = exc
+    # a failure in this answer is the request's own answer (raised below): no event
     capture_record_outcome(capture_id=capture.id, outcome=result.outcome if result else None,
                            psp_reference=(result.psp_reference or "") if result else "",
-                           decline=result.decline if result else None, error=error, actor=actor, release=True)
+                           decline=result.decline if result else None, error=error, actor=actor, release=True,
+                           notify=False)
     if error is not None and not error.may_have_processed:
         raise error
     if result is not None and result.outcome == Outcome.DECLINED:
@@ -1019,8 +1021,10 @@ def _capture_begin(*, merchant: Merchant, payment_id: str, amount: int | None, a
 @transaction.atomic(durable=True)
 def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_reference: str = "",
                            decline: Decline | None = None, error: PspError | None = None, actor: str,
-                           release: bool = False) -> None:
-    """Record a capture's outcome (answer, webhook or inquiry). Idempotent."""
+                           release: bool = False, notify: bool = True) -> None:
+    """Record a capture's outcome (answer, webhook or inquiry). Idempotent. A capture failing
+    after its request answered (`notify`: a webhook, an inquiry) sends `payment.capture_failed`:
+    the merchant was told it is under way and waits for `payment.captured`."""
     found = operation_for_outcome(Capture, capture_id, inflight="capture", release=release)
     if found is None:
         return
@@ -1029,6 +1033,8 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
         if not error.may_have_processed:
             transition(capture, "mark_failed", payment=payment, actor=actor, code=error.code)
             capture.save()
+            if notify:
+                emit(payment, "payment.capture_failed")
         return  # unknown: stays pending; recovery asks the PSP
     if outcome == Outcome.APPROVED:
         with postings_last():
@@ -1040,6 +1046,8 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
         code = decline.code.value if decline else "operation_rejected"
         transition(capture, "mark_failed", payment=payment, actor=actor, code=code)
         capture.save()
+        if notify:
+            emit(payment, "payment.capture_failed")
 
 
 # --- cancel -----------------------------------------------------------------------------
