@@ -72,3 +72,39 @@ def test_a_refund_the_psp_fails_after_reporting_it_succeeded_gives_the_money_bac
     assert pending_eur(env) == 0
     assert env.get(p["id"])["amount_refunded"] == 1000
     assert_ledger_sound()
+
+
+@pytest.mark.django_db
+def test_a_beta_refund_sent_back_is_reversed_when_the_psp_is_asked(psp_settings, settings):
+    """Beta (asynchronous): the refund sent back is learned from the inquiry (reconciliation's
+    settlement inquiry, recovery), not only from the webhook."""
+    from payments.services import payment_create, recovery_run, refund_create
+    from tests.merchants.factories import MerchantFactory
+
+    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
+    merchant = MerchantFactory(connectors=["beta"])
+    card = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    payment = payment_create(merchant=merchant, amount=2000, currency="EUR", payment_method_data=card)
+    for _ in range(50):
+        recovery_run(force=True)
+        if Payment.objects.get(pk=payment.id).status == "succeeded":
+            break
+        time.sleep(0.1)
+    refund = refund_create(merchant=merchant, payment_id=payment.id, amount=500)
+    for _ in range(50):
+        recovery_run(force=True)
+        refund = Refund.objects.get(pk=refund.id)
+        if refund.status == "succeeded":
+            break
+        time.sleep(0.1)
+    assert refund.status == "succeeded" and refund.psp_reference
+    assert Payment.objects.get(pk=payment.id).amount_refunded == 500
+
+    assert psp_settings["beta"].return_refund(refund.psp_reference).status_code == 200
+    assert attempt_settlement_inquire(attempt_id=refund.attempt_id)
+    refund = Refund.objects.get(pk=refund.id)
+    assert refund.status == "failed" and refund.failure_code
+    assert Payment.objects.get(pk=payment.id).amount_refunded == 0
+    assert Journal.objects.filter(reference=f"refund_reversal:{refund.id}").exists()
+    assert Event.objects.filter(merchant_id=merchant.id, type="refund.failed").count() == 1
+    assert_ledger_sound()
