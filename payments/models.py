@@ -18,6 +18,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
 from payments.rowsql import PrecompiledSaveMixin
+from psp_adapters.errors import PspReferenceNotFoundError
 
 
 class CustomerQuerySet(MerchantScopedQuerySet):
@@ -467,6 +468,11 @@ class Capture(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
         self.failure_code = code[:64]
 
 
+# A refund recovery failed because the PSP had no record of it (PspReferenceNotFoundError's code):
+# the only failure the PSP's later "done" may overturn.
+REFUND_NOT_AT_PSP = PspReferenceNotFoundError.code
+
+
 class RefundQuerySet(MerchantScopedQuerySet):
     def live(self) -> RefundQuerySet:
         return self.exclude(status=OS.FAILED)
@@ -509,6 +515,17 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=[OS.PENDING], target=OS.FAILED)
     def mark_failed(self, *, code: str) -> None:
         self.failure_code = code[:64]
+        self.next_inquiry_at = None
+
+    def _failed_as_unknown_at_psp(self) -> bool:
+        return self.failure_code == REFUND_NOT_AT_PSP
+
+    # Failed by recovery because the PSP did not know it (`REFUND_NOT_AT_PSP`), and then reported
+    # done by the PSP after all: it happened (payments.services.refunds.refund_record_outcome).
+    @transition(field=status, source=[OS.FAILED], target=OS.SUCCEEDED, conditions=[_failed_as_unknown_at_psp])
+    def mark_found(self, *, psp_reference: str = "") -> None:
+        self.psp_reference = psp_reference or self.psp_reference
+        self.failure_code = ""
         self.next_inquiry_at = None
 
     # The PSP reports a refund it had reported succeeded as failed after all (the shopper's bank sent

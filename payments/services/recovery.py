@@ -23,7 +23,17 @@ from django.db.models import Q
 
 from payera.core.db import outside_transaction
 from payments.locks import payment_lock
-from payments.models import AS, PS, Capture, CaptureMethod, OperationStatus, Payment, PaymentAttempt, Refund
+from payments.models import (
+    AS,
+    PS,
+    REFUND_NOT_AT_PSP,
+    Capture,
+    CaptureMethod,
+    OperationStatus,
+    Payment,
+    PaymentAttempt,
+    Refund,
+)
 from payments.services.common import emit, inflight_release, now, recovery_delay, setting, transition
 from payments.services.disputes import (
     DisputeAttemptUnknownError,
@@ -245,12 +255,22 @@ def inquiry_operations_record(result: AuthorizeResult, *, release_for: str = "")
                                                                         status=OperationStatus.PENDING).exists():
             capture_record_outcome(capture_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                    decline=op.decline, actor="system:recovery", release=op.reference == release_for)
-        elif op.kind == OperationKind.REFUND and Refund.objects.filter(
-                pk=op.reference, status__in=[OperationStatus.PENDING] if op.outcome != Outcome.DECLINED
-                else [OperationStatus.PENDING, OperationStatus.SUCCEEDED]).exists():
-            # a succeeded refund the PSP now says failed was sent back: refund_record_outcome reverses it
+        elif op.kind == OperationKind.REFUND and Refund.objects.filter(_refund_news(op.outcome),
+                                                                       pk=op.reference).exists():
             refund_record_outcome(refund_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                   decline=op.decline, actor="system:recovery", release=op.reference == release_for)
+
+
+def _refund_news(outcome: Outcome) -> Q:
+    """The refunds for which the PSP's `outcome` is news: pending ones; a succeeded one the PSP now
+    says failed (sent back: refund_record_outcome reverses it); a failed one only because the PSP
+    did not know it that the PSP now says done (it happened: recorded)."""
+    news = Q(status=OperationStatus.PENDING)
+    if outcome == Outcome.DECLINED:
+        news |= Q(status=OperationStatus.SUCCEEDED)
+    elif outcome == Outcome.APPROVED:
+        news |= Q(status=OperationStatus.FAILED, failure_code=REFUND_NOT_AT_PSP)
+    return news
 
 
 def operation_recover(*, kind: OperationKind, operation_id: str) -> None:

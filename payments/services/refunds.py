@@ -20,12 +20,13 @@ from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments.locks import payment_lock
 from payments.method_types import method_spec
-from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
+from payments.models import AS, PS, REFUND_NOT_AT_PSP, Capture, OperationStatus, Payment, Refund
 from payments.postings import refund_fee_back, refund_fee_share, refund_journals, refund_reversal_journals
 from payments.services.booking_sync import (
     booking_escrow_refund_ahead,
     booking_escrow_refund_failed,
     booking_guard,
+    payment_has_booking,
     refund_in_escrow,
 )
 from payments.services.common import (
@@ -172,6 +173,30 @@ def _refund_reverse(payment: Payment, refund: Refund, *, decline: Decline | None
          occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id})
 
 
+def _refund_found_allowed(payment: Payment, refund: Refund) -> bool:
+    """A failed refund the PSP reports done: it happened (the shopper has the money) if recovery
+    failed it only because the PSP did not know it yet (`REFUND_NOT_AT_PSP`: its request was still
+    on its way, the PSP's inquiry lagged); any other failure (a refusal) stays. Recorded only if it
+    fits in what was captured (the merchant may have refunded the freed amount again and the PSP
+    taken both): otherwise it is for operations (logged as an error), never a broken balance."""
+    if refund.failure_code != REFUND_NOT_AT_PSP:
+        logger.info("stale refund outcome for %s (failed %s) ignored", refund.id, refund.failure_code)
+        return False
+    if payment_has_booking(payment) is not False:
+        # its booking already released what it would have taken out of escrow (booking.refund_failed)
+        logger.error("refund %s of booking payment %s was failed as unknown at the PSP, which now reports it done: "
+                     "operations must look (the escrow was released when it failed)", refund.id, payment.id)
+        return False
+    if payment.amount_refunded + refund.amount > payment.amount_captured:
+        logger.error("refund %s of %s was failed as unknown at the PSP, which now reports it done, but %s more "
+                     "refunded would exceed the %s captured (%s refunded): operations must look", refund.id,
+                     payment.id, refund.amount, payment.amount_captured, payment.amount_refunded)
+        return False
+    logger.warning("refund %s of %s, failed as unknown at the PSP, is reported done by it: recorded", refund.id,
+                   payment.id)
+    return True
+
+
 @transaction.atomic(durable=True)
 def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_reference: str = "",
                           decline: Decline | None = None, error: PspError | None = None, actor: str,
@@ -180,12 +205,15 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
     a refund already failed ignores later news, and so does a succeeded one, except a refusal: the
     PSP failed it after it had succeeded, and it is reversed (`_refund_reverse`)."""
     found = operation_for_outcome(Refund, refund_id, inflight="refund", release=release,
-                                  succeeded_too=error is None and outcome == Outcome.DECLINED)
+                                  succeeded_too=error is None and outcome == Outcome.DECLINED,
+                                  failed_too=error is None and outcome == Outcome.APPROVED)
     if found is None:
         return
     payment, refund = found
     if refund.status == OperationStatus.SUCCEEDED:  # only a refusal gets here: the PSP took it back
         _refund_reverse(payment, refund, decline=decline, actor=actor)
+        return
+    if refund.status == OperationStatus.FAILED and not _refund_found_allowed(payment, refund):
         return
     if error is not None:
         if not error.may_have_processed:
@@ -209,7 +237,8 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
                                        returned_before=_fee_returned(payment) if payment.amount_refunded else 0,
                                        refund=refund.amount,
                                        escrow_refund_ahead=booking_escrow_refund_ahead(payment, refund))
-        transition(refund, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
+        verb = "mark_found" if refund.status == OperationStatus.FAILED else "mark_succeeded"
+        transition(refund, verb, payment=payment, actor=actor, psp_reference=psp_reference)
         refund.save()
         payment.amount_refunded += refund.amount
         payment.save()
