@@ -425,6 +425,11 @@ class OperationStatus(models.TextChoices):
 OS = OperationStatus
 
 
+# A capture or refund recovery failed because the PSP had no record of it (PspReferenceNotFoundError's
+# code): the only failure the PSP's later "done" may overturn (`mark_found`).
+NOT_AT_PSP = PspReferenceNotFoundError.code
+
+
 class Capture(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     """One capture of an authorization (the sandboxes allow one, partial, the rest released)."""
 
@@ -467,10 +472,18 @@ class Capture(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     def mark_failed(self, *, code: str) -> None:
         self.failure_code = code[:64]
 
+    def _failed_as_unknown_at_psp(self) -> bool:
+        return self.failure_code == NOT_AT_PSP
 
-# A refund recovery failed because the PSP had no record of it (PspReferenceNotFoundError's code):
-# the only failure the PSP's later "done" may overturn.
-REFUND_NOT_AT_PSP = PspReferenceNotFoundError.code
+    # Failed by recovery because the PSP did not know it (`NOT_AT_PSP`), and then reported done by
+    # the PSP after all: it happened (payments.services.payments.capture_record_outcome).
+    @transition(field=status, source=[OS.FAILED], target=OS.SUCCEEDED, conditions=[_failed_as_unknown_at_psp])
+    def mark_found(self, *, psp_reference: str = "") -> None:
+        self.psp_reference = psp_reference or self.psp_reference
+        self.failure_code = ""
+
+
+REFUND_NOT_AT_PSP = NOT_AT_PSP  # the refunds' name of it
 
 
 class RefundQuerySet(MerchantScopedQuerySet):

@@ -25,6 +25,7 @@ from payera.core.db import outside_transaction
 from payments.locks import payment_lock
 from payments.models import (
     AS,
+    NOT_AT_PSP,
     PS,
     REFUND_NOT_AT_PSP,
     Capture,
@@ -251,14 +252,23 @@ def inquiry_operations_record(result: AuthorizeResult, *, release_for: str = "")
     for op in result.operations:
         if op.outcome == Outcome.PENDING:
             continue
-        if op.kind == OperationKind.CAPTURE and Capture.objects.filter(pk=op.reference,
-                                                                        status=OperationStatus.PENDING).exists():
+        if op.kind == OperationKind.CAPTURE and Capture.objects.filter(_capture_news(op.outcome),
+                                                                        pk=op.reference).exists():
             capture_record_outcome(capture_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                    decline=op.decline, actor="system:recovery", release=op.reference == release_for)
         elif op.kind == OperationKind.REFUND and Refund.objects.filter(_refund_news(op.outcome),
                                                                        pk=op.reference).exists():
             refund_record_outcome(refund_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                   decline=op.decline, actor="system:recovery", release=op.reference == release_for)
+
+
+def _capture_news(outcome: Outcome) -> Q:
+    """The captures for which the PSP's `outcome` is news: pending ones; a failed one only because
+    the PSP did not know it that the PSP now says done (it happened: recorded)."""
+    news = Q(status=OperationStatus.PENDING)
+    if outcome == Outcome.APPROVED:
+        news |= Q(status=OperationStatus.FAILED, failure_code=NOT_AT_PSP)
+    return news
 
 
 def _refund_news(outcome: Outcome) -> Q:

@@ -1,0 +1,111 @@
+"""A capture recovery marked `failed` because the PSP did not know it yet, that the PSP then made.
+
+A capture whose request timed out is asked about after the grace period; a PSP that does not list
+it yet (the request still queued, an inquiry from a lagging replica) made recovery fail it as
+"never arrived" (`psp_reference_not_found`). When the PSP then captured and said so (its webhook,
+an inquiry, reconciliation's settlement inquiry for the capture it paid out), the news was "stale"
+and ignored — and so was the authorization now reported captured ("handled by the capture path").
+The PSP held the money, Payera showed the payment `requires_capture` for ever, never credited the
+merchant, and the authorization expiry later tried to void a captured payment.
+
+Now a capture failed only for being unknown at the PSP is recorded `succeeded` when the PSP reports
+it done, while the payment still awaits capture (posted once, `payment.captured`).
+
+The PSP is a stand-in for alpha (alpha's wire format; a PSP is outside the machine) that takes a
+capture longer than the adapter's read timeout and lists it only once it has carried it out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+
+from ledger.models import Journal
+from payera.events.models import Event
+from payments.models import PS, OperationStatus, Payment
+from payments.services import payment_capture, payment_create, recovery_run
+from payments.services.recovery import attempt_settlement_inquire
+from tests.helpers import psp_at, standin_psp
+from tests.merchants.factories import MerchantFactory
+from tests.scenarios.conftest import assert_ledger_sound
+
+pytestmark = pytest.mark.django_db
+
+CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+
+
+class SlowCaptureAlpha:
+    """Alpha's wire format: authorizes; a capture answers after 2.5 s (past the adapter's 1.5 s
+    read timeout) and is listed only once `carry_out()` is called."""
+
+    def __init__(self) -> None:
+        self.auths: dict[str, dict] = {}
+        self.queued: list[tuple[dict, dict]] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def carry_out(self) -> None:
+        with self._lock:
+            for auth, op in self.queued:
+                auth["operations"].append(op)
+                auth.update(status="captured", amount_captured=op["amount"])
+            self.queued.clear()
+
+    def __call__(self, method: str, path: str, body: dict | None):
+        if method == "POST" and path == "/v1/authorizations":
+            auth = {"object": "authorization", "id": f"auth_X{next(self._ids)}",
+                    "merchant_reference": body["merchant_reference"], "status": "authorized",
+                    "amount": body["amount"], "currency": body["currency"], "amount_captured": 0,
+                    "amount_refunded": 0, "response_code": None, "response_message": None, "challenge": None,
+                    "card": {"last4": "4242"}, "network_transaction_id": None, "card_token": None,
+                    "operations": [], "created": "2026-01-01T00:00:00Z"}
+            self.auths[auth["id"]] = auth
+            return 201, auth
+        parts = path.split("?")[0].split("/")
+        auth = self.auths.get(parts[3]) if len(parts) > 3 else None
+        if auth is None:
+            return 404, {"error": {"code": "not_found", "message": "No such authorization."}}
+        if method == "GET":
+            with self._lock:
+                return 200, auth
+        op = {"object": "operation", "id": f"op_{next(self._ids)}", "type": "capture",
+              "authorization_id": auth["id"], "authorization_reference": auth["merchant_reference"],
+              "merchant_reference": body["merchant_reference"], "amount": body["amount"],
+              "currency": auth["currency"], "status": "succeeded", "response_code": None,
+              "response_message": None, "created": "2026-01-01T00:00:00Z"}
+        with self._lock:
+            self.queued.append((auth, op))
+        time.sleep(2.5)
+        return 201, op
+
+
+def test_a_capture_failed_as_never_arrived_that_the_psp_then_made_is_recorded(psp_settings, settings):
+    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = SlowCaptureAlpha()
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        payment = payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD,
+                                 capture_method="manual")
+        assert payment.status == PS.REQUIRES_CAPTURE
+        answered = payment_capture(merchant=merchant, payment_id=payment.id, amount_to_capture=800)
+        assert answered.status == PS.REQUIRES_CAPTURE  # timed out: the outcome is unknown
+
+        recovery_run(force=True)  # the PSP lists no such capture (yet)
+        capture = Payment.objects.get(pk=payment.id).captures.get()
+        assert (capture.status, capture.failure_code) == (OperationStatus.FAILED, "psp_reference_not_found")
+
+        psp.carry_out()  # the PSP captured after all
+        assert attempt_settlement_inquire(attempt_id=capture.attempt_id)
+        payment = Payment.objects.get(pk=payment.id)
+        assert (payment.status, payment.amount_captured) == (PS.SUCCEEDED, 800)
+        assert payment.captures.get().status == OperationStatus.SUCCEEDED
+        assert Journal.objects.filter(reference=f"capture:{capture.attempt_id}").count() == 1
+        assert Event.objects.filter(merchant_id=merchant.id, type="payment.captured").count() == 1
+        assert_ledger_sound()
+
+        recovery_run(force=True)  # asked again: nothing changes
+        assert Journal.objects.filter(reference=f"capture:{capture.attempt_id}").count() == 1
