@@ -28,11 +28,16 @@ def alpha_client(psp_settings):
 
 
 def test_a_refund_in_another_currency_than_the_payments_is_refused(alpha_client):
-    p = alpha_client.post("/v1/payments", {"amount": 5000, "currency": "EUR", "payment_method_data": CARD},
-                          format="json").json()
+    p = alpha_client.post(
+        "/v1/payments", {"amount": 5000, "currency": "EUR", "payment_method_data": CARD}, format="json"
+    ).json()
     assert p["status"] == "succeeded"
-    r = alpha_client.post("/v1/refunds", {"payment": p["id"], "amount": 1000, "currency": "JPY"}, format="json",
-                          HTTP_IDEMPOTENCY_KEY="refund-1")
+    r = alpha_client.post(
+        "/v1/refunds",
+        {"payment": p["id"], "amount": 1000, "currency": "JPY"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="refund-1",
+    )
     assert r.status_code == 400, r.json()
     assert (r.json()["error"]["code"], r.json()["error"]["param"]) == ("currency_mismatch", "currency")
     assert not Refund.objects.filter(payment_id=p["id"]).exists()
@@ -40,7 +45,11 @@ def test_a_refund_in_another_currency_than_the_payments_is_refused(alpha_client)
     # an unknown currency is 400 as everywhere; the payment's own currency is taken (the key is free again)
     bad = alpha_client.post("/v1/refunds", {"payment": p["id"], "amount": 1000, "currency": "XYZ"}, format="json")
     assert (bad.status_code, bad.json()["error"]["param"]) == (400, "currency")
-    ok = alpha_client.post("/v1/refunds", {"payment": p["id"], "amount": 1000, "currency": "eur"}, format="json",
-                           HTTP_IDEMPOTENCY_KEY="refund-1")
+    ok = alpha_client.post(
+        "/v1/refunds",
+        {"payment": p["id"], "amount": 1000, "currency": "eur"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="refund-1",
+    )
     assert ok.status_code == 201, ok.json()
     assert (ok.json()["amount"], ok.json()["currency"], ok.json()["status"]) == (1000, "EUR", "succeeded")

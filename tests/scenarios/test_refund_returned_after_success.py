@@ -40,8 +40,12 @@ def test_a_refund_the_psp_fails_after_reporting_it_succeeded_gives_the_money_bac
     assert (r1["status"], r2["status"]) == ("succeeded", "succeeded")
     before_return = pending_eur(env)
     returned = Refund.objects.get(pk=r2["id"])
-    fee_back = sum(e.amount for j in Journal.objects.filter(reference=f"refund_fee:{returned.id}")
-                   for e in j.entries.all() if e.amount > 0)
+    fee_back = sum(
+        e.amount
+        for j in Journal.objects.filter(reference=f"refund_fee:{returned.id}")
+        for e in j.entries.all()
+        if e.amount > 0
+    )
     assert fee_back > 0
 
     answer = env.sandboxes["alpha"].return_refund(returned.psp_reference)
@@ -53,8 +57,12 @@ def test_a_refund_the_psp_fails_after_reporting_it_succeeded_gives_the_money_bac
     assert payment["amount_refunded"] == 300
     # the refund and the fee share it returned are reversed: the merchant holds the 400 again
     assert pending_eur(env) == before_return + 400 - fee_back
-    assert Journal.objects.filter(reference__in=[f"refund_reversal:{returned.id}",
-                                                 f"refund_fee_reversal:{returned.id}"]).count() == 2
+    assert (
+        Journal.objects.filter(
+            reference__in=[f"refund_reversal:{returned.id}", f"refund_fee_reversal:{returned.id}"]
+        ).count()
+        == 2
+    )
     shown = {t["reference"] for t in env.http.get("/v1/balance_transactions", params={"limit": 100}).json()["data"]}
     assert {f"refund_reversal:{returned.id}", f"refund_fee_reversal:{returned.id}"} <= shown
     failed = Event.objects.filter(merchant_id=env.merchant.id, type="refund.failed")
