@@ -18,6 +18,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
 from payments.rowsql import PrecompiledSaveMixin
+from psp_adapters.errors import PspReferenceNotFoundError
 
 
 class CustomerQuerySet(MerchantScopedQuerySet):
@@ -424,6 +425,11 @@ class OperationStatus(models.TextChoices):
 OS = OperationStatus
 
 
+# A capture or refund recovery failed because the PSP had no record of it (PspReferenceNotFoundError's
+# code): the only failure the PSP's later "done" may overturn (`mark_found`).
+NOT_AT_PSP = PspReferenceNotFoundError.code
+
+
 class Capture(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     """One capture of an authorization (the sandboxes allow one, partial, the rest released)."""
 
@@ -465,6 +471,19 @@ class Capture(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=[OS.PENDING], target=OS.FAILED)
     def mark_failed(self, *, code: str) -> None:
         self.failure_code = code[:64]
+
+    def _failed_as_unknown_at_psp(self) -> bool:
+        return self.failure_code == NOT_AT_PSP
+
+    # Failed by recovery because the PSP did not know it (`NOT_AT_PSP`), and then reported done by
+    # the PSP after all: it happened (payments.services.payments.capture_record_outcome).
+    @transition(field=status, source=[OS.FAILED], target=OS.SUCCEEDED, conditions=[_failed_as_unknown_at_psp])
+    def mark_found(self, *, psp_reference: str = "") -> None:
+        self.psp_reference = psp_reference or self.psp_reference
+        self.failure_code = ""
+
+
+REFUND_NOT_AT_PSP = NOT_AT_PSP  # the refunds' name of it
 
 
 class RefundQuerySet(MerchantScopedQuerySet):
@@ -508,6 +527,24 @@ class Refund(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=status, source=[OS.PENDING], target=OS.FAILED)
     def mark_failed(self, *, code: str) -> None:
+        self.failure_code = code[:64]
+        self.next_inquiry_at = None
+
+    def _failed_as_unknown_at_psp(self) -> bool:
+        return self.failure_code == REFUND_NOT_AT_PSP
+
+    # Failed by recovery because the PSP did not know it (`REFUND_NOT_AT_PSP`), and then reported
+    # done by the PSP after all: it happened (payments.services.refunds.refund_record_outcome).
+    @transition(field=status, source=[OS.FAILED], target=OS.SUCCEEDED, conditions=[_failed_as_unknown_at_psp])
+    def mark_found(self, *, psp_reference: str = "") -> None:
+        self.psp_reference = psp_reference or self.psp_reference
+        self.failure_code = ""
+        self.next_inquiry_at = None
+
+    # The PSP reports a refund it had reported succeeded as failed after all (the shopper's bank sent
+    # it back): the money is the merchant's again (payments.services.refunds._refund_reverse).
+    @transition(field=status, source=[OS.SUCCEEDED], target=OS.FAILED)
+    def mark_reversed(self, *, code: str) -> None:
         self.failure_code = code[:64]
         self.next_inquiry_at = None
 

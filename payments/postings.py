@@ -9,6 +9,10 @@ everything returns exactly the whole fee (`refund_fee_back`; a booking's refund 
 the fixed share its escrow keeps for it and counts first, whenever it settles):
   refund:<re>        Dr merchant_pending  R   /  Cr psp_receivable:C  R
   refund_fee:<re>    Dr fee_revenue       f   /  Cr merchant_pending  f      (when f > 0)
+A succeeded refund the PSP fails afterwards (the shopper's bank sent it back) is mirrored, into
+the merchant's pending account (a booking's escrow refund too: its booking is closed by then):
+  refund_reversal:<re>      Dr psp_receivable:C  R  /  Cr merchant_pending  R
+  refund_fee_reversal:<re>  Dr merchant_pending  f  /  Cr fee_revenue       f   (the f it returned)
 Dispute (chargeback) of D on connector C with chargeback fee K (PAYMENTS_CHARGEBACK_FEE[currency]), when
 the PSP opens it (the PSP takes D back from us; we take D and K from the merchant):
   chargeback:<dp>          Dr merchant_pending  D  /  Cr psp_receivable:C  D
@@ -154,6 +158,33 @@ def refund_journals(
                     amount=fee_back,
                 ),
                 f"fee returned with refund {refund_id}",
+            )
+        )
+    return journals
+
+
+def refund_reversal_journals(
+    *, refund_id: str, merchant_id: str, connector: str, amount: int, fee_back: int, currency: str,
+) -> list[Journal]:
+    """The mirror of a succeeded refund the PSP failed afterwards (the shopper's bank sent it back):
+    the PSP owes the money again and the merchant has it back, less the fee share the refund had
+    returned (`fee_back`, as the ledger posted it)."""
+    merchant = Accounts.merchant_pending(merchant_id, currency)
+    journals = [
+        Journal(
+            f"refund_reversal:{refund_id}",
+            JournalKind.REVERSAL,
+            transfer_lines(debit=Accounts.psp_receivable(connector, currency), credit=merchant, amount=amount),
+            f"refund {refund_id} failed after it succeeded",
+        )
+    ]
+    if fee_back > 0:
+        journals.append(
+            Journal(
+                f"refund_fee_reversal:{refund_id}",
+                JournalKind.REVERSAL,
+                transfer_lines(debit=merchant, credit=Accounts.fee_revenue(currency), amount=fee_back),
+                f"fee returned with refund {refund_id} taken again",
             )
         )
     return journals

@@ -158,9 +158,9 @@ def settlement_tables() -> dict[str, str]:
 # `recon_suspense:<discrepancy pk>:<n>` with the staff's reason as memo) shows the merchant an opaque
 # id of the journal and a fixed description; staff keep the internal reference and memo (admin).
 PUBLIC_JOURNAL_PREFIXES = frozenset({
-    "capture", "capture_fee", "refund", "refund_fee", "chargeback", "chargeback_fee", "chargeback_won",
-    "chargeback_fee_won", "escrow_release", "escrow_release_unrefunded", "payout", "payout_paid",
-    "payout_failed", "payout_returned", "settlement",
+    "capture", "capture_fee", "refund", "refund_fee", "refund_reversal", "refund_fee_reversal", "chargeback",
+    "chargeback_fee", "chargeback_won", "chargeback_fee_won", "escrow_release", "escrow_release_unrefunded",
+    "payout", "payout_paid", "payout_failed", "payout_returned", "settlement",
 })  # fmt: skip
 
 

@@ -18,6 +18,7 @@ KNOWN_EVENT_TYPES = (
     "payment.requires_action",
     "payment.canceled",
     "payment.captured",
+    "payment.capture_failed",
     "payment.disputed",
     "refund.succeeded",
     "refund.failed",

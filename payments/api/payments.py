@@ -255,6 +255,8 @@ class RefundListCreateApi(MerchantApiView):
     class RefundCreateInput(serializers.Serializer):
         payment = serializers.CharField(max_length=64)
         amount = StrictIntegerField(required=False, allow_null=True)
+        currency = serializers.CharField(required=False, allow_null=True, max_length=8,
+                                         help_text="Optional: the payment's currency (any other is 400).")
         reason = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=64)
 
     @extend_schema(operation_id="refunds_create", request=RefundCreateInput, responses={201: RefundOutputSerializer},
@@ -264,7 +266,7 @@ class RefundListCreateApi(MerchantApiView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         refund = refund_create(merchant=request.merchant, payment_id=data["payment"], amount=data.get("amount"),
-                               reason=data.get("reason") or "", actor=_actor(request))
+                               currency=data.get("currency"), reason=data.get("reason") or "", actor=_actor(request))
         return Response(render_refund(refund), status=status.HTTP_201_CREATED)
 
     def idempotent_resume(self, request, resource: str):

@@ -167,17 +167,22 @@ def inflight_release(payment: Payment) -> None:
     payment.inflight_at = None
 
 
-def operation_for_outcome(model, operation_id: str, *, inflight: str, release: bool):
+def operation_for_outcome(model, operation_id: str, *, inflight: str, release: bool,
+                          succeeded_too: bool = False, failed_too: bool = False):
     """A capture's or refund's outcome is about to be recorded: its payment (locked) and the
     operation, or None when the operation is no longer pending (later news of a finished operation:
-    logged and ignored). `release`: the crashed request's in-flight claim `inflight` is released
-    too (saved even when the news is stale)."""
+    logged and ignored; with `succeeded_too`, a succeeded one is returned as well: a refund the PSP
+    fails after it succeeded; with `failed_too`, a failed one: a refund failed as unknown at the PSP
+    that the PSP reports done). `release`: the crashed request's in-flight claim `inflight` is
+    released too (saved even when the news is stale)."""
     payment = payment_lock(model.objects.values_list("payment_id", flat=True).get(pk=operation_id))
     operation = model.objects.select_related("attempt").get(pk=operation_id)
     if release and payment.inflight == inflight:
         inflight_release(payment)
         payment.save()
-    if operation.status != OperationStatus.PENDING:
+    if operation.status != OperationStatus.PENDING and not (
+            (succeeded_too and operation.status == OperationStatus.SUCCEEDED)
+            or (failed_too and operation.status == OperationStatus.FAILED)):
         logger.info("stale %s outcome for %s (%s) ignored", inflight, operation.id, operation.status)
         return None
     return payment, operation

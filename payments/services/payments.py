@@ -34,6 +34,7 @@ from payments.locks import payment_lock, payment_lock_of_attempt
 from payments.method_types import method_currency_check, method_spec
 from payments.models import (
     AS,
+    NOT_AT_PSP,
     PS,
     Capture,
     CaptureMethod,
@@ -976,9 +977,11 @@ def payment_capture(*, merchant: Merchant, payment_id: str, amount_to_capture: i
             ))
     except PspError as exc:
         error = exc
+    # a failure in this answer is the request's own answer (raised below): no event
     capture_record_outcome(capture_id=capture.id, outcome=result.outcome if result else None,
                            psp_reference=(result.psp_reference or "") if result else "",
-                           decline=result.decline if result else None, error=error, actor=actor, release=True)
+                           decline=result.decline if result else None, error=error, actor=actor, release=True,
+                           notify=False)
     if error is not None and not error.may_have_processed:
         raise error
     if result is not None and result.outcome == Outcome.DECLINED:
@@ -1023,9 +1026,12 @@ def _capture_begin(*, merchant: Merchant, payment_id: str, amount: int | None, a
 @transaction.atomic(durable=True)
 def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_reference: str = "",
                            decline: Decline | None = None, error: PspError | None = None, actor: str,
-                           release: bool = False) -> None:
-    """Record a capture's outcome (answer, webhook or inquiry). Idempotent."""
-    found = operation_for_outcome(Capture, capture_id, inflight="capture", release=release)
+                           release: bool = False, notify: bool = True) -> None:
+    """Record a capture's outcome (answer, webhook or inquiry). Idempotent. A capture failing
+    after its request answered (`notify`: a webhook, an inquiry) sends `payment.capture_failed`:
+    the merchant was told it is under way and waits for `payment.captured`."""
+    found = operation_for_outcome(Capture, capture_id, inflight="capture", release=release,
+                                  failed_too=error is None and outcome == Outcome.APPROVED)
     if found is None:
         return
     payment, capture = found
@@ -1033,14 +1039,19 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
         # the request's own capture went through, or may have: a retry after a crash answers the
         # payment (a second capture would be refused) instead of capturing again
         idempotency_resource_record(resource=payment.id)
+    if capture.status == OperationStatus.FAILED and not _capture_found_allowed(payment, capture):
+        return
     if error is not None:
         if not error.may_have_processed:
             transition(capture, "mark_failed", payment=payment, actor=actor, code=error.code)
             capture.save()
+            if notify:
+                emit(payment, "payment.capture_failed")
         return  # unknown: stays pending; recovery asks the PSP
     if outcome == Outcome.APPROVED:
+        verb = "mark_found" if capture.status == OperationStatus.FAILED else "mark_succeeded"
         with postings_last():
-            transition(capture, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
+            transition(capture, verb, payment=payment, actor=actor, psp_reference=psp_reference)
             capture.save()
             _capture_succeeded(payment, capture.attempt, capture, actor=actor, at=now())
             payment.save()
@@ -1048,6 +1059,26 @@ def capture_record_outcome(*, capture_id: str, outcome: Outcome | None, psp_refe
         code = decline.code.value if decline else "operation_rejected"
         transition(capture, "mark_failed", payment=payment, actor=actor, code=code)
         capture.save()
+        if notify:
+            emit(payment, "payment.capture_failed")
+
+
+def _capture_found_allowed(payment: Payment, capture: Capture) -> bool:
+    """A failed capture the PSP reports done: it happened (the PSP holds the money) if recovery
+    failed it only because the PSP did not know it yet (`NOT_AT_PSP`: its request was still on its
+    way, the PSP's inquiry lagged), and the payment still awaits capture with no other capture of
+    the authorization live; anything else is stale news or for operations (logged)."""
+    if capture.failure_code != NOT_AT_PSP:
+        logger.info("stale capture outcome for %s (failed %s) ignored", capture.id, capture.failure_code)
+        return False
+    if payment.status != PS.REQUIRES_CAPTURE or capture.attempt.status != AS.AUTHORIZED or Capture.objects.filter(
+            attempt_id=capture.attempt_id).exclude(status=OperationStatus.FAILED).exists():
+        logger.error("capture %s of %s was failed as unknown at the PSP, which now reports it done, but the payment "
+                     "is %s: operations must look", capture.id, payment.id, payment.status)
+        return False
+    logger.warning("capture %s of %s, failed as unknown at the PSP, is reported done by it: recorded", capture.id,
+                   payment.id)
+    return True
 
 
 def _operation_may_have_happened(outcome: Outcome | None, error: PspError | None) -> bool:

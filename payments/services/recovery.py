@@ -7,7 +7,9 @@ PAYMENTS_RECOVERY_MAX_INQUIRIES the attempt is flagged `needs_attention` for ope
 still asked daily). Pending captures and refunds are resolved from the authorization's
 operations in the same inquiry; dispute evidence whose PSP answer is unknown is sent again with
 its key (on the same schedule). `manage.py run_recovery` runs it now, for everything open;
-`payment_recover` runs the same step for one payment (the admin's "Re-run recovery").
+`payment_recover` runs the same step for one payment (the admin's "Re-run recovery"). An
+automatic-capture payment left `requires_capture` (its capture after the authorization failed or
+was never sent) is captured again on the same schedule.
 """
 
 from __future__ import annotations
@@ -21,7 +23,18 @@ from django.db.models import Q
 
 from payera.core.db import outside_transaction
 from payments.locks import payment_lock
-from payments.models import AS, Capture, OperationStatus, Payment, PaymentAttempt, Refund
+from payments.models import (
+    AS,
+    NOT_AT_PSP,
+    PS,
+    REFUND_NOT_AT_PSP,
+    Capture,
+    CaptureMethod,
+    OperationStatus,
+    Payment,
+    PaymentAttempt,
+    Refund,
+)
 from payments.services.common import emit, inflight_release, now, recovery_delay, setting, transition
 from payments.services.disputes import (
     DisputeAttemptUnknownError,
@@ -97,9 +110,35 @@ def _recover(*, payment_id: str | None, force: bool, limit: int) -> dict[str, in
     for cancel_payment_id in cancels.values_list("pk", flat=True)[:limit]:
         counts["cancels"] += 1
         cancel_recover(payment_id=cancel_payment_id)
+    # an automatic-capture payment left authorized: its capture failed or was never sent
+    autos = Payment.objects.filter(status=PS.REQUIRES_CAPTURE, capture_method=CaptureMethod.AUTOMATIC,
+                                   authorized_at__lt=grace)
+    if payment_id is not None:
+        autos = autos.filter(pk=payment_id)
+    counts["auto_captures"] = 0
+    for auto_payment_id in autos.order_by("authorized_at").values_list("pk", flat=True)[:limit]:
+        if _auto_capture_due(payment_id=auto_payment_id, at=at, force=force):
+            counts["auto_captures"] += 1
+            payment_auto_capture_if_needed(payment_id=auto_payment_id)
     # dispute evidence sent without a known answer: sent again with the same key (taken once)
     counts["evidence"] = dispute_evidence_recover_due(limit=limit, payment_id=payment_id, force=force)
     return counts
+
+
+def _auto_capture_due(*, payment_id: str, at: dt.datetime, force: bool) -> bool:
+    """Whether recovery captures an automatic-capture payment still `requires_capture` now. Its
+    capture after the authorization (`payment_auto_capture_if_needed`) failed — the PSP unreachable
+    or refusing for a moment — or was never sent (a crash): nothing else tries again, and the
+    authorization expiry would void it, the sale lost. Not while a capture is pending (the capture
+    path asks the PSP about that one); after failed captures, on the recovery schedule from the
+    last one (15 s, 1 m, 3 m, 1 h, then daily)."""
+    captures = list(Capture.objects.filter(payment_id=payment_id).values_list("status", "updated_at"))
+    if any(status == OperationStatus.PENDING for status, _ in captures):
+        return False
+    failed = [updated for status, updated in captures if status == OperationStatus.FAILED]
+    if not failed or force:
+        return True
+    return max(failed) + recovery_delay(len(failed) - 1) <= at
 
 
 @transaction.atomic(durable=True)
@@ -213,14 +252,35 @@ def inquiry_operations_record(result: AuthorizeResult, *, release_for: str = "")
     for op in result.operations:
         if op.outcome == Outcome.PENDING:
             continue
-        if op.kind == OperationKind.CAPTURE and Capture.objects.filter(pk=op.reference,
-                                                                        status=OperationStatus.PENDING).exists():
+        if op.kind == OperationKind.CAPTURE and Capture.objects.filter(_capture_news(op.outcome),
+                                                                        pk=op.reference).exists():
             capture_record_outcome(capture_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                    decline=op.decline, actor="system:recovery", release=op.reference == release_for)
-        elif op.kind == OperationKind.REFUND and Refund.objects.filter(pk=op.reference,
-                                                                       status=OperationStatus.PENDING).exists():
+        elif op.kind == OperationKind.REFUND and Refund.objects.filter(_refund_news(op.outcome),
+                                                                       pk=op.reference).exists():
             refund_record_outcome(refund_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                   decline=op.decline, actor="system:recovery", release=op.reference == release_for)
+
+
+def _capture_news(outcome: Outcome) -> Q:
+    """The captures for which the PSP's `outcome` is news: pending ones; a failed one only because
+    the PSP did not know it that the PSP now says done (it happened: recorded)."""
+    news = Q(status=OperationStatus.PENDING)
+    if outcome == Outcome.APPROVED:
+        news |= Q(status=OperationStatus.FAILED, failure_code=NOT_AT_PSP)
+    return news
+
+
+def _refund_news(outcome: Outcome) -> Q:
+    """The refunds for which the PSP's `outcome` is news: pending ones; a succeeded one the PSP now
+    says failed (sent back: refund_record_outcome reverses it); a failed one only because the PSP
+    did not know it that the PSP now says done (it happened: recorded)."""
+    news = Q(status=OperationStatus.PENDING)
+    if outcome == Outcome.DECLINED:
+        news |= Q(status=OperationStatus.SUCCEEDED)
+    elif outcome == Outcome.APPROVED:
+        news |= Q(status=OperationStatus.FAILED, failure_code=REFUND_NOT_AT_PSP)
+    return news
 
 
 def operation_recover(*, kind: OperationKind, operation_id: str) -> None:

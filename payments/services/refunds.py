@@ -15,16 +15,18 @@ from django.db.models import Sum
 from ledger.selectors import journal_list_for_references
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError
+from payera.core.money import currency_normalize
 from payera.idempotency.services import idempotency_resource_record
 from payera.merchants.models import Merchant
 from payments.locks import payment_lock
 from payments.method_types import method_spec
-from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
-from payments.postings import refund_fee_back, refund_fee_share, refund_journals
+from payments.models import AS, PS, REFUND_NOT_AT_PSP, Capture, OperationStatus, Payment, Refund
+from payments.postings import refund_fee_back, refund_fee_share, refund_journals, refund_reversal_journals
 from payments.services.booking_sync import (
     booking_escrow_refund_ahead,
     booking_escrow_refund_failed,
     booking_guard,
+    payment_has_booking,
     refund_in_escrow,
 )
 from payments.services.common import (
@@ -54,14 +56,15 @@ class RefundExceedsCapturedError(InvalidRequestError):
 
 
 def refund_create(*, merchant: Merchant, payment_id: str, amount: int | None = None, reason: str = "",
-                  actor: str = "api", for_booking: bool = False,
+                  actor: str = "api", for_booking: bool = False, currency: str | None = None,
                   on_begin: Callable[[Refund], None] | None = None) -> Refund:
     """A booking's payment is refunded through its booking until the booking is completed
     (`for_booking`: the refund comes out of escrow). `on_begin(refund)` runs inside the
     transaction that inserts the refund, before the PSP call: a caller binds the refund to what
-    asked for it there (both commit or neither does), or raises to refuse it."""
+    asked for it there (both commit or neither does), or raises to refuse it. `currency`, when
+    given, must be the payment's (`amount` is in its minor unit): any other is 400."""
     refund = _refund_begin(merchant=merchant, payment_id=payment_id, amount=amount, reason=reason,
-                           for_booking=for_booking, on_begin=on_begin)
+                           for_booking=for_booking, on_begin=on_begin, currency=currency)
     attempt = refund.attempt
     result, error = None, None
     try:
@@ -82,7 +85,8 @@ def refund_create(*, merchant: Merchant, payment_id: str, amount: int | None = N
 
 @transaction.atomic(durable=True)
 def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, reason: str,
-                  for_booking: bool = False, on_begin: Callable[[Refund], None] | None = None) -> Refund:
+                  for_booking: bool = False, on_begin: Callable[[Refund], None] | None = None,
+                  currency: str | None = None) -> Refund:
     try:
         payment = payment_lock(payment_id) if isinstance(payment_id, str) else None
     except Payment.DoesNotExist:
@@ -93,6 +97,11 @@ def _refund_begin(*, merchant: Merchant, payment_id: str, amount: int | None, re
         booking_guard(payment, "refund")
     if payment.status != PS.SUCCEEDED or payment.amount_captured <= 0:
         raise PaymentStateError("Only a captured payment can be refunded.", param="payment")
+    if currency is not None and currency_normalize(currency) != payment.currency:
+        raise InvalidRequestError(
+            f"The payment is in {payment.currency}: a refund is in the payment's currency, not {currency!r}.",
+            param="currency", code="currency_mismatch",
+        )
     if payment.payment_method_id and not method_spec(payment.payment_method.type).refundable:
         raise InvalidRequestError(f"A {payment.payment_method.type} payment cannot be refunded.", param="payment",
                                   code="payment_method_not_refundable")
@@ -134,16 +143,78 @@ def _fee_returned(payment: Payment) -> int:
     return sum(abs(e.amount) for j in journal_list_for_references(references=refs) for e in j.entries.all()) // 2
 
 
+def _refund_reverse(payment: Payment, refund: Refund, *, decline: Decline | None, actor: str) -> None:
+    """The PSP reports a refund it had reported succeeded as failed (the shopper's bank sent it
+    back): the PSP owes the merchant that money again, so the refund is `failed`, it no longer
+    counts in `amount_refunded` (it may be refunded again), its journals are mirrored
+    (`refund_reversal:<re>`, and `refund_fee_reversal:<re>` for the fee share it returned, read
+    from the ledger) and the merchant is told (`refund.failed`). The money goes back to the
+    merchant's pending balance, also for a booking's refund out of escrow (the booking is closed
+    by then: nothing is held in escrow for it any more)."""
+    refs = (f"refund:{refund.id}", f"refund_fee:{refund.id}")
+    posted = {j.reference: j for j in journal_list_for_references(references=refs)}
+    if refs[0] not in posted:  # pragma: no cover - a succeeded refund is posted in its transition's block
+        logger.error("refund %s is succeeded without its journal: not reversed", refund.id)
+        return
+    fee_journal = posted.get(refs[1])
+    fee_back = sum(abs(e.amount) for e in fee_journal.entries.all()) // 2 if fee_journal else 0
+    if not transition(refund, "mark_reversed", payment=payment, actor=actor,
+                      code=decline.code.value if decline else "refund_reversed"):
+        return
+    refund.save()
+    payment.amount_refunded -= refund.amount
+    payment.save()
+    emit_refund(refund, "refund.failed")
+    logger.warning("refund %s of %s (%s %s) failed at %s after it had succeeded: reversed (%s)", refund.id,
+                   payment.id, refund.amount, refund.currency, refund.attempt.connector, actor)
+    post(refund_reversal_journals(refund_id=refund.id, merchant_id=payment.merchant_id,
+                                  connector=refund.attempt.connector, amount=refund.amount, fee_back=fee_back,
+                                  currency=refund.currency),
+         occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id})
+
+
+def _refund_found_allowed(payment: Payment, refund: Refund) -> bool:
+    """A failed refund the PSP reports done: it happened (the shopper has the money) if recovery
+    failed it only because the PSP did not know it yet (`REFUND_NOT_AT_PSP`: its request was still
+    on its way, the PSP's inquiry lagged); any other failure (a refusal) stays. Recorded only if it
+    fits in what was captured (the merchant may have refunded the freed amount again and the PSP
+    taken both): otherwise it is for operations (logged as an error), never a broken balance."""
+    if refund.failure_code != REFUND_NOT_AT_PSP:
+        logger.info("stale refund outcome for %s (failed %s) ignored", refund.id, refund.failure_code)
+        return False
+    if payment_has_booking(payment) is not False:
+        # its booking already released what it would have taken out of escrow (booking.refund_failed)
+        logger.error("refund %s of booking payment %s was failed as unknown at the PSP, which now reports it done: "
+                     "operations must look (the escrow was released when it failed)", refund.id, payment.id)
+        return False
+    if payment.amount_refunded + refund.amount > payment.amount_captured:
+        logger.error("refund %s of %s was failed as unknown at the PSP, which now reports it done, but %s more "
+                     "refunded would exceed the %s captured (%s refunded): operations must look", refund.id,
+                     payment.id, refund.amount, payment.amount_captured, payment.amount_refunded)
+        return False
+    logger.warning("refund %s of %s, failed as unknown at the PSP, is reported done by it: recorded", refund.id,
+                   payment.id)
+    return True
+
+
 @transaction.atomic(durable=True)
 def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_reference: str = "",
                           decline: Decline | None = None, error: PspError | None = None, actor: str,
                           release: bool = False) -> None:
     """A refund's outcome from the answer, a webhook or an inquiry. Idempotent and order-proof:
-    a refund already succeeded or failed ignores later news (logged)."""
-    found = operation_for_outcome(Refund, refund_id, inflight="refund", release=release)
+    a refund already failed ignores later news, and so does a succeeded one, except a refusal: the
+    PSP failed it after it had succeeded, and it is reversed (`_refund_reverse`)."""
+    found = operation_for_outcome(Refund, refund_id, inflight="refund", release=release,
+                                  succeeded_too=error is None and outcome == Outcome.DECLINED,
+                                  failed_too=error is None and outcome == Outcome.APPROVED)
     if found is None:
         return
     payment, refund = found
+    if refund.status == OperationStatus.SUCCEEDED:  # only a refusal gets here: the PSP took it back
+        _refund_reverse(payment, refund, decline=decline, actor=actor)
+        return
+    if refund.status == OperationStatus.FAILED and not _refund_found_allowed(payment, refund):
+        return
     if error is not None:
         if not error.may_have_processed:
             transition(refund, "mark_failed", payment=payment, actor=actor, code=error.code)
@@ -166,7 +237,8 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
                                        returned_before=_fee_returned(payment) if payment.amount_refunded else 0,
                                        refund=refund.amount,
                                        escrow_refund_ahead=booking_escrow_refund_ahead(payment, refund))
-        transition(refund, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
+        verb = "mark_found" if refund.status == OperationStatus.FAILED else "mark_succeeded"
+        transition(refund, verb, payment=payment, actor=actor, psp_reference=psp_reference)
         refund.save()
         payment.amount_refunded += refund.amount
         payment.save()

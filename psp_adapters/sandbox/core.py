@@ -727,6 +727,26 @@ class Core:
         self.emit("dispute", self.payment(dispute["payment_id"]), {**dispute, "event": "closed"})
         return dispute
 
+    def return_refund(self, op_id: str) -> Row:
+        """The shopper's bank sent a refund back after the PSP had reported it succeeded (the card
+        account closed, say): the refund is `failed` (`refund_rejected`), the money is the
+        merchant's again (`amount_refunded` lowered) and the refund's webhook goes out again with
+        its new status, as real PSPs do (a REFUND_FAILED after the REFUND, a refund `failed` after
+        `succeeded`)."""
+        with self.store.tx():
+            op = self.operation(op_id)
+            if op["kind"] != "refund":
+                raise SandboxError(400, "not_a_refund", "Only a refund can be returned.")
+            if op["state"] != "succeeded":
+                raise SandboxError(409, "invalid_state", f"Only a succeeded refund can be returned ({op['state']}).")
+            self.store.update("operations", op_id, {"state": "failed", "decline": "refund_rejected",
+                                                    "completed_at": time.time()})
+            row = self.payment(op["payment_id"])
+            self._set(row, amount_refunded=row["amount_refunded"] - op["amount"])
+            op = self.operation(op_id)
+            self.emit("refund", row, op)
+        return op
+
     def dispute_evidence(self, dispute_id: str) -> Row | None:
         return self.store.one("SELECT * FROM dispute_evidence WHERE dispute_id = ?", (dispute_id,))
 

@@ -9,7 +9,9 @@ Shared by both sandboxes:
   disputes, no PAN), `POST /_sandbox/events/<id>/resend` (deliver again),
   `POST /_sandbox/disputes/<id>/close` (`{"status": "won" | "lost"}`: the network decided; the
   dispute's webhook goes out with its final status), `PUT /_sandbox/disputes/<id>`
-  (`{"evidence_due_by": <unix seconds> | null}`: move the evidence due date), `POST /_sandbox/reset`
+  (`{"evidence_due_by": <unix seconds> | null}`: move the evidence due date),
+  `POST /_sandbox/refunds/<operation id>/return` (the shopper's bank sent a succeeded refund back:
+  it becomes `failed` and its webhook goes out again), `POST /_sandbox/reset`
   (forget everything), `PUT /_sandbox/config` (`{"webhook_url": …}`, changes the webhook target
   at runtime; `{"chaos": {...}}` turns the chaos mode on, `{}` off; `GET` shows it and what it
   injected). All but health need the API key.
@@ -173,6 +175,7 @@ class SandboxApp:
             r("POST", r"/_sandbox/events/(?P<id>[A-Za-z0-9_]+)/resend", self._resend),
             r("POST", r"/_sandbox/disputes/(?P<id>[A-Za-z0-9_]+)/close", self._close_dispute),
             r("PUT", r"/_sandbox/disputes/(?P<id>[A-Za-z0-9_]+)", self._dispute_update),
+            r("POST", r"/_sandbox/refunds/(?P<id>[A-Za-z0-9_]+)/return", self._return_refund),
             r("POST", r"/_sandbox/reset", self._reset),
             r("GET", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page, False),
             r("POST", r"/(?P<page>challenge|bank)/(?P<token>[A-Za-z0-9]+)", self._page_submit, False),
@@ -198,6 +201,9 @@ class SandboxApp:
         if not isinstance(data, dict) or set(data) != {"evidence_due_by"}:
             raise SandboxError(400, "invalid_update", "Only evidence_due_by can be set.", "evidence_due_by")
         return Response.json(200, {"dispute": self.core.dispute_set_due(req.params["id"], data["evidence_due_by"])})
+
+    def _return_refund(self, req: Request) -> Response:
+        return Response.json(200, {"operation": self.core.return_refund(req.params["id"])})
 
     def _reset(self, req: Request) -> Response:
         self.core.reset()

@@ -224,6 +224,11 @@ class SandboxProcess:
         return httpx.post(f"{self.url}/_sandbox/disputes/{dispute_id}/close", json={"status": status},
                           headers=self._auth())
 
+    def return_refund(self, operation_id: str) -> httpx.Response:
+        """The shopper's bank sends a succeeded refund back: the sandbox reports it `failed` and
+        sends the refund's webhook again."""
+        return httpx.post(f"{self.url}/_sandbox/refunds/{operation_id}/return", headers=self._auth())
+
     def set_evidence_due(self, dispute_id: str, due: float | None) -> httpx.Response:
         """Move a dispute's evidence due date (unix seconds; in the past: the PSP refuses evidence)."""
         return httpx.put(f"{self.url}/_sandbox/disputes/{dispute_id}", json={"evidence_due_by": due},

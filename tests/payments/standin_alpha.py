@@ -1,0 +1,130 @@
+"""A stand-in for the alpha PSP (its wire format, psp_adapters/sandbox/alpha.py) for the answers the
+alpha sandbox never gives: an authorization left uncaptured for an automatic payment, a capture
+refused for a moment, a capture answered pending and refused later, a capture or refund carried out
+after the adapter's read timeout and listed only from then on. A PSP is outside the machine: use it
+with `tests.helpers.standin_psp` and `psp_at`."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+SLOW_SECONDS = 2.5  # past the adapter's 1.5 s read timeout (tests/psp_adapters/sandbox_fixtures.py)
+
+
+class StandinAlpha:
+    """`capture_at_authorization`: the authorization answers captured. `capture`: how a capture is
+    answered — "succeed", "pending_then_failed" (answered pending, listed failed) or "slow" (answered
+    after SLOW_SECONDS, listed once `carry_out()` is called); `refuse_captures`: the first n captures
+    are answered 503 first (nothing processed). `refund`: "succeed" or "slow" (as a slow capture)."""
+
+    def __init__(
+        self,
+        *,
+        capture_at_authorization: bool = False,
+        capture: str = "succeed",
+        refuse_captures: int = 0,
+        refund: str = "succeed",
+    ) -> None:
+        self.capture_at_authorization = capture_at_authorization
+        self.capture_mode = capture
+        self.refuse_captures = refuse_captures
+        self.refund_mode = refund
+        self.auths: dict[str, dict] = {}
+        self.captures = 0  # capture requests received
+        self.queued: list[tuple[dict, dict]] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def carry_out(self) -> None:
+        """The slow operations are done now: listed, and the authorization follows them."""
+        with self._lock:
+            for auth, op in self.queued:
+                self._done(auth, op)
+            self.queued.clear()
+
+    @staticmethod
+    def _done(auth: dict, op: dict) -> None:
+        auth["operations"].append(op)
+        if op["type"] == "capture":
+            auth.update(status="captured", amount_captured=op["amount"])
+        else:
+            auth["amount_refunded"] += op["amount"]
+
+    def _operation(self, auth: dict, kind: str, body: dict, status: str) -> dict:
+        return {
+            "object": "operation",
+            "id": f"op_{next(self._ids)}",
+            "type": kind,
+            "authorization_id": auth["id"],
+            "authorization_reference": auth["merchant_reference"],
+            "merchant_reference": body["merchant_reference"],
+            "amount": body["amount"],
+            "currency": auth["currency"],
+            "status": status,
+            "response_code": None,
+            "response_message": None,
+            "created": "2026-01-01T00:00:00Z",
+        }
+
+    def _authorize(self, body: dict) -> dict:
+        captured = self.capture_at_authorization
+        auth = {
+            "object": "authorization",
+            "id": f"auth_X{next(self._ids)}",
+            "merchant_reference": body["merchant_reference"],
+            "status": "captured" if captured else "authorized",
+            "amount": body["amount"],
+            "currency": body["currency"],
+            "amount_captured": body["amount"] if captured else 0,
+            "amount_refunded": 0,
+            "response_code": None,
+            "response_message": None,
+            "challenge": None,
+            "card": {"last4": "4242"},
+            "network_transaction_id": None,
+            "card_token": None,
+            "operations": [],
+            "created": "2026-01-01T00:00:00Z",
+        }
+        self.auths[auth["id"]] = auth
+        return auth
+
+    def __call__(self, method: str, path: str, body: dict | None):
+        slow = None
+        with self._lock:
+            if method == "POST" and path == "/v1/authorizations":
+                return 201, self._authorize(body)
+            parts = path.split("?")[0].split("/")
+            auth = self.auths.get(parts[3]) if len(parts) > 3 else None
+            if auth is None:
+                return 404, {"error": {"code": "not_found", "message": "No such authorization."}}
+            if method == "GET":
+                return 200, auth
+            kind = {"capture": "capture", "refunds": "refund"}.get(parts[4] if len(parts) > 4 else "")
+            if kind is None:
+                return 400, {"error": {"code": "unsupported", "message": path}}
+            done = [o for o in auth["operations"] if o["merchant_reference"] == body["merchant_reference"]]
+            if done:  # the same merchant reference again: the operation made
+                return 200, done[0]
+            mode = self.refund_mode if kind == "refund" else self.capture_mode
+            if kind == "capture":
+                self.captures += 1
+                if self.captures <= self.refuse_captures:
+                    return 503, {"error": {"code": "unavailable", "message": "Try again later."}}
+            if mode == "pending_then_failed":
+                op = self._operation(auth, kind, body, "pending")
+                auth["operations"].append(
+                    {**op, "status": "failed", "response_code": "05", "response_message": "Refused"}
+                )
+                return 201, op
+            op = self._operation(auth, kind, body, "succeeded")
+            if mode == "slow":
+                self.queued.append((auth, op))
+                slow = op
+            else:
+                self._done(auth, op)
+                return 201, op
+        time.sleep(SLOW_SECONDS)  # outside the lock: the inquiries are answered meanwhile
+        return 201, slow
