@@ -63,8 +63,7 @@ def test_a_3ds_challenge_passed_just_before_the_expiry_keeps_the_payment(env):
     the PSP refuses the cancel and the expiry records what it says instead of failing it."""
     p = env.pay(CHALLENGE)
     env.sandboxes["alpha"].submit_challenge(p["next_action"]["redirect_to_url"]["url"], "pass")
-    PaymentAttempt.objects.filter(pk=p["attempts"][0]["id"]).update(
-        created_at=timezone.now() - dt.timedelta(hours=2))
+    PaymentAttempt.objects.filter(pk=p["attempts"][0]["id"]).update(created_at=timezone.now() - dt.timedelta(hours=2))
 
     assert payment_expire_redirects() == []
 
