@@ -81,7 +81,7 @@ from payments.services.methods import (
     method_tokenize,
     method_validate,
 )
-from psp_adapters.errors import PspError, PspProtocolError, PspUnavailableError
+from psp_adapters.errors import PspError, PspProtocolError, PspTimeoutError, PspUnavailableError
 from psp_adapters.port import (
     AuthorizeRequest,
     CaptureRequest,
@@ -553,8 +553,11 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
             may_cascade=index < len(plan) - 1, source="answer", recorded=recorded, answer_if_final=True,
         )
         # the PSP's health only (the circuit is one per connector for every merchant): a request it
-        # refused as invalid (PspRequestRejectedError, a 4xx) says nothing about it
+        # refused as invalid (PspRequestRejectedError, a 4xx) says nothing about it; a PSP that does
+        # not answer in time (PspTimeoutError: a read timeout, a 504) is the surest sign of all —
+        # its own payment still never cascades (unknown), the next ones go elsewhere first
         if (verdict is V.UNAVAILABLE and isinstance(error, PspUnavailableError)) or (
+                verdict is V.UNKNOWN and isinstance(error, PspTimeoutError)) or (
                 verdict is V.SOFT_DECLINE and error is None and result is not None and result.decline is not None
                 and result.decline.decline_class == DeclineClass.TECHNICAL):
             circuit_record_failure(connector)
