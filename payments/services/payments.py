@@ -503,6 +503,9 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
     for index, connector in enumerate(plan):
         # the first attempt was committed with the claim; each one before its PSP call
         attempt = first if index == 0 else attempt_start(payment_id=payment_id, connector=connector)
+        if attempt is None:  # the confirmation was ended meanwhile (recovery): nothing more is sent
+            recorded.clear()
+            break
         ntid = None
         try:
             if payment.off_session:  # MIT: this connector's token, or the card with the CIT's NTID
@@ -642,10 +645,53 @@ def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None
 
 
 @transaction.atomic(durable=True)
-def attempt_start(*, payment_id: str, connector: str) -> PaymentAttempt:
-    """Record the attempt (committed) before its PSP call: a crash after this leaves a `started`
-    attempt that recovery resolves by asking the PSP."""
-    return _attempt_insert(payment_lock(payment_id), connector)
+def attempt_start(*, payment_id: str, connector: str) -> PaymentAttempt | None:
+    """Record the cascade's next attempt (committed) before its PSP call: a crash after this leaves
+    a `started` attempt that recovery resolves by asking the PSP. None (nothing to send) when the
+    payment's confirmation has ended meanwhile: recovery found it abandoned between two attempts
+    (`confirmation_abandoned_end`), so a late request never authorizes a failed payment."""
+    payment = payment_lock(payment_id)
+    if payment.status != PS.PROCESSING or payment.inflight != "confirm" or payment.review_reason:
+        logger.warning("confirmation of %s ended (%s) before its attempt on %s: not sent", payment_id,
+                       payment.status, connector)
+        return None
+    return _attempt_insert(payment, connector)
+
+
+def confirmations_abandoned(*, older_than: dt.datetime, payment_id: str | None = None) -> list[str]:
+    """Payments whose confirmation stopped between two attempts of its cascade (a crash, or an
+    error, after an attempt's outcome was recorded and before the next attempt was committed):
+    `processing` with a `confirm` claim older than `older_than` and no open attempt — nothing at
+    any PSP can move them, so no inquiry ever would."""
+    qs = Payment.objects.filter(status=PS.PROCESSING, inflight="confirm", inflight_at__lt=older_than,
+                                 review_reason="")
+    if payment_id is not None:
+        qs = qs.filter(pk=payment_id)
+    return list(qs.exclude(attempts__status__in=[AS.STARTED, AS.UNKNOWN, AS.PENDING, AS.REQUIRES_ACTION])
+                .values_list("pk", flat=True)[:500])
+
+
+@transaction.atomic(durable=True)
+def confirmation_abandoned_end(*, payment_id: str) -> bool:
+    """End a confirmation abandoned between two attempts (`confirmations_abandoned`), checked again
+    under the payment's lock (`attempt_start` takes it too: either its attempt is committed and seen
+    here as open, or it finds the payment failed and sends nothing). The payment fails with
+    `processing_error` — no other connector is tried from here: the shopper's CVC is gone — and its
+    claim is released. True when it ended it."""
+    payment = payment_lock(payment_id)
+    if payment.status != PS.PROCESSING or payment.inflight != "confirm" or payment.review_reason:
+        return False
+    if payment.attempts.filter(status__in=[AS.STARTED, AS.UNKNOWN, AS.PENDING, AS.REQUIRES_ACTION]).exists():
+        return False
+    actor = "system:recovery"
+    if transition(payment, "mark_failed", payment=payment, actor=actor, error={
+        "code": "processing_error", "decline_code": None, "message": "The payment could not be processed.",
+    }):
+        emit(payment, "payment.failed")
+    inflight_release(payment)
+    payment.save()
+    logger.warning("confirmation of %s was abandoned between two attempts: failed", payment_id)
+    return True
 
 
 def _attempt_insert(payment: Payment, connector: str, *, sequence: int | None = None) -> PaymentAttempt:
