@@ -70,3 +70,21 @@ def test_a_3ds_challenge_passed_just_before_the_expiry_keeps_the_payment(env):
     p = env.get(p["id"])
     assert p["status"] == "succeeded" and p["amount_captured"] == 1000
     assert_ledger_sound()
+
+
+def test_a_bookings_3ds_wait_is_left_to_the_bookings_own_expiry(env):
+    from payments.services.bookings import booking_create
+
+    booking = booking_create(
+        merchant=env.merchant, amount=1000, currency="EUR", reference="3ds-hold",
+        hold_expires_at=(timezone.now() + dt.timedelta(days=2)).isoformat(),
+        payment_method_data={"type": "card", "card": {"number": CHALLENGE, "exp_month": 12, "exp_year": 2034,
+                                                      "cvc": "123"}},
+    )  # fmt: skip
+    assert booking.payment.status == "requires_action"
+    PaymentAttempt.objects.filter(payment_id=booking.payment_id).update(
+        created_at=timezone.now() - dt.timedelta(hours=2)
+    )
+    assert payment_expire_redirects() == []
+    booking.refresh_from_db()
+    assert booking.status == "pending" and booking.payment.status == "requires_action"
