@@ -1,6 +1,8 @@
-"""Circuit breaker per connector, on the shared cache (Redis in production): more than
-PAYMENTS_CIRCUIT_THRESHOLD technical failures within PAYMENTS_CIRCUIT_WINDOW seconds open the
-circuit for PAYMENTS_CIRCUIT_COOLDOWN seconds; routing then tries that connector last."""
+"""Circuit breaker per connector, on the shared cache (Redis in production):
+PAYMENTS_CIRCUIT_THRESHOLD technical failures (the PSP unreachable, a 5xx or 429, refused
+credentials, a timeout, a technical decline: counted by `_confirm_attempts`) within
+PAYMENTS_CIRCUIT_WINDOW seconds open the circuit for PAYMENTS_CIRCUIT_COOLDOWN seconds; routing
+then tries that connector last."""
 
 from __future__ import annotations
 
