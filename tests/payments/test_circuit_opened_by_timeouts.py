@@ -20,10 +20,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.core.cache import cache
 
 from payera.secrets.services import secret_put
-from payments.circuit import circuit_open_set
+from payments.circuit import circuit_open_set, circuit_reset
 from payments.models import AS, PS
 from payments.services import payment_create
 from psp_adapters.registry import adapters_reset
@@ -48,7 +47,7 @@ def own_alpha(psp_settings, settings):
     settings.PSP_CONNECTORS = {**settings.PSP_CONNECTORS, name: settings.PSP_CONNECTORS["alpha"]}
     adapters_reset()
     yield name
-    cache.delete_many([f"payments:circuit:{name}:fails", f"payments:circuit:{name}:open"])
+    circuit_reset([name])
 
 
 def test_timeouts_open_the_circuit_and_new_payments_go_to_the_healthy_connector_first(own_alpha, settings):
