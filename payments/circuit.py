@@ -1,10 +1,14 @@
-"""Circuit breaker per connector, on the shared cache (Redis in production): more than
-PAYMENTS_CIRCUIT_THRESHOLD technical failures within PAYMENTS_CIRCUIT_WINDOW seconds open the
-circuit for PAYMENTS_CIRCUIT_COOLDOWN seconds; routing then tries that connector last."""
+"""Circuit breaker per connector, on the shared cache (Redis in production):
+PAYMENTS_CIRCUIT_THRESHOLD technical failures (the PSP unreachable, a 5xx or 429, refused
+credentials, a timeout, a technical decline: counted by `_confirm_attempts`) within
+PAYMENTS_CIRCUIT_WINDOW seconds open the circuit for PAYMENTS_CIRCUIT_COOLDOWN seconds; routing
+then tries that connector last."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.cache import cache
@@ -25,13 +29,37 @@ def circuit_open_set(connectors: list[str]) -> frozenset[str]:
     return frozenset(c for c in connectors if found.get(_key(c, "open")))
 
 
+def _window() -> int:
+    return max(1, int(getattr(settings, "PAYMENTS_CIRCUIT_WINDOW", 60)))
+
+
+def _fails_key(connector: str, bucket: int) -> str:
+    """The failures of one window (`bucket` = unix time // window) are counted in a key of their
+    own: whether a backend's `incr` keeps the key's expiry (Redis's INCRBY does; Django's generic
+    `incr`, e.g. the embedded default's FileBasedCache, re-sets it with the default timeout) can
+    never stretch the window."""
+    return _key(connector, f"fails:{bucket}")
+
+
+def circuit_reset(connectors: Iterable[str]) -> None:
+    """Close the connectors' circuits and forget their failures of the current window (tests and
+    operations after an incident)."""
+    bucket = int(time.time()) // _window()
+    keys = [_key(c, "open") for c in connectors]
+    keys += [_fails_key(c, b) for c in connectors for b in (bucket - 1, bucket, bucket + 1)]
+    try:
+        cache.delete_many(keys)
+    except Exception:
+        logger.warning("circuit breaker cache unavailable", exc_info=True)
+
+
 def circuit_record_failure(connector: str) -> None:
-    window = getattr(settings, "PAYMENTS_CIRCUIT_WINDOW", 60)
+    window = _window()
     threshold = getattr(settings, "PAYMENTS_CIRCUIT_THRESHOLD", 5)
     cooldown = getattr(settings, "PAYMENTS_CIRCUIT_COOLDOWN", 30)
     try:
-        key = _key(connector, "fails")
-        cache.add(key, 0, timeout=window)
+        key = _fails_key(connector, int(time.time()) // window)
+        cache.add(key, 0, timeout=2 * window)  # outlives its window: never expires between add and incr
         fails = cache.incr(key)
         if fails >= threshold:
             cache.set(_key(connector, "open"), 1, timeout=cooldown)

@@ -421,8 +421,9 @@ PAYMENTS_ACTION_INQUIRY_SECONDS = 900
 PAYMENTS_RECOVERY_SCHEDULE = [15, 60, 180, 3600]  # then daily
 PAYMENTS_RECOVERY_MAX_INQUIRIES = 9  # then operations
 PAYMENTS_AUTHORIZATION_TTL_DAYS = 7
-# A redirect payment method (bank redirect) whose shopper has not come back from the bank's page
-# after this long is canceled at the PSP and fails (`last_error.code = "payment_expired"`).
+# A payment whose shopper has not come back from the bank's page (bank redirect) or the 3-D Secure
+# challenge (card) after this long is canceled at the PSP and fails (`last_error.code =
+# "payment_expired"`); a booking's payment waits for the booking's own expiry.
 PAYMENTS_REDIRECT_EXPIRY_SECONDS = 1800
 PAYMENTS_WEBHOOK_PARK_MAX_TRIES = 10
 # The stuck-state sweeper's SLA per "<object>.<state>" in seconds (payments/services/stuck.py

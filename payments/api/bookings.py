@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from payera.core.fields import StrictIntegerField
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
-from payments.api.payments import LIST_PARAMETERS, _actor, _list
+from payments.api.payments import LIST_PARAMETERS, RETURN_URL_SCHEMES, _actor, _list
 from payments.bookings_models import BS
 from payments.bookings_selectors import booking_get, booking_list
 from payments.bookings_serializers import BookingOutputSerializer, render_booking
@@ -29,7 +29,8 @@ class BookingListCreateApi(MerchantApiView):
         payment_method_data = serializers.JSONField(required=False, allow_null=True)
         payment_method = serializers.CharField(required=False, allow_null=True, max_length=64)
         customer = serializers.CharField(required=False, allow_null=True, max_length=64)
-        return_url = serializers.URLField(required=False, allow_null=True, allow_blank=True, max_length=2048)
+        return_url = serializers.URLField(required=False, allow_null=True, allow_blank=True, max_length=2048,
+                                          validators=[RETURN_URL_SCHEMES])
         description = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=1000)
         metadata = serializers.DictField(required=False, allow_null=True, child=serializers.JSONField())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+from django.core.validators import URLValidator
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -40,6 +41,11 @@ LIST_PARAMETERS = [
     OpenApiParameter("limit", int, description="1-100, default 10."),
     OpenApiParameter("starting_after", str, description="An object id from the previous page: the next page."),
 ]
+
+
+# Where the shopper is sent back after 3-D Secure or the bank's page (`payment_return`): a web page.
+# DRF's URLField alone also takes ftp(s), which the redirect then refuses (a bare 400 for the shopper).
+RETURN_URL_SCHEMES = URLValidator(schemes=["http", "https"], message="return_url must be an http or https URL.")
 
 
 def _actor(request) -> str:
@@ -145,7 +151,8 @@ class PaymentListCreateApi(MerchantApiView):
         confirm = serializers.BooleanField(required=False, default=True)
         setup_future_usage = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=16)
         off_session = serializers.BooleanField(required=False, default=False)
-        return_url = serializers.URLField(required=False, allow_null=True, allow_blank=True, max_length=2048)
+        return_url = serializers.URLField(required=False, allow_null=True, allow_blank=True, max_length=2048,
+                                          validators=[RETURN_URL_SCHEMES])
         description = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=1000)
         metadata = serializers.DictField(required=False, allow_null=True, child=serializers.JSONField())
         mandate_data = serializers.JSONField(

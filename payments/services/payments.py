@@ -82,7 +82,7 @@ from payments.services.methods import (
     method_tokenize,
     method_validate,
 )
-from psp_adapters.errors import PspError, PspProtocolError, PspUnavailableError
+from psp_adapters.errors import PspError, PspProtocolError, PspTimeoutError, PspUnavailableError
 from psp_adapters.port import (
     AuthorizeRequest,
     CaptureRequest,
@@ -504,6 +504,9 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
     for index, connector in enumerate(plan):
         # the first attempt was committed with the claim; each one before its PSP call
         attempt = first if index == 0 else attempt_start(payment_id=payment_id, connector=connector)
+        if attempt is None:  # the confirmation was ended meanwhile (recovery): nothing more is sent
+            recorded.clear()
+            break
         ntid = None
         try:
             if payment.off_session:  # MIT: this connector's token, or the card with the CIT's NTID
@@ -554,8 +557,11 @@ def _confirm_attempts(*, merchant: Merchant, payment: Payment, plan: list[str], 
             may_cascade=index < len(plan) - 1, source="answer", recorded=recorded, answer_if_final=True,
         )
         # the PSP's health only (the circuit is one per connector for every merchant): a request it
-        # refused as invalid (PspRequestRejectedError, a 4xx) says nothing about it
+        # refused as invalid (PspRequestRejectedError, a 4xx) says nothing about it; a PSP that does
+        # not answer in time (PspTimeoutError: a read timeout, a 504) is the surest sign of all —
+        # its own payment still never cascades (unknown), the next ones go elsewhere first
         if (verdict is V.UNAVAILABLE and isinstance(error, PspUnavailableError)) or (
+                verdict is V.UNKNOWN and isinstance(error, PspTimeoutError)) or (
                 verdict is V.SOFT_DECLINE and error is None and result is not None and result.decline is not None
                 and result.decline.decline_class == DeclineClass.TECHNICAL):
             circuit_record_failure(connector)
@@ -640,10 +646,53 @@ def _confirm_plan(merchant: Merchant, payment: Payment, pm: PaymentMethod | None
 
 
 @transaction.atomic(durable=True)
-def attempt_start(*, payment_id: str, connector: str) -> PaymentAttempt:
-    """Record the attempt (committed) before its PSP call: a crash after this leaves a `started`
-    attempt that recovery resolves by asking the PSP."""
-    return _attempt_insert(payment_lock(payment_id), connector)
+def attempt_start(*, payment_id: str, connector: str) -> PaymentAttempt | None:
+    """Record the cascade's next attempt (committed) before its PSP call: a crash after this leaves
+    a `started` attempt that recovery resolves by asking the PSP. None (nothing to send) when the
+    payment's confirmation has ended meanwhile: recovery found it abandoned between two attempts
+    (`confirmation_abandoned_end`), so a late request never authorizes a failed payment."""
+    payment = payment_lock(payment_id)
+    if payment.status != PS.PROCESSING or payment.inflight != "confirm" or payment.review_reason:
+        logger.warning("confirmation of %s ended (%s) before its attempt on %s: not sent", payment_id,
+                       payment.status, connector)
+        return None
+    return _attempt_insert(payment, connector)
+
+
+def confirmations_abandoned(*, older_than: dt.datetime, payment_id: str | None = None) -> list[str]:
+    """Payments whose confirmation stopped between two attempts of its cascade (a crash, or an
+    error, after an attempt's outcome was recorded and before the next attempt was committed):
+    `processing` with a `confirm` claim older than `older_than` and no open attempt — nothing at
+    any PSP can move them, so no inquiry ever would."""
+    qs = Payment.objects.filter(status=PS.PROCESSING, inflight="confirm", inflight_at__lt=older_than,
+                                 review_reason="")
+    if payment_id is not None:
+        qs = qs.filter(pk=payment_id)
+    return list(qs.exclude(attempts__status__in=[AS.STARTED, AS.UNKNOWN, AS.PENDING, AS.REQUIRES_ACTION])
+                .values_list("pk", flat=True)[:500])
+
+
+@transaction.atomic(durable=True)
+def confirmation_abandoned_end(*, payment_id: str) -> bool:
+    """End a confirmation abandoned between two attempts (`confirmations_abandoned`), checked again
+    under the payment's lock (`attempt_start` takes it too: either its attempt is committed and seen
+    here as open, or it finds the payment failed and sends nothing). The payment fails with
+    `processing_error` — no other connector is tried from here: the shopper's CVC is gone — and its
+    claim is released. True when it ended it."""
+    payment = payment_lock(payment_id)
+    if payment.status != PS.PROCESSING or payment.inflight != "confirm" or payment.review_reason:
+        return False
+    if payment.attempts.filter(status__in=[AS.STARTED, AS.UNKNOWN, AS.PENDING, AS.REQUIRES_ACTION]).exists():
+        return False
+    actor = "system:recovery"
+    if transition(payment, "mark_failed", payment=payment, actor=actor, error={
+        "code": "processing_error", "decline_code": None, "message": "The payment could not be processed.",
+    }):
+        emit(payment, "payment.failed")
+    inflight_release(payment)
+    payment.save()
+    logger.warning("confirmation of %s was abandoned between two attempts: failed", payment_id)
+    return True
 
 
 def _attempt_insert(payment: Payment, connector: str, *, sequence: int | None = None) -> PaymentAttempt:

@@ -48,6 +48,8 @@ from payments.services.payments import (
     _cancel_record,
     attempt_record_outcome,
     capture_record_outcome,
+    confirmation_abandoned_end,
+    confirmations_abandoned,
     payment_auto_capture_if_needed,
 )
 from payments.services.refunds import refund_record_outcome
@@ -92,6 +94,10 @@ def _recover(*, payment_id: str | None, force: bool, limit: int) -> dict[str, in
     for attempt_id in qs.order_by("next_inquiry_at", "sequence").values_list("pk", flat=True)[:limit]:
         counts["attempts"] += 1
         if attempt_recover(attempt_id=attempt_id):
+            counts["resolved"] += 1
+    # a confirmation that stopped between two attempts of its cascade: no open attempt to ask about
+    for abandoned_id in confirmations_abandoned(older_than=grace, payment_id=payment_id):
+        if confirmation_abandoned_end(payment_id=abandoned_id):
             counts["resolved"] += 1
     # operations younger than the grace period may have their PSP call running right now
     ops = Q(status=OperationStatus.PENDING, created_at__lt=grace, **of)

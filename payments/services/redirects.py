@@ -1,6 +1,7 @@
-"""Abandoned redirects: a payment whose method sends the shopper to a page (bank redirect) and
-who never comes back expires after PAYMENTS_REDIRECT_EXPIRY_SECONDS (the scheduler runs
-`payment_expire_redirects` every minute).
+"""Abandoned redirects: a payment waiting for its shopper on a page (the bank's page of a bank
+redirect, or a card's 3-D Secure challenge) who never comes back expires after
+PAYMENTS_REDIRECT_EXPIRY_SECONDS (the scheduler runs `payment_expire_redirects` every minute). A
+booking's payment is left to the booking's own expiry (`hold_expires_at`).
 
 Expiring is a PSP call like any other (STYLE: three steps): the authorization is canceled at
 the PSP first (so a shopper who comes back late cannot pay a failed payment), then the payment
@@ -33,20 +34,22 @@ logger = logging.getLogger("payera.payments")
 REDIRECT_TYPES = [t for t, spec in METHOD_TYPES.items() if spec.redirect]
 
 
-def expiry_error(seconds: int) -> dict:
+def expiry_error(seconds: int, method_type: str = "bank_redirect") -> dict:
     minutes = max(1, seconds // 60)
+    what = "the bank redirect" if method_type in REDIRECT_TYPES else "3-D Secure authentication"
     return {"code": "payment_expired", "decline_code": None,
-            "message": f"The shopper did not complete the bank redirect within {minutes} minutes; "
-                       "the payment expired."}
+            "message": f"The shopper did not complete {what} within {minutes} minutes; the payment expired."}
 
 
 def payment_expire_redirects(*, now_: dt.datetime | None = None, limit: int = 200) -> list[str]:
-    """Expire the redirect payments whose shopper has not come back in time; returns their ids."""
+    """Expire the payments whose shopper has not come back in time from the bank's page or the
+    3-D Secure challenge (any method type: a card's challenge waits for the shopper as a bank page
+    does); returns their ids. Bookings' payments wait for their booking's expiry."""
     seconds = int(setting("PAYMENTS_REDIRECT_EXPIRY_SECONDS", 1800))
     cutoff = (now_ or now()) - dt.timedelta(seconds=seconds)
     due = PaymentAttempt.objects.filter(
         status=AS.REQUIRES_ACTION, created_at__lt=cutoff, payment__status=PS.REQUIRES_ACTION,
-        payment__payment_method__type__in=REDIRECT_TYPES,
+        payment__booking__isnull=True,
     ).order_by("created_at").values_list("pk", flat=True)[:limit]
     expired = []
     for attempt_id in list(due):
@@ -99,7 +102,8 @@ def _redirect_expired_record(*, attempt_id: str, seconds: int) -> bool:
     transition(attempt, "mark_withdrawn", payment=payment, actor=actor, reason="redirect expired: canceled at the PSP",
                at=now())
     attempt.save()
-    if transition(payment, "mark_failed", payment=payment, actor=actor, error=expiry_error(seconds)):
+    method_type = payment.payment_method.type if payment.payment_method_id else "card"
+    if transition(payment, "mark_failed", payment=payment, actor=actor, error=expiry_error(seconds, method_type)):
         emit(payment, "payment.failed")
     if payment.inflight == "confirm":
         inflight_release(payment)

@@ -50,6 +50,7 @@ from payments.services.payments import (
     apply_authorization,
     attempt_record_outcome,
     capture_record_outcome,
+    decline_normalize,
     payment_auto_capture_if_needed,
 )
 from payments.services.recovery import inquiry_operations_record
@@ -330,6 +331,7 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
             return target
         attempt, operation = target
         if operation is None:
+            _park_if_the_answer_decides(attempt, e.decline)
             verdict = _apply_authorization_event(attempt, e, actor=actor)
             payment_auto_capture_if_needed(payment_id=attempt.payment_id)
             return f"authorization: {verdict}"
@@ -387,6 +389,8 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
         return f"{e.kind.value}: {found[0].outcome.value} (confirmed by inquiry)"
     if e.outcome in _FINAL and result.outcome not in _FINAL:
         raise _Park(f"not confirmed yet: {connector} still says {result.outcome.value}")
+    if result.outcome in (Outcome.DECLINED, Outcome.SOFT_DECLINED):
+        _park_if_the_answer_decides(attempt, result.decline)
     verdict = attempt_record_outcome(attempt_id=attempt.id, result=result, actor=actor, source="webhook")
     payment_auto_capture_if_needed(payment_id=attempt.payment_id)
     inquiry_operations_record(result)
@@ -396,6 +400,20 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
                        connector, e.event_id, e.outcome.value, attempt.id, result.outcome.value)
         note = f"authorization: {verdict} (the event said {e.outcome.value}; the inquiry said {result.outcome.value})"
     return note
+
+
+def _park_if_the_answer_decides(attempt: PaymentAttempt, decline: Decline | None) -> None:
+    """A decline another connector may still turn into a success (soft or technical, after the
+    operations' table) for an attempt whose confirmation is still waiting for the PSP's answer
+    (`started`, younger than PAYMENTS_STARTED_GRACE_SECONDS): the answer decides — it cascades,
+    which a webhook cannot (it would fail the payment under the running confirmation). Parked, it
+    is applied later and finds the attempt resolved; past the grace the confirmation's request is
+    gone and the webhook settles the attempt, as recovery would."""
+    if decline is None or not decline_normalize(attempt.connector, decline).may_cascade:
+        return
+    grace = now() - dt.timedelta(seconds=setting("PAYMENTS_STARTED_GRACE_SECONDS", 60))
+    if PaymentAttempt.objects.filter(pk=attempt.pk, status=AS.STARTED, created_at__gt=grace).exists():
+        raise _Park(f"{attempt.id} is still awaiting its confirmation's answer, which decides the cascade")
 
 
 def _apply_dispute_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:

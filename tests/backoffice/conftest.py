@@ -16,12 +16,11 @@ def _local_secrets_and_no_broker(settings, monkeypatch):
 @pytest.fixture(autouse=True)
 def _circuits_closed():
     """Alpha's soft declines count as technical failures: other tests must not find its circuit open."""
-    from django.core.cache import cache
+    from payments.circuit import circuit_reset
 
-    keys = [f"payments:circuit:{c}:{what}" for c in ("alpha", "beta") for what in ("fails", "open")]
-    cache.delete_many(keys)
+    circuit_reset(["alpha", "beta"])
     yield
-    cache.delete_many(keys)
+    circuit_reset(["alpha", "beta"])
 
 
 @pytest.fixture

@@ -18,10 +18,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.core.cache import cache
 
 from payera.secrets.services import secret_put
-from payments.circuit import circuit_open_set
+from payments.circuit import circuit_open_set, circuit_reset
 from payments.models import PS
 from payments.services import payment_create
 from psp_adapters.registry import adapters_reset
@@ -52,7 +51,7 @@ def own_beta(psp_settings, settings):
 
     use(sandbox.url)
     yield name, use
-    cache.delete_many([f"payments:circuit:{name}:fails", f"payments:circuit:{name}:open"])
+    circuit_reset([name])
 
 
 def test_payments_the_psp_refuses_as_invalid_do_not_open_its_circuit_for_other_merchants(own_beta, settings):

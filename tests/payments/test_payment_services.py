@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
-from payments.circuit import circuit_open_set, circuit_record_failure
+from payments.circuit import circuit_open_set, circuit_record_failure, circuit_reset
 from payments.models import AS, PS, DeclineCode, Payment
 from payments.services import payment_capture, payment_create, payment_expire_authorizations
 from payments.services.common import PaymentInProgressError
@@ -49,13 +48,13 @@ def test_a_second_mutation_while_one_is_in_flight_is_409(psp_settings):
 
 def test_circuit_opens_after_repeated_technical_failures(settings):
     settings.PAYMENTS_CIRCUIT_THRESHOLD = 3
-    cache.delete_many(["payments:circuit:zeta:fails", "payments:circuit:zeta:open"])
+    circuit_reset(["zeta"])
     for _ in range(2):
         circuit_record_failure("zeta")
     assert circuit_open_set(["zeta", "alpha"]) == frozenset()
     circuit_record_failure("zeta")
     assert circuit_open_set(["zeta", "alpha"]) == frozenset({"zeta"})
-    cache.delete_many(["payments:circuit:zeta:fails", "payments:circuit:zeta:open"])
+    circuit_reset(["zeta"])
 
 
 def test_operations_can_turn_a_decline_code_soft_in_the_table():

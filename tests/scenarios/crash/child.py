@@ -6,7 +6,9 @@ the sandbox PSPs and SIGKILL this very process at a named crash point.
 Config: database_url, connectors (settings.PSP_CONNECTORS), credentials ({psp: {api_key,
 webhook_secret}}), op ("confirm" | "capture" | "refund" | "cancel" | "approve"), point ("before_psp" |
 "after_psp", and for "approve" also "before_refund": the four-eyes decision committed, before the
-refund is started), merchant_id, payment_id (capture/refund), amount (refund), approval_id and
+refund is started; for "confirm" also "between_attempts": a soft decline recorded, before the
+cascade's next attempt is committed — with `card`, e.g. alpha's soft-declined
+4000000000000119), merchant_id, payment_id (capture/refund), amount (refund), approval_id and
 user_id (approve: a second finance user approves a refund waiting for approval).
 
 Production code is untouched: the crash is injected by wrapping the adapter that the service
@@ -61,6 +63,8 @@ class CrashingAdapter:
             return attr
 
         def call(*args, **kwargs):
+            if CFG["point"] not in ("before_psp", "after_psp"):  # the crash point is elsewhere
+                return attr(*args, **kwargs)
             if CFG["point"] == "before_psp":
                 die()
             result = attr(*args, **kwargs)
@@ -86,8 +90,11 @@ from payments.services import payment_cancel, payment_capture, payment_create, r
 
 merchant = Merchant.objects.get(pk=CFG["merchant_id"])
 if CFG["op"] == "confirm":
+    if CFG["point"] == "between_attempts":  # an attempt's soft decline is recorded, the next one not started
+        payments_module.attempt_start = lambda **kwargs: die()
     payment_create(merchant=merchant, amount=1000, currency="EUR", payment_method_data={
-        "type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        "type": "card", "card": {"number": CFG.get("card") or "4242424242424242", "exp_month": 12,
+                                 "exp_year": 2034, "cvc": "123"},
     })
 elif CFG["op"] == "capture":
     payment_capture(merchant=merchant, payment_id=CFG["payment_id"])

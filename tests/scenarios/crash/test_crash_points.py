@@ -126,6 +126,45 @@ def _manual_authorized(merchant) -> Payment:
     return payment
 
 
+def test_crash_between_two_attempts_of_a_cascade(crashable):
+    """What was wrong: a crash (or any error) after an attempt's soft decline was recorded and
+    before the cascade's next attempt was committed left the payment `processing` with its
+    `confirm` claim and no open attempt: recovery only asks the PSP about open attempts, so nothing
+    ever settled it (the stuck sweeper flagged it for a human every 15 minutes, for ever). Now
+    recovery ends such a confirmation: no PSP holds an open authorization of it, so the payment
+    fails (`processing_error`; no other connector from recovery: the CVC is gone) and the claim is
+    released; `attempt_start` refuses to begin an attempt for a payment whose confirmation has
+    ended, so a slow request that comes back late sends nothing."""
+    merchant = MerchantFactory(connectors=["alpha", "beta"])
+    crash(crashable, op="confirm", point="between_attempts", merchant=merchant, card="4000000000000119")
+    payment = the_payment(merchant)
+    (attempt,) = payment.attempts.all()
+    assert attempt.connector == "alpha" and attempt.status == AS.DECLINED
+    assert payment.status == PS.PROCESSING and payment.inflight == "confirm"
+
+    def check():
+        p = Payment.objects.get(pk=payment.pk)
+        assert p.status == PS.FAILED and p.inflight == ""
+        assert p.last_error["code"] == "processing_error"
+        assert [(a.connector, a.status) for a in p.attempts.all()] == [("alpha", AS.DECLINED)]
+        assert crashable["beta"].payments(attempt.id) == []
+        assert pending_eur(merchant) == 0
+
+    recover_and_check(merchant, check)
+
+
+def test_a_late_cascade_sends_nothing_once_its_confirmation_has_ended(crashable):
+    from payments.services.payments import attempt_start
+    from payments.services.recovery import recovery_run
+
+    merchant = MerchantFactory(connectors=["alpha", "beta"])
+    crash(crashable, op="confirm", point="between_attempts", merchant=merchant, card="4000000000000119")
+    payment = the_payment(merchant)
+    recovery_run(force=True)
+    assert attempt_start(payment_id=payment.pk, connector="beta") is None
+    assert [a.connector for a in Payment.objects.get(pk=payment.pk).attempts.all()] == ["alpha"]
+
+
 @pytest.mark.parametrize("point", ["before_psp", "after_psp"])
 def test_crash_during_capture(crashable, point):
     merchant = MerchantFactory(connectors=["alpha", "beta"])
