@@ -11,17 +11,30 @@ if TYPE_CHECKING:
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 WILDCARD = "*"
 
-# Event types of the contract; `family.*` patterns are accepted in enabled_events too.
+# Every event type Payera sends (tests/events/test_event_types.py holds the emitting code to this
+# list). enabled_events takes these, `family.*` patterns of their families, or "*": anything else
+# is refused, so a misspelt type cannot subscribe an endpoint to nothing.
 KNOWN_EVENT_TYPES = (
     "payment.succeeded",
     "payment.failed",
     "payment.requires_action",
+    "payment.requires_capture",
     "payment.canceled",
     "payment.captured",
     "payment.capture_failed",
+    "payment.refunded",
     "payment.disputed",
     "refund.succeeded",
     "refund.failed",
+    "booking.created",
+    "booking.requires_action",
+    "booking.held",
+    "booking.confirmed",
+    "booking.completed",
+    "booking.canceled",
+    "booking.expired",
+    "booking.failed",
+    "booking.refund_failed",
     "dispute.created",
     "dispute.updated",
     "dispute.closed",
@@ -42,6 +55,7 @@ KNOWN_EVENT_TYPES = (
     "webhook_endpoint.disabled",
 )
 ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+KNOWN_EVENT_FAMILIES = frozenset(t.split(".", 1)[0] for t in KNOWN_EVENT_TYPES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,3 +13,5 @@ os.environ.setdefault("PAYERA_VAR_DIR", os.path.join(os.path.dirname(__file__), 
 from payera.settings.base import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in base
+# An event type missing from payera.events.types.KNOWN_EVENT_TYPES raises (production logs it).
+EVENTS_REFUSE_UNKNOWN_TYPES = True

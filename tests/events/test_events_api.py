@@ -80,14 +80,14 @@ def test_update_and_delete_endpoint(merchant_client):
 def test_events_list_and_detail(merchant_client, merchant):
     with transaction.atomic():
         first = event_record(
-            merchant_id=merchant.id, type="customer.created", data={"id": "cus_1", "object": "customer"}
+            merchant_id=merchant.id, type="payout.created", data={"id": "cus_1", "object": "customer"}
         )
         second = event_record(
             merchant_id=merchant.id, type="payment.succeeded", data={"id": "pay_1", "object": "payment"}
         )
     listed = merchant_client.get("/v1/events").json()
     assert [e["id"] for e in listed["data"]][:2] == [second.id, first.id]
-    only = merchant_client.get("/v1/events", {"type": "customer.created"}).json()
+    only = merchant_client.get("/v1/events", {"type": "payout.created"}).json()
     assert [e["id"] for e in only["data"]] == [first.id]
     detail = merchant_client.get(f"/v1/events/{second.id}").json()
     assert detail == {

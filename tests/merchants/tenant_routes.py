@@ -58,7 +58,7 @@ def _event(merchant: Merchant) -> str:
     from payera.events.services import event_record
 
     with transaction.atomic():
-        return event_record(merchant_id=merchant.id, type="customer.created", data={"id": "cus_x"}).id
+        return event_record(merchant_id=merchant.id, type="payout.created", data={"id": "cus_x"}).id
 
 
 def _webhook_endpoint(merchant: Merchant) -> str:

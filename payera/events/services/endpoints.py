@@ -16,7 +16,13 @@ from payera.events import clock, ssrf
 from payera.events.errors import WebhookEndpointNotFoundError, WebhookUrlResolutionTimeoutError
 from payera.events.models import EndpointStatus, WebhookEndpoint
 from payera.events.services.events import validate_merchant_id
-from payera.events.types import SECRET_PREFIX, WILDCARD, EndpointWithSecret
+from payera.events.types import (
+    KNOWN_EVENT_FAMILIES,
+    KNOWN_EVENT_TYPES,
+    SECRET_PREFIX,
+    WILDCARD,
+    EndpointWithSecret,
+)
 from payera.idempotency.services import idempotency_resource_record
 from payera.secrets import services as secrets_facade
 
@@ -45,11 +51,24 @@ def _validate_enabled_events(value: object) -> list[str]:
     for item in value:
         if not isinstance(item, str) or not (item == WILDCARD or ENABLED_EVENT_RE.match(item)):
             raise InvalidRequestError(f"Invalid event type in enabled_events: {item!r}.", param="enabled_events")
+        if not _known_pattern(item):
+            raise InvalidRequestError(
+                f"Unknown event type in enabled_events: {item!r} (docs/webhooks.md lists the types; "
+                '"family.*" takes a family, "*" everything).', param="enabled_events"
+            )
         if item not in out:
             out.append(item)
     if WILDCARD in out and len(out) > 1:
         raise InvalidRequestError('"*" cannot be combined with other event types.', param="enabled_events")
     return out
+
+
+def _known_pattern(item: str) -> bool:
+    """"*", a type Payera sends, or "family.*" of such a type's family."""
+    if item == WILDCARD or item in KNOWN_EVENT_TYPES:
+        return True
+    family, _, rest = item.partition(".")
+    return rest == "*" and family in KNOWN_EVENT_FAMILIES
 
 
 def _validate_description(value: object) -> str:
