@@ -565,6 +565,10 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                 pj = Journal.objects.filter(id=item.pending_id).first()
                 if pj is None or pj.phase != JournalPhase.PENDING:
                     status = PostStatus.NOT_PENDING
+                elif item.pending_id in resolved_here or Journal.objects.filter(pending_id=item.pending_id).exists():
+                    # resolved already: answered before the expiry, frozen and limit checks
+                    # (ledger_post_batch's same rule, migration 0014)
+                    status = PostStatus.PENDING_ALREADY_RESOLVED
                 elif (
                     item.phase == JournalPhase.POST_PENDING
                     and pj.expires_at is not None
