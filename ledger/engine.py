@@ -74,11 +74,27 @@ def validate(item: Item) -> None:
     if any(sums.values()):
         unbalanced = sorted(c for c, s in sums.items() if s)
         raise UnbalancedJournalError(f"journal {item.reference!r} does not balance in {', '.join(unbalanced)}")
+    # Text no database keeps alike is refused here, on every engine: PostgreSQL's text and jsonb hold
+    # no NUL and jsonb no NaN/Infinity (a raw DataError there), where SQLite stored them.
+    if "\x00" in item.reference or "\x00" in item.kind or "\x00" in (item.memo or ""):
+        raise InvalidPostingError("a journal's reference, kind and memo cannot hold a NUL character")
     if item.metadata:
         try:
-            json.dumps(item.metadata)
+            json.dumps(item.metadata, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise InvalidPostingError("metadata must be JSON-serializable") from exc
+            raise InvalidPostingError("metadata must be JSON-serializable (no NaN or Infinity)") from exc
+        if _holds_nul(item.metadata):
+            raise InvalidPostingError("metadata cannot hold a NUL character")
+
+
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def post(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:

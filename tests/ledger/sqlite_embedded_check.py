@@ -129,6 +129,10 @@ from tests.ledger.pending_resolved_check import check_a_resolved_pending_journal
 
 check_a_resolved_pending_journal_answers_already_resolved()
 
+from tests.ledger.posting_text_check import check_text_a_database_cannot_store_is_refused_alike  # noqa: E402
+
+check_text_a_database_cannot_store_is_refused_alike()
+
 report = ledger_verify()
 assert report.ok, report.problems
 Account.objects.filter(id=account.id).update(balance=-21)
