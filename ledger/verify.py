@@ -133,11 +133,17 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
         """
         WITH posts AS MATERIALIZED (
             SELECT id, pending_id FROM ledger_journal WHERE phase = 2 AND pending_id IS NOT NULL
+        ), raw_legs AS MATERIALIZED (
+            SELECT e.journal_id, e.account_id, sum(e.amount) AS amount
+              FROM (SELECT id FROM posts UNION SELECT pending_id FROM posts) x
+              JOIN ledger_entry e ON e.journal_id = x.id
+             GROUP BY e.journal_id, e.account_id
+        ), shards AS MATERIALIZED (
+            SELECT id, parent_id FROM ledger_account WHERE parent_id IS NOT NULL
         ), legs AS MATERIALIZED (
-            SELECT e.journal_id, coalesce(a.parent_id, a.id) AS account, sum(e.amount) AS amount
-              FROM ledger_entry e JOIN ledger_account a ON a.id = e.account_id
-             WHERE e.journal_id IN (SELECT id FROM posts UNION ALL SELECT pending_id FROM posts)
-             GROUP BY e.journal_id, coalesce(a.parent_id, a.id)
+            SELECT r.journal_id, coalesce(s.parent_id, r.account_id) AS account, sum(r.amount) AS amount
+              FROM raw_legs r LEFT JOIN shards s ON s.id = r.account_id
+             GROUP BY r.journal_id, coalesce(s.parent_id, r.account_id)
         ), bad AS MATERIALIZED (
             SELECT 0 AS k, r.id FROM ledger_journal r
              WHERE r.phase IN (2, 3)
