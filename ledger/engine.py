@@ -74,11 +74,27 @@ def validate(item: Item) -> None:
     if any(sums.values()):
         unbalanced = sorted(c for c, s in sums.items() if s)
         raise UnbalancedJournalError(f"journal {item.reference!r} does not balance in {', '.join(unbalanced)}")
+    # Text no database keeps alike is refused here, on every engine: PostgreSQL's text and jsonb hold
+    # no NUL and jsonb no NaN/Infinity (a raw DataError there), where SQLite stored them.
+    if "\x00" in item.reference or "\x00" in item.kind or "\x00" in (item.memo or ""):
+        raise InvalidPostingError("a journal's reference, kind and memo cannot hold a NUL character")
     if item.metadata:
         try:
-            json.dumps(item.metadata)
+            json.dumps(item.metadata, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise InvalidPostingError("metadata must be JSON-serializable") from exc
+            raise InvalidPostingError("metadata must be JSON-serializable (no NaN or Infinity)") from exc
+        if _holds_nul(item.metadata):
+            raise InvalidPostingError("metadata cannot hold a NUL character")
+
+
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def post(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
@@ -565,6 +581,10 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                 pj = Journal.objects.filter(id=item.pending_id).first()
                 if pj is None or pj.phase != JournalPhase.PENDING:
                     status = PostStatus.NOT_PENDING
+                elif item.pending_id in resolved_here or Journal.objects.filter(pending_id=item.pending_id).exists():
+                    # resolved already: answered before the expiry, frozen and limit checks
+                    # (ledger_post_batch's same rule, migration 0014)
+                    status = PostStatus.PENDING_ALREADY_RESOLVED
                 elif (
                     item.phase == JournalPhase.POST_PENDING
                     and pj.expires_at is not None

@@ -140,6 +140,8 @@ class AccountKey:
         check_currency(self.currency)
         if not self.owner or not self.code:
             raise ValueError("owner and code are required")
+        if "\x00" in self.owner or "\x00" in self.code:
+            raise ValueError("owner and code cannot hold a NUL character")
 
 
 class Accounts:

@@ -54,11 +54,20 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
     # resolution): the projection equals the replay (projection_mismatch); no limited account is
     # beyond its limit in the replay (limit_breaches) -- posted sum plus open pending amounts, per
     # the account's flags. (The projection itself cannot breach: its CHECK constraints refuse it.)
+    # Nor was it beyond its limit after any journal of its history (limit_breached_history: the
+    # entry that left it there): the engines check limits after each journal's lines, so the last
+    # entry of each journal on a limited account has a balance_after within the limit (the posted
+    # balance alone, a necessary condition: pending amounts only add to it), unless that journal was
+    # reversed (the runbook's correction of a breach: entries are never removed, so the breach stays
+    # in the history, corrected; docs/runbooks/ledger-verify-failing.md). The same pass gives
+    # each account's highest and lowest balance_after; only accounts whose extremes pass their limit
+    # (none, in a sound ledger: their entries are not read again) are looked at entry by entry.
     (
-        ("projection_mismatch", "limit_breaches"),
+        ("projection_mismatch", "limit_breaches", "limit_breached_history"),
         """
         WITH posted AS MATERIALIZED (
-            SELECT account_id, sum(CASE WHEN is_pending THEN 0 ELSE amount END) AS bal, count(*) AS n
+            SELECT account_id, sum(CASE WHEN is_pending THEN 0 ELSE amount END) AS bal, count(*) AS n,
+                   max(balance_after) AS hi, min(balance_after) AS lo
               FROM ledger_entry GROUP BY account_id
         ), reserved AS MATERIALIZED (
             SELECT e.account_id,
@@ -72,10 +81,12 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
             SELECT a.id, a.hot, a.balance, a.version, a.debits_pending, a.credits_pending,
                    a.debits_must_not_exceed_credits AS dmnec, a.credits_must_not_exceed_debits AS cmned,
                    coalesce(e.bal, 0) AS bal, coalesce(e.n, 0) AS n,
-                   coalesce(p.dp, 0) AS dp, coalesce(p.cp, 0) AS cp
+                   coalesce(p.dp, 0) AS dp, coalesce(p.cp, 0) AS cp, e.hi, e.lo
               FROM ledger_account a
               LEFT JOIN posted e ON e.account_id = a.id
               LEFT JOIN reserved p ON p.account_id = a.id
+        ), suspects AS MATERIALIZED (
+            SELECT id, dmnec, cmned FROM replay WHERE (dmnec AND hi > 0) OR (cmned AND lo < 0)
         ), bad AS MATERIALIZED (
             SELECT 0 AS k, id FROM replay
              WHERE balance <> bal OR version <> n
@@ -83,6 +94,12 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
                 OR credits_pending <> CASE WHEN hot THEN 0 ELSE cp END
             UNION ALL
             SELECT 1, id FROM replay WHERE (dmnec AND bal + dp > 0) OR (cmned AND cp - bal > 0)
+            UNION ALL
+            SELECT 2, e.id FROM ledger_entry e JOIN suspects s ON s.id = e.account_id
+             WHERE ((s.dmnec AND e.balance_after > 0) OR (s.cmned AND e.balance_after < 0))
+               AND NOT EXISTS (SELECT 1 FROM ledger_entry x WHERE x.account_id = e.account_id
+                                 AND x.journal_id = e.journal_id AND x.version > e.version)
+               AND NOT EXISTS (SELECT 1 FROM ledger_journal r WHERE r.reverses_id = e.journal_id)
         )""",
     ),
     # One pass over journals and their entries. Entries of pending journals are pending entries
@@ -108,13 +125,34 @@ STATEMENTS: tuple[tuple[tuple[str, ...], str], ...] = (
     ),
     # A post or void resolves a pending journal (phase 1), and only posts and voids resolve one
     # (the CHECK ledger_journal_pending_link refuses a pending_id on any other phase).
+    # A post moves no more than its pending journal reserved (post_exceeds_pending, the engines'
+    # exceeds_pending_amount): per logical account (a hot account's shards together), its entries'
+    # sum is on an account the pending journal reserved on, in the same direction, at most as much.
     (
-        ("resolution_mismatch",),
+        ("resolution_mismatch", "post_exceeds_pending"),
         """
-        WITH bad AS MATERIALIZED (
+        WITH posts AS MATERIALIZED (
+            SELECT id, pending_id FROM ledger_journal WHERE phase = 2 AND pending_id IS NOT NULL
+        ), raw_legs AS MATERIALIZED (
+            SELECT e.journal_id, e.account_id, sum(e.amount) AS amount
+              FROM (SELECT id FROM posts UNION SELECT pending_id FROM posts) x
+              JOIN ledger_entry e ON e.journal_id = x.id
+             GROUP BY e.journal_id, e.account_id
+        ), shards AS MATERIALIZED (
+            SELECT id, parent_id FROM ledger_account WHERE parent_id IS NOT NULL
+        ), legs AS MATERIALIZED (
+            SELECT r.journal_id, coalesce(s.parent_id, r.account_id) AS account, sum(r.amount) AS amount
+              FROM raw_legs r LEFT JOIN shards s ON s.id = r.account_id
+             GROUP BY r.journal_id, coalesce(s.parent_id, r.account_id)
+        ), bad AS MATERIALIZED (
             SELECT 0 AS k, r.id FROM ledger_journal r
              WHERE r.phase IN (2, 3)
                AND NOT EXISTS (SELECT 1 FROM ledger_journal p WHERE p.id = r.pending_id AND p.phase = 1)
+            UNION
+            SELECT 1, p.id FROM posts p JOIN legs g ON g.journal_id = p.id
+              LEFT JOIN legs c ON c.journal_id = p.pending_id AND c.account = g.account
+             WHERE c.amount IS NULL OR c.amount = 0 OR g.amount = 0
+                OR (g.amount > 0) <> (c.amount > 0) OR abs(g.amount) > abs(c.amount)
         )""",
     ),
     # A reversal is posted (phase 0), reverses a posted journal or the post of a pending one, and

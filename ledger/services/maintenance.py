@@ -31,7 +31,20 @@ _REBUILD = """
 # reach the drivers' limits on a large ledger): an array on PostgreSQL, a JSON list on SQLite.
 _AMONG_PG = " WHERE id = ANY (%s)"
 _AMONG_SQLITE = " WHERE id IN (SELECT value FROM json_each(%s))"
-_LOCK_PG = "SELECT id FROM ledger_account WHERE NOT (id = ANY (%s)) ORDER BY id FOR UPDATE"
+# The writers' lock order (ledger_post_one, ledger_post_batch, _post_python): a free shard of each hot
+# account in key order (Python's sorted AccountKeys: code point order, i.e. COLLATE "C" on UTF-8),
+# then every other account in id order. Locking everything in id order instead deadlocked with a
+# posting that held the shard of a hot account younger than one of its other accounts (shard id
+# above that account's) and waited for that account, which the rebuild held while it waited for the
+# shard. Hot parents, which no posting locks, come first, as account_set_status takes a parent
+# before its shards. (Within one round; an account created during a rebuild is locked in a later
+# round, after the earlier rounds' rows.)
+_LOCK_PG = """
+    SELECT id FROM ledger_account WHERE NOT (id = ANY (%s))
+     ORDER BY CASE WHEN hot AND parent_id IS NULL THEN 0 WHEN parent_id IS NOT NULL THEN 1 ELSE 2 END,
+              CASE WHEN hot THEN owner END COLLATE "C", CASE WHEN hot THEN code END COLLATE "C",
+              CASE WHEN hot THEN currency END COLLATE "C", shard, id
+       FOR UPDATE"""
 _LOCK_SQLITE = "SELECT id FROM ledger_account WHERE id NOT IN (SELECT value FROM json_each(%s)) ORDER BY id"
 
 

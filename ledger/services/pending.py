@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ledger import engine
@@ -141,27 +143,44 @@ def expiry_reference(reference: str) -> str:
     return "expire:sha256:" + hashlib.sha256(reference.encode()).hexdigest()
 
 
-def pending_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
+# How long one run of pending_expire_due goes on at most (the scheduler starts one every minute).
+EXPIRY_RUN_SECONDS = 45.0
+
+
+def pending_expire_due(
+    *, now: datetime | None = None, limit: int = 500, budget_seconds: float = EXPIRY_RUN_SECONDS
+) -> int:
     """Void every open pending journal past its expiry (reference: `expiry_reference`).
     Safe to run twice and beside other writers. Returns how many it voided. A journal whose void
-    fails is logged and skipped: it does not stop the expiry of the journals after it."""
+    fails is logged and skipped: it does not stop the expiry of the journals after it.
+
+    The due journals are read `limit` at a time, oldest expiry first, each page after the last
+    journal of the one before (keyset on expiry and id), until none is left or `budget_seconds`
+    have passed: a backlog (the scheduler was down) is cleared by one run, not `limit` a minute,
+    and journals whose void keeps failing do not fill every page ahead of the others."""
     now = now or timezone.now()
-    due = list(
-        Journal.objects.pending_open()
-        .filter(expires_at__lte=now)
-        .order_by("expires_at", "id")
-        .values_list("id", "reference")[:limit]
-    )
+    deadline = time.monotonic() + budget_seconds
+    page = max(1, limit)
     voided = 0
-    for pending_id, ref in due:
-        try:
-            with transaction.atomic(durable=True):
-                result = pending_void(pending_id=pending_id, reference=expiry_reference(ref), occurred_at=now,
-                                      memo="expired")  # fmt: skip
-        except PendingStateError:
-            continue  # posted or voided meanwhile
-        except Exception:
-            logger.exception("ledger: the expiry of pending journal %s failed; the others go on", pending_id)
-            continue
-        voided += int(result.created)
-    return voided
+    after: tuple[datetime, int] | None = None  # (expires_at, id) of the last journal looked at
+    while True:
+        due_qs = Journal.objects.pending_open().filter(expires_at__lte=now)
+        if after is not None:
+            due_qs = due_qs.filter(Q(expires_at__gt=after[0]) | Q(expires_at=after[0], id__gt=after[1]))
+        due = list(due_qs.order_by("expires_at", "id").values_list("id", "reference", "expires_at")[:page])
+        for pending_id, ref, expires_at in due:
+            after = (expires_at, pending_id)
+            try:
+                with transaction.atomic(durable=True):
+                    result = pending_void(pending_id=pending_id, reference=expiry_reference(ref), occurred_at=now,
+                                          memo="expired")  # fmt: skip
+            except PendingStateError:
+                result = None  # posted or voided meanwhile
+            except Exception:
+                logger.exception("ledger: the expiry of pending journal %s failed; the others go on", pending_id)
+                result = None
+            voided += int(bool(result and result.created))
+            if time.monotonic() >= deadline:
+                return voided
+        if len(due) < page:
+            return voided

@@ -450,10 +450,17 @@ BEGIN
             END IF;
         END IF;
         -- A post or void must name an open pending journal; a post must come before its expiry.
+        -- (migration 0014) A pending journal resolved already answers that first (as TigerBeetle's
+        -- pending_transfer_already_posted/voided come before its expiry and balance checks): before,
+        -- only the INSERT's unique index found it, after the expiry, frozen and limit checks, so a
+        -- second post was refused as `pending_expired` or `account_frozen`. 'duplicate' is answered
+        -- below: `exists` for a repeat of the resolution's own reference, else pending_already_resolved.
         IF st = 'created' AND j_pending[j] IS NOT NULL THEN
             SELECT phase, expires_at INTO p_phase, p_expires FROM ledger_journal WHERE id = j_pending[j];
             IF NOT FOUND OR p_phase <> 1 THEN
                 st := 'not_pending';
+            ELSIF EXISTS (SELECT 1 FROM ledger_journal WHERE pending_id = j_pending[j]) THEN
+                st := 'duplicate';
             ELSIF j_phase[j] = 2 AND p_expires IS NOT NULL AND p_expires <= clock_timestamp() THEN
                 st := 'pending_expired';
             ELSE

@@ -125,6 +125,14 @@ from tests.ledger.pending_amount_check import check_a_post_moves_no_more_than_re
 
 check_a_post_moves_no_more_than_reserved()
 
+from tests.ledger.pending_resolved_check import check_a_resolved_pending_journal_answers_already_resolved  # noqa: E402
+
+check_a_resolved_pending_journal_answers_already_resolved()
+
+from tests.ledger.posting_text_check import check_text_a_database_cannot_store_is_refused_alike  # noqa: E402
+
+check_text_a_database_cannot_store_is_refused_alike()
+
 report = ledger_verify()
 assert report.ok, report.problems
 Account.objects.filter(id=account.id).update(balance=-21)

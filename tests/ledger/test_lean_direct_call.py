@@ -3,10 +3,11 @@
 
 import psycopg
 import pytest
-from django.db import DataError, OperationalError, ProgrammingError, connection, transaction
+from django.db import OperationalError, ProgrammingError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from ledger import engine, selectors, services
+from ledger.errors import InvalidPostingError
 from ledger.models import Journal
 from ledger.types import transfer_lines
 from ledger.verify import ledger_verify
@@ -118,7 +119,7 @@ def test_a_nul_in_a_text_is_refused_as_before_never_cut_short(owner, now):
     a, b = make_account(owner, "wallet_a"), make_account(owner, "wallet_b")
     _post(f"{owner}:warm", a, b, 1, now)
     before = _direct_calls()
-    with pytest.raises(DataError):
+    with pytest.raises(InvalidPostingError):  # (before validate() refused it: psycopg's DataError)
         _post(f"{owner}:1\x00tail", a, b, 5, now)
     assert _direct_calls() == before
     assert not Journal.objects.filter(reference__startswith=f"{owner}:1").exists()

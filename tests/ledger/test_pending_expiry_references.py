@@ -80,3 +80,64 @@ def test_a_failing_expiry_is_logged_and_the_others_go_on(owner, now, caplog):
     digest = hashlib.sha256(long_reference[:255].encode()).hexdigest()
     assert Journal.objects.filter(reference=f"expire:sha256:{digest}").exists()
     assert Journal.objects.filter(reference=f"expire:last:{owner}").exists()
+
+
+def _holds(owner, now, count: int, *, minutes_ago: int = 60):
+    """`count` pending journals of 10 on a limited wallet (funded with 1,000), all expired."""
+    wallet = make_account(owner, "wallet", type=AccountType.LIABILITY, debits_must_not_exceed_credits=True)
+    src = make_account(owner, "src")
+    services.journal_post(reference=f"fund:{owner}", lines=transfer_lines(debit=src, credit=wallet, amount=1000),
+                          occurred_at=now)  # fmt: skip
+    references = [f"hold:{owner}:{n}" for n in range(count)]
+    for n, reference in enumerate(references):
+        services.pending_create(reference=reference, lines=transfer_lines(debit=wallet, credit=src, amount=10),
+                                occurred_at=now, expires_at=now - timedelta(minutes=minutes_ago - n))  # fmt: skip
+    return wallet, src, references
+
+
+def test_one_run_voids_a_backlog_larger_than_its_page(owner, now):
+    """After the scheduler (or its worker) was down, every pending journal that expired meanwhile is
+    voided by the next run, not `limit` (500) of them a minute.
+
+    What was wrong: `pending_expire_due` voided the first `limit` due journals and returned. A
+    backlog of 5,000 expired holds took ten minutes to clear, and until then each held its
+    reservation: the merchant's `available` stayed net of it and the limits kept counting it, so
+    postings the merchant could afford were refused with `exceeds_credits`. Now it goes on, page
+    after page, until nothing due is left (or its time budget, under the task's one minute, is spent)."""
+    wallet, _, references = _holds(owner, now, 7)
+    assert selectors.account_balance(key=wallet).debits_pending == 70
+
+    voided = services.pending_expire_due(now=now, limit=3)
+
+    assert voided == 7
+    assert not Journal.objects.pending_open().filter(reference__in=references).exists()
+    assert selectors.account_balance(key=wallet).debits_pending == 0
+
+
+def test_expiries_that_keep_failing_do_not_hold_up_the_ones_due_after_them(owner, now, caplog):
+    """`limit` journals whose void fails every time (here their void references are taken) at the head
+    of the due list do not stop the expiry of the journals due after them.
+
+    What was wrong: each run took the first `limit` due journals, oldest expiry first: the failing
+    ones came back first in every run, filled the page, and no journal due after them was ever
+    voided (their reservations held for ever). Now a run walks past them (keyset on expiry and id)."""
+    wallet, src, references = _holds(owner, now, 3)
+    for reference in references[:2]:  # someone else's journals hold the first two void references
+        services.journal_post(reference=f"expire:{reference}", lines=transfer_lines(debit=src, credit=wallet, amount=1),
+                              occurred_at=now)  # fmt: skip
+
+    with caplog.at_level("ERROR", logger="payera.ledger"):
+        voided = [services.pending_expire_due(now=now, limit=2) for _ in range(3)]
+
+    assert voided[0] == 1 and voided[1:] == [0, 0]
+    open_refs = set(Journal.objects.pending_open().filter(reference__in=references).values_list("reference", flat=True))
+    assert open_refs == set(references[:2])
+    assert Journal.objects.filter(reference=f"expire:{references[2]}").exists()
+
+
+def test_a_run_stops_at_its_time_budget(owner, now):
+    """A run never goes on past its budget (the next one, a minute later, carries on)."""
+    _, _, references = _holds(owner, now, 4)
+    assert services.pending_expire_due(now=now, limit=1, budget_seconds=0) == 1
+    assert Journal.objects.pending_open().filter(reference__in=references).count() == 3
+    assert services.pending_expire_due(now=now, limit=2) == 3

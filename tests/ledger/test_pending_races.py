@@ -14,7 +14,7 @@ from django.db import connection
 from ledger import selectors, services
 from ledger.errors import JournalAlreadyReversedError, LimitExceededError, PendingStateError
 from ledger.models import Journal, JournalPhase
-from ledger.types import AccountType, PostingLine, transfer_lines
+from ledger.types import AccountKey, AccountType, PostingLine, transfer_lines
 from ledger.verify import ledger_verify
 from tests.ledger.conftest import make_account
 from tests.ledger.test_concurrency import run_threads
@@ -120,4 +120,47 @@ def test_a_journal_is_reversed_once_whatever_threads_try(owner):
     assert done.count("created") == 1
     assert set(done) <= {"created", "exists", "already_reversed"}
     assert selectors.account_balance(key=a).posted == 0
+    assert ledger_verify().ok
+
+
+@pytest.mark.parametrize("hot", [False, True], ids=["plain", "hot-only"])
+def test_a_pending_journal_posted_and_voided_by_many_threads_at_once_is_resolved_once(owner, hot):
+    """s17c: posts (whole and partial) and voids of one pending journal, all at once, resolve it once;
+    every other answers pending_already_resolved (the check before the frozen, expiry and limit checks,
+    migration 0014, and the unique index when the accounts share no lock: a pending journal on hot
+    accounts only, whose posts take any free shard)."""
+    from ledger.types import PostStatus
+
+    if hot:
+        src, dst = (AccountKey("platform", f"hot_{n}:{owner}", "EUR") for n in "ab")
+        for key in (src, dst):
+            services.account_get_or_create(key=key, type=AccountType.ASSET, hot=True)
+    else:
+        src, dst = make_account(owner, "src"), make_account(owner, "dst", type=AccountType.LIABILITY)
+    pending = services.pending_create(reference=f"hold:{owner}", occurred_at=datetime.now(UTC),
+                                      lines=transfer_lines(debit=src, credit=dst, amount=90))  # fmt: skip
+    outcomes: list[str] = []
+
+    def actor(i: int) -> None:
+        try:
+            if i % 3 == 2:
+                services.pending_void(pending_id=pending.journal_id, reference=f"void:{owner}:{i}",
+                                      occurred_at=datetime.now(UTC))  # fmt: skip
+            else:
+                lines = None if i % 3 == 0 else transfer_lines(debit=src, credit=dst, amount=30)
+                services.pending_post(pending_id=pending.journal_id, reference=f"post:{owner}:{i}",
+                                      occurred_at=datetime.now(UTC), lines=lines)  # fmt: skip
+            outcomes.append("resolved")
+        except PendingStateError as exc:
+            assert exc.status is PostStatus.PENDING_ALREADY_RESOLVED, exc.status
+            outcomes.append("already")
+
+    assert run_threads(9, actor) == []
+    assert sorted(outcomes) == ["already"] * 8 + ["resolved"]
+    (resolution,) = Journal.objects.filter(pending_id=pending.journal_id)
+    moved = {JournalPhase.VOID_PENDING: 0, JournalPhase.POST_PENDING: None}[resolution.phase]
+    if moved is None:
+        moved = 90 if resolution.reference.rsplit(":", 1)[1] in {"0", "3", "6"} else 30
+    assert selectors.account_balance(key=src).posted == moved
+    assert selectors.account_balance(key=src).debits_pending == 0
     assert ledger_verify().ok

@@ -1,0 +1,110 @@
+"""`ledger_rebuild` takes its row locks in the writers' order (real threads, real PostgreSQL).
+
+What was wrong: the rebuild locked every account row in id order. The posting functions lock the
+shards of hot accounts first (key order), then the other accounts in id order. A hot account
+created after a merchant's account (a new connector's PSP receivable, a new currency) has shards
+with higher ids than that account: a posting holding such a shard and waiting for the merchant's
+account, and the rebuild holding the merchant's account and reaching the shard, wait for each
+other. PostgreSQL breaks the deadlock by failing one of them: the rebuild, or the posting -- inside
+the caller's transaction (a capture's) the deadlock error reaches the caller, which the issue
+forbids ("no deadlock errors surfaced"). Now the rebuild locks hot parents, then shards in the
+writers' key order, then every other account in id order: the writers' own order."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection, transaction
+
+from ledger import services
+from ledger.models import Account
+from ledger.types import AccountKey, AccountType, PostingLine
+from ledger.verify import ledger_verify
+from tests.ledger.conftest import make_account
+from tests.ledger.test_rebuild_race import _backend_waits_for
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks under real concurrency: PostgreSQL"),
+]
+
+
+def _pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def test_a_rebuild_and_a_posting_to_a_young_hot_account_do_not_deadlock():
+    tag = uuid.uuid4().hex[:10]
+    wallet = make_account("mer_w" + tag, "wallet", type=AccountType.LIABILITY)  # lowest id
+    middle = make_account("mer_m" + tag, "middle")  # held by a third transaction: the rebuild stops here
+    hot = AccountKey("platform", "young_hot:" + tag, "EUR")
+    services.account_get_or_create(key=hot, type=AccountType.ASSET, hot=True)  # shards: the highest ids
+    assert (
+        Account.objects.filter(parent__code=hot.code).order_by("id").first().id
+        > Account.objects.get(owner=middle.owner).id
+    )
+    errors: list[BaseException] = []
+    pids: dict[str, int] = {}
+    held, release = threading.Event(), threading.Event()
+    reports: list = []
+
+    def hold_middle() -> None:
+        try:
+            pids["holder"] = _pid()
+            with transaction.atomic():
+                list(Account.objects.select_for_update().filter(owner=middle.owner))
+                held.set()
+                assert release.wait(60)
+        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def rebuild() -> None:
+        try:
+            pids["rebuild"] = _pid()
+            reports.append(services.ledger_rebuild())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def post() -> None:
+        try:
+            pids["poster"] = _pid()
+            with transaction.atomic():  # a caller's transaction: a deadlock error would reach it
+                services.journal_post(
+                    reference=f"capture:{tag}",
+                    lines=(PostingLine(hot, 100), PostingLine(wallet, -100)),
+                    occurred_at=datetime.now(UTC),
+                )
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_middle)
+    holder.start()
+    assert held.wait(30)
+    rebuilder = threading.Thread(target=rebuild)
+    rebuilder.start()
+    while "rebuild" not in pids:
+        threading.Event().wait(0.01)
+    _backend_waits_for(pids["rebuild"], pids["holder"])  # the rebuild's lock waits at `middle`
+    poster = threading.Thread(target=post)
+    poster.start()
+    while "poster" not in pids:
+        threading.Event().wait(0.01)
+    _backend_waits_for(pids["poster"], pids["rebuild"])  # the posting waits for a row the rebuild holds
+    release.set()
+    for thread in (holder, rebuilder, poster):
+        thread.join(60)
+
+    assert errors == [], errors
+    assert reports and reports[0].ok
+    assert ledger_verify().ok
