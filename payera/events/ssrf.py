@@ -164,10 +164,15 @@ def check_url(url: str, *, allow_private: bool | None = None) -> tuple[ParsedUrl
 # delivery or web threads. Lookups of one host name hold at most MAX_RESOLVER_THREADS_PER_HOST of
 # them, so a name whose DNS server hangs (one merchant's endpoint) cannot take every thread from
 # the other hosts; and one merchant's lookups at most MAX_RESOLVER_THREADS_PER_MERCHANT, so neither
-# can many names of a zone whose DNS server hangs (a.hung.example, b.hung.example, ...).
+# can many names of a zone whose DNS server hangs (a.hung.example, b.hung.example, ...). The
+# merchant's share is larger than one host's: one endpoint whose DNS hangs (its lookups started at
+# the merchant's event rate) must not stop the merchant's other endpoints (review r17a: with both
+# at 4 it did, and its url could not even be changed to a working host meanwhile); and at most half
+# of the threads, so one merchant never takes them all from the others.
 MAX_RESOLVER_THREADS = 16
 MAX_RESOLVER_THREADS_PER_HOST = 4
-MAX_RESOLVER_THREADS_PER_MERCHANT = 4
+MAX_RESOLVER_THREADS_PER_MERCHANT = 8
+assert MAX_RESOLVER_THREADS_PER_HOST < MAX_RESOLVER_THREADS_PER_MERCHANT <= MAX_RESOLVER_THREADS // 2
 _resolving: dict[tuple[str, str], int] = {}  # ("host", name) or ("merchant", id) -> its resolver threads
 _resolving_changed = threading.Condition()
 

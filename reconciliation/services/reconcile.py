@@ -1368,6 +1368,8 @@ def reconcile_pull(*, day: dt.date | None = None, psps: Iterable[str] | None = N
             failed_before = _pull_failures(psp, when)  # an import may take the failed run over and drop it
             try:
                 out[psp] = _pull_import(psp=psp, raw=raw, when=when, deadline=deadline)
+                if not out[psp].created:  # imported before (finance's upload of the PSP's file): the day's
+                    _pull_found_imported(psp=psp, raw=raw, when=when)  # own file is imported, as if pulled
             except PullDeadlineError as exc:
                 left.append(f"{psp} {when}")
                 _pull_left(psp=psp, raw=raw, when=when, reason=str(exc))
@@ -1506,17 +1508,46 @@ def _pull_failed(*, psp: str, raw: bytes, when: dt.date, reason: str, failed_bef
         ReconciliationRun.objects.filter(pk=run.pk).update(summary={**(run.summary or {}), **summary})
 
 
+@transaction.atomic(durable=True)
+def _pull_found_imported(*, psp: str, raw: bytes, when: dt.date) -> None:
+    """The pull got a file of `when` that was imported already (the import is idempotent on the
+    bytes: no run of its own), e.g. by finance's upload of the file it downloaded from the PSP's
+    dashboard (runbook reconciliation-pull-failing.md): the PSP's own file of the day is imported,
+    as by a scheduled import. Recorded on that run (`summary["pulled_at"]`, `_pulled_at`), so the
+    day is no longer due (pull_days) and no longer flagged (pull_failing_days): before, only a run
+    created by the pull counted, so such a day stayed flagged for good (review r17a)."""
+    sha = hashlib.sha256(raw).hexdigest()
+    run = ReconciliationRun.objects.select_for_update().filter(psp=psp, file_sha256=sha,
+                                                               status=ReconRunStatus.DONE).first()  # fmt: skip
+    if run is not None:
+        summary = {**(run.summary or {}), "pulled_at": timezone.now().isoformat(), "pull_day": when.isoformat()}
+        ReconciliationRun.objects.filter(pk=run.pk).update(summary=summary)
+
+
+def _pulled_at(source: str, created_at: dt.datetime, pulled_at: str | None) -> dt.datetime | None:
+    """When a done run was known to hold the PSP's own file: its scheduled import, or the latest
+    pull that found its file imported already (`_pull_found_imported`)."""
+    times = [created_at] if source == "scheduled" else []
+    if pulled_at:
+        times.append(dt.datetime.fromisoformat(pulled_at))
+    return max(times, default=None)
+
+
 def pull_failing_days(*, psp: str | None = None) -> list[tuple[str, dt.date]]:
     """The (PSP, day) pairs flagged for operations: a pulled file of the day failed
-    pull_alert_after() nights or more, and no scheduled import of the day is done since."""
+    pull_alert_after() nights or more, and no scheduled import of the day is done since (nor has a
+    pull since found the PSP's file of the day imported already: `_pulled_at`)."""
     flagged = ReconciliationRun.objects.filter(status=ReconRunStatus.FAILED, summary__needs_operations=True)
     if psp is not None:
         flagged = flagged.filter(psp=psp)
     out: set[tuple[str, dt.date]] = set()
     for name, day, at in flagged.values_list("psp", "summary__pull_day", "created_at"):
         when = dt.date.fromisoformat(day)
-        later = _day_runs(name, when).filter(status=ReconRunStatus.DONE, source="scheduled", created_at__gt=at)
-        if not later.exists():
+        done = _day_runs(name, when).filter(status=ReconRunStatus.DONE)
+        later = (
+            _pulled_at(*row) for row in done.values_list("source", "created_at", "summary__pulled_at")
+        )
+        if not any(t is not None and t > at for t in later):
             out.add((name, when))
     return sorted(out)
 
@@ -1540,7 +1571,8 @@ def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
     PSP's own first: a day this PSP missed before its first success would fall out for good, review
     14e); with no report at all, yesterday only (a new installation does not pull history). A day
     some done run covers is due too while a run the pull recorded for it (or marked pull_left) is
-    not done (failed, crashed, left at the deadline), until a scheduled import of the day is done."""
+    not done (failed, crashed, left at the deadline), until a scheduled import of the day is done
+    (or a pull found its file imported already: `_pulled_at`)."""
     from django.conf import settings
 
     window = max(1, int(getattr(settings, "RECONCILIATION_PULL_CATCH_UP_DAYS", 7)))
@@ -1548,7 +1580,12 @@ def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
     first = done.order_by("period_start").values_list("period_start", flat=True).first() or yesterday
     start = max(first, yesterday - dt.timedelta(days=window - 1))
     mine = done.filter(psp=psp, period_end__gte=start, period_start__lte=yesterday)
-    covered = list(mine.values_list("period_start", "period_end", "source", "created_at"))
+    covered = [
+        (a, b, _pulled_at(src, at, pulled))
+        for a, b, src, at, pulled in mine.values_list(
+            "period_start", "period_end", "source", "created_at", "summary__pulled_at"
+        )
+    ]
     # a day whose pulled file was never imported, though another file of the day (finance's refunds
     # file) covers it: the pull left it at its deadline (_pull_left), or its scheduled import failed
     # (a statement timeout, an error) or crashed (a worker killed: left in its phase). Due until a
@@ -1562,7 +1599,7 @@ def pull_days(*, psp: str, yesterday: dt.date) -> list[dt.date]:
     days = [start + dt.timedelta(days=n) for n in range((yesterday - start).days + 1)]
 
     def pulled_again(d: dt.date, since: dt.datetime) -> bool:
-        return any(a <= d <= (b or a) and src == "scheduled" and at > since for a, b, src, at in covered)
+        return any(a <= d <= (b or a) and at is not None and at > since for a, b, at in covered)
 
     def due(d: dt.date) -> bool:
         if not any(a <= d <= (b or a) for a, b, *_ in covered):

@@ -294,3 +294,39 @@ def test_one_merchants_hung_lookups_of_many_host_names_do_not_starve_other_merch
     endpoint = WebhookEndpoint.objects.get(pk=own.endpoint.id)
     assert endpoint.consecutive_failures == 0 and endpoint.failing_since is None
     assert len(rx.requests) == 1
+
+
+def test_one_hung_endpoint_of_a_merchant_does_not_stop_its_other_endpoints(
+    short_timeouts, receivers, monkeypatch, hung_lookups
+):
+    """The merchant's share of the resolver threads (MAX_RESOLVER_THREADS_PER_MERCHANT) was 4, the
+    same as one host's (MAX_RESOLVER_THREADS_PER_HOST): the lookups of a single endpoint whose DNS
+    server hangs (a stale staging endpoint, its deliveries started at the merchant's event rate)
+    filled it, so every delivery to the merchant's other, healthy endpoints was retried as "the
+    merchant's other webhook hosts' lookups hang" for as long as that one host hung (days, until it
+    was disabled; they were dead-lettered meanwhile), and the merchant could not even change the
+    hung endpoint's url to a working host (400 url_resolution_timeout). Before the per-merchant cap
+    one hung host never stopped a merchant's other endpoints. The merchant's share is now larger
+    than one host's, so one hung host leaves room for its other hosts."""
+    from payera.events import ssrf
+
+    rx = receivers()
+    SlowResolver(monkeypatch, "prod-dns.merchant.test", delay=0.0)
+    webhook_endpoint_create(
+        merchant_id="mer_one_hung", url=f"http://prod-dns.merchant.test:{rx.port}/hooks", enabled_events=["*"]
+    )
+    hung_lookups(["staging.hung.merchant.test"], 0)  # its resolver answers after 4 s
+    for _ in range(ssrf.MAX_RESOLVER_THREADS_PER_HOST):  # its deliveries' lookups, left hanging
+        with pytest.raises(ssrf.ResolutionTimeout) as caught:
+            ssrf.check_url_within("https://staging.hung.merchant.test/hooks", 0.01, merchant_id="mer_one_hung")
+        assert type(caught.value) is ssrf.ResolutionTimeout  # the hung host's own fault
+    [delivery_id] = event_relay(event_id=record("mer_one_hung").id)
+    assert webhook_deliver(delivery_id=delivery_id) == "succeeded", (
+        WebhookDelivery.objects.get(pk=delivery_id).attempts.get().error
+    )
+    assert len(rx.requests) == 1
+    # and the hung endpoint's url can be changed to a host that resolves
+    parsed, _ = ssrf.check_url_within(
+        f"http://prod-dns.merchant.test:{rx.port}/other", 1.0, merchant_id="mer_one_hung"
+    )
+    assert parsed.host == "prod-dns.merchant.test"

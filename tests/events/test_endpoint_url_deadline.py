@@ -73,8 +73,9 @@ def test_repeated_creates_for_the_hung_host_hold_at_most_its_share_of_resolver_t
     """Each request gives up at the limit, its lookup left running; once the host's lookups hold
     MAX_RESOLVER_THREADS_PER_HOST threads, further requests for it start none (still 400 in time),
     and a healthy host of another merchant still resolves at once. The same merchant's healthy host
-    waits until its hung lookups end (at most MAX_RESOLVER_THREADS_PER_MERCHANT of them, every host
-    of a merchant together): 400 `url_resolution_timeout` saying so."""
+    still resolves while one of its hosts hangs (the merchant's share is larger than one host's);
+    once its hung lookups of several hosts hold its share (MAX_RESOLVER_THREADS_PER_MERCHANT, every
+    host of a merchant together) it waits until they end: 400 `url_resolution_timeout` saying so."""
     from payera.events import ssrf
 
     assert ssrf.MAX_RESOLVER_THREADS_PER_HOST >= 1
@@ -86,13 +87,19 @@ def test_repeated_creates_for_the_hung_host_hold_at_most_its_share_of_resolver_t
     assert hung_resolver.lookups == ssrf.MAX_RESOLVER_THREADS_PER_HOST
     assert not WebhookEndpoint.objects.exists()
     SlowResolver(monkeypatch, "healthy-dns.merchant.test", delay=0.0)
+    webhook_endpoint_create(merchant_id="mer_hung_dns", url="https://healthy-dns.merchant.test/h", enabled_events=["*"])
+    others = [f"h{i}.{HUNG}" for i in range(ssrf.MAX_RESOLVER_THREADS_PER_MERCHANT)]
+    for host in others:
+        SlowResolver(monkeypatch, host, delay=3.0)
+        with pytest.raises(InvalidRequestError):
+            webhook_endpoint_create(merchant_id="mer_hung_dns", url=f"https://{host}/hooks", enabled_events=["*"])
     with pytest.raises(InvalidRequestError) as exc:
         webhook_endpoint_create(
-            merchant_id="mer_hung_dns", url="https://healthy-dns.merchant.test/h", enabled_events=["*"]
+            merchant_id="mer_hung_dns", url="https://healthy-dns.merchant.test/h2", enabled_events=["*"]
         )
     assert exc.value.code == "url_resolution_timeout" and "earlier lookups of this account" in exc.value.message
     webhook_endpoint_create(merchant_id="mer_other", url="https://healthy-dns.merchant.test/h", enabled_events=["*"])
-    assert WebhookEndpoint.objects.count() == 1
+    assert WebhookEndpoint.objects.count() == 2
 
 
 def test_no_resolver_thread_free_is_a_503_to_retry_not_a_400_on_the_url(hung_resolver, monkeypatch):

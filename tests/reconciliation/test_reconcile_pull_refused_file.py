@@ -93,3 +93,30 @@ def test_a_day_whose_pulled_file_keeps_failing_is_flagged_for_operations(
     _nightly_pull(monkeypatch, day + dt.timedelta(days=3), malformed=False)
     assert ReconciliationRun.objects.filter(psp="alpha", status="done", period_start=day).exists()
     assert pull_failing_days() == []
+
+
+def test_a_flagged_day_whose_file_finance_imported_first_clears_when_the_pull_gets_it(
+    a_day_of_payments, monkeypatch, settings
+):
+    """The runbook's step 4 (reconciliation-pull-failing.md): finance downloads the day's report
+    from the PSP's dashboard and imports it (the admin upload or the command), then the pull gets
+    the same file from the PSP. That pull found the file imported already (the import is idempotent
+    on the file's bytes: no new run) and so no *scheduled* import of the day was ever done: the day
+    stayed flagged for good (the alert firing for ever, hiding every later failing day) and was
+    pulled again every night of the window for nothing. The pull getting a file that is imported
+    already is the PSP's own file imported: the flag clears and the day is no longer due."""
+    from reconciliation.services.reconcile import pull_days, pull_failing_days
+
+    settings.RECONCILIATION_PULL_ALERT_AFTER_FAILURES = 3
+    day = today()
+    for night in range(3):
+        _nightly_pull(monkeypatch, day + dt.timedelta(days=night), malformed=True)
+    assert pull_failing_days() == [("alpha", day)]
+    # finance obtains the PSP's file (the bytes the PSP serves) and imports it
+    reconcile_import(psp="alpha", raw=report("alpha"), file_name="alpha-from-dashboard.csv", source="upload",
+                     actor="finance")
+    _nightly_pull(monkeypatch, day + dt.timedelta(days=3), malformed=False)  # the PSP serves the same file
+    assert pull_failing_days() == [], "the day stayed flagged after the PSP's file was imported"
+    assert day not in pull_days(psp="alpha", yesterday=day + dt.timedelta(days=4))
+    [check] = receivable_check(psp="alpha")
+    assert check["ok"], check
