@@ -49,6 +49,24 @@ def test_a_payout_file_that_can_not_be_written_sends_nothing(settled, tmp_path):
     assert payout.status == PayoutStatus.IN_TRANSIT and payout.id in written.read_text()
 
 
+def test_a_payout_file_already_there_is_not_overwritten_and_nothing_is_sent(settled, tmp_path):
+    """`--file` opened the path with "w": yesterday's file, still waiting for the bank to pick it up
+    at a fixed path, was overwritten by today's, so yesterday's payouts (in transit, never sent
+    again) were paid by nobody. A file already there is now refused before anything is sent, and
+    the file is written whole or not at all (a temporary file linked into place)."""
+    waiting = tmp_path / "payouts.csv"
+    waiting.write_text("yesterday's payouts\n")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("run_payouts", "--merchant", settled.id, "--send", "--file", str(waiting), stdout=StringIO())
+    assert waiting.read_text() == "yesterday's payouts\n"
+    assert not Payout.objects.exclude(status=PayoutStatus.PENDING).exists()
+    today = tmp_path / "payouts-2.csv"
+    call_command("run_payouts", "--merchant", settled.id, "--send", "--file", str(today), stdout=StringIO())
+    [payout] = Payout.objects.all()
+    assert payout.status == PayoutStatus.IN_TRANSIT and payout.id in today.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["payouts-2.csv", "payouts.csv"]  # no temporary left
+
+
 def test_a_payout_file_without_send_is_refused(settled, tmp_path):
     """`--file` without `--send` wrote nothing and exited 0: the operator believed the file made."""
     with pytest.raises(CommandError, match="--send"):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -22,11 +23,31 @@ class Command(BaseCommand):
 
     def _check_file(self, name: str) -> None:
         """Refuse a file that can not be written before any payout is sent: sent payouts are in
-        transit and are not sent again, so a file lost after sending is a payout nobody pays."""
+        transit and are not sent again, so a file lost after sending is a payout nobody pays. A file
+        already there is refused too: it may be an earlier run's, not yet picked up by the bank."""
         path = Path(name)
-        where = path if path.exists() else path.parent
-        if path.is_dir() or not where.is_dir() or not os.access(where, os.W_OK):
+        if path.exists() or path.is_symlink():
+            raise CommandError(
+                f"the payout file {name} already exists (an earlier run's, perhaps not yet picked up by the "
+                "bank): nothing was sent; give a new name, e.g. with the date"
+            )
+        if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise CommandError(f"cannot write the payout file {name}: nothing was sent")
+
+    @staticmethod
+    def _write_new(name: str, content: str) -> None:
+        """Write the file whole or not at all, never over an existing one: a temporary file in the
+        same folder, linked to the name (fails if the name exists), then unlinked."""
+        path = Path(name)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(content)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
 
     def handle(self, *args, **options):
         merchant_id, file = options["merchant"], options["file"]
@@ -46,8 +67,7 @@ class Command(BaseCommand):
                 self.stdout.write(content, ending="")
             else:
                 try:
-                    with open(file, "w", encoding="utf-8", newline="") as fh:
-                        fh.write(content)
+                    self._write_new(file, content)
                 except OSError as exc:
                     raise CommandError(
                         f"cannot write the payout file {file}: {exc.strerror}. These payouts are in transit "
