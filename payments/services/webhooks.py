@@ -25,6 +25,7 @@ import json
 import logging
 from functools import partial
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
 from payera.audit.services import record_auth_failure
@@ -499,14 +500,30 @@ def psp_webhook_process_due(*, limit: int = 200) -> int:
 
 
 # --- the shopper's return (3-D Secure / bank page) ----------------------------------------
+# The shopper's return URL needs no authentication: one attempt is asked about at most once per
+# this many seconds, so hits on it can not turn into a stream of calls to the PSP's API (which
+# rate-limits Payera's account for every merchant).
+RETURN_INQUIRY_INTERVAL_SECONDS = 2
+
+
+def _return_inquiry_due(attempt_id: str) -> bool:
+    try:
+        return bool(cache.add(f"payera:return-inquiry:{attempt_id}", 1, timeout=RETURN_INQUIRY_INTERVAL_SECONDS))
+    except Exception:  # noqa: BLE001 - the cache down: ask (the shopper's return matters more)
+        logger.warning("return inquiry throttle unavailable for %s", attempt_id, exc_info=True)
+        return True
+
+
 def payment_authentication_complete(*, payment_id: str, actor: str = "shopper") -> Payment | None:
     """The shopper came back through Payera's return URL: ask the PSP where the authorization
-    stands and record it. The webhook may have been first — then this changes nothing."""
+    stands and record it. The webhook may have been first — then this changes nothing. At most
+    one question per attempt per RETURN_INQUIRY_INTERVAL_SECONDS: a hit inside it answers the
+    payment as it stands (a webhook, recovery or the next return settles it)."""
     payment = Payment.objects.filter(pk=payment_id).first()
     if payment is None:
         return None
     attempt = payment.attempts.filter(status__in=[AS.REQUIRES_ACTION, AS.PENDING]).order_by("-sequence").first()
-    if attempt is not None:
+    if attempt is not None and _return_inquiry_due(attempt.id):
         try:  # an answer about another reference is refused (logged) by the helper: nothing recorded
             result = attempt_authentication_complete(attempt)
         except (PspError, PspConfigurationError):
