@@ -28,7 +28,6 @@ from django.urls import path, reverse
 from payera.backoffice.actions import ReasonForm, reason_action, reason_page
 from payera.backoffice.models import StaffActionOutcome
 from payera.core.money import currency_exponent
-from payera.events.models import WebhookDelivery
 from payera.events.services import delivery_replay
 from payera.staff.access import (
     staff_can_access_merchant,
@@ -38,7 +37,7 @@ from payera.staff.access import (
 )
 from payera.staff.admin import CappedCountPaginator, MerchantScopedAdminMixin
 from payments.backoffice import services as staff
-from payments.backoffice.selectors import payment_story
+from payments.backoffice.selectors import payment_delivery_get, payment_story
 from payments.models import (
     BinRange,
     Booking,
@@ -364,9 +363,10 @@ class PaymentAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
 
     def replay_view(self, request, object_id, delivery_id):
         payment = self._payment_or_404(request, object_id, self.has_replay_permission(request))
-        delivery = WebhookDelivery.objects.filter(pk=delivery_id, merchant_id=payment.merchant_id).first()
+        # only the payment's own deliveries (its page's links quote the id as the admin does)
+        delivery = payment_delivery_get(payment=payment, delivery_id=unquote(delivery_id))
         if delivery is None:
-            raise Http404("No such delivery.")
+            raise Http404("No such delivery of this payment.")
 
         def perform(obj, data):
             delivery_replay(delivery_id=obj.pk, merchant_id=payment.merchant_id)
