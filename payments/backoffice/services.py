@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django_fsm import can_proceed
 
+from payera.backoffice.services import staff_reason_check
 from payera.core.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -133,6 +134,7 @@ def staff_refund_request(*, user, payment_id: str, amount: int, reason: str) -> 
     `refund_approval_threshold`; above it (one large refund, or the small one that takes the
     total past it), it waits for a second finance user's approval."""
     _require(user, REFUND_PERMISSION)
+    reason = staff_reason_check(reason)
     payment = _payment_for_staff(user, payment_id)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequestError("amount must be a positive integer (minor units).", param="amount")
@@ -325,6 +327,7 @@ def staff_booking_cancel(*, user, booking_id: str, reason: str) -> StaffBookingC
     merchant's `refund_approval_threshold` (decided under the booking's lock) it becomes a refund
     approval: a second finance user's approval cancels the booking and sends the refund."""
     _require(user, BOOKING_CANCEL_PERMISSION)
+    reason = staff_reason_check(reason)
     booking = Booking.objects.select_related("merchant").filter(pk=booking_id).first()
     if booking is None or not staff_can_access_merchant(user, booking.merchant_id):
         raise NotFoundError("No such booking.", param="booking")
