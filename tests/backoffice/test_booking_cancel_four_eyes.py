@@ -161,3 +161,40 @@ def test_two_cancel_requests_make_one_approval(role_users, merchant):
     with pytest.raises(StaffRefundAmountError):
         staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason=REASON)
     assert RefundApproval.objects.count() == 1
+
+
+def test_an_approved_cancel_whose_sending_did_not_end_is_finished_by_resume(role_users, merchant, finance2):
+    """The approver's process died between the decision and the cancel: the beat's
+    `refund_approvals_resume` cancels the booking and sends its refund, once."""
+    from payments.backoffice.services import _approval_decide, staff_booking_cancel
+
+    booking = booking_of(merchant, 10_000)
+    approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason=REASON).approval
+    _approval_decide(user=finance2, approval_id=approval.pk, verb="approve", note="ok")  # then the process died
+    assert refund_approvals_resume(grace_seconds=0) == {"approvals": 1, "sent": 1, "failed": 0, "waiting": 0}
+    approval.refresh_from_db()
+    booking.refresh_from_db()
+    [refund] = Refund.objects.filter(payment_id=booking.payment_id)
+    assert (booking.status, booking.refund_id, approval.status, approval.refund_id) == (
+        "canceled",
+        refund.pk,
+        "sent",
+        refund.pk,
+    )
+    assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0
+
+
+def test_recording_a_crashed_cancel_whose_refund_went_needs_no_approval(role_users, merchant):
+    """A cancel that crashed after its escrow refund (the money went back already) is finished by
+    cancelling again: that refunds nothing more, so it is not held for an approval (which could not
+    be given: nothing is left to refund)."""
+    from payments.backoffice.services import staff_booking_cancel
+    from payments.services.refunds import refund_create
+
+    booking = booking_of(merchant, 10_000)
+    refund = refund_create(merchant=merchant, payment_id=booking.payment_id, amount=10_000, reason="booking",
+                           for_booking=True)  # fmt: skip
+    done = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason=REASON).booking
+    assert (done.status, done.refund_id) == ("canceled", refund.pk)
+    assert not RefundApproval.objects.exists()
+    assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
