@@ -28,7 +28,6 @@ from django.urls import path, reverse
 from payera.backoffice.actions import ReasonForm, reason_action, reason_page
 from payera.backoffice.models import StaffActionOutcome
 from payera.core.money import currency_exponent
-from payera.events.models import WebhookDelivery
 from payera.events.services import delivery_replay
 from payera.staff.access import (
     staff_can_access_merchant,
@@ -38,7 +37,7 @@ from payera.staff.access import (
 )
 from payera.staff.admin import CappedCountPaginator, MerchantScopedAdminMixin
 from payments.backoffice import services as staff
-from payments.backoffice.selectors import payment_story
+from payments.backoffice.selectors import payment_delivery_get, payment_story
 from payments.models import (
     BinRange,
     Booking,
@@ -59,7 +58,7 @@ from payments.models import (
     Subscription,
     SubscriptionCharge,
 )
-from payments.services.bookings import booking_cancel, booking_expire
+from payments.services.bookings import booking_expire
 
 REPLAY_PERMISSION = "events.replay_delivery"
 AUDIT_PERMISSION = "audit.view_auditlogentry"
@@ -364,9 +363,10 @@ class PaymentAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
 
     def replay_view(self, request, object_id, delivery_id):
         payment = self._payment_or_404(request, object_id, self.has_replay_permission(request))
-        delivery = WebhookDelivery.objects.filter(pk=delivery_id, merchant_id=payment.merchant_id).first()
+        # only the payment's own deliveries (its page's links quote the id as the admin does)
+        delivery = payment_delivery_get(payment=payment, delivery_id=unquote(delivery_id))
         if delivery is None:
-            raise Http404("No such delivery.")
+            raise Http404("No such delivery of this payment.")
 
         def perform(obj, data):
             delivery_replay(delivery_id=obj.pk, merchant_id=payment.merchant_id)
@@ -577,16 +577,22 @@ class BookingAdmin(ReadOnlyAdmin):
     @admin.action(description="Cancel selected bookings (void the hold, or refund the escrow; asks why)",
                   permissions=["cancel"])
     def cancel_bookings(self, request, queryset):
-        actor = f"staff:{request.user.pk}"
-        may_refund = request.user.has_perm("payments.refund_booking")
-
-        def cancel(booking):  # whether it refunds is decided under the booking's lock, not from this row
-            return booking_cancel(merchant=booking.merchant, booking_id=booking.pk, actor=actor,
-                                  allow_refund=may_refund)
+        def perform(booking, data):
+            # whether it refunds, and whether that needs four eyes, is decided under the booking's
+            # lock (payments.backoffice.services.staff_booking_cancel), not from this row
+            result = staff.staff_booking_cancel(user=request.user, booking_id=booking.pk, reason=data["reason"])
+            if result.approval is not None:
+                approval = result.approval
+                return StaffActionOutcome.REQUESTED, (
+                    f"cancel refunds {money(approval.amount, approval.currency)} out of escrow, above the "
+                    f"approval threshold: it waits for a second finance user's approval ({approval.id}, "
+                    "Refund approvals); the booking is unchanged until then")
+            return StaffActionOutcome.DONE, "canceled"
 
         return reason_action(self, request, queryset.select_related("merchant"), action="payments.booking_cancel",
-                             title="Cancel bookings (void the hold, or refund the escrow)", button="Cancel bookings",
-                             perform=_booking_perform(cancel, "canceled"))
+                             title="Cancel bookings (void the hold, or refund the escrow; above the merchant's "
+                                   "approval threshold a second finance user approves the refund)",
+                             button="Cancel bookings", perform=perform)
 
     @admin.action(description="Expire selected bookings now if their hold has passed (asks why)",
                   permissions=["cancel"])

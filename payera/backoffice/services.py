@@ -46,6 +46,17 @@ def staff_otp_device_enrol(
 REASON_MIN_LENGTH = 5
 
 
+def staff_reason_check(reason: str | None) -> str:
+    """The reason of a staff action that moves money or reveals accounts, trimmed; refused
+    (`invalid_request_error` on `reason`) below REASON_MIN_LENGTH, whoever calls (the form too)."""
+    reason = (reason or "").strip()
+    if len(reason) < REASON_MIN_LENGTH:
+        raise InvalidRequestError(
+            f"A reason of at least {REASON_MIN_LENGTH} characters is required (why: a ticket, the merchant's "
+            "request).", param="reason")
+    return reason
+
+
 def staff_action_record(*, user, action: str, object_type: str, object_id: str, reason: str, outcome: str,
                         merchant_id: str = "", detail: str = ""):
     """One row of `StaffAction`: who did what to which object, why, and how it ended."""

@@ -26,8 +26,8 @@ class RefundApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     ordering = ("-requested_at",)
     change_form_template = "payments_backoffice/refundapproval_change_form.html"
-    fields = ("id", "payment", "merchant", "amount", "currency", "status", "reason", "requested_by", "requested_at",
-              "decided_by", "decided_at", "decision_note", "refund", "failure")
+    fields = ("id", "payment", "booking", "merchant", "amount", "currency", "status", "reason", "requested_by",
+              "requested_at", "decided_by", "decided_at", "decision_note", "refund", "failure")
     readonly_fields = fields
 
     def has_add_permission(self, request) -> bool:
@@ -77,8 +77,10 @@ class RefundApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                 return StaffActionOutcome.DONE, f"approved; refund {done.refund_id} {done.refund.status}"
             return StaffActionOutcome.REFUSED, f"approved, but the refund was refused: {done.failure}"
 
+        what = (f"the cancel of booking {approval.booking_id}, refunding its escrow of" if approval.booking_id
+                else "the refund of")
         return reason_page(self, request, approval, action="payments.refund_approve", button="Approve and send",
-                           title=f"Approve the refund of {approval.amount} {approval.currency} (minor units) asked by "
+                           title=f"Approve {what} {approval.amount} {approval.currency} (minor units) asked by "
                                  f"{approval.requested_by}: it is sent to the PSP at once",
                            perform=perform, done_url=self._done(approval))
 

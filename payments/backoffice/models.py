@@ -1,4 +1,5 @@
-"""Four eyes on large staff refunds (docs/backoffice.md).
+"""Four eyes on large staff refunds (docs/backoffice.md), and on back-office cancels of confirmed
+bookings that would refund more than the threshold out of escrow (`booking`).
 
 pending --approve--> approved --mark_sent--> sent      (the refund went to the PSP: see `refund`)
                               --mark_failed-> failed   (the payments service refused it)
@@ -34,6 +35,9 @@ class RefundApproval(ConcurrentTransitionMixin, models.Model):
     id = IdField(prefix="rap")
     merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
     payment = models.ForeignKey("payments.Payment", on_delete=models.PROTECT, related_name="refund_approvals")
+    # set: the refund is a booking's cancel (its whole escrow); approving cancels the booking
+    booking = models.ForeignKey("payments.Booking", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="+")
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     reason = models.TextField()

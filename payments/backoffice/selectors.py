@@ -84,4 +84,17 @@ def payment_story(*, payment: Payment, with_audit: bool, with_ledger: bool = Tru
     return story
 
 
-__all__ = ["PaymentStory", "payment_journal_references", "payment_story"]
+def payment_delivery_get(*, payment: Payment, delivery_id: str) -> WebhookDelivery | None:
+    """A webhook delivery of an event about the payment (itself, its refunds or disputes: the
+    deliveries its page shows), or None: another payment's delivery, or one about no payment,
+    is not this payment's to replay."""
+    ids = [payment.id, *Refund.objects.filter(payment=payment).values_list("id", flat=True),
+           *Dispute.objects.filter(payment=payment).values_list("id", flat=True)]
+    about = Q(event__data__object__id__in=ids) | Q(event__data__object__payment__in=ids)
+    return WebhookDelivery.objects.filter(
+        about, pk=delivery_id, merchant_id=payment.merchant_id, event__merchant_id=payment.merchant_id,
+        event__created_at__gte=payment.created_at,
+    ).first()
+
+
+__all__ = ["PaymentStory", "payment_delivery_get", "payment_journal_references", "payment_story"]

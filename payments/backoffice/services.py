@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django_fsm import can_proceed
 
+from payera.backoffice.services import staff_reason_check
 from payera.core.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -25,9 +26,11 @@ from payera.core.errors import (
 from payera.core.masking import mask_account_numbers
 from payera.staff.access import staff_can_access_merchant
 from payments.backoffice.models import AP, RefundApproval
+from payments.bookings_models import BS, Booking
 from payments.locks import payment_lock
 from payments.models import PS, OperationStatus, Payment, Refund
 from payments.services import payment_cancel, refund_create
+from payments.services.bookings import BookingRefundNeedsApprovalError, booking_cancel, booking_lock
 from payments.services.common import PaymentInProgressError, PaymentStateError, now
 from payments.services.recovery import payment_recover
 
@@ -35,6 +38,8 @@ REFUND_PERMISSION = "payments.refund_payment"
 APPROVE_PERMISSION = "payments_backoffice.approve_refundapproval"
 CANCEL_PERMISSION = "payments.cancel_payment"
 RECOVER_PERMISSION = "payments.recover_payment"
+BOOKING_CANCEL_PERMISSION = "payments.cancel_booking"
+BOOKING_REFUND_PERMISSION = "payments.refund_booking"
 
 logger = logging.getLogger("payera.payments")
 
@@ -129,6 +134,7 @@ def staff_refund_request(*, user, payment_id: str, amount: int, reason: str) -> 
     `refund_approval_threshold`; above it (one large refund, or the small one that takes the
     total past it), it waits for a second finance user's approval."""
     _require(user, REFUND_PERMISSION)
+    reason = staff_reason_check(reason)
     payment = _payment_for_staff(user, payment_id)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequestError("amount must be a positive integer (minor units).", param="amount")
@@ -149,8 +155,17 @@ def staff_refund_request(*, user, payment_id: str, amount: int, reason: str) -> 
 
 
 @transaction.atomic(durable=True)
-def _approval_create(*, user, payment_id: str, amount: int, reason: str) -> RefundApproval:
-    payment = payment_lock(payment_id)  # serializes "what is left" with other requests and refunds
+def _approval_create(*, user, payment_id: str, amount: int, reason: str, booking_id: str | None = None
+                     ) -> RefundApproval:
+    """A refund waiting for a second finance user. With `booking_id`: the cancel of that confirmed
+    booking, refunding its whole escrow (`amount` is then what it captured, read under its lock)."""
+    if booking_id is None:
+        payment = payment_lock(payment_id)  # serializes "what is left" with other requests and refunds
+    else:
+        payment, booking = booking_lock(booking_id)  # the payment, then the booking
+        if booking.status != BS.CONFIRMED:
+            raise PaymentStateError(f"A booking in status {booking.status} has no escrow to refund.", param="booking")
+        amount = booking.amount_captured
     if payment.status != PS.SUCCEEDED or payment.amount_captured <= 0:
         raise PaymentStateError("Only a captured payment can be refunded.", param="payment")
     left = refundable_left(payment)
@@ -159,8 +174,8 @@ def _approval_create(*, user, payment_id: str, amount: int, reason: str) -> Refu
             f"Refund amount ({amount}) is greater than what is left to refund ({left}), counting refunds "
             "waiting for approval.", param="amount")
     return RefundApproval.objects.create(
-        merchant_id=payment.merchant_id, payment=payment, amount=amount, currency=payment.currency,
-        reason=mask_account_numbers(reason.strip()), requested_by=user,
+        merchant_id=payment.merchant_id, payment=payment, booking_id=booking_id, amount=amount,
+        currency=payment.currency, reason=mask_account_numbers(reason.strip()), requested_by=user,
     )
 
 
@@ -224,6 +239,8 @@ def _approval_send(*, approval_id: str, actor: str) -> RefundApproval:
     approval = RefundApproval.objects.select_related("payment__merchant").get(pk=approval_id)
     if approval.status != AP.APPROVED:
         return approval
+    if approval.booking_id:
+        return _approval_send_booking_cancel(approval=approval, actor=actor)
     if approval.refund_id:  # sent before (the process died before recording it)
         return _approval_record(approval_id=approval.id)
     payment = approval.payment
@@ -240,6 +257,26 @@ def _approval_send(*, approval_id: str, actor: str) -> RefundApproval:
     return _approval_record(approval_id=approval.id, refund_id=refund.id)
 
 
+def _approval_send_booking_cancel(*, approval: RefundApproval, actor: str) -> RefundApproval:
+    """Cancel the approved booking: its escrow refund is bound to the approval when it is inserted
+    (before the PSP call). Sent again after a crash, the cancel takes over the refund it left (the
+    booking makes one escrow refund, `payments.services.bookings`) and records the booking; a
+    booking no longer confirmed (completed, disputed or canceled by the merchant meanwhile) is
+    not refunded: the approval fails, saying why."""
+    try:
+        booking = booking_cancel(merchant=approval.payment.merchant, booking_id=approval.booking_id, actor=actor,
+                                 on_refund_begin=_approval_bind(approval.id))
+    except RefundApprovalAlreadySentError:
+        return _approval_record(approval_id=approval.id)
+    except _TRANSIENT as exc:
+        logger.warning("refund approval %s (booking cancel) not sent yet (%s); it is retried", approval.id, exc.code)
+        return RefundApproval.objects.get(pk=approval.id)
+    except PayeraError as exc:
+        return _approval_record(approval_id=approval.id, failure=f"{exc.code}: {exc.message}")
+    return _approval_record(approval_id=approval.id, refund_id=booking.refund_id or "",
+                            failure="the booking was not canceled")
+
+
 def refund_approval_approve(*, user, approval_id: str, note: str = "") -> RefundApproval:
     """A second finance user approves: the decision commits, then the refund goes to the PSP.
     If the process dies in between, or the payment was busy, the approval stays `approved` and
@@ -248,6 +285,8 @@ def refund_approval_approve(*, user, approval_id: str, note: str = "") -> Refund
     _require(user, REFUND_PERMISSION)
     _require(user, APPROVE_PERMISSION)
     approval = _approval_for_staff(user, approval_id)
+    if approval.booking_id:  # approving cancels the booking, refunding its escrow
+        _require(user, BOOKING_REFUND_PERMISSION)
     approval = _approval_decide(user=user, approval_id=approval.id, verb="approve", note=note)
     return _approval_send(approval_id=approval.id, actor=_actor(user))
 
@@ -274,6 +313,32 @@ def refund_approval_reject(*, user, approval_id: str, note: str = "") -> RefundA
     _require(user, APPROVE_PERMISSION)
     approval = _approval_for_staff(user, approval_id)
     return _approval_decide(user=user, approval_id=approval.id, verb="reject", note=note)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffBookingCancelResult:
+    booking: Booking | None = None  # canceled now (voided, or refunded within the threshold)
+    approval: RefundApproval | None = None  # its escrow refund waits for a second finance user
+
+
+def staff_booking_cancel(*, user, booking_id: str, reason: str) -> StaffBookingCancelResult:
+    """Cancel a booking from the back office. A pending or held booking is voided at once. A
+    confirmed one refunds its whole escrow: that needs `payments.refund_booking`, and above the
+    merchant's `refund_approval_threshold` (decided under the booking's lock) it becomes a refund
+    approval: a second finance user's approval cancels the booking and sends the refund."""
+    _require(user, BOOKING_CANCEL_PERMISSION)
+    reason = staff_reason_check(reason)
+    booking = Booking.objects.select_related("merchant").filter(pk=booking_id).first()
+    if booking is None or not staff_can_access_merchant(user, booking.merchant_id):
+        raise NotFoundError("No such booking.", param="booking")
+    try:
+        done = booking_cancel(merchant=booking.merchant, booking_id=booking.pk, actor=_actor(user),
+                              allow_refund=user.has_perm(BOOKING_REFUND_PERMISSION),
+                              refund_limit=booking.merchant.refund_approval_threshold)
+    except BookingRefundNeedsApprovalError:
+        return StaffBookingCancelResult(approval=_approval_create(
+            user=user, payment_id=booking.payment_id, amount=0, reason=reason, booking_id=booking.pk))
+    return StaffBookingCancelResult(booking=done)
 
 
 def staff_payment_cancel(*, user, payment_id: str) -> Payment:

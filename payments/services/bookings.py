@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 from django.utils import timezone
@@ -60,6 +61,17 @@ class BookingRefundPermissionError(PayeraError):
     code = "permission_denied"
     http_status = 403
     default_message = "Canceling a confirmed booking refunds its escrow: that needs the refund permission (finance)."
+
+
+class BookingRefundNeedsApprovalError(PayeraError):
+    """Raised under the booking's lock, before any PSP call: canceling this confirmed booking
+    would refund more than the caller's `refund_limit` (staff: the merchant's approval threshold).
+    The back office turns it into a refund approval (payments.backoffice)."""
+
+    type = "permission_error"
+    code = "four_eyes_required"
+    http_status = 403
+    default_message = "Canceling this booking refunds more than the approval threshold: a second finance user approves."
 
 
 class BookingRefundFailedError(PayeraError):
@@ -133,7 +145,8 @@ def _hold_expires_at(value) -> dt.datetime:
     return at
 
 
-def _escrow_refund(*, merchant: Merchant, booking: Booking, amount: int, actor: str) -> Refund:
+def _escrow_refund(*, merchant: Merchant, booking: Booking, amount: int, actor: str,
+                   on_begin: Callable[[Refund], None] | None = None) -> Refund:
     """The booking's one refund out of escrow; a refund that a crashed earlier request left
     (pending or succeeded) is taken over, never made twice. A failed refund raises."""
     live = _escrow_refund_live(booking.payment_id)
@@ -145,7 +158,7 @@ def _escrow_refund(*, merchant: Merchant, booking: Booking, amount: int, actor: 
     # refund_create records a PSP error as the refund's outcome: failed, or pending when the
     # outcome is unknown (recovery asks the PSP; the refund then comes out of escrow all the same)
     refund = refund_create(merchant=merchant, payment_id=booking.payment_id, amount=amount, reason="booking",
-                           actor=actor, for_booking=True)
+                           actor=actor, for_booking=True, on_begin=on_begin)
     if refund.status == OperationStatus.FAILED:
         raise BookingRefundFailedError(
             f"The refund out of escrow failed ({refund.failure_code or 'refused'}): the booking is unchanged."
@@ -333,15 +346,22 @@ def _complete_record(*, booking_id: str, amount: int, refund_id: str | None, act
 
 
 # --- cancel: void before capture, refund after ----------------------------------------------
-def booking_cancel(*, merchant: Merchant, booking_id: str, actor: str = "api", allow_refund: bool = True) -> Booking:
+def booking_cancel(*, merchant: Merchant, booking_id: str, actor: str = "api", allow_refund: bool = True,
+                   refund_limit: int | None = None,
+                   on_refund_begin: Callable[[Refund], None] | None = None) -> Booking:
     """`pending`/`held`: the authorization is voided (a 3-D Secure wait is dropped).
     `confirmed`: the whole capture is refunded out of escrow (the fee comes back with it), unless
     `allow_refund` is false (staff without the refund permission): BookingRefundPermissionError,
-    decided under the booking's lock, so a confirmation landing meanwhile is never refunded by them."""
-    booking = _cancel_begin(merchant=merchant, booking_id=booking_id, allow_refund=allow_refund)
+    or the capture is above `refund_limit` (staff: four eyes): BookingRefundNeedsApprovalError;
+    both decided under the booking's lock, so a confirmation landing meanwhile is never refunded
+    by them. `on_refund_begin` is `refund_create`'s `on_begin` for the escrow refund (an approval
+    binds it there)."""
+    booking = _cancel_begin(merchant=merchant, booking_id=booking_id, allow_refund=allow_refund,
+                            refund_limit=refund_limit)
     try:
         if booking.status == BS.CONFIRMED:
-            refund = _escrow_refund(merchant=merchant, booking=booking, amount=booking.amount_captured, actor=actor)
+            refund = _escrow_refund(merchant=merchant, booking=booking, amount=booking.amount_captured, actor=actor,
+                                    on_begin=on_refund_begin)
             _cancel_record(booking_id=booking.id, refund_id=refund.id, actor=actor)
         else:
             payment_cancel(merchant=merchant, payment_id=booking.payment_id, actor=actor, for_booking=True)
@@ -351,12 +371,16 @@ def booking_cancel(*, merchant: Merchant, booking_id: str, actor: str = "api", a
 
 
 @transaction.atomic(durable=True)
-def _cancel_begin(*, merchant: Merchant, booking_id: str, allow_refund: bool = True) -> Booking:
+def _cancel_begin(*, merchant: Merchant, booking_id: str, allow_refund: bool = True,
+                  refund_limit: int | None = None) -> Booking:
     payment, booking = booking_lock(booking_id, merchant=merchant)
     if booking.status not in (BS.PENDING, BS.HELD, BS.CONFIRMED):
         raise BookingStateError(f"A booking in status {booking.status} cannot be canceled.")
     if booking.status == BS.CONFIRMED and not allow_refund:
         raise BookingRefundPermissionError()
+    if (booking.status == BS.CONFIRMED and refund_limit is not None and booking.amount_captured > refund_limit
+            and _escrow_refund_live(booking.payment_id) is None):  # a crashed cancel's refund: only recorded now
+        raise BookingRefundNeedsApprovalError()
     if booking.status == BS.PENDING and payment.status == PS.PROCESSING:
         raise BookingStateError("The authorization's outcome is not known yet: cancel once the booking is held.")
     if booking.status == BS.HELD and payment.captures.filter(status=OperationStatus.PENDING).exists():
