@@ -91,3 +91,19 @@ def test_an_event_committed_late_is_never_listed_below_events_already_listed(mak
     # once everything has committed the whole list is there, newest (by stamp) first, each once
     full = _walk(client, limit=100)
     assert [row["data"]["object"]["n"] for row in full] == [3, 2, 1]
+
+
+def test_a_payment_story_keeps_its_events_when_the_app_clock_is_ahead_of_the_database():
+    """An event's `created_at` is now the database's clock, while a payment's `created_at` (the
+    `since` of the back office's payment story) is the application server's: with the app's clock
+    a little ahead, the event recorded with the payment fell before `since` and vanished from the
+    staff's timeline. `event_list_for_objects` scans with a margin."""
+    from datetime import timedelta
+
+    from payera.events.selectors import event_list_for_objects
+
+    with transaction.atomic():
+        event = event_record(merchant_id="mer_story", type="payment.succeeded", data={"id": "pay_story"})
+    app_clock_ahead = event.created_at + timedelta(seconds=2)
+    found = event_list_for_objects(merchant_id="mer_story", object_ids=["pay_story"], since=app_clock_ahead)
+    assert [e.id for e in found] == [event.id]
