@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from ledger.errors import AccountNotFoundError, BalanceTransactionCursorError, JournalNotFoundError
 from ledger.models import Account, Entry, Journal
@@ -23,6 +22,7 @@ from ledger.types import (
     Balance,
     Money,
 )
+from payera.core.horizon import committed_before
 
 
 def _account(key: AccountKey) -> Account:
@@ -62,36 +62,15 @@ def account_balance_at(*, key: AccountKey, at: datetime) -> int:
     return rows.annotate(b=Coalesce(Subquery(last), 0)).aggregate(t=Coalesce(Sum("b"), 0))["t"]
 
 
-# The start of the oldest transaction of this database that holds a transaction id (has written or
-# locked a row: every posting locks its accounts before it stamps created_at), other than ours; the
-# statement's start when there is none. pg_stat_activity is read once per transaction and kept:
-# cleared first, so a caller's transaction sees the sessions as they are now.
-_FINAL_BEFORE_PG = (
-    "SELECT least(statement_timestamp(), min(xact_start)) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
-)
-
-
 def booked_final_before() -> datetime:
     """The instant before which the journals booked (`created_at`) are all visible: an as-of
     balance (`account_balance_at`) or a statement period ending at or before it never changes.
 
     A journal's `created_at` is stamped inside its posting and the journal becomes visible when the
-    poster's transaction commits, possibly later (docs/ledger.md "Known limits"). On PostgreSQL a
-    transaction still open stamped its journals after it started and after it took a transaction id
-    (its account locks): every journal stamped before the start of the oldest such transaction has
-    committed (or is rolled back). The runtime role sees the transactions of its own sessions (all
-    the postings); sessions of other roles count only for a role with pg_read_all_stats. On SQLite
-    writers are serialized: the clock read under the write lock (IMMEDIATE) is after every commit
-    of a journal stamped before it."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(_FINAL_BEFORE_PG)
-            return cursor.fetchone()[0]
-    with transaction.atomic():
-        Account.objects.exists()  # (IMMEDIATE: the BEGIN took the write lock)
-        return timezone.now()
+    poster's transaction commits, possibly later (docs/ledger.md "Known limits"). A posting stamps
+    `clock_timestamp()` after its account locks, which take the transaction id, so the shared
+    horizon `payera.core.horizon.committed_before()` covers it (its docstring says why)."""
+    return committed_before()
 
 
 def account_balance_at_version(*, key: AccountKey, version: int) -> int:

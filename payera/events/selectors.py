@@ -3,11 +3,15 @@ answered as missing (404) by construction."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db.models import QuerySet
 
 from payera.events.errors import EventNotFoundError, WebhookDeliveryNotFoundError, WebhookEndpointNotFoundError
 from payera.events.models import DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from payera.events.types import EndpointWithSecret
+
+_CLOCK_MARGIN = timedelta(minutes=5)
 
 
 def event_get(*, merchant_id: str, event_id: str) -> Event:
@@ -33,7 +37,9 @@ def event_list_for_objects(*, merchant_id: str, object_ids: list[str], since=Non
 
     qs = Event.objects.filter(merchant_id=merchant_id)
     if since is not None:
-        qs = qs.filter(created_at__gte=since)
+        # an event's created_at is the database's clock (payera.core.horizon), `since` usually an
+        # application server's: a margin, so a skew between them drops no event of the object
+        qs = qs.filter(created_at__gte=since - _CLOCK_MARGIN)
     ids = list(object_ids)
     qs = qs.filter(Q(data__object__id__in=ids) | Q(data__object__payment__in=ids))
     return list(qs.order_by("created_at", "id")[:limit])

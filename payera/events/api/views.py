@@ -10,6 +10,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from payera.core.horizon import committed_before
 from payera.core.pagination import paginate
 from payera.events.selectors import (
     event_get,
@@ -76,7 +77,10 @@ class EventListApi(MerchantApiView):
     )
     def get(self, request):
         qs = event_list(merchant_id=request.merchant.id, type=request.query_params.get("type") or None)
-        return Response(paginate(qs, params=request.query_params, render=lambda e: e.to_payload()))
+        # only events that can no longer be joined below by a late commit (payera.core.pagination)
+        return Response(
+            paginate(qs, params=request.query_params, render=lambda e: e.to_payload(), final_before=committed_before)
+        )
 
 
 class EventDetailApi(MerchantApiView):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from payera.core.errors import InvalidRequestError
+from payera.core.horizon import STAMP_AFTER_XID_PG, stamp_after_xid
 from payera.core.rowsql import new_row, rows_insert
 from payera.core.work import work_began
 from payera.events import clock, dispatch
@@ -79,13 +81,22 @@ def event_record_many(*, merchant_id: str, types: Sequence[str], data: dict) -> 
         raise InvalidRequestError(f"Event data must be JSON-serializable: {exc}", param="data") from None
     events = [
         new_row(Event, merchant_id=merchant_id, type=type_, api_version=settings.EVENTS_API_VERSION,
-                data={"object": obj}, created_at=clock.now())
+                data={"object": obj})
         for type_ in types
     ]
-    if len(events) == 1:
-        events[0].save(force_insert=True)
-    else:
-        rows_insert(events)
+    # Stamped by the database's clock once this transaction holds a transaction id, not by
+    # `clock.now()`: `GET /v1/events` lists a first page only below `committed_before()`, which
+    # covers exactly such stamps (payera.core.horizon; docs/decisions/commit-horizon.md).
+    if connection.vendor == "postgresql":
+        _insert_stamped(events)
+    else:  # SQLite: the clock under this transaction's write lock
+        created_at = stamp_after_xid()
+        for i, event in enumerate(events):
+            event.created_at = created_at + timedelta(microseconds=i)
+        if len(events) == 1:
+            events[0].save(force_insert=True)
+        else:
+            rows_insert(events)
     work_began()  # a state change: the request's work has begun (payera.core.work)
     if len(events) == 1:
         transaction.on_commit(partial(dispatch.enqueue, _tasks().event_relay_task, events[0].id), robust=True)
@@ -93,6 +104,38 @@ def event_record_many(*, merchant_id: str, types: Sequence[str], data: dict) -> 
         transaction.on_commit(partial(dispatch.enqueue, _tasks().event_relay_batch_task, *[e.id for e in events]),
                               robust=True)
     return events
+
+
+@functools.cache
+def _stamped_insert_sql(rows: int) -> tuple[str, tuple]:
+    """`INSERT INTO events_event (…, created_at) VALUES (…, <stamp> + i µs), … RETURNING created_at`
+    for `rows` rows, and the fields given as parameters (all but created_at)."""
+    qn = connection.ops.quote_name
+    fields = tuple(f for f in Event._meta.concrete_fields if f.attname != "created_at")
+    columns = ", ".join(qn(f.column) for f in fields)
+    holes = ", ".join(["%s"] * len(fields))
+    values = ", ".join(
+        f"({holes}, {STAMP_AFTER_XID_PG} + interval '{i} microseconds')" for i in range(rows)
+    )
+    # (quoted identifiers; every value a parameter)
+    sql = f"INSERT INTO {qn(Event._meta.db_table)} ({columns}, {qn('created_at')}) VALUES {values}"  # noqa: S608
+    sql += f" RETURNING {qn('created_at')}"
+    return sql, fields
+
+
+def _insert_stamped(events: list[Event]) -> None:
+    """Insert the events in one statement, each `created_at` the database's clock read after this
+    transaction holds a transaction id (the types of one call in their order, a microsecond apart),
+    read back into the objects."""
+    sql, fields = _stamped_insert_sql(len(events))
+    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for event in events for f in fields]
+    with transaction.mark_for_rollback_on_error(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for event, (created_at,) in zip(events, cursor.fetchall(), strict=True):
+            event.created_at = created_at
+    for event in events:
+        event._state.adding = False
+        event._state.db = connection.alias
 
 
 def _fan_out(event: Event) -> list[str]:
