@@ -99,3 +99,23 @@ def psp_at(settings, name: str, url: str) -> None:
     conf = settings.PSP_CONNECTORS[name]
     options = {**conf["OPTIONS"], "base_url": url}
     settings.PSP_CONNECTORS = {**settings.PSP_CONNECTORS, name: {**conf, "OPTIONS": options}}
+
+
+def walk_list(client, path: str, *, stop_at: set[str] | None = None, limit: int = 1) -> list[dict]:
+    """A merchant syncing a list (`/v1/events`, `/v1/balance_transactions`): newest first, page by
+    page with `starting_after`; with `stop_at`, stop at the first id already known (an incremental
+    sync). The rows seen, in order."""
+    seen: list[dict] = []
+    cursor = None
+    while True:
+        url = f"{path}?limit={limit}" + (f"&starting_after={cursor}" if cursor else "")
+        page = client.get(url)
+        assert page.status_code == 200, page.content
+        body = page.json()
+        for row in body["data"]:
+            if stop_at is not None and row["id"] in stop_at:
+                return seen
+            seen.append(row)
+        if not body["has_more"] or not body["data"]:
+            return seen
+        cursor = body["data"][-1]["id"]

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 
 from ledger import services
 from ledger.types import Accounts, PostingLine
+from tests.helpers import walk_list
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -47,21 +48,7 @@ def _capture(merchant_id: str, amount: int, *, escrow: bool = False) -> None:
 
 
 def _walk(client, *, stop_at: set[str] | None = None, limit: int = 1) -> list[dict]:
-    """Newest first, page by page; stop at the first id already known (an incremental sync)."""
-    seen: list[dict] = []
-    cursor = None
-    while True:
-        url = f"/v1/balance_transactions?limit={limit}" + (f"&starting_after={cursor}" if cursor else "")
-        page = client.get(url)
-        assert page.status_code == 200, page.content
-        body = page.json()
-        for row in body["data"]:
-            if stop_at is not None and row["id"] in stop_at:
-                return seen
-            seen.append(row)
-        if not body["has_more"] or not body["data"]:
-            return seen
-        cursor = body["data"][-1]["id"]
+    return walk_list(client, "/v1/balance_transactions", stop_at=stop_at, limit=limit)
 
 
 def test_an_entry_committed_late_is_never_listed_below_entries_already_listed(make_merchant_client):
