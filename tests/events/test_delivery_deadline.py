@@ -283,6 +283,7 @@ def test_one_merchants_hung_lookups_of_many_host_names_do_not_starve_other_merch
             webhook_endpoint_create(merchant_id="mer_hung_dns", url=f"https://{host}/hooks", enabled_events=["*"])
         refused.append(caught.value.code)
     assert set(refused) == {"url_resolution_timeout"}  # its own lookups: its fault, not "busy"
+    settings.WEBHOOK_URL_RESOLVE_TIMEOUT_SECONDS = 5  # the other merchant's creation: a normal limit
     outcome, took, delivery = _deliver_timed(f"http://healthy-dns.merchant.test:{rx.port}/hooks", "mer_other_dns")
     assert outcome == "succeeded", delivery.attempts.get().error
     assert len(rx.requests) == 1

@@ -39,7 +39,7 @@ def file_cache(settings, tmp_path):
 def test_failures_of_an_earlier_window_do_not_open_the_circuit(file_cache):
     circuit_record_failure("omega")
     circuit_record_failure("omega")
-    time.sleep(1.1)  # the window (1 s) is over
+    time.sleep(1.3)  # the window (1 s) and the last quarter counted with it are over
     circuit_record_failure("omega")
     assert circuit_open_set(["omega"]) == frozenset()
 
@@ -51,3 +51,17 @@ def test_the_threshold_within_one_window_still_opens_it(file_cache):
     assert circuit_open_set(["omega"]) == frozenset({"omega"})
     circuit_reset(["omega"])
     assert circuit_open_set(["omega"]) == frozenset()
+
+
+def test_failures_on_both_sides_of_a_window_boundary_still_open_it(file_cache):
+    """Per-window keys (above) split a burst at the window's boundary: the threshold's failures
+    within one window's length, some before the boundary and some after, were counted in two keys
+    and never opened the circuit (a connector timing out twice in 1.5 s stayed closed when the two
+    fell either side of a minute). The count is now the last window's quarters together (between
+    one window and a window and a quarter back), so failures within one window always count."""
+    time.sleep(1 - time.time() % 1 + 0.9)  # 0.1 s before a boundary of the 1 s window
+    circuit_record_failure("omega")
+    circuit_record_failure("omega")
+    time.sleep(0.2)  # past the boundary
+    circuit_record_failure("omega")
+    assert circuit_open_set(["omega"]) == frozenset({"omega"})
