@@ -18,25 +18,16 @@ Ratios: page / floor (lower is better), single sort / page (the speed-up).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.db import django_on_own_database
+
 DB = "payera_bench_balance_pages"
 LIMIT = 10
 RUNS = 7
-
-
-def psql(sql: str, db: str = "postgres") -> None:
-    subprocess.run(
-        ["psql", "-qAt", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-c", sql], check=True, capture_output=True
-    )
 
 
 def fill(journals: int) -> float:
@@ -82,16 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="reuse the filled database")
     args = parser.parse_args(argv)
 
-    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB}"
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payera.settings.base")
-    sys.path.insert(0, str(ROOT))
-    if not args.keep:
-        psql(f"DROP DATABASE IF EXISTS {DB}")
-        psql(f"CREATE DATABASE {DB}")
-    import django
-
-    django.setup()
+    django_on_own_database(DB, keep=args.keep)
     from django.core.management import call_command
     from django.db import connection
     from django.db.models import Q
