@@ -55,6 +55,7 @@ KNOWN_EVENT_TYPES = (
     "webhook_endpoint.disabled",
 )
 ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+KNOWN_EVENT_TYPE_SET = frozenset(KNOWN_EVENT_TYPES)  # the membership test on every event recorded
 KNOWN_EVENT_FAMILIES = frozenset(t.split(".", 1)[0] for t in KNOWN_EVENT_TYPES)
 
 

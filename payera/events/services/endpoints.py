@@ -18,7 +18,7 @@ from payera.events.models import EndpointStatus, WebhookEndpoint
 from payera.events.services.events import validate_merchant_id
 from payera.events.types import (
     KNOWN_EVENT_FAMILIES,
-    KNOWN_EVENT_TYPES,
+    KNOWN_EVENT_TYPE_SET,
     SECRET_PREFIX,
     WILDCARD,
     EndpointWithSecret,
@@ -65,7 +65,7 @@ def _validate_enabled_events(value: object) -> list[str]:
 
 def _known_pattern(item: str) -> bool:
     """"*", a type Payera sends, or "family.*" of such a type's family."""
-    if item == WILDCARD or item in KNOWN_EVENT_TYPES:
+    if item == WILDCARD or item in KNOWN_EVENT_TYPE_SET:
         return True
     family, _, rest = item.partition(".")
     return rest == "*" and family in KNOWN_EVENT_FAMILIES
