@@ -119,3 +119,37 @@ def walk_list(client, path: str, *, stop_at: set[str] | None = None, limit: int 
         if not body["has_more"] or not body["data"]:
             return seen
         cursor = body["data"][-1]["id"]
+
+
+@contextlib.contextmanager
+def held_open(work):
+    """`work()` in a transaction of another thread, kept open (written, not committed) while the
+    with-block runs and committed after it; the thread's error, if any, fails the test. The
+    commit-order tests: a row stamped now that commits later."""
+    import threading
+
+    from django.db import connection, transaction
+
+    held, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            with transaction.atomic():
+                work()
+                held.set()
+                assert release.wait(60)
+        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    try:
+        assert held.wait(30), errors
+        yield
+    finally:
+        release.set()
+        thread.join(60)
+    assert errors == []

@@ -16,14 +16,13 @@ event that shows up later is always above every event already shown."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 from django.db import connection, transaction
 
 from payera.events.services import event_record
-from tests.helpers import walk_list
+from tests.helpers import held_open, walk_list
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -43,31 +42,12 @@ def _walk(client, *, stop_at: set[str] | None = None, limit: int = 1) -> list[di
 def test_an_event_committed_late_is_never_listed_below_events_already_listed(make_merchant_client):
     merchant, client = make_merchant_client()
     _record(merchant.id, 1)
-    held, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def late_event() -> None:
-        try:
-            with transaction.atomic():
-                event_record(merchant_id=merchant.id, type="payment.succeeded", data={"id": "pay_2", "n": 2})
-                held.set()  # recorded (stamped) now, committed later
-                assert release.wait(60)
-        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=late_event)
-    thread.start()
-    try:
-        assert held.wait(30)
+    with held_open(  # event 2 recorded (stamped) now, committed later
+        lambda: event_record(merchant_id=merchant.id, type="payment.succeeded", data={"id": "pay_2", "n": 2})
+    ):
         time.sleep(0.01)
         _record(merchant.id, 3)  # committed while event 2 is still open
         first_sync = _walk(client)
-    finally:
-        release.set()
-        thread.join(60)
-    assert errors == []
 
     # the merchant polls again, down to the newest event it already has
     known = {row["id"] for row in first_sync}

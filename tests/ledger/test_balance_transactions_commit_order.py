@@ -15,17 +15,16 @@ up later is always above every entry already shown."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from ledger import services
 from ledger.types import Accounts, PostingLine
-from tests.helpers import walk_list
+from tests.helpers import held_open, walk_list
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -54,31 +53,10 @@ def _walk(client, *, stop_at: set[str] | None = None, limit: int = 1) -> list[di
 def test_an_entry_committed_late_is_never_listed_below_entries_already_listed(make_merchant_client):
     merchant, client = make_merchant_client()
     _capture(merchant.id, 100)
-    held, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def late_capture() -> None:
-        try:
-            with transaction.atomic():
-                _capture(merchant.id, 500)  # booked now (id, created_at), committed later
-                held.set()
-                assert release.wait(60)
-        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=late_capture)
-    thread.start()
-    try:
-        assert held.wait(30)
+    with held_open(lambda: _capture(merchant.id, 500)):  # booked now (id, created_at), committed later
         _capture(merchant.id, 200, escrow=True)  # committed while the 500 is still open
         time.sleep(0.05)
         first_sync = _walk(client)
-    finally:
-        release.set()
-        thread.join(60)
-    assert errors == []
 
     # the merchant syncs again, down to the newest entry it already has
     known = {row["id"] for row in first_sync}
