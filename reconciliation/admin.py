@@ -268,4 +268,4 @@ class PayoutAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/reconciliation/merchant_statement.html", context)
 
 
-from reconciliation import admin_reports  # noqa: E402,F401 - registers the reconciliation (report) admins
+from reconciliation import admin_approvals, admin_reports  # noqa: E402,F401 - registers the reconciliation (report) admins

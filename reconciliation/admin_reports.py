@@ -34,6 +34,7 @@ from reconciliation.admin_csv import RUN_TABLE_EXPORTS
 from reconciliation.exports import csv_safe
 from reconciliation.models import (
     Discrepancy,
+    DiscrepancyApproval,
     DiscrepancyStatus,
     ReconciliationRun,
     ReconOutcome,
@@ -69,6 +70,12 @@ def csv_response(rows, columns: tuple[str, ...], filename: str) -> HttpResponse:
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def waiting_detail(approval) -> str:
+    """What staff read when their resolution waits for a second user (four eyes)."""
+    return (f"moves {approval.amount} {approval.currency} (minor units), above the approval threshold: waiting for a"
+            f" second user's approval (discrepancy approval {approval.pk}); nothing moved yet")  # fmt: skip
 
 
 def _all_merchants(request) -> bool:
@@ -441,14 +448,19 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
             data = form.cleaned_data
             made = len(d.suspense_moves or [])
             try:
-                after = services.suspense_reallocate(
-                    discrepancy_id=d.pk, user=request.user, reason=data["reason"], to=data["to"],
-                    amount=data["amount"], currency=data["currency"], object_id=data["object_id"],
+                after = services.discrepancy_request(
+                    action="reallocate_suspense", discrepancy_id=d.pk, user=request.user, reason=data["reason"],
+                    to=data["to"], amount=data["amount"], currency=data["currency"], object_id=data["object_id"],
                     merchant_id=data["merchant_id"], move=data["move"],
                 )  # fmt: skip
             except PayeraError as exc:
                 self.message_user(request, f"{d.pk}: {exc.message}", level=messages.ERROR)
                 self._log(request, d, "reallocate_suspense", data["reason"], StaffActionOutcome.REFUSED, exc.message)
+                return None
+            if isinstance(after, DiscrepancyApproval):
+                detail = waiting_detail(after)
+                self.message_user(request, f"{d.pk}: {detail}.", level=messages.WARNING)
+                self._log(request, d, "reallocate_suspense", data["reason"], StaffActionOutcome.DONE, detail)
                 return None
             if len(getattr(after, "suspense_moves", None) or []) > made:
                 detail = f"moved out of suspense to {data['to']} (move {data['move']})"
@@ -494,12 +506,20 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                 if adjustment:
                     kwargs.update(adjustment=adjustment, currency=currency)
                 try:
-                    after = getattr(services, f"discrepancy_{verb}")(**kwargs)
-                    done += 1
+                    if verb == "investigate":
+                        after = services.discrepancy_investigate(**kwargs)
+                    else:  # money: above the threshold it waits for a second user
+                        after = services.discrepancy_request(action=verb, **kwargs)
                 except PayeraError as exc:
                     self.message_user(request, f"{d.pk}: {exc.message}", level=messages.WARNING)
                     self._log(request, d, verb, form.cleaned_data["reason"], StaffActionOutcome.REFUSED, exc.message)
                 else:
+                    if isinstance(after, DiscrepancyApproval):
+                        detail = waiting_detail(after)
+                        self.message_user(request, f"{d.pk}: {detail}.", level=messages.WARNING)
+                        self._log(request, d, verb, form.cleaned_data["reason"], StaffActionOutcome.DONE, detail)
+                        continue
+                    done += 1
                     status = getattr(after, "status", "")
                     detail = f"discrepancy {status}" + (f", adjustment {adjustment} {currency}" if adjustment else "")
                     self._log(request, d, verb, form.cleaned_data["reason"], StaffActionOutcome.DONE, detail)

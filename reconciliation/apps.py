@@ -10,13 +10,21 @@ class ReconciliationConfig(AppConfig):
         from payera.backoffice.panels import Panel, panel_register
         from payera.core.metrics import state_gauges_register
         from reconciliation import checks  # noqa: F401 - registers the system checks
-        from reconciliation.models import Discrepancy, MerchantPayoutSettings, Payout, ReconciliationRun, SettlementRun
+        from reconciliation.models import (
+            Discrepancy,
+            DiscrepancyApproval,
+            MerchantPayoutSettings,
+            Payout,
+            ReconciliationRun,
+            SettlementRun,
+        )
         from reconciliation.panels import payouts_panel, pull_failing_gauges, settlement_pull_panel
 
         registry.register(Payout)
         registry.register(SettlementRun)
         registry.register(ReconciliationRun, exclude_fields=["summary", "row_errors", "rows_loaded"])
         registry.register(Discrepancy)
+        registry.register(DiscrepancyApproval)
         registry.register(MerchantPayoutSettings, exclude_fields=["bank_account_ciphertext"])
         panel_register(
             Panel(

@@ -65,3 +65,36 @@ class DiscrepancyMoneyError(InvalidRequestError):
 
     code = "discrepancy_money_invalid"
     default_message = "This resolution's money does not fit the discrepancy."
+
+
+class DiscrepancyNeedsApprovalError(InvalidRequestError):
+    """A money resolution above `RECONCILIATION_APPROVAL_THRESHOLD`: it needs a second user
+    (`discrepancy_request` asks for one)."""
+
+    code = "discrepancy_needs_approval"
+    http_status = 409
+    default_message = "This resolution moves more than one user may alone: it needs a second user's approval."
+
+    def __init__(self, message: str | None = None, *, amount: int = 0, currency: str = "", **kwargs):
+        if message is None and amount:
+            message = (f"This resolution moves {amount} {currency} (minor units), above the approval threshold: it "
+                       "needs a second user's approval.")  # fmt: skip
+        super().__init__(message, **kwargs)
+        self.amount, self.currency = amount, currency
+
+
+class DiscrepancyApprovalPendingError(InvalidRequestError):
+    code = "discrepancy_approval_pending"
+    http_status = 409
+    default_message = "A resolution of this discrepancy is already waiting for approval: approve or reject it first."
+
+
+class DiscrepancyApprovalStateError(InvalidRequestError):
+    code = "discrepancy_approval_state_invalid"
+    http_status = 409
+    default_message = "This approval has been decided already."
+
+
+class DiscrepancyFourEyesError(PermissionDeniedError):
+    code = "four_eyes_required"
+    default_message = "The user who asked for a resolution may not approve it: a second user must."

@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -458,3 +459,90 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
         self.receivable_cleared = receivable_cleared
         self.cleared_currency = cleared_currency if receivable_cleared else ""
         self.cleared_account = cleared_account if receivable_cleared else ""
+
+
+class DiscrepancyApprovalStatus(models.TextChoices):
+    PENDING = "pending"
+    DONE = "done"  # approved by a second finance user, and the action carried out (money moved)
+    FAILED = "failed"  # approved, but the action no longer fits (see `failure`): nothing moved
+    REJECTED = "rejected"
+
+
+class DiscrepancyAction(models.TextChoices):
+    RESOLVE = "resolve", "resolve with an adjustment"
+    SETTLE_AS_REPORTED = "settle_as_reported", "settle as reported"
+    WRITE_OFF = "write_off", "write off"
+    REALLOCATE_SUSPENSE = "reallocate_suspense", "move out of suspense"
+
+
+class DiscrepancyApproval(ConcurrentTransitionMixin, models.Model):
+    """Four eyes on finance's money resolutions of a discrepancy (docs/reconciliation.md, "Four
+    eyes"): one that moves more than `RECONCILIATION_APPROVAL_THRESHOLD` (minor units) waits here,
+    `pending`, until a *different* user holding the same permission approves it; the action then runs
+    with the parameters asked for, in the approver's transaction, under the same checks as a direct
+    one (what no longer fits fails the approval, nothing moves).
+
+    pending --approve--> done | failed
+    pending --reject---> rejected
+    The database refuses a decided approval by the user who asked for it, and two pending approvals
+    of one discrepancy."""
+
+    id = models.BigAutoField(primary_key=True)
+    discrepancy = models.ForeignKey(Discrepancy, on_delete=models.PROTECT, related_name="approvals")
+    # the discrepancy's (NULL: a line Payera could not tie to a merchant: all-merchant staff only)
+    merchant = models.ForeignKey("merchants.Merchant", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+")  # fmt: skip
+    action = models.CharField(max_length=24, choices=DiscrepancyAction.choices)
+    # the action's own arguments as asked (adjustment and currency; a suspense move's to, amount,
+    # currency, object_id, merchant_id, move)
+    params = models.JSONField(default=dict, blank=True)
+    amount = models.BigIntegerField()  # what the action moves when asked (minor units of `currency`, absolute)
+    currency = models.CharField(max_length=3)
+    reason = models.TextField()
+    status = FSMField(choices=DiscrepancyApprovalStatus.choices, default=DiscrepancyApprovalStatus.PENDING,
+                      protected=True)  # fmt: skip
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now, editable=False)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")  # fmt: skip
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True, default="")
+    failure = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        default_permissions = ("view",)
+        permissions = [("approve_discrepancyapproval", "Can approve or reject a discrepancy resolution waiting "
+                                                       "for approval")]  # fmt: skip
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="recon_dsc_approval_amount_positive"),
+            models.CheckConstraint(condition=Q(status__in=DiscrepancyApprovalStatus.values),
+                                   name="recon_dsc_approval_status_valid"),  # fmt: skip
+            # four eyes, whoever writes: an approved (done, failed) action was approved by someone else
+            models.CheckConstraint(
+                condition=Q(status__in=[DiscrepancyApprovalStatus.PENDING, DiscrepancyApprovalStatus.REJECTED])
+                | (Q(decided_by__isnull=False) & ~Q(decided_by=F("requested_by"))),
+                name="recon_dsc_approval_four_eyes",
+            ),
+            # one question at a time per discrepancy
+            models.UniqueConstraint(fields=["discrepancy"], condition=Q(status=DiscrepancyApprovalStatus.PENDING),
+                                    name="recon_dsc_approval_one_pending"),  # fmt: skip
+        ]
+        indexes = [models.Index(fields=["status", "-requested_at"], name="recon_dsc_approval_status_idx")]
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"dap {self.pk} ({self.get_action_display()} of dsc {self.discrepancy_id}, {self.status})"
+
+    @transition(field=status, source=[DiscrepancyApprovalStatus.PENDING], target=DiscrepancyApprovalStatus.DONE)
+    def mark_done(self, *, by, note: str, at) -> None:
+        self.decided_by, self.decision_note, self.decided_at = by, note, at
+
+    @transition(field=status, source=[DiscrepancyApprovalStatus.PENDING], target=DiscrepancyApprovalStatus.FAILED)
+    def mark_failed(self, *, by, note: str, at, failure: str) -> None:
+        self.decided_by, self.decision_note, self.decided_at = by, note, at
+        self.failure = failure[:500]
+
+    @transition(field=status, source=[DiscrepancyApprovalStatus.PENDING], target=DiscrepancyApprovalStatus.REJECTED)
+    def reject(self, *, by, note: str, at) -> None:
+        self.decided_by, self.decision_note, self.decided_at = by, note, at

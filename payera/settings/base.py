@@ -504,6 +504,11 @@ RECONCILIATION_PULL_CATCH_UP_DAYS = env.int("RECONCILIATION_PULL_CATCH_UP_DAYS",
 # (error log, dashboard "Settlement reports", gauge payera_reconciliation_pull_failing_days; runbook
 # reconciliation-pull-failing.md).
 RECONCILIATION_PULL_ALERT_AFTER_FAILURES = env.int("RECONCILIATION_PULL_ALERT_AFTER_FAILURES", default=3)
+# Four eyes on finance's money resolutions of discrepancies (an adjustment, a line settled as
+# reported, a write-off, a move out of suspense): one moving more than this (minor units of its
+# currency) waits for a second user holding the same permission (docs/reconciliation.md, "Four
+# eyes"). 0: every one that moves money does.
+RECONCILIATION_APPROVAL_THRESHOLD = env.int("RECONCILIATION_APPROVAL_THRESHOLD", default=100_000)
 # An import that progressed (its run's heartbeat: a chunk loaded, a phase begun, a heal inquiry)
 # within this many minutes is running: the same file, or another file of an overlapping period, is
 # `settlement_run_busy`; one that has not progressed for longer crashed and the next import takes

@@ -1,5 +1,10 @@
 """Writes of settlement, payouts and reconciliation. Other apps import from here."""
 
+from reconciliation.services.approvals import (
+    discrepancy_approval_approve,
+    discrepancy_approval_reject,
+    discrepancy_request,
+)
 from reconciliation.services.bank_file import BankFile, HeldPayout, payout_bank_file_export
 from reconciliation.services.discrepancies import (
     discrepancy_investigate,
@@ -29,8 +34,11 @@ __all__ = [
     "HeldPayout",
     "ReconcileResult",
     "RehealResult",
+    "discrepancy_approval_approve",
+    "discrepancy_approval_reject",
     "discrepancy_investigate",
     "discrepancy_recheck",
+    "discrepancy_request",
     "discrepancy_resolve",
     "discrepancy_settle_as_reported",
     "discrepancy_write_off",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -23,7 +24,12 @@ from payera.backoffice.services import REASON_MIN_LENGTH
 from payera.core.errors import InvalidRequestError
 from payera.core.masking import mask_account_numbers
 from psp_adapters.port import SettlementKind
-from reconciliation.errors import DiscrepancyMoneyError, DiscrepancyPermissionError, DiscrepancyStateError
+from reconciliation.errors import (
+    DiscrepancyMoneyError,
+    DiscrepancyNeedsApprovalError,
+    DiscrepancyPermissionError,
+    DiscrepancyStateError,
+)
 from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconOutcome, ReconRunStatus, StatementLine
 from reconciliation.services.locks import reconcile_psp_lock
 
@@ -245,6 +251,14 @@ def _recover_item(d: Discrepancy, currency: str, positive: bool) -> dict[tuple[s
     return out
 
 
+def four_eyes(*, amount: int, currency: str, approved: bool) -> None:
+    """A money resolution moving more than `RECONCILIATION_APPROVAL_THRESHOLD` (minor units of its
+    currency, absolute) needs a second user's approval (`services.approvals`): refused here, under
+    the discrepancy's lock, where the amount is known, unless it is that approval running it."""
+    if not approved and abs(amount) > settings.RECONCILIATION_APPROVAL_THRESHOLD:
+        raise DiscrepancyNeedsApprovalError(amount=abs(amount), currency=currency)
+
+
 def _post(*, reference: str, lines, kind: str, d: Discrepancy, user, reason: str) -> None:
     ledger_services.journal_post(
         reference=reference, lines=lines, occurred_at=timezone.now(), kind=kind,
@@ -267,6 +281,15 @@ def discrepancy_investigate(*, discrepancy_id: int, user, reason: str) -> Discre
 @transaction.atomic(durable=True)
 def discrepancy_resolve(
     *, discrepancy_id: int, user, reason: str, adjustment: int = 0, currency: str | None = None
+) -> Discrepancy:
+    """`resolve_now` in a transaction of its own: an adjustment above the approval threshold is
+    refused (DiscrepancyNeedsApprovalError; `discrepancy_request` asks for a second user instead)."""
+    return resolve_now(discrepancy_id=discrepancy_id, user=user, reason=reason, adjustment=adjustment,
+                       currency=currency, approved=False)  # fmt: skip
+
+
+def resolve_now(
+    *, discrepancy_id: int, user, reason: str, adjustment: int = 0, currency: str | None = None, approved: bool
 ) -> Discrepancy:
     """Resolve with a reason; a non-zero `adjustment` (minor units of `currency`, which must be the
     currency of the item when given) takes that much of the capture, refund or dispute the
@@ -295,6 +318,7 @@ def discrepancy_resolve(
                 f"The adjustment of discrepancy {d.pk} must lie between 0 and {left} {item_currency} (what is still"
                 f" receivable of {d.object_id}).", param="adjustment",
             )  # fmt: skip
+        four_eyes(amount=adjustment, currency=item_currency, approved=approved)
         reference = f"recon_adjustment:{d.pk}"
         _post(reference=reference, lines=adjustment_lines(psp=d.psp, currency=item_currency, amount=adjustment),
               kind=JournalKind.ADJUSTMENT, d=d, user=user, reason=reason)  # fmt: skip
@@ -307,6 +331,12 @@ def discrepancy_resolve(
 
 @transaction.atomic(durable=True)
 def discrepancy_settle_as_reported(*, discrepancy_id: int, user, reason: str) -> Discrepancy:
+    """`settle_as_reported_now` in a transaction of its own (above the approval threshold:
+    DiscrepancyNeedsApprovalError, as `discrepancy_resolve`)."""
+    return settle_as_reported_now(discrepancy_id=discrepancy_id, user=user, reason=reason, approved=False)
+
+
+def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: bool) -> Discrepancy:
     """Resolve by booking the line as the PSP reported it (`recon_settle:<id>`, see
     `settle_as_reported_lines`): an amount or currency mismatch settles Payera's item (the
     receivable credited what is still owed of it, what earlier resolutions cleared of it given back
@@ -345,6 +375,8 @@ def discrepancy_settle_as_reported(*, discrepancy_id: int, user, reason: str) ->
     lines = settle_as_reported_lines(psp=d.psp, currency=line.currency, gross=line.gross, fee=line.fee,
                                      net=line.net, expected=expected, item_currency=item_currency,
                                      recovered=recovered)  # fmt: skip
+    # what it books: the line's gross (or Payera's side of it, when larger)
+    four_eyes(amount=max(abs(line.gross), abs(expected or 0)), currency=line.currency, approved=approved)
     reference = f"recon_settle:{d.pk}" if lines else ""
     if lines:
         _post(reference=reference, lines=lines, kind=JournalKind.SETTLEMENT, d=d, user=user, reason=reason)
@@ -359,6 +391,12 @@ def discrepancy_settle_as_reported(*, discrepancy_id: int, user, reason: str) ->
 
 @transaction.atomic(durable=True)
 def discrepancy_write_off(*, discrepancy_id: int, user, reason: str) -> Discrepancy:
+    """`write_off_now` in a transaction of its own (above the approval threshold:
+    DiscrepancyNeedsApprovalError, as `discrepancy_resolve`)."""
+    return write_off_now(discrepancy_id=discrepancy_id, user=user, reason=reason, approved=False)
+
+
+def write_off_now(*, discrepancy_id: int, user, reason: str, approved: bool) -> Discrepancy:
     """Close it: the PSP will never settle it. What the discrepancy names that is still on the PSP
     receivable (a capture, refund or dispute: missing at PSP, amount or currency mismatch) is
     written off to reconciliation differences (`recon_write_off:<id>`); a report line is not booked
@@ -370,6 +408,7 @@ def discrepancy_write_off(*, discrepancy_id: int, user, reason: str) -> Discrepa
     item_currency, left = _outstanding(d)
     reference = ""
     if left:
+        four_eyes(amount=left, currency=item_currency, approved=approved)
         reference = f"recon_write_off:{d.pk}"
         _post(reference=reference, lines=write_off_lines(psp=d.psp, currency=item_currency, amount=left),
               kind=JournalKind.ADJUSTMENT, d=d, user=user, reason=reason)  # fmt: skip

@@ -39,6 +39,7 @@ from reconciliation.services.discrepancies import (
     _check,
     _locked,
     _post,
+    four_eyes,
     may_see,
     receivable_left,
 )
@@ -84,6 +85,17 @@ def _item(psp: str, object_id: str) -> tuple[str, int, str] | None:
 def suspense_reallocate(
     *, discrepancy_id: int, user, reason: str, to: str, amount: int | None = None, currency: str | None = None,
     object_id: str = "", merchant_id: str = "", move: int | None = None,
+) -> Discrepancy:  # fmt: skip
+    """`reallocate_now` in a transaction of its own: a move above the approval threshold is refused
+    (DiscrepancyNeedsApprovalError; `discrepancy_request` asks for a second user instead)."""
+    return reallocate_now(discrepancy_id=discrepancy_id, user=user, reason=reason, to=to, amount=amount,
+                          currency=currency, object_id=object_id, merchant_id=merchant_id, move=move,
+                          approved=False)  # fmt: skip
+
+
+def reallocate_now(
+    *, discrepancy_id: int, user, reason: str, to: str, amount: int | None = None, currency: str | None = None,
+    object_id: str = "", merchant_id: str = "", move: int | None = None, approved: bool,
 ) -> Discrepancy:  # fmt: skip
     """Move `amount` (default: all that is left) of what the discrepancy's line put into suspense to
     `to` (module docstring). DiscrepancyMoneyError for what does not fit (nothing in suspense, more
@@ -166,6 +178,7 @@ def suspense_reallocate(
         target = Accounts.psp_payable(d.psp, suspense_currency)
     if merchant_id and not staff_can_access_merchant(user, merchant_id):
         raise DiscrepancyPermissionError()
+    four_eyes(amount=amount, currency=suspense_currency, approved=approved)
     n = len(moves) + 1
     reference = f"recon_suspense:{d.pk}:{n}"
     lines = (PostingLine(Accounts.suspense(suspense_currency), amount), PostingLine(target, -amount))
