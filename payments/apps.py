@@ -29,6 +29,8 @@ class PaymentsConfig(AppConfig):
             description="Payments, operations and PSP webhooks in a non-final state longer than its SLA.",
         ))
         registry.register(m.Subscription)
-        registry.register(m.PaymentMethodCredential, exclude_fields=["psp_token"])
+        # its merchant is its payment method's: staff of that merchant see its records (payera.audit.registry)
+        registry.register(m.PaymentMethodCredential, exclude_fields=["psp_token"],
+                          merchant_field="payment_method__merchant")
         # a mandate's status (revoked, or ended by a return code) and why: the evidence of who may be debited
         registry.register(m.SepaMandate, include_fields=["status", "inactive_reason", "inactive_at"])

@@ -5,8 +5,12 @@
 
 Fields whose names say they hold a secret (password, secret, hash, token, pepper, ciphertext,
 ...) are never recorded, whether listed or not. `merchant_field` names the field that says which
-merchant an object belongs to (default: `merchant` if the model has it; a Merchant is its own);
-it fills `object_merchant_id` so staff limited to some merchants see only their records.
+merchant an object belongs to — a foreign key to the merchant, a text field holding its public id
+(`mer_…`), or a path through the object's parent (`payment_method__merchant`) for a row that has no
+merchant of its own; default: a field named `merchant` or `merchant_id` if the model has one (a
+Merchant is its own). It fills `object_merchant_id`, so staff limited to some merchants see only
+their merchants' records (tests/audit/test_object_merchant.py: every registered model that belongs
+to a merchant says which).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import re
 from collections.abc import Iterable
 
 from auditlog.registry import auditlog
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
 from django.db.models.signals import pre_save
 
@@ -30,8 +34,9 @@ SENSITIVE_FIELD_RE = re.compile(
     re.IGNORECASE,
 )
 
-# model -> attribute name holding the merchant id ("pk" for the Merchant model itself)
-_merchant_attr: dict[type[models.Model], str | None] = {}
+# model -> attribute name holding the merchant id ("pk" for the Merchant model itself), or the
+# attributes leading to it through the object's parents (("payment_method", "merchant_id"))
+_merchant_attr: dict[type[models.Model], str | tuple[str, ...] | None] = {}
 
 
 def sensitive_fields(model: type[models.Model]) -> list[str]:
@@ -56,7 +61,7 @@ def register(
     exclude = set(exclude_fields) | set(sensitive_fields(model)) | set(reverse_relations(model))
     include = [f for f in include_fields if f not in exclude] if include_fields is not None else None
     if merchant_field is not None:
-        _merchant_attr[model] = model._meta.get_field(merchant_field).attname
+        _merchant_attr[model] = _merchant_path(model, merchant_field)
     else:
         _merchant_attr[model] = _default_merchant_attr(model)
     auditlog.register(
@@ -80,23 +85,52 @@ def is_registered(model: type[models.Model]) -> bool:
     return auditlog.contains(model)
 
 
+def _merchant_path(model: type[models.Model], merchant_field: str) -> str | tuple[str, ...]:
+    """`merchant` → its attname (`merchant_id`); `payment_method__merchant` → the attributes to walk
+    from the object (`("payment_method", "merchant_id")`). Unknown fields raise FieldDoesNotExist."""
+    *parents, last = merchant_field.split("__")
+    walk: list[str] = []
+    for name in parents:
+        field = model._meta.get_field(name)
+        if not (field.many_to_one or field.one_to_one) or not field.concrete:
+            raise FieldDoesNotExist(f"{model.__name__}.{name} is not a foreign key of the row")
+        walk.append(field.name)
+        model = field.related_model
+    walk.append(model._meta.get_field(last).attname)
+    return walk[0] if len(walk) == 1 else tuple(walk)
+
+
 def _default_merchant_attr(model: type[models.Model]) -> str | None:
     if model._meta.label_lower == "merchants.merchant":
         return "pk"
-    try:
-        return model._meta.get_field("merchant").attname
-    except FieldDoesNotExist:
-        return None
+    # a foreign key `merchant`, or the merchant's public id kept as text in `merchant_id` (events)
+    for name in ("merchant", "merchant_id"):
+        try:
+            return model._meta.get_field(name).attname
+        except FieldDoesNotExist:
+            continue
+    return None
+
+
+def merchant_attr_of(model: type[models.Model]) -> str | tuple[str, ...] | None:
+    """What `merchant_id_of` reads on an object of `model` (None: it belongs to no merchant)."""
+    if model not in _merchant_attr:
+        _merchant_attr[model] = _default_merchant_attr(model)
+    return _merchant_attr[model]
 
 
 def merchant_id_of(instance: models.Model) -> str:
     """The merchant an audited object belongs to ("" if none), also for models registered with
     auditlog directly rather than through `register`."""
-    model = type(instance)
-    if model not in _merchant_attr:
-        _merchant_attr[model] = _default_merchant_attr(model)
-    attr = _merchant_attr[model]
+    attr = merchant_attr_of(type(instance))
     if not attr:
         return ""
-    value = getattr(instance, attr, None)
-    return "" if value is None else str(value)
+    value: object = instance
+    for name in (attr,) if isinstance(attr, str) else attr:
+        try:
+            value = getattr(value, name, None)  # a parent: read once if the object has not loaded it
+        except ObjectDoesNotExist:
+            value = None
+        if value is None:
+            return ""
+    return str(value)

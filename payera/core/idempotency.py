@@ -24,7 +24,9 @@ import json
 import logging
 
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
+from rest_framework.exceptions import APIException
 
 from payera.core.api import error_body
 from payera.core.errors import InvalidRequestError, PayeraError
@@ -34,6 +36,7 @@ from payera.idempotency.services import (
     StoredResponse,
     idempotency_claim,
     idempotency_complete,
+    idempotency_key_unused,
     idempotency_release,
 )
 
@@ -127,6 +130,28 @@ def idempotency_pending_claim(pending: PendingClaim) -> Claim | StoredResponse:
     taken): replay, 422, 409, take-over or a fresh claim, exactly as `idempotency_begin`."""
     return idempotency_claim(merchant_id=pending.merchant_id, key=pending.key, fingerprint=pending.fingerprint,
                              method=pending.method, path=pending.path)
+
+
+def idempotency_pending_refused_unclaimed(pending: PendingClaim, *, status: int | None) -> bool:
+    """True when a pending claim's handler, which wrote nothing, is answered `status` without ever
+    claiming the key: an answer released anyway (400, 503 before any work) for a key no request has
+    used. Claiming it just to release it would hold, for that moment, the key of a valid request
+    racing this one (that request, finding the claim, was told 409, or 422 `idempotency_key_reused`
+    for a key nothing was ever done with)."""
+    return status in RELEASED_BEFORE_WORK_STATUSES and idempotency_key_unused(merchant_id=pending.merchant_id,
+                                                                              key=pending.key)
+
+
+def error_status(error: BaseException) -> int | None:
+    """The HTTP status the API's exception handler answers `error` with, for the errors whose status
+    the error says itself (ours, DRF's, Django's validation); None for any other."""
+    if isinstance(error, PayeraError):
+        return error.http_status
+    if isinstance(error, APIException):
+        return error.status_code
+    if isinstance(error, DjangoValidationError):
+        return 400
+    return None
 
 
 def idempotency_end(*, claim: Claim, response: HttpResponse, work_began: bool = True, sensitive: bool = False,

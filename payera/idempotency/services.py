@@ -193,9 +193,10 @@ def idempotency_claim(
     """Claim `key` for this request, or say what to answer instead.
 
     - no row (or one older than the retention): insert an in-flight claim → `Claim`;
+    - in flight and its lock still running → `IdempotencyKeyInUseError` (409), whatever the body:
+      the first may still be refused (400) and release the key;
     - a different fingerprint → `IdempotencyKeyMismatchError` (422);
     - completed → `StoredResponse` to replay;
-    - in flight and its lock still running → `IdempotencyKeyInUseError` (409);
     - in flight but its lock expired (the first request crashed) → taken over → `Claim`.
 
     A fresh key costs one statement, committed on its own (`INSERT … ON CONFLICT DO NOTHING
@@ -203,14 +204,24 @@ def idempotency_claim(
     the durable block it replaces did); an existing key is examined under its row lock.
     """
     assert_no_transaction()  # the claim must commit before the work, never with a caller's
-    now = timezone.now()
-    owner = uuid.uuid4()
-    row_id = _claim_insert(merchant_id=merchant_id, key=key, fingerprint=fingerprint, method=method, path=path,
-                           owner=owner, now=now)
-    if row_id is not None:
-        return Claim(row_id=row_id, owner=owner)
-    return _claim_existing(merchant_id=merchant_id, key=key, fingerprint=fingerprint, method=method, path=path,
-                           owner=owner, now=now)
+    for _ in range(_CLAIM_TRIES):
+        now = timezone.now()
+        owner = uuid.uuid4()
+        row_id = _claim_insert(merchant_id=merchant_id, key=key, fingerprint=fingerprint, method=method, path=path,
+                               owner=owner, now=now)
+        if row_id is not None:
+            return Claim(row_id=row_id, owner=owner)
+        outcome = _claim_existing(merchant_id=merchant_id, key=key, fingerprint=fingerprint, method=method,
+                                  path=path, owner=owner, now=now)
+        if outcome is not None:
+            return outcome
+        # released (a request refused before any work) or pruned in between: the key is free again
+    raise IdempotencyKeyInUseError()  # freed and taken again under our feet each time: let the client retry
+
+
+# Inserts of a key freed again between our insert and our look at its row (a refused request
+# released it): after that many, 409 and the client retries.
+_CLAIM_TRIES = 3
 
 
 def _claim_insert(*, merchant_id, key, fingerprint, method, path, owner, now, resource: str = "") -> int | None:
@@ -239,16 +250,23 @@ def _claim_insert(*, merchant_id, key, fingerprint, method, path, owner, now, re
 
 
 @transaction.atomic(durable=True)
-def _claim_existing(*, merchant_id, key, fingerprint, method, path, owner, now) -> Claim | StoredResponse:
+def _claim_existing(*, merchant_id, key, fingerprint, method, path, owner, now) -> Claim | StoredResponse | None:
+    """What the existing row of the key says; None if there is none any more (released or pruned
+    since our insert found it): the caller inserts again."""
     row = IdempotencyKey.objects.select_for_update().filter(merchant_id=merchant_id, key=key).first()
-    if row is None:  # pruned or released in between: let the client retry
-        raise IdempotencyKeyInUseError()
+    if row is None:
+        return None
     running = row.state == IdempotencyState.IN_FLIGHT and row.locked_until is not None and row.locked_until > now
     if row.created_at <= now - _ttl() and not running:
         # Past retention (not yet pruned): the key is fresh again — unless a request holds it now
         # (a take-over keeps `created_at`): resetting it would run the request a second time.
         _reset(row, now=now, owner=owner, fingerprint=fingerprint, method=method, path=path)
         return Claim(row_id=row.pk, owner=owner)
+    if running:
+        # Another body or not, its outcome is not known yet: a 400 before any work releases the
+        # key (the corrected request may then run with it), anything else is stored (another body
+        # is then 422). "Reused" now would refuse for good a request that may be the key's only one.
+        raise IdempotencyKeyInUseError()
     if row.fingerprint != fingerprint:
         raise IdempotencyKeyMismatchError()
     if row.state == IdempotencyState.COMPLETED:
@@ -258,13 +276,18 @@ def _claim_existing(*, merchant_id, key, fingerprint, method, path, owner, now) 
             body=bytes(row.response_body),
             encrypted=row.response_encrypted,
         )
-    if row.locked_until is not None and row.locked_until > now:
-        raise IdempotencyKeyInUseError()
     logger.warning("idempotency claim taken over after lock timeout", extra={"idempotency_key_id": row.pk})
     row.owner = owner
     row.locked_until = now + _lock_timeout()
     row.save(update_fields=["owner", "locked_until"])
     return Claim(row_id=row.pk, owner=owner, resource=row.resource)
+
+
+def idempotency_key_unused(*, merchant_id: str, key: str) -> bool:
+    """No request holds or has answered `key` (no row at all). A read, no lock: a request refused
+    before any work whose key is unused answers without claiming it (`MerchantApiView`), so it never
+    holds, even for a moment, the key of a valid request racing it."""
+    return not IdempotencyKey.objects.filter(merchant_id=merchant_id, key=key).exists()
 
 
 def _reset(row: IdempotencyKey, *, now, owner, fingerprint, method, path) -> None:

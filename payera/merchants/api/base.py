@@ -34,9 +34,11 @@ from payera.core.idempotency import (
     MAX_KEY_LENGTH,
     PendingClaim,
     StoredResponse,
+    error_status,
     idempotency_begin,
     idempotency_end,
     idempotency_pending_claim,
+    idempotency_pending_refused_unclaimed,
     replay,
 )
 from payera.core.parsers import MerchantJSONParser
@@ -165,6 +167,9 @@ class MerchantApiView(APIView):
             return response
 
         self._work.forget()  # its key was never inserted: whatever it began rolled back with that
+        status = response.status_code if error is None else error_status(error)
+        if idempotency_pending_refused_unclaimed(pending, status=status):
+            return answer(None)  # refused before any work, its key unused: nothing to claim or store
         return self._handle_claimed(idempotency_pending_claim(pending), request, answer)
 
     def dispatch(self, request, *args, **kwargs):
