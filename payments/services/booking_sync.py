@@ -217,10 +217,9 @@ def booking_dispute_opened(payment: Payment, *, dispute_id: str, actor: str) -> 
     if booking is None or booking.status != BS.CONFIRMED:
         return
     # while confirmed, every refund of the payment is the booking's own, out of escrow (a cancel's
-    # or a partial completion's whose request is still recording): what it took is not there
-    refunded = Refund.objects.filter(payment_id=payment.pk, status=OperationStatus.SUCCEEDED).values_list(
-        "amount", flat=True)
-    released = booking.amount_escrowed - sum(_escrow_taken_by_refund(booking, r) for r in refunded)
+    # or a partial completion's whose request is still recording): what it took is not there, and
+    # `amount_escrowed` counts it
+    released = booking.amount_escrowed
     booking.payment = payment
     if not booking_transition(booking, "mark_disputed", payment=payment, actor=actor, dispute_id=dispute_id,
                               released=released, at=now()):
