@@ -119,6 +119,8 @@ def test_a_confirmed_bookings_escrow_refund_returned_goes_back_into_escrow(env, 
     # the money is back where the booking holds it: in escrow, not in pending
     assert balances(env) == (0, 0, AMOUNT - FEE)
     _escrow_agrees(env, b["id"])
+    [told] = Event.objects.filter(merchant_id=env.merchant.id, type="booking.refund_failed")
+    assert (told.data["object"]["status"], told.data["object"]["amount_escrowed"]) == ("confirmed", AMOUNT - FEE)
     assert_ledger_sound()
 
     if then == "cancel":  # refunded again for the whole amount, out of escrow
