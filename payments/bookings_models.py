@@ -104,14 +104,24 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     @property
     def amount_escrowed(self) -> int:
         """What this booking holds in the merchant's escrow account: while confirmed, the capture
-        less its fee (completion releases part of it and a refund takes the rest); once closed,
+        less its fee (completion releases part of it and a refund takes the rest), less what a
+        refund out of escrow already took (a cancel or partial completion that died after its
+        refund, before recording the booking: the refund less its fee share); once closed,
         what its refund out of escrow will take when it is still pending at the PSP (the refund
         less its fee share; released to pending instead if the refund fails)."""
+        from payments.models import OperationStatus, Refund  # this module is imported by payments.models
+
         if self.status == BS.CONFIRMED:
-            return self.amount_captured - self.fee
+            refunded = getattr(self, "escrow_refunded", None)  # annotated by the selectors
+            if refunded is None:
+                refunded = Refund.objects.filter(payment_id=self.payment_id, status=OperationStatus.SUCCEEDED
+                                                 ).aggregate(s=models.Sum("amount"))["s"] or 0
+            # while confirmed the booking has at most one live refund, out of escrow
+            taken = refunded - refund_fee_share(fee=self.fee, captured=self.amount_captured, refunded_before=0,
+                                                refund=refunded)
+            return self.amount_captured - self.fee - taken
         if self.refund_id is None or self.amount_captured <= 0:
             return 0
-        from payments.models import OperationStatus  # this module is imported by payments.models
 
         refund = self.refund
         if refund.status != OperationStatus.PENDING:

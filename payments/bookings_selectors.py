@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from payera.core.errors import InvalidRequestError, NotFoundError
 from payera.merchants.models import Merchant
 from payera.merchants.scoping import owned_get
 from payments.bookings_models import BS, Booking
+from payments.models import OperationStatus, Refund
 
 
 class BookingNotFoundError(NotFoundError):
@@ -15,7 +17,11 @@ class BookingNotFoundError(NotFoundError):
 
 
 def _bookings() -> QuerySet[Booking]:
-    return Booking.objects.select_related("payment", "refund")  # the refund: amount_escrowed
+    # the refund and the succeeded refunds' sum: amount_escrowed, in the same query
+    succeeded = (Refund.objects.filter(payment_id=OuterRef("payment_id"), status=OperationStatus.SUCCEEDED)
+                 .order_by().values("payment_id").annotate(s=Sum("amount")).values("s"))
+    return Booking.objects.select_related("payment", "refund").annotate(
+        escrow_refunded=Coalesce(Subquery(succeeded), Value(0)))
 
 
 def booking_get(*, merchant: Merchant, booking_id: str) -> Booking:

@@ -10,7 +10,8 @@ the fixed share its escrow keeps for it and counts first, whenever it settles):
   refund:<re>        Dr merchant_pending  R   /  Cr psp_receivable:C  R
   refund_fee:<re>    Dr fee_revenue       f   /  Cr merchant_pending  f      (when f > 0)
 A succeeded refund the PSP fails afterwards (the shopper's bank sent it back) is mirrored, into
-the merchant's pending account (a booking's escrow refund too: its booking is closed by then):
+the merchant's pending account (a booking's refund out of escrow too once the booking is closed;
+into its escrow account while the booking is still confirmed, which then holds it again):
   refund_reversal:<re>      Dr psp_receivable:C  R  /  Cr merchant_pending  R
   refund_fee_reversal:<re>  Dr merchant_pending  f  /  Cr fee_revenue       f   (the f it returned)
 Dispute (chargeback) of D on connector C with chargeback fee K (PAYMENTS_CHARGEBACK_FEE[currency]), when
@@ -165,11 +166,13 @@ def refund_journals(
 
 def refund_reversal_journals(
     *, refund_id: str, merchant_id: str, connector: str, amount: int, fee_back: int, currency: str,
+    escrow: bool = False,
 ) -> list[Journal]:
     """The mirror of a succeeded refund the PSP failed afterwards (the shopper's bank sent it back):
     the PSP owes the money again and the merchant has it back, less the fee share the refund had
-    returned (`fee_back`, as the ledger posted it)."""
-    merchant = Accounts.merchant_pending(merchant_id, currency)
+    returned (`fee_back`, as the ledger posted it). `escrow`: a refund out of a booking's escrow
+    whose booking is still confirmed goes back into the escrow that still holds it."""
+    merchant = _merchant_account(merchant_id, currency, escrow=escrow)
     journals = [
         Journal(
             f"refund_reversal:{refund_id}",

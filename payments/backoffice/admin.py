@@ -40,13 +40,21 @@ class RefundApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
         return False
 
     def has_approve_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm(staff.APPROVE_PERMISSION) and request.user.has_perm(staff.REFUND_PERMISSION)
+        """May approve (and reject) approvals; with `obj`, may approve that one: approving a booking
+        cancel refunds the booking's escrow, which also takes `payments.refund_booking` (the
+        service's own rule, `refund_approval_approve`). Global permissions, as the roles give them:
+        an object grant does not make an approver."""
+        user = request.user
+        if not (user.has_perm(staff.APPROVE_PERMISSION) and user.has_perm(staff.REFUND_PERMISSION)):
+            return False
+        return obj is None or not obj.booking_id or user.has_perm(staff.BOOKING_REFUND_PERMISSION)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, unquote(object_id))
         context = dict(extra_context or {})
         if obj is not None and obj.status == AP.PENDING and self.has_approve_permission(request):
-            context["can_approve"] = obj.requested_by_id != request.user.pk
+            context["can_approve"] = obj.requested_by_id != request.user.pk and self.has_approve_permission(
+                request, obj)
             context["can_reject"] = True
         return super().change_view(request, object_id, form_url, extra_context=context)
 
@@ -60,16 +68,16 @@ class RefundApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def _approval(self, request, object_id) -> RefundApproval:
+    def _approval(self, request, object_id, *, approving: bool = False) -> RefundApproval:
         obj = self.get_object(request, unquote(object_id))  # limited to the user's merchants
         if obj is None or not self.has_view_permission(request, obj):
             raise Http404("No such refund approval.")
-        if not self.has_approve_permission(request):
+        if not self.has_approve_permission(request, obj if approving else None):
             raise PermissionDenied
         return obj
 
     def approve_view(self, request, object_id):
-        approval = self._approval(request, object_id)
+        approval = self._approval(request, object_id, approving=True)
 
         def perform(obj, data):
             done = staff.refund_approval_approve(user=request.user, approval_id=obj.pk, note=data["reason"])

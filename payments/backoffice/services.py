@@ -95,13 +95,24 @@ def _payment_for_staff(user, payment_id: str) -> Payment:
     return payment
 
 
-def refundable_left(payment: Payment) -> int:
-    """What may still be refunded: captured, minus live refunds, minus approvals waiting."""
+def refundable_left(payment: Payment, *, besides: RefundApproval | None = None) -> int:
+    """What may still be refunded: captured, minus live refunds, minus what disputes (chargebacks,
+    returned debits) took back, as `refund_create` counts it when the refund is sent, minus
+    approvals waiting (but `besides`, the approval being decided). Never below zero."""
     refunds = payment.refunds.exclude(status=OperationStatus.FAILED).aggregate(s=Sum("amount"))["s"] or 0
     # an approval whose refund exists (bound, not yet recorded as sent) is counted by its refund
-    waiting = payment.refund_approvals.filter(status__in=[AP.PENDING, AP.APPROVED], refund__isnull=True).aggregate(
-        s=Sum("amount"))["s"]
-    return payment.amount_captured - refunds - (waiting or 0)
+    waiting = payment.refund_approvals.filter(status__in=[AP.PENDING, AP.APPROVED], refund__isnull=True)
+    if besides is not None:
+        waiting = waiting.exclude(pk=besides.pk)
+    waiting_sum = waiting.aggregate(s=Sum("amount"))["s"] or 0
+    return max(0, payment.amount_captured - refunds - payment.amount_disputed - waiting_sum)
+
+
+def _left_error(payment: Payment, amount: int, left: int) -> StaffRefundAmountError:
+    disputed = f", {payment.amount_disputed} disputed" if payment.amount_disputed else ""
+    return StaffRefundAmountError(
+        f"Refund amount ({amount}) is greater than what is left to refund ({left}), counting refunds waiting "
+        f"for approval and disputed money{disputed}.", param="amount")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +152,9 @@ def staff_refund_request(*, user, payment_id: str, amount: int, reason: str) -> 
     if amount > payment.merchant.refund_approval_threshold:
         return StaffRefundResult(approval=_approval_create(user=user, payment_id=payment.id, amount=amount,
                                                            reason=reason))
-    if amount > refundable_left(payment):
-        raise StaffRefundAmountError(
-            f"Refund amount ({amount}) is greater than what is left to refund ({refundable_left(payment)}), "
-            "counting refunds waiting for approval.", param="amount")
+    left = refundable_left(payment)
+    if amount > left:
+        raise _left_error(payment, amount, left)
     try:
         refund = refund_create(merchant=payment.merchant, payment_id=payment.id, amount=amount, actor=_actor(user),
                                on_begin=_within_threshold(payment.merchant.refund_approval_threshold))
@@ -170,9 +180,7 @@ def _approval_create(*, user, payment_id: str, amount: int, reason: str, booking
         raise PaymentStateError("Only a captured payment can be refunded.", param="payment")
     left = refundable_left(payment)
     if amount > left:
-        raise StaffRefundAmountError(
-            f"Refund amount ({amount}) is greater than what is left to refund ({left}), counting refunds "
-            "waiting for approval.", param="amount")
+        raise _left_error(payment, amount, left)
     return RefundApproval.objects.create(
         merchant_id=payment.merchant_id, payment=payment, booking_id=booking_id, amount=amount,
         currency=payment.currency, reason=mask_account_numbers(reason.strip()), requested_by=user,
@@ -188,14 +196,33 @@ def _approval_for_staff(user, approval_id: str) -> RefundApproval:
 
 @transaction.atomic(durable=True)
 def _approval_decide(*, user, approval_id: str, verb: str, note: str) -> RefundApproval:
+    payment = None
+    if verb == "approve":  # the payment first (as refund_create, which binds the approval), then the approval
+        payment = payment_lock(RefundApproval.objects.values_list("payment_id", flat=True).get(pk=approval_id))
     approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
     if verb == "approve" and approval.requested_by_id == user.pk:
         raise FourEyesError(param="approval")
     if not can_proceed(getattr(approval, verb)):
         raise RefundApprovalStateError(f"This refund approval is {approval.status}.", param="approval")
+    if payment is not None:
+        _approval_fits(payment, approval)
     getattr(approval, verb)(by=user, note=mask_account_numbers(note), at=now())  # as the request's reason
     approval.save()
     return approval
+
+
+def _approval_fits(payment: Payment, approval: RefundApproval) -> None:
+    """Under the payment's lock: approving sends the refund at once, so what the send will allow
+    must still hold (a dispute or another refund since the request may have taken the money):
+    else the approval is refused and stays pending (for a reject), nothing is sent. A booking
+    cancel whose escrow refund a crashed cancel already made is let through: sending takes that
+    refund over, it refunds nothing more (payments.services.bookings)."""
+    left = refundable_left(payment, besides=approval)
+    if approval.booking_id and not payment.amount_disputed and payment.refunds.exclude(
+            status=OperationStatus.FAILED).filter(amount=approval.amount).exists():
+        return
+    if approval.amount > left:
+        raise _left_error(payment, approval.amount, left)
 
 
 @transaction.atomic(durable=True)

@@ -173,6 +173,34 @@ def booking_escrow_refund_failed(payment: Payment, refund: Refund, *, actor: str
                    refund.id, booking.id, back, actor)
 
 
+def booking_escrow_refund_reversed(payment: Payment, refund: Refund, *, taken: int, actor: str) -> bool:
+    """A refund that came out of a booking's escrow succeeded, and the PSP now fails it (the
+    shopper's bank sent it back: `refunds._refund_reverse`, the caller holding the payment lock).
+    `taken` is what it had taken out of escrow (the refund less the fee share it returned).
+    Returns True when its reversal goes back into escrow: the booking is still `confirmed` (the
+    cancel or partial completion that made the refund died before recording the booking), so its
+    escrow holds the money again and it can be completed or canceled for it. Once the booking is
+    closed nothing is held in escrow for it: the money goes to pending (False) and the booking's
+    counters say so, as for a refund that fails while still pending (`booking_escrow_refund_failed`):
+    its `amount_refunded` loses the refund, its `amount_released` gains what the refund had taken.
+    Either way the merchant is told (`booking.refund_failed`)."""
+    booking = booking_lock_for(payment.pk)
+    if booking is None:  # pragma: no cover - only a booking's refund comes out of escrow
+        return False
+    booking.payment = payment
+    into_escrow = booking.status == BS.CONFIRMED
+    if not into_escrow:
+        if booking.refund_id == refund.pk:
+            booking.amount_refunded -= refund.amount
+        booking.amount_released += taken
+        booking.save()
+    booking_emit(booking, "booking.refund_failed")
+    logger.warning("refund %s out of the escrow of booking %s (%s) was sent back after it succeeded: %s back "
+                   "to %s (%s)", refund.id, booking.id, booking.status, taken,
+                   "escrow" if into_escrow else "pending", actor)
+    return into_escrow
+
+
 def booking_dispute_opened(payment: Payment, *, dispute_id: str, actor: str) -> None:
     """A dispute opened on a booking's payment (the caller holds the payment lock and posts the
     chargeback next, from the merchant's pending balance as for any payment). While the booking is
@@ -189,10 +217,9 @@ def booking_dispute_opened(payment: Payment, *, dispute_id: str, actor: str) -> 
     if booking is None or booking.status != BS.CONFIRMED:
         return
     # while confirmed, every refund of the payment is the booking's own, out of escrow (a cancel's
-    # or a partial completion's whose request is still recording): what it took is not there
-    refunded = Refund.objects.filter(payment_id=payment.pk, status=OperationStatus.SUCCEEDED).values_list(
-        "amount", flat=True)
-    released = booking.amount_escrowed - sum(_escrow_taken_by_refund(booking, r) for r in refunded)
+    # or a partial completion's whose request is still recording): what it took is not there, and
+    # `amount_escrowed` counts it
+    released = booking.amount_escrowed
     booking.payment = payment
     if not booking_transition(booking, "mark_disputed", payment=payment, actor=actor, dispute_id=dispute_id,
                               released=released, at=now()):

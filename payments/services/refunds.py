@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Sum
 
 from ledger.selectors import journal_list_for_references
+from ledger.types import Accounts
 from payera.core.db import outside_transaction
 from payera.core.errors import InvalidRequestError, NotFoundError
 from payera.core.money import currency_normalize
@@ -25,6 +26,7 @@ from payments.postings import refund_fee_back, refund_fee_share, refund_journals
 from payments.services.booking_sync import (
     booking_escrow_refund_ahead,
     booking_escrow_refund_failed,
+    booking_escrow_refund_reversed,
     booking_guard,
     payment_has_booking,
     refund_in_escrow,
@@ -149,8 +151,9 @@ def _refund_reverse(payment: Payment, refund: Refund, *, decline: Decline | None
     counts in `amount_refunded` (it may be refunded again), its journals are mirrored
     (`refund_reversal:<re>`, and `refund_fee_reversal:<re>` for the fee share it returned, read
     from the ledger) and the merchant is told (`refund.failed`). The money goes back to the
-    merchant's pending balance, also for a booking's refund out of escrow (the booking is closed
-    by then: nothing is held in escrow for it any more)."""
+    merchant's pending balance; a refund that came out of a booking's escrow (its journal says so)
+    goes back into escrow while the booking is still confirmed, and its booking's counters follow
+    (`booking_sync.booking_escrow_refund_reversed`)."""
     refs = (f"refund:{refund.id}", f"refund_fee:{refund.id}")
     posted = {j.reference: j for j in journal_list_for_references(references=refs)}
     if refs[0] not in posted:  # pragma: no cover - a succeeded refund is posted in its transition's block
@@ -158,6 +161,9 @@ def _refund_reverse(payment: Payment, refund: Refund, *, decline: Decline | None
         return
     fee_journal = posted.get(refs[1])
     fee_back = sum(abs(e.amount) for e in fee_journal.entries.all()) // 2 if fee_journal else 0
+    escrow_account = Accounts.merchant_escrow(payment.merchant_id, refund.currency)
+    from_escrow = any((e.account.owner, e.account.code, e.account.currency) == (
+        escrow_account.owner, escrow_account.code, escrow_account.currency) for e in posted[refs[0]].entries.all())
     if not transition(refund, "mark_reversed", payment=payment, actor=actor,
                       code=decline.code.value if decline else "refund_reversed"):
         return
@@ -165,11 +171,13 @@ def _refund_reverse(payment: Payment, refund: Refund, *, decline: Decline | None
     payment.amount_refunded -= refund.amount
     payment.save()
     emit_refund(refund, "refund.failed")
+    into_escrow = from_escrow and booking_escrow_refund_reversed(payment, refund, taken=refund.amount - fee_back,
+                                                                 actor=actor)
     logger.warning("refund %s of %s (%s %s) failed at %s after it had succeeded: reversed (%s)", refund.id,
                    payment.id, refund.amount, refund.currency, refund.attempt.connector, actor)
     post(refund_reversal_journals(refund_id=refund.id, merchant_id=payment.merchant_id,
                                   connector=refund.attempt.connector, amount=refund.amount, fee_back=fee_back,
-                                  currency=refund.currency),
+                                  currency=refund.currency, escrow=into_escrow),
          occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id})
 
 

@@ -103,3 +103,43 @@ def test_the_scheduler_run_twice_at_once_voids_once(merchant_alpha):
     booking.refresh_from_db()
     assert booking.status == "expired" and booking.payment.status == "canceled"
     assert_ledger_sound()
+
+
+@pytest.mark.parametrize("complete_amount", [None, 6000])
+def test_complete_racing_cancel_ends_in_exactly_one_of_them(merchant_alpha, complete_amount):
+    """A merchant's complete (whole or partial) and a cancel of the same confirmed booking at once
+    (real threads, PostgreSQL row locks): one takes effect, the other is refused (409 in progress,
+    or 400 once the booking is closed); the escrow ends at zero, the money is either released or
+    refunded, never both, and the booking's counters agree with the ledger."""
+    from payments.services.bookings import booking_cancel
+
+    booking = _held(merchant_alpha)
+    booking_confirm(merchant=merchant_alpha, booking_id=booking.id)
+
+    def act(i: int):
+        if i == 0:
+            return booking_complete(merchant=merchant_alpha, booking_id=booking.id, amount=complete_amount)
+        return booking_cancel(merchant=merchant_alpha, booking_id=booking.id)
+
+    results = _race(2, act)
+    ok = [r for r in results if isinstance(r, Booking)]
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(ok) == 1, results
+    assert all(isinstance(e, PayeraError) and e.http_status in (400, 409) for e in errors), errors
+    booking.refresh_from_db()
+    balance = balance_get(owner=merchant_alpha.id)
+    live = Refund.objects.filter(payment_id=booking.payment_id).exclude(status=OperationStatus.FAILED)
+    assert _eur(balance.escrow) == 0 and booking.amount_escrowed == 0
+    if booking.status == "canceled":
+        assert [r.amount for r in live] == [10000] and booking.amount_refunded == 10000
+        assert booking.amount_released == 0 and _eur(balance.pending) == 0
+        assert not Journal.objects.filter(reference=f"escrow_release:{booking.id}").exists()
+    else:
+        assert booking.status == "completed", booking.status
+        rest = 10000 - (complete_amount or 10000)
+        assert [r.amount for r in live] == ([rest] if rest else []) and booking.amount_refunded == rest
+        fee_back = FEE * rest // 10000
+        assert _eur(balance.pending) == booking.amount_released == (10000 - rest) - (FEE - fee_back)
+        assert Journal.objects.filter(reference=f"escrow_release:{booking.id}").count() == 1
+    assert Booking.objects.get(pk=booking.id).inflight == ""
+    assert_ledger_sound()
