@@ -5,12 +5,11 @@ on a page of its own."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from django.urls import path, reverse
+from django.contrib.admin.utils import quote
+from django.urls import reverse
 
 from payera.backoffice.actions import reason_page
+from payera.backoffice.four_eyes import FourEyesAdminMixin
 from payera.backoffice.models import StaffActionOutcome
 from payera.staff.admin import MerchantScopedAdminMixin
 from reconciliation import services
@@ -20,7 +19,7 @@ from reconciliation.services.approvals import ACTIONS, APPROVE_PERMISSION
 
 
 @admin.register(DiscrepancyApproval)
-class DiscrepancyApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+class DiscrepancyApprovalAdmin(FourEyesAdminMixin, MerchantScopedAdminMixin, admin.ModelAdmin):
     list_display = ("id", "discrepancy", "action", "amount", "currency", "merchant", "status", "requested_by",
                     "requested_at", "decided_by")  # fmt: skip
     list_filter = ("status", "action")
@@ -37,52 +36,14 @@ class DiscrepancyApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
             return _all_merchants(request)
         return super().merchant_access_allowed(request, obj)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_decide_permission(self, request, obj) -> bool:
+    def may_decide(self, request, obj) -> bool:
+        """Approve and reject take the approve permission and the action's own (the service's rule)."""
         perm = ACTIONS[obj.action][0]
         user = request.user
         return user.has_perm(f"reconciliation.{APPROVE_PERMISSION}") and user.has_perm(f"reconciliation.{perm}")
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, unquote(object_id))
-        context = dict(extra_context or {})
-        if (
-            obj is not None
-            and obj.status == DiscrepancyApprovalStatus.PENDING
-            and self.has_decide_permission(request, obj)
-        ):
-            context["can_approve"] = obj.requested_by_id != request.user.pk
-            context["can_reject"] = True
-        return super().change_view(request, object_id, form_url, extra_context=context)
-
-    def get_urls(self):
-        wrap = self.admin_site.admin_view
-        return [
-            path("<path:object_id>/approve/", wrap(self.approve_view),
-                 name="reconciliation_discrepancyapproval_approve"),
-            path("<path:object_id>/reject/", wrap(self.reject_view),
-                 name="reconciliation_discrepancyapproval_reject"),
-            *super().get_urls(),
-        ]  # fmt: skip
-
-    def _approval(self, request, object_id) -> DiscrepancyApproval:
-        obj = self.get_object(request, unquote(object_id))  # limited to the user's merchants
-        if obj is None or not self.has_view_permission(request, obj):
-            raise Http404("No such discrepancy approval.")
-        if not self.has_decide_permission(request, obj):
-            raise PermissionDenied
-        return obj
-
     def approve_view(self, request, object_id):
-        approval = self._approval(request, object_id)
+        approval = self.waiting(request, object_id, approving=True)
 
         def perform(obj, data):
             done = services.discrepancy_approval_approve(user=request.user, approval_id=obj.pk, note=data["reason"])
@@ -101,7 +62,7 @@ class DiscrepancyApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                            perform=perform, done_url=self._done(approval))  # fmt: skip
 
     def reject_view(self, request, object_id):
-        approval = self._approval(request, object_id)
+        approval = self.waiting(request, object_id)
 
         def perform(obj, data):
             services.discrepancy_approval_reject(user=request.user, approval_id=obj.pk, note=data["reason"])

@@ -4,12 +4,11 @@ approve (the refund then goes to the PSP) and reject, each with a note, on a pag
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from django.urls import path, reverse
+from django.contrib.admin.utils import quote
+from django.urls import reverse
 
 from payera.backoffice.actions import reason_page
+from payera.backoffice.four_eyes import FourEyesAdminMixin
 from payera.backoffice.models import StaffActionOutcome
 from payera.staff.admin import MerchantScopedAdminMixin
 from payments.backoffice import services as staff
@@ -17,7 +16,7 @@ from payments.backoffice.models import AP, RefundApproval
 
 
 @admin.register(RefundApproval)
-class RefundApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+class RefundApprovalAdmin(FourEyesAdminMixin, MerchantScopedAdminMixin, admin.ModelAdmin):
     list_display = ("id", "payment", "merchant", "amount", "currency", "status", "requested_by", "requested_at",
                     "decided_by")
     list_filter = ("status",)
@@ -30,15 +29,6 @@ class RefundApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
               "requested_at", "decided_by", "decided_at", "decision_note", "refund", "failure")
     readonly_fields = fields
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
     def has_approve_permission(self, request, obj=None) -> bool:
         """May approve (and reject) approvals; with `obj`, may approve that one: approving a booking
         cancel refunds the booking's escrow, which also takes `payments.refund_booking` (the
@@ -49,35 +39,14 @@ class RefundApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
             return False
         return obj is None or not obj.booking_id or user.has_perm(staff.BOOKING_REFUND_PERMISSION)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, unquote(object_id))
-        context = dict(extra_context or {})
-        if obj is not None and obj.status == AP.PENDING and self.has_approve_permission(request):
-            context["can_approve"] = obj.requested_by_id != request.user.pk and self.has_approve_permission(
-                request, obj)
-            context["can_reject"] = True
-        return super().change_view(request, object_id, form_url, extra_context=context)
+    def may_decide(self, request, obj) -> bool:
+        return self.has_approve_permission(request)
 
-    def get_urls(self):
-        wrap = self.admin_site.admin_view
-        return [
-            path("<path:object_id>/approve/", wrap(self.approve_view),
-                 name="payments_backoffice_refundapproval_approve"),
-            path("<path:object_id>/reject/", wrap(self.reject_view),
-                 name="payments_backoffice_refundapproval_reject"),
-            *super().get_urls(),
-        ]
-
-    def _approval(self, request, object_id, *, approving: bool = False) -> RefundApproval:
-        obj = self.get_object(request, unquote(object_id))  # limited to the user's merchants
-        if obj is None or not self.has_view_permission(request, obj):
-            raise Http404("No such refund approval.")
-        if not self.has_approve_permission(request, obj if approving else None):
-            raise PermissionDenied
-        return obj
+    def may_approve(self, request, obj) -> bool:
+        return self.has_approve_permission(request, obj)
 
     def approve_view(self, request, object_id):
-        approval = self._approval(request, object_id, approving=True)
+        approval = self.waiting(request, object_id, approving=True)
 
         def perform(obj, data):
             done = staff.refund_approval_approve(user=request.user, approval_id=obj.pk, note=data["reason"])
@@ -93,7 +62,7 @@ class RefundApprovalAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                            perform=perform, done_url=self._done(approval))
 
     def reject_view(self, request, object_id):
-        approval = self._approval(request, object_id)
+        approval = self.waiting(request, object_id)
 
         def perform(obj, data):
             staff.refund_approval_reject(user=request.user, approval_id=obj.pk, note=data["reason"])
