@@ -49,7 +49,7 @@ from payments.models import (
 from payments.serializers_recurring import render_subscription
 from payments.services.common import now, setting
 from payments.services.customers import validate_metadata
-from payments.services.methods import method_mandate
+from payments.services.methods import method_expired, method_mandate
 from payments.services.payments import payment_create
 
 logger = logging.getLogger("payera.payments")
@@ -82,7 +82,7 @@ def subscription_lock(subscription_id: str) -> Subscription:
 
 def _owned_method(merchant: Merchant, customer: Customer, payment_method: object, *, currency: str) -> PaymentMethod:
     """The customer's saved method a subscription in `currency` will charge, checked as a payment
-    with it is (before any write): not detached, its type takes the currency (the payments' own
+    with it is (before any write): not detached, not expired, its type takes the currency (the payments' own
     `method_currency_check`: 400 `payment_method_unsupported`, `param` `currency`), its mandate
     active if it has one (`method_mandate`: 400 `mandate_inactive`), reusable off session."""
     pm = PaymentMethod.objects.filter(pk=payment_method, merchant=merchant).first() \
@@ -92,6 +92,8 @@ def _owned_method(merchant: Merchant, customer: Customer, payment_method: object
     if pm.detached_at is not None:
         raise InvalidRequestError("This payment method was detached.", param="payment_method",
                                   code="payment_method_detached")
+    if method_expired(pm):  # every charge would be refused before the PSP (a hard failure: unpaid)
+        raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
     method_currency_check(pm.type, currency)
     method_mandate(pm)
     why = method_spec(pm.type).not_reusable(pm)  # card: a PSP credential

@@ -212,3 +212,31 @@ def test_payment_methods_answer_as_a_list(merchant_client, merchant, make_mercha
     _, other = make_merchant_client()
     assert other.get("/v1/payment_methods").json()["data"] == []
     assert other.get(f"/v1/payment_methods?customer={first.customer_id}").status_code == 404
+
+
+def test_an_expired_saved_card_is_refused_at_create_and_update_before_anything_is_written(merchant_client,
+                                                                                          merchant):
+    """A saved card past its expiry date was accepted by POST /v1/subscriptions (201, a
+    subscription and `subscription.created` stored) and by POST /v1/subscriptions/{id} (the
+    merchant's "new card" stored), although every charge with it is refused before the PSP
+    (`expired_card`, a hard failure): the subscription was `unpaid` from birth, or at its next
+    charge, and the merchant learnt it only then. Now both are 400 `expired_card`
+    (`param: payment_method`) before anything is stored, as a payment with that card is."""
+    today = timezone.now().date()
+    expired = saved(merchant)
+    expired.card_exp_month, expired.card_exp_year = (today.month - 2) % 12 + 1, today.year - 1
+    expired.save(update_fields=["card_exp_month", "card_exp_year"])  # its date passed since it was saved
+    r = merchant_client.post("/v1/subscriptions", body(expired), format="json")
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["code"] == "expired_card" and r.json()["error"]["param"] == "payment_method"
+    assert not Subscription.objects.exists() and not SubscriptionCharge.objects.exists()
+
+    sub = Subscription.objects.create(merchant=merchant, customer=expired.customer,
+                                      payment_method=saved(merchant, expired.customer), amount=900, currency="EUR",
+                                      interval="month", anchor=timezone.now(), next_charge_at=timezone.now())
+    r = merchant_client.post(f"/v1/subscriptions/{sub.id}", {"payment_method": expired.id}, format="json")
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["code"] == "expired_card" and r.json()["error"]["param"] == "payment_method"
+    sub.refresh_from_db()
+    assert sub.payment_method_id != expired.id
+    assert not Event.objects.filter(type="subscription.updated").exists()
