@@ -240,3 +240,24 @@ def test_an_expired_saved_card_is_refused_at_create_and_update_before_anything_i
     sub.refresh_from_db()
     assert sub.payment_method_id != expired.id
     assert not Event.objects.filter(type="subscription.updated").exists()
+
+
+def test_a_customer_filter_naming_no_customer_of_the_merchant_is_404_not_an_empty_list(
+    merchant_client, merchant, make_merchant_client
+):
+    """`GET /v1/subscriptions?customer=cus_typo` (or another merchant's customer) answered an empty
+    list: a support agent looking up a customer's subscriptions with a mistyped id read "this
+    customer has none" and set up a second one. `GET /v1/payment_methods?customer=` already
+    answers 404 for a customer the merchant does not have; the subscription list now does too
+    (param `customer`), and another merchant's customer is 404 as if it did not exist."""
+    pm = saved(merchant)
+    Subscription.objects.create(merchant=merchant, customer=pm.customer, payment_method=pm, amount=900,
+                                currency="EUR", interval="week", anchor=timezone.now())
+    r = merchant_client.get("/v1/subscriptions", {"customer": pm.customer_id + "x"})
+    assert r.status_code == 404, r.content
+    assert r.json()["error"]["param"] == "customer"
+    _other, other_client = make_merchant_client()
+    r = other_client.get("/v1/subscriptions", {"customer": pm.customer_id})
+    assert r.status_code == 404 and r.json()["error"]["param"] == "customer"
+    got = merchant_client.get("/v1/subscriptions", {"customer": pm.customer_id}).json()["data"]
+    assert [s["customer"] for s in got] == [pm.customer_id]
