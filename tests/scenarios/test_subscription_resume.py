@@ -111,3 +111,30 @@ def test_metadata_alone_does_not_resume_an_unpaid_subscription(env):
     upd = env.post(f"/v1/subscriptions/{sub['id']}", {"metadata": {"plan": "gold"}})
     assert upd["status"] == "unpaid" and upd["next_charge_at"] is None
     assert SubscriptionCharge.objects.filter(subscription_id=sub["id"]).count() == 1
+
+
+def test_a_sepa_subscription_resumed_with_a_new_mandate_is_past_due_until_the_debit_settles(env):
+    from tests.scenarios.test_apm import create, sepa
+    from tests.scenarios.test_sepa_mandate_revocation import next_period, subscribed
+
+    cus, old_pm, sub = subscribed(env, "resume-sepa@example.com")
+    env.post(f"/v1/payment_methods/{old_pm}/detach")  # the debtor revoked the mandate
+    next_period(sub)
+    assert Subscription.objects.get(pk=sub["id"]).status == "unpaid"
+    first = create(env, sepa(), customer=cus, setup_future_usage="off_session")  # a new mandate
+    first = env.wait(first["id"], lambda p: p["status"] == "succeeded")
+    at = add_months(anchor(sub), 1) + dt.timedelta(days=1)
+    done = subscription_update(
+        merchant=env.merchant, subscription_id=sub["id"], payment_method=first["payment_method"]["id"], now_=at
+    )
+    assert done.status == "past_due" and done.current_period == 1  # the debit is under way
+    charge = SubscriptionCharge.objects.get(subscription_id=sub["id"], period=1, status="pending")
+    env.wait(charge.payment_id, lambda p: p["status"] == "succeeded")
+    tick(at + dt.timedelta(minutes=1))  # settles it
+    done = Subscription.objects.get(pk=sub["id"])
+    assert done.status == "active" and done.current_period == 2 and done.resumed_at is None
+    assert events(env, sub["id"])[-3:] == [
+        "subscription.updated",
+        "subscription.payment_succeeded",
+        "subscription.recovered",
+    ]
