@@ -1,9 +1,12 @@
 import json
+import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
 from payera.core.errors import PayeraError
 from payera.secrets.services import rotate_key
+
+logger = logging.getLogger("payera.secrets")
 
 
 class Command(BaseCommand):
@@ -24,4 +27,5 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except PayeraError as exc:  # unavailable, sealed, refused: our message, no secret
             raise CommandError(exc.message) from None
+        logger.warning("secrets: key %s rotated to version %s (manage.py secrets_rotate_key)", key, version)
         self.stdout.write(json.dumps({"key": key, "version": version}))
