@@ -231,6 +231,9 @@ def test_an_expired_saved_card_is_refused_at_create_and_update_before_anything_i
     assert r.json()["error"]["code"] == "expired_card" and r.json()["error"]["param"] == "payment_method"
     assert not Subscription.objects.exists() and not SubscriptionCharge.objects.exists()
 
+    shown = merchant_client.get(f"/v1/payment_methods/{expired.id}").json()
+    assert shown["reusable"] is False  # it said true, and every off-session use of it was refused
+
     sub = Subscription.objects.create(merchant=merchant, customer=expired.customer,
                                       payment_method=saved(merchant, expired.customer), amount=900, currency="EUR",
                                       interval="month", anchor=timezone.now(), next_charge_at=timezone.now())
