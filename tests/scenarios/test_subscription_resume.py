@@ -14,12 +14,14 @@ unpaid are not charged."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
+from django.db import connection
 
-from payments.models import Subscription, SubscriptionCharge
+from payments.models import Payment, Subscription, SubscriptionCharge
 from payments.recurring import add_months
-from payments.services import subscription_update
+from payments.services import subscription_update, subscriptions_run
 from tests.scenarios.conftest import assert_ledger_sound
 from tests.scenarios.test_subscriptions import anchor, events, saved_card, subscribe, tick
 
@@ -138,3 +140,49 @@ def test_a_sepa_subscription_resumed_with_a_new_mandate_is_past_due_until_the_de
         "subscription.payment_succeeded",
         "subscription.recovered",
     ]
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
+def test_a_resume_and_scheduler_ticks_at_once_charge_the_period_once(env):
+    """The resume's own charge and ticks that find the resumed subscription due at the same moment
+    claim the same charge row (period, try) and the payment's deterministic key: one payment, one
+    authorization at the PSP."""
+    cus, sub = unpaid_subscription(env)
+    _, new = saved_card(env, "4242424242424242", cus=cus)
+    at = anchor(sub) + dt.timedelta(hours=1)
+    barrier = threading.Barrier(4)
+    errors: list[Exception] = []
+
+    def run(resume: bool):
+        try:
+            barrier.wait()
+            if resume:
+                subscription_update(
+                    merchant=env.merchant,
+                    subscription_id=sub["id"],
+                    payment_method=new["payment_method"]["id"],
+                    now_=at,
+                )
+            else:
+                for _ in range(20):  # keep ticking while the resume commits
+                    subscriptions_run(now_=at)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(n == 0,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    charges = SubscriptionCharge.objects.filter(subscription_id=sub["id"]).order_by("period", "try_number")
+    assert [(c.period, c.try_number, c.status) for c in charges] == [(0, 0, "failed"), (0, 1, "succeeded")]
+    assert Payment.objects.filter(idempotency_key=f"{sub['id']}:p0:t1").count() == 1
+    att = Payment.objects.get(pk=charges[1].payment_id).attempts.get().id
+    assert len(env.sandboxes["alpha"].payments(att)) == 1  # one authorization at the PSP
+    done = Subscription.objects.get(pk=sub["id"])
+    assert done.status == "active" and done.current_period == 1
+    assert events(env, sub["id"]).count("subscription.recovered") == 1
+    assert_ledger_sound()
