@@ -263,14 +263,14 @@ class SepaDebitMethod(MethodSpec):
         iban = method.iban
         return {
             "type": self.type, "iban_country": iban[:2], "iban_last4": iban[-4:],
-            "account_holder_name": method.account_holder_name,
-            "iban_ciphertext": encrypt(key=IBAN_KEY, plaintext=iban.encode()),
+            "account_holder_name": method.account_holder_name, "pan_key": own_key,  # a saved IBAN's own key
+            "iban_ciphertext": encrypt(key=own_key or IBAN_KEY, plaintext=iban.encode()),
             "fingerprint": keyed_hash(key=FINGERPRINT_KEY, data=iban.encode()),
         }
 
     def psp_data(self, pm: Any, method: MethodInput | None, mandate: MandateInput | None) -> PaymentMethodData:
         iban = method.iban if method is not None and method.iban else \
-            decrypt(key=IBAN_KEY, ciphertext=pm.iban_ciphertext).decode()
+            decrypt(key=pm.pan_key or IBAN_KEY, ciphertext=pm.iban_ciphertext).decode()
         return SepaDebitData(iban=iban, account_holder_name=pm.account_holder_name,
                              mandate_reference=mandate.reference if mandate else None,
                              mandate_signed_at=mandate.signed_at if mandate else None)

@@ -79,8 +79,9 @@ class PaymentMethod(PrecompiledSaveMixin, models.Model):
     account_holder_name = models.CharField(max_length=128, blank=True, default="")
     # connector -> PSP token / network transaction id of the first customer-initiated charge
     psp_tokens = models.JSONField(default=dict, blank=True, editable=False)  # unused: see `credentials`
-    # The secrets-backend key the card number is encrypted under: a saved card has its own key
-    # (`pan-<uuid>`), so detaching it crypto-shreds that key; "" = the shared PAN key.
+    # The secrets-backend key the card number (or IBAN) is encrypted under: a saved method has its
+    # own key (`pan-<uuid>`, for IBANs too), so detaching it crypto-shreds that key; "" = the
+    # type's shared key (`payments-card-number`, `payments-iban`).
     pan_key = models.CharField(max_length=64, blank=True, default="", editable=False)
     detached_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

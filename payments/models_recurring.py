@@ -79,6 +79,9 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
     # the refusal before any PSP call: a detached method, a mandate no longer active…); null once paid
     last_error = models.JSONField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
+    # when the merchant resumed it from `unpaid` with a payment method (`mark_resumed`): the charge
+    # then made is one try, no dunning (failing, it is `unpaid` again); null once it settles
+    resumed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -108,6 +111,7 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
         self.dunning_started_at = None
         self.last_decline_code = ""
         self.last_error = None
+        self.resumed_at = None
 
     @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE], target=SS.PAST_DUE)
     def mark_past_due(self, *, decline_code: str, retry_at, at, error: dict | None = None) -> None:
@@ -123,11 +127,24 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
         self.last_decline_code = decline_code[:64]
         self.last_error = error
         self.next_charge_at = None
+        self.resumed_at = None
+
+    @transition(field=status, source=[SS.UNPAID], target=SS.PAST_DUE)
+    def mark_resumed(self, *, period: int, try_number: int, at) -> None:
+        """The merchant gave a payment method to an unpaid subscription: `period` (the one in
+        progress at `at`) is charged now, as try `try_number` (one not used yet in that period)."""
+        if period != self.current_period:
+            self.dunning_started_at = at
+        self.current_period = period
+        self.retries = try_number
+        self.next_charge_at = at
+        self.resumed_at = at
 
     @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE, SS.UNPAID], target=SS.CANCELED)
     def mark_canceled(self, *, at) -> None:
         self.canceled_at = at
         self.next_charge_at = None
+        self.resumed_at = None
 
 
 class ChargeStatus(models.TextChoices):

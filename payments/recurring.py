@@ -55,6 +55,14 @@ def period_start(anchor: dt.datetime, interval: str, interval_count: int, n: int
     raise ValueError(f"unknown interval {interval!r}")
 
 
+def period_at(anchor: dt.datetime, interval: str, interval_count: int, at: dt.datetime, *, first: int = 0) -> int:
+    """The period in progress at `at` (the last one started by then), and never one before `first`."""
+    n = first
+    while period_start(anchor, interval, interval_count, n + 1) <= at:
+        n += 1
+    return n
+
+
 def decline_retryable(code: str, decline_class: str = "") -> bool:
     """Whether a failed charge is retried on the dunning schedule (soft) or stops at once (hard)."""
     if code in NEVER_RETRY:

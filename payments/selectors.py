@@ -132,7 +132,9 @@ def subscription_get(*, merchant: Merchant, subscription_id: str) -> Subscriptio
 def subscription_list(*, merchant: Merchant, customer: str | None = None, status: str | None = None
                       ) -> QuerySet[Subscription]:
     qs = Subscription.objects.for_merchant(merchant)
-    if customer:
+    if customer:  # a customer the merchant does not have is 404 (param customer), never "none"
+        if not Customer.objects.filter(merchant=merchant, pk=customer).exists():
+            raise CustomerNotFoundError(param="customer")
         qs = qs.filter(customer_id=customer)
     if status:
         if status not in SS.values:  # a misspelt status must not read as "none are past due"

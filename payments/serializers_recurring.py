@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -32,7 +33,8 @@ class SavedPaymentMethodOutputSerializer(serializers.Serializer):
     fingerprint = serializers.SerializerMethodField(
         help_text="Equal for the same card number (or IBAN) within your account: spot duplicates.")
     reusable = serializers.SerializerMethodField(
-        help_text="Whether it can be charged off session (a customer-present payment saved it successfully).")
+        help_text="Whether it can be charged off session (a customer-present payment saved it successfully; "
+                  "not detached, not expired).")
     detached = serializers.SerializerMethodField(
         help_text="Unix seconds when it was detached (its number destroyed), or null.")
     created = serializers.SerializerMethodField()
@@ -53,6 +55,8 @@ class SavedPaymentMethodOutputSerializer(serializers.Serializer):
 
     def get_reusable(self, pm) -> bool:
         if pm.detached_at is not None or pm.customer_id is None:
+            return False
+        if method_spec(pm.type).expired(pm, timezone.now().date()):  # refused off session: expired_card
             return False
         if method_spec(pm.type).mandate:
             return method_spec(pm.type).not_reusable(pm) is None

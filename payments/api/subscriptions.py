@@ -85,7 +85,8 @@ class SubscriptionDetailApi(MerchantApiView):
 
     @extend_schema(operation_id="subscriptions_update", request=SubscriptionUpdateInput,
                    responses={200: SubscriptionOutputSerializer},
-                   summary="Update a subscription (e.g. a new card while past_due: the next retry charges it)")
+                   summary="Update a subscription (a new card while past_due: the next retry charges it; "
+                           "while unpaid: the period in progress is charged at once)")
     def post(self, request, id: str):
         subscription_get(merchant=request.merchant, subscription_id=id)  # 404 before validating the body
         serializer = self.SubscriptionUpdateInput(data=request.data)

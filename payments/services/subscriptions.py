@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 
 from django.db import transaction
+from django.db.models import Max
 from django_fsm import can_proceed
 
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
@@ -48,7 +49,7 @@ from payments.models import (
 from payments.serializers_recurring import render_subscription
 from payments.services.common import now, setting
 from payments.services.customers import validate_metadata
-from payments.services.methods import method_mandate
+from payments.services.methods import method_expired, method_mandate
 from payments.services.payments import payment_create
 
 logger = logging.getLogger("payera.payments")
@@ -81,7 +82,7 @@ def subscription_lock(subscription_id: str) -> Subscription:
 
 def _owned_method(merchant: Merchant, customer: Customer, payment_method: object, *, currency: str) -> PaymentMethod:
     """The customer's saved method a subscription in `currency` will charge, checked as a payment
-    with it is (before any write): not detached, its type takes the currency (the payments' own
+    with it is (before any write): not detached, not expired, its type takes the currency (the payments' own
     `method_currency_check`: 400 `payment_method_unsupported`, `param` `currency`), its mandate
     active if it has one (`method_mandate`: 400 `mandate_inactive`), reusable off session."""
     pm = PaymentMethod.objects.filter(pk=payment_method, merchant=merchant).first() \
@@ -91,6 +92,8 @@ def _owned_method(merchant: Merchant, customer: Customer, payment_method: object
     if pm.detached_at is not None:
         raise InvalidRequestError("This payment method was detached.", param="payment_method",
                                   code="payment_method_detached")
+    if method_expired(pm):  # every charge would be refused before the PSP (a hard failure: unpaid)
+        raise InvalidRequestError("The saved card has expired.", param="payment_method", code="expired_card")
     method_currency_check(pm.type, currency)
     method_mandate(pm)
     why = method_spec(pm.type).not_reusable(pm)  # card: a PSP credential
@@ -160,11 +163,27 @@ def _locked(merchant: Merchant, subscription_id: object) -> Subscription:
     return subscription_lock(subscription_id)
 
 
-@transaction.atomic(durable=True)
 def subscription_update(*, merchant: Merchant, subscription_id: str, payment_method: str | None = None,
-                        metadata: dict | None = None, actor: str = "api") -> Subscription:
+                        metadata: dict | None = None, actor: str = "api", now_: dt.datetime | None = None
+                        ) -> Subscription:
     """Change the payment method (e.g. the customer gave a new card while past_due: the next
-    retry charges it) or the metadata."""
+    retry charges it) or the metadata. An `unpaid` subscription given a payment method is resumed:
+    the period in progress is charged at once with it (one try, through the scheduler's claimed
+    path, so a tick at the same moment makes no second charge): paid → `active`, refused →
+    `unpaid` again. Periods that began and ended while it was unpaid are not charged."""
+    at = now_ or now()
+    sub, resumed = _subscription_update_record(merchant=merchant, subscription_id=subscription_id,
+                                               payment_method=payment_method, metadata=metadata, at=at)
+    if not resumed:
+        return sub
+    logger.info("subscription %s resumed by %s: period %s charged", sub.id, actor, sub.current_period)
+    subscription_charge(subscription_id=sub.id, now_=at)  # a crash before it: the next tick charges it
+    return Subscription.objects.get(pk=sub.id)
+
+
+@transaction.atomic(durable=True)
+def _subscription_update_record(*, merchant: Merchant, subscription_id: str, payment_method: str | None,
+                                metadata: dict | None, at: dt.datetime) -> tuple[Subscription, bool]:
     sub = _locked(merchant, subscription_id)
     if sub.status == SS.CANCELED:
         raise SubscriptionStateError("A canceled subscription cannot be changed.")
@@ -172,9 +191,15 @@ def subscription_update(*, merchant: Merchant, subscription_id: str, payment_met
         sub.payment_method = _owned_method(merchant, sub.customer, payment_method, currency=sub.currency)
     if metadata is not None:
         sub.metadata = validate_metadata(metadata)
+    resumed = payment_method is not None and sub.status == SS.UNPAID
+    if resumed:
+        period = recurring.period_at(sub.anchor, sub.interval, sub.interval_count, at, first=sub.current_period)
+        tried = SubscriptionCharge.objects.filter(subscription=sub, period=period).aggregate(
+            n=Max("try_number"))["n"]
+        sub.mark_resumed(period=period, try_number=0 if tried is None else tried + 1, at=at)
     sub.save()
     _emit(sub, "subscription.updated")
-    return sub
+    return sub, resumed
 
 
 @transaction.atomic(durable=True)
@@ -323,7 +348,7 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
     # retries land on the schedule whatever the scheduler's delay
     started = sub.dunning_started_at or sub.next_charge_at or at
     retry_at = None
-    if recurring.decline_retryable(code, decline_class):
+    if recurring.decline_retryable(code, decline_class) and sub.resumed_at is None:  # a resume: one try
         retry_at = recurring.next_retry_at(dunning_started_at=started, failures=failures, failed_at=at,
                                            schedule_days=list(setting("SUBSCRIPTIONS_RETRY_DAYS", [1, 3, 5, 7])))
     events = ["subscription.payment_failed"]

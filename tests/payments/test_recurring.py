@@ -63,3 +63,19 @@ def test_a_retry_is_never_sooner_than_the_first_delay_after_the_failure():
     assert next_retry_at(dunning_started_at=t0, failures=3, schedule_days=days, failed_at=t0 + dt.timedelta(days=3)) \
         == t0 + dt.timedelta(days=5)  # on time: the schedule
     assert next_retry_at(dunning_started_at=t0, failures=5, schedule_days=days, failed_at=late) is None
+
+
+def test_period_at_is_the_last_period_started_by_then_never_before_first():
+    from payments.recurring import period_at
+
+    anchor = dt.datetime(2024, 1, 31, 12, 0, tzinfo=dt.UTC)  # clamped: Feb 29 (leap), Mar 31, Apr 30
+    assert period_at(anchor, "month", 1, anchor) == 0
+    assert period_at(anchor, "month", 1, dt.datetime(2024, 2, 29, 11, 59, tzinfo=dt.UTC)) == 0
+    assert period_at(anchor, "month", 1, dt.datetime(2024, 2, 29, 12, 0, tzinfo=dt.UTC)) == 1
+    assert period_at(anchor, "month", 1, dt.datetime(2024, 4, 30, 12, 0, tzinfo=dt.UTC)) == 3
+    assert period_at(anchor, "month", 1, dt.datetime(2024, 2, 1, tzinfo=dt.UTC), first=2) == 2
+    leap = dt.datetime(2024, 2, 29, tzinfo=dt.UTC)
+    assert period_at(leap, "year", 1, dt.datetime(2025, 2, 28, tzinfo=dt.UTC)) == 1  # Feb 28 in a common year
+    assert period_at(leap, "year", 1, dt.datetime(2028, 2, 28, 23, 59, tzinfo=dt.UTC)) == 3
+    assert period_at(leap, "year", 1, dt.datetime(2028, 2, 29, tzinfo=dt.UTC)) == 4
+    assert period_at(anchor, "week", 2, anchor + dt.timedelta(days=27)) == 1

@@ -212,3 +212,55 @@ def test_payment_methods_answer_as_a_list(merchant_client, merchant, make_mercha
     _, other = make_merchant_client()
     assert other.get("/v1/payment_methods").json()["data"] == []
     assert other.get(f"/v1/payment_methods?customer={first.customer_id}").status_code == 404
+
+
+def test_an_expired_saved_card_is_refused_at_create_and_update_before_anything_is_written(merchant_client,
+                                                                                          merchant):
+    """A saved card past its expiry date was accepted by POST /v1/subscriptions (201, a
+    subscription and `subscription.created` stored) and by POST /v1/subscriptions/{id} (the
+    merchant's "new card" stored), although every charge with it is refused before the PSP
+    (`expired_card`, a hard failure): the subscription was `unpaid` from birth, or at its next
+    charge, and the merchant learnt it only then. Now both are 400 `expired_card`
+    (`param: payment_method`) before anything is stored, as a payment with that card is."""
+    today = timezone.now().date()
+    expired = saved(merchant)
+    expired.card_exp_month, expired.card_exp_year = (today.month - 2) % 12 + 1, today.year - 1
+    expired.save(update_fields=["card_exp_month", "card_exp_year"])  # its date passed since it was saved
+    r = merchant_client.post("/v1/subscriptions", body(expired), format="json")
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["code"] == "expired_card" and r.json()["error"]["param"] == "payment_method"
+    assert not Subscription.objects.exists() and not SubscriptionCharge.objects.exists()
+
+    shown = merchant_client.get(f"/v1/payment_methods/{expired.id}").json()
+    assert shown["reusable"] is False  # it said true, and every off-session use of it was refused
+
+    sub = Subscription.objects.create(merchant=merchant, customer=expired.customer,
+                                      payment_method=saved(merchant, expired.customer), amount=900, currency="EUR",
+                                      interval="month", anchor=timezone.now(), next_charge_at=timezone.now())
+    r = merchant_client.post(f"/v1/subscriptions/{sub.id}", {"payment_method": expired.id}, format="json")
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["code"] == "expired_card" and r.json()["error"]["param"] == "payment_method"
+    sub.refresh_from_db()
+    assert sub.payment_method_id != expired.id
+    assert not Event.objects.filter(type="subscription.updated").exists()
+
+
+def test_a_customer_filter_naming_no_customer_of_the_merchant_is_404_not_an_empty_list(
+    merchant_client, merchant, make_merchant_client
+):
+    """`GET /v1/subscriptions?customer=cus_typo` (or another merchant's customer) answered an empty
+    list: a support agent looking up a customer's subscriptions with a mistyped id read "this
+    customer has none" and set up a second one. `GET /v1/payment_methods?customer=` already
+    answers 404 for a customer the merchant does not have; the subscription list now does too
+    (param `customer`), and another merchant's customer is 404 as if it did not exist."""
+    pm = saved(merchant)
+    Subscription.objects.create(merchant=merchant, customer=pm.customer, payment_method=pm, amount=900,
+                                currency="EUR", interval="week", anchor=timezone.now())
+    r = merchant_client.get("/v1/subscriptions", {"customer": pm.customer_id + "x"})
+    assert r.status_code == 404, r.content
+    assert r.json()["error"]["param"] == "customer"
+    _other, other_client = make_merchant_client()
+    r = other_client.get("/v1/subscriptions", {"customer": pm.customer_id})
+    assert r.status_code == 404 and r.json()["error"]["param"] == "customer"
+    got = merchant_client.get("/v1/subscriptions", {"customer": pm.customer_id}).json()["data"]
+    assert [s["customer"] for s in got] == [pm.customer_id]

@@ -17,7 +17,6 @@ from django.utils import timezone
 from ledger.selectors import journal_list
 from payera.events.models import Event
 from payera.secrets.services import decrypt
-from payments.method_types import IBAN_KEY
 from payments.models import Dispute, Payment, PaymentEvent, PaymentMethod, PspWebhook, SepaMandate
 from payments.services import payment_expire_redirects, psp_webhook_process_due
 from payments.tasks import redirect_expiry_task
@@ -288,7 +287,7 @@ def test_saved_sepa_mandate_pays_off_session_through_the_generic_path(env):
     mandate = SepaMandate.objects.get(payment_method_id=pm["id"])
     row = PaymentMethod.objects.get(pk=pm["id"])  # stored encrypted through the secrets backend
     assert GOOD not in row.iban_ciphertext and "0532013000" not in row.iban_ciphertext
-    assert decrypt(key=IBAN_KEY, ciphertext=row.iban_ciphertext).decode() == GOOD
+    assert decrypt(key=row.pan_key, ciphertext=row.iban_ciphertext).decode() == GOOD  # its own key (shredded at detach)
     assert (row.iban_country, row.iban_last4, row.pan_ciphertext) == ("DE", "3000", "")
     # a merchant-initiated debit later: no IBAN, no shopper; the same mandate is sent to beta
     later = create(env, None, amount=900, customer=cus["id"], payment_method=pm["id"], off_session=True)
