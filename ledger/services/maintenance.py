@@ -70,13 +70,25 @@ def ledger_rebuild() -> RebuildReport:
     the accounts of its snapshot, and an account created while it waited is posted to by others
     meanwhile; rewriting that one unlocked from an older snapshot lost their postings. So each round
     locks the accounts not locked yet (a new statement: a snapshot taken after the earlier locks),
-    rebuilds exactly those, and the rounds go on until one finds no new account."""
+    rebuilds exactly those, and the rounds go on until one finds no new account. On PostgreSQL the
+    whole table is locked against writers first (session 18): no account can be created meanwhile, so
+    the first round finds them all and no later round locks behind rows a posting waits for."""
     pg = connection.vendor == "postgresql"
     lock_sql, rebuild_sql = (_LOCK_PG, _REBUILD + _AMONG_PG) if pg else (_LOCK_SQLITE, _REBUILD + _AMONG_SQLITE)
     locked: list[int] = []
     rebuilt = 0
     frozen: list[int] = []
     with connection.cursor() as cursor:
+        if pg:
+            # Keep every writer of ledger_account out until the rebuild commits: postings (their row
+            # locks), account creation (the posting functions', account_get_or_create's), freezes. Row
+            # locks taken in rounds could not do it: an account created after a round listed its
+            # accounts is locked in a later round, after rows that a posting to it waits for while
+            # holding the new account's shard (a deadlock: session 18). Plain reads go on (EXCLUSIVE
+            # conflicts with ROW SHARE and stronger only). The lock waits for the transactions that
+            # hold account rows, as the row locks did, and is the transaction's first statement, so
+            # it is taken before anything else and the rounds below find every account in the first.
+            cursor.execute("LOCK TABLE ledger_account IN EXCLUSIVE MODE")
         while True:
             cursor.execute(lock_sql, [_ids(locked, pg)])
             ids = [row[0] for row in cursor.fetchall()]
