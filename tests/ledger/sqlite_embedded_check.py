@@ -133,6 +133,14 @@ from tests.ledger.posting_text_check import check_text_a_database_cannot_store_i
 
 check_text_a_database_cannot_store_is_refused_alike()
 
+from tests.ledger.pending_clock_check import (  # noqa: E402
+    check_an_app_clock_ahead_does_not_expire_a_hold_early,
+    check_an_app_clock_behind_expires_a_hold_on_time,
+)
+
+check_an_app_clock_ahead_does_not_expire_a_hold_early()
+check_an_app_clock_behind_expires_a_hold_on_time()
+
 report = ledger_verify()
 assert report.ok, report.problems
 Account.objects.filter(id=account.id).update(balance=-21)
