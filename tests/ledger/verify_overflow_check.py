@@ -5,10 +5,12 @@ posting functions (a raw writer, a restore gone wrong) whose replay passes +-2^6
 raise `bigint out of range` and SQLite `integer overflow` from the replay (`previous + amount`), the
 reversal check (`amount * -1` of -2^63), the projection and journal sums (SQLite's sum()) and
 `abs(-2^63)` (SQLite): `manage.py ledger_verify` died with a raw traceback instead of its report,
-so a monitor reading its JSON got none, and finance no offending id. Where SQLite did not raise, an
+so a monitor reading its JSON got none, and finance no offending id; `ledger_rebuild`, the
+runbook's next step, failed the same way. Where SQLite did not raise, an
 overflowing `+` became a float: a replay of -2^63 - 1 rounded to -2^63 and matched a stored
 balance_after of -2^63, and the broken entry was reported clean. Now every check answers: the
-offending ids are listed and the command exits 1.
+offending ids are listed and the command exits 1; the rebuild freezes the accounts whose replay
+does not fit a bigint projection and rebuilds the others.
 
 Shared by tests/ledger/test_verify_overflow.py (PostgreSQL) and tests/ledger/sqlite_seal_check.py
 (SQLite): raw SQL as each engine's triggers let a writer through (on SQLite: entries first, then the
@@ -23,8 +25,8 @@ import uuid
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from ledger.models import Account
-from ledger.services import account_get_or_create
+from ledger.models import Account, AccountStatus
+from ledger.services import account_get_or_create, ledger_rebuild
 from ledger.types import AccountKey, AccountType
 from ledger.verify import ledger_verify
 
@@ -109,3 +111,9 @@ def check_verify_reports_sums_past_bigint() -> None:
         raise AssertionError("ledger_verify exited 0 on a broken ledger")
     body = json.loads(out.getvalue())
     assert body["ok"] is False and body["problems"]["entries_replay_mismatch"] == overflowing, body
+
+    # ledger_rebuild (the runbook's next step) cannot write such a replay into a bigint projection:
+    # it rebuilds the others and freezes those (it failed with "bigint out of range" before)
+    rebuilt = ledger_rebuild()
+    assert set(rebuilt.frozen) == {x, y}, rebuilt
+    assert set(Account.objects.filter(id__in=[x, y]).values_list("status", flat=True)) == {AccountStatus.FROZEN}
