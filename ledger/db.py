@@ -7,9 +7,16 @@ in this thread; the DELETE triggers call it. A connection opened outside Django 
 function, so its DELETE fails too (fails closed). PostgreSQL's equivalent is "TRUNCATE only by
 a superuser". The flag is the platform's (payera/core/sqlite_flush.py, `payera_flush_allowed()`
 for the platform's append-only tables); the ledger's triggers name it under their own name.
+
+`ledger_verify` gets the aggregate `ledger_sum(x)` (session 18): SQLite's sum() raises "integer
+overflow" on a sum past the bigint range, where PostgreSQL's sum of bigints is an exact numeric.
+ledger_sum is exact within the range and answers a sum past it as +-Infinity: unequal to every
+balance (a mismatch), of the sum's sign (limit checks), never an error.
 """
 
 from __future__ import annotations
+
+import math
 
 from payera.core.sqlite_flush import flush_allowed, patch_flush
 
@@ -19,3 +26,22 @@ def register_sqlite_function(sender, connection, **kwargs) -> None:
     if connection.vendor == "sqlite":
         patch_flush(type(connection.ops))
         connection.connection.create_function("ledger_flush_allowed", 0, flush_allowed, deterministic=False)
+        connection.connection.create_aggregate("ledger_sum", 1, LedgerSum)
+
+
+class LedgerSum:
+    """sum() of integers, exact within the bigint range, +-Infinity past it; NULL over no value."""
+
+    __slots__ = ("total",)
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+
+    def step(self, value) -> None:
+        if value is not None:
+            self.total = (self.total or 0) + value
+
+    def finalize(self) -> int | float | None:
+        if self.total is None or -(2**63) <= self.total < 2**63:
+            return self.total
+        return math.inf if self.total > 0 else -math.inf

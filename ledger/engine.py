@@ -14,12 +14,11 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
-from django.utils import timezone
 from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus, TransactionStatus
 
 from ledger.errors import AccountNotFoundError, InvalidPostingError, UnbalancedJournalError
@@ -95,6 +94,21 @@ def _holds_nul(value) -> bool:
     if isinstance(value, list | tuple):
         return any(_holds_nul(v) for v in value)
     return False
+
+
+def db_now() -> datetime:
+    """The database's clock (PostgreSQL: `clock_timestamp()`; SQLite: its 'now', to the millisecond,
+    never later than the instant). It alone decides whether a pending journal has expired: the posting
+    functions read it, and so do the Python engine and the scheduler's expiry run (session 18: those
+    read the application's clock, so a clock skew between hosts voided holds early or kept them past
+    their expiry, and the engines disagreed on a post)."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
+        if conn.vendor == "postgresql":
+            cursor.execute("SELECT clock_timestamp()")
+            return cursor.fetchone()[0]
+        cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
+        return datetime.fromisoformat(cursor.fetchone()[0]).replace(tzinfo=UTC)
 
 
 def post(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
@@ -588,7 +602,7 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                 elif (
                     item.phase == JournalPhase.POST_PENDING
                     and pj.expires_at is not None
-                    and pj.expires_at <= timezone.now()
+                    and pj.expires_at <= db_now()  # the database's clock, as ledger_post_batch
                 ):
                     status = PostStatus.PENDING_EXPIRED
                 else:

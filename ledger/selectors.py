@@ -4,11 +4,11 @@ a hot account's balance is the sum of its shards."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum, TextField
+from django.db.models.functions import Cast, Coalesce
 
 from ledger.errors import AccountNotFoundError, BalanceTransactionCursorError, JournalNotFoundError
 from ledger.models import Account, Entry, Journal
@@ -47,6 +47,27 @@ def account_balance(*, key: AccountKey) -> AccountBalance:
     return AccountBalance(key, agg["b"], agg["dp"], agg["cp"], agg["v"])
 
 
+def _sqlite_stamp(at: datetime, *, up: bool) -> str:
+    """`at` written as SQLite stamps a journal's `created_at` (Django's `Now()`: UTC text to the
+    millisecond, 'YYYY-MM-DD HH:MM:SS.SSS'): the millisecond at or below `at`, or at or above it
+    with `up`. Stamps are compared with it as text (session 18): a datetime parameter is written
+    '... .SSS000', or without a fraction at a whole second, and sorts above the stamp of the same
+    instant, so a cursor took its own entry again and a balance at a whole second missed a journal
+    stamped at its first millisecond."""
+    naive = at.astimezone(UTC).replace(tzinfo=None) if at.utcoffset() is not None else at
+    rest = naive.microsecond % 1000
+    if rest:
+        naive -= timedelta(microseconds=rest)
+        if up:
+            naive += timedelta(milliseconds=1)
+    return naive.strftime("%Y-%m-%d %H:%M:%S.") + f"{naive.microsecond // 1000:03d}"
+
+
+def _booked_text():
+    """A journal's `created_at` as SQLite stores it (text), for comparisons with `_sqlite_stamp`."""
+    return Cast("journal__created_at", output_field=TextField())
+
+
 def account_balance_at(*, key: AccountKey, at: datetime) -> int:
     """The posted balance (debits - credits) as of `at` (journals created at or before it):
     a lookup of the last entry's balance_after per (sub-)account. Final (never changes again) for
@@ -54,11 +75,12 @@ def account_balance_at(*, key: AccountKey, at: datetime) -> int:
     whose transaction commits later."""
     account = _account(key)
     rows = Account.objects.filter(parent=account) if account.hot else Account.objects.filter(id=account.id)
-    last = (
-        Entry.objects.filter(account=OuterRef("pk"), journal__created_at__lte=at)
-        .order_by("-version")
-        .values("balance_after")[:1]
-    )
+    entries = Entry.objects.filter(account=OuterRef("pk"))
+    if connection.vendor == "sqlite":  # the stamp's own text (_sqlite_stamp)
+        entries = entries.annotate(booked=_booked_text()).filter(booked__lte=_sqlite_stamp(at, up=False))
+    else:
+        entries = entries.filter(journal__created_at__lte=at)
+    last = entries.order_by("-version").values("balance_after")[:1]
     return rows.annotate(b=Coalesce(Subquery(last), 0)).aggregate(t=Coalesce(Sum("b"), 0))["t"]
 
 
@@ -213,7 +235,14 @@ def balance_transaction_page(
             ids = [row[0] for row in cursor.fetchall()]
         rows = list(qs.filter(id__in=ids)) if ids else []
     else:
-        rows = list(qs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=after))[: limit + 1])
+        # compared as the stamps' text (_sqlite_stamp): before, the cursor's own entry and those booked
+        # in its millisecond sorted below the cursor and came back on every page (session 18)
+        booked = qs.annotate(booked=_booked_text())
+        if starting_after is None:
+            rows = list(booked.filter(booked__lt=_sqlite_stamp(at, up=True))[: limit + 1])
+        else:
+            mark = booked.filter(id=starting_after).values_list("booked", flat=True).first()
+            rows = list(booked.filter(Q(booked__lt=mark) | Q(booked=mark, id__lt=after))[: limit + 1])
     return rows[:limit], len(rows) > limit
 
 

@@ -17,7 +17,6 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from ledger import engine
 from ledger.errors import InvalidPostingError, JournalNotFoundError, PendingStateError, error_for
@@ -147,9 +146,7 @@ def expiry_reference(reference: str) -> str:
 EXPIRY_RUN_SECONDS = 45.0
 
 
-def pending_expire_due(
-    *, now: datetime | None = None, limit: int = 500, budget_seconds: float = EXPIRY_RUN_SECONDS
-) -> int:
+def pending_expire_due(*, limit: int = 500, budget_seconds: float = EXPIRY_RUN_SECONDS) -> int:
     """Void every open pending journal past its expiry (reference: `expiry_reference`).
     Safe to run twice and beside other writers. Returns how many it voided. A journal whose void
     fails is logged and skipped: it does not stop the expiry of the journals after it.
@@ -157,8 +154,13 @@ def pending_expire_due(
     The due journals are read `limit` at a time, oldest expiry first, each page after the last
     journal of the one before (keyset on expiry and id), until none is left or `budget_seconds`
     have passed: a backlog (the scheduler was down) is cleared by one run, not `limit` a minute,
-    and journals whose void keeps failing do not fill every page ahead of the others."""
-    now = now or timezone.now()
+    and journals whose void keeps failing do not fill every page ahead of the others.
+
+    "Past its expiry" is by the database's clock, read once when the run starts (`engine.db_now()`),
+    the clock that refuses a post as `pending_expired` (session 18: the run used the worker's clock,
+    so a worker clock ahead of the database's voided holds a capture could still post, and one behind
+    kept expired holds reserving the merchant's balance). The voids' `occurred_at` is that instant."""
+    now = engine.db_now()
     deadline = time.monotonic() + budget_seconds
     page = max(1, limit)
     voided = 0

@@ -133,6 +133,22 @@ from tests.ledger.posting_text_check import check_text_a_database_cannot_store_i
 
 check_text_a_database_cannot_store_is_refused_alike()
 
+from tests.ledger.pending_clock_check import (  # noqa: E402
+    check_an_app_clock_ahead_does_not_expire_a_hold_early,
+    check_an_app_clock_behind_expires_a_hold_on_time,
+)
+
+check_an_app_clock_ahead_does_not_expire_a_hold_early()
+check_an_app_clock_behind_expires_a_hold_on_time()
+
+from tests.ledger.booked_at_check import (  # noqa: E402
+    check_a_balance_at_an_instant_counts_the_journals_booked_then,
+    check_a_cursor_walk_lists_every_entry_once,
+)
+
+check_a_cursor_walk_lists_every_entry_once()
+check_a_balance_at_an_instant_counts_the_journals_booked_then()
+
 report = ledger_verify()
 assert report.ok, report.problems
 Account.objects.filter(id=account.id).update(balance=-21)

@@ -615,6 +615,19 @@ def flush_still_empties_the_ledger():
     CASES["the_posting_api_works"]()
 
 
+@case
+def verify_reports_sums_past_bigint():
+    """ledger_verify lists entries whose sums pass the bigint range and fails, never crashes
+    (tests/ledger/verify_overflow_check.py); the ledger is emptied after (it fails verify for good)."""
+    from tests.ledger.verify_overflow_check import check_verify_reports_sums_past_bigint
+
+    try:
+        check_verify_reports_sums_past_bigint()
+    finally:
+        call_command("flush", interactive=False, verbosity=0)
+        _accounts.clear()
+
+
 def existing_database_migrates():
     """A ledger written before 0011 (journal rows first, as 0002-0010 required) is migrated without
     rewriting a row; its journals are sealed from then on. Also a journal without entries and an

@@ -46,7 +46,7 @@ def test_expiry_voids_every_due_pending_journal_whatever_its_reference(owner, no
         )
     assert selectors.account_balance(key=wallet).debits_pending == 300
 
-    voided = services.pending_expire_due(now=now)
+    voided = services.pending_expire_due()
 
     assert voided == 3
     assert not Journal.objects.pending_open().filter(reference__in=references).exists()
@@ -71,7 +71,7 @@ def test_a_failing_expiry_is_logged_and_the_others_go_on(owner, now, caplog):
                           occurred_at=now)  # fmt: skip
 
     with caplog.at_level("ERROR", logger="payera.ledger"):
-        voided = services.pending_expire_due(now=now)
+        voided = services.pending_expire_due()
 
     assert voided == 2
     open_refs = set(Journal.objects.pending_open().filter(reference__in=references).values_list("reference", flat=True))
@@ -107,7 +107,7 @@ def test_one_run_voids_a_backlog_larger_than_its_page(owner, now):
     wallet, _, references = _holds(owner, now, 7)
     assert selectors.account_balance(key=wallet).debits_pending == 70
 
-    voided = services.pending_expire_due(now=now, limit=3)
+    voided = services.pending_expire_due(limit=3)
 
     assert voided == 7
     assert not Journal.objects.pending_open().filter(reference__in=references).exists()
@@ -127,7 +127,7 @@ def test_expiries_that_keep_failing_do_not_hold_up_the_ones_due_after_them(owner
                               occurred_at=now)  # fmt: skip
 
     with caplog.at_level("ERROR", logger="payera.ledger"):
-        voided = [services.pending_expire_due(now=now, limit=2) for _ in range(3)]
+        voided = [services.pending_expire_due(limit=2) for _ in range(3)]
 
     assert voided[0] == 1 and voided[1:] == [0, 0]
     open_refs = set(Journal.objects.pending_open().filter(reference__in=references).values_list("reference", flat=True))
@@ -138,6 +138,6 @@ def test_expiries_that_keep_failing_do_not_hold_up_the_ones_due_after_them(owner
 def test_a_run_stops_at_its_time_budget(owner, now):
     """A run never goes on past its budget (the next one, a minute later, carries on)."""
     _, _, references = _holds(owner, now, 4)
-    assert services.pending_expire_due(now=now, limit=1, budget_seconds=0) == 1
+    assert services.pending_expire_due(limit=1, budget_seconds=0) == 1
     assert Journal.objects.pending_open().filter(reference__in=references).count() == 3
-    assert services.pending_expire_due(now=now, limit=2) == 3
+    assert services.pending_expire_due(limit=2) == 3

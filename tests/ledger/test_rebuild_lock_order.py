@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection, transaction
 
-from ledger import services
+from ledger import selectors, services
 from ledger.models import Account
 from ledger.types import AccountKey, AccountType, PostingLine
 from ledger.verify import ledger_verify
@@ -107,4 +107,88 @@ def test_a_rebuild_and_a_posting_to_a_young_hot_account_do_not_deadlock():
 
     assert errors == [], errors
     assert reports and reports[0].ok
+    assert ledger_verify().ok
+
+
+def test_a_hot_account_created_while_the_rebuild_runs_does_not_deadlock_it_with_a_posting():
+    """A hot account created after the rebuild listed its accounts (session 18, h18e).
+
+    What was wrong: the rebuild locks in rounds, each in the writers' order, but a later round comes
+    after the earlier ones' rows: an account created after the first round's lock statement (a new
+    connector's PSP receivable) is locked after every account of the first round. A posting from that
+    new hot account to an older merchant account takes a shard first, then waits for the merchant
+    account, which the rebuild holds; the rebuild's next round waits for the shard: a deadlock.
+    PostgreSQL fails one of them after deadlock_timeout: the rebuild (the operator sees a raw
+    "deadlock detected") or the posting, inside the caller's transaction (a capture fails with a
+    deadlock error). Expected: the rebuild keeps out every posting and account creation while it
+    runs (a table lock), so nobody waits on anybody in a cycle; both finish, the ledger verifies."""
+    tag = uuid.uuid4().hex[:10]
+    wallet = make_account("mer_w" + tag, "wallet", type=AccountType.LIABILITY)  # locked by the first round
+    middle = make_account("mer_m" + tag, "middle")  # held by a third transaction: the rebuild stops here
+    hot = AccountKey("platform", "late_hot:" + tag, "EUR")
+    errors: list[BaseException] = []
+    pids: dict[str, int] = {}
+    held, release = threading.Event(), threading.Event()
+    reports: list = []
+
+    def hold_middle() -> None:
+        try:
+            pids["holder"] = _pid()
+            with transaction.atomic():
+                list(Account.objects.select_for_update().filter(owner=middle.owner))
+                held.set()
+                assert release.wait(60)
+        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def rebuild() -> None:
+        try:
+            pids["rebuild"] = _pid()
+            reports.append(services.ledger_rebuild())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def create_and_post() -> None:
+        try:
+            pids["poster"] = _pid()
+            # created (and committed) while the rebuild waits: after its accounts were listed
+            services.account_get_or_create(key=hot, type=AccountType.ASSET, hot=True)
+            pids["created"] = 1
+            with transaction.atomic():  # a caller's transaction: a deadlock error would reach it
+                services.journal_post(
+                    reference=f"capture:{tag}",
+                    lines=(PostingLine(hot, 100), PostingLine(wallet, -100)),
+                    occurred_at=datetime.now(UTC),
+                )
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_middle)
+    holder.start()
+    assert held.wait(30)
+    rebuilder = threading.Thread(target=rebuild)
+    rebuilder.start()
+    while "rebuild" not in pids:
+        threading.Event().wait(0.01)
+    _backend_waits_for(pids["rebuild"], pids["holder"])  # the rebuild's first lock waits at `middle`
+    poster = threading.Thread(target=create_and_post)
+    poster.start()
+    # the posting waits for the rebuild (for `wallet` on main; for the whole table with the fix,
+    # where the account creation itself waits)
+    while "poster" not in pids:
+        threading.Event().wait(0.01)
+    _backend_waits_for(pids["poster"], pids["rebuild"])
+    release.set()
+    for thread in (holder, rebuilder, poster):
+        thread.join(60)
+
+    assert errors == [], errors
+    assert reports and reports[0].ok
+    assert selectors.account_balance(key=hot).posted == 100
     assert ledger_verify().ok

@@ -34,19 +34,6 @@ pytestmark = [
 ]
 
 
-def _backend_waits_for_a_lock(pid: int, query_start: str, timeout: float = 30.0) -> None:
-    """Until backend `pid` waits for a lock in a statement starting with `query_start`."""
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT wait_event_type, query FROM pg_stat_activity WHERE pid = %s", [pid])
-            row = cursor.fetchone()
-            if row and row[0] == "Lock" and row[1].lstrip().upper().startswith(query_start):
-                return
-            time.sleep(0.02)
-    raise AssertionError(f"backend {pid} never waited for a lock in {query_start}...")
-
-
 def _backend_waits_for(pid: int, blocker: int, timeout: float = 30.0) -> None:
     """Until backend `pid` waits for a lock that backend `blocker` holds."""
     deadline = time.monotonic() + timeout
@@ -69,7 +56,10 @@ def test_rebuild_does_not_overwrite_a_posting_that_commits_while_it_runs():
     its snapshot: 100 instead of 150.
     Expected: A's projection equals its entries (150), `ledger_verify` finds nothing. Suspected code:
     ledger/services/maintenance.py `ledger_rebuild` (accounts created after its lock statement are
-    rebuilt without being locked, from a snapshot older than their row)."""
+    rebuilt without being locked, from a snapshot older than their row).
+    (Session 18: the rebuild now locks the account table against writers first, so A and B are
+    created, and J1 and J2 posted, only once it has committed; the test keeps the same steps and
+    checks the same: nothing the postings wrote is lost.)"""
     tag = uuid.uuid4().hex[:10]
     now = datetime.now(UTC)
     x = make_account("mer_x" + tag, "x")  # exists before the rebuild: its lock waits for this one
@@ -79,8 +69,13 @@ def test_rebuild_does_not_overwrite_a_posting_that_commits_while_it_runs():
     rebuild_pid: list[int] = []
     reports: list = []
 
+    x_pid: list[int] = []
+
     def hold_x() -> None:
         try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                x_pid.append(cursor.fetchone()[0])
             with transaction.atomic():
                 list(Account.objects.select_for_update().filter(owner=x.owner, code=x.code))
                 x_held.set()
@@ -122,6 +117,24 @@ def test_rebuild_does_not_overwrite_a_posting_that_commits_while_it_runs():
         finally:
             connection.close()
 
+    late_pid: list[int] = []
+
+    def late() -> None:
+        """Accounts created (and posted to) after the rebuild's lock statement began."""
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                late_pid.append(cursor.fetchone()[0])
+            make_account(a.owner, a.code, type=AccountType.ASSET)
+            make_account(b.owner, b.code, type=AccountType.ASSET)
+            services.journal_post(
+                reference=f"j1:{tag}", lines=transfer_lines(debit=a, credit=b, amount=100), occurred_at=now
+            )
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
     holder = threading.Thread(target=hold_x)
     holder.start()
     assert x_held.wait(30)
@@ -130,19 +143,20 @@ def test_rebuild_does_not_overwrite_a_posting_that_commits_while_it_runs():
     deadline = time.monotonic() + 30
     while not rebuild_pid and time.monotonic() < deadline:
         time.sleep(0.01)
-    _backend_waits_for_a_lock(rebuild_pid[0], "SELECT")  # the rebuild's lock statement waits for X
-    # accounts created (and posted to) after the rebuild's lock statement began
-    make_account(a.owner, a.code, type=AccountType.ASSET)
-    make_account(b.owner, b.code, type=AccountType.ASSET)
-    services.journal_post(reference=f"j1:{tag}", lines=transfer_lines(debit=a, credit=b, amount=100), occurred_at=now)
+    _backend_waits_for(rebuild_pid[0], x_pid[0])  # the rebuild's lock waits for X's holder
+    creator = threading.Thread(target=late)
+    creator.start()
+    deadline = time.monotonic() + 30
+    while not late_pid and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # (session 18) creating A waits for the rebuild (the table lock); before, A and B were created
+    # and J1 posted while the rebuild waited
+    _backend_waits_for(late_pid[0], rebuild_pid[0])
     poster = threading.Thread(target=post_j2)
+    x_release.set()  # the rebuild locks, checks limits, rebuilds and commits; then A, B, J1
+    creator.join(60)
     poster.start()
     assert j2_held.wait(30)
-    x_release.set()  # the rebuild locks the rest, checks limits, then meets A (held by J2)
-    # (fix14e) before the fix the rebuild waited for A in its UPDATE; it now waits in the lock of its
-    # second round (a SELECT ... FOR UPDATE of the accounts created since its first): either way it
-    # waits for J2's backend, which is what this step waits for
-    _backend_waits_for(rebuild_pid[0], j2_pid[0])
     j2_release.set()
     for thread in (holder, rebuilder, poster):
         thread.join(60)

@@ -32,6 +32,7 @@ CASES = (
     "the_posting_api_works",
     "the_state_machine_holds",
     "flush_still_empties_the_ledger",
+    "verify_reports_sums_past_bigint",
 )
 
 

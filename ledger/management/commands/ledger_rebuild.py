@@ -20,7 +20,8 @@ class Command(BaseCommand):
         if report.frozen:
             self.stderr.write(
                 f"ledger_rebuild: the entries of account(s) {', '.join(map(str, report.frozen))} breach their "
-                "balance limit. Their projections were NOT rebuilt (that would record a breached limit); they "
+                "balance limit (or sum past the bigint range). Their projections were NOT rebuilt (that would "
+                "record a breached limit); they "
                 "are now FROZEN (postings to them are refused). Every other account was rebuilt. Treat it as a "
                 "money incident: docs/runbooks/ledger-verify-failing.md, 'A limit breached by the entries'."
             )
