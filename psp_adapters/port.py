@@ -310,6 +310,8 @@ class SettlementKind(StrEnum):
     CHARGEBACK = "chargeback"
     # a dispute the merchant won: the PSP pays the disputed amount back (gross positive)
     CHARGEBACK_REVERSAL = "chargeback_reversal"
+    # a refund the shopper's bank sent back after it succeeded: the PSP pays it back (gross positive)
+    REFUND_REVERSAL = "refund_reversal"
     FEE = "fee"
     ADJUSTMENT = "adjustment"
 
@@ -318,8 +320,9 @@ class SettlementKind(StrEnum):
 class SettlementRow:
     """One line of a PSP settlement report, normalized.
 
-    Signs are from the merchant's side: `gross` is positive for captures and chargeback reversals
-    and negative for refunds and chargebacks; `fee` is what the PSP charged (positive = a cost); `net = gross - fee`.
+    Signs are from the merchant's side: `gross` is positive for captures, chargeback reversals and
+    refund reversals and negative for refunds and chargebacks; `fee` is what the PSP charged
+    (positive = a cost); `net = gross - fee`.
     """
 
     kind: SettlementKind
@@ -407,7 +410,7 @@ class FeeSchedule:
             return self.refund_fixed * scale // 100
         if kind == SettlementKind.CHARGEBACK:
             return self.chargeback_fixed * scale // 100
-        return 0  # chargeback reversals: the chargeback fee is not returned, none is charged
+        return 0  # chargeback and refund reversals: the fee is not returned, none is charged
 
 
 @dataclass(frozen=True, slots=True)

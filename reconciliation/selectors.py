@@ -73,12 +73,26 @@ AGING_BUCKETS = ((0, 1, "0-1 days"), (2, 3, "2-3 days"), (4, 7, "4-7 days"), (8,
                  (31, None, "over 30 days"))  # fmt: skip
 
 
+def refund_reversed_sql(alias: str) -> str:
+    """SQL: the refund `alias` was reversed: it had succeeded and the PSP failed it afterwards (the
+    shopper's bank sent it back), so payments mirrored its journal (`refund_reversal:<re>`,
+    payments.services.refunds._refund_reverse) and it is `failed`. A refund that failed without
+    ever succeeding has no such journal (its failure code alone does not tell them apart)."""
+    from ledger import selectors as ledger_selectors
+
+    journals = ledger_selectors.journal_list().model._meta.db_table
+    return (f"({alias}.status = 'failed' AND EXISTS (SELECT 1 FROM {journals} rj"
+            f" WHERE rj.reference = 'refund_reversal:' || {alias}.id))")
+
+
 def _unsettled_sql() -> str:
     """Every capture, refund, chargeback and won dispute's reversal at one PSP that no settled
     report line has cleared: (currency, signed gross, when, object id). Captures count +, refunds -, each
     dispute's chargeback - (from when it opened) and, once it is won, its reversal + (from when it
     was decided): the PSP reports both, each settled by its own line (a won dispute neither of whose
-    lines settled yet nets to 0)."""
+    lines settled yet nets to 0). A refund returned after it succeeded (reversed) likewise: its
+    refund - (from when it was made) until a `refund` line names it, and its reversal + (from when
+    it was returned: the refund's last change) until a `refund_reversal` line names it."""
     from payments import selectors as payments_selectors
     from reconciliation.models import ReconciliationRun, StatementLine
 
@@ -106,6 +120,14 @@ UNION ALL
 SELECT x.currency, x.amount, COALESCE(x.closed_at, x.updated_at), x.id FROM {t["dispute"]} x
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'won'
    AND {settled("chargeback_reversal")}
+UNION ALL
+SELECT x.currency, -x.amount, x.created_at, x.id FROM {t["refund"]} x
+  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND {refund_reversed_sql("x")}
+   AND {settled("refund")}
+UNION ALL
+SELECT x.currency, x.amount, x.updated_at, x.id FROM {t["refund"]} x
+  JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND {refund_reversed_sql("x")}
+   AND {settled("refund_reversal")}
 """
 
 
@@ -229,13 +251,14 @@ def receivable_aging(*, psp: str, now=None) -> list[dict]:
                " SUM(receivable_cleared - receivable_recovered) AS amount"
                f" FROM {Discrepancy._meta.db_table} WHERE psp = %s AND receivable_cleared <> 0 AND object_id <> ''"
                " GROUP BY object_id, cleared_currency, receivable_cleared > 0")  # fmt: skip
+    unsettled = _unsettled_sql()  # its parameters: the PSP, once per item kind
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT bucket, currency, SUM(gross), COUNT(*) FROM (SELECT CASE {cases} END AS bucket, currency, gross"
-            f" FROM (SELECT u.currency, u.at, u.gross - COALESCE(c.amount, 0) AS gross FROM ({_unsettled_sql()}) u"
+            f" FROM (SELECT u.currency, u.at, u.gross - COALESCE(c.amount, 0) AS gross FROM ({unsettled}) u"
             f" LEFT JOIN ({cleared}) c ON c.object_id = u.object_id AND c.cleared_currency = u.currency"
             " AND c.up = (u.gross > 0)) v WHERE v.gross <> 0) b GROUP BY bucket, currency",
-            [*bounds, psp, psp, psp, psp, psp],
+            [*bounds, *[psp] * unsettled.count("%s"), psp],
         )
         rows = cursor.fetchall()
     order = [lbl for _, _, lbl in AGING_BUCKETS]

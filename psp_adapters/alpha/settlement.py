@@ -29,6 +29,7 @@ KINDS = {
     "refund": SettlementKind.REFUND,
     "chargeback": SettlementKind.CHARGEBACK,
     "chargeback_reversal": SettlementKind.CHARGEBACK_REVERSAL,
+    "refund_reversal": SettlementKind.REFUND_REVERSAL,
     "fee": SettlementKind.FEE,
     "adjustment": SettlementKind.ADJUSTMENT,
 }

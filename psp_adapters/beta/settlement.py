@@ -22,6 +22,7 @@ KINDS = {
     "Refunded": SettlementKind.REFUND,
     "Chargeback": SettlementKind.CHARGEBACK,
     "ChargebackReversed": SettlementKind.CHARGEBACK_REVERSAL,
+    "RefundReversed": SettlementKind.REFUND_REVERSAL,
     "Fee": SettlementKind.FEE,
     "Adjustment": SettlementKind.ADJUSTMENT,
 }

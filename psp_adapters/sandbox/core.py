@@ -739,8 +739,10 @@ class Core:
                 raise SandboxError(400, "not_a_refund", "Only a refund can be returned.")
             if op["state"] != "succeeded":
                 raise SandboxError(409, "invalid_state", f"Only a succeeded refund can be returned ({op['state']}).")
+            # the refund did succeed (its day's report keeps it, `completed_at`); its return is
+            # news of its own, reported on the day it happened (`returned_at`: a reversal line)
             self.store.update("operations", op_id, {"state": "failed", "decline": "refund_rejected",
-                                                    "completed_at": time.time()})
+                                                    "returned_at": time.time()})
             row = self.payment(op["payment_id"])
             self._set(row, amount_refunded=row["amount_refunded"] - op["amount"])
             op = self.operation(op_id)

@@ -1,9 +1,11 @@
 """Daily settlement reports, each sandbox in its own CSV format, read from its own storage.
 
-A report covers one UTC day: the captures and refunds that succeeded that day, the
-chargebacks (disputes, SEPA returns) opened that day and the reversals of the disputes the
-merchant won that day (the disputed amount paid back: positive gross, no fee, since the
-chargeback fee is not returned; the dispute's id as the operation id), with gross, fee, net,
+A report covers one UTC day: the captures and refunds that succeeded that day (a refund returned
+later included: it did succeed), the chargebacks (disputes, SEPA returns) opened that day, the
+reversals of the disputes the merchant won that day (the disputed amount paid back: positive
+gross, no fee, since the chargeback fee is not returned; the dispute's id as the operation id) and
+the reversals of the refunds returned that day (the shopper's bank sent the refund back: positive
+gross, no fee, since the refund fee is not returned; the refund's ids as for its refund row), with gross, fee, net,
 currency, the merchant's (Payera's) references, the PSP's references and the payout batch.
 
 alpha: comma-separated, snake_case columns, integer minor units, ISO dates; the last line is
@@ -43,12 +45,21 @@ def entries(path: Path, day: dt.date) -> list[dict[str, Any]]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     conn.row_factory = sqlite3.Row
     try:
+        returns = {r["name"] for r in conn.execute("PRAGMA table_info(operations)")} >= {"returned_at"}
+        # a refund returned later succeeded all the same: its day lists it (a file from before the
+        # sandbox recorded returns has no such refund)
+        succeeded = "(o.state = 'succeeded' OR o.returned_at IS NOT NULL)" if returns else "o.state = 'succeeded'"
         ops = conn.execute(
-            "SELECT o.*, p.reference AS payment_reference FROM operations o JOIN payments p ON p.id = o.payment_id"
-            " WHERE o.state = 'succeeded' AND o.kind IN ('capture', 'refund')"
+            "SELECT o.*, p.reference AS payment_reference FROM operations o JOIN payments p ON p.id = o.payment_id"  # noqa: S608
+            f" WHERE {succeeded} AND o.kind IN ('capture', 'refund')"
             " AND o.completed_at >= ? AND o.completed_at < ?",
             (start, end),
         ).fetchall()
+        returned = conn.execute(
+            "SELECT o.*, p.reference AS payment_reference FROM operations o JOIN payments p ON p.id = o.payment_id"
+            " WHERE o.kind = 'refund' AND o.returned_at >= ? AND o.returned_at < ?",
+            (start, end),
+        ).fetchall() if returns else []
         disputes = conn.execute(
             "SELECT d.*, p.reference AS payment_reference FROM disputes d JOIN payments p ON p.id = d.payment_id"
             " WHERE d.created_at >= ? AND d.created_at < ?",
@@ -89,6 +100,14 @@ def entries(path: Path, day: dt.date) -> list[dict[str, Any]]:
                 "gross": d["amount"], "fee": 0, "at": d["closed_at"],
             }
         )  # fmt: skip
+    for o in returned:  # the shopper's bank sent the refund back: the money is the merchant's again
+        out.append(
+            {
+                "kind": "refund_reversal", "payment_id": o["payment_id"], "payment_reference": o["payment_reference"],
+                "operation_id": o["id"], "operation_reference": o["reference"], "currency": o["currency"],
+                "gross": o["amount"], "fee": 0, "at": o["returned_at"],
+            }
+        )  # fmt: skip
     out.sort(key=lambda e: (e["at"], e["operation_id"]))
     return out
 
@@ -119,7 +138,7 @@ def _beta(day: dt.date, rows: list[dict[str, Any]]) -> bytes:
     w.writerow([])
     w.writerow(BETA_COLUMNS)
     record = {"capture": "Settled", "refund": "Refunded", "chargeback": "Chargeback",
-              "chargeback_reversal": "ChargebackReversed"}  # fmt: skip
+              "chargeback_reversal": "ChargebackReversed", "refund_reversal": "RefundReversed"}  # fmt: skip
     for e in rows:
         at = dt.datetime.fromtimestamp(e["at"], dt.UTC)
         cur = e["currency"]

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS operations (
     decline TEXT,
     created_at REAL NOT NULL,
     completed_at REAL,
+    returned_at REAL,
     UNIQUE (payment_id, kind, reference)
 );
 CREATE TABLE IF NOT EXISTS disputes (
@@ -141,6 +142,9 @@ class Store:
             self._conn.execute("ALTER TABLE disputes ADD COLUMN closed_at REAL")
         if "evidence_due_by" not in have:  # the last moment the merchant's evidence is taken
             self._conn.execute("ALTER TABLE disputes ADD COLUMN evidence_due_by REAL")
+        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(operations)")}
+        if "returned_at" not in have:  # a refund sent back after it succeeded (the report's reversal)
+            self._conn.execute("ALTER TABLE operations ADD COLUMN returned_at REAL")
 
     def close(self) -> None:
         with self._lock:

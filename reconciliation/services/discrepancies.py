@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -429,7 +429,9 @@ def discrepancies_settled_resolve(*, run_id: str, psp: str) -> int:
     from django.db.models import Exists, OuterRef
 
     # a chargeback line names its dispute too, but only the reversal line settles a won dispute's
-    # missing reversal (no "missing at PSP" is ever opened for a chargeback)
+    # missing reversal (no "missing at PSP" is ever opened for a chargeback); a refund line and its
+    # reversal line name the same refund: a line settles only the item of its direction (a missing
+    # reversal, +, is not settled by the refund's line, -, nor the other way round)
     lines = StatementLine.objects.filter(run_id=run_id, psp=psp).exclude(journal_reference="").exclude(
         kind=SettlementKind.CHARGEBACK
     )
@@ -438,14 +440,16 @@ def discrepancies_settled_resolve(*, run_id: str, psp: str) -> int:
         Discrepancy.objects.select_for_update()
         .filter(psp=psp, kind=ReconOutcome.MISSING_AT_PSP, status__in=[DiscrepancyStatus.OPEN,
                 DiscrepancyStatus.INVESTIGATING])
-        .filter(Exists(settled))
+        .filter(Q(Exists(settled.filter(gross__gt=0)), payera_amount__gt=0)
+                | Q(Exists(settled.filter(gross__lt=0)), payera_amount__lt=0))
         .order_by("pk")
     )  # fmt: skip
     by = f"reconciliation:{run_id}"
     now = timezone.now()
     resolved = 0
     for d in waiting:
-        line = lines.filter(object_id=d.object_id).order_by("line_number").first()
+        same_sign = "gross__gt" if (d.payera_amount or 0) > 0 else "gross__lt"
+        line = lines.filter(object_id=d.object_id, **{same_sign: 0}).order_by("line_number").first()
         if line is None or not can_proceed(d.mark_resolved):
             continue
         reason = (f"settled by a later report: run {run_id} line {line.line_number} ({line.outcome}, gross"

@@ -54,6 +54,7 @@ from reconciliation.models import (
     ReconRunStatus,
     StatementLine,
 )
+from reconciliation.selectors import refund_reversed_sql
 from reconciliation.services.discrepancies import (
     Recovered,
     discrepancies_settled_resolve,
@@ -629,16 +630,17 @@ def _stage_done(run: ReconciliationRun, *, staged: bool) -> None:
 
 def _outcome_sql(src: str, *, duplicate: str, kinds: Iterable[str] | None = None) -> str:
     """The matching SELECT over `src` (alias s): each line's outcome and what it matched. Joins
-    captures, refunds, disputes (chargebacks) and won disputes (chargeback reversals) of the line's
-    attempt at this PSP (read only); only those of the record types in `kinds`, when the file's are
-    known (a report of captures joins captures)."""
+    captures, refunds, disputes (chargebacks), won disputes (chargeback reversals) and reversed
+    refunds (refund reversals) of the line's attempt at this PSP (read only); only those of the
+    record types in `kinds`, when the file's are known (a report of captures joins captures)."""
     t = payments_selectors.settlement_tables()
     joins = {
         "c": ("capture", "", f"""
   LEFT JOIN {t["capture"]} c ON s.kind = 'capture' AND c.attempt_id = a.id AND c.status = 'succeeded'"""),
+        # a refund that succeeded; one returned since (reversed) did succeed too: its line matches
         "r": ("refund", "-", f"""
-  LEFT JOIN {t["refund"]} r ON s.kind = 'refund' AND r.attempt_id = a.id AND r.status = 'succeeded'
-       AND r.id = s.operation_reference"""),
+  LEFT JOIN {t["refund"]} r ON s.kind = 'refund' AND r.attempt_id = a.id
+       AND r.id = s.operation_reference AND (r.status = 'succeeded' OR {refund_reversed_sql("r")})"""),
         "d": ("chargeback", "-", f"""
   LEFT JOIN {t["dispute"]} d ON s.kind = 'chargeback' AND d.attempt_id = a.id
        AND d.psp_dispute_id = s.operation_psp_reference"""),
@@ -646,6 +648,10 @@ def _outcome_sql(src: str, *, duplicate: str, kinds: Iterable[str] | None = None
         "v": ("chargeback_reversal", "", f"""
   LEFT JOIN {t["dispute"]} v ON s.kind = 'chargeback_reversal' AND v.attempt_id = a.id
        AND v.psp_dispute_id = s.operation_psp_reference AND v.status = 'won'"""),
+        # a refund the shopper's bank sent back: only a refund Payera knows as reversed matches it
+        "w": ("refund_reversal", "", f"""
+  LEFT JOIN {t["refund"]} w ON s.kind = 'refund_reversal' AND w.attempt_id = a.id
+       AND w.id = s.operation_reference AND {refund_reversed_sql("w")}"""),
     }  # fmt: skip
     used = [x for x, (kind, _, _) in joins.items() if kinds is None or kind in kinds] or ["c"]
 
@@ -1185,13 +1191,16 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: b
             fence, attempt = "", f"JOIN {t['attempt']} a ON a.id = x.attempt_id AND a.connector = %s"
         start = dt.datetime.combine(run.period_start, dt.time(), dt.UTC)
         end = dt.datetime.combine(run.period_end + dt.timedelta(days=1), dt.time(), dt.UTC)
-        # (table, sign, status, its time, the kind of the line that names it): a capture or refund
+        # (table, sign, which, its time, the kind of the line that names it): a capture or refund
         # by the time it succeeded; a won dispute's reversal by the time it was decided (its
         # chargeback line names the dispute too, so the reversal line is told by its kind)
+        # a refund returned after it succeeded by the time it was returned (its last change; its
+        # refund line names it too, so the reversal line is told by its kind)
         items = (
-            (t["capture"], "", "succeeded", "updated_at", ""),
-            (t["refund"], "-", "succeeded", "updated_at", ""),
-            (t["dispute"], "", "won", "closed_at", " AND l.kind = 'chargeback_reversal'"),
+            (t["capture"], "", "x.status = 'succeeded'", "updated_at", ""),
+            (t["refund"], "-", "x.status = 'succeeded'", "updated_at", ""),
+            (t["dispute"], "", "x.status = 'won'", "closed_at", " AND l.kind = 'chargeback_reversal'"),
+            (t["refund"], "", refund_reversed_sql("x"), "updated_at", " AND l.kind = 'refund_reversal'"),
         )
         for table, sign, status, at, line_kind in items:
             statements.append(
@@ -1200,7 +1209,7 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: b
 INSERT INTO {dsc} ({cols})
 SELECT %s, NULL, 'missing_at_psp', a.connector, a.merchant_id, a.id, x.id, x.currency, NULL, {sign}x.amount,
        -({sign}x.amount), 'open', '', '', '', '', %s, %s
-FROM (SELECT x.* FROM {table} x WHERE x.status = '{status}' AND x.{at} >= %s AND x.{at} < %s
+FROM (SELECT x.* FROM {table} x WHERE {status} AND x.{at} >= %s AND x.{at} < %s
         AND NOT EXISTS (SELECT 1 FROM {lines} l WHERE l.psp = %s AND l.object_id = x.id{line_kind}
                         AND (l.run_id = %s OR {FINAL.replace("o.run_id", "l.run_id")}))
       {fence}) x

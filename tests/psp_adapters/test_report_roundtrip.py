@@ -1,6 +1,7 @@
 """Property: whatever a sandbox settles in a day, its report parses back to exactly those rows
 (signs, minor units, currencies of every exponent, references; a dispute won that day as its
-reversal, with no fee)."""
+reversal, with no fee; a refund returned that day by the shopper's bank as its reversal, with no
+fee, and a refund returned later still listed on the day it succeeded)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ START = dt.datetime.combine(DAY, dt.time(), dt.UTC).timestamp()
 
 entry = st.tuples(
     # won: a dispute opened the day before and won at the entry's time (its reversal is reported then)
-    st.sampled_from(["capture", "refund", "chargeback", "won"]),
+    # returned: a refund made the day before and returned at the entry's time (its reversal is
+    # reported then); returned_later: a refund made at the entry's time and returned days later
+    st.sampled_from(["capture", "refund", "chargeback", "won", "returned", "returned_later"]),
     st.integers(min_value=1, max_value=10**11),
     st.sampled_from(["EUR", "JPY", "KWD", "USD", "CLF", "BHD"]),
     st.floats(min_value=-3600, max_value=86400 + 3600),  # some fall outside the day
@@ -70,6 +73,19 @@ def test_report_parses_back_to_what_was_settled(psp, entries):
                         "created_at": START - 86400 if won else at, "closed_at": at if won else None,
                     },
                 )  # fmt: skip
+            elif kind in ("returned", "returned_later"):
+                fee = fee_for(psp, "refund", amount, currency)
+                done, back = (START - 86400, at) if kind == "returned" else (at, START + 3 * 86400)
+                store.insert(
+                    "operations",
+                    {
+                        "id": new_id("op_"), "payment_id": pid, "kind": "refund", "reference": new_id("re_"),
+                        "amount": amount, "currency": currency, "state": "failed", "decline": "refund_rejected",
+                        "fee": fee, "created_at": done, "completed_at": done, "returned_at": back,
+                    },
+                )  # fmt: skip
+                if kind == "returned":
+                    fee = 0  # the reversal: the refund fee is not returned, none is charged
             else:
                 op_ref = new_id("cap_" if kind == "capture" else "re_")
                 store.insert(
@@ -80,8 +96,9 @@ def test_report_parses_back_to_what_was_settled(psp, entries):
                     },
                 )  # fmt: skip
             if START <= at < START + 86400:
-                gross = amount if kind in ("capture", "won") else -amount
-                row_kind = SettlementKind.CHARGEBACK_REVERSAL if kind == "won" else SettlementKind(kind)
+                gross = amount if kind in ("capture", "won", "returned") else -amount
+                row_kind = {"won": SettlementKind.CHARGEBACK_REVERSAL, "returned": SettlementKind.REFUND_REVERSAL,
+                            "returned_later": SettlementKind.REFUND}.get(kind) or SettlementKind(kind)
                 expected.add((row_kind, ref, pid, gross, fee, gross - fee, currency))
         store.close()
         report = adapter(psp).read_settlement_report(reports.render(psp, db_path(Path(tmp), psp), DAY))

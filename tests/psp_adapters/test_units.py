@@ -63,6 +63,7 @@ refund,2026-11-23,PB-20261123-EUR,auth_1,att_1,op_2,re_1,EUR,-500,0,-500,2026-11
 capture,2026-11-23,PB-20261123-EUR,auth_2,att_2,op_3,cap_2,EUR,ten,39,961,2026-11-23T10:00:00Z
 chargeback,2026-11-23,PB-20261123-JPY,auth_3,att_3,dp_1,,jpy,-1500,0,-1500,2026-11-23T12:00:00Z
 chargeback_reversal,2026-11-23,PB-20261123-JPY,auth_3,att_3,dp_1,,JPY,1500,0,1500,2026-11-23T13:00:00Z
+refund_reversal,2026-11-23,PB-20261123-EUR,auth_1,att_1,op_2,re_1,EUR,500,0,500,2026-11-23T14:00:00Z
 end_of_report,2026-11-23,,,,,,,,,,
 """
 )
@@ -76,7 +77,9 @@ def test_alpha_report_rows_errors_and_period():
         (SettlementKind.REFUND, -500, 0, -500, 3),
         (SettlementKind.CHARGEBACK, -1500, 0, -1500, 5),
         (SettlementKind.CHARGEBACK_REVERSAL, 1500, 0, 1500, 6),
+        (SettlementKind.REFUND_REVERSAL, 500, 0, 500, 7),
     ]
+    assert (report.rows[4].operation_reference, report.rows[4].operation_psp_reference) == ("re_1", "op_2")
     assert report.rows[2].currency == "JPY" and report.rows[2].operation_reference is None
     assert report.rows[3].operation_psp_reference == "dp_1" and report.rows[3].operation_reference is None
     assert [(e.line_number, "gross_minor" in e.message) for e in report.errors] == [(4, True)]
@@ -97,6 +100,7 @@ BETA_REPORT = (
     b"BATCH-20261123;23.11.2026 10:00:00;Refunded;BP1;BM2;att_1;re_1;KWD;-1.050;0.000;-1.050\r\n"
     b"BATCH-20261123;23.11.2026 10:00:00;Settled;BP2;BM3;att_2;cap_2;EUR;10.001;0.19;9.81\r\n"
     b"BATCH-20261123;23.11.2026 12:00:00;ChargebackReversed;BP1;BD1;att_1;att_1;EUR;10.00;0.00;10.00\r\n"
+    b"BATCH-20261123;23.11.2026 13:00:00;RefundReversed;BP1;BM2;att_1;re_1;KWD;1.050;0.000;1.050\r\n"
 )
 
 
@@ -107,7 +111,9 @@ def test_beta_report_rows_errors_and_period():
         (SettlementKind.CAPTURE, 1000, 19, 981, "EUR", 6),
         (SettlementKind.REFUND, -1050, 0, -1050, "KWD", 7),
         (SettlementKind.CHARGEBACK_REVERSAL, 1000, 0, 1000, "EUR", 9),
+        (SettlementKind.REFUND_REVERSAL, 1050, 0, 1050, "KWD", 10),
     ]
+    assert (report.rows[3].operation_reference, report.rows[3].operation_psp_reference) == ("re_1", "BM2")
     assert report.rows[0].operation_reference == "cap_1" and report.rows[0].reference == "att_1"
     assert report.rows[2].operation_psp_reference == "BD1" and report.rows[2].operation_reference is None
     assert [e.line_number for e in report.errors] == [8]

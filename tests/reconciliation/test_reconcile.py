@@ -323,8 +323,9 @@ def test_missing_at_psp_reads_the_periods_captures_and_refunds_through_their_suc
     run = ReconciliationRun.objects.create(psp="alpha", file_sha256="x" * 64, period_start=dt.date(2026, 11, 23),
                                            period_end=dt.date(2026, 11, 23))  # fmt: skip
     statements = [s for s in _discrepancies_sql(run, unmatched=False) if "missing_at_psp" in s[0]]
-    # captures, refunds, won disputes (their reversals: a scan of the disputes, a few per thousand payments)
-    assert len(statements) == 3
+    # captures, refunds, won disputes (their reversals: a scan of the disputes, a few per thousand
+    # payments), returned refunds (their reversals: a scan of the failed refunds, no index of their own)
+    assert len(statements) == 4
     plans = []
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # what an index can bound shows in the plan
