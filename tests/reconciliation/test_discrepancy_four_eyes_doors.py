@@ -1,0 +1,45 @@
+"""Four eyes on discrepancy money resolutions (docs/reconciliation.md, "Four eyes"): the doors
+through which one finance user could still move more than RECONCILIATION_APPROVAL_THRESHOLD alone.
+Real sandbox payments and their real alpha report, on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.types import Accounts
+from reconciliation.errors import DiscrepancyNeedsApprovalError
+from reconciliation.models import DiscrepancyApproval
+from reconciliation.services import (
+    discrepancy_approval_approve,
+    discrepancy_request,
+    suspense_reallocate,
+)
+from tests.reconciliation.helpers import asset
+from tests.reconciliation.test_reconcile_resolutions import finance, journals, ties_out
+from tests.reconciliation.test_reconcile_suspense import in_suspense
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_suspense_move_split_into_moves_under_the_threshold_still_waits(a_day_of_payments, settings):
+    """Before: the threshold was checked per move, and a move may take part of the suspense: one
+    finance user moved 730 EUR out of suspense (to the PSP, or into a merchant's balance) alone, in
+    two moves of 400 and 330 under a threshold of 500, with nobody else looking. Now what one
+    discrepancy's moves made without approval add up to counts: the second move waits for a second
+    user; a move made with approval does not count against the next."""
+    d = in_suspense()  # 730 EUR in suspense
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 500
+    fin = finance("fin1")
+    suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="owed back to alpha", to="psp_refund_due",
+                        amount=400, move=1)  # fmt: skip
+    with pytest.raises(DiscrepancyNeedsApprovalError, match="730 EUR"):
+        suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="owed back to alpha", to="psp_refund_due",
+                            amount=330, move=2)  # fmt: skip
+    assert asset(Accounts.suspense("EUR")) == -330 and journals("recon_suspense:") == 1
+    # the admin's door asks a second user for it; approved, it moves
+    approval = discrepancy_request(action="reallocate_suspense", discrepancy_id=d.pk, user=fin,
+                                   reason="owed back to alpha", to="psp_refund_due", amount=330, move=2)  # fmt: skip
+    assert isinstance(approval, DiscrepancyApproval) and approval.amount == 730
+    done = discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked with alpha")
+    assert done.status == "done" and asset(Accounts.suspense("EUR")) == 0 and journals("recon_suspense:") == 2
+    ties_out()
