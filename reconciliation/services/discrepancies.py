@@ -375,8 +375,13 @@ def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: 
     lines = settle_as_reported_lines(psp=d.psp, currency=line.currency, gross=line.gross, fee=line.fee,
                                      net=line.net, expected=expected, item_currency=item_currency,
                                      recovered=recovered)  # fmt: skip
-    # what it books: the line's gross (or Payera's side of it, when larger)
-    four_eyes(amount=max(abs(line.gross), abs(expected or 0)), currency=line.currency, approved=approved)
+    # what it books: the line's gross (or Payera's side of it, when larger), or any larger leg of the
+    # journal (a line's fee or net: a small gross with a large fee moves the fee)
+    amount, amount_currency = max(abs(line.gross), abs(expected or 0)), line.currency
+    for leg in lines:
+        if abs(leg.amount) > amount:
+            amount, amount_currency = abs(leg.amount), leg.account.currency
+    four_eyes(amount=amount, currency=amount_currency, approved=approved)
     reference = f"recon_settle:{d.pk}" if lines else ""
     if lines:
         _post(reference=reference, lines=lines, kind=JournalKind.SETTLEMENT, d=d, user=user, reason=reason)

@@ -8,14 +8,15 @@ import pytest
 
 from ledger.types import Accounts
 from reconciliation.errors import DiscrepancyNeedsApprovalError
-from reconciliation.models import DiscrepancyApproval
+from reconciliation.models import Discrepancy, DiscrepancyApproval
 from reconciliation.services import (
     discrepancy_approval_approve,
     discrepancy_request,
+    discrepancy_settle_as_reported,
     suspense_reallocate,
 )
 from tests.reconciliation.helpers import asset
-from tests.reconciliation.test_reconcile_resolutions import finance, journals, ties_out
+from tests.reconciliation.test_reconcile_resolutions import alpha_day, finance, journals, ties_out
 from tests.reconciliation.test_reconcile_suspense import in_suspense
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,3 +44,31 @@ def test_a_suspense_move_split_into_moves_under_the_threshold_still_waits(a_day_
     done = discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked with alpha")
     assert done.status == "done" and asset(Accounts.suspense("EUR")) == 0 and journals("recon_suspense:") == 2
     ties_out()
+
+
+def fee_line(i, cols):
+    """The 730 capture's row names an attempt Payera does not have, and alpha charged 51.00 on it
+    (gross 1.00, fee 51.00, net -50.00: taken from the payout)."""
+    if i == 2:
+        cols[3], cols[4], cols[5], cols[6] = "auth_UNKNOWN", "att_nothere", "op_UNKNOWN", ""
+        cols[8], cols[9], cols[10] = "100", "5100", "-5000"
+
+
+def test_settling_as_reported_a_line_whose_fee_is_above_the_threshold_waits(a_day_of_payments, settings):
+    """Before: a line settled as reported was measured by its gross (or Payera's side) only, so a line
+    missing in Payera with a small gross and a large fee (or net) was booked by one user alone: 51.00
+    to PSP fee expense and 50.00 out of bank cash under a threshold of 10.00. Now the largest amount
+    the journal books counts."""
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 1_000
+    run = alpha_day(fee_line)
+    d = run.discrepancies.get(kind="missing_in_payera")
+    fin = finance("fin1")
+    with pytest.raises(DiscrepancyNeedsApprovalError, match="5100 EUR"):
+        discrepancy_settle_as_reported(discrepancy_id=d.pk, user=fin, reason="alpha's fee, ticket 7")
+    assert journals("recon_settle:") == 0 and Discrepancy.objects.get(pk=d.pk).status == "open"
+    approval = discrepancy_request(action="settle_as_reported", discrepancy_id=d.pk, user=fin,
+                                   reason="alpha's fee, ticket 7")  # fmt: skip
+    assert isinstance(approval, DiscrepancyApproval) and approval.amount == 5_100
+    done = discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked with alpha")
+    assert done.status == "done" and journals("recon_settle:") == 1
+    assert asset(Accounts.suspense("EUR")) == -100
