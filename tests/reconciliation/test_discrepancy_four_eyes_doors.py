@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ledger.types import Accounts
+from payments.models import Capture
 from reconciliation.errors import DiscrepancyNeedsApprovalError
 from reconciliation.models import Discrepancy, DiscrepancyApproval
 from reconciliation.services import (
@@ -33,14 +34,14 @@ def test_a_suspense_move_split_into_moves_under_the_threshold_still_waits(a_day_
     fin = finance("fin1")
     suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="owed back to alpha", to="psp_refund_due",
                         amount=400, move=1)  # fmt: skip
-    with pytest.raises(DiscrepancyNeedsApprovalError, match="730 EUR"):
+    with pytest.raises(DiscrepancyNeedsApprovalError, match="with the 400 .* moves 730"):
         suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="owed back to alpha", to="psp_refund_due",
                             amount=330, move=2)  # fmt: skip
     assert asset(Accounts.suspense("EUR")) == -330 and journals("recon_suspense:") == 1
     # the admin's door asks a second user for it; approved, it moves
     approval = discrepancy_request(action="reallocate_suspense", discrepancy_id=d.pk, user=fin,
                                    reason="owed back to alpha", to="psp_refund_due", amount=330, move=2)  # fmt: skip
-    assert isinstance(approval, DiscrepancyApproval) and approval.amount == 730
+    assert isinstance(approval, DiscrepancyApproval) and approval.amount == 330  # what it moves
     done = discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked with alpha")
     assert done.status == "done" and asset(Accounts.suspense("EUR")) == 0 and journals("recon_suspense:") == 2
     ties_out()
@@ -72,3 +73,28 @@ def test_settling_as_reported_a_line_whose_fee_is_above_the_threshold_waits(a_da
     done = discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked with alpha")
     assert done.status == "done" and journals("recon_settle:") == 1
     assert asset(Accounts.suspense("EUR")) == -100
+
+
+def test_an_approval_moves_no_more_than_was_approved(a_day_of_payments, settings):
+    """Before: the approved action ran with no limit at all, and what it moves may grow between the
+    question and the approval: a move of "all that is left" in suspense was asked at 530 EUR, a
+    later report line then gave 200 EUR back to suspense, and the approver's click moved 730 EUR
+    (the approval said 530). Now an approval runs its action up to the amount approved: more fails
+    the approval (the reason recorded), nothing moves, and a new question may be asked."""
+    d = in_suspense()  # 730 EUR in suspense; the real 730 capture is missing at the PSP
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 600
+    fin = finance("fin1")
+    capture = Capture.objects.get(amount=730)
+    suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="part of it was cap 730", to="receivable",
+                        object_id=capture.id, amount=200, move=1)  # fmt: skip
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 500
+    approval = discrepancy_request(action="reallocate_suspense", discrepancy_id=d.pk, user=fin,
+                                   reason="the rest is owed back to alpha", to="psp_refund_due", move=2)  # fmt: skip
+    assert isinstance(approval, DiscrepancyApproval) and approval.amount == 530
+    alpha_day(keep=(2,))  # the real line: the 200 moved to the capture is back in suspense
+    assert asset(Accounts.suspense("EUR")) == -730
+    done = discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked with alpha")
+    assert done.status == "failed" and "more than the 530 approved" in done.failure
+    assert asset(Accounts.suspense("EUR")) == -730 and asset(Accounts.psp_payable("alpha", "EUR")) == 0
+    assert journals("recon_suspense:") == 1
+    ties_out()
