@@ -130,7 +130,7 @@ def discrepancy_approval_approve(*, approval_id: int, user, note: str) -> Discre
     try:
         with transaction.atomic():  # what fails leaves nothing behind, the approval records why
             run(discrepancy_id=approval.discrepancy_id, user=approval.requested_by, reason=approval.reason,
-                approved=True, **approval.params)  # fmt: skip
+                approved=approval.amount, **approval.params)  # fmt: skip
     except PayeraError as exc:
         approval.mark_failed(by=user, note=note, at=at, failure=f"{exc.code}: {exc.message}")
     else:

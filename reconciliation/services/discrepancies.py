@@ -251,12 +251,31 @@ def _recover_item(d: Discrepancy, currency: str, positive: bool) -> dict[tuple[s
     return out
 
 
-def four_eyes(*, amount: int, currency: str, approved: bool) -> None:
+def four_eyes(*, amount: int, currency: str, approved: bool | int, counted: int | None = None) -> None:
     """A money resolution moving more than `RECONCILIATION_APPROVAL_THRESHOLD` (minor units of its
     currency, absolute) needs a second user's approval (`services.approvals`): refused here, under
-    the discrepancy's lock, where the amount is known, unless it is that approval running it."""
-    if not approved and abs(amount) > settings.RECONCILIATION_APPROVAL_THRESHOLD:
-        raise DiscrepancyNeedsApprovalError(amount=abs(amount), currency=currency)
+    the discrepancy's lock, where the amount is known, unless it is that approval running it.
+    `approved` an amount (not a bool): the approval of that much runs it, and it may move no more
+    (what grew since it was asked fails the approval). `counted`: what the threshold is measured
+    against when more than `amount` (a suspense move with the earlier moves made alone)."""
+    threshold = settings.RECONCILIATION_APPROVAL_THRESHOLD
+    if approved is True:
+        return
+    if approved is not False:
+        if abs(amount) > max(threshold, approved):
+            raise DiscrepancyNeedsApprovalError(
+                f"This resolution now moves {abs(amount)} {currency} (minor units), more than the {approved} approved:"
+                " it needs a new approval.", amount=abs(amount), currency=currency,
+            )  # fmt: skip
+        return
+    total = max(abs(amount), counted or 0)
+    if total > threshold:
+        message = None
+        if total > abs(amount):
+            message = (f"This move of {abs(amount)} {currency} (minor units), with the {total - abs(amount)} this"
+                       f" discrepancy's earlier moves made without approval, moves {total}: above the approval"
+                       " threshold, it needs a second user's approval.")  # fmt: skip
+        raise DiscrepancyNeedsApprovalError(message, amount=abs(amount), currency=currency)
 
 
 def _post(*, reference: str, lines, kind: str, d: Discrepancy, user, reason: str) -> None:
@@ -289,7 +308,7 @@ def discrepancy_resolve(
 
 
 def resolve_now(
-    *, discrepancy_id: int, user, reason: str, adjustment: int = 0, currency: str | None = None, approved: bool
+    *, discrepancy_id: int, user, reason: str, adjustment: int = 0, currency: str | None = None, approved: bool | int
 ) -> Discrepancy:
     """Resolve with a reason; a non-zero `adjustment` (minor units of `currency`, which must be the
     currency of the item when given) takes that much of the capture, refund or dispute the
@@ -336,7 +355,7 @@ def discrepancy_settle_as_reported(*, discrepancy_id: int, user, reason: str) ->
     return settle_as_reported_now(discrepancy_id=discrepancy_id, user=user, reason=reason, approved=False)
 
 
-def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: bool) -> Discrepancy:
+def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: bool | int) -> Discrepancy:
     """Resolve by booking the line as the PSP reported it (`recon_settle:<id>`, see
     `settle_as_reported_lines`): an amount or currency mismatch settles Payera's item (the
     receivable credited what is still owed of it, what earlier resolutions cleared of it given back
@@ -375,8 +394,13 @@ def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: 
     lines = settle_as_reported_lines(psp=d.psp, currency=line.currency, gross=line.gross, fee=line.fee,
                                      net=line.net, expected=expected, item_currency=item_currency,
                                      recovered=recovered)  # fmt: skip
-    # what it books: the line's gross (or Payera's side of it, when larger)
-    four_eyes(amount=max(abs(line.gross), abs(expected or 0)), currency=line.currency, approved=approved)
+    # what it books: the line's gross (or Payera's side of it, when larger), or any larger leg of the
+    # journal (a line's fee or net: a small gross with a large fee moves the fee)
+    amount, amount_currency = max(abs(line.gross), abs(expected or 0)), line.currency
+    for leg in lines:
+        if abs(leg.amount) > amount:
+            amount, amount_currency = abs(leg.amount), leg.account.currency
+    four_eyes(amount=amount, currency=amount_currency, approved=approved)
     reference = f"recon_settle:{d.pk}" if lines else ""
     if lines:
         _post(reference=reference, lines=lines, kind=JournalKind.SETTLEMENT, d=d, user=user, reason=reason)
@@ -396,7 +420,7 @@ def discrepancy_write_off(*, discrepancy_id: int, user, reason: str) -> Discrepa
     return write_off_now(discrepancy_id=discrepancy_id, user=user, reason=reason, approved=False)
 
 
-def write_off_now(*, discrepancy_id: int, user, reason: str, approved: bool) -> Discrepancy:
+def write_off_now(*, discrepancy_id: int, user, reason: str, approved: bool | int) -> Discrepancy:
     """Close it: the PSP will never settle it. What the discrepancy names that is still on the PSP
     receivable (a capture, refund or dispute: missing at PSP, amount or currency mismatch) is
     written off to reconciliation differences (`recon_write_off:<id>`); a report line is not booked

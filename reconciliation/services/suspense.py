@@ -95,7 +95,7 @@ def suspense_reallocate(
 
 def reallocate_now(
     *, discrepancy_id: int, user, reason: str, to: str, amount: int | None = None, currency: str | None = None,
-    object_id: str = "", merchant_id: str = "", move: int | None = None, approved: bool,
+    object_id: str = "", merchant_id: str = "", move: int | None = None, approved: bool | int,
 ) -> Discrepancy:  # fmt: skip
     """Move `amount` (default: all that is left) of what the discrepancy's line put into suspense to
     `to` (module docstring). DiscrepancyMoneyError for what does not fit (nothing in suspense, more
@@ -178,7 +178,10 @@ def reallocate_now(
         target = Accounts.psp_payable(d.psp, suspense_currency)
     if merchant_id and not staff_can_access_merchant(user, merchant_id):
         raise DiscrepancyPermissionError()
-    four_eyes(amount=amount, currency=suspense_currency, approved=approved)
+    # what this discrepancy's earlier moves made without approval count too: a move split into moves
+    # under the threshold is measured whole
+    alone = sum(abs(int(m["amount"])) for m in moves if not m.get("approved"))
+    four_eyes(amount=amount, currency=suspense_currency, approved=approved, counted=abs(amount) + alone)
     n = len(moves) + 1
     reference = f"recon_suspense:{d.pk}:{n}"
     lines = (PostingLine(Accounts.suspense(suspense_currency), amount), PostingLine(target, -amount))
@@ -187,7 +190,7 @@ def reallocate_now(
         "move": n, "reference": reference, "amount": amount, "currency": suspense_currency, "to": to,
         "account": f"{target.owner}/{target.code}", "object_id": object_id if to == "receivable" else "",
         "merchant_id": merchant_id if to != "psp_refund_due" else "", "by": user.get_username(),
-        "reason": reason[:500], "at": timezone.now().isoformat(),
+        "reason": reason[:500], "at": timezone.now().isoformat(), "approved": approved is not False,
     })  # fmt: skip
     d.suspense_moves = moves
     if to == "receivable":  # the item leaves the receivable as a resolution's clearing does
