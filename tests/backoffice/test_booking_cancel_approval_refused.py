@@ -95,3 +95,43 @@ def test_a_booking_cancel_approval_refused_by_the_psp_ends_failed_with_the_refus
     assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0
     assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
     assert RefundApproval.objects.get(pk=approval.pk).status == "failed"
+
+
+def test_a_refused_booking_cancel_whose_recording_died_is_recorded_failed_by_the_resume(
+    role_users, merchant, finance2, monkeypatch
+):
+    """The approver's process died after the PSP refused the escrow refund, before the approval
+    was recorded: the resume finds the bound refund failed and records the approval `failed` with
+    the refund's failure code (it was `sent` before), sending nothing again."""
+    import payments.backoffice.services as staff_module
+
+    booking = booking_create(
+        merchant=merchant,
+        amount=10_000,
+        currency="EUR",
+        reference="stay-refused-2",
+        hold_expires_at=int(time.time()) + 600,
+        payment_method_data=CARD,
+    )
+    booking_confirm(merchant=merchant, booking_id=booking.id)
+    approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
+    refunded_outside_payera(booking.payment_id, 100)
+
+    class Died(Exception):
+        pass
+
+    def died(**kwargs):
+        raise Died()
+
+    monkeypatch.setattr(staff_module, "_approval_record", died)
+    with pytest.raises(Died):
+        refund_approval_approve(user=finance2, approval_id=approval.pk, note="ok")
+    monkeypatch.undo()
+    assert RefundApproval.objects.get(pk=approval.pk).status == "approved"
+
+    assert refund_approvals_resume(grace_seconds=0) == {"approvals": 1, "sent": 0, "failed": 1, "waiting": 0}
+    [refund] = Refund.objects.filter(payment_id=booking.payment_id)
+    done = RefundApproval.objects.get(pk=approval.pk)
+    assert refund.status == OperationStatus.FAILED and done.refund_id == refund.pk
+    assert done.status == "failed" and refund.failure_code in done.failure
+    assert Booking.objects.get(pk=booking.pk).status == "confirmed"
