@@ -232,12 +232,31 @@ def _approval_record(*, approval_id: str, refund_id: str = "", failure: str = ""
     approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
     if approval.status != AP.APPROVED:
         return approval
-    if approval.refund_id or refund_id:
+    refused = _booking_refund_refused(approval, failure=failure)
+    if refused:  # a booking cancel is sent only when it canceled the booking: its refund failed, nothing moved
+        approval.mark_failed(failure=refused)
+    elif approval.refund_id or refund_id:
         approval.mark_sent(refund_id=approval.refund_id or refund_id)
     else:
         approval.mark_failed(failure=failure)
     approval.save()
     return approval
+
+
+def _booking_refund_refused(approval: RefundApproval, *, failure: str) -> str:
+    """A booking-cancel approval whose bound escrow refund failed (the PSP refused it, or it never
+    reached the PSP): the booking stayed confirmed, its escrow whole, so the approval did not cancel
+    anything and ends `failed`, saying why (the cancel's error when this request saw it, else the
+    refund's failure code). Empty for anything else. A plain refund approval is `sent` once its
+    refund went out, whatever the refund's outcome (the refund says it)."""
+    if not approval.booking_id or not approval.refund_id:
+        return ""
+    code = Refund.objects.filter(pk=approval.refund_id, status=OperationStatus.FAILED).values_list(
+        "failure_code", flat=True).first()
+    if code is None:
+        return ""
+    return failure or f"booking_refund_failed: the refund out of escrow failed ({code or 'refused'}): " \
+                      "the booking is unchanged."
 
 
 def _approval_bind(approval_id: str):

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
@@ -333,6 +334,12 @@ def _complete_record(*, booking_id: str, amount: int, refund_id: str | None, act
     if booking.dispute_id:  # a dispute ended the escrow meanwhile: nothing left to release
         return
     _escrow_refund_matches(booking, rest=booking.amount_captured - amount)  # the claim may have timed out
+    _complete_apply(payment, booking, amount=amount, refund_id=refund_id, actor=actor)
+
+
+def _complete_apply(payment: Payment, booking: Booking, *, amount: int, refund_id: str | None, actor: str) -> None:
+    """Under the booking's lock, in the caller's durable block: `confirmed` -> `completed`, `amount`
+    released (less the fee it bears), the rest refunded by `refund_id`."""
     released = escrow_release_amount(gross=booking.amount_captured, fee=booking.fee, amount=amount)
     with postings_last():
         booking.refund_id = refund_id
@@ -398,11 +405,70 @@ def _cancel_record(*, booking_id: str, refund_id: str, actor: str) -> None:
     _refund_still_live(refund_id)
     if booking.dispute_id:  # a dispute ended the escrow meanwhile; the refund stands
         return
+    _cancel_apply(payment, booking, refund_id=refund_id, actor=actor)
+
+
+def _cancel_apply(payment: Payment, booking: Booking, *, refund_id: str, actor: str) -> None:
+    """Under the booking's lock, in the caller's durable block: `confirmed` -> `canceled`, its
+    whole capture refunded out of escrow by `refund_id`."""
     booking.refund_id = refund_id
     if not booking_transition(booking, "mark_canceled", payment=payment, actor=actor,
                               refunded=booking.amount_captured, at=now()):
         raise BookingStateError(f"A booking in status {booking.status} cannot be canceled.")
     idempotency_resource_record(resource=booking.id)  # a retry after a crash answers this booking
+
+
+# --- recovery: a cancel or a partial completion that died after its refund -------------------
+RECOVERABLE_CLAIMS = ("cancel", "complete")
+
+
+def bookings_crashed(*, older_than: dt.datetime, payment_id: str | None = None) -> list[str]:
+    """Confirmed bookings that a crashed cancel or partial completion left behind (recovery's
+    step, `recovery.py`): a succeeded refund out of their escrow older than `older_than` (the
+    request that made it is gone: its refund was recorded, the booking not), or a `cancel` /
+    `complete` claim older than it. A claim younger than it is a request running now: left alone."""
+    qs = Booking.objects.filter(status=BS.CONFIRMED).filter(
+        Q(payment__refunds__status=OperationStatus.SUCCEEDED, payment__refunds__created_at__lt=older_than)
+        | Q(inflight__in=RECOVERABLE_CLAIMS, inflight_at__lt=older_than)
+    ).exclude(inflight_at__gte=older_than)
+    if payment_id is not None:
+        qs = qs.filter(payment_id=payment_id)
+    return list(qs.order_by("pk").values_list("pk", flat=True).distinct())
+
+
+@transaction.atomic(durable=True)
+def booking_recover(*, booking_id: str, older_than: dt.datetime, actor: str = "system:recovery") -> str:
+    """Finish what a crashed request began, as it would have ended, under the booking's lock (a
+    merchant's retry racing it finds the booking closed, or finishes it first: one effect).
+    The booking's refund out of escrow succeeded: its whole capture -> the cancel is recorded
+    (`canceled`); less -> the partial completion is (`completed`, the rest released), the amount
+    read from the refund as `_escrow_refund_matches` does. No live refund (the refund never
+    reached the PSP and failed, or the request died before it): nothing was done, the claim is
+    released so the merchant may try again at once. A refund still pending waits for its outcome
+    (recovery's refund step or its webhook): the booking is finished on a later run. Returns
+    `canceled`, `completed`, `released` or "" (nothing to do)."""
+    payment, booking = booking_lock(booking_id)
+    if booking.inflight and booking.inflight_at is not None and booking.inflight_at >= older_than:
+        return ""  # a request is running right now
+    if booking.status != BS.CONFIRMED or booking.dispute_id:
+        return ""
+    live = _escrow_refund_live(payment.id)
+    if live is None:
+        if booking.inflight not in RECOVERABLE_CLAIMS:
+            return ""
+        booking.inflight, booking.inflight_at = "", None
+        booking.save()
+        return "released"
+    if live.status != OperationStatus.SUCCEEDED or live.created_at >= older_than:
+        return ""
+    booking.inflight, booking.inflight_at = "", None
+    if live.amount == booking.amount_captured:
+        _cancel_apply(payment, booking, refund_id=live.id, actor=actor)
+        logger.warning("booking %s: a crashed cancel recorded by recovery (refund %s)", booking.id, live.id)
+        return "canceled"
+    _complete_apply(payment, booking, amount=booking.amount_captured - live.amount, refund_id=live.id, actor=actor)
+    logger.warning("booking %s: a crashed partial completion recorded by recovery (refund %s)", booking.id, live.id)
+    return "completed"
 
 
 # --- expiry ---------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ operations in the same inquiry; dispute evidence whose PSP answer is unknown is 
 its key (on the same schedule). `manage.py run_recovery` runs it now, for everything open;
 `payment_recover` runs the same step for one payment (the admin's "Re-run recovery"). An
 automatic-capture payment left `requires_capture` (its capture after the authorization failed or
-was never sent) is captured again on the same schedule.
+was never sent) is captured again on the same schedule. A confirmed booking whose cancel or
+partial completion died after its refund out of escrow is recorded as that request would have
+ended (`booking_recover`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from payments.models import (
     PaymentAttempt,
     Refund,
 )
+from payments.services.bookings import booking_recover, bookings_crashed
 from payments.services.common import emit, inflight_release, now, recovery_delay, setting, transition
 from payments.services.disputes import (
     DisputeAttemptUnknownError,
@@ -116,6 +119,12 @@ def _recover(*, payment_id: str | None, force: bool, limit: int) -> dict[str, in
     for cancel_payment_id in cancels.values_list("pk", flat=True)[:limit]:
         counts["cancels"] += 1
         cancel_recover(payment_id=cancel_payment_id)
+    # a booking's cancel or partial completion that died after its refund out of escrow (after
+    # the refund step above, which resolves that refund first): recorded as it would have ended
+    counts["bookings"] = 0
+    for booking_id in bookings_crashed(older_than=grace, payment_id=payment_id)[:limit]:
+        if booking_recover(booking_id=booking_id, older_than=grace):
+            counts["bookings"] += 1
     # an automatic-capture payment left authorized: its capture failed or was never sent
     autos = Payment.objects.filter(status=PS.REQUIRES_CAPTURE, capture_method=CaptureMethod.AUTOMATIC,
                                    authorized_at__lt=grace)

@@ -9,7 +9,10 @@ webhook_secret}}), op ("confirm" | "capture" | "refund" | "cancel" | "approve"),
 refund is started; for "confirm" also "between_attempts": a soft decline recorded, before the
 cascade's next attempt is committed — with `card`, e.g. alpha's soft-declined
 4000000000000119), merchant_id, payment_id (capture/refund), amount (refund), approval_id and
-user_id (approve: a second finance user approves a refund waiting for approval).
+user_id (approve: a second finance user approves a refund waiting for approval); for
+"booking_cancel" / "booking_complete" (a confirmed booking's cancel, or its partial completion of
+`amount`, each refunding out of escrow) booking_id, and also the point "after_refund": the escrow
+refund recorded, before the booking's own transition (`_cancel_record` / `_complete_record`).
 
 Production code is untouched: the crash is injected by wrapping the adapter that the service
 module looked up (`get_adapter`), so "after_psp" dies right after the PSP's real answer came back
@@ -45,7 +48,7 @@ for psp, creds in CFG["credentials"].items():
 adapters_reset()
 
 METHOD = {"confirm": "authorize", "capture": "capture", "refund": "refund", "cancel": "void",
-          "approve": "refund"}[CFG["op"]]
+          "approve": "refund", "booking_cancel": "refund", "booking_complete": "refund"}[CFG["op"]]
 
 
 def die() -> None:
@@ -109,6 +112,15 @@ elif CFG["op"] == "approve":
         staff_module.refund_create = lambda **kwargs: die()
     staff_module.refund_approval_approve(user=get_user_model().objects.get(pk=CFG["user_id"]),
                                          approval_id=CFG["approval_id"])
+elif CFG["op"] in ("booking_cancel", "booking_complete"):
+    import payments.services.bookings as bookings_module
+
+    if CFG["point"] == "after_refund":  # the refund out of escrow recorded, the booking not yet
+        bookings_module._cancel_record = bookings_module._complete_record = lambda **kwargs: die()
+    if CFG["op"] == "booking_cancel":
+        bookings_module.booking_cancel(merchant=merchant, booking_id=CFG["booking_id"])
+    else:
+        bookings_module.booking_complete(merchant=merchant, booking_id=CFG["booking_id"], amount=CFG.get("amount"))
 else:
     refund_create(merchant=merchant, payment_id=CFG["payment_id"], amount=CFG.get("amount"))
 print("no crash point was reached", flush=True)

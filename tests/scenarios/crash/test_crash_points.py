@@ -300,3 +300,99 @@ def test_crash_while_sending_an_approved_refund(crashable, point):
         assert refund_approvals_resume(grace_seconds=0)["approvals"] <= 1
         recover_and_check(merchant, check)
     assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0
+
+
+BOOKING = 10_000
+
+
+def _confirmed_booking(merchant):
+    import time
+
+    from payments.services.bookings import booking_confirm, booking_create
+
+    booking = booking_create(merchant=merchant, amount=BOOKING, currency="EUR", reference="stay-crash",
+                             hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)
+    booking_confirm(merchant=merchant, booking_id=booking.id)
+    booking.refresh_from_db()
+    assert booking.status == "confirmed"
+    return booking
+
+
+def escrow_eur(merchant) -> int:
+    return sum(m.amount for m in balance_get(owner=merchant.id).escrow if m.currency == "EUR")
+
+
+def booking_event_types(booking_id: str) -> list[str]:
+    from payera.events.models import Event
+
+    return [e.type for e in Event.objects.filter(type__startswith="booking.").order_by("created_at", "id")
+            if e.data["object"]["id"] == booking_id]
+
+
+@pytest.mark.parametrize("op", ["booking_cancel", "booking_complete"])
+@pytest.mark.parametrize("point", ["before_psp", "after_psp", "after_refund"])
+def test_crash_during_a_booking_refund_out_of_escrow(crashable, op, point):
+    """What was wrong: a confirmed booking's cancel (refund of the whole escrow) or partial
+    completion (the rest refunded, then the escrow released) that died after its refund reached
+    the PSP left the booking `confirmed`, its `cancel`/`complete` claim set, until the merchant
+    happened to retry: recovery resolved the refund (the money back with the shopper, out of
+    escrow) but nothing finished the booking, so the merchant was shown a confirmed booking (and
+    for a completion, nothing released to its balance) that the shopper had been refunded for.
+    Now recovery finishes it as the request would have ended: cancel -> `canceled`
+    (`booking.canceled`), completion -> `completed` with the rest released (`booking.completed`),
+    escrow at zero, once. A refund that never reached the PSP fails (recovery, 4a): the booking
+    stays `confirmed`, its escrow whole, both claims released (the merchant may try again)."""
+    from ledger.models import Journal
+    from payments.models import Booking
+    from payments.services.bookings import booking_cancel
+
+    merchant = MerchantFactory(connectors=["alpha", "beta"])
+    booking = _confirmed_booking(merchant)
+    attempt = booking.payment.attempts.get(status=AS.CAPTURED)
+    escrow = escrow_eur(merchant)
+    assert escrow == BOOKING - fee(BOOKING)
+    released = 6_000 if op == "booking_complete" else 0
+    rest = BOOKING - released
+    crash(crashable, op=op, point=point, merchant=merchant, booking_id=booking.id, amount=released or None)
+    (refund,) = Refund.objects.filter(payment_id=booking.payment_id)
+    b = Booking.objects.get(pk=booking.pk)
+    assert b.status == "confirmed" and b.inflight == op.removeprefix("booking_")
+    assert refund.amount == rest
+    assert refund.status == (OperationStatus.SUCCEEDED if point == "after_refund" else OperationStatus.PENDING)
+    reached_psp = point != "before_psp"
+
+    def refunds_at_psp():
+        (held,) = crashable["alpha"].payments(attempt.id)
+        return [o for o in held["operations"] if o["kind"] == "refund"]
+
+    def check():
+        b = Booking.objects.get(pk=booking.pk)
+        p = Payment.objects.get(pk=booking.payment_id)
+        r = Refund.objects.get(pk=refund.pk)
+        assert len(refunds_at_psp()) == int(reached_psp)
+        assert b.inflight == "" and p.inflight == ""
+        events = booking_event_types(booking.id)
+        if not reached_psp:
+            assert r.status == OperationStatus.FAILED
+            assert (b.status, b.amount_refunded, b.amount_released) == ("confirmed", 0, 0)
+            assert escrow_eur(merchant) == escrow and pending_eur(merchant) == 0
+            assert events == ["booking.created", "booking.held", "booking.confirmed"]
+            return
+        assert r.status == OperationStatus.SUCCEEDED and p.amount_refunded == rest
+        assert escrow_eur(merchant) == 0
+        if op == "booking_cancel":
+            assert (b.status, b.refund_id, b.amount_refunded, b.amount_released) == ("canceled", r.pk, BOOKING, 0)
+            assert events == ["booking.created", "booking.held", "booking.confirmed", "booking.canceled"]
+            assert pending_eur(merchant) == 0
+            assert not Journal.objects.filter(reference=f"escrow_release:{booking.id}").exists()
+        else:
+            fee_back = fee(BOOKING) * rest // BOOKING
+            assert (b.status, b.refund_id, b.amount_refunded) == ("completed", r.pk, rest)
+            assert pending_eur(merchant) == b.amount_released == released - (fee(BOOKING) - fee_back)
+            assert events == ["booking.created", "booking.held", "booking.confirmed", "booking.completed"]
+            assert Journal.objects.filter(reference=f"escrow_release:{booking.id}").count() == 1
+
+    recover_and_check(merchant, check)
+    if not reached_psp:  # at once, not after PAYMENTS_INFLIGHT_TIMEOUT
+        assert booking_cancel(merchant=merchant, booking_id=booking.id).status == "canceled"
+        assert escrow_eur(merchant) == 0

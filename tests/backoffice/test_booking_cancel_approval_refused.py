@@ -1,0 +1,137 @@
+"""A booking-cancel approval whose escrow refund the PSP refuses ends `failed`, saying why.
+
+What was wrong: a four-eyes booking cancel (`RefundApproval` with `booking`) binds its escrow
+refund to the approval when the refund is inserted, before the PSP call. When the PSP then
+refused the refund, `booking_cancel` raised `booking_refund_failed`, but `_approval_record` saw
+the bound refund and recorded the approval `sent`, dropping the refusal: finance saw "sent" for
+a refund that never happened (the booking still confirmed, its escrow whole, nothing moved) and
+no reason anywhere on the approval. A plain refund approval refused by the PSP ends `failed`
+with the PSP's refusal in `failure`; the booking one now does the same.
+
+The refusal is real: the sandbox PSP (alpha, over HTTP) already refunded part of the payment
+outside Payera (as from the PSP's own dashboard), so it answers `amount_too_large` to a refund
+of the whole escrow."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ledger.selectors import balance_get
+from payera.staff.access import staff_grant_merchant
+from payments.backoffice.models import RefundApproval
+from payments.backoffice.services import refund_approval_approve, refund_approvals_resume, staff_booking_cancel
+from payments.models import Booking, OperationStatus, PaymentAttempt, Refund
+from payments.services.bookings import booking_confirm, booking_create
+from psp_adapters.port import PspReference, RefundRequest
+from psp_adapters.registry import get_adapter
+from tests.backoffice.staff import make_staff
+
+pytestmark = pytest.mark.django_db
+
+CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+
+
+@pytest.fixture
+def merchant(psp_settings, world):
+    merchant = world["A"].merchant
+    merchant.refund_approval_threshold = 2_000
+    merchant.connectors = ["alpha"]
+    merchant.save(update_fields=["refund_approval_threshold", "connectors"])
+    return merchant
+
+
+@pytest.fixture
+def finance2(world):
+    user = make_staff("finance-two", role="finance")
+    staff_grant_merchant(user=user, merchant_id=world["A"].merchant.pk)
+    return user
+
+
+def refunded_outside_payera(payment_id: str, amount: int) -> None:
+    """A refund made at the PSP itself, not through Payera: the PSP has less left to refund."""
+    attempt = PaymentAttempt.objects.get(payment_id=payment_id, status="captured")
+    result = get_adapter("alpha").refund(
+        RefundRequest(
+            payment=PspReference(attempt.id, attempt.psp_reference or None),
+            reference=f"ext_{attempt.id}",
+            amount=amount,
+            currency="EUR",
+            reason="",
+        )
+    )
+    assert result.outcome == "approved"
+
+
+def escrow_eur(merchant) -> int:
+    return sum(m.amount for m in balance_get(owner=merchant.id).escrow if m.currency == "EUR")
+
+
+def test_a_booking_cancel_approval_refused_by_the_psp_ends_failed_with_the_refusal(role_users, merchant, finance2):
+    booking = booking_create(
+        merchant=merchant,
+        amount=10_000,
+        currency="EUR",
+        reference="stay-refused",
+        hold_expires_at=int(time.time()) + 600,
+        payment_method_data=CARD,
+    )
+    booking_confirm(merchant=merchant, booking_id=booking.id)
+    escrow = escrow_eur(merchant)
+    approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
+    refunded_outside_payera(booking.payment_id, 100)
+
+    done = refund_approval_approve(user=finance2, approval_id=approval.pk, note="ok")
+
+    [refund] = Refund.objects.filter(payment_id=booking.payment_id)
+    assert refund.status == OperationStatus.FAILED
+    assert done.status == "failed", (done.status, done.failure)
+    assert "booking_refund_failed" in done.failure and refund.failure_code in done.failure
+    b = Booking.objects.get(pk=booking.pk)
+    assert (b.status, b.amount_refunded) == ("confirmed", 0)  # nothing moved
+    assert escrow_eur(merchant) == escrow
+    # decided: the resume leaves it alone and nothing is sent again
+    assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0
+    assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
+    assert RefundApproval.objects.get(pk=approval.pk).status == "failed"
+
+
+def test_a_refused_booking_cancel_whose_recording_died_is_recorded_failed_by_the_resume(
+    role_users, merchant, finance2, monkeypatch
+):
+    """The approver's process died after the PSP refused the escrow refund, before the approval
+    was recorded: the resume finds the bound refund failed and records the approval `failed` with
+    the refund's failure code (it was `sent` before), sending nothing again."""
+    import payments.backoffice.services as staff_module
+
+    booking = booking_create(
+        merchant=merchant,
+        amount=10_000,
+        currency="EUR",
+        reference="stay-refused-2",
+        hold_expires_at=int(time.time()) + 600,
+        payment_method_data=CARD,
+    )
+    booking_confirm(merchant=merchant, booking_id=booking.id)
+    approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
+    refunded_outside_payera(booking.payment_id, 100)
+
+    class Died(Exception):
+        pass
+
+    def died(**kwargs):
+        raise Died()
+
+    monkeypatch.setattr(staff_module, "_approval_record", died)
+    with pytest.raises(Died):
+        refund_approval_approve(user=finance2, approval_id=approval.pk, note="ok")
+    monkeypatch.undo()
+    assert RefundApproval.objects.get(pk=approval.pk).status == "approved"
+
+    assert refund_approvals_resume(grace_seconds=0) == {"approvals": 1, "sent": 0, "failed": 1, "waiting": 0}
+    [refund] = Refund.objects.filter(payment_id=booking.payment_id)
+    done = RefundApproval.objects.get(pk=approval.pk)
+    assert refund.status == OperationStatus.FAILED and done.refund_id == refund.pk
+    assert done.status == "failed" and refund.failure_code in done.failure
+    assert Booking.objects.get(pk=booking.pk).status == "confirmed"
