@@ -855,8 +855,11 @@ def apply_authorization(
         decline = Decline(code=PortDeclineCode.AUTHENTICATION_REQUIRED, decline_class=DeclineClass.HARD,
                           message="The card requires authentication; it cannot be charged off session.")
     if attempt.status not in (AS.STARTED, AS.UNKNOWN, AS.PENDING, AS.REQUIRES_ACTION):
-        if outcome == Outcome.APPROVED and attempt.status == AS.AUTHORIZED and amount_captured:
-            pass  # captured at the PSP after we saw it authorized: handled by the capture path
+        if outcome == Outcome.APPROVED and attempt.status == AS.AUTHORIZED and (
+                state == PspState.CAPTURED or amount_captured):
+            # captured at the PSP after we saw it authorized, by no capture of ours
+            return _psp_capture_record(payment, attempt, amount_captured=amount_captured, currency=currency,
+                                       psp_reference=psp_reference, actor=actor, at=at, source=source)
         logger.info("stale %s outcome %s for %s in %s ignored", source, outcome, attempt.id, attempt.status)
         return V.SUCCEEDED if attempt.status in (AS.AUTHORIZED, AS.CAPTURED) else V.HARD_DECLINE
     if state == PspState.VOIDED:
@@ -959,6 +962,37 @@ def apply_authorization(
         inflight_release(payment)
     payment.save()
     return V.HARD_DECLINE
+
+
+def _psp_capture_record(payment: Payment, attempt: PaymentAttempt, *, amount_captured: int, currency: str | None,
+                        psp_reference: str, actor: str, at: dt.datetime, source: str) -> V:
+    """The PSP reports an authorization Payera holds `authorized` as captured, and no capture of
+    ours is under way: the PSP captured on its own (delayed automatic capture, its dashboard). It
+    is recorded as a capture of the authorization — born succeeded, posted, `payment.captured` —
+    while the payment still awaits capture; it moves the attempt to `captured`, so any repeat
+    (webhook, inquiry, settlement) is stale news. A capture of ours still pending is left to its
+    own outcome (the PSP's answer, webhook or inquiry names it); anything else is for operations."""
+    if Capture.objects.filter(attempt=attempt, status=OperationStatus.PENDING).exists():
+        logger.info("%s reported captured by %s while a capture of ours is under way: its outcome decides",
+                    attempt.id, source)
+        return V.PENDING
+    if payment.status != PS.REQUIRES_CAPTURE or not 0 < amount_captured <= attempt.amount or (
+            currency and currency != attempt.currency):
+        logger.error("%s of %s is reported captured (%s %s) by %s, but the payment is %s: operations must look",
+                     attempt.id, payment.id, amount_captured, currency, source, payment.status)
+        return V.SUCCEEDED
+    capture = Capture(payment=payment, attempt=attempt, amount=amount_captured, currency=payment.currency,
+                      fee=_fee(payment, amount_captured))
+    # born succeeded (one INSERT); its PaymentEvent still says pending -> succeeded
+    transition(capture, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
+    capture.save(force_insert=True)
+    logger.warning("%s of %s captured by %s on its own (%s %s, reported by %s): recorded as %s", attempt.id,
+                   payment.id, attempt.connector, amount_captured, payment.currency, source, capture.id)
+    _capture_succeeded(payment, attempt, capture, actor=actor, at=at)
+    if payment.inflight == "confirm":
+        inflight_release(payment)
+    payment.save()
+    return V.SUCCEEDED
 
 
 def _credential_keep(payment: Payment, attempt: PaymentAttempt, *, network_transaction_id: str | None,

@@ -335,6 +335,10 @@ def attempt_settlement_inquire(*, attempt_id: str) -> bool:
         logger.warning("settlement inquiry for %s failed: %s", attempt_id, exc)
         return False
     inquiry_operations_record(result)
+    if attempt.status == AS.AUTHORIZED and result.state == PspState.CAPTURED:
+        # settled a capture of an authorization we hold authorized: a capture the PSP made on its
+        # own (ours, listed by the PSP, were recorded just above) — recorded as the capture
+        attempt_record_outcome(attempt_id=attempt_id, result=result, actor="system:recovery", source="settlement")
     return True
 
 

@@ -142,6 +142,8 @@ class StandinAlpha:
                 auth["status"] = "voided"
                 return 201, op
             mode = self.refund_mode if kind == "refund" else self.capture_mode
+            if kind == "capture" and auth["status"] != "authorized":
+                return 409, {"error": {"code": "invalid_state", "message": f"Cannot capture {auth['status']}."}}
             if kind == "capture":
                 self.captures += 1
                 if self.captures <= self.refuse_captures:
