@@ -1252,16 +1252,28 @@ def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str,
 
 @transaction.atomic(durable=True)
 def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None, error: PspError | None,
-                   actor: str) -> None:
+                   actor: str, refused_later: bool = False) -> None:
+    """A void's outcome. APPROVED: voided, the payment `canceled`. PENDING (an asynchronous PSP
+    took it, its outcome comes later) or a timeout: the `cancel` claim stays — a cancel under way,
+    resolved by the void's webhook or recovery's inquiry (`cancel_recover`), the payment still
+    `requires_capture` meanwhile. `refused_later`: the PSP refused a void it had taken (or whose
+    answer was lost): the claim is released and the merchant, told the cancel was under way, gets
+    `payment.cancel_failed` (the payment, still authorized: capture it or cancel again)."""
     payment = payment_lock(payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     if _operation_may_have_happened(outcome, error):  # a retry after a crash answers the payment
         idempotency_resource_record(resource=payment.id)
-    # a void that may have been done (a timeout) keeps the claim: it marks a cancel whose outcome
-    # recovery must ask the PSP about (cancel_recover), as a crashed request's claim does
-    if payment.inflight == "cancel" and not (error is not None and error.may_have_processed):
+    under_way = (error is not None and error.may_have_processed) or (error is None and outcome == Outcome.PENDING)
+    claimed = payment.inflight == "cancel"
+    # a void that may have been done (a timeout) or is pending keeps the claim: it marks a cancel
+    # whose outcome recovery must ask the PSP about (cancel_recover), as a crashed request's claim does
+    if claimed and not under_way:
         inflight_release(payment)
-    if error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status in (
+    if refused_later and claimed and payment.status in (PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION):
+        logger.warning("the void of %s (%s) was refused by %s after it took it: the payment stays %s", payment.id,
+                       attempt.id, attempt.connector, payment.status)
+        emit(payment, "payment.cancel_failed")
+    if error is None and outcome == Outcome.APPROVED and payment.status in (
         PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION,
     ) and attempt.status in (AS.AUTHORIZED, AS.REQUIRES_ACTION):
         transition(attempt, "mark_voided", payment=payment, actor=actor)

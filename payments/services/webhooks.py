@@ -55,7 +55,7 @@ from payments.services.payments import (
     decline_normalize,
     payment_auto_capture_if_needed,
 )
-from payments.services.recovery import inquiry_operations_record
+from payments.services.recovery import cancel_recover, inquiry_operations_record
 from payments.services.refunds import refund_record_outcome
 from psp_adapters.errors import (
     PspConfigurationError,
@@ -363,7 +363,14 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
         except DisputeEventRefusedError as exc:
             raise _Refuse(str(exc)) from exc
     if e.kind == PspEventKind.VOID:
-        return "ignored: voids are recorded from the answer"
+        # a hint too: the PSP's inquiry says whether our void was done, refused or is still pending
+        attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
+        if attempt is None:
+            raise _Park(f"unknown attempt {e.payment.reference}")
+        verdict = cancel_recover(payment_id=attempt.payment_id, release=False)
+        if verdict in ("pending", "unknown"):
+            raise _Park(f"not confirmed yet: {connector} reports the void of {attempt.id} as {verdict}")
+        return f"void: {verdict} (confirmed by inquiry)"
     logger.warning("PSP %s event %s (%s) for %s is not handled yet", connector, e.event_id, e.kind, e.payment.reference)
     return f"ignored: {e.kind} not handled"
 
