@@ -28,6 +28,7 @@ from payera.core.money import MAX_AMOUNT, currency_normalize
 from payera.core.rowsql import precompiled_select
 from payera.idempotency.services import idempotency_answer_record, idempotency_resource_record
 from payera.merchants.models import Merchant
+from payera.secrets.services import key_delete_material
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
 from payments.locks import payment_lock, payment_lock_of_attempt
@@ -395,15 +396,34 @@ def payment_create(
             confirm_rules=rules if confirm else None, confirm_circuits=circuits,
         )
     except IntegrityError:
+        _card_key_shred_if_unused(tokenized)
         if not idempotency_key:
             raise
         # a concurrent caller inserted this key first (the unique index waited for its commit)
         existing = Payment.objects.get(merchant=merchant, idempotency_key=idempotency_key)
         return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
+    except BaseException:  # e.g. the request's Idempotency-Key claimed by a concurrent send first
+        _card_key_shred_if_unused(tokenized)
+        raise
     if started is None:
         return payment
     plan, first = started
     return _confirm_attempts(merchant=merchant, payment=payment, plan=plan, first=first, method=method, actor=actor)
+
+
+def _card_key_shred_if_unused(tokenized) -> None:
+    """The card key of its own a saved card was encrypted under (`method_tokenize(own_key=True)`),
+    when the payment method holding its ciphertext did not commit (the insert rolled back: a
+    concurrent send of the same request won its key, a crash): shredded at once — else every such
+    retry left a data key in the secrets backend that nothing uses and no detach can shred.
+    Checked against the table, so a key a committed method holds is never touched."""
+    key = (tokenized.fields.get("pan_key") if tokenized is not None else "") or ""
+    if not key or PaymentMethod.objects.filter(pan_key=key).exists():
+        return
+    try:
+        key_delete_material(key=key)
+    except Exception:  # noqa: BLE001 - the request's own error matters more; the key holds nothing
+        logger.warning("could not shred the unused card key of a rolled-back payment method", exc_info=True)
 
 
 def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, actor: str) -> Payment:
