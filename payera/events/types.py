@@ -22,6 +22,7 @@ KNOWN_EVENT_TYPES = (
     "payment.canceled",
     "payment.captured",
     "payment.capture_failed",
+    "payment.cancel_failed",
     "payment.refunded",
     "payment.disputed",
     "refund.succeeded",

@@ -28,6 +28,7 @@ from payera.core.money import MAX_AMOUNT, currency_normalize
 from payera.core.rowsql import precompiled_select
 from payera.idempotency.services import idempotency_answer_record, idempotency_resource_record
 from payera.merchants.models import Merchant
+from payera.secrets.services import key_delete_material
 from payments import routing
 from payments.circuit import circuit_open_set, circuit_record_failure
 from payments.locks import payment_lock, payment_lock_of_attempt
@@ -395,15 +396,34 @@ def payment_create(
             confirm_rules=rules if confirm else None, confirm_circuits=circuits,
         )
     except IntegrityError:
+        _card_key_shred_if_unused(tokenized)
         if not idempotency_key:
             raise
         # a concurrent caller inserted this key first (the unique index waited for its commit)
         existing = Payment.objects.get(merchant=merchant, idempotency_key=idempotency_key)
         return _payment_replay(merchant, existing, confirm=confirm, actor=actor)
+    except BaseException:  # e.g. the request's Idempotency-Key claimed by a concurrent send first
+        _card_key_shred_if_unused(tokenized)
+        raise
     if started is None:
         return payment
     plan, first = started
     return _confirm_attempts(merchant=merchant, payment=payment, plan=plan, first=first, method=method, actor=actor)
+
+
+def _card_key_shred_if_unused(tokenized) -> None:
+    """The card key of its own a saved card was encrypted under (`method_tokenize(own_key=True)`),
+    when the payment method holding its ciphertext did not commit (the insert rolled back: a
+    concurrent send of the same request won its key, a crash): shredded at once — else every such
+    retry left a data key in the secrets backend that nothing uses and no detach can shred.
+    Checked against the table, so a key a committed method holds is never touched."""
+    key = (tokenized.fields.get("pan_key") if tokenized is not None else "") or ""
+    if not key or PaymentMethod.objects.filter(pan_key=key).exists():
+        return
+    try:
+        key_delete_material(key=key)
+    except Exception:  # noqa: BLE001 - the request's own error matters more; the key holds nothing
+        logger.warning("could not shred the unused card key of a rolled-back payment method", exc_info=True)
 
 
 def _payment_replay(merchant: Merchant, payment: Payment, *, confirm: bool, actor: str) -> Payment:
@@ -855,8 +875,11 @@ def apply_authorization(
         decline = Decline(code=PortDeclineCode.AUTHENTICATION_REQUIRED, decline_class=DeclineClass.HARD,
                           message="The card requires authentication; it cannot be charged off session.")
     if attempt.status not in (AS.STARTED, AS.UNKNOWN, AS.PENDING, AS.REQUIRES_ACTION):
-        if outcome == Outcome.APPROVED and attempt.status == AS.AUTHORIZED and amount_captured:
-            pass  # captured at the PSP after we saw it authorized: handled by the capture path
+        if outcome == Outcome.APPROVED and attempt.status == AS.AUTHORIZED and (
+                state == PspState.CAPTURED or amount_captured):
+            # captured at the PSP after we saw it authorized, by no capture of ours
+            return _psp_capture_record(payment, attempt, amount_captured=amount_captured, currency=currency,
+                                       psp_reference=psp_reference, actor=actor, at=at, source=source)
         logger.info("stale %s outcome %s for %s in %s ignored", source, outcome, attempt.id, attempt.status)
         return V.SUCCEEDED if attempt.status in (AS.AUTHORIZED, AS.CAPTURED) else V.HARD_DECLINE
     if state == PspState.VOIDED:
@@ -959,6 +982,37 @@ def apply_authorization(
         inflight_release(payment)
     payment.save()
     return V.HARD_DECLINE
+
+
+def _psp_capture_record(payment: Payment, attempt: PaymentAttempt, *, amount_captured: int, currency: str | None,
+                        psp_reference: str, actor: str, at: dt.datetime, source: str) -> V:
+    """The PSP reports an authorization Payera holds `authorized` as captured, and no capture of
+    ours is under way: the PSP captured on its own (delayed automatic capture, its dashboard). It
+    is recorded as a capture of the authorization — born succeeded, posted, `payment.captured` —
+    while the payment still awaits capture; it moves the attempt to `captured`, so any repeat
+    (webhook, inquiry, settlement) is stale news. A capture of ours still pending is left to its
+    own outcome (the PSP's answer, webhook or inquiry names it); anything else is for operations."""
+    if Capture.objects.filter(attempt=attempt, status=OperationStatus.PENDING).exists():
+        logger.info("%s reported captured by %s while a capture of ours is under way: its outcome decides",
+                    attempt.id, source)
+        return V.PENDING
+    if payment.status != PS.REQUIRES_CAPTURE or not 0 < amount_captured <= attempt.amount or (
+            currency and currency != attempt.currency):
+        logger.error("%s of %s is reported captured (%s %s) by %s, but the payment is %s: operations must look",
+                     attempt.id, payment.id, amount_captured, currency, source, payment.status)
+        return V.SUCCEEDED
+    capture = Capture(payment=payment, attempt=attempt, amount=amount_captured, currency=payment.currency,
+                      fee=_fee(payment, amount_captured))
+    # born succeeded (one INSERT); its PaymentEvent still says pending -> succeeded
+    transition(capture, "mark_succeeded", payment=payment, actor=actor, psp_reference=psp_reference)
+    capture.save(force_insert=True)
+    logger.warning("%s of %s captured by %s on its own (%s %s, reported by %s): recorded as %s", attempt.id,
+                   payment.id, attempt.connector, amount_captured, payment.currency, source, capture.id)
+    _capture_succeeded(payment, attempt, capture, actor=actor, at=at)
+    if payment.inflight == "confirm":
+        inflight_release(payment)
+    payment.save()
+    return V.SUCCEEDED
 
 
 def _credential_keep(payment: Payment, attempt: PaymentAttempt, *, network_transaction_id: str | None,
@@ -1218,16 +1272,28 @@ def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str,
 
 @transaction.atomic(durable=True)
 def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None, error: PspError | None,
-                   actor: str) -> None:
+                   actor: str, refused_later: bool = False) -> None:
+    """A void's outcome. APPROVED: voided, the payment `canceled`. PENDING (an asynchronous PSP
+    took it, its outcome comes later) or a timeout: the `cancel` claim stays — a cancel under way,
+    resolved by the void's webhook or recovery's inquiry (`cancel_recover`), the payment still
+    `requires_capture` meanwhile. `refused_later`: the PSP refused a void it had taken (or whose
+    answer was lost): the claim is released and the merchant, told the cancel was under way, gets
+    `payment.cancel_failed` (the payment, still authorized: capture it or cancel again)."""
     payment = payment_lock(payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     if _operation_may_have_happened(outcome, error):  # a retry after a crash answers the payment
         idempotency_resource_record(resource=payment.id)
-    # a void that may have been done (a timeout) keeps the claim: it marks a cancel whose outcome
-    # recovery must ask the PSP about (cancel_recover), as a crashed request's claim does
-    if payment.inflight == "cancel" and not (error is not None and error.may_have_processed):
+    under_way = (error is not None and error.may_have_processed) or (error is None and outcome == Outcome.PENDING)
+    claimed = payment.inflight == "cancel"
+    # a void that may have been done (a timeout) or is pending keeps the claim: it marks a cancel
+    # whose outcome recovery must ask the PSP about (cancel_recover), as a crashed request's claim does
+    if claimed and not under_way:
         inflight_release(payment)
-    if error is None and outcome in (Outcome.APPROVED, Outcome.PENDING) and payment.status in (
+    if refused_later and claimed and payment.status in (PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION):
+        logger.warning("the void of %s (%s) was refused by %s after it took it: the payment stays %s", payment.id,
+                       attempt.id, attempt.connector, payment.status)
+        emit(payment, "payment.cancel_failed")
+    if error is None and outcome == Outcome.APPROVED and payment.status in (
         PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION,
     ) and attempt.status in (AS.AUTHORIZED, AS.REQUIRES_ACTION):
         transition(attempt, "mark_voided", payment=payment, actor=actor)

@@ -164,32 +164,43 @@ def _cancel_claim_release(*, payment_id: str) -> None:
         payment.save()
 
 
-def cancel_recover(*, payment_id: str, release: bool = True) -> None:
-    """A cancel whose request crashed between its claim and the void's outcome, or whose void timed
-    out: ask the PSP. A voided authorization cancels the payment; otherwise the void never arrived
-    and the claim is released (the merchant may cancel again) -- unless `release` is False (asked
-    right after the timeout, when the void may still be on its way: recovery asks again after the
-    grace period)."""
+def cancel_recover(*, payment_id: str, release: bool = True) -> str:
+    """A cancel under way — its void answered pending (an asynchronous PSP), timed out, or its
+    request crashed between its claim and the void's outcome — or a void's webhook: ask the PSP.
+    A voided authorization cancels the payment ("voided"); our void still pending at the PSP keeps
+    the claim ("pending"); our void refused by the PSP releases it and tells the merchant
+    (`payment.cancel_failed`, "refused"); otherwise the void never arrived and the claim is
+    released ("released": the merchant may cancel again) -- unless `release` is False (asked right
+    after the timeout, when the void may still be on its way: recovery asks again after the grace
+    period; "unknown" when the PSP could not say)."""
+    from payments.services.payments import void_reference
+
     attempt = PaymentAttempt.objects.filter(
         payment_id=payment_id, status__in=[AS.AUTHORIZED, AS.REQUIRES_ACTION]
     ).order_by("-sequence").first()
     if attempt is None:  # resolved meanwhile (e.g. by the void's webhook): only the claim is left
         _cancel_claim_release(payment_id=payment_id)
-        return
+        return "resolved"
     try:
         result = attempt_inquire(attempt)
     except InquiryReferenceMismatchError:
         # the answer is about another authorization (logged as an error by `attempt_inquire`):
         # whether OUR void arrived is unknown, so the claim stays (asked again; operations look)
-        return
+        return "unknown"
     except PspError as exc:
         logger.warning("inquiry for the cancel of %s failed: %s", payment_id, exc)
-        return
+        return "unknown"
     voided = result.state == PspState.VOIDED
-    if not voided and not release:
-        return
+    ours = [op for op in result.operations
+            if op.kind == OperationKind.VOID and op.reference == void_reference(attempt.id)]
+    if not voided and ours and ours[0].outcome == Outcome.PENDING:
+        return "pending"  # taken by the PSP, its outcome still to come: the claim stays
+    refused = not voided and bool(ours) and ours[0].outcome == Outcome.DECLINED
+    if not voided and not refused and not release:
+        return "unknown"
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=Outcome.APPROVED if voided else None,
-                   error=None, actor="system:recovery")
+                   error=None, actor="system:recovery", refused_later=refused)
+    return "voided" if voided else "refused" if refused else "released"
 
 
 def attempt_recover(*, attempt_id: str) -> bool:
@@ -344,6 +355,10 @@ def attempt_settlement_inquire(*, attempt_id: str) -> bool:
         logger.warning("settlement inquiry for %s failed: %s", attempt_id, exc)
         return False
     inquiry_operations_record(result)
+    if attempt.status == AS.AUTHORIZED and result.state == PspState.CAPTURED:
+        # settled a capture of an authorization we hold authorized: a capture the PSP made on its
+        # own (ours, listed by the PSP, were recorded just above) — recorded as the capture
+        attempt_record_outcome(attempt_id=attempt_id, result=result, actor="system:recovery", source="settlement")
     return True
 
 

@@ -35,6 +35,7 @@ from payera.core.nul import has_unstorable, storable
 from payera.events.dispatch import enqueue
 from payments.locks import payment_lock
 from payments.models import AS, Capture, InboxStatus, Payment, PaymentAttempt, PspWebhook, Refund
+from payments.routing import AttemptVerdict as V
 from payments.services.common import now, postings_last, setting
 from payments.services.disputes import (
     DisputeAttemptUnknownError,
@@ -54,7 +55,7 @@ from payments.services.payments import (
     decline_normalize,
     payment_auto_capture_if_needed,
 )
-from payments.services.recovery import inquiry_operations_record
+from payments.services.recovery import cancel_recover, inquiry_operations_record
 from payments.services.refunds import refund_record_outcome
 from psp_adapters.errors import (
     PspConfigurationError,
@@ -301,10 +302,13 @@ _CONFIRMABLE = (PspEventKind.AUTHORIZATION, PspEventKind.CAPTURE, PspEventKind.R
 _FINAL = (Outcome.APPROVED, Outcome.DECLINED, Outcome.SOFT_DECLINED)
 
 
-def _event_target(connector: str, e: PspEvent) -> tuple[PaymentAttempt, Capture | Refund | None] | str:
+def _event_target(connector: str, e: PspEvent, *, confirmed: bool = False,
+                  ) -> tuple[PaymentAttempt, Capture | Refund | None] | str:
     """The attempt an authorization, capture or refund event is about, and the operation for the
     latter two; a note (str) for an event to ignore (e.g. about another connector's operation);
-    `_Park` for one we do not know (yet)."""
+    `_Park` for one we do not know (yet). `confirmed` (the PSP's inquiry is asked): a capture under
+    an operation id that is none of ours, of an attempt of ours, is the PSP's own capture — a hint
+    about the authorization (`(attempt, None)`), whose inquiry says it is captured."""
     if e.kind == PspEventKind.AUTHORIZATION:
         attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
         if attempt is None:
@@ -317,6 +321,10 @@ def _event_target(connector: str, e: PspEvent) -> tuple[PaymentAttempt, Capture 
         at_authorization = ref.startswith("att_") or PaymentAttempt.objects.filter(pk=ref).exists()
         if e.kind == PspEventKind.CAPTURE and at_authorization:
             return "ignored: capture at authorization (recorded with the authorization)"
+        if e.kind == PspEventKind.CAPTURE and confirmed and not ref.startswith("cap_"):
+            attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
+            if attempt is not None:
+                return attempt, None
         raise _Park(f"unknown {e.kind.value} {ref}")
     if operation.attempt.connector != connector:  # a connector's word is about its own operations only
         return f"ignored: {e.kind.value} {operation.id} belongs to {operation.attempt.connector}"
@@ -355,7 +363,14 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
         except DisputeEventRefusedError as exc:
             raise _Refuse(str(exc)) from exc
     if e.kind == PspEventKind.VOID:
-        return "ignored: voids are recorded from the answer"
+        # a hint too: the PSP's inquiry says whether our void was done, refused or is still pending
+        attempt = PaymentAttempt.objects.filter(pk=e.payment.reference, connector=connector).first()
+        if attempt is None:
+            raise _Park(f"unknown attempt {e.payment.reference}")
+        verdict = cancel_recover(payment_id=attempt.payment_id, release=False)
+        if verdict in ("pending", "unknown"):
+            raise _Park(f"not confirmed yet: {connector} reports the void of {attempt.id} as {verdict}")
+        return f"void: {verdict} (confirmed by inquiry)"
     logger.warning("PSP %s event %s (%s) for %s is not handled yet", connector, e.event_id, e.kind, e.payment.reference)
     return f"ignored: {e.kind} not handled"
 
@@ -364,7 +379,7 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
     """The event is a hint: ask the PSP where the authorization and its operations stand (outside
     any transaction) and record that. Not confirmed yet (the PSP still says pending, does not
     know the attempt, or cannot be asked) → parked and asked again later."""
-    target = _event_target(connector, e)
+    target = _event_target(connector, e, confirmed=True)
     if isinstance(target, str):
         return target
     attempt, operation = target
@@ -392,9 +407,14 @@ def _apply_confirmed(connector: str, e: PspEvent, *, actor: str) -> str:
         raise _Park(f"not confirmed yet: {connector} still says {result.outcome.value}")
     if result.outcome in (Outcome.DECLINED, Outcome.SOFT_DECLINED):
         _park_if_the_answer_decides(attempt, result.decline)
-    verdict = attempt_record_outcome(attempt_id=attempt.id, result=result, actor=actor, source="webhook")
-    payment_auto_capture_if_needed(payment_id=attempt.payment_id)
+    # our captures' outcomes first: a capture of ours the PSP lists is not a capture of its own
     inquiry_operations_record(result)
+    verdict = attempt_record_outcome(attempt_id=attempt.id, result=result, actor=actor, source="webhook")
+    if verdict == V.PENDING and result.state == PspState.CAPTURED:
+        # captured at the PSP while a capture of ours is under way: its outcome comes first (the PSP
+        # refuses ours if it captured on its own); asked again then
+        raise _Park(f"not applied yet: {connector} reports {attempt.id} captured while a capture of ours is pending")
+    payment_auto_capture_if_needed(payment_id=attempt.payment_id)
     note = f"authorization: {verdict} (confirmed by inquiry: {result.outcome.value})"
     if (e.outcome == Outcome.APPROVED) != (result.outcome == Outcome.APPROVED) and e.outcome in _FINAL:
         logger.warning("PSP %s event %s said %s for %s; the inquiry says %s: recorded the inquiry",

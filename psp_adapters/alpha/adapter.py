@@ -56,6 +56,14 @@ def _decline(code: str | None, message: str | None) -> Decline:
     return decline_for(DECLINE_CODES, code, message or "")
 
 
+def _currency(value: Any) -> str:
+    """The PSP's currency as the port states it: an upper-case ISO 4217 code (alpha may answer
+    `eur`; compared with ours as it came, it was a currency mismatch)."""
+    if not isinstance(value, str):
+        raise ValueError(f"currency is not a string: {value!r}")
+    return value.strip().upper()
+
+
 def _outcome_of(state: PspState, decline: Decline | None) -> Outcome:
     if state == PspState.DECLINED:
         return Outcome.SOFT_DECLINED if decline and decline.may_cascade else Outcome.DECLINED
@@ -103,7 +111,7 @@ class AlphaAdapter(BaseAdapter):
             psp_reference=data.get("id"),
             payment=PspReference(data["authorization_reference"], data["authorization_id"]),
             amount=int(data["amount"]),
-            currency=data["currency"],
+            currency=_currency(data["currency"]),
             decline=decline,
         )
 
@@ -119,7 +127,7 @@ class AlphaAdapter(BaseAdapter):
                 payment=PspReference(data["merchant_reference"], data["id"]),
                 state=state,
                 amount=int(data["amount"]),
-                currency=str(data["currency"]),
+                currency=_currency(data["currency"]),
                 decline=decline,
                 action=NextAction(redirect_url=challenge["url"]) if challenge.get("url") else None,
                 amount_captured=int(data.get("amount_captured") or 0),
@@ -144,7 +152,7 @@ class AlphaAdapter(BaseAdapter):
                 evidence_due_by=webhooks.parse_time(data["evidence_due_by"]) if data.get("evidence_due_by") else None,
             ),
             amount=int(data["amount"]),
-            currency=data["currency"],
+            currency=_currency(data["currency"]),
         )
 
     def _evidence(self, data: Mapping[str, Any]) -> tuple[str, DisputeResult]:

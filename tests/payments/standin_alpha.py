@@ -17,7 +17,11 @@ class StandinAlpha:
     """`capture_at_authorization`: the authorization answers captured. `capture`: how a capture is
     answered — "succeed", "pending_then_failed" (answered pending, listed failed) or "slow" (answered
     after SLOW_SECONDS, listed once `carry_out()` is called); `refuse_captures`: the first n captures
-    are answered 503 first (nothing processed). `refund`: "succeed" or "slow" (as a slow capture)."""
+    are answered 503 first (nothing processed). `refund`: "succeed" or "slow" (as a slow capture).
+    `currency_case`: "lower" answers the currency as `eur` (what a PSP may send; ISO 4217 codes are
+    case-insensitive). `void`: "succeed" or "pending_then_failed" (answered pending, listed failed:
+    the authorization stays authorized). `psp_capture(reference, amount)`: the PSP captures an
+    authorization on its own (no request of ours), listed as a capture under the PSP's own id."""
 
     def __init__(
         self,
@@ -26,7 +30,11 @@ class StandinAlpha:
         capture: str = "succeed",
         refuse_captures: int = 0,
         refund: str = "succeed",
+        currency_case: str = "upper",
+        void: str = "succeed",
     ) -> None:
+        self.currency_case = currency_case
+        self.void_mode = void
         self.capture_at_authorization = capture_at_authorization
         self.capture_mode = capture
         self.refuse_captures = refuse_captures
@@ -43,6 +51,18 @@ class StandinAlpha:
             for auth, op in self.queued:
                 self._done(auth, op)
             self.queued.clear()
+
+    def psp_capture(self, reference: str, amount: int | None = None) -> dict:
+        """The PSP captured the authorization of our `reference` on its own: its operation carries
+        the PSP's own reference (none of ours). Returns the authorization as the PSP now lists it."""
+        with self._lock:
+            [auth] = [a for a in self.auths.values() if a["merchant_reference"] == reference]
+            body = {"merchant_reference": f"psp_{next(self._ids)}", "amount": amount or auth["amount"]}
+            self._done(auth, self._operation(auth, "capture", body, "succeeded"))
+            return auth
+
+    def _currency(self, code: str) -> str:
+        return code.lower() if self.currency_case == "lower" else code
 
     @staticmethod
     def _done(auth: dict, op: dict) -> None:
@@ -61,7 +81,7 @@ class StandinAlpha:
             "authorization_reference": auth["merchant_reference"],
             "merchant_reference": body["merchant_reference"],
             "amount": body["amount"],
-            "currency": auth["currency"],
+            "currency": self._currency(auth["currency"]),
             "status": status,
             "response_code": None,
             "response_message": None,
@@ -76,7 +96,7 @@ class StandinAlpha:
             "merchant_reference": body["merchant_reference"],
             "status": "captured" if captured else "authorized",
             "amount": body["amount"],
-            "currency": body["currency"],
+            "currency": self._currency(body["currency"]),
             "amount_captured": body["amount"] if captured else 0,
             "amount_refunded": 0,
             "response_code": None,
@@ -102,13 +122,28 @@ class StandinAlpha:
                 return 404, {"error": {"code": "not_found", "message": "No such authorization."}}
             if method == "GET":
                 return 200, auth
-            kind = {"capture": "capture", "refunds": "refund"}.get(parts[4] if len(parts) > 4 else "")
+            kind = {"capture": "capture", "refunds": "refund", "void": "void"}.get(parts[4] if len(parts) > 4 else "")
             if kind is None:
                 return 400, {"error": {"code": "unsupported", "message": path}}
             done = [o for o in auth["operations"] if o["merchant_reference"] == body["merchant_reference"]]
             if done:  # the same merchant reference again: the operation made
                 return 200, done[0]
+            if kind == "void":
+                if auth["status"] != "authorized":
+                    return 409, {"error": {"code": "invalid_state", "message": f"Cannot void {auth['status']}."}}
+                if self.void_mode == "pending_then_failed":
+                    op = self._operation(auth, kind, {**body, "amount": auth["amount"]}, "pending")
+                    auth["operations"].append(
+                        {**op, "status": "failed", "response_code": "05", "response_message": "Refused"}
+                    )
+                    return 201, op
+                op = self._operation(auth, kind, {**body, "amount": auth["amount"]}, "succeeded")
+                auth["operations"].append(op)
+                auth["status"] = "voided"
+                return 201, op
             mode = self.refund_mode if kind == "refund" else self.capture_mode
+            if kind == "capture" and auth["status"] != "authorized":
+                return 409, {"error": {"code": "invalid_state", "message": f"Cannot capture {auth['status']}."}}
             if kind == "capture":
                 self.captures += 1
                 if self.captures <= self.refuse_captures:

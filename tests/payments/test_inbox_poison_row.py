@@ -22,9 +22,13 @@ pytestmark = pytest.mark.django_db
 
 
 def _void_row(event_id: str) -> PspWebhook:
+    """A row applied at once without any PSP call: a dispute event stored without its dispute
+    (ignored). It was a void event while voids were "recorded from the answer"; a void event is
+    now confirmed by inquiry (tests/payments/test_void_failed_later.py), which this test is not
+    about."""
     event = PspEvent(
         event_id=event_id,
-        kind=PspEventKind.VOID,
+        kind=PspEventKind.DISPUTE,
         outcome=Outcome.APPROVED,
         payment=PspReference("att_poison_neighbour", "BPX1"),
         amount=100,
@@ -33,7 +37,7 @@ def _void_row(event_id: str) -> PspWebhook:
         operation_reference="vd_x",
     )
     return PspWebhook.objects.create(
-        connector="beta", event_id=event_id, kind="void", reference="vd_x", body="{}", headers=event_to_json(event)
+        connector="beta", event_id=event_id, kind="dispute", reference="vd_x", body="{}", headers=event_to_json(event)
     )
 
 

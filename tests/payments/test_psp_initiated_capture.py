@@ -1,0 +1,168 @@
+"""A capture the PSP made on its own (no capture request of ours) of an authorization Payera holds
+`requires_capture`.
+
+PSPs capture on their own: an account configured for delayed automatic capture, a capture made in
+the PSP's dashboard, an issuer-side completion. They say so by webhook (the authorization is now
+`captured`), by a capture event carrying their own operation id, and by the settlement report that
+pays it out. Payera ignored all of it: the authorization event's "captured" was "handled by the
+capture path" (there was none), a capture event with an operation id Payera never made was parked
+and then failed, and reconciliation's settlement inquiry only looked at Payera's own captures. The
+PSP held the shopper's money and paid it out; Payera showed the payment `requires_capture`, posted
+no journal (the merchant's balance never saw the sale), told the merchant nothing, and the
+authorization expiry later tried to void a captured payment.
+
+Now the PSP's capture is recorded as a capture of the authorization (succeeded, the capture
+journals, `payment.captured` / `payment.succeeded`) — once, whatever repeats: webhooks, inquiries,
+and the merchant's own capture racing it (refused by the PSP, or by Payera once recorded).
+
+The PSP is a stand-in for alpha (alpha's wire format; a PSP is outside the machine) whose
+`psp_capture()` captures an authorization on its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import threading
+
+import pytest
+
+from ledger.models import Journal
+from payera.events.models import Event
+from payments.models import AS, PS, InboxStatus, OperationStatus, Payment, PspWebhook
+from payments.services import payment_capture, payment_create
+from payments.services.recovery import attempt_settlement_inquire
+from payments.services.webhooks import psp_webhook_process, psp_webhook_receive
+from tests.helpers import psp_at, standin_psp
+from tests.merchants.factories import MerchantFactory
+from tests.payments.standin_alpha import StandinAlpha
+from tests.scenarios.conftest import assert_ledger_sound
+
+CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+
+
+def _webhook(secret: str, event_id: str, typ: str, data: dict) -> PspWebhook:
+    body = json.dumps({"id": event_id, "type": typ, "created": "2026-12-07T10:00:00Z", "data": data}).encode()
+    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": sig})
+
+
+def _authorized(merchant) -> Payment:
+    payment = payment_create(
+        merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, capture_method="manual"
+    )
+    assert payment.status == PS.REQUIRES_CAPTURE
+    return payment
+
+
+def _assert_captured_once(payment_id: str, merchant, amount: int) -> None:
+    payment = Payment.objects.get(pk=payment_id)
+    assert (payment.status, payment.amount_captured) == (PS.SUCCEEDED, amount)
+    [capture] = payment.captures.filter(status=OperationStatus.SUCCEEDED)
+    assert capture.amount == amount
+    attempt = payment.attempts.get()
+    assert attempt.status == AS.CAPTURED
+    assert Journal.objects.filter(reference=f"capture:{attempt.id}").count() == 1
+    assert Event.objects.filter(merchant_id=merchant.id, type="payment.captured").count() == 1
+    assert_ledger_sound()
+
+
+@pytest.mark.django_db
+def test_a_psp_capture_reported_by_the_authorization_webhook_is_recorded_once(psp_settings, settings):
+    secret = psp_settings["alpha"].webhook_secret
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha()
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        payment = _authorized(merchant)
+        auth = psp.psp_capture(payment.attempts.get().id, amount=700)  # partial, on its own
+
+        row = _webhook(secret, "evt_1", "authorization.updated", auth)
+        psp_webhook_process(webhook_id=row.pk)
+        _assert_captured_once(payment.id, merchant, 700)
+
+        for n in (2, 3):  # the PSP sends it again (new event ids): nothing more
+            psp_webhook_process(webhook_id=_webhook(secret, f"evt_{n}", "authorization.updated", auth).pk)
+        _assert_captured_once(payment.id, merchant, 700)
+
+
+@pytest.mark.django_db
+def test_a_psp_capture_event_with_the_psps_own_operation_id_is_recorded(psp_settings, settings):
+    secret = psp_settings["alpha"].webhook_secret
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha()
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        payment = _authorized(merchant)
+        auth = psp.psp_capture(payment.attempts.get().id)
+        [op] = auth["operations"]
+
+        row = _webhook(secret, "evt_op", "capture.succeeded", op)
+        note = psp_webhook_process(webhook_id=row.pk)
+        assert PspWebhook.objects.get(pk=row.pk).status == InboxStatus.PROCESSED, note
+        _assert_captured_once(payment.id, merchant, 1000)
+
+
+@pytest.mark.django_db
+def test_a_psp_capture_found_by_the_settlement_inquiry_is_recorded_once(psp_settings, settings):
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha()
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        payment = _authorized(merchant)
+        attempt = payment.attempts.get()
+        psp.psp_capture(attempt.id)
+
+        assert attempt_settlement_inquire(attempt_id=attempt.id)  # reconciliation: "missing in Payera"
+        _assert_captured_once(payment.id, merchant, 1000)
+        assert attempt_settlement_inquire(attempt_id=attempt.id)
+        _assert_captured_once(payment.id, merchant, 1000)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("run", range(3))
+def test_the_merchants_capture_racing_the_psps_own_captures_once(psp_settings, settings, run):
+    """Our capture request and the PSP's webhook at the same time, in two threads: one capture, one
+    journal, whichever wins. The PSP refuses our capture (already captured); a webhook that met our
+    capture under way is asked again later (parked) and then records the PSP's."""
+    from django.db import connection
+
+    secret = psp_settings["alpha"].webhook_secret
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha()
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        payment = _authorized(merchant)
+        auth = psp.psp_capture(payment.attempts.get().id)
+        row = _webhook(secret, f"evt_race_{run}", "authorization.updated", auth)
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def ours() -> None:
+            try:
+                barrier.wait()
+                payment_capture(merchant=merchant, payment_id=payment.id)
+            except Exception as exc:  # noqa: BLE001 - refused either way: by the PSP or by Payera
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        def theirs() -> None:
+            try:
+                barrier.wait()
+                psp_webhook_process(webhook_id=row.pk)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=ours), threading.Thread(target=theirs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(errors) == 1, errors  # the merchant's capture is refused: it was captured already
+        # a parked webhook is asked again later
+        PspWebhook.objects.filter(pk=row.pk).update(next_try_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        psp_webhook_process(webhook_id=row.pk)
+        _assert_captured_once(payment.id, merchant, 1000)
