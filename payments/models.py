@@ -516,6 +516,9 @@ class Refund(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["psp_reference"], name="refund_psp_reference_idx"),  # back-office search
             # a reconciliation report's period: the refunds that succeeded inside it (missing at PSP)
             models.Index(fields=["updated_at"], condition=Q(status="succeeded"), name="refund_succeeded_at_idx"),
+            # ... and those returned inside it (failed after they succeeded: refund reversals), among
+            # the failed ones only (reconciliation's missing-at-PSP check of returns)
+            models.Index(fields=["updated_at"], condition=Q(status="failed"), name="refund_failed_at_idx"),
         ]
 
     def __str__(self) -> str:

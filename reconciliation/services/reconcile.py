@@ -1195,7 +1195,8 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: b
         # by the time it succeeded; a won dispute's reversal by the time it was decided (its
         # chargeback line names the dispute too, so the reversal line is told by its kind)
         # a refund returned after it succeeded by the time it was returned (its last change; its
-        # refund line names it too, so the reversal line is told by its kind)
+        # refund line names it too, so the reversal line is told by its kind; read through the
+        # partial index of failed refunds, refund_failed_at_idx)
         items = (
             (t["capture"], "", "x.status = 'succeeded'", "updated_at", ""),
             (t["refund"], "-", "x.status = 'succeeded'", "updated_at", ""),
