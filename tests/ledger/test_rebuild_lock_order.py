@@ -38,6 +38,53 @@ def _pid() -> int:
         return cursor.fetchone()[0]
 
 
+def _rebuild_beside(middle, write) -> list:
+    """Runs a rebuild while another transaction holds `middle` (the rebuild's lock waits there),
+    then `write` in a third thread once the rebuild waits, and checks `write` waits for the rebuild;
+    then lets `middle` go. Answers the rebuild's reports; every thread's error fails the test."""
+    errors: list[BaseException] = []
+    pids: dict[str, int] = {}
+    held, release = threading.Event(), threading.Event()
+    reports: list = []
+
+    def guarded(name, body):
+        def run() -> None:
+            try:
+                pids[name] = _pid()
+                body()
+            except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        return threading.Thread(target=run)
+
+    def hold_middle() -> None:
+        with transaction.atomic():
+            list(Account.objects.select_for_update().filter(owner=middle.owner))
+            held.set()
+            assert release.wait(60)
+
+    holder = guarded("holder", hold_middle)
+    holder.start()
+    assert held.wait(30)
+    rebuilder = guarded("rebuild", lambda: reports.append(services.ledger_rebuild()))
+    rebuilder.start()
+    while "rebuild" not in pids:
+        threading.Event().wait(0.01)
+    _backend_waits_for(pids["rebuild"], pids["holder"])  # the rebuild's lock waits at `middle`
+    poster = guarded("poster", write)
+    poster.start()
+    while "poster" not in pids:
+        threading.Event().wait(0.01)
+    _backend_waits_for(pids["poster"], pids["rebuild"])  # the write waits for the rebuild
+    release.set()
+    for thread in (holder, rebuilder, poster):
+        thread.join(60)
+    assert errors == [], errors
+    return reports
+
+
 def test_a_rebuild_and_a_posting_to_a_young_hot_account_do_not_deadlock():
     tag = uuid.uuid4().hex[:10]
     wallet = make_account("mer_w" + tag, "wallet", type=AccountType.LIABILITY)  # lowest id
@@ -48,64 +95,16 @@ def test_a_rebuild_and_a_posting_to_a_young_hot_account_do_not_deadlock():
         Account.objects.filter(parent__code=hot.code).order_by("id").first().id
         > Account.objects.get(owner=middle.owner).id
     )
-    errors: list[BaseException] = []
-    pids: dict[str, int] = {}
-    held, release = threading.Event(), threading.Event()
-    reports: list = []
-
-    def hold_middle() -> None:
-        try:
-            pids["holder"] = _pid()
-            with transaction.atomic():
-                list(Account.objects.select_for_update().filter(owner=middle.owner))
-                held.set()
-                assert release.wait(60)
-        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    def rebuild() -> None:
-        try:
-            pids["rebuild"] = _pid()
-            reports.append(services.ledger_rebuild())
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
 
     def post() -> None:
-        try:
-            pids["poster"] = _pid()
-            with transaction.atomic():  # a caller's transaction: a deadlock error would reach it
-                services.journal_post(
-                    reference=f"capture:{tag}",
-                    lines=(PostingLine(hot, 100), PostingLine(wallet, -100)),
-                    occurred_at=datetime.now(UTC),
-                )
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():  # a caller's transaction: a deadlock error would reach it
+            services.journal_post(
+                reference=f"capture:{tag}",
+                lines=(PostingLine(hot, 100), PostingLine(wallet, -100)),
+                occurred_at=datetime.now(UTC),
+            )
 
-    holder = threading.Thread(target=hold_middle)
-    holder.start()
-    assert held.wait(30)
-    rebuilder = threading.Thread(target=rebuild)
-    rebuilder.start()
-    while "rebuild" not in pids:
-        threading.Event().wait(0.01)
-    _backend_waits_for(pids["rebuild"], pids["holder"])  # the rebuild's lock waits at `middle`
-    poster = threading.Thread(target=post)
-    poster.start()
-    while "poster" not in pids:
-        threading.Event().wait(0.01)
-    _backend_waits_for(pids["poster"], pids["rebuild"])  # the posting waits for a row the rebuild holds
-    release.set()
-    for thread in (holder, rebuilder, poster):
-        thread.join(60)
-
-    assert errors == [], errors
+    reports = _rebuild_beside(middle, post)
     assert reports and reports[0].ok
     assert ledger_verify().ok
 
@@ -126,69 +125,20 @@ def test_a_hot_account_created_while_the_rebuild_runs_does_not_deadlock_it_with_
     wallet = make_account("mer_w" + tag, "wallet", type=AccountType.LIABILITY)  # locked by the first round
     middle = make_account("mer_m" + tag, "middle")  # held by a third transaction: the rebuild stops here
     hot = AccountKey("platform", "late_hot:" + tag, "EUR")
-    errors: list[BaseException] = []
-    pids: dict[str, int] = {}
-    held, release = threading.Event(), threading.Event()
-    reports: list = []
-
-    def hold_middle() -> None:
-        try:
-            pids["holder"] = _pid()
-            with transaction.atomic():
-                list(Account.objects.select_for_update().filter(owner=middle.owner))
-                held.set()
-                assert release.wait(60)
-        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    def rebuild() -> None:
-        try:
-            pids["rebuild"] = _pid()
-            reports.append(services.ledger_rebuild())
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
 
     def create_and_post() -> None:
-        try:
-            pids["poster"] = _pid()
-            # created (and committed) while the rebuild waits: after its accounts were listed
-            services.account_get_or_create(key=hot, type=AccountType.ASSET, hot=True)
-            pids["created"] = 1
-            with transaction.atomic():  # a caller's transaction: a deadlock error would reach it
-                services.journal_post(
-                    reference=f"capture:{tag}",
-                    lines=(PostingLine(hot, 100), PostingLine(wallet, -100)),
-                    occurred_at=datetime.now(UTC),
-                )
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
+        # created (and committed) while the rebuild waits: after its accounts were listed (the
+        # posting waits for the rebuild: for `wallet` on main; with the fix for the whole table,
+        # where the account creation itself waits)
+        services.account_get_or_create(key=hot, type=AccountType.ASSET, hot=True)
+        with transaction.atomic():  # a caller's transaction: a deadlock error would reach it
+            services.journal_post(
+                reference=f"capture:{tag}",
+                lines=(PostingLine(hot, 100), PostingLine(wallet, -100)),
+                occurred_at=datetime.now(UTC),
+            )
 
-    holder = threading.Thread(target=hold_middle)
-    holder.start()
-    assert held.wait(30)
-    rebuilder = threading.Thread(target=rebuild)
-    rebuilder.start()
-    while "rebuild" not in pids:
-        threading.Event().wait(0.01)
-    _backend_waits_for(pids["rebuild"], pids["holder"])  # the rebuild's first lock waits at `middle`
-    poster = threading.Thread(target=create_and_post)
-    poster.start()
-    # the posting waits for the rebuild (for `wallet` on main; for the whole table with the fix,
-    # where the account creation itself waits)
-    while "poster" not in pids:
-        threading.Event().wait(0.01)
-    _backend_waits_for(pids["poster"], pids["rebuild"])
-    release.set()
-    for thread in (holder, rebuilder, poster):
-        thread.join(60)
-
-    assert errors == [], errors
+    reports = _rebuild_beside(middle, create_and_post)
     assert reports and reports[0].ok
     assert selectors.account_balance(key=hot).posted == 100
     assert ledger_verify().ok
