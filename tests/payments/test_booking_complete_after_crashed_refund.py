@@ -17,13 +17,12 @@ merchant finishes what the crashed request began (cancel again, or complete the 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from ledger.selectors import balance_get
 from payments.models import Booking, OperationStatus, Refund
 from payments.services import bookings as svc
+from tests.helpers import confirmed_booking
 from tests.merchants.factories import MerchantFactory
 
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
@@ -41,18 +40,7 @@ def _eur(money) -> int:
 
 
 def _confirmed(merchant) -> Booking:
-    booking = svc.booking_create(
-        merchant=merchant,
-        amount=GROSS,
-        currency="EUR",
-        reference="crash",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
-    svc.booking_confirm(merchant=merchant, booking_id=booking.id)
-    booking.refresh_from_db()
-    assert booking.status == "confirmed"
-    return booking
+    return confirmed_booking(merchant, amount=GROSS, reference="crash")
 
 
 class _Crash(Exception):

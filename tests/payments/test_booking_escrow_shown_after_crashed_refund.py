@@ -14,14 +14,13 @@ is the documented way to finish it), so the wrong figure lasted. Now a confirmed
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from ledger.selectors import balance_get
 from payments.bookings_selectors import booking_get, booking_list
 from payments.bookings_serializers import render_booking
 from payments.services import bookings as svc
+from tests.helpers import confirmed_booking
 from tests.merchants.factories import MerchantFactory
 
 pytestmark = pytest.mark.django_db
@@ -41,16 +40,7 @@ def _escrow(merchant) -> int:
 
 
 def _confirmed(merchant):
-    booking = svc.booking_create(
-        merchant=merchant,
-        amount=GROSS,
-        currency="EUR",
-        reference="crash",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
-    svc.booking_confirm(merchant=merchant, booking_id=booking.id)
-    return booking
+    return confirmed_booking(merchant, amount=GROSS, reference="crash")
 
 
 @pytest.mark.parametrize("rest", [GROSS, 4000])  # a cancel's refund, a partial completion's

@@ -13,8 +13,6 @@ request), which recovery finishes the same way, and the merchant's retry races r
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.db import connection
 
@@ -25,6 +23,7 @@ from payera.events.models import Event
 from payments.models import Booking, OperationStatus, Refund
 from payments.services import bookings as svc
 from payments.services.recovery import recovery_run
+from tests.helpers import confirmed_booking
 from tests.merchants.factories import MerchantFactory
 from tests.payments.test_concurrency import _race
 from tests.scenarios.conftest import assert_ledger_sound, fee
@@ -48,16 +47,7 @@ def _eur(money) -> int:
 
 
 def _confirmed(merchant) -> Booking:
-    booking = svc.booking_create(
-        merchant=merchant,
-        amount=GROSS,
-        currency="EUR",
-        reference="stay",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
-    svc.booking_confirm(merchant=merchant, booking_id=booking.id)
-    return Booking.objects.get(pk=booking.id)
+    return confirmed_booking(merchant, amount=GROSS, reference="stay")
 
 
 class _Died(Exception):

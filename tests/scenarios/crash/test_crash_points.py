@@ -18,6 +18,7 @@ from ledger.selectors import balance_get
 from ledger.verify import ledger_verify
 from payments.models import AS, PS, Capture, OperationStatus, Payment, Refund
 from payments.services import payment_create, recovery_run, refund_create
+from tests.helpers import confirmed_booking
 from tests.merchants.factories import MerchantFactory
 from tests.psp_adapters.sandbox_fixtures import REPO_ROOT, connectors_for
 
@@ -306,16 +307,7 @@ BOOKING = 10_000
 
 
 def _confirmed_booking(merchant):
-    import time
-
-    from payments.services.bookings import booking_confirm, booking_create
-
-    booking = booking_create(merchant=merchant, amount=BOOKING, currency="EUR", reference="stay-crash",
-                             hold_expires_at=int(time.time()) + 600, payment_method_data=CARD)
-    booking_confirm(merchant=merchant, booking_id=booking.id)
-    booking.refresh_from_db()
-    assert booking.status == "confirmed"
-    return booking
+    return confirmed_booking(merchant, amount=BOOKING, reference="stay-crash")
 
 
 def escrow_eur(merchant) -> int:
