@@ -116,6 +116,7 @@ def test_a_return_of_an_older_period_reopens_it_and_the_period_paid_since_is_not
     assert_ledger_sound()
 
 
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
 def test_the_return_applied_twice_racing_a_tick_reopens_the_period_once(env, held):
     cus, pm = returning_sepa_held(env, held)
     sub = subscribe(env, cus, pm, interval="day")
@@ -139,7 +140,9 @@ def test_the_return_applied_twice_racing_a_tick_reopens_the_period_once(env, hel
             connection.close()
 
     apply = lambda: dispute_apply_event(connector="beta", event=event, actor="psp:beta")  # noqa: E731
-    period_1 = t0 + dt.timedelta(days=1, seconds=1)  # the tick would charge period 1 now
+    # the tick is due for period 1 (it starts at t0 + 1 day); the return, after t0, is retried a
+    # day after itself, so later than this tick
+    period_1 = t0 + dt.timedelta(days=1)
     threads = [threading.Thread(target=run, args=(fn,))
                for fn in (apply, apply, lambda: subscriptions_run(now_=period_1))]
     for t in threads:
