@@ -104,10 +104,12 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
 
     # --- transitions (pure) ------------------------------------------------------------------
     @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE], target=SS.ACTIVE)
-    def mark_paid(self, *, next_period: int, next_charge_at) -> None:
+    def mark_paid(self, *, next_period: int, next_charge_at, tries: int = 0) -> None:
+        """`next_period`: the first period not paid yet; `tries`: the tries it already had (a
+        charge of it that failed while an older, returned period was being collected)."""
         self.current_period = next_period
         self.next_charge_at = next_charge_at
-        self.retries = 0
+        self.retries = tries
         self.dunning_started_at = None
         self.last_decline_code = ""
         self.last_error = None
@@ -120,6 +122,19 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
         self.last_decline_code = decline_code[:64]
         self.last_error = error
         self.next_charge_at = retry_at
+
+    @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE], target=SS.PAST_DUE)
+    def mark_returned(self, *, period: int, tries: int, retry_at, at, error: dict) -> None:
+        """The debit that paid `period` (older than the current one) was returned by the bank: that
+        period is due again, on the dunning schedule counted from the return (`at`), its `tries`
+        (the returned one included) counted as its failed tries."""
+        self.current_period = period
+        self.retries = tries
+        self.dunning_started_at = at
+        self.last_decline_code = str(error["code"])[:64]
+        self.last_error = error
+        self.next_charge_at = retry_at
+        self.resumed_at = None
 
     @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE], target=SS.UNPAID)
     def mark_unpaid(self, *, decline_code: str, at, error: dict | None = None) -> None:
@@ -151,6 +166,9 @@ class ChargeStatus(models.TextChoices):
     PENDING = "pending"  # claimed; its payment is being made or its outcome is not known yet
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # succeeded, then its debit was returned by the bank (a dispute `debit_returned`): its period
+    # is not paid any more (a retry of it may succeed: at most one `succeeded` per period)
+    RETURNED = "returned"
 
 
 class SubscriptionCharge(models.Model):

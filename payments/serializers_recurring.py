@@ -119,7 +119,8 @@ class SubscriptionOutputSerializer(serializers.Serializer):
         return sub.last_decline_code or None
 
     def get_latest_payment(self, sub) -> str | None:
-        charge = sub.charges.exclude(payment=None).order_by("-period", "-try_number").first()
+        # the last charge made (a returned period's retry too, though its period is an older one)
+        charge = sub.charges.exclude(payment=None).order_by("-pk").first()
         return charge.payment_id if charge else None
 
     def get_description(self, sub) -> str | None:

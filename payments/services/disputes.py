@@ -25,10 +25,12 @@ from payments.serializers import render_dispute
 from payments.services.booking_sync import booking_dispute_opened
 from payments.services.common import emit, now, post, postings_last, recovery_delay, setting, transition
 from payments.services.methods import mandate_end_by_code
+from payments.services.subscriptions import subscription_charge_returned
 from psp_adapters.errors import PspError, PspReferenceNotFoundError, PspUnavailableError
 from psp_adapters.port import (
     DisputeEvidenceRequest,
     DisputeEvidenceResult,
+    DisputeReason,
     DisputeResult,
     DisputeStatus,
     EvidenceRefusal,
@@ -208,6 +210,9 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
     _emit_dispute(dispute, "dispute.created")
     emit(payment, "payment.disputed")  # the payment object, with its amount_disputed
     booking_dispute_opened(payment, dispute_id=dispute.id, actor=actor)  # a booking's escrow ends first
+    if dispute.reason == DisputeReason.DEBIT_RETURNED.value:  # a subscription's period is due again
+        note = subscription_charge_returned(payment=payment, dispute_id=dispute.id, psp_reason=dispute.psp_reason)
+        logger.info("dispute %s: returned debit of %s: %s", dispute.id, payment.id, note)
     post(
         chargeback_journals(dispute_id=dispute.id, merchant_id=payment.merchant_id, connector=connector,
                             amount=dispute.amount, fee=dispute.fee, currency=dispute.currency),

@@ -313,17 +313,7 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
             charge.refresh_from_db()
     payment = charge.payment
     if payment is not None and payment.status == PS.SUCCEEDED:
-        charge.status = ChargeStatus.SUCCEEDED
-        charge.save(update_fields=["status", "updated_at"])
-        was_past_due = sub.status == SS.PAST_DUE
-        if can_proceed(sub.mark_paid):
-            nxt = charge.period + 1
-            sub.mark_paid(next_period=nxt,
-                          next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
-            sub.save()
-            _emit(sub, "subscription.payment_succeeded", *(["subscription.recovered"] if was_past_due else []))
-        else:  # canceled once the charge was under way: the payment stands, the merchant is told
-            _emit(sub, "subscription.payment_succeeded")
+        _charge_succeeded(sub, charge)
         return "succeeded"
     if payment is not None and payment.status not in (PS.FAILED, PS.CANCELED):
         return "pending"  # processing (asynchronous PSP) or held: the next tick looks again
@@ -342,6 +332,12 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
     charge.decline_code = code[:64]
     charge.save(update_fields=["status", "decline_code", "updated_at"])
     if not can_proceed(sub.mark_past_due):  # canceled meanwhile
+        return "failed"
+    if charge.period > sub.current_period:
+        # a later period's charge, under way when an older period's debit was returned (the
+        # subscription went back to collecting that one): its failure is kept in its charge row and
+        # counted (`tries`) once the subscription comes back to this period
+        _emit(sub, "subscription.payment_failed")
         return "failed"
     failures = sub.retries + 1
     # dunning counts from when the period's charge was due (not from when a tick ran), so the
@@ -362,6 +358,96 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
     sub.save()
     _emit(sub, *events)
     return "failed"
+
+
+def _tries(sub: Subscription, period: int) -> int:
+    """How many tries `period` has had (its charge rows): the next try's number."""
+    tried = SubscriptionCharge.objects.filter(subscription=sub, period=period).aggregate(n=Max("try_number"))["n"]
+    return 0 if tried is None else tried + 1
+
+
+def _first_unpaid_after(sub: Subscription, period: int) -> int:
+    """The first period after `period` without a succeeded charge: after a returned period is paid
+    again, the periods paid meanwhile are not charged twice."""
+    paid = set(SubscriptionCharge.objects.filter(subscription=sub, period__gt=period,
+                                                 status=ChargeStatus.SUCCEEDED).values_list("period", flat=True))
+    nxt = period + 1
+    while nxt in paid:
+        nxt += 1
+    return nxt
+
+
+def _charge_succeeded(sub: Subscription, charge: SubscriptionCharge) -> None:
+    """Under the subscription's and the charge's locks: the charge's payment succeeded."""
+    charge.status = ChargeStatus.SUCCEEDED
+    charge.save(update_fields=["status", "updated_at"])
+    if charge.period > sub.current_period or not can_proceed(sub.mark_paid):
+        # canceled once the charge was under way, or a later period's charge while an older,
+        # returned period is collected again: the payment stands (that period is paid), the
+        # subscription stays where it is, the merchant is told
+        _emit(sub, "subscription.payment_succeeded")
+        return
+    was_past_due = sub.status == SS.PAST_DUE
+    nxt = _first_unpaid_after(sub, charge.period)
+    sub.mark_paid(next_period=nxt, tries=_tries(sub, nxt),
+                  next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
+    sub.save()
+    _emit(sub, "subscription.payment_succeeded", *(["subscription.recovered"] if was_past_due else []))
+
+
+def subscription_charge_returned(*, payment: Payment, dispute_id: str, psp_reason: str = "",
+                                 now_: dt.datetime | None = None) -> str:
+    """A debit that paid a subscription's charge was returned by the shopper's bank (a dispute
+    `debit_returned` opened on `payment`). Called by the dispute's opening, in its transaction and
+    under the payment's lock (the payment before the subscription, as everywhere); the dispute is
+    opened once per PSP dispute, and the charge moves `succeeded` → `returned` once under the
+    subscription's lock, so a repeated or concurrent return, or a tick at the same moment, reopens
+    the period once.
+
+    The period the debit paid is due again (docs/payments.md "Subscriptions"): the subscription
+    goes `past_due` on it (`subscription.past_due`, or `subscription.updated` if it was past due on
+    a later period), retried on the dunning schedule counted from the return, the returned try
+    counted as one of the period's failed tries (spent: `unpaid`); paid again, it carries on with
+    the first period not paid. A canceled subscription is left as it is; an unpaid one stays
+    unpaid (nothing is collected; a resume charges the period in progress as always): only the
+    charge is marked returned. Returns what happened (a note for the logs)."""
+    charge0 = SubscriptionCharge.objects.filter(payment_id=payment.pk).only("pk", "subscription_id").first()
+    if charge0 is None:
+        return "not a subscription charge"
+    at = now_ or now()
+    sub = subscription_lock(charge0.subscription_id)
+    charge = SubscriptionCharge.objects.select_for_update(of=("self",)).get(pk=charge0.pk)
+    if sub.status == SS.CANCELED:
+        return "canceled: not reopened"
+    if charge.status == ChargeStatus.PENDING and payment.status == PS.SUCCEEDED:
+        _charge_succeeded(sub, charge)  # returned before a tick settled it: it was paid, then returned
+    if charge.status != ChargeStatus.SUCCEEDED:
+        return f"charge {charge.status}: nothing to reopen"
+    charge.status = ChargeStatus.RETURNED
+    charge.decline_code = "debit_returned"
+    charge.save(update_fields=["status", "decline_code", "updated_at"])
+    if sub.status == SS.UNPAID or (sub.status == SS.PAST_DUE and charge.period >= sub.current_period):
+        # unpaid: not collected any more; past due on an older period: its dunning reaches this one
+        return f"charge of period {charge.period} returned, subscription {sub.status}"
+    error = {"code": "debit_returned", "decline_code": psp_reason or None,
+             "message": f"The debit {payment.pk} of period {charge.period} was returned by the bank ({dispute_id})."}
+    tries = _tries(sub, charge.period)
+    retry_at = recurring.next_retry_at(dunning_started_at=at, failures=tries,
+                                       schedule_days=list(setting("SUBSCRIPTIONS_RETRY_DAYS", [1, 3, 5, 7])))
+    was = sub.status
+    if retry_at is None:  # the period had spent its retries before this try paid it
+        sub.current_period = charge.period
+        sub.retries = tries
+        sub.mark_unpaid(decline_code="debit_returned", at=at, error=error)
+        events = ["subscription.unpaid"]
+    else:
+        sub.mark_returned(period=charge.period, tries=tries, retry_at=retry_at, at=at, error=error)
+        events = ["subscription.past_due" if was == SS.ACTIVE else "subscription.updated"]
+    sub.save()
+    _emit(sub, *events)
+    logger.info("subscription %s: debit %s of period %s returned (%s): %s", sub.id, payment.pk, charge.period,
+                dispute_id, sub.status)
+    return f"period {charge.period} reopened: {sub.status}"
 
 
 def subscriptions_run(*, now_: dt.datetime | None = None, limit: int = 500) -> dict:
