@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0018_subscription_resumed_at'),
+        ('payments', '0019_refund_failed_at_index'),
     ]
 
     operations = [
