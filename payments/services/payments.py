@@ -55,6 +55,7 @@ from payments.selectors import payment_get
 from payments.serializers import payment_rendered
 from payments.services.booking_sync import booking_guard, payment_in_escrow
 from payments.services.common import (
+    PaymentInProgressError,
     PaymentStateError,
     emit,
     inflight_claim,
@@ -1117,6 +1118,10 @@ def _capture_begin(*, merchant: Merchant, payment_id: str, amount: int | None, a
         # shows requires_capture, so say why this one is refused
         raise PaymentNotCapturableError("A capture of this payment is under way; its outcome arrives as "
                                         "payment.captured (or the payment stays requires_capture if it fails).")
+    if payment.inflight == "cancel":
+        # a cancel under way (its void pending at the PSP or its answer lost) is never taken over by
+        # time, however long the PSP takes: its webhook or recovery's inquiry (cancel_recover) ends it
+        raise PaymentInProgressError()
     inflight_claim(payment, "capture")
     payment.save()
     capture = Capture(payment=payment, attempt=attempt, amount=amount, currency=payment.currency,
