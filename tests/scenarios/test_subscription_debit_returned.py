@@ -235,3 +235,37 @@ def test_a_resume_after_a_returned_older_period_does_not_charge_the_paid_period_
     assert row.next_charge_at == t0 + dt.timedelta(days=2)
     assert not SubscriptionCharge.objects.filter(subscription_id=sub["id"], status="pending").exists()
     assert_ledger_sound()
+
+
+def test_a_resume_while_the_period_in_progress_is_still_being_debited_makes_no_second_payment(env, held, settings):
+    """An older period's debit was returned with its retries spent (`unpaid` on period 0) while
+    period 1's SEPA debit was still processing. The merchant gave a card during period 1: the
+    resume charged period 1 on the card at once, next to the debit still under way. Both went
+    through: the shopper paid period 1 twice (a card capture and a SEPA debit), and the second to
+    settle could not be recorded (at most one succeeded charge per period). Now a resume while the
+    period in progress has a charge still being processed is refused (nothing changes, nothing
+    charged): the merchant tries again once it settles."""
+    from payments.models import Payment
+    from payments.services import subscription_update
+    from payments.services.subscriptions import SubscriptionStateError
+
+    settings.SUBSCRIPTIONS_RETRY_DAYS = []
+    cus, pm = returning_sepa_held(env, held)
+    sub = subscribe(env, cus, pm, interval="day")
+    t0 = anchor(sub)
+    settle(env, held, sub["id"], 0, t0)
+    tick(t0 + dt.timedelta(days=1, seconds=1))  # period 1's debit is made, still processing (held)
+    assert charge_of(sub["id"], 1).status == "pending"
+
+    attempt = charge_of(sub["id"], 0).payment.attempts.get().id
+    wait_for(lambda: events_of(held, attempt, "dispute"))
+    deliver(env, held, events_of(held, attempt, "dispute"))
+    wait_for(lambda: Dispute.objects.filter(payment__attempts__id=attempt).exists())
+    assert Subscription.objects.get(pk=sub["id"]).status == "unpaid"
+
+    _, card = saved_card(env, cus=cus)
+    with pytest.raises(SubscriptionStateError):
+        subscription_update(merchant=env.merchant, subscription_id=sub["id"],
+                            payment_method=card["payment_method"]["id"], now_=t0 + dt.timedelta(days=1, hours=1))
+    assert Payment.objects.filter(metadata__subscription=sub["id"], metadata__subscription_period="1").count() == 1
+    assert Subscription.objects.get(pk=sub["id"]).status == "unpaid"
