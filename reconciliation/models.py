@@ -15,6 +15,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -399,9 +400,11 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
     class Meta:
         verbose_name_plural = "discrepancies"
         constraints = [
-            # one missing-at-PSP discrepancy per capture/refund, whatever runs see it missing
+            # one missing-at-PSP discrepancy per capture/refund and direction, whatever runs see it
+            # missing (a returned refund has two: the refund, -, and its reversal, +)
             models.UniqueConstraint(
-                fields=["psp", "object_id"], condition=Q(kind="missing_at_psp"), name="recon_dsc_missing_once"
+                F("psp"), F("object_id"), GreaterThan(F("payera_amount"), 0),
+                condition=Q(kind="missing_at_psp"), name="recon_dsc_missing_once_each_way",
             ),
         ]
         indexes = [

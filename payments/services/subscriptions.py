@@ -194,9 +194,24 @@ def _subscription_update_record(*, merchant: Merchant, subscription_id: str, pay
     resumed = payment_method is not None and sub.status == SS.UNPAID
     if resumed:
         period = recurring.period_at(sub.anchor, sub.interval, sub.interval_count, at, first=sub.current_period)
+        if SubscriptionCharge.objects.filter(subscription=sub, period=period, status=ChargeStatus.PENDING).exists():
+            # that period's charge is still being processed (a SEPA debit made before an older
+            # period's return made the subscription unpaid): charging it again now could take it twice
+            raise SubscriptionStateError("The subscription's current period has a charge still being processed: "
+                                         "update the payment method once it has settled.")
         tried = SubscriptionCharge.objects.filter(subscription=sub, period=period).aggregate(
             n=Max("try_number"))["n"]
         sub.mark_resumed(period=period, try_number=0 if tried is None else tried + 1, at=at)
+        if SubscriptionCharge.objects.filter(subscription=sub, period=period, status=ChargeStatus.SUCCEEDED).exists():
+            # the period in progress is paid already (an older period's debit was returned after
+            # it was paid, and that one's retries were spent): nothing is charged now, the
+            # subscription is active again and goes on with the first period not paid
+            nxt = _first_unpaid_after(sub, period)
+            sub.mark_paid(next_period=nxt, tries=_tries(sub, nxt),
+                          next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
+            sub.save()
+            _emit(sub, "subscription.updated", "subscription.recovered")
+            return sub, False
     sub.save()
     _emit(sub, "subscription.updated")
     return sub, resumed

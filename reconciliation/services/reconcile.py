@@ -1202,6 +1202,8 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: b
             (t["refund"], "-", "x.status = 'succeeded'", "updated_at", ""),
             (t["dispute"], "", "x.status = 'won'", "closed_at", " AND l.kind = 'chargeback_reversal'"),
             (t["refund"], "", refund_reversed_sql("x"), "updated_at", " AND l.kind = 'refund_reversal'"),
+            # and its refund half by the time it was made (its refund line, not its reversal's)
+            (t["refund"], "-", refund_reversed_sql("x"), "created_at", " AND l.kind = 'refund'"),
         )
         for table, sign, status, at, line_kind in items:
             statements.append(
@@ -1216,7 +1218,7 @@ FROM (SELECT x.* FROM {table} x WHERE {status} AND x.{at} >= %s AND x.{at} < %s
       {fence}) x
 {attempt}
 WHERE NOT EXISTS (SELECT 1 FROM {dsc} y WHERE y.kind = 'missing_at_psp' AND y.psp = a.connector
-                  AND y.object_id = x.id)""",
+                  AND y.object_id = x.id AND (y.payera_amount > 0) = ({sign}x.amount > 0))""",
                     [run.id, now, now, start, end, run.psp, run.id, run.psp],
                 )
             )

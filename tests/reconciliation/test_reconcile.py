@@ -324,8 +324,9 @@ def test_missing_at_psp_reads_the_periods_captures_and_refunds_through_their_suc
                                            period_end=dt.date(2026, 11, 23))  # fmt: skip
     statements = [s for s in _discrepancies_sql(run, unmatched=False) if "missing_at_psp" in s[0]]
     # captures, refunds, won disputes (their reversals: a scan of the disputes, a few per thousand
-    # payments), returned refunds (their reversals: a scan of the failed refunds, no index of their own)
-    assert len(statements) == 4
+    # payments), returned refunds (their reversals, and their refund halves by the time they were
+    # made: the failed refunds)
+    assert len(statements) == 5
     plans = []
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # what an index can bound shows in the plan

@@ -212,3 +212,20 @@ def test_a_later_line_resolves_a_missing_refund_only_in_its_own_direction(env, t
     _ties_out("alpha", 0)
     assert receivable_aging(psp="alpha") == []
     assert_ledger_sound()
+
+
+def test_a_refund_returned_the_same_day_that_the_report_lacks_entirely_opens_both_halves(env, tmp_path):
+    """A refund made and returned the same day, and the PSP's report names it in no line (neither
+    the refund nor its reversal). Reconciliation opened one "missing at PSP" (+4.00, the reversal)
+    and nothing for the refund itself (-4.00): the refund was `failed` by then, so the refund half
+    was never looked for, and a discrepancy of one direction hid the other (one per object). Finance
+    saw one discrepancy of +4.00 for an item whose two halves the PSP both still owed a line for.
+    Now both halves are looked for, each by the line of its own direction."""
+    _, returned = _day(env, "alpha")
+    _return(env, "alpha", returned)
+    day = _report("alpha")
+    without = "\n".join(line for line in day.splitlines() if returned.id not in line) + "\n"
+    got = _reconcile(tmp_path, "alpha", without, "without")
+    assert got == {"rows": 3, "matched": 3, "discrepancies": {**ZERO, "missing_at_psp": 2}}, got
+    assert sorted(Discrepancy.objects.values_list("object_id", "payera_amount")) == [
+        (returned.id, -400), (returned.id, 400)]

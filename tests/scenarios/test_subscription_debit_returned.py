@@ -195,3 +195,77 @@ def settle(env, sb, sub_id: str, period: int, at: dt.datetime) -> None:
     env.wait(charge.payment_id, lambda p: p["status"] == "succeeded")
     subscriptions_run(now_=at + dt.timedelta(seconds=1))
     assert charge_of(sub_id, period).status == "succeeded"
+
+
+def test_a_resume_after_a_returned_older_period_does_not_charge_the_paid_period_in_progress(env, held, settings):
+    """An older period's debit was returned while the period in progress was already paid, and the
+    returned period's retries were spent (`unpaid` on the returned period 0). The merchant then
+    gave a card during period 1 to resume it: the resume charged "the period in progress" —
+    period 1, already paid — a second time: the shopper's card was debited again for a paid period
+    (a second payment for period 1 at the PSP) and the charge could not even be recorded (at most
+    one succeeded charge per period), so the scheduler tripped on it. What a finance team would
+    have seen: two captures for one period, one subscription charge row `pending` for ever.
+    Now a resume never charges a period that is already paid: the subscription is active again and
+    goes on with the first period not paid."""
+    from payments.models import Payment
+    from payments.services import subscription_update
+
+    settings.SUBSCRIPTIONS_RETRY_DAYS = []  # the returned period has no retry left: unpaid at once
+    cus, pm = returning_sepa_held(env, held)
+    sub = subscribe(env, cus, pm, interval="day")
+    t0 = anchor(sub)
+    settle(env, held, sub["id"], 0, t0)
+    tick(t0 + dt.timedelta(days=1, seconds=1))  # period 1 is charged, and paid
+    settle(env, held, sub["id"], 1, t0 + dt.timedelta(days=1, seconds=2))
+
+    attempt = charge_of(sub["id"], 0).payment.attempts.get().id  # period 0's debit comes back
+    wait_for(lambda: events_of(held, attempt, "dispute"))
+    deliver(env, held, events_of(held, attempt, "dispute"))
+    wait_for(lambda: Dispute.objects.filter(payment__attempts__id=attempt).exists())
+    row = Subscription.objects.get(pk=sub["id"])
+    assert (row.status, row.current_period) == ("unpaid", 0)
+
+    _, card = saved_card(env, cus=cus)  # resumed during period 1, which is paid
+    subscription_update(merchant=env.merchant, subscription_id=sub["id"],
+                        payment_method=card["payment_method"]["id"], now_=t0 + dt.timedelta(days=1, hours=1))
+    assert SubscriptionCharge.objects.filter(subscription_id=sub["id"], period=1).count() == 1
+    assert Payment.objects.filter(metadata__subscription=sub["id"], metadata__subscription_period="1").count() == 1
+    row = Subscription.objects.get(pk=sub["id"])
+    assert (row.status, row.current_period) == ("active", 2)  # goes on with the first period not paid
+    assert row.next_charge_at == t0 + dt.timedelta(days=2)
+    assert not SubscriptionCharge.objects.filter(subscription_id=sub["id"], status="pending").exists()
+    assert_ledger_sound()
+
+
+def test_a_resume_while_the_period_in_progress_is_still_being_debited_makes_no_second_payment(env, held, settings):
+    """An older period's debit was returned with its retries spent (`unpaid` on period 0) while
+    period 1's SEPA debit was still processing. The merchant gave a card during period 1: the
+    resume charged period 1 on the card at once, next to the debit still under way. Both went
+    through: the shopper paid period 1 twice (a card capture and a SEPA debit), and the second to
+    settle could not be recorded (at most one succeeded charge per period). Now a resume while the
+    period in progress has a charge still being processed is refused (nothing changes, nothing
+    charged): the merchant tries again once it settles."""
+    from payments.models import Payment
+    from payments.services import subscription_update
+    from payments.services.subscriptions import SubscriptionStateError
+
+    settings.SUBSCRIPTIONS_RETRY_DAYS = []
+    cus, pm = returning_sepa_held(env, held)
+    sub = subscribe(env, cus, pm, interval="day")
+    t0 = anchor(sub)
+    settle(env, held, sub["id"], 0, t0)
+    tick(t0 + dt.timedelta(days=1, seconds=1))  # period 1's debit is made, still processing (held)
+    assert charge_of(sub["id"], 1).status == "pending"
+
+    attempt = charge_of(sub["id"], 0).payment.attempts.get().id
+    wait_for(lambda: events_of(held, attempt, "dispute"))
+    deliver(env, held, events_of(held, attempt, "dispute"))
+    wait_for(lambda: Dispute.objects.filter(payment__attempts__id=attempt).exists())
+    assert Subscription.objects.get(pk=sub["id"]).status == "unpaid"
+
+    _, card = saved_card(env, cus=cus)
+    with pytest.raises(SubscriptionStateError):
+        subscription_update(merchant=env.merchant, subscription_id=sub["id"],
+                            payment_method=card["payment_method"]["id"], now_=t0 + dt.timedelta(days=1, hours=1))
+    assert Payment.objects.filter(metadata__subscription=sub["id"], metadata__subscription_period="1").count() == 1
+    assert Subscription.objects.get(pk=sub["id"]).status == "unpaid"
