@@ -519,6 +519,8 @@ class Refund(ConcurrentTransitionMixin, models.Model):
             # ... and those returned inside it (failed after they succeeded: refund reversals), among
             # the failed ones only (reconciliation's missing-at-PSP check of returns)
             models.Index(fields=["updated_at"], condition=Q(status="failed"), name="refund_failed_at_idx"),
+            # (and the refund half of such a return by the time the refund was made)
+            models.Index(fields=["created_at"], condition=Q(status="failed"), name="refund_failed_created_idx"),
         ]
 
     def __str__(self) -> str:

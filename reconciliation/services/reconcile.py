@@ -1202,7 +1202,8 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: b
             (t["refund"], "-", "x.status = 'succeeded'", "updated_at", ""),
             (t["dispute"], "", "x.status = 'won'", "closed_at", " AND l.kind = 'chargeback_reversal'"),
             (t["refund"], "", refund_reversed_sql("x"), "updated_at", " AND l.kind = 'refund_reversal'"),
-            # and its refund half by the time it was made (its refund line, not its reversal's)
+            # and its refund half by the time it was made (its refund line, not its reversal's;
+            # refund_failed_created_idx)
             (t["refund"], "-", refund_reversed_sql("x"), "created_at", " AND l.kind = 'refund'"),
         )
         for table, sign, status, at, line_kind in items:
