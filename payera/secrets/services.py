@@ -23,6 +23,7 @@ from payera.secrets.backends.base import (  # noqa: F401 - re-exported for calle
     SecretsRequestError,
     SecretsUnavailableError,
     SecretValueInvalidError,
+    check_key_name,
 )
 
 BACKENDS = {
@@ -84,6 +85,13 @@ def decrypt_refresh(*, key: str, ciphertext: str) -> tuple[bytes, str | None]:
 
 def rotate_key(*, key: str) -> int:
     return get_backend().rotate_key(key)
+
+
+def key_version_latest(*, key: str) -> int:
+    """The version new encryptions under `key` use; 0: no such key (never used, or shredded).
+    ValueError for a malformed name, whichever backend."""
+    check_key_name(key)
+    return get_backend().key_version_latest(key)
 
 
 def rewrap(*, key: str, ciphertext: str) -> str:

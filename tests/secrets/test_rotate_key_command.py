@@ -70,3 +70,24 @@ def test_a_bad_key_name_is_a_clear_error(settings, bad):
     settings.SECRETS_BACKEND = "memory"
     with pytest.raises(CommandError, match="1-63 characters"):
         _rotate(bad)
+
+
+def _unknown_key_refused(key: str) -> None:
+    with pytest.raises(CommandError, match="No key named") as refused:
+        _rotate(key)
+    assert secrets.get_backend().key_version_latest(key) == 0  # nothing created
+    assert key in str(refused.value)
+
+
+def test_a_mistyped_vault_key_is_refused_not_created(bao, settings, key_name):
+    """What was wrong (r18c): rotating a key that does not exist (a typo, or a shredded key) created it
+    at version 1 and answered as if the key had been rotated: the operator believed the exposed key
+    rotated while the real one kept its old version."""
+    _use_vault(settings, bao)
+    _unknown_key_refused(key_name)
+
+
+@pytest.mark.django_db
+def test_a_mistyped_local_key_is_refused_not_created(settings, key_name):
+    settings.SECRETS_BACKEND = "local"
+    _unknown_key_refused(key_name)

@@ -4,7 +4,7 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 from payera.core.errors import PayeraError
-from payera.secrets.services import rotate_key
+from payera.secrets.services import key_version_latest, rotate_key
 
 logger = logging.getLogger("payera.secrets")
 
@@ -13,7 +13,7 @@ class Command(BaseCommand):
     help = (
         "Rotate an application key of the secrets backend (local or Vault Transit): new data is "
         "encrypted under the new version, data encrypted before stays readable and moves forward as "
-        'it is read (decrypt_refresh). Prints {"key", "version"}.'
+        'it is read (decrypt_refresh). Prints {"key", "version"}. A key that does not exist is refused.'
     )
 
     def add_arguments(self, parser):
@@ -22,6 +22,10 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         key = opts["key"]
         try:
+            # a key that does not exist (a typo, a shredded key) is not created: the operator would
+            # believe the exposed key rotated while it kept its version
+            if not key_version_latest(key=key):
+                raise CommandError(f"No key named {key}: nothing was rotated (check the name).")
             version = rotate_key(key=key)
         except ValueError as exc:  # a malformed key name: the rule, never a traceback
             raise CommandError(str(exc)) from None
