@@ -18,21 +18,20 @@ its aging tie out (docs/reconciliation.md "Returned refunds")."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import time
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 
 from ledger.models import Journal
 from payments.models import Refund
 from payments.services import psp_webhook_process_due
 from reconciliation.models import Discrepancy, ReconciliationRun, StatementLine
 from reconciliation.report_tables import run_outcome_rows
-from reconciliation.selectors import receivable_aging, receivable_check
+from reconciliation.selectors import receivable_aging
 from tests.scenarios.conftest import assert_ledger_sound
+
+# the report, reconcile and tie-out steps of the disputes scenarios, the same here
+from tests.scenarios.test_reconciliation_disputes import _alpha_only, _reconcile, _report, _ties_out
 
 pytestmark = [pytest.mark.scenario]
 
@@ -56,32 +55,6 @@ def _until(pred, what: str, timeout: float = 15.0, *, apply: bool = True):
             return got
         assert time.monotonic() < deadline, what
         time.sleep(0.1)
-
-
-def _report(psp: str, day: dt.date | None = None) -> str:
-    out = StringIO()
-    call_command("sandbox_settlement_report", "--psp", psp, *(["--date", day.isoformat()] if day else []), stdout=out)
-    return out.getvalue()
-
-
-def _reconcile(tmp_path, psp: str, text: str, name: str) -> dict:
-    path = tmp_path / f"{psp}-{name}.csv"
-    path.write_text(text)
-    out = StringIO()
-    call_command("reconcile", str(path), "--psp", psp, "--json", stdout=out, stderr=StringIO())
-    return json.loads(out.getvalue())
-
-
-def _alpha_only(text: str, kinds: set[str]) -> str:
-    header, *body, trailer = text.splitlines()
-    return "\n".join([header, *(line for line in body if line.split(",")[0] in kinds), trailer]) + "\n"
-
-
-def _ties_out(psp: str, ledger: int) -> None:
-    """The receivable check is `ok` at `ledger` (captured-not-settled), and the aging adds up to it."""
-    [check] = receivable_check(psp=psp)
-    assert check == {"currency": "EUR", "ledger": ledger, "unsettled": ledger, "ok": True}, check
-    assert sum(b["amount"] for b in receivable_aging(psp=psp)) == ledger
 
 
 def _day(env, psp: str) -> tuple[list[Refund], Refund]:
