@@ -135,12 +135,16 @@ def test_the_migration_keeps_a_merchants_minimum_in_the_currency_it_was_set_in()
     eur, jpy, plain = MerchantFactory(), MerchantFactory(default_currency="JPY"), MerchantFactory()
     executor = MigrationExecutor(connection)
     before = [("reconciliation", "0015_run_progress_at")]
-    executor.migrate(before)
-    old = executor.loader.project_state(before).apps.get_model("reconciliation", "MerchantPayoutSettings")
-    old.objects.create(merchant_id=eur.id, minimum_payout_amount=5000)
-    old.objects.create(merchant_id=jpy.id, minimum_payout_amount=8000)
-    old.objects.create(merchant_id=plain.id, minimum_payout_amount=None)
-    executor = MigrationExecutor(connection)
-    executor.migrate([("reconciliation", "0016_payout_minimum_each_currency")])
-    rows = {r.merchant_id: r.minimum_payout_amounts for r in MerchantPayoutSettings.objects.all()}
-    assert rows == {eur.id: {"EUR": 5000}, jpy.id: {"JPY": 8000}, plain.id: {}}
+    try:
+        executor.migrate(before)
+        old = executor.loader.project_state(before).apps.get_model("reconciliation", "MerchantPayoutSettings")
+        old.objects.create(merchant_id=eur.id, minimum_payout_amount=5000)
+        old.objects.create(merchant_id=jpy.id, minimum_payout_amount=8000)
+        old.objects.create(merchant_id=plain.id, minimum_payout_amount=None)
+        executor = MigrationExecutor(connection)
+        executor.migrate([("reconciliation", "0016_payout_minimum_each_currency")])
+        rows = {r.merchant_id: r.minimum_payout_amounts for r in MerchantPayoutSettings.objects.all()}
+        assert rows == {eur.id: {"EUR": 5000}, jpy.id: {"JPY": 8000}, plain.id: {}}
+    finally:  # the later migrations back, for the tests after this one in the same database
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
