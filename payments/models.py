@@ -315,6 +315,11 @@ class PaymentAttempt(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Mod
     decline_message = models.CharField(max_length=255, blank=True, default="")
     error = models.CharField(max_length=255, blank=True, default="")
     action_url = models.URLField(max_length=2048, blank=True, default="")
+    # the number of the attempt's current void: its reference is `vd_<attempt>` for 1, then
+    # `vd_<attempt>_<n>` (services.payments.void_reference). Moves on only when the PSP refused the
+    # current one (a retry then needs a new reference: the PSP answers a known one with its first
+    # result); a void whose outcome is unknown is sent again under the same reference.
+    void_number = models.PositiveSmallIntegerField(default=1)
     # recovery: when to ask the PSP next, and how often it was asked
     next_inquiry_at = models.DateTimeField(null=True, blank=True)
     inquiries = models.PositiveSmallIntegerField(default=0)

@@ -181,6 +181,7 @@ def cancel_recover(*, payment_id: str, release: bool = True) -> str:
     if attempt is None:  # resolved meanwhile (e.g. by the void's webhook): only the claim is left
         _cancel_claim_release(payment_id=payment_id)
         return "resolved"
+    number = attempt.void_number  # the current void: the one a cancel under way sent
     try:
         result = attempt_inquire(attempt)
     except InquiryReferenceMismatchError:
@@ -191,15 +192,17 @@ def cancel_recover(*, payment_id: str, release: bool = True) -> str:
         logger.warning("inquiry for the cancel of %s failed: %s", payment_id, exc)
         return "unknown"
     voided = result.state == PspState.VOIDED
+    # our current void only: an earlier void of the attempt was refused (that is why there is a
+    # later one), and its refusal says nothing about the cancel under way
     ours = [op for op in result.operations
-            if op.kind == OperationKind.VOID and op.reference == void_reference(attempt.id)]
+            if op.kind == OperationKind.VOID and op.reference == void_reference(attempt.id, number)]
     if not voided and ours and ours[0].outcome == Outcome.PENDING:
         return "pending"  # taken by the PSP, its outcome still to come: the claim stays
     refused = not voided and bool(ours) and ours[0].outcome == Outcome.DECLINED
     if not voided and not refused and not release:
         return "unknown"
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=Outcome.APPROVED if voided else None,
-                   error=None, actor="system:recovery", refused_later=refused)
+                   error=None, actor="system:recovery", void_number=number, refused_later=refused)
     return "voided" if voided else "refused" if refused else "released"
 
 

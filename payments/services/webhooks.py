@@ -54,6 +54,7 @@ from payments.services.payments import (
     capture_record_outcome,
     decline_normalize,
     payment_auto_capture_if_needed,
+    void_number_of,
 )
 from payments.services.recovery import cancel_recover, inquiry_operations_record
 from payments.services.refunds import refund_record_outcome
@@ -368,6 +369,12 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
         if attempt is None:
             raise _Park(f"unknown attempt {e.payment.reference}")
         verdict = cancel_recover(payment_id=attempt.payment_id, release=False)
+        number = void_number_of(attempt.id, e.operation_reference)
+        current = PaymentAttempt.objects.values_list("void_number", flat=True).get(pk=attempt.id)
+        if verdict in ("pending", "unknown") and number is not None and number < current:
+            # an earlier void of the attempt, refused (that is why there is a later one): its news
+            # says nothing about the current one, which its own webhook or recovery resolves
+            return f"ignored: void {e.operation_reference} of {attempt.id} was superseded by void {current}"
         if verdict in ("pending", "unknown"):
             raise _Park(f"not confirmed yet: {connector} reports the void of {attempt.id} as {verdict}")
         return f"void: {verdict} (confirmed by inquiry)"
