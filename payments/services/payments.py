@@ -1051,6 +1051,15 @@ def _capture_succeeded(payment: Payment, attempt: PaymentAttempt, capture: Captu
         occurred_at=at, metadata={"payment": payment.id, "capture": capture.id},
     )
     emit(payment, "payment.captured", "payment.succeeded")
+    if payment.inflight == "cancel":
+        # a cancel under way (its void pending at the PSP, its answer lost, its request crashed)
+        # can no longer void a captured authorization: it failed. Its claim ends with the capture
+        # (a refund is not 409 until recovery's cancel step) and the merchant, who asked to cancel,
+        # is told; the void's own late outcome (refused) finds the attempt captured: stale news.
+        logger.warning("%s of %s captured while a cancel was under way: the cancel failed", attempt.id, payment.id)
+        inflight_release(payment)
+        emit(payment, "payment.cancel_failed")
+
 
 def payment_auto_capture_if_needed(*, payment_id: str) -> None:
     """An automatic-capture payment whose PSP only authorized (e.g. resolved by inquiry): capture it."""
