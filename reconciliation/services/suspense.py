@@ -6,7 +6,8 @@ finance settled as reported put its gross into `suspense` (`recon_settle:<id>`).
 `suspense_reallocate` moves (part of) it, in one balanced journal `recon_suspense:<id>:<n>` (kind
 `adjustment`; n: the discrepancy's n-th move), to:
 
-- `receivable`: the PSP receivable of the capture or refund of Payera's that the money paid (the
+- `receivable`: the PSP receivable of the capture or refund of Payera's that the money paid, or of
+  a returned refund's reversal (money back, +) or refund half (-), told by the move's direction (the
   item is then cleared like a resolution clears it: `receivable_cleared` on the discrepancy, with
   `cleared_account` suspense, so the receivable check and the aging stay true, and a later report
   line settling the same item gives the money back to suspense);
@@ -64,21 +65,31 @@ def in_suspense(d: Discrepancy) -> tuple[str, int]:
     return line.currency, line.gross - moved + back
 
 
-def _item(psp: str, object_id: str) -> tuple[str, int, str] | None:
-    """(currency, signed gross, merchant id) of a succeeded capture (+) or refund (-) of an attempt
-    at `psp`, or None."""
+def _item(psp: str, object_id: str, positive: bool) -> tuple[str, int, str] | None:
+    """(currency, signed gross, merchant id) of the item `object_id` names at `psp`, in the move's
+    direction where it has two: a succeeded capture (+) or refund (-), or a returned refund (its
+    refund half -, its reversal +: the two items on the receivable that its `refund` and
+    `refund_reversal` lines settle); an item of the other direction when that is all it has (the
+    move is then refused by its amount); None when there is none."""
+    from reconciliation.selectors import refund_reversed_sql
+
     t = payments_selectors.settlement_tables()
+    found = []
     with connection.cursor() as cursor:
-        for table, sign in ((t["capture"], 1), (t["refund"], -1)):
+        for table, sign, which in (
+            (t["capture"], 1, "x.status = 'succeeded'"),
+            (t["refund"], -1, f"(x.status = 'succeeded' OR {refund_reversed_sql('x')})"),
+            (t["refund"], 1, refund_reversed_sql("x")),
+        ):
             cursor.execute(
                 f"SELECT x.currency, x.amount, a.merchant_id FROM {table} x JOIN {t['attempt']} a"  # noqa: S608
-                " ON a.id = x.attempt_id WHERE x.id = %s AND a.connector = %s AND x.status = 'succeeded'",
+                f" ON a.id = x.attempt_id WHERE x.id = %s AND a.connector = %s AND {which}",
                 [object_id, psp],
             )
             row = cursor.fetchone()
             if row:
-                return row[0], sign * int(row[1]), row[2]
-    return None
+                found.append((row[0], sign * int(row[1]), row[2]))
+    return next((i for i in found if (i[1] > 0) == positive), found[0] if found else None)
 
 
 @transaction.atomic(durable=True)
@@ -153,9 +164,10 @@ def reallocate_now(
         if d.object_id and d.object_id != object_id:
             raise DiscrepancyMoneyError(f"Discrepancy {d.pk}'s money was moved to {d.object_id} already: one item"
                                         " per discrepancy.", param="object_id")  # fmt: skip
-        item = _item(d.psp, object_id)
+        item = _item(d.psp, object_id, amount > 0)
         if item is None:
-            raise DiscrepancyMoneyError(f"{object_id} is no succeeded capture or refund at {d.psp}.", param="object_id")
+            raise DiscrepancyMoneyError(f"{object_id} is no succeeded capture or refund at {d.psp}, nor a returned"
+                                        " refund.", param="object_id")  # fmt: skip
         item_currency, gross, item_merchant = item
         if item_currency != suspense_currency:
             raise DiscrepancyMoneyError(f"{object_id} is in {item_currency}, the suspense in {suspense_currency}.",

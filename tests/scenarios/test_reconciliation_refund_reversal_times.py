@@ -134,3 +134,59 @@ def test_a_refund_never_seen_succeeding_and_returned_before_the_heal_asks_matche
     assert not Discrepancy.objects.exists()
     assert_ledger_sound()
 
+
+def test_suspense_is_moved_to_a_returned_refunds_reversal_with_four_eyes(env, tmp_path, settings):
+    """The PSP's reversal line names the returned refund by ids Payera does not know (missing in
+    Payera, +4.00), while Payera's reversal of that refund is missing at PSP. Finance settles the line
+    as reported (4.00 into suspense) and, once it is explained, moves the 4.00 to the receivable of
+    the refund's return, as it can for a capture or a refund: refused before ("no succeeded capture
+    or refund"). Over the approval threshold the move waits for a second finance user; audited."""
+    from ledger import selectors as ledger_selectors
+    from ledger.types import Accounts
+    from payera.audit.models import AuditLogEntry
+    from reconciliation.errors import DiscrepancyNeedsApprovalError
+    from reconciliation.models import DiscrepancyApproval
+    from reconciliation.services import (
+        discrepancy_approval_approve,
+        discrepancy_request,
+        discrepancy_settle_as_reported,
+        suspense_reallocate,
+    )
+    from tests.reconciliation.test_reconcile_resolutions import finance
+
+    _, returned = _day(env, "alpha")
+    _return(env, "alpha", returned)
+    header, *body, trailer = _report("alpha").splitlines()
+    rows = [line.split(",") for line in body]
+    for cols in rows:
+        if cols[0] == "refund_reversal":
+            cols[5], cols[6] = "op_unknown", "re_unknown"  # ids Payera does not know
+    text = "\n".join([header, *(",".join(cols) for cols in rows), trailer]) + "\n"
+    got = _reconcile(tmp_path, "alpha", text, "day")
+    assert got == {"rows": 5, "matched": 4, "discrepancies": {**ZERO, "missing_in_payera": 1, "missing_at_psp": 1}}
+    line = Discrepancy.objects.get(kind="missing_in_payera")
+    fin, fin2 = finance("fin1"), finance("fin2")
+    discrepancy_settle_as_reported(discrepancy_id=line.pk, user=fin, reason="alpha paid the return back")
+    suspense = Accounts.suspense("EUR")
+    assert ledger_selectors.account_balance(key=suspense).posted == -400  # 4.00 received, unexplained
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 100
+    with pytest.raises(DiscrepancyNeedsApprovalError):
+        suspense_reallocate(discrepancy_id=line.pk, user=fin, reason="the return of " + returned.id,
+                            to="receivable", object_id=returned.id)  # fmt: skip
+    approval = discrepancy_request(action="reallocate_suspense", discrepancy_id=line.pk, user=fin,
+                                   reason="the return of " + returned.id, to="receivable", object_id=returned.id,
+                                   move=1)  # fmt: skip
+    assert isinstance(approval, DiscrepancyApproval) and approval.amount == 400
+    assert ledger_selectors.account_balance(key=suspense).posted == -400  # nothing moved yet
+    done = discrepancy_approval_approve(approval_id=approval.pk, user=fin2, note="checked alpha's ticket")
+    assert done.status == "done"
+    line.refresh_from_db()
+    [move] = line.suspense_moves
+    assert (move["to"], move["object_id"], move["amount"], move["approved"]) == ("receivable", returned.id, 400, True)
+    assert (line.object_id, line.receivable_cleared) == (returned.id, 400)
+    assert ledger_selectors.account_balance(key=suspense).posted == 0
+    assert any("suspense_moves" in e.changes_dict for e in AuditLogEntry.objects.get_for_object(line))
+    # the return is off the receivable: the check and the aging say 0 (the refund's line settled)
+    _ties_out("alpha", 0)
+    assert receivable_aging(psp="alpha") == []
+    assert_ledger_sound()
