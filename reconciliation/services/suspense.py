@@ -92,6 +92,30 @@ def _item(psp: str, object_id: str, positive: bool) -> tuple[str, int, str] | No
     return next((i for i in found if (i[1] > 0) == positive), found[0] if found else None)
 
 
+def _moved_alone(d: Discrepancy, moves: list[dict]) -> int:
+    """What the discrepancy's moves made without a second user's approval moved (absolute). A move
+    records `approved` since the split-move rule; one recorded before it has no such key: it was an
+    approval's if a done approval of this discrepancy asked for exactly that move (its number and
+    amount: the admin's form always names the move), otherwise it counts as made alone (an approval
+    asked without a move number, or whose move grew past what it asked, can not be told apart from a
+    move made alone: counting it errs towards asking a second user, never the other way)."""
+    from reconciliation.models import DiscrepancyAction, DiscrepancyApproval, DiscrepancyApprovalStatus
+
+    approved_before = set()
+    if any("approved" not in m for m in moves):
+        done = DiscrepancyApproval.objects.filter(
+            discrepancy_id=d.pk, action=DiscrepancyAction.REALLOCATE_SUSPENSE, status=DiscrepancyApprovalStatus.DONE
+        ).values_list("params", "amount")
+        approved_before = {(int(p["move"]), amount) for p, amount in done if isinstance((p or {}).get("move"), int)}
+
+    def alone(m: dict) -> bool:
+        if "approved" in m:
+            return not m["approved"]
+        return (int(m["move"]), abs(int(m["amount"]))) not in approved_before
+
+    return sum(abs(int(m["amount"])) for m in moves if alone(m))
+
+
 @transaction.atomic(durable=True)
 def suspense_reallocate(
     *, discrepancy_id: int, user, reason: str, to: str, amount: int | None = None, currency: str | None = None,
@@ -192,7 +216,7 @@ def reallocate_now(
         raise DiscrepancyPermissionError()
     # what this discrepancy's earlier moves made without approval count too: a move split into moves
     # under the threshold is measured whole
-    alone = sum(abs(int(m["amount"])) for m in moves if not m.get("approved"))
+    alone = _moved_alone(d, moves)
     four_eyes(amount=amount, currency=suspense_currency, approved=approved, counted=abs(amount) + alone)
     n = len(moves) + 1
     reference = f"recon_suspense:{d.pk}:{n}"
