@@ -285,10 +285,11 @@ def inquiry_operations_record(result: AuthorizeResult, *, release_for: str = "")
                                                                         pk=op.reference).exists():
             capture_record_outcome(capture_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                    decline=op.decline, actor="system:recovery", release=op.reference == release_for)
-        elif op.kind == OperationKind.REFUND and Refund.objects.filter(_refund_news(op.outcome),
+        elif op.kind == OperationKind.REFUND and Refund.objects.filter(_refund_news(op.outcome, returned=op.returned),
                                                                        pk=op.reference).exists():
             refund_record_outcome(refund_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
-                                  decline=op.decline, actor="system:recovery", release=op.reference == release_for)
+                                  decline=op.decline, actor="system:recovery", release=op.reference == release_for,
+                                  returned=op.returned)
 
 
 def _capture_news(outcome: Outcome) -> Q:
@@ -300,14 +301,14 @@ def _capture_news(outcome: Outcome) -> Q:
     return news
 
 
-def _refund_news(outcome: Outcome) -> Q:
+def _refund_news(outcome: Outcome, *, returned: bool = False) -> Q:
     """The refunds for which the PSP's `outcome` is news: pending ones; a succeeded one the PSP now
     says failed (sent back: refund_record_outcome reverses it); a failed one only because the PSP
-    did not know it that the PSP now says done (it happened: recorded)."""
+    did not know it that the PSP now says done, or done and returned since (it happened: recorded)."""
     news = Q(status=OperationStatus.PENDING)
     if outcome == Outcome.DECLINED:
         news |= Q(status=OperationStatus.SUCCEEDED)
-    elif outcome == Outcome.APPROVED:
+    if outcome == Outcome.APPROVED or (outcome == Outcome.DECLINED and returned):
         news |= Q(status=OperationStatus.FAILED, failure_code=REFUND_NOT_AT_PSP)
     return news
 
