@@ -1,4 +1,4 @@
-"""Migration payments 0022_refund_succeeded_reversed_at backfills a refund's own times from the
+"""Migration payments 0023_refund_succeeded_reversed_at backfills a refund's own times from the
 ledger (its journals are never updated), not from `updated_at`, which any later save moved: a
 succeeded refund's `succeeded_at` from `refund:<re>`, a returned refund's `reversed_at` from
 `refund_reversal:<re>` and its `succeeded_at` from `refund:<re>`; a refund that never succeeded
@@ -21,7 +21,7 @@ from psp_adapters.port import Outcome
 from tests.merchants.factories import MerchantFactory
 
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-BEFORE = [("payments", "0021_refund_failed_created_index")]
+BEFORE = [("payments", "0022_attempt_void_number")]
 
 
 def _at(reference: str) -> dt.datetime:
@@ -49,7 +49,7 @@ def test_the_backfill_takes_a_refunds_times_from_its_journals(psp_settings):
     try:
         executor.migrate(BEFORE)
         executor = MigrationExecutor(connection)
-        executor.migrate([("payments", "0022_refund_succeeded_reversed_at")])
+        executor.migrate([("payments", "0023_refund_succeeded_reversed_at")])
         got = {r.id: (r.succeeded_at, r.reversed_at) for r in Refund.objects.filter(pk__in=expected)}
         assert got == expected
     finally:  # the later migrations back, for the tests after this one in the same database

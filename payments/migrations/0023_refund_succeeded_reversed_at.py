@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("ledger", "0014_pending_resolved_first"),
         ("merchants", "0002_merchant_refund_threshold_action_perms"),
-        ("payments", "0021_refund_failed_created_index"),
+        ("payments", "0022_attempt_void_number"),
     ]
 
     operations = [
