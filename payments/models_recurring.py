@@ -5,7 +5,8 @@ their app label is `payments`). Kept in their own module to keep payments/models
   method left us for later merchant-initiated ones (MIT): the PSP's token (or mandate reference)
   and the card scheme's network transaction id of that first authorization.
 - `Subscription`: a fixed amount charged every `interval_count` × `interval` (django-fsm-2:
-  active → past_due → active (recovered) | unpaid; any → canceled).
+  active → past_due → active (recovered) | unpaid; any → canceled, at once or, with
+  `cancel_at_period_end`, by the scheduler when the period paid last ends).
 - `SubscriptionCharge`: one charge try of one period, unique per (subscription, period, try): the
   deterministic idempotency key of the period's payment.
 """
@@ -82,6 +83,14 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
     # when the merchant resumed it from `unpaid` with a payment method (`mark_resumed`): the charge
     # then made is one try, no dunning (failing, it is `unpaid` again); null once it settles
     resumed_at = models.DateTimeField(null=True, blank=True)
+    # the merchant asked to end it when the period paid last ends (`subscription_update`): at that
+    # period's end the scheduler cancels it instead of charging the next one; unset before, it renews
+    cancel_at_period_end = models.BooleanField(default=False)
+    # the dunning of later periods, set aside while an older period whose debit was returned is
+    # collected again, restored once the subscription reaches them (`mark_paid_later_due`):
+    # {"<period>": {"retries", "dunning_started_at", "next_charge_at", "last_decline_code",
+    # "last_error"}} (date-times in ISO 8601; `next_charge_at` null: its failure was final); null: none
+    later_dunning = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -116,6 +125,20 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
         self.resumed_at = None
 
     @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE], target=SS.PAST_DUE)
+    def mark_paid_later_due(self, *, period: int, retries: int, dunning_started_at, next_charge_at,
+                            decline_code: str, error: dict | None) -> None:
+        """A returned period was paid again, and the first period not paid after it was in dunning
+        when the return came (or failed while the older one was collected): the subscription stays
+        past due on that period, its dunning as it was (`later_dunning`), not started over."""
+        self.current_period = period
+        self.retries = retries
+        self.dunning_started_at = dunning_started_at
+        self.next_charge_at = next_charge_at
+        self.last_decline_code = decline_code[:64]
+        self.last_error = error
+        self.resumed_at = None
+
+    @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE], target=SS.PAST_DUE)
     def mark_past_due(self, *, decline_code: str, retry_at, at, error: dict | None = None) -> None:
         self.retries += 1
         self.dunning_started_at = self.dunning_started_at or at
@@ -143,6 +166,7 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
         self.last_error = error
         self.next_charge_at = None
         self.resumed_at = None
+        self.later_dunning = None
 
     @transition(field=status, source=[SS.UNPAID], target=SS.PAST_DUE)
     def mark_resumed(self, *, period: int, try_number: int, at) -> None:
@@ -160,6 +184,7 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
         self.canceled_at = at
         self.next_charge_at = None
         self.resumed_at = None
+        self.later_dunning = None
 
 
 class ChargeStatus(models.TextChoices):

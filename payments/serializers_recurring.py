@@ -96,10 +96,22 @@ class SubscriptionOutputSerializer(serializers.Serializer):
     description = serializers.SerializerMethodField()
     metadata = serializers.DictField(child=serializers.CharField())
     canceled_at = serializers.SerializerMethodField()
+    cancel_at_period_end = serializers.BooleanField(
+        help_text="Set: it is canceled when the period paid last ends (`cancel_at`), nothing more is charged.")
+    cancel_at = serializers.SerializerMethodField(
+        help_text="Unix seconds when it will be canceled (the end of the period paid last), or null.")
     created = serializers.SerializerMethodField()
 
     def get_object(self, sub) -> str:
         return "subscription"
+
+    @staticmethod
+    def _ends(sub) -> bool:
+        """Active and set to cancel at the period's end: `next_charge_at` is when it ends, not a charge."""
+        return sub.cancel_at_period_end and sub.status == "active" and sub.next_charge_at is not None
+
+    def get_cancel_at(self, sub) -> int | None:
+        return created_timestamp(sub.next_charge_at) if self._ends(sub) else None
 
     def _bound(self, sub, n: int) -> int:
         from payments.recurring import period_start
@@ -113,6 +125,8 @@ class SubscriptionOutputSerializer(serializers.Serializer):
         return self._bound(sub, sub.current_period + 1)
 
     def get_next_charge_at(self, sub) -> int | None:
+        if self._ends(sub):
+            return None  # no charge will be made: it ends then (`cancel_at`)
         return created_timestamp(sub.next_charge_at) if sub.next_charge_at else None
 
     def get_last_decline_code(self, sub) -> str | None:

@@ -77,6 +77,9 @@ class SubscriptionDetailApi(MerchantApiView):
         payment_method = serializers.CharField(required=False, max_length=64,
                                                help_text="Another saved method of the same customer.")
         metadata = serializers.DictField(required=False, allow_null=True, child=serializers.JSONField())
+        cancel_at_period_end = serializers.BooleanField(
+            required=False, help_text="true: cancel it when the period paid last ends, with no further charge "
+                                      "(active only); false: renew as usual.")
 
     @extend_schema(operation_id="subscriptions_retrieve", responses={200: SubscriptionOutputSerializer},
                    summary="Retrieve a subscription")
@@ -86,7 +89,7 @@ class SubscriptionDetailApi(MerchantApiView):
     @extend_schema(operation_id="subscriptions_update", request=SubscriptionUpdateInput,
                    responses={200: SubscriptionOutputSerializer},
                    summary="Update a subscription (a new card while past_due: the next retry charges it; "
-                           "while unpaid: the period in progress is charged at once)")
+                           "while unpaid: the period in progress is charged at once; cancel_at_period_end)")
     def post(self, request, id: str):
         subscription_get(merchant=request.merchant, subscription_id=id)  # 404 before validating the body
         serializer = self.SubscriptionUpdateInput(data=request.data)

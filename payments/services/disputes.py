@@ -19,6 +19,7 @@ from payera.core.money import per_currency_amount
 from payera.events.services import event_record
 from payera.merchants.models import Merchant
 from payments.locks import payment_lock
+from payments.method_types import method_spec
 from payments.models import DS, Dispute, Payment, PaymentAttempt
 from payments.postings import chargeback_journals
 from payments.serializers import render_dispute
@@ -195,11 +196,16 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
     assert info is not None
     amount, currency = _dispute_event_money(payment, event)
     fee = chargeback_fee(currency)
+    reason = info.reason.value
+    if payment.payment_method_id and method_spec(payment.payment_method.type).mandate:
+        # a debit under a mandate (SEPA) has no chargeback: whatever reason code the bank gave
+        # (one the connector does not map too), the money came back as a returned debit
+        reason = DisputeReason.DEBIT_RETURNED.value
     with transaction.atomic():
         dispute = Dispute.objects.create(
             merchant_id=payment.merchant_id, payment=payment, attempt_id=attempt_id, connector=connector,
             psp_dispute_id=info.psp_dispute_id[:128], amount=amount, currency=currency,
-            fee=fee, reason=info.reason.value, psp_reason=info.psp_reason[:32],
+            fee=fee, reason=reason, psp_reason=info.psp_reason[:32],
             evidence_due_by=info.evidence_due_by if info.status == DisputeStatus.NEEDS_RESPONSE else None,
         )
     payment.amount_disputed += dispute.amount

@@ -8,11 +8,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from payera.core.db import outside_transaction
-from payera.core.errors import InvalidRequestError, NotFoundError
+from payera.core.errors import InvalidRequestError, NotFoundError, PayeraError
 from payera.events.services import event_record
 from payera.merchants.models import Merchant
 from payera.secrets.services import key_delete_material
-from payments.models import PaymentMethod, PaymentMethodCredential
+from payments.models import PaymentMethod, PaymentMethodCredential, Subscription, SubscriptionStatus
 from payments.serializers_recurring import render_payment_method
 from payments.services.methods import mandate_end
 
@@ -24,6 +24,31 @@ REVOKED_BY_DETACH = "revoked by the merchant (payment method detached)"
 
 class PaymentMethodNotFoundError(NotFoundError):
     default_message = "No such payment method."
+
+
+class PaymentMethodInUseError(PayeraError):
+    """A live subscription charges the method: detaching it would make its next charge fail."""
+
+    type = "invalid_request_error"
+    code = "payment_method_in_use"
+    http_status = 409
+
+
+# the subscriptions that will charge their method again (an `unpaid` one charges nothing until it
+# is given a method, checked then; a `canceled` one never)
+LIVE_SUBSCRIPTION = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+
+
+def method_lock_for_subscription(pm_id: str) -> None:
+    """In the transaction that points a subscription at `pm_id` (create, update): a share lock on
+    the method's row, which the detach's update lock waits for (and the other way round), so a
+    detach and a subscription taking the method at the same moment are ordered: the detach sees
+    the subscription (409), or the subscription sees the detach (400 `payment_method_detached`)."""
+    detached = PaymentMethod.objects.select_for_update().filter(pk=pm_id) \
+        .values_list("detached_at", flat=True).first()
+    if detached is not None:
+        raise InvalidRequestError("This payment method was detached.", param="payment_method",
+                                  code="payment_method_detached")
 
 
 def payment_method_detach(*, merchant: Merchant, payment_method_id: str, actor: str = "api") -> PaymentMethod:
@@ -53,6 +78,12 @@ def _detach_record(*, merchant: Merchant, payment_method_id: str, actor: str) ->
     if pm.detached_at is not None:
         mandate_end(pm=pm, reason=REVOKED_BY_DETACH)  # one detached before detaching revoked it
         return pm
+    using = list(Subscription.objects.filter(payment_method=pm, status__in=LIVE_SUBSCRIPTION)
+                 .order_by("created_at", "id").values_list("pk", flat=True)[:20])
+    if using:
+        raise PaymentMethodInUseError(
+            f"This payment method is used by subscription{'s' if len(using) > 1 else ''} {', '.join(using)}: "
+            "cancel them or give them another payment method first.")
     pm.detached_at = timezone.now()
     pm.pan_ciphertext = ""
     pm.iban_ciphertext = ""

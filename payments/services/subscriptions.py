@@ -15,8 +15,9 @@ Dunning: a failed charge moves the subscription to `past_due` and is retried on
 SUBSCRIPTIONS_RETRY_DAYS (days after the first failure: 1, 3, 5, 7) when the decline is one a
 later try can overcome (`recurring.decline_retryable`); a hard failure, or the last retry
 failing, makes it `unpaid` (no more charges). A successful retry makes it `active` again
-("recovered"). Events: subscription.created, .payment_succeeded, .payment_failed, .past_due,
-.recovered, .unpaid, .canceled, .updated.
+("recovered"). `cancel_at_period_end`: the claim of the next period cancels it instead.
+Events: subscription.created, .payment_succeeded, .payment_failed, .past_due, .recovered, .unpaid,
+.canceled, .updated.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from payments.models import (
 from payments.serializers_recurring import render_subscription
 from payments.services.common import now, setting
 from payments.services.customers import validate_metadata
-from payments.services.methods import method_expired, method_mandate
+from payments.services.methods import MandateInactiveError, method_expired, method_mandate
+from payments.services.payment_methods import method_lock_for_subscription
 from payments.services.payments import payment_create
 
 logger = logging.getLogger("payera.payments")
@@ -146,6 +148,7 @@ def subscription_create_resume(*, merchant: Merchant, subscription_id: str) -> S
 @transaction.atomic(durable=True)
 def _subscription_insert(*, merchant, customer, pm, amount, currency, interval, interval_count, description,
                          metadata, at) -> Subscription:
+    method_lock_for_subscription(pm.pk)  # a detach at the same moment: one of the two wins
     sub = Subscription(merchant=merchant, customer=customer, payment_method=pm, amount=amount, currency=currency,
                        interval=interval, interval_count=interval_count, description=description[:1000],
                        metadata=metadata, anchor=at, next_charge_at=at)
@@ -164,8 +167,8 @@ def _locked(merchant: Merchant, subscription_id: object) -> Subscription:
 
 
 def subscription_update(*, merchant: Merchant, subscription_id: str, payment_method: str | None = None,
-                        metadata: dict | None = None, actor: str = "api", now_: dt.datetime | None = None
-                        ) -> Subscription:
+                        metadata: dict | None = None, cancel_at_period_end: bool | None = None, actor: str = "api",
+                        now_: dt.datetime | None = None) -> Subscription:
     """Change the payment method (e.g. the customer gave a new card while past_due: the next
     retry charges it) or the metadata. An `unpaid` subscription given a payment method is resumed:
     the period in progress is charged at once with it (one try, through the scheduler's claimed
@@ -173,7 +176,8 @@ def subscription_update(*, merchant: Merchant, subscription_id: str, payment_met
     `unpaid` again. Periods that began and ended while it was unpaid are not charged."""
     at = now_ or now()
     sub, resumed = _subscription_update_record(merchant=merchant, subscription_id=subscription_id,
-                                               payment_method=payment_method, metadata=metadata, at=at)
+                                               payment_method=payment_method, metadata=metadata,
+                                               cancel_at_period_end=cancel_at_period_end, at=at)
     if not resumed:
         return sub
     logger.info("subscription %s resumed by %s: period %s charged", sub.id, actor, sub.current_period)
@@ -183,12 +187,20 @@ def subscription_update(*, merchant: Merchant, subscription_id: str, payment_met
 
 @transaction.atomic(durable=True)
 def _subscription_update_record(*, merchant: Merchant, subscription_id: str, payment_method: str | None,
-                                metadata: dict | None, at: dt.datetime) -> tuple[Subscription, bool]:
+                                metadata: dict | None, at: dt.datetime, cancel_at_period_end: bool | None = None
+                                ) -> tuple[Subscription, bool]:
     sub = _locked(merchant, subscription_id)
     if sub.status == SS.CANCELED:
         raise SubscriptionStateError("A canceled subscription cannot be changed.")
+    if cancel_at_period_end and not sub.cancel_at_period_end and sub.status != SS.ACTIVE:
+        # past due or unpaid: the period in progress is not paid, there is no paid period to run out
+        raise SubscriptionStateError(f"A {sub.status} subscription cannot be set to cancel at the end of its "
+                                     "period: cancel it now instead.", param="cancel_at_period_end")
+    if cancel_at_period_end is not None:
+        sub.cancel_at_period_end = cancel_at_period_end
     if payment_method is not None:
         sub.payment_method = _owned_method(merchant, sub.customer, payment_method, currency=sub.currency)
+        method_lock_for_subscription(sub.payment_method_id)  # a detach at the same moment: one wins
     if metadata is not None:
         sub.metadata = validate_metadata(metadata)
     resumed = payment_method is not None and sub.status == SS.UNPAID
@@ -244,6 +256,8 @@ def subscription_charge(*, subscription_id: str, now_: dt.datetime | None = None
     charge_id = _charge_claim(subscription_id=subscription_id, at=at)
     if charge_id is None:
         return "not_due"
+    if charge_id == ENDED:
+        return "canceled"
     charge = SubscriptionCharge.objects.select_related("subscription").get(pk=charge_id)
     sub = charge.subscription
     error_code = error_message = ""
@@ -278,6 +292,9 @@ class SubscriptionChangedError(PayeraError):
     code = "subscription_changed"
 
 
+ENDED = -1  # `_charge_claim`: the period paid last ended with `cancel_at_period_end`: canceled, nothing charged
+
+
 def _charge_still_due(subscription_id: str, *, payment_method_id: str | None) -> None:
     """In the charge's payment insert transaction, before any PSP call: the subscription's row lock
     orders the insert against a cancel or an update that committed after the claim. Canceled (or
@@ -291,6 +308,12 @@ def _charge_still_due(subscription_id: str, *, payment_method_id: str | None) ->
                                              code=f"subscription_{sub.status}")
     if sub.payment_method_id != payment_method_id:
         raise SubscriptionChangedError(f"Subscription {sub.id}'s payment method changed before its charge was made.")
+    if sub.status == SS.ACTIVE and sub.cancel_at_period_end:
+        # set to cancel at the end of its period after the tick claimed the next one: nothing is
+        # inserted or sent; the charge stays pending and the next tick's claim ends the subscription
+        # (or, the flag unset meanwhile, charges it)
+        raise SubscriptionChangedError(f"Subscription {sub.id} was set to cancel at the end of its period before "
+                                       "its charge was made.")
 
 
 @transaction.atomic(durable=True)
@@ -298,6 +321,8 @@ def _charge_claim(*, subscription_id: str, at: dt.datetime) -> int | None:
     sub = subscription_lock(subscription_id)
     if sub.status not in (SS.ACTIVE, SS.PAST_DUE) or sub.next_charge_at is None or sub.next_charge_at > at:
         return None
+    if sub.status == SS.ACTIVE and sub.cancel_at_period_end and _cancel_at_period_end(sub):
+        return ENDED
     key = charge_key(sub.id, sub.current_period, sub.retries)
     charge, _ = SubscriptionCharge.objects.get_or_create(
         subscription=sub, period=sub.current_period, try_number=sub.retries, defaults={"idempotency_key": key},
@@ -306,6 +331,28 @@ def _charge_claim(*, subscription_id: str, at: dt.datetime) -> int | None:
         logger.error("subscription %s: charge %s settled but still due", sub.id, key)
         return None
     return charge.id
+
+
+def _cancel_at_period_end(sub: Subscription) -> bool:
+    """Under the subscription's lock, at the claim of an `active` subscription set to cancel at
+    the end of its period, due: the period paid last has ended, so it is canceled (`canceled_at`:
+    that period's end) instead of charging the next one — unless the next period's payment was
+    made before the flag was set (its payment recorded: it settles as any charge; returns False).
+    A try claimed but never sent is failed `subscription_cancel_at_period_end`: nothing charged."""
+    charge = SubscriptionCharge.objects.filter(subscription=sub, period=sub.current_period,
+                                               try_number=sub.retries).first()
+    if charge is not None and (charge.payment_id or Payment.objects.filter(
+            merchant_id=sub.merchant_id, idempotency_key=charge.idempotency_key).exists()):
+        return False
+    if charge is not None and charge.status == ChargeStatus.PENDING:
+        charge.status = ChargeStatus.FAILED
+        charge.decline_code = "subscription_cancel_at_period_end"
+        charge.save(update_fields=["status", "decline_code", "updated_at"])
+    sub.mark_canceled(at=sub.next_charge_at)
+    sub.save()
+    _emit(sub, "subscription.canceled")
+    logger.info("subscription %s canceled at the end of its period (%s)", sub.id, sub.canceled_at)
+    return True
 
 
 @transaction.atomic(durable=True)
@@ -328,7 +375,7 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
             charge.refresh_from_db()
     payment = charge.payment
     if payment is not None and payment.status == PS.SUCCEEDED:
-        _charge_succeeded(sub, charge)
+        _charge_succeeded(sub, charge, at=at)
         return "succeeded"
     if payment is not None and payment.status not in (PS.FAILED, PS.CANCELED):
         return "pending"  # processing (asynchronous PSP) or held: the next tick looks again
@@ -351,7 +398,9 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
     if charge.period > sub.current_period:
         # a later period's charge, under way when an older period's debit was returned (the
         # subscription went back to collecting that one): its failure is kept in its charge row and
-        # counted (`tries`) once the subscription comes back to this period
+        # its dunning set aside (`later_dunning`), restored once the subscription comes back to it
+        _later_failed(sub, charge, code=code, decline_class=decline_class, error=last_error, at=at)
+        sub.save()
         _emit(sub, "subscription.payment_failed")
         return "failed"
     failures = sub.retries + 1
@@ -375,6 +424,45 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
     return "failed"
 
 
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _at(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def _later_set_aside(sub: Subscription) -> None:
+    """Before the subscription goes back to an older, returned period: the dunning of the period
+    it was past due on is kept (`later_dunning`), to be taken up where it was once the older one is
+    paid, instead of starting over (or being forgotten: `active`, `recovered`, its failures unsaid)."""
+    later = dict(sub.later_dunning or {})
+    later[str(sub.current_period)] = {
+        "retries": sub.retries, "dunning_started_at": _iso(sub.dunning_started_at),
+        "next_charge_at": _iso(sub.next_charge_at), "last_decline_code": sub.last_decline_code,
+        "last_error": sub.last_error,
+    }
+    sub.later_dunning = later
+
+
+def _later_failed(sub: Subscription, charge: SubscriptionCharge, *, code: str, decline_class: str, error: dict,
+                  at: dt.datetime) -> None:
+    """A later period's charge failed while an older period is collected: its dunning as it would
+    have gone (the schedule counted from when it was due, or from where its set-aside dunning
+    started), kept for when the subscription reaches it; `next_charge_at` null: final (unpaid)."""
+    later = dict(sub.later_dunning or {})
+    kept = later.get(str(charge.period)) or {}
+    started = _at(kept.get("dunning_started_at")) or recurring.period_start(
+        sub.anchor, sub.interval, sub.interval_count, charge.period)
+    retry_at = None
+    if recurring.decline_retryable(code, decline_class):
+        retry_at = recurring.next_retry_at(dunning_started_at=started, failures=charge.try_number + 1, failed_at=at,
+                                           schedule_days=list(setting("SUBSCRIPTIONS_RETRY_DAYS", [1, 3, 5, 7])))
+    later[str(charge.period)] = {"retries": charge.try_number + 1, "dunning_started_at": _iso(started),
+                                 "next_charge_at": _iso(retry_at), "last_decline_code": code[:64], "last_error": error}
+    sub.later_dunning = later
+
+
 def _tries(sub: Subscription, period: int) -> int:
     """How many tries `period` has had (its charge rows): the next try's number."""
     tried = SubscriptionCharge.objects.filter(subscription=sub, period=period).aggregate(n=Max("try_number"))["n"]
@@ -392,22 +480,55 @@ def _first_unpaid_after(sub: Subscription, period: int) -> int:
     return nxt
 
 
-def _charge_succeeded(sub: Subscription, charge: SubscriptionCharge) -> None:
+def _charge_succeeded(sub: Subscription, charge: SubscriptionCharge, *, at: dt.datetime) -> None:
     """Under the subscription's and the charge's locks: the charge's payment succeeded."""
     charge.status = ChargeStatus.SUCCEEDED
     charge.save(update_fields=["status", "updated_at"])
     if charge.period > sub.current_period or not can_proceed(sub.mark_paid):
         # canceled once the charge was under way, or a later period's charge while an older,
-        # returned period is collected again: the payment stands (that period is paid), the
-        # subscription stays where it is, the merchant is told
+        # returned period is collected again: the payment stands (that period is paid, its
+        # set-aside dunning is over), the subscription stays where it is, the merchant is told
+        if sub.later_dunning and str(charge.period) in sub.later_dunning:
+            sub.later_dunning = {k: v for k, v in sub.later_dunning.items() if k != str(charge.period)} or None
+            sub.save()
         _emit(sub, "subscription.payment_succeeded")
         return
     was_past_due = sub.status == SS.PAST_DUE
     nxt = _first_unpaid_after(sub, charge.period)
+    later = {k: v for k, v in (sub.later_dunning or {}).items() if int(k) >= nxt}
+    kept = later.pop(str(nxt), None)
+    sub.later_dunning = later or None
+    if kept is not None:  # a returned period paid again; the one after it was in dunning: it goes on
+        _later_resume(sub, nxt, kept, at=at)
+        return
     sub.mark_paid(next_period=nxt, tries=_tries(sub, nxt),
                   next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
     sub.save()
     _emit(sub, "subscription.payment_succeeded", *(["subscription.recovered"] if was_past_due else []))
+
+
+def _later_resume(sub: Subscription, period: int, kept: dict, *, at: dt.datetime) -> None:
+    """Take up the set-aside dunning of `period` (`later_dunning`): past due on it with its tries,
+    its dunning start, its last error and its next retry slot — a slot that passed while the older
+    period was collected moves to the schedule's first delay after now (as a failure learnt late);
+    a final failure (no slot) makes it `unpaid`. Not `recovered`: a period is still unpaid."""
+    tries = _tries(sub, period)
+    error = kept.get("last_error")
+    code = kept.get("last_decline_code") or "payment_failed"
+    retry_at = _at(kept.get("next_charge_at"))
+    if retry_at is None:
+        sub.current_period = period
+        sub.retries = tries
+        sub.mark_unpaid(decline_code=code, at=_at(kept.get("dunning_started_at")) or at, error=error)
+        sub.save()
+        _emit(sub, "subscription.payment_succeeded", "subscription.unpaid")
+        return
+    if retry_at <= at:
+        retry_at = at + dt.timedelta(days=list(setting("SUBSCRIPTIONS_RETRY_DAYS", [1, 3, 5, 7]))[0])
+    sub.mark_paid_later_due(period=period, retries=tries, dunning_started_at=_at(kept.get("dunning_started_at")),
+                            next_charge_at=retry_at, decline_code=code, error=error)
+    sub.save()
+    _emit(sub, "subscription.payment_succeeded")
 
 
 def subscription_charge_returned(*, payment: Payment, dispute_id: str, psp_reason: str = "",
@@ -435,17 +556,38 @@ def subscription_charge_returned(*, payment: Payment, dispute_id: str, psp_reaso
     if sub.status == SS.CANCELED:
         return "canceled: not reopened"
     if charge.status == ChargeStatus.PENDING and payment.status == PS.SUCCEEDED:
-        _charge_succeeded(sub, charge)  # returned before a tick settled it: it was paid, then returned
+        _charge_succeeded(sub, charge, at=at)  # returned before a tick settled it: it was paid, then returned
     if charge.status != ChargeStatus.SUCCEEDED:
         return f"charge {charge.status}: nothing to reopen"
     charge.status = ChargeStatus.RETURNED
     charge.decline_code = "debit_returned"
     charge.save(update_fields=["status", "decline_code", "updated_at"])
-    if sub.status == SS.UNPAID or (sub.status == SS.PAST_DUE and charge.period >= sub.current_period):
-        # unpaid: not collected any more; past due on an older period: its dunning reaches this one
+    if sub.status == SS.UNPAID:  # not collected any more (a resume charges the period in progress)
+        return f"charge of period {charge.period} returned, subscription {sub.status}"
+    dead = _method_dead(sub)
+    if sub.status == SS.PAST_DUE and charge.period >= sub.current_period and not dead:
+        # past due on an older period: its dunning reaches this one
         return f"charge of period {charge.period} returned, subscription {sub.status}"
     error = {"code": "debit_returned", "decline_code": psp_reason or None,
              "message": f"The debit {payment.pk} of period {charge.period} was returned by the bank ({dispute_id})."}
+    if dead:
+        # the bank said the mandate or the account can never be debited again (MD01, AC04, AC06,
+        # MD07: the mandate ended in this transaction): no dunning retry could pass, so none is
+        # tried against it; unpaid at once on its oldest unpaid period, until the merchant gives
+        # it another payment method (the resume path charges the period in progress)
+        error["message"] += f" Its payment method {sub.payment_method_id} can no longer be charged: " \
+                            "give the subscription another payment method."
+        if charge.period < sub.current_period:
+            sub.current_period = charge.period
+            sub.retries = _tries(sub, charge.period)
+        sub.mark_unpaid(decline_code="debit_returned", at=at, error=error)
+        sub.save()
+        _emit(sub, "subscription.unpaid")
+        logger.info("subscription %s: debit %s of period %s returned (%s), its method is dead: unpaid", sub.id,
+                    payment.pk, charge.period, dispute_id)
+        return f"period {charge.period} reopened: unpaid (payment method no longer chargeable)"
+    if sub.status == SS.PAST_DUE and sub.current_period > charge.period:
+        _later_set_aside(sub)  # the later period's dunning is taken up once this one is paid
     tries = _tries(sub, charge.period)
     retry_at = recurring.next_retry_at(dunning_started_at=at, failures=tries,
                                        schedule_days=list(setting("SUBSCRIPTIONS_RETRY_DAYS", [1, 3, 5, 7])))
@@ -463,6 +605,19 @@ def subscription_charge_returned(*, payment: Payment, dispute_id: str, psp_reaso
     logger.info("subscription %s: debit %s of period %s returned (%s): %s", sub.id, payment.pk, charge.period,
                 dispute_id, sub.status)
     return f"period {charge.period} reopened: {sub.status}"
+
+
+def _method_dead(sub: Subscription) -> bool:
+    """Whether the subscription's payment method can never be charged again: detached, or its
+    mandate ended (a SEPA return whose code says the mandate or the account is gone)."""
+    pm = sub.payment_method
+    if pm.detached_at is not None:
+        return True
+    try:
+        method_mandate(pm)
+    except MandateInactiveError:
+        return True
+    return False
 
 
 def subscriptions_run(*, now_: dt.datetime | None = None, limit: int = 500) -> dict:

@@ -33,6 +33,18 @@ DISPUTE_REASONS: dict[str, R] = {
     "10.4": R.FRAUDULENT,
     "13.1": R.PRODUCT_NOT_RECEIVED,
     "12.6.1": R.DUPLICATE,
-    "MD06": R.DEBIT_RETURNED,
-    "AM04": R.DEBIT_RETURNED,
+    # SEPA returns (R-transactions after settlement, ISO 20022 reason codes): every one takes the
+    # debit back, whatever the reason; MD01, AC04, AC06 and MD07 also end the mandate (payments'
+    # `SepaDebitMethod.mandate_ending_codes`)
+    "MD06": R.DEBIT_RETURNED,  # refund the debtor claims of an authorised debit (8 weeks)
+    "AM04": R.DEBIT_RETURNED,  # insufficient funds
+    "MD01": R.DEBIT_RETURNED,  # no valid mandate / unauthorised transaction
+    "AC04": R.DEBIT_RETURNED,  # account closed
+    "AC06": R.DEBIT_RETURNED,  # account blocked
+    "MD07": R.DEBIT_RETURNED,  # debtor deceased
+    "AC01": R.DEBIT_RETURNED,  # account identifier incorrect
+    "AG01": R.DEBIT_RETURNED,  # transaction forbidden on this type of account
+    "MS02": R.DEBIT_RETURNED,  # refused by the debtor
+    "MS03": R.DEBIT_RETURNED,  # reason not specified
+    "SL01": R.DEBIT_RETURNED,  # specific service offered by the debtor's bank
 }

@@ -64,6 +64,10 @@ def debits(env, pm: str) -> int:
 
 def test_detaching_a_saved_sepa_method_revokes_its_mandate_and_says_so(env):
     cus, pm, sub = subscribed(env, "detach-revokes@example.com")
+    in_use = env.post(f"/v1/payment_methods/{pm}/detach", expect=409)  # the subscription debits it
+    assert in_use["error"]["code"] == "payment_method_in_use"
+    assert SepaMandate.objects.get(payment_method_id=pm).status == "active"
+    env.post(f"/v1/subscriptions/{sub['id']}/cancel")
     shown = env.post(f"/v1/payment_methods/{pm}/detach")
     row = SepaMandate.objects.get(payment_method_id=pm)
     assert row.status == "inactive" and row.inactive_at is not None
@@ -76,10 +80,10 @@ def test_detaching_a_saved_sepa_method_revokes_its_mandate_and_says_so(env):
     assert len(mandate_events(env, pm)) == 1
 
     next_period(sub)
-    got = env.http.get(f"/v1/subscriptions/{sub['id']}").json()
-    assert got["status"] == "unpaid" and got["last_decline_code"] == "payment_method_detached"
-    assert got["last_error"]["code"] == "payment_method_detached" and "detached" in got["last_error"]["message"]
     assert debits(env, pm) == 1  # no debit after the revocation
+    later = env.http.post("/v1/payments", json={"amount": 900, "currency": "EUR", "customer": cus,
+                                                "payment_method": pm, "off_session": True})
+    assert later.status_code == 400 and later.json()["error"]["code"] == "payment_method_detached"
 
 
 def test_a_return_that_ends_the_mandate_is_an_event_and_stops_the_subscription(env):
@@ -94,12 +98,13 @@ def test_a_return_that_ends_the_mandate_is_an_event_and_stops_the_subscription(e
     dispute_apply_event(connector="beta", event=returned(paid.id, "MD01"), actor="psp:beta")  # again
     assert len(mandate_events(env, pm)) == 1
 
-    next_period(sub)
+    # the return itself stops it (the period it paid reopened, no retry could pass): unpaid at once
     got = env.http.get(f"/v1/subscriptions/{sub['id']}").json()
-    assert got["status"] == "unpaid" and got["next_charge_at"] is None
-    assert got["last_error"]["code"] == "mandate_inactive"
-    assert row.inactive_reason in got["last_error"]["message"]
-    assert debits(env, pm) == 1  # refused before any PSP call
+    assert got["status"] == "unpaid" and got["next_charge_at"] is None and got["current_period"] == 0
+    assert got["last_error"]["code"] == "debit_returned" and got["last_error"]["decline_code"] == "MD01"
+    assert pm in got["last_error"]["message"]
+    next_period(sub)
+    assert debits(env, pm) == 1  # never debited again
 
 
 def test_a_return_that_keeps_the_mandate_is_no_mandate_event(env):

@@ -120,7 +120,7 @@ def test_a_sepa_subscription_resumed_with_a_new_mandate_is_past_due_until_the_de
     from tests.scenarios.test_sepa_mandate_revocation import next_period, subscribed
 
     cus, old_pm, sub = subscribed(env, "resume-sepa@example.com")
-    env.post(f"/v1/payment_methods/{old_pm}/detach")  # the debtor revoked the mandate
+    revoke(old_pm)  # the debtor revoked the mandate at the bank
     next_period(sub)
     assert Subscription.objects.get(pk=sub["id"]).status == "unpaid"
     first = create(env, sepa(), customer=cus, setup_future_usage="off_session")  # a new mandate
@@ -186,3 +186,15 @@ def test_a_resume_and_scheduler_ticks_at_once_charge_the_period_once(env):
     assert done.status == "active" and done.current_period == 1
     assert events(env, sub["id"]).count("subscription.recovered") == 1
     assert_ledger_sound()
+
+
+def revoke(pm_id: str) -> None:
+    """The debtor's bank says the mandate was revoked (the mandate ends; the method stays attached:
+    a live subscription's method cannot be detached)."""
+    from django.db import transaction
+
+    from payments.models import PaymentMethod
+    from payments.services.methods import mandate_end
+
+    with transaction.atomic():
+        assert mandate_end(pm=PaymentMethod.objects.get(pk=pm_id), reason="revoked by the debtor")

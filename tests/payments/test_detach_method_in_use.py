@@ -1,0 +1,121 @@
+"""Detaching a saved payment method that a live subscription charges.
+
+Before: `POST /v1/payment_methods/{id}/detach` of a method an `active` (or `past_due`)
+subscription used was accepted; the subscription learnt it only at its next charge, refused before
+the PSP (`payment_method_detached`, a hard failure): `unpaid`, the customer's service cut for a
+method the merchant itself removed, with no warning at the time of the detach.
+
+Now (docs/api.md "Saved payment methods"): the detach is refused with 409 `invalid_request_error`,
+code `payment_method_in_use`, the message naming the subscriptions, and nothing changes (the
+number is not destroyed, no event), until those subscriptions are canceled or given another method.
+A method that only `canceled` or `unpaid` subscriptions used (nothing will be charged with it) is
+detached as before. A subscription created (or switched) with the method at the same moment as
+its detach: one of the two wins, never a live subscription on a detached method (real threads on
+PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from payera.core.errors import PayeraError
+from payera.events.models import Event
+from payments.models import PaymentMethod, Subscription
+from payments.services import payment_method_detach, subscription_update
+from tests.payments.test_subscriptions_api import saved
+
+pytestmark = pytest.mark.django_db
+
+
+def subscription(pm, status="active") -> Subscription:
+    sub = Subscription.objects.create(
+        merchant=pm.merchant,
+        customer=pm.customer,
+        payment_method=pm,
+        amount=900,
+        currency="EUR",
+        interval="month",
+        anchor=timezone.now(),
+        next_charge_at=timezone.now(),
+    )
+    Subscription.objects.filter(pk=sub.pk).update(status=status)
+    return Subscription.objects.get(pk=sub.pk)
+
+
+@pytest.mark.parametrize("status", ["active", "past_due"])
+def test_a_method_a_live_subscription_charges_cannot_be_detached(merchant_client, merchant, status):
+    pm = saved(merchant)
+    sub = subscription(pm, status)
+    other = subscription(pm, "active")
+    r = merchant_client.post(f"/v1/payment_methods/{pm.id}/detach")
+    assert r.status_code == 409, r.content
+    error = r.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "payment_method_in_use")
+    assert sub.id in error["message"] and other.id in error["message"]
+    row = PaymentMethod.objects.get(pk=pm.pk)
+    assert row.detached_at is None and row.credentials.exists()
+    assert not Event.objects.filter(type="payment_method.detached").exists()
+    assert merchant_client.get(f"/v1/payment_methods/{pm.id}").json()["reusable"] is True
+
+
+def test_once_its_subscriptions_are_switched_or_canceled_it_is_detached(merchant_client, merchant):
+    pm = saved(merchant)
+    switched, canceled = subscription(pm), subscription(pm, "past_due")
+    assert merchant_client.post(f"/v1/payment_methods/{pm.id}/detach").status_code == 409
+    new = saved(merchant, pm.customer)
+    r = merchant_client.post(f"/v1/subscriptions/{switched.id}", {"payment_method": new.id}, format="json")
+    assert r.status_code == 200, r.content
+    r = merchant_client.post(f"/v1/payment_methods/{pm.id}/detach")
+    assert r.status_code == 409 and switched.id not in r.json()["error"]["message"]
+    assert canceled.id in r.json()["error"]["message"]
+    assert merchant_client.post(f"/v1/subscriptions/{canceled.id}/cancel").status_code == 200
+    r = merchant_client.post(f"/v1/payment_methods/{pm.id}/detach")
+    assert r.status_code == 200 and r.json()["detached"] is not None
+
+
+@pytest.mark.parametrize("status", ["canceled", "unpaid"])
+def test_a_method_only_ended_or_unpaid_subscriptions_used_is_detached(merchant_client, merchant, status):
+    pm = saved(merchant)
+    subscription(pm, status)
+    r = merchant_client.post(f"/v1/payment_methods/{pm.id}/detach")
+    assert r.status_code == 200 and r.json()["detached"] is not None
+
+
+def race_once(merchant) -> None:
+    old = saved(merchant)
+    sub = subscription(old)
+    pm = saved(merchant, old.customer)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def run(fn) -> None:
+        try:
+            barrier.wait()
+            fn()
+            outcomes.append("ok")
+        except PayeraError as exc:
+            outcomes.append(exc.code)
+        finally:
+            connection.close()
+
+    switch = lambda: subscription_update(merchant=merchant, subscription_id=sub.id, payment_method=pm.id)  # noqa: E731
+    detach = lambda: payment_method_detach(merchant=merchant, payment_method_id=pm.id)  # noqa: E731
+    threads = [threading.Thread(target=run, args=(fn,)) for fn in (switch, detach)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    row = Subscription.objects.get(pk=sub.pk)
+    detached = PaymentMethod.objects.get(pk=pm.pk).detached_at is not None
+    assert not (row.payment_method_id == pm.id and detached), outcomes
+    assert sorted(outcomes) in (["ok", "payment_method_in_use"], ["ok", "payment_method_detached"]), outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
+def test_a_switch_racing_the_detach_never_leaves_a_live_subscription_on_a_detached_method(merchant):
+    for _ in range(12):
+        race_once(merchant)
