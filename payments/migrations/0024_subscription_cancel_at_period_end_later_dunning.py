@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0021_refund_failed_created_index'),
+        ('payments', '0023_refund_succeeded_reversed_at'),
     ]
 
     operations = [
