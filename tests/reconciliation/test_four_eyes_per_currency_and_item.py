@@ -177,3 +177,34 @@ def test_two_adjustments_of_one_item_racing_under_the_threshold_do_not_both_pass
     assert sorted(answers) == ["needs approval", "resolved"]
     assert journals("recon_adjustment:") == 1
     ties_out()
+
+
+def test_the_migration_fills_in_what_earlier_resolutions_moved_alone(a_day_of_payments, settings):
+    """Resolutions made before the upgrade count: an adjustment made alone gets its amount, one a
+    second user approved gets 0."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 1_000
+    first, second = two_discrepancies_of_the_2500_capture()
+    fin = finance("fin1")
+    discrepancy_resolve(discrepancy_id=first.pk, user=fin, reason="PSP fee agreed", adjustment=700,
+                        currency="EUR")  # fmt: skip
+    approval = discrepancy_request(action="resolve", discrepancy_id=second.pk, user=fin,
+                                   reason="PSP fee agreed", adjustment=1_200, currency="EUR")  # fmt: skip
+    discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked it")
+    pks = [first.pk, second.pk]
+
+    def alone() -> dict:
+        return {d.pk: (d.moved_alone, d.moved_alone_currency) for d in Discrepancy.objects.filter(pk__in=pks)}
+
+    moved = alone()
+    assert moved == {first.pk: (700, "EUR"), second.pk: (0, "")}
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate([("reconciliation", "0018_discrepancy_missing_once_each_way")])
+        executor = MigrationExecutor(connection)
+        executor.migrate([("reconciliation", "0019_discrepancy_moved_alone")])
+        assert alone() == moved
+    finally:  # the later migrations back, for the tests after this one in the same database
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
