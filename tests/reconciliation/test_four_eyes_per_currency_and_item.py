@@ -208,3 +208,20 @@ def test_the_migration_fills_in_what_earlier_resolutions_moved_alone(a_day_of_pa
     finally:  # the later migrations back, for the tests after this one in the same database
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_a_bulk_write_off_asks_once_per_row_in_one_submit_and_says_so(client, a_day_of_payments, settings):
+    """Writing off several discrepancies above the threshold at once: one submit creates one
+    approval per discrepancy (each its own item's money), and the page sums them up in one line
+    naming every approval, beside each row's own message."""
+    from tests.backoffice.staff import otp_force_login
+    from tests.reconciliation.test_reconcile_resolutions import act
+
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 500
+    two = alpha_day(keep=(0, 3)).discrepancies.filter(kind="missing_at_psp")  # the 2,500 and the 730 captures
+    otp_force_login(client, finance("fin1"))
+    page = act(client, "write_off", [d.pk for d in two])
+    approvals = list(DiscrepancyApproval.objects.order_by("pk"))
+    assert sorted(a.amount for a in approvals) == [730, 2_500] and journals("recon_write_off:") == 0
+    ids = ", ".join(str(a.pk) for a in approvals)
+    assert f"2 discrepancies wait for a second user&#x27;s approval (discrepancy approvals {ids})" in page
