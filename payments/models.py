@@ -315,6 +315,11 @@ class PaymentAttempt(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Mod
     decline_message = models.CharField(max_length=255, blank=True, default="")
     error = models.CharField(max_length=255, blank=True, default="")
     action_url = models.URLField(max_length=2048, blank=True, default="")
+    # the number of the attempt's current void: its reference is `vd_<attempt>` for 1, then
+    # `vd_<attempt>_<n>` (services.payments.void_reference). Moves on only when the PSP refused the
+    # current one (a retry then needs a new reference: the PSP answers a known one with its first
+    # result); a void whose outcome is unknown is sent again under the same reference.
+    void_number = models.PositiveSmallIntegerField(default=1)
     # recovery: when to ask the PSP next, and how often it was asked
     next_inquiry_at = models.DateTimeField(null=True, blank=True)
     inquiries = models.PositiveSmallIntegerField(default=0)
@@ -506,6 +511,10 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     next_inquiry_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # when the PSP's success was recorded, and when its return (a reversal) was: each set once by
+    # its transition, so a later save moves neither (reconciliation's periods and aging read them)
+    succeeded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reversed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = RefundQuerySet.as_manager()
 
@@ -514,13 +523,12 @@ class Refund(ConcurrentTransitionMixin, models.Model):
         indexes = [
             models.Index(fields=["merchant", "-created_at", "-id"], name="refund_merchant_created_idx"),
             models.Index(fields=["psp_reference"], name="refund_psp_reference_idx"),  # back-office search
-            # a reconciliation report's period: the refunds that succeeded inside it (missing at PSP)
-            models.Index(fields=["updated_at"], condition=Q(status="succeeded"), name="refund_succeeded_at_idx"),
-            # ... and those returned inside it (failed after they succeeded: refund reversals), among
-            # the failed ones only (reconciliation's missing-at-PSP check of returns)
-            models.Index(fields=["updated_at"], condition=Q(status="failed"), name="refund_failed_at_idx"),
-            # (and the refund half of such a return by the time the refund was made)
-            models.Index(fields=["created_at"], condition=Q(status="failed"), name="refund_failed_created_idx"),
+            # a reconciliation report's period: the refunds that succeeded inside it, returned since
+            # or not (missing at PSP) ...
+            models.Index(fields=["succeeded_at"], condition=Q(succeeded_at__isnull=False),
+                         name="refund_succeeded_time_idx"),
+            # ... and those returned inside it (refund reversals)
+            models.Index(fields=["reversed_at"], condition=Q(reversed_at__isnull=False), name="refund_reversed_at_idx"),
         ]
 
     def __str__(self) -> str:
@@ -530,6 +538,7 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     def mark_succeeded(self, *, psp_reference: str = "") -> None:
         self.psp_reference = psp_reference or self.psp_reference
         self.next_inquiry_at = None
+        self.succeeded_at = timezone.now()
 
     @transition(field=status, source=[OS.PENDING], target=OS.FAILED)
     def mark_failed(self, *, code: str) -> None:
@@ -546,6 +555,7 @@ class Refund(ConcurrentTransitionMixin, models.Model):
         self.psp_reference = psp_reference or self.psp_reference
         self.failure_code = ""
         self.next_inquiry_at = None
+        self.succeeded_at = timezone.now()
 
     # The PSP reports a refund it had reported succeeded as failed after all (the shopper's bank sent
     # it back): the money is the merchant's again (payments.services.refunds._refund_reverse).
@@ -553,6 +563,7 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     def mark_reversed(self, *, code: str) -> None:
         self.failure_code = code[:64]
         self.next_inquiry_at = None
+        self.reversed_at = timezone.now()
 
 
 # --- Disputes (chargebacks) ---------------------------------------------------------------

@@ -191,6 +191,9 @@ class OperationResult:
     amount: int
     currency: str
     decline: Decline | None = None
+    # a refund the PSP completed and then took back (the shopper's bank sent it back): DECLINED
+    # now, but it did succeed first (unlike a refund the PSP refused)
+    returned: bool = False
 
 
 @dataclass(frozen=True, slots=True)

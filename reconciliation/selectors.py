@@ -76,13 +76,10 @@ AGING_BUCKETS = ((0, 1, "0-1 days"), (2, 3, "2-3 days"), (4, 7, "4-7 days"), (8,
 def refund_reversed_sql(alias: str) -> str:
     """SQL: the refund `alias` was reversed: it had succeeded and the PSP failed it afterwards (the
     shopper's bank sent it back), so payments mirrored its journal (`refund_reversal:<re>`,
-    payments.services.refunds._refund_reverse) and it is `failed`. A refund that failed without
-    ever succeeding has no such journal (its failure code alone does not tell them apart)."""
-    from ledger import selectors as ledger_selectors
-
-    journals = ledger_selectors.journal_list().model._meta.db_table
-    return (f"({alias}.status = 'failed' AND EXISTS (SELECT 1 FROM {journals} rj"
-            f" WHERE rj.reference = 'refund_reversal:' || {alias}.id))")
+    payments.services.refunds._refund_reverse) and it is `failed` with the time of its return
+    (`reversed_at`, set once in the same transaction as that journal). A refund that failed without
+    ever succeeding has neither (its failure code alone does not tell them apart)."""
+    return f"({alias}.status = 'failed' AND {alias}.reversed_at IS NOT NULL)"
 
 
 def _unsettled_sql() -> str:
@@ -91,8 +88,9 @@ def _unsettled_sql() -> str:
     dispute's chargeback - (from when it opened) and, once it is won, its reversal + (from when it
     was decided): the PSP reports both, each settled by its own line (a won dispute neither of whose
     lines settled yet nets to 0). A refund returned after it succeeded (reversed) likewise: its
-    refund - (from when it was made) until a `refund` line names it, and its reversal + (from when
-    it was returned: the refund's last change) until a `refund_reversal` line names it."""
+    refund - (from when it succeeded, `succeeded_at`) until a `refund` line names it, and its
+    reversal + (from when it was returned, `reversed_at`) until a `refund_reversal` line names it.
+    A refund's times are its own, set once: a later save of the refund moves neither."""
     from payments import selectors as payments_selectors
     from reconciliation.models import ReconciliationRun, StatementLine
 
@@ -111,7 +109,7 @@ def _unsettled_sql() -> str:
 SELECT x.currency, x.amount AS gross, x.updated_at AS at, x.id AS object_id FROM {t["capture"]} x
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled()}
 UNION ALL
-SELECT x.currency, -x.amount, x.updated_at, x.id FROM {t["refund"]} x
+SELECT x.currency, -x.amount, x.succeeded_at, x.id FROM {t["refund"]} x
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'succeeded' AND {settled()}
 UNION ALL
 SELECT x.currency, -x.amount, x.created_at, x.id FROM {t["dispute"]} x
@@ -121,11 +119,11 @@ SELECT x.currency, x.amount, COALESCE(x.closed_at, x.updated_at), x.id FROM {t["
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND x.status = 'won'
    AND {settled("chargeback_reversal")}
 UNION ALL
-SELECT x.currency, -x.amount, x.created_at, x.id FROM {t["refund"]} x
+SELECT x.currency, -x.amount, x.succeeded_at, x.id FROM {t["refund"]} x
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND {refund_reversed_sql("x")}
    AND {settled("refund")}
 UNION ALL
-SELECT x.currency, x.amount, x.updated_at, x.id FROM {t["refund"]} x
+SELECT x.currency, x.amount, x.reversed_at, x.id FROM {t["refund"]} x
   JOIN {t["attempt"]} a ON a.id = x.attempt_id WHERE a.connector = %s AND {refund_reversed_sql("x")}
    AND {settled("refund_reversal")}
 """

@@ -1,7 +1,8 @@
 """Endpoints outside /v1/ that no merchant calls: PSP webhooks and the shopper's return.
 
 - `POST /webhooks/psp/<connector>/`: the PSP's signed webhook. 400 (and a security record) on a
-  bad signature, 404 for an unknown connector, else 200 as soon as it is stored.
+  bad signature, 404 for an unknown connector, else 200 as soon as it is stored (a repeat: 200
+  once the first delivery committed; 503 with Retry-After when it could not be stored yet).
 - `GET /payments/return/<payment id>`: where the PSP sends the shopper after 3-D Secure / the
   bank page. We ask the PSP, record the outcome, and redirect to the merchant's `return_url`
   (with `payment=<id>` appended), or show a small page when there is none.
@@ -16,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from payera.audit.middleware import client_ip
+from payera.core.errors import ServiceUnavailableError
 from payments.services import payment_authentication_complete, psp_webhook_receive
 from psp_adapters.errors import PspConfigurationError, WebhookPayloadError, WebhookSignatureError
 
@@ -37,6 +39,8 @@ def psp_webhook(request, connector: str):
     except (WebhookSignatureError, WebhookPayloadError) as exc:
         return JsonResponse({"error": {"type": "invalid_request_error", "code": exc.code,
                                        "message": exc.message}}, status=400)
+    except ServiceUnavailableError as exc:  # not stored: the PSP delivers it again
+        return JsonResponse(exc.to_dict(), status=exc.http_status, headers={"Retry-After": "5"})
     return JsonResponse({"received": True, "id": row.event_id})
 
 

@@ -2,7 +2,9 @@
 bookings that would refund more than the threshold out of escrow (`booking`).
 
 pending --approve--> approved --mark_sent--> sent      (the refund went to the PSP: see `refund`)
-                              --mark_failed-> failed   (the payments service refused it)
+                              --mark_failed-> failed   (refused: by the payments service, or its refund
+                                                        failed at once)
+                     sent --mark_refund_failed-> failed (a plain refund the PSP refused later)
 pending --reject---> rejected
 The status moves only through these transitions (protected FSM field); the services lock the
 row, check `can_proceed`, transition and save. The database refuses a decision on an approved
@@ -92,4 +94,8 @@ class RefundApproval(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=status, source=[AP.APPROVED], target=AP.FAILED)
     def mark_failed(self, *, failure: str) -> None:
+        self.failure = failure[:255]
+
+    @transition(field=status, source=[AP.SENT], target=AP.FAILED)
+    def mark_refund_failed(self, *, failure: str) -> None:
         self.failure = failure[:255]

@@ -236,8 +236,8 @@ def _approval_record(*, approval_id: str, refund_id: str = "", failure: str = ""
     approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
     if approval.status != AP.APPROVED:
         return approval
-    refused = _booking_refund_refused(approval, failure=failure)
-    if refused:  # a booking cancel is sent only when it canceled the booking: its refund failed, nothing moved
+    refused = _refund_refused(approval, failure=failure)
+    if refused:  # sent only when the refund went out: it failed, nothing moved
         approval.mark_failed(failure=refused)
     elif approval.refund_id or refund_id:
         approval.mark_sent(refund_id=approval.refund_id or refund_id)
@@ -247,20 +247,22 @@ def _approval_record(*, approval_id: str, refund_id: str = "", failure: str = ""
     return approval
 
 
-def _booking_refund_refused(approval: RefundApproval, *, failure: str) -> str:
-    """A booking-cancel approval whose bound escrow refund failed (the PSP refused it, or it never
-    reached the PSP): the booking stayed confirmed, its escrow whole, so the approval did not cancel
-    anything and ends `failed`, saying why (the cancel's error when this request saw it, else the
-    refund's failure code). Empty for anything else. A plain refund approval is `sent` once its
-    refund went out, whatever the refund's outcome (the refund says it)."""
-    if not approval.booking_id or not approval.refund_id:
+def _refund_refused(approval: RefundApproval, *, failure: str) -> str:
+    """An approval whose bound refund failed (the PSP refused it, or it never reached the PSP):
+    nothing was refunded, so the approval ends `failed`, saying why: for a booking cancel (the
+    booking stayed confirmed, its escrow whole) the cancel's error when this request saw it, else
+    the refund's failure code. Empty when the refund did not fail: the approval is `sent` and the
+    refund, pending or succeeded, says the rest."""
+    if not approval.refund_id:
         return ""
     code = Refund.objects.filter(pk=approval.refund_id, status=OperationStatus.FAILED).values_list(
         "failure_code", flat=True).first()
     if code is None:
         return ""
-    return failure or f"booking_refund_failed: the refund out of escrow failed ({code or 'refused'}): " \
-                      "the booking is unchanged."
+    if approval.booking_id:
+        return failure or f"booking_refund_failed: the refund out of escrow failed ({code or 'refused'}): " \
+                          "the booking is unchanged."
+    return f"refund_failed: the refund {approval.refund_id} failed ({code or 'refused'}): nothing was refunded."
 
 
 def _approval_bind(approval_id: str):
@@ -345,7 +347,9 @@ def refund_approvals_resume(*, grace_seconds: float | None = None, limit: int = 
     """Finish approvals whose sending did not end: the approver's process died between the
     decision and the PSP call (no refund yet: send it now), or after the refund was started (a
     refund is bound: record it; the refund's own outcome is recovery's). Approvals decided within
-    the grace period are left alone: their request may be running right now."""
+    the grace period are left alone: their request may be running right now. Then a `sent` plain
+    refund approval whose refund failed since (the PSP refused it after accepting it) ends
+    `failed`, counted with those."""
     if grace_seconds is None:
         grace_seconds = getattr(settings, "PAYMENTS_STARTED_GRACE_SECONDS", 60)
     cutoff = now() - dt.timedelta(seconds=grace_seconds)
@@ -355,7 +359,25 @@ def refund_approvals_resume(*, grace_seconds: float | None = None, limit: int = 
         counts["approvals"] += 1
         approval = _approval_send(approval_id=approval_id, actor=f"staff:{decided_by_id}")
         counts[{AP.SENT: "sent", AP.FAILED: "failed"}.get(approval.status, "waiting")] += 1
+    # plain refunds the PSP accepted (pending: the approval `sent`) and refused later
+    refused = RefundApproval.objects.filter(status=AP.SENT, booking__isnull=True, refund__status=OperationStatus.FAILED)
+    for approval_id in refused.values_list("pk", flat=True)[:limit]:
+        if _approval_refund_failed(approval_id=approval_id).status == AP.FAILED:
+            counts["approvals"] += 1
+            counts["failed"] += 1
     return counts
+
+
+@transaction.atomic(durable=True)
+def _approval_refund_failed(*, approval_id: str) -> RefundApproval:
+    """A `sent` plain refund approval whose refund failed since (the PSP refused it after accepting
+    it): nothing was refunded, so it ends `failed`, saying why. Idempotent."""
+    approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
+    refused = _refund_refused(approval, failure="") if approval.status == AP.SENT and not approval.booking_id else ""
+    if refused:
+        approval.mark_refund_failed(failure=refused)
+        approval.save()
+    return approval
 
 
 def refund_approval_reject(*, user, approval_id: str, note: str = "") -> RefundApproval:

@@ -1051,6 +1051,14 @@ def _capture_succeeded(payment: Payment, attempt: PaymentAttempt, capture: Captu
         occurred_at=at, metadata={"payment": payment.id, "capture": capture.id},
     )
     emit(payment, "payment.captured", "payment.succeeded")
+    if payment.inflight == "cancel":
+        # a cancel under way (its void pending at the PSP, its answer lost, its request crashed)
+        # can no longer void a captured authorization: it failed. Its claim ends with the capture
+        # (a refund is not 409 until recovery's cancel step) and the merchant, who asked to cancel,
+        # is told; the void's own late outcome (refused) finds the attempt captured: stale news.
+        logger.warning("%s of %s captured while a cancel was under way: the cancel failed", attempt.id, payment.id)
+        inflight_release(payment)
+        emit(payment, "payment.cancel_failed")
 
 
 def payment_auto_capture_if_needed(*, payment_id: str) -> None:
@@ -1211,12 +1219,13 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api", f
     try:
         with outside_transaction():
             result = get_adapter(attempt.connector).void(VoidRequest(
-                payment=PspReference(attempt.id, attempt.psp_reference or None), reference=void_reference(attempt.id),
+                payment=PspReference(attempt.id, attempt.psp_reference or None),
+                reference=void_reference(attempt.id, attempt.void_number),
             ))
     except PspError as exc:
         error = exc
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=result.outcome if result else None,
-                   error=error, actor=actor)
+                   error=error, actor=actor, void_number=attempt.void_number)
     if error is not None:
         # recovery imports this module
         from payments.services.recovery import _cancel_claim_release, attempt_recover, cancel_recover
@@ -1243,8 +1252,39 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api", f
     return Payment.objects.get(pk=payment_id)
 
 
-def void_reference(attempt_id: str) -> str:
-    return "vd_" + attempt_id.removeprefix("att_")
+def void_reference(attempt_id: str, number: int = 1) -> str:
+    """The reference of void `number` of an attempt (PaymentAttempt.void_number): `vd_<attempt>`
+    for the first (as every void was before voids were numbered), `vd_<attempt>_<n>` after it."""
+    body = attempt_id.removeprefix("att_")
+    return f"vd_{body}" if number <= 1 else f"vd_{body}_{number}"
+
+
+def void_number_of(attempt_id: str, reference: str | None) -> int | None:
+    """Which void of the attempt `reference` is (the inverse of `void_reference`), or None."""
+    first = void_reference(attempt_id)
+    if reference == first:
+        return 1
+    rest = (reference or "").removeprefix(first + "_")
+    if rest != reference and rest.isascii() and rest.isdigit() and int(rest) >= 2 and rest[0] != "0":
+        return int(rest)
+    return None
+
+
+def void_refused(attempt: PaymentAttempt, number: int) -> None:
+    """The PSP refused void `number` of the attempt (caller holds the payment's lock): the next void
+    goes under a new reference — the PSP would answer this one's refusal again. Once per void,
+    whatever repeats the news (the answer, a webhook, an inquiry); a void whose outcome is unknown
+    never comes here (its retry must reuse the reference)."""
+    if attempt.void_number == number:
+        attempt.void_number = number + 1
+        attempt.save(update_fields=["void_number", "updated_at"])
+
+
+@transaction.atomic(durable=True)
+def void_refused_record(*, attempt_id: str, number: int) -> None:
+    """`void_refused` in its own transaction (a void outside a cancel: the redirect expiry)."""
+    payment_lock_of_attempt(attempt_id)
+    void_refused(PaymentAttempt.objects.get(pk=attempt_id), number)
 
 
 @transaction.atomic(durable=True)
@@ -1277,18 +1317,25 @@ def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str,
 
 @transaction.atomic(durable=True)
 def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None, error: PspError | None,
-                   actor: str, refused_later: bool = False) -> None:
+                   actor: str, void_number: int | None = None, refused_later: bool = False) -> None:
     """A void's outcome. APPROVED: voided, the payment `canceled`. PENDING (an asynchronous PSP
     took it, its outcome comes later) or a timeout: the `cancel` claim stays — a cancel under way,
     resolved by the void's webhook or recovery's inquiry (`cancel_recover`), the payment still
     `requires_capture` meanwhile. `refused_later`: the PSP refused a void it had taken (or whose
     answer was lost): the claim is released and the merchant, told the cancel was under way, gets
-    `payment.cancel_failed` (the payment, still authorized: capture it or cancel again)."""
+    `payment.cancel_failed` (the payment, still authorized: capture it or cancel again).
+    `void_number`: which void of the attempt the outcome is about (default: its current one). A
+    refusal (declined, refused later, or an error that says the PSP did not take it) moves the
+    attempt to its next void number, so that cancelling again sends a new reference
+    (`void_refused`); an unknown outcome keeps it (the retry reuses the reference)."""
     payment = payment_lock(payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     if _operation_may_have_happened(outcome, error):  # a retry after a crash answers the payment
         idempotency_resource_record(resource=payment.id)
     under_way = (error is not None and error.may_have_processed) or (error is None and outcome == Outcome.PENDING)
+    if refused_later or (error is None and outcome == Outcome.DECLINED) or (
+            error is not None and not error.may_have_processed):
+        void_refused(attempt, attempt.void_number if void_number is None else void_number)
     claimed = payment.inflight == "cancel"
     # a void that may have been done (a timeout) or is pending keeps the claim: it marks a cancel
     # whose outcome recovery must ask the PSP about (cancel_recover), as a crashed request's claim does

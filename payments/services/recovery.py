@@ -181,6 +181,7 @@ def cancel_recover(*, payment_id: str, release: bool = True) -> str:
     if attempt is None:  # resolved meanwhile (e.g. by the void's webhook): only the claim is left
         _cancel_claim_release(payment_id=payment_id)
         return "resolved"
+    number = attempt.void_number  # the current void: the one a cancel under way sent
     try:
         result = attempt_inquire(attempt)
     except InquiryReferenceMismatchError:
@@ -191,15 +192,17 @@ def cancel_recover(*, payment_id: str, release: bool = True) -> str:
         logger.warning("inquiry for the cancel of %s failed: %s", payment_id, exc)
         return "unknown"
     voided = result.state == PspState.VOIDED
+    # our current void only: an earlier void of the attempt was refused (that is why there is a
+    # later one), and its refusal says nothing about the cancel under way
     ours = [op for op in result.operations
-            if op.kind == OperationKind.VOID and op.reference == void_reference(attempt.id)]
+            if op.kind == OperationKind.VOID and op.reference == void_reference(attempt.id, number)]
     if not voided and ours and ours[0].outcome == Outcome.PENDING:
         return "pending"  # taken by the PSP, its outcome still to come: the claim stays
     refused = not voided and bool(ours) and ours[0].outcome == Outcome.DECLINED
     if not voided and not refused and not release:
         return "unknown"
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=Outcome.APPROVED if voided else None,
-                   error=None, actor="system:recovery", refused_later=refused)
+                   error=None, actor="system:recovery", void_number=number, refused_later=refused)
     return "voided" if voided else "refused" if refused else "released"
 
 
@@ -282,10 +285,11 @@ def inquiry_operations_record(result: AuthorizeResult, *, release_for: str = "")
                                                                         pk=op.reference).exists():
             capture_record_outcome(capture_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
                                    decline=op.decline, actor="system:recovery", release=op.reference == release_for)
-        elif op.kind == OperationKind.REFUND and Refund.objects.filter(_refund_news(op.outcome),
+        elif op.kind == OperationKind.REFUND and Refund.objects.filter(_refund_news(op.outcome, returned=op.returned),
                                                                        pk=op.reference).exists():
             refund_record_outcome(refund_id=op.reference, outcome=op.outcome, psp_reference=op.psp_reference or "",
-                                  decline=op.decline, actor="system:recovery", release=op.reference == release_for)
+                                  decline=op.decline, actor="system:recovery", release=op.reference == release_for,
+                                  returned=op.returned)
 
 
 def _capture_news(outcome: Outcome) -> Q:
@@ -297,14 +301,14 @@ def _capture_news(outcome: Outcome) -> Q:
     return news
 
 
-def _refund_news(outcome: Outcome) -> Q:
+def _refund_news(outcome: Outcome, *, returned: bool = False) -> Q:
     """The refunds for which the PSP's `outcome` is news: pending ones; a succeeded one the PSP now
     says failed (sent back: refund_record_outcome reverses it); a failed one only because the PSP
-    did not know it that the PSP now says done (it happened: recorded)."""
+    did not know it that the PSP now says done, or done and returned since (it happened: recorded)."""
     news = Q(status=OperationStatus.PENDING)
     if outcome == Outcome.DECLINED:
         news |= Q(status=OperationStatus.SUCCEEDED)
-    elif outcome == Outcome.APPROVED:
+    if outcome == Outcome.APPROVED or (outcome == Outcome.DECLINED and returned):
         news |= Q(status=OperationStatus.FAILED, failure_code=REFUND_NOT_AT_PSP)
     return news
 

@@ -23,7 +23,7 @@ from payments.method_types import METHOD_TYPES
 from payments.models import AS, PS, Payment, PaymentAttempt
 from payments.services.common import emit, inflight_release, now, setting, transition
 from payments.services.inquiry import attempt_inquire
-from payments.services.payments import void_reference
+from payments.services.payments import void_reference, void_refused_record
 from payments.services.recovery import attempt_recover
 from psp_adapters.errors import PspError
 from psp_adapters.port import Outcome, PspReference, PspState, VoidRequest
@@ -63,19 +63,24 @@ def redirect_expire(*, attempt_id: str, seconds: int) -> bool:
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     if attempt.status != AS.REQUIRES_ACTION:
         return False
+    number = attempt.void_number  # a void refused before (e.g. a merchant's cancel): a new reference
     try:
         with outside_transaction():
             result = get_adapter(attempt.connector).void(VoidRequest(
-                payment=PspReference(attempt.id, attempt.psp_reference or None), reference=void_reference(attempt.id),
+                payment=PspReference(attempt.id, attempt.psp_reference or None),
+                reference=void_reference(attempt.id, number),
             ))
     except PspError as exc:  # refused (the shopper paid meanwhile) or unreachable: the PSP's state decides
         logger.info("cancel of the abandoned redirect %s refused or failed (%s): asking the PSP", attempt_id, exc.code)
         if exc.may_have_processed and _voided_at_psp(attempt):
             # our void went through, only its answer was lost: the redirect expired
             return _redirect_expired_record(attempt_id=attempt_id, seconds=seconds)
+        if not exc.may_have_processed:  # refused: a later void of the attempt needs a new reference
+            void_refused_record(attempt_id=attempt_id, number=number)
         attempt_recover(attempt_id=attempt_id)
         return False
     if result.outcome not in (Outcome.APPROVED, Outcome.PENDING):
+        void_refused_record(attempt_id=attempt_id, number=number)
         attempt_recover(attempt_id=attempt_id)
         return False
     return _redirect_expired_record(attempt_id=attempt_id, seconds=seconds)

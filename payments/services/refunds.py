@@ -205,16 +205,54 @@ def _refund_found_allowed(payment: Payment, refund: Refund) -> bool:
     return True
 
 
+def _refund_succeed(payment: Payment, refund: Refund, *, psp_reference: str, actor: str) -> None:
+    """The PSP did the refund (pending, or failed as unknown at the PSP): it is `succeeded`, counts
+    in `amount_refunded`, the merchant is told and its journals are posted (`refund:<re>`,
+    `refund_fee:<re>` for the fee share it returns). The caller holds the payment lock."""
+    capture = Capture.objects.filter(attempt=refund.attempt, status=OperationStatus.SUCCEEDED).first()
+    escrow = refund_in_escrow(refund)
+    fee_back = 0
+    if capture is not None and escrow:
+        # a booking's refund out of escrow: the share the escrow keeps for it, whatever settled
+        # before it (a merchant refund out of pending may, once the booking is completed)
+        fee_back = refund_fee_share(fee=capture.fee, captured=payment.amount_captured, refunded_before=0,
+                                    refund=refund.amount)
+    elif capture is not None:
+        fee_back = refund_fee_back(fee=capture.fee, captured=payment.amount_captured,
+                                   refunded_before=payment.amount_refunded,
+                                   returned_before=_fee_returned(payment) if payment.amount_refunded else 0,
+                                   refund=refund.amount,
+                                   escrow_refund_ahead=booking_escrow_refund_ahead(payment, refund))
+    verb = "mark_found" if refund.status == OperationStatus.FAILED else "mark_succeeded"
+    transition(refund, verb, payment=payment, actor=actor, psp_reference=psp_reference)
+    refund.save()
+    payment.amount_refunded += refund.amount
+    payment.save()
+    emit_refund(refund, "refund.succeeded")
+    emit(payment, "payment.refunded")
+    # last in the transaction: the ledger holds the merchant's account row until the commit
+    post(
+        refund_journals(refund_id=refund.id, merchant_id=payment.merchant_id, connector=refund.attempt.connector,
+                        amount=refund.amount, fee_back=fee_back, currency=refund.currency,
+                        escrow=escrow),
+        occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id},
+    )
+
+
 @transaction.atomic(durable=True)
 def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_reference: str = "",
                           decline: Decline | None = None, error: PspError | None = None, actor: str,
-                          release: bool = False) -> None:
+                          release: bool = False, returned: bool = False) -> None:
     """A refund's outcome from the answer, a webhook or an inquiry. Idempotent and order-proof:
     a refund already failed ignores later news, and so does a succeeded one, except a refusal: the
-    PSP failed it after it had succeeded, and it is reversed (`_refund_reverse`)."""
+    PSP failed it after it had succeeded, and it is reversed (`_refund_reverse`). `returned`: the
+    PSP says the refusal is a return (it had done the refund, then took it back): a refund Payera
+    never saw succeed (its webhooks lost) is recorded succeeded, then reversed, as if it had heard
+    both, rather than failed as refused (the PSP did pay it out, and reports both)."""
+    returned = returned and error is None and outcome == Outcome.DECLINED
     found = operation_for_outcome(Refund, refund_id, inflight="refund", release=release,
                                   succeeded_too=error is None and outcome == Outcome.DECLINED,
-                                  failed_too=error is None and outcome == Outcome.APPROVED)
+                                  failed_too=error is None and (outcome == Outcome.APPROVED or returned))
     if found is None:
         return
     payment, refund = found
@@ -222,6 +260,12 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
         _refund_reverse(payment, refund, decline=decline, actor=actor)
         return
     if refund.status == OperationStatus.FAILED and not _refund_found_allowed(payment, refund):
+        return
+    if returned:
+        logger.warning("refund %s of %s was done and returned at %s before Payera heard it succeed: recorded "
+                       "succeeded, then reversed", refund.id, payment.id, refund.attempt.connector)
+        _refund_succeed(payment, refund, psp_reference=psp_reference, actor=actor)
+        _refund_reverse(payment, refund, decline=decline, actor=actor)
         return
     if error is not None:
         if not error.may_have_processed:
@@ -231,34 +275,7 @@ def refund_record_outcome(*, refund_id: str, outcome: Outcome | None, psp_refere
             booking_escrow_refund_failed(payment, refund, actor=actor)
         return  # unknown: stays pending, recovery asks the PSP
     if outcome == Outcome.APPROVED:
-        capture = Capture.objects.filter(attempt=refund.attempt, status=OperationStatus.SUCCEEDED).first()
-        escrow = refund_in_escrow(refund)
-        fee_back = 0
-        if capture is not None and escrow:
-            # a booking's refund out of escrow: the share the escrow keeps for it, whatever settled
-            # before it (a merchant refund out of pending may, once the booking is completed)
-            fee_back = refund_fee_share(fee=capture.fee, captured=payment.amount_captured, refunded_before=0,
-                                        refund=refund.amount)
-        elif capture is not None:
-            fee_back = refund_fee_back(fee=capture.fee, captured=payment.amount_captured,
-                                       refunded_before=payment.amount_refunded,
-                                       returned_before=_fee_returned(payment) if payment.amount_refunded else 0,
-                                       refund=refund.amount,
-                                       escrow_refund_ahead=booking_escrow_refund_ahead(payment, refund))
-        verb = "mark_found" if refund.status == OperationStatus.FAILED else "mark_succeeded"
-        transition(refund, verb, payment=payment, actor=actor, psp_reference=psp_reference)
-        refund.save()
-        payment.amount_refunded += refund.amount
-        payment.save()
-        emit_refund(refund, "refund.succeeded")
-        emit(payment, "payment.refunded")
-        # last in the transaction: the ledger holds the merchant's account row until the commit
-        post(
-            refund_journals(refund_id=refund.id, merchant_id=payment.merchant_id, connector=refund.attempt.connector,
-                            amount=refund.amount, fee_back=fee_back, currency=refund.currency,
-                            escrow=escrow),
-            occurred_at=now(), metadata={"payment": payment.id, "refund": refund.id},
-        )
+        _refund_succeed(payment, refund, psp_reference=psp_reference, actor=actor)
     elif outcome == Outcome.DECLINED:
         transition(refund, "mark_failed", payment=payment, actor=actor,
                    code=decline.code.value if decline else "operation_rejected")

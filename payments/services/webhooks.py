@@ -26,10 +26,11 @@ import logging
 from functools import partial
 
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 
 from payera.audit.services import record_auth_failure
 from payera.core.db import outside_transaction
+from payera.core.errors import ServiceUnavailableError
 from payera.core.masking import mask_json_text
 from payera.core.nul import has_unstorable, storable
 from payera.events.dispatch import enqueue
@@ -54,6 +55,7 @@ from payments.services.payments import (
     capture_record_outcome,
     decline_normalize,
     payment_auto_capture_if_needed,
+    void_number_of,
 )
 from payments.services.recovery import cancel_recover, inquiry_operations_record
 from payments.services.refunds import refund_record_outcome
@@ -206,8 +208,44 @@ def _inbox_event_id(event_id: str) -> str:
     return f"{event_id[: _EVENT_ID_LENGTH - 33]}~{digest}"
 
 
-@transaction.atomic(durable=True)
+class WebhookRepeatNotFoundError(ServiceUnavailableError):
+    """The inbox refused the event as a repeat, yet its row is not there to read (deleted since):
+    the PSP is asked to deliver it again (503), which stores it then."""
+
+    code = "webhook_retry"
+    default_message = "The webhook could not be stored yet. Deliver it again."
+
+
 def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
+    """Store the event once (unique per connector and event id) and queue its processing; a repeat
+    returns the row stored first.
+
+    A concurrent repeat's insert waits on the unique index for the first delivery's transaction:
+    refused once that one committed, stored if it rolled back. The repeat's row is then read in a
+    transaction of its own, after the refused one: read in the refused transaction, it was not seen
+    under REPEATABLE READ (the snapshot predates the other commit: `DoesNotExist`, a 500), and
+    SERIALIZABLE refuses the insert itself as a serialization failure (Django does not set the
+    isolation level: the server's, database's or role's default applies)."""
+    key = _inbox_event_id(event.event_id)
+    try:
+        return _inbox_insert(connector=connector, event=event, body=body, key=key)
+    except IntegrityError:
+        pass
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != _SERIALIZATION_FAILURE:
+            raise
+    row = PspWebhook.objects.filter(connector=connector, event_id=key).first()
+    if row is None:
+        logger.warning("PSP webhook %s:%s refused as a repeat but not found: asked again", connector, key)
+        raise WebhookRepeatNotFoundError()
+    return row
+
+
+_SERIALIZATION_FAILURE = "40001"
+
+
+@transaction.atomic(durable=True)
+def _inbox_insert(*, connector: str, event: PspEvent, body: bytes, key: str) -> PspWebhook:
     reference = event.operation_reference or event.payment.reference or ""
     if len(event.event_id) > _EVENT_ID_LENGTH:
         # stored before the digest key, under `event_id[:128]`: the same event if its full id (in
@@ -217,18 +255,14 @@ def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
         ).first()
         if legacy is not None:
             return legacy
-    try:
-        with transaction.atomic():
-            row = PspWebhook.objects.create(
-                connector=connector, event_id=_inbox_event_id(event.event_id), kind=event.kind.value,
-                reference=reference[:64],
-                # the raw body is kept for people to read (the event is applied from `headers`, the
-                # parsed event): a card number or secret the PSP sent along is masked as logs mask it, in
-                # the parsed JSON (which stays valid JSON) when the body is JSON
-                body=_body_text(body), headers=event_to_json(event),
-            )
-    except IntegrityError:  # a repeat: already stored (and applied or on its way)
-        return PspWebhook.objects.get(connector=connector, event_id=_inbox_event_id(event.event_id))
+    row = PspWebhook.objects.create(
+        connector=connector, event_id=key, kind=event.kind.value,
+        reference=reference[:64],
+        # the raw body is kept for people to read (the event is applied from `headers`, the
+        # parsed event): a card number or secret the PSP sent along is masked as logs mask it, in
+        # the parsed JSON (which stays valid JSON) when the body is JSON
+        body=_body_text(body), headers=event_to_json(event),
+    )  # a repeat raises IntegrityError: this transaction is over, the caller reads the row
     from payments.tasks import psp_webhook_process_task
 
     transaction.on_commit(partial(enqueue, psp_webhook_process_task, str(row.pk)), robust=True)
@@ -368,6 +402,12 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
         if attempt is None:
             raise _Park(f"unknown attempt {e.payment.reference}")
         verdict = cancel_recover(payment_id=attempt.payment_id, release=False)
+        number = void_number_of(attempt.id, e.operation_reference)
+        current = PaymentAttempt.objects.values_list("void_number", flat=True).get(pk=attempt.id)
+        if verdict in ("pending", "unknown") and number is not None and number < current:
+            # an earlier void of the attempt, refused (that is why there is a later one): its news
+            # says nothing about the current one, which its own webhook or recovery resolves
+            return f"ignored: void {e.operation_reference} of {attempt.id} was superseded by void {current}"
         if verdict in ("pending", "unknown"):
             raise _Park(f"not confirmed yet: {connector} reports the void of {attempt.id} as {verdict}")
         return f"void: {verdict} (confirmed by inquiry)"

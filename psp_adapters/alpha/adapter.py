@@ -113,6 +113,7 @@ class AlphaAdapter(BaseAdapter):
             amount=int(data["amount"]),
             currency=_currency(data["currency"]),
             decline=decline,
+            returned=outcome == Outcome.DECLINED and bool(data.get("returned_at")),
         )
 
     def _result(self, data: Mapping[str, Any]) -> AuthorizeResult:

@@ -133,6 +133,7 @@ class BetaAdapter(BaseAdapter):
             amount=amount,
             currency=currency,
             decline=decline,
+            returned=outcome == Outcome.DECLINED and bool(data.get("returnedAt")),
         )
 
     def _result(self, data: Mapping[str, Any]) -> AuthorizeResult:

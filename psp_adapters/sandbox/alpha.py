@@ -106,6 +106,8 @@ class AlphaWire:
             "response_code": code if op["state"] == "failed" else None,
             "response_message": message if op["state"] == "failed" else None,
             "created": _iso(op["created_at"]),
+            # a refund sent back after it succeeded (`failed` now): when that happened
+            "returned_at": _iso(op.get("returned_at")) if op["kind"] == "refund" else None,
         }
 
     def render_authorization(self, row: Row) -> dict[str, Any]:

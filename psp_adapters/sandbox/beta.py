@@ -134,6 +134,8 @@ class BetaWire:
             "amount": _money(op["amount"], op["currency"]),
             "reason": reason,
             "reasonCode": code,
+            # a refund sent back after it succeeded (`failed` now): when that happened
+            "returnedAt": _iso(op.get("returned_at")) if op["kind"] == "refund" else None,
         }
 
     def render_payment(self, row: Row) -> dict[str, Any]:

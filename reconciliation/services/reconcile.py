@@ -1191,20 +1191,21 @@ def _discrepancies_sql(run: ReconciliationRun, *, unmatched: bool, duplicates: b
             fence, attempt = "", f"JOIN {t['attempt']} a ON a.id = x.attempt_id AND a.connector = %s"
         start = dt.datetime.combine(run.period_start, dt.time(), dt.UTC)
         end = dt.datetime.combine(run.period_end + dt.timedelta(days=1), dt.time(), dt.UTC)
-        # (table, sign, which, its time, the kind of the line that names it): a capture or refund
-        # by the time it succeeded; a won dispute's reversal by the time it was decided (its
-        # chargeback line names the dispute too, so the reversal line is told by its kind)
-        # a refund returned after it succeeded by the time it was returned (its last change; its
-        # refund line names it too, so the reversal line is told by its kind; read through the
-        # partial index of failed refunds, refund_failed_at_idx)
+        # (table, sign, which, its time, the kind of the line that names it): a capture by the
+        # time it succeeded (`updated_at`), a refund by its own `succeeded_at` (set once:
+        # refund_succeeded_time_idx); a won dispute's reversal by the time it was decided (its
+        # chargeback line names the dispute too, so the reversal line is told by its kind); a
+        # refund returned after it succeeded by the time it was returned (`reversed_at`, set once:
+        # refund_reversed_at_idx; its refund line names it too, so the reversal line is told by
+        # its kind)
         items = (
             (t["capture"], "", "x.status = 'succeeded'", "updated_at", ""),
-            (t["refund"], "-", "x.status = 'succeeded'", "updated_at", ""),
+            (t["refund"], "-", "x.status = 'succeeded'", "succeeded_at", ""),
             (t["dispute"], "", "x.status = 'won'", "closed_at", " AND l.kind = 'chargeback_reversal'"),
-            (t["refund"], "", refund_reversed_sql("x"), "updated_at", " AND l.kind = 'refund_reversal'"),
-            # and its refund half by the time it was made (its refund line, not its reversal's;
-            # refund_failed_created_idx)
-            (t["refund"], "-", refund_reversed_sql("x"), "created_at", " AND l.kind = 'refund'"),
+            (t["refund"], "", refund_reversed_sql("x"), "reversed_at", " AND l.kind = 'refund_reversal'"),
+            # and its refund half by the time it succeeded, as any refund (its refund line, not
+            # its reversal's)
+            (t["refund"], "-", refund_reversed_sql("x"), "succeeded_at", " AND l.kind = 'refund'"),
         )
         for table, sign, status, at, line_kind in items:
             statements.append(

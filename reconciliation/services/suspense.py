@@ -6,7 +6,8 @@ finance settled as reported put its gross into `suspense` (`recon_settle:<id>`).
 `suspense_reallocate` moves (part of) it, in one balanced journal `recon_suspense:<id>:<n>` (kind
 `adjustment`; n: the discrepancy's n-th move), to:
 
-- `receivable`: the PSP receivable of the capture or refund of Payera's that the money paid (the
+- `receivable`: the PSP receivable of the capture or refund of Payera's that the money paid, or of
+  a returned refund's reversal (money back, +) or refund half (-), told by the move's direction (the
   item is then cleared like a resolution clears it: `receivable_cleared` on the discrepancy, with
   `cleared_account` suspense, so the receivable check and the aging stay true, and a later report
   line settling the same item gives the money back to suspense);
@@ -64,21 +65,55 @@ def in_suspense(d: Discrepancy) -> tuple[str, int]:
     return line.currency, line.gross - moved + back
 
 
-def _item(psp: str, object_id: str) -> tuple[str, int, str] | None:
-    """(currency, signed gross, merchant id) of a succeeded capture (+) or refund (-) of an attempt
-    at `psp`, or None."""
+def _item(psp: str, object_id: str, positive: bool) -> tuple[str, int, str] | None:
+    """(currency, signed gross, merchant id) of the item `object_id` names at `psp`, in the move's
+    direction where it has two: a succeeded capture (+) or refund (-), or a returned refund (its
+    refund half -, its reversal +: the two items on the receivable that its `refund` and
+    `refund_reversal` lines settle); an item of the other direction when that is all it has (the
+    move is then refused by its amount); None when there is none."""
+    from reconciliation.selectors import refund_reversed_sql
+
     t = payments_selectors.settlement_tables()
+    found = []
     with connection.cursor() as cursor:
-        for table, sign in ((t["capture"], 1), (t["refund"], -1)):
+        for table, sign, which in (
+            (t["capture"], 1, "x.status = 'succeeded'"),
+            (t["refund"], -1, f"(x.status = 'succeeded' OR {refund_reversed_sql('x')})"),
+            (t["refund"], 1, refund_reversed_sql("x")),
+        ):
             cursor.execute(
                 f"SELECT x.currency, x.amount, a.merchant_id FROM {table} x JOIN {t['attempt']} a"  # noqa: S608
-                " ON a.id = x.attempt_id WHERE x.id = %s AND a.connector = %s AND x.status = 'succeeded'",
+                f" ON a.id = x.attempt_id WHERE x.id = %s AND a.connector = %s AND {which}",
                 [object_id, psp],
             )
             row = cursor.fetchone()
             if row:
-                return row[0], sign * int(row[1]), row[2]
-    return None
+                found.append((row[0], sign * int(row[1]), row[2]))
+    return next((i for i in found if (i[1] > 0) == positive), found[0] if found else None)
+
+
+def _moved_alone(d: Discrepancy, moves: list[dict]) -> int:
+    """What the discrepancy's moves made without a second user's approval moved (absolute). A move
+    records `approved` since the split-move rule; one recorded before it has no such key: it was an
+    approval's if a done approval of this discrepancy asked for exactly that move (its number and
+    amount: the admin's form always names the move), otherwise it counts as made alone (an approval
+    asked without a move number, or whose move grew past what it asked, can not be told apart from a
+    move made alone: counting it errs towards asking a second user, never the other way)."""
+    from reconciliation.models import DiscrepancyAction, DiscrepancyApproval, DiscrepancyApprovalStatus
+
+    approved_before = set()
+    if any("approved" not in m for m in moves):
+        done = DiscrepancyApproval.objects.filter(
+            discrepancy_id=d.pk, action=DiscrepancyAction.REALLOCATE_SUSPENSE, status=DiscrepancyApprovalStatus.DONE
+        ).values_list("params", "amount")
+        approved_before = {(int(p["move"]), amount) for p, amount in done if isinstance((p or {}).get("move"), int)}
+
+    def alone(m: dict) -> bool:
+        if "approved" in m:
+            return not m["approved"]
+        return (int(m["move"]), abs(int(m["amount"]))) not in approved_before
+
+    return sum(abs(int(m["amount"])) for m in moves if alone(m))
 
 
 @transaction.atomic(durable=True)
@@ -153,9 +188,10 @@ def reallocate_now(
         if d.object_id and d.object_id != object_id:
             raise DiscrepancyMoneyError(f"Discrepancy {d.pk}'s money was moved to {d.object_id} already: one item"
                                         " per discrepancy.", param="object_id")  # fmt: skip
-        item = _item(d.psp, object_id)
+        item = _item(d.psp, object_id, amount > 0)
         if item is None:
-            raise DiscrepancyMoneyError(f"{object_id} is no succeeded capture or refund at {d.psp}.", param="object_id")
+            raise DiscrepancyMoneyError(f"{object_id} is no succeeded capture or refund at {d.psp}, nor a returned"
+                                        " refund.", param="object_id")  # fmt: skip
         item_currency, gross, item_merchant = item
         if item_currency != suspense_currency:
             raise DiscrepancyMoneyError(f"{object_id} is in {item_currency}, the suspense in {suspense_currency}.",
@@ -180,7 +216,7 @@ def reallocate_now(
         raise DiscrepancyPermissionError()
     # what this discrepancy's earlier moves made without approval count too: a move split into moves
     # under the threshold is measured whole
-    alone = sum(abs(int(m["amount"])) for m in moves if not m.get("approved"))
+    alone = _moved_alone(d, moves)
     four_eyes(amount=amount, currency=suspense_currency, approved=approved, counted=abs(amount) + alone)
     n = len(moves) + 1
     reference = f"recon_suspense:{d.pk}:{n}"

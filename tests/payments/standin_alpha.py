@@ -20,8 +20,13 @@ class StandinAlpha:
     are answered 503 first (nothing processed). `refund`: "succeed" or "slow" (as a slow capture).
     `currency_case`: "lower" answers the currency as `eur` (what a PSP may send; ISO 4217 codes are
     case-insensitive). `void`: "succeed" or "pending_then_failed" (answered pending, listed failed:
-    the authorization stays authorized). `psp_capture(reference, amount)`: the PSP captures an
-    authorization on its own (no request of ours), listed as a capture under the PSP's own id."""
+    the authorization stays authorized); `voids`: how each new void reference is answered, in turn
+    ("refuse": answered and listed failed; "pending_then_failed"; "pending": answered and listed
+    pending until `void_carry_out()`), then `void` for the rest. A void reference seen before is
+    answered with its first operation (as the PSP's idempotency does); `void_references` lists the
+    reference of every void request. `psp_capture(reference, amount)`: the PSP captures an
+    authorization on its own (no request of ours), listed as a capture under the PSP's own id (a void
+    still pending is refused by it)."""
 
     def __init__(
         self,
@@ -32,9 +37,12 @@ class StandinAlpha:
         refund: str = "succeed",
         currency_case: str = "upper",
         void: str = "succeed",
+        voids: tuple[str, ...] = (),
     ) -> None:
         self.currency_case = currency_case
         self.void_mode = void
+        self.void_modes = list(voids)
+        self.void_references: list[str] = []
         self.capture_at_authorization = capture_at_authorization
         self.capture_mode = capture
         self.refuse_captures = refuse_captures
@@ -52,11 +60,23 @@ class StandinAlpha:
                 self._done(auth, op)
             self.queued.clear()
 
+    def void_carry_out(self) -> None:
+        """The voids listed pending are done now: the authorizations they void are voided."""
+        with self._lock:
+            for auth in self.auths.values():
+                for op in auth["operations"]:
+                    if op["type"] == "void" and op["status"] == "pending":
+                        op["status"] = "succeeded"
+                        auth["status"] = "voided"
+
     def psp_capture(self, reference: str, amount: int | None = None) -> dict:
         """The PSP captured the authorization of our `reference` on its own: its operation carries
         the PSP's own reference (none of ours). Returns the authorization as the PSP now lists it."""
         with self._lock:
             [auth] = [a for a in self.auths.values() if a["merchant_reference"] == reference]
+            for op in auth["operations"]:  # a void still pending can no longer void it: refused
+                if op["type"] == "void" and op["status"] == "pending":
+                    op.update(status="failed", response_code="05", response_message="Refused")
             body = {"merchant_reference": f"psp_{next(self._ids)}", "amount": amount or auth["amount"]}
             self._done(auth, self._operation(auth, "capture", body, "succeeded"))
             return auth
@@ -125,13 +145,25 @@ class StandinAlpha:
             kind = {"capture": "capture", "refunds": "refund", "void": "void"}.get(parts[4] if len(parts) > 4 else "")
             if kind is None:
                 return 400, {"error": {"code": "unsupported", "message": path}}
+            if kind == "void":
+                self.void_references.append(body["merchant_reference"])
             done = [o for o in auth["operations"] if o["merchant_reference"] == body["merchant_reference"]]
             if done:  # the same merchant reference again: the operation made
                 return 200, done[0]
             if kind == "void":
                 if auth["status"] != "authorized":
                     return 409, {"error": {"code": "invalid_state", "message": f"Cannot void {auth['status']}."}}
-                if self.void_mode == "pending_then_failed":
+                mode = self.void_modes.pop(0) if self.void_modes else self.void_mode
+                if mode == "refuse":
+                    op = {**self._operation(auth, kind, {**body, "amount": auth["amount"]}, "failed"),
+                          "response_code": "05", "response_message": "Refused"}
+                    auth["operations"].append(op)
+                    return 201, op
+                if mode == "pending":
+                    op = self._operation(auth, kind, {**body, "amount": auth["amount"]}, "pending")
+                    auth["operations"].append(op)
+                    return 201, dict(op)
+                if mode == "pending_then_failed":
                     op = self._operation(auth, kind, {**body, "amount": auth["amount"]}, "pending")
                     auth["operations"].append(
                         {**op, "status": "failed", "response_code": "05", "response_message": "Refused"}

@@ -166,3 +166,43 @@ def test_the_merchants_capture_racing_the_psps_own_captures_once(psp_settings, s
         PspWebhook.objects.filter(pk=row.pk).update(next_try_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
         psp_webhook_process(webhook_id=row.pk)
         _assert_captured_once(payment.id, merchant, 1000)
+
+
+@pytest.mark.django_db
+def test_a_psp_capture_while_a_cancel_is_under_way_ends_the_cancel(psp_settings, settings):
+    """A cancel under way (its void pending at the PSP, the `cancel` claim held) when the PSP reports
+    it captured the authorization on its own: the capture happened, so the cancel can no longer
+    succeed. The claim is resolved with the capture (the merchant told `payment.cancel_failed`,
+    once): the payment is usable at once (a refund is not 409 until recovery's cancel step), and
+    the void's own late outcome (refused) is stale news."""
+    from payments.services import recovery_run, refund_create
+    from payments.services.payments import payment_cancel
+
+    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
+    secret = psp_settings["alpha"].webhook_secret
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha(voids=("pending",))
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        payment = _authorized(merchant)
+        assert payment_cancel(merchant=merchant, payment_id=payment.id).status == PS.REQUIRES_CAPTURE
+        assert Payment.objects.get(pk=payment.id).inflight == "cancel"
+
+        auth = psp.psp_capture(payment.attempts.get().id)  # the pending void is refused by it
+        psp_webhook_process(webhook_id=_webhook(secret, "evt_cap", "authorization.updated", auth).pk)
+        _assert_captured_once(payment.id, merchant, 1000)
+        assert Payment.objects.get(pk=payment.id).inflight == ""
+        types = list(Event.objects.filter(merchant_id=merchant.id).values_list("type", flat=True))
+        assert types.count("payment.cancel_failed") == 1 and "payment.canceled" not in types
+
+        refund = refund_create(merchant=merchant, payment_id=payment.id, amount=400)
+        assert refund.status == OperationStatus.SUCCEEDED
+
+        [void] = [o for o in auth["operations"] if o["type"] == "void"]
+        row = _webhook(secret, "evt_void", "void.failed", void)
+        note = psp_webhook_process(webhook_id=row.pk)
+        assert PspWebhook.objects.get(pk=row.pk).status == InboxStatus.PROCESSED, note
+        assert recovery_run(force=True)["cancels"] == 0
+        assert Event.objects.filter(merchant_id=merchant.id, type="payment.cancel_failed").count() == 1
+        assert Payment.objects.get(pk=payment.id).status == PS.SUCCEEDED
+        assert_ledger_sound()

@@ -98,3 +98,42 @@ def test_an_approval_moves_no_more_than_was_approved(a_day_of_payments, settings
     assert asset(Accounts.suspense("EUR")) == -730 and asset(Accounts.psp_payable("alpha", "EUR")) == 0
     assert journals("recon_suspense:") == 1
     ties_out()
+
+
+def _recorded_before_the_split_rule(d: Discrepancy) -> None:
+    """The discrepancy's moves as a move was recorded before the split-move rule: no `approved`."""
+    moves = [{k: v for k, v in m.items() if k != "approved"} for m in Discrepancy.objects.get(pk=d.pk).suspense_moves]
+    Discrepancy.objects.filter(pk=d.pk).update(suspense_moves=moves)
+
+
+def test_an_approved_move_recorded_before_the_split_rule_does_not_count_as_made_alone(a_day_of_payments, settings):
+    """A move of 600 made by an approval before moves recorded `approved` counted as made alone, so
+    the next move of 130 (under the threshold of 500) was refused as moving 730 without approval.
+    The done approval of that move (its number and amount) says it was approved: the 130 moves."""
+    d = in_suspense()  # 730 EUR in suspense
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 500
+    fin = finance("fin1")
+    approval = discrepancy_request(action="reallocate_suspense", discrepancy_id=d.pk, user=fin,
+                                   reason="owed back to alpha", to="psp_refund_due", amount=600, move=1)  # fmt: skip
+    done = discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked with alpha")
+    assert done.status == "done"
+    _recorded_before_the_split_rule(d)
+    suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="owed back to alpha", to="psp_refund_due",
+                        amount=130, move=2)  # fmt: skip
+    assert asset(Accounts.suspense("EUR")) == 0 and journals("recon_suspense:") == 2
+    ties_out()
+
+
+def test_a_move_made_alone_before_the_split_rule_still_counts(a_day_of_payments, settings):
+    """The same old record of a move made by one user alone (no approval of it) still counts: 400
+    then 330 under a threshold of 500 waits for a second user."""
+    d = in_suspense()
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 500
+    fin = finance("fin1")
+    suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="owed back to alpha", to="psp_refund_due",
+                        amount=400, move=1)  # fmt: skip
+    _recorded_before_the_split_rule(d)
+    with pytest.raises(DiscrepancyNeedsApprovalError, match="with the 400 .* moves 730"):
+        suspense_reallocate(discrepancy_id=d.pk, user=fin, reason="owed back to alpha", to="psp_refund_due",
+                            amount=330, move=2)  # fmt: skip
+    assert asset(Accounts.suspense("EUR")) == -330 and journals("recon_suspense:") == 1

@@ -324,16 +324,17 @@ def test_missing_at_psp_reads_the_periods_captures_and_refunds_through_their_suc
                                            period_end=dt.date(2026, 11, 23))  # fmt: skip
     statements = [s for s in _discrepancies_sql(run, unmatched=False) if "missing_at_psp" in s[0]]
     # captures, refunds, won disputes (their reversals: a scan of the disputes, a few per thousand
-    # payments), returned refunds (their reversals, and their refund halves by the time they were
-    # made: the failed refunds)
+    # payments), returned refunds (their reversals by the time they were returned, and their
+    # refund halves by the time they succeeded, as any refund)
     assert len(statements) == 5
     plans = []
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # what an index can bound shows in the plan
         try:
-            for sql, params in statements[:2]:
+            for sql, params in statements:
                 cursor.execute("EXPLAIN " + sql, params)
                 plans.append("\n".join(r[0] for r in cursor.fetchall()))
         finally:
             cursor.execute("RESET enable_seqscan")
-    assert "capture_succeeded_at_idx" in plans[0] and "refund_succeeded_at_idx" in plans[1]
+    assert "capture_succeeded_at_idx" in plans[0] and "refund_succeeded_time_idx" in plans[1]
+    assert "refund_reversed_at_idx" in plans[3] and "refund_succeeded_time_idx" in plans[4]
