@@ -333,10 +333,11 @@ class PaymentAdmin(MerchantScopedAdminMixin, ReadOnlyAdmin):
             return StaffActionOutcome.DONE, f"refund {refund.id} of {amount} {refund.status}"
 
         left = staff.refundable_left(payment)
+        threshold = payment.merchant.refund_approval_threshold_for(payment.currency)
         return reason_page(
             self, request, payment, action="payments.refund", form_class=RefundForm, initial={"amount": left},
             title=f"Refund payment (up to {money(left, payment.currency)}; above "
-                  f"{money(payment.merchant.refund_approval_threshold, payment.currency)} refunded without "
+                  f"{money(threshold, payment.currency)} refunded without "
                   "approval, this one included, a second finance user approves)", button="Refund", perform=perform,
             done_url=self._page_url(payment))
 

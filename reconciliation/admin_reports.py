@@ -499,7 +499,7 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
             if adjustment and not currency:
                 self.message_user(request, "An adjustment needs its currency: nothing was done.", level=messages.ERROR)
                 return None
-            done = 0
+            done, waiting = 0, []
             for d in queryset:  # merchant-scoped: other merchants' ids were dropped
                 self.merchant_access_check(request, d)
                 kwargs = {"discrepancy_id": d.pk, "user": request.user, "reason": form.cleaned_data["reason"]}
@@ -518,6 +518,7 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                         detail = waiting_detail(after)
                         self.message_user(request, f"{d.pk}: {detail}.", level=messages.WARNING)
                         self._log(request, d, verb, form.cleaned_data["reason"], StaffActionOutcome.DONE, detail)
+                        waiting.append(after.pk)
                         continue
                     done += 1
                     status = getattr(after, "status", "")
@@ -525,6 +526,10 @@ class DiscrepancyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                     self._log(request, d, verb, form.cleaned_data["reason"], StaffActionOutcome.DONE, detail)
             if done:
                 self.message_user(request, f"{done} discrepancy(ies): {title.lower()}.", level=messages.SUCCESS)
+            if len(waiting) > 1:  # one submit asked for several: one line naming them all, for the approver
+                self.message_user(request, f"{len(waiting)} discrepancies wait for a second user's approval"
+                                           f" (discrepancy approvals {', '.join(map(str, waiting))}): nothing of"
+                                           " theirs moved yet.", level=messages.WARNING)  # fmt: skip
             return None
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta,
                    "queryset": queryset, "action": request.POST.get("action"), "title": title,

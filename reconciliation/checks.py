@@ -3,10 +3,12 @@ process at start, not at the payout run (docs/settlement.md "Payouts")."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.conf import settings
 from django.core.checks import Error, register
 
-from payera.core.money import per_currency_table_problems
+from payera.core.money import PER_CURRENCY_FALLBACK, per_currency_table_problems
 
 
 @register()
@@ -65,3 +67,15 @@ def check_pull_deadline(app_configs=None, **kwargs):
             id="reconciliation.E003",
         )]  # fmt: skip
     return []
+
+
+@register()
+def check_approval_thresholds(app_configs=None, **kwargs):
+    """The four-eyes thresholds (docs/reconciliation.md "Four eyes"): ISO 4217 codes to minor units,
+    none negative; a typo would silently leave a currency on the default."""
+    table = getattr(settings, "RECONCILIATION_APPROVAL_THRESHOLDS", None)
+    if isinstance(table, Mapping):
+        table = {**table, PER_CURRENCY_FALLBACK: getattr(settings, "RECONCILIATION_APPROVAL_THRESHOLD", None)}
+    problems = per_currency_table_problems(table, setting="RECONCILIATION_APPROVAL_THRESHOLDS", least=0)
+    return [Error(problem.replace(f"[{PER_CURRENCY_FALLBACK!r}]", " (RECONCILIATION_APPROVAL_THRESHOLD)"),
+                  id="reconciliation.E004") for problem in problems]  # fmt: skip

@@ -68,7 +68,8 @@ class DiscrepancyMoneyError(InvalidRequestError):
 
 
 class DiscrepancyNeedsApprovalError(InvalidRequestError):
-    """A money resolution above `RECONCILIATION_APPROVAL_THRESHOLD`: it needs a second user
+    """A money resolution above its currency's approval threshold (with what the item's other
+    resolutions moved alone; docs/reconciliation.md "Four eyes"): it needs a second user
     (`discrepancy_request` asks for one)."""
 
     code = "discrepancy_needs_approval"

@@ -391,6 +391,12 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
     # [{"move", "reference", "amount", "currency", "to", "account", "object_id", "merchant_id", "by",
     #   "reason", "at"}, ...] (NULL: none; the import's INSERT ... SELECT does not name it)
     suspense_moves = models.JSONField(null=True, blank=True, default=None)
+    # four eyes (docs/reconciliation.md, "Four eyes"): what this discrepancy's resolution moved
+    # without a second user's approval (absolute minor units of `moved_alone_currency`; 0: nothing, or
+    # approved). The threshold holds for the sum over the item's discrepancies (same PSP and
+    # object_id, same currency), so an item's resolutions split under it still need a second user.
+    moved_alone = models.BigIntegerField(default=0, db_default=0)
+    moved_alone_currency = models.CharField(max_length=3, blank=True, default="", db_default="")
     assigned_to = models.CharField(max_length=150, blank=True, default="")
     resolved_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -412,6 +418,8 @@ class Discrepancy(ConcurrentTransitionMixin, models.Model):
             # the few that cleared a receivable (finance's resolutions): what every receivable check sums
             models.Index(fields=["psp", "cleared_currency"], condition=~Q(receivable_cleared=0),
                          name="recon_dsc_cleared_idx"),
+            # the few that moved money without approval: what the four-eyes check of an item sums
+            models.Index(fields=["psp", "object_id"], condition=~Q(moved_alone=0), name="recon_dsc_moved_alone_idx"),
         ]
         ordering = ["-created_at", "-id"]
         permissions = [
@@ -480,7 +488,9 @@ class DiscrepancyAction(models.TextChoices):
 
 class DiscrepancyApproval(ConcurrentTransitionMixin, models.Model):
     """Four eyes on finance's money resolutions of a discrepancy (docs/reconciliation.md, "Four
-    eyes"): one that moves more than `RECONCILIATION_APPROVAL_THRESHOLD` (minor units) waits here,
+    eyes"): one that moves more than its currency's threshold (`RECONCILIATION_APPROVAL_THRESHOLDS`,
+    else `RECONCILIATION_APPROVAL_THRESHOLD` scaled; with what the item's other resolutions moved
+    alone) waits here,
     `pending`, until a *different* user holding the same permission approves it; the action then runs
     with the parameters asked for, in the approver's transaction, under the same checks as a direct
     one (what no longer fits fails the approval, nothing moves).

@@ -24,9 +24,9 @@ DB = "payera_bench_backoffice"
 
 FILL = """
 INSERT INTO merchants_merchant (id, name, status, default_currency, settlement_delay_days, fee_schedule, connectors,
-  created_at, updated_at, refund_approval_threshold)
+  created_at, updated_at, refund_approval_threshold, refund_approval_thresholds)
 SELECT 'mer_bench' || lpad(m::text, 5, '0'), 'Bench shop ' || m, 'active', 'EUR', 2, 'standard', '["alpha","beta"]',
-  now(), now(), 50000 FROM generate_series(1, 20) m;
+  now(), now(), 50000, '{}' FROM generate_series(1, 20) m;
 
 INSERT INTO payments_customer (id, email, name, metadata, created_at, updated_at, merchant_id)
 SELECT 'cus_bench' || lpad(c::text, 9, '0'), 'shopper' || c || '@example.test', '', '{}', now(), now(),

@@ -93,13 +93,16 @@ def minor_to_decimal_string(amount: int, currency: str) -> str:
 PER_CURRENCY_FALLBACK = "*"
 
 
-def per_currency_amount(table: Mapping[str, int], currency: str, *, setting: str) -> int:
-    """The table's amount for `currency` in its minor units (see above)."""
+def per_currency_amount(table: Mapping[str, int], currency: str, *, setting: str, warn: bool = True) -> int:
+    """The table's amount for `currency` in its minor units (see above). `warn=False`: a table whose
+    "*" is meant for every currency it does not name (a threshold, not a price): no warning."""
     code = currency.upper()
     if code in table:
         return int(table[code])
     exponent = currency_exponent(code)
     derived = int(table[PER_CURRENCY_FALLBACK]) * 10**exponent // 100
+    if not warn:
+        return derived
     logger.warning("%s names no amount for %s: %s minor units derived from its %r entry; add %s to the table",
                    setting, code, derived, PER_CURRENCY_FALLBACK, code)
     return derived

@@ -32,7 +32,7 @@ class MerchantForm(forms.ModelForm):
     class Meta:
         model = Merchant
         fields = ("name", "default_currency", "settlement_delay_days", "fee_schedule", "connectors",
-                  "refund_approval_threshold")
+                  "refund_approval_threshold", "refund_approval_thresholds")
 
     def _checked(self, check, name: str):
         value = self.cleaned_data.get(name)
@@ -77,6 +77,7 @@ class MerchantAdmin(admin.ModelAdmin):
         "fee_schedule",
         "connectors",
         "refund_approval_threshold",
+        "refund_approval_thresholds",
         "created_at",
         "updated_at",
     )

@@ -6,12 +6,14 @@ is stored as a visible prefix plus the SHA-256 of the whole secret (docs/decisio
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from payera.core.ids import IdField
+from payera.core.money import PER_CURRENCY_FALLBACK, per_currency_amount, per_currency_table_problems
 
 
 class MerchantStatus(models.TextChoices):
@@ -28,14 +30,23 @@ class Merchant(ConcurrentTransitionMixin, models.Model):
     fee_schedule = models.CharField(max_length=64, default="standard", help_text="Reference of the fee schedule.")
     # PSP connector names in routing order (names of settings.PSP_CONNECTORS).
     connectors = models.JSONField(default=list, blank=True)
-    # A refund staff ask for above this amount (minor units of the payment's currency) waits for
-    # a second finance user's approval before it is sent (four eyes; docs/backoffice.md).
+    # Staff refunds of a payment taking what was refunded of it without approval above the
+    # threshold of its currency wait for a second finance user's approval (four eyes;
+    # docs/backoffice.md): `refund_approval_thresholds` names a currency's threshold in its own minor
+    # units; any other currency takes `refund_approval_threshold`, in hundredths of the major unit
+    # scaled to the currency's ISO 4217 exponent (50000: 500.00 EUR, ¥500, 500.000 BHD).
     # 0: every staff refund needs it.
     refund_approval_threshold = models.BigIntegerField(
         default=50_000,
-        help_text="Staff refunds above this amount (minor units of the payment's currency) need a second "
-        "finance user's approval. 0: every staff refund does.",
+        help_text="Staff refunds above this amount need a second finance user's approval: hundredths of the "
+        "major unit, scaled to the payment's currency (50000: 500.00 EUR, ¥500, 500.000 BHD), for a currency "
+        "the table below does not name. 0: every staff refund does.",
     )
+    refund_approval_thresholds = models.JSONField(
+        default=dict, blank=True,
+        help_text='Per currency, in its own minor units, e.g. {"JPY": 80000, "KWD": 150000}: the threshold '
+        "of that currency instead of the one above.",
+    )  # fmt: skip
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -62,6 +73,20 @@ class Merchant(ConcurrentTransitionMixin, models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == MerchantStatus.ACTIVE
+
+    def refund_approval_threshold_for(self, currency: str) -> int:
+        """The four-eyes threshold of staff refunds in `currency`, in its minor units."""
+        table = {**(self.refund_approval_thresholds or {}), PER_CURRENCY_FALLBACK: self.refund_approval_threshold}
+        return per_currency_amount(table, currency, setting=f"merchant {self.pk} refund_approval_thresholds",
+                                   warn=False)  # fmt: skip
+
+    def clean(self) -> None:
+        table = self.refund_approval_thresholds
+        if isinstance(table, dict):
+            table = {**table, PER_CURRENCY_FALLBACK: 0}
+        problems = per_currency_table_problems(table, setting="refund_approval_thresholds", least=0)
+        if problems:
+            raise ValidationError({"refund_approval_thresholds": problems})
 
     @transition(field=status, source=MerchantStatus.ACTIVE, target=MerchantStatus.SUSPENDED)
     def suspend(self) -> None:

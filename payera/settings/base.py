@@ -505,10 +505,18 @@ RECONCILIATION_PULL_CATCH_UP_DAYS = env.int("RECONCILIATION_PULL_CATCH_UP_DAYS",
 # reconciliation-pull-failing.md).
 RECONCILIATION_PULL_ALERT_AFTER_FAILURES = env.int("RECONCILIATION_PULL_ALERT_AFTER_FAILURES", default=3)
 # Four eyes on finance's money resolutions of discrepancies (an adjustment, a line settled as
-# reported, a write-off, a move out of suspense): one moving more than this (minor units of its
-# currency) waits for a second user holding the same permission (docs/reconciliation.md, "Four
-# eyes"). 0: every one that moves money does.
+# reported, a write-off, a move out of suspense): one that takes what an item's resolutions moved
+# without approval above the threshold of its currency waits for a second user holding the same
+# permission (docs/reconciliation.md, "Four eyes"). Per currency, in its own minor units:
+# RECONCILIATION_APPROVAL_THRESHOLDS (env: "JPY=150000,KRW=1500000"); a currency not named there
+# takes RECONCILIATION_APPROVAL_THRESHOLD, in hundredths of the major unit scaled to its ISO 4217
+# exponent (100000: 1,000.00 EUR, ¥1,000, 1,000.000 BHD; payera.core.money.per_currency_amount).
+# 0: every one that moves money does. Checked at start (reconciliation.E004).
 RECONCILIATION_APPROVAL_THRESHOLD = env.int("RECONCILIATION_APPROVAL_THRESHOLD", default=100_000)
+RECONCILIATION_APPROVAL_THRESHOLDS: dict[str, int] = {
+    code.strip().upper(): int(amount) if amount.strip().lstrip("-").isdigit() else amount  # else E004 says so
+    for code, amount in env.dict("RECONCILIATION_APPROVAL_THRESHOLDS", default={}).items()
+}
 # An import that progressed (its run's heartbeat: a chunk loaded, a phase begun, a heal inquiry)
 # within this many minutes is running: the same file, or another file of an overlapping period, is
 # `settlement_run_busy`; one that has not progressed for longer crashed and the next import takes

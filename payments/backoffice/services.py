@@ -141,15 +141,19 @@ def _within_threshold(threshold: int):
 
 def staff_refund_request(*, user, payment_id: str, amount: int, reason: str) -> StaffRefundResult:
     """A finance user refunds `amount` of a payment. It goes to the PSP now while the payment's
-    refunds made without an approval, this one included, stay at or below the merchant's
-    `refund_approval_threshold`; above it (one large refund, or the small one that takes the
-    total past it), it waits for a second finance user's approval."""
+    refunds made without an approval, this one included, stay at or below the merchant's threshold
+    of the payment's currency (`Merchant.refund_approval_threshold_for`); above it (one large
+    refund, or the small one that takes the total past it), it waits for a second finance user's
+    approval. The total is counted under the payment's lock (`refund_create`), so two such refunds
+    racing each other count each other (or the second is refused as busy while the first is at
+    the PSP)."""
     _require(user, REFUND_PERMISSION)
     reason = staff_reason_check(reason)
     payment = _payment_for_staff(user, payment_id)
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidRequestError("amount must be a positive integer (minor units).", param="amount")
-    if amount > payment.merchant.refund_approval_threshold:
+    threshold = payment.merchant.refund_approval_threshold_for(payment.currency)
+    if amount > threshold:
         return StaffRefundResult(approval=_approval_create(user=user, payment_id=payment.id, amount=amount,
                                                            reason=reason))
     left = refundable_left(payment)
@@ -157,7 +161,7 @@ def staff_refund_request(*, user, payment_id: str, amount: int, reason: str) -> 
         raise _left_error(payment, amount, left)
     try:
         refund = refund_create(merchant=payment.merchant, payment_id=payment.id, amount=amount, actor=_actor(user),
-                               on_begin=_within_threshold(payment.merchant.refund_approval_threshold))
+                               on_begin=_within_threshold(threshold))
     except StaffRefundNeedsApprovalError:
         return StaffRefundResult(approval=_approval_create(user=user, payment_id=payment.id, amount=amount,
                                                            reason=reason))
@@ -392,7 +396,7 @@ class StaffBookingCancelResult:
 def staff_booking_cancel(*, user, booking_id: str, reason: str) -> StaffBookingCancelResult:
     """Cancel a booking from the back office. A pending or held booking is voided at once. A
     confirmed one refunds its whole escrow: that needs `payments.refund_booking`, and above the
-    merchant's `refund_approval_threshold` (decided under the booking's lock) it becomes a refund
+    merchant's threshold of the booking's currency (decided under the booking's lock) it becomes a refund
     approval: a second finance user's approval cancels the booking and sends the refund."""
     _require(user, BOOKING_CANCEL_PERMISSION)
     reason = staff_reason_check(reason)
@@ -402,7 +406,7 @@ def staff_booking_cancel(*, user, booking_id: str, reason: str) -> StaffBookingC
     try:
         done = booking_cancel(merchant=booking.merchant, booking_id=booking.pk, actor=_actor(user),
                               allow_refund=user.has_perm(BOOKING_REFUND_PERMISSION),
-                              refund_limit=booking.merchant.refund_approval_threshold)
+                              refund_limit=booking.merchant.refund_approval_threshold_for(booking.currency))
     except BookingRefundNeedsApprovalError:
         return StaffBookingCancelResult(approval=_approval_create(
             user=user, payment_id=booking.payment_id, amount=0, reason=reason, booking_id=booking.pk))

@@ -1,15 +1,17 @@
 """Four eyes on finance's money resolutions of discrepancies (docs/reconciliation.md, "Four eyes").
 
 A resolution that moves money (an adjustment, a line settled as reported, a write-off, a move out
-of suspense) above `RECONCILIATION_APPROVAL_THRESHOLD` (minor units of its currency) is refused by
-its service (`DiscrepancyNeedsApprovalError`, decided under the discrepancy's lock where the amount
-is known). `discrepancy_request` is the door staff use: it runs the action now when it may, and
-otherwise records a `DiscrepancyApproval` (pending) with the action's arguments. A *different* user,
-holding the approve permission and the action's own permission, with access to the discrepancy's
-merchant, approves it: the action runs then, in the approver's transaction, with the asked
-arguments and under every check of a direct one, as the user who asked (whose permission it still
-needs); what no longer fits (the discrepancy resolved meanwhile, the money moved) fails the approval
-with the reason and moves nothing. Anyone who may approve may reject, the asker included.
+of suspense) above its currency's approval threshold (`discrepancies.approval_threshold`; with what
+the same item's other resolutions moved without approval, `discrepancies.moved_alone_on_item`) is
+refused by its service (`DiscrepancyNeedsApprovalError`, decided under the PSP's reconciliation
+lock and the discrepancy's lock, where the amount is known). `discrepancy_request` is the door
+staff use: it runs the action now when it may, and otherwise records a `DiscrepancyApproval`
+(pending) with the action's arguments. A *different* user, holding the approve permission and the
+action's own permission, with access to the discrepancy's merchant, approves it: the action runs
+then, in the approver's transaction, with the asked arguments and under every check of a direct
+one, as the user who asked (whose permission it still needs); what no longer fits (the discrepancy
+resolved meanwhile, the money moved) fails the approval with the reason and moves nothing. Anyone
+who may approve may reject, the asker included.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from ledger.types import Accounts, JournalKind, PostingLine
 from payera.backoffice.services import REASON_MIN_LENGTH
 from payera.core.errors import InvalidRequestError
 from payera.core.masking import mask_account_numbers
+from payera.core.money import PER_CURRENCY_FALLBACK, per_currency_amount
 from psp_adapters.port import SettlementKind
 from reconciliation.errors import (
     DiscrepancyMoneyError,
@@ -251,14 +252,46 @@ def _recover_item(d: Discrepancy, currency: str, positive: bool) -> dict[tuple[s
     return out
 
 
-def four_eyes(*, amount: int, currency: str, approved: bool | int, counted: int | None = None) -> None:
-    """A money resolution moving more than `RECONCILIATION_APPROVAL_THRESHOLD` (minor units of its
-    currency, absolute) needs a second user's approval (`services.approvals`): refused here, under
-    the discrepancy's lock, where the amount is known, unless it is that approval running it.
+def approval_threshold(currency: str) -> int:
+    """The four-eyes threshold of `currency`, in its minor units: its entry in
+    `RECONCILIATION_APPROVAL_THRESHOLDS`, else `RECONCILIATION_APPROVAL_THRESHOLD` read as hundredths
+    of the major unit and scaled to the currency's ISO 4217 exponent (100000: 1,000.00 EUR, ¥1,000,
+    1,000.000 BHD). Without a table, a two-decimal currency keeps the old setting's value as it was."""
+    table = {**getattr(settings, "RECONCILIATION_APPROVAL_THRESHOLDS", {}),
+             PER_CURRENCY_FALLBACK: settings.RECONCILIATION_APPROVAL_THRESHOLD}  # fmt: skip
+    return per_currency_amount(table, currency, setting="RECONCILIATION_APPROVAL_THRESHOLDS", warn=False)
+
+
+def moved_alone_on_item(d: Discrepancy, currency: str) -> int:
+    """What the resolutions of the item `d` names (the same PSP and capture, refund or dispute id)
+    moved without a second user's approval in `currency`, over all its other discrepancies and all
+    time (absolute minor units); 0 for a discrepancy that names no item. Read under the PSP's
+    reconciliation lock (every money resolution takes it first), so two resolutions of one item
+    count each other."""
+    if not d.object_id:
+        return 0
+    moved = (
+        Discrepancy.objects.filter(psp=d.psp, object_id=d.object_id, moved_alone_currency=currency)
+        .exclude(moved_alone=0).exclude(pk=d.pk).aggregate(total=Sum("moved_alone"))["total"]
+    )  # fmt: skip
+    return moved or 0
+
+
+def four_eyes(
+    *, amount: int, currency: str, approved: bool | int, counted: int | None = None, d: Discrepancy | None = None
+) -> None:
+    """A money resolution moving more than the approval threshold of its currency
+    (`approval_threshold`, minor units, absolute) needs a second user's approval
+    (`services.approvals`): refused here, under the discrepancy's lock (and its PSP's reconciliation
+    lock), where the amount is known, unless it is that approval running it.
     `approved` an amount (not a bool): the approval of that much runs it, and it may move no more
     (what grew since it was asked fails the approval). `counted`: what the threshold is measured
-    against when more than `amount` (a suspense move with the earlier moves made alone)."""
-    threshold = settings.RECONCILIATION_APPROVAL_THRESHOLD
+    against when more than `amount` (a suspense move with the earlier moves made alone).
+    `d`: a resolution of the discrepancy: what the resolutions of the same item moved alone counts
+    too (`moved_alone_on_item`: a large adjustment or write-off split over an item's discrepancies
+    still needs a second user), and what this one moves alone is recorded on `d` (`moved_alone`; the
+    caller saves it)."""
+    threshold = approval_threshold(currency)
     if approved is True:
         return
     if approved is not False:
@@ -268,14 +301,20 @@ def four_eyes(*, amount: int, currency: str, approved: bool | int, counted: int 
                 " it needs a new approval.", amount=abs(amount), currency=currency,
             )  # fmt: skip
         return
+    earlier = "this discrepancy's earlier moves made without approval"
+    if d is not None:
+        counted = abs(amount) + moved_alone_on_item(d, currency)
+        earlier = f"{d.object_id}'s other resolutions moved without approval"
     total = max(abs(amount), counted or 0)
     if total > threshold:
         message = None
         if total > abs(amount):
-            message = (f"This move of {abs(amount)} {currency} (minor units), with the {total - abs(amount)} this"
-                       f" discrepancy's earlier moves made without approval, moves {total}: above the approval"
-                       " threshold, it needs a second user's approval.")  # fmt: skip
+            message = (f"This move of {abs(amount)} {currency} (minor units), with the {total - abs(amount)}"
+                       f" {earlier}, moves {total}: above the approval threshold ({threshold}), it needs a second"
+                       " user's approval.")  # fmt: skip
         raise DiscrepancyNeedsApprovalError(message, amount=abs(amount), currency=currency)
+    if d is not None:
+        d.moved_alone, d.moved_alone_currency = abs(amount), currency
 
 
 def _post(*, reference: str, lines, kind: str, d: Discrepancy, user, reason: str) -> None:
@@ -337,7 +376,7 @@ def resolve_now(
                 f"The adjustment of discrepancy {d.pk} must lie between 0 and {left} {item_currency} (what is still"
                 f" receivable of {d.object_id}).", param="adjustment",
             )  # fmt: skip
-        four_eyes(amount=adjustment, currency=item_currency, approved=approved)
+        four_eyes(amount=adjustment, currency=item_currency, approved=approved, d=d)
         reference = f"recon_adjustment:{d.pk}"
         _post(reference=reference, lines=adjustment_lines(psp=d.psp, currency=item_currency, amount=adjustment),
               kind=JournalKind.ADJUSTMENT, d=d, user=user, reason=reason)  # fmt: skip
@@ -400,7 +439,7 @@ def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: 
     for leg in lines:
         if abs(leg.amount) > amount:
             amount, amount_currency = abs(leg.amount), leg.account.currency
-    four_eyes(amount=amount, currency=amount_currency, approved=approved)
+    four_eyes(amount=amount, currency=amount_currency, approved=approved, d=d)
     reference = f"recon_settle:{d.pk}" if lines else ""
     if lines:
         _post(reference=reference, lines=lines, kind=JournalKind.SETTLEMENT, d=d, user=user, reason=reason)
@@ -432,7 +471,7 @@ def write_off_now(*, discrepancy_id: int, user, reason: str, approved: bool | in
     item_currency, left = _outstanding(d)
     reference = ""
     if left:
-        four_eyes(amount=left, currency=item_currency, approved=approved)
+        four_eyes(amount=left, currency=item_currency, approved=approved, d=d)
         reference = f"recon_write_off:{d.pk}"
         _post(reference=reference, lines=write_off_lines(psp=d.psp, currency=item_currency, amount=left),
               kind=JournalKind.ADJUSTMENT, d=d, user=user, reason=reason)  # fmt: skip
