@@ -5,6 +5,8 @@ pending --approve--> approved --mark_sent--> sent      (the refund went to the P
                               --mark_failed-> failed   (refused: by the payments service, or its refund
                                                         failed at once)
                      sent --mark_refund_failed-> failed (a plain refund the PSP refused later)
+                     failed --mark_refund_found-> sent  (its refund, failed as not known at the PSP,
+                                                        made by the PSP after all)
 pending --reject---> rejected
 The status moves only through these transitions (protected FSM field); the services lock the
 row, check `can_proceed`, transition and save. The database refuses a decision on an approved
@@ -99,3 +101,8 @@ class RefundApproval(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=[AP.SENT], target=AP.FAILED)
     def mark_refund_failed(self, *, failure: str) -> None:
         self.failure = failure[:255]
+
+    @transition(field=status, source=[AP.FAILED], target=AP.SENT)
+    def mark_refund_found(self) -> None:
+        """Its refund, failed as not known at the PSP, was made by the PSP after all (`mark_found`)."""
+        self.failure = ""

@@ -365,7 +365,30 @@ def refund_approvals_resume(*, grace_seconds: float | None = None, limit: int = 
         if _approval_refund_failed(approval_id=approval_id).status == AP.FAILED:
             counts["approvals"] += 1
             counts["failed"] += 1
+    # and back: a refund failed only for not being known at the PSP yet, then made by it (recorded
+    # `succeeded` by `mark_found`): the approval did refund, it is `sent` again
+    found = RefundApproval.objects.filter(status=AP.FAILED, booking__isnull=True,
+                                          refund__status=OperationStatus.SUCCEEDED)
+    for approval_id in found.values_list("pk", flat=True)[:limit]:
+        if _approval_refund_found(approval_id=approval_id).status == AP.SENT:
+            counts["approvals"] += 1
+            counts["sent"] += 1
     return counts
+
+
+@transaction.atomic(durable=True)
+def _approval_refund_found(*, approval_id: str) -> RefundApproval:
+    """A plain refund approval ended `failed` because its refund failed as not known at the PSP,
+    whose refund the PSP then made (`Refund.mark_found`): it is `sent`, its failure cleared.
+    Idempotent."""
+    approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
+    if approval.status == AP.FAILED and not approval.booking_id and approval.refund_id and Refund.objects.filter(
+            pk=approval.refund_id, status=OperationStatus.SUCCEEDED).exists():
+        logger.warning("refund approval %s: its refund %s, failed as not known at the PSP, was made by it: sent",
+                       approval.id, approval.refund_id)
+        approval.mark_refund_found()
+        approval.save()
+    return approval
 
 
 @transaction.atomic(durable=True)

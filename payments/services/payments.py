@@ -1330,6 +1330,15 @@ def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None,
     (`void_refused`); an unknown outcome keeps it (the retry reuses the reference)."""
     payment = payment_lock(payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    voided = error is None and outcome == Outcome.APPROVED
+    if void_number is not None and void_number < attempt.void_number and not voided:
+        # news of an earlier void, already refused and recorded (the attempt moved on to a later
+        # void): e.g. a second inquiry that read the number before the first recorded it. The
+        # claim, if any, is a later cancel's, whose void is still to be answered: left alone, and
+        # the merchant was told about this refusal once already
+        logger.info("stale outcome of void %s of %s (now void %s) ignored", void_number, attempt.id,
+                    attempt.void_number)
+        return
     if _operation_may_have_happened(outcome, error):  # a retry after a crash answers the payment
         idempotency_resource_record(resource=payment.id)
     under_way = (error is not None and error.may_have_processed) or (error is None and outcome == Outcome.PENDING)
