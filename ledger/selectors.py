@@ -10,7 +10,12 @@ from django.db import connection
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum, TextField
 from django.db.models.functions import Cast, Coalesce
 
-from ledger.errors import AccountNotFoundError, BalanceTransactionCursorError, JournalNotFoundError
+from ledger.errors import (
+    AccountNotFoundError,
+    BalanceTransactionCursorError,
+    HotAccountVersionError,
+    JournalNotFoundError,
+)
 from ledger.models import Account, Entry, Journal
 from ledger.types import (
     MERCHANT_AVAILABLE,
@@ -96,8 +101,20 @@ def booked_final_before() -> datetime:
 
 
 def account_balance_at_version(*, key: AccountKey, version: int) -> int:
-    """The posted balance right after the account's entry number `version` (non-hot accounts)."""
+    """The posted balance right after the account's entry number `version` (non-hot accounts).
+
+    A hot account has no single version sequence: its entries are versioned per shard, each shard
+    its own 1, 2, 3... and its own balance_after (docs/ledger.md "Known limits"), so no version of
+    it names one balance: HotAccountVersionError, which says to use `account_balance_at` (a
+    balance as of an instant) or `account_balance` (now). Before (session 19) a hot account with
+    entries answered AccountNotFoundError "has no version N"."""
     account = _account(key)
+    if account.hot:
+        raise HotAccountVersionError(
+            f"account {key.owner}/{key.code}/{key.currency} is hot: its entries are versioned per shard, so it"
+            " has no single version sequence; use account_balance_at(key=..., at=...) for its balance as of an"
+            " instant, or account_balance(key=...) for its balance now"
+        )
     if version == 0:
         return 0
     entry = Entry.objects.filter(account=account, version=version).values_list("balance_after", flat=True).first()
