@@ -404,8 +404,12 @@ def _key_text(key: AccountKey) -> tuple[str, str, str]:
 
 
 def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
-    """Post one journal through ledger_post_one(); None when the function answers 'retry'."""
+    """Post one journal through ledger_post_one(); None when the function answers 'retry', or
+    without calling it when the lines move 2^61 or more in all (_GUARDED_FROM)."""
     lines = item.lines
+    amounts = [line.amount for line in lines]
+    if sum(map(abs, amounts)) >= _GUARDED_FROM:
+        return None
     keys = sorted({line.account for line in lines})
     index = {key: i for i, key in enumerate(keys, 1)}
     known = [_ACCOUNT_IDS.get(k) for k in keys]
@@ -421,7 +425,7 @@ def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
         _int_array([None if k is None else k[0] for k in known]),
         "{" + ",".join(["NULL" if k is None else ("t" if k[1] else "f") for k in known]) + "}",
         _int_array([index[line.account] for line in lines]),
-        _int_array([line.amount for line in lines]),
+        _int_array(amounts),
         item.reference,
         kind,
         item.memo,
@@ -460,14 +464,14 @@ _GUARDED_FROM = 2**61
 
 
 def _post_pg(conn, items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
-    guarded = len(items) > 1
-    if not guarded:
-        guarded = sum([abs(line.amount) for line in items[0].lines]) >= _GUARDED_FROM
-        if not guarded and _lean(items[0]):
-            results = _post_pg_one(conn, items[0])
-            if results is not None:
-                return results
-            guarded = True  # 'retry': an account to create, a stale cache, or a row near the ends of bigint
+    if len(items) == 1 and _lean(items[0]):
+        results = _post_pg_one(conn, items[0])
+        if results is not None:
+            return results
+        # 'retry' (an account to create, a stale cache, a row far from zero), or lines of 2^61 or more
+        guarded = True
+    else:
+        guarded = len(items) > 1 or sum([abs(line.amount) for line in items[0].lines]) >= _GUARDED_FROM
     keys = _accounts(items)
     index = {key: i for i, key in enumerate(keys, 1)}
     line_account: list[int] = []
