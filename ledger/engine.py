@@ -25,6 +25,9 @@ from ledger.errors import AccountNotFoundError, InvalidPostingError, UnbalancedJ
 from ledger.types import AccountKey, JournalPhase, PostingLine, PostResult, PostStatus, chart_spec
 
 DEFAULT_HOT_SHARDS = 16
+# The range of the projections and entries (PostgreSQL's bigint, SQLite's INTEGER): a posting that would
+# take a value past it is refused with PostStatus.OVERFLOW.
+_MIN, _MAX = -(2**63), 2**63 - 1
 # Deadlock/serialization retries taken (outside transactions only); the tests assert none happen.
 # "lean": journals posted by ledger_post_one(); "lean_retry": its 'retry' answers (the tests check
 # that the state machine goes through both); "direct": its calls through libpq (_execute_lean).
@@ -401,8 +404,12 @@ def _key_text(key: AccountKey) -> tuple[str, str, str]:
 
 
 def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
-    """Post one journal through ledger_post_one(); None when the function answers 'retry'."""
+    """Post one journal through ledger_post_one(); None when the function answers 'retry', or
+    without calling it when the lines move 2^61 or more in all (_GUARDED_FROM)."""
     lines = item.lines
+    amounts = [line.amount for line in lines]
+    if sum(map(abs, amounts)) >= _GUARDED_FROM:
+        return None
     keys = sorted({line.account for line in lines})
     index = {key: i for i, key in enumerate(keys, 1)}
     known = [_ACCOUNT_IDS.get(k) for k in keys]
@@ -418,7 +425,7 @@ def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
         _int_array([None if k is None else k[0] for k in known]),
         "{" + ",".join(["NULL" if k is None else ("t" if k[1] else "f") for k in known]) + "}",
         _int_array([index[line.account] for line in lines]),
-        _int_array([line.amount for line in lines]),
+        _int_array(amounts),
         item.reference,
         kind,
         item.memo,
@@ -448,11 +455,23 @@ def _post_pg_one(conn, item: Item) -> list[PostResult] | None:
     return [PostResult(0, _STATUS[status], None if journal_id is None else int(journal_id), item.reference)]
 
 
+# A call whose lines move this much or more in all (a sum of absolute amounts) is posted guarded:
+# through ledger_post_batch_atomic(), whose subtransaction turns a value past bigint into the status
+# 'overflow'. Below it, ledger_post_one() and an unguarded ledger_post_batch() cannot overflow from
+# rows within 2^61 of zero, and answer 'retry' (nothing written) for a row beyond: then guarded too
+# (ledger/sql/postgresql.sql, migration 0015).
+_GUARDED_FROM = 2**61
+
+
 def _post_pg(conn, items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
     if len(items) == 1 and _lean(items[0]):
         results = _post_pg_one(conn, items[0])
         if results is not None:
             return results
+        # 'retry' (an account to create, a stale cache, a row far from zero), or lines of 2^61 or more
+        guarded = True
+    else:
+        guarded = len(items) > 1 or sum([abs(line.amount) for line in items[0].lines]) >= _GUARDED_FROM
     keys = _accounts(items)
     index = {key: i for i, key in enumerate(keys, 1)}
     line_account: list[int] = []
@@ -480,10 +499,12 @@ def _post_pg(conn, items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
         _int_array(line_amount),
         atomic,
     ]
-    # several journals: through the wrapper (a refused atomic batch, a lost reference race)
-    sql = _SQL_ATOMIC if len(items) > 1 else _SQL_ONE
+    # several journals, or guarded: through the wrapper (a refused atomic batch, a lost reference race,
+    # a value past bigint)
     try:
-        statuses, journal_ids = _execute(conn, sql, params)
+        statuses, journal_ids = _execute(conn, _SQL_ATOMIC if guarded else _SQL_ONE, params)
+        if not guarded and statuses[0] == "retry":  # a row near the ends of bigint: nothing written
+            statuses, journal_ids = _execute(conn, _SQL_ATOMIC, params)
     except DatabaseError as exc:
         cause = exc.__cause__
         diag = getattr(cause, "diag", None)
@@ -639,10 +660,19 @@ def _post_python(items: Sequence[Item], *, atomic: bool) -> list[PostResult]:
                     else:
                         st[0] += line.amount
                     st[3] += 1
+                    if max(st) > _MAX or min(st) < _MIN:
+                        # past the 64-bit range no column holds (ledger_post_batch: the same status)
+                        status = PostStatus.OVERFLOW
+                        break
                     new_entries.append((line.account, line.amount, st[0], st[3], pend))
             if status is PostStatus.CREATED:
                 for key in dict.fromkeys([*item.extra_accounts, *(line.account for line in item.lines)]):
                     row, st = rows[key], state[key]
+                    if (row.debits_must_not_exceed_credits and st[0] + st[1] > _MAX) or (
+                        row.credits_must_not_exceed_debits and st[2] - st[0] > _MAX
+                    ):
+                        status = PostStatus.OVERFLOW  # as ledger_post_batch, whose limit sums are bigint
+                        break
                     if row.debits_must_not_exceed_credits and st[0] + st[1] > 0:
                         status = PostStatus.EXCEEDS_CREDITS
                         break

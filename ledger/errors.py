@@ -80,6 +80,19 @@ class JournalAlreadyReversedError(PostingRejectedError):
     code = "journal_already_reversed"
 
 
+class BalanceOverflowError(PostingRejectedError):
+    """An account's balance, debits or credits pending, version (or an entry's balance after it)
+    would pass the 64-bit integer range the ledger keeps them in (status `overflow`)."""
+
+    code = "balance_overflow"
+
+
+class HotAccountVersionError(LedgerError):
+    """A hot account's entries are versioned per shard: it has no single version sequence."""
+
+    code = "hot_account_has_no_version"
+
+
 def error_for(result: PostResult) -> PostingRejectedError:
     cls: type[PostingRejectedError] = {
         PostStatus.REFERENCE_CONFLICT: JournalReferenceConflictError,
@@ -90,5 +103,6 @@ def error_for(result: PostResult) -> PostingRejectedError:
         PostStatus.PENDING_EXPIRED: PendingStateError,
         PostStatus.PENDING_ALREADY_RESOLVED: PendingStateError,
         PostStatus.ALREADY_REVERSED: JournalAlreadyReversedError,
+        PostStatus.OVERFLOW: BalanceOverflowError,
     }.get(result.status, PostingRejectedError)
     return cls(result)

@@ -10,7 +10,12 @@ from django.db import connection
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum, TextField
 from django.db.models.functions import Cast, Coalesce
 
-from ledger.errors import AccountNotFoundError, BalanceTransactionCursorError, JournalNotFoundError
+from ledger.errors import (
+    AccountNotFoundError,
+    BalanceTransactionCursorError,
+    HotAccountVersionError,
+    JournalNotFoundError,
+)
 from ledger.models import Account, Entry, Journal
 from ledger.types import (
     MERCHANT_AVAILABLE,
@@ -23,6 +28,14 @@ from ledger.types import (
     Money,
 )
 from payera.core.horizon import committed_before
+
+
+def _nul(*values: str | None) -> bool:
+    """Whether a text argument holds a NUL character. No owner, code, currency or reference stored
+    holds one (AccountKey and the posting services refuse it), and PostgreSQL refuses one in a query
+    parameter with a raw DataError: a read given one answers as for an unknown value, on every
+    engine (session 19)."""
+    return any(isinstance(v, str) and "\x00" in v for v in values)
 
 
 def _account(key: AccountKey) -> Account:
@@ -96,8 +109,20 @@ def booked_final_before() -> datetime:
 
 
 def account_balance_at_version(*, key: AccountKey, version: int) -> int:
-    """The posted balance right after the account's entry number `version` (non-hot accounts)."""
+    """The posted balance right after the account's entry number `version` (non-hot accounts).
+
+    A hot account has no single version sequence: its entries are versioned per shard, each shard
+    its own 1, 2, 3... and its own balance_after (docs/ledger.md "Known limits"), so no version of
+    it names one balance: HotAccountVersionError, which says to use `account_balance_at` (a
+    balance as of an instant) or `account_balance` (now). Before (session 19) a hot account with
+    entries answered AccountNotFoundError "has no version N"."""
     account = _account(key)
+    if account.hot:
+        raise HotAccountVersionError(
+            f"account {key.owner}/{key.code}/{key.currency} is hot: its entries are versioned per shard, so it"
+            " has no single version sequence; use account_balance_at(key=..., at=...) for its balance as of an"
+            " instant, or account_balance(key=...) for its balance now"
+        )
     if version == 0:
         return 0
     entry = Entry.objects.filter(account=account, version=version).values_list("balance_after", flat=True).first()
@@ -110,6 +135,8 @@ def balance_get(*, owner: str) -> Balance:
     """A merchant's balance per currency, as `GET /v1/balance` shows it: what the platform owes
     it (credit balances of its liability accounts, positive). `available` is net of amounts
     reserved by open pending journals (e.g. a payout being sent)."""
+    if _nul(owner):
+        return Balance(pending=(), available=(), escrow=(), reserve=())
     rows = (
         Account.objects.filter(
             owner=owner,
@@ -147,6 +174,8 @@ def balance_transaction_list(*, owner: str, currency: str | None = None) -> Quer
     `created_at` (its journal's), `reference`, `kind`, `memo`, `account_code`; journal and
     account are select_related. Every committed entry: a list to walk with a cursor is
     `balance_transaction_page` (only what can no longer be booked below it)."""
+    if _nul(owner, currency):
+        return Entry.objects.none()
     qs = Entry.objects.filter(account__owner=owner, is_pending=False)
     if currency:
         qs = qs.filter(currency=currency)
@@ -218,7 +247,14 @@ def balance_transaction_page(
     instant can move back, when an older transaction takes its first lock, but what was final
     stays final). Raises `BalanceTransactionCursorError` for a cursor that is not one of the
     owner's entries. On PostgreSQL a page costs a search per account of the owner, not a sort of
-    all its entries (`_BALANCE_PAGE_PG`)."""
+    all its entries (`_BALANCE_PAGE_PG`). `limit` is an int from 1 to 2**62 (ValueError otherwise:
+    before, a limit past bigint was a raw DataError and one below 1 an empty page with more)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 2**62:
+        raise ValueError(f"limit must be an int from 1 to 2**62, not {limit!r}")
+    if _nul(owner, currency):  # no such owner or currency (_nul)
+        if starting_after is not None:
+            raise BalanceTransactionCursorError(f"no entry {starting_after} of {owner!r}")
+        return [], False
     qs = balance_transaction_list(owner=owner, currency=currency)
     if starting_after is None:
         at, after = booked_final_before(), 0  # (created_at, id) < (at, 0): created_at < at
@@ -269,6 +305,8 @@ def account_entry_list(
 
 
 def journal_get(*, journal_id: int | None = None, reference: str | None = None) -> Journal:
+    if journal_id is None and _nul(reference):
+        raise JournalNotFoundError(f"no journal {reference!r}")
     qs = Journal.objects.prefetch_related("entries__account")
     journal = (qs.filter(id=journal_id) if journal_id is not None else qs.filter(reference=reference)).first()
     if journal is None:
@@ -281,7 +319,7 @@ def journal_list_for_references(*, references: list[str] | tuple[str, ...] | set
     entries and accounts prefetched (three queries however many). References that were never
     posted are simply absent. The back office's payment page reads a payment's journals this way."""
     return (
-        Journal.objects.filter(reference__in=sorted(set(references)))
+        Journal.objects.filter(reference__in=sorted({r for r in references if not _nul(r)}))
         .prefetch_related("entries__account")
         .order_by("created_at", "id")
     )
@@ -289,6 +327,8 @@ def journal_list_for_references(*, references: list[str] | tuple[str, ...] | set
 
 def journal_list(*, owner: str | None = None) -> QuerySet[Journal]:
     qs = Journal.objects.all()
+    if _nul(owner):
+        return qs.none()
     if owner:
         qs = qs.filter(entries__account__owner=owner).distinct()
     return qs.order_by("-id")
@@ -296,6 +336,8 @@ def journal_list(*, owner: str | None = None) -> QuerySet[Journal]:
 
 def account_list(*, owner: str | None = None) -> QuerySet[Account]:
     qs = Account.objects.filter(parent=None)
+    if _nul(owner):
+        return qs.none()
     if owner:
         qs = qs.filter(owner=owner)
     return qs.order_by("owner", "code", "currency")

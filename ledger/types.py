@@ -62,6 +62,8 @@ class PostStatus(enum.StrEnum):
     PENDING_ALREADY_RESOLVED = "pending_already_resolved"
     EXCEEDS_PENDING_AMOUNT = "exceeds_pending_amount"  # a post moves more than reserved (or elsewhere)
     ALREADY_REVERSED = "already_reversed"
+    # a balance, pending amount, version or entry balance would pass the 64-bit range (-2**63..2**63-1)
+    OVERFLOW = "overflow"
     LINKED_EVENT_FAILED = "linked_event_failed"  # another journal of an atomic batch failed
 
     @property

@@ -82,7 +82,11 @@ def account_get_or_create(
 
 @transaction.atomic(durable=True)
 def account_set_status(*, key: AccountKey, status: AccountStatus) -> None:
-    """Freeze or unfreeze an account: a frozen account refuses postings (`account_frozen`)."""
+    """Freeze or unfreeze an account: a frozen account refuses postings (`account_frozen`).
+    A status that is not an AccountStatus is a ValueError (before, session 19: the database's
+    IntegrityError, after the lookup)."""
+    if status not in AccountStatus.values:
+        raise ValueError(f"status must be one of {', '.join(AccountStatus.values)}, not {status!r}")
     updated = Account.objects.filter(owner=key.owner, code=key.code, currency=key.currency, parent=None).update(
         status=status
     )

@@ -162,7 +162,7 @@ def pending_expire_due(*, limit: int = 500, budget_seconds: float = EXPIRY_RUN_S
     kept expired holds reserving the merchant's balance). The voids' `occurred_at` is that instant."""
     now = engine.db_now()
     deadline = time.monotonic() + budget_seconds
-    page = max(1, limit)
+    page = max(1, min(limit, 2**63 - 1))  # a page past bigint was a raw DataError (session 19)
     voided = 0
     after: tuple[datetime, int] | None = None  # (expires_at, id) of the last journal looked at
     while True:
