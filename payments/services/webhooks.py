@@ -404,6 +404,13 @@ def _apply(connector: str, e: PspEvent, *, actor: str) -> str:
         verdict = cancel_recover(payment_id=attempt.payment_id, release=False)
         number = void_number_of(attempt.id, e.operation_reference)
         current = PaymentAttempt.objects.values_list("void_number", flat=True).get(pk=attempt.id)
+        if verdict == "unknown" and number is not None and number < current and e.outcome == Outcome.APPROVED:
+            # an earlier void the PSP refused (or answered "not processed") and then carried out
+            # after all, while the PSP cannot be asked (or does not list it yet): nothing else would
+            # ask (no cancel under way, so no claim for recovery) — parked, and applied when the
+            # inquiry shows the authorization voided (its refusal, by contrast, is stale news)
+            raise _Park(f"not confirmed yet: {connector} reports void {e.operation_reference} of {attempt.id}"
+                        " succeeded; the inquiry does not say so (yet)")
         if verdict in ("pending", "unknown") and number is not None and number < current:
             # an earlier void of the attempt, refused (that is why there is a later one): its news
             # says nothing about the current one, which its own webhook or recovery resolves

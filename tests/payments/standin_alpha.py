@@ -26,7 +26,10 @@ class StandinAlpha:
     answered with its first operation (as the PSP's idempotency does); `void_references` lists the
     reference of every void request. `psp_capture(reference, amount)`: the PSP captures an
     authorization on its own (no request of ours), listed as a capture under the PSP's own id (a void
-    still pending is refused by it)."""
+    still pending is refused by it). `inquiries_unavailable`: while True, every inquiry (GET) is
+    answered 503 (the PSP cannot be asked; nothing else changes). A void mode "unavailable": answered
+    503 (not processed) and not listed. `void_carry_out_late(reference)`: the PSP carries out after all
+    a void it listed refused or answered 503 (listed succeeded, the authorization voided)."""
 
     def __init__(
         self,
@@ -43,6 +46,8 @@ class StandinAlpha:
         self.void_mode = void
         self.void_modes = list(voids)
         self.void_references: list[str] = []
+        self.inquiries_unavailable = False
+        self.voids_unanswered: dict[str, dict] = {}  # reference -> the void answered 503, not listed
         self.capture_at_authorization = capture_at_authorization
         self.capture_mode = capture
         self.refuse_captures = refuse_captures
@@ -68,6 +73,24 @@ class StandinAlpha:
                     if op["type"] == "void" and op["status"] == "pending":
                         op["status"] = "succeeded"
                         auth["status"] = "voided"
+
+    def void_carry_out_late(self, reference: str) -> dict:
+        """The void `reference`, listed refused or answered 503, is carried out after all (a PSP that
+        reported the refusal, or "not processed", and then voided): listed succeeded, the
+        authorization voided. Returns the operation."""
+        with self._lock:
+            if reference in self.voids_unanswered:
+                op = self.voids_unanswered.pop(reference)
+                self.auths[op["authorization_id"]]["operations"].append(op)
+                self.auths[op["authorization_id"]]["status"] = "voided"
+                return dict(op)
+            for auth in self.auths.values():
+                for op in auth["operations"]:
+                    if op["type"] == "void" and op["merchant_reference"] == reference and op["status"] == "failed":
+                        op.update(status="succeeded", response_code=None, response_message=None)
+                        auth["status"] = "voided"
+                        return dict(op)
+        raise AssertionError(f"no refused void {reference}")
 
     def psp_capture(self, reference: str, amount: int | None = None) -> dict:
         """The PSP captured the authorization of our `reference` on its own: its operation carries
@@ -136,6 +159,8 @@ class StandinAlpha:
         with self._lock:
             if method == "POST" and path == "/v1/authorizations":
                 return 201, self._authorize(body)
+            if method == "GET" and self.inquiries_unavailable:
+                return 503, {"error": {"code": "unavailable", "message": "Try again later."}}
             parts = path.split("?")[0].split("/")
             auth = self.auths.get(parts[3]) if len(parts) > 3 else None
             if auth is None:
@@ -154,6 +179,10 @@ class StandinAlpha:
                 if auth["status"] != "authorized":
                     return 409, {"error": {"code": "invalid_state", "message": f"Cannot void {auth['status']}."}}
                 mode = self.void_modes.pop(0) if self.void_modes else self.void_mode
+                if mode == "unavailable":
+                    op = self._operation(auth, kind, {**body, "amount": auth["amount"]}, "succeeded")
+                    self.voids_unanswered[body["merchant_reference"]] = op
+                    return 503, {"error": {"code": "unavailable", "message": "Try again later."}}
                 if mode == "refuse":
                     op = {**self._operation(auth, kind, {**body, "amount": auth["amount"]}, "failed"),
                           "response_code": "05", "response_message": "Refused"}
