@@ -5,7 +5,8 @@ and on PostgreSQL its bulk insert sends every column as an array (`UNNEST`), whi
 escapes element by element in Python. Here a model's statements are built once from its
 metadata — identifiers quoted by the connection, every value a parameter — and reused:
 - `row_statements(model, using)`: the INSERT of one row and the UPDATE of a set of columns
-  (`payments.rowsql.PrecompiledSaveMixin` runs them inside `save()`);
+  (`payments.rowsql.PrecompiledSaveMixin` runs them inside `save()`); on PostgreSQL a commit stamp
+  (`payera.core.horizon.CommitStampField`) is the INSERT's own expression, returned (RETURNING);
 - `rows_insert(objs)`: `bulk_create(objs)` as one `INSERT … VALUES (…), (…) [RETURNING id]`, for
   the batches a recording transaction writes (its PaymentEvents, outbox events, audit entries).
 - `new_row(model, **values)`: `model(**values)` for such rows, without `Model.__init__`'s generic
