@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from payera.core.horizon import CommitStampField
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
 
@@ -82,7 +83,7 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
     # when the merchant resumed it from `unpaid` with a payment method (`mark_resumed`): the charge
     # then made is one try, no dunning (failing, it is `unpaid` again); null once it settles
     resumed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = MerchantScopedQuerySet.as_manager()

@@ -1,5 +1,5 @@
-"""`GET /v1/payments`, `/v1/refunds`, `/v1/disputes`, `/v1/customers`, `/v1/payouts` in an order no
-later commit can slip into (session 19, h19e; as `/v1/events` in session 17).
+"""`GET /v1/payments`, `/v1/refunds`, `/v1/disputes`, `/v1/customers`, `/v1/payouts`, `/v1/bookings`,
+`/v1/subscriptions` in an order no later commit can slip into (session 19, h19e; as `/v1/events` in session 17).
 
 What was wrong: each list is newest first by (`created_at`, id) over every committed row, and
 `created_at` was the application's clock (`default=timezone.now`), read when the row was built,
@@ -24,7 +24,7 @@ from django.db import connection, transaction
 
 from payera.merchants.models import Merchant
 from tests.helpers import held_open, walk_list
-from tests.merchants.tenant_routes import _dispute, _payment, _refund
+from tests.merchants.tenant_routes import _booking, _dispute, _payment, _refund
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -50,12 +50,25 @@ def _payout(merchant: Merchant) -> str:
     return payout.id
 
 
+def _subscription(merchant: Merchant) -> str:
+    from django.utils import timezone
+
+    from payments.models import PaymentMethod, Subscription
+
+    pm = PaymentMethod.objects.create(merchant=merchant, customer_id=_customer(merchant), card_brand="visa",
+                                      card_last4="4242", card_exp_month=12, card_exp_year=2034)
+    return Subscription.objects.create(merchant=merchant, customer_id=pm.customer_id, payment_method=pm, amount=900,
+                                       currency="EUR", interval="month", anchor=timezone.now()).id
+
+
 LISTS = {
     "payments": _payment,
     "refunds": _refund,
     "disputes": _dispute,
     "customers": _customer,
     "payouts": _payout,
+    "bookings": _booking,
+    "subscriptions": _subscription,
 }
 
 
