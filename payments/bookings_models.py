@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from payera.core.horizon import CommitStampField
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
 from payments.postings import refund_fee_share
@@ -65,7 +65,7 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)  # completed, canceled, expired or failed
     # the dispute (chargeback) that ended the escrow of a confirmed booking (then `canceled`)
     dispute = models.ForeignKey("payments.Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = MerchantScopedQuerySet.as_manager()

@@ -15,6 +15,7 @@ from django.db.models.functions import Upper
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from payera.core.horizon import CommitStampField
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
 from payments.rowsql import PrecompiledSaveMixin
@@ -31,7 +32,7 @@ class Customer(models.Model):
     email = models.EmailField(max_length=254, blank=True, default="")
     name = models.CharField(max_length=256, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = CustomerQuerySet.as_manager()
@@ -190,7 +191,7 @@ class Payment(PrecompiledSaveMixin, ConcurrentTransitionMixin, models.Model):
     authorized_at = models.DateTimeField(null=True, blank=True)
     # Set by internal callers (the subscription scheduler): one payment per key and merchant.
     idempotency_key = models.CharField(max_length=80, blank=True, default="", editable=False)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = PaymentQuerySet.as_manager()
@@ -509,7 +510,7 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     psp_reference = models.CharField(max_length=128, blank=True, default="")
     failure_code = models.CharField(max_length=64, blank=True, default="")
     next_inquiry_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
     updated_at = models.DateTimeField(auto_now=True)
     # when the PSP's success was recorded, and when its return (a reversal) was: each set once by
     # its transition, so a later save moves neither (reconciliation's periods and aging read them)
@@ -606,7 +607,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
     evidence_sends = models.PositiveIntegerField(default=0)
     evidence_next_send_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = MerchantScopedQuerySet.as_manager()

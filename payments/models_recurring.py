@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from payera.core.horizon import CommitStampField
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
 
@@ -91,7 +92,7 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
     # {"<period>": {"retries", "dunning_started_at", "next_charge_at", "last_decline_code",
     # "last_error"}} (date-times in ISO 8601; `next_charge_at` null: its failure was final); null: none
     later_dunning = models.JSONField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = MerchantScopedQuerySet.as_manager()

@@ -97,7 +97,10 @@ class PrecompiledSaveMixin:
             if created:
                 prep = stmts.prep
                 cursor.execute(stmts.insert, [prep[f.attname](f.pre_save(self, True), connection)
-                                              for f in stmts.fields])
+                                              for f in stmts.insert_fields])
+                if stmts.stamped:  # the commit stamp its INSERT took (payera.core.horizon)
+                    for f, value in zip(stmts.stamped, cursor.fetchone(), strict=True):
+                        setattr(self, f.attname, value)
         self._state.db = db
         self._state.adding = False
         post_save.send(sender=model, instance=self, created=created, update_fields=update_fields, raw=False,

@@ -19,6 +19,7 @@ from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from payera.core.horizon import CommitStampField
 from payera.core.ids import IdField
 from payera.merchants.scoping import MerchantScopedQuerySet
 
@@ -153,7 +154,7 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     bank_account_fingerprint = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     failure_reason = models.CharField(max_length=200, blank=True, default="")
     journal_reference = models.CharField(max_length=255)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
     in_transit_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)

@@ -102,7 +102,7 @@ def psp_at(settings, name: str, url: str) -> None:
 
 
 def walk_list(client, path: str, *, stop_at: set[str] | None = None, limit: int = 1) -> list[dict]:
-    """A merchant syncing a list (`/v1/events`, `/v1/balance_transactions`): newest first, page by
+    """A merchant syncing a list (`/v1/events`, `/v1/payments`, …): newest first, page by
     page with `starting_after`; with `stop_at`, stop at the first id already known (an incremental
     sync). The rows seen, in order."""
     seen: list[dict] = []

@@ -11,14 +11,15 @@ limits", docs/decisions/commit-horizon.md). Two helpers make such a list safe:
   a first page lists only rows stamped before it, so a row that commits later shows above.
 
 Used by the ledger (journals stamp `clock_timestamp()` after their account locks, which take the
-transaction id) and by the events outbox (`Event.created_at`).
+transaction id), by the events outbox (`Event.created_at`) and, through `CommitStampField`, by the
+other lists a merchant polls: payments, refunds, disputes, customers, payouts (their `created_at`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 # The start of the oldest transaction of this database that holds a transaction id, other than
@@ -77,3 +78,52 @@ def stamp_after_xid() -> datetime:
             cursor.execute(f"SELECT {STAMP_AFTER_XID_PG}")
             return cursor.fetchone()[0]
     return timezone.now()
+
+
+class _StampAfterXid(models.Expression):
+    """`STAMP_AFTER_XID_PG` as the value of a column in Django's INSERT."""
+
+    output_field = models.DateTimeField()
+
+    def as_sql(self, compiler, connection):
+        return STAMP_AFTER_XID_PG, []
+
+
+class CommitStampField(models.DateTimeField):
+    """`created_at` of a row listed newest first under `committed_before()`: on insert, the stamp of
+    `stamp_after_xid()` taken by the row's own INSERT (no statement or round trip of its own).
+
+    PostgreSQL: the INSERT carries `STAMP_AFTER_XID_PG` as the column's value and reads it back with
+    RETURNING (`db_returning`) into the instance, so the object, its events and its answer show the
+    stamp the list orders by. SQLite: the clock read when the INSERT is sent (under the write lock in
+    an atomic block: BEGIN IMMEDIATE took it at entry). Every insert is stamped, whatever value the
+    instance held (a backdated one would land below rows already listed); `default=timezone.now`
+    stays for reads before the insert; an UPDATE keeps the value; raw saves (fixtures) keep theirs.
+    `payera.core.rowsql`'s precompiled INSERT writes the same expression (payments: the hot path).
+
+    The column is a plain `DateTimeField` to migrations (`deconstruct`): the stamping is the
+    field's behaviour on save, not the schema."""
+
+    commit_stamp = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("default", timezone.now)
+        kwargs.setdefault("editable", False)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.DateTimeField", args, kwargs
+
+    @property
+    def db_returning(self) -> bool:
+        return connection.vendor == "postgresql"
+
+    def pre_save(self, model_instance, add: bool):
+        if not add:
+            return super().pre_save(model_instance, add)
+        if connection.vendor == "postgresql":
+            return _StampAfterXid()
+        value = timezone.now()
+        setattr(model_instance, self.attname, value)
+        return value

@@ -5,7 +5,8 @@ and on PostgreSQL its bulk insert sends every column as an array (`UNNEST`), whi
 escapes element by element in Python. Here a model's statements are built once from its
 metadata — identifiers quoted by the connection, every value a parameter — and reused:
 - `row_statements(model, using)`: the INSERT of one row and the UPDATE of a set of columns
-  (`payments.rowsql.PrecompiledSaveMixin` runs them inside `save()`);
+  (`payments.rowsql.PrecompiledSaveMixin` runs them inside `save()`); on PostgreSQL a commit stamp
+  (`payera.core.horizon.CommitStampField`) is the INSERT's own expression, returned (RETURNING);
 - `rows_insert(objs)`: `bulk_create(objs)` as one `INSERT … VALUES (…), (…) [RETURNING id]`, for
   the batches a recording transaction writes (its PaymentEvents, outbox events, audit entries).
 - `new_row(model, **values)`: `model(**values)` for such rows, without `Model.__init__`'s generic
@@ -25,6 +26,8 @@ from django.db import connections, router, transaction
 from django.db.models import DEFERRED, NOT_PROVIDED, Field
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
+
+from payera.core.horizon import STAMP_AFTER_XID_PG
 
 
 @functools.cache
@@ -153,14 +156,21 @@ class RowStatements:
         self.attnames = tuple(self.by_attname)
         self.prep = {f.attname: db_prep_save(f) for f in self.fields}  # attname -> get_db_prep_save
         self.table = qn(meta.db_table)
-        self.insert = self._insert_sql(self.fields, 1, "")
+        # a commit stamp (payera.core.horizon.CommitStampField) is the INSERT's own expression on
+        # PostgreSQL, read back with RETURNING: not a parameter (SQLite: a value, as any other)
+        self.stamped = tuple(f for f in self.fields if getattr(f, "commit_stamp", False)
+                             and connection.vendor == "postgresql")
+        self.insert_fields = [f for f in self.fields if f not in self.stamped]
+        self.insert = self._insert_sql(self.fields, 1, "", self.stamped)
+        if self.stamped:
+            self.insert += " RETURNING " + ", ".join(qn(f.column) for f in self.stamped)
         self.exists = f"SELECT 1 FROM {self.table} WHERE {qn(self.pk.column)} = %s"  # noqa: S608
         self._updates: dict[tuple, str] = {}
         self._inserts: dict[tuple[int, bool], str] = {}
 
-    def _insert_sql(self, fields, rows: int, returning: str) -> str:
+    def _insert_sql(self, fields, rows: int, returning: str, stamped: tuple = ()) -> str:
         qn = self._qn
-        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        one = "(" + ", ".join(STAMP_AFTER_XID_PG if f in stamped else "%s" for f in fields) + ")"
         columns = ", ".join(qn(f.column) for f in fields)
         values = ", ".join([one] * rows)
         # identifiers from the model's metadata; every value is a parameter

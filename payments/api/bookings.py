@@ -8,6 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from payera.core.fields import StrictIntegerField
+from payera.core.horizon import committed_before
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
 from payments.api.payments import LIST_PARAMETERS, RETURN_URL_SCHEMES, _actor, _list
@@ -61,7 +62,9 @@ class BookingListCreateApi(MerchantApiView):
     def get(self, request):
         qs = booking_list(merchant=request.merchant, status=request.query_params.get("status"),
                           reference=request.query_params.get("reference"))
-        return Response(paginate(qs, params=request.query_params, render=render_booking))
+        # only bookings no later commit can join below (payera.core.pagination)
+        return Response(paginate(qs, params=request.query_params, render=render_booking,
+                                 final_before=committed_before))
 
 
 class BookingDetailApi(MerchantApiView):

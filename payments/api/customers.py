@@ -7,6 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from payera.core.db import created_timestamp
+from payera.core.horizon import committed_before
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
 from payments.selectors import customer_get, customer_list
@@ -84,8 +85,9 @@ class CustomerListCreateApi(MerchantApiView):
         summary="List customers, newest first",
     )
     def get(self, request):
+        # only customers no later commit can join below (payera.core.pagination)
         return Response(paginate(customer_list(merchant=request.merchant), params=request.query_params,
-                                 render=render_customer))
+                                 render=render_customer, final_before=committed_before))
 
 
 class CustomerDetailApi(MerchantApiView):

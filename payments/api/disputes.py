@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from payera.core.horizon import committed_before
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
 from payments.api.payments import LIST_PARAMETERS, _actor, _list
@@ -23,7 +24,9 @@ class DisputeListApi(MerchantApiView):
     def get(self, request):
         qs = dispute_list(merchant=request.merchant, payment_id=request.query_params.get("payment"),
                           status=request.query_params.get("status"))
-        return Response(paginate(qs, params=request.query_params, render=render_dispute))
+        # only disputes no later commit can join below (payera.core.pagination)
+        return Response(paginate(qs, params=request.query_params, render=render_dispute,
+                                 final_before=committed_before))
 
 
 class DisputeDetailApi(MerchantApiView):

@@ -16,6 +16,7 @@ from payera.audit.middleware import client_ip
 from payera.core.db import created_timestamp
 from payera.core.errors import InvalidRequestError
 from payera.core.fields import StrictIntegerField
+from payera.core.horizon import committed_before
 from payera.core.ids import opaque_id, opaque_id_key
 from payera.core.pagination import paginate, parse_limit
 from payera.idempotency.services import idempotency_answer_prepare
@@ -200,8 +201,9 @@ class PaymentListCreateApi(MerchantApiView):
     @extend_schema(operation_id="payments_list", parameters=LIST_PARAMETERS,
                    responses={200: _list("PaymentList", PaymentOutputSerializer)}, summary="List payments")
     def get(self, request):
+        # only payments no later commit can join below (payera.core.pagination)
         return Response(paginate(payment_list(merchant=request.merchant), params=request.query_params,
-                                 render=render_payment))
+                                 render=render_payment, final_before=committed_before))
 
 
 class PaymentDetailApi(MerchantApiView):
@@ -287,7 +289,9 @@ class RefundListCreateApi(MerchantApiView):
                    responses={200: _list("RefundList", RefundOutputSerializer)}, summary="List refunds")
     def get(self, request):
         qs = refund_list(merchant=request.merchant, payment_id=request.query_params.get("payment"))
-        return Response(paginate(qs, params=request.query_params, render=render_refund))
+        # only refunds no later commit can join below (payera.core.pagination)
+        return Response(paginate(qs, params=request.query_params, render=render_refund,
+                                 final_before=committed_before))
 
 
 class RefundDetailApi(MerchantApiView):

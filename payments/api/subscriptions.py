@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from payera.core.errors import InvalidRequestError
 from payera.core.fields import StrictIntegerField
+from payera.core.horizon import committed_before
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
 from payments.api.payments import LIST_PARAMETERS, _actor, _list
@@ -69,7 +70,9 @@ class SubscriptionListCreateApi(MerchantApiView):
     def get(self, request):
         qs = subscription_list(merchant=request.merchant, customer=request.query_params.get("customer"),
                                status=request.query_params.get("status"))
-        return Response(paginate(qs, params=request.query_params, render=render_subscription))
+        # only subscriptions no later commit can join below (payera.core.pagination)
+        return Response(paginate(qs, params=request.query_params, render=render_subscription,
+                                 final_before=committed_before))
 
 
 class SubscriptionDetailApi(MerchantApiView):

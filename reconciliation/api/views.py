@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from payera.core.horizon import committed_before
 from payera.core.pagination import paginate
 from payera.merchants.api.base import MerchantApiView
 from reconciliation.objects import payout_object
@@ -54,7 +55,9 @@ class PayoutListApi(MerchantApiView):
                    summary="List payouts, newest first")
     def get(self, request):
         return Response(
-            paginate(payout_list(merchant=request.merchant), params=request.query_params, render=payout_object)
+            # only payouts no later commit can join below (payera.core.pagination)
+            paginate(payout_list(merchant=request.merchant), params=request.query_params, render=payout_object,
+                     final_before=committed_before)
         )
 
 

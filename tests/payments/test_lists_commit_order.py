@@ -1,0 +1,101 @@
+"""`GET /v1/payments`, `/v1/refunds`, `/v1/disputes`, `/v1/customers`, `/v1/payouts`, `/v1/bookings`,
+`/v1/subscriptions` in an order no later commit can slip into (session 19, h19e; as `/v1/events` in session 17).
+
+What was wrong: each list is newest first by (`created_at`, id) over every committed row, and
+`created_at` was the application's clock (`default=timezone.now`), read when the row was built,
+inside a transaction that commits later (possibly much later). A row created in a transaction still
+open while a later row committed got the older stamp and so appeared *below* rows a merchant had
+already listed: a merchant syncing a list by polling (newest first, down to the newest id it
+already has) never saw it. Real threads, real PostgreSQL: one row created in a transaction held
+open while another commits and the merchant lists.
+
+Now `created_at` of these rows is the database's clock read after the creating transaction holds a
+transaction id (`payera.core.horizon.CommitStampField`, in the row's own INSERT), and a first page
+lists only rows stamped before `committed_before()`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from payera.merchants.models import Merchant
+from tests.helpers import held_open, walk_list
+from tests.merchants.tenant_routes import _booking, _dispute, _payment, _refund
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent commits: PostgreSQL"),
+]
+
+_days = itertools.count()
+
+
+def _customer(merchant: Merchant) -> str:
+    from payments.models import Customer
+
+    return Customer.objects.create(merchant=merchant, email="poll@example.com").id
+
+
+def _payout(merchant: Merchant) -> str:
+    from reconciliation.models import Payout
+
+    payout = Payout(merchant=merchant, currency="EUR", amount=100, available_before=100,
+                    payout_date=dt.date(2026, 1, 1) + dt.timedelta(days=next(_days)))
+    payout.journal_reference = f"payout:{payout.id}"
+    payout.save()
+    return payout.id
+
+
+def _subscription(merchant: Merchant) -> str:
+    from django.utils import timezone
+
+    from payments.models import PaymentMethod, Subscription
+
+    pm = PaymentMethod.objects.create(merchant=merchant, customer_id=_customer(merchant), card_brand="visa",
+                                      card_last4="4242", card_exp_month=12, card_exp_year=2034)
+    return Subscription.objects.create(merchant=merchant, customer_id=pm.customer_id, payment_method=pm, amount=900,
+                                       currency="EUR", interval="month", anchor=timezone.now()).id
+
+
+LISTS = {
+    "payments": _payment,
+    "refunds": _refund,
+    "disputes": _dispute,
+    "customers": _customer,
+    "payouts": _payout,
+    "bookings": _booking,
+    "subscriptions": _subscription,
+}
+
+
+def _created(make, merchant: Merchant) -> str:
+    with transaction.atomic():
+        return make(merchant)
+
+
+@pytest.mark.parametrize("resource", list(LISTS))
+def test_a_row_committed_late_is_never_listed_below_rows_already_listed(make_merchant_client, resource):
+    make, path = LISTS[resource], f"/v1/{resource}"
+    merchant, client = make_merchant_client()
+    first = _created(make, merchant)
+    late: list[str] = []
+    with held_open(lambda: late.append(make(merchant))):  # created (stamped) now, committed later
+        time.sleep(0.01)
+        third = _created(make, merchant)  # committed while the second is still open
+        first_sync = walk_list(client, path)
+
+    # the merchant polls again, down to the newest row it already has
+    known = {row["id"] for row in first_sync}
+    second_sync = walk_list(client, path, stop_at=known)
+    synced = [row["id"] for row in first_sync + second_sync]
+    assert sorted(synced) == sorted([first, late[0], third]), (first_sync, second_sync)
+
+    # once everything has committed the whole list is there, newest (by stamp) first, each once,
+    # in the order of the `created` each row shows
+    full = walk_list(client, path, limit=100)
+    assert [row["id"] for row in full] == [third, late[0], first]
+    assert [row["created"] for row in full] == sorted((row["created"] for row in full), reverse=True)
