@@ -62,3 +62,30 @@ def test_a_move_to_an_items_receivable_then_an_adjustment_of_it_waits(a_day_of_p
                             currency="EUR")  # fmt: skip
     assert journals("recon_adjustment:") == 0
     ties_out()
+
+
+def test_the_migration_fills_in_a_settle_into_suspense_and_a_move_to_an_item_made_alone(a_day_of_payments):
+    """Resolutions made before the upgrade count as the services now record them: the unknown line
+    settled into suspense alone (its 730) and 330 of it moved alone onto the 730 capture. Before, the
+    backfill took only what resolutions cleared off the receivable of their own item: 0 for both, so
+    after the upgrade the capture's next adjustment counted nothing of them."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    run = alpha_day(unknown)
+    line = run.discrepancies.get(kind="missing_in_payera")
+    fin = finance("fin1")
+    discrepancy_settle_as_reported(discrepancy_id=line.pk, user=fin, reason="money arrived")
+    suspense_reallocate(discrepancy_id=line.pk, user=fin, reason="it was cap 730", to="receivable",
+                        object_id=Capture.objects.get(amount=730).pk, amount=330)  # fmt: skip
+    recorded = Discrepancy.objects.values_list("moved_alone", "moved_alone_currency").get(pk=line.pk)
+    assert recorded == (1_060, "EUR")
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate([("reconciliation", "0018_discrepancy_missing_once_each_way")])
+        executor = MigrationExecutor(connection)
+        executor.migrate([("reconciliation", "0019_discrepancy_moved_alone")])
+        assert Discrepancy.objects.values_list("moved_alone", "moved_alone_currency").get(pk=line.pk) == recorded
+    finally:  # the later migrations back, for the tests after this one in the same database
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
