@@ -513,10 +513,32 @@ RECONCILIATION_PULL_ALERT_AFTER_FAILURES = env.int("RECONCILIATION_PULL_ALERT_AF
 # exponent (100000: 1,000.00 EUR, ¥1,000, 1,000.000 BHD; payera.core.money.per_currency_amount).
 # 0: every one that moves money does. Checked at start (reconciliation.E004).
 RECONCILIATION_APPROVAL_THRESHOLD = env.int("RECONCILIATION_APPROVAL_THRESHOLD", default=100_000)
-RECONCILIATION_APPROVAL_THRESHOLDS: dict[str, int] = {
-    code.strip().upper(): int(amount) if amount.strip().lstrip("-").isdigit() else amount  # else E004 says so
-    for code, amount in env.dict("RECONCILIATION_APPROVAL_THRESHOLDS", default={}).items()
-}
+
+
+def _approval_thresholds(raw: str) -> dict[str, int | str]:
+    """`CODE=amount,CODE=amount` -> {"CODE": amount}. What is not one entry per currency stops the
+    start here (no silent default: a `*` entry, a code twice, an entry without `=`); codes and amounts
+    are judged by the check (reconciliation.E004: unknown code, negative or non-integer amount)."""
+    table: dict[str, int | str] = {}
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        code, sep, amount = (part.strip() for part in entry.partition("="))
+        code = code.upper()
+        problem = (
+            "write CODE=amount" if not sep or not code
+            else "the threshold of the currencies not named is RECONCILIATION_APPROVAL_THRESHOLD" if code == "*"
+            else f"{code} twice" if code in table else ""
+        )  # fmt: skip
+        if problem:
+            raise ImproperlyConfigured(f"RECONCILIATION_APPROVAL_THRESHOLDS: {entry!r}: {problem} (CODE=amount in"
+                                       " the currency's minor units, comma-separated)")  # fmt: skip
+        digits = amount[1:] if amount.startswith("-") else amount
+        table[code] = int(amount) if digits.isascii() and digits.isdigit() else amount  # else E004 says so
+    return table
+
+
+RECONCILIATION_APPROVAL_THRESHOLDS = _approval_thresholds(env.str("RECONCILIATION_APPROVAL_THRESHOLDS", default=""))
 # An import that progressed (its run's heartbeat: a chunk loaded, a phase begun, a heal inquiry)
 # within this many minutes is running: the same file, or another file of an overlapping period, is
 # `settlement_run_busy`; one that has not progressed for longer crashed and the next import takes

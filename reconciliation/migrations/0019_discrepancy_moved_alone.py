@@ -4,12 +4,15 @@
 resolution moved without a second user's approval, and the threshold holds for the sum over the
 item's discrepancies. Resolutions made before are filled in: what an adjustment, a write-off or a
 line settled as reported took off the receivable (`receivable_cleared`), unless a second user
-approved it (a `done` approval of the discrepancy)."""
+approved it (a `done` approval of the discrepancy); a line settled as reported into suspense (a
+line missing in Payera or a duplicate) its gross, and the moves out of suspense to a receivable
+made alone their amounts (as the services record them)."""
 
 from django.db import migrations, models
 from django.db.models import Q
 
 MONEY_ACTIONS = ("resolve", "settle_as_reported", "write_off")
+SUSPENSE_KINDS = ("missing_in_payera", "duplicate")
 
 
 def fill_moved_alone(apps, schema_editor):
@@ -23,6 +26,30 @@ def fill_moved_alone(apps, schema_editor):
     for d in rows.only("pk", "receivable_cleared", "cleared_currency").iterator():
         discrepancy.objects.filter(pk=d.pk).update(moved_alone=abs(d.receivable_cleared),
                                                    moved_alone_currency=d.cleared_currency)
+    # a line settled as reported into suspense: its gross (receivable_cleared 0, or a move's); and
+    # what its moves to a receivable moved alone (such a move clears the item as an adjustment does)
+    moves_approved = {
+        (a.discrepancy_id, p.get("move"), a.amount)
+        for a in approval.objects.filter(status="done", action="reallocate_suspense").only(
+            "discrepancy_id", "params", "amount")
+        for p in [a.params or {}]
+    }
+    settled_alone = set(
+        discrepancy.objects.filter(kind__in=SUSPENSE_KINDS, status="resolved", line__isnull=False)
+        .exclude(pk__in=approved).values_list("pk", flat=True)
+    )
+    for d in discrepancy.objects.filter(kind__in=SUSPENSE_KINDS, status="resolved", line__isnull=False).select_related(
+            "line").only("pk", "adjustment_reference", "suspense_moves", "line__gross", "line__currency").iterator():
+        if d.adjustment_reference != f"recon_settle:{d.pk}":
+            continue
+        moved = abs(d.line.gross) if d.pk in settled_alone else 0
+        for m in d.suspense_moves or []:
+            alone = (not m["approved"]) if "approved" in m else (
+                (d.pk, m.get("move"), abs(int(m["amount"]))) not in moves_approved)
+            if m.get("to") == "receivable" and alone:
+                moved += abs(int(m["amount"]))
+        if moved:
+            discrepancy.objects.filter(pk=d.pk).update(moved_alone=moved, moved_alone_currency=d.line.currency)
 
 
 class Migration(migrations.Migration):

@@ -262,23 +262,25 @@ def approval_threshold(currency: str) -> int:
     return per_currency_amount(table, currency, setting="RECONCILIATION_APPROVAL_THRESHOLDS", warn=False)
 
 
-def moved_alone_on_item(d: Discrepancy, currency: str) -> int:
-    """What the resolutions of the item `d` names (the same PSP and capture, refund or dispute id)
-    moved without a second user's approval in `currency`, over all its other discrepancies and all
-    time (absolute minor units); 0 for a discrepancy that names no item. Read under the PSP's
-    reconciliation lock (every money resolution takes it first), so two resolutions of one item
-    count each other."""
-    if not d.object_id:
+def moved_alone_on_item(d: Discrepancy, currency: str, *, object_id: str | None = None) -> int:
+    """What the resolutions of the item `d` names (the same PSP and capture, refund or dispute id;
+    `object_id`: another item, the one a move out of suspense clears) moved without a second user's
+    approval in `currency`, over all its other discrepancies and all time (absolute minor units); 0
+    for a discrepancy that names no item. Read under the PSP's reconciliation lock (every money
+    resolution takes it first), so two resolutions of one item count each other."""
+    object_id = d.object_id if object_id is None else object_id
+    if not object_id:
         return 0
     moved = (
-        Discrepancy.objects.filter(psp=d.psp, object_id=d.object_id, moved_alone_currency=currency)
+        Discrepancy.objects.filter(psp=d.psp, object_id=object_id, moved_alone_currency=currency)
         .exclude(moved_alone=0).exclude(pk=d.pk).aggregate(total=Sum("moved_alone"))["total"]
     )  # fmt: skip
     return moved or 0
 
 
 def four_eyes(
-    *, amount: int, currency: str, approved: bool | int, counted: int | None = None, d: Discrepancy | None = None
+    *, amount: int, currency: str, approved: bool | int, counted: int | None = None, d: Discrepancy | None = None,
+    earlier: str = "this discrepancy's earlier moves made without approval",
 ) -> None:
     """A money resolution moving more than the approval threshold of its currency
     (`approval_threshold`, minor units, absolute) needs a second user's approval
@@ -290,7 +292,7 @@ def four_eyes(
     `d`: a resolution of the discrepancy: what the resolutions of the same item moved alone counts
     too (`moved_alone_on_item`: a large adjustment or write-off split over an item's discrepancies
     still needs a second user), and what this one moves alone is recorded on `d` (`moved_alone`; the
-    caller saves it)."""
+    caller saves it). `earlier`: what `counted` adds to `amount`, for the message."""
     threshold = approval_threshold(currency)
     if approved is True:
         return
@@ -301,7 +303,6 @@ def four_eyes(
                 " it needs a new approval.", amount=abs(amount), currency=currency,
             )  # fmt: skip
         return
-    earlier = "this discrepancy's earlier moves made without approval"
     if d is not None:
         counted = abs(amount) + moved_alone_on_item(d, currency)
         earlier = f"{d.object_id}'s other resolutions moved without approval"

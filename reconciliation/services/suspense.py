@@ -42,6 +42,7 @@ from reconciliation.services.discrepancies import (
     _post,
     four_eyes,
     may_see,
+    moved_alone_on_item,
     receivable_left,
 )
 
@@ -217,7 +218,16 @@ def reallocate_now(
     # what this discrepancy's earlier moves made without approval count too: a move split into moves
     # under the threshold is measured whole
     alone = _moved_alone(d, moves)
-    four_eyes(amount=amount, currency=suspense_currency, approved=approved, counted=abs(amount) + alone)
+    earlier = "this discrepancy's earlier moves made without approval"
+    if to == "receivable":
+        # a move to an item's receivable clears it as an adjustment does: what the item's other
+        # resolutions moved without approval counts too (four eyes per item)
+        on_item = moved_alone_on_item(d, suspense_currency, object_id=object_id)
+        if on_item:
+            alone += on_item
+            earlier = f"{earlier} and {object_id}'s other resolutions moved without approval"
+    four_eyes(amount=amount, currency=suspense_currency, approved=approved, counted=abs(amount) + alone,
+              earlier=earlier)  # fmt: skip
     n = len(moves) + 1
     reference = f"recon_suspense:{d.pk}:{n}"
     lines = (PostingLine(Accounts.suspense(suspense_currency), amount), PostingLine(target, -amount))
@@ -233,5 +243,10 @@ def reallocate_now(
         d.object_id = object_id
         d.receivable_cleared += amount
         d.cleared_currency, d.cleared_account = suspense_currency, SUSPENSE
+        if approved is False and d.moved_alone_currency in ("", suspense_currency):
+            # and counts for the item's later resolutions (moved_alone_on_item) as made alone; the
+            # line's settle into suspense is in its currency, the suspense's: never another one
+            d.moved_alone += abs(amount)
+            d.moved_alone_currency = suspense_currency
     d.save()
     return d
