@@ -13,7 +13,9 @@ os.environ.setdefault("LOG_JSON", "true")
 # and their subprocesses; the worker id is each worker's own. Not a setdefault of the prefix: the
 # workers inherited the controller's "payera-test-main" and shared it
 # (tests/core/test_test_cache_prefix.py).
-_TEST_RUN = os.environ.setdefault("PAYERA_TEST_RUN", uuid.uuid4().hex[:12])
+# (PAYERA_TEST_RUN is the test harness's own, not an operator's setting: not in .env.example)
+_TEST_RUN = os.environ.get("PAYERA_TEST_RUN") or uuid.uuid4().hex[:12]
+os.environ["PAYERA_TEST_RUN"] = _TEST_RUN
 os.environ["CACHE_KEY_PREFIX"] = f"payera-test-{_TEST_RUN}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 os.environ.setdefault("PAYERA_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "var", "test"))
 
