@@ -403,6 +403,16 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
         sub.save()
         _emit(sub, "subscription.payment_failed")
         return "failed"
+    if sub.status == SS.ACTIVE and sub.cancel_at_period_end:
+        # the next period's charge, made before the merchant set the flag, failed: nothing is paid
+        # after the period that has ended, so it ends there (as the claim would have) instead of
+        # being dunned — a retry would charge a period the merchant said would not be served
+        sub.mark_canceled(at=sub.next_charge_at or at)
+        sub.save()
+        _emit(sub, "subscription.payment_failed", "subscription.canceled")
+        logger.info("subscription %s: charge %s failed with cancel_at_period_end: canceled at %s", sub.id,
+                    charge.idempotency_key, sub.canceled_at)
+        return "failed"
     failures = sub.retries + 1
     # dunning counts from when the period's charge was due (not from when a tick ran), so the
     # retries land on the schedule whatever the scheduler's delay
