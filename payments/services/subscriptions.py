@@ -219,7 +219,7 @@ def _subscription_update_record(*, merchant: Merchant, subscription_id: str, pay
             # it was paid, and that one's retries were spent): nothing is charged now, the
             # subscription is active again and goes on with the first period not paid
             nxt = _first_unpaid_after(sub, period)
-            sub.mark_paid(next_period=nxt, tries=_tries(sub, nxt),
+            sub.mark_paid(next_period=nxt, tries=_next_try(sub, nxt),
                           next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
             sub.save()
             _emit(sub, "subscription.updated", "subscription.recovered")
@@ -479,6 +479,16 @@ def _tries(sub: Subscription, period: int) -> int:
     return 0 if tried is None else tried + 1
 
 
+def _next_try(sub: Subscription, period: int) -> int:
+    """The try of `period` the subscription goes on with when it comes (back) to it: one still
+    under way (a debit made while an older, returned period was collected: its payment is replayed
+    by its key and settles), else a new one (`_tries`). Never a second try of a period beside one
+    in flight: both collected, the period would be paid twice."""
+    pending = SubscriptionCharge.objects.filter(subscription=sub, period=period, status=ChargeStatus.PENDING) \
+        .order_by("-try_number").values_list("try_number", flat=True).first()
+    return pending if pending is not None else _tries(sub, period)
+
+
 def _first_unpaid_after(sub: Subscription, period: int) -> int:
     """The first period after `period` without a succeeded charge: after a returned period is paid
     again, the periods paid meanwhile are not charged twice."""
@@ -511,7 +521,7 @@ def _charge_succeeded(sub: Subscription, charge: SubscriptionCharge, *, at: dt.d
     if kept is not None:  # a returned period paid again; the one after it was in dunning: it goes on
         _later_resume(sub, nxt, kept, at=at)
         return
-    sub.mark_paid(next_period=nxt, tries=_tries(sub, nxt),
+    sub.mark_paid(next_period=nxt, tries=_next_try(sub, nxt),
                   next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
     sub.save()
     _emit(sub, "subscription.payment_succeeded", *(["subscription.recovered"] if was_past_due else []))
@@ -522,7 +532,7 @@ def _later_resume(sub: Subscription, period: int, kept: dict, *, at: dt.datetime
     its dunning start, its last error and its next retry slot — a slot that passed while the older
     period was collected moves to the schedule's first delay after now (as a failure learnt late);
     a final failure (no slot) makes it `unpaid`. Not `recovered`: a period is still unpaid."""
-    tries = _tries(sub, period)
+    tries = _next_try(sub, period)
     error = kept.get("last_error")
     code = kept.get("last_decline_code") or "payment_failed"
     retry_at = _at(kept.get("next_charge_at"))
