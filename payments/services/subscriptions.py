@@ -199,6 +199,10 @@ def _subscription_update_record(*, merchant: Merchant, subscription_id: str, pay
     if cancel_at_period_end is not None:
         sub.cancel_at_period_end = cancel_at_period_end
     if payment_method is not None:
+        if isinstance(payment_method, str):  # the method's row lock before reading it: a detach that
+            # lands meanwhile waits (then sees this subscription), one committed before is read as detached
+            list(PaymentMethod.objects.select_for_update().filter(pk=payment_method, merchant=merchant)
+                 .values_list("pk", flat=True))
         sub.payment_method = _owned_method(merchant, sub.customer, payment_method, currency=sub.currency)
         method_lock_for_subscription(sub.payment_method_id)  # a detach at the same moment: one wins
     if metadata is not None:

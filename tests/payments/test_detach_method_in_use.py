@@ -180,3 +180,48 @@ def test_an_update_giving_the_method_does_not_deadlock_with_a_charge_being_inser
         t.join(30)
     assert outcomes == {"charge": "ok", "update": "ok"}
     assert Subscription.objects.get(pk=sub.pk).metadata == {"plan": "gold"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
+def test_a_detach_landing_while_a_switch_checks_the_method_is_seen_as_a_detach(merchant, monkeypatch):
+    """The switch read the method (not detached) and was checking it when the detach committed (its
+    credentials deleted): the switch answered 400 `payment_method_not_reusable`, a wrong reason
+    (and the race test above failed now and then with it). The switch locks the method's row before
+    reading it: the detach waits, finds the subscription on it and is refused 409."""
+    from payments.services import subscriptions as svc
+
+    old = saved(merchant)
+    sub = subscription(old)
+    pm = saved(merchant, old.customer)
+    outcomes: dict[str, str] = {}
+    expired = svc.method_expired
+
+    def detach() -> None:
+        try:
+            payment_method_detach(merchant=merchant, payment_method_id=pm.id)
+            outcomes["detach"] = "ok"
+        except PayeraError as exc:
+            outcomes["detach"] = exc.code
+        finally:
+            connection.close()
+
+    racer = threading.Thread(target=detach)
+
+    def expired_then_detach(method) -> bool:  # the switch is checking the method: the detach lands
+        result = expired(method)
+        if not racer.is_alive() and "detach" not in outcomes:
+            racer.start()
+            racer.join(3)  # blocked by the switch's lock on the method (fixed), or done (main)
+        return result
+
+    monkeypatch.setattr(svc, "method_expired", expired_then_detach)
+    try:
+        subscription_update(merchant=merchant, subscription_id=sub.id, payment_method=pm.id)
+        outcomes["switch"] = "ok"
+    except PayeraError as exc:
+        outcomes["switch"] = exc.code
+    racer.join(10)
+    assert outcomes == {"switch": "ok", "detach": "payment_method_in_use"}
+    assert Subscription.objects.get(pk=sub.pk).payment_method_id == pm.id
+    assert PaymentMethod.objects.get(pk=pm.pk).detached_at is None
