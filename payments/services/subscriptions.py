@@ -199,6 +199,10 @@ def _subscription_update_record(*, merchant: Merchant, subscription_id: str, pay
     if cancel_at_period_end is not None:
         sub.cancel_at_period_end = cancel_at_period_end
     if payment_method is not None:
+        if isinstance(payment_method, str):  # the method's row lock before reading it: a detach that
+            # lands meanwhile waits (then sees this subscription), one committed before is read as detached
+            list(PaymentMethod.objects.select_for_update().filter(pk=payment_method, merchant=merchant)
+                 .values_list("pk", flat=True))
         sub.payment_method = _owned_method(merchant, sub.customer, payment_method, currency=sub.currency)
         method_lock_for_subscription(sub.payment_method_id)  # a detach at the same moment: one wins
     if metadata is not None:
@@ -219,7 +223,7 @@ def _subscription_update_record(*, merchant: Merchant, subscription_id: str, pay
             # it was paid, and that one's retries were spent): nothing is charged now, the
             # subscription is active again and goes on with the first period not paid
             nxt = _first_unpaid_after(sub, period)
-            sub.mark_paid(next_period=nxt, tries=_tries(sub, nxt),
+            sub.mark_paid(next_period=nxt, tries=_next_try(sub, nxt),
                           next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
             sub.save()
             _emit(sub, "subscription.updated", "subscription.recovered")
@@ -403,6 +407,16 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
         sub.save()
         _emit(sub, "subscription.payment_failed")
         return "failed"
+    if sub.status == SS.ACTIVE and sub.cancel_at_period_end:
+        # the next period's charge, made before the merchant set the flag, failed: nothing is paid
+        # after the period that has ended, so it ends there (as the claim would have) instead of
+        # being dunned — a retry would charge a period the merchant said would not be served
+        sub.mark_canceled(at=sub.next_charge_at or at)
+        sub.save()
+        _emit(sub, "subscription.payment_failed", "subscription.canceled")
+        logger.info("subscription %s: charge %s failed with cancel_at_period_end: canceled at %s", sub.id,
+                    charge.idempotency_key, sub.canceled_at)
+        return "failed"
     failures = sub.retries + 1
     # dunning counts from when the period's charge was due (not from when a tick ran), so the
     # retries land on the schedule whatever the scheduler's delay
@@ -469,6 +483,16 @@ def _tries(sub: Subscription, period: int) -> int:
     return 0 if tried is None else tried + 1
 
 
+def _next_try(sub: Subscription, period: int) -> int:
+    """The try of `period` the subscription goes on with when it comes (back) to it: one still
+    under way (a debit made while an older, returned period was collected: its payment is replayed
+    by its key and settles), else a new one (`_tries`). Never a second try of a period beside one
+    in flight: both collected, the period would be paid twice."""
+    pending = SubscriptionCharge.objects.filter(subscription=sub, period=period, status=ChargeStatus.PENDING) \
+        .order_by("-try_number").values_list("try_number", flat=True).first()
+    return pending if pending is not None else _tries(sub, period)
+
+
 def _first_unpaid_after(sub: Subscription, period: int) -> int:
     """The first period after `period` without a succeeded charge: after a returned period is paid
     again, the periods paid meanwhile are not charged twice."""
@@ -501,7 +525,7 @@ def _charge_succeeded(sub: Subscription, charge: SubscriptionCharge, *, at: dt.d
     if kept is not None:  # a returned period paid again; the one after it was in dunning: it goes on
         _later_resume(sub, nxt, kept, at=at)
         return
-    sub.mark_paid(next_period=nxt, tries=_tries(sub, nxt),
+    sub.mark_paid(next_period=nxt, tries=_next_try(sub, nxt),
                   next_charge_at=recurring.period_start(sub.anchor, sub.interval, sub.interval_count, nxt))
     sub.save()
     _emit(sub, "subscription.payment_succeeded", *(["subscription.recovered"] if was_past_due else []))
@@ -512,7 +536,7 @@ def _later_resume(sub: Subscription, period: int, kept: dict, *, at: dt.datetime
     its dunning start, its last error and its next retry slot — a slot that passed while the older
     period was collected moves to the schedule's first delay after now (as a failure learnt late);
     a final failure (no slot) makes it `unpaid`. Not `recovered`: a period is still unpaid."""
-    tries = _tries(sub, period)
+    tries = _next_try(sub, period)
     error = kept.get("last_error")
     code = kept.get("last_decline_code") or "payment_failed"
     retry_at = _at(kept.get("next_charge_at"))

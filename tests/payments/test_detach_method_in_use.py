@@ -119,3 +119,109 @@ def race_once(merchant) -> None:
 def test_a_switch_racing_the_detach_never_leaves_a_live_subscription_on_a_detached_method(merchant):
     for _ in range(12):
         race_once(merchant)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
+def test_an_update_giving_the_method_does_not_deadlock_with_a_charge_being_inserted(merchant, monkeypatch):
+    """Lock order method vs subscription, real threads: the charge path inserts its payment and then
+    locks the subscription (`_charge_still_due`); an update of the same subscription naming its
+    method holds the subscription's lock and then locks the method's row
+    (`method_lock_for_subscription`, FOR UPDATE). No cycle: the payment's foreign key to the method
+    is checked (KEY SHARE) only at commit (Django's FKs are DEFERRABLE INITIALLY DEFERRED), after the
+    subscription's lock; an immediate FK, or a method lock added to the insert, would deadlock here."""
+    from django.db import transaction
+
+    from payments.models import Payment
+    from payments.services import subscriptions as svc
+
+    pm = saved(merchant)
+    sub = subscription(pm)
+    inserted, locked = threading.Event(), threading.Event()
+    outcomes: dict[str, str] = {}
+    lock_method = svc.method_lock_for_subscription
+
+    def lock_method_later(pm_id: str) -> None:  # the update holds the subscription's lock by now
+        inserted.wait(10)
+        locked.set()
+        lock_method(pm_id)
+
+    monkeypatch.setattr(svc, "method_lock_for_subscription", lock_method_later)
+
+    def charge() -> None:  # `_payment_insert_rows`: the payment's INSERT, then `with_row`
+        try:
+            with transaction.atomic():
+                Payment.objects.create(merchant=merchant, amount=sub.amount, currency=sub.currency,
+                                       customer=pm.customer, payment_method=pm, off_session=True,
+                                       idempotency_key=svc.charge_key(sub.id, 1, 0))
+                inserted.set()
+                locked.wait(10)
+                svc._charge_still_due(sub.id, payment_method_id=pm.id)
+            outcomes["charge"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - the deadlock's error is the finding
+            outcomes["charge"] = type(exc).__name__
+        finally:
+            connection.close()
+
+    def update() -> None:
+        try:
+            subscription_update(merchant=merchant, subscription_id=sub.id, payment_method=pm.id,
+                                metadata={"plan": "gold"})
+            outcomes["update"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            outcomes["update"] = type(exc).__name__
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fn) for fn in (charge, update)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcomes == {"charge": "ok", "update": "ok"}
+    assert Subscription.objects.get(pk=sub.pk).metadata == {"plan": "gold"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
+def test_a_detach_landing_while_a_switch_checks_the_method_is_seen_as_a_detach(merchant, monkeypatch):
+    """The switch read the method (not detached) and was checking it when the detach committed (its
+    credentials deleted): the switch answered 400 `payment_method_not_reusable`, a wrong reason
+    (and the race test above failed now and then with it). The switch locks the method's row before
+    reading it: the detach waits, finds the subscription on it and is refused 409."""
+    from payments.services import subscriptions as svc
+
+    old = saved(merchant)
+    sub = subscription(old)
+    pm = saved(merchant, old.customer)
+    outcomes: dict[str, str] = {}
+    expired = svc.method_expired
+
+    def detach() -> None:
+        try:
+            payment_method_detach(merchant=merchant, payment_method_id=pm.id)
+            outcomes["detach"] = "ok"
+        except PayeraError as exc:
+            outcomes["detach"] = exc.code
+        finally:
+            connection.close()
+
+    racer = threading.Thread(target=detach)
+
+    def expired_then_detach(method) -> bool:  # the switch is checking the method: the detach lands
+        result = expired(method)
+        if not racer.is_alive() and "detach" not in outcomes:
+            racer.start()
+            racer.join(3)  # blocked by the switch's lock on the method (fixed), or done (main)
+        return result
+
+    monkeypatch.setattr(svc, "method_expired", expired_then_detach)
+    try:
+        subscription_update(merchant=merchant, subscription_id=sub.id, payment_method=pm.id)
+        outcomes["switch"] = "ok"
+    except PayeraError as exc:
+        outcomes["switch"] = exc.code
+    racer.join(10)
+    assert outcomes == {"switch": "ok", "detach": "payment_method_in_use"}
+    assert Subscription.objects.get(pk=sub.pk).payment_method_id == pm.id
+    assert PaymentMethod.objects.get(pk=pm.pk).detached_at is None

@@ -86,3 +86,33 @@ def test_a_later_period_failing_while_an_older_one_is_collected_keeps_its_dunnin
     assert row.dunning_started_at == t0 + dt.timedelta(days=1)
     assert row.last_decline_code == "insufficient_funds" and row.last_error == declined
     assert not Event.objects.filter(type="subscription.recovered", data__object__id=sub.id).exists()
+
+
+def test_a_later_period_whose_debit_is_still_processing_is_not_charged_twice_once_the_older_is_paid(merchant):
+    """Period 1's SEPA debit was under way (processing) when period 0's debit was returned; period 0
+    is paid again while period 1's debit is still processing. The subscription goes on with period
+    1, whose try 0 is still under way: the next claim takes up that try (its payment, replayed by its
+    key), it does not open try 1 — a second debit of period 1 that, both collected, takes it twice."""
+    from payments.services.subscriptions import _charge_claim
+
+    pm = saved(merchant)
+    t0 = timezone.now().replace(microsecond=0) - dt.timedelta(days=30)
+    returned_at = t0 + dt.timedelta(days=1, hours=2)
+    sub = Subscription.objects.create(
+        merchant=merchant, customer=pm.customer, payment_method=pm, amount=900, currency="EUR", interval="day",
+        anchor=t0,
+    )
+    Subscription.objects.filter(pk=sub.pk).update(
+        status="past_due", current_period=0, retries=1, dunning_started_at=returned_at,
+        next_charge_at=returned_at + dt.timedelta(days=1), last_decline_code="debit_returned",
+    )
+    charge(sub, 0, 0, status="returned")
+    under_way = charge(sub, 1, 0, payment="processing")
+    paid = charge(sub, 0, 1, payment="succeeded")
+    at = returned_at + dt.timedelta(hours=3)
+    assert subscription_charge_settle(charge_id=paid.pk, now_=at) == "succeeded"
+    row = Subscription.objects.get(pk=sub.pk)
+    assert (row.status, row.current_period) == ("active", 1)
+
+    assert _charge_claim(subscription_id=sub.pk, at=at + dt.timedelta(minutes=1)) == under_way.pk
+    assert SubscriptionCharge.objects.filter(subscription=sub, period=1).count() == 1

@@ -101,3 +101,34 @@ def test_only_an_active_subscription_can_be_set_to_end_at_its_period_end(env):
     r = env.post(f"/v1/subscriptions/{sub['id']}", {"cancel_at_period_end": True}, expect=400)
     assert r["error"]["code"] == "subscription_unexpected_state" and r["error"]["param"] == "cancel_at_period_end"
     assert Subscription.objects.get(pk=sub["id"]).cancel_at_period_end is False
+
+
+def test_a_charge_under_way_when_the_flag_is_set_that_fails_ends_it_without_dunning(env, monkeypatch):
+    """The tick made period 1's payment (recorded, sent to the PSP) and the merchant set the flag
+    while it was under way; the PSP declined it. Nothing paid runs beyond period 0, whose end has
+    passed: the subscription is canceled at that end, not put past due and dunned (a retry would
+    charge the customer for a period the merchant said would not be served)."""
+    from payments.services import subscriptions as svc
+
+    cus, cit = saved_card(env)
+    sub = subscribe(env, cus, cit["payment_method"]["id"])
+    _, mit = saved_card(env, "4000000000000341", cus=cus)  # off session: insufficient_funds
+    env.post(f"/v1/subscriptions/{sub['id']}", {"payment_method": mit["payment_method"]["id"]})
+    end = add_months(anchor(sub), 1)
+    settle = svc.subscription_charge_settle
+
+    def flag_then_settle(**kw):  # the PSP answered; before the tick settles, the merchant sets the flag
+        env.post(f"/v1/subscriptions/{sub['id']}", {"cancel_at_period_end": True})
+        return settle(**kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(svc, "subscription_charge_settle", flag_then_settle)
+        assert subscription_charge(subscription_id=sub["id"], now_=end) == "failed"
+    row = Subscription.objects.get(pk=sub["id"])
+    assert (row.status, row.canceled_at, row.next_charge_at) == ("canceled", end, None)
+    assert events(env, sub["id"])[-2:] == ["subscription.payment_failed", "subscription.canceled"]
+    for day in (1, 3, 5, 7, 8):  # no dunning retry
+        tick(end + dt.timedelta(days=day))
+    assert Payment.objects.filter(metadata__subscription=sub["id"]).count() == 2  # period 0's, period 1's declined
+    assert charges(sub["id"]) == [(0, 0, "succeeded"), (1, 0, "failed")]
+    assert_ledger_sound()
