@@ -31,7 +31,7 @@ class PaymentMethodInUseError(PayeraError):
 
     type = "invalid_request_error"
     code = "payment_method_in_use"
-    http_status = 409
+    http_status = 400  # CONTRACT: invalid_request_error is 400/404
 
 
 # the subscriptions that will charge their method again (an `unpaid` one charges nothing until it

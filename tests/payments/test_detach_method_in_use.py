@@ -5,7 +5,7 @@ subscription used was accepted; the subscription learnt it only at its next char
 the PSP (`payment_method_detached`, a hard failure): `unpaid`, the customer's service cut for a
 method the merchant itself removed, with no warning at the time of the detach.
 
-Now (docs/api.md "Saved payment methods"): the detach is refused with 409 `invalid_request_error`,
+Now (docs/api.md "Saved payment methods"): the detach is refused with 400 `invalid_request_error`,
 code `payment_method_in_use`, the message naming the subscriptions, and nothing changes (the
 number is not destroyed, no event), until those subscriptions are canceled or given another method.
 A method that only `canceled` or `unpaid` subscriptions used (nothing will be charged with it) is
@@ -51,7 +51,7 @@ def test_a_method_a_live_subscription_charges_cannot_be_detached(merchant_client
     sub = subscription(pm, status)
     other = subscription(pm, "active")
     r = merchant_client.post(f"/v1/payment_methods/{pm.id}/detach")
-    assert r.status_code == 409, r.content
+    assert r.status_code == 400, r.content
     error = r.json()["error"]
     assert (error["type"], error["code"]) == ("invalid_request_error", "payment_method_in_use")
     assert sub.id in error["message"] and other.id in error["message"]
@@ -64,12 +64,12 @@ def test_a_method_a_live_subscription_charges_cannot_be_detached(merchant_client
 def test_once_its_subscriptions_are_switched_or_canceled_it_is_detached(merchant_client, merchant):
     pm = saved(merchant)
     switched, canceled = subscription(pm), subscription(pm, "past_due")
-    assert merchant_client.post(f"/v1/payment_methods/{pm.id}/detach").status_code == 409
+    assert merchant_client.post(f"/v1/payment_methods/{pm.id}/detach").status_code == 400
     new = saved(merchant, pm.customer)
     r = merchant_client.post(f"/v1/subscriptions/{switched.id}", {"payment_method": new.id}, format="json")
     assert r.status_code == 200, r.content
     r = merchant_client.post(f"/v1/payment_methods/{pm.id}/detach")
-    assert r.status_code == 409 and switched.id not in r.json()["error"]["message"]
+    assert r.status_code == 400 and switched.id not in r.json()["error"]["message"]
     assert canceled.id in r.json()["error"]["message"]
     assert merchant_client.post(f"/v1/subscriptions/{canceled.id}/cancel").status_code == 200
     r = merchant_client.post(f"/v1/payment_methods/{pm.id}/detach")
@@ -188,7 +188,7 @@ def test_a_detach_landing_while_a_switch_checks_the_method_is_seen_as_a_detach(m
     """The switch read the method (not detached) and was checking it when the detach committed (its
     credentials deleted): the switch answered 400 `payment_method_not_reusable`, a wrong reason
     (and the race test above failed now and then with it). The switch locks the method's row before
-    reading it: the detach waits, finds the subscription on it and is refused 409."""
+    reading it: the detach waits, finds the subscription on it and is refused 400."""
     from payments.services import subscriptions as svc
 
     old = saved(merchant)

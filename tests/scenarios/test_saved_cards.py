@@ -152,7 +152,7 @@ def test_detach_crypto_shreds_the_card_number_and_a_later_charge_is_400(env):
     assert decrypt(key=before.pan_key, ciphertext=before.pan_ciphertext) == b"4242424242424242"
     sub = env.post("/v1/subscriptions", {"customer": cus, "payment_method": pm_id, "amount": 900,
                                          "currency": "EUR", "interval": "month"}, expect=201)
-    in_use = env.post(f"/v1/payment_methods/{pm_id}/detach", expect=409)  # a live subscription charges it
+    in_use = env.post(f"/v1/payment_methods/{pm_id}/detach", expect=400)  # a live subscription charges it
     assert in_use["error"]["code"] == "payment_method_in_use" and sub["id"] in in_use["error"]["message"]
     env.post(f"/v1/subscriptions/{sub['id']}/cancel")
     done = env.post(f"/v1/payment_methods/{pm_id}/detach")

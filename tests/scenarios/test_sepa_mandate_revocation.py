@@ -64,7 +64,7 @@ def debits(env, pm: str) -> int:
 
 def test_detaching_a_saved_sepa_method_revokes_its_mandate_and_says_so(env):
     cus, pm, sub = subscribed(env, "detach-revokes@example.com")
-    in_use = env.post(f"/v1/payment_methods/{pm}/detach", expect=409)  # the subscription debits it
+    in_use = env.post(f"/v1/payment_methods/{pm}/detach", expect=400)  # the subscription debits it
     assert in_use["error"]["code"] == "payment_method_in_use"
     assert SepaMandate.objects.get(payment_method_id=pm).status == "active"
     env.post(f"/v1/subscriptions/{sub['id']}/cancel")

@@ -255,7 +255,7 @@ def test_a_tick_that_died_after_charging_is_settled_by_the_next_without_a_second
                    idempotency_key=charge_key(sub["id"], 1, 0))
     assert SubscriptionCharge.objects.get(pk=charge_id).payment_id is None
     # the method cannot be detached meanwhile: the live subscription charges it
-    assert env.post(f"/v1/payment_methods/{cit['payment_method']['id']}/detach", expect=409)["error"]["code"] == \
+    assert env.post(f"/v1/payment_methods/{cit['payment_method']['id']}/detach", expect=400)["error"]["code"] == \
         "payment_method_in_use"
     tick(due)
     charge = SubscriptionCharge.objects.get(pk=charge_id)
