@@ -11,7 +11,9 @@ for the platform's append-only tables); the ledger's triggers name it under thei
 `ledger_verify` gets the aggregate `ledger_sum(x)` (session 18): SQLite's sum() raises "integer
 overflow" on a sum past the bigint range, where PostgreSQL's sum of bigints is an exact numeric.
 ledger_sum is exact within the range and answers a sum past it as +-Infinity: unequal to every
-balance (a mismatch), of the sum's sign (limit checks), never an error.
+balance (a mismatch), of the sum's sign (limit checks), never an error. `ledger_totals` gets
+`ledger_sum_text(x)` (review r19e, session 19): the exact sum as text (int() of it is exact past the
+range too), as PostgreSQL's numeric.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def register_sqlite_function(sender, connection, **kwargs) -> None:
         patch_flush(type(connection.ops))
         connection.connection.create_function("ledger_flush_allowed", 0, flush_allowed, deterministic=False)
         connection.connection.create_aggregate("ledger_sum", 1, LedgerSum)
+        connection.connection.create_aggregate("ledger_sum_text", 1, LedgerSumText)
 
 
 class LedgerSum:
@@ -45,3 +48,12 @@ class LedgerSum:
         if self.total is None or -(2**63) <= self.total < 2**63:
             return self.total
         return math.inf if self.total > 0 else -math.inf
+
+
+class LedgerSumText(LedgerSum):
+    """sum() of integers, exact at any size, as text (SQLite holds no integer past 64 bits)."""
+
+    __slots__ = ()
+
+    def finalize(self) -> str | None:  # type: ignore[override]
+        return None if self.total is None else str(self.total)

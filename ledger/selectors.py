@@ -51,13 +51,15 @@ def account_balance(*, key: AccountKey) -> AccountBalance:
     account = _account(key)
     if not account.hot:
         return AccountBalance(key, account.balance, account.debits_pending, account.credits_pending, account.version)
-    agg = Account.objects.filter(parent=account).aggregate(
-        b=Coalesce(Sum("balance"), 0),
-        dp=Coalesce(Sum("debits_pending"), 0),
-        cp=Coalesce(Sum("credits_pending"), 0),
-        v=Coalesce(Sum("version"), 0),
-    )
-    return AccountBalance(key, agg["b"], agg["dp"], agg["cp"], agg["v"])
+    b, dp, cp, v = _shard_sums(account.id, "balance", "debits_pending", "credits_pending", "version")
+    return AccountBalance(key, b, dp, cp, v)
+
+
+def _shard_sums(account_id: int, *fields: str) -> list[int]:
+    """Sums of a hot account's shards, in Python: exact past the 64-bit range, which the sum may pass
+    while each shard fits (SQLite's sum() raised "integer overflow"; review r19e, session 19)."""
+    rows = Account.objects.filter(parent_id=account_id).values_list(*fields)
+    return [sum(column) for column in zip(*rows, strict=True)] or [0] * len(fields)
 
 
 def _sqlite_stamp(at: datetime, *, up: bool) -> str:
@@ -94,7 +96,8 @@ def account_balance_at(*, key: AccountKey, at: datetime) -> int:
     else:
         entries = entries.filter(journal__created_at__lte=at)
     last = entries.order_by("-version").values("balance_after")[:1]
-    return rows.annotate(b=Coalesce(Subquery(last), 0)).aggregate(t=Coalesce(Sum("b"), 0))["t"]
+    # summed in Python: a hot account's shards may pass the 64-bit range together (_shard_sums)
+    return sum(rows.annotate(b=Coalesce(Subquery(last), 0)).values_list("b", flat=True))
 
 
 def booked_final_before() -> datetime:
@@ -149,10 +152,7 @@ def balance_get(*, owner: str) -> Balance:
     buckets: dict[str, dict[str, int]] = defaultdict(dict)
     for code, currency, hot, account_id, balance, debits_pending in rows:
         if hot:
-            agg = Account.objects.filter(parent_id=account_id).aggregate(
-                b=Coalesce(Sum("balance"), 0), dp=Coalesce(Sum("debits_pending"), 0)
-            )
-            balance, debits_pending = agg["b"], agg["dp"]
+            balance, debits_pending = _shard_sums(account_id, "balance", "debits_pending")
         amount = -balance
         if code == MERCHANT_AVAILABLE:
             amount -= debits_pending
@@ -349,6 +349,12 @@ def pending_open_list() -> QuerySet[Journal]:
 
 def ledger_totals() -> dict[str, int]:
     """Σ posted balances per currency over every account: 0 everywhere in a sound ledger."""
+    if connection.vendor == "sqlite":
+        # SQLite's sum() raises "integer overflow" past the 64-bit range, which a sum may pass on the
+        # way (accounts near the ends of it): ledger_sum_text() is exact (ledger/db.py; review r19e)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT currency, ledger_sum_text(balance) FROM ledger_account GROUP BY currency")
+            return {currency: int(total) for currency, total in cursor.fetchall()}
     rows = Account.objects.values("currency").annotate(t=Sum("balance")).values_list("currency", "t")
     return dict(rows)
 

@@ -1,0 +1,16 @@
+"""A hot account's balance past the 64-bit range while each shard fits: read exactly on PostgreSQL and
+on SQLite (tests/ledger/hot_fold_check.py)."""
+
+import pytest
+
+from tests.ledger.conftest import run_on_fresh_sqlite
+from tests.ledger.hot_fold_check import check_a_hot_balance_past_64_bits_is_read_exactly
+
+
+@pytest.mark.django_db
+def test_a_hot_balance_past_64_bits_is_read_exactly():
+    check_a_hot_balance_past_64_bits_is_read_exactly()
+
+
+def test_the_same_on_sqlite(tmp_path):
+    assert run_on_fresh_sqlite("sqlite_hot_fold_check.py", tmp_path, timeout=300).strip().endswith("OK")
