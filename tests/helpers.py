@@ -172,3 +172,22 @@ def confirmed_booking(merchant, *, amount: int = 10_000, reference: str = "stay"
     booking = Booking.objects.get(pk=booking.id)
     assert booking.status == "confirmed"
     return booking
+
+
+def authorized_payment(merchant, *, amount: int = 1000):
+    """A card payment authorized for a manual capture (`requires_capture`), through the services."""
+    from payments.models import PaymentStatus
+    from payments.services import payment_create
+
+    payment = payment_create(
+        merchant=merchant, amount=amount, currency="EUR", payment_method_data=TEST_CARD, capture_method="manual"
+    )
+    assert payment.status == PaymentStatus.REQUIRES_CAPTURE
+    return payment
+
+
+def event_types(merchant) -> list[str]:
+    """The merchant's event types, oldest first."""
+    from payera.events.models import Event
+
+    return list(Event.objects.filter(merchant_id=merchant.id).order_by("created_at").values_list("type", flat=True))

@@ -64,6 +64,22 @@ def refunded_outside_payera(payment_id: str, amount: int) -> None:
     assert result.outcome == "approved"
 
 
+def approve_and_die(monkeypatch, user, approval) -> None:
+    """The approver's process dies after the PSP answered, before the approval's outcome is recorded."""
+    import payments.backoffice.services as staff_module
+
+    class Died(Exception):
+        pass
+
+    def died(**kwargs):
+        raise Died()
+
+    monkeypatch.setattr(staff_module, "_approval_record", died)
+    with pytest.raises(Died):
+        refund_approval_approve(user=user, approval_id=approval.pk, note="ok")
+    monkeypatch.undo()
+
+
 def escrow_eur(merchant) -> int:
     return sum(m.amount for m in balance_get(owner=merchant.id).escrow if m.currency == "EUR")
 
@@ -103,8 +119,6 @@ def test_a_refused_booking_cancel_whose_recording_died_is_recorded_failed_by_the
     """The approver's process died after the PSP refused the escrow refund, before the approval
     was recorded: the resume finds the bound refund failed and records the approval `failed` with
     the refund's failure code (it was `sent` before), sending nothing again."""
-    import payments.backoffice.services as staff_module
-
     booking = booking_create(
         merchant=merchant,
         amount=10_000,
@@ -117,16 +131,7 @@ def test_a_refused_booking_cancel_whose_recording_died_is_recorded_failed_by_the
     approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
     refunded_outside_payera(booking.payment_id, 100)
 
-    class Died(Exception):
-        pass
-
-    def died(**kwargs):
-        raise Died()
-
-    monkeypatch.setattr(staff_module, "_approval_record", died)
-    with pytest.raises(Died):
-        refund_approval_approve(user=finance2, approval_id=approval.pk, note="ok")
-    monkeypatch.undo()
+    approve_and_die(monkeypatch, finance2, approval)
     assert RefundApproval.objects.get(pk=approval.pk).status == "approved"
 
     assert refund_approvals_resume(grace_seconds=0) == {"approvals": 1, "sent": 0, "failed": 1, "waiting": 0}

@@ -25,7 +25,7 @@ from payments.backoffice.services import refund_approval_approve, refund_approva
 from payments.models import OperationStatus, Refund
 from tests.backoffice.payments import APPROVED, pay
 from tests.backoffice.staff import make_staff, otp_force_login
-from tests.backoffice.test_booking_cancel_approval_refused import refunded_outside_payera
+from tests.backoffice.test_booking_cancel_approval_refused import approve_and_die, refunded_outside_payera
 
 pytestmark = pytest.mark.django_db
 
@@ -81,21 +81,10 @@ def test_a_refund_approval_refused_by_the_psp_ends_failed_with_the_refusal_shown
 def test_a_refused_refund_whose_recording_died_is_recorded_failed_by_the_resume(
     role_users, payment, finance2, monkeypatch
 ):
-    import payments.backoffice.services as staff_module
-
     approval = asked(role_users, payment)
     refunded_outside_payera(payment.pk, 100)
 
-    class Died(Exception):
-        pass
-
-    def died(**kwargs):
-        raise Died()
-
-    monkeypatch.setattr(staff_module, "_approval_record", died)
-    with pytest.raises(Died):
-        refund_approval_approve(user=finance2, approval_id=approval.pk, note="ok")
-    monkeypatch.undo()
+    approve_and_die(monkeypatch, finance2, approval)
     assert RefundApproval.objects.get(pk=approval.pk).status == "approved"
 
     assert refund_approvals_resume(grace_seconds=0) == {"approvals": 1, "sent": 0, "failed": 1, "waiting": 0}

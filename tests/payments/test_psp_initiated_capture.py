@@ -32,10 +32,10 @@ import pytest
 from ledger.models import Journal
 from payera.events.models import Event
 from payments.models import AS, PS, InboxStatus, OperationStatus, Payment, PspWebhook
-from payments.services import payment_capture, payment_create
+from payments.services import payment_capture
 from payments.services.recovery import attempt_settlement_inquire
 from payments.services.webhooks import psp_webhook_process, psp_webhook_receive
-from tests.helpers import psp_at, standin_psp
+from tests.helpers import authorized_payment, psp_at, standin_psp
 from tests.merchants.factories import MerchantFactory
 from tests.payments.standin_alpha import StandinAlpha
 from tests.scenarios.conftest import assert_ledger_sound
@@ -47,14 +47,6 @@ def _webhook(secret: str, event_id: str, typ: str, data: dict) -> PspWebhook:
     body = json.dumps({"id": event_id, "type": typ, "created": "2026-12-07T10:00:00Z", "data": data}).encode()
     sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": sig})
-
-
-def _authorized(merchant) -> Payment:
-    payment = payment_create(
-        merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, capture_method="manual"
-    )
-    assert payment.status == PS.REQUIRES_CAPTURE
-    return payment
 
 
 def _assert_captured_once(payment_id: str, merchant, amount: int) -> None:
@@ -76,7 +68,7 @@ def test_a_psp_capture_reported_by_the_authorization_webhook_is_recorded_once(ps
     psp = StandinAlpha()
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         auth = psp.psp_capture(payment.attempts.get().id, amount=700)  # partial, on its own
 
         row = _webhook(secret, "evt_1", "authorization.updated", auth)
@@ -95,7 +87,7 @@ def test_a_psp_capture_event_with_the_psps_own_operation_id_is_recorded(psp_sett
     psp = StandinAlpha()
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         auth = psp.psp_capture(payment.attempts.get().id)
         [op] = auth["operations"]
 
@@ -111,7 +103,7 @@ def test_a_psp_capture_found_by_the_settlement_inquiry_is_recorded_once(psp_sett
     psp = StandinAlpha()
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         attempt = payment.attempts.get()
         psp.psp_capture(attempt.id)
 
@@ -134,7 +126,7 @@ def test_the_merchants_capture_racing_the_psps_own_captures_once(psp_settings, s
     psp = StandinAlpha()
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         auth = psp.psp_capture(payment.attempts.get().id)
         row = _webhook(secret, f"evt_race_{run}", "authorization.updated", auth)
         barrier = threading.Barrier(2)
@@ -184,7 +176,7 @@ def test_a_psp_capture_while_a_cancel_is_under_way_ends_the_cancel(psp_settings,
     psp = StandinAlpha(voids=("pending",))
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         assert payment_cancel(merchant=merchant, payment_id=payment.id).status == PS.REQUIRES_CAPTURE
         assert Payment.objects.get(pk=payment.id).inflight == "cancel"
 

@@ -12,21 +12,13 @@ import pytest
 from django.utils import timezone
 
 from payments.models import PS, Capture, OperationStatus, Payment
-from payments.services import payment_create
 from payments.services.payments import _capture_begin
+from tests.helpers import authorized_payment
 from tests.merchants.factories import MerchantFactory
 
 pytestmark = [pytest.mark.django_db]
 
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-
-
-def _authorized(merchant) -> Payment:
-    payment = payment_create(
-        merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, capture_method="manual"
-    )
-    assert payment.status == PS.REQUIRES_CAPTURE
-    return payment
 
 
 def _crashed_capture(merchant, payment: Payment) -> Capture:
@@ -44,7 +36,7 @@ def test_staff_recovery_resolves_the_payments_crashed_capture_and_cancel_and_onl
     from tests.backoffice.staff import make_staff
 
     merchant = MerchantFactory(connectors=["alpha"])
-    mine, other = _authorized(merchant), _authorized(merchant)
+    mine, other = authorized_payment(merchant), authorized_payment(merchant)
     mine_capture, other_capture = _crashed_capture(merchant, mine), _crashed_capture(merchant, other)
     staff = make_staff("ops", superuser=True)
 

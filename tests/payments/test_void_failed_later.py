@@ -33,7 +33,7 @@ from payera.events.models import Event
 from payments.models import AS, PS, Payment
 from payments.services import payment_cancel, payment_capture, payment_create, recovery_run
 from payments.services.webhooks import psp_webhook_process, psp_webhook_receive
-from tests.helpers import psp_at, standin_psp
+from tests.helpers import authorized_payment, event_types, psp_at, standin_psp
 from tests.merchants.factories import MerchantFactory
 from tests.payments.standin_alpha import StandinAlpha
 from tests.scenarios.conftest import assert_ledger_sound
@@ -43,31 +43,19 @@ pytestmark = pytest.mark.django_db
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
 
-def _types(merchant) -> list[str]:
-    return list(Event.objects.filter(merchant_id=merchant.id).order_by("created_at").values_list("type", flat=True))
-
-
-def _authorized(merchant) -> Payment:
-    payment = payment_create(
-        merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, capture_method="manual"
-    )
-    assert payment.status == PS.REQUIRES_CAPTURE
-    return payment
-
-
 def _cancel_under_way(merchant, payment) -> None:
     answered = payment_cancel(merchant=merchant, payment_id=payment.id)
     assert answered.status == PS.REQUIRES_CAPTURE  # under way: the merchant waits for its outcome
     assert Payment.objects.get(pk=payment.id).inflight == "cancel"
     assert payment.attempts.get().status == AS.AUTHORIZED
-    assert "payment.canceled" not in _types(merchant)
+    assert "payment.canceled" not in event_types(merchant)
 
 
 def _refused_is_told(merchant, payment) -> None:
     payment = Payment.objects.get(pk=payment.id)
     assert (payment.status, payment.inflight) == (PS.REQUIRES_CAPTURE, "")
     assert payment.attempts.get().status == AS.AUTHORIZED
-    assert "payment.canceled" not in _types(merchant)
+    assert "payment.canceled" not in event_types(merchant)
     [event] = Event.objects.filter(merchant_id=merchant.id, type="payment.cancel_failed")
     assert (event.data["object"]["id"], event.data["object"]["status"]) == (payment.id, "requires_capture")
     assert not Journal.objects.filter(reference__contains=payment.attempts.get().id).exists()
@@ -81,7 +69,7 @@ def test_a_void_refused_after_answering_pending_is_found_by_recovery_and_told(ps
     merchant = MerchantFactory(connectors=["alpha"])
     with standin_psp(StandinAlpha(void="pending_then_failed")) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         _cancel_under_way(merchant, payment)
         recovery_run(force=True)  # the PSP says: refused
         recovery_run(force=True)  # told once
@@ -94,7 +82,7 @@ def test_a_void_refused_after_answering_pending_is_applied_from_the_webhook(psp_
     psp = StandinAlpha(void="pending_then_failed")
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         _cancel_under_way(merchant, payment)
         [auth] = psp.auths.values()
         [void] = [o for o in auth["operations"] if o["type"] == "void"]
@@ -129,7 +117,7 @@ def test_a_void_beta_accepts_later_cancels_the_payment_once(psp_settings, settin
     payment = Payment.objects.get(pk=payment.id)
     assert (payment.status, payment.inflight) == (PS.CANCELED, "")
     assert payment.attempts.get().status == AS.VOIDED
-    assert _types(merchant).count("payment.canceled") == 1
-    assert "payment.cancel_failed" not in _types(merchant)
+    assert event_types(merchant).count("payment.canceled") == 1
+    assert "payment.cancel_failed" not in event_types(merchant)
     recovery_run(force=True)
-    assert _types(merchant).count("payment.canceled") == 1
+    assert event_types(merchant).count("payment.canceled") == 1

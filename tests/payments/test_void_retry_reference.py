@@ -29,9 +29,8 @@ from django.utils import timezone
 
 import payments.services.payments as payments_module
 from ledger.models import Journal
-from payera.events.models import Event
 from payments.models import AS, PS, InboxStatus, Payment, PaymentAttempt, PspWebhook
-from payments.services import payment_cancel, payment_create, recovery_run
+from payments.services import payment_cancel, recovery_run
 from payments.services.payments import (
     PaymentNotCancelableError,
     PspOperationFailedError,
@@ -39,7 +38,7 @@ from payments.services.payments import (
     void_reference,
 )
 from payments.services.webhooks import psp_webhook_process, psp_webhook_receive
-from tests.helpers import psp_at, standin_psp
+from tests.helpers import authorized_payment, event_types, psp_at, standin_psp
 from tests.merchants.factories import MerchantFactory
 from tests.payments.standin_alpha import StandinAlpha
 from tests.scenarios.conftest import assert_ledger_sound
@@ -47,18 +46,6 @@ from tests.scenarios.conftest import assert_ledger_sound
 pytestmark = pytest.mark.django_db
 
 CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-
-
-def _types(merchant) -> list[str]:
-    return list(Event.objects.filter(merchant_id=merchant.id).order_by("created_at").values_list("type", flat=True))
-
-
-def _authorized(merchant) -> Payment:
-    payment = payment_create(
-        merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, capture_method="manual"
-    )
-    assert payment.status == PS.REQUIRES_CAPTURE
-    return payment
 
 
 def _refs(attempt_id: str, *numbers: int) -> list[str]:
@@ -79,7 +66,7 @@ def _canceled_once(merchant, payment) -> None:
     assert (payment.status, payment.inflight) == (PS.CANCELED, "")
     attempt = payment.attempts.get()
     assert attempt.status == AS.VOIDED
-    assert _types(merchant).count("payment.canceled") == 1
+    assert event_types(merchant).count("payment.canceled") == 1
     # an authorization has no journal: voiding it posts nothing, whatever the retries
     assert not Journal.objects.filter(reference__contains=attempt.id).exists()
     assert_ledger_sound()
@@ -104,7 +91,7 @@ def test_a_cancel_refused_by_the_psp_is_sent_again_under_a_new_reference(psp_set
     psp = StandinAlpha(voids=("refuse",))
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         attempt = payment.attempts.get()
         _refused(merchant, payment)
 
@@ -132,11 +119,11 @@ def test_a_void_refused_later_then_a_new_cancel_and_the_first_voids_late_webhook
     psp = StandinAlpha(voids=("pending_then_failed", "pending"))
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         attempt = payment.attempts.get()
         assert payment_cancel(merchant=merchant, payment_id=payment.id).status == PS.REQUIRES_CAPTURE
         recovery_run(force=True)  # the PSP says: refused
-        assert _types(merchant).count("payment.cancel_failed") == 1
+        assert event_types(merchant).count("payment.cancel_failed") == 1
         assert Payment.objects.get(pk=payment.id).inflight == ""
 
         assert payment_cancel(merchant=merchant, payment_id=payment.id).status == PS.REQUIRES_CAPTURE
@@ -150,14 +137,14 @@ def test_a_void_refused_later_then_a_new_cancel_and_the_first_voids_late_webhook
         assert PspWebhook.objects.get(pk=row.pk).status == InboxStatus.IGNORED, note  # stale: not parked
         payment = Payment.objects.get(pk=payment.id)
         assert (payment.status, payment.inflight) == (PS.REQUIRES_CAPTURE, "cancel")
-        assert _types(merchant).count("payment.cancel_failed") == 1
+        assert event_types(merchant).count("payment.cancel_failed") == 1
 
         recovery_run(force=True)  # the second void still pending at the PSP: the claim stays
         assert Payment.objects.get(pk=payment.id).inflight == "cancel"
         psp.void_carry_out()
         recovery_run(force=True)
         _canceled_once(merchant, payment)
-        assert _types(merchant).count("payment.cancel_failed") == 1
+        assert event_types(merchant).count("payment.cancel_failed") == 1
         assert psp.void_references == _refs(attempt.id, 1, 2)
 
 
@@ -166,7 +153,7 @@ def test_the_authorization_expiry_retries_a_refused_void_under_a_new_reference(p
     psp = StandinAlpha(voids=("refuse",))
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         attempt = payment.attempts.get()
         Payment.objects.filter(pk=payment.pk).update(authorized_at=timezone.now() - dt.timedelta(days=8))
 
@@ -196,7 +183,7 @@ def test_a_retry_after_a_crash_after_the_void_reuses_its_reference(psp_settings,
     the first void — one void at the PSP, the payment canceled once."""
     sb = psp_settings["alpha"]
     merchant = MerchantFactory(connectors=["alpha"])
-    payment = _authorized(merchant)
+    payment = authorized_payment(merchant)
     attempt = payment.attempts.get()
     _crash_after_the_psp_call(monkeypatch)
     with pytest.raises(SystemExit):
@@ -224,7 +211,7 @@ def test_a_refusal_lost_in_a_crash_is_learned_under_the_same_reference_then_a_ne
     psp = StandinAlpha(voids=("refuse",))
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         attempt = payment.attempts.get()
         _crash_after_the_psp_call(monkeypatch)
         with pytest.raises(SystemExit):
@@ -246,11 +233,11 @@ def test_recovery_of_a_crashed_cancel_asks_about_the_current_void(psp_settings, 
     psp = StandinAlpha(voids=("refuse",))
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        payment = _authorized(merchant)
+        payment = authorized_payment(merchant)
         _refused(merchant, payment)
         _crash_after_the_psp_call(monkeypatch)
         with pytest.raises(SystemExit):
             payment_cancel(merchant=merchant, payment_id=payment.id)
         assert recovery_run(force=True)["cancels"] == 1
         _canceled_once(merchant, payment)
-        assert _types(merchant).count("payment.cancel_failed") == 0  # the refusal was answered, not sent
+        assert event_types(merchant).count("payment.cancel_failed") == 0  # the refusal was answered, not sent
