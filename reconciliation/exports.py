@@ -80,5 +80,5 @@ def payout_statement_csv(statement: PayoutStatement) -> str:
         row("transaction", line.kind, line.reference, line.occurred_at.isoformat(), line.amount,
             line.settlement_run, line.settlement_reference)
     row("reserve_kept", "balance", "", "", -statement.reserve_kept)
-    row("payout", "payout", p.journal_reference, p.created_at.isoformat(), -statement.amount)
+    row("payout", "payout", p.journal_reference, statement.occurred_at.isoformat(), -statement.amount)
     return out.getvalue()

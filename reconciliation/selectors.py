@@ -7,6 +7,8 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
+from ledger import selectors as ledger_selectors
+from ledger.errors import JournalNotFoundError
 from payera.merchants.models import Merchant
 from payera.merchants.scoping import owned_get
 from reconciliation.errors import PayoutNotFoundError
@@ -39,6 +41,10 @@ class PayoutStatement:
     settled: int  # sum of the lines
     reserve_kept: int
     amount: int  # carried_in + settled - reserve_kept
+    # when the payout was made: its journal's `occurred_at` (the `now` of its run, the day of its
+    # `payout_date`), not `payout.created_at` — the database's commit stamp of its row
+    # (payera.core.horizon), which a run's `now` does not set
+    occurred_at: datetime
 
     @property
     def ties_out(self) -> bool:
@@ -58,6 +64,10 @@ def payout_statement(*, payout: Payout) -> PayoutStatement:
         for i in items
     )
     settled = sum(line.amount for line in lines)
+    try:
+        occurred_at = ledger_selectors.journal_get(reference=payout.journal_reference).occurred_at
+    except JournalNotFoundError:  # not posted (a row written by hand): its row's stamp
+        occurred_at = payout.created_at
     return PayoutStatement(
         payout=payout,
         lines=lines,
@@ -65,6 +75,7 @@ def payout_statement(*, payout: Payout) -> PayoutStatement:
         settled=settled,
         reserve_kept=payout.reserve_kept,
         amount=payout.amount,
+        occurred_at=occurred_at,
     )
 
 

@@ -170,6 +170,22 @@ def test_statement_lists_exactly_the_payouts_transactions():
     assert rows[-1]["reference"] == f"payout:{second.id}"
 
 
+def test_the_statement_dates_the_payout_when_it_was_made_not_when_its_row_was_stamped():
+    """`Payout.created_at` is the database's commit stamp of the row (payera.core.horizon), not the
+    time the payout was made: a run at NOW (a catch-up, a test's clock, or one that crosses
+    midnight) pays out on NOW's day and books its journal at NOW; the statement's payout line says
+    so too, not the day its row happened to be inserted."""
+    merchant = setup_merchant()
+    post_capture(merchant.id, gross=10_000, fee=300, at=NOW - timedelta(days=3))
+    settlement_run(merchant_id=merchant.id, now=NOW)
+    payout = Payout.objects.get(pk=payout_create(merchant_id=merchant.id, currency="EUR", now=NOW).payout_id)
+    assert payout.payout_date == NOW.date()
+    assert ledger_selectors.journal_get(reference=payout.journal_reference).occurred_at == NOW
+    statement = payout_statement(payout=payout)
+    rows = list(csv.DictReader(io.StringIO(payout_statement_csv(statement))))
+    assert rows[-1]["line"] == "payout" and rows[-1]["occurred_at"] == NOW.isoformat()
+
+
 def test_balances_tie_out_after_settlement_payouts_paid_and_failed():
     merchant = setup_merchant(reserve_bps=1000)
     captured = refunds = fees = 0
