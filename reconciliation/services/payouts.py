@@ -234,7 +234,8 @@ def payout_create(*, merchant_id: str, currency: str, now: datetime | None = Non
         reserve_kept=reserve_kept(available=available, reserve_bps=settings_row.reserve_bps),
         bank_account_masked=settings_row.bank_account_masked,
         bank_account_fingerprint=settings_row.bank_account_fingerprint,
-        created_at=now,
+        # created_at: stamped by its INSERT (CommitStampField), whatever `now` is; the payout's
+        # business time is its journal's occurred_at (`now`) and its payout_date
     )
     payout.journal_reference = f"payout:{payout.id}"
     payout.save()
