@@ -53,20 +53,20 @@ FROM generate_series(1, {payments}) p;
 
 INSERT INTO payments_paymentattempt (id, sequence, connector, status, amount, currency, capture, psp_reference,
   psp_currency, decline_code, decline_class, psp_decline_code, decline_message, error, action_url, inquiries,
-  needs_attention, created_at, updated_at, merchant_id, payment_id)
+  needs_attention, created_at, updated_at, merchant_id, payment_id, void_number)
 SELECT 'att_bench' || lpad(p::text, 9, '0') || 'a', 1, 'alpha',
   CASE WHEN p % 10 = 0 THEN 'declined' ELSE 'captured' END, 100 + (p * 37) % 100000, 'EUR', true,
   'auth_' || md5(p::text), '', CASE WHEN p % 10 = 0 THEN 'processing_error' ELSE '' END, '', '', '', '', '', 0, false,
   now() - (p || ' seconds')::interval, now(), 'mer_bench' || lpad((p % 20 + 1)::text, 5, '0'),
-  'pay_bench' || lpad(p::text, 9, '0')
+  'pay_bench' || lpad(p::text, 9, '0'), 1
 FROM generate_series(1, {payments}) p;
 
 INSERT INTO payments_paymentattempt (id, sequence, connector, status, amount, currency, capture, psp_reference,
   psp_currency, decline_code, decline_class, psp_decline_code, decline_message, error, action_url, inquiries,
-  needs_attention, created_at, updated_at, merchant_id, payment_id)
+  needs_attention, created_at, updated_at, merchant_id, payment_id, void_number)
 SELECT 'att_bench' || lpad(p::text, 9, '0') || 'b', 2, 'beta', 'captured', 100 + (p * 37) % 100000, 'EUR', true,
   'BETA' || upper(md5(p::text)), '', '', '', '', '', '', '', 0, false, now() - (p || ' seconds')::interval, now(),
-  'mer_bench' || lpad((p % 20 + 1)::text, 5, '0'), 'pay_bench' || lpad(p::text, 9, '0')
+  'mer_bench' || lpad((p % 20 + 1)::text, 5, '0'), 'pay_bench' || lpad(p::text, 9, '0'), 1
 FROM generate_series(10, {payments}, 10) p;
 
 ANALYZE;

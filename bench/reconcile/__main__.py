@@ -78,9 +78,10 @@ def make_attempts(n: int) -> str:
         c.execute(
             "INSERT INTO payments_paymentattempt (id, payment_id, merchant_id, sequence, connector, status, amount,"
             " currency, capture, psp_reference, psp_currency, decline_code, decline_class, psp_decline_code,"
-            " decline_message, error, action_url, inquiries, needs_attention, created_at, updated_at)"
+            " decline_message, error, action_url, inquiries, needs_attention, created_at, updated_at, void_number)"
             " SELECT 'att_b' || lpad(i::text, 10, '0'), 'pay_b' || lpad(i::text, 10, '0'), %s, 1, 'alpha',"
-            " 'captured', 1000 + i %% 9000, 'EUR', true, 'auth_b' || i, 'EUR', '', '', '', '', '', '', 0, false, %s, %s"
+            " 'captured', 1000 + i %% 9000, 'EUR', true, 'auth_b' || i, 'EUR', '', '', '', '', '', '', 0, false,"
+            " %s, %s, 1"
             " FROM generate_series(1, %s) i",
             [merchant, at, at, n],
         )
