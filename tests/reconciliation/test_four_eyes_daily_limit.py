@@ -244,3 +244,30 @@ def test_the_limits_are_read_from_the_environment_and_checked():
         out = run(bad)
         assert out.returncode != 0, bad
         assert "ImproperlyConfigured" in out.stderr and "RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS" in out.stderr, bad
+
+
+def test_a_line_settled_as_reported_and_a_move_out_of_suspense_count_for_the_day(a_day_of_payments, settings):
+    """The other two money resolutions share the rule: an unknown line of 730 settled as reported
+    into suspense, then 500 of it moved to the PSP (730 + 500 under the item's threshold of 2,000,
+    past the user's daily limit of 1,200). Before: the move ran alone."""
+    from reconciliation.services import discrepancy_settle_as_reported, suspense_reallocate
+    from tests.reconciliation.test_reconcile_suspense import unknown
+
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 2_000
+    settings.RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS = {"EUR": 1_200}
+    d = alpha_day(unknown).discrepancies.get(kind="missing_in_payera")
+    fin = finance("fin1")
+    discrepancy_settle_as_reported(discrepancy_id=d.pk, user=fin, reason="money arrived")
+    assert moved_today(fin) == 730
+
+    def move(user):
+        return suspense_reallocate(discrepancy_id=d.pk, user=user, reason="the PSP's test money", to="psp_refund_due",
+                                   amount=500, currency="EUR")  # fmt: skip
+
+    with pytest.raises(DiscrepancyNeedsApprovalError, match=r"with the 730 .* above your daily limit \(1200\)"):
+        move(fin)
+    assert journals("recon_suspense:") == 0
+    fin2 = finance("fin2")
+    move(fin2)
+    assert journals("recon_suspense:") == 1 and (moved_today(fin), moved_today(fin2)) == (730, 500)
+    ties_out()
