@@ -11,14 +11,11 @@ sandbox payments and their real alpha and beta reports, on PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 
 from payments.models import Capture
@@ -214,22 +211,10 @@ def test_the_limits_are_read_from_the_environment_and_checked():
     """`RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS=EUR=2000000,jpy=3000000`: as strict as the
     thresholds (a `*`, a code twice, an entry without `=` stop the start; an unknown code or a
     negative or non-integer amount is reconciliation.E005)."""
-    code = (
-        "import django; django.setup(); from django.conf import settings as s; from django.core import checks;"
-        " print(s.RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS);"
-        " print(sorted(m.id for m in checks.run_checks() if m.id.startswith('reconciliation.')))"
-    )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "payera.settings.test", "DATABASE_URL": "sqlite:///:memory:"}
+    from tests.reconciliation.test_approval_thresholds_env import start
 
     def run(value: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-c", code],
-            env={**env, "RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS": value},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=django_settings.BASE_DIR,
-        )
+        return start(value, "RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS")
 
     def ok(value: str) -> list[str]:
         out = run(value)
