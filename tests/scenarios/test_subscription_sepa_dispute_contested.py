@@ -20,14 +20,14 @@ the network's decision is beta's `POST /_sandbox/disputes/<id>/close` with its w
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import pytest
 
 from payments.models import Dispute, Payment, Subscription, SubscriptionCharge
-from payments.services import psp_webhook_process_due, subscriptions_run
+from payments.services import subscriptions_run
 from tests.scenarios.conftest import assert_ledger_sound, pending_eur
 from tests.scenarios.test_apm import GOOD, create, sepa, wait_for
+from tests.scenarios.test_disputes import _closed_by_the_network
 from tests.scenarios.test_subscription_debit_returned import charge_of
 from tests.scenarios.test_subscriptions import anchor, events, saved_card, subscribe, tick
 
@@ -55,18 +55,6 @@ def _disputed_at_beta(env, payment: Payment, reason: str) -> Dispute:
     env.sandboxes["beta"].open_dispute(attempt.psp_reference, reason)
     wait_for(lambda: Dispute.objects.filter(payment_id=payment.id).exists())
     return Dispute.objects.get(payment_id=payment.id)
-
-
-def _closed_at_beta(env, d: Dispute, status: str) -> Dispute:
-    assert env.sandboxes["beta"].close_dispute(d.psp_dispute_id, status).status_code == 200
-    deadline = time.monotonic() + 15
-    while True:
-        psp_webhook_process_due()
-        d.refresh_from_db()
-        if d.status == status:
-            return d
-        assert time.monotonic() < deadline, f"dispute never became {status}: {d.status}"
-        time.sleep(0.1)
 
 
 def _period_payments(sub_id: str, period: int) -> list[Payment]:
@@ -104,7 +92,7 @@ def test_a_sepa_claim_won_leaves_its_period_paid_and_charged_once(env):
 
     r = env.http.post(f"/v1/disputes/{d.id}/evidence", json={"text": "The signed mandate PAYERA-… is attached."})
     assert r.status_code == 200 and r.json()["status"] == "under_review", r.text
-    d = _closed_at_beta(env, d, "won")
+    d = _closed_by_the_network(env, d, "won")
 
     row = Subscription.objects.get(pk=sub["id"])
     assert (row.status, row.current_period) == ("active", 1)
@@ -125,7 +113,7 @@ def test_a_sepa_claim_lost_reopens_its_period_which_is_charged_again_once(env):
     d = _disputed_at_beta(env, paying, "debit_unauthorized")
     _claim_is_open_and_the_period_still_paid(env, sub, t0, d)
 
-    d = _closed_at_beta(env, d, "lost")
+    d = _closed_by_the_network(env, d, "lost")
     row = Subscription.objects.get(pk=sub["id"])
     assert (row.status, row.current_period) == ("unpaid", 0), (row.status, row.current_period)
     assert (row.last_decline_code, row.last_error["decline_code"]) == ("debit_returned", "MD01")
