@@ -110,7 +110,8 @@ def subscription_create(
     interval_count: int = 1, description: str | None = None, metadata: dict | None = None,
     actor: str = "api", now_: dt.datetime | None = None,
 ) -> Subscription:
-    """Validate (400 before any write), create `active` with period 0 starting now, and charge
+    """Validate (400 before any write; the payment method under its row lock, in the insert's
+    transaction: `method_lock_for_subscription`), create `active` with period 0 starting now, and charge
     period 0 at once (the same claimed, idempotent path the scheduler takes)."""
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
         raise InvalidRequestError(f"amount must be a positive integer in the currency's minor unit, at most "
@@ -126,10 +127,9 @@ def subscription_create(
     cus = Customer.objects.filter(pk=customer, merchant=merchant).first() if isinstance(customer, str) else None
     if cus is None:
         raise NotFoundError("No such customer.", param="customer")
-    pm = _owned_method(merchant, cus, payment_method, currency=currency)
-    sub = _subscription_insert(merchant=merchant, customer=cus, pm=pm, amount=amount, currency=currency,
-                               interval=interval, interval_count=interval_count, description=description or "",
-                               metadata=metadata, at=now_ or now())
+    sub = _subscription_insert(merchant=merchant, customer=cus, payment_method=payment_method, amount=amount,
+                               currency=currency, interval=interval, interval_count=interval_count,
+                               description=description or "", metadata=metadata, at=now_ or now())
     subscription_charge(subscription_id=sub.id, now_=now_)
     return Subscription.objects.get(pk=sub.id)
 
@@ -146,9 +146,10 @@ def subscription_create_resume(*, merchant: Merchant, subscription_id: str) -> S
 
 
 @transaction.atomic(durable=True)
-def _subscription_insert(*, merchant, customer, pm, amount, currency, interval, interval_count, description,
-                         metadata, at) -> Subscription:
-    method_lock_for_subscription(pm.pk)  # a detach at the same moment: one of the two wins
+def _subscription_insert(*, merchant, customer, payment_method, amount, currency, interval, interval_count,
+                         description, metadata, at) -> Subscription:
+    method_lock_for_subscription(merchant, payment_method)  # a detach at the same moment: one of the two wins
+    pm = _owned_method(merchant, customer, payment_method, currency=currency)  # checked under that lock
     sub = Subscription(merchant=merchant, customer=customer, payment_method=pm, amount=amount, currency=currency,
                        interval=interval, interval_count=interval_count, description=description[:1000],
                        metadata=metadata, anchor=at, next_charge_at=at)
@@ -199,12 +200,10 @@ def _subscription_update_record(*, merchant: Merchant, subscription_id: str, pay
     if cancel_at_period_end is not None:
         sub.cancel_at_period_end = cancel_at_period_end
     if payment_method is not None:
-        if isinstance(payment_method, str):  # the method's row lock before reading it: a detach that
-            # lands meanwhile waits (then sees this subscription), one committed before is read as detached
-            list(PaymentMethod.objects.select_for_update().filter(pk=payment_method, merchant=merchant)
-                 .values_list("pk", flat=True))
+        # the method's row lock before reading it: a detach that lands meanwhile waits (then sees this
+        # subscription), one committed before is read as detached
+        method_lock_for_subscription(merchant, payment_method)
         sub.payment_method = _owned_method(merchant, sub.customer, payment_method, currency=sub.currency)
-        method_lock_for_subscription(sub.payment_method_id)  # a detach at the same moment: one wins
     if metadata is not None:
         sub.metadata = validate_metadata(metadata)
     resumed = payment_method is not None and sub.status == SS.UNPAID

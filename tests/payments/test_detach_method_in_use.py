@@ -24,7 +24,7 @@ from django.utils import timezone
 from payera.core.errors import PayeraError
 from payera.events.models import Event
 from payments.models import PaymentMethod, Subscription
-from payments.services import payment_method_detach, subscription_update
+from payments.services import payment_method_detach, subscription_create, subscription_update
 from tests.payments.test_subscriptions_api import saved
 
 pytestmark = pytest.mark.django_db
@@ -141,10 +141,10 @@ def test_an_update_giving_the_method_does_not_deadlock_with_a_charge_being_inser
     outcomes: dict[str, str] = {}
     lock_method = svc.method_lock_for_subscription
 
-    def lock_method_later(pm_id: str) -> None:  # the update holds the subscription's lock by now
+    def lock_method_later(merchant, pm_id: str) -> None:  # the update holds the subscription's lock by now
         inserted.wait(10)
         locked.set()
-        lock_method(pm_id)
+        lock_method(merchant, pm_id)
 
     monkeypatch.setattr(svc, "method_lock_for_subscription", lock_method_later)
 
@@ -225,3 +225,114 @@ def test_a_detach_landing_while_a_switch_checks_the_method_is_seen_as_a_detach(m
     assert outcomes == {"switch": "ok", "detach": "payment_method_in_use"}
     assert Subscription.objects.get(pk=sub.pk).payment_method_id == pm.id
     assert PaymentMethod.objects.get(pk=pm.pk).detached_at is None
+
+
+def _lock_wait_seen(racer: threading.Thread, timeout: float = 10.0) -> None:
+    """Until `racer` is done or some other backend waits for a row lock (pg_locks, not granted)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while racer.is_alive() and time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()")
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.02)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
+def test_a_detach_landing_while_a_create_checks_the_method_is_seen_as_a_detach(merchant, monkeypatch):
+    """`subscription_create` checked the method outside any transaction (`_owned_method`) and only
+    then, inserting, locked its row: a detach committing in between deleted its credentials, and the
+    create answered 400 `payment_method_not_reusable`, a wrong reason. The create now checks the
+    method under its row lock, the one the detach takes (no other lock before it): the detach
+    waits, finds the new subscription on the method and is refused `payment_method_in_use`."""
+    from payments.services import subscriptions as svc
+
+    pm = saved(merchant)
+    outcomes: dict[str, str] = {}
+    expired = svc.method_expired
+
+    def detach() -> None:
+        try:
+            payment_method_detach(merchant=merchant, payment_method_id=pm.id)
+            outcomes["detach"] = "ok"
+        except PayeraError as exc:
+            outcomes["detach"] = exc.code
+        finally:
+            connection.close()
+
+    racer = threading.Thread(target=detach)
+
+    def expired_then_detach(method) -> bool:  # the create is checking the method: the detach lands
+        result = expired(method)
+        if not racer.is_alive() and "detach" not in outcomes:
+            racer.start()
+            _lock_wait_seen(racer)  # blocked on the create's lock of the method (fixed), or done (before)
+        return result
+
+    monkeypatch.setattr(svc, "method_expired", expired_then_detach)
+    try:
+        sub = subscription_create(merchant=merchant, customer=pm.customer_id, payment_method=pm.id, amount=900,
+                                  currency="EUR", interval="month")
+        outcomes["create"] = "ok"
+    except PayeraError as exc:
+        outcomes["create"] = exc.code
+        sub = None
+    racer.join(10)
+    assert outcomes == {"create": "ok", "detach": "payment_method_in_use"}
+    assert Subscription.objects.get(pk=sub.pk).payment_method_id == pm.id
+    assert PaymentMethod.objects.get(pk=pm.pk).detached_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
+def test_a_detach_committed_before_a_create_locks_the_method_is_seen_as_detached(merchant, monkeypatch):
+    """The other order: the detach holds the method's row lock (it is deleting the credentials) when
+    the create comes to check the method: the create waits for it and answers 400
+    `payment_method_detached` (not `payment_method_not_reusable`); no subscription is made."""
+    from payments.services import payment_methods as pm_svc
+
+    pm = saved(merchant)
+    outcomes: dict[str, str] = {}
+    held, release = threading.Event(), threading.Event()
+    mandate_end = pm_svc.mandate_end
+
+    def mandate_end_held(**kwargs) -> None:  # inside the detach's transaction, credentials deleted
+        mandate_end(**kwargs)
+        held.set()
+        release.wait(10)
+
+    monkeypatch.setattr(pm_svc, "mandate_end", mandate_end_held)
+
+    def detach() -> None:
+        try:
+            payment_method_detach(merchant=merchant, payment_method_id=pm.id)
+            outcomes["detach"] = "ok"
+        except PayeraError as exc:
+            outcomes["detach"] = exc.code
+        finally:
+            connection.close()
+
+    def create() -> None:
+        try:
+            subscription_create(merchant=merchant, customer=pm.customer_id, payment_method=pm.id, amount=900,
+                                currency="EUR", interval="month")
+            outcomes["create"] = "ok"
+        except PayeraError as exc:
+            outcomes["create"] = exc.code
+        finally:
+            connection.close()
+
+    racer = threading.Thread(target=detach)
+    racer.start()
+    assert held.wait(10)
+    creator = threading.Thread(target=create)
+    creator.start()
+    _lock_wait_seen(creator, timeout=3)  # the create waits on the method's lock (or, unlocked, is done)
+    release.set()
+    for t in (racer, creator):
+        t.join(10)
+    assert outcomes == {"detach": "ok", "create": "payment_method_detached"}
+    assert not Subscription.objects.filter(payment_method=pm).exists()
