@@ -182,49 +182,16 @@ def test_an_update_giving_the_method_does_not_deadlock_with_a_charge_being_inser
     assert Subscription.objects.get(pk=sub.pk).metadata == {"plan": "gold"}
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
-def test_a_detach_landing_while_a_switch_checks_the_method_is_seen_as_a_detach(merchant, monkeypatch):
-    """The switch read the method (not detached) and was checking it when the detach committed (its
-    credentials deleted): the switch answered 400 `payment_method_not_reusable`, a wrong reason
-    (and the race test above failed now and then with it). The switch locks the method's row before
-    reading it: the detach waits, finds the subscription on it and is refused 400."""
-    from payments.services import subscriptions as svc
-
-    old = saved(merchant)
-    sub = subscription(old)
-    pm = saved(merchant, old.customer)
-    outcomes: dict[str, str] = {}
-    expired = svc.method_expired
-
-    def detach() -> None:
-        try:
-            payment_method_detach(merchant=merchant, payment_method_id=pm.id)
-            outcomes["detach"] = "ok"
-        except PayeraError as exc:
-            outcomes["detach"] = exc.code
-        finally:
-            connection.close()
-
-    racer = threading.Thread(target=detach)
-
-    def expired_then_detach(method) -> bool:  # the switch is checking the method: the detach lands
-        result = expired(method)
-        if not racer.is_alive() and "detach" not in outcomes:
-            racer.start()
-            racer.join(3)  # blocked by the switch's lock on the method (fixed), or done (main)
-        return result
-
-    monkeypatch.setattr(svc, "method_expired", expired_then_detach)
+def record(outcomes: dict[str, str], name: str, fn, *, close: bool = False) -> None:
+    """Run `fn`, keeping "ok" or its error's code under `name` (`close`: a thread's own connection)."""
     try:
-        subscription_update(merchant=merchant, subscription_id=sub.id, payment_method=pm.id)
-        outcomes["switch"] = "ok"
+        fn()
+        outcomes[name] = "ok"
     except PayeraError as exc:
-        outcomes["switch"] = exc.code
-    racer.join(10)
-    assert outcomes == {"switch": "ok", "detach": "payment_method_in_use"}
-    assert Subscription.objects.get(pk=sub.pk).payment_method_id == pm.id
-    assert PaymentMethod.objects.get(pk=pm.pk).detached_at is None
+        outcomes[name] = exc.code
+    finally:
+        if close:
+            connection.close()
 
 
 def _lock_wait_seen(racer: threading.Thread, timeout: float = 10.0) -> None:
@@ -242,47 +209,42 @@ def _lock_wait_seen(racer: threading.Thread, timeout: float = 10.0) -> None:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
-def test_a_detach_landing_while_a_create_checks_the_method_is_seen_as_a_detach(merchant, monkeypatch):
-    """`subscription_create` checked the method outside any transaction (`_owned_method`) and only
-    then, inserting, locked its row: a detach committing in between deleted its credentials, and the
-    create answered 400 `payment_method_not_reusable`, a wrong reason. The create now checks the
-    method under its row lock, the one the detach takes (no other lock before it): the detach
-    waits, finds the new subscription on the method and is refused `payment_method_in_use`."""
+@pytest.mark.parametrize("taker", ["switch", "create"])
+def test_a_detach_landing_while_a_subscription_checks_the_method_is_seen_as_a_detach(merchant, monkeypatch, taker):
+    """The switch (`subscription_update`) or the create read the method (not detached) and was
+    checking it when the detach committed (its credentials deleted): it answered 400
+    `payment_method_not_reusable`, a wrong reason (and the race test above failed now and then with
+    it). Both lock the method's row before reading it (the create checked it outside any
+    transaction), the lock the detach takes first: the detach waits, finds the subscription on the
+    method and is refused 400 `payment_method_in_use`."""
     from payments.services import subscriptions as svc
 
-    pm = saved(merchant)
+    old = saved(merchant)
+    sub = subscription(old)
+    pm = saved(merchant, old.customer)
+    take = {
+        "switch": lambda: subscription_update(merchant=merchant, subscription_id=sub.id, payment_method=pm.id),
+        "create": lambda: subscription_create(merchant=merchant, customer=pm.customer_id, payment_method=pm.id,
+                                              amount=900, currency="EUR", interval="month"),
+    }[taker]
     outcomes: dict[str, str] = {}
     expired = svc.method_expired
+    racer = threading.Thread(target=record, args=(
+        outcomes, "detach", lambda: payment_method_detach(merchant=merchant, payment_method_id=pm.id)),
+        kwargs={"close": True})
 
-    def detach() -> None:
-        try:
-            payment_method_detach(merchant=merchant, payment_method_id=pm.id)
-            outcomes["detach"] = "ok"
-        except PayeraError as exc:
-            outcomes["detach"] = exc.code
-        finally:
-            connection.close()
-
-    racer = threading.Thread(target=detach)
-
-    def expired_then_detach(method) -> bool:  # the create is checking the method: the detach lands
+    def expired_then_detach(method) -> bool:  # the method is being checked: the detach lands
         result = expired(method)
         if not racer.is_alive() and "detach" not in outcomes:
             racer.start()
-            _lock_wait_seen(racer)  # blocked on the create's lock of the method (fixed), or done (before)
+            _lock_wait_seen(racer)  # blocked on the method's lock (fixed), or done (before)
         return result
 
     monkeypatch.setattr(svc, "method_expired", expired_then_detach)
-    try:
-        sub = subscription_create(merchant=merchant, customer=pm.customer_id, payment_method=pm.id, amount=900,
-                                  currency="EUR", interval="month")
-        outcomes["create"] = "ok"
-    except PayeraError as exc:
-        outcomes["create"] = exc.code
-        sub = None
+    record(outcomes, taker, take)
     racer.join(10)
-    assert outcomes == {"create": "ok", "detach": "payment_method_in_use"}
-    assert Subscription.objects.get(pk=sub.pk).payment_method_id == pm.id
+    assert outcomes == {taker: "ok", "detach": "payment_method_in_use"}
+    assert Subscription.objects.filter(payment_method=pm, status__in=["active", "past_due"]).count() == 1
     assert PaymentMethod.objects.get(pk=pm.pk).detached_at is None
 
 
@@ -307,28 +269,16 @@ def test_a_detach_committed_before_a_create_locks_the_method_is_seen_as_detached
     monkeypatch.setattr(pm_svc, "mandate_end", mandate_end_held)
 
     def detach() -> None:
-        try:
-            payment_method_detach(merchant=merchant, payment_method_id=pm.id)
-            outcomes["detach"] = "ok"
-        except PayeraError as exc:
-            outcomes["detach"] = exc.code
-        finally:
-            connection.close()
+        payment_method_detach(merchant=merchant, payment_method_id=pm.id)
 
     def create() -> None:
-        try:
-            subscription_create(merchant=merchant, customer=pm.customer_id, payment_method=pm.id, amount=900,
-                                currency="EUR", interval="month")
-            outcomes["create"] = "ok"
-        except PayeraError as exc:
-            outcomes["create"] = exc.code
-        finally:
-            connection.close()
+        subscription_create(merchant=merchant, customer=pm.customer_id, payment_method=pm.id, amount=900,
+                            currency="EUR", interval="month")
 
-    racer = threading.Thread(target=detach)
+    racer = threading.Thread(target=record, args=(outcomes, "detach", detach), kwargs={"close": True})
     racer.start()
     assert held.wait(10)
-    creator = threading.Thread(target=create)
+    creator = threading.Thread(target=record, args=(outcomes, "create", create), kwargs={"close": True})
     creator.start()
     _lock_wait_seen(creator, timeout=3)  # the create waits on the method's lock (or, unlocked, is done)
     release.set()
