@@ -124,27 +124,33 @@ def _times(ids) -> dict:
     return {r.id: (r.succeeded_at, r.reversed_at) for r in Refund.objects.filter(pk__in=ids)}
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_backfill_runs_in_batches_each_committed_with_the_one_statements_result(psp_settings, monkeypatch):
+@contextmanager
+def _before_the_backfill(monkeypatch, batch_size: int | None = None):
+    """`_history()`'s refunds as they were before 0023 (no times), batches of `batch_size`; the leaf
+    nodes restored afterwards."""
     expected = _history()
-    monkeypatch.setattr(_backfill_module(), "BATCH_SIZE", 1)
+    if batch_size is not None:
+        monkeypatch.setattr(_backfill_module(), "BATCH_SIZE", batch_size)
     try:
         _migrate(BEFORE)
-        with _refund_updates() as counts:
-            _migrate(BACKFILLED)
-        # four `succeeded` rows, then the returned one: one row a batch, one UPDATE a batch
-        assert counts == [1, 1, 1, 1, 1]
-        assert _times(expected) == expected
+        yield expected
     finally:
         _restore_leaves()
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_backfill_runs_in_batches_each_committed_with_the_one_statements_result(psp_settings, monkeypatch):
+    with _before_the_backfill(monkeypatch, batch_size=1) as expected:
+        with _refund_updates() as counts:
+            _migrate(BACKFILLED)
+        # four `succeeded` rows, then the returned one: one row a batch, one UPDATE a batch
+        assert counts == [1, 1, 1, 1, 1]
+        assert _times(expected) == expected
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_interrupted_backfill_kept_its_batches_and_resumes(psp_settings, monkeypatch):
-    expected = _history()
-    monkeypatch.setattr(_backfill_module(), "BATCH_SIZE", 2)
-    try:
-        _migrate(BEFORE)
+    with _before_the_backfill(monkeypatch, batch_size=2) as expected:
         with _refund_updates(fail_at=2) as counts, pytest.raises(RuntimeError, match="interrupted"):
             _migrate(BACKFILLED)
         assert counts == [2]  # the first batch committed, the second never ran
@@ -154,15 +160,11 @@ def test_an_interrupted_backfill_kept_its_batches_and_resumes(psp_settings, monk
             _migrate(BACKFILLED)
         assert counts == [2, 1]
         assert _times(expected) == expected
-    finally:
-        _restore_leaves()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rerun_of_the_backfill_changes_nothing(psp_settings):
-    expected = _history()
-    try:
-        _migrate(BEFORE)
+def test_a_rerun_of_the_backfill_changes_nothing(psp_settings, monkeypatch):
+    with _before_the_backfill(monkeypatch) as expected:
         _migrate(BACKFILLED)
         assert _times(expected) == expected
         # saved again since: a backfill that refilled filled rows would move the journal-less one
@@ -172,8 +174,6 @@ def test_a_rerun_of_the_backfill_changes_nothing(psp_settings):
             _migrate(BACKFILLED)
         assert counts == []  # no row was pending: no batch, no UPDATE
         assert _times(expected) == expected
-    finally:
-        _restore_leaves()
 
 
 @pytest.mark.django_db(transaction=True)
