@@ -200,6 +200,21 @@ def test_a_psp_capture_while_a_cancel_is_under_way_ends_the_cancel(psp_settings,
         assert_ledger_sound()
 
 
+def _booking_expiring(merchant):
+    """A booking held through the stand-in, past its hold, whose expiry's void is pending at the
+    PSP (both claims held: the booking's `expire`, the payment's `cancel`); answered fresh."""
+    from payments.services.bookings import booking_create, booking_expire_due
+
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="expiring",
+                             hold_expires_at=int(dt.datetime.now(dt.UTC).timestamp()) + 60,
+                             payment_method_data=CARD)
+    assert booking.status == "held"
+    assert booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1)) == []  # void pending
+    booking.refresh_from_db()
+    assert (booking.status, booking.inflight, booking.payment.inflight) == ("held", "expire", "cancel")
+    return booking
+
+
 @pytest.mark.django_db
 def test_a_psp_capture_while_a_booking_expiry_voids_it_ends_the_expiry_claim(psp_settings, settings):
     """A booking's hold expires and the expiry's void is under way (pending at the PSP: the payment
@@ -211,21 +226,14 @@ def test_a_psp_capture_while_a_booking_expiry_voids_it_ends_the_expiry_claim(psp
     PAYMENTS_INFLIGHT_TIMEOUT: the merchant could neither complete nor cancel the booking meanwhile
     (409 booking_in_progress). It now ends with the capture too."""
     from payments.models import Booking
-    from payments.services.bookings import booking_complete, booking_create, booking_expire_due
+    from payments.services.bookings import booking_complete
 
     secret = psp_settings["alpha"].webhook_secret
     merchant = MerchantFactory(connectors=["alpha"])
     psp = StandinAlpha(voids=("pending",))
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="expiring",
-                                 hold_expires_at=int(dt.datetime.now(dt.UTC).timestamp()) + 60,
-                                 payment_method_data=CARD)
-        assert booking.status == "held"
-        assert booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1)) == []  # void pending
-        booking.refresh_from_db()
-        assert (booking.status, booking.inflight, booking.payment.inflight) == ("held", "expire", "cancel")
-
+        booking = _booking_expiring(merchant)
         auth = psp.psp_capture(booking.payment.attempts.get().id)  # the pending void is refused by it
         psp_webhook_process(webhook_id=_webhook(secret, "evt_bk_cap", "authorization.updated", auth).pk)
         _assert_captured_once(booking.payment_id, merchant, 1000)
@@ -254,17 +262,13 @@ def test_a_psp_capture_that_recovery_finds_while_a_booking_expiry_voids_it_confi
     now recorded there (as the settlement inquiry does), ending both claims, the merchant told
     once."""
     from payments.services import recovery_run
-    from payments.services.bookings import booking_create, booking_expire_due
 
     settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
     merchant = MerchantFactory(connectors=["alpha"])
     psp = StandinAlpha(voids=("pending",))
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
-        booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="expiring-2",
-                                 hold_expires_at=int(dt.datetime.now(dt.UTC).timestamp()) + 60,
-                                 payment_method_data=CARD)
-        assert booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1)) == []  # void pending
+        booking = _booking_expiring(merchant)
         psp.psp_capture(booking.payment.attempts.get().id)
 
         assert recovery_run(force=True)["cancels"] == 1
