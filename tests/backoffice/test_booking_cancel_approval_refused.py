@@ -14,8 +14,6 @@ of the whole escrow."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from ledger.selectors import balance_get
@@ -23,14 +21,12 @@ from payera.staff.access import staff_grant_merchant
 from payments.backoffice.models import RefundApproval
 from payments.backoffice.services import refund_approval_approve, refund_approvals_resume, staff_booking_cancel
 from payments.models import Booking, OperationStatus, PaymentAttempt, Refund
-from payments.services.bookings import booking_confirm, booking_create
 from psp_adapters.port import PspReference, RefundRequest
 from psp_adapters.registry import get_adapter
 from tests.backoffice.staff import make_staff
+from tests.helpers import confirmed_booking
 
 pytestmark = pytest.mark.django_db
-
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
 
 @pytest.fixture
@@ -85,15 +81,7 @@ def escrow_eur(merchant) -> int:
 
 
 def test_a_booking_cancel_approval_refused_by_the_psp_ends_failed_with_the_refusal(role_users, merchant, finance2):
-    booking = booking_create(
-        merchant=merchant,
-        amount=10_000,
-        currency="EUR",
-        reference="stay-refused",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
-    booking_confirm(merchant=merchant, booking_id=booking.id)
+    booking = confirmed_booking(merchant, reference="stay-refused")
     escrow = escrow_eur(merchant)
     approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
     refunded_outside_payera(booking.payment_id, 100)
@@ -119,15 +107,7 @@ def test_a_refused_booking_cancel_whose_recording_died_is_recorded_failed_by_the
     """The approver's process died after the PSP refused the escrow refund, before the approval
     was recorded: the resume finds the bound refund failed and records the approval `failed` with
     the refund's failure code (it was `sent` before), sending nothing again."""
-    booking = booking_create(
-        merchant=merchant,
-        amount=10_000,
-        currency="EUR",
-        reference="stay-refused-2",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
-    booking_confirm(merchant=merchant, booking_id=booking.id)
+    booking = confirmed_booking(merchant, reference="stay-refused-2")
     approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
     refunded_outside_payera(booking.payment_id, 100)
 
@@ -140,3 +120,35 @@ def test_a_refused_booking_cancel_whose_recording_died_is_recorded_failed_by_the
     assert refund.status == OperationStatus.FAILED and done.refund_id == refund.pk
     assert done.status == "failed" and refund.failure_code in done.failure
     assert Booking.objects.get(pk=booking.pk).status == "confirmed"
+
+
+def test_a_booking_cancel_approval_whose_refund_the_psp_refuses_later_ends_failed(role_users, merchant, finance2):
+    """The PSP accepts the escrow refund (pending: the cancel is recorded, the approval `sent`) and
+    refuses it later (sandbox card 4000000000005126: refunds fail by webhook; here recovery's
+    inquiry, as the webhook would). The booking stays canceled and its escrow goes to pending
+    (`booking.refund_failed`), but nothing was refunded: the approval left `sent` said otherwise.
+    Like a plain refund approval, the resume now ends it `failed` with the refund's failure code,
+    once."""
+    from tests.backoffice.payments import settle
+
+    booking = confirmed_booking(merchant, reference="stay-refused-later", number="4000000000005126")
+    approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
+
+    done = refund_approval_approve(user=finance2, approval_id=approval.pk, note="ok")
+    [refund] = Refund.objects.filter(payment_id=booking.payment_id)
+    assert (done.status, done.refund_id, refund.status) == ("sent", refund.pk, OperationStatus.PENDING)
+    assert Booking.objects.get(pk=booking.pk).status == "canceled"
+
+    settle(booking.payment_id, timeout=30)  # the PSP's refusal arrives
+    refund.refresh_from_db()
+    assert refund.status == OperationStatus.FAILED
+    b = Booking.objects.get(pk=booking.pk)
+    assert (b.status, b.amount_refunded) == ("canceled", 0)  # its escrow went to pending, nothing refunded
+
+    assert refund_approvals_resume(grace_seconds=0) == {"approvals": 1, "sent": 0, "failed": 1, "waiting": 0}
+    done = RefundApproval.objects.get(pk=approval.pk)
+    assert (done.status, done.refund_id) == ("failed", refund.pk)
+    assert "booking_refund_failed" in done.failure and refund.failure_code in done.failure
+    assert "unchanged" not in done.failure  # the booking was canceled: the failure says so
+    assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0  # once
+    assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
