@@ -135,7 +135,9 @@ class PaymentMethodListApi(MerchantApiView):
             merchant=request.merchant, customer_id=request.query_params.get("customer"),
             include_detached=_include_detached(request.query_params),
         )
-        return Response(paginate(qs, params=request.query_params, render=render_payment_method))
+        # only methods no later commit can join below (payera.core.pagination)
+        return Response(paginate(qs, params=request.query_params, render=render_payment_method,
+                                 final_before=committed_before))
 
 
 class PaymentMethodDetailApi(MerchantApiView):
@@ -168,4 +170,6 @@ class CustomerPaymentMethodListApi(MerchantApiView):
             merchant=request.merchant, customer_id=id, fingerprint=request.query_params.get("fingerprint"),
             include_detached=_include_detached(request.query_params),
         )
-        return Response(paginate(qs, params=request.query_params, render=render_payment_method))
+        # only methods no later commit can join below (payera.core.pagination)
+        return Response(paginate(qs, params=request.query_params, render=render_payment_method,
+                                 final_before=committed_before))
