@@ -19,7 +19,12 @@ import pytest
 from ledger.selectors import balance_get
 from payera.staff.access import staff_grant_merchant
 from payments.backoffice.models import RefundApproval
-from payments.backoffice.services import refund_approval_approve, refund_approvals_resume, staff_booking_cancel
+from payments.backoffice.services import (
+    refund_approval_approve,
+    refund_approvals_resume,
+    staff_booking_cancel,
+    staff_refund_request,
+)
 from payments.models import Booking, OperationStatus, PaymentAttempt, Refund
 from psp_adapters.port import PspReference, RefundRequest
 from psp_adapters.registry import get_adapter
@@ -152,3 +157,11 @@ def test_a_booking_cancel_approval_whose_refund_the_psp_refuses_later_ends_faile
     assert "unchanged" not in done.failure  # the booking was canceled: the failure says so
     assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0  # once
     assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1
+
+    # nothing stays in escrow for the canceled booking (its escrow went to the merchant's pending
+    # balance), and finance can still refund the shopper: a plain refund of the payment (four eyes
+    # above the threshold), out of pending as any payment's
+    assert escrow_eur(merchant) == 0
+    again = staff_refund_request(user=role_users["finance"], payment_id=booking.payment_id, amount=10_000,
+                                 reason="the guest's refund failed").approval  # fmt: skip
+    assert (again.booking_id, again.amount, again.status) == (None, 10_000, "pending")
