@@ -138,11 +138,15 @@ def test_a_booking_cancel_approval_whose_refund_the_psp_refuses_later_ends_faile
 
     booking = confirmed_booking(merchant, reference="stay-refused-later", number="4000000000005126")
     approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
+    assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0  # waiting: not touched
+    assert RefundApproval.objects.get(pk=approval.pk).status == "pending"
 
     done = refund_approval_approve(user=finance2, approval_id=approval.pk, note="ok")
     [refund] = Refund.objects.filter(payment_id=booking.payment_id)
     assert (done.status, done.refund_id, refund.status) == ("sent", refund.pk, OperationStatus.PENDING)
     assert Booking.objects.get(pk=booking.pk).status == "canceled"
+    assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0  # its refund still pending: stays sent
+    assert RefundApproval.objects.get(pk=approval.pk).status == "sent"
 
     settle(booking.payment_id, timeout=30)  # the PSP's refusal arrives
     refund.refresh_from_db()
