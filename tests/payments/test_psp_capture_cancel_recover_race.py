@@ -165,3 +165,42 @@ def test_a_psp_capture_recovery_finds_under_a_plain_cancel_is_recorded(psp_setti
         assert Payment.objects.get(pk=payment.id).inflight == ""
         assert recovery_run(force=True)["cancels"] == 0
         assert Event.objects.filter(merchant_id=merchant.id, type="payment.cancel_failed").count() == 1
+
+
+@pytest.mark.django_db
+def test_an_expiry_whose_void_the_psp_refuses_for_its_own_capture_records_it(psp_settings, settings):
+    """The PSP captured a booking's hold on its own before the expiry voided it, and its webhook is
+    lost: the expiry's void is refused (409, captured). Nothing asked the PSP why, so every expiry
+    tick (each minute) sent a new void of a captured authorization, the booking `held` and its
+    money missing from escrow until reconciliation's settlement inquiry. The expiry now asks the
+    PSP when its void is refused and records the capture it reports: the booking `confirmed`, its
+    escrow credited, and no further void."""
+    import datetime as dt
+
+    from payments.models import Booking
+    from payments.services.bookings import booking_create, booking_expire_due
+    from tests.payments.test_psp_initiated_capture import CARD
+
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha()
+    with standin_psp(psp) as (url, seen):
+        psp_at(settings, "alpha", url)
+        booking = booking_create(
+            merchant=merchant,
+            amount=1000,
+            currency="EUR",
+            reference="captured-before-expiry",
+            hold_expires_at=int(dt.datetime.now(dt.UTC).timestamp()) + 60,
+            payment_method_data=CARD,
+        )
+        psp.psp_capture(booking.payment.attempts.get().id)  # no webhook reaches Payera
+
+        for _ in range(2):  # two expiry ticks
+            assert booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1)) == []
+        _assert_captured_once(booking.payment_id, merchant, 1000)
+        booking = Booking.objects.get(pk=booking.pk)
+        assert (booking.status, booking.amount_captured, booking.inflight) == ("confirmed", 1000, "")
+        assert _escrow_eur(merchant) == 1000 - booking.fee
+        assert len(psp.void_references) == 1  # one void, refused: not sent again
+        types = list(Event.objects.filter(merchant_id=merchant.id).values_list("type", flat=True))
+        assert types.count("booking.confirmed") == 1 and "booking.expired" not in types
