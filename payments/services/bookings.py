@@ -31,7 +31,7 @@ from payments.models import AS, PS, CaptureMethod, OperationStatus, Payment, Pay
 from payments.postings import escrow_release_amount, escrow_release_journals
 from payments.services.booking_sync import booking_apply_payment_status, booking_emit, booking_transition
 from payments.services.common import PaymentInProgressError, PaymentStateError, now, post, postings_last, setting
-from payments.services.payments import payment_cancel, payment_capture, payment_create
+from payments.services.payments import PspOperationFailedError, payment_cancel, payment_capture, payment_create
 from payments.services.refunds import refund_create
 from psp_adapters.errors import PspError
 
@@ -482,7 +482,7 @@ def booking_expire(*, booking_id: str, now_: dt.datetime | None = None) -> bool:
     try:
         payment_cancel(merchant=booking.merchant, payment_id=booking.payment_id, actor="system:booking_expiry",
                        for_booking=True)
-    except (PayeraError, PspError) as exc:
+    except (PspOperationFailedError, PspError) as exc:
         if getattr(exc, "may_have_processed", False):
             raise
         # the void was refused: the PSP may have captured the hold on its own (its webhook lost).
