@@ -8,7 +8,7 @@ booking for what was captured, which its completion then releases."""
 
 from __future__ import annotations
 
-import threading
+import contextlib
 
 import pytest
 
@@ -18,7 +18,7 @@ from payera.events.models import Event
 from payments.models import OperationStatus, Payment
 from payments.services.recovery import cancel_recover
 from payments.services.webhooks import psp_webhook_process
-from tests.helpers import authorized_payment, psp_at, standin_psp
+from tests.helpers import authorized_payment, psp_at, race, standin_psp
 from tests.merchants.factories import MerchantFactory
 from tests.payments.standin_alpha import StandinAlpha
 from tests.payments.test_psp_initiated_capture import _assert_captured_once, _booking_expiring, _webhook
@@ -28,29 +28,21 @@ def _escrow_eur(merchant) -> int:
     return sum(m.amount for m in balance_get(owner=merchant.id).escrow if m.currency == "EUR")
 
 
+@contextlib.contextmanager
+def _alpha_voids_pending(settings):
+    """The stand-in alpha, answering voids pending; recovery's grace period 0. Yields (merchant, psp)."""
+    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha(voids=("pending",))
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        yield merchant, psp
+
+
 def _race(*work) -> None:
-    """Run each callable in its own thread, released together; re-raise the first error."""
-    from django.db import connection
-
-    barrier = threading.Barrier(len(work))
-    errors: list[BaseException] = []
-
-    def run(fn) -> None:
-        try:
-            barrier.wait()
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(fn,)) for fn in work]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    assert not errors, errors
+    """Run each callable in its own thread, released together (tests.helpers.race)."""
+    todo = list(work)
+    race(len(todo), lambda: todo.pop()())
 
 
 def _racers(secret: str, payment_id: str, auth: dict, run: int):
@@ -70,11 +62,7 @@ def _racers(secret: str, payment_id: str, auth: dict, run: int):
 def test_recovery_and_the_webhooks_record_a_psp_capture_under_a_cancel_once(psp_settings, settings, run):
     from payments.services.payments import payment_cancel
 
-    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("pending",))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
+    with _alpha_voids_pending(settings) as (merchant, psp):
         payment = authorized_payment(merchant)
         payment_cancel(merchant=merchant, payment_id=payment.id)
         assert Payment.objects.get(pk=payment.id).inflight == "cancel"
@@ -93,11 +81,7 @@ def test_recovery_and_the_webhooks_record_a_psp_capture_under_a_cancel_once(psp_
 def test_recovery_and_the_webhooks_confirm_a_booking_captured_while_expiring_once(psp_settings, settings, run):
     from payments.models import Booking
 
-    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("pending",))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
+    with _alpha_voids_pending(settings) as (merchant, psp):
         booking = _booking_expiring(merchant)
         auth = psp.psp_capture(booking.payment.attempts.get().id)
 
@@ -125,11 +109,7 @@ def test_a_partial_psp_capture_recovery_finds_while_a_booking_expires_confirms_w
     from payments.services import recovery_run
     from payments.services.bookings import booking_complete
 
-    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("pending",))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
+    with _alpha_voids_pending(settings) as (merchant, psp):
         booking = _booking_expiring(merchant)
         psp.psp_capture(booking.payment.attempts.get().id, amount=700)  # less than the hold
 
@@ -151,11 +131,7 @@ def test_a_psp_capture_recovery_finds_under_a_plain_cancel_is_recorded(psp_setti
     from payments.services import recovery_run
     from payments.services.payments import payment_cancel
 
-    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("pending",))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
+    with _alpha_voids_pending(settings) as (merchant, psp):
         payment = authorized_payment(merchant)
         payment_cancel(merchant=merchant, payment_id=payment.id)
         psp.psp_capture(payment.attempts.get().id)
