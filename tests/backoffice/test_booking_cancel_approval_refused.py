@@ -14,39 +14,22 @@ of the whole escrow."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from ledger.selectors import balance_get
-from payera.staff.access import staff_grant_merchant
 from payments.backoffice.models import RefundApproval
 from payments.backoffice.services import refund_approval_approve, refund_approvals_resume, staff_booking_cancel
 from payments.models import Booking, OperationStatus, PaymentAttempt, Refund
-from payments.services.bookings import booking_confirm, booking_create
 from psp_adapters.port import PspReference, RefundRequest
 from psp_adapters.registry import get_adapter
-from tests.backoffice.staff import make_staff
+from tests.helpers import confirmed_booking
 
 pytestmark = pytest.mark.django_db
 
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-
 
 @pytest.fixture
-def merchant(psp_settings, world):
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000
-    merchant.connectors = ["alpha"]
-    merchant.save(update_fields=["refund_approval_threshold", "connectors"])
-    return merchant
-
-
-@pytest.fixture
-def finance2(world):
-    user = make_staff("finance-two", role="finance")
-    staff_grant_merchant(user=user, merchant_id=world["A"].merchant.pk)
-    return user
+def merchant(four_eyes_merchant):
+    return four_eyes_merchant
 
 
 def refunded_outside_payera(payment_id: str, amount: int) -> None:
@@ -85,15 +68,7 @@ def escrow_eur(merchant) -> int:
 
 
 def test_a_booking_cancel_approval_refused_by_the_psp_ends_failed_with_the_refusal(role_users, merchant, finance2):
-    booking = booking_create(
-        merchant=merchant,
-        amount=10_000,
-        currency="EUR",
-        reference="stay-refused",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
-    booking_confirm(merchant=merchant, booking_id=booking.id)
+    booking = confirmed_booking(merchant, amount=10_000, reference="stay-refused")
     escrow = escrow_eur(merchant)
     approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
     refunded_outside_payera(booking.payment_id, 100)
@@ -119,15 +94,7 @@ def test_a_refused_booking_cancel_whose_recording_died_is_recorded_failed_by_the
     """The approver's process died after the PSP refused the escrow refund, before the approval
     was recorded: the resume finds the bound refund failed and records the approval `failed` with
     the refund's failure code (it was `sent` before), sending nothing again."""
-    booking = booking_create(
-        merchant=merchant,
-        amount=10_000,
-        currency="EUR",
-        reference="stay-refused-2",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
-    booking_confirm(merchant=merchant, booking_id=booking.id)
+    booking = confirmed_booking(merchant, amount=10_000, reference="stay-refused-2")
     approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
     refunded_outside_payera(booking.payment_id, 100)
 
