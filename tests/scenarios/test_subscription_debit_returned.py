@@ -37,15 +37,6 @@ from tests.scenarios.test_subscriptions import anchor, events, saved_card, subsc
 pytestmark = [pytest.mark.scenario]
 
 
-@pytest.fixture
-def held(env):
-    """Beta's webhooks held back at the sandbox (as test_apm's `held`): the test delivers them."""
-    sb = env.sandboxes["beta"]
-    sb.set_webhook_url("")
-    yield sb
-    sb.set_webhook_url(f"{env.url}/webhooks/psp/beta/")
-
-
 def returning_sepa(env, email: str = "returned@example.com") -> tuple[str, str]:
     """A customer and its SEPA method on the IBAN whose every debit the sandbox's bank returns."""
     cus = env.post("/v1/customers", {"email": email}, expect=201)

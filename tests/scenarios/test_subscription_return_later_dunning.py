@@ -21,10 +21,9 @@ import pytest
 
 from payments.models import Subscription
 from tests.scenarios.conftest import assert_ledger_sound
-from tests.scenarios.test_subscription_debit_returned import (  # noqa: F401 - held: a fixture
+from tests.scenarios.test_subscription_debit_returned import (
     charge_of,
     daily_with_its_first_period_paid,
-    held,
     return_delivered,
 )
 from tests.scenarios.test_subscriptions import events, saved_card, tick
@@ -32,7 +31,7 @@ from tests.scenarios.test_subscriptions import events, saved_card, tick
 pytestmark = [pytest.mark.scenario]
 
 
-def test_a_return_of_an_older_period_keeps_the_later_periods_dunning(env, held):  # noqa: F811
+def test_a_return_of_an_older_period_keeps_the_later_periods_dunning(env, held):
     cus, _, sub, t0 = daily_with_its_first_period_paid(env, held)
     _, broke = saved_card(env, "4000000000000341", cus=cus)  # off session: insufficient_funds
     env.post(f"/v1/subscriptions/{sub['id']}", {"payment_method": broke["payment_method"]["id"]})
