@@ -85,7 +85,7 @@ class PaymentMethod(PrecompiledSaveMixin, models.Model):
     # type's shared key (`payments-card-number`, `payments-iban`).
     pan_key = models.CharField(max_length=64, blank=True, default="", editable=False)
     detached_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
 
     objects = MerchantScopedQuerySet.as_manager()
 

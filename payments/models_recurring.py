@@ -84,8 +84,9 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
     # when the merchant resumed it from `unpaid` with a payment method (`mark_resumed`): the charge
     # then made is one try, no dunning (failing, it is `unpaid` again); null once it settles
     resumed_at = models.DateTimeField(null=True, blank=True)
-    # the merchant asked to end it when the period paid last ends (`subscription_update`): at that
-    # period's end the scheduler cancels it instead of charging the next one; unset before, it renews
+    # the merchant asked to end it when the period paid last ends (`subscription_create`,
+    # `subscription_update`): at that period's end the scheduler cancels it instead of charging the
+    # next one (`ends_at_period_end`); unset before, it renews
     cancel_at_period_end = models.BooleanField(default=False)
     # the dunning of later periods, set aside while an older period whose debit was returned is
     # collected again, restored once the subscription reaches them (`mark_paid_later_due`):
@@ -111,6 +112,14 @@ class Subscription(ConcurrentTransitionMixin, models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def ends_at_period_end(self) -> bool:
+        """Set to cancel when the period paid last ends, and it has one: `active` past its first
+        period (`active` at period 0 is a subscription whose first period is not paid yet — one
+        created with the flag, its first charge under way: that period is charged, and dunned, as
+        any; it ends once paid). Its `next_charge_at` is then that end, not a charge."""
+        return self.cancel_at_period_end and self.status == SS.ACTIVE and self.current_period > 0
 
     # --- transitions (pure) ------------------------------------------------------------------
     @transition(field=status, source=[SS.ACTIVE, SS.PAST_DUE], target=SS.ACTIVE)

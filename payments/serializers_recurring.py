@@ -107,8 +107,8 @@ class SubscriptionOutputSerializer(serializers.Serializer):
 
     @staticmethod
     def _ends(sub) -> bool:
-        """Active and set to cancel at the period's end: `next_charge_at` is when it ends, not a charge."""
-        return sub.cancel_at_period_end and sub.status == "active" and sub.next_charge_at is not None
+        """Active, a period paid, set to cancel at the period's end: `next_charge_at` is when it ends, not a charge."""
+        return sub.ends_at_period_end and sub.next_charge_at is not None
 
     def get_cancel_at(self, sub) -> int | None:
         return created_timestamp(sub.next_charge_at) if self._ends(sub) else None

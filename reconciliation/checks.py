@@ -79,3 +79,18 @@ def check_approval_thresholds(app_configs=None, **kwargs):
     problems = per_currency_table_problems(table, setting="RECONCILIATION_APPROVAL_THRESHOLDS", least=0)
     return [Error(problem.replace(f"[{PER_CURRENCY_FALLBACK!r}]", " (RECONCILIATION_APPROVAL_THRESHOLD)"),
                   id="reconciliation.E004") for problem in problems]  # fmt: skip
+
+
+@register()
+def check_daily_single_handed_limits(app_configs=None, **kwargs):
+    """The four-eyes daily limits per user (docs/reconciliation.md "Four eyes"): ISO 4217 codes to
+    minor units, none negative; a typo would silently leave a currency on the default (5 times its
+    threshold)."""
+    table = getattr(settings, "RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS", None)
+    if table is None:
+        return []
+    if isinstance(table, Mapping):
+        table = {**table, PER_CURRENCY_FALLBACK: 0}  # the default is derived from the thresholds (E004)
+    problems = per_currency_table_problems(table, setting="RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS", least=0)
+    return [Error(problem.replace(f" (with a {PER_CURRENCY_FALLBACK!r} entry)", ""), id="reconciliation.E005")
+            for problem in problems]  # fmt: skip

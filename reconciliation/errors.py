@@ -69,8 +69,8 @@ class DiscrepancyMoneyError(InvalidRequestError):
 
 class DiscrepancyNeedsApprovalError(InvalidRequestError):
     """A money resolution above its currency's approval threshold (with what the item's other
-    resolutions moved alone; docs/reconciliation.md "Four eyes"): it needs a second user
-    (`discrepancy_request` asks for one)."""
+    resolutions moved alone), or past its user's daily limit of what they moved alone
+    (docs/reconciliation.md "Four eyes"): it needs a second user (`discrepancy_request` asks for one)."""
 
     code = "discrepancy_needs_approval"
     http_status = 409

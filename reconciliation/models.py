@@ -560,3 +560,32 @@ class DiscrepancyApproval(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=[DiscrepancyApprovalStatus.PENDING], target=DiscrepancyApprovalStatus.REJECTED)
     def reject(self, *, by, note: str, at) -> None:
         self.decided_by, self.decision_note, self.decided_at = by, note, at
+
+
+class SingleHandedDay(models.Model):
+    """Four eyes per user and day (docs/reconciliation.md, "Four eyes"): what one user's money
+    resolutions of discrepancies moved without a second user's approval in one currency on one UTC
+    day (absolute minor units, summed). The four-eyes check locks this row (created when missing)
+    after the item's and adds the resolution's amount under that lock: once a user's total of the
+    day plus the next resolution would pass the daily limit of its currency
+    (`RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS`, else 5 times the approval threshold), that one
+    needs a second user too. Written only in the resolution's own transaction (a refused or failed
+    resolution adds nothing); what a second user approved is not counted."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(max_length=3)
+    day = models.DateField()  # UTC
+    moved = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        default_permissions = ("view",)
+        constraints = [
+            models.UniqueConstraint(fields=["user", "currency", "day"], name="recon_single_handed_user_day"),
+            models.CheckConstraint(condition=Q(moved__gte=0), name="recon_single_handed_moved_non_negative"),
+        ]
+        ordering = ["-day", "user_id", "currency"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.day} {self.moved} {self.currency}"

@@ -158,24 +158,25 @@ def held_open(work):
 TEST_CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
 
-def held_booking(merchant, *, amount: int = 10_000, reference: str = "stay"):
-    """A booking of `amount` EUR held (for ten minutes) on an approving test card, through the
-    bookings service."""
+def held_booking(merchant, *, amount: int = 10_000, reference: str = "stay", number: str | None = None):
+    """A booking of `amount` EUR held (for ten minutes) on an approving test card (or the sandbox card
+    `number`), through the bookings service."""
     import time
 
     from payments.services.bookings import booking_create
 
+    card = {**TEST_CARD, "card": {**TEST_CARD["card"], "number": number}} if number else TEST_CARD
     return booking_create(merchant=merchant, amount=amount, currency="EUR", reference=reference,
-                          hold_expires_at=int(time.time()) + 600, payment_method_data=TEST_CARD)  # fmt: skip
+                          hold_expires_at=int(time.time()) + 600, payment_method_data=card)  # fmt: skip
 
 
-def confirmed_booking(merchant, *, amount: int = 10_000, reference: str = "stay"):
-    """A booking of `amount` EUR held on an approving test card and confirmed (its escrow captured),
-    through the bookings service; answered fresh from the database."""
+def confirmed_booking(merchant, *, amount: int = 10_000, reference: str = "stay", number: str | None = None):
+    """A booking of `amount` EUR held on an approving test card (or the sandbox card `number`) and
+    confirmed (its escrow captured), through the bookings service; answered fresh from the database."""
     from payments.models import Booking
     from payments.services.bookings import booking_confirm
 
-    booking = held_booking(merchant, amount=amount, reference=reference)
+    booking = held_booking(merchant, amount=amount, reference=reference, number=number)
     booking_confirm(merchant=merchant, booking_id=booking.id)
     booking = Booking.objects.get(pk=booking.id)
     assert booking.status == "confirmed"

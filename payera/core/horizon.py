@@ -12,7 +12,8 @@ limits", docs/decisions/commit-horizon.md). Two helpers make such a list safe:
 
 Used by the ledger (journals stamp `clock_timestamp()` after their account locks, which take the
 transaction id), by the events outbox (`Event.created_at`) and, through `CommitStampField`, by the
-other lists a merchant polls: payments, refunds, disputes, customers, payouts (their `created_at`).
+other lists a merchant polls: payments, refunds, disputes, customers, payouts, bookings,
+subscriptions, payment methods and webhook endpoints (their `created_at`).
 """
 
 from __future__ import annotations

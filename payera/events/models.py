@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 
 from payera.core.db import created_timestamp
+from payera.core.horizon import CommitStampField
 from payera.core.ids import IdField
 
 MERCHANT_ID_LENGTH = 40
@@ -71,7 +72,7 @@ class WebhookEndpoint(models.Model):
     # Failure streak: consecutive failed attempts since the last success, and when it began.
     consecutive_failures = models.PositiveIntegerField(default=0)
     failing_since = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField()
+    created_at = CommitStampField()  # stamped in its INSERT: the polled list's order (payera.core.horizon)
     updated_at = models.DateTimeField()
 
     class Meta:

@@ -106,6 +106,14 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db["OPTIONS"].setdefault("server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True))
     _threshold = env.str("DB_PREPARE_THRESHOLD", default="5")
     _db["OPTIONS"].setdefault("prepare_threshold", None if _threshold == "off" else int(_threshold))
+    # READ COMMITTED, whatever the server's, database's or role's default_transaction_isolation:
+    # the code relies on it (select_for_update re-reads the committed row, INSERT ... ON CONFLICT
+    # retries, the PSP webhook inbox's read of a repeat), and Django leaves the server's default in
+    # force unless OPTIONS names a level (docs/decisions/read-committed.md). Not a setting: no other
+    # level is supported.
+    from psycopg import IsolationLevel
+
+    _db["OPTIONS"]["isolation_level"] = IsolationLevel.READ_COMMITTED
 DATABASE_VENDOR = "sqlite" if _db["ENGINE"].endswith("sqlite3") else "postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -515,10 +523,12 @@ RECONCILIATION_PULL_ALERT_AFTER_FAILURES = env.int("RECONCILIATION_PULL_ALERT_AF
 RECONCILIATION_APPROVAL_THRESHOLD = env.int("RECONCILIATION_APPROVAL_THRESHOLD", default=100_000)
 
 
-def _approval_thresholds(raw: str) -> dict[str, int | str]:
+def _approval_thresholds(raw: str, name: str = "RECONCILIATION_APPROVAL_THRESHOLDS",
+                         fallback: str = "RECONCILIATION_APPROVAL_THRESHOLD") -> dict[str, int | str]:
     """`CODE=amount,CODE=amount` -> {"CODE": amount}. What is not one entry per currency stops the
     start here (no silent default: a `*` entry, a code twice, an entry without `=`); codes and amounts
-    are judged by the check (reconciliation.E004: unknown code, negative or non-integer amount)."""
+    are judged by the check (reconciliation.E004 / E005: unknown code, negative or non-integer amount).
+    `name`: the variable read; `fallback`: what the currencies it does not name take."""
     table: dict[str, int | str] = {}
     for entry in (e.strip() for e in raw.split(",")):
         if not entry:
@@ -527,11 +537,11 @@ def _approval_thresholds(raw: str) -> dict[str, int | str]:
         code = code.upper()
         problem = (
             "write CODE=amount" if not sep or not code
-            else "the threshold of the currencies not named is RECONCILIATION_APPROVAL_THRESHOLD" if code == "*"
+            else f"the currencies not named take {fallback}" if code == "*"
             else f"{code} twice" if code in table else ""
         )  # fmt: skip
         if problem:
-            raise ImproperlyConfigured(f"RECONCILIATION_APPROVAL_THRESHOLDS: {entry!r}: {problem} (CODE=amount in"
+            raise ImproperlyConfigured(f"{name}: {entry!r}: {problem} (CODE=amount in"
                                        " the currency's minor units, comma-separated)")  # fmt: skip
         digits = amount[1:] if amount.startswith("-") else amount
         table[code] = int(amount) if digits.isascii() and digits.isdigit() else amount  # else E004 says so
@@ -539,6 +549,17 @@ def _approval_thresholds(raw: str) -> dict[str, int | str]:
 
 
 RECONCILIATION_APPROVAL_THRESHOLDS = _approval_thresholds(env.str("RECONCILIATION_APPROVAL_THRESHOLDS", default=""))
+# Four eyes per user and day: what one user's money resolutions of discrepancies moved without a
+# second user's approval in a currency on one UTC day is summed, and the resolution that would take
+# that total past the currency's daily limit waits for a second user as one above the threshold does
+# (docs/reconciliation.md, "Four eyes"). Per currency, in its own minor units, as the thresholds
+# (env: "EUR=2000000,JPY=3000000"); a currency not named: 5 times its approval threshold
+# (reconciliation.services.discrepancies.DAILY_LIMIT_MULTIPLE; 500000: 5,000.00 EUR by default).
+# 0: every resolution made alone needs a second user. Checked at start (reconciliation.E005).
+RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS = _approval_thresholds(
+    env.str("RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS", default=""), "RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS",
+    "5 times their approval threshold",
+)
 # An import that progressed (its run's heartbeat: a chunk loaded, a phase begun, a heal inquiry)
 # within this many minutes is running: the same file, or another file of an overlapping period, is
 # `settlement_run_busy`; one that has not progressed for longer crashed and the next import takes

@@ -44,6 +44,10 @@ class SubscriptionListCreateApi(MerchantApiView):
         interval_count = StrictIntegerField(required=False, default=1)
         description = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=1000)
         metadata = serializers.DictField(required=False, allow_null=True, child=serializers.JSONField())
+        cancel_at_period_end = serializers.BooleanField(
+            required=False, default=False, help_text="true: the first period is charged now as usual, and the "
+                                                     "subscription is canceled when the period paid last ends, with "
+                                                     "no further charge (as on update).")
 
     @extend_schema(operation_id="subscriptions_create", request=SubscriptionCreateInput,
                    responses={201: SubscriptionOutputSerializer},
@@ -131,7 +135,9 @@ class PaymentMethodListApi(MerchantApiView):
             merchant=request.merchant, customer_id=request.query_params.get("customer"),
             include_detached=_include_detached(request.query_params),
         )
-        return Response(paginate(qs, params=request.query_params, render=render_payment_method))
+        # only methods no later commit can join below (payera.core.pagination)
+        return Response(paginate(qs, params=request.query_params, render=render_payment_method,
+                                 final_before=committed_before))
 
 
 class PaymentMethodDetailApi(MerchantApiView):
@@ -164,4 +170,6 @@ class CustomerPaymentMethodListApi(MerchantApiView):
             merchant=request.merchant, customer_id=id, fingerprint=request.query_params.get("fingerprint"),
             include_detached=_include_detached(request.query_params),
         )
-        return Response(paginate(qs, params=request.query_params, render=render_payment_method))
+        # only methods no later commit can join below (payera.core.pagination)
+        return Response(paginate(qs, params=request.query_params, render=render_payment_method,
+                                 final_before=committed_before))

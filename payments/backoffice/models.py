@@ -4,7 +4,8 @@ bookings that would refund more than the threshold out of escrow (`booking`).
 pending --approve--> approved --mark_sent--> sent      (the refund went to the PSP: see `refund`)
                               --mark_failed-> failed   (refused: by the payments service, or its refund
                                                         failed at once)
-                     sent --mark_refund_failed-> failed (a plain refund the PSP refused later)
+                     sent --mark_refund_failed-> failed (a refund the PSP refused later: plain, or a
+                                                        booking cancel's out of escrow)
                      failed --mark_refund_found-> sent  (its refund, failed as not known at the PSP,
                                                         made by the PSP after all)
 pending --reject---> rejected

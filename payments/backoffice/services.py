@@ -251,7 +251,8 @@ def _refund_refused(approval: RefundApproval, *, failure: str) -> str:
     """An approval whose bound refund failed (the PSP refused it, or it never reached the PSP):
     nothing was refunded, so the approval ends `failed`, saying why: for a booking cancel (the
     booking stayed confirmed, its escrow whole) the cancel's error when this request saw it, else
-    the refund's failure code. Empty when the refund did not fail: the approval is `sent` and the
+    the refund's failure code, and when the PSP refused it after the cancel was recorded, the
+    booking's closed status. Empty when the refund did not fail: the approval is `sent` and the
     refund, pending or succeeded, says the rest."""
     if not approval.refund_id:
         return ""
@@ -260,8 +261,16 @@ def _refund_refused(approval: RefundApproval, *, failure: str) -> str:
     if code is None:
         return ""
     if approval.booking_id:
-        return failure or f"booking_refund_failed: the refund out of escrow failed ({code or 'refused'}): " \
-                          "the booking is unchanged."
+        if failure:
+            return failure
+        status = Booking.objects.filter(pk=approval.booking_id).values_list("status", flat=True).first()
+        if status != BS.CONFIRMED:
+            # the PSP took it (the cancel was recorded) and refused it later: the booking stays
+            # closed, what its escrow held went to pending (booking_sync.booking_escrow_refund_failed)
+            return (f"booking_refund_failed: the refund {approval.refund_id} out of escrow failed "
+                    f"({code or 'refused'}) after the booking was {status}: nothing was refunded.")
+        return f"booking_refund_failed: the refund out of escrow failed ({code or 'refused'}): " \
+               "the booking is unchanged."
     return f"refund_failed: the refund {approval.refund_id} failed ({code or 'refused'}): nothing was refunded."
 
 
@@ -349,7 +358,8 @@ def refund_approvals_resume(*, grace_seconds: float | None = None, limit: int = 
     refund is bound: record it; the refund's own outcome is recovery's). Approvals decided within
     the grace period are left alone: their request may be running right now. Then a `sent` plain
     refund approval whose refund failed since (the PSP refused it after accepting it) ends
-    `failed`, counted with those."""
+    `failed`, counted with those, as is a `sent` booking-cancel approval whose escrow refund failed
+    since (the booking stays canceled, its escrow released to pending)."""
     if grace_seconds is None:
         grace_seconds = getattr(settings, "PAYMENTS_STARTED_GRACE_SECONDS", 60)
     cutoff = now() - dt.timedelta(seconds=grace_seconds)
@@ -359,16 +369,16 @@ def refund_approvals_resume(*, grace_seconds: float | None = None, limit: int = 
         counts["approvals"] += 1
         approval = _approval_send(approval_id=approval_id, actor=f"staff:{decided_by_id}")
         counts[{AP.SENT: "sent", AP.FAILED: "failed"}.get(approval.status, "waiting")] += 1
-    # plain refunds the PSP accepted (pending: the approval `sent`) and refused later
-    refused = RefundApproval.objects.filter(status=AP.SENT, booking__isnull=True, refund__status=OperationStatus.FAILED)
+    # refunds the PSP accepted (pending: the approval `sent`) and refused later, plain ones and
+    # booking cancels' escrow refunds alike
+    refused = RefundApproval.objects.filter(status=AP.SENT, refund__status=OperationStatus.FAILED)
     for approval_id in refused.values_list("pk", flat=True)[:limit]:
         if _approval_refund_failed(approval_id=approval_id).status == AP.FAILED:
             counts["approvals"] += 1
             counts["failed"] += 1
     # and back: a refund failed only for not being known at the PSP yet, then made by it (recorded
     # `succeeded` by `mark_found`): the approval did refund, it is `sent` again
-    found = RefundApproval.objects.filter(status=AP.FAILED, booking__isnull=True,
-                                          refund__status=OperationStatus.SUCCEEDED)
+    found = RefundApproval.objects.filter(status=AP.FAILED, refund__status=OperationStatus.SUCCEEDED)
     for approval_id in found.values_list("pk", flat=True)[:limit]:
         if _approval_refund_found(approval_id=approval_id).status == AP.SENT:
             counts["approvals"] += 1
@@ -378,11 +388,12 @@ def refund_approvals_resume(*, grace_seconds: float | None = None, limit: int = 
 
 @transaction.atomic(durable=True)
 def _approval_refund_found(*, approval_id: str) -> RefundApproval:
-    """A plain refund approval ended `failed` because its refund failed as not known at the PSP,
-    whose refund the PSP then made (`Refund.mark_found`): it is `sent`, its failure cleared.
-    Idempotent."""
+    """A refund approval ended `failed` because its refund failed as not known at the PSP, whose
+    refund the PSP then made (`Refund.mark_found`): it is `sent`, its failure cleared. Idempotent.
+    A booking cancel's escrow refund is not found after failing today (`refunds._refund_found_allowed`
+    logs it for operations instead): should it ever be, its approval follows the same way."""
     approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
-    if approval.status == AP.FAILED and not approval.booking_id and approval.refund_id and Refund.objects.filter(
+    if approval.status == AP.FAILED and approval.refund_id and Refund.objects.filter(
             pk=approval.refund_id, status=OperationStatus.SUCCEEDED).exists():
         logger.warning("refund approval %s: its refund %s, failed as not known at the PSP, was made by it: sent",
                        approval.id, approval.refund_id)
@@ -393,10 +404,10 @@ def _approval_refund_found(*, approval_id: str) -> RefundApproval:
 
 @transaction.atomic(durable=True)
 def _approval_refund_failed(*, approval_id: str) -> RefundApproval:
-    """A `sent` plain refund approval whose refund failed since (the PSP refused it after accepting
-    it): nothing was refunded, so it ends `failed`, saying why. Idempotent."""
+    """A `sent` refund approval (plain, or a booking cancel's) whose refund failed since (the PSP
+    refused it after accepting it): nothing was refunded, so it ends `failed`, saying why. Idempotent."""
     approval = RefundApproval.objects.select_for_update().get(pk=approval_id)
-    refused = _refund_refused(approval, failure="") if approval.status == AP.SENT and not approval.booking_id else ""
+    refused = _refund_refused(approval, failure="") if approval.status == AP.SENT else ""
     if refused:
         approval.mark_refund_failed(failure=refused)
         approval.save()

@@ -4,7 +4,8 @@ to payments.services).
 - `booking_follow_payment`: called by `common.emit()` whenever a payment's transition records its
   event (the caller holds the payment lock, in the transition's atomic block): the booking of that
   payment, if any, follows it in the same transaction (authorized -> held, declined -> failed,
-  captured -> confirmed, voided -> canceled or, when the expiry claimed it, expired).
+  captured -> confirmed (also when the expiry was voiding it: its claim ends), voided -> canceled or,
+  when the expiry claimed it, expired).
 - `payment_in_escrow` / `refund_in_escrow`: which merchant account a capture or a refund posts to.
 - `booking_guard`: a booking's payment is moved only through the booking (its capture, cancel and
   refunds before completion), never through /v1/payments or /v1/refunds directly.
@@ -83,6 +84,11 @@ def booking_apply_payment_status(booking: Booking, payment: Payment, *, actor: s
     elif status == PS.FAILED:
         booking_transition(booking, "mark_failed", payment=payment, actor=actor, at=at)
     elif status == PS.SUCCEEDED and booking.status == BS.HELD:
+        if booking.inflight == "expire":
+            # the expiry's void lost to a capture (the PSP's own, made while the void was under
+            # way): the money is in escrow, the booking is confirmed and the expiry is over, as the
+            # payment's `cancel` claim is (payments._capture_succeeded). Saved with the transition.
+            booking.inflight, booking.inflight_at = "", None
         capture = Capture.objects.filter(payment_id=payment.pk, status=OperationStatus.SUCCEEDED).first()
         booking_transition(booking, "mark_confirmed", payment=payment, actor=actor, amount=payment.amount_captured,
                            fee=capture.fee if capture else 0, at=at)

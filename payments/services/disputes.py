@@ -216,9 +216,6 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
     _emit_dispute(dispute, "dispute.created")
     emit(payment, "payment.disputed")  # the payment object, with its amount_disputed
     booking_dispute_opened(payment, dispute_id=dispute.id, actor=actor)  # a booking's escrow ends first
-    if dispute.reason == DisputeReason.DEBIT_RETURNED.value:  # a subscription's period is due again
-        note = subscription_charge_returned(payment=payment, dispute_id=dispute.id, psp_reason=dispute.psp_reason)
-        logger.info("dispute %s: returned debit of %s: %s", dispute.id, payment.id, note)
     post(
         chargeback_journals(dispute_id=dispute.id, merchant_id=payment.merchant_id, connector=connector,
                             amount=dispute.amount, fee=dispute.fee, currency=dispute.currency),
@@ -265,8 +262,23 @@ def _dispute_follow(payment: Payment, dispute: Dispute, *, status: DisputeStatus
             return ""
         dispute.save()
         _emit_dispute(dispute, "dispute.closed")
+        _debit_returned(payment, dispute)
         return "lost"
     return ""
+
+
+def _debit_returned(payment: Payment, dispute: Dispute) -> None:
+    """A returned debit is final only once its dispute is `lost`: a SEPA return (R-transaction) the
+    PSP opens `lost` gets here in the transaction that opens it; a dispute the PSP opens
+    `needs_response` (a SEPA unauthorised-transaction claim, answered with the mandate) only when
+    the network decides against the merchant. Then, and only then, the subscription's period the
+    debit paid is due again (`subscription_charge_returned`); a won dispute never reopens it, so the
+    period is never collected a second time while its first debit may still come back
+    (docs/decisions/sepa-return-vs-contestable-dispute.md)."""
+    if dispute.reason != DisputeReason.DEBIT_RETURNED.value:
+        return
+    note = subscription_charge_returned(payment=payment, dispute_id=dispute.id, psp_reason=dispute.psp_reason)
+    logger.info("dispute %s: returned debit of %s: %s", dispute.id, payment.id, note)
 
 
 def _dispute_locked(dispute_id: str) -> tuple[Payment, Dispute]:

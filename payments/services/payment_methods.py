@@ -39,12 +39,16 @@ class PaymentMethodInUseError(PayeraError):
 LIVE_SUBSCRIPTION = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
 
 
-def method_lock_for_subscription(pm_id: str) -> None:
-    """In the transaction that points a subscription at `pm_id` (create, update): a share lock on
-    the method's row, which the detach's update lock waits for (and the other way round), so a
-    detach and a subscription taking the method at the same moment are ordered: the detach sees
-    the subscription (409), or the subscription sees the detach (400 `payment_method_detached`)."""
-    detached = PaymentMethod.objects.select_for_update().filter(pk=pm_id) \
+def method_lock_for_subscription(merchant: Merchant, pm_id: object) -> None:
+    """In the transaction that points a subscription at `pm_id` (create, update), before the method
+    is read and checked: the method's row lock (FOR UPDATE, this merchant's; none for an id that is
+    not), the one the detach takes first, so a detach and a subscription taking the method at the
+    same moment are ordered: the detach sees the subscription (400 `payment_method_in_use`), or the
+    subscription sees the detach (400 `payment_method_detached`, never a check failing half-way
+    through the detach's changes, such as `payment_method_not_reusable` for its deleted credentials)."""
+    if not isinstance(pm_id, str):
+        return
+    detached = PaymentMethod.objects.select_for_update().filter(pk=pm_id, merchant=merchant) \
         .values_list("detached_at", flat=True).first()
     if detached is not None:
         raise InvalidRequestError("This payment method was detached.", param="payment_method",

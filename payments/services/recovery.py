@@ -167,7 +167,8 @@ def _cancel_claim_release(*, payment_id: str) -> None:
 def cancel_recover(*, payment_id: str, release: bool = True) -> str:
     """A cancel under way — its void answered pending (an asynchronous PSP), timed out, or its
     request crashed between its claim and the void's outcome — or a void's webhook: ask the PSP.
-    A voided authorization cancels the payment ("voided"); our void still pending at the PSP keeps
+    A voided authorization cancels the payment ("voided"); a captured one (the PSP's own capture)
+    is recorded, which ends the cancel (`payment.cancel_failed`); our void still pending at the PSP keeps
     the claim ("pending"); our void refused by the PSP releases it and tells the merchant
     (`payment.cancel_failed`, "refused"); otherwise the void never arrived and the claim is
     released ("released": the merchant may cancel again) -- unless `release` is False (asked right
@@ -192,6 +193,12 @@ def cancel_recover(*, payment_id: str, release: bool = True) -> str:
         logger.warning("inquiry for the cancel of %s failed: %s", payment_id, exc)
         return "unknown"
     voided = result.state == PspState.VOIDED
+    if result.state == PspState.CAPTURED and attempt.status == AS.AUTHORIZED:
+        # the PSP captured the authorization on its own while our void was under way: the capture
+        # is recorded (as the settlement inquiry records one), which ends the cancel and its claim
+        # (`payment.cancel_failed`, once) and confirms a booking whose expiry was voiding it; the
+        # void's refusal below only moves the void numbering on
+        attempt_record_outcome(attempt_id=attempt.id, result=result, actor="system:recovery", source="inquiry")
     # our current void only: an earlier void of the attempt was refused (that is why there is a
     # later one), and its refusal says nothing about the cancel under way
     ours = [op for op in result.operations

@@ -15,7 +15,8 @@ Dunning: a failed charge moves the subscription to `past_due` and is retried on
 SUBSCRIPTIONS_RETRY_DAYS (days after the first failure: 1, 3, 5, 7) when the decline is one a
 later try can overcome (`recurring.decline_retryable`); a hard failure, or the last retry
 failing, makes it `unpaid` (no more charges). A successful retry makes it `active` again
-("recovered"). `cancel_at_period_end`: the claim of the next period cancels it instead.
+("recovered"). `cancel_at_period_end` (at create or update): once a period is paid, the claim of
+the next one cancels it instead (`Subscription.ends_at_period_end`).
 Events: subscription.created, .payment_succeeded, .payment_failed, .past_due, .recovered, .unpaid,
 .canceled, .updated.
 """
@@ -108,10 +109,13 @@ def _owned_method(merchant: Merchant, customer: Customer, payment_method: object
 def subscription_create(
     *, merchant: Merchant, customer: str, payment_method: str, amount: int, currency: str, interval: str,
     interval_count: int = 1, description: str | None = None, metadata: dict | None = None,
-    actor: str = "api", now_: dt.datetime | None = None,
+    cancel_at_period_end: bool = False, actor: str = "api", now_: dt.datetime | None = None,
 ) -> Subscription:
-    """Validate (400 before any write), create `active` with period 0 starting now, and charge
-    period 0 at once (the same claimed, idempotent path the scheduler takes)."""
+    """Validate (400 before any write; the payment method under its row lock, in the insert's
+    transaction: `method_lock_for_subscription`), create `active` with period 0 starting now, and charge
+    period 0 at once (the same claimed, idempotent path the scheduler takes). `cancel_at_period_end`:
+    as set by `subscription_update` right after (an `active` subscription): period 0 is charged (and
+    dunned) as any, and the subscription ends when the period paid last ends."""
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
         raise InvalidRequestError(f"amount must be a positive integer in the currency's minor unit, at most "
                                   f"{MAX_AMOUNT}.", param="amount")
@@ -123,13 +127,15 @@ def subscription_create(
         raise InvalidRequestError(f"interval_count must be 1-{MAX_INTERVAL_COUNT[interval]} for {interval}.",
                                   param="interval_count")
     metadata = validate_metadata(metadata)
+    if not isinstance(cancel_at_period_end, bool):
+        raise InvalidRequestError("cancel_at_period_end must be true or false.", param="cancel_at_period_end")
     cus = Customer.objects.filter(pk=customer, merchant=merchant).first() if isinstance(customer, str) else None
     if cus is None:
         raise NotFoundError("No such customer.", param="customer")
-    pm = _owned_method(merchant, cus, payment_method, currency=currency)
-    sub = _subscription_insert(merchant=merchant, customer=cus, pm=pm, amount=amount, currency=currency,
-                               interval=interval, interval_count=interval_count, description=description or "",
-                               metadata=metadata, at=now_ or now())
+    sub = _subscription_insert(merchant=merchant, customer=cus, payment_method=payment_method, amount=amount,
+                               currency=currency, interval=interval, interval_count=interval_count,
+                               description=description or "", metadata=metadata,
+                               cancel_at_period_end=cancel_at_period_end, at=now_ or now())
     subscription_charge(subscription_id=sub.id, now_=now_)
     return Subscription.objects.get(pk=sub.id)
 
@@ -146,12 +152,13 @@ def subscription_create_resume(*, merchant: Merchant, subscription_id: str) -> S
 
 
 @transaction.atomic(durable=True)
-def _subscription_insert(*, merchant, customer, pm, amount, currency, interval, interval_count, description,
-                         metadata, at) -> Subscription:
-    method_lock_for_subscription(pm.pk)  # a detach at the same moment: one of the two wins
+def _subscription_insert(*, merchant, customer, payment_method, amount, currency, interval, interval_count,
+                         description, metadata, cancel_at_period_end, at) -> Subscription:
+    method_lock_for_subscription(merchant, payment_method)  # a detach at the same moment: one of the two wins
+    pm = _owned_method(merchant, customer, payment_method, currency=currency)  # checked under that lock
     sub = Subscription(merchant=merchant, customer=customer, payment_method=pm, amount=amount, currency=currency,
                        interval=interval, interval_count=interval_count, description=description[:1000],
-                       metadata=metadata, anchor=at, next_charge_at=at)
+                       metadata=metadata, cancel_at_period_end=cancel_at_period_end, anchor=at, next_charge_at=at)
     sub.save(force_insert=True)
     idempotency_resource_record(resource=sub.id)  # a retry after a crash answers this subscription
     _emit(sub, "subscription.created")
@@ -199,12 +206,10 @@ def _subscription_update_record(*, merchant: Merchant, subscription_id: str, pay
     if cancel_at_period_end is not None:
         sub.cancel_at_period_end = cancel_at_period_end
     if payment_method is not None:
-        if isinstance(payment_method, str):  # the method's row lock before reading it: a detach that
-            # lands meanwhile waits (then sees this subscription), one committed before is read as detached
-            list(PaymentMethod.objects.select_for_update().filter(pk=payment_method, merchant=merchant)
-                 .values_list("pk", flat=True))
+        # the method's row lock before reading it: a detach that lands meanwhile waits (then sees this
+        # subscription), one committed before is read as detached
+        method_lock_for_subscription(merchant, payment_method)
         sub.payment_method = _owned_method(merchant, sub.customer, payment_method, currency=sub.currency)
-        method_lock_for_subscription(sub.payment_method_id)  # a detach at the same moment: one wins
     if metadata is not None:
         sub.metadata = validate_metadata(metadata)
     resumed = payment_method is not None and sub.status == SS.UNPAID
@@ -312,7 +317,7 @@ def _charge_still_due(subscription_id: str, *, payment_method_id: str | None) ->
                                              code=f"subscription_{sub.status}")
     if sub.payment_method_id != payment_method_id:
         raise SubscriptionChangedError(f"Subscription {sub.id}'s payment method changed before its charge was made.")
-    if sub.status == SS.ACTIVE and sub.cancel_at_period_end:
+    if sub.ends_at_period_end:
         # set to cancel at the end of its period after the tick claimed the next one: nothing is
         # inserted or sent; the charge stays pending and the next tick's claim ends the subscription
         # (or, the flag unset meanwhile, charges it)
@@ -325,7 +330,7 @@ def _charge_claim(*, subscription_id: str, at: dt.datetime) -> int | None:
     sub = subscription_lock(subscription_id)
     if sub.status not in (SS.ACTIVE, SS.PAST_DUE) or sub.next_charge_at is None or sub.next_charge_at > at:
         return None
-    if sub.status == SS.ACTIVE and sub.cancel_at_period_end and _cancel_at_period_end(sub):
+    if sub.ends_at_period_end and _cancel_at_period_end(sub):
         return ENDED
     key = charge_key(sub.id, sub.current_period, sub.retries)
     charge, _ = SubscriptionCharge.objects.get_or_create(
@@ -407,7 +412,7 @@ def subscription_charge_settle(*, charge_id: int, payment_id: str | None = None,
         sub.save()
         _emit(sub, "subscription.payment_failed")
         return "failed"
-    if sub.status == SS.ACTIVE and sub.cancel_at_period_end:
+    if sub.ends_at_period_end:
         # the next period's charge, made before the merchant set the flag, failed: nothing is paid
         # after the period that has ended, so it ends there (as the claim would have) instead of
         # being dunned — a retry would charge a period the merchant said would not be served

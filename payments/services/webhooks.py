@@ -224,8 +224,8 @@ def _inbox_store(*, connector: str, event: PspEvent, body: bytes) -> PspWebhook:
     refused once that one committed, stored if it rolled back. The repeat's row is then read in a
     transaction of its own, after the refused one: read in the refused transaction, it was not seen
     under REPEATABLE READ (the snapshot predates the other commit: `DoesNotExist`, a 500), and
-    SERIALIZABLE refuses the insert itself as a serialization failure (Django does not set the
-    isolation level: the server's, database's or role's default applies)."""
+    SERIALIZABLE refuses the insert itself as a serialization failure. The settings pin READ
+    COMMITTED (docs/decisions/read-committed.md); this stays correct under the others too."""
     key = _inbox_event_id(event.event_id)
     try:
         return _inbox_insert(connector=connector, event=event, body=body, key=key)

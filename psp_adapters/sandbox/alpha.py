@@ -51,7 +51,7 @@ RESPONSE_CODES = {
     "authentication_required": ("1A", "Strong customer authentication required"),
     "refund_rejected": ("R5", "Refund rejected by issuer"),
 }
-DISPUTE_REASONS = {"fraudulent": "4837", "debit_returned": "RTRN", "general": "4853"}
+DISPUTE_REASONS = {"fraudulent": "4837", "debit_returned": "RTRN", "debit_unauthorized": "4837", "general": "4853"}
 
 STATUS = {
     "received": "processing",

@@ -70,6 +70,7 @@ SEPA_REFUSALS = {
 CHARGEBACK_REASONS = {
     "fraudulent": ("10.4", "Fraud - Card Absent Environment"),
     "debit_returned": ("MD06", "Refund request by end customer"),
+    "debit_unauthorized": ("MD01", "No mandate / unauthorised transaction"),
 }
 
 STATUS = {

@@ -121,6 +121,10 @@ def fixed_minor(cents_of_major: int, currency: str) -> int:
     return cents_of_major * scale // 100
 
 
+# what `POST /_sandbox/payments/<id>/disputes` may open (tests): a card chargeback, a SEPA return
+# (final: `lost` at once) or a SEPA unauthorised-transaction claim (`needs_response`: contestable)
+DISPUTE_REASONS_OPENABLE = frozenset({"fraudulent", "debit_returned", "debit_unauthorized"})
+
 FEES = {
     # psp: (capture per mille, capture fixed in 1/100 major, refund fixed, chargeback fixed)
     "alpha": (14, 25, 0, 1500),
@@ -574,20 +578,42 @@ class Core:
                 row = self.payment(payload["payment"])
                 if row["state"] != "captured" or self.disputes(row["id"]):
                     return
-                dispute = {
-                    "id": new_id("dp_" if self.psp == "alpha" else "BD"),
-                    "payment_id": row["id"],
-                    "reason": payload["reason"],
-                    "amount": row["amount_captured"],
-                    "currency": row["currency"],
-                    "status": "needs_response" if payload["reason"] != "debit_returned" else "lost",
-                    "fee": fee_for(self.psp, "chargeback", row["amount_captured"], row["currency"]),
-                    "created_at": time.time(),
-                }
-                if dispute["status"] == "needs_response":  # a returned debit is final: nothing to answer
-                    dispute["evidence_due_by"] = dispute["created_at"] + self.opts.evidence_days * 86400
-                self.store.insert("disputes", dispute)
-                self.emit("dispute", row, dispute)
+                self._dispute_new(row, payload["reason"])
+
+    def _dispute_new(self, row: Row, reason: str) -> Row:
+        """Open a dispute on a captured payment and send its webhook (inside a store transaction).
+        A returned debit (`debit_returned`, a SEPA R-transaction) is final: it opens `lost`, with
+        nothing to answer; any other (a chargeback, a SEPA unauthorised-transaction claim
+        `debit_unauthorized`) opens `needs_response`, taking evidence for `--evidence-days`."""
+        dispute = {
+            "id": new_id("dp_" if self.psp == "alpha" else "BD"),
+            "payment_id": row["id"],
+            "reason": reason,
+            "amount": row["amount_captured"],
+            "currency": row["currency"],
+            "status": "needs_response" if reason != "debit_returned" else "lost",
+            "fee": fee_for(self.psp, "chargeback", row["amount_captured"], row["currency"]),
+            "created_at": time.time(),
+        }
+        if dispute["status"] == "needs_response":  # a returned debit is final: nothing to answer
+            dispute["evidence_due_by"] = dispute["created_at"] + self.opts.evidence_days * 86400
+        self.store.insert("disputes", dispute)
+        self.emit("dispute", row, dispute)
+        return dispute
+
+    def open_dispute(self, payment_id: str, reason: str) -> Row:
+        """Tests: the shopper (or their bank) disputes a captured payment now, with `reason`
+        (`DISPUTE_REASONS_OPENABLE`); one dispute per payment, as the sandbox's own disputes."""
+        if reason not in DISPUTE_REASONS_OPENABLE:
+            raise SandboxError(400, "invalid_reason", f"reason is one of {sorted(DISPUTE_REASONS_OPENABLE)}.",
+                               "reason")
+        with self.store.tx():
+            row = self.payment(payment_id)
+            if row["state"] != "captured":
+                raise SandboxError(409, "invalid_state", f"Cannot dispute a payment that is {row['state']}.")
+            if self.disputes(row["id"]):
+                raise SandboxError(409, "already_disputed", "The payment is disputed already.")
+            return self._dispute_new(row, reason)
 
     def _job_loop(self) -> None:
         while not self._stop.is_set():

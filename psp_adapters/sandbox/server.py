@@ -7,8 +7,11 @@ Shared by both sandboxes:
 - `GET /_sandbox/health` (no auth), `GET /_sandbox/events` (webhooks sent and their delivery
   state), `GET /_sandbox/payments[?reference=…]` (authorizations with their operations and
   disputes, no PAN), `POST /_sandbox/events/<id>/resend` (deliver again),
-  `POST /_sandbox/disputes/<id>/close` (`{"status": "won" | "lost"}`: the network decided; the
-  dispute's webhook goes out with its final status), `PUT /_sandbox/disputes/<id>`
+  `POST /_sandbox/payments/<psp payment id>/disputes` (`{"reason": "fraudulent" | "debit_returned" |
+  "debit_unauthorized"}`: the payment is disputed now; a returned debit opens `lost`, final, any
+  other `needs_response`; its webhook goes out), `POST /_sandbox/disputes/<id>/close`
+  (`{"status": "won" | "lost"}`: the network decided; the dispute's webhook goes out with its
+  final status), `PUT /_sandbox/disputes/<id>`
   (`{"evidence_due_by": <unix seconds> | null}`: move the evidence due date),
   `POST /_sandbox/refunds/<operation id>/return` (the shopper's bank sent a succeeded refund back:
   it becomes `failed` and its webhook goes out again), `POST /_sandbox/reset`
@@ -173,6 +176,7 @@ class SandboxApp:
             r("GET", r"/_sandbox/config", self._config),
             r("GET", r"/_sandbox/payments", self._payments),
             r("POST", r"/_sandbox/events/(?P<id>[A-Za-z0-9_]+)/resend", self._resend),
+            r("POST", r"/_sandbox/payments/(?P<id>[A-Za-z0-9_]+)/disputes", self._open_dispute),
             r("POST", r"/_sandbox/disputes/(?P<id>[A-Za-z0-9_]+)/close", self._close_dispute),
             r("PUT", r"/_sandbox/disputes/(?P<id>[A-Za-z0-9_]+)", self._dispute_update),
             r("POST", r"/_sandbox/refunds/(?P<id>[A-Za-z0-9_]+)/return", self._return_refund),
@@ -190,6 +194,11 @@ class SandboxApp:
     def _resend(self, req: Request) -> Response:
         self.core.resend(req.params["id"])
         return Response.json(202, {"resent": req.params["id"]})
+
+    def _open_dispute(self, req: Request) -> Response:
+        data = req.json()
+        reason = data.get("reason") if isinstance(data, dict) else None
+        return Response.json(201, {"dispute": self.core.open_dispute(req.params["id"], str(reason or ""))})
 
     def _close_dispute(self, req: Request) -> Response:
         data = req.json()

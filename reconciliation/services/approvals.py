@@ -2,7 +2,8 @@
 
 A resolution that moves money (an adjustment, a line settled as reported, a write-off, a move out
 of suspense) above its currency's approval threshold (`discrepancies.approval_threshold`; with what
-the same item's other resolutions moved without approval, `discrepancies.moved_alone_on_item`) is
+the same item's other resolutions moved without approval, `discrepancies.moved_alone_on_item`), or
+past its user's daily limit (`discrepancies.daily_single_handed_limit`, per currency and UTC day), is
 refused by its service (`DiscrepancyNeedsApprovalError`, decided under the PSP's reconciliation
 lock and the discrepancy's lock, where the amount is known). `discrepancy_request` is the door
 staff use: it runs the action now when it may, and otherwise records a `DiscrepancyApproval`

@@ -10,6 +10,7 @@ takes them off the item they name (docs/reconciliation.md, "Resolving with money
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 from django.conf import settings
@@ -31,7 +32,14 @@ from reconciliation.errors import (
     DiscrepancyPermissionError,
     DiscrepancyStateError,
 )
-from reconciliation.models import Discrepancy, DiscrepancyStatus, ReconOutcome, ReconRunStatus, StatementLine
+from reconciliation.models import (
+    Discrepancy,
+    DiscrepancyStatus,
+    ReconOutcome,
+    ReconRunStatus,
+    SingleHandedDay,
+    StatementLine,
+)
 from reconciliation.services.locks import reconcile_psp_lock
 
 # the kinds that name a capture, refund or dispute of Payera's still on the PSP receivable (no
@@ -262,6 +270,34 @@ def approval_threshold(currency: str) -> int:
     return per_currency_amount(table, currency, setting="RECONCILIATION_APPROVAL_THRESHOLDS", warn=False)
 
 
+# a currency not named in RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS: this many times its approval threshold
+DAILY_LIMIT_MULTIPLE = 5
+
+
+def daily_single_handed_limit(currency: str) -> int:
+    """What one user's money resolutions may move without a second user's approval in `currency`
+    on one UTC day, in its minor units: its entry in `RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS`,
+    else `DAILY_LIMIT_MULTIPLE` times its approval threshold (`approval_threshold`)."""
+    table = getattr(settings, "RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS", {})
+    code = currency.upper()
+    return int(table[code]) if code in table else DAILY_LIMIT_MULTIPLE * approval_threshold(code)
+
+
+def single_handed_day():
+    """The UTC day a resolution made now counts for."""
+    return timezone.now().astimezone(dt.UTC).date()
+
+
+def _single_handed_today(user, currency: str) -> SingleHandedDay:
+    """The user's row of the day in `currency`, created when missing, locked until the commit: two
+    resolutions by one user at once (other PSPs, other items: no common lock before this one) take
+    turns here, and the second reads what the first added. Taken after the PSP's and the
+    discrepancy's locks, before the ledger's."""
+    key = {"user_id": user.pk, "currency": currency, "day": single_handed_day()}
+    SingleHandedDay.objects.bulk_create([SingleHandedDay(**key)], ignore_conflicts=True)
+    return SingleHandedDay.objects.select_for_update().get(**key)
+
+
 def moved_alone_on_item(d: Discrepancy, currency: str, *, object_id: str | None = None) -> int:
     """What the resolutions of the item `d` names (the same PSP and capture, refund or dispute id;
     `object_id`: another item, the one a move out of suspense clears) moved without a second user's
@@ -279,8 +315,8 @@ def moved_alone_on_item(d: Discrepancy, currency: str, *, object_id: str | None 
 
 
 def four_eyes(
-    *, amount: int, currency: str, approved: bool | int, counted: int | None = None, d: Discrepancy | None = None,
-    earlier: str = "this discrepancy's earlier moves made without approval",
+    *, amount: int, currency: str, approved: bool | int, user, counted: int | None = None,
+    d: Discrepancy | None = None, earlier: str = "this discrepancy's earlier moves made without approval",
 ) -> None:
     """A money resolution moving more than the approval threshold of its currency
     (`approval_threshold`, minor units, absolute) needs a second user's approval
@@ -292,7 +328,10 @@ def four_eyes(
     `d`: a resolution of the discrepancy: what the resolutions of the same item moved alone counts
     too (`moved_alone_on_item`: a large adjustment or write-off split over an item's discrepancies
     still needs a second user), and what this one moves alone is recorded on `d` (`moved_alone`; the
-    caller saves it). `earlier`: what `counted` adds to `amount`, for the message."""
+    caller saves it). `earlier`: what `counted` adds to `amount`, for the message.
+    `user`: who moves it; made alone, it counts for the user's day too (`SingleHandedDay`, locked):
+    what would take the user's total of the UTC day in `currency` past `daily_single_handed_limit`
+    needs a second user as well."""
     threshold = approval_threshold(currency)
     if approved is True:
         return
@@ -314,6 +353,17 @@ def four_eyes(
                        f" {earlier}, moves {total}: above the approval threshold ({threshold}), it needs a second"
                        " user's approval.")  # fmt: skip
         raise DiscrepancyNeedsApprovalError(message, amount=abs(amount), currency=currency)
+    if amount:
+        today = _single_handed_today(user, currency)
+        limit = daily_single_handed_limit(currency)
+        if today.moved + abs(amount) > limit:
+            raise DiscrepancyNeedsApprovalError(
+                f"This move of {abs(amount)} {currency} (minor units), with the {today.moved} you moved without"
+                f" approval today (UTC), moves {today.moved + abs(amount)}: above your daily limit ({limit}), it needs"
+                " a second user's approval.", amount=abs(amount), currency=currency,
+            )  # fmt: skip
+        today.moved += abs(amount)
+        today.save(update_fields=["moved", "updated_at"])
     if d is not None:
         d.moved_alone, d.moved_alone_currency = abs(amount), currency
 
@@ -377,7 +427,7 @@ def resolve_now(
                 f"The adjustment of discrepancy {d.pk} must lie between 0 and {left} {item_currency} (what is still"
                 f" receivable of {d.object_id}).", param="adjustment",
             )  # fmt: skip
-        four_eyes(amount=adjustment, currency=item_currency, approved=approved, d=d)
+        four_eyes(amount=adjustment, currency=item_currency, approved=approved, user=user, d=d)
         reference = f"recon_adjustment:{d.pk}"
         _post(reference=reference, lines=adjustment_lines(psp=d.psp, currency=item_currency, amount=adjustment),
               kind=JournalKind.ADJUSTMENT, d=d, user=user, reason=reason)  # fmt: skip
@@ -440,7 +490,7 @@ def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: 
     for leg in lines:
         if abs(leg.amount) > amount:
             amount, amount_currency = abs(leg.amount), leg.account.currency
-    four_eyes(amount=amount, currency=amount_currency, approved=approved, d=d)
+    four_eyes(amount=amount, currency=amount_currency, approved=approved, user=user, d=d)
     reference = f"recon_settle:{d.pk}" if lines else ""
     if lines:
         _post(reference=reference, lines=lines, kind=JournalKind.SETTLEMENT, d=d, user=user, reason=reason)
@@ -472,7 +522,7 @@ def write_off_now(*, discrepancy_id: int, user, reason: str, approved: bool | in
     item_currency, left = _outstanding(d)
     reference = ""
     if left:
-        four_eyes(amount=left, currency=item_currency, approved=approved, d=d)
+        four_eyes(amount=left, currency=item_currency, approved=approved, user=user, d=d)
         reference = f"recon_write_off:{d.pk}"
         _post(reference=reference, lines=write_off_lines(psp=d.psp, currency=item_currency, amount=left),
               kind=JournalKind.ADJUSTMENT, d=d, user=user, reason=reason)  # fmt: skip

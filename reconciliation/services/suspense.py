@@ -226,8 +226,8 @@ def reallocate_now(
         if on_item:
             alone += on_item
             earlier = f"{earlier} and {object_id}'s other resolutions moved without approval"
-    four_eyes(amount=amount, currency=suspense_currency, approved=approved, counted=abs(amount) + alone,
-              earlier=earlier)  # fmt: skip
+    four_eyes(amount=amount, currency=suspense_currency, approved=approved, user=user,
+              counted=abs(amount) + alone, earlier=earlier)  # fmt: skip
     n = len(moves) + 1
     reference = f"recon_suspense:{d.pk}:{n}"
     lines = (PostingLine(Accounts.suspense(suspense_currency), amount), PostingLine(target, -amount))

@@ -68,7 +68,7 @@ def escrow_eur(merchant) -> int:
 
 
 def test_a_booking_cancel_approval_refused_by_the_psp_ends_failed_with_the_refusal(role_users, merchant, finance2):
-    booking = confirmed_booking(merchant, amount=10_000, reference="stay-refused")
+    booking = confirmed_booking(merchant, reference="stay-refused")
     escrow = escrow_eur(merchant)
     approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
     refunded_outside_payera(booking.payment_id, 100)
@@ -94,7 +94,7 @@ def test_a_refused_booking_cancel_whose_recording_died_is_recorded_failed_by_the
     """The approver's process died after the PSP refused the escrow refund, before the approval
     was recorded: the resume finds the bound refund failed and records the approval `failed` with
     the refund's failure code (it was `sent` before), sending nothing again."""
-    booking = confirmed_booking(merchant, amount=10_000, reference="stay-refused-2")
+    booking = confirmed_booking(merchant, reference="stay-refused-2")
     approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
     refunded_outside_payera(booking.payment_id, 100)
 
@@ -107,3 +107,35 @@ def test_a_refused_booking_cancel_whose_recording_died_is_recorded_failed_by_the
     assert refund.status == OperationStatus.FAILED and done.refund_id == refund.pk
     assert done.status == "failed" and refund.failure_code in done.failure
     assert Booking.objects.get(pk=booking.pk).status == "confirmed"
+
+
+def test_a_booking_cancel_approval_whose_refund_the_psp_refuses_later_ends_failed(role_users, merchant, finance2):
+    """The PSP accepts the escrow refund (pending: the cancel is recorded, the approval `sent`) and
+    refuses it later (sandbox card 4000000000005126: refunds fail by webhook; here recovery's
+    inquiry, as the webhook would). The booking stays canceled and its escrow goes to pending
+    (`booking.refund_failed`), but nothing was refunded: the approval left `sent` said otherwise.
+    Like a plain refund approval, the resume now ends it `failed` with the refund's failure code,
+    once."""
+    from tests.backoffice.payments import settle
+
+    booking = confirmed_booking(merchant, reference="stay-refused-later", number="4000000000005126")
+    approval = staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason="hotel closed").approval
+
+    done = refund_approval_approve(user=finance2, approval_id=approval.pk, note="ok")
+    [refund] = Refund.objects.filter(payment_id=booking.payment_id)
+    assert (done.status, done.refund_id, refund.status) == ("sent", refund.pk, OperationStatus.PENDING)
+    assert Booking.objects.get(pk=booking.pk).status == "canceled"
+
+    settle(booking.payment_id, timeout=30)  # the PSP's refusal arrives
+    refund.refresh_from_db()
+    assert refund.status == OperationStatus.FAILED
+    b = Booking.objects.get(pk=booking.pk)
+    assert (b.status, b.amount_refunded) == ("canceled", 0)  # its escrow went to pending, nothing refunded
+
+    assert refund_approvals_resume(grace_seconds=0) == {"approvals": 1, "sent": 0, "failed": 1, "waiting": 0}
+    done = RefundApproval.objects.get(pk=approval.pk)
+    assert (done.status, done.refund_id) == ("failed", refund.pk)
+    assert "booking_refund_failed" in done.failure and refund.failure_code in done.failure
+    assert "unchanged" not in done.failure  # the booking was canceled: the failure says so
+    assert refund_approvals_resume(grace_seconds=0)["approvals"] == 0  # once
+    assert Refund.objects.filter(payment_id=booking.payment_id).count() == 1

@@ -40,7 +40,8 @@ def _options(**env) -> dict:
 
 
 def test_the_settings_turn_it_on_by_default_and_off_for_a_pooler():
-    assert _options() == {"server_side_binding": True, "prepare_threshold": 5}
+    # (isolation_level 2: READ COMMITTED, pinned: tests/core/test_isolation_level.py)
+    assert _options() == {"server_side_binding": True, "prepare_threshold": 5, "isolation_level": 2}
     assert _options(DB_PREPARE_THRESHOLD="off", DB_SERVER_SIDE_BINDING="false") == {
-        "server_side_binding": False, "prepare_threshold": None}
+        "server_side_binding": False, "prepare_threshold": None, "isolation_level": 2}
     assert _options(DB_PREPARE_THRESHOLD="1")["prepare_threshold"] == 1

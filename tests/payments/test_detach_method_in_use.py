@@ -24,7 +24,7 @@ from django.utils import timezone
 from payera.core.errors import PayeraError
 from payera.events.models import Event
 from payments.models import PaymentMethod, Subscription
-from payments.services import payment_method_detach, subscription_update
+from payments.services import payment_method_detach, subscription_create, subscription_update
 from tests.payments.test_subscriptions_api import saved
 
 pytestmark = pytest.mark.django_db
@@ -141,10 +141,10 @@ def test_an_update_giving_the_method_does_not_deadlock_with_a_charge_being_inser
     outcomes: dict[str, str] = {}
     lock_method = svc.method_lock_for_subscription
 
-    def lock_method_later(pm_id: str) -> None:  # the update holds the subscription's lock by now
+    def lock_method_later(merchant, pm_id: str) -> None:  # the update holds the subscription's lock by now
         inserted.wait(10)
         locked.set()
-        lock_method(pm_id)
+        lock_method(merchant, pm_id)
 
     monkeypatch.setattr(svc, "method_lock_for_subscription", lock_method_later)
 
@@ -182,46 +182,107 @@ def test_an_update_giving_the_method_does_not_deadlock_with_a_charge_being_inser
     assert Subscription.objects.get(pk=sub.pk).metadata == {"plan": "gold"}
 
 
+def record(outcomes: dict[str, str], name: str, fn, *, close: bool = False) -> None:
+    """Run `fn`, keeping "ok" or its error's code under `name` (`close`: a thread's own connection)."""
+    try:
+        fn()
+        outcomes[name] = "ok"
+    except PayeraError as exc:
+        outcomes[name] = exc.code
+    finally:
+        if close:
+            connection.close()
+
+
+def _lock_wait_seen(racer: threading.Thread, timeout: float = 10.0) -> None:
+    """Until `racer` is done or some other backend waits for a row lock (pg_locks, not granted)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while racer.is_alive() and time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()")
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.02)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
-def test_a_detach_landing_while_a_switch_checks_the_method_is_seen_as_a_detach(merchant, monkeypatch):
-    """The switch read the method (not detached) and was checking it when the detach committed (its
-    credentials deleted): the switch answered 400 `payment_method_not_reusable`, a wrong reason
-    (and the race test above failed now and then with it). The switch locks the method's row before
-    reading it: the detach waits, finds the subscription on it and is refused 400."""
+@pytest.mark.parametrize("taker", ["switch", "create"])
+def test_a_detach_landing_while_a_subscription_checks_the_method_is_seen_as_a_detach(merchant, monkeypatch, taker):
+    """The switch (`subscription_update`) or the create read the method (not detached) and was
+    checking it when the detach committed (its credentials deleted): it answered 400
+    `payment_method_not_reusable`, a wrong reason (and the race test above failed now and then with
+    it). Both lock the method's row before reading it (the create checked it outside any
+    transaction), the lock the detach takes first: the detach waits, finds the subscription on the
+    method and is refused 400 `payment_method_in_use`."""
     from payments.services import subscriptions as svc
 
     old = saved(merchant)
     sub = subscription(old)
     pm = saved(merchant, old.customer)
+    take = {
+        "switch": lambda: subscription_update(merchant=merchant, subscription_id=sub.id, payment_method=pm.id),
+        "create": lambda: subscription_create(merchant=merchant, customer=pm.customer_id, payment_method=pm.id,
+                                              amount=900, currency="EUR", interval="month"),
+    }[taker]
     outcomes: dict[str, str] = {}
     expired = svc.method_expired
+    racer = threading.Thread(target=record, args=(
+        outcomes, "detach", lambda: payment_method_detach(merchant=merchant, payment_method_id=pm.id)),
+        kwargs={"close": True})
 
-    def detach() -> None:
-        try:
-            payment_method_detach(merchant=merchant, payment_method_id=pm.id)
-            outcomes["detach"] = "ok"
-        except PayeraError as exc:
-            outcomes["detach"] = exc.code
-        finally:
-            connection.close()
-
-    racer = threading.Thread(target=detach)
-
-    def expired_then_detach(method) -> bool:  # the switch is checking the method: the detach lands
+    def expired_then_detach(method) -> bool:  # the method is being checked: the detach lands
         result = expired(method)
         if not racer.is_alive() and "detach" not in outcomes:
             racer.start()
-            racer.join(3)  # blocked by the switch's lock on the method (fixed), or done (main)
+            _lock_wait_seen(racer)  # blocked on the method's lock (fixed), or done (before)
         return result
 
     monkeypatch.setattr(svc, "method_expired", expired_then_detach)
-    try:
-        subscription_update(merchant=merchant, subscription_id=sub.id, payment_method=pm.id)
-        outcomes["switch"] = "ok"
-    except PayeraError as exc:
-        outcomes["switch"] = exc.code
+    record(outcomes, taker, take)
     racer.join(10)
-    assert outcomes == {"switch": "ok", "detach": "payment_method_in_use"}
-    assert Subscription.objects.get(pk=sub.pk).payment_method_id == pm.id
+    assert outcomes == {taker: "ok", "detach": "payment_method_in_use"}
+    assert Subscription.objects.filter(payment_method=pm, status__in=["active", "past_due"]).count() == 1
     assert PaymentMethod.objects.get(pk=pm.pk).detached_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
+def test_a_detach_committed_before_a_create_locks_the_method_is_seen_as_detached(merchant, monkeypatch):
+    """The other order: the detach holds the method's row lock (it is deleting the credentials) when
+    the create comes to check the method: the create waits for it and answers 400
+    `payment_method_detached` (not `payment_method_not_reusable`); no subscription is made."""
+    from payments.services import payment_methods as pm_svc
+
+    pm = saved(merchant)
+    outcomes: dict[str, str] = {}
+    held, release = threading.Event(), threading.Event()
+    mandate_end = pm_svc.mandate_end
+
+    def mandate_end_held(**kwargs) -> None:  # inside the detach's transaction, credentials deleted
+        mandate_end(**kwargs)
+        held.set()
+        release.wait(10)
+
+    monkeypatch.setattr(pm_svc, "mandate_end", mandate_end_held)
+
+    def detach() -> None:
+        payment_method_detach(merchant=merchant, payment_method_id=pm.id)
+
+    def create() -> None:
+        subscription_create(merchant=merchant, customer=pm.customer_id, payment_method=pm.id, amount=900,
+                            currency="EUR", interval="month")
+
+    racer = threading.Thread(target=record, args=(outcomes, "detach", detach), kwargs={"close": True})
+    racer.start()
+    assert held.wait(10)
+    creator = threading.Thread(target=record, args=(outcomes, "create", create), kwargs={"close": True})
+    creator.start()
+    _lock_wait_seen(creator, timeout=3)  # the create waits on the method's lock (or, unlocked, is done)
+    release.set()
+    for t in (racer, creator):
+        t.join(10)
+    assert outcomes == {"detach": "ok", "create": "payment_method_detached"}
+    assert not Subscription.objects.filter(payment_method=pm).exists()

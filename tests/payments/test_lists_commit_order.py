@@ -1,5 +1,6 @@
 """`GET /v1/payments`, `/v1/refunds`, `/v1/disputes`, `/v1/customers`, `/v1/payouts`, `/v1/bookings`,
-`/v1/subscriptions` in an order no later commit can slip into (session 19, h19e; as `/v1/events` in session 17).
+`/v1/subscriptions` in an order no later commit can slip into (session 19, h19e; as `/v1/events` in session 17);
+`/v1/payment_methods`, `/v1/customers/{id}/payment_methods` and `/v1/webhook_endpoints` too (session 20, h20g).
 
 What was wrong: each list is newest first by (`created_at`, id) over every committed row, and
 `created_at` was the application's clock (`default=timezone.now`), read when the row was built,
@@ -50,6 +51,30 @@ def _payout(merchant: Merchant) -> str:
     return payout.id
 
 
+def _saved_to(merchant: Merchant) -> str:
+    """The one customer of the merchant the payment method lists' rows are saved to."""
+    from payments.models import Customer
+
+    return Customer.objects.get_or_create(merchant=merchant, email="saved@example.com")[0].id
+
+
+def _payment_method(merchant: Merchant) -> str:
+    from payments.models import PaymentMethod
+
+    return PaymentMethod.objects.create(merchant=merchant, customer_id=_saved_to(merchant), card_brand="visa",
+                                        card_last4="4242", card_exp_month=12, card_exp_year=2034).id
+
+
+def _webhook_endpoint(merchant: Merchant) -> str:
+    from django.utils import timezone
+
+    from payera.events.models import WebhookEndpoint
+
+    now = timezone.now()  # what webhook_endpoint_create stamped before session 20 (its clock.now())
+    return WebhookEndpoint.objects.create(merchant_id=merchant.id, url="https://example.com/hook",
+                                          secret_ciphertext="x", created_at=now, updated_at=now).id
+
+
 def _subscription(merchant: Merchant) -> str:
     from django.utils import timezone
 
@@ -69,7 +94,13 @@ LISTS = {
     "payouts": _payout,
     "bookings": _booking,
     "subscriptions": _subscription,
+    "payment_methods": _payment_method,
+    "customers/payment_methods": _payment_method,
+    "webhook_endpoints": _webhook_endpoint,
 }
+
+# a list whose path names an object of the merchant's
+PATHS = {"customers/payment_methods": lambda merchant: f"/v1/customers/{_saved_to(merchant)}/payment_methods"}
 
 
 def _created(make, merchant: Merchant) -> str:
@@ -79,8 +110,9 @@ def _created(make, merchant: Merchant) -> str:
 
 @pytest.mark.parametrize("resource", list(LISTS))
 def test_a_row_committed_late_is_never_listed_below_rows_already_listed(make_merchant_client, resource):
-    make, path = LISTS[resource], f"/v1/{resource}"
     merchant, client = make_merchant_client()
+    make = LISTS[resource]
+    path = PATHS[resource](merchant) if resource in PATHS else f"/v1/{resource}"
     first = _created(make, merchant)
     late: list[str] = []
     with held_open(lambda: late.append(make(merchant))):  # created (stamped) now, committed later

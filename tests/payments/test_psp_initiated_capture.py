@@ -165,3 +165,84 @@ def test_a_psp_capture_while_a_cancel_is_under_way_ends_the_cancel(psp_settings,
         assert Event.objects.filter(merchant_id=merchant.id, type="payment.cancel_failed").count() == 1
         assert Payment.objects.get(pk=payment.id).status == PS.SUCCEEDED
         assert_ledger_sound()
+
+
+def _booking_expiring(merchant):
+    """A booking held through the stand-in, past its hold, whose expiry's void is pending at the
+    PSP (both claims held: the booking's `expire`, the payment's `cancel`); answered fresh."""
+    from payments.services.bookings import booking_create, booking_expire_due
+
+    booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="expiring",
+                             hold_expires_at=int(dt.datetime.now(dt.UTC).timestamp()) + 60,
+                             payment_method_data=CARD)
+    assert booking.status == "held"
+    assert booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1)) == []  # void pending
+    booking.refresh_from_db()
+    assert (booking.status, booking.inflight, booking.payment.inflight) == ("held", "expire", "cancel")
+    return booking
+
+
+@pytest.mark.django_db
+def test_a_psp_capture_while_a_booking_expiry_voids_it_ends_the_expiry_claim(psp_settings, settings):
+    """A booking's hold expires and the expiry's void is under way (pending at the PSP: the payment
+    keeps its `cancel` claim and the booking its `expire` claim, so that the cancel recovery records
+    later is the expiry's) when the PSP reports it captured the authorization on its own. The money
+    was captured into escrow: the booking is `confirmed` (held -> confirmed, as any capture of its
+    hold; docs/decisions/booking-captured-while-expiring.md) and the payment's claim ends with the
+    capture (`payment.cancel_failed`, once). The booking's `expire` claim stayed until
+    PAYMENTS_INFLIGHT_TIMEOUT: the merchant could neither complete nor cancel the booking meanwhile
+    (409 booking_in_progress). It now ends with the capture too."""
+    from payments.models import Booking
+    from payments.services.bookings import booking_complete
+
+    secret = psp_settings["alpha"].webhook_secret
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha(voids=("pending",))
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        booking = _booking_expiring(merchant)
+        auth = psp.psp_capture(booking.payment.attempts.get().id)  # the pending void is refused by it
+        psp_webhook_process(webhook_id=_webhook(secret, "evt_bk_cap", "authorization.updated", auth).pk)
+        _assert_captured_once(booking.payment_id, merchant, 1000)
+        booking.refresh_from_db()
+        assert (booking.status, booking.amount_captured) == ("confirmed", 1000)
+        assert (booking.inflight, booking.inflight_at, booking.payment.inflight) == ("", None, "")
+        types = list(Event.objects.filter(merchant_id=merchant.id).values_list("type", flat=True))
+        assert types.count("payment.cancel_failed") == 1 and types.count("booking.confirmed") == 1
+        assert "booking.expired" not in types and "booking.canceled" not in types
+
+        # the merchant completes it at once (not 409 until the claim times out)
+        assert booking_complete(merchant=merchant, booking_id=booking.id).status == "completed"
+        assert Booking.objects.get(pk=booking.id).inflight == ""
+        assert_ledger_sound()
+
+
+@pytest.mark.django_db
+def test_a_psp_capture_that_recovery_finds_while_a_booking_expiry_voids_it_confirms_the_booking(
+    psp_settings, settings
+):
+    """The same, with no webhook: recovery's cancel step asks the PSP about the void under way and
+    hears the authorization is captured (the void refused by it). It released the payment's claim
+    (`payment.cancel_failed`) but did not record the capture: the payment stayed
+    `requires_capture`, the booking `held` with its `expire` claim, and the next expiry tick past
+    the claim's timeout voided a captured authorization again. The capture the inquiry reports is
+    now recorded there (as the settlement inquiry does), ending both claims, the merchant told
+    once."""
+    from payments.services import recovery_run
+
+    settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha(voids=("pending",))
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        booking = _booking_expiring(merchant)
+        psp.psp_capture(booking.payment.attempts.get().id)
+
+        assert recovery_run(force=True)["cancels"] == 1
+        _assert_captured_once(booking.payment_id, merchant, 1000)
+        booking.refresh_from_db()
+        assert (booking.status, booking.inflight, booking.payment.inflight) == ("confirmed", "", "")
+        assert recovery_run(force=True)["cancels"] == 0
+        types = list(Event.objects.filter(merchant_id=merchant.id).values_list("type", flat=True))
+        assert types.count("payment.cancel_failed") == 1 and types.count("booking.confirmed") == 1
+        assert "booking.expired" not in types

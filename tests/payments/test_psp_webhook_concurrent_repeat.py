@@ -10,6 +10,9 @@ found nothing: `PspWebhook.DoesNotExist`, a 500 with a traceback to the PSP for 
 already delivered (SERIALIZABLE: a serialization failure, 500 too). Now the repeat's row is read in
 a transaction of its own after the refused one, which sees every commit before it; a row that is
 not there even then (gone meanwhile) is a retryable 503, never a lost webhook.
+
+The settings pin READ COMMITTED since (docs/decisions/read-committed.md); `default_isolation` takes
+the pin off for its test, so the inbox is still shown right under each server default.
 """
 
 from __future__ import annotations
@@ -47,10 +50,12 @@ def _post(body: bytes, signature: str):
 
 
 @pytest.fixture
-def default_isolation():
+def default_isolation(monkeypatch):
     """`set(level)`: the test database's default transaction isolation for new connections (as a
-    server, database or role setting gives it in a deployment); reset afterwards."""
+    server, database or role setting gives it in a deployment), with the settings' READ COMMITTED
+    pin off for them (every thread's connection reads this one settings dict); reset afterwards."""
     name = connection.settings_dict["NAME"]
+    monkeypatch.delitem(connection.settings_dict["OPTIONS"], "isolation_level", raising=False)
 
     def set_level(level: str) -> None:
         with connection.cursor() as cursor:
@@ -82,15 +87,20 @@ def _waiting_on_a_lock(timeout: float = 10) -> None:
     raise AssertionError("the second delivery never waited for the first")
 
 
-def _race(monkeypatch, body: bytes, signature: str, *, first_fails: bool = False) -> tuple[object, object]:
+def _race(monkeypatch, body: bytes, signature: str, *, first_fails: bool = False) -> tuple[object, object, str]:
     """The first delivery inserts its row and holds its transaction open; the second arrives, its
-    insert waits on the first's row; then the first commits (or fails and rolls back)."""
+    insert waits on the first's row; then the first commits (or fails and rolls back). Also the
+    isolation level the first delivery's transaction ran at."""
     inserted, release = threading.Event(), threading.Event()
     real_create = PspWebhook.objects.create
+    levels: list[str] = []
 
     def create(**fields):
         row = real_create(**fields)
         if threading.current_thread() is first:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW transaction_isolation")
+                levels.append(cursor.fetchone()[0])
             inserted.set()
             release.wait(20)
             if first_fails:
@@ -118,7 +128,7 @@ def _race(monkeypatch, body: bytes, signature: str, *, first_fails: bool = False
         release.set()
         one.join(30)
         two.join(30)
-    return answers["first"], answers["second"]
+    return answers["first"], answers["second"], levels[0]
 
 
 @pytest.mark.parametrize("level", ["read committed", "repeatable read", "serializable"])
@@ -127,7 +137,8 @@ def test_a_repeat_arriving_while_the_first_delivery_commits_is_answered_200_and_
 ):
     default_isolation(level)
     body, signature, event_id = _delivery(psp_settings["alpha"].webhook_secret)
-    first, second = _race(monkeypatch, body, signature)
+    first, second, ran_at = _race(monkeypatch, body, signature)
+    assert ran_at == level
     assert (first.status_code, second.status_code) == (200, 200), second.content
     assert first.json() == second.json() == {"received": True, "id": event_id}
     [row] = PspWebhook.objects.filter(connector="alpha", event_id=event_id)
@@ -141,7 +152,8 @@ def test_a_repeat_arriving_while_the_first_delivery_fails_is_stored_by_the_repea
     """No lost webhook: the first delivery's transaction rolls back, the waiting repeat stores it."""
     default_isolation(level)
     body, signature, event_id = _delivery(psp_settings["alpha"].webhook_secret)
-    first, second = _race(monkeypatch, body, signature, first_fails=True)
+    first, second, ran_at = _race(monkeypatch, body, signature, first_fails=True)
+    assert ran_at == level
     assert (first.status_code, second.status_code) == (500, 200)
     [row] = PspWebhook.objects.filter(connector="alpha", event_id=event_id)
     assert enqueued == [str(row.pk)]

@@ -39,6 +39,9 @@ def body(pm, **over):
     ({"customer": "cus_nope"}, "customer", 404),
     ({"payment_method": "pm_nope"}, "payment_method", 404),
     ({"metadata": {"k": 1}}, "metadata[k]", 400),
+    ({"cancel_at_period_end": "maybe"}, "cancel_at_period_end", 400),
+    ({"cancel_at_period_end": None}, "cancel_at_period_end", 400),
+    ({"cancel_at_period_end": [True]}, "cancel_at_period_end", 400),
 ])
 def test_bad_subscriptions_are_refused_before_any_write(merchant_client, merchant, over, param, status):
     pm = saved(merchant)
@@ -264,3 +267,17 @@ def test_a_customer_filter_naming_no_customer_of_the_merchant_is_404_not_an_empt
     assert r.status_code == 404 and r.json()["error"]["param"] == "customer"
     got = merchant_client.get("/v1/subscriptions", {"customer": pm.customer_id}).json()["data"]
     assert [s["customer"] for s in got] == [pm.customer_id]
+
+
+def test_a_flagged_subscription_whose_first_period_is_not_paid_shows_its_charge_not_an_end(merchant_client, merchant):
+    """Created with `cancel_at_period_end: true`, its first charge still under way (an asynchronous
+    PSP): no period is paid, so nothing ends yet — `cancel_at` was the creation time and
+    `next_charge_at` null, as if it were over. It shows the charge being made, no `cancel_at`."""
+    pm = saved(merchant)
+    now = timezone.now()
+    sub = Subscription.objects.create(merchant=merchant, customer=pm.customer, payment_method=pm, amount=900,
+                                      currency="EUR", interval="month", anchor=now, next_charge_at=now,
+                                      cancel_at_period_end=True)
+    got = merchant_client.get(f"/v1/subscriptions/{sub.id}").json()
+    assert (got["cancel_at_period_end"], got["cancel_at"]) == (True, None)
+    assert got["next_charge_at"] == int(now.timestamp())

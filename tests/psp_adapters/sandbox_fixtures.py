@@ -219,6 +219,15 @@ class SandboxProcess:
         """Deliver an event again (duplicate-webhook tests)."""
         httpx.post(f"{self.url}/_sandbox/events/{event_id}/resend", headers=self._auth()).raise_for_status()
 
+    def open_dispute(self, payment_id: str, reason: str) -> dict[str, Any]:
+        """The shopper's bank disputes the captured payment `payment_id` (the PSP's id) now:
+        `fraudulent`, `debit_returned` (a SEPA return: `lost`, final) or `debit_unauthorized` (a
+        SEPA unauthorised-transaction claim: `needs_response`). The sandbox sends its webhook."""
+        response = httpx.post(f"{self.url}/_sandbox/payments/{payment_id}/disputes", json={"reason": reason},
+                              headers=self._auth())
+        response.raise_for_status()
+        return response.json()["dispute"]
+
     def close_dispute(self, dispute_id: str, status: str) -> httpx.Response:
         """The network decides an open dispute (`won` | `lost`): the sandbox sends its webhook."""
         return httpx.post(f"{self.url}/_sandbox/disputes/{dispute_id}/close", json={"status": status},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 
 from psp_adapters.errors import PspRequestRejectedError
@@ -13,6 +14,7 @@ from psp_adapters.port import (
     BankRedirectData,
     DeclineCode,
     DisputeReason,
+    DisputeStatus,
     Outcome,
     PspEventKind,
     PspReference,
@@ -133,6 +135,31 @@ class TestBetaContract(PspAdapterContract):
         assert event.kind == PspEventKind.DISPUTE
         assert event.dispute.reason == DisputeReason.DEBIT_RETURNED
         assert (event.amount, event.currency) == (1000, "EUR")
+
+    def test_a_sepa_unauthorised_claim_opens_needs_response_and_a_return_opens_lost(self, adapter, sandboxes,
+                                                                                   psp_webhooks):
+        """The sandbox's dispute hook (`POST /_sandbox/payments/<id>/disputes`): a SEPA claim
+        (`debit_unauthorized`, MD01) is contestable, `needs_response` with a due date, by webhook
+        and by the dispute inquiry; a return (`debit_returned`, MD06) is final, `lost`."""
+        sb = sandboxes["beta"]
+        for reason, code, status in (("debit_unauthorized", "MD01", DisputeStatus.NEEDS_RESPONSE),
+                                     ("debit_returned", "MD06", DisputeStatus.LOST)):
+            r = self.settled(adapter, self.sepa(adapter, "DE89370400440532013000"))
+            opened = sb.open_dispute(r.payment.psp_reference, reason)
+            hook = psp_webhooks.wait_for(lambda h, r=r: h.path == "/beta" and h.json().get("eventCode") == "CHARGEBACK"
+                                         and h.json()["paymentReference"] == r.payment.reference)
+            event = adapter.parse_webhook(body=hook.body, headers=hook.headers)
+            assert (event.dispute.reason, event.dispute.psp_reason, event.dispute.status) == (
+                DisputeReason.DEBIT_RETURNED, code, status)
+            found = adapter.inquire_dispute(r.payment, opened["id"])
+            assert found.dispute.status == status
+            assert (found.dispute.evidence_due_by is None) == (status == DisputeStatus.LOST)
+            with pytest.raises(httpx.HTTPStatusError) as again:  # one dispute per payment
+                sb.open_dispute(r.payment.psp_reference, reason)
+            assert again.value.response.status_code == 409
+        with pytest.raises(httpx.HTTPStatusError) as bad:
+            sb.open_dispute(r.payment.psp_reference, "general")
+        assert bad.value.response.status_code == 400
 
     def test_invalid_iban_is_rejected(self, adapter):
         with pytest.raises(PspRequestRejectedError):

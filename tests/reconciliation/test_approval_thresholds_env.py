@@ -17,16 +17,18 @@ from django.conf import settings as django_settings
 
 CODE = (
     "import django; django.setup(); from django.conf import settings as s; from django.core import checks;"
-    " print(s.RECONCILIATION_APPROVAL_THRESHOLDS);"
+    " print(s.{name});"
     " print(sorted(m.id for m in checks.run_checks() if m.id.startswith('reconciliation.')))"
 )
 
 
-def start(value: str) -> subprocess.CompletedProcess:
+def start(value: str, name: str = "RECONCILIATION_APPROVAL_THRESHOLDS") -> subprocess.CompletedProcess:
+    """A process started with `name=value` in its environment: it prints the setting, then the
+    reconciliation checks' ids (or stops, its stderr says why)."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "payera.settings.test", "DATABASE_URL": "sqlite:///:memory:",
-           "RECONCILIATION_APPROVAL_THRESHOLDS": value}  # fmt: skip
-    return subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True, timeout=120,
-                          cwd=django_settings.BASE_DIR)  # fmt: skip
+           name: value}  # fmt: skip
+    return subprocess.run([sys.executable, "-c", CODE.format(name=name)], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=django_settings.BASE_DIR)  # fmt: skip
 
 
 def test_what_is_not_one_threshold_per_currency_stops_the_start_naming_the_variable():

@@ -18,6 +18,7 @@ import datetime as dt
 
 import pytest
 
+from payera.events.models import Event
 from payments.models import Payment, Subscription, SubscriptionCharge
 from payments.recurring import add_months
 from payments.services import subscription_charge
@@ -132,3 +133,42 @@ def test_a_charge_under_way_when_the_flag_is_set_that_fails_ends_it_without_dunn
     assert Payment.objects.filter(metadata__subscription=sub["id"]).count() == 2  # period 0's, period 1's declined
     assert charges(sub["id"]) == [(0, 0, "succeeded"), (1, 0, "failed")]
     assert_ledger_sound()
+
+
+def test_created_with_the_flag_its_first_period_is_charged_and_it_ends_at_that_periods_end(env):
+    """`POST /v1/subscriptions` with `cancel_at_period_end: true` (it was accepted on update only;
+    on create the field was ignored and the subscription renewed): the first period is charged at
+    once as for any subscription, and it ends when that period ends — a one-period subscription."""
+    cus, cit = saved_card(env)
+    sub = subscribe(env, cus, cit["payment_method"]["id"], cancel_at_period_end=True)
+    end = add_months(anchor(sub), 1)
+    assert (sub["status"], sub["current_period"], sub["cancel_at_period_end"]) == ("active", 1, True)
+    assert (sub["cancel_at"], sub["next_charge_at"]) == (int(end.timestamp()), None)
+    assert charges(sub["id"]) == [(0, 0, "succeeded")]
+    created = Event.objects.filter(type="subscription.created", data__object__id=sub["id"])
+    assert [e.data["object"]["cancel_at_period_end"] for e in created] == [True]
+    assert tick(end) == {"canceled": 1}
+    done = env.http.get(f"/v1/subscriptions/{sub['id']}").json()
+    assert (done["status"], done["canceled_at"]) == ("canceled", int(end.timestamp()))
+    assert tick(add_months(anchor(sub), 2)) == {}
+    assert charges(sub["id"]) == [(0, 0, "succeeded")]
+    assert_ledger_sound()
+
+
+def test_created_with_the_flag_a_declined_first_period_is_dunned_then_it_ends(env):
+    """No period is paid yet, so there is none to run out: the first period's decline is dunned as
+    for any subscription (not canceled before anything was served); once a retry pays it, the
+    subscription ends at that period's end."""
+    cus, cit = saved_card(env, "4000000000000341")  # off session: insufficient_funds
+    sub = subscribe(env, cus, cit["payment_method"]["id"], cancel_at_period_end=True)
+    t0 = anchor(sub)
+    assert (sub["status"], sub["cancel_at_period_end"], sub["cancel_at"]) == ("past_due", True, None)
+    assert sub["next_charge_at"] == int((t0 + dt.timedelta(days=1)).timestamp())
+    _, good = saved_card(env, cus=cus)
+    env.post(f"/v1/subscriptions/{sub['id']}", {"payment_method": good["payment_method"]["id"]})
+    tick(t0 + dt.timedelta(days=1))
+    got = env.http.get(f"/v1/subscriptions/{sub['id']}").json()
+    end = add_months(t0, 1)
+    assert (got["status"], got["current_period"], got["cancel_at"]) == ("active", 1, int(end.timestamp()))
+    assert tick(end) == {"canceled": 1}
+    assert charges(sub["id"]) == [(0, 0, "failed"), (0, 1, "succeeded")]

@@ -125,7 +125,10 @@ class WebhookEndpointListCreateApi(MerchantApiView):
     )
     def get(self, request):
         qs = webhook_endpoint_list(merchant_id=request.merchant.id)
-        return Response(paginate(qs, params=request.query_params, render=lambda e: e.to_object()))
+        # as events: only endpoints no later commit can join below (payera.core.pagination)
+        return Response(
+            paginate(qs, params=request.query_params, render=lambda e: e.to_object(), final_before=committed_before)
+        )
 
 
 class WebhookEndpointDetailApi(MerchantApiView):

@@ -154,8 +154,7 @@ def webhook_endpoint_create(
             enabled_events=events,
             description=description,
             secret_ciphertext=ciphertext,
-            created_at=now,
-            updated_at=now,
+            updated_at=now,  # created_at: the commit stamp of its INSERT (CommitStampField)
         )
         idempotency_resource_record(resource=endpoint.id)  # a retry after a crash answers this endpoint
     return EndpointWithSecret(endpoint=endpoint, secret=secret)

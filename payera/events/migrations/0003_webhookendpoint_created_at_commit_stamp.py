@@ -1,0 +1,22 @@
+"""events_webhookendpoint.created_at: the commit stamp of its INSERT (`payera.core.horizon.CommitStampField`,
+which deconstructs as this `DateTimeField`), so `GET /v1/webhook_endpoints` lists below the commit
+horizon (docs/decisions/commit-horizon.md, session 20). State only: a Python default and
+`editable=False`, no SQL (sqlmigrate: no-op); the column is unchanged.
+"""
+
+import django.utils.timezone
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("events", "0002_drop_unused_indexes"),
+    ]
+
+    operations = [
+        migrations.AlterField(
+            model_name="webhookendpoint",
+            name="created_at",
+            field=models.DateTimeField(default=django.utils.timezone.now, editable=False),
+        ),
+    ]
