@@ -32,7 +32,9 @@ from payments.models import AS, PS, InboxStatus, OperationStatus, Payment, PspWe
 from payments.services import payment_capture
 from payments.services.recovery import attempt_settlement_inquire
 from payments.services.webhooks import psp_webhook_process
-from tests.payments.standin_alpha import alpha_webhook, authorized_at_standin
+from tests.helpers import TEST_CARD, psp_at, standin_psp
+from tests.merchants.factories import MerchantFactory
+from tests.payments.standin_alpha import StandinAlpha, alpha_webhook, authorized_at_standin
 from tests.scenarios.conftest import assert_ledger_sound
 
 
@@ -174,7 +176,7 @@ def _booking_expiring(merchant):
 
     booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="expiring",
                              hold_expires_at=int(dt.datetime.now(dt.UTC).timestamp()) + 60,
-                             payment_method_data=CARD)
+                             payment_method_data=TEST_CARD)
     assert booking.status == "held"
     assert booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1)) == []  # void pending
     booking.refresh_from_db()
@@ -202,7 +204,7 @@ def test_a_psp_capture_while_a_booking_expiry_voids_it_ends_the_expiry_claim(psp
         psp_at(settings, "alpha", url)
         booking = _booking_expiring(merchant)
         auth = psp.psp_capture(booking.payment.attempts.get().id)  # the pending void is refused by it
-        psp_webhook_process(webhook_id=_webhook(secret, "evt_bk_cap", "authorization.updated", auth).pk)
+        psp_webhook_process(webhook_id=alpha_webhook(secret, "evt_bk_cap", "authorization.updated", auth).pk)
         _assert_captured_once(booking.payment_id, merchant, 1000)
         booking.refresh_from_db()
         assert (booking.status, booking.amount_captured) == ("confirmed", 1000)
