@@ -9,10 +9,7 @@ ledger balanced."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from payera.events.models import Event
 from payments.models import Dispute, PaymentEvent, Subscription
@@ -21,6 +18,7 @@ from payments.services.recovery import dispute_settlement_inquire
 from psp_adapters.beta.webhooks import sign
 from psp_adapters.port import DisputeStatus
 from psp_adapters.registry import get_adapter
+from tests.helpers import race
 from tests.scenarios.conftest import assert_ledger_sound
 from tests.scenarios.test_apm import events_of, wait_for
 from tests.scenarios.test_subscription_debit_returned import charge_of
@@ -51,26 +49,10 @@ def test_a_sepa_claim_lost_by_two_webhooks_and_an_inquiry_at_once_reopens_its_pe
     ]
     lost = next(e for e in parsed if e.dispute.status == DisputeStatus.LOST)
 
-    barrier = threading.Barrier(3)
-    errors: list[BaseException] = []
-
-    def run(fn) -> None:
-        try:
-            barrier.wait()
-            fn()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
     webhook = lambda: dispute_apply_event(connector="beta", event=lost, actor="psp:beta")  # noqa: E731
     inquiry = lambda: dispute_settlement_inquire(attempt_id=attempt.id, psp_dispute_id=d.psp_dispute_id)  # noqa: E731
-    threads = [threading.Thread(target=run, args=(fn,)) for fn in (webhook, webhook, inquiry)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    calls = iter([webhook, webhook, inquiry])  # each thread takes one as the barrier releases it
+    race(3, lambda: next(calls)())
 
     d.refresh_from_db()
     assert d.status == "lost"
