@@ -5,15 +5,17 @@ arrives (docs/decisions/sepa-return-vs-contestable-dispute.md: the reopen is in 
 Beta's `dispute.closed` (lost) webhook applied twice and reconciliation's dispute inquiry asking
 beta at the same moment (real threads on PostgreSQL): one `mark_lost`, one `dispute.closed`, the
 charge returned once, one `subscription.unpaid` (MD01 ended the mandate when the claim opened), the
-ledger balanced."""
+ledger balanced. A card chargeback lost on a subscription's charge reopens nothing."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 
 from payera.events.models import Event
-from payments.models import Dispute, PaymentEvent, Subscription
-from payments.services import dispute_apply_event
+from payments.models import Dispute, PaymentEvent, Subscription, SubscriptionCharge
+from payments.services import dispute_apply_event, subscriptions_run
 from payments.services.recovery import dispute_settlement_inquire
 from psp_adapters.beta.webhooks import sign
 from psp_adapters.port import DisputeStatus
@@ -21,9 +23,10 @@ from psp_adapters.registry import get_adapter
 from tests.helpers import race
 from tests.scenarios.conftest import assert_ledger_sound
 from tests.scenarios.test_apm import events_of, wait_for
+from tests.scenarios.test_disputes import _closed_by_the_network
 from tests.scenarios.test_subscription_debit_returned import charge_of
 from tests.scenarios.test_subscription_sepa_dispute_contested import _disputed_at_beta, _paid_sepa_subscription
-from tests.scenarios.test_subscriptions import events
+from tests.scenarios.test_subscriptions import anchor, events, saved_card, subscribe, tick
 
 pytestmark = [pytest.mark.scenario]
 
@@ -64,4 +67,34 @@ def test_a_sepa_claim_lost_by_two_webhooks_and_an_inquiry_at_once_reopens_its_pe
     assert (row.status, row.current_period) == ("unpaid", 0)
     assert events(env, sub["id"]).count("subscription.unpaid") == 1
     assert Dispute.objects.filter(payment_id=paying.id).count() == 1
+    assert_ledger_sound()
+
+
+@pytest.mark.parametrize("reason", ["fraudulent", "debit_returned"])
+def test_a_card_chargeback_lost_on_a_subscription_charge_reopens_nothing(env, reason):
+    """Card disputes are unaffected: a card chargeback on a subscription's paid charge, lost, leaves
+    the period paid and nothing charged again. Whatever reason code the PSP gives: alpha (cards only)
+    maps its `RTRN` to `debit_returned` (opened `lost`, as the sandbox's hook sends it on a card), but
+    a card payment is no debit: only a payment made under a mandate is a returned debit. Before,
+    `[debit_returned]` reopened the card subscription's period (`past_due` on period 0, the charge
+    `returned`)."""
+    cus, card = saved_card(env)
+    sub = subscribe(env, cus, card["payment_method"]["id"])
+    t0 = anchor(sub)
+    paying = charge_of(sub["id"], 0).payment
+    env.wait(paying.id, lambda p: p["status"] == "succeeded")
+    subscriptions_run(now_=t0 + dt.timedelta(seconds=1))
+    attempt = paying.attempts.get(status="captured")
+    env.sandboxes[attempt.connector].open_dispute(attempt.psp_reference, reason)
+    wait_for(lambda: Dispute.objects.filter(payment_id=paying.id).exists())
+    d = Dispute.objects.get(payment_id=paying.id)
+    if d.status != "lost":  # a chargeback opens needs_response; alpha's RTRN opens lost
+        d = _closed_by_the_network(env, d, "lost")
+    assert (d.reason, d.status) == (reason, "lost")
+    row = Subscription.objects.get(pk=sub["id"])
+    assert (row.status, row.current_period, row.last_decline_code) == ("active", 1, "")
+    assert charge_of(sub["id"], 0).status == "succeeded"
+    tick(t0 + dt.timedelta(days=9))
+    assert SubscriptionCharge.objects.filter(subscription_id=sub["id"], period=0).count() == 1
+    assert "subscription.past_due" not in events(env, sub["id"])
     assert_ledger_sound()
