@@ -484,13 +484,18 @@ def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: 
     lines = settle_as_reported_lines(psp=d.psp, currency=line.currency, gross=line.gross, fee=line.fee,
                                      net=line.net, expected=expected, item_currency=item_currency,
                                      recovered=recovered)  # fmt: skip
-    # what it books: the line's gross (or Payera's side of it, when larger), or any larger leg of the
-    # journal (a line's fee or net: a small gross with a large fee moves the fee)
-    amount, amount_currency = max(abs(line.gross), abs(expected or 0)), line.currency
-    for leg in lines:
-        if abs(leg.amount) > amount:
-            amount, amount_currency = abs(leg.amount), leg.account.currency
-    four_eyes(amount=amount, currency=amount_currency, approved=approved, user=user, d=d)
+    # what it books, in each currency it moves: the line's gross in the line's currency, Payera's side
+    # of it in the item's (a currency mismatch books both), or any larger leg of the journal in that
+    # currency (a line's fee or net: a small gross with a large fee moves the fee); each currency is
+    # held to its own threshold and daily limit, the item's with the item's other resolutions
+    moves = {line.currency: abs(line.gross)}
+    for currency, amount in ((item_currency, expected or 0), *((leg.account.currency, leg.amount) for leg in lines)):
+        if amount:
+            moves[currency] = max(moves.get(currency, 0), abs(amount))
+    item_side = item_currency or line.currency
+    for currency in sorted(moves):  # the user's rows of the day locked in one order: no deadlock between two
+        four_eyes(amount=moves[currency], currency=currency, approved=approved, user=user,
+                  d=d if currency == item_side else None)  # fmt: skip
     reference = f"recon_settle:{d.pk}" if lines else ""
     if lines:
         _post(reference=reference, lines=lines, kind=JournalKind.SETTLEMENT, d=d, user=user, reason=reason)
