@@ -493,6 +493,9 @@ def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: 
         if amount:
             moves[currency] = max(moves.get(currency, 0), abs(amount))
     item_side = item_currency or line.currency
+    # an approval is asked at one currency's amount; the line and the item it names do not change, so
+    # an approval of a resolution in two currencies runs it as a whole
+    approved = approved if len(moves) == 1 or approved is False else True
     for currency in sorted(moves):  # the user's rows of the day locked in one order: no deadlock between two
         four_eyes(amount=moves[currency], currency=currency, approved=approved, user=user,
                   d=d if currency == item_side else None)  # fmt: skip

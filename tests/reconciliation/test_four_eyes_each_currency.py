@@ -23,16 +23,21 @@ pytestmark = pytest.mark.django_db(transaction=True)
 REASON = "alpha paid it in dollars"
 
 
-@pytest.fixture
-def euros_paid_in_dollars(a_day_of_payments) -> Discrepancy:
-    """Alpha settled our 2,500 EUR capture as 100 USD (fee 5, net 95): a currency mismatch."""
+def paid_in_dollars(gross: int, fee: int) -> Discrepancy:
+    """Alpha settled our 2,500 EUR capture as `gross` USD: a currency mismatch."""
 
     def dollars(i, cols):
-        cols[CURRENCY], cols[GROSS], cols[FEE], cols[NET] = "USD", "100", "5", "95"
+        cols[CURRENCY], cols[GROSS], cols[FEE], cols[NET] = "USD", str(gross), str(fee), str(gross - fee)
 
     d = alpha_day(dollars, keep=(1,)).discrepancies.get(kind="currency_mismatch")
     assert (d.payera_amount, d.line.expected_currency, d.currency) == (2_500, "EUR", "USD")
     return d
+
+
+@pytest.fixture
+def euros_paid_in_dollars(a_day_of_payments) -> Discrepancy:
+    """Alpha settled our 2,500 EUR capture as 100 USD (fee 5, net 95)."""
+    return paid_in_dollars(100, 5)
 
 
 def test_the_items_euros_are_held_against_the_euros_threshold(euros_paid_in_dollars, settings):
@@ -74,3 +79,16 @@ def test_the_euro_day_limit_holds_for_euros_paid_in_dollars(euros_paid_in_dollar
         discrepancy_settle_as_reported(discrepancy_id=d.pk, user=fin, reason=REASON)
     assert (exc.value.amount, exc.value.currency) == (2_500, "EUR")
     assert journals("recon_settle:") == 0 and (moved_today(fin, "EUR"), moved_today(fin, "USD")) == (0, 0)
+
+
+def test_an_approval_runs_a_resolution_above_both_currencies_thresholds(a_day_of_payments, settings):
+    """Our 2,500 EUR capture settled by alpha as 5,000 USD, each above its threshold of 1,000: the
+    second user's approval (asked at the first currency's amount) runs the resolution as a whole."""
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 1_000
+    d, fin = paid_in_dollars(5_000, 50), finance("fin1")
+    approval = discrepancy_request(action="settle_as_reported", discrepancy_id=d.pk, user=fin, reason=REASON)
+    assert isinstance(approval, DiscrepancyApproval) and (approval.amount, approval.currency) == (2_500, "EUR")
+    done = discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked")
+    assert done.status == "done", done.failure
+    assert journals("recon_settle:") == 1 and (moved_today(fin, "EUR"), moved_today(fin, "USD")) == (0, 0)
+    ties_out()
