@@ -322,9 +322,10 @@ def four_eyes(
     (`approval_threshold`, minor units, absolute) needs a second user's approval
     (`services.approvals`): refused here, under the discrepancy's lock (and its PSP's reconciliation
     lock), where the amount is known, unless it is that approval running it.
-    `approved` an amount (not a bool): the approval of that much runs it, and it may move no more
-    (what grew since it was asked fails the approval). `counted`: what the threshold is measured
-    against when more than `amount` (a suspense move with the earlier moves made alone).
+    `approved` an amount (not a bool): the approval of that much runs it; what grew since it was
+    asked fails the approval above the threshold, and under it is checked and counted as made alone.
+    `counted`: what the threshold is measured against when more than `amount` (a suspense move with
+    the earlier moves made alone).
     `d`: a resolution of the discrepancy: what the resolutions of the same item moved alone counts
     too (`moved_alone_on_item`: a large adjustment or write-off split over an item's discrepancies
     still needs a second user), and what this one moves alone is recorded on `d` (`moved_alone`; the
@@ -336,12 +337,15 @@ def four_eyes(
     if approved is True:
         return
     if approved is not False:
-        if abs(amount) > max(threshold, approved):
+        if abs(amount) <= approved:
+            return
+        if abs(amount) > threshold:
             raise DiscrepancyNeedsApprovalError(
                 f"This resolution now moves {abs(amount)} {currency} (minor units), more than the {approved} approved:"
                 " it needs a new approval.", amount=abs(amount), currency=currency,
             )  # fmt: skip
-        return
+        # grown past what was approved, not past the threshold: it runs only as one made alone would (the
+        # item's sum and the user's day), and counts as made alone
     if d is not None:
         counted = abs(amount) + moved_alone_on_item(d, currency)
         earlier = f"{d.object_id}'s other resolutions moved without approval"

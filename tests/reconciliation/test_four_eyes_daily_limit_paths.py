@@ -70,3 +70,35 @@ def test_a_refunds_negative_write_off_and_adjustment_count_their_absolute_amount
     discrepancy_resolve(discrepancy_id=d.pk, user=fin, reason="PSP fee agreed", adjustment=-400, currency="EUR")
     assert moved_today(fin) == 400 and journals("recon_adjustment:") == 1
     ties_out()
+
+
+def test_an_approval_asked_for_the_day_moves_no_more_than_was_approved(a_day_of_payments, settings):
+    """Under the threshold of 1,000, past a daily limit of 600: fin1 moved 200 of the line's 730
+    out of suspense alone, then asked to move "all that is left" (530: 730 for the day). A later
+    report line gave the 200 back to suspense. Before: the approver's click moved 730 (the approval
+    said 530; the 200 more neither approved nor counted on anyone's day: it was under the
+    threshold). Now the growth is measured as made alone, the day included: the approval fails."""
+    from payments.models import Capture
+    from reconciliation.services import discrepancy_approval_approve, suspense_reallocate
+    from tests.reconciliation.test_reconcile_suspense import in_suspense
+
+    d = in_suspense()  # 730 EUR in suspense (settled by fin0); the real 730 capture is missing at the PSP
+    settings.RECONCILIATION_APPROVAL_THRESHOLD = 1_000
+    settings.RECONCILIATION_DAILY_SINGLE_HANDED_LIMITS = {"EUR": 600}
+    fin = finance("fin1")
+    capture = Capture.objects.get(amount=730)
+    suspense_reallocate(
+        discrepancy_id=d.pk, user=fin, reason="part of it was cap 730", to="receivable", object_id=capture.id,
+        amount=200, move=1,
+    )  # fmt: skip
+    assert moved_today(fin) == 200
+    approval = discrepancy_request(
+        action="reallocate_suspense", discrepancy_id=d.pk, user=fin, reason="the rest is owed back to alpha",
+        to="psp_refund_due", move=2,
+    )  # fmt: skip
+    assert isinstance(approval, DiscrepancyApproval) and approval.amount == 530
+    alpha_day(keep=(2,))  # the real line: the 200 moved to the capture is back in suspense
+    done = discrepancy_approval_approve(approval_id=approval.pk, user=finance("fin2"), note="checked with alpha")
+    assert done.status == "failed", done.status
+    assert journals("recon_suspense:") == 1 and moved_today(fin) == 200
+    ties_out()
