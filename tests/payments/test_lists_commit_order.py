@@ -140,8 +140,6 @@ def test_a_method_committed_while_the_fingerprint_is_matched_is_never_listed_bel
     was stamped below the horizon read after it was left out of the first page, while methods
     stamped after it were listed, and the next poll found it below them (review r20g). The horizon
     is now read before the match."""
-    import threading
-
     import payments.serializers_recurring as recurring
     from payments.models import PaymentMethod
 
@@ -155,43 +153,20 @@ def test_a_method_committed_while_the_fingerprint_is_matched_is_never_listed_bel
 
     first = _created(lambda _m: make(), merchant)
     late: list[str] = []
-    stamped, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            with transaction.atomic():
-                late.append(make())  # stamped now, committed when released
-                stamped.set()
-                assert release.wait(60)
-        except BaseException as exc:  # noqa: BLE001 (surfaced to the test)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    try:
-        assert stamped.wait(30), errors
+    with held_open(lambda: late.append(make())) as commit_late:  # stamped now, committed when called
         time.sleep(0.01)
         third = _created(lambda _m: make(), merchant)  # committed while the second is still open
         fingerprint = recurring.public_fingerprint(PaymentMethod.objects.get(pk=first))
         matched = recurring.public_fingerprint
 
         def match_then_commit(pm):  # the late method commits right after the match read the methods
-            if not release.is_set():
-                release.set()
-                thread.join(60)
+            commit_late()
             return matched(pm)
 
         monkeypatch.setattr(recurring, "public_fingerprint", match_then_commit)
         path = f"/v1/customers/{customer}/payment_methods?fingerprint={fingerprint}&limit=100"
         first_sync = client.get(path).json()["data"]
         monkeypatch.setattr(recurring, "public_fingerprint", matched)
-    finally:
-        release.set()
-        thread.join(60)
-    assert errors == []
 
     known = {row["id"] for row in first_sync}
     second_sync = list(itertools.takewhile(lambda row: row["id"] not in known, client.get(path).json()["data"]))
