@@ -124,8 +124,9 @@ def walk_list(client, path: str, *, stop_at: set[str] | None = None, limit: int 
 @contextlib.contextmanager
 def held_open(work):
     """`work()` in a transaction of another thread, kept open (written, not committed) while the
-    with-block runs and committed after it; the thread's error, if any, fails the test. The
-    commit-order tests: a row stamped now that commits later."""
+    with-block runs and committed after it, or when the with-block calls the function it is given
+    (`as commit`); the thread's error, if any, fails the test. The commit-order tests: a row stamped
+    now that commits later."""
     import threading
 
     from django.db import connection, transaction
@@ -144,11 +145,15 @@ def held_open(work):
         finally:
             connection.close()
 
+    def commit() -> None:  # now, inside the with-block
+        release.set()
+        thread.join(60)
+
     thread = threading.Thread(target=body)
     thread.start()
     try:
         assert held.wait(30), errors
-        yield
+        yield commit
     finally:
         release.set()
         thread.join(60)
