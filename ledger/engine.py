@@ -804,23 +804,32 @@ def _exceeds_pending(item: Item, reserved: dict[AccountKey, int]) -> bool:
 
 
 def _same(existing, item: Item, ids: dict[AccountKey, int]) -> bool:
+    """Whether `item` is the stored journal `existing` (a hot account's entries are on its shards:
+    their parent is the logical account)."""
     from ledger.models import Entry
 
-    stored_links = (existing.phase, existing.pending_id, existing.reverses_id)
-    if stored_links != (int(item.phase), item.pending_id, item.reverses_id):
-        return False
-    stored = sorted(
+    stored = [
         (parent or account, amount)
         for parent, account, amount in Entry.objects.filter(journal=existing).values_list(
             "account__parent_id", "account_id", "amount"
         )
-    )
-    return stored == sorted((ids[line.account], line.amount) for line in item.lines)
+    ]
+    links = (existing.phase, existing.pending_id, existing.reverses_id)
+    return _same_posting(links, stored, item, lambda key: ids[key])
 
 
 def _same_item(a: Item, b: Item) -> bool:
-    def norm(item: Item):
-        return sorted((line.account, line.amount) for line in item.lines)
+    """Whether `b` is `a`, a journal earlier in the same batch (not written yet)."""
+    return _same_posting(_links(a), [(line.account, line.amount) for line in a.lines], b, lambda key: key)
 
-    links = (int(a.phase), a.pending_id, a.reverses_id) == (int(b.phase), b.pending_id, b.reverses_id)
-    return links and norm(a) == norm(b)
+
+def _links(item: Item) -> tuple:
+    return int(item.phase), item.pending_id, item.reverses_id
+
+
+def _same_posting(links: tuple, lines: list, item: Item, account) -> bool:
+    """The same journal (ledger_same_posting's rule, ledger/sql/postgresql.sql): the same phase,
+    pending journal resolved and journal reversed (`links`), and the same lines as a multiset of
+    (account, amount), the item's accounts named as `lines` names them (`account`)."""
+    mine = sorted((account(line.account), line.amount) for line in item.lines)
+    return links == _links(item) and sorted(lines) == mine

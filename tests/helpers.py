@@ -124,8 +124,9 @@ def walk_list(client, path: str, *, stop_at: set[str] | None = None, limit: int 
 @contextlib.contextmanager
 def held_open(work):
     """`work()` in a transaction of another thread, kept open (written, not committed) while the
-    with-block runs and committed after it; the thread's error, if any, fails the test. The
-    commit-order tests: a row stamped now that commits later."""
+    with-block runs and committed after it, or when the with-block calls the function it is given
+    (`as commit`); the thread's error, if any, fails the test. The commit-order tests: a row stamped
+    now that commits later."""
     import threading
 
     from django.db import connection, transaction
@@ -144,11 +145,15 @@ def held_open(work):
         finally:
             connection.close()
 
+    def commit() -> None:  # now, inside the with-block
+        release.set()
+        thread.join(60)
+
     thread = threading.Thread(target=body)
     thread.start()
     try:
         assert held.wait(30), errors
-        yield
+        yield commit
     finally:
         release.set()
         thread.join(60)
@@ -158,17 +163,25 @@ def held_open(work):
 TEST_CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
 
+def held_booking(merchant, *, amount: int = 10_000, reference: str = "stay", number: str | None = None):
+    """A booking of `amount` EUR held (for ten minutes) on an approving test card (or the sandbox card
+    `number`), through the bookings service."""
+    import time
+
+    from payments.services.bookings import booking_create
+
+    card = {**TEST_CARD, "card": {**TEST_CARD["card"], "number": number}} if number else TEST_CARD
+    return booking_create(merchant=merchant, amount=amount, currency="EUR", reference=reference,
+                          hold_expires_at=int(time.time()) + 600, payment_method_data=card)  # fmt: skip
+
+
 def confirmed_booking(merchant, *, amount: int = 10_000, reference: str = "stay", number: str | None = None):
     """A booking of `amount` EUR held on an approving test card (or the sandbox card `number`) and
     confirmed (its escrow captured), through the bookings service; answered fresh from the database."""
-    import time
-
     from payments.models import Booking
-    from payments.services.bookings import booking_confirm, booking_create
+    from payments.services.bookings import booking_confirm
 
-    card = {**TEST_CARD, "card": {**TEST_CARD["card"], "number": number}} if number else TEST_CARD
-    booking = booking_create(merchant=merchant, amount=amount, currency="EUR", reference=reference,
-                             hold_expires_at=int(time.time()) + 600, payment_method_data=card)  # fmt: skip
+    booking = held_booking(merchant, amount=amount, reference=reference, number=number)
     booking_confirm(merchant=merchant, booking_id=booking.id)
     booking = Booking.objects.get(pk=booking.id)
     assert booking.status == "confirmed"

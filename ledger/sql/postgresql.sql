@@ -234,6 +234,39 @@ CREATE TRIGGER ledger_account_shard_valid BEFORE INSERT ON ledger_account FOR EA
 -- call raises LDG02: ledger_post_batch_atomic() undoes it (a subtransaction) and reruns the batch
 -- journal by journal (p_set_based false: each journal inserted in the loop, ON CONFLICT answered
 -- at once), which is what a single journal always does.
+
+-- Idempotency (migration 0016): a journal whose reference is taken answers `exists` when it is the
+-- same journal as the one holding the reference, else `reference_conflict`. The same journal: the
+-- same phase, pending journal resolved and journal reversed, and the same lines as a multiset of
+-- (logical account id, amount) (a hot account's entries are on its shards: their parent is the
+-- logical account). One definition, ledger_same_posting(); ledger_same_journal() compares a stored
+-- journal with it. Every posting function asks them (only a repeated reference gets there): the
+-- caller resolves its lines' accounts to logical ids first, a missing one a NULL (no stored entry
+-- has it: a conflict).
+CREATE OR REPLACE FUNCTION ledger_same_posting(
+    a_phase smallint, a_pending bigint, a_reverses bigint, a_account bigint[], a_amount bigint[],
+    b_phase smallint, b_pending bigint, b_reverses bigint, b_account bigint[], b_amount bigint[]
+) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT a_phase = b_phase AND a_pending IS NOT DISTINCT FROM b_pending
+       AND a_reverses IS NOT DISTINCT FROM b_reverses
+       AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+              FROM (SELECT u.acc::text || ':' || u.amt::text AS x FROM unnest(a_account, a_amount) AS u(acc, amt)) t)
+         = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
+              FROM (SELECT u.acc::text || ':' || u.amt::text AS x FROM unnest(b_account, b_amount) AS u(acc, amt)) t)
+$$;
+-- p_journal (stored) against a posting; false when no such journal
+CREATE OR REPLACE FUNCTION ledger_same_journal(
+    p_journal bigint, p_phase smallint, p_pending bigint, p_reverses bigint, p_account bigint[], p_amount bigint[]
+) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT coalesce((
+        SELECT ledger_same_posting(x.phase, x.pending_id, x.reverses_id, l.acc, l.amt,
+                                   p_phase, p_pending, p_reverses, p_account, p_amount)
+          FROM ledger_journal x,
+               LATERAL (SELECT array_agg(coalesce(ac.parent_id, ac.id)) AS acc, array_agg(e.amount) AS amt
+                          FROM ledger_entry e JOIN ledger_account ac ON ac.id = e.account_id
+                         WHERE e.journal_id = x.id) l
+         WHERE x.id = p_journal), false)
+$$;
 DROP FUNCTION IF EXISTS ledger_post_batch(
     text[], text[], text[], text[], boolean[], boolean[], boolean[], boolean[], integer,
     text[], text[], text[], jsonb[], timestamptz[], smallint[], bigint[], bigint[], timestamptz[], integer[],
@@ -320,6 +353,7 @@ DECLARE
     -- numeric: a pending journal's lines on one account may sum past bigint (a hand-made one)
     p_cap numeric[];              -- a post: what the pending journal reserved per account of the call
     p_got numeric[];              -- and what the post's lines move there
+    v_same boolean;               -- a repeated reference: the same journal (ledger_same_posting)
 BEGIN
     -- What the entry trigger would refuse (it skips this function's INSERT, section 7), from the
     -- input alone, before any lock: a zero amount, a journal whose lines do not sum to zero per
@@ -629,38 +663,26 @@ BEGIN
                 END IF;
             ELSE
                 r_journal[j] := jid;
+                -- (migration 0016) the same journal? (ledger_same_posting)
                 IF jj IS NOT NULL THEN
                     -- the first journal with this reference is earlier in this batch (its entries
                     -- are not written yet): compare with its input lines
-                    IF j_phase[jj] = j_phase[j] AND j_pending[jj] IS NOT DISTINCT FROM j_pending[j]
-                       AND j_reverses[jj] IS NOT DISTINCT FROM j_reverses[j]
-                       AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                              FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
-                                      FROM generate_series(CASE WHEN jj = 1 THEN 1 ELSE j_line_end[jj - 1] + 1 END,
-                                                           j_line_end[jj]) g) t)
-                         = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                              FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
-                                      FROM generate_series(ls, le) g) t) THEN
-                        st := 'exists';
-                    ELSE
-                        st := 'reference_conflict';
-                    END IF;
-                ELSIF EXISTS (
-                    SELECT 1 FROM ledger_journal x WHERE x.id = jid
-                       AND x.phase = j_phase[j]
-                       AND x.pending_id IS NOT DISTINCT FROM j_pending[j]
-                       AND x.reverses_id IS NOT DISTINCT FROM j_reverses[j])
-                   AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                          FROM (SELECT coalesce(ac.parent_id, ac.id)::text || ':' || e.amount::text AS x
-                                  FROM ledger_entry e JOIN ledger_account ac ON ac.id = e.account_id
-                                 WHERE e.journal_id = jid) t)
-                       = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                            FROM (SELECT acc_id[l_account[g]]::text || ':' || l_amount[g]::text AS x
-                                    FROM generate_series(ls, le) g) t) THEN
-                    st := 'exists';
+                    k := CASE WHEN jj = 1 THEN 1 ELSE j_line_end[jj - 1] + 1 END;
+                    v_same := ledger_same_posting(
+                        j_phase[jj], j_pending[jj], j_reverses[jj],
+                        ARRAY(SELECT acc_id[x.a] FROM unnest(l_account[k:j_line_end[jj]]) WITH ORDINALITY AS x(a, o)
+                               ORDER BY x.o),
+                        l_amount[k:j_line_end[jj]],
+                        j_phase[j], j_pending[j], j_reverses[j],
+                        ARRAY(SELECT acc_id[x.a] FROM unnest(l_account[ls:le]) WITH ORDINALITY AS x(a, o) ORDER BY x.o),
+                        l_amount[ls:le]);
                 ELSE
-                    st := 'reference_conflict';
+                    v_same := ledger_same_journal(
+                        jid, j_phase[j], j_pending[j], j_reverses[j],
+                        ARRAY(SELECT acc_id[x.a] FROM unnest(l_account[ls:le]) WITH ORDINALITY AS x(a, o) ORDER BY x.o),
+                        l_amount[ls:le]);
                 END IF;
+                st := CASE WHEN v_same THEN 'exists' ELSE 'reference_conflict' END;
             END IF;
         END IF;
         r_status[j] := st;
@@ -949,15 +971,10 @@ BEGIN
         RETURN;
     END IF;
     r_journal := jid;
-    IF EXISTS (SELECT 1 FROM ledger_journal x WHERE x.id = jid AND x.phase = p_phase AND x.pending_id IS NULL
-                  AND x.reverses_id IS NOT DISTINCT FROM p_reverses)
-       AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-              FROM (SELECT coalesce(ac.parent_id, ac.id)::text || ':' || e.amount::text AS x
-                      FROM ledger_entry e JOIN ledger_account ac ON ac.id = e.account_id
-                     WHERE e.journal_id = jid) t)
-         = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-              FROM (SELECT r_account[x.a]::text || ':' || x.amt::text AS x
-                      FROM unnest(l_account, l_amount) AS x(a, amt)) t) THEN
+    -- (migration 0016) the same journal? (ledger_same_posting; this function resolves no pending one)
+    IF ledger_same_journal(jid, p_phase, NULL, p_reverses,
+                           ARRAY(SELECT r_account[x.a] FROM unnest(l_account) WITH ORDINALITY AS x(a, o) ORDER BY x.o),
+                           l_amount) THEN
         r_status := 'exists';
     ELSE
         r_status := 'reference_conflict';
@@ -1030,19 +1047,15 @@ BEGIN
                             st := 'overflow';
                             SELECT id INTO jid FROM ledger_journal WHERE reference = j_reference[j];
                             IF jid IS NOT NULL THEN
-                                IF EXISTS (SELECT 1 FROM ledger_journal x WHERE x.id = jid AND x.phase = j_phase[j]
-                                              AND x.pending_id IS NOT DISTINCT FROM j_pending[j]
-                                              AND x.reverses_id IS NOT DISTINCT FROM j_reverses[j])
-                                   AND (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                                          FROM (SELECT coalesce(ac.parent_id, ac.id)::text || ':' || e.amount::text AS x
-                                                  FROM ledger_entry e JOIN ledger_account ac ON ac.id = e.account_id
-                                                 WHERE e.journal_id = jid) t)
-                                     = (SELECT coalesce(array_agg(t.x ORDER BY t.x), '{}')
-                                          FROM (SELECT ac.id::text || ':' || l_amount[g]::text AS x
-                                                  FROM generate_series(ls, le) g
-                                                  JOIN ledger_account ac
-                                                    ON ac.owner = a_owner[l_account[g]] AND ac.code = a_code[l_account[g]]
-                                                   AND ac.currency = a_currency[l_account[g]] AND ac.parent_id IS NULL) t) THEN
+                                -- (migration 0016) the same journal? the lines' accounts by key (the
+                                -- call that created them is undone): a missing one is NULL, a conflict
+                                IF ledger_same_journal(
+                                       jid, j_phase[j], j_pending[j], j_reverses[j],
+                                       ARRAY(SELECT (SELECT ac.id FROM ledger_account ac
+                                                      WHERE ac.owner = a_owner[x.a] AND ac.code = a_code[x.a]
+                                                        AND ac.currency = a_currency[x.a] AND ac.parent_id IS NULL)
+                                               FROM unnest(l_account[ls:le]) WITH ORDINALITY AS x(a, o) ORDER BY x.o),
+                                       l_amount[ls:le]) THEN
                                     st := 'exists';
                                 ELSE
                                     st := 'reference_conflict';

@@ -166,10 +166,13 @@ class CustomerPaymentMethodListApi(MerchantApiView):
                    responses={200: _list("CustomerPaymentMethodList", SavedPaymentMethodOutputSerializer)},
                    summary="List a customer's saved payment methods")
     def get(self, request, id: str):
+        # only methods no later commit can join below (payera.core.pagination); a first page's horizon
+        # is read before `fingerprint` is matched (in Python, over the methods committed then): read
+        # after, it could pass a method that committed in between, left out of the match
+        horizon = committed_before() if not request.query_params.get("starting_after") else None
         qs = customer_payment_method_list(
             merchant=request.merchant, customer_id=id, fingerprint=request.query_params.get("fingerprint"),
             include_detached=_include_detached(request.query_params),
         )
-        # only methods no later commit can join below (payera.core.pagination)
         return Response(paginate(qs, params=request.query_params, render=render_payment_method,
-                                 final_before=committed_before))
+                                 final_before=lambda: horizon))

@@ -25,16 +25,18 @@ BACKFILLS = (
         set=f"succeeded_at = COALESCE({_JOURNAL_AT.format(prefix='refund')}, updated_at)",
         pending="status = 'succeeded' AND succeeded_at IS NULL",
     ),
-    # returned (failed after it succeeded: a reversal journal): when it was returned, and succeeded
+    # returned (failed after it succeeded: a reversal journal): when it was returned, and succeeded.
+    # Either may be missing alone: a refund that succeeded in the old code (no succeeded_at) and was
+    # returned in the new one (mark_reversed sets reversed_at only).
     Backfill(
         table="payments_refund",
         set=(
-            f"reversed_at = {_JOURNAL_AT.format(prefix='refund_reversal')},"
+            f"reversed_at = COALESCE(reversed_at, {_JOURNAL_AT.format(prefix='refund_reversal')}),"
             f" succeeded_at = COALESCE(succeeded_at, {_JOURNAL_AT.format(prefix='refund')}, created_at)"
         ),
         pending=(
-            "status = 'failed' AND reversed_at IS NULL AND EXISTS (SELECT 1 FROM ledger_journal j"
-            " WHERE j.reference = 'refund_reversal:' || payments_refund.id)"
+            "status = 'failed' AND (reversed_at IS NULL OR succeeded_at IS NULL) AND EXISTS (SELECT 1"
+            " FROM ledger_journal j WHERE j.reference = 'refund_reversal:' || payments_refund.id)"
         ),
     ),
 )

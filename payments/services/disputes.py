@@ -197,7 +197,7 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
     amount, currency = _dispute_event_money(payment, event)
     fee = chargeback_fee(currency)
     reason = info.reason.value
-    if payment.payment_method_id and method_spec(payment.payment_method.type).mandate:
+    if _under_mandate(payment):
         # a debit under a mandate (SEPA) has no chargeback: whatever reason code the bank gave
         # (one the connector does not map too), the money came back as a returned debit
         reason = DisputeReason.DEBIT_RETURNED.value
@@ -222,6 +222,11 @@ def _dispute_open(payment: Payment, *, connector: str, event: PspEvent, attempt_
         occurred_at=now(), metadata={"payment": payment.id, "dispute": dispute.id},
     )
     return dispute
+
+
+def _under_mandate(payment: Payment) -> bool:
+    """Whether the payment is a debit made under a mandate (SEPA), not a card payment."""
+    return bool(payment.payment_method_id and method_spec(payment.payment_method.type).mandate)
 
 
 def _dispute_due_follow(dispute: Dispute, due: dt.datetime | None) -> bool:
@@ -274,8 +279,10 @@ def _debit_returned(payment: Payment, dispute: Dispute) -> None:
     the network decides against the merchant. Then, and only then, the subscription's period the
     debit paid is due again (`subscription_charge_returned`); a won dispute never reopens it, so the
     period is never collected a second time while its first debit may still come back
-    (docs/decisions/sepa-return-vs-contestable-dispute.md)."""
-    if dispute.reason != DisputeReason.DEBIT_RETURNED.value:
+    (docs/decisions/sepa-return-vs-contestable-dispute.md). Only a debit (a payment made under a
+    mandate) is returned: a card payment's chargeback never reopens a period, whatever reason the
+    PSP's code maps to (alpha's `RTRN` is `debit_returned`)."""
+    if dispute.reason != DisputeReason.DEBIT_RETURNED.value or not _under_mandate(payment):
         return
     note = subscription_charge_returned(payment=payment, dispute_id=dispute.id, psp_reason=dispute.psp_reason)
     logger.info("dispute %s: returned debit of %s: %s", dispute.id, payment.id, note)

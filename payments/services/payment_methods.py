@@ -45,14 +45,12 @@ def method_lock_for_subscription(merchant: Merchant, pm_id: object) -> None:
     not), the one the detach takes first, so a detach and a subscription taking the method at the
     same moment are ordered: the detach sees the subscription (400 `payment_method_in_use`), or the
     subscription sees the detach (400 `payment_method_detached`, never a check failing half-way
-    through the detach's changes, such as `payment_method_not_reusable` for its deleted credentials)."""
+    through the detach's changes, such as `payment_method_not_reusable` for its deleted credentials).
+    Only the lock: the caller's check, read after it, answers (another customer's method is a 404
+    before it is a detached one)."""
     if not isinstance(pm_id, str):
         return
-    detached = PaymentMethod.objects.select_for_update().filter(pk=pm_id, merchant=merchant) \
-        .values_list("detached_at", flat=True).first()
-    if detached is not None:
-        raise InvalidRequestError("This payment method was detached.", param="payment_method",
-                                  code="payment_method_detached")
+    list(PaymentMethod.objects.select_for_update().filter(pk=pm_id, merchant=merchant).values_list("pk", flat=True))
 
 
 def payment_method_detach(*, merchant: Merchant, payment_method_id: str, actor: str = "api") -> PaymentMethod:

@@ -563,9 +563,10 @@ def _later_resume(sub: Subscription, period: int, kept: dict, *, at: dt.datetime
 def subscription_charge_returned(*, payment: Payment, dispute_id: str, psp_reason: str = "",
                                  now_: dt.datetime | None = None) -> str:
     """A debit that paid a subscription's charge was returned by the shopper's bank (a dispute
-    `debit_returned` opened on `payment`). Called by the dispute's opening, in its transaction and
+    `debit_returned` on `payment` became `lost`: a return opened lost, or a claim lost later).
+    Called by the dispute's `mark_lost` (`disputes._debit_returned`), in its transaction and
     under the payment's lock (the payment before the subscription, as everywhere); the dispute is
-    opened once per PSP dispute, and the charge moves `succeeded` → `returned` once under the
+    lost once per PSP dispute, and the charge moves `succeeded` → `returned` once under the
     subscription's lock, so a repeated or concurrent return, or a tick at the same moment, reopens
     the period once.
 

@@ -322,9 +322,10 @@ def four_eyes(
     (`approval_threshold`, minor units, absolute) needs a second user's approval
     (`services.approvals`): refused here, under the discrepancy's lock (and its PSP's reconciliation
     lock), where the amount is known, unless it is that approval running it.
-    `approved` an amount (not a bool): the approval of that much runs it, and it may move no more
-    (what grew since it was asked fails the approval). `counted`: what the threshold is measured
-    against when more than `amount` (a suspense move with the earlier moves made alone).
+    `approved` an amount (not a bool): the approval of that much runs it; what grew since it was
+    asked fails the approval above the threshold, and under it is checked and counted as made alone.
+    `counted`: what the threshold is measured against when more than `amount` (a suspense move with
+    the earlier moves made alone).
     `d`: a resolution of the discrepancy: what the resolutions of the same item moved alone counts
     too (`moved_alone_on_item`: a large adjustment or write-off split over an item's discrepancies
     still needs a second user), and what this one moves alone is recorded on `d` (`moved_alone`; the
@@ -336,12 +337,15 @@ def four_eyes(
     if approved is True:
         return
     if approved is not False:
-        if abs(amount) > max(threshold, approved):
+        if abs(amount) <= approved:
+            return
+        if abs(amount) > threshold:
             raise DiscrepancyNeedsApprovalError(
                 f"This resolution now moves {abs(amount)} {currency} (minor units), more than the {approved} approved:"
                 " it needs a new approval.", amount=abs(amount), currency=currency,
             )  # fmt: skip
-        return
+        # grown past what was approved, not past the threshold: it runs only as one made alone would (the
+        # item's sum and the user's day), and counts as made alone
     if d is not None:
         counted = abs(amount) + moved_alone_on_item(d, currency)
         earlier = f"{d.object_id}'s other resolutions moved without approval"
@@ -484,13 +488,21 @@ def settle_as_reported_now(*, discrepancy_id: int, user, reason: str, approved: 
     lines = settle_as_reported_lines(psp=d.psp, currency=line.currency, gross=line.gross, fee=line.fee,
                                      net=line.net, expected=expected, item_currency=item_currency,
                                      recovered=recovered)  # fmt: skip
-    # what it books: the line's gross (or Payera's side of it, when larger), or any larger leg of the
-    # journal (a line's fee or net: a small gross with a large fee moves the fee)
-    amount, amount_currency = max(abs(line.gross), abs(expected or 0)), line.currency
-    for leg in lines:
-        if abs(leg.amount) > amount:
-            amount, amount_currency = abs(leg.amount), leg.account.currency
-    four_eyes(amount=amount, currency=amount_currency, approved=approved, user=user, d=d)
+    # what it books, in each currency it moves: the line's gross in the line's currency, Payera's side
+    # of it in the item's (a currency mismatch books both), or any larger leg of the journal in that
+    # currency (a line's fee or net: a small gross with a large fee moves the fee); each currency is
+    # held to its own threshold and daily limit, the item's with the item's other resolutions
+    moves = {line.currency: abs(line.gross)}
+    for currency, amount in ((item_currency, expected or 0), *((leg.account.currency, leg.amount) for leg in lines)):
+        if amount:
+            moves[currency] = max(moves.get(currency, 0), abs(amount))
+    item_side = item_currency or line.currency
+    # an approval is asked at one currency's amount; the line and the item it names do not change, so
+    # an approval of a resolution in two currencies runs it as a whole
+    approved = approved if len(moves) == 1 or approved is False else True
+    for currency in sorted(moves):  # the user's rows of the day locked in one order: no deadlock between two
+        four_eyes(amount=moves[currency], currency=currency, approved=approved, user=user,
+                  d=d if currency == item_side else None)  # fmt: skip
     reference = f"recon_settle:{d.pk}" if lines else ""
     if lines:
         _post(reference=reference, lines=lines, kind=JournalKind.SETTLEMENT, d=d, user=user, reason=reason)

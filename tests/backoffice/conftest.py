@@ -44,3 +44,30 @@ def role_users(world):
     for role in ("support", "operations", "finance"):
         staff_grant_merchant(user=users[role], merchant_id=world["A"].merchant.pk)
     return users
+
+
+@pytest.fixture
+def four_eyes_merchant(psp_settings, world):
+    """Merchant A, paying through alpha (the sandbox PSP, over HTTP), whose staff refunds above
+    20.00 EUR wait for a second finance user (four eyes)."""
+    merchant = world["A"].merchant
+    merchant.refund_approval_threshold = 2_000  # 20.00 EUR
+    merchant.connectors = ["alpha"]
+    merchant.save(update_fields=["refund_approval_threshold", "connectors"])
+    return merchant
+
+
+@pytest.fixture
+def payment(four_eyes_merchant):
+    """A captured payment of 100.00 EUR of `four_eyes_merchant`, at alpha."""
+    from tests.backoffice.payments import APPROVED, pay
+
+    return pay(four_eyes_merchant, amount=10_000, number=APPROVED, connectors=["alpha"])
+
+
+@pytest.fixture
+def finance2(world):
+    """A second finance user of merchant A: the four eyes' other pair."""
+    user = make_staff("finance-two", role="finance")
+    staff_grant_merchant(user=user, merchant_id=world["A"].merchant.pk)
+    return user

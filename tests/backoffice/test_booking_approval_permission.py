@@ -18,8 +18,6 @@ such approval at all.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
@@ -29,24 +27,19 @@ from payera.staff.access import object_access_grant, staff_grant_merchant
 from payments.backoffice.models import RefundApproval
 from payments.backoffice.services import StaffPermissionError, refund_approval_approve, staff_refund_request
 from payments.models import Booking, Refund
-from payments.services.bookings import booking_confirm, booking_create
 from tests.backoffice.payments import APPROVED, pay
 from tests.backoffice.staff import make_staff, otp_force_login
+from tests.helpers import confirmed_booking
 
 pytestmark = pytest.mark.django_db
 
 APPROVALS = "/admin/payments_backoffice/refundapproval/"
-CARD = {"type": "card", "card": {"number": APPROVED, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 REASON = "ticket 4711: stay canceled by the hotel"
 
 
 @pytest.fixture
-def merchant(psp_settings, world):
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000
-    merchant.connectors = ["alpha"]
-    merchant.save(update_fields=["refund_approval_threshold", "connectors"])
-    return merchant
+def merchant(four_eyes_merchant):
+    return four_eyes_merchant
 
 
 def approver_without_refund_booking(merchant, name: str = "payments-approver"):
@@ -68,15 +61,7 @@ def approver_without_refund_booking(merchant, name: str = "payments-approver"):
 def booking_approval(merchant, requester) -> RefundApproval:
     from payments.backoffice.services import staff_booking_cancel
 
-    booking = booking_create(
-        merchant=merchant,
-        amount=10_000,
-        currency="EUR",
-        reference="stay-1",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
-    booking_confirm(merchant=merchant, booking_id=booking.id)
+    booking = confirmed_booking(merchant, amount=10_000, reference="stay-1")
     approval = staff_booking_cancel(user=requester, booking_id=booking.id, reason=REASON).approval
     assert approval is not None and approval.booking_id == booking.id
     return approval
@@ -143,11 +128,9 @@ def test_a_finance_user_of_another_merchant_can_not_see_or_approve_a_booking_can
     assert_untouched(approval)
 
 
-def test_a_finance_user_with_refund_booking_is_offered_and_gives_the_approval(client, role_users, merchant):
+def test_a_finance_user_with_refund_booking_is_offered_and_gives_the_approval(client, role_users, merchant, finance2):
     approval = booking_approval(merchant, role_users["finance"])
-    approver = make_staff("finance-two", role="finance")
-    staff_grant_merchant(user=approver, merchant_id=merchant.pk)
-    otp_force_login(client, approver)
+    otp_force_login(client, finance2)
     assert b'id="bo-approve"' in client.get(url(approval)).content
     assert client.get(url(approval, "approve")).status_code == 200
     assert client.post(url(approval, "approve"), {"reason": "hotel confirmed"}).status_code == 302

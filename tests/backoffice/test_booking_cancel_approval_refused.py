@@ -17,7 +17,6 @@ from __future__ import annotations
 import pytest
 
 from ledger.selectors import balance_get
-from payera.staff.access import staff_grant_merchant
 from payments.backoffice.models import RefundApproval
 from payments.backoffice.services import (
     refund_approval_approve,
@@ -28,26 +27,14 @@ from payments.backoffice.services import (
 from payments.models import Booking, OperationStatus, PaymentAttempt, Refund
 from psp_adapters.port import PspReference, RefundRequest
 from psp_adapters.registry import get_adapter
-from tests.backoffice.staff import make_staff
 from tests.helpers import confirmed_booking
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def merchant(psp_settings, world):
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000
-    merchant.connectors = ["alpha"]
-    merchant.save(update_fields=["refund_approval_threshold", "connectors"])
-    return merchant
-
-
-@pytest.fixture
-def finance2(world):
-    user = make_staff("finance-two", role="finance")
-    staff_grant_merchant(user=user, merchant_id=world["A"].merchant.pk)
-    return user
+def merchant(four_eyes_merchant):
+    return four_eyes_merchant
 
 
 def refunded_outside_payera(payment_id: str, amount: int) -> None:

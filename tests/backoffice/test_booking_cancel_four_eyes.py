@@ -9,55 +9,32 @@ booking); only a second finance user's approval cancels the booking and sends it
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.contrib.admin.utils import quote
 
 from payera.backoffice.models import StaffAction
-from payera.staff.access import staff_grant_merchant
 from payments.backoffice.models import RefundApproval
 from payments.backoffice.services import FourEyesError, refund_approval_approve, refund_approvals_resume
 from payments.models import Booking, OperationStatus, Refund
-from payments.services.bookings import booking_confirm, booking_create
-from tests.backoffice.staff import make_staff, otp_force_login
+from tests.backoffice.staff import otp_force_login
+from tests.helpers import confirmed_booking, held_booking
 
 pytestmark = pytest.mark.django_db
 
 BOOKINGS = "/admin/payments/booking/"
 APPROVALS = "/admin/payments_backoffice/refundapproval/"
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 REASON = "ticket 4711: stay canceled by the hotel"
 
 
 @pytest.fixture
-def merchant(psp_settings, world):
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000  # 20.00 EUR
-    merchant.connectors = ["alpha"]
-    merchant.save(update_fields=["refund_approval_threshold", "connectors"])
-    return merchant
-
-
-@pytest.fixture
-def finance2(world):
-    user = make_staff("finance-two", role="finance")
-    staff_grant_merchant(user=user, merchant_id=world["A"].merchant.pk)
-    return user
+def merchant(four_eyes_merchant):
+    return four_eyes_merchant
 
 
 def booking_of(merchant, amount: int, *, confirm: bool = True) -> Booking:
-    booking = booking_create(
-        merchant=merchant,
-        amount=amount,
-        currency="EUR",
-        reference=f"stay-{amount}",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
     if confirm:
-        booking_confirm(merchant=merchant, booking_id=booking.id)
-    return Booking.objects.get(pk=booking.id)
+        return confirmed_booking(merchant, amount=amount, reference=f"stay-{amount}")
+    return Booking.objects.get(pk=held_booking(merchant, amount=amount, reference=f"stay-{amount}").id)
 
 
 def cancel_in_admin(client, booking):

@@ -10,19 +10,17 @@ key revocation, and records its outcome."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.utils import timezone
 
 from payera.backoffice.models import StaffAction
 from payera.staff.access import staff_grant_merchant
 from tests.backoffice.staff import make_staff, otp_force_login
+from tests.helpers import confirmed_booking, held_booking
 from tests.merchants.factories import MerchantFactory
 
 pytestmark = pytest.mark.django_db
 
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 REASON = "bank statement line 2026-12-07 #4411"
 
 
@@ -86,18 +84,9 @@ def test_a_payout_mark_the_service_refuses_is_logged_refused(client):
 
 def test_booking_cancel_asks_why_and_is_logged(client, psp_settings):
     from payments.models import Booking
-    from payments.services.bookings import booking_confirm, booking_create
 
     merchant = MerchantFactory(connectors=["alpha"])
-    booking = booking_create(
-        merchant=merchant,
-        amount=1000,
-        currency="EUR",
-        reference="why",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
-    booking_confirm(merchant=merchant, booking_id=booking.id)
+    booking = confirmed_booking(merchant, amount=1000, reference="why")
     user = _staff_of(client, merchant, "finance")
     _, confirm = _ask_then_confirm(client, "/admin/payments/booking/", "cancel_bookings", booking.id)
     assert Booking.objects.get(pk=booking.id).status == "confirmed"
@@ -110,17 +99,9 @@ def test_booking_cancel_asks_why_and_is_logged(client, psp_settings):
 
 def test_booking_expire_asks_why_and_is_logged(client, psp_settings):
     from payments.models import Booking
-    from payments.services.bookings import booking_create
 
     merchant = MerchantFactory(connectors=["alpha"])
-    booking = booking_create(
-        merchant=merchant,
-        amount=500,
-        currency="EUR",
-        reference="why-expire",
-        hold_expires_at=int(time.time()) + 600,
-        payment_method_data=CARD,
-    )
+    booking = held_booking(merchant, amount=500, reference="why-expire")
     Booking.objects.filter(pk=booking.pk).update(hold_expires_at=timezone.now() - timezone.timedelta(minutes=1))
     user = _staff_of(client, merchant, "operations")
     _, confirm = _ask_then_confirm(client, "/admin/payments/booking/", "expire_bookings", booking.id)

@@ -9,8 +9,6 @@ Now each refuses it with `invalid_request_error` on `reason`, before doing anyth
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from payera.backoffice.services import REASON_MIN_LENGTH
@@ -21,22 +19,14 @@ from payments.backoffice.services import staff_booking_cancel, staff_refund_requ
 from payments.models import Booking, Refund
 from reconciliation.models import Payout
 from reconciliation.services import payout_bank_file_export, payout_settings_update
-from tests.backoffice.payments import APPROVED, pay
 from tests.backoffice.staff import make_staff
+from tests.helpers import confirmed_booking
 from tests.merchants.factories import MerchantFactory
 from tests.reconciliation.helpers import BANK_ACCOUNT, make_payout
 
 pytestmark = pytest.mark.django_db
 
 SHORT = ["", "   ", "x", " ab c ", "x" * (REASON_MIN_LENGTH - 1)]
-
-
-@pytest.fixture
-def payment(psp_settings, world):
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000
-    merchant.save(update_fields=["refund_approval_threshold"])
-    return pay(merchant, amount=10_000, number=APPROVED, connectors=["alpha"])
 
 
 @pytest.mark.parametrize("amount", [1_000, 5_000])  # sent at once; an approval request
@@ -51,15 +41,10 @@ def test_a_staff_refund_needs_a_reason(role_users, payment, amount):
 
 
 def test_a_staff_booking_cancel_needs_a_reason(role_users, psp_settings, world):
-    from payments.services.bookings import booking_confirm, booking_create
-
     merchant = world["A"].merchant
     merchant.connectors = ["alpha"]
     merchant.save(update_fields=["connectors"])
-    card = {"type": "card", "card": {"number": APPROVED, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-    booking = booking_create(merchant=merchant, amount=1_000, currency="EUR", reference="why",
-                             hold_expires_at=int(time.time()) + 600, payment_method_data=card)  # fmt: skip
-    booking_confirm(merchant=merchant, booking_id=booking.id)
+    booking = confirmed_booking(merchant, amount=1_000, reference="why")
     for reason in SHORT:
         with pytest.raises(InvalidRequestError):
             staff_booking_cancel(user=role_users["finance"], booking_id=booking.pk, reason=reason)

@@ -19,7 +19,6 @@ import pytest
 from django.contrib.admin.utils import quote
 
 from payera.backoffice.models import StaffAction
-from payera.staff.access import staff_grant_merchant
 from payments.backoffice.models import RefundApproval
 from payments.backoffice.services import (
     StaffRefundAmountError,
@@ -31,7 +30,7 @@ from payments.backoffice.services import (
 from payments.models import Payment, PaymentAttempt, Refund
 from payments.services.recovery import dispute_settlement_inquire
 from tests.backoffice.payments import pay
-from tests.backoffice.staff import make_staff, otp_force_login
+from tests.backoffice.staff import otp_force_login
 
 pytestmark = pytest.mark.django_db
 
@@ -40,18 +39,8 @@ REASON = "ticket 4711: goods returned"
 
 
 @pytest.fixture
-def merchant(psp_settings, world):
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000
-    merchant.save(update_fields=["refund_approval_threshold"])
-    return merchant
-
-
-@pytest.fixture
-def finance2(world):
-    user = make_staff("finance-two", role="finance")
-    staff_grant_merchant(user=user, merchant_id=world["A"].merchant.pk)
-    return user
+def merchant(four_eyes_merchant):
+    return four_eyes_merchant
 
 
 def dispute(psp_settings, payment: Payment) -> Payment:

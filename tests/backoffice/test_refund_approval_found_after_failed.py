@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import pytest
 
-from payera.staff.access import staff_grant_merchant
 from payments.backoffice.models import RefundApproval
 from payments.backoffice.services import refund_approval_approve, refund_approvals_resume, staff_refund_request
 from payments.models import OperationStatus, Payment, Refund
 from payments.services import payment_create, recovery_run
 from payments.services.recovery import attempt_settlement_inquire
-from tests.backoffice.staff import make_staff
 from tests.helpers import psp_at, standin_psp
 from tests.payments.standin_alpha import StandinAlpha
 
@@ -35,15 +33,13 @@ CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, 
 
 
 def test_an_approval_failed_as_never_arrived_whose_refund_the_psp_made_ends_sent(
-    psp_settings, settings, world, role_users
+    psp_settings, settings, world, role_users, finance2
 ):
     settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
     merchant = world["A"].merchant
     merchant.refund_approval_threshold = 500
     merchant.connectors = ["alpha"]
     merchant.save(update_fields=["refund_approval_threshold", "connectors"])
-    approver = make_staff("finance-two", role="finance")
-    staff_grant_merchant(user=approver, merchant_id=merchant.pk)
     psp = StandinAlpha(capture_at_authorization=True, refund="slow")
     with standin_psp(psp) as (url, _):
         psp_at(settings, "alpha", url)
@@ -51,7 +47,7 @@ def test_an_approval_failed_as_never_arrived_whose_refund_the_psp_made_ends_sent
         assert payment.status == "succeeded"
         staff_refund_request(user=role_users["finance"], payment_id=payment.pk, amount=600, reason="goods returned")
         approval = RefundApproval.objects.get(payment=payment)
-        approval = refund_approval_approve(user=approver, approval_id=approval.pk, note="checked")
+        approval = refund_approval_approve(user=finance2, approval_id=approval.pk, note="checked")
         [refund] = Refund.objects.filter(payment=payment)
         assert refund.status == OperationStatus.PENDING  # timed out: unknown
         assert (approval.status, approval.refund_id) == ("sent", refund.pk)

@@ -19,7 +19,7 @@ from payments.backoffice.services import staff_refund_request
 from payments.models import OperationStatus, Refund
 from payments.services import payment_create
 from payments.services.common import PaymentInProgressError
-from tests.backoffice.payments import APPROVED, card, pay, settle
+from tests.backoffice.payments import APPROVED, card, settle
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +75,7 @@ def test_the_merchants_table_names_a_currencys_threshold_and_splitting_still_cou
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_refunds_of_one_payment_racing_under_the_threshold_do_not_both_pass(psp_settings, world):
+def test_two_refunds_of_one_payment_racing_under_the_threshold_do_not_both_pass(four_eyes_merchant, payment):
     """Two finance users refund 1,500 each of one payment at the same moment, under a threshold of
     2,000 (together 3,000). Real threads on PostgreSQL: the payment's lock serializes them
     (`refund_create` counts the refunds made alone under it): one is sent, the other waits for a
@@ -84,10 +84,7 @@ def test_two_refunds_of_one_payment_racing_under_the_threshold_do_not_both_pass(
     from payera.staff.access import staff_grant_merchant
     from tests.backoffice.staff import make_staff
 
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000
-    merchant.save(update_fields=["refund_approval_threshold"])
-    payment = pay(merchant, amount=10_000, number=APPROVED, connectors=["alpha"])
+    merchant = four_eyes_merchant
     users = [make_staff(f"fin{n}", role="finance") for n in range(2)]
     for user in users:
         staff_grant_merchant(user=user, merchant_id=merchant.pk)

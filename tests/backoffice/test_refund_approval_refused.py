@@ -19,32 +19,16 @@ import pytest
 from django.contrib.admin.utils import quote
 
 from payera.backoffice.models import StaffAction
-from payera.staff.access import staff_grant_merchant
 from payments.backoffice.models import RefundApproval
 from payments.backoffice.services import refund_approval_approve, refund_approvals_resume, staff_refund_request
 from payments.models import OperationStatus, Refund
-from tests.backoffice.payments import APPROVED, pay
-from tests.backoffice.staff import make_staff, otp_force_login
+from tests.backoffice.payments import pay
+from tests.backoffice.staff import otp_force_login
 from tests.backoffice.test_booking_cancel_approval_refused import approve_and_die, refunded_outside_payera
 
 pytestmark = pytest.mark.django_db
 
 APPROVALS = "/admin/payments_backoffice/refundapproval/"
-
-
-@pytest.fixture
-def payment(psp_settings, world):
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000
-    merchant.save(update_fields=["refund_approval_threshold"])
-    return pay(merchant, amount=10_000, number=APPROVED, connectors=["alpha"])
-
-
-@pytest.fixture
-def finance2(world):
-    user = make_staff("finance-two", role="finance")
-    staff_grant_merchant(user=user, merchant_id=world["A"].merchant.pk)
-    return user
 
 
 def asked(role_users, payment) -> RefundApproval:
@@ -94,16 +78,13 @@ def test_a_refused_refund_whose_recording_died_is_recorded_failed_by_the_resume(
     assert done.status == "failed" and refund.failure_code in done.failure
 
 
-def test_a_refund_approval_whose_refund_the_psp_refuses_later_ends_failed(role_users, psp_settings, world, finance2):
+def test_a_refund_approval_whose_refund_the_psp_refuses_later_ends_failed(role_users, four_eyes_merchant, finance2):
     """The PSP accepts the refund (pending, the approval `sent`), then refuses it (alpha's card
     4000000000005126: refunds fail asynchronously). The approval no longer stays `sent`: the
     resume (beat, every minute) records it `failed` with the refund's failure code; once."""
     from tests.backoffice.payments import settle
 
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000
-    merchant.save(update_fields=["refund_approval_threshold"])
-    payment = pay(merchant, amount=10_000, number="4000000000005126", connectors=["alpha"])
+    payment = pay(four_eyes_merchant, amount=10_000, number="4000000000005126", connectors=["alpha"])
     approval = asked(role_users, payment)
 
     done = refund_approval_approve(user=finance2, approval_id=approval.pk, note="ok")

@@ -38,21 +38,6 @@ def refunds_at_psp(payment) -> list:
     return [op for op in result.operations if op.kind == OperationKind.REFUND]
 
 
-@pytest.fixture
-def payment(psp_settings, world):
-    merchant = world["A"].merchant
-    merchant.refund_approval_threshold = 2_000  # 20.00 EUR
-    merchant.save(update_fields=["refund_approval_threshold"])
-    return pay(merchant, amount=10_000, number=APPROVED, connectors=["alpha"])
-
-
-@pytest.fixture
-def finance2(world):
-    user = make_staff("finance-two", role="finance")
-    staff_grant_merchant(user=user, merchant_id=world["A"].merchant.pk)
-    return user
-
-
 def refund_page(payment) -> str:
     return f"{PAYMENTS}{quote(payment.pk)}/refund/"
 

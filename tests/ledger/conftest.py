@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -39,8 +40,22 @@ def run_on_fresh_sqlite(script: str, tmp: Path, *, timeout: int) -> str:
         LOG_LEVEL="WARNING",
     )
     root = Path(__file__).resolve().parents[2]
-    path = Path(__file__).with_name(script)
-    proc = subprocess.run([sys.executable, str(path)], cwd=root, env=env, capture_output=True, text=True,
+    assert Path(__file__).with_name(script).is_file(), script
+    # as a module of the tests package (tests/ledger/sqlite_script.py sets Django up)
+    module = f"tests.ledger.{Path(script).stem}"
+    proc = subprocess.run([sys.executable, "-m", module], cwd=root, env=env, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
+
+
+def sqlite_check_ok(script: str, tmp: Path, *, timeout: int = 300) -> None:
+    """run_on_fresh_sqlite for a script that prints OK or raises."""
+    out = run_on_fresh_sqlite(script, tmp, timeout=timeout)
+    assert out.strip().endswith("OK"), out[-3000:]
+
+
+def sqlite_case_results(script: str, tmp: Path, *, timeout: int) -> dict[str, str]:
+    """run_on_fresh_sqlite for a script that reports its cases as one JSON object on its last line,
+    {case: "ok" or the end of its traceback} (tests/ledger/sqlite_script.py outcome())."""
+    return json.loads(run_on_fresh_sqlite(script, tmp, timeout=timeout).strip().splitlines()[-1])

@@ -3,23 +3,14 @@ rules PostgreSQL enforces that SQLite's triggers should enforce too. Each case r
 script prints one JSON object {case: "ok" or the failure} as its last line."""
 
 import json
-import os
-import sys
-import traceback
 import uuid
 from datetime import UTC, datetime
 
-import django
+from tests.ledger.sqlite_script import outcome, setup
 
-sys.path.insert(0, os.getcwd())
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payera.settings.base")
-django.setup()
+setup()
 
-from django.core.management import call_command  # noqa: E402
 from django.db import DatabaseError, connection, transaction  # noqa: E402
-
-assert connection.vendor == "sqlite", connection.vendor
-call_command("migrate", verbosity=0)
 
 CASES = {}
 
@@ -68,14 +59,7 @@ def account_id_change_refused():
 
 
 def main() -> None:
-    results = {}
-    for name, fn in CASES.items():
-        try:
-            fn()
-            results[name] = "ok"
-        except Exception:
-            results[name] = traceback.format_exc()[-1500:]
-    print(json.dumps(results))
+    print(json.dumps({name: outcome(fn) for name, fn in CASES.items()}))
 
 
 main()

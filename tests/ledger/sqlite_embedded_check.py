@@ -1,21 +1,14 @@
 """Run by test_sqlite_embedded.py in a subprocess on a fresh SQLite file (the embedded default):
 the ledger's services, refusals and triggers there. Prints OK or raises."""
 
-import os
-import sys
 from datetime import UTC, datetime, timedelta
 
-import django
+from tests.ledger.sqlite_script import setup
 
-sys.path.insert(0, os.getcwd())
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payera.settings.base")
-django.setup()
+setup()
 
 from django.core.management import call_command  # noqa: E402
 from django.db import DatabaseError, connection, transaction  # noqa: E402
-
-assert connection.vendor == "sqlite", connection.vendor
-call_command("migrate", verbosity=0)
 
 from ledger import selectors, services  # noqa: E402
 from ledger.errors import (  # noqa: E402

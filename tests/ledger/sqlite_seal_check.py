@@ -9,21 +9,15 @@ autocommit every INSERT commits alone, and entries without their journal are ref
 import json
 import os
 import sqlite3
-import sys
-import traceback
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import django
+from tests.ledger.sqlite_script import outcome, setup
 
-sys.path.insert(0, os.getcwd())
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payera.settings.base")
-django.setup()
+setup()  # (not migrated: existing_database_migrates builds an old schema first)
 
 from django.core.management import call_command  # noqa: E402
 from django.db import DatabaseError, connection, transaction  # noqa: E402
-
-assert connection.vendor == "sqlite", connection.vendor
 
 ENTRY_SQL = (
     "INSERT INTO ledger_entry (journal_id, account_id, currency, amount, balance_after, version, is_pending)"
@@ -670,11 +664,7 @@ def main() -> None:
     results = {}
     for name, fn in (("existing_database_migrates", existing_database_migrates), *CASES.items()):
         OWNER[0] = "mer_" + name[:60]
-        try:
-            fn()
-            results[name] = "ok"
-        except Exception:
-            results[name] = traceback.format_exc()[-1500:]
+        results[name] = outcome(fn)
         if name == "existing_database_migrates":
             call_command("migrate", verbosity=0)
             call_command("flush", interactive=False, verbosity=0)  # the old, unbalanced journals gone

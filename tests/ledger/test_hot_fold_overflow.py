@@ -3,7 +3,7 @@ on SQLite (tests/ledger/hot_fold_check.py)."""
 
 import pytest
 
-from tests.ledger.conftest import run_on_fresh_sqlite
+from tests.ledger.conftest import sqlite_check_ok
 from tests.ledger.hot_fold_check import check_a_hot_balance_past_64_bits_is_read_exactly
 
 
@@ -13,4 +13,4 @@ def test_a_hot_balance_past_64_bits_is_read_exactly():
 
 
 def test_the_same_on_sqlite(tmp_path):
-    assert run_on_fresh_sqlite("sqlite_hot_fold_check.py", tmp_path, timeout=300).strip().endswith("OK")
+    sqlite_check_ok("sqlite_hot_fold_check.py", tmp_path)

@@ -4,7 +4,7 @@ at a version is a clear error, not "has no version"."""
 
 import pytest
 
-from tests.ledger.conftest import run_on_fresh_sqlite
+from tests.ledger.conftest import sqlite_check_ok
 from tests.ledger.overflow_check import (
     check_a_hot_account_has_no_single_version,
     check_a_posting_past_bigint_is_refused_as_overflow,
@@ -24,4 +24,4 @@ def test_a_hot_account_has_no_single_version():
 
 
 def test_the_same_on_sqlite(tmp_path):
-    assert run_on_fresh_sqlite("sqlite_overflow_check.py", tmp_path, timeout=300).strip().endswith("OK")
+    sqlite_check_ok("sqlite_overflow_check.py", tmp_path)

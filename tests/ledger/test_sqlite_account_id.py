@@ -2,17 +2,14 @@
 (docs/ledger.md "What the database enforces": "account identity never changes" is a trigger on both).
 The cases run in one subprocess on a fresh SQLite file (sqlite_account_id_check.py)."""
 
-import json
-
 import pytest
 
-from tests.ledger.conftest import run_on_fresh_sqlite
+from tests.ledger.conftest import sqlite_case_results
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    out = run_on_fresh_sqlite("sqlite_account_id_check.py", tmp_path_factory.mktemp("review14c"), timeout=300)
-    return json.loads(out.strip().splitlines()[-1])
+    return sqlite_case_results("sqlite_account_id_check.py", tmp_path_factory.mktemp("review14c"), timeout=300)
 
 
 def test_sqlite_refuses_a_change_of_an_accounts_id(results):

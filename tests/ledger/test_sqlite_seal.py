@@ -2,11 +2,9 @@
 (docs/decisions/ledger-sqlite-journal-seal.md). The cases run in one subprocess on a fresh SQLite
 file (sqlite_seal_check.py); each is reported and asserted here on its own."""
 
-import json
-
 import pytest
 
-from tests.ledger.conftest import run_on_fresh_sqlite
+from tests.ledger.conftest import sqlite_case_results
 
 CASES = (
     "existing_database_migrates",
@@ -38,8 +36,7 @@ CASES = (
 
 @pytest.fixture(scope="module")
 def seal_results(tmp_path_factory):
-    out = run_on_fresh_sqlite("sqlite_seal_check.py", tmp_path_factory.mktemp("sqlite_seal"), timeout=600)
-    return json.loads(out.strip().splitlines()[-1])
+    return sqlite_case_results("sqlite_seal_check.py", tmp_path_factory.mktemp("sqlite_seal"), timeout=600)
 
 
 @pytest.mark.parametrize("case", CASES)

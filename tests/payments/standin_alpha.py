@@ -2,11 +2,16 @@
 alpha sandbox never gives: an authorization left uncaptured for an automatic payment, a capture
 refused for a moment, a capture answered pending and refused later, a capture or refund carried out
 after the adapter's read timeout and listed only from then on. A PSP is outside the machine: use it
-with `tests.helpers.standin_psp` and `psp_at`."""
+with `tests.helpers.standin_psp` and `psp_at`, or `authorized_at_standin`; `alpha_webhook` tells Payera
+what it did, as its webhook."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import itertools
+import json
 import threading
 import time
 
@@ -224,3 +229,34 @@ class StandinAlpha:
                 return 201, op
         time.sleep(SLOW_SECONDS)  # outside the lock: the inquiries are answered meanwhile
         return 201, slow
+
+
+@contextlib.contextmanager
+def authorized_at_standin(settings, **modes):
+    """A merchant paying through alpha, alpha being a `StandinAlpha(**modes)` on a loopback port for
+    the with-block (pytest-django's `settings` restores the connector), and a card payment of theirs
+    authorized there for a manual capture (`tests.helpers.authorized_payment`). Yields
+    `(merchant, psp, payment)`."""
+    from tests.helpers import authorized_payment, psp_at, standin_psp
+    from tests.merchants.factories import MerchantFactory
+
+    merchant = MerchantFactory(connectors=["alpha"])
+    psp = StandinAlpha(**modes)
+    with standin_psp(psp) as (url, _):
+        psp_at(settings, "alpha", url)
+        yield merchant, psp, authorized_payment(merchant)
+
+
+def alpha_webhook(secret: str, event_id: str, kind: str, data: dict):
+    """Alpha's webhook `kind` (e.g. "void.failed") about `data`, signed with `secret` and received into
+    Payera's inbox (not processed yet): the `PspWebhook` row."""
+    from payments.services.webhooks import psp_webhook_receive
+
+    body = json.dumps({"id": event_id, "type": kind, "created": "2026-12-07T10:00:00Z", "data": data}).encode()
+    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": sig})
+
+
+def alpha_void_webhook(secret: str, event_id: str, op: dict):
+    """Alpha's webhook about its void operation `op`, as `op` says it ended ("void.failed", …)."""
+    return alpha_webhook(secret, event_id, f"void.{op['status']}", op)

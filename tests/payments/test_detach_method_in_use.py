@@ -195,13 +195,15 @@ def record(outcomes: dict[str, str], name: str, fn, *, close: bool = False) -> N
 
 
 def _lock_wait_seen(racer: threading.Thread, timeout: float = 10.0) -> None:
-    """Until `racer` is done or some other backend waits for a row lock (pg_locks, not granted)."""
+    """Until `racer` is done or some other backend of this database waits for a lock (pg_locks, not
+    granted; the view is the whole server's)."""
     import time
 
     deadline = time.monotonic() + timeout
     while racer.is_alive() and time.monotonic() < deadline:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()")
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid() AND database "
+                           "= (SELECT oid FROM pg_database WHERE datname = current_database())")
             if cursor.fetchone()[0]:
                 return
         time.sleep(0.02)
@@ -286,3 +288,39 @@ def test_a_detach_committed_before_a_create_locks_the_method_is_seen_as_detached
         t.join(10)
     assert outcomes == {"detach": "ok", "create": "payment_method_detached"}
     assert not Subscription.objects.filter(payment_method=pm).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="pg_locks")
+def test_the_lock_wait_helper_ignores_waits_in_other_databases():
+    """`_lock_wait_seen` read pg_locks for the whole server: a lock wait of any other database (another
+    xdist worker's test database, another engineer's run on the shared server) made it return before
+    the racer was blocked, and the race tests above then passed without the lock they pin (the
+    racer's detach done after the subscription's check). Only this database's waits count."""
+    import time
+
+    import psycopg
+    from django.conf import settings
+
+    conf = settings.DATABASES["default"]
+    kw = {"host": conf["HOST"] or None, "port": conf["PORT"] or None, "user": conf["USER"],
+          "password": conf["PASSWORD"] or None, "dbname": "postgres", "autocommit": True}  # another database
+    holder, waiter = psycopg.connect(**kw), psycopg.connect(**kw)
+    try:
+        holder.execute("SELECT pg_advisory_lock(20202020)")
+        blocked = threading.Thread(target=lambda: waiter.execute("SELECT pg_advisory_lock(20202020)"))
+        blocked.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not holder.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory'").fetchone()[0]:
+            time.sleep(0.02)
+        racer = threading.Thread(target=time.sleep, args=(1.0,))  # busy, never waiting on a lock
+        racer.start()
+        _lock_wait_seen(racer, timeout=5)
+        returned_early = racer.is_alive()
+        holder.execute("SELECT pg_advisory_unlock(20202020)")
+        blocked.join(5)
+        assert not returned_early  # it waited for the racer, not for the other database's wait
+    finally:
+        holder.close()
+        waiter.close()

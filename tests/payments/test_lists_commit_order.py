@@ -131,3 +131,45 @@ def test_a_row_committed_late_is_never_listed_below_rows_already_listed(make_mer
     full = walk_list(client, path, limit=100)
     assert [row["id"] for row in full] == [third, late[0], first]
     assert [row["created"] for row in full] == sorted((row["created"] for row in full), reverse=True)
+
+
+def test_a_method_committed_while_the_fingerprint_is_matched_is_never_listed_below_methods_already_listed(
+        make_merchant_client, monkeypatch):
+    """`?fingerprint=` of a customer's methods is matched in Python over the methods committed when
+    its query ran, before the page's own query: a method that committed just after that match but
+    was stamped below the horizon read after it was left out of the first page, while methods
+    stamped after it were listed, and the next poll found it below them (review r20g). The horizon
+    is now read before the match."""
+    import payments.serializers_recurring as recurring
+    from payments.models import PaymentMethod
+
+    merchant, client = make_merchant_client()
+    customer = _saved_to(merchant)
+
+    def make() -> str:
+        return PaymentMethod.objects.create(merchant=merchant, customer_id=customer, fingerprint="same-card",
+                                            card_brand="visa", card_last4="4242", card_exp_month=12,
+                                            card_exp_year=2034).id
+
+    first = _created(lambda _m: make(), merchant)
+    late: list[str] = []
+    with held_open(lambda: late.append(make())) as commit_late:  # stamped now, committed when called
+        time.sleep(0.01)
+        third = _created(lambda _m: make(), merchant)  # committed while the second is still open
+        fingerprint = recurring.public_fingerprint(PaymentMethod.objects.get(pk=first))
+        matched = recurring.public_fingerprint
+
+        def match_then_commit(pm):  # the late method commits right after the match read the methods
+            commit_late()
+            return matched(pm)
+
+        monkeypatch.setattr(recurring, "public_fingerprint", match_then_commit)
+        path = f"/v1/customers/{customer}/payment_methods?fingerprint={fingerprint}&limit=100"
+        first_sync = client.get(path).json()["data"]
+        monkeypatch.setattr(recurring, "public_fingerprint", matched)
+
+    known = {row["id"] for row in first_sync}
+    second_sync = list(itertools.takewhile(lambda row: row["id"] not in known, client.get(path).json()["data"]))
+    synced = [row["id"] for row in first_sync + second_sync]
+    assert sorted(synced) == sorted([first, late[0], third]), (first_sync, second_sync)
+    assert [row["id"] for row in client.get(path).json()["data"]] == [third, late[0], first]

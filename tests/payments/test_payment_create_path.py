@@ -183,3 +183,32 @@ def test_a_locked_payment_writes_only_the_columns_that_changed(api):
     [update] = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('UPDATE "payments_payment"')]
     assert '"status" = ' in update and '"amount_captured" = ' in update and '"updated_at" = ' in update
     assert '"amount" = ' not in update and '"metadata" = ' not in update and '"currency" = ' not in update
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("body", [
+    {"payment_method_data": card("4242424242424242")},  # a new card: its method inserted with the payment
+    {"payment_method_data": card("4000000000000002")},  # declined
+    {"payment_method_data": card("4242424242424242"), "capture_method": "manual"},
+])
+def test_a_payment_writes_nothing_outside_its_transactions(api, body):
+    """Every write of POST /v1/payments (the payment method's commit-stamped INSERT included) is in
+    one of its transactions: a write in autocommit commits alone. The API key's `last_used_at`
+    touch is the one write outside by design (`api_key_mark_used`, once per
+    API_KEY_LAST_USED_RESOLUTION): the warm-up request makes it (review r20g, after h20g's profile
+    saw 0.01 such writes per payment)."""
+    from django.db import connection
+
+    merchant, client = api
+    assert client.get("/v1/payments").status_code == 200  # the key's last_used_at, written now
+    outside: list[str] = []
+
+    def watch(execute, sql, params, many, context):
+        if not connection.in_atomic_block and sql.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            outside.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        answer = create(client, f"k-outside-{body}", **body)
+    assert answer.status_code == 201
+    assert outside == []

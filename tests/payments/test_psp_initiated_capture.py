@@ -22,9 +22,6 @@ The PSP is a stand-in for alpha (alpha's wire format; a PSP is outside the machi
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import json
 import threading
 
 import pytest
@@ -34,19 +31,11 @@ from payera.events.models import Event
 from payments.models import AS, PS, InboxStatus, OperationStatus, Payment, PspWebhook
 from payments.services import payment_capture
 from payments.services.recovery import attempt_settlement_inquire
-from payments.services.webhooks import psp_webhook_process, psp_webhook_receive
-from tests.helpers import authorized_payment, psp_at, standin_psp
+from payments.services.webhooks import psp_webhook_process
+from tests.helpers import TEST_CARD, psp_at, standin_psp
 from tests.merchants.factories import MerchantFactory
-from tests.payments.standin_alpha import StandinAlpha
+from tests.payments.standin_alpha import StandinAlpha, alpha_webhook, authorized_at_standin
 from tests.scenarios.conftest import assert_ledger_sound
-
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-
-
-def _webhook(secret: str, event_id: str, typ: str, data: dict) -> PspWebhook:
-    body = json.dumps({"id": event_id, "type": typ, "created": "2026-12-07T10:00:00Z", "data": data}).encode()
-    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": sig})
 
 
 def _assert_captured_once(payment_id: str, merchant, amount: int) -> None:
@@ -64,34 +53,26 @@ def _assert_captured_once(payment_id: str, merchant, amount: int) -> None:
 @pytest.mark.django_db
 def test_a_psp_capture_reported_by_the_authorization_webhook_is_recorded_once(psp_settings, settings):
     secret = psp_settings["alpha"].webhook_secret
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha()
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings) as (merchant, psp, payment):
         auth = psp.psp_capture(payment.attempts.get().id, amount=700)  # partial, on its own
 
-        row = _webhook(secret, "evt_1", "authorization.updated", auth)
+        row = alpha_webhook(secret, "evt_1", "authorization.updated", auth)
         psp_webhook_process(webhook_id=row.pk)
         _assert_captured_once(payment.id, merchant, 700)
 
         for n in (2, 3):  # the PSP sends it again (new event ids): nothing more
-            psp_webhook_process(webhook_id=_webhook(secret, f"evt_{n}", "authorization.updated", auth).pk)
+            psp_webhook_process(webhook_id=alpha_webhook(secret, f"evt_{n}", "authorization.updated", auth).pk)
         _assert_captured_once(payment.id, merchant, 700)
 
 
 @pytest.mark.django_db
 def test_a_psp_capture_event_with_the_psps_own_operation_id_is_recorded(psp_settings, settings):
     secret = psp_settings["alpha"].webhook_secret
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha()
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings) as (merchant, psp, payment):
         auth = psp.psp_capture(payment.attempts.get().id)
         [op] = auth["operations"]
 
-        row = _webhook(secret, "evt_op", "capture.succeeded", op)
+        row = alpha_webhook(secret, "evt_op", "capture.succeeded", op)
         note = psp_webhook_process(webhook_id=row.pk)
         assert PspWebhook.objects.get(pk=row.pk).status == InboxStatus.PROCESSED, note
         _assert_captured_once(payment.id, merchant, 1000)
@@ -99,11 +80,7 @@ def test_a_psp_capture_event_with_the_psps_own_operation_id_is_recorded(psp_sett
 
 @pytest.mark.django_db
 def test_a_psp_capture_found_by_the_settlement_inquiry_is_recorded_once(psp_settings, settings):
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha()
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings) as (merchant, psp, payment):
         attempt = payment.attempts.get()
         psp.psp_capture(attempt.id)
 
@@ -122,13 +99,9 @@ def test_the_merchants_capture_racing_the_psps_own_captures_once(psp_settings, s
     from django.db import connection
 
     secret = psp_settings["alpha"].webhook_secret
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha()
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings) as (merchant, psp, payment):
         auth = psp.psp_capture(payment.attempts.get().id)
-        row = _webhook(secret, f"evt_race_{run}", "authorization.updated", auth)
+        row = alpha_webhook(secret, f"evt_race_{run}", "authorization.updated", auth)
         barrier = threading.Barrier(2)
         errors: list[BaseException] = []
 
@@ -172,16 +145,12 @@ def test_a_psp_capture_while_a_cancel_is_under_way_ends_the_cancel(psp_settings,
 
     settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
     secret = psp_settings["alpha"].webhook_secret
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("pending",))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings, voids=("pending",)) as (merchant, psp, payment):
         assert payment_cancel(merchant=merchant, payment_id=payment.id).status == PS.REQUIRES_CAPTURE
         assert Payment.objects.get(pk=payment.id).inflight == "cancel"
 
         auth = psp.psp_capture(payment.attempts.get().id)  # the pending void is refused by it
-        psp_webhook_process(webhook_id=_webhook(secret, "evt_cap", "authorization.updated", auth).pk)
+        psp_webhook_process(webhook_id=alpha_webhook(secret, "evt_cap", "authorization.updated", auth).pk)
         _assert_captured_once(payment.id, merchant, 1000)
         assert Payment.objects.get(pk=payment.id).inflight == ""
         types = list(Event.objects.filter(merchant_id=merchant.id).values_list("type", flat=True))
@@ -191,7 +160,7 @@ def test_a_psp_capture_while_a_cancel_is_under_way_ends_the_cancel(psp_settings,
         assert refund.status == OperationStatus.SUCCEEDED
 
         [void] = [o for o in auth["operations"] if o["type"] == "void"]
-        row = _webhook(secret, "evt_void", "void.failed", void)
+        row = alpha_webhook(secret, "evt_void", "void.failed", void)
         note = psp_webhook_process(webhook_id=row.pk)
         assert PspWebhook.objects.get(pk=row.pk).status == InboxStatus.PROCESSED, note
         assert recovery_run(force=True)["cancels"] == 0
@@ -207,7 +176,7 @@ def _booking_expiring(merchant):
 
     booking = booking_create(merchant=merchant, amount=1000, currency="EUR", reference="expiring",
                              hold_expires_at=int(dt.datetime.now(dt.UTC).timestamp()) + 60,
-                             payment_method_data=CARD)
+                             payment_method_data=TEST_CARD)
     assert booking.status == "held"
     assert booking_expire_due(now_=booking.hold_expires_at + dt.timedelta(seconds=1)) == []  # void pending
     booking.refresh_from_db()
@@ -235,7 +204,7 @@ def test_a_psp_capture_while_a_booking_expiry_voids_it_ends_the_expiry_claim(psp
         psp_at(settings, "alpha", url)
         booking = _booking_expiring(merchant)
         auth = psp.psp_capture(booking.payment.attempts.get().id)  # the pending void is refused by it
-        psp_webhook_process(webhook_id=_webhook(secret, "evt_bk_cap", "authorization.updated", auth).pk)
+        psp_webhook_process(webhook_id=alpha_webhook(secret, "evt_bk_cap", "authorization.updated", auth).pk)
         _assert_captured_once(booking.payment_id, merchant, 1000)
         booking.refresh_from_db()
         assert (booking.status, booking.amount_captured) == ("confirmed", 1000)

@@ -192,3 +192,16 @@ def test_the_backfill_command_fills_what_old_code_left_pending_after_the_migrati
     assert counts == [1, 1]  # the succeeded one, then the returned one: nothing else
     assert _times(expected) == expected
     assert "payments_refund: 1 rows in 1 batches" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_backfill_fills_a_returned_refunds_success_the_old_code_left_out(psp_settings):
+    """A refund that succeeded in the old code (no `succeeded_at`) and was returned once the new code
+    served (`reversed_at` set by `mark_reversed`, which leaves `succeeded_at` as it is): the rerun
+    fills its `succeeded_at` from its journal, as reconciliation's period of successes reads it."""
+    expected = _history()
+    returned = next(k for k, (_, reversed_at) in expected.items() if reversed_at is not None)
+    reversed_at = Refund.objects.get(pk=returned).reversed_at  # mark_reversed's, kept
+    Refund.objects.filter(pk=returned).update(succeeded_at=None)
+    call_command("backfill", "payments", "0025_refund_times_backfill", stdout=io.StringIO())
+    assert _times([returned]) == {returned: (expected[returned][0], reversed_at)}

@@ -53,7 +53,10 @@ def _alpha_webhook(sandbox, attempt_id: str):
     return psp_webhook_receive(connector="alpha", body=body, headers=headers)
 
 
-def test_a_soft_decline_webhook_ahead_of_the_answer_leaves_the_cascade_to_the_answer(psp_settings):
+def _softly_declined_at_alpha():
+    """A payment of a merchant with connectors alpha then beta, its confirmation begun (an attempt at
+    alpha) and its PSP call made: alpha declines softly, and its answer is still on its way to us.
+    Returns `(payment, attempt, answer)`."""
     merchant = MerchantFactory(connectors=["alpha", "beta"])
     payment = payment_create(
         merchant=merchant,
@@ -64,7 +67,6 @@ def test_a_soft_decline_webhook_ahead_of_the_answer_leaves_the_cascade_to_the_an
     )
     plan, attempt = _confirm_begin(merchant=merchant, payment_id=payment.id, actor="api")
     assert plan == ["alpha", "beta"]
-    # the confirmation's PSP call: alpha declines softly; its answer is still on its way to us
     answer = get_adapter("alpha").authorize(
         AuthorizeRequest(
             reference=attempt.id,
@@ -75,6 +77,11 @@ def test_a_soft_decline_webhook_ahead_of_the_answer_leaves_the_cascade_to_the_an
         )
     )
     assert answer.decline is not None and answer.decline.may_cascade
+    return payment, attempt, answer
+
+
+def test_a_soft_decline_webhook_ahead_of_the_answer_leaves_the_cascade_to_the_answer(psp_settings):
+    payment, attempt, answer = _softly_declined_at_alpha()
 
     row = _alpha_webhook(psp_settings["alpha"], attempt.id)
     psp_webhook_process(webhook_id=row.pk)
@@ -97,24 +104,7 @@ def test_a_soft_decline_webhook_settles_a_crashed_confirmations_attempt(psp_sett
     """Past the grace period the confirmation's request is gone: the webhook settles it (failed),
     as recovery would."""
     settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
-    merchant = MerchantFactory(connectors=["alpha", "beta"])
-    payment = payment_create(
-        merchant=merchant,
-        amount=1000,
-        currency="EUR",
-        confirm=False,
-        payment_method_data={"type": "card", "card": {"number": SOFT, "exp_month": 12, "exp_year": 2034, "cvc": "123"}},
-    )
-    _, attempt = _confirm_begin(merchant=merchant, payment_id=payment.id, actor="api")
-    get_adapter("alpha").authorize(
-        AuthorizeRequest(
-            reference=attempt.id,
-            amount=1000,
-            currency="EUR",
-            capture=True,
-            payment_method=CardData(number=SOFT, exp_month=12, exp_year=2034, cvc="123"),
-        )
-    )
+    payment, attempt, _ = _softly_declined_at_alpha()
 
     row = _alpha_webhook(psp_settings["alpha"], attempt.id)
     psp_webhook_process(webhook_id=row.pk)

@@ -58,6 +58,25 @@ def test_another_customers_card_is_404(merchant_client, merchant):
     assert r.status_code == 404 and r.json()["error"]["param"] == "payment_method"
 
 
+@pytest.mark.parametrize("taker", ["create", "update"])
+def test_another_customers_detached_card_is_404_not_detached(merchant_client, merchant, taker):
+    """docs/api.md: a `payment_method` not of the customer is 404, on create as on update. The method
+    row lock taken before the check (`method_lock_for_subscription`) also checked `detached_at`,
+    before the ownership: another customer's detached card answered 400 `payment_method_detached`,
+    telling a merchant's key that this id is some other customer's (detached) card."""
+    theirs = saved(merchant)
+    assert merchant_client.post(f"/v1/payment_methods/{theirs.id}/detach").status_code == 200
+    mine = saved(merchant)
+    if taker == "create":
+        r = merchant_client.post("/v1/subscriptions", body(mine, payment_method=theirs.id), format="json")
+    else:
+        sub = Subscription.objects.create(merchant=merchant, customer=mine.customer, payment_method=mine, amount=900,
+                                          currency="EUR", interval="month", anchor=timezone.now())
+        r = merchant_client.post(f"/v1/subscriptions/{sub.id}", {"payment_method": theirs.id}, format="json")
+    assert r.status_code == 404, r.content
+    assert r.json()["error"]["param"] == "payment_method"
+
+
 def test_a_card_never_saved_by_a_successful_payment_is_refused(merchant_client, merchant):
     pm = saved(merchant, credential=False)
     r = merchant_client.post("/v1/subscriptions", body(pm), format="json")

@@ -21,9 +21,6 @@ it failed; the accepting one is the real beta sandbox.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 
 import pytest
@@ -32,10 +29,10 @@ from ledger.models import Journal
 from payera.events.models import Event
 from payments.models import AS, PS, Payment
 from payments.services import payment_cancel, payment_capture, payment_create, recovery_run
-from payments.services.webhooks import psp_webhook_process, psp_webhook_receive
-from tests.helpers import authorized_payment, event_types, psp_at, standin_psp
+from payments.services.webhooks import psp_webhook_process
+from tests.helpers import event_types
 from tests.merchants.factories import MerchantFactory
-from tests.payments.standin_alpha import StandinAlpha
+from tests.payments.standin_alpha import alpha_webhook, authorized_at_standin
 from tests.scenarios.conftest import assert_ledger_sound
 
 pytestmark = pytest.mark.django_db
@@ -66,10 +63,7 @@ def _refused_is_told(merchant, payment) -> None:
 
 def test_a_void_refused_after_answering_pending_is_found_by_recovery_and_told(psp_settings, settings):
     settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
-    merchant = MerchantFactory(connectors=["alpha"])
-    with standin_psp(StandinAlpha(void="pending_then_failed")) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings, void="pending_then_failed") as (merchant, _, payment):
         _cancel_under_way(merchant, payment)
         recovery_run(force=True)  # the PSP says: refused
         recovery_run(force=True)  # told once
@@ -78,20 +72,12 @@ def test_a_void_refused_after_answering_pending_is_found_by_recovery_and_told(ps
 
 def test_a_void_refused_after_answering_pending_is_applied_from_the_webhook(psp_settings, settings):
     secret = psp_settings["alpha"].webhook_secret
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(void="pending_then_failed")
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings, void="pending_then_failed") as (merchant, psp, payment):
         _cancel_under_way(merchant, payment)
         [auth] = psp.auths.values()
         [void] = [o for o in auth["operations"] if o["type"] == "void"]
         for n in (1, 2):  # sent twice
-            body = json.dumps(
-                {"id": f"evt_v{n}", "type": "void.failed", "created": "2026-12-07T10:00:00Z", "data": void}
-            ).encode()
-            sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-            row = psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": sig})
+            row = alpha_webhook(secret, f"evt_v{n}", "void.failed", void)
             psp_webhook_process(webhook_id=row.pk)
         _refused_is_told(merchant, payment)
 

@@ -16,9 +16,6 @@ refusing and unavailable PSP is the stand-in for alpha over HTTP (outside the ma
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import json
 
 import pytest
 from django.utils import timezone
@@ -26,30 +23,18 @@ from django.utils import timezone
 from ledger.models import Journal
 from payera.events.models import Event
 from payments.models import AS, PS, InboxStatus, Payment, PaymentAttempt, PspWebhook
-from payments.services import payment_cancel, payment_create, recovery_run
+from payments.services import payment_cancel, recovery_run
 from payments.services.payments import PspOperationFailedError, void_reference
-from payments.services.webhooks import psp_webhook_process, psp_webhook_process_due, psp_webhook_receive
+from payments.services.webhooks import psp_webhook_process, psp_webhook_process_due
 from psp_adapters.errors import PspUnavailableError
-from tests.helpers import psp_at, standin_psp
-from tests.merchants.factories import MerchantFactory
-from tests.payments.standin_alpha import StandinAlpha
+from tests.payments.standin_alpha import alpha_void_webhook, authorized_at_standin
 from tests.scenarios.conftest import assert_ledger_sound
 
 pytestmark = pytest.mark.django_db
 
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-
 
 def _count(merchant, kind: str) -> int:
     return Event.objects.filter(merchant_id=merchant.id, type=kind).count()
-
-
-def _void_webhook(secret: str, event_id: str, op: dict) -> PspWebhook:
-    body = json.dumps(
-        {"id": event_id, "type": f"void.{op['status']}", "created": "2026-12-07T10:00:00Z", "data": op}
-    ).encode()
-    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": sig})
 
 
 def _status(row: PspWebhook) -> str:
@@ -60,13 +45,7 @@ def _status(row: PspWebhook) -> str:
 def test_an_earlier_voids_late_success_is_parked_while_the_psp_cannot_be_asked(psp_settings, settings, first):
     """`first`: void 1 refused (listed failed), or answered "not processed" (503, not listed)."""
     secret = psp_settings["alpha"].webhook_secret
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=(first,))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = payment_create(
-            merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, capture_method="manual"
-        )
+    with authorized_at_standin(settings, voids=(first,)) as (merchant, psp, payment):
         attempt = payment.attempts.get()
         with pytest.raises((PspOperationFailedError, PspUnavailableError)):  # void 1 not done: next, void 2
             payment_cancel(merchant=merchant, payment_id=payment.id)
@@ -77,13 +56,13 @@ def test_an_earlier_voids_late_success_is_parked_while_the_psp_cannot_be_asked(p
             [auth] = psp.auths.values()
             [refusal] = [o for o in auth["operations"] if o["merchant_reference"] == void_reference(attempt.id)]
             # the refusal's own webhook, while the PSP cannot be asked: stale news, ignored (as before)
-            refused = _void_webhook(secret, "evt_void_1_failed", dict(refusal))
+            refused = alpha_void_webhook(secret, "evt_void_1_failed", dict(refusal))
             psp_webhook_process(webhook_id=refused.pk)
             assert _status(refused) == InboxStatus.IGNORED
 
         # the PSP carries void 1 out after all, and says so while it cannot be asked
         done = psp.void_carry_out_late(void_reference(attempt.id))
-        succeeded = _void_webhook(secret, "evt_void_1_succeeded", done)
+        succeeded = alpha_void_webhook(secret, "evt_void_1_succeeded", done)
         note = psp_webhook_process(webhook_id=succeeded.pk)
         assert _status(succeeded) == InboxStatus.PARKED, note  # not lost: asked again later
         assert Payment.objects.get(pk=payment.id).status == PS.REQUIRES_CAPTURE
@@ -112,13 +91,7 @@ def test_recoverys_cancel_step_records_an_earlier_voids_late_success_once(psp_se
     parked webhook, applied after, changes nothing."""
     settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
     secret = psp_settings["alpha"].webhook_secret
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("refuse", "pending"))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = payment_create(
-            merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, capture_method="manual"
-        )
+    with authorized_at_standin(settings, voids=("refuse", "pending")) as (merchant, psp, payment):
         attempt = payment.attempts.get()
         with pytest.raises(PspOperationFailedError):
             payment_cancel(merchant=merchant, payment_id=payment.id)
@@ -129,7 +102,7 @@ def test_recoverys_cancel_step_records_an_earlier_voids_late_success_once(psp_se
         assert recovery_run(force=True)["cancels"] == 1  # cannot ask: the claim stays
         assert Payment.objects.get(pk=payment.id).inflight == "cancel"
         done = psp.void_carry_out_late(void_reference(attempt.id))  # void 1 done after all
-        succeeded = _void_webhook(secret, "evt_void_1_succeeded", done)
+        succeeded = alpha_void_webhook(secret, "evt_void_1_succeeded", done)
         psp_webhook_process(webhook_id=succeeded.pk)
         assert _status(succeeded) == InboxStatus.PARKED
 

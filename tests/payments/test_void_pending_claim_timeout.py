@@ -20,25 +20,15 @@ import datetime as dt
 import pytest
 
 from payments.models import AS, PS, Capture, Payment
-from payments.services import payment_cancel, payment_capture, payment_create
+from payments.services import payment_cancel, payment_capture
 from payments.services.common import PaymentInProgressError
-from tests.helpers import psp_at, standin_psp
-from tests.merchants.factories import MerchantFactory
-from tests.payments.standin_alpha import StandinAlpha
+from tests.payments.standin_alpha import authorized_at_standin
 
 pytestmark = pytest.mark.django_db
 
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-
 
 def test_a_capture_is_refused_while_a_pending_void_is_older_than_the_inflight_timeout(psp_settings, settings):
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(void="pending_then_failed")
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = payment_create(
-            merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, capture_method="manual"
-        )
+    with authorized_at_standin(settings, void="pending_then_failed") as (merchant, psp, payment):
         assert payment_cancel(merchant=merchant, payment_id=payment.id).status == PS.REQUIRES_CAPTURE
         assert Payment.objects.get(pk=payment.id).inflight == "cancel"
         # the PSP takes its time: the cancel under way is older than the in-flight timeout

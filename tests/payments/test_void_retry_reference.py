@@ -20,9 +20,6 @@ the crash test runs against the real alpha sandbox.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import json
 
 import pytest
 from django.utils import timezone
@@ -37,15 +34,13 @@ from payments.services.payments import (
     payment_expire_authorizations,
     void_reference,
 )
-from payments.services.webhooks import psp_webhook_process, psp_webhook_receive
-from tests.helpers import authorized_payment, event_types, psp_at, standin_psp
+from payments.services.webhooks import psp_webhook_process
+from tests.helpers import authorized_payment, event_types
 from tests.merchants.factories import MerchantFactory
-from tests.payments.standin_alpha import StandinAlpha
+from tests.payments.standin_alpha import alpha_void_webhook, authorized_at_standin
 from tests.scenarios.conftest import assert_ledger_sound
 
 pytestmark = pytest.mark.django_db
-
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
 
 def _refs(attempt_id: str, *numbers: int) -> list[str]:
@@ -72,14 +67,6 @@ def _canceled_once(merchant, payment) -> None:
     assert_ledger_sound()
 
 
-def _void_webhook(secret: str, event_id: str, op: dict) -> PspWebhook:
-    body = json.dumps(
-        {"id": event_id, "type": f"void.{op['status']}", "created": "2026-12-07T10:00:00Z", "data": op}
-    ).encode()
-    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return psp_webhook_receive(connector="alpha", body=body, headers={"X-Alpha-Signature": sig})
-
-
 def test_void_references_keep_the_first_and_number_the_rest():
     assert void_reference("att_0123456789abcdefABCDEF") == "vd_0123456789abcdefABCDEF"
     assert void_reference("att_0123456789abcdefABCDEF", 1) == "vd_0123456789abcdefABCDEF"
@@ -87,11 +74,7 @@ def test_void_references_keep_the_first_and_number_the_rest():
 
 
 def test_a_cancel_refused_by_the_psp_is_sent_again_under_a_new_reference(psp_settings, settings):
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("refuse",))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings, voids=("refuse",)) as (merchant, psp, payment):
         attempt = payment.attempts.get()
         _refused(merchant, payment)
 
@@ -115,11 +98,7 @@ def test_a_void_refused_later_then_a_new_cancel_and_the_first_voids_late_webhook
     second `payment.cancel_failed`, not parked), and ends canceled when the PSP voids."""
     settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
     secret = psp_settings["alpha"].webhook_secret
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("pending_then_failed", "pending"))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings, voids=("pending_then_failed", "pending")) as (merchant, psp, payment):
         attempt = payment.attempts.get()
         assert payment_cancel(merchant=merchant, payment_id=payment.id).status == PS.REQUIRES_CAPTURE
         recovery_run(force=True)  # the PSP says: refused
@@ -132,7 +111,7 @@ def test_a_void_refused_later_then_a_new_cancel_and_the_first_voids_late_webhook
 
         [auth] = psp.auths.values()
         [first] = [o for o in auth["operations"] if o["merchant_reference"] == _refs(attempt.id, 1)[0]]
-        row = _void_webhook(secret, "evt_first_void_failed", first)
+        row = alpha_void_webhook(secret, "evt_first_void_failed", first)
         note = psp_webhook_process(webhook_id=row.pk)
         assert PspWebhook.objects.get(pk=row.pk).status == InboxStatus.IGNORED, note  # stale: not parked
         payment = Payment.objects.get(pk=payment.id)
@@ -149,11 +128,7 @@ def test_a_void_refused_later_then_a_new_cancel_and_the_first_voids_late_webhook
 
 
 def test_the_authorization_expiry_retries_a_refused_void_under_a_new_reference(psp_settings, settings):
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("refuse",))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings, voids=("refuse",)) as (merchant, psp, payment):
         attempt = payment.attempts.get()
         Payment.objects.filter(pk=payment.pk).update(authorized_at=timezone.now() - dt.timedelta(days=8))
 
@@ -207,11 +182,7 @@ def test_a_refusal_lost_in_a_crash_is_learned_under_the_same_reference_then_a_ne
     """The PSP refused the void and the process died before recording it: the retry must not guess
     (the outcome is unknown to Payera), so it asks under the same reference and learns the refusal;
     only then does the next cancel send a new void."""
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("refuse",))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings, voids=("refuse",)) as (merchant, psp, payment):
         attempt = payment.attempts.get()
         _crash_after_the_psp_call(monkeypatch)
         with pytest.raises(SystemExit):
@@ -229,11 +200,7 @@ def test_recovery_of_a_crashed_cancel_asks_about_the_current_void(psp_settings, 
     """After a refused first void, the second cancel's request dies after the PSP voided: recovery's
     cancel step finds the second void (not the first one's refusal) and the payment is canceled."""
     settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("refuse",))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = authorized_payment(merchant)
+    with authorized_at_standin(settings, voids=("refuse",)) as (merchant, _, payment):
         _refused(merchant, payment)
         _crash_after_the_psp_call(monkeypatch)
         with pytest.raises(SystemExit):

@@ -24,15 +24,11 @@ import pytest
 import payments.services.recovery as recovery_module
 from payera.events.models import Event
 from payments.models import AS, PS, Payment, PaymentAttempt
-from payments.services import payment_cancel, payment_create, recovery_run
+from payments.services import payment_cancel, recovery_run
 from payments.services.recovery import cancel_recover
-from tests.helpers import psp_at, standin_psp
-from tests.merchants.factories import MerchantFactory
-from tests.payments.standin_alpha import StandinAlpha
+from tests.payments.standin_alpha import authorized_at_standin
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CARD = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
 
 
 def _count(merchant, kind: str) -> int:
@@ -41,13 +37,7 @@ def _count(merchant, kind: str) -> int:
 
 def test_a_late_second_record_of_a_refused_void_leaves_the_next_cancel_under_way(psp_settings, settings, monkeypatch):
     settings.PAYMENTS_STARTED_GRACE_SECONDS = 0
-    merchant = MerchantFactory(connectors=["alpha"])
-    psp = StandinAlpha(voids=("pending_then_failed", "pending"))
-    with standin_psp(psp) as (url, _):
-        psp_at(settings, "alpha", url)
-        payment = payment_create(
-            merchant=merchant, amount=1000, currency="EUR", payment_method_data=CARD, capture_method="manual"
-        )
+    with authorized_at_standin(settings, voids=("pending_then_failed", "pending")) as (merchant, psp, payment):
         assert payment_cancel(merchant=merchant, payment_id=payment.id).status == PS.REQUIRES_CAPTURE
         assert Payment.objects.get(pk=payment.id).inflight == "cancel"  # void 1 pending at the PSP
 

@@ -61,6 +61,26 @@ def _until(condition, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def _pull_while_the_refunds_file_imports(settings, monkeypatch, *, wait: float, deadline: float, why: str) -> None:
+    """Alpha's pull of the day runs while finance's refunds file of the day imports (held in its
+    finish), the pull waiting for a busy import at most `wait` seconds and pulling at most `deadline`
+    seconds: it gives up (past its `why`) within 15 s, having pulled nothing."""
+    settings.RECONCILIATION_PULL_BUSY_POLL_SECONDS = 0.1
+    settings.RECONCILIATION_PULL_BUSY_WAIT_SECONDS = wait
+    settings.RECONCILIATION_PULL_DEADLINE_SECONDS = deadline
+    _, refunds = split_report(report("alpha"))
+    held = import_held_at_finish(monkeypatch, refunds, file_name="alpha-refunds.csv", source="upload")
+    pulled: dict = {}
+    puller = start_thread(lambda: pulled.update(reconcile_pull(day=today(), psps=["alpha"])), held.errors)
+    try:
+        puller.join(15)
+        assert not puller.is_alive(), f"the pull waited past its {why}"
+    finally:
+        held.finish(puller)
+    assert not held.errors, held.errors
+    assert "alpha" not in pulled
+
+
 def test_a_pull_of_several_days_stops_at_its_deadline_and_leaves_the_rest_for_the_next_pull(day, settings, monkeypatch):
     yesterday = today() - dt.timedelta(days=1)
     first = yesterday - dt.timedelta(days=2)
@@ -96,20 +116,7 @@ def test_a_pull_waiting_for_a_busy_import_stops_at_its_deadline_and_the_day_is_p
     day's full file: the pull waits, but not past its deadline (on main it waited the full 60 s
     per file). The other file, once done, covers the day; the day is pulled again all the same,
     and then settles."""
-    settings.RECONCILIATION_PULL_BUSY_POLL_SECONDS = 0.1
-    settings.RECONCILIATION_PULL_BUSY_WAIT_SECONDS = 60
-    settings.RECONCILIATION_PULL_DEADLINE_SECONDS = 1.5
-    _, refunds = split_report(report("alpha"))
-    held = import_held_at_finish(monkeypatch, refunds, file_name="alpha-refunds.csv", source="upload")
-    pulled: dict = {}
-    puller = start_thread(lambda: pulled.update(reconcile_pull(day=today(), psps=["alpha"])), held.errors)
-    try:
-        puller.join(15)
-        assert not puller.is_alive(), "the pull waited past its deadline"
-    finally:
-        held.finish(puller)
-    assert not held.errors, held.errors
-    assert "alpha" not in pulled
+    _pull_while_the_refunds_file_imports(settings, monkeypatch, wait=60, deadline=1.5, why="deadline")
     left = ReconciliationRun.objects.get(psp="alpha", source="scheduled")
     assert left.status == "failed" and left.summary["pull_left"], left.summary
     assert ReconciliationRun.objects.get(psp="alpha", source="upload").status == "done"  # it covers the day
@@ -317,20 +324,7 @@ def test_a_pull_whose_wait_ends_before_the_other_file_of_the_day_imported_leaves
     (RECONCILIATION_PULL_BUSY_WAIT_SECONDS, not its deadline): the pull gave up busy with no run of
     its file recorded, the refunds file then covered the day, and no pull fetched it again. The
     day is now left as at the deadline (a failed run marked pull_left), pulled again, and settles."""
-    settings.RECONCILIATION_PULL_BUSY_POLL_SECONDS = 0.1
-    settings.RECONCILIATION_PULL_BUSY_WAIT_SECONDS = 0.5
-    settings.RECONCILIATION_PULL_DEADLINE_SECONDS = 60.0
-    _, refunds = split_report(report("alpha"))
-    held = import_held_at_finish(monkeypatch, refunds, file_name="alpha-refunds.csv", source="upload")
-    pulled: dict = {}
-    puller = start_thread(lambda: pulled.update(reconcile_pull(day=today(), psps=["alpha"])), held.errors)
-    try:
-        puller.join(15)
-        assert not puller.is_alive(), "the pull waited past its wait"
-    finally:
-        held.finish(puller)
-    assert not held.errors, held.errors
-    assert "alpha" not in pulled
+    _pull_while_the_refunds_file_imports(settings, monkeypatch, wait=0.5, deadline=60.0, why="wait")
     assert ReconciliationRun.objects.get(psp="alpha", source="upload").status == "done"  # it covers the day
     tomorrow = today() + dt.timedelta(days=1)
     assert today() in pull_days(psp="alpha", yesterday=tomorrow), "the day the pull gave up is never pulled again"

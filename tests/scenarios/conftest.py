@@ -84,6 +84,16 @@ def fee(gross: int) -> int:
 
 
 @pytest.fixture
+def held(env):
+    """Beta's webhooks held back (stored at the sandbox, not sent): the test delivers them. The beta
+    sandbox, webhooks sent again after the test."""
+    sb = env.sandboxes["beta"]
+    sb.set_webhook_url("")
+    yield sb
+    sb.set_webhook_url(f"{env.url}/webhooks/psp/beta/")
+
+
+@pytest.fixture
 def env(psp_settings, psp_webhooks, live_server, settings, transactional_db):
     settings.PAYERA_PUBLIC_URL = live_server.url
     sandboxes = psp_settings

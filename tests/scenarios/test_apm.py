@@ -80,15 +80,6 @@ def events_of(sb, attempt_id: str, kind: str | None = None) -> list[dict]:
     return [e for e in sb.events() if attempt_id in json.dumps(e) and (kind is None or e["type"] == kind)]
 
 
-@pytest.fixture
-def held(env):
-    """Beta's webhooks held back (stored at the sandbox, not sent): the test delivers them."""
-    sb = env.sandboxes["beta"]
-    sb.set_webhook_url("")
-    yield sb
-    sb.set_webhook_url(f"{env.url}/webhooks/psp/beta/")
-
-
 def deliver(env, sb, events: list[dict]) -> None:
     """POST beta's stored webhooks to Payera ourselves, signed as beta signs them, in this order."""
     for e in events:

@@ -37,15 +37,6 @@ from tests.scenarios.test_subscriptions import anchor, events, saved_card, subsc
 pytestmark = [pytest.mark.scenario]
 
 
-@pytest.fixture
-def held(env):
-    """Beta's webhooks held back at the sandbox (as test_apm's `held`): the test delivers them."""
-    sb = env.sandboxes["beta"]
-    sb.set_webhook_url("")
-    yield sb
-    sb.set_webhook_url(f"{env.url}/webhooks/psp/beta/")
-
-
 def returning_sepa(env, email: str = "returned@example.com") -> tuple[str, str]:
     """A customer and its SEPA method on the IBAN whose every debit the sandbox's bank returns."""
     cus = env.post("/v1/customers", {"email": email}, expect=201)
@@ -58,13 +49,21 @@ def charge_of(sub_id: str, period: int, try_number: int = 0) -> SubscriptionChar
     return SubscriptionCharge.objects.get(subscription_id=sub_id, period=period, try_number=try_number)
 
 
-def test_a_returned_debit_reopens_its_period_until_a_retry_pays_it(env):
+def monthly_with_its_first_period_paid(env) -> tuple[str, dict, dt.datetime, str]:
+    """A monthly subscription on the returning SEPA method whose period 0 debit succeeded, its charge
+    settled by the tick (the bank's return follows). `(customer id, subscription, anchor, the
+    period's payment id)`."""
     cus, pm = returning_sepa(env)
     sub = subscribe(env, cus, pm)
     t0 = anchor(sub)
     paying = charge_of(sub["id"], 0).payment_id
     env.wait(paying, lambda p: p["status"] == "succeeded")
     subscriptions_run(now_=t0 + dt.timedelta(seconds=1))  # the tick settles the period's charge
+    return cus, sub, t0, paying
+
+
+def test_a_returned_debit_reopens_its_period_until_a_retry_pays_it(env):
+    cus, sub, t0, paying = monthly_with_its_first_period_paid(env)
     before = timezone.now()
     wait_for(lambda: Dispute.objects.filter(payment_id=paying).exists())  # then the bank returns it
     after = timezone.now()
@@ -90,18 +89,12 @@ def test_a_returned_debit_reopens_its_period_until_a_retry_pays_it(env):
 
 
 def test_a_return_of_an_older_period_reopens_it_and_the_period_paid_since_is_not_charged_again(env, held):
-    cus, pm = returning_sepa_held(env, held)
-    sub = subscribe(env, cus, pm, interval="day")
-    t0 = anchor(sub)
-    settle(env, held, sub["id"], 0, t0)
+    cus, _, sub, t0 = daily_with_its_first_period_paid(env, held)
     tick(t0 + dt.timedelta(days=1, seconds=1))  # period 1 is charged, and paid
     settle(env, held, sub["id"], 1, t0 + dt.timedelta(days=1, seconds=2))
     assert Subscription.objects.get(pk=sub["id"]).current_period == 2
 
-    attempt = charge_of(sub["id"], 0).payment.attempts.get().id  # period 0's debit comes back now
-    wait_for(lambda: events_of(held, attempt, "dispute"))
-    deliver(env, held, events_of(held, attempt, "dispute"))
-    wait_for(lambda: Dispute.objects.filter(payment__attempts__id=attempt).exists())
+    return_delivered(env, held, sub["id"])  # period 0's debit comes back now
     row = Subscription.objects.get(pk=sub["id"])
     assert (row.status, row.current_period) == ("past_due", 0)
     assert charge_of(sub["id"], 1).status == "succeeded"
@@ -118,10 +111,7 @@ def test_a_return_of_an_older_period_reopens_it_and_the_period_paid_since_is_not
 
 @pytest.mark.skipif(connection.vendor == "sqlite", reason="concurrent writers: PostgreSQL row locks")
 def test_the_return_applied_twice_racing_a_tick_reopens_the_period_once(env, held):
-    cus, pm = returning_sepa_held(env, held)
-    sub = subscribe(env, cus, pm, interval="day")
-    t0 = anchor(sub)
-    settle(env, held, sub["id"], 0, t0)
+    _, _, sub, t0 = daily_with_its_first_period_paid(env, held)
     attempt = charge_of(sub["id"], 0).payment.attempts.get()
     wait_for(lambda: events_of(held, attempt.id, "dispute"))
     body = events_of(held, attempt.id, "dispute")[0]["body"].encode()
@@ -160,15 +150,12 @@ def test_the_return_applied_twice_racing_a_tick_reopens_the_period_once(env, hel
     assert_ledger_sound()
 
 
-def test_a_canceled_subscription_is_not_reopened_by_a_return(env):
-    cus, pm = returning_sepa(env)
-    sub = subscribe(env, cus, pm)
-    t0 = anchor(sub)
-    paying = charge_of(sub["id"], 0).payment_id
-    env.wait(paying, lambda p: p["status"] == "succeeded")
-    subscriptions_run(now_=t0 + dt.timedelta(seconds=1))
+def test_a_canceled_subscription_is_not_reopened_by_a_return(env, held):
+    # The bank's return is held at the sandbox until the cancel is in: sent by itself it could
+    # arrive first under load (the subscription then rightly went past_due before the cancel).
+    _, _, sub, _ = daily_with_its_first_period_paid(env, held)
     env.post(f"/v1/subscriptions/{sub['id']}/cancel", {})
-    wait_for(lambda: Dispute.objects.filter(payment_id=paying).exists())
+    return_delivered(env, held, sub["id"])
     row = Subscription.objects.get(pk=sub["id"])
     assert (row.status, row.next_charge_at) == ("canceled", None)
     assert "subscription.past_due" not in events(env, sub["id"])
@@ -197,6 +184,27 @@ def settle(env, sb, sub_id: str, period: int, at: dt.datetime) -> None:
     assert charge_of(sub_id, period).status == "succeeded"
 
 
+def daily_with_its_first_period_paid(env, sb) -> tuple[str, str, dict, dt.datetime]:
+    """A daily subscription on the returning SEPA method (beta's webhooks held at `sb`), its period 0
+    debit settled (the bank's return still held). `(customer id, payment method id, subscription,
+    anchor)`."""
+    cus, pm = returning_sepa_held(env, sb)
+    sub = subscribe(env, cus, pm, interval="day")
+    t0 = anchor(sub)
+    settle(env, sb, sub["id"], 0, t0)
+    return cus, pm, sub, t0
+
+
+def return_delivered(env, sb, sub_id: str, period: int = 0) -> str:
+    """The bank's return of the period's debit, held at `sb`, delivered; once Payera has the dispute.
+    The debit's attempt id."""
+    attempt = charge_of(sub_id, period).payment.attempts.get().id
+    wait_for(lambda: events_of(sb, attempt, "dispute"))
+    deliver(env, sb, events_of(sb, attempt, "dispute"))
+    wait_for(lambda: Dispute.objects.filter(payment__attempts__id=attempt).exists())
+    return attempt
+
+
 def test_a_resume_after_a_returned_older_period_does_not_charge_the_paid_period_in_progress(env, held, settings):
     """An older period's debit was returned while the period in progress was already paid, and the
     returned period's retries were spent (`unpaid` on the returned period 0). The merchant then
@@ -211,17 +219,11 @@ def test_a_resume_after_a_returned_older_period_does_not_charge_the_paid_period_
     from payments.services import subscription_update
 
     settings.SUBSCRIPTIONS_RETRY_DAYS = []  # the returned period has no retry left: unpaid at once
-    cus, pm = returning_sepa_held(env, held)
-    sub = subscribe(env, cus, pm, interval="day")
-    t0 = anchor(sub)
-    settle(env, held, sub["id"], 0, t0)
+    cus, _, sub, t0 = daily_with_its_first_period_paid(env, held)
     tick(t0 + dt.timedelta(days=1, seconds=1))  # period 1 is charged, and paid
     settle(env, held, sub["id"], 1, t0 + dt.timedelta(days=1, seconds=2))
 
-    attempt = charge_of(sub["id"], 0).payment.attempts.get().id  # period 0's debit comes back
-    wait_for(lambda: events_of(held, attempt, "dispute"))
-    deliver(env, held, events_of(held, attempt, "dispute"))
-    wait_for(lambda: Dispute.objects.filter(payment__attempts__id=attempt).exists())
+    return_delivered(env, held, sub["id"])  # period 0's debit comes back
     row = Subscription.objects.get(pk=sub["id"])
     assert (row.status, row.current_period) == ("unpaid", 0)
 
@@ -250,17 +252,11 @@ def test_a_resume_while_the_period_in_progress_is_still_being_debited_makes_no_s
     from payments.services.subscriptions import SubscriptionStateError
 
     settings.SUBSCRIPTIONS_RETRY_DAYS = []
-    cus, pm = returning_sepa_held(env, held)
-    sub = subscribe(env, cus, pm, interval="day")
-    t0 = anchor(sub)
-    settle(env, held, sub["id"], 0, t0)
+    cus, _, sub, t0 = daily_with_its_first_period_paid(env, held)
     tick(t0 + dt.timedelta(days=1, seconds=1))  # period 1's debit is made, still processing (held)
     assert charge_of(sub["id"], 1).status == "pending"
 
-    attempt = charge_of(sub["id"], 0).payment.attempts.get().id
-    wait_for(lambda: events_of(held, attempt, "dispute"))
-    deliver(env, held, events_of(held, attempt, "dispute"))
-    wait_for(lambda: Dispute.objects.filter(payment__attempts__id=attempt).exists())
+    return_delivered(env, held, sub["id"])
     assert Subscription.objects.get(pk=sub["id"]).status == "unpaid"
 
     _, card = saved_card(env, cus=cus)

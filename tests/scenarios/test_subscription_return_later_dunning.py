@@ -19,20 +19,20 @@ import datetime as dt
 
 import pytest
 
-from payments.models import Dispute, Subscription
+from payments.models import Subscription
 from tests.scenarios.conftest import assert_ledger_sound
-from tests.scenarios.test_apm import deliver, events_of, wait_for
-from tests.scenarios.test_subscription_debit_returned import charge_of, held, returning_sepa_held, settle  # noqa: F401
-from tests.scenarios.test_subscriptions import anchor, events, saved_card, subscribe, tick
+from tests.scenarios.test_subscription_debit_returned import (
+    charge_of,
+    daily_with_its_first_period_paid,
+    return_delivered,
+)
+from tests.scenarios.test_subscriptions import events, saved_card, tick
 
 pytestmark = [pytest.mark.scenario]
 
 
-def test_a_return_of_an_older_period_keeps_the_later_periods_dunning(env, held):  # noqa: F811
-    cus, pm = returning_sepa_held(env, held)
-    sub = subscribe(env, cus, pm, interval="day")
-    t0 = anchor(sub)
-    settle(env, held, sub["id"], 0, t0)
+def test_a_return_of_an_older_period_keeps_the_later_periods_dunning(env, held):
+    cus, _, sub, t0 = daily_with_its_first_period_paid(env, held)
     _, broke = saved_card(env, "4000000000000341", cus=cus)  # off session: insufficient_funds
     env.post(f"/v1/subscriptions/{sub['id']}", {"payment_method": broke["payment_method"]["id"]})
     tick(t0 + dt.timedelta(days=1))  # period 1 declines: past due, retry 1 a day later
@@ -41,10 +41,7 @@ def test_a_return_of_an_older_period_keeps_the_later_periods_dunning(env, held):
     assert row.next_charge_at == t0 + dt.timedelta(days=2)
     period_1 = (row.dunning_started_at, row.last_error)
 
-    attempt = charge_of(sub["id"], 0).payment.attempts.get().id  # period 0's debit comes back (MD06)
-    wait_for(lambda: events_of(held, attempt, "dispute"))
-    deliver(env, held, events_of(held, attempt, "dispute"))
-    wait_for(lambda: Dispute.objects.filter(payment__attempts__id=attempt).exists())
+    return_delivered(env, held, sub["id"])  # period 0's debit comes back (MD06)
     row = Subscription.objects.get(pk=sub["id"])
     assert (row.status, row.current_period) == ("past_due", 0)
 

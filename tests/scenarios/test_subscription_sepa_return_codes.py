@@ -30,8 +30,8 @@ from psp_adapters.beta.webhooks import sign
 from psp_adapters.registry import get_adapter
 from tests.scenarios.conftest import assert_ledger_sound
 from tests.scenarios.test_apm import GOOD, create, deliver, events_of, sepa, wait_for
-from tests.scenarios.test_subscription_debit_returned import charge_of, held, returning_sepa_held, settle  # noqa: F401
-from tests.scenarios.test_subscriptions import anchor, events, subscribe, tick
+from tests.scenarios.test_subscription_debit_returned import charge_of, daily_with_its_first_period_paid
+from tests.scenarios.test_subscriptions import events, tick
 
 pytestmark = [pytest.mark.scenario]
 
@@ -53,11 +53,8 @@ def return_with(env, sb, attempt_id: str, code: str) -> None:
 
 
 @pytest.mark.parametrize("code", ["MD01", "AC04", "AC06", "MD07"])
-def test_a_return_that_ends_the_mandate_reopens_the_period_and_waits_for_a_new_method(env, held, code):  # noqa: F811
-    cus, pm = returning_sepa_held(env, held)
-    sub = subscribe(env, cus, pm, interval="day")
-    t0 = anchor(sub)
-    settle(env, held, sub["id"], 0, t0)
+def test_a_return_that_ends_the_mandate_reopens_the_period_and_waits_for_a_new_method(env, held, code):
+    cus, pm, sub, t0 = daily_with_its_first_period_paid(env, held)
     paid = charge_of(sub["id"], 0)
     return_with(env, held, paid.payment.attempts.get().id, code)
 
@@ -89,14 +86,11 @@ def test_a_return_that_ends_the_mandate_reopens_the_period_and_waits_for_a_new_m
 
 
 @pytest.mark.parametrize("code", ["MD06", "AM05"])
-def test_a_return_that_keeps_the_mandate_is_dunned_on_the_same_mandate(env, held, code):  # noqa: F811
+def test_a_return_that_keeps_the_mandate_is_dunned_on_the_same_mandate(env, held, code):
     """MD06 (the debtor's refund) and a code beta's adapter does not map (AM05, a duplicate: a
     dispute `general` from the adapter, opened `debit_returned` since a SEPA debit has no other
     kind) reopen the period on the dunning schedule, the mandate kept."""
-    cus, pm = returning_sepa_held(env, held)
-    sub = subscribe(env, cus, pm, interval="day")
-    t0 = anchor(sub)
-    settle(env, held, sub["id"], 0, t0)
+    _, pm, sub, _ = daily_with_its_first_period_paid(env, held)
     paid = charge_of(sub["id"], 0)
     return_with(env, held, paid.payment.attempts.get().id, code)
     assert Dispute.objects.get(payment_id=paid.payment_id).reason == "debit_returned"

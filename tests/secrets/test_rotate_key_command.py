@@ -16,17 +16,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from payera.secrets import services as secrets
+from tests.fixtures.vault import use_vault
 
 PAN = b"4242424242424242"
-
-
-def _use_vault(settings, server) -> None:
-    creds = server.approles["payera"]
-    settings.SECRETS_BACKEND = "vault"
-    settings.VAULT_ADDR = server.addr
-    settings.VAULT_TOKEN = ""
-    settings.VAULT_ROLE_ID = creds.role_id
-    settings.VAULT_SECRET_ID = creds.secret_id
 
 
 def _rotate(key: str) -> dict:
@@ -46,7 +38,7 @@ def _rotation_keeps_old_data_readable(key: str) -> None:
 
 
 def test_rotating_a_vault_key_keeps_old_ciphertexts_readable(bao, settings, key_name):
-    _use_vault(settings, bao)
+    use_vault(settings, bao)
     _rotation_keeps_old_data_readable(key_name)
 
 
@@ -57,7 +49,7 @@ def test_rotating_a_local_key_keeps_old_ciphertexts_readable(settings, key_name)
 
 
 def test_a_vault_that_is_down_is_a_clear_error_without_a_secret(bao_disposable, settings, key_name):
-    _use_vault(settings, bao_disposable)
+    use_vault(settings, bao_disposable)
     bao_disposable.stop()
     with pytest.raises(CommandError) as info:
         _rotate(key_name)
@@ -83,7 +75,7 @@ def test_a_mistyped_vault_key_is_refused_not_created(bao, settings, key_name):
     """What was wrong (r18c): rotating a key that does not exist (a typo, or a shredded key) created it
     at version 1 and answered as if the key had been rotated: the operator believed the exposed key
     rotated while the real one kept its old version."""
-    _use_vault(settings, bao)
+    use_vault(settings, bao)
     _unknown_key_refused(key_name)
 
 

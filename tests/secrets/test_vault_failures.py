@@ -9,7 +9,7 @@ from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
 from payera.secrets.backends.base import SecretsUnavailableError
-from tests.fixtures.vault import vault_backend_for
+from tests.fixtures.vault import use_vault, vault_backend_for
 
 
 def _assert_no_secret_in(text: str, *secrets: str) -> None:
@@ -139,12 +139,7 @@ class _TokenizeApi(APIView):
 
 
 def test_unavailable_secrets_render_as_503_api_error(bao_disposable, settings):
-    creds = bao_disposable.approles["payera"]
-    settings.SECRETS_BACKEND = "vault"
-    settings.VAULT_ADDR = bao_disposable.addr
-    settings.VAULT_TOKEN = ""
-    settings.VAULT_ROLE_ID = creds.role_id
-    settings.VAULT_SECRET_ID = creds.secret_id
+    use_vault(settings, bao_disposable)
     bao_disposable.stop()
     request = APIRequestFactory().post("/v1/test", {"card": "4242424242424242"}, format="json")
     response = _TokenizeApi.as_view()(request)
@@ -157,7 +152,8 @@ def test_unavailable_secrets_render_as_503_api_error(bao_disposable, settings):
         }
     }
     response.render()
-    _assert_no_secret_in(response.content.decode(), creds.secret_id, "4242424242424242", bao_disposable.addr)
+    secret_id = bao_disposable.approles["payera"].secret_id
+    _assert_no_secret_in(response.content.decode(), secret_id, "4242424242424242", bao_disposable.addr)
 
 
 def test_static_token_without_lookup_self_still_works(bao, key_name):

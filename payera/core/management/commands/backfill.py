@@ -9,6 +9,7 @@ from importlib import import_module
 
 from django.core.management import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
+from django.db.migrations.loader import MigrationLoader
 
 from payera.core.backfill import run_backfill
 
@@ -26,14 +27,17 @@ class Command(BaseCommand):
     def handle(
         self, *args, app_label: str, migration: str, batch_size: int | None, pause: float, database: str, **options
     ):
-        try:
-            module = import_module(f"{app_label}.migrations.{migration}")
-        except ImportError as exc:
-            raise CommandError(f"no migration {app_label}.{migration}") from exc
+        # only an installed app's migration, as `migrate` loads them: the names never reach an import
+        found = MigrationLoader(None, ignore_no_migrations=True).disk_migrations.get((app_label, migration))
+        if found is None:
+            raise CommandError(f"no migration {app_label}.{migration}")
+        module = import_module(type(found).__module__)
         backfills = getattr(module, "BACKFILLS", None)
         if not backfills:
             raise CommandError(f"{app_label}.{migration} is not a batched backfill (it has no BACKFILLS)")
-        size = batch_size or module.BATCH_SIZE
+        size = module.BATCH_SIZE if batch_size is None else batch_size
+        if size < 1:
+            raise CommandError(f"--batch-size must be at least 1, not {size}")
         for backfill in backfills:
             result = run_backfill(backfill, batch_size=size, using=database, pause=pause)
             self.stdout.write(f"{backfill.table}: {result.rows} rows in {result.batches} batches")
