@@ -18,10 +18,10 @@ from payera.events.models import Event
 from payments.models import OperationStatus, Payment
 from payments.services.recovery import cancel_recover
 from payments.services.webhooks import psp_webhook_process
-from tests.helpers import authorized_payment, psp_at, race, standin_psp
+from tests.helpers import TEST_CARD, authorized_payment, psp_at, race, standin_psp
 from tests.merchants.factories import MerchantFactory
-from tests.payments.standin_alpha import StandinAlpha
-from tests.payments.test_psp_initiated_capture import _assert_captured_once, _booking_expiring, _webhook
+from tests.payments.standin_alpha import StandinAlpha, alpha_webhook
+from tests.payments.test_psp_initiated_capture import _assert_captured_once, _booking_expiring
 
 
 def _escrow_eur(merchant) -> int:
@@ -48,8 +48,8 @@ def _race(*work) -> None:
 def _racers(secret: str, payment_id: str, auth: dict, run: int):
     """Recovery's cancel step, the authorization's webhook (captured) and the void's (refused)."""
     [void] = [o for o in auth["operations"] if o["type"] == "void"]
-    cap = _webhook(secret, f"evt_cap_{run}", "authorization.updated", auth).pk
-    refused = _webhook(secret, f"evt_void_{run}", "void.failed", void).pk
+    cap = alpha_webhook(secret, f"evt_cap_{run}", "authorization.updated", auth).pk
+    refused = alpha_webhook(secret, f"evt_void_{run}", "void.failed", void).pk
     return (
         lambda: cancel_recover(payment_id=payment_id),
         lambda: psp_webhook_process(webhook_id=cap),
@@ -155,7 +155,6 @@ def test_an_expiry_whose_void_the_psp_refuses_for_its_own_capture_records_it(psp
 
     from payments.models import Booking
     from payments.services.bookings import booking_create, booking_expire_due
-    from tests.payments.test_psp_initiated_capture import CARD
 
     merchant = MerchantFactory(connectors=["alpha"])
     psp = StandinAlpha()
@@ -167,7 +166,7 @@ def test_an_expiry_whose_void_the_psp_refuses_for_its_own_capture_records_it(psp
             currency="EUR",
             reference="captured-before-expiry",
             hold_expires_at=int(dt.datetime.now(dt.UTC).timestamp()) + 60,
-            payment_method_data=CARD,
+            payment_method_data=TEST_CARD,
         )
         psp.psp_capture(booking.payment.attempts.get().id)  # no webhook reaches Payera
 
