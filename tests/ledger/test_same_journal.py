@@ -34,6 +34,8 @@ CASES = [
     ("lines_split", CONFLICT),
     ("other_phase", CONFLICT),
     ("reverses_vs_plain", CONFLICT),
+    ("plain_vs_reverses", CONFLICT),
+    ("lines_doubled", CONFLICT),
     ("other_pending", CONFLICT),
     ("void_other_pending", CONFLICT),
 ]
@@ -74,12 +76,16 @@ def _case(case, owner, now):
         return plain, replace(plain, lines=transfer_lines(debit=a, credit=c, amount=5))
     if case == "lines_split":
         return plain, replace(plain, lines=(PostingLine.debit(a, 2), PostingLine.debit(a, 3), PostingLine.credit(b, 5)))
+    if case == "lines_doubled":  # the same (account, amount) pairs, twice each: a multiset differs
+        return plain, replace(plain, lines=(*t5, *t5))
     if case == "other_phase":
         return replace(plain, phase=JournalPhase.PENDING), plain
-    if case == "reverses_vs_plain":
+    if case in ("reverses_vs_plain", "plain_vs_reverses"):
         (x,) = _post([_item(f"x:{owner}", now, t5)])
         undo = _item(ref, now, transfer_lines(debit=b, credit=a, amount=5))
-        return replace(undo, reverses_id=x.journal_id), undo
+        reversal = replace(undo, reverses_id=x.journal_id)
+        # plain_vs_reverses: the repeat names the journal it reverses (ledger_post_one's p_reverses)
+        return (reversal, undo) if case == "reverses_vs_plain" else (undo, reversal)
     # resolutions of one of two pending journals with the same lines
     p1, p2 = (_post([_item(f"p{n}:{owner}", now, t5, phase=JournalPhase.PENDING)])[0].journal_id for n in (1, 2))
     if case == "other_pending":
