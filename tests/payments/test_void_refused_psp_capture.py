@@ -75,3 +75,36 @@ def test_a_refused_void_of_an_authorization_still_held_changes_nothing_else(psp_
         assert not Event.objects.filter(merchant_id=merchant.id, type="payment.cancel_failed").exists()
         assert payment_capture(merchant=merchant, payment_id=payment.id).status == "succeeded"
         _assert_captured_once(payment.id, merchant, 1000)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("run", range(3))
+def test_a_refused_cancel_racing_the_capture_webhook_records_it_once(psp_settings, settings, run):
+    """The merchant's cancel (its void refused: captured) and the PSP's capture webhook, in real
+    threads against PostgreSQL: one capture, one journal, `payment.cancel_failed` once when the
+    cancel reached the PSP (none when the webhook recorded the capture first: Payera refused the
+    cancel itself), never twice."""
+    from payments.services.payments import payment_cancel
+    from payments.services.webhooks import psp_webhook_process
+    from tests.helpers import race
+    from tests.payments.standin_alpha import alpha_webhook
+
+    secret = psp_settings["alpha"].webhook_secret
+    with authorized_at_standin(settings) as (merchant, psp, payment):
+        auth = psp.psp_capture(payment.attempts.get().id)
+        row = alpha_webhook(secret, f"evt_cap_{run}", "authorization.updated", auth).pk
+        errors = []
+
+        def cancel():
+            try:
+                payment_cancel(merchant=merchant, payment_id=payment.id)
+            except Exception as exc:  # noqa: BLE001 - the refusal is the expected answer
+                errors.append(exc.code)
+
+        todo = [cancel, lambda: psp_webhook_process(webhook_id=row)]
+        race(len(todo), lambda: todo.pop()())
+        _assert_captured_once(payment.id, merchant, 1000)
+        assert Payment.objects.get(pk=payment.id).inflight == ""
+        assert errors in (["psp_request_rejected"], ["payment_not_cancelable"])
+        told = Event.objects.filter(merchant_id=merchant.id, type="payment.cancel_failed").count()
+        assert told == (1 if psp.void_references else 0)
