@@ -27,7 +27,7 @@ from payera.merchants.models import Merchant
 from payments.bookings_models import BS, Booking
 from payments.locks import payment_lock
 from payments.method_types import method_spec
-from payments.models import AS, PS, CaptureMethod, OperationStatus, Payment, PaymentAttempt, Refund
+from payments.models import PS, CaptureMethod, OperationStatus, Payment, Refund
 from payments.postings import escrow_release_amount, escrow_release_journals
 from payments.services.booking_sync import booking_apply_payment_status, booking_emit, booking_transition
 from payments.services.common import PaymentInProgressError, PaymentStateError, now, post, postings_last, setting
@@ -485,15 +485,10 @@ def booking_expire(*, booking_id: str, now_: dt.datetime | None = None) -> bool:
     except (PspOperationFailedError, PspError) as exc:
         if getattr(exc, "may_have_processed", False):
             raise
-        # the void was refused: the PSP may have captured the hold on its own (its webhook lost).
-        # Ask it (outside any transaction) and record such a capture, which confirms the booking
-        # and ends the expiry; else the next tick would void a captured authorization again
-        from payments.services.recovery import attempt_settlement_inquire
-
-        attempt_id = PaymentAttempt.objects.filter(payment_id=booking.payment_id, status=AS.AUTHORIZED).values_list(
-            "pk", flat=True).first()
-        if attempt_id is None or not attempt_settlement_inquire(attempt_id=attempt_id) or not Booking.objects.filter(
-                pk=booking.id, status=BS.CONFIRMED).exists():
+        # the void was refused: payment_cancel asked the PSP why (_void_refused_inquire) and
+        # recorded a capture it made on its own (its webhook lost), which confirmed the booking and
+        # ends the expiry; else the next tick would void a captured authorization again
+        if not Booking.objects.filter(pk=booking.id, status=BS.CONFIRMED).exists():
             raise
         logger.warning("booking %s: the void of its expiry was refused, its hold captured by the PSP: confirmed",
                        booking.id)

@@ -1224,8 +1224,14 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api", f
             ))
     except PspError as exc:
         error = exc
+    # the PSP refused the void of an authorization: it may have captured it on its own (its webhook
+    # lost), which would refuse every void. The claim is kept while the PSP is asked why, below
+    refused = attempt.status == AS.AUTHORIZED and (
+        (error is not None and not error.may_have_processed) or (error is None and result.outcome == Outcome.DECLINED))
     _cancel_record(payment_id=payment_id, attempt_id=attempt.id, outcome=result.outcome if result else None,
-                   error=error, actor=actor, void_number=attempt.void_number)
+                   error=error, actor=actor, void_number=attempt.void_number, keep_claim=refused)
+    if refused:
+        _void_refused_inquire(payment_id=payment_id, attempt_id=attempt.id)
     if error is not None:
         # recovery imports this module
         from payments.services.recovery import _cancel_claim_release, attempt_recover, cancel_recover
@@ -1250,6 +1256,24 @@ def payment_cancel(*, merchant: Merchant, payment_id: str, actor: str = "api", f
     if result is not None and result.outcome == Outcome.DECLINED:
         raise PspOperationFailedError("The payment service provider refused the cancellation.", code="cancel_failed")
     return Payment.objects.get(pk=payment_id)
+
+
+def _void_refused_inquire(*, payment_id: str, attempt_id: str) -> None:
+    """The PSP refused the void of an authorization (declined in its answer, or an error saying it
+    did not take it; never Payera's own refusals, made before any PSP call), the `cancel` claim
+    still held: ask the PSP (outside any transaction) and record a capture it made on its own
+    (`attempt_settlement_inquire`). Recorded under the claim, that capture ends the cancel —
+    `payment.cancel_failed` once, whichever of this inquiry, a webhook or recovery records it
+    (`_capture_succeeded`) — and confirms a booking whose expiry was voiding it. Else (still
+    authorized, or the PSP cannot be asked) the claim is released: the merchant may capture, or
+    cancel again under a new void reference. The merchant's cancel, the authorization expiry and
+    the booking expiry all come here (tests/payments/test_void_refused_psp_capture.py)."""
+    from payments.services.recovery import _cancel_claim_release, attempt_settlement_inquire  # imports this module
+
+    try:
+        attempt_settlement_inquire(attempt_id=attempt_id)
+    finally:
+        _cancel_claim_release(payment_id=payment_id)
 
 
 def void_reference(attempt_id: str, number: int = 1) -> str:
@@ -1317,7 +1341,8 @@ def _cancel_begin(*, merchant: Merchant, payment_id: str, actor: str,
 
 @transaction.atomic(durable=True)
 def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None, error: PspError | None,
-                   actor: str, void_number: int | None = None, refused_later: bool = False) -> None:
+                   actor: str, void_number: int | None = None, refused_later: bool = False,
+                   keep_claim: bool = False) -> None:
     """A void's outcome. APPROVED: voided, the payment `canceled`. PENDING (an asynchronous PSP
     took it, its outcome comes later) or a timeout: the `cancel` claim stays — a cancel under way,
     resolved by the void's webhook or recovery's inquiry (`cancel_recover`), the payment still
@@ -1327,7 +1352,8 @@ def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None,
     `void_number`: which void of the attempt the outcome is about (default: its current one). A
     refusal (declined, refused later, or an error that says the PSP did not take it) moves the
     attempt to its next void number, so that cancelling again sends a new reference
-    (`void_refused`); an unknown outcome keeps it (the retry reuses the reference)."""
+    (`void_refused`); an unknown outcome keeps it (the retry reuses the reference). `keep_claim`:
+    a refusal keeps the claim while `payment_cancel` asks the PSP why (`_void_refused_inquire`)."""
     payment = payment_lock(payment_id)
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     voided = error is None and outcome == Outcome.APPROVED
@@ -1348,7 +1374,7 @@ def _cancel_record(*, payment_id: str, attempt_id: str, outcome: Outcome | None,
     claimed = payment.inflight == "cancel"
     # a void that may have been done (a timeout) or is pending keeps the claim: it marks a cancel
     # whose outcome recovery must ask the PSP about (cancel_recover), as a crashed request's claim does
-    if claimed and not under_way:
+    if claimed and not under_way and not keep_claim:
         inflight_release(payment)
     if refused_later and claimed and payment.status in (PS.REQUIRES_CAPTURE, PS.REQUIRES_ACTION):
         logger.warning("the void of %s (%s) was refused by %s after it took it: the payment stays %s", payment.id,
@@ -1379,5 +1405,8 @@ def payment_expire_authorizations(*, now_: dt.datetime | None = None) -> list[st
             payment_cancel(merchant=payment.merchant, payment_id=payment.id, actor="system:authorization_expiry")
             done.append(payment.id)
         except (PayeraError, PspUnavailableError):
+            if Payment.objects.filter(pk=payment.id, status=PS.SUCCEEDED).exists():  # _void_refused_inquire
+                logger.warning("the void expiring %s was refused: the PSP had captured it (recorded)", payment.id)
+                continue
             logger.warning("could not expire the authorization of %s; next run retries", payment.id, exc_info=True)
     return done

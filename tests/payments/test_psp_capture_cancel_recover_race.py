@@ -179,3 +179,4 @@ def test_an_expiry_whose_void_the_psp_refuses_for_its_own_capture_records_it(psp
         assert len(psp.void_references) == 1  # one void, refused: not sent again
         types = list(Event.objects.filter(merchant_id=merchant.id).values_list("type", flat=True))
         assert types.count("booking.confirmed") == 1 and "booking.expired" not in types
+        assert types.count("payment.cancel_failed") == 1  # as when a webhook or recovery records it
